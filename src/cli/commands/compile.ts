@@ -1,0 +1,110 @@
+/**
+ * `tidarc compile [model.json|config.json]`: generates the attention kernels of a model per
+ * draft length and arch, builds them where the compilers exist, and reports what it built.
+ */
+import { relative } from 'node:path';
+import type { Command } from 'commander';
+import { TidarcError } from '../../errors.js';
+import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
+import { compileModel, type CompileResult } from '../../build/compile-model.js';
+import { packageRoot } from '../../codegen/templates.js';
+import { loadModelSpecFile } from '../../ir/model-file.js';
+import type { CliIo } from '../io.js';
+import { parseDraftList } from './import-hf.js';
+
+export const DEFAULT_MODEL = 'examples/tiny.json';
+export const DEFAULT_ARCHES: readonly ArchName[] = ARCH_NAMES;
+
+interface CompileFlags {
+  draft?: string;
+  arch: string;
+  out?: string;
+  build: boolean;
+  jobs?: string;
+  json?: boolean;
+}
+
+const HELP_AFTER = `
+Examples:
+  $ tidarc compile                                   # the bundled tiny model into ./tidarc-out/tiny
+  $ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b
+  $ tidarc compile ~/models/Qwen3-8B/config.json --draft 16 --out build/q3  # an HF config works too
+  $ tidarc compile examples/tiny.json --no-build --out generated/tiny      # sources only
+
+Output (written atomically: a failed compile leaves an earlier DIR intact):
+  cuda/<variant>.cu (+ .fatbin with nvcc), cpu/<variant>.cpp (+ cpu/libtidarc_cpu.so with g++),
+  manifest.json (variants, symbols, launch geometry, ptxas report), index.ts/.js/.d.ts
+  (typed entry points: import { load } from 'DIR/index.js'), CMakeLists.txt, model.json.
+An unchanged input does not run nvcc again.
+`;
+
+export function registerCompileCommand(program: Command, io: CliIo): void {
+  program
+    .command('compile')
+    .description('Compile a model into fused TiDAR attention kernels (CUDA per arch + portable C++) and a typed library.')
+    .argument('[model]', `model.json or Hugging Face config.json (default: the bundled ${DEFAULT_MODEL})`)
+    .option('--draft <k,...>', "draft lengths to compile, e.g. 4,8,16 (default: the model's draftLengths)")
+    .option('--arch <list>', `GPU architectures, comma separated, from ${ARCH_NAMES.join(', ')}; e.g. sm_80,sm_90`, DEFAULT_ARCHES.join(','))
+    .option('--out <dir>', 'output directory, e.g. build/qwen3-8b (default: tidarc-out/<model name>)')
+    .option('--no-build', 'write sources, manifest and bindings only; run neither nvcc nor the C++ compiler')
+    .option('--jobs <n>', 'parallel compiler processes (default: all cores), e.g. 2')
+    .option('--json', 'print the manifest summary as JSON instead of text')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (modelPath: string | undefined, flags: CompileFlags) => {
+      const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
+      const spec = await loadModelSpecFile(path);
+      const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
+      const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
+      const jobs = flags.jobs === undefined ? undefined : parseJobs(flags.jobs);
+      const outDir = flags.out ?? `tidarc-out/${spec.name}`;
+      const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
+      log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
+      const result = await compileModel({ spec, arches, outDir, build: flags.build, log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}) });
+      io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
+    });
+}
+
+function parseJobs(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 256) {
+    throw new TidarcError('invalid-argument', 'invalid value', { field: '--jobs', value: text, allowed: 'an integer from 1 to 256' });
+  }
+  return n;
+}
+
+function summary(r: CompileResult) {
+  const b = r.manifest.build;
+  return {
+    outDir: r.outDir,
+    unchanged: r.unchanged,
+    codegenMs: Math.round(r.codegenMs),
+    buildMs: Math.round(r.buildMs),
+    arches: r.manifest.arches,
+    variants: r.manifest.variants.map((v) => ({
+      name: v.name,
+      steps: v.steps,
+      symbol: v.symbols.cuda,
+      stepTiles: v.plan.stepTiles,
+      sharedBytes: v.launch.dynamicSharedBytes,
+      ptxas: b?.nvcc?.variants[v.name]?.ptxas ?? null,
+    })),
+    nvcc: b?.nvcc ? b.nvcc.version : (b?.nvccMissing ?? 'not run (--no-build)'),
+    cpuLibrary: b?.cpu ? b.cpu.library : (b?.cpuMissing ?? 'not built (--no-build)'),
+    warnings: r.warnings,
+  };
+}
+
+function renderSummary(r: CompileResult): string {
+  const s = summary(r);
+  const lines = [
+    `${r.unchanged ? 'up to date' : 'wrote'} ${relative(process.cwd(), r.outDir) || '.'}: ${s.variants.length} variants for ${s.arches.join(', ')} (codegen ${s.codegenMs} ms, build ${(s.buildMs / 1000).toFixed(1)} s)`,
+  ];
+  for (const v of s.variants) {
+    const t = v.stepTiles;
+    const regs = v.ptxas ? Object.entries(v.ptxas).map(([arch, ks]) => `${arch} ${ks[v.symbol]?.registers ?? '?'} regs`).join(', ') : 'not compiled';
+    lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step tokens, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
+  }
+  lines.push(`  nvcc: ${s.nvcc}`, `  cpu:  ${s.cpuLibrary}`);
+  for (const w of s.warnings) lines.push(`  warning: ${w}`);
+  return `${lines.join('\n')}\n`;
+}

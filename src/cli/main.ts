@@ -1,0 +1,51 @@
+/**
+ * The CLI edge: parses arguments, runs a command, turns any error into one line on
+ * stderr and a non-zero exit code (a stack trace only with TIDARC_DEBUG set).
+ */
+import { Command, CommanderError } from 'commander';
+import { TidarcError } from '../errors.js';
+import { type CliIo, processIo } from './io.js';
+import { registerCompileCommand } from './commands/compile.js';
+import { registerImportHfCommand } from './commands/import-hf.js';
+import { registerMaskCommand } from './commands/mask.js';
+import { TIDARC_VERSION } from '../version.js';
+
+/**
+ * Commander reports its own parse errors (unknown option, missing option value, with an
+ * optional "Did you mean" on a second line) through outputError. Render them like every
+ * other error: one `tidarc: error: ...` line.
+ */
+function commanderErrorLine(text: string, write: (s: string) => void): void {
+  write(`tidarc: ${text.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`);
+}
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('tidarc')
+    .description('Compile TiDAR models into fused attention kernels per draft length and GPU arch, and run them.')
+    .version(TIDARC_VERSION)
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: commanderErrorLine })
+    .exitOverride();
+  registerCompileCommand(program, io);
+  registerImportHfCommand(program, io);
+  registerMaskCommand(program, io);
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  return program;
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit with code 0; commander already printed its message.
+      return err.exitCode;
+    }
+    if (process.env['TIDARC_DEBUG']) io.stderr(`${(err as Error).stack ?? String(err)}\n`);
+    const message = err instanceof TidarcError ? err.message : (err as Error).message ?? String(err);
+    io.stderr(`tidarc: error: ${message}\n`);
+    return 1;
+  }
+}

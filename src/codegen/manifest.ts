@@ -1,0 +1,95 @@
+/**
+ * manifest.json: what a compiled model contains, read by the runtime, the generated
+ * TypeScript library and other tools. `build` is present only after a build ran.
+ */
+import type { DType, ModelSpec } from '../ir/model.js';
+import type { ArchName } from './arch.js';
+
+export interface AbiField {
+  readonly name: string;
+  readonly type: string;
+  readonly shape?: string;
+  readonly note?: string;
+}
+
+export const ABI_FIELDS: readonly AbiField[] = [
+  { name: 'q', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]', note: 'in-step queries, RoPE applied' },
+  { name: 'k_cache', type: 'dtype*', shape: '[batch, kvHeads, cacheCapacity, headDim]' },
+  { name: 'v_cache', type: 'dtype*', shape: '[batch, kvHeads, cacheCapacity, headDim]' },
+  { name: 'k_step', type: 'dtype*', shape: '[batch, steps, kvHeads, headDim]' },
+  { name: 'v_step', type: 'dtype*', shape: '[batch, steps, kvHeads, headDim]' },
+  { name: 'prefix_len', type: 'int32*', shape: '[batch]', note: 'cached prefix length L_b <= cacheCapacity' },
+  { name: 'o', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]' },
+  { name: 'lse', type: 'float*', shape: '[batch, steps, qHeads]', note: 'natural log; -inf for a row that sees no key' },
+  { name: 'workspace', type: 'float*', shape: '[splits * batch * steps * qHeads * (headDim + 1)]', note: 'only when splits > 1' },
+  { name: 'batch', type: 'int32' },
+  { name: 'cache_capacity', type: 'int32' },
+  { name: 'num_splits', type: 'int32', note: 'split-KV count >= 1; grid.z' },
+  { name: 'num_threads', type: 'int32', note: 'CPU backend threads; 0 = all' },
+];
+
+export interface PtxasReport {
+  readonly registers: number;
+  readonly stackBytes: number;
+  readonly spillStoreBytes: number;
+  readonly spillLoadBytes: number;
+  readonly sharedBytes: number;
+  readonly constantBytes?: number;
+  readonly barriers?: number;
+}
+
+export interface ManifestVariant {
+  readonly name: string;
+  readonly description: string;
+  readonly draft?: number;
+  readonly mask: { readonly kind: string; readonly params: Readonly<Record<string, number | readonly number[]>> };
+  readonly steps: number;
+  readonly rows: number;
+  readonly shape: { readonly dtype: DType; readonly headDim: number; readonly qHeads: number; readonly kvHeads: number };
+  readonly symbols: { readonly cuda: string; readonly cudaCombine: string; readonly cpu: string };
+  readonly sources: { readonly cuda: string; readonly cpu: string };
+  readonly plan: {
+    readonly tileM: number;
+    readonly tileN: number;
+    readonly warps: number;
+    readonly stages: number;
+    readonly rowTiles: number;
+    readonly stepKeyTiles: number;
+    readonly stepTiles: Readonly<Record<'empty' | 'partial' | 'full', number>>;
+  };
+  readonly launch: {
+    readonly grid: readonly string[];
+    readonly rowTiles: number;
+    readonly block: number;
+    readonly dynamicSharedBytes: number;
+    readonly combine: { readonly block: number; readonly rowsPerBlock: number };
+  };
+  readonly arches: readonly ArchName[];
+}
+
+export interface BuildReport {
+  readonly inputHash: string;
+  readonly nvcc?: {
+    readonly version: string;
+    readonly flags: readonly string[];
+    /** variant -> fatbin path and per-arch, per-kernel ptxas figures. */
+    readonly variants: Readonly<Record<string, { readonly binary: string; readonly hash: string; readonly ptxas: Readonly<Record<string, Readonly<Record<string, PtxasReport>>>> }>>;
+  };
+  readonly nvccMissing?: string;
+  readonly cpu?: { readonly compiler: string; readonly flags: readonly string[]; readonly library: string };
+  readonly cpuMissing?: string;
+}
+
+export interface Manifest {
+  readonly format: 1;
+  readonly generator: string;
+  readonly abiVersion: number;
+  readonly model: ModelSpec;
+  readonly arches: readonly ArchName[];
+  readonly nvccFlags: readonly string[];
+  readonly abi: { readonly struct: string; readonly header: string; readonly fields: readonly AbiField[] };
+  readonly variants: readonly ManifestVariant[];
+  /** sha256 over the generated sources (not the manifest or bindings). */
+  readonly sourceHash: string;
+  readonly build?: BuildReport;
+}

@@ -1,0 +1,86 @@
+/**
+ * An attention variant: one structured mask on one head configuration and dtype.
+ * The kernels are generated per variant (and per tile config, which comes from the arch).
+ */
+import { TidarcError } from '../errors.js';
+import type { MaskSpec } from '../ir/mask.js';
+import { causal, tidarDecode } from '../ir/mask-builders.js';
+import { type DType, type ModelSpec, MAX_DRAFT_COMPILE, SUPPORTED_HEAD_DIMS } from '../ir/model.js';
+
+export interface AttentionShape {
+  readonly dtype: DType;
+  readonly headDim: number;
+  readonly qHeads: number;
+  readonly kvHeads: number;
+}
+
+export interface AttentionVariant {
+  /** Name inside one compiled model: `tidar_k4`, `ar`. */
+  readonly name: string;
+  /** Exported symbol stem, unique across models of different shapes. */
+  readonly symbol: string;
+  /** One line for comments and docs. */
+  readonly description: string;
+  readonly mask: MaskSpec;
+  readonly shape: AttentionShape;
+  /** Draft length for TiDAR decode variants. */
+  readonly draft?: number;
+}
+
+export function groupSize(shape: AttentionShape): number {
+  return shape.qHeads / shape.kvHeads;
+}
+
+export function validateShape(shape: AttentionShape): AttentionShape {
+  if (!SUPPORTED_HEAD_DIMS.includes(shape.headDim)) {
+    throw new TidarcError('unsupported', 'unsupported head dim', { field: 'headDim', value: shape.headDim, allowed: SUPPORTED_HEAD_DIMS.join(', ') });
+  }
+  if (shape.dtype !== 'bf16' && shape.dtype !== 'fp16') {
+    throw new TidarcError('unsupported', 'unsupported dtype', { field: 'dtype', value: shape.dtype, allowed: 'bf16, fp16' });
+  }
+  for (const f of ['qHeads', 'kvHeads'] as const) {
+    if (!Number.isInteger(shape[f]) || shape[f] < 1 || shape[f] > 256) {
+      throw new TidarcError('invalid-spec', 'head counts must be integers from 1 to 256', { field: f, value: shape[f], allowed: '1..256' });
+    }
+  }
+  if (shape.qHeads % shape.kvHeads !== 0) {
+    throw new TidarcError('invalid-spec', 'query heads must be a multiple of KV heads', { field: 'qHeads', value: shape.qHeads, allowed: `a multiple of kvHeads (${shape.kvHeads})` });
+  }
+  return shape;
+}
+
+function shapeSuffix(s: AttentionShape): string {
+  return `${s.dtype}_d${s.headDim}_q${s.qHeads}_kv${s.kvHeads}`;
+}
+
+export function variantForMask(name: string, mask: MaskSpec, shape: AttentionShape, description: string, draft?: number): AttentionVariant {
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) {
+    throw new TidarcError('invalid-argument', 'variant names are lower-case identifiers', { field: 'name', value: name, allowed: '[a-z][a-z0-9_]*' });
+  }
+  validateShape(shape);
+  return { name, symbol: `tidarc_attn_${name}_${shapeSuffix(shape)}`, description, mask, shape, ...(draft === undefined ? {} : { draft }) };
+}
+
+export function tidarDecodeVariant(draft: number, shape: AttentionShape): AttentionVariant {
+  if (!Number.isInteger(draft) || draft < 1 || draft > MAX_DRAFT_COMPILE) {
+    throw new TidarcError('invalid-argument', 'draft length out of range', { field: '--draft', value: draft, allowed: `integers 1..${MAX_DRAFT_COMPILE}` });
+  }
+  const n = draft * (draft + 1);
+  return variantForMask(`tidar_k${draft}`, tidarDecode(draft), shape, `TiDAR decode step, draft length ${draft}: ${n} in-step tokens (${draft} drafts + ${draft} blocks of ${draft} mask tokens)`, draft);
+}
+
+/** The plain AR decode step: one new token that sees the prefix and itself. */
+export function arVariant(shape: AttentionShape): AttentionVariant {
+  return variantForMask('ar', causal(1), shape, 'AR decode step: 1 in-step token (the k = 0 case)');
+}
+
+export function modelShape(spec: ModelSpec): AttentionShape {
+  return { dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads };
+}
+
+/** Every variant a model compiles to: one TiDAR step per draft length, plus the AR step. */
+export function variantsForModel(spec: ModelSpec, drafts: readonly number[] = spec.draftLengths): AttentionVariant[] {
+  const shape = modelShape(spec);
+  const unique = [...new Set(drafts)].sort((a, b) => a - b);
+  return [...unique.map((k) => tidarDecodeVariant(k, shape)), arVariant(shape)];
+}

@@ -1,0 +1,22 @@
+/** tidarc's public API: the IR, the compiler, and the runtime seam generated libraries use. */
+export { TidarcError, type ErrorCode, type ErrorDetails } from './errors.js';
+export { TIDARC_VERSION } from './version.js';
+export * from './ir/mask.js';
+export * from './ir/mask-builders.js';
+export { renderStepPredicateCpp, renderOffsetCpp } from './ir/mask-cpp.js';
+export type { ModelSpec, ModelFamily, DType, RopeScaling } from './ir/model.js';
+export { ARCHES, ARCH_NAMES, parseArch, type ArchName, type ArchSpec } from './codegen/arch.js';
+export { generateModel, type CompileOptions, type GeneratedOutput } from './codegen/generate.js';
+export type { Manifest, ManifestVariant, BuildReport } from './codegen/manifest.js';
+export { planAttention, type AttentionPlan } from './codegen/plan.js';
+export { tidarDecodeVariant, arVariant, variantForMask, variantsForModel, type AttentionVariant, type AttentionShape } from './codegen/variant.js';
+export { chooseSplits } from './codegen/splits.js';
+export {
+  openKernelLibrary,
+  readManifest,
+  type AttentionInputs,
+  type AttentionOutputs,
+  type Backend,
+  type KernelLibrary,
+  type OpenOptions,
+} from './runtime/kernel-library.js';

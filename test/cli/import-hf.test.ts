@@ -1,0 +1,129 @@
+// Needs: nothing (runs the CLI in-process with captured output).
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { registerImportHfCommand } from '../../src/cli/commands/import-hf.js';
+import type { CliIo } from '../../src/cli/io.js';
+import { TidarcError } from '../../src/errors.js';
+import { parseModelJson } from '../../src/ir/model-validate.js';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+type RunCli = (argv: readonly string[], io: CliIo) => Promise<number>;
+
+/**
+ * The real runCli once every command module main.ts imports exists; until then a program with
+ * just this command and the same error handling, so these tests do not wait on other commands.
+ */
+async function loadRunCli(): Promise<RunCli> {
+  const commands = new URL('../../src/cli/commands/', import.meta.url);
+  if (['compile.ts', 'mask.ts'].every((f) => existsSync(new URL(f, commands)))) {
+    return (await import('../../src/cli/main.js')).runCli;
+  }
+  return async (argv, io) => {
+    const program = new Command('tidarc').exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    registerImportHfCommand(program, io);
+    try {
+      await program.parseAsync([...argv], { from: 'user' });
+      return 0;
+    } catch (err) {
+      if (err instanceof CommanderError) return err.exitCode;
+      io.stderr(`tidarc: error: ${err instanceof TidarcError ? err.message : String(err)}\n`);
+      return 1;
+    }
+  };
+}
+
+const runCli = await loadRunCli();
+
+async function run(...argv: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+function expectOneErrorLine(r: Run, ...pieces: string[]): void {
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.split('\n');
+  expect(lines.length).toBe(2); // one line and its newline
+  expect(lines[0]).toMatch(/^tidarc: error: /);
+  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  for (const piece of pieces) expect(lines[0]).toContain(piece);
+}
+
+const QWEN3 = 'examples/hf/qwen3-8b/config.json';
+const LLAMA = 'examples/hf/llama-3.2-1b/config.json';
+
+describe('tidarc import-hf', () => {
+  it('prints the bundled example byte for byte', async () => {
+    const r = await run('import-hf', QWEN3, '--draft', '4,8,16');
+    expect(r).toEqual({ code: 0, stdout: await readFile('examples/qwen3-8b.json', 'utf8'), stderr: '' });
+  });
+
+  it('accepts a single draft length, spaces in the list, --mask-token, --name and --dtype', async () => {
+    const r = await run('import-hf', LLAMA, '--draft', '8, 4', '--mask-token', '128002', '--name', 'llama-1b', '--dtype', 'fp16');
+    expect(r.code).toBe(0);
+    expect(parseModelJson(r.stdout)).toMatchObject({ name: 'llama-1b', draftLengths: [4, 8], maskTokenId: 128002, dtype: 'fp16' });
+    expect(r.stdout.endsWith('}\n')).toBe(true);
+  });
+
+  it('--out writes the file atomically and prints one line', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const out = join(dir, 'qwen3-8b.json');
+    await writeFile(out, 'stale');
+    const r = await run('import-hf', QWEN3, '--draft', '16,8,4', '--out', out);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`wrote ${out}: qwen3-8b (qwen3, 36 layers, 32/8 heads x 128, bf16, draft lengths 4,8,16)\n`);
+    expect(await readFile(out, 'utf8')).toBe(await readFile('examples/qwen3-8b.json', 'utf8'));
+    expect(await readdir(dir)).toEqual(['qwen3-8b.json']); // no temp file left behind
+  });
+
+  it('--help explains every option with an example', async () => {
+    const r = await run('import-hf', '--help');
+    expect(r.code).toBe(0);
+    for (const flag of ['--draft', '--mask-token', '--name', '--dtype', '--out']) expect(r.stdout).toContain(flag);
+    expect(r.stdout).toContain('Examples:');
+    expect(r.stdout).toContain('--draft 4,8,16');
+  });
+
+  it.each([
+    ['missing file', ['examples/hf/nope/config.json'], ['examples/hf/nope/config.json: no such file']],
+    ['llama without a mask token', [LLAMA], ['missing mask token id', '(--mask-token); allowed: an integer from 0 to 128255']],
+    ['mask token outside the vocabulary', [LLAMA, '--mask-token', '128256'], ['(--mask-token = 128256)', 'an integer from 0 to 128255']],
+    ['mask token not a number', [LLAMA, '--mask-token', 'x'], ['(--mask-token = "x")']],
+    ['draft list malformed', [QWEN3, '--draft', '4;8'], ['(--draft = "4;8")', 'comma list']],
+    ['draft length too long', [QWEN3, '--draft', '4,64'], ['(--draft = 64)', 'an integer from 1 to 32']],
+    ['duplicate draft length', [QWEN3, '--draft', '4,4'], ['(--draft = 4)', 'distinct']],
+    ['bad dtype', [QWEN3, '--dtype', 'fp32'], ['(--dtype = "fp32")', 'one of bf16, fp16']],
+    ['bad name', [QWEN3, '--name', 'my model'], ['(--name = "my model")']],
+    ['output directory missing', [QWEN3, '--out', 'no/such/dir/model.json'], ['no/such/dir/model.json', 'directory does not exist']],
+    ['a tidarc model.json instead of a config.json', ['examples/tiny.json'], ['examples/tiny.json: not a Hugging Face config.json', 'model_type']],
+  ])('%s: exit 1 and one error line', async (_what, args, pieces) => {
+    expectOneErrorLine(await run('import-hf', ...args), ...pieces);
+  });
+
+  it('malformed JSON names the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const path = join(dir, 'config.json');
+    await writeFile(path, '{"model_type": "qwen3",,}');
+    expectOneErrorLine(await run('import-hf', path), `${path}: malformed JSON`);
+  });
+
+  it('yarn RoPE scaling is refused naming rope_scaling', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const path = join(dir, 'config.json');
+    const config = JSON.parse(await readFile(QWEN3, 'utf8')) as Record<string, unknown>;
+    await writeFile(path, JSON.stringify({ ...config, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }));
+    expectOneErrorLine(await run('import-hf', path), 'rope_scaling.rope_type = "yarn"', 'llama3');
+  });
+});
