@@ -33,6 +33,8 @@ export interface AttentionInputs {
   readonly splits?: number;
   /** CPU threads; default: all. */
   readonly threads?: number;
+  /** Buffers to write into instead of fresh ones (reuse across steps; tests poison them). */
+  readonly outputs?: { readonly o: Uint16Array; readonly lse: Float32Array };
 }
 
 export interface AttentionOutputs {
@@ -89,10 +91,14 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   const splits = inputs.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, parallelism, maxPrefixTiles);
   if (!Number.isInteger(splits) || splits < 1 || splits > 1024) throw new TidarcError('invalid-argument', 'splits must be an integer from 1 to 1024', { field: 'splits', value: splits });
   const rows = batch * v.steps * qHeads;
+  if (inputs.outputs) {
+    checkLength('outputs.o', inputs.outputs.o.length, rows * headDim, `[${batch}, ${v.steps}, ${qHeads}, ${headDim}]`);
+    checkLength('outputs.lse', inputs.outputs.lse.length, rows, `[${batch}, ${v.steps}, ${qHeads}]`);
+  }
   return {
     q: inputs.q, kCache: inputs.kCache, vCache: inputs.vCache, kStep: inputs.kStep, vStep: inputs.vStep, prefixLen,
-    o: new Uint16Array(rows * headDim),
-    lse: new Float32Array(rows),
+    o: inputs.outputs?.o ?? new Uint16Array(rows * headDim),
+    lse: inputs.outputs?.lse ?? new Float32Array(rows),
     workspace: splits > 1 ? new Float32Array(splits * rows * (headDim + 1)) : null,
     batch, cacheCapacity, numSplits: splits, numThreads: inputs.threads ?? 0,
   };

@@ -59,7 +59,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const outDir = flags.out ?? `tidarc-out/${spec.name}`;
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
-      const result = await compileModel({ spec, arches, outDir, build: flags.build, log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}) });
+      const result = await compileModel({ spec, arches, outDir, build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });
 }

@@ -1,0 +1,452 @@
+// tidarc_native: the one seam between JavaScript and generated kernel libraries.
+// It only converts data and calls into the library; every failure (dlopen, dlsym, ABI
+// mismatch, a kernel's error code, a wrong argument) becomes a JS exception, never a crash.
+// No CUDA library is linked: cudaStatus() reaches the driver through dlopen, so the addon
+// loads on machines without a GPU and can say why CUDA is unavailable.
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <napi.h>
+
+#include "tidarc_abi.h"
+
+namespace {
+
+using KernelFn = int (*)(const TidarcAttentionArgs*);
+using AbiVersionFn = int (*)();
+
+// A dlopen handle plus its resolved entry points. Owned by a JS External; closing is
+// deferred while asynchronous calls into the library are still running.
+struct Library {
+  void* dl = nullptr;
+  std::string path;
+  std::unordered_map<std::string, KernelFn> kernels;
+  int in_flight = 0;
+  bool close_requested = false;
+
+  void Unload() {
+    if (dl != nullptr) dlclose(dl);
+    dl = nullptr;
+    kernels.clear();
+  }
+};
+
+// Distinguishes our handles from any other External passed in by mistake.
+constexpr napi_type_tag kLibraryTag = {0x7a1dc0de5eed0001ULL, 0x9b3f1c2d4e5f6071ULL};
+
+std::string DlError() {
+  const char* e = dlerror();
+  return e != nullptr ? std::string(e) : std::string("unknown dynamic loader error");
+}
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg) {
+  throw Napi::RangeError::New(env, msg);
+}
+
+const char* ReturnCodeName(int code) {
+  switch (code) {
+    case TIDARC_ERR_ARGS: return "TIDARC_ERR_ARGS";
+    case TIDARC_ERR_PREFIX: return "TIDARC_ERR_PREFIX";
+    case TIDARC_ERR_WORKSPACE: return "TIDARC_ERR_WORKSPACE";
+    default: return "TIDARC_ERR_UNKNOWN";
+  }
+}
+
+const char* ReturnCodeMeaning(int code) {
+  switch (code) {
+    case TIDARC_ERR_ARGS: return "invalid arguments (a null pointer, batch < 1, num_splits < 1, ...)";
+    case TIDARC_ERR_PREFIX: return "some prefix_len[b] < 0 or > cache_capacity";
+    case TIDARC_ERR_WORKSPACE: return "num_splits > 1 without a workspace";
+    default: return "an error code this runtime does not know";
+  }
+}
+
+// Error for a kernel's non-zero return: `code` is the TIDARC_ERR_* name, `status` the number.
+Napi::Error KernelError(Napi::Env env, const std::string& symbol, int status) {
+  std::string msg = symbol + " returned " + std::to_string(status) + " (" +
+                    ReturnCodeName(status) + ": " + ReturnCodeMeaning(status) + ")";
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", Napi::String::New(env, ReturnCodeName(status)));
+  err.Set("status", Napi::Number::New(env, status));
+  return err;
+}
+
+Library* UnwrapLibrary(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::External<Library>>().CheckTypeTag(&kLibraryTag)) {
+    ThrowType(env, "handle must be a library handle returned by openLibrary");
+  }
+  return v.As<Napi::External<Library>>().Data();
+}
+
+Library* OpenLibraryForCall(Napi::Env env, const Napi::Value& v) {
+  Library* lib = UnwrapLibrary(env, v);
+  if (lib->close_requested || lib->dl == nullptr) {
+    throw Napi::Error::New(env, "library " + lib->path + " is closed");
+  }
+  return lib;
+}
+
+KernelFn ResolveKernel(Napi::Env env, Library* lib, const Napi::Value& sym) {
+  if (!sym.IsString()) ThrowType(env, "symbol must be a string (e.g. tidarc_cpu_<variant>)");
+  std::string name = sym.As<Napi::String>().Utf8Value();
+  if (name.empty()) ThrowType(env, "symbol must be a non-empty string");
+  auto it = lib->kernels.find(name);
+  if (it != lib->kernels.end()) return it->second;
+  dlerror();  // clear a stale error so the one read below belongs to this dlsym
+  void* p = dlsym(lib->dl, name.c_str());
+  if (p == nullptr) {
+    throw Napi::Error::New(env, "symbol " + name + " not found in " + lib->path + ": " + DlError());
+  }
+  auto fn = reinterpret_cast<KernelFn>(p);
+  lib->kernels.emplace(name, fn);
+  return fn;
+}
+
+// ---- argument conversion -------------------------------------------------------------
+
+template <typename T>
+Napi::TypedArrayOf<T> AsTypedArray(Napi::Env env, const Napi::Value& v, const char* field,
+                                   napi_typedarray_type type, const char* type_name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
+    ThrowType(env, std::string("args.") + field + " must be " + type_name);
+  }
+  return v.As<Napi::TypedArrayOf<T>>();
+}
+
+template <typename T>
+Napi::TypedArrayOf<T> GetTypedArray(Napi::Env env, const Napi::Object& args, const char* field,
+                                    napi_typedarray_type type, const char* type_name) {
+  return AsTypedArray<T>(env, args.Get(field), field, type, type_name);
+}
+
+int32_t GetInt32(Napi::Env env, const Napi::Object& args, const char* field) {
+  Napi::Value v = args.Get(field);
+  if (!v.IsNumber()) ThrowType(env, std::string("args.") + field + " must be an integer");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d) {
+    ThrowType(env, std::string("args.") + field + " must be an integer, got " + std::to_string(d));
+  }
+  if (d < std::numeric_limits<int32_t>::min() || d > std::numeric_limits<int32_t>::max()) {
+    ThrowRange(env, std::string("args.") + field + " must fit in int32, got " + std::to_string(d));
+  }
+  return static_cast<int32_t>(d);
+}
+
+void RequireSameLength(Napi::Env env, const char* a, size_t na, const char* b, size_t nb) {
+  if (na != nb) {
+    ThrowRange(env, std::string("args.") + a + " has " + std::to_string(na) + " elements but args." +
+                        b + " has " + std::to_string(nb) + " (same layout expected)");
+  }
+}
+
+// The converted call: the ABI struct plus references that keep every typed array (and thus
+// its memory) alive until an asynchronous call has finished.
+struct AttentionCall {
+  TidarcAttentionArgs abi{};
+  std::vector<Napi::Reference<Napi::Value>> keep_alive;
+};
+
+AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, bool keep) {
+  if (!value.IsObject() || value.IsArray() || value.IsTypedArray()) {
+    ThrowType(env, "args must be an object with q, kCache, vCache, kStep, vStep, prefixLen, o, "
+                   "lse, workspace, batch, cacheCapacity, numSplits, numThreads");
+  }
+  Napi::Object args = value.As<Napi::Object>();
+  const char* u16 = "a Uint16Array (bf16/fp16 bits)";
+  auto q = GetTypedArray<uint16_t>(env, args, "q", napi_uint16_array, u16);
+  auto k_cache = GetTypedArray<uint16_t>(env, args, "kCache", napi_uint16_array, u16);
+  auto v_cache = GetTypedArray<uint16_t>(env, args, "vCache", napi_uint16_array, u16);
+  auto k_step = GetTypedArray<uint16_t>(env, args, "kStep", napi_uint16_array, u16);
+  auto v_step = GetTypedArray<uint16_t>(env, args, "vStep", napi_uint16_array, u16);
+  auto prefix = GetTypedArray<int32_t>(env, args, "prefixLen", napi_int32_array, "an Int32Array");
+  auto o = GetTypedArray<uint16_t>(env, args, "o", napi_uint16_array, u16);
+  auto lse = GetTypedArray<float>(env, args, "lse", napi_float32_array, "a Float32Array");
+
+  Napi::Value ws_value = args.Get("workspace");
+  float* workspace = nullptr;
+  if (!ws_value.IsNull() && !ws_value.IsUndefined()) {
+    auto ws = AsTypedArray<float>(env, ws_value, "workspace", napi_float32_array,
+                                  "a Float32Array or null");
+    workspace = ws.Data();  // null for a zero-length array: the kernel sees "no workspace"
+  }
+
+  AttentionCall call;
+  if (keep) {
+    // Reference exactly the arrays whose pointers go into the struct (a second Get could
+    // return another object); Node-API 8 references only objects, a null workspace needs none.
+    for (const Napi::Value& v : {Napi::Value(q), Napi::Value(k_cache), Napi::Value(v_cache),
+                                 Napi::Value(k_step), Napi::Value(v_step), Napi::Value(prefix),
+                                 Napi::Value(o), Napi::Value(lse), ws_value}) {
+      if (v.IsObject()) call.keep_alive.push_back(Napi::Persistent(v));
+    }
+  }
+  TidarcAttentionArgs& a = call.abi;
+  a.batch = GetInt32(env, args, "batch");
+  a.cache_capacity = GetInt32(env, args, "cacheCapacity");
+  a.num_splits = GetInt32(env, args, "numSplits");
+  a.num_threads = GetInt32(env, args, "numThreads");
+
+  // Shapes are known only to the variant; these cheap checks catch swapped or short buffers
+  // that would otherwise be read out of bounds. Range checks of values stay in the kernel.
+  RequireSameLength(env, "o", o.ElementLength(), "q", q.ElementLength());
+  RequireSameLength(env, "vCache", v_cache.ElementLength(), "kCache", k_cache.ElementLength());
+  RequireSameLength(env, "vStep", v_step.ElementLength(), "kStep", k_step.ElementLength());
+  if (a.batch > 0 && prefix.ElementLength() < static_cast<size_t>(a.batch)) {
+    ThrowRange(env, "args.prefixLen has " + std::to_string(prefix.ElementLength()) +
+                        " elements but batch is " + std::to_string(a.batch));
+  }
+
+  a.q = q.Data();
+  a.k_cache = k_cache.Data();
+  a.v_cache = v_cache.Data();
+  a.k_step = k_step.Data();
+  a.v_step = v_step.Data();
+  a.prefix_len = prefix.Data();
+  a.o = o.Data();
+  a.lse = lse.Data();
+  a.workspace = workspace;
+  return call;
+}
+
+// An exception escaping an extern "C" kernel must not unwind into Node; it is reported
+// instead (generated kernels return codes and never throw, but a bug should not crash).
+int CallKernel(KernelFn fn, const TidarcAttentionArgs& args, bool* threw) {
+  *threw = false;
+  try {
+    return fn(&args);
+  } catch (...) {
+    *threw = true;
+    return TIDARC_OK;
+  }
+}
+
+// ---- exports -------------------------------------------------------------------------
+
+Napi::Value OpenLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) ThrowType(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (path.empty()) ThrowType(env, "path must be a non-empty string");
+  // A bare file name is a file in the working directory, not a search of the library path.
+  if (path.find('/') == std::string::npos) path = "./" + path;
+
+  dlerror();
+  void* dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (dl == nullptr) {
+    throw Napi::Error::New(env, "cannot open kernel library " + path + ": " + DlError());
+  }
+  dlerror();
+  auto version_fn = reinterpret_cast<AbiVersionFn>(dlsym(dl, "tidarc_abi_version"));
+  if (version_fn == nullptr) {
+    std::string why = DlError();
+    dlclose(dl);
+    throw Napi::Error::New(env, path + " is not a tidarc kernel library (no tidarc_abi_version): " +
+                                    why);
+  }
+  int version = version_fn();
+  if (version != TIDARC_ABI_VERSION) {
+    dlclose(dl);
+    throw Napi::Error::New(env, path + " was built for tidarc ABI version " +
+                                    std::to_string(version) + ", this runtime expects " +
+                                    std::to_string(TIDARC_ABI_VERSION) +
+                                    "; regenerate and rebuild the library");
+  }
+
+  auto lib = std::make_unique<Library>();
+  lib->dl = dl;
+  lib->path = path;
+  auto handle = Napi::External<Library>::New(env, lib.release(), [](Napi::Env, Library* l) {
+    l->Unload();
+    delete l;
+  });
+  handle.TypeTag(&kLibraryTag);
+  return handle;
+}
+
+Napi::Value CloseLibrary(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Library* lib = UnwrapLibrary(env, info.Length() > 0 ? info[0] : env.Undefined());
+  lib->close_requested = true;  // closing twice is harmless
+  if (lib->in_flight == 0) lib->Unload();
+  return env.Undefined();
+}
+
+Napi::Value RunAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Library* lib = OpenLibraryForCall(env, info.Length() > 0 ? info[0] : env.Undefined());
+  Napi::Value sym = info.Length() > 1 ? info[1] : env.Undefined();
+  KernelFn fn = ResolveKernel(env, lib, sym);
+  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), false);
+  std::string name = sym.As<Napi::String>().Utf8Value();
+  bool threw = false;
+  int status = CallKernel(fn, call.abi, &threw);
+  if (threw) throw Napi::Error::New(env, name + " threw a C++ exception");
+  if (status != TIDARC_OK) throw KernelError(env, name, status);
+  return env.Undefined();
+}
+
+// Runs one kernel call on the libuv thread pool; JS objects are touched only in the
+// constructor and in OnOK/OnError, which run on the main thread.
+class AttentionWorker : public Napi::AsyncWorker {
+ public:
+  AttentionWorker(Napi::Env env, Napi::Value handle, Library* lib, KernelFn fn, std::string name,
+                  AttentionCall call)
+      : Napi::AsyncWorker(env, "tidarc:runAttention"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        handle_(Napi::Persistent(handle)),
+        lib_(lib),
+        fn_(fn),
+        name_(std::move(name)),
+        call_(std::move(call)) {
+    ++lib_->in_flight;
+  }
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    bool threw = false;
+    status_ = CallKernel(fn_, call_.abi, &threw);
+    if (threw) SetError(name_ + " threw a C++ exception");
+  }
+
+  void OnOK() override {
+    Finish();
+    if (status_ == TIDARC_OK) {
+      deferred_.Resolve(Env().Undefined());
+    } else {
+      deferred_.Reject(KernelError(Env(), name_, status_).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override {
+    Finish();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  void Finish() {
+    if (--lib_->in_flight == 0 && lib_->close_requested) lib_->Unload();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  Napi::Reference<Napi::Value> handle_;  // keeps the External (and the dlopen handle) alive
+  Library* lib_;
+  KernelFn fn_;
+  std::string name_;
+  AttentionCall call_;
+  int status_ = TIDARC_OK;
+};
+
+Napi::Value RunAttentionAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Value handle = info.Length() > 0 ? info[0] : env.Undefined();
+  Library* lib = OpenLibraryForCall(env, handle);
+  Napi::Value sym = info.Length() > 1 ? info[1] : env.Undefined();
+  KernelFn fn = ResolveKernel(env, lib, sym);
+  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), true);
+  auto* worker = new AttentionWorker(env, handle, lib, fn, sym.As<Napi::String>().Utf8Value(),
+                                     std::move(call));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  return promise;
+}
+
+// ---- CUDA driver probe ---------------------------------------------------------------
+
+// The driver API's own types, declared here so that no CUDA header is needed to build.
+using CUresult = int;
+using CuInitFn = CUresult (*)(unsigned int);
+using CuGetErrorNameFn = CUresult (*)(CUresult, const char**);
+using CuDriverGetVersionFn = CUresult (*)(int*);
+using CuDeviceGetCountFn = CUresult (*)(int*);
+
+struct CudaProbe {
+  bool available = false;
+  std::string reason;
+};
+
+std::string CudaErrorName(void* lib, CUresult r) {
+  auto get_name = reinterpret_cast<CuGetErrorNameFn>(dlsym(lib, "cuGetErrorName"));
+  const char* name = nullptr;
+  std::string text = "CUresult " + std::to_string(r);
+  if (get_name != nullptr && get_name(r, &name) == 0 && name != nullptr) {
+    text = std::string(name) + " (" + std::to_string(r) + ")";
+  }
+  return text;
+}
+
+// cuInit runs once per process; libcuda stays loaded afterwards (unloading an initialised
+// driver is not supported), so the probe's answer is cached.
+CudaProbe ProbeCuda() {
+  CudaProbe p;
+  dlerror();
+  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    p.reason = "libcuda.so.1 could not be loaded (no NVIDIA driver?): " + DlError();
+    return p;
+  }
+  auto cu_init = reinterpret_cast<CuInitFn>(dlsym(lib, "cuInit"));
+  if (cu_init == nullptr) {
+    p.reason = "libcuda.so.1 has no cuInit: " + DlError();
+    return p;
+  }
+  CUresult r = cu_init(0);
+  if (r != 0) {
+    p.reason = "cuInit failed: " + CudaErrorName(lib, r);
+    return p;
+  }
+  int version = 0;
+  int devices = 0;
+  auto get_version = reinterpret_cast<CuDriverGetVersionFn>(dlsym(lib, "cuDriverGetVersion"));
+  auto get_count = reinterpret_cast<CuDeviceGetCountFn>(dlsym(lib, "cuDeviceGetCount"));
+  if (get_version != nullptr) get_version(&version);
+  if (get_count != nullptr && (r = get_count(&devices)) != 0) {
+    p.reason = "cuDeviceGetCount failed: " + CudaErrorName(lib, r);
+    return p;
+  }
+  if (devices == 0) {
+    p.reason = "the CUDA driver reports no device";
+    return p;
+  }
+  p.available = true;
+  p.reason = "CUDA driver " + std::to_string(version / 1000) + "." +
+             std::to_string((version % 1000) / 10) + ", " + std::to_string(devices) +
+             (devices == 1 ? " device" : " devices");
+  return p;
+}
+
+Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
+  static const CudaProbe probe = ProbeCuda();  // thread-safe static init
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("available", Napi::Boolean::New(env, probe.available));
+  out.Set("reason", Napi::String::New(env, probe.reason));
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("abiVersion", Napi::Number::New(env, TIDARC_ABI_VERSION));
+  exports.Set("openLibrary", Napi::Function::New(env, OpenLibrary, "openLibrary"));
+  exports.Set("closeLibrary", Napi::Function::New(env, CloseLibrary, "closeLibrary"));
+  exports.Set("runAttention", Napi::Function::New(env, RunAttention, "runAttention"));
+  exports.Set("runAttentionAsync", Napi::Function::New(env, RunAttentionAsync, "runAttentionAsync"));
+  exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tidarc_native, Init)

@@ -1,0 +1,123 @@
+/**
+ * The typed seam to the native addon (runtime/src/addon.cc, built by `npm run build:native`
+ * into build/native/Release/tidarc_native.node). The addon only converts data and calls
+ * into dlopen'ed kernel libraries; shapes are checked by the caller, which knows them.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TidarcError } from '../errors.js';
+
+declare const libraryHandleBrand: unique symbol;
+
+/** An opened kernel library (a dlopen handle inside the addon). */
+export interface LibraryHandle {
+  readonly [libraryHandleBrand]: 'LibraryHandle';
+}
+
+/**
+ * Buffers and sizes of one attention call, in the layouts of templates/common/tidarc_abi.h.
+ * 16-bit tensors carry bf16 or fp16 bit patterns, as the variant expects.
+ */
+export interface NativeAttentionArgs {
+  q: Uint16Array;
+  kCache: Uint16Array;
+  vCache: Uint16Array;
+  kStep: Uint16Array;
+  vStep: Uint16Array;
+  prefixLen: Int32Array;
+  o: Uint16Array;
+  lse: Float32Array;
+  /** num_splits * batch * n * qHeads * (headDim + 1) floats when numSplits > 1, else null. */
+  workspace: Float32Array | null;
+  batch: number;
+  cacheCapacity: number;
+  numSplits: number;
+  /** CPU backend only; 0 = all hardware threads. */
+  numThreads: number;
+}
+
+export interface CudaStatus {
+  available: boolean;
+  /** Why CUDA is unavailable, or the driver version and device count when it is. */
+  reason: string;
+}
+
+/**
+ * A kernel's non-zero return code surfaces as an Error whose `code` is the TIDARC_ERR_* name
+ * and whose `status` is the number.
+ */
+export interface KernelCallError extends Error {
+  code: 'TIDARC_ERR_ARGS' | 'TIDARC_ERR_PREFIX' | 'TIDARC_ERR_WORKSPACE' | 'TIDARC_ERR_UNKNOWN';
+  status: number;
+}
+
+export interface NativeAddon {
+  /** TIDARC_ABI_VERSION the addon was built with. */
+  readonly abiVersion: number;
+  /** dlopen(RTLD_NOW | RTLD_LOCAL) and check tidarc_abi_version(); throws Error on failure. */
+  openLibrary(path: string): LibraryHandle;
+  /** Idempotent; deferred until running async calls finish. */
+  closeLibrary(handle: LibraryHandle): void;
+  /** Calls `symbol` synchronously; a non-zero return code throws a KernelCallError. */
+  runAttention(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): void;
+  /** Same on the libuv thread pool; the typed arrays are kept alive until it settles. */
+  runAttentionAsync(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): Promise<void>;
+  /** Probes libcuda.so.1 and cuInit once per process; never throws. */
+  cudaStatus(): CudaStatus;
+}
+
+/** Nearest directory at or above `start` holding the tidarc package.json. */
+export function findPackageRoot(start: string = dirname(fileURLToPath(import.meta.url))): string {
+  let fallback: string | undefined;
+  for (let dir = start; ; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      fallback ??= dir;
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'tidarc') return dir;
+      } catch {
+        // an unreadable package.json is not ours; keep searching upward
+      }
+    }
+    if (dirname(dir) === dir) break;
+  }
+  if (fallback !== undefined) return fallback;
+  throw new TidarcError('runtime', 'cannot locate the tidarc package root (no package.json above)', {
+    source: start,
+  });
+}
+
+/** Where `npm run build:native` puts the addon. */
+export function nativeAddonPath(root: string = findPackageRoot()): string {
+  return join(root, 'build', 'native', 'Release', 'tidarc_native.node');
+}
+
+const loaded = new Map<string, NativeAddon>();
+
+/** Loads the addon once per path; throws a TidarcError('runtime') that says how to build it. */
+export function loadNative(path: string = nativeAddonPath()): NativeAddon {
+  const cached = loaded.get(path);
+  if (cached !== undefined) return cached;
+  if (!existsSync(path)) {
+    throw new TidarcError(
+      'runtime',
+      'the native addon is not built; run `npm run build:native` (needs cmake and g++)',
+      { source: path },
+    );
+  }
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new TidarcError(
+      'runtime',
+      `the native addon failed to load (${why}); rebuild it with \`npm run build:native\``,
+      { source: path },
+    );
+  }
+  loaded.set(path, addon);
+  return addon;
+}
