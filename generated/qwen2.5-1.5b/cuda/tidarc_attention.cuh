@@ -1,0 +1,306 @@
+/*! tidarc fused step attention: one CTA owns one tile of kTileM query rows of one
+    (sequence, KV head, split). Rows are packed token-major (row r -> token r / G,
+    query head kvh * G + r % G) so every KV tile is loaded once for all G heads.
+    The CTA walks its share of the cached prefix (no mask at all, except the tail tile)
+    and then, on the last split only, the in-step key tiles the compiler found
+    non-empty for this row tile; only tiles classified partial evaluate the predicate.
+    Config supplies the shapes, the tile schedule and the predicate (see <variant>.cu). */
+#pragma once
+#include "tidarc_abi.h"
+#include "tidarc_device.cuh"
+
+namespace tidarc {
+
+enum TileMode : int { kPrefixFull = 0, kPrefixTail = 1, kStepFull = 2, kStepPartial = 3 };
+
+template <typename T>
+struct TileRef {
+  const T* k;   // first key row of the tile
+  const T* v;
+  int stride;   // elements between consecutive key rows
+  int valid;    // key rows that exist (the rest are zero-filled and masked)
+  int key0;     // in-step token index of the first key (step tiles)
+  int mode;
+};
+
+template <class C>
+__device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAttentionArgs& a, int b, int kvh, int prefix_len,
+                                                                 int p0, int prefix_tiles_here, int row_tile, int i) {
+  using T = typename C::T;
+  TileRef<T> t;
+  if (i < prefix_tiles_here) {
+    const int key0 = (p0 + i) * C::kTileN;
+    const size_t base = ((static_cast<size_t>(b) * C::kKvHeads + kvh) * a.cache_capacity + key0) * C::kHeadDim;
+    t.k = static_cast<const T*>(a.k_cache) + base;
+    t.v = static_cast<const T*>(a.v_cache) + base;
+    t.stride = C::kHeadDim;
+    t.valid = min(C::kTileN, prefix_len - key0);
+    t.key0 = key0;
+    t.mode = t.valid == C::kTileN ? kPrefixFull : kPrefixTail;
+  } else {
+    const int slot = C::step_tile_offset(row_tile) + (i - prefix_tiles_here);
+    const int key0 = C::step_tile_key(slot) * C::kTileN;
+    const size_t base = ((static_cast<size_t>(b) * C::kSteps + key0) * C::kKvHeads + kvh) * C::kHeadDim;
+    t.k = static_cast<const T*>(a.k_step) + base;
+    t.v = static_cast<const T*>(a.v_step) + base;
+    t.stride = C::kKvHeads * C::kHeadDim;
+    t.valid = min(C::kTileN, C::kSteps - key0);
+    t.key0 = key0;
+    t.mode = C::step_tile_full(slot) ? kStepFull : kStepPartial;
+  }
+  return t;
+}
+
+// Issues the cp.async copies of one K and one V tile into a pipeline stage.
+template <class C>
+__device__ __forceinline__ void load_kv_tile(const TileRef<typename C::T>& t, typename C::T* sk, typename C::T* sv) {
+  constexpr int kChunksPerRow = C::kHeadDim / 8;  // 16-byte chunks
+  for (int c = threadIdx.x; c < C::kTileN * kChunksPerRow; c += C::kThreads) {
+    const int row = c / kChunksPerRow;
+    const int col = (c % kChunksPerRow) * 8;
+    const bool ok = row < t.valid;
+    const size_t off = ok ? static_cast<size_t>(row) * t.stride + col : 0;
+    cp_async_16(sk + row * C::kSmemStride + col, t.k + off, ok);
+    cp_async_16(sv + row * C::kSmemStride + col, t.v + off, ok);
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs& a) {
+  using T = typename C::T;
+  constexpr int D = C::kHeadDim;
+  constexpr int NT = C::kTileN;
+  constexpr int kDChunks = D / 8;     // n8 chunks of the output
+  constexpr int kDSteps = D / 16;     // k16 steps of Q K^T
+  constexpr int kKeyChunks = NT / 8;  // n8 chunks of the scores
+  constexpr int kKeySteps = NT / 16;  // k16 steps of P V
+  constexpr int kStageElems = NT * C::kSmemStride;
+  static_assert(C::kTileM == 16 * C::kWarps, "one warp owns 16 rows");
+  static_assert(D % 16 == 0 && NT % 16 == 0, "tiles are made of m16n8k16 fragments");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* smem = reinterpret_cast<T*>(smem_raw);
+  // Stage s holds K at smem + 2 s kStageElems and V right after it (pointer arithmetic,
+  // not a pointer array: a runtime-indexed array would live in local memory).
+  auto stage_k = [&](int s) { return smem + 2 * s * kStageElems; };
+  auto stage_v = [&](int s) { return smem + (2 * s + 1) * kStageElems; };
+
+  const int row_tile = blockIdx.x;
+  const int b = blockIdx.y / C::kKvHeads;
+  const int kvh = blockIdx.y % C::kKvHeads;
+  const int split = blockIdx.z;
+  const int num_splits = gridDim.z;
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;  // fragment row group
+  const int tg = lane % 4; // thread in group
+
+  // ---- Q: global -> shared (aliasing stage 0) -> registers, once ----------------------
+  {
+    T* sq = smem;
+    for (int c = threadIdx.x; c < C::kTileM * kDChunks; c += C::kThreads) {
+      const int i = c / kDChunks;
+      const int col = (c % kDChunks) * 8;
+      const int r = row_tile * C::kTileM + i;
+      const bool ok = r < C::kRows;
+      const int tq = ok ? r / C::kGroup : 0;
+      const int hq = kvh * C::kGroup + (ok ? r % C::kGroup : 0);
+      const size_t off = ((static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq) * D + col;
+      cp_async_16(sq + i * C::kSmemStride + col, static_cast<const T*>(a.q) + off, ok);
+    }
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+  uint32_t qa[kDSteps][4];
+  {
+    const int mi = lane / 8;
+    const int row = warp * 16 + (mi % 2) * 8 + lane % 8;
+    for (int kk = 0; kk < kDSteps; ++kk) ldmatrix_x4(qa[kk], smem + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
+  }
+  __syncthreads();  // stage 0 is reused for K/V below
+
+  // ---- this CTA's share of the keys -------------------------------------------------
+  const int prefix_len = a.prefix_len[b];
+  const int prefix_tiles = (prefix_len + NT - 1) / NT;
+  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
+  const int p0 = min(split * per_split, prefix_tiles);
+  const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
+  const int step_tiles_here =
+      split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
+  const int num_tiles = prefix_tiles_here + step_tiles_here;
+
+  // Rows of this thread: fragment rows g and g + 8 of the warp's 16.
+  int row_token[2];
+  for (int h = 0; h < 2; ++h) {
+    const int r = row_tile * C::kTileM + warp * 16 + g + 8 * h;
+    row_token[h] = min(r / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
+  }
+  float o[kDChunks][4];
+  for (int j = 0; j < kDChunks; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};  // running max of scaled scores (log2 domain)
+  float row_sum[2] = {0.f, 0.f};              // this thread's partial sums; reduced at the end
+
+  if (num_tiles > 0) {
+    load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0));
+  }
+  cp_async_commit();
+
+  for (int i = 0; i < num_tiles; ++i) {
+    const int stage = i & 1;
+    if (i + 1 < num_tiles) {
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i + 1), stage_k(stage ^ 1), stage_v(stage ^ 1));
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+
+    // ---- S = Q K^T for this warp's 16 rows x NT keys --------------------------------
+    float s[kKeyChunks][4];
+    for (int j = 0; j < kKeyChunks; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    {
+      const int mi = lane / 8;
+      for (int kk = 0; kk < kDSteps; ++kk) {
+        for (int j = 0; j < kKeyChunks; j += 2) {
+          // matrices: keys j*8..+7 x d lo, keys j*8..+7 x d hi, keys (j+1)*8.. x d lo, .. x d hi
+          const int key = j * 8 + (mi / 2) * 8 + lane % 8;
+          uint32_t kb[4];
+          ldmatrix_x4(kb, stage_k(stage) + key * C::kSmemStride + kk * 16 + (mi % 2) * 8);
+          mma_m16n8k16<T>(s[j], qa[kk], kb);
+          mma_m16n8k16<T>(s[j + 1], qa[kk], kb + 2);
+        }
+      }
+    }
+
+    // ---- mask (only tail and partial tiles), scale, online softmax -------------------
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    for (int j = 0; j < kKeyChunks; ++j) {
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        const int kj = j * 8 + 2 * tg + (e & 1);
+        float x = s[j][e] * C::kScaleLog2;
+        if (tile.mode == kPrefixTail) {
+          if (kj >= tile.valid) x = -INFINITY;
+        } else if (tile.mode == kStepPartial) {
+          if (kj >= tile.valid || !C::visible(row_token[h], tile.key0 + kj)) x = -INFINITY;
+        }
+        s[j][e] = x;
+        tile_max[h] = fmaxf(tile_max[h], x);
+      }
+    }
+    float scale_old[2], base[2];
+    for (int h = 0; h < 2; ++h) {
+      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
+      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
+      const float new_max = fmaxf(row_max[h], tile_max[h]);
+      // A row with no visible key so far keeps max = -inf; exponentiate against 0 then,
+      // so -inf - (-inf) never makes NaN (every p is exp2(-inf) = 0).
+      base[h] = new_max == -INFINITY ? 0.f : new_max;
+      scale_old[h] = fast_exp2(row_max[h] - base[h]);
+      row_max[h] = new_max;
+      row_sum[h] *= scale_old[h];
+    }
+    for (int j = 0; j < kDChunks; ++j) {
+      o[j][0] *= scale_old[0]; o[j][1] *= scale_old[0];
+      o[j][2] *= scale_old[1]; o[j][3] *= scale_old[1];
+    }
+    for (int j = 0; j < kKeyChunks; ++j) {
+      for (int e = 0; e < 4; ++e) {
+        const float p = fast_exp2(s[j][e] - base[e / 2]);
+        s[j][e] = p;
+        row_sum[e / 2] += p;
+      }
+    }
+
+    // ---- O += P V: the score accumulators are already the A fragments of P ------------
+    {
+      const int mi = lane / 8;
+      for (int kk = 0; kk < kKeySteps; ++kk) {
+        uint32_t pa[4];
+        pa[0] = Elem<T>::pack2(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = Elem<T>::pack2(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = Elem<T>::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = Elem<T>::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        for (int j = 0; j < kDChunks; j += 2) {
+          // matrices (transposed): keys lo x d chunk j, keys hi x chunk j, keys lo x chunk j+1, keys hi x chunk j+1
+          const int key = kk * 16 + (mi % 2) * 8 + lane % 8;
+          uint32_t vb[4];
+          ldmatrix_x4_trans(vb, stage_v(stage) + key * C::kSmemStride + (j + mi / 2) * 8);
+          mma_m16n8k16<T>(o[j], pa, vb);
+          mma_m16n8k16<T>(o[j + 1], pa, vb + 2);
+        }
+      }
+    }
+    __syncthreads();  // everyone is done with this stage before it is refilled
+  }
+
+  // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp ---------
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] += shfl_xor(row_sum[h], 1);
+    row_sum[h] += shfl_xor(row_sum[h], 2);
+  }
+  const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
+  for (int h = 0; h < 2; ++h) {
+    const int r = row_tile * C::kTileM + warp * 16 + g + 8 * h;
+    if (r >= C::kRows) continue;
+    const int tq = r / C::kGroup;
+    const int hq = kvh * C::kGroup + r % C::kGroup;
+    const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
+    const bool empty = row_sum[h] == 0.f;
+    const float inv = empty ? 0.f : 1.f / row_sum[h];
+    const float lse = empty ? -INFINITY : (row_max[h] + __log2f(row_sum[h])) * 0.6931471805599453f;
+    if (num_splits == 1) {
+      T* out = static_cast<T*>(a.o) + row_index * D;
+      for (int j = 0; j < kDChunks; ++j) {
+        const int col = j * 8 + 2 * tg;
+        *reinterpret_cast<uint32_t*>(out + col) = Elem<T>::pack2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+      }
+      if (tg == 0) a.lse[row_index] = lse;
+    } else {
+      float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
+      float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
+      for (int j = 0; j < kDChunks; ++j) {
+        const int col = j * 8 + 2 * tg;
+        *reinterpret_cast<float2*>(ws_o + col) = make_float2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+      }
+      if (tg == 0) ws_lse[static_cast<size_t>(split) * rows_total + row_index] = lse;
+    }
+  }
+}
+
+// Merges the splits' partial (O, lse) by log-sum-exp; one warp per output row.
+template <class C>
+__device__ __forceinline__ void combine_splits_kernel(const TidarcAttentionArgs& a) {
+  using T = typename C::T;
+  constexpr int D = C::kHeadDim;
+  const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
+  const size_t row = static_cast<size_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows_total) return;
+  const int splits = a.num_splits;
+  const float* ws_lse = a.workspace + static_cast<size_t>(splits) * rows_total * D;
+  float max_lse = -INFINITY;
+  for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, ws_lse[s * rows_total + row]);
+  T* out = static_cast<T*>(a.o) + row * D;
+  if (max_lse == -INFINITY) {
+    for (int c = lane; c < D; c += 32) out[c] = Elem<T>::from_float(0.f);
+    if (lane == 0) a.lse[row] = -INFINITY;
+    return;
+  }
+  float weight_sum = 0.f;
+  for (int s = 0; s < splits; ++s) weight_sum += __expf(ws_lse[s * rows_total + row] - max_lse);
+  for (int c = lane; c < D; c += 32) {
+    float acc = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float w = __expf(ws_lse[s * rows_total + row] - max_lse);
+      acc += w * a.workspace[(static_cast<size_t>(s) * rows_total + row) * D + c];
+    }
+    out[c] = Elem<T>::from_float(acc / weight_sum);
+  }
+  if (lane == 0) a.lse[row] = max_lse + __logf(weight_sum);
+}
+
+}  // namespace tidarc
