@@ -1,0 +1,34 @@
+import { describe, expect, test } from 'vitest';
+import { parsePtxasReport, ptxasWarnings } from '../../src/build/ptxas.js';
+
+// Real nvcc 13.0 output: sm_80 prints cmem on the "Used" line, sm_90 does not.
+const SAMPLE = `ptxas info    : 0 bytes gmem, 132 bytes cmem[3]
+ptxas info    : Compiling entry function 'k_combine' for 'sm_80'
+ptxas info    : Function properties for k_combine
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 40 registers, used 0 barriers, 440 bytes cmem[0]
+ptxas info    : Compile time = 72.156 ms
+ptxas info    : Compiling entry function 'k' for 'sm_80'
+ptxas info    : Function properties for k
+    32 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 255 registers, used 1 barriers, 32 bytes cumulative stack size, 2048 bytes smem, 440 bytes cmem[0]
+ptxas info    : Compiling entry function 'k' for 'sm_90'
+ptxas info    : Function properties for k
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 178 registers, used 1 barriers
+`;
+
+describe('parsePtxasReport', () => {
+  const r = parsePtxasReport(SAMPLE);
+  test('reads registers, stack, spills, smem and cmem per arch and kernel', () => {
+    expect(r['sm_80']!['k_combine']).toEqual({ registers: 40, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0, sharedBytes: 0, constantBytes: 440, barriers: 0 });
+    expect(r['sm_80']!['k']).toEqual({ registers: 255, stackBytes: 32, spillStoreBytes: 8, spillLoadBytes: 12, sharedBytes: 2048, constantBytes: 440, barriers: 1 });
+    expect(r['sm_90']!['k']).toEqual({ registers: 178, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0, sharedBytes: 0, barriers: 1 });
+  });
+  test('warns about spills, naming variant, arch and kernel', () => {
+    expect(ptxasWarnings('tidar_k16', r)).toEqual(['tidar_k16 (sm_80): k spills 8 bytes stored / 12 loaded with 255 registers']);
+  });
+  test('empty input gives an empty report', () => {
+    expect(parsePtxasReport('')).toEqual({});
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * The kernel plan's in-step tile schedule against dense evaluation of the mask: a row
+ * tile visits exactly the key tiles that hold a visible (row, key) pair, and marks full
+ * exactly those where every pair of the tile is visible and inside n.
+ */
+import { describe, expect, test } from 'vitest';
+import { ARCHES, parseArch } from '../../src/codegen/arch.js';
+import { archProblems, planAttention } from '../../src/codegen/plan.js';
+import { chooseSplits } from '../../src/codegen/splits.js';
+import { tidarDecodeVariant, variantForMask } from '../../src/codegen/variant.js';
+import { stepVisibility } from '../../src/ir/mask.js';
+import { blockDiffusion, causal, tree } from '../../src/ir/mask-builders.js';
+
+const shapes = [
+  { dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 4 },
+  { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 },
+  { dtype: 'fp16', headDim: 128, qHeads: 6, kvHeads: 1 },
+  { dtype: 'fp16', headDim: 64, qHeads: 24, kvHeads: 3 },
+] as const;
+
+const variants = [
+  ...[1, 2, 3, 4, 8, 16].flatMap((k) => shapes.map((s) => tidarDecodeVariant(k, s))),
+  variantForMask('tree', tree([-1, 0, 0, 1, 1, 2, 3, -1, 7]), shapes[2], 'tree'),
+  variantForMask('bd', blockDiffusion(70), shapes[3], 'block diffusion'),
+  variantForMask('ar', causal(1), shapes[1], 'ar'),
+];
+
+describe('planAttention', () => {
+  test.for(variants.map((v) => [`${v.name} G${v.shape.qHeads / v.shape.kvHeads}`, v] as const))('%s schedule matches dense evaluation', ([, v]) => {
+    for (const tile of [ARCHES.sm_80.tile, { warps: 2, tileN: 32, stages: 2 as const }]) {
+      const plan = planAttention(v, tile);
+      const n = plan.steps;
+      const vis = stepVisibility(v.mask);
+      const G = plan.group;
+      let visited = 0;
+      for (let rt = 0; rt < plan.rowTiles; rt++) {
+        const scheduled = new Map<number, boolean>();
+        for (let s = plan.stepTileOffset[rt]!; s < plan.stepTileOffset[rt + 1]!; s++) scheduled.set(plan.stepTileKey[s]!, plan.stepTileFull[s]!);
+        for (let kt = 0; kt < plan.stepKeyTiles; kt++) {
+          let seen = 0, cells = 0;
+          for (let r = rt * plan.tileM; r < Math.min(plan.rows, (rt + 1) * plan.tileM); r++) {
+            for (let k = kt * tile.tileN; k < (kt + 1) * tile.tileN; k++) {
+              cells++;
+              if (k < n) seen += vis[Math.floor(r / G) * n + k]!;
+            }
+          }
+          expect(scheduled.has(kt), `row tile ${rt}, key tile ${kt}`).toBe(seen > 0);
+          if (seen > 0) expect(scheduled.get(kt), `full flag ${rt},${kt}`).toBe(seen === cells);
+        }
+        visited += scheduled.size;
+      }
+      expect(visited).toBe(plan.stepTileCounts.full + plan.stepTileCounts.partial);
+      expect(plan.stepTileCounts.empty + visited).toBe(plan.rowTiles * plan.stepKeyTiles);
+    }
+  });
+
+  test('TiDAR k = 16 on the Qwen3-8B shape skips most in-step tiles', () => {
+    const plan = planAttention(tidarDecodeVariant(16, shapes[1]), ARCHES.sm_90.tile);
+    expect(plan.rows).toBe(1088);
+    expect(plan.rowTiles).toBe(17);
+    expect(plan.stepTileCounts.empty).toBeGreaterThan(plan.stepTileCounts.partial + plan.stepTileCounts.full);
+  });
+
+  test('shared memory per arch: 2 stages of K and V, padded rows', () => {
+    const plan = planAttention(tidarDecodeVariant(4, shapes[1]), ARCHES.sm_86.tile);
+    expect(plan.sharedBytes).toBe(2 * 2 * 64 * 136 * 2);
+    expect(archProblems(plan, ARCHES.sm_86)).toEqual([]);
+    const big = planAttention(tidarDecodeVariant(4, shapes[1]), { warps: 4, tileN: 256, stages: 2 });
+    expect(archProblems(big, ARCHES.sm_86)[0]).toMatch(/needs 278528 bytes of shared memory; sm_86 allows 101376/);
+  });
+
+  test('unknown arch is one clear error', () => {
+    expect(() => parseArch('sm_70')).toThrow(/unknown GPU architecture \(--arch = sm_70\); allowed: sm_80, sm_86, sm_89, sm_90/);
+  });
+});
+
+describe('chooseSplits (wave efficiency, FA3 rule)', () => {
+  test('enough work: no split', () => expect(chooseSplits(17 * 8, 132, 64)).toBe(1));
+  test('k = 4, batch 1, 8 KV heads on 132 SMs: splits until the waves fill', () => {
+    const s = chooseSplits(8, 132, 64);
+    expect(s).toBeGreaterThan(1);
+    expect(8 * s).toBeLessThanOrEqual(132);
+  });
+  test('never more splits than prefix tiles', () => expect(chooseSplits(1, 132, 3)).toBeLessThanOrEqual(3));
+  test('no prefix: one split', () => expect(chooseSplits(1, 132, 0)).toBe(1));
+});
