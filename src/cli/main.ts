@@ -19,10 +19,20 @@ function commanderErrorLine(text: string, write: (s: string) => void): void {
   write(`tidarc: ${text.trim().replace(/\s*\n\s*/g, ' ')} (run with --help for usage)\n`);
 }
 
+const TOP_HELP = `
+Examples:
+  $ tidarc compile                                  # bundled tiny model -> tidarc-out/tiny
+  $ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b
+  $ tidarc import-hf ~/models/Qwen3-8B/config.json --draft 16 --out qwen3-8b.json
+  $ tidarc mask --kind tidar-decode --draft 3 --prefix 3
+Run 'tidarc <command> --help' for every option of a command. TIDARC_DEBUG=1 prints stack traces.
+`;
+
 export function buildProgram(io: CliIo): Command {
   const program = new Command('tidarc')
-    .description('Compile TiDAR models into fused attention kernels per draft length and GPU arch, and run them.')
+    .description('Compile TiDAR models into fused attention kernels per draft length and GPU arch (CUDA + portable C++) and a typed TypeScript library.')
     .version(TIDARC_VERSION)
+    .addHelpText('after', TOP_HELP)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: commanderErrorLine })
     .exitOverride();
   registerCompileCommand(program, io);
