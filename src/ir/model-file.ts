@@ -2,10 +2,10 @@
  * The file-system edge for model descriptions: read a tidarc model.json or an HF config.json
  * into a validated ModelSpec, and write a model.json atomically. Everything it calls is pure.
  */
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { writeTextFileAtomic } from '../fs/atomic-write.js';
 import { type HfImportOptions, importHfConfig, looksLikeHfConfig, modelNameFromPath } from './hf-config.js';
 import type { ModelSpec } from './model.js';
 import { formatModelSpecJson, parseJsonText, validateModelSpec } from './model-validate.js';
@@ -37,19 +37,7 @@ export async function readJsonFile(path: string): Promise<unknown> {
 }
 
 /** Writes the spec as model.json via a temp file and rename, so readers never see half a file. */
-export async function writeModelSpecFile(path: string, spec: ModelSpec): Promise<void> {
-  await writeTextFileAtomic(path, formatModelSpecJson(spec));
+export async function writeModelSpecFile(path: string, spec: ModelSpec, option?: string): Promise<void> {
+  await writeTextFileAtomic(path, formatModelSpecJson(spec), option);
 }
 
-export async function writeTextFileAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, text, { encoding: 'utf8', flag: 'wx' });
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new TidarcError('missing-file', 'cannot write: the directory does not exist', { source: path });
-    throw new TidarcError('runtime', `cannot write file (${code ?? (err as Error).message})`, { source: path });
-  }
-}

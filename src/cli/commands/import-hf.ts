@@ -63,7 +63,7 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
         io.stdout(formatModelSpecJson(spec));
         return;
       }
-      await writeModelSpecFile(flags.out, spec);
+      await writeModelSpecFile(flags.out, spec, '--out');
       io.stdout(`wrote ${flags.out}: ${describe(spec)}\n`);
     });
 }

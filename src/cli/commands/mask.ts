@@ -6,8 +6,6 @@
  * every mistake becomes one TidarcError sentence naming the option, the value and what is
  * allowed, printed by runCli as a single `tidarc: error:` line.
  */
-import { randomBytes } from 'node:crypto';
-import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
@@ -15,6 +13,7 @@ import { MASK_KINDS, type MaskKind, type MaskSpec } from '../../ir/mask.js';
 import { MAX_DRAFT, MAX_LENGTH, blockDiffusion, causal, tidarDecode, tidarPrefill, tidarTrain, tree } from '../../ir/mask-builders.js';
 import { renderMaskJson, renderMaskSvg, renderMaskText } from '../../ir/mask-render.js';
 import type { CliIo } from '../io.js';
+import { writeTextFileAtomic } from '../../fs/atomic-write.js';
 
 const FORMATS = ['text', 'json', 'svg'] as const;
 type Format = (typeof FORMATS)[number];
@@ -141,18 +140,6 @@ const RENDER: Readonly<Record<Format, (mask: MaskSpec, prefix: number) => string
   svg: renderMaskSvg,
 };
 
-/** Write-then-rename so a reader never sees a half-written file and a failure leaves none. */
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(temp, text, 'utf8');
-    await rename(temp, path);
-  } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new TidarcError('invalid-argument', `cannot write the output file (${reason})`, { field: '--out', value: path, allowed: 'a file path in an existing, writable directory' });
-  }
-}
 
 const HELP = `
 Options by kind (prefix P = cached keys every in-step query sees, default 0):
@@ -204,7 +191,7 @@ export function registerMaskCommand(program: Command, io: CliIo): void {
         io.stdout(text);
         return;
       }
-      await writeAtomically(o.out, text);
+      await writeTextFileAtomic(o.out, text, '--out');
       const rows = mask.tokens.length;
       io.stdout(`wrote ${o.out} (${format}, ${kind} mask, ${rows} queries x ${prefix + rows} keys)\n`);
     });

@@ -1,0 +1,172 @@
+/**
+ * `tidarc compile` behind the CLI: generate (pure) -> stage -> build (nvcc, C++) -> swap.
+ * Per-variant content hashes let an unchanged input skip nvcc; an unchanged compile does
+ * not touch the output directory at all.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFile, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import type { ArchName } from '../codegen/arch.js';
+import { generateModel } from '../codegen/generate.js';
+import type { BuildReport, Manifest } from '../codegen/manifest.js';
+import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
+import { runPool } from './pool.js';
+import { parsePtxasReport, ptxasWarnings, type PtxasByArch } from './ptxas.js';
+import { type Tool, findCxx, findNvcc } from './toolchain.js';
+
+const exec = promisify(execFile);
+
+export type BuildTargets = 'all' | 'cpu' | 'none';
+
+export interface CompileRequest {
+  readonly spec: ModelSpec;
+  readonly drafts?: readonly number[];
+  readonly arches: readonly ArchName[];
+  readonly outDir: string;
+  /** 'none': sources, manifest and bindings only (what generated/ holds); 'cpu': skip nvcc. */
+  readonly build: BuildTargets;
+  readonly jobs?: number;
+  readonly log: (line: string) => void;
+}
+
+export interface CompileResult {
+  readonly outDir: string;
+  readonly manifest: Manifest;
+  readonly unchanged: boolean;
+  readonly codegenMs: number;
+  readonly buildMs: number;
+  readonly warnings: readonly string[];
+}
+
+export const CPU_FLAGS: readonly string[] = ['-O3', '-march=native', '-std=c++17', '-fPIC', '-pthread'];
+const CPU_LIBRARY = 'cpu/libtidarc_cpu.so';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
+  try {
+    return JSON.parse(await readFile(join(outDir, 'manifest.json'), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+}
+
+function firstLines(text: string, n = 12): string {
+  return text.split('\n').filter((l) => l.trim() !== '').slice(0, n).join('\n');
+}
+
+export async function compileModel(req: CompileRequest): Promise<CompileResult> {
+  const t0 = performance.now();
+  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}) });
+  const codegenMs = performance.now() - t0;
+  const files = new Map(generated.files);
+  const contentHash = sha256([...files].filter(([k]) => k !== 'manifest.json').map(([k, v]) => `${k}\n${sha256(v)}`).join('\n'));
+
+  const building = req.build !== 'none';
+  const [nvcc, cxx] = building
+    ? await Promise.all([req.build === 'all' ? findNvcc() : Promise.resolve({ found: false as const, reason: 'skipped (CPU-only build)' }), findCxx()])
+    : [undefined, undefined];
+  const inputHash = sha256([contentHash, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
+  const old = await readOldManifest(req.outDir);
+  if (old && (building ? old.build?.inputHash === inputHash : old.build === undefined && old.sourceHash === generated.manifest.sourceHash)) {
+    const same = await Promise.all([...files].filter(([k]) => k !== 'manifest.json').map(async ([k, v]) => (await readFile(join(req.outDir, k), 'utf8').catch(() => '')) === v));
+    const binaries = [old.build?.cpu?.library, ...Object.values(old.build?.nvcc?.variants ?? {}).map((v) => v.binary)].filter((p): p is string => !!p);
+    if (same.every(Boolean) && binaries.every((p) => existsSync(join(req.outDir, p)))) {
+      req.log(`unchanged: ${req.outDir} is up to date (${generated.plans.length} variants)`);
+      return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs, buildMs: 0, warnings: [] };
+    }
+  }
+
+  const staging = await createStaging(req.outDir);
+  const t1 = performance.now();
+  const warnings: string[] = [];
+  try {
+    await writeFiles(staging, files);
+    let manifest: Manifest = generated.manifest;
+    if (building) {
+      const jobs = req.jobs ?? availableParallelism();
+      const build: BuildReport = {
+        inputHash,
+        ...(nvcc!.found
+          ? { nvcc: await buildCuda(generated.manifest, nvcc!.tool, staging, req.outDir, old, jobs, req.log, warnings) }
+          : { nvccMissing: req.build === 'cpu' ? 'CPU-only build: CUDA sources written, not compiled' : `nvcc not found (${nvcc!.reason}); CUDA sources written, not compiled` }),
+        ...(cxx!.found
+          ? { cpu: await buildCpu(generated.manifest, cxx!.tool, staging, jobs, req.log) }
+          : { cpuMissing: `no C++ compiler (${cxx!.reason}); CPU sources written, not compiled` }),
+      };
+      if (build.nvccMissing) req.log(build.nvccMissing);
+      if (build.cpuMissing) req.log(build.cpuMissing);
+      manifest = { ...manifest, build };
+      await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
+    }
+    await commitStaging(staging, req.outDir);
+    return { outDir: req.outDir, manifest, unchanged: false, codegenMs, buildMs: performance.now() - t1, warnings };
+  } catch (e) {
+    await discardStaging(staging);
+    throw e;
+  }
+}
+
+async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
+  log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
+  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh'];
+  const headerText = (await Promise.all(headers.map((h) => readFile(join(staging, h), 'utf8')))).join('\n');
+  const flags = [...manifest.nvccFlags];
+  let done = 0;
+  const total = manifest.variants.length;
+  const results = await runPool(manifest.variants, jobs, async (v) => {
+    const source = await readFile(join(staging, v.sources.cuda), 'utf8');
+    const hash = sha256([source, headerText, nvcc.version, flags.join(' ')].join('\n'));
+    const binary = v.sources.cuda.replace(/\.cu$/, '.fatbin');
+    const previous = old?.build?.nvcc?.variants[v.name];
+    const t = performance.now();
+    let ptxas: PtxasByArch;
+    if (previous && previous.hash === hash && existsSync(join(outDir, previous.binary))) {
+      await copyFile(join(outDir, previous.binary), join(staging, binary));
+      ptxas = previous.ptxas as PtxasByArch;
+      log(`[${++done}/${total}] nvcc ${v.name}: unchanged, reused ${binary}`);
+    } else {
+      try {
+        const { stderr } = await exec(nvcc.path, [...flags, '-o', binary, v.sources.cuda], { cwd: staging, maxBuffer: 64 << 20 });
+        ptxas = parsePtxasReport(stderr);
+      } catch (e) {
+        const err = e as { stderr?: string; message: string };
+        throw new TidarcError('build-failed', `nvcc failed on variant ${v.name}:\n${firstLines(err.stderr ?? err.message)}`);
+      }
+      log(`[${++done}/${total}] nvcc ${v.name} (${manifest.arches.join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    }
+    warnings.push(...ptxasWarnings(v.name, ptxas));
+    return [v.name, { binary, hash, ptxas }] as const;
+  });
+  for (const w of warnings) log(`warning: ${w}`);
+  return { version: nvcc.version, flags, variants: Object.fromEntries(results) };
+}
+
+async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
+  const sources = ['cpu/tidarc_cpu_library.cpp', ...manifest.variants.map((v) => v.sources.cpu)];
+  const t = performance.now();
+  const objects = await runPool(sources, jobs, async (src) => {
+    const obj = src.replace(/\.cpp$/, '.o');
+    try {
+      await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20 });
+    } catch (e) {
+      const err = e as { stderr?: string; message: string };
+      throw new TidarcError('build-failed', `${cxx.path} failed on ${src}:\n${firstLines(err.stderr ?? err.message)}`);
+    }
+    return obj;
+  });
+  try {
+    await exec(cxx.path, ['-shared', '-pthread', '-o', CPU_LIBRARY, ...objects], { cwd: staging });
+  } catch (e) {
+    throw new TidarcError('build-failed', `linking ${CPU_LIBRARY} failed:\n${firstLines((e as { stderr?: string }).stderr ?? String(e))}`);
+  }
+  await Promise.all(objects.map((o) => rm(join(staging, o), { force: true })));
+  log(`cpu: ${CPU_LIBRARY} (${sources.length} sources, ${cxx.version}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return { compiler: cxx.version, flags: CPU_FLAGS, library: CPU_LIBRARY };
+}

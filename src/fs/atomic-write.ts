@@ -1,0 +1,23 @@
+/**
+ * Writes one file so that a reader never sees half of it and a failure leaves none:
+ * a temp file in the same directory, then rename. Errors name the path and, when the
+ * path came from an option, that option.
+ */
+import { randomBytes } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { TidarcError } from '../errors.js';
+
+export async function writeTextFileAtomic(path: string, text: string, option?: string): Promise<void> {
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temp, text, { encoding: 'utf8', flag: 'wx' });
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const why = code === 'ENOENT' ? 'the directory does not exist' : code;
+    throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
+      ...(option ? { field: option, value: path, allowed: 'a file path in an existing, writable directory' } : { source: path }),
+    });
+  }
+}
