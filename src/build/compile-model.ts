@@ -5,10 +5,10 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
@@ -57,11 +57,21 @@ async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
   }
 }
 
-function firstLines(text: string, n = 12): string {
-  return text.split('\n').filter((l) => l.trim() !== '').slice(0, n).join('\n');
+/**
+ * A failed compiler run: the full output goes to `<outDir>.build-error.log` (nothing lost),
+ * the error itself stays one line with the compiler's first error.
+ */
+async function buildFailure(outDir: string, what: string, output: string): Promise<never> {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  const first = lines.find((l) => /error/i.test(l)) ?? lines[0] ?? 'no output';
+  const log = `${outDir}.build-error.log`;
+  await writeFile(log, `${what}\n${output}`);
+  throw new TidarcError('build-failed', `${what}: ${first} (full output in ${log})`);
 }
 
-export async function compileModel(req: CompileRequest): Promise<CompileResult> {
+export async function compileModel(request: CompileRequest): Promise<CompileResult> {
+  // Resolved so that `--out dir/` or `--out dir/.` stage next to the directory, not inside it.
+  const req = { ...request, outDir: resolve(request.outDir) };
   const t0 = performance.now();
   const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}) });
   const codegenMs = performance.now() - t0;
@@ -97,7 +107,7 @@ export async function compileModel(req: CompileRequest): Promise<CompileResult> 
           ? { nvcc: await buildCuda(generated.manifest, nvcc!.tool, staging, req.outDir, old, jobs, req.log, warnings) }
           : { nvccMissing: req.build === 'cpu' ? 'CPU-only build: CUDA sources written, not compiled' : `nvcc not found (${nvcc!.reason}); CUDA sources written, not compiled` }),
         ...(cxx!.found
-          ? { cpu: await buildCpu(generated.manifest, cxx!.tool, staging, jobs, req.log) }
+          ? { cpu: await buildCpu(generated.manifest, cxx!.tool, staging, req.outDir, jobs, req.log) }
           : { cpuMissing: `no C++ compiler (${cxx!.reason}); CPU sources written, not compiled` }),
       };
       if (build.nvccMissing) req.log(build.nvccMissing);
@@ -137,7 +147,7 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
         ptxas = parsePtxasReport(stderr);
       } catch (e) {
         const err = e as { stderr?: string; message: string };
-        throw new TidarcError('build-failed', `nvcc failed on variant ${v.name}:\n${firstLines(err.stderr ?? err.message)}`);
+        return buildFailure(outDir, `nvcc failed on variant ${v.name}`, err.stderr || err.message);
       }
       log(`[${++done}/${total}] nvcc ${v.name} (${manifest.arches.join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
@@ -148,7 +158,7 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
   return { version: nvcc.version, flags, variants: Object.fromEntries(results) };
 }
 
-async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
+async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, outDir: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
   const sources = ['cpu/tidarc_cpu_library.cpp', ...manifest.variants.map((v) => v.sources.cpu)];
   const t = performance.now();
   const objects = await runPool(sources, jobs, async (src) => {
@@ -157,14 +167,15 @@ async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, jobs: nu
       await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20 });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      throw new TidarcError('build-failed', `${cxx.path} failed on ${src}:\n${firstLines(err.stderr ?? err.message)}`);
+      return buildFailure(outDir, `${cxx.path} failed on ${src}`, err.stderr || err.message);
     }
     return obj;
   });
   try {
     await exec(cxx.path, ['-shared', '-pthread', '-o', CPU_LIBRARY, ...objects], { cwd: staging });
   } catch (e) {
-    throw new TidarcError('build-failed', `linking ${CPU_LIBRARY} failed:\n${firstLines((e as { stderr?: string }).stderr ?? String(e))}`);
+    const err = e as { stderr?: string; message: string };
+    await buildFailure(outDir, `linking ${CPU_LIBRARY} failed`, err.stderr || err.message);
   }
   await Promise.all(objects.map((o) => rm(join(staging, o), { force: true })));
   log(`cpu: ${CPU_LIBRARY} (${sources.length} sources, ${cxx.version}) ${((performance.now() - t) / 1000).toFixed(1)} s`);

@@ -63,7 +63,7 @@ export function variantForMask(name: string, mask: MaskSpec, shape: AttentionSha
 
 export function tidarDecodeVariant(draft: number, shape: AttentionShape): AttentionVariant {
   if (!Number.isInteger(draft) || draft < 1 || draft > MAX_DRAFT_COMPILE) {
-    throw new TidarcError('invalid-argument', 'draft length out of range', { field: '--draft', value: draft, allowed: `integers 1..${MAX_DRAFT_COMPILE}` });
+    throw new TidarcError('invalid-argument', 'draft length out of range', { field: '--draft', value: draft, allowed: `integers from 1 to ${MAX_DRAFT_COMPILE}` });
   }
   const n = draft * (draft + 1);
   return variantForMask(`tidar_k${draft}`, tidarDecode(draft), shape, `TiDAR decode step, draft length ${draft}: ${n} in-step tokens (${draft} drafts + ${draft} blocks of ${draft} mask tokens)`, draft);

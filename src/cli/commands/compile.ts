@@ -4,13 +4,12 @@
  */
 import { relative } from 'node:path';
 import type { Command } from 'commander';
-import { TidarcError } from '../../errors.js';
 import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { packageRoot } from '../../codegen/templates.js';
 import { loadModelSpecFile } from '../../ir/model-file.js';
 import type { CliIo } from '../io.js';
-import { parseDraftList } from './import-hf.js';
+import { parseDraftList, parseIntegerOption } from '../options.js';
 
 export const DEFAULT_MODEL = 'examples/tiny.json';
 export const DEFAULT_ARCHES: readonly ArchName[] = ARCH_NAMES;
@@ -55,7 +54,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const spec = await loadModelSpecFile(path);
       const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
-      const jobs = flags.jobs === undefined ? undefined : parseJobs(flags.jobs);
+      const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
       const outDir = flags.out ?? `tidarc-out/${spec.name}`;
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
@@ -64,13 +63,6 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     });
 }
 
-function parseJobs(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 256) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: '--jobs', value: text, allowed: 'an integer from 1 to 256' });
-  }
-  return n;
-}
 
 function summary(r: CompileResult) {
   const b = r.manifest.build;

@@ -8,8 +8,9 @@ import { TidarcError } from '../../errors.js';
 import { importHfConfig, modelNameFromPath, type HfImportOptions } from '../../ir/hf-config.js';
 import { MAX_DRAFT_COMPILE, type DType, type ModelSpec } from '../../ir/model.js';
 import { readJsonFile, writeModelSpecFile } from '../../ir/model-file.js';
-import { DTYPES, formatModelSpecJson, shownValue } from '../../ir/model-validate.js';
+import { DTYPES, formatModelSpecJson } from '../../ir/model-validate.js';
 import type { CliIo } from '../io.js';
+import { optionText, parseDraftList } from '../options.js';
 
 interface ImportHfFlags {
   draft?: string;
@@ -68,29 +69,17 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
     });
 }
 
-/** "4,8,16" -> [4, 8, 16]; ranges and duplicates are checked by the spec validator. */
-export function parseDraftList(text: string): number[] {
-  const parts = text.split(',').map((p) => p.trim());
-  if (parts.some((p) => !/^\d+$/.test(p))) {
-    throw new TidarcError('invalid-argument', 'invalid value', {
-      field: '--draft',
-      value: shownValue(text),
-      allowed: `integers from 1 to ${MAX_DRAFT_COMPILE}, one or a comma list such as 4,8,16`,
-    });
-  }
-  return parts.map(Number);
-}
 
 function parseTokenId(text: string): number {
   if (!/^\d+$/.test(text.trim())) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: '--mask-token', value: shownValue(text), allowed: 'a vocabulary id (an integer >= 0)' });
+    throw new TidarcError('invalid-argument', 'invalid value', { field: '--mask-token', value: optionText(text), allowed: 'a vocabulary id (an integer >= 0)' });
   }
   return Number(text);
 }
 
 function parseDtype(text: string): DType {
   if (!DTYPES.includes(text as DType)) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: '--dtype', value: shownValue(text), allowed: `one of ${DTYPES.join(', ')}` });
+    throw new TidarcError('invalid-argument', 'invalid value', { field: '--dtype', value: optionText(text), allowed: `one of ${DTYPES.join(', ')}` });
   }
   return text as DType;
 }

@@ -1,0 +1,30 @@
+/** Option parsers shared by commands: each refusal names the option, the text typed and what is allowed. */
+import { TidarcError } from '../errors.js';
+import { MAX_DRAFT_COMPILE } from '../ir/model.js';
+
+/** The typed text as it appears in an error: unquoted, cut at 60 characters. */
+export function optionText(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** "4,8,16" -> [4, 8, 16]; ranges and duplicates are checked where the list is used. */
+export function parseDraftList(text: string): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) {
+    throw new TidarcError('invalid-argument', 'invalid value', {
+      field: '--draft',
+      value: optionText(text),
+      allowed: `integers from 1 to ${MAX_DRAFT_COMPILE}, one or a comma list such as 4,8,16`,
+    });
+  }
+  return parts.map(Number);
+}
+
+/** A decimal integer in [min, max]. */
+export function parseIntegerOption(option: string, text: string, min: number, max: number): number {
+  const value = Number(text.trim());
+  if (!/^[+-]?\d+$/.test(text.trim()) || value < min || value > max) {
+    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `an integer from ${min} to ${max}` });
+  }
+  return value;
+}
