@@ -4,7 +4,6 @@
  * not touch the output directory at all.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -13,7 +12,7 @@ import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
-import { generateModel } from '../codegen/generate.js';
+import { compileInputKey, sha256 } from '../codegen/input-key.js';
 import type { BuildReport, Manifest } from '../codegen/manifest.js';
 import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
 import { runPool } from './pool.js';
@@ -47,7 +46,13 @@ export interface CompileResult {
 export const CPU_FLAGS: readonly string[] = ['-O3', '-march=native', '-std=c++17', '-fPIC', '-pthread'];
 const CPU_LIBRARY = 'cpu/libtidarc_cpu.so';
 
-const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+/** Every file the manifest lists still has its recorded hash, and every binary exists. */
+async function outputIntact(outDir: string, m: Manifest): Promise<boolean> {
+  if (typeof m.files !== 'object' || m.files === null) return false;
+  const hashes = await Promise.all(Object.entries(m.files).map(async ([rel, hash]) => (await readFile(join(outDir, rel), 'utf8').then(sha256, () => '')) === hash));
+  const binaries = [m.build?.cpu?.library, ...Object.values(m.build?.nvcc?.variants ?? {}).map((v) => v.binary)].filter((p): p is string => !!p);
+  return hashes.every(Boolean) && binaries.every((p) => existsSync(join(outDir, p)));
+}
 
 async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
   try {
@@ -73,25 +78,22 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   // Resolved so that `--out dir/` or `--out dir/.` stage next to the directory, not inside it.
   const req = { ...request, outDir: resolve(request.outDir) };
   const t0 = performance.now();
-  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}) });
-  const codegenMs = performance.now() - t0;
-  const files = new Map(generated.files);
-  const contentHash = sha256([...files].filter(([k]) => k !== 'manifest.json').map(([k, v]) => `${k}\n${sha256(v)}`).join('\n'));
-
+  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches);
   const building = req.build !== 'none';
   const [nvcc, cxx] = building
     ? await Promise.all([req.build === 'all' ? findNvcc() : Promise.resolve({ found: false as const, reason: 'skipped (CPU-only build)' }), findCxx()])
     : [undefined, undefined];
-  const inputHash = sha256([contentHash, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
+  const inputHash = sha256([inputKey, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
   const old = await readOldManifest(req.outDir);
-  if (old && (building ? old.build?.inputHash === inputHash : old.build === undefined && old.sourceHash === generated.manifest.sourceHash)) {
-    const same = await Promise.all([...files].filter(([k]) => k !== 'manifest.json').map(async ([k, v]) => (await readFile(join(req.outDir, k), 'utf8').catch(() => '')) === v));
-    const binaries = [old.build?.cpu?.library, ...Object.values(old.build?.nvcc?.variants ?? {}).map((v) => v.binary)].filter((p): p is string => !!p);
-    if (same.every(Boolean) && binaries.every((p) => existsSync(join(req.outDir, p)))) {
-      req.log(`unchanged: ${req.outDir} is up to date (${generated.plans.length} variants)`);
-      return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs, buildMs: 0, warnings: [] };
-    }
+  if (old && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
+        return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
   }
+
+  // Loaded only when there is something to generate: it pulls in ts-morph.
+  const { generateModel } = await import('../codegen/generate.js');
+  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}) });
+  const codegenMs = performance.now() - t0;
+  const files = new Map(generated.files);
 
   const staging = await createStaging(req.outDir);
   const t1 = performance.now();

@@ -3,13 +3,13 @@
  *   selectVariants -> planVariants -> renderKernels -> renderLibrary -> describeManifest
  * Nothing here touches the file system; src/build/ writes, builds and reports.
  */
-import { createHash } from 'node:crypto';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
 import { type ArchName, type ArchSpec, ARCHES, tileKey } from './arch.js';
 import { banner, cpuSymbol, renderCpuVariant, renderCudaVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
+import { compileInputKey, sha256 } from './input-key.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
@@ -63,10 +63,6 @@ export function planVariants(variants: readonly AttentionVariant[], arches: read
   return plans;
 }
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
 /** Runs every pass; deterministic: the same inputs give byte-identical files. */
 export function generateModel(spec: ModelSpec, options: CompileOptions): GeneratedOutput {
   const arches = [...new Set(options.arches)].map((a) => ARCHES[a]);
@@ -88,12 +84,14 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
-  const sourceHash = sha256([...files.keys()].sort().map((k) => `${k}\n${sha256(files.get(k)!)}`).join('\n'));
-  const manifest = describeManifest(spec, arches, plans, sourceHash);
-  for (const [path, text] of renderTsLibrary(manifest)) files.set(path, text);
-  files.set('manifest.json', `${JSON.stringify(manifest, null, 2)}\n`);
+  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name));
+  const described = describeManifest(spec, arches, plans, inputKey);
+  for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
   const sorted = new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return { files: sorted, manifest, plans };
+  // Every other file's hash: a later compile checks them instead of regenerating.
+  const manifest: Manifest = { ...described, files: Object.fromEntries([...sorted].map(([path, text]) => [path, sha256(text)])) };
+  sorted.set('manifest.json', `${JSON.stringify(manifest, null, 2)}\n`);
+  return { files: new Map([...sorted.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), manifest, plans };
 }
 
 function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]): ManifestVariant {
@@ -128,7 +126,7 @@ function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]): Mani
   };
 }
 
-export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], plans: readonly AttentionPlan[], sourceHash: string): Manifest {
+export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], plans: readonly AttentionPlan[], inputKey: string): Manifest {
   return {
     format: 1,
     generator: `tidarc ${TIDARC_VERSION}`,
@@ -138,6 +136,7 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
     nvccFlags: nvccFlags(arches),
     abi: { struct: 'TidarcAttentionArgs', header: 'cpu/tidarc_abi.h', fields: ABI_FIELDS },
     variants: plans.map((p) => describeVariant(p, arches)),
-    sourceHash,
+    inputKey,
+    files: {},
   };
 }

@@ -89,7 +89,9 @@ export interface Manifest {
   readonly nvccFlags: readonly string[];
   readonly abi: { readonly struct: string; readonly header: string; readonly fields: readonly AbiField[] };
   readonly variants: readonly ManifestVariant[];
-  /** sha256 over the generated sources (not the manifest or bindings). */
-  readonly sourceHash: string;
+  /** Key of the compile's inputs (version, spec, drafts, arches, templates): equal keys, equal files. */
+  readonly inputKey: string;
+  /** sha256 of every other file of the output, by relative path. */
+  readonly files: Readonly<Record<string, string>>;
   readonly build?: BuildReport;
 }

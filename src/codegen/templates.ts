@@ -3,7 +3,8 @@
  * noEscape (C++ is not HTML) and strict (a missing field is an error, not an empty string),
  * plus static headers copied verbatim into every output.
  */
-import { readFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Handlebars from 'handlebars';
@@ -38,4 +39,21 @@ export function renderTemplate(relPath: string, view: object): string {
     compiled.set(relPath, template);
   }
   return template(view);
+}
+
+let digest: string | undefined;
+
+/** sha256 over every file under templates/ (paths and contents), computed once. */
+export function templatesDigest(): string {
+  if (digest !== undefined) return digest;
+  const root = join(packageRoot(), 'templates');
+  const walk = (rel: string): string[] =>
+    readdirSync(join(root, rel)).sort().flatMap((name) => {
+      const path = rel ? `${rel}/${name}` : name;
+      return statSync(join(root, path)).isDirectory() ? walk(path) : [path];
+    });
+  const hash = createHash('sha256');
+  for (const path of walk('')) hash.update(`${path}\n`).update(readFileSync(join(root, path)));
+  digest = hash.digest('hex');
+  return digest;
 }

@@ -86,10 +86,16 @@ function summary(r: CompileResult) {
   };
 }
 
+/** Relative to the working directory when inside it, else absolute. */
+function displayPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
+}
+
 function renderSummary(r: CompileResult): string {
   const s = summary(r);
   const lines = [
-    `${r.unchanged ? 'up to date' : 'wrote'} ${relative(process.cwd(), r.outDir) || '.'}: ${s.variants.length} variants for ${s.arches.join(', ')} (codegen ${s.codegenMs} ms, build ${(s.buildMs / 1000).toFixed(1)} s)`,
+    `${r.unchanged ? 'up to date' : 'wrote'} ${displayPath(r.outDir)}: ${s.variants.length} variants for ${s.arches.join(', ')} (codegen ${s.codegenMs} ms, build ${(s.buildMs / 1000).toFixed(1)} s)`,
   ];
   for (const v of s.variants) {
     const t = v.stepTiles;
