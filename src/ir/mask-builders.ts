@@ -87,3 +87,26 @@ export function tree(parents: readonly number[]): MaskSpec {
   });
   return validateMask({ kind: 'tree', params: { parents: [...parents] }, prefix: 'all', tokens });
 }
+
+/** Rebuilds a mask from its kind and the params a builder recorded (manifest.json, mask JSON). */
+export function maskFromParams(kind: string, params: Readonly<Record<string, number | readonly number[]>>): MaskSpec {
+  const num = (name: string): number => {
+    const v = params[name];
+    if (typeof v !== 'number') throw new TidarcError('invalid-spec', `mask ${kind} needs a numeric parameter`, { field: `params.${name}`, value: v, allowed: 'an integer' });
+    return v;
+  };
+  switch (kind) {
+    case 'tidar-decode': return tidarDecode(num('draft'));
+    case 'tidar-prefill': return tidarPrefill(num('length'), num('draft'));
+    case 'tidar-train': return tidarTrain(num('length'), num('block'));
+    case 'causal': return causal(num('length'));
+    case 'block-diffusion': return blockDiffusion(num('block'));
+    case 'tree': {
+      const parents = params['parents'];
+      if (!Array.isArray(parents)) throw new TidarcError('invalid-spec', 'a tree mask needs its parent list', { field: 'params.parents', value: parents, allowed: 'an array of integers' });
+      return tree(parents as number[]);
+    }
+    default:
+      throw new TidarcError('invalid-spec', 'unknown mask kind', { field: 'kind', value: kind, allowed: 'tidar-decode, tidar-prefill, tidar-train, causal, block-diffusion, tree' });
+  }
+}

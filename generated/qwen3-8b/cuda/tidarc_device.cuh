@@ -2,6 +2,9 @@
     block-level operation a kernel uses goes through this header, so that a CPU
     emulator can stand in for it by providing the same names. */
 #pragma once
+#ifdef TIDARC_EMULATOR
+#include "tidarc_emu_device.h"  // runtime/emu: the same primitives on the CPU SIMT emulator
+#else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
@@ -51,6 +54,18 @@ template <> __device__ __forceinline__ void mma_m16n8k16<__half>(float d[4], con
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
+__device__ __forceinline__ void ldmatrix_x1(uint32_t r[1], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(smem_addr(row)));
+}
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(smem_addr(row)));
+}
+__device__ __forceinline__ void ldmatrix_x1_trans(uint32_t r[1], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(smem_addr(row)));
+}
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(smem_addr(row)));
+}
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(row)));
@@ -81,3 +96,4 @@ __device__ __forceinline__ float fast_exp2(float x) {
 }
 
 }  // namespace tidarc
+#endif  // TIDARC_EMULATOR

@@ -1,0 +1,45 @@
+/*! tidarc emulator: what a harness uses to run kernels (launch, global buffers with guard
+    pages, findings). Kernels themselves only see tidarc_emu.h and tidarc_emu_device.h. */
+#pragma once
+#include <cstddef>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tidarc_emu.h"
+
+namespace tidarc_emu {
+
+/** One problem the emulator saw: what, where (kernel, block, thread) and the address. */
+struct Finding {
+  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment
+  std::string kernel;
+  uint3 block;
+  uint3 thread;
+  std::string message;
+};
+
+/** Largest dynamic shared memory a launch may ask for (sm_90's 227 KB). */
+constexpr size_t kMaxDynamicShared = 232448;
+
+/**
+ * Global memory for a kernel: the buffer ends exactly at a PROT_NONE guard page (and
+ * starts right after another), so a direct access past either end faults and is reported
+ * with the thread that made it. Registered for the primitives' bounds checks by `name`.
+ */
+void* alloc_global(const char* name, size_t bytes);
+void free_globals();
+
+/**
+ * Runs `kernel(arg)` on every thread of `grid` x `block`, one block after another.
+ * Returns false when the launch had to stop (a deadlocked barrier or collective).
+ */
+bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg);
+
+const std::vector<Finding>& findings();
+/** Findings per kind, including those beyond the stored limit. */
+std::vector<std::pair<std::string, size_t>> finding_counts();
+/** One JSON object per line: {"finding", "kernel", "block", "thread", "message"}, then {"count", "n"} per kind. */
+void write_findings_json(FILE* out);
+
+}  // namespace tidarc_emu

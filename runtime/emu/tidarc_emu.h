@@ -1,0 +1,69 @@
+/*! tidarc SIMT emulator: force-included (g++ -include tidarc_emu.h) before a generated .cu
+    so that g++ compiles the UNCHANGED kernel source for the CPU. Each CUDA thread of a
+    block runs as a fiber; blocks run one after another. Warp collectives and
+    __syncthreads are rendezvous points between fibers; device primitives come from
+    tidarc_emu_device.h (selected by TIDARC_EMULATOR inside tidarc_device.cuh). */
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#define TIDARC_EMULATOR 1
+
+// ---- CUDA keywords ---------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__
+#define __constant__
+#define __restrict__ __restrict
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// Only dynamic shared memory (`extern __shared__ ... smem_raw[]`, defined by the emulator
+// per block) is supported: a static `__shared__` array would become a per-thread local.
+#define __shared__
+
+namespace tidarc_emu {
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3() = default;
+  constexpr dim3(unsigned x_, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+/** The fiber that runs now: its thread index inside the block. */
+const uint3& current_thread_idx();
+const uint3& current_block_idx();
+const dim3& current_block_dim();
+const dim3& current_grid_dim();
+
+/** Block-wide barrier; `site` names the call for findings. */
+void syncthreads(const char* site);
+/** Warp shuffle (xor lanes); a collective over the 32 lanes of the calling warp. */
+float shfl_xor_f32(float v, int lane_mask, const char* site);
+
+}  // namespace tidarc_emu
+
+#define threadIdx (::tidarc_emu::current_thread_idx())
+#define blockIdx (::tidarc_emu::current_block_idx())
+#define blockDim (::tidarc_emu::current_block_dim())
+#define gridDim (::tidarc_emu::current_grid_dim())
+#define TIDARC_EMU_STR2(x) #x
+#define TIDARC_EMU_STR(x) TIDARC_EMU_STR2(x)
+#define TIDARC_EMU_SITE __FILE__ ":" TIDARC_EMU_STR(__LINE__)
+#define __syncthreads() ::tidarc_emu::syncthreads(TIDARC_EMU_SITE)
+#define __shfl_xor_sync(mask, v, lane_mask) ::tidarc_emu::shfl_xor_f32((v), (lane_mask), TIDARC_EMU_SITE)
+
+// ---- device math the kernels use ---------------------------------------------------------
+template <class T> inline T min(T a, T b) { return b < a ? b : a; }
+template <class T> inline T max(T a, T b) { return a < b ? b : a; }
+using std::fmaxf;
+using std::fminf;
+inline float __log2f(float x) { return std::log2(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+struct float2 { float x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }

@@ -1,0 +1,62 @@
+/*! tidarc device primitives on the SIMT emulator: the same names and signatures as the
+    PTX versions in tidarc_device.cuh, implemented as collectives over the emulated warp.
+    Each returns to every lane exactly what the hardware gives that lane (PTX ISA layouts). */
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace tidarc_emu {
+enum class MmaType { bf16, fp16 };
+void mma_m16n8k16(MmaType type, float d[4], const uint32_t a[4], const uint32_t b[2]);
+/** ldmatrix.m8n8.x{count}[.trans].b16: lanes 8i..8i+7 give the row addresses of matrix i. */
+void ldmatrix(int count, bool trans, uint32_t* r, const void* row);
+void cp_async_16(void* dst, const void* src, bool valid);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);
+float fast_exp2(float x);
+uint32_t shared_offset(const void* p);
+}  // namespace tidarc_emu
+
+namespace tidarc {
+
+template <typename T> struct Elem;
+template <> struct Elem<__nv_bfloat16> {
+  static inline uint32_t pack2(float lo, float hi) {
+    return __float2bfloat16_rn(lo).bits | (static_cast<uint32_t>(__float2bfloat16_rn(hi).bits) << 16);
+  }
+  static inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static inline __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+};
+template <> struct Elem<__half> {
+  static inline uint32_t pack2(float lo, float hi) {
+    return __float2half_rn(lo).bits | (static_cast<uint32_t>(__float2half_rn(hi).bits) << 16);
+  }
+  static inline float to_float(__half x) { return __half2float(x); }
+  static inline __half from_float(float x) { return __float2half_rn(x); }
+};
+
+template <typename T> inline void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]);
+template <> inline void mma_m16n8k16<__nv_bfloat16>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  tidarc_emu::mma_m16n8k16(tidarc_emu::MmaType::bf16, d, a, b);
+}
+template <> inline void mma_m16n8k16<__half>(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+  tidarc_emu::mma_m16n8k16(tidarc_emu::MmaType::fp16, d, a, b);
+}
+
+inline uint32_t smem_addr(const void* p) { return tidarc_emu::shared_offset(p); }
+inline void ldmatrix_x1(uint32_t r[1], const void* row) { tidarc_emu::ldmatrix(1, false, r, row); }
+inline void ldmatrix_x2(uint32_t r[2], const void* row) { tidarc_emu::ldmatrix(2, false, r, row); }
+inline void ldmatrix_x4(uint32_t r[4], const void* row) { tidarc_emu::ldmatrix(4, false, r, row); }
+inline void ldmatrix_x1_trans(uint32_t r[1], const void* row) { tidarc_emu::ldmatrix(1, true, r, row); }
+inline void ldmatrix_x2_trans(uint32_t r[2], const void* row) { tidarc_emu::ldmatrix(2, true, r, row); }
+inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { tidarc_emu::ldmatrix(4, true, r, row); }
+
+inline void cp_async_16(void* dst, const void* src, bool valid) { tidarc_emu::cp_async_16(dst, src, valid); }
+inline void cp_async_commit() { tidarc_emu::cp_async_commit(); }
+template <int Pending> inline void cp_async_wait() { tidarc_emu::cp_async_wait(Pending); }
+
+inline float shfl_xor(float v, int mask) { return tidarc_emu::shfl_xor_f32(v, mask, "shfl_xor"); }
+inline float fast_exp2(float x) { return tidarc_emu::fast_exp2(x); }
+
+}  // namespace tidarc

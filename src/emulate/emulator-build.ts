@@ -1,0 +1,63 @@
+/**
+ * Builds emulator executables: g++ compiles a variant's UNCHANGED generated .cu as C++
+ * against runtime/emu (force-included tidarc_emu.h; tidarc_device.cuh switches to the
+ * emulated primitives under TIDARC_EMULATOR) and links the emulator runtime and harness.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { TidarcError } from '../errors.js';
+import { packageRoot } from '../codegen/templates.js';
+import type { ManifestVariant } from '../codegen/manifest.js';
+
+const exec = promisify(execFile);
+
+/** -O1 keeps builds quick (~3 s a variant) while the emulated kernels still run fast enough. */
+export const EMU_FLAGS: readonly string[] = ['-std=c++17', '-O1', '-g', '-fno-strict-aliasing'];
+const RUNTIME_SOURCES = ['emu_runtime.cpp', 'emu_fiber.cpp'];
+/** The harness is built with each variant: it names the variant's kernels through -D. */
+const HARNESS_SOURCE = 'emu_main.cpp';
+
+export function emulatorSourceDir(): string {
+  return join(packageRoot(), 'runtime', 'emu');
+}
+
+function includeFlags(): string[] {
+  const emu = emulatorSourceDir();
+  return [`-I${emu}`, `-I${join(emu, 'include')}`, `-I${join(packageRoot(), 'templates', 'common')}`];
+}
+
+async function compile(cxx: string, args: string[], what: string): Promise<void> {
+  try {
+    await exec(cxx, args, { maxBuffer: 64 << 20 });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    const lines = (err.stderr || err.message).split('\n').filter(Boolean);
+    const first = lines.find((l) => /error:|undefined reference/.test(l) && !/^collect2/.test(l)) ?? lines[0] ?? 'no output';
+    throw new TidarcError('build-failed', `building the emulator for ${what} failed: ${first}`);
+  }
+}
+
+/** Compiles the emulator runtime once into `workDir`; returns the object files. */
+export async function buildEmulatorRuntime(cxx: string, workDir: string): Promise<string[]> {
+  await mkdir(workDir, { recursive: true });
+  return Promise.all(RUNTIME_SOURCES.map(async (src) => {
+    const obj = join(workDir, src.replace(/\.cpp$/, '.o'));
+    await compile(cxx, [...EMU_FLAGS, ...includeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
+    return obj;
+  }));
+}
+
+/**
+ * Builds the emulator executable of one variant. `cudaSource` is the generated .cu (any
+ * file with the same kernels, e.g. a mutated copy); its directory supplies the headers.
+ */
+export async function buildVariantEmulator(cxx: string, cudaSource: string, cudaDir: string, v: ManifestVariant, runtimeObjects: readonly string[], exe: string): Promise<void> {
+  await compile(cxx, [
+    ...EMU_FLAGS, ...includeFlags(), `-I${cudaDir}`,
+    '-include', 'tidarc_emu.h',
+    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
+    '-x', 'c++', cudaSource, join(emulatorSourceDir(), HARNESS_SOURCE), '-x', 'none', ...runtimeObjects, '-o', exe,
+  ], v.name);
+}
