@@ -156,7 +156,9 @@ void shared_read(int tid, size_t off, size_t n, const char* what) {
     if (s.pending) {
       report("cp-async", fmt("%s reads shared byte %zu while the cp.async of %s into it has not been waited for", what, i, thread_name(s.pending_tid).c_str()));
     } else if (!s.written) {
-      report("uninitialized-read", fmt("%s reads shared byte %zu that nothing wrote in this block", what, i));
+      // Stores the kernel makes with plain C++ (not through a primitive) are not tracked;
+      // they show as bytes that no longer hold the 0xff poison of a fresh block.
+      if (tidarc::smem_raw[i] == 0xff) report("uninitialized-read", fmt("%s reads shared byte %zu that nothing wrote in this block", what, i));
     } else if (s.w_epoch == L->epoch && s.w_tid != tid) {
       report("race", fmt("%s reads shared byte %zu written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
     }

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { TidarcError } from '../errors.js';
 import { type CliIo, processIo } from './io.js';
 import { registerCompileCommand } from './commands/compile.js';
+import { registerEmulateCommand } from './commands/emulate.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerMaskCommand } from './commands/mask.js';
 import { TIDARC_VERSION } from '../version.js';
@@ -24,6 +25,7 @@ Examples:
   $ tidarc compile                                  # bundled tiny model -> tidarc-out/tiny
   $ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b
   $ tidarc import-hf ~/models/Qwen3-8B/config.json --draft 16 --out qwen3-8b.json
+  $ tidarc emulate tidarc-out/tiny                   # the generated CUDA, run on the CPU emulator
   $ tidarc mask --kind tidar-decode --draft 3 --prefix 3
 Run 'tidarc <command> --help' for every option of a command. TIDARC_DEBUG=1 prints stack traces.
 `;
@@ -36,6 +38,7 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: commanderErrorLine })
     .exitOverride();
   registerCompileCommand(program, io);
+  registerEmulateCommand(program, io);
   registerImportHfCommand(program, io);
   registerMaskCommand(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

@@ -1,0 +1,85 @@
+/**
+ * `tidarc emulate DIR`: runs the generated CUDA kernels of a compiled directory on the CPU
+ * SIMT emulator and checks them against the float64 reference. Exit code 1 on a mismatch
+ * beyond tolerance or on any emulator finding.
+ */
+import type { Command } from 'commander';
+import { TidarcError } from '../../errors.js';
+import { emulateDirectory, type EmulateRow } from '../../emulate/emulate-dir.js';
+import type { CliIo } from '../io.js';
+import { optionText, parseIntegerOption } from '../options.js';
+
+interface EmulateFlags {
+  variant?: string;
+  batch: string;
+  prefix: string;
+  splits: string;
+  seed: string;
+  jobs?: string;
+  json?: boolean;
+}
+
+const HELP_AFTER = `
+Examples:
+  $ tidarc compile --out build/tiny && tidarc emulate build/tiny
+  $ tidarc emulate generated/qwen3-8b --variant tidar_k4 --batch 2 --prefix 37,100 --splits 1,4
+  $ tidarc emulate build/tiny --json > emu.json
+
+Each variant is checked once per split count on seeded random inputs (outputs poisoned with
+NaN first; the unused cache tail holds NaN). Findings name the kernel, block, thread and
+address: out-of-bounds, race (shared memory between barriers), uninitialized-read, cp-async
+(read before wait), barrier (not reached by every thread), warp-divergence, alignment.
+The emulator is not a GPU: it does not model timing or memory ordering beyond barriers.
+`;
+
+function parseList(option: string, text: string, min: number, max: number): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) < min || Number(p) > max)) {
+    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `integers from ${min} to ${max}, one or a comma list` });
+  }
+  return parts.map(Number);
+}
+
+function renderTable(rows: readonly EmulateRow[]): string {
+  const lines = ['variant        splits  prefix          max error  mean error  tolerance  lse error  result'];
+  for (const r of rows) {
+    const verdict = r.ok ? 'ok' : !r.completed ? 'STOPPED' : r.findings.length > 0 ? 'FINDINGS' : 'MISMATCH';
+    lines.push(`${r.variant.padEnd(14)} ${String(r.splits).padStart(6)}  ${r.prefixLen.join(',').padEnd(14)}  ${r.maxError.toExponential(2).padStart(9)}  ${r.meanError.toExponential(2).padStart(10)}  ${r.tolerance.toExponential(1).padStart(9)}  ${r.lseMaxError.toExponential(2).padStart(9)}  ${verdict}`);
+    for (const [kind, n] of Object.entries(r.findingCounts)) lines.push(`    ${n} ${kind} finding(s)`);
+    for (const f of r.findings.slice(0, 5)) lines.push(`    ${f.kind}: ${f.kernel} block (${f.block.join(',')}) thread (${f.thread.join(',')}): ${f.message}`);
+  }
+  const bad = rows.filter((r) => !r.ok).length;
+  lines.push(bad === 0 ? `all ${rows.length} checks passed` : `${bad} of ${rows.length} checks failed`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerEmulateCommand(program: Command, io: CliIo): void {
+  program
+    .command('emulate')
+    .description('Run the generated CUDA kernels of a compiled directory on the CPU SIMT emulator and check them against a float64 reference.')
+    .argument('<dir>', 'a directory written by `tidarc compile`, e.g. tidarc-out/tiny')
+    .option('--variant <name>', 'only this variant, e.g. tidar_k4 (default: every variant)')
+    .option('--batch <b>', 'sequences per launch, 1..16, e.g. 3', '2')
+    .option('--prefix <L,...>', 'cached prefix length per sequence, e.g. 17,0,130; missing ones are L, L-19, ...', '37')
+    .option('--splits <s,...>', 'split-KV counts to run, 1..16, e.g. 1,4', '1,3')
+    .option('--seed <s>', 'random seed of the inputs, e.g. 7', '1')
+    .option('--jobs <n>', 'parallel builds and runs (default: all cores), e.g. 2')
+    .option('--json', 'print [{"variant", "maxError", "meanError", "tolerance", "findings", ...}] instead of a table')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (dir: string, flags: EmulateFlags) => {
+      const rows = await emulateDirectory(dir, {
+        ...(flags.variant === undefined ? {} : { variant: flags.variant }),
+        batch: parseIntegerOption('--batch', flags.batch, 1, 16),
+        prefix: parseList('--prefix', flags.prefix, 0, 65536),
+        splits: parseList('--splits', flags.splits, 1, 16),
+        seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
+        ...(flags.jobs === undefined ? {} : { jobs: parseIntegerOption('--jobs', flags.jobs, 1, 256) }),
+        log: flags.json ? () => undefined : (line) => io.stdout(`${line}\n`),
+      });
+      io.stdout(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
+      if (rows.some((r) => !r.ok)) {
+        const bad = rows.filter((r) => !r.ok).map((r) => `${r.variant} (splits ${r.splits})`);
+        throw new TidarcError('runtime', `emulated kernels failed their check: ${bad.join(', ')}`);
+      }
+    });
+}

@@ -1,0 +1,67 @@
+/**
+ * `tidarc emulate` behind the CLI: builds the emulator of each chosen variant of a compiled
+ * directory (in parallel, in a scratch directory removed afterwards) and checks each run
+ * against the float64 reference.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TidarcError } from '../errors.js';
+import type { ManifestVariant } from '../codegen/manifest.js';
+import { runPool } from '../build/pool.js';
+import { findCxx } from '../build/toolchain.js';
+import { readManifest } from '../runtime/kernel-library.js';
+import { buildEmulatorRuntime, buildVariantEmulator } from './emulator-build.js';
+import { type EmulationCase, type EmulationReport, emulateVariant } from './emulate-variant.js';
+
+export interface EmulateOptions {
+  readonly variant?: string;
+  readonly batch: number;
+  /** One prefix length per sequence; missing ones are derived from the first (L, L - 19, ...). */
+  readonly prefix: readonly number[];
+  readonly splits: readonly number[];
+  readonly seed: number;
+  readonly jobs?: number;
+  readonly log: (line: string) => void;
+}
+
+export interface EmulateRow extends EmulationReport {
+  readonly splits: number;
+  readonly prefixLen: readonly number[];
+}
+
+export function prefixLengths(batch: number, given: readonly number[]): number[] {
+  return Array.from({ length: batch }, (_, b) => given[b] ?? Math.max(0, given[0]! - 19 * b));
+}
+
+export async function emulateDirectory(dir: string, options: EmulateOptions): Promise<EmulateRow[]> {
+  const manifest = readManifest(dir);
+  let variants: readonly ManifestVariant[] = manifest.variants;
+  if (options.variant !== undefined) {
+    variants = variants.filter((v) => v.name === options.variant);
+    if (variants.length === 0) {
+      throw new TidarcError('invalid-argument', 'no such variant in this directory', { field: '--variant', value: options.variant, allowed: manifest.variants.map((v) => v.name).join(', ') });
+    }
+  }
+  const cxx = await findCxx();
+  if (!cxx.found) throw new TidarcError('unsupported', `the emulator needs a C++ compiler (${cxx.reason})`);
+  const work = await mkdtemp(join(tmpdir(), 'tidarc-emu-'));
+  const jobs = options.jobs ?? availableParallelism();
+  const prefixLen = prefixLengths(options.batch, options.prefix);
+  try {
+    const t0 = performance.now();
+    const objects = await buildEmulatorRuntime(cxx.tool.path, join(work, 'runtime'));
+    let built = 0;
+    const exes = await runPool(variants, jobs, async (v) => {
+      const exe = join(work, `emu_${v.name}`);
+      await buildVariantEmulator(cxx.tool.path, join(dir, v.sources.cuda), join(dir, 'cuda'), v, objects, exe);
+      options.log(`[${++built}/${variants.length}] built the emulator of ${v.name}`);
+      return exe;
+    });
+    options.log(`emulators built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
+    const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed } satisfies EmulationCase })));
+    return await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

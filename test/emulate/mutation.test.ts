@@ -1,0 +1,72 @@
+/**
+ * The emulator suite can fail: each mutant is a copy of a generated kernel with one classic
+ * bug, and each must be caught, by a mismatch against the reference or by a finding.
+ */
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { compileModel } from '../../src/build/compile-model.js';
+import { runPool } from '../../src/build/pool.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import type { ManifestVariant } from '../../src/codegen/manifest.js';
+import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
+import { type EmulationReport, emulateVariant } from '../../src/emulate/emulate-variant.js';
+import { readManifest } from '../../src/runtime/kernel-library.js';
+import { modelForShape } from '../helpers/models.js';
+
+interface Mutant {
+  readonly name: string;
+  readonly file: string;  // relative to the compiled directory
+  readonly from: string;
+  readonly to: string;
+  readonly splits: number;
+  /** What must catch it: a finding of this kind, or a mismatch. */
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds';
+}
+
+const MUTANTS: readonly Mutant[] = [
+  { name: 'swap the two 8-row halves of the Q fragment', file: 'cuda/tidarc_attention.cuh', from: 'const int row = warp * 16 + (mi % 2) * 8 + lane % 8;', to: 'const int row = warp * 16 + (1 - mi % 2) * 8 + lane % 8;', splits: 1, caughtBy: 'mismatch' },
+  { name: 'drop the barrier before a stage is refilled', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();  // everyone is done with this stage before it is refilled\n', to: '', splits: 1, caughtBy: 'race' },
+  { name: 'drop the barrier after cp.async.wait', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();\n    const TileRef<T> tile', to: '    const TileRef<T> tile', splits: 1, caughtBy: 'race' },
+  { name: 'wait for one group too few', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<1>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
+  { name: 'flip one mask condition (drafts see themselves)', file: 'cuda/tidar_k4.cu', from: '(tk <= tq)', to: '(tk < tq)', splits: 1, caughtBy: 'mismatch' },
+  { name: 'off-by-one in the prefix tail mask', file: 'cuda/tidarc_attention.cuh', from: 'if (kj >= tile.valid) x = -INFINITY;', to: 'if (kj > tile.valid) x = -INFINITY;', splits: 1, caughtBy: 'mismatch' },
+  { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n', to: '', splits: 1, caughtBy: 'out-of-bounds' },
+  { name: 'combine forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
+];
+
+const cxx = await findCxx();
+const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-mut-'));
+const reports = new Map<string, EmulationReport>();
+
+beforeAll(async () => {
+  if (!cxx.found) return;
+  const compiled = join(root, 'tiny');
+  await compileModel({ spec: modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }, [4]), arches: ['sm_80'], outDir: compiled, build: 'none', log: () => undefined });
+  const variant = readManifest(compiled).variants.find((v) => v.name === 'tidar_k4') as ManifestVariant;
+  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  await runPool(MUTANTS, 2, async (m, i) => {
+    const dir = join(root, `mutant${i}`);
+    mkdirSync(dir);
+    cpSync(join(compiled, 'cuda'), join(dir, 'cuda'), { recursive: true });
+    const path = join(dir, m.file);
+    const text = readFileSync(path, 'utf8');
+    if (!text.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file}`);
+    writeFileSync(path, text.replace(m.from, m.to));
+    const exe = join(dir, 'emu');
+    await buildVariantEmulator(cxx.tool.path, join(dir, 'cuda', 'tidar_k4.cu'), join(dir, 'cuda'), variant, objects, exe);
+    reports.set(m.name, await emulateVariant(exe, variant, { batch: 3, prefixLen: [17, 0, 130], splits: m.splits, seed: 3 }, dir));
+  });
+}, 600_000);
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe.skipIf(!cxx.found)('mutants of a generated kernel are caught', () => {
+  test.for(MUTANTS.map((m) => [m.name, m] as const))('%s', ([, m]) => {
+    const r = reports.get(m.name)!;
+    expect(r.ok).toBe(false);
+    if (m.caughtBy === 'mismatch') expect(r.maxError).toBeGreaterThan(r.tolerance);
+    else expect(Object.keys(r.findingCounts)).toContain(m.caughtBy);
+  });
+});
