@@ -1,0 +1,80 @@
+/** `tidarc emulate` as a user runs it: table, JSON contract, exit codes, option errors. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../src/build/toolchain.js';
+import { runCli } from '../../src/cli/main.js';
+import { packageRoot } from '../../src/codegen/templates.js';
+
+const cxx = await findCxx();
+const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-emu-'));
+const compiled = join(scratch, 'tiny');
+
+async function run(...argv: string[]) {
+  let stdout = '', stderr = '';
+  const code = await runCli(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; } });
+  return { code, stdout, stderr };
+}
+
+beforeAll(async () => {
+  expect((await run('compile', join(packageRoot(), 'examples', 'tiny.json'), '--no-build', '--out', compiled)).code).toBe(0);
+}, 120_000);
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.skipIf(!cxx.found)('tidarc emulate', () => {
+  test('--json prints the contract for one variant and exits 0', async () => {
+    const r = await run('emulate', compiled, '--variant', 'tidar_k2', '--batch', '2', '--prefix', '5,70', '--splits', '1,2', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as Record<string, unknown>[];
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect(row).toMatchObject({ variant: 'tidar_k2', findings: [], completed: true, ok: true, prefixLen: [5, 70] });
+      for (const k of ['maxError', 'meanError', 'tolerance']) expect(typeof row[k]).toBe('number');
+      expect(row['maxError'] as number).toBeLessThanOrEqual(row['tolerance'] as number);
+    }
+  }, 120_000);
+
+  test('the table says what it checked', async () => {
+    const r = await run('emulate', compiled, '--variant', 'ar', '--splits', '1');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/built the emulator of ar/);
+    expect(r.stdout).toMatch(/ar\s+1\s+37,18\s+.*ok/);
+    expect(r.stdout).toContain('all 1 checks passed');
+  }, 120_000);
+
+  test('a wrong kernel gives exit code 1 and names the failing variant', async () => {
+    const broken = join(scratch, 'broken');
+    expect((await run('compile', join(packageRoot(), 'examples', 'tiny.json'), '--no-build', '--out', broken)).code).toBe(0);
+    const path = join(broken, 'cuda', 'tidar_k2.cu');
+    writeFileSync(path, readFileSync(path, 'utf8').replace('(tk <= tq)', '(tk < tq)'));
+    const r = await run('emulate', broken, '--variant', 'tidar_k2', '--splits', '1');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('MISMATCH');
+    expect(r.stderr.trim().split('\n')).toEqual(['tidarc: error: emulated kernels failed their check: tidar_k2 (splits 1)']);
+  }, 120_000);
+});
+
+describe('tidarc emulate errors', () => {
+  test.for([
+    [['emulate', join(scratch, 'nope')], /no manifest\.json/],
+    [['emulate', compiled, '--variant', 'tidar_k99'], /no such variant in this directory \(--variant = tidar_k99\); allowed: tidar_k2, tidar_k4, ar/],
+    [['emulate', compiled, '--batch', '0'], /--batch = 0\); allowed: an integer from 1 to 16/],
+    [['emulate', compiled, '--splits', '1,x'], /--splits = 1,x\); allowed: integers from 1 to 16/],
+  ] as const)('%s', async ([argv, message]) => {
+    const r = await run(...argv);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^tidarc: error: /);
+    expect(lines[0]).toMatch(message);
+  });
+
+  test('--help lists every option with examples and the limits', async () => {
+    const r = await run('emulate', '--help');
+    for (const opt of ['--variant', '--batch', '--prefix', '--splits', '--seed', '--jobs', '--json']) expect(r.stdout).toContain(opt);
+    expect(r.stdout).toContain('Examples:');
+    expect(r.stdout).toContain('not a GPU');
+  });
+});
