@@ -21,7 +21,7 @@
 
 // The kernels' `extern __shared__ unsigned char smem_raw[]` (declared inside namespace tidarc).
 namespace tidarc {
-alignas(4096) unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
+alignas(4096) thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
 }
 
 namespace tidarc_emu {
@@ -34,6 +34,7 @@ struct PendingCopy {
   unsigned char* dst;
   unsigned char data[16];
   int group;
+  bool tracked;  // into dynamic shared memory (shadowed), not a static __shared__ array
 };
 
 struct Thread {
@@ -143,11 +144,28 @@ std::string thread_name(int tid) {
 
 // ---- shared memory ------------------------------------------------------------------------
 
-bool in_shared(const void* p, size_t n, size_t* offset) {
+const Buffer* find_buffer(uintptr_t a, size_t n);
+
+// Where an address a primitive uses as shared memory lies. Dynamic shared memory is
+// bounds- and race-checked; static __shared__ arrays (thread_local, one per block since
+// blocks run one after another) are used but not tracked.
+enum class SharedKind { Dynamic, BeyondDynamic, Static, NotShared };
+
+SharedKind classify_shared(const void* p, size_t n, size_t* offset) {
   auto a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
-  if (a < base || a + n > base + L->smem) return false;
-  *offset = a - base;
-  return true;
+  if (a >= base && a + n <= base + L->smem) {
+    *offset = a - base;
+    return SharedKind::Dynamic;
+  }
+  if (a + n > base && a < base + kMaxDynamicShared) return SharedKind::BeyondDynamic;
+  auto stacks = reinterpret_cast<uintptr_t>(L->stacks);
+  if (find_buffer(a, 1) || (a >= stacks && a < stacks + L->stacks_len)) return SharedKind::NotShared;
+  return SharedKind::Static;
+}
+
+std::string shared_problem(SharedKind k, const void* p) {
+  if (k == SharedKind::BeyondDynamic) return fmt("is outside the %zu bytes of dynamic shared memory (%p)", L->smem, p);
+  return fmt("is not shared memory (%p is global or local memory)", p);
 }
 
 void shared_read(int tid, size_t off, size_t n, const char* what) {
@@ -181,6 +199,10 @@ void shared_write_check(int tid, size_t off, size_t n, const char* what) {
 }
 
 void complete_copy(Thread& t, const PendingCopy& c) {
+  if (!c.tracked) {
+    std::memcpy(c.dst, c.data, 16);
+    return;
+  }
   size_t off = static_cast<size_t>(c.dst - tidarc::smem_raw);
   shared_write_check(t.tid, off, 16, "cp.async");
   std::memcpy(c.dst, c.data, 16);
@@ -262,13 +284,14 @@ void execute_ldmatrix(Warp& w, int warp_index) {
       const int lane = 8 * i + j;
       const int tid = warp_index * 32 + lane;
       const void* p = w.in[lane].ptr;
-      size_t off;
+      size_t off = 0;
+      const SharedKind kind = classify_shared(p, 16, &off);
       if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
         report("alignment", fmt("ldmatrix row address of lane %d is not 16-byte aligned (%p)", lane, p));
-      } else if (!in_shared(p, 16, &off)) {
-        report("out-of-bounds", fmt("ldmatrix row address of lane %d is outside the %zu bytes of dynamic shared memory (%p)", lane, L->smem, p));
+      } else if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
+        report("out-of-bounds", fmt("ldmatrix row address of lane %d %s", lane, shared_problem(kind, p).c_str()));
       } else {
-        shared_read(tid, off, 16, fmt("ldmatrix (lane %d, %s)", lane, thread_name(tid).c_str()).c_str());
+        if (kind == SharedKind::Dynamic) shared_read(tid, off, 16, fmt("ldmatrix (lane %d, %s)", lane, thread_name(tid).c_str()).c_str());
         std::memcpy(M[i][j], p, 16);
       }
     }
@@ -497,15 +520,20 @@ void cp_async_16(void* dst, const void* src, bool valid) {
     report("alignment", fmt("cp.async.16 needs 16-byte aligned addresses (shared %p, global %p)", dst, src));
     return;
   }
-  if (!in_shared(dst, 16, &off)) {
-    report("out-of-bounds", fmt("cp.async writes outside the %zu bytes of dynamic shared memory (%p)", L->smem, dst));
+  const SharedKind kind = classify_shared(dst, 16, &off);
+  if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
+    report("out-of-bounds", fmt("cp.async destination %s", shared_problem(kind, dst).c_str()));
     return;
   }
-  PendingCopy c{static_cast<unsigned char*>(dst), {}, t.committed_groups};
+  PendingCopy c{static_cast<unsigned char*>(dst), {}, t.committed_groups, kind == SharedKind::Dynamic};
   if (valid) {
     auto a = reinterpret_cast<uintptr_t>(src);
     if (!find_buffer(a, 16)) report("out-of-bounds", fmt("cp.async reads global memory outside every buffer: %s", describe_global(a).c_str()));
     else std::memcpy(c.data, src, 16);
+  }
+  if (!c.tracked) {
+    t.pending.push_back(c);
+    return;
   }
   for (size_t i = off; i < off + 16; ++i) {
     Shadow& s = L->shadow[i];

@@ -21,9 +21,10 @@
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-// Only dynamic shared memory (`extern __shared__ ... smem_raw[]`, defined by the emulator
-// per block) is supported: a static `__shared__` array would become a per-thread local.
-#define __shared__
+// Every fiber of a block runs on one OS thread, so thread_local storage is per block:
+// `extern __shared__ T smem_raw[]` names the emulator's dynamic shared memory, and a
+// static `__shared__ T x[N]` inside a kernel becomes one array shared by the block.
+#define __shared__ thread_local
 
 namespace tidarc_emu {
 

@@ -130,6 +130,10 @@ describe.skipIf(!cxx.found)('emulated primitives (PTX ISA layouts)', () => {
     expect(seen[3]).toBe(0xffff);
   });
 
+  test('a static __shared__ array is one per block, shared by its threads', () => {
+    expect(results.get('static_shared')!['sums']).toEqual([2016, 2016 + 64]);
+  });
+
   test('no findings from correct primitive use', () => {
     expect(findings.filter((f) => (f as { finding?: string }).finding !== undefined)).toEqual([]);
   });
