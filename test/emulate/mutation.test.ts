@@ -22,7 +22,7 @@ interface Mutant {
   readonly to: string;
   readonly splits: number;
   /** What must catch it: a finding of this kind, or a mismatch. */
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier';
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -33,6 +33,7 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'flip one mask condition (drafts see themselves)', file: 'cuda/tidar_k4.cu', from: '(tk <= tq)', to: '(tk < tq)', splits: 1, caughtBy: 'mismatch' },
   { name: 'off-by-one in the prefix tail mask', file: 'cuda/tidarc_attention.cuh', from: 'if (kj >= tile.valid) x = -INFINITY;', to: 'if (kj > tile.valid) x = -INFINITY;', splits: 1, caughtBy: 'mismatch' },
   { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n', to: '', splits: 1, caughtBy: 'out-of-bounds' },
+  { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
   { name: 'combine forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
 ];
 
