@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
-import { compileInputKey, sha256 } from '../codegen/input-key.js';
+import { compileInputKey, generatorDigest, sha256 } from '../codegen/input-key.js';
 import type { BuildReport, Manifest } from '../codegen/manifest.js';
 import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
 import { runPool } from './pool.js';
@@ -45,6 +45,8 @@ export interface CompileResult {
 
 export const CPU_FLAGS: readonly string[] = ['-O3', '-march=native', '-std=c++17', '-fPIC', '-pthread'];
 const CPU_LIBRARY = 'cpu/libtidarc_cpu.so';
+/** Which generator code wrote the output (see input-key.ts); not part of the goldens. */
+export const STAMP_FILE = '.tidarc-stamp';
 
 /** Every file the manifest lists still has its recorded hash, and every binary exists. */
 async function outputIntact(outDir: string, m: Manifest): Promise<boolean> {
@@ -85,7 +87,9 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
     : [undefined, undefined];
   const inputHash = sha256([inputKey, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
   const old = await readOldManifest(req.outDir);
-  if (old && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
+  const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;
+  const oldStamp = await readFile(join(req.outDir, STAMP_FILE), 'utf8').catch(() => '');
+  if (old && oldStamp === stamp && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
         return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
   }
 
@@ -117,6 +121,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
       manifest = { ...manifest, build };
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
     }
+    await writeFiles(staging, new Map([[STAMP_FILE, stamp]]));
     await commitStaging(staging, req.outDir);
     return { outDir: req.outDir, manifest, unchanged: false, codegenMs, buildMs: performance.now() - t1, warnings };
   } catch (e) {

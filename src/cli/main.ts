@@ -8,6 +8,7 @@ import { type CliIo, processIo } from './io.js';
 import { registerCompileCommand } from './commands/compile.js';
 import { registerEmulateCommand } from './commands/emulate.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
+import { registerInitModelCommand } from './commands/init-model.js';
 import { registerMaskCommand } from './commands/mask.js';
 import { TIDARC_VERSION } from '../version.js';
 
@@ -40,6 +41,7 @@ export function buildProgram(io: CliIo): Command {
   registerCompileCommand(program, io);
   registerEmulateCommand(program, io);
   registerImportHfCommand(program, io);
+  registerInitModelCommand(program, io);
   registerMaskCommand(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;

@@ -1,9 +1,14 @@
 /**
  * The key of a compile's inputs: tidarc version, the ModelSpec, the variants asked for,
- * the arches and the templates. Equal keys give byte-identical output, so a compile can
- * tell "nothing to do" without loading the code generator (ts-morph alone takes ~0.8 s).
+ * the arches and the templates (recorded in manifest.json). With the same generator code
+ * (generatorDigest, kept in the output's .tidarc-stamp, not in manifest.json because it
+ * differs between the .ts sources and the compiled .js) equal keys give byte-identical
+ * output, so a compile can tell "nothing to do" without loading the code generator.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ArchName } from './arch.js';
@@ -13,8 +18,28 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
+let generatorCode: string | undefined;
+
+/**
+ * sha256 over the generator's own code (this directory and ../ir, .ts or compiled .js):
+ * a changed code generator must never be mistaken for an unchanged compile, even when
+ * the version number did not move.
+ */
+export function generatorDigest(): string {
+  if (generatorCode !== undefined) return generatorCode;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const hash = createHash('sha256');
+  for (const dir of [here, join(here, '..', 'ir')]) {
+    for (const name of readdirSync(dir).filter((n) => /\.(ts|js)$/.test(n) && !n.endsWith('.d.ts')).sort()) {
+      hash.update(`${name}\n`).update(readFileSync(join(dir, name)));
+    }
+  }
+  generatorCode = hash.digest('hex');
+  return generatorCode;
+}
+
 export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): string {
   const sortedDrafts = [...new Set(drafts)].sort((a, b) => a - b);
   const uniqueArches = [...new Set(arches)];
-  return sha256(JSON.stringify({ generator: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest() }));
+  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest() }));
 }

@@ -4,7 +4,7 @@
  */
 import { TidarcError } from '../errors.js';
 import type { MaskSpec } from '../ir/mask.js';
-import { causal, tidarDecode } from '../ir/mask-builders.js';
+import { blockDiffusion, causal, tidarDecode } from '../ir/mask-builders.js';
 import { type DType, type ModelSpec, MAX_DRAFT_COMPILE, SUPPORTED_HEAD_DIMS } from '../ir/model.js';
 
 export interface AttentionShape {
@@ -74,13 +74,35 @@ export function arVariant(shape: AttentionShape): AttentionVariant {
   return variantForMask('ar', causal(1), shape, 'AR decode step: 1 in-step token (the k = 0 case)');
 }
 
+/**
+ * The trailing mask block of a TiDAR prefill: k mask tokens that see the whole (already
+ * cached) prompt and each other; one bidirectional block, the block-diffusion kind.
+ */
+export function prefillBlockVariant(draft: number, shape: AttentionShape): AttentionVariant {
+  return variantForMask(`block_k${draft}`, blockDiffusion(draft), shape, `prefill mask block: ${draft} mask tokens that see the prompt and each other`, draft);
+}
+
+/** Prompt rows of a prefill, PREFILL_CHUNK tokens a launch (the last chunk is padded at its end). */
+export const PREFILL_CHUNK = 64;
+export function prefillChunkVariant(shape: AttentionShape): AttentionVariant {
+  return variantForMask(`prefill_c${PREFILL_CHUNK}`, causal(PREFILL_CHUNK), shape, `prefill chunk: ${PREFILL_CHUNK} prompt tokens, causal among themselves, after the cached prompt so far`);
+}
+
 export function modelShape(spec: ModelSpec): AttentionShape {
   return { dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads };
 }
 
-/** Every variant a model compiles to: one TiDAR step per draft length, plus the AR step. */
+/**
+ * Every variant a model compiles to: per draft length the TiDAR decode step and the prefill
+ * mask block; then the AR step and the prefill chunk (everything a generation launches).
+ */
 export function variantsForModel(spec: ModelSpec, drafts: readonly number[] = spec.draftLengths): AttentionVariant[] {
   const shape = modelShape(spec);
   const unique = [...new Set(drafts)].sort((a, b) => a - b);
-  return [...unique.map((k) => tidarDecodeVariant(k, shape)), arVariant(shape)];
+  return [
+    ...unique.map((k) => tidarDecodeVariant(k, shape)),
+    ...unique.map((k) => prefillBlockVariant(k, shape)),
+    arVariant(shape),
+    prefillChunkVariant(shape),
+  ];
 }

@@ -15,7 +15,8 @@ import { buildEmulatorRuntime, buildVariantEmulator } from './emulator-build.js'
 import { type EmulationCase, type EmulationReport, emulateVariant } from './emulate-variant.js';
 
 export interface EmulateOptions {
-  readonly variant?: string;
+  /** Variant names to run (default: every variant of the directory). */
+  readonly variants?: readonly string[];
   readonly batch: number;
   /** One prefix length per sequence; missing ones are derived from the first (L, L - 19, ...). */
   readonly prefix: readonly number[];
@@ -37,11 +38,13 @@ export function prefixLengths(batch: number, given: readonly number[]): number[]
 export async function emulateDirectory(dir: string, options: EmulateOptions): Promise<EmulateRow[]> {
   const manifest = readManifest(dir);
   let variants: readonly ManifestVariant[] = manifest.variants;
-  if (options.variant !== undefined) {
-    variants = variants.filter((v) => v.name === options.variant);
-    if (variants.length === 0) {
-      throw new TidarcError('invalid-argument', 'no such variant in this directory', { field: '--variant', value: options.variant, allowed: manifest.variants.map((v) => v.name).join(', ') });
+  if (options.variants !== undefined) {
+    const known = new Set(manifest.variants.map((v) => v.name));
+    const unknown = options.variants.filter((name) => !known.has(name));
+    if (unknown.length > 0) {
+      throw new TidarcError('invalid-argument', 'no such variant in this directory', { field: '--variant', value: unknown.join(','), allowed: [...known].join(', ') });
     }
+    variants = variants.filter((v) => options.variants!.includes(v.name));
   }
   const cxx = await findCxx();
   if (!cxx.found) throw new TidarcError('unsupported', `the emulator needs a C++ compiler (${cxx.reason})`);

@@ -56,7 +56,7 @@ afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-const TINY_VARIANTS = ['tidar_k2', 'tidar_k4', 'ar'];
+const TINY_VARIANTS = ['tidar_k2', 'tidar_k4', 'block_k2', 'block_k4', 'ar', 'prefill_c64'];
 
 describe('compile --no-build of the bundled model', () => {
   const first = join(scratch, 'first');
@@ -71,7 +71,7 @@ describe('compile --no-build of the bundled model', () => {
     expect(firstRun.stderr).toBe('');
     expect(firstRun.code).toBe(0);
     expect(firstRun.stdout).toContain('compiling tiny (bundled examples/tiny.json)');
-    expect(firstRun.stdout).toContain(`wrote ${first}: 3 variants`);
+    expect(firstRun.stdout).toContain(`wrote ${first}: 6 variants`);
     for (const v of TINY_VARIANTS) expect(firstRun.stdout).toMatch(new RegExp(`^  ${v} `, 'm'));
     expect(firstRun.stdout).toContain('nvcc: not run (--no-build)');
 

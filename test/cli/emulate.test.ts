@@ -59,7 +59,7 @@ describe.skipIf(!cxx.found)('tidarc emulate', () => {
 describe('tidarc emulate errors', () => {
   test.for([
     [['emulate', join(scratch, 'nope')], /no manifest\.json/],
-    [['emulate', compiled, '--variant', 'tidar_k99'], /no such variant in this directory \(--variant = tidar_k99\); allowed: tidar_k2, tidar_k4, ar/],
+    [['emulate', compiled, '--variant', 'tidar_k99'], /no such variant in this directory \(--variant = tidar_k99\); allowed: tidar_k2, tidar_k4, block_k2, block_k4, ar, prefill_c64/],
     [['emulate', compiled, '--batch', '0'], /--batch = 0\); allowed: an integer from 1 to 16/],
     [['emulate', compiled, '--splits', '1,x'], /--splits = 1,x\); allowed: integers from 1 to 16/],
   ] as const)('%s', async ([argv, message]) => {

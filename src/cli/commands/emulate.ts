@@ -58,7 +58,7 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
     .command('emulate')
     .description('Run the generated CUDA kernels of a compiled directory on the CPU SIMT emulator and check them against a float64 reference.')
     .argument('<dir>', 'a directory written by `tidarc compile`, e.g. tidarc-out/tiny')
-    .option('--variant <name>', 'only this variant, e.g. tidar_k4 (default: every variant)')
+    .option('--variant <name,...>', 'only these variants, e.g. tidar_k4 or tidar_k4,ar (default: every variant)')
     .option('--batch <b>', 'sequences per launch, 1..16, e.g. 3', '2')
     .option('--prefix <L,...>', 'cached prefix length per sequence, e.g. 17,0,130; missing ones are L, L-19, ...', '37')
     .option('--splits <s,...>', 'split-KV counts to run, 1..16, e.g. 1,4', '1,3')
@@ -68,7 +68,7 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: EmulateFlags) => {
       const rows = await emulateDirectory(dir, {
-        ...(flags.variant === undefined ? {} : { variant: flags.variant }),
+        ...(flags.variant === undefined ? {} : { variants: flags.variant.split(',').map((v) => v.trim()) }),
         batch: parseIntegerOption('--batch', flags.batch, 1, 16),
         prefix: parseList('--prefix', flags.prefix, 0, 65536),
         splits: parseList('--splits', flags.splits, 1, 16),

@@ -1,0 +1,46 @@
+/**
+ * The binary sibling of atomic-write.ts: a file written piece by piece (a multi-gigabyte
+ * checkpoint need never sit in memory whole) into a temp file beside it, then renamed, so a
+ * reader never sees half a file and a failure leaves none. Errors from the caller's writer
+ * (a TidarcError about the data) pass through unchanged; file-system errors name the path.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { TidarcError } from '../errors.js';
+
+/** Appends bytes to the file being written; resolves when they reached the OS. */
+export type AppendBytes = (bytes: Uint8Array) => Promise<void>;
+
+/**
+ * Creates `path` from what `body` appends, atomically; resolves to the number of bytes written.
+ * `option` names the CLI option the path came from, for errors.
+ */
+export async function writeBinaryFileAtomic(path: string, body: (append: AppendBytes) => Promise<void>, option?: string): Promise<number> {
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  let written = 0;
+  try {
+    const fh = await open(temp, 'wx');
+    try {
+      await body(async (bytes) => {
+        let done = 0;
+        while (done < bytes.byteLength) {
+          const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done);
+          done += bytesWritten;
+        }
+        written += bytes.byteLength;
+      });
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, path);
+    return written;
+  } catch (err) {
+    await rm(temp, { force: true });
+    if (err instanceof TidarcError) throw err;
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    const why = code === 'ENOENT' ? 'the directory does not exist' : code;
+    throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
+      ...(option ? { field: option, value: path, allowed: 'a file path in an existing, writable directory' } : { source: path }),
+    });
+  }
+}

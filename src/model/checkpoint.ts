@@ -1,0 +1,215 @@
+/**
+ * A model directory in the Hugging Face layout: config.json, model.safetensors (or
+ * model.safetensors.index.json and its shards) and tokenizer.json, with the tensor names of
+ * transformers' Qwen2 / Qwen3 / Llama implementations. What TiDAR adds to a plain HF config
+ * lives in one "tidar" object of config.json:
+ *   "tidar": {"mask_token_id": 151662, "draft_lengths": [16], "name": "..."}   (all optional)
+ * Without it the importer's defaults apply (the Qwen mask token, draft length 16, the
+ * directory's name).
+ *
+ * Loading checks every tensor the spec needs (present, shaped as the spec says, stored in the
+ * model's dtype or F32); tensors the spec does not use are kept out and listed.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { TidarcError } from '../errors.js';
+import { importHfConfig, modelNameFromPath } from '../ir/hf-config.js';
+import type { ModelSpec } from '../ir/model.js';
+import { readJsonFile } from '../ir/model-file.js';
+import { shownValue } from '../ir/model-validate.js';
+import { loadTokenizer, type Tokenizer } from './tokenizer.js';
+import {
+  type SafetensorsDType, type Tensor, type TensorStore,
+  SAFETENSORS_INDEX_FILE, readSafetensors, readShardedSafetensors, tensorField,
+} from './safetensors.js';
+
+export const CONFIG_FILE = 'config.json';
+export const WEIGHTS_FILE = 'model.safetensors';
+
+/** What a tensor is, which decides how init-model fills it. */
+export type TensorRole = 'embedding' | 'linear' | 'bias' | 'norm';
+
+export interface ExpectedTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** The shape in symbols, for errors: `[Hq*D, H]`. */
+  readonly dims: string;
+  readonly role: TensorRole;
+}
+
+export interface Checkpoint {
+  readonly dir: string;
+  readonly spec: ModelSpec;
+  /** Every expected tensor, in expectedTensors order; views into the file's buffer. */
+  readonly tensors: ReadonlyMap<string, Tensor>;
+  readonly tokenizer: Tokenizer;
+  /** Tensors in the files that the spec does not use (sorted). */
+  readonly unusedTensors: readonly string[];
+}
+
+/** The safetensors dtype of a model dtype. */
+export const WEIGHT_DTYPE: Readonly<Record<ModelSpec['dtype'], SafetensorsDType>> = { bf16: 'BF16', fp16: 'F16' };
+
+/**
+ * The tensors transformers' implementation of `spec.family` holds, in module order.
+ * Biases of q/k/v: Qwen2 only; q_norm / k_norm: models with qkNorm (Qwen3).
+ */
+export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
+  const H = spec.hiddenSize;
+  const q = spec.queryHeads * spec.headDim;
+  const kv = spec.kvHeads * spec.headDim;
+  const I = spec.intermediateSize;
+  const V = spec.vocabSize;
+  const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [V, H], dims: '[V, H]', role: 'embedding' }];
+  for (let i = 0; i < spec.layers; i++) {
+    const p = `model.layers.${i}`;
+    const add = (name: string, shape: number[], dims: string, role: TensorRole): void => void out.push({ name: `${p}.${name}`, shape, dims, role });
+    add('input_layernorm.weight', [H], '[H]', 'norm');
+    add('self_attn.q_proj.weight', [q, H], '[Hq*D, H]', 'linear');
+    add('self_attn.k_proj.weight', [kv, H], '[Hkv*D, H]', 'linear');
+    add('self_attn.v_proj.weight', [kv, H], '[Hkv*D, H]', 'linear');
+    if (spec.family === 'qwen2') {
+      add('self_attn.q_proj.bias', [q], '[Hq*D]', 'bias');
+      add('self_attn.k_proj.bias', [kv], '[Hkv*D]', 'bias');
+      add('self_attn.v_proj.bias', [kv], '[Hkv*D]', 'bias');
+    }
+    add('self_attn.o_proj.weight', [H, q], '[H, Hq*D]', 'linear');
+    if (spec.qkNorm) {
+      add('self_attn.q_norm.weight', [spec.headDim], '[D]', 'norm');
+      add('self_attn.k_norm.weight', [spec.headDim], '[D]', 'norm');
+    }
+    add('post_attention_layernorm.weight', [H], '[H]', 'norm');
+    add('mlp.gate_proj.weight', [I, H], '[I, H]', 'linear');
+    add('mlp.up_proj.weight', [I, H], '[I, H]', 'linear');
+    add('mlp.down_proj.weight', [H, I], '[H, I]', 'linear');
+  }
+  out.push({ name: 'model.norm.weight', shape: [H], dims: '[H]', role: 'norm' });
+  if (!spec.tieEmbeddings) out.push({ name: 'lm_head.weight', shape: [V, H], dims: '[V, H]', role: 'linear' });
+  return out;
+}
+
+/** Parameters of a spec: the elements of its expected tensors. */
+export function parameterCount(spec: ModelSpec): number {
+  return expectedTensors(spec).reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** A config.json object (HF keys plus our "tidar" object) -> ModelSpec. Pure. */
+export function specFromCheckpointConfig(config: unknown, source: string): ModelSpec {
+  const tidar = isObject(config) ? config['tidar'] : undefined;
+  if (tidar !== undefined && !isObject(tidar)) {
+    throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar', value: shownValue(tidar), allowed: 'an object with mask_token_id, draft_lengths and name', source });
+  }
+  const maskTokenId = tidar?.['mask_token_id'];
+  const draftLengths = tidar?.['draft_lengths'];
+  const name = tidar?.['name'];
+  if (draftLengths !== undefined && !Array.isArray(draftLengths)) {
+    throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar.draft_lengths', value: shownValue(draftLengths), allowed: 'an array of draft lengths such as [4, 8, 16]', source });
+  }
+  if (name !== undefined && typeof name !== 'string') {
+    throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar.name', value: shownValue(name), allowed: 'a model name (a string)', source });
+  }
+  // Wrong types and ranges are reported by the importer's validation, under these names.
+  return importHfConfig(config, {
+    ...(maskTokenId !== undefined ? { maskTokenId: maskTokenId as number } : {}),
+    ...(draftLengths !== undefined ? { draftLengths: draftLengths as number[] } : {}),
+    name: name ?? modelNameFromPath(resolve(source)),
+    source,
+    optionNames: { maskTokenId: 'tidar.mask_token_id', draftLengths: 'tidar.draft_lengths', name: 'tidar.name' },
+  });
+}
+
+/**
+ * The config.json object of a spec, in transformers' form (keys sorted, as transformers writes
+ * them) plus "tidar". Refuses specs the HF layout cannot express (qkNorm is implied by model_type).
+ */
+export function hfConfigOf(spec: ModelSpec, extras: { eosTokenId?: number } = {}): Record<string, unknown> {
+  if (spec.qkNorm !== (spec.family === 'qwen3')) {
+    throw new TidarcError('unsupported', 'a Hugging Face config cannot express this qkNorm for this family (qwen3 has q/k norms, qwen2 and llama do not)', {
+      field: 'qkNorm', value: spec.qkNorm, allowed: String(spec.family === 'qwen3'),
+    });
+  }
+  const architecture = { qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', llama: 'LlamaForCausalLM' }[spec.family];
+  const rs = spec.ropeScaling;
+  const ropeScaling = rs === undefined ? null : rs.type === 'linear' ? { factor: rs.factor, rope_type: 'linear' } : {
+    factor: rs.factor,
+    high_freq_factor: rs.highFreqFactor,
+    low_freq_factor: rs.lowFreqFactor,
+    original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
+    rope_type: 'llama3',
+  };
+  const config: Record<string, unknown> = {
+    architectures: [architecture],
+    ...(spec.family === 'qwen2' ? {} : { attention_bias: false }),
+    ...(extras.eosTokenId !== undefined ? { eos_token_id: extras.eosTokenId } : {}),
+    head_dim: spec.headDim,
+    hidden_act: 'silu',
+    hidden_size: spec.hiddenSize,
+    intermediate_size: spec.intermediateSize,
+    ...(spec.maxPositionEmbeddings !== undefined ? { max_position_embeddings: spec.maxPositionEmbeddings } : {}),
+    model_type: spec.family,
+    num_attention_heads: spec.queryHeads,
+    num_hidden_layers: spec.layers,
+    num_key_value_heads: spec.kvHeads,
+    rms_norm_eps: spec.rmsNormEps,
+    rope_scaling: ropeScaling,
+    rope_theta: spec.ropeTheta,
+    tidar: { draft_lengths: [...spec.draftLengths], mask_token_id: spec.maskTokenId, name: spec.name },
+    tie_word_embeddings: spec.tieEmbeddings,
+    torch_dtype: spec.dtype === 'bf16' ? 'bfloat16' : 'float16',
+    vocab_size: spec.vocabSize,
+  };
+  return config;
+}
+
+/** Reads and checks a model directory; see the file comment for what is checked. */
+export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+  const configPath = join(dir, CONFIG_FILE);
+  const spec = specFromCheckpointConfig(await readJsonFile(configPath), configPath);
+  const { store, source } = await openWeights(dir);
+  const expected = expectedTensors(spec);
+  const missing = expected.filter((t) => !store.has(t.name));
+  if (missing.length > 0) {
+    const more = missing.length > 1 ? ` (and ${missing.length - 1} more)` : '';
+    const first = missing[0]!;
+    throw new TidarcError('invalid-spec', `missing tensor${more}: a ${spec.family} model with this config needs it, of shape ${first.dims} = [${first.shape.join(', ')}]`, {
+      field: tensorField(first.name), source,
+    });
+  }
+  const allowedDtypes: readonly SafetensorsDType[] = [WEIGHT_DTYPE[spec.dtype], 'F32'];
+  const tensors = new Map<string, Tensor>();
+  for (const t of expected) {
+    const info = store.info(t.name);
+    if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+      throw new TidarcError('invalid-spec', 'tensor has the wrong shape', {
+        field: tensorField(t.name, 'shape'), value: `[${info.shape.join(', ')}]`, allowed: `${t.dims} = [${t.shape.join(', ')}] for this config`, source,
+      });
+    }
+    if (!allowedDtypes.includes(info.dtype)) {
+      throw new TidarcError('invalid-spec', `tensor dtype does not match the model's ${spec.dtype}`, {
+        field: tensorField(t.name, 'dtype'), value: info.dtype, allowed: allowedDtypes.join(' or '), source,
+      });
+    }
+    tensors.set(t.name, store.tensor(t.name));
+  }
+  const used = new Set(expected.map((t) => t.name));
+  const unusedTensors = store.names().filter((n) => !used.has(n));
+  const tokenizer = await loadTokenizer(dir);
+  if (tokenizer.vocabSize > spec.vocabSize) {
+    throw new TidarcError('invalid-spec', 'the tokenizer has more ids than the model has embeddings', {
+      field: 'tokenizer vocabulary size', value: tokenizer.vocabSize, allowed: `at most vocab_size = ${spec.vocabSize}`, source: join(dir, 'tokenizer.json'),
+    });
+  }
+  return { dir, spec, tensors, tokenizer, unusedTensors };
+}
+
+async function openWeights(dir: string): Promise<{ store: TensorStore; source: string }> {
+  const single = join(dir, WEIGHTS_FILE);
+  if (existsSync(single)) return { store: await readSafetensors(single), source: single };
+  const index = join(dir, SAFETENSORS_INDEX_FILE);
+  if (existsSync(index)) return { store: await readShardedSafetensors(dir), source: index };
+  throw new TidarcError('missing-file', `no weights: neither ${WEIGHTS_FILE} nor ${SAFETENSORS_INDEX_FILE}`, { source: dir });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
