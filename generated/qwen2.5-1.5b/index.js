@@ -62,6 +62,43 @@ export const variants = {
             }
         }
     },
+    "block_k16": {
+        "name": "block_k16",
+        "draft": 16,
+        "steps": 16,
+        "rows": 96,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 16
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 12,
+            "kvHeads": 2
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k16_bf16_d128_q12_kv2",
+            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine",
+            "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 2,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
     "ar": {
         "name": "ar",
         "draft": null,
@@ -98,6 +135,43 @@ export const variants = {
                 "rowsPerBlock": 4
             }
         }
+    },
+    "prefill_c64": {
+        "name": "prefill_c64",
+        "draft": null,
+        "steps": 64,
+        "rows": 384,
+        "mask": {
+            "kind": "causal",
+            "params": {
+                "length": 64
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 12,
+            "kvHeads": 2
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2",
+            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine",
+            "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 6,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
     }
 };
 /** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
@@ -107,8 +181,12 @@ export function load(options = {}) {
         backend: lib.backend,
         tidarK16: (inputs) => lib.run('tidar_k16', inputs),
         tidarK16Async: (inputs) => lib.runAsync('tidar_k16', inputs),
+        blockK16: (inputs) => lib.run('block_k16', inputs),
+        blockK16Async: (inputs) => lib.runAsync('block_k16', inputs),
         ar: (inputs) => lib.run('ar', inputs),
         arAsync: (inputs) => lib.runAsync('ar', inputs),
+        prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+        prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
         close: () => lib.close(),
     };
 }

@@ -62,6 +62,43 @@ export const variants = {
       }
     }
   },
+  "block_k16": {
+    "name": "block_k16",
+    "draft": 16,
+    "steps": 16,
+    "rows": 96,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 16
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 12,
+      "kvHeads": 2
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k16_bf16_d128_q12_kv2",
+      "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine",
+      "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 2,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
   "ar": {
     "name": "ar",
     "draft": null,
@@ -98,6 +135,43 @@ export const variants = {
         "rowsPerBlock": 4
       }
     }
+  },
+  "prefill_c64": {
+    "name": "prefill_c64",
+    "draft": null,
+    "steps": 64,
+    "rows": 384,
+    "mask": {
+      "kind": "causal",
+      "params": {
+        "length": 64
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 12,
+      "kvHeads": 2
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2",
+      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine",
+      "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 6,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
   }
 } as const;
 export type VariantName = keyof typeof variants;
@@ -117,6 +191,16 @@ export interface Qwen2515bKernels {
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
   tidarK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /**
+   * prefill mask block: 16 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
+   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   */
+  blockK16(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
+  blockK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
    * AR decode step: 1 in-step token (the k = 0 case).
    *
    * q, o: [batch, 1, 12, 128] bf16 bits (Uint16Array);
@@ -126,6 +210,16 @@ export interface Qwen2515bKernels {
   ar(inputs: AttentionInputs): AttentionOutputs;
   /** AR decode step: 1 in-step token (the k = 0 case), off the event loop. */
   arAsync(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far.
+   *
+   * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
+   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
+   */
+  prefillC64(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */
+  prefillC64Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /** Releases the loaded kernel library. */
   close(): void;
 }
@@ -137,8 +231,12 @@ export function load(options: OpenOptions = {}): Qwen2515bKernels {
     backend: lib.backend,
     tidarK16: (inputs) => lib.run('tidar_k16', inputs),
     tidarK16Async: (inputs) => lib.runAsync('tidar_k16', inputs),
+    blockK16: (inputs) => lib.run('block_k16', inputs),
+    blockK16Async: (inputs) => lib.runAsync('block_k16', inputs),
     ar: (inputs) => lib.run('ar', inputs),
     arAsync: (inputs) => lib.runAsync('ar', inputs),
+    prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+    prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
     close: () => lib.close(),
   };
 }

@@ -120,6 +120,105 @@ export declare const variants: {
             };
         };
     };
+    readonly block_k4: {
+        readonly name: "block_k4";
+        readonly draft: 4;
+        readonly steps: 4;
+        readonly rows: 16;
+        readonly mask: {
+            readonly kind: "block-diffusion";
+            readonly params: {
+                readonly block: 4;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 128;
+            readonly qHeads: 32;
+            readonly kvHeads: 8;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_block_k4_bf16_d128_q32_kv8";
+            readonly cudaCombine: "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine";
+            readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 69632;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
+    readonly block_k8: {
+        readonly name: "block_k8";
+        readonly draft: 8;
+        readonly steps: 8;
+        readonly rows: 32;
+        readonly mask: {
+            readonly kind: "block-diffusion";
+            readonly params: {
+                readonly block: 8;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 128;
+            readonly qHeads: 32;
+            readonly kvHeads: 8;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_block_k8_bf16_d128_q32_kv8";
+            readonly cudaCombine: "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine";
+            readonly cpu: "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 69632;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
+    readonly block_k16: {
+        readonly name: "block_k16";
+        readonly draft: 16;
+        readonly steps: 16;
+        readonly rows: 64;
+        readonly mask: {
+            readonly kind: "block-diffusion";
+            readonly params: {
+                readonly block: 16;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 128;
+            readonly qHeads: 32;
+            readonly kvHeads: 8;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_block_k16_bf16_d128_q32_kv8";
+            readonly cudaCombine: "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine";
+            readonly cpu: "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 69632;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
     readonly ar: {
         readonly name: "ar";
         readonly draft: null;
@@ -145,6 +244,39 @@ export declare const variants: {
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
             readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 69632;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
+    readonly prefill_c64: {
+        readonly name: "prefill_c64";
+        readonly draft: null;
+        readonly steps: 64;
+        readonly rows: 256;
+        readonly mask: {
+            readonly kind: "causal";
+            readonly params: {
+                readonly length: 64;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 128;
+            readonly qHeads: 32;
+            readonly kvHeads: 8;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_prefill_c64_bf16_d128_q32_kv8";
+            readonly cudaCombine: "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine";
+            readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 4;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
             readonly combine: {
@@ -190,6 +322,36 @@ export interface Qwen38bKernels {
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
     tidarK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
     /**
+     * prefill mask block: 4 mask tokens that see the prompt and each other.
+     *
+     * q, o: [batch, 4, 32, 128] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 4, 8, 128];
+     * lse: [batch, 4, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     */
+    blockK4(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill mask block: 4 mask tokens that see the prompt and each other, off the event loop. */
+    blockK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
+     * prefill mask block: 8 mask tokens that see the prompt and each other.
+     *
+     * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
+     * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     */
+    blockK8(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
+    blockK8Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
+     * prefill mask block: 16 mask tokens that see the prompt and each other.
+     *
+     * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
+     * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     */
+    blockK16(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
+    blockK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
      * AR decode step: 1 in-step token (the k = 0 case).
      *
      * q, o: [batch, 1, 32, 128] bf16 bits (Uint16Array);
@@ -199,6 +361,16 @@ export interface Qwen38bKernels {
     ar(inputs: AttentionInputs): AttentionOutputs;
     /** AR decode step: 1 in-step token (the k = 0 case), off the event loop. */
     arAsync(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
+     * prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far.
+     *
+     * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
+     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+     */
+    prefillC64(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */
+    prefillC64Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
     /** Releases the loaded kernel library. */
     close(): void;
 }

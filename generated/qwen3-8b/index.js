@@ -138,6 +138,117 @@ export const variants = {
             }
         }
     },
+    "block_k4": {
+        "name": "block_k4",
+        "draft": 4,
+        "steps": 4,
+        "rows": 16,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 4
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 32,
+            "kvHeads": 8
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k4_bf16_d128_q32_kv8",
+            "cudaCombine": "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine",
+            "cpu": "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
+    "block_k8": {
+        "name": "block_k8",
+        "draft": 8,
+        "steps": 8,
+        "rows": 32,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 8
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 32,
+            "kvHeads": 8
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k8_bf16_d128_q32_kv8",
+            "cudaCombine": "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine",
+            "cpu": "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
+    "block_k16": {
+        "name": "block_k16",
+        "draft": 16,
+        "steps": 16,
+        "rows": 64,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 16
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 32,
+            "kvHeads": 8
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k16_bf16_d128_q32_kv8",
+            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine",
+            "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
     "ar": {
         "name": "ar",
         "draft": null,
@@ -174,6 +285,43 @@ export const variants = {
                 "rowsPerBlock": 4
             }
         }
+    },
+    "prefill_c64": {
+        "name": "prefill_c64",
+        "draft": null,
+        "steps": 64,
+        "rows": 256,
+        "mask": {
+            "kind": "causal",
+            "params": {
+                "length": 64
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 128,
+            "qHeads": 32,
+            "kvHeads": 8
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8",
+            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine",
+            "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 4,
+            "block": 128,
+            "dynamicSharedBytes": 69632,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
     }
 };
 /** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
@@ -187,8 +335,16 @@ export function load(options = {}) {
         tidarK8Async: (inputs) => lib.runAsync('tidar_k8', inputs),
         tidarK16: (inputs) => lib.run('tidar_k16', inputs),
         tidarK16Async: (inputs) => lib.runAsync('tidar_k16', inputs),
+        blockK4: (inputs) => lib.run('block_k4', inputs),
+        blockK4Async: (inputs) => lib.runAsync('block_k4', inputs),
+        blockK8: (inputs) => lib.run('block_k8', inputs),
+        blockK8Async: (inputs) => lib.runAsync('block_k8', inputs),
+        blockK16: (inputs) => lib.run('block_k16', inputs),
+        blockK16Async: (inputs) => lib.runAsync('block_k16', inputs),
         ar: (inputs) => lib.run('ar', inputs),
         arAsync: (inputs) => lib.runAsync('ar', inputs),
+        prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+        prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
         close: () => lib.close(),
     };
 }

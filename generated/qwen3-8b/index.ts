@@ -138,6 +138,117 @@ export const variants = {
       }
     }
   },
+  "block_k4": {
+    "name": "block_k4",
+    "draft": 4,
+    "steps": 4,
+    "rows": 16,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 4
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 32,
+      "kvHeads": 8
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k4_bf16_d128_q32_kv8",
+      "cudaCombine": "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine",
+      "cpu": "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
+  "block_k8": {
+    "name": "block_k8",
+    "draft": 8,
+    "steps": 8,
+    "rows": 32,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 8
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 32,
+      "kvHeads": 8
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k8_bf16_d128_q32_kv8",
+      "cudaCombine": "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine",
+      "cpu": "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
+  "block_k16": {
+    "name": "block_k16",
+    "draft": 16,
+    "steps": 16,
+    "rows": 64,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 16
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 32,
+      "kvHeads": 8
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k16_bf16_d128_q32_kv8",
+      "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine",
+      "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
   "ar": {
     "name": "ar",
     "draft": null,
@@ -167,6 +278,43 @@ export const variants = {
         "splits"
       ],
       "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 69632,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
+  "prefill_c64": {
+    "name": "prefill_c64",
+    "draft": null,
+    "steps": 64,
+    "rows": 256,
+    "mask": {
+      "kind": "causal",
+      "params": {
+        "length": 64
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 128,
+      "qHeads": 32,
+      "kvHeads": 8
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8",
+      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine",
+      "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 4,
       "block": 128,
       "dynamicSharedBytes": 69632,
       "combine": {
@@ -213,6 +361,36 @@ export interface Qwen38bKernels {
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
   tidarK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /**
+   * prefill mask block: 4 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 4, 32, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 4, 8, 128];
+   * lse: [batch, 4, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   */
+  blockK4(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 4 mask tokens that see the prompt and each other, off the event loop. */
+  blockK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill mask block: 8 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
+   * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   */
+  blockK8(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
+  blockK8Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill mask block: 16 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
+   * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   */
+  blockK16(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
+  blockK16Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
    * AR decode step: 1 in-step token (the k = 0 case).
    *
    * q, o: [batch, 1, 32, 128] bf16 bits (Uint16Array);
@@ -222,6 +400,16 @@ export interface Qwen38bKernels {
   ar(inputs: AttentionInputs): AttentionOutputs;
   /** AR decode step: 1 in-step token (the k = 0 case), off the event loop. */
   arAsync(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far.
+   *
+   * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
+   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+   */
+  prefillC64(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */
+  prefillC64Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /** Releases the loaded kernel library. */
   close(): void;
 }
@@ -237,8 +425,16 @@ export function load(options: OpenOptions = {}): Qwen38bKernels {
     tidarK8Async: (inputs) => lib.runAsync('tidar_k8', inputs),
     tidarK16: (inputs) => lib.run('tidar_k16', inputs),
     tidarK16Async: (inputs) => lib.runAsync('tidar_k16', inputs),
+    blockK4: (inputs) => lib.run('block_k4', inputs),
+    blockK4Async: (inputs) => lib.runAsync('block_k4', inputs),
+    blockK8: (inputs) => lib.run('block_k8', inputs),
+    blockK8Async: (inputs) => lib.runAsync('block_k8', inputs),
+    blockK16: (inputs) => lib.run('block_k16', inputs),
+    blockK16Async: (inputs) => lib.runAsync('block_k16', inputs),
     ar: (inputs) => lib.run('ar', inputs),
     arAsync: (inputs) => lib.runAsync('ar', inputs),
+    prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+    prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
     close: () => lib.close(),
   };
 }

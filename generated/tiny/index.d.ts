@@ -87,6 +87,72 @@ export declare const variants: {
             };
         };
     };
+    readonly block_k2: {
+        readonly name: "block_k2";
+        readonly draft: 2;
+        readonly steps: 2;
+        readonly rows: 4;
+        readonly mask: {
+            readonly kind: "block-diffusion";
+            readonly params: {
+                readonly block: 2;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 64;
+            readonly qHeads: 4;
+            readonly kvHeads: 2;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_block_k2_bf16_d64_q4_kv2";
+            readonly cudaCombine: "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine";
+            readonly cpu: "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 36864;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
+    readonly block_k4: {
+        readonly name: "block_k4";
+        readonly draft: 4;
+        readonly steps: 4;
+        readonly rows: 8;
+        readonly mask: {
+            readonly kind: "block-diffusion";
+            readonly params: {
+                readonly block: 4;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 64;
+            readonly qHeads: 4;
+            readonly kvHeads: 2;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_block_k4_bf16_d64_q4_kv2";
+            readonly cudaCombine: "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine";
+            readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 36864;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
     readonly ar: {
         readonly name: "ar";
         readonly draft: null;
@@ -112,6 +178,39 @@ export declare const variants: {
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
             readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 36864;
+            readonly combine: {
+                readonly block: 128;
+                readonly rowsPerBlock: 4;
+            };
+        };
+    };
+    readonly prefill_c64: {
+        readonly name: "prefill_c64";
+        readonly draft: null;
+        readonly steps: 64;
+        readonly rows: 128;
+        readonly mask: {
+            readonly kind: "causal";
+            readonly params: {
+                readonly length: 64;
+            };
+        };
+        readonly shape: {
+            readonly dtype: "bf16";
+            readonly headDim: 64;
+            readonly qHeads: 4;
+            readonly kvHeads: 2;
+        };
+        readonly symbols: {
+            readonly cuda: "tidarc_attn_prefill_c64_bf16_d64_q4_kv2";
+            readonly cudaCombine: "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine";
+            readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2";
+        };
+        readonly launch: {
+            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly rowTiles: 2;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
             readonly combine: {
@@ -147,6 +246,26 @@ export interface TinyKernels {
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
     tidarK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
     /**
+     * prefill mask block: 2 mask tokens that see the prompt and each other.
+     *
+     * q, o: [batch, 2, 4, 64] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 2, 2, 64];
+     * lse: [batch, 2, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     */
+    blockK2(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill mask block: 2 mask tokens that see the prompt and each other, off the event loop. */
+    blockK2Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
+     * prefill mask block: 4 mask tokens that see the prompt and each other.
+     *
+     * q, o: [batch, 4, 4, 64] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 4, 2, 64];
+     * lse: [batch, 4, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     */
+    blockK4(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill mask block: 4 mask tokens that see the prompt and each other, off the event loop. */
+    blockK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
      * AR decode step: 1 in-step token (the k = 0 case).
      *
      * q, o: [batch, 1, 4, 64] bf16 bits (Uint16Array);
@@ -156,6 +275,16 @@ export interface TinyKernels {
     ar(inputs: AttentionInputs): AttentionOutputs;
     /** AR decode step: 1 in-step token (the k = 0 case), off the event loop. */
     arAsync(inputs: AttentionInputs): Promise<AttentionOutputs>;
+    /**
+     * prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far.
+     *
+     * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
+     * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
+     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     */
+    prefillC64(inputs: AttentionInputs): AttentionOutputs;
+    /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */
+    prefillC64Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
     /** Releases the loaded kernel library. */
     close(): void;
 }

@@ -100,6 +100,80 @@ export const variants = {
             }
         }
     },
+    "block_k2": {
+        "name": "block_k2",
+        "draft": 2,
+        "steps": 2,
+        "rows": 4,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 2
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 64,
+            "qHeads": 4,
+            "kvHeads": 2
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k2_bf16_d64_q4_kv2",
+            "cudaCombine": "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine",
+            "cpu": "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 36864,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
+    "block_k4": {
+        "name": "block_k4",
+        "draft": 4,
+        "steps": 4,
+        "rows": 8,
+        "mask": {
+            "kind": "block-diffusion",
+            "params": {
+                "block": 4
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 64,
+            "qHeads": 4,
+            "kvHeads": 2
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_block_k4_bf16_d64_q4_kv2",
+            "cudaCombine": "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine",
+            "cpu": "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 36864,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
+    },
     "ar": {
         "name": "ar",
         "draft": null,
@@ -136,6 +210,43 @@ export const variants = {
                 "rowsPerBlock": 4
             }
         }
+    },
+    "prefill_c64": {
+        "name": "prefill_c64",
+        "draft": null,
+        "steps": 64,
+        "rows": 128,
+        "mask": {
+            "kind": "causal",
+            "params": {
+                "length": 64
+            }
+        },
+        "shape": {
+            "dtype": "bf16",
+            "headDim": 64,
+            "qHeads": 4,
+            "kvHeads": 2
+        },
+        "symbols": {
+            "cuda": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2",
+            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine",
+            "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2"
+        },
+        "launch": {
+            "grid": [
+                "rowTiles",
+                "batch * kvHeads",
+                "splits"
+            ],
+            "rowTiles": 2,
+            "block": 128,
+            "dynamicSharedBytes": 36864,
+            "combine": {
+                "block": 128,
+                "rowsPerBlock": 4
+            }
+        }
     }
 };
 /** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
@@ -147,8 +258,14 @@ export function load(options = {}) {
         tidarK2Async: (inputs) => lib.runAsync('tidar_k2', inputs),
         tidarK4: (inputs) => lib.run('tidar_k4', inputs),
         tidarK4Async: (inputs) => lib.runAsync('tidar_k4', inputs),
+        blockK2: (inputs) => lib.run('block_k2', inputs),
+        blockK2Async: (inputs) => lib.runAsync('block_k2', inputs),
+        blockK4: (inputs) => lib.run('block_k4', inputs),
+        blockK4Async: (inputs) => lib.runAsync('block_k4', inputs),
         ar: (inputs) => lib.run('ar', inputs),
         arAsync: (inputs) => lib.runAsync('ar', inputs),
+        prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+        prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
         close: () => lib.close(),
     };
 }

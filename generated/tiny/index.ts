@@ -100,6 +100,80 @@ export const variants = {
       }
     }
   },
+  "block_k2": {
+    "name": "block_k2",
+    "draft": 2,
+    "steps": 2,
+    "rows": 4,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 2
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 64,
+      "qHeads": 4,
+      "kvHeads": 2
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k2_bf16_d64_q4_kv2",
+      "cudaCombine": "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine",
+      "cpu": "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 36864,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
+  "block_k4": {
+    "name": "block_k4",
+    "draft": 4,
+    "steps": 4,
+    "rows": 8,
+    "mask": {
+      "kind": "block-diffusion",
+      "params": {
+        "block": 4
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 64,
+      "qHeads": 4,
+      "kvHeads": 2
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_block_k4_bf16_d64_q4_kv2",
+      "cudaCombine": "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine",
+      "cpu": "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 1,
+      "block": 128,
+      "dynamicSharedBytes": 36864,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
+  },
   "ar": {
     "name": "ar",
     "draft": null,
@@ -136,6 +210,43 @@ export const variants = {
         "rowsPerBlock": 4
       }
     }
+  },
+  "prefill_c64": {
+    "name": "prefill_c64",
+    "draft": null,
+    "steps": 64,
+    "rows": 128,
+    "mask": {
+      "kind": "causal",
+      "params": {
+        "length": 64
+      }
+    },
+    "shape": {
+      "dtype": "bf16",
+      "headDim": 64,
+      "qHeads": 4,
+      "kvHeads": 2
+    },
+    "symbols": {
+      "cuda": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2",
+      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine",
+      "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2"
+    },
+    "launch": {
+      "grid": [
+        "rowTiles",
+        "batch * kvHeads",
+        "splits"
+      ],
+      "rowTiles": 2,
+      "block": 128,
+      "dynamicSharedBytes": 36864,
+      "combine": {
+        "block": 128,
+        "rowsPerBlock": 4
+      }
+    }
   }
 } as const;
 export type VariantName = keyof typeof variants;
@@ -165,6 +276,26 @@ export interface TinyKernels {
   /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
   tidarK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /**
+   * prefill mask block: 2 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 2, 4, 64] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 2, 2, 64];
+   * lse: [batch, 2, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   */
+  blockK2(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 2 mask tokens that see the prompt and each other, off the event loop. */
+  blockK2Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill mask block: 4 mask tokens that see the prompt and each other.
+   *
+   * q, o: [batch, 4, 4, 64] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 4, 2, 64];
+   * lse: [batch, 4, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   */
+  blockK4(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill mask block: 4 mask tokens that see the prompt and each other, off the event loop. */
+  blockK4Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
    * AR decode step: 1 in-step token (the k = 0 case).
    *
    * q, o: [batch, 1, 4, 64] bf16 bits (Uint16Array);
@@ -174,6 +305,16 @@ export interface TinyKernels {
   ar(inputs: AttentionInputs): AttentionOutputs;
   /** AR decode step: 1 in-step token (the k = 0 case), off the event loop. */
   arAsync(inputs: AttentionInputs): Promise<AttentionOutputs>;
+  /**
+   * prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far.
+   *
+   * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
+   * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
+   * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   */
+  prefillC64(inputs: AttentionInputs): AttentionOutputs;
+  /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */
+  prefillC64Async(inputs: AttentionInputs): Promise<AttentionOutputs>;
   /** Releases the loaded kernel library. */
   close(): void;
 }
@@ -187,8 +328,14 @@ export function load(options: OpenOptions = {}): TinyKernels {
     tidarK2Async: (inputs) => lib.runAsync('tidar_k2', inputs),
     tidarK4: (inputs) => lib.run('tidar_k4', inputs),
     tidarK4Async: (inputs) => lib.runAsync('tidar_k4', inputs),
+    blockK2: (inputs) => lib.run('block_k2', inputs),
+    blockK2Async: (inputs) => lib.runAsync('block_k2', inputs),
+    blockK4: (inputs) => lib.run('block_k4', inputs),
+    blockK4Async: (inputs) => lib.runAsync('block_k4', inputs),
     ar: (inputs) => lib.run('ar', inputs),
     arAsync: (inputs) => lib.runAsync('ar', inputs),
+    prefillC64: (inputs) => lib.run('prefill_c64', inputs),
+    prefillC64Async: (inputs) => lib.runAsync('prefill_c64', inputs),
     close: () => lib.close(),
   };
 }
