@@ -16,6 +16,7 @@
 
 #include <napi.h>
 
+#include "ops_cpu.h"
 #include "tidarc_abi.h"
 
 namespace {
@@ -444,6 +445,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runAttention", Napi::Function::New(env, RunAttention, "runAttention"));
   exports.Set("runAttentionAsync", Napi::Function::New(env, RunAttentionAsync, "runAttentionAsync"));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
+  tidarc::ops::RegisterCpuOps(env, exports);
   return exports;
 }
 

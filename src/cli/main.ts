@@ -10,6 +10,7 @@ import { registerEmulateCommand } from './commands/emulate.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerInitModelCommand } from './commands/init-model.js';
 import { registerMaskCommand } from './commands/mask.js';
+import { registerRunCommand } from './commands/run.js';
 import { TIDARC_VERSION } from '../version.js';
 
 /**
@@ -43,6 +44,7 @@ export function buildProgram(io: CliIo): Command {
   registerImportHfCommand(program, io);
   registerInitModelCommand(program, io);
   registerMaskCommand(program, io);
+  registerRunCommand(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;
 }

@@ -1,0 +1,165 @@
+/**
+ * The decoding loops of tidar.md, for one sequence:
+ *   - TiDAR: one prefill forward (causal prompt + one trailing block of k mask tokens), then
+ *     one forward per step with the decode-step mask; verification mixes AR and diffusion
+ *     logits with beta (1 = lossless), accepts drafts greedily or by lossless speculative
+ *     sampling, commits the accepted drafts' K/V (never a mask token's), and takes the next
+ *     drafts from block a with d[0] := the AR token.
+ *   - AR: the same machinery with one new token a forward.
+ * Each yield is the tokens one forward made final, in order.
+ */
+import { TidarcError } from '../../errors.js';
+import { positions as maskPositions } from '../../ir/mask.js';
+import { tidarDecode } from '../../ir/mask-builders.js';
+import * as ops from '../ops.js';
+import { type Rng, seededRandom } from '../reference.js';
+import type { ModelRunner } from './forward.js';
+import type { ModelWeights } from './weights.js';
+import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
+
+export interface DecodeOptions extends SamplingOptions {
+  readonly mode: 'tidar' | 'ar';
+  readonly draft: number;
+  /** beta of the verifier mix; 1 trusts the AR head (lossless). */
+  readonly trustAr: number;
+  readonly seed: number;
+}
+
+export interface StepRecord {
+  /** Tokens this forward made final. */
+  readonly tokens: readonly number[];
+  /** TiDAR steps: drafts accepted (a, 1..k); prefill and AR: undefined. */
+  readonly accepted?: number;
+  readonly ms: number;
+  readonly attentionMs: number;
+}
+
+export class Decoder {
+  private readonly rng: Rng;
+  private drafts: number[] = [];
+
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly weights: ModelWeights,
+    private readonly opts: DecodeOptions,
+    private readonly maskTokenId: number,
+    private readonly threads: number,
+  ) {
+    this.rng = seededRandom(opts.seed);
+  }
+
+  private get greedy(): boolean {
+    return this.opts.temperature === 0;
+  }
+
+  /** Logits rows of the pass's hidden states (full rows: sampling or beta mixing). */
+  private logits(hidden: Float32Array, rows: readonly number[]): Float32Array[] {
+    const V = this.weights.lmHead.rows;
+    const out = ops.lmHead(hidden, this.weights.lmHead, Int32Array.from(rows), { logits: true }, this.threads);
+    return rows.map((_, r) => out.logits!.subarray(r * V, (r + 1) * V));
+  }
+
+  private argmaxRows(hidden: Float32Array, rows: readonly number[]): number[] {
+    return [...ops.lmHead(hidden, this.weights.lmHead, Int32Array.from(rows), { logits: false }, this.threads).argmax];
+  }
+
+  /** Picks a token from one row of target logits. */
+  private pick(logits: Float32Array): number {
+    return this.greedy ? argmax(logits) : sample(distribution(logits, this.opts), this.rng);
+  }
+
+  prefill(prompt: readonly number[]): StepRecord {
+    const t0 = performance.now();
+    const cache = this.runner.cache;
+    const S = prompt.length;
+    const k = this.opts.mode === 'tidar' ? this.opts.draft : 0;
+    cache.ensureRoom(S + k);
+    const L = cache.length;
+    const ids = Int32Array.from([...prompt, ...Array<number>(k).fill(this.maskTokenId)]);
+    const pos = Int32Array.from({ length: S + k }, (_, i) => L + i);
+    const r = this.runner.forward(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: `block_k${k}` } : {}) });
+    cache.length += S;
+    // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
+    const first = this.greedy && this.opts.trustAr === 1 ? this.argmaxRows(r.hidden, [S - 1])[0]! : this.pick(this.logits(r.hidden, [S - 1])[0]!);
+    this.drafts = k > 0 ? [first, ...this.argmaxRows(r.hidden, Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
+    return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
+  }
+
+  step(): StepRecord {
+    return this.opts.mode === 'tidar' ? this.tidarStep() : this.arStep();
+  }
+
+  private arStep(): StepRecord {
+    const t0 = performance.now();
+    const cache = this.runner.cache;
+    cache.ensureRoom(1);
+    const L = cache.length;
+    const r = this.runner.forward(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: 'ar' });
+    this.commit(r.kStep, r.vStep, 1);
+    const next = this.greedy ? this.argmaxRows(r.hidden, [0])[0]! : this.pick(this.logits(r.hidden, [0])[0]!);
+    this.drafts = [next];
+    return { tokens: [next], ms: performance.now() - t0, attentionMs: r.attentionMs };
+  }
+
+  private tidarStep(): StepRecord {
+    const t0 = performance.now();
+    const k = this.opts.draft;
+    const cache = this.runner.cache;
+    cache.ensureRoom(k);
+    const L = cache.length;
+    const mask = tidarDecode(k);
+    const ids = Int32Array.from([...this.drafts, ...Array<number>(k * k).fill(this.maskTokenId)]);
+    const r = this.runner.forward(ids, Int32Array.from(maskPositions(mask, L)), { kind: 'step', variant: `tidar_k${k}` });
+    const beta = this.opts.trustAr;
+    // verify[i] checks d[i+1]: AR row i, mixed with block i+1's slot 0 (same position).
+    const verifyRows = Array.from({ length: k }, (_, i) => i);
+    let a = 1;
+    let next: number;
+    if (this.greedy && beta === 1) {
+      const best = this.argmaxRows(r.hidden, verifyRows);
+      while (a < k && best[a - 1] === this.drafts[a]) a++;
+      next = best[a - 1]!;
+    } else {
+      const ar = this.logits(r.hidden, verifyRows);
+      const diff = beta === 1 ? ar : this.logits(r.hidden, verifyRows.map((i) => k * (i + 1)));
+      const verify = ar.map((row, i) => mixLogits(row, diff[i]!, beta));
+      if (this.greedy) {
+        while (a < k && argmax(verify[a - 1]!) === this.drafts[a]) a++;
+        next = argmax(verify[a - 1]!);
+      } else {
+        next = -1;
+        while (a < k) {
+          const v = verifyDraft(distribution(verify[a - 1]!, this.opts), this.drafts[a]!, this.rng);
+          if (!v.accepted) {
+            next = v.correction;
+            break;
+          }
+          a++;
+        }
+        if (next < 0) next = sample(distribution(verify[k - 1]!, this.opts), this.rng);  // all accepted: the bonus token
+      }
+    }
+    this.commit(r.kStep, r.vStep, a);
+    const emitted = [...this.drafts.slice(1, a), next];
+    // Next drafts: the AR token, then block a's slots 1..k-1 (positions L + a + s = new L + s).
+    this.drafts = [next, ...(k > 1 ? this.argmaxRows(r.hidden, Array.from({ length: k - 1 }, (_, s) => k * a + 1 + s)) : [])];
+    return { tokens: emitted, accepted: a, ms: performance.now() - t0, attentionMs: r.attentionMs };
+  }
+
+  /** In-step tokens 0..count-1 (the accepted drafts) enter the cache; everything else is dropped. */
+  private commit(kStep: readonly Uint16Array[], vStep: readonly Uint16Array[], count: number): void {
+    const cache = this.runner.cache;
+    for (let layer = 0; layer < kStep.length; layer++) cache.write(layer, kStep[layer]!, vStep[layer]!, 0, count, cache.length);
+    cache.length += count;
+  }
+}
+
+export function checkDecodeOptions(o: DecodeOptions, compiledDrafts: readonly number[]): void {
+  if (o.mode !== 'tidar' && o.mode !== 'ar') throw new TidarcError('invalid-argument', 'unknown mode', { field: 'mode', value: o.mode, allowed: 'tidar, ar' });
+  if (o.mode === 'tidar' && !compiledDrafts.includes(o.draft)) {
+    throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: 'draft', value: o.draft, allowed: compiledDrafts.join(', ') });
+  }
+  if (!(o.temperature >= 0) || o.temperature > 100) throw new TidarcError('invalid-argument', 'temperature out of range', { field: 'temperature', value: o.temperature, allowed: '0 (greedy) to 100' });
+  if (!(o.topP > 0 && o.topP <= 1)) throw new TidarcError('invalid-argument', 'top-p out of range', { field: 'topP', value: o.topP, allowed: '(0, 1]' });
+  if (!(o.trustAr >= 0 && o.trustAr <= 1)) throw new TidarcError('invalid-argument', 'trust-ar (beta) out of range', { field: 'trustAr', value: o.trustAr, allowed: '[0, 1]' });
+}

@@ -1,0 +1,127 @@
+/**
+ * One forward pass of a Qwen2 / Qwen3 / Llama decoder on the CPU operators, with attention
+ * through the compiled kernels. A pass is one NFE: every token of the step goes through
+ * every layer once, whatever number of attention launches a layer needs:
+ *   - step:    all T tokens in one launch of a decode variant (tidar_k<K>, ar) after the
+ *              committed prefix;
+ *   - prefill: the prompt rows in launches of the causal prefill chunk (each chunk's K/V
+ *              enters the cache before the next chunk), then the trailing mask block
+ *              (block_k<K>) over the whole prompt.
+ */
+import type { ModelSpec } from '../../ir/model.js';
+import { PREFILL_CHUNK } from '../../codegen/variant.js';
+import { decode } from '../dtype.js';
+import type { KernelLibrary } from '../kernel-library.js';
+import * as ops from '../ops.js';
+import type { KvCache } from './kv-cache.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
+
+export type AttentionSchedule =
+  | { readonly kind: 'step'; readonly variant: string }
+  | { readonly kind: 'prefill'; readonly promptTokens: number; readonly blockVariant?: string };
+
+export interface ForwardResult {
+  /** Final-normed hidden states [T, hiddenSize]. */
+  readonly hidden: Float32Array;
+  /** Per layer, the step's K and V ([T, kvHeads, headDim], model dtype bits). */
+  readonly kStep: readonly Uint16Array[];
+  readonly vStep: readonly Uint16Array[];
+  /** Milliseconds spent inside attention kernels and inside other operators. */
+  readonly attentionMs: number;
+}
+
+export class ModelRunner {
+  constructor(
+    readonly spec: ModelSpec,
+    private readonly weights: ModelWeights,
+    private readonly kernels: KernelLibrary,
+    readonly cache: KvCache,
+    private readonly threads: number,
+  ) {}
+
+  forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult {
+    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I } = this.spec;
+    const T = ids.length;
+    const x = new Float32Array(T * H);
+    const h = new Float32Array(T * H);
+    const q = new Float32Array(T * Hq * D), k = new Float32Array(T * Hkv * D), v = new Float32Array(T * Hkv * D);
+    const attnOut = new Float32Array(T * H);
+    const gate = new Float32Array(T * I), up = new Float32Array(T * I);
+    const kSteps: Uint16Array[] = [], vSteps: Uint16Array[] = [];
+    let attentionMs = 0;
+    ops.embed(ids, this.weights.embedding, x);
+    for (const [layer, w] of this.weights.layers.entries()) {
+      ops.rmsnorm(x, w.inputNorm, this.spec.rmsNormEps, h);
+      ops.matmul(h, w.q, w.qBias, q, this.threads);
+      ops.matmul(h, w.k, w.kBias, k, this.threads);
+      ops.matmul(h, w.v, w.vBias, v, this.threads);
+      if (w.qNorm && w.kNorm) {
+        ops.rmsnormHeads(q, w.qNorm, this.spec.rmsNormEps);
+        ops.rmsnormHeads(k, w.kNorm, this.spec.rmsNormEps);
+      }
+      ops.rope(q, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
+      ops.rope(k, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
+      const qBits = this.toModelDtype(q), kBits = this.toModelDtype(k), vBits = this.toModelDtype(v);
+      kSteps.push(kBits);
+      vSteps.push(vBits);
+      const t0 = performance.now();
+      const o = this.attention(layer, qBits, kBits, vBits, T, schedule);
+      attentionMs += performance.now() - t0;
+      ops.matmul(decode(this.spec.dtype, o), w.o, null, attnOut, this.threads);
+      ops.addInPlace(x, attnOut);
+      this.mlp(w, x, h, gate, up, attnOut);
+    }
+    ops.rmsnorm(x, this.weights.finalNorm, this.spec.rmsNormEps, h);
+    return { hidden: h, kStep: kSteps, vStep: vSteps, attentionMs };
+  }
+
+  private mlp(w: LayerWeights, x: Float32Array, h: Float32Array, gate: Float32Array, up: Float32Array, out: Float32Array): void {
+    ops.rmsnorm(x, w.postNorm, this.spec.rmsNormEps, h);
+    ops.matmul(h, w.gate, null, gate, this.threads);
+    ops.matmul(h, w.up, null, up, this.threads);
+    ops.siluMul(gate, up, gate);
+    ops.matmul(gate, w.down, null, out, this.threads);
+    ops.addInPlace(x, out);
+  }
+
+  private toModelDtype(x: Float32Array): Uint16Array {
+    const out = new Uint16Array(x.length);
+    if (this.spec.dtype === 'bf16') ops.toBf16(x, out);
+    else ops.toFp16(x, out);
+    return out;
+  }
+
+  /** Attention of every row of the pass; returns O [T, qHeads, headDim] in the model dtype. */
+  private attention(layer: number, q: Uint16Array, k: Uint16Array, v: Uint16Array, T: number, schedule: AttentionSchedule): Uint16Array {
+    const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
+    const cache = this.cache;
+    const launch = (variant: string, rows: number, from: number, prefix: number, out: Uint16Array) => {
+      // Rows [from, from + rows) of the pass; a shorter tail is zero-padded to the variant's n.
+      const n = this.kernels.manifest.variants.find((x) => x.name === variant)!.steps;
+      const slice = (src: Uint16Array, width: number) => {
+        const buf = new Uint16Array(n * width);
+        buf.set(src.subarray(from * width, Math.min(T, from + rows) * width));
+        return buf;
+      };
+      const r = this.kernels.run(variant, {
+        batch: 1, cacheCapacity: cache.shape.capacity, prefixLen: [prefix],
+        q: slice(q, Hq * D), kCache: cache.k[layer]!, vCache: cache.v[layer]!, kStep: slice(k, Hkv * D), vStep: slice(v, Hkv * D),
+        threads: this.threads,
+      });
+      out.set(r.o.subarray(0, rows * Hq * D), from * Hq * D);
+    };
+    const o = new Uint16Array(T * Hq * D);
+    if (schedule.kind === 'step') {
+      launch(schedule.variant, T, 0, cache.length, o);
+      return o;
+    }
+    const S = schedule.promptTokens;
+    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) {
+      const rows = Math.min(PREFILL_CHUNK, S - c0);
+      launch(`prefill_c${PREFILL_CHUNK}`, rows, c0, cache.length + c0, o);
+      cache.write(layer, k, v, c0, rows, cache.length + c0);
+    }
+    if (schedule.blockVariant !== undefined && T > S) launch(schedule.blockVariant, T - S, S, cache.length + S, o);
+    return o;
+  }
+}

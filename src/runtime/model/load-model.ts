@@ -1,0 +1,187 @@
+/**
+ * `loadModel(dir)`: a checkpoint (config.json + safetensors + tokenizer), its attention
+ * kernels compiled on first use (cached; an unchanged model does not recompile), and the
+ * decoding loops behind `generate` and `stream`.
+ */
+import { createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { TidarcError } from '../../errors.js';
+import { compileModel } from '../../build/compile-model.js';
+import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
+import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
+import type { ModelSpec } from '../../ir/model.js';
+import { type KernelLibrary, openKernelLibrary } from '../kernel-library.js';
+import { loadNative } from '../native.js';
+import { Decoder, checkDecodeOptions, type DecodeOptions } from './decoder.js';
+import { ModelRunner } from './forward.js';
+import { KvCache } from './kv-cache.js';
+import { modelWeights, type ModelWeights } from './weights.js';
+
+export type BackendChoice = 'auto' | 'cpu' | 'cuda';
+
+export interface LoadOptions {
+  readonly backend?: BackendChoice;
+  /** CPU threads (default: all). */
+  readonly threads?: number;
+  /** Where compiled kernels are cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
+  readonly cacheDir?: string;
+  readonly log?: (line: string) => void;
+}
+
+export interface GenerateOptions {
+  /** Text, or token ids. */
+  readonly prompt: string | readonly number[];
+  readonly maxTokens?: number;
+  readonly mode?: 'tidar' | 'ar';
+  /** Draft length k (default: the largest the model was compiled for). */
+  readonly draft?: number;
+  readonly temperature?: number;
+  readonly topP?: number;
+  readonly seed?: number;
+  /** beta of the verifier mix (default 1: lossless). */
+  readonly trustAr?: number;
+  /** Stop at the tokenizer's end-of-text token (default true). */
+  readonly stopAtEos?: boolean;
+}
+
+export interface GenerateResult {
+  readonly text: string;
+  readonly tokens: number[];
+  /** Forward passes, prefill included. */
+  readonly nfe: number;
+  readonly tokensPerNfe: number;
+  /** acceptHistogram[a] = TiDAR steps that accepted a drafts (index 0 unused; AR: empty). */
+  readonly acceptHistogram: number[];
+  readonly prefillMs: number;
+  readonly decodeMs: number;
+  readonly tokensPerSecond: number;
+  readonly backend: 'cpu';
+  readonly mode: 'tidar' | 'ar';
+  readonly draft: number;
+}
+
+export interface StreamChunk {
+  readonly tokens: readonly number[];
+  readonly text: string;
+}
+
+export interface Model {
+  readonly spec: ModelSpec;
+  readonly tokenizer: Tokenizer;
+  readonly backend: 'cpu';
+  readonly backendReason: string;
+  generate(options: GenerateOptions): Promise<GenerateResult>;
+  stream(options: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult>;
+  close(): void;
+}
+
+function defaultCacheDir(): string {
+  return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
+}
+
+function chooseBackend(choice: BackendChoice): { backend: 'cpu'; reason: string } {
+  if (choice !== 'auto' && choice !== 'cpu' && choice !== 'cuda') {
+    throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: choice, allowed: 'auto, cpu, cuda' });
+  }
+  const cuda = loadNative().cudaStatus();
+  if (choice === 'cuda') {
+    throw new TidarcError('unsupported', `the cuda backend cannot run models yet: launching the compiled fatbins is not built in this version (CUDA status: ${cuda.reason})`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
+  }
+  if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
+  return { backend: 'cpu', reason: cuda.available ? 'CUDA is present but the cuda backend is not built in this version' : `no usable CUDA (${cuda.reason})` };
+}
+
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  const { backend, reason } = chooseBackend(options.backend ?? 'auto');
+  const ckpt: Checkpoint = await loadCheckpoint(dir);
+  const spec = ckpt.spec;
+  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
+  const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
+  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log: options.log ?? (() => undefined) });
+  const kernels: KernelLibrary = openKernelLibrary(kernelsDir, { backend: 'cpu' });
+  const weights: ModelWeights = modelWeights(ckpt);
+  const threads = options.threads ?? 0;
+  const tokenizer = ckpt.tokenizer;
+
+  async function* run(o: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
+    const mode = o.mode ?? 'tidar';
+    const draft = o.draft ?? Math.max(...spec.draftLengths);
+    const decodeOptions: DecodeOptions = { mode, draft, temperature: o.temperature ?? 0, topP: o.topP ?? 1, trustAr: o.trustAr ?? 1, seed: o.seed ?? 0 };
+    checkDecodeOptions(decodeOptions, spec.draftLengths);
+    const maxTokens = o.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new TidarcError('invalid-argument', 'maxTokens must be a positive integer', { field: 'maxTokens', value: maxTokens });
+    const prompt = typeof o.prompt === 'string' ? tokenizer.encode(o.prompt) : [...o.prompt];
+    if (prompt.length === 0) throw new TidarcError('invalid-argument', 'the prompt is empty', { field: 'prompt' });
+    for (const id of prompt) {
+      if (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize) throw new TidarcError('invalid-argument', 'prompt token id out of range', { field: 'prompt', value: id, allowed: `0..${spec.vocabSize - 1}` });
+    }
+    const k = mode === 'tidar' ? draft : 0;
+    const context = spec.maxPositionEmbeddings ?? Infinity;
+    if (prompt.length + maxTokens + 2 * k > context) {
+      throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${prompt.length} + ${maxTokens} tokens`, allowed: `at most ${context} positions (maxPositionEmbeddings) including ${2 * k} for drafts` });
+    }
+    const cache = new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity: prompt.length + maxTokens + k + 1 });
+    const runner = new ModelRunner(spec, weights, kernels, cache, threads);
+    const decoder = new Decoder(runner, weights, decodeOptions, spec.maskTokenId, threads);
+    const textStream = createStreamDecoder(tokenizer);
+    const stopAtEos = (o.stopAtEos ?? true) && tokenizer.eos !== undefined;
+    const tokens: number[] = [];
+    const histogram: number[] = mode === 'tidar' ? Array<number>(draft + 1).fill(0) : [];
+    let nfe = 0, prefillMs = 0, decodeMs = 0, done = false;
+    const emit = (step: readonly number[]): number[] => {
+      const out: number[] = [];
+      for (const t of step) {
+        if (stopAtEos && t === tokenizer.eos) { done = true; break; }
+        out.push(t);
+        if (tokens.length + out.length >= maxTokens) { done = true; break; }
+      }
+      tokens.push(...out);
+      return out;
+    };
+    const first = decoder.prefill(prompt);
+    nfe++;
+    prefillMs = first.ms;
+    let out = emit(first.tokens);
+    if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
+    while (!done) {
+      const s = decoder.step();
+      nfe++;
+      decodeMs += s.ms;
+      if (s.accepted !== undefined) histogram[s.accepted]!++;
+      out = emit(s.tokens);
+      if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
+    }
+    const tail = textStream.flush();
+    if (tail) yield { tokens: [], text: tail };
+    return {
+      text: tokenizer.decode(tokens),
+      tokens,
+      nfe,
+      tokensPerNfe: tokens.length / nfe,
+      acceptHistogram: histogram,
+      prefillMs,
+      decodeMs,
+      tokensPerSecond: tokens.length / ((prefillMs + decodeMs) / 1000),
+      backend,
+      mode,
+      draft: k,
+    };
+  }
+
+  return {
+    spec,
+    tokenizer,
+    backend,
+    backendReason: reason,
+    async generate(o) {
+      const it = run(o);
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return r.value;
+      }
+    },
+    stream: run,
+    close: () => kernels.close(),
+  };
+}
