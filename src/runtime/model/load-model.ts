@@ -43,6 +43,8 @@ export interface GenerateOptions {
   readonly trustAr?: number;
   /** Stop at the tokenizer's end-of-text token (default true). */
   readonly stopAtEos?: boolean;
+  /** Called with the sequence's KV cache when the generation ends (tests, debugging). */
+  readonly inspectCache?: (cache: KvCache) => void;
 }
 
 export interface GenerateResult {
@@ -152,6 +154,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       out = emit(s.tokens);
       if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
     }
+    o.inspectCache?.(cache);
     const tail = textStream.flush();
     if (tail) yield { tokens: [], text: tail };
     return {

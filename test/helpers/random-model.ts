@@ -1,0 +1,26 @@
+/** Random-weight checkpoints for runtime tests, written once per test file into a temp dir. */
+import { join } from 'node:path';
+import { initModel } from '../../src/model/init-model.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { modelForShape } from './models.js';
+
+/**
+ * A small Qwen3-style model (byte vocabulary, QK-norm, GQA 2) with large-ish random weights
+ * (std 0.3), so greedy outputs wander instead of repeating one token.
+ */
+export function smallSpec(name: string, draftLengths: readonly number[], overrides: Partial<ModelSpec> = {}): ModelSpec {
+  return {
+    ...modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }, draftLengths, name),
+    layers: 2,
+    hiddenSize: 128,
+    intermediateSize: 256,
+    maxPositionEmbeddings: 4096,
+    ...overrides,
+  };
+}
+
+export async function writeRandomModel(dir: string, spec: ModelSpec, seed: number, std = 0.3): Promise<string> {
+  const outDir = join(dir, spec.name);
+  await initModel({ spec, outDir, seed, std });
+  return outDir;
+}
