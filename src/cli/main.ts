@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { TidarcError } from '../errors.js';
 import { type CliIo, processIo } from './io.js';
+import { registerBenchStepCommand } from './commands/bench-step.js';
 import { registerCompileCommand } from './commands/compile.js';
 import { registerEmulateCommand } from './commands/emulate.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
@@ -39,6 +40,7 @@ export function buildProgram(io: CliIo): Command {
     .addHelpText('after', TOP_HELP)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: commanderErrorLine })
     .exitOverride();
+  registerBenchStepCommand(program, io);
   registerCompileCommand(program, io);
   registerEmulateCommand(program, io);
   registerImportHfCommand(program, io);

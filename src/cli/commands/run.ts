@@ -20,6 +20,7 @@ interface RunFlags {
   backend: string;
   threads?: string;
   json?: boolean;
+  ignoreEos?: boolean;
 }
 
 const HELP_AFTER = `
@@ -58,6 +59,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--trust-ar <beta>', 'verifier mix: 1 trusts the AR head (lossless), 0 the diffusion head', '1')
     .option('--backend <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
+    .option('--ignore-eos', 'keep generating past the end-of-text token (benchmarks)')
     .option('--json', 'print one JSON result object at the end instead of streaming text')
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: RunFlags) => {
@@ -73,6 +75,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         topP: parseNumber('--top-p', flags.topP, Number.MIN_VALUE, 1),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         trustAr: parseNumber('--trust-ar', flags.trustAr, 0, 1),
+        stopAtEos: !flags.ignoreEos,
       } as const;
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,

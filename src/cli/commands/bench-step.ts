@@ -1,0 +1,98 @@
+/**
+ * `tidarc bench-step DIR --draft K --prefix L`: the latency of one TiDAR decode step against
+ * one AR step at the same committed prefix, the break-even tokens per forward, and the share
+ * of step time spent outside the native kernels and operators. See src/bench/step-bench.ts.
+ */
+import type { Command } from 'commander';
+import { TidarcError } from '../../errors.js';
+import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
+import type { BackendChoice } from '../../runtime/model/load-model.js';
+import type { CliIo } from '../io.js';
+import { optionText, parseIntegerOption } from '../options.js';
+
+interface BenchStepFlags {
+  draft?: string;
+  prefix?: string;
+  backend: string;
+  threads?: string;
+  reps: string;
+  minSeconds: string;
+  warmup: string;
+  fill: string;
+  seed: string;
+  json?: boolean;
+}
+
+const HELP_AFTER = `
+Examples:
+  $ tidarc init-model examples/tiny.json --seed 1 --out models/tiny-random
+  $ tidarc bench-step models/tiny-random --draft 4 --prefix 256
+  $ tidarc bench-step models/m100 --draft 8 --prefix 4096 --threads 2 --reps 30 --json
+
+Both steps run the real decoding path (forward, lm_head argmax, verification, commit) with a
+committed prefix of L random tokens; after every step the cache length goes back to L. The
+prefix is a real prefill up to ${REAL_PREFILL_MAX} tokens (--fill auto), beyond that a prefill of
+${REPEAT_SOURCE} tokens whose K/V is repeated (the same attention work). TiDAR and AR steps alternate:
+warm-up rounds, then at least --reps rounds and --min-seconds. "outside" is the step's wall time
+not spent inside native calls (kernels and operators): the host loop and the JS/native crossings
+(goal <= ${OUTSIDE_GOAL * 100}%). --json prints one object with every figure.
+`;
+
+export function registerBenchStepCommand(program: Command, io: CliIo): void {
+  program
+    .command('bench-step')
+    .description('Time one TiDAR decode step against one AR step at the same prefix length on the CPU.')
+    .argument('<dir>', 'checkpoint directory: config.json, model.safetensors, tokenizer.json')
+    .option('--draft <k>', "draft length k, one the model was compiled for (default: the model's largest)")
+    .option('--prefix <L>', 'committed prefix length in tokens, e.g. 1024 (required)')
+    .option('--backend <name>', 'auto, cpu or cuda (cuda is refused with the reason)', 'auto')
+    .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
+    .option('--reps <n>', 'timed rounds at least (one TiDAR and one AR step each)', '20')
+    .option('--min-seconds <s>', 'and time at least this long', '2')
+    .option('--warmup <n>', 'untimed rounds first', '3')
+    .option('--fill <how>', `auto, prefill (real prefill of all L tokens) or repeat (${REPEAT_SOURCE} tokens' K/V repeated)`, 'auto')
+    .option('--seed <s>', 'seed of the random prefix ids', '0')
+    .option('--json', 'print one JSON object with every figure')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (dir: string, flags: BenchStepFlags) => {
+      if (flags.prefix === undefined) throw new TidarcError('invalid-argument', 'a prefix length is required', { field: '--prefix', allowed: 'a token count, e.g. --prefix 1024' });
+      if (!['auto', 'cpu', 'cuda'].includes(flags.backend)) throw new TidarcError('invalid-argument', 'unknown backend', { field: '--backend', value: optionText(flags.backend), allowed: 'auto, cpu, cuda' });
+      if (!['auto', 'prefill', 'repeat'].includes(flags.fill)) throw new TidarcError('invalid-argument', 'unknown fill method', { field: '--fill', value: optionText(flags.fill), allowed: 'auto, prefill, repeat' });
+      const minSeconds = Number(flags.minSeconds);
+      if (flags.minSeconds.trim() === '' || !(minSeconds >= 0 && minSeconds <= 3600)) throw new TidarcError('invalid-argument', 'invalid value', { field: '--min-seconds', value: optionText(flags.minSeconds), allowed: 'a number from 0 to 3600' });
+      const result = await benchStep({
+        dir,
+        ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, 64) }),
+        prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
+        backend: flags.backend as BackendChoice,
+        ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
+        reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),
+        minSeconds,
+        warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),
+        fill: flags.fill as FillMethod,
+        seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
+        optionNames: { draft: '--draft', prefix: '--prefix' },
+      });
+      io.stdout(flags.json ? `${JSON.stringify(result)}\n` : renderStepBench(result));
+    });
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+
+/** The human-readable report; every figure is also in the JSON. */
+export function renderStepBench(r: StepBenchResult): string {
+  const f = (x: number): string => (x >= 100 ? x.toFixed(1) : x >= 10 ? x.toFixed(2) : x.toFixed(3));
+  const lines = [
+    `${r.model} (${r.family}, ${r.layers} layers, ${r.parameters.toLocaleString('en-US')} parameters), ${r.backend} backend (${r.backendReason}), ${r.threads} threads, 1-min load ${r.loadAverage1m.toFixed(2)}`,
+    `prefix L = ${r.prefix}: ${r.fill.description} (${f(r.fill.ms)} ms)`,
+    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step)`,
+    '',
+    `${'step'.padEnd(10)}${'tokens'.padStart(7)}${'median ms'.padStart(11)}${'p20 ms'.padStart(10)}${'p80 ms'.padStart(10)}${'kernels ms'.padStart(12)}${'operators ms'.padStart(14)}${'outside ms'.padStart(12)}${'outside'.padStart(9)}`,
+    ...[r.tidar, r.ar].map((s: StepStats) => `${s.variant.padEnd(10)}${String(s.inStepTokens).padStart(7)}${f(s.stepMs.median).padStart(11)}${f(s.stepMs.p20).padStart(10)}${f(s.stepMs.p80).padStart(10)}${f(s.kernelMs).padStart(12)}${f(s.operatorsMs).padStart(14)}${f(s.outsideMs).padStart(12)}${pct(s.outsideFraction).padStart(9)}`),
+    '',
+    `TiDAR / AR step time = ${r.ratio.toFixed(2)}x: TiDAR k=${r.draft} breaks even with AR at ${r.breakEvenTokensPerForward.toFixed(2)} tokens per forward`,
+    `outside kernels and operators (host loop, JS/native crossings): TiDAR ${pct(r.tidar.outsideFraction)}, AR ${pct(r.ar.outsideFraction)} [goal <= ${pct(r.outsideGoal.max)}: TiDAR ${r.outsideGoal.tidarMet ? 'met' : 'MISSED'}, AR ${r.outsideGoal.arMet ? 'met' : 'MISSED'}]`,
+    ...[r.tidar, r.ar].map((s) => `  ${s.variant} native ms per step: ${Object.entries(s.nativeMs).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${f(v)}`).join(', ')} (${Math.round(s.nativeCallsPerStep)} calls)`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
