@@ -20,3 +20,16 @@ export {
   type KernelLibrary,
   type OpenOptions,
 } from './runtime/kernel-library.js';
+export {
+  loadModel,
+  type Model,
+  type LoadOptions,
+  type GenerateOptions,
+  type GenerateResult,
+  type StreamChunk,
+  type BackendChoice,
+} from './runtime/model/load-model.js';
+export { loadCheckpoint, expectedTensors, parameterCount, type Checkpoint } from './model/checkpoint.js';
+export { initModel } from './model/init-model.js';
+export { readSafetensors, writeSafetensors, readShardedSafetensors } from './model/safetensors.js';
+export { loadTokenizer, type Tokenizer } from './model/tokenizer.js';

@@ -552,7 +552,8 @@ int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* op, const c
   return static_cast<int64_t>(d);
 }
 
-constexpr int64_t kMaxDim = int64_t{1} << 40;
+// rows * cols of any weight then fits in int64 (and typed arrays are shorter anyway).
+constexpr int64_t kMaxDim = int64_t{1} << 31;
 
 // Byte ranges, to refuse outputs that overlap inputs they are computed from.
 template <class A>
@@ -734,7 +735,9 @@ Napi::Value EmbedJs(const Napi::CallbackInfo& info) {
   WeightView w = WeightArg(info, 1, op, &tb);
   auto out = F32Arg(info, 5, op, "out");
   RequireLength(env, op, "out", out.size, ids.size * w.cols, "ids.length * cols");
-  if (OverlapBytes(Bytes(out), tb)) Fail(env, op, "out must not overlap the table");
+  if (OverlapBytes(Bytes(out), tb) || OverlapBytes(Bytes(out), Bytes(ids))) {
+    Fail(env, op, "out must not overlap the table or ids");
+  }
   for (int64_t t = 0; t < ids.size; t++) {
     if (ids.data[t] < 0 || ids.data[t] >= w.rows) {
       Fail(env, op, "ids[" + std::to_string(t) + "] = " + std::to_string(ids.data[t]) +

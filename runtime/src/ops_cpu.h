@@ -52,7 +52,7 @@ struct RopeParams {
 };
 // In place on x[T, heads * head_dim], HF rotate_half pairs (i, i + D/2).
 void Rope(float* x, int64_t T, int64_t heads, const int32_t* positions, const RopeParams& p);
-// The fp32 inverse frequencies [head_dim / 2] Rope uses (exposed for tests).
+// The fp32 inverse frequencies [head_dim / 2] Rope uses: computed in float64, rounded once.
 void RopeInvFreq(const RopeParams& p, float* inv_freq);
 
 void SiluMul(const float* gate, const float* up, float* out, int64_t n, int threads);
@@ -70,8 +70,8 @@ struct LmHeadOut {
 void LmHead(const float* x, int64_t T, const WeightView& w, const int32_t* rows, int64_t R,
             const LmHeadOut& out, int threads);
 
-// Adds matmul, rmsnorm, rmsnormHeads, rope, siluMul, addInPlace, embed, toBf16, toFp16 and
-// lmHead to the addon's exports (see src/runtime/ops.ts for the typed wrappers).
+// Sets exports.cpuOps = { matmul, rmsnorm, rmsnormHeads, rope, siluMul, addInPlace, embed,
+// toBf16, toFp16, lmHead, threadCount } (typed wrappers: src/runtime/ops.ts).
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace ops

@@ -7,6 +7,7 @@ import { TidarcError } from '../errors.js';
 import { type CliIo, processIo } from './io.js';
 import { registerBenchStepCommand } from './commands/bench-step.js';
 import { registerCompileCommand } from './commands/compile.js';
+import { registerDoctorCommand } from './commands/doctor.js';
 import { registerEmulateCommand } from './commands/emulate.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerInitModelCommand } from './commands/init-model.js';
@@ -42,6 +43,7 @@ export function buildProgram(io: CliIo): Command {
     .exitOverride();
   registerBenchStepCommand(program, io);
   registerCompileCommand(program, io);
+  registerDoctorCommand(program, io);
   registerEmulateCommand(program, io);
   registerImportHfCommand(program, io);
   registerInitModelCommand(program, io);

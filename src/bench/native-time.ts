@@ -1,0 +1,69 @@
+/**
+ * Wall time spent inside the native addon, per entry point: the CPU operators (cpuOps.*) and
+ * the attention kernels (runAttention). Installing wraps the addon's functions in place, so
+ * every caller (ops.ts, kernel-library.ts) is timed without changing it; uninstalling puts
+ * the originals back. A wrapper costs two performance.now() calls (~0.1 us), which lands on
+ * the host side of the split: the measured host share is an upper bound.
+ */
+import { loadCpuOps } from '../runtime/ops.js';
+import { loadNative } from '../runtime/native.js';
+
+/** Accumulated milliseconds and calls per entry point ('attention' = runAttention). */
+export interface NativeTotals {
+  readonly ms: Record<string, number>;
+  readonly calls: Record<string, number>;
+}
+
+export interface NativeTimer {
+  /** A copy of the totals so far. */
+  read(): NativeTotals;
+  uninstall(): void;
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+/** The kernel entry's name in the totals; every other name is an operator. */
+export const ATTENTION = 'attention';
+
+export function installNativeTimer(): NativeTimer {
+  const ms: Record<string, number> = {};
+  const calls: Record<string, number> = {};
+  const restore: (() => void)[] = [];
+  const wrap = (target: Record<string, unknown>, key: string, name: string): void => {
+    const original = target[key] as AnyFn;
+    ms[name] = 0;
+    calls[name] = 0;
+    target[key] = function timed(this: unknown, ...args: unknown[]): unknown {
+      const t0 = performance.now();
+      try {
+        return original.apply(this, args);
+      } finally {
+        ms[name]! += performance.now() - t0;
+        calls[name]!++;
+      }
+    };
+    restore.push(() => { target[key] = original; });
+  };
+  const cpuOps = loadCpuOps() as unknown as Record<string, unknown>;
+  for (const key of Object.keys(cpuOps)) {
+    if (key !== 'threadCount' && typeof cpuOps[key] === 'function') wrap(cpuOps, key, key);
+  }
+  wrap(loadNative() as unknown as Record<string, unknown>, 'runAttention', ATTENTION);
+  return {
+    read: () => ({ ms: { ...ms }, calls: { ...calls } }),
+    uninstall: () => {
+      for (const r of restore.splice(0).reverse()) r();
+    },
+  };
+}
+
+/** b - a, per name. */
+export function totalsSince(a: NativeTotals, b: NativeTotals): NativeTotals {
+  const ms: Record<string, number> = {};
+  const calls: Record<string, number> = {};
+  for (const k of Object.keys(b.ms)) {
+    ms[k] = b.ms[k]! - (a.ms[k] ?? 0);
+    calls[k] = b.calls[k]! - (a.calls[k] ?? 0);
+  }
+  return { ms, calls };
+}

@@ -1,0 +1,283 @@
+/**
+ * Per-step latency of a TiDAR decode step (variant tidar_k<K>) against an AR step (variant ar)
+ * at the same committed prefix length L, on the real decoding path (Decoder.step: forward,
+ * lm_head argmax, verification, commit), and the share of each step's wall time spent
+ * outside the native kernels and operators (the host loop and the JS/native crossings).
+ *
+ * Protocol:
+ *   1. fill the KV cache to L - 1 tokens of random ids: a real causal prefill, or (long L)
+ *      a real prefill of REPEAT_SOURCE tokens whose K/V is tiled over the rest: the attention
+ *      work per step is the same, the values are not those of any real sequence;
+ *   2. each decoder's own prefill of the L-th token (it sets that decoder's drafts);
+ *   3. warm-up rounds, then rounds of one TiDAR and one AR step (order alternating, so drift
+ *      and other load hit both alike) until >= reps rounds AND >= minSeconds; after every
+ *      step the cache length is reset to L, so each step runs at prefix L;
+ *   4. per step: wall time, and the time inside native calls (see native-time.ts).
+ */
+import { loadavg } from 'node:os';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { parameterCount } from '../model/checkpoint.js';
+import { seededRandom } from '../runtime/reference.js';
+import { cpuThreadCount } from '../runtime/ops.js';
+import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
+import type { ModelRunner } from '../runtime/model/forward.js';
+import type { BackendChoice } from '../runtime/model/load-model.js';
+import { openModelParts } from '../runtime/model/model-parts.js';
+import { ATTENTION, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
+import { summarize } from '../../bench/stats.js';
+
+export type FillMethod = 'auto' | 'prefill' | 'repeat';
+
+/** Longest prefix 'auto' fills with a real prefill (a 100M model on 2 cores: ~10 s). */
+export const REAL_PREFILL_MAX = 1024;
+/** Tokens really prefilled by 'repeat'; their K/V is tiled over the rest of the prefix. */
+export const REPEAT_SOURCE = 256;
+export const OUTSIDE_GOAL = 0.05;
+
+export interface StepBenchOptions {
+  readonly dir: string;
+  /** Draft length K (default: the largest the model was compiled for). */
+  readonly draft?: number;
+  /** Committed prefix length L. */
+  readonly prefix: number;
+  readonly backend?: BackendChoice;
+  /** CPU threads (0 or absent: all). */
+  readonly threads?: number;
+  /** Timed rounds at least (one TiDAR and one AR step each); default 20. */
+  readonly reps?: number;
+  /** And at least this long; default 2. */
+  readonly minSeconds?: number;
+  /** Untimed rounds first; default 3. */
+  readonly warmup?: number;
+  readonly fill?: FillMethod;
+  /** Seed of the random prefix ids. */
+  readonly seed?: number;
+  readonly cacheDir?: string;
+  readonly log?: (line: string) => void;
+  /** How errors name draft and prefix (the CLI passes its flags). */
+  readonly optionNames?: Partial<Record<'draft' | 'prefix', string>>;
+}
+
+export interface Quantiles {
+  readonly median: number;
+  readonly p20: number;
+  readonly p80: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+export interface StepStats {
+  readonly variant: string;
+  /** Tokens through the forward: K(K+1) for tidar_k<K>, 1 for ar. */
+  readonly inStepTokens: number;
+  readonly steps: number;
+  /** Wall time of Decoder.step(). */
+  readonly stepMs: Quantiles;
+  /** Medians per step: inside the attention kernels, inside the other native operators, the rest. */
+  readonly kernelMs: number;
+  readonly operatorsMs: number;
+  readonly outsideMs: number;
+  /** Sum over the timed steps of (wall - native) / sum of wall. */
+  readonly outsideFraction: number;
+  /** The forward's own attentionMs (kernel call plus the JS around it), median per step. */
+  readonly forwardAttentionMs: number;
+  /** Mean ms per step inside each native entry point ('attention' = the kernels). */
+  readonly nativeMs: Readonly<Record<string, number>>;
+  readonly nativeCallsPerStep: number;
+}
+
+export interface StepBenchResult {
+  readonly model: string;
+  readonly family: string;
+  readonly layers: number;
+  readonly parameters: number;
+  readonly backend: 'cpu';
+  readonly backendReason: string;
+  /** Threads the operators use (the resolved count). */
+  readonly threads: number;
+  readonly prefix: number;
+  readonly draft: number;
+  readonly fill: { readonly method: 'prefill' | 'repeat'; readonly prefillTokens: number; readonly ms: number; readonly description: string };
+  readonly warmupRounds: number;
+  readonly rounds: number;
+  readonly seconds: number;
+  readonly tidar: StepStats;
+  readonly ar: StepStats;
+  /** TiDAR step time / AR step time (medians). */
+  readonly ratio: number;
+  /** Tokens per TiDAR forward at which TiDAR's tokens/s equals AR's (= ratio). */
+  readonly breakEvenTokensPerForward: number;
+  readonly outsideGoal: { readonly max: number; readonly tidarMet: boolean; readonly arMet: boolean };
+  readonly loadAverage1m: number;
+}
+
+interface Sample {
+  readonly wall: number;
+  readonly native: NativeTotals;
+  readonly forwardAttention: number;
+}
+
+function checkArgs(spec: ModelSpec, draft: number, prefix: number, names: Record<'draft' | 'prefix', string>): void {
+  if (!spec.draftLengths.includes(draft)) {
+    throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: names.draft, value: draft, allowed: `a draft length the model was compiled for: ${spec.draftLengths.join(', ')}` });
+  }
+  // The step's highest position is L + 2K - 1 (block K's last mask slot), as in loadModel.
+  const context = spec.maxPositionEmbeddings ?? Number.MAX_SAFE_INTEGER;
+  const max = Math.min(context - 2 * draft, 1 << 20);
+  if (!Number.isInteger(prefix) || prefix < 1 || prefix > max) {
+    throw new TidarcError('invalid-argument', 'prefix length out of range', { field: names.prefix, value: prefix, allowed: `an integer from 1 to ${max} (the context, ${context} positions, less ${2 * draft} for the step's drafts and mask blocks)` });
+  }
+}
+
+/** Fills runner.cache to `count` committed tokens; returns what it did. */
+function fillCache(runner: ModelRunner, ids: Int32Array, count: number, method: FillMethod): StepBenchResult['fill'] {
+  const t0 = performance.now();
+  const cache = runner.cache;
+  const useRepeat = method === 'repeat' || (method === 'auto' && count > REAL_PREFILL_MAX);
+  const real = useRepeat ? Math.min(count, REPEAT_SOURCE) : count;
+  cache.length = 0;
+  if (real > 0) {
+    runner.forward(ids.subarray(0, real), Int32Array.from({ length: real }, (_, i) => i), { kind: 'prefill', promptTokens: real });
+  }
+  if (useRepeat && count > real) {
+    // Tile slots [0, real) over [real, count) per layer and KV head (layout [kvHeads, capacity, D]).
+    const { kvHeads, capacity, headDim: D } = cache.shape;
+    for (const arr of [...cache.k, ...cache.v]) {
+      for (let h = 0; h < kvHeads; h++) {
+        const base = h * capacity * D;
+        for (let s = real; s < count; s += real) arr.copyWithin(base + s * D, base, base + Math.min(real, count - s) * D);
+      }
+    }
+  }
+  cache.length = count;
+  const ms = performance.now() - t0;
+  const description = useRepeat && count > real
+    ? `a real prefill of ${real} random tokens, its K/V repeated over ${count} slots (the same attention work; not the values of a real sequence), then token ${count + 1} prefilled by each decoder`
+    : `a real causal prefill of ${count} random tokens, then token ${count + 1} prefilled by each decoder`;
+  return { method: useRepeat ? 'repeat' : 'prefill', prefillTokens: real + 1, ms, description };
+}
+
+function stats(variant: string, inStepTokens: number, samples: readonly Sample[]): StepStats {
+  const walls = samples.map((s) => s.wall);
+  const native = samples.map((s) => Object.values(s.native.ms).reduce((a, b) => a + b, 0));
+  const kernel = samples.map((s) => s.native.ms[ATTENTION] ?? 0);
+  const outside = samples.map((s, i) => s.wall - native[i]!);
+  const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+  const nativeMs: Record<string, number> = {};
+  let calls = 0;
+  for (const s of samples) {
+    for (const [k, v] of Object.entries(s.native.ms)) nativeMs[k] = (nativeMs[k] ?? 0) + v / samples.length;
+    calls += sum(Object.values(s.native.calls));
+  }
+  for (const k of Object.keys(nativeMs)) if (nativeMs[k] === 0) delete nativeMs[k];
+  const w = summarize(walls);
+  return {
+    variant,
+    inStepTokens,
+    steps: samples.length,
+    stepMs: { median: w.median, p20: w.p20, p80: w.p80, min: w.min, max: w.max },
+    kernelMs: summarize(kernel).median,
+    operatorsMs: summarize(samples.map((_, i) => native[i]! - kernel[i]!)).median,
+    outsideMs: summarize(outside).median,
+    outsideFraction: sum(outside) / sum(walls),
+    forwardAttentionMs: summarize(samples.map((s) => s.forwardAttention)).median,
+    nativeMs,
+    nativeCallsPerStep: calls / samples.length,
+  };
+}
+
+export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
+  const names = { draft: 'draft', prefix: 'prefix', ...o.optionNames };
+  const reps = o.reps ?? 20;
+  const minMs = (o.minSeconds ?? 2) * 1000;
+  const warmup = o.warmup ?? 3;
+  let draft = o.draft;
+  const parts = await openModelParts(o.dir, {
+    ...(o.backend === undefined ? {} : { backend: o.backend }),
+    ...(o.threads === undefined ? {} : { threads: o.threads }),
+    ...(o.cacheDir === undefined ? {} : { cacheDir: o.cacheDir }),
+    ...(o.log === undefined ? {} : { log: o.log }),
+    checkSpec: (spec) => {
+      draft ??= Math.max(...spec.draftLengths);
+      checkArgs(spec, draft, o.prefix, names);
+    },
+  });
+  try {
+    const k = draft!;
+    const L = o.prefix;
+    const { spec } = parts;
+    // Capacity: each decoder's prefill at L - 1 needs 1 + K slots, a TiDAR step K, an AR step 1.
+    const runner = parts.newRunner(L + k);
+    const cache = runner.cache;
+    const rng = seededRandom(o.seed ?? 0);
+    const ids = Int32Array.from({ length: L }, () => {
+      const id = rng.int(0, spec.vocabSize - 2);
+      return id >= spec.maskTokenId ? id + 1 : id;  // never the mask token
+    });
+    const fill = fillCache(runner, ids, L - 1, o.fill ?? 'auto');
+    const decoderOptions = (mode: 'tidar' | 'ar'): DecodeOptions => ({ mode, draft: k, temperature: 0, topP: 1, trustAr: 1, seed: 0 });
+    const decoders = { tidar: new Decoder(runner, parts.weights, decoderOptions('tidar'), spec.maskTokenId, parts.threads), ar: new Decoder(runner, parts.weights, decoderOptions('ar'), spec.maskTokenId, parts.threads) };
+    for (const d of [decoders.tidar, decoders.ar]) {
+      cache.length = L - 1;
+      d.prefill([ids[L - 1]!]);
+    }
+    if (cache.length !== L) throw new TidarcError('runtime', `bench-step: the cache holds ${cache.length} tokens after the prefills, expected ${L}`);
+
+    const timer = installNativeTimer();
+    const samples = { tidar: [] as Sample[], ar: [] as Sample[] };
+    const step = (mode: 'tidar' | 'ar', keep: boolean): void => {
+      const before = timer.read();
+      const t0 = performance.now();
+      const r = decoders[mode].step();
+      const wall = performance.now() - t0;
+      const native = totalsSince(before, timer.read());
+      if (cache.length !== L + (r.accepted ?? 1)) throw new TidarcError('runtime', `bench-step: a ${mode} step left ${cache.length} tokens in the cache, expected ${L + (r.accepted ?? 1)}`);
+      cache.length = L;  // the step committed its accepted tokens: drop them
+      if (keep) samples[mode].push({ wall, native, forwardAttention: r.attentionMs });
+    };
+    let rounds = 0;
+    let seconds = 0;
+    try {
+      for (let i = 0; i < warmup; i++) {
+        step('tidar', false);
+        step('ar', false);
+      }
+      const start = performance.now();
+      while (rounds < reps || performance.now() - start < minMs) {
+        const order = rounds % 2 === 0 ? (['tidar', 'ar'] as const) : (['ar', 'tidar'] as const);
+        for (const mode of order) step(mode, true);
+        rounds++;
+      }
+      seconds = (performance.now() - start) / 1000;
+    } finally {
+      timer.uninstall();
+    }
+    const tidar = stats(`tidar_k${k}`, k * (k + 1), samples.tidar);
+    const ar = stats('ar', 1, samples.ar);
+    const ratio = tidar.stepMs.median / ar.stepMs.median;
+    return {
+      model: spec.name,
+      family: spec.family,
+      layers: spec.layers,
+      parameters: parameterCount(spec),
+      backend: parts.backend,
+      backendReason: parts.backendReason,
+      threads: parts.threads > 0 ? Math.min(parts.threads, cpuThreadCount()) : cpuThreadCount(),
+      prefix: L,
+      draft: k,
+      fill,
+      warmupRounds: warmup,
+      rounds,
+      seconds,
+      tidar,
+      ar,
+      ratio,
+      breakEvenTokensPerForward: ratio,
+      outsideGoal: { max: OUTSIDE_GOAL, tidarMet: tidar.outsideFraction <= OUTSIDE_GOAL, arMet: ar.outsideFraction <= OUTSIDE_GOAL },
+      loadAverage1m: loadavg()[0]!,
+    };
+  } finally {
+    parts.close();
+  }
+}
