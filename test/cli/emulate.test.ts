@@ -4,18 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
-import { runCli } from '../../src/cli/main.js';
 import { packageRoot } from '../../src/codegen/templates.js';
+import { type Run, runTidarc } from '../helpers/cli.js';
 
 const cxx = await findCxx();
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-emu-'));
 const compiled = join(scratch, 'tiny');
 
-async function run(...argv: string[]) {
-  let stdout = '', stderr = '';
-  const code = await runCli(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; } });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
 beforeAll(async () => {
   expect((await run('compile', join(packageRoot(), 'examples', 'tiny.json'), '--no-build', '--out', compiled)).code).toBe(0);

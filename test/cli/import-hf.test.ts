@@ -1,54 +1,13 @@
 // Needs: nothing (runs the CLI in-process with captured output).
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command, CommanderError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { registerImportHfCommand } from '../../src/cli/commands/import-hf.js';
-import type { CliIo } from '../../src/cli/io.js';
-import { TidarcError } from '../../src/errors.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
+import { type Run, runTidarc } from '../helpers/cli.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-type RunCli = (argv: readonly string[], io: CliIo) => Promise<number>;
-
-/**
- * The real runCli once every command module main.ts imports exists; until then a program with
- * just this command and the same error handling, so these tests do not wait on other commands.
- */
-async function loadRunCli(): Promise<RunCli> {
-  const commands = new URL('../../src/cli/commands/', import.meta.url);
-  if (['compile.ts', 'mask.ts'].every((f) => existsSync(new URL(f, commands)))) {
-    return (await import('../../src/cli/main.js')).runCli;
-  }
-  return async (argv, io) => {
-    const program = new Command('tidarc').exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
-    registerImportHfCommand(program, io);
-    try {
-      await program.parseAsync([...argv], { from: 'user' });
-      return 0;
-    } catch (err) {
-      if (err instanceof CommanderError) return err.exitCode;
-      io.stderr(`tidarc: error: ${err instanceof TidarcError ? err.message : String(err)}\n`);
-      return 1;
-    }
-  };
-}
-
-const runCli = await loadRunCli();
-
-async function run(...argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
 function expectOneErrorLine(r: Run, ...pieces: string[]): void {
   expect(r.code).toBe(1);

@@ -3,22 +3,12 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
 import { hfConfigOf, loadCheckpoint } from '../../src/model/checkpoint.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
+import { type Run, runTidarc } from '../helpers/cli.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-async function run(...argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
 function expectOneErrorLine(r: Run, ...pieces: string[]): void {
   expect(r.code).toBe(1);

@@ -6,23 +6,14 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
 import { denseMask, positions } from '../../src/ir/mask.js';
 import { blockDiffusion, causal, tidarDecode, tidarPrefill, tidarTrain, tree } from '../../src/ir/mask-builders.js';
 import { renderMaskText } from '../../src/ir/mask-render.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
+import { type Run, runTidarc } from '../helpers/cli.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-async function run(...argv: string[]): Promise<Run> {
-  let stdout = '', stderr = '';
-  const code = await runCli(['mask', ...argv], { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-mask-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

@@ -3,17 +3,13 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
 import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
+import { type Run, runTidarc } from '../helpers/cli.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-cli-run-'));
 let dir: string;
 
-async function run(...argv: string[]) {
-  let stdout = '', stderr = '';
-  const code = await runCli(argv, { stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; } });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
 function variantDir(name: string, edit: (d: string) => void): string {
   const d = join(root, name);
