@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type Run, runTidarc } from '../helpers/cli.js';
 
 
-const run = runTidarc;
+const run = (...argv: string[]): Promise<Run> => runTidarc('compile', ...argv);
 
 /** Every file under `dir`, relative, sorted. */
 function listFiles(dir: string, prefix = ''): string[] {

@@ -13,7 +13,7 @@ import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 import { type Run, runTidarc } from '../helpers/cli.js';
 
 
-const run = runTidarc;
+const run = (...argv: string[]): Promise<Run> => runTidarc('mask', ...argv);
 
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-mask-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
