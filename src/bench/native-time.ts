@@ -3,8 +3,10 @@
  * the attention kernels (runAttention). Installing wraps the addon's functions in place, so
  * every caller (ops.ts, kernel-library.ts) is timed without changing it; uninstalling puts
  * the originals back. A wrapper costs two performance.now() calls (~0.1 us), which lands on
- * the host side of the split: the measured host share is an upper bound.
+ * the host side of the split: the measured host share is an upper bound. (performance comes
+ * from node:perf_hooks: the global one is a lazy getter that runs on every access.)
  */
+import { performance } from 'node:perf_hooks';
 import { loadCpuOps } from '../runtime/ops.js';
 import { loadNative } from '../runtime/native.js';
 

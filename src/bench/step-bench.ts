@@ -15,6 +15,7 @@
  *   4. per step: wall time, and the time inside native calls (see native-time.ts).
  */
 import { loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { parameterCount } from '../model/checkpoint.js';

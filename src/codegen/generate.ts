@@ -94,7 +94,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   return { files: new Map([...sorted.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), manifest, plans };
 }
 
-function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]): ManifestVariant {
+export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]): ManifestVariant {
   const v = plan.variant;
   return {
     name: v.name,

@@ -58,6 +58,7 @@ function kernelView(plan: AttentionPlan, modelName: string, target: 'cuda' | 'cp
     smemStride: plan.smemStride,
     sharedBytes: plan.sharedBytes,
     scaleLog2: floatLiteral(plan.scaleLog2),
+    prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',
     offsetCount: plan.stepTileOffset.length,
     keyCount: plan.stepTileKey.length,
     stepTileOffset: plan.stepTileOffset.join(', '),

@@ -44,7 +44,7 @@ export async function emulateVariant(exe: string, v: ManifestVariant, c: Emulati
   const tag = `${v.name}-${c.seed}-${c.splits}`;
   const got = await runEmulator(exe, v, { batch: c.batch, cacheCapacity, prefixLen: c.prefixLen, splits: c.splits, ...inputs.bits }, workDir, tag);
   const table = stepVisibility(mask);
-  const want = referenceAttention({ ...inputs.shape, prefixLen: c.prefixLen, ...inputs.values, visible: (tq, tk) => table[tq * n + tk] === 1 });
+  const want = referenceAttention({ ...inputs.shape, prefixLen: c.prefixLen, ...inputs.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
   const o = decode(v.shape.dtype, got.o);
   let maxError = 0, sum = 0, lseMaxError = 0;
   for (let i = 0; i < o.length; i++) {

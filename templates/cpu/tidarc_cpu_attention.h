@@ -237,7 +237,8 @@ void attention_work_item(const TidarcAttentionArgs& a, int b, int kvh, int row_t
 
   const int num_splits = a.num_splits;
   const int prefix_len = a.prefix_len[b];
-  const int prefix_tiles = (prefix_len + NT - 1) / NT;
+  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
+  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
   const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
   const int p0 = std::min(split * per_split, prefix_tiles);
   const int prefix_tiles_here = std::min(per_split, prefix_tiles - p0);

@@ -20,6 +20,7 @@ struct Config {
   static constexpr int kTileN = 64;
   static constexpr int kRowTiles = 2;
   static constexpr float kScaleLog2 = 0.127517432f;
+  static constexpr bool kPrefixVisible = true;
   static constexpr int kStepTileOffset[3] = { 0, 1, 2 };
   static constexpr unsigned char kStepTileKey[2] = { 0, 0 };
   static constexpr unsigned char kStepTileFull[2] = { 0, 0 };

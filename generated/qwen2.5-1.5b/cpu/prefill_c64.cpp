@@ -20,6 +20,7 @@ struct Config {
   static constexpr int kTileN = 64;
   static constexpr int kRowTiles = 6;
   static constexpr float kScaleLog2 = 0.127517432f;
+  static constexpr bool kPrefixVisible = true;
   static constexpr int kStepTileOffset[7] = { 0, 1, 2, 3, 4, 5, 6 };
   static constexpr unsigned char kStepTileKey[6] = { 0, 0, 0, 0, 0, 0 };
   static constexpr unsigned char kStepTileFull[6] = { 0, 0, 0, 0, 0, 0 };

@@ -20,6 +20,7 @@ struct Config {
   static constexpr int kTileN = 64;
   static constexpr int kRowTiles = 26;
   static constexpr float kScaleLog2 = 0.127517432f;
+  static constexpr bool kPrefixVisible = true;
   static constexpr int kStepTileOffset[27] = { 0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46 };
   static constexpr unsigned char kStepTileKey[46] = { 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0, 3, 0, 3, 0, 3, 0, 3, 0, 3, 0, 3, 0, 4, 0, 4 };
   static constexpr unsigned char kStepTileFull[46] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };

@@ -28,6 +28,7 @@ struct Config {
   static constexpr int kThreads = 128;
   static constexpr int kSmemStride = 136;  // head dim + 8: rows 16 bytes apart in banks
   static constexpr float kScaleLog2 = 0.127517432f;  // log2(e) / sqrt(head dim)
+  static constexpr bool kPrefixVisible = true;  // in-step queries see the cached prefix
 
   // Visibility of in-step key tk to in-step query tq (closed form from the mask IR).
   static __device__ __forceinline__ bool visible(int tq, int tk) { return ((tq < 16) ? (tk <= tq) : ((tk < (tq / 16)) || ((tk / 16) == (tq / 16)))); }

@@ -122,7 +122,8 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
 
   // ---- this CTA's share of the keys -------------------------------------------------
   const int prefix_len = a.prefix_len[b];
-  const int prefix_tiles = (prefix_len + NT - 1) / NT;
+  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
+  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
   const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
   const int p0 = min(split * per_split, prefix_tiles);
   const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
