@@ -15,7 +15,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { findPackageRoot } from '../src/runtime/native.js';
-import { type Summary, formatMs, summarize } from './stats.js';
+import { type Summary, formatMs, summarize } from '../src/bench/stats.js';
 
 const REPS = 5;
 const GOAL_MS = 1000;

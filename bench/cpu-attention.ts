@@ -24,7 +24,7 @@ import { decode } from '../src/runtime/dtype.js';
 import { openKernelLibrary } from '../src/runtime/kernel-library.js';
 import { findPackageRoot, loadNative } from '../src/runtime/native.js';
 import { type RandomAttentionInputs, randomAttentionInputs, referenceAttention } from '../src/runtime/reference.js';
-import { type Summary, summarize } from './stats.js';
+import { type Summary, summarize } from '../src/bench/stats.js';
 
 const DRAFT = 8;
 const PREFIX = 4096;

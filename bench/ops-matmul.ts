@@ -20,7 +20,7 @@ import { findCxx } from '../src/build/toolchain.js';
 import { toBf16Bits } from '../src/runtime/dtype.js';
 import { cpuThreadCount, matmul, type WeightMatrix } from '../src/runtime/ops.js';
 import { seededRandom } from '../src/runtime/reference.js';
-import { summarize } from './stats.js';
+import { summarize } from '../src/bench/stats.js';
 
 const K = 4096;
 const N = 4096;

@@ -26,7 +26,7 @@ import type { ModelRunner } from '../runtime/model/forward.js';
 import type { BackendChoice } from '../runtime/model/load-model.js';
 import { openModelParts } from '../runtime/model/model-parts.js';
 import { ATTENTION, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
-import { summarize } from '../../bench/stats.js';
+import { summarize } from './stats.js';
 
 export type FillMethod = 'auto' | 'prefill' | 'repeat';
 

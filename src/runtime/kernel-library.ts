@@ -88,7 +88,9 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   for (const f of ['kCache', 'vCache'] as const) checkLength(f, inputs[f].length, batch * kvHeads * cacheCapacity * headDim, `[${batch}, ${kvHeads}, ${cacheCapacity}, ${headDim}]`);
   for (const f of ['kStep', 'vStep'] as const) checkLength(f, inputs[f].length, batch * v.steps * kvHeads * headDim, `[${batch}, ${v.steps}, ${kvHeads}, ${headDim}]`);
   const maxPrefixTiles = Math.ceil(Math.max(0, ...prefixLen) / v.plan.tileN);
-  const splits = inputs.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, parallelism, maxPrefixTiles);
+  // Work items fill the threads the call may use (all cores unless `threads` says fewer).
+  const slots = inputs.threads !== undefined && inputs.threads > 0 ? inputs.threads : parallelism;
+  const splits = inputs.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, slots, maxPrefixTiles);
   if (!Number.isInteger(splits) || splits < 1 || splits > 1024) throw new TidarcError('invalid-argument', 'splits must be an integer from 1 to 1024', { field: 'splits', value: splits });
   const rows = batch * v.steps * qHeads;
   if (inputs.outputs) {

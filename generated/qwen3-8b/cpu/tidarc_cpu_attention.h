@@ -5,6 +5,9 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -345,22 +348,89 @@ void combine_splits_row(const TidarcAttentionArgs& a, int64_t row) {
   a.lse[row] = max_lse + std::log(weight_sum);
 }
 
-// Runs fn(item) for item in [0, count) on `threads` threads (dynamic scheduling).
+// Worker threads started on first use and kept for the life of the library: starting threads
+// per launch cost more than the attention of a small AR step itself. Calls are serialised.
+class WorkerPool {
+ public:
+  static WorkerPool& instance() {
+    static WorkerPool pool;
+    return pool;
+  }
+
+  // Runs fn(item, worker) for item in [0, count) on `workers` threads (dynamic scheduling;
+  // the calling thread is worker 0).
+  void run(int64_t count, int workers, const std::function<void(int64_t, int)>& fn) {
+    workers = static_cast<int>(std::min<int64_t>(workers, count));
+    if (workers <= 1) {
+      for (int64_t i = 0; i < count; ++i) fn(i, 0);
+      return;
+    }
+    std::lock_guard<std::mutex> serial(call_);
+    std::atomic<int64_t> next{0};
+    auto body = [&](int worker) {
+      for (int64_t i = next++; i < count; i = next++) fn(i, worker);
+    };
+    {
+      std::unique_lock<std::mutex> lock(m_);
+      while (static_cast<int>(threads_.size()) < workers - 1) {
+        const int index = static_cast<int>(threads_.size());
+        threads_.emplace_back([this, index] { loop(index + 1); });
+      }
+      job_ = body;
+      wanted_ = workers - 1;
+      active_ = wanted_;
+      ++generation_;
+    }
+    wake_.notify_all();
+    body(0);
+    std::unique_lock<std::mutex> lock(m_);
+    done_.wait(lock, [&] { return active_ == 0; });
+    job_ = nullptr;
+  }
+
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void loop(int worker) {
+    uint64_t seen = 0;
+    for (;;) {
+      std::function<void(int)> job;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (worker > wanted_) continue;
+        job = job_;
+      }
+      job(worker);
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        if (--active_ == 0) done_.notify_all();
+      }
+    }
+  }
+
+  std::mutex call_, m_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  std::function<void(int)> job_;
+  uint64_t generation_ = 0;
+  int wanted_ = 0, active_ = 0;
+  bool stop_ = false;
+};
+
 template <class F>
 void parallel_for(int64_t count, int threads, F fn) {
-  if (threads <= 1 || count <= 1) {
-    for (int64_t i = 0; i < count; ++i) fn(i, 0);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::vector<std::thread> pool;
-  const int n = static_cast<int>(std::min<int64_t>(threads, count));
-  for (int w = 0; w < n; ++w) {
-    pool.emplace_back([&, w] {
-      for (int64_t i = next++; i < count; i = next++) fn(i, w);
-    });
-  }
-  for (auto& th : pool) th.join();
+  WorkerPool::instance().run(count, threads, fn);
 }
 
 template <class C>

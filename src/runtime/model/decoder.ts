@@ -37,6 +37,8 @@ export interface StepRecord {
 export class Decoder {
   private readonly rng: Rng;
   private drafts: number[] = [];
+  /** Position offsets of the decode-step tokens (built once: the mask depends only on k). */
+  private readonly stepOffsets: readonly number[];
 
   constructor(
     private readonly runner: ModelRunner,
@@ -46,6 +48,7 @@ export class Decoder {
     private readonly threads: number,
   ) {
     this.rng = seededRandom(opts.seed);
+    this.stepOffsets = opts.mode === 'tidar' ? maskPositions(tidarDecode(opts.draft), 0) : [];
   }
 
   private get greedy(): boolean {
@@ -107,9 +110,8 @@ export class Decoder {
     const cache = this.runner.cache;
     cache.ensureRoom(k);
     const L = cache.length;
-    const mask = tidarDecode(k);
     const ids = Int32Array.from([...this.drafts, ...Array<number>(k * k).fill(this.maskTokenId)]);
-    const r = this.runner.forward(ids, Int32Array.from(maskPositions(mask, L)), { kind: 'step', variant: `tidar_k${k}` });
+    const r = this.runner.forward(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: `tidar_k${k}` });
     const beta = this.opts.trustAr;
     // verify[i] checks d[i+1]: AR row i, mixed with block i+1's slot 0 (same position).
     const verifyRows = Array.from({ length: k }, (_, i) => i);

@@ -26,7 +26,7 @@ export interface ForwardResult {
   /** Per layer, the step's K and V ([T, kvHeads, headDim], model dtype bits). */
   readonly kStep: readonly Uint16Array[];
   readonly vStep: readonly Uint16Array[];
-  /** Milliseconds spent inside attention kernels and inside other operators. */
+  /** Milliseconds of the attention stage: the kernel launches and their step-buffer copies. */
   readonly attentionMs: number;
 }
 
@@ -79,7 +79,7 @@ export class ModelRunner {
     ops.rmsnorm(x, w.postNorm, this.spec.rmsNormEps, h);
     ops.matmul(h, w.gate, null, gate, this.threads);
     ops.matmul(h, w.up, null, up, this.threads);
-    ops.siluMul(gate, up, gate);
+    ops.siluMul(gate, up, gate, this.threads);
     ops.matmul(gate, w.down, null, out, this.threads);
     ops.addInPlace(x, out);
   }

@@ -3,31 +3,14 @@
  * kernels compiled on first use (cached; an unchanged model does not recompile), and the
  * decoding loops behind `generate` and `stream`.
  */
-import { createHash } from 'node:crypto';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { TidarcError } from '../../errors.js';
-import { compileModel } from '../../build/compile-model.js';
-import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
-import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { type KernelLibrary, openKernelLibrary } from '../kernel-library.js';
-import { loadNative } from '../native.js';
+import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
 import { Decoder, checkDecodeOptions, type DecodeOptions } from './decoder.js';
-import { ModelRunner } from './forward.js';
-import { KvCache } from './kv-cache.js';
-import { modelWeights, type ModelWeights } from './weights.js';
+import type { KvCache } from './kv-cache.js';
+import { type BackendChoice, type LoadOptions, openModelParts } from './model-parts.js';
 
-export type BackendChoice = 'auto' | 'cpu' | 'cuda';
-
-export interface LoadOptions {
-  readonly backend?: BackendChoice;
-  /** CPU threads (default: all). */
-  readonly threads?: number;
-  /** Where compiled kernels are cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
-  readonly cacheDir?: string;
-  readonly log?: (line: string) => void;
-}
+export type { BackendChoice, LoadOptions };
 
 export interface GenerateOptions {
   /** Text, or token ids. */
@@ -78,33 +61,9 @@ export interface Model {
   close(): void;
 }
 
-function defaultCacheDir(): string {
-  return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
-}
-
-function chooseBackend(choice: BackendChoice): { backend: 'cpu'; reason: string } {
-  if (choice !== 'auto' && choice !== 'cpu' && choice !== 'cuda') {
-    throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: choice, allowed: 'auto, cpu, cuda' });
-  }
-  const cuda = loadNative().cudaStatus();
-  if (choice === 'cuda') {
-    throw new TidarcError('unsupported', `the cuda backend cannot run models yet: launching the compiled fatbins is not built in this version (CUDA status: ${cuda.reason})`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
-  }
-  if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
-  return { backend: 'cpu', reason: cuda.available ? 'CUDA is present but the cuda backend is not built in this version' : `no usable CUDA (${cuda.reason})` };
-}
-
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
-  const { backend, reason } = chooseBackend(options.backend ?? 'auto');
-  const ckpt: Checkpoint = await loadCheckpoint(dir);
-  const spec = ckpt.spec;
-  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
-  const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
-  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log: options.log ?? (() => undefined) });
-  const kernels: KernelLibrary = openKernelLibrary(kernelsDir, { backend: 'cpu' });
-  const weights: ModelWeights = modelWeights(ckpt);
-  const threads = options.threads ?? 0;
-  const tokenizer = ckpt.tokenizer;
+  const parts = await openModelParts(dir, options);
+  const { spec, tokenizer, weights, threads, backend } = parts;
 
   async function* run(o: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
     const mode = o.mode ?? 'tidar';
@@ -123,8 +82,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (prompt.length + maxTokens + 2 * k > context) {
       throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${prompt.length} + ${maxTokens} tokens`, allowed: `at most ${context} positions (maxPositionEmbeddings) including ${2 * k} for drafts` });
     }
-    const cache = new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity: prompt.length + maxTokens + k + 1 });
-    const runner = new ModelRunner(spec, weights, kernels, cache, threads);
+    const runner = parts.newRunner(prompt.length + maxTokens + k + 1);
+    const cache = runner.cache;
     const decoder = new Decoder(runner, weights, decodeOptions, spec.maskTokenId, threads);
     const textStream = createStreamDecoder(tokenizer);
     const stopAtEos = (o.stopAtEos ?? true) && tokenizer.eos !== undefined;
@@ -176,7 +135,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     spec,
     tokenizer,
     backend,
-    backendReason: reason,
+    backendReason: parts.backendReason,
     async generate(o) {
       const it = run(o);
       for (;;) {
@@ -185,6 +144,6 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       }
     },
     stream: run,
-    close: () => kernels.close(),
+    close: () => parts.close(),
   };
 }
