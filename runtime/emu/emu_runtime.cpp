@@ -1,114 +1,25 @@
-/*! tidarc SIMT emulator runtime: blocks of fibers, warp collectives (shfl, ldmatrix, mma),
-    __syncthreads, cp.async groups, and the checks: global and shared bounds, shared-memory
-    races between barriers, reads of uninitialised or not-yet-waited shared memory,
-    barriers or collectives not reached by every thread. Single-threaded by design: blocks
-    run one after another, so "concurrency" is only what the kernel's own barriers allow. */
-#include "emu_runtime.h"
-
+/*! tidarc SIMT emulator runtime: launches (blocks of fibers, one block after another, so
+    "concurrency" is only what the kernel's own barriers allow), __syncthreads, deadlock
+    diagnosis (a barrier or collective not reached by every thread), faults on guard pages,
+    and the findings. Memory checks live in emu_memory.cpp, warp collectives in emu_warp.cpp. */
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
+#include <cstring>
 
-#include "emu_fiber.h"
-#include "tidarc_emu_device.h"
-
-// The kernels' `extern __shared__ unsigned char smem_raw[]` (declared inside namespace tidarc).
-namespace tidarc {
-alignas(4096) thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
-}
+#include "emu_state.h"
 
 namespace tidarc_emu {
-namespace {
-
-enum class State { Runnable, WaitWarp, WaitBarrier, Done };
-enum class Op { Shfl, Ldmatrix, Mma };
-
-struct PendingCopy {
-  unsigned char* dst;
-  unsigned char data[16];
-  int group;
-  bool tracked;  // into dynamic shared memory (shadowed), not a static __shared__ array
-};
-
-struct Thread {
-  FiberContext ctx;
-  uint3 idx;
-  int tid, warp, lane;
-  State state;
-  const char* waiting_at;
-  std::vector<PendingCopy> pending;
-  int committed_groups;
-};
-
-struct LaneIn {
-  uint32_t a[4];
-  uint32_t b[2];
-  float c[4];
-  const void* ptr;
-  float f;
-};
-struct LaneOut {
-  uint32_t r[4];
-  float f[4];
-};
-struct Warp {
-  int size = 0, arrived = 0;
-  Op op = Op::Shfl;
-  int count = 0;  // ldmatrix matrices, shfl lane mask
-  bool trans = false;
-  MmaType type = MmaType::bf16;
-  const char* site = "";
-  LaneIn in[32];
-  LaneOut out[32];
-};
-
-// Shared-memory shadow, one per byte. Epochs count completed barriers; 0 = never.
-constexpr int16_t kManyReaders = -2;
-struct Shadow {
-  uint32_t w_epoch, r_epoch;
-  int16_t w_tid, r_tid, pending_tid;
-  uint8_t written, pending;
-};
-
-struct Buffer {
-  std::string name;
-  uintptr_t begin, end;
-  unsigned char* map;
-  size_t map_len;
-};
-
-struct Launch {
-  const char* kernel;
-  dim3 grid, block;
-  size_t smem;
-  void (*entry)(void*);
-  void* arg;
-  uint3 block_idx;
-  std::vector<Thread> threads;
-  std::vector<Warp> warps;
-  FiberContext scheduler;
-  Thread* current = nullptr;
-  int barrier_arrived = 0;
-  const char* barrier_site = nullptr;
-  uint32_t epoch = 1;
-  std::vector<Shadow> shadow;
-  unsigned char* stacks = nullptr;
-  size_t stacks_len = 0;
-};
+namespace detail {
 
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr size_t kMaxStored = 40;
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-
 Launch* L = nullptr;
-std::vector<Buffer> g_buffers;
 std::vector<Finding> g_findings;
 std::map<std::string, size_t> g_counts;
 
@@ -142,214 +53,11 @@ std::string thread_name(int tid) {
   return fmt("thread (%u,%u,%u)", t.idx.x, t.idx.y, t.idx.z);
 }
 
-// ---- shared memory ------------------------------------------------------------------------
-
-const Buffer* find_buffer(uintptr_t a, size_t n);
-
-// Where an address a primitive uses as shared memory lies. Dynamic shared memory is
-// bounds- and race-checked; static __shared__ arrays (thread_local, one per block since
-// blocks run one after another) are used but not tracked.
-enum class SharedKind { Dynamic, BeyondDynamic, Static, NotShared };
-
-SharedKind classify_shared(const void* p, size_t n, size_t* offset) {
-  auto a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
-  if (a >= base && a + n <= base + L->smem) {
-    *offset = a - base;
-    return SharedKind::Dynamic;
-  }
-  if (a + n > base && a < base + kMaxDynamicShared) return SharedKind::BeyondDynamic;
-  auto stacks = reinterpret_cast<uintptr_t>(L->stacks);
-  if (find_buffer(a, 1) || (a >= stacks && a < stacks + L->stacks_len)) return SharedKind::NotShared;
-  return SharedKind::Static;
-}
-
-std::string shared_problem(SharedKind k, const void* p) {
-  if (k == SharedKind::BeyondDynamic) return fmt("is outside the %zu bytes of dynamic shared memory (%p)", L->smem, p);
-  return fmt("is not shared memory (%p is global or local memory)", p);
-}
-
-void shared_read(int tid, size_t off, size_t n, const char* what) {
-  for (size_t i = off; i < off + n; ++i) {
-    Shadow& s = L->shadow[i];
-    if (s.pending) {
-      report("cp-async", fmt("%s reads shared byte %zu while the cp.async of %s into it has not been waited for", what, i, thread_name(s.pending_tid).c_str()));
-    } else if (!s.written) {
-      // Stores the kernel makes with plain C++ (not through a primitive) are not tracked;
-      // they show as bytes that no longer hold the 0xff poison of a fresh block.
-      if (tidarc::smem_raw[i] == 0xff) report("uninitialized-read", fmt("%s reads shared byte %zu that nothing wrote in this block", what, i));
-    } else if (s.w_epoch == L->epoch && s.w_tid != tid) {
-      report("race", fmt("%s reads shared byte %zu written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
-    }
-    if (s.r_epoch == L->epoch && s.r_tid != tid) s.r_tid = kManyReaders;
-    else s.r_tid = static_cast<int16_t>(tid);
-    s.r_epoch = L->epoch;
-  }
-}
-
-void shared_write_check(int tid, size_t off, size_t n, const char* what) {
-  for (size_t i = off; i < off + n; ++i) {
-    Shadow& s = L->shadow[i];
-    if (s.w_epoch == L->epoch && s.w_tid != tid) {
-      report("race", fmt("%s writes shared byte %zu also written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
-    } else if (s.r_epoch == L->epoch && s.r_tid != tid) {
-      report("race", fmt("%s writes shared byte %zu read by %s with no __syncthreads between", what, i,
-                          s.r_tid == kManyReaders ? "other threads" : thread_name(s.r_tid).c_str()));
-    }
-  }
-}
-
-void complete_copy(Thread& t, const PendingCopy& c) {
-  if (!c.tracked) {
-    std::memcpy(c.dst, c.data, 16);
-    return;
-  }
-  size_t off = static_cast<size_t>(c.dst - tidarc::smem_raw);
-  shared_write_check(t.tid, off, 16, "cp.async");
-  std::memcpy(c.dst, c.data, 16);
-  for (size_t i = off; i < off + 16; ++i) {
-    Shadow& s = L->shadow[i];
-    s.pending = 0;
-    s.written = 1;
-    s.w_epoch = L->epoch;
-    s.w_tid = static_cast<int16_t>(t.tid);
-  }
-}
-
-const Buffer* find_buffer(uintptr_t a, size_t n) {
-  for (const Buffer& b : g_buffers)
-    if (a >= b.begin && a + n <= b.end) return &b;
-  return nullptr;
-}
-
-std::string describe_global(uintptr_t a) {
-  const Buffer* nearest = nullptr;
-  uintptr_t dist = UINTPTR_MAX;
-  for (const Buffer& b : g_buffers) {
-    uintptr_t d = a < b.begin ? b.begin - a : a >= b.end ? a - b.end + 1 : 0;
-    if (d < dist) dist = d, nearest = &b;
-  }
-  if (!nearest) return fmt("0x%" PRIxPTR, a);
-  if (a >= nearest->end) return fmt("0x%" PRIxPTR " (%zu bytes past the end of '%s')", a, static_cast<size_t>(a - nearest->end), nearest->name.c_str());
-  return fmt("0x%" PRIxPTR " (%zu bytes before the start of '%s')", a, static_cast<size_t>(nearest->begin - a), nearest->name.c_str());
-}
-
-// ---- warp collectives -------------------------------------------------------------------
-
 void block_current(State s, const char* site) {
   Thread& t = cur();
   t.state = s;
   t.waiting_at = site;
   fiber_switch(t.ctx, L->scheduler);
-}
-
-float to_float(MmaType type, uint16_t bits) {
-  if (type == MmaType::bf16) return __bfloat162float(__nv_bfloat16{bits});
-  return __half2float(__half{bits});
-}
-
-void execute_mma(Warp& w) {
-  float A[16][16], B[16][8], C[16][8];
-  auto lo = [&](uint32_t r) { return to_float(w.type, static_cast<uint16_t>(r & 0xffffu)); };
-  auto hi = [&](uint32_t r) { return to_float(w.type, static_cast<uint16_t>(r >> 16)); };
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    const LaneIn& in = w.in[l];
-    A[g][2 * t] = lo(in.a[0]), A[g][2 * t + 1] = hi(in.a[0]);
-    A[g + 8][2 * t] = lo(in.a[1]), A[g + 8][2 * t + 1] = hi(in.a[1]);
-    A[g][2 * t + 8] = lo(in.a[2]), A[g][2 * t + 9] = hi(in.a[2]);
-    A[g + 8][2 * t + 8] = lo(in.a[3]), A[g + 8][2 * t + 9] = hi(in.a[3]);
-    B[2 * t][g] = lo(in.b[0]), B[2 * t + 1][g] = hi(in.b[0]);
-    B[2 * t + 8][g] = lo(in.b[1]), B[2 * t + 9][g] = hi(in.b[1]);
-    C[g][2 * t] = in.c[0], C[g][2 * t + 1] = in.c[1];
-    C[g + 8][2 * t] = in.c[2], C[g + 8][2 * t + 1] = in.c[3];
-  }
-  float D[16][8];
-  for (int m = 0; m < 16; ++m)
-    for (int n = 0; n < 8; ++n) {
-      float acc = C[m][n];
-      for (int k = 0; k < 16; ++k) acc = std::fma(A[m][k], B[k][n], acc);  // products are exact in fp32
-      D[m][n] = acc;
-    }
-  for (int l = 0; l < 32; ++l) {
-    const int g = l / 4, t = l % 4;
-    float* f = w.out[l].f;
-    f[0] = D[g][2 * t], f[1] = D[g][2 * t + 1], f[2] = D[g + 8][2 * t], f[3] = D[g + 8][2 * t + 1];
-  }
-}
-
-void execute_ldmatrix(Warp& w, int warp_index) {
-  uint16_t M[4][8][8] = {};
-  for (int i = 0; i < w.count; ++i) {
-    for (int j = 0; j < 8; ++j) {
-      const int lane = 8 * i + j;
-      const int tid = warp_index * 32 + lane;
-      const void* p = w.in[lane].ptr;
-      size_t off = 0;
-      const SharedKind kind = classify_shared(p, 16, &off);
-      if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-        report("alignment", fmt("ldmatrix row address of lane %d is not 16-byte aligned (%p)", lane, p));
-      } else if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
-        report("out-of-bounds", fmt("ldmatrix row address of lane %d %s", lane, shared_problem(kind, p).c_str()));
-      } else {
-        if (kind == SharedKind::Dynamic) shared_read(tid, off, 16, fmt("ldmatrix (lane %d, %s)", lane, thread_name(tid).c_str()).c_str());
-        std::memcpy(M[i][j], p, 16);
-      }
-    }
-  }
-  for (int l = 0; l < w.size; ++l) {
-    for (int i = 0; i < w.count; ++i) {
-      uint16_t a, b;
-      if (!w.trans) {
-        a = M[i][l / 4][2 * (l % 4)], b = M[i][l / 4][2 * (l % 4) + 1];
-      } else {
-        a = M[i][2 * (l % 4)][l / 4], b = M[i][2 * (l % 4) + 1][l / 4];
-      }
-      w.out[l].r[i] = a | (static_cast<uint32_t>(b) << 16);
-    }
-  }
-}
-
-void execute(Warp& w, int warp_index) {
-  switch (w.op) {
-    case Op::Shfl:
-      for (int l = 0; l < w.size; ++l) {
-        const int src = l ^ w.count;
-        w.out[l].f[0] = src < w.size ? w.in[src].f : w.in[l].f;
-      }
-      break;
-    case Op::Ldmatrix:
-      execute_ldmatrix(w, warp_index);
-      break;
-    case Op::Mma:
-      if (w.size != 32) report("warp-divergence", "mma.sync needs all 32 lanes of the warp");
-      else execute_mma(w);
-      break;
-  }
-}
-
-const char* op_name(Op op) { return op == Op::Shfl ? "shfl" : op == Op::Ldmatrix ? "ldmatrix" : "mma.sync"; }
-
-/** Every lane deposits its input; the last to arrive computes all outputs and wakes the rest. */
-const LaneOut& collective(Op op, const LaneIn& in, int count, bool trans, MmaType type, const char* site) {
-  Thread& t = cur();
-  Warp& w = L->warps[static_cast<size_t>(t.warp)];
-  if (w.arrived == 0) {
-    w.op = op, w.count = count, w.trans = trans, w.type = type, w.site = site;
-  } else if (w.op != op || w.count != count || w.trans != trans || w.type != type) {
-    report("warp-divergence", fmt("lane %d calls %s while other lanes of warp %d are in %s", t.lane, op_name(op), t.warp, op_name(w.op)));
-  }
-  w.in[t.lane] = in;
-  if (++w.arrived == w.size) {
-    execute(w, t.warp);
-    w.arrived = 0;
-    for (int l = 0; l < w.size; ++l) {
-      Thread& other = L->threads[static_cast<size_t>(t.warp * 32 + l)];
-      if (other.state == State::WaitWarp) other.state = State::Runnable;
-    }
-  } else {
-    block_current(State::WaitWarp, site);
-  }
-  return w.out[t.lane];
 }
 
 // ---- the scheduler ------------------------------------------------------------------------
@@ -463,8 +171,9 @@ void install_fault_handler() {
   sigaction(SIGSEGV, &sa, nullptr);
   sigaction(SIGBUS, &sa, nullptr);
 }
+}  // namespace detail
 
-}  // namespace
+using namespace detail;
 
 // ---- the API of tidarc_emu.h / tidarc_emu_device.h / emu_runtime.h ------------------------
 
@@ -489,101 +198,6 @@ void syncthreads(const char* site) {
   } else {
     block_current(State::WaitBarrier, site);
   }
-}
-
-float shfl_xor_f32(float v, int lane_mask, const char* site) {
-  LaneIn in{};
-  in.f = v;
-  return collective(Op::Shfl, in, lane_mask, false, MmaType::bf16, site).f[0];
-}
-
-void mma_m16n8k16(MmaType type, float d[4], const uint32_t a[4], const uint32_t b[2]) {
-  LaneIn in{};
-  std::memcpy(in.a, a, sizeof in.a);
-  std::memcpy(in.b, b, sizeof in.b);
-  std::memcpy(in.c, d, sizeof in.c);
-  const LaneOut& out = collective(Op::Mma, in, 0, false, type, "mma.sync");
-  std::memcpy(d, out.f, sizeof out.f);
-}
-
-void ldmatrix(int count, bool trans, uint32_t* r, const void* row) {
-  LaneIn in{};
-  in.ptr = row;
-  const LaneOut& out = collective(Op::Ldmatrix, in, count, trans, MmaType::bf16, "ldmatrix");
-  for (int i = 0; i < count; ++i) r[i] = out.r[i];
-}
-
-void cp_async_16(void* dst, const void* src, bool valid) {
-  Thread& t = cur();
-  size_t off;
-  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)) {
-    report("alignment", fmt("cp.async.16 needs 16-byte aligned addresses (shared %p, global %p)", dst, src));
-    return;
-  }
-  const SharedKind kind = classify_shared(dst, 16, &off);
-  if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
-    report("out-of-bounds", fmt("cp.async destination %s", shared_problem(kind, dst).c_str()));
-    return;
-  }
-  PendingCopy c{static_cast<unsigned char*>(dst), {}, t.committed_groups, kind == SharedKind::Dynamic};
-  if (valid) {
-    auto a = reinterpret_cast<uintptr_t>(src);
-    if (!find_buffer(a, 16)) report("out-of-bounds", fmt("cp.async reads global memory outside every buffer: %s", describe_global(a).c_str()));
-    else std::memcpy(c.data, src, 16);
-  }
-  if (!c.tracked) {
-    t.pending.push_back(c);
-    return;
-  }
-  for (size_t i = off; i < off + 16; ++i) {
-    Shadow& s = L->shadow[i];
-    if (s.pending && s.pending_tid != t.tid)
-      report("race", fmt("cp.async into shared byte %zu while the cp.async of %s into it is still pending", i, thread_name(s.pending_tid).c_str()));
-  }
-  shared_write_check(t.tid, off, 16, "cp.async");
-  for (size_t i = off; i < off + 16; ++i) L->shadow[i].pending = 1, L->shadow[i].pending_tid = static_cast<int16_t>(t.tid);
-  t.pending.push_back(c);
-}
-
-void cp_async_commit() { cur().committed_groups++; }
-
-void cp_async_wait(int pending_groups) {
-  Thread& t = cur();
-  // Complete every copy of a committed group older than the newest `pending_groups` ones.
-  const int limit = t.committed_groups - pending_groups;
-  std::vector<PendingCopy> keep;
-  for (const PendingCopy& c : t.pending) {
-    if (c.group < limit) complete_copy(t, c);
-    else keep.push_back(c);
-  }
-  t.pending.swap(keep);
-}
-
-float fast_exp2(float x) { return std::exp2(x); }
-
-uint32_t shared_offset(const void* p) {
-  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(tidarc::smem_raw));
-}
-
-void* alloc_global(const char* name, size_t bytes) {
-  const size_t size = std::max<size_t>(16, (bytes + 15) & ~size_t{15});
-  const size_t body = (size + kPage - 1) / kPage * kPage;
-  const size_t len = body + 2 * kPage;
-  auto* map = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  if (map == MAP_FAILED) {
-    std::perror("tidarc-emu: mmap");
-    std::exit(2);
-  }
-  mprotect(map, kPage, PROT_NONE);
-  mprotect(map + kPage + body, kPage, PROT_NONE);
-  unsigned char* begin = map + kPage + body - size;  // ends at the guard page
-  g_buffers.push_back({name, reinterpret_cast<uintptr_t>(begin), reinterpret_cast<uintptr_t>(begin) + bytes, map, len});
-  return begin;
-}
-
-void free_globals() {
-  for (Buffer& b : g_buffers) munmap(b.map, b.map_len);
-  g_buffers.clear();
 }
 
 bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg) {

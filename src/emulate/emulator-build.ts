@@ -16,7 +16,8 @@ const exec = promisify(execFile);
 /** -O1 keeps builds quick (~2 s a variant); shared memory is thread_local and never needs
  *  dynamic initialisation, which -fno-extern-tls-init tells the compiler. */
 export const EMU_FLAGS: readonly string[] = ['-std=c++17', '-O1', '-g', '-fno-strict-aliasing', '-fno-extern-tls-init'];
-const RUNTIME_SOURCES = ['emu_runtime.cpp', 'emu_fiber.cpp'];
+/** The emulator runtime, compiled once per `tidarc emulate` run. */
+export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_warp.cpp', 'emu_fiber.cpp'];
 /** The harness is built with each variant: it names the variant's kernels through -D. */
 const HARNESS_SOURCE = 'emu_main.cpp';
 
@@ -43,7 +44,7 @@ async function compile(cxx: string, args: string[], what: string): Promise<void>
 /** Compiles the emulator runtime once into `workDir`; returns the object files. */
 export async function buildEmulatorRuntime(cxx: string, workDir: string): Promise<string[]> {
   await mkdir(workDir, { recursive: true });
-  return Promise.all(RUNTIME_SOURCES.map(async (src) => {
+  return Promise.all(EMU_RUNTIME_SOURCES.map(async (src) => {
     const obj = join(workDir, src.replace(/\.cpp$/, '.o'));
     await compile(cxx, [...EMU_FLAGS, ...includeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
     return obj;

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
 import { packageRoot } from '../../src/codegen/templates.js';
-import { EMU_FLAGS, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_RUNTIME_SOURCES, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
 import { encode } from '../../src/runtime/dtype.js';
 import { seededRandom } from '../../src/runtime/reference.js';
 
@@ -83,7 +83,7 @@ beforeAll(async () => {
   await exec(cxx.tool.path, [
     ...EMU_FLAGS, `-I${emu}`, `-I${join(emu, 'include')}`, `-I${join(root, 'templates', 'cuda')}`, `-I${join(root, 'templates', 'common')}`,
     '-include', 'tidarc_emu.h', join(root, 'test', 'emulate', 'fixtures', 'primitives_main.cpp'),
-    join(emu, 'emu_runtime.cpp'), join(emu, 'emu_fiber.cpp'), '-o', exe,
+    ...EMU_RUNTIME_SOURCES.map((f) => join(emu, f)), '-o', exe,
   ]);
   const { stdout } = await exec(exe, [fragmentsFile('bf16'), fragmentsFile('fp16')]);
   for (const line of stdout.trim().split('\n')) {

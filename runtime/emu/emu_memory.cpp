@@ -1,0 +1,186 @@
+/*! tidarc emulator: memory. Shared memory (where an address lies, the per-byte shadow that
+    finds races between barriers and reads of unwritten or not-yet-waited bytes), cp.async
+    groups, and global buffers between guard pages. */
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "emu_state.h"
+
+namespace tidarc {
+alignas(4096) thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
+}
+
+namespace tidarc_emu {
+namespace detail {
+
+std::vector<Buffer> g_buffers;
+
+// ---- shared memory ------------------------------------------------------------------------
+
+// Where an address a primitive uses as shared memory lies. Dynamic shared memory is
+// bounds- and race-checked; static __shared__ arrays (thread_local, one per block since
+// blocks run one after another) are used but not tracked.
+
+SharedKind classify_shared(const void* p, size_t n, size_t* offset) {
+  auto a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
+  if (a >= base && a + n <= base + L->smem) {
+    *offset = a - base;
+    return SharedKind::Dynamic;
+  }
+  if (a + n > base && a < base + kMaxDynamicShared) return SharedKind::BeyondDynamic;
+  auto stacks = reinterpret_cast<uintptr_t>(L->stacks);
+  if (find_buffer(a, 1) || (a >= stacks && a < stacks + L->stacks_len)) return SharedKind::NotShared;
+  return SharedKind::Static;
+}
+
+std::string shared_problem(SharedKind k, const void* p) {
+  if (k == SharedKind::BeyondDynamic) return fmt("is outside the %zu bytes of dynamic shared memory (%p)", L->smem, p);
+  return fmt("is not shared memory (%p is global or local memory)", p);
+}
+
+void shared_read(int tid, size_t off, size_t n, const char* what) {
+  for (size_t i = off; i < off + n; ++i) {
+    Shadow& s = L->shadow[i];
+    if (s.pending) {
+      report("cp-async", fmt("%s reads shared byte %zu while the cp.async of %s into it has not been waited for", what, i, thread_name(s.pending_tid).c_str()));
+    } else if (!s.written) {
+      // Stores the kernel makes with plain C++ (not through a primitive) are not tracked;
+      // they show as bytes that no longer hold the 0xff poison of a fresh block.
+      if (tidarc::smem_raw[i] == 0xff) report("uninitialized-read", fmt("%s reads shared byte %zu that nothing wrote in this block", what, i));
+    } else if (s.w_epoch == L->epoch && s.w_tid != tid) {
+      report("race", fmt("%s reads shared byte %zu written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
+    }
+    if (s.r_epoch == L->epoch && s.r_tid != tid) s.r_tid = kManyReaders;
+    else s.r_tid = static_cast<int16_t>(tid);
+    s.r_epoch = L->epoch;
+  }
+}
+
+void shared_write_check(int tid, size_t off, size_t n, const char* what) {
+  for (size_t i = off; i < off + n; ++i) {
+    Shadow& s = L->shadow[i];
+    if (s.w_epoch == L->epoch && s.w_tid != tid) {
+      report("race", fmt("%s writes shared byte %zu also written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
+    } else if (s.r_epoch == L->epoch && s.r_tid != tid) {
+      report("race", fmt("%s writes shared byte %zu read by %s with no __syncthreads between", what, i,
+                          s.r_tid == kManyReaders ? "other threads" : thread_name(s.r_tid).c_str()));
+    }
+  }
+}
+
+void complete_copy(Thread& t, const PendingCopy& c) {
+  if (!c.tracked) {
+    std::memcpy(c.dst, c.data, 16);
+    return;
+  }
+  size_t off = static_cast<size_t>(c.dst - tidarc::smem_raw);
+  shared_write_check(t.tid, off, 16, "cp.async");
+  std::memcpy(c.dst, c.data, 16);
+  for (size_t i = off; i < off + 16; ++i) {
+    Shadow& s = L->shadow[i];
+    s.pending = 0;
+    s.written = 1;
+    s.w_epoch = L->epoch;
+    s.w_tid = static_cast<int16_t>(t.tid);
+  }
+}
+
+const Buffer* find_buffer(uintptr_t a, size_t n) {
+  for (const Buffer& b : g_buffers)
+    if (a >= b.begin && a + n <= b.end) return &b;
+  return nullptr;
+}
+
+std::string describe_global(uintptr_t a) {
+  const Buffer* nearest = nullptr;
+  uintptr_t dist = UINTPTR_MAX;
+  for (const Buffer& b : g_buffers) {
+    uintptr_t d = a < b.begin ? b.begin - a : a >= b.end ? a - b.end + 1 : 0;
+    if (d < dist) dist = d, nearest = &b;
+  }
+  if (!nearest) return fmt("0x%" PRIxPTR, a);
+  if (a >= nearest->end) return fmt("0x%" PRIxPTR " (%zu bytes past the end of '%s')", a, static_cast<size_t>(a - nearest->end), nearest->name.c_str());
+  return fmt("0x%" PRIxPTR " (%zu bytes before the start of '%s')", a, static_cast<size_t>(nearest->begin - a), nearest->name.c_str());
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+void cp_async_16(void* dst, const void* src, bool valid) {
+  Thread& t = cur();
+  size_t off;
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0)) {
+    report("alignment", fmt("cp.async.16 needs 16-byte aligned addresses (shared %p, global %p)", dst, src));
+    return;
+  }
+  const SharedKind kind = classify_shared(dst, 16, &off);
+  if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
+    report("out-of-bounds", fmt("cp.async destination %s", shared_problem(kind, dst).c_str()));
+    return;
+  }
+  PendingCopy c{static_cast<unsigned char*>(dst), {}, t.committed_groups, kind == SharedKind::Dynamic};
+  if (valid) {
+    auto a = reinterpret_cast<uintptr_t>(src);
+    if (!find_buffer(a, 16)) report("out-of-bounds", fmt("cp.async reads global memory outside every buffer: %s", describe_global(a).c_str()));
+    else std::memcpy(c.data, src, 16);
+  }
+  if (!c.tracked) {
+    t.pending.push_back(c);
+    return;
+  }
+  for (size_t i = off; i < off + 16; ++i) {
+    Shadow& s = L->shadow[i];
+    if (s.pending && s.pending_tid != t.tid)
+      report("race", fmt("cp.async into shared byte %zu while the cp.async of %s into it is still pending", i, thread_name(s.pending_tid).c_str()));
+  }
+  shared_write_check(t.tid, off, 16, "cp.async");
+  for (size_t i = off; i < off + 16; ++i) L->shadow[i].pending = 1, L->shadow[i].pending_tid = static_cast<int16_t>(t.tid);
+  t.pending.push_back(c);
+}
+
+void cp_async_commit() { cur().committed_groups++; }
+
+void cp_async_wait(int pending_groups) {
+  Thread& t = cur();
+  // Complete every copy of a committed group older than the newest `pending_groups` ones.
+  const int limit = t.committed_groups - pending_groups;
+  std::vector<PendingCopy> keep;
+  for (const PendingCopy& c : t.pending) {
+    if (c.group < limit) complete_copy(t, c);
+    else keep.push_back(c);
+  }
+  t.pending.swap(keep);
+}
+
+uint32_t shared_offset(const void* p) {
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(tidarc::smem_raw));
+}
+
+void* alloc_global(const char* name, size_t bytes) {
+  const size_t size = std::max<size_t>(16, (bytes + 15) & ~size_t{15});
+  const size_t body = (size + kPage - 1) / kPage * kPage;
+  const size_t len = body + 2 * kPage;
+  auto* map = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (map == MAP_FAILED) {
+    std::perror("tidarc-emu: mmap");
+    std::exit(2);
+  }
+  mprotect(map, kPage, PROT_NONE);
+  mprotect(map + kPage + body, kPage, PROT_NONE);
+  unsigned char* begin = map + kPage + body - size;  // ends at the guard page
+  g_buffers.push_back({name, reinterpret_cast<uintptr_t>(begin), reinterpret_cast<uintptr_t>(begin) + bytes, map, len});
+  return begin;
+}
+
+void free_globals() {
+  for (Buffer& b : g_buffers) munmap(b.map, b.map_len);
+  g_buffers.clear();
+}
+
+}  // namespace tidarc_emu

@@ -1,0 +1,122 @@
+/*! tidarc emulator internals shared by its translation units: the state of a launch (its
+    threads, warps, shared-memory shadow), the findings, and the helpers every part uses.
+    Not for kernels or harnesses (those see tidarc_emu.h and emu_runtime.h). */
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "emu_fiber.h"
+#include "emu_runtime.h"
+#include "tidarc_emu_device.h"
+
+// The kernels' `extern __shared__ unsigned char smem_raw[]` (declared inside namespace tidarc);
+// thread_local = one per block, since every fiber of a block runs on one OS thread.
+namespace tidarc {
+extern thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
+}
+
+namespace tidarc_emu::detail {
+
+enum class State { Runnable, WaitWarp, WaitBarrier, Done };
+enum class Op { Shfl, Ldmatrix, Mma };
+
+struct PendingCopy {
+  unsigned char* dst;
+  unsigned char data[16];
+  int group;
+  bool tracked;  // into dynamic shared memory (shadowed), not a static __shared__ array
+};
+
+struct Thread {
+  FiberContext ctx;
+  uint3 idx;
+  int tid, warp, lane;
+  State state;
+  const char* waiting_at;
+  std::vector<PendingCopy> pending;
+  int committed_groups;
+};
+
+struct LaneIn {
+  uint32_t a[4];
+  uint32_t b[2];
+  float c[4];
+  const void* ptr;
+  float f;
+};
+struct LaneOut {
+  uint32_t r[4];
+  float f[4];
+};
+struct Warp {
+  int size = 0, arrived = 0;
+  Op op = Op::Shfl;
+  int count = 0;  // ldmatrix matrices, shfl lane mask
+  bool trans = false;
+  MmaType type = MmaType::bf16;
+  const char* site = "";
+  LaneIn in[32];
+  LaneOut out[32];
+};
+
+// Shared-memory shadow, one per byte. Epochs count completed barriers; 0 = never.
+constexpr int16_t kManyReaders = -2;
+struct Shadow {
+  uint32_t w_epoch, r_epoch;
+  int16_t w_tid, r_tid, pending_tid;
+  uint8_t written, pending;
+};
+
+struct Buffer {
+  std::string name;
+  uintptr_t begin, end;
+  unsigned char* map;
+  size_t map_len;
+};
+
+struct Launch {
+  const char* kernel;
+  dim3 grid, block;
+  size_t smem;
+  void (*entry)(void*);
+  void* arg;
+  uint3 block_idx;
+  std::vector<Thread> threads;
+  std::vector<Warp> warps;
+  FiberContext scheduler;
+  Thread* current = nullptr;
+  int barrier_arrived = 0;
+  const char* barrier_site = nullptr;
+  uint32_t epoch = 1;
+  std::vector<Shadow> shadow;
+  unsigned char* stacks = nullptr;
+  size_t stacks_len = 0;
+};
+
+extern const size_t kPage;
+/** The launch that runs now (null between launches). */
+extern Launch* L;
+extern std::vector<Buffer> g_buffers;
+
+/** The running fiber's thread; aborts when a primitive is called outside a launch. */
+Thread& cur();
+/** Records a finding for the running thread (the first kMaxStored are kept, all are counted). */
+void report(const std::string& kind, const std::string& message);
+std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
+std::string thread_name(int tid);
+/** Suspends the running fiber until a collective or barrier completes. */
+void block_current(State s, const char* site);
+
+// emu_memory.cpp
+const Buffer* find_buffer(uintptr_t a, size_t n);
+std::string describe_global(uintptr_t a);
+void complete_copy(Thread& t, const PendingCopy& c);
+enum class SharedKind { Dynamic, BeyondDynamic, Static, NotShared };
+SharedKind classify_shared(const void* p, size_t n, size_t* offset);
+std::string shared_problem(SharedKind k, const void* p);
+void shared_read(int tid, size_t off, size_t n, const char* what);
+void shared_write_check(int tid, size_t off, size_t n, const char* what);
+
+}  // namespace tidarc_emu::detail
