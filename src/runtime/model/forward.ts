@@ -10,16 +10,31 @@
  */
 import type { ModelSpec } from '../../ir/model.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
-import { decode } from '../dtype.js';
+import { fromFp16Bits } from '../dtype.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
 import type { KvCache } from './kv-cache.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
 
+/** Decodes 16-bit bits into an existing fp32 array. */
+function decodeInto(dtype: 'bf16' | 'fp16', bits: Uint16Array, out: Float32Array): void {
+  if (dtype === 'bf16') {
+    const words = new Uint32Array(out.buffer, out.byteOffset, out.length);
+    for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
+  } else {
+    out.set(fromFp16Bits(bits));
+  }
+}
+
 export type AttentionSchedule =
   | { readonly kind: 'step'; readonly variant: string }
   | { readonly kind: 'prefill'; readonly promptTokens: number; readonly blockVariant?: string };
 
+/**
+ * What a forward returns. Its arrays belong to the runner's workspace for this T: they stay
+ * valid until the next forward with the same number of tokens (the decoder reads them, and
+ * commits the K/V it keeps, before it runs the next step).
+ */
 export interface ForwardResult {
   /** Final-normed hidden states [T, hiddenSize]. */
   readonly hidden: Float32Array;
@@ -30,7 +45,27 @@ export interface ForwardResult {
   readonly attentionMs: number;
 }
 
+/** Every buffer one forward of T tokens needs, allocated once per T and reused. */
+interface Workspace {
+  readonly x: Float32Array;
+  readonly h: Float32Array;
+  readonly q: Float32Array;
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  readonly attnOut: Float32Array;
+  readonly gate: Float32Array;
+  readonly up: Float32Array;
+  readonly oF32: Float32Array;
+  readonly oBits: Uint16Array;
+  readonly qBits: Uint16Array;
+  /** Per layer: the step's K/V, kept until the decoder commits the accepted ones. */
+  readonly kBits: Uint16Array[];
+  readonly vBits: Uint16Array[];
+}
+
 export class ModelRunner {
+  private readonly workspaces = new Map<number, Workspace>();
+
   constructor(
     readonly spec: ModelSpec,
     private readonly weights: ModelWeights,
@@ -42,12 +77,8 @@ export class ModelRunner {
   forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult {
     const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I } = this.spec;
     const T = ids.length;
-    const x = new Float32Array(T * H);
-    const h = new Float32Array(T * H);
-    const q = new Float32Array(T * Hq * D), k = new Float32Array(T * Hkv * D), v = new Float32Array(T * Hkv * D);
-    const attnOut = new Float32Array(T * H);
-    const gate = new Float32Array(T * I), up = new Float32Array(T * I);
-    const kSteps: Uint16Array[] = [], vSteps: Uint16Array[] = [];
+    const ws = this.workspace(T);
+    const { x, h, q, k, v, attnOut, gate, up } = ws;
     let attentionMs = 0;
     ops.embed(ids, this.weights.embedding, x);
     for (const [layer, w] of this.weights.layers.entries()) {
@@ -61,18 +92,33 @@ export class ModelRunner {
       }
       ops.rope(q, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
       ops.rope(k, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
-      const qBits = this.toModelDtype(q), kBits = this.toModelDtype(k), vBits = this.toModelDtype(v);
-      kSteps.push(kBits);
-      vSteps.push(vBits);
+      const qBits = this.toModelDtype(q, ws.qBits), kBits = this.toModelDtype(k, ws.kBits[layer]!), vBits = this.toModelDtype(v, ws.vBits[layer]!);
       const t0 = performance.now();
-      const o = this.attention(layer, qBits, kBits, vBits, T, schedule);
+      this.attention(layer, qBits, kBits, vBits, T, schedule, ws.oBits);
       attentionMs += performance.now() - t0;
-      ops.matmul(decode(this.spec.dtype, o), w.o, null, attnOut, this.threads);
+      decodeInto(this.spec.dtype, ws.oBits, ws.oF32);
+      ops.matmul(ws.oF32, w.o, null, attnOut, this.threads);
       ops.addInPlace(x, attnOut);
       this.mlp(w, x, h, gate, up, attnOut);
     }
     ops.rmsnorm(x, this.weights.finalNorm, this.spec.rmsNormEps, h);
-    return { hidden: h, kStep: kSteps, vStep: vSteps, attentionMs };
+    return { hidden: h, kStep: ws.kBits, vStep: ws.vBits, attentionMs };
+  }
+
+  private workspace(T: number): Workspace {
+    let ws = this.workspaces.get(T);
+    if (ws) return ws;
+    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I, layers } = this.spec;
+    ws = {
+      x: new Float32Array(T * H), h: new Float32Array(T * H),
+      q: new Float32Array(T * Hq * D), k: new Float32Array(T * Hkv * D), v: new Float32Array(T * Hkv * D),
+      attnOut: new Float32Array(T * H), gate: new Float32Array(T * I), up: new Float32Array(T * I),
+      oF32: new Float32Array(T * Hq * D), oBits: new Uint16Array(T * Hq * D), qBits: new Uint16Array(T * Hq * D),
+      kBits: Array.from({ length: layers }, () => new Uint16Array(T * Hkv * D)),
+      vBits: Array.from({ length: layers }, () => new Uint16Array(T * Hkv * D)),
+    };
+    this.workspaces.set(T, ws);
+    return ws;
   }
 
   private mlp(w: LayerWeights, x: Float32Array, h: Float32Array, gate: Float32Array, up: Float32Array, out: Float32Array): void {
@@ -84,21 +130,23 @@ export class ModelRunner {
     ops.addInPlace(x, out);
   }
 
-  private toModelDtype(x: Float32Array): Uint16Array {
-    const out = new Uint16Array(x.length);
+  private toModelDtype(x: Float32Array, out: Uint16Array): Uint16Array {
     if (this.spec.dtype === 'bf16') ops.toBf16(x, out);
     else ops.toFp16(x, out);
     return out;
   }
 
-  /** Attention of every row of the pass; returns O [T, qHeads, headDim] in the model dtype. */
-  private attention(layer: number, q: Uint16Array, k: Uint16Array, v: Uint16Array, T: number, schedule: AttentionSchedule): Uint16Array {
+  /** Attention of every row of the pass into o [T, qHeads, headDim] (model dtype bits). */
+  private attention(layer: number, q: Uint16Array, k: Uint16Array, v: Uint16Array, T: number, schedule: AttentionSchedule, o: Uint16Array): void {
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
     const cache = this.cache;
     const launch = (variant: string, rows: number, from: number, prefix: number, out: Uint16Array) => {
       // Rows [from, from + rows) of the pass; a shorter tail is zero-padded to the variant's n.
       const n = this.kernels.manifest.variants.find((x) => x.name === variant)!.steps;
+      // A whole pass that is exactly one launch needs no copies (every decode step).
+      const exact = from === 0 && rows === n && T === n;
       const slice = (src: Uint16Array, width: number) => {
+        if (exact) return src;
         const buf = new Uint16Array(n * width);
         buf.set(src.subarray(from * width, Math.min(T, from + rows) * width));
         return buf;
@@ -107,13 +155,13 @@ export class ModelRunner {
         batch: 1, cacheCapacity: cache.shape.capacity, prefixLen: [prefix],
         q: slice(q, Hq * D), kCache: cache.k[layer]!, vCache: cache.v[layer]!, kStep: slice(k, Hkv * D), vStep: slice(v, Hkv * D),
         threads: this.threads,
+        ...(exact ? { outputs: { o: out, lse: this.lseBuffer(n * Hq) } } : {}),
       });
-      out.set(r.o.subarray(0, rows * Hq * D), from * Hq * D);
+      if (!exact) out.set(r.o.subarray(0, rows * Hq * D), from * Hq * D);
     };
-    const o = new Uint16Array(T * Hq * D);
     if (schedule.kind === 'step') {
       launch(schedule.variant, T, 0, cache.length, o);
-      return o;
+      return;
     }
     const S = schedule.promptTokens;
     for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) {
@@ -122,6 +170,11 @@ export class ModelRunner {
       cache.write(layer, k, v, c0, rows, cache.length + c0);
     }
     if (schedule.blockVariant !== undefined && T > S) launch(schedule.blockVariant, T - S, S, cache.length + S, o);
-    return o;
+  }
+
+  private lse?: Float32Array;
+  private lseBuffer(size: number): Float32Array {
+    if (!this.lse || this.lse.length !== size) this.lse = new Float32Array(size);
+    return this.lse;
   }
 }
