@@ -28,3 +28,21 @@ export function parseIntegerOption(option: string, text: string, min: number, ma
   }
   return value;
 }
+
+/** A finite decimal number in [min, max]. */
+export function parseNumberOption(option: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
+    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `a number from ${min} to ${max}` });
+  }
+  return value;
+}
+
+/** "1,3" -> [1, 3]: integers in [min, max], one or a comma list. */
+export function parseIntegerList(option: string, text: string, min: number, max: number): number[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < min || Number(p) > max)) {
+    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `integers from ${min} to ${max}, one or a comma list` });
+  }
+  return parts.map(Number);
+}

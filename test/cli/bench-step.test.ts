@@ -3,33 +3,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/main.js';
 import type { StepBenchResult } from '../../src/bench/step-bench.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { initModel } from '../../src/model/init-model.js';
+import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-async function run(...argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
-  return { code, stdout, stderr };
-}
+const run = runTidarc;
 
-function expectOneErrorLine(r: Run, ...pieces: string[]): void {
-  expect(r.code).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n');
-  expect(lines.length).toBe(2); // one line and its newline
-  expect(lines[0]).toMatch(/^tidarc: error: /);
-  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-  for (const piece of pieces) expect(lines[0]).toContain(piece);
-}
 
 const SPEC: ModelSpec = {
   name: 'bench-step-t', family: 'qwen3', layers: 2, hiddenSize: 256, queryHeads: 4, kvHeads: 2, headDim: 64, intermediateSize: 512,

@@ -4,20 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseModelJson } from '../../src/ir/model-validate.js';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
 
 const run = runTidarc;
 
-function expectOneErrorLine(r: Run, ...pieces: string[]): void {
-  expect(r.code).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n');
-  expect(lines.length).toBe(2); // one line and its newline
-  expect(lines[0]).toMatch(/^tidarc: error: /);
-  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-  for (const piece of pieces) expect(lines[0]).toContain(piece);
-}
 
 const QWEN3 = 'examples/hf/qwen3-8b/config.json';
 const LLAMA = 'examples/hf/llama-3.2-1b/config.json';

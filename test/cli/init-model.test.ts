@@ -5,20 +5,11 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hfConfigOf, loadCheckpoint } from '../../src/model/checkpoint.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
 
 const run = runTidarc;
 
-function expectOneErrorLine(r: Run, ...pieces: string[]): void {
-  expect(r.code).toBe(1);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n');
-  expect(lines.length).toBe(2); // one line and its newline
-  expect(lines[0]).toMatch(/^tidarc: /);
-  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-  for (const piece of pieces) expect(lines[0]).toContain(piece);
-}
 
 /** Temp directories of this file, removed when it is done (checkpoints are megabytes). */
 const temps: string[] = [];

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { emulateDirectory, type EmulateRow } from '../../emulate/emulate-dir.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption } from '../options.js';
+import { parseIntegerList, parseIntegerOption } from '../options.js';
 
 interface EmulateFlags {
   variant?: string;
@@ -32,13 +32,6 @@ address: out-of-bounds, race (shared memory between barriers), uninitialized-rea
 The emulator is not a GPU: it does not model timing or memory ordering beyond barriers.
 `;
 
-function parseList(option: string, text: string, min: number, max: number): number[] {
-  const parts = text.split(',').map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p) || Number(p) < min || Number(p) > max)) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `integers from ${min} to ${max}, one or a comma list` });
-  }
-  return parts.map(Number);
-}
 
 function renderTable(rows: readonly EmulateRow[]): string {
   const lines = ['variant        splits  prefix          max error  mean error  tolerance  lse error  result'];
@@ -70,8 +63,8 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
       const rows = await emulateDirectory(dir, {
         ...(flags.variant === undefined ? {} : { variants: flags.variant.split(',').map((v) => v.trim()) }),
         batch: parseIntegerOption('--batch', flags.batch, 1, 16),
-        prefix: parseList('--prefix', flags.prefix, 0, 65536),
-        splits: parseList('--splits', flags.splits, 1, 16),
+        prefix: parseIntegerList('--prefix', flags.prefix, 0, 65536),
+        splits: parseIntegerList('--splits', flags.splits, 1, 16),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         ...(flags.jobs === undefined ? {} : { jobs: parseIntegerOption('--jobs', flags.jobs, 1, 256) }),
         log: flags.json ? () => undefined : (line) => io.stdout(`${line}\n`),

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { type BackendChoice, loadModel } from '../../runtime/model/load-model.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption } from '../options.js';
+import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
 interface RunFlags {
   prompt?: string;
@@ -36,13 +36,6 @@ distribution. --json prints {"text", "tokens", "nfe", "tokensPerNfe", "acceptHis
 "prefillMs", "decodeMs", "tokensPerSecond", "backend", "mode", "draft"}.
 `;
 
-function parseNumber(option: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `a number from ${min} to ${max}` });
-  }
-  return value;
-}
 
 export function registerRunCommand(program: Command, io: CliIo): void {
   program
@@ -71,10 +64,10 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         maxTokens: parseIntegerOption('--max-tokens', flags.maxTokens, 1, 1 << 20),
         mode: flags.mode,
         ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, 64) }),
-        temperature: parseNumber('--temperature', flags.temperature, 0, 100),
-        topP: parseNumber('--top-p', flags.topP, Number.MIN_VALUE, 1),
+        temperature: parseNumberOption('--temperature', flags.temperature, 0, 100),
+        topP: parseNumberOption('--top-p', flags.topP, Number.MIN_VALUE, 1),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
-        trustAr: parseNumber('--trust-ar', flags.trustAr, 0, 1),
+        trustAr: parseNumberOption('--trust-ar', flags.trustAr, 0, 1),
         stopAtEos: !flags.ignoreEos,
       } as const;
       const model = await loadModel(dir, {
