@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
 import { packageRoot } from '../../src/codegen/templates.js';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { runTidarc } from '../helpers/cli.js';
 
 const cxx = await findCxx();
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-emu-'));

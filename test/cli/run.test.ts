@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { runTidarc } from '../helpers/cli.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-cli-run-'));
 let dir: string;

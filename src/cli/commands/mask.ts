@@ -6,7 +6,6 @@
  * every mistake becomes one TidarcError sentence naming the option, the value and what is
  * allowed, printed by runCli as a single `tidarc: error:` line.
  */
-import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { MASK_KINDS, type MaskKind, type MaskSpec } from '../../ir/mask.js';

@@ -75,7 +75,7 @@ export class ModelRunner {
   ) {}
 
   forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult {
-    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I } = this.spec;
+    const D = this.spec.headDim;
     const T = ids.length;
     const ws = this.workspace(T);
     const { x, h, q, k, v, attnOut, gate, up } = ws;
