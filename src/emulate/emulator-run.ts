@@ -2,7 +2,8 @@
  * Runs one emulator executable on one set of inputs: writes them to a file, reads O and
  * lse back, and parses the findings the emulator printed (one JSON object per line).
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,29 +42,28 @@ export interface EmulatorResult {
   readonly completed: boolean;
 }
 
-export async function runEmulator(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): Promise<EmulatorResult> {
-  const inPath = join(workDir, `${tag}.in`);
-  const outPath = join(workDir, `${tag}.out`);
-  const parts = [inputs.q, inputs.kCache, inputs.vCache, inputs.kStep, inputs.vStep];
-  await writeFile(inPath, Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))));
-  const args = [
+function argv(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): string[] {
+  return [
     '--batch', inputs.batch, '--capacity', inputs.cacheCapacity, '--splits', inputs.splits, '--prefix', inputs.prefixLen.join(','),
     '--steps', v.steps, '--qheads', v.shape.qHeads, '--kvheads', v.shape.kvHeads, '--dim', v.shape.headDim,
     '--row-tiles', v.launch.rowTiles, '--threads', v.launch.block, '--smem', v.launch.dynamicSharedBytes,
     '--in', inPath, '--out', outPath,
   ].map(String);
-  let stdout: string;
-  let fatal = false;
-  try {
-    stdout = (await exec(exe, args, { maxBuffer: 64 << 20 })).stdout;
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string; code?: number; message: string };
-    if (err.code !== 70 || err.stdout === undefined) {
-      throw new TidarcError('runtime', `the emulator of ${v.name} failed (${(err.stderr || err.message).trim().split('\n')[0]})`);
-    }
-    stdout = err.stdout;  // exit 70: a fault it reported as a finding
-    fatal = true;
-  }
+}
+
+function inputBytes(inputs: EmulatorInputs): Buffer {
+  const parts = [inputs.q, inputs.kCache, inputs.vCache, inputs.kStep, inputs.vStep];
+  return Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+}
+
+/** Exit 70 is a fault the emulator reported as a finding; anything else is a failure to run. */
+function failedRun(v: ManifestVariant, e: unknown): string {
+  const err = e as { stdout?: string | Buffer; stderr?: string | Buffer; status?: number; code?: number; message: string };
+  if ((err.code === 70 || err.status === 70) && err.stdout !== undefined) return err.stdout.toString();
+  throw new TidarcError('runtime', `the emulator of ${v.name} failed (${(err.stderr?.toString() || err.message).trim().split('\n')[0]})`);
+}
+
+function result(v: ManifestVariant, inputs: EmulatorInputs, stdout: string, fatal: boolean, raw: Buffer | undefined): EmulatorResult {
   const findings: EmulatorFinding[] = [];
   const counts: Record<string, number> = {};
   let completed = false;
@@ -79,10 +79,35 @@ export async function runEmulator(exe: string, v: ManifestVariant, inputs: Emula
     }
   }
   const rows = inputs.batch * v.steps * v.shape.qHeads;
-  if (fatal) return { o: new Uint16Array(rows * v.shape.headDim).fill(0xffff), lse: new Float32Array(rows).fill(Number.NaN), findings, counts, completed: false };
-  const raw = await readFile(outPath);
-  const oBytes = rows * v.shape.headDim * 2;
+  if (fatal || !raw) return { o: new Uint16Array(rows * v.shape.headDim).fill(0xffff), lse: new Float32Array(rows).fill(Number.NaN), findings, counts, completed: false };
   const copy = new Uint8Array(raw.byteLength);
   copy.set(raw);
-  return { o: new Uint16Array(copy.buffer, 0, rows * v.shape.headDim), lse: new Float32Array(copy.buffer, oBytes, rows), findings, counts, completed };
+  return { o: new Uint16Array(copy.buffer, 0, rows * v.shape.headDim), lse: new Float32Array(copy.buffer, rows * v.shape.headDim * 2, rows), findings, counts, completed };
+}
+
+export async function runEmulator(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): Promise<EmulatorResult> {
+  const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
+  await writeFile(inPath, inputBytes(inputs));
+  let stdout: string, fatal = false;
+  try {
+    stdout = (await exec(exe, argv(v, inputs, inPath, outPath), { maxBuffer: 64 << 20 })).stdout;
+  } catch (e) {
+    stdout = failedRun(v, e);
+    fatal = true;
+  }
+  return result(v, inputs, stdout, fatal, fatal ? undefined : await readFile(outPath));
+}
+
+/** The same, blocking: for runtimes that call kernels synchronously (the emulated backend). */
+export function runEmulatorSync(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): EmulatorResult {
+  const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
+  writeFileSync(inPath, inputBytes(inputs));
+  let stdout: string, fatal = false;
+  try {
+    stdout = execFileSync(exe, argv(v, inputs, inPath, outPath), { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  } catch (e) {
+    stdout = failedRun(v, e);
+    fatal = true;
+  }
+  return result(v, inputs, stdout, fatal, fatal ? undefined : readFileSync(outPath));
 }

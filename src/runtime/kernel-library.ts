@@ -46,7 +46,8 @@ export interface AttentionOutputs {
 }
 
 export interface KernelLibrary {
-  readonly backend: 'cpu';
+  /** 'cpu': the portable C++ kernels; 'emulator': the generated CUDA on the SIMT emulator. */
+  readonly backend: 'cpu' | 'emulator';
   /** Why this backend was chosen (e.g. why CUDA was not). */
   readonly backendReason: string;
   readonly manifest: Manifest;
