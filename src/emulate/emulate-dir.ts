@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 import { runPool } from '../build/pool.js';
-import { findCxx } from '../build/toolchain.js';
+import { findCxx, findNvcc } from '../build/toolchain.js';
+import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { readManifest } from '../runtime/kernel-library.js';
-import { buildEmulatorRuntime, buildVariantEmulator } from './emulator-build.js';
+import { buildEmulatorRuntime, buildVariantEmulator, buildVariantForGpu } from './emulator-build.js';
 import { type EmulationCase, type EmulationReport, emulateVariant } from './emulate-variant.js';
 
 export interface EmulateOptions {
@@ -23,6 +24,10 @@ export interface EmulateOptions {
   readonly splits: readonly number[];
   readonly seed: number;
   readonly jobs?: number;
+  /** 'emulator' (default): g++ and the SIMT emulator; 'gpu': nvcc and the GPU, same checks. */
+  readonly target?: 'emulator' | 'gpu';
+  /** The GPU's architecture, for target 'gpu' (default sm_90). */
+  readonly arch?: ArchName;
   readonly log: (line: string) => void;
 }
 
@@ -46,22 +51,25 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
     }
     variants = variants.filter((v) => options.variants!.includes(v.name));
   }
-  const cxx = await findCxx();
-  if (!cxx.found) throw new TidarcError('unsupported', `the emulator needs a C++ compiler (${cxx.reason})`);
+  const onGpu = options.target === 'gpu';
+  const compiler = onGpu ? await findNvcc() : await findCxx();
+  if (!compiler.found) throw new TidarcError('unsupported', onGpu ? `running on the GPU needs nvcc (${compiler.reason})` : `the emulator needs a C++ compiler (${compiler.reason})`);
   const work = await mkdtemp(join(tmpdir(), 'tidarc-emu-'));
   const jobs = options.jobs ?? availableParallelism();
   const prefixLen = prefixLengths(options.batch, options.prefix);
   try {
     const t0 = performance.now();
-    const objects = await buildEmulatorRuntime(cxx.tool.path, join(work, 'runtime'));
+    const objects = onGpu ? [] : await buildEmulatorRuntime(compiler.tool.path, join(work, 'runtime'));
+    const gencode = ARCHES[options.arch ?? 'sm_90'].gencode;
     let built = 0;
     const exes = await runPool(variants, jobs, async (v) => {
       const exe = join(work, `emu_${v.name}`);
-      await buildVariantEmulator(cxx.tool.path, join(dir, v.sources.cuda), join(dir, 'cuda'), v, objects, exe);
-      options.log(`[${++built}/${variants.length}] built the emulator of ${v.name}`);
+      if (onGpu) await buildVariantForGpu(compiler.tool.path, join(dir, v.sources.cuda), join(dir, 'cuda'), v, gencode, exe);
+      else await buildVariantEmulator(compiler.tool.path, join(dir, v.sources.cuda), join(dir, 'cuda'), v, objects, exe);
+      options.log(`[${++built}/${variants.length}] built ${onGpu ? `the ${options.arch ?? 'sm_90'} harness` : 'the emulator'} of ${v.name}`);
       return exe;
     });
-    options.log(`emulators built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
+    options.log(`${onGpu ? 'GPU harnesses' : 'emulators'} built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
     const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed } satisfies EmulationCase })));
     return await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
   } finally {

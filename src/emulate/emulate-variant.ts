@@ -34,6 +34,8 @@ export interface EmulationReport {
   readonly findingCounts: Readonly<Record<string, number>>;
   readonly completed: boolean;
   readonly ok: boolean;
+  /** Runs on a GPU: the device and the kernels' time (CUDA events). */
+  readonly timing?: { readonly device: string; readonly ms: number };
 }
 
 export async function emulateVariant(exe: string, v: ManifestVariant, c: EmulationCase, workDir: string): Promise<EmulationReport> {
@@ -58,5 +60,5 @@ export async function emulateVariant(exe: string, v: ManifestVariant, c: Emulati
   }
   const tolerance = EMU_TOLERANCE[v.shape.dtype];
   const ok = got.completed && got.findings.length === 0 && maxError <= tolerance && lseMaxError <= LSE_TOLERANCE;
-  return { variant: v.name, maxError, meanError: sum / o.length, lseMaxError, tolerance, findings: got.findings, findingCounts: got.counts, completed: got.completed, ok };
+  return { variant: v.name, maxError, meanError: sum / o.length, lseMaxError, tolerance, findings: got.findings, findingCounts: got.counts, completed: got.completed, ok, ...(got.timing ? { timing: got.timing } : {}) };
 }

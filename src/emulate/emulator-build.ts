@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { packageRoot } from '../codegen/templates.js';
@@ -30,7 +30,7 @@ function includeFlags(): string[] {
   return [`-I${emu}`, `-I${join(emu, 'include')}`, `-I${join(packageRoot(), 'templates', 'common')}`];
 }
 
-async function compile(cxx: string, args: string[], what: string): Promise<void> {
+async function compileWith(cxx: string, args: string[], what: string): Promise<void> {
   try {
     await exec(cxx, args, { maxBuffer: 64 << 20 });
   } catch (e) {
@@ -46,7 +46,7 @@ export async function buildEmulatorRuntime(cxx: string, workDir: string): Promis
   await mkdir(workDir, { recursive: true });
   return Promise.all(EMU_RUNTIME_SOURCES.map(async (src) => {
     const obj = join(workDir, src.replace(/\.cpp$/, '.o'));
-    await compile(cxx, [...EMU_FLAGS, ...includeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
+    await compileWith(cxx, [...EMU_FLAGS, ...includeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
     return obj;
   }));
 }
@@ -56,10 +56,25 @@ export async function buildEmulatorRuntime(cxx: string, workDir: string): Promis
  * file with the same kernels, e.g. a mutated copy); its directory supplies the headers.
  */
 export async function buildVariantEmulator(cxx: string, cudaSource: string, cudaDir: string, v: ManifestVariant, runtimeObjects: readonly string[], exe: string): Promise<void> {
-  await compile(cxx, [
+  await compileWith(cxx, [
     ...EMU_FLAGS, ...includeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
     `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), HARNESS_SOURCE), '-x', 'none', ...runtimeObjects, '-o', exe,
   ], v.name);
+}
+
+/**
+ * Builds the GPU twin of an emulator executable (runtime/gpu/gpu_main.cu): the same variant
+ * source and the same run protocol, compiled by nvcc for `arch`, so the checks that run on
+ * the emulator run unchanged on a GPU.
+ */
+export async function buildVariantForGpu(nvcc: string, cudaSource: string, cudaDir: string, v: ManifestVariant, gencode: string, exe: string): Promise<void> {
+  const harness = join(packageRoot(), 'runtime', 'gpu', 'gpu_main.cu');
+  await compileWith(nvcc, [
+    '-std=c++17', '-O3', gencode, `-I${cudaDir}`, `-I${join(packageRoot(), 'templates', 'common')}`,
+    `-DTIDARC_VARIANT_SOURCE="${resolve(cudaSource)}"`,
+    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
+    harness, '-o', exe,
+  ], `${v.name} (GPU)`);
 }

@@ -3,7 +3,7 @@
  * lse back, and parses the findings the emulator printed (one JSON object per line).
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -40,6 +40,8 @@ export interface EmulatorResult {
   readonly counts: Readonly<Record<string, number>>;
   /** False when a launch stopped (deadlock) or the process died on a fault. */
   readonly completed: boolean;
+  /** On a GPU (runtime/gpu/gpu_main.cu): the device and the kernels' time by CUDA events. */
+  readonly timing?: { readonly device: string; readonly ms: number };
 }
 
 function argv(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): string[] {
@@ -67,6 +69,7 @@ function result(v: ManifestVariant, inputs: EmulatorInputs, stdout: string, fata
   const findings: EmulatorFinding[] = [];
   const counts: Record<string, number> = {};
   let completed = false;
+  let timing: EmulatorResult['timing'];
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('{')) continue;
     const rec = JSON.parse(line) as Record<string, unknown>;
@@ -76,13 +79,15 @@ function result(v: ManifestVariant, inputs: EmulatorInputs, stdout: string, fata
       counts[rec['count']] = rec['n'] as number;
     } else if (rec['done'] === true) {
       completed = rec['completed'] === true;
+    } else if (typeof rec['timing'] === 'object' && rec['timing'] !== null) {
+      timing = rec['timing'] as EmulatorResult['timing'];
     }
   }
   const rows = inputs.batch * v.steps * v.shape.qHeads;
-  if (fatal || !raw) return { o: new Uint16Array(rows * v.shape.headDim).fill(0xffff), lse: new Float32Array(rows).fill(Number.NaN), findings, counts, completed: false };
+  if (fatal || !raw || !completed) return { o: new Uint16Array(rows * v.shape.headDim).fill(0xffff), lse: new Float32Array(rows).fill(Number.NaN), findings, counts, completed: false };
   const copy = new Uint8Array(raw.byteLength);
   copy.set(raw);
-  return { o: new Uint16Array(copy.buffer, 0, rows * v.shape.headDim), lse: new Float32Array(copy.buffer, rows * v.shape.headDim * 2, rows), findings, counts, completed };
+  return { o: new Uint16Array(copy.buffer, 0, rows * v.shape.headDim), lse: new Float32Array(copy.buffer, rows * v.shape.headDim * 2, rows), findings, counts, completed, ...(timing ? { timing } : {}) };
 }
 
 export async function runEmulator(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): Promise<EmulatorResult> {
@@ -95,7 +100,8 @@ export async function runEmulator(exe: string, v: ManifestVariant, inputs: Emula
     stdout = failedRun(v, e);
     fatal = true;
   }
-  return result(v, inputs, stdout, fatal, fatal ? undefined : await readFile(outPath));
+  // A run that stopped early (a CUDA error on a GPU) may have written no outputs.
+  return result(v, inputs, stdout, fatal, fatal ? undefined : await readFile(outPath).catch(() => undefined));
 }
 
 /** The same, blocking: for runtimes that call kernels synchronously (the emulated backend). */
@@ -109,5 +115,5 @@ export function runEmulatorSync(exe: string, v: ManifestVariant, inputs: Emulato
     stdout = failedRun(v, e);
     fatal = true;
   }
-  return result(v, inputs, stdout, fatal, fatal ? undefined : readFileSync(outPath));
+  return result(v, inputs, stdout, fatal, fatal || !existsSync(outPath) ? undefined : readFileSync(outPath));
 }

@@ -3,11 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { findCxx } from '../../src/build/toolchain.js';
+import { findCxx, findNvcc } from '../../src/build/toolchain.js';
+import { loadNative } from '../../src/runtime/native.js';
 import { packageRoot } from '../../src/codegen/templates.js';
 import { runTidarc } from '../helpers/cli.js';
 
 const cxx = await findCxx();
+const nvcc = await findNvcc();
+const gpu = loadNative().cudaStatus();
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-emu-'));
 const compiled = join(scratch, 'tiny');
 
@@ -48,8 +51,28 @@ describe.skipIf(!cxx.found)('tidarc emulate', () => {
     const r = await run('emulate', broken, '--variant', 'tidar_k2', '--splits', '1');
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('MISMATCH');
-    expect(r.stderr.trim().split('\n')).toEqual(['tidarc: error: emulated kernels failed their check: tidar_k2 (splits 1)']);
+    expect(r.stderr.trim().split('\n')).toEqual(['tidarc: error: kernels failed their check on the emulator: tidar_k2 (splits 1)']);
   }, 120_000);
+});
+
+describe.skipIf(!nvcc.found)('tidarc emulate --on gpu', () => {
+  // Builds the nvcc harness of a variant; with a GPU the same checks pass, without one the
+  // run stops with the CUDA error as a finding (this machine has nvcc but no driver).
+  test('builds with nvcc and runs or reports the CUDA error', async () => {
+    const r = await run('emulate', compiled, '--variant', 'ar', '--splits', '1', '--on', 'gpu', '--arch', 'sm_80', '--json');
+    const rows = JSON.parse(r.stdout) as { ok: boolean; completed: boolean; findings: { kind: string }[]; timing?: { ms: number } }[];
+    expect(rows).toHaveLength(1);
+    if (gpu.available) {
+      expect(r.code).toBe(0);
+      expect(rows[0]!.ok).toBe(true);
+      expect(rows[0]!.timing!.ms).toBeGreaterThan(0);
+    } else {
+      expect(r.code).toBe(1);
+      expect(rows[0]!.completed).toBe(false);
+      expect(rows[0]!.findings[0]!.kind).toBe('cuda-error');
+      expect(r.stderr).toContain('kernels failed their check on the GPU (sm_80): ar (splits 1)');
+    }
+  }, 180_000);
 });
 
 describe('tidarc emulate errors', () => {
@@ -58,6 +81,7 @@ describe('tidarc emulate errors', () => {
     [['emulate', compiled, '--variant', 'tidar_k99'], /no such variant in this directory \(--variant = tidar_k99\); allowed: tidar_k2, tidar_k4, block_k2, block_k4, ar, prefill_c64/],
     [['emulate', compiled, '--batch', '0'], /--batch = 0\); allowed: an integer from 1 to 16/],
     [['emulate', compiled, '--splits', '1,x'], /--splits = 1,x\); allowed: integers from 1 to 16/],
+    [['emulate', compiled, '--on', 'tpu'], /unknown target \(--on = tpu\); allowed: emulator, gpu/],
   ] as const)('%s', async ([argv, message]) => {
     const r = await run(...argv);
     expect(r.code).toBe(1);

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { emulateDirectory, type EmulateRow } from '../../emulate/emulate-dir.js';
+import { parseArch } from '../../codegen/arch.js';
 import type { CliIo } from '../io.js';
 import { parseIntegerList, parseIntegerOption } from '../options.js';
 
@@ -17,6 +18,8 @@ interface EmulateFlags {
   seed: string;
   jobs?: string;
   json?: boolean;
+  on: string;
+  arch: string;
 }
 
 const HELP_AFTER = `
@@ -24,6 +27,7 @@ Examples:
   $ tidarc compile --out build/tiny && tidarc emulate build/tiny
   $ tidarc emulate generated/qwen3-8b --variant tidar_k4 --batch 2 --prefix 37,100 --splits 1,4
   $ tidarc emulate build/tiny --json > emu.json
+  $ tidarc emulate build/qwen3-8b --on gpu --arch sm_90   # the same checks on a GPU (nvcc + driver)
 
 Each variant is checked once per split count on seeded random inputs (outputs poisoned with
 NaN first; the unused cache tail holds NaN). Findings name the kernel, block, thread and
@@ -33,11 +37,17 @@ The emulator is not a GPU: it does not model timing or memory ordering beyond ba
 `;
 
 
+function parseTarget(text: string): 'emulator' | 'gpu' {
+  if (text !== 'emulator' && text !== 'gpu') throw new TidarcError('invalid-argument', 'unknown target', { field: '--on', value: text, allowed: 'emulator, gpu' });
+  return text;
+}
+
 function renderTable(rows: readonly EmulateRow[]): string {
   const lines = ['variant        splits  prefix          max error  mean error  tolerance  lse error  result'];
   for (const r of rows) {
     const verdict = r.ok ? 'ok' : !r.completed ? 'STOPPED' : r.findings.length > 0 ? 'FINDINGS' : 'MISMATCH';
     lines.push(`${r.variant.padEnd(14)} ${String(r.splits).padStart(6)}  ${r.prefixLen.join(',').padEnd(14)}  ${r.maxError.toExponential(2).padStart(9)}  ${r.meanError.toExponential(2).padStart(10)}  ${r.tolerance.toExponential(1).padStart(9)}  ${r.lseMaxError.toExponential(2).padStart(9)}  ${verdict}`);
+    if (r.timing) lines.push(`    ${r.timing.device}: ${r.timing.ms.toFixed(3)} ms (kernels, CUDA events)`);
     for (const [kind, n] of Object.entries(r.findingCounts)) lines.push(`    ${n} ${kind} finding(s)`);
     for (const f of r.findings.slice(0, 5)) lines.push(`    ${f.kind}: ${f.kernel} block (${f.block.join(',')}) thread (${f.thread.join(',')}): ${f.message}`);
   }
@@ -57,6 +67,8 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
     .option('--splits <s,...>', 'split-KV counts to run, 1..16, e.g. 1,4', '1,3')
     .option('--seed <s>', 'random seed of the inputs, e.g. 7', '1')
     .option('--jobs <n>', 'parallel builds and runs (default: all cores), e.g. 2')
+    .option('--on <target>', 'emulator (g++, any machine) or gpu (nvcc and a GPU: the same checks on the device)', 'emulator')
+    .option('--arch <sm>', 'the GPU architecture with --on gpu, e.g. sm_80', 'sm_90')
     .option('--json', 'print [{"variant", "maxError", "meanError", "tolerance", "findings", ...}] instead of a table')
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: EmulateFlags) => {
@@ -67,12 +79,15 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
         splits: parseIntegerList('--splits', flags.splits, 1, 16),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         ...(flags.jobs === undefined ? {} : { jobs: parseIntegerOption('--jobs', flags.jobs, 1, 256) }),
+        target: parseTarget(flags.on),
+        arch: parseArch(flags.arch).name,
         log: flags.json ? () => undefined : (line) => io.stdout(`${line}\n`),
       });
       io.stdout(flags.json ? `${JSON.stringify(rows, null, 2)}\n` : renderTable(rows));
       if (rows.some((r) => !r.ok)) {
         const bad = rows.filter((r) => !r.ok).map((r) => `${r.variant} (splits ${r.splits})`);
-        throw new TidarcError('runtime', `emulated kernels failed their check: ${bad.join(', ')}`);
+        const where = flags.on === 'gpu' ? `on the GPU (${flags.arch})` : 'on the emulator';
+        throw new TidarcError('runtime', `kernels failed their check ${where}: ${bad.join(', ')}`);
       }
     });
 }
