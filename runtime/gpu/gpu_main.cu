@@ -6,6 +6,8 @@
     kernel time (CUDA events) of the launch. */
 #include <cuda_runtime.h>
 
+#include "harness_args.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,21 +20,6 @@
 #define TIDARC_EMU_STR(x) TIDARC_EMU_STR2(x)
 
 namespace {
-
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "tidarc-gpu: %s\nusage: gpu --batch B --capacity C --splits S --prefix L0,L1,... --steps N --qheads H"
-               " --kvheads H --dim D --row-tiles R --threads T --smem BYTES --in FILE --out FILE\n",
-               why);
-  std::exit(2);
-}
-
-long arg_long(const std::string& v) {
-  char* end = nullptr;
-  long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end) usage(("not an integer: " + v).c_str());
-  return x;
-}
 
 // A CUDA error ends the run as a finding: the checks then report the variant as failed.
 void check(cudaError_t e, const char* what) {
@@ -53,41 +40,17 @@ void* device_copy(const void* host, size_t bytes, const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long batch = 0, capacity = -1, splits = 1, steps = 0, qheads = 0, kvheads = 0, dim = 0, row_tiles = 0, threads = 0, smem = 0;
-  std::vector<int32_t> prefix;
-  std::string in_path, out_path;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch") batch = arg_long(v);
-    else if (k == "--capacity") capacity = arg_long(v);
-    else if (k == "--splits") splits = arg_long(v);
-    else if (k == "--steps") steps = arg_long(v);
-    else if (k == "--qheads") qheads = arg_long(v);
-    else if (k == "--kvheads") kvheads = arg_long(v);
-    else if (k == "--dim") dim = arg_long(v);
-    else if (k == "--row-tiles") row_tiles = arg_long(v);
-    else if (k == "--threads") threads = arg_long(v);
-    else if (k == "--smem") smem = arg_long(v);
-    else if (k == "--in") in_path = v;
-    else if (k == "--out") out_path = v;
-    else if (k == "--prefix") {
-      for (size_t pos = 0; pos <= v.size();) {
-        size_t comma = v.find(',', pos);
-        if (comma == std::string::npos) comma = v.size();
-        prefix.push_back(static_cast<int32_t>(arg_long(v.substr(pos, comma - pos))));
-        pos = comma + 1;
-      }
-    } else usage(("unknown option " + k).c_str());
-  }
-  if (batch < 1 || capacity < 0 || splits < 1 || steps < 1 || qheads < 1 || kvheads < 1 || dim < 1 || row_tiles < 1 || threads < 1 ||
-      static_cast<long>(prefix.size()) != batch || in_path.empty() || out_path.empty())
-    usage("missing or invalid options");
+  const tidarc_harness::Args h = tidarc_harness::parse(argc, argv, "tidarc-gpu");
+  const long batch = h.batch, capacity = h.capacity, splits = h.splits, steps = h.steps, qheads = h.qheads, kvheads = h.kvheads,
+             dim = h.dim, row_tiles = h.row_tiles, threads = h.threads, smem = h.smem;
+  const std::vector<int32_t>& prefix = h.prefix;
+  const std::string &in_path = h.in_path, &out_path = h.out_path;
 
   const size_t q_bytes = batch * steps * qheads * dim * 2, cache_bytes = batch * kvheads * capacity * dim * 2, step_bytes = batch * steps * kvheads * dim * 2;
   const size_t rows = batch * steps * qheads;
   std::vector<unsigned char> host(q_bytes + 2 * cache_bytes + 2 * step_bytes);
   FILE* in = std::fopen(in_path.c_str(), "rb");
-  if (!in || std::fread(host.data(), 1, host.size(), in) != host.size()) usage(("cannot read " + in_path).c_str());
+  if (!in || std::fread(host.data(), 1, host.size(), in) != host.size()) tidarc_harness::usage("tidarc-gpu", ("cannot read " + in_path).c_str());
   std::fclose(in);
   const unsigned char* p = host.data();
   TidarcAttentionArgs args{};
@@ -127,7 +90,7 @@ int main(int argc, char** argv) {
   check(cudaMemcpy(out.data(), args.o, rows * dim * 2, cudaMemcpyDeviceToHost), "copy o");
   check(cudaMemcpy(out.data() + rows * dim * 2, args.lse, rows * 4, cudaMemcpyDeviceToHost), "copy lse");
   FILE* f = std::fopen(out_path.c_str(), "wb");
-  if (!f) usage(("cannot write " + out_path).c_str());
+  if (!f) tidarc_harness::usage("tidarc-gpu", ("cannot write " + out_path).c_str());
   std::fwrite(out.data(), 1, out.size(), f);
   std::fclose(f);
   cudaDeviceProp prop{};

@@ -72,7 +72,7 @@ export async function buildVariantEmulator(cxx: string, cudaSource: string, cuda
 export async function buildVariantForGpu(nvcc: string, cudaSource: string, cudaDir: string, v: ManifestVariant, gencode: string, exe: string): Promise<void> {
   const harness = join(packageRoot(), 'runtime', 'gpu', 'gpu_main.cu');
   await compileWith(nvcc, [
-    '-std=c++17', '-O3', gencode, `-I${cudaDir}`, `-I${join(packageRoot(), 'templates', 'common')}`,
+    '-std=c++17', '-O3', gencode, `-I${cudaDir}`, `-I${join(packageRoot(), 'templates', 'common')}`, `-I${emulatorSourceDir()}`,
     `-DTIDARC_VARIANT_SOURCE="${resolve(cudaSource)}"`,
     `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
     harness, '-o', exe,
