@@ -1,8 +1,8 @@
 // tidarc_native: the one seam between JavaScript and generated kernel libraries.
 // It only converts data and calls into the library; every failure (dlopen, dlsym, ABI
 // mismatch, a kernel's error code, a wrong argument) becomes a JS exception, never a crash.
-// No CUDA library is linked: cudaStatus() reaches the driver through dlopen, so the addon
-// loads on machines without a GPU and can say why CUDA is unavailable.
+// No CUDA library is linked: exports.cuda (src/cuda/) reaches the driver through dlopen, so the
+// addon loads on machines without a GPU and can say why CUDA is unavailable.
 #include <dlfcn.h>
 
 #include <cmath>
@@ -16,6 +16,7 @@
 
 #include <napi.h>
 
+#include "cuda/cuda_napi.h"
 #include "ops_cpu.h"
 #include "tidarc_abi.h"
 
@@ -365,86 +366,13 @@ Napi::Value RunAttentionAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// ---- CUDA driver probe ---------------------------------------------------------------
-
-// The driver API's own types, declared here so that no CUDA header is needed to build.
-using CUresult = int;
-using CuInitFn = CUresult (*)(unsigned int);
-using CuGetErrorNameFn = CUresult (*)(CUresult, const char**);
-using CuDriverGetVersionFn = CUresult (*)(int*);
-using CuDeviceGetCountFn = CUresult (*)(int*);
-
-struct CudaProbe {
-  bool available = false;
-  std::string reason;
-};
-
-std::string CudaErrorName(void* lib, CUresult r) {
-  auto get_name = reinterpret_cast<CuGetErrorNameFn>(dlsym(lib, "cuGetErrorName"));
-  const char* name = nullptr;
-  std::string text = "CUresult " + std::to_string(r);
-  if (get_name != nullptr && get_name(r, &name) == 0 && name != nullptr) {
-    text = std::string(name) + " (" + std::to_string(r) + ")";
-  }
-  return text;
-}
-
-// cuInit runs once per process; libcuda stays loaded afterwards (unloading an initialised
-// driver is not supported), so the probe's answer is cached.
-CudaProbe ProbeCuda() {
-  CudaProbe p;
-  dlerror();
-  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    p.reason = "libcuda.so.1 could not be loaded (no NVIDIA driver?): " + DlError();
-    return p;
-  }
-  auto cu_init = reinterpret_cast<CuInitFn>(dlsym(lib, "cuInit"));
-  if (cu_init == nullptr) {
-    p.reason = "libcuda.so.1 has no cuInit: " + DlError();
-    return p;
-  }
-  CUresult r = cu_init(0);
-  if (r != 0) {
-    p.reason = "cuInit failed: " + CudaErrorName(lib, r);
-    return p;
-  }
-  int version = 0;
-  int devices = 0;
-  auto get_version = reinterpret_cast<CuDriverGetVersionFn>(dlsym(lib, "cuDriverGetVersion"));
-  auto get_count = reinterpret_cast<CuDeviceGetCountFn>(dlsym(lib, "cuDeviceGetCount"));
-  if (get_version != nullptr) get_version(&version);
-  if (get_count != nullptr && (r = get_count(&devices)) != 0) {
-    p.reason = "cuDeviceGetCount failed: " + CudaErrorName(lib, r);
-    return p;
-  }
-  if (devices == 0) {
-    p.reason = "the CUDA driver reports no device";
-    return p;
-  }
-  p.available = true;
-  p.reason = "CUDA driver " + std::to_string(version / 1000) + "." +
-             std::to_string((version % 1000) / 10) + ", " + std::to_string(devices) +
-             (devices == 1 ? " device" : " devices");
-  return p;
-}
-
-Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
-  static const CudaProbe probe = ProbeCuda();  // thread-safe static init
-  Napi::Env env = info.Env();
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("available", Napi::Boolean::New(env, probe.available));
-  out.Set("reason", Napi::String::New(env, probe.reason));
-  return out;
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, TIDARC_ABI_VERSION));
   exports.Set("openLibrary", Napi::Function::New(env, OpenLibrary, "openLibrary"));
   exports.Set("closeLibrary", Napi::Function::New(env, CloseLibrary, "closeLibrary"));
   exports.Set("runAttention", Napi::Function::New(env, RunAttention, "runAttention"));
   exports.Set("runAttentionAsync", Napi::Function::New(env, RunAttentionAsync, "runAttentionAsync"));
-  exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
+  tidarc_cuda::RegisterCuda(env, exports);
   tidarc::ops::RegisterCpuOps(env, exports);
   return exports;
 }

@@ -701,6 +701,27 @@ Napi::Value RopeJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ropeInvFreq(out, theta, headDim, scaling, factor, low, high, origMax): the float32 inverse
+// frequencies Rope uses, for backends that apply RoPE elsewhere (the GPU operators).
+Napi::Value RopeInvFreqJs(const Napi::CallbackInfo& info) {
+  const char* op = "ropeInvFreq";
+  Napi::Env env = info.Env();
+  auto out = F32Arg(info, 0, op, "out");
+  RopeParams p{};
+  p.theta = NumberArg(info, 1, op, "theta");
+  p.head_dim = IntArg(info, 2, op, "headDim", 2, 1 << 20);
+  const int64_t kind = IntArg(info, 3, op, "scaling", 0, 2);
+  p.scaling = kind == 0 ? RopeScaling::kNone : kind == 1 ? RopeScaling::kLinear : RopeScaling::kLlama3;
+  p.factor = NumberArg(info, 4, op, "factor");
+  p.low_freq_factor = NumberArg(info, 5, op, "lowFreqFactor");
+  p.high_freq_factor = NumberArg(info, 6, op, "highFreqFactor");
+  p.original_max_positions = NumberArg(info, 7, op, "originalMaxPositionEmbeddings");
+  if (p.head_dim % 2 != 0) Fail(env, op, "headDim must be even");
+  RequireLength(env, op, "out", out.size, p.head_dim / 2, "headDim / 2");
+  RopeInvFreq(p, out.data);
+  return env.Undefined();
+}
+
 // siluMul(gate, up, out, threads)
 Napi::Value SiluMulJs(const Napi::CallbackInfo& info) {
   const char* op = "siluMul";
@@ -833,6 +854,7 @@ void RegisterCpuOps(Napi::Env env, Napi::Object exports) {
   o.Set("rmsnorm", Napi::Function::New(env, Guarded<RmsNormJs>, "rmsnorm"));
   o.Set("rmsnormHeads", Napi::Function::New(env, Guarded<RmsNormHeadsJs>, "rmsnormHeads"));
   o.Set("rope", Napi::Function::New(env, Guarded<RopeJs>, "rope"));
+  o.Set("ropeInvFreq", Napi::Function::New(env, Guarded<RopeInvFreqJs>, "ropeInvFreq"));
   o.Set("siluMul", Napi::Function::New(env, Guarded<SiluMulJs>, "siluMul"));
   o.Set("addInPlace", Napi::Function::New(env, Guarded<AddInPlaceJs>, "addInPlace"));
   o.Set("embed", Napi::Function::New(env, Guarded<EmbedJs>, "embed"));

@@ -70,7 +70,7 @@ struct LmHeadOut {
 void LmHead(const float* x, int64_t T, const WeightView& w, const int32_t* rows, int64_t R,
             const LmHeadOut& out, int threads);
 
-// Sets exports.cpuOps = { matmul, rmsnorm, rmsnormHeads, rope, siluMul, addInPlace, embed,
+// Sets exports.cpuOps = { matmul, rmsnorm, rmsnormHeads, rope, ropeInvFreq, siluMul, addInPlace, embed,
 // toBf16, toFp16, lmHead, threadCount } (typed wrappers: src/runtime/ops.ts).
 void RegisterCpuOps(Napi::Env env, Napi::Object exports);
 

@@ -22,9 +22,9 @@ import { parameterCount } from '../model/checkpoint.js';
 import { seededRandom } from '../runtime/reference.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
-import type { ModelRunner } from '../runtime/model/forward.js';
+import { ModelRunner } from '../runtime/model/forward.js';
 import type { BackendChoice } from '../runtime/model/load-model.js';
-import { openModelParts } from '../runtime/model/model-parts.js';
+import { type Backend, openModelParts } from '../runtime/model/model-parts.js';
 import { ATTENTION, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
 import { summarize } from './stats.js';
 
@@ -93,7 +93,7 @@ export interface StepBenchResult {
   readonly family: string;
   readonly layers: number;
   readonly parameters: number;
-  readonly backend: 'cpu';
+  readonly backend: Backend;
   readonly backendReason: string;
   /** Threads the operators use (the resolved count). */
   readonly threads: number;
@@ -210,6 +210,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const { spec } = parts;
     // Capacity: each decoder's prefill at L - 1 needs 1 + K slots, a TiDAR step K, an AR step 1.
     const runner = parts.newRunner(L + k);
+    if (!(runner instanceof ModelRunner)) throw new TidarcError('unsupported', 'bench-step times the cpu backend only in this version', { field: 'backend', value: parts.backend, allowed: 'cpu' });
     const cache = runner.cache;
     const rng = seededRandom(o.seed ?? 0);
     const ids = Int32Array.from({ length: L }, () => {
@@ -218,7 +219,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     });
     const fill = fillCache(runner, ids, L - 1, o.fill ?? 'auto');
     const decoderOptions = (mode: 'tidar' | 'ar'): DecodeOptions => ({ mode, draft: k, temperature: 0, topP: 1, trustAr: 1, seed: 0 });
-    const decoders = { tidar: new Decoder(runner, parts.weights, decoderOptions('tidar'), spec.maskTokenId, parts.threads), ar: new Decoder(runner, parts.weights, decoderOptions('ar'), spec.maskTokenId, parts.threads) };
+    const decoders = { tidar: new Decoder(runner, decoderOptions('tidar'), spec.maskTokenId), ar: new Decoder(runner, decoderOptions('ar'), spec.maskTokenId) };
     for (const d of [decoders.tidar, decoders.ar]) {
       cache.length = L - 1;
       d.prefill([ids[L - 1]!]);

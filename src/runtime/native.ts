@@ -42,6 +42,43 @@ export interface CudaStatus {
   available: boolean;
   /** Why CUDA is unavailable, or the driver version and device count when it is. */
   reason: string;
+  /** When available: cuDriverGetVersion (13000 = 13.0), the device count and the library loaded. */
+  driverVersion?: number;
+  devices?: number;
+  library?: string;
+}
+
+/** What cuda.open() says of the device. */
+export interface CudaDeviceInfo {
+  name: string;
+  major: number;
+  minor: number;
+  multiprocessors: number;
+  maxSharedOptin: number;
+  totalMemory: number;
+  driverVersion: number;
+}
+
+/**
+ * The CUDA driver (runtime/src/cuda/cuda_napi.cc): libcuda.so.1, or $TIDARC_LIBCUDA, through
+ * dlopen. Device pointers are numbers; modules and functions are integer handles. A failing
+ * CUDA call throws an Error whose `code` is the CUDA_ERROR_* name. Use CudaDevice
+ * (src/runtime/cuda/device.ts), not this.
+ */
+export interface NativeCuda {
+  status(): CudaStatus;
+  open(ordinal: number): CudaDeviceInfo;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  upload(dst: number, src: ArrayBufferView): void;
+  download(src: number, dst: ArrayBufferView): void;
+  copy(dst: number, src: number, bytes: number): void;
+  fill(dst: number, byteValue: number, bytes: number): void;
+  loadModule(path: string): number;
+  getFunction(module: number, name: string): number;
+  setMaxDynamicShared(fn: number, bytes: number): void;
+  launch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, sharedBytes: number, args: Uint8Array): void;
+  synchronize(): void;
 }
 
 /**
@@ -64,8 +101,9 @@ export interface NativeAddon {
   runAttention(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): void;
   /** Same on the libuv thread pool; the typed arrays are kept alive until it settles. */
   runAttentionAsync(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): Promise<void>;
-  /** Probes libcuda.so.1 and cuInit once per process; never throws. */
+  /** Probes libcuda.so.1 (or $TIDARC_LIBCUDA) and cuInit once per process; never throws. */
   cudaStatus(): CudaStatus;
+  readonly cuda: NativeCuda;
 }
 
 /** Nearest directory at or above `start` holding the tidarc package.json. */

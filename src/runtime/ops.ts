@@ -64,6 +64,8 @@ export interface NativeCpuOps {
   rmsnormHeads(x: Float32Array, w: Uint16Array | Float32Array, dtype: WeightDType, eps: number): void;
   rope(x: Float32Array, positions: Int32Array, theta: number, headDim: number, scaling: 0 | 1 | 2,
     factor: number, lowFreqFactor: number, highFreqFactor: number, originalMaxPositionEmbeddings: number): void;
+  ropeInvFreq(out: Float32Array, theta: number, headDim: number, scaling: 0 | 1 | 2,
+    factor: number, lowFreqFactor: number, highFreqFactor: number, originalMaxPositionEmbeddings: number): void;
   siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, threads: number): void;
   addInPlace(x: Float32Array, y: Float32Array): void;
   embed(ids: Int32Array, table: Uint16Array | Float32Array, dtype: WeightDType, rows: number, cols: number,
@@ -241,22 +243,32 @@ export function rope(x: Float32Array, positions: Int32Array, theta: number, head
   if (per === 0 ? x.length !== 0 : x.length % per !== 0) {
     bad(op, 'x.length', x.length, `a multiple of positions.length * headDim = ${per}`);
   }
-  let kind: 0 | 1 | 2 = 0;
-  let low = 0;
-  let high = 0;
-  let original = 0;
-  let factor = 1;
-  if (scaling !== undefined) {
-    if (scaling.type !== 'linear' && scaling.type !== 'llama3') bad(op, 'scaling.type', scaling.type, "'linear' or 'llama3'");
-    factor = finite(op, 'scaling.factor', scaling.factor, 0, false);
-    kind = scaling.type === 'linear' ? 1 : 2;
-    if (kind === 2) {
-      low = finite(op, 'scaling.lowFreqFactor', scaling.lowFreqFactor, 0, false);
-      high = finite(op, 'scaling.highFreqFactor', scaling.highFreqFactor, low, false);
-      original = finite(op, 'scaling.originalMaxPositionEmbeddings', scaling.originalMaxPositionEmbeddings, 0, false);
-    }
-  }
+  const [kind, factor, low, high, original] = ropeScalingArgs(op, scaling);
   native(op, (n) => n.rope(x, positions, theta, headDim, kind, factor, low, high, original));
+}
+
+/** The float32 inverse frequencies [headDim / 2] that rope() uses (scaling applied). */
+export function ropeInvFreq(theta: number, headDim: number, scaling?: RopeScaling): Float32Array {
+  const op = 'ropeInvFreq';
+  finite(op, 'theta', theta, 0, false);
+  count(op, 'headDim', headDim, 2);
+  if (headDim % 2 !== 0) bad(op, 'headDim', headDim, 'an even integer');
+  const out = new Float32Array(headDim / 2);
+  const [kind, factor, low, high, original] = ropeScalingArgs(op, scaling);
+  native(op, (n) => n.ropeInvFreq(out, theta, headDim, kind, factor, low, high, original));
+  return out;
+}
+
+/** RoPE scaling as the addon's positional numbers: kind (0 none, 1 linear, 2 llama3), factor, low, high, original. */
+function ropeScalingArgs(op: string, scaling: RopeScaling | undefined): [0 | 1 | 2, number, number, number, number] {
+  if (scaling === undefined) return [0, 1, 0, 0, 0];
+  if (scaling.type !== 'linear' && scaling.type !== 'llama3') bad(op, 'scaling.type', scaling.type, "'linear' or 'llama3'");
+  const factor = finite(op, 'scaling.factor', scaling.factor, 0, false);
+  if (scaling.type === 'linear') return [1, factor, 0, 0, 0];
+  const low = finite(op, 'scaling.lowFreqFactor', scaling.lowFreqFactor, 0, false);
+  const high = finite(op, 'scaling.highFreqFactor', scaling.highFreqFactor, low, false);
+  const original = finite(op, 'scaling.originalMaxPositionEmbeddings', scaling.originalMaxPositionEmbeddings, 0, false);
+  return [2, factor, low, high, original];
 }
 
 /** out = silu(gate) * up = gate / (1 + exp(-gate)) * up; out may be gate or up. */

@@ -55,7 +55,7 @@ describe('tidarc run errors: exit 1, one line, no crash', () => {
   const cases: [string, () => string[], RegExp][] = [
     ['missing --prompt', () => ['run', dir], /a prompt is required \(--prompt\)/],
     ['unknown backend', () => ['run', dir, '--prompt', 'x', '--backend', 'tpu'], /unknown backend \(--backend = tpu\); allowed: auto, cpu, cuda/],
-    ['cuda backend not built', () => ['run', dir, '--prompt', 'x', '--backend', 'cuda'], /cuda backend cannot run models yet/],
+    ['cuda backend without a GPU', () => ['run', dir, '--prompt', 'x', '--backend', 'cuda'], /the cuda backend cannot run here: .*libcuda/],
     ['draft not compiled', () => ['run', dir, '--prompt', 'x', '--draft', '3'], /no kernels for this draft length \(draft = 3\); allowed: 2, 4/],
     ['prompt longer than the context', () => ['run', dir, '--prompt', 'y'.repeat(300)], /longer than the context/],
     ['bad temperature', () => ['run', dir, '--prompt', 'x', '--temperature', '-1'], /--temperature = -1/],

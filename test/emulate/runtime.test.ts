@@ -30,7 +30,7 @@ let spec: ModelSpec, weights: ModelWeights, kernels: KernelLibrary, dir: string;
 function generate(mode: 'tidar' | 'ar', draft: number): number[] {
   const cache = new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity: PROMPT.length + TOKENS + draft + 1 });
   const runner = new ModelRunner(spec, weights, kernels, cache, 1);
-  const decoder = new Decoder(runner, weights, { mode, draft, temperature: 0, topP: 1, trustAr: 1, seed: 0 }, spec.maskTokenId, 1);
+  const decoder = new Decoder(runner, { mode, draft, temperature: 0, topP: 1, trustAr: 1, seed: 0 }, spec.maskTokenId);
   const out = [...decoder.prefill(PROMPT).tokens];
   while (out.length < TOKENS) out.push(...decoder.step().tokens);
   return out.slice(0, TOKENS);

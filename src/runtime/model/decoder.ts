@@ -11,10 +11,8 @@
 import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
-import * as ops from '../ops.js';
 import { type Rng, seededRandom } from '../reference.js';
-import type { ModelRunner } from './forward.js';
-import type { ModelWeights } from './weights.js';
+import type { Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 
 export interface DecodeOptions extends SamplingOptions {
@@ -41,11 +39,9 @@ export class Decoder {
   private readonly stepOffsets: readonly number[];
 
   constructor(
-    private readonly runner: ModelRunner,
-    private readonly weights: ModelWeights,
+    private readonly runner: Runner,
     private readonly opts: DecodeOptions,
     private readonly maskTokenId: number,
-    private readonly threads: number,
   ) {
     this.rng = seededRandom(opts.seed);
     this.stepOffsets = opts.mode === 'tidar' ? maskPositions(tidarDecode(opts.draft), 0) : [];
@@ -53,17 +49,6 @@ export class Decoder {
 
   private get greedy(): boolean {
     return this.opts.temperature === 0;
-  }
-
-  /** Logits rows of the pass's hidden states (full rows: sampling or beta mixing). */
-  private logits(hidden: Float32Array, rows: readonly number[]): Float32Array[] {
-    const V = this.weights.lmHead.rows;
-    const out = ops.lmHead(hidden, this.weights.lmHead, Int32Array.from(rows), { logits: true }, this.threads);
-    return rows.map((_, r) => out.logits!.subarray(r * V, (r + 1) * V));
-  }
-
-  private argmaxRows(hidden: Float32Array, rows: readonly number[]): number[] {
-    return [...ops.lmHead(hidden, this.weights.lmHead, Int32Array.from(rows), { logits: false }, this.threads).argmax];
   }
 
   /** Picks a token from one row of target logits. */
@@ -80,11 +65,11 @@ export class Decoder {
     const L = cache.length;
     const ids = Int32Array.from([...prompt, ...Array<number>(k).fill(this.maskTokenId)]);
     const pos = Int32Array.from({ length: S + k }, (_, i) => L + i);
-    const r = this.runner.forward(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: `block_k${k}` } : {}) });
+    const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: `block_k${k}` } : {}) });
     cache.length += S;
     // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
-    const first = this.greedy && this.opts.trustAr === 1 ? this.argmaxRows(r.hidden, [S - 1])[0]! : this.pick(this.logits(r.hidden, [S - 1])[0]!);
-    this.drafts = k > 0 ? [first, ...this.argmaxRows(r.hidden, Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
+    const first = this.greedy && this.opts.trustAr === 1 ? r.argmax([S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
+    this.drafts = k > 0 ? [first, ...r.argmax(Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
     return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
 
@@ -97,9 +82,9 @@ export class Decoder {
     const cache = this.runner.cache;
     cache.ensureRoom(1);
     const L = cache.length;
-    const r = this.runner.forward(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: 'ar' });
-    this.commit(r.kStep, r.vStep, 1);
-    const next = this.greedy ? this.argmaxRows(r.hidden, [0])[0]! : this.pick(this.logits(r.hidden, [0])[0]!);
+    const r = this.runner.pass(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: 'ar' });
+    r.commit(1);
+    const next = this.greedy ? r.argmax([0])[0]! : this.pick(r.logits([0])[0]!);
     this.drafts = [next];
     return { tokens: [next], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
@@ -111,19 +96,19 @@ export class Decoder {
     cache.ensureRoom(k);
     const L = cache.length;
     const ids = Int32Array.from([...this.drafts, ...Array<number>(k * k).fill(this.maskTokenId)]);
-    const r = this.runner.forward(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: `tidar_k${k}` });
+    const r = this.runner.pass(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: `tidar_k${k}` });
     const beta = this.opts.trustAr;
     // verify[i] checks d[i+1]: AR row i, mixed with block i+1's slot 0 (same position).
     const verifyRows = Array.from({ length: k }, (_, i) => i);
     let a = 1;
     let next: number;
     if (this.greedy && beta === 1) {
-      const best = this.argmaxRows(r.hidden, verifyRows);
+      const best = r.argmax(verifyRows);
       while (a < k && best[a - 1] === this.drafts[a]) a++;
       next = best[a - 1]!;
     } else {
-      const ar = this.logits(r.hidden, verifyRows);
-      const diff = beta === 1 ? ar : this.logits(r.hidden, verifyRows.map((i) => k * (i + 1)));
+      const ar = r.logits(verifyRows);
+      const diff = beta === 1 ? ar : r.logits(verifyRows.map((i) => k * (i + 1)));
       const verify = ar.map((row, i) => mixLogits(row, diff[i]!, beta));
       if (this.greedy) {
         while (a < k && argmax(verify[a - 1]!) === this.drafts[a]) a++;
@@ -141,18 +126,11 @@ export class Decoder {
         if (next < 0) next = sample(distribution(verify[k - 1]!, this.opts), this.rng);  // all accepted: the bonus token
       }
     }
-    this.commit(r.kStep, r.vStep, a);
+    r.commit(a);
     const emitted = [...this.drafts.slice(1, a), next];
     // Next drafts: the AR token, then block a's slots 1..k-1 (positions L + a + s = new L + s).
-    this.drafts = [next, ...(k > 1 ? this.argmaxRows(r.hidden, Array.from({ length: k - 1 }, (_, s) => k * a + 1 + s)) : [])];
+    this.drafts = [next, ...(k > 1 ? r.argmax(Array.from({ length: k - 1 }, (_, s) => k * a + 1 + s)) : [])];
     return { tokens: emitted, accepted: a, ms: performance.now() - t0, attentionMs: r.attentionMs };
-  }
-
-  /** In-step tokens 0..count-1 (the accepted drafts) enter the cache; everything else is dropped. */
-  private commit(kStep: readonly Uint16Array[], vStep: readonly Uint16Array[], count: number): void {
-    const cache = this.runner.cache;
-    for (let layer = 0; layer < kStep.length; layer++) cache.write(layer, kStep[layer]!, vStep[layer]!, 0, count, cache.length);
-    cache.length += count;
   }
 }
 

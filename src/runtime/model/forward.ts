@@ -13,7 +13,7 @@ import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import { fromFp16Bits } from '../dtype.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
-import type { KvCache } from './kv-cache.js';
+import type { KvCache, KvShape } from './kv-cache.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
 
 /** Decodes 16-bit bits into an existing fp32 array. */
@@ -45,6 +45,41 @@ export interface ForwardResult {
   readonly attentionMs: number;
 }
 
+/**
+ * What the decoding loop sees of one forward pass, whatever the backend: the lm_head of chosen
+ * rows and the commit of accepted in-step tokens. Valid until the next pass with the same
+ * number of tokens.
+ */
+export interface ForwardPass {
+  /** Milliseconds of the attention stage (CPU: kernel calls and their copies; GPU: 0, not timed apart). */
+  readonly attentionMs: number;
+  /** argmax of the logits of these rows of the pass (first maximum). */
+  argmax(rows: readonly number[]): number[];
+  /** The full logits rows (for sampling and beta mixing). */
+  logits(rows: readonly number[]): Float32Array[];
+  /** In-step rows 0..count-1 enter the cache at slots length..length+count-1; length += count. */
+  commit(count: number): void;
+}
+
+/** The cache as the decoding loop uses it. */
+export interface CacheState {
+  length: number;
+  readonly shape: KvShape;
+  ensureRoom(count: number): void;
+}
+
+/** A model on one backend, over one sequence's cache (CPU: ModelRunner; CUDA: GpuModelRunner). */
+export interface Runner {
+  readonly spec: ModelSpec;
+  readonly cache: CacheState;
+  /** One forward (one NFE); see AttentionSchedule. A prefill's prompt rows enter the cache; the caller adds them to length. */
+  pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass;
+  /** The committed cache as host arrays (the CPU cache itself; a copy from the device). */
+  hostCache(): KvCache;
+  /** Releases what the runner holds (device memory); the CPU runner holds nothing to free. */
+  close(): void;
+}
+
 /** Every buffer one forward of T tokens needs, allocated once per T and reused. */
 interface Workspace {
   readonly x: Float32Array;
@@ -63,7 +98,7 @@ interface Workspace {
   readonly vBits: Uint16Array[];
 }
 
-export class ModelRunner {
+export class ModelRunner implements Runner {
   private readonly workspaces = new Map<number, Workspace>();
 
   constructor(
@@ -73,6 +108,31 @@ export class ModelRunner {
     readonly cache: KvCache,
     private readonly threads: number,
   ) {}
+
+  pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
+    const r = this.forward(ids, positions, schedule);
+    const { lmHead } = this.weights;
+    const threads = this.threads;
+    const cache = this.cache;
+    return {
+      attentionMs: r.attentionMs,
+      argmax: (rows) => [...ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: false }, threads).argmax],
+      logits: (rows) => {
+        const out = ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: true }, threads).logits!;
+        return rows.map((_, i) => out.subarray(i * lmHead.rows, (i + 1) * lmHead.rows));
+      },
+      commit: (count) => {
+        for (let layer = 0; layer < r.kStep.length; layer++) cache.write(layer, r.kStep[layer]!, r.vStep[layer]!, 0, count, cache.length);
+        cache.length += count;
+      },
+    };
+  }
+
+  hostCache(): KvCache {
+    return this.cache;
+  }
+
+  close(): void {}
 
   forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult {
     const D = this.spec.headDim;

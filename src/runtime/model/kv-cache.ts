@@ -26,9 +26,7 @@ export class KvCache {
 
   /** Room check before a step writes `count` more tokens. */
   ensureRoom(count: number): void {
-    if (this.length + count > this.shape.capacity) {
-      throw new TidarcError('runtime', 'KV cache capacity exceeded', { field: 'capacity', value: this.length + count, allowed: `at most ${this.shape.capacity} tokens (raise maxTokens or the context)` });
-    }
+    checkRoom(this.shape, this.length, count);
   }
 
   /**
@@ -47,5 +45,12 @@ export class KvCache {
         v.set(vStep.subarray(src, src + headDim), dst);
       }
     }
+  }
+}
+
+/** Throws when `count` more tokens after `length` would not fit the cache. */
+export function checkRoom(shape: KvShape, length: number, count: number): void {
+  if (length + count > shape.capacity) {
+    throw new TidarcError('runtime', 'KV cache capacity exceeded', { field: 'capacity', value: length + count, allowed: `at most ${shape.capacity} tokens (raise maxTokens or the context)` });
   }
 }

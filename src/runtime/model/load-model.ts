@@ -8,7 +8,7 @@ import type { ModelSpec } from '../../ir/model.js';
 import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
 import { Decoder, checkDecodeOptions, type DecodeOptions } from './decoder.js';
 import type { KvCache } from './kv-cache.js';
-import { type BackendChoice, type LoadOptions, openModelParts } from './model-parts.js';
+import { type Backend, type BackendChoice, type LoadOptions, openModelParts } from './model-parts.js';
 
 export type { BackendChoice, LoadOptions };
 
@@ -41,7 +41,7 @@ export interface GenerateResult {
   readonly prefillMs: number;
   readonly decodeMs: number;
   readonly tokensPerSecond: number;
-  readonly backend: 'cpu';
+  readonly backend: Backend;
   readonly mode: 'tidar' | 'ar';
   readonly draft: number;
 }
@@ -54,7 +54,7 @@ export interface StreamChunk {
 export interface Model {
   readonly spec: ModelSpec;
   readonly tokenizer: Tokenizer;
-  readonly backend: 'cpu';
+  readonly backend: Backend;
   readonly backendReason: string;
   generate(options: GenerateOptions): Promise<GenerateResult>;
   stream(options: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult>;
@@ -63,7 +63,7 @@ export interface Model {
 
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   const parts = await openModelParts(dir, options);
-  const { spec, tokenizer, weights, threads, backend } = parts;
+  const { spec, tokenizer, backend } = parts;
 
   async function* run(o: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
     const mode = o.mode ?? 'tidar';
@@ -83,52 +83,55 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${prompt.length} + ${maxTokens} tokens`, allowed: `at most ${context} positions (maxPositionEmbeddings) including ${2 * k} for drafts` });
     }
     const runner = parts.newRunner(prompt.length + maxTokens + k + 1);
-    const cache = runner.cache;
-    const decoder = new Decoder(runner, weights, decodeOptions, spec.maskTokenId, threads);
-    const textStream = createStreamDecoder(tokenizer);
-    const stopAtEos = (o.stopAtEos ?? true) && tokenizer.eos !== undefined;
-    const tokens: number[] = [];
-    const histogram: number[] = mode === 'tidar' ? Array<number>(draft + 1).fill(0) : [];
-    let nfe = 0, prefillMs = 0, decodeMs = 0, done = false;
-    const emit = (step: readonly number[]): number[] => {
-      const out: number[] = [];
-      for (const t of step) {
-        if (stopAtEos && t === tokenizer.eos) { done = true; break; }
-        out.push(t);
-        if (tokens.length + out.length >= maxTokens) { done = true; break; }
-      }
-      tokens.push(...out);
-      return out;
-    };
-    const first = decoder.prefill(prompt);
-    nfe++;
-    prefillMs = first.ms;
-    let out = emit(first.tokens);
-    if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
-    while (!done) {
-      const s = decoder.step();
+    try {
+      const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId);
+      const textStream = createStreamDecoder(tokenizer);
+      const stopAtEos = (o.stopAtEos ?? true) && tokenizer.eos !== undefined;
+      const tokens: number[] = [];
+      const histogram: number[] = mode === 'tidar' ? Array<number>(draft + 1).fill(0) : [];
+      let nfe = 0, prefillMs = 0, decodeMs = 0, done = false;
+      const emit = (step: readonly number[]): number[] => {
+        const out: number[] = [];
+        for (const t of step) {
+          if (stopAtEos && t === tokenizer.eos) { done = true; break; }
+          out.push(t);
+          if (tokens.length + out.length >= maxTokens) { done = true; break; }
+        }
+        tokens.push(...out);
+        return out;
+      };
+      const first = decoder.prefill(prompt);
       nfe++;
-      decodeMs += s.ms;
-      if (s.accepted !== undefined) histogram[s.accepted]!++;
-      out = emit(s.tokens);
+      prefillMs = first.ms;
+      let out = emit(first.tokens);
       if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
+      while (!done) {
+        const s = decoder.step();
+        nfe++;
+        decodeMs += s.ms;
+        if (s.accepted !== undefined) histogram[s.accepted]!++;
+        out = emit(s.tokens);
+        if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
+      }
+      o.inspectCache?.(runner.hostCache());
+      const tail = textStream.flush();
+      if (tail) yield { tokens: [], text: tail };
+      return {
+        text: tokenizer.decode(tokens),
+        tokens,
+        nfe,
+        tokensPerNfe: tokens.length / nfe,
+        acceptHistogram: histogram,
+        prefillMs,
+        decodeMs,
+        tokensPerSecond: tokens.length / ((prefillMs + decodeMs) / 1000),
+        backend,
+        mode,
+        draft: k,
+      };
+    } finally {
+      runner.close();
     }
-    o.inspectCache?.(cache);
-    const tail = textStream.flush();
-    if (tail) yield { tokens: [], text: tail };
-    return {
-      text: tokenizer.decode(tokens),
-      tokens,
-      nfe,
-      tokensPerNfe: tokens.length / nfe,
-      acceptHistogram: histogram,
-      prefillMs,
-      decodeMs,
-      tokensPerSecond: tokens.length / ((prefillMs + decodeMs) / 1000),
-      backend,
-      mode,
-      draft: k,
-    };
   }
 
   return {

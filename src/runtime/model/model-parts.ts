@@ -1,6 +1,7 @@
 /**
  * A checkpoint's runtime parts without a decoding loop: spec, tokenizer, weights, compiled
- * kernels, and ModelRunners over caches of a chosen capacity. loadModel builds its decoding
+ * kernels, and Runners (CPU: ModelRunner; CUDA: GpuModelRunner) over caches of a chosen
+ * capacity. loadModel builds its decoding
  * API on these; tools that drive ModelRunner and Decoder themselves (bench-step) use them too.
  */
 import { createHash } from 'node:crypto';
@@ -11,13 +12,18 @@ import { compileModel } from '../../build/compile-model.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
-import { type KernelLibrary, openKernelLibrary } from '../kernel-library.js';
+import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
+import { findNvcc } from '../../build/toolchain.js';
+import { CudaDevice } from '../cuda/device.js';
+import { GpuModelRunner, uploadWeights } from '../cuda/gpu-runner.js';
+import { openKernelLibrary } from '../kernel-library.js';
 import { loadNative } from '../native.js';
-import { ModelRunner } from './forward.js';
+import { ModelRunner, type Runner } from './forward.js';
 import { KvCache } from './kv-cache.js';
 import { modelWeights, type ModelWeights } from './weights.js';
 
 export type BackendChoice = 'auto' | 'cpu' | 'cuda';
+export type Backend = 'cpu' | 'cuda';
 
 export interface LoadOptions {
   readonly backend?: BackendChoice;
@@ -26,36 +32,70 @@ export interface LoadOptions {
   /** Where compiled kernels are cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
   readonly cacheDir?: string;
   readonly log?: (line: string) => void;
+  /**
+   * cuda backend: makes the device code of a compiled kernels directory. Default: none, the
+   * compile itself builds fatbins with nvcc for the device's arch. The emulated driver's tests
+   * pass a builder of its .emu.so modules (src/emulate/emulated-driver.ts) instead.
+   */
+  readonly cudaModules?: (kernelsDir: string) => Promise<void>;
 }
 
 export function defaultCacheDir(): string {
   return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
 }
 
-/** The backend that runs, and why (the fallback chain is data: cuda when usable, else cpu). */
-export function chooseBackend(choice: BackendChoice): { backend: 'cpu'; reason: string } {
+export interface BackendDecision {
+  readonly backend: Backend;
+  readonly reason: string;
+  /** cuda: the device's arch, which the kernels are compiled for. */
+  readonly arch?: ArchName;
+}
+
+/**
+ * The backend that runs, and why. cuda is usable when the driver has a device of a supported
+ * arch and device code can be built (nvcc, or a cudaModules builder); auto falls back to cpu
+ * and says which condition failed; an explicit cuda that is not usable is an error.
+ */
+export async function chooseBackend(choice: BackendChoice, o: { cudaModules?: LoadOptions['cudaModules'] } = {}): Promise<BackendDecision> {
   if (choice !== 'auto' && choice !== 'cpu' && choice !== 'cuda') {
     throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: choice, allowed: 'auto, cpu, cuda' });
   }
-  const cuda = loadNative().cudaStatus();
-  if (choice === 'cuda') {
-    throw new TidarcError('unsupported', `the cuda backend cannot run models yet: launching the compiled fatbins is not built in this version (CUDA status: ${cuda.reason})`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
-  }
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
-  return { backend: 'cpu', reason: cuda.available ? 'CUDA is present but the cuda backend is not built in this version' : `no usable CUDA (${cuda.reason})` };
+  const why = await cudaUnusable(o.cudaModules !== undefined);
+  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch };
+  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
+  return { backend: 'cpu', reason: `no usable CUDA (${why})` };
+}
+
+/** Why cuda cannot run here, or the device's arch and a one-line summary when it can. */
+async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch: ArchName; summary: string }> {
+  const status = loadNative().cudaStatus();
+  if (!status.available) return status.reason;
+  let device: CudaDevice;
+  try {
+    device = CudaDevice.open(0);
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+  const arch = device.arch;
+  if (!(ARCH_NAMES as string[]).includes(arch)) return `device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`;
+  if (!hasModuleBuilder) {
+    const nvcc = await findNvcc();
+    if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
+  }
+  return { arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}` };
 }
 
 export interface ModelParts {
   readonly spec: ModelSpec;
   readonly tokenizer: Tokenizer;
   readonly weights: ModelWeights;
-  readonly kernels: KernelLibrary;
-  readonly backend: 'cpu';
+  readonly backend: Backend;
   readonly backendReason: string;
   /** CPU threads the operators and kernels are given (0 = all). */
   readonly threads: number;
-  /** A runner over a fresh, empty cache of `capacity` tokens. */
-  newRunner(capacity: number): ModelRunner;
+  /** A runner over a fresh, empty cache of `capacity` tokens; close() it when done. */
+  newRunner(capacity: number): Runner;
   close(): void;
 }
 
@@ -65,25 +105,36 @@ export interface OpenPartsOptions extends LoadOptions {
 }
 
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
-  const { backend, reason } = chooseBackend(options.backend ?? 'auto');
+  const decision = await chooseBackend(options.backend ?? 'auto', options.cudaModules ? { cudaModules: options.cudaModules } : {});
   const ckpt: Checkpoint = await loadCheckpoint(dir);
   const spec = ckpt.spec;
   options.checkSpec?.(spec);
-  // One compile per distinct spec, reused across processes (an unchanged compile is a no-op).
-  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
-  const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
-  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log: options.log ?? (() => undefined) });
-  const kernels = openKernelLibrary(kernelsDir, { backend: 'cpu' });
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
+  const log = options.log ?? (() => undefined);
+  // One compile per distinct spec (and arch), reused across processes (an unchanged compile is a no-op).
+  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
+  const base = { spec, tokenizer: ckpt.tokenizer, weights, backend: decision.backend, backendReason: decision.reason, threads };
+  if (decision.backend === 'cuda') {
+    const arch = decision.arch!;
+    const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
+    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: options.cudaModules ? 'none' : 'all', log });
+    if (options.cudaModules) await options.cudaModules(kernelsDir);
+    else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
+    const device = CudaDevice.open(0);
+    const gpuWeights = uploadWeights(device, spec, weights);
+    log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
+    return {
+      ...base,
+      newRunner: (capacity) => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity),
+      close: () => device.close(),
+    };
+  }
+  const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
+  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log });
+  const kernels = openKernelLibrary(kernelsDir, { backend: 'cpu' });
   return {
-    spec,
-    tokenizer: ckpt.tokenizer,
-    weights,
-    kernels,
-    backend,
-    backendReason: reason,
-    threads,
+    ...base,
     newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads),
     close: () => kernels.close(),
   };

@@ -1,0 +1,65 @@
+/*! The part of the CUDA driver API tidarc uses, declared here so that nothing CUDA is needed
+    at build time: the runtime dlopens libcuda.so.1 (or $TIDARC_LIBCUDA, e.g. the emulated
+    driver of runtime/emu/fake_cuda.cpp) and resolves exactly these entry points.
+    Types and values follow cuda.h (driver API, CUDA 12/13); the _v2 names are the symbols
+    libcuda exports for the 64-bit device-pointer functions. */
+#pragma once
+#include <cstddef>
+
+namespace tidarc_cuda {
+
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st*;
+using CUmodule = struct CUmod_st*;
+using CUfunction = struct CUfunc_st*;
+using CUstream = struct CUstream_st*;
+
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr CUresult CUDA_ERROR_INVALID_VALUE = 1;
+constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
+constexpr CUresult CUDA_ERROR_NOT_INITIALIZED = 3;
+constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+constexpr CUresult CUDA_ERROR_FILE_NOT_FOUND = 301;
+constexpr CUresult CUDA_ERROR_NOT_FOUND = 500;
+constexpr CUresult CUDA_ERROR_LAUNCH_FAILED = 719;
+
+// CUdevice_attribute values.
+constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+// CUfunction_attribute values.
+constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
+/* X(symbol, return, parameters): every driver function the runtime resolves. */
+#define TIDARC_CUDA_DRIVER_FUNCTIONS(X)                                                          \
+  X(cuInit, CUresult, (unsigned flags))                                                          \
+  X(cuDriverGetVersion, CUresult, (int* version))                                                \
+  X(cuDeviceGetCount, CUresult, (int* count))                                                    \
+  X(cuDeviceGet, CUresult, (CUdevice* device, int ordinal))                                      \
+  X(cuDeviceGetName, CUresult, (char* name, int len, CUdevice device))                           \
+  X(cuDeviceGetAttribute, CUresult, (int* value, int attribute, CUdevice device))                \
+  X(cuDeviceTotalMem_v2, CUresult, (size_t* bytes, CUdevice device))                            \
+  X(cuDevicePrimaryCtxRetain, CUresult, (CUcontext* ctx, CUdevice device))                       \
+  X(cuDevicePrimaryCtxRelease_v2, CUresult, (CUdevice device))                                   \
+  X(cuCtxSetCurrent, CUresult, (CUcontext ctx))                                                  \
+  X(cuCtxSynchronize, CUresult, ())                                                              \
+  X(cuModuleLoad, CUresult, (CUmodule* module, const char* path))                                \
+  X(cuModuleUnload, CUresult, (CUmodule module))                                                 \
+  X(cuModuleGetFunction, CUresult, (CUfunction* fn, CUmodule module, const char* name))          \
+  X(cuFuncSetAttribute, CUresult, (CUfunction fn, int attribute, int value))                     \
+  X(cuLaunchKernel, CUresult,                                                                    \
+    (CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, \
+     unsigned shared_bytes, CUstream stream, void** params, void** extra))                       \
+  X(cuMemAlloc_v2, CUresult, (CUdeviceptr* ptr, size_t bytes))                                   \
+  X(cuMemFree_v2, CUresult, (CUdeviceptr ptr))                                                   \
+  X(cuMemcpyHtoD_v2, CUresult, (CUdeviceptr dst, const void* src, size_t bytes))                 \
+  X(cuMemcpyDtoH_v2, CUresult, (void* dst, CUdeviceptr src, size_t bytes))                       \
+  X(cuMemcpyDtoD_v2, CUresult, (CUdeviceptr dst, CUdeviceptr src, size_t bytes))                 \
+  X(cuMemsetD8_v2, CUresult, (CUdeviceptr dst, unsigned char value, size_t bytes))               \
+  X(cuGetErrorName, CUresult, (CUresult error, const char** name))                               \
+  X(cuGetErrorString, CUresult, (CUresult error, const char** text))
+
+}  // namespace tidarc_cuda

@@ -1,0 +1,302 @@
+// exports.cuda: the CUDA driver for JavaScript (src/runtime/cuda/device.ts wraps it). One
+// device per process (its primary context); device pointers travel as JS numbers, modules and
+// functions as small integer handles. Every CUresult other than CUDA_SUCCESS becomes a JS Error
+// whose `code` is the CUDA_ERROR_* name and whose message names the call; nothing here aborts.
+#include "cuda_napi.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cuda_driver.h"
+
+namespace tidarc_cuda {
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+
+struct Session {
+  const Driver* driver = nullptr;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  std::vector<CUmodule> modules;
+  std::vector<CUfunction> functions;
+};
+
+Session& State() {
+  static Session s;
+  return s;
+}
+
+[[noreturn]] void ThrowCuda(Napi::Env env, const Driver& d, const char* call, CUresult r) {
+  Napi::Error e = Napi::Error::New(env, std::string(call) + " failed: " + d.Describe(r));
+  e.Set("code", Napi::String::New(env, d.Name(r)));
+  e.Set("status", Napi::Number::New(env, r));
+  throw e;
+}
+
+#define TIDARC_CU_CHECK(env, d, call, expr)         \
+  do {                                             \
+    const CUresult r_ = (expr);                    \
+    if (r_ != CUDA_SUCCESS) ThrowCuda(env, d, call, r_); \
+  } while (0)
+
+// The opened session; throws when cuda.open() has not run.
+Session& Opened(Napi::Env env) {
+  Session& s = State();
+  if (s.context == nullptr) throw Napi::Error::New(env, "cuda: no device is open (call cuda.open() first)");
+  TIDARC_CU_CHECK(env, *s.driver, "cuCtxSetCurrent", s.driver->cuCtxSetCurrent(s.context));
+  return s;
+}
+
+int64_t IntAt(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t lo, int64_t hi) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(env, std::string("cuda: ") + what + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != static_cast<double>(static_cast<int64_t>(v))) {
+    throw Napi::RangeError::New(env, std::string("cuda: ") + what + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return static_cast<int64_t>(v);
+}
+
+CUdeviceptr PtrAt(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return static_cast<CUdeviceptr>(IntAt(info, i, what, 1, static_cast<int64_t>(kMaxSafeInteger)));
+}
+
+// A typed array or Buffer argument: its bytes.
+struct Bytes {
+  uint8_t* data;
+  size_t size;
+};
+
+Bytes BytesAt(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string("cuda: ") + what + " must be a typed array");
+  Napi::TypedArray t = info[i].As<Napi::TypedArray>();
+  auto* base = static_cast<uint8_t*>(t.ArrayBuffer().Data());
+  return {base + t.ByteOffset(), t.ByteLength()};
+}
+
+Napi::Value StatusJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string reason;
+  const Driver* d = LoadDriver(&reason);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("available", Napi::Boolean::New(env, d != nullptr));
+  out.Set("reason", Napi::String::New(env, reason));
+  if (d != nullptr) {
+    out.Set("driverVersion", Napi::Number::New(env, d->version));
+    out.Set("devices", Napi::Number::New(env, d->devices));
+    out.Set("library", Napi::String::New(env, d->path));
+  }
+  return out;
+}
+
+// open(ordinal) -> {name, major, minor, multiprocessors, totalMemory, maxSharedOptin}
+Napi::Value OpenJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string reason;
+  const Driver* d = LoadDriver(&reason);
+  if (d == nullptr) throw Napi::Error::New(env, "cuda: the driver is not usable: " + reason);
+  const int ordinal = static_cast<int>(IntAt(info, 0, "device ordinal", 0, d->devices - 1));
+  Session& s = State();
+  if (s.context != nullptr && s.device != ordinal) throw Napi::Error::New(env, "cuda: device " + std::to_string(s.device) + " is already open in this process");
+  if (s.context == nullptr) {
+    TIDARC_CU_CHECK(env, *d, "cuDeviceGet", d->cuDeviceGet(&s.device, ordinal));
+    TIDARC_CU_CHECK(env, *d, "cuDevicePrimaryCtxRetain", d->cuDevicePrimaryCtxRetain(&s.context, s.device));
+    s.driver = d;
+  }
+  TIDARC_CU_CHECK(env, *d, "cuCtxSetCurrent", d->cuCtxSetCurrent(s.context));
+  char name[256] = {};
+  TIDARC_CU_CHECK(env, *d, "cuDeviceGetName", d->cuDeviceGetName(name, sizeof(name) - 1, s.device));
+  auto attr = [&](int a) {
+    int v = 0;
+    TIDARC_CU_CHECK(env, *d, "cuDeviceGetAttribute", d->cuDeviceGetAttribute(&v, a, s.device));
+    return v;
+  };
+  size_t total = 0;
+  TIDARC_CU_CHECK(env, *d, "cuDeviceTotalMem", d->cuDeviceTotalMem_v2(&total, s.device));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", Napi::String::New(env, name));
+  out.Set("major", Napi::Number::New(env, attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)));
+  out.Set("minor", Napi::Number::New(env, attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)));
+  out.Set("multiprocessors", Napi::Number::New(env, attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)));
+  out.Set("maxSharedOptin", Napi::Number::New(env, attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)));
+  out.Set("totalMemory", Napi::Number::New(env, static_cast<double>(total)));
+  out.Set("driverVersion", Napi::Number::New(env, d->version));
+  return out;
+}
+
+Napi::Value AllocJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const int64_t bytes = IntAt(info, 0, "bytes", 1, static_cast<int64_t>(1) << 46);
+  CUdeviceptr p = 0;
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemAlloc", s.driver->cuMemAlloc_v2(&p, static_cast<size_t>(bytes)));
+  if (static_cast<double>(p) > kMaxSafeInteger) {
+    s.driver->cuMemFree_v2(p);
+    throw Napi::Error::New(env, "cuda: a device address above 2^53 cannot be represented in JavaScript");
+  }
+  return Napi::Number::New(env, static_cast<double>(p));
+}
+
+Napi::Value FreeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemFree", s.driver->cuMemFree_v2(PtrAt(info, 0, "pointer")));
+  return env.Undefined();
+}
+
+// upload(devicePtr, typedArray): all of the array's bytes to devicePtr.
+Napi::Value UploadJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr dst = PtrAt(info, 0, "destination");
+  const Bytes src = BytesAt(info, 1, "source");
+  if (src.size > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyHtoD", s.driver->cuMemcpyHtoD_v2(dst, src.data, src.size));
+  return env.Undefined();
+}
+
+// download(devicePtr, typedArray): fills the whole array from devicePtr.
+Napi::Value DownloadJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr src = PtrAt(info, 0, "source");
+  const Bytes dst = BytesAt(info, 1, "destination");
+  if (dst.size > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyDtoH", s.driver->cuMemcpyDtoH_v2(dst.data, src, dst.size));
+  return env.Undefined();
+}
+
+// copy(dst, src, bytes) on the device.
+Napi::Value CopyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr dst = PtrAt(info, 0, "destination"), src = PtrAt(info, 1, "source");
+  const int64_t bytes = IntAt(info, 2, "bytes", 0, static_cast<int64_t>(1) << 46);
+  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyDtoD", s.driver->cuMemcpyDtoD_v2(dst, src, static_cast<size_t>(bytes)));
+  return env.Undefined();
+}
+
+// fill(dst, byteValue, bytes)
+Napi::Value FillJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr dst = PtrAt(info, 0, "destination");
+  const auto value = static_cast<unsigned char>(IntAt(info, 1, "byte value", 0, 255));
+  const int64_t bytes = IntAt(info, 2, "bytes", 0, static_cast<int64_t>(1) << 46);
+  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemsetD8", s.driver->cuMemsetD8_v2(dst, value, static_cast<size_t>(bytes)));
+  return env.Undefined();
+}
+
+// loadModule(path) -> module handle (a fatbin or cubin file).
+Napi::Value LoadModuleJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "cuda: module path must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  CUmodule m = nullptr;
+  const CUresult r = s.driver->cuModuleLoad(&m, path.c_str());
+  if (r != CUDA_SUCCESS) {
+    Napi::Error e = Napi::Error::New(env, "cuModuleLoad(" + path + ") failed: " + s.driver->Describe(r));
+    e.Set("code", Napi::String::New(env, s.driver->Name(r)));
+    throw e;
+  }
+  s.modules.push_back(m);
+  return Napi::Number::New(env, static_cast<double>(s.modules.size() - 1));
+}
+
+// getFunction(module, name) -> function handle.
+Napi::Value GetFunctionJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const auto m = static_cast<size_t>(IntAt(info, 0, "module handle", 0, static_cast<int64_t>(s.modules.size()) - 1));
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "cuda: function name must be a string");
+  const std::string name = info[1].As<Napi::String>().Utf8Value();
+  CUfunction f = nullptr;
+  const CUresult r = s.driver->cuModuleGetFunction(&f, s.modules[m], name.c_str());
+  if (r != CUDA_SUCCESS) {
+    Napi::Error e = Napi::Error::New(env, "cuModuleGetFunction(" + name + ") failed: " + s.driver->Describe(r));
+    e.Set("code", Napi::String::New(env, s.driver->Name(r)));
+    throw e;
+  }
+  s.functions.push_back(f);
+  return Napi::Number::New(env, static_cast<double>(s.functions.size() - 1));
+}
+
+CUfunction FunctionAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
+  return s.functions[static_cast<size_t>(IntAt(info, i, "function handle", 0, static_cast<int64_t>(s.functions.size()) - 1))];
+}
+
+// setMaxDynamicShared(function, bytes): opt in to more than 48 KB of dynamic shared memory.
+Napi::Value SetMaxDynamicSharedJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUfunction f = FunctionAt(info, s, 0);
+  const int bytes = static_cast<int>(IntAt(info, 1, "bytes", 0, 1 << 30));
+  TIDARC_CU_CHECK(env, *s.driver, "cuFuncSetAttribute", s.driver->cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes));
+  return env.Undefined();
+}
+
+// launch(function, gx, gy, gz, bx, by, bz, sharedBytes, args): `args` holds the bytes of the
+// kernel's single struct parameter (packed by src/runtime/cuda/op-abi.ts).
+Napi::Value LaunchJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUfunction f = FunctionAt(info, s, 0);
+  unsigned dims[6];
+  static const char* const kNames[6] = {"grid x", "grid y", "grid z", "block x", "block y", "block z"};
+  for (int i = 0; i < 6; i++) dims[i] = static_cast<unsigned>(IntAt(info, 1 + i, kNames[i], 1, 0x7fffffff));
+  const auto shared = static_cast<unsigned>(IntAt(info, 7, "shared bytes", 0, 1 << 30));
+  Bytes args = BytesAt(info, 8, "kernel arguments");
+  // The struct is read by the driver during cuLaunchKernel; copy it to aligned storage.
+  alignas(16) uint8_t param[512];
+  if (args.size == 0 || args.size > sizeof(param)) throw Napi::RangeError::New(env, "cuda: kernel arguments must be 1 to 512 bytes");
+  std::copy(args.data, args.data + args.size, param);
+  void* params[] = {param};
+  TIDARC_CU_CHECK(env, *s.driver, "cuLaunchKernel",
+                  s.driver->cuLaunchKernel(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, nullptr, params, nullptr));
+  return env.Undefined();
+}
+
+Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuCtxSynchronize", s.driver->cuCtxSynchronize());
+  return env.Undefined();
+}
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("tidarc cuda: ") + e.what());
+  }
+}
+
+}  // namespace
+
+void RegisterCuda(Napi::Env env, Napi::Object exports) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("status", Napi::Function::New(env, Guarded<StatusJs>, "status"));
+  o.Set("open", Napi::Function::New(env, Guarded<OpenJs>, "open"));
+  o.Set("alloc", Napi::Function::New(env, Guarded<AllocJs>, "alloc"));
+  o.Set("free", Napi::Function::New(env, Guarded<FreeJs>, "free"));
+  o.Set("upload", Napi::Function::New(env, Guarded<UploadJs>, "upload"));
+  o.Set("download", Napi::Function::New(env, Guarded<DownloadJs>, "download"));
+  o.Set("copy", Napi::Function::New(env, Guarded<CopyJs>, "copy"));
+  o.Set("fill", Napi::Function::New(env, Guarded<FillJs>, "fill"));
+  o.Set("loadModule", Napi::Function::New(env, Guarded<LoadModuleJs>, "loadModule"));
+  o.Set("getFunction", Napi::Function::New(env, Guarded<GetFunctionJs>, "getFunction"));
+  o.Set("setMaxDynamicShared", Napi::Function::New(env, Guarded<SetMaxDynamicSharedJs>, "setMaxDynamicShared"));
+  o.Set("launch", Napi::Function::New(env, Guarded<LaunchJs>, "launch"));
+  o.Set("synchronize", Napi::Function::New(env, Guarded<SynchronizeJs>, "synchronize"));
+  exports.Set("cuda", o);
+  // The older probe name, kept for callers of cudaStatus().
+  exports.Set("cudaStatus", Napi::Function::New(env, Guarded<StatusJs>, "cudaStatus"));
+}
+
+}  // namespace tidarc_cuda

@@ -1,0 +1,90 @@
+/**
+ * The GPU operators of templates/cuda/tidarc_ops.cu as typed calls: each packs its struct
+ * (op-abi.ts) and launches with the geometry that the kernel's comment in tidarc_ops_abi.h
+ * states. No checks of sizes beyond what the types say: the runner that calls them owns the
+ * buffers and their shapes.
+ */
+import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
+import {
+  DTYPE_CODE, EMBED, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SILU_MUL, TO_FLOAT,
+  type StructSchema, packStruct,
+} from './op-abi.js';
+
+export type GpuDtype = keyof typeof DTYPE_CODE;
+
+/** A weight on the device in its checkpoint format. */
+export interface GpuMatrix {
+  readonly buf: DeviceBuffer;
+  readonly dtype: GpuDtype;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+/** A device address `rows` rows of `rowBytes` into a buffer. */
+export interface At {
+  readonly buf: DeviceBuffer;
+  readonly offset?: number;
+}
+
+const ptr = (a: At | DeviceBuffer | null | undefined): number => (a == null ? 0 : 'ptr' in a ? a.ptr : a.buf.ptr + (a.offset ?? 0));
+const blocks = (count: number, per: number): number => Math.max(1, Math.ceil(count / per));
+
+export class GpuOps {
+  private readonly fns = new Map<string, KernelRef>();
+
+  constructor(private readonly device: CudaDevice, private readonly modulePath: string) {}
+
+  private run<F extends string>(name: string, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number): void {
+    let fn = this.fns.get(name);
+    if (!fn) this.fns.set(name, (fn = this.device.kernel(this.modulePath, `tidarc_op_${name}`)));
+    this.device.launch(fn, grid, [block], 0, packStruct(s, values));
+  }
+
+  embed(ids: DeviceBuffer, table: GpuMatrix, out: DeviceBuffer, rows: number): void {
+    this.run('embed', EMBED, { ids: ids.ptr, table: table.buf.ptr, out: out.ptr, rows, cols: table.cols, vocab: table.rows, dtype: DTYPE_CODE[table.dtype] }, [rows], 256);
+  }
+
+  /** out[r] = w * x[r] / rms(x[r]) for `rows` rows of w.cols * w.rows features (out may be x). */
+  rmsnorm(x: DeviceBuffer, w: GpuMatrix, eps: number, out: DeviceBuffer, rows: number): void {
+    this.run('rmsnorm', RMSNORM, { x: x.ptr, w: w.buf.ptr, out: out.ptr, rows, cols: w.rows * w.cols, eps, dtype: DTYPE_CODE[w.dtype] }, [rows], 256);
+  }
+
+  /** out[r] = x[row(r)] w^T + bias (+ out[r] when accumulate). */
+  matmul(x: DeviceBuffer, w: GpuMatrix, bias: DeviceBuffer | null, out: DeviceBuffer, rows: number, o: { rowIds?: DeviceBuffer; accumulate?: boolean } = {}): void {
+    this.run('matmul', MATMUL, {
+      x: x.ptr, w: w.buf.ptr, bias: ptr(bias), rowIds: ptr(o.rowIds), out: out.ptr,
+      rows, n: w.rows, k: w.cols, dtype: DTYPE_CODE[w.dtype], accumulate: o.accumulate ? 1 : 0,
+    }, [blocks(w.rows, 64), blocks(rows, 16)], 256);
+  }
+
+  siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, count: number): void {
+    this.run('silu_mul', SILU_MUL, { gate: gate.ptr, up: up.ptr, out: out.ptr, count }, [blocks(count, 256)], 256);
+  }
+
+  ropePack(a: {
+    q: DeviceBuffer; k: DeviceBuffer; v: DeviceBuffer; positions: DeviceBuffer; invFreq: DeviceBuffer;
+    qOut: DeviceBuffer; kOut: DeviceBuffer; vOut: DeviceBuffer; rows: number; qHeads: number; kvHeads: number; headDim: number; dtype: 'bf16' | 'fp16';
+  }): void {
+    this.run('rope_pack', ROPE_PACK, {
+      q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, positions: a.positions.ptr, invFreq: a.invFreq.ptr, qOut: a.qOut.ptr, kOut: a.kOut.ptr, vOut: a.vOut.ptr,
+      rows: a.rows, qHeads: a.qHeads, kvHeads: a.kvHeads, headDim: a.headDim, outDtype: DTYPE_CODE[a.dtype],
+    }, [a.rows], 128);
+  }
+
+  toFloat(x: DeviceBuffer, out: DeviceBuffer, count: number, dtype: 'bf16' | 'fp16'): void {
+    this.run('to_float', TO_FLOAT, { x: x.ptr, out: out.ptr, count, dtype: DTYPE_CODE[dtype] }, [blocks(count, 256)], 256);
+  }
+
+  /** In-step rows [from, from + count) of K/V step buffers into cache slots [slot, slot + count). */
+  kvCommit(a: { kStep: At; vStep: At; kCache: DeviceBuffer; vCache: DeviceBuffer; from: number; count: number; slot: number; kvHeads: number; capacity: number; headDim: number }): void {
+    if (a.count === 0) return;
+    this.run('kv_commit', KV_COMMIT, {
+      kStep: ptr(a.kStep), vStep: ptr(a.vStep), kCache: a.kCache.ptr, vCache: a.vCache.ptr,
+      from: a.from, count: a.count, slot: a.slot, kvHeads: a.kvHeads, capacity: a.capacity, headDim: a.headDim,
+    }, [a.count, a.kvHeads], 64);
+  }
+
+  rowStats(logits: DeviceBuffer, argmax: DeviceBuffer, maxLogit: DeviceBuffer, lse: DeviceBuffer, rows: number, cols: number): void {
+    this.run('row_stats', ROW_STATS, { logits: logits.ptr, argmax: argmax.ptr, maxLogit: maxLogit.ptr, lse: lse.ptr, rows, cols }, [rows], 256);
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * The forward pass and KV cache on a CUDA device: the same computation as the CPU ModelRunner
+ * (src/runtime/model/forward.ts), with weights, activations and the cache resident on the
+ * device, the attention through the compiled fatbins and everything else through the GPU
+ * operators (tidarc_ops.cu). Host traffic per pass: token ids and positions in; per lm_head
+ * query the requested rows' argmax (or logits) out.
+ */
+import { join } from 'node:path';
+import { PREFILL_CHUNK } from '../../codegen/variant.js';
+import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
+import { TidarcError } from '../../errors.js';
+import type { ModelSpec } from '../../ir/model.js';
+import { ropeInvFreq, type WeightMatrix } from '../ops.js';
+import type { AttentionSchedule, CacheState, ForwardPass, Runner } from '../model/forward.js';
+import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
+import type { ModelWeights } from '../model/weights.js';
+import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import { type GpuMatrix, GpuOps } from './gpu-ops.js';
+import { ATTENTION, packStruct } from './op-abi.js';
+
+/** The ops module inside a compiled kernels directory. */
+export const OPS_MODULE = 'cuda/tidarc_ops.fatbin';
+
+interface GpuLayer {
+  readonly inputNorm: GpuMatrix;
+  readonly postNorm: GpuMatrix;
+  readonly q: GpuMatrix;
+  readonly k: GpuMatrix;
+  readonly v: GpuMatrix;
+  readonly o: GpuMatrix;
+  readonly qBias: DeviceBuffer | null;
+  readonly kBias: DeviceBuffer | null;
+  readonly vBias: DeviceBuffer | null;
+  readonly qNorm: GpuMatrix | null;
+  readonly kNorm: GpuMatrix | null;
+  readonly gate: GpuMatrix;
+  readonly up: GpuMatrix;
+  readonly down: GpuMatrix;
+}
+
+/** The model's weights on the device (a tied lm_head shares the embedding's buffer). */
+export interface GpuWeights {
+  readonly embedding: GpuMatrix;
+  readonly layers: readonly GpuLayer[];
+  readonly finalNorm: GpuMatrix;
+  readonly lmHead: GpuMatrix;
+  readonly invFreq: DeviceBuffer;
+  readonly bytes: number;
+}
+
+export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights): GpuWeights {
+  const seen = new Map<WeightMatrix, GpuMatrix>();
+  let bytes = 0;
+  const matrix = (m: WeightMatrix, label: string): GpuMatrix => {
+    const known = seen.get(m);
+    if (known) return known;
+    const buf = device.alloc(m.data.byteLength, label);
+    device.upload(buf, m.data);
+    bytes += buf.bytes;
+    const g = { buf, dtype: m.dtype, rows: m.rows, cols: m.cols };
+    seen.set(m, g);
+    return g;
+  };
+  const vector = (v: Float32Array | null, label: string): DeviceBuffer | null => {
+    if (!v) return null;
+    const buf = device.alloc(v.byteLength, label);
+    device.upload(buf, v);
+    bytes += buf.bytes;
+    return buf;
+  };
+  const layers = w.layers.map((l, i): GpuLayer => {
+    const p = `layer ${i} `;
+    return {
+      inputNorm: matrix(l.inputNorm, `${p}input norm`), postNorm: matrix(l.postNorm, `${p}post-attention norm`),
+      q: matrix(l.q, `${p}q_proj`), k: matrix(l.k, `${p}k_proj`), v: matrix(l.v, `${p}v_proj`), o: matrix(l.o, `${p}o_proj`),
+      qBias: vector(l.qBias, `${p}q bias`), kBias: vector(l.kBias, `${p}k bias`), vBias: vector(l.vBias, `${p}v bias`),
+      qNorm: l.qNorm ? matrix(l.qNorm, `${p}q_norm`) : null, kNorm: l.kNorm ? matrix(l.kNorm, `${p}k_norm`) : null,
+      gate: matrix(l.gate, `${p}gate_proj`), up: matrix(l.up, `${p}up_proj`), down: matrix(l.down, `${p}down_proj`),
+    };
+  });
+  const inv = ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling);
+  const invFreq = vector(inv, 'rope inverse frequencies')!;
+  return {
+    embedding: matrix(w.embedding, 'embedding'), layers, finalNorm: matrix(w.finalNorm, 'final norm'),
+    lmHead: matrix(w.lmHead, 'lm_head'), invFreq, bytes,
+  };
+}
+
+/** The committed K/V of one sequence on the device, [kvHeads, capacity, headDim] per layer. */
+export class GpuKvCache implements CacheState {
+  readonly k: DeviceBuffer[];
+  readonly v: DeviceBuffer[];
+  length = 0;
+
+  constructor(private readonly device: CudaDevice, readonly shape: KvShape) {
+    const bytes = shape.kvHeads * shape.capacity * shape.headDim * 2;
+    this.k = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `K cache layer ${i}`));
+    this.v = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `V cache layer ${i}`));
+    // Unwritten slots are never read (prefix_len bounds every read); zero them anyway so a bug
+    // reads zeros, never stale memory.
+    for (const b of [...this.k, ...this.v]) device.fill(b, 0);
+  }
+
+  ensureRoom(count: number): void {
+    checkRoom(this.shape, this.length, count);
+  }
+
+  /** A host copy of the committed cache. */
+  toHost(): KvCache {
+    const host = new KvCache(this.shape);
+    for (let layer = 0; layer < this.shape.layers; layer++) {
+      this.device.download(this.k[layer]!, host.k[layer]!);
+      this.device.download(this.v[layer]!, host.v[layer]!);
+    }
+    host.length = this.length;
+    return host;
+  }
+
+  free(): void {
+    for (const b of [...this.k, ...this.v]) this.device.free(b);
+  }
+}
+
+/** Device buffers of a pass of T tokens (rows padded to a whole prefill chunk, zero-filled). */
+interface Workspace {
+  readonly rows: number;
+  readonly ids: DeviceBuffer;
+  readonly positions: DeviceBuffer;
+  readonly prefixLen: DeviceBuffer;
+  readonly x: DeviceBuffer;
+  readonly h: DeviceBuffer;
+  readonly q: DeviceBuffer;
+  readonly k: DeviceBuffer;
+  readonly v: DeviceBuffer;
+  readonly qBits: DeviceBuffer;
+  readonly kBits: DeviceBuffer[];
+  readonly vBits: DeviceBuffer[];
+  readonly oBits: DeviceBuffer;
+  readonly oF32: DeviceBuffer;
+  readonly lse: DeviceBuffer;
+  readonly gate: DeviceBuffer;
+  readonly up: DeviceBuffer;
+}
+
+/** lm_head scratch for up to `rows` requested rows. */
+interface HeadScratch {
+  readonly rows: number;
+  readonly rowIds: DeviceBuffer;
+  readonly logits: DeviceBuffer;
+  readonly argmax: DeviceBuffer;
+  readonly maxLogit: DeviceBuffer;
+  readonly lse: DeviceBuffer;
+}
+
+export class GpuModelRunner implements Runner {
+  readonly cache: GpuKvCache;
+  private readonly ops: GpuOps;
+  private readonly workspaces = new Map<number, Workspace>();
+  private head?: HeadScratch;
+  private readonly variants: Map<string, ManifestVariant>;
+  private readonly attentionFns = new Map<string, KernelRef>();
+
+  constructor(
+    readonly spec: ModelSpec,
+    private readonly device: CudaDevice,
+    private readonly weights: GpuWeights,
+    private readonly kernelsDir: string,
+    manifest: Manifest,
+    capacity: number,
+  ) {
+    this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
+    this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
+    this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
+  }
+
+  pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
+    const T = ids.length;
+    const ws = this.workspace(T);
+    const hidden = this.forward(ws, ids, positions, schedule);
+    const { cache, device, ops, spec } = this;
+    return {
+      attentionMs: 0,
+      argmax: (rows) => {
+        const head = this.lmHead(hidden, T, rows);
+        const out = new Int32Array(rows.length);
+        device.download(head.argmax, out);
+        return [...out];
+      },
+      logits: (rows) => {
+        const head = this.lmHead(hidden, T, rows);
+        const V = this.weights.lmHead.rows;
+        const out = new Float32Array(rows.length * V);
+        device.download(head.logits, out);
+        return rows.map((_, i) => out.subarray(i * V, (i + 1) * V));
+      },
+      commit: (count) => {
+        for (let layer = 0; layer < spec.layers; layer++) {
+          ops.kvCommit({ kStep: { buf: ws.kBits[layer]! }, vStep: { buf: ws.vBits[layer]! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, from: 0, count, slot: cache.length, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
+        }
+        cache.length += count;
+      },
+    };
+  }
+
+  hostCache(): KvCache {
+    return this.cache.toHost();
+  }
+
+  close(): void {
+    const bufs = [...this.workspaces.values()].flatMap((w) => [w.ids, w.positions, w.prefixLen, w.x, w.h, w.q, w.k, w.v, w.qBits, ...w.kBits, ...w.vBits, w.oBits, w.oF32, w.lse, w.gate, w.up]);
+    if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
+    for (const b of bufs) this.device.free(b);
+    this.workspaces.clear();
+    this.head = undefined;
+    this.cache.free();
+  }
+
+  /** Runs every layer; returns the final-normed hidden states [T, hidden] (ws.h). */
+  private forward(ws: Workspace, ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): DeviceBuffer {
+    const { spec, ops, device } = this;
+    const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = spec;
+    const T = ids.length;
+    const w = this.weights;
+    device.upload(ws.ids, ids);
+    device.upload(ws.positions, positions);
+    const launches = this.attentionLaunches(T, schedule);
+    device.upload(ws.prefixLen, Int32Array.from(launches, (l) => l.prefix));
+    ops.embed(ws.ids, w.embedding, ws.x, T);
+    for (const [layer, lw] of w.layers.entries()) {
+      ops.rmsnorm(ws.x, lw.inputNorm, spec.rmsNormEps, ws.h, T);
+      ops.matmul(ws.h, lw.q, lw.qBias, ws.q, T);
+      ops.matmul(ws.h, lw.k, lw.kBias, ws.k, T);
+      ops.matmul(ws.h, lw.v, lw.vBias, ws.v, T);
+      if (lw.qNorm && lw.kNorm) {
+        ops.rmsnorm(ws.q, lw.qNorm, spec.rmsNormEps, ws.q, T * Hq);
+        ops.rmsnorm(ws.k, lw.kNorm, spec.rmsNormEps, ws.k, T * Hkv);
+      }
+      ops.ropePack({ q: ws.q, k: ws.k, v: ws.v, positions: ws.positions, invFreq: w.invFreq, qOut: ws.qBits, kOut: ws.kBits[layer]!, vOut: ws.vBits[layer]!, rows: T, qHeads: Hq, kvHeads: Hkv, headDim: D, dtype: spec.dtype });
+      for (const [i, l] of launches.entries()) {
+        this.attention(layer, ws, l.variant, l.from, i);
+        if (l.commitRows > 0) {
+          ops.kvCommit({ kStep: { buf: ws.kBits[layer]! }, vStep: { buf: ws.vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
+        }
+      }
+      ops.toFloat(ws.oBits, ws.oF32, T * Hq * D, spec.dtype);
+      ops.matmul(ws.oF32, lw.o, null, ws.x, T, { accumulate: true });
+      ops.rmsnorm(ws.x, lw.postNorm, spec.rmsNormEps, ws.h, T);
+      ops.matmul(ws.h, lw.gate, null, ws.gate, T);
+      ops.matmul(ws.h, lw.up, null, ws.up, T);
+      ops.siluMul(ws.gate, ws.up, ws.gate, T * spec.intermediateSize);
+      ops.matmul(ws.gate, lw.down, null, ws.x, T, { accumulate: true });
+    }
+    ops.rmsnorm(ws.x, w.finalNorm, spec.rmsNormEps, ws.h, T);
+    return ws.h;
+  }
+
+  /**
+   * The attention launches of a pass, as the CPU runner makes them: a step is one launch; a
+   * prefill is the prompt in causal chunks (each chunk's K/V enters the cache before the next
+   * chunk runs), then the trailing mask block over the whole prompt.
+   */
+  private attentionLaunches(T: number, schedule: AttentionSchedule): { variant: string; from: number; prefix: number; commitRows: number }[] {
+    const L = this.cache.length;
+    if (schedule.kind === 'step') return [{ variant: schedule.variant, from: 0, prefix: L, commitRows: 0 }];
+    const S = schedule.promptTokens;
+    const out = [];
+    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) out.push({ variant: `prefill_c${PREFILL_CHUNK}`, from: c0, prefix: L + c0, commitRows: Math.min(PREFILL_CHUNK, S - c0) });
+    if (schedule.blockVariant !== undefined && T > S) out.push({ variant: schedule.blockVariant, from: S, prefix: L + S, commitRows: 0 });
+    return out;
+  }
+
+  /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens). */
+  private attention(layer: number, ws: Workspace, variantName: string, from: number, launchIndex: number): void {
+    const v = this.variants.get(variantName);
+    if (!v) throw new TidarcError('runtime', `the compiled kernels have no variant ${variantName}`, { source: this.kernelsDir });
+    if (from + v.steps > ws.rows) throw new TidarcError('runtime', `attention ${variantName} at row ${from} needs ${v.steps} rows; the workspace has ${ws.rows}`);
+    let fn = this.attentionFns.get(variantName);
+    if (!fn) this.attentionFns.set(variantName, (fn = this.device.kernel(join(this.kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')), v.symbols.cuda)));
+    const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
+    const args = packStruct(ATTENTION, {
+      q: ws.qBits.ptr + from * Hq * D * 2,
+      kCache: this.cache.k[layer]!.ptr, vCache: this.cache.v[layer]!.ptr,
+      kStep: ws.kBits[layer]!.ptr + from * Hkv * D * 2, vStep: ws.vBits[layer]!.ptr + from * Hkv * D * 2,
+      prefixLen: ws.prefixLen.ptr + launchIndex * 4,
+      o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4, workspace: 0,
+      batch: 1, cacheCapacity: this.cache.shape.capacity, numSplits: 1, numThreads: 0,
+    });
+    this.device.launch(fn, [v.launch.rowTiles, Hkv, 1], [v.launch.block], v.launch.dynamicSharedBytes, args);
+  }
+
+  /** lm_head of the requested rows: logits [R, V] and their argmax / max / lse, on the device. */
+  private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[]): HeadScratch {
+    for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new TidarcError('invalid-argument', 'lm_head row outside the pass', { field: 'rows', value: r, allowed: `0..${T - 1}` });
+    const head = this.headScratch(rows.length);
+    const V = this.weights.lmHead.rows;
+    this.device.upload(head.rowIds, Int32Array.from(rows));
+    this.ops.matmul(hidden, this.weights.lmHead, null, head.logits, rows.length, { rowIds: head.rowIds });
+    this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
+    return head;
+  }
+
+  private headScratch(rows: number): HeadScratch {
+    if (this.head && this.head.rows >= rows) return this.head;
+    if (this.head) for (const b of [this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse]) this.device.free(b);
+    const n = Math.max(rows, 16);
+    const V = this.weights.lmHead.rows;
+    const d = this.device;
+    this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse') };
+    return this.head;
+  }
+
+  private workspace(T: number): Workspace {
+    const known = this.workspaces.get(T);
+    if (known) return known;
+    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I, layers } = this.spec;
+    const rows = Math.ceil(T / PREFILL_CHUNK) * PREFILL_CHUNK;
+    const d = this.device;
+    const f32 = (n: number, label: string): DeviceBuffer => d.alloc(rows * n * 4, `${label} [${T} tokens]`);
+    const u16 = (n: number, label: string): DeviceBuffer => d.alloc(rows * n * 2, `${label} [${T} tokens]`);
+    const ws: Workspace = {
+      rows,
+      ids: d.alloc(T * 4, 'token ids'), positions: d.alloc(T * 4, 'positions'), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths'),
+      x: f32(H, 'x'), h: f32(H, 'h'), q: f32(Hq * D, 'q'), k: f32(Hkv * D, 'k'), v: f32(Hkv * D, 'v'),
+      qBits: u16(Hq * D, 'q (model dtype)'),
+      kBits: Array.from({ length: layers }, (_, i) => u16(Hkv * D, `step K layer ${i}`)),
+      vBits: Array.from({ length: layers }, (_, i) => u16(Hkv * D, `step V layer ${i}`)),
+      oBits: u16(Hq * D, 'attention output'), oF32: f32(Hq * D, 'attention output (f32)'), lse: f32(Hq, 'attention lse'),
+      gate: f32(I, 'gate'), up: f32(I, 'up'),
+    };
+    // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V
+    // must not meet a NaN).
+    for (const b of [ws.qBits, ...ws.kBits, ...ws.vBits]) d.fill(b, 0);
+    this.workspaces.set(T, ws);
+    return ws;
+  }
+}
