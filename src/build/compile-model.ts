@@ -13,7 +13,7 @@ import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, sha256 } from '../codegen/input-key.js';
-import type { BuildReport, Manifest } from '../codegen/manifest.js';
+import { type BuildReport, type Manifest, OPS_UNIT } from '../codegen/manifest.js';
 import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
 import { runPool } from './pool.js';
 import { parsePtxasReport, ptxasWarnings, type PtxasByArch } from './ptxas.js';
@@ -132,12 +132,14 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
 
 async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
-  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh'];
+  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_ops_abi.h'];
   const headerText = (await Promise.all(headers.map((h) => readFile(join(staging, h), 'utf8')))).join('\n');
   const flags = [...manifest.nvccFlags];
   let done = 0;
-  const total = manifest.variants.length;
-  const results = await runPool(manifest.variants, jobs, async (v) => {
+  // Every variant, and the GPU operators the cuda backend runs around them.
+  const units = [...manifest.variants.map((v) => ({ name: v.name, sources: v.sources })), { name: OPS_UNIT, sources: { cuda: 'cuda/tidarc_ops.cu' } }];
+  const total = units.length;
+  const results = await runPool(units, jobs, async (v) => {
     const source = await readFile(join(staging, v.sources.cuda), 'utf8');
     const hash = sha256([source, headerText, nvcc.version, flags.join(' ')].join('\n'));
     const binary = v.sources.cuda.replace(/\.cu$/, '.fatbin');

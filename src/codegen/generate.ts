@@ -33,6 +33,8 @@ const STATIC_FILES: readonly (readonly [string, string])[] = [
   ['cuda/tidarc_abi.h', 'common/tidarc_abi.h'],
   ['cuda/tidarc_attention.cuh', 'cuda/tidarc_attention.cuh'],
   ['cuda/tidarc_device.cuh', 'cuda/tidarc_device.cuh'],
+  ['cuda/tidarc_ops.cu', 'cuda/tidarc_ops.cu'],
+  ['cuda/tidarc_ops_abi.h', 'cuda/tidarc_ops_abi.h'],
   ['cpu/tidarc_abi.h', 'common/tidarc_abi.h'],
   ['cpu/tidarc_cpu_attention.h', 'cpu/tidarc_cpu_attention.h'],
 ];

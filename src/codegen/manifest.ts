@@ -67,12 +67,15 @@ export interface ManifestVariant {
   readonly arches: readonly ArchName[];
 }
 
+/** The build unit of the GPU operators (cuda/tidarc_ops.cu), beside the variants. */
+export const OPS_UNIT = 'tidarc_ops';
+
 export interface BuildReport {
   readonly inputHash: string;
   readonly nvcc?: {
     readonly version: string;
     readonly flags: readonly string[];
-    /** variant -> fatbin path and per-arch, per-kernel ptxas figures. */
+    /** Build unit (each variant, and OPS_UNIT: the GPU operators) -> fatbin path and per-arch, per-kernel ptxas figures. */
     readonly variants: Readonly<Record<string, { readonly binary: string; readonly hash: string; readonly ptxas: Readonly<Record<string, Readonly<Record<string, PtxasReport>>>> }>>;
   };
   readonly nvccMissing?: string;

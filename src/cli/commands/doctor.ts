@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { findCxx, findNvcc } from '../../build/toolchain.js';
+import { chooseBackend } from '../../runtime/model/model-parts.js';
 import { loadNative } from '../../runtime/native.js';
 import type { CliIo } from '../io.js';
 
@@ -31,6 +32,16 @@ async function checks(): Promise<Check[]> {
   return out;
 }
 
+/** What --backend auto picks here, and why. */
+async function autoBackend(): Promise<string> {
+  try {
+    const d = await chooseBackend('auto');
+    return `${d.backend} (${d.reason})`;
+  } catch (e) {
+    return `cannot decide: ${(e as Error).message}`;
+  }
+}
+
 export function registerDoctorCommand(program: Command, io: CliIo): void {
   program
     .command('doctor')
@@ -44,7 +55,7 @@ export function registerDoctorCommand(program: Command, io: CliIo): void {
       } else {
         for (const c of list) io.stdout(`${c.ok ? 'ok     ' : 'missing'}  ${c.name.padEnd(18)} ${c.detail}\n`);
         const cpu = list.find((c) => c.name === 'native addon')!.ok && list.find((c) => c.name === 'C++ compiler')!.ok;
-        io.stdout(`backend: ${list.find((c) => c.name === 'CUDA driver / GPU')!.ok ? 'a GPU is present, but the cuda backend is not built in this version: cpu' : 'cpu'}${cpu ? '' : ' (NOT usable: see above)'}\n`);
+        io.stdout(`backend auto: ${await autoBackend()}${cpu ? '' : ' (the cpu backend is NOT usable: see above)'}\n`);
       }
     });
 }
