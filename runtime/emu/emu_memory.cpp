@@ -178,6 +178,15 @@ void* alloc_global(const char* name, size_t bytes) {
   return begin;
 }
 
+bool free_global(void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = std::find_if(g_buffers.begin(), g_buffers.end(), [&](const Buffer& b) { return b.begin == a; });
+  if (it == g_buffers.end()) return false;
+  munmap(it->map, it->map_len);
+  g_buffers.erase(it);
+  return true;
+}
+
 void free_globals() {
   for (Buffer& b : g_buffers) munmap(b.map, b.map_len);
   g_buffers.clear();

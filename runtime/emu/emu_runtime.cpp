@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "emu_state.h"
 
@@ -144,32 +145,60 @@ void write_json_string(FILE* out, const std::string& s) {
   std::fputc('"', out);
 }
 
-void on_fault(int sig, siginfo_t* info, void*) {
+bool g_recover_faults = false;
+struct sigaction g_previous_segv, g_previous_bus;
+
+/** A fault that is not a launch's own goes where it would have gone without the emulator. */
+void chain_fault(int sig, siginfo_t* info, void* context) {
+  const struct sigaction& previous = sig == SIGBUS ? g_previous_bus : g_previous_segv;
+  if (previous.sa_flags & SA_SIGINFO) {
+    previous.sa_sigaction(sig, info, context);
+  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    previous.sa_handler(sig);
+  } else {
+    // The default action: returning re-runs the faulting access, which now kills the process.
+    signal(sig, SIG_DFL);
+    if (info->si_code <= 0) raise(sig);  // sent by kill(), not a fault
+  }
+}
+
+void on_fault(int sig, siginfo_t* info, void* context) {
+  if (!L || !pthread_equal(L->os_thread, pthread_self())) return chain_fault(sig, info, context);
   auto a = reinterpret_cast<uintptr_t>(info->si_addr);
   std::string what = fmt("%s at %s", sig == SIGBUS ? "bus error" : "invalid memory access", describe_global(a).c_str());
-  if (L && L->stacks && a >= reinterpret_cast<uintptr_t>(L->stacks) && a < reinterpret_cast<uintptr_t>(L->stacks) + L->stacks_len)
+  if (L->stacks && a >= reinterpret_cast<uintptr_t>(L->stacks) && a < reinterpret_cast<uintptr_t>(L->stacks) + L->stacks_len)
     what = "stack overflow of an emulated thread";
   report("out-of-bounds", what);
+  if (g_recover_faults) siglongjmp(L->fault_exit, 1);  // back into launch(), off the fiber's stack
   write_findings_json(stdout);
   std::fprintf(stdout, "{\"fatal\":true}\n");
   std::fflush(stdout);
   _exit(70);
 }
 
+/** The handler once per process; an alternate signal stack once per launching OS thread
+ *  (64 KB, kept until the thread ends) unless the thread has one already. */
 void install_fault_handler() {
-  static bool installed = false;
-  if (installed) return;
-  installed = true;
-  static std::vector<char> alt(1 << 16);
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa{};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, &g_previous_segv);
+    sigaction(SIGBUS, &sa, &g_previous_bus);
+  });
+  thread_local bool alt_stack_checked = false;
+  if (alt_stack_checked) return;
+  alt_stack_checked = true;
+  stack_t current{};
+  if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;
+  constexpr size_t kAltStackBytes = 1 << 16;
+  void* alt = mmap(nullptr, kAltStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (alt == MAP_FAILED) return;
   stack_t ss{};
-  ss.ss_sp = alt.data();
-  ss.ss_size = alt.size();
+  ss.ss_sp = alt;
+  ss.ss_size = kAltStackBytes;
   sigaltstack(&ss, nullptr);
-  struct sigaction sa{};
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-  sigaction(SIGSEGV, &sa, nullptr);
-  sigaction(SIGBUS, &sa, nullptr);
 }
 }  // namespace detail
 
@@ -214,19 +243,31 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   L->stacks_len = nthreads * (kStackBytes + kPage);
   L->stacks = static_cast<unsigned char*>(mmap(nullptr, L->stacks_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   for (size_t i = 0; i < nthreads; ++i) mprotect(L->stacks + i * (kStackBytes + kPage), kPage, PROT_NONE);  // overflow guard
-  bool ok = true;
-  for (unsigned z = 0; z < grid.z && ok; ++z)
-    for (unsigned y = 0; y < grid.y && ok; ++y)
-      for (unsigned x = 0; x < grid.x && ok; ++x) {
-        L->block_idx = {x, y, z};
-        ok = run_block();
-      }
+  L->os_thread = pthread_self();
+  volatile bool ok = true;
+  if (sigsetjmp(L->fault_exit, 1) == 0) {
+    for (unsigned z = 0; z < grid.z && ok; ++z)
+      for (unsigned y = 0; y < grid.y && ok; ++y)
+        for (unsigned x = 0; x < grid.x && ok; ++x) {
+          L->block_idx = {x, y, z};
+          ok = run_block();
+        }
+  } else {
+    ok = false;  // a recovered fault, already a finding; the fibers of the block are abandoned
+  }
   munmap(L->stacks, L->stacks_len);
   L = nullptr;
   return ok;
 }
 
+void set_fault_recovery(bool recover) { g_recover_faults = recover; }
+
 const std::vector<Finding>& findings() { return g_findings; }
+
+void clear_findings() {
+  g_findings.clear();
+  g_counts.clear();
+}
 
 std::vector<std::pair<std::string, size_t>> finding_counts() { return {g_counts.begin(), g_counts.end()}; }
 

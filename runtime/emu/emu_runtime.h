@@ -28,6 +28,8 @@ constexpr size_t kMaxDynamicShared = 232448;
  * with the thread that made it. Registered for the primitives' bounds checks by `name`.
  */
 void* alloc_global(const char* name, size_t bytes);
+/** Frees one buffer of alloc_global; false (and nothing freed) when `p` does not start one. */
+bool free_global(void* p);
 void free_globals();
 
 /**
@@ -36,7 +38,19 @@ void free_globals();
  */
 bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg);
 
+/**
+ * What a fault inside a launch (an access to a guard page, an emulated thread's stack
+ * overflow) does. By default the process prints the findings and exits 70: the harness
+ * protocol. With `recover` the fault becomes a finding, the launch stops there and returns
+ * false, and the process goes on (the emulated CUDA driver, which lives in its client's
+ * process). Either way a fault outside a launch, or on another OS thread, goes to the
+ * handler that was installed before the emulator's.
+ */
+void set_fault_recovery(bool recover);
+
 const std::vector<Finding>& findings();
+/** Forgets every finding and count so far (a host that launches many kernels asks per launch). */
+void clear_findings();
 /** Findings per kind, including those beyond the stored limit. */
 std::vector<std::pair<std::string, size_t>> finding_counts();
 /** One JSON object per line: {"finding", "kernel", "block", "thread", "message"}, then {"count", "n"} per kind. */

@@ -2,6 +2,9 @@
     threads, warps, shared-memory shadow), the findings, and the helpers every part uses.
     Not for kernels or harnesses (those see tidarc_emu.h and emu_runtime.h). */
 #pragma once
+#include <pthread.h>
+#include <setjmp.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -93,6 +96,8 @@ struct Launch {
   std::vector<Shadow> shadow;
   unsigned char* stacks = nullptr;
   size_t stacks_len = 0;
+  pthread_t os_thread;     // a fault on another OS thread is not this launch's
+  sigjmp_buf fault_exit;   // where a recovered fault resumes (set_fault_recovery)
 };
 
 extern const size_t kPage;

@@ -66,5 +66,10 @@ using std::fminf;
 inline float __log2f(float x) { return std::log2(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
+inline uint32_t __float_as_uint(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
+inline float __uint_as_float(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
+// A product rounded to float that no compiler contracts into an fma with a following add
+// (g++ contracts by default where the target has fma, e.g. aarch64); the store does that.
+inline float __fmul_rn(float a, float b) { volatile float p = a * b; return p; }
 struct float2 { float x, y; };
 inline float2 make_float2(float x, float y) { return {x, y}; }

@@ -25,12 +25,14 @@ export function emulatorSourceDir(): string {
   return join(packageRoot(), 'runtime', 'emu');
 }
 
-function includeFlags(): string[] {
+/** The emulator's headers, its stand-ins for cuda_bf16.h and cuda_fp16.h, and the ABI header. */
+export function emulatorIncludeFlags(): string[] {
   const emu = emulatorSourceDir();
   return [`-I${emu}`, `-I${join(emu, 'include')}`, `-I${join(packageRoot(), 'templates', 'common')}`];
 }
 
-async function compileWith(cxx: string, args: string[], what: string): Promise<void> {
+/** Runs the compiler; a failure is one line with its first error. */
+export async function compileWith(cxx: string, args: string[], what: string): Promise<void> {
   try {
     await exec(cxx, args, { maxBuffer: 64 << 20 });
   } catch (e) {
@@ -46,7 +48,7 @@ export async function buildEmulatorRuntime(cxx: string, workDir: string): Promis
   await mkdir(workDir, { recursive: true });
   return Promise.all(EMU_RUNTIME_SOURCES.map(async (src) => {
     const obj = join(workDir, src.replace(/\.cpp$/, '.o'));
-    await compileWith(cxx, [...EMU_FLAGS, ...includeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
+    await compileWith(cxx, [...EMU_FLAGS, ...emulatorIncludeFlags(), '-c', join(emulatorSourceDir(), src), '-o', obj], src);
     return obj;
   }));
 }
@@ -57,7 +59,7 @@ export async function buildEmulatorRuntime(cxx: string, workDir: string): Promis
  */
 export async function buildVariantEmulator(cxx: string, cudaSource: string, cudaDir: string, v: ManifestVariant, runtimeObjects: readonly string[], exe: string): Promise<void> {
   await compileWith(cxx, [
-    ...EMU_FLAGS, ...includeFlags(), `-I${cudaDir}`,
+    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
     `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), HARNESS_SOURCE), '-x', 'none', ...runtimeObjects, '-o', exe,

@@ -1,0 +1,481 @@
+/*! tidarc emulated CUDA driver: a libcuda.so.1 for machines without a GPU, so that the
+    runtime's CUDA host code (runtime/src/cuda) runs in CI. It exports every function of
+    runtime/src/cuda/cuda_driver_api.h under the real symbol names, implemented over the SIMT
+    emulator, whose runtime is compiled into this library (src/emulate/emulated-driver.ts).
+
+    - One device, "tidarc emulated GPU" (kDevice below); cuInit first, as with the real driver.
+    - Device memory is emulator global memory between guard pages ("dev#N" in findings).
+    - cuModuleLoad("X.fatbin") dlopens the sibling "X.emu.so": the same .cu built for the
+      emulator with one `void <kernel>__emu_entry(void* param)` per kernel.
+    - cuLaunchKernel runs the grid synchronously. A finding or an unfinished launch prints the
+      findings (JSON lines) on stderr and fails with CUDA_ERROR_LAUNCH_FAILED, sticky for the
+      context until its last cuDevicePrimaryCtxRelease, like a fault on a GPU.
+    Every call holds one mutex: the emulator's state is global, launches run one at a time. */
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cuda_driver_api.h"
+#include "emu_runtime.h"
+
+using namespace tidarc_cuda;
+
+// C linkage and the exact types of cuda_driver_api.h: a definition below whose parameters
+// differ is a "conflicting declaration of C function" error, not a silent overload.
+#define TIDARC_FAKE_DECLARE(name, ret, params) extern "C" __attribute__((visibility("default"))) ret name params;
+TIDARC_CUDA_DRIVER_FUNCTIONS(TIDARC_FAKE_DECLARE)
+#undef TIDARC_FAKE_DECLARE
+
+namespace {
+
+// Codes the real driver returns in situations cuda_driver_api.h does not name.
+constexpr CUresult CUDA_ERROR_INVALID_DEVICE = 101;
+constexpr CUresult CUDA_ERROR_INVALID_IMAGE = 200;
+constexpr CUresult CUDA_ERROR_INVALID_CONTEXT = 201;
+constexpr CUresult CUDA_ERROR_INVALID_HANDLE = 400;
+
+struct ErrorText {
+  CUresult code;
+  const char* name;
+  const char* text;  // what cuGetErrorString says
+};
+constexpr ErrorText kErrors[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {CUDA_ERROR_FILE_NOT_FOUND, "CUDA_ERROR_FILE_NOT_FOUND", "file not found"},
+    {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+};
+
+/** The emulated device: an H100 SXM's figures (sm_90), with 8 GiB of memory reported. */
+struct DeviceRecord {
+  const char* name;
+  int driver_version;
+  size_t total_memory;
+  int shared_default;  // dynamic shared memory a launch gets without cuFuncSetAttribute
+  int shared_optin;
+  int max_threads;
+};
+constexpr DeviceRecord kDevice = {"tidarc emulated GPU", 13000, size_t{8} << 30, 48 * 1024, 227 * 1024, 1024};
+static_assert(kDevice.shared_optin == static_cast<int>(tidarc_emu::kMaxDynamicShared), "the emulator's shared memory is the opt-in limit");
+
+struct Attribute {
+  int id;
+  int value;
+};
+constexpr Attribute kAttributes[] = {
+    {1, kDevice.max_threads},  // MAX_THREADS_PER_BLOCK
+    {2, 1024}, {3, 1024}, {4, 64},  // MAX_BLOCK_DIM_X, _Y, _Z
+    {5, 2147483647}, {6, 65535}, {7, 65535},  // MAX_GRID_DIM_X, _Y, _Z
+    {8, kDevice.shared_default},  // MAX_SHARED_MEMORY_PER_BLOCK
+    {10, 32},  // WARP_SIZE
+    {CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, 132},
+    {39, 2048},  // MAX_THREADS_PER_MULTIPROCESSOR
+    {CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 9},
+    {CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0},
+    {81, 228 * 1024},  // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
+    {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, kDevice.shared_optin},
+};
+
+}  // namespace
+
+namespace tidarc_cuda {
+
+struct CUfunc_st {
+  std::string name;
+  void (*entry)(void*);
+  int max_dynamic_shared = kDevice.shared_default;
+};
+
+struct CUmod_st {
+  void* library;
+  std::map<std::string, std::unique_ptr<CUfunc_st>> functions;
+};
+
+/** The device's primary context: its allocations, modules and sticky error. */
+struct CUctx_st {
+  int retains = 0;
+  CUresult sticky = CUDA_SUCCESS;
+  std::map<CUdeviceptr, size_t> allocations;  // start -> bytes
+  size_t allocated = 0;
+  unsigned next_buffer = 0;
+  std::map<CUmod_st*, std::unique_ptr<CUmod_st>> modules;
+};
+
+}  // namespace tidarc_cuda
+
+namespace {
+
+std::mutex g_mutex;
+bool g_initialized = false;
+CUctx_st g_primary;
+thread_local CUctx_st* t_current = nullptr;  // per OS thread, as in the real driver
+
+/**
+ * Modules need the emulator's symbols (current_thread_idx, syncthreads, the primitives, the
+ * thread_local tidarc::smem_raw) from this library, which its client may have opened with
+ * RTLD_LOCAL: reopening it RTLD_NOLOAD | RTLD_GLOBAL puts it in the global scope that a
+ * later dlopen of a module resolves against. Empty on success, else why not.
+ */
+std::string make_symbols_global() {
+  Dl_info self{};
+  if (dladdr(reinterpret_cast<void*>(&cuInit), &self) == 0 || self.dli_fname == nullptr) return "dladdr found no path for the emulated driver";
+  if (dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL) == nullptr) return dlerror();
+  return "";
+}
+
+CUresult initialized() { return g_initialized ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED; }
+
+CUresult check_device(CUdevice device) {
+  if (!g_initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  return device == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+}
+
+/** The calling thread's usable context, or the error a real driver gives instead. */
+CUresult current(CUctx_st** ctx) {
+  if (!g_initialized) return CUDA_ERROR_NOT_INITIALIZED;
+  if (t_current == nullptr || t_current->retains == 0) return CUDA_ERROR_INVALID_CONTEXT;
+  if (t_current->sticky != CUDA_SUCCESS) return t_current->sticky;
+  *ctx = t_current;
+  return CUDA_SUCCESS;
+}
+
+/** Whether [p, p + n) lies inside one allocation of the context. */
+bool inside_one(const CUctx_st& ctx, CUdeviceptr p, size_t n) {
+  auto it = ctx.allocations.upper_bound(p);
+  if (it == ctx.allocations.begin()) return false;
+  --it;
+  const size_t offset = p - it->first;
+  return offset <= it->second && n <= it->second - offset;
+}
+
+CUfunc_st* find_function(const CUctx_st& ctx, CUfunction fn) {
+  for (const auto& [key, module] : ctx.modules)
+    for (const auto& [name, f] : module->functions)
+      if (f.get() == fn) return f.get();
+  return nullptr;
+}
+
+/** The last release of the primary context: everything in it goes, the sticky error too. */
+void destroy_context(CUctx_st& ctx) {
+  for (const auto& [p, bytes] : ctx.allocations) tidarc_emu::free_global(reinterpret_cast<void*>(p));
+  for (const auto& [key, module] : ctx.modules) dlclose(module->library);
+  ctx.allocations.clear();
+  ctx.modules.clear();
+  ctx.allocated = 0;
+  ctx.next_buffer = 0;
+  ctx.sticky = CUDA_SUCCESS;
+}
+
+/** "dir/X.fatbin" (or any extension) -> "dir/X.emu.so"; "./" keeps dlopen off the library path. */
+std::string emulated_module_path(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.rfind('.');
+  std::string stem = dot != std::string::npos && (slash == std::string::npos || dot > slash) ? path.substr(0, dot) : path;
+  return (slash == std::string::npos ? "./" : "") + stem + ".emu.so";
+}
+
+}  // namespace
+
+// ---- initialisation and the device ------------------------------------------------------------
+
+CUresult cuInit(unsigned flags) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+  if (g_initialized) return CUDA_SUCCESS;
+  const std::string why = make_symbols_global();
+  if (!why.empty()) {
+    std::fprintf(stderr, "tidarc emulated driver: cannot export the emulator to modules: %s\n", why.c_str());
+    return CUDA_ERROR_NOT_INITIALIZED;
+  }
+  tidarc_emu::set_fault_recovery(true);  // a kernel's fault fails its launch, not the process
+  g_initialized = true;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDriverGetVersion(int* version) {
+  if (version == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *version = kDevice.driver_version;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetCount(int* count) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = initialized()) return r;
+  if (count == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *count = 1;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice* device, int ordinal) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = initialized()) return r;
+  if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+  *device = 0;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetName(char* name, int len, CUdevice device) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (name == nullptr || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+  std::snprintf(name, static_cast<size_t>(len), "%s", kDevice.name);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetAttribute(int* value, int attribute, CUdevice device) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (const Attribute& a : kAttributes) {
+    if (a.id == attribute) {
+      *value = a.value;
+      return CUDA_SUCCESS;
+    }
+  }
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice device) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *bytes = kDevice.total_memory;
+  return CUDA_SUCCESS;
+}
+
+// ---- the primary context ----------------------------------------------------------------------
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice device) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (ctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  g_primary.retains++;
+  *ctx = &g_primary;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (g_primary.retains == 0) return CUDA_ERROR_INVALID_CONTEXT;
+  if (--g_primary.retains == 0) destroy_context(g_primary);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSetCurrent(CUcontext ctx) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = initialized()) return r;
+  if (ctx != nullptr && ctx != &g_primary) return CUDA_ERROR_INVALID_CONTEXT;
+  t_current = ctx;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize() {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  return current(&ctx);  // launches are synchronous: nothing is ever pending
+}
+
+// ---- memory -----------------------------------------------------------------------------------
+
+CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (ptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (bytes > kDevice.total_memory - ctx->allocated) return CUDA_ERROR_OUT_OF_MEMORY;
+  const std::string name = "dev#" + std::to_string(ctx->next_buffer++);
+  const auto p = reinterpret_cast<CUdeviceptr>(tidarc_emu::alloc_global(name.c_str(), bytes));
+  ctx->allocations[p] = bytes;
+  ctx->allocated += bytes;
+  *ptr = p;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr ptr) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (ptr == 0) return CUDA_SUCCESS;
+  auto it = ctx->allocations.find(ptr);
+  if (it == ctx->allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+  tidarc_emu::free_global(reinterpret_cast<void*>(ptr));
+  ctx->allocated -= it->second;
+  ctx->allocations.erase(it);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (src == nullptr || !inside_one(*ctx, dst, bytes)) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (dst == nullptr || !inside_one(*ctx, src, bytes)) return CUDA_ERROR_INVALID_VALUE;
+  std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (!inside_one(*ctx, dst, bytes) || !inside_one(*ctx, src, bytes)) return CUDA_ERROR_INVALID_VALUE;
+  std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (bytes == 0) return CUDA_SUCCESS;
+  if (!inside_one(*ctx, dst, bytes)) return CUDA_ERROR_INVALID_VALUE;
+  std::memset(reinterpret_cast<void*>(dst), value, bytes);
+  return CUDA_SUCCESS;
+}
+
+// ---- modules and launches ---------------------------------------------------------------------
+
+CUresult cuModuleLoad(CUmodule* module, const char* path) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (module == nullptr || path == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const std::string so = emulated_module_path(path);
+  struct stat st{};
+  if (stat(so.c_str(), &st) != 0) {
+    std::fprintf(stderr, "tidarc emulated driver: no %s for %s (build it with emulateCompiledDir or buildEmulatedModule)\n", so.c_str(), path);
+    return CUDA_ERROR_FILE_NOT_FOUND;
+  }
+  void* library = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr) {
+    std::fprintf(stderr, "tidarc emulated driver: cannot load %s: %s\n", so.c_str(), dlerror());
+    return CUDA_ERROR_INVALID_IMAGE;
+  }
+  auto m = std::make_unique<CUmod_st>();
+  m->library = library;
+  *module = m.get();
+  ctx->modules[m.get()] = std::move(m);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleUnload(CUmodule module) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  auto it = ctx->modules.find(module);
+  if (it == ctx->modules.end()) return CUDA_ERROR_INVALID_HANDLE;
+  dlclose(it->second->library);
+  ctx->modules.erase(it);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(CUfunction* fn, CUmodule module, const char* name) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (fn == nullptr || name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto it = ctx->modules.find(module);
+  if (it == ctx->modules.end()) return CUDA_ERROR_INVALID_HANDLE;
+  auto& slot = it->second->functions[name];
+  if (!slot) {
+    void* entry = dlsym(it->second->library, (std::string(name) + "__emu_entry").c_str());
+    if (entry == nullptr) {
+      it->second->functions.erase(name);
+      return CUDA_ERROR_NOT_FOUND;
+    }
+    slot = std::make_unique<CUfunc_st>(CUfunc_st{name, reinterpret_cast<void (*)(void*)>(entry)});
+  }
+  *fn = slot.get();
+  return CUDA_SUCCESS;
+}
+
+CUresult cuFuncSetAttribute(CUfunction fn, int attribute, int value) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  CUfunc_st* f = find_function(*ctx, fn);
+  if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  if (attribute != CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES || value < 0 || value > kDevice.shared_optin) return CUDA_ERROR_INVALID_VALUE;
+  f->max_dynamic_shared = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, CUstream stream, void** params, void** extra) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  CUfunc_st* f = find_function(*ctx, fn);
+  if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  // Only the NULL stream and its two special handles (no stream can be created here).
+  const auto s = reinterpret_cast<uintptr_t>(stream);
+  if (s != 0 && s != 1 && s != 2) return CUDA_ERROR_INVALID_HANDLE;
+  const bool grid_ok = gx >= 1 && gy >= 1 && gz >= 1 && gx <= 2147483647u && gy <= 65535 && gz <= 65535;
+  const bool block_ok = bx >= 1 && by >= 1 && bz >= 1 && bx <= 1024 && by <= 1024 && bz <= 64 &&
+                        static_cast<unsigned long long>(bx) * by * bz <= static_cast<unsigned>(kDevice.max_threads);
+  if (!grid_ok || !block_ok || shared_bytes > static_cast<unsigned>(f->max_dynamic_shared)) return CUDA_ERROR_INVALID_VALUE;
+  // tidarc kernels take exactly one parameter, a struct; `extra` packing is not supported.
+  if (params == nullptr || params[0] == nullptr || extra != nullptr) return CUDA_ERROR_INVALID_VALUE;
+  tidarc_emu::clear_findings();
+  const bool completed = tidarc_emu::launch(f->name.c_str(), tidarc_emu::dim3(gx, gy, gz), tidarc_emu::dim3(bx, by, bz), shared_bytes, f->entry, params[0]);
+  if (completed && tidarc_emu::finding_counts().empty()) return CUDA_SUCCESS;
+  tidarc_emu::write_findings_json(stderr);
+  std::fprintf(stderr, "{\"failed_launch\":\"%s\",\"completed\":%s}\n", f->name.c_str(), completed ? "true" : "false");
+  std::fflush(stderr);
+  ctx->sticky = CUDA_ERROR_LAUNCH_FAILED;
+  return CUDA_ERROR_LAUNCH_FAILED;
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+CUresult cuGetErrorName(CUresult error, const char** name) {
+  if (name == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (const ErrorText& e : kErrors) {
+    if (e.code == error) {
+      *name = e.name;
+      return CUDA_SUCCESS;
+    }
+  }
+  *name = nullptr;
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuGetErrorString(CUresult error, const char** text) {
+  if (text == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (const ErrorText& e : kErrors) {
+    if (e.code == error) {
+      *text = e.text;
+      return CUDA_SUCCESS;
+    }
+  }
+  *text = nullptr;
+  return CUDA_ERROR_INVALID_VALUE;
+}
