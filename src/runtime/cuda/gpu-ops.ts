@@ -7,7 +7,7 @@
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
   DTYPE_CODE, EMBED, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SILU_MUL, TO_FLOAT,
-  type StructSchema, packStruct,
+  type OpName, type StructSchema, opKernelName, packStruct,
 } from './op-abi.js';
 
 export type GpuDtype = keyof typeof DTYPE_CODE;
@@ -34,9 +34,9 @@ export class GpuOps {
 
   constructor(private readonly device: CudaDevice, private readonly modulePath: string) {}
 
-  private run<F extends string>(name: string, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number): void {
+  private run<F extends string>(name: OpName, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number): void {
     let fn = this.fns.get(name);
-    if (!fn) this.fns.set(name, (fn = this.device.kernel(this.modulePath, `tidarc_op_${name}`)));
+    if (!fn) this.fns.set(name, (fn = this.device.kernel(this.modulePath, opKernelName(name))));
     this.device.launch(fn, grid, [block], 0, packStruct(s, values));
   }
 

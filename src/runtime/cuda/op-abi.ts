@@ -45,7 +45,22 @@ export const ATTENTION = schema('TidarcAttentionArgs', [
   ['batch', 'i32'], ['cacheCapacity', 'i32'], ['numSplits', 'i32'], ['numThreads', 'i32'],
 ]);
 
-export const OP_SCHEMAS = [EMBED, RMSNORM, MATMUL, SILU_MUL, ROPE_PACK, TO_FLOAT, KV_COMMIT, ROW_STATS] as const;
+/** The GPU operators of tidarc_ops.cu: kernel `tidarc_op_<name>` takes the struct. */
+export const OPS = {
+  embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL,
+  rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
+} as const;
+export type OpName = keyof typeof OPS;
+export const OP_SCHEMAS: readonly StructSchema[] = Object.values(OPS);
+
+export function opKernelName(op: OpName): string {
+  return `tidarc_op_${op}`;
+}
+
+/** Every kernel of tidarc_ops.cu with its argument type (for module builders). */
+export function opKernels(): { name: string; argsType: string }[] {
+  return (Object.keys(OPS) as OpName[]).map((op) => ({ name: opKernelName(op), argsType: OPS[op].cName }));
+}
 
 /** dtype codes of tidarc_ops_abi.h. */
 export const DTYPE_CODE = { bf16: 0, fp16: 1, f32: 2 } as const;

@@ -15,6 +15,7 @@ import type { Tokenizer } from '../../model/tokenizer.js';
 import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
 import { findNvcc } from '../../build/toolchain.js';
 import { CudaDevice } from '../cuda/device.js';
+import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../cuda/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../cuda/gpu-runner.js';
 import { openKernelLibrary } from '../kernel-library.js';
 import { loadNative } from '../native.js';
@@ -49,6 +50,8 @@ export interface BackendDecision {
   readonly reason: string;
   /** cuda: the device's arch, which the kernels are compiled for. */
   readonly arch?: ArchName;
+  /** cuda: the device is the emulated driver's ($TIDARC_LIBCUDA), which loads .emu.so modules. */
+  readonly emulated?: boolean;
 }
 
 /**
@@ -62,13 +65,13 @@ export async function chooseBackend(choice: BackendChoice, o: { cudaModules?: Lo
   }
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
   const why = await cudaUnusable(o.cudaModules !== undefined);
-  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch };
+  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true };
   if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
   return { backend: 'cpu', reason: `no usable CUDA (${why})` };
 }
 
 /** Why cuda cannot run here, or the device's arch and a one-line summary when it can. */
-async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch: ArchName; summary: string }> {
+async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch: ArchName; summary: string; emulated?: boolean }> {
   const status = loadNative().cudaStatus();
   if (!status.available) return status.reason;
   let device: CudaDevice;
@@ -79,6 +82,7 @@ async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch:
   }
   const arch = device.arch;
   if (!(ARCH_NAMES as string[]).includes(arch)) return `device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`;
+  if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: 'sm_90', summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
   if (!hasModuleBuilder) {
     const nvcc = await findNvcc();
     if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
@@ -118,8 +122,9 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
-    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: options.cudaModules ? 'none' : 'all', log });
-    if (options.cudaModules) await options.cudaModules(kernelsDir);
+    const cudaModules = options.cudaModules ?? (decision.emulated ? (d: string) => buildEmulatedCudaModules(d, log) : undefined);
+    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: cudaModules ? 'none' : 'all', log });
+    if (cudaModules) await cudaModules(kernelsDir);
     else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights);

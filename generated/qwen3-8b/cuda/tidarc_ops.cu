@@ -1,0 +1,338 @@
+/*! tidarc GPU operators: the rest of a transformer forward around the attention kernels, one
+    kernel per argument struct of tidarc_ops_abi.h (launch geometry in each struct's comment).
+    The math is that of runtime/src/ops_cpu.cc: 16-bit conversions and embed bit for bit;
+    rmsnorm, rope and silu within a few float32 ulp (precise expf, double sqrt and trig, and
+    __fmul_rn where the CPU rounds a product before an add, so nvcc cannot contract it into an
+    fma). Plain CUDA C++ that g++ also compiles on the SIMT emulator (runtime/emu): no
+    cuda_bf16.h, no shuffles, block reductions in shared memory. Needs IEEE float32 (no
+    -use_fast_math): the fp16 decode scales subnormals, which flush-to-zero would lose. */
+#include <stdint.h>
+
+#include "tidarc_ops_abi.h"
+
+namespace tidarc {
+namespace ops {
+
+// Block sizes: the kernels stride by these constants, so a launch must use exactly them.
+constexpr int kElementThreads = 256;  // silu_mul, to_float: one element a thread
+constexpr int kRowThreads = 256;      // embed, rmsnorm, row_stats: one block a row
+constexpr int kRopeThreads = 128;     // rope_pack: one block a token
+constexpr int kKvThreads = 64;        // kv_commit: one block a (token, kv head)
+
+// ---- element formats (ops_cpu.cc's Bf16Elem, Fp16Elem, F32ToBf16, F32ToFp16) ---------------
+
+__device__ __forceinline__ float bf16_to_float(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
+
+// Exact: the magnitude bits in float32 position scaled by 2^112 re-bias the exponent
+// (subnormals included); exponent 31 maps to inf/NaN with the payload kept.
+__device__ __forceinline__ float fp16_to_float(uint16_t h) {
+  const uint32_t mag = static_cast<uint32_t>(h & 0x7fffu) << 13;
+  uint32_t b = __float_as_uint(__uint_as_float(mag) * 0x1p112f);
+  if ((h & 0x7c00u) == 0x7c00u) b = mag | 0x7f800000u;
+  return __uint_as_float(b | (static_cast<uint32_t>(h & 0x8000u) << 16));
+}
+
+// Round to nearest even; a NaN becomes the canonical quiet NaN with its sign.
+__device__ __forceinline__ uint16_t float_to_bf16(float f) {
+  const uint32_t b = __float_as_uint(f);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>(((b >> 16) & 0x8000u) | 0x7fc0u);
+  return static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ uint16_t float_to_fp16(float f) {
+  const uint32_t b = __float_as_uint(f);
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const uint32_t a = b & 0x7fffffffu;
+  uint32_t h;
+  if (a > 0x7f800000u) {
+    h = 0x7e00u;  // NaN: canonical quiet NaN
+  } else if (a >= 0x477ff000u) {
+    h = 0x7c00u;  // >= 65520 rounds to infinity
+  } else if (a < 0x38800000u) {
+    // Below 2^-14 (fp16 subnormal quantum 2^-24): adding 0.5 makes the FPU round to a
+    // multiple of 2^-24 with ties to even; the low bits are then the fp16 pattern.
+    h = __float_as_uint(__uint_as_float(a) + 0.5f) - 0x3f000000u;
+  } else {
+    h = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;  // re-bias, round to nearest even
+  }
+  return static_cast<uint16_t>(sign | h);
+}
+
+__device__ __forceinline__ uint16_t float_to_16(float f, int32_t dtype) {
+  return dtype == TIDARC_DTYPE_BF16 ? float_to_bf16(f) : float_to_fp16(f);
+}
+
+__device__ __forceinline__ float half_to_float(uint16_t h, int32_t dtype) {
+  return dtype == TIDARC_DTYPE_BF16 ? bf16_to_float(h) : fp16_to_float(h);
+}
+
+// Element i of a weight vector or table in the checkpoint's format (dtype is block-uniform).
+__device__ __forceinline__ float weight_at(const void* w, int64_t i, int32_t dtype) {
+  if (dtype == TIDARC_DTYPE_F32) return static_cast<const float*>(w)[i];
+  return half_to_float(static_cast<const uint16_t*>(w)[i], dtype);
+}
+
+__device__ __forceinline__ bool is_nan(float x) { return (__float_as_uint(x) & 0x7fffffffu) > 0x7f800000u; }
+__device__ __forceinline__ bool is_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
+
+// Sum of one value per thread of a kRowThreads block, in a fixed tree order (the result does
+// not depend on timing); every thread gets it. `partial` is kRowThreads of shared memory.
+__device__ __forceinline__ double block_sum(double v, double* partial) {
+  const int tid = threadIdx.x;
+  partial[tid] = v;
+  __syncthreads();
+  for (int s = kRowThreads / 2; s > 0; s /= 2) {
+    if (tid < s) partial[tid] += partial[tid + s];
+    __syncthreads();
+  }
+  const double total = partial[0];
+  __syncthreads();  // partial may be reused right after
+  return total;
+}
+
+// ---- matmul --------------------------------------------------------------------------------
+
+constexpr int kMatmulThreads = 256;
+constexpr int kMatmulTileN = 64;     // outputs (weight rows) per block
+constexpr int kMatmulTileRows = 16;  // token rows per block
+constexpr int kMatmulChunkK = 64;    // k per shared-memory stage: 8 KB of bf16 weights in flight
+// A thread owns rows {ty, ty + 8} x outputs {tx, tx + 32}: a warp reads one x row (a
+// broadcast) and 32 consecutive weight rows (the +1 padding puts them in 32 banks).
+constexpr int kMatmulWarps = kMatmulThreads / 32;
+constexpr int kStageRowsPerPass = kMatmulThreads / kMatmulChunkK;            // tile rows one pass stages
+constexpr int kWLoads = kMatmulTileN * kMatmulChunkK / kMatmulThreads;      // weights a thread stages
+constexpr int kXLoads = kMatmulTileRows * kMatmulChunkK / kMatmulThreads;   // x values a thread stages
+static_assert(kMatmulTileN == 64 && kMatmulTileRows == 2 * kMatmulWarps, "thread ownership: 2 rows x 2 outputs");
+static_assert(kMatmulThreads % kMatmulChunkK == 0, "staging: whole tile rows per pass");
+
+struct MatmulTiles {
+  float x[kMatmulTileRows][kMatmulChunkK];
+  float w[kMatmulTileN][kMatmulChunkK + 1];
+};
+
+// Global loads of one k-chunk into registers: they stay in flight while the block computes
+// the previous chunk. Weights stay raw bits (a float32's bits, or a 16-bit pattern) until they
+// are staged; elements outside the matrices read as zero. One code path for the three
+// weight formats: a kernel body per format costs nvcc ~150 registers for the dispatch.
+__device__ __forceinline__ void matmul_fetch(const TidarcMatmulArgs& a, const int64_t (&x_row)[kXLoads], int n0, int k0,
+                                             uint32_t (&w_next)[kWLoads], float (&x_next)[kXLoads]) {
+  const int tid = threadIdx.x, kk = tid % kMatmulChunkK, first = tid / kMatmulChunkK;
+  const bool k_in = k0 + kk < a.k;
+  const int64_t w0 = static_cast<int64_t>(n0 + first) * a.k + k0 + kk;
+  const int n_left = a.n - n0 - first;  // the staged weight rows i * kStageRowsPerPass < n_left exist
+  if (a.dtype == TIDARC_DTYPE_F32) {
+    const float* w = static_cast<const float*>(a.w) + w0;
+#pragma unroll
+    for (int i = 0; i < kWLoads; i++)
+      w_next[i] = k_in && i * kStageRowsPerPass < n_left ? __float_as_uint(w[static_cast<int64_t>(i) * kStageRowsPerPass * a.k]) : 0u;
+  } else {
+    const uint16_t* w = static_cast<const uint16_t*>(a.w) + w0;
+#pragma unroll
+    for (int i = 0; i < kWLoads; i++)
+      w_next[i] = k_in && i * kStageRowsPerPass < n_left ? w[static_cast<int64_t>(i) * kStageRowsPerPass * a.k] : 0u;
+  }
+#pragma unroll
+  for (int i = 0; i < kXLoads; i++) x_next[i] = k_in && x_row[i] >= 0 ? a.x[x_row[i] * a.k + k0 + kk] : 0.0f;
+}
+
+__device__ __forceinline__ float weight_bits_to_float(uint32_t bits, int32_t dtype) {
+  return dtype == TIDARC_DTYPE_F32 ? __uint_as_float(bits) : half_to_float(static_cast<uint16_t>(bits), dtype);
+}
+
+__device__ __forceinline__ void matmul_block(const TidarcMatmulArgs& a, MatmulTiles& s) {
+  const int tid = threadIdx.x, tx = tid % 32, ty = tid / 32;
+  const int kk = tid % kMatmulChunkK, first = tid / kMatmulChunkK;
+  const int n0 = blockIdx.x * kMatmulTileN, r0 = blockIdx.y * kMatmulTileRows;
+
+  int64_t x_row[kXLoads];  // source row of each x value this thread stages, -1 past `rows`
+#pragma unroll
+  for (int i = 0; i < kXLoads; i++) {
+    const int r = r0 + first + i * kStageRowsPerPass;
+    x_row[i] = r < a.rows ? (a.row_ids != nullptr ? a.row_ids[r] : r) : -1;
+  }
+  uint32_t w_next[kWLoads];
+  float x_next[kXLoads];
+  matmul_fetch(a, x_row, n0, 0, w_next, x_next);
+
+  // Warps whose rows are all past `rows` only stage tiles (rows = 1 is a decode step).
+  const bool warp_computes = r0 + ty < a.rows;
+  float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+  for (int k0 = 0; k0 < a.k; k0 += kMatmulChunkK) {
+    __syncthreads();  // every warp is done reading the previous chunk
+#pragma unroll
+    for (int i = 0; i < kWLoads; i++) s.w[first + i * kStageRowsPerPass][kk] = weight_bits_to_float(w_next[i], a.dtype);
+#pragma unroll
+    for (int i = 0; i < kXLoads; i++) s.x[first + i * kStageRowsPerPass][kk] = x_next[i];
+    __syncthreads();
+    if (k0 + kMatmulChunkK < a.k) matmul_fetch(a, x_row, n0, k0 + kMatmulChunkK, w_next, x_next);
+    if (!warp_computes) continue;
+    // One fma chain per output in increasing k: the contract of tidarc_ops_abi.h.
+    const int kn = min(kMatmulChunkK, a.k - k0);
+#pragma unroll 8
+    for (int j = 0; j < kn; j++) {
+      const float x0 = s.x[ty][j], x1 = s.x[ty + kMatmulWarps][j];
+      const float w0 = s.w[tx][j], w1 = s.w[tx + 32][j];
+      acc[0][0] = fmaf(x0, w0, acc[0][0]);
+      acc[0][1] = fmaf(x0, w1, acc[0][1]);
+      acc[1][0] = fmaf(x1, w0, acc[1][0]);
+      acc[1][1] = fmaf(x1, w1, acc[1][1]);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int r = r0 + ty + i * kMatmulWarps;
+    if (r >= a.rows) continue;
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const int n = n0 + tx + j * 32;
+      if (n >= a.n) continue;
+      float v = acc[i][j];
+      if (a.bias != nullptr) v += a.bias[n];
+      float* out = a.out + static_cast<int64_t>(r) * a.n + n;
+      if (a.accumulate) v += *out;
+      *out = v;
+    }
+  }
+}
+
+// ---- row statistics ------------------------------------------------------------------------
+
+// (av, ai) wins over (bv, bi): larger, or NaN over a number (torch.argmax treats NaN as the
+// maximum); equal values and two NaNs go to the lower index.
+__device__ __forceinline__ bool wins(float av, int ai, float bv, int bi) {
+  const bool a_nan = is_nan(av), b_nan = is_nan(bv);
+  if (a_nan || b_nan) return a_nan && (!b_nan || ai < bi);
+  return av > bv || (av == bv && ai < bi);
+}
+
+}  // namespace ops
+}  // namespace tidarc
+
+using namespace tidarc::ops;
+
+extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_embed(TidarcEmbedArgs a) {
+  const int t = blockIdx.x;
+  if (t >= a.rows) return;
+  const int32_t id = a.ids[t];
+  const bool known = id >= 0 && id < a.vocab;
+  const int64_t row = static_cast<int64_t>(known ? id : 0) * a.cols;
+  float* out = a.out + static_cast<int64_t>(t) * a.cols;
+  for (int c = threadIdx.x; c < a.cols; c += kRowThreads) out[c] = known ? weight_at(a.table, row + c, a.dtype) : 0.0f;
+}
+
+extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_rmsnorm(TidarcRmsNormArgs a) {
+  __shared__ double partial[kRowThreads];
+  const int r = blockIdx.x;
+  if (r >= a.rows) return;
+  const float* x = a.x + static_cast<int64_t>(r) * a.cols;
+  float* out = a.out + static_cast<int64_t>(r) * a.cols;  // may be x: each thread rewrites only what it read
+  // float64 squares are exact and their sum is far more precise than float32: the same
+  // 1 / sqrt as ops_cpu.cc's 8-lane float64 sum, whatever the order.
+  double ss = 0.0;
+  for (int c = threadIdx.x; c < a.cols; c += kRowThreads) ss += static_cast<double>(x[c]) * x[c];
+  ss = block_sum(ss, partial);
+  const float inv = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(a.cols) + static_cast<double>(a.eps)));
+  for (int c = threadIdx.x; c < a.cols; c += kRowThreads) out[c] = weight_at(a.w, c, a.dtype) * (x[c] * inv);  // HF order
+}
+
+extern "C" __global__ void __launch_bounds__(kMatmulThreads) tidarc_op_matmul(TidarcMatmulArgs a) {
+  __shared__ MatmulTiles tiles;
+  matmul_block(a, tiles);
+}
+
+extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_silu_mul(TidarcSiluMulArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
+  if (i >= a.count) return;
+  const float g = a.gate[i];
+  a.out[i] = g / (1.0f + expf(-g)) * a.up[i];  // torch: silu(g) = g / (1 + exp(-g))
+}
+
+extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(TidarcRopePackArgs a) {
+  __shared__ float cos_t[kRopeThreads];
+  __shared__ float sin_t[kRopeThreads];
+  const int t = blockIdx.x, tid = threadIdx.x;
+  if (t >= a.rows) return;
+  const int dim = a.head_dim, half = dim / 2, heads = a.q_heads + a.kv_heads;
+  const float pos = static_cast<float>(a.positions[t]);
+  // Pairs in chunks of kRopeThreads (one chunk up to head_dim 256): each thread computes one
+  // cos/sin, then the block rotates that chunk of pairs in every q and k head.
+  for (int i0 = 0; i0 < half; i0 += kRopeThreads) {
+    const int pairs = min(kRopeThreads, half - i0);
+    if (tid < pairs) {
+      // Like HF and ops_cpu.cc: the angle is a float32 product; cos and sin are rounded once.
+      const double angle = static_cast<double>(pos * a.inv_freq[i0 + tid]);
+      cos_t[tid] = static_cast<float>(cos(angle));
+      sin_t[tid] = static_cast<float>(sin(angle));
+    }
+    __syncthreads();
+    for (int e = tid; e < heads * pairs; e += kRopeThreads) {
+      const int h = e / pairs, p = e % pairs, i = i0 + p;
+      const bool is_q = h < a.q_heads;
+      const int64_t at = is_q ? (static_cast<int64_t>(t) * a.q_heads + h) * dim
+                              : (static_cast<int64_t>(t) * a.kv_heads + (h - a.q_heads)) * dim;
+      const float* src = (is_q ? a.q : a.k) + at;
+      uint16_t* dst = (is_q ? a.q_out : a.k_out) + at;
+      const float x1 = src[i], x2 = src[i + half], c = cos_t[p], s = sin_t[p];
+      dst[i] = float_to_16(__fmul_rn(x1, c) - __fmul_rn(x2, s), a.out_dtype);         // x cos + rotate_half(x) sin
+      dst[i + half] = float_to_16(__fmul_rn(x2, c) + __fmul_rn(x1, s), a.out_dtype);
+    }
+    __syncthreads();  // cos_t / sin_t are rewritten by the next chunk
+  }
+  const int64_t v0 = static_cast<int64_t>(t) * a.kv_heads * dim;
+  for (int e = tid; e < a.kv_heads * dim; e += kRopeThreads) a.v_out[v0 + e] = float_to_16(a.v[v0 + e], a.out_dtype);
+}
+
+extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_to_float(TidarcToFloatArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
+  if (i >= a.count) return;
+  a.out[i] = half_to_float(a.x[i], a.dtype);
+}
+
+extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit(TidarcKvCommitArgs a) {
+  const int j = blockIdx.x, h = blockIdx.y;
+  if (j >= a.count || h >= a.kv_heads) return;
+  const int64_t src = (static_cast<int64_t>(a.from + j) * a.kv_heads + h) * a.head_dim;
+  const int64_t dst = (static_cast<int64_t>(h) * a.capacity + a.slot + j) * a.head_dim;
+  for (int d = threadIdx.x; d < a.head_dim; d += kKvThreads) {
+    a.k_cache[dst + d] = a.k_step[src + d];
+    a.v_cache[dst + d] = a.v_step[src + d];
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_row_stats(TidarcRowStatsArgs a) {
+  __shared__ float best_v[kRowThreads];
+  __shared__ int best_i[kRowThreads];
+  __shared__ double partial[kRowThreads];
+  const int r = blockIdx.x, tid = threadIdx.x;
+  if (r >= a.rows) return;
+  const float* x = a.logits + static_cast<int64_t>(r) * a.cols;
+  // Each thread scans its columns in increasing order, so its ties already keep the first.
+  float v = -INFINITY;
+  int at = INT32_MAX;  // loses every tie: a row of -inf still reports column 0
+  for (int c = tid; c < a.cols; c += kRowThreads) {
+    if (wins(x[c], c, v, at)) v = x[c], at = c;
+  }
+  best_v[tid] = v;
+  best_i[tid] = at;
+  __syncthreads();
+  for (int s = kRowThreads / 2; s > 0; s /= 2) {
+    if (tid < s && wins(best_v[tid + s], best_i[tid + s], best_v[tid], best_i[tid])) {
+      best_v[tid] = best_v[tid + s];
+      best_i[tid] = best_i[tid + s];
+    }
+    __syncthreads();
+  }
+  const float m = best_v[0];
+  // log-sum-exp around the maximum, summed in float64 like ops_cpu.cc's lmHead; NaN, +inf
+  // and an all -inf row give the maximum itself.
+  double sum = 0.0;
+  if (is_finite(m)) {
+    for (int c = tid; c < a.cols; c += kRowThreads) sum += static_cast<double>(expf(x[c] - m));
+  }
+  sum = block_sum(sum, partial);
+  if (tid == 0) {
+    a.argmax[r] = best_i[0];
+    a.max_logit[r] = m;
+    a.lse[r] = is_finite(m) ? static_cast<float>(static_cast<double>(m) + log(sum)) : m;
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Device code for the emulated CUDA driver (runtime/emu/fake_cuda.cpp): when $TIDARC_LIBCUDA
+ * points the runtime at it, the cuda backend runs on the SIMT emulator, and each module it
+ * loads ("X.fatbin") is the sibling "X.emu.so" built here from the same .cu sources. This lets
+ * the whole cuda backend (driver calls, launches, device memory, the GPU operators) run on a
+ * machine without a GPU; the emulator checks every access. Slow: for tests and debugging.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildEmulatedModule, emulateCompiledDir, emulatedModulePath } from '../../emulate/emulated-driver.js';
+import { readManifest } from '../kernel-library.js';
+import { OPS_MODULE } from './gpu-runner.js';
+import { opKernels } from './op-abi.js';
+
+/** cuDeviceGetName of the emulated driver starts with this. */
+export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
+
+/**
+ * Builds the .emu.so of every variant and of the GPU operators in a compiled kernels
+ * directory, skipping those already built (a recompile replaces the directory, and them).
+ */
+export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined): Promise<void> {
+  const manifest = readManifest(kernelsDir);
+  const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(resolve(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')))));
+  if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), log });
+  const ops = emulatedModulePath(resolve(kernelsDir, OPS_MODULE));
+  if (!existsSync(ops)) {
+    await buildEmulatedModule(join(kernelsDir, 'cuda', 'tidarc_ops.cu'), ops, opKernels(), { includeDirs: [join(kernelsDir, 'cuda')] });
+    log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
+  }
+}
