@@ -9,6 +9,7 @@ import { registerBenchStepCommand } from './commands/bench-step.js';
 import { registerCompileCommand } from './commands/compile.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerEmulateCommand } from './commands/emulate.js';
+import { registerEmulatedDriverCommand } from './commands/emulated-driver.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerInitModelCommand } from './commands/init-model.js';
 import { registerMaskCommand } from './commands/mask.js';
@@ -45,6 +46,7 @@ export function buildProgram(io: CliIo): Command {
   registerCompileCommand(program, io);
   registerDoctorCommand(program, io);
   registerEmulateCommand(program, io);
+  registerEmulatedDriverCommand(program, io);
   registerImportHfCommand(program, io);
   registerInitModelCommand(program, io);
   registerMaskCommand(program, io);
