@@ -1,6 +1,7 @@
 /**
- * Wall time spent inside the native addon, per entry point: the CPU operators (cpuOps.*) and
- * the attention kernels (runAttention). Installing wraps the addon's functions in place, so
+ * Wall time spent inside the native addon, per entry point: the CPU operators (cpuOps.*), the
+ * attention kernels (runAttention) and the CUDA driver calls (cuda.*: 'cuda.download' and
+ * 'cuda.synchronize' are where the host waits for the GPU). Installing wraps the addon's functions in place, so
  * every caller (ops.ts, kernel-library.ts) is timed without changing it; uninstalling puts
  * the originals back. A wrapper costs two performance.now() calls (~0.1 us), which lands on
  * the host side of the split: the measured host share is an upper bound. (performance comes
@@ -26,6 +27,8 @@ type AnyFn = (...args: unknown[]) => unknown;
 
 /** The kernel entry's name in the totals; every other name is an operator. */
 export const ATTENTION = 'attention';
+/** The driver calls in which the host waits for the GPU's work (kernels and copies). */
+export const CUDA_WAITS: readonly string[] = ['cuda.download', 'cuda.synchronize'];
 
 export function installNativeTimer(): NativeTimer {
   const ms: Record<string, number> = {};
@@ -50,7 +53,11 @@ export function installNativeTimer(): NativeTimer {
   for (const key of Object.keys(cpuOps)) {
     if (key !== 'threadCount' && typeof cpuOps[key] === 'function') wrap(cpuOps, key, key);
   }
-  wrap(loadNative() as unknown as Record<string, unknown>, 'runAttention', ATTENTION);
+  const native = loadNative();
+  wrap(native as unknown as Record<string, unknown>, 'runAttention', ATTENTION);
+  // The CUDA driver binding: launches return at once; downloads and synchronize wait for the GPU.
+  const cuda = native.cuda as unknown as Record<string, unknown>;
+  for (const key of Object.keys(cuda)) if (typeof cuda[key] === 'function') wrap(cuda, key, `cuda.${key}`);
   return {
     read: () => ({ ms: { ...ms }, calls: { ...calls } }),
     uninstall: () => {

@@ -22,10 +22,10 @@ import { parameterCount } from '../model/checkpoint.js';
 import { seededRandom } from '../runtime/reference.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
-import { ModelRunner } from '../runtime/model/forward.js';
+import type { Runner } from '../runtime/model/forward.js';
 import type { BackendChoice } from '../runtime/model/load-model.js';
 import { type Backend, openModelParts } from '../runtime/model/model-parts.js';
-import { ATTENTION, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
+import { ATTENTION, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
 import { summarize } from './stats.js';
 
 export type FillMethod = 'auto' | 'prefill' | 'repeat';
@@ -132,25 +132,16 @@ function checkArgs(spec: ModelSpec, draft: number, prefix: number, names: Record
 }
 
 /** Fills runner.cache to `count` committed tokens; returns what it did. */
-function fillCache(runner: ModelRunner, ids: Int32Array, count: number, method: FillMethod): StepBenchResult['fill'] {
+function fillCache(runner: Runner, ids: Int32Array, count: number, method: FillMethod): StepBenchResult['fill'] {
   const t0 = performance.now();
   const cache = runner.cache;
   const useRepeat = method === 'repeat' || (method === 'auto' && count > REAL_PREFILL_MAX);
   const real = useRepeat ? Math.min(count, REPEAT_SOURCE) : count;
   cache.length = 0;
   if (real > 0) {
-    runner.forward(ids.subarray(0, real), Int32Array.from({ length: real }, (_, i) => i), { kind: 'prefill', promptTokens: real });
+    runner.pass(ids.subarray(0, real), Int32Array.from({ length: real }, (_, i) => i), { kind: 'prefill', promptTokens: real });
   }
-  if (useRepeat && count > real) {
-    // Tile slots [0, real) over [real, count) per layer and KV head (layout [kvHeads, capacity, D]).
-    const { kvHeads, capacity, headDim: D } = cache.shape;
-    for (const arr of [...cache.k, ...cache.v]) {
-      for (let h = 0; h < kvHeads; h++) {
-        const base = h * capacity * D;
-        for (let s = real; s < count; s += real) arr.copyWithin(base + s * D, base, base + Math.min(real, count - s) * D);
-      }
-    }
-  }
+  if (useRepeat && count > real) cache.repeatSlots(real, count);
   cache.length = count;
   const ms = performance.now() - t0;
   const description = useRepeat && count > real
@@ -159,11 +150,19 @@ function fillCache(runner: ModelRunner, ids: Int32Array, count: number, method: 
   return { method: useRepeat ? 'repeat' : 'prefill', prefillTokens: real + 1, ms, description };
 }
 
-function stats(variant: string, inStepTokens: number, samples: readonly Sample[]): StepStats {
+/**
+ * cpu: kernel = inside the attention kernels, operators = the other native calls, outside =
+ * the rest. cuda: launches return at once, so kernel = the time the host waited for the GPU
+ * (downloads, synchronize: kernels and copies), operators = the other driver calls (launch
+ * and upload overhead), outside = everything but the waits (the host's issue time, JS and
+ * driver calls, which the GPU overlaps only when its work is longer).
+ */
+function stats(variant: string, inStepTokens: number, samples: readonly Sample[], backend: Backend): StepStats {
   const walls = samples.map((s) => s.wall);
   const native = samples.map((s) => Object.values(s.native.ms).reduce((a, b) => a + b, 0));
-  const kernel = samples.map((s) => s.native.ms[ATTENTION] ?? 0);
-  const outside = samples.map((s, i) => s.wall - native[i]!);
+  const waits = (s: Sample): number => CUDA_WAITS.reduce((a, k) => a + (s.native.ms[k] ?? 0), 0);
+  const kernel = samples.map((s) => (backend === 'cuda' ? waits(s) : s.native.ms[ATTENTION] ?? 0));
+  const outside = samples.map((s, i) => s.wall - (backend === 'cuda' ? kernel[i]! : native[i]!));
   const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
   const nativeMs: Record<string, number> = {};
   let calls = 0;
@@ -210,7 +209,6 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const { spec } = parts;
     // Capacity: each decoder's prefill at L - 1 needs 1 + K slots, a TiDAR step K, an AR step 1.
     const runner = parts.newRunner(L + k);
-    if (!(runner instanceof ModelRunner)) throw new TidarcError('unsupported', 'bench-step times the cpu backend only in this version', { field: 'backend', value: parts.backend, allowed: 'cpu' });
     const cache = runner.cache;
     const rng = seededRandom(o.seed ?? 0);
     const ids = Int32Array.from({ length: L }, () => {
@@ -255,8 +253,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     } finally {
       timer.uninstall();
     }
-    const tidar = stats(`tidar_k${k}`, k * (k + 1), samples.tidar);
-    const ar = stats('ar', 1, samples.ar);
+    const tidar = stats(`tidar_k${k}`, k * (k + 1), samples.tidar, parts.backend);
+    const ar = stats('ar', 1, samples.ar, parts.backend);
     const ratio = tidar.stepMs.median / ar.stepMs.median;
     return {
       model: spec.name,

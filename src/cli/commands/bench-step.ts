@@ -45,7 +45,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
     .argument('<dir>', 'checkpoint directory: config.json, model.safetensors, tokenizer.json')
     .option('--draft <k>', "draft length k, one the model was compiled for (default: the model's largest)")
     .option('--prefix <L>', 'committed prefix length in tokens, e.g. 1024 (required)')
-    .option('--backend <name>', 'auto, cpu or cuda (cuda is refused with the reason)', 'auto')
+    .option('--backend <name>', 'auto, cpu or cuda (auto: cuda when usable, see tidarc doctor)', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
     .option('--reps <n>', 'timed rounds at least (one TiDAR and one AR step each)', '20')
     .option('--min-seconds <s>', 'and time at least this long', '2')
@@ -91,7 +91,7 @@ export function renderStepBench(r: StepBenchResult): string {
     ...[r.tidar, r.ar].map((s: StepStats) => `${s.variant.padEnd(10)}${String(s.inStepTokens).padStart(7)}${f(s.stepMs.median).padStart(11)}${f(s.stepMs.p20).padStart(10)}${f(s.stepMs.p80).padStart(10)}${f(s.kernelMs).padStart(12)}${f(s.operatorsMs).padStart(14)}${f(s.outsideMs).padStart(12)}${pct(s.outsideFraction).padStart(9)}`),
     '',
     `TiDAR / AR step time = ${r.ratio.toFixed(2)}x: TiDAR k=${r.draft} breaks even with AR at ${r.breakEvenTokensPerForward.toFixed(2)} tokens per forward`,
-    `outside kernels and operators (host loop, JS/native crossings): TiDAR ${pct(r.tidar.outsideFraction)}, AR ${pct(r.ar.outsideFraction)} [goal <= ${pct(r.outsideGoal.max)}: TiDAR ${r.outsideGoal.tidarMet ? 'met' : 'MISSED'}, AR ${r.outsideGoal.arMet ? 'met' : 'MISSED'}]`,
+    `${r.backend === 'cuda' ? 'outside GPU waits (host issue time: JS and driver calls)' : 'outside kernels and operators (host loop, JS/native crossings)'}: TiDAR ${pct(r.tidar.outsideFraction)}, AR ${pct(r.ar.outsideFraction)} [goal <= ${pct(r.outsideGoal.max)}: TiDAR ${r.outsideGoal.tidarMet ? 'met' : 'MISSED'}, AR ${r.outsideGoal.arMet ? 'met' : 'MISSED'}]`,
     ...[r.tidar, r.ar].map((s) => `  ${s.variant} native ms per step: ${Object.entries(s.nativeMs).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${f(v)}`).join(', ')} (${Math.round(s.nativeCallsPerStep)} calls)`),
   ];
   return `${lines.join('\n')}\n`;

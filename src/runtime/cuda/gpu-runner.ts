@@ -105,6 +105,16 @@ export class GpuKvCache implements CacheState {
     checkRoom(this.shape, this.length, count);
   }
 
+  repeatSlots(source: number, count: number): void {
+    const { kvHeads, capacity, headDim: D } = this.shape;
+    for (const buf of [...this.k, ...this.v]) {
+      for (let h = 0; h < kvHeads; h++) {
+        const base = h * capacity * D * 2;
+        for (let s = source; s < count; s += source) this.device.copy(buf, base + s * D * 2, buf, base, Math.min(source, count - s) * D * 2);
+      }
+    }
+  }
+
   /** A host copy of the committed cache. */
   toHost(): KvCache {
     const host = new KvCache(this.shape);

@@ -66,6 +66,8 @@ export interface CacheState {
   length: number;
   readonly shape: KvShape;
   ensureRoom(count: number): void;
+  /** Tiles slots [0, source) over [source, count) (benchmarks: see KvCache.repeatSlots). */
+  repeatSlots(source: number, count: number): void;
 }
 
 /** A model on one backend, over one sequence's cache (CPU: ModelRunner; CUDA: GpuModelRunner). */

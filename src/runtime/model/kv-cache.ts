@@ -30,6 +30,20 @@ export class KvCache {
   }
 
   /**
+   * Tiles slots [0, source) over [source, count) of every layer and KV head (benchmarks: a
+   * long prefix with the attention work of a real one, not the values of a real sequence).
+   */
+  repeatSlots(source: number, count: number): void {
+    const { kvHeads, capacity, headDim: D } = this.shape;
+    for (const arr of [...this.k, ...this.v]) {
+      for (let h = 0; h < kvHeads; h++) {
+        const base = h * capacity * D;
+        for (let s = source; s < count; s += source) arr.copyWithin(base + s * D, base, base + Math.min(source, count - s) * D);
+      }
+    }
+  }
+
+  /**
    * Copies rows [from, from + count) of a step buffer ([tokens, kvHeads, headDim], the
    * layout the kernels read in-step K/V from) of `layer` into slots [slot, slot + count).
    */

@@ -60,6 +60,23 @@ describe.skipIf(!cxx.found)('cuda backend on the emulated driver', () => {
   });
 });
 
+describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated driver', () => {
+  test('times a TiDAR and an AR step through the driver and reports the host/GPU split', { timeout: 600_000 }, async () => {
+    const driver = await buildEmulatedDriver(join(root, 'driver'));
+    const dir = await writeRandomModel(root, smallSpec('cudabench', [2]), 6);
+    const { stdout } = await exec(process.execPath, [
+      resolve('node_modules/tsx/dist/cli.mjs'), resolve('test/runtime/cuda/fixtures/cli.ts'),
+      'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '1', '--json',
+    ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') }, maxBuffer: 64 << 20 });
+    const r = JSON.parse(stdout) as { backend: string; tidar: { steps: number; nativeMs: Record<string, number> }; ar: { steps: number }; ratio: number };
+    expect(r.backend).toBe('cuda');
+    expect(r.tidar.steps).toBeGreaterThanOrEqual(2);
+    expect(r.ar.steps).toBeGreaterThanOrEqual(2);
+    expect(r.tidar.nativeMs['cuda.launch']).toBeGreaterThan(0);
+    expect(Number.isFinite(r.ratio) && r.ratio > 0).toBe(true);
+  });
+});
+
 describe.skipIf(!gpu)('[gpu] cuda backend on the GPU', () => {
   test('greedy TiDAR == greedy AR for k in {1, 2, 4, 8}, 200 tokens, three prompts; exact caches', { timeout: 900_000 }, async () => {
     const env = { ...process.env };
