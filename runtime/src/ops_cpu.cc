@@ -4,6 +4,8 @@
 // vector bodies round identically, and the elementwise formulas round like PyTorch's.
 #include "ops_cpu.h"
 
+#include "napi_guard.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -672,22 +674,29 @@ Napi::Value RmsNormCall(const Napi::CallbackInfo& info, const char* op, bool in_
 Napi::Value RmsNormJs(const Napi::CallbackInfo& info) { return RmsNormCall(info, "rmsnorm", false); }
 Napi::Value RmsNormHeadsJs(const Napi::CallbackInfo& info) { return RmsNormCall(info, "rmsnormHeads", true); }
 
-// rope(x, positions, theta, headDim, scaling (0 none, 1 linear, 2 llama3), factor, low, high, origMax)
+// RoPE parameters at info[i..i+6]: theta, headDim, scaling (0 none, 1 linear, 2 llama3),
+// factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings.
+RopeParams RopeParamsAt(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  RopeParams p{};
+  p.theta = NumberArg(info, i, op, "theta");
+  p.head_dim = IntArg(info, i + 1, op, "headDim", 2, 1 << 20);
+  const int64_t kind = IntArg(info, i + 2, op, "scaling", 0, 2);
+  p.scaling = kind == 0 ? RopeScaling::kNone : kind == 1 ? RopeScaling::kLinear : RopeScaling::kLlama3;
+  p.factor = NumberArg(info, i + 3, op, "factor");
+  p.low_freq_factor = NumberArg(info, i + 4, op, "lowFreqFactor");
+  p.high_freq_factor = NumberArg(info, i + 5, op, "highFreqFactor");
+  p.original_max_positions = NumberArg(info, i + 6, op, "originalMaxPositionEmbeddings");
+  if (p.head_dim % 2 != 0) Fail(info.Env(), op, "headDim must be even");
+  return p;
+}
+
+// rope(x, positions, theta, headDim, scaling, factor, low, high, origMax)
 Napi::Value RopeJs(const Napi::CallbackInfo& info) {
   const char* op = "rope";
   Napi::Env env = info.Env();
   auto x = F32Arg(info, 0, op, "x");
   auto pos = I32Arg(info, 1, op, "positions");
-  RopeParams p{};
-  p.theta = NumberArg(info, 2, op, "theta");
-  p.head_dim = IntArg(info, 3, op, "headDim", 2, 1 << 20);
-  const int64_t kind = IntArg(info, 4, op, "scaling", 0, 2);
-  p.scaling = kind == 0 ? RopeScaling::kNone : kind == 1 ? RopeScaling::kLinear : RopeScaling::kLlama3;
-  p.factor = NumberArg(info, 5, op, "factor");
-  p.low_freq_factor = NumberArg(info, 6, op, "lowFreqFactor");
-  p.high_freq_factor = NumberArg(info, 7, op, "highFreqFactor");
-  p.original_max_positions = NumberArg(info, 8, op, "originalMaxPositionEmbeddings");
-  if (p.head_dim % 2 != 0) Fail(env, op, "headDim must be even");
+  const RopeParams p = RopeParamsAt(info, 2, op);
   const int64_t T = pos.size;
   if (T == 0) {
     RequireLength(env, op, "x", x.size, 0, "positions.length * heads * headDim");
@@ -707,16 +716,7 @@ Napi::Value RopeInvFreqJs(const Napi::CallbackInfo& info) {
   const char* op = "ropeInvFreq";
   Napi::Env env = info.Env();
   auto out = F32Arg(info, 0, op, "out");
-  RopeParams p{};
-  p.theta = NumberArg(info, 1, op, "theta");
-  p.head_dim = IntArg(info, 2, op, "headDim", 2, 1 << 20);
-  const int64_t kind = IntArg(info, 3, op, "scaling", 0, 2);
-  p.scaling = kind == 0 ? RopeScaling::kNone : kind == 1 ? RopeScaling::kLinear : RopeScaling::kLlama3;
-  p.factor = NumberArg(info, 4, op, "factor");
-  p.low_freq_factor = NumberArg(info, 5, op, "lowFreqFactor");
-  p.high_freq_factor = NumberArg(info, 6, op, "highFreqFactor");
-  p.original_max_positions = NumberArg(info, 7, op, "originalMaxPositionEmbeddings");
-  if (p.head_dim % 2 != 0) Fail(env, op, "headDim must be even");
+  const RopeParams p = RopeParamsAt(info, 1, op);
   RequireLength(env, op, "out", out.size, p.head_dim / 2, "headDim / 2");
   RopeInvFreq(p, out.data);
   return env.Undefined();
@@ -827,19 +827,9 @@ Napi::Value LmHeadJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// A C++ exception other than Napi::Error (std::bad_alloc from a scratch buffer, say) would
-// otherwise terminate the process; it becomes a JS Error instead.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
-  try {
-    return F(info);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), std::string("tidarc cpu ops: ") + e.what());
-  } catch (...) {
-    throw Napi::Error::New(info.Env(), "tidarc cpu ops: unknown C++ exception");
-  }
+  return tidarc::GuardedCall<F>(info, "tidarc cpu ops");
 }
 
 Napi::Value HardwareThreadsJs(const Napi::CallbackInfo& info) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda_driver.h"
+#include "../napi_guard.h"
 
 namespace tidarc_cuda {
 
@@ -268,13 +269,7 @@ Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
 
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
-  try {
-    return F(info);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(info.Env(), std::string("tidarc cuda: ") + e.what());
-  }
+  return tidarc::GuardedCall<F>(info, "tidarc cuda");
 }
 
 }  // namespace
