@@ -569,3 +569,16 @@ describe.skipIf(!available)('the native layer checks sizes too (direct calls thr
     expect((thrown as TidarcError).message).toMatch(/matmul: .*overlap/);
   });
 });
+
+describe('ropeInvFreq', () => {
+  test('theta^(-2i/D) in float64, rounded once to float32; llama3 scaling divides low frequencies only', () => {
+    const plain = ops.ropeInvFreq(10000, 64);
+    expect(plain).toHaveLength(32);
+    for (let i = 0; i < 32; i++) expect(plain[i]).toBe(Math.fround(1 / 10000 ** ((2 * i) / 64)));
+    const scaled = ops.ropeInvFreq(500000, 128, { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    const base = ops.ropeInvFreq(500000, 128);
+    expect(scaled[0]).toBe(base[0]);                      // high frequency: kept
+    expect(scaled[63]).toBe(Math.fround(base[63]! / 32));  // low frequency: divided by factor
+    expect(() => ops.ropeInvFreq(10000, 63)).toThrow(/headDim/);
+  });
+});
