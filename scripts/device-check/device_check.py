@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""tidarc device check: proves the generated attention kernels on a GPU and races them against
+PyTorch's FlexAttention and SDPA on the same tensors, in one process.
+
+  python3 scripts/device-check/device_check.py --bundle out/device-check --out $OUT
+
+The bundle comes from `npm run device-check:prepare` (generated CUDA sources of a grid of shapes
+and grid.json: kernels, launch geometry and every variant's mask as in-step visibility rows from
+tidarc's IR). Steps:
+  1. GPU facts (name, SMs, driver, CUDA, clocks) and two ceilings: a large device-to-device copy
+     (bandwidth) and a large bf16 matmul (compute);
+  2. nvcc builds every variant's fatbin for the GPU's arch, in parallel;
+  3. correctness: every variant, batch 1 and 8 with different prefix lengths, split-KV 1 and 3,
+     against a float64 reference of the same mask; the error must be within 2x the error of
+     PyTorch's same-precision SDPA on the same inputs plus 1e-3 (FA3's rule), and the
+     log-sum-exp within 2e-3;
+  4. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
+     and the TiDAR steps k = 4, 8, 16 at prefix L in {1k, 4k, 16k, 64k}, batch 1 and 8; tidarc's
+     kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
+     boolean mask; CUDA events, warm-up, >= 100 repetitions over rotated inputs (cold L2),
+     median with p20/p80; microseconds, TB/s, TFLOP/s and the share of the measured ceilings;
+  5. writes device-check.json, device-check.md and device-check.svg under --out and prints a
+     short table last.
+Kernels are launched through the CUDA driver API (ctypes on libcuda.so.1) on PyTorch's own
+tensors and primary context. --dry-run runs steps 3 and 5 without PyTorch or a GPU: numpy
+inputs, the emulated driver ($TIDARC_LIBCUDA, `tidarc emulated-driver`) and the bundle's .emu.so
+modules (prepare --dry-run); its tolerance is the emulator tests' fixed one.
+--report-only FILE rewrites the markdown and SVG of a recorded device-check.json.
+"""
+import argparse
+import concurrent.futures
+import ctypes
+import json
+import math
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import write_reports  # noqa: E402
+
+FIXED_TOLERANCE = {'bf16': 2e-2, 'fp16': 3e-3}  # the emulator tests' (src/emulate/emulate-variant.ts)
+LSE_TOLERANCE = 2e-3
+FA3_EPSILON = 1e-3
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- the CUDA driver through ctypes ---------------------------------------------------------------
+
+class Driver:
+    """The driver calls the check needs; every failing call raises with the CUDA error name."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lib = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        L, u64, vp, sz, i32 = self.lib, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
+        sigs = {
+            'cuInit': [ctypes.c_uint], 'cuDeviceGet': [ctypes.POINTER(i32), i32],
+            'cuDevicePrimaryCtxRetain': [ctypes.POINTER(vp), i32], 'cuCtxSetCurrent': [vp], 'cuCtxSynchronize': [],
+            'cuMemAlloc_v2': [ctypes.POINTER(u64), sz], 'cuMemFree_v2': [u64],
+            'cuMemcpyHtoD_v2': [u64, vp, sz], 'cuMemcpyDtoH_v2': [vp, u64, sz], 'cuMemsetD8_v2': [u64, ctypes.c_ubyte, sz],
+            'cuModuleLoad': [ctypes.POINTER(vp), ctypes.c_char_p], 'cuModuleGetFunction': [ctypes.POINTER(vp), vp, ctypes.c_char_p],
+            'cuFuncSetAttribute': [vp, i32, i32],
+            'cuLaunchKernel': [vp, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
+                               ctypes.c_uint, vp, ctypes.POINTER(vp), vp],
+            'cuGetErrorName': [i32, ctypes.POINTER(ctypes.c_char_p)], 'cuDriverGetVersion': [ctypes.POINTER(i32)],
+        }
+        for name, args in sigs.items():
+            fn = getattr(L, name)
+            fn.argtypes, fn.restype = args, i32
+        self.check(L.cuInit(0), 'cuInit')
+        dev, ctx = i32(), vp()
+        self.check(L.cuDeviceGet(ctypes.byref(dev), 0), 'cuDeviceGet')
+        self.check(L.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev), 'cuDevicePrimaryCtxRetain')
+        self.check(L.cuCtxSetCurrent(ctx), 'cuCtxSetCurrent')
+        v = i32()
+        L.cuDriverGetVersion(ctypes.byref(v))
+        self.version = v.value
+        self.functions = {}
+
+    def check(self, r, what):
+        if r != 0:
+            name = ctypes.c_char_p()
+            self.lib.cuGetErrorName(r, ctypes.byref(name))
+            raise RuntimeError(f'{what} failed: {(name.value or b"?").decode()} ({r})')
+
+    def alloc(self, nbytes):
+        p = ctypes.c_uint64()
+        self.check(self.lib.cuMemAlloc_v2(ctypes.byref(p), max(1, nbytes)), 'cuMemAlloc')
+        return p.value
+
+    def free(self, p):
+        self.check(self.lib.cuMemFree_v2(p), 'cuMemFree')
+
+    def upload(self, p, arr):
+        arr = np.ascontiguousarray(arr)
+        self.check(self.lib.cuMemcpyHtoD_v2(p, arr.ctypes.data, arr.nbytes), 'cuMemcpyHtoD')
+
+    def download(self, p, arr):
+        self.check(self.lib.cuMemcpyDtoH_v2(arr.ctypes.data, p, arr.nbytes), 'cuMemcpyDtoH')
+
+    def fill(self, p, byte, nbytes):
+        self.check(self.lib.cuMemsetD8_v2(p, byte, nbytes), 'cuMemsetD8')
+
+    def function(self, module_path, name, shared):
+        key = (module_path, name)
+        if key not in self.functions:
+            mod, fn = ctypes.c_void_p(), ctypes.c_void_p()
+            self.check(self.lib.cuModuleLoad(ctypes.byref(mod), str(module_path).encode()), f'cuModuleLoad({module_path})')
+            self.check(self.lib.cuModuleGetFunction(ctypes.byref(fn), mod, name.encode()), f'cuModuleGetFunction({name})')
+            self.functions[key] = fn
+        fn = self.functions[key]
+        if shared > 48 * 1024:
+            self.check(self.lib.cuFuncSetAttribute(fn, 8, shared), 'cuFuncSetAttribute')  # MAX_DYNAMIC_SHARED_SIZE_BYTES
+        return fn
+
+    def launch(self, fn, grid, block, shared, args):
+        buf = ctypes.create_string_buffer(args, len(args))
+        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
+        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, shared, None, params, None), 'cuLaunchKernel')
+
+    def synchronize(self):
+        self.check(self.lib.cuCtxSynchronize(), 'cuCtxSynchronize')
+
+
+def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits):
+    """TidarcAttentionArgs (templates/common/tidarc_abi.h): 9 pointers, 4 int32."""
+    return struct.pack('<9Q4i', q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits, 0)
+
+
+def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):
+    """The variant's main kernel, then the split-KV combine when splits > 1."""
+    module = bundle / v['fatbin']
+    rows = batch * v['steps'] * model['qHeads']
+    args = attention_args(*ptrs, batch, capacity, splits)
+    drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), (v['rowTiles'], batch * model['kvHeads'], splits), (v['block'], 1, 1), v['sharedBytes'], args)
+    if splits > 1:
+        drv.launch(drv.function(module, v['combine'], 0), ((rows + 3) // 4, 1, 1), (128, 1, 1), 0, args)
+
+
+# ---- 16-bit formats and the reference -----------------------------------------------------------
+
+def to_bits(x, dtype):
+    x = np.asarray(x, np.float32)
+    if dtype == 'fp16':
+        return x.astype(np.float16).view(np.uint16)
+    u = x.view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def from_bits(bits, dtype):
+    if dtype == 'fp16':
+        return bits.view(np.float16).astype(np.float64)
+    return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def reference(model, v, q, kc, vc, ks, vs, prefix):
+    """float64 attention of the variant's mask: o [B, n, Hq, D], lse [B, n, Hq] (natural log)."""
+    B, n, Hq, D = q.shape
+    Hkv = model['kvHeads']
+    G = Hq // Hkv
+    step_vis = np.array([[c == '1' for c in row] for row in v['visible']], bool)
+    o = np.zeros((B, n, Hq, D))
+    lse = np.full((B, n, Hq), -np.inf)
+    for b in range(B):
+        L = int(prefix[b])
+        vis = np.concatenate([np.full((n, L), v['prefixVisible']), step_vis], axis=1)
+        for h in range(Hkv):
+            keys = np.concatenate([kc[b, h, :L], ks[b, :, h]], axis=0)
+            vals = np.concatenate([vc[b, h, :L], vs[b, :, h]], axis=0)
+            for g in range(G):
+                s = q[b, :, h * G + g] @ keys.T / math.sqrt(D)
+                s = np.where(vis, s, -np.inf)
+                m = s.max(axis=1, keepdims=True)
+                seen = np.isfinite(m[:, 0])
+                p = np.where(vis, np.exp(s - np.where(np.isfinite(m), m, 0)), 0)
+                total = p.sum(axis=1, keepdims=True)
+                o[b, :, h * G + g] = np.where(seen[:, None], (p / np.where(total > 0, total, 1)) @ vals, 0)
+                lse[b, :, h * G + g] = np.where(seen, m[:, 0] + np.log(np.where(total[:, 0] > 0, total[:, 0], 1)), -np.inf)
+    return o, lse
+
+
+# ---- correctness ------------------------------------------------------------------------------
+
+def check_variant(drv, bundle, model, v, batch, prefix, splits, seed, torch_ref):
+    rng = np.random.default_rng(seed)
+    dtype, n, Hq, Hkv, D = model['dtype'], v['steps'], model['qHeads'], model['kvHeads'], model['headDim']
+    capacity = max(int(max(prefix)), 1)
+    shapes = {'q': (batch, n, Hq, D), 'kc': (batch, Hkv, capacity, D), 'vc': (batch, Hkv, capacity, D), 'ks': (batch, n, Hkv, D), 'vs': (batch, n, Hkv, D)}
+    bits = {k: to_bits(rng.standard_normal(s), dtype) for k, s in shapes.items()}
+    vals = {k: from_bits(b, dtype) for k, b in bits.items()}
+    rows = batch * n * Hq
+    ptr = {k: drv.alloc(b.nbytes) for k, b in bits.items()}
+    for k, b in bits.items():
+        drv.upload(ptr[k], b)
+    prefix_arr = np.array(prefix, np.int32)
+    ptr['prefix'] = drv.alloc(prefix_arr.nbytes)
+    drv.upload(ptr['prefix'], prefix_arr)
+    ptr['o'], ptr['lse'] = drv.alloc(rows * D * 2), drv.alloc(rows * 4)
+    ptr['ws'] = drv.alloc(splits * rows * (D + 1) * 4) if splits > 1 else 0
+    drv.fill(ptr['o'], 0xFF, rows * D * 2)  # NaN everywhere: an unwritten output stays NaN
+    drv.fill(ptr['lse'], 0xFF, rows * 4)
+    try:
+        launch_attention(drv, bundle, model, v, [ptr[k] for k in ('q', 'kc', 'vc', 'ks', 'vs', 'prefix', 'o', 'lse', 'ws')], batch, capacity, splits)
+        drv.synchronize()
+        o_bits = np.empty(rows * D, np.uint16)
+        lse = np.empty(rows, np.float32)
+        drv.download(ptr['o'], o_bits)
+        drv.download(ptr['lse'], lse)
+    finally:
+        for k, p in ptr.items():
+            if p:
+                drv.free(p)
+    o = from_bits(o_bits, dtype).reshape(batch, n, Hq, D)
+    ref_o, ref_lse = reference(model, v, vals['q'], vals['kc'], vals['vc'], vals['ks'], vals['vs'], prefix)
+    err = float(np.nanmax(np.abs(o - ref_o))) if np.isfinite(o).all() else math.inf
+    finite = np.isfinite(ref_lse)
+    lse_err = float(np.max(np.abs(lse.reshape(ref_lse.shape)[finite] - ref_lse[finite]))) if finite.any() else 0.0
+    if torch_ref is not None:
+        baseline = torch_ref(model, v, vals, prefix, ref_o)
+        tolerance = 2 * baseline + FA3_EPSILON
+        rule = f'2 x SDPA {dtype} error ({baseline:.2e}) + {FA3_EPSILON:g}'
+    else:
+        baseline, tolerance, rule = None, FIXED_TOLERANCE[dtype], 'fixed (dry run)'
+    ok = err <= tolerance and lse_err <= LSE_TOLERANCE
+    return {'model': model['name'], 'variant': v['name'], 'batch': batch, 'prefix': list(map(int, prefix)), 'splits': splits,
+            'maxError': err, 'lseMaxError': lse_err, 'tolerance': tolerance, 'rule': rule, 'sdpaError': baseline, 'ok': bool(ok)}
+
+
+def correctness(drv, bundle, grid, dry, torch_ref, log_every=10):
+    cases = []
+    for model in grid['models']:
+        for v in model['variants']:
+            prefixes = ([[37]], [[5, 0]]) if dry else ([[1000]], [[0, 17, 130, 1024, 1500, 64, 2047, 3]])
+            for prefix in prefixes:
+                for splits in ((1, 2) if dry else (1, 3)):
+                    cases.append((model, v, prefix[0], splits))
+    results = []
+    for i, (model, v, prefix, splits) in enumerate(cases):
+        results.append(check_variant(drv, bundle, model, v, len(prefix), prefix, splits, 1000 + i, torch_ref))
+        if (i + 1) % log_every == 0 or i + 1 == len(cases):
+            bad = sum(not r['ok'] for r in results)
+            log(f'correctness {i + 1}/{len(cases)} ({bad} failed)')
+    return results
+
+
+# ---- GPU-only parts: facts, ceilings, build, SDPA comparator, benchmark -----------------------------
+
+def gpu_facts(torch):
+    p = torch.cuda.get_device_properties(0)
+    smi = shutil.which('nvidia-smi')
+    clocks = subprocess.run([smi, '--query-gpu=driver_version,clocks.max.sm,clocks.max.mem', '--format=csv,noheader'], capture_output=True, text=True).stdout.strip() if smi else ''
+    return {'name': p.name, 'sms': p.multi_processor_count, 'capability': f'{p.major}.{p.minor}', 'memoryGiB': round(p.total_memory / 2**30, 1),
+            'torch': torch.__version__, 'cuda': torch.version.cuda, 'nvidiaSmi': clocks, 'host': platform.node()}
+
+
+def time_events(torch, fn, reps, warmup=10):
+    for _ in range(warmup):
+        fn(0)
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        starts[i].record()
+        fn(i)
+        ends[i].record()
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+    q = lambda f: ms[min(len(ms) - 1, int(f * len(ms)))]  # noqa: E731
+    return {'medianUs': q(0.5) * 1e3, 'p20Us': q(0.2) * 1e3, 'p80Us': q(0.8) * 1e3, 'reps': reps}
+
+
+def ceilings(torch):
+    n = 1 << 30
+    a = torch.empty(n, dtype=torch.uint8, device='cuda')
+    b = torch.empty_like(a)
+    t = time_events(torch, lambda i: b.copy_(a), 20, 3)
+    copy_tbs = 2 * n / (t['medianUs'] * 1e-6) / 1e12
+    m = 8192
+    x = torch.randn(m, m, dtype=torch.bfloat16, device='cuda')
+    y = torch.randn(m, m, dtype=torch.bfloat16, device='cuda')
+    t = time_events(torch, lambda i: x @ y, 20, 3)
+    return {'copyTBs': copy_tbs, 'matmulTflops': 2 * m**3 / (t['medianUs'] * 1e-6) / 1e12}
+
+
+def build_fatbins(bundle, grid, arch):
+    nvcc = shutil.which('nvcc') or '/usr/local/cuda/bin/nvcc'
+    jobs = []
+    for model in grid['models']:
+        flags = [f for f in model['nvccFlags'] if not f.startswith('-gencode')] + [f'-gencode=arch=compute_{arch},code=sm_{arch}']
+        for v in model['variants']:
+            jobs.append((bundle / v['cu'], bundle / v['fatbin'], flags))
+    def build(job):
+        cu, out, flags = job
+        r = subprocess.run([nvcc, *flags, '-o', str(out), str(cu)], capture_output=True, text=True, cwd=cu.parent)
+        if r.returncode != 0:
+            raise RuntimeError(f'nvcc failed on {cu}:\n{r.stderr[-2000:]}')
+        return out
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
+        list(pool.map(build, jobs))
+    log(f'nvcc: {len(jobs)} fatbins for sm_{arch} in {time.time() - t0:.0f} s')
+    return len(jobs)
+
+
+def sdpa_comparator(torch):
+    """The error of PyTorch's same-precision SDPA (dense mask) against the float64 reference."""
+    F = torch.nn.functional
+
+    def error(model, v, vals, prefix, ref_o):
+        dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
+        Hq, Hkv = model['qHeads'], model['kvHeads']
+        step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device='cuda')
+        worst = 0.0
+        for b, L in enumerate(prefix):
+            q = torch.tensor(vals['q'][b], device='cuda').to(dt).transpose(0, 1)[None]
+            k = torch.cat([torch.tensor(vals['kc'][b, :, :L], device='cuda'), torch.tensor(vals['ks'][b], device='cuda').transpose(0, 1)], 1).to(dt)[None]
+            val = torch.cat([torch.tensor(vals['vc'][b, :, :L], device='cuda'), torch.tensor(vals['vs'][b], device='cuda').transpose(0, 1)], 1).to(dt)[None]
+            mask = torch.cat([torch.full((step_vis.shape[0], L), v['prefixVisible'], device='cuda'), step_vis], 1)
+            o = F.scaled_dot_product_attention(q, k, val, attn_mask=mask, enable_gqa=Hq != Hkv)[0].transpose(0, 1).double().cpu().numpy()
+            worst = max(worst, float(np.abs(o - ref_o[b]).max()))
+        return worst
+    return error
+
+
+def benchmark(torch, drv, bundle, grid, ceil, budget_s):
+    """tidarc vs FlexAttention vs SDPA on the Qwen3-8B shape; points past the time budget are skipped and listed."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    F = torch.nn.functional
+    flex = torch.compile(flex_attention)
+    model = next(m for m in grid['models'] if m['name'] == grid['bench'])
+    Hq, Hkv, D = model['qHeads'], model['kvHeads'], model['headDim']
+    variants = {v['name']: v for v in model['variants']}
+    started, points, skipped = time.time(), [], []
+    for name in ('ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'):
+        v = variants[name]
+        n = v['steps']
+        step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device='cuda')
+        for L in (1024, 4096, 16384, 65536):
+            for B in (1, 8):
+                if time.time() - started > budget_s:
+                    skipped.append(f'{name} L={L} B={B}')
+                    continue
+                kv_bytes = 2 * B * Hkv * L * D * 2
+                sets = max(1, min(16, math.ceil(2 * 60e6 / kv_bytes)))  # rotate past the 50 MB L2
+                t = lambda *s: torch.randn(*s, device='cuda', dtype=torch.bfloat16)  # noqa: E731
+                ins = [dict(q=t(B, n, Hq, D), kc=t(B, Hkv, L, D), vc=t(B, Hkv, L, D), ks=t(B, n, Hkv, D), vs=t(B, n, Hkv, D)) for _ in range(sets)]
+                prefix = torch.full((B,), L, dtype=torch.int32, device='cuda')
+                o = torch.empty(B, n, Hq, D, device='cuda', dtype=torch.bfloat16)
+                lse = torch.empty(B, n, Hq, device='cuda', dtype=torch.float32)
+
+                def ours(i):
+                    x = ins[i % sets]
+                    launch_attention(drv, bundle, model, v, [x['q'].data_ptr(), x['kc'].data_ptr(), x['vc'].data_ptr(), x['ks'].data_ptr(), x['vs'].data_ptr(), prefix.data_ptr(), o.data_ptr(), lse.data_ptr(), 0], B, L, 1)
+                # Baselines take keys as [B, H, L + n, D]: the cache and the step concatenated once, outside the timing.
+                base = [dict(q=x['q'].transpose(1, 2).contiguous(), k=torch.cat([x['kc'], x['ks'].transpose(1, 2)], 2).contiguous(), v=torch.cat([x['vc'], x['vs'].transpose(1, 2)], 2).contiguous()) for x in ins]
+                dense = torch.cat([torch.full((n, L), v['prefixVisible'], device='cuda'), step_vis], 1)
+                row = {'variant': name, 'n': n, 'prefix': L, 'batch': B}
+                row['tidarc'] = time_events(torch, ours, 100)
+                row['sdpa'] = time_events(torch, lambda i: F.scaled_dot_product_attention(base[i % sets]['q'], base[i % sets]['k'], base[i % sets]['v'], attn_mask=dense, enable_gqa=True), 100)
+                try:
+                    def mask_mod(b, h, qi, kv):
+                        return (kv < L) | step_vis[qi, (kv - L).clamp(min=0)]
+                    bm = create_block_mask(mask_mod, None, None, n, L + n, device='cuda')
+                    row['flex'] = time_events(torch, lambda i: flex(base[i % sets]['q'], base[i % sets]['k'], base[i % sets]['v'], block_mask=bm, enable_gqa=True), 100)
+                except Exception as e:  # a Flex failure is a result, not a crash
+                    row['flexError'] = str(e).splitlines()[0][:200]
+                flops = 4 * B * Hq * D * sum(L + r.count('1') for r in v['visible'])
+                us = row['tidarc']['medianUs']
+                row['tidarcTBs'] = (kv_bytes + 2 * B * n * (Hq + 2 * Hkv) * D * 2) / (us * 1e-6) / 1e12
+                row['tidarcTflops'] = flops / (us * 1e-6) / 1e12
+                row['copyShare'] = row['tidarcTBs'] / ceil['copyTBs']
+                row['computeShare'] = row['tidarcTflops'] / ceil['matmulTflops']
+                points.append(row)
+                log(f"bench {name} L={L} B={B}: tidarc {us:.1f} us, sdpa {row['sdpa']['medianUs']:.1f} us, flex {row.get('flex', {}).get('medianUs', float('nan')):.1f} us")
+                del ins, base
+                torch.cuda.empty_cache()
+    return points, skipped
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--bundle', default='out/device-check')
+    ap.add_argument('--out', default=os.environ.get('OUT', 'out/device-check-results'))
+    ap.add_argument('--dry-run', action='store_true')
+    ap.add_argument('--report-only', metavar='FILE')
+    ap.add_argument('--bench-budget', type=float, default=300, help='seconds for the benchmark grid (Flex compiles are slow)')
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.report_only:
+        data = json.loads(Path(a.report_only).read_text())
+        print(write_reports(data, out))
+        return 0
+    bundle = Path(a.bundle)
+    grid = json.loads((bundle / 'grid.json').read_text())
+    data = {'format': 1, 'date': time.strftime('%Y-%m-%d'), 'generator': grid['generator'], 'dryRun': a.dry_run}
+    if a.dry_run:
+        drv = Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)'))
+        data['device'] = {'name': 'tidarc emulated GPU', 'driver': drv.path}
+        data['correctness'] = correctness(drv, bundle, grid, True, None)
+    else:
+        import torch
+        torch.cuda.init()
+        drv = Driver('libcuda.so.1')
+        data['device'] = {**gpu_facts(torch), 'driverVersion': drv.version}
+        log(f"GPU: {data['device']}")
+        data['ceilings'] = ceilings(torch)
+        log(f"ceilings: {data['ceilings']}")
+        cap = torch.cuda.get_device_capability(0)
+        data['fatbins'] = build_fatbins(bundle, grid, f'{cap[0]}{cap[1]}')
+        data['correctness'] = correctness(drv, bundle, grid, False, sdpa_comparator(torch))
+        data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], a.bench_budget)
+    (out / 'device-check.json').write_text(json.dumps(data, indent=1) + '\n')
+    print(write_reports(data, out))
+    return 0 if all(r['ok'] for r in data['correctness']) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

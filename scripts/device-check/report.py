@@ -1,0 +1,114 @@
+"""The device check's report: device-check.md (tables) and device-check.svg (a chart of the
+benchmark) from the results object, and the short table printed last. Python's standard library
+only, so recorded results can be re-rendered anywhere (device_check.py --report-only)."""
+import math
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+BASELINES = ('tidarc', 'flex', 'sdpa')
+COLORS = {'tidarc': '#1b9e77', 'flex': '#d95f02', 'sdpa': '#7570b3'}
+
+
+def _us(row, who):
+    t = row.get(who)
+    return t['medianUs'] if t else math.nan
+
+
+def _fmt(x, digits=1):
+    return '-' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.{digits}f}'
+
+
+def correctness_table(rows):
+    lines = ['| model | variant | batch | splits | max error | tolerance | lse error | rule | result |', '|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['variant']} | {r['batch']} | {r['splits']} | {r['maxError']:.2e} | {r['tolerance']:.2e} | "
+                     f"{r['lseMaxError']:.2e} | {r['rule']} | {'ok' if r['ok'] else 'FAIL'} |")
+    return lines
+
+
+def bench_table(rows):
+    lines = ['| step | n | prefix L | batch | tidarc us (p20-p80) | Flex us | SDPA us | vs Flex | vs SDPA | TB/s | TFLOP/s | % copy | % matmul |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        t, f, s = _us(r, 'tidarc'), _us(r, 'flex'), _us(r, 'sdpa')
+        lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {_fmt(t)} ({_fmt(r['tidarc']['p20Us'])}-{_fmt(r['tidarc']['p80Us'])}) | "
+                     f"{_fmt(f) if 'flex' in r else 'error: ' + r.get('flexError', 'not run')} | {_fmt(s)} | {_fmt(f / t, 2)}x | {_fmt(s / t, 2)}x | "
+                     f"{_fmt(r['tidarcTBs'], 2)} | {_fmt(r['tidarcTflops'])} | {_fmt(100 * r['copyShare'])} | {_fmt(100 * r['computeShare'])} |")
+    return lines
+
+
+def goals(rows):
+    """The issue's goals, from the benchmark rows (None where the grid lacks the points)."""
+    def at(variant, L, B=1):
+        return next((r for r in rows if r['variant'] == variant and r['prefix'] == L and r['batch'] == B), None)
+    out = []
+    k16 = [r for r in rows if r['variant'] == 'tidar_k16' and r['prefix'] >= 4096 and 'flex' in r]
+    if k16:
+        worst = min(_us(r, 'flex') / _us(r, 'tidarc') for r in k16)
+        out.append(('TiDAR k=16 step >= 1.3x faster than FlexAttention (L >= 4k)', f'{worst:.2f}x (worst point)', worst >= 1.3))
+    big_ar = [r for r in rows if r['variant'] == 'ar' and 2 * r['batch'] * 8 * r['prefix'] * 128 * 2 >= 256e6]
+    if big_ar:
+        share = min(r['copyShare'] for r in big_ar)
+        out.append(('AR step >= 85% of copy bandwidth at >= 256 MB of KV', f'{100 * share:.0f}% (worst point)', share >= 0.85))
+    ratios = [(_us(at('tidar_k4', L, B), 'tidarc') / _us(at('ar', L, B), 'tidarc')) for L in (4096, 16384, 65536) for B in (1, 8) if at('tidar_k4', L, B) and at('ar', L, B)]
+    if ratios:
+        out.append(('k=4 step <= 1.15x the AR step (L >= 4k)', f'{max(ratios):.2f}x (worst point)', max(ratios) <= 1.15))
+    return out
+
+
+def svg_chart(rows, width=960, bar_h=9):
+    """Horizontal bars, one group per benchmark point, log-scaled microseconds."""
+    if not rows:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="40"><text x="10" y="25">no benchmark points</text></svg>\n'
+    vals = [_us(r, w) for r in rows for w in BASELINES if not math.isnan(_us(r, w))]
+    lo, hi = math.log10(min(vals)) - 0.1, math.log10(max(vals)) + 0.1
+    left, group_h = 190, 3 * bar_h + 8
+    height = 40 + group_h * len(rows)
+    x = lambda us: left + (width - left - 20) * (math.log10(us) - lo) / (hi - lo)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             '<text x="10" y="16" font-size="13">attention step time, microseconds (log scale; shorter is better)</text>']
+    for i, who in enumerate(BASELINES):
+        parts.append(f'<rect x="{left + 120 * i}" y="24" width="10" height="10" fill="{COLORS[who]}"/><text x="{left + 14 + 120 * i}" y="33">{who}</text>')
+    for g, r in enumerate(rows):
+        y0 = 40 + g * group_h
+        parts.append(f'<text x="10" y="{y0 + 2 * bar_h}">{escape(r["variant"])} L={r["prefix"]} B={r["batch"]}</text>')
+        for i, who in enumerate(BASELINES):
+            us = _us(r, who)
+            if math.isnan(us):
+                continue
+            parts.append(f'<rect x="{left}" y="{y0 + i * bar_h}" width="{max(1.0, x(us) - left):.1f}" height="{bar_h - 1}" fill="{COLORS[who]}"/>'
+                         f'<text x="{x(us) + 3:.1f}" y="{y0 + i * bar_h + bar_h - 1}" font-size="9">{us:.0f}</text>')
+    parts.append('</svg>')
+    return '\n'.join(parts) + '\n'
+
+
+def write_reports(data, out):
+    out = Path(out)
+    dev = data.get('device', {})
+    corr = data.get('correctness', [])
+    bench = data.get('bench', [])
+    failed = [r for r in corr if not r['ok']]
+    facts = [f'{dev[k]}{unit}' for k, unit in (('sms', ' SMs'), ('capability', ' capability'), ('driverVersion', ' driver'), ('cuda', ' CUDA'), ('torch', ' torch'), ('nvidiaSmi', ''), ('driver', '')) if dev.get(k)]
+    md = [f"# tidarc device check, {data.get('date', '?')}{' (dry run on the emulated driver)' if data.get('dryRun') else ''}", '',
+          f"Device: {dev.get('name', '?')}{' (' + ', '.join(facts) + ')' if facts else ''}.", '']
+    if 'ceilings' in data:
+        c = data['ceilings']
+        md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s.", '']
+    md += [f'## Correctness: {len(corr) - len(failed)} of {len(corr)} checks ok', '', *correctness_table(corr), '']
+    if bench:
+        md += ['## Benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16)', '',
+               'Same process, same tensors. tidarc: the generated kernel through the driver API. FlexAttention: torch.compile(flex_attention) with a '
+               'BlockMask from the same in-step visibility (create_block_mask per point). SDPA: scaled_dot_product_attention with a dense boolean '
+               'mask [n, L + n]. Baselines read keys as [B, H, L + n, D] (cache and step concatenated once, outside the timing). CUDA events, '
+               '10 warm-up, 100 timed calls over rotated inputs (cold L2), median (p20-p80).', '', *bench_table(bench), '']
+        g = goals(bench)
+        if g:
+            md += ['## Goals', '', '| goal | measured | met |', '|---|---|---|', *[f'| {a} | {b} | {"yes" if ok else "NO"} |' for a, b, ok in g], '']
+    if data.get('benchSkipped'):
+        md += [f"Skipped for the time budget: {', '.join(data['benchSkipped'])}.", '']
+    (out / 'device-check.md').write_text('\n'.join(md) + '\n')
+    (out / 'device-check.svg').write_text(svg_chart(bench))
+    short = [f"correctness: {len(corr) - len(failed)}/{len(corr)} ok" + (f"; FAILED: {', '.join(r['model'] + '/' + r['variant'] for r in failed[:8])}" if failed else '')]
+    for r in bench:
+        short.append(f"{r['variant']:>10} L={r['prefix']:<6} B={r['batch']}: tidarc {_fmt(_us(r, 'tidarc')):>8} us  flex {_fmt(_us(r, 'flex')):>8}  sdpa {_fmt(_us(r, 'sdpa')):>8}")
+    return '\n'.join(short)
