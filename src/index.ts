@@ -31,5 +31,6 @@ export {
 } from './runtime/model/load-model.js';
 export { loadCheckpoint, expectedTensors, parameterCount, type Checkpoint } from './model/checkpoint.js';
 export { initModel } from './model/init-model.js';
+export { KvCache, compareCaches, type CacheComparison } from './runtime/model/kv-cache.js';
 export { readSafetensors, writeSafetensors, readShardedSafetensors } from './model/safetensors.js';
 export { loadTokenizer, type Tokenizer } from './model/tokenizer.js';
