@@ -19,7 +19,10 @@ tidarc's IR). Steps:
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
      boolean mask; CUDA events, warm-up, >= 100 repetitions over rotated inputs (cold L2),
      median with p20/p80; microseconds, TB/s, TFLOP/s and the share of the measured ceilings;
-  5. writes device-check.json, device-check.md and device-check.svg under --out and prints a
+  5. tidarc's own runtime on the cuda backend (runtime_check.mjs, with the Node and the package
+     that pack-runtime.sh put in the bundle): greedy TiDAR == greedy AR on a random model,
+     k = 1, 2, 4, 8, three prompts, 200 tokens, the KV-cache rule after every run;
+  6. writes device-check.json, device-check.md and device-check.svg under --out and prints a
      short table last.
 Kernels are launched through the CUDA driver API (ctypes on libcuda.so.1) on PyTorch's own
 tensors and primary context. --dry-run runs steps 3 and 5 without PyTorch or a GPU: numpy
@@ -388,6 +391,27 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s):
     return points, skipped
 
 
+def runtime_check(node, root, work, tokens, drafts, env=None):
+    """tidarc's runtime on the cuda backend (runtime_check.mjs): greedy TiDAR == AR, exact caches."""
+    r = subprocess.run([node, str(HERE / 'runtime_check.mjs'), str(root), str(work), str(tokens), drafts], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return {'ok': False, 'error': r.stderr.strip().splitlines()[-1:] or ['exit code %d' % r.returncode]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def unpack_runtime(bundle, work):
+    """The Node and tidarc package that pack-runtime.sh put in the bundle, unpacked under work."""
+    packed = bundle / 'node'
+    if not (packed / 'node.xz').exists():
+        return None, None
+    node = work / 'node'
+    with open(node, 'wb') as f:
+        subprocess.run(['xz', '-dc', str(packed / 'node.xz')], stdout=f, check=True)
+    node.chmod(0o755)
+    subprocess.run(['tar', '-xJf', str(packed / 'tidarc.tar.xz'), '-C', str(work)], check=True)
+    return str(node), work / 'tidarc'
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 def main(argv):
@@ -397,6 +421,7 @@ def main(argv):
     ap.add_argument('--dry-run', action='store_true')
     ap.add_argument('--report-only', metavar='FILE')
     ap.add_argument('--bench-budget', type=float, default=300, help='seconds for the benchmark grid (Flex compiles are slow)')
+    ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -411,6 +436,10 @@ def main(argv):
         drv = Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)'))
         data['device'] = {'name': 'tidarc emulated GPU', 'driver': drv.path}
         data['correctness'] = correctness(drv, bundle, grid, True, None)
+        if a.runtime_root:
+            work = out / 'runtime-work'
+            work.mkdir(exist_ok=True)
+            data['runtime'] = runtime_check(shutil.which('node'), Path(a.runtime_root).resolve(), work, 8, '2')
     else:
         import torch
         torch.cuda.init()
@@ -423,9 +452,15 @@ def main(argv):
         data['fatbins'] = build_fatbins(bundle, grid, f'{cap[0]}{cap[1]}')
         data['correctness'] = correctness(drv, bundle, grid, False, sdpa_comparator(torch))
         data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], a.bench_budget)
+        work = out / 'runtime-work'
+        work.mkdir(exist_ok=True)
+        node, root = unpack_runtime(bundle, work)
+        data['runtime'] = runtime_check(node, root, work, 200, '1,2,4,8') if node else {'ok': False, 'error': ['no Node in the bundle: run scripts/device-check/pack-runtime.sh']}
+        log(f"runtime on the cuda backend: {'ok' if data['runtime'].get('ok') else 'FAILED'}")
     (out / 'device-check.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_reports(data, out))
-    return 0 if all(r['ok'] for r in data['correctness']) else 1
+    runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)
+    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok else 1
 
 
 if __name__ == '__main__':

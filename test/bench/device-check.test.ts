@@ -50,11 +50,16 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(k2.prefixVisible).toBe(true);
   });
 
-  test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver', async () => {
+  test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
     const out = join(root, 'out');
-    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run'], { ...process.env, TIDARC_LIBCUDA: driver });
+    // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
+    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.')], { ...process.env, TIDARC_LIBCUDA: driver });
     expect(r.code, r.stderr).toBe(0);
-    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[] };
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: { ok: boolean; backend: string; runs: { equal: boolean }[] } };
+    expect(data.runtime.backend).toBe('cuda');
+    expect(data.runtime.runs.length).toBe(3);
+    expect(data.runtime.runs.every((x) => x.equal)).toBe(true);
+    expect(data.runtime.ok).toBe(true);
     const variants = grid.models.reduce((n, m) => n + m.variants.length, 0);
     expect(data.correctness).toHaveLength(variants * 4);
     for (const c of data.correctness) expect(c.ok).toBe(true);

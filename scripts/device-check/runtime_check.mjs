@@ -1,0 +1,37 @@
+// The device check's runtime part: tidarc's own runtime on the cuda backend, greedy TiDAR ==
+// greedy AR on a random model (k = 1, 2, 4, 8; three prompts; 200 tokens) with the KV-cache
+// rule checked after every run. Run by device_check.py with the Node it carries:
+//   node runtime_check.mjs TIDARC_ROOT WORK_DIR [TOKENS] [DRAFTS, e.g. 1,2,4,8]
+// TIDARC_ROOT is a built tidarc package (dist/, templates/, the addon, production node_modules).
+// Prints one JSON object: {backend, reason, runs: [{prompt, draft, equal, arNfe, tidarNfe, ...}], ok}.
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [root, work, tokensText, draftsText] = process.argv.slice(2);
+const tokens = Number(tokensText ?? 200);
+const drafts = (draftsText ?? '1,2,4,8').split(',').map(Number);
+const tidarc = await import(pathToFileURL(join(root, 'dist', 'src', 'index.js')).href);
+const spec = {
+  name: 'gpu-runtime-check', family: 'qwen3', layers: 2, hiddenSize: 256, queryHeads: 4, kvHeads: 2, headDim: 64,
+  intermediateSize: 512, vocabSize: 260, ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true,
+  dtype: 'bf16', maskTokenId: 259, draftLengths: drafts, maxPositionEmbeddings: 4096,
+};
+const dir = join(work, spec.name);
+await tidarc.initModel({ spec, outDir: dir, seed: 5, std: 0.3 });
+const model = await tidarc.loadModel(dir, { backend: 'cuda', cacheDir: join(work, 'cache'), log: (l) => process.stderr.write(`${l}\n`) });
+const runs = [];
+for (const prompt of ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": ']) {
+  let arCache;
+  const ar = await model.generate({ prompt, maxTokens: tokens, mode: 'ar', stopAtEos: false, inspectCache: (c) => { arCache = c; } });
+  for (const draft of spec.draftLengths) {
+    let tidarCache;
+    const t0 = performance.now();
+    const tidar = await model.generate({ prompt, maxTokens: tokens, mode: 'tidar', draft, stopAtEos: false, inspectCache: (c) => { tidarCache = c; } });
+    const cache = tidarc.compareCaches(arCache, tidarCache, spec.dtype);
+    const equal = tidar.tokens.length === ar.tokens.length && tidar.tokens.every((t, i) => t === ar.tokens[i]);
+    const ok = equal && cache.layer0Differing === 0 && cache.maxRelDiff < 2 ** -6 && cache.writtenPastLength === 0;
+    runs.push({ prompt, draft, equal, arNfe: ar.nfe, tidarNfe: tidar.nfe, tidarTokensPerSecond: tidar.tokensPerSecond, arTokensPerSecond: ar.tokensPerSecond, ms: performance.now() - t0, ...cache, ok });
+  }
+}
+model.close();
+process.stdout.write(`${JSON.stringify({ backend: model.backend, reason: model.backendReason, runs, ok: model.backend === 'cuda' && runs.every((r) => r.ok) })}\n`);
