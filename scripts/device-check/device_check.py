@@ -433,11 +433,14 @@ def unpack_runtime(bundle, work):
     packed = bundle / 'node'
     if not (packed / 'node.xz').exists():
         return None, None
+    import lzma
+    import tarfile
     node = work / 'node'
-    with open(node, 'wb') as f:
-        subprocess.run(['xz', '-dc', str(packed / 'node.xz')], stdout=f, check=True)
+    with lzma.open(packed / 'node.xz') as src, open(node, 'wb') as dst:  # Python's own xz: no xz binary needed there
+        shutil.copyfileobj(src, dst)
     node.chmod(0o755)
-    subprocess.run(['tar', '-xJf', str(packed / 'tidarc.tar.xz'), '-C', str(work)], check=True)
+    with tarfile.open(packed / 'tidarc.tar.xz', 'r:xz') as tar:
+        tar.extractall(work)
     return str(node), work / 'tidarc'
 
 
