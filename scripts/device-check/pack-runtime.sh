@@ -9,8 +9,10 @@ bundle=${1:-out/device-check}
 out="$bundle/node"
 mkdir -p "$out"
 # The addon of `npm ci` is built with -march=native for this CPU; the GPU machine's may lack
-# its instructions, so a portable one is built beside it.
-npx cmake-js compile --directory runtime --out build/native-portable --log-level warn --CDTIDARC_CPU_ARCH=x86-64-v2 >&2
+# its instructions, so a portable one is built beside it (libstdc++ linked in: it needs only
+# glibc >= 2.34 there).
+npx cmake-js compile --directory runtime --out build/native-portable --log-level warn --CDTIDARC_CPU_ARCH=x86-64-v2 \
+  "--CDCMAKE_SHARED_LINKER_FLAGS=-static-libstdc++ -static-libgcc" >&2
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/tidarc/build/native/Release"
