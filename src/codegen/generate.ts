@@ -9,7 +9,7 @@ import { TIDARC_VERSION } from '../version.js';
 import { type ArchName, type ArchSpec, ARCHES, tileKey } from './arch.js';
 import { banner, cpuSymbol, renderCpuVariant, renderCudaVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
-import { compileInputKey, sha256 } from './input-key.js';
+import { compileInputKey, sha256, type TileOverrides } from './input-key.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
@@ -19,6 +19,8 @@ export interface CompileOptions {
   /** Draft lengths to compile; defaults to the model's own. */
   readonly drafts?: readonly number[];
   readonly arches: readonly ArchName[];
+  /** Tuned tiles per variant name (`tidarc compile --tuned`); the others use the arch's tile. */
+  readonly tiles?: TileOverrides;
 }
 
 export interface GeneratedOutput {
@@ -54,12 +56,14 @@ export function selectVariants(spec: ModelSpec, options: CompileOptions): Attent
 }
 
 /** Pass 2: one plan per variant (all arches share the tile config of the first; checked). */
-export function planVariants(variants: readonly AttentionVariant[], arches: readonly ArchSpec[]): AttentionPlan[] {
-  const tiles = new Set(arches.map((a) => tileKey(a.tile)));
-  if (tiles.size !== 1) {
+export function planVariants(variants: readonly AttentionVariant[], arches: readonly ArchSpec[], tiles: TileOverrides = {}): AttentionPlan[] {
+  const archTiles = new Set(arches.map((a) => tileKey(a.tile)));
+  if (archTiles.size !== 1) {
     throw new TidarcError('unsupported', 'the requested arches use different tile configs; compile them separately', { field: '--arch', value: arches.map((a) => a.name).join(','), allowed: 'arches with one tile config' });
   }
-  const plans = variants.map((v) => planAttention(v, arches[0]!.tile));
+  const unknown = Object.keys(tiles).filter((name) => !variants.some((v) => v.name === name));
+  if (unknown.length > 0) throw new TidarcError('invalid-argument', 'tuned tiles name variants this compile does not make', { field: 'tiles', value: unknown.join(', '), allowed: variants.map((v) => v.name).join(', ') });
+  const plans = variants.map((v) => planAttention(v, tiles[v.name] ? { ...arches[0]!.tile, warps: tiles[v.name]!.warps, tileN: tiles[v.name]!.tileN } : arches[0]!.tile));
   const problems = plans.flatMap((p) => arches.flatMap((a) => archProblems(p, a)));
   if (problems.length > 0) throw new TidarcError('unsupported', problems.join('; '));
   return plans;
@@ -69,7 +73,7 @@ export function planVariants(variants: readonly AttentionVariant[], arches: read
 export function generateModel(spec: ModelSpec, options: CompileOptions): GeneratedOutput {
   const arches = [...new Set(options.arches)].map((a) => ARCHES[a]);
   const variants = selectVariants(spec, options);
-  const plans = planVariants(variants, arches);
+  const plans = planVariants(variants, arches, options.tiles);
   const files = new Map<string, string>();
   for (const [out, src] of STATIC_FILES) files.set(out, readTemplateFile(src));
   for (const plan of plans) {
@@ -86,7 +90,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
-  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name));
+  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name), options.tiles);
   const described = describeManifest(spec, arches, plans, inputKey);
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
   const sorted = new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -38,8 +38,14 @@ export function generatorDigest(): string {
   return generatorCode;
 }
 
-export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): string {
+export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[], tiles: TileOverrides = {}): string {
   const sortedDrafts = [...new Set(drafts)].sort((a, b) => a - b);
   const uniqueArches = [...new Set(arches)];
-  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest() }));
+  const sortedTiles = Object.fromEntries(Object.entries(tiles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  // Untuned compiles keep the key they always had.
+  const tuned = Object.keys(sortedTiles).length > 0 ? { tiles: sortedTiles } : {};
+  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest(), ...tuned }));
 }
+
+/** Per variant name, a tile that replaces the arch's default (tidarc tune's winners). */
+export type TileOverrides = Readonly<Record<string, { readonly warps: number; readonly tileN: number }>>;

@@ -1,0 +1,143 @@
+/**
+ * The tuning database: human-readable JSON of the winners, keyed by (variant key, shape bucket),
+ * with the metadata that decides when an entry no longer applies. Pure functions, plus
+ * readTuneDb / writeTuneDb at the edge (atomic write: an interrupted run never leaves half a
+ * file).
+ *
+ *   variant key: what the kernel computes: mask kind and parameters, dtype, head dim, query and
+ *                KV heads (`tidar_k8 bf16 d128 q32/kv8`), not the model's name;
+ *   shape bucket: batch and the prefix rounded up to a power of two (`b1 L4096`): one tuning
+ *                serves every prefix of the bucket, so shapes are not retuned one by one;
+ *   meta:        tidarc version, compiler version, backend, device (GPU name and SM count, or CPU
+ *                model and thread count), driver version. An entry whose meta differs from the
+ *                machine's is stale: kept in the file, never used (invalidate() lists why).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { TidarcError } from '../errors.js';
+import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import type { AttentionConfig } from './space.js';
+
+export interface TuneMeta {
+  readonly tidarc: string;
+  readonly compiler: string;
+  readonly backend: 'cpu' | 'cuda';
+  readonly device: string;
+  readonly driver?: string;
+}
+
+export interface Timing {
+  readonly medianUs: number;
+  readonly p20Us: number;
+  readonly p80Us: number;
+}
+
+export interface TuneEntry {
+  readonly variant: string;
+  readonly bucket: string;
+  readonly best: AttentionConfig;
+  readonly bestTiming: Timing;
+  readonly heuristic: AttentionConfig;
+  readonly heuristicTiming: Timing;
+  /** Configurations timed (after pruning and the correctness check). */
+  readonly timed: number;
+  /** Configurations whose output was wrong, by config key (never chosen). */
+  readonly rejected: readonly string[];
+  readonly meta: TuneMeta;
+  readonly date: string;
+}
+
+export interface TuneDb {
+  readonly format: 1;
+  readonly entries: Readonly<Record<string, TuneEntry>>;
+}
+
+export const EMPTY_DB: TuneDb = { format: 1, entries: {} };
+
+export interface VariantShape {
+  readonly variant: string;
+  readonly dtype: string;
+  readonly headDim: number;
+  readonly qHeads: number;
+  readonly kvHeads: number;
+}
+
+export function variantKey(v: VariantShape): string {
+  return `${v.variant} ${v.dtype} d${v.headDim} q${v.qHeads}/kv${v.kvHeads}`;
+}
+
+/** `b<batch> L<prefix rounded up to a power of two>` (L0 for an empty prefix). */
+export function shapeBucket(batch: number, prefix: number): string {
+  const L = prefix <= 0 ? 0 : 2 ** Math.ceil(Math.log2(prefix));
+  return `b${batch} L${L}`;
+}
+
+export function entryKey(variant: string, bucket: string): string {
+  return `${variant} | ${bucket}`;
+}
+
+/** The entry for a variant and shape, when there is one made on a machine like this. */
+export function lookup(db: TuneDb, variant: string, bucket: string, meta: TuneMeta): TuneEntry | undefined {
+  const e = db.entries[entryKey(variant, bucket)];
+  return e && staleness(e.meta, meta) === null ? e : undefined;
+}
+
+/** Why an entry made under `was` does not apply under `now` (null when it does). */
+export function staleness(was: TuneMeta, now: TuneMeta): string | null {
+  for (const k of ['tidarc', 'compiler', 'backend', 'device', 'driver'] as const) {
+    if ((was[k] ?? '') !== (now[k] ?? '')) return `${k} was ${was[k] ?? '(none)'}, is ${now[k] ?? '(none)'}`;
+  }
+  return null;
+}
+
+/** The entries that do not apply on this machine, with why. */
+export function invalidate(db: TuneDb, meta: TuneMeta): { key: string; why: string }[] {
+  return Object.entries(db.entries).flatMap(([key, e]) => {
+    const why = staleness(e.meta, meta);
+    return why ? [{ key, why }] : [];
+  });
+}
+
+/**
+ * `b` over `a`, entry by entry: a newer entry replaces an older one for the same key; entries
+ * of other machines are kept (a file may serve several). Keys sorted, for stable diffs.
+ */
+export function mergeDb(a: TuneDb, b: TuneDb): TuneDb {
+  const merged: Record<string, TuneEntry> = { ...a.entries };
+  for (const [key, e] of Object.entries(b.entries)) {
+    const old = merged[key];
+    if (!old || staleness(old.meta, e.meta) !== null || old.date <= e.date) merged[key] = e;
+  }
+  return { format: 1, entries: Object.fromEntries(Object.entries(merged).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) };
+}
+
+export function withEntry(db: TuneDb, e: TuneEntry): TuneDb {
+  return mergeDb(db, { format: 1, entries: { [entryKey(e.variant, e.bucket)]: e } });
+}
+
+export function parseTuneDb(text: string, source: string): TuneDb {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new TidarcError('invalid-argument', `the tuning database is not JSON (${(e as Error).message})`, { source });
+  }
+  const db = raw as Partial<TuneDb>;
+  if (typeof raw !== 'object' || raw === null || db.format !== 1 || typeof db.entries !== 'object' || db.entries === null) {
+    throw new TidarcError('invalid-argument', 'not a tidarc tuning database (expected {"format": 1, "entries": {...}})', { source });
+  }
+  for (const [key, e] of Object.entries(db.entries)) {
+    const ok = e && typeof e === 'object' && typeof e.variant === 'string' && typeof e.bucket === 'string' && key === entryKey(e.variant, e.bucket)
+      && e.best && Number.isInteger(e.best.warps) && Number.isInteger(e.best.tileN) && Number.isInteger(e.best.splits) && e.meta && typeof e.meta.device === 'string';
+    if (!ok) throw new TidarcError('invalid-argument', 'a tuning database entry is malformed', { field: `entries["${key}"]`, source });
+  }
+  return db as TuneDb;
+}
+
+/** The database at `path`, or an empty one when the file does not exist. */
+export function readTuneDb(path: string): TuneDb {
+  return existsSync(path) ? parseTuneDb(readFileSync(path, 'utf8'), path) : EMPTY_DB;
+}
+
+export async function writeTuneDb(path: string, db: TuneDb): Promise<void> {
+  await writeTextFileAtomic(path, `${JSON.stringify(db, null, 1)}\n`);
+}

@@ -1,0 +1,91 @@
+/**
+ * The tuning search space: static pruning agrees with ptxas on a sample (it never drops a
+ * feasible configuration, never keeps an infeasible one), the heuristic default is the arch's
+ * tile with FA3's split rule, and a tuned compile uses the recorded tiles (visible in the
+ * manifest).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import { parsePtxasReport } from '../../src/build/ptxas.js';
+import { findNvcc } from '../../src/build/toolchain.js';
+import { generateModel } from '../../src/codegen/generate.js';
+import { chooseSplits } from '../../src/codegen/splits.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { SPLITS, TILE_N, WARPS, configKey, heuristicConfig, infeasible, searchSpace, type TuneShape } from '../../src/tune/space.js';
+
+const exec = promisify(execFile);
+const nvcc = await findNvcc();
+const dir = mkdtempSync(join(tmpdir(), 'tidarc-tune-space-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function spec(headDim: 64 | 128, qHeads: number, kvHeads: number): ModelSpec {
+  return {
+    name: `s${headDim}`, family: 'qwen3', layers: 1, hiddenSize: qHeads * headDim, queryHeads: qHeads, kvHeads, headDim, intermediateSize: 128,
+    vocabSize: 260, ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true, dtype: 'bf16', maskTokenId: 259, draftLengths: [4],
+  };
+}
+const QWEN3_K16: TuneShape = { headDim: 128, rows: 272 * 4, kvHeads: 8, batch: 1, prefix: 4096 };
+
+describe('search space', () => {
+  test('covers the whole product: every configuration is a candidate or pruned with a reason', () => {
+    const { candidates, pruned } = searchSpace(QWEN3_K16, 'cuda');
+    expect(candidates.length + pruned.length).toBe(WARPS.length * TILE_N.length * SPLITS.length);
+    expect(new Set([...candidates, ...pruned.map((p) => p.config)].map(configKey)).size).toBe(WARPS.length * TILE_N.length * SPLITS.length);
+    for (const p of pruned) expect(p.why.length).toBeGreaterThan(10);
+    expect(candidates.map(configKey)).toContain('w4-n64-s1');
+  });
+
+  test('prunes by the arch\'s shared memory, the register tile, the Q-tile alias and empty splits', () => {
+    expect(infeasible({ warps: 4, tileN: 256, splits: 1 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/278528 bytes of shared memory; sm_90 allows 232448/);
+    expect(infeasible({ warps: 4, tileN: 128, splits: 1 }, QWEN3_K16, 'cuda', 'sm_86')).toMatch(/139264 bytes of shared memory; sm_86 allows 101376/);
+    expect(infeasible({ warps: 4, tileN: 128, splits: 1 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/on the stack/);
+    expect(infeasible({ warps: 8, tileN: 16, splits: 1 }, QWEN3_K16, 'cuda')).toMatch(/Q tile \(128 rows\) does not fit/);
+    expect(infeasible({ warps: 4, tileN: 64, splits: 128 }, QWEN3_K16, 'cuda')).toMatch(/128 splits of 64 prefix tiles/);
+    // The CPU kernel has no shared memory and no register tile: only the layout rules apply.
+    expect(infeasible({ warps: 4, tileN: 256, splits: 1, threads: 0 }, QWEN3_K16, 'cpu')).toBeNull();
+    expect(searchSpace(QWEN3_K16, 'cpu', { threads: [1, 2] }).candidates.length).toBeGreaterThan(searchSpace(QWEN3_K16, 'cuda').candidates.length);
+  });
+
+  test('the heuristic default is the arch tile with FA3\'s wave-efficiency split rule', () => {
+    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 4, tileN: 64, splits: chooseSplits(1 * 8 * 17, 132, 64) });
+    const ar: TuneShape = { headDim: 128, rows: 4, kvHeads: 8, batch: 1, prefix: 65536 };
+    const h = heuristicConfig(ar, 132);
+    expect(h.splits).toBeGreaterThan(1);  // 8 work items on 132 SMs: split the prefix
+    expect(infeasible(h, ar, 'cuda')).toBeNull();
+  });
+});
+
+describe('a tuned compile', () => {
+  test('uses the recorded tiles, visible in the manifest, and changes the input key', () => {
+    const plain = generateModel(spec(64, 8, 2), { arches: ['sm_90'], drafts: [4] });
+    const tuned = generateModel(spec(64, 8, 2), { arches: ['sm_90'], drafts: [4], tiles: { tidar_k4: { warps: 2, tileN: 32 } } });
+    const k4 = tuned.manifest.variants.find((v) => v.name === 'tidar_k4')!;
+    expect([k4.plan.warps, k4.plan.tileN, k4.launch.block]).toEqual([2, 32, 64]);
+    expect(tuned.manifest.variants.find((v) => v.name === 'ar')!.plan.tileN).toBe(64);
+    expect(tuned.manifest.inputKey).not.toBe(plain.manifest.inputKey);
+    expect(() => generateModel(spec(64, 8, 2), { arches: ['sm_90'], drafts: [4], tiles: { tidar_k9: { warps: 2, tileN: 32 } } })).toThrow(/tuned tiles name variants this compile does not make \(tiles = tidar_k9\)/);
+  });
+});
+
+describe.skipIf(!nvcc.found)('pruning against ptxas (nvcc, sm_90)', () => {
+  // Feasible = ptxas reports no stack frame and no spill for the main kernel.
+  const sample: [64 | 128, number, number][] = [[64, 2, 32], [64, 4, 64], [64, 4, 128], [128, 8, 64], [128, 8, 128]];
+  test.for(sample)('head dim %i, %i warps, tileN %i', { timeout: 300_000 }, async ([D, warps, tileN]) => {
+    const s = D === 64 ? spec(64, 8, 2) : spec(128, 32, 8);
+    const g = generateModel(s, { arches: ['sm_90'], drafts: [4], tiles: { tidar_k4: { warps, tileN } } });
+    const out = join(dir, `d${D}-w${warps}-n${tileN}`);
+    mkdirSync(join(out, 'cuda'), { recursive: true });
+    for (const [p, text] of g.files) if (p.startsWith('cuda/')) writeFileSync(join(out, p), text);
+    const { stderr } = await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', '-gencode=arch=compute_90,code=sm_90', '-o', '/dev/null', 'cuda/tidar_k4.cu'], { cwd: out });
+    const symbol = g.manifest.variants.find((v) => v.name === 'tidar_k4')!.symbols.cuda;
+    const report = parsePtxasReport(stderr)['sm_90']![symbol]!;
+    const feasible = report.stackBytes === 0 && report.spillStoreBytes === 0 && report.registers <= 255;
+    const rows = g.manifest.variants.find((v) => v.name === 'tidar_k4')!.rows;
+    const predicted = infeasible({ warps, tileN, splits: 1 }, { headDim: D, rows, kvHeads: s.kvHeads, batch: 1, prefix: 4096 }, 'cuda', 'sm_90');
+    expect(predicted === null, `ptxas: ${JSON.stringify(report)}; pruning: ${predicted}`).toBe(feasible);
+  });
+});
