@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
-import { compileInputKey, generatorDigest, sha256 } from '../codegen/input-key.js';
+import { compileInputKey, generatorDigest, sha256, type TileOverrides } from '../codegen/input-key.js';
 import { type BuildReport, type Manifest, OPS_UNIT } from '../codegen/manifest.js';
 import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
 import { runPool } from './pool.js';
@@ -30,6 +30,8 @@ export interface CompileRequest {
   readonly outDir: string;
   /** 'none': sources, manifest and bindings only (what generated/ holds); 'cpu': skip nvcc. */
   readonly build: BuildTargets;
+  /** Tuned tiles per variant (`tidarc compile --tuned`); the others use the arch's tile. */
+  readonly tiles?: TileOverrides;
   readonly jobs?: number;
   readonly log: (line: string) => void;
 }
@@ -80,7 +82,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   // Resolved so that `--out dir/` or `--out dir/.` stage next to the directory, not inside it.
   const req = { ...request, outDir: resolve(request.outDir) };
   const t0 = performance.now();
-  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches);
+  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches, req.tiles);
   const building = req.build !== 'none';
   const [nvcc, cxx] = building
     ? await Promise.all([req.build === 'all' ? findNvcc() : Promise.resolve({ found: false as const, reason: 'skipped (CPU-only build)' }), findCxx()])
@@ -95,7 +97,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
   const { generateModel } = await import('../codegen/generate.js');
-  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}) });
+  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}) });
   const codegenMs = performance.now() - t0;
   const files = new Map(generated.files);
 

@@ -14,6 +14,7 @@ import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerInitModelCommand } from './commands/init-model.js';
 import { registerMaskCommand } from './commands/mask.js';
 import { registerRunCommand } from './commands/run.js';
+import { registerTuneCommand } from './commands/tune.js';
 import { TIDARC_VERSION } from '../version.js';
 
 /**
@@ -51,6 +52,7 @@ export function buildProgram(io: CliIo): Command {
   registerInitModelCommand(program, io);
   registerMaskCommand(program, io);
   registerRunCommand(program, io);
+  registerTuneCommand(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   return program;
 }

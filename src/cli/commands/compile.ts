@@ -2,12 +2,18 @@
  * `tidarc compile [model.json|config.json]`: generates the attention kernels of a model per
  * draft length and arch, builds them where the compilers exist, and reports what it built.
  */
+import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
+import type { TileOverrides } from '../../codegen/input-key.js';
 import { packageRoot } from '../../codegen/templates.js';
+import { variantsForModel } from '../../codegen/variant.js';
+import { TidarcError } from '../../errors.js';
 import { loadModelSpecFile } from '../../ir/model-file.js';
+import { readTuneDb } from '../../tune/db.js';
+import { tunedTiles } from '../../tune/report.js';
 import type { CliIo } from '../io.js';
 import { parseDraftList, parseIntegerOption } from '../options.js';
 
@@ -21,6 +27,7 @@ interface CompileFlags {
   build: boolean;
   jobs?: string;
   json?: boolean;
+  tuned?: string;
 }
 
 const HELP_AFTER = `
@@ -29,6 +36,7 @@ Examples:
   $ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b
   $ tidarc compile ~/models/Qwen3-8B/config.json --draft 16 --out build/q3  # an HF config works too
   $ tidarc compile examples/tiny.json --no-build --out generated/tiny      # sources only
+  $ tidarc compile examples/qwen3-8b.json --tuned tune.json               # the tiles tidarc tune chose
 
 Output (written atomically: a failed compile leaves an earlier DIR intact):
   cuda/<variant>.cu (+ .fatbin with nvcc), cpu/<variant>.cpp (+ cpu/libtidarc_cpu.so with g++),
@@ -48,6 +56,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .option('--no-build', 'write sources, manifest and bindings only; run neither nvcc nor the C++ compiler')
     .option('--jobs <n>', 'parallel compiler processes (default: all cores), e.g. 2')
     .option('--json', 'print the manifest summary as JSON instead of text')
+    .option('--tuned <db>', 'compile each variant with the tile (warps, tileN) that tidarc tune recorded in this database')
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
       const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
@@ -58,7 +67,17 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const outDir = flags.out ?? `tidarc-out/${spec.name}`;
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
-      const result = await compileModel({ spec, arches, outDir, build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}) });
+      let tiles: TileOverrides | undefined;
+      if (flags.tuned !== undefined) {
+        if (!existsSync(flags.tuned)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: '--tuned', value: flags.tuned });
+        const names = variantsForModel(spec, drafts ?? spec.draftLengths).map((v) => v.name);
+        const t = tunedTiles(readTuneDb(flags.tuned), spec, names, arches);
+        for (const [name, how] of Object.entries(t.used)) log(`tuned ${name}: ${how}`);
+        for (const why of t.skipped) log(`tuned ${why}`);
+        if (Object.keys(t.used).length === 0 && t.skipped.length === 0) log(`tuned: ${flags.tuned} has no entry for this model's variants; arch defaults used`);
+        tiles = t.tiles;
+      }
+      const result = await compileModel({ spec, arches, outDir, build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });
 }
@@ -77,6 +96,8 @@ function summary(r: CompileResult) {
       steps: v.steps,
       symbol: v.symbols.cuda,
       stepTiles: v.plan.stepTiles,
+      warps: v.plan.warps,
+      tileN: v.plan.tileN,
       sharedBytes: v.launch.dynamicSharedBytes,
       ptxas: b?.nvcc?.variants[v.name]?.ptxas ?? null,
     })),
@@ -100,7 +121,7 @@ function renderSummary(r: CompileResult): string {
   for (const v of s.variants) {
     const t = v.stepTiles;
     const regs = v.ptxas ? Object.entries(v.ptxas).map(([arch, ks]) => `${arch} ${ks[v.symbol]?.registers ?? '?'} regs`).join(', ') : 'not compiled';
-    lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step ${v.steps === 1 ? 'token ' : 'tokens'}, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
+    lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step ${v.steps === 1 ? 'token ' : 'tokens'}, tile ${v.warps} warps x ${v.tileN} keys, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
   }
   lines.push(`  nvcc: ${s.nvcc}`, `  cpu:  ${s.cpuLibrary}`);
   for (const w of s.warnings) lines.push(`  warning: ${w}`);

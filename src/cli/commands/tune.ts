@@ -1,0 +1,130 @@
+/**
+ * `tidarc tune`: autotuning benchmark runs for a model's attention kernels (CPU backend here;
+ * the CUDA search runs in the device check), and `--report` on what a database holds.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { writeTextFileAtomic } from '../../fs/atomic-write.js';
+import { TidarcError } from '../../errors.js';
+import { loadModelSpecFile, readJsonFile } from '../../ir/model-file.js';
+import type { ModelSpec } from '../../ir/model.js';
+import { specFromCheckpointConfig } from '../../model/checkpoint.js';
+import { defaultCacheDir } from '../../runtime/model/model-parts.js';
+import { invalidate, readTuneDb } from '../../tune/db.js';
+import { tuneReport, tuneSvg } from '../../tune/report.js';
+import { cpuTuneMeta, tuneCpu } from '../../tune/tune-cpu.js';
+import type { CliIo } from '../io.js';
+import { parseDraftList, parseIntegerList, parseIntegerOption } from '../options.js';
+
+interface TuneFlags {
+  draft?: string;
+  prefix: string;
+  batch: string;
+  backend: string;
+  budget?: string;
+  db: string;
+  report?: boolean;
+  warps?: string;
+  tileN?: string;
+  splits?: string;
+  threads?: string;
+}
+
+const HELP_AFTER = `
+Examples:
+  $ tidarc tune examples/qwen3-8b.json --draft 4,8,16 --prefix 1k,4k,16k --batch 1,8 --db tune.json
+  $ tidarc tune models/tidar-tiny-code --prefix 256,1k --budget 120
+  $ tidarc tune --report --db tune.json            # table + tune.svg: heuristic default vs tuned best
+  $ tidarc compile examples/qwen3-8b.json --tuned tune.json
+
+For each variant (tidar_k<K> per draft length, and ar) and shape (batch, prefix rounded up to a
+power of two), every configuration that static pruning keeps (warps, tileN, split-KV, threads) is
+checked against the float64 reference, then timed: a warm-up call, then 100 calls over rotated
+inputs (or as many slow ones as fill 100 ms), median with p20/p80. Tiles are compile-time: one
+CPU library per tile, cached. The database is written after every shape: Ctrl-C keeps what was
+measured, and a rerun skips the shapes the database holds for this machine (same tidarc,
+compiler and CPU).
+`;
+
+/** '1k' = 1024, '4k' = 4096, plain integers as they are. */
+export function parsePrefixList(text: string): number[] {
+  return text.split(',').map((part) => {
+    const t = part.trim().toLowerCase();
+    const m = /^(\d+)(k?)$/.exec(t);
+    const v = m ? Number(m[1]) * (m[2] ? 1024 : 1) : NaN;
+    if (!Number.isInteger(v) || v < 1 || v > 1 << 20) {
+      throw new TidarcError('invalid-argument', 'invalid prefix length', { field: '--prefix', value: part, allowed: 'integers from 1 to 1048576, or with a k suffix (1k = 1024), comma separated' });
+    }
+    return v;
+  });
+}
+
+async function modelSpec(path: string): Promise<ModelSpec> {
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    throw new TidarcError('invalid-argument', 'no such model file or directory', { field: 'model', value: path });
+  }
+  return isDir ? specFromCheckpointConfig(await readJsonFile(join(path, 'config.json')), path) : loadModelSpecFile(path);
+}
+
+export function registerTuneCommand(program: Command, io: CliIo): void {
+  program
+    .command('tune')
+    .description('Autotune the attention kernels of a model per shape (tile, warps, split-KV, threads) and record the winners.')
+    .argument('[model]', 'model.json, Hugging Face config.json or a model directory')
+    .option('--draft <k,...>', "draft lengths (default: the model's)")
+    .option('--prefix <L,...>', 'prefix lengths, e.g. 1k,4k,16k', '1k,4k')
+    .option('--batch <b,...>', 'batch sizes, e.g. 1,8', '1')
+    .option('--backend <name>', 'cpu (the CUDA search runs in the device check)', 'cpu')
+    .option('--budget <seconds>', 'start no new shape after this long')
+    .option('--db <file>', 'the tuning database (merged into, created when missing)', 'tune.json')
+    .option('--report', 'print the database as a table and write an SVG beside it; tune nothing')
+    .option('--warps <list>', 'restrict the search: warps per tile, e.g. 2,4')
+    .option('--tile-n <list>', 'restrict the search: keys per tile, e.g. 32,64')
+    .option('--splits <list>', 'restrict the search: split-KV counts, e.g. 1,2')
+    .option('--threads <list>', 'threads to try (0 = all), default 1,0')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (modelPath: string | undefined, flags: TuneFlags) => {
+      if (flags.report) {
+        const db = readTuneDb(flags.db);
+        io.stdout(tuneReport(db, await cpuTuneMeta()));
+        const svg = flags.db.replace(/\.json$/, '') + '.svg';
+        await writeTextFileAtomic(svg, tuneSvg(db));
+        io.stdout(`wrote ${svg}\n`);
+        return;
+      }
+      if (flags.backend !== 'cpu') {
+        throw new TidarcError('unsupported', 'tidarc tune searches the cpu backend here; the CUDA search runs in the device check', { field: '--backend', value: flags.backend, allowed: 'cpu' });
+      }
+      if (modelPath === undefined) throw new TidarcError('invalid-argument', 'a model is required (or --report)', { field: 'model' });
+      const spec = await modelSpec(modelPath);
+      const drafts = flags.draft === undefined ? [...spec.draftLengths] : parseDraftList(flags.draft);
+      const list = (name: string, text: string | undefined, min: number, max: number) => (text === undefined ? undefined : parseIntegerList(name, text, min, max));
+      const warps = list('--warps', flags.warps, 1, 8), tileN = list('--tile-n', flags.tileN, 16, 256), splits = list('--splits', flags.splits, 1, 64), threads = list('--threads', flags.threads, 0, 1024);
+      const controller = new AbortController();
+      const onInt = (): void => {
+        io.stderr('tidarc tune: interrupted; finishing the configuration being timed, keeping what was measured\n');
+        controller.abort();
+      };
+      process.once('SIGINT', onInt);
+      try {
+        const before = readTuneDb(flags.db);
+        const meta = await cpuTuneMeta();
+        const stale = invalidate(before, meta);
+        if (stale.length > 0) io.stdout(`${stale.length} entries of ${flags.db} are from another machine or version and are not used (e.g. ${stale[0]!.key}: ${stale[0]!.why})\n`);
+        const r = await tuneCpu({
+          spec, drafts, prefixes: parsePrefixList(flags.prefix), batches: parseIntegerList('--batch', flags.batch, 1, 256), dbPath: flags.db,
+          cacheDir: defaultCacheDir(), log: (l) => io.stdout(`${l}\n`), signal: controller.signal,
+          ...(flags.budget === undefined ? {} : { budgetSeconds: parseIntegerOption('--budget', flags.budget, 1, 7 * 86400) }),
+          space: { ...(warps ? { warps } : {}), ...(tileN ? { tileN } : {}), ...(splits ? { splits } : {}), ...(threads ? { threads } : {}) },
+        });
+        io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${flags.db}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
+        io.stdout(tuneReport(r.db, meta));
+      } finally {
+        process.removeListener('SIGINT', onInt);
+      }
+    });
+}

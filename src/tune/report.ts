@@ -1,0 +1,106 @@
+/**
+ * What a tuning database says, for people and for the compiler. Pure.
+ *   - tuneReport: per shape, the heuristic default against the tuned best, and the share of
+ *     shapes where the heuristic is within 10% of the best (issue 6's goal: 90%);
+ *   - tuneSvg: the same as bars;
+ *   - tunedTiles: the tile each variant of a model compiles with under `compile --tuned`.
+ */
+import type { ArchName } from '../codegen/arch.js';
+import type { TileOverrides } from '../codegen/input-key.js';
+import type { ModelSpec } from '../ir/model.js';
+import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
+import { configKey, infeasible } from './space.js';
+
+/** The heuristic counts as good on a shape when within this factor of the tuned best. */
+export const HEURISTIC_SLACK = 1.1;
+
+export interface ReportRow {
+  readonly variant: string;
+  readonly bucket: string;
+  readonly heuristic: string;
+  readonly heuristicUs: number;
+  readonly best: string;
+  readonly bestUs: number;
+  /** heuristic time / best time (1 = the heuristic is the best). */
+  readonly ratio: number;
+  readonly stale: string | null;
+}
+
+export function reportRows(db: TuneDb, meta?: TuneMeta): ReportRow[] {
+  return Object.values(db.entries).map((e) => ({
+    variant: e.variant, bucket: e.bucket,
+    heuristic: configKey(e.heuristic), heuristicUs: e.heuristicTiming.medianUs,
+    best: configKey(e.best), bestUs: e.bestTiming.medianUs,
+    ratio: e.heuristicTiming.medianUs / e.bestTiming.medianUs,
+    stale: meta ? staleness(e.meta, meta) : null,
+  }));
+}
+
+export function tuneReport(db: TuneDb, meta?: TuneMeta): string {
+  const rows = reportRows(db, meta);
+  if (rows.length === 0) return 'the tuning database is empty\n';
+  const lines = ['| variant | shape | heuristic | us | tuned best | us | heuristic / best |', '|---|---|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${r.variant} | ${r.bucket} | ${r.heuristic} | ${r.heuristicUs.toFixed(1)} | ${r.best} | ${r.bestUs.toFixed(1)} | ${r.ratio.toFixed(2)}x${r.stale ? ` (stale: ${r.stale})` : ''} |`);
+  const fresh = rows.filter((r) => !r.stale);
+  const good = fresh.filter((r) => r.ratio <= HEURISTIC_SLACK).length;
+  lines.push('', `heuristic within ${Math.round((HEURISTIC_SLACK - 1) * 100)}% of the tuned best on ${good} of ${fresh.length} shapes (${fresh.length ? ((100 * good) / fresh.length).toFixed(0) : 0}%; goal 90%)`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function tuneSvg(db: TuneDb): string {
+  const rows = reportRows(db);
+  const w = 900, left = 330, bar = 10, group = 2 * bar + 8;
+  const height = 44 + group * rows.length;
+  const max = Math.max(1, ...rows.flatMap((r) => [r.heuristicUs, r.bestUs]));
+  const x = (us: number): number => ((w - left - 60) * us) / max;
+  const esc = (t: string): string => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${height}" font-family="sans-serif" font-size="11">`,
+    '<text x="10" y="16" font-size="13">attention call, microseconds: heuristic default (grey) and tuned best (green)</text>'];
+  rows.forEach((r, i) => {
+    const y = 32 + i * group;
+    parts.push(`<text x="10" y="${y + bar + 4}">${esc(`${r.variant} | ${r.bucket}`)}</text>`,
+      `<rect x="${left}" y="${y}" width="${x(r.heuristicUs).toFixed(1)}" height="${bar - 1}" fill="#999"/>`,
+      `<text x="${(left + x(r.heuristicUs) + 4).toFixed(1)}" y="${y + bar - 1}" font-size="9">${r.heuristicUs.toFixed(0)} ${esc(r.heuristic)}</text>`,
+      `<rect x="${left}" y="${y + bar}" width="${x(r.bestUs).toFixed(1)}" height="${bar - 1}" fill="#1b9e77"/>`,
+      `<text x="${(left + x(r.bestUs) + 4).toFixed(1)}" y="${y + 2 * bar - 1}" font-size="9">${r.bestUs.toFixed(0)} ${esc(r.best)}</text>`);
+  });
+  parts.push('</svg>');
+  return `${parts.join('\n')}\n`;
+}
+
+/**
+ * The tile (warps, tileN) each of the model's variants compiles with under `--tuned`: among
+ * the database's fresh entries for the variant (same kernel: mask, dtype, head dim, heads), the
+ * tile that wins the most shape buckets (ties: the one winning the largest prefix). The CUDA
+ * and CPU kernels share one plan, so a tile that static pruning refuses for one of the
+ * compile's CUDA arches (shared memory, S fragments on the stack) is not used, even when the
+ * CPU tuned it: the variant keeps the arch's tile and `skipped` says why. Splits and threads
+ * are chosen per call, not compiled in.
+ */
+export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly string[], arches: readonly ArchName[], meta?: TuneMeta): { tiles: TileOverrides; used: Record<string, string>; skipped: string[] } {
+  const tiles: Record<string, { warps: number; tileN: number }> = {};
+  const used: Record<string, string> = {};
+  const skipped: string[] = [];
+  for (const name of variantNames) {
+    const key = variantKey({ variant: name, dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads });
+    const entries = Object.values(db.entries).filter((e: TuneEntry) => e.variant === key && (!meta || staleness(e.meta, meta) === null));
+    if (entries.length === 0) continue;
+    const wins = new Map<string, { warps: number; tileN: number; count: number; maxPrefix: number }>();
+    for (const e of entries) {
+      const k = `w${e.best.warps}-n${e.best.tileN}`;
+      const L = Number(/L(\d+)/.exec(e.bucket)?.[1] ?? 0);
+      const w = wins.get(k) ?? { warps: e.best.warps, tileN: e.best.tileN, count: 0, maxPrefix: 0 };
+      wins.set(k, { ...w, count: w.count + 1, maxPrefix: Math.max(w.maxPrefix, L) });
+    }
+    const pick = [...wins.values()].sort((a, b) => b.count - a.count || b.maxPrefix - a.maxPrefix)[0]!;
+    const shape = { headDim: spec.headDim, rows: 1, kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
+    const problem = arches.map((a) => infeasible({ warps: pick.warps, tileN: pick.tileN, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null);
+    if (problem) {
+      skipped.push(`${name}: tuned tile w${pick.warps}-n${pick.tileN} cannot run on the CUDA arches of this compile (${problem}); kept the default`);
+      continue;
+    }
+    tiles[name] = { warps: pick.warps, tileN: pick.tileN };
+    used[name] = `w${pick.warps}-n${pick.tileN} (best in ${pick.count} of ${entries.length} shapes)`;
+  }
+  return { tiles, used, skipped };
+}

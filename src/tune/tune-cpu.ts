@@ -1,0 +1,207 @@
+/**
+ * Tuning the CPU backend's attention kernels (`tidarc tune --backend cpu`): for each variant
+ * (tidar_k<K> per draft length, and ar) and shape bucket (batch, prefix), every configuration
+ * of the search space that static pruning keeps is checked against the float64 reference and,
+ * when right, timed; the fastest and the heuristic default are recorded in the database.
+ *
+ * Protocol per configuration: the output on a fixed input set must be within the dtype's
+ * tolerance of the reference (computed once per shape), else the configuration is rejected;
+ * then a warm-up call, then calls over rotated input sets (cold caches): MIN_REPS calls, or
+ * as many slow ones as fill MIN_TIME_MS (at least MIN_CALLS); median with p20/p80. Tiles (warps, tileN) are compile-time:
+ * one CPU library per tile, compiled once and cached; splits and threads are call parameters.
+ * The database is written after every shape (incremental; an interrupted run keeps what it
+ * measured) and a rerun skips the shapes it holds for this machine.
+ */
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { compileModel } from '../build/compile-model.js';
+import { findCxx } from '../build/toolchain.js';
+import type { ManifestVariant } from '../codegen/manifest.js';
+import { EMU_TOLERANCE } from '../emulate/emulate-variant.js';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { maskFromParams } from '../ir/mask-builders.js';
+import { stepVisibility } from '../ir/mask.js';
+import { decode } from '../runtime/dtype.js';
+import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
+import { cpuThreadCount } from '../runtime/ops.js';
+import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
+import { TIDARC_VERSION } from '../version.js';
+import { type Timing, type TuneDb, type TuneMeta, lookup, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb, mergeDb } from './db.js';
+import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, searchSpace } from './space.js';
+
+/** Calls timed per configuration: MIN_REPS, or fewer slow ones filling MIN_TIME_MS (at least MIN_CALLS). */
+export const MIN_REPS = 100;
+export const MIN_TIME_MS = 100;
+export const MIN_CALLS = 5;
+
+export interface TuneRequest {
+  readonly spec: ModelSpec;
+  readonly drafts: readonly number[];
+  readonly prefixes: readonly number[];
+  readonly batches: readonly number[];
+  readonly dbPath: string;
+  /** Where the per-tile CPU libraries are compiled (cached across runs). */
+  readonly cacheDir: string;
+  /** Stop starting new shapes after this many seconds (what was measured is kept). */
+  readonly budgetSeconds?: number;
+  /** Restrict the search space (tests, quick runs). */
+  readonly space?: { readonly warps?: readonly number[]; readonly tileN?: readonly number[]; readonly splits?: readonly number[]; readonly threads?: readonly number[] };
+  readonly log?: (line: string) => void;
+  /** Aborting (Ctrl-C) ends the run after the configuration being timed; the database keeps every finished shape. */
+  readonly signal?: AbortSignal;
+  /** Wraps each tile's library (tests: a library that computes wrong results must be rejected). */
+  readonly wrapLibrary?: (lib: KernelLibrary, tile: { warps: number; tileN: number }) => KernelLibrary;
+}
+
+export interface TuneRunResult {
+  readonly db: TuneDb;
+  readonly tuned: number;
+  readonly cached: number;
+  readonly skipped: readonly string[];
+  readonly interrupted: boolean;
+}
+
+export async function cpuTuneMeta(): Promise<TuneMeta> {
+  const cxx = await findCxx();
+  if (!cxx.found) throw new TidarcError('unsupported', `tuning the CPU backend needs a C++ compiler (${cxx.reason})`);
+  return { tidarc: TIDARC_VERSION, compiler: cxx.tool.version, backend: 'cpu', device: `${cpus()[0]?.model.trim() ?? 'CPU'} x ${cpuThreadCount()}` };
+}
+
+function timingOf(ms: number[]): Timing {
+  const s = [...ms].sort((a, b) => a - b);
+  const q = (f: number): number => s[Math.min(s.length - 1, Math.floor(f * s.length))]! * 1000;
+  return { medianUs: q(0.5), p20Us: q(0.2), p80Us: q(0.8) };
+}
+
+export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
+  const log = req.log ?? (() => undefined);
+  const meta = await cpuTuneMeta();
+  const names = [...req.drafts.map((k) => `tidar_k${k}`), 'ar'];
+  const libraries = new Map<string, KernelLibrary>();
+  const tag = `${req.spec.name}-${req.spec.dtype}-d${req.spec.headDim}-q${req.spec.queryHeads}-kv${req.spec.kvHeads}`;
+  const library = async (warps: number, tileN: number): Promise<KernelLibrary> => {
+    const key = `w${warps}-n${tileN}`;
+    let lib = libraries.get(key);
+    if (!lib) {
+      const t0 = performance.now();
+      const outDir = join(req.cacheDir, 'tune', tag, key);
+      await compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir, build: 'cpu', tiles: Object.fromEntries(names.map((n) => [n, { warps, tileN }])), log: () => undefined });
+      lib = openKernelLibrary(outDir, { backend: 'cpu' });
+      if (req.wrapLibrary) lib = req.wrapLibrary(lib, { warps, tileN });
+      libraries.set(key, lib);
+      log(`  compiled the CPU kernels for ${warps} warps x tileN ${tileN} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+    return lib;
+  };
+  const started = performance.now();
+  let db = readTuneDb(req.dbPath);
+  let tuned = 0, cached = 0;
+  const skipped: string[] = [];
+  const all = cpuThreadCount();
+  const restrict = <T>(xs: readonly T[], only?: readonly T[]): T[] => xs.filter((x) => !only || only.includes(x));
+  const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => ({ name, batch, prefix }))));
+  try {
+    for (const [j, job] of jobs.entries()) {
+      const base = await library(4, 64);
+      const v = base.manifest.variants.find((x) => x.name === job.name)!;
+      const vkey = variantKey({ variant: v.name, dtype: req.spec.dtype, headDim: req.spec.headDim, qHeads: req.spec.queryHeads, kvHeads: req.spec.kvHeads });
+      const bucket = shapeBucket(job.batch, job.prefix);
+      const what = `[${j + 1}/${jobs.length}] ${vkey} | ${bucket}`;
+      if (lookup(db, vkey, bucket, meta)) {
+        cached++;
+        log(`${what}: in the database, skipped`);
+        continue;
+      }
+      if (req.signal?.aborted || (req.budgetSeconds !== undefined && (performance.now() - started) / 1000 > req.budgetSeconds)) {
+        skipped.push(`${vkey} | ${bucket}`);
+        continue;
+      }
+      const shape: TuneShape = { headDim: req.spec.headDim, rows: v.rows, kvHeads: req.spec.kvHeads, batch: job.batch, prefix: job.prefix };
+      const space = searchSpace(shape, 'cpu', { threads: req.space?.threads ?? [1, 0] });
+      const heuristic: AttentionConfig = { ...heuristicConfig(shape, all), threads: 0 };
+      const candidates = space.candidates.filter((c) => restrict(WARPS, req.space?.warps).includes(c.warps) && restrict(TILE_N, req.space?.tileN).includes(c.tileN) && restrict(SPLITS, req.space?.splits).includes(c.splits));
+      if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
+      const t0 = performance.now();
+      let shown = t0;
+      const entry = await tuneShape(v, shape, candidates, heuristic, library, req, (done, total) => {
+        const now = performance.now();
+        if (now - shown < 2000 && done < total) return;
+        shown = now;
+        const per = (now - t0) / done;
+        const shapesLeft = jobs.length - j - 1;
+        log(`${what}: ${done}/${total} configurations; eta ${(((total - done) * per) / 1000).toFixed(0)} s for this shape, about ${((((total - done) + shapesLeft * total) * per) / 1000).toFixed(0)} s for the run`);
+      });
+      if (!entry) {
+        skipped.push(`${vkey} | ${bucket}`);
+        break;  // interrupted inside the shape: nothing of it is recorded
+      }
+      db = withEntry(mergeDb(readTuneDb(req.dbPath), db), { ...entry, variant: vkey, bucket, meta, date: new Date().toISOString().slice(0, 10) });
+      await writeTuneDb(req.dbPath, db);
+      tuned++;
+      const gain = entry.heuristicTiming.medianUs / entry.bestTiming.medianUs;
+      log(`${what}: best ${configKey(entry.best)} ${entry.bestTiming.medianUs.toFixed(0)} us; heuristic ${configKey(entry.heuristic)} ${entry.heuristicTiming.medianUs.toFixed(0)} us (${gain.toFixed(2)}x); ${entry.timed} timed, ${entry.rejected.length} rejected`);
+    }
+  } finally {
+    for (const lib of libraries.values()) lib.close();
+  }
+  return { db, tuned, cached, skipped, interrupted: req.signal?.aborted === true };
+}
+
+interface ShapeResult {
+  readonly best: AttentionConfig;
+  readonly bestTiming: Timing;
+  readonly heuristic: AttentionConfig;
+  readonly heuristicTiming: Timing;
+  readonly timed: number;
+  readonly rejected: readonly string[];
+}
+
+async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
+  library: (warps: number, tileN: number) => Promise<KernelLibrary>, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
+  const { spec } = req;
+  const mask = maskFromParams(v.mask.kind, v.mask.params);
+  const n = mask.tokens.length;
+  const table = stepVisibility(mask);
+  const cacheCapacity = shape.prefix;
+  const prefixLen = Array<number>(shape.batch).fill(shape.prefix);
+  // Input sets rotated while timing (caches cold); set 0 is also the correctness check's.
+  const bytes = 2 * shape.batch * spec.kvHeads * cacheCapacity * spec.headDim * 2;
+  const sets = Math.max(1, Math.min(4, Math.ceil((64 << 20) / Math.max(1, bytes))));
+  const inputs = Array.from({ length: sets }, (_, s) => randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 100 + s, poisonCacheTail: false }));
+  const want = referenceAttention({ ...inputs[0]!.shape, prefixLen, ...inputs[0]!.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
+  const tolerance = EMU_TOLERANCE[spec.dtype];
+  const rows = shape.batch * n * spec.queryHeads;
+  const outputs = { o: new Uint16Array(rows * spec.headDim), lse: new Float32Array(rows) };
+  const results: { config: AttentionConfig; timing: Timing }[] = [];
+  const rejected: string[] = [];
+  for (const [i, c] of candidates.entries()) {
+    if (req.signal?.aborted) return undefined;
+    const lib = await library(c.warps, c.tileN);
+    const call = (s: number): void => void lib.run(v.name, { batch: shape.batch, cacheCapacity, prefixLen, ...inputs[s]!.bits, splits: c.splits, ...(c.threads ? { threads: c.threads } : {}), outputs });
+    call(0);
+    const o = decode(spec.dtype, outputs.o);
+    let err = 0;
+    for (let k = 0; k < o.length; k++) err = Math.max(err, Number.isNaN(o[k]!) ? Infinity : Math.abs(o[k]! - want.o[k]!));
+    if (!(err <= tolerance)) {
+      rejected.push(configKey(c));
+    } else {
+      call(1 % sets);
+      const ms: number[] = [];
+      const t0 = performance.now();
+      for (let r = 0; ms.length < MIN_CALLS || (ms.length < MIN_REPS && performance.now() - t0 < MIN_TIME_MS); r++) {
+        const a = performance.now();
+        call(r % sets);
+        ms.push(performance.now() - a);
+      }
+      results.push({ config: c, timing: timingOf(ms) });
+    }
+    progress(i + 1, candidates.length);
+    await new Promise((resolve) => setImmediate(resolve));  // lets a SIGINT handler run between configurations
+  }
+  const h = results.find((r) => configKey(r.config) === configKey(heuristic));
+  if (!h) throw new TidarcError('runtime', `the heuristic configuration ${configKey(heuristic)} of ${v.name} gave a wrong result or did not run`);
+  const best = results.reduce((a, b) => (b.timing.medianUs < a.timing.medianUs ? b : a));
+  return { best: best.config, bestTiming: best.timing, heuristic, heuristicTiming: h.timing, timed: results.length, rejected };
+}
