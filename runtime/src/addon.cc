@@ -35,7 +35,13 @@ struct Library {
   bool close_requested = false;
 
   void Unload() {
-    if (dl != nullptr) dlclose(dl);
+    if (dl != nullptr) {
+      // The CPU library's worker threads end here, outside dlclose: joining them from its
+      // static destructors, under the loader lock, can deadlock.
+      using ShutdownFn = void (*)();
+      if (auto shutdown = reinterpret_cast<ShutdownFn>(dlsym(dl, "tidarc_cpu_shutdown"))) shutdown();
+      dlclose(dl);
+    }
     dl = nullptr;
     kernels.clear();
   }

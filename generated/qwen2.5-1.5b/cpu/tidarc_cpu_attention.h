@@ -388,7 +388,11 @@ class WorkerPool {
     job_ = nullptr;
   }
 
-  ~WorkerPool() {
+  // Stops and joins the workers. The runtime calls it (tidarc_cpu_shutdown) before dlclose:
+  // joining inside dlclose's static destructors, with the loader lock held, can deadlock
+  // against exiting threads. A later run() starts new workers.
+  void shutdown() {
+    std::lock_guard<std::mutex> serial(call_);
     {
       std::lock_guard<std::mutex> lock(m_);
       stop_ = true;
@@ -396,7 +400,12 @@ class WorkerPool {
     }
     wake_.notify_all();
     for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::lock_guard<std::mutex> lock(m_);
+    stop_ = false;
   }
+
+  ~WorkerPool() { shutdown(); }
 
  private:
   void loop(int worker) {
