@@ -28,7 +28,7 @@ import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library
 import { cpuThreadCount } from '../runtime/ops.js';
 import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
 import { TIDARC_VERSION } from '../version.js';
-import { type Timing, type TuneDb, type TuneMeta, lookup, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb, mergeDb } from './db.js';
+import { type Timing, type TuneDb, type TuneEntry, type TuneMeta, lookup, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb, mergeDb } from './db.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, searchSpace } from './space.js';
 
 /** Calls timed per configuration: MIN_REPS, or fewer slow ones filling MIN_TIME_MS (at least MIN_CALLS). */
@@ -149,14 +149,8 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   return { db, tuned, cached, skipped, interrupted: req.signal?.aborted === true };
 }
 
-interface ShapeResult {
-  readonly best: AttentionConfig;
-  readonly bestTiming: Timing;
-  readonly heuristic: AttentionConfig;
-  readonly heuristicTiming: Timing;
-  readonly timed: number;
-  readonly rejected: readonly string[];
-}
+/** What one shape's run measured (the database entry without its key, machine and date). */
+type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected'>;
 
 async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
   library: (warps: number, tileN: number) => Promise<KernelLibrary>, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
