@@ -20,7 +20,7 @@ export interface GpuMatrix {
   readonly cols: number;
 }
 
-/** A device address `rows` rows of `rowBytes` into a buffer. */
+/** A device address: `offset` bytes into a buffer. */
 export interface At {
   readonly buf: DeviceBuffer;
   readonly offset?: number;
