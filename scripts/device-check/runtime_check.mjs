@@ -3,7 +3,8 @@
 // rule checked after every run. Run by device_check.py with the Node it carries:
 //   node runtime_check.mjs TIDARC_ROOT WORK_DIR [TOKENS] [DRAFTS, e.g. 1,2,4,8]
 // TIDARC_ROOT is a built tidarc package (dist/, templates/, the addon, production node_modules).
-// Prints one JSON object: {backend, reason, runs: [{prompt, draft, equal, arNfe, tidarNfe, ...}], ok}.
+// Prints one JSON object: {backend, reason, runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}], ok}.
+// test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -30,7 +31,7 @@ for (const prompt of ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b":
     const cache = tidarc.compareCaches(arCache, tidarCache, spec.dtype);
     const equal = tidar.tokens.length === ar.tokens.length && tidar.tokens.every((t, i) => t === ar.tokens[i]);
     const ok = equal && cache.layer0Differing === 0 && cache.maxRelDiff < 2 ** -6 && cache.writtenPastLength === 0;
-    runs.push({ prompt, draft, equal, arNfe: ar.nfe, tidarNfe: tidar.nfe, tidarTokensPerSecond: tidar.tokensPerSecond, arTokensPerSecond: ar.tokensPerSecond, ms: performance.now() - t0, ...cache, ok });
+    runs.push({ prompt, draft, equal, ar: ar.tokens, tidar: tidar.tokens, arNfe: ar.nfe, tidarNfe: tidar.nfe, tidarTokensPerSecond: tidar.tokensPerSecond, arTokensPerSecond: ar.tokensPerSecond, ms: performance.now() - t0, ...cache, ok });
   }
 }
 model.close();

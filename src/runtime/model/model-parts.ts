@@ -33,12 +33,6 @@ export interface LoadOptions {
   /** Where compiled kernels are cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
   readonly cacheDir?: string;
   readonly log?: (line: string) => void;
-  /**
-   * cuda backend: makes the device code of a compiled kernels directory. Default: none, the
-   * compile itself builds fatbins with nvcc for the device's arch. The emulated driver's tests
-   * pass a builder of its .emu.so modules (src/emulate/emulated-driver.ts) instead.
-   */
-  readonly cudaModules?: (kernelsDir: string) => Promise<void>;
 }
 
 export function defaultCacheDir(): string {
@@ -56,22 +50,23 @@ export interface BackendDecision {
 
 /**
  * The backend that runs, and why. cuda is usable when the driver has a device of a supported
- * arch and device code can be built (nvcc, or a cudaModules builder); auto falls back to cpu
- * and says which condition failed; an explicit cuda that is not usable is an error.
+ * arch and device code can be built (nvcc; the emulated driver's modules are built with g++);
+ * auto falls back to cpu and says which condition failed; an explicit cuda that is not usable
+ * is an error.
  */
-export async function chooseBackend(choice: BackendChoice, o: { cudaModules?: LoadOptions['cudaModules'] } = {}): Promise<BackendDecision> {
+export async function chooseBackend(choice: BackendChoice): Promise<BackendDecision> {
   if (choice !== 'auto' && choice !== 'cpu' && choice !== 'cuda') {
     throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: choice, allowed: 'auto, cpu, cuda' });
   }
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
-  const why = await cudaUnusable(o.cudaModules !== undefined);
+  const why = await cudaUnusable();
   if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true };
   if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
   return { backend: 'cpu', reason: `no usable CUDA (${why})` };
 }
 
 /** Why cuda cannot run here, or the device's arch and a one-line summary when it can. */
-async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch: ArchName; summary: string; emulated?: boolean }> {
+async function cudaUnusable(): Promise<string | { arch: ArchName; summary: string; emulated?: boolean }> {
   const status = loadNative().cudaStatus();
   if (!status.available) return status.reason;
   let device: CudaDevice;
@@ -83,10 +78,8 @@ async function cudaUnusable(hasModuleBuilder: boolean): Promise<string | { arch:
   const arch = device.arch;
   if (!(ARCH_NAMES as string[]).includes(arch)) return `device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`;
   if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: 'sm_90', summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
-  if (!hasModuleBuilder) {
-    const nvcc = await findNvcc();
-    if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
-  }
+  const nvcc = await findNvcc();
+  if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
   return { arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}` };
 }
 
@@ -109,7 +102,7 @@ export interface OpenPartsOptions extends LoadOptions {
 }
 
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
-  const decision = await chooseBackend(options.backend ?? 'auto', options.cudaModules ? { cudaModules: options.cudaModules } : {});
+  const decision = await chooseBackend(options.backend ?? 'auto');
   const ckpt: Checkpoint = await loadCheckpoint(dir);
   const spec = ckpt.spec;
   options.checkSpec?.(spec);
@@ -122,9 +115,9 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
-    const cudaModules = options.cudaModules ?? (decision.emulated ? (d: string) => buildEmulatedCudaModules(d, log) : undefined);
-    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: cudaModules ? 'none' : 'all', log });
-    if (cudaModules) await cudaModules(kernelsDir);
+    // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
+    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: decision.emulated ? 'none' : 'all', log });
+    if (decision.emulated) await buildEmulatedCudaModules(kernelsDir, log);
     else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights);

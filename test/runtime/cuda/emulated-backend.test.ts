@@ -8,6 +8,9 @@
  *     wherever g++ is: small (k = 2, 16 tokens), the emulator is slow;
  *   - [gpu] on the real driver, where there is a GPU and nvcc: k in {1, 2, 4, 8}, 200 tokens,
  *     three prompts (`npm run test:gpu` runs only these).
+ * Both run the device check's runtime part (scripts/device-check/runtime_check.mjs) and the CLI
+ * on this checkout's build (dist/, which npm ci builds), in child processes: the driver is
+ * chosen once per process, from $TIDARC_LIBCUDA.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,12 +31,10 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 interface Run { prompt: string; draft: number; ar: number[]; tidar: number[]; arNfe: number; tidarNfe: number; comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number }
 
-async function decodeOnCuda(env: NodeJS.ProcessEnv, drafts: readonly number[], tokens: number, prompts: readonly string[]): Promise<{ backend: string; reason: string; runs: Run[] }> {
-  const dir = await writeRandomModel(root, smallSpec(`cuda${drafts.join('')}`, drafts), 5);
-  const { stdout } = await exec(process.execPath, [
-    resolve('node_modules/tsx/dist/cli.mjs'), resolve('test/runtime/cuda/fixtures/cuda-decode.ts'),
-    dir, join(root, 'cache'), drafts.join(','), String(tokens), prompts.join('|'),
-  ], { env, maxBuffer: 64 << 20 });
+/** scripts/device-check/runtime_check.mjs on this checkout's build (dist/, as npm ci leaves it): the device check's runtime part. */
+async function decodeOnCuda(env: NodeJS.ProcessEnv, drafts: readonly number[], tokens: number): Promise<{ backend: string; reason: string; runs: Run[] }> {
+  const work = mkdtempSync(join(root, 'work-'));
+  const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/runtime_check.mjs'), resolve('.'), work, String(tokens), drafts.join(',')], { env, maxBuffer: 64 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }
 
@@ -51,11 +52,12 @@ function expectInvariants(runs: readonly Run[], tokens: number): void {
 }
 
 describe.skipIf(!cxx.found)('cuda backend on the emulated driver', () => {
-  test('greedy TiDAR (k = 2) == greedy AR, the same committed cache', { timeout: 900_000 }, async () => {
+  test('greedy TiDAR (k = 2) == greedy AR on three prompts, the same committed cache', { timeout: 900_000 }, async () => {
     const driver = await buildEmulatedDriver(join(root, 'driver'));
-    const r = await decodeOnCuda({ ...process.env, TIDARC_LIBCUDA: driver }, [2], 16, ['def main(']);
+    const r = await decodeOnCuda({ ...process.env, TIDARC_LIBCUDA: driver }, [2], 16);
     expect(r.backend).toBe('cuda');
     expect(r.reason).toMatch(/tidarc emulated/);
+    expect(r.runs).toHaveLength(3);  // three prompts
     expectInvariants(r.runs, 16);
   });
 });
@@ -65,8 +67,7 @@ describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated dr
     const driver = await buildEmulatedDriver(join(root, 'driver'));
     const dir = await writeRandomModel(root, smallSpec('cudabench', [2]), 6);
     const { stdout } = await exec(process.execPath, [
-      resolve('node_modules/tsx/dist/cli.mjs'), resolve('test/runtime/cuda/fixtures/cli.ts'),
-      'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '1', '--json',
+      resolve('bin/tidarc.js'), 'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '1', '--json',
     ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') }, maxBuffer: 64 << 20 });
     const r = JSON.parse(stdout) as { backend: string; tidar: { steps: number; nativeMs: Record<string, number> }; ar: { steps: number }; ratio: number };
     expect(r.backend).toBe('cuda');
@@ -81,7 +82,7 @@ describe.skipIf(!gpu)('[gpu] cuda backend on the GPU', () => {
   test('greedy TiDAR == greedy AR for k in {1, 2, 4, 8}, 200 tokens, three prompts; exact caches', { timeout: 900_000 }, async () => {
     const env = { ...process.env };
     delete env['TIDARC_LIBCUDA'];
-    const r = await decodeOnCuda(env, [1, 2, 4, 8], 200, ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": ']);
+    const r = await decodeOnCuda(env, [1, 2, 4, 8], 200);
     expect(r.backend).toBe('cuda');
     expect(r.runs).toHaveLength(12);
     expectInvariants(r.runs, 200);
