@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { TidarcError } from '../errors.js';
-import { type CliIo, processIo } from './io.js';
+import { type CliIo, CliExit, processIo } from './io.js';
 import { registerBenchStepCommand } from './commands/bench-step.js';
 import { registerCompileCommand } from './commands/compile.js';
 import { registerDoctorCommand } from './commands/doctor.js';
@@ -64,6 +64,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (err) {
+    if (err instanceof CliExit) return err.code;
     if (err instanceof CommanderError) {
       // Help and version exit with code 0; commander already printed its message.
       return err.exitCode;

@@ -9,7 +9,7 @@ import { TIDARC_VERSION } from '../version.js';
 import { type ArchName, type ArchSpec, ARCHES, tileKey } from './arch.js';
 import { banner, cpuSymbol, renderCpuVariant, renderCudaVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
-import { compileInputKey, sha256, type TileOverrides } from './input-key.js';
+import { compileInputKey, sha256, type TileOverrides, type VariantTuning } from './input-key.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
@@ -91,7 +91,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
   const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name), options.tiles);
-  const described = describeManifest(spec, arches, plans, inputKey);
+  const described = describeManifest(spec, arches, plans, inputKey, options.tiles);
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
   const sorted = new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   // Every other file's hash: a later compile checks them instead of regenerating.
@@ -100,7 +100,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   return { files: new Map([...sorted.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), manifest, plans };
 }
 
-export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]): ManifestVariant {
+export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[], tuning?: VariantTuning): ManifestVariant {
   const v = plan.variant;
   return {
     name: v.name,
@@ -129,10 +129,11 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       combine: { block: 128, rowsPerBlock: 4 },
     },
     arches: arches.map((a) => a.name),
+    ...(tuning ? { tuned: { calls: tuning.calls ?? {}, ...tuning.measuredOn } } : {}),
   };
 }
 
-export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], plans: readonly AttentionPlan[], inputKey: string): Manifest {
+export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], plans: readonly AttentionPlan[], inputKey: string, tiles: TileOverrides = {}): Manifest {
   return {
     format: 1,
     generator: `tidarc ${TIDARC_VERSION}`,
@@ -141,7 +142,7 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
     arches: arches.map((a) => a.name),
     nvccFlags: nvccFlags(arches),
     abi: { struct: 'TidarcAttentionArgs', header: 'cpu/tidarc_abi.h', fields: ABI_FIELDS },
-    variants: plans.map((p) => describeVariant(p, arches)),
+    variants: plans.map((p) => describeVariant(p, arches, tiles[p.variant.name])),
     inputKey,
     files: {},
   };

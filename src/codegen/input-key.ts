@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ArchName } from './arch.js';
+import type { CallParams } from './call-params.js';
 import { templatesDigest } from './templates.js';
 
 export function sha256(text: string): string {
@@ -47,5 +48,15 @@ export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arch
   return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest(), ...tuned }));
 }
 
-/** Per variant name, a tile that replaces the arch's default (tidarc tune's winners). */
-export type TileOverrides = Readonly<Record<string, { readonly warps: number; readonly tileN: number }>>;
+/** What `tidarc compile --tuned` sets for a variant: tidarc tune's tile, and its best call parameters per shape bucket. */
+export interface VariantTuning {
+  readonly warps: number;
+  readonly tileN: number;
+  /** Per shape bucket (`b1 L4096`), the split-KV count and CPU threads measured fastest with this tile. */
+  readonly calls?: Readonly<Record<string, CallParams>>;
+  /** Where the calls were measured: they apply to that backend only (`cpu` calls never set a GPU's splits). */
+  readonly measuredOn?: { readonly backend: 'cpu' | 'cuda'; readonly device: string };
+}
+
+/** Per variant name, the tuning that replaces the arch's default tile (and the per-call heuristic). */
+export type TileOverrides = Readonly<Record<string, VariantTuning>>;

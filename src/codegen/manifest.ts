@@ -4,6 +4,7 @@
  */
 import type { DType, ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
+import type { CallParams } from './call-params.js';
 
 export interface AbiField {
   readonly name: string;
@@ -65,6 +66,11 @@ export interface ManifestVariant {
     readonly combine: { readonly block: number; readonly rowsPerBlock: number };
   };
   readonly arches: readonly ArchName[];
+  /**
+   * Present when `tidarc compile --tuned` set this variant's tile: the tuned call parameters per
+   * shape bucket, and the backend and device they were measured on (they apply to that backend).
+   */
+  readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: 'cpu' | 'cuda'; readonly device?: string };
 }
 
 /** The build unit of the GPU operators (cuda/tidarc_ops.cu), beside the variants. */

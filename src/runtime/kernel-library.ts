@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
 import { chooseSplits } from '../codegen/splits.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type LibraryHandle, type NativeAttentionArgs, loadNative } from './native.js';
@@ -29,9 +30,9 @@ export interface AttentionInputs {
   readonly vCache: Uint16Array;
   readonly kStep: Uint16Array;
   readonly vStep: Uint16Array;
-  /** Split-KV count; default: the wave-efficiency heuristic for this machine. */
+  /** Split-KV count; default: the tuned value for this shape (compile --tuned), else the wave-efficiency heuristic. */
   readonly splits?: number;
-  /** CPU threads; default: all. */
+  /** CPU threads (0 = all); default: the tuned value for this shape, else one for a small call and all otherwise. */
   readonly threads?: number;
   /** Buffers to write into instead of fresh ones (reuse across steps; tests poison them). */
   readonly outputs?: { readonly o: Uint16Array; readonly lse: Float32Array };
@@ -88,10 +89,14 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   checkLength('q', inputs.q.length, batch * v.steps * qHeads * headDim, `[${batch}, ${v.steps}, ${qHeads}, ${headDim}]`);
   for (const f of ['kCache', 'vCache'] as const) checkLength(f, inputs[f].length, batch * kvHeads * cacheCapacity * headDim, `[${batch}, ${kvHeads}, ${cacheCapacity}, ${headDim}]`);
   for (const f of ['kStep', 'vStep'] as const) checkLength(f, inputs[f].length, batch * v.steps * kvHeads * headDim, `[${batch}, ${v.steps}, ${kvHeads}, ${headDim}]`);
-  const maxPrefixTiles = Math.ceil(Math.max(0, ...prefixLen) / v.plan.tileN);
-  // Work items fill the threads the call may use (all cores unless `threads` says fewer).
-  const slots = inputs.threads !== undefined && inputs.threads > 0 ? inputs.threads : parallelism;
-  const splits = inputs.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, slots, maxPrefixTiles);
+  const maxPrefix = Math.max(0, ...prefixLen);
+  // What the caller says, else what tidarc tune measured for this shape, else the heuristic.
+  const tuned = v.tuned?.backend === 'cpu' ? tunedCall(v.tuned.calls, batch, maxPrefix) : undefined;
+  const heuristic = heuristicCpuCall({ batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism);
+  const threads = inputs.threads ?? tuned?.threads ?? heuristic.threads;
+  // Work items fill the threads the call runs on.
+  const slots = threads > 0 ? Math.min(threads, parallelism) : parallelism;
+  const splits = inputs.splits ?? tuned?.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, slots, Math.ceil(maxPrefix / v.plan.tileN));
   if (!Number.isInteger(splits) || splits < 1 || splits > 1024) throw new TidarcError('invalid-argument', 'splits must be an integer from 1 to 1024', { field: 'splits', value: splits });
   const rows = batch * v.steps * qHeads;
   if (inputs.outputs) {
@@ -103,7 +108,7 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
     o: inputs.outputs?.o ?? new Uint16Array(rows * headDim),
     lse: inputs.outputs?.lse ?? new Float32Array(rows),
     workspace: splits > 1 ? new Float32Array(splits * rows * (headDim + 1)) : null,
-    batch, cacheCapacity, numSplits: splits, numThreads: inputs.threads ?? 0,
+    batch, cacheCapacity, numSplits: splits, numThreads: threads,
   };
 }
 

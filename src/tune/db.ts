@@ -15,6 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { TidarcError } from '../errors.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import type { CallParams } from '../codegen/call-params.js';
 import type { AttentionConfig } from './space.js';
 
 export interface TuneMeta {
@@ -31,6 +32,10 @@ export interface Timing {
   readonly p80Us: number;
 }
 
+export interface TileBest extends CallParams {
+  readonly medianUs: number;
+}
+
 export interface TuneEntry {
   readonly variant: string;
   readonly bucket: string;
@@ -42,6 +47,11 @@ export interface TuneEntry {
   readonly timed: number;
   /** Configurations whose output was wrong, by config key (never chosen). */
   readonly rejected: readonly string[];
+  /**
+   * Per tile (`w4-n64`), its fastest call parameters and time: what `compile --tuned` uses to
+   * pick one tile for all of a variant's shapes and the best splits and threads for that tile.
+   */
+  readonly byTile?: Readonly<Record<string, TileBest>>;
   readonly meta: TuneMeta;
   readonly date: string;
 }
@@ -65,11 +75,7 @@ export function variantKey(v: VariantShape): string {
   return `${v.variant} ${v.dtype} d${v.headDim} q${v.qHeads}/kv${v.kvHeads}`;
 }
 
-/** `b<batch> L<prefix rounded up to a power of two>` (L0 for an empty prefix). */
-export function shapeBucket(batch: number, prefix: number): string {
-  const L = prefix <= 0 ? 0 : 2 ** Math.ceil(Math.log2(prefix));
-  return `b${batch} L${L}`;
-}
+export { shapeBucket } from '../codegen/call-params.js';
 
 export function entryKey(variant: string, bucket: string): string {
   return `${variant} | ${bucket}`;

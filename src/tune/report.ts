@@ -6,7 +6,8 @@
  *   - tunedTiles: the tile each variant of a model compiles with under `compile --tuned`.
  */
 import type { ArchName } from '../codegen/arch.js';
-import type { TileOverrides } from '../codegen/input-key.js';
+import type { CallParams } from '../codegen/call-params.js';
+import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { configKey, infeasible } from './space.js';
@@ -69,38 +70,73 @@ export function tuneSvg(db: TuneDb): string {
 }
 
 /**
- * The tile (warps, tileN) each of the model's variants compiles with under `--tuned`: among
- * the database's fresh entries for the variant (same kernel: mask, dtype, head dim, heads), the
- * tile that wins the most shape buckets (ties: the one winning the largest prefix). The CUDA
- * and CPU kernels share one plan, so a tile that static pruning refuses for one of the
- * compile's CUDA arches (shared memory, S fragments on the stack) is not used, even when the
- * CPU tuned it: the variant keeps the arch's tile and `skipped` says why. Splits and threads
- * are chosen per call, not compiled in.
+ * What each of the model's variants compiles with under `--tuned`: one tile (warps, tileN) for
+ * all its shapes, and per shape bucket the call parameters (splits, threads) measured fastest
+ * with that tile. Among the database's fresh entries for the variant (same kernel: mask, dtype,
+ * head dim, heads):
+ *   - entries that time every tile (byTile): the tile with the least total slowdown against each
+ *     shape's fastest tile (geometric mean), among the tiles every shape timed;
+ *   - older entries: the tile that wins the most shapes (ties: the one winning the largest prefix).
+ * A variant tuned on both backends takes its CUDA entries (the tile matters most on the GPU);
+ * the call parameters say which backend they were measured on and apply to that backend only.
+ * The CUDA and CPU kernels share one plan, so a tile that static pruning refuses for one of the
+ * compile's CUDA arches (shared memory, S fragments on the stack) is not a candidate, even when
+ * the CPU tuned it; with none left the variant keeps the arch's tile and `skipped` says why.
  */
 export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly string[], arches: readonly ArchName[], meta?: TuneMeta): { tiles: TileOverrides; used: Record<string, string>; skipped: string[] } {
-  const tiles: Record<string, { warps: number; tileN: number }> = {};
+  const tiles: Record<string, VariantTuning> = {};
   const used: Record<string, string> = {};
   const skipped: string[] = [];
+  const shape = { headDim: spec.headDim, rows: 1, kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
+  const problem = (t: { warps: number; tileN: number }): string | undefined =>
+    arches.map((a) => infeasible({ ...t, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null) ?? undefined;
   for (const name of variantNames) {
     const key = variantKey({ variant: name, dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads });
-    const entries = Object.values(db.entries).filter((e: TuneEntry) => e.variant === key && (!meta || staleness(e.meta, meta) === null));
+    const fresh = Object.values(db.entries).filter((e: TuneEntry) => e.variant === key && (!meta || staleness(e.meta, meta) === null));
+    const backend = fresh.some((e) => e.meta.backend === 'cuda') ? 'cuda' : 'cpu';
+    const entries = fresh.filter((e) => e.meta.backend === backend);
     if (entries.length === 0) continue;
-    const wins = new Map<string, { warps: number; tileN: number; count: number; maxPrefix: number }>();
-    for (const e of entries) {
-      const k = `w${e.best.warps}-n${e.best.tileN}`;
-      const L = Number(/L(\d+)/.exec(e.bucket)?.[1] ?? 0);
-      const w = wins.get(k) ?? { warps: e.best.warps, tileN: e.best.tileN, count: 0, maxPrefix: 0 };
-      wins.set(k, { ...w, count: w.count + 1, maxPrefix: Math.max(w.maxPrefix, L) });
-    }
-    const pick = [...wins.values()].sort((a, b) => b.count - a.count || b.maxPrefix - a.maxPrefix)[0]!;
-    const shape = { headDim: spec.headDim, rows: 1, kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
-    const problem = arches.map((a) => infeasible({ warps: pick.warps, tileN: pick.tileN, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null);
-    if (problem) {
-      skipped.push(`${name}: tuned tile w${pick.warps}-n${pick.tileN} cannot run on the CUDA arches of this compile (${problem}); kept the default`);
+    const pick = entries.every((e) => e.byTile) ? leastSlowdown(entries, problem) : mostWins(entries, problem);
+    if (typeof pick === 'string') {
+      skipped.push(`${name}: ${pick}; kept the default`);
       continue;
     }
-    tiles[name] = { warps: pick.warps, tileN: pick.tileN };
-    used[name] = `w${pick.warps}-n${pick.tileN} (best in ${pick.count} of ${entries.length} shapes)`;
+    const calls: Record<string, CallParams> = {};
+    for (const e of entries) {
+      const b = e.byTile?.[tileName(pick.tile)] ?? (tileName(e.best) === tileName(pick.tile) ? e.best : undefined);
+      if (b) calls[e.bucket] = { splits: b.splits, ...(b.threads === undefined ? {} : { threads: b.threads }) };
+    }
+    const device = [...new Set(entries.map((e) => e.meta.device))].join('; ');
+    tiles[name] = { warps: pick.tile.warps, tileN: pick.tile.tileN, calls, measuredOn: { backend, device } };
+    used[name] = `${tileName(pick.tile)} (${pick.why}); ${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
   }
   return { tiles, used, skipped };
+}
+
+type Tile = { readonly warps: number; readonly tileN: number };
+const tileName = (t: Tile): string => `w${t.warps}-n${t.tileN}`;
+const tileOf = (name: string): Tile => {
+  const m = /^w(\d+)-n(\d+)$/.exec(name)!;
+  return { warps: Number(m[1]), tileN: Number(m[2]) };
+};
+
+function leastSlowdown(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {
+  const names = Object.keys(entries[0]!.byTile!).filter((t) => entries.every((e) => e.byTile![t]));
+  const fit = names.filter((t) => !problem(tileOf(t)));
+  if (fit.length === 0) return `no tile timed for every shape can run on the CUDA arches of this compile${names[0] ? ` (${tileName(tileOf(names[0]))}: ${problem(tileOf(names[0]))})` : ''}`;
+  const slowdown = (t: string): number => entries.reduce((sum, e) => sum + Math.log(e.byTile![t]!.medianUs / Math.min(...Object.values(e.byTile!).map((b) => b.medianUs))), 0) / entries.length;
+  const best = fit.reduce((a, b) => (slowdown(b) < slowdown(a) ? b : a));
+  return { tile: tileOf(best), why: `${((Math.exp(slowdown(best)) - 1) * 100).toFixed(0)}% slower than each shape's fastest tile on geometric mean, over ${entries.length} shapes` };
+}
+
+function mostWins(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {
+  const wins = new Map<string, { tile: Tile; count: number; maxPrefix: number }>();
+  for (const e of entries) {
+    const L = Number(/L(\d+)/.exec(e.bucket)?.[1] ?? 0);
+    const w = wins.get(tileName(e.best)) ?? { tile: { warps: e.best.warps, tileN: e.best.tileN }, count: 0, maxPrefix: 0 };
+    wins.set(tileName(e.best), { ...w, count: w.count + 1, maxPrefix: Math.max(w.maxPrefix, L) });
+  }
+  const pick = [...wins.values()].sort((a, b) => b.count - a.count || b.maxPrefix - a.maxPrefix)[0]!;
+  const p = problem(pick.tile);
+  return p ? `tuned tile ${tileName(pick.tile)} cannot run on the CUDA arches of this compile (${p})` : { tile: pick.tile, why: `best in ${pick.count} of ${entries.length} shapes` };
 }

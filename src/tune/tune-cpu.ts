@@ -7,16 +7,23 @@
  * Protocol per configuration: the output on a fixed input set must be within the dtype's
  * tolerance of the reference (computed once per shape), else the configuration is rejected;
  * then a warm-up call, then calls over rotated input sets (cold caches): MIN_REPS calls, or
- * as many slow ones as fill MIN_TIME_MS (at least MIN_CALLS); median with p20/p80. Tiles (warps, tileN) are compile-time:
- * one CPU library per tile, compiled once and cached; splits and threads are call parameters.
- * The database is written after every shape (incremental; an interrupted run keeps what it
- * measured) and a rerun skips the shapes it holds for this machine.
+ * as many slow ones as fill MIN_TIME_MS (at least MIN_CALLS); median with p20/p80. Then a
+ * confirmation: the CONFIRM_TOP fastest and the heuristic default are timed again, interleaved
+ * in CONFIRM_ROUNDS rounds, so that the recorded best and heuristic times (and their ratio) come
+ * from the same moments of a noisy machine; the best is chosen on those times.
+ *
+ * Tiles (warps, tileN) are compile-time: one CPU library per tile, all compiled before any
+ * timing (in parallel, one compiler process per core; none runs while something is timed) and
+ * cached across runs; splits and threads are call parameters. The database is written after
+ * every shape (incremental; an interrupted run keeps what it measured) and a rerun skips the
+ * shapes it holds for this machine.
  */
-import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { compileModel } from '../build/compile-model.js';
-import { findCxx } from '../build/toolchain.js';
+import { runPool } from '../build/pool.js';
+import { ARCHES } from '../codegen/arch.js';
+import { heuristicCpuCall } from '../codegen/call-params.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 import { EMU_TOLERANCE } from '../emulate/emulate-variant.js';
 import { TidarcError } from '../errors.js';
@@ -27,14 +34,17 @@ import { decode } from '../runtime/dtype.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
-import { TIDARC_VERSION } from '../version.js';
-import { type Timing, type TuneDb, type TuneEntry, type TuneMeta, lookup, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb, mergeDb } from './db.js';
-import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, searchSpace } from './space.js';
+import { type TileBest, type Timing, type TuneDb, type TuneEntry, lookup, mergeDb, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb } from './db.js';
+import { cpuTuneMeta } from './meta.js';
+import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, searchSpace } from './space.js';
 
 /** Calls timed per configuration: MIN_REPS, or fewer slow ones filling MIN_TIME_MS (at least MIN_CALLS). */
 export const MIN_REPS = 100;
 export const MIN_TIME_MS = 100;
 export const MIN_CALLS = 5;
+/** The confirmation round: this many fastest configurations and the heuristic, interleaved over this many rounds. */
+export const CONFIRM_TOP = 3;
+export const CONFIRM_ROUNDS = 5;
 
 export interface TuneRequest {
   readonly spec: ModelSpec;
@@ -63,12 +73,6 @@ export interface TuneRunResult {
   readonly interrupted: boolean;
 }
 
-export async function cpuTuneMeta(): Promise<TuneMeta> {
-  const cxx = await findCxx();
-  if (!cxx.found) throw new TidarcError('unsupported', `tuning the CPU backend needs a C++ compiler (${cxx.reason})`);
-  return { tidarc: TIDARC_VERSION, compiler: cxx.tool.version, backend: 'cpu', device: `${cpus()[0]?.model.trim() ?? 'CPU'} x ${cpuThreadCount()}` };
-}
-
 function timingOf(ms: number[]): Timing {
   const s = [...ms].sort((a, b) => a - b);
   const q = (f: number): number => s[Math.min(s.length - 1, Math.floor(f * s.length))]! * 1000;
@@ -81,17 +85,16 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const names = [...req.drafts.map((k) => `tidar_k${k}`), 'ar'];
   const libraries = new Map<string, KernelLibrary>();
   const tag = `${req.spec.name}-${req.spec.dtype}-d${req.spec.headDim}-q${req.spec.queryHeads}-kv${req.spec.kvHeads}`;
-  const library = async (warps: number, tileN: number): Promise<KernelLibrary> => {
-    const key = `w${warps}-n${tileN}`;
-    let lib = libraries.get(key);
+  const tileDir = (t: Tile): string => join(req.cacheDir, 'tune', tag, tileKey(t));
+  const compileTile = (t: Tile, cores?: number) =>
+    compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir: tileDir(t), build: 'cpu', log: () => undefined, ...(cores ? { jobs: cores } : {}),
+      tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });
+  const library = (t: Tile): KernelLibrary => {
+    let lib = libraries.get(tileKey(t));
     if (!lib) {
-      const t0 = performance.now();
-      const outDir = join(req.cacheDir, 'tune', tag, key);
-      await compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir, build: 'cpu', tiles: Object.fromEntries(names.map((n) => [n, { warps, tileN }])), log: () => undefined });
-      lib = openKernelLibrary(outDir, { backend: 'cpu' });
-      if (req.wrapLibrary) lib = req.wrapLibrary(lib, { warps, tileN });
-      libraries.set(key, lib);
-      log(`  compiled the CPU kernels for ${warps} warps x tileN ${tileN} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      lib = openKernelLibrary(tileDir(t), { backend: 'cpu' });
+      if (req.wrapLibrary) lib = req.wrapLibrary(lib, { warps: t.warps, tileN: t.tileN });
+      libraries.set(tileKey(t), lib);
     }
     return lib;
   };
@@ -101,13 +104,34 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const skipped: string[] = [];
   const all = cpuThreadCount();
   const restrict = <T>(xs: readonly T[], only?: readonly T[]): T[] => xs.filter((x) => !only || only.includes(x));
-  const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => ({ name, batch, prefix }))));
+  // The default tile's compile describes the variants (rows, row tiles) for every shape.
+  const defaults = (await compileTile(DEFAULT_TILE)).manifest;
+  const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => {
+    const v = defaults.variants.find((x) => x.name === name)!;
+    const vkey = variantKey({ variant: v.name, dtype: req.spec.dtype, headDim: req.spec.headDim, qHeads: req.spec.queryHeads, kvHeads: req.spec.kvHeads });
+    const shape: TuneShape = { headDim: req.spec.headDim, rows: v.rows, kvHeads: req.spec.kvHeads, batch, prefix };
+    const call = heuristicCpuCall({ batch, kvHeads: req.spec.kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix, steps: v.steps, headDim: req.spec.headDim, tileN: v.plan.tileN }, all);
+    const heuristic: AttentionConfig = { warps: v.plan.warps, tileN: v.plan.tileN, ...call };
+    const candidates = searchSpace(shape, 'cpu', { threads: req.space?.threads ?? [1, 0] }).candidates
+      .filter((c) => restrict(WARPS, req.space?.warps).includes(c.warps) && restrict(TILE_N, req.space?.tileN).includes(c.tileN) && restrict(SPLITS, req.space?.splits).includes(c.splits));
+    if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
+    return { v, vkey, bucket: shapeBucket(batch, prefix), shape, heuristic, candidates };
+  })));
+  const todo = jobs.filter((j) => !lookup(db, j.vkey, j.bucket, meta));
+  const tiles = [...new Map(todo.flatMap((j) => j.candidates).map((c) => [tileKey(c), { warps: c.warps, tileN: c.tileN }])).values()];
+  if (tiles.length > 0) {
+    const t0 = performance.now();
+    let done = 0;
+    log(`compiling the CPU kernels of ${tiles.length} tiles, ${all} at a time`);
+    await runPool(tiles, all, async (t) => {
+      if (req.signal?.aborted) return;
+      await compileTile(t, 1);
+      log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    });
+  }
   try {
     for (const [j, job] of jobs.entries()) {
-      const base = await library(4, 64);
-      const v = base.manifest.variants.find((x) => x.name === job.name)!;
-      const vkey = variantKey({ variant: v.name, dtype: req.spec.dtype, headDim: req.spec.headDim, qHeads: req.spec.queryHeads, kvHeads: req.spec.kvHeads });
-      const bucket = shapeBucket(job.batch, job.prefix);
+      const { v, vkey, bucket, shape, heuristic, candidates } = job;
       const what = `[${j + 1}/${jobs.length}] ${vkey} | ${bucket}`;
       if (lookup(db, vkey, bucket, meta)) {
         cached++;
@@ -118,11 +142,6 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
         skipped.push(`${vkey} | ${bucket}`);
         continue;
       }
-      const shape: TuneShape = { headDim: req.spec.headDim, rows: v.rows, kvHeads: req.spec.kvHeads, batch: job.batch, prefix: job.prefix };
-      const space = searchSpace(shape, 'cpu', { threads: req.space?.threads ?? [1, 0] });
-      const heuristic: AttentionConfig = { ...heuristicConfig(shape, all), threads: 0 };
-      const candidates = space.candidates.filter((c) => restrict(WARPS, req.space?.warps).includes(c.warps) && restrict(TILE_N, req.space?.tileN).includes(c.tileN) && restrict(SPLITS, req.space?.splits).includes(c.splits));
-      if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
       const t0 = performance.now();
       let shown = t0;
       const entry = await tuneShape(v, shape, candidates, heuristic, library, req, (done, total) => {
@@ -150,10 +169,17 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
 }
 
 /** What one shape's run measured (the database entry without its key, machine and date). */
-type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected'>;
+type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected' | 'byTile'>;
+
+interface Tile {
+  readonly warps: number;
+  readonly tileN: number;
+}
+const DEFAULT_TILE: Tile = ARCHES.sm_80.tile;
+const tileKey = (t: Tile): string => `w${t.warps}-n${t.tileN}`;
 
 async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
-  library: (warps: number, tileN: number) => Promise<KernelLibrary>, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
+  library: (t: Tile) => KernelLibrary, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
   const { spec } = req;
   const mask = maskFromParams(v.mask.kind, v.mask.params);
   const n = mask.tokens.length;
@@ -170,10 +196,22 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   const outputs = { o: new Uint16Array(rows * spec.headDim), lse: new Float32Array(rows) };
   const results: { config: AttentionConfig; timing: Timing }[] = [];
   const rejected: string[] = [];
+  const caller = (c: AttentionConfig) => {
+    const lib = library(c);
+    return (s: number): void => void lib.run(v.name, { batch: shape.batch, cacheCapacity, prefixLen, ...inputs[s]!.bits, splits: c.splits, threads: c.threads ?? 0, outputs });
+  };
+  // Calls of `call` over rotated input sets until `enough` says stop; milliseconds per call.
+  const timeCalls = (call: (s: number) => void, into: number[], enough: (n: number, ms: number) => boolean): void => {
+    const t0 = performance.now();
+    for (let r = 0, n = 0; !enough(n, performance.now() - t0); r++, n++) {
+      const a = performance.now();
+      call(r % sets);
+      into.push(performance.now() - a);
+    }
+  };
   for (const [i, c] of candidates.entries()) {
     if (req.signal?.aborted) return undefined;
-    const lib = await library(c.warps, c.tileN);
-    const call = (s: number): void => void lib.run(v.name, { batch: shape.batch, cacheCapacity, prefixLen, ...inputs[s]!.bits, splits: c.splits, ...(c.threads ? { threads: c.threads } : {}), outputs });
+    const call = caller(c);
     call(0);
     const o = decode(spec.dtype, outputs.o);
     let err = 0;
@@ -183,19 +221,31 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
     } else {
       call(1 % sets);
       const ms: number[] = [];
-      const t0 = performance.now();
-      for (let r = 0; ms.length < MIN_CALLS || (ms.length < MIN_REPS && performance.now() - t0 < MIN_TIME_MS); r++) {
-        const a = performance.now();
-        call(r % sets);
-        ms.push(performance.now() - a);
-      }
+      timeCalls(call, ms, (n, elapsed) => n >= MIN_CALLS && (n >= MIN_REPS || elapsed >= MIN_TIME_MS));
       results.push({ config: c, timing: timingOf(ms) });
     }
     progress(i + 1, candidates.length);
     await new Promise((resolve) => setImmediate(resolve));  // lets a SIGINT handler run between configurations
   }
-  const h = results.find((r) => configKey(r.config) === configKey(heuristic));
-  if (!h) throw new TidarcError('runtime', `the heuristic configuration ${configKey(heuristic)} of ${v.name} gave a wrong result or did not run`);
-  const best = results.reduce((a, b) => (b.timing.medianUs < a.timing.medianUs ? b : a));
-  return { best: best.config, bestTiming: best.timing, heuristic, heuristicTiming: h.timing, timed: results.length, rejected };
+  if (!results.some((r) => configKey(r.config) === configKey(heuristic))) {
+    throw new TidarcError('runtime', `the heuristic configuration ${configKey(heuristic)} of ${v.name} gave a wrong result or did not run`);
+  }
+  const byTile: Record<string, TileBest> = {};
+  for (const r of results) {
+    const k = tileKey(r.config), old = byTile[k];
+    if (!old || r.timing.medianUs < old.medianUs) byTile[k] = { splits: r.config.splits, threads: r.config.threads ?? 0, medianUs: r.timing.medianUs };
+  }
+  // Confirmation: the fastest few and the heuristic again, interleaved, each round a tenth of a sweep's calls.
+  const finalists = [...results].sort((a, b) => a.timing.medianUs - b.timing.medianUs).slice(0, CONFIRM_TOP).map((r) => r.config);
+  if (!finalists.some((c) => configKey(c) === configKey(heuristic))) finalists.push(heuristic);
+  const samples = finalists.map(() => [] as number[]);
+  for (let round = 0; round < CONFIRM_ROUNDS; round++) {
+    for (const [f, c] of finalists.entries()) {
+      timeCalls(caller(c), samples[f]!, (n, elapsed) => n >= MIN_CALLS && (n >= MIN_REPS / CONFIRM_ROUNDS || elapsed >= MIN_TIME_MS / CONFIRM_ROUNDS));
+    }
+  }
+  const confirmed = finalists.map((config, f) => ({ config, timing: timingOf(samples[f]!) }));
+  const best = confirmed.reduce((a, b) => (b.timing.medianUs < a.timing.medianUs ? b : a));
+  const h = confirmed.find((r) => configKey(r.config) === configKey(heuristic))!;
+  return { best: best.config, bestTiming: best.timing, heuristic, heuristicTiming: h.timing, timed: results.length, rejected, byTile };
 }

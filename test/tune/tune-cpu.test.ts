@@ -4,11 +4,15 @@
  * wrong results is rejected, `--report` renders, and `compile --tuned` builds with the recorded
  * tiles (visible in the manifest).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
+import type { Manifest, ManifestVariant } from '../../src/codegen/manifest.js';
+import { prepareCall } from '../../src/runtime/kernel-library.js';
+import { cpuThreadCount } from '../../src/runtime/ops.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { readTuneDb, type TuneEntry } from '../../src/tune/db.js';
 import { tunedTiles } from '../../src/tune/report.js';
@@ -35,14 +39,21 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
     expect(r.tuned).toBe(2);  // tidar_k2 and ar
     const entries = Object.values(readTuneDb(db).entries) as TuneEntry[];
     expect(entries.map((e) => `${e.variant} | ${e.bucket}`).sort()).toEqual(['ar bf16 d64 q2/kv1 | b1 L128', 'tidar_k2 bf16 d64 q2/kv1 | b1 L128']);
+    const compiled = JSON.parse(readFileSync(join(dir, 'cache', 'tune', 'tunetest-bf16-d64-q2-kv1', 'w4-n64', 'manifest.json'), 'utf8')) as Manifest;
     for (const e of entries) {
       expect(e.timed).toBeGreaterThanOrEqual(8);  // 2 warps x 2 tileN x 2 splits (+ the heuristic)
       expect(e.bestTiming.medianUs).toBeLessThanOrEqual(e.heuristicTiming.medianUs);
       expect(e.bestTiming.p20Us).toBeLessThanOrEqual(e.bestTiming.p80Us);
-      expect(e.heuristic).toMatchObject({ warps: 4, tileN: 64 });
       expect(e.meta.backend).toBe('cpu');
+      expect(Object.keys(e.byTile!).sort()).toEqual(['w2-n32', 'w2-n64', 'w4-n32', 'w4-n64']);
+      // The heuristic recorded is what the runtime picks for the call when nothing is tuned.
+      const v = compiled.variants.find((x) => e.variant.startsWith(`${x.name} `))!;
+      const sizes = { q: v.steps * 2 * 64, cache: 128 * 64, step: v.steps * 64 };
+      const args = prepareCall({ ...v, tuned: undefined } as ManifestVariant, { batch: 1, cacheCapacity: 128, prefixLen: [100], q: new Uint16Array(sizes.q), kCache: new Uint16Array(sizes.cache), vCache: new Uint16Array(sizes.cache), kStep: new Uint16Array(sizes.step), vStep: new Uint16Array(sizes.step) }, cpuThreadCount());
+      expect(e.heuristic).toEqual({ warps: 4, tileN: 64, splits: args.numSplits, threads: args.numThreads });
     }
-    expect(lines.some((l) => /compiled the CPU kernels for 2 warps x tileN 32/.test(l))).toBe(true);
+    expect(lines.some((l) => /compiling the CPU kernels of 4 tiles/.test(l))).toBe(true);
+    expect(lines.some((l) => /\[\d\/4\] w2-n32/.test(l))).toBe(true);
     const again = await tuneCpu({ spec, drafts: [2], prefixes: [100, 128], batches: [1], dbPath: db, cacheDir: join(dir, 'cache'), space: SPACE, log: () => undefined });
     expect([again.tuned, again.cached]).toEqual([0, 4]);  // 100 and 128 share the bucket L128
   });
@@ -77,19 +88,62 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
 
     const { tiles } = tunedTiles(readTuneDb(db), spec, ['tidar_k2', 'ar'], ['sm_90']);
     const specFile = join(dir, 'tunetest.json');
-    (await import('node:fs')).writeFileSync(specFile, JSON.stringify(spec));
+    writeFileSync(specFile, JSON.stringify(spec));
     const out = join(dir, 'compiled');
     const r = await runTidarc('compile', specFile, '--tuned', db, '--no-build', '--out', out, '--arch', 'sm_90');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/tuned tidar_k2: w\d-n\d+ \(best in 1 of 1 shapes\)/);
-    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { variants: { name: string; plan: { warps: number; tileN: number } }[] };
+    expect(r.stdout).toMatch(/tuned tidar_k2: w\d-n\d+ \(\d+% slower than each shape's fastest tile on geometric mean, over 1 shapes\); cpu call parameters for 1 shape buckets/);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
+    const entries = readTuneDb(db).entries;
     for (const [name, t] of Object.entries(tiles)) {
       const v = manifest.variants.find((x) => x.name === name)!;
-      expect({ warps: v.plan.warps, tileN: v.plan.tileN }).toEqual(t);
+      expect({ warps: v.plan.warps, tileN: v.plan.tileN }).toEqual({ warps: t.warps, tileN: t.tileN });
+      // The call parameters recorded for that tile, per bucket, for the cpu backend.
+      const e = entries[`${name} bf16 d64 q2/kv1 | b1 L128`]!;
+      const best = e.byTile![`w${t.warps}-n${t.tileN}`]!;
+      expect(v.tuned).toEqual({ backend: 'cpu', device: e.meta.device, calls: { 'b1 L128': { splits: best.splits, threads: best.threads } } });
+      // The tile chosen is the fastest of the four at this one shape.
+      expect(best.medianUs).toBe(Math.min(...Object.values(e.byTile!).map((b) => b.medianUs)));
     }
     const missing = await runTidarc('compile', specFile, '--tuned', join(dir, 'nope.json'), '--no-build', '--out', out);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/no such tuning database \(--tuned = .*nope\.json\)/);
+  });
+});
+
+describe.skipIf(!cxx.found)('tidarc tune interrupted (Ctrl-C)', () => {
+  // The built CLI in a child process, as a user runs it; `onOutput` sees stdout as it grows.
+  const tidarc = (args: readonly string[], onOutput: (stdout: string, child: ChildProcess) => void = () => undefined) => new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(process.execPath, [resolve('bin/tidarc.js'), ...args], { env: { ...process.env, TIDARC_CACHE: join(dir, 'cache-cli') } });
+    let stdout = '', stderr = '';
+    child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      onOutput(stdout, child);
+    });
+    child.on('exit', (code) => done({ code, stdout, stderr }));
+  });
+
+  test('SIGINT ends the run with exit code 130, keeps every finished shape, and a rerun resumes from them', { timeout: 600_000 }, async () => {
+    const specFile = join(dir, 'interrupt.json');
+    writeFileSync(specFile, JSON.stringify(spec));
+    const db = join(dir, 'interrupt-db.json');
+    const args = ['tune', specFile, '--prefix', '4k,8k,16k', '--batch', '1', '--warps', '2,4', '--tile-n', '32,64', '--splits', '1,2', '--threads', '1', '--db', db];
+    // The first shape is recorded: interrupt while the second is being timed.
+    const first = await tidarc(args, (out, child) => {
+      if (/\[1\/6\] .*: best /.test(out) && !child.killed) child.kill('SIGINT');
+    });
+    expect(first.code, first.stderr).toBe(130);
+    expect(first.stderr).toMatch(/interrupted; finishing the configuration being timed, keeping what was measured/);
+    expect(first.stdout).toMatch(/not reached \(interrupted\): rerun to resume/);
+    const kept = Object.keys(readTuneDb(db).entries);
+    expect(kept.length).toBeGreaterThanOrEqual(1);
+    expect(kept.length).toBeLessThan(6);
+    expect(kept).toContain('tidar_k2 bf16 d64 q2/kv1 | b1 L4096');
+    const rerun = await tidarc(args);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stdout).toContain(`${6 - kept.length} shapes tuned, ${kept.length} already in ${db}`);
+    expect(Object.keys(readTuneDb(db).entries)).toHaveLength(6);
   });
 });
 

@@ -15,6 +15,7 @@ interface BenchStepFlags {
   prefix?: string;
   backend: string;
   threads?: string;
+  tuned?: string;
   reps: string;
   minSeconds: string;
   warmup: string;
@@ -47,6 +48,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
     .option('--prefix <L>', 'committed prefix length in tokens, e.g. 1024 (required)')
     .option('--backend <name>', 'auto, cpu or cuda (auto: cuda when usable, see tidarc doctor)', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
+    .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
     .option('--reps <n>', 'timed rounds at least (one TiDAR and one AR step each)', '20')
     .option('--min-seconds <s>', 'and time at least this long', '2')
     .option('--warmup <n>', 'untimed rounds first', '3')
@@ -66,6 +68,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
+        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),
         minSeconds,
         warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),

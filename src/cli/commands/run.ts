@@ -19,6 +19,7 @@ interface RunFlags {
   trustAr: string;
   backend: string;
   threads?: string;
+  tuned?: string;
   json?: boolean;
   ignoreEos?: boolean;
 }
@@ -52,6 +53,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--trust-ar <beta>', 'verifier mix: 1 trusts the AR head (lossless), 0 the diffusion head', '1')
     .option('--backend <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
+    .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
     .option('--ignore-eos', 'keep generating past the end-of-text token (benchmarks)')
     .option('--json', 'print one JSON result object at the end instead of streaming text')
     .addHelpText('after', HELP_AFTER)
@@ -73,6 +75,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
+        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
       });
       try {
         const stream = model.stream(options);

@@ -13,8 +13,9 @@ import { specFromCheckpointConfig } from '../../model/checkpoint.js';
 import { defaultCacheDir } from '../../runtime/model/model-parts.js';
 import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
-import { cpuTuneMeta, tuneCpu } from '../../tune/tune-cpu.js';
-import type { CliIo } from '../io.js';
+import { cpuTuneMeta } from '../../tune/meta.js';
+import { tuneCpu } from '../../tune/tune-cpu.js';
+import { type CliIo, CliExit } from '../io.js';
 import { parseDraftList, parseIntegerList, parseIntegerOption } from '../options.js';
 
 interface TuneFlags {
@@ -123,6 +124,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         });
         io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${flags.db}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
         io.stdout(tuneReport(r.db, meta));
+        if (r.interrupted) throw new CliExit(130);
       } finally {
         process.removeListener('SIGINT', onInt);
       }

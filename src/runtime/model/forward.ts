@@ -108,7 +108,9 @@ export class ModelRunner implements Runner {
     private readonly weights: ModelWeights,
     private readonly kernels: KernelLibrary,
     readonly cache: KvCache,
+    /** Threads of the operators (0 = all); attention calls get them only when set, else they choose per call (tuned or heuristic). */
     private readonly threads: number,
+    private readonly attentionThreads?: number,
   ) {}
 
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
@@ -216,7 +218,7 @@ export class ModelRunner implements Runner {
       const r = this.kernels.run(variant, {
         batch: 1, cacheCapacity: cache.shape.capacity, prefixLen: [prefix],
         q: slice(q, Hq * D), kCache: cache.k[layer]!, vCache: cache.v[layer]!, kStep: slice(k, Hkv * D), vStep: slice(v, Hkv * D),
-        threads: this.threads,
+        ...(this.attentionThreads === undefined ? {} : { threads: this.attentionThreads }),
         ...(exact ? { outputs: { o: out, lse: this.lseBuffer(n * Hq) } } : {}),
       });
       if (!exact) out.set(r.o.subarray(0, rows * Hq * D), from * Hq * D);

@@ -5,6 +5,7 @@
  * API on these; tools that drive ModelRunner and Decoder themselves (bench-step) use them too.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../../errors.js';
@@ -13,6 +14,11 @@ import type { ModelSpec } from '../../ir/model.js';
 import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
+import type { TileOverrides } from '../../codegen/input-key.js';
+import { variantsForModel } from '../../codegen/variant.js';
+import { readTuneDb } from '../../tune/db.js';
+import { cpuTuneMeta } from '../../tune/meta.js';
+import { tunedTiles } from '../../tune/report.js';
 import { findNvcc } from '../../build/toolchain.js';
 import { CudaDevice } from '../cuda/device.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../cuda/emulated-modules.js';
@@ -32,6 +38,8 @@ export interface LoadOptions {
   readonly threads?: number;
   /** Where compiled kernels are cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
   readonly cacheDir?: string;
+  /** A `tidarc tune` database: compile with its tiles and use its per-shape call parameters (as `compile --tuned`). */
+  readonly tuned?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -109,14 +117,15 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
   const log = options.log ?? (() => undefined);
-  // One compile per distinct spec (and arch), reused across processes (an unchanged compile is a no-op).
-  const tag = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 12);
+  const tiles = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
+  // One compile per distinct spec, tuning (and arch), reused across processes (an unchanged compile is a no-op).
+  const tag = createHash('sha256').update(JSON.stringify(tiles ? [spec, tiles] : spec)).digest('hex').slice(0, 12);
   const base = { spec, tokenizer: ckpt.tokenizer, weights, backend: decision.backend, backendReason: decision.reason, threads };
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
-    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: decision.emulated ? 'none' : 'all', log });
+    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: decision.emulated ? 'none' : 'all', log, ...(tiles ? { tiles } : {}) });
     if (decision.emulated) await buildEmulatedCudaModules(kernelsDir, log);
     else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
@@ -129,11 +138,26 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     };
   }
   const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
-  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log });
+  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log, ...(tiles ? { tiles } : {}) });
   const kernels = openKernelLibrary(kernelsDir, { backend: 'cpu' });
   return {
     ...base,
-    newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads),
+    newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, options.threads),
     close: () => kernels.close(),
   };
+}
+
+/**
+ * The tiles and call parameters a tuning database gives this model on this backend: entries
+ * measured on this CPU (cpu backend), or every entry (cuda: the device check records them).
+ */
+async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<TileOverrides> {
+  if (!existsSync(path)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: 'tuned', value: path });
+  const names = variantsForModel(spec, spec.draftLengths).map((v) => v.name);
+  const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : undefined;
+  const t = tunedTiles(readTuneDb(path), spec, names, [decision.arch ?? 'sm_80'], meta);
+  for (const [name, how] of Object.entries(t.used)) log(`tuned ${name}: ${how}`);
+  for (const why of t.skipped) log(`tuned ${why}`);
+  if (Object.keys(t.used).length === 0) log(`tuned: ${path} has no ${meta ? 'entry measured on this machine' : 'entry'} for this model's variants; defaults used`);
+  return t.tiles;
 }

@@ -1,0 +1,80 @@
+/**
+ * Per-call parameters: the tuned lookup by shape bucket, the CPU threads rule, and the runtime
+ * honouring them in this order: what the caller says, what a tuned compile recorded for the
+ * backend it runs on, the heuristic.
+ */
+import { describe, expect, test } from 'vitest';
+import { CPU_SINGLE_THREAD_MACS, cpuAttentionMacs, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
+import { generateModel } from '../../src/codegen/generate.js';
+import type { ManifestVariant } from '../../src/codegen/manifest.js';
+import { chooseSplits } from '../../src/codegen/splits.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { prepareCall } from '../../src/runtime/kernel-library.js';
+
+const CALLS = { 'b1 L256': { splits: 1, threads: 1 }, 'b1 L4096': { splits: 4, threads: 0 }, 'b8 L1024': { splits: 2, threads: 0 } };
+
+describe('tuned call lookup', () => {
+  test('the bucket itself, else the nearest tuned prefix of the same batch, never another batch', () => {
+    expect(tunedCall(CALLS, 1, 200)).toEqual(CALLS['b1 L256']);
+    expect(tunedCall(CALLS, 1, 4000)).toEqual(CALLS['b1 L4096']);
+    expect(tunedCall(CALLS, 1, 1000)).toEqual(CALLS['b1 L256']);   // L1024: 2 steps from both, the shorter wins
+    expect(tunedCall(CALLS, 1, 2000)).toEqual(CALLS['b1 L4096']);  // L2048: 1 step from L4096
+    expect(tunedCall(CALLS, 1, 1 << 16)).toEqual(CALLS['b1 L4096']);
+    expect(tunedCall(CALLS, 8, 100)).toEqual(CALLS['b8 L1024']);
+    expect(tunedCall(CALLS, 2, 1024)).toBeUndefined();
+    expect(tunedCall(undefined, 1, 1024)).toBeUndefined();
+  });
+});
+
+describe('CPU threads heuristic', () => {
+  test('one thread below the threshold, all above', () => {
+    expect(cpuThreadsFor(CPU_SINGLE_THREAD_MACS - 1)).toBe(1);
+    expect(cpuThreadsFor(CPU_SINGLE_THREAD_MACS)).toBe(0);
+  });
+  test('the work grows with keys, rows and row tiles', () => {
+    const base = { batch: 1, kvHeads: 2, rows: 2, rowTiles: 1, keys: 1025, headDim: 64 };
+    expect(cpuAttentionMacs(base)).toBe(2 * 1025 * 64 * (4 + 4));
+    expect(cpuAttentionMacs({ ...base, keys: 4097 })).toBeGreaterThan(cpuAttentionMacs(base));
+    expect(cpuAttentionMacs({ ...base, rows: 10 })).toBeGreaterThan(cpuAttentionMacs(base));
+  });
+  test('splits fill the threads the call runs on', () => {
+    const shape = { batch: 1, kvHeads: 1, rows: 2, rowTiles: 1, steps: 1, headDim: 128, tileN: 64 };
+    const big = heuristicCpuCall({ ...shape, prefix: 1 << 16 }, 16);
+    expect(big).toEqual({ threads: 0, splits: chooseSplits(1, 16, 1024) });
+    expect(big.splits).toBeGreaterThan(1);
+    expect(heuristicCpuCall({ ...shape, prefix: 64 }, 16)).toEqual({ threads: 1, splits: 1 });
+  });
+});
+
+describe('the runtime uses the tuned calls of its backend', () => {
+  const spec: ModelSpec = {
+    name: 'calls', family: 'qwen3', layers: 1, hiddenSize: 128, queryHeads: 2, kvHeads: 1, headDim: 64, intermediateSize: 128, vocabSize: 260,
+    ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true, dtype: 'bf16', maskTokenId: 259, draftLengths: [2],
+  };
+  const tiles = { tidar_k2: { warps: 2, tileN: 32, calls: CALLS, measuredOn: { backend: 'cpu' as const, device: 'test CPU x 16' } } };
+  const tuned = generateModel(spec, { arches: ['sm_90'], tiles }).manifest.variants.find((v) => v.name === 'tidar_k2')!;
+  const call = (v: ManifestVariant, prefix: number, extra: { splits?: number; threads?: number } = {}) => {
+    const capacity = 8192;
+    const args = prepareCall(v, {
+      batch: 1, cacheCapacity: capacity, prefixLen: [prefix], q: new Uint16Array(v.steps * 2 * 64), kCache: new Uint16Array(capacity * 64), vCache: new Uint16Array(capacity * 64),
+      kStep: new Uint16Array(v.steps * 64), vStep: new Uint16Array(v.steps * 64), ...extra,
+    }, 16);
+    return { splits: args.numSplits, threads: args.numThreads };
+  };
+
+  test('the manifest records the tuned calls and where they were measured', () => {
+    expect(tuned.plan).toMatchObject({ warps: 2, tileN: 32 });
+    expect(tuned.tuned).toEqual({ calls: CALLS, backend: 'cpu', device: 'test CPU x 16' });
+  });
+  test('a cpu-tuned variant takes its bucket\'s calls; the caller\'s own values win', () => {
+    expect(call(tuned, 3000)).toEqual({ splits: 4, threads: 0 });
+    expect(call(tuned, 200)).toEqual({ splits: 1, threads: 1 });
+    expect(call(tuned, 3000, { splits: 2 })).toEqual({ splits: 2, threads: 0 });
+    expect(call(tuned, 3000, { threads: 3 })).toEqual({ splits: 4, threads: 3 });
+  });
+  test('calls measured on the GPU do not set a CPU call: the heuristic does', () => {
+    const gpu = { ...tuned, tuned: { ...tuned.tuned!, backend: 'cuda' as const } };
+    const h = heuristicCpuCall({ batch: 1, kvHeads: 1, rows: tuned.rows, rowTiles: tuned.plan.rowTiles, prefix: 3000, steps: tuned.steps, headDim: 64, tileN: 32 }, 16);
+    expect(call(gpu, 3000)).toEqual(h);
+  });
+});
