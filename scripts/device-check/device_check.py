@@ -9,36 +9,39 @@ and grid.json: kernels, launch geometry and every variant's mask as in-step visi
 tidarc's IR). Steps:
   1. GPU facts (name, SMs, driver, CUDA, clocks) and two ceilings: a large device-to-device copy
      (bandwidth) and a large bf16 matmul (compute);
-  2. nvcc builds every variant's fatbin for the GPU's arch, in parallel;
+  2. nvcc builds every variant's fatbin for the GPU's arch, with the tuning candidates', in parallel;
   3. correctness: every variant, batch 1 and 8 with different prefix lengths, split-KV 1 and 3,
      against a float64 reference of the same mask (numpy in the dry run, torch on the GPU); the error must be within 2x the error of
      PyTorch's same-precision SDPA on the same inputs plus 1e-3 (FA3's rule), and the
      log-sum-exp within 2e-3;
-  4. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
+  4. tune (issue 6, scripts/device-check/tune.py): the CUDA search of `tidarc tune` on the
+     benchmark's shape (k = 4, 8 and AR; batch 1 and 8; L = 1k, 4k, 16k): per shape bucket at
+     most 30 configurations (tile x split-KV, the heuristic default among them), each checked
+     against the float64 reference (a wrong one is rejected) and then timed, at most 60 s per
+     bucket and --tune-budget seconds in all; writes tune-cuda.json (src/tune/db.ts's format);
+  5. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
      and the TiDAR steps k = 4, 8, 16 at prefix L in {1k, 4k, 16k, 64k}, batch 1 and 8; tidarc's
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
      boolean mask; CUDA events, warm-up, >= 100 repetitions over rotated inputs (cold L2),
      median with p20/p80; microseconds, TB/s, TFLOP/s and the share of the measured ceilings;
-  5. tidarc's own runtime on the cuda backend (runtime_check.mjs, with the Node and the package
+  6. tidarc's own runtime on the cuda backend (runtime_check.mjs, with the Node and the package
      that pack-runtime.sh put in the bundle): greedy TiDAR == greedy AR on a random model,
      k = 1, 2, 4, 8, three prompts, 200 tokens, the KV-cache rule after every run;
-  6. writes device-check.json, device-check.md and device-check.svg under --out and prints a
+  7. writes device-check.json, device-check.md and device-check.svg under --out and prints a
      short table last.
 Kernels are launched through the CUDA driver API (ctypes on libcuda.so.1) on PyTorch's own
-tensors and primary context. --dry-run runs steps 3 and 5 without PyTorch or a GPU: numpy
+tensors and primary context. --dry-run runs steps 3, 4 and 6 without PyTorch or a GPU: numpy
 inputs, the emulated driver ($TIDARC_LIBCUDA, `tidarc emulated-driver`) and the bundle's .emu.so
 modules (prepare --dry-run); its tolerance is the emulator tests' fixed one.
 --report-only FILE rewrites the markdown and SVG of a recorded device-check.json.
 """
 import argparse
 import concurrent.futures
-import ctypes
 import json
 import math
 import os
 import platform
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -47,178 +50,15 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts (a working tree the device tool copies)
 sys.path.insert(0, str(HERE))
+from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compare, from_bits, launch_attention,  # noqa: E402
+                     reference, sdpa_comparator, to_bits, torch_reference)
 from report import write_reports  # noqa: E402
-
-FIXED_TOLERANCE = {'bf16': 2e-2, 'fp16': 3e-3}  # the emulator tests' (src/emulate/emulate-variant.ts)
-LSE_TOLERANCE = 2e-3
-FA3_EPSILON = 1e-3
-
+from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-# ---- the CUDA driver through ctypes ---------------------------------------------------------------
-
-class Driver:
-    """The driver calls the check needs; every failing call raises with the CUDA error name."""
-
-    def __init__(self, path):
-        self.path = path
-        self.lib = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
-        L, u64, vp, sz, i32 = self.lib, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
-        sigs = {
-            'cuInit': [ctypes.c_uint], 'cuDeviceGet': [ctypes.POINTER(i32), i32],
-            'cuDevicePrimaryCtxRetain': [ctypes.POINTER(vp), i32], 'cuCtxSetCurrent': [vp], 'cuCtxSynchronize': [],
-            'cuMemAlloc_v2': [ctypes.POINTER(u64), sz], 'cuMemFree_v2': [u64],
-            'cuMemcpyHtoD_v2': [u64, vp, sz], 'cuMemcpyDtoH_v2': [vp, u64, sz], 'cuMemsetD8_v2': [u64, ctypes.c_ubyte, sz],
-            'cuModuleLoad': [ctypes.POINTER(vp), ctypes.c_char_p], 'cuModuleGetFunction': [ctypes.POINTER(vp), vp, ctypes.c_char_p],
-            'cuFuncSetAttribute': [vp, i32, i32],
-            'cuLaunchKernel': [vp, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                               ctypes.c_uint, vp, ctypes.POINTER(vp), vp],
-            'cuGetErrorName': [i32, ctypes.POINTER(ctypes.c_char_p)], 'cuDriverGetVersion': [ctypes.POINTER(i32)],
-        }
-        for name, args in sigs.items():
-            fn = getattr(L, name)
-            fn.argtypes, fn.restype = args, i32
-        self.check(L.cuInit(0), 'cuInit')
-        dev, ctx = i32(), vp()
-        self.check(L.cuDeviceGet(ctypes.byref(dev), 0), 'cuDeviceGet')
-        self.check(L.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev), 'cuDevicePrimaryCtxRetain')
-        self.check(L.cuCtxSetCurrent(ctx), 'cuCtxSetCurrent')
-        v = i32()
-        L.cuDriverGetVersion(ctypes.byref(v))
-        self.version = v.value
-        self.functions = {}
-
-    def check(self, r, what):
-        if r != 0:
-            name = ctypes.c_char_p()
-            self.lib.cuGetErrorName(r, ctypes.byref(name))
-            raise RuntimeError(f'{what} failed: {(name.value or b"?").decode()} ({r})')
-
-    def alloc(self, nbytes):
-        p = ctypes.c_uint64()
-        self.check(self.lib.cuMemAlloc_v2(ctypes.byref(p), max(1, nbytes)), 'cuMemAlloc')
-        return p.value
-
-    def free(self, p):
-        self.check(self.lib.cuMemFree_v2(p), 'cuMemFree')
-
-    def upload(self, p, arr):
-        arr = np.ascontiguousarray(arr)
-        self.check(self.lib.cuMemcpyHtoD_v2(p, arr.ctypes.data, arr.nbytes), 'cuMemcpyHtoD')
-
-    def download(self, p, arr):
-        self.check(self.lib.cuMemcpyDtoH_v2(arr.ctypes.data, p, arr.nbytes), 'cuMemcpyDtoH')
-
-    def fill(self, p, byte, nbytes):
-        self.check(self.lib.cuMemsetD8_v2(p, byte, nbytes), 'cuMemsetD8')
-
-    def function(self, module_path, name, shared):
-        key = (module_path, name)
-        if key not in self.functions:
-            mod, fn = ctypes.c_void_p(), ctypes.c_void_p()
-            self.check(self.lib.cuModuleLoad(ctypes.byref(mod), str(module_path).encode()), f'cuModuleLoad({module_path})')
-            self.check(self.lib.cuModuleGetFunction(ctypes.byref(fn), mod, name.encode()), f'cuModuleGetFunction({name})')
-            self.functions[key] = fn
-        fn = self.functions[key]
-        if shared > 48 * 1024:
-            self.check(self.lib.cuFuncSetAttribute(fn, 8, shared), 'cuFuncSetAttribute')  # MAX_DYNAMIC_SHARED_SIZE_BYTES
-        return fn
-
-    def launch(self, fn, grid, block, shared, args):
-        buf = ctypes.create_string_buffer(args, len(args))
-        params = (ctypes.c_void_p * 1)(ctypes.cast(buf, ctypes.c_void_p))
-        self.check(self.lib.cuLaunchKernel(fn, *grid, *block, shared, None, params, None), 'cuLaunchKernel')
-
-    def synchronize(self):
-        self.check(self.lib.cuCtxSynchronize(), 'cuCtxSynchronize')
-
-
-def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits):
-    """TidarcAttentionArgs (templates/common/tidarc_abi.h): 9 pointers, 4 int32."""
-    return struct.pack('<9Q4i', q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits, 0)
-
-
-def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):
-    """The variant's main kernel, then the split-KV combine when splits > 1."""
-    module = bundle / v['fatbin']
-    rows = batch * v['steps'] * model['qHeads']
-    args = attention_args(*ptrs, batch, capacity, splits)
-    drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), (v['rowTiles'], batch * model['kvHeads'], splits), (v['block'], 1, 1), v['sharedBytes'], args)
-    if splits > 1:
-        drv.launch(drv.function(module, v['combine'], 0), ((rows + 3) // 4, 1, 1), (128, 1, 1), 0, args)
-
-
-# ---- 16-bit formats and the reference -----------------------------------------------------------
-
-def to_bits(x, dtype):
-    x = np.asarray(x, np.float32)
-    if dtype == 'fp16':
-        return x.astype(np.float16).view(np.uint16)
-    u = x.view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def from_bits(bits, dtype):
-    if dtype == 'fp16':
-        return bits.view(np.float16).astype(np.float64)
-    return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-
-
-def reference(model, v, q, kc, vc, ks, vs, prefix):
-    """float64 attention of the variant's mask: o [B, n, Hq, D], lse [B, n, Hq] (natural log)."""
-    B, n, Hq, D = q.shape
-    Hkv = model['kvHeads']
-    G = Hq // Hkv
-    step_vis = np.array([[c == '1' for c in row] for row in v['visible']], bool)
-    o = np.zeros((B, n, Hq, D))
-    lse = np.full((B, n, Hq), -np.inf)
-    for b in range(B):
-        L = int(prefix[b])
-        vis = np.concatenate([np.full((n, L), v['prefixVisible']), step_vis], axis=1)
-        for h in range(Hkv):
-            keys = np.concatenate([kc[b, h, :L], ks[b, :, h]], axis=0)
-            vals = np.concatenate([vc[b, h, :L], vs[b, :, h]], axis=0)
-            for g in range(G):
-                s = q[b, :, h * G + g] @ keys.T / math.sqrt(D)
-                s = np.where(vis, s, -np.inf)
-                m = s.max(axis=1, keepdims=True)
-                seen = np.isfinite(m[:, 0])
-                p = np.where(vis, np.exp(s - np.where(np.isfinite(m), m, 0)), 0)
-                total = p.sum(axis=1, keepdims=True)
-                o[b, :, h * G + g] = np.where(seen[:, None], (p / np.where(total > 0, total, 1)) @ vals, 0)
-                lse[b, :, h * G + g] = np.where(seen, m[:, 0] + np.log(np.where(total[:, 0] > 0, total[:, 0], 1)), -np.inf)
-    return o, lse
-
-
-def torch_reference(torch):
-    """reference() in float64 on the GPU, one batched product per sequence (numpy would take minutes on the large shapes)."""
-    def ref(model, v, q, kc, vc, ks, vs, prefix):
-        B, n, Hq, D = q.shape
-        Hkv = model['kvHeads']
-        G = Hq // Hkv
-        dev = torch.device('cuda')
-        step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device=dev)
-        o = np.zeros((B, n, Hq, D))
-        lse = np.full((B, n, Hq), -np.inf)
-        for b in range(B):
-            L = int(prefix[b])
-            t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(dev)  # noqa: E731
-            keys = torch.cat([t(kc[b, :, :L]), t(ks[b]).transpose(0, 1)], 1)          # [Hkv, L + n, D]
-            vals = torch.cat([t(vc[b, :, :L]), t(vs[b]).transpose(0, 1)], 1)
-            qq = t(q[b]).reshape(n, Hkv, G, D).permute(1, 2, 0, 3)                      # [Hkv, G, n, D]
-            vis = torch.cat([torch.full((n, L), bool(v['prefixVisible']), device=dev), step_vis], 1)
-            s = torch.einsum('hgnd,hkd->hgnk', qq, keys) / math.sqrt(D)
-            s = s.masked_fill(~vis, -math.inf)
-            l = torch.logsumexp(s, -1)                                                   # -inf for a row that sees nothing
-            p = torch.where(torch.isfinite(l)[..., None], torch.exp(s - torch.where(torch.isfinite(l), l, 0)[..., None]), 0)
-            o[b] = torch.einsum('hgnk,hkd->nhgd', p, vals).reshape(n, Hq, D).cpu().numpy()
-            lse[b] = l.permute(2, 0, 1).reshape(n, Hq).cpu().numpy()
-        return o, lse
-    return ref
 
 
 # ---- correctness ------------------------------------------------------------------------------
@@ -252,11 +92,8 @@ def check_variant(drv, bundle, model, v, batch, prefix, splits, seed, torch_ref,
         for k, p in ptr.items():
             if p:
                 drv.free(p)
-    o = from_bits(o_bits, dtype).reshape(batch, n, Hq, D)
     ref_o, ref_lse = ref_fn(model, v, vals['q'], vals['kc'], vals['vc'], vals['ks'], vals['vs'], prefix)
-    err = float(np.nanmax(np.abs(o - ref_o))) if np.isfinite(o).all() else math.inf
-    finite = np.isfinite(ref_lse)
-    lse_err = float(np.max(np.abs(lse.reshape(ref_lse.shape)[finite] - ref_lse[finite]))) if finite.any() else 0.0
+    err, lse_err = compare(o_bits, lse, ref_o, ref_lse, dtype)
     if torch_ref is not None:
         baseline = torch_ref(model, v, vals, prefix, ref_o)
         tolerance = 2 * baseline + FA3_EPSILON
@@ -324,12 +161,14 @@ def ceilings(torch):
 
 
 def build_fatbins(bundle, grid, arch):
-    nvcc = shutil.which('nvcc') or '/usr/local/cuda/bin/nvcc'
-    jobs = []
-    for model in grid['models']:
+    """Every variant of the grid and every tuning candidate (a tile's fatbin once, however many models name it)."""
+    nvcc = nvcc_path()
+    jobs = {}
+    for model in grid['models'] + [t['model'] for t in grid.get('tune', {}).get('tiles', [])]:
         flags = [f for f in model['nvccFlags'] if not f.startswith('-gencode')] + [f'-gencode=arch=compute_{arch},code=sm_{arch}']
         for v in model['variants']:
-            jobs.append((bundle / v['cu'], bundle / v['fatbin'], flags))
+            jobs[v['fatbin']] = (bundle / v['cu'], bundle / v['fatbin'], flags)
+    jobs = list(jobs.values())
     def build(job):
         cu, out, flags = job
         r = subprocess.run([nvcc, *flags, '-o', str(out), str(cu)], capture_output=True, text=True, cwd=cu.parent)
@@ -341,26 +180,6 @@ def build_fatbins(bundle, grid, arch):
         list(pool.map(build, jobs))
     log(f'nvcc: {len(jobs)} fatbins for sm_{arch} in {time.time() - t0:.0f} s')
     return len(jobs)
-
-
-def sdpa_comparator(torch):
-    """The error of PyTorch's same-precision SDPA (dense mask) against the float64 reference."""
-    F = torch.nn.functional
-
-    def error(model, v, vals, prefix, ref_o):
-        dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
-        Hq, Hkv = model['qHeads'], model['kvHeads']
-        step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device='cuda')
-        worst = 0.0
-        for b, L in enumerate(prefix):
-            q = torch.tensor(vals['q'][b], device='cuda').to(dt).transpose(0, 1)[None]
-            k = torch.cat([torch.tensor(vals['kc'][b, :, :L], device='cuda'), torch.tensor(vals['ks'][b], device='cuda').transpose(0, 1)], 1).to(dt)[None]
-            val = torch.cat([torch.tensor(vals['vc'][b, :, :L], device='cuda'), torch.tensor(vals['vs'][b], device='cuda').transpose(0, 1)], 1).to(dt)[None]
-            mask = torch.cat([torch.full((step_vis.shape[0], L), v['prefixVisible'], device='cuda'), step_vis], 1)
-            o = F.scaled_dot_product_attention(q, k, val, attn_mask=mask, enable_gqa=Hq != Hkv)[0].transpose(0, 1).double().cpu().numpy()
-            worst = max(worst, float(np.abs(o - ref_o[b]).max()))
-        return worst
-    return error
 
 
 def benchmark(torch, drv, bundle, grid, ceil, budget_s):
@@ -453,6 +272,8 @@ def main(argv):
     ap.add_argument('--dry-run', action='store_true')
     ap.add_argument('--report-only', metavar='FILE')
     ap.add_argument('--bench-budget', type=float, default=240, help='seconds for the benchmark grid (Flex compiles are slow)')
+    ap.add_argument('--tune-budget', type=float, default=120, help='seconds for the CUDA search: no shape bucket starts after this long')
+    ap.add_argument('--bucket-seconds', type=float, default=60, help='seconds per shape bucket of the CUDA search: no configuration starts after this long')
     ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -468,6 +289,10 @@ def main(argv):
         drv = Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)'))
         data['device'] = {'name': 'tidarc emulated GPU', 'driver': drv.path}
         data['correctness'] = correctness(drv, bundle, grid, True, None, reference)
+        if 'tune' in grid:
+            machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
+            data['tune'] = tune(drv, bundle, grid, out, lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed), wall_timer(drv), machine,
+                                a.tune_budget, a.bucket_seconds, log)
         if a.runtime_root:
             work = out / 'runtime-work'
             work.mkdir(exist_ok=True)
@@ -483,6 +308,10 @@ def main(argv):
         cap = torch.cuda.get_device_capability(0)
         data['fatbins'] = build_fatbins(bundle, grid, f'{cap[0]}{cap[1]}')
         data['correctness'] = correctness(drv, bundle, grid, False, sdpa_comparator(torch), torch_reference(torch))
+        if 'tune' in grid:
+            machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': nvcc_version()}
+            make_sets = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
+            data['tune'] = tune(drv, bundle, grid, out, make_sets, event_timer(torch), machine, a.tune_budget, a.bucket_seconds, log)
         data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], a.bench_budget)
         work = out / 'runtime-work'
         work.mkdir(exist_ok=True)
@@ -492,7 +321,8 @@ def main(argv):
     (out / 'device-check.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_reports(data, out))
     runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)
-    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok else 1
+    tune_ok = not any('error' in r for r in data.get('tune', {}).get('buckets', []))
+    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok else 1
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 BASELINES = ('tidarc', 'flex', 'sdpa')
+HEURISTIC_SLACK = 1.1  # src/tune/report.ts: the heuristic is good on a shape within 10% of the tuned best
 COLORS = {'tidarc': '#1b9e77', 'flex': '#d95f02', 'sdpa': '#7570b3'}
 
 
@@ -35,6 +36,40 @@ def bench_table(rows):
                      f"{_fmt(f) if 'flex' in r else 'error: ' + r.get('flexError', 'not run')} | {_fmt(s)} | {_fmt(f / t, 2)}x | {_fmt(s / t, 2)}x | "
                      f"{_fmt(r['tidarcTBs'], 2)} | {_fmt(r['tidarcTflops'])} | {_fmt(100 * r['copyShare'])} | {_fmt(100 * r['computeShare'])} |")
     return lines
+
+
+def tune_lines(t):
+    """The CUDA search: per shape bucket the heuristic default against the tuned best, and issue 6's goals."""
+    done = [r for r in t.get('buckets', []) if 'best' in r]
+    lines = ['| variant | shape | heuristic | us (p20-p80) | tuned best | us (p20-p80) | heuristic / best | timed | rejected | s |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in t.get('buckets', []):
+        if 'best' not in r:
+            lines.append(f"| {r['variant']} | {r['bucket']} | {r['heuristic']} | FAILED: {r.get('error', '?')} | | | | {len(r['timed'])} | {len(r['rejected'])} | |")
+            continue
+        timing = {x['config']: x for x in r['timed']}
+        h, b = timing[r['heuristic']], timing[r['best']]
+        lines.append(f"| {r['variant']} | {r['bucket']} | {r['heuristic']} | {_fmt(h['medianUs'])} ({_fmt(h['p20Us'])}-{_fmt(h['p80Us'])}) | {r['best']} | "
+                     f"{_fmt(b['medianUs'])} ({_fmt(b['p20Us'])}-{_fmt(b['p80Us'])}) | {r['heuristicUs'] / r['bestUs']:.2f}x | {len(r['timed'])} of {r.get('configs', '?')} ({r.get('feasible', '?')} feasible) | "
+                     f"{len(r['rejected'])} | {_fmt(r.get('seconds'))} |")
+    good = sum(r['heuristicUs'] / r['bestUs'] <= HEURISTIC_SLACK for r in done)
+    lines += ['', f"Heuristic within {round(100 * (HEURISTIC_SLACK - 1))}% of the tuned best on {good} of {len(done)} shapes "
+              f"({100 * good / len(done) if done else 0:.0f}%; goal 90%). "
+              f"Timed per shape bucket: at most {max((len(r['timed']) for r in done), default=0)} configurations (limit {t.get('maxConfigs', '?')}) "
+              f"and {_fmt(max((r.get('seconds', 0) for r in done), default=0))} s (limit {_fmt(t.get('bucketS'), 0)} s); the search took {_fmt(t.get('seconds'))} s."]
+    rejected = [f"{r['variant']} | {r['bucket']}: {x['config']} ({x['why']})" for r in t.get('buckets', []) for x in r['rejected']]
+    if rejected:
+        lines += ['', f"Rejected (wrong output or failed launch, never chosen): {'; '.join(rejected)}."]
+    cut = [f"{r['variant']} | {r['bucket']}: {', '.join(r['notReached'])}" for r in t.get('buckets', []) if r.get('notReached')]
+    if cut:
+        lines += ['', f"Not reached in a bucket's time: {'; '.join(cut)}."]
+    if t.get('skipped'):
+        lines += ['', f"Buckets skipped for the search's budget: {', '.join(t['skipped'])}."]
+    if t.get('note'):
+        lines += ['', f"Note: {t['note']}."]
+    meta = t.get('meta', {})
+    lines += ['', f"Database: `{t.get('file', 'tune-cuda.json')}` (meta: tidarc {meta.get('tidarc')}, {meta.get('compiler')}, {meta.get('device')}, driver {meta.get('driver')})."]
+    return lines, good, len(done)
 
 
 def goals(rows):
@@ -104,6 +139,12 @@ def write_reports(data, out):
         g = goals(bench)
         if g:
             md += ['## Goals', '', '| goal | measured | met |', '|---|---|---|', *[f'| {a} | {b} | {"yes" if ok else "NO"} |' for a, b, ok in g], '']
+    tn = data.get('tune')
+    if tn:
+        lines, good, total = tune_lines(tn)
+        md += ['## Tuning: the CUDA search (heuristic default vs tuned best)', '',
+               'Per shape bucket, every configuration (warps x keys per tile x split-KV) is first checked against the float64 reference, '
+               'then timed (warm-up, 100 calls over rotated inputs or fewer slow ones filling 100 ms, median with p20-p80).', '', *lines, '']
     rt = data.get('runtime')
     if rt:
         md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', rt.get('error', ''))}).", '']
@@ -116,6 +157,9 @@ def write_reports(data, out):
     (out / 'device-check.md').write_text('\n'.join(md) + '\n')
     (out / 'device-check.svg').write_text(svg_chart(bench))
     short = [f"correctness: {len(corr) - len(failed)}/{len(corr)} ok" + (f"; FAILED: {', '.join(r['model'] + '/' + r['variant'] for r in failed[:8])}" if failed else '')]
+    if tn:
+        short.append(f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
+                     + (f"; FAILED: {', '.join(r['variant'] + ' | ' + r['bucket'] for r in tn['buckets'] if 'best' not in r)}" if total < len(tn.get('buckets', [])) else ''))
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
     for r in bench:

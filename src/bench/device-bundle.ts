@@ -6,6 +6,11 @@
  * very mask the kernels were generated from). The check builds the fatbins there with nvcc;
  * `emulated: true` also builds each variant's .emu.so here, for the dry run on the emulated
  * CUDA driver.
+ *
+ * With `tune`, the bundle also holds the CUDA search of `tidarc tune` (issue 6): the tuned
+ * variants of one shape compiled once per candidate tile (warps, tileN), and per variant and
+ * shape bucket the configurations the check times (tile x split-KV, capped), with the
+ * heuristic default among them. The check writes the winners as a tuning database.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +21,10 @@ import type { ModelSpec } from '../ir/model.js';
 import { maskFromParams } from '../ir/mask-builders.js';
 import { stepVisibility } from '../ir/mask.js';
 import { emulateCompiledDir } from '../emulate/emulated-driver.js';
+import { TidarcError } from '../errors.js';
+import { ARCHES, type ArchName } from '../codegen/arch.js';
+import { shapeBucket, variantKey } from '../tune/db.js';
+import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
 
 export interface BundleShape {
   readonly dtype: 'bf16' | 'fp16';
@@ -46,6 +55,8 @@ export interface BundleVariant {
   readonly name: string;
   readonly draft?: number;
   readonly steps: number;
+  /** GQA-packed rows: steps * query heads per KV head. */
+  readonly rows: number;
   readonly rowTiles: number;
   readonly block: number;
   readonly sharedBytes: number;
@@ -79,6 +90,80 @@ export interface BundleGrid {
   readonly models: readonly BundleModel[];
   /** The model the benchmark grid uses. */
   readonly bench: string;
+  /** The CUDA search (issue 6), when the bundle was prepared with one. */
+  readonly tune?: BundleTune;
+}
+
+/** SMs of an H200, the GPU the bundle is prepared for: the slots of the heuristic's split rule. */
+export const H200_SMS = 132;
+
+export interface Tile {
+  readonly warps: number;
+  readonly tileN: number;
+}
+
+/** What the device check's CUDA search covers. */
+export interface TuneGrid {
+  readonly shape: BundleShape;
+  /** Variant names as in the manifest. */
+  readonly variants: readonly string[];
+  readonly batches: readonly number[];
+  readonly prefixes: readonly number[];
+  /** Candidate tiles (default: every (warps, tileN) of the search space that static pruning keeps for the shape). */
+  readonly tiles?: readonly Tile[];
+  /** At most this many configurations are timed per bucket. */
+  readonly maxConfigs: number;
+  /** SMs the heuristic's split rule fills. */
+  readonly slots: number;
+}
+
+/** Issue 6: the benchmark's shape, k = 4, 8 and AR, batch 1 and 8, L = 1k, 4k, 16k; at most 30 timed configurations per bucket. */
+export const FULL_TUNE: TuneGrid = {
+  shape: BENCH_SHAPE, variants: ['tidar_k4', 'tidar_k8', 'ar'], batches: [1, 8], prefixes: [1024, 4096, 16384], maxConfigs: 30, slots: H200_SMS,
+};
+
+/** Small enough for the emulator: one variant, three tiles, two short prefixes, and a cap that cuts (6 candidates at L = 64). */
+export const DRY_RUN_TUNE: TuneGrid = {
+  shape: DRY_RUN_GRID[0]!, variants: ['tidar_k2'], batches: [1], prefixes: [64, 128],
+  tiles: [{ warps: 1, tileN: 16 }, { warps: 2, tileN: 32 }, { warps: 4, tileN: 64 }], maxConfigs: 4, slots: H200_SMS,
+};
+
+export interface BundleTuneTile extends Tile {
+  /** The tuned variants compiled with this tile (for the arch's own tile: the grid's model itself). */
+  readonly model: BundleModel;
+}
+
+export interface BundleTuneBucket {
+  /** shapeBucket of src/tune/db.ts. */
+  readonly bucket: string;
+  readonly batch: number;
+  readonly prefix: number;
+  readonly heuristic: AttentionConfig;
+  /** Checked, then timed, in this order: the heuristic first. */
+  readonly configs: readonly AttentionConfig[];
+  /** Configurations static pruning keeps before the cap. */
+  readonly feasible: number;
+}
+
+export interface BundleTuneVariant {
+  readonly name: string;
+  /** variantKey of src/tune/db.ts: the database's key. */
+  readonly key: string;
+  readonly rows: number;
+  readonly buckets: readonly BundleTuneBucket[];
+}
+
+export interface BundleTune {
+  /** The tidarc version of the database's meta. */
+  readonly tidarc: string;
+  readonly arch: ArchName;
+  readonly slots: number;
+  readonly maxConfigs: number;
+  /** The shape's model name (shapeName). */
+  readonly model: string;
+  /** A configuration's kernel: the tile with its warps and tileN. */
+  readonly tiles: readonly BundleTuneTile[];
+  readonly variants: readonly BundleTuneVariant[];
 }
 
 export function shapeName(s: BundleShape): string {
@@ -99,7 +184,7 @@ function describe(m: Manifest, dir: string): BundleModel {
     const n = mask.tokens.length;
     const vis = stepVisibility(mask);
     return {
-      name: v.name, ...(v.draft === undefined ? {} : { draft: v.draft }), steps: v.steps,
+      name: v.name, ...(v.draft === undefined ? {} : { draft: v.draft }), steps: v.steps, rows: v.rows,
       rowTiles: v.launch.rowTiles, block: v.launch.block, sharedBytes: v.launch.dynamicSharedBytes,
       symbol: v.symbols.cuda, combine: v.symbols.cudaCombine,
       cu: `${dir}/${v.sources.cuda}`, fatbin: `${dir}/${v.sources.cuda.replace(/\.cu$/, '.fatbin')}`,
@@ -112,11 +197,91 @@ function describe(m: Manifest, dir: string): BundleModel {
   return { name: s.name, dir, dtype: s.dtype, headDim: s.headDim, qHeads: s.queryHeads, kvHeads: s.kvHeads, nvccFlags: m.nvccFlags, variants };
 }
 
+/** Every (warps, tileN) of the search space that static pruning keeps for the shape on sm_90 (11 at head dim 128). */
+export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>): Tile[] {
+  const probe: TuneShape = { headDim: shape.headDim, rows: 1, kvHeads: shape.kvHeads, batch: 1, prefix: 1 };
+  return WARPS.flatMap((warps) => TILE_N.map((tileN) => ({ warps, tileN }))).filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
+}
+
+/**
+ * The configurations the check times for one bucket, at most `max`, the heuristic first.
+ * Every tile is a candidate; its split-KV counts go by rank: first the tile's own FA3 split
+ * (heuristicConfig with that tile), then the SPLITS values nearest to it in log2 (ties: fewer
+ * splits), one rank over all tiles at a time until `max` are taken. So every tile is timed
+ * (11 tiles: ranks 0 and 1 for all, rank 2 for the first 8), and the cap drops the split
+ * counts farthest from the wave arithmetic, the least likely winners.
+ */
+export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: number, max: number): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
+  const heuristic = heuristicConfig(shape, slots, ARCHES.sm_90.tile);
+  const first = tiles.find((t) => t.warps === heuristic.warps && t.tileN === heuristic.tileN);
+  if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map((t) => `w${t.warps}-n${t.tileN}`).join(','), allowed: `a list with w${heuristic.warps}-n${heuristic.tileN}` });
+  const ranked = [first, ...tiles.filter((t) => t !== first)].map((t) => {
+    const own = heuristicConfig(shape, slots, { ...t, stages: 2 }).splits;
+    const distance = (s: number): number => Math.abs(Math.log2(s / own));
+    return [...new Set([own, ...SPLITS])]
+      .filter((s) => infeasible({ ...t, splits: s }, shape, 'cuda', 'sm_90') === null)
+      .sort((a, b) => distance(a) - distance(b) || a - b)
+      .map((splits): AttentionConfig => ({ warps: t.warps, tileN: t.tileN, splits }));
+  });
+  const configs: AttentionConfig[] = [];
+  for (let rank = 0; configs.length < max && ranked.some((list) => list.length > rank); rank++) {
+    for (const list of ranked) if (list[rank] && configs.length < max) configs.push(list[rank]!);
+  }
+  if (configs[0] === undefined || configKey(configs[0]) !== configKey(heuristic)) throw new TidarcError('runtime', `the heuristic ${configKey(heuristic)} is not among the configurations to time`);
+  return { heuristic, configs, feasible: ranked.reduce((n, list) => n + list.length, 0) };
+}
+
+function onlyVariants(m: BundleModel, names: readonly string[]): BundleModel {
+  const missing = names.filter((n) => !m.variants.some((v) => v.name === n));
+  if (missing.length > 0) throw new TidarcError('invalid-argument', 'no such variant to tune', { field: 'variants', value: missing.join(','), allowed: m.variants.map((v) => v.name).join(', ') });
+  return { ...m, variants: m.variants.filter((v) => names.includes(v.name)) };
+}
+
+/** The tuned variants once per tile (the grid's own model serves the arch's tile), then the buckets' configurations. */
+async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly BundleModel[], log: (line: string) => void): Promise<BundleTune> {
+  const name = shapeName(t.shape);
+  const spec = specOf(t.shape);
+  const drafts = t.variants.flatMap((v) => (/^tidar_k\d+$/.test(v) ? [Number(v.slice('tidar_k'.length))] : []));
+  const own = ARCHES.sm_90.tile;
+  const base = models.find((m) => m.name === name);
+  const tiles: BundleTuneTile[] = [];
+  for (const tile of t.tiles ?? candidateTiles(t.shape)) {
+    if (base && tile.warps === own.warps && tile.tileN === own.tileN) {
+      tiles.push({ ...tile, model: onlyVariants(base, t.variants) });
+      continue;
+    }
+    const dir = `tune/${name}/w${tile.warps}-n${tile.tileN}`;
+    const out = join(o.outDir, dir);
+    const r = await compileModel({
+      spec, ...(drafts.length ? { drafts } : {}), arches: ['sm_90'], outDir: out, build: 'none',
+      tiles: Object.fromEntries(t.variants.map((v) => [v, tile])), log: () => undefined,
+    });
+    if (o.emulated) await emulateCompiledDir(out, { variants: [...t.variants] });
+    tiles.push({ ...tile, model: onlyVariants(describe(r.manifest, dir), t.variants) });
+    log(`tune: ${name} w${tile.warps}-n${tile.tileN}: ${t.variants.join(', ')}${o.emulated ? ' (+ .emu.so)' : ''}`);
+  }
+  const variants = t.variants.map((v): BundleTuneVariant => {
+    const described = tiles[0]!.model.variants.find((x) => x.name === v)!;
+    const rows = described.steps * (t.shape.qHeads / t.shape.kvHeads);
+    if (described.rows !== rows) throw new TidarcError('runtime', `${v} has ${described.rows} packed rows in its manifest, expected ${rows}`);
+    const buckets = t.batches.flatMap((batch) => t.prefixes.map((prefix): BundleTuneBucket => {
+      const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix };
+      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, tiles, t.slots, t.maxConfigs) };
+    }));
+    return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };
+  });
+  const configs = variants.reduce((n, v) => n + v.buckets.reduce((m, b) => m + b.configs.length, 0), 0);
+  log(`tune: ${tiles.length} tiles, ${variants.length * t.batches.length * t.prefixes.length} buckets, ${configs} configurations to time`);
+  return { tidarc: TIDARC_VERSION, arch: 'sm_90', slots: t.slots, maxConfigs: t.maxConfigs, model: name, tiles, variants };
+}
+
 export interface PrepareOptions {
   readonly outDir: string;
   readonly grid: readonly BundleShape[];
   /** Also build .emu.so modules (dry run on the emulated driver). */
   readonly emulated?: boolean;
+  /** Also the CUDA search's candidates (FULL_TUNE, DRY_RUN_TUNE). */
+  readonly tune?: TuneGrid;
   readonly log?: (line: string) => void;
 }
 
@@ -132,9 +297,11 @@ export async function prepareDeviceBundle(o: PrepareOptions): Promise<BundleGrid
     models.push(describe(r.manifest, dir));
     log(`[${i + 1}/${o.grid.length}] ${shapeName(shape)}: ${r.manifest.variants.length} variants${o.emulated ? ' (+ .emu.so)' : ''}`);
   }
+  const tune = o.tune ? await prepareTune(o.tune, o, models, log) : undefined;
   const grid: BundleGrid = {
     format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', models,
     bench: models.find((m) => m.name === shapeName(BENCH_SHAPE))?.name ?? models[0]!.name,
+    ...(tune ? { tune } : {}),
   };
   await writeFile(join(o.outDir, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
   return grid;

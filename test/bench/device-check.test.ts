@@ -1,8 +1,9 @@
 /**
- * The GPU device check's parts that run without a GPU (issue 5): the bundle (grid.json from
- * the IR), the whole check in --dry-run on the emulated CUDA driver (the same ctypes driver
- * code, launch packing and float64 reference as on a GPU; a wrong mask must fail it), and the
- * report writer on recorded sample data.
+ * The GPU device check's parts that run without a GPU (issues 5 and 6): the bundle (grid.json
+ * from the IR, the CUDA search's candidates), the whole check in --dry-run on the emulated CUDA
+ * driver (the same ctypes driver code, launch packing, float64 reference and tuning loop as on
+ * a GPU; a wrong mask must fail it, a wrong tuning candidate must be rejected), and the report
+ * writer on recorded sample data.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,17 +11,48 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { DRY_RUN_GRID, type BundleGrid, prepareDeviceBundle } from '../../src/bench/device-bundle.js';
-import { findCxx } from '../../src/build/toolchain.js';
+import { BENCH_SHAPE, DRY_RUN_GRID, DRY_RUN_TUNE, FULL_TUNE, type BundleGrid, candidateTiles, prepareDeviceBundle, tuneConfigs } from '../../src/bench/device-bundle.js';
+import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
+import { cudaTuneMeta } from '../../src/tune/cuda-meta.js';
+import { entryKey, parseTuneDb } from '../../src/tune/db.js';
+import { tunedTiles } from '../../src/tune/report.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { configKey, infeasible } from '../../src/tune/space.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 
 const exec = promisify(execFile);
 const SCRIPT = resolve('scripts/device-check/device_check.py');
 const cxx = await findCxx();
+const nvcc = await findNvcc();
 const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () => false);
 const root = mkdtempSync(join(tmpdir(), 'tidarc-device-check-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+interface TuneRecord { variant: string; bucket: string; heuristic: string; best?: string; timed: { config: string; medianUs: number }[]; rejected: { config: string; why: string }[] }
+interface TuneSection { buckets: TuneRecord[]; machine: { name: string; sms: number; driverVersion: number; compiler: string }; file: string }
+
+describe('the CUDA search\'s candidates (pure)', () => {
+  test('the benchmark shape: 11 tiles; per bucket at most 30 feasible configurations, every tile among them, the heuristic first', () => {
+    const tiles = candidateTiles(BENCH_SHAPE);
+    expect(tiles.map((t) => `w${t.warps}-n${t.tileN}`)).toEqual(['w1-n16', 'w1-n32', 'w1-n64', 'w2-n16', 'w2-n32', 'w2-n64', 'w4-n16', 'w4-n32', 'w4-n64', 'w8-n32', 'w8-n64']);
+    const rows = { tidar_k4: 80, tidar_k8: 288, ar: 4 } as Record<string, number>;
+    for (const v of FULL_TUNE.variants) {
+      for (const batch of FULL_TUNE.batches) {
+        for (const prefix of FULL_TUNE.prefixes) {
+          const shape = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch, prefix };
+          const { heuristic, configs, feasible } = tuneConfigs(shape, tiles, FULL_TUNE.slots, FULL_TUNE.maxConfigs);
+          expect(configs).toHaveLength(30);
+          expect(feasible).toBeGreaterThan(30);
+          expect(configKey(configs[0]!)).toBe(configKey(heuristic));
+          expect(new Set(configs.map(configKey)).size).toBe(30);
+          for (const c of configs) expect(infeasible(c, shape, 'cuda', 'sm_90')).toBeNull();
+          expect(new Set(configs.map((c) => `w${c.warps}-n${c.tileN}`)).size).toBe(tiles.length);
+        }
+      }
+    }
+  });
+});
 
 async function runCheck(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -37,7 +69,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
   let driver: string;
   const bundle = join(root, 'bundle');
   beforeAll(async () => {
-    grid = await prepareDeviceBundle({ outDir: bundle, grid: DRY_RUN_GRID, emulated: true });
+    grid = await prepareDeviceBundle({ outDir: bundle, grid: DRY_RUN_GRID, tune: DRY_RUN_TUNE, emulated: true });
     driver = await buildEmulatedDriver(join(root, 'driver'));
   }, 600_000);
 
@@ -48,6 +80,19 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(k2.visible).toEqual(['100000', '110000', '101100', '101100', '110011', '110011']);
     expect(k2.offsets).toEqual([0, 1, 1, 2, 2, 3]);
     expect(k2.prefixVisible).toBe(true);
+    expect(k2.rows).toBe(24);
+  });
+
+  test('grid.json\'s tune section: 3 tiles of tidar_k2, 2 buckets, the heuristic first, the cap applied', () => {
+    const t = grid.tune!;
+    expect(t.tiles.map((x) => `w${x.warps}-n${x.tileN}`)).toEqual(['w1-n16', 'w2-n32', 'w4-n64']);
+    expect(t.tiles[2]!.model.dir).toBe(grid.models[0]!.dir);  // the arch's tile is the grid's own model
+    expect(t.variants.map((v) => v.key)).toEqual(['tidar_k2 bf16 d64 q4/kv1']);
+    const [l64, l128] = t.variants[0]!.buckets;
+    expect([l64!.bucket, l128!.bucket]).toEqual(['b1 L64', 'b1 L128']);
+    expect(l64!.configs.map(configKey)).toEqual(['w4-n64-s1', 'w1-n16-s4', 'w2-n32-s2', 'w1-n16-s2']);
+    expect(l64!.feasible).toBe(6);
+    expect(configKey(l128!.heuristic)).toBe('w4-n64-s2');
   });
 
   test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
@@ -65,7 +110,61 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     for (const c of data.correctness) expect(c.ok).toBe(true);
     expect(r.stdout).toMatch(new RegExp(`correctness: ${variants * 4}/${variants * 4} ok`));
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Correctness: \d+ of \d+ checks ok/);
+
+    // The tune part: a database tidarc reads, one entry per bucket, the heuristic timed, the meta as cuda-meta.ts forms it.
+    const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
+    const tune = (data as unknown as { tune: TuneSection }).tune;
+    const tv = grid.tune!.variants[0]!;
+    expect(Object.keys(db.entries).sort()).toEqual(tv.buckets.map((b) => entryKey(tv.key, b.bucket)).sort());
+    const meta = cudaTuneMeta({ compiler: tune.machine.compiler, deviceName: tune.machine.name, multiprocessors: tune.machine.sms, driverVersion: tune.machine.driverVersion }, grid.tune!.tidarc);
+    for (const b of tv.buckets) {
+      const e = db.entries[entryKey(tv.key, b.bucket)]!;
+      const rec = tune.buckets.find((r) => r.bucket === b.bucket)!;
+      expect(configKey(e.heuristic)).toBe(configKey(b.heuristic));
+      expect(rec.timed.map((x) => x.config)).toContain(configKey(b.heuristic));
+      expect(e.timed).toBe(b.configs.length);
+      expect(e.rejected).toEqual([]);
+      expect(e.bestTiming.medianUs).toBeLessThanOrEqual(e.heuristicTiming.medianUs);
+      expect(e.meta).toEqual(meta);
+    }
+    expect(meta.device).toBe('tidarc emulated GPU x 132 SMs');
+    // compile --tuned reads it: every tile was timed in every bucket, so the tile is chosen across shapes, with per-bucket splits.
+    for (const e of Object.values(db.entries)) expect(Object.keys(e.byTile ?? {}).sort()).toEqual(['w1-n16', 'w2-n32', 'w4-n64']);
+    const spec = JSON.parse(readFileSync(join(bundle, grid.models[0]!.dir, 'model.json'), 'utf8')) as ModelSpec;
+    const picked = tunedTiles(db, spec, ['tidar_k2'], ['sm_90']);
+    expect(Object.keys(picked.tiles[`tidar_k2`]?.calls ?? {}).sort()).toEqual(['b1 L128', 'b1 L64']);
+    expect(r.stdout).toMatch(/tune: heuristic within 10% of the tuned best on \d of 2 shapes; tune-cuda\.json/);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Tuning: the CUDA search/);
   }, 600_000);
+
+  test('--dry-run: a wrong tuning candidate (a tile that leaves rows unwritten) is rejected and never chosen', async () => {
+    const broken = JSON.parse(readFileSync(join(bundle, 'grid.json'), 'utf8')) as BundleGrid;
+    const tile = broken.tune!.tiles.find((t) => t.warps === 1)!;
+    (tile.model.variants[0] as unknown as { rowTiles: number }).rowTiles = 1;  // 24 rows, 16 per tile: rows 16..23 stay NaN
+    writeFileSync(join(bundle, 'grid.json'), JSON.stringify(broken));
+    try {
+      const out = join(root, 'out-tune-broken');
+      const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run'], { ...process.env, TIDARC_LIBCUDA: driver });
+      expect(r.code, r.stderr).toBe(0);
+      const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
+      for (const b of grid.tune!.variants[0]!.buckets) {
+        const e = db.entries[entryKey(grid.tune!.variants[0]!.key, b.bucket)]!;
+        const wrong = b.configs.filter((c) => c.warps === 1).map(configKey);
+        expect(wrong.length).toBeGreaterThan(0);
+        expect(e.rejected).toEqual(wrong);
+        expect(e.best.warps).not.toBe(1);
+        expect(e.timed).toBe(b.configs.length - wrong.length);
+      }
+      expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/Rejected \(wrong output or failed launch, never chosen\): tidar_k2 bf16 d64 q4\/kv1 \| b1 L64: w1-n16-s4 \(max error /);
+    } finally {
+      writeFileSync(join(bundle, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
+    }
+  }, 600_000);
+
+  test.skipIf(!nvcc.found)('[nvcc] the check\'s compiler string is toolchain.ts\'s nvcc version', async () => {
+    const { stdout } = await exec('python3', ['-c', 'import sys; sys.path.insert(0, sys.argv[1]); import tune; print(tune.nvcc_version(sys.argv[2]))', resolve('scripts/device-check'), nvcc.found ? nvcc.tool.path : '']);
+    expect(stdout.trim()).toBe(nvcc.found ? nvcc.tool.version : '');
+  });
 
   test('--dry-run fails (exit 1) when the mask it checks against differs from the kernel\'s', async () => {
     const broken = JSON.parse(readFileSync(join(bundle, 'grid.json'), 'utf8')) as BundleGrid;
@@ -95,6 +194,9 @@ describe.skipIf(!numpy)('device check report writer', () => {
     expect(md).toMatch(/\| AR step >= 85% of copy bandwidth at >= 256 MB of KV \| 90% \(worst point\) \| yes \|/);
     expect(md).toMatch(/\| k=4 step <= 1\.15x the AR step \(L >= 4k\) \| 1\.15x \(worst point\) \| yes \|/);
     expect(md).toMatch(/Skipped for the time budget: tidar_k16 L=65536 B=8/);
+    expect(md).toMatch(/\| tidar_k4 bf16 d128 q32\/kv8 \| b1 L4096 \| w4-n64-s8 \| 21\.0 \(20\.5-22\.0\) \| w2-n64-s5 \| 20\.0 \(19\.5-21\.0\) \| 1\.05x \| 2 of 30 \(74 feasible\) \| 1 \| 3\.2 \|/);
+    expect(md).toMatch(/Heuristic within 10% of the tuned best on 1 of 2 shapes \(50%; goal 90%\)\. Timed per shape bucket: at most 2 configurations \(limit 30\) and 60\.2 s \(limit 60 s\)/);
+    expect(md).toMatch(/Buckets skipped for the search's budget: tidar_k8 bf16 d128 q32\/kv8 \| b8 L16384/);
     expectWellFormedXml(readFileSync(join(out, 'device-check.svg'), 'utf8'));
     expect(r.stdout.trim().split('\n').pop()).toMatch(/tidar_k16 L=16384 +B=1: tidarc +100\.0 us +flex +140\.0 +sdpa +400\.0/);
   });
