@@ -55,6 +55,8 @@ export interface StepBenchOptions {
   /** Seed of the random prefix ids. */
   readonly seed?: number;
   readonly cacheDir?: string;
+  /** A `tidarc tune` database: its tiles and per-shape call parameters (as `compile --tuned`). */
+  readonly tuned?: string;
   readonly log?: (line: string) => void;
   /** How errors name draft and prefix (the CLI passes its flags). */
   readonly optionNames?: Partial<Record<'draft' | 'prefix', string>>;
@@ -197,6 +199,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     ...(o.backend === undefined ? {} : { backend: o.backend }),
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.cacheDir === undefined ? {} : { cacheDir: o.cacheDir }),
+    ...(o.tuned === undefined ? {} : { tuned: o.tuned }),
     ...(o.log === undefined ? {} : { log: o.log }),
     checkSpec: (spec) => {
       draft ??= Math.max(...spec.draftLengths);

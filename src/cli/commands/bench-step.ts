@@ -68,7 +68,8 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
-        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
+        // With --tuned, say what the database set (the compile's other lines stay quiet).
+        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),
         minSeconds,
         warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),

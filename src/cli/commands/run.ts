@@ -75,7 +75,8 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
-        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
+        // With --tuned, say what the database set (the compile's other lines stay quiet).
+        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
       });
       try {
         const stream = model.stream(options);

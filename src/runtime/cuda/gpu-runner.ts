@@ -3,9 +3,13 @@
  * (src/runtime/model/forward.ts), with weights, activations and the cache resident on the
  * device, the attention through the compiled fatbins and everything else through the GPU
  * operators (tidarc_ops.cu). Host traffic per pass: token ids and positions in; per lm_head
- * query the requested rows' argmax (or logits) out.
+ * query the requested rows' argmax (or logits) out. Each attention launch splits its prefix
+ * (split-KV, then the combine kernel) as tidarc tune measured on a GPU for the shape, else by
+ * the wave-efficiency rule over the device's SMs.
  */
 import { join } from 'node:path';
+import { tunedCall } from '../../codegen/call-params.js';
+import { chooseSplits } from '../../codegen/splits.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
@@ -168,7 +172,7 @@ export class GpuModelRunner implements Runner {
   private readonly workspaces = new Map<number, Workspace>();
   private head?: HeadScratch;
   private readonly variants: Map<string, ManifestVariant>;
-  private readonly attentionFns = new Map<string, KernelRef>();
+  private readonly attentionFns = new Map<string, { main: KernelRef; combine: KernelRef }>();
 
   constructor(
     readonly spec: ModelSpec,
@@ -219,6 +223,8 @@ export class GpuModelRunner implements Runner {
   close(): void {
     const bufs = [...this.workspaces.values()].flatMap((w) => [w.ids, w.positions, w.prefixLen, w.x, w.h, w.q, w.k, w.v, w.qBits, ...w.kBits, ...w.vBits, w.oBits, w.oF32, w.lse, w.gate, w.up]);
     if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
+    if (this.splitScratch) bufs.push(this.splitScratch);
+    this.splitScratch = undefined;
     for (const b of bufs) this.device.free(b);
     this.workspaces.clear();
     this.head = undefined;
@@ -247,7 +253,7 @@ export class GpuModelRunner implements Runner {
       }
       ops.ropePack({ q: ws.q, k: ws.k, v: ws.v, positions: ws.positions, invFreq: w.invFreq, qOut: ws.qBits, kOut: ws.kBits[layer]!, vOut: ws.vBits[layer]!, rows: T, qHeads: Hq, kvHeads: Hkv, headDim: D, dtype: spec.dtype });
       for (const [i, l] of launches.entries()) {
-        this.attention(layer, ws, l.variant, l.from, i);
+        this.attention(layer, ws, l.variant, l.from, l.prefix, i);
         if (l.commitRows > 0) {
           ops.kvCommit({ kStep: { buf: ws.kBits[layer]! }, vStep: { buf: ws.vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
         }
@@ -280,22 +286,54 @@ export class GpuModelRunner implements Runner {
   }
 
   /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens). */
-  private attention(layer: number, ws: Workspace, variantName: string, from: number, launchIndex: number): void {
+  private attention(layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number): void {
     const v = this.variants.get(variantName);
     if (!v) throw new TidarcError('runtime', `the compiled kernels have no variant ${variantName}`, { source: this.kernelsDir });
     if (from + v.steps > ws.rows) throw new TidarcError('runtime', `attention ${variantName} at row ${from} needs ${v.steps} rows; the workspace has ${ws.rows}`);
-    let fn = this.attentionFns.get(variantName);
-    if (!fn) this.attentionFns.set(variantName, (fn = this.device.kernel(join(this.kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')), v.symbols.cuda)));
+    const fns = this.attentionKernels(v);
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
+    const splits = this.splitsFor(v, prefix);
+    const rows = v.steps * Hq;
     const args = packStruct(ATTENTION, {
       q: ws.qBits.ptr + from * Hq * D * 2,
       kCache: this.cache.k[layer]!.ptr, vCache: this.cache.v[layer]!.ptr,
       kStep: ws.kBits[layer]!.ptr + from * Hkv * D * 2, vStep: ws.vBits[layer]!.ptr + from * Hkv * D * 2,
       prefixLen: ws.prefixLen.ptr + launchIndex * 4,
-      o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4, workspace: 0,
-      batch: 1, cacheCapacity: this.cache.shape.capacity, numSplits: 1, numThreads: 0,
+      o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4, workspace: splits > 1 ? this.splitWorkspace(splits * rows * (D + 1)).ptr : 0,
+      batch: 1, cacheCapacity: this.cache.shape.capacity, numSplits: splits, numThreads: 0,
     });
-    this.device.launch(fn, [v.launch.rowTiles, Hkv, 1], [v.launch.block], v.launch.dynamicSharedBytes, args);
+    this.device.launch(fns.main, [v.launch.rowTiles, Hkv, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
+    // Split-KV: each split wrote its partial output and lse to the workspace; the combine merges them by lse.
+    if (splits > 1) this.device.launch(fns.combine, [Math.ceil(rows / v.launch.combine.rowsPerBlock)], [v.launch.combine.block], 0, args);
+  }
+
+  /**
+   * Split-KV parts of a launch over `prefix` cached keys: what tidarc tune measured on a GPU for
+   * this shape (compile --tuned), else the wave-efficiency rule over the device's SMs.
+   */
+  private splitsFor(v: ManifestVariant, prefix: number): number {
+    const tuned = v.tuned?.backend === 'cuda' ? tunedCall(v.tuned.calls, 1, prefix)?.splits : undefined;
+    const tiles = Math.ceil(prefix / v.plan.tileN);
+    return Math.max(1, Math.min(tuned ?? chooseSplits(this.spec.kvHeads * v.launch.rowTiles, this.device.info.multiprocessors, tiles), Math.max(1, tiles)));
+  }
+
+  private attentionKernels(v: ManifestVariant): { main: KernelRef; combine: KernelRef } {
+    let fns = this.attentionFns.get(v.name);
+    if (!fns) {
+      const module = join(this.kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin'));
+      fns = { main: this.device.kernel(module, v.symbols.cuda), combine: this.device.kernel(module, v.symbols.cudaCombine) };
+      this.attentionFns.set(v.name, fns);
+    }
+    return fns;
+  }
+
+  private splitScratch?: DeviceBuffer;
+  /** The split-KV workspace (partial outputs and lse), grown on demand and shared by every launch (they run in order). */
+  private splitWorkspace(floats: number): DeviceBuffer {
+    if (this.splitScratch && this.splitScratch.bytes >= floats * 4) return this.splitScratch;
+    if (this.splitScratch) this.device.free(this.splitScratch);
+    this.splitScratch = this.device.alloc(floats * 4, 'split-KV workspace');
+    return this.splitScratch;
   }
 
   /** lm_head of the requested rows: logits [R, V] and their argmax / max / lse, on the device. */

@@ -13,7 +13,7 @@
  * chosen once per process, from $TIDARC_LIBCUDA.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -75,6 +75,46 @@ describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated dr
     expect(r.ar.steps).toBeGreaterThanOrEqual(2);
     expect(r.tidar.nativeMs['cuda.launch']).toBeGreaterThan(0);
     expect(Number.isFinite(r.ratio) && r.ratio > 0).toBe(true);
+  });
+});
+
+describe.skipIf(!cxx.found)('split-KV on the cuda backend (emulated driver)', () => {
+  // 150 prompt bytes: every decode step sees 3 KV tiles, so the wave-efficiency rule over the
+  // emulated device's 132 SMs splits the prefix (main kernel over grid z = splits, then the combine).
+  const prompt = 'def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\nprint([fib(i) for i in range(10)])\n# the first ten Fibonacci numbers.';
+  const run = async (driver: string, dir: string, ...extra: string[]) => {
+    const { stdout, stderr } = await exec(process.execPath, [resolve('bin/tidarc.js'), 'run', dir, '--backend', 'cuda', '--prompt', prompt, '--max-tokens', '6', '--ignore-eos', '--json', ...extra],
+      { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') }, maxBuffer: 64 << 20 });
+    return { ...(JSON.parse(stdout) as { tokens: number[]; backend: string }), stderr };
+  };
+
+  test('greedy TiDAR == greedy AR past one KV tile, with the heuristic splits and with tuned ones (run --tuned)', { timeout: 900_000 }, async () => {
+    expect(prompt.length).toBeGreaterThan(128);
+    const driver = await buildEmulatedDriver(join(root, 'driver'));
+    const spec = smallSpec('cudasplit', [2]);
+    const dir = await writeRandomModel(root, spec, 8);
+    const ar = await run(driver, dir, '--mode', 'ar');
+    expect(ar.backend).toBe('cuda');
+    expect(ar.tokens).toHaveLength(6);
+    expect((await run(driver, dir, '--draft', '2')).tokens).toEqual(ar.tokens);
+    // Databases as the device check writes them, setting the splits of every variant at this
+    // prefix: 1 (no split: the reference the split runs must agree with) and 3.
+    const tunedTo = (splits: number): string => {
+      const meta = { tidarc: '0', compiler: 'nvcc', backend: 'cuda', device: 'tidarc emulated x 132 SMs' };
+      const timing = { medianUs: 10, p20Us: 9, p80Us: 11 };
+      const entries = Object.fromEntries(['tidar_k2', 'ar'].map((name) => {
+        const variant = `${name} bf16 d64 q4/kv2`;
+        const best = { warps: 4, tileN: 64, splits };
+        return [`${variant} | b1 L256`, { variant, bucket: 'b1 L256', best, bestTiming: timing, heuristic: best, heuristicTiming: timing, timed: 1, rejected: [], meta, date: '2026-11-29', byTile: { 'w4-n64': { splits, medianUs: 10 } } }];
+      }));
+      const db = join(root, `cuda-tune-s${splits}.json`);
+      writeFileSync(db, JSON.stringify({ format: 1, entries }));
+      return db;
+    };
+    const unsplit = await run(driver, dir, '--draft', '2', '--tuned', tunedTo(1));
+    expect(unsplit.stderr).toMatch(/tuned tidar_k2: w4-n64 .*cuda call parameters for 1 shape buckets/);
+    expect(unsplit.tokens).toEqual(ar.tokens);
+    expect((await run(driver, dir, '--draft', '2', '--tuned', tunedTo(3))).tokens).toEqual(ar.tokens);
   });
 });
 
