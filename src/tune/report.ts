@@ -24,27 +24,40 @@ export interface ReportRow {
   readonly bestUs: number;
   /** heuristic time / best time (1 = the heuristic is the best). */
   readonly ratio: number;
+  readonly backend: TuneMeta['backend'];
   readonly stale: string | null;
 }
 
-export function reportRows(db: TuneDb, meta?: TuneMeta): ReportRow[] {
+/**
+ * The database's rows; `meta` is this machine's, per backend: an entry of a backend with a meta
+ * is checked against it (stale ones are marked, not counted); one without (a GPU's entries read
+ * on a machine without it) is shown as recorded.
+ */
+export function reportRows(db: TuneDb, meta: Partial<Record<TuneMeta['backend'], TuneMeta>> = {}): ReportRow[] {
   return Object.values(db.entries).map((e) => ({
     variant: e.variant, bucket: e.bucket,
     heuristic: configKey(e.heuristic), heuristicUs: e.heuristicTiming.medianUs,
     best: configKey(e.best), bestUs: e.bestTiming.medianUs,
     ratio: e.heuristicTiming.medianUs / e.bestTiming.medianUs,
-    stale: meta ? staleness(e.meta, meta) : null,
+    backend: e.meta.backend,
+    stale: meta[e.meta.backend] ? staleness(e.meta, meta[e.meta.backend]!) : null,
   }));
 }
 
-export function tuneReport(db: TuneDb, meta?: TuneMeta): string {
+export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'], TuneMeta>> = {}): string {
   const rows = reportRows(db, meta);
   if (rows.length === 0) return 'the tuning database is empty\n';
   const lines = ['| variant | shape | heuristic | us | tuned best | us | heuristic / best |', '|---|---|---|---|---|---|---|'];
   for (const r of rows) lines.push(`| ${r.variant} | ${r.bucket} | ${r.heuristic} | ${r.heuristicUs.toFixed(1)} | ${r.best} | ${r.bestUs.toFixed(1)} | ${r.ratio.toFixed(2)}x${r.stale ? ` (stale: ${r.stale})` : ''} |`);
-  const fresh = rows.filter((r) => !r.stale);
-  const good = fresh.filter((r) => r.ratio <= HEURISTIC_SLACK).length;
-  lines.push('', `heuristic within ${Math.round((HEURISTIC_SLACK - 1) * 100)}% of the tuned best on ${good} of ${fresh.length} shapes (${fresh.length ? ((100 * good) / fresh.length).toFixed(0) : 0}%; goal 90%)`);
+  lines.push('');
+  for (const backend of ['cpu', 'cuda'] as const) {
+    const all = rows.filter((r) => r.backend === backend);
+    if (all.length === 0) continue;
+    const fresh = all.filter((r) => !r.stale);
+    const good = fresh.filter((r) => r.ratio <= HEURISTIC_SLACK).length;
+    const stale = all.length - fresh.length;
+    lines.push(`heuristic within ${Math.round((HEURISTIC_SLACK - 1) * 100)}% of the tuned best on ${good} of ${fresh.length} ${backend} shapes (${fresh.length ? ((100 * good) / fresh.length).toFixed(0) : 0}%; goal 90%)${stale ? `; ${stale} stale, not counted` : ''}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 

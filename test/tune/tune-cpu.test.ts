@@ -83,7 +83,7 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
     const rep = await runTidarc('tune', '--report', '--db', db);
     expect(rep.code, rep.stderr).toBe(0);
     expect(rep.stdout).toMatch(/\| tidar_k2 bf16 d64 q2\/kv1 \| b1 L128 \| w4-n64-s\d+-t\d+ \| [\d.]+ \| w\d-n\d+-s\d+-t\d+ \| [\d.]+ \| [\d.]+x \|/);
-    expect(rep.stdout).toMatch(/heuristic within 10% of the tuned best on \d of 2 shapes/);
+    expect(rep.stdout).toMatch(/heuristic within 10% of the tuned best on \d of 2 cpu shapes/);
     expectWellFormedXml(readFileSync(join(dir, 'tune.svg'), 'utf8'));
 
     const { tiles } = tunedTiles(readTuneDb(db), spec, ['tidar_k2', 'ar'], ['sm_90']);

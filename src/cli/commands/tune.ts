@@ -91,7 +91,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
     .action(async (modelPath: string | undefined, flags: TuneFlags) => {
       if (flags.report) {
         const db = readTuneDb(flags.db);
-        io.stdout(tuneReport(db, await cpuTuneMeta()));
+        io.stdout(tuneReport(db, { cpu: await cpuTuneMeta() }));
         const svg = flags.db.replace(/\.json$/, '') + '.svg';
         await writeTextFileAtomic(svg, tuneSvg(db));
         io.stdout(`wrote ${svg}\n`);
@@ -123,7 +123,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
           space: { ...(warps ? { warps } : {}), ...(tileN ? { tileN } : {}), ...(splits ? { splits } : {}), ...(threads ? { threads } : {}) },
         });
         io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${flags.db}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
-        io.stdout(tuneReport(r.db, meta));
+        io.stdout(tuneReport(r.db, { cpu: meta }));
         if (r.interrupted) throw new CliExit(130);
       } finally {
         process.removeListener('SIGINT', onInt);
