@@ -7,7 +7,8 @@
  *                 prefix of the bucket;
  *   tuned lookup: the bucket itself, else the nearest tuned prefix bucket of the same batch
  *                 (in powers of two; the shorter one on a tie); other batches are not guessed;
- *   CPU threads:  one thread when the call is small, all of them otherwise (see cpuThreadsFor).
+ *   CPU threads:  one thread for a call too short to pay for waking a worker, all otherwise,
+ *                 with split-KV giving each thread several work items (cpuThreadsFor, cpuSplitsFor).
  */
 import { chooseSplits } from './splits.js';
 
@@ -45,33 +46,46 @@ export function tunedCall(calls: Readonly<Record<string, CallParams>> | undefine
 }
 
 /**
- * Multiply-adds of one CPU attention call, the measure cpuThreadsFor decides on: per sequence
- * and KV head, every key (prefix and in-step) is converted from 16 bits once per row tile (K and
- * V: counted as 4) and meets every GQA-packed row twice (S = Q K^T, then P V).
+ * The single-thread time of a CPU attention call, estimated (microseconds): per sequence, KV
+ * head and row tile every key of K and V is converted from 16 bits once (NS_PER_KV_ELEMENT
+ * each), and meets every GQA-packed row twice, in S = Q K^T and P V (NS_PER_MAC each). The
+ * constants are fitted to single-thread `tidarc tune` timings of the shipped model (AMD EPYC
+ * VM): AR at L = 1k (262K elements, 0.5M multiply-adds) 69 to 76 us, estimated 76; k = 4 at
+ * L = 256 (70K, 2.8M) 72 to 78 us, estimated 74; k = 4 at L = 1k 233 to 248 us, estimated 281.
  */
-export function cpuAttentionMacs(o: { batch: number; kvHeads: number; rows: number; rowTiles: number; keys: number; headDim: number }): number {
-  return o.batch * o.kvHeads * o.keys * o.headDim * (4 * o.rowTiles + 2 * o.rows);
+export function cpuCallMicros(o: { batch: number; kvHeads: number; rows: number; rowTiles: number; keys: number; headDim: number }): number {
+  const perHead = o.batch * o.kvHeads * o.keys * o.headDim;
+  return (perHead * 2 * o.rowTiles * NS_PER_KV_ELEMENT + perHead * 2 * o.rows * NS_PER_MAC) / 1000;
+}
+export const NS_PER_KV_ELEMENT = 0.25;
+export const NS_PER_MAC = 0.02;
+
+/**
+ * A CPU attention call estimated shorter than this runs on the calling thread alone: a woken
+ * worker joins 30 to 60 us late (measured: a small AR step took 84 us on two threads against
+ * 25 us on one while the pool waited for it), so a shorter call cannot gain from it.
+ */
+export const CPU_PARALLEL_MICROS = 100;
+
+/** CPU threads for an attention call: 1 for a short call, else 0 (all). */
+export function cpuThreadsFor(micros: number): number {
+  return micros < CPU_PARALLEL_MICROS ? 1 : 0;
 }
 
 /**
- * Below this many multiply-adds a CPU attention call runs on the calling thread alone: the call
- * is over before a woken worker would help. Measured with `tidarc tune` on the shipped model
- * (AMD EPYC, 2 threads): AR steps up to L = 1k (1.1M) and k = 4 steps at L = 256 (0.9M) are 1.2
- * to 1.6x faster on one thread; k = 4 at L = 1k (3.3M) and AR at L = 4k (4.2M) faster on two.
+ * Work items a CPU call wants per thread: threads take items dynamically, and a worker that
+ * joins late only takes a share of the work when there are several items to share.
  */
-export const CPU_SINGLE_THREAD_MACS = 2_000_000;
+export const CPU_ITEMS_PER_THREAD = 4;
 
-/** CPU threads for an attention call: 1 for a small call, else 0 (all). */
-export function cpuThreadsFor(macs: number): number {
-  return macs < CPU_SINGLE_THREAD_MACS ? 1 : 0;
+/** Split-KV of a CPU call: the wave-efficiency rule over CPU_ITEMS_PER_THREAD slots per thread it runs on; none on one thread. */
+export function cpuSplitsFor(workItems: number, threads: number, parallelism: number, prefixTiles: number): number {
+  const used = threads > 0 ? Math.min(threads, parallelism) : parallelism;
+  return used <= 1 ? 1 : chooseSplits(workItems, CPU_ITEMS_PER_THREAD * used, prefixTiles);
 }
 
-/**
- * The heuristic call parameters of a CPU call: threads by size (cpuThreadsFor), then split-KV by
- * the wave-efficiency rule over the threads it runs on.
- */
+/** The heuristic call parameters of a CPU call: threads by estimated time (cpuThreadsFor), then split-KV (cpuSplitsFor). */
 export function heuristicCpuCall(o: { batch: number; kvHeads: number; rows: number; rowTiles: number; prefix: number; steps: number; headDim: number; tileN: number }, parallelism: number): Required<CallParams> {
-  const threads = cpuThreadsFor(cpuAttentionMacs({ ...o, keys: o.prefix + o.steps }));
-  const slots = threads === 0 ? parallelism : threads;
-  return { threads, splits: chooseSplits(o.batch * o.kvHeads * o.rowTiles, slots, Math.ceil(o.prefix / o.tileN)) };
+  const threads = cpuThreadsFor(cpuCallMicros({ ...o, keys: o.prefix + o.steps }));
+  return { threads, splits: cpuSplitsFor(o.batch * o.kvHeads * o.rowTiles, threads, parallelism, Math.ceil(o.prefix / o.tileN)) };
 }

@@ -7,8 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
-import { heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
-import { chooseSplits } from '../codegen/splits.js';
+import { cpuSplitsFor, heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type LibraryHandle, type NativeAttentionArgs, loadNative } from './native.js';
 
@@ -92,11 +91,8 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   const maxPrefix = Math.max(0, ...prefixLen);
   // What the caller says, else what tidarc tune measured for this shape, else the heuristic.
   const tuned = v.tuned?.backend === 'cpu' ? tunedCall(v.tuned.calls, batch, maxPrefix) : undefined;
-  const heuristic = heuristicCpuCall({ batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism);
-  const threads = inputs.threads ?? tuned?.threads ?? heuristic.threads;
-  // Work items fill the threads the call runs on.
-  const slots = threads > 0 ? Math.min(threads, parallelism) : parallelism;
-  const splits = inputs.splits ?? tuned?.splits ?? chooseSplits(batch * kvHeads * v.plan.rowTiles, slots, Math.ceil(maxPrefix / v.plan.tileN));
+  const threads = inputs.threads ?? tuned?.threads ?? heuristicCpuCall({ batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism).threads;
+  const splits = inputs.splits ?? tuned?.splits ?? cpuSplitsFor(batch * kvHeads * v.plan.rowTiles, threads, parallelism, Math.ceil(maxPrefix / v.plan.tileN));
   if (!Number.isInteger(splits) || splits < 1 || splits > 1024) throw new TidarcError('invalid-argument', 'splits must be an integer from 1 to 1024', { field: 'splits', value: splits });
   const rows = batch * v.steps * qHeads;
   if (inputs.outputs) {

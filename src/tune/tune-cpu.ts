@@ -129,6 +129,9 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
       log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     });
   }
+  // Timing work of a shape, for the ETA: its configurations' calls scale with keys x rows.
+  const work = { done: 0, of: (x: (typeof jobs)[number]) => x.candidates.length * x.shape.batch * (x.shape.prefix + x.v.steps) * (x.v.rows + 8) };
+  let spent = 0;
   try {
     for (const [j, job] of jobs.entries()) {
       const { v, vkey, bucket, shape, heuristic, candidates } = job;
@@ -148,10 +151,14 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
         const now = performance.now();
         if (now - shown < 2000 && done < total) return;
         shown = now;
-        const per = (now - t0) / done;
-        const shapesLeft = jobs.length - j - 1;
-        log(`${what}: ${done}/${total} configurations; eta ${(((total - done) * per) / 1000).toFixed(0)} s for this shape, about ${((((total - done) + shapesLeft * total) * per) / 1000).toFixed(0)} s for the run`);
+        // The rest of the run, at this run's measured seconds per unit of work (configurations x keys x rows).
+        const rate = (spent + (now - t0)) / (work.done + (done / total) * work.of(job));
+        const ahead = jobs.slice(j + 1).filter((x) => !lookup(db, x.vkey, x.bucket, meta)).reduce((sum, x) => sum + work.of(x), 0);
+        const shapeLeft = (1 - done / total) * work.of(job);
+        log(`${what}: ${done}/${total} configurations; eta ${((shapeLeft * rate) / 1000).toFixed(0)} s for this shape, about ${(((shapeLeft + ahead) * rate) / 1000).toFixed(0)} s for the run`);
       });
+      spent += performance.now() - t0;
+      work.done += work.of(job);
       if (!entry) {
         skipped.push(`${vkey} | ${bucket}`);
         break;  // interrupted inside the shape: nothing of it is recorded
@@ -203,9 +210,9 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   // Calls of `call` over rotated input sets until `enough` says stop; milliseconds per call.
   const timeCalls = (call: (s: number) => void, into: number[], enough: (n: number, ms: number) => boolean): void => {
     const t0 = performance.now();
-    for (let r = 0, n = 0; !enough(n, performance.now() - t0); r++, n++) {
+    for (let n = 0; !enough(n, performance.now() - t0); n++) {
       const a = performance.now();
-      call(r % sets);
+      call(n % sets);
       into.push(performance.now() - a);
     }
   };

@@ -4,7 +4,7 @@
  * backend it runs on, the heuristic.
  */
 import { describe, expect, test } from 'vitest';
-import { CPU_SINGLE_THREAD_MACS, cpuAttentionMacs, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
+import { CPU_ITEMS_PER_THREAD, CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
@@ -27,22 +27,25 @@ describe('tuned call lookup', () => {
 });
 
 describe('CPU threads heuristic', () => {
-  test('one thread below the threshold, all above', () => {
-    expect(cpuThreadsFor(CPU_SINGLE_THREAD_MACS - 1)).toBe(1);
-    expect(cpuThreadsFor(CPU_SINGLE_THREAD_MACS)).toBe(0);
+  test('one thread for a call estimated shorter than the threshold, all for a longer one', () => {
+    expect(cpuThreadsFor(CPU_PARALLEL_MICROS - 1)).toBe(1);
+    expect(cpuThreadsFor(CPU_PARALLEL_MICROS)).toBe(0);
   });
-  test('the work grows with keys, rows and row tiles', () => {
+  test('the estimate: K/V conversions per row tile and multiply-adds per row', () => {
     const base = { batch: 1, kvHeads: 2, rows: 2, rowTiles: 1, keys: 1025, headDim: 64 };
-    expect(cpuAttentionMacs(base)).toBe(2 * 1025 * 64 * (4 + 4));
-    expect(cpuAttentionMacs({ ...base, keys: 4097 })).toBeGreaterThan(cpuAttentionMacs(base));
-    expect(cpuAttentionMacs({ ...base, rows: 10 })).toBeGreaterThan(cpuAttentionMacs(base));
+    const perHead = 2 * 1025 * 64;
+    expect(cpuCallMicros(base)).toBeCloseTo((perHead * 2 * NS_PER_KV_ELEMENT + perHead * 2 * 2 * NS_PER_MAC) / 1000, 9);
+    expect(cpuCallMicros({ ...base, rowTiles: 3 })).toBeGreaterThan(cpuCallMicros(base));
+    expect(cpuCallMicros({ ...base, rows: 40 })).toBeGreaterThan(cpuCallMicros(base));
+    expect(cpuCallMicros({ ...base, batch: 4 })).toBeCloseTo(4 * cpuCallMicros(base), 9);
   });
-  test('splits fill the threads the call runs on', () => {
-    const shape = { batch: 1, kvHeads: 1, rows: 2, rowTiles: 1, steps: 1, headDim: 128, tileN: 64 };
-    const big = heuristicCpuCall({ ...shape, prefix: 1 << 16 }, 16);
-    expect(big).toEqual({ threads: 0, splits: chooseSplits(1, 16, 1024) });
-    expect(big.splits).toBeGreaterThan(1);
-    expect(heuristicCpuCall({ ...shape, prefix: 64 }, 16)).toEqual({ threads: 1, splits: 1 });
+  test('on several threads, splits give each thread several work items; none on one thread', () => {
+    const shape = { batch: 1, kvHeads: 2, rows: 2, rowTiles: 1, steps: 1, headDim: 64, tileN: 64 };
+    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 2)).toEqual({ threads: 0, splits: chooseSplits(2, 2 * CPU_ITEMS_PER_THREAD, 64) });
+    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 2).splits).toBe(4);
+    expect(heuristicCpuCall({ ...shape, prefix: 256 }, 16)).toEqual({ threads: 1, splits: 1 });
+    expect(cpuSplitsFor(2, 1, 16, 64)).toBe(1);
+    expect(cpuSplitsFor(64, 0, 2, 64)).toBe(1);  // 64 items fill 2 threads x 4
   });
 });
 

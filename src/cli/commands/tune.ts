@@ -42,10 +42,11 @@ Examples:
 For each variant (tidar_k<K> per draft length, and ar) and shape (batch, prefix rounded up to a
 power of two), every configuration that static pruning keeps (warps, tileN, split-KV, threads) is
 checked against the float64 reference, then timed: a warm-up call, then 100 calls over rotated
-inputs (or as many slow ones as fill 100 ms), median with p20/p80. Tiles are compile-time: one
-CPU library per tile, cached. The database is written after every shape: Ctrl-C keeps what was
-measured, and a rerun skips the shapes the database holds for this machine (same tidarc,
-compiler and CPU).
+inputs (or as many slow ones as fill 100 ms), median with p20/p80; the three fastest and the
+heuristic are then timed again, interleaved, and the best is chosen on those times. Tiles are
+compile-time: one CPU library per tile, all compiled first (one compiler per core) and cached.
+The database is written after every shape: Ctrl-C keeps what was measured (exit code 130), and
+a rerun skips the shapes the database holds for this machine (same tidarc, compiler and CPU).
 `;
 
 /** '1k' = 1024, '4k' = 4096, plain integers as they are. */

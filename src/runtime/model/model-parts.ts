@@ -17,6 +17,7 @@ import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
 import type { TileOverrides } from '../../codegen/input-key.js';
 import { variantsForModel } from '../../codegen/variant.js';
 import { readTuneDb } from '../../tune/db.js';
+import { type CudaMachine, cudaTuneMeta } from '../../tune/cuda-meta.js';
 import { cpuTuneMeta } from '../../tune/meta.js';
 import { tunedTiles } from '../../tune/report.js';
 import { findNvcc } from '../../build/toolchain.js';
@@ -54,6 +55,8 @@ export interface BackendDecision {
   readonly arch?: ArchName;
   /** cuda: the device is the emulated driver's ($TIDARC_LIBCUDA), which loads .emu.so modules. */
   readonly emulated?: boolean;
+  /** cuda on a GPU: what decides whether a tuning database's CUDA entries apply here. */
+  readonly machine?: CudaMachine;
 }
 
 /**
@@ -68,13 +71,13 @@ export async function chooseBackend(choice: BackendChoice): Promise<BackendDecis
   }
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
   const why = await cudaUnusable();
-  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true };
+  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true, ...(why.machine ? { machine: why.machine } : {}) };
   if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
   return { backend: 'cpu', reason: `no usable CUDA (${why})` };
 }
 
 /** Why cuda cannot run here, or the device's arch and a one-line summary when it can. */
-async function cudaUnusable(): Promise<string | { arch: ArchName; summary: string; emulated?: boolean }> {
+async function cudaUnusable(): Promise<string | { arch: ArchName; summary: string; emulated?: boolean; machine?: CudaMachine }> {
   const status = loadNative().cudaStatus();
   if (!status.available) return status.reason;
   let device: CudaDevice;
@@ -88,7 +91,8 @@ async function cudaUnusable(): Promise<string | { arch: ArchName; summary: strin
   if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: 'sm_90', summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
   const nvcc = await findNvcc();
   if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
-  return { arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}` };
+  const machine = { compiler: nvcc.tool.version, deviceName: device.info.name, multiprocessors: device.info.multiprocessors, driverVersion: device.info.driverVersion };
+  return { arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}`, machine };
 }
 
 export interface ModelParts {
@@ -149,12 +153,13 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
 
 /**
  * The tiles and call parameters a tuning database gives this model on this backend: entries
- * measured on this CPU (cpu backend), or every entry (cuda: the device check records them).
+ * measured on this CPU (cpu backend) or on this GPU, driver and nvcc (cuda); on the emulated
+ * driver every entry (it has no GPU to match).
  */
 async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<TileOverrides> {
   if (!existsSync(path)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: 'tuned', value: path });
   const names = variantsForModel(spec, spec.draftLengths).map((v) => v.name);
-  const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : undefined;
+  const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : decision.machine ? cudaTuneMeta(decision.machine) : undefined;
   const t = tunedTiles(readTuneDb(path), spec, names, [decision.arch ?? 'sm_80'], meta);
   for (const [name, how] of Object.entries(t.used)) log(`tuned ${name}: ${how}`);
   for (const why of t.skipped) log(`tuned ${why}`);
