@@ -5,7 +5,10 @@
  * (greedy, lossless verification). Prints a markdown table (for MODEL.md) and writes
  * bench/results/shipped-model-<date>.json.
  *
- *   npm run bench:model [-- --tokens 128 --threads 0]    # = tsx bench/shipped-model.ts
+ *   npm run bench:model [-- --tokens 128 --threads N --tuned tune.json --out NAME]
+ *
+ * Without --threads the operators use every core and each attention call chooses its threads
+ * (tuned with --tuned, else the heuristic). --out names the result file (default: the date).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -14,12 +17,12 @@ import { parseArgs } from 'node:util';
 import { loadModel } from '../src/runtime/model/load-model.js';
 import { findPackageRoot } from '../src/runtime/native.js';
 
-const { values: args } = parseArgs({ options: { tokens: { type: 'string', default: '128' }, threads: { type: 'string', default: '0' }, model: { type: 'string', default: 'models/tidar-tiny-code' } } });
+const { values: args } = parseArgs({ options: { tokens: { type: 'string', default: '128' }, threads: { type: 'string' }, tuned: { type: 'string' }, out: { type: 'string' }, model: { type: 'string', default: 'models/tidar-tiny-code' } } });
 const root = findPackageRoot();
 const dir = join(root, args.model);
 const tokens = Number(args.tokens);
 const prompts = JSON.parse(readFileSync(join(dir, 'prompts.json'), 'utf8')) as { source: string; prompt: string }[];
-const model = await loadModel(dir, { backend: 'cpu', threads: Number(args.threads) });
+const model = await loadModel(dir, { backend: 'cpu', ...(args.threads === undefined ? {} : { threads: Number(args.threads) }), ...(args.tuned === undefined ? {} : { tuned: args.tuned, log: (l) => l.startsWith('tuned') && console.error(l) }) });
 
 interface Row { mode: string; draft: number; tokens: number; nfe: number; tokensPerNfe: number; histogram: number[]; decodeMs: number; tokensPerSecond: number; equalToAr: number }
 const rows: Row[] = [];
@@ -45,7 +48,7 @@ model.close();
 
 const ar = rows[0]!;
 const lines = [
-  `Held-out prompts: ${prompts.length} (${prompts.map((p) => p.source).join(', ')}), ${tokens} new tokens each, greedy, beta = 1; CPU backend, ${cpus()[0]?.model ?? 'CPU'} x ${cpus().length}, load ${loadavg()[0]!.toFixed(2)}.`,
+  `Held-out prompts: ${prompts.length} (${prompts.map((p) => p.source).join(', ')}), ${tokens} new tokens each, greedy, beta = 1; CPU backend, ${cpus()[0]?.model ?? 'CPU'} x ${cpus().length}, load ${loadavg()[0]!.toFixed(2)}; ${args.threads === undefined ? 'threads per call' : `${args.threads} threads`}${args.tuned ? `, tuned by ${args.tuned}` : ''}.`,
   '',
   '| mode | k | T/NFE | accepted drafts per step (a = 1..k) | tokens/s | vs AR | same tokens as AR |',
   '|---|---|---|---|---|---|---|',
@@ -53,6 +56,6 @@ const lines = [
 ];
 console.log(lines.join('\n'));
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-const file = join(root, 'bench', 'results', `shipped-model-${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(file, `${JSON.stringify({ model: args.model, tokens, prompts: prompts.map((p) => p.source), cpu: cpus()[0]?.model, cores: cpus().length, loadAverage1m: loadavg()[0], rows }, null, 1)}\n`);
+const file = join(root, 'bench', 'results', `shipped-model-${args.out ?? new Date().toISOString().slice(0, 10)}.json`);
+writeFileSync(file, `${JSON.stringify({ model: args.model, tokens, prompts: prompts.map((p) => p.source), cpu: cpus()[0]?.model, cores: cpus().length, loadAverage1m: loadavg()[0], threads: args.threads ?? 'per call', tuned: args.tuned ?? null, rows }, null, 1)}\n`);
 console.error(`wrote ${file}`);

@@ -7,8 +7,8 @@
  *                 prefix of the bucket;
  *   tuned lookup: the bucket itself, else the nearest tuned prefix bucket of the same batch
  *                 (in powers of two; the shorter one on a tie); other batches are not guessed;
- *   CPU threads:  one thread for a call too short to pay for waking a worker, all otherwise,
- *                 with split-KV giving each thread several work items (cpuThreadsFor, cpuSplitsFor).
+ *   CPU threads:  one thread for a call too short to pay for waking a worker, all otherwise;
+ *                 split-KV only while the work items leave threads idle (cpuThreadsFor, cpuSplitsFor).
  */
 import { chooseSplits } from './splits.js';
 
@@ -73,15 +73,14 @@ export function cpuThreadsFor(micros: number): number {
 }
 
 /**
- * Work items a CPU call wants per thread: threads take items dynamically, and a worker that
- * joins late only takes a share of the work when there are several items to share.
+ * Split-KV of a CPU call: the wave-efficiency rule over the threads it runs on; none on one
+ * thread. Splitting costs the CPU a second parallel phase (the combine) and its worker wake-up:
+ * with 4 work items per thread instead (more items to balance a late worker), k = 8 steps at
+ * L = 256 to 4k took 1.2 to 1.5x longer than unsplit ones in `tidarc tune` (2-thread VM).
  */
-export const CPU_ITEMS_PER_THREAD = 4;
-
-/** Split-KV of a CPU call: the wave-efficiency rule over CPU_ITEMS_PER_THREAD slots per thread it runs on; none on one thread. */
 export function cpuSplitsFor(workItems: number, threads: number, parallelism: number, prefixTiles: number): number {
   const used = threads > 0 ? Math.min(threads, parallelism) : parallelism;
-  return used <= 1 ? 1 : chooseSplits(workItems, CPU_ITEMS_PER_THREAD * used, prefixTiles);
+  return used <= 1 ? 1 : chooseSplits(workItems, used, prefixTiles);
 }
 
 /** The heuristic call parameters of a CPU call: threads by estimated time (cpuThreadsFor), then split-KV (cpuSplitsFor). */

@@ -4,7 +4,7 @@
  * backend it runs on, the heuristic.
  */
 import { describe, expect, test } from 'vitest';
-import { CPU_ITEMS_PER_THREAD, CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
+import { CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
@@ -39,13 +39,14 @@ describe('CPU threads heuristic', () => {
     expect(cpuCallMicros({ ...base, rows: 40 })).toBeGreaterThan(cpuCallMicros(base));
     expect(cpuCallMicros({ ...base, batch: 4 })).toBeCloseTo(4 * cpuCallMicros(base), 9);
   });
-  test('on several threads, splits give each thread several work items; none on one thread', () => {
+  test('split-KV only while the work items leave threads idle; none on one thread', () => {
     const shape = { batch: 1, kvHeads: 2, rows: 2, rowTiles: 1, steps: 1, headDim: 64, tileN: 64 };
-    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 2)).toEqual({ threads: 0, splits: chooseSplits(2, 2 * CPU_ITEMS_PER_THREAD, 64) });
-    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 2).splits).toBe(4);
+    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 2)).toEqual({ threads: 0, splits: 1 });  // 2 items fill 2 threads
+    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 16)).toEqual({ threads: 0, splits: chooseSplits(2, 16, 64) });
+    expect(heuristicCpuCall({ ...shape, prefix: 4096 }, 16).splits).toBeGreaterThan(1);
     expect(heuristicCpuCall({ ...shape, prefix: 256 }, 16)).toEqual({ threads: 1, splits: 1 });
     expect(cpuSplitsFor(2, 1, 16, 64)).toBe(1);
-    expect(cpuSplitsFor(64, 0, 2, 64)).toBe(1);  // 64 items fill 2 threads x 4
+    expect(cpuSplitsFor(2, 4, 16, 64)).toBe(chooseSplits(2, 4, 64));
   });
 });
 
