@@ -265,6 +265,15 @@ def unpack_runtime(bundle, work):
 
 # ---- main -------------------------------------------------------------------------------------
 
+# Seconds kept for the runtime part (unpacking Node, compiling the runtime check's kernels, 12 decodes).
+RUNTIME_RESERVE = 120
+
+
+def save_partial(data, out):
+    """device-check.json as far as the check got: a check stopped by the command's time limit still reports."""
+    (out / 'device-check.json').write_text(json.dumps({**data, 'partial': True}, indent=1) + '\n')
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--bundle', default='out/device-check')
@@ -275,7 +284,15 @@ def main(argv):
     ap.add_argument('--tune-budget', type=float, default=120, help='seconds for the CUDA search: no shape bucket starts after this long')
     ap.add_argument('--bucket-seconds', type=float, default=60, help='seconds per shape bucket of the CUDA search: no configuration starts after this long')
     ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
+    ap.add_argument('--deadline', type=float, default=540,
+                    help='seconds for the whole check (the device command\'s limit is 600): the search and the benchmark get what is left '
+                         'after keeping RUNTIME_RESERVE seconds for the runtime part; device-check.json is rewritten after every part')
     a = ap.parse_args(argv)
+    started = time.time()
+
+    def left_for(budget):
+        """A part's budget, cut to what the deadline leaves after the runtime part's reserve."""
+        return max(0.0, min(budget, a.deadline - (time.time() - started) - RUNTIME_RESERVE))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.report_only:
@@ -311,8 +328,11 @@ def main(argv):
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': nvcc_version()}
             make_sets = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
-            data['tune'] = tune(drv, bundle, grid, out, make_sets, event_timer(torch), machine, a.tune_budget, a.bucket_seconds, log)
-        data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], a.bench_budget)
+            save_partial(data, out)
+            data['tune'] = tune(drv, bundle, grid, out, make_sets, event_timer(torch), machine, left_for(a.tune_budget), a.bucket_seconds, log)
+        save_partial(data, out)
+        data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], left_for(a.bench_budget))
+        save_partial(data, out)
         work = out / 'runtime-work'
         work.mkdir(exist_ok=True)
         node, root = unpack_runtime(bundle, work)
