@@ -151,7 +151,7 @@ describe('tidarc tune arguments', () => {
   test('the CUDA search is refused here, with the reason', async () => {
     const r = await runTidarc('tune', 'examples/tiny.json', '--backend', 'cuda', '--db', join(dir, 'x.json'));
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/the CUDA search runs in the device check \(--backend = cuda\)/);
+    expect(r.stderr).toMatch(/the CUDA search runs in the device check \(npm run device-check:prepare, .*tune-cuda\.json for compile\/run --tuned\) \(--backend = cuda\)/);
   });
   test('prefix lists take a k suffix; a bad one is one clear error', async () => {
     const r = await runTidarc('tune', 'examples/tiny.json', '--prefix', '1k,abc', '--db', join(dir, 'x.json'));

@@ -99,7 +99,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         return;
       }
       if (flags.backend !== 'cpu') {
-        throw new TidarcError('unsupported', 'tidarc tune searches the cpu backend here; the CUDA search runs in the device check', { field: '--backend', value: flags.backend, allowed: 'cpu' });
+        throw new TidarcError('unsupported', 'tidarc tune searches the cpu backend here; the CUDA search runs in the device check (npm run device-check:prepare, then scripts/device-check/device_check.py on the GPU machine: it writes tune-cuda.json for compile/run --tuned)', { field: '--backend', value: flags.backend, allowed: 'cpu' });
       }
       if (modelPath === undefined) throw new TidarcError('invalid-argument', 'a model is required (or --report)', { field: 'model' });
       const spec = await modelSpec(modelPath);
