@@ -122,7 +122,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   if (tiles.length > 0) {
     const t0 = performance.now();
     let done = 0;
-    log(`compiling the CPU kernels of ${tiles.length} tiles, ${all} at a time`);
+    log(`compiling the CPU kernels of ${tiles.length} tile${tiles.length === 1 ? '' : 's'}, ${Math.min(all, tiles.length)} at a time`);
     await runPool(tiles, all, async (t) => {
       if (req.signal?.aborted) return;
       await compileTile(t, 1);
@@ -145,6 +145,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
         skipped.push(`${vkey} | ${bucket}`);
         continue;
       }
+      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time`);
       const t0 = performance.now();
       let shown = t0;
       const entry = await tuneShape(v, shape, candidates, heuristic, library, req, (done, total) => {

@@ -1,7 +1,8 @@
 /** `tidarc tune --report` over a database holding CPU and GPU entries. */
 import { describe, expect, test } from 'vitest';
 import type { TuneDb, TuneEntry, TuneMeta } from '../../src/tune/db.js';
-import { tuneReport } from '../../src/tune/report.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { tunedTiles, tuneReport } from '../../src/tune/report.js';
 
 const CPU: TuneMeta = { tidarc: '0.1.0', compiler: 'g++ 12.2.0', backend: 'cpu', device: 'AMD EPYC x 2' };
 const H200: TuneMeta = { tidarc: '0.1.0', compiler: 'nvcc 13.0', backend: 'cuda', device: 'NVIDIA H200 x 132 SMs', driver: '580.1' };
@@ -23,5 +24,46 @@ describe('tune --report', () => {
     expect(text).toContain('heuristic within 10% of the tuned best on 0 of 0 cpu shapes');
     expect(text).toMatch(/\| tidar_k4 bf16 d64 q4\/kv2 \| b1 L4096 .* \(stale: device was another CPU x 64, is AMD EPYC x 2\) \|/);
     expect(text).toMatch(/\| tidar_k4 bf16 d128 q32\/kv8 \| b1 L4096 \| w4-n64-s2 \| 150\.0 \| w2-n32-s4 \| 100\.0 \| 1\.50x \|/);
+  });
+});
+
+describe('compile --tuned: the tile of each variant', () => {
+  const spec: ModelSpec = {
+    name: 'pick', family: 'qwen3', layers: 1, hiddenSize: 512, queryHeads: 4, kvHeads: 2, headDim: 128, intermediateSize: 128, vocabSize: 260,
+    ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true, dtype: 'bf16', maskTokenId: 259, draftLengths: [4],
+  };
+  const variant = 'tidar_k4 bf16 d128 q4/kv2';
+  const withTiles = (bucket: string, byTile: Record<string, number>): TuneEntry => {
+    const [bestTile] = Object.entries(byTile).sort(([, a], [, b]) => a - b)[0]!;
+    const [, w, n] = /^w(\d+)-n(\d+)$/.exec(bestTile)!;
+    return {
+      ...entry(variant, CPU, 100), bucket, best: { warps: Number(w), tileN: Number(n), splits: 1, threads: 0 }, bestTiming: t(byTile[bestTile]!),
+      byTile: Object.fromEntries(Object.entries(byTile).map(([k, us]) => [k, { splits: k === 'w2-n32' ? 2 : 1, threads: 0, medianUs: us }])),
+    };
+  };
+  const db = (...es: TuneEntry[]): TuneDb => ({ format: 1, entries: Object.fromEntries(es.map((e) => [`${e.variant} | ${e.bucket}`, e])) });
+
+  test('the least geometric-mean slowdown over the shapes, not the most wins; its own calls per bucket', () => {
+    // w4-n32 wins two shapes narrowly and loses the third badly; w2-n32 is never first but always close.
+    const d = db(
+      withTiles('b1 L256', { 'w4-n32': 100, 'w2-n32': 102, 'w4-n64': 130 }),
+      withTiles('b1 L1024', { 'w4-n32': 100, 'w2-n32': 103, 'w4-n64': 120 }),
+      withTiles('b1 L4096', { 'w4-n32': 200, 'w2-n32': 100, 'w4-n64': 110 }),
+    );
+    const r = tunedTiles(d, spec, ['tidar_k4'], ['sm_90']);
+    expect(r.tiles['tidar_k4']).toMatchObject({ warps: 2, tileN: 32, measuredOn: { backend: 'cpu', device: CPU.device } });
+    expect(r.tiles['tidar_k4']!.calls).toEqual({ 'b1 L256': { splits: 2, threads: 0 }, 'b1 L1024': { splits: 2, threads: 0 }, 'b1 L4096': { splits: 2, threads: 0 } });
+  });
+
+  test('a tile the compile\'s CUDA arches refuse is never picked, even when fastest everywhere', () => {
+    const d = db(withTiles('b1 L4096', { 'w4-n128': 50, 'w4-n64': 100 }), withTiles('b1 L1024', { 'w4-n128': 50, 'w4-n64': 100 }));
+    expect(tunedTiles(d, spec, ['tidar_k4'], ['sm_90']).tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64 });
+  });
+
+  test('entries without per-tile times (older databases): the tile that wins the most shapes', () => {
+    const old = (bucket: string, warps: number): TuneEntry => ({ ...entry(variant, CPU, 100), bucket, best: { warps, tileN: 64, splits: 1 } });
+    const r = tunedTiles(db(old('b1 L256', 2), old('b1 L1024', 8), old('b1 L4096', 8)), spec, ['tidar_k4'], ['sm_90']);
+    expect(r.tiles['tidar_k4']).toMatchObject({ warps: 8, tileN: 64 });
+    expect(r.used['tidar_k4']).toMatch(/best in 2 of 3 shapes/);
   });
 });
