@@ -6,8 +6,9 @@
  *
  * Protocol per configuration: the output on a fixed input set must be within the dtype's
  * tolerance of the reference (computed once per shape), else the configuration is rejected;
- * then a warm-up call, then calls over rotated input sets (cold caches): MIN_REPS calls, or
- * as many slow ones as fill MIN_TIME_MS (at least MIN_CALLS); median with p20/p80. Then a
+ * then a warm-up call, then calls over rotated input sets (together twice the last-level cache,
+ * so each call reads its K/V from memory): MIN_REPS calls, or as many slow ones as fill
+ * MIN_TIME_MS (at least MIN_CALLS); median with p20/p80. Then a
  * confirmation: the CONFIRM_TOP fastest and the heuristic default are timed again, interleaved
  * in CONFIRM_ROUNDS rounds, so that the recorded best and heuristic times (and their ratio) come
  * from the same moments of a noisy machine; the best is chosen on those times.
@@ -35,7 +36,7 @@ import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library
 import { cpuThreadCount } from '../runtime/ops.js';
 import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
 import { type TileBest, type Timing, type TuneDb, type TuneEntry, lookup, mergeDb, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb } from './db.js';
-import { cpuTuneMeta } from './meta.js';
+import { cpuTuneMeta, lastLevelCacheBytes } from './meta.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, searchSpace } from './space.js';
 
 /** Calls timed per configuration: MIN_REPS, or fewer slow ones filling MIN_TIME_MS (at least MIN_CALLS). */
@@ -45,6 +46,9 @@ export const MIN_CALLS = 5;
 /** The confirmation round: this many fastest configurations and the heuristic, interleaved over this many rounds. */
 export const CONFIRM_TOP = 3;
 export const CONFIRM_ROUNDS = 5;
+/** Input rotation: at most this many sets, and this many bytes of K/V in all (one set at least). */
+export const ROTATION_MAX_SETS = 256;
+export const ROTATION_MAX_BYTES = 512 << 20;
 
 export interface TuneRequest {
   readonly spec: ModelSpec;
@@ -194,11 +198,14 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   const table = stepVisibility(mask);
   const cacheCapacity = shape.prefix;
   const prefixLen = Array<number>(shape.batch).fill(shape.prefix);
-  // Input sets rotated while timing (caches cold); set 0 is also the correctness check's.
+  // Input sets rotated while timing, together twice the last-level cache (so each call finds its
+  // K/V in memory, as a decode step does after the other layers ran), within ROTATION_MAX_BYTES;
+  // set 0 is also the correctness check's.
   const bytes = 2 * shape.batch * spec.kvHeads * cacheCapacity * spec.headDim * 2;
-  const sets = Math.max(1, Math.min(4, Math.ceil((64 << 20) / Math.max(1, bytes))));
-  const inputs = Array.from({ length: sets }, (_, s) => randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 100 + s, poisonCacheTail: false }));
-  const want = referenceAttention({ ...inputs[0]!.shape, prefixLen, ...inputs[0]!.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
+  const sets = Math.max(1, Math.min(ROTATION_MAX_SETS, Math.ceil((2 * lastLevelCacheBytes()) / Math.max(1, bytes)), Math.floor(ROTATION_MAX_BYTES / Math.max(1, bytes))));
+  const first = randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 100, poisonCacheTail: false });
+  const inputs = [first, ...Array.from({ length: sets - 1 }, (_, s) => ({ bits: randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 101 + s, poisonCacheTail: false }).bits }))];
+  const want = referenceAttention({ ...first.shape, prefixLen, ...first.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
   const tolerance = EMU_TOLERANCE[spec.dtype];
   const rows = shape.batch * n * spec.queryHeads;
   const outputs = { o: new Uint16Array(rows * spec.headDim), lse: new Float32Array(rows) };
@@ -208,12 +215,14 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
     const lib = library(c);
     return (s: number): void => void lib.run(v.name, { batch: shape.batch, cacheCapacity, prefixLen, ...inputs[s]!.bits, splits: c.splits, threads: c.threads ?? 0, outputs });
   };
-  // Calls of `call` over rotated input sets until `enough` says stop; milliseconds per call.
+  // Calls of `call` until `enough` says stop, milliseconds per call; the input set rotates across
+  // all calls of the shape, so a set comes back only after every other one was read.
+  let cursor = 0;
   const timeCalls = (call: (s: number) => void, into: number[], enough: (n: number, ms: number) => boolean): void => {
     const t0 = performance.now();
     for (let n = 0; !enough(n, performance.now() - t0); n++) {
       const a = performance.now();
-      call(n % sets);
+      call(cursor++ % sets);
       into.push(performance.now() - a);
     }
   };

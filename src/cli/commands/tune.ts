@@ -41,8 +41,9 @@ Examples:
 
 For each variant (tidar_k<K> per draft length, and ar) and shape (batch, prefix rounded up to a
 power of two), every configuration that static pruning keeps (warps, tileN, split-KV, threads) is
-checked against the float64 reference, then timed: a warm-up call, then 100 calls over rotated
-inputs (or as many slow ones as fill 100 ms), median with p20/p80; the three fastest and the
+checked against the float64 reference, then timed: a warm-up call, then 100 calls (or as many
+slow ones as fill 100 ms) over input sets that together are twice the last-level cache, median
+with p20/p80; the three fastest and the
 heuristic are then timed again, interleaved, and the best is chosen on those times. Tiles are
 compile-time: one CPU library per tile, all compiled first (one compiler per core) and cached.
 The database is written after every shape: Ctrl-C keeps what was measured (exit code 130), and
