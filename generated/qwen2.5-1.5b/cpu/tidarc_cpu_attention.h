@@ -198,47 +198,121 @@ constexpr int kLanes = 16;
 // it reads it (q, o and the row vectors over the rows it computes; K, V and S per tile).
 // Zeroing the whole buffers cost each call a memset that grew with the tile (80 KB per thread
 // at 4 warps x 64 keys, d 64): a large share of a small AR call.
-// Keys per online-softmax block: the tile's, or 16 for a variant of at most 16 GQA-packed rows
-// per KV head (AR and small steps). With few rows a step's work is converting K and V; at 64
-// keys the fp32 K and V blocks (32 KB at head dim 64) no longer fit in L1 beside Q, S and O, and
-// `tidarc tune` measured AR 1.1 to 1.3x faster with 16-key tiles than with 64 (cold caches, AMD
-// EPYC). The plan's tile still sets the split-KV and mask granularity.
+// Keys per online-softmax block. The plan's tile sets the split-KV and mask granularity; the CPU
+// kernel runs its blocks at the width that suits its caches (both measured with `tidarc tune`,
+// AMD EPYC, cold caches):
+//   - a variant of at most 16 GQA-packed rows per KV head (AR, small steps): 16 keys. With few
+//     rows the work is converting K and V, and at 64 keys the fp32 K and V blocks (32 KB at head
+//     dim 64) no longer fit in L1 beside Q, S and O: AR was 1.1 to 1.3x slower than at 16;
+//   - more rows: runs of full prefix tiles merge into blocks of 128 keys while the fp32 K and V
+//     blocks stay within 64 KB (head dim <= 64): k = 4 and k = 8 steps at L >= 1k were 1.1 to
+//     1.3x faster with 128-key tiles than with 64 (fewer rescales of O per key).
 template <class C>
-constexpr int sub_block_keys() {
+constexpr int small_block_keys() {
   return C::kRows <= 16 && C::kTileN > 16 ? 16 : C::kTileN;
 }
+template <class C>
+constexpr int merged_block_keys() {
+  return C::kRows > 16 && C::kTileN < 128 && 128 % C::kTileN == 0 && 128 * C::kHeadDim * 2 * 4 <= 64 * 1024 ? 128 : C::kTileN;
+}
 
+// Per-thread scratch: the fp32 tiles of one CTA-equivalent work item, rows padded to whole
+// register blocks, keys to the widest block. Allocated per call and not zeroed: a work item
+// writes every element before it reads it (q, o and the row vectors over the rows it computes;
+// K, V and S per block). Zeroing the whole buffers cost each call a memset that grew with the
+// tile (80 KB per thread at 4 warps x 64 keys, d 64): a large share of a small AR call.
 template <class C>
 struct Scratch {
   static constexpr int kRowsPadded = (C::kTileM + kBlockRows - 1) / kBlockRows * kBlockRows;
-  static constexpr int kSub = sub_block_keys<C>();
+  static constexpr int kKeys = merged_block_keys<C>();  // >= the tile >= small_block_keys
   std::unique_ptr<float[]> q{new float[kRowsPadded * C::kHeadDim]};
-  std::unique_ptr<float[]> kt{new float[C::kHeadDim * kSub]};  // K transposed: [d][key]
-  std::unique_ptr<float[]> v{new float[kSub * C::kHeadDim]};
-  std::unique_ptr<float[]> s{new float[kRowsPadded * kSub]};
+  std::unique_ptr<float[]> kt{new float[C::kHeadDim * kKeys]};  // K transposed: [d][key]
+  std::unique_ptr<float[]> v{new float[kKeys * C::kHeadDim]};
+  std::unique_ptr<float[]> s{new float[kRowsPadded * kKeys]};
   std::unique_ptr<float[]> o{new float[kRowsPadded * C::kHeadDim]};
   std::unique_ptr<float[]> row_max{new float[kRowsPadded]};
   std::unique_ptr<float[]> row_sum{new float[kRowsPadded]};
-  std::unique_ptr<float[]> row_scale{new float[kRowsPadded]};  // exp2(old max - new max) of this tile
+  std::unique_ptr<float[]> row_scale{new float[kRowsPadded]};  // exp2(old max - new max) of this block
 };
+
+// One online-softmax block of W keys (t.valid of them real; the rest zeroed and masked): K and V
+// converted, S = Q K^T, S becomes P = exp2(S - new max), O and the row sums rescaled by
+// exp2(old - new max) and O += P V.
+template <class C, int W>
+inline void online_block(const TileRef& t, int rows_here, int rows_padded, int row_tile, Scratch<C>& sc) {
+  using E = typename C::Elem;
+  constexpr int D = C::kHeadDim;
+  constexpr int kGroups = W % (2 * kVectorFloats) == 0 && D % (2 * kVectorFloats) == 0 ? 2 : 1;
+  constexpr int kCols = kGroups * kVectorFloats;
+  static_assert(W % kCols == 0 && D % kCols == 0 && W % kLanes == 0, "tileN and headDim must be multiples of 16");
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float* __restrict q = sc.q.get();
+  float* __restrict kt = sc.kt.get();
+  float* __restrict v = sc.v.get();
+  float* __restrict s = sc.s.get();
+  float* __restrict o = sc.o.get();
+  float* __restrict row_scale = sc.row_scale.get();
+  // Keys past t.valid are zero (the cache tail may hold anything, NaN included).
+  for (int j = 0; j < W; ++j) {
+    const uint16_t* kr = t.k + j * t.stride;
+    const uint16_t* vr = t.v + j * t.stride;
+    if (j < t.valid) {
+      for (int d = 0; d < D; ++d) kt[d * W + j] = E::to_float(kr[d]);
+      for (int d = 0; d < D; ++d) v[j * D + d] = E::to_float(vr[d]);
+    } else {
+      for (int d = 0; d < D; ++d) kt[d * W + j] = 0.f;
+      for (int d = 0; d < D; ++d) v[j * D + d] = 0.f;
+    }
+  }
+  // S = Q K^T (log2 units: q carries the scale).
+  for (int i0 = 0; i0 < rows_padded; i0 += kBlockRows)
+    for (int j0 = 0; j0 < W; j0 += kCols)
+      gemm_block<kBlockRows, kGroups, kCols, D, D, W, W, false>(q + i0 * D, kt + j0, s + i0 * W + j0, nullptr);
+  // Online softmax: S becomes P = exp2(S - new max); O and the sum are rescaled by exp2(old - new max).
+  for (int i = 0; i < rows_here; ++i) {
+    float* __restrict srow = s + i * W;
+    const int tq = (row_tile * C::kTileM + i) / C::kGroup;
+    if (t.mode == kPrefixTail || t.mode == kStepPartial || t.valid < W) {
+      for (int j = 0; j < W; ++j) {
+        const bool masked = j >= t.valid || (t.mode == kStepPartial && !C::visible(tq, t.key0 + j));
+        if (masked) srow[j] = kNegInf;
+      }
+    }
+    float lane[kLanes];
+    for (int l = 0; l < kLanes; ++l) lane[l] = kNegInf;
+    for (int j0 = 0; j0 < W; j0 += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], srow[j0 + l]);
+    float tile_max = kNegInf;
+    for (int l = 0; l < kLanes; ++l) tile_max = std::max(tile_max, lane[l]);
+    const float new_max = std::max(sc.row_max[i], tile_max);
+    const float base = new_max == kNegInf ? 0.f : new_max;  // no visible key yet: avoid -inf - -inf
+    const float scale_old = exp2_poly(sc.row_max[i] - base);
+    sc.row_max[i] = new_max;
+    for (int j = 0; j < W; ++j) srow[j] = exp2_poly(srow[j] - base);
+    for (int l = 0; l < kLanes; ++l) lane[l] = 0.f;
+    for (int j0 = 0; j0 < W; j0 += kLanes)
+      for (int l = 0; l < kLanes; ++l) lane[l] += srow[j0 + l];
+    float sum = 0.f;
+    for (int l = 0; l < kLanes; ++l) sum += lane[l];
+    sc.row_sum[i] = sc.row_sum[i] * scale_old + sum;
+    row_scale[i] = scale_old;
+  }
+  // O = O * scale + P V; masked keys have p = 0 and a finite (or zeroed) V row, so no branch.
+  for (int i0 = 0; i0 < rows_padded; i0 += kBlockRows)
+    for (int d0 = 0; d0 < D; d0 += kCols)
+      gemm_block<kBlockRows, kGroups, kCols, W, W, D, D, true>(s + i0 * W, v + d0, o + i0 * D + d0, row_scale + i0);
+}
 
 template <class C>
 void attention_work_item(const TidarcAttentionArgs& a, int b, int kvh, int row_tile, int split, Scratch<C>& sc) {
   using E = typename C::Elem;
   constexpr int D = C::kHeadDim;
   constexpr int NT = C::kTileN;
-  constexpr int SB = Scratch<C>::kSub;  // keys per online-softmax block (sub_block_keys)
-  constexpr int kGroups = SB % (2 * kVectorFloats) == 0 && D % (2 * kVectorFloats) == 0 ? 2 : 1;
-  constexpr int kCols = kGroups * kVectorFloats;
-  static_assert(NT % SB == 0 && SB % kCols == 0 && D % kCols == 0 && SB % kLanes == 0, "tileN and headDim must be multiples of 16");
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const int rows_here = std::min(C::kTileM, C::kRows - row_tile * C::kTileM);
   // Padding rows (up to a whole block) have q = 0 and scale 0: computed, never written out.
   const int rows_padded = (rows_here + kBlockRows - 1) / kBlockRows * kBlockRows;
   float* __restrict q = sc.q.get();
-  float* __restrict kt = sc.kt.get();
-  float* __restrict v = sc.v.get();
-  float* __restrict s = sc.s.get();
   float* __restrict o = sc.o.get();
   float* __restrict row_scale = sc.row_scale.get();
 
@@ -264,65 +338,29 @@ void attention_work_item(const TidarcAttentionArgs& a, int b, int kvh, int row_t
   const int step_tiles_here =
       split == num_splits - 1 ? C::kStepTileOffset[row_tile + 1] - C::kStepTileOffset[row_tile] : 0;
 
-  for (int ti = 0; ti < prefix_tiles_here + step_tiles_here; ++ti) {
+  constexpr int kSmall = small_block_keys<C>();
+  constexpr int kMerged = merged_block_keys<C>();
+  constexpr int kRun = kMerged / NT;  // prefix tiles per merged block
+  for (int ti = 0; ti < prefix_tiles_here + step_tiles_here;) {
     const TileRef tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, ti);
-    for (int jb = 0; jb < NT && jb < tile.valid; jb += SB) {
-      // The block of SB keys from jb: a tile of its own for the online softmax (no key past valid: skipped).
+    if (kRun > 1 && ti + kRun <= prefix_tiles_here && (p0 + ti + kRun) * NT <= prefix_len) {
+      // kRun full prefix tiles, contiguous in the cache: one block.
+      TileRef run = tile;
+      run.valid = kMerged;
+      online_block<C, kMerged>(run, rows_here, rows_padded, row_tile, sc);
+      ti += kRun;
+      continue;
+    }
+    for (int jb = 0; jb < NT && jb < tile.valid; jb += kSmall) {
+      // The kSmall keys from jb: a block of their own (none past valid: skipped).
       TileRef t = tile;
       t.k += jb * t.stride;
       t.v += jb * t.stride;
-      t.valid = std::min(SB, tile.valid - jb);
+      t.valid = std::min(kSmall, tile.valid - jb);
       t.key0 += jb;
-      // Keys past t.valid are zero (the cache tail may hold anything, NaN included).
-      for (int j = 0; j < SB; ++j) {
-        const uint16_t* kr = t.k + j * t.stride;
-        const uint16_t* vr = t.v + j * t.stride;
-        if (j < t.valid) {
-          for (int d = 0; d < D; ++d) kt[d * SB + j] = E::to_float(kr[d]);
-          for (int d = 0; d < D; ++d) v[j * D + d] = E::to_float(vr[d]);
-        } else {
-          for (int d = 0; d < D; ++d) kt[d * SB + j] = 0.f;
-          for (int d = 0; d < D; ++d) v[j * D + d] = 0.f;
-        }
-      }
-      // S = Q K^T (log2 units: q carries the scale).
-      for (int i0 = 0; i0 < rows_padded; i0 += kBlockRows)
-        for (int j0 = 0; j0 < SB; j0 += kCols)
-          gemm_block<kBlockRows, kGroups, kCols, D, D, SB, SB, false>(q + i0 * D, kt + j0, s + i0 * SB + j0, nullptr);
-      // Online softmax: S becomes P = exp2(S - new max); O and the sum are rescaled by exp2(old - new max).
-      for (int i = 0; i < rows_here; ++i) {
-        float* __restrict srow = s + i * SB;
-        const int tq = (row_tile * C::kTileM + i) / C::kGroup;
-        if (t.mode == kPrefixTail || t.mode == kStepPartial || t.valid < SB) {
-          for (int j = 0; j < SB; ++j) {
-            const bool masked = j >= t.valid || (t.mode == kStepPartial && !C::visible(tq, t.key0 + j));
-            if (masked) srow[j] = kNegInf;
-          }
-        }
-        float lane[kLanes];
-        for (int l = 0; l < kLanes; ++l) lane[l] = kNegInf;
-        for (int j0 = 0; j0 < SB; j0 += kLanes)
-          for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], srow[j0 + l]);
-        float tile_max = kNegInf;
-        for (int l = 0; l < kLanes; ++l) tile_max = std::max(tile_max, lane[l]);
-        const float new_max = std::max(sc.row_max[i], tile_max);
-        const float base = new_max == kNegInf ? 0.f : new_max;  // no visible key yet: avoid -inf - -inf
-        const float scale_old = exp2_poly(sc.row_max[i] - base);
-        sc.row_max[i] = new_max;
-        for (int j = 0; j < SB; ++j) srow[j] = exp2_poly(srow[j] - base);
-        for (int l = 0; l < kLanes; ++l) lane[l] = 0.f;
-        for (int j0 = 0; j0 < SB; j0 += kLanes)
-          for (int l = 0; l < kLanes; ++l) lane[l] += srow[j0 + l];
-        float sum = 0.f;
-        for (int l = 0; l < kLanes; ++l) sum += lane[l];
-        sc.row_sum[i] = sc.row_sum[i] * scale_old + sum;
-        row_scale[i] = scale_old;
-      }
-      // O = O * scale + P V; masked keys have p = 0 and a finite (or zeroed) V row, so no branch.
-      for (int i0 = 0; i0 < rows_padded; i0 += kBlockRows)
-        for (int d0 = 0; d0 < D; d0 += kCols)
-          gemm_block<kBlockRows, kGroups, kCols, SB, SB, D, D, true>(s + i0 * SB, v + d0, o + i0 * D + d0, row_scale + i0);
+      online_block<C, kSmall>(t, rows_here, rows_padded, row_tile, sc);
     }
+    ++ti;
   }
 
   const int64_t rows_total = static_cast<int64_t>(a.batch) * C::kSteps * C::kQHeads;
