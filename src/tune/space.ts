@@ -98,10 +98,11 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 }
 
 /**
- * What the compiler uses when nothing is tuned: the arch's tile (4 warps, 64 keys) and
- * split-KV by FA3's wave-efficiency rule over `slots` (SMs on a GPU, threads on a CPU): split
- * only while the work items (batch * KV heads * row tiles) fill less than 80% of one wave,
- * then the fewest splits within 85% of the best wave efficiency.
+ * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (4 warps, 64
+ * keys) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs): split only while
+ * the work items (batch * KV heads * row tiles) fill less than 80% of one wave, then the fewest
+ * splits within 85% of the best wave efficiency. A CPU call's threads and splits:
+ * heuristicCpuCall (src/codegen/call-params.ts).
  */
 export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile): AttentionConfig {
   const rowTiles = Math.ceil(shape.rows / (16 * tile.warps));
