@@ -2,18 +2,13 @@
  * `tidarc compile [model.json|config.json]`: generates the attention kernels of a model per
  * draft length and arch, builds them where the compilers exist, and reports what it built.
  */
-import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
-import type { TileOverrides } from '../../codegen/input-key.js';
 import { packageRoot } from '../../codegen/templates.js';
-import { variantsForModel } from '../../codegen/variant.js';
-import { TidarcError } from '../../errors.js';
 import { loadModelSpecFile } from '../../ir/model-file.js';
-import { readTuneDb } from '../../tune/db.js';
-import { tunedTiles } from '../../tune/report.js';
+import { loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
 import { parseDraftList, parseIntegerOption } from '../options.js';
 
@@ -67,16 +62,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const outDir = flags.out ?? `tidarc-out/${spec.name}`;
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
-      let tiles: TileOverrides | undefined;
-      if (flags.tuned !== undefined) {
-        if (!existsSync(flags.tuned)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: '--tuned', value: flags.tuned });
-        const names = variantsForModel(spec, drafts ?? spec.draftLengths).map((v) => v.name);
-        const t = tunedTiles(readTuneDb(flags.tuned), spec, names, arches);
-        for (const [name, how] of Object.entries(t.used)) log(`tuned ${name}: ${how}`);
-        for (const why of t.skipped) log(`tuned ${why}`);
-        if (Object.keys(t.used).length === 0 && t.skipped.length === 0) log(`tuned: ${flags.tuned} has no entry for this model's variants; arch defaults used`);
-        tiles = t.tiles;
-      }
+      const tiles = flags.tuned === undefined ? undefined : loadTunedTiles({ path: flags.tuned, field: '--tuned', spec, drafts: drafts ?? spec.draftLengths, arches, log });
       const result = await compileModel({ spec, arches, outDir, build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });

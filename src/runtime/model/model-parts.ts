@@ -5,7 +5,6 @@
  * API on these; tools that drive ModelRunner and Decoder themselves (bench-step) use them too.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../../errors.js';
@@ -15,11 +14,9 @@ import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
 import type { TileOverrides } from '../../codegen/input-key.js';
-import { variantsForModel } from '../../codegen/variant.js';
-import { readTuneDb } from '../../tune/db.js';
 import { type CudaMachine, cudaTuneMeta } from '../../tune/cuda-meta.js';
 import { cpuTuneMeta } from '../../tune/meta.js';
-import { tunedTiles } from '../../tune/report.js';
+import { loadTunedTiles } from '../../tune/apply.js';
 import { findNvcc } from '../../build/toolchain.js';
 import { CudaDevice } from '../cuda/device.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../cuda/emulated-modules.js';
@@ -157,12 +154,6 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
  * driver every entry (it has no GPU to match).
  */
 async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<TileOverrides> {
-  if (!existsSync(path)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: 'tuned', value: path });
-  const names = variantsForModel(spec, spec.draftLengths).map((v) => v.name);
   const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : decision.machine ? cudaTuneMeta(decision.machine) : undefined;
-  const t = tunedTiles(readTuneDb(path), spec, names, [decision.arch ?? 'sm_80'], meta);
-  for (const [name, how] of Object.entries(t.used)) log(`tuned ${name}: ${how}`);
-  for (const why of t.skipped) log(`tuned ${why}`);
-  if (Object.keys(t.used).length === 0) log(`tuned: ${path} has no ${meta ? 'entry measured on this machine' : 'entry'} for this model's variants; defaults used`);
-  return t.tiles;
+  return loadTunedTiles({ path, field: 'tuned', spec, drafts: spec.draftLengths, arches: [decision.arch ?? 'sm_80'], ...(meta ? { meta } : {}), log });
 }

@@ -1,0 +1,34 @@
+/**
+ * `--tuned DB` (compile, run, bench-step): what a tuning database gives a model's variants, read
+ * from the file and said line by line (`tuned <variant>: ...`). The I/O edge of tunedTiles.
+ */
+import { existsSync } from 'node:fs';
+import type { ArchName } from '../codegen/arch.js';
+import type { TileOverrides } from '../codegen/input-key.js';
+import { variantsForModel } from '../codegen/variant.js';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { type TuneMeta, readTuneDb } from './db.js';
+import { tunedTiles } from './report.js';
+
+export interface TunedLoad {
+  readonly path: string;
+  /** How errors name the database (the CLI's flag, or the library's option). */
+  readonly field: string;
+  readonly spec: ModelSpec;
+  readonly drafts: readonly number[];
+  readonly arches: readonly ArchName[];
+  /** Only entries measured under this meta (this machine); absent: every entry. */
+  readonly meta?: TuneMeta;
+  readonly log: (line: string) => void;
+}
+
+export function loadTunedTiles(o: TunedLoad): TileOverrides {
+  if (!existsSync(o.path)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: o.field, value: o.path });
+  const names = variantsForModel(o.spec, o.drafts).map((v) => v.name);
+  const t = tunedTiles(readTuneDb(o.path), o.spec, names, o.arches, o.meta);
+  for (const [name, how] of Object.entries(t.used)) o.log(`tuned ${name}: ${how}`);
+  for (const why of t.skipped) o.log(`tuned ${why}`);
+  if (Object.keys(t.used).length === 0 && t.skipped.length === 0) o.log(`tuned: ${o.path} has no ${o.meta ? 'entry measured on this machine' : 'entry'} for this model's variants; defaults used`);
+  return t.tiles;
+}
