@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
+import { readJsonFile } from '../fs/read-json.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, sha256, type TileOverrides } from '../codegen/input-key.js';
@@ -60,7 +61,7 @@ async function outputIntact(outDir: string, m: Manifest): Promise<boolean> {
 
 async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
   try {
-    return JSON.parse(await readFile(join(outDir, 'manifest.json'), 'utf8')) as Manifest;
+    return (await readJsonFile(join(outDir, 'manifest.json'), 'manifest')) as Manifest;
   } catch {
     return undefined;
   }

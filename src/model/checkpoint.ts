@@ -193,7 +193,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   }
   const used = new Set(expected.map((t) => t.name));
   const unusedTensors = store.names().filter((n) => !used.has(n));
-  const tokenizer = await loadTokenizer(dir);
+  const tokenizer = await loadTokenizer(dir, { maxVocabSize: spec.vocabSize });
   if (tokenizer.vocabSize > spec.vocabSize) {
     throw new TidarcError('invalid-spec', 'the tokenizer has more ids than the model has embeddings', {
       field: 'tokenizer vocabulary size', value: tokenizer.vocabSize, allowed: `at most vocab_size = ${spec.vocabSize}`, source: join(dir, 'tokenizer.json'),

@@ -14,13 +14,14 @@
  * order, as the reference writer does: every tensor then starts aligned for its dtype. The
  * header is padded with spaces to a multiple of 8 bytes. Output is deterministic.
  */
-import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { constants as bufferConstants } from 'node:buffer';
 import { join } from 'node:path';
 import { TidarcError, type ErrorCode } from '../errors.js';
 import { writeBinaryFileAtomic } from '../fs/atomic-write-binary.js';
-import { readJsonFile } from '../ir/model-file.js';
+import { checkJsonDepth, readJsonFile } from '../fs/read-json.js';
+import { openRegularFile } from '../fs/read-regular-file.js';
 import { shownValue } from '../ir/model-validate.js';
 
 export type SafetensorsDType = 'BF16' | 'F16' | 'F32';
@@ -77,17 +78,10 @@ const READ_CHUNK_BYTES = 1 << 30;
 /** Reads and validates a safetensors file: the header first, then the data area in one Buffer. */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   requireLittleEndian(path);
-  let fh;
+  // A regular file only: a FIFO would block the open forever, a device never end.
+  const fh = await openRegularFile(path);
   try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new TidarcError('missing-file', code === 'ENOENT' ? 'no such file' : `cannot read file (${code ?? (err as Error).message})`, { source: path });
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) fail('invalid-argument', 'not a file', path, undefined, undefined, 'a .safetensors file');
-    const size = st.size;
+    const size = (await fh.stat()).size;
     const lengthBytes = await readExactly(fh, 0, Math.min(size, HEADER_LENGTH_BYTES), path);
     const headerLength = headerLengthOf(lengthBytes, size, path);
     const headerBytes = await readExactly(fh, HEADER_LENGTH_BYTES, headerLength, path);
@@ -216,7 +210,7 @@ export interface ShardedSafetensors extends TensorStore {
  */
 export async function readShardedSafetensors(dir: string, indexFile = SAFETENSORS_INDEX_FILE): Promise<ShardedSafetensors> {
   const indexPath = join(dir, indexFile);
-  const index = await readJsonFile(indexPath);
+  const index = await readJsonFile(indexPath, 'shardIndex');
   if (!isObject(index)) fail('invalid-spec', 'invalid shard index', indexPath, 'index', shown(index), 'an object with "weight_map"');
   const meta = index['metadata'] ?? {};
   if (!isObject(meta)) fail('invalid-spec', 'invalid shard index', indexPath, 'metadata', shownValue(meta), 'an object');
@@ -280,6 +274,8 @@ function parseHeader(bytes: Uint8Array, dataSize: number, source: string): { ent
   } catch {
     return fail('invalid-json', 'safetensors header is not valid UTF-8', source);
   }
+  // Before parsing: a value nested 100,000 deep parses, then overflows the stack when quoted.
+  checkJsonDepth(text, source);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -419,7 +415,7 @@ function viewOf(e: Entry, data: Uint8Array): TensorArray {
   return copy;
 }
 
-async function readExactly(fh: Awaited<ReturnType<typeof open>>, position: number, length: number, source: string): Promise<Buffer> {
+async function readExactly(fh: FileHandle, position: number, length: number, source: string): Promise<Buffer> {
   const buf = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {

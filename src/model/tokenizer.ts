@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
-import { readJsonFile } from '../ir/model-file.js';
+import { readJsonFile } from '../fs/read-json.js';
 import { shownValue } from '../ir/model-validate.js';
 
 export interface Tokenizer {
@@ -148,15 +148,32 @@ export function createStreamDecoder(tokenizer: Tokenizer): StreamDecoder {
   };
 }
 
+export interface LoadTokenizerOptions {
+  /**
+   * The model's vocabulary size: no tokenizer id may reach it. Checked on the file's ids before
+   * the tokenizer is built, because the library allocates by the largest id (one id of 1e9 took
+   * 46 s to refuse). Without it, ids are bounded by 2^24.
+   */
+  readonly maxVocabSize?: number;
+}
+
 /**
  * The tokenizer of a model directory: `dir/tokenizer.json`, either ours ("type": "tidarc-byte")
  * or a Hugging Face one (it has "model"; `tokenizer_config.json` beside it is used when present).
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<Tokenizer> {
   const path = join(dir, TOKENIZER_FILE);
-  const json = await readJsonFile(path);
-  if (isObject(json) && json['type'] === BYTE_TOKENIZER_TYPE) return createByteTokenizer(json, path);
-  if (isObject(json) && isObject(json['model'])) return loadHfTokenizer(dir, json, path);
+  const json = await readJsonFile(path, 'tokenizer');
+  const maxVocab = options.maxVocabSize ?? MAX_VOCAB;
+  if (isObject(json) && json['type'] === BYTE_TOKENIZER_TYPE) {
+    const tokenizer = createByteTokenizer(json, path);
+    if (tokenizer.vocabSize > maxVocab) tooManyIds(options, 'tokenizer vocabulary size', tokenizer.vocabSize, `at most vocab_size = ${maxVocab}`, path);
+    return tokenizer;
+  }
+  if (isObject(json) && isObject(json['model'])) {
+    checkHfIds(json, options, path);
+    return loadHfTokenizer(dir, json, path);
+  }
   throw new TidarcError('unsupported', 'unknown tokenizer format', {
     field: 'type', value: shownValue(isObject(json) ? json['type'] : json), allowed: `"${BYTE_TOKENIZER_TYPE}", or a Hugging Face tokenizer.json (with "model")`, source: path,
   });
@@ -164,7 +181,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
 
 async function loadHfTokenizer(dir: string, json: Record<string, unknown>, path: string): Promise<Tokenizer> {
   const configPath = join(dir, 'tokenizer_config.json');
-  const config = existsSync(configPath) ? await readJsonFile(configPath) : {};
+  const config = existsSync(configPath) ? await readJsonFile(configPath, 'tokenizerConfig') : {};
   let lib: typeof import('@huggingface/tokenizers');
   try {
     lib = await import('@huggingface/tokenizers');
@@ -193,6 +210,34 @@ async function loadHfTokenizer(dir: string, json: Record<string, unknown>, path:
       return ids.length === 0 ? '' : hf.decode([...ids]);
     },
   };
+}
+
+/**
+ * The ids of an HF tokenizer.json (model.vocab as token -> id, or Unigram's list whose ids are
+ * its indices, and added_tokens[].id): integers from 0 to maxVocab - 1. Anything else the
+ * library checks itself.
+ */
+function checkHfIds(json: Record<string, unknown>, options: LoadTokenizerOptions, path: string): void {
+  const maxVocab = options.maxVocabSize ?? MAX_VOCAB;
+  const allowed = `an integer from 0 to ${maxVocab - 1}${options.maxVocabSize === undefined ? '' : ` (the model's vocab_size is ${maxVocab})`}`;
+  const check = (field: string, id: unknown): void => {
+    if (typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < maxVocab) return;
+    if (typeof id === 'number' && Number.isInteger(id) && id >= maxVocab) tooManyIds(options, field, id, allowed, path);
+    throw new TidarcError('invalid-spec', 'invalid token id', { field, ...(id === undefined ? {} : { value: shownValue(id) }), allowed, source: path });
+  };
+  const vocab = (json['model'] as Record<string, unknown>)['vocab'];
+  if (Array.isArray(vocab)) {
+    if (vocab.length > maxVocab) tooManyIds(options, 'model.vocab length', vocab.length, `at most ${maxVocab}`, path);
+  } else if (isObject(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) check(`model.vocab[${JSON.stringify(token)}]`, id);
+  }
+  const added = json['added_tokens'];
+  if (Array.isArray(added)) added.forEach((t, i) => check(`added_tokens[${i}].id`, isObject(t) ? t['id'] : undefined));
+}
+
+function tooManyIds(options: LoadTokenizerOptions, field: string, value: number, allowed: string, source: string): never {
+  const message = options.maxVocabSize === undefined ? 'token id too large' : 'the tokenizer has more ids than the model has embeddings';
+  throw new TidarcError('invalid-spec', message, { field, value, allowed, source });
 }
 
 function checkByteConfig(raw: unknown, source: string | undefined): ByteTokenizerConfig {

@@ -3,10 +3,11 @@
  * library `tidarc compile` built). Checks every buffer against the variant's shapes before
  * the native call, so a wrong size is a clear error, never a read past an array.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { readJsonFileSync } from '../fs/read-json.js';
 import { cpuSplitsFor, heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type LibraryHandle, type NativeAttentionArgs, loadNative } from './native.js';
@@ -61,11 +62,7 @@ export function readManifest(dir: string): Manifest {
   if (!existsSync(path)) {
     throw new TidarcError('missing-file', 'no manifest.json: not a directory written by `tidarc compile`', { source: dir });
   }
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  } catch (e) {
-    throw new TidarcError('invalid-json', `manifest.json is not valid JSON (${(e as Error).message})`, { source: path });
-  }
+  return readJsonFileSync(path, 'manifest') as Manifest;
 }
 
 function checkLength(field: string, actual: number, expected: number, shape: string): void {

@@ -12,9 +12,10 @@
  *                model and thread count), driver version. An entry whose meta differs from the
  *                machine's is stale: kept in the file, never used (invalidate() lists why).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { TidarcError } from '../errors.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import { parseJsonFileText, readJsonFileSync } from '../fs/read-json.js';
 import type { CallParams } from '../codegen/call-params.js';
 import type { AttentionConfig } from './space.js';
 
@@ -123,10 +124,14 @@ export function withEntry(db: TuneDb, e: TuneEntry): TuneDb {
 export function parseTuneDb(text: string, source: string): TuneDb {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonFileText(text, source);
   } catch (e) {
-    throw new TidarcError('invalid-argument', `the tuning database is not JSON (${(e as Error).message})`, { source });
+    throw new TidarcError('invalid-argument', `the tuning database is not JSON (${(e as Error).message.replace(`${source}: `, '')})`, { source });
   }
+  return tuneDbOf(raw, source);
+}
+
+function tuneDbOf(raw: unknown, source: string): TuneDb {
   const db = raw as Partial<TuneDb>;
   if (typeof raw !== 'object' || raw === null || db.format !== 1 || typeof db.entries !== 'object' || db.entries === null) {
     throw new TidarcError('invalid-argument', 'not a tidarc tuning database (expected {"format": 1, "entries": {...}})', { source });
@@ -141,7 +146,7 @@ export function parseTuneDb(text: string, source: string): TuneDb {
 
 /** The database at `path`, or an empty one when the file does not exist. */
 export function readTuneDb(path: string): TuneDb {
-  return existsSync(path) ? parseTuneDb(readFileSync(path, 'utf8'), path) : EMPTY_DB;
+  return existsSync(path) ? tuneDbOf(readJsonFileSync(path, 'tuneDb'), path) : EMPTY_DB;
 }
 
 export async function writeTuneDb(path: string, db: TuneDb): Promise<void> {

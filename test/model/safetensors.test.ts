@@ -160,6 +160,9 @@ describe('safetensors corruption: one clear error each, naming the file and the 
       /duplicate tensor name in the header \(tensor "w"\)/],
     ['metadata that is not strings', () => rawFile({ __metadata__: { n: 1 }, ...ok }, 8), /invalid header metadata \(__metadata__\.n = 1\); allowed: a string/],
     ['a tensor entry that is not an object', () => rawFile({ w: 7 }, 0), /invalid tensor entry \(tensor "w" = 7\)/],
+    // Parsed fine, then overflowed the stack when the error quoted it, without naming the file.
+    ['a header of 100,000 nested brackets', () => rawFile('['.repeat(100_000) + ']'.repeat(100_000)), /JSON nested too deeply \(depth = more than 64\)/],
+    ['a tensor nested 100,000 deep', () => rawFile(`{"w": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`), /JSON nested too deeply/],
   ];
 
   it.each(cases)('%s', (_what, build, pattern) => {

@@ -160,3 +160,46 @@ describe('Hugging Face tokenizer.json', () => {
     expect(stream(tok, ids.map((id) => [id]))).toEqual(['hel', '', '', '', EMOJI, '!', '']);
   });
 });
+
+/**
+ * Ids are checked on the file before the library builds anything: it allocates by the largest
+ * id, so one WordLevel id of 1e9 took 46 s (and gigabytes) before any error.
+ */
+describe('tokenizer ids bounded before the tokenizer is built', () => {
+  function wordLevel(vocab: Record<string, unknown>, added: unknown[] = []): Record<string, unknown> {
+    return { version: '1.0', added_tokens: added, normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, model: { type: 'WordLevel', vocab, unk_token: 'a' } };
+  }
+
+  async function dirWith(json: unknown): Promise<string> {
+    const dir = await tempDir('tidarc-tokids-');
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(json));
+    return dir;
+  }
+
+  it('refuses an id of 1e9 at once, by the model\'s vocabulary and without one', async () => {
+    const dir = await dirWith(wordLevel({ a: 0, b: 1, c: 1e9 }));
+    const started = performance.now();
+    await expect(loadTokenizer(dir, { maxVocabSize: 260 })).rejects.toThrow(
+      `${join(dir, 'tokenizer.json')}: the tokenizer has more ids than the model has embeddings (model.vocab["c"] = 1000000000); allowed: an integer from 0 to 259 (the model's vocab_size is 260)`,
+    );
+    await expect(loadTokenizer(dir)).rejects.toThrow(/token id too large \(model\.vocab\["c"\] = 1000000000\); allowed: an integer from 0 to 16777215/);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  it.each([
+    ['a fractional id', wordLevel({ a: 0, b: 0.5 }), /invalid token id \(model\.vocab\["b"\] = 0\.5\)/],
+    ['a negative id', wordLevel({ a: 0, b: -5 }), /invalid token id \(model\.vocab\["b"\] = -5\)/],
+    ['a string id', wordLevel({ a: 0, b: '1' }), /invalid token id \(model\.vocab\["b"\] = "1"\)/],
+    ['an added token past the vocabulary', wordLevel({ a: 0 }, [{ id: 300, content: 'x', special: true }]), /more ids than the model has embeddings \(added_tokens\[0\]\.id = 300\)/],
+    ['an added token without an id', wordLevel({ a: 0 }, [{ content: 'x' }]), /invalid token id \(added_tokens\[0\]\.id\)/],
+    ['a Unigram vocabulary longer than the model\'s', { ...wordLevel({}), model: { type: 'Unigram', vocab: Array.from({ length: 261 }, (_, i) => [`t${i}`, -1]) } }, /\(model\.vocab length = 261\); allowed: at most 260/],
+    ['a byte tokenizer larger than the model', { type: 'tidarc-byte', vocab_size: 300 }, /more ids than the model has embeddings \(tokenizer vocabulary size = 300\); allowed: at most vocab_size = 260/],
+  ])('refuses %s', async (_what, json, pattern) => {
+    await expect(loadTokenizer(await dirWith(json), { maxVocabSize: 260 })).rejects.toThrow(pattern);
+  });
+
+  it('loads a WordLevel tokenizer whose ids fit', async () => {
+    const tok = await loadTokenizer(await dirWith(wordLevel({ a: 0, b: 1, c: 259 })), { maxVocabSize: 260 });
+    expect(tok.vocabSize).toBe(260);
+  });
+});
