@@ -15,7 +15,9 @@ import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, sha256, type TileOverrides } from '../codegen/input-key.js';
 import { type BuildReport, type Manifest, OPS_UNIT } from '../codegen/manifest.js';
-import { commitStaging, createStaging, discardStaging, writeFiles } from './output-dir.js';
+import { childProcessSignal } from '../fs/interrupt.js';
+import { checkReplaceable } from '../fs/tidarc-dir.js';
+import { type OutputPlace, commitStaging, createStaging, discardStaging, isMarked, writeFiles } from './output-dir.js';
 import { runPool } from './pool.js';
 import { parsePtxasReport, ptxasWarnings, type PtxasByArch } from './ptxas.js';
 import { type Tool, findCxx, findNvcc } from './toolchain.js';
@@ -29,6 +31,8 @@ export interface CompileRequest {
   readonly drafts?: readonly number[];
   readonly arches: readonly ArchName[];
   readonly outDir: string;
+  /** How errors name outDir: the option or setting it came from (default 'outDir'). */
+  readonly outField?: string;
   /** 'none': sources, manifest and bindings only (what generated/ holds); 'cpu': skip nvcc. */
   readonly build: BuildTargets;
   /** Tuned tiles per variant (`tidarc compile --tuned`); the others use the arch's tile. */
@@ -82,6 +86,9 @@ async function buildFailure(outDir: string, what: string, output: string): Promi
 export async function compileModel(request: CompileRequest): Promise<CompileResult> {
   // Resolved so that `--out dir/` or `--out dir/.` stage next to the directory, not inside it.
   const req = { ...request, outDir: resolve(request.outDir) };
+  // Refused before any work: only an absent path, an empty directory or an earlier compile output is replaced.
+  const place: OutputPlace = { path: request.outDir, kind: 'compile-output', field: request.outField ?? 'outDir' };
+  checkReplaceable(place);
   const t0 = performance.now();
   const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches, req.tiles);
   const building = req.build !== 'none';
@@ -92,8 +99,8 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const old = await readOldManifest(req.outDir);
   const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;
   const oldStamp = await readFile(join(req.outDir, STAMP_FILE), 'utf8').catch(() => '');
-  if (old && oldStamp === stamp && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
-        return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
+  if (old && oldStamp === stamp && isMarked(req.outDir, 'compile-output') && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
+    return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
   }
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
@@ -102,7 +109,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const codegenMs = performance.now() - t0;
   const files = new Map(generated.files);
 
-  const staging = await createStaging(req.outDir);
+  const staging = await createStaging(place);
   const t1 = performance.now();
   const warnings: string[] = [];
   try {
@@ -125,7 +132,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
     }
     await writeFiles(staging, new Map([[STAMP_FILE, stamp]]));
-    await commitStaging(staging, req.outDir);
+    await commitStaging(staging, place);
     return { outDir: req.outDir, manifest, unchanged: false, codegenMs, buildMs: performance.now() - t1, warnings };
   } catch (e) {
     await discardStaging(staging);
@@ -155,7 +162,7 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
       log(`[${++done}/${total}] nvcc ${v.name}: unchanged, reused ${binary}`);
     } else {
       try {
-        const { stderr } = await exec(nvcc.path, [...flags, '-o', binary, v.sources.cuda], { cwd: staging, maxBuffer: 64 << 20 });
+        const { stderr } = await exec(nvcc.path, [...flags, '-o', binary, v.sources.cuda], { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
         ptxas = parsePtxasReport(stderr);
       } catch (e) {
         const err = e as { stderr?: string; message: string };
@@ -176,7 +183,7 @@ async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, outDir: 
   const objects = await runPool(sources, jobs, async (src) => {
     const obj = src.replace(/\.cpp$/, '.o');
     try {
-      await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20 });
+      await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
       return buildFailure(outDir, `${cxx.path} failed on ${src}`, err.stderr || err.message);
@@ -184,7 +191,7 @@ async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, outDir: 
     return obj;
   });
   try {
-    await exec(cxx.path, ['-shared', '-pthread', '-o', CPU_LIBRARY, ...objects], { cwd: staging });
+    await exec(cxx.path, ['-shared', '-pthread', '-o', CPU_LIBRARY, ...objects], { cwd: staging, signal: childProcessSignal });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     await buildFailure(outDir, `linking ${CPU_LIBRARY} failed`, err.stderr || err.message);

@@ -46,3 +46,17 @@ export function parseIntegerList(option: string, text: string, min: number, max:
   }
   return parts.map(Number);
 }
+
+/**
+ * A path option's value. Commander takes the next word as the value, so `--out --json` would
+ * write a directory named "--json": a value that starts with '-' is refused (./-name is a way
+ * to mean such a path).
+ */
+export function parsePathOption(option: string, text: string): string {
+  if (text.startsWith('-')) {
+    throw new TidarcError('invalid-argument', 'the value looks like an option, not a path (was the value left out?)', {
+      field: option, value: optionText(text), allowed: `a path; write ./${optionText(text)} for a name that starts with -`,
+    });
+  }
+  return text;
+}

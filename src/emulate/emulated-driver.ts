@@ -9,16 +9,19 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
+import { openOutputDir } from '../build/output-dir.js';
 import { runPool } from '../build/pool.js';
 import { type Tool, findCxx } from '../build/toolchain.js';
 import { sha256 } from '../codegen/input-key.js';
 import { packageRoot } from '../codegen/templates.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import { removeOnInterrupt, settled } from '../fs/interrupt.js';
+import { removeStaleTemps } from '../fs/stale-temps.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { EMU_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 
@@ -40,6 +43,11 @@ export interface EmulatedKernel {
 export interface EmulatedBuildOptions {
   /** The C++ compiler (default: $CXX, else g++, c++, clang++). */
   readonly cxx?: string;
+}
+
+export interface EmulatedDriverOptions extends EmulatedBuildOptions {
+  /** How errors name the output directory: the option or setting it came from (default 'outDir'). */
+  readonly outField?: string;
 }
 
 export interface EmulatedModuleOptions extends EmulatedBuildOptions {
@@ -77,12 +85,15 @@ async function compiler(cxx: string | undefined): Promise<Tool> {
 
 /** Compiles into a temp file beside `out`, then renames: a reader never sees half a library. */
 async function compileAtomic(cxx: string, args: readonly string[], out: string, what: string): Promise<void> {
+  removeStaleTemps(dirname(out));
   const temp = `${out}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  removeOnInterrupt(temp);
   try {
     await compileWith(cxx, [...args, '-o', temp], what);
     await rename(temp, out);
   } finally {
     await rm(temp, { force: true });
+    settled(temp);
   }
 }
 
@@ -128,6 +139,7 @@ export async function buildEmulatedModule(cuPath: string, outSoPath: string, ker
   const shim = emulatedModuleShim(kernels);
   const cxx = await compiler(options.cxx);
   const scratch = await mkdtemp(join(tmpdir(), 'tidarc-emu-module-'));
+  removeOnInterrupt(scratch);
   try {
     const shimPath = join(scratch, 'emu_entries.cpp');
     await writeFile(shimPath, shim);
@@ -138,6 +150,7 @@ export async function buildEmulatedModule(cuPath: string, outSoPath: string, ker
     ], outSoPath, `the module ${outSoPath}`);
   } finally {
     await rm(scratch, { recursive: true, force: true });
+    settled(scratch);
   }
   return outSoPath;
 }
@@ -162,8 +175,10 @@ const driverBuilds = new Map<string, Promise<string>>();
  * Builds the emulated driver into `outDir` and returns the path of its libcuda.so.1 (point
  * $TIDARC_LIBCUDA at it). Cached: rebuilt only when a source, header, the compiler or the
  * flags change (a stamp beside the library holds their hash); concurrent calls share a build.
+ * `outDir` must be absent, empty or an earlier emulated driver build: a directory with
+ * anything else (another libcuda.so.1) is refused, never written into.
  */
-export function buildEmulatedDriver(outDir: string, options: EmulatedBuildOptions = {}): Promise<string> {
+export function buildEmulatedDriver(outDir: string, options: EmulatedDriverOptions = {}): Promise<string> {
   const dir = resolve(outDir);
   let build = driverBuilds.get(dir);
   if (!build) {
@@ -173,7 +188,7 @@ export function buildEmulatedDriver(outDir: string, options: EmulatedBuildOption
   return build;
 }
 
-async function buildDriverUncached(dir: string, options: EmulatedBuildOptions): Promise<string> {
+async function buildDriverUncached(dir: string, options: EmulatedDriverOptions): Promise<string> {
   const cxx = await compiler(options.cxx);
   const emu = emulatorSourceDir();
   // --no-undefined: every function cuda_driver_api.h declares must be defined in fake_cuda.cpp.
@@ -181,7 +196,7 @@ async function buildDriverUncached(dir: string, options: EmulatedBuildOptions): 
   const key = await driverKey(cxx, [...EMU_FLAGS, ...MODULE_FLAGS, ...linkFlags]);
   const library = join(dir, EMULATED_DRIVER_LIBRARY), stamp = `${library}.stamp`;
   if (existsSync(library) && (await readFile(stamp, 'utf8').catch(() => '')) === `${key}\n`) return library;
-  await mkdir(dir, { recursive: true });
+  openOutputDir({ path: dir, kind: 'emulated-driver', field: options.outField ?? 'outDir' });
   await compileAtomic(cxx.path, [
     ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), `-I${driverApiDir()}`,
     ...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...linkFlags,

@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { TidarcError } from '../errors.js';
+import { errnoCode, fsReason } from './fs-error.js';
+import { removeOnInterrupt, settled } from './interrupt.js';
 
 /** Appends bytes to the file being written; resolves when they reached the OS. */
 export type AppendBytes = (bytes: Uint8Array) => Promise<void>;
@@ -18,6 +20,7 @@ export type AppendBytes = (bytes: Uint8Array) => Promise<void>;
 export async function writeBinaryFileAtomic(path: string, body: (append: AppendBytes) => Promise<void>, option?: string): Promise<number> {
   const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   let written = 0;
+  removeOnInterrupt(temp);
   try {
     const fh = await open(temp, 'wx');
     try {
@@ -33,12 +36,13 @@ export async function writeBinaryFileAtomic(path: string, body: (append: AppendB
       await fh.close();
     }
     await rename(temp, path);
+    settled(temp);
     return written;
   } catch (err) {
     await rm(temp, { force: true });
+    settled(temp);
     if (err instanceof TidarcError) throw err;
-    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    const why = code === 'ENOENT' ? 'the directory does not exist' : code;
+    const why = errnoCode(err) === 'ENOENT' ? 'the directory does not exist' : fsReason(err);
     throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
       ...(option ? { field: option, value: path, allowed: 'a file path in an existing, writable directory' } : { source: path }),
     });

@@ -8,12 +8,13 @@
  * same seed gives byte-identical files whatever order tensors are written in (and the values do
  * not depend on CHUNK_ELEMENTS). Tensors are generated and written in chunks, so memory stays
  * flat for any model size.
- * The directory is staged beside DIR and renamed into place only when complete.
+ * The directory is staged beside DIR and renamed into place only when complete; an existing DIR
+ * is replaced only when it is empty or an earlier tidarc checkpoint (src/fs/tidarc-dir.ts).
  */
-import { existsSync, statSync, readdirSync } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { commitStaging, createStaging, discardStaging } from '../build/output-dir.js';
+import { type OutputPlace, commitStaging, createStaging, discardStaging } from '../build/output-dir.js';
+import { checkReplaceable } from '../fs/tidarc-dir.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { shownValue, validateModelSpec } from '../ir/model-validate.js';
@@ -67,19 +68,20 @@ export async function initModel(opts: InitModelOptions): Promise<InitModelResult
   }
   const tokenizer = byteTokenizerConfig(spec.vocabSize, spec.maskTokenId);
   const config = hfConfigOf(spec, { eosTokenId: BYTE_EOS_ID });
-  refuseForeignDirectory(opts.outDir, names.outDir);
+  const place: OutputPlace = { path: opts.outDir, kind: 'checkpoint', field: names.outDir };
+  checkReplaceable(place);
 
   const expected = expectedTensors(spec);
   const tensors: Record<string, TensorChunks> = {};
   for (const t of expected) tensors[t.name] = randomTensor(t, spec, opts.seed, std);
-  const staging = await createStaging(opts.outDir);
+  const staging = await createStaging(place);
   try {
     await writeFile(join(staging, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
     await writeFile(join(staging, TOKENIZER_FILE), formatByteTokenizerJson(tokenizer));
     await writeSafetensors(join(staging, WEIGHTS_FILE), tensors, { format: 'pt' }, opts.onProgress ? { onProgress: opts.onProgress } : {});
     const files = [];
     for (const name of [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE].sort()) files.push({ name, bytes: (await stat(join(staging, name))).size });
-    await commitStaging(staging, opts.outDir);
+    await commitStaging(staging, place);
     const parameters = expected.reduce((sum, t) => sum + numel(t.shape), 0);
     return { outDir: opts.outDir, spec, parameters, files, totalBytes: files.reduce((s, f) => s + f.bytes, 0) };
   } catch (err) {
@@ -135,16 +137,6 @@ function normalPairs(rng: Rng, std: number): (out: Float32Array) => void {
       else spare = v * m;
     }
   };
-}
-
-/** An existing DIR is replaced only when it is a model directory (has config.json) or empty. */
-function refuseForeignDirectory(outDir: string, field: string): void {
-  if (!existsSync(outDir)) return;
-  const isDir = statSync(outDir).isDirectory();
-  if (isDir && (readdirSync(outDir).length === 0 || existsSync(join(outDir, CONFIG_FILE)))) return;
-  throw new TidarcError('invalid-argument', isDir ? 'the output directory exists and is not a model directory (no config.json), so it is not replaced' : 'the output path is a file', {
-    field, value: outDir, allowed: 'a new directory, an empty one or an earlier model directory',
-  });
 }
 
 function numel(shape: readonly number[]): number {

@@ -58,6 +58,8 @@ export interface TuneRequest {
   readonly dbPath: string;
   /** Where the per-tile CPU libraries are compiled (cached across runs). */
   readonly cacheDir: string;
+  /** How errors name cacheDir (default 'cacheDir'). */
+  readonly cacheField?: string;
   /** Stop starting new shapes after this many seconds (what was measured is kept). */
   readonly budgetSeconds?: number;
   /** Restrict the search space (tests, quick runs). */
@@ -91,7 +93,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const tag = `${req.spec.name}-${req.spec.dtype}-d${req.spec.headDim}-q${req.spec.queryHeads}-kv${req.spec.kvHeads}`;
   const tileDir = (t: Tile): string => join(req.cacheDir, 'tune', tag, tileKey(t));
   const compileTile = (t: Tile, cores?: number) =>
-    compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir: tileDir(t), build: 'cpu', log: () => undefined, ...(cores ? { jobs: cores } : {}),
+    compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir: tileDir(t), outField: req.cacheField ?? 'cacheDir', build: 'cpu', log: () => undefined, ...(cores ? { jobs: cores } : {}),
       tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });
   const library = (t: Tile): KernelLibrary => {
     let lib = libraries.get(tileKey(t));

@@ -81,7 +81,7 @@ describe('tidarc init-model', () => {
   it('a foreign directory is not replaced', async () => {
     const root = await tempRoot();
     await writeFile(join(root, 'notes.txt'), 'keep me');
-    expectOneErrorLine(await run('init-model', 'examples/tiny.json', '--seed', '1', '--out', root), `(--out = ${root})`, 'not a model directory');
+    expectOneErrorLine(await run('init-model', 'examples/tiny.json', '--seed', '1', '--out', root), `(--out = ${root})`, 'not empty and was not written by tidarc');
     expect(await readdir(root)).toEqual(['notes.txt']);
   });
 });

@@ -7,6 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { STAMP_FILE } from '../../src/build/compile-model.js';
+import { MARKER_FILE, markerText } from '../../src/fs/tidarc-dir.js';
 import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import { packageRoot } from '../../src/codegen/templates.js';
@@ -28,8 +29,12 @@ describe.for(EXAMPLES)('generated/%s', (name) => {
   const dir = join(root, 'generated', name);
 
   test('has exactly the files codegen produces', () => {
-    const committed = listFiles(dir).map((p) => relative(dir, p)).filter((p) => p !== STAMP_FILE).sort();
+    const committed = listFiles(dir).map((p) => relative(dir, p)).filter((p) => p !== STAMP_FILE && p !== MARKER_FILE).sort();
     expect(committed).toEqual([...out.files.keys()].sort());
+  });
+
+  test('carries the compile-output marker, so `npm run generate` may replace it and nothing else may', () => {
+    expect(readFileSync(join(dir, MARKER_FILE), 'utf8')).toBe(markerText('compile-output'));
   });
 
   test('every file is byte-identical to a fresh generation (run `npm run generate` after a codegen change)', () => {

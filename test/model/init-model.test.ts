@@ -32,7 +32,7 @@ describe('initModel', () => {
     const progress: InitProgress[] = [];
     const r = await initModel({ spec: TINY, outDir: join(root, 'tiny'), seed: 3, onProgress: (p) => void progress.push(p) });
     expect(await readdir(root)).toEqual(['tiny']); // no staging directory left
-    expect((await readdir(join(root, 'tiny'))).sort()).toEqual(FILES);
+    expect((await readdir(join(root, 'tiny'))).sort()).toEqual(['.tidarc-output', ...FILES]); // and the marker that lets a rerun replace it
     expect(r.parameters).toBe(parameterCount(TINY));
     expect(r.files.map((f) => f.name)).toEqual(FILES);
     expect(r.totalBytes).toBe(r.files.reduce((s, f) => s + f.bytes, 0));
@@ -78,11 +78,11 @@ describe('initModel', () => {
     await initModel({ spec: TINY, outDir: out, seed: 1 });
     await writeFile(join(out, 'stale.txt'), 'x');
     await initModel({ spec: TINY, outDir: out, seed: 2 });
-    expect((await readdir(out)).sort()).toEqual(FILES);
+    expect((await readdir(out)).sort()).toEqual(['.tidarc-output', ...FILES]);
     const foreign = join(root, 'photos');
     await mkdir(foreign);
     await writeFile(join(foreign, 'cat.jpg'), 'x');
-    await expect(initModel({ spec: TINY, outDir: foreign, seed: 1 })).rejects.toThrow(/exists and is not a model directory.*\(outDir = .*photos\)/);
+    await expect(initModel({ spec: TINY, outDir: foreign, seed: 1 })).rejects.toThrow(/is not empty and was not written by tidarc.*\(outDir = .*photos\)/);
     expect(await readdir(foreign)).toEqual(['cat.jpg']);
   });
 

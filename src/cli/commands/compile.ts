@@ -7,10 +7,11 @@ import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { packageRoot } from '../../codegen/templates.js';
+import { checkReplaceable } from '../../fs/tidarc-dir.js';
 import { loadModelSpecFile } from '../../ir/model-file.js';
 import { loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
-import { parseDraftList, parseIntegerOption } from '../options.js';
+import { parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
 
 export const DEFAULT_MODEL = 'examples/tiny.json';
 export const DEFAULT_ARCHES: readonly ArchName[] = ARCH_NAMES;
@@ -33,7 +34,9 @@ Examples:
   $ tidarc compile examples/tiny.json --no-build --out generated/tiny      # sources only
   $ tidarc compile examples/qwen3-8b.json --tuned tune.json               # the tiles tidarc tune chose
 
-Output (written atomically: a failed compile leaves an earlier DIR intact):
+Output (written atomically: a failed or interrupted compile leaves an earlier DIR intact; DIR is
+replaced only when it is absent, empty or an earlier tidarc compile output, see the README's
+"Output directories and your data"):
   cuda/<variant>.cu (+ .fatbin with nvcc), cpu/<variant>.cpp (+ cpu/libtidarc_cpu.so with g++),
   manifest.json (variants, symbols, launch geometry, ptxas report), index.ts/.js/.d.ts
   (typed entry points: import { load } from 'DIR/index.js'), CMakeLists.txt, model.json.
@@ -59,11 +62,13 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
-      const outDir = flags.out ?? `tidarc-out/${spec.name}`;
+      const outDir = flags.out === undefined ? `tidarc-out/${spec.name}` : parsePathOption('--out', flags.out);
+      // Before anything is printed: a refused --out is the command's only line.
+      checkReplaceable({ path: outDir, kind: 'compile-output', field: '--out' });
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
       const tiles = flags.tuned === undefined ? undefined : loadTunedTiles({ path: flags.tuned, field: '--tuned', spec, drafts: drafts ?? spec.draftLengths, arches, log });
-      const result = await compileModel({ spec, arches, outDir, build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}) });
+      const result = await compileModel({ spec, arches, outDir, outField: '--out', build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });
 }

@@ -6,8 +6,9 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { buildEmulatedDriver } from '../../emulate/emulated-driver.js';
-import { defaultCacheDir } from '../../runtime/model/model-parts.js';
+import { cacheField, defaultCacheDir } from '../../runtime/model/model-parts.js';
 import type { CliIo } from '../io.js';
+import { parsePathOption } from '../options.js';
 
 const HELP_AFTER = `
 Examples:
@@ -25,10 +26,12 @@ export function registerEmulatedDriverCommand(program: Command, io: CliIo): void
   program
     .command('emulated-driver')
     .description('Build the emulated CUDA driver (libcuda.so.1 on the CPU emulator) and print its path, for TIDARC_LIBCUDA.')
-    .option('--out <dir>', 'where to build it (default: the tidarc cache, $TIDARC_CACHE or ~/.cache/tidarc)')
+    .option('--out <dir>', 'where to build it: a new, empty or earlier emulated-driver directory (default: the tidarc cache, $TIDARC_CACHE or ~/.cache/tidarc)')
     .addHelpText('after', HELP_AFTER)
     .action(async (flags: { out?: string }) => {
-      const path = await buildEmulatedDriver(flags.out ?? join(defaultCacheDir(), 'emulated-driver'));
+      const path = flags.out === undefined
+        ? await buildEmulatedDriver(join(defaultCacheDir(), 'emulated-driver'), { outField: cacheField() })
+        : await buildEmulatedDriver(parsePathOption('--out', flags.out), { outField: '--out' });
       io.stdout(`${path}\n`);
     });
 }

@@ -12,7 +12,7 @@ import { validateModelSpec } from '../../ir/model-validate.js';
 import { specFromCheckpointConfig } from '../../model/checkpoint.js';
 import { DEFAULT_INIT_STD, MAX_INIT_STD, MAX_SEED, initModel, type InitModelResult, type InitProgress } from '../../model/init-model.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption } from '../options.js';
+import { optionText, parseIntegerOption, parsePathOption } from '../options.js';
 
 interface InitModelFlags {
   seed: string;
@@ -32,7 +32,9 @@ Examples:
 Writes DIR/config.json (Hugging Face form, plus "tidar": {"mask_token_id", "draft_lengths", "name"}),
 DIR/model.safetensors (the model's dtype; norm weights 1, everything else N(0, std^2)) and
 DIR/tokenizer.json (byte-level: ids 0-255 are bytes, 256 <|endoftext|>, 257 <|pad|>, the mask token
-<|mask|>). The directory is written atomically; the same seed gives byte-identical files.
+<|mask|>). The directory is written atomically (an interrupted run leaves nothing behind); the same
+seed gives byte-identical files. DIR is replaced only when it is empty or an earlier init-model
+output (see the README's "Output directories and your data").
 `;
 
 export function registerInitModelCommand(program: Command, io: CliIo): void {
@@ -41,10 +43,11 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
     .description('Write a random-weight checkpoint directory (Hugging Face layout) for a model.')
     .argument('<model>', 'a tidarc model.json or a Hugging Face config.json, e.g. examples/tiny.json')
     .requiredOption('--seed <n>', `PRNG seed, an integer from 0 to ${MAX_SEED}, e.g. 1`)
-    .requiredOption('--out <dir>', 'output directory (replaced if it is an earlier model directory), e.g. models/tiny-random')
+    .requiredOption('--out <dir>', 'output directory: new, empty or an earlier init-model output (nothing else is replaced), e.g. models/tiny-random')
     .option('--std <x>', `standard deviation of the non-norm weights, from 0 to ${MAX_INIT_STD} (default: ${DEFAULT_INIT_STD}), e.g. 0.01`)
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string, flags: InitModelFlags) => {
+      const out = parsePathOption('--out', flags.out);
       const seed = parseIntegerOption('--seed', flags.seed, 0, MAX_SEED);
       const std = flags.std === undefined ? DEFAULT_INIT_STD : parseStd(flags.std);
       const spec = await loadSpec(modelPath);
@@ -57,7 +60,7 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
         const percent = Math.floor((100 * p.bytesWritten) / p.totalBytes);
         io.stdout(`  ${percent}% (${p.tensorsDone}/${p.tensorCount} tensors, ${humanBytes(p.bytesWritten)} of ${humanBytes(p.totalBytes)})\n`);
       };
-      const result = await initModel({ spec, outDir: flags.out, seed, std, onProgress, optionNames: { seed: '--seed', std: '--std', outDir: '--out' } });
+      const result = await initModel({ spec, outDir: out, seed, std, onProgress, optionNames: { seed: '--seed', std: '--std', outDir: '--out' } });
       io.stdout(renderResult(result, seed, std));
     });
 }

@@ -2,21 +2,22 @@
  * `tidarc tune`: autotuning benchmark runs for a model's attention kernels (CPU backend here;
  * the CUDA search runs in the device check), and `--report` on what a database holds.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { writeTextFileAtomic } from '../../fs/atomic-write.js';
+import { onInterruptGracefully } from '../../fs/interrupt.js';
 import { TidarcError } from '../../errors.js';
 import { loadModelSpecFile, readJsonFile } from '../../ir/model-file.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { specFromCheckpointConfig } from '../../model/checkpoint.js';
-import { defaultCacheDir } from '../../runtime/model/model-parts.js';
+import { cacheField, defaultCacheDir } from '../../runtime/model/model-parts.js';
 import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
 import { cpuTuneMeta } from '../../tune/meta.js';
 import { tuneCpu } from '../../tune/tune-cpu.js';
 import { type CliIo, CliExit } from '../io.js';
-import { parseDraftList, parseIntegerList, parseIntegerOption } from '../options.js';
+import { parseDraftList, parseIntegerList, parseIntegerOption, parsePathOption } from '../options.js';
 
 interface TuneFlags {
   draft?: string;
@@ -91,11 +92,14 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
     .option('--threads <list>', 'threads to try (0 = all), default 1,0')
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: TuneFlags) => {
+      const dbPath = parsePathOption('--db', flags.db);
       if (flags.report) {
-        const db = readTuneDb(flags.db);
+        // A report of a database that is not there would be an empty table and an SVG of nothing.
+        if (!existsSync(dbPath)) throw new TidarcError('missing-file', 'no such tuning database', { field: '--db', value: dbPath, allowed: 'a database that tidarc tune wrote' });
+        const db = readTuneDb(dbPath);
         io.stdout(tuneReport(db, { cpu: await cpuTuneMeta() }));
-        const svg = flags.db.replace(/\.json$/, '') + '.svg';
-        await writeTextFileAtomic(svg, tuneSvg(db));
+        const svg = dbPath.replace(/\.json$/, '') + '.svg';
+        await writeTextFileAtomic(svg, tuneSvg(db), '--db');
         io.stdout(`wrote ${svg}\n`);
         return;
       }
@@ -112,23 +116,27 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         io.stderr('tidarc tune: interrupted; finishing the configuration being timed, keeping what was measured\n');
         controller.abort();
       };
-      process.once('SIGINT', onInt);
+      const stopListening = onInterruptGracefully(onInt);
       try {
-        const before = readTuneDb(flags.db);
+        const before = readTuneDb(dbPath);
         const meta = await cpuTuneMeta();
         const stale = invalidate(before, meta);
-        if (stale.length > 0) io.stdout(`${stale.length} entries of ${flags.db} are from another machine or version and are not used (e.g. ${stale[0]!.key}: ${stale[0]!.why})\n`);
+        if (stale.length > 0) io.stdout(`${stale.length} entries of ${dbPath} are from another machine or version and are not used (e.g. ${stale[0]!.key}: ${stale[0]!.why})\n`);
         const r = await tuneCpu({
-          spec, drafts, prefixes: parsePrefixList(flags.prefix), batches: parseIntegerList('--batch', flags.batch, 1, 256), dbPath: flags.db,
-          cacheDir: defaultCacheDir(), log: (l) => io.stdout(`${l}\n`), signal: controller.signal,
+          spec, drafts, prefixes: parsePrefixList(flags.prefix), batches: parseIntegerList('--batch', flags.batch, 1, 256), dbPath,
+          cacheDir: defaultCacheDir(), cacheField: cacheField(), log: (l) => io.stdout(`${l}\n`), signal: controller.signal,
           ...(flags.budget === undefined ? {} : { budgetSeconds: parseIntegerOption('--budget', flags.budget, 1, 7 * 86400) }),
           space: { ...(warps ? { warps } : {}), ...(tileN ? { tileN } : {}), ...(splits ? { splits } : {}), ...(threads ? { threads } : {}) },
         });
-        io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${flags.db}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
+        io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${dbPath}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
         io.stdout(tuneReport(r.db, { cpu: meta }));
         if (r.interrupted) throw new CliExit(130);
+      } catch (e) {
+        // Ctrl-C in a terminal also stops the compilers of the compile phase: their failure is the interrupt, not an error.
+        if (controller.signal.aborted && !(e instanceof CliExit)) throw new CliExit(130);
+        throw e;
       } finally {
-        process.removeListener('SIGINT', onInt);
+        stopListening();
       }
     });
 }

@@ -45,6 +45,13 @@ export function defaultCacheDir(): string {
   return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
 }
 
+/** How errors name a directory in the kernel cache: where the cache is and what sets it. */
+export function cacheField(cacheDir?: string): string {
+  if (cacheDir !== undefined) return `the kernel cache (cacheDir=${cacheDir})`;
+  const env = process.env['TIDARC_CACHE'];
+  return env !== undefined ? `the kernel cache (TIDARC_CACHE=${env})` : `the kernel cache (${defaultCacheDir()}; TIDARC_CACHE moves it)`;
+}
+
 export interface BackendDecision {
   readonly backend: Backend;
   readonly reason: string;
@@ -126,7 +133,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const arch = decision.arch!;
     const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
-    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, build: decision.emulated ? 'none' : 'all', log, ...(tiles ? { tiles } : {}) });
+    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, outField: cacheField(options.cacheDir), build: decision.emulated ? 'none' : 'all', log, ...(tiles ? { tiles } : {}) });
     if (decision.emulated) await buildEmulatedCudaModules(kernelsDir, log);
     else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
@@ -139,7 +146,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     };
   }
   const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
-  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, build: 'cpu', log, ...(tiles ? { tiles } : {}) });
+  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, outField: cacheField(options.cacheDir), build: 'cpu', log, ...(tiles ? { tiles } : {}) });
   const kernels = openKernelLibrary(kernelsDir, { backend: 'cpu' });
   return {
     ...base,
