@@ -5,7 +5,7 @@
 import { TidarcError } from '../errors.js';
 import type { MaskSpec } from '../ir/mask.js';
 import { blockDiffusion, causal, tidarDecode } from '../ir/mask-builders.js';
-import { type DType, type ModelSpec, MAX_DRAFT_COMPILE, SUPPORTED_HEAD_DIMS } from '../ir/model.js';
+import { type DType, type ModelSpec, MAX_DRAFT_COMPILE, MAX_HEADS, SUPPORTED_HEAD_DIMS } from '../ir/model.js';
 
 export interface AttentionShape {
   readonly dtype: DType;
@@ -39,8 +39,8 @@ export function validateShape(shape: AttentionShape): AttentionShape {
     throw new TidarcError('unsupported', 'unsupported dtype', { field: 'dtype', value: shape.dtype, allowed: 'bf16, fp16' });
   }
   for (const f of ['qHeads', 'kvHeads'] as const) {
-    if (!Number.isInteger(shape[f]) || shape[f] < 1 || shape[f] > 256) {
-      throw new TidarcError('invalid-spec', 'head counts must be integers from 1 to 256', { field: f, value: shape[f], allowed: '1..256' });
+    if (!Number.isInteger(shape[f]) || shape[f] < 1 || shape[f] > MAX_HEADS) {
+      throw new TidarcError('invalid-spec', `head counts must be integers from 1 to ${MAX_HEADS}`, { field: f, value: shape[f], allowed: `1..${MAX_HEADS}` });
     }
   }
   if (shape.qHeads % shape.kvHeads !== 0) {

@@ -9,7 +9,7 @@
  */
 import { TidarcError, invalid } from '../errors.js';
 import type { DType, ModelFamily, ModelSpec } from './model.js';
-import { checkModelSpec, shownValue } from './model-validate.js';
+import { checkMaskTokenId, checkModelSpec, shownValue } from './model-validate.js';
 
 /** Spec fields that importHfConfig takes from its options rather than from the config. */
 type OptionField = 'draftLengths' | 'maskTokenId' | 'name' | 'dtype';
@@ -129,7 +129,21 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
       source,
     });
   }
+  const taken = specialIdsOf(cfg);
+  checkMaskTokenId(spec.maskTokenId, (id) => taken.get(id), options.optionNames?.maskTokenId ?? 'maskTokenId', source);
   return spec;
+}
+
+/** The ids the config names as eos / bos (a number or a list of them): the mask token must differ. */
+function specialIdsOf(cfg: Fields): Map<number, string> {
+  const taken = new Map<number, string>();
+  for (const key of ['eos_token_id', 'bos_token_id']) {
+    const raw = cfg[key];
+    for (const id of Array.isArray(raw) ? raw : [raw]) {
+      if (typeof id === 'number' && !taken.has(id)) taken.set(id, `the config's ${key} (${id})`);
+    }
+  }
+  return taken;
 }
 
 /** A ModelSpec name from a config path: its directory name, sanitised, else 'model'. */
@@ -174,7 +188,8 @@ function dtypeOf(cfg: Fields, source: string | undefined): DType {
   const key = torchDtypeKey(cfg);
   const value = cfg[key];
   if (isAbsent(value)) return 'bf16';
-  const dtype = typeof value === 'string' ? TORCH_DTYPES[value] : undefined;
+  // hasOwn: "__proto__" or "toString" must not find Object.prototype's members.
+  const dtype = typeof value === 'string' && Object.hasOwn(TORCH_DTYPES, value) ? TORCH_DTYPES[value] : undefined;
   if (dtype === undefined) {
     throw new TidarcError('unsupported', 'unsupported checkpoint dtype', {
       field: key, value: shownValue(value), allowed: 'bfloat16, float16 or float32 (imported as bf16), or pass a dtype', source,

@@ -7,6 +7,7 @@
 import { TidarcError, invalid } from '../errors.js';
 import {
   MAX_DRAFT_COMPILE,
+  MAX_HEADS,
   SUPPORTED_HEAD_DIMS,
   type DType,
   type ModelFamily,
@@ -33,8 +34,26 @@ const ROPE_SCALING_KEYS = {
   llama3: ['type', 'factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings'],
 } as const;
 
-/** Generous sanity bounds: they catch unit mistakes, not real models. */
-const LIMITS = { layers: 1024, hiddenSize: 65536, queryHeads: 1024, intermediateSize: 1 << 20, vocabSize: 1 << 24, positions: 1 << 30 };
+/** Generous sanity bounds: they catch unit mistakes, not real models. queryHeads is what the kernels are generated for. */
+const LIMITS = { layers: 1024, hiddenSize: 65536, queryHeads: MAX_HEADS, intermediateSize: 1 << 20, vocabSize: 1 << 24, positions: 1 << 30 };
+
+/**
+ * Physically meaningful ranges of the real-valued fields: a value outside runs without error
+ * and produces garbage (1e-300 as rope_theta or as a scaling factor gives infinite or NaN
+ * angles; an eps that rounds to 0 in float32 divides a zero row by zero). Each range holds
+ * every published model with room to spare:
+ *   ropeTheta     1e4 (Llama 2) .. 5e5 (Llama 3) .. 1e6 (Qwen) .. 3.6e9 (1M-context Llama 3 ports);
+ *                 below 10 the "frequencies" barely fall across the head (theta <= 1: they rise);
+ *   rmsNormEps    1e-6 / 1e-5 in LLMs, 1e-12 in BERT-style norms;
+ *   factor        >= 1 as transformers requires (it stretches positions), 8 / 32 in Llama 3.x;
+ *   low/high freq wavelength divisors of the original context (Llama 3: 1 and 4).
+ */
+export const REAL_RANGES = {
+  ropeTheta: { min: 10, max: 1e12 },
+  rmsNormEps: { min: 1e-12, max: 0.1 },
+  ropeScalingFactor: { min: 1, max: 1024 },
+  ropeFreqFactor: { min: 1e-3, max: 1e3 },
+} as const;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_ALLOWED = '1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit';
 
@@ -75,9 +94,9 @@ export function checkModelSpec(raw: unknown, options: CheckOptions): ModelSpec {
   const headDim = oneOfAt(obj, 'headDim', SUPPORTED_HEAD_DIMS, w);
   const intermediateSize = integerAt(obj, 'intermediateSize', 1, LIMITS.intermediateSize, w);
   const vocabSize = integerAt(obj, 'vocabSize', 1, LIMITS.vocabSize, w);
-  const ropeTheta = numberAt(obj, 'ropeTheta', (v) => v > 0, 'a number greater than 0', w);
+  const ropeTheta = rangeAt(obj, 'ropeTheta', REAL_RANGES.ropeTheta, w);
   const ropeScaling = ropeScalingAt(obj, w);
-  const rmsNormEps = numberAt(obj, 'rmsNormEps', (v) => v > 0 && v < 1, 'a number greater than 0 and less than 1', w);
+  const rmsNormEps = rangeAt(obj, 'rmsNormEps', REAL_RANGES.rmsNormEps, w);
   const qkNorm = booleanAt(obj, 'qkNorm', w);
   const tieEmbeddings = booleanAt(obj, 'tieEmbeddings', w);
   const dtype = oneOfAt(obj, 'dtype', DTYPES, w);
@@ -92,6 +111,21 @@ export function checkModelSpec(raw: unknown, options: CheckOptions): ModelSpec {
     rmsNormEps, qkNorm, tieEmbeddings, dtype, maskTokenId, draftLengths,
     ...(maxPositionEmbeddings !== undefined ? { maxPositionEmbeddings } : {}),
   };
+}
+
+/**
+ * The one rule for the mask token against the ids a tokenizer or config already gives a
+ * meaning (eos, bos, the byte ids of a byte-level tokenizer): the mask must be an id of its
+ * own. A mask equal to eos makes every mask slot read as end-of-text and a drafted eos
+ * indistinguishable from a mask; one equal to a byte is a character of ordinary prompts.
+ * `meaningOf` says what an id already is ("the config's eos_token_id"), undefined if nothing.
+ */
+export function checkMaskTokenId(maskTokenId: number, meaningOf: (id: number) => string | undefined, field: string, source?: string): void {
+  const what = meaningOf(maskTokenId);
+  if (what === undefined) return;
+  throw new TidarcError('invalid-spec', `the mask token id is already ${what}`, {
+    field, value: maskTokenId, allowed: 'an id of its own: a reserved or unused special token (e.g. 151662 <|fim_pad|> in Qwen vocabularies)', source,
+  });
 }
 
 /** The spec as a model.json file: canonical key order, 2-space indent, trailing newline. */
@@ -138,10 +172,11 @@ function ropeScalingAt(obj: Fields, w: Where): RopeScaling | undefined {
   refuseUnknownKeys(rs, ROPE_SCALING_KEYS.llama3, rw);
   const type = oneOfAt(rs, 'type', ROPE_SCALING_TYPES, rw);
   refuseUnknownKeys(rs, ROPE_SCALING_KEYS[type], rw);
-  const factor = numberAt(rs, 'factor', (v) => v > 0, 'a number greater than 0', rw);
+  const factor = rangeAt(rs, 'factor', REAL_RANGES.ropeScalingFactor, rw);
   if (type === 'linear') return { type, factor };
-  const lowFreqFactor = numberAt(rs, 'lowFreqFactor', (v) => v > 0, 'a number greater than 0', rw);
-  const highFreqFactor = numberAt(rs, 'highFreqFactor', (v) => v > lowFreqFactor, `a number greater than the low frequency factor (${lowFreqFactor})`, rw);
+  const lowFreqFactor = rangeAt(rs, 'lowFreqFactor', REAL_RANGES.ropeFreqFactor, rw);
+  const { max } = REAL_RANGES.ropeFreqFactor;
+  const highFreqFactor = numberAt(rs, 'highFreqFactor', (v) => v > lowFreqFactor && v <= max, `a number greater than the low frequency factor (${lowFreqFactor}), at most ${max}`, rw);
   const originalMaxPositionEmbeddings = integerAt(rs, 'originalMaxPositionEmbeddings', 1, LIMITS.positions, rw);
   return { type, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings };
 }
@@ -174,6 +209,15 @@ function integerAt(obj: Fields, key: string, min: number, max: number, w: Where)
   const value = presentAt(obj, key, allowed, w);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) fail(w, key, value, allowed);
   return value;
+}
+
+function rangeAt(obj: Fields, key: string, range: { readonly min: number; readonly max: number }, w: Where): number {
+  return numberAt(obj, key, (v) => v >= range.min && v <= range.max, `a number from ${shownBound(range.min)} to ${shownBound(range.max)}`, w);
+}
+
+/** 1e12 rather than 1000000000000 in an error sentence. */
+function shownBound(n: number): string {
+  return n >= 1e5 || n < 1e-4 ? n.toExponential().replace('e+', 'e') : String(n);
 }
 
 function numberAt(obj: Fields, key: string, ok: (v: number) => boolean, allowed: string, w: Where): number {

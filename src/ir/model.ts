@@ -41,3 +41,20 @@ export interface ModelSpec {
 /** Head dims our attention kernels are generated for. */
 export const SUPPORTED_HEAD_DIMS: readonly number[] = [64, 128];
 export const MAX_DRAFT_COMPILE = 32;
+/**
+ * Query (and KV) heads the attention kernels are generated for: validateModelSpec and the
+ * code generator's shape check both read this one limit, so a spec that validates compiles.
+ */
+export const MAX_HEADS = 256;
+
+/**
+ * Positions a model without maxPositionEmbeddings may run, per family: the default
+ * max_position_embeddings of transformers' config class (what transformers itself would
+ * assume), so that a run is bounded even when the config is silent.
+ */
+export const DEFAULT_MAX_POSITIONS: Readonly<Record<ModelFamily, number>> = { llama: 2048, qwen2: 32768, qwen3: 32768 };
+
+/** The context a spec runs in: its maxPositionEmbeddings, else its family's default. */
+export function contextLength(spec: Pick<ModelSpec, 'family' | 'maxPositionEmbeddings'>): number {
+  return spec.maxPositionEmbeddings ?? DEFAULT_MAX_POSITIONS[spec.family];
+}

@@ -132,8 +132,18 @@ describe('importHfConfig on the bundled HF configs', async () => {
       ['yarn RoPE scaling', { ...base, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }, 'unsupported', 'rope_scaling.rope_type', '"linear" or "llama3"'],
       ['dynamic RoPE scaling (old `type` key)', { ...base, rope_scaling: { type: 'dynamic', factor: 2 } }, 'unsupported', 'rope_scaling.type', '"linear" or "llama3"'],
       ['longrope in rope_parameters', { ...base, rope_scaling: null, rope_parameters: { rope_type: 'longrope', rope_theta: 1e6 } }, 'unsupported', 'rope_parameters.rope_type', 'llama3'],
-      ['linear without factor', { ...base, rope_scaling: { type: 'linear' } }, 'invalid-spec', 'rope_scaling.factor', 'greater than 0'],
-      ['llama3 missing low_freq_factor', { ...base, rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, 'invalid-spec', 'rope_scaling.low_freq_factor', 'greater than 0'],
+      ['linear without factor', { ...base, rope_scaling: { type: 'linear' } }, 'invalid-spec', 'rope_scaling.factor', 'a number from 1 to 1024'],
+      ['linear factor 1e-300', { ...base, rope_scaling: { type: 'linear', factor: 1e-300 } }, 'invalid-spec', 'rope_scaling.factor', 'a number from 1 to 1024'],
+      ['llama3 missing low_freq_factor', { ...base, rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4, original_max_position_embeddings: 8192 } }, 'invalid-spec', 'rope_scaling.low_freq_factor', 'a number from 0.001 to 1000'],
+      ['rope_theta 1e-300', { ...base, rope_theta: 1e-300 }, 'invalid-spec', 'rope_theta', 'a number from 10 to 1e12'],
+      ['rope_parameters.rope_theta 1e-300', { ...base, rope_theta: undefined, rope_parameters: { rope_type: 'default', rope_theta: 1e-300 } }, 'invalid-spec', 'rope_theta', 'a number from 10 to 1e12'],
+      ['rms_norm_eps 1e-300', { ...base, rms_norm_eps: 1e-300 }, 'invalid-spec', 'rms_norm_eps', 'a number from 1e-12 to 0.1'],
+      ['num_attention_heads 1024', { ...base, num_attention_heads: 1024, num_key_value_heads: 8 }, 'invalid-spec', 'num_attention_heads', 'an integer from 1 to 256'],
+      ['mask token = eos_token_id', { ...base, eos_token_id: 151662 }, 'invalid-spec', 'maskTokenId', 'an id of its own'],
+      ['mask token in an eos_token_id list', { ...base, eos_token_id: [151645, 151662] }, 'invalid-spec', 'maskTokenId', 'an id of its own'],
+      ['mask token = bos_token_id', { ...base, bos_token_id: 151662 }, 'invalid-spec', 'maskTokenId', 'an id of its own'],
+      ['torch_dtype "__proto__"', { ...base, torch_dtype: '__proto__' }, 'unsupported', 'torch_dtype', 'bfloat16, float16 or float32'],
+      ['torch_dtype "toString"', { ...base, torch_dtype: 'toString' }, 'unsupported', 'torch_dtype', 'bfloat16, float16 or float32'],
       ['mistral', { ...base, model_type: 'mistral' }, 'unsupported', 'model_type', 'qwen2, qwen3, llama'],
       ['no model_type', Object.fromEntries(Object.entries(base).filter(([k]) => k !== 'model_type')), 'invalid-spec', 'model_type', 'qwen2, qwen3, llama'],
       ['head_dim 96', { ...base, head_dim: 96 }, 'invalid-spec', 'head_dim', 'one of 64, 128'],
@@ -142,7 +152,7 @@ describe('importHfConfig on the bundled HF configs', async () => {
       ['kv heads not dividing', { ...base, num_key_value_heads: 5 }, 'invalid-spec', 'num_key_value_heads', 'a divisor of the query head count (32)'],
       ['layers missing', { ...base, num_hidden_layers: undefined }, 'invalid-spec', 'num_hidden_layers', 'an integer from 1'],
       ['vocab as string', { ...base, vocab_size: '151936' }, 'invalid-spec', 'vocab_size', 'an integer from 1'],
-      ['eps missing', { ...base, rms_norm_eps: undefined }, 'invalid-spec', 'rms_norm_eps', 'greater than 0'],
+      ['eps missing', { ...base, rms_norm_eps: undefined }, 'invalid-spec', 'rms_norm_eps', 'a number from 1e-12 to 0.1'],
       ['float8 checkpoint', { ...base, torch_dtype: 'float8_e4m3fn' }, 'unsupported', 'torch_dtype', 'bfloat16, float16 or float32'],
       ['gelu activation', { ...base, hidden_act: 'gelu' }, 'unsupported', 'hidden_act', 'silu'],
       ['sliding window', { ...base, use_sliding_window: true }, 'unsupported', 'use_sliding_window', 'false'],
@@ -156,6 +166,12 @@ describe('importHfConfig on the bundled HF configs', async () => {
       expect(err.message).toContain(allowed);
       expect(err.message.startsWith('cfg/config.json: ')).toBe(true);
       expect(err.message).not.toContain('\n');
+    });
+
+    it('a mask token equal to eos names what it collides with, under the caller\'s name for the field', () => {
+      const err = errorOf(() => importHfConfig({ ...base, eos_token_id: 7 }, { maskTokenId: 7, optionNames: { maskTokenId: '--mask-token' } }));
+      expect(err.message).toContain("the mask token id is already the config's eos_token_id (7) (--mask-token = 7)");
+      expect(importHfConfig({ ...base, eos_token_id: 7 }, { maskTokenId: 8 }).maskTokenId).toBe(8);
     });
 
     it('option-sourced fields are named as the caller asks', () => {

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
-import type { ModelSpec } from '../../src/ir/model.js';
+import { MAX_HEADS, type ModelSpec } from '../../src/ir/model.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { formatModelSpecJson, parseModelJson, validateModelSpec } from '../../src/ir/model-validate.js';
+import { validateShape } from '../../src/codegen/variant.js';
 
 const EXAMPLES = new URL('../../examples/', import.meta.url);
 
@@ -68,8 +69,15 @@ describe('validateModelSpec', async () => {
     ['unsupported head dim', withField('headDim', 96), 'headDim', 'one of 64, 128'],
     ['zero intermediateSize', withField('intermediateSize', 0), 'intermediateSize', 'an integer from 1'],
     ['vocabSize missing', without('vocabSize'), 'vocabSize', 'an integer from 1'],
-    ['ropeTheta zero', withField('ropeTheta', 0), 'ropeTheta', 'greater than 0'],
-    ['rmsNormEps negative', withField('rmsNormEps', -1e-6), 'rmsNormEps', 'greater than 0'],
+    ['ropeTheta zero', withField('ropeTheta', 0), 'ropeTheta', 'a number from 10 to 1e12'],
+    // Values that ran to exit 0 and garbage (issue 12): no physical model has them.
+    ['ropeTheta 1e-300', withField('ropeTheta', 1e-300), 'ropeTheta', 'a number from 10 to 1e12'],
+    ['ropeTheta 1 (frequencies do not fall)', withField('ropeTheta', 1), 'ropeTheta', 'a number from 10 to 1e12'],
+    ['ropeTheta 1e300', withField('ropeTheta', 1e300), 'ropeTheta', 'a number from 10 to 1e12'],
+    ['rmsNormEps negative', withField('rmsNormEps', -1e-6), 'rmsNormEps', 'a number from 1e-12 to 0.1'],
+    ['rmsNormEps 1e-300 (0 in float32)', withField('rmsNormEps', 1e-300), 'rmsNormEps', 'a number from 1e-12 to 0.1'],
+    ['rmsNormEps 0.5', withField('rmsNormEps', 0.5), 'rmsNormEps', 'a number from 1e-12 to 0.1'],
+    ['queryHeads above the kernels\' limit', { ...tiny, queryHeads: 1024, kvHeads: 2 }, 'queryHeads', `an integer from 1 to ${MAX_HEADS}`],
     ['qkNorm as a string', withField('qkNorm', 'yes'), 'qkNorm', 'true or false'],
     ['tieEmbeddings missing', without('tieEmbeddings'), 'tieEmbeddings', 'true or false'],
     ['dtype fp32', withField('dtype', 'fp32'), 'dtype', 'one of bf16, fp16'],
@@ -83,7 +91,27 @@ describe('validateModelSpec', async () => {
     ['maxPositionEmbeddings zero', withField('maxPositionEmbeddings', 0), 'maxPositionEmbeddings', 'an integer from 1'],
     ['ropeScaling not an object', withField('ropeScaling', 'linear'), 'ropeScaling', 'a JSON object'],
     ['ropeScaling yarn', withField('ropeScaling', { type: 'yarn', factor: 4 }), 'ropeScaling.type', 'one of linear, llama3'],
-    ['linear without factor', withField('ropeScaling', { type: 'linear' }), 'ropeScaling.factor', 'greater than 0'],
+    ['linear without factor', withField('ropeScaling', { type: 'linear' }), 'ropeScaling.factor', 'a number from 1 to 1024'],
+    ['linear factor 1e-300', withField('ropeScaling', { type: 'linear', factor: 1e-300 }), 'ropeScaling.factor', 'a number from 1 to 1024'],
+    ['linear factor 0.5 (transformers requires >= 1)', withField('ropeScaling', { type: 'linear', factor: 0.5 }), 'ropeScaling.factor', 'a number from 1 to 1024'],
+    [
+      'llama3 factor 1e-300',
+      withField('ropeScaling', { type: 'llama3', factor: 1e-300, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }),
+      'ropeScaling.factor',
+      'a number from 1 to 1024',
+    ],
+    [
+      'llama3 low frequency factor 1e-300',
+      withField('ropeScaling', { type: 'llama3', factor: 8, lowFreqFactor: 1e-300, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }),
+      'ropeScaling.lowFreqFactor',
+      'a number from 0.001 to 1000',
+    ],
+    [
+      'llama3 high frequency factor 1e300',
+      withField('ropeScaling', { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 1e300, originalMaxPositionEmbeddings: 8192 }),
+      'ropeScaling.highFreqFactor',
+      'at most 1000',
+    ],
     ['linear with llama3 fields', withField('ropeScaling', { type: 'linear', factor: 2, lowFreqFactor: 1 }), 'ropeScaling.lowFreqFactor', 'one of type, factor'],
     [
       'llama3 high <= low',
@@ -129,6 +157,17 @@ describe('validateModelSpec', async () => {
     const llama3 = { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } as const;
     expect(validateModelSpec(withField('ropeScaling', llama3)).ropeScaling).toEqual(llama3);
     expect(validateModelSpec(withField('ropeScaling', { factor: 2, type: 'linear' })).ropeScaling).toEqual({ type: 'linear', factor: 2 });
+  });
+
+  it('accepts the physical ranges\' edges and the head count the kernels are generated for', () => {
+    for (const ropeTheta of [10, 1e4, 5e5, 1e6, 3.6e9, 1e12]) expect(validateModelSpec(withField('ropeTheta', ropeTheta)).ropeTheta).toBe(ropeTheta);
+    for (const rmsNormEps of [1e-12, 1e-6, 1e-5, 0.1]) expect(validateModelSpec(withField('rmsNormEps', rmsNormEps)).rmsNormEps).toBe(rmsNormEps);
+    expect(validateModelSpec(withField('ropeScaling', { type: 'linear', factor: 1 })).ropeScaling).toEqual({ type: 'linear', factor: 1 });
+    // One limit: what validates is what the code generator's shape check accepts, and one more is refused by both.
+    const widest = validateModelSpec({ ...tiny, queryHeads: MAX_HEADS, kvHeads: 2 });
+    expect(() => validateShape({ dtype: widest.dtype, headDim: widest.headDim, qHeads: widest.queryHeads, kvHeads: widest.kvHeads })).not.toThrow();
+    expect(() => validateShape({ dtype: 'bf16', headDim: 64, qHeads: MAX_HEADS + 2, kvHeads: 2 })).toThrow(`1..${MAX_HEADS}`);
+    expect(() => validateModelSpec({ ...tiny, queryHeads: MAX_HEADS + 2, kvHeads: 2 })).toThrow(`an integer from 1 to ${MAX_HEADS}`);
   });
 
   it('accepts a ModelSpec it produced (idempotent)', () => {
