@@ -8,7 +8,17 @@
  * directory's name).
  *
  * Loading checks every tensor the spec needs (present, shaped as the spec says, stored in the
- * model's dtype or F32); tensors the spec does not use are kept out and listed.
+ * model's dtype or F32, every value finite) and that every tensor of the files is used: a
+ * checkpoint with tensors the config does not use (3 layers under num_hidden_layers = 2, a
+ * qwen2 checkpoint's biases under model_type llama) is refused, naming a few of them, because
+ * running it computes another model. Two kinds are known to be safe to leave unused and are
+ * listed in unusedTensors instead:
+ *   - `*.rotary_emb.inv_freq`: RoPE buffers transformers saved before 4.31; they are derived
+ *     from rope_theta, which tidarc recomputes;
+ *   - `lm_head.weight` under tie_word_embeddings = true when it equals the embedding bit for
+ *     bit (exporters that write the tied matrix twice); a different one is refused, because
+ *     the config would silently drop a trained head.
+ * The mask token is checked against the ids the tokenizer gives a meaning (eos, bytes).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -16,7 +26,8 @@ import { TidarcError } from '../errors.js';
 import { importHfConfig, modelNameFromPath } from '../ir/hf-config.js';
 import type { ModelSpec } from '../ir/model.js';
 import { readJsonFile } from '../ir/model-file.js';
-import { shownValue } from '../ir/model-validate.js';
+import { checkMaskTokenId, shownValue } from '../ir/model-validate.js';
+import { findNonFinite } from './finite.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
 import {
   type SafetensorsDType, type Tensor, type TensorStore,
@@ -43,7 +54,7 @@ export interface Checkpoint {
   /** Every expected tensor, in expectedTensors order; views into the file's buffer. */
   readonly tensors: ReadonlyMap<string, Tensor>;
   readonly tokenizer: Tokenizer;
-  /** Tensors in the files that the spec does not use (sorted). */
+  /** Tensors in the files that the spec does not use and that are safe to leave so (see the file comment; sorted). */
   readonly unusedTensors: readonly string[];
 }
 
@@ -175,6 +186,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
       field: tensorField(first.name), source,
     });
   }
+  const unusedTensors = checkUnused(spec, store, expected, source);
   const allowedDtypes: readonly SafetensorsDType[] = [WEIGHT_DTYPE[spec.dtype], 'F32'];
   const tensors = new Map<string, Tensor>();
   for (const t of expected) {
@@ -189,17 +201,81 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
         field: tensorField(t.name, 'dtype'), value: info.dtype, allowed: allowedDtypes.join(' or '), source,
       });
     }
-    tensors.set(t.name, store.tensor(t.name));
+    const tensor = store.tensor(t.name);
+    checkFinite(t, tensor, source);
+    tensors.set(t.name, tensor);
   }
-  const used = new Set(expected.map((t) => t.name));
-  const unusedTensors = store.names().filter((n) => !used.has(n));
   const tokenizer = await loadTokenizer(dir, { maxVocabSize: spec.vocabSize });
   if (tokenizer.vocabSize > spec.vocabSize) {
     throw new TidarcError('invalid-spec', 'the tokenizer has more ids than the model has embeddings', {
       field: 'tokenizer vocabulary size', value: tokenizer.vocabSize, allowed: `at most vocab_size = ${spec.vocabSize}`, source: join(dir, 'tokenizer.json'),
     });
   }
+  const meaningOf = (id: number): string | undefined => tokenizer.meaningOf?.(id) ?? (id === tokenizer.eos ? "the tokenizer's eos token" : undefined);
+  checkMaskTokenId(spec.maskTokenId, meaningOf, 'tidar.mask_token_id', configPath);
   return { dir, spec, tensors, tokenizer, unusedTensors };
+}
+
+/** RoPE buffers older transformers saved; derived from rope_theta, so safe to leave unused. */
+const DERIVED_BUFFER = /(^|\.)rotary_emb\.inv_freq$/;
+const NAMED_UNUSED = 3;
+
+/**
+ * Every tensor of the files is used, or is one of the kinds the file comment lists as safe to
+ * leave unused (returned); anything else is one error naming a few and counting them.
+ */
+function checkUnused(spec: ModelSpec, store: TensorStore, expected: readonly ExpectedTensor[], source: string): string[] {
+  const used = new Set(expected.map((t) => t.name));
+  const unused = store.names().filter((n) => !used.has(n));
+  const tolerated: string[] = [];
+  const refused: string[] = [];
+  for (const name of unused) {
+    if (DERIVED_BUFFER.test(name)) tolerated.push(name);
+    else if (name === 'lm_head.weight' && spec.tieEmbeddings) {
+      checkTiedHead(store, source);
+      tolerated.push(name);
+    } else refused.push(name);
+  }
+  if (refused.length === 0) return tolerated;
+  const shown = refused.slice(0, NAMED_UNUSED).join(', ');
+  const more = refused.length > NAMED_UNUSED ? ` and ${refused.length - NAMED_UNUSED} more` : '';
+  throw new TidarcError('invalid-spec', `the checkpoint holds ${refused.length} tensor${refused.length > 1 ? 's' : ''} this config does not use (${shown}${more})${layersHint(spec, store)}`, {
+    field: 'tensors',
+    allowed: `only the tensors a ${spec.family} model with this config needs (check num_hidden_layers, model_type and tie_word_embeddings)`,
+    source,
+  });
+}
+
+/** ': the checkpoint has 3 layers, num_hidden_layers is 2' when the layer counts differ. */
+function layersHint(spec: ModelSpec, store: TensorStore): string {
+  let layers = 0;
+  for (const name of store.names()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+  }
+  return layers > spec.layers ? `: the checkpoint has ${layers} layers, num_hidden_layers is ${spec.layers}` : '';
+}
+
+/** A tied config with lm_head.weight present: accepted only when it duplicates the embedding exactly. */
+function checkTiedHead(store: TensorStore, source: string): void {
+  const head = store.tensor('lm_head.weight');
+  const embedding = store.tensor('model.embed_tokens.weight');
+  const bytes = (t: Tensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const same = head.dtype === embedding.dtype && head.shape.join() === embedding.shape.join() && Buffer.compare(bytes(head), bytes(embedding)) === 0;
+  if (same) return;
+  throw new TidarcError('invalid-spec', 'the checkpoint has an lm_head.weight that differs from the embedding, but the config ties them and would ignore it', {
+    field: 'tie_word_embeddings', value: true, allowed: 'false, to use the checkpoint\'s lm_head (or a checkpoint without lm_head.weight)', source,
+  });
+}
+
+/** A NaN or infinite weight is refused by name: it would turn every logit into NaN. */
+function checkFinite(t: ExpectedTensor, tensor: Tensor, source: string): void {
+  const bad = findNonFinite(tensor.dtype, tensor.data);
+  if (!bad) return;
+  const at = t.shape.length === 2 ? `[${Math.floor(bad.index / t.shape[1]!)}, ${bad.index % t.shape[1]!}]` : `[${bad.index}]`;
+  throw new TidarcError('invalid-spec', `tensor holds non-finite values: ${bad.count} of ${tensor.data.length}, the first at ${at} is ${String(bad.value)}`, {
+    field: tensorField(t.name), allowed: 'finite weights (a NaN or infinity makes every output NaN)', source,
+  });
 }
 
 async function openWeights(dir: string): Promise<{ store: TensorStore; source: string }> {

@@ -25,6 +25,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** End-of-sequence id, when the tokenizer names one. */
   readonly eos?: number;
+  /**
+   * What an id already means, when it is text or a control token (a byte, eos, pad), for the
+   * check that a model's mask token is an id of its own; undefined for reserved or unused ids.
+   */
+  meaningOf?(id: number): string | undefined;
   /** An exact streaming decoder; createStreamDecoder falls back to a generic one without it. */
   streamDecoder?(): StreamDecoder;
 }
@@ -86,7 +91,12 @@ export function createByteTokenizer(raw: unknown, source?: string): Tokenizer {
   const vocabSize = config.vocab_size;
   const nameOf = new Map<number, string>(Object.entries(config.specials).map(([name, id]) => [id, name]));
   const tokenText = (id: number): string => nameOf.get(id) ?? `<|reserved_${id}|>`;
-  const eos = config.eos_token !== undefined ? config.specials[config.eos_token] : undefined;
+  const eos = config.eos_token !== undefined && Object.hasOwn(config.specials, config.eos_token) ? config.specials[config.eos_token] : undefined;
+  const meaningOf = (id: number): string | undefined => {
+    if (id >= 0 && id < 256) return `the byte 0x${id.toString(16).padStart(2, '0')} of the byte-level tokenizer`;
+    const name = nameOf.get(id);
+    return name === undefined || name === BYTE_MASK ? undefined : `the special ${name} of the byte-level tokenizer`;
+  };
   const encoder = new TextEncoder();
   const decodeIds = (ids: readonly number[], decoder: TextDecoder, stream: boolean): string => {
     let text = '';
@@ -106,6 +116,7 @@ export function createByteTokenizer(raw: unknown, source?: string): Tokenizer {
   return {
     vocabSize,
     ...(eos !== undefined ? { eos } : {}),
+    meaningOf,
     encode: (text) => Array.from(encoder.encode(text)),
     decode: (ids) => decodeIds(ids, new TextDecoder('utf-8'), false),
     streamDecoder: () => {
@@ -203,6 +214,7 @@ async function loadHfTokenizer(dir: string, json: Record<string, unknown>, path:
   return {
     vocabSize,
     ...(eos !== undefined ? { eos } : {}),
+    meaningOf: (id) => (id === eos ? `the tokenizer's eos token (${eosText})` : undefined),
     encode: (text) => hf.encode(text).ids,
     decode: (ids) => {
       for (const id of ids) checkId(id, vocabSize, path);
@@ -262,7 +274,8 @@ function checkByteConfig(raw: unknown, source: string | undefined): ByteTokenize
     ids.add(id as number);
   }
   const eos = raw['eos_token'];
-  if (eos !== undefined && (typeof eos !== 'string' || !(eos in specials))) bad('eos_token', eos, 'the text of one of the specials');
+  // hasOwn, not `in`: "__proto__" or "toString" must not name Object.prototype's members.
+  if (eos !== undefined && (typeof eos !== 'string' || !Object.hasOwn(specials, eos))) bad('eos_token', eos, 'the text of one of the specials');
   return { type: BYTE_TOKENIZER_TYPE, vocab_size: vocabSize as number, specials: specials as Record<string, number>, ...(eos !== undefined ? { eos_token: eos as string } : {}) };
 }
 

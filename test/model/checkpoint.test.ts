@@ -159,20 +159,73 @@ describe('loadCheckpoint', () => {
     );
   });
 
-  it('accepts F32 tensors, refuses the other half-precision dtype, lists unused tensors', async () => {
+  it('accepts F32 tensors, refuses the other half-precision dtype, lists the unused tensors known to be safe', async () => {
     const dir = await written(TINY);
     await editWeights(dir, (t) => {
       t['model.norm.weight'] = { dtype: 'F32', shape: [256], data: new Float32Array(256).fill(1) };
       t['model.rotary_emb.inv_freq'] = { dtype: 'F32', shape: [32], data: new Float32Array(32) };
-      t['lm_head.weight'] = { dtype: 'BF16', shape: [260, 256], data: new Uint16Array(260 * 256) }; // tied: unused
+      t['model.layers.0.self_attn.rotary_emb.inv_freq'] = { dtype: 'F32', shape: [32], data: new Float32Array(32) };
+      t['lm_head.weight'] = { ...t['model.embed_tokens.weight']!, data: t['model.embed_tokens.weight']!.data.slice() }; // tied, and the same matrix
     });
     const ckpt = await loadCheckpoint(dir);
     expect(ckpt.tensors.get('model.norm.weight')?.dtype).toBe('F32');
-    expect(ckpt.unusedTensors).toEqual(['lm_head.weight', 'model.rotary_emb.inv_freq']);
+    expect(ckpt.unusedTensors).toEqual(['lm_head.weight', 'model.layers.0.self_attn.rotary_emb.inv_freq', 'model.rotary_emb.inv_freq']);
     await editWeights(dir, (t) => {
       t['model.norm.weight'] = { dtype: 'F16', shape: [256], data: new Uint16Array(256) };
     });
     await expect(loadCheckpoint(dir)).rejects.toThrow(/tensor dtype does not match the model's bf16 \(tensor "model\.norm\.weight"\.dtype = F16\); allowed: BF16 or F32/);
+  });
+
+  it('refuses tensors the config does not use, naming three and counting them (config with fewer layers than the checkpoint)', async () => {
+    const dir = await written(small('qwen3', { layers: 3 }));
+    const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, num_hidden_layers: 2 }));
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      `${join(dir, 'model.safetensors')}: the checkpoint holds 11 tensors this config does not use (model.layers.2.input_layernorm.weight, model.layers.2.mlp.down_proj.weight, model.layers.2.mlp.gate_proj.weight and 8 more): the checkpoint has 3 layers, num_hidden_layers is 2 (tensors); allowed: only the tensors a qwen3 model with this config needs`,
+    );
+  });
+
+  it('refuses a stray tensor, and a tied config over an lm_head that is not the embedding', async () => {
+    const stray = await written(TINY);
+    await editWeights(stray, (t) => {
+      t['model.layers.0.self_attn.q_proj.bias'] = { dtype: 'BF16', shape: [256], data: new Uint16Array(256) };
+    });
+    await expect(loadCheckpoint(stray)).rejects.toThrow(/holds 1 tensor this config does not use \(model\.layers\.0\.self_attn\.q_proj\.bias\) \(tensors\)/);
+    const head = await written(TINY);
+    await editWeights(head, (t) => {
+      t['lm_head.weight'] = { dtype: 'BF16', shape: [260, 256], data: new Uint16Array(260 * 256) }; // a trained head the tie would drop
+    });
+    await expect(loadCheckpoint(head)).rejects.toThrow(/lm_head\.weight that differs from the embedding.*\(tie_word_embeddings = true\); allowed: false/);
+  });
+
+  it('refuses NaN and infinite weights, naming the tensor and the first bad element', async () => {
+    const dir = await written(TINY);
+    await editWeights(dir, (t) => {
+      const w = t['model.layers.1.mlp.up_proj.weight']!.data.slice() as Uint16Array;
+      w[3 * 256 + 5] = 0x7fc0;  // bf16 NaN
+      w[7 * 256] = 0xff80;      // bf16 -inf
+      t['model.layers.1.mlp.up_proj.weight'] = { dtype: 'BF16', shape: [512, 256], data: w };
+    });
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      `${join(dir, 'model.safetensors')}: tensor holds non-finite values: 2 of 131072, the first at [3, 5] is NaN (tensor "model.layers.1.mlp.up_proj.weight"); allowed: finite weights`,
+    );
+    await editWeights(dir, (t) => {
+      t['model.layers.1.mlp.up_proj.weight'] = { dtype: 'BF16', shape: [512, 256], data: new Uint16Array(512 * 256) };
+      t['model.norm.weight'] = { dtype: 'F32', shape: [256], data: new Float32Array(256).fill(1).fill(Infinity, 255) };
+    });
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/non-finite values: 1 of 256, the first at \[255\] is Infinity \(tensor "model\.norm\.weight"\)/);
+  });
+
+  it('refuses a mask token that is a byte or the eos id of the tokenizer', async () => {
+    const dir = await written(TINY);
+    const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { tidar: Record<string, unknown> };
+    const withMask = (id: number) => writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, eos_token_id: undefined, tidar: { ...config.tidar, mask_token_id: id } }));
+    await withMask(65);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/config\.json: the mask token id is already the byte 0x41 of the byte-level tokenizer \(tidar\.mask_token_id = 65\); allowed: an id of its own/);
+    await withMask(256);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/the mask token id is already the special <\|endoftext\|> of the byte-level tokenizer \(tidar\.mask_token_id = 256\)/);
+    await withMask(258);  // reserved: an id of its own
+    expect((await loadCheckpoint(dir)).spec.maskTokenId).toBe(258);
   });
 
   it('reads a sharded checkpoint through model.safetensors.index.json', async () => {

@@ -99,6 +99,9 @@ describe('byte-level tokenizer', () => {
     [{ type: 'tidarc-byte', vocab_size: 260, specials: { '<|x|>': 12 } }, /specials\.<\|x\|> = 12\); allowed: a distinct integer from 256 to 259/],
     [{ type: 'tidarc-byte', vocab_size: 260, specials: { a: 256, b: 256 } }, /specials\.b = 256/],
     [{ type: 'tidarc-byte', vocab_size: 260, eos_token: '<|eos|>' }, /eos_token = "<\|eos\|>"\); allowed: the text of one of the specials/],
+    // Prototype keys are not specials: `in` found Object.prototype's members (issue 12).
+    [{ type: 'tidarc-byte', vocab_size: 260, specials: { '<|endoftext|>': 256 }, eos_token: '__proto__' }, /eos_token = "__proto__"\); allowed: the text of one of the specials/],
+    [{ type: 'tidarc-byte', vocab_size: 260, eos_token: 'toString' }, /eos_token = "toString"\); allowed: the text of one of the specials/],
     [{ type: 'sentencepiece' }, /unknown tokenizer format \(type = "sentencepiece"\)/],
   ])('refuses tokenizer.json %j naming the field', async (json, pattern) => {
     const dir = await tempDir('tidarc-tok-');
