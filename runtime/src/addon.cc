@@ -5,6 +5,7 @@
 // addon loads on machines without a GPU and can say why CUDA is unavailable.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -18,6 +19,7 @@
 
 #include "cuda/cuda_napi.h"
 #include "ops_cpu.h"
+#include "staged_array.h"
 #include "tidarc_abi.h"
 
 namespace {
@@ -159,14 +161,22 @@ void RequireSameLength(Napi::Env env, const char* a, size_t na, const char* b, s
   }
 }
 
-// The converted call: the ABI struct plus references that keep every typed array (and thus
-// its memory) alive until an asynchronous call has finished.
+// The converted call: the ABI struct plus what its pointers point at. A synchronous call
+// passes the arrays' own memory (no JavaScript runs until it returns); an asynchronous one
+// passes staged copies (staged_array.h), since JavaScript may free a buffer while it runs.
 struct AttentionCall {
   TidarcAttentionArgs abi{};
-  std::vector<Napi::Reference<Napi::Value>> keep_alive;
+  // Always a copy: the kernel checks every prefix_len[b] and then reads it again, and a
+  // SharedArrayBuffer could change in between (another thread), turning a checked length
+  // into a read past the cache.
+  std::vector<int32_t> prefix;
+  std::vector<tidarc::StagedArray> staged;  // asynchronous calls only
+  size_t outputs_begin = 0;                 // staged[outputs_begin..] are written back
 };
 
-AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, bool keep) {
+enum class CallMode { kSync, kAsync };
+
+AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode) {
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray()) {
     ThrowType(env, "args must be an object with q, kCache, vCache, kStep, vStep, prefixLen, o, "
                    "lse, workspace, batch, cacheCapacity, numSplits, numThreads");
@@ -183,23 +193,14 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, bool keep) {
   auto lse = GetTypedArray<float>(env, args, "lse", napi_float32_array, "a Float32Array");
 
   Napi::Value ws_value = args.Get("workspace");
-  float* workspace = nullptr;
+  bool has_workspace = false;
+  Napi::TypedArrayOf<float> ws;
   if (!ws_value.IsNull() && !ws_value.IsUndefined()) {
-    auto ws = AsTypedArray<float>(env, ws_value, "workspace", napi_float32_array,
-                                  "a Float32Array or null");
-    workspace = ws.Data();  // null for a zero-length array: the kernel sees "no workspace"
+    ws = AsTypedArray<float>(env, ws_value, "workspace", napi_float32_array, "a Float32Array or null");
+    has_workspace = ws.ElementLength() > 0;  // a zero-length array: the kernel sees "no workspace"
   }
 
   AttentionCall call;
-  if (keep) {
-    // Reference exactly the arrays whose pointers go into the struct (a second Get could
-    // return another object); Node-API 8 references only objects, a null workspace needs none.
-    for (const Napi::Value& v : {Napi::Value(q), Napi::Value(k_cache), Napi::Value(v_cache),
-                                 Napi::Value(k_step), Napi::Value(v_step), Napi::Value(prefix),
-                                 Napi::Value(o), Napi::Value(lse), ws_value}) {
-      if (v.IsObject()) call.keep_alive.push_back(Napi::Persistent(v));
-    }
-  }
   TidarcAttentionArgs& a = call.abi;
   a.batch = GetInt32(env, args, "batch");
   a.cache_capacity = GetInt32(env, args, "cacheCapacity");
@@ -215,16 +216,72 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, bool keep) {
     ThrowRange(env, "args.prefixLen has " + std::to_string(prefix.ElementLength()) +
                         " elements but batch is " + std::to_string(a.batch));
   }
+  call.prefix.assign(prefix.Data(), prefix.Data() + std::max(a.batch, 0));
+  a.prefix_len = call.prefix.empty() ? static_cast<int32_t*>(tidarc::EmptyArrayData()) : call.prefix.data();
 
-  a.q = q.Data();
-  a.k_cache = k_cache.Data();
-  a.v_cache = v_cache.Data();
-  a.k_step = k_step.Data();
-  a.v_step = v_step.Data();
-  a.prefix_len = prefix.Data();
-  a.o = o.Data();
-  a.lse = lse.Data();
-  a.workspace = workspace;
+  if (mode == CallMode::kSync) {
+    auto data = [](auto& arr) -> void* {
+      return arr.ElementLength() > 0 ? static_cast<void*>(arr.Data()) : tidarc::EmptyArrayData();
+    };
+    a.q = data(q);
+    a.k_cache = data(k_cache);
+    a.v_cache = data(v_cache);
+    a.k_step = data(k_step);
+    a.v_step = data(v_step);
+    a.o = data(o);
+    a.lse = static_cast<float*>(data(lse));
+    a.workspace = has_workspace ? ws.Data() : nullptr;
+    return call;
+  }
+  // Of the caches, only the slots the call reads are copied (slots [0, prefix_len[b]) of each
+  // sequence b and KV head), into caches of capacity max(prefix_len): the capacity is often
+  // many times the prefix, and a large fresh copy costs page faults. Locating the slots needs
+  // their size, args.headDim; without it, or when the lengths are out of range (the kernel
+  // then says so) or the caches are shared (used in place), nothing is compacted.
+  tidarc::Gather cache_gather;
+  const tidarc::Gather* gather = nullptr;
+  if (!args.Get("headDim").IsUndefined()) {
+    const int32_t head_dim = GetInt32(env, args, "headDim");
+    if (head_dim < 1) ThrowRange(env, "args.headDim must be >= 1, got " + std::to_string(head_dim));
+    const size_t sequence_slots = static_cast<size_t>(std::max(a.batch, 0)) * std::max(a.cache_capacity, 0) * head_dim;
+    const bool in_range = std::all_of(call.prefix.begin(), call.prefix.end(),
+                                      [&](int32_t L) { return L >= 0 && L <= a.cache_capacity; });
+    const bool shared = tidarc::InspectTypedArray(env, k_cache).shared || tidarc::InspectTypedArray(env, v_cache).shared;
+    if (sequence_slots > 0 && in_range && !shared) {
+      if (k_cache.ElementLength() % sequence_slots != 0) {
+        ThrowRange(env, "args.kCache has " + std::to_string(k_cache.ElementLength()) +
+                            " elements, not a multiple of batch * cacheCapacity * headDim (" +
+                            std::to_string(sequence_slots) + ")");
+      }
+      const size_t kv_heads = k_cache.ElementLength() / sequence_slots;
+      const size_t slot = sizeof(uint16_t) * head_dim;
+      const int32_t capacity = *std::max_element(call.prefix.begin(), call.prefix.end());
+      for (int32_t b = 0; b < a.batch; ++b) {
+        for (size_t h = 0; h < kv_heads; ++h) {
+          const size_t row = b * kv_heads + h;
+          cache_gather.ranges.push_back({row * a.cache_capacity * slot, row * capacity * slot, call.prefix[b] * slot});
+        }
+      }
+      cache_gather.bytes = a.batch * kv_heads * capacity * slot;
+      a.cache_capacity = capacity;
+      gather = &cache_gather;
+    }
+  }
+
+  // Inputs first, then the arrays the kernel writes (written back in OnOK).
+  call.staged.reserve(9);
+  auto stage = [&](const Napi::TypedArray& arr, const char* field, const tidarc::Gather* g = nullptr) {
+    return call.staged.emplace_back(env, arr, field, g).data();
+  };
+  a.q = stage(q, "q");
+  a.k_cache = stage(k_cache, "kCache", gather);
+  a.v_cache = stage(v_cache, "vCache", gather);
+  a.k_step = stage(k_step, "kStep");
+  a.v_step = stage(v_step, "vStep");
+  call.outputs_begin = call.staged.size();
+  a.o = stage(o, "o");
+  a.lse = static_cast<float*>(stage(lse, "lse"));
+  a.workspace = has_workspace ? static_cast<float*>(stage(ws, "workspace")) : nullptr;
   return call;
 }
 
@@ -296,7 +353,7 @@ Napi::Value RunAttention(const Napi::CallbackInfo& info) {
   Library* lib = OpenLibraryForCall(env, info.Length() > 0 ? info[0] : env.Undefined());
   Napi::Value sym = info.Length() > 1 ? info[1] : env.Undefined();
   KernelFn fn = ResolveKernel(env, lib, sym);
-  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), false);
+  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), CallMode::kSync);
   std::string name = sym.As<Napi::String>().Utf8Value();
   bool threw = false;
   int status = CallKernel(fn, call.abi, &threw);
@@ -332,11 +389,27 @@ class AttentionWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     Finish();
-    if (status_ == TIDARC_OK) {
-      deferred_.Resolve(Env().Undefined());
-    } else {
+    if (status_ != TIDARC_OK) {
       deferred_.Reject(KernelError(Env(), name_, status_).Value());
+      return;
     }
+    // Every output that can take its result gets it; one that cannot fails the call.
+    std::string why, field;
+    for (size_t i = call_.outputs_begin; i < call_.staged.size(); ++i) {
+      std::string w;
+      if (!call_.staged[i].WriteBack(Env(), &w) && why.empty()) {
+        why = w;
+        field = call_.staged[i].field();
+      }
+    }
+    if (why.empty()) {
+      deferred_.Resolve(Env().Undefined());
+      return;
+    }
+    Napi::Error err = Napi::Error::New(Env(), name_ + ": " + why);
+    err.Set("code", Napi::String::New(Env(), "TIDARC_ERR_BUFFER_CHANGED"));
+    err.Set("field", Napi::String::New(Env(), field));
+    deferred_.Reject(err.Value());
   }
 
   void OnError(const Napi::Error& e) override {
@@ -364,7 +437,7 @@ Napi::Value RunAttentionAsync(const Napi::CallbackInfo& info) {
   Library* lib = OpenLibraryForCall(env, handle);
   Napi::Value sym = info.Length() > 1 ? info[1] : env.Undefined();
   KernelFn fn = ResolveKernel(env, lib, sym);
-  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), true);
+  AttentionCall call = ConvertArgs(env, info.Length() > 2 ? info[2] : env.Undefined(), CallMode::kAsync);
   auto* worker = new AttentionWorker(env, handle, lib, fn, sym.As<Napi::String>().Utf8Value(),
                                      std::move(call));
   Napi::Promise promise = worker->Promise();

@@ -34,8 +34,14 @@ export interface NativeAttentionArgs {
   batch: number;
   cacheCapacity: number;
   numSplits: number;
-  /** CPU backend only; 0 = all hardware threads. */
+  /** CPU backend only; 0 = all hardware threads (more are clamped to them). */
   numThreads: number;
+  /**
+   * Elements of one cache slot (the variant's head dim). Optional; lets runAttentionAsync copy
+   * only the cache slots the call reads (slots [0, prefixLen[b]) of each sequence and KV head)
+   * instead of the whole caches.
+   */
+  headDim?: number;
 }
 
 export interface CudaStatus {
@@ -90,6 +96,13 @@ export interface KernelCallError extends Error {
   status: number;
 }
 
+/** An output of an asynchronous call that could not take its result (see runAttentionAsync). */
+export interface BufferChangedError extends Error {
+  code: 'TIDARC_ERR_BUFFER_CHANGED';
+  /** The field of NativeAttentionArgs: 'o', 'lse' or 'workspace'. */
+  field: string;
+}
+
 export interface NativeAddon {
   /** TIDARC_ABI_VERSION the addon was built with. */
   readonly abiVersion: number;
@@ -99,7 +112,12 @@ export interface NativeAddon {
   closeLibrary(handle: LibraryHandle): void;
   /** Calls `symbol` synchronously; a non-zero return code throws a KernelCallError. */
   runAttention(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): void;
-  /** Same on the libuv thread pool; the typed arrays are kept alive until it settles. */
+  /**
+   * Same on the libuv thread pool, on copies of the arrays taken at the call (JavaScript may
+   * detach or shrink a buffer while it runs; arrays on a SharedArrayBuffer are used in place).
+   * o, lse and workspace are written back when it settles; if one was detached or resized
+   * meanwhile, it rejects with a BufferChangedError instead.
+   */
   runAttentionAsync(handle: LibraryHandle, symbol: string, args: NativeAttentionArgs): Promise<void>;
   /** Probes libcuda.so.1 (or $TIDARC_LIBCUDA) and cuInit once per process; never throws. */
   cudaStatus(): CudaStatus;

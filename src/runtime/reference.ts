@@ -10,6 +10,7 @@
  * A row that sees no key has o = 0 and lse = -Infinity.
  */
 import { TidarcError } from '../errors.js';
+import { checkInteger, checkPrefixLen } from './attention-checks.js';
 import { encode, decode, type DType } from './dtype.js';
 
 export type Values = Float64Array | Float32Array;
@@ -53,23 +54,14 @@ function fail(field: string, value: unknown, allowed: string): never {
 }
 
 function checkShape(s: AttentionShape): void {
-  for (const f of ['batch', 'n', 'qHeads', 'kvHeads', 'headDim'] as const) {
-    if (!Number.isInteger(s[f]) || s[f] < 1) fail(f, s[f], 'an integer >= 1');
-  }
-  if (!Number.isInteger(s.cacheCapacity) || s.cacheCapacity < 0) {
-    fail('cacheCapacity', s.cacheCapacity, 'an integer >= 0');
-  }
+  for (const f of ['batch', 'n', 'qHeads', 'kvHeads', 'headDim'] as const) checkInteger(f, s[f], 1);
+  checkInteger('cacheCapacity', s.cacheCapacity, 0);
   if (s.qHeads % s.kvHeads !== 0) fail('qHeads', s.qHeads, `a multiple of kvHeads (${s.kvHeads})`);
 }
 
-function checkPrefix(s: AttentionShape, prefixLen: ArrayLike<number>): void {
-  if (prefixLen.length !== s.batch) fail('prefixLen.length', prefixLen.length, `batch (${s.batch})`);
-  for (let b = 0; b < s.batch; b++) {
-    const L = prefixLen[b]!;
-    if (!Number.isInteger(L) || L < 0 || L > s.cacheCapacity) {
-      fail(`prefixLen[${b}]`, L, `an integer from 0 to cacheCapacity (${s.cacheCapacity})`);
-    }
-  }
+/** The same checks as the kernel library's (attention-checks.ts), so both refuse the same calls. */
+function checkPrefix(s: AttentionShape, prefixLen: unknown): Int32Array {
+  return checkPrefixLen(prefixLen, s.batch, s.cacheCapacity);
 }
 
 /** Element counts of every tensor of the ABI for a shape. */
@@ -89,7 +81,7 @@ export function attentionSizes(s: AttentionShape): {
 
 export function referenceAttention(p: ReferenceProblem): ReferenceResult {
   checkShape(p);
-  checkPrefix(p, p.prefixLen);
+  const prefixLen = checkPrefix(p, p.prefixLen);
   const sizes = attentionSizes(p);
   const expected: Array<[string, Values, number]> = [
     ['q', p.q, sizes.q],
@@ -113,7 +105,7 @@ export function referenceAttention(p: ReferenceProblem): ReferenceResult {
   const valueRows: Array<{ v: Values; base: number }> = [];
 
   for (let b = 0; b < batch; b++) {
-    const L = p.prefixLen[b]!;
+    const L = prefixLen[b]!;
     for (let tq = 0; tq < n; tq++) {
       for (let hq = 0; hq < qHeads; hq++) {
         const h = Math.floor(hq / group);
@@ -233,10 +225,10 @@ export function randomAttentionInputs(opts: RandomInputOptions): RandomAttention
   };
   checkShape(shape);
   const rng = seededRandom(opts.seed);
-  const prefixLen = Int32Array.from(
+  const prefixLen = checkPrefix(
+    shape,
     opts.prefixLen ?? Array.from({ length: shape.batch }, () => rng.int(0, shape.cacheCapacity)),
   );
-  checkPrefix(shape, prefixLen);
   const draw = opts.distribution === 'uniform' ? () => rng.uniform(-1, 1) : () => rng.normal();
   const sizes = attentionSizes(shape);
   const make = (size: number): Uint16Array => {
