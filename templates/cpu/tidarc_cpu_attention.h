@@ -520,8 +520,11 @@ int run_attention(const TidarcAttentionArgs* args) {
     if (a.prefix_len[b] < 0 || a.prefix_len[b] > a.cache_capacity) return TIDARC_ERR_PREFIX;
   if (a.num_splits > 1 && !a.workspace) return TIDARC_ERR_WORKSPACE;
 
-  int threads = a.num_threads > 0 ? a.num_threads : static_cast<int>(std::thread::hardware_concurrency());
-  threads = std::max(threads, 1);
+  // The pool keeps a thread per worker for the library's life, and threads beyond the cores
+  // only add wake-ups: a request above the hardware count is clamped to it (num_threads 2000
+  // started 2000 threads).
+  const int hardware = std::max(static_cast<int>(std::thread::hardware_concurrency()), 1);
+  const int threads = a.num_threads > 0 ? std::min(a.num_threads, hardware) : hardware;
   const int64_t items = static_cast<int64_t>(a.batch) * C::kKvHeads * C::kRowTiles * a.num_splits;
   std::vector<Scratch<C>> scratch(static_cast<size_t>(std::min<int64_t>(threads, std::max<int64_t>(items, 1))));
   parallel_for(items, threads, [&](int64_t item, int worker) {

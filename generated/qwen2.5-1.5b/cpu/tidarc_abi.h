@@ -30,7 +30,7 @@ typedef struct TidarcAttentionArgs {
   int32_t batch;
   int32_t cache_capacity;
   int32_t num_splits;
-  int32_t num_threads; /* CPU backend only; 0 = all hardware threads */
+  int32_t num_threads; /* CPU backend only; 0 = all hardware threads (more are clamped to it) */
 } TidarcAttentionArgs;
 
 /* Return codes of the CPU entry points. */
