@@ -144,6 +144,35 @@ void cp_async_16(void* dst, const void* src, bool valid) {
   t.pending.push_back(c);
 }
 
+void st_shared_16(void* dst, const uint32_t v[4]) {
+  Thread& t = cur();
+  size_t off;
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0) {
+    report("alignment", fmt("st.shared.v4 needs a 16-byte aligned address (%p)", dst));
+    return;
+  }
+  const SharedKind kind = classify_shared(dst, 16, &off);
+  if (kind == SharedKind::BeyondDynamic || kind == SharedKind::NotShared) {
+    report("out-of-bounds", fmt("st.shared.v4 destination %s", shared_problem(kind, dst).c_str()));
+    return;
+  }
+  if (kind == SharedKind::Dynamic) {
+    for (size_t i = off; i < off + 16; ++i) {
+      const Shadow& s = L->shadow[i];
+      // A pending cp.async would land after this store and overwrite it.
+      if (s.pending) report("cp-async", fmt("st.shared.v4 writes shared byte %zu while the cp.async of %s into it is still pending", i, thread_name(s.pending_tid).c_str()));
+    }
+    shared_write_check(t.tid, off, 16, "st.shared.v4");
+    for (size_t i = off; i < off + 16; ++i) {
+      Shadow& s = L->shadow[i];
+      s.written = 1;
+      s.w_epoch = L->epoch;
+      s.w_tid = static_cast<int16_t>(t.tid);
+    }
+  }
+  std::memcpy(dst, v, 16);
+}
+
 void cp_async_commit() { cur().committed_groups++; }
 
 void cp_async_wait(int pending_groups) {

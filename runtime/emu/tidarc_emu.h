@@ -73,3 +73,4 @@ inline float __uint_as_float(uint32_t u) { float x; std::memcpy(&x, &u, 4); retu
 inline float __fmul_rn(float a, float b) { volatile float p = a * b; return p; }
 struct float2 { float x, y; };
 inline float2 make_float2(float x, float y) { return {x, y}; }
+struct __align__(16) float4 { float x, y, z, w; };

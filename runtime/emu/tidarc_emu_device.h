@@ -14,6 +14,8 @@ void ldmatrix(int count, bool trans, uint32_t* r, const void* row);
 void cp_async_16(void* dst, const void* src, bool valid);
 void cp_async_commit();
 void cp_async_wait(int pending_groups);
+/** st.shared.v4.b32: 16 bytes into shared memory, bounds- and race-checked like a cp.async. */
+void st_shared_16(void* dst, const uint32_t v[4]);
 float fast_exp2(float x);
 uint32_t shared_offset(const void* p);
 }  // namespace tidarc_emu
@@ -55,6 +57,10 @@ inline void ldmatrix_x4_trans(uint32_t r[4], const void* row) { tidarc_emu::ldma
 inline void cp_async_16(void* dst, const void* src, bool valid) { tidarc_emu::cp_async_16(dst, src, valid); }
 inline void cp_async_commit() { tidarc_emu::cp_async_commit(); }
 template <int Pending> inline void cp_async_wait() { tidarc_emu::cp_async_wait(Pending); }
+inline void st_shared_16(void* dst, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  const uint32_t v[4] = {a, b, c, d};
+  tidarc_emu::st_shared_16(dst, v);
+}
 
 inline float shfl_xor(float v, int mask) { return tidarc_emu::shfl_xor_f32(v, mask, "shfl_xor"); }
 inline float fast_exp2(float x) { return tidarc_emu::fast_exp2(x); }

@@ -1,0 +1,122 @@
+/*! tidarc emulator harness for the generated GEMMs (tidarc_gemm.cuh): runs one kernel of a
+    GEMM source (and its split-K reduce) on inputs read from a file, writes `out`, and prints
+    the emulator's findings as JSON lines. Built per GEMM source with
+    -DTIDARC_GEMM_KERNELS='X(sym_m1) X(sym_m20) ...' and, when it has one,
+    -DTIDARC_GEMM_REDUCE=<reduce symbol>; `--kernel` picks the kernel.
+    Input file: x [x_rows, k] f32, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
+    int32 (--row-ids 1), out [rows, n] f32 (--accumulate 1; otherwise out starts as NaN). */
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "emu_runtime.h"
+#include "tidarc_gemm_abi.h"
+
+#define X(name) extern "C" void name(TidarcGemmArgs args);
+TIDARC_GEMM_KERNELS
+#undef X
+#ifdef TIDARC_GEMM_REDUCE
+extern "C" void TIDARC_GEMM_REDUCE(TidarcGemmArgs args);
+#endif
+
+namespace {
+
+struct Entry {
+  const char* name;
+  void (*fn)(TidarcGemmArgs);
+};
+#define X(name) {#name, name},
+const Entry kKernels[] = {TIDARC_GEMM_KERNELS};
+#undef X
+
+void (*g_kernel)(TidarcGemmArgs) = nullptr;
+void run_main(void* p) { g_kernel(*static_cast<TidarcGemmArgs*>(p)); }
+#ifdef TIDARC_GEMM_REDUCE
+void run_reduce(void* p) { TIDARC_GEMM_REDUCE(*static_cast<TidarcGemmArgs*>(p)); }
+#endif
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "tidarc-emu-gemm: %s\nusage: --kernel SYM --rows R --x-rows XR --n N --k K --split S --block-m BM --n-tiles NT --threads T"
+               " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 --in FILE --out FILE\n",
+               why.c_str());
+  std::exit(2);
+}
+
+void read_exact(FILE* f, void* dst, size_t bytes, const char* what) {
+  if (std::fread(dst, 1, bytes, f) != bytes) usage(std::string("input file too short reading ") + what);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string kernel, in_path, out_path;
+  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], v = argv[i + 1];
+    char* end = nullptr;
+    const long x = std::strtol(v.c_str(), &end, 10);
+    const bool number = !v.empty() && *end == 0;
+    if (key == "--kernel") kernel = v;
+    else if (key == "--in") in_path = v;
+    else if (key == "--out") out_path = v;
+    else if (!number) usage("not an integer: " + v);
+    else if (key == "--rows") rows = x;
+    else if (key == "--x-rows") x_rows = x;
+    else if (key == "--n") n = x;
+    else if (key == "--k") k = x;
+    else if (key == "--split") split = x;
+    else if (key == "--block-m") block_m = x;
+    else if (key == "--n-tiles") n_tiles = x;
+    else if (key == "--threads") threads = x;
+    else if (key == "--smem") smem = x;
+    else if (key == "--bias") bias = x;
+    else if (key == "--row-ids") row_ids = x;
+    else if (key == "--accumulate") accumulate = x;
+    else usage("unknown option " + key);
+  }
+  for (const Entry& e : kKernels)
+    if (kernel == e.name) g_kernel = e.fn;
+  if (!g_kernel) usage("unknown kernel '" + kernel + "'");
+  if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || in_path.empty() || out_path.empty())
+    usage("missing or invalid options");
+
+  using namespace tidarc_emu;
+  const size_t out_elems = static_cast<size_t>(rows) * n;
+  auto* x = static_cast<float*>(alloc_global("x", x_rows * k * 4));
+  void* w = alloc_global("w", n * k * 2);
+  auto* b = bias ? static_cast<float*>(alloc_global("bias", n * 4)) : nullptr;
+  auto* ids = row_ids ? static_cast<int32_t*>(alloc_global("row_ids", rows * 4)) : nullptr;
+  auto* out = static_cast<float*>(alloc_global("out", out_elems * 4));
+  auto* ws = split > 1 ? static_cast<float*>(alloc_global("workspace", split * out_elems * 4)) : nullptr;
+  FILE* in = std::fopen(in_path.c_str(), "rb");
+  if (!in) usage("cannot open " + in_path);
+  read_exact(in, x, x_rows * k * 4, "x");
+  read_exact(in, w, n * k * 2, "w");
+  if (b) read_exact(in, b, n * 4, "bias");
+  if (ids) read_exact(in, ids, rows * 4, "row_ids");
+  // Poison: an output or partial the kernels never write stays NaN.
+  if (accumulate) read_exact(in, out, out_elems * 4, "out");
+  else std::memset(out, 0xff, out_elems * 4);
+  std::fclose(in);
+  if (ws) std::memset(ws, 0xff, split * out_elems * 4);
+
+  TidarcGemmArgs args{x, w, b, ids, out, ws, static_cast<int32_t>(rows), static_cast<int32_t>(accumulate)};
+  bool ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
+  if (ok && split > 1) {
+#ifdef TIDARC_GEMM_REDUCE
+    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_REDUCE), dim3((out_elems + 255) / 256), dim3(256), 0, run_reduce, &args);
+#else
+    usage("split > 1 but the source has no reduce kernel");
+#endif
+  }
+  FILE* f = std::fopen(out_path.c_str(), "wb");
+  if (!f) usage("cannot write " + out_path);
+  std::fwrite(out, 1, out_elems * 4, f);
+  std::fclose(f);
+  write_findings_json(stdout);
+  std::printf("{\"done\":true,\"completed\":%s}\n", ok ? "true" : "false");
+  free_globals();
+  return 0;
+}

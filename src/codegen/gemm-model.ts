@@ -1,0 +1,60 @@
+/**
+ * The GEMMs of a model: its linear layers as weight shapes (Q/K/V fused into one matrix and
+ * gate/up into one, as the weights are uploaded), times the row counts of its step kinds.
+ * One unit (one CUDA source) per weight shape, with one reduction and a kernel per M.
+ */
+import type { ModelSpec } from '../ir/model.js';
+import type { ArchName } from './arch.js';
+import { type GemmPlan, type GemmReduction, type GemmShape, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
+import { PREFILL_CHUNK } from './variant.js';
+
+/** A layer's four GEMMs, then the vocabulary projection. */
+export const GEMM_ROLES = ['qkv', 'o', 'gate_up', 'down', 'lm_head'] as const;
+export type GemmRole = (typeof GEMM_ROLES)[number];
+
+export function gemmShapeOf(spec: ModelSpec, role: GemmRole): GemmShape {
+  const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I, vocabSize: V, dtype } = spec;
+  const [n, k] = {
+    qkv: [(Hq + 2 * Hkv) * D, H],
+    o: [H, Hq * D],
+    gate_up: [2 * I, H],
+    down: [H, I],
+    lm_head: [V, H],
+  }[role];
+  return { n: n!, k: k!, dtype };
+}
+
+/**
+ * Token rows of the model's step kinds: the AR step (1), the TiDAR step of each draft length
+ * k (k(k+1)) and a prefill chunk; sorted, unique.
+ */
+export function stepRows(drafts: readonly number[]): number[] {
+  return [...new Set([1, ...drafts.map((k) => k * (k + 1)), PREFILL_CHUNK])].sort((a, b) => a - b);
+}
+
+export interface GemmUnit {
+  readonly name: string;
+  readonly shape: GemmShape;
+  readonly roles: readonly GemmRole[];
+  readonly reduction: GemmReduction;
+  /** One per step row count, sorted by m. */
+  readonly plans: readonly GemmPlan[];
+}
+
+/** Every GEMM unit of a model: roles with equal shapes share one (and its kernels). */
+export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): GemmUnit[] {
+  const target = gemmTarget(arches);
+  const ms = stepRows(drafts);
+  const byShape = new Map<string, { shape: GemmShape; roles: GemmRole[] }>();
+  for (const role of GEMM_ROLES) {
+    const shape = gemmShapeOf(spec, role);
+    const name = gemmUnitName(shape);
+    const unit = byShape.get(name);
+    if (unit) unit.roles.push(role);
+    else byShape.set(name, { shape, roles: [role] });
+  }
+  return [...byShape.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, { shape, roles }]) => {
+    const reduction = planReduction(shape, target);
+    return { name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction)) };
+  });
+}

@@ -1,0 +1,196 @@
+/**
+ * GEMM plan for the linear layers: out[M, N] = x[M, K] * w[N, K]^T on tensor cores.
+ *
+ * Two decisions, made in this order so that the first cannot see M:
+ *   planReduction(shape, target)     -> k tiling and split-K: the order in which an output
+ *                                       element is summed. Depends on (N, K, dtype, target).
+ *   planGemm(shape, m, target, red)  -> the tile of one kernel (rows per CTA, warp layout,
+ *                                       pipeline stages). Takes the reduction as given.
+ * Every kernel of one weight shape shares one reduction, so a row's result is bitwise the
+ * same whatever M (greedy TiDAR == greedy AR rests on it; see tidarc_gemm_abi.h).
+ */
+import { TidarcError } from '../errors.js';
+import type { DType } from '../ir/model.js';
+import type { ArchName } from './arch.js';
+import { chooseSplits } from './splits.js';
+
+export interface GemmShape {
+  /** Output features (weight rows). */
+  readonly n: number;
+  /** Input features (weight columns). */
+  readonly k: number;
+  readonly dtype: DType;
+}
+
+/** What a plan needs to know about the GPUs it is for (several arches: the tightest of each). */
+export interface GemmTarget {
+  readonly arches: readonly ArchName[];
+  /** SMs the split-K rule fills (the largest part of the targets: more parts never hurt correctness). */
+  readonly sms: number;
+  readonly maxSharedPerBlock: number;
+  readonly sharedPerSm: number;
+}
+
+/** The GPUs behind each arch name as the plan sees them: data, one record per arch. */
+export const GEMM_ARCH_DATA: Readonly<Record<ArchName, { readonly sms: number; readonly maxSharedPerBlock: number; readonly sharedPerSm: number; readonly example: string }>> = {
+  sm_80: { sms: 108, maxSharedPerBlock: 166_912, sharedPerSm: 167_936, example: 'A100' },
+  sm_86: { sms: 84, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'A40 / RTX 3090' },
+  sm_89: { sms: 142, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'L40S' },
+  sm_90: { sms: 132, maxSharedPerBlock: 232_448, sharedPerSm: 233_472, example: 'H100 SXM / H200' },
+};
+
+export function gemmTarget(arches: readonly ArchName[]): GemmTarget {
+  if (arches.length === 0) throw new TidarcError('invalid-argument', 'a GEMM plan needs at least one GPU architecture', { field: '--arch', allowed: Object.keys(GEMM_ARCH_DATA).join(', ') });
+  const data = arches.map((a) => GEMM_ARCH_DATA[a]);
+  return {
+    arches: [...arches],
+    sms: Math.max(...data.map((d) => d.sms)),
+    maxSharedPerBlock: Math.min(...data.map((d) => d.maxSharedPerBlock)),
+    sharedPerSm: Math.min(...data.map((d) => d.sharedPerSm)),
+  };
+}
+
+/** k per pipeline stage: one 128-byte shared row of 16-bit elements (the swizzle needs exactly this). */
+export const GEMM_BLOCK_K = 64;
+/** Weight rows (output columns) per CTA. */
+export const GEMM_BLOCK_N = 128;
+export const GEMM_THREADS = 256;
+/** Token rows one CTA covers at most: up to here each weight byte is read once per step. */
+export const GEMM_MAX_BLOCK_M = 128;
+/** Split-K never leaves a part with fewer k tiles than this (the pipeline needs room to fill). */
+export const GEMM_MIN_K_TILES_PER_SPLIT = 8;
+/** At most this many split-K parts: their float32 partials cost 8 bytes per part, row and column. */
+export const GEMM_MAX_SPLIT_K = 4;
+export const GEMM_MIN_STAGES = 3;
+export const GEMM_MAX_STAGES = 6;
+const ELEMENT_BYTES = 2;
+/** Shared memory the driver reserves per CTA (sm_80 and later). */
+const RESERVED_SHARED_PER_CTA = 1024;
+
+export interface GemmReduction {
+  readonly blockK: number;
+  readonly kTiles: number;
+  readonly splitK: number;
+  readonly kTilesPerSplit: number;
+}
+
+export interface GemmPlan {
+  readonly shape: GemmShape;
+  /** Token rows the kernel is planned for (any row count runs: ceil(rows / blockM) CTAs along M). */
+  readonly m: number;
+  readonly reduction: GemmReduction;
+  readonly blockM: number;
+  readonly blockN: number;
+  readonly warpsM: number;
+  readonly warpsN: number;
+  readonly threads: number;
+  readonly stages: number;
+  /** CTAs along M at m rows. */
+  readonly mBlocks: number;
+  readonly nTiles: number;
+  readonly stageBytes: number;
+  readonly sharedBytes: number;
+}
+
+function unsupported(message: string, field: string, value: unknown, allowed: string): never {
+  throw new TidarcError('unsupported', message, { field, value, allowed });
+}
+
+export function checkGemmShape(shape: GemmShape): GemmShape {
+  if (shape.dtype !== 'bf16' && shape.dtype !== 'fp16') unsupported('GEMM weights must be 16-bit', 'dtype', shape.dtype, 'bf16, fp16');
+  if (!Number.isInteger(shape.n) || shape.n < 1) unsupported('GEMM output features must be a positive integer', 'n', shape.n, 'an integer >= 1');
+  // cp.async moves 16-byte chunks: every weight and activation row must start on one.
+  if (!Number.isInteger(shape.k) || shape.k < 8 || shape.k % 8 !== 0) unsupported('GEMM input features must be a multiple of 8 (16-byte rows)', 'k', shape.k, 'a multiple of 8');
+  return shape;
+}
+
+/**
+ * The reduction order of every output element of a weight shape: k tiles of GEMM_BLOCK_K,
+ * split into `splitK` parts of `kTilesPerSplit` tiles. The default fills the target's SMs
+ * with N tiles x parts (FA3's wave rule, as split-KV), never below GEMM_MIN_K_TILES_PER_SPLIT
+ * tiles a part nor above GEMM_MAX_SPLIT_K parts. `splitK` overrides it (tests, tuning).
+ */
+export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: number): GemmReduction {
+  checkGemmShape(shape);
+  const kTiles = Math.ceil(shape.k / GEMM_BLOCK_K);
+  const nTiles = Math.ceil(shape.n / GEMM_BLOCK_N);
+  if (splitK !== undefined && (!Number.isInteger(splitK) || splitK < 1 || splitK > kTiles)) {
+    unsupported('split-K must be a whole number of k tiles', 'splitK', splitK, `an integer from 1 to ${kTiles} (k tiles of ${GEMM_BLOCK_K} in K = ${shape.k})`);
+  }
+  const wanted = splitK ?? chooseSplits(nTiles, target.sms, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT), GEMM_MAX_SPLIT_K);
+  const kTilesPerSplit = Math.ceil(kTiles / wanted);
+  const parts = Math.ceil(kTiles / kTilesPerSplit);
+  if (splitK !== undefined && parts !== splitK) {
+    const ok = Array.from({ length: kTiles }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
+    unsupported(`split-K ${splitK} leaves an empty part of ${kTiles} k tiles`, 'splitK', splitK, ok.join(', '));
+  }
+  return { blockK: GEMM_BLOCK_K, kTiles, splitK: parts, kTilesPerSplit };
+}
+
+/** Rows per CTA and warp layout for m rows: all of them up to GEMM_MAX_BLOCK_M, else balanced CTAs. */
+function rowTiling(m: number): { blockM: number; warpsM: number; mBlocks: number } {
+  if (m <= GEMM_MAX_BLOCK_M) return { blockM: 16 * Math.ceil(m / 16), warpsM: 1, mBlocks: 1 };
+  // Past one CTA the step is compute-bound: 2 x 4 warps share fragments better than 1 x 8.
+  const mBlocks = Math.ceil(m / GEMM_MAX_BLOCK_M);
+  const blockM = 32 * Math.ceil(Math.ceil(m / mBlocks) / 32);
+  return { blockM, warpsM: 2, mBlocks: Math.ceil(m / blockM) };
+}
+
+/**
+ * Pipeline depth: as deep as two CTAs per SM allow (bytes in flight hide HBM latency at small
+ * M), else as deep as one CTA allows, between GEMM_MIN_STAGES and GEMM_MAX_STAGES.
+ */
+function chooseStages(stageBytes: number, target: GemmTarget): number | undefined {
+  const twoPerSm = Math.floor((Math.floor(target.sharedPerSm / 2) - RESERVED_SHARED_PER_CTA) / stageBytes);
+  if (twoPerSm >= GEMM_MIN_STAGES) return Math.min(GEMM_MAX_STAGES, twoPerSm);
+  const onePerSm = Math.floor(target.maxSharedPerBlock / stageBytes);
+  return onePerSm >= GEMM_MIN_STAGES ? Math.min(4, onePerSm) : undefined;
+}
+
+export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction): GemmPlan {
+  checkGemmShape(shape);
+  if (!Number.isInteger(m) || m < 1) unsupported('GEMM rows must be a positive integer', 'm', m, 'an integer >= 1');
+  const { blockM, warpsM, mBlocks } = rowTiling(m);
+  const warpsN = GEMM_THREADS / 32 / warpsM;
+  const stageBytes = (GEMM_BLOCK_N + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
+  const stages = chooseStages(stageBytes, target);
+  if (stages === undefined) {
+    unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
+  }
+  return checkGemmPlan({
+    shape, m, reduction, blockM, blockN: GEMM_BLOCK_N, warpsM, warpsN, threads: GEMM_THREADS, stages, mBlocks,
+    nTiles: Math.ceil(shape.n / GEMM_BLOCK_N), stageBytes, sharedBytes: stages * stageBytes,
+  });
+}
+
+/** Invariants tidarc_gemm.cuh relies on (its static_asserts say the same in C++). */
+function checkGemmPlan(p: GemmPlan): GemmPlan {
+  const fail = (what: string): never => {
+    throw new TidarcError('unsupported', `GEMM plan ${p.shape.n}x${p.shape.k} M=${p.m} is invalid: ${what}`);
+  };
+  const warpM = p.blockM / p.warpsM, warpN = p.blockN / p.warpsN;
+  if (p.warpsM * p.warpsN * 32 !== p.threads) fail('warps do not match threads');
+  if (warpM % 16 !== 0 || warpN % 16 !== 0) fail('a warp tile must be whole m16 x (2 x n8) fragments');
+  if ((p.blockN * 8) % p.threads !== 0) fail('every thread must issue the same number of weight copies');
+  if (p.mBlocks * p.blockM < p.m) fail('the CTAs along M do not cover M');
+  const r = p.reduction;
+  if (r.kTilesPerSplit * (r.splitK - 1) >= r.kTiles || r.kTilesPerSplit * r.splitK < r.kTiles) fail('split-K parts must cover the k tiles, none empty');
+  return p;
+}
+
+/** Grid of a launch over `rows` token rows (any count; the plan's m only sizes the tile). */
+export function gemmGrid(p: GemmPlan, rows: number): [number, number, number] {
+  return [Math.ceil(rows / p.blockM), p.nTiles, p.reduction.splitK];
+}
+
+export function gemmUnitName(shape: GemmShape): string {
+  return `gemm_${shape.dtype}_n${shape.n}_k${shape.k}`;
+}
+
+export function gemmSymbol(shape: GemmShape, m: number): string {
+  return `tidarc_${gemmUnitName(shape)}_m${m}`;
+}
+
+export function gemmReduceSymbol(shape: GemmShape): string {
+  return `tidarc_${gemmUnitName(shape)}_reduce`;
+}

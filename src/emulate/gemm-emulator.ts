@@ -1,0 +1,89 @@
+/**
+ * The generated GEMMs on the SIMT emulator: g++ compiles a GEMM source (one weight shape, a
+ * kernel per planned M) UNCHANGED against runtime/emu with the harness runtime/emu/gemm_main.cpp;
+ * a run writes its inputs to a file, launches one kernel (and the split-K reduce) over `rows`
+ * rows, and reads `out` and the emulator's findings back.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { TidarcError } from '../errors.js';
+import { type GemmPlan, gemmReduceSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
+import { EMU_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
+import type { EmulatorFinding } from './emulator-run.js';
+
+const exec = promisify(execFile);
+
+/** Builds the emulator executable of a GEMM source; `plans` are its kernels (one reduction). */
+export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir: string, plans: readonly GemmPlan[], runtimeObjects: readonly string[], exe: string): Promise<void> {
+  const shape = plans[0]!.shape;
+  const kernels = plans.map((p) => `X(${gemmSymbol(shape, p.m)})`).join(' ');
+  await compileWith(cxx, [
+    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
+    '-include', 'tidarc_emu.h',
+    `-DTIDARC_GEMM_KERNELS=${kernels}`,
+    ...(plans[0]!.reduction.splitK > 1 ? [`-DTIDARC_GEMM_REDUCE=${gemmReduceSymbol(shape)}`] : []),
+    '-x', 'c++', cudaSource, join(emulatorSourceDir(), 'gemm_main.cpp'), '-x', 'none', ...runtimeObjects, '-o', exe,
+  ], `GEMM ${shape.n}x${shape.k}`);
+}
+
+export interface GemmInputs {
+  /** Rows the launch computes. */
+  readonly rows: number;
+  /** [xRows, k] float32; xRows >= rows (or >= every row id). */
+  readonly x: Float32Array;
+  /** [n, k] 16-bit bits of the plan's dtype. */
+  readonly w: Uint16Array;
+  readonly bias?: Float32Array;
+  readonly rowIds?: Int32Array;
+  /** The old out for an accumulating launch; without it out starts as NaN. */
+  readonly accumulate?: Float32Array;
+}
+
+export interface GemmRunResult {
+  readonly out: Float32Array;
+  readonly findings: readonly EmulatorFinding[];
+  readonly counts: Readonly<Record<string, number>>;
+  /** False when a launch stopped (deadlock) or the process died on a fault. */
+  readonly completed: boolean;
+}
+
+const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmInputs, workDir: string, tag: string): Promise<GemmRunResult> {
+  const { n, k } = plan.shape;
+  const xRows = inputs.x.length / k;
+  const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
+  await writeFile(inPath, Buffer.concat([inputs.x, inputs.w, inputs.bias, inputs.rowIds, inputs.accumulate].filter((a): a is NonNullable<typeof a> => a !== undefined).map(bytesOf)));
+  const args = [
+    '--kernel', gemmSymbol(plan.shape, plan.m), '--rows', inputs.rows, '--x-rows', xRows, '--n', n, '--k', k,
+    '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
+    '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0, '--in', inPath, '--out', outPath,
+  ].map(String);
+  let stdout: string, fatal = false;
+  try {
+    stdout = (await exec(exe, args, { maxBuffer: 64 << 20 })).stdout;
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; code?: number; message: string };
+    if (err.code !== 70 || err.stdout === undefined) throw new TidarcError('runtime', `the GEMM emulator failed (${(err.stderr || err.message).trim().split('\n')[0]})`);
+    stdout = err.stdout;
+    fatal = true;
+  }
+  const findings: EmulatorFinding[] = [];
+  const counts: Record<string, number> = {};
+  let completed = false;
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const rec = JSON.parse(line) as Record<string, unknown>;
+    if (typeof rec['finding'] === 'string') findings.push({ kind: rec['finding'], kernel: rec['kernel'] as string, block: rec['block'] as [number, number, number], thread: rec['thread'] as [number, number, number], message: rec['message'] as string });
+    else if (typeof rec['count'] === 'string') counts[rec['count']] = rec['n'] as number;
+    else if (rec['done'] === true) completed = rec['completed'] === true;
+  }
+  const elems = inputs.rows * n;
+  if (fatal || !completed) return { out: new Float32Array(elems).fill(Number.NaN), findings, counts, completed: false };
+  const raw = await readFile(outPath);
+  const out = new Float32Array(elems);
+  new Uint8Array(out.buffer).set(raw.subarray(0, elems * 4));
+  return { out, findings, counts, completed };
+}

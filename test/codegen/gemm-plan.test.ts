@@ -1,0 +1,87 @@
+/**
+ * The GEMM plan (src/codegen/gemm-plan.ts): the reduction order is chosen without M and every
+ * kernel of a shape keeps it; one CTA covers all rows up to 128 (weights read once per step);
+ * at least 3 pipeline stages that fit every targeted arch; refusals name the field.
+ */
+import { describe, expect, test } from 'vitest';
+import { ARCH_NAMES } from '../../src/codegen/arch.js';
+import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmGrid, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { TidarcError } from '../../src/errors.js';
+
+const QWEN3_8B = { qkv: [6144, 4096], o: [4096, 4096], gate_up: [24576, 4096], down: [4096, 12288], lm_head: [151936, 4096] } as const;
+
+describe('planReduction', () => {
+  test('Qwen3-8B on sm_90: split-K fills 132 SMs where N tiles alone cannot, at most 4 parts', () => {
+    const t = gemmTarget(['sm_90']);
+    const splits = Object.fromEntries(Object.entries(QWEN3_8B).map(([role, [n, k]]) => [role, planReduction({ n, k, dtype: 'bf16' }, t).splitK]));
+    // N tiles of 128: qkv 48, o 32, gate_up 192, down 32, lm_head 1187.
+    expect(splits).toEqual({ qkv: 2, o: 4, gate_up: 1, down: 4, lm_head: 1 });
+  });
+  test('parts cover the k tiles and none is empty, for every K and split', () => {
+    const t = gemmTarget(['sm_80']);
+    for (let k = 8; k <= 2048; k += 8) {
+      const kTiles = Math.ceil(k / 64);
+      for (let s = 1; s <= kTiles; s++) {
+        let r;
+        try {
+          r = planReduction({ n: 100, k, dtype: 'fp16' }, t, s);
+        } catch (e) {
+          expect((e as TidarcError).details.field).toBe('splitK');
+          continue;
+        }
+        expect(r.splitK).toBe(s);
+        expect(r.kTilesPerSplit * (r.splitK - 1)).toBeLessThan(r.kTiles);
+        expect(r.kTilesPerSplit * r.splitK).toBeGreaterThanOrEqual(r.kTiles);
+      }
+    }
+  });
+  test('a split that would leave an empty part is refused with the splits that work', () => {
+    // K = 256: 4 tiles; 3 parts of ceil(4 / 3) = 2 tiles are only 2 parts.
+    expect(() => planReduction({ n: 64, k: 256, dtype: 'bf16' }, gemmTarget(['sm_80']), 3)).toThrow(/splitK = 3\).*allowed: 1, 2, 4/);
+  });
+  test('K must be whole 16-byte chunks; 16-bit weights only', () => {
+    const t = gemmTarget(['sm_90']);
+    expect(() => planReduction({ n: 64, k: 100, dtype: 'bf16' }, t)).toThrow(TidarcError);
+    expect(() => planReduction({ n: 64, k: 100, dtype: 'bf16' }, t)).toThrow(/\(k = 100\); allowed: a multiple of 8/);
+    expect(() => planReduction({ n: 64, k: 128, dtype: 'f32' as never }, t)).toThrow(/dtype = f32/);
+  });
+});
+
+describe('planGemm', () => {
+  test('every kernel of a shape keeps the reduction it was given, whatever M', () => {
+    for (const [n, k] of Object.values(QWEN3_8B)) {
+      const shape = { n, k, dtype: 'bf16' as const };
+      const t = gemmTarget(['sm_80', 'sm_90']);
+      const red = planReduction(shape, t);
+      for (const m of [1, 2, 20, 64, 72, 128, 129, 272, 1000]) expect(planGemm(shape, m, t, red).reduction).toBe(red);
+    }
+  });
+  test.for(ARCH_NAMES)('%s: rows covered, one CTA up to 128 rows, >= 3 stages within shared memory', (arch) => {
+    const t = gemmTarget([arch]);
+    const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const red = planReduction(shape, t);
+    for (let m = 1; m <= 600; m++) {
+      const p = planGemm(shape, m, t, red);
+      expect(p.mBlocks * p.blockM).toBeGreaterThanOrEqual(m);
+      expect(p.blockM).toBeLessThanOrEqual(GEMM_MAX_BLOCK_M);
+      if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < 16]).toEqual([1, true]);
+      expect(p.stages).toBeGreaterThanOrEqual(GEMM_MIN_STAGES);
+      expect(p.sharedBytes).toBeLessThanOrEqual(GEMM_ARCH_DATA[arch].maxSharedPerBlock);
+      expect(gemmGrid(p, m)).toEqual([p.mBlocks, 32, red.splitK]);
+    }
+  });
+  test('small M on sm_90 gets a deep pipeline with two CTAs an SM', () => {
+    const t = gemmTarget(['sm_90']);
+    const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
+    const p = planGemm(shape, 1, t, planReduction(shape, t));
+    expect(p.stages).toBe(6);
+    expect(2 * (p.sharedBytes + 1024)).toBeLessThanOrEqual(GEMM_ARCH_DATA.sm_90.sharedPerSm);
+  });
+  test('a multi-arch plan fits the tightest arch', () => {
+    const t = gemmTarget([...ARCH_NAMES]);
+    expect(t.maxSharedPerBlock).toBe(101_376);
+    const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const p = planGemm(shape, 128, t, planReduction(shape, t));
+    expect(p.sharedBytes).toBeLessThanOrEqual(101_376);
+  });
+});

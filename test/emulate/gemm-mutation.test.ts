@@ -1,0 +1,68 @@
+/**
+ * The GEMM checks can fail: each mutant is a copy of tidarc_gemm.cuh with one classic bug,
+ * run on a split-K 3 kernel (N = 197, K = 264, M = 20, bias on) under the emulator, and each
+ * must be caught by a mismatch against the float64 reference or by a finding of its kind.
+ * Tagged: g++.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runPool } from '../../src/build/pool.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import type { GemmShape } from '../../src/codegen/gemm-plan.js';
+import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
+import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
+import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+
+interface Mutant {
+  readonly name: string;
+  readonly from: string;
+  readonly to: string;
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds';
+}
+
+const MUTANTS: readonly Mutant[] = [
+  { name: 'drop the barrier after cp.async.wait (a stage is refilled while read)', from: "    __syncthreads();                  // everyone's have; and everyone is done with tile t-1's stage\n", to: '', caughtBy: 'race' },
+  { name: 'swap the two 8-row halves of the A fragment', from: 'sx + gemm_swizzle(wm0 + i * 16 + (mi % 2) * 8 + lane % 8', to: 'sx + gemm_swizzle(wm0 + i * 16 + (1 - mi % 2) * 8 + lane % 8', caughtBy: 'mismatch' },
+  { name: 'swap the k halves of the B fragment', from: 'b[j][0] = r[0], b[j][1] = r[1]', to: 'b[j][0] = r[1], b[j][1] = r[0]', caughtBy: 'mismatch' },
+  { name: 'wait for one cp.async group too few', from: 'cp_async_wait<C::kStages - 2>();', to: 'cp_async_wait<C::kStages - 1>();', caughtBy: 'cp-async' },
+  { name: 'split-K reduce forgets the last part', from: 'for (int s = 1; s < C::kSplitK; ++s)', to: 'for (int s = 1; s < C::kSplitK - 1; ++s)', caughtBy: 'mismatch' },
+  { name: 'activations stored into the stage being read', from: 'gemm_store_x<C>(xr, stage_x(next_stage));', to: 'gemm_store_x<C>(xr, stage_x(stage));', caughtBy: 'race' },
+  { name: 'padding rows written past the end of out', from: '      if (r >= a.rows) continue;\n', to: '', caughtBy: 'out-of-bounds' },
+];
+
+const cxx = await findCxx();
+const SHAPE: GemmShape = { n: 197, k: 1032, dtype: 'bf16' };
+const M = 20;
+const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-mut-'));
+const results = new Map<string, { run: GemmRunResult; worst: number }>();
+
+beforeAll(async () => {
+  if (!cxx.found) return;
+  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const problem = randomGemmProblem(SHAPE, M, 5);
+  const { ref, bound } = referenceGemm(SHAPE, problem, M, 3, { bias: true });
+  await runPool(MUTANTS, 2, async (mutant, i) => {
+    const dir = join(root, `mutant${i}`);
+    const { source, cudaDir, plans } = writeGemmUnit(dir, SHAPE, [M], 3);
+    const header = join(cudaDir, 'tidarc_gemm.cuh');
+    const text = readFileSync(header, 'utf8');
+    if (!text.includes(mutant.from)) throw new Error(`mutant "${mutant.name}": pattern not found in tidarc_gemm.cuh`);
+    writeFileSync(header, text.replace(mutant.from, mutant.to));
+    const exe = join(dir, 'emu');
+    await buildGemmEmulator(cxx.tool.path, source, cudaDir, plans, objects, exe);
+    const run = await runGemmEmulator(exe, plans[0]!, gemmInputs(problem, M, { bias: true }), dir, 'run');
+    results.set(mutant.name, { run, worst: worstRatio(run.out, ref, bound) });
+  });
+}, 600_000);
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe.skipIf(!cxx.found)('mutants of the GEMM kernel are caught', () => {
+  test.for(MUTANTS.map((m) => [m.name, m] as const))('%s', ([, m]) => {
+    const { run, worst } = results.get(m.name)!;
+    if (m.caughtBy === 'mismatch') expect(worst).toBeGreaterThan(1);
+    else expect(Object.keys(run.counts)).toContain(m.caughtBy);
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * The generated GEMMs (templates/cuda/tidarc_gemm.cuh), compiled UNCHANGED onto the SIMT
+ * emulator, against the float64 reference of the 16-bit-rounded inputs: an odd N (197: a
+ * partial N tile, an odd row stride), K = 264 (4 whole k tiles of 64 and a tail of 8), M = 1,
+ * 2, 20 and 72 (one CTA covers all rows), split-K 1 and 3, bf16 and fp16; a small shape
+ * (N = 40, K = 136) also at M = 272 (three CTAs along M). Outputs and split-K partials start as
+ * NaN; runs with bias, with accumulate (a residual) and with row ids as well. No emulator
+ * findings allowed. Then batch invariance: a row's output is bitwise the same from the
+ * kernels planned for M = 1, 20, 72 (and 272), while a different split-K (another reduction
+ * order) does change it, so the comparison can fail. Tagged: g++.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runPool } from '../../src/build/pool.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import type { GemmShape } from '../../src/codegen/gemm-plan.js';
+import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
+import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
+import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+
+const cxx = await findCxx();
+
+interface Unit {
+  readonly label: string;
+  readonly shape: GemmShape;
+  readonly ms: readonly number[];
+  readonly splitK: number;
+}
+const ODD: Omit<GemmShape, 'dtype'> = { n: 197, k: 1032 };
+const SMALL: GemmShape = { n: 40, k: 776, dtype: 'bf16' };
+const UNITS: readonly Unit[] = [
+  ...(['bf16', 'fp16'] as const).flatMap((dtype) => [1, 3].map((splitK) => ({ label: `${dtype} ${ODD.n}x${ODD.k} split ${splitK}`, shape: { ...ODD, dtype }, ms: [1, 2, 20, 72], splitK }))),
+  ...[1, 3].map((splitK) => ({ label: `bf16 ${SMALL.n}x${SMALL.k} split ${splitK}`, shape: SMALL, ms: [1, 20, 72, 272], splitK })),
+];
+/** Runs of each kernel: plain (NaN-poisoned out), with bias + accumulate, with row ids. */
+const MODES = ['plain', 'bias+accumulate', 'row ids'] as const;
+type Mode = (typeof MODES)[number];
+
+interface Row {
+  readonly unit: Unit;
+  readonly m: number;
+  readonly mode: Mode;
+  readonly run: GemmRunResult;
+  readonly worst: number;
+}
+const rows: Row[] = [];
+const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-'));
+let seconds = 0;
+
+function optsFor(mode: Mode, m: number) {
+  if (mode === 'bias+accumulate') return { bias: true, accumulate: true };
+  // Row ids: the rows backwards, so each CTA reads activations the plain run reads elsewhere.
+  if (mode === 'row ids') return { rowIds: Int32Array.from({ length: m }, (_, i) => m - 1 - i) };
+  return {};
+}
+
+beforeAll(async () => {
+  if (!cxx.found) return;
+  const t0 = performance.now();
+  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  await runPool(UNITS, 2, async (unit, i) => {
+    const dir = join(root, `unit${i}`);
+    const { source, cudaDir, plans } = writeGemmUnit(dir, unit.shape, unit.ms, unit.splitK);
+    const exe = join(dir, 'emu');
+    await buildGemmEmulator(cxx.tool.path, source, cudaDir, plans, objects, exe);
+    const xRows = Math.max(...unit.ms);
+    const problem = randomGemmProblem(unit.shape, xRows, 10 + Math.floor(i / 2));  // the split 1 and 3 units of a shape share inputs
+    for (const plan of plans) {
+      for (const mode of MODES) {
+        const opts = optsFor(mode, plan.m);
+        const run = await runGemmEmulator(exe, plan, gemmInputs(problem, plan.m, opts), dir, `m${plan.m}-${mode.replace(/\W/g, '')}`);
+        const { ref, bound } = referenceGemm(unit.shape, problem, plan.m, unit.splitK, opts);
+        rows.push({ unit, m: plan.m, mode, run, worst: worstRatio(run.out, ref, bound) });
+      }
+    }
+  });
+  seconds = (performance.now() - t0) / 1000;
+  console.log(`emulator: ${rows.length} GEMM runs of ${UNITS.length} sources in ${seconds.toFixed(1)} s`);
+}, 600_000);
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const plainRun = (unit: Unit, m: number): Float32Array => rows.find((r) => r.unit === unit && r.m === m && r.mode === 'plain')!.run.out;
+
+describe.skipIf(!cxx.found)('generated GEMMs on the emulator vs the float64 reference', () => {
+  test('every kernel ran in every mode, within the time budget', () => {
+    expect(rows.length).toBe(UNITS.reduce((n, u) => n + u.ms.length * MODES.length, 0));
+    expect(seconds).toBeLessThan(120);
+  });
+  test.for(UNITS.flatMap((u) => u.ms.flatMap((m) => MODES.map((mode) => [`${u.label} M=${m} ${mode}`, u, m, mode] as const))))('%s', ([, unit, m, mode]) => {
+    const row = rows.find((r) => r.unit === unit && r.m === m && r.mode === mode)!;
+    expect(row.run.findings, JSON.stringify(row.run.findings.slice(0, 3))).toEqual([]);
+    expect(row.run.completed).toBe(true);
+    // <= 1: within the rigorous float32 error bound of the reference (NaN counts as Infinity).
+    expect(row.worst).toBeLessThanOrEqual(1);
+  });
+});
+
+describe.skipIf(!cxx.found)('batch invariance: a row does not depend on M', () => {
+  test.for(UNITS.map((u) => [u.label, u] as const))('%s: kernels planned for M = 1 .. 272 agree bit for bit on shared rows', ([, unit]) => {
+    const n = unit.shape.n;
+    const ms = [...unit.ms].sort((a, b) => a - b);
+    for (let i = 0; i < ms.length; i++) {
+      for (let j = i + 1; j < ms.length; j++) {
+        const small = plainRun(unit, ms[i]!), large = plainRun(unit, ms[j]!);
+        // Every row the smaller launch computed, compared by bits (NaN payloads included).
+        const a = new Uint32Array(small.buffer, 0, ms[i]! * n), b = new Uint32Array(large.buffer, 0, ms[i]! * n);
+        expect(Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)), `M=${ms[i]} vs M=${ms[j]}`).toBe(0);
+      }
+    }
+  });
+  test('the comparison can fail: split-K 1 and 3 (two reduction orders) differ in some bits', () => {
+    for (const shape of [{ ...ODD, dtype: 'bf16' as const }, SMALL]) {
+      const [one, three] = [1, 3].map((s) => UNITS.find((u) => u.shape.n === shape.n && u.shape.dtype === shape.dtype && u.splitK === s)!);
+      const a = plainRun(one!, 72), b = plainRun(three!, 72);
+      let differ = 0;
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) differ++;
+      expect(differ, `${shape.n}x${shape.k}`).toBeGreaterThan(0);
+    }
+  });
+});
