@@ -87,6 +87,12 @@ template <int Pending> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" :: "n"(Pending));
 }
 
+// ---- registers -> shared, 16 bytes (data a kernel converts on its way in, e.g. fp32 -> 16-bit);
+// a primitive, not a plain store, so the emulator checks it for races like a cp.async.
+__device__ __forceinline__ void st_shared_16(void* dst, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" :: "r"(smem_addr(dst)), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+
 // ---- warp shuffles and math -----------------------------------------------------------
 __device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 __device__ __forceinline__ float fast_exp2(float x) {
