@@ -19,6 +19,14 @@ let graceful: (() => void) | undefined;
 /** Pass as execFile's `signal`: an interrupt kills the compiler before its directory is removed. */
 export const childProcessSignal: AbortSignal = children.signal;
 
+/**
+ * Kills every compiler started with childProcessSignal, and any started later, at once. A
+ * terminal's Ctrl-C reaches the compilers already running, not one spawned a moment after.
+ */
+export function stopChildProcesses(): void {
+  children.abort();
+}
+
 export function removeOnInterrupt(path: string): void {
   pending.set(path, () => rmSync(path, { recursive: true, force: true, maxRetries: 3 }));
 }

@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { writeTextFileAtomic } from '../../fs/atomic-write.js';
-import { onInterruptGracefully } from '../../fs/interrupt.js';
+import { onInterruptGracefully, stopChildProcesses } from '../../fs/interrupt.js';
 import { TidarcError } from '../../errors.js';
 import { loadModelSpecFile, readJsonFile } from '../../ir/model-file.js';
 import type { ModelSpec } from '../../ir/model.js';
@@ -114,6 +114,8 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
       const controller = new AbortController();
       const onInt = (): void => {
         io.stderr('tidarc tune: interrupted; finishing the configuration being timed, keeping what was measured\n');
+        // Compiles start only before the timing: stopping them loses nothing measured.
+        stopChildProcesses();
         controller.abort();
       };
       const stopListening = onInterruptGracefully(onInt);

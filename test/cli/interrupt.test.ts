@@ -1,0 +1,153 @@
+/**
+ * Issue 12, item 6: an interrupted tidarc leaves nothing behind. SIGINT / SIGTERM during a
+ * compile or an init-model exit 130 / 143 with the staging directory removed, the compilers
+ * killed and an earlier output intact; what a SIGKILL leaves (it cannot be handled) is removed
+ * by the next run that writes there; Ctrl-C during tune's compile phase exits 130, not 1 with
+ * "g++ failed". The built CLI runs in a child process, as a user runs it.
+ * Needs: the built CLI (`npm run build:ts`); no compiler (a fake one that sleeps stands in).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { runTidarc } from '../helpers/cli.js';
+
+const BIN = resolve('bin/tidarc.js');
+const TINY = resolve('examples/tiny.json');
+const scratch = mkdtempSync(join(tmpdir(), 'tidarc-interrupt-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/**
+ * A C++ compiler that answers --version, then on a compile writes its pid to $TIDARC_FAKE_STARTED
+ * and sleeps: the compile phase lasts until a signal ends it.
+ */
+const FAKE_CXX = join(scratch, 'slow-cxx.sh');
+writeFileSync(FAKE_CXX, '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "slow-c++ 1.0"; exit 0; fi\necho $$ > "$TIDARC_FAKE_STARTED"\nexec sleep 60\n');
+chmodSync(FAKE_CXX, 0o755);
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts the built CLI; `exit` resolves when it ends. `group`: its own process group (a terminal's Ctrl-C reaches the group). */
+function start(args: readonly string[], env: Record<string, string> = {}, group = false): { child: ChildProcess; exit: Promise<Exit> } {
+  const fullEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete fullEnv['TIDARC_DEBUG'];
+  const child = spawn(process.execPath, [BIN, ...args], { env: fullEnv, detached: group });
+  let stdout = '', stderr = '';
+  child.stdout!.on('data', (d: Buffer) => void (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => void (stderr += d.toString()));
+  const exit = new Promise<Exit>((done) => child.on('exit', (code, signal) => done({ code, signal, stdout, stderr })));
+  return { child, exit };
+}
+
+async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Staging and swap directories and atomic-write temp files. */
+const temps = (dir: string): string[] => readdirSync(dir).filter((f) => /\.(tmp|old)-\d+$|\.\d+\.[0-9a-f]{8}\.tmp$/.test(f));
+
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) out[join(e.parentPath, e.name).slice(dir.length)] = readFileSync(join(e.parentPath, e.name), 'latin1');
+  }
+  return out;
+}
+
+describe.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('compile interrupted by %s in the C++ build', (signal, code) => {
+  test(`exits ${code}, kills the compiler, removes the staging directory, keeps the earlier output`, async () => {
+    const parent = join(scratch, `compile-${signal}`);
+    mkdirSync(parent);
+    const out = join(parent, 'lib');
+    expect((await runTidarc('compile', TINY, '--no-build', '--out', out)).code).toBe(0);
+    const before = snapshot(out);
+    const started = join(parent, 'cxx-started');
+    const { child, exit } = start(['compile', TINY, '--arch', 'sm_80', '--jobs', '1', '--out', out],
+      { CXX: FAKE_CXX, NVCC: join(scratch, 'no-nvcc'), TIDARC_FAKE_STARTED: started });
+    await until('the compiler to start', () => existsSync(started) && readFileSync(started, 'utf8').trim() !== '');
+    expect(temps(parent)).toHaveLength(1); // the staging directory, being written
+    const compilerPid = Number(readFileSync(started, 'utf8'));
+    child.kill(signal);
+    const r = await exit;
+    expect({ code: r.code, signal: r.signal }, r.stderr).toEqual({ code, signal: null });
+    expect(r.stderr).toBe(`tidarc: interrupted (${signal}); unfinished output removed\n`);
+    expect(temps(parent)).toEqual([]);
+    expect(snapshot(out)).toEqual(before);
+    await until('the compiler to be killed', () => !alive(compilerPid), 5000);
+  });
+});
+
+/** A model whose checkpoint takes a second or two to write (60 MB). */
+function midSpec(): string {
+  const spec = { ...JSON.parse(readFileSync(TINY, 'utf8')), name: 'mid', layers: 2, hiddenSize: 1024, queryHeads: 16, kvHeads: 4, intermediateSize: 4096 };
+  const path = join(scratch, 'mid.json');
+  writeFileSync(path, JSON.stringify(spec));
+  return path;
+}
+
+describe('init-model interrupted while writing the weights', () => {
+  test('SIGTERM: exit 143, no <out>.tmp-PID left (was: up to 276 MB left in 24 of 24 kills)', async () => {
+    const parent = join(scratch, 'init-term');
+    mkdirSync(parent);
+    const { child, exit } = start(['init-model', midSpec(), '--seed', '1', '--out', join(parent, 'ckpt')]);
+    await until('the staging directory', () => temps(parent).length > 0);
+    child.kill('SIGTERM');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(143);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  test('SIGKILL leaves the staging directory (it cannot be handled); the next run writing there removes it, not a user\'s look-alike', async () => {
+    const parent = join(scratch, 'init-kill');
+    mkdirSync(parent);
+    const { child, exit } = start(['init-model', midSpec(), '--seed', '1', '--out', join(parent, 'ckpt')]);
+    await until('the staging directory', () => temps(parent).length > 0);
+    child.kill('SIGKILL');
+    expect((await exit).signal).toBe('SIGKILL');
+    const left = temps(parent);
+    expect(left).toEqual([`ckpt.tmp-${child.pid}`]);
+    // A directory of the user's with a name like a leftover of the same dead process.
+    mkdirSync(join(parent, `data.tmp-${child.pid}`));
+    writeFileSync(join(parent, `data.tmp-${child.pid}`, 'mine.txt'), 'keep');
+    const r = await runTidarc('init-model', TINY, '--seed', '1', '--out', join(parent, 'other'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(parent).sort()).toEqual([`data.tmp-${child.pid}`, 'other']);
+  });
+});
+
+describe('tidarc tune: Ctrl-C in the compile phase', () => {
+  test('exits 130 with the staging directories removed (was: exit 1, "g++ failed")', async () => {
+    const cache = join(scratch, 'tune-cache');
+    const started = join(scratch, 'tune-cxx-started');
+    const { child, exit } = start(['tune', TINY, '--prefix', '64', '--db', join(scratch, 'tune.json')],
+      { CXX: FAKE_CXX, TIDARC_CACHE: cache, TIDARC_FAKE_STARTED: started }, true);
+    await until('the compiler to start', () => existsSync(started) && readFileSync(started, 'utf8').trim() !== '');
+    // A terminal's Ctrl-C: SIGINT to the whole foreground process group, the compilers included.
+    process.kill(-child.pid!, 'SIGINT');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).not.toMatch(/error/);
+    const leftovers = readdirSync(cache, { recursive: true }).map(String).filter((f) => /\.(tmp|old)-\d+$/.test(f));
+    expect(leftovers).toEqual([]);
+    expect(existsSync(join(scratch, 'tune.json'))).toBe(false);
+  });
+});
