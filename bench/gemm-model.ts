@@ -1,0 +1,122 @@
+/**
+ * Cost model of one generated GEMM launch (src/codegen/gemm-plan.ts), to predict before a GPU
+ * measures (../shared/docs/performance-model.md). Pure: plan + machine + occupancy -> figures.
+ *
+ *   HBM bytes   main kernel: weights once (N K 2: one CTA covers all M <= 128 rows; past that
+ *               the CTAs of one weight tile run side by side and share it through L2),
+ *               activations once (M K 4), then the output (M N 4, read too when accumulating)
+ *               or, with split-K S > 1, the partials (S M N 4); the reduce kernel after it reads
+ *               the partials and writes the output (counted as HBM although they may stay in L2).
+ *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 4 over all parts) and
+ *               the weight tile once per CTA along M.
+ *   FLOPs       2 M N K useful; executed: whole m16 fragments of every CTA (padding rows included).
+ *   time        max(main HBM / copy rate, L2 / L2 rate, executed / mma.sync rate + wave term)
+ *               + split-K reduce (its bytes at the copy rate + one launch gap). Host launch
+ *               cost is not included (CUDA graphs remove it; performance-model.md).
+ *   wave term   the mma time lost to SMs left idle by the last wave: t_mma (ceil(w) - w) / w with
+ *               w = CTAs / SMs (the CTAs an SM holds at once share its tensor cores, so an SM's
+ *               time is its CTA count). `waves` reports CTAs / (SMs x CTAs an SM): residency at
+ *               the occupancy ptxas allows (registers, shared memory).
+ */
+import type { GemmPlan } from '../src/codegen/gemm-plan.js';
+
+export interface Machine {
+  readonly name: string;
+  readonly sms: number;
+  /** Device-to-device copy, bytes read + written per second (measured). */
+  readonly copyBytesPerS: number;
+  /** bf16 dense matmul FLOP/s (measured through torch, 8192^3). */
+  readonly matmulFlops: number;
+  /** What mma.sync m16n8k16 reaches: shared-memory bandwidth for ldmatrix limits it, not the tensor cores. */
+  readonly mmaSyncFlops: number;
+  /** L2 -> SM bandwidth: an assumption, not measured here. */
+  readonly l2BytesPerS: number;
+  readonly registersPerSm: number;
+  readonly sharedPerSm: number;
+  readonly maxThreadsPerSm: number;
+  /** Gap between two dependent launches on one stream (the reduce after the main kernel). */
+  readonly launchGapS: number;
+}
+
+/** The lent GPU (performance-model.md: measured through PyTorch, Oct-Nov 2026). */
+export const H200: Machine = {
+  name: 'H200 (sm_90, 132 SMs)',
+  sms: 132,
+  copyBytesPerS: 4.3e12,
+  matmulFlops: 790e12,
+  mmaSyncFlops: 395e12,  // ~half of the measured wgmma-path rate (performance-model.md)
+  l2BytesPerS: 10e12,    // assumed: ~2.3x the copy rate; the device check should measure it
+  registersPerSm: 65_536,
+  sharedPerSm: 233_472,
+  maxThreadsPerSm: 2048,
+  launchGapS: 2e-6,
+};
+
+/** CTAs one SM holds: registers (allocated per warp in units of 256), shared memory (+1 KB reserved a CTA), threads. */
+export function ctasPerSm(m: Machine, threads: number, registers: number, sharedBytes: number): number {
+  const regsPerWarp = Math.ceil((registers * 32) / 256) * 256;
+  const byRegs = Math.floor(m.registersPerSm / (regsPerWarp * (threads / 32)));
+  const byShared = Math.floor(m.sharedPerSm / (sharedBytes + 1024));
+  return Math.max(0, Math.min(byRegs, byShared, Math.floor(m.maxThreadsPerSm / threads), 32));
+}
+
+export interface GemmPrediction {
+  readonly ctas: number;
+  readonly ctasPerSm: number;
+  readonly waves: number;
+  readonly hbmBytes: number;
+  readonly l2Bytes: number;
+  readonly usefulFlops: number;
+  readonly executedFlops: number;
+  /** The main kernel's HBM time (the reduce's is in reduceS). */
+  readonly hbmS: number;
+  readonly l2S: number;
+  readonly mmaS: number;
+  readonly waveS: number;
+  readonly reduceS: number;
+  readonly predictedS: number;
+  readonly bound: 'HBM' | 'L2' | 'mma.sync';
+  /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
+  readonly copyShare: number;
+  /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
+  readonly matmulShare: number;
+}
+
+/** Rows a CTA computes: whole m16 fragments of its rows (fragments wholly past M are skipped). */
+function executedRows(p: GemmPlan, rows: number): number {
+  let total = 0;
+  for (let b = 0; b * p.blockM < rows; b++) total += 16 * Math.ceil(Math.min(p.blockM, rows - b * p.blockM) / 16);
+  return total;
+}
+
+export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean } = {}): GemmPrediction {
+  const { n, k } = p.shape;
+  const s = p.reduction.splitK;
+  const mBlocks = Math.ceil(rows / p.blockM);
+  const ctas = mBlocks * p.nTiles * s;
+  const perSm = ctasPerSm(machine, p.threads, registers, p.sharedBytes);
+  const slots = machine.sms * Math.max(1, perSm);
+  const waves = ctas / slots;
+  const weights = n * k * 2, acts = rows * k * 4, output = rows * n * 4 * (opts.accumulate ? 2 : 1);
+  const partials = s * rows * n * 4;
+  const mainBytes = weights + acts + (s > 1 ? partials : output);
+  const reduceBytes = s > 1 ? partials + output : 0;
+  const hbmBytes = mainBytes + reduceBytes;
+  const l2Bytes = p.nTiles * acts + mBlocks * weights;
+  const usefulFlops = 2 * rows * n * k;
+  const executedFlops = 2 * executedRows(p, rows) * p.nTiles * p.blockN * p.reduction.kTiles * p.reduction.blockK;
+  const hbmS = mainBytes / machine.copyBytesPerS;
+  const l2S = l2Bytes / machine.l2BytesPerS;
+  const mmaS = executedFlops / machine.mmaSyncFlops;
+  const smWaves = ctas / machine.sms;
+  const waveS = mmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
+  const reduceS = s > 1 ? reduceBytes / machine.copyBytesPerS + machine.launchGapS : 0;
+  const main = Math.max(hbmS, l2S, mmaS + waveS);
+  const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'mma.sync';
+  const predictedS = main + reduceS;
+  return {
+    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, mmaS, waveS, reduceS, predictedS, bound,
+    copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
+    matmulShare: usefulFlops / predictedS / machine.matmulFlops,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Predicted cost of the generated GEMMs (a benchmark of the cost model, not a test): the
+ * Qwen3-8B linear layers (qkv 6144x4096, o 4096x4096, gate_up 24576x4096, down 4096x12288,
+ * lm_head 151936x4096) at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16) on the lent H200,
+ * as src/codegen/gemm-plan.ts plans them for sm_90. Occupancy comes from ptxas (nvcc -cubin
+ * -arch=sm_90 on the generated source) when nvcc is here, else 128 registers are assumed.
+ * Then the step: 36 layers x (qkv + o + gate_up + down) + lm_head, per M, against AR.
+ *
+ *   npm run bench:gemm        # prints the table; --json for the figures
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parsePtxasReport } from '../src/build/ptxas.js';
+import { runPool } from '../src/build/pool.js';
+import { findNvcc } from '../src/build/toolchain.js';
+import { type GemmRole, gemmShapeOf } from '../src/codegen/gemm-model.js';
+import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
+import { renderGemmUnit } from '../src/codegen/gemm-source.js';
+import { readTemplateFile } from '../src/codegen/templates.js';
+import type { ModelSpec } from '../src/ir/model.js';
+import { type GemmPrediction, H200, predictGemm } from './gemm-model.js';
+
+const exec = promisify(execFile);
+const ROWS = [1, 20, 72, 272];
+const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
+/** The residual add happens in these GEMMs' epilogue (accumulate): their output is read too. */
+const ACCUMULATES: ReadonlySet<GemmRole> = new Set(['o', 'down']);
+const QWEN3_8B: ModelSpec = {
+  name: 'qwen3-8b', family: 'qwen3', layers: 36, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288,
+  vocabSize: 151936, ropeTheta: 1e6, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: false, dtype: 'bf16', maskTokenId: 151662, draftLengths: [4, 8, 16],
+};
+const ASSUMED_REGISTERS = 128;
+
+interface Row {
+  readonly role: GemmRole;
+  readonly plan: GemmPlan;
+  readonly registers: number;
+  readonly measuredRegisters: boolean;
+  readonly p: GemmPrediction;
+}
+
+async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPlan[] }[]): Promise<Map<string, number> | string> {
+  const nvcc = await findNvcc();
+  if (!nvcc.found) return `nvcc not found (${nvcc.reason}): ${ASSUMED_REGISTERS} registers assumed`;
+  const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-gemm-'));
+  try {
+    for (const h of ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
+    const regs = new Map<string, number>();
+    await runPool(units, 2, async (u, i) => {
+      const src = join(dir, `u${i}.cu`);
+      writeFileSync(src, renderGemmUnit(u.plans[0]!.shape, u.plans, [u.role], QWEN3_8B.name));
+      const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-arch=sm_90', '-Xptxas', '-v', '-o', join(dir, `u${i}.cubin`), src], { maxBuffer: 64 << 20 });
+      for (const [kernel, r] of Object.entries(parsePtxasReport(stderr)['sm_90'] ?? {})) regs.set(kernel, r.registers);
+    });
+    return regs;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const us = (s: number): string => (s * 1e6).toFixed(1);
+
+async function main(): Promise<void> {
+  const target = gemmTarget(['sm_90']);
+  const units = ROLES.map((role) => {
+    const shape = gemmShapeOf(QWEN3_8B, role);
+    const reduction = planReduction(shape, target);
+    return { role, plans: ROWS.map((m) => planGemm(shape, m, target, reduction)) };
+  });
+  const regs = await registersBySymbol(units);
+  const rows: Row[] = units.flatMap((u) => u.plans.map((plan) => {
+    const measured = typeof regs !== 'string' && regs.has(gemmSymbol(plan.shape, plan.m));
+    const registers = measured ? (regs as Map<string, number>).get(gemmSymbol(plan.shape, plan.m))! : ASSUMED_REGISTERS;
+    return { role: u.role, plan, registers, measuredRegisters: measured, p: predictGemm(plan, plan.m, H200, registers, { accumulate: ACCUMULATES.has(u.role) }) };
+  }));
+
+  if (process.argv.includes('--json')) {
+    console.log(JSON.stringify(rows.map((r) => ({ role: r.role, n: r.plan.shape.n, k: r.plan.shape.k, m: r.plan.m, splitK: r.plan.reduction.splitK, blockM: r.plan.blockM, stages: r.plan.stages, registers: r.registers, ...r.p })), null, 2));
+    return;
+  }
+  console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (bench/gemm-model.ts):`);
+  console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
+  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
+  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'red us', 'pred us', 'bound', 'copy %', 'TFLOP/s'];
+  const table = rows.map(({ role, plan, registers, p }) => [
+    role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),
+    String(plan.reduction.splitK), String(p.ctas), String(registers), String(p.ctasPerSm), p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2),
+    us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  for (const r of table) console.log(line(r));
+
+  console.log(`\nA decode step's linear layers (${QWEN3_8B.layers} x (qkv + o + gate_up + down) + lm_head):`);
+  const stepS = (m: number): number => rows.filter((r) => r.plan.m === m).reduce((t, r) => t + r.p.predictedS * (r.role === 'lm_head' ? 1 : QWEN3_8B.layers), 0);
+  const ar = stepS(1);
+  for (const m of ROWS) console.log(`  M = ${String(m).padStart(3)}: ${(stepS(m) * 1e3).toFixed(2)} ms predicted, ${(stepS(m) / ar).toFixed(2)}x the AR step`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:gemm: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});

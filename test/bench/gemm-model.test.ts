@@ -1,0 +1,45 @@
+/**
+ * The GEMM cost model of bench/gemm.ts (bench/gemm-model.ts), lightly: occupancy from registers
+ * and shared memory, the memory-bound and compute-bound ends, the split-K reduce term.
+ */
+import { describe, expect, test } from 'vitest';
+import { ctasPerSm, H200, predictGemm } from '../../bench/gemm-model.js';
+import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+
+const target = gemmTarget(['sm_90']);
+const plan = (n: number, k: number, m: number, splitK?: number) => {
+  const shape = { n, k, dtype: 'bf16' as const };
+  return planGemm(shape, m, target, planReduction(shape, target, splitK));
+};
+
+describe('gemm cost model', () => {
+  test('occupancy: registers are allocated per warp in 256s; shared memory reserves 1 KB a CTA', () => {
+    expect(ctasPerSm(H200, 256, 128, 100_000)).toBe(2);
+    expect(ctasPerSm(H200, 256, 129, 10_000)).toBe(1);   // 129 -> 136 registers: 34,816 a CTA
+    expect(ctasPerSm(H200, 256, 64, 116_000)).toBe(1);   // two would need 2 x 117,024 bytes
+    expect(ctasPerSm(H200, 256, 32, 1_000)).toBe(8);     // 2048 threads
+  });
+  test('M = 1 is memory-bound: the weight bytes at the copy rate', () => {
+    const p = predictGemm(plan(24576, 4096, 1), 1, H200, 64);
+    expect(p.bound).toBe('HBM');
+    expect(p.reduceS).toBe(0);
+    expect(p.predictedS).toBeCloseTo((24576 * 4096 * 2) / 4.3e12, 6);
+    expect(p.copyShare).toBeGreaterThan(0.99);
+    expect(p.copyShare).toBeLessThanOrEqual(1);
+  });
+  test('M = 272 is compute-bound: padding rows and idle SMs cost time', () => {
+    const p = predictGemm(plan(24576, 4096, 272), 272, H200, 120);
+    expect(p.bound).not.toBe('HBM');
+    expect(p.executedFlops).toBe(2 * 272 * 24576 * 4096);  // CTAs of 96, 96, 80 rows: fragments past M are skipped
+    expect(predictGemm(plan(24576, 4096, 20), 20, H200, 80).executedFlops).toBe(2 * 32 * 24576 * 4096);  // 20 rows: two m16 fragments
+    expect(p.predictedS).toBeGreaterThan(p.usefulFlops / H200.mmaSyncFlops);
+    expect(p.matmulShare).toBeLessThan(0.5);
+  });
+  test('split-K adds the reduce: partials at the copy rate and a launch gap', () => {
+    const one = predictGemm(plan(4096, 4096, 20, 1), 20, H200, 80);
+    const four = predictGemm(plan(4096, 4096, 20, 4), 20, H200, 80);
+    expect(four.ctas).toBe(4 * one.ctas);
+    expect(four.reduceS).toBeCloseTo((4 * 20 * 4096 * 4 + 20 * 4096 * 4) / 4.3e12 + H200.launchGapS, 12);
+    expect(four.hbmBytes - one.hbmBytes).toBe(2 * 4 * 20 * 4096 * 4);
+  });
+});
