@@ -182,13 +182,13 @@ export function buildEmulatedDriver(outDir: string, options: EmulatedDriverOptio
   const dir = resolve(outDir);
   let build = driverBuilds.get(dir);
   if (!build) {
-    build = buildDriverUncached(dir, options).finally(() => driverBuilds.delete(dir));
+    build = buildDriverUncached(dir, outDir, options).finally(() => driverBuilds.delete(dir));
     driverBuilds.set(dir, build);
   }
   return build;
 }
 
-async function buildDriverUncached(dir: string, options: EmulatedDriverOptions): Promise<string> {
+async function buildDriverUncached(dir: string, given: string, options: EmulatedDriverOptions): Promise<string> {
   const cxx = await compiler(options.cxx);
   const emu = emulatorSourceDir();
   // --no-undefined: every function cuda_driver_api.h declares must be defined in fake_cuda.cpp.
@@ -196,7 +196,7 @@ async function buildDriverUncached(dir: string, options: EmulatedDriverOptions):
   const key = await driverKey(cxx, [...EMU_FLAGS, ...MODULE_FLAGS, ...linkFlags]);
   const library = join(dir, EMULATED_DRIVER_LIBRARY), stamp = `${library}.stamp`;
   if (existsSync(library) && (await readFile(stamp, 'utf8').catch(() => '')) === `${key}\n`) return library;
-  openOutputDir({ path: dir, kind: 'emulated-driver', field: options.outField ?? 'outDir' });
+  openOutputDir({ path: given, kind: 'emulated-driver', field: options.outField ?? 'outDir' });
   await compileAtomic(cxx.path, [
     ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), `-I${driverApiDir()}`,
     ...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...linkFlags,

@@ -9,7 +9,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from './fs-error.js';
 import { isPending } from './interrupt.js';
-import { ATOMIC_TEMP, tidarcKind } from './tidarc-dir.js';
+import { ATOMIC_TEMP, tidarcKind, untouchableReason } from './tidarc-dir.js';
 
 const STAGING = /^.+\.(?:tmp|old)-(\d+)$/;
 
@@ -48,7 +48,8 @@ export function removeStaleTemps(dir: string): string[] {
     if (!staging && !temp) continue;
     const path = join(dir, e.name);
     if (!processGone(Number(staging ? staging[1] : temp![2]), path)) continue;
-    const ours = staging ? e.isDirectory() && (isEmptyDir(path) || tidarcKind(path) !== undefined) : e.isFile();
+    // Never the current directory or a parent of it, even a leftover.
+    const ours = staging ? e.isDirectory() && !untouchableReason(path) && (isEmptyDir(path) || tidarcKind(path) !== undefined) : e.isFile();
     if (!ours) continue;
     try {
       rmSync(path, { recursive: true, force: true, maxRetries: 3 });

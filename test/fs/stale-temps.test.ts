@@ -59,3 +59,18 @@ test("this process's own id: a leftover of an earlier process with the same id g
     settled(join(dir, `busy.tmp-${process.pid}`));
   }
 });
+
+test('a leftover that is the current directory stays (it would pull the directory from under the shell)', () => {
+  const dir = join(root, 'cwd');
+  const leftover = join(dir, `out.tmp-${deadPid()}`);
+  mkdirSync(leftover, { recursive: true });
+  writeFileSync(join(leftover, MARKER_FILE), markerText('compile-output'));
+  const cwd = process.cwd();
+  process.chdir(leftover);
+  try {
+    expect(removeStaleTemps(dir)).toEqual([]);
+  } finally {
+    process.chdir(cwd);
+  }
+  expect(removeStaleTemps(dir)).toEqual([leftover]);
+});
