@@ -11,10 +11,12 @@ export const INT32_MAX = 2 ** 31 - 1;
 /** Split-KV partitions of one call. */
 export const MAX_SPLITS = 1024;
 /**
- * CPU threads of one call. A kernel library runs at most its machine's hardware threads
- * (more are clamped there); this bound turns a typo (2000) into an error here.
+ * CPU threads of one call: the bound of the CLI's --threads (run, bench-step, tune), so that a
+ * value the CLI accepts is never refused here. A kernel library runs at most its machine's
+ * hardware threads (more are clamped there, and by the addon's operators); this bound turns a
+ * typo (20000) into an error naming the field.
  */
-export const MAX_CPU_THREADS = 256;
+export const MAX_CPU_THREADS = 1024;
 
 export function invalidAttentionInput(field: string, value: unknown, allowed: string): never {
   // As written in source: NaN and Infinity (JSON would say null), a string in quotes.

@@ -34,7 +34,7 @@ export interface AttentionInputs {
   /** Split-KV count; default: the tuned value for this shape (compile --tuned), else the wave-efficiency heuristic. */
   readonly splits?: number;
   /**
-   * CPU threads, 0 (all) to MAX_CPU_THREADS (256); a library runs at most its machine's
+   * CPU threads, 0 (all) to MAX_CPU_THREADS (1024); a library runs at most its machine's
    * hardware threads. Default: the tuned value for this shape, else one for a small call and all otherwise.
    */
   readonly threads?: number;

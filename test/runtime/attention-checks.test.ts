@@ -1,8 +1,9 @@
 /**
  * The numbers of an attention call are checked as given, before any conversion, in one place
  * shared by the kernel library (prepareCall) and the reference: Int32Array.from used to turn
- * prefixLen 2^32 + 5 into 5, NaN into 0 and 1.9 into 1, and `threads: 2000` reached the
- * library. Needs nothing (no compiler, no addon).
+ * prefixLen 2^32 + 5 into 5, NaN into 0 and 1.9 into 1, and any `threads` reached the library
+ * (which now also clamps it to the hardware threads: kernel-library.test.ts).
+ * Needs nothing (no compiler, no addon).
  */
 import { describe, expect, test } from 'vitest';
 import { generateModel } from '../../src/codegen/generate.js';
@@ -64,7 +65,7 @@ describe('prepareCall refuses numbers it would have coerced, naming the field', 
     ['batch', 0], ['batch', 1.5], ['batch', Number.NaN], ['batch', 2 ** 31],
     ['cacheCapacity', -1], ['cacheCapacity', 0.5], ['cacheCapacity', 2 ** 32 + 16],
     ['splits', 0], ['splits', 1.9], ['splits', 1025], ['splits', Number.NaN],
-    ['threads', -1], ['threads', 2.5], ['threads', 2000], ['threads', MAX_CPU_THREADS + 1], ['threads', Number.NaN],
+    ['threads', -1], ['threads', 2.5], ['threads', 20000], ['threads', MAX_CPU_THREADS + 1], ['threads', Number.NaN],
   ] as const)('%s = %s', (field, value) => {
     const e = refusal({ [field]: value });
     expect(e.code).toBe('invalid-argument');
