@@ -176,6 +176,16 @@ struct AttentionCall {
 
 enum class CallMode { kSync, kAsync };
 
+// With nothing cached (cache_capacity 0, e.g. a first step) the caches are empty arguments, not
+// missing ones: kernels refuse a null pointer, so they get one they never read through.
+// Elsewhere an empty array stays null and the kernel refuses it.
+void AllowEmptyCaches(TidarcAttentionArgs& a) {
+  alignas(64) static const uint16_t kNothing[32] = {};
+  if (a.cache_capacity != 0) return;
+  if (a.k_cache == nullptr) a.k_cache = kNothing;
+  if (a.v_cache == nullptr) a.v_cache = kNothing;
+}
+
 AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode) {
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray()) {
     ThrowType(env, "args must be an object with q, kCache, vCache, kStep, vStep, prefixLen, o, "
@@ -217,12 +227,12 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
                         " elements but batch is " + std::to_string(a.batch));
   }
   call.prefix.assign(prefix.Data(), prefix.Data() + std::max(a.batch, 0));
-  a.prefix_len = call.prefix.empty() ? static_cast<int32_t*>(tidarc::EmptyArrayData()) : call.prefix.data();
+  a.prefix_len = call.prefix.data();
 
   if (mode == CallMode::kSync) {
-    auto data = [](auto& arr) -> void* {
-      return arr.ElementLength() > 0 ? static_cast<void*>(arr.Data()) : tidarc::EmptyArrayData();
-    };
+    // An empty array passes null: a zero-length view of a larger buffer has a data pointer,
+    // from which a kernel would read a shape's worth of another array's bytes.
+    auto data = [](auto& arr) -> void* { return arr.ElementLength() > 0 ? static_cast<void*>(arr.Data()) : nullptr; };
     a.q = data(q);
     a.k_cache = data(k_cache);
     a.v_cache = data(v_cache);
@@ -231,6 +241,7 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
     a.o = data(o);
     a.lse = static_cast<float*>(data(lse));
     a.workspace = has_workspace ? ws.Data() : nullptr;
+    AllowEmptyCaches(a);
     return call;
   }
   // Of the caches, only the slots the call reads are copied (slots [0, prefix_len[b]) of each
@@ -282,6 +293,7 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
   a.o = stage(o, "o");
   a.lse = static_cast<float*>(stage(lse, "lse"));
   a.workspace = has_workspace ? static_cast<float*>(stage(ws, "workspace")) : nullptr;
+  AllowEmptyCaches(a);
   return call;
 }
 

@@ -24,13 +24,6 @@
 
 namespace tidarc {
 
-// Data pointer for an empty array: kernels treat a null pointer as a missing argument, and a
-// zero-length buffer (an empty cache, cacheCapacity 0) is an empty argument, not a missing one.
-inline void* EmptyArrayData() {
-  alignas(64) static uint8_t empty[64];
-  return empty;
-}
-
 struct TypedArrayInfo {
   void* data = nullptr;
   size_t bytes = 0;
@@ -89,7 +82,7 @@ class StagedArray {
     if (shared_ && bytes_ > 0) {
       data_ = info.data;
     } else if (copy_bytes == 0) {
-      data_ = EmptyArrayData();
+      data_ = nullptr;  // as for a synchronous call: an empty array has no data
     } else {
       copy_.reset(new (std::nothrow) uint8_t[copy_bytes]);
       if (!copy_) {

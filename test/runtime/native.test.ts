@@ -185,6 +185,21 @@ describe.skipIf(!addonBuilt || !hasGxx)('native addon (needs npm run build:nativ
     });
   });
 
+  test('empty caches are an empty argument at cacheCapacity 0, refused otherwise; sync and async', async () => {
+    await withLibraryAsync(lib('good.so'), async (h) => {
+      const empty = { ...makeArgs(1, [0]), cacheCapacity: 0, kCache: new Uint16Array(0), vCache: new Uint16Array(0) };
+      native.runAttention(h, 'tidarc_cpu_test_copy', empty);
+      expect(empty.o).toEqual(empty.q);
+      const viaAsync = { ...empty, o: new Uint16Array(empty.o.length) };
+      await native.runAttentionAsync(h, 'tidarc_cpu_test_copy', viaAsync);
+      expect(viaAsync.o).toEqual(empty.q);
+      // An empty cache with a capacity, or a zero-length view of a larger buffer, is no data.
+      const short = { ...makeArgs(1, [3]), kCache: new Uint16Array(0), vCache: new Uint16Array(64).subarray(0, 0) };
+      expect(() => native.runAttention(h, 'tidarc_cpu_test_copy', short)).toThrow(/TIDARC_ERR_ARGS/);
+      await expect(native.runAttentionAsync(h, 'tidarc_cpu_test_copy', short)).rejects.toThrow(/TIDARC_ERR_ARGS/);
+    });
+  });
+
   test('a missing symbol is a clear error', () => {
     withLibrary(lib('good.so'), (h) => {
       expect(() => native.runAttention(h, 'tidarc_cpu_nope', makeArgs(1, [0]))).toThrow(
