@@ -105,7 +105,7 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   checkLength('q', inputs.q.length, batch * v.steps * qHeads * headDim, `[${batch}, ${v.steps}, ${qHeads}, ${headDim}]`);
   for (const f of ['kCache', 'vCache'] as const) checkLength(f, inputs[f].length, batch * kvHeads * cacheCapacity * headDim, `[${batch}, ${kvHeads}, ${cacheCapacity}, ${headDim}]`);
   for (const f of ['kStep', 'vStep'] as const) checkLength(f, inputs[f].length, batch * v.steps * kvHeads * headDim, `[${batch}, ${v.steps}, ${kvHeads}, ${headDim}]`);
-  const maxPrefix = Math.max(0, ...prefixLen);
+  const maxPrefix = prefixLen.reduce((m, L) => Math.max(m, L), 0); // no spread: a large batch would overflow the arguments
   // What the caller says, else what tidarc tune measured for this shape, else the heuristic.
   const tuned = v.tuned?.backend === 'cpu' ? tunedCall(v.tuned.calls, batch, maxPrefix) : undefined;
   const threads = checkInteger('threads', inputs.threads ?? tuned?.threads ?? heuristicCpuCall({ batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism).threads, 0, MAX_CPU_THREADS);

@@ -88,6 +88,16 @@ describe('prepareCall refuses numbers it would have coerced, naming the field', 
   });
 });
 
+test('a large batch is a call like any other (the longest prefix was a spread: stack overflow)', () => {
+  const unit = { ...variant, shape: { ...variant.shape, qHeads: 1, kvHeads: 1, headDim: 1 }, steps: 1, rows: 1, plan: { ...variant.plan, rowTiles: 1 } };
+  const batch = 300_000;
+  const args = prepareCall(unit, {
+    batch, cacheCapacity: 1, prefixLen: new Int32Array(batch).fill(1), q: new Uint16Array(batch), kCache: new Uint16Array(batch),
+    vCache: new Uint16Array(batch), kStep: new Uint16Array(batch), vStep: new Uint16Array(batch), threads: 1, splits: 1,
+  }, 4);
+  expect(args.batch).toBe(batch);
+});
+
 describe('the reference refuses the same calls with the same words', () => {
   const problem = (prefixLen: unknown, cacheCapacity = 2) => ({
     batch: 1, n: 1, qHeads: 1, kvHeads: 1, headDim: 1, cacheCapacity, prefixLen: prefixLen as number[],
