@@ -15,6 +15,9 @@ import { type Run, runTidarc } from '../helpers/cli.js';
 
 const run = (...argv: string[]): Promise<Run> => runTidarc('mask', ...argv);
 
+/** A chain-and-fork tree of n nodes as a --parents list: node i's parent is i - 1 or i - 2. */
+const bigTree = (n: number): string => Array.from({ length: n }, (_, i) => (i === 0 ? -1 : i - 1 - (i % 2 && i > 1 ? 1 : 0))).join(',');
+
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-mask-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -107,6 +110,12 @@ describe('bad options give exit code 1 and exactly one `tidarc: error:` line nam
     ['--parents forward reference', ['--kind', 'tree', '--parents', '-1,0,5'], /entry 2.*--parents = -1,0,5.*-1 to 1/],
     ['--parents empty', ['--kind', 'tree', '--parents', ''], /--parents/],
     ['unknown format', ['--kind', 'causal', '--length', '2', '--format', 'png'], /--format = png.*text, json, svg/],
+    // Issue 12: an 8192-node tree wrote a 134 MB JSON using 1.2 GB; causal --length 8192 the same.
+    ['a tree over the node limit', ['--kind', 'tree', `--parents=${bigTree(1025)}`, '--format', 'json'], /the tree has too many nodes \(--parents = 1025 nodes\); allowed: at most 1024 nodes/],
+    ['an 8192-node tree', ['--kind', 'tree', `--parents=${bigTree(8192)}`], /--parents = 8192 nodes/],
+    ['a json over the dense limit', ['--kind', 'causal', '--length', '8192', '--format', 'json'],
+      /the causal mask is too large for --format json: 8192 queries x 8192 keys from --length 8192 \(--format = json\); allowed: at most 16777216 cells for text or json/],
+    ['a text table over the dense limit', ['--kind', 'tidar-decode', '--draft', '64', '--prefix', '8'], /too large for --format text: 4160 queries x 4168 keys from --draft 64, --prefix 8 \(--format = text\)/],
     // Commander's own parse errors go through the same one-line rendering.
     ['unknown option', ['--kind', 'causal', '--length', '2', '--bogus'], /unknown option '--bogus'/],
     ['option without its value', ['--kind', 'causal', '--length'], /--length <s>.*missing/],
@@ -122,6 +131,14 @@ describe('bad options give exit code 1 and exactly one `tidarc: error:` line nam
     expect(lines[0]).toMatch(/^tidarc: error: /);
     expect(lines[0]).toMatch(pattern);
   });
+});
+
+test('the largest tree renders in every format, json within the dense limit', async () => {
+  const r = await run('--kind', 'tree', `--parents=${bigTree(1024)}`, '--format', 'json');
+  expect(r.code, r.stderr).toBe(0);
+  const out = JSON.parse(r.stdout) as { rows: number; cols: number };
+  expect([out.rows, out.cols]).toEqual([1024, 1024]);
+  expect(r.stdout.length).toBeLessThan(4 << 20);
 });
 
 test('--help explains every option with examples', async () => {

@@ -5,11 +5,30 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
 import { runTidarc } from '../helpers/cli.js';
+import { readSafetensors, serializeSafetensors, type Tensor } from '../../src/model/safetensors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-cli-run-'));
 let dir: string;
 
 const run = runTidarc;
+
+/** Rewrites d/config.json through `edit`. */
+function editConfig(d: string, edit: (cfg: Record<string, unknown>) => void): void {
+  const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+  edit(cfg);
+  writeFileSync(join(d, 'config.json'), JSON.stringify(cfg));
+}
+
+/** Rewrites d/model.safetensors with one tensor's 16-bit words replaced by `fill`. */
+async function editTensor(d: string, name: string, fill: (bits: Uint16Array) => void): Promise<void> {
+  const file = await readSafetensors(join(d, 'model.safetensors'));
+  const tensors: Record<string, Tensor> = {};
+  for (const n of file.names()) tensors[n] = file.tensor(n);
+  const bits = tensors[name]!.data.slice() as Uint16Array;
+  fill(bits);
+  tensors[name] = { ...tensors[name]!, data: bits };
+  writeFileSync(join(d, 'model.safetensors'), serializeSafetensors(tensors, file.metadata));
+}
 
 function variantDir(name: string, edit: (d: string) => void): string {
   const d = join(root, name);
@@ -84,5 +103,54 @@ describe('tidarc run errors: exit 1, one line, no crash', () => {
     expect(lines, r.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(/^tidarc: error: /);
     expect(lines[0]).toMatch(message);
+  });
+});
+
+describe('tidarc run never reports garbage as success (issue 12): exit 1, one line, no tokens', () => {
+  const refuse = async (argv: string[], message: RegExp): Promise<void> => {
+    const r = await run(...argv);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^tidarc: error: /);
+    expect(r.stderr).toMatch(message);
+  };
+
+  test('NaN weights are refused at load, naming the tensor', { timeout: 120_000 }, async () => {
+    const d = variantDir('nan', () => undefined);
+    await editTensor(d, 'model.norm.weight', (w) => void (w[5] = 0x7fc0));
+    await refuse(['run', d, '--prompt', 'x'], /tensor holds non-finite values: 1 of 128, the first at \[5\] is NaN \(tensor "model\.norm\.weight"\)/);
+  });
+
+  test('finite weights whose logits overflow stop the run at the step, instead of "accepting" every draft', { timeout: 120_000 }, async () => {
+    // bf16 0x7f7f = 3.39e38, the largest finite bf16: the final norm's output overflows float32.
+    const d = variantDir('overflow', () => undefined);
+    await editTensor(d, 'model.norm.weight', (w) => void w.fill(0x7f7f));
+    await refuse(['run', d, '--prompt', 'hello', '--max-tokens', '20', '--json'], /the model produced non-finite logits \(log-sum-exp (NaN|Infinity), row \d+\) in the prefill \(step 0\)/);
+  });
+
+  test('a config with fewer layers than the checkpoint names the unused tensors', { timeout: 120_000 }, async () => {
+    const d = variantDir('fewer-layers', (dd) => editConfig(dd, (cfg) => void (cfg['num_hidden_layers'] = 1)));
+    await refuse(['run', d, '--prompt', 'x'], /holds 11 tensors this config does not use \(model\.layers\.1\.input_layernorm\.weight, .* and 8 more\): the checkpoint has 2 layers, num_hidden_layers is 1/);
+  });
+
+  test.for([
+    ['rope_theta', 1e-300, /rope_theta = 1e-300\); allowed: a number from 10 to 1e12/],
+    ['rope_scaling', { rope_type: 'linear', factor: 1e-300 }, /rope_scaling\.factor = 1e-300\); allowed: a number from 1 to 1024/],
+    ['rms_norm_eps', 1e-300, /rms_norm_eps = 1e-300\); allowed: a number from 1e-12 to 0\.1/],
+  ] as const)('config %s = %j is refused', { timeout: 120_000 }, async ([key, value, message]) => {
+    const d = variantDir(`cfg-${key}`, (dd) => editConfig(dd, (cfg) => void (cfg[key] = value)));
+    await refuse(['run', d, '--prompt', 'x'], message);
+  });
+
+  test('a mask token on a byte id is refused', { timeout: 120_000 }, async () => {
+    const d = variantDir('mask-byte', (dd) => editConfig(dd, (cfg) => void ((cfg['tidar'] as Record<string, unknown>)['mask_token_id'] = 0)));
+    await refuse(['run', d, '--prompt', 'x'], /the mask token id is already the byte 0x00 of the byte-level tokenizer \(tidar\.mask_token_id = 0\)/);
+  });
+
+  test('--max-tokens is bounded by the family default when the config has no max_position_embeddings', { timeout: 120_000 }, async () => {
+    const d = variantDir('no-context', (dd) => editConfig(dd, (cfg) => void delete cfg['max_position_embeddings']));
+    // Refused before the kernels compile: this takes well under a second.
+    await refuse(['run', d, '--prompt', 'x', '--max-tokens', '40000'], /more tokens than the context holds, even after a 1-token prompt \(--max-tokens = 40000\); allowed: at most 32768 positions \(the qwen3 default: the config sets no max_position_embeddings\)/);
   });
 });

@@ -17,6 +17,18 @@ import { writeTextFileAtomic } from '../../fs/atomic-write.js';
 const FORMATS = ['text', 'json', 'svg'] as const;
 type Format = (typeof FORMATS)[number];
 
+/**
+ * Speculative trees in the literature stay far below this (Medusa 64 nodes, EAGLE-2 60,
+ * Sequoia up to 768); 8192 nodes made a 134 MB JSON that took 1.2 GB to build.
+ */
+export const MAX_TREE_NODES = 1024;
+/**
+ * text and json write every cell (about 2 bytes each, ~10x that while the string is built):
+ * 2^24 cells is a 34 MB file built in ~0.4 GB. Every TiDAR decode step up to k = 63 fits at
+ * prefix 0; svg draws runs of cells and keeps the renderer's own, larger bound.
+ */
+export const MAX_DENSE_CELLS = 1 << 24;
+
 type Param = 'draft' | 'prefix' | 'length' | 'block' | 'parents';
 
 interface RawOptions {
@@ -74,8 +86,11 @@ function integerOption(name: Param, raw: string, min: number, max: number): numb
 function parentsOption(raw: string): number[] {
   const items = raw.split(',').map((s) => s.trim());
   const allowed = 'a comma-separated list like -1,0,0,1 where entry i is -1 or the index of an earlier node';
-  if (items.length > MAX_LENGTH || items.some((s) => !/^-?\d+$/.test(s))) {
-    throw new TidarcError('invalid-argument', `the ${NOUN.parents} must be at most ${MAX_LENGTH} comma-separated integers`, { field: '--parents', value: raw, allowed });
+  if (items.length > MAX_TREE_NODES) {
+    throw new TidarcError('invalid-argument', 'the tree has too many nodes', { field: '--parents', value: `${items.length} nodes`, allowed: `at most ${MAX_TREE_NODES} nodes` });
+  }
+  if (items.some((s) => !/^-?\d+$/.test(s))) {
+    throw new TidarcError('invalid-argument', `the ${NOUN.parents} must be at most ${MAX_TREE_NODES} comma-separated integers`, { field: '--parents', value: raw, allowed });
   }
   const parents = items.map(Number);
   parents.forEach((p, i) => {
@@ -133,6 +148,16 @@ function parseFormat(raw: string | undefined): Format {
   return value as Format;
 }
 
+/** Refuses a text or json rendering over MAX_DENSE_CELLS, naming the options that set its size. */
+function checkDenseSize(kind: MaskKind, format: Format, rows: number, prefix: number, o: RawOptions): void {
+  if (format === 'svg' || rows * (prefix + rows) <= MAX_DENSE_CELLS) return;
+  const given = (['draft', 'length', 'block', 'prefix'] as const).filter((p) => o[p] !== undefined).map((p) => `--${p} ${o[p]!}`);
+  if (o.parents !== undefined) given.unshift(`--parents (${rows} nodes)`);
+  throw new TidarcError('invalid-argument', `the ${kind} mask is too large for --format ${format}: ${rows} queries x ${prefix + rows} keys from ${given.join(', ')}`, {
+    field: '--format', value: format, allowed: `at most ${MAX_DENSE_CELLS} cells for text or json (smaller options, or --format svg)`,
+  });
+}
+
 const RENDER: Readonly<Record<Format, (mask: MaskSpec, prefix: number) => string>> = {
   text: renderMaskText,
   json: renderMaskJson,
@@ -149,8 +174,8 @@ Options by kind (prefix P = cached keys every in-step query sees, default 0):
   block-diffusion  --block B [--prefix P]            one bidirectional block (BD3-LM, SDAR decode)
   tree             --parents LIST [--prefix P]       speculative tree; LIST[i] = parent of node i, -1 = root
 
-Limits: --draft 1..${MAX_DRAFT}; --length, --prefix and tree size up to ${MAX_LENGTH}; --block 1..${MAX_LENGTH}
-(tidar-train: 1..S).
+Limits: --draft 1..${MAX_DRAFT}; --length and --prefix up to ${MAX_LENGTH}; tree size up to ${MAX_TREE_NODES};
+--block 1..${MAX_LENGTH} (tidar-train: 1..S); text and json at most ${MAX_DENSE_CELLS} cells (queries x keys).
 
 Output: --format text (default) prints a table (1 = visible, . = hidden, | between segments);
 json prints {"kind", params..., "prefix", "rows", "cols", "positions", "visible"} with rows =
@@ -185,6 +210,7 @@ export function registerMaskCommand(program: Command, io: CliIo): void {
       const kind = parseKind(o.kind);
       const format = parseFormat(o.format);
       const { mask, prefix } = buildMask(kind, o);
+      checkDenseSize(kind, format, mask.tokens.length, prefix, o);
       const text = RENDER[format](mask, prefix);
       if (o.out === undefined) {
         io.stdout(text);

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
-import { type BackendChoice, loadModel } from '../../runtime/model/load-model.js';
+import { type BackendChoice, checkContext, loadModel } from '../../runtime/model/load-model.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
@@ -74,6 +74,8 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       } as const;
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,
+        // Before the kernels compile: a --max-tokens no prompt can fit is refused at once.
+        checkSpec: (spec) => checkContext(spec, undefined, options.maxTokens, options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0, '--max-tokens'),
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
         // With --tuned, say what the database set (the compile's other lines stay quiet).
         ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),

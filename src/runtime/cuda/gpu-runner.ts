@@ -15,7 +15,7 @@ import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { ropeInvFreq, type WeightMatrix } from '../ops.js';
-import type { AttentionSchedule, CacheState, ForwardPass, Runner } from '../model/forward.js';
+import { type AttentionSchedule, type CacheState, type ForwardPass, type Runner, checkLogitsFinite } from '../model/forward.js';
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
 import type { ModelWeights } from '../model/weights.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
@@ -344,6 +344,11 @@ export class GpuModelRunner implements Runner {
     this.device.upload(head.rowIds, Int32Array.from(rows));
     this.ops.matmul(hidden, this.weights.lmHead, null, head.logits, rows.length, { rowIds: head.rowIds });
     this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
+    // A NaN or infinite row must stop the run, not become a token: its lse is not finite
+    // (row_stats propagates NaN and infinities into it). One more small download per query.
+    const lse = new Float32Array(rows.length);
+    this.device.download(head.lse, lse);
+    checkLogitsFinite(lse, rows);
     return head;
   }
 

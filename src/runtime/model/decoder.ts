@@ -12,7 +12,7 @@ import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
 import { type Rng, seededRandom } from '../reference.js';
-import type { Runner } from './forward.js';
+import { NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 
 export interface DecodeOptions extends SamplingOptions {
@@ -37,6 +37,8 @@ export class Decoder {
   private drafts: number[] = [];
   /** Position offsets of the decode-step tokens (built once: the mask depends only on k). */
   private readonly stepOffsets: readonly number[];
+  /** Decode steps run so far (the prefill is step 0), for errors. */
+  private steps = 0;
 
   constructor(
     private readonly runner: Runner,
@@ -57,6 +59,32 @@ export class Decoder {
   }
 
   prefill(prompt: readonly number[]): StepRecord {
+    this.steps = 0;
+    return this.naming(() => this.runPrefill(prompt));
+  }
+
+  step(): StepRecord {
+    this.steps++;
+    return this.naming(() => (this.opts.mode === 'tidar' ? this.tidarStep() : this.arStep()));
+  }
+
+  /**
+   * Non-finite logits end the run with one error naming the step: a NaN row has no argmax
+   * worth emitting, and "accepting" NaN drafts reported garbage as a speed-up.
+   */
+  private naming(run: () => StepRecord): StepRecord {
+    try {
+      return run();
+    } catch (e) {
+      if (!(e instanceof NonFiniteLogits)) throw e;
+      const where = this.steps === 0 ? 'the prefill (step 0)' : `decode step ${this.steps}`;
+      throw new TidarcError('runtime', `the model produced non-finite logits (log-sum-exp ${String(e.lse)}, row ${e.row}) in ${where}; no tokens are reported from it`, {
+        allowed: "finite logits: check the checkpoint's weights and its rope_theta, rope_scaling and rms_norm_eps",
+      });
+    }
+  }
+
+  private runPrefill(prompt: readonly number[]): StepRecord {
     const t0 = performance.now();
     const cache = this.runner.cache;
     const S = prompt.length;
@@ -71,10 +99,6 @@ export class Decoder {
     const first = this.greedy && this.opts.trustAr === 1 ? r.argmax([S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
     this.drafts = k > 0 ? [first, ...r.argmax(Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
     return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
-  }
-
-  step(): StepRecord {
-    return this.opts.mode === 'tidar' ? this.tidarStep() : this.arStep();
   }
 
   private arStep(): StepRecord {

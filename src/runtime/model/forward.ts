@@ -10,6 +10,7 @@
  */
 import type { ModelSpec } from '../../ir/model.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
+import { TidarcError } from '../../errors.js';
 import { fromFp16Bits } from '../dtype.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
@@ -59,6 +60,22 @@ export interface ForwardPass {
   logits(rows: readonly number[]): Float32Array[];
   /** In-step rows 0..count-1 enter the cache at slots length..length+count-1; length += count. */
   commit(count: number): void;
+}
+
+/**
+ * A pass's logits row that is not finite: NaN or +inf somewhere, or every logit -inf. The
+ * lm_head's log-sum-exp shows it on both backends (NaN and infinities propagate into it), so
+ * the check costs one float per row. Thrown by argmax/logits; the decoder names the step.
+ */
+export class NonFiniteLogits extends TidarcError {
+  constructor(readonly row: number, readonly lse: number) {
+    super('runtime', `the model produced non-finite logits (log-sum-exp ${String(lse)}) in row ${row} of a forward pass`);
+  }
+}
+
+/** Throws NonFiniteLogits for the first requested row whose log-sum-exp is not finite. */
+export function checkLogitsFinite(lse: Float32Array, rows: readonly number[]): void {
+  for (let i = 0; i < rows.length; i++) if (!Number.isFinite(lse[i]!)) throw new NonFiniteLogits(rows[i]!, lse[i]!);
 }
 
 /** The cache as the decoding loop uses it. */
@@ -120,9 +137,15 @@ export class ModelRunner implements Runner {
     const cache = this.cache;
     return {
       attentionMs: r.attentionMs,
-      argmax: (rows) => [...ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: false }, threads).argmax],
+      argmax: (rows) => {
+        const head = ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: false }, threads);
+        checkLogitsFinite(head.lse, rows);
+        return [...head.argmax];
+      },
       logits: (rows) => {
-        const out = ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: true }, threads).logits!;
+        const head = ops.lmHead(r.hidden, lmHead, Int32Array.from(rows), { logits: true }, threads);
+        checkLogitsFinite(head.lse, rows);
+        const out = head.logits!;
         return rows.map((_, i) => out.subarray(i * lmHead.rows, (i + 1) * lmHead.rows));
       },
       commit: (count) => {

@@ -4,11 +4,11 @@
  * decoding loops behind `generate` and `stream`.
  */
 import { TidarcError } from '../../errors.js';
-import type { ModelSpec } from '../../ir/model.js';
+import { type ModelSpec, contextLength } from '../../ir/model.js';
 import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
 import { Decoder, checkDecodeOptions, type DecodeOptions } from './decoder.js';
 import type { KvCache } from './kv-cache.js';
-import { type Backend, type BackendChoice, type LoadOptions, openModelParts } from './model-parts.js';
+import { type Backend, type BackendChoice, type LoadOptions, type OpenPartsOptions, openModelParts } from './model-parts.js';
 
 export type { BackendChoice, LoadOptions };
 
@@ -61,7 +61,24 @@ export interface Model {
   close(): void;
 }
 
-export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+/**
+ * Throws when a prompt of `promptTokens` plus `maxTokens` (and a step's 2k draft and mask
+ * positions) does not fit the model's context. Without maxPositionEmbeddings the family's
+ * default bounds the run, and with it the KV cache it allocates. Before the prompt is
+ * encoded (promptTokens undefined) it checks maxTokens against the shortest prompt, 1 token,
+ * and names the caller's `field` for it.
+ */
+export function checkContext(spec: ModelSpec, promptTokens: number | undefined, maxTokens: number, k: number, field = 'maxTokens'): void {
+  const context = contextLength(spec);
+  if ((promptTokens ?? 1) + maxTokens + 2 * k <= context) return;
+  const why = spec.maxPositionEmbeddings !== undefined ? 'maxPositionEmbeddings' : `the ${spec.family} default: the config sets no max_position_embeddings`;
+  const allowed = `at most ${context} positions (${why}) including ${2 * k} for drafts`;
+  if (promptTokens === undefined) throw new TidarcError('invalid-argument', 'more tokens than the context holds, even after a 1-token prompt', { field, value: maxTokens, allowed });
+  throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${promptTokens} + ${maxTokens} tokens`, allowed });
+}
+
+/** `options.checkSpec` runs on the checkpoint's spec before any kernel is compiled (the CLI checks its arguments there). */
+export async function loadModel(dir: string, options: OpenPartsOptions = {}): Promise<Model> {
   const parts = await openModelParts(dir, options);
   const { spec, tokenizer, backend } = parts;
 
@@ -78,10 +95,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       if (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize) throw new TidarcError('invalid-argument', 'prompt token id out of range', { field: 'prompt', value: id, allowed: `0..${spec.vocabSize - 1}` });
     }
     const k = mode === 'tidar' ? draft : 0;
-    const context = spec.maxPositionEmbeddings ?? Infinity;
-    if (prompt.length + maxTokens + 2 * k > context) {
-      throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${prompt.length} + ${maxTokens} tokens`, allowed: `at most ${context} positions (maxPositionEmbeddings) including ${2 * k} for drafts` });
-    }
+    checkContext(spec, prompt.length, maxTokens, k);
     const runner = parts.newRunner(prompt.length + maxTokens + k + 1);
     try {
       const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId);
