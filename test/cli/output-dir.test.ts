@@ -173,7 +173,7 @@ describe('paths that cannot be written: one line, at once', () => {
   test('a kernel cache that cannot be created names the kernel cache and TIDARC_CACHE, or HOME\'s default (was: EACCES mkdir <temp name>)', () => {
     const file = join(scratch, 'a-file');
     writeFileSync(file, 'x');
-    const env = { ...process.env, TIDARC_CACHE: join(file, 'cache') };
+    const env: NodeJS.ProcessEnv = { ...process.env, TIDARC_CACHE: join(file, 'cache') };
     delete env['TIDARC_DEBUG'];
     const args = [BIN, 'run', resolve('models/tidar-tiny-code'), '--prompt', 'def', '--max-tokens', '1', '--backend', 'cpu'];
     let r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000, env });
