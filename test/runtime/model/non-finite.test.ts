@@ -2,15 +2,25 @@
  * Non-finite logits stop a run with an error naming the step (issue 12: a NaN final norm made
  * TiDAR "accept" every draft and report 3.76 tokens per forward on NUL bytes). The lm_head's
  * log-sum-exp is the signal on both backends; here it comes from the CPU operator, and the
- * decoding loop runs over a runner whose hidden states turn NaN or infinite at a chosen pass.
+ * decoding loop runs over a runner whose hidden states turn NaN or infinite at a chosen pass;
+ * the cuda runner's check (row_stats' lse) runs on the emulated driver, through the built CLI
+ * (dist/, as the other emulated-driver tests), wherever g++ is.
  */
-import { describe, expect, test } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../../src/build/toolchain.js';
+import { buildEmulatedDriver } from '../../../src/emulate/emulated-driver.js';
+import { readSafetensors, serializeSafetensors, type Tensor } from '../../../src/model/safetensors.js';
 import { TidarcError } from '../../../src/errors.js';
 import { Decoder } from '../../../src/runtime/model/decoder.js';
 import { type CacheState, type ForwardPass, NonFiniteLogits, type Runner, checkLogitsFinite } from '../../../src/runtime/model/forward.js';
 import type { KvCache } from '../../../src/runtime/model/kv-cache.js';
 import * as ops from '../../../src/runtime/ops.js';
-import { smallSpec } from '../../helpers/random-model.js';
+import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const V = 8, H = 4;
 /** A tiny lm_head whose argmax depends on the hidden row. */
@@ -95,5 +105,28 @@ describe('the decoding loop stops at the step whose logits are not finite', () =
     const decoder = new Decoder(fakeRunner(0, Infinity, 2), { mode: 'tidar', draft: 2, temperature: 0, topP: 1, trustAr: 1, seed: 0 }, 7);
     // Prefill of 3 prompt tokens + 2 mask slots: row 2 is the last prompt row, whose argmax is the first token.
     expect(errorOf(() => decoder.prefill([1, 2, 3])).message).toMatch(/non-finite logits \(log-sum-exp (NaN|Infinity), row 2\) in the prefill \(step 0\)/);
+  });
+});
+
+const cxx = await findCxx();
+
+describe.skipIf(!cxx.found)('the cuda runner (emulated driver)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'tidarc-non-finite-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  test('finite weights whose logits overflow: exit 1 naming the prefill, not tokens', { timeout: 300_000 }, async () => {
+    const driver = await buildEmulatedDriver(join(root, 'driver'));
+    const dir = await writeRandomModel(root, smallSpec('cudanan', [2], { maxPositionEmbeddings: 64 }), 4);
+    // bf16 0x7f7f = 3.39e38, the largest finite bf16: the final norm's output overflows float32.
+    const file = await readSafetensors(join(dir, 'model.safetensors'));
+    const tensors: Record<string, Tensor> = {};
+    for (const n of file.names()) tensors[n] = file.tensor(n);
+    tensors['model.norm.weight'] = { ...tensors['model.norm.weight']!, data: new Uint16Array(tensors['model.norm.weight']!.data.length).fill(0x7f7f) };
+    writeFileSync(join(dir, 'model.safetensors'), serializeSafetensors(tensors, file.metadata));
+    const r = await promisify(execFile)(process.execPath, [resolve('bin/tidarc.js'), 'run', dir, '--backend', 'cuda', '--prompt', 'hi', '--max-tokens', '4', '--json'], {
+      env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') },
+    }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^tidarc: error: the model produced non-finite logits \(log-sum-exp (NaN|Infinity), row \d+\) in the prefill \(step 0\)/);
   });
 });
