@@ -14,7 +14,7 @@ import { readJsonFile } from '../fs/read-json.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, sha256, type TileOverrides } from '../codegen/input-key.js';
-import { type BuildReport, type Manifest, OPS_UNIT } from '../codegen/manifest.js';
+import { type BuildReport, type Manifest, type ManifestGemm, OPS_UNIT } from '../codegen/manifest.js';
 import { childProcessSignal } from '../fs/interrupt.js';
 import { checkReplaceable } from '../fs/tidarc-dir.js';
 import { type OutputPlace, commitStaging, createStaging, discardStaging, isMarked, writeFiles } from './output-dir.js';
@@ -128,7 +128,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
       };
       if (build.nvccMissing) req.log(build.nvccMissing);
       if (build.cpuMissing) req.log(build.cpuMissing);
-      manifest = { ...manifest, build };
+      manifest = { ...manifest, build, ...(manifest.gemms && build.nvcc ? { gemms: withGemmPtxas(manifest.gemms, build.nvcc) } : {}) };
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
     }
     await writeFiles(staging, new Map([[STAMP_FILE, stamp]]));
@@ -140,14 +140,29 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   }
 }
 
+/** The GEMM entries with their kernels' ptxas figures per arch, from the build report of their unit. */
+function withGemmPtxas(gemms: readonly ManifestGemm[], nvcc: NonNullable<BuildReport['nvcc']>): ManifestGemm[] {
+  return gemms.map((g) => {
+    const byArch = nvcc.variants[g.unit]?.ptxas ?? {};
+    const ptxas = Object.fromEntries(Object.entries(byArch).flatMap(([arch, kernels]) => {
+      const kernel = kernels[g.kernel];
+      const reduce = g.reduceKernel ? kernels[g.reduceKernel] : undefined;
+      return kernel ? [[arch, { kernel, ...(reduce ? { reduce } : {}) }]] : [];
+    }));
+    return { ...g, ptxas };
+  });
+}
+
 async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
-  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_ops_abi.h'];
+  const gemmUnits = [...new Map((manifest.gemms ?? []).map((g) => [g.unit, { name: g.unit, sources: { cuda: g.source } }])).values()];
+  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_ops_abi.h',
+    ...(gemmUnits.length > 0 ? ['cuda/tidarc_gemm.cuh', 'cuda/tidarc_gemm_abi.h'] : [])];
   const headerText = (await Promise.all(headers.map((h) => readFile(join(staging, h), 'utf8')))).join('\n');
   const flags = [...manifest.nvccFlags];
   let done = 0;
   // Every variant, and the GPU operators the cuda backend runs around them.
-  const units = [...manifest.variants.map((v) => ({ name: v.name, sources: v.sources })), { name: OPS_UNIT, sources: { cuda: 'cuda/tidarc_ops.cu' } }];
+  const units = [...manifest.variants.map((v) => ({ name: v.name, sources: v.sources })), { name: OPS_UNIT, sources: { cuda: 'cuda/tidarc_ops.cu' } }, ...gemmUnits];
   const total = units.length;
   const results = await runPool(units, jobs, async (v) => {
     const source = await readFile(join(staging, v.sources.cuda), 'utf8');

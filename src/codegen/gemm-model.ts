@@ -3,6 +3,7 @@
  * gate/up into one, as the weights are uploaded), times the row counts of its step kinds.
  * One unit (one CUDA source) per weight shape, with one reduction and a kernel per M.
  */
+import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 import { type GemmPlan, type GemmReduction, type GemmShape, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
@@ -41,8 +42,18 @@ export interface GemmUnit {
   readonly plans: readonly GemmPlan[];
 }
 
-/** Every GEMM unit of a model: roles with equal shapes share one (and its kernels). */
-export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): GemmUnit[] {
+/** A role the GEMMs refuse (its shape breaks a kernel invariant), and the refusal's message. */
+export interface GemmRefusal {
+  readonly role: GemmRole;
+  readonly shape: GemmShape;
+  readonly reason: string;
+}
+
+/**
+ * Every GEMM unit of a model (roles with equal shapes share one and its kernels), sorted by
+ * name; roles whose shape the kernels refuse are listed with the reason instead.
+ */
+export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): { units: GemmUnit[]; refusals: GemmRefusal[] } {
   const target = gemmTarget(arches);
   const ms = stepRows(drafts);
   const byShape = new Map<string, { shape: GemmShape; roles: GemmRole[] }>();
@@ -53,8 +64,16 @@ export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arche
     if (unit) unit.roles.push(role);
     else byShape.set(name, { shape, roles: [role] });
   }
-  return [...byShape.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, { shape, roles }]) => {
-    const reduction = planReduction(shape, target);
-    return { name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction)) };
-  });
+  const units: GemmUnit[] = [];
+  const refusals: GemmRefusal[] = [];
+  for (const [name, { shape, roles }] of [...byShape.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    try {
+      const reduction = planReduction(shape, target);
+      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction)) });
+    } catch (e) {
+      if (!(e instanceof TidarcError)) throw e;
+      refusals.push(...roles.map((role) => ({ role, shape, reason: e.message })));
+    }
+  }
+  return { units, refusals };
 }

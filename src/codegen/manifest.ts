@@ -73,6 +73,47 @@ export interface ManifestVariant {
   readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: 'cpu' | 'cuda'; readonly device?: string };
 }
 
+/**
+ * One generated GEMM kernel (cuda/<unit>.cu, templates/cuda/tidarc_gemm.cuh): a linear layer's
+ * weight shape at one planned row count m. Every kernel of a unit shares its reduction order
+ * (k tiles of blockK, splitK parts summed in order), so a row's result does not depend on m.
+ */
+export interface ManifestGemm {
+  /** Build unit: cuda/<unit>.cu -> cuda/<unit>.fatbin, one per weight shape. */
+  readonly unit: string;
+  /** What the model computes with it: qkv (fused), o, gate_up (fused), down, lm_head. */
+  readonly roles: readonly string[];
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly dtype: DType;
+  readonly splitK: number;
+  readonly kernel: string;
+  /** The split-K reduce (one per unit), when splitK > 1. */
+  readonly reduceKernel?: string;
+  readonly source: string;
+  readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly kTilesPerSplit: number };
+  readonly launch: {
+    /** Any row count runs: grid (ceil(rows / blockM), nTiles, splitK); the reduce over ceil(rows * n / 256) blocks of 256. */
+    readonly grid: readonly string[];
+    readonly blockM: number;
+    readonly nTiles: number;
+    readonly block: number;
+    readonly dynamicSharedBytes: number;
+    readonly reduceBlock?: number;
+  };
+  /** After an nvcc build: per arch, the ptxas figures of the kernel (and of the unit's reduce). */
+  readonly ptxas?: Readonly<Record<string, { readonly kernel: PtxasReport; readonly reduce?: PtxasReport }>>;
+}
+
+/** A linear layer the generated GEMMs refuse (the cuda backend keeps tidarc_op_matmul for it), and why. */
+export interface ManifestGemmRefusal {
+  readonly role: string;
+  readonly n: number;
+  readonly k: number;
+  readonly reason: string;
+}
+
 /** The build unit of the GPU operators (cuda/tidarc_ops.cu), beside the variants. */
 export const OPS_UNIT = 'tidarc_ops';
 
@@ -98,6 +139,10 @@ export interface Manifest {
   readonly nvccFlags: readonly string[];
   readonly abi: { readonly struct: string; readonly header: string; readonly fields: readonly AbiField[] };
   readonly variants: readonly ManifestVariant[];
+  /** The linear layers' GEMMs (absent in manifests written before them). */
+  readonly gemms?: readonly ManifestGemm[];
+  /** Linear layers the GEMMs refuse (present only when some are). */
+  readonly gemmRefusals?: readonly ManifestGemmRefusal[];
   /** Key of the compile's inputs (version, spec, drafts, arches, templates): equal keys, equal files. */
   readonly inputKey: string;
   /** sha256 of every other file of the output, by relative path. */

@@ -25,7 +25,7 @@ import { GEMM_HEADERS } from '../helpers/gemm.js';
 const exec = promisify(execFile);
 const nvcc = await findNvcc();
 const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
-const units = planModelGemms(spec, spec.draftLengths, ['sm_80', 'sm_90']);
+const { units } = planModelGemms(spec, spec.draftLengths, ['sm_80', 'sm_90']);
 const reports = new Map<string, PtxasByArch>();
 const dir = mkdtempSync(join(tmpdir(), 'tidarc-gemm-nvcc-'));
 

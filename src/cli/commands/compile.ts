@@ -92,6 +92,12 @@ function summary(r: CompileResult) {
       sharedBytes: v.launch.dynamicSharedBytes,
       ptxas: b?.nvcc?.variants[v.name]?.ptxas ?? null,
     })),
+    gemms: [...new Set((r.manifest.gemms ?? []).map((g) => g.unit))].map((unit) => {
+      const kernels = r.manifest.gemms!.filter((g) => g.unit === unit);
+      const g = kernels[0]!;
+      return { unit, roles: g.roles, n: g.n, k: g.k, dtype: g.dtype, splitK: g.splitK, m: kernels.map((x) => x.m), ptxas: kernels.map((x) => x.ptxas ?? null) };
+    }),
+    gemmRefusals: r.manifest.gemmRefusals ?? [],
     nvcc: b?.nvcc ? b.nvcc.version : (b?.nvccMissing ?? 'not run (--no-build)'),
     cpuLibrary: b?.cpu ? b.cpu.library : (b?.cpuMissing ?? 'not built (--no-build)'),
     warnings: r.warnings,
@@ -114,6 +120,15 @@ function renderSummary(r: CompileResult): string {
     const regs = v.ptxas ? Object.entries(v.ptxas).map(([arch, ks]) => `${arch} ${ks[v.symbol]?.registers ?? '?'} regs`).join(', ') : 'not compiled';
     lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step ${v.steps === 1 ? 'token ' : 'tokens'}, tile ${v.warps} warps x ${v.tileN} keys, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
   }
+  for (const g of s.gemms) {
+    const archs = [...new Set(g.ptxas.flatMap((p) => Object.keys(p ?? {})))];
+    const regs = archs.length === 0 ? 'not compiled' : archs.map((a) => {
+      const r = g.ptxas.map((p) => p?.[a]?.kernel.registers ?? 0);
+      return `${a} ${Math.min(...r)}-${Math.max(...r)} regs`;
+    }).join(', ');
+    lines.push(`  gemm ${g.roles.join('+').padEnd(8)} ${`${g.n} x ${g.k}`.padEnd(13)} ${g.dtype}, split-K ${g.splitK}, M = ${g.m.join(', ')}; ${regs}`);
+  }
+  for (const r of s.gemmRefusals) lines.push(`  gemm ${r.role}: refused, tidarc_op_matmul runs it (${r.reason})`);
   lines.push(`  nvcc: ${s.nvcc}`, `  cpu:  ${s.cpuLibrary}`);
   for (const w of s.warnings) lines.push(`  warning: ${w}`);
   return `${lines.join('\n')}\n`;

@@ -1,0 +1,49 @@
+/**
+ * The GEMM part of a compile (pure): the sources of a model's GEMM units and their manifest
+ * entries, one per kernel, plus the refusals.
+ */
+import type { GemmRefusal, GemmUnit } from './gemm-model.js';
+import { gemmReduceSymbol, gemmSymbol } from './gemm-plan.js';
+import { gemmSource, renderGemmUnit } from './gemm-source.js';
+import type { ManifestGemm, ManifestGemmRefusal } from './manifest.js';
+
+/** Static headers every GEMM source includes: output dir -> template path. */
+export const GEMM_STATIC_FILES: readonly (readonly [string, string])[] = [
+  ['cuda/tidarc_gemm.cuh', 'cuda/tidarc_gemm.cuh'],
+  ['cuda/tidarc_gemm_abi.h', 'cuda/tidarc_gemm_abi.h'],
+];
+
+export function renderGemmSources(units: readonly GemmUnit[], modelName: string): Map<string, string> {
+  return new Map(units.map((u) => [gemmSource(u.shape), renderGemmUnit(u.shape, u.plans, u.roles, modelName)]));
+}
+
+export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
+  return units.flatMap((u) => u.plans.map((p): ManifestGemm => {
+    const split = u.reduction.splitK > 1;
+    return {
+      unit: u.name,
+      roles: u.roles,
+      m: p.m,
+      n: u.shape.n,
+      k: u.shape.k,
+      dtype: u.shape.dtype,
+      splitK: u.reduction.splitK,
+      kernel: gemmSymbol(u.shape, p.m),
+      ...(split ? { reduceKernel: gemmReduceSymbol(u.shape) } : {}),
+      source: gemmSource(u.shape),
+      plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, kTilesPerSplit: u.reduction.kTilesPerSplit },
+      launch: {
+        grid: [`ceil(rows / ${p.blockM})`, String(p.nTiles), String(u.reduction.splitK)],
+        blockM: p.blockM,
+        nTiles: p.nTiles,
+        block: p.threads,
+        dynamicSharedBytes: p.sharedBytes,
+        ...(split ? { reduceBlock: 256 } : {}),
+      },
+    };
+  }));
+}
+
+export function describeGemmRefusals(refusals: readonly GemmRefusal[]): ManifestGemmRefusal[] {
+  return refusals.map((r) => ({ role: r.role, n: r.shape.n, k: r.shape.k, reason: r.reason }));
+}
