@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 import { runPool } from '../build/pool.js';
 import { findCxx, findNvcc } from '../build/toolchain.js';
@@ -55,6 +56,7 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
   const compiler = onGpu ? await findNvcc() : await findCxx();
   if (!compiler.found) throw new TidarcError('unsupported', onGpu ? `running on the GPU needs nvcc (${compiler.reason})` : `the emulator needs a C++ compiler (${compiler.reason})`);
   const work = await mkdtemp(join(tmpdir(), 'tidarc-emu-'));
+  removeOnInterrupt(work);
   const jobs = options.jobs ?? availableParallelism();
   const prefixLen = prefixLengths(options.batch, options.prefix);
   try {
@@ -74,5 +76,6 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
     return await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
   } finally {
     await rm(work, { recursive: true, force: true });
+    settled(work);
   }
 }

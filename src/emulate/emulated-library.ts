@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import { runPool } from '../build/pool.js';
 import { findCxx } from '../build/toolchain.js';
 import { type AttentionInputs, type AttentionOutputs, type KernelLibrary, prepareCall, readManifest } from '../runtime/kernel-library.js';
@@ -20,6 +21,7 @@ export async function openEmulatedKernelLibrary(dir: string): Promise<KernelLibr
   const cxx = await findCxx();
   if (!cxx.found) throw new TidarcError('unsupported', `the emulator needs a C++ compiler (${cxx.reason})`);
   const work = await mkdtemp(join(tmpdir(), 'tidarc-emulib-'));
+  removeOnInterrupt(work);
   const objects = await buildEmulatorRuntime(cxx.tool.path, join(work, 'runtime'));
   const exes = new Map<string, string>();
   await runPool(manifest.variants, availableParallelism(), async (v) => {
@@ -50,6 +52,6 @@ export async function openEmulatedKernelLibrary(dir: string): Promise<KernelLibr
     manifest,
     run,
     runAsync: async (name, inputs) => run(name, inputs),
-    close: () => void rm(work, { recursive: true, force: true }),
+    close: () => void rm(work, { recursive: true, force: true }).then(() => settled(work)),
   };
 }

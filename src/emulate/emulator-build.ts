@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
+import { childProcessSignal } from '../fs/interrupt.js';
 import { packageRoot } from '../codegen/templates.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 
@@ -34,7 +35,7 @@ export function emulatorIncludeFlags(): string[] {
 /** Runs the compiler; a failure is one line with its first error. */
 export async function compileWith(cxx: string, args: string[], what: string): Promise<void> {
   try {
-    await exec(cxx, args, { maxBuffer: 64 << 20 });
+    await exec(cxx, args, { maxBuffer: 64 << 20, signal: childProcessSignal });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     const lines = (err.stderr || err.message).split('\n').filter(Boolean);

@@ -151,3 +151,23 @@ describe('tidarc tune: Ctrl-C in the compile phase', () => {
     expect(existsSync(join(scratch, 'tune.json'))).toBe(false);
   });
 });
+
+describe('tidarc emulate interrupted while building the emulator', () => {
+  test('SIGTERM: exit 143, the compiler killed, no tidarc-emu-* scratch directory left in TMPDIR', async () => {
+    const out = join(scratch, 'emu-lib');
+    expect((await runTidarc('compile', TINY, '--no-build', '--out', out)).code).toBe(0);
+    const tmp = join(scratch, 'emu-tmp');
+    mkdirSync(tmp);
+    const started = join(scratch, 'emu-cxx-started');
+    const { child, exit } = start(['emulate', out, '--variant', 'ar', '--jobs', '1'],
+      { CXX: FAKE_CXX, TMPDIR: tmp, TIDARC_FAKE_STARTED: started });
+    await until('the compiler to start', () => existsSync(started) && readFileSync(started, 'utf8').trim() !== '');
+    expect(readdirSync(tmp).filter((f) => f.startsWith('tidarc-emu-'))).toHaveLength(1);
+    const compilerPid = Number(readFileSync(started, 'utf8'));
+    child.kill('SIGTERM');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(143);
+    expect(readdirSync(tmp)).toEqual([]);
+    await until('the compiler to be killed', () => !alive(compilerPid), 5000);
+  });
+});
