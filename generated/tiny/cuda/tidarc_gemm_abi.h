@@ -1,0 +1,31 @@
+/*! tidarc generated GEMMs (tidarc_gemm.cuh): the one argument struct of every GEMM kernel and
+    of its split-K reduce, passed by value (cuLaunchKernel with one parameter, like the
+    operators of tidarc_ops_abi.h). Changing a field changes TIDARC_GEMM_ABI_VERSION.
+
+    out[r, n] = sum_k x16[row(r), k] * w[n, k] (+ bias[n]) (+ out[r, n] when accumulate), with
+    x16 = x rounded to the kernel's 16-bit type (round to nearest even) and the sum in float32;
+    row(r) = row_ids ? row_ids[r] : r. N, K, the dtype and the reduction order (k tiles of 64,
+    split-K parts summed in increasing order, then the bias, then the old out) are compiled in
+    and the same for every kernel of one weight shape: a row's result does not depend on `rows`
+    or on which of those kernels computed it (greedy TiDAR == AR relies on it).
+    Launch: main kernel grid (ceil(rows / BLOCK_M), N tiles, split-K), the block and dynamic
+    shared memory of its manifest entry; with split-K > 1 then <kernel>_reduce over
+    ceil(rows * N / 256) blocks of 256 threads. */
+#ifndef TIDARC_GEMM_ABI_H
+#define TIDARC_GEMM_ABI_H
+#include <stdint.h>
+
+#define TIDARC_GEMM_ABI_VERSION 1
+
+typedef struct TidarcGemmArgs {
+  const float* x;          /* [*, K] float32, rows 16-byte aligned (K % 8 == 0) */
+  const void* w;           /* [N, K] 16-bit, the kernel's dtype (HF layout [out_features, in_features]) */
+  const float* bias;       /* [N] or null */
+  const int32_t* row_ids;  /* [rows] or null */
+  float* out;              /* [rows, N] */
+  float* workspace;        /* [splitK, rows, N] float32 partial sums; null when splitK == 1 */
+  int32_t rows;
+  int32_t accumulate;      /* 1: add the old out (a residual) after the bias */
+} TidarcGemmArgs;
+
+#endif
