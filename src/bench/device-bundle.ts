@@ -12,9 +12,10 @@
  * shape bucket the configurations the check times (tile x split-KV, capped), with the
  * heuristic default among them. The check writes the winners as a tuning database.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compileModel } from '../build/compile-model.js';
+import { makeDirs } from '../fs/make-dirs.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ModelSpec } from '../ir/model.js';
@@ -287,7 +288,7 @@ export interface PrepareOptions {
 
 export async function prepareDeviceBundle(o: PrepareOptions): Promise<BundleGrid> {
   const log = o.log ?? (() => undefined);
-  await mkdir(o.outDir, { recursive: true });
+  makeDirs(o.outDir, { field: 'device bundle directory', value: o.outDir });
   const models: BundleModel[] = [];
   for (const [i, shape] of o.grid.entries()) {
     const dir = `models/${shapeName(shape)}`;
