@@ -215,7 +215,16 @@ async function loadHfTokenizer(dir: string, json: Record<string, unknown>, path:
     vocabSize,
     ...(eos !== undefined ? { eos } : {}),
     meaningOf: (id) => (id === eos ? `the tokenizer's eos token (${eosText})` : undefined),
-    encode: (text) => hf.encode(text).ids,
+    encode: (text) => {
+      const ids: unknown[] = hf.encode(text).ids;
+      // The library encodes a word it has no id for as undefined (WordLevel without an unk_token it can use).
+      if (!ids.every((id) => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+        throw new TidarcError('unsupported', 'the tokenizer has no id for part of this text (a word outside its vocabulary, and no unk_token it can use)', {
+          field: 'text', value: shownValue(text), source: path,
+        });
+      }
+      return ids as number[];
+    },
     decode: (ids) => {
       for (const id of ids) checkId(id, vocabSize, path);
       // The library refuses an empty list; an empty sequence is the empty string.

@@ -205,4 +205,12 @@ describe('tokenizer ids bounded before the tokenizer is built', () => {
     const tok = await loadTokenizer(await dirWith(wordLevel({ a: 0, b: 1, c: 259 })), { maxVocabSize: 260 });
     expect(tok.vocabSize).toBe(260);
   });
+
+  // Found by the fuzz test: the library has no WordLevel model and encodes an unknown word as undefined.
+  it('refuses to encode a word the tokenizer has no id for, instead of returning undefined ids', async () => {
+    const dir = await dirWith({ ...wordLevel({ '<unk>': 0, hello: 1 }), pre_tokenizer: { type: 'Whitespace' } });
+    const tok = await loadTokenizer(dir);
+    expect(tok.encode('hello')).toEqual([1]);
+    expect(() => tok.encode('hello zebra')).toThrow(`${join(dir, 'tokenizer.json')}: the tokenizer has no id for part of this text (a word outside its vocabulary, and no unk_token it can use) (text = "hello zebra")`);
+  });
 });
