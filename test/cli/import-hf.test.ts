@@ -38,6 +38,18 @@ describe('tidarc import-hf', () => {
     expect(await readdir(dir)).toEqual(['qwen3-8b.json']); // no temp file left behind
   });
 
+  it('--out refuses a value that looks like an option (`--out --json` wrote a file named --json)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      expectOneErrorLine(await run('import-hf', join(cwd, QWEN3), '--out', '--json'), '--out = --json', 'looks like an option');
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it('--help explains every option with an example', async () => {
     const r = await run('import-hf', '--help');
     expect(r.code).toBe(0);

@@ -2,7 +2,7 @@
  * `tidarc mask` end to end through the CLI edge: output formats, --out, and one-line errors.
  * Needs: nothing.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -10,7 +10,7 @@ import { denseMask, positions } from '../../src/ir/mask.js';
 import { blockDiffusion, causal, tidarDecode, tidarPrefill, tidarTrain, tree } from '../../src/ir/mask-builders.js';
 import { renderMaskText } from '../../src/ir/mask-render.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { type Run, expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
 
 const run = (...argv: string[]): Promise<Run> => runTidarc('mask', ...argv);
@@ -81,6 +81,18 @@ describe('--out', () => {
     const r = await run('--kind', 'causal', '--length', '3', '--format', 'svg', '--out', file);
     expect(r.code).toBe(0);
     expect(readFileSync(file, 'utf8')).toContain('3 queries');
+  });
+
+  test('a value that looks like an option is refused, not taken as a file name (`--out --json` wrote a file named --json)', async () => {
+    const cwd = process.cwd();
+    process.chdir(scratch);
+    try {
+      const r = await runTidarc('mask', '--kind', 'causal', '--length', '2', '--out', '--json');
+      expectOneErrorLine(r, '--out = --json', 'looks like an option');
+      expect(existsSync(join(scratch, '--json'))).toBe(false);
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   test('a missing directory is one error line', async () => {

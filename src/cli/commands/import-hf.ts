@@ -10,7 +10,7 @@ import { MAX_DRAFT_COMPILE, type DType, type ModelSpec } from '../../ir/model.js
 import { readJsonFile, writeModelSpecFile } from '../../ir/model-file.js';
 import { DTYPES, formatModelSpecJson } from '../../ir/model-validate.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseDraftList } from '../options.js';
+import { optionText, parseDraftList, parsePathOption } from '../options.js';
 
 interface ImportHfFlags {
   draft?: string;
@@ -50,6 +50,7 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
     .option('--out <file>', 'write the model.json to this file (atomically) instead of stdout, e.g. models/qwen3-8b.json')
     .addHelpText('after', HELP_AFTER)
     .action(async (configPath: string, flags: ImportHfFlags) => {
+      const out = flags.out === undefined ? undefined : parsePathOption('--out', flags.out);
       const config = await readJsonFile(configPath);
       const spec = importHfConfig(config, {
         ...(flags.draft !== undefined ? { draftLengths: parseDraftList(flags.draft) } : {}),
@@ -60,12 +61,12 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
         source: configPath,
         optionNames: FLAG_OF_FIELD,
       });
-      if (flags.out === undefined) {
+      if (out === undefined) {
         io.stdout(formatModelSpecJson(spec));
         return;
       }
-      await writeModelSpecFile(flags.out, spec, '--out');
-      io.stdout(`wrote ${flags.out}: ${describe(spec)}\n`);
+      await writeModelSpecFile(out, spec, '--out');
+      io.stdout(`wrote ${out}: ${describe(spec)}\n`);
     });
 }
 

@@ -12,6 +12,7 @@ import { MASK_KINDS, type MaskKind, type MaskSpec } from '../../ir/mask.js';
 import { MAX_DRAFT, MAX_LENGTH, blockDiffusion, causal, tidarDecode, tidarPrefill, tidarTrain, tree } from '../../ir/mask-builders.js';
 import { renderMaskJson, renderMaskSvg, renderMaskText } from '../../ir/mask-render.js';
 import type { CliIo } from '../io.js';
+import { parsePathOption } from '../options.js';
 import { writeTextFileAtomic } from '../../fs/atomic-write.js';
 
 const FORMATS = ['text', 'json', 'svg'] as const;
@@ -207,16 +208,17 @@ export function registerMaskCommand(program: Command, io: CliIo): void {
     .addHelpText('after', HELP)
     .action(async (_options: RawOptions, command: Command) => {
       const o = command.opts<RawOptions>();
+      const out = o.out === undefined ? undefined : parsePathOption('--out', o.out);
       const kind = parseKind(o.kind);
       const format = parseFormat(o.format);
       const { mask, prefix } = buildMask(kind, o);
       checkDenseSize(kind, format, mask.tokens.length, prefix, o);
       const text = RENDER[format](mask, prefix);
-      if (o.out === undefined) {
+      if (out === undefined) {
         io.stdout(text);
         return;
       }
-      await writeTextFileAtomic(o.out, text, '--out');
+      await writeTextFileAtomic(out, text, '--out');
       const rows = mask.tokens.length;
       io.stdout(`wrote ${o.out} (${format}, ${kind} mask, ${rows} queries x ${prefix + rows} keys)\n`);
     });
