@@ -17,7 +17,7 @@
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { TidarcError } from '../errors.js';
-import type { ModelSpec } from '../ir/model.js';
+import { type ModelSpec, contextLength } from '../ir/model.js';
 import { parameterCount } from '../model/checkpoint.js';
 import { seededRandom } from '../runtime/reference.js';
 import { cpuThreadCount } from '../runtime/ops.js';
@@ -126,7 +126,7 @@ function checkArgs(spec: ModelSpec, draft: number, prefix: number, names: Record
     throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: names.draft, value: draft, allowed: `a draft length the model was compiled for: ${spec.draftLengths.join(', ')}` });
   }
   // The step's highest position is L + 2K - 1 (block K's last mask slot), as in loadModel.
-  const context = spec.maxPositionEmbeddings ?? Number.MAX_SAFE_INTEGER;
+  const context = contextLength(spec);
   const max = Math.min(context - 2 * draft, 1 << 20);
   if (!Number.isInteger(prefix) || prefix < 1 || prefix > max) {
     throw new TidarcError('invalid-argument', 'prefix length out of range', { field: names.prefix, value: prefix, allowed: `an integer from 1 to ${max} (the context, ${context} positions, less ${2 * draft} for the step's drafts and mask blocks)` });
