@@ -1,5 +1,5 @@
 /** `tidarc run` as a user runs it: streaming, the --json contract, and one clear error for bad input. */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -75,7 +75,7 @@ describe('tidarc run errors: exit 1, one line, no crash', () => {
     ['missing --prompt', () => ['run', dir], /a prompt is required \(--prompt\)/],
     ['unknown backend', () => ['run', dir, '--prompt', 'x', '--backend', 'tpu'], /unknown backend \(--backend = tpu\); allowed: auto, cpu, cuda/],
     ['cuda backend without a GPU', () => ['run', dir, '--prompt', 'x', '--backend', 'cuda'], /the cuda backend cannot run here: .*libcuda/],
-    ['draft not compiled', () => ['run', dir, '--prompt', 'x', '--draft', '3'], /no kernels for this draft length \(draft = 3\); allowed: 2, 4/],
+    ['draft not compiled', () => ['run', dir, '--prompt', 'x', '--draft', '3'], /no kernels for this draft length \(--draft = 3\); allowed: .*2, 4/],
     ['prompt longer than the context', () => ['run', dir, '--prompt', 'y'.repeat(300)], /longer than the context/],
     ['bad temperature', () => ['run', dir, '--prompt', 'x', '--temperature', '-1'], /--temperature = -1/],
     ['missing directory', () => ['run', join(root, 'nope'), '--prompt', 'x'], /nope/],
@@ -104,6 +104,19 @@ describe('tidarc run errors: exit 1, one line, no crash', () => {
     expect(lines[0]).toMatch(/^tidarc: error: /);
     expect(lines[0]).toMatch(message);
   });
+});
+
+test('a --draft without kernels is refused before anything compiles (it compiled every kernel for 20-36 s first)', async () => {
+  const cache = join(root, 'cache-draft-check');
+  process.env['TIDARC_CACHE'] = cache;
+  try {
+    const r = await run('run', dir, '--prompt', 'x', '--draft', '64', '--backend', 'cpu');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--draft = 64/);
+    expect(existsSync(cache)).toBe(false);
+  } finally {
+    process.env['TIDARC_CACHE'] = join(root, 'cache');
+  }
 });
 
 describe('tidarc run never reports garbage as success (issue 12): exit 1, one line, no tokens', () => {

@@ -74,8 +74,13 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       } as const;
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,
-        // Before the kernels compile: a --max-tokens no prompt can fit is refused at once.
-        checkSpec: (spec) => checkContext(spec, undefined, options.maxTokens, options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0, '--max-tokens'),
+        // Before the kernels compile: a --draft without kernels and a --max-tokens no prompt can fit are refused at once.
+        checkSpec: (spec) => {
+          if (options.mode === 'tidar' && options.draft !== undefined && !spec.draftLengths.includes(options.draft)) {
+            throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: '--draft', value: options.draft, allowed: `a draft length the model was compiled for: ${spec.draftLengths.join(', ')}` });
+          }
+          checkContext(spec, undefined, options.maxTokens, options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0, '--max-tokens');
+        },
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
         // With --tuned, say what the database set (the compile's other lines stay quiet).
         ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
