@@ -7,10 +7,11 @@ import { execFile } from 'node:child_process';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { readJsonFile } from '../fs/read-json.js';
+import { readRegularFile } from '../fs/read-regular-file.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, sha256, type TileOverrides } from '../codegen/input-key.js';
@@ -55,10 +56,26 @@ const CPU_LIBRARY = 'cpu/libtidarc_cpu.so';
 /** Which generator code wrote the output (see input-key.ts); not part of the goldens. */
 export const STAMP_FILE = '.tidarc-stamp';
 
+/** A generated source or header is far smaller; anything bigger is not one of ours. */
+const MAX_OUTPUT_FILE_BYTES = 64 << 20;
+
+/**
+ * The text of a file an earlier output's manifest lists, or undefined when it cannot be ours: a path
+ * that leaves the directory, or anything but a regular file of sane size (a tampered manifest
+ * must not make a compile read /dev/zero or block on a FIFO).
+ */
+async function listedFileText(outDir: string, rel: string): Promise<string | undefined> {
+  if (typeof rel !== 'string' || isAbsolute(rel) || relative(outDir, resolve(outDir, rel)).startsWith('..')) return undefined;
+  return readRegularFile(resolve(outDir, rel), MAX_OUTPUT_FILE_BYTES, 'a generated file').then((b) => b.toString('utf8'), () => undefined);
+}
+
 /** Every file the manifest lists still has its recorded hash, and every binary exists. */
 async function outputIntact(outDir: string, m: Manifest): Promise<boolean> {
   if (typeof m.files !== 'object' || m.files === null) return false;
-  const hashes = await Promise.all(Object.entries(m.files).map(async ([rel, hash]) => (await readFile(join(outDir, rel), 'utf8').then(sha256, () => '')) === hash));
+  const hashes = await Promise.all(Object.entries(m.files).map(async ([rel, hash]) => {
+    const text = await listedFileText(outDir, rel);
+    return text !== undefined && sha256(text) === hash;
+  }));
   const binaries = [m.build?.cpu?.library, ...Object.values(m.build?.nvcc?.variants ?? {}).map((v) => v.binary)].filter((p): p is string => !!p);
   return hashes.every(Boolean) && binaries.every((p) => existsSync(join(outDir, p)));
 }
@@ -98,7 +115,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const inputHash = sha256([inputKey, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
   const old = await readOldManifest(req.outDir);
   const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;
-  const oldStamp = await readFile(join(req.outDir, STAMP_FILE), 'utf8').catch(() => '');
+  const oldStamp = (await listedFileText(req.outDir, STAMP_FILE)) ?? '';
   if (old && oldStamp === stamp && isMarked(req.outDir, 'compile-output') && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
     return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
   }

@@ -4,6 +4,7 @@
  * an earlier output when a later compile fails (in generation or in the C++ build).
  * Needs: nothing (the build failure uses a fake C++ compiler; nvcc is pointed at nothing).
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,4 +217,20 @@ test('compile --help mentions every option and gives examples', async () => {
   for (const arch of ['sm_80', 'sm_86', 'sm_89', 'sm_90']) expect(r.stdout).toContain(arch);
   expect(r.stdout).toContain('Examples:');
   expect(r.stdout).toContain('$ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b');
+});
+
+describe('an earlier output whose manifest was tampered with', () => {
+  test('files it lists outside the directory or that are not regular files are not read (a FIFO blocked the compile forever)', { timeout: 30_000 }, async () => {
+    const out = join(scratch, 'tampered');
+    expect((await run('examples/tiny.json', '--no-build', '--out', out)).code).toBe(0);
+    execFileSync('mkfifo', [join(out, 'listed.fifo')]);
+    const manifestPath = join(out, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    manifest.files = { ...manifest.files, 'listed.fifo': 'x', '../../../../../../dev/zero': 'y' };
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const r = await run('examples/tiny.json', '--no-build', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/up to date/);
+    expect(existsSync(join(out, 'listed.fifo'))).toBe(false); // replaced by a fresh output
+  });
 });
