@@ -19,6 +19,10 @@ tidarc's IR). Steps:
      most 30 configurations (tile x split-KV, the heuristic default among them), each checked
      against the float64 reference (a wrong one is rejected) and then timed, at most 60 s per
      bucket and --tune-budget seconds in all; writes tune-cuda.json (src/tune/db.ts's format);
+  4b. GEMMs (issue 14, scripts/device-check/gemm.py, when the bundle has gemm.json): the generated
+     GEMMs of the Qwen3-8B linear layers at M = 1, 20, 72, 272 against the float64 reference, bitwise
+     batch invariance across M, then timed against torch's F.linear on the same weights, with the
+     cost model's prediction beside each measurement (--gemm-budget seconds);
   5. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
      and the TiDAR steps k = 4, 8, 16 at prefix L in {1k, 4k, 16k, 64k}, batch 1 and 8; tidarc's
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
@@ -54,6 +58,7 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts (a working t
 sys.path.insert(0, str(HERE))
 from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compare, from_bits, launch_attention,  # noqa: E402
                      reference, sdpa_comparator, to_bits, torch_reference)
+from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, ptxas_registers  # noqa: E402
 from report import write_reports  # noqa: E402
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
 
@@ -182,6 +187,25 @@ def build_fatbins(bundle, grid, arch):
     return len(jobs)
 
 
+def build_gemm_fatbins(bundle, gem, arch):
+    """The GEMM units of gemm.json for the GPU's arch; returns ptxas registers per kernel."""
+    nvcc = nvcc_path()
+    def build(unit):
+        cu = bundle / unit['cu']
+        r = subprocess.run([nvcc, '-fatbin', '-O3', '-std=c++17', '-Xptxas', '-v', f'-gencode=arch=compute_{arch},code=sm_{arch}', '-o', str(bundle / unit['fatbin']), str(cu)],
+                           capture_output=True, text=True, cwd=cu.parent)
+        if r.returncode != 0:
+            raise RuntimeError(f'nvcc failed on {cu}:\n{r.stderr[-2000:]}')
+        return ptxas_registers(r.stderr)
+    t0 = time.time()
+    regs = {}
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
+        for r in pool.map(build, gem['units']):
+            regs.update(r)
+    log(f"nvcc: {len(gem['units'])} GEMM fatbins for sm_{arch} in {time.time() - t0:.0f} s")
+    return regs
+
+
 def benchmark(torch, drv, bundle, grid, ceil, budget_s):
     """tidarc vs FlexAttention vs SDPA on the Qwen3-8B shape; points past the time budget are skipped and listed."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -281,6 +305,7 @@ def main(argv):
     ap.add_argument('--dry-run', action='store_true')
     ap.add_argument('--report-only', metavar='FILE')
     ap.add_argument('--bench-budget', type=float, default=240, help='seconds for the benchmark grid (Flex compiles are slow)')
+    ap.add_argument('--gemm-budget', type=float, default=60, help='seconds for the GEMM benchmark (issue 14)')
     ap.add_argument('--tune-budget', type=float, default=120, help='seconds for the CUDA search: no shape bucket starts after this long')
     ap.add_argument('--bucket-seconds', type=float, default=60, help='seconds per shape bucket of the CUDA search: no configuration starts after this long')
     ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
@@ -301,11 +326,14 @@ def main(argv):
         return 0
     bundle = Path(a.bundle)
     grid = json.loads((bundle / 'grid.json').read_text())
+    gem = json.loads((bundle / 'gemm.json').read_text()) if (bundle / 'gemm.json').exists() else None
     data = {'format': 1, 'date': time.strftime('%Y-%m-%d'), 'generator': grid['generator'], 'dryRun': a.dry_run}
     if a.dry_run:
         drv = Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)'))
         data['device'] = {'name': 'tidarc emulated GPU', 'driver': drv.path}
         data['correctness'] = correctness(drv, bundle, grid, True, None, reference)
+        if gem:
+            data['gemm'] = {'correctness': gemm_correctness_numpy(drv, bundle, gem)}
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
             data['tune'] = tune(drv, bundle, grid, out, lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed), wall_timer(drv), machine,
@@ -324,7 +352,12 @@ def main(argv):
         log(f"ceilings: {data['ceilings']}")
         cap = torch.cuda.get_device_capability(0)
         data['fatbins'] = build_fatbins(bundle, grid, f'{cap[0]}{cap[1]}')
+        gemm_regs = build_gemm_fatbins(bundle, gem, f'{cap[0]}{cap[1]}') if gem else {}
         data['correctness'] = correctness(drv, bundle, grid, False, sdpa_comparator(torch), torch_reference(torch))
+        if gem:
+            data['gemm'] = {'registers': gemm_regs, 'correctness': gemm_correctness_torch(torch, drv, bundle, gem)}
+            save_partial(data, out)
+            data['gemm']['bench'], data['gemm']['skipped'] = gemm_bench(torch, drv, bundle, gem, data['ceilings'], time_events, left_for(a.gemm_budget), log, gemm_regs)
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': nvcc_version()}
             make_sets = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
@@ -342,7 +375,8 @@ def main(argv):
     print(write_reports(data, out))
     runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)
     tune_ok = not any('error' in r for r in data.get('tune', {}).get('buckets', []))
-    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok else 1
+    gemm_ok = all(r['ok'] for r in data.get('gemm', {}).get('correctness', []))
+    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok else 1
 
 
 if __name__ == '__main__':

@@ -1,15 +1,18 @@
 /**
  * Writes the device check's bundle: `npm run device-check:prepare [-- --out DIR] [--dry-run]`.
- * Default: the full grid and the CUDA search's tiles into out/device-check (CUDA sources; the
- * check compiles them on the GPU machine). --dry-run: the small grid and search plus emulator
+ * Default: the full grid, the CUDA search's tiles and the GEMMs of issue 14 into out/device-check
+ * (CUDA sources; the check compiles them on the GPU machine). --dry-run: the small grid and search plus emulator
  * modules, for device_check.py --dry-run.
  */
 import { DRY_RUN_GRID, DRY_RUN_TUNE, FULL_GRID, FULL_TUNE, prepareDeviceBundle } from '../../src/bench/device-bundle.js';
+import { DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 
 const args = process.argv.slice(2);
 const dry = args.includes('--dry-run');
 const at = args.indexOf('--out');
 const outDir = at >= 0 ? args[at + 1]! : dry ? 'out/device-check-dry' : 'out/device-check';
 const grid = await prepareDeviceBundle({ outDir, grid: dry ? DRY_RUN_GRID : FULL_GRID, tune: dry ? DRY_RUN_TUNE : FULL_TUNE, emulated: dry, log: (l) => console.error(l) });
+// The GEMM part (issue 14): gemm/ and gemm.json beside grid.json.
+const gemm = await prepareGemmBundle(outDir, dry ? DRY_RUN_GEMM : FULL_GEMM, dry);
 const tuned = grid.tune?.variants.flatMap((v) => v.buckets) ?? [];
-console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations`);
+console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts`);

@@ -72,6 +72,37 @@ def tune_lines(t):
     return lines, good, len(done)
 
 
+def gemm_lines(g):
+    """The GEMM part (issue 14): correctness and invariance per kernel, then tidarc vs torch with the prediction."""
+    corr = g.get('correctness', [])
+    lines = [f"Correctness: {sum(r['ok'] for r in corr)} of {len(corr)} kernels within the float32 bound and bitwise equal, row for row, "
+             'to the smallest-M kernel of their weight shape.', '',
+             '| weight | N x K | M | split-K | worst error / bound | invariant | result |', '|---|---|---|---|---|---|---|']
+    lines += [f"| {r['role']} | {r['unit']} | {r['m']} | {r['splitK']} | {_fmt(r['worstRatio'], 3) if r['worstRatio'] is not None else 'not finite'} | {'yes' if r['invariant'] else 'NO'} | {'ok' if r['ok'] else 'FAIL'} |" for r in corr]
+    bench = g.get('bench', [])
+    if bench:
+        lines += ['', 'tidarc: fp32 activations rounded to bf16 as they are staged; torch: F.linear on bf16 activations (cuBLAS). Same weights, '
+                  'rotated past the L2; CUDA events, 10 warm-up, 100 timed calls, median (p20-p80). TB/s counts weights + fp32 activations + fp32 output.', '',
+                  '| weight | N x K | M | split-K | regs | tidarc us (p20-p80) | torch us | vs torch | TB/s | TFLOP/s | % copy | % matmul | predicted us | measured / predicted |',
+                  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+        for r in bench:
+            t = r['tidarc']
+            lines.append(f"| {r['role']} | {r['n']}x{r['k']} | {r['m']} | {r['splitK']} | {r.get('registers') or '-'} | {_fmt(t['medianUs'])} ({_fmt(t['p20Us'])}-{_fmt(t['p80Us'])}) | "
+                         f"{_fmt(r['torch']['medianUs'])} | {_fmt(r['vsTorch'], 2)}x | {_fmt(r['tidarcTBs'], 2)} | {_fmt(r['tidarcTflops'])} | {_fmt(100 * r['copyShare'])} | "
+                         f"{_fmt(100 * r['matmulShare'])} | {_fmt(r['predictedUs'])} ({r['predictedBound']}) | {_fmt(r['measuredOverPredicted'], 2)} |")
+        small = [r for r in bench if r['m'] <= 72]
+        big = [r for r in bench if r['m'] == 272]
+        lines += ['', '| goal (issue 14) | measured | met |', '|---|---|---|']
+        if small:
+            lines.append(f"| M <= 72: >= 80% of copy bandwidth | {100 * min(r['copyShare'] for r in small):.0f}% (worst point) | {'yes' if min(r['copyShare'] for r in small) >= 0.8 else 'NO'} |")
+            lines.append(f"| M <= 72: at least as fast as torch.matmul | {min(r['vsTorch'] for r in small):.2f}x (worst point) | {'yes' if min(r['vsTorch'] for r in small) >= 1 else 'NO'} |")
+        if big:
+            lines.append(f"| M = 272: >= 50% of the bf16 matmul rate | {100 * min(r['matmulShare'] for r in big):.0f}% (worst point) | {'yes' if min(r['matmulShare'] for r in big) >= 0.5 else 'NO'} |")
+    if g.get('skipped'):
+        lines += ['', f"Skipped for the time budget: {', '.join(g['skipped'])}."]
+    return lines
+
+
 def goals(rows):
     """The issue's goals, from the benchmark rows (None where the grid lacks the points)."""
     def at(variant, L, B=1):
@@ -139,6 +170,9 @@ def write_reports(data, out):
         g = goals(bench)
         if g:
             md += ['## Goals', '', '| goal | measured | met |', '|---|---|---|', *[f'| {a} | {b} | {"yes" if ok else "NO"} |' for a, b, ok in g], '']
+    gm = data.get('gemm')
+    if gm:
+        md += ['## GEMMs of the linear layers (issue 14)', '', *gemm_lines(gm), '']
     tn = data.get('tune')
     if tn:
         lines, good, total = tune_lines(tn)
@@ -160,6 +194,13 @@ def write_reports(data, out):
     if tn:
         short.append(f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
                      + (f"; FAILED: {', '.join(r['variant'] + ' | ' + r['bucket'] for r in tn['buckets'] if 'best' not in r)}" if total < len(tn.get('buckets', [])) else ''))
+    if gm:
+        bad = [r for r in gm.get('correctness', []) if not r['ok']]
+        short.append(f"gemm: {len(gm.get('correctness', [])) - len(bad)}/{len(gm.get('correctness', []))} kernels ok (float64 reference, bitwise invariance)"
+                     + (f"; FAILED: {', '.join(r['role'] + ' M=' + str(r['m']) for r in bad[:8])}" if bad else ''))
+        for r in gm.get('bench', []):
+            short.append(f"gemm {r['role']:>8} M={r['m']:<4}: tidarc {_fmt(r['tidarc']['medianUs']):>8} us  torch {_fmt(r['torch']['medianUs']):>8}  "
+                         f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
     for r in bench:

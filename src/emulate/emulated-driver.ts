@@ -36,7 +36,7 @@ const MODULE_FLAGS: readonly string[] = ['-fPIC', '-shared'];
 export interface EmulatedKernel {
   /** The kernel's extern "C" symbol. */
   readonly name: string;
-  /** The C type of its single by-value parameter (TidarcAttentionArgs, or a struct of tidarc_ops_abi.h). */
+  /** The C type of its single by-value parameter (TidarcAttentionArgs, a struct of tidarc_ops_abi.h, or TidarcGemmArgs). */
   readonly argsType: string;
 }
 
@@ -123,6 +123,9 @@ export function emulatedModuleShim(kernels: readonly EmulatedKernel[]): string {
     '#include "tidarc_abi.h"',
     '#if __has_include("tidarc_ops_abi.h")',
     '#include "tidarc_ops_abi.h"',
+    '#endif',
+    '#if __has_include("tidarc_gemm_abi.h")',
+    '#include "tidarc_gemm_abi.h"',
     '#endif',
     '',
     ...entries,

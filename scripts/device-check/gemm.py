@@ -1,0 +1,185 @@
+"""The device check's GEMM part (issue 14): the generated GEMMs of gemm.json (the Qwen3-8B linear
+layers at M = 1, 20, 72, 272), launched through the driver API like the attention kernels.
+  - correctness: every kernel on random inputs (bias on), out and split-K partials poisoned with
+    NaN, against the float64 reference of the 16-bit-rounded inputs within a rigorous float32
+    bound (2x on a GPU: tensor cores may truncate where the emulator rounds); and batch
+    invariance: each row of every kernel bitwise equal to the same row from the unit's smallest-M
+    kernel (the reduction order of tidarc_gemm_abi.h);
+  - benchmark (GPU): tidarc's GEMM (fp32 activations, rounded to bf16 as they are staged) against
+    torch's F.linear on the same bf16 weights (activations already bf16), weights rotated past the
+    L2, CUDA events, warm-up, median with p20/p80; TB/s, TFLOP/s, the share of the measured copy
+    bandwidth and bf16 matmul rate, and the cost model's prediction beside the measurement.
+The main kernel's launch: grid (ceil(rows / blockM), nTiles, splitK); the reduce: ceil(rows n / 256) x 256."""
+import math
+import re
+import struct
+
+import numpy as np
+
+from kernels import from_bits, to_bits
+
+REDUCE_THREADS = 256
+
+
+def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate):
+    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h): 6 pointers, 2 int32."""
+    return struct.pack('<6Q2i', x, w, bias, row_ids, out, workspace, rows, accumulate)
+
+
+def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0):
+    """The kernel over `rows` rows, then the unit's split-K reduce. ptrs: x, w, bias, row_ids, out, workspace."""
+    module = bundle / unit['fatbin']
+    args = gemm_args(*ptrs, rows, accumulate)
+    grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
+    drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
+    if unit['splitK'] > 1:
+        drv.launch(drv.function(module, unit['reduce'], 0), (-(-rows * unit['n'] // REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1), 0, args)
+
+
+def ptxas_registers(stderr):
+    """kernel -> registers from nvcc -Xptxas -v output (one arch)."""
+    regs, kernel = {}, None
+    for line in stderr.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)'", line)
+        if m:
+            kernel = m.group(1)
+        m = re.search(r'Used (\d+) registers', line)
+        if m and kernel:
+            regs[kernel] = int(m.group(1))
+            kernel = None
+    return regs
+
+
+def _bound(unit, x16_abs_w, bias, slack):
+    """(K + splitK + 2) roundings of 2^-24 of the running magnitude (x `slack`)."""
+    return slack * (unit['k'] + unit['splitK'] + 2) * 2.0 ** -24 * (x16_abs_w + np.abs(bias)[None, :]) + 1e-30
+
+
+def _record(unit, kernel, rows, out, ref, bound, first_rows, first_out):
+    # None (JSON null) when some output is not finite: an element never written stays NaN.
+    worst = float(np.max(np.abs(out - ref) / bound)) if np.isfinite(out).all() else None
+    same = first_out is None or np.array_equal(out[:first_rows].view(np.uint32), first_out[:first_rows].view(np.uint32))
+    return {'unit': unit['name'], 'role': unit['role'], 'm': kernel['m'], 'rows': rows, 'splitK': unit['splitK'], 'worstRatio': worst,
+            'invariant': bool(same), 'ok': bool(worst is not None and worst <= 1.0 and same)}
+
+
+def gemm_correctness_numpy(drv, bundle, gem, seed=7):
+    """The dry run (emulated driver): numpy inputs and reference."""
+    results = []
+    rng = np.random.default_rng(seed)
+    for unit in gem['units']:
+        n, k, dtype = unit['n'], unit['k'], unit['dtype']
+        rows_max = max(kn['m'] for kn in unit['kernels'])
+        x = rng.standard_normal((rows_max, k)).astype(np.float32)
+        w_bits = to_bits(0.5 * rng.standard_normal((n, k)), dtype)
+        bias = rng.standard_normal(n).astype(np.float32)
+        x16 = from_bits(to_bits(x, dtype), dtype)
+        w = from_bits(w_bits, dtype)
+        ref_all = x16 @ w.T + bias[None, :]
+        bound_all = _bound(unit, np.abs(x16) @ np.abs(w).T, bias, 1.0)
+        ptr = {'x': drv.alloc(x.nbytes), 'w': drv.alloc(w_bits.nbytes), 'bias': drv.alloc(bias.nbytes)}
+        drv.upload(ptr['x'], x)
+        drv.upload(ptr['w'], w_bits)
+        drv.upload(ptr['bias'], bias)
+        first = None
+        try:
+            for kernel in sorted(unit['kernels'], key=lambda kn: kn['m']):
+                rows = kernel['m']
+                out_p = drv.alloc(rows * n * 4)
+                ws_p = drv.alloc(unit['splitK'] * rows * n * 4) if unit['splitK'] > 1 else 0
+                drv.fill(out_p, 0xFF, rows * n * 4)
+                if ws_p:
+                    drv.fill(ws_p, 0xFF, unit['splitK'] * rows * n * 4)
+                try:
+                    launch_gemm(drv, bundle, unit, kernel, [ptr['x'], ptr['w'], ptr['bias'], 0, out_p, ws_p], rows)
+                    drv.synchronize()
+                    out = np.empty((rows, n), np.float32)
+                    drv.download(out_p, out)
+                finally:
+                    drv.free(out_p)
+                    if ws_p:
+                        drv.free(ws_p)
+                results.append(_record(unit, kernel, rows, out, ref_all[:rows], bound_all[:rows], first[0] if first else 0, first[1] if first else None))
+                if first is None:
+                    first = (rows, out)
+        finally:
+            for p in ptr.values():
+                drv.free(p)
+    return results
+
+
+def gemm_correctness_torch(torch, drv, bundle, gem, seed=7):
+    """On a GPU: torch tensors, the float64 reference by torch on the device."""
+    results = []
+    gen = torch.Generator(device='cuda').manual_seed(seed)
+    for unit in gem['units']:
+        n, k = unit['n'], unit['k']
+        dt = torch.bfloat16 if unit['dtype'] == 'bf16' else torch.float16
+        rows_max = max(kn['m'] for kn in unit['kernels'])
+        x = torch.randn(rows_max, k, device='cuda', generator=gen)
+        w = (0.5 * torch.randn(n, k, device='cuda', generator=gen)).to(dt)
+        bias = torch.randn(n, device='cuda', generator=gen)
+        x16 = x.to(dt).double()
+        wd = w.double()
+        ref_all = (x16 @ wd.T + bias.double()[None, :]).cpu().numpy()
+        mag = (x16.abs() @ wd.abs().T).cpu().numpy()
+        bound_all = _bound(unit, mag, bias.double().cpu().numpy(), 2.0)
+        del wd
+        first = None
+        for kernel in sorted(unit['kernels'], key=lambda kn: kn['m']):
+            rows = kernel['m']
+            out = torch.full((rows, n), math.nan, device='cuda')
+            ws = torch.full((unit['splitK'], rows, n), math.nan, device='cuda') if unit['splitK'] > 1 else None
+            launch_gemm(drv, bundle, unit, kernel, [x.data_ptr(), w.data_ptr(), bias.data_ptr(), 0, out.data_ptr(), ws.data_ptr() if ws is not None else 0], rows)
+            torch.cuda.synchronize()
+            host = out.cpu().numpy()
+            results.append(_record(unit, kernel, rows, host, ref_all[:rows], bound_all[:rows], first[0] if first else 0, first[1] if first else None))
+            if first is None:
+                first = (rows, host)
+            del out, ws
+        del x, w, bias, x16
+        torch.cuda.empty_cache()
+    return results
+
+
+def gemm_bench(torch, drv, bundle, gem, ceil, time_events, budget_s, log, registers=None):
+    """tidarc's GEMM vs F.linear on the same weights; points past the time budget are skipped and listed."""
+    import time
+    F = torch.nn.functional
+    started, points, skipped = time.time(), [], []
+    for unit in gem['units']:
+        n, k = unit['n'], unit['k']
+        dt = torch.bfloat16 if unit['dtype'] == 'bf16' else torch.float16
+        wbytes = n * k * 2
+        sets = max(1, min(4, math.ceil(120e6 / wbytes)))  # rotate the weights past the L2
+        ws_sets = [(0.5 * torch.randn(n, k, device='cuda')).to(dt) for _ in range(sets)]
+        for kernel in unit['kernels']:
+            m = kernel['m']
+            if time.time() - started > budget_s:
+                skipped.append(f"{unit['role']} M={m}")
+                continue
+            x = torch.randn(m, k, device='cuda')
+            xb = x.to(dt)
+            out = torch.empty(m, n, device='cuda')
+            part = torch.empty(unit['splitK'], m, n, device='cuda') if unit['splitK'] > 1 else None
+
+            def ours(i):
+                launch_gemm(drv, bundle, unit, kernel, [x.data_ptr(), ws_sets[i % sets].data_ptr(), 0, 0, out.data_ptr(), part.data_ptr() if part is not None else 0], m)
+            row = {'unit': unit['name'], 'role': unit['role'], 'n': n, 'k': k, 'm': m, 'splitK': unit['splitK'], 'blockM': kernel['blockM'],
+                   'registers': (registers or {}).get(kernel['symbol']), 'predictedUs': kernel['predictedUs'], 'predictedBound': kernel['predictedBound']}
+            row['tidarc'] = time_events(torch, ours, 100)
+            row['torch'] = time_events(torch, lambda i: F.linear(xb, ws_sets[i % sets]), 100)
+            us = row['tidarc']['medianUs']
+            moved = wbytes + m * k * 4 + m * n * 4
+            row['tidarcTBs'] = moved / (us * 1e-6) / 1e12
+            row['tidarcTflops'] = 2 * m * n * k / (us * 1e-6) / 1e12
+            row['copyShare'] = row['tidarcTBs'] / ceil['copyTBs']
+            row['matmulShare'] = row['tidarcTflops'] / ceil['matmulTflops']
+            row['vsTorch'] = row['torch']['medianUs'] / us
+            row['measuredOverPredicted'] = us / kernel['predictedUs']
+            points.append(row)
+            log(f"gemm {unit['role']} {n}x{k} M={m}: tidarc {us:.1f} us (predicted {kernel['predictedUs']:.1f}), torch {row['torch']['medianUs']:.1f} us")
+            del x, xb, out, part
+        del ws_sets
+        torch.cuda.empty_cache()
+    return points, skipped

@@ -1,0 +1,114 @@
+/**
+ * The GEMM part of the device check's bundle (issue 14): the generated GEMM sources of the
+ * Qwen3-8B linear layers (qkv 6144x4096, o 4096x4096, gate_up 24576x4096, down 4096x12288,
+ * lm_head 151936x4096) with a kernel per M in {1, 20, 72, 272}, planned for sm_90, and
+ * gemm.json: per unit its kernels, launch geometry and the cost model's prediction on the H200
+ * (bench/gemm-model.ts), which the check prints beside what it measures against torch.matmul.
+ * `emulated: true` also builds each unit's .emu.so for the dry run on the emulated driver.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { H200, predictGemm } from '../../bench/gemm-model.js';
+import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
+import { type GemmShape, gemmReduceSymbol, gemmSymbol, gemmTarget, gemmUnitName, planGemm, planReduction } from '../codegen/gemm-plan.js';
+import { gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
+import { readTemplateFile } from '../codegen/templates.js';
+import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
+import type { ModelSpec } from '../ir/model.js';
+import { TIDARC_VERSION } from '../version.js';
+
+export interface GemmGridShape {
+  readonly role: string;
+  readonly shape: GemmShape;
+  /** Split-K forced (the dry run exercises the reduce); default: the plan's rule. */
+  readonly splitK?: number;
+}
+
+export interface GemmGrid {
+  readonly shapes: readonly GemmGridShape[];
+  readonly rows: readonly number[];
+}
+
+const QWEN3_8B: ModelSpec = {
+  name: 'qwen3-8b', family: 'qwen3', layers: 36, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288,
+  vocabSize: 151936, ropeTheta: 1e6, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: false, dtype: 'bf16', maskTokenId: 151662, draftLengths: [4, 8, 16],
+};
+const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
+
+/** Issue 14: the Qwen3-8B weight shapes at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16). */
+export const FULL_GEMM: GemmGrid = { shapes: ROLES.map((role) => ({ role, shape: gemmShapeOf(QWEN3_8B, role) })), rows: [1, 20, 72, 272] };
+
+/** Small enough for the emulator: an odd N with split-K 3 (the reduce) and one without. */
+export const DRY_RUN_GEMM: GemmGrid = {
+  shapes: [
+    { role: 'odd split-K 3', shape: { n: 197, k: 520, dtype: 'bf16' }, splitK: 3 },
+    { role: 'fp16', shape: { n: 72, k: 264, dtype: 'fp16' }, splitK: 1 },
+  ],
+  rows: [1, 20],
+};
+
+export interface BundleGemmKernel {
+  readonly m: number;
+  readonly symbol: string;
+  readonly blockM: number;
+  readonly nTiles: number;
+  readonly threads: number;
+  readonly sharedBytes: number;
+  /** bench/gemm-model.ts on the H200 at 2 CTAs an SM where shared memory allows (registers <= 128 assumed). */
+  readonly predictedUs: number;
+  readonly predictedBound: string;
+}
+
+export interface BundleGemmUnit {
+  readonly name: string;
+  readonly role: string;
+  readonly n: number;
+  readonly k: number;
+  readonly dtype: 'bf16' | 'fp16';
+  readonly splitK: number;
+  readonly reduce?: string;
+  /** Relative to the bundle. */
+  readonly cu: string;
+  readonly fatbin: string;
+  readonly kernels: readonly BundleGemmKernel[];
+}
+
+export interface BundleGemm {
+  readonly format: 1;
+  readonly generator: string;
+  readonly arch: 'sm_90';
+  readonly machine: string;
+  readonly units: readonly BundleGemmUnit[];
+}
+
+const ASSUMED_REGISTERS = 128;
+
+export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated = false): Promise<BundleGemm> {
+  const dir = join(outDir, 'gemm');
+  await mkdir(join(dir, 'cuda'), { recursive: true });
+  for (const h of ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh']) await writeFile(join(dir, 'cuda', h), readTemplateFile(`cuda/${h}`));
+  const target = gemmTarget(['sm_90']);
+  const units: BundleGemmUnit[] = [];
+  for (const { role, shape, splitK } of grid.shapes) {
+    const reduction = planReduction(shape, target, splitK);
+    const plans = grid.rows.map((m) => planGemm(shape, m, target, reduction));
+    const cu = `gemm/${gemmSource(shape)}`;
+    await writeFile(join(outDir, cu), renderGemmUnit(shape, plans, [role], 'device-check'));
+    const fatbin = cu.replace(/\.cu$/, '.fatbin');
+    const reduce = reduction.splitK > 1 ? gemmReduceSymbol(shape) : undefined;
+    if (emulated) {
+      const kernels = [...plans.map((p) => gemmSymbol(shape, p.m)), ...(reduce ? [reduce] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
+      await buildEmulatedModule(join(outDir, cu), emulatedModulePath(join(outDir, fatbin)), kernels);
+    }
+    units.push({
+      name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduce ? { reduce } : {}), cu, fatbin,
+      kernels: plans.map((p) => {
+        const predicted = predictGemm(p, p.m, H200, ASSUMED_REGISTERS, { accumulate: role === 'o' || role === 'down' });
+        return { m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes, predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound };
+      }),
+    });
+  }
+  const bundle: BundleGemm = { format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', machine: H200.name, units };
+  await writeFile(join(outDir, 'gemm.json'), `${JSON.stringify(bundle, null, 1)}\n`);
+  return bundle;
+}

@@ -1,0 +1,114 @@
+/**
+ * The device check's GEMM part (issue 14) without a GPU: the bundle (src/bench/gemm-bundle.ts:
+ * the Qwen3-8B weight shapes at M = 1, 20, 72, 272 with the cost model's predictions), the
+ * check's GEMM correctness and bitwise invariance in --dry-run on the emulated CUDA driver
+ * (scripts/device-check/gemm.py: the same launch packing and reference as on a GPU; a wrong
+ * launch geometry must fail it), and the report's GEMM table and goals on sample timings.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
+import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
+
+const exec = promisify(execFile);
+const SCRIPTS = resolve('scripts/device-check');
+const cxx = await findCxx();
+const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () => false);
+const root = mkdtempSync(join(tmpdir(), 'tidarc-gemm-bundle-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('the GEMM bundle of the device check', () => {
+  let full: BundleGemm;
+  beforeAll(async () => {
+    full = await prepareGemmBundle(join(root, 'full'), FULL_GEMM);
+  });
+  test('Qwen3-8B: five weight shapes, a kernel per M in 1, 20, 72, 272, sources written, predictions attached', () => {
+    expect(full.units.map((u) => [u.role, u.n, u.k, u.splitK])).toEqual([
+      ['qkv', 6144, 4096, 2], ['o', 4096, 4096, 4], ['gate_up', 24576, 4096, 1], ['down', 4096, 12288, 4], ['lm_head', 151936, 4096, 1],
+    ]);
+    for (const u of full.units) {
+      expect(u.kernels.map((k) => k.m)).toEqual([1, 20, 72, 272]);
+      expect(existsSync(join(root, 'full', u.cu))).toBe(true);
+      expect(Boolean(u.reduce)).toBe(u.splitK > 1);
+      for (const k of u.kernels) expect(k.predictedUs).toBeGreaterThan(0);
+    }
+    // Weight-bound at M = 1: gate_up's 201 MB at the copy rate.
+    expect(full.units[2]!.kernels[0]!.predictedUs).toBeCloseTo((24576 * 4096 * 2 + 4096 * 4 + 24576 * 4) / 4.3e12 * 1e6, 1);
+    expect(JSON.parse(readFileSync(join(root, 'full', 'gemm.json'), 'utf8'))).toEqual(full);
+  });
+});
+
+async function dryRun(bundle: string, out: string, driver: string): Promise<{ code: number; stdout: string }> {
+  try {
+    const { stdout } = await exec('python3', [join(SCRIPTS, 'device_check.py'), '--dry-run', '--bundle', bundle, '--out', out], { env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 64 << 20 });
+    return { code: 0, stdout };
+  } catch (e) {
+    const err = e as { code: number; stdout: string };
+    return { code: err.code, stdout: err.stdout };
+  }
+}
+
+interface GemmCheck { unit: string; m: number; worstRatio: number | null; invariant: boolean; ok: boolean }
+
+describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulated driver', () => {
+  const bundle = join(root, 'dry');
+  let driver: string;
+  beforeAll(async () => {
+    await prepareDeviceBundle({ outDir: bundle, grid: [{ dtype: 'fp16', headDim: 64, qHeads: 2, kvHeads: 2, drafts: [1] }], emulated: true });
+    await prepareGemmBundle(bundle, DRY_RUN_GEMM, true);
+    driver = await buildEmulatedDriver(join(root, 'driver'));
+  }, 600_000);
+
+  test('every kernel within the bound and bitwise invariant across M; reported', async () => {
+    const out = join(root, 'dry-out');
+    const r = await dryRun(bundle, out, driver);
+    expect(r.code).toBe(0);
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[] } };
+    expect(data.gemm.correctness.map((c) => [c.unit, c.m, c.ok, c.invariant])).toEqual([
+      ['gemm_bf16_n197_k520', 1, true, true], ['gemm_bf16_n197_k520', 20, true, true], ['gemm_fp16_n72_k264', 1, true, true], ['gemm_fp16_n72_k264', 20, true, true],
+    ]);
+    expect(r.stdout).toContain('gemm: 4/4 kernels ok');
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## GEMMs of the linear layers (issue 14)');
+  }, 300_000);
+
+  test('a wrong launch (one N tile of two) fails the check: unwritten columns stay NaN', async () => {
+    const path = join(bundle, 'gemm.json');
+    const good = readFileSync(path, 'utf8');
+    const lie = JSON.parse(good) as BundleGemm;
+    writeFileSync(path, JSON.stringify({ ...lie, units: lie.units.map((u, i) => (i === 0 ? { ...u, kernels: u.kernels.map((k) => ({ ...k, nTiles: 1 })) } : u)) }));
+    try {
+      const out = join(root, 'dry-lie');
+      const r = await dryRun(bundle, out, driver);
+      expect(r.code).toBe(1);
+      const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[] } };
+      expect(data.gemm.correctness.filter((c) => !c.ok).map((c) => [c.unit, c.m, c.worstRatio])).toEqual([['gemm_bf16_n197_k520', 1, null], ['gemm_bf16_n197_k520', 20, null]]);
+      expect(r.stdout).toMatch(/gemm: 2\/4 kernels ok .*FAILED/);
+    } finally {
+      writeFileSync(path, good);
+    }
+  }, 300_000);
+});
+
+describe.skipIf(!numpy)('the report of the GEMM part', () => {
+  test('a table per point and the issue\'s goals, from recorded timings', async () => {
+    const t = (us: number) => ({ medianUs: us, p20Us: us * 0.98, p80Us: us * 1.02, reps: 100 });
+    const row = (role: string, m: number, us: number, torch: number, copyShare: number, matmulShare: number) => ({
+      unit: `u-${role}`, role, n: 4096, k: 4096, m, splitK: 4, blockM: 16, registers: 63, predictedUs: 9.8, predictedBound: 'HBM',
+      tidarc: t(us), torch: t(torch), tidarcTBs: 3.9, tidarcTflops: 3, copyShare, matmulShare, vsTorch: torch / us, measuredOverPredicted: us / 9.8,
+    });
+    const gemm = { correctness: [{ unit: 'u-o', role: 'o', m: 1, rows: 1, splitK: 4, worstRatio: 0.01, invariant: true, ok: true }],
+      bench: [row('o', 1, 10, 12, 0.9, 0.01), row('o', 72, 20, 18, 0.6, 0.2), row('o', 272, 40, 30, 0.4, 0.35)] };
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom report import gemm_lines\nprint('\\n'.join(gemm_lines(json.loads(sys.argv[1]))))`;
+    const { stdout } = await exec('python3', ['-c', script, JSON.stringify(gemm)]);
+    expect(stdout).toContain('| o | 4096x4096 | 72 | 4 | 63 | 20.0 (19.6-20.4) | 18.0 | 0.90x |');
+    expect(stdout).toContain('| M <= 72: >= 80% of copy bandwidth | 60% (worst point) | NO |');
+    expect(stdout).toContain('| M <= 72: at least as fast as torch.matmul | 0.90x (worst point) | NO |');
+    expect(stdout).toContain('| M = 272: >= 50% of the bf16 matmul rate | 35% (worst point) | NO |');
+  });
+});
