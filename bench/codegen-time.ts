@@ -14,14 +14,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { findPackageRoot } from '../src/runtime/native.js';
+import { packageRoot } from '../src/util/paths.js';
 import { type Summary, formatMs, summarize } from '../src/bench/stats.js';
 
 const REPS = 5;
 const GOAL_MS = 1000;
 const MODEL = 'examples/qwen3-8b.json';
 const FLAGS = ['--draft', '4,8,16', '--arch', 'sm_80,sm_90'];
-const root = findPackageRoot();
+const root = packageRoot();
 
 function run(args: readonly string[]): { ms: number; stdout: string } {
   const t = performance.now();

@@ -20,9 +20,10 @@ import { findCxx } from '../src/build/toolchain.js';
 import { loadModelSpecFile } from '../src/ir/model-file.js';
 import { stepVisibility } from '../src/ir/mask.js';
 import { tidarDecode } from '../src/ir/mask-builders.js';
-import { decode } from '../src/runtime/dtype.js';
+import { decode } from '../src/util/dtype.js';
 import { openKernelLibrary } from '../src/runtime/kernel-library.js';
-import { findPackageRoot, loadNative } from '../src/runtime/native.js';
+import { loadNative } from '../src/runtime/native.js';
+import { packageRoot } from '../src/util/paths.js';
 import { type RandomAttentionInputs, randomAttentionInputs, referenceAttention } from '../src/runtime/reference.js';
 import { type Summary, summarize } from '../src/bench/stats.js';
 
@@ -36,7 +37,7 @@ const NAIVE_SYMBOL = `tidarc_cpu_naive_tidar_k${DRAFT}`;
 const TOL = { o: 8e-3, lse: 3.2e-3 };
 const GOAL_RATIO = 4;
 
-const root = findPackageRoot();
+const root = packageRoot();
 const mask = tidarDecode(DRAFT);
 const n = mask.tokens.length;
 const table = stepVisibility(mask);

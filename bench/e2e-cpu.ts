@@ -24,7 +24,7 @@ import type { ModelSpec } from '../src/ir/model.js';
 import { loadModelSpecFile } from '../src/ir/model-file.js';
 import { initModel } from '../src/model/init-model.js';
 import { type GenerateResult, loadModel } from '../src/runtime/model/load-model.js';
-import { findPackageRoot } from '../src/runtime/native.js';
+import { packageRoot } from '../src/util/paths.js';
 import { cpuThreadCount } from '../src/runtime/ops.js';
 
 const DRAFTS = [4, 8];
@@ -37,7 +37,7 @@ const threads = Number(args.threads);
 const runs = Number(args.runs);
 if (!Number.isInteger(threads) || threads < 0 || !Number.isInteger(runs) || runs < 1) throw new Error('usage: tsx bench/e2e-cpu.ts [--threads N (0 = all)] [--runs N >= 1]');
 
-const root = findPackageRoot();
+const root = packageRoot();
 const work = mkdtempSync(join(tmpdir(), 'tidarc-bench-e2e-'));
 process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 

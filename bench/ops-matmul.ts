@@ -17,9 +17,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CPU_FLAGS } from '../src/build/compile-model.js';
 import { findCxx } from '../src/build/toolchain.js';
-import { toBf16Bits } from '../src/runtime/dtype.js';
+import { toBf16Bits } from '../src/util/dtype.js';
 import { cpuThreadCount, matmul, type WeightMatrix } from '../src/runtime/ops.js';
-import { seededRandom } from '../src/runtime/reference.js';
+import { seededRandom } from '../src/util/random.js';
 import { summarize } from '../src/bench/stats.js';
 
 const K = 4096;

@@ -15,10 +15,10 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/runtime/model/load-model.js';
-import { findPackageRoot } from '../src/runtime/native.js';
+import { packageRoot } from '../src/util/paths.js';
 
 const { values: args } = parseArgs({ options: { tokens: { type: 'string', default: '128' }, threads: { type: 'string' }, tuned: { type: 'string' }, out: { type: 'string' }, model: { type: 'string', default: 'models/tidar-tiny-code' } } });
-const root = findPackageRoot();
+const root = packageRoot();
 const dir = join(root, args.model);
 const tokens = Number(args.tokens);
 const prompts = JSON.parse(readFileSync(join(dir, 'prompts.json'), 'utf8')) as { source: string; prompt: string }[];

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { TidarcError } from '../errors.js';
 import { type ModelSpec, contextLength } from '../ir/model.js';
 import { parameterCount } from '../model/checkpoint.js';
-import { seededRandom } from '../runtime/reference.js';
+import { seededRandom } from '../util/random.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
 import type { Runner } from '../runtime/model/forward.js';

@@ -5,37 +5,34 @@
  * differs between the .ts sources and the compiled .js) equal keys give byte-identical
  * output, so a compile can tell "nothing to do" without loading the code generator.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelSpec } from '../ir/model.js';
+import { sha256, sha256Hasher } from '../util/hash.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
 import { templatesDigest } from './templates.js';
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
 let generatorCode: string | undefined;
 
 /**
- * sha256 over the generator's own code (this directory and ../ir, .ts or compiled .js):
+ * sha256 over the generator's own code (this directory, ../ir and ../util, .ts or compiled .js):
  * a changed code generator must never be mistaken for an unchanged compile, even when
  * the version number did not move.
  */
 export function generatorDigest(): string {
   if (generatorCode !== undefined) return generatorCode;
   const here = dirname(fileURLToPath(import.meta.url));
-  const hash = createHash('sha256');
-  for (const dir of [here, join(here, '..', 'ir')]) {
+  const hash = sha256Hasher();
+  for (const dir of [here, join(here, '..', 'ir'), join(here, '..', 'util')]) {
     for (const name of readdirSync(dir).filter((n) => /\.(ts|js)$/.test(n) && !n.endsWith('.d.ts')).sort()) {
-      hash.update(`${name}\n`).update(readFileSync(join(dir, name)));
+      hash.update(`${name}\n`);
+      hash.update(readFileSync(join(dir, name)));
     }
   }
-  generatorCode = hash.digest('hex');
+  generatorCode = hash.digest();
   return generatorCode;
 }
 

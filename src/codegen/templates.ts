@@ -3,22 +3,11 @@
  * noEscape (C++ is not HTML) and strict (a missing field is an error, not an empty string),
  * plus static headers copied verbatim into every output.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import Handlebars from 'handlebars';
-
-/** The package root: the nearest directory above this module with a package.json. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('tidarc: package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-  return dir;
-}
+import { sha256Hasher } from '../util/hash.js';
+import { packageRoot } from '../util/paths.js';
 
 const handlebars = Handlebars.create();
 const compiled = new Map<string, HandlebarsTemplateDelegate>();
@@ -52,8 +41,11 @@ export function templatesDigest(): string {
       const path = rel ? `${rel}/${name}` : name;
       return statSync(join(root, path)).isDirectory() ? walk(path) : [path];
     });
-  const hash = createHash('sha256');
-  for (const path of walk('')) hash.update(`${path}\n`).update(readFileSync(join(root, path)));
-  digest = hash.digest('hex');
+  const hash = sha256Hasher();
+  for (const path of walk('')) {
+    hash.update(`${path}\n`);
+    hash.update(readFileSync(join(root, path)));
+  }
+  digest = hash.digest();
   return digest;
 }

@@ -6,7 +6,7 @@
 import type { ManifestVariant } from '../codegen/manifest.js';
 import { stepVisibility } from '../ir/mask.js';
 import { maskFromParams } from '../ir/mask-builders.js';
-import { decode } from '../runtime/dtype.js';
+import { decode } from '../util/dtype.js';
 import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
 import { type EmulatorFinding, runEmulator } from './emulator-run.js';
 

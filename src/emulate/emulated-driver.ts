@@ -17,11 +17,11 @@ import { TidarcError } from '../errors.js';
 import { openOutputDir } from '../build/output-dir.js';
 import { runPool } from '../build/pool.js';
 import { type Tool, findCxx } from '../build/toolchain.js';
-import { sha256 } from '../codegen/input-key.js';
-import { packageRoot } from '../codegen/templates.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
 import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import { removeStaleTemps } from '../fs/stale-temps.js';
+import { sha256 } from '../util/hash.js';
+import { packageRoot } from '../util/paths.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { EMU_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { childProcessSignal } from '../fs/interrupt.js';
-import { packageRoot } from '../codegen/templates.js';
+import { packageRoot } from '../util/paths.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 
 const exec = promisify(execFile);

@@ -5,6 +5,7 @@
  * canonical order, so serialising it is deterministic. Pure: no file system here.
  */
 import { TidarcError, invalid } from '../errors.js';
+import { parseJsonText } from '../util/json.js';
 import {
   MAX_DRAFT_COMPILE,
   MAX_HEADS,
@@ -131,20 +132,6 @@ export function checkMaskTokenId(maskTokenId: number, meaningOf: (id: number) =>
 /** The spec as a model.json file: canonical key order, 2-space indent, trailing newline. */
 export function formatModelSpecJson(spec: ModelSpec): string {
   return `${JSON.stringify(validateModelSpec(spec), null, 2)}\n`;
-}
-
-/** Parses JSON text; a syntax error becomes one 'invalid-json' line naming the source and position. */
-export function parseJsonText(text: string, source?: string): unknown {
-  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  try {
-    return JSON.parse(body) as unknown;
-  } catch (err) {
-    const reason = (err as Error).message.replace(/\s+/g, ' ');
-    // V8 names a byte offset for some errors; a line and column is what an editor can jump to.
-    const at = /position (\d+)/.exec(reason);
-    const where = at?.[1] !== undefined && !/line \d/.test(reason) ? ` (${lineAndColumn(body, Number(at[1]))})` : '';
-    throw new TidarcError('invalid-json', `malformed JSON: ${reason}${where}`, { source });
-  }
 }
 
 /** Parses and validates a tidarc model.json text. */
@@ -286,11 +273,6 @@ function isAbsent(value: unknown): value is undefined | null {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
-function lineAndColumn(text: string, position: number): string {
-  const before = text.slice(0, position).split('\n');
-  return `line ${before.length}, column ${(before[before.length - 1]?.length ?? 0) + 1}`;
 }
 
 /** The known key nearest to a typo (case-insensitive edit distance <= 2), if any. */

@@ -2,8 +2,10 @@
  * ModelSpec: the shape of a decoder-only transformer of the Qwen2, Qwen3 or Llama family,
  * plus what TiDAR adds (mask token, draft lengths). Pure data; validateModelSpec checks it.
  */
+import type { DType } from '../util/dtype.js';
+
+export type { DType };
 export type ModelFamily = 'qwen2' | 'qwen3' | 'llama';
-export type DType = 'bf16' | 'fp16';
 
 export interface RopeScaling {
   /** 'linear' and 'llama3' are supported; anything else is refused by import-hf. */

@@ -20,7 +20,8 @@ import { constants as bufferConstants } from 'node:buffer';
 import { join } from 'node:path';
 import { TidarcError, type ErrorCode } from '../errors.js';
 import { writeBinaryFileAtomic } from '../fs/atomic-write-binary.js';
-import { checkJsonDepth, readJsonFile } from '../fs/read-json.js';
+import { readJsonFile } from '../fs/read-json.js';
+import { checkJsonDepth } from '../util/json.js';
 import { openRegularFile } from '../fs/read-regular-file.js';
 import { shownValue } from '../ir/model-validate.js';
 

@@ -3,11 +3,11 @@
  * into build/native/Release/tidarc_native.node). The addon only converts data and calls
  * into dlopen'ed kernel libraries; shapes are checked by the caller, which knows them.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { packageRoot } from '../util/paths.js';
 
 declare const libraryHandleBrand: unique symbol;
 
@@ -124,29 +124,8 @@ export interface NativeAddon {
   readonly cuda: NativeCuda;
 }
 
-/** Nearest directory at or above `start` holding the tidarc package.json. */
-export function findPackageRoot(start: string = dirname(fileURLToPath(import.meta.url))): string {
-  let fallback: string | undefined;
-  for (let dir = start; ; dir = dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      fallback ??= dir;
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'tidarc') return dir;
-      } catch {
-        // an unreadable package.json is not ours; keep searching upward
-      }
-    }
-    if (dirname(dir) === dir) break;
-  }
-  if (fallback !== undefined) return fallback;
-  throw new TidarcError('runtime', 'cannot locate the tidarc package root (no package.json above)', {
-    source: start,
-  });
-}
-
 /** Where `npm run build:native` puts the addon. */
-export function nativeAddonPath(root: string = findPackageRoot()): string {
+export function nativeAddonPath(root: string = packageRoot()): string {
   return join(root, 'build', 'native', 'Release', 'tidarc_native.node');
 }
 

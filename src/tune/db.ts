@@ -15,7 +15,8 @@
 import { existsSync } from 'node:fs';
 import { TidarcError } from '../errors.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
-import { parseJsonFileText, readJsonFileSync } from '../fs/read-json.js';
+import { readJsonFileSync } from '../fs/read-json.js';
+import { parseJsonFileText } from '../util/json.js';
 import type { CallParams } from '../codegen/call-params.js';
 import type { AttentionConfig } from './space.js';
 

@@ -31,7 +31,7 @@ import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { maskFromParams } from '../ir/mask-builders.js';
 import { stepVisibility } from '../ir/mask.js';
-import { decode } from '../runtime/dtype.js';
+import { decode } from '../util/dtype.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';

@@ -7,9 +7,8 @@
  * +-Infinity, tiny values give subnormals or +-0, and every NaN becomes the canonical quiet
  * NaN of the format (0x7fc0 / 0x7e00) with its sign kept. Decoding is exact.
  */
-import type { DType } from '../ir/model.js';
-
-export type { DType };
+/** The 16-bit float formats of weights, caches and kernels (ModelSpec.dtype). */
+export type DType = 'bf16' | 'fp16';
 
 interface Format16 {
   /** Exponent bits and stored mantissa bits. */

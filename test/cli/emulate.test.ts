@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import { loadNative } from '../../src/runtime/native.js';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { runTidarc } from '../helpers/cli.js';
 
 const cxx = await findCxx();

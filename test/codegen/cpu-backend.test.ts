@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
 import { stepVisibility } from '../../src/ir/mask.js';
 import { causal, tidarDecode } from '../../src/ir/mask-builders.js';
-import { decode } from '../../src/runtime/dtype.js';
+import { decode } from '../../src/util/dtype.js';
 import { type KernelLibrary, openKernelLibrary } from '../../src/runtime/kernel-library.js';
 import { randomAttentionInputs, referenceAttention } from '../../src/runtime/reference.js';
 import { modelForShape, type TestShape } from '../helpers/models.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
 import { generateModel } from '../../src/codegen/generate.js';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { modelForShape } from '../helpers/models.js';

@@ -18,7 +18,8 @@ import { nvccFlags } from '../../src/codegen/generate.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
 import { gemmReduceSymbol, gemmSymbol } from '../../src/codegen/gemm-plan.js';
 import { renderGemmUnit } from '../../src/codegen/gemm-source.js';
-import { packageRoot, readTemplateFile } from '../../src/codegen/templates.js';
+import { readTemplateFile } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 import { GEMM_HEADERS } from '../helpers/gemm.js';
 

@@ -10,7 +10,7 @@ import { STAMP_FILE } from '../../src/build/compile-model.js';
 import { MARKER_FILE, markerText } from '../../src/fs/tidarc-dir.js';
 import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
 import { generateModel } from '../../src/codegen/generate.js';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 
 const root = packageRoot();

@@ -22,7 +22,7 @@ import { stepVisibility } from '../../src/ir/mask.js';
 import { causal, tidarDecode } from '../../src/ir/mask-builders.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
-import { decode } from '../../src/runtime/dtype.js';
+import { decode } from '../../src/util/dtype.js';
 import type { AttentionInputs, AttentionOutputs } from '../../src/runtime/kernel-library.js';
 import { randomAttentionInputs, referenceAttention } from '../../src/runtime/reference.js';
 

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { type EmulatedVariantModule, buildEmulatedDriver, buildEmulatedModule, emulateCompiledDir, emulatedModulePath, emulatedModuleShim } from '../../src/emulate/emulated-driver.js';
 import { emulateVariant } from '../../src/emulate/emulate-variant.js';
 import { emulatorSourceDir } from '../../src/emulate/emulator-build.js';

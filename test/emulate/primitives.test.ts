@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { EMU_FLAGS, EMU_RUNTIME_SOURCES, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
-import { encode } from '../../src/runtime/dtype.js';
-import { seededRandom } from '../../src/runtime/reference.js';
+import { encode } from '../../src/util/dtype.js';
+import { seededRandom } from '../../src/util/random.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();

@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { packageRoot } from '../../src/codegen/templates.js';
+import { packageRoot } from '../../src/util/paths.js';
 import { type DirKind, MARKER_FILE, checkReplaceable, legacyKind, markerText, tidarcKind } from '../../src/fs/tidarc-dir.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-dir-'));

@@ -25,7 +25,7 @@ import { formatModelSpecJson, validateModelSpec } from '../../src/ir/model-valid
 import { initModel } from '../../src/model/init-model.js';
 import { parseSafetensors, serializeSafetensors } from '../../src/model/safetensors.js';
 import { createStreamDecoder, loadTokenizer } from '../../src/model/tokenizer.js';
-import { type Rng, seededRandom } from '../../src/runtime/reference.js';
+import { type Rng, seededRandom } from '../../src/util/random.js';
 import { runTidarc, type Run } from '../helpers/cli.js';
 import { modelForShape } from '../helpers/models.js';
 import { type Json, mutateJson, pick } from './json-mutate.js';

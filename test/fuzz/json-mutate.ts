@@ -7,7 +7,7 @@
  * Values JSON.stringify cannot write (1e400 parses as Infinity, -0, 2^53 + 1) travel through the
  * tree as marked strings and are put back as raw text after stringify.
  */
-import type { Rng } from '../../src/runtime/reference.js';
+import type { Rng } from '../../src/util/random.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 

@@ -3,7 +3,7 @@
  * shapes, offsets, names, metadata, nesting), its data area (truncated, extended) or the whole
  * file (empty, short, random bytes).
  */
-import type { Rng } from '../../src/runtime/reference.js';
+import type { Rng } from '../../src/util/random.js';
 import { type Json, mutateJson, pick } from './json-mutate.js';
 
 const HEADER_LENGTH_BYTES = 8;

@@ -5,8 +5,8 @@ import { type GemmPlan, type GemmShape, gemmTarget, planGemm, planReduction } fr
 import { gemmSource, renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import type { GemmInputs } from '../../src/emulate/gemm-emulator.js';
-import { decode, encode } from '../../src/runtime/dtype.js';
-import { seededRandom } from '../../src/runtime/reference.js';
+import { decode, encode } from '../../src/util/dtype.js';
+import { seededRandom } from '../../src/util/random.js';
 
 /** The headers a GEMM source includes, as `tidarc compile` copies them. */
 export const GEMM_HEADERS = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh'] as const;

@@ -1,7 +1,7 @@
 // Needs: nothing (pure TypeScript).
 import { describe, expect, it } from 'vitest';
 import { anyNonFinite, findNonFinite } from '../../src/model/finite.js';
-import { decode } from '../../src/runtime/dtype.js';
+import { decode } from '../../src/util/dtype.js';
 
 /** The slow truth: decode every element and ask Number.isFinite. */
 function naive(dtype: 'BF16' | 'F16', bits: Uint16Array): number[] {

@@ -7,7 +7,7 @@ import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { parameterCount } from '../../src/model/checkpoint.js';
 import { initModel, type InitProgress } from '../../src/model/init-model.js';
 import { readSafetensors } from '../../src/model/safetensors.js';
-import { decode } from '../../src/runtime/dtype.js';
+import { decode } from '../../src/util/dtype.js';
 
 const TINY = await loadModelSpecFile('examples/tiny.json');
 const FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { generateModel } from '../../src/codegen/generate.js';
 import { stepVisibility } from '../../src/ir/mask.js';
 import { causal } from '../../src/ir/mask-builders.js';
-import { decode } from '../../src/runtime/dtype.js';
+import { decode } from '../../src/util/dtype.js';
 import { type KernelLibrary, openKernelLibrary } from '../../src/runtime/kernel-library.js';
 import { loadNative, nativeAddonPath } from '../../src/runtime/native.js';
 import { randomAttentionInputs, referenceAttention } from '../../src/runtime/reference.js';

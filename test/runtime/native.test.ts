@@ -9,7 +9,6 @@ import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
 import {
-  findPackageRoot,
   loadNative,
   nativeAddonPath,
   type KernelCallError,
@@ -28,11 +27,6 @@ const hasGxx = spawnSync('g++', ['--version']).status === 0;
 const N = 2;
 const Q_HEADS = 3;
 const HEAD_DIM = 4;
-
-test('findPackageRoot finds the tidarc package from src/ and from here', () => {
-  expect(findPackageRoot()).toBe(root);
-  expect(findPackageRoot(here)).toBe(root);
-});
 
 test('loadNative says how to build a missing addon', () => {
   const missing = join(tmpdir(), 'no-such-dir', 'tidarc_native.node');

@@ -4,10 +4,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
-import { decode, encode, fromBf16Bits, fromFp16Bits, toBf16Bits, toFp16Bits } from '../../src/runtime/dtype.js';
+import { decode, encode, fromBf16Bits, fromFp16Bits, toBf16Bits, toFp16Bits } from '../../src/util/dtype.js';
 import * as ops from '../../src/runtime/ops.js';
 import type { RopeScaling, WeightDType, WeightMatrix } from '../../src/runtime/ops.js';
-import { seededRandom, type Rng } from '../../src/runtime/reference.js';
+import { seededRandom, type Rng } from '../../src/util/random.js';
 
 const available = ops.cpuOpsAvailable();
 const DTYPES: readonly WeightDType[] = ['bf16', 'fp16', 'f32'];

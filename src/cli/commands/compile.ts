@@ -6,7 +6,7 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
-import { packageRoot } from '../../codegen/templates.js';
+import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
 import { loadModelSpecFile } from '../../ir/model-file.js';
 import { loadTunedTiles } from '../../tune/apply.js';

@@ -11,7 +11,7 @@
 import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
-import { type Rng, seededRandom } from '../reference.js';
+import { type Rng, seededRandom } from '../../util/random.js';
 import { NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 

@@ -11,7 +11,7 @@
 import type { ModelSpec } from '../../ir/model.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import { TidarcError } from '../../errors.js';
-import { fromFp16Bits } from '../dtype.js';
+import { fromFp16Bits } from '../../util/dtype.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
 import type { KvCache, KvShape } from './kv-cache.js';

@@ -4,7 +4,7 @@
  * live here: a TiDAR step's drafts are copied in after verification, mask tokens never.
  */
 import { TidarcError } from '../../errors.js';
-import { decode } from '../dtype.js';
+import { decode } from '../../util/dtype.js';
 
 export interface KvShape {
   readonly layers: number;

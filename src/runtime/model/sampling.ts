@@ -4,7 +4,7 @@
  * accept with probability p(draft); otherwise sample from p with the draft removed. The
  * emitted token then has exactly the distribution p, whatever the draft was.
  */
-import type { Rng } from '../reference.js';
+import type { Rng } from '../../util/random.js';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). */

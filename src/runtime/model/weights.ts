@@ -4,7 +4,7 @@
  */
 import type { Checkpoint } from '../../model/checkpoint.js';
 import type { Tensor } from '../../model/safetensors.js';
-import { decode } from '../dtype.js';
+import { decode } from '../../util/dtype.js';
 import type { WeightMatrix } from '../ops.js';
 
 export interface LayerWeights {

@@ -14,7 +14,7 @@ import { parsePtxasReport, type PtxasByArch } from '../../../src/build/ptxas.js'
 import { findCxx, findNvcc } from '../../../src/build/toolchain.js';
 import { ARCHES } from '../../../src/codegen/arch.js';
 import { nvccFlags } from '../../../src/codegen/generate.js';
-import { packageRoot } from '../../../src/codegen/templates.js';
+import { packageRoot } from '../../../src/util/paths.js';
 import { buildEmulatorRuntime, compileWith, EMU_FLAGS, emulatorIncludeFlags, emulatorSourceDir } from '../../../src/emulate/emulator-build.js';
 
 const exec = promisify(execFile);

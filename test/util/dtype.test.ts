@@ -8,7 +8,7 @@ import {
   fromFp16Bits,
   toBf16Bits,
   toFp16Bits,
-} from '../../src/runtime/dtype.js';
+} from '../../src/util/dtype.js';
 
 const ALL_PATTERNS = Uint16Array.from({ length: 65536 }, (_, i) => i);
 const p2 = (k: number): number => 2 ** k;
