@@ -4,7 +4,9 @@
     -DTIDARC_GEMM_KERNELS='X(sym_m1) X(sym_m20) ...' and, when it has one,
     -DTIDARC_GEMM_REDUCE=<reduce symbol>; `--kernel` picks the kernel.
     Input file: x [x_rows, k] f32, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
-    int32 (--row-ids 1), out [rows, n] f32 (--accumulate 1; otherwise out starts as NaN). */
+    int32 (--row-ids 1), then the outputs (--accumulate 1; otherwise they start as NaN): out
+    [rows, seg1], out2 [rows, seg2 - seg1], out3 [rows, n - seg2] (--seg1/--seg2, default n: one
+    out [rows, n]). The output file holds the outputs in the same order. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +41,7 @@ void run_reduce(void* p) { TIDARC_GEMM_REDUCE(*static_cast<TidarcGemmArgs*>(p));
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tidarc-emu-gemm: %s\nusage: --kernel SYM --rows R --x-rows XR --n N --k K --split S --block-m BM --n-tiles NT --threads T"
-               " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 --in FILE --out FILE\n",
+               " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] --in FILE --out FILE\n",
                why.c_str());
   std::exit(2);
 }
@@ -52,7 +54,7 @@ void read_exact(FILE* f, void* dst, size_t bytes, const char* what) {
 
 int main(int argc, char** argv) {
   std::string kernel, in_path, out_path;
-  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0;
+  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], v = argv[i + 1];
     char* end = nullptr;
@@ -74,6 +76,8 @@ int main(int argc, char** argv) {
     else if (key == "--bias") bias = x;
     else if (key == "--row-ids") row_ids = x;
     else if (key == "--accumulate") accumulate = x;
+    else if (key == "--seg1") seg1 = x;
+    else if (key == "--seg2") seg2 = x;
     else usage("unknown option " + key);
   }
   for (const Entry& e : kKernels)
@@ -81,6 +85,9 @@ int main(int argc, char** argv) {
   if (!g_kernel) usage("unknown kernel '" + kernel + "'");
   if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || in_path.empty() || out_path.empty())
     usage("missing or invalid options");
+  if (seg1 < 0) seg1 = n;
+  if (seg2 < 0) seg2 = n;
+  if (seg1 < 1 || seg1 > seg2 || seg2 > n) usage("segments need 0 < seg1 <= seg2 <= n");
 
   using namespace tidarc_emu;
   const size_t out_elems = static_cast<size_t>(rows) * n;
@@ -88,7 +95,13 @@ int main(int argc, char** argv) {
   void* w = alloc_global("w", n * k * 2);
   auto* b = bias ? static_cast<float*>(alloc_global("bias", n * 4)) : nullptr;
   auto* ids = row_ids ? static_cast<int32_t*>(alloc_global("row_ids", rows * 4)) : nullptr;
-  auto* out = static_cast<float*>(alloc_global("out", out_elems * 4));
+  // Each output exactly its segment's size (guard pages right after): a column written to the
+  // wrong segment runs past it.
+  const size_t widths[3] = {static_cast<size_t>(seg1), static_cast<size_t>(seg2 - seg1), static_cast<size_t>(n - seg2)};
+  const char* names[3] = {"out", "out2", "out3"};
+  float* outs[3] = {nullptr, nullptr, nullptr};
+  for (int i = 0; i < 3; ++i)
+    if (widths[i] > 0) outs[i] = static_cast<float*>(alloc_global(names[i], rows * widths[i] * 4));
   auto* ws = split > 1 ? static_cast<float*>(alloc_global("workspace", split * out_elems * 4)) : nullptr;
   FILE* in = std::fopen(in_path.c_str(), "rb");
   if (!in) usage("cannot open " + in_path);
@@ -97,12 +110,16 @@ int main(int argc, char** argv) {
   if (b) read_exact(in, b, n * 4, "bias");
   if (ids) read_exact(in, ids, rows * 4, "row_ids");
   // Poison: an output or partial the kernels never write stays NaN.
-  if (accumulate) read_exact(in, out, out_elems * 4, "out");
-  else std::memset(out, 0xff, out_elems * 4);
+  for (int i = 0; i < 3; ++i) {
+    if (!outs[i]) continue;
+    if (accumulate) read_exact(in, outs[i], rows * widths[i] * 4, names[i]);
+    else std::memset(outs[i], 0xff, rows * widths[i] * 4);
+  }
   std::fclose(in);
   if (ws) std::memset(ws, 0xff, split * out_elems * 4);
 
-  TidarcGemmArgs args{x, w, b, ids, out, ws, static_cast<int32_t>(rows), static_cast<int32_t>(accumulate)};
+  TidarcGemmArgs args{x, w, b, ids, outs[0], outs[1], outs[2], ws, static_cast<int32_t>(rows), static_cast<int32_t>(accumulate),
+                      static_cast<int32_t>(seg1), static_cast<int32_t>(seg2)};
   bool ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
   if (ok && split > 1) {
 #ifdef TIDARC_GEMM_REDUCE
@@ -113,7 +130,8 @@ int main(int argc, char** argv) {
   }
   FILE* f = std::fopen(out_path.c_str(), "wb");
   if (!f) usage("cannot write " + out_path);
-  std::fwrite(out, 1, out_elems * 4, f);
+  for (int i = 0; i < 3; ++i)
+    if (outs[i]) std::fwrite(outs[i], 1, rows * widths[i] * 4, f);
   std::fclose(f);
   write_findings_json(stdout);
   std::printf("{\"done\":true,\"completed\":%s}\n", ok ? "true" : "false");

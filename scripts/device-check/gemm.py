@@ -21,15 +21,15 @@ from kernels import from_bits, to_bits
 REDUCE_THREADS = 256
 
 
-def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate):
-    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h): 6 pointers, 2 int32."""
-    return struct.pack('<6Q2i', x, w, bias, row_ids, out, workspace, rows, accumulate)
+def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n):
+    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h, version 2): 8 pointers, 4 int32; one output (seg1 = seg2 = n)."""
+    return struct.pack('<8Q4i', x, w, bias, row_ids, out, 0, 0, workspace, rows, accumulate, n, n)
 
 
 def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0):
     """The kernel over `rows` rows, then the unit's split-K reduce. ptrs: x, w, bias, row_ids, out, workspace."""
     module = bundle / unit['fatbin']
-    args = gemm_args(*ptrs, rows, accumulate)
+    args = gemm_args(*ptrs, rows, accumulate, unit['n'])
     grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
     drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
     if unit['splitK'] > 1:

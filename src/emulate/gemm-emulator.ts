@@ -37,11 +37,14 @@ export interface GemmInputs {
   readonly w: Uint16Array;
   readonly bias?: Float32Array;
   readonly rowIds?: Int32Array;
-  /** The old out for an accumulating launch; without it out starts as NaN. */
+  /** The old out [rows, n] for an accumulating launch; without it the outputs start as NaN. */
   readonly accumulate?: Float32Array;
+  /** Output columns split at [seg1, seg2) into three buffers (tidarc_gemm_abi.h); default one out. */
+  readonly segments?: readonly [number, number];
 }
 
 export interface GemmRunResult {
+  /** [rows, n], the segments put back side by side. */
   readonly out: Float32Array;
   readonly findings: readonly EmulatorFinding[];
   readonly counts: Readonly<Record<string, number>>;
@@ -51,15 +54,38 @@ export interface GemmRunResult {
 
 const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/** Column ranges of the output buffers, in file order. */
+function segmentRanges(n: number, segments: readonly [number, number] | undefined): [number, number][] {
+  const [s1, s2] = segments ?? [n, n];
+  return ([[0, s1], [s1, s2], [s2, n]] as [number, number][]).filter(([a, b]) => b > a);
+}
+
+/** [rows, n] -> the segments' buffers one after another (and back with `join`). */
+function splitColumns(m: Float32Array, rows: number, n: number, ranges: readonly [number, number][]): Float32Array {
+  const out = new Float32Array(rows * n);
+  let at = 0;
+  for (const [a, b] of ranges) for (let r = 0; r < rows; r++) for (let c = a; c < b; c++) out[at++] = m[r * n + c]!;
+  return out;
+}
+function joinColumns(file: Float32Array, rows: number, n: number, ranges: readonly [number, number][]): Float32Array {
+  const out = new Float32Array(rows * n);
+  let at = 0;
+  for (const [a, b] of ranges) for (let r = 0; r < rows; r++) for (let c = a; c < b; c++) out[r * n + c] = file[at++]!;
+  return out;
+}
+
 export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmInputs, workDir: string, tag: string): Promise<GemmRunResult> {
   const { n, k } = plan.shape;
   const xRows = inputs.x.length / k;
   const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
-  await writeFile(inPath, Buffer.concat([inputs.x, inputs.w, inputs.bias, inputs.rowIds, inputs.accumulate].filter((a): a is NonNullable<typeof a> => a !== undefined).map(bytesOf)));
+  const ranges = segmentRanges(n, inputs.segments);
+  const old = inputs.accumulate ? splitColumns(inputs.accumulate, inputs.rows, n, ranges) : undefined;
+  await writeFile(inPath, Buffer.concat([inputs.x, inputs.w, inputs.bias, inputs.rowIds, old].filter((a): a is NonNullable<typeof a> => a !== undefined).map(bytesOf)));
   const args = [
     '--kernel', gemmSymbol(plan.shape, plan.m), '--rows', inputs.rows, '--x-rows', xRows, '--n', n, '--k', k,
     '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
-    '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0, '--in', inPath, '--out', outPath,
+    '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0,
+    ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []), '--in', inPath, '--out', outPath,
   ].map(String);
   let stdout: string, fatal = false;
   try {
@@ -83,7 +109,7 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
   const elems = inputs.rows * n;
   if (fatal || !completed) return { out: new Float32Array(elems).fill(Number.NaN), findings, counts, completed: false };
   const raw = await readFile(outPath);
-  const out = new Float32Array(elems);
-  new Uint8Array(out.buffer).set(raw.subarray(0, elems * 4));
-  return { out, findings, counts, completed };
+  const file = new Float32Array(elems);
+  new Uint8Array(file.buffer).set(raw.subarray(0, elems * 4));
+  return { out: joinColumns(file, inputs.rows, n, ranges), findings, counts, completed };
 }

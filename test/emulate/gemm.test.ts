@@ -1,11 +1,12 @@
 /**
  * The generated GEMMs (templates/cuda/tidarc_gemm.cuh), compiled UNCHANGED onto the SIMT
  * emulator, against the float64 reference of the 16-bit-rounded inputs: an odd N (197: a
- * partial N tile, an odd row stride), K = 264 (4 whole k tiles of 64 and a tail of 8), M = 1,
- * 2, 20 and 72 (one CTA covers all rows), split-K 1 and 3, bf16 and fp16; a small shape
- * (N = 40, K = 136) also at M = 272 (three CTAs along M). Outputs and split-K partials start as
- * NaN; runs with bias, with accumulate (a residual) and with row ids as well. No emulator
- * findings allowed. Then batch invariance: a row's output is bitwise the same from the
+ * partial N tile, an odd row stride), K = 1032 (16 whole k tiles of 64 and a tail of 8; split-K
+ * 3 parts of 6, 6 and 5 tiles, so the pipeline refills its stages), M = 1, 2, 20 and 72 (one CTA
+ * covers all rows), split-K 1 and 3, bf16 and fp16; a small shape (N = 40, K = 776) also at
+ * M = 272 (three CTAs along M). Outputs and split-K partials start as NaN; runs with bias, with
+ * accumulate (a residual), with row ids, and into three outputs (a fused q | k | v, each buffer
+ * exactly its width) as well. No emulator findings allowed. Then batch invariance: a row's output is bitwise the same from the
  * kernels planned for M = 1, 20, 72 (and 272), while a different split-K (another reduction
  * order) does change it, so the comparison can fail. Tagged: g++.
  */
@@ -34,8 +35,8 @@ const UNITS: readonly Unit[] = [
   ...(['bf16', 'fp16'] as const).flatMap((dtype) => [1, 3].map((splitK) => ({ label: `${dtype} ${ODD.n}x${ODD.k} split ${splitK}`, shape: { ...ODD, dtype }, ms: [1, 2, 20, 72], splitK }))),
   ...[1, 3].map((splitK) => ({ label: `bf16 ${SMALL.n}x${SMALL.k} split ${splitK}`, shape: SMALL, ms: [1, 20, 72, 272], splitK })),
 ];
-/** Runs of each kernel: plain (NaN-poisoned out), with bias + accumulate, with row ids. */
-const MODES = ['plain', 'bias+accumulate', 'row ids'] as const;
+/** Runs of each kernel: plain (NaN-poisoned out), with bias + accumulate, with row ids, into three outputs (with both). */
+const MODES = ['plain', 'bias+accumulate', 'row ids', 'three outputs'] as const;
 type Mode = (typeof MODES)[number];
 
 interface Row {
@@ -49,10 +50,12 @@ const rows: Row[] = [];
 const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-'));
 let seconds = 0;
 
-function optsFor(mode: Mode, m: number) {
+function optsFor(mode: Mode, m: number, n: number) {
   if (mode === 'bias+accumulate') return { bias: true, accumulate: true };
   // Row ids: the rows backwards, so each CTA reads activations the plain run reads elsewhere.
   if (mode === 'row ids') return { rowIds: Int32Array.from({ length: m }, (_, i) => m - 1 - i) };
+  // Boundaries inside an N tile and off the fragment grid.
+  if (mode === 'three outputs') return { bias: true, accumulate: true, segments: [Math.floor(n / 3), Math.floor(n / 3) + 13] as const };
   return {};
 }
 
@@ -69,7 +72,7 @@ beforeAll(async () => {
     const problem = randomGemmProblem(unit.shape, xRows, 10 + Math.floor(i / 2));  // the split 1 and 3 units of a shape share inputs
     for (const plan of plans) {
       for (const mode of MODES) {
-        const opts = optsFor(mode, plan.m);
+        const opts = optsFor(mode, plan.m, unit.shape.n);
         const run = await runGemmEmulator(exe, plan, gemmInputs(problem, plan.m, opts), dir, `m${plan.m}-${mode.replace(/\W/g, '')}`);
         const { ref, bound } = referenceGemm(unit.shape, problem, plan.m, unit.splitK, opts);
         rows.push({ unit, m: plan.m, mode, run, worst: worstRatio(run.out, ref, bound) });

@@ -42,13 +42,14 @@ export function randomGemmProblem(shape: GemmShape, xRows: number, seed: number)
   };
 }
 
-export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean; accumulate?: boolean; rowIds?: Int32Array } = {}): GemmInputs {
+export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean; accumulate?: boolean; rowIds?: Int32Array; segments?: readonly [number, number] } = {}): GemmInputs {
   const n = p.bias.length;
   return {
     rows, x: p.x, w: p.w,
     ...(opts.bias ? { bias: p.bias } : {}),
     ...(opts.rowIds ? { rowIds: opts.rowIds } : {}),
     ...(opts.accumulate ? { accumulate: p.old.slice(0, rows * n) } : {}),
+    ...(opts.segments ? { segments: opts.segments } : {}),
   };
 }
 
