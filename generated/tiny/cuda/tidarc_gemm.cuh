@@ -99,6 +99,14 @@ __device__ __forceinline__ void gemm_store_x(const GemmXChunk (&xr)[GemmShape<C>
   }
 }
 
+// Where output column n of row r lives: out, out2 or out3 (tidarc_gemm_abi.h's segments).
+template <class C>
+__device__ __forceinline__ float* gemm_out(const TidarcGemmArgs& a, int r, int n) {
+  if (n < a.seg1) return a.out + static_cast<size_t>(r) * a.seg1 + n;
+  if (n < a.seg2) return a.out2 + static_cast<size_t>(r) * (a.seg2 - a.seg1) + (n - a.seg1);
+  return a.out3 + static_cast<size_t>(r) * (C::kN - a.seg2) + (n - a.seg2);
+}
+
 template <class C>
 __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
   using T = typename C::T;
@@ -202,7 +210,7 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
           if (n >= C::kN) continue;
           const float v = acc[i][j][2 * h + e];
           if (C::kSplitK == 1) {
-            float* out = a.out + static_cast<size_t>(r) * C::kN + n;
+            float* out = gemm_out<C>(a, r, n);
             float y = v;
             if (a.bias != nullptr) y += a.bias[n];
             if (a.accumulate) y += *out;
@@ -224,9 +232,11 @@ __device__ __forceinline__ void gemm_reduce_kernel(const TidarcGemmArgs& a) {
   if (e >= count) return;
   float y = a.workspace[e];
   for (int s = 1; s < C::kSplitK; ++s) y += a.workspace[static_cast<size_t>(s) * count + e];
-  if (a.bias != nullptr) y += a.bias[e % C::kN];
-  if (a.accumulate) y += a.out[e];
-  a.out[e] = y;
+  const int r = static_cast<int>(e / C::kN), n = static_cast<int>(e % C::kN);
+  if (a.bias != nullptr) y += a.bias[n];
+  float* out = gemm_out<C>(a, r, n);
+  if (a.accumulate) y += *out;
+  *out = y;
 }
 
 }  // namespace tidarc

@@ -8,6 +8,9 @@
     split-K parts summed in increasing order, then the bias, then the old out) are compiled in
     and the same for every kernel of one weight shape: a row's result does not depend on `rows`
     or on which of those kernels computed it (greedy TiDAR == AR relies on it).
+    The output columns may go to up to three row-major buffers (a fused weight's parts, e.g.
+    q | k | v or gate | up): columns [0, seg1) to out [rows, seg1], [seg1, seg2) to out2
+    [rows, seg2 - seg1], [seg2, N) to out3 [rows, N - seg2]; seg1 = seg2 = N is one plain out.
     Launch: main kernel grid (ceil(rows / BLOCK_M), N tiles, split-K), the block and dynamic
     shared memory of its manifest entry; with split-K > 1 then <kernel>_reduce over
     ceil(rows * N / 256) blocks of 256 threads. */
@@ -15,17 +18,21 @@
 #define TIDARC_GEMM_ABI_H
 #include <stdint.h>
 
-#define TIDARC_GEMM_ABI_VERSION 1
+#define TIDARC_GEMM_ABI_VERSION 2
 
 typedef struct TidarcGemmArgs {
   const float* x;          /* [*, K] float32, rows 16-byte aligned (K % 8 == 0) */
   const void* w;           /* [N, K] 16-bit, the kernel's dtype (HF layout [out_features, in_features]) */
   const float* bias;       /* [N] or null */
   const int32_t* row_ids;  /* [rows] or null */
-  float* out;              /* [rows, N] */
+  float* out;              /* columns [0, seg1): [rows, seg1] */
+  float* out2;             /* columns [seg1, seg2): [rows, seg2 - seg1], or null when seg1 == seg2 */
+  float* out3;             /* columns [seg2, N): [rows, N - seg2], or null when seg2 == N */
   float* workspace;        /* [splitK, rows, N] float32 partial sums; null when splitK == 1 */
   int32_t rows;
   int32_t accumulate;      /* 1: add the old out (a residual) after the bias */
+  int32_t seg1;            /* 0 < seg1 <= seg2 <= N */
+  int32_t seg2;
 } TidarcGemmArgs;
 
 #endif
