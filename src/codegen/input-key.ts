@@ -13,6 +13,7 @@ import { sha256, sha256Hasher } from '../util/hash.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
+import type { Backend } from './target.js';
 import { templatesDigest } from './templates.js';
 
 let generatorCode: string | undefined;
@@ -52,7 +53,7 @@ export interface VariantTuning {
   /** Per shape bucket (`b1 L4096`), the split-KV count and CPU threads measured fastest with this tile. */
   readonly calls?: Readonly<Record<string, CallParams>>;
   /** Where the calls were measured: they apply to that backend only (`cpu` calls never set a GPU's splits). */
-  readonly measuredOn?: { readonly backend: 'cpu' | 'cuda'; readonly device: string };
+  readonly measuredOn?: { readonly backend: Backend; readonly device: string };
 }
 
 /** Per variant name, the tuning that replaces the arch's default tile (and the per-call heuristic). */

@@ -5,6 +5,7 @@
 import type { DType, ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
+import type { Backend } from './target.js';
 
 export interface AbiField {
   readonly name: string;
@@ -70,7 +71,7 @@ export interface ManifestVariant {
    * Present when `tidarc compile --tuned` set this variant's tile: the tuned call parameters per
    * shape bucket, and the backend and device they were measured on (they apply to that backend).
    */
-  readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: 'cpu' | 'cuda'; readonly device?: string };
+  readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: Backend; readonly device?: string };
 }
 
 /**

@@ -11,13 +11,15 @@ import { readJsonFileSync } from '../fs/read-json.js';
 import { MAX_CPU_THREADS, MAX_SPLITS, checkInteger, checkPrefixLen } from './attention-checks.js';
 import { cpuSplitsFor, heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
+import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
 import { type LibraryHandle, type NativeAttentionArgs, loadNative } from './native.js';
 
-export type Backend = 'auto' | 'cpu' | 'cuda';
+// The public entries (index.ts, kernels.ts) export these types from here.
+export type { Backend, BackendChoice };
 
 export interface OpenOptions {
   /** 'auto' (default) and 'cpu' run the portable C++ kernels; 'cuda' arrives with the CUDA runtime. */
-  readonly backend?: Backend;
+  readonly backend?: BackendChoice;
 }
 
 export interface AttentionInputs {
@@ -127,10 +129,7 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
 }
 
 export function openKernelLibrary(dir: string, options: OpenOptions = {}): KernelLibrary {
-  const backend = options.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'cpu' && backend !== 'cuda') {
-    throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: backend, allowed: 'auto, cpu, cuda' });
-  }
+  const backend = checkBackendChoice(options.backend ?? 'auto');
   const manifest = readManifest(dir);
   const native = loadNative();
   const cuda = native.cudaStatus();

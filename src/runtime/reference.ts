@@ -9,6 +9,7 @@
  * tk with visible(tq, tk). Query head hq reads KV head floor(hq / (qHeads / kvHeads)).
  * A row that sees no key has o = 0 and lse = -Infinity.
  */
+import type { AttentionShape } from '../codegen/variant.js';
 import { TidarcError } from '../errors.js';
 import { checkInteger, checkPrefixLen } from './attention-checks.js';
 import { encode, decode, type DType } from '../util/dtype.js';
@@ -16,17 +17,15 @@ import { seededRandom } from '../util/random.js';
 
 export type Values = Float64Array | Float32Array;
 
-export interface AttentionShape {
-  batch: number;
+/** The sizes of one attention call: a variant's head configuration (less its dtype) over a batch and a cache. */
+export interface AttentionCallShape extends Omit<AttentionShape, 'dtype'> {
+  readonly batch: number;
   /** In-step tokens per sequence. */
-  n: number;
-  qHeads: number;
-  kvHeads: number;
-  headDim: number;
-  cacheCapacity: number;
+  readonly n: number;
+  readonly cacheCapacity: number;
 }
 
-export interface ReferenceProblem extends AttentionShape {
+export interface ReferenceProblem extends AttentionCallShape {
   prefixLen: Int32Array | readonly number[];
   q: Values;
   kCache: Values;
@@ -54,19 +53,19 @@ function fail(field: string, value: unknown, allowed: string): never {
   });
 }
 
-function checkShape(s: AttentionShape): void {
+function checkShape(s: AttentionCallShape): void {
   for (const f of ['batch', 'n', 'qHeads', 'kvHeads', 'headDim'] as const) checkInteger(f, s[f], 1);
   checkInteger('cacheCapacity', s.cacheCapacity, 0);
   if (s.qHeads % s.kvHeads !== 0) fail('qHeads', s.qHeads, `a multiple of kvHeads (${s.kvHeads})`);
 }
 
 /** The same checks as the kernel library's (attention-checks.ts), so both refuse the same calls. */
-function checkPrefix(s: AttentionShape, prefixLen: unknown): Int32Array {
+function checkPrefix(s: AttentionCallShape, prefixLen: unknown): Int32Array {
   return checkPrefixLen(prefixLen, s.batch, s.cacheCapacity);
 }
 
 /** Element counts of every tensor of the ABI for a shape. */
-export function attentionSizes(s: AttentionShape): {
+export function attentionSizes(s: AttentionCallShape): {
   q: number;
   cache: number;
   step: number;
@@ -151,7 +150,7 @@ export function referenceAttention(p: ReferenceProblem): ReferenceResult {
 
 // ---- deterministic random inputs for tests -------------------------------------------
 
-export interface RandomInputOptions extends AttentionShape {
+export interface RandomInputOptions extends AttentionCallShape {
   dtype: DType;
   seed: number;
   /** Per-sequence prefix lengths; random in [0, cacheCapacity] when omitted. */
@@ -174,7 +173,7 @@ export interface AttentionTensors<T> {
 }
 
 export interface RandomAttentionInputs {
-  shape: AttentionShape;
+  shape: AttentionCallShape;
   prefixLen: Int32Array;
   /** Bit patterns to hand to a kernel. */
   bits: AttentionTensors<Uint16Array>;
@@ -183,7 +182,7 @@ export interface RandomAttentionInputs {
 }
 
 export function randomAttentionInputs(opts: RandomInputOptions): RandomAttentionInputs {
-  const shape: AttentionShape = {
+  const shape: AttentionCallShape = {
     batch: opts.batch,
     n: opts.n,
     qHeads: opts.qHeads,

@@ -18,12 +18,13 @@ import { writeTextFileAtomic } from '../fs/atomic-write.js';
 import { readJsonFileSync } from '../fs/read-json.js';
 import { parseJsonFileText } from '../util/json.js';
 import type { CallParams } from '../codegen/call-params.js';
+import type { Backend } from '../codegen/target.js';
 import type { AttentionConfig } from './space.js';
 
 export interface TuneMeta {
   readonly tidarc: string;
   readonly compiler: string;
-  readonly backend: 'cpu' | 'cuda';
+  readonly backend: Backend;
   readonly device: string;
   readonly driver?: string;
 }

@@ -23,8 +23,9 @@
  */
 import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
 import { chooseSplits } from '../codegen/splits.js';
+import type { Backend } from '../codegen/target.js';
 
-export type TuneBackend = 'cpu' | 'cuda';
+export type TuneBackend = Backend;
 
 export interface AttentionConfig {
   readonly warps: number;

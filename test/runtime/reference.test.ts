@@ -4,7 +4,7 @@ import {
   attentionSizes,
   randomAttentionInputs,
   referenceAttention,
-  type AttentionShape,
+  type AttentionCallShape,
   type ReferenceProblem,
 } from '../../src/runtime/reference.js';
 
@@ -12,7 +12,7 @@ const all = (): boolean => true;
 const none = (): boolean => false;
 
 /** A problem of the given shape with every tensor zero. */
-function zeros(shape: AttentionShape, prefixLen: number[]): ReferenceProblem {
+function zeros(shape: AttentionCallShape, prefixLen: number[]): ReferenceProblem {
   const s = attentionSizes(shape);
   return {
     ...shape,

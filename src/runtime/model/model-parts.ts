@@ -13,6 +13,7 @@ import type { ModelSpec } from '../../ir/model.js';
 import { type Checkpoint, loadCheckpoint } from '../../model/checkpoint.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { ARCH_NAMES, type ArchName } from '../../codegen/arch.js';
+import { type Backend, type BackendChoice, checkBackendChoice } from '../../codegen/target.js';
 import type { TileOverrides } from '../../codegen/input-key.js';
 import { type CudaMachine, cudaTuneMeta } from '../../tune/cuda-meta.js';
 import { cpuTuneMeta } from '../../tune/meta.js';
@@ -27,8 +28,7 @@ import { ModelRunner, type Runner } from './forward.js';
 import { KvCache } from './kv-cache.js';
 import { modelWeights, type ModelWeights } from './weights.js';
 
-export type BackendChoice = 'auto' | 'cpu' | 'cuda';
-export type Backend = 'cpu' | 'cuda';
+export type { Backend, BackendChoice };
 
 export interface LoadOptions {
   readonly backend?: BackendChoice;
@@ -70,9 +70,7 @@ export interface BackendDecision {
  * is an error.
  */
 export async function chooseBackend(choice: BackendChoice): Promise<BackendDecision> {
-  if (choice !== 'auto' && choice !== 'cpu' && choice !== 'cuda') {
-    throw new TidarcError('invalid-argument', 'unknown backend', { field: 'backend', value: choice, allowed: 'auto, cpu, cuda' });
-  }
+  checkBackendChoice(choice);
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
   const why = await cudaUnusable();
   if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true, ...(why.machine ? { machine: why.machine } : {}) };
