@@ -23,7 +23,7 @@ import { benchStep, type StepBenchResult } from '../src/bench/step-bench.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { loadModelSpecFile } from '../src/ir/model-file.js';
 import { initModel } from '../src/model/init-model.js';
-import { type GenerateResult, loadModel } from '../src/runtime/model/load-model.js';
+import { type GenerateResult, loadModel } from '../src/load/load-model.js';
 import { packageRoot } from '../src/util/paths.js';
 import { cpuThreadCount } from '../src/runtime/ops.js';
 

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../src/runtime/model/load-model.js';
+import { loadModel } from '../src/load/load-model.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const { values: args } = parseArgs({ options: { tokens: { type: 'string', default: '128' }, threads: { type: 'string' }, tuned: { type: 'string' }, out: { type: 'string' }, model: { type: 'string', default: 'models/tidar-tiny-code' } } });

@@ -28,7 +28,7 @@ export {
   type GenerateResult,
   type StreamChunk,
   type BackendChoice,
-} from './runtime/model/load-model.js';
+} from './load/load-model.js';
 export { loadCheckpoint, expectedTensors, parameterCount, type Checkpoint } from './model/checkpoint.js';
 export { initModel } from './model/init-model.js';
 export { KvCache, compareCaches, type CacheComparison } from './runtime/model/kv-cache.js';

@@ -23,8 +23,8 @@ import { seededRandom } from '../util/random.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
 import type { Runner } from '../runtime/model/forward.js';
-import type { BackendChoice } from '../runtime/model/load-model.js';
-import { type Backend, openModelParts } from '../runtime/model/model-parts.js';
+import type { BackendChoice } from '../load/load-model.js';
+import { type Backend, openModelParts } from '../load/model-parts.js';
 import { ATTENTION, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
 import { summarize } from './stats.js';
 

@@ -2,7 +2,7 @@ import { expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
 import { BACKEND_CHOICES, checkBackendChoice } from '../../src/codegen/target.js';
 import { openKernelLibrary } from '../../src/runtime/kernel-library.js';
-import { chooseBackend } from '../../src/runtime/model/model-parts.js';
+import { chooseBackend } from '../../src/load/model-parts.js';
 
 test('one backend vocabulary: every choice passes, anything else is one error naming the field', () => {
   for (const b of BACKEND_CHOICES) expect(checkBackendChoice(b)).toBe(b);

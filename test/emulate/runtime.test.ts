@@ -16,7 +16,7 @@ import type { KernelLibrary } from '../../src/runtime/kernel-library.js';
 import { Decoder } from '../../src/runtime/model/decoder.js';
 import { ModelRunner } from '../../src/runtime/model/forward.js';
 import { KvCache } from '../../src/runtime/model/kv-cache.js';
-import { loadModel } from '../../src/runtime/model/load-model.js';
+import { loadModel } from '../../src/load/load-model.js';
 import { modelWeights, type ModelWeights } from '../../src/runtime/model/weights.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { smallSpec, writeRandomModel } from '../helpers/random-model.js';

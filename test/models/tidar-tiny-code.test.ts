@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { loadModel, type Model } from '../../src/runtime/model/load-model.js';
-import { openModelParts } from '../../src/runtime/model/model-parts.js';
+import { loadModel, type Model } from '../../src/load/load-model.js';
+import { openModelParts } from '../../src/load/model-parts.js';
 
 const DIR = resolve(process.env['TIDARC_TEST_MODEL'] ?? 'models/tidar-tiny-code');
 const cacheDir = mkdtempSync(join(tmpdir(), 'tidarc-shipped-'));

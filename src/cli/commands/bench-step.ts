@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
-import type { BackendChoice } from '../../runtime/model/load-model.js';
+import type { BackendChoice } from '../../load/load-model.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption } from '../options.js';
 

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { findCxx, findNvcc } from '../../build/toolchain.js';
-import { chooseBackend } from '../../runtime/model/model-parts.js';
+import { chooseBackend } from '../../load/model-parts.js';
 import { loadNative } from '../../runtime/native.js';
 import type { CliIo } from '../io.js';
 

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
-import { type BackendChoice, checkContext, loadModel } from '../../runtime/model/load-model.js';
+import { type BackendChoice, checkContext, loadModel } from '../../load/load-model.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type KvCache, compareCaches } from '../../../src/runtime/model/kv-cache.js';
-import { type Model, loadModel } from '../../../src/runtime/model/load-model.js';
+import { type Model, loadModel } from '../../../src/load/load-model.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const DRAFTS = [1, 2, 4, 8];

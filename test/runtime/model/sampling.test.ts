@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { distribution, sample, verifyDraft } from '../../../src/runtime/model/sampling.js';
-import { type Model, loadModel } from '../../../src/runtime/model/load-model.js';
+import { type Model, loadModel } from '../../../src/load/load-model.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { goodnessOfFit, homogeneity } from '../../helpers/chi-square.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';

@@ -3,11 +3,11 @@
  * kernels compiled on first use (cached; an unchanged model does not recompile), and the
  * decoding loops behind `generate` and `stream`.
  */
-import { TidarcError } from '../../errors.js';
-import { type ModelSpec, contextLength } from '../../ir/model.js';
-import { createStreamDecoder, type Tokenizer } from '../../model/tokenizer.js';
-import { Decoder, checkDecodeOptions, type DecodeOptions } from './decoder.js';
-import type { KvCache } from './kv-cache.js';
+import { TidarcError } from '../errors.js';
+import { type ModelSpec, contextLength } from '../ir/model.js';
+import { createStreamDecoder, type Tokenizer } from '../model/tokenizer.js';
+import { Decoder, checkDecodeOptions, type DecodeOptions } from '../runtime/model/decoder.js';
+import type { KvCache } from '../runtime/model/kv-cache.js';
 import { type Backend, type BackendChoice, type LoadOptions, type OpenPartsOptions, openModelParts } from './model-parts.js';
 
 export type { BackendChoice, LoadOptions };

@@ -7,10 +7,10 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildEmulatedModule, emulateCompiledDir, emulatedModulePath } from '../../emulate/emulated-driver.js';
-import { readManifest } from '../kernel-library.js';
-import { OPS_MODULE } from './gpu-runner.js';
-import { opKernels } from './op-abi.js';
+import { buildEmulatedModule, emulateCompiledDir, emulatedModulePath } from './emulated-driver.js';
+import { readManifest } from '../runtime/kernel-library.js';
+import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
+import { opKernels } from '../runtime/cuda/op-abi.js';
 
 /** cuDeviceGetName of the emulated driver starts with this. */
 export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
