@@ -1,4 +1,4 @@
-import { type AttentionInputs, type AttentionOutputs, type OpenOptions } from "tidarc";
+import type { AttentionInputs, AttentionOutputs, OpenOptions } from "tidarc/kernels";
 /** The model these kernels were compiled for. */
 export declare const model: {
     readonly name: "qwen2.5-1.5b";

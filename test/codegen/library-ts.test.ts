@@ -3,13 +3,13 @@
  * - index.ts type-checks against tidarc's public API under strict, and a wrong call does not;
  * - index.d.ts declares one method per variant (+ Async) and close; index.js is plain JS;
  * - end to end as a user would: compile with the CPU build inside the repository so that
- *   `import ... from 'tidarc'` resolves by package self-reference to dist/, import the
+ *   'tidarc/kernels' resolves by package self-reference to dist/, import the
  *   generated index.js, run a kernel and check it against the float64 reference.
  * Needs: g++ and the native addon (build/native) for the end-to-end part; it builds dist/
  * with tsc when dist/ is missing or older than src/.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -94,7 +94,7 @@ load({ backend: 'tpu' });
         target: ts.ScriptTarget.ES2022,
         module: ts.ModuleKind.ES2022,
         moduleResolution: ts.ModuleResolutionKind.Bundler,
-        paths: { tidarc: [join(repo, 'src', 'index.ts')] },
+        paths: { tidarc: [join(repo, 'src', 'index.ts')], 'tidarc/kernels': [join(repo, 'src', 'kernels.ts')] },
         types: ['node'],
         typeRoots: [join(repo, 'node_modules', '@types')],
         skipLibCheck: true,
@@ -150,11 +150,18 @@ describe.for(EXAMPLES)('the generated bindings of %s', (name) => {
     expect(dts.getTypeAlias('VariantName')?.isExported()).toBe(true);
   });
 
-  test('index.js is plain JavaScript that node accepts as a module', () => {
-    const file = join(scratch, `${name}-index.mjs`);
-    writeFileSync(file, libraryFiles(name).get('index.js')!);
-    expect(() => execFileSync(process.execPath, ['--check', file], { stdio: 'pipe' })).not.toThrow();
-    expect(readFileSync(file, 'utf8')).toMatch(/^import \{ openKernelLibrary \} from "tidarc";$/m);
+  test('index.js and index.cjs are plain JavaScript that node accepts as an ES and a CommonJS module', () => {
+    const files = libraryFiles(name);
+    for (const [out, ext] of [['index.js', 'mjs'], ['index.cjs', 'cjs']] as const) {
+      const file = join(scratch, `${name}-index.${ext}`);
+      writeFileSync(file, files.get(out)!);
+      expect(() => execFileSync(process.execPath, ['--check', file], { stdio: 'pipe' })).not.toThrow();
+    }
+    // The runtime without the compiler, found at run time (test/codegen/library-modules.test.ts).
+    expect(files.get('index.js')).toMatch(/^const \{ openKernelLibrary \} = await import\(pathToFileURL\(tidarcKernels\(here\)\)\.href\);$/m);
+    expect(files.get('index.cjs')).toMatch(/^const \{ openKernelLibrary \} = require\(tidarcKernels\(here\)\);$/m);
+    expect(files.get('index.d.cts')).toBe(files.get('index.d.ts'));
+    expect(JSON.parse(files.get('package.json')!)).toMatchObject({ type: 'module', main: './index.cjs' });
   });
 });
 
@@ -197,7 +204,7 @@ interface GeneratedTiny {
 }
 
 describe('end to end: the compiled tiny library, imported as a user would', () => {
-  // Inside the repository, so that the library's `from 'tidarc'` finds tidarc's package.json.
+  // Inside the repository, so that the library finds tidarc by package self-reference.
   const outDir = join(repo, 'build', `test-lib-${process.pid}`);
   let lib: GeneratedTiny;
 
