@@ -20,6 +20,7 @@ import { type BuildReport, type Manifest, type ManifestGemm, OPS_UNIT } from '..
 import { childProcessSignal } from '../fs/interrupt.js';
 import { checkReplaceable } from '../fs/tidarc-dir.js';
 import { type OutputPlace, commitStaging, createStaging, discardStaging, isMarked, writeFiles } from './output-dir.js';
+import { nvccUnitArgs } from './nvcc-unit.js';
 import { runPool } from './pool.js';
 import { parsePtxasReport, ptxasWarnings, type PtxasByArch } from './ptxas.js';
 import { type Tool, findCxx, findNvcc } from './toolchain.js';
@@ -184,8 +185,9 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
   const total = units.length;
   const results = await runPool(units, jobs, async (v) => {
     const source = await readFile(join(staging, v.sources.cuda), 'utf8');
-    const hash = sha256([source, headerText, nvcc.version, flags.join(' ')].join('\n'));
     const binary = v.sources.cuda.replace(/\.cu$/, '.fatbin');
+    const args = nvccUnitArgs(flags, v.sources.cuda, binary);
+    const hash = sha256([source, headerText, nvcc.version, args.join(' ')].join('\n'));
     const previous = old?.build?.nvcc?.variants[v.name];
     const t = performance.now();
     let ptxas: PtxasByArch;
@@ -195,7 +197,7 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
       log(`[${++done}/${total}] nvcc ${v.name}: unchanged, reused ${binary}`);
     } else {
       try {
-        const { stderr } = await exec(nvcc.path, [...flags, '-o', binary, v.sources.cuda], { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
+        const { stderr } = await exec(nvcc.path, args, { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
         ptxas = parsePtxasReport(stderr);
       } catch (e) {
         const err = e as { stderr?: string; message: string };
