@@ -138,7 +138,7 @@ export function loadNative(path: string = nativeAddonPath()): NativeAddon {
   if (!existsSync(path)) {
     throw new TidarcError(
       'runtime',
-      'the native addon is not built; run `npm run build:native` (needs cmake and g++)',
+      'the native addon is not built; run `npm rebuild tidarc` where tidarc is installed, `npm run build:native` in a clone (needs cmake and g++)',
       { source: path },
     );
   }
@@ -149,7 +149,7 @@ export function loadNative(path: string = nativeAddonPath()): NativeAddon {
     const why = e instanceof Error ? e.message : String(e);
     throw new TidarcError(
       'runtime',
-      `the native addon failed to load (${why}); rebuild it with \`npm run build:native\``,
+      `the native addon failed to load (${why}); rebuild it with \`npm rebuild tidarc\` where tidarc is installed, \`npm run build:native\` in a clone`,
       { source: path },
     );
   }

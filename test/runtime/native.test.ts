@@ -31,7 +31,7 @@ const HEAD_DIM = 4;
 test('loadNative says how to build a missing addon', () => {
   const missing = join(tmpdir(), 'no-such-dir', 'tidarc_native.node');
   expect(() => loadNative(missing)).toThrow(TidarcError);
-  expect(() => loadNative(missing)).toThrow(/npm run build:native/);
+  expect(() => loadNative(missing)).toThrow(/npm rebuild tidarc.*npm run build:native/);
   try {
     loadNative(missing);
   } catch (e) {
