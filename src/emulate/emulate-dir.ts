@@ -15,6 +15,7 @@ import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { buildEmulatorRuntime, buildVariantEmulator, buildVariantForGpu } from './emulator-build.js';
 import { type EmulationCase, type EmulationReport, emulateVariant } from './emulate-variant.js';
+import { checkGpuPresent, gpuMissingIn } from './gpu-presence.js';
 
 export interface EmulateOptions {
   /** Variant names to run (default: every variant of the directory). */
@@ -53,6 +54,7 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
     variants = variants.filter((v) => options.variants!.includes(v.name));
   }
   const onGpu = options.target === 'gpu';
+  if (onGpu) checkGpuPresent();
   const compiler = onGpu ? await findNvcc() : await findCxx();
   if (!compiler.found) throw new TidarcError('unsupported', onGpu ? `running on the GPU needs nvcc (${compiler.reason})` : `the emulator needs a C++ compiler (${compiler.reason})`);
   const work = await mkdtemp(join(tmpdir(), 'tidarc-emu-'));
@@ -73,7 +75,10 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
     });
     options.log(`${onGpu ? 'GPU harnesses' : 'emulators'} built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
     const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed } satisfies EmulationCase })));
-    return await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
+    const rows = await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
+    const missing = onGpu ? gpuMissingIn(rows) : undefined;
+    if (missing) throw missing;
+    return rows;
   } finally {
     await rm(work, { recursive: true, force: true });
     settled(work);
