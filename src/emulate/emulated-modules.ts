@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildEmulatedModule, emulateCompiledDir, emulatedModulePath } from './emulated-driver.js';
+import { buildEmulatedGemmModules } from './gemm-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
 import { opKernels } from '../runtime/cuda/op-abi.js';
@@ -16,7 +17,7 @@ import { opKernels } from '../runtime/cuda/op-abi.js';
 export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
 
 /**
- * Builds the .emu.so of every variant and of the GPU operators in a compiled kernels
+ * Builds the .emu.so of every variant, of the GPU operators and of the GEMM units in a compiled kernels
  * directory, skipping those already built (a recompile replaces the directory, and them).
  */
 export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined): Promise<void> {
@@ -28,4 +29,5 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
     await buildEmulatedModule(join(kernelsDir, 'cuda', 'tidarc_ops.cu'), ops, opKernels(), { includeDirs: [join(kernelsDir, 'cuda')] });
     log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
   }
+  await buildEmulatedGemmModules(kernelsDir, manifest, log);
 }

@@ -5,7 +5,10 @@
  * operators (tidarc_ops.cu). Host traffic per pass: token ids and positions in; per lm_head
  * query the requested rows' argmax (or logits) out. Each attention launch splits its prefix
  * (split-KV, then the combine kernel) as tidarc tune measured on a GPU for the shape, else by
- * the wave-efficiency rule over the device's SMs.
+ * the wave-efficiency rule over the device's SMs. The linear layers run on the generated GEMMs
+ * of the manifest ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, each
+ * GEMM writing its parts straight into the buffers the next operators read); a layer the GEMMs
+ * refuse ("gemmRefusals") runs tidarc_op_matmul per part.
  */
 import { join } from 'node:path';
 import { tunedCall } from '../../codegen/call-params.js';
@@ -19,6 +22,7 @@ import { type AttentionSchedule, type CacheState, type ForwardPass, type Runner,
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
 import type { ModelWeights } from '../model/weights.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import { GpuGemms } from './gpu-gemm.js';
 import { type GpuMatrix, GpuOps } from './gpu-ops.js';
 import { ATTENTION, packStruct } from './op-abi.js';
 
@@ -40,6 +44,11 @@ interface GpuLayer {
   readonly gate: GpuMatrix;
   readonly up: GpuMatrix;
   readonly down: GpuMatrix;
+  /** q | k | v as one matrix (q, k and v above are views into it), with its bias when the model has one. */
+  readonly qkv: GpuMatrix;
+  readonly qkvBias: DeviceBuffer | null;
+  /** gate | up as one matrix (gate and up above are views into it). */
+  readonly gateUp: GpuMatrix;
 }
 
 /** The model's weights on the device (a tied lm_head shares the embedding's buffer). */
@@ -72,14 +81,46 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
     bytes += buf.bytes;
     return buf;
   };
+  /** Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part. */
+  const fused = (parts: readonly WeightMatrix[], label: string): { whole: GpuMatrix; views: GpuMatrix[] } => {
+    const { dtype, cols } = parts[0]!;
+    if (parts.some((m) => m.dtype !== dtype || m.cols !== cols)) throw new TidarcError('runtime', `${label}: the fused parts differ in format or columns`);
+    const rows = parts.reduce((n, m) => n + m.rows, 0);
+    const data = dtype === 'f32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols);
+    let at = 0;
+    for (const m of parts) data.set(m.data, at), (at += m.data.length);
+    const buf = device.alloc(data.byteLength, label);
+    device.upload(buf, data);
+    bytes += buf.bytes;
+    const elem = data.BYTES_PER_ELEMENT;
+    let row = 0;
+    const views = parts.map((m) => {
+      const view = { buf: { ptr: buf.ptr + row * cols * elem, bytes: m.rows * cols * elem, label: `${label} rows ${row}..${row + m.rows - 1}` }, dtype, rows: m.rows, cols };
+      row += m.rows;
+      return view;
+    });
+    return { whole: { buf, dtype, rows, cols }, views };
+  };
+  const fusedBias = (parts: readonly (Float32Array | null)[], sizes: readonly number[], label: string): DeviceBuffer | null => {
+    if (parts.every((b) => b === null)) return null;
+    const all = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+    let at = 0;
+    parts.forEach((b, i) => (b && all.set(b, at), (at += sizes[i]!)));
+    return vector(all, label);
+  };
   const layers = w.layers.map((l, i): GpuLayer => {
     const p = `layer ${i} `;
+    const qkv = fused([l.q, l.k, l.v], `${p}q|k|v_proj`);
+    const gateUp = fused([l.gate, l.up], `${p}gate|up_proj`);
+    const qkvBias = fusedBias([l.qBias, l.kBias, l.vBias], [l.q.rows, l.k.rows, l.v.rows], `${p}q|k|v bias`);
+    const biasView = (b: Float32Array | null, at: number, n: number): DeviceBuffer | null => (b && qkvBias ? { ptr: qkvBias.ptr + at * 4, bytes: n * 4, label: `${p}bias view` } : null);
     return {
       inputNorm: matrix(l.inputNorm, `${p}input norm`), postNorm: matrix(l.postNorm, `${p}post-attention norm`),
-      q: matrix(l.q, `${p}q_proj`), k: matrix(l.k, `${p}k_proj`), v: matrix(l.v, `${p}v_proj`), o: matrix(l.o, `${p}o_proj`),
-      qBias: vector(l.qBias, `${p}q bias`), kBias: vector(l.kBias, `${p}k bias`), vBias: vector(l.vBias, `${p}v bias`),
+      q: qkv.views[0]!, k: qkv.views[1]!, v: qkv.views[2]!, o: matrix(l.o, `${p}o_proj`),
+      qBias: biasView(l.qBias, 0, l.q.rows), kBias: biasView(l.kBias, l.q.rows, l.k.rows), vBias: biasView(l.vBias, l.q.rows + l.k.rows, l.v.rows),
       qNorm: l.qNorm ? matrix(l.qNorm, `${p}q_norm`) : null, kNorm: l.kNorm ? matrix(l.kNorm, `${p}k_norm`) : null,
-      gate: matrix(l.gate, `${p}gate_proj`), up: matrix(l.up, `${p}up_proj`), down: matrix(l.down, `${p}down_proj`),
+      gate: gateUp.views[0]!, up: gateUp.views[1]!, down: matrix(l.down, `${p}down_proj`),
+      qkv: qkv.whole, qkvBias, gateUp: gateUp.whole,
     };
   });
   const inv = ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling);
@@ -169,6 +210,7 @@ interface HeadScratch {
 export class GpuModelRunner implements Runner {
   readonly cache: GpuKvCache;
   private readonly ops: GpuOps;
+  private readonly gemms: GpuGemms;
   private readonly workspaces = new Map<number, Workspace>();
   private head?: HeadScratch;
   private readonly variants: Map<string, ManifestVariant>;
@@ -183,6 +225,7 @@ export class GpuModelRunner implements Runner {
     capacity: number,
   ) {
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
+    this.gemms = new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
     this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
   }
@@ -225,6 +268,7 @@ export class GpuModelRunner implements Runner {
     if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
     if (this.splitScratch) bufs.push(this.splitScratch);
     this.splitScratch = undefined;
+    this.gemms.close();
     for (const b of bufs) this.device.free(b);
     this.workspaces.clear();
     this.head = undefined;
@@ -244,9 +288,7 @@ export class GpuModelRunner implements Runner {
     ops.embed(ws.ids, w.embedding, ws.x, T);
     for (const [layer, lw] of w.layers.entries()) {
       ops.rmsnorm(ws.x, lw.inputNorm, spec.rmsNormEps, ws.h, T);
-      ops.matmul(ws.h, lw.q, lw.qBias, ws.q, T);
-      ops.matmul(ws.h, lw.k, lw.kBias, ws.k, T);
-      ops.matmul(ws.h, lw.v, lw.vBias, ws.v, T);
+      this.linear('qkv', ws.h, T, { whole: lw.qkv, bias: lw.qkvBias, parts: [[lw.q, lw.qBias, ws.q], [lw.k, lw.kBias, ws.k], [lw.v, lw.vBias, ws.v]] });
       if (lw.qNorm && lw.kNorm) {
         ops.rmsnorm(ws.q, lw.qNorm, spec.rmsNormEps, ws.q, T * Hq);
         ops.rmsnorm(ws.k, lw.kNorm, spec.rmsNormEps, ws.k, T * Hkv);
@@ -259,15 +301,30 @@ export class GpuModelRunner implements Runner {
         }
       }
       ops.toFloat(ws.oBits, ws.oF32, T * Hq * D, spec.dtype);
-      ops.matmul(ws.oF32, lw.o, null, ws.x, T, { accumulate: true });
+      this.linear('o', ws.oF32, T, { whole: lw.o, bias: null, parts: [[lw.o, null, ws.x]] }, { accumulate: true });
       ops.rmsnorm(ws.x, lw.postNorm, spec.rmsNormEps, ws.h, T);
-      ops.matmul(ws.h, lw.gate, null, ws.gate, T);
-      ops.matmul(ws.h, lw.up, null, ws.up, T);
+      this.linear('gate_up', ws.h, T, { whole: lw.gateUp, bias: null, parts: [[lw.gate, null, ws.gate], [lw.up, null, ws.up]] });
       ops.siluMul(ws.gate, ws.up, ws.gate, T * spec.intermediateSize);
-      ops.matmul(ws.gate, lw.down, null, ws.x, T, { accumulate: true });
+      this.linear('down', ws.gate, T, { whole: lw.down, bias: null, parts: [[lw.down, null, ws.x]] }, { accumulate: true });
     }
     ops.rmsnorm(ws.x, w.finalNorm, spec.rmsNormEps, ws.h, T);
     return ws.h;
+  }
+
+  /**
+   * One linear layer over `rows` rows: the generated GEMM of `role` when the compile made one for
+   * this weight (one launch for a fused matrix, its parts written to their own buffers), else
+   * tidarc_op_matmul per part (a shape the GEMMs refuse, or weights not in the model's 16-bit type).
+   */
+  private linear(role: string, x: DeviceBuffer, rows: number, w: { whole: GpuMatrix; bias: DeviceBuffer | null; parts: readonly (readonly [GpuMatrix, DeviceBuffer | null, DeviceBuffer])[] },
+    o: { accumulate?: boolean; rowIds?: DeviceBuffer } = {}): void {
+    if (this.gemms.covers(role, w.whole)) {
+      const ends = w.parts.map((_, i) => w.parts.slice(0, i + 1).reduce((n, [m]) => n + m.rows, 0));
+      const segments: [number, number] = [ends[0]!, ends[1] ?? w.whole.rows];
+      this.gemms.run(role, { x, rows, w: w.whole, bias: w.bias, outs: w.parts.map(([, , out]) => out), segments, ...(o.accumulate ? { accumulate: true } : {}), ...(o.rowIds ? { rowIds: o.rowIds } : {}) });
+      return;
+    }
+    for (const [m, bias, out] of w.parts) this.ops.matmul(x, m, bias, out, rows, o);
   }
 
   /**
@@ -342,7 +399,7 @@ export class GpuModelRunner implements Runner {
     const head = this.headScratch(rows.length);
     const V = this.weights.lmHead.rows;
     this.device.upload(head.rowIds, Int32Array.from(rows));
-    this.ops.matmul(hidden, this.weights.lmHead, null, head.logits, rows.length, { rowIds: head.rowIds });
+    this.linear('lm_head', hidden, rows.length, { whole: this.weights.lmHead, bias: null, parts: [[this.weights.lmHead, null, head.logits]] }, { rowIds: head.rowIds });
     this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
     // A NaN or infinite row must stop the run, not become a token: its lse is not finite
     // (row_stats propagates NaN and infinities into it). One more small download per query.

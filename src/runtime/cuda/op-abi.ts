@@ -45,6 +45,12 @@ export const ATTENTION = schema('TidarcAttentionArgs', [
   ['batch', 'i32'], ['cacheCapacity', 'i32'], ['numSplits', 'i32'], ['numThreads', 'i32'],
 ]);
 
+/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 2). */
+export const GEMM = schema('TidarcGemmArgs', [
+  ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'], ['out2', 'ptr'], ['out3', 'ptr'], ['workspace', 'ptr'],
+  ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'],
+]);
+
 /** The GPU operators of tidarc_ops.cu: kernel `tidarc_op_<name>` takes the struct. */
 export const OPS = {
   embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL,
