@@ -4,11 +4,8 @@
  * capacity. loadModel builds its decoding
  * API on these; tools that drive ModelRunner and Decoder themselves (bench-step) use them too.
  */
-import { createHash } from 'node:crypto';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
-import { compileModel } from '../build/compile-model.js';
+import { cachedKernels } from '../build/kernel-cache.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.js';
 import type { Tokenizer } from '../model/tokenizer.js';
@@ -39,17 +36,6 @@ export interface LoadOptions {
   /** A `tidarc tune` database: compile with its tiles and use its per-shape call parameters (as `compile --tuned`). */
   readonly tuned?: string;
   readonly log?: (line: string) => void;
-}
-
-export function defaultCacheDir(): string {
-  return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
-}
-
-/** How errors name a directory in the kernel cache: where the cache is and what sets it. */
-export function cacheField(cacheDir?: string): string {
-  if (cacheDir !== undefined) return `the kernel cache (cacheDir=${cacheDir})`;
-  const env = process.env['TIDARC_CACHE'];
-  return env !== undefined ? `the kernel cache (TIDARC_CACHE=${env})` : `the kernel cache (${defaultCacheDir()}; TIDARC_CACHE moves it)`;
 }
 
 export interface BackendDecision {
@@ -124,16 +110,15 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   const threads = options.threads ?? 0;
   const log = options.log ?? (() => undefined);
   const tiles = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
-  // One compile per distinct spec, tuning (and arch), reused across processes (an unchanged compile is a no-op).
-  const tag = createHash('sha256').update(JSON.stringify(tiles ? [spec, tiles] : spec)).digest('hex').slice(0, 12);
+  // One entry per spec, tuning and target, shared across processes (kernel-cache.ts).
+  const cache = { spec, log, ...(tiles ? { tiles } : {}), ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) };
   const base = { spec, tokenizer: ckpt.tokenizer, weights, backend: decision.backend, backendReason: decision.reason, threads };
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
-    const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}-${arch}`);
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
-    const compiled = await compileModel({ spec, arches: [arch], outDir: kernelsDir, outField: cacheField(options.cacheDir), build: decision.emulated ? 'none' : 'all', log, ...(tiles ? { tiles } : {}) });
-    if (decision.emulated) await buildEmulatedCudaModules(kernelsDir, log);
-    else if (!compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
+    const compiled = await cachedKernels({ ...cache, target: decision.emulated ? 'emulator' : arch, ...(decision.emulated ? { finish: (dir: string) => buildEmulatedCudaModules(dir, log) } : {}) });
+    const kernelsDir = compiled.outDir;
+    if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights);
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
@@ -143,9 +128,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
       close: () => device.close(),
     };
   }
-  const kernelsDir = join(options.cacheDir ?? defaultCacheDir(), 'kernels', `${spec.name}-${tag}`);
-  await compileModel({ spec, arches: ['sm_80'], outDir: kernelsDir, outField: cacheField(options.cacheDir), build: 'cpu', log, ...(tiles ? { tiles } : {}) });
-  const kernels = openKernelLibrary(kernelsDir, { backend: 'cpu' });
+  const kernels = openKernelLibrary((await cachedKernels({ ...cache, target: 'cpu' })).outDir, { backend: 'cpu' });
   return {
     ...base,
     newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, options.threads),

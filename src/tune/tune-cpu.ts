@@ -19,9 +19,8 @@
  * every shape (incremental; an interrupted run keeps what it measured) and a rerun skips the
  * shapes it holds for this machine.
  */
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { compileModel } from '../build/compile-model.js';
+import { cachedKernels, kernelCacheEntry } from '../build/kernel-cache.js';
 import { runPool } from '../build/pool.js';
 import { ARCHES } from '../codegen/arch.js';
 import { heuristicCpuCall } from '../codegen/call-params.js';
@@ -58,7 +57,7 @@ export interface TuneRequest {
   readonly dbPath: string;
   /** Where the per-tile CPU libraries are compiled (cached across runs). */
   readonly cacheDir: string;
-  /** How errors name cacheDir (default 'cacheDir'). */
+  /** How errors name cacheDir (default: the kernel cache's name for it). */
   readonly cacheField?: string;
   /** Stop starting new shapes after this many seconds (what was measured is kept). */
   readonly budgetSeconds?: number;
@@ -90,11 +89,10 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const meta = await cpuTuneMeta();
   const names = [...req.drafts.map((k) => `tidar_k${k}`), 'ar'];
   const libraries = new Map<string, KernelLibrary>();
-  const tag = `${req.spec.name}-${req.spec.dtype}-d${req.spec.headDim}-q${req.spec.queryHeads}-kv${req.spec.kvHeads}`;
-  const tileDir = (t: Tile): string => join(req.cacheDir, 'tune', tag, tileKey(t));
-  const compileTile = (t: Tile, cores?: number) =>
-    compileModel({ spec: req.spec, drafts: req.drafts, arches: ['sm_80'], outDir: tileDir(t), outField: req.cacheField ?? 'cacheDir', build: 'cpu', log: () => undefined, ...(cores ? { jobs: cores } : {}),
-      tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });
+  // One CPU library per tile, each an entry of the kernel cache (a rerun, or a run of the tuned model, reuses it).
+  const tileEntry = (t: Tile) => ({ spec: req.spec, drafts: req.drafts, target: 'cpu' as const, cacheDir: req.cacheDir, tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });
+  const tileDir = (t: Tile): string => kernelCacheEntry(tileEntry(t));
+  const compileTile = (t: Tile, cores?: number) => cachedKernels({ ...tileEntry(t), ...(req.cacheField ? { field: req.cacheField } : {}), ...(cores ? { jobs: cores } : {}) });
   const library = (t: Tile): KernelLibrary => {
     let lib = libraries.get(tileKey(t));
     if (!lib) {

@@ -17,6 +17,7 @@ import type { ModelSpec } from '../../src/ir/model.js';
 import { readTuneDb, type TuneEntry } from '../../src/tune/db.js';
 import { tunedTiles } from '../../src/tune/report.js';
 import { tuneCpu } from '../../src/tune/tune-cpu.js';
+import { kernelCacheEntry } from '../../src/build/kernel-cache.js';
 import { runTidarc } from '../helpers/cli.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 
@@ -39,7 +40,9 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
     expect(r.tuned).toBe(2);  // tidar_k2 and ar
     const entries = Object.values(readTuneDb(db).entries) as TuneEntry[];
     expect(entries.map((e) => `${e.variant} | ${e.bucket}`).sort()).toEqual(['ar bf16 d64 q2/kv1 | b1 L128', 'tidar_k2 bf16 d64 q2/kv1 | b1 L128']);
-    const compiled = JSON.parse(readFileSync(join(dir, 'cache', 'tune', 'tunetest-bf16-d64-q2-kv1', 'w4-n64', 'manifest.json'), 'utf8')) as Manifest;
+    const tile = { warps: 4, tileN: 64 };
+    const entry = kernelCacheEntry({ spec, drafts: [2], target: 'cpu', cacheDir: join(dir, 'cache'), tiles: { tidar_k2: tile, ar: tile } });
+    const compiled = JSON.parse(readFileSync(join(entry, 'manifest.json'), 'utf8')) as Manifest;
     for (const e of entries) {
       expect(e.timed).toBeGreaterThanOrEqual(8);  // 2 warps x 2 tileN x 2 splits (+ the heuristic)
       expect(e.bestTiming.medianUs).toBeLessThanOrEqual(e.heuristicTiming.medianUs);

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { buildEmulatedDriver } from '../../emulate/emulated-driver.js';
-import { cacheField, defaultCacheDir } from '../../load/model-parts.js';
+import { cacheField, defaultCacheDir } from '../../build/kernel-cache.js';
 import type { CliIo } from '../io.js';
 import { parsePathOption } from '../options.js';
 

@@ -11,7 +11,7 @@ import { TidarcError } from '../../errors.js';
 import { loadModelSpecFile, readJsonFile } from '../../ir/model-file.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { specFromCheckpointConfig } from '../../model/checkpoint.js';
-import { cacheField, defaultCacheDir } from '../../load/model-parts.js';
+import { cacheField, defaultCacheDir } from '../../build/kernel-cache.js';
 import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
 import { cpuTuneMeta } from '../../tune/meta.js';

@@ -1,0 +1,87 @@
+/**
+ * The kernel cache: compiled kernels per model, tuning and target, shared by every process of a
+ * user (loadModel and `tidarc run`, bench-step, tune's tile libraries). One key names an entry,
+ * kernels/<model>-<target>-<key>, derived from the compile's input key (tidarc version, spec,
+ * drafts, arches, templates, tiles) and the build it gets; one lock file beside the entry
+ * (<entry>.lock) lets one process build it while the others wait, then find it up to date.
+ */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { ArchName } from '../codegen/arch.js';
+import { compileInputKey, type TileOverrides } from '../codegen/input-key.js';
+import { withFileLock } from '../fs/file-lock.js';
+import { makeDirs } from '../fs/make-dirs.js';
+import type { ModelSpec } from '../ir/model.js';
+import { sha256 } from '../util/hash.js';
+import { type BuildTargets, type CompileResult, compileModel } from './compile-model.js';
+
+/** 'cpu': the C++ library; an arch: fatbins built by nvcc; 'emulator': sources for the emulated driver's modules. */
+export type CacheTarget = 'cpu' | 'emulator' | ArchName;
+
+export interface CacheRequest {
+  readonly spec: ModelSpec;
+  /** Default: the spec's draft lengths. */
+  readonly drafts?: readonly number[];
+  readonly target: CacheTarget;
+  readonly tiles?: TileOverrides;
+  /** Default: defaultCacheDir(). */
+  readonly cacheDir?: string;
+  /** How errors name the cache (default: cacheField(cacheDir)). */
+  readonly field?: string;
+  readonly jobs?: number;
+  readonly log?: (line: string) => void;
+  /** How long to wait for another process building the same entry (default: file-lock.ts). */
+  readonly lockTimeoutMs?: number;
+  /** More work on the entry under its lock, after the compile (the emulated driver's modules). */
+  readonly finish?: (dir: string, compiled: CompileResult) => Promise<void>;
+}
+
+export function defaultCacheDir(): string {
+  return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
+}
+
+/** How errors name a directory in the kernel cache: where the cache is and what sets it. */
+export function cacheField(cacheDir?: string): string {
+  if (cacheDir !== undefined) return `the kernel cache (cacheDir=${cacheDir})`;
+  const env = process.env['TIDARC_CACHE'];
+  return env !== undefined ? `the kernel cache (TIDARC_CACHE=${env})` : `the kernel cache (${defaultCacheDir()}; TIDARC_CACHE moves it)`;
+}
+
+/** What compileModel is asked for, per target. The CPU build still generates CUDA sources for one arch. */
+function compileTarget(target: CacheTarget): { arches: ArchName[]; build: BuildTargets } {
+  if (target === 'cpu') return { arches: ['sm_80'], build: 'cpu' };
+  // The emulated driver reports sm_90; g++ builds its modules from the CUDA sources (emulated-modules.ts).
+  if (target === 'emulator') return { arches: ['sm_90'], build: 'none' };
+  return { arches: [target], build: 'all' };
+}
+
+/** The one key of a cache entry (hex): the compile's input key and the build it gets. */
+export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles'>): string {
+  const { arches, build } = compileTarget(req.target);
+  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, arches, req.tiles)}\n${build}`);
+}
+
+/** The entry's directory. The key is cut to 16 hex digits: 64 bits tell a user's models apart. */
+export function kernelCacheEntry(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'cacheDir'>): string {
+  return join(req.cacheDir ?? defaultCacheDir(), 'kernels', `${req.spec.name}-${req.target}-${kernelCacheKey(req).slice(0, 16)}`);
+}
+
+/**
+ * The entry for `req`, compiled if it is not (or not intact), under the entry's lock: concurrent
+ * processes compile a new model once, and every one of them gets the finished entry.
+ */
+export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
+  const dir = kernelCacheEntry(req);
+  const field = req.field ?? cacheField(req.cacheDir);
+  const log = req.log ?? (() => undefined);
+  makeDirs(join(dir, '..'), { field, value: req.cacheDir ?? defaultCacheDir() });
+  return withFileLock(`${dir}.lock`, { what: `compiling the kernels of ${req.spec.name} (${req.target})`, field, log, ...(req.lockTimeoutMs === undefined ? {} : { timeoutMs: req.lockTimeoutMs }) }, async () => {
+    const { arches, build } = compileTarget(req.target);
+    const compiled = await compileModel({
+      spec: req.spec, arches, outDir: dir, outField: field, build, log,
+      ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
+    });
+    await req.finish?.(dir, compiled);
+    return compiled;
+  });
+}
