@@ -20,6 +20,12 @@ export interface HfImportOptions {
   draftLengths?: number[];
   /** Mask token id; defaults to QWEN_MASK_TOKEN_ID for Qwen vocabularies, else required. */
   maskTokenId?: number;
+  /**
+   * A checkpoint for AR decoding only: without a mask token id (given or default) the spec
+   * holds 0 as a placeholder that must never be fed to the model; the caller records that
+   * there is no mask token.
+   */
+  noMaskToken?: boolean;
   /** Model name; defaults to the source file's directory name, else 'model'. */
   name?: string;
   /** Kernel dtype; defaults to the one torch_dtype implies. */
@@ -122,6 +128,7 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
     return (HF_KEY_OF[specPath] ?? specPath).replace(/^rope_scaling/, ropeKey);
   };
   const spec = checkModelSpec(candidate, { source, fieldName });
+  if (maskTokenId === undefined && options.noMaskToken) return spec;
   if (maskTokenId === undefined) {
     throw new TidarcError('invalid-spec', 'missing mask token id: this vocabulary has no default (only Qwen vocabularies do), pass one', {
       field: options.optionNames?.maskTokenId ?? 'maskTokenId',
@@ -174,7 +181,7 @@ function derivedHeadDim(hidden: unknown, heads: unknown, source: string | undefi
   return headDim;
 }
 
-function defaultMaskTokenId(family: ModelFamily, vocabSize: unknown): number | undefined {
+export function defaultMaskTokenId(family: ModelFamily, vocabSize: unknown): number | undefined {
   const qwen = family === 'qwen2' || family === 'qwen3';
   return qwen && typeof vocabSize === 'number' && vocabSize > QWEN_MASK_TOKEN_ID ? QWEN_MASK_TOKEN_ID : undefined;
 }

@@ -77,6 +77,15 @@ export function checkContext(spec: ModelSpec, promptTokens: number | undefined, 
   throw new TidarcError('invalid-argument', 'the prompt plus maxTokens is longer than the context', { field: 'prompt', value: `${promptTokens} + ${maxTokens} tokens`, allowed });
 }
 
+/**
+ * TiDAR feeds mask tokens; a checkpoint that names none (no "tidar" object in config.json, a
+ * vocabulary without a default) decodes in AR mode only, which feeds none.
+ */
+export function requireMaskToken(maskTokenId: number | undefined, how: { field: string; allowed: string }): void {
+  if (maskTokenId !== undefined) return;
+  throw new TidarcError('invalid-argument', 'TiDAR mode feeds a mask token and this checkpoint names none (its config.json has no "tidar": {"mask_token_id": ...} and its vocabulary no default)', how);
+}
+
 /** `options.checkSpec` runs on the checkpoint's spec before any kernel is compiled (the CLI checks its arguments there). */
 export async function loadModel(dir: string, options: OpenPartsOptions = {}): Promise<Model> {
   const parts = await openModelParts(dir, options);
@@ -87,6 +96,7 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
     const draft = o.draft ?? Math.max(...spec.draftLengths);
     const decodeOptions: DecodeOptions = { mode, draft, temperature: o.temperature ?? 0, topP: o.topP ?? 1, trustAr: o.trustAr ?? 1, seed: o.seed ?? 0 };
     checkDecodeOptions(decodeOptions, spec.draftLengths);
+    if (mode === 'tidar') requireMaskToken(parts.maskTokenId, { field: 'maskTokenId', allowed: "loadModel(dir, { maskTokenId }) with an id of its own in this vocabulary, or mode: 'ar'" });
     const maxTokens = o.maxTokens ?? 128;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new TidarcError('invalid-argument', 'maxTokens must be a positive integer', { field: 'maxTokens', value: maxTokens });
     const prompt = typeof o.prompt === 'string' ? tokenizer.encode(o.prompt) : [...o.prompt];

@@ -36,6 +36,11 @@ export interface LoadOptions {
   /** A `tidarc tune` database: compile with its tiles and use its per-shape call parameters (as `compile --tuned`). */
   readonly tuned?: string;
   readonly log?: (line: string) => void;
+  /**
+   * The mask token TiDAR feeds, when config.json names none (or to replace its own): the CLI's
+   * --mask-token. Without one the model decodes in AR mode only.
+   */
+  readonly maskTokenId?: number;
 }
 
 export interface BackendDecision {
@@ -87,6 +92,8 @@ export interface ModelParts {
   readonly spec: ModelSpec;
   readonly tokenizer: Tokenizer;
   readonly weights: ModelWeights;
+  /** The mask token TiDAR feeds; undefined: AR mode only (spec.maskTokenId is a placeholder then). */
+  readonly maskTokenId: number | undefined;
   readonly backend: Backend;
   readonly backendReason: string;
   /** CPU threads the operators and kernels are given (0 = all). */
@@ -98,21 +105,26 @@ export interface ModelParts {
 
 export interface OpenPartsOptions extends LoadOptions {
   /** Runs on the checkpoint's spec before any kernel is compiled (argument checks that need it). */
-  readonly checkSpec?: (spec: ModelSpec) => void;
+  readonly checkSpec?: (spec: ModelSpec, checkpoint: Checkpoint) => void;
+  /** How errors name maskTokenId (the CLI: '--mask-token'). */
+  readonly maskTokenField?: string;
 }
 
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
   const decision = await chooseBackend(options.backend ?? 'auto');
-  const ckpt: Checkpoint = await loadCheckpoint(dir);
+  const ckpt: Checkpoint = await loadCheckpoint(dir, {
+    ...(options.maskTokenId === undefined ? {} : { maskTokenId: options.maskTokenId }),
+    ...(options.maskTokenField === undefined ? {} : { maskTokenField: options.maskTokenField }),
+  });
   const spec = ckpt.spec;
-  options.checkSpec?.(spec);
+  options.checkSpec?.(spec, ckpt);
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
   const log = options.log ?? (() => undefined);
   const tiles = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
   // One entry per spec, tuning and target, shared across processes (kernel-cache.ts).
   const cache = { spec, log, ...(tiles ? { tiles } : {}), ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) };
-  const base = { spec, tokenizer: ckpt.tokenizer, weights, backend: decision.backend, backendReason: decision.reason, threads };
+  const base = { spec, tokenizer: ckpt.tokenizer, weights, maskTokenId: ckpt.maskTokenId, backend: decision.backend, backendReason: decision.reason, threads };
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.

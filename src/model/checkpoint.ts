@@ -18,13 +18,15 @@
  *   - `lm_head.weight` under tie_word_embeddings = true when it equals the embedding bit for
  *     bit (exporters that write the tied matrix twice); a different one is refused, because
  *     the config would silently drop a trained head.
- * The mask token is checked against the ids the tokenizer gives a meaning (eos, bytes).
+ * The mask token is checked against the ids the tokenizer gives a meaning (eos, bytes). A
+ * checkpoint without one (no "tidar" object, a vocabulary without a default, none passed in
+ * options) loads for AR decoding only: AR feeds no mask token, TiDAR is refused.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { TidarcError } from '../errors.js';
-import { importHfConfig, modelNameFromPath } from '../ir/hf-config.js';
-import type { ModelSpec } from '../ir/model.js';
+import { defaultMaskTokenId, importHfConfig, modelNameFromPath } from '../ir/hf-config.js';
+import type { ModelFamily, ModelSpec } from '../ir/model.js';
 import { readJsonFile } from '../ir/model-file.js';
 import { checkMaskTokenId, shownValue } from '../ir/model-validate.js';
 import { findNonFinite } from './finite.js';
@@ -56,6 +58,18 @@ export interface Checkpoint {
   readonly tokenizer: Tokenizer;
   /** Tensors in the files that the spec does not use and that are safe to leave so (see the file comment; sorted). */
   readonly unusedTensors: readonly string[];
+  /**
+   * The mask token TiDAR feeds, or undefined when the checkpoint names none and the options
+   * gave none: AR decoding only (spec.maskTokenId is then a placeholder, never fed).
+   */
+  readonly maskTokenId: number | undefined;
+}
+
+export interface CheckpointOptions {
+  /** The mask token id, in place of config.json's tidar.mask_token_id (the CLI's --mask-token). */
+  readonly maskTokenId?: number;
+  /** How errors name that option (default 'maskTokenId'). */
+  readonly maskTokenField?: string;
 }
 
 /** The safetensors dtype of a model dtype. */
@@ -105,7 +119,7 @@ export function parameterCount(spec: ModelSpec): number {
 }
 
 /** A config.json object (HF keys plus our "tidar" object) -> ModelSpec. Pure. */
-export function specFromCheckpointConfig(config: unknown, source: string): ModelSpec {
+export function specFromCheckpointConfig(config: unknown, source: string, options: CheckpointOptions = {}): ModelSpec {
   const tidar = isObject(config) ? config['tidar'] : undefined;
   if (tidar !== undefined && !isObject(tidar)) {
     throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar', value: shownValue(tidar), allowed: 'an object with mask_token_id, draft_lengths and name', source });
@@ -119,14 +133,29 @@ export function specFromCheckpointConfig(config: unknown, source: string): Model
   if (name !== undefined && typeof name !== 'string') {
     throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar.name', value: shownValue(name), allowed: 'a model name (a string)', source });
   }
+  const given = options.maskTokenId ?? maskTokenId;
   // Wrong types and ranges are reported by the importer's validation, under these names.
   return importHfConfig(config, {
-    ...(maskTokenId !== undefined ? { maskTokenId: maskTokenId as number } : {}),
+    ...(given !== undefined ? { maskTokenId: given as number } : {}),
+    noMaskToken: !hasMaskToken(config, options),
     ...(draftLengths !== undefined ? { draftLengths: draftLengths as number[] } : {}),
     name: name ?? modelNameFromPath(resolve(source)),
     source,
-    optionNames: { maskTokenId: 'tidar.mask_token_id', draftLengths: 'tidar.draft_lengths', name: 'tidar.name' },
+    optionNames: { maskTokenId: maskTokenField(options), draftLengths: 'tidar.draft_lengths', name: 'tidar.name' },
   });
+}
+
+function maskTokenField(options: CheckpointOptions): string {
+  return options.maskTokenId === undefined ? 'tidar.mask_token_id' : options.maskTokenField ?? 'maskTokenId';
+}
+
+/** Whether a config (and the options) give a mask token: its own, the options', or its vocabulary's default. */
+function hasMaskToken(config: unknown, options: CheckpointOptions): boolean {
+  if (options.maskTokenId !== undefined) return true;
+  if (!isObject(config)) return true;  // the importer reports what is wrong with it
+  const tidar = config['tidar'];
+  if (isObject(tidar) && tidar['mask_token_id'] !== undefined) return true;
+  return defaultMaskTokenId(config['model_type'] as ModelFamily, config['vocab_size']) !== undefined;
 }
 
 /**
@@ -173,9 +202,11 @@ export function hfConfigOf(spec: ModelSpec, extras: { eosTokenId?: number } = {}
 }
 
 /** Reads and checks a model directory; see the file comment for what is checked. */
-export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
+export async function loadCheckpoint(dir: string, options: CheckpointOptions = {}): Promise<Checkpoint> {
   const configPath = join(dir, CONFIG_FILE);
-  const spec = specFromCheckpointConfig(await readJsonFile(configPath), configPath);
+  const config = await readJsonFile(configPath);
+  const spec = specFromCheckpointConfig(config, configPath, options);
+  const maskTokenId = hasMaskToken(config, options) ? spec.maskTokenId : undefined;
   const { store, source } = await openWeights(dir);
   const expected = expectedTensors(spec);
   const missing = expected.filter((t) => !store.has(t.name));
@@ -212,8 +243,8 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
     });
   }
   const meaningOf = (id: number): string | undefined => tokenizer.meaningOf?.(id) ?? (id === tokenizer.eos ? "the tokenizer's eos token" : undefined);
-  checkMaskTokenId(spec.maskTokenId, meaningOf, 'tidar.mask_token_id', configPath);
-  return { dir, spec, tensors, tokenizer, unusedTensors };
+  if (maskTokenId !== undefined) checkMaskTokenId(maskTokenId, meaningOf, maskTokenField(options), options.maskTokenId === undefined ? configPath : undefined);
+  return { dir, spec, tensors, tokenizer, unusedTensors, maskTokenId };
 }
 
 /** RoPE buffers older transformers saved; derived from rope_theta, so safe to leave unused. */

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
-import { type BackendChoice, checkContext, loadModel } from '../../load/load-model.js';
+import { type BackendChoice, checkContext, loadModel, requireMaskToken } from '../../load/load-model.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
@@ -22,6 +22,7 @@ interface RunFlags {
   tuned?: string;
   json?: boolean;
   ignoreEos?: boolean;
+  maskToken?: string;
 }
 
 const HELP_AFTER = `
@@ -51,6 +52,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1], e.g. 0.95', '1')
     .option('--seed <s>', 'seed of the sampler, e.g. 7', '0')
     .option('--trust-ar <beta>', 'verifier mix: 1 trusts the AR head (lossless), 0 the diffusion head', '1')
+    .option('--mask-token <id>', 'the mask token id TiDAR feeds, for a checkpoint whose config.json names none (--mode ar needs none)')
     .option('--backend <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
     .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
@@ -75,7 +77,9 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       const model = await loadModel(dir, {
         backend: flags.backend as BackendChoice,
         // Before the kernels compile: a --draft without kernels and a --max-tokens no prompt can fit are refused at once.
-        checkSpec: (spec) => {
+        ...(flags.maskToken === undefined ? {} : { maskTokenId: parseIntegerOption('--mask-token', flags.maskToken, 0, 2 ** 31 - 1), maskTokenField: '--mask-token' }),
+        checkSpec: (spec, checkpoint) => {
+          if (options.mode === 'tidar') requireMaskToken(checkpoint.maskTokenId, { field: '--mask-token', allowed: 'an id of its own in this vocabulary (e.g. a reserved special token), or --mode ar' });
           if (options.mode === 'tidar' && options.draft !== undefined && !spec.draftLengths.includes(options.draft)) {
             throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: '--draft', value: options.draft, allowed: `a draft length the model was compiled for: ${spec.draftLengths.join(', ')}` });
           }
