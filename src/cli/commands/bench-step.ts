@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
 import type { BackendChoice } from '../../load/load-model.js';
+import { checkpointDirOf } from '../../model/model-input.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption } from '../options.js';
 
@@ -43,7 +44,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
   program
     .command('bench-step')
     .description('Time one TiDAR decode step against one AR step at the same prefix length on the CPU.')
-    .argument('<dir>', 'checkpoint directory: config.json, model.safetensors, tokenizer.json')
+    .argument('<dir>', 'a checkpoint directory (config.json, model.safetensors, tokenizer.json) or its config.json')
     .option('--draft <k>', "draft length k, one the model was compiled for (default: the model's largest)")
     .option('--prefix <L>', 'committed prefix length in tokens, e.g. 1024 (required)')
     .option('--backend <name>', 'auto, cpu or cuda (auto: cuda when usable, see tidarc doctor)', 'auto')
@@ -63,7 +64,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
       const minSeconds = Number(flags.minSeconds);
       if (flags.minSeconds.trim() === '' || !(minSeconds >= 0 && minSeconds <= 3600)) throw new TidarcError('invalid-argument', 'invalid value', { field: '--min-seconds', value: optionText(flags.minSeconds), allowed: 'a number from 0 to 3600' });
       const result = await benchStep({
-        dir,
+        dir: await checkpointDirOf(dir),
         ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, 64) }),
         prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
         backend: flags.backend as BackendChoice,

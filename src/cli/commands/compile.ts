@@ -8,7 +8,7 @@ import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
-import { loadModelSpecFile } from '../../ir/model-file.js';
+import { readModelInput } from '../../model/model-input.js';
 import { loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
 import { parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
@@ -47,7 +47,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
   program
     .command('compile')
     .description('Compile a model into fused TiDAR attention kernels (CUDA per arch + portable C++) and a typed library.')
-    .argument('[model]', `model.json or Hugging Face config.json (default: the bundled ${DEFAULT_MODEL})`)
+    .argument('[model]', `a checkpoint directory, its config.json (or any Hugging Face config.json), or a model.json (default: the bundled ${DEFAULT_MODEL})`)
     .option('--draft <k,...>', "draft lengths to compile, e.g. 4,8,16 (default: the model's draftLengths)")
     .option('--arch <list>', `GPU architectures, comma separated, from ${ARCH_NAMES.join(', ')}; e.g. sm_80,sm_90`, DEFAULT_ARCHES.join(','))
     .option('--out <dir>', 'output directory, e.g. build/qwen3-8b (default: tidarc-out/<model name>)')
@@ -58,7 +58,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
       const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
-      const spec = await loadModelSpecFile(path);
+      const { spec } = await readModelInput(path);
       const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);

@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { type BackendChoice, checkContext, loadModel, requireMaskToken } from '../../load/load-model.js';
+import { checkpointDirOf } from '../../model/model-input.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
@@ -43,7 +44,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
   program
     .command('run')
     .description('Generate text from a checkpoint with the TiDAR decoding loop (or plain AR), streaming it.')
-    .argument('<dir>', 'checkpoint directory: config.json, model.safetensors, tokenizer.json')
+    .argument('<dir>', 'a checkpoint directory (config.json, model.safetensors, tokenizer.json) or its config.json')
     .option('--prompt <text>', 'the prompt, e.g. "def main("')
     .option('--max-tokens <n>', 'tokens to generate, e.g. 200', '128')
     .option('--mode <mode>', 'tidar (draft and verify in one forward) or ar (one token a forward)', 'tidar')
@@ -74,7 +75,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         trustAr: parseNumberOption('--trust-ar', flags.trustAr, 0, 1),
         stopAtEos: !flags.ignoreEos,
       } as const;
-      const model = await loadModel(dir, {
+      const model = await loadModel(await checkpointDirOf(dir), {
         backend: flags.backend as BackendChoice,
         // Before the kernels compile: a --draft without kernels and a --max-tokens no prompt can fit are refused at once.
         ...(flags.maskToken === undefined ? {} : { maskTokenId: parseIntegerOption('--mask-token', flags.maskToken, 0, 2 ** 31 - 1), maskTokenField: '--mask-token' }),

@@ -2,15 +2,12 @@
  * `tidarc tune`: autotuning benchmark runs for a model's attention kernels (CPU backend here;
  * the CUDA search runs in the device check), and `--report` on what a database holds.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { writeTextFileAtomic } from '../../fs/atomic-write.js';
 import { onInterruptGracefully, stopChildProcesses } from '../../fs/interrupt.js';
 import { TidarcError } from '../../errors.js';
-import { loadModelSpecFile, readJsonFile } from '../../ir/model-file.js';
-import type { ModelSpec } from '../../ir/model.js';
-import { specFromCheckpointConfig } from '../../model/checkpoint.js';
+import { readModelInput } from '../../model/model-input.js';
 import { cacheField, defaultCacheDir } from '../../build/kernel-cache.js';
 import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
@@ -64,21 +61,11 @@ export function parsePrefixList(text: string): number[] {
   });
 }
 
-async function modelSpec(path: string): Promise<ModelSpec> {
-  let isDir = false;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch {
-    throw new TidarcError('invalid-argument', 'no such model file or directory', { field: 'model', value: path });
-  }
-  return isDir ? specFromCheckpointConfig(await readJsonFile(join(path, 'config.json')), path) : loadModelSpecFile(path);
-}
-
 export function registerTuneCommand(program: Command, io: CliIo): void {
   program
     .command('tune')
     .description('Autotune the attention kernels of a model per shape (tile, warps, split-KV, threads) and record the winners.')
-    .argument('[model]', 'model.json, Hugging Face config.json or a model directory')
+    .argument('[model]', 'a checkpoint directory, its config.json (or any Hugging Face config.json), or a model.json')
     .option('--draft <k,...>', "draft lengths (default: the model's)")
     .option('--prefix <L,...>', 'prefix lengths, e.g. 1k,4k,16k', '1k,4k')
     .option('--batch <b,...>', 'batch sizes, e.g. 1,8', '1')
@@ -107,7 +94,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         throw new TidarcError('unsupported', 'tidarc tune searches the cpu backend here; the CUDA search runs in the device check (npm run device-check:prepare, then scripts/device-check/device_check.py on the GPU machine: it writes tune-cuda.json for compile/run --tuned)', { field: '--backend', value: flags.backend, allowed: 'cpu' });
       }
       if (modelPath === undefined) throw new TidarcError('invalid-argument', 'a model is required (or --report)', { field: 'model' });
-      const spec = await modelSpec(modelPath);
+      const { spec } = await readModelInput(modelPath);
       const drafts = flags.draft === undefined ? [...spec.draftLengths] : parseDraftList(flags.draft);
       const list = (name: string, text: string | undefined, min: number, max: number) => (text === undefined ? undefined : parseIntegerList(name, text, min, max));
       const warps = list('--warps', flags.warps, 1, 8), tileN = list('--tile-n', flags.tileN, 16, 256), splits = list('--splits', flags.splits, 1, 64), threads = list('--threads', flags.threads, 0, 1024);
