@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { readJsonFile } from '../fs/read-json.js';
@@ -145,7 +145,8 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
           ? { cpu: await buildCpu(generated.manifest, cxx!.tool, staging, req.outDir, jobs, req.log) }
           : { cpuMissing: `no C++ compiler (${cxx!.reason}); CPU sources written, not compiled` }),
       };
-      if (build.nvccMissing) req.log(build.nvccMissing);
+      // A CPU-only build (the kernel cache's) leaves CUDA out by request: nothing to report.
+      if (build.nvccMissing && req.build !== 'cpu') req.log(build.nvccMissing);
       if (build.cpuMissing) req.log(build.cpuMissing);
       manifest = { ...manifest, build, ...(manifest.gemms && build.nvcc ? { gemms: withGemmPtxas(manifest.gemms, build.nvcc) } : {}) };
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
@@ -215,14 +216,17 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
 async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, outDir: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
   const sources = ['cpu/tidarc_cpu_library.cpp', ...manifest.variants.map((v) => v.sources.cpu)];
   const t = performance.now();
+  let done = 0;
   const objects = await runPool(sources, jobs, async (src) => {
     const obj = src.replace(/\.cpp$/, '.o');
+    const t1 = performance.now();
     try {
       await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
       return buildFailure(outDir, `${cxx.path} failed on ${src}`, err.stderr || err.message);
     }
+    log(`[${++done}/${sources.length}] ${basename(cxx.path)} ${src} ${((performance.now() - t1) / 1000).toFixed(1)} s`);
     return obj;
   });
   try {

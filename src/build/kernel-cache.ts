@@ -5,6 +5,7 @@
  * drafts, arches, templates, tiles) and the build it gets; one lock file beside the entry
  * (<entry>.lock) lets one process build it while the others wait, then find it up to date.
  */
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchName } from '../codegen/arch.js';
@@ -77,6 +78,8 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
   makeDirs(join(dir, '..'), { field, value: req.cacheDir ?? defaultCacheDir() });
   return withFileLock(`${dir}.lock`, { what: `compiling the kernels of ${req.spec.name} (${req.target})`, field, log, ...(req.lockTimeoutMs === undefined ? {} : { timeoutMs: req.lockTimeoutMs }) }, async () => {
     const { arches, build } = compileTarget(req.target);
+    // The first use of a model compiles for seconds (minutes with nvcc): say so before it starts.
+    if (!existsSync(dir)) log(`compiling the kernels of ${req.spec.name} for ${req.target} (first use; kept in ${dir})`);
     const compiled = await compileModel({
       spec: req.spec, arches, outDir: dir, outField: field, build, log,
       ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),

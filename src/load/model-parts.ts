@@ -35,6 +35,10 @@ export interface LoadOptions {
   readonly cacheDir?: string;
   /** A `tidarc tune` database: compile with its tiles and use its per-shape call parameters (as `compile --tuned`). */
   readonly tuned?: string;
+  /**
+   * Progress lines (a first use compiles the kernels: what, how many of how many). Default:
+   * stderr when it is a terminal, else nowhere (a library stays out of logs and pipes).
+   */
   readonly log?: (line: string) => void;
   /**
    * The mask token TiDAR feeds, when config.json names none (or to replace its own): the CLI's
@@ -120,7 +124,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   options.checkSpec?.(spec, ckpt);
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
-  const log = options.log ?? (() => undefined);
+  const log = options.log ?? (process.stderr.isTTY ? (line: string) => void process.stderr.write(`${line}\n`) : () => undefined);
   const tiles = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
   // One entry per spec, tuning and target, shared across processes (kernel-cache.ts).
   const cache = { spec, log, ...(tiles ? { tiles } : {}), ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) };

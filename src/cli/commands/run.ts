@@ -24,6 +24,7 @@ interface RunFlags {
   json?: boolean;
   ignoreEos?: boolean;
   maskToken?: string;
+  progress?: boolean;
 }
 
 const HELP_AFTER = `
@@ -37,6 +38,10 @@ Greedy decoding with --trust-ar 1 (the default) is lossless: TiDAR gives token f
 greedy AR output of the same model; with --temperature > 0 it samples exactly the AR
 distribution. --json prints {"text", "tokens", "nfe", "tokensPerNfe", "acceptHistogram",
 "prefillMs", "decodeMs", "tokensPerSecond", "backend", "mode", "draft"}.
+
+The first run of a model compiles its kernels (seconds; minutes with nvcc) into the kernel
+cache ($TIDARC_CACHE, default ~/.cache/tidarc); what is compiled, and how many of how many, is
+printed on stderr as it goes (with --json only with --progress).
 `;
 
 
@@ -59,6 +64,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
     .option('--ignore-eos', 'keep generating past the end-of-text token (benchmarks)')
     .option('--json', 'print one JSON result object at the end instead of streaming text')
+    .option('--progress', 'with --json: still print the first-use compile progress on stderr')
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: RunFlags) => {
       if (flags.prompt === undefined) throw new TidarcError('invalid-argument', 'a prompt is required', { field: '--prompt', allowed: 'any text, e.g. --prompt "hello"' });
@@ -87,8 +93,9 @@ export function registerRunCommand(program: Command, io: CliIo): void {
           checkContext(spec, undefined, options.maxTokens, options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0, '--max-tokens');
         },
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
-        // With --tuned, say what the database set (the compile's other lines stay quiet).
-        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
+        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
+        // Progress of a first-use compile on stderr; under --json only what --tuned set, unless --progress.
+        log: (l: string) => void ((!flags.json || flags.progress || (flags.tuned !== undefined && l.startsWith('tuned'))) && io.stderr(`${l}\n`)),
       });
       try {
         const stream = model.stream(options);
