@@ -26,6 +26,7 @@ import { TidarcError } from '../errors.js';
 import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { shapeBucket, variantKey } from '../tune/db.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
+import { AR_VARIANT, parseVariantName, tidarVariantName } from '../codegen/variant-name.js';
 
 export interface BundleShape {
   readonly dtype: 'bf16' | 'fp16';
@@ -120,12 +121,12 @@ export interface TuneGrid {
 
 /** Issue 6: the benchmark's shape, k = 4, 8 and AR, batch 1 and 8, L = 1k, 4k, 16k; at most 30 timed configurations per bucket. */
 export const FULL_TUNE: TuneGrid = {
-  shape: BENCH_SHAPE, variants: ['tidar_k4', 'tidar_k8', 'ar'], batches: [1, 8], prefixes: [1024, 4096, 16384], maxConfigs: 30, slots: H200_SMS,
+  shape: BENCH_SHAPE, variants: [tidarVariantName(4), tidarVariantName(8), AR_VARIANT], batches: [1, 8], prefixes: [1024, 4096, 16384], maxConfigs: 30, slots: H200_SMS,
 };
 
 /** Small enough for the emulator: one variant, three tiles, two short prefixes, and a cap that cuts (6 candidates at L = 64). */
 export const DRY_RUN_TUNE: TuneGrid = {
-  shape: DRY_RUN_GRID[0]!, variants: ['tidar_k2'], batches: [1], prefixes: [64, 128],
+  shape: DRY_RUN_GRID[0]!, variants: [tidarVariantName(2)], batches: [1], prefixes: [64, 128],
   tiles: [{ warps: 1, tileN: 16 }, { warps: 2, tileN: 32 }, { warps: 4, tileN: 64 }], maxConfigs: 4, slots: H200_SMS,
 };
 
@@ -242,7 +243,10 @@ function onlyVariants(m: BundleModel, names: readonly string[]): BundleModel {
 async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly BundleModel[], log: (line: string) => void): Promise<BundleTune> {
   const name = shapeName(t.shape);
   const spec = specOf(t.shape);
-  const drafts = t.variants.flatMap((v) => (/^tidar_k\d+$/.test(v) ? [Number(v.slice('tidar_k'.length))] : []));
+  const drafts = t.variants.flatMap((v) => {
+    const key = parseVariantName(v);
+    return key?.kind === 'tidar' ? [key.draft] : [];
+  });
   const own = ARCHES.sm_90.tile;
   const base = models.find((m) => m.name === name);
   const tiles: BundleTuneTile[] = [];

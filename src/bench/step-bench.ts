@@ -27,6 +27,7 @@ import type { BackendChoice } from '../load/load-model.js';
 import { type Backend, openModelParts } from '../load/model-parts.js';
 import { ATTENTION, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
 import { summarize } from './stats.js';
+import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 
 export type FillMethod = 'auto' | 'prefill' | 'repeat';
 
@@ -256,8 +257,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     } finally {
       timer.uninstall();
     }
-    const tidar = stats(`tidar_k${k}`, k * (k + 1), samples.tidar, parts.backend);
-    const ar = stats('ar', 1, samples.ar, parts.backend);
+    const tidar = stats(tidarVariantName(k), k * (k + 1), samples.tidar, parts.backend);
+    const ar = stats(AR_VARIANT, 1, samples.ar, parts.backend);
     const ratio = tidar.stepMs.median / ar.stepMs.median;
     return {
       model: spec.name,

@@ -6,6 +6,7 @@ import { TidarcError } from '../errors.js';
 import type { MaskSpec } from '../ir/mask.js';
 import { blockDiffusion, causal, tidarDecode } from '../ir/mask-builders.js';
 import { type DType, type ModelSpec, MAX_DRAFT_COMPILE, MAX_HEADS, SUPPORTED_HEAD_DIMS } from '../ir/model.js';
+import { AR_VARIANT, blockVariantName, prefillVariantName, tidarVariantName } from './variant-name.js';
 
 export interface AttentionShape {
   readonly dtype: DType;
@@ -66,12 +67,12 @@ export function tidarDecodeVariant(draft: number, shape: AttentionShape): Attent
     throw new TidarcError('invalid-argument', 'draft length out of range', { field: '--draft', value: draft, allowed: `integers from 1 to ${MAX_DRAFT_COMPILE}` });
   }
   const n = draft * (draft + 1);
-  return variantForMask(`tidar_k${draft}`, tidarDecode(draft), shape, `TiDAR decode step, draft length ${draft}: ${n} in-step tokens (${draft} drafts + ${draft} blocks of ${draft} mask tokens)`, draft);
+  return variantForMask(tidarVariantName(draft), tidarDecode(draft), shape, `TiDAR decode step, draft length ${draft}: ${n} in-step tokens (${draft} drafts + ${draft} blocks of ${draft} mask tokens)`, draft);
 }
 
 /** The plain AR decode step: one new token that sees the prefix and itself. */
 export function arVariant(shape: AttentionShape): AttentionVariant {
-  return variantForMask('ar', causal(1), shape, 'AR decode step: 1 in-step token (the k = 0 case)');
+  return variantForMask(AR_VARIANT, causal(1), shape, 'AR decode step: 1 in-step token (the k = 0 case)');
 }
 
 /**
@@ -79,13 +80,13 @@ export function arVariant(shape: AttentionShape): AttentionVariant {
  * cached) prompt and each other; one bidirectional block, the block-diffusion kind.
  */
 export function prefillBlockVariant(draft: number, shape: AttentionShape): AttentionVariant {
-  return variantForMask(`block_k${draft}`, blockDiffusion(draft), shape, `prefill mask block: ${draft} mask tokens that see the prompt and each other`, draft);
+  return variantForMask(blockVariantName(draft), blockDiffusion(draft), shape, `prefill mask block: ${draft} mask tokens that see the prompt and each other`, draft);
 }
 
 /** Prompt rows of a prefill, PREFILL_CHUNK tokens a launch (the last chunk is padded at its end). */
 export const PREFILL_CHUNK = 64;
 export function prefillChunkVariant(shape: AttentionShape): AttentionVariant {
-  return variantForMask(`prefill_c${PREFILL_CHUNK}`, causal(PREFILL_CHUNK), shape, `prefill chunk: ${PREFILL_CHUNK} prompt tokens, causal among themselves, after the cached prompt so far`);
+  return variantForMask(prefillVariantName(PREFILL_CHUNK), causal(PREFILL_CHUNK), shape, `prefill chunk: ${PREFILL_CHUNK} prompt tokens, causal among themselves, after the cached prompt so far`);
 }
 
 export function modelShape(spec: ModelSpec): AttentionShape {

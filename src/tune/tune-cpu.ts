@@ -37,6 +37,7 @@ import { randomAttentionInputs, referenceAttention } from '../runtime/reference.
 import { type TileBest, type Timing, type TuneDb, type TuneEntry, lookup, mergeDb, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb } from './db.js';
 import { cpuTuneMeta, lastLevelCacheBytes } from './meta.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, searchSpace } from './space.js';
+import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 
 /** Calls timed per configuration: MIN_REPS, or fewer slow ones filling MIN_TIME_MS (at least MIN_CALLS). */
 export const MIN_REPS = 100;
@@ -87,7 +88,7 @@ function timingOf(ms: number[]): Timing {
 export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const log = req.log ?? (() => undefined);
   const meta = await cpuTuneMeta();
-  const names = [...req.drafts.map((k) => `tidar_k${k}`), 'ar'];
+  const names = [...req.drafts.map(tidarVariantName), AR_VARIANT];
   const libraries = new Map<string, KernelLibrary>();
   // One CPU library per tile, each an entry of the kernel cache (a rerun, or a run of the tuned model, reuses it).
   const tileEntry = (t: Tile) => ({ spec: req.spec, drafts: req.drafts, target: 'cpu' as const, cacheDir: req.cacheDir, tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });

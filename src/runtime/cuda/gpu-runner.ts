@@ -25,6 +25,7 @@ import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import { GpuGemms } from './gpu-gemm.js';
 import { type GpuMatrix, GpuOps } from './gpu-ops.js';
 import { ATTENTION, packStruct } from './op-abi.js';
+import { prefillVariantName } from '../../codegen/variant-name.js';
 
 /** The ops module inside a compiled kernels directory. */
 export const OPS_MODULE = 'cuda/tidarc_ops.fatbin';
@@ -337,7 +338,7 @@ export class GpuModelRunner implements Runner {
     if (schedule.kind === 'step') return [{ variant: schedule.variant, from: 0, prefix: L, commitRows: 0 }];
     const S = schedule.promptTokens;
     const out = [];
-    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) out.push({ variant: `prefill_c${PREFILL_CHUNK}`, from: c0, prefix: L + c0, commitRows: Math.min(PREFILL_CHUNK, S - c0) });
+    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) out.push({ variant: prefillVariantName(PREFILL_CHUNK), from: c0, prefix: L + c0, commitRows: Math.min(PREFILL_CHUNK, S - c0) });
     if (schedule.blockVariant !== undefined && T > S) out.push({ variant: schedule.blockVariant, from: S, prefix: L + S, commitRows: 0 });
     return out;
   }

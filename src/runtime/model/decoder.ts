@@ -14,6 +14,7 @@ import { tidarDecode } from '../../ir/mask-builders.js';
 import { type Rng, seededRandom } from '../../util/random.js';
 import { NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
+import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/variant-name.js';
 
 export interface DecodeOptions extends SamplingOptions {
   readonly mode: 'tidar' | 'ar';
@@ -93,7 +94,7 @@ export class Decoder {
     const L = cache.length;
     const ids = Int32Array.from([...prompt, ...Array<number>(k).fill(this.maskTokenId)]);
     const pos = Int32Array.from({ length: S + k }, (_, i) => L + i);
-    const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: `block_k${k}` } : {}) });
+    const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) });
     cache.length += S;
     // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
     const first = this.greedy && this.opts.trustAr === 1 ? r.argmax([S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
@@ -106,7 +107,7 @@ export class Decoder {
     const cache = this.runner.cache;
     cache.ensureRoom(1);
     const L = cache.length;
-    const r = this.runner.pass(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: 'ar' });
+    const r = this.runner.pass(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: AR_VARIANT });
     r.commit(1);
     const next = this.greedy ? r.argmax([0])[0]! : this.pick(r.logits([0])[0]!);
     this.drafts = [next];
@@ -120,7 +121,7 @@ export class Decoder {
     cache.ensureRoom(k);
     const L = cache.length;
     const ids = Int32Array.from([...this.drafts, ...Array<number>(k * k).fill(this.maskTokenId)]);
-    const r = this.runner.pass(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: `tidar_k${k}` });
+    const r = this.runner.pass(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: tidarVariantName(k) });
     const beta = this.opts.trustAr;
     // verify[i] checks d[i+1]: AR row i, mixed with block i+1's slot 0 (same position).
     const verifyRows = Array.from({ length: k }, (_, i) => i);

@@ -16,6 +16,7 @@ import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
 import type { KvCache, KvShape } from './kv-cache.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
+import { prefillVariantName } from '../../codegen/variant-name.js';
 
 /** Decodes 16-bit bits into an existing fp32 array. */
 function decodeInto(dtype: 'bf16' | 'fp16', bits: Uint16Array, out: Float32Array): void {
@@ -253,7 +254,7 @@ export class ModelRunner implements Runner {
     const S = schedule.promptTokens;
     for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) {
       const rows = Math.min(PREFILL_CHUNK, S - c0);
-      launch(`prefill_c${PREFILL_CHUNK}`, rows, c0, cache.length + c0, o);
+      launch(prefillVariantName(PREFILL_CHUNK), rows, c0, cache.length + c0, o);
       cache.write(layer, k, v, c0, rows, cache.length + c0);
     }
     if (schedule.blockVariant !== undefined && T > S) launch(schedule.blockVariant, T - S, S, cache.length + S, o);
