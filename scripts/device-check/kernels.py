@@ -5,9 +5,10 @@ shapes), with the error of PyTorch's same-precision SDPA that sets FA3's toleran
 import ctypes
 import math
 import os
-import struct
 
 import numpy as np
+
+from tidarc_abi import ATTENTION
 
 FIXED_TOLERANCE = {'bf16': 2e-2, 'fp16': 3e-3}  # the emulator tests' (src/emulate/emulate-variant.ts)
 LSE_TOLERANCE = 2e-3
@@ -101,8 +102,9 @@ class Driver:
 
 
 def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits):
-    """TidarcAttentionArgs (templates/common/tidarc_abi.h): 9 pointers, 4 int32."""
-    return struct.pack('<9Q4i', q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits, 0)
+    """TidarcAttentionArgs, packed by tidarc_abi.py (generated from src/runtime/cuda/op-abi.ts)."""
+    return ATTENTION.pack(q=q, k_cache=kc, v_cache=vc, k_step=ks, v_step=vs, prefix_len=prefix, o=o, lse=lse, workspace=workspace,
+                          batch=batch, cache_capacity=capacity, num_splits=splits, num_threads=0)
 
 
 def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):

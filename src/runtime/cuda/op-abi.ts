@@ -1,49 +1,115 @@
 /**
  * The kernel argument structs the CUDA backend launches with, as data: for each struct its C
- * name and fields in declaration order. Layouts follow the C rules (each field at a multiple of
- * its size, the struct padded to its largest field), which is what nvcc and g++ do for these
- * plain structs; test/runtime/cuda/op-abi.test.ts checks every offset against the headers
- * (templates/cuda/tidarc_ops_abi.h, templates/common/tidarc_abi.h) with g++'s offsetof.
+ * name, what its kernel does, and its fields in declaration order (with their C types and
+ * notes). The one source of the ABI: abi-render.ts writes the C headers
+ * (templates/common/tidarc_abi.h, templates/cuda/tidarc_ops_abi.h) and the device check's
+ * Python packing from it (scripts/generate-abi.ts; test/runtime/cuda/abi-render.test.ts fails
+ * when a written file differs). Layouts follow the C rules (each field at a multiple of its
+ * size, the struct padded to its largest field), which is what nvcc and g++ do for these plain
+ * structs; test/runtime/cuda/op-abi.test.ts checks every offset with g++'s offsetof.
  * Pure: no I/O.
  */
 
 /** ptr: a device address (a number; 0 = NULL). */
 export type FieldType = 'ptr' | 'i32' | 'f32' | 'i64';
 
+/** A field's C declaration type (default: void* for ptr, else int32_t, float, int64_t) and a note for the header. */
+export interface FieldDoc {
+  readonly c?: string;
+  readonly note?: string;
+}
+
+export type FieldSchema<F extends string = string> = readonly [F, FieldType] | readonly [F, FieldType, FieldDoc];
+
 export interface StructSchema<F extends string = string> {
   /** The C type name in the header. */
   readonly cName: string;
-  readonly fields: readonly (readonly [F, FieldType])[];
+  readonly fields: readonly FieldSchema<F>[];
+  /** The header's comment above the struct: what its kernel computes, and its launch geometry. */
+  readonly doc?: string;
 }
+
+/** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
+export const ABI_VERSION = 1;
+/** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h). */
+export const OPS_ABI_VERSION = 1;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
-function schema<F extends string>(cName: string, fields: readonly (readonly [F, FieldType])[]): StructSchema<F> {
-  return { cName, fields };
+function schema<F extends string>(cName: string, fields: readonly FieldSchema<F>[], doc?: string): StructSchema<F> {
+  return { cName, fields, ...(doc === undefined ? {} : { doc }) };
 }
 
-export const EMBED = schema('TidarcEmbedArgs', [['ids', 'ptr'], ['table', 'ptr'], ['out', 'ptr'], ['rows', 'i32'], ['cols', 'i32'], ['vocab', 'i32'], ['dtype', 'i32']]);
-export const RMSNORM = schema('TidarcRmsNormArgs', [['x', 'ptr'], ['w', 'ptr'], ['out', 'ptr'], ['rows', 'i32'], ['cols', 'i32'], ['eps', 'f32'], ['dtype', 'i32']]);
+const c = (decl: string, note?: string): FieldDoc => ({ c: decl, ...(note === undefined ? {} : { note }) });
+const note = (text: string): FieldDoc => ({ note: text });
+
+export const EMBED = schema('TidarcEmbedArgs', [
+  ['ids', 'ptr', c('const int32_t*')], ['table', 'ptr', c('const void*', '[vocab, cols], dtype')], ['out', 'ptr', c('float*', '[rows, cols]')],
+  ['rows', 'i32'], ['cols', 'i32'], ['vocab', 'i32', note('an id outside [0, vocab) gives a zero row')], ['dtype', 'i32'],
+], 'tidarc_op_embed: out[t, :] = table[ids[t], :].  grid (rows), block 256.');
+export const RMSNORM = schema('TidarcRmsNormArgs', [
+  ['x', 'ptr', c('const float*')], ['w', 'ptr', c('const void*', '[cols], dtype')], ['out', 'ptr', c('float*')],
+  ['rows', 'i32'], ['cols', 'i32'], ['eps', 'f32'], ['dtype', 'i32'],
+], `tidarc_op_rmsnorm: out[r, :] = w * (x[r, :] * rsqrt(mean(x[r, :]^2) + eps)); out may be x.
+Used for the layer norms (cols = hidden) and Qwen3's per-head q/k norms (rows = T * heads,
+cols = head_dim).  grid (rows), block 256.`);
 export const MATMUL = schema('TidarcMatmulArgs', [
-  ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'],
+  ['x', 'ptr', c('const float*', '[*, k]')], ['w', 'ptr', c('const void*', '[n, k], dtype (HF layout [out_features, in_features])')],
+  ['bias', 'ptr', c('const float*', '[n] or null')], ['rowIds', 'ptr', c('const int32_t*', '[rows] or null')], ['out', 'ptr', c('float*', '[rows, n]')],
   ['rows', 'i32'], ['n', 'i32'], ['k', 'i32'], ['dtype', 'i32'], ['accumulate', 'i32'], ['pad', 'i32'],
-]);
-export const SILU_MUL = schema('TidarcSiluMulArgs', [['gate', 'ptr'], ['up', 'ptr'], ['out', 'ptr'], ['count', 'i64']]);
+], `tidarc_op_matmul: out[r, n] = sum_k x[row(r), k] * w[n, k] + bias[n] (+ out[r, n] when
+accumulate), row(r) = row_ids ? row_ids[r] : r. Each output element is summed by ONE thread
+in k order, then the bias, then the old out: a row's result does not depend on \`rows\`
+(greedy TiDAR == AR relies on it).  grid (ceil(n / 64), ceil(rows / 16)), block 256.`);
+export const SILU_MUL = schema('TidarcSiluMulArgs', [['gate', 'ptr', c('const float*')], ['up', 'ptr', c('const float*')], ['out', 'ptr', c('float*')], ['count', 'i64']],
+  `tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate.  grid
+(ceil(count / 256)), block 256.`);
 export const ROPE_PACK = schema('TidarcRopePackArgs', [
-  ['q', 'ptr'], ['k', 'ptr'], ['v', 'ptr'], ['positions', 'ptr'], ['invFreq', 'ptr'], ['qOut', 'ptr'], ['kOut', 'ptr'], ['vOut', 'ptr'],
+  ['q', 'ptr', c('const float*')], ['k', 'ptr', c('const float*')], ['v', 'ptr', c('const float*')], ['positions', 'ptr', c('const int32_t*', '[rows]')],
+  ['invFreq', 'ptr', c('const float*', '[head_dim / 2], scaling already applied')], ['qOut', 'ptr', c('uint16_t*')], ['kOut', 'ptr', c('uint16_t*')], ['vOut', 'ptr', c('uint16_t*')],
   ['rows', 'i32'], ['qHeads', 'i32'], ['kvHeads', 'i32'], ['headDim', 'i32'], ['outDtype', 'i32'], ['pad', 'i32'],
-]);
-export const TO_FLOAT = schema('TidarcToFloatArgs', [['x', 'ptr'], ['out', 'ptr'], ['count', 'i64'], ['dtype', 'i32'], ['pad', 'i32']]);
+], `tidarc_op_rope_pack: RoPE at per-token positions on q [rows, q_heads, head_dim] and
+k [rows, kv_heads, head_dim] (rotate-half pairs (i, i + head_dim/2); angle = the float32
+product position * inv_freq[i]), then q, k and v rounded to the model dtype (out_dtype 0 bf16
+or 1 fp16, round to nearest even) into q_out, k_out, v_out: the attention kernels' q and
+in-step K/V.  grid (rows), block 128.`);
+export const TO_FLOAT = schema('TidarcToFloatArgs', [['x', 'ptr', c('const uint16_t*')], ['out', 'ptr', c('float*')], ['count', 'i64'], ['dtype', 'i32'], ['pad', 'i32']],
+  `tidarc_op_to_float: out[i] = float(x[i]) for 16-bit bits of dtype (0 bf16, 1 fp16).
+grid (ceil(count / 256)), block 256.`);
 export const KV_COMMIT = schema('TidarcKvCommitArgs', [
-  ['kStep', 'ptr'], ['vStep', 'ptr'], ['kCache', 'ptr'], ['vCache', 'ptr'],
+  ['kStep', 'ptr', c('const uint16_t*')], ['vStep', 'ptr', c('const uint16_t*')], ['kCache', 'ptr', c('uint16_t*')], ['vCache', 'ptr', c('uint16_t*')],
   ['from', 'i32'], ['count', 'i32'], ['slot', 'i32'], ['kvHeads', 'i32'], ['capacity', 'i32'], ['headDim', 'i32'],
-]);
-export const ROW_STATS = schema('TidarcRowStatsArgs', [['logits', 'ptr'], ['argmax', 'ptr'], ['maxLogit', 'ptr'], ['lse', 'ptr'], ['rows', 'i32'], ['cols', 'i32']]);
+], `tidarc_op_kv_commit: rows [from, from + count) of in-step K and V ([*, kv_heads, head_dim])
+into cache slots [slot, slot + count) of k_cache / v_cache ([kv_heads, capacity, head_dim]),
+16-bit elements.  grid (count, kv_heads), block 64.`);
+export const ROW_STATS = schema('TidarcRowStatsArgs', [
+  ['logits', 'ptr', c('const float*')], ['argmax', 'ptr', c('int32_t*')], ['maxLogit', 'ptr', c('float*')], ['lse', 'ptr', c('float*')], ['rows', 'i32'], ['cols', 'i32'],
+], `tidarc_op_row_stats: per row of logits [rows, cols]: argmax (first maximum; a NaN counts as
+the maximum), the maximum and the natural-log log-sum-exp.  grid (rows), block 256.`);
 /** The attention kernels' argument (templates/common/tidarc_abi.h). */
 export const ATTENTION = schema('TidarcAttentionArgs', [
-  ['q', 'ptr'], ['kCache', 'ptr'], ['vCache', 'ptr'], ['kStep', 'ptr'], ['vStep', 'ptr'], ['prefixLen', 'ptr'], ['o', 'ptr'], ['lse', 'ptr'], ['workspace', 'ptr'],
-  ['batch', 'i32'], ['cacheCapacity', 'i32'], ['numSplits', 'i32'], ['numThreads', 'i32'],
-]);
+  ['q', 'ptr', c('const void*')], ['kCache', 'ptr', c('const void*')], ['vCache', 'ptr', c('const void*')], ['kStep', 'ptr', c('const void*')], ['vStep', 'ptr', c('const void*')],
+  ['prefixLen', 'ptr', c('const int32_t*')], ['o', 'ptr', c('void*')], ['lse', 'ptr', c('float*')], ['workspace', 'ptr', c('float*')],
+  ['batch', 'i32'], ['cacheCapacity', 'i32'], ['numSplits', 'i32'], ['numThreads', 'i32', note('CPU backend only; 0 = all hardware threads (more are clamped to it)')],
+], `Layouts (row-major, elements of the variant's dtype unless noted):
+  q        [batch, n, q_heads, head_dim]        in-step queries, RoPE applied
+  k_cache  [batch, kv_heads, cache_capacity, head_dim]   committed keys
+  v_cache  [batch, kv_heads, cache_capacity, head_dim]
+  k_step   [batch, n, kv_heads, head_dim]       in-step keys (drafts and mask tokens)
+  v_step   [batch, n, kv_heads, head_dim]
+  prefix_len int32 [batch]                      L_b <= cache_capacity
+  o        [batch, n, q_heads, head_dim]
+  lse      float [batch, n, q_heads]            natural-log sum of exp of the scaled
+                                                scores; -inf for a row that sees no key
+  workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1`);
+
+/** Return codes of the CPU entry points (tidarc_abi.h). */
+export const RETURN_CODES: readonly { readonly name: string; readonly value: number; readonly note?: string }[] = [
+  { name: 'TIDARC_OK', value: 0 },
+  { name: 'TIDARC_ERR_ARGS', value: 1, note: 'a null pointer, batch < 1, splits < 1, ...' },
+  { name: 'TIDARC_ERR_PREFIX', value: 2, note: 'some prefix_len[b] < 0 or > cache_capacity' },
+  { name: 'TIDARC_ERR_WORKSPACE', value: 3, note: 'num_splits > 1 without a workspace' },
+];
 
 /** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 2). */
 export const GEMM = schema('TidarcGemmArgs', [
@@ -74,6 +140,11 @@ export const DTYPE_CODE = { bf16: 0, fp16: 1, f32: 2 } as const;
 export interface Layout {
   readonly offsets: Readonly<Record<string, number>>;
   readonly size: number;
+}
+
+/** The C name of a field: camelCase -> snake_case, our `pad` -> `pad_`. */
+export function cFieldName(name: string): string {
+  return name === 'pad' ? 'pad_' : name.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
 }
 
 export function layoutOf(s: StructSchema): Layout {
