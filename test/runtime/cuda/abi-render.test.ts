@@ -8,7 +8,10 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ABI_FILES, renderAttentionHeader, renderOpsHeader, renderPythonAbi, renderStruct } from '../../../src/runtime/cuda/abi-render.js';
-import { ATTENTION, GEMM, OPS, cFieldName, layoutOf, packStruct, type StructSchema } from '../../../src/runtime/cuda/op-abi.js';
+import { ABI_FIELDS } from '../../../src/codegen/manifest.js';
+import { generateModel } from '../../../src/codegen/generate.js';
+import { ABI_VERSION, ATTENTION, GEMM, OPS, cFieldName, layoutOf, packStruct, type StructSchema } from '../../../src/runtime/cuda/op-abi.js';
+import { modelForShape } from '../../helpers/models.js';
 
 const python = spawnSync('python3', ['-c', 'import struct'], { encoding: 'utf8' }).status === 0;
 
@@ -17,6 +20,14 @@ test('the committed headers and Python module are the renderer\'s output (npx ts
   for (const [key, path] of Object.entries(ABI_FILES)) {
     expect(readFileSync(resolve(path), 'utf8'), `${path} differs from op-abi.ts: run npx tsx scripts/generate-abi.ts`).toBe(rendered[key as keyof typeof rendered]);
   }
+});
+
+test("the manifest's description of the attention argument names the schema's fields and version, in order", () => {
+  // codegen sits below the runtime and cannot import op-abi.ts: this keeps manifest.ts from drifting.
+  expect(ABI_FIELDS.map((f) => f.name)).toEqual(ATTENTION.fields.map(([f]) => cFieldName(f)));
+  const { manifest } = generateModel(modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 2, kvHeads: 1 }, [2]), { arches: ['sm_80'] });
+  expect(manifest.abiVersion).toBe(ABI_VERSION);
+  expect(manifest.abi.struct).toBe(ATTENTION.cName);
 });
 
 test('a field added to a schema is in its header, with its C type and note', () => {
