@@ -6,7 +6,10 @@
     Input file: x [x_rows, k] f32, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
     int32 (--row-ids 1), then the outputs (--accumulate 1; otherwise they start as NaN): out
     [rows, seg1], out2 [rows, seg2 - seg1], out3 [rows, n - seg2] (--seg1/--seg2, default n: one
-    out [rows, n]). The output file holds the outputs in the same order. */
+    out [rows, n]). The output file holds the outputs in the same order. --epilogue 1 (SwiGLU):
+    one out [rows, n / 2]. --epilogue 2 (row statistics, -DTIDARC_GEMM_ROW_STATS=<symbol>): no
+    out; the file holds tile_stats [rows, n tiles, 2] f32, tile_argmax [rows, n tiles] int32,
+    row_argmax [rows] int32, row_max [rows] f32, row_lse [rows] f32. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +23,9 @@ TIDARC_GEMM_KERNELS
 #undef X
 #ifdef TIDARC_GEMM_REDUCE
 extern "C" void TIDARC_GEMM_REDUCE(TidarcGemmArgs args);
+#endif
+#ifdef TIDARC_GEMM_ROW_STATS
+extern "C" void TIDARC_GEMM_ROW_STATS(TidarcGemmArgs args);
 #endif
 
 namespace {
@@ -37,11 +43,14 @@ void run_main(void* p) { g_kernel(*static_cast<TidarcGemmArgs*>(p)); }
 #ifdef TIDARC_GEMM_REDUCE
 void run_reduce(void* p) { TIDARC_GEMM_REDUCE(*static_cast<TidarcGemmArgs*>(p)); }
 #endif
+#ifdef TIDARC_GEMM_ROW_STATS
+void run_row_stats(void* p) { TIDARC_GEMM_ROW_STATS(*static_cast<TidarcGemmArgs*>(p)); }
+#endif
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tidarc-emu-gemm: %s\nusage: --kernel SYM --rows R --x-rows XR --n N --k K --split S --block-m BM --n-tiles NT --threads T"
-               " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] --in FILE --out FILE\n",
+                " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] [--epilogue 0|1|2] --in FILE --out FILE\n",
                why.c_str());
   std::exit(2);
 }
@@ -54,7 +63,7 @@ void read_exact(FILE* f, void* dst, size_t bytes, const char* what) {
 
 int main(int argc, char** argv) {
   std::string kernel, in_path, out_path;
-  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1;
+  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1, epilogue = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], v = argv[i + 1];
     char* end = nullptr;
@@ -78,6 +87,7 @@ int main(int argc, char** argv) {
     else if (key == "--accumulate") accumulate = x;
     else if (key == "--seg1") seg1 = x;
     else if (key == "--seg2") seg2 = x;
+    else if (key == "--epilogue") epilogue = x;
     else usage("unknown option " + key);
   }
   for (const Entry& e : kKernels)
@@ -88,6 +98,8 @@ int main(int argc, char** argv) {
   if (seg1 < 0) seg1 = n;
   if (seg2 < 0) seg2 = n;
   if (seg1 < 1 || seg1 > seg2 || seg2 > n) usage("segments need 0 < seg1 <= seg2 <= n");
+  if (epilogue < 0 || epilogue > 2 || (epilogue != 0 && (accumulate || seg1 != n || seg2 != n))) usage("--epilogue 1 or 2 takes one out and no accumulate");
+  const bool stats = epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS;
 
   using namespace tidarc_emu;
   const size_t out_elems = static_cast<size_t>(rows) * n;
@@ -97,12 +109,23 @@ int main(int argc, char** argv) {
   auto* ids = row_ids ? static_cast<int32_t*>(alloc_global("row_ids", rows * 4)) : nullptr;
   // Each output exactly its segment's size (guard pages right after): a column written to the
   // wrong segment runs past it.
-  const size_t widths[3] = {static_cast<size_t>(seg1), static_cast<size_t>(seg2 - seg1), static_cast<size_t>(n - seg2)};
+  const size_t widths[3] = {stats ? 0 : static_cast<size_t>(epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU ? n / 2 : seg1), static_cast<size_t>(seg2 - seg1), static_cast<size_t>(n - seg2)};
   const char* names[3] = {"out", "out2", "out3"};
   float* outs[3] = {nullptr, nullptr, nullptr};
   for (int i = 0; i < 3; ++i)
     if (widths[i] > 0) outs[i] = static_cast<float*>(alloc_global(names[i], rows * widths[i] * 4));
   auto* ws = split > 1 ? static_cast<float*>(alloc_global("workspace", split * out_elems * 4)) : nullptr;
+  // Row statistics: each array exactly its size, poisoned like the outputs.
+  const size_t tiles = static_cast<size_t>(rows) * n_tiles;
+  auto* tile_stats = stats ? static_cast<float*>(alloc_global("tile_stats", tiles * 8)) : nullptr;
+  auto* tile_argmax = stats ? static_cast<int32_t*>(alloc_global("tile_argmax", tiles * 4)) : nullptr;
+  auto* row_argmax = stats ? static_cast<int32_t*>(alloc_global("row_argmax", rows * 4)) : nullptr;
+  auto* row_max = stats ? static_cast<float*>(alloc_global("row_max", rows * 4)) : nullptr;
+  auto* row_lse = stats ? static_cast<float*>(alloc_global("row_lse", rows * 4)) : nullptr;
+  if (stats) {
+    std::memset(tile_stats, 0xff, tiles * 8), std::memset(tile_argmax, 0xff, tiles * 4);
+    std::memset(row_argmax, 0xff, rows * 4), std::memset(row_max, 0xff, rows * 4), std::memset(row_lse, 0xff, rows * 4);
+  }
   FILE* in = std::fopen(in_path.c_str(), "rb");
   if (!in) usage("cannot open " + in_path);
   read_exact(in, x, x_rows * k * 4, "x");
@@ -118,20 +141,33 @@ int main(int argc, char** argv) {
   std::fclose(in);
   if (ws) std::memset(ws, 0xff, split * out_elems * 4);
 
-  TidarcGemmArgs args{x, w, b, ids, outs[0], outs[1], outs[2], ws, static_cast<int32_t>(rows), static_cast<int32_t>(accumulate),
-                      static_cast<int32_t>(seg1), static_cast<int32_t>(seg2)};
+  TidarcGemmArgs args{x, w, b, ids, outs[0], outs[1], outs[2], ws, tile_stats, tile_argmax, row_argmax, row_max, row_lse,
+                      static_cast<int32_t>(rows), static_cast<int32_t>(accumulate), static_cast<int32_t>(seg1), static_cast<int32_t>(seg2),
+                      static_cast<int32_t>(epilogue)};
   bool ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
   if (ok && split > 1) {
 #ifdef TIDARC_GEMM_REDUCE
-    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_REDUCE), dim3((out_elems + 255) / 256), dim3(256), 0, run_reduce, &args);
+    const size_t items = stats ? tiles * 32 : epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU ? out_elems / 2 : out_elems;  // threads
+    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_REDUCE), dim3((items + 255) / 256), dim3(256), 0, run_reduce, &args);
 #else
     usage("split > 1 but the source has no reduce kernel");
+#endif
+  }
+  if (ok && stats) {
+#ifdef TIDARC_GEMM_ROW_STATS
+    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_ROW_STATS), dim3((rows + 7) / 8), dim3(256), 0, run_row_stats, &args);
+#else
+    usage("--epilogue 2 but the source has no row statistics kernel");
 #endif
   }
   FILE* f = std::fopen(out_path.c_str(), "wb");
   if (!f) usage("cannot write " + out_path);
   for (int i = 0; i < 3; ++i)
     if (outs[i]) std::fwrite(outs[i], 1, rows * widths[i] * 4, f);
+  if (stats) {
+    std::fwrite(tile_stats, 1, tiles * 8, f), std::fwrite(tile_argmax, 1, tiles * 4, f);
+    std::fwrite(row_argmax, 1, rows * 4, f), std::fwrite(row_max, 1, rows * 4, f), std::fwrite(row_lse, 1, rows * 4, f);
+  }
   std::fclose(f);
   write_findings_json(stdout);
   std::printf("{\"done\":true,\"completed\":%s}\n", ok ? "true" : "false");

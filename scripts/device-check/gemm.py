@@ -22,8 +22,9 @@ REDUCE_THREADS = 256
 
 
 def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n):
-    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h, version 2): 8 pointers, 4 int32; one output (seg1 = seg2 = n)."""
-    return struct.pack('<8Q4i', x, w, bias, row_ids, out, 0, 0, workspace, rows, accumulate, n, n)
+    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h, version 3): 13 pointers, 5 int32, padding to 128 bytes;
+    one output (seg1 = seg2 = n), no fused epilogue (the row statistics' pointers null)."""
+    return struct.pack('<13Q5i4x', x, w, bias, row_ids, out, 0, 0, workspace, 0, 0, 0, 0, 0, rows, accumulate, n, n, 0)
 
 
 def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0):

@@ -23,7 +23,7 @@ class Struct:
 
 
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
-GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'rows', 'accumulate', 'seg1', 'seg2'))
+GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))
 OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifi', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype'))
 OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'pad_'))

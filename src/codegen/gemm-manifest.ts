@@ -3,7 +3,8 @@
  * entries, one per kernel, plus the refusals.
  */
 import type { GemmRefusal, GemmUnit } from './gemm-model.js';
-import { gemmReduceSymbol, gemmSymbol } from './gemm-plan.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
+import { gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from './gemm-plan.js';
 import { gemmSource, renderGemmUnit } from './gemm-source.js';
 import type { ManifestGemm, ManifestGemmRefusal } from './manifest.js';
 
@@ -20,6 +21,7 @@ export function renderGemmSources(units: readonly GemmUnit[], modelName: string)
 export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
   return units.flatMap((u) => u.plans.map((p): ManifestGemm => {
     const split = u.reduction.splitK > 1;
+    const epilogues = gemmEpilogues(u.shape, u.roles);
     return {
       unit: u.name,
       roles: u.roles,
@@ -30,6 +32,8 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
       splitK: u.reduction.splitK,
       kernel: gemmSymbol(u.shape, p.m),
       ...(split ? { reduceKernel: gemmReduceSymbol(u.shape) } : {}),
+      ...(epilogues.rowStats ? { rowStatsKernel: gemmRowStatsSymbol(u.shape) } : {}),
+      ...(epilogues.swigluInterleave ? { swigluInterleave: epilogues.swigluInterleave } : {}),
       source: gemmSource(u.shape),
       plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, kTilesPerSplit: u.reduction.kTilesPerSplit },
       launch: {

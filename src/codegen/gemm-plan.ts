@@ -194,3 +194,8 @@ export function gemmSymbol(shape: GemmShape, m: number): string {
 export function gemmReduceSymbol(shape: GemmShape): string {
   return `tidarc_${gemmUnitName(shape)}_reduce`;
 }
+
+/** The combine of the lm_head's per-tile row statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS). */
+export function gemmRowStatsSymbol(shape: GemmShape): string {
+  return `tidarc_${gemmUnitName(shape)}_row_stats`;
+}

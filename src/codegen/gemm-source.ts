@@ -4,7 +4,8 @@
  * only loops over it.
  */
 import { banner } from './kernel-source.js';
-import { type GemmPlan, type GemmShape, gemmReduceSymbol, gemmSymbol, gemmUnitName } from './gemm-plan.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
+import { type GemmPlan, type GemmShape, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmUnitName } from './gemm-plan.js';
 import { renderTemplate } from './templates.js';
 
 export function gemmSource(shape: GemmShape): string {
@@ -30,6 +31,8 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
     kTilesPerSplit: reduction.kTilesPerSplit,
     splitReduce: reduction.splitK > 1,
     reduceSymbol: gemmReduceSymbol(shape),
+    rowStats: gemmEpilogues(shape, roles).rowStats === true,
+    rowStatsSymbol: gemmRowStatsSymbol(shape),
     kernels: [...plans].sort((a, b) => a.m - b.m).map((p) => ({
       m: p.m,
       symbol: gemmSymbol(shape, p.m),

@@ -92,6 +92,10 @@ export interface ManifestGemm {
   readonly kernel: string;
   /** The split-K reduce (one per unit), when splitK > 1. */
   readonly reduceKernel?: string;
+  /** lm_head units: the merge of the per-tile row statistics (greedy steps write no logits). */
+  readonly rowStatsKernel?: string;
+  /** gate_up units: the kernels fuse silu(gate) * up when gate | up rows are interleaved in blocks of this many. */
+  readonly swigluInterleave?: number;
   readonly source: string;
   readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly kTilesPerSplit: number };
   readonly launch: {

@@ -9,14 +9,15 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
-import { type GemmPlan, gemmReduceSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
+import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
+import { type GemmPlan, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
 import { EMU_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 import type { EmulatorFinding } from './emulator-run.js';
 
 const exec = promisify(execFile);
 
-/** Builds the emulator executable of a GEMM source; `plans` are its kernels (one reduction). */
-export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir: string, plans: readonly GemmPlan[], runtimeObjects: readonly string[], exe: string): Promise<void> {
+/** Builds the emulator executable of a GEMM source; `plans` are its kernels (one reduction); `rowStats`: the source has <unit>_row_stats. */
+export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir: string, plans: readonly GemmPlan[], runtimeObjects: readonly string[], exe: string, rowStats = false): Promise<void> {
   const shape = plans[0]!.shape;
   const kernels = plans.map((p) => `X(${gemmSymbol(shape, p.m)})`).join(' ');
   await compileWith(cxx, [
@@ -24,6 +25,7 @@ export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir
     '-include', 'tidarc_emu.h',
     `-DTIDARC_GEMM_KERNELS=${kernels}`,
     ...(plans[0]!.reduction.splitK > 1 ? [`-DTIDARC_GEMM_REDUCE=${gemmReduceSymbol(shape)}`] : []),
+    ...(rowStats ? [`-DTIDARC_GEMM_ROW_STATS=${gemmRowStatsSymbol(shape)}`] : []),
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), 'gemm_main.cpp'), '-x', 'none', ...runtimeObjects, '-o', exe,
   ], `GEMM ${shape.n}x${shape.k}`);
 }
@@ -41,11 +43,24 @@ export interface GemmInputs {
   readonly accumulate?: Float32Array;
   /** Output columns split at [seg1, seg2) into three buffers (tidarc_gemm_abi.h); default one out. */
   readonly segments?: readonly [number, number];
+  /** A fused epilogue (tidarc_gemm_abi.h): out [rows, n / 2] for swiglu, `stats` instead of out for rowStats. */
+  readonly epilogue?: 'swiglu' | 'rowStats';
+}
+
+/** The row statistics of a rowStats run (NaN-poisoned where never written). */
+export interface GemmRowStats {
+  /** [rows, nTiles, 2]: each tile's max and sum of exp(x - max). */
+  readonly tileStats: Float32Array;
+  readonly tileArgmax: Int32Array;
+  readonly argmax: Int32Array;
+  readonly max: Float32Array;
+  readonly lse: Float32Array;
 }
 
 export interface GemmRunResult {
   /** [rows, n], the segments put back side by side. */
   readonly out: Float32Array;
+  readonly stats?: GemmRowStats;
   readonly findings: readonly EmulatorFinding[];
   readonly counts: Readonly<Record<string, number>>;
   /** False when a launch stopped (deadlock) or the process died on a fault. */
@@ -85,7 +100,8 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
     '--kernel', gemmSymbol(plan.shape, plan.m), '--rows', inputs.rows, '--x-rows', xRows, '--n', n, '--k', k,
     '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
     '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0,
-    ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []), '--in', inPath, '--out', outPath,
+    ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []),
+    ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), '--in', inPath, '--out', outPath,
   ].map(String);
   let stdout: string, fatal = false;
   try {
@@ -106,9 +122,20 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
     else if (typeof rec['count'] === 'string') counts[rec['count']] = rec['n'] as number;
     else if (rec['done'] === true) completed = rec['completed'] === true;
   }
-  const elems = inputs.rows * n;
+  const rows = inputs.rows;
+  const elems = inputs.epilogue === 'rowStats' ? 0 : inputs.epilogue === 'swiglu' ? rows * (n / 2) : rows * n;
   if (fatal || !completed) return { out: new Float32Array(elems).fill(Number.NaN), findings, counts, completed: false };
   const raw = await readFile(outPath);
+  if (inputs.epilogue === 'rowStats') {
+    const tiles = rows * plan.nTiles;
+    const take = <T extends Float32Array | Int32Array>(make: new (b: ArrayBuffer) => T, at: number, count: number): T => new make(raw.buffer.slice(raw.byteOffset + at * 4, raw.byteOffset + (at + count) * 4) as ArrayBuffer);
+    const stats: GemmRowStats = {
+      tileStats: take(Float32Array, 0, 2 * tiles), tileArgmax: take(Int32Array, 2 * tiles, tiles),
+      argmax: take(Int32Array, 3 * tiles, rows), max: take(Float32Array, 3 * tiles + rows, rows), lse: take(Float32Array, 3 * tiles + 2 * rows, rows),
+    };
+    return { out: new Float32Array(0), stats, findings, counts, completed };
+  }
+  if (inputs.epilogue === 'swiglu') return { out: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + elems * 4) as ArrayBuffer), findings, counts, completed };
   const file = new Float32Array(elems);
   new Uint8Array(file.buffer).set(raw.subarray(0, elems * 4));
   return { out: joinColumns(file, inputs.rows, n, ranges), findings, counts, completed };

@@ -14,6 +14,7 @@ export async function buildEmulatedGemmModules(kernelsDir: string, manifest: Man
     const unit = units.get(g.unit) ?? units.set(g.unit, { source: g.source, kernels: new Set() }).get(g.unit)!;
     unit.kernels.add(g.kernel);
     if (g.reduceKernel) unit.kernels.add(g.reduceKernel);
+    if (g.rowStatsKernel) unit.kernels.add(g.rowStatsKernel);
   }
   for (const [name, u] of units) {
     const so = emulatedModulePath(resolve(kernelsDir, u.source.replace(/\.cu$/, '.fatbin')));

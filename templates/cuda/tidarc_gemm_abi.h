@@ -11,14 +11,32 @@
     The output columns may go to up to three row-major buffers (a fused weight's parts, e.g.
     q | k | v or gate | up): columns [0, seg1) to out [rows, seg1], [seg1, seg2) to out2
     [rows, seg2 - seg1], [seg2, N) to out3 [rows, N - seg2]; seg1 = seg2 = N is one plain out.
+    Epilogues (`epilogue`, applied once the full sum, bias included, is known: in the main kernel
+    at split-K 1, else in <kernel>_reduce):
+      TIDARC_GEMM_EPILOGUE_SWIGLU: w is gate | up with its rows interleaved in blocks of
+        TIDARC_GEMM_SWIGLU_INTERLEAVE (gate rows 0-7, up rows 0-7, gate rows 8-15, ...), so one
+        thread holds a gate column and its up column; out [rows, N / 2] = silu(gate) * up in
+        float32 (silu(g) = g / (1 + expf(-g)), tidarc_op_silu_mul's expression). No accumulate.
+      TIDARC_GEMM_EPILOGUE_ROW_STATS: no out; per row and N tile (BLOCK_N columns) tile_stats
+        gets (max, sum exp(x - max)) and tile_argmax the first column of the maximum (NaN counts
+        as the maximum, as tidarc_op_row_stats); then <unit>_row_stats merges the tiles in
+        increasing order into row_argmax, row_max and row_lse (NaN, +inf or an all -inf row: lse
+        = the maximum itself), so greedy decoding never writes the [rows, N] logits.
     Launch: main kernel grid (ceil(rows / BLOCK_M), N tiles, split-K), the block and dynamic
     shared memory of its manifest entry; with split-K > 1 then <kernel>_reduce over
-    ceil(rows * N / 256) blocks of 256 threads. */
+    ceil(rows * N / 256) blocks of 256 threads (SWIGLU: ceil(rows * N / 2 / 256); ROW_STATS: one
+    warp per row and N tile, ceil(rows * N tiles / 8) blocks); ROW_STATS then <unit>_row_stats
+    over ceil(rows / 8) blocks of 256 threads (a warp per row). */
 #ifndef TIDARC_GEMM_ABI_H
 #define TIDARC_GEMM_ABI_H
 #include <stdint.h>
 
-#define TIDARC_GEMM_ABI_VERSION 2
+#define TIDARC_GEMM_ABI_VERSION 3
+
+#define TIDARC_GEMM_EPILOGUE_NONE 0
+#define TIDARC_GEMM_EPILOGUE_SWIGLU 1
+#define TIDARC_GEMM_EPILOGUE_ROW_STATS 2
+#define TIDARC_GEMM_SWIGLU_INTERLEAVE 8
 
 typedef struct TidarcGemmArgs {
   const float* x;          /* [*, K] float32, rows 16-byte aligned (K % 8 == 0) */
@@ -29,10 +47,16 @@ typedef struct TidarcGemmArgs {
   float* out2;             /* columns [seg1, seg2): [rows, seg2 - seg1], or null when seg1 == seg2 */
   float* out3;             /* columns [seg2, N): [rows, N - seg2], or null when seg2 == N */
   float* workspace;        /* [splitK, rows, N] float32 partial sums; null when splitK == 1 */
+  float* tile_stats;       /* ROW_STATS: [rows, N tiles, 2] (max, sum exp(x - max)) of each tile */
+  int32_t* tile_argmax;    /* ROW_STATS: [rows, N tiles] column of each tile's first maximum */
+  int32_t* row_argmax;     /* ROW_STATS: [rows], written by <unit>_row_stats */
+  float* row_max;          /* ROW_STATS: [rows] */
+  float* row_lse;          /* ROW_STATS: [rows] */
   int32_t rows;
   int32_t accumulate;      /* 1: add the old out (a residual) after the bias */
   int32_t seg1;            /* 0 < seg1 <= seg2 <= N */
   int32_t seg2;
+  int32_t epilogue;        /* TIDARC_GEMM_EPILOGUE_* */
 } TidarcGemmArgs;
 
 #endif

@@ -12,7 +12,7 @@ import { seededRandom } from '../../src/util/random.js';
 export const GEMM_HEADERS = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh'] as const;
 
 /** Plans one kernel per m (one shared reduction: sm_80's target, `splitK` forced) and writes the source and headers under dir/cuda. */
-export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number): { source: string; cudaDir: string; plans: GemmPlan[] } {
+export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test']): { source: string; cudaDir: string; plans: GemmPlan[] } {
   const target = gemmTarget(['sm_80']);
   const reduction = planReduction(shape, target, splitK);
   const plans = ms.map((m) => planGemm(shape, m, target, reduction));
@@ -20,7 +20,7 @@ export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number
   mkdirSync(cudaDir, { recursive: true });
   for (const h of GEMM_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
   const source = join(dir, gemmSource(shape));
-  writeFileSync(source, renderGemmUnit(shape, plans, ['test'], 'test'));
+  writeFileSync(source, renderGemmUnit(shape, plans, roles, 'test'));
   return { source, cudaDir, plans };
 }
 

@@ -85,3 +85,9 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m272(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM272>(args);
 }
+
+// lm_head for greedy decoding: the tiles' statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS) merged
+// into argmax, max and lse per row, so the [rows, 151936] logits never reach memory.
+extern "C" __global__ void __launch_bounds__(tidarc::kGemmReduceThreads) tidarc_gemm_bf16_n151936_k4096_row_stats(TidarcGemmArgs args) {
+  tidarc::gemm_row_stats_kernel<Reduction>(args);
+}

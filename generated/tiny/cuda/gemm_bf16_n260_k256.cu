@@ -71,3 +71,9 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m20
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m64(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM64>(args);
 }
+
+// lm_head for greedy decoding: the tiles' statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS) merged
+// into argmax, max and lse per row, so the [rows, 260] logits never reach memory.
+extern "C" __global__ void __launch_bounds__(tidarc::kGemmReduceThreads) tidarc_gemm_bf16_n260_k256_row_stats(TidarcGemmArgs args) {
+  tidarc::gemm_row_stats_kernel<Reduction>(args);
+}

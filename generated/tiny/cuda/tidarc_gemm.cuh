@@ -7,7 +7,10 @@
     bytes) with the 16-byte chunks XOR-swizzled by row, so ldmatrix reads 8 rows from 8
     different bank groups. Split-K parts write float32 partials; <kernel>_reduce sums them in
     a fixed order. The reduction order lives in Config's Reduction base (see <shape>.cu), which
-    every kernel of a weight shape shares, so a row's result does not depend on M. */
+    every kernel of a weight shape shares, so a row's result does not depend on M.
+    Epilogues (tidarc_gemm_abi.h) run on the full sum only: SwiGLU over an interleaved gate | up
+    (a thread's fragments j and j + 1 are a gate block and its up block), and per-tile row
+    statistics for the lm_head (argmax, max, sum of exp), merged by <unit>_row_stats. */
 #pragma once
 #include "tidarc_device.cuh"
 #include "tidarc_gemm_abi.h"
@@ -17,6 +20,9 @@ namespace tidarc {
 constexpr int kGemmBlockK = 64;         // k per pipeline stage: one 128-byte row of 16-bit elements
 constexpr int kGemmChunksPerRow = 8;    // 16-byte chunks in such a row (the swizzle period)
 constexpr int kGemmReduceThreads = 256;
+constexpr int kGemmBlockN = 128;        // weight rows per CTA: also the N tile of the row statistics
+constexpr int kGemmStatsPerLane = kGemmBlockN / 32;  // a warp reduces one row of a tile
+constexpr int kGemmSwigluBlock = TIDARC_GEMM_SWIGLU_INTERLEAVE;
 
 // Element offset of 16-byte chunk `chunk` of tile row `row` (rows of kGemmBlockK elements).
 __device__ __forceinline__ int gemm_swizzle(int row, int chunk) {
@@ -43,6 +49,10 @@ struct GemmShape {
   static_assert(C::kBlockN * kGemmChunksPerRow % kThreads == 0, "every thread issues the same number of weight copies");
   static_assert(C::kStages >= 2, "a pipeline needs at least two stages");
   static_assert(C::kKTilesPerSplit * (C::kSplitK - 1) < kKTiles, "every split-K part has at least one k tile");
+  static_assert(C::kBlockN == kGemmBlockN, "row statistics are per N tile of kGemmBlockN columns");
+  static_assert(kWarpN % (2 * kGemmSwigluBlock) == 0, "a warp's columns are whole gate | up block pairs");
+  static_assert(C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
+  static_assert(C::kN < (1 << 24), "column indices travel through float32 shuffles exactly");
 };
 
 // A tile row's activations: 8 consecutive float32 (one 16-byte chunk once rounded to 16-bit).
@@ -105,6 +115,93 @@ __device__ __forceinline__ float* gemm_out(const TidarcGemmArgs& a, int r, int n
   if (n < a.seg1) return a.out + static_cast<size_t>(r) * a.seg1 + n;
   if (n < a.seg2) return a.out2 + static_cast<size_t>(r) * (a.seg2 - a.seg1) + (n - a.seg1);
   return a.out3 + static_cast<size_t>(r) * (C::kN - a.seg2) + (n - a.seg2);
+}
+
+// SwiGLU of gate column n (a column of an even kGemmSwigluBlock-block) and its up column
+// n + kGemmSwigluBlock, into out [rows, N / 2]: tidarc_op_silu_mul's expression, so the fused
+// MLP is bitwise the unfused one.
+template <class C>
+__device__ __forceinline__ void gemm_store_swiglu(const TidarcGemmArgs& a, int r, int n, float gate, float up) {
+  if (a.bias != nullptr) gate += a.bias[n], up += a.bias[n + kGemmSwigluBlock];
+  const int c = (n / (2 * kGemmSwigluBlock)) * kGemmSwigluBlock + n % kGemmSwigluBlock;
+  a.out[static_cast<size_t>(r) * (C::kN / 2) + c] = gate / (1.0f + expf(-gate)) * up;
+}
+
+__device__ __forceinline__ bool gemm_finite(float x) { return x - x == 0.0f; }  // false for NaN and +-inf
+
+// (av, ai) wins over (bv, bi): tidarc_op_row_stats's rule (larger; NaN over a number, as
+// torch.argmax; equal values and two NaNs go to the lower column).
+__device__ __forceinline__ bool gemm_wins(float av, int ai, float bv, int bi) {
+  const bool a_nan = av != av, b_nan = bv != bv;
+  if (a_nan || b_nan) return a_nan && (!b_nan || ai < bi);
+  return av > bv || (av == bv && ai < bi);
+}
+
+// One warp's statistics of one row of one N tile: lane l holds columns n0 + l + 32 i (-inf past
+// N). The order is fixed by the tile alone (lanes scan in increasing column order, then a
+// butterfly whose partners add commutatively), never by the launch's rows.
+template <int kN>
+__device__ __forceinline__ void gemm_tile_stats(const float (&v)[kGemmStatsPerLane], int n0, float& best, int& best_col, float& sum) {
+  const int lane = threadIdx.x % 32;
+  best = -INFINITY, best_col = kN;  // column kN loses every tie: an all -inf tile reports its first column
+#pragma unroll
+  for (int i = 0; i < kGemmStatsPerLane; ++i)
+    if (gemm_wins(v[i], n0 + lane + 32 * i, best, best_col)) best = v[i], best_col = n0 + lane + 32 * i;
+#pragma unroll
+  for (int s = 16; s > 0; s /= 2) {
+    const float ov = shfl_xor(best, s);
+    const int oc = static_cast<int>(shfl_xor(static_cast<float>(best_col), s));  // exact: columns < 2^24
+    if (gemm_wins(ov, oc, best, best_col)) best = ov, best_col = oc;
+  }
+  sum = 0.0f;
+  if (gemm_finite(best)) {
+#pragma unroll
+    for (int i = 0; i < kGemmStatsPerLane; ++i) sum += expf(v[i] - best);
+  }
+#pragma unroll
+  for (int s = 16; s > 0; s /= 2) sum += shfl_xor(sum, s);
+}
+
+template <class C>
+__device__ __forceinline__ void gemm_store_tile_stats(const TidarcGemmArgs& a, int r, int tile, float best, int best_col, float sum) {
+  constexpr int kNTiles = (C::kN + kGemmBlockN - 1) / kGemmBlockN;
+  const size_t at = static_cast<size_t>(r) * kNTiles + tile;
+  a.tile_stats[2 * at] = best;
+  a.tile_stats[2 * at + 1] = sum;
+  a.tile_argmax[at] = best_col;
+}
+
+// ROW_STATS at split-K 1: the CTA's float32 tile goes to shared memory (the pipeline's, now
+// idle), then each warp reduces whole rows of it.
+template <class C>
+__device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a, const float (&acc)[GemmShape<C>::kMTiles][GemmShape<C>::kNChunks][4], float* tile, int m0, int n0, int wm0, int wn0) {
+  using S = GemmShape<C>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tg = lane % 4;
+  __syncthreads();  // every warp is done reading the pipeline's stages
+#pragma unroll
+  for (int i = 0; i < S::kMTiles; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int j = 0; j < S::kNChunks; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int row = wm0 + i * 16 + g + 8 * h, col = wn0 + j * 8 + 2 * tg + e;
+          const int n = n0 + col;
+          float y = acc[i][j][2 * h + e];
+          if (n < C::kN && a.bias != nullptr) y += a.bias[n];
+          tile[row * kGemmBlockN + col] = n < C::kN ? y : -INFINITY;
+        }
+  __syncthreads();
+  for (int row = warp; row < C::kBlockM && m0 + row < a.rows; row += S::kThreads / 32) {  // warp-uniform
+    float v[kGemmStatsPerLane];
+#pragma unroll
+    for (int i = 0; i < kGemmStatsPerLane; ++i) v[i] = tile[row * kGemmBlockN + lane + 32 * i];
+    float best, sum;
+    int best_col;
+    gemm_tile_stats<C::kN>(v, n0, best, best_col, sum);
+    if (lane == 0) gemm_store_tile_stats<C>(a, m0 + row, blockIdx.y, best, best_col, sum);
+  }
 }
 
 template <class C>
@@ -193,6 +290,10 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     if (refill) gemm_store_x<C>(xr, stage_x(next_stage));  // that stage's last reader passed the barrier above
   }
   cp_async_wait<0>();  // only empty groups can be left; no copy outlives the kernel
+  if (C::kSplitK == 1 && a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
+    gemm_row_stats_epilogue<C>(a, acc, reinterpret_cast<float*>(smem_raw), m0, n0, wm0, wn0);
+    return;
+  }
 
   // ---- epilogue: thread holds rows g, g+8 x columns 2t, 2t+1 of each fragment ---------------
   const int g = lane / 4, tg = lane % 4;
@@ -209,7 +310,10 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
           const int n = n0 + wn0 + j * 8 + 2 * tg + e;
           if (n >= C::kN) continue;
           const float v = acc[i][j][2 * h + e];
-          if (C::kSplitK == 1) {
+          if (C::kSplitK == 1 && a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
+            // Even fragments are gate blocks; the odd one beside holds the matching up columns.
+            if (j % 2 == 0) gemm_store_swiglu<C>(a, r, n, v, acc[i][j ^ 1][2 * h + e]);
+          } else if (C::kSplitK == 1) {
             float* out = gemm_out<C>(a, r, n);
             float y = v;
             if (a.bias != nullptr) y += a.bias[n];
@@ -224,19 +328,87 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
   }
 }
 
-// Split-K: out = ((p0 + p1) + ...) + bias (+ out), parts in increasing order, one thread an element.
+// The full sum of element e of the [rows, N] output: parts in increasing order.
 template <class C>
-__device__ __forceinline__ void gemm_reduce_kernel(const TidarcGemmArgs& a) {
+__device__ __forceinline__ float gemm_split_sum(const TidarcGemmArgs& a, size_t e) {
   const size_t count = static_cast<size_t>(a.rows) * C::kN;
-  const size_t e = static_cast<size_t>(blockIdx.x) * kGemmReduceThreads + threadIdx.x;
-  if (e >= count) return;
   float y = a.workspace[e];
   for (int s = 1; s < C::kSplitK; ++s) y += a.workspace[static_cast<size_t>(s) * count + e];
+  return y;
+}
+
+// Split-K: out = ((p0 + p1) + ...) + bias (+ out), parts in increasing order, one thread an
+// element; SWIGLU: a thread an output element (its gate and up sums); ROW_STATS: a warp a row
+// of an N tile, the same statistics as the main kernel's epilogue of the same sums.
+template <class C>
+__device__ __forceinline__ void gemm_reduce_kernel(const TidarcGemmArgs& a) {
+  if (a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
+    constexpr int kNTiles = (C::kN + kGemmBlockN - 1) / kGemmBlockN;
+    const int item = blockIdx.x * (kGemmReduceThreads / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (item >= a.rows * kNTiles) return;  // warp-uniform
+    const int r = item / kNTiles, tile = item % kNTiles, n0 = tile * kGemmBlockN;
+    float v[kGemmStatsPerLane];
+#pragma unroll
+    for (int i = 0; i < kGemmStatsPerLane; ++i) {
+      const int n = n0 + lane + 32 * i;
+      v[i] = n < C::kN ? gemm_split_sum<C>(a, static_cast<size_t>(r) * C::kN + n) + (a.bias != nullptr ? a.bias[n] : 0.0f) : -INFINITY;
+    }
+    float best, sum;
+    int best_col;
+    gemm_tile_stats<C::kN>(v, n0, best, best_col, sum);
+    if (lane == 0) gemm_store_tile_stats<C>(a, r, tile, best, best_col, sum);
+    return;
+  }
+  const size_t e = static_cast<size_t>(blockIdx.x) * kGemmReduceThreads + threadIdx.x;
+  if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
+    if (e >= static_cast<size_t>(a.rows) * (C::kN / 2)) return;
+    const int r = static_cast<int>(e / (C::kN / 2)), c = static_cast<int>(e % (C::kN / 2));
+    const int n = (c / kGemmSwigluBlock) * 2 * kGemmSwigluBlock + c % kGemmSwigluBlock;
+    const size_t at = static_cast<size_t>(r) * C::kN + n;
+    gemm_store_swiglu<C>(a, r, n, gemm_split_sum<C>(a, at), gemm_split_sum<C>(a, at + kGemmSwigluBlock));
+    return;
+  }
+  if (e >= static_cast<size_t>(a.rows) * C::kN) return;
+  float y = gemm_split_sum<C>(a, e);
   const int r = static_cast<int>(e / C::kN), n = static_cast<int>(e % C::kN);
   if (a.bias != nullptr) y += a.bias[n];
   float* out = gemm_out<C>(a, r, n);
   if (a.accumulate) y += *out;
   *out = y;
+}
+
+// ROW_STATS: a row's tiles merged in increasing order into (argmax, max, lse), a warp a row:
+// lane l takes tiles l, l + 32, ...; the maximum by a butterfly (exact, order-free), the sum
+// of s_t exp(m_t - max) per lane in float64, then the 32 lanes' sums in lane order.
+template <class C>
+__device__ __forceinline__ void gemm_row_stats_kernel(const TidarcGemmArgs& a) {
+  constexpr int kNTiles = (C::kN + kGemmBlockN - 1) / kGemmBlockN;
+  __shared__ double partial[kGemmReduceThreads];
+  const int lane = threadIdx.x % 32, r = blockIdx.x * (kGemmReduceThreads / 32) + threadIdx.x / 32;
+  const bool live = r < a.rows;  // every thread reaches the barrier
+  const float* stats = a.tile_stats + 2 * static_cast<size_t>(live ? r : 0) * kNTiles;
+  const int32_t* cols = a.tile_argmax + static_cast<size_t>(live ? r : 0) * kNTiles;
+  float best = -INFINITY;
+  int best_col = C::kN;
+  for (int t = lane; live && t < kNTiles; t += 32)
+    if (gemm_wins(stats[2 * t], cols[t], best, best_col)) best = stats[2 * t], best_col = cols[t];
+#pragma unroll
+  for (int s = 16; s > 0; s /= 2) {
+    const float ov = shfl_xor(best, s);
+    const int oc = static_cast<int>(shfl_xor(static_cast<float>(best_col), s));
+    if (gemm_wins(ov, oc, best, best_col)) best = ov, best_col = oc;
+  }
+  double sum = 0.0;
+  if (live && gemm_finite(best))
+    for (int t = lane; t < kNTiles; t += 32) sum += static_cast<double>(stats[2 * t + 1]) * static_cast<double>(expf(stats[2 * t] - best));
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  if (!live || lane != 0) return;
+  double total = 0.0;
+  for (int l = 0; l < 32; ++l) total += partial[threadIdx.x + l];
+  a.row_argmax[r] = best_col;
+  a.row_max[r] = best;
+  a.row_lse[r] = gemm_finite(best) ? static_cast<float>(static_cast<double>(best) + log(total)) : best;
 }
 
 }  // namespace tidarc

@@ -111,10 +111,11 @@ export const RETURN_CODES: readonly { readonly name: string; readonly value: num
   { name: 'TIDARC_ERR_WORKSPACE', value: 3, note: 'num_splits > 1 without a workspace' },
 ];
 
-/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 2). */
+/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 3). */
 export const GEMM = schema('TidarcGemmArgs', [
   ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'], ['out2', 'ptr'], ['out3', 'ptr'], ['workspace', 'ptr'],
-  ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'],
+  ['tileStats', 'ptr'], ['tileArgmax', 'ptr'], ['rowArgmax', 'ptr'], ['rowMax', 'ptr'], ['rowLse', 'ptr'],
+  ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'], ['epilogue', 'i32'],
 ]);
 
 /** The GPU operators of tidarc_ops.cu: kernel `tidarc_op_<name>` takes the struct. */

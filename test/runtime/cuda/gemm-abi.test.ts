@@ -18,7 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const cField = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
-  test('sizeof and offsetof of every field match the header; version 2', () => {
+  test('sizeof and offsetof of every field match the header; version 3', () => {
     const lines = [
       `std::printf("version %d\\n", TIDARC_GEMM_ABI_VERSION);`,
       `std::printf("size %zu\\n", sizeof(TidarcGemmArgs));`,
@@ -29,12 +29,12 @@ describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
     const exe = join(dir, 'layout');
     execFileSync(cxx.found ? cxx.tool.path : 'g++', ['-std=c++17', '-I', resolve('templates/cuda'), src, '-o', exe]);
     const l = layoutOf(GEMM);
-    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 2', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
-    expect(l.size).toBe(80);
+    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 3', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
+    expect(l.size).toBe(128);  // 13 pointers, 5 int32, padded to 8
   });
-  test('packs pointers as 64-bit and the segment bounds as int32', () => {
-    const b = packStruct(GEMM, { x: 16, w: 32, bias: 0, rowIds: 0, out: 48, out2: 64, out3: 80, workspace: 0, rows: 20, accumulate: 1, seg1: 4096, seg2: 5120 });
+  test('packs pointers as 64-bit and the segment bounds and epilogue as int32', () => {
+    const b = packStruct(GEMM, { x: 16, w: 32, bias: 0, rowIds: 0, out: 48, out2: 64, out3: 80, workspace: 0, tileStats: 0, tileArgmax: 0, rowArgmax: 96, rowMax: 0, rowLse: 112, rows: 20, accumulate: 1, seg1: 4096, seg2: 5120, epilogue: 2 });
     const v = new DataView(b.buffer);
-    expect([v.getBigUint64(40, true), v.getInt32(64, true), v.getInt32(72, true), v.getInt32(76, true)]).toEqual([64n, 20, 4096, 5120]);
+    expect([v.getBigUint64(40, true), v.getBigUint64(80, true), v.getBigUint64(96, true), v.getInt32(104, true), v.getInt32(112, true), v.getInt32(116, true), v.getInt32(120, true)]).toEqual([64n, 96n, 112n, 20, 4096, 5120, 2]);
   });
 });
