@@ -136,7 +136,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const kernelsDir = compiled.outDir;
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
-    const gpuWeights = uploadWeights(device, spec, weights);
+    const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
     return {
       ...base,

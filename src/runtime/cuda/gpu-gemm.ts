@@ -7,6 +7,7 @@
  * workspace shared by every launch (they run in order on one stream).
  */
 import { join } from 'node:path';
+import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
@@ -14,6 +15,15 @@ import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, packStruct } from './op-abi.js';
 
 const REDUCE_THREADS = 256;
+/** N columns per tile of the row statistics (tidarc_gemm.cuh kGemmBlockN). */
+const STATS_TILE = 128;
+
+/** Outputs of the lm_head's row statistics: per row argmax (int32), max and lse; the tiles' partials in scratch. */
+export interface GemmRowStatsOut {
+  readonly argmax: DeviceBuffer;
+  readonly max: DeviceBuffer;
+  readonly lse: DeviceBuffer;
+}
 
 export interface GemmLaunch {
   /** [*, k] float32 activations (rows 16-byte aligned). */
@@ -28,6 +38,12 @@ export interface GemmLaunch {
   readonly segments?: readonly [number, number];
   /** Add the old out (a residual) after the bias. */
   readonly accumulate?: boolean;
+  /**
+   * swiglu: w is gate | up interleaved (uploadWeights), one out [rows, n / 2] = silu(gate) * up.
+   * rowStats: no out (outs empty); `stats` gets each row's argmax, max and lse.
+   */
+  readonly epilogue?: 'swiglu' | 'rowStats';
+  readonly stats?: GemmRowStatsOut;
 }
 
 export class GpuGemms {
@@ -46,6 +62,16 @@ export class GpuGemms {
     return g !== undefined && g.n === w.rows && g.k === w.cols && g.dtype === w.dtype;
   }
 
+  /** The gate | up interleave the compiled gate_up kernels fuse SwiGLU with (uploadWeights applies it), if any. */
+  swigluInterleave(): number | undefined {
+    return this.byRole.get('gate_up')?.[0]?.swigluInterleave;
+  }
+
+  /** Whether the compiled lm_head kernels have the row statistics (greedy steps write no logits). */
+  hasRowStats(): boolean {
+    return this.byRole.get('lm_head')?.[0]?.rowStatsKernel !== undefined;
+  }
+
   run(role: string, a: GemmLaunch): void {
     const list = this.byRole.get(role);
     if (!list || !this.covers(role, a.w)) {
@@ -53,21 +79,39 @@ export class GpuGemms {
     }
     const g = list.find((x) => x.m >= a.rows) ?? list[list.length - 1]!;
     const n = g.n;
+    const epilogue = a.epilogue ?? 'none';
+    if ((epilogue === 'swiglu' && (g.swigluInterleave === undefined || a.accumulate || a.segments || a.outs.length !== 1))
+      || (epilogue === 'rowStats' && (g.rowStatsKernel === undefined || a.accumulate || a.outs.length !== 0 || !a.stats))) {
+      throw new TidarcError('runtime', `GEMM ${role}: the ${epilogue} epilogue needs a kernel that has it, one plain output (none for rowStats) and no accumulate`);
+    }
     const [seg1, seg2] = a.segments ?? [n, n];
     const widths = [seg1, seg2 - seg1, n - seg2];
-    if (!(seg1 > 0 && seg1 <= seg2 && seg2 <= n) || a.outs.length !== widths.filter((x) => x > 0).length) {
+    if (epilogue === 'none' && (!(seg1 > 0 && seg1 <= seg2 && seg2 <= n) || a.outs.length !== widths.filter((x) => x > 0).length)) {
       throw new TidarcError('runtime', `GEMM ${role}: ${a.outs.length} outputs do not match the segments ${seg1}, ${seg2} of ${n} columns`);
     }
-    const [out, out2, out3] = [a.outs[0]!, seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
-    const workspace = g.splitK > 1 ? this.scratch(g.splitK * a.rows * n * 4) : undefined;
+    const [out, out2, out3] = [a.outs[0], seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
+    const tiles = Math.ceil(n / STATS_TILE);
+    // One scratch holds the split-K partials, then the tiles' statistics (max, sum; argmax).
+    const partials = g.splitK > 1 ? g.splitK * a.rows * n : 0;
+    const statFloats = epilogue === 'rowStats' ? 3 * a.rows * tiles : 0;
+    const scratch = partials + statFloats > 0 ? this.scratch((partials + statFloats) * 4) : undefined;
+    const at = (floats: number): number => scratch!.ptr + floats * 4;
     const args = packStruct(GEMM, {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: a.rowIds?.ptr ?? 0,
-      out: out.ptr, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
-      rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2,
+      out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: partials > 0 ? at(0) : 0,
+      tileStats: statFloats > 0 ? at(partials) : 0, tileArgmax: statFloats > 0 ? at(partials + 2 * a.rows * tiles) : 0,
+      rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
+      rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
     });
     this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], g.launch.dynamicSharedBytes, args);
-    // Split-K: each part wrote its float32 partial; the reduce sums them in order, then bias and residual.
-    if (g.reduceKernel) this.device.launch(this.kernel(g, g.reduceKernel), [Math.ceil((a.rows * n) / REDUCE_THREADS)], [REDUCE_THREADS], 0, args);
+    // Split-K: each part wrote its float32 partial; the reduce sums them in order, then the epilogue
+    // (bias and residual; SwiGLU a thread an output; row statistics a warp a row of a tile).
+    if (g.reduceKernel) {
+      const threads = epilogue === 'rowStats' ? a.rows * tiles * 32 : epilogue === 'swiglu' ? a.rows * (n / 2) : a.rows * n;
+      this.device.launch(this.kernel(g, g.reduceKernel), [Math.ceil(threads / REDUCE_THREADS)], [REDUCE_THREADS], 0, args);
+    }
+    // The tiles merged into argmax, max and lse per row (a warp a row).
+    if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (REDUCE_THREADS / 32))], [REDUCE_THREADS], 0, args);
   }
 
   close(): void {
@@ -81,10 +125,11 @@ export class GpuGemms {
     return fn;
   }
 
+  /** Split-K partials and row statistics' tiles, shared by every launch (they run in order on one stream). */
   private scratch(bytes: number): DeviceBuffer {
     if (this.workspace && this.workspace.bytes >= bytes) return this.workspace;
     if (this.workspace) this.device.free(this.workspace);
-    this.workspace = this.device.alloc(bytes, 'split-K workspace');
+    this.workspace = this.device.alloc(bytes, 'GEMM workspace (split-K partials, row statistics tiles)');
     return this.workspace;
   }
 }

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { tunedCall } from '../../codegen/call-params.js';
 import { chooseSplits } from '../../codegen/splits.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
+import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
@@ -48,7 +49,11 @@ interface GpuLayer {
   /** q | k | v as one matrix (q, k and v above are views into it), with its bias when the model has one. */
   readonly qkv: GpuMatrix;
   readonly qkvBias: DeviceBuffer | null;
-  /** gate | up as one matrix (gate and up above are views into it). */
+  /**
+   * gate | up as one matrix (gate and up above are views into it), or, when the compiled
+   * gate_up GEMM fuses SwiGLU (GpuWeights.gateUpInterleave), their rows interleaved in blocks
+   * (gate and up are then not views of anything and only the GEMM reads gateUp).
+   */
   readonly gateUp: GpuMatrix;
 }
 
@@ -60,9 +65,23 @@ export interface GpuWeights {
   readonly lmHead: GpuMatrix;
   readonly invFreq: DeviceBuffer;
   readonly bytes: number;
+  /** gate | up rows interleaved in blocks of this many for the SwiGLU epilogue (tidarc_gemm_abi.h). */
+  readonly gateUpInterleave?: number;
 }
 
-export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights): GpuWeights {
+/**
+ * The interleave the compiled gate_up GEMM fuses SwiGLU with, when the manifest has one for
+ * these weights' shape and format (the runner then launches it with the epilogue).
+ */
+function gateUpInterleaveOf(manifest: Pick<Manifest, 'gemms'> | undefined, w: ModelWeights): number | undefined {
+  const l = w.layers[0];
+  const g = manifest?.gemms?.find((x) => x.roles.includes('gate_up'));
+  if (!l || !g?.swigluInterleave || g.n !== l.gate.rows + l.up.rows || g.k !== l.gate.cols || g.dtype !== l.gate.dtype || l.gate.rows !== l.up.rows) return undefined;
+  return g.swigluInterleave;
+}
+
+export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>): GpuWeights {
+  const gateUpInterleave = gateUpInterleaveOf(manifest, w);
   const seen = new Map<WeightMatrix, GpuMatrix>();
   let bytes = 0;
   const matrix = (m: WeightMatrix, label: string): GpuMatrix => {
@@ -83,7 +102,7 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
     return buf;
   };
   /** Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part. */
-  const fused = (parts: readonly WeightMatrix[], label: string): { whole: GpuMatrix; views: GpuMatrix[] } => {
+  const fused = (parts: readonly WeightMatrix[], label: string, interleave?: number): { whole: GpuMatrix; views: GpuMatrix[] } => {
     const { dtype, cols } = parts[0]!;
     if (parts.some((m) => m.dtype !== dtype || m.cols !== cols)) throw new TidarcError('runtime', `${label}: the fused parts differ in format or columns`);
     const rows = parts.reduce((n, m) => n + m.rows, 0);
@@ -91,7 +110,7 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
     let at = 0;
     for (const m of parts) data.set(m.data, at), (at += m.data.length);
     const buf = device.alloc(data.byteLength, label);
-    device.upload(buf, data);
+    device.upload(buf, interleave === undefined ? data : interleaveGateUp(data, cols, interleave));
     bytes += buf.bytes;
     const elem = data.BYTES_PER_ELEMENT;
     let row = 0;
@@ -112,7 +131,7 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
   const layers = w.layers.map((l, i): GpuLayer => {
     const p = `layer ${i} `;
     const qkv = fused([l.q, l.k, l.v], `${p}q|k|v_proj`);
-    const gateUp = fused([l.gate, l.up], `${p}gate|up_proj`);
+    const gateUp = fused([l.gate, l.up], `${p}gate|up_proj`, gateUpInterleave);
     const qkvBias = fusedBias([l.qBias, l.kBias, l.vBias], [l.q.rows, l.k.rows, l.v.rows], `${p}q|k|v bias`);
     const biasView = (b: Float32Array | null, at: number, n: number): DeviceBuffer | null => (b && qkvBias ? { ptr: qkvBias.ptr + at * 4, bytes: n * 4, label: `${p}bias view` } : null);
     return {
@@ -128,7 +147,7 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
   const invFreq = vector(inv, 'rope inverse frequencies')!;
   return {
     embedding: matrix(w.embedding, 'embedding'), layers, finalNorm: matrix(w.finalNorm, 'final norm'),
-    lmHead: matrix(w.lmHead, 'lm_head'), invFreq, bytes,
+    lmHead: matrix(w.lmHead, 'lm_head'), invFreq, bytes, ...(gateUpInterleave ? { gateUpInterleave } : {}),
   };
 }
 
@@ -239,13 +258,13 @@ export class GpuModelRunner implements Runner {
     return {
       attentionMs: 0,
       argmax: (rows) => {
-        const head = this.lmHead(hidden, T, rows);
+        const head = this.lmHead(hidden, T, rows, 'argmax');
         const out = new Int32Array(rows.length);
         device.download(head.argmax, out);
         return [...out];
       },
       logits: (rows) => {
-        const head = this.lmHead(hidden, T, rows);
+        const head = this.lmHead(hidden, T, rows, 'logits');
         const V = this.weights.lmHead.rows;
         const out = new Float32Array(rows.length * V);
         device.download(head.logits, out);
@@ -304,8 +323,13 @@ export class GpuModelRunner implements Runner {
       ops.toFloat(ws.oBits, ws.oF32, T * Hq * D, spec.dtype);
       this.linear('o', ws.oF32, T, { whole: lw.o, bias: null, parts: [[lw.o, null, ws.x]] }, { accumulate: true });
       ops.rmsnorm(ws.x, lw.postNorm, spec.rmsNormEps, ws.h, T);
-      this.linear('gate_up', ws.h, T, { whole: lw.gateUp, bias: null, parts: [[lw.gate, null, ws.gate], [lw.up, null, ws.up]] });
-      ops.siluMul(ws.gate, ws.up, ws.gate, T * spec.intermediateSize);
+      if (w.gateUpInterleave !== undefined) {
+        // One launch: silu(gate) * up in the epilogue, [T, I] into ws.gate (no gate, up round trip).
+        this.gemms.run('gate_up', { x: ws.h, rows: T, w: lw.gateUp, outs: [ws.gate], epilogue: 'swiglu' });
+      } else {
+        this.linear('gate_up', ws.h, T, { whole: lw.gateUp, bias: null, parts: [[lw.gate, null, ws.gate], [lw.up, null, ws.up]] });
+        ops.siluMul(ws.gate, ws.up, ws.gate, T * spec.intermediateSize);
+      }
       this.linear('down', ws.gate, T, { whole: lw.down, bias: null, parts: [[lw.down, null, ws.x]] }, { accumulate: true });
     }
     ops.rmsnorm(ws.x, w.finalNorm, spec.rmsNormEps, ws.h, T);
@@ -394,14 +418,23 @@ export class GpuModelRunner implements Runner {
     return this.splitScratch;
   }
 
-  /** lm_head of the requested rows: logits [R, V] and their argmax / max / lse, on the device. */
-  private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[]): HeadScratch {
+  /**
+   * lm_head of the requested rows: their argmax / max / lse on the device, and for `logits`
+   * the logits [R, V]. A greedy query (`argmax`) on a GEMM with the row statistics epilogue
+   * writes no logits: per-tile statistics, then their merge (R x V x 4 bytes neither written
+   * nor read again).
+   */
+  private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[], want: 'argmax' | 'logits'): HeadScratch {
     for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new TidarcError('invalid-argument', 'lm_head row outside the pass', { field: 'rows', value: r, allowed: `0..${T - 1}` });
     const head = this.headScratch(rows.length);
     const V = this.weights.lmHead.rows;
     this.device.upload(head.rowIds, Int32Array.from(rows));
-    this.linear('lm_head', hidden, rows.length, { whole: this.weights.lmHead, bias: null, parts: [[this.weights.lmHead, null, head.logits]] }, { rowIds: head.rowIds });
-    this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
+    if (want === 'argmax' && this.gemms.hasRowStats() && this.gemms.covers('lm_head', this.weights.lmHead)) {
+      this.gemms.run('lm_head', { x: hidden, rows: rows.length, w: this.weights.lmHead, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
+    } else {
+      this.linear('lm_head', hidden, rows.length, { whole: this.weights.lmHead, bias: null, parts: [[this.weights.lmHead, null, head.logits]] }, { rowIds: head.rowIds });
+      this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
+    }
     // A NaN or infinite row must stop the run, not become a token: its lse is not finite
     // (row_stats propagates NaN and infinities into it). One more small download per query.
     const lse = new Float32Array(rows.length);

@@ -74,6 +74,36 @@ describe('GpuGemms', () => {
     for (const rows of [6, 1, 6, 20]) g.run('qkv', { x: buf(0x200), rows, w: W, outs: [buf(0x300)] });
     expect(allocs).toEqual([2 * 6 * 300 * 4, 2 * 20 * 300 * 4]);
   });
+  test('SwiGLU: epilogue 1 into one [rows, n / 2] out; the reduce over rows * n / 2 threads', () => {
+    const { device, launches } = recorder();
+    const g = new GpuGemms(device, '/k', GEMMS.map((e) => ({ ...e, swigluInterleave: 8 })));
+    expect(g.swigluInterleave()).toBe(8);
+    g.run('gate_up', { x: buf(0x200), rows: 20, w: W, outs: [buf(0x300)], epilogue: 'swiglu' });
+    const [main, reduce] = launches;
+    expect([field(main!.args, 'epilogue'), field(main!.args, 'out'), field(main!.args, 'seg1'), field(main!.args, 'seg2')]).toEqual([1, 0x300, 300, 300]);
+    expect(reduce!.kernel).toMatch(/_reduce$/);
+    expect(reduce!.grid[0]).toBe(Math.ceil((20 * 150) / 256));
+    // Without the manifest's interleave, with two outputs or a residual: refused, nothing launched.
+    expect(() => new GpuGemms(device, '/k', GEMMS).run('gate_up', { x: buf(0x200), rows: 1, w: W, outs: [buf(0x300)], epilogue: 'swiglu' })).toThrow(/swiglu epilogue needs/);
+    expect(() => g.run('gate_up', { x: buf(0x200), rows: 1, w: W, outs: [buf(0x300)], epilogue: 'swiglu', accumulate: true })).toThrow(/swiglu epilogue needs/);
+    expect(launches).toHaveLength(2);
+  });
+  test('row statistics: no out, tiles in the workspace after the split-K partials, reduce a warp per row and tile, then the merge', () => {
+    const { device, launches, allocs } = recorder();
+    const g = new GpuGemms(device, '/k', GEMMS.map((e) => ({ ...e, roles: ['lm_head'], rowStatsKernel: 'tidarc_gemm_bf16_n300_k512_row_stats' })));
+    expect(g.hasRowStats()).toBe(true);
+    g.run('lm_head', { x: buf(0x200), rows: 20, w: W, rowIds: buf(0x250), outs: [], epilogue: 'rowStats', stats: { argmax: buf(0x600), max: buf(0x700), lse: buf(0x800) } });
+    expect(launches.map((l) => l.kernel)).toEqual(['tidarc_gemm_bf16_n300_k512_m64', 'tidarc_gemm_bf16_n300_k512_reduce', 'tidarc_gemm_bf16_n300_k512_row_stats']);
+    const a = launches[0]!.args;
+    expect([field(a, 'epilogue'), field(a, 'out'), field(a, 'rowArgmax'), field(a, 'rowMax'), field(a, 'rowLse'), field(a, 'rowIds')]).toEqual([2, 0, 0x600, 0x700, 0x800, 0x250]);
+    const ws = field(a, 'workspace'), partials = 2 * 20 * 300;
+    expect([field(a, 'tileStats') - ws, field(a, 'tileArgmax') - ws]).toEqual([partials * 4, (partials + 2 * 20 * 3) * 4]);
+    expect(allocs).toEqual([(partials + 3 * 20 * 3) * 4]);
+    expect(launches[1]!.grid[0]).toBe(Math.ceil((20 * 3 * 32) / 256));  // a warp per (row, tile)
+    expect(launches[2]!.grid[0]).toBe(Math.ceil(20 / 8));                // a warp per row
+    expect(launches.every((l) => l.args === a)).toBe(true);
+    expect(() => new GpuGemms(device, '/k', GEMMS).run('qkv', { x: buf(0x200), rows: 1, w: W, outs: [], epilogue: 'rowStats', stats: { argmax: buf(1), max: buf(2), lse: buf(3) } })).toThrow(/rowStats epilogue needs/);
+  });
   test('a weight the GEMMs do not cover is refused: another role, shape or format', () => {
     const { device } = recorder();
     const g = new GpuGemms(device, '/k', GEMMS);
