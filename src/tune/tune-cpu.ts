@@ -13,12 +13,19 @@
  * in CONFIRM_ROUNDS rounds, so that the recorded best and heuristic times (and their ratio) come
  * from the same moments of a noisy machine; the best is chosen on those times.
  *
- * Tiles (warps, tileN) are compile-time: one CPU library per tile, all compiled before any
- * timing (in parallel, one compiler process per core; none runs while something is timed) and
- * cached across runs; splits and threads are call parameters. The database is written after
- * every shape (incremental; an interrupted run keeps what it measured) and a rerun skips the
- * shapes it holds for this machine.
+ * Tiles (warps, tileN) are compile-time: one CPU library per tile, compiled in parallel (one
+ * compiler process per core; none runs while something is timed) and cached across runs;
+ * splits and threads are call parameters. Without a budget every tile is compiled before any
+ * timing. A budget (budgetSeconds) covers the compiles too: before each shape, the tiles it
+ * needs are compiled in the order of run-plan.ts (the default tile first), only as many as the
+ * budget can then also time (run-plan.ts's cost model, from the shape's measured call time);
+ * the first shape is always tuned, on the default tile at least, and no shape starts that the
+ * budget cannot finish. The ETA comes from the same model, calibrated on the shapes done.
+ * The database is written after every shape (incremental; an interrupted run keeps what it
+ * measured) and a rerun skips the shapes it holds for this machine.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cachedKernels, kernelCacheEntry } from '../build/kernel-cache.js';
 import { runPool } from '../build/pool.js';
@@ -33,9 +40,10 @@ import { stepVisibility } from '../ir/mask.js';
 import { decode } from '../util/dtype.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { cpuThreadCount } from '../runtime/ops.js';
-import { randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
+import { type RandomAttentionInputs, randomAttentionInputs, referenceAttention } from '../runtime/reference.js';
 import { type TileBest, type Timing, type TuneDb, type TuneEntry, lookup, mergeDb, readTuneDb, shapeBucket, variantKey, withEntry, writeTuneDb } from './db.js';
 import { cpuTuneMeta, lastLevelCacheBytes } from './meta.js';
+import { type Protocol, type Tile, affordableTiles, shapeMs, tileKey, tileOrder } from './run-plan.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, searchSpace } from './space.js';
 import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 
@@ -60,7 +68,7 @@ export interface TuneRequest {
   readonly cacheDir: string;
   /** How errors name cacheDir (default: the kernel cache's name for it). */
   readonly cacheField?: string;
-  /** Stop starting new shapes after this many seconds (what was measured is kept). */
+  /** About how long the run may take, compiles included (the first shape is tuned whatever it takes). */
   readonly budgetSeconds?: number;
   /** Restrict the search space (tests, quick runs). */
   readonly space?: { readonly warps?: readonly number[]; readonly tileN?: readonly number[]; readonly splits?: readonly number[]; readonly threads?: readonly number[] };
@@ -85,6 +93,13 @@ function timingOf(ms: number[]): Timing {
   return { medianUs: q(0.5), p20Us: q(0.2), p80Us: q(0.8) };
 }
 
+/** `12 s`, `3.4 s`: tenths where whole seconds would say too little. */
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+
+const PROTOCOL: Protocol = { minReps: MIN_REPS, minTimeMs: MIN_TIME_MS, minCalls: MIN_CALLS, confirmTop: CONFIRM_TOP, confirmRounds: CONFIRM_ROUNDS };
+/** Before any tile compiled in this run: what a batch of tile compiles is assumed to take. */
+const PRIOR_BATCH_MS = 15_000;
+
 export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const log = req.log ?? (() => undefined);
   const meta = await cpuTuneMeta();
@@ -104,13 +119,21 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
     return lib;
   };
   const started = performance.now();
+  // The budget covers everything from here: compiles, input sets, references, timing.
+  const deadline = req.budgetSeconds === undefined ? Infinity : started + req.budgetSeconds * 1000;
   let db = readTuneDb(req.dbPath);
   let tuned = 0, cached = 0;
   const skipped: string[] = [];
   const all = cpuThreadCount();
   const restrict = <T>(xs: readonly T[], only?: readonly T[]): T[] => xs.filter((x) => !only || only.includes(x));
   // The default tile's compile describes the variants (rows, row tiles) for every shape.
+  const compiled = new Set<string>();
+  let batchMs = PRIOR_BATCH_MS;
+  const wasCached = existsSync(join(tileDir(DEFAULT_TILE), 'manifest.json'));
+  const t00 = performance.now();
   const defaults = (await compileTile(DEFAULT_TILE)).manifest;
+  if (!wasCached) batchMs = performance.now() - t00;
+  compiled.add(tileKey(DEFAULT_TILE));
   const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => {
     const v = defaults.variants.find((x) => x.name === name)!;
     const vkey = variantKey({ variant: v.name, dtype: req.spec.dtype, headDim: req.spec.headDim, qHeads: req.spec.queryHeads, kvHeads: req.spec.kvHeads });
@@ -120,55 +143,117 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
     const candidates = searchSpace(shape, 'cpu', { threads: req.space?.threads ?? [1, 0] }).candidates
       .filter((c) => restrict(WARPS, req.space?.warps).includes(c.warps) && restrict(TILE_N, req.space?.tileN).includes(c.tileN) && restrict(SPLITS, req.space?.splits).includes(c.splits));
     if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
-    return { v, vkey, bucket: shapeBucket(batch, prefix), shape, heuristic, candidates };
+    // Calls scale with keys x rows: what the ETA scales a measured call time by.
+    const work = batch * (prefix + v.steps) * (v.rows + 8);
+    return { v, vkey, bucket: shapeBucket(batch, prefix), shape, heuristic, candidates, work };
   })));
+  type Job = (typeof jobs)[number];
   const todo = jobs.filter((j) => !lookup(db, j.vkey, j.bucket, meta));
-  const tiles = [...new Map(todo.flatMap((j) => j.candidates).map((c) => [tileKey(c), { warps: c.warps, tileN: c.tileN }])).values()];
-  if (tiles.length > 0) {
+  const order = tileOrder(todo.map((j) => j.candidates), DEFAULT_TILE);
+  for (const t of order) if (!compiled.has(tileKey(t)) && existsSync(join(tileDir(t), 'manifest.json'))) compiled.add(tileKey(t));
+  const compileTiles = async (tiles: readonly Tile[]): Promise<void> => {
+    if (tiles.length === 0) return;
     const t0 = performance.now();
     let done = 0;
     log(`compiling the CPU kernels of ${tiles.length} tile${tiles.length === 1 ? '' : 's'}, ${Math.min(all, tiles.length)} at a time`);
     await runPool(tiles, all, async (t) => {
       if (req.signal?.aborted) return;
       await compileTile(t, 1);
+      compiled.add(tileKey(t));
       log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     });
-  }
-  // Timing work of a shape, for the ETA: its configurations' calls scale with keys x rows.
-  const work = { done: 0, of: (x: (typeof jobs)[number]) => x.candidates.length * x.shape.batch * (x.shape.prefix + x.v.steps) * (x.v.rows + 8) };
-  let spent = 0;
+    batchMs = (performance.now() - t0) / Math.ceil(tiles.length / all);
+  };
+  const uncompiled = (candidates: readonly AttentionConfig[]): Tile[] => order.filter((t) => !compiled.has(tileKey(t)) && candidates.some((c) => tileKey(c) === tileKey(t)));
+  const onTiles = (candidates: readonly AttentionConfig[], tiles: readonly Tile[]): AttentionConfig[] => candidates.filter((c) => tiles.some((t) => tileKey(t) === tileKey(c)));
+  // Without a budget every tile is compiled first, as before: nothing compiles between shapes.
+  if (req.budgetSeconds === undefined) await compileTiles(uncompiled(todo.flatMap((j) => j.candidates)));
+
+  // What the shapes measured (call time of the heuristic, fixed part), and how the model did on finished shapes.
+  const probes: { work: number; callMs: number; fixedMs: number }[] = [];
+  // The model's search time against the measured one over the shapes done (per-call overheads it leaves out, other threads' calls).
+  let predictedDone = 0, actualDone = 0;
+  const calibration = (): number => (predictedDone > 0 ? Math.min(8, Math.max(0.25, actualDone / predictedDone)) : 1);
+  /** A shape's time from the nearest measured one (call time scaled by the work ratio, the same fixed part). */
+  const predict = (x: Job, configs: number): number => {
+    const near = probes.reduce((a, b) => (Math.abs(Math.log(b.work / x.work)) < Math.abs(Math.log(a.work / x.work)) ? b : a));
+    return near.fixedMs + calibration() * shapeMs({ callMs: near.callMs * (x.work / near.work), fixedMs: 0, configs }, PROTOCOL);
+  };
+  /** The rest of the run: the shapes after `j` still to tune (with their compiles, under a budget), cut off where the budget stops new shapes. */
+  const eta = (j: number, currentLeftMs: number): number => {
+    let ms = currentLeftMs;
+    const newTiles = new Set<string>();
+    for (const x of jobs.slice(j + 1)) {
+      if (lookup(db, x.vkey, x.bucket, meta)) continue;
+      for (const t of uncompiled(x.candidates)) newTiles.add(tileKey(t));
+      ms += predict(x, x.candidates.length);
+    }
+    if (req.budgetSeconds !== undefined) ms += Math.ceil(newTiles.size / all) * batchMs;
+    const now = performance.now();
+    return Math.min(ms, Math.max(0, deadline - now - currentLeftMs) + currentLeftMs);
+  };
+
   try {
     for (const [j, job] of jobs.entries()) {
-      const { v, vkey, bucket, shape, heuristic, candidates } = job;
+      const { v, vkey, bucket, shape, heuristic } = job;
       const what = `[${j + 1}/${jobs.length}] ${vkey} | ${bucket}`;
       if (lookup(db, vkey, bucket, meta)) {
         cached++;
         log(`${what}: in the database, skipped`);
         continue;
       }
-      if (req.signal?.aborted || (req.budgetSeconds !== undefined && (performance.now() - started) / 1000 > req.budgetSeconds)) {
+      // The first shape is always tuned; after it, none starts past the budget.
+      if (req.signal?.aborted || (tuned > 0 && performance.now() >= deadline)) {
         skipped.push(`${vkey} | ${bucket}`);
         continue;
       }
-      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time`);
+      // Nor one the budget cannot finish, judged before its inputs are made (from the shapes measured).
+      if (tuned > 0 && req.budgetSeconds !== undefined && performance.now() + predict(job, onTiles(job.candidates, order.filter((t) => compiled.has(tileKey(t)))).length) > deadline) {
+        skipped.push(`${vkey} | ${bucket}`);
+        continue;
+      }
       const t0 = performance.now();
-      let shown = t0;
-      const entry = await tuneShape(v, shape, candidates, heuristic, library, req, (done, total) => {
+      const prepared = prepareShape(v, shape, req.spec);
+      const callMs = probeCall(prepared, heuristic, library);
+      probes.push({ work: job.work, callMs, fixedMs: performance.now() - t0 });
+      let candidates = job.candidates;
+      if (req.budgetSeconds !== undefined) {
+        // This shape's search (its fixed part is spent) over the configurations of some tiles.
+        const searchMs = (configs: number): number => calibration() * shapeMs({ callMs, fixedMs: 0, configs }, PROTOCOL);
+        const at = order.filter((t) => compiled.has(tileKey(t)));
+        const leftMs = deadline - performance.now();
+        if (tuned > 0 && searchMs(onTiles(job.candidates, at).length) > leftMs) {
+          skipped.push(`${vkey} | ${bucket}`);
+          continue;
+        }
+        const more = affordableTiles({
+          needed: uncompiled(job.candidates), configsOn: (tiles) => onTiles(job.candidates, tiles).length, compiledTiles: at, cores: all, batchMs, searchMs, leftMs,
+        });
+        await compileTiles(more);
+        candidates = onTiles(job.candidates, [...at, ...more]);
+        if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
+        const left = job.candidates.length - candidates.length;
+        if (left > 0) log(`${what}: within the budget, ${candidates.length} of ${job.candidates.length} configurations (the other tiles are not compiled)`);
+      }
+      const predicted = predict(job, candidates.length);
+      const searchPredicted = shapeMs({ callMs, fixedMs: 0, configs: candidates.length }, PROTOCOL);
+      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time; eta about ${seconds(eta(j, predicted - (performance.now() - t0)))} for the run`);
+      let shown = performance.now();
+      const loop0 = performance.now();
+      const entry = await searchShape(prepared, candidates, heuristic, library, req, (done, total) => {
         const now = performance.now();
         if (now - shown < 2000 && done < total) return;
         shown = now;
-        // The rest of the run, at this run's measured seconds per unit of work (configurations x keys x rows).
-        const rate = (spent + (now - t0)) / (work.done + (done / total) * work.of(job));
-        const ahead = jobs.slice(j + 1).filter((x) => !lookup(db, x.vkey, x.bucket, meta)).reduce((sum, x) => sum + work.of(x), 0);
-        const shapeLeft = (1 - done / total) * work.of(job);
-        log(`${what}: ${done}/${total} configurations; eta ${((shapeLeft * rate) / 1000).toFixed(0)} s for this shape, about ${(((shapeLeft + ahead) * rate) / 1000).toFixed(0)} s for the run`);
+        // This shape's rest at its own measured rate, then the shapes after it.
+        const shapeLeft = ((now - loop0) / done) * (total - done) + shapeMs({ callMs, fixedMs: 0, configs: 0 }, PROTOCOL);
+        log(`${what}: ${done}/${total} configurations; eta ${seconds(shapeLeft)} for this shape, about ${seconds(eta(j, shapeLeft))} for the run`);
       });
-      spent += performance.now() - t0;
-      work.done += work.of(job);
       if (!entry) {
         skipped.push(`${vkey} | ${bucket}`);
         break;  // interrupted inside the shape: nothing of it is recorded
       }
+      predictedDone += searchPredicted;
+      actualDone += performance.now() - loop0;
       db = withEntry(mergeDb(readTuneDb(req.dbPath), db), { ...entry, variant: vkey, bucket, meta, date: new Date().toISOString().slice(0, 10) });
       await writeTuneDb(req.dbPath, db);
       tuned++;
@@ -184,16 +269,22 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
 /** What one shape's run measured (the database entry without its key, machine and date). */
 type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected' | 'byTile'>;
 
-interface Tile {
-  readonly warps: number;
-  readonly tileN: number;
-}
 const DEFAULT_TILE: Tile = ARCHES.sm_80.tile;
-const tileKey = (t: Tile): string => `w${t.warps}-n${t.tileN}`;
 
-async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
-  library: (t: Tile) => KernelLibrary, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
-  const { spec } = req;
+/** A shape's inputs and reference: the fixed part of its search. */
+interface PreparedShape {
+  readonly v: ManifestVariant;
+  readonly shape: TuneShape;
+  readonly spec: ModelSpec;
+  readonly sets: number;
+  readonly inputs: readonly { readonly bits: RandomAttentionInputs['bits'] }[];
+  readonly want: { readonly o: Float64Array | number[] };
+  readonly outputs: { o: Uint16Array; lse: Float32Array };
+  readonly cacheCapacity: number;
+  readonly prefixLen: number[];
+}
+
+function prepareShape(v: ManifestVariant, shape: TuneShape, spec: ModelSpec): PreparedShape {
   const mask = maskFromParams(v.mask.kind, v.mask.params);
   const n = mask.tokens.length;
   const table = stepVisibility(mask);
@@ -207,15 +298,30 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   const first = randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 100, poisonCacheTail: false });
   const inputs = [first, ...Array.from({ length: sets - 1 }, (_, s) => ({ bits: randomAttentionInputs({ ...v.shape, batch: shape.batch, n, cacheCapacity, prefixLen, seed: 101 + s, poisonCacheTail: false }).bits }))];
   const want = referenceAttention({ ...first.shape, prefixLen, ...first.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
-  const tolerance = EMU_TOLERANCE[spec.dtype];
   const rows = shape.batch * n * spec.queryHeads;
-  const outputs = { o: new Uint16Array(rows * spec.headDim), lse: new Float32Array(rows) };
+  return { v, shape, spec, sets, inputs, want, outputs: { o: new Uint16Array(rows * spec.headDim), lse: new Float32Array(rows) }, cacheCapacity, prefixLen };
+}
+
+function caller(p: PreparedShape, c: AttentionConfig, library: (t: Tile) => KernelLibrary): (s: number) => void {
+  const lib = library(c);
+  return (s) => void lib.run(p.v.name, { batch: p.shape.batch, cacheCapacity: p.cacheCapacity, prefixLen: p.prefixLen, ...p.inputs[s]!.bits, splits: c.splits, threads: c.threads ?? 0, outputs: p.outputs });
+}
+
+/** Milliseconds of one call of the heuristic configuration (after one that warms it up): what the cost model scales. */
+function probeCall(p: PreparedShape, heuristic: AttentionConfig, library: (t: Tile) => KernelLibrary): number {
+  const call = caller(p, heuristic, library);
+  call(0);
+  const t = performance.now();
+  call(1 % p.sets);
+  return performance.now() - t;
+}
+
+async function searchShape(p: PreparedShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
+  library: (t: Tile) => KernelLibrary, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
+  const { spec, v, sets, want, outputs } = p;
+  const tolerance = EMU_TOLERANCE[spec.dtype];
   const results: { config: AttentionConfig; timing: Timing }[] = [];
   const rejected: string[] = [];
-  const caller = (c: AttentionConfig) => {
-    const lib = library(c);
-    return (s: number): void => void lib.run(v.name, { batch: shape.batch, cacheCapacity, prefixLen, ...inputs[s]!.bits, splits: c.splits, threads: c.threads ?? 0, outputs });
-  };
   // Calls of `call` until `enough` says stop, milliseconds per call; the input set rotates across
   // all calls of the shape, so a set comes back only after every other one was read.
   let cursor = 0;
@@ -229,7 +335,7 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   };
   for (const [i, c] of candidates.entries()) {
     if (req.signal?.aborted) return undefined;
-    const call = caller(c);
+    const call = caller(p, c, library);
     call(0);
     const o = decode(spec.dtype, outputs.o);
     let err = 0;
@@ -259,7 +365,7 @@ async function tuneShape(v: ManifestVariant, shape: TuneShape, candidates: reado
   const samples = finalists.map(() => [] as number[]);
   for (let round = 0; round < CONFIRM_ROUNDS; round++) {
     for (const [f, c] of finalists.entries()) {
-      timeCalls(caller(c), samples[f]!, (n, elapsed) => n >= MIN_CALLS && (n >= MIN_REPS / CONFIRM_ROUNDS || elapsed >= MIN_TIME_MS / CONFIRM_ROUNDS));
+      timeCalls(caller(p, c, library), samples[f]!, (n, elapsed) => n >= MIN_CALLS && (n >= MIN_REPS / CONFIRM_ROUNDS || elapsed >= MIN_TIME_MS / CONFIRM_ROUNDS));
     }
   }
   const confirmed = finalists.map((config, f) => ({ config, timing: timingOf(samples[f]!) }));

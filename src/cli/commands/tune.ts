@@ -70,7 +70,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
     .option('--prefix <L,...>', 'prefix lengths, e.g. 1k,4k,16k', '1k,4k')
     .option('--batch <b,...>', 'batch sizes, e.g. 1,8', '1')
     .option('--backend <name>', 'cpu (the CUDA search runs in the device check)', 'cpu')
-    .option('--budget <seconds>', 'start no new shape after this long')
+    .option('--budget <seconds>', 'about how long the run may take, compiles included: only the tiles it can time are compiled; the first shape is always tuned')
     .option('--db <file>', 'the tuning database (merged into, created when missing)', 'tune.json')
     .option('--report', 'print the database as a table and write an SVG beside it; tune nothing')
     .option('--warps <list>', 'restrict the search: warps per tile, e.g. 2,4')
