@@ -4,9 +4,13 @@
  *
  *   HBM bytes   main kernel: weights once (N K 2: one CTA covers all M <= 128 rows; past that
  *               the CTAs of one weight tile run side by side and share it through L2),
- *               activations once (M K 4), then the output (M N 4, read too when accumulating)
+ *               activations once (M K 4), then the output (M N 4, read too when accumulating;
+ *               SwiGLU epilogue: M N/2 4; row statistics: M tiles 12, tiles = ceil(N / 128))
  *               or, with split-K S > 1, the partials (S M N 4); the reduce kernel after it reads
  *               the partials and writes the output (counted as HBM although they may stay in L2).
+ *               Row statistics add the merge: it reads M tiles 12 and writes M 12, one launch.
+ *   unfused     what the epilogues replace (predictOp): silu_mul reads gate and up (2 M I 4) and
+ *               writes M I 4; the plain lm_head writes M V 4 logits that row_stats reads again.
  *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 4 over all parts) and
  *               the weight tile once per CTA along M.
  *   FLOPs       2 M N K useful; executed: whole m16 fragments of every CTA (padding rows included).
@@ -74,6 +78,8 @@ export interface GemmPrediction {
   readonly mmaS: number;
   readonly waveS: number;
   readonly reduceS: number;
+  /** The row statistics' merge kernel (0 without that epilogue). */
+  readonly mergeS: number;
   readonly predictedS: number;
   readonly bound: 'HBM' | 'L2' | 'mma.sync';
   /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
@@ -89,7 +95,18 @@ function executedRows(p: GemmPlan, rows: number): number {
   return total;
 }
 
-export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean } = {}): GemmPrediction {
+/** The fused epilogues (tidarc_gemm_abi.h): what the GEMM writes instead of its [rows, N] output. */
+export type GemmEpilogue = 'none' | 'swiglu' | 'rowStats';
+
+/** Bytes a launch over `rows` rows writes as its output (read too when accumulating). */
+function outputBytes(n: number, rows: number, epilogue: GemmEpilogue): number {
+  if (epilogue === 'swiglu') return rows * (n / 2) * 4;
+  if (epilogue === 'rowStats') return rows * Math.ceil(n / 128) * 12;
+  return rows * n * 4;
+}
+
+export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue } = {}): GemmPrediction {
+  const epilogue = opts.epilogue ?? 'none';
   const { n, k } = p.shape;
   const s = p.reduction.splitK;
   const mBlocks = Math.ceil(rows / p.blockM);
@@ -97,11 +114,12 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const perSm = ctasPerSm(machine, p.threads, registers, p.sharedBytes);
   const slots = machine.sms * Math.max(1, perSm);
   const waves = ctas / slots;
-  const weights = n * k * 2, acts = rows * k * 4, output = rows * n * 4 * (opts.accumulate ? 2 : 1);
+  const weights = n * k * 2, acts = rows * k * 4, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
   const reduceBytes = s > 1 ? partials + output : 0;
-  const hbmBytes = mainBytes + reduceBytes;
+  const mergeBytes = epilogue === 'rowStats' ? rows * Math.ceil(n / 128) * 12 + rows * 12 : 0;
+  const hbmBytes = mainBytes + reduceBytes + mergeBytes;
   const l2Bytes = p.nTiles * acts + mBlocks * weights;
   const usefulFlops = 2 * rows * n * k;
   const executedFlops = 2 * executedRows(p, rows) * p.nTiles * p.blockN * p.reduction.kTiles * p.reduction.blockK;
@@ -111,12 +129,18 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const smWaves = ctas / machine.sms;
   const waveS = mmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
   const reduceS = s > 1 ? reduceBytes / machine.copyBytesPerS + machine.launchGapS : 0;
+  const mergeS = mergeBytes > 0 ? mergeBytes / machine.copyBytesPerS + machine.launchGapS : 0;
   const main = Math.max(hbmS, l2S, mmaS + waveS);
   const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'mma.sync';
-  const predictedS = main + reduceS;
+  const predictedS = main + reduceS + mergeS;
   return {
-    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, mmaS, waveS, reduceS, predictedS, bound,
+    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, mmaS, waveS, reduceS, mergeS, predictedS, bound,
     copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
     matmulShare: usefulFlops / predictedS / machine.matmulFlops,
   };
+}
+
+/** An elementwise or row operator of tidarc_ops.cu that the epilogues remove: its bytes at the copy rate plus one launch gap. */
+export function predictOp(bytes: number, machine: Machine): { readonly bytes: number; readonly predictedS: number } {
+  return { bytes, predictedS: bytes / machine.copyBytesPerS + machine.launchGapS };
 }

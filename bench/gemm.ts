@@ -4,7 +4,10 @@
  * lm_head 151936x4096) at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16) on the lent H200,
  * as src/codegen/gemm-plan.ts plans them for sm_90. Occupancy comes from ptxas (nvcc -cubin
  * -arch=sm_90 on the generated source) when nvcc is here, else 128 registers are assumed.
- * Then the step: 36 layers x (qkv + o + gate_up + down) + lm_head, per M, against AR.
+ * Then the step: 36 layers x (qkv + o + gate_up + down) + lm_head, per M, against AR, with the
+ * fused epilogues the cuda backend runs (SwiGLU in gate_up; greedy lm_head as row statistics)
+ * and, for comparison, unfused (gate_up writes gate and up, silu_mul; lm_head writes the
+ * [M, V] float32 logits and row_stats reads them): the bytes and time the epilogues save.
  *
  *   npm run bench:gemm        # prints the table; --json for the figures
  */
@@ -21,13 +24,15 @@ import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '
 import { renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { type GemmPrediction, H200, predictGemm } from './gemm-model.js';
+import { type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from './gemm-model.js';
 
 const exec = promisify(execFile);
 const ROWS = [1, 20, 72, 272];
 const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
 /** The residual add happens in these GEMMs' epilogue (accumulate): their output is read too. */
 const ACCUMULATES: ReadonlySet<GemmRole> = new Set(['o', 'down']);
+/** The epilogue each role runs with on the cuda backend (greedy decoding for lm_head). */
+const EPILOGUES: Readonly<Partial<Record<GemmRole, GemmEpilogue>>> = { gate_up: 'swiglu', lm_head: 'rowStats' };
 const QWEN3_8B: ModelSpec = {
   name: 'qwen3-8b', family: 'qwen3', layers: 36, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288,
   vocabSize: 151936, ropeTheta: 1e6, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: false, dtype: 'bf16', maskTokenId: 151662, draftLengths: [4, 8, 16],
@@ -40,6 +45,8 @@ interface Row {
   readonly registers: number;
   readonly measuredRegisters: boolean;
   readonly p: GemmPrediction;
+  /** The same launch without its epilogue (a plain [M, N] output). */
+  readonly plain: GemmPrediction;
 }
 
 async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPlan[] }[]): Promise<Map<string, number> | string> {
@@ -51,7 +58,7 @@ async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPl
     const regs = new Map<string, number>();
     await runPool(units, 2, async (u, i) => {
       const src = join(dir, `u${i}.cu`);
-      writeFileSync(src, renderGemmUnit(u.plans[0]!.shape, u.plans, [u.role], QWEN3_8B.name));
+      writeFileSync(src, renderGemmUnit(u.plans[0]!.shape, u.plans, [u.role], QWEN3_8B.name));  // lm_head: with its row statistics merge
       const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-arch=sm_90', '-Xptxas', '-v', '-o', join(dir, `u${i}.cubin`), src], { maxBuffer: 64 << 20 });
       for (const [kernel, r] of Object.entries(parsePtxasReport(stderr)['sm_90'] ?? {})) regs.set(kernel, r.registers);
     });
@@ -74,7 +81,12 @@ async function main(): Promise<void> {
   const rows: Row[] = units.flatMap((u) => u.plans.map((plan) => {
     const measured = typeof regs !== 'string' && regs.has(gemmSymbol(plan.shape, plan.m));
     const registers = measured ? (regs as Map<string, number>).get(gemmSymbol(plan.shape, plan.m))! : ASSUMED_REGISTERS;
-    return { role: u.role, plan, registers, measuredRegisters: measured, p: predictGemm(plan, plan.m, H200, registers, { accumulate: ACCUMULATES.has(u.role) }) };
+    const accumulate = ACCUMULATES.has(u.role);
+    return {
+      role: u.role, plan, registers, measuredRegisters: measured,
+      p: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none' }),
+      plain: predictGemm(plan, plan.m, H200, registers, { accumulate }),
+    };
   }));
 
   if (process.argv.includes('--json')) {
@@ -95,10 +107,26 @@ async function main(): Promise<void> {
   console.log(line(header));
   for (const r of table) console.log(line(r));
 
-  console.log(`\nA decode step's linear layers (${QWEN3_8B.layers} x (qkv + o + gate_up + down) + lm_head):`);
-  const stepS = (m: number): number => rows.filter((r) => r.plan.m === m).reduce((t, r) => t + r.p.predictedS * (r.role === 'lm_head' ? 1 : QWEN3_8B.layers), 0);
-  const ar = stepS(1);
-  for (const m of ROWS) console.log(`  M = ${String(m).padStart(3)}: ${(stepS(m) * 1e3).toFixed(2)} ms predicted, ${(stepS(m) / ar).toFixed(2)}x the AR step`);
+  console.log(`\nA decode step's linear layers (${QWEN3_8B.layers} x (qkv + o + gate_up + down) + lm_head), fused epilogues vs unfused:`);
+  const I = QWEN3_8B.intermediateSize, V = QWEN3_8B.vocabSize;
+  const times = (r: Row): number => (r.role === 'lm_head' ? 1 : QWEN3_8B.layers);
+  const step = (m: number) => {
+    const at = rows.filter((r) => r.plan.m === m);
+    const fusedS = at.reduce((t, r) => t + r.p.predictedS * times(r), 0);
+    const fusedBytes = at.reduce((t, r) => t + r.p.hbmBytes * times(r), 0);
+    // Unfused: plain GEMMs, then silu_mul (2 M I 4 read, M I 4 written) a layer and row_stats (M V 4 read) once.
+    const siluMul = predictOp(3 * m * I * 4, H200), rowStats = predictOp(m * V * 4 + m * 12, H200);
+    const plainS = at.reduce((t, r) => t + r.plain.predictedS * times(r), 0) + QWEN3_8B.layers * siluMul.predictedS + rowStats.predictedS;
+    const plainBytes = at.reduce((t, r) => t + r.plain.hbmBytes * times(r), 0) + QWEN3_8B.layers * siluMul.bytes + rowStats.bytes;
+    return { fusedS, fusedBytes, plainS, plainBytes };
+  };
+  const ar = step(1);
+  for (const m of ROWS) {
+    const s = step(m);
+    console.log(`  M = ${String(m).padStart(3)}: ${(s.fusedS * 1e3).toFixed(2)} ms predicted (${(s.fusedS / ar.fusedS).toFixed(2)}x the AR step); unfused ${(s.plainS * 1e3).toFixed(2)} ms` +
+      ` (${(s.plainS / ar.plainS).toFixed(2)}x); saved ${((s.plainBytes - s.fusedBytes) / 1e6).toFixed(1)} MB, ${((s.plainS - s.fusedS) * 1e6).toFixed(1)} us` +
+      ` (lm_head logits written + read: ${((2 * m * V * 4) / 1e6).toFixed(1)} MB)`);
+  }
 }
 
 main().catch((e: unknown) => {

@@ -1,9 +1,10 @@
 /**
  * The GEMM cost model of bench/gemm.ts (bench/gemm-model.ts), lightly: occupancy from registers
- * and shared memory, the memory-bound and compute-bound ends, the split-K reduce term.
+ * and shared memory, the memory-bound and compute-bound ends, the split-K reduce term, the
+ * bytes the fused epilogues save.
  */
 import { describe, expect, test } from 'vitest';
-import { ctasPerSm, H200, predictGemm } from '../../bench/gemm-model.js';
+import { ctasPerSm, H200, predictGemm, predictOp } from '../../bench/gemm-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 
 const target = gemmTarget(['sm_90']);
@@ -41,5 +42,16 @@ describe('gemm cost model', () => {
     expect(four.ctas).toBe(4 * one.ctas);
     expect(four.reduceS).toBeCloseTo((4 * 20 * 4096 * 4 + 20 * 4096 * 4) / 4.3e12 + H200.launchGapS, 12);
     expect(four.hbmBytes - one.hbmBytes).toBe(2 * 4 * 20 * 4096 * 4);
+  });
+  test('epilogues: SwiGLU writes half the columns; row statistics write 12 bytes a row and 128-column tile instead of the logits, plus the merge', () => {
+    const V = 151936, tiles = Math.ceil(V / 128), m = 20;
+    const head = plan(V, 4096, m);
+    const plain = predictGemm(head, m, H200, 64), stats = predictGemm(head, m, H200, 64, { epilogue: 'rowStats' });
+    expect(plain.hbmBytes - stats.hbmBytes).toBe(m * V * 4 - (2 * m * tiles * 12 + m * 12));
+    expect(stats.mergeS).toBeGreaterThan(0);
+    // Unfused the logits are read once more by row_stats: M V 4 written + read in all.
+    expect(plain.hbmBytes + predictOp(m * V * 4, H200).bytes - stats.hbmBytes).toBeGreaterThan(2 * m * V * 4 - 3 * m * tiles * 12);
+    const gateUp = plan(24576, 4096, m);
+    expect(predictGemm(gateUp, m, H200, 64).hbmBytes - predictGemm(gateUp, m, H200, 64, { epilogue: 'swiglu' }).hbmBytes).toBe(m * 12288 * 4);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The GEMMs of examples/qwen3-8b.json (qkv, o, gate_up, down, lm_head at its step row counts
  * 1, 20, 64, 72, 272), planned for sm_80 + sm_90, compile with nvcc for both with no spills
- * and no stack frame; the kernels that plan two CTAs an SM fit 128 registers. Prints the
+ * and no stack frame (the lm_head's row statistics merge too); the kernels that plan two CTAs an SM fit 128 registers. Prints the
  * ptxas registers. Tagged: nvcc (skipped where nvcc is absent).
  */
 import { execFile } from 'node:child_process';
@@ -16,7 +16,7 @@ import { findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { nvccFlags } from '../../src/codegen/generate.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
-import { gemmReduceSymbol, gemmSymbol } from '../../src/codegen/gemm-plan.js';
+import { gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../../src/codegen/gemm-plan.js';
 import { renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { packageRoot } from '../../src/util/paths.js';
@@ -53,7 +53,8 @@ describe.skipIf(!nvcc.found)('GEMMs of qwen3-8b with nvcc sm_80 + sm_90', () => 
   });
   test.for(units.map((u) => [`${u.roles.join('+')} ${u.shape.n}x${u.shape.k}`, u] as const))('%s: no spills, no stack frame', ([, unit]) => {
     const report = reports.get(unit.name)!;
-    const kernels = [...unit.plans.map((p) => [gemmSymbol(unit.shape, p.m), p] as const), ...(unit.reduction.splitK > 1 ? [[gemmReduceSymbol(unit.shape), undefined] as const] : [])];
+    const kernels = [...unit.plans.map((p) => [gemmSymbol(unit.shape, p.m), p] as const), ...(unit.reduction.splitK > 1 ? [[gemmReduceSymbol(unit.shape), undefined] as const] : []),
+      ...(unit.roles.includes('lm_head') ? [[gemmRowStatsSymbol(unit.shape), undefined] as const] : [])];
     for (const arch of ['sm_80', 'sm_90']) {
       for (const [kernel, plan] of kernels) {
         const r = report[arch]?.[kernel];
