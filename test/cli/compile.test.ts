@@ -128,7 +128,7 @@ describe('bad input gives exit code 1 and exactly one `tidarc: error:` line nami
   const cases: [string, () => string[], RegExp][] = [
     ['malformed JSON model file', () => [badJson], /bad\.json: malformed JSON/],
     ['unsupported head dim', () => [headDim96], /hd96\.json: .*headDim = 96.*64, 128/],
-    ['missing model file', () => [missing], /no-such-model\.json: no such file/],
+    ['missing model file', () => [missing], /no such model file or directory \(model = [^)]*no-such-model\.json\); allowed: a checkpoint directory, its config\.json, or a tidarc model\.json/],
     ['unknown arch', () => ['--arch', 'sm_70'], /--arch = sm_70.*sm_80.*sm_90/],
     ['unknown arch in a list', () => ['--arch', 'sm_80,sm_75'], /--arch = sm_75/],
     ['--draft 0', () => ['--draft', '0'], /--draft = "?0"?.*\b1\b.*\b32\b/],
