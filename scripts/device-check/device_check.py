@@ -21,8 +21,10 @@ tidarc's IR). Steps:
      bucket and --tune-budget seconds in all; writes tune-cuda.json (src/tune/db.ts's format);
   4b. GEMMs (issue 14, scripts/device-check/gemm.py, when the bundle has gemm.json): the generated
      GEMMs of the Qwen3-8B linear layers at M = 1, 20, 72, 272 against the float64 reference, bitwise
-     batch invariance across M, then timed against torch's F.linear on the same weights, with the
-     cost model's prediction beside each measurement (--gemm-budget seconds);
+     batch invariance across M; the fused epilogues (SwiGLU over interleaved gate | up, lm_head's
+     row statistics and merge) against the plain kernel's output on the device; then timed against
+     torch's F.linear on the same weights, with the cost model's prediction beside each
+     measurement (--gemm-budget seconds);
   5. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
      and the TiDAR steps k = 4, 8, 16 at prefix L in {1k, 4k, 16k, 64k}, batch 1 and 8; tidarc's
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
@@ -58,7 +60,7 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts (a working t
 sys.path.insert(0, str(HERE))
 from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compare, from_bits, launch_attention,  # noqa: E402
                      reference, sdpa_comparator, to_bits, torch_reference)
-from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, ptxas_registers  # noqa: E402
+from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, gemm_epilogue_check, ptxas_registers  # noqa: E402
 from report import write_reports  # noqa: E402
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
 
@@ -333,7 +335,7 @@ def main(argv):
         data['device'] = {'name': 'tidarc emulated GPU', 'driver': drv.path}
         data['correctness'] = correctness(drv, bundle, grid, True, None, reference)
         if gem:
-            data['gemm'] = {'correctness': gemm_correctness_numpy(drv, bundle, gem)}
+            data['gemm'] = {'correctness': gemm_correctness_numpy(drv, bundle, gem), 'epilogues': gemm_epilogue_check(drv, bundle, gem)}
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
             data['tune'] = tune(drv, bundle, grid, out, lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed), wall_timer(drv), machine,
@@ -355,7 +357,7 @@ def main(argv):
         gemm_regs = build_gemm_fatbins(bundle, gem, f'{cap[0]}{cap[1]}') if gem else {}
         data['correctness'] = correctness(drv, bundle, grid, False, sdpa_comparator(torch), torch_reference(torch))
         if gem:
-            data['gemm'] = {'registers': gemm_regs, 'correctness': gemm_correctness_torch(torch, drv, bundle, gem)}
+            data['gemm'] = {'registers': gemm_regs, 'correctness': gemm_correctness_torch(torch, drv, bundle, gem), 'epilogues': gemm_epilogue_check(drv, bundle, gem)}
             save_partial(data, out)
             data['gemm']['bench'], data['gemm']['skipped'] = gemm_bench(torch, drv, bundle, gem, data['ceilings'], time_events, left_for(a.gemm_budget), log, gemm_regs)
         if 'tune' in grid:
@@ -375,7 +377,7 @@ def main(argv):
     print(write_reports(data, out))
     runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)
     tune_ok = not any('error' in r for r in data.get('tune', {}).get('buckets', []))
-    gemm_ok = all(r['ok'] for r in data.get('gemm', {}).get('correctness', []))
+    gemm_ok = all(r['ok'] for r in data.get('gemm', {}).get('correctness', []) + data.get('gemm', {}).get('epilogues', []))
     return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok else 1
 
 

@@ -198,6 +198,11 @@ def write_reports(data, out):
         bad = [r for r in gm.get('correctness', []) if not r['ok']]
         short.append(f"gemm: {len(gm.get('correctness', [])) - len(bad)}/{len(gm.get('correctness', []))} kernels ok (float64 reference, bitwise invariance)"
                      + (f"; FAILED: {', '.join(r['role'] + ' M=' + str(r['m']) for r in bad[:8])}" if bad else ''))
+        epi = gm.get('epilogues', [])
+        if epi:
+            bad = [r for r in epi if not r['ok']]
+            short.append(f"gemm epilogues: {len(epi) - len(bad)}/{len(epi)} ok (SwiGLU, lm_head row statistics vs the plain kernel's output)"
+                         + (f"; FAILED: {', '.join(r['epilogue'] + ' M=' + str(r['m']) for r in bad[:8])}" if bad else ''))
         for r in gm.get('bench', []):
             short.append(f"gemm {r['role']:>8} M={r['m']:<4}: tidarc {_fmt(r['tidarc']['medianUs']):>8} us  torch {_fmt(r['torch']['medianUs']):>8}  "
                          f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")

@@ -10,7 +10,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200, predictGemm } from '../../bench/gemm-model.js';
 import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
-import { type GemmShape, gemmReduceSymbol, gemmSymbol, gemmTarget, gemmUnitName, planGemm, planReduction } from '../codegen/gemm-plan.js';
+import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
+import { type GemmShape, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmUnitName, planGemm, planReduction } from '../codegen/gemm-plan.js';
 import { gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
 import { readTemplateFile } from '../codegen/templates.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
@@ -43,6 +44,9 @@ export const DRY_RUN_GEMM: GemmGrid = {
   shapes: [
     { role: 'odd split-K 3', shape: { n: 197, k: 520, dtype: 'bf16' }, splitK: 3 },
     { role: 'fp16', shape: { n: 72, k: 264, dtype: 'fp16' }, splitK: 1 },
+    // The fused epilogues, through the split-K reduce (I = 104: a full and a partial N tile; 3 stats tiles).
+    { role: 'gate_up', shape: { n: 208, k: 520, dtype: 'bf16' }, splitK: 3 },
+    { role: 'lm_head', shape: { n: 300, k: 264, dtype: 'bf16' }, splitK: 3 },
   ],
   rows: [1, 20],
 };
@@ -67,6 +71,8 @@ export interface BundleGemmUnit {
   readonly dtype: 'bf16' | 'fp16';
   readonly splitK: number;
   readonly reduce?: string;
+  /** The fused epilogues its role runs with (gemm.py checks them against the plain kernel's output). */
+  readonly epilogue?: { readonly swigluInterleave?: number; readonly rowStats?: string };
   /** Relative to the bundle. */
   readonly cu: string;
   readonly fatbin: string;
@@ -96,12 +102,15 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
     await writeFile(join(outDir, cu), renderGemmUnit(shape, plans, [role], 'device-check'));
     const fatbin = cu.replace(/\.cu$/, '.fatbin');
     const reduce = reduction.splitK > 1 ? gemmReduceSymbol(shape) : undefined;
+    const epi = gemmEpilogues(shape, [role]);
+    const epilogue = { ...(epi.swigluInterleave ? { swigluInterleave: epi.swigluInterleave } : {}), ...(epi.rowStats ? { rowStats: gemmRowStatsSymbol(shape) } : {}) };
     if (emulated) {
-      const kernels = [...plans.map((p) => gemmSymbol(shape, p.m)), ...(reduce ? [reduce] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
+      const kernels = [...plans.map((p) => gemmSymbol(shape, p.m)), ...(reduce ? [reduce] : []), ...(epilogue.rowStats ? [epilogue.rowStats] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
       await buildEmulatedModule(join(outDir, cu), emulatedModulePath(join(outDir, fatbin)), kernels);
     }
     units.push({
-      name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduce ? { reduce } : {}), cu, fatbin,
+      name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduce ? { reduce } : {}),
+      ...(Object.keys(epilogue).length > 0 ? { epilogue } : {}), cu, fatbin,
       kernels: plans.map((p) => {
         const predicted = predictGemm(p, p.m, H200, ASSUMED_REGISTERS, { accumulate: role === 'o' || role === 'down' });
         return { m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes, predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound };

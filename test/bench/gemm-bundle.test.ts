@@ -69,11 +69,17 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
     const out = join(root, 'dry-out');
     const r = await dryRun(bundle, out, driver);
     expect(r.code).toBe(0);
-    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[] } };
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[]; epilogues: (GemmCheck & { epilogue: string })[] } };
     expect(data.gemm.correctness.map((c) => [c.unit, c.m, c.ok, c.invariant])).toEqual([
       ['gemm_bf16_n197_k520', 1, true, true], ['gemm_bf16_n197_k520', 20, true, true], ['gemm_fp16_n72_k264', 1, true, true], ['gemm_fp16_n72_k264', 20, true, true],
+      ['gemm_bf16_n208_k520', 1, true, true], ['gemm_bf16_n208_k520', 20, true, true], ['gemm_bf16_n300_k264', 1, true, true], ['gemm_bf16_n300_k264', 20, true, true],
     ]);
-    expect(r.stdout).toContain('gemm: 4/4 kernels ok');
+    expect(r.stdout).toContain('gemm: 8/8 kernels ok');
+    // The fused epilogues through the split-K reduce: SwiGLU (gate_up) and the row statistics + merge (lm_head).
+    expect(data.gemm.epilogues.map((c) => [c.epilogue, c.m, c.ok, c.invariant])).toEqual([
+      ['swiglu', 1, true, true], ['swiglu', 20, true, true], ['rowStats', 1, true, true], ['rowStats', 20, true, true],
+    ]);
+    expect(r.stdout).toContain('gemm epilogues: 4/4 ok');
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## GEMMs of the linear layers (issue 14)');
   }, 300_000);
 
@@ -88,7 +94,7 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       expect(r.code).toBe(1);
       const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[] } };
       expect(data.gemm.correctness.filter((c) => !c.ok).map((c) => [c.unit, c.m, c.worstRatio])).toEqual([['gemm_bf16_n197_k520', 1, null], ['gemm_bf16_n197_k520', 20, null]]);
-      expect(r.stdout).toMatch(/gemm: 2\/4 kernels ok .*FAILED/);
+      expect(r.stdout).toMatch(/gemm: 6\/8 kernels ok .*FAILED/);
     } finally {
       writeFileSync(path, good);
     }
