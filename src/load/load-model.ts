@@ -108,7 +108,7 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
     checkContext(spec, prompt.length, maxTokens, k);
     const runner = parts.newRunner(prompt.length + maxTokens + k + 1);
     try {
-      const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId);
+      const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId, parts.maskTokenId);
       const textStream = createStreamDecoder(tokenizer);
       const stopAtEos = (o.stopAtEos ?? true) && tokenizer.eos !== undefined;
       const tokens: number[] = [];

@@ -12,7 +12,7 @@ import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
 import { type Rng, seededRandom } from '../../util/random.js';
-import { NonFiniteLogits, type Runner } from './forward.js';
+import { type ForwardPass, NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/variant-name.js';
 
@@ -41,10 +41,16 @@ export class Decoder {
   /** Decode steps run so far (the prefill is step 0), for errors. */
   private steps = 0;
 
+  /**
+   * maskTokenId is what the mask slots are fed; neverEmit (the checkpoint's mask token, when it
+   * names one) is never made final nor drafted: its logit counts as -inf for AR and TiDAR alike,
+   * so greedy TiDAR still equals greedy AR and sampling follows the AR distribution without it.
+   */
   constructor(
     private readonly runner: Runner,
     private readonly opts: DecodeOptions,
     private readonly maskTokenId: number,
+    private readonly neverEmit?: number,
   ) {
     this.rng = seededRandom(opts.seed);
     this.stepOffsets = opts.mode === 'tidar' ? maskPositions(tidarDecode(opts.draft), 0) : [];
@@ -56,7 +62,23 @@ export class Decoder {
 
   /** Picks a token from one row of target logits. */
   private pick(logits: Float32Array): number {
-    return this.greedy ? argmax(logits) : sample(distribution(logits, this.opts), this.rng);
+    const row = this.withoutMask(logits);
+    return this.greedy ? argmax(row) : sample(distribution(row, this.opts), this.rng);
+  }
+
+  /** A logits row with the never-emitted token at -inf (a copy: the runner's rows stay as they are). */
+  private withoutMask(logits: Float32Array): Float32Array {
+    if (this.neverEmit === undefined) return logits;
+    const row = Float32Array.from(logits);
+    row[this.neverEmit] = -Infinity;
+    return row;
+  }
+
+  /** The pass's argmax of each row, the runner's own unless it is the never-emitted token (then from the full row). */
+  private best(r: ForwardPass, rows: readonly number[]): number[] {
+    const best = r.argmax(rows);
+    if (this.neverEmit === undefined || !best.includes(this.neverEmit)) return best;
+    return best.map((t, i) => (t === this.neverEmit ? argmax(this.withoutMask(r.logits([rows[i]!])[0]!)) : t));
   }
 
   prefill(prompt: readonly number[]): StepRecord {
@@ -97,8 +119,8 @@ export class Decoder {
     const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) });
     cache.length += S;
     // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
-    const first = this.greedy && this.opts.trustAr === 1 ? r.argmax([S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
-    this.drafts = k > 0 ? [first, ...r.argmax(Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
+    const first = this.greedy && this.opts.trustAr === 1 ? this.best(r, [S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
+    this.drafts = k > 0 ? [first, ...this.best(r, Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
     return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
 
@@ -109,7 +131,7 @@ export class Decoder {
     const L = cache.length;
     const r = this.runner.pass(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: AR_VARIANT });
     r.commit(1);
-    const next = this.greedy ? r.argmax([0])[0]! : this.pick(r.logits([0])[0]!);
+    const next = this.greedy ? this.best(r, [0])[0]! : this.pick(r.logits([0])[0]!);
     this.drafts = [next];
     return { tokens: [next], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
@@ -128,13 +150,13 @@ export class Decoder {
     let a = 1;
     let next: number;
     if (this.greedy && beta === 1) {
-      const best = r.argmax(verifyRows);
+      const best = this.best(r, verifyRows);
       while (a < k && best[a - 1] === this.drafts[a]) a++;
       next = best[a - 1]!;
     } else {
       const ar = r.logits(verifyRows);
       const diff = beta === 1 ? ar : r.logits(verifyRows.map((i) => k * (i + 1)));
-      const verify = ar.map((row, i) => mixLogits(row, diff[i]!, beta));
+      const verify = ar.map((row, i) => this.withoutMask(mixLogits(row, diff[i]!, beta)));
       if (this.greedy) {
         while (a < k && argmax(verify[a - 1]!) === this.drafts[a]) a++;
         next = argmax(verify[a - 1]!);
@@ -154,7 +176,7 @@ export class Decoder {
     r.commit(a);
     const emitted = [...this.drafts.slice(1, a), next];
     // Next drafts: the AR token, then block a's slots 1..k-1 (positions L + a + s = new L + s).
-    this.drafts = [next, ...(k > 1 ? r.argmax(Array.from({ length: k - 1 }, (_, s) => k * a + 1 + s)) : [])];
+    this.drafts = [next, ...(k > 1 ? this.best(r, Array.from({ length: k - 1 }, (_, s) => k * a + 1 + s)) : [])];
     return { tokens: emitted, accepted: a, ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
 }
