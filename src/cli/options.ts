@@ -29,11 +29,13 @@ export function parseIntegerOption(option: string, text: string, min: number, ma
   return value;
 }
 
-/** A finite decimal number in [min, max]. */
-export function parseNumberOption(option: string, text: string, min: number, max: number): number {
+/** A finite decimal number in [min, max], or in (min, max] with `aboveMin` (top-p: a positive mass). */
+export function parseNumberOption(option: string, text: string, min: number, max: number, bounds: { aboveMin?: boolean } = {}): number {
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed: `a number from ${min} to ${max}` });
+  const low = bounds.aboveMin ? value <= min : value < min;
+  if (text.trim() === '' || !Number.isFinite(value) || low || value > max) {
+    const allowed = bounds.aboveMin ? `a number above ${min}, at most ${max}` : `a number from ${min} to ${max}`;
+    throw new TidarcError('invalid-argument', 'invalid value', { field: option, value: optionText(text), allowed });
   }
   return value;
 }

@@ -8,6 +8,7 @@ import { TidarcError } from '../../errors.js';
 import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
 import type { BackendChoice } from '../../load/load-model.js';
 import { checkpointDirOf } from '../../model/model-input.js';
+import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import type { CliIo } from '../io.js';
 import { optionText, parseIntegerOption } from '../options.js';
 
@@ -68,7 +69,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, 64) }),
         prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
         backend: flags.backend as BackendChoice,
-        ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, 1024) }),
+        ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
         // With --tuned, say what the database set (the compile's other lines stay quiet).
         ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),

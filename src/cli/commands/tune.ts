@@ -13,6 +13,7 @@ import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
 import { cpuTuneMeta } from '../../tune/meta.js';
 import { tuneCpu } from '../../tune/tune-cpu.js';
+import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import { type CliIo, CliExit } from '../io.js';
 import { parseDraftList, parseIntegerList, parseIntegerOption, parsePathOption } from '../options.js';
 
@@ -97,7 +98,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
       const { spec } = await readModelInput(modelPath);
       const drafts = flags.draft === undefined ? [...spec.draftLengths] : parseDraftList(flags.draft);
       const list = (name: string, text: string | undefined, min: number, max: number) => (text === undefined ? undefined : parseIntegerList(name, text, min, max));
-      const warps = list('--warps', flags.warps, 1, 8), tileN = list('--tile-n', flags.tileN, 16, 256), splits = list('--splits', flags.splits, 1, 64), threads = list('--threads', flags.threads, 0, 1024);
+      const warps = list('--warps', flags.warps, 1, 8), tileN = list('--tile-n', flags.tileN, 16, 256), splits = list('--splits', flags.splits, 1, 64), threads = list('--threads', flags.threads, 0, MAX_CPU_THREADS);
       const controller = new AbortController();
       const onInt = (): void => {
         io.stderr('tidarc tune: interrupted; finishing the configuration being timed, keeping what was measured\n');
