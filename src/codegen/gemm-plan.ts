@@ -147,13 +147,28 @@ function chooseStages(stageBytes: number, target: GemmTarget): number | undefine
   return onePerSm >= GEMM_MIN_STAGES ? Math.min(4, onePerSm) : undefined;
 }
 
-export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction): GemmPlan {
+/** A kernel's tile as tuning chooses it (src/tune/gemm-space.ts); the reduction is not part of it. */
+export interface GemmTile {
+  readonly blockM: number;
+  readonly warpsM: number;
+  readonly stages: number;
+}
+
+/** Shared memory of one pipeline stage: 128 weight rows and blockM token rows of 64 16-bit elements. */
+export function gemmStageBytes(blockM: number): number {
+  return (GEMM_BLOCK_N + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
+}
+
+export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, tile?: GemmTile): GemmPlan {
   checkGemmShape(shape);
   if (!Number.isInteger(m) || m < 1) unsupported('GEMM rows must be a positive integer', 'm', m, 'an integer >= 1');
-  const { blockM, warpsM, mBlocks } = rowTiling(m);
+  const { blockM, warpsM, mBlocks } = tile ? { ...tile, mBlocks: Math.ceil(m / tile.blockM) } : rowTiling(m);
   const warpsN = GEMM_THREADS / 32 / warpsM;
-  const stageBytes = (GEMM_BLOCK_N + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
-  const stages = chooseStages(stageBytes, target);
+  const stageBytes = gemmStageBytes(blockM);
+  const stages = tile ? tile.stages : chooseStages(stageBytes, target);
+  if (tile && tile.stages * stageBytes > target.maxSharedPerBlock) {
+    unsupported(`GEMM tile ${blockM} rows x ${tile.stages} stages needs ${tile.stages * stageBytes} bytes of shared memory`, 'stages', tile.stages, `at most ${Math.floor(target.maxSharedPerBlock / stageBytes)} stages on ${target.arches.join(',')}`);
+  }
   if (stages === undefined) {
     unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
   }

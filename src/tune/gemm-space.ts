@@ -1,0 +1,102 @@
+/**
+ * What a GEMM search may try for the linear layers (src/codegen/gemm-plan.ts), as data, and
+ * the heuristic default (the plan). Pure: no I/O. Two levels, because lossless decoding needs
+ * a row's result to be independent of M (tidarc_gemm_abi.h):
+ *   - the reduction (split-K) is chosen per (N, K, dtype, arch) only: gemmReductionSpace lists
+ *     the split counts, and chooseGemmSplitK picks one from timings summed over every step row
+ *     count, never per M (a split count changes the order of the sum);
+ *   - the tile (rows per CTA, warp layout, pipeline stages) is chosen per (shape, M) under
+ *     that reduction: gemmTileSpace. blockN (128: the row statistics' tile, whole gate | up
+ *     block pairs a warp) and blockK (64: the swizzle's row) are fixed by the kernel.
+ * Static pruning, before anything is compiled:
+ *   - shared memory: stages x (128 + blockM) x 64 x 2 bytes above the targets' per-CTA limit;
+ *   - registers: a thread holds blockM / 2 float32 accumulators whatever the warp layout
+ *     (blockM x 128 over 256 threads); ptxas (nvcc 13, sm_90, 3 stages) used 56, 64, 78, 120,
+ *     122, 122, 158, 160 registers at blockM 16 .. 128 with one warp row, 92 / 120 / 158 at 64 /
+ *     96 / 128 with two: above 96 rows a CTA loses its second slot an SM, and a tile whose
+ *     estimate passes 255 would spill (the space stops at 128 rows for that reason);
+ *   - padding: at M <= 128 a blockM above M rounded to 16 computes only padding rows; past 128
+ *     a blockM whose CTAs leave more than one m16 fragment of padding each is dropped too.
+ */
+import {
+  GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_THREADS, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
+  gemmStageBytes, planGemm, planReduction,
+} from '../codegen/gemm-plan.js';
+
+export const GEMM_BLOCK_M: readonly number[] = [16, 32, 48, 64, 80, 96, 112, 128];
+export const GEMM_WARPS_M: readonly number[] = [1, 2, 4];
+export const GEMM_STAGES: readonly number[] = Array.from({ length: GEMM_MAX_STAGES - GEMM_MIN_STAGES + 1 }, (_, i) => GEMM_MIN_STAGES + i);
+/** The most registers a thread may use; past it ptxas spills. */
+export const MAX_REGISTERS = 255;
+
+/** ptxas registers by blockM (sm_90, nvcc 13; the measurements of the file comment, the next measured size up). */
+const MEASURED_REGISTERS: readonly (readonly [number, number])[] = [[16, 56], [32, 64], [48, 78], [64, 120], [96, 122], [128, 160]];
+
+/** Registers a thread of a blockM-row tile needs (an estimate past the measured sizes: +2 a float32 accumulator). */
+export function gemmRegisters(blockM: number): number {
+  const known = MEASURED_REGISTERS.find(([rows]) => rows >= blockM);
+  return known ? known[1] : 160 + 2 * (blockM / 2 - 64);
+}
+
+export interface GemmPruned<C> {
+  readonly config: C;
+  readonly why: string;
+}
+
+/** Why a tile cannot (or should not) run M rows (null when it can). */
+export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget): string | null {
+  const warpsN = GEMM_THREADS / 32 / t.warpsM;
+  if ((t.blockM / t.warpsM) % 16 !== 0 || (128 / warpsN) % 16 !== 0) return `${t.warpsM} warp rows split ${t.blockM} rows or 128 columns into parts that are not whole m16 x (2 x n8) fragments`;
+  if (gemmRegisters(t.blockM) > MAX_REGISTERS) return `about ${gemmRegisters(t.blockM)} registers a thread; ptxas spills past ${MAX_REGISTERS}`;
+  const smem = t.stages * gemmStageBytes(t.blockM);
+  if (smem > target.maxSharedPerBlock) return `${smem} bytes of shared memory; ${target.arches.join(',')} allow ${target.maxSharedPerBlock}`;
+  if (m <= GEMM_MAX_BLOCK_M && t.blockM > 16 * Math.ceil(m / 16)) return `${t.blockM} rows for M = ${m}: only padding past ${16 * Math.ceil(m / 16)}`;
+  if (m > GEMM_MAX_BLOCK_M && Math.ceil(m / t.blockM) * t.blockM - m >= 16 * Math.ceil(m / t.blockM)) return `${Math.ceil(m / t.blockM)} CTAs of ${t.blockM} rows pad M = ${m} by more than a fragment each`;
+  return null;
+}
+
+/** Every tile for (shape, M) under the target, split into what may run and what is pruned and why. */
+export function gemmTileSpace(m: number, target: GemmTarget): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
+  const configs: GemmTile[] = [], pruned: GemmPruned<GemmTile>[] = [];
+  for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
+    const t = { blockM, warpsM, stages };
+    const why = gemmTileInfeasible(t, m, target);
+    if (why) pruned.push({ config: t, why });
+    else configs.push(t);
+  }
+  return { configs, pruned };
+}
+
+/** The split-K counts of a weight shape: 1 .. GEMM_MAX_SPLIT_K, those that leave no part empty. */
+export function gemmReductionSpace(shape: GemmShape, target: GemmTarget): { configs: GemmReduction[]; pruned: GemmPruned<number>[] } {
+  const configs: GemmReduction[] = [], pruned: GemmPruned<number>[] = [];
+  for (let s = 1; s <= GEMM_MAX_SPLIT_K; s++) {
+    try {
+      configs.push(planReduction(shape, target, s));
+    } catch (e) {
+      pruned.push({ config: s, why: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return { configs, pruned };
+}
+
+/** The heuristic default: what `tidarc compile` plans (planReduction, then planGemm), as a point of the space. */
+export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget): { reduction: GemmReduction; tile: GemmTile } {
+  const reduction = planReduction(shape, target);
+  const p = planGemm(shape, m, target, reduction);
+  return { reduction, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages } };
+}
+
+/**
+ * One split-K count for a weight shape from measured times: `us.get(splitK).get(m)` is the best
+ * time of that reduction at step row count m. The winner has the least total over the row
+ * counts every candidate measured (a step runs each of them); ties go to fewer parts. Never a
+ * count per M: that would make a row's result depend on the step it is in.
+ */
+export function chooseGemmSplitK(us: ReadonlyMap<number, ReadonlyMap<number, number>>): number | undefined {
+  const counts = [...us.keys()].sort((a, b) => a - b);
+  const rows = [...new Set(counts.flatMap((s) => [...us.get(s)!.keys()]))].filter((m) => counts.every((s) => us.get(s)!.has(m)));
+  if (counts.length === 0 || rows.length === 0) return undefined;
+  const total = (s: number): number => rows.reduce((t, m) => t + us.get(s)!.get(m)!, 0);
+  return counts.reduce((best, s) => (total(s) < total(best) ? s : best));
+}

@@ -1,0 +1,74 @@
+/**
+ * The GEMM search space (src/tune/gemm-space.ts): the heuristic default (the compile's plan) is a
+ * point of it for every Qwen3-8B weight shape at M = 1, 20, 72, 272 on sm_90 and sm_80 + sm_90;
+ * static pruning by shared memory (per arch), registers and padding; split-K only per weight
+ * shape (one count for every M, from timings summed over the step row counts). Needs: nothing.
+ */
+import { describe, expect, test } from 'vitest';
+import { type GemmRole, gemmShapeOf } from '../../src/codegen/gemm-model.js';
+import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { TidarcError } from '../../src/errors.js';
+import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmRegisters, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
+
+const QWEN3_8B = {
+  name: 'qwen3-8b', family: 'qwen3', layers: 36, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288,
+  vocabSize: 151936, ropeTheta: 1e6, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: false, dtype: 'bf16', maskTokenId: 151662, draftLengths: [4, 8, 16],
+} as ModelSpec;
+const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
+const ROWS = [1, 20, 72, 272];
+
+describe('GEMM search space', () => {
+  test.for([['sm_90', ['sm_90']], ['sm_80 + sm_90', ['sm_80', 'sm_90']], ['sm_86', ['sm_86']]] as const)('the heuristic default is in the space for every Qwen3-8B shape and M (%s)', ([, arches]) => {
+    const target = gemmTarget(arches);
+    for (const role of ROLES) {
+      const shape = gemmShapeOf(QWEN3_8B, role);
+      expect(gemmReductionSpace(shape, target).configs).toContainEqual(planReduction(shape, target));
+      for (const m of ROWS) {
+        const { reduction, tile } = gemmHeuristic(shape, m, target);
+        expect(gemmTileSpace(m, target).configs, `${role} M=${m}`).toContainEqual(tile);
+        // A tuned tile plans exactly what the default plans when it is the default.
+        expect(planGemm(shape, m, target, reduction, tile)).toEqual(planGemm(shape, m, target, reduction));
+      }
+    }
+  });
+  test('shared memory prunes per arch: 128 rows x 6 stages (196,608 bytes) fits sm_90, not sm_86', () => {
+    const t = { blockM: 128, warpsM: 2, stages: 6 };
+    expect(gemmTileInfeasible(t, 128, gemmTarget(['sm_90']))).toBeNull();
+    expect(gemmTileInfeasible(t, 128, gemmTarget(['sm_86']))).toMatch(/196608 bytes of shared memory; sm_86 allow 101376/);
+    expect(gemmTileInfeasible(t, 128, gemmTarget(['sm_80', 'sm_86']))).toMatch(/shared memory/);
+    expect(() => planGemm({ n: 4096, k: 4096, dtype: 'bf16' }, 128, gemmTarget(['sm_86']), planReduction({ n: 4096, k: 4096, dtype: 'bf16' }, gemmTarget(['sm_86'])), t)).toThrow(TidarcError);
+  });
+  test('registers: blockM / 2 accumulators a thread, as ptxas measured; a tile past 255 registers is pruned', () => {
+    expect([16, 32, 48, 64, 80, 96, 112, 128].map(gemmRegisters)).toEqual([56, 64, 78, 120, 122, 122, 160, 160]);
+    expect(gemmTileInfeasible({ blockM: 512, warpsM: 2, stages: 3 }, 4096, gemmTarget(['sm_90']))).toMatch(/registers a thread; ptxas spills past 255/);
+  });
+  test('padding and warp layout: M = 1 keeps only 16-row tiles; 4 warp rows need 64-row multiples', () => {
+    const target = gemmTarget(['sm_90']);
+    const { configs, pruned } = gemmTileSpace(1, target);
+    expect(new Set(configs.map((c) => c.blockM))).toEqual(new Set([16]));
+    expect(configs.every((c) => c.warpsM === 1)).toBe(true);
+    expect(pruned.find((p) => p.config.blockM === 32 && p.config.warpsM === 1)!.why).toMatch(/only padding past 16/);
+    expect(gemmTileInfeasible({ blockM: 32, warpsM: 4, stages: 3 }, 32, target)).toMatch(/not whole m16/);
+    // M = 272: 3 CTAs of 96 rows (16 of padding) run; 3 of 128 (112 of padding) do not.
+    expect(gemmTileInfeasible({ blockM: 96, warpsM: 2, stages: 4 }, 272, target)).toBeNull();
+    expect(gemmTileInfeasible({ blockM: 128, warpsM: 2, stages: 4 }, 272, target)).toMatch(/pad M = 272/);
+  });
+  test('split-K: the counts that leave no part empty, per weight shape', () => {
+    const target = gemmTarget(['sm_90']);
+    expect(gemmReductionSpace({ n: 6144, k: 4096, dtype: 'bf16' }, target).configs.map((r) => r.splitK)).toEqual([1, 2, 3, 4]);
+    const small = gemmReductionSpace({ n: 300, k: 264, dtype: 'bf16' }, target);  // 5 k tiles: 4 parts of 2 leave one empty
+    expect(small.configs.map((r) => r.splitK)).toEqual([1, 2, 3]);
+    expect(small.pruned.map((p) => p.config)).toEqual([4]);
+  });
+  test('one split-K count for every M: the least total over the step row counts, even where one M prefers another', () => {
+    const us = new Map([
+      [1, new Map([[1, 20], [20, 21], [72, 30], [272, 90]])],
+      [4, new Map([[1, 12], [20, 13], [72, 28], [272, 110]])],
+      [2, new Map([[1, 15], [20, 16], [72, 27], [272, 95]])],
+    ]);
+    expect(chooseGemmSplitK(us)).toBe(2);  // totals 161, 163, 153: M = 1 alone would take 4, M = 272 alone 1
+    expect(chooseGemmSplitK(new Map([[3, new Map([[1, 5]])], [1, new Map([[1, 5]])]]))).toBe(1);  // a tie: fewer parts
+    expect(chooseGemmSplitK(new Map())).toBeUndefined();
+  });
+});
