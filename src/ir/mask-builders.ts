@@ -1,5 +1,5 @@
 /**
- * Builders for the named mask kinds (see ../shared/docs/tidar.md). Each returns a
+ * Builders for the named mask kinds (see docs/tidar.md). Each returns a
  * validated MaskSpec; bad parameters give one sentence naming the parameter.
  */
 import { TidarcError, requireInteger } from '../errors.js';

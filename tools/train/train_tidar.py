@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train a small TiDAR model (Qwen3 architecture, byte-level vocabulary) on the CPU with JAX.
 
-The training layout, mask and loss are those of ../shared/docs/tidar.md:
+The training layout, mask and loss are those of docs/tidar.md (training layout):
   input  = S clean tokens, then S mask tokens; position ids [0..S-1, 0..S-1];
   clean token t predicts x[t+1] (AR loss), mask slot t predicts x[t] (diffusion loss);
   loss   = (alpha * AR_CE + DIFF_CE) / (1 + alpha).

@@ -1,5 +1,5 @@
 /**
- * The decoding loops of tidar.md, for one sequence:
+ * The decoding loops of docs/tidar.md, for one sequence:
  *   - TiDAR: one prefill forward (causal prompt + one trailing block of k mask tokens), then
  *     one forward per step with the decode-step mask; verification mixes AR and diffusion
  *     logits with beta (1 = lossless), accepts drafts greedily or by lossless speculative

@@ -83,7 +83,7 @@ export interface CacheComparison {
 
 /**
  * Compares the committed slots of two caches of one model (capacities may differ), e.g. a
- * TiDAR run's against an AR run's over the same tokens: the KV-cache rule of tidar.md holds
+ * TiDAR run's against an AR run's over the same tokens: the KV-cache rule of docs/tidar.md holds
  * when layer 0 is bitwise equal, deeper layers agree within the dtype's rounding (attention
  * summed in another order) and `b` holds nothing past its length.
  */

@@ -54,7 +54,7 @@ export function verifyDraft(p: Float64Array, draft: number, rng: Rng): { accepte
   return { accepted: false, correction: sample(p, rng, draft) };
 }
 
-/** verify = beta * ar + (1 - beta) * diffusion (tidar.md's verifier mix). */
+/** verify = beta * ar + (1 - beta) * diffusion (docs/tidar.md's verifier mix). */
 export function mixLogits(ar: Float32Array, diffusion: Float32Array, beta: number): Float32Array {
   if (beta === 1) return ar;
   const out = new Float32Array(ar.length);
