@@ -70,6 +70,11 @@ export interface CheckpointOptions {
   readonly maskTokenId?: number;
   /** How errors name that option (default 'maskTokenId'). */
   readonly maskTokenField?: string;
+  /**
+   * Refuse a config without a mask token instead of reading it as AR-only: a checkpoint that
+   * tidarc writes (init-model) records its mask token in the "tidar" object.
+   */
+  readonly requireMaskToken?: boolean;
 }
 
 /** The safetensors dtype of a model dtype. */
@@ -137,7 +142,7 @@ export function specFromCheckpointConfig(config: unknown, source: string, option
   // Wrong types and ranges are reported by the importer's validation, under these names.
   return importHfConfig(config, {
     ...(given !== undefined ? { maskTokenId: given as number } : {}),
-    noMaskToken: !hasMaskToken(config, options),
+    noMaskToken: !options.requireMaskToken && !hasMaskToken(config, options),
     ...(draftLengths !== undefined ? { draftLengths: draftLengths as number[] } : {}),
     name: name ?? modelNameFromPath(resolve(source)),
     source,

@@ -68,7 +68,7 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
 /** A model.json, or an HF config.json whose "tidar" object supplies mask token and draft lengths. */
 async function loadSpec(path: string): Promise<ModelSpec> {
   const data = await readJsonFile(path);
-  return looksLikeHfConfig(data) ? specFromCheckpointConfig(data, path) : validateModelSpec(data, path);
+  return looksLikeHfConfig(data) ? specFromCheckpointConfig(data, path, { requireMaskToken: true }) : validateModelSpec(data, path);
 }
 
 function parseStd(text: string): number {
