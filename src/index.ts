@@ -11,15 +11,8 @@ export type { Manifest, ManifestVariant, BuildReport } from './codegen/manifest.
 export { planAttention, type AttentionPlan } from './codegen/plan.js';
 export { tidarDecodeVariant, arVariant, variantForMask, variantsForModel, type AttentionVariant, type AttentionShape } from './codegen/variant.js';
 export { chooseSplits } from './codegen/splits.js';
-export {
-  openKernelLibrary,
-  readManifest,
-  type AttentionInputs,
-  type AttentionOutputs,
-  type Backend,
-  type KernelLibrary,
-  type OpenOptions,
-} from './runtime/kernel-library.js';
+// The kernel library's runtime: the same entry points a compiled directory loads from tidarc/kernels.
+export * from './kernels.js';
 export {
   loadModel,
   type Model,

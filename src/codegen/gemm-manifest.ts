@@ -4,7 +4,7 @@
  */
 import type { GemmRefusal, GemmUnit } from './gemm-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import { gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from './gemm-plan.js';
+import { GEMM_REDUCE_THREADS, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from './gemm-plan.js';
 import { gemmSource, renderGemmUnit } from './gemm-source.js';
 import type { ManifestGemm, ManifestGemmRefusal } from './manifest.js';
 
@@ -42,7 +42,7 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
         nTiles: p.nTiles,
         block: p.threads,
         dynamicSharedBytes: p.sharedBytes,
-        ...(split ? { reduceBlock: 256 } : {}),
+        ...(split ? { reduceBlock: GEMM_REDUCE_THREADS } : {}),
       },
     };
   }));

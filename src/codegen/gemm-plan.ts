@@ -55,6 +55,8 @@ export const GEMM_BLOCK_K = 64;
 /** Weight rows (output columns) per CTA. */
 export const GEMM_BLOCK_N = 128;
 export const GEMM_THREADS = 256;
+/** Threads of the split-K reduce and row-statistics merge kernels (tidarc_gemm.cuh kGemmReduceThreads). */
+export const GEMM_REDUCE_THREADS = 256;
 /** Token rows one CTA covers at most: up to here each weight byte is read once per step. */
 export const GEMM_MAX_BLOCK_M = 128;
 /** Split-K never leaves a part with fewer k tiles than this (the pipeline needs room to fill). */

@@ -8,15 +8,13 @@
  */
 import { join } from 'node:path';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
+import { GEMM_BLOCK_N, GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, packStruct } from './op-abi.js';
 
-const REDUCE_THREADS = 256;
-/** N columns per tile of the row statistics (tidarc_gemm.cuh kGemmBlockN). */
-const STATS_TILE = 128;
 
 /** Outputs of the lm_head's row statistics: per row argmax (int32), max and lse; the tiles' partials in scratch. */
 export interface GemmRowStatsOut {
@@ -90,7 +88,7 @@ export class GpuGemms {
       throw new TidarcError('runtime', `GEMM ${role}: ${a.outs.length} outputs do not match the segments ${seg1}, ${seg2} of ${n} columns`);
     }
     const [out, out2, out3] = [a.outs[0], seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
-    const tiles = Math.ceil(n / STATS_TILE);
+    const tiles = Math.ceil(n / GEMM_BLOCK_N);
     // One scratch holds the split-K partials, then the tiles' statistics (max, sum; argmax).
     const partials = g.splitK > 1 ? g.splitK * a.rows * n : 0;
     const statFloats = epilogue === 'rowStats' ? 3 * a.rows * tiles : 0;
@@ -108,10 +106,10 @@ export class GpuGemms {
     // (bias and residual; SwiGLU a thread an output; row statistics a warp a row of a tile).
     if (g.reduceKernel) {
       const threads = epilogue === 'rowStats' ? a.rows * tiles * 32 : epilogue === 'swiglu' ? a.rows * (n / 2) : a.rows * n;
-      this.device.launch(this.kernel(g, g.reduceKernel), [Math.ceil(threads / REDUCE_THREADS)], [REDUCE_THREADS], 0, args);
+      this.device.launch(this.kernel(g, g.reduceKernel), [Math.ceil(threads / GEMM_REDUCE_THREADS)], [GEMM_REDUCE_THREADS], 0, args);
     }
     // The tiles merged into argmax, max and lse per row (a warp a row).
-    if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (REDUCE_THREADS / 32))], [REDUCE_THREADS], 0, args);
+    if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (GEMM_REDUCE_THREADS / 32))], [GEMM_REDUCE_THREADS], 0, args);
   }
 
   close(): void {
