@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { TidarcError } from '../errors.js';
 import { errnoCode, fsReason } from './fs-error.js';
 import { removeOnInterrupt, settled } from './interrupt.js';
+import { noProcessWithId } from './process-gone.js';
 
 /** Default wait for another process's lock: a cold nvcc build of a large model takes minutes. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 20 * 60_000;
@@ -57,13 +58,7 @@ function emptyAndOld(path: string): boolean {
 function ownerGone(owner: Owner): boolean {
   if (owner.host !== hostname()) return false;
   if (owner.pid === process.pid) return false;
-  try {
-    process.kill(owner.pid, 0);
-    return false;
-  } catch (e) {
-    // EPERM: alive, another user's.
-    return errnoCode(e) === 'ESRCH';
-  }
+  return noProcessWithId(owner.pid);
 }
 
 function tryCreate(path: string, label: LockOptions): boolean {

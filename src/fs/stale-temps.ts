@@ -7,7 +7,7 @@
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { errnoCode } from './fs-error.js';
+import { noProcessWithId } from './process-gone.js';
 import { isPending } from './interrupt.js';
 import { ATOMIC_TEMP, tidarcKind, untouchableReason } from './tidarc-dir.js';
 
@@ -16,13 +16,7 @@ const STAGING = /^.+\.(?:tmp|old)-(\d+)$/;
 /** True when no process has this id (this process counts as gone for paths it is not writing). */
 function processGone(pid: number, path: string): boolean {
   if (pid === process.pid) return !isPending(path);
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (e) {
-    // EPERM: alive, another user's.
-    return errnoCode(e) === 'ESRCH';
-  }
+  return noProcessWithId(pid);
 }
 
 function isEmptyDir(path: string): boolean {
