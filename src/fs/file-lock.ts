@@ -18,7 +18,7 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 20 * 60_000;
 const PROGRESS_EVERY_MS = 30_000;
 const POLL_MIN_MS = 50;
 const POLL_MAX_MS = 1000;
-/** A lock file still empty after this long was left by a process that died between creating and writing it. */
+/** A lock file still empty after this long was left by an older tidarc that died between creating and writing it. */
 const EMPTY_LOCK_STALE_MS = 10_000;
 
 export interface LockOptions {
@@ -61,20 +61,34 @@ function ownerGone(owner: Owner): boolean {
   return noProcessWithId(owner.pid);
 }
 
+/**
+ * Creates the lock with its owner already written: the owner goes into a private file first, which
+ * is then hard-linked to the lock path (link fails with EEXIST when a lock exists). A waiter thus
+ * never reads an empty lock and always learns whom it waits for.
+ */
 function tryCreate(path: string, label: LockOptions): boolean {
-  let fd: number;
+  const draft = `${path}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const cannot = (e: unknown) => new TidarcError('invalid-argument', `cannot create the lock file ${path} (${fsReason(e)})`, { field: label.field, allowed: 'a writable directory' });
   try {
-    fd = openSync(path, 'wx');
+    const fd = openSync(draft, 'wx');
+    try {
+      writeSync(fd, `${JSON.stringify({ pid: process.pid, host: hostname() })}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    rmSync(draft, { force: true });
+    throw cannot(e);
+  }
+  try {
+    linkSync(draft, path);
+    return true;
   } catch (e) {
     if (errnoCode(e) === 'EEXIST') return false;
-    throw new TidarcError('invalid-argument', `cannot create the lock file ${path} (${fsReason(e)})`, { field: label.field, allowed: 'a writable directory' });
-  }
-  try {
-    writeSync(fd, `${JSON.stringify({ pid: process.pid, host: hostname() })}\n`);
+    throw cannot(e);
   } finally {
-    closeSync(fd);
+    rmSync(draft, { force: true });
   }
-  return true;
 }
 
 /**

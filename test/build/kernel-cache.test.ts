@@ -44,8 +44,10 @@ describe.skipIf(!cxx.found)('two processes loading a new model at once (needs g+
       p.on('exit', (code) => resolve({ code, out, err }));
     });
     const runs = [child(), child()];
-    // Both are loaded and polling before either may start: their compiles would overlap.
-    await new Promise((r) => setTimeout(r, 3000));
+    // Both are loaded and polling before either may start, so their compiles would overlap (a fixed
+    // sleep was not enough on a loaded CI machine: the second child started after the first had built).
+    const ready = () => readdirSync(scratch).filter((f) => f.startsWith('go.ready.')).length;
+    while (ready() < 2) await new Promise((r) => setTimeout(r, 50));
     writeFileSync(start, '');
     const results = await Promise.all(runs);
     for (const r of results) expect(r, r.err).toMatchObject({ code: 0, err: '' });
