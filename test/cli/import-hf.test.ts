@@ -1,8 +1,8 @@
 // Needs: nothing (runs the CLI in-process with captured output).
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
@@ -27,7 +27,7 @@ describe('tidarc import-hf', () => {
   });
 
   it('--out writes the file atomically and prints one line', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const dir = await scratchDir('tidarc-import-');
     const out = join(dir, 'qwen3-8b.json');
     await writeFile(out, 'stale');
     const r = await run('import-hf', QWEN3, '--draft', '16,8,4', '--out', out);
@@ -39,7 +39,7 @@ describe('tidarc import-hf', () => {
   });
 
   it('--out refuses a value that looks like an option (`--out --json` wrote a file named --json)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const dir = await scratchDir('tidarc-import-');
     const cwd = process.cwd();
     process.chdir(dir);
     try {
@@ -75,14 +75,14 @@ describe('tidarc import-hf', () => {
   });
 
   it('malformed JSON names the file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const dir = await scratchDir('tidarc-import-');
     const path = join(dir, 'config.json');
     await writeFile(path, '{"model_type": "qwen3",,}');
     expectOneErrorLine(await run('import-hf', path), `${path}: malformed JSON`);
   });
 
   it('yarn RoPE scaling is refused naming rope_scaling', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tidarc-import-'));
+    const dir = await scratchDir('tidarc-import-');
     const path = join(dir, 'config.json');
     const config = JSON.parse(await readFile(QWEN3, 'utf8')) as Record<string, unknown>;
     await writeFile(path, JSON.stringify({ ...config, rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 32768 } }));

@@ -1,8 +1,8 @@
 // Needs: nothing (pure TypeScript + reading bundled examples).
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch.js';
 import { TidarcError } from '../../src/errors.js';
 import { MAX_HEADS, type ModelSpec } from '../../src/ir/model.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
@@ -203,7 +203,7 @@ describe('malformed JSON and missing files', () => {
   });
 
   it('loadModelSpecFile: malformed file', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'tidarc-model-'));
+    const dir = await scratchDir('tidarc-model-');
     const path = join(dir, 'model.json');
     await writeFile(path, '{"name": "tiny",}');
     const err = await rejectionOf(loadModelSpecFile(path));
