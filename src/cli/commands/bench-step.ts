@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
 import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
 import type { BackendChoice } from '../../load/load-model.js';
+import { MAX_DRAFT_COMPILE } from '../../ir/model.js';
 import { checkpointDirOf } from '../../model/model-input.js';
 import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import type { CliIo } from '../io.js';
@@ -66,7 +67,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
       if (flags.minSeconds.trim() === '' || !(minSeconds >= 0 && minSeconds <= 3600)) throw new TidarcError('invalid-argument', 'invalid value', { field: '--min-seconds', value: optionText(flags.minSeconds), allowed: 'a number from 0 to 3600' });
       const result = await benchStep({
         dir: await checkpointDirOf(dir),
-        ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, 64) }),
+        ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, MAX_DRAFT_COMPILE) }),
         prefix: parseIntegerOption('--prefix', flags.prefix, 1, 1 << 20),
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
