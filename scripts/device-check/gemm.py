@@ -12,19 +12,19 @@ layers at M = 1, 20, 72, 272), launched through the driver API like the attentio
 The main kernel's launch: grid (ceil(rows / blockM), nTiles, splitK); the reduce: ceil(rows n / 256) x 256."""
 import math
 import re
-import struct
 
 import numpy as np
 
 from kernels import from_bits, to_bits
+from tidarc_abi import GEMM
 
 REDUCE_THREADS = 256
 
 
 def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n):
-    """TidarcGemmArgs (templates/cuda/tidarc_gemm_abi.h, version 3): 13 pointers, 5 int32, padding to 128 bytes;
-    one output (seg1 = seg2 = n), no fused epilogue (the row statistics' pointers null)."""
-    return struct.pack('<13Q5i4x', x, w, bias, row_ids, out, 0, 0, workspace, 0, 0, 0, 0, 0, rows, accumulate, n, n, 0)
+    """TidarcGemmArgs (tidarc_abi.GEMM, generated from op-abi.ts): one output (seg1 = seg2 = n), no fused epilogue."""
+    return GEMM.pack(x=x, w=w, bias=bias, row_ids=row_ids, out=out, out2=0, out3=0, workspace=workspace, tile_stats=0, tile_argmax=0,
+                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=n, seg2=n, epilogue=0)
 
 
 def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0):
@@ -43,7 +43,8 @@ def launch_epilogue(drv, bundle, unit, kernel, ptrs, rows, epilogue):
     module = bundle / unit['fatbin']
     n = unit['n']
     x, w, out, ws, ts, ta, ra, rm, rl = ptrs
-    args = struct.pack('<13Q5i4x', x, w, 0, 0, out, 0, 0, ws, ts, ta, ra, rm, rl, rows, 0, n, n, epilogue)
+    args = GEMM.pack(x=x, w=w, bias=0, row_ids=0, out=out, out2=0, out3=0, workspace=ws, tile_stats=ts, tile_argmax=ta, row_argmax=ra,
+                     row_max=rm, row_lse=rl, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=epilogue)
     drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK']), (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
     tiles = -(-n // 128)
     if unit['splitK'] > 1:

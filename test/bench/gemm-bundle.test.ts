@@ -15,6 +15,7 @@ import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
 import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
+import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
 
 const exec = promisify(execFile);
 const SCRIPTS = resolve('scripts/device-check');
@@ -99,6 +100,22 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       writeFileSync(path, good);
     }
   }, 300_000);
+});
+
+describe.skipIf(!numpy)('gemm.py\'s launch arguments', () => {
+  test('packed by the generated tidarc_abi.GEMM (op-abi.ts), so a changed ABI reaches them', async () => {
+    // The second line packs under a schema with the pointers in reverse order: gemm.py must follow it.
+    const script = `import sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nimport gemm, tidarc_abi
+print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())
+f = tidarc_abi.GEMM.fields
+gemm.GEMM = tidarc_abi.Struct('T', tidarc_abi.GEMM.format, tuple(reversed(f[:13])) + f[13:])
+print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())`;
+    const [plain, reversed] = (await exec('python3', ['-c', script])).stdout.trim().split('\n');
+    const values = { x: 1, w: 2, bias: 3, rowIds: 4, out: 5, out2: 0, out3: 0, workspace: 6, tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: 7, accumulate: 1, seg1: 300, seg2: 300, epilogue: 0 };
+    expect(plain).toBe(Buffer.from(packStruct(GEMM, values)).toString('hex'));
+    const swapped = { ...GEMM, fields: [...GEMM.fields.slice(0, 13).reverse(), ...GEMM.fields.slice(13)] };
+    expect(reversed).toBe(Buffer.from(packStruct(swapped, values)).toString('hex'));
+  });
 });
 
 describe.skipIf(!numpy)('the report of the GEMM part', () => {
