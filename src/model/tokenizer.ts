@@ -211,10 +211,19 @@ async function loadHfTokenizer(dir: string, json: Record<string, unknown>, path:
   const eosToken = isObject(config) ? config['eos_token'] : undefined;
   const eosText = typeof eosToken === 'string' ? eosToken : isObject(eosToken) && typeof eosToken['content'] === 'string' ? eosToken['content'] : undefined;
   const eos = eosText !== undefined ? hf.token_to_id(eosText) : undefined;
+  const added = Array.isArray(json['added_tokens']) ? (json['added_tokens'] as unknown[]) : [];
+  const specialIds = new Set(added.filter((t): t is Record<string, unknown> => isObject(t) && t['special'] === true).map((t) => t['id']));
   return {
     vocabSize,
     ...(eos !== undefined ? { eos } : {}),
-    meaningOf: (id) => (id === eos ? `the tokenizer's eos token (${eosText})` : undefined),
+    meaningOf: (id) => {
+      if (id === eos) return `the tokenizer's eos token (${eosText})`;
+      // A special added token (<|fim_pad|>, <|MASK|>) is the mask token's kind; an ordinary
+      // token is text the prompt and the model's output use, which a mask would shadow.
+      if (specialIds.has(id)) return undefined;
+      const token = hf.id_to_token(id);
+      return token === undefined ? undefined : `an ordinary token of the tokenizer (${JSON.stringify(token)})`;
+    },
     encode: (text) => {
       const ids: unknown[] = hf.encode(text).ids;
       // The library encodes a word it has no id for as undefined (WordLevel without an unk_token it can use).

@@ -156,6 +156,14 @@ describe('Hugging Face tokenizer.json', () => {
     expect(() => tok.decode([259])).toThrow(/token id = 259/);
   });
 
+  it('names an ordinary token or eos as taken for a mask token; a special added token or an unused id is free', async () => {
+    const tok = await loadTokenizer(await hfDir());
+    expect(tok.meaningOf?.(257)).toBe('an ordinary token of the tokenizer ("hel")');
+    expect(tok.meaningOf?.(104)).toMatch(/^an ordinary token of the tokenizer/);
+    expect(tok.meaningOf?.(258)).toBe("the tokenizer's eos token (<|endoftext|>)");
+    expect(tok.meaningOf?.(300)).toBeUndefined();
+  });
+
   it('streams through the generic decoder without splitting the emoji', async () => {
     const tok = await loadTokenizer(await hfDir());
     expect(tok.streamDecoder).toBeUndefined();
