@@ -62,6 +62,7 @@ from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compar
                      reference, sdpa_comparator, to_bits, torch_reference)
 from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, gemm_epilogue_check, ptxas_registers  # noqa: E402
 from report import write_reports  # noqa: E402
+from tidarc_abi import AR_VARIANT, tidar_variant  # noqa: E402
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
 
 def log(msg):
@@ -217,10 +218,11 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s):
     Hq, Hkv, D = model['qHeads'], model['kvHeads'], model['headDim']
     variants = {v['name']: v for v in model['variants']}
     started, points, skipped = time.time(), [], []
-    grid_points = [(name, L, B) for name in ('ar', 'tidar_k4', 'tidar_k8', 'tidar_k16') for L in (1024, 4096, 16384, 65536) for B in (1, 8)]
+    ar, k4, k8, k16 = AR_VARIANT, tidar_variant(4), tidar_variant(8), tidar_variant(16)
+    grid_points = [(name, L, B) for name in (ar, k4, k8, k16) for L in (1024, 4096, 16384, 65536) for B in (1, 8)]
     # The points the goals read first, so that the time budget cuts the others.
-    first = [('tidar_k16', 4096, 1), ('tidar_k16', 16384, 1), ('ar', 65536, 8), ('ar', 16384, 8), ('ar', 4096, 1), ('tidar_k4', 4096, 1),
-             ('ar', 16384, 1), ('tidar_k4', 16384, 1), ('tidar_k16', 65536, 1)]
+    first = [(k16, 4096, 1), (k16, 16384, 1), (ar, 65536, 8), (ar, 16384, 8), (ar, 4096, 1), (k4, 4096, 1),
+             (ar, 16384, 1), (k4, 16384, 1), (k16, 65536, 1)]
     for name, L, B in first + [p for p in grid_points if p not in first]:
         v = variants[name]
         n = v['steps']

@@ -5,6 +5,8 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from tidarc_abi import AR_VARIANT, tidar_variant
+
 BASELINES = ('tidarc', 'flex', 'sdpa')
 HEURISTIC_SLACK = 1.1  # src/tune/report.ts: the heuristic is good on a shape within 10% of the tuned best
 COLORS = {'tidarc': '#1b9e77', 'flex': '#d95f02', 'sdpa': '#7570b3'}
@@ -108,15 +110,16 @@ def goals(rows):
     def at(variant, L, B=1):
         return next((r for r in rows if r['variant'] == variant and r['prefix'] == L and r['batch'] == B), None)
     out = []
-    k16 = [r for r in rows if r['variant'] == 'tidar_k16' and r['prefix'] >= 4096 and 'flex' in r]
+    k16 = [r for r in rows if r['variant'] == tidar_variant(16) and r['prefix'] >= 4096 and 'flex' in r]
     if k16:
         worst = min(_us(r, 'flex') / _us(r, 'tidarc') for r in k16)
         out.append(('TiDAR k=16 step >= 1.3x faster than FlexAttention (L >= 4k)', f'{worst:.2f}x (worst point)', worst >= 1.3))
-    big_ar = [r for r in rows if r['variant'] == 'ar' and 2 * r['batch'] * 8 * r['prefix'] * 128 * 2 >= 256e6]
+    big_ar = [r for r in rows if r['variant'] == AR_VARIANT and 2 * r['batch'] * 8 * r['prefix'] * 128 * 2 >= 256e6]
     if big_ar:
         share = min(r['copyShare'] for r in big_ar)
         out.append(('AR step >= 85% of copy bandwidth at >= 256 MB of KV', f'{100 * share:.0f}% (worst point)', share >= 0.85))
-    ratios = [(_us(at('tidar_k4', L, B), 'tidarc') / _us(at('ar', L, B), 'tidarc')) for L in (4096, 16384, 65536) for B in (1, 8) if at('tidar_k4', L, B) and at('ar', L, B)]
+    ratios = [(_us(at(tidar_variant(4), L, B), 'tidarc') / _us(at(AR_VARIANT, L, B), 'tidarc')) for L in (4096, 16384, 65536) for B in (1, 8)
+              if at(tidar_variant(4), L, B) and at(AR_VARIANT, L, B)]
     if ratios:
         out.append(('k=4 step <= 1.15x the AR step (L >= 4k)', f'{max(ratios):.2f}x (worst point)', max(ratios) <= 1.15))
     return out

@@ -22,6 +22,22 @@ class Struct:
         return struct.pack(self.format, *(values.get(f, 0) for f in self.fields))
 
 
+# Variant names, as src/codegen/variant-name.ts makes them (manifests, symbols, grid.json).
+AR_VARIANT = 'ar'
+
+
+def tidar_variant(draft):
+    return f'tidar_k{draft}'
+
+
+def block_variant(draft):
+    return f'block_k{draft}'
+
+
+def prefill_variant(chunk):
+    return f'prefill_c{chunk}'
+
+
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))

@@ -19,6 +19,7 @@ import {
   opKernelName,
   type OpName,
 } from './op-abi.js';
+import { AR_VARIANT, type VariantKey, variantName } from '../../codegen/variant-name.js';
 
 /** Where each rendered file lives in the repository. */
 export const ABI_FILES = {
@@ -123,6 +124,17 @@ function pythonStruct(constant: string, s: StructSchema): string {
   return `${constant} = Struct('${s.cName}', '${pythonStructFormat(s)}', (${names.join(', ')}${names.length === 1 ? ',' : ''}))`;
 }
 
+/**
+ * A Python function spelling variant names by the constructor's own rule: the name of a key
+ * whose number is a sentinel, with the sentinel made the f-string's parameter.
+ */
+function pythonVariantFunction(fn: string, param: string, key: (n: number) => VariantKey): string {
+  const sentinel = 987654321;
+  const parts = variantName(key(sentinel)).split(String(sentinel));
+  if (parts.length !== 2 || /[{}'\\]/.test(parts.join(''))) throw new Error(`${fn}: ${variantName(key(sentinel))} does not make an f-string`);
+  return [`def ${fn}(${param}):`, `    return f'${parts[0]}{${param}}${parts[1]}'`].join('\n');
+}
+
 /** scripts/device-check/tidarc_abi.py: the device check packs kernel arguments with these (no torch, no tidarc). */
 export function renderPythonAbi(): string {
   const ops = (Object.keys(OPS) as OpName[]).map((op) => pythonStruct(`OP_${op.toUpperCase()}`, OPS[op]));
@@ -149,6 +161,19 @@ export function renderPythonAbi(): string {
     '        if missing or unknown:',
     "            raise ValueError(f'{self.c_name}: missing {missing}, unknown {unknown}')",
     "        return struct.pack(self.format, *(values.get(f, 0) for f in self.fields))",
+    '',
+    '',
+    '# Variant names, as src/codegen/variant-name.ts makes them (manifests, symbols, grid.json).',
+    `AR_VARIANT = '${AR_VARIANT}'`,
+    '',
+    '',
+    pythonVariantFunction('tidar_variant', 'draft', (draft) => ({ kind: 'tidar', draft })),
+    '',
+    '',
+    pythonVariantFunction('block_variant', 'draft', (draft) => ({ kind: 'block', draft })),
+    '',
+    '',
+    pythonVariantFunction('prefill_variant', 'chunk', (chunk) => ({ kind: 'prefill', chunk })),
     '',
     '',
     pythonStruct('ATTENTION', ATTENTION),

@@ -12,6 +12,7 @@ import { ABI_FIELDS } from '../../../src/codegen/manifest.js';
 import { generateModel } from '../../../src/codegen/generate.js';
 import { ABI_VERSION, ATTENTION, GEMM, OPS, cFieldName, layoutOf, packStruct, type StructSchema } from '../../../src/runtime/cuda/op-abi.js';
 import { modelForShape } from '../../helpers/models.js';
+import { parseVariantName, variantName } from '../../../src/codegen/variant-name.js';
 
 const python = spawnSync('python3', ['-c', 'import struct'], { encoding: 'utf8' }).status === 0;
 
@@ -57,5 +58,20 @@ describe.skipIf(!python)('the Python packing (needs python3)', () => {
     const input = JSON.stringify(cases.map(({ s, values }) => ({ name: s.cName, values: Object.fromEntries(Object.entries(values).map(([f, v]) => [cFieldName(f), v])) })));
     const printed = execFileSync('python3', ['-c', script], { input, encoding: 'utf8' }).trim().split('\n');
     expect(printed).toEqual(cases.map(({ s, values }) => `${s.cName} ${layoutOf(s).size} ${Buffer.from(packStruct(s, values)).toString('hex')}`));
+  });
+
+  test("spells variant names as variant-name.ts's constructor does (the device check's lists use them)", () => {
+    const script = [
+      'import sys',
+      "sys.path.insert(0, 'scripts/device-check')",
+      'from tidarc_abi import AR_VARIANT, block_variant, prefill_variant, tidar_variant',
+      'print(AR_VARIANT)',
+      'for n in (1, 4, 16, 64):',
+      '    print(tidar_variant(n), block_variant(n), prefill_variant(n))',
+    ].join('\n');
+    const printed = execFileSync('python3', ['-c', script], { encoding: 'utf8' }).trim().split('\n');
+    const ts = [1, 4, 16, 64].map((n) => [variantName({ kind: 'tidar', draft: n }), variantName({ kind: 'block', draft: n }), variantName({ kind: 'prefill', chunk: n })].join(' '));
+    expect(printed).toEqual([variantName({ kind: 'ar' }), ...ts]);
+    for (const name of printed.flatMap((l) => l.split(' '))) expect(parseVariantName(name), name).toBeDefined();
   });
 });
