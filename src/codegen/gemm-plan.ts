@@ -119,7 +119,8 @@ export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: num
   if (splitK !== undefined && (!Number.isInteger(splitK) || splitK < 1 || splitK > kTiles)) {
     unsupported('split-K must be a whole number of k tiles', 'splitK', splitK, `an integer from 1 to ${kTiles} (k tiles of ${GEMM_BLOCK_K} in K = ${shape.k})`);
   }
-  const wanted = splitK ?? chooseSplits(nTiles, target.sms, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT), GEMM_MAX_SPLIT_K);
+  // The parts partition k tiles (ceil(kTiles / s) each): chooseSplits counts empty parts in those units.
+  const wanted = splitK ?? chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT)));
   const kTilesPerSplit = Math.ceil(kTiles / wanted);
   const parts = Math.ceil(kTiles / kTilesPerSplit);
   if (splitK !== undefined && parts !== splitK) {

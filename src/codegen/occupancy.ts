@@ -1,0 +1,60 @@
+/**
+ * How many CTAs of a kernel one SM holds at once, from what ptxas reports (registers, static
+ * shared memory) and the launch (threads, dynamic shared memory): the residency the split-KV
+ * rule counts slots with (SMs x CTAs per SM; issue 15). The arithmetic is CUDA's occupancy
+ * calculator's (cuda_occupancy.h) for compute capability 8.x / 9.0: registers are allocated per
+ * warp in units of 256, and the register file is split over 4 sub-partitions that each hold
+ * whole warps; every CTA reserves 1 KB of shared memory for the system.
+ */
+import type { ArchName } from './arch.js';
+
+/** Per-SM limits of an arch (the programming guide's table of compute capabilities). */
+export interface SmLimits {
+  readonly registers: number;
+  readonly sharedBytes: number;
+  readonly threads: number;
+  readonly ctas: number;
+}
+
+// Not in ArchSpec: a per-SM record of its own keeps this file the only reader; Record<ArchName>
+// still makes adding an arch fail to typecheck until its limits are here.
+export const SM_LIMITS: Readonly<Record<ArchName, SmLimits>> = {
+  sm_80: { registers: 65_536, sharedBytes: 167_936, threads: 2048, ctas: 32 },
+  sm_86: { registers: 65_536, sharedBytes: 102_400, threads: 1536, ctas: 16 },
+  sm_89: { registers: 65_536, sharedBytes: 102_400, threads: 1536, ctas: 24 },
+  sm_90: { registers: 65_536, sharedBytes: 233_472, threads: 2048, ctas: 32 },
+};
+
+const REGISTER_UNIT = 256;
+const SUB_PARTITIONS = 4;
+const SHARED_RESERVED_PER_CTA = 1024;
+const SHARED_UNIT = 128;
+
+export interface KernelResources {
+  /** ptxas: registers per thread. */
+  readonly registers: number;
+  /** Static (ptxas) plus dynamic (launch) shared memory of one CTA, bytes. */
+  readonly sharedBytes: number;
+  readonly threads: number;
+}
+
+export interface Occupancy {
+  readonly ctasPerSm: number;
+  /** What stops one more CTA: registers, shared memory, threads or the CTA limit. */
+  readonly limit: 'registers' | 'shared' | 'threads' | 'ctas';
+}
+
+export function occupancy(arch: ArchName, k: KernelResources): Occupancy {
+  const sm = SM_LIMITS[arch];
+  const warps = Math.ceil(k.threads / 32);
+  const registersPerWarp = Math.ceil((k.registers * 32) / REGISTER_UNIT) * REGISTER_UNIT;
+  const warpsPerPartition = registersPerWarp === 0 ? Infinity : Math.floor(sm.registers / SUB_PARTITIONS / registersPerWarp);
+  const byLimit = {
+    registers: Math.floor(warpsPerPartition / Math.ceil(warps / SUB_PARTITIONS)),
+    shared: Math.floor(sm.sharedBytes / (Math.ceil(k.sharedBytes / SHARED_UNIT) * SHARED_UNIT + SHARED_RESERVED_PER_CTA)),
+    threads: Math.floor(sm.threads / (warps * 32)),
+    ctas: sm.ctas,
+  };
+  const limit = (Object.keys(byLimit) as (keyof typeof byLimit)[]).reduce((a, b) => (byLimit[b] < byLimit[a] ? b : a));
+  return { ctasPerSm: Math.max(0, byLimit[limit]), limit };
+}
