@@ -114,7 +114,8 @@ def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):
     args = attention_args(*ptrs, batch, capacity, splits)
     drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), (v['rowTiles'], batch * model['kvHeads'], splits), (v['block'], 1, 1), v['sharedBytes'], args)
     if splits > 1:
-        drv.launch(drv.function(module, v['combine'], 0), ((rows + 3) // 4, 1, 1), (128, 1, 1), 0, args)
+        combine = v['combineLaunch']  # the manifest's launch.combine
+        drv.launch(drv.function(module, v['combine'], 0), (-(-rows // combine['rowsPerBlock']), 1, 1), (combine['block'], 1, 1), 0, args)
 
 
 # ---- 16-bit formats and the reference -----------------------------------------------------------

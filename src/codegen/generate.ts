@@ -133,7 +133,7 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       rowTiles: plan.rowTiles,
       block: plan.threads,
       dynamicSharedBytes: plan.sharedBytes,
-      combine: { block: 128, rowsPerBlock: 4 },
+      combine: plan.combine,
     },
     arches: arches.map((a) => a.name),
     ...(tuning ? { tuned: { calls: tuning.calls ?? {}, ...tuning.measuredOn } } : {}),

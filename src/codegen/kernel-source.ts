@@ -54,6 +54,8 @@ function kernelView(plan: AttentionPlan, modelName: string, target: 'cuda' | 'cp
     threads: plan.threads,
     rowTiles: plan.rowTiles,
     stepKeyTiles: plan.stepKeyTiles,
+    combineBlock: plan.combine.block,
+    combineRowsPerBlock: plan.combine.rowsPerBlock,
     counts: plan.stepTileCounts,
     smemStride: plan.smemStride,
     sharedBytes: plan.sharedBytes,

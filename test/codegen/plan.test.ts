@@ -5,7 +5,9 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ARCHES, parseArch } from '../../src/codegen/arch.js';
-import { archProblems, planAttention } from '../../src/codegen/plan.js';
+import { COMBINE_LAUNCH, archProblems, planAttention } from '../../src/codegen/plan.js';
+import { describeVariant } from '../../src/codegen/generate.js';
+import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
 import { tidarDecodeVariant, variantForMask } from '../../src/codegen/variant.js';
 import { stepVisibility } from '../../src/ir/mask.js';
@@ -71,6 +73,21 @@ describe('planAttention', () => {
 
   test('unknown arch is one clear error', () => {
     expect(() => parseArch('sm_70')).toThrow(/unknown GPU architecture \(--arch = sm_70\); allowed: sm_80, sm_86, sm_89, sm_90/);
+  });
+});
+
+describe('the split-KV combine\'s launch (one source: the plan)', () => {
+  test('the manifest\'s launch.combine, the kernel\'s __launch_bounds__ and its comment follow the plan\'s combine', () => {
+    const plan = planAttention(tidarDecodeVariant(4, shapes[1]), ARCHES.sm_90.tile);
+    expect(plan.combine).toEqual(COMBINE_LAUNCH);
+    expect(COMBINE_LAUNCH.block).toBe(COMBINE_LAUNCH.rowsPerBlock * 32);  // one row per warp
+    for (const combine of [COMBINE_LAUNCH, { block: 256, rowsPerBlock: 8 }]) {
+      const p = { ...plan, combine };
+      expect(describeVariant(p, [ARCHES.sm_90]).launch.combine).toEqual(combine);
+      const cu = renderCudaVariant(p, 'm');
+      expect(cu).toContain(`__launch_bounds__(${combine.block}) ${plan.variant.symbol}_combine(`);
+      expect(cu).toContain(`_combine over ceil(batch * ${plan.steps} * 32 / ${combine.rowsPerBlock}) blocks of ${combine.block}.`);
+    }
   });
 });
 
