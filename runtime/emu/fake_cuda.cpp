@@ -10,22 +10,24 @@
     - cuLaunchKernel runs the grid synchronously. A finding or an unfinished launch prints the
       findings (JSON lines) on stderr and fails with CUDA_ERROR_LAUNCH_FAILED, sticky for the
       context until its last cuDevicePrimaryCtxRelease, like a fault on a GPU.
+    - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
+      fake_cuda_streams.cpp (the state both files share is fake_cuda.h).
     Every call holds one mutex: the emulator's state is global, launches run one at a time. */
 #include <dlfcn.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <string>
 
 #include "cuda_driver_api.h"
 #include "emu_runtime.h"
+#include "fake_cuda.h"
 
 using namespace tidarc_cuda;
+using namespace tidarc_fake;
 
 // C linkage and the exact types of cuda_driver_api.h: a definition below whose parameters
 // differ is a "conflicting declaration of C function" error, not a silent overload.
@@ -47,6 +49,11 @@ struct ErrorText {
   const char* text;  // what cuGetErrorString says
 };
 constexpr ErrorText kErrors[] = {
+    {CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
+    {CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
+    {CUDA_ERROR_STREAM_CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", "operation failed due to a previous error during capture"},
+    {CUDA_ERROR_STREAM_CAPTURE_UNMATCHED, "CUDA_ERROR_STREAM_CAPTURE_UNMATCHED", "operation would make the legacy stream depend on a capturing blocking stream"},
+    {CUDA_ERROR_STREAM_CAPTURE_IMPLICIT, "CUDA_ERROR_STREAM_CAPTURE_IMPLICIT", "operation would make the legacy stream depend on a capturing blocking stream"},
     {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
     {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
     {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
@@ -91,36 +98,6 @@ constexpr Attribute kAttributes[] = {
     {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, kDevice.shared_optin},
 };
 
-}  // namespace
-
-namespace tidarc_cuda {
-
-struct CUfunc_st {
-  std::string name;
-  void (*entry)(void*);
-  int max_dynamic_shared = kDevice.shared_default;
-};
-
-struct CUmod_st {
-  void* library;
-  std::map<std::string, std::unique_ptr<CUfunc_st>> functions;
-};
-
-/** The device's primary context: its allocations, modules and sticky error. */
-struct CUctx_st {
-  int retains = 0;
-  CUresult sticky = CUDA_SUCCESS;
-  std::map<CUdeviceptr, size_t> allocations;  // start -> bytes
-  size_t allocated = 0;
-  unsigned next_buffer = 0;
-  std::map<CUmod_st*, std::unique_ptr<CUmod_st>> modules;
-};
-
-}  // namespace tidarc_cuda
-
-namespace {
-
-std::mutex g_mutex;
 bool g_initialized = false;
 CUctx_st g_primary;
 thread_local CUctx_st* t_current = nullptr;  // per OS thread, as in the real driver
@@ -145,7 +122,12 @@ CUresult check_device(CUdevice device) {
   return device == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
-/** The calling thread's usable context, or the error a real driver gives instead. */
+}  // namespace
+
+namespace tidarc_fake {
+
+std::mutex g_mutex;
+
 CUresult current(CUctx_st** ctx) {
   if (!g_initialized) return CUDA_ERROR_NOT_INITIALIZED;
   if (t_current == nullptr || t_current->retains == 0) return CUDA_ERROR_INVALID_CONTEXT;
@@ -154,7 +136,6 @@ CUresult current(CUctx_st** ctx) {
   return CUDA_SUCCESS;
 }
 
-/** Whether [p, p + n) lies inside one allocation of the context. */
 bool inside_one(const CUctx_st& ctx, CUdeviceptr p, size_t n) {
   auto it = ctx.allocations.upper_bound(p);
   if (it == ctx.allocations.begin()) return false;
@@ -170,8 +151,31 @@ CUfunc_st* find_function(const CUctx_st& ctx, CUfunction fn) {
   return nullptr;
 }
 
+bool launch_fits(const CUfunc_st& f, const unsigned (&d)[6], unsigned shared_bytes) {
+  const bool grid_ok = d[0] >= 1 && d[1] >= 1 && d[2] >= 1 && d[0] <= 2147483647u && d[1] <= 65535 && d[2] <= 65535;
+  const bool block_ok = d[3] >= 1 && d[4] >= 1 && d[5] >= 1 && d[3] <= 1024 && d[4] <= 1024 && d[5] <= 64 &&
+                        static_cast<unsigned long long>(d[3]) * d[4] * d[5] <= static_cast<unsigned>(kDevice.max_threads);
+  return grid_ok && block_ok && shared_bytes <= static_cast<unsigned>(f.max_dynamic_shared);
+}
+
+CUresult run_launch(CUctx_st& ctx, CUfunc_st& f, const unsigned (&d)[6], unsigned shared_bytes, void* param) {
+  tidarc_emu::clear_findings();
+  const bool completed = tidarc_emu::launch(f.name.c_str(), tidarc_emu::dim3(d[0], d[1], d[2]), tidarc_emu::dim3(d[3], d[4], d[5]), shared_bytes, f.entry, param);
+  if (completed && tidarc_emu::finding_counts().empty()) return CUDA_SUCCESS;
+  tidarc_emu::write_findings_json(stderr);
+  std::fprintf(stderr, "{\"failed_launch\":\"%s\",\"completed\":%s}\n", f.name.c_str(), completed ? "true" : "false");
+  std::fflush(stderr);
+  ctx.sticky = CUDA_ERROR_LAUNCH_FAILED;
+  return CUDA_ERROR_LAUNCH_FAILED;
+}
+
+}  // namespace tidarc_fake
+
+namespace {
+
 /** The last release of the primary context: everything in it goes, the sticky error too. */
 void destroy_context(CUctx_st& ctx) {
+  destroy_streams(ctx);
   for (const auto& [p, bytes] : ctx.allocations) tidarc_emu::free_global(reinterpret_cast<void*>(p));
   for (const auto& [key, module] : ctx.modules) dlclose(module->library);
   ctx.allocations.clear();
@@ -289,7 +293,8 @@ CUresult cuCtxSetCurrent(CUcontext ctx) {
 CUresult cuCtxSynchronize() {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
-  return current(&ctx);  // launches are synchronous: nothing is ever pending
+  if (CUresult r = current(&ctx)) return r;
+  return refuse_during_capture(*ctx);  // launches are synchronous: nothing is ever pending
 }
 
 // ---- memory -----------------------------------------------------------------------------------
@@ -298,6 +303,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (ptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
   if (bytes > kDevice.total_memory - ctx->allocated) return CUDA_ERROR_OUT_OF_MEMORY;
   const std::string name = "dev#" + std::to_string(ctx->next_buffer++);
@@ -312,6 +318,7 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (ptr == 0) return CUDA_SUCCESS;
   auto it = ctx->allocations.find(ptr);
   if (it == ctx->allocations.end()) return CUDA_ERROR_INVALID_VALUE;
@@ -325,6 +332,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (src == nullptr || !inside_one(*ctx, dst, bytes)) return CUDA_ERROR_INVALID_VALUE;
   std::memcpy(reinterpret_cast<void*>(dst), src, bytes);
@@ -335,6 +343,7 @@ CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (dst == nullptr || !inside_one(*ctx, src, bytes)) return CUDA_ERROR_INVALID_VALUE;
   std::memcpy(dst, reinterpret_cast<const void*>(src), bytes);
@@ -345,6 +354,7 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (!inside_one(*ctx, dst, bytes) || !inside_one(*ctx, src, bytes)) return CUDA_ERROR_INVALID_VALUE;
   std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes);
@@ -355,6 +365,7 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (bytes == 0) return CUDA_SUCCESS;
   if (!inside_one(*ctx, dst, bytes)) return CUDA_ERROR_INVALID_VALUE;
   std::memset(reinterpret_cast<void*>(dst), value, bytes);
@@ -411,7 +422,10 @@ CUresult cuModuleGetFunction(CUfunction* fn, CUmodule module, const char* name) 
       it->second->functions.erase(name);
       return CUDA_ERROR_NOT_FOUND;
     }
-    slot = std::make_unique<CUfunc_st>(CUfunc_st{name, reinterpret_cast<void (*)(void*)>(entry)});
+    // Modules built before the parameter size was exported launch, but cannot be captured.
+    const void* size = dlsym(it->second->library, (std::string(name) + "__emu_param_bytes").c_str());
+    slot = std::make_unique<CUfunc_st>(CUfunc_st{name, reinterpret_cast<void (*)(void*)>(entry), kDevice.shared_default,
+                                                 size != nullptr ? *static_cast<const unsigned long long*>(size) : 0});
   }
   *fn = slot.get();
   return CUDA_SUCCESS;
@@ -435,23 +449,26 @@ CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, un
   if (CUresult r = current(&ctx)) return r;
   CUfunc_st* f = find_function(*ctx, fn);
   if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  // Only the NULL stream and its two special handles (no stream can be created here).
-  const auto s = reinterpret_cast<uintptr_t>(stream);
-  if (s != 0 && s != 1 && s != 2) return CUDA_ERROR_INVALID_HANDLE;
-  const bool grid_ok = gx >= 1 && gy >= 1 && gz >= 1 && gx <= 2147483647u && gy <= 65535 && gz <= 65535;
-  const bool block_ok = bx >= 1 && by >= 1 && bz >= 1 && bx <= 1024 && by <= 1024 && bz <= 64 &&
-                        static_cast<unsigned long long>(bx) * by * bz <= static_cast<unsigned>(kDevice.max_threads);
-  if (!grid_ok || !block_ok || shared_bytes > static_cast<unsigned>(f->max_dynamic_shared)) return CUDA_ERROR_INVALID_VALUE;
+  CUstream_st* capture = nullptr;
+  if (CUresult r = stream_target(*ctx, stream, &capture)) return r;
+  const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+  if (!launch_fits(*f, dims, shared_bytes)) return CUDA_ERROR_INVALID_VALUE;
   // tidarc kernels take exactly one parameter, a struct; `extra` packing is not supported.
   if (params == nullptr || params[0] == nullptr || extra != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  tidarc_emu::clear_findings();
-  const bool completed = tidarc_emu::launch(f->name.c_str(), tidarc_emu::dim3(gx, gy, gz), tidarc_emu::dim3(bx, by, bz), shared_bytes, f->entry, params[0]);
-  if (completed && tidarc_emu::finding_counts().empty()) return CUDA_SUCCESS;
-  tidarc_emu::write_findings_json(stderr);
-  std::fprintf(stderr, "{\"failed_launch\":\"%s\",\"completed\":%s}\n", f->name.c_str(), completed ? "true" : "false");
-  std::fflush(stderr);
-  ctx->sticky = CUDA_ERROR_LAUNCH_FAILED;
-  return CUDA_ERROR_LAUNCH_FAILED;
+  if (capture == nullptr) return run_launch(*ctx, *f, dims, shared_bytes, params[0]);
+  // Captured: the struct's bytes are copied now, as the real driver does.
+  if (f->param_bytes == 0) {
+    capture->invalidated = true;
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  FakeNode node{FakeNode::kLaunch};
+  node.fn = f;
+  std::copy(dims, dims + 6, node.dims);
+  node.shared = shared_bytes;
+  const auto* bytes = static_cast<const uint8_t*>(params[0]);
+  node.param.assign(bytes, bytes + f->param_bytes);
+  capture->captured.push_back(std::move(node));
+  return CUDA_SUCCESS;
 }
 
 // ---- errors -----------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, type TileOverrides } from '../codegen/input-key.js';
 import { sha256 } from '../util/hash.js';
-import { type BuildReport, type Manifest, type ManifestGemm, OPS_UNIT } from '../codegen/manifest.js';
+import { type BuildReport, type Manifest, type ManifestGemm, type ManifestVariant, OPS_UNIT } from '../codegen/manifest.js';
+import { isArchName, variantOccupancy } from '../codegen/occupancy.js';
 import { childProcessSignal } from '../fs/interrupt.js';
 import { checkReplaceable } from '../fs/tidarc-dir.js';
 import { type OutputPlace, commitStaging, createStaging, discardStaging, isMarked, writeFiles } from './output-dir.js';
@@ -148,7 +149,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
       // A CPU-only build (the kernel cache's) leaves CUDA out by request: nothing to report.
       if (build.nvccMissing && req.build !== 'cpu') req.log(build.nvccMissing);
       if (build.cpuMissing) req.log(build.cpuMissing);
-      manifest = { ...manifest, build, ...(manifest.gemms && build.nvcc ? { gemms: withGemmPtxas(manifest.gemms, build.nvcc) } : {}) };
+      manifest = { ...manifest, build, ...(build.nvcc ? { variants: withOccupancy(manifest.variants, build.nvcc) } : {}), ...(manifest.gemms && build.nvcc ? { gemms: withGemmPtxas(manifest.gemms, build.nvcc) } : {}) };
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
     }
     await writeFiles(staging, new Map([[STAMP_FILE, stamp]]));
@@ -158,6 +159,18 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
     await discardStaging(staging);
     throw e;
   }
+}
+
+/** The variants with their main kernel's occupancy per arch (the split-KV rule's CTAs per SM), from the build report. */
+function withOccupancy(variants: readonly ManifestVariant[], nvcc: NonNullable<BuildReport['nvcc']>): ManifestVariant[] {
+  return variants.map((v) => {
+    const byArch = nvcc.variants[v.name]?.ptxas ?? {};
+    const occ = Object.fromEntries(Object.entries(byArch).flatMap(([arch, kernels]) => {
+      const r = kernels[v.symbols.cuda];
+      return r && isArchName(arch) ? [[arch, variantOccupancy(arch, r, v.launch)]] : [];
+    }));
+    return Object.keys(occ).length > 0 ? { ...v, occupancy: occ } : v;
+  });
 }
 
 /** The GEMM entries with their kernels' ptxas figures per arch, from the build report of their unit. */

@@ -40,6 +40,14 @@ export interface PtxasReport {
   readonly barriers?: number;
 }
 
+export interface VariantOccupancy {
+  readonly registers: number;
+  readonly sharedBytes: number;
+  readonly ctasPerSm: number;
+  /** What stops one more CTA: registers, shared, threads or ctas. */
+  readonly limit: string;
+}
+
 export interface ManifestVariant {
   readonly name: string;
   readonly description: string;
@@ -67,6 +75,11 @@ export interface ManifestVariant {
     readonly combine: { readonly block: number; readonly rowsPerBlock: number };
   };
   readonly arches: readonly ArchName[];
+  /**
+   * After an nvcc build: per arch, the main kernel's ptxas registers, its shared memory (static
+   * + dynamic) and the CTAs one SM holds (occupancy.ts), which the split-KV rule counts slots with.
+   */
+  readonly occupancy?: Readonly<Record<string, VariantOccupancy>>;
   /**
    * Present when `tidarc compile --tuned` set this variant's tile: the tuned call parameters per
    * shape bucket, and the backend and device they were measured on (they apply to that backend).

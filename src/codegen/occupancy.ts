@@ -7,6 +7,7 @@
  * whole warps; every CTA reserves 1 KB of shared memory for the system.
  */
 import type { ArchName } from './arch.js';
+import type { VariantOccupancy } from './manifest.js';
 
 /** Per-SM limits of an arch (the programming guide's table of compute capabilities). */
 export interface SmLimits {
@@ -57,4 +58,15 @@ export function occupancy(arch: ArchName, k: KernelResources): Occupancy {
   };
   const limit = (Object.keys(byLimit) as (keyof typeof byLimit)[]).reduce((a, b) => (byLimit[b] < byLimit[a] ? b : a));
   return { ctasPerSm: Math.max(0, byLimit[limit]), limit };
+}
+
+export function isArchName(name: string): name is ArchName {
+  return Object.hasOwn(SM_LIMITS, name);
+}
+
+/** A variant's record for the manifest: the main kernel's ptxas figures with its launch's threads and dynamic shared memory. */
+export function variantOccupancy(arch: ArchName, ptxas: { readonly registers: number; readonly sharedBytes: number }, launch: { readonly block: number; readonly dynamicSharedBytes: number }): VariantOccupancy {
+  const sharedBytes = ptxas.sharedBytes + launch.dynamicSharedBytes;
+  const o = occupancy(arch, { registers: ptxas.registers, sharedBytes, threads: launch.block });
+  return { registers: ptxas.registers, sharedBytes, ctasPerSm: o.ctasPerSm, limit: o.limit };
 }

@@ -85,6 +85,23 @@ export interface NativeCuda {
   setMaxDynamicShared(fn: number, bytes: number): void;
   launch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, sharedBytes: number, args: Uint8Array): void;
   synchronize(): void;
+  /** Stream capture (global mode) of our stream, ended into an instantiated graph's handle. */
+  beginCapture(): void;
+  endCapture(): number;
+  graphLaunch(graph: number): void;
+  graphDestroy(graph: number): void;
+  /** Page-locked host memory as an ArrayBuffer; hostFree detaches it. */
+  hostAlloc(bytes: number): ArrayBuffer;
+  hostFree(buffer: ArrayBuffer): void;
+  /** Copies on our stream; the host side must be hostAlloc memory. */
+  uploadAsync(dst: number, src: ArrayBufferView): void;
+  downloadAsync(src: number, dst: ArrayBufferView): void;
+  streamSynchronize(): void;
+  eventCreate(): number;
+  eventRecord(event: number): void;
+  /** Waits for `end`; the milliseconds between the two records. */
+  eventElapsed(start: number, end: number): number;
+  eventDestroy(event: number): void;
 }
 
 /**

@@ -15,6 +15,9 @@ using CUcontext = struct CUctx_st*;
 using CUmodule = struct CUmod_st*;
 using CUfunction = struct CUfunc_st*;
 using CUstream = struct CUstream_st*;
+using CUevent = struct CUevent_st*;
+using CUgraph = struct CUgraph_st*;
+using CUgraphExec = struct CUgraphExec_st*;
 
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_INVALID_VALUE = 1;
@@ -24,6 +27,21 @@ constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
 constexpr CUresult CUDA_ERROR_FILE_NOT_FOUND = 301;
 constexpr CUresult CUDA_ERROR_NOT_FOUND = 500;
 constexpr CUresult CUDA_ERROR_LAUNCH_FAILED = 719;
+constexpr CUresult CUDA_ERROR_NOT_SUPPORTED = 801;
+// A call that is not allowed while a stream captures (a synchronous copy, a synchronize):
+// it fails, and the capture is invalidated (cuStreamEndCapture then fails too).
+constexpr CUresult CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900;
+constexpr CUresult CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901;
+constexpr CUresult CUDA_ERROR_STREAM_CAPTURE_UNMATCHED = 903;
+constexpr CUresult CUDA_ERROR_STREAM_CAPTURE_IMPLICIT = 906;
+
+// cuStreamCreate flags: 0 = CU_STREAM_DEFAULT, a blocking stream (it orders with the legacy
+// NULL stream, so synchronous copies still see its work).
+constexpr unsigned CU_STREAM_DEFAULT = 0;
+// CUstreamCaptureMode: global forbids unsafe calls (synchronous copies, ...) from any thread.
+constexpr int CU_STREAM_CAPTURE_MODE_GLOBAL = 0;
+// cuEventCreate flags.
+constexpr unsigned CU_EVENT_DEFAULT = 0;
 
 // CUdevice_attribute values.
 constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
@@ -59,6 +77,26 @@ constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
   X(cuMemcpyDtoH_v2, CUresult, (void* dst, CUdeviceptr src, size_t bytes))                       \
   X(cuMemcpyDtoD_v2, CUresult, (CUdeviceptr dst, CUdeviceptr src, size_t bytes))                 \
   X(cuMemsetD8_v2, CUresult, (CUdeviceptr dst, unsigned char value, size_t bytes))               \
+  X(cuMemcpyDtoDAsync_v2, CUresult, (CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream stream)) \
+  X(cuMemsetD8Async, CUresult, (CUdeviceptr dst, unsigned char value, size_t bytes, CUstream stream)) \
+  X(cuMemHostAlloc, CUresult, (void** ptr, size_t bytes, unsigned flags))                        \
+  X(cuMemFreeHost, CUresult, (void* ptr))                                                        \
+  X(cuMemcpyHtoDAsync_v2, CUresult, (CUdeviceptr dst, const void* src, size_t bytes, CUstream stream)) \
+  X(cuMemcpyDtoHAsync_v2, CUresult, (void* dst, CUdeviceptr src, size_t bytes, CUstream stream)) \
+  X(cuStreamCreate, CUresult, (CUstream* stream, unsigned flags))                                \
+  X(cuStreamDestroy_v2, CUresult, (CUstream stream))                                             \
+  X(cuStreamSynchronize, CUresult, (CUstream stream))                                            \
+  X(cuStreamBeginCapture_v2, CUresult, (CUstream stream, int mode))                              \
+  X(cuStreamEndCapture, CUresult, (CUstream stream, CUgraph* graph))                             \
+  X(cuGraphInstantiateWithFlags, CUresult, (CUgraphExec* exec, CUgraph graph, unsigned long long flags)) \
+  X(cuGraphLaunch, CUresult, (CUgraphExec exec, CUstream stream))                                \
+  X(cuGraphExecDestroy, CUresult, (CUgraphExec exec))                                            \
+  X(cuGraphDestroy, CUresult, (CUgraph graph))                                                   \
+  X(cuEventCreate, CUresult, (CUevent* event, unsigned flags))                                   \
+  X(cuEventRecord, CUresult, (CUevent event, CUstream stream))                                   \
+  X(cuEventSynchronize, CUresult, (CUevent event))                                               \
+  X(cuEventElapsedTime, CUresult, (float* ms, CUevent start, CUevent end))                       \
+  X(cuEventDestroy_v2, CUresult, (CUevent event))                                                \
   X(cuGetErrorName, CUresult, (CUresult error, const char** name))                               \
   X(cuGetErrorString, CUresult, (CUresult error, const char** text))
 

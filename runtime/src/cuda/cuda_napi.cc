@@ -1,6 +1,8 @@
 // exports.cuda: the CUDA driver for JavaScript (src/runtime/cuda/device.ts wraps it). One
-// device per process (its primary context); device pointers travel as JS numbers, modules and
-// functions as small integer handles. Every CUresult other than CUDA_SUCCESS becomes a JS Error
+// device per process (its primary context) and one stream of ours on it (a blocking stream,
+// not the legacy NULL stream: it can be captured into a graph, and the synchronous copies
+// still order with it); device pointers travel as JS numbers, modules, functions, graphs and
+// events as small integer handles, pinned host memory as external ArrayBuffers. Every CUresult other than CUDA_SUCCESS becomes a JS Error
 // whose `code` is the CUDA_ERROR_* name and whose message names the call; nothing here aborts.
 #include "cuda_napi.h"
 
@@ -22,8 +24,12 @@ struct Session {
   const Driver* driver = nullptr;
   CUdevice device = 0;
   CUcontext context = nullptr;
+  CUstream stream = nullptr;
   std::vector<CUmodule> modules;
   std::vector<CUfunction> functions;
+  std::vector<CUgraphExec> graphs;  // nullptr once destroyed
+  std::vector<CUevent> events;      // nullptr once destroyed
+  std::vector<void*> pinned;        // live cuMemHostAlloc blocks
 };
 
 Session& State() {
@@ -109,6 +115,7 @@ Napi::Value OpenJs(const Napi::CallbackInfo& info) {
     s.driver = d;
   }
   TIDARC_CU_CHECK(env, *d, "cuCtxSetCurrent", d->cuCtxSetCurrent(s.context));
+  if (s.stream == nullptr) TIDARC_CU_CHECK(env, *d, "cuStreamCreate", d->cuStreamCreate(&s.stream, CU_STREAM_DEFAULT));
   char name[256] = {};
   TIDARC_CU_CHECK(env, *d, "cuDeviceGetName", d->cuDeviceGetName(name, sizeof(name) - 1, s.device));
   auto attr = [&](int a) {
@@ -169,24 +176,24 @@ Napi::Value DownloadJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// copy(dst, src, bytes) on the device.
+// copy(dst, src, bytes) on the device, on our stream (so a capture records it).
 Napi::Value CopyJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   const CUdeviceptr dst = PtrAt(info, 0, "destination"), src = PtrAt(info, 1, "source");
   const int64_t bytes = IntAt(info, 2, "bytes", 0, static_cast<int64_t>(1) << 46);
-  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyDtoD", s.driver->cuMemcpyDtoD_v2(dst, src, static_cast<size_t>(bytes)));
+  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyDtoDAsync", s.driver->cuMemcpyDtoDAsync_v2(dst, src, static_cast<size_t>(bytes), s.stream));
   return env.Undefined();
 }
 
-// fill(dst, byteValue, bytes)
+// fill(dst, byteValue, bytes), on our stream.
 Napi::Value FillJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   const CUdeviceptr dst = PtrAt(info, 0, "destination");
   const auto value = static_cast<unsigned char>(IntAt(info, 1, "byte value", 0, 255));
   const int64_t bytes = IntAt(info, 2, "bytes", 0, static_cast<int64_t>(1) << 46);
-  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemsetD8", s.driver->cuMemsetD8_v2(dst, value, static_cast<size_t>(bytes)));
+  if (bytes > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemsetD8Async", s.driver->cuMemsetD8Async(dst, value, static_cast<size_t>(bytes), s.stream));
   return env.Undefined();
 }
 
@@ -256,7 +263,7 @@ Napi::Value LaunchJs(const Napi::CallbackInfo& info) {
   std::copy(args.data, args.data + args.size, param);
   void* params[] = {param};
   TIDARC_CU_CHECK(env, *s.driver, "cuLaunchKernel",
-                  s.driver->cuLaunchKernel(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, nullptr, params, nullptr));
+                  s.driver->cuLaunchKernel(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, s.stream, params, nullptr));
   return env.Undefined();
 }
 
@@ -264,6 +271,161 @@ Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   TIDARC_CU_CHECK(env, *s.driver, "cuCtxSynchronize", s.driver->cuCtxSynchronize());
+  return env.Undefined();
+}
+
+// ---- capture into graphs -------------------------------------------------------------------
+
+// beginCapture(): what our stream issues from now on is recorded, not run.
+Napi::Value BeginCaptureJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuStreamBeginCapture", s.driver->cuStreamBeginCapture_v2(s.stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+  return env.Undefined();
+}
+
+// endCapture() -> graph handle: the recording, instantiated (the graph itself is not kept).
+// Ends the capture even when it was invalidated, so the stream is usable again; then throws.
+Napi::Value EndCaptureJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUgraph graph = nullptr;
+  TIDARC_CU_CHECK(env, *s.driver, "cuStreamEndCapture", s.driver->cuStreamEndCapture(s.stream, &graph));
+  CUgraphExec exec = nullptr;
+  const CUresult r = s.driver->cuGraphInstantiateWithFlags(&exec, graph, 0);
+  s.driver->cuGraphDestroy(graph);
+  if (r != CUDA_SUCCESS) ThrowCuda(env, *s.driver, "cuGraphInstantiate", r);
+  s.graphs.push_back(exec);
+  return Napi::Number::New(env, static_cast<double>(s.graphs.size() - 1));
+}
+
+CUgraphExec& GraphAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
+  CUgraphExec& g = s.graphs[static_cast<size_t>(IntAt(info, i, "graph handle", 0, static_cast<int64_t>(s.graphs.size()) - 1))];
+  if (g == nullptr) throw Napi::Error::New(info.Env(), "cuda: the graph was destroyed");
+  return g;
+}
+
+// graphLaunch(graph): one launch of everything the capture recorded, on our stream.
+Napi::Value GraphLaunchJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuGraphLaunch", s.driver->cuGraphLaunch(GraphAt(info, s, 0), s.stream));
+  return env.Undefined();
+}
+
+Napi::Value GraphDestroyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUgraphExec& g = GraphAt(info, s, 0);
+  TIDARC_CU_CHECK(env, *s.driver, "cuGraphExecDestroy", s.driver->cuGraphExecDestroy(g));
+  g = nullptr;
+  return env.Undefined();
+}
+
+// ---- pinned host memory and asynchronous copies --------------------------------------------
+
+// hostAlloc(bytes) -> ArrayBuffer over page-locked memory (cuMemHostAlloc): asynchronous
+// copies from it need no staging, and a graph's copy reads it at replay. hostFree detaches it;
+// an ArrayBuffer the program drops is freed when it is collected.
+Napi::Value HostAllocJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const int64_t bytes = IntAt(info, 0, "bytes", 1, static_cast<int64_t>(1) << 40);
+  void* p = nullptr;
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemHostAlloc", s.driver->cuMemHostAlloc(&p, static_cast<size_t>(bytes), 0));
+  s.pinned.push_back(p);
+  return Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* data) {
+    Session& st = State();
+    auto it = std::find(st.pinned.begin(), st.pinned.end(), data);
+    if (it == st.pinned.end()) return;  // hostFree already released it
+    st.pinned.erase(it);
+    if (st.context != nullptr && st.driver->cuCtxSetCurrent(st.context) == CUDA_SUCCESS) st.driver->cuMemFreeHost(data);
+  });
+}
+
+Napi::Value HostFreeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) throw Napi::TypeError::New(env, "cuda: hostFree takes the ArrayBuffer of hostAlloc");
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  if (buffer.ByteLength() == 0) return env.Undefined();  // already freed (detached)
+  void* data = buffer.Data();
+  auto it = std::find(s.pinned.begin(), s.pinned.end(), data);
+  if (it == s.pinned.end()) throw Napi::Error::New(env, "cuda: hostFree: not an ArrayBuffer of hostAlloc");
+  s.pinned.erase(it);
+  buffer.Detach();  // JavaScript can no longer reach the memory
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemFreeHost", s.driver->cuMemFreeHost(data));
+  return env.Undefined();
+}
+
+// uploadAsync(devicePtr, view): the view's bytes (in pinned memory) to devicePtr, on our stream.
+Napi::Value UploadAsyncJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr dst = PtrAt(info, 0, "destination");
+  const Bytes src = BytesAt(info, 1, "source");
+  if (src.size > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyHtoDAsync", s.driver->cuMemcpyHtoDAsync_v2(dst, src.data, src.size, s.stream));
+  return env.Undefined();
+}
+
+// downloadAsync(devicePtr, view): devicePtr to the view (in pinned memory), on our stream.
+Napi::Value DownloadAsyncJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const CUdeviceptr src = PtrAt(info, 0, "source");
+  const Bytes dst = BytesAt(info, 1, "destination");
+  if (dst.size > 0) TIDARC_CU_CHECK(env, *s.driver, "cuMemcpyDtoHAsync", s.driver->cuMemcpyDtoHAsync_v2(dst.data, src, dst.size, s.stream));
+  return env.Undefined();
+}
+
+Napi::Value StreamSynchronizeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuStreamSynchronize", s.driver->cuStreamSynchronize(s.stream));
+  return env.Undefined();
+}
+
+// ---- events: GPU time between two points of our stream --------------------------------------
+
+Napi::Value EventCreateJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUevent e = nullptr;
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventCreate", s.driver->cuEventCreate(&e, CU_EVENT_DEFAULT));
+  s.events.push_back(e);
+  return Napi::Number::New(env, static_cast<double>(s.events.size() - 1));
+}
+
+CUevent& EventAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
+  CUevent& e = s.events[static_cast<size_t>(IntAt(info, i, "event handle", 0, static_cast<int64_t>(s.events.size()) - 1))];
+  if (e == nullptr) throw Napi::Error::New(info.Env(), "cuda: the event was destroyed");
+  return e;
+}
+
+Napi::Value EventRecordJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventRecord", s.driver->cuEventRecord(EventAt(info, s, 0), s.stream));
+  return env.Undefined();
+}
+
+// eventElapsed(start, end) -> ms: waits for `end`, then the GPU time between the two records.
+Napi::Value EventElapsedJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUevent start = EventAt(info, s, 0), end = EventAt(info, s, 1);
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventSynchronize", s.driver->cuEventSynchronize(end));
+  float ms = 0;
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventElapsedTime", s.driver->cuEventElapsedTime(&ms, start, end));
+  return Napi::Number::New(env, ms);
+}
+
+Napi::Value EventDestroyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  CUevent& e = EventAt(info, s, 0);
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventDestroy", s.driver->cuEventDestroy_v2(e));
+  e = nullptr;
   return env.Undefined();
 }
 
@@ -289,6 +451,19 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   o.Set("setMaxDynamicShared", Napi::Function::New(env, Guarded<SetMaxDynamicSharedJs>, "setMaxDynamicShared"));
   o.Set("launch", Napi::Function::New(env, Guarded<LaunchJs>, "launch"));
   o.Set("synchronize", Napi::Function::New(env, Guarded<SynchronizeJs>, "synchronize"));
+  o.Set("beginCapture", Napi::Function::New(env, Guarded<BeginCaptureJs>, "beginCapture"));
+  o.Set("endCapture", Napi::Function::New(env, Guarded<EndCaptureJs>, "endCapture"));
+  o.Set("graphLaunch", Napi::Function::New(env, Guarded<GraphLaunchJs>, "graphLaunch"));
+  o.Set("graphDestroy", Napi::Function::New(env, Guarded<GraphDestroyJs>, "graphDestroy"));
+  o.Set("hostAlloc", Napi::Function::New(env, Guarded<HostAllocJs>, "hostAlloc"));
+  o.Set("hostFree", Napi::Function::New(env, Guarded<HostFreeJs>, "hostFree"));
+  o.Set("uploadAsync", Napi::Function::New(env, Guarded<UploadAsyncJs>, "uploadAsync"));
+  o.Set("downloadAsync", Napi::Function::New(env, Guarded<DownloadAsyncJs>, "downloadAsync"));
+  o.Set("streamSynchronize", Napi::Function::New(env, Guarded<StreamSynchronizeJs>, "streamSynchronize"));
+  o.Set("eventCreate", Napi::Function::New(env, Guarded<EventCreateJs>, "eventCreate"));
+  o.Set("eventRecord", Napi::Function::New(env, Guarded<EventRecordJs>, "eventRecord"));
+  o.Set("eventElapsed", Napi::Function::New(env, Guarded<EventElapsedJs>, "eventElapsed"));
+  o.Set("eventDestroy", Napi::Function::New(env, Guarded<EventDestroyJs>, "eventDestroy"));
   exports.Set("cuda", o);
   // The older probe name, kept for callers of cudaStatus().
   exports.Set("cudaStatus", Napi::Function::New(env, Guarded<StatusJs>, "cudaStatus"));

@@ -2,6 +2,12 @@
  * One CUDA device for the runtime: memory, modules and launches over the addon's driver
  * binding (exports.cuda), with every CUDA failure turned into a TidarcError('runtime') that
  * names the call and the CUDA error. Tracks its allocations so close() frees them all.
+ *
+ * Launches, device copies and fills go to the binding's own stream (not the legacy NULL
+ * stream), so a sequence of them can be captured once into a CUDA graph (capture) and replayed
+ * with one launch (launchGraph). What changes between replays lives in device buffers that an
+ * asynchronous upload from pinned memory (allocPinned, uploadAsync) fills before the launch;
+ * a graph reads device memory as it is when it runs. stats counts what the host issues.
  */
 import { TidarcError } from '../../errors.js';
 import { type CudaDeviceInfo, type NativeCuda, loadNative } from '../native.js';
@@ -21,6 +27,57 @@ export interface KernelRef {
 
 export type Dim3 = readonly [number, number?, number?];
 
+/** An instantiated graph: what one capture recorded, replayed by launchGraph. */
+export interface GraphRef {
+  readonly handle: number;
+  readonly label: string;
+  /** Kernel launches, and host<->device copies and bytes, that one replay performs. */
+  readonly kernels: number;
+  readonly uploads: number;
+  readonly uploadBytes: number;
+  readonly downloads: number;
+  readonly downloadBytes: number;
+}
+
+/** Page-locked host memory: write through views of `buffer`, then uploadAsync. */
+export interface PinnedBuffer {
+  readonly buffer: ArrayBuffer;
+  readonly bytes: number;
+  readonly label: string;
+}
+
+/** What the host has issued through this device object (a graph's replay counts once). */
+export interface DeviceStats {
+  /** cuLaunchKernel calls outside captures. */
+  readonly kernelLaunches: number;
+  readonly graphLaunches: number;
+  /** Kernels run by graph replays (each replay: its graph's count). */
+  readonly graphKernels: number;
+  /** Host -> device and device -> host transfers and their bytes, replays included. */
+  readonly uploads: number;
+  readonly uploadBytes: number;
+  readonly downloads: number;
+  readonly downloadBytes: number;
+}
+
+type MutableStats = { -readonly [K in keyof DeviceStats]: DeviceStats[K] };
+const NO_STATS: DeviceStats = { kernelLaunches: 0, graphLaunches: 0, graphKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+
+/** b - a, field by field. */
+export function statsSince(a: DeviceStats, b: DeviceStats): DeviceStats {
+  const out = { ...NO_STATS } as MutableStats;
+  for (const k of Object.keys(NO_STATS) as (keyof DeviceStats)[]) out[k] = b[k] - a[k];
+  return out;
+}
+
+interface CaptureTally {
+  kernels: number;
+  uploads: number;
+  uploadBytes: number;
+  downloads: number;
+  downloadBytes: number;
+}
+
 /** Dynamic shared memory every kernel may use without opting in. */
 const DEFAULT_SHARED_LIMIT = 48 * 1024;
 
@@ -28,6 +85,12 @@ export class CudaDevice {
   private readonly live = new Map<number, DeviceBuffer>();
   private readonly modules = new Map<string, number>();
   private readonly functions = new Map<string, KernelRef>();
+  private readonly graphs = new Map<number, GraphRef>();
+  private readonly pinned = new Set<PinnedBuffer>();
+  private readonly counts: MutableStats = { ...NO_STATS };
+  /** Set while a capture records: what it issues counts towards the graph, not stats. */
+  private tally: CaptureTally | undefined;
+  private events: [number, number] | undefined;
   private allocated = 0;
 
   private constructor(private readonly cuda: NativeCuda, readonly info: CudaDeviceInfo) {}
@@ -65,16 +128,71 @@ export class CudaDevice {
     guard(`free ${buf.label}`, () => this.cuda.free(buf.ptr));
   }
 
-  /** Host array -> buf at byte offset `at`. */
+  /** A copy of the counts so far. */
+  get stats(): DeviceStats {
+    return { ...this.counts };
+  }
+
+  /** Host array -> buf at byte offset `at` (synchronous: not allowed during a capture). */
   upload(buf: DeviceBuffer, src: ArrayBufferView, at = 0): void {
     checkRange(buf, at, src.byteLength, 'upload');
     guard(`upload to ${buf.label}`, () => this.cuda.upload(buf.ptr + at, src));
+    this.countUpload(src.byteLength);
   }
 
-  /** buf from byte offset `at` -> the whole host array. */
+  /** buf from byte offset `at` -> the whole host array (synchronous: not allowed during a capture). */
   download(buf: DeviceBuffer, dst: ArrayBufferView, at = 0): void {
     checkRange(buf, at, dst.byteLength, 'download');
     guard(`download from ${buf.label}`, () => this.cuda.download(buf.ptr + at, dst));
+    this.countDownload(dst.byteLength);
+  }
+
+  /** Page-locked host memory for asynchronous copies (freed by freePinned or close). */
+  allocPinned(bytes: number, label: string): PinnedBuffer {
+    const size = Math.max(1, Math.ceil(bytes));
+    const buffer = guard(`allocate ${size} bytes of pinned host memory for ${label}`, () => this.cuda.hostAlloc(size));
+    const p = { buffer, bytes: size, label };
+    this.pinned.add(p);
+    return p;
+  }
+
+  freePinned(p: PinnedBuffer): void {
+    if (!this.pinned.delete(p)) return;
+    guard(`free the pinned memory of ${p.label}`, () => this.cuda.hostFree(p.buffer));
+  }
+
+  /**
+   * `bytes` of pinned memory from byte `from` -> buf at byte offset `at`, on the stream: returns
+   * at once; the host must not rewrite that memory before the stream has read it (a later
+   * synchronize or download). Inside a capture the graph reads the pinned memory at each replay.
+   */
+  uploadAsync(buf: DeviceBuffer, src: PinnedBuffer, o: { at?: number; from?: number; bytes?: number } = {}): void {
+    const at = o.at ?? 0, from = o.from ?? 0, bytes = o.bytes ?? src.bytes - from;
+    checkRange(buf, at, bytes, 'upload');
+    checkPinned(src, from, bytes);
+    guard(`upload to ${buf.label}`, () => this.cuda.uploadAsync(buf.ptr + at, new Uint8Array(src.buffer, from, bytes)));
+    this.countUpload(bytes);
+  }
+
+  /** buf from byte offset `at` -> `bytes` of pinned memory from byte `to`, on the stream; valid after synchronize. */
+  downloadAsync(buf: DeviceBuffer, dst: PinnedBuffer, o: { at?: number; to?: number; bytes?: number } = {}): void {
+    const at = o.at ?? 0, to = o.to ?? 0, bytes = o.bytes ?? dst.bytes - to;
+    checkRange(buf, at, bytes, 'download');
+    checkPinned(dst, to, bytes);
+    guard(`download from ${buf.label}`, () => this.cuda.downloadAsync(buf.ptr + at, new Uint8Array(dst.buffer, to, bytes)));
+    this.countDownload(bytes);
+  }
+
+  private countUpload(bytes: number): void {
+    const t = this.tally ?? this.counts;
+    t.uploads++;
+    t.uploadBytes += bytes;
+  }
+
+  private countDownload(bytes: number): void {
+    const t = this.tally ?? this.counts;
+    t.downloads++;
+    t.downloadBytes += bytes;
   }
 
   copy(dst: DeviceBuffer, dstAt: number, src: DeviceBuffer, srcAt: number, bytes: number): void {
@@ -110,6 +228,62 @@ export class CudaDevice {
       fn.maxShared = sharedBytes;
     }
     guard(`launch ${fn.name}`, () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args));
+    if (this.tally) this.tally.kernels++;
+    else this.counts.kernelLaunches++;
+  }
+
+  /**
+   * Records what `record` issues on the stream (launches, device copies and fills, asynchronous
+   * copies) into a graph instead of running it. Anything a capture cannot hold (a synchronous
+   * upload or download, synchronize) fails inside `record` with the driver's error, as on a GPU,
+   * and no graph is made. Kernels must be loaded and opted in to their shared memory before
+   * (kernel(), one launch outside a capture): neither is recorded.
+   */
+  capture(label: string, record: () => void): GraphRef {
+    if (this.tally) throw new TidarcError('runtime', `CUDA: cannot capture ${label}: a capture is already recording`);
+    guard(`start capturing ${label}`, () => this.cuda.beginCapture());
+    const tally: CaptureTally = { kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+    this.tally = tally;
+    let failure: unknown;
+    try {
+      record();
+    } catch (e) {
+      failure = e;
+    } finally {
+      this.tally = undefined;
+    }
+    let handle: number;
+    try {
+      handle = guard(`capture ${label}`, () => this.cuda.endCapture());
+    } catch (e) {
+      throw failure ?? e;  // the first error says what broke the capture
+    }
+    const ref: GraphRef = { handle, label, ...tally };
+    this.graphs.set(handle, ref);
+    if (failure !== undefined) {
+      this.destroyGraph(ref);
+      throw failure;
+    }
+    return ref;
+  }
+
+  /** One launch of a captured graph on the stream. */
+  launchGraph(ref: GraphRef): void {
+    if (this.graphs.get(ref.handle) !== ref) throw new TidarcError('runtime', `CUDA: cannot launch graph ${ref.label}: it was destroyed`);
+    guard(`launch graph ${ref.label}`, () => this.cuda.graphLaunch(ref.handle));
+    const t = this.tally ?? this.counts;
+    if (this.tally) this.tally.kernels += ref.kernels;
+    else (this.counts.graphLaunches++, this.counts.graphKernels += ref.kernels);
+    t.uploads += ref.uploads;
+    t.uploadBytes += ref.uploadBytes;
+    t.downloads += ref.downloads;
+    t.downloadBytes += ref.downloadBytes;
+  }
+
+  destroyGraph(ref: GraphRef): void {
+    if (this.graphs.get(ref.handle) !== ref) return;
+    this.graphs.delete(ref.handle);
+    guard(`destroy graph ${ref.label}`, () => this.cuda.graphDestroy(ref.handle));
   }
 
   /** Waits for every launch; an asynchronous kernel failure surfaces here. */
@@ -117,9 +291,33 @@ export class CudaDevice {
     guard('synchronize', () => this.cuda.synchronize());
   }
 
-  /** Frees every buffer still allocated through this object. */
+  /**
+   * Runs `work` between two events on the stream: the GPU milliseconds between them (waits
+   * for the second) and the host milliseconds `work` took to issue and return.
+   */
+  timeGpu(work: () => void): { gpuMs: number; hostMs: number } {
+    const [start, end] = (this.events ??= [guard('create an event', () => this.cuda.eventCreate()), guard('create an event', () => this.cuda.eventCreate())]);
+    guard('record an event', () => this.cuda.eventRecord(start));
+    const t0 = performance.now();
+    work();
+    const hostMs = performance.now() - t0;
+    guard('record an event', () => this.cuda.eventRecord(end));
+    return { gpuMs: guard('time the GPU between two events', () => this.cuda.eventElapsed(start, end)), hostMs };
+  }
+
+  /** Frees every buffer, graph, pinned block and event still held by this object. */
   close(): void {
+    for (const ref of [...this.graphs.values()]) this.destroyGraph(ref);
+    for (const p of [...this.pinned]) this.freePinned(p);
+    if (this.events) for (const e of this.events.splice(0)) guard('destroy an event', () => this.cuda.eventDestroy(e));
+    this.events = undefined;
     for (const buf of [...this.live.values()]) this.free(buf);
+  }
+}
+
+function checkPinned(p: PinnedBuffer, from: number, bytes: number): void {
+  if (!(Number.isInteger(from) && Number.isInteger(bytes) && from >= 0 && bytes >= 0 && from + bytes <= p.buffer.byteLength)) {
+    throw new TidarcError('runtime', `pinned ${p.label}: bytes [${from}, ${from + bytes}) are outside its ${p.buffer.byteLength} (freed?)`);
   }
 }
 
