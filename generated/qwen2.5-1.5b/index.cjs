@@ -197,7 +197,7 @@ exports.variants = {
         }
     }
 };
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 function load(options = {}) {
     const lib = openKernelLibrary(here, options);
     return {

@@ -201,7 +201,7 @@ export type VariantName = keyof typeof variants;
 
 /** Typed entry points of the attention kernels of model "qwen2.5-1.5b", one per variant. */
 export interface Qwen2515bKernels {
-  /** The backend that runs the kernels, e.g. "cpu". */
+  /** The backend that runs the kernels: "cpu" (the C++ library) or "cuda" (the fatbins on the GPU). */
   readonly backend: string;
   /**
    * TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens).
@@ -247,7 +247,7 @@ export interface Qwen2515bKernels {
   close(): void;
 }
 
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 export function load(options: OpenOptions = {}): Qwen2515bKernels {
   const lib = openKernelLibrary(here, options);
   return {

@@ -289,7 +289,7 @@ export declare const variants: {
 export type VariantName = keyof typeof variants;
 /** Typed entry points of the attention kernels of model "qwen3-8b", one per variant. */
 export interface Qwen38bKernels {
-    /** The backend that runs the kernels, e.g. "cpu". */
+    /** The backend that runs the kernels: "cpu" (the C++ library) or "cuda" (the fatbins on the GPU). */
     readonly backend: string;
     /**
      * TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens).
@@ -374,5 +374,5 @@ export interface Qwen38bKernels {
     /** Releases the loaded kernel library. */
     close(): void;
 }
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 export declare function load(options?: OpenOptions): Qwen38bKernels;

@@ -223,7 +223,7 @@ export declare const variants: {
 export type VariantName = keyof typeof variants;
 /** Typed entry points of the attention kernels of model "tiny", one per variant. */
 export interface TinyKernels {
-    /** The backend that runs the kernels, e.g. "cpu". */
+    /** The backend that runs the kernels: "cpu" (the C++ library) or "cuda" (the fatbins on the GPU). */
     readonly backend: string;
     /**
      * TiDAR decode step, draft length 2: 6 in-step tokens (2 drafts + 2 blocks of 2 mask tokens).
@@ -288,5 +288,5 @@ export interface TinyKernels {
     /** Releases the loaded kernel library. */
     close(): void;
 }
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 export declare function load(options?: OpenOptions): TinyKernels;

@@ -269,7 +269,7 @@ export const variants = {
         }
     }
 };
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 export function load(options = {}) {
     const lib = openKernelLibrary(here, options);
     return {

@@ -276,7 +276,7 @@ export type VariantName = keyof typeof variants;
 
 /** Typed entry points of the attention kernels of model "tiny", one per variant. */
 export interface TinyKernels {
-  /** The backend that runs the kernels, e.g. "cpu". */
+  /** The backend that runs the kernels: "cpu" (the C++ library) or "cuda" (the fatbins on the GPU). */
   readonly backend: string;
   /**
    * TiDAR decode step, draft length 2: 6 in-step tokens (2 drafts + 2 blocks of 2 mask tokens).
@@ -342,7 +342,7 @@ export interface TinyKernels {
   close(): void;
 }
 
-/** Opens the kernels compiled next to this file (see manifest.json) on the chosen backend. */
+/** Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable). */
 export function load(options: OpenOptions = {}): TinyKernels {
   const lib = openKernelLibrary(here, options);
   return {

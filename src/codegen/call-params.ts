@@ -9,8 +9,11 @@
  *                 (in powers of two; the shorter one on a tie); other batches are not guessed;
  *   CPU threads:  one thread for a call too short to pay for waking a worker, all otherwise;
  *                 split-KV only while the work items leave threads idle (cpuThreadsFor, cpuSplitsFor).
+ *   split-KV:     on every backend, the caller's value, else the tuned one, else the wave rule
+ *                 (splitsFor; the kernel library on cpu and cuda and the cuda launcher use it).
  */
 import { chooseSplits } from './splits.js';
+import type { Backend } from './target.js';
 
 export interface CallParams {
   readonly splits: number;
@@ -45,6 +48,32 @@ export function tunedCall(calls: Readonly<Record<string, CallParams>> | undefine
   return best?.p;
 }
 
+/** What `tidarc compile --tuned` recorded in a manifest variant for this call, when it was measured on `backend` (another backend's timings say nothing here). */
+export function tunedCallOf(v: { readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: Backend } }, backend: Backend, batch: number, prefix: number): CallParams | undefined {
+  return v.tuned?.backend === backend ? tunedCall(v.tuned.calls, batch, prefix) : undefined;
+}
+
+/** The inputs of the split-KV rule, explicit so that a backend states what it fills the machine with. */
+export interface SplitInputs {
+  /** The tuned split count of this call's shape bucket on this backend (tunedCallOf), if any. */
+  readonly tuned: number | undefined;
+  /** Work items of one split: batch * kvHeads * rowTiles (on a GPU, the main kernel's CTAs per split). */
+  readonly workItems: number;
+  /** What runs work items at once: the GPU's SMs, or the CPU threads the call uses. */
+  readonly slots: number;
+  /** KV tiles of the longest prefix: ceil(prefix / tileN). */
+  readonly prefixTiles: number;
+}
+
+/**
+ * Split-KV of an attention call the caller left open, the one rule of every backend: what tidarc
+ * tune measured for this shape, else the wave-efficiency rule (chooseSplits) over the slots;
+ * never more than the prefix tiles (a split past them reads no key and only adds combine work).
+ */
+export function splitsFor(s: SplitInputs): number {
+  return Math.max(1, Math.min(s.tuned ?? chooseSplits(s.workItems, s.slots, s.prefixTiles), Math.max(1, s.prefixTiles)));
+}
+
 /**
  * The single-thread time of a CPU attention call, estimated (microseconds): per sequence, KV
  * head and row tile every key of K and V is converted from 16 bits once (NS_PER_KV_ELEMENT
@@ -73,14 +102,15 @@ export function cpuThreadsFor(micros: number): number {
 }
 
 /**
- * Split-KV of a CPU call: the wave-efficiency rule over the threads it runs on; none on one
- * thread. Splitting costs the CPU a second parallel phase (the combine) and its worker wake-up:
- * with 4 work items per thread instead (more items to balance a late worker), k = 8 steps at
+ * Split-KV of a CPU call (splitsFor): the tuned value, else the wave-efficiency rule over the
+ * threads it runs on; none on one thread. Splitting costs the CPU a second parallel phase (the
+ * combine) and its worker wake-up: with 4 work items per thread instead (more items to balance a late worker), k = 8 steps at
  * L = 256 to 4k took 1.2 to 1.5x longer than unsplit ones in `tidarc tune` (2-thread VM).
  */
-export function cpuSplitsFor(workItems: number, threads: number, parallelism: number, prefixTiles: number): number {
+export function cpuSplitsFor(workItems: number, threads: number, parallelism: number, prefixTiles: number, tuned?: number): number {
   const used = threads > 0 ? Math.min(threads, parallelism) : parallelism;
-  return used <= 1 ? 1 : chooseSplits(workItems, used, prefixTiles);
+  if (tuned === undefined && used <= 1) return 1;
+  return splitsFor({ tuned, workItems, slots: used, prefixTiles });
 }
 
 /** The heuristic call parameters of a CPU call: threads by estimated time (cpuThreadsFor), then split-KV (cpuSplitsFor). */

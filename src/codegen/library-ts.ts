@@ -82,7 +82,7 @@ function librarySource(manifest: Manifest): StatementStructures[] {
       isExported: true,
       name: iface,
       docs: [`Typed entry points of the attention kernels of model "${manifest.model.name}", one per variant.`],
-      properties: [{ name: 'backend', isReadonly: true, type: 'string', docs: ['The backend that runs the kernels, e.g. "cpu".'] }],
+      properties: [{ name: 'backend', isReadonly: true, type: 'string', docs: ['The backend that runs the kernels: "cpu" (the C++ library) or "cuda" (the fatbins on the GPU).'] }],
       methods: [
         ...manifest.variants.flatMap((v) => [
           { name: entryName(v.name), parameters: [{ name: 'inputs', type: 'AttentionInputs' }], returnType: 'AttentionOutputs', docs: [shapeDoc(v)] },
@@ -95,7 +95,7 @@ function librarySource(manifest: Manifest): StatementStructures[] {
       kind: StructureKind.Function,
       isExported: true,
       name: 'load',
-      docs: ['Opens the kernels compiled next to this file (see manifest.json) on the chosen backend.'],
+      docs: ['Opens the kernels compiled next to this file (see manifest.json) on options.backend: "cpu", "cuda", or "auto" (default: cuda when usable).'],
       parameters: [{ name: 'options', type: 'OpenOptions', initializer: '{}' }],
       returnType: iface,
       statements: [

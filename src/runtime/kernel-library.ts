@@ -9,16 +9,22 @@ import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
 import { readJsonFileSync } from '../fs/read-json.js';
 import { MAX_CPU_THREADS, MAX_SPLITS, checkInteger, checkPrefixLen } from './attention-checks.js';
-import { cpuSplitsFor, heuristicCpuCall, tunedCall } from '../codegen/call-params.js';
+import { cpuSplitsFor, heuristicCpuCall, tunedCallOf } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
-import { type LibraryHandle, type NativeAttentionArgs, loadNative } from './native.js';
+import { AttentionLauncher } from './cuda/attention-launch.js';
+import { CudaDevice, type DeviceBuffer } from './cuda/device.js';
+import { type LibraryHandle, type NativeAddon, type NativeAttentionArgs, loadNative } from './native.js';
 
 // The public entries (index.ts, kernels.ts) export these types from here.
 export type { Backend, BackendChoice };
 
 export interface OpenOptions {
-  /** 'auto' (default) and 'cpu' run the portable C++ kernels; 'cuda' arrives with the CUDA runtime. */
+  /**
+   * 'cpu': the portable C++ library; 'cuda': the compiled fatbins on GPU 0 (or, with
+   * $TIDARC_LIBCUDA at the emulated driver, their .emu.so on the SIMT emulator); 'auto'
+   * (default): cuda when the driver is usable and loads every variant's kernels, else cpu.
+   */
   readonly backend?: BackendChoice;
 }
 
@@ -33,11 +39,15 @@ export interface AttentionInputs {
   readonly vCache: Uint16Array;
   readonly kStep: Uint16Array;
   readonly vStep: Uint16Array;
-  /** Split-KV count; default: the tuned value for this shape (compile --tuned), else the wave-efficiency heuristic. */
+  /**
+   * Split-KV count; default: the tuned value for this shape on this backend (compile --tuned),
+   * else the wave-efficiency rule over the CPU threads or the GPU's SMs (call-params.ts splitsFor).
+   */
   readonly splits?: number;
   /**
    * CPU threads, 0 (all) to MAX_CPU_THREADS (1024); a library runs at most its machine's
    * hardware threads. Default: the tuned value for this shape, else one for a small call and all otherwise.
+   * Checked on every backend, used by cpu only.
    */
   readonly threads?: number;
   /** Buffers to write into instead of fresh ones (reuse across steps; tests poison them). */
@@ -53,8 +63,8 @@ export interface AttentionOutputs {
 }
 
 export interface KernelLibrary {
-  /** 'cpu': the portable C++ kernels; 'emulator': the generated CUDA on the SIMT emulator. */
-  readonly backend: 'cpu' | 'emulator';
+  /** 'cpu': the portable C++ kernels; 'cuda': the fatbins through the CUDA driver; 'emulator': the generated CUDA on the SIMT emulator. */
+  readonly backend: Backend | 'emulator';
   /** Why this backend was chosen (e.g. why CUDA was not). */
   readonly backendReason: string;
   readonly manifest: Manifest;
@@ -66,7 +76,9 @@ export interface KernelLibrary {
    * outputs.lse was detached or resized meanwhile. Of the caches only the slots the call reads
    * are copied; arrays on a SharedArrayBuffer are used in place. Cost, on the main thread, at
    * Qwen3-8B's AR shape on the 2-core development VM: 0.15 ms at L = 512 (any capacity), 1.5 ms
-   * at L = 4096 (16 MB of caches), against 0.4 and 2-3 ms for the kernel itself.
+   * at L = 4096 (16 MB of caches), against 0.4 and 2-3 ms for the kernel itself. On cuda the
+   * driver calls are synchronous: the upload, launch and download run before the promise is
+   * returned, on the calling thread.
    */
   runAsync(variant: string, inputs: AttentionInputs): Promise<AttentionOutputs>;
   close(): void;
@@ -94,8 +106,20 @@ function checkArray(field: string, value: unknown, type: typeof Uint16Array | ty
   }
 }
 
-/** Validates inputs against a variant and builds the native call's arguments. */
-export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, parallelism: number): NativeAttentionArgs {
+/** The numbers and buffers of a call, checked against its variant; the call parameters are left to the backend. */
+interface CheckedCall {
+  readonly batch: number;
+  readonly cacheCapacity: number;
+  readonly prefixLen: Int32Array;
+  readonly maxPrefix: number;
+  /** batch * steps * qHeads. */
+  readonly rows: number;
+  readonly o: Uint16Array;
+  readonly lse: Float32Array;
+}
+
+/** What every backend checks before it runs anything: the same inputs, the same one-line errors. */
+function checkCall(v: ManifestVariant, inputs: AttentionInputs): CheckedCall {
   const { qHeads, kvHeads, headDim } = v.shape;
   // Every number as given, before anything converts it (attention-checks.ts says why).
   const batch = checkInteger('batch', inputs.batch, 1);
@@ -108,10 +132,6 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
   for (const f of ['kCache', 'vCache'] as const) checkLength(f, inputs[f].length, batch * kvHeads * cacheCapacity * headDim, `[${batch}, ${kvHeads}, ${cacheCapacity}, ${headDim}]`);
   for (const f of ['kStep', 'vStep'] as const) checkLength(f, inputs[f].length, batch * v.steps * kvHeads * headDim, `[${batch}, ${v.steps}, ${kvHeads}, ${headDim}]`);
   const maxPrefix = prefixLen.reduce((m, L) => Math.max(m, L), 0); // no spread: a large batch would overflow the arguments
-  // What the caller says, else what tidarc tune measured for this shape, else the heuristic.
-  const tuned = v.tuned?.backend === 'cpu' ? tunedCall(v.tuned.calls, batch, maxPrefix) : undefined;
-  const threads = checkInteger('threads', inputs.threads ?? tuned?.threads ?? heuristicCpuCall({ batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism).threads, 0, MAX_CPU_THREADS);
-  const splits = checkInteger('splits', inputs.splits ?? tuned?.splits ?? cpuSplitsFor(batch * kvHeads * v.plan.rowTiles, threads, parallelism, Math.ceil(maxPrefix / v.plan.tileN)), 1, MAX_SPLITS);
   const rows = batch * v.steps * qHeads;
   if (inputs.outputs) {
     checkArray('outputs.o', inputs.outputs.o, Uint16Array);
@@ -120,47 +140,53 @@ export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, paralle
     checkLength('outputs.lse', inputs.outputs.lse.length, rows, `[${batch}, ${v.steps}, ${qHeads}]`);
   }
   return {
-    q: inputs.q, kCache: inputs.kCache, vCache: inputs.vCache, kStep: inputs.kStep, vStep: inputs.vStep, prefixLen,
+    batch, cacheCapacity, prefixLen, maxPrefix, rows,
     o: inputs.outputs?.o ?? new Uint16Array(rows * headDim),
     lse: inputs.outputs?.lse ?? new Float32Array(rows),
-    workspace: splits > 1 ? new Float32Array(splits * rows * (headDim + 1)) : null,
-    batch, cacheCapacity, numSplits: splits, numThreads: threads, headDim,
   };
 }
 
-export function openKernelLibrary(dir: string, options: OpenOptions = {}): KernelLibrary {
-  const backend = checkBackendChoice(options.backend ?? 'auto');
-  const manifest = readManifest(dir);
-  const native = loadNative();
-  const cuda = native.cudaStatus();
-  if (backend === 'cuda') {
-    throw new TidarcError('unsupported', `the cuda backend is not available in this build (launching fatbins arrives with the CUDA runtime); CUDA status: ${cuda.reason}`, { field: 'backend', value: backend, allowed: 'auto, cpu' });
-  }
+/** Validates inputs against a variant and builds the CPU library's call arguments. */
+export function prepareCall(v: ManifestVariant, inputs: AttentionInputs, parallelism: number): NativeAttentionArgs {
+  return cpuCall(v, inputs, checkCall(v, inputs), parallelism);
+}
+
+/** The CPU library's arguments of a checked call: threads and splits as given, else tuned on cpu, else the heuristic. */
+function cpuCall(v: ManifestVariant, inputs: AttentionInputs, c: CheckedCall, parallelism: number): NativeAttentionArgs {
+  const { kvHeads, headDim } = v.shape;
+  // What the caller says, else what tidarc tune measured for this shape, else the heuristic.
+  const tuned = tunedCallOf(v, 'cpu', c.batch, c.maxPrefix);
+  const threads = checkInteger('threads', inputs.threads ?? tuned?.threads ?? heuristicCpuCall({ batch: c.batch, kvHeads, rows: v.rows, rowTiles: v.plan.rowTiles, prefix: c.maxPrefix, steps: v.steps, headDim, tileN: v.plan.tileN }, parallelism).threads, 0, MAX_CPU_THREADS);
+  const splits = checkInteger('splits', inputs.splits ?? cpuSplitsFor(c.batch * kvHeads * v.plan.rowTiles, threads, parallelism, Math.ceil(c.maxPrefix / v.plan.tileN), tuned?.splits), 1, MAX_SPLITS);
+  return {
+    q: inputs.q, kCache: inputs.kCache, vCache: inputs.vCache, kStep: inputs.kStep, vStep: inputs.vStep, prefixLen: c.prefixLen, o: c.o, lse: c.lse,
+    workspace: splits > 1 ? new Float32Array(splits * c.rows * (headDim + 1)) : null,
+    batch: c.batch, cacheCapacity: c.cacheCapacity, numSplits: splits, numThreads: threads, headDim,
+  };
+}
+
+/** One backend's half of a library: runs a checked call of a variant into c.o and c.lse, returns the splits it ran with. */
+interface Engine {
+  run(v: ManifestVariant, inputs: AttentionInputs, c: CheckedCall): number;
+  runAsync(v: ManifestVariant, inputs: AttentionInputs, c: CheckedCall): Promise<number>;
+  close(): void;
+}
+
+function cpuEngine(dir: string, manifest: Manifest, native: NativeAddon): Engine {
   const libPath = manifest.build?.cpu?.library;
   if (!libPath) {
     throw new TidarcError('missing-file', 'this compile has no CPU library (it was compiled with --no-build or without a C++ compiler); run `tidarc compile` again with g++ on PATH', { source: dir });
   }
   const handle: LibraryHandle = native.openLibrary(join(dir, libPath));
-  const byName = new Map(manifest.variants.map((v) => [v.name, v]));
   const parallelism = availableParallelism();
-  let closed = false;
-  const call = (name: string, inputs: AttentionInputs): [ManifestVariant, NativeAttentionArgs] => {
-    if (closed) throw new TidarcError('runtime', 'the kernel library was closed');
-    const v = byName.get(name);
-    if (!v) throw new TidarcError('invalid-argument', 'unknown variant', { field: 'variant', value: name, allowed: [...byName.keys()].join(', ') });
-    return [v, prepareCall(v, inputs, parallelism)];
-  };
   return {
-    backend: 'cpu',
-    backendReason: backend === 'cpu' ? 'requested' : `CUDA not used: ${cuda.available ? 'the cuda backend arrives with the CUDA runtime' : cuda.reason}`,
-    manifest,
-    run(name, inputs) {
-      const [v, args] = call(name, inputs);
+    run(v, inputs, c) {
+      const args = cpuCall(v, inputs, c, parallelism);
       native.runAttention(handle, v.symbols.cpu, args);
-      return { o: args.o, lse: args.lse, splits: args.numSplits };
+      return args.numSplits;
     },
-    async runAsync(name, inputs) {
-      const [v, args] = call(name, inputs);
+    async runAsync(v, inputs, c) {
+      const args = cpuCall(v, inputs, c, parallelism);
       try {
         await native.runAttentionAsync(handle, v.symbols.cpu, args);
       } catch (e) {
@@ -171,10 +197,114 @@ export function openKernelLibrary(dir: string, options: OpenOptions = {}): Kerne
           allowed: 'buffers left attached and of the same size until the promise settles',
         });
       }
-      return { o: args.o, lse: args.lse, splits: args.numSplits };
+      return args.numSplits;
+    },
+    close: () => native.closeLibrary(handle),
+  };
+}
+
+/**
+ * The compiled fatbins on device 0 (on the emulated driver, their .emu.so): every variant's
+ * kernels load at open, so a directory built for another arch, or without device code, fails
+ * (or falls back, for 'auto') there and not in the first call. A call uploads its inputs into
+ * device buffers kept across calls (grown on demand), launches through the AttentionLauncher
+ * and downloads o and lse. The driver calls are synchronous, so runAsync runs on the calling
+ * thread too; it exists for the same API on every backend.
+ */
+function cudaEngine(dir: string, manifest: Manifest): { engine: Engine; device: CudaDevice } {
+  const device = CudaDevice.open(0);
+  const launcher = new AttentionLauncher(device, dir, manifest);
+  try {
+    for (const v of manifest.variants) launcher.kernels(v);
+  } catch (e) {
+    device.close();
+    throw e;
+  }
+  const buffers = new Map<string, DeviceBuffer>();
+  const buffer = (name: string, bytes: number): DeviceBuffer => {
+    const have = buffers.get(name);
+    if (have && have.bytes >= bytes) return have;
+    if (have) device.free(have);
+    const b = device.alloc(bytes, `kernel library ${name}`);
+    buffers.set(name, b);
+    return b;
+  };
+  const upload = (name: string, src: ArrayBufferView): number => {
+    const b = buffer(name, src.byteLength);
+    if (src.byteLength > 0) device.upload(b, src); // an empty cache (capacity 0) is never read
+    return b.ptr;
+  };
+  const run = (v: ManifestVariant, inputs: AttentionInputs, c: CheckedCall): number => {
+    const o = buffer('o', c.o.byteLength), lse = buffer('lse', c.lse.byteLength);
+    const splits = launcher.launch(v, {
+      q: upload('q', inputs.q), kCache: upload('kCache', inputs.kCache), vCache: upload('vCache', inputs.vCache),
+      kStep: upload('kStep', inputs.kStep), vStep: upload('vStep', inputs.vStep), prefixLen: upload('prefixLen', c.prefixLen),
+      o: o.ptr, lse: lse.ptr, batch: c.batch, cacheCapacity: c.cacheCapacity, maxPrefix: c.maxPrefix,
+      ...(inputs.splits === undefined ? {} : { splits: inputs.splits }),
+    });
+    device.synchronize();
+    device.download(o, c.o);
+    device.download(lse, c.lse);
+    return splits;
+  };
+  return {
+    device,
+    engine: {
+      run,
+      runAsync: async (v, inputs, c) => run(v, inputs, c),
+      close() {
+        launcher.close();
+        device.close();
+      },
+    },
+  };
+}
+
+/** The engine a choice gets: cuda when asked for (or, for 'auto', when usable), else cpu and why not cuda. */
+function chooseEngine(dir: string, manifest: Manifest, native: NativeAddon, choice: BackendChoice): { backend: Backend; reason: string; engine: Engine } {
+  if (choice === 'cpu') return { backend: 'cpu', reason: 'requested', engine: cpuEngine(dir, manifest, native) };
+  const status = native.cudaStatus();
+  let why = status.reason;
+  if (status.available) {
+    try {
+      const { engine, device } = cudaEngine(dir, manifest);
+      const { name, multiprocessors } = device.info;
+      return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${name} (${device.arch}, ${multiprocessors} SMs), ${status.reason}`, engine };
+    } catch (e) {
+      if (!(e instanceof TidarcError)) throw e;
+      why = e.message;
+    }
+  }
+  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
+  return { backend: 'cpu', reason: `CUDA not used: ${why}`, engine: cpuEngine(dir, manifest, native) };
+}
+
+export function openKernelLibrary(dir: string, options: OpenOptions = {}): KernelLibrary {
+  const choice = checkBackendChoice(options.backend ?? 'auto');
+  const manifest = readManifest(dir);
+  const { backend, reason, engine } = chooseEngine(dir, manifest, loadNative(), choice);
+  const byName = new Map(manifest.variants.map((v) => [v.name, v]));
+  let closed = false;
+  const call = (name: string, inputs: AttentionInputs): [ManifestVariant, CheckedCall] => {
+    if (closed) throw new TidarcError('runtime', 'the kernel library was closed');
+    const v = byName.get(name);
+    if (!v) throw new TidarcError('invalid-argument', 'unknown variant', { field: 'variant', value: name, allowed: [...byName.keys()].join(', ') });
+    return [v, checkCall(v, inputs)];
+  };
+  return {
+    backend,
+    backendReason: reason,
+    manifest,
+    run(name, inputs) {
+      const [v, c] = call(name, inputs);
+      return { o: c.o, lse: c.lse, splits: engine.run(v, inputs, c) };
+    },
+    async runAsync(name, inputs) {
+      const [v, c] = call(name, inputs);
+      return { o: c.o, lse: c.lse, splits: await engine.runAsync(v, inputs, c) };
     },
     close() {
-      if (!closed) native.closeLibrary(handle);
+      if (!closed) engine.close();
       closed = true;
     },
   };

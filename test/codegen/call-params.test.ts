@@ -4,11 +4,13 @@
  * backend it runs on, the heuristic.
  */
 import { describe, expect, test } from 'vitest';
-import { CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, tunedCall } from '../../src/codegen/call-params.js';
+import { CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, splitsFor, tunedCall, tunedCallOf } from '../../src/codegen/call-params.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
 import type { ModelSpec } from '../../src/ir/model.js';
+import { AttentionLauncher } from '../../src/runtime/cuda/attention-launch.js';
+import type { CudaDevice } from '../../src/runtime/cuda/device.js';
 import { prepareCall } from '../../src/runtime/kernel-library.js';
 
 const CALLS = { 'b1 L256': { splits: 1, threads: 1 }, 'b1 L4096': { splits: 4, threads: 0 }, 'b8 L1024': { splits: 2, threads: 0 } };
@@ -80,5 +82,39 @@ describe('the runtime uses the tuned calls of its backend', () => {
     const gpu = { ...tuned, tuned: { ...tuned.tuned!, backend: 'cuda' as const } };
     const h = heuristicCpuCall({ batch: 1, kvHeads: 1, rows: tuned.rows, rowTiles: tuned.plan.rowTiles, prefix: 3000, steps: tuned.steps, headDim: 64, tileN: 32 }, 16);
     expect(call(gpu, 3000)).toEqual(h);
+  });
+});
+
+describe('split-KV: one rule for every backend (splitsFor)', () => {
+  test('the tuned value, else the wave rule over the slots; never more than the prefix tiles', () => {
+    expect(splitsFor({ tuned: 3, workItems: 200, slots: 132, prefixTiles: 10 })).toBe(3);  // the heuristic alone: 1 (200 items fill 132 SMs)
+    expect(splitsFor({ tuned: undefined, workItems: 200, slots: 132, prefixTiles: 10 })).toBe(1);
+    expect(splitsFor({ tuned: undefined, workItems: 8, slots: 132, prefixTiles: 64 })).toBe(chooseSplits(8, 132, 64));
+    expect(splitsFor({ tuned: 8, workItems: 8, slots: 132, prefixTiles: 3 })).toBe(3);
+    expect(splitsFor({ tuned: 8, workItems: 8, slots: 132, prefixTiles: 0 })).toBe(1);
+  });
+  test('tuned calls apply to the backend they were measured on only', () => {
+    const tuned = { tuned: { calls: CALLS, backend: 'cuda' as const } };
+    expect(tunedCallOf(tuned, 'cuda', 1, 3000)).toEqual(CALLS['b1 L4096']);
+    expect(tunedCallOf(tuned, 'cpu', 1, 3000)).toBeUndefined();
+    expect(tunedCallOf({}, 'cuda', 1, 3000)).toBeUndefined();
+  });
+  test('the cuda launcher: tuned on cuda, else the wave rule over the device\'s SMs with batch * kvHeads * rowTiles CTAs a split', () => {
+    const spec: ModelSpec = {
+      name: 'gpu-calls', family: 'qwen3', layers: 1, hiddenSize: 128, queryHeads: 2, kvHeads: 1, headDim: 64, intermediateSize: 128, vocabSize: 260,
+      ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true, dtype: 'bf16', maskTokenId: 259, draftLengths: [2],
+    };
+    const tiles = { tidar_k2: { warps: 2, tileN: 32, calls: CALLS, measuredOn: { backend: 'cuda' as const, device: 'test GPU x 132' } } };
+    const { manifest } = generateModel(spec, { arches: ['sm_90'], tiles });
+    const v = manifest.variants.find((x) => x.name === 'tidar_k2')!;
+    const ar = manifest.variants.find((x) => x.name === 'ar')!;
+    // The split choice reads the device's SM count only; nothing is loaded or launched.
+    const launcher = (sms: number) => new AttentionLauncher({ info: { multiprocessors: sms } } as CudaDevice, '/nowhere', manifest);
+    expect(launcher(132).splitsFor(v, 1, 3000)).toBe(4);   // tuned b1 L4096
+    expect(launcher(132).splitsFor(v, 1, 200)).toBe(1);    // tuned b1 L256
+    expect(launcher(132).splitsFor(v, 2, 3000)).toBe(chooseSplits(2 * v.launch.rowTiles, 132, Math.ceil(3000 / 32)));  // no tuned batch 2
+    expect(launcher(132).splitsFor(ar, 1, 3000)).toBe(chooseSplits(ar.launch.rowTiles, 132, Math.ceil(3000 / ar.plan.tileN)));
+    expect(launcher(1).splitsFor(ar, 1, 3000)).toBe(1);
+    expect(() => launcher(132).variant('tidar_k9')).toThrow(/the compiled kernels have no variant tidar_k9/);
   });
 });

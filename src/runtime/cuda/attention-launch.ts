@@ -1,0 +1,120 @@
+/**
+ * The attention launches of a compiled kernels directory on a CudaDevice, in one place for
+ * every caller that has its tensors on the device (the kernel library's cuda backend, the cuda
+ * model runner): a variant's main and combine kernels (each module loaded once), the split-KV
+ * choice (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs),
+ * the split workspace, the argument struct (op-abi.ts ATTENTION) and the launches:
+ *   main     grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
+ *   combine  only when splits > 1: each split wrote its partial o and lse to the workspace, and
+ *            ceil(batch * steps * qHeads / rowsPerBlock) blocks merge them by lse into o and lse.
+ */
+import { join } from 'node:path';
+import { splitsFor, tunedCallOf } from '../../codegen/call-params.js';
+import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
+import { TidarcError } from '../../errors.js';
+import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import { ATTENTION, packStruct } from './op-abi.js';
+
+/** Device addresses of one launch's tensors (tidarc_abi.h layouts; offsets into larger buffers already added). */
+export interface AttentionPointers {
+  /** [batch, steps, qHeads, headDim], 16-bit. */
+  readonly q: number;
+  /** [batch, kvHeads, cacheCapacity, headDim], 16-bit. */
+  readonly kCache: number;
+  readonly vCache: number;
+  /** [batch, steps, kvHeads, headDim], 16-bit. */
+  readonly kStep: number;
+  readonly vStep: number;
+  /** int32 [batch]: the cached prefix length of each sequence. */
+  readonly prefixLen: number;
+  /** [batch, steps, qHeads, headDim], 16-bit. */
+  readonly o: number;
+  /** float32 [batch, steps, qHeads]. */
+  readonly lse: number;
+}
+
+export interface AttentionLaunch extends AttentionPointers {
+  readonly batch: number;
+  readonly cacheCapacity: number;
+  /** The longest prefix of the batch, on the host (prefixLen lives on the device): the split choice reads it. */
+  readonly maxPrefix: number;
+  /** Split-KV count; default: this launcher's splitsFor. */
+  readonly splits?: number;
+}
+
+/** The module of a variant's kernels: its .cu's fatbin (on the emulated driver, the .emu.so beside it). */
+export function attentionModule(kernelsDir: string, v: ManifestVariant): string {
+  return join(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin'));
+}
+
+export class AttentionLauncher {
+  private readonly variants: ReadonlyMap<string, ManifestVariant>;
+  private readonly loaded = new Map<string, { readonly main: KernelRef; readonly combine: KernelRef }>();
+  private workspace?: DeviceBuffer;
+
+  constructor(
+    private readonly device: CudaDevice,
+    private readonly kernelsDir: string,
+    manifest: Pick<Manifest, 'variants'>,
+  ) {
+    this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
+  }
+
+  variant(name: string): ManifestVariant {
+    const v = this.variants.get(name);
+    if (!v) throw new TidarcError('runtime', `the compiled kernels have no variant ${name}`, { source: this.kernelsDir });
+    return v;
+  }
+
+  /** Split-KV parts of a launch the caller leaves open: what tidarc tune measured on a GPU for this shape, else the wave rule over the SMs. */
+  splitsFor(v: ManifestVariant, batch: number, maxPrefix: number): number {
+    return splitsFor({
+      tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
+      workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
+      slots: this.device.info.multiprocessors,
+      prefixTiles: Math.ceil(maxPrefix / v.plan.tileN),
+    });
+  }
+
+  /** A variant's main and combine kernels, loaded on first use (a missing module fails here, naming it). */
+  kernels(v: ManifestVariant): { readonly main: KernelRef; readonly combine: KernelRef } {
+    let fns = this.loaded.get(v.name);
+    if (!fns) {
+      const module = attentionModule(this.kernelsDir, v);
+      fns = { main: this.device.kernel(module, v.symbols.cuda), combine: this.device.kernel(module, v.symbols.cudaCombine) };
+      this.loaded.set(v.name, fns);
+    }
+    return fns;
+  }
+
+  /** Enqueues one attention call of `variant` (no synchronisation); returns the splits it ran with. */
+  launch(variant: string | ManifestVariant, call: AttentionLaunch): number {
+    const v = typeof variant === 'string' ? this.variant(variant) : variant;
+    const fns = this.kernels(v);
+    const { qHeads, kvHeads, headDim } = v.shape;
+    const splits = call.splits ?? this.splitsFor(v, call.batch, call.maxPrefix);
+    const rows = call.batch * v.steps * qHeads;
+    const args = packStruct(ATTENTION, {
+      q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
+      workspace: splits > 1 ? this.splitWorkspace(splits * rows * (headDim + 1)).ptr : 0,
+      batch: call.batch, cacheCapacity: call.cacheCapacity, numSplits: splits, numThreads: 0,
+    });
+    this.device.launch(fns.main, [v.launch.rowTiles, call.batch * kvHeads, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
+    if (splits > 1) this.device.launch(fns.combine, [Math.ceil(rows / v.launch.combine.rowsPerBlock)], [v.launch.combine.block], 0, args);
+    return splits;
+  }
+
+  /** Frees the split workspace (the device's modules stay loaded). */
+  close(): void {
+    if (this.workspace) this.device.free(this.workspace);
+    this.workspace = undefined;
+  }
+
+  /** Partial outputs and lse of every split, grown on demand and shared by every launch (they run in stream order). */
+  private splitWorkspace(floats: number): DeviceBuffer {
+    if (this.workspace && this.workspace.bytes >= floats * 4) return this.workspace;
+    if (this.workspace) this.device.free(this.workspace);
+    this.workspace = this.device.alloc(floats * 4, 'split-KV workspace');
+    return this.workspace;
+  }
+}
