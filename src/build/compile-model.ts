@@ -15,6 +15,7 @@ import { readRegularFile } from '../fs/read-regular-file.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, generatorDigest, type TileOverrides } from '../codegen/input-key.js';
+import type { GemmOverrides } from '../codegen/gemm-plan.js';
 import { sha256 } from '../util/hash.js';
 import { type BuildReport, type Manifest, type ManifestGemm, type ManifestVariant, OPS_UNIT } from '../codegen/manifest.js';
 import { isArchName, variantOccupancy } from '../codegen/occupancy.js';
@@ -41,6 +42,8 @@ export interface CompileRequest {
   readonly build: BuildTargets;
   /** Tuned tiles per variant (`tidarc compile --tuned`); the others use the arch's tile. */
   readonly tiles?: TileOverrides;
+  /** Tuned split-K and tiles per GEMM unit (`tidarc compile --tuned`); the others use the plan's heuristic. */
+  readonly gemms?: GemmOverrides;
   readonly jobs?: number;
   readonly log: (line: string) => void;
 }
@@ -110,7 +113,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const place: OutputPlace = { path: request.outDir, kind: 'compile-output', field: request.outField ?? 'outDir' };
   checkReplaceable(place);
   const t0 = performance.now();
-  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches, req.tiles);
+  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches, req.tiles, req.gemms);
   const building = req.build !== 'none';
   const [nvcc, cxx] = building
     ? await Promise.all([req.build === 'all' ? findNvcc() : Promise.resolve({ found: false as const, reason: 'skipped (CPU-only build)' }), findCxx()])
@@ -125,7 +128,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
   const { generateModel } = await import('../codegen/generate.js');
-  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}) });
+  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}) });
   const codegenMs = performance.now() - t0;
   const files = new Map(generated.files);
 

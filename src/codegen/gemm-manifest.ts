@@ -15,7 +15,7 @@ export const GEMM_STATIC_FILES: readonly (readonly [string, string])[] = [
 ];
 
 export function renderGemmSources(units: readonly GemmUnit[], modelName: string): Map<string, string> {
-  return new Map(units.map((u) => [gemmSource(u.shape), renderGemmUnit(u.shape, u.plans, u.roles, modelName)]));
+  return new Map(units.map((u) => [gemmSource(u.shape), renderGemmUnit(u.shape, u.plans, u.roles, modelName, u.tuned ? { tuned: u.tuned } : {})]));
 }
 
 export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
@@ -35,6 +35,7 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
       ...(epilogues.rowStats ? { rowStatsKernel: gemmRowStatsSymbol(u.shape) } : {}),
       ...(epilogues.swigluInterleave ? { swigluInterleave: epilogues.swigluInterleave } : {}),
       source: gemmSource(u.shape),
+      ...(u.tuned ? { tuned: { arch: u.tuned.arch, device: u.tuned.measuredOn, tile: u.tuned.tiles[String(p.m)] !== undefined } } : {}),
       plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, kTilesPerSplit: u.reduction.kTilesPerSplit },
       launch: {
         grid: [`ceil(rows / ${p.blockM})`, String(p.nTiles), String(u.reduction.splitK)],

@@ -6,7 +6,7 @@
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
-import { type GemmPlan, type GemmReduction, type GemmShape, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
+import { type GemmOverrides, type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, checkGemmTuning, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
 import { PREFILL_CHUNK } from './variant.js';
 
 /** A layer's four GEMMs, then the vocabulary projection. */
@@ -40,6 +40,8 @@ export interface GemmUnit {
   readonly reduction: GemmReduction;
   /** One per step row count, sorted by m. */
   readonly plans: readonly GemmPlan[];
+  /** The tuning record the unit was planned with (`compile --tuned`): its split-K, and tiles for the row counts it names. */
+  readonly tuned?: GemmTuning;
 }
 
 /** A role the GEMMs refuse (its shape breaks a kernel invariant), and the refusal's message. */
@@ -51,9 +53,11 @@ export interface GemmRefusal {
 
 /**
  * Every GEMM unit of a model (roles with equal shapes share one and its kernels), sorted by
- * name; roles whose shape the kernels refuse are listed with the reason instead.
+ * name; roles whose shape the kernels refuse are listed with the reason instead. `tuned`, per
+ * unit name: the split-K and tiles a tuning record gives it (checked first: a record the
+ * kernels cannot run is an error, never a silent refusal).
  */
-export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[]): { units: GemmUnit[]; refusals: GemmRefusal[] } {
+export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[], tuned: GemmOverrides = {}): { units: GemmUnit[]; refusals: GemmRefusal[] } {
   const target = gemmTarget(arches);
   const ms = stepRows(drafts);
   const byShape = new Map<string, { shape: GemmShape; roles: GemmRole[] }>();
@@ -64,9 +68,18 @@ export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arche
     if (unit) unit.roles.push(role);
     else byShape.set(name, { shape, roles: [role] });
   }
+  const unknown = Object.keys(tuned).filter((name) => !byShape.has(name));
+  if (unknown.length > 0) throw new TidarcError('invalid-argument', 'tuned GEMMs name weight shapes this model does not have', { field: 'gemms', value: unknown.join(', '), allowed: [...byShape.keys()].sort().join(', ') });
   const units: GemmUnit[] = [];
   const refusals: GemmRefusal[] = [];
   for (const [name, { shape, roles }] of [...byShape.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const tuning = tuned[name];
+    if (tuning) {
+      checkGemmTuning(shape, tuning, target);
+      const reduction = planReduction(shape, target, tuning.splitK);
+      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, tuning.tiles[String(m)])), tuned: tuning });
+      continue;
+    }
     try {
       const reduction = planReduction(shape, target);
       units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction)) });

@@ -157,6 +157,57 @@ export interface GemmTile {
   readonly stages: number;
 }
 
+/**
+ * A GEMM tuned for one weight shape on one arch (a tuning record's GEMM entry as the compile
+ * takes it, src/tune/gemm-tuned.ts): the split-K count for every M, and per step row count the
+ * tile timed fastest there. Row counts without a tile keep the heuristic's.
+ */
+export interface GemmTuning {
+  readonly arch: ArchName;
+  readonly splitK: number;
+  /** Step row count (decimal) -> tile. */
+  readonly tiles: Readonly<Record<string, GemmTile>>;
+  /** The device the record was measured on (the manifest says it). */
+  readonly measuredOn: string;
+}
+
+/** Per GEMM unit name (gemmUnitName: dtype, N, K), its tuning (`tidarc compile --tuned`). */
+export type GemmOverrides = Readonly<Record<string, GemmTuning>>;
+
+/** Why a tile cannot run on the target (null when it can): what tidarc_gemm.cuh's static_asserts and the launch need. */
+export function gemmTileProblem(t: GemmTile, target: GemmTarget): string | null {
+  if (!Number.isInteger(t.blockM) || t.blockM < 16 || t.blockM > GEMM_MAX_BLOCK_M || t.blockM % 16 !== 0) return `blockM ${t.blockM} is not a multiple of 16 from 16 to ${GEMM_MAX_BLOCK_M}`;
+  const warps = GEMM_THREADS / 32;
+  if (!Number.isInteger(t.warpsM) || t.warpsM < 1 || warps % t.warpsM !== 0) return `warpsM ${t.warpsM} does not divide the ${warps} warps of a CTA`;
+  if ((t.blockM / t.warpsM) % 16 !== 0 || (GEMM_BLOCK_N / (warps / t.warpsM)) % 16 !== 0) return `${t.warpsM} warp rows split ${t.blockM} rows or ${GEMM_BLOCK_N} columns into parts that are not whole m16 x (2 x n8) fragments`;
+  if (!Number.isInteger(t.stages) || t.stages < GEMM_MIN_STAGES || t.stages > GEMM_MAX_STAGES) return `${t.stages} pipeline stages is not from ${GEMM_MIN_STAGES} to ${GEMM_MAX_STAGES}`;
+  const smem = t.stages * gemmStageBytes(t.blockM);
+  if (smem > target.maxSharedPerBlock) return `${t.stages} stages of ${t.blockM} rows need ${smem} bytes of shared memory; ${target.arches.join(',')} allow ${target.maxSharedPerBlock}`;
+  return null;
+}
+
+/**
+ * A tuning as the compile can use it for `shape` on `target`, or one clear error naming the
+ * record: measured for an arch the compile does not target, a split-K that leaves a part
+ * empty, or a tile the kernel cannot run.
+ */
+export function checkGemmTuning(shape: GemmShape, tuning: GemmTuning, target: GemmTarget, source?: string): GemmTuning {
+  const where = `tuned GEMM ${gemmUnitName(shape)} (${tuning.arch})`;
+  const at = source === undefined ? {} : { source };
+  if (!target.arches.includes(tuning.arch)) {
+    throw new TidarcError('invalid-argument', `${where} was measured for another GPU architecture than this compile's`, { field: 'arch', value: tuning.arch, allowed: target.arches.join(', '), ...at });
+  }
+  const kTiles = Math.ceil(shape.k / GEMM_BLOCK_K);
+  const splits = Array.from({ length: Math.min(kTiles, GEMM_MAX_SPLIT_K) }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
+  if (!splits.includes(tuning.splitK)) throw new TidarcError('invalid-argument', `${where} names a split-K this shape cannot use`, { field: 'splitK', value: tuning.splitK, allowed: splits.join(', '), ...at });
+  for (const [m, tile] of Object.entries(tuning.tiles)) {
+    if (!/^[1-9]\d*$/.test(m)) throw new TidarcError('invalid-argument', `${where} names a tile for a row count that is not a positive integer`, { field: 'tiles', value: m, ...at });
+    const problem = gemmTileProblem(tile, target);
+    if (problem) throw new TidarcError('invalid-argument', `${where} at M = ${m} names a tile the kernel cannot run: ${problem}`, { field: `tiles.${m}`, value: `blockM ${tile.blockM}, warpsM ${tile.warpsM}, stages ${tile.stages}`, ...at });
+  }
+  return tuning;
+}
+
 /** Shared memory of one pipeline stage: 128 weight rows and blockM token rows of 64 16-bit elements. */
 export function gemmStageBytes(blockM: number): number {
   return (GEMM_BLOCK_N + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
@@ -207,6 +258,11 @@ export function gemmUnitName(shape: GemmShape): string {
 
 export function gemmSymbol(shape: GemmShape, m: number): string {
   return `tidarc_${gemmUnitName(shape)}_m${m}`;
+}
+
+/** A tile's name in a search's candidate symbols (`b32w2s4`). */
+export function gemmTileName(t: GemmTile): string {
+  return `b${t.blockM}w${t.warpsM}s${t.stages}`;
 }
 
 export function gemmReduceSymbol(shape: GemmShape): string {

@@ -5,15 +5,27 @@
  */
 import { banner } from './kernel-source.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import { type GemmPlan, type GemmShape, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmUnitName } from './gemm-plan.js';
+import { type GemmPlan, type GemmShape, type GemmTuning, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
 import { renderTemplate } from './templates.js';
 
 export function gemmSource(shape: GemmShape): string {
   return `cuda/${gemmUnitName(shape)}.cu`;
 }
 
+/** A search candidate's kernel: the tile in the symbol, since one M has several (`..._m20_b32w2s4`). */
+export function gemmCandidateSymbol(p: GemmPlan): string {
+  return `${gemmSymbol(p.shape, p.m)}_${gemmTileName(p)}`;
+}
+
+export interface GemmUnitOptions {
+  /** The tuning record the plans came from (a comment says so). */
+  readonly tuned?: GemmTuning;
+  /** Search candidates: several tiles per M, each named by gemmCandidateSymbol. */
+  readonly candidates?: boolean;
+}
+
 /** `plans`: every kernel of `shape` (one reduction; sorted by m). `roles`: what the model uses them for. */
-export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], roles: readonly string[], modelName: string): string {
+export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], roles: readonly string[], modelName: string, options: GemmUnitOptions = {}): string {
   const reduction = plans[0]!.reduction;
   if (plans.some((p) => JSON.stringify(p.reduction) !== JSON.stringify(reduction) || JSON.stringify(p.shape) !== JSON.stringify(shape))) {
     throw new Error(`GEMM ${gemmUnitName(shape)}: kernels of one weight shape must share one reduction`);
@@ -24,6 +36,7 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
     k: shape.k,
     dtype: shape.dtype,
     roles: roles.join(', '),
+    tuned: options.tuned ? tunedNote(options.tuned, plans) : '',
     cudaType: shape.dtype === 'bf16' ? '__nv_bfloat16' : '__half',
     blockK: reduction.blockK,
     kTiles: reduction.kTiles,
@@ -33,9 +46,10 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
     reduceSymbol: gemmReduceSymbol(shape),
     rowStats: gemmEpilogues(shape, roles).rowStats === true,
     rowStatsSymbol: gemmRowStatsSymbol(shape),
-    kernels: [...plans].sort((a, b) => a.m - b.m).map((p) => ({
+    kernels: [...plans].sort((a, b) => a.m - b.m || gemmTileName(a).localeCompare(gemmTileName(b))).map((p) => ({
       m: p.m,
-      symbol: gemmSymbol(shape, p.m),
+      tag: options.candidates ? `M${p.m}_${gemmTileName(p)}` : `M${p.m}`,
+      symbol: options.candidates ? gemmCandidateSymbol(p) : gemmSymbol(shape, p.m),
       mBlocks: p.mBlocks,
       nTiles: p.nTiles,
       splitK: reduction.splitK,
@@ -49,4 +63,9 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
       sharedBytes: p.sharedBytes,
     })),
   });
+}
+
+function tunedNote(t: GemmTuning, plans: readonly GemmPlan[]): string {
+  const ms = plans.map((p) => p.m).filter((m) => t.tiles[String(m)] !== undefined);
+  return `split-K ${t.splitK}${ms.length ? ` and the tiles of M = ${ms.join(', ')}` : ''} measured on ${t.measuredOn}, ${t.arch}`;
 }

@@ -13,6 +13,7 @@ import { compileInputKey, type TileOverrides, type VariantTuning } from './input
 import { sha256 } from '../util/hash.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
+import type { GemmOverrides } from './gemm-plan.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
@@ -24,6 +25,8 @@ export interface CompileOptions {
   readonly arches: readonly ArchName[];
   /** Tuned tiles per variant name (`tidarc compile --tuned`); the others use the arch's tile. */
   readonly tiles?: TileOverrides;
+  /** Tuned split-K and tiles per GEMM unit name (`tidarc compile --tuned`); the others use the plan's heuristic. */
+  readonly gemms?: GemmOverrides;
 }
 
 export interface GeneratedOutput {
@@ -78,7 +81,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const variants = selectVariants(spec, options);
   const plans = planVariants(variants, arches, options.tiles);
   // The linear layers' GEMMs: one source per weight shape, a kernel per step row count.
-  const gemms = planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name));
+  const gemms = planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms);
   const files = new Map<string, string>();
   for (const [out, src] of STATIC_FILES) files.set(out, readTemplateFile(src));
   for (const plan of plans) {
@@ -97,7 +100,7 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
-  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name), options.tiles);
+  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name), options.tiles, options.gemms);
   const described = describeManifest(spec, arches, plans, inputKey, options.tiles, gemms);
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
   const sorted = new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -13,6 +13,7 @@ import { sha256, sha256Hasher } from '../util/hash.js';
 import { TIDARC_VERSION } from '../version.js';
 import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
+import type { GemmOverrides } from './gemm-plan.js';
 import type { Backend } from './target.js';
 import { templatesDigest } from './templates.js';
 
@@ -37,13 +38,15 @@ export function generatorDigest(): string {
   return generatorCode;
 }
 
-export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[], tiles: TileOverrides = {}): string {
+export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[], tiles: TileOverrides = {}, gemms: GemmOverrides = {}): string {
   const sortedDrafts = [...new Set(drafts)].sort((a, b) => a - b);
   const uniqueArches = [...new Set(arches)];
   const sortedTiles = Object.fromEntries(Object.entries(tiles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   // Untuned compiles keep the key they always had.
   const tuned = Object.keys(sortedTiles).length > 0 ? { tiles: sortedTiles } : {};
-  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest(), ...tuned }));
+  const sortedGemms = Object.fromEntries(Object.entries(gemms).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const tunedGemms = Object.keys(sortedGemms).length > 0 ? { gemms: sortedGemms } : {};
+  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest(), ...tuned, ...tunedGemms }));
 }
 
 /** What `tidarc compile --tuned` sets for a variant: tidarc tune's tile, and its best call parameters per shape bucket. */

@@ -122,6 +122,12 @@ export interface ManifestGemm {
   };
   /** After an nvcc build: per arch, the ptxas figures of the kernel (and of the unit's reduce). */
   readonly ptxas?: Readonly<Record<string, { readonly kernel: PtxasReport; readonly reduce?: PtxasReport }>>;
+  /**
+   * `compile --tuned`: the unit's split-K came from a tuning record measured on `device` for
+   * `arch`; `tile` says whether this kernel's tile did too (else the heuristic's: the record
+   * has none for this M).
+   */
+  readonly tuned?: { readonly arch: string; readonly device: string; readonly tile: boolean };
 }
 
 /** A linear layer the generated GEMMs refuse (the cuda backend keeps tidarc_op_matmul for it), and why. */

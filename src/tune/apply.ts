@@ -9,7 +9,9 @@ import { variantsForModel } from '../codegen/variant.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type TuneMeta, readTuneDb } from './db.js';
+import { tunedGemms } from './gemm-tuned.js';
 import { tunedTiles } from './report.js';
+import type { GemmOverrides } from '../codegen/gemm-plan.js';
 
 export interface TunedLoad {
   readonly path: string;
@@ -31,4 +33,13 @@ export function loadTunedTiles(o: TunedLoad): TileOverrides {
   for (const why of t.skipped) o.log(`tuned ${why}`);
   if (Object.keys(t.used).length === 0 && t.skipped.length === 0) o.log(`tuned: ${o.path} has no ${o.meta ? 'entry measured on this machine' : 'entry'} for this model's variants; defaults used`);
   return t.tiles;
+}
+
+/** The GEMM tunings the database gives this model's compile (`tuned gemm_...: ...` lines); {} when it has none. */
+export function loadTunedGemms(o: TunedLoad): GemmOverrides {
+  if (!existsSync(o.path)) throw new TidarcError('invalid-argument', 'no such tuning database', { field: o.field, value: o.path });
+  const t = tunedGemms(readTuneDb(o.path), o.spec, o.arches, o.meta, o.path);
+  for (const [unit, how] of Object.entries(t.used)) o.log(`tuned ${unit}: ${how}`);
+  for (const why of t.skipped) o.log(`tuned ${why}`);
+  return t.gemms;
 }

@@ -11,13 +11,18 @@
  *   meta:        tidarc version, compiler version, backend, device (GPU name and SM count, or CPU
  *                model and thread count), driver version. An entry whose meta differs from the
  *                machine's is stale: kept in the file, never used (invalidate() lists why).
+ * `gemms` (the device check's GEMM search, issue 14) holds the linear layers' winners keyed by
+ * (GEMM unit, arch): one split-K for the weight shape, and per step row count the fastest tile
+ * under it (gemm-tuned.ts gives them to `compile --tuned`).
  */
 import { existsSync } from 'node:fs';
 import { TidarcError } from '../errors.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
 import { readJsonFileSync } from '../fs/read-json.js';
 import { parseJsonFileText } from '../util/json.js';
+import type { ArchName } from '../codegen/arch.js';
 import type { CallParams } from '../codegen/call-params.js';
+import type { GemmTile } from '../codegen/gemm-plan.js';
 import type { Backend } from '../codegen/target.js';
 import type { AttentionConfig } from './space.js';
 
@@ -59,9 +64,43 @@ export interface TuneEntry {
   readonly date: string;
 }
 
+/** One step row count of a GEMM entry: the fastest tile under the entry's split-K, and the heuristic's. */
+export interface GemmRowTiming {
+  readonly best: GemmTile;
+  readonly bestTiming: Timing;
+  readonly heuristic: GemmTile;
+  readonly heuristicTiming: Timing;
+}
+
+export interface GemmTuneEntry {
+  /** gemmUnitName: dtype, N and K. */
+  readonly unit: string;
+  readonly n: number;
+  readonly k: number;
+  readonly dtype: string;
+  readonly arch: ArchName;
+  /** Chosen over every row count together (chooseGemmSplitK): a row's sum order never depends on M. */
+  readonly splitK: number;
+  readonly heuristicSplitK: number;
+  /** Per split-K count, its best tiles' times summed over the row counts (what the choice compared). */
+  readonly splitTotalsUs: Readonly<Record<string, number>>;
+  /** Per step row count (decimal). */
+  readonly rows: Readonly<Record<string, GemmRowTiming>>;
+  readonly timed: number;
+  /** Candidates whose output was wrong or not bitwise the same across M, with why (never chosen). */
+  readonly rejected: readonly string[];
+  readonly meta: TuneMeta;
+  readonly date: string;
+}
+
 export interface TuneDb {
   readonly format: 1;
   readonly entries: Readonly<Record<string, TuneEntry>>;
+  readonly gemms?: Readonly<Record<string, GemmTuneEntry>>;
+}
+
+export function gemmEntryKey(unit: string, arch: string): string {
+  return `${unit} | ${arch}`;
 }
 
 export const EMPTY_DB: TuneDb = { format: 1, entries: {} };
@@ -111,12 +150,17 @@ export function invalidate(db: TuneDb, meta: TuneMeta): { key: string; why: stri
  * of other machines are kept (a file may serve several). Keys sorted, for stable diffs.
  */
 export function mergeDb(a: TuneDb, b: TuneDb): TuneDb {
-  const merged: Record<string, TuneEntry> = { ...a.entries };
-  for (const [key, e] of Object.entries(b.entries)) {
+  const gemms = mergeEntries(a.gemms ?? {}, b.gemms ?? {});
+  return { format: 1, entries: mergeEntries(a.entries, b.entries), ...(Object.keys(gemms).length > 0 ? { gemms } : {}) };
+}
+
+function mergeEntries<E extends { readonly meta: TuneMeta; readonly date: string }>(a: Readonly<Record<string, E>>, b: Readonly<Record<string, E>>): Record<string, E> {
+  const merged: Record<string, E> = { ...a };
+  for (const [key, e] of Object.entries(b)) {
     const old = merged[key];
     if (!old || staleness(old.meta, e.meta) !== null || old.date <= e.date) merged[key] = e;
   }
-  return { format: 1, entries: Object.fromEntries(Object.entries(merged).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) };
+  return Object.fromEntries(Object.entries(merged).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
 }
 
 export function withEntry(db: TuneDb, e: TuneEntry): TuneDb {
@@ -142,6 +186,13 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
     const ok = e && typeof e === 'object' && typeof e.variant === 'string' && typeof e.bucket === 'string' && key === entryKey(e.variant, e.bucket)
       && e.best && Number.isInteger(e.best.warps) && Number.isInteger(e.best.tileN) && Number.isInteger(e.best.splits) && e.meta && typeof e.meta.device === 'string';
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database entry is malformed', { field: `entries["${key}"]`, source });
+  }
+  if (db.gemms !== undefined && (typeof db.gemms !== 'object' || db.gemms === null)) throw new TidarcError('invalid-argument', 'a tuning database\'s gemms must be an object', { field: 'gemms', source });
+  for (const [key, e] of Object.entries(db.gemms ?? {})) {
+    const tile = (t: unknown): boolean => typeof t === 'object' && t !== null && ['blockM', 'warpsM', 'stages'].every((f) => Number.isInteger((t as Record<string, unknown>)[f]));
+    const ok = e && typeof e === 'object' && typeof e.unit === 'string' && typeof e.arch === 'string' && key === gemmEntryKey(e.unit, e.arch) && Number.isInteger(e.splitK)
+      && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && tile(r.heuristic)) && e.meta && typeof e.meta.device === 'string';
+    if (!ok) throw new TidarcError('invalid-argument', 'a tuning database GEMM entry is malformed', { field: `gemms["${key}"]`, source });
   }
   return db as TuneDb;
 }

@@ -1,7 +1,7 @@
 /** Generated GEMMs on the emulator for tests: a source directory, random inputs, the float64 reference. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type GemmPlan, type GemmShape, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { type GemmPlan, type GemmShape, type GemmTile, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { gemmSource, renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import type { GemmInputs } from '../../src/emulate/gemm-emulator.js';
@@ -11,11 +11,14 @@ import { seededRandom } from '../../src/util/random.js';
 /** The headers a GEMM source includes, as `tidarc compile` copies them. */
 export const GEMM_HEADERS = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh'] as const;
 
-/** Plans one kernel per m (one shared reduction: sm_80's target, `splitK` forced) and writes the source and headers under dir/cuda. */
-export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test']): { source: string; cudaDir: string; plans: GemmPlan[] } {
+/**
+ * Plans one kernel per m (one shared reduction: sm_80's target, `splitK` forced) and writes the source and headers under dir/cuda;
+ * `tiles`: per m, a tuned tile instead of the heuristic's (as `compile --tuned` plans it).
+ */
+export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], tiles: Readonly<Record<number, GemmTile>> = {}): { source: string; cudaDir: string; plans: GemmPlan[] } {
   const target = gemmTarget(['sm_80']);
   const reduction = planReduction(shape, target, splitK);
-  const plans = ms.map((m) => planGemm(shape, m, target, reduction));
+  const plans = ms.map((m) => planGemm(shape, m, target, reduction, tiles[m]));
   const cudaDir = join(dir, 'cuda');
   mkdirSync(cudaDir, { recursive: true });
   for (const h of GEMM_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));

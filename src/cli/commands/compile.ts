@@ -9,7 +9,7 @@ import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
 import { readModelInput } from '../../model/model-input.js';
-import { loadTunedTiles } from '../../tune/apply.js';
+import { loadTunedGemms, loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
 import { parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
 
@@ -54,7 +54,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .option('--no-build', 'write sources, manifest and bindings only; run neither nvcc nor the C++ compiler')
     .option('--jobs <n>', 'parallel compiler processes (default: all cores), e.g. 2')
     .option('--json', 'print the manifest summary as JSON instead of text')
-    .option('--tuned <db>', 'compile each variant with the tile (warps, tileN) that tidarc tune recorded in this database')
+    .option('--tuned <db>', 'compile each variant with the tile (warps, tileN) that tidarc tune recorded in this database, and each GEMM with the split-K and tiles the device check\'s GEMM search recorded')
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
       const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
@@ -67,8 +67,10 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       checkReplaceable({ path: outDir, kind: 'compile-output', field: '--out' });
       const log = flags.json ? () => undefined : (line: string) => io.stdout(`${line}\n`);
       log(`compiling ${spec.name} (${modelPath ?? `bundled ${DEFAULT_MODEL}`}) for ${arches.join(', ')}`);
-      const tiles = flags.tuned === undefined ? undefined : loadTunedTiles({ path: flags.tuned, field: '--tuned', spec, drafts: drafts ?? spec.draftLengths, arches, log });
-      const result = await compileModel({ spec, arches, outDir, outField: '--out', build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}) });
+      const tunedLoad = flags.tuned === undefined ? undefined : { path: flags.tuned, field: '--tuned', spec, drafts: drafts ?? spec.draftLengths, arches, log };
+      const gemms = tunedLoad && loadTunedGemms(tunedLoad);
+      const tiles = tunedLoad && loadTunedTiles(tunedLoad);
+      const result = await compileModel({ spec, arches, outDir, outField: '--out', build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}), ...(gemms && Object.keys(gemms).length > 0 ? { gemms } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });
 }

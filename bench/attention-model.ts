@@ -1,0 +1,106 @@
+/**
+ * Cost model of one generated attention step (templates/cuda/tidarc_attention.cuh, planned by
+ * src/codegen/plan.ts), to predict before a GPU measures (issue 15; /work/shared/docs/
+ * performance-model.md). Pure: plan + shape + machine + occupancy -> figures.
+ *
+ *   CTAs        batch x KV heads x row tiles per split, x splits (the runtime's rule,
+ *               chooseSplits over SMs x CTAs per SM); CTAs per SM from ptxas (occupancy.ts).
+ *   HBM bytes   each KV head's prefix K and V once per sequence (the row tiles of one KV head
+ *               re-read it from L2), Q, the step's K and V, O and lse; with splits > 1 the
+ *               partials (splits x rows x (D + 1) floats) written by the main kernel and read
+ *               by the combine (counted as HBM although they may stay in L2).
+ *   L2 bytes    the prefix once per row tile (every row tile reads all of it).
+ *   FLOPs       useful: 4 D per (query row, visible key); executed: whole tiles of 16 x warps
+ *               rows (padding rows included) against every key tile a row tile visits.
+ *   balance     an SM's time is its CTA count (CTAs on one SM share its bandwidth and tensor
+ *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
+ *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
+ *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
+ *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance
+ *               + the combine when splits > 1 (the partials' read and O's write at the copy
+ *               rate + one launch gap). Host launch cost is not included (CUDA graphs).
+ *   roofline    max(the essential HBM bytes at the copy rate, useful FLOPs at the measured
+ *               bf16 matmul rate); share = roofline / predicted.
+ * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
+ * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
+ * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
+ */
+import type { AttentionPlan } from '../src/codegen/plan.js';
+import { chooseSplits } from '../src/codegen/splits.js';
+import { stepVisibility } from '../src/ir/mask.js';
+import { H200, type Machine } from './gemm-model.js';
+
+export { H200, type Machine };
+
+export interface AttentionShape {
+  readonly batch: number;
+  /** Cached prefix length L of every sequence. */
+  readonly prefix: number;
+}
+
+export interface AttentionPrediction {
+  readonly splits: number;
+  readonly ctas: number;
+  readonly ctasPerSm: number;
+  /** CTAs / (SMs x CTAs per SM). */
+  readonly waves: number;
+  readonly balance: number;
+  readonly hbmBytes: number;
+  readonly essentialBytes: number;
+  readonly l2Bytes: number;
+  readonly usefulFlops: number;
+  readonly executedFlops: number;
+  readonly hbmS: number;
+  readonly l2S: number;
+  readonly mmaS: number;
+  readonly combineS: number;
+  readonly predictedS: number;
+  readonly bound: 'HBM' | 'L2' | 'mma';
+  readonly rooflineS: number;
+  /** rooflineS / predictedS. */
+  readonly rooflineShare: number;
+}
+
+const ELEMENT_BYTES = 2;
+
+/** Visible in-step keys of every query token of the plan's mask, summed. */
+function visibleStepKeys(plan: AttentionPlan): number {
+  return stepVisibility(plan.variant.mask).reduce((n, x) => n + x, 0);
+}
+
+/**
+ * The prediction for one launch at `ctasPerSm` (ptxas's occupancy), with the split-KV count the
+ * runtime would choose (or `splits`, e.g. a tuned one).
+ */
+export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Machine, ctasPerSm: number, splits?: number): AttentionPrediction {
+  const { qHeads: Hq, kvHeads: Hkv, headDim: D } = plan.variant.shape;
+  const n = plan.steps;
+  const prefixVisible = plan.variant.mask.prefix === 'all';
+  const L = prefixVisible ? s.prefix : 0;
+  const prefixTiles = Math.ceil(L / plan.tile.tileN);
+  const perSplit = plan.variant.shape.kvHeads * s.batch * plan.rowTiles;
+  const parts = splits ?? chooseSplits(perSplit, m.sms, prefixTiles, 64, ctasPerSm);
+  const ctas = perSplit * parts;
+  const rows = s.batch * n * Hq;
+  const kvBytes = 2 * s.batch * Hkv * L * D * ELEMENT_BYTES;
+  const essentialBytes = kvBytes + s.batch * n * (2 * Hq + 2 * Hkv) * D * ELEMENT_BYTES + rows * 4;
+  const partialBytes = parts > 1 ? parts * rows * (D + 1) * 4 : 0;
+  const hbmBytes = essentialBytes + partialBytes;
+  const l2Bytes = kvBytes * plan.rowTiles;
+  const usefulFlops = 4 * D * s.batch * (plan.group * Hkv) * (n * L + visibleStepKeys(plan));
+  const stepTilesVisited = plan.stepTileOffset[plan.rowTiles]!;
+  const executedFlops = 4 * D * s.batch * Hkv * plan.tileM * plan.tile.tileN * (plan.rowTiles * prefixTiles + stepTilesVisited);
+  const w = ctas / m.sms;
+  const balance = w / Math.ceil(w);
+  const hbmS = hbmBytes / m.copyBytesPerS / balance;
+  const l2S = l2Bytes / m.l2BytesPerS / balance;
+  const mmaS = executedFlops / m.mmaSyncFlops / balance;
+  const combineS = parts > 1 ? (partialBytes + rows * (D * ELEMENT_BYTES + 4)) / m.copyBytesPerS + m.launchGapS : 0;
+  const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';
+  const predictedS = Math.max(hbmS, l2S, mmaS) + combineS;
+  const rooflineS = Math.max(essentialBytes / m.copyBytesPerS, usefulFlops / m.matmulFlops);
+  return {
+    splits: parts, ctas, ctasPerSm, waves: ctas / (m.sms * ctasPerSm), balance, hbmBytes, essentialBytes, l2Bytes, usefulFlops, executedFlops,
+    hbmS, l2S, mmaS, combineS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * The written prediction of issue 15 (a benchmark of the cost model, not a test): the generated
+ * attention of Qwen3-8B (32 query heads, 8 KV heads, head dim 128, bf16) for the AR step and the
+ * TiDAR steps k = 4, 8, 16 at L = 4k and 16k, batch 1 and 8, on the lent H200, as
+ * src/codegen/plan.ts plans them for sm_90 and with the split-KV count the runtime chooses
+ * (chooseSplits over SMs x CTAs per SM). Occupancy comes from ptxas (nvcc -cubin -arch=sm_90 on
+ * the generated source) when nvcc is here, else from the registers recorded below. The model
+ * and its assumptions: bench/attention-model.ts. The device check prints its measurements next
+ * to the same predictions (grid.json's predictions, scripts/device-check).
+ *
+ *   npm run bench:attention        # prints the table; --json for the figures
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parsePtxasReport } from '../src/build/ptxas.js';
+import { findNvcc } from '../src/build/toolchain.js';
+import { ARCHES } from '../src/codegen/arch.js';
+import { renderCudaVariant } from '../src/codegen/kernel-source.js';
+import { occupancy } from '../src/codegen/occupancy.js';
+import { type AttentionPlan, planAttention } from '../src/codegen/plan.js';
+import { readTemplateFile } from '../src/codegen/templates.js';
+import { variantsForModel } from '../src/codegen/variant.js';
+import { parseModelJson } from '../src/ir/model-validate.js';
+import { packageRoot } from '../src/util/paths.js';
+import { H200, predictAttention } from './attention-model.js';
+
+const exec = promisify(execFile);
+export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'] as const;
+export const BENCH_PREFIXES = [4096, 16384] as const;
+export const BENCH_BATCHES = [1, 8] as const;
+/** ptxas sm_90 registers of the main kernels (nvcc 13.0, 2026-12-04), when nvcc is not here. */
+const RECORDED_REGISTERS: Readonly<Record<string, number>> = { ar: 169, tidar_k4: 178, tidar_k8: 178, tidar_k16: 178 };
+
+function qwen3Plans(): AttentionPlan[] {
+  const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
+  const variants = variantsForModel({ ...spec, draftLengths: [4, 8, 16] });
+  return BENCH_VARIANTS.map((name) => planAttention(variants.find((v) => v.name === name)!, ARCHES.sm_90.tile));
+}
+
+async function registersOf(plans: readonly AttentionPlan[]): Promise<{ registers: Map<string, number>; source: string }> {
+  const nvcc = await findNvcc();
+  if (!nvcc.found) return { registers: new Map(Object.entries(RECORDED_REGISTERS)), source: `recorded (nvcc not found: ${nvcc.reason})` };
+  const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-attention-'));
+  try {
+    for (const h of ['tidarc_attention.cuh', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
+    writeFileSync(join(dir, 'tidarc_abi.h'), readTemplateFile('common/tidarc_abi.h'));
+    const registers = new Map<string, number>();
+    for (const p of plans) {
+      const src = join(dir, `${p.variant.name}.cu`);
+      writeFileSync(src, renderCudaVariant(p, 'bench'));
+      const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-arch=sm_90', '-Xptxas', '-v', '-o', join(dir, `${p.variant.name}.cubin`), src], { maxBuffer: 64 << 20 });
+      const r = parsePtxasReport(stderr)['sm_90']?.[p.variant.symbol];
+      if (r) registers.set(p.variant.name, r.registers);
+    }
+    return { registers, source: `ptxas sm_90 (${nvcc.tool.version})` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const us = (s: number): string => (s * 1e6).toFixed(1);
+
+async function main(): Promise<void> {
+  const plans = qwen3Plans();
+  const { registers, source } = await registersOf(plans);
+  const rows = plans.flatMap((plan) => {
+    const regs = registers.get(plan.variant.name) ?? RECORDED_REGISTERS[plan.variant.name]!;
+    const occ = occupancy('sm_90', { registers: regs, sharedBytes: plan.sharedBytes, threads: plan.threads });
+    return BENCH_PREFIXES.flatMap((prefix) => BENCH_BATCHES.map((batch) => ({ plan, regs, occ, prefix, batch, p: predictAttention(plan, { batch, prefix }, H200, occ.ctasPerSm) })));
+  });
+  if (process.argv.includes('--json')) {
+    console.log(JSON.stringify(rows.map((r) => ({ variant: r.plan.variant.name, prefix: r.prefix, batch: r.batch, registers: r.regs, ...r.p })), null, 2));
+    return;
+  }
+  console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (bench/attention-model.ts):`);
+  console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
+  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; combine launch gap ${H200.launchGapS * 1e6} us. Registers: ${source}.\n`);
+  const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'comb us', 'pred us', 'bound', 'roof us', 'roof %'];
+  const table = rows.map(({ plan, regs, occ, prefix, batch, p }) => [
+    plan.variant.name, String(prefix), String(batch), String(plan.rows), String(plan.rowTiles), String(regs), `${occ.ctasPerSm} (${occ.limit})`, String(p.splits), String(p.ctas),
+    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.combineS), us(p.predictedS), p.bound,
+    us(p.rooflineS), (100 * p.rooflineShare).toFixed(0),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  for (const r of table) console.log(line(r));
+  console.log('\nroof: max(essential HBM bytes / copy, useful FLOPs / bf16 matmul); roof % = roof / pred (the issue\'s targets: AR >= 60% at B = 1, L = 4k).');
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:attention: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
