@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "emu_hopper.h"
 #include "emu_state.h"
 
 namespace tidarc_emu {
@@ -69,6 +70,7 @@ void finish_thread(Thread& t) {
     for (const PendingCopy& c : t.pending) complete_copy(t, c);
     t.pending.clear();
   }
+  hopper::thread_end(t.tid);
 }
 
 void thread_main(void* p) {
@@ -105,6 +107,7 @@ bool run_block() {
   L->epoch = 1;
   std::fill(L->shadow.begin(), L->shadow.end(), Shadow{});
   std::memset(tidarc::smem_raw, 0xff, L->smem);  // NaN in bf16 and fp16: unwritten data shows
+  hopper::block_begin(nthreads, L->smem);
   for (int i = 0; i < nthreads; ++i) {
     Thread& t = L->threads[static_cast<size_t>(i)];
     t.tid = i, t.warp = i / 32, t.lane = i % 32, t.state = State::Runnable;
@@ -129,6 +132,7 @@ bool run_block() {
       return false;
     }
   }
+  hopper::block_end();
   for (Thread& t : L->threads) fiber_release(t.ctx);
   return true;
 }

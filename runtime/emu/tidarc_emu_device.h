@@ -18,6 +18,30 @@ void cp_async_wait(int pending_groups);
 void st_shared_16(void* dst, const uint32_t v[4]);
 float fast_exp2(float x);
 uint32_t shared_offset(const void* p);
+
+// ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
+/** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
+ *  host by encode_tensor_map (emu_hopper.h). Dimension 0 is the innermost. */
+struct alignas(64) TensorMap {
+  const void* base;
+  uint32_t rank, elem_bytes, swizzle_bytes;  // swizzle: 0 (none), 32, 64 or 128
+  uint32_t magic;                            // kTensorMapMagic once encoded
+  uint64_t dims[5], strides[5];              // strides in bytes; strides[0] = elem_bytes
+  uint32_t box[5];
+};
+constexpr uint32_t kTensorMapMagic = 0x544d4150;
+void mbarrier_init(uint64_t* bar, uint32_t count);
+void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes);  // tx_bytes > 0: arrive.expect_tx
+bool mbarrier_try_wait(uint64_t* bar, uint32_t parity);
+void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, uint64_t* bar);
+void fence_proxy_async();
+/** A wgmma matrix descriptor is built from smem_addr(p); this checks p (16-byte aligned, dynamic shared). */
+void check_descriptor_address(const void* p);
+/** wgmma.mma_async.m64nNk16: A from shared memory (desc_a) or registers (a != nullptr). */
+void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_a, bool trans_b, bool accumulate);
+void wgmma_fence();
+void wgmma_commit();
+void wgmma_wait(int pending_groups);
 }  // namespace tidarc_emu
 
 namespace tidarc {

@@ -2,6 +2,7 @@
  * Builds emulator executables: g++ compiles a variant's UNCHANGED generated .cu as C++
  * against runtime/emu (force-included tidarc_emu.h; tidarc_device.cuh switches to the
  * emulated primitives under TIDARC_EMULATOR) and links the emulator runtime and harness.
+ * Flags and include directories are the emulator target's build stage (codegen/targets.ts).
  */
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -11,14 +12,15 @@ import { TidarcError } from '../errors.js';
 import { childProcessSignal } from '../fs/interrupt.js';
 import { packageRoot } from '../util/paths.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
+import { EMULATOR_BUILD } from '../codegen/targets.js';
 
 const exec = promisify(execFile);
 
-/** -O1 keeps builds quick (~2 s a variant); shared memory is thread_local and never needs
- *  dynamic initialisation, which -fno-extern-tls-init tells the compiler. */
-export const EMU_FLAGS: readonly string[] = ['-std=c++17', '-O1', '-g', '-fno-strict-aliasing', '-fno-extern-tls-init'];
+export const EMU_FLAGS: readonly string[] = EMULATOR_BUILD.flags;
+/** What makes a unit a module the emulated driver dlopens. */
+export const EMU_MODULE_FLAGS: readonly string[] = EMULATOR_BUILD.moduleFlags;
 /** The emulator runtime, compiled once per `tidarc emulate` run. */
-export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_warp.cpp', 'emu_fiber.cpp'];
+export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_warp.cpp', 'emu_fiber.cpp', 'emu_hopper_sync.cpp', 'emu_hopper_mma.cpp'];
 /** The harness is built with each variant: it names the variant's kernels through -D. */
 const HARNESS_SOURCE = 'emu_main.cpp';
 
@@ -28,8 +30,7 @@ export function emulatorSourceDir(): string {
 
 /** The emulator's headers, its stand-ins for cuda_bf16.h and cuda_fp16.h, and the ABI header. */
 export function emulatorIncludeFlags(): string[] {
-  const emu = emulatorSourceDir();
-  return [`-I${emu}`, `-I${join(emu, 'include')}`, `-I${join(packageRoot(), 'templates', 'common')}`];
+  return EMULATOR_BUILD.includeDirs.map((d) => `-I${join(packageRoot(), ...d.split('/'))}`);
 }
 
 /** Runs the compiler; a failure is one line with its first error. */

@@ -1,0 +1,252 @@
+/*! tidarc emulator: wgmma.mma_async m64nNk16 (bf16/fp16 in, fp32 accumulate) as a rendezvous of
+    the 128 threads of a warpgroup. Operands come from shared memory through matrix descriptors
+    (decoded per the PTX ISA's canonical layouts, K-major or MN-major, swizzle none/32/64/128B) or,
+    for A, from registers. The result is asynchronous: the accumulators read as NaN until
+    wgmma.wait_group retires the group, as reading them early gives garbage on the hardware. */
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+
+#include "emu_hopper.h"
+#include "emu_state.h"
+
+namespace tidarc_emu {
+namespace hopper {
+
+uint32_t group_retired(int group) {
+  uint32_t r = UINT32_MAX;
+  for (int t = group * 128; t < group * 128 + 128; ++t) r = std::min(r, g.threads[static_cast<size_t>(t)].retired);
+  return r;
+}
+
+void thread_end(int tid) {
+  const ThreadState& ts = g.threads[static_cast<size_t>(tid)];
+  if (!ts.mma.empty())
+    detail::report("wgmma", detail::fmt("%zu wgmma.mma_async results were never retired by wgmma.wait_group (%s) before the thread exited",
+                                        ts.mma.size(), ts.mma.back().group < 0 ? "not even committed" : "its accumulators were read in flight"));
+}
+
+namespace {
+
+using detail::fmt;
+using detail::report;
+
+struct Descriptor {
+  uint32_t start, lbo, sbo, base_offset, span;
+};
+
+Descriptor decode(uint64_t desc) {
+  static constexpr uint32_t kSpan[4] = {0, 128, 64, 32};  // layout type: none, 128B, 64B, 32B
+  return {static_cast<uint32_t>(desc & 0x3fff) << 4, static_cast<uint32_t>((desc >> 16) & 0x3fff) << 4,
+          static_cast<uint32_t>((desc >> 32) & 0x3fff) << 4, static_cast<uint32_t>((desc >> 49) & 7), kSpan[desc >> 62]};
+}
+
+/** Byte offset (before the swizzle) of element (i along M or N, j along K), 16-bit elements. */
+uint32_t element_offset(const Descriptor& s, bool mn_major, uint32_t i, uint32_t j) {
+  if (!mn_major) {
+    if (s.span == 0) return s.start + (i % 8) * 16 + (i / 8) * s.sbo + (j % 8) * 2 + (j / 8) * s.lbo;
+    return s.start + (i % 8) * s.span + (i / 8) * s.sbo + j * 2;
+  }
+  if (s.span == 0) return s.start + (i % 8) * 2 + (i / 8) * s.sbo + (j % 8) * 16 + (j / 8) * s.lbo;
+  return s.start + (i % (s.span / 2)) * 2 + (i / (s.span / 2)) * s.lbo + (j % 8) * s.span + (j / 8) * s.sbo;
+}
+
+float to_float(MmaType type, uint16_t bits) {
+  return type == MmaType::bf16 ? __bfloat162float(__nv_bfloat16{bits}) : __half2float(__half{bits});
+}
+
+const char* span_name(int span) { return span == 0 ? "unswizzled" : span == 32 ? "32B-swizzled" : span == 64 ? "64B-swizzled" : "128B-swizzled"; }
+
+/**
+ * Reads an (mn x 16) operand through `desc` into out[i][j] (i along M or N, j along K), checking
+ * the descriptor and every byte it touches. Returns false after a descriptor finding.
+ */
+bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, int group, uint32_t seq, MmaType type, float (*out)[16]) {
+  const Descriptor s = decode(raw);
+  const char* major = mn_major ? "MN-major" : "K-major";
+  if (s.base_offset != 0) {
+    report("descriptor", fmt("wgmma %s descriptor has matrix base offset %u: only patterns that start on their repeat boundary are modelled", name, s.base_offset));
+    return false;
+  }
+  if (s.span != 0 && s.start % (8 * s.span) >= 128) {
+    report("descriptor", fmt("wgmma %s descriptor starts at shared offset %u, past the first 128-byte line of its %u-byte swizzle pattern (needs a base offset)", name, s.start, 8 * s.span));
+    return false;
+  }
+  if (s.span != 0 && !mn_major && s.start % s.span + 32 > s.span) {
+    report("descriptor", fmt("wgmma %s descriptor: the K slice at shared offset %u crosses its %u-byte swizzle row", name, s.start, s.span));
+    return false;
+  }
+  const bool needs_sbo = mn_major ? true : mn > 8;
+  const bool needs_lbo = s.span == 0 ? true : mn_major && mn > s.span / 2;
+  if ((needs_sbo && s.sbo == 0) || (needs_lbo && s.lbo == 0)) {
+    report("descriptor", fmt("wgmma %s %s %s descriptor has a zero %s byte offset", name, span_name(static_cast<int>(s.span)), major, needs_sbo && s.sbo == 0 ? "stride" : "leading"));
+    return false;
+  }
+  std::set<std::pair<uint32_t, uint32_t>> phases;
+  bool reported_pending = false, reported_swizzle = false, reported_unwritten = false;
+  for (uint32_t i = 0; i < mn; ++i) {
+    for (uint32_t j = 0; j < 16; ++j) {
+      const uint32_t off = swizzle_offset(element_offset(s, mn_major, i, j), s.span);
+      if (off + 2 > detail::L->smem) {
+        report("out-of-bounds", fmt("wgmma %s element (%u, %u) through the descriptor lies at shared offset %u, past the %zu bytes of dynamic shared memory", name, i, j, off, detail::L->smem));
+        return false;
+      }
+      Chunk& k = g.chunks[off / 16];
+      if (k.copy >= 0 && !g.copies[static_cast<size_t>(k.copy)].landed && !reported_pending) {
+        report("tma", fmt("wgmma reads %s at shared byte %u while the bulk tensor copy of %s into it has not completed (no mbarrier wait)", name, off, detail::thread_name(g.copies[static_cast<size_t>(k.copy)].issuer).c_str()));
+        reported_pending = true;
+      }
+      if (k.swizzle >= 0 && k.swizzle != static_cast<int16_t>(s.span) && !reported_swizzle) {
+        report("descriptor", fmt("wgmma reads %s at shared byte %u through a %s descriptor, but the bulk tensor copy wrote it %s", name, off, span_name(static_cast<int>(s.span)), span_name(k.swizzle)));
+        reported_swizzle = true;
+      }
+      const detail::Shadow& sh = detail::L->shadow[off];
+      if (!sh.written && tidarc::smem_raw[off] == 0xff && tidarc::smem_raw[off + 1] == 0xff && !reported_unwritten) {
+        report("uninitialized-read", fmt("wgmma reads %s at shared byte %u that nothing wrote in this block", name, off));
+        reported_unwritten = true;
+      }
+      if (k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
+      k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq;
+      uint16_t bits;
+      std::memcpy(&bits, tidarc::smem_raw + off, 2);
+      out[i][j] = to_float(type, bits);
+    }
+  }
+  for (const auto& [bar, phase] : phases) {
+    for (int t = group * 128; t < group * 128 + 128; ++t) {
+      if (has_observed(t, bar, phase + 1)) continue;
+      report("tma", fmt("wgmma reads %s that a bulk tensor copy delivered in phase %u of the mbarrier at shared offset %u, which %s has not waited for", name, phase, bar, detail::thread_name(t).c_str()));
+      break;
+    }
+  }
+  return true;
+}
+
+// Row and column of accumulator register i of thread t of a warpgroup (PTX ISA, wgmma .m64nNk16
+// D fragment): the mma.m16n8 C fragment of warp t / 32, repeated for every 8 columns.
+inline uint32_t acc_row(int t, int i) { return 16 * (t / 32) + (t % 32) / 4 + 8 * ((i / 2) % 2); }
+inline uint32_t acc_col(int t, int i) { return 8 * (i / 4) + 2 * (t % 4) + (i % 2); }
+
+void execute(Warpgroup& w, int group) {
+  static thread_local float A[64][16], B[256][16];
+  const uint32_t seq = w.issued++;
+  const int n = w.n;
+  bool ok = true;
+  for (int t = 1; t < 128; ++t) {
+    const GroupLane& x = w.lanes[t];
+    if ((!w.regs_a && x.desc_a != w.lanes[0].desc_a) || x.desc_b != w.lanes[0].desc_b) {
+      report("warp-divergence", fmt("the threads of warpgroup %d pass different matrix descriptors to one wgmma.mma_async", group));
+      break;
+    }
+  }
+  if (w.regs_a) {
+    auto lo = [&](uint32_t r) { return to_float(w.type, static_cast<uint16_t>(r & 0xffffu)); };
+    auto hi = [&](uint32_t r) { return to_float(w.type, static_cast<uint16_t>(r >> 16)); };
+    for (int t = 0; t < 128; ++t) {  // the mma.m16n8k16 A fragment of each warp's 16 rows
+      const int r = 16 * (t / 32) + (t % 32) / 4, c = 2 * (t % 4);
+      const uint32_t* a = w.lanes[t].a;
+      A[r][c] = lo(a[0]), A[r][c + 1] = hi(a[0]), A[r + 8][c] = lo(a[1]), A[r + 8][c + 1] = hi(a[1]);
+      A[r][c + 8] = lo(a[2]), A[r][c + 9] = hi(a[2]), A[r + 8][c + 8] = lo(a[3]), A[r + 8][c + 9] = hi(a[3]);
+    }
+  } else {
+    ok = read_operand("A", w.lanes[0].desc_a, w.trans_a, 64, group, seq, w.type, A);
+  }
+  ok = read_operand("B", w.lanes[0].desc_b, w.trans_b, static_cast<uint32_t>(n), group, seq, w.type, B) && ok;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int t = 0; t < 128; ++t) {
+    const GroupLane& x = w.lanes[t];
+    PendingMma p{x.d, -1, seq, std::vector<float>(static_cast<size_t>(n / 2), nan)};
+    if (ok) {
+      for (int i = 0; i < n / 2; ++i) {
+        const uint32_t row = acc_row(t, i), col = acc_col(t, i);
+        float acc = w.accumulate ? x.c[i] : 0.0f;
+        for (int k = 0; k < 16; ++k) acc = std::fma(A[row][k], B[col][k], acc);  // products exact in fp32
+        p.values[static_cast<size_t>(i)] = acc;
+      }
+    }
+    g.threads[static_cast<size_t>(group * 128 + t)].mma.push_back(std::move(p));
+  }
+}
+
+}  // namespace
+}  // namespace hopper
+
+using namespace hopper;
+
+void check_descriptor_address(const void* p) {
+  size_t off = 0;
+  const detail::SharedKind kind = detail::classify_shared(p, 16, &off);
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) detail::report("alignment", detail::fmt("a wgmma matrix descriptor needs a 16-byte aligned shared address (%p); the low 4 bits are dropped", p));
+  else if (kind != detail::SharedKind::Dynamic) detail::report("descriptor", detail::fmt("a wgmma matrix descriptor's address %s", kind == detail::SharedKind::Static ? "is static shared memory, which the emulator does not track" : detail::shared_problem(kind, p).c_str()));
+}
+
+void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_a, bool trans_b, bool accumulate) {
+  detail::Thread& t = detail::cur();
+  const int group = t.tid / 128;
+  if (static_cast<size_t>(group) >= g.groups.size()) {
+    detail::report("warp-divergence", detail::fmt("wgmma.mma_async needs whole warpgroups of 128 threads; thread %d is outside them", t.tid));
+    return;
+  }
+  if (n < 8 || n > 256 || n % 8 != 0) {
+    detail::report("wgmma", detail::fmt("wgmma.mma_async m64n%dk16: N must be a multiple of 8 in 8..256", n));
+    return;
+  }
+  ThreadState& ts = g.threads[static_cast<size_t>(t.tid)];
+  if (!ts.fenced) {
+    detail::report("wgmma", "wgmma.mma_async without a wgmma.fence since its accumulators were last accessible (kernel start or wgmma.wait_group)");
+    ts.fenced = true;
+  }
+  Warpgroup& w = g.groups[static_cast<size_t>(group)];
+  GroupLane& lane = w.lanes[t.tid % 128];
+  lane.d = d, lane.desc_a = desc_a, lane.desc_b = desc_b;
+  if (a) std::memcpy(lane.a, a, sizeof lane.a);
+  // Accumulators still in flight from an earlier wgmma chain into this one in issue order.
+  const PendingMma* chained = nullptr;
+  for (const PendingMma& p : ts.mma)
+    if (p.d == d) chained = &p;
+  for (int i = 0; i < n / 2; ++i) lane.c[i] = chained ? chained->values[static_cast<size_t>(i)] : d[i];
+  for (int i = 0; i < n / 2; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
+  if (w.arrived == 0) {
+    w.n = n, w.type = type, w.trans_a = trans_a, w.trans_b = trans_b, w.regs_a = a != nullptr, w.accumulate = accumulate;
+  } else if (w.n != n || w.type != type || w.trans_a != trans_a || w.trans_b != trans_b || w.regs_a != (a != nullptr) || w.accumulate != accumulate) {
+    detail::report("warp-divergence", detail::fmt("thread %d's wgmma.mma_async differs in shape, type or operands from the rest of warpgroup %d", t.tid, group));
+  }
+  if (++w.arrived == 128) {
+    execute(w, group);
+    w.arrived = 0;
+    for (int i = group * 128; i < group * 128 + 128; ++i) {
+      detail::Thread& other = detail::L->threads[static_cast<size_t>(i)];
+      if (other.state == detail::State::WaitWarp) other.state = detail::State::Runnable;
+    }
+  } else {
+    detail::block_current(detail::State::WaitWarp, "wgmma.mma_async");
+  }
+}
+
+void wgmma_fence() { g.threads[static_cast<size_t>(detail::cur().tid)].fenced = true; }
+
+void wgmma_commit() {
+  ThreadState& ts = g.threads[static_cast<size_t>(detail::cur().tid)];
+  for (PendingMma& p : ts.mma)
+    if (p.group < 0) p.group = ts.committed;
+  ts.committed++;  // an empty group counts too, as on the hardware
+}
+
+void wgmma_wait(int pending_groups) {
+  ThreadState& ts = g.threads[static_cast<size_t>(detail::cur().tid)];
+  const int limit = ts.committed - pending_groups;
+  std::vector<PendingMma> keep;
+  for (PendingMma& p : ts.mma) {
+    if (p.group >= 0 && p.group < limit) {
+      std::memcpy(p.d, p.values.data(), p.values.size() * sizeof(float));
+      ts.retired = std::max(ts.retired, p.seq + 1);
+    } else {
+      keep.push_back(std::move(p));
+    }
+  }
+  ts.mma.swap(keep);
+  ts.fenced = false;
+}
+
+}  // namespace tidarc_emu

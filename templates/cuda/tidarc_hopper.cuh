@@ -1,0 +1,238 @@
+/*! tidarc Hopper (sm_90a) device primitives: the ONLY inline PTX of the sm_90a kernels, with the
+    same names on the CPU SIMT emulator (runtime/emu/emu_hopper_*.cpp) as tidarc_device.cuh has.
+
+    What each primitive does, and what the emulator checks (its findings, by kind):
+    - mbarrier_init / _arrive / _arrive_expect_tx / _try_wait(parity) / mbarrier_wait: a 64-bit
+      barrier in shared memory that completes a phase when `count` arrivals AND every announced
+      transaction byte (expect_tx) have come; try_wait.parity(p) is true once the phase of parity
+      p has completed (the current phase's parity is completions & 1). Emulator: "mbarrier" for a
+      use before init, more arrivals than the count, more bytes delivered than announced, and a
+      wait whose phase can never complete (reported with its missing arrivals and bytes; the
+      waiters are then let through so that the block ends).
+    - tma_load_2d / _3d (cp.async.bulk.tensor.tile, completing on an mbarrier): one thread copies
+      a box of a global tensor, described by a tensor map (CUtensorMap: base, dims, byte strides,
+      box, element size, swizzle), into shared memory, densely, then swizzled: the 16-byte chunk c
+      of 128-byte line l moves to c ^ (l mod span/16) for spans 32/64/128 B (PTX ISA "Swizzling
+      Modes"); elements outside the tensor are zero and still count as delivered bytes.
+      Emulator: the copy lands only when a thread waits on its mbarrier, so "tma" for a wgmma
+      reading bytes of a copy not yet complete, or delivered in a phase its warpgroup has not waited
+      for; for a copy into bytes another copy is still filling, or that a wgmma not yet retired
+      still reads (a missing wait for the consumer's release); "alignment" when a destination is
+      not 128-byte aligned or, swizzled, not at its pattern's start (8 x span bytes), which the
+      descriptors below assume (base offset 0).
+    - fence_proxy_async: orders this thread's generic-proxy shared stores before later
+      async-proxy reads (wgmma, TMA stores). Emulator: none yet (plain stores are not tracked).
+    - wgmma_ss / wgmma_rs (wgmma.mma_async.m64nNk16, bf16/fp16 in, fp32 accumulate): a warpgroup
+      (4 warps, 128 threads) multiplies A (64 x 16: shared memory through a descriptor, or the
+      mma.m16n8k16 A fragment of each warp's 16 rows in registers) by B (16 x N, shared memory)
+      into the accumulators: register i of thread t holds row 16 (t / 32) + (t % 32) / 4 +
+      8 ((i / 2) % 2), column 8 (i / 4) + 2 (t % 4) + i % 2. A descriptor (wgmma_desc) holds the
+      start address, the leading and stride byte offsets and the swizzle (PTX ISA "Matrix
+      Descriptor Format"); K-major tiles as TMA writes them: 8-row groups SBO apart (8 x span for
+      a swizzled tile), and the k-th 16-column slice starts 32 k bytes later. wgmma_fence before
+      the first wgmma after the accumulators were touched, wgmma_commit closes a group,
+      wgmma_wait<n> waits until at most n groups are in flight. Emulator: results land only at
+      wgmma_wait (the accumulators read NaN until then); "wgmma" for a wgmma with no fence since
+      the last wait, and for results never retired; "descriptor" for a descriptor whose swizzle
+      differs from the one the bytes were copied with, a zero byte offset it needs, a K slice
+      crossing a swizzle row, or a start past its pattern's first line; "alignment" for a
+      descriptor address that is not 16-byte aligned; "out-of-bounds" for a matrix beyond the
+      dynamic shared memory.
+    Cost of the emulation: each wgmma is 64 x N x 16 scalar fmas on one CPU thread; fine for tiles
+    of tests, not for whole models. */
+#pragma once
+#include "tidarc_device.cuh"
+
+namespace tidarc {
+
+/** A swizzle span in bytes; the tensor map and the wgmma descriptor encode it differently. */
+enum class Swizzle : uint32_t { none = 0, b32 = 32, b64 = 64, b128 = 128 };
+
+/** wgmma matrix descriptor (PTX ISA): start, leading and stride byte offsets as (x & 0x3FFFF) >> 4
+ *  in bits 0-13, 16-29, 32-45; base offset 0 (bits 49-51); layout type in bits 62-63:
+ *  0 none, 1 128B, 2 64B, 3 32B. */
+__host__ __device__ constexpr uint64_t wgmma_desc(uint32_t smem_address, Swizzle s, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  const uint64_t layout = s == Swizzle::b128 ? 1 : s == Swizzle::b64 ? 2 : s == Swizzle::b32 ? 3 : 0;
+  return static_cast<uint64_t>((smem_address & 0x3ffff) >> 4) | (static_cast<uint64_t>((lbo_bytes & 0x3ffff) >> 4) << 16) |
+         (static_cast<uint64_t>((sbo_bytes & 0x3ffff) >> 4) << 32) | (layout << 62);
+}
+
+}  // namespace tidarc
+
+#ifdef TIDARC_EMULATOR
+#include "emu_hopper_device.h"  // runtime/emu: the same primitives on the CPU SIMT emulator
+#else
+#include <cuda.h>
+
+namespace tidarc {
+
+using TensorMap = CUtensorMap;
+template <typename T> constexpr bool kIsBf16 = false;
+template <> constexpr bool kIsBf16<__nv_bfloat16> = true;
+
+// ---- mbarriers ---------------------------------------------------------------------------
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" :: "r"(smem_addr(bar)), "r"(count) : "memory");
+}
+/** Makes the inits visible to the async proxy (TMA) before any copy completes on them. */
+__device__ __forceinline__ void fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" :: "r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" :: "r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done) : "r"(smem_addr(bar)), "r"(parity) : "memory");
+  return done != 0;
+}
+
+// ---- bulk tensor copies (TMA) and the async proxy -----------------------------------------
+__device__ __forceinline__ void tma_load_2d(void* dst, const TensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+               :: "r"(smem_addr(dst)), "l"(map), "r"(c0), "r"(c1), "r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void tma_load_3d(void* dst, const TensorMap* map, int32_t c0, int32_t c1, int32_t c2, uint64_t* bar) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+               :: "r"(smem_addr(dst)), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void check_descriptor_address(const void*) {}
+
+// ---- wgmma -----------------------------------------------------------------------------------
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int Pending> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(Pending) : "memory");
+}
+
+// One specialisation per N: the accumulators are N / 2 "+f" operands, listed out (inline PTX has
+// no operand arrays). Other N (multiples of 8 up to 256) follow the same pattern.
+template <int N> struct Wgmma;
+#define TIDARC_WGMMA_D8 "{%0, %1, %2, %3}"
+#define TIDARC_WGMMA_OPS8 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+#define TIDARC_WGMMA_D16 "{%0, %1, %2, %3, %4, %5, %6, %7}"
+#define TIDARC_WGMMA_OPS16 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+#define TIDARC_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}"
+#define TIDARC_WGMMA_OPS32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+#define TIDARC_WGMMA_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define TIDARC_WGMMA_OPS64 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define TIDARC_WGMMA_D128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define TIDARC_WGMMA_OPS128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define TIDARC_WGMMA_D256 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
+#define TIDARC_WGMMA_OPS256 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+
+template <> struct Wgmma<8> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[4], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 " TIDARC_WGMMA_D8 ", %4, %5, p, 1, 1, %7, %8;\n}\n"
+                 : TIDARC_WGMMA_OPS8 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 " TIDARC_WGMMA_D8 ", %4, %5, p, 1, 1, %7, %8;\n}\n"
+                 : TIDARC_WGMMA_OPS8 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[4], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 " TIDARC_WGMMA_D8 ", {%4, %5, %6, %7}, %8, p, 1, 1, %10;\n}\n"
+                 : TIDARC_WGMMA_OPS8 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 " TIDARC_WGMMA_D8 ", {%4, %5, %6, %7}, %8, p, 1, 1, %10;\n}\n"
+                 : TIDARC_WGMMA_OPS8 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+template <> struct Wgmma<16> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[8], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 " TIDARC_WGMMA_D16 ", %8, %9, p, 1, 1, %11, %12;\n}\n"
+                 : TIDARC_WGMMA_OPS16 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 " TIDARC_WGMMA_D16 ", %8, %9, p, 1, 1, %11, %12;\n}\n"
+                 : TIDARC_WGMMA_OPS16 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[8], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 " TIDARC_WGMMA_D16 ", {%8, %9, %10, %11}, %12, p, 1, 1, %14;\n}\n"
+                 : TIDARC_WGMMA_OPS16 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 " TIDARC_WGMMA_D16 ", {%8, %9, %10, %11}, %12, p, 1, 1, %14;\n}\n"
+                 : TIDARC_WGMMA_OPS16 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+template <> struct Wgmma<32> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[16], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 " TIDARC_WGMMA_D32 ", %16, %17, p, 1, 1, %19, %20;\n}\n"
+                 : TIDARC_WGMMA_OPS32 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 " TIDARC_WGMMA_D32 ", %16, %17, p, 1, 1, %19, %20;\n}\n"
+                 : TIDARC_WGMMA_OPS32 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 " TIDARC_WGMMA_D32 ", {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+                 : TIDARC_WGMMA_OPS32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 " TIDARC_WGMMA_D32 ", {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+                 : TIDARC_WGMMA_OPS32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+template <> struct Wgmma<64> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TIDARC_WGMMA_D64 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : TIDARC_WGMMA_OPS64 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TIDARC_WGMMA_D64 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : TIDARC_WGMMA_OPS64 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TIDARC_WGMMA_D64 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : TIDARC_WGMMA_OPS64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TIDARC_WGMMA_D64 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+                 : TIDARC_WGMMA_OPS64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+template <> struct Wgmma<128> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " TIDARC_WGMMA_D128 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                 : TIDARC_WGMMA_OPS128 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " TIDARC_WGMMA_D128 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                 : TIDARC_WGMMA_OPS128 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " TIDARC_WGMMA_D128 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : TIDARC_WGMMA_OPS128 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " TIDARC_WGMMA_D128 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : TIDARC_WGMMA_OPS128 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+template <> struct Wgmma<256> {
+  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[128], uint64_t a, uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " TIDARC_WGMMA_D256 ", %128, %129, p, 1, 1, %131, %132;\n}\n"
+                 : TIDARC_WGMMA_OPS256 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " TIDARC_WGMMA_D256 ", %128, %129, p, 1, 1, %131, %132;\n}\n"
+                 : TIDARC_WGMMA_OPS256 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
+  }
+  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int acc) {
+    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " TIDARC_WGMMA_D256 ", {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
+                 : TIDARC_WGMMA_OPS256 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " TIDARC_WGMMA_D256 ", {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
+                 : TIDARC_WGMMA_OPS256 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
+  }
+};
+
+template <typename T, int N, bool TransA, bool TransB>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  Wgmma<N>::template ss<T, TransA, TransB>(d, desc_a, desc_b, accumulate ? 1 : 0);
+}
+template <typename T, int N, bool TransB>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+  Wgmma<N>::template rs<T, TransB>(d, a, desc_b, accumulate ? 1 : 0);
+}
+
+}  // namespace tidarc
+#endif  // TIDARC_EMULATOR
+
+namespace tidarc {
+
+/** Spins on try_wait (the hardware suspends the thread for a while inside each try). */
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
+  while (!mbarrier_try_wait(bar, parity)) {
+  }
+}
+
+/** The descriptor of a tile at `p` in shared memory. */
+__device__ __forceinline__ uint64_t smem_desc(const void* p, Swizzle s, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  check_descriptor_address(p);
+  return wgmma_desc(smem_addr(p), s, lbo_bytes, sbo_bytes);
+}
+
+}  // namespace tidarc
