@@ -63,6 +63,8 @@ export interface SplitInputs {
   readonly slots: number;
   /** KV tiles of the longest prefix: ceil(prefix / tileN). */
   readonly prefixTiles: number;
+  /** GPU: CTAs of the main kernel one SM holds (the manifest's occupancy at the device's arch); absent: 1. */
+  readonly ctasPerSm?: number | undefined;
 }
 
 /**
@@ -71,7 +73,7 @@ export interface SplitInputs {
  * never more than the prefix tiles (a split past them reads no key and only adds combine work).
  */
 export function splitsFor(s: SplitInputs): number {
-  return Math.max(1, Math.min(s.tuned ?? chooseSplits(s.workItems, s.slots, s.prefixTiles), Math.max(1, s.prefixTiles)));
+  return Math.max(1, Math.min(s.tuned ?? chooseSplits(s.workItems, s.slots, s.prefixTiles, undefined, s.ctasPerSm), Math.max(1, s.prefixTiles)));
 }
 
 /**

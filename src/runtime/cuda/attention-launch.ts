@@ -2,7 +2,8 @@
  * The attention launches of a compiled kernels directory on a CudaDevice, in one place for
  * every caller that has its tensors on the device (the kernel library's cuda backend, the cuda
  * model runner): a variant's main and combine kernels (each module loaded once), the split-KV
- * choice (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs),
+ * choice (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs x
+ * the CTAs an SM holds, from the manifest's occupancy),
  * the split workspace, the argument struct (op-abi.ts ATTENTION) and the launches:
  *   main     grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
  *   combine  only when splits > 1: each split wrote its partial o and lse to the workspace, and
@@ -72,6 +73,8 @@ export class AttentionLauncher {
       tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
       workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
       slots: this.device.info.multiprocessors,
+      // Slots are SMs x the CTAs an SM holds at this arch (ptxas, recorded at compile); unknown: 1.
+      ctasPerSm: v.occupancy?.[this.device.arch]?.ctasPerSm,
       prefixTiles: Math.ceil(maxPrefix / v.plan.tileN),
     });
   }
