@@ -8,13 +8,16 @@
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ABI_FILES, renderAttentionHeader, renderOpsHeader, renderPythonAbi } from '../src/runtime/cuda/abi-render.js';
+import { HARNESS_HEADER, renderHarnessHeader } from '../src/emulate/harness-protocol.js';
+import { ABI_FILES, renderAttentionArgsHeader, renderAttentionHeader, renderOpsHeader, renderPythonAbi } from '../src/runtime/cuda/abi-render.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const files: [string, string][] = [
   [ABI_FILES.attentionHeader, renderAttentionHeader()],
+  [ABI_FILES.attentionArgsHeader, renderAttentionArgsHeader()],
   [ABI_FILES.opsHeader, renderOpsHeader()],
   [ABI_FILES.python, renderPythonAbi()],
+  [HARNESS_HEADER, renderHarnessHeader()],
 ];
 for (const [path, text] of files) {
   writeFileSync(join(root, path), text);

@@ -3,10 +3,12 @@
     emulator (src/emulate/) run it on a GPU. Built per variant by nvcc with the variant's
     generated .cu included: -DTIDARC_VARIANT_SOURCE=\"path/to/<variant>.cu\"
     -DTIDARC_EMU_KERNEL=<symbol> -DTIDARC_EMU_COMBINE=<symbol>_combine. Also prints the
-    kernel time (CUDA events) of the launch. */
+    kernel time (CUDA events) of the launch. Its options and files are
+    src/emulate/harness-protocol.ts's (harness_args.h); the arrays are tidarc_attention_args.h's. */
 #include <cuda_runtime.h>
 
 #include "harness_args.h"
+#include "tidarc_attention_args.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -30,10 +32,18 @@ void check(cudaError_t e, const char* what) {
   std::exit(0);
 }
 
-void* device_copy(const void* host, size_t bytes, const char* what) {
+// One array in device memory: an input read from the file; anything else poisoned, so that an
+// element the kernels never write stays NaN.
+void* fill(FILE* in, const char* name, size_t bytes, int role) {
   void* d = nullptr;
-  check(cudaMalloc(&d, bytes ? bytes : 16), what);
-  if (host && bytes) check(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), what);
+  check(cudaMalloc(&d, bytes ? bytes : 16), name);
+  if (role == TIDARC_ARRAY_IN || role == TIDARC_ARRAY_CACHE) {
+    std::vector<unsigned char> host(bytes);
+    if (std::fread(host.data(), 1, bytes, in) != bytes) tidarc_harness::usage("tidarc-gpu", std::string("input file too short reading ") + name);
+    if (bytes) check(cudaMemcpy(d, host.data(), bytes, cudaMemcpyHostToDevice), name);
+  } else {
+    check(cudaMemset(d, 0xff, bytes), name);
+  }
   return d;
 }
 
@@ -41,44 +51,28 @@ void* device_copy(const void* host, size_t bytes, const char* what) {
 
 int main(int argc, char** argv) {
   const tidarc_harness::Args h = tidarc_harness::parse(argc, argv, "tidarc-gpu");
-  const long batch = h.batch, capacity = h.capacity, splits = h.splits, steps = h.steps, qheads = h.qheads, kvheads = h.kvheads,
-             dim = h.dim, row_tiles = h.row_tiles, threads = h.threads, smem = h.smem;
-  const std::vector<int32_t>& prefix = h.prefix;
-  const std::string &in_path = h.in_path, &out_path = h.out_path;
-
-  const size_t q_bytes = batch * steps * qheads * dim * 2, cache_bytes = batch * kvheads * capacity * dim * 2, step_bytes = batch * steps * kvheads * dim * 2;
-  const size_t rows = batch * steps * qheads;
-  std::vector<unsigned char> host(q_bytes + 2 * cache_bytes + 2 * step_bytes);
-  FILE* in = std::fopen(in_path.c_str(), "rb");
-  if (!in || std::fread(host.data(), 1, host.size(), in) != host.size()) tidarc_harness::usage("tidarc-gpu", ("cannot read " + in_path).c_str());
-  std::fclose(in);
-  const unsigned char* p = host.data();
+  const TidarcAttentionDims d = tidarc_harness::dims(h);
   TidarcAttentionArgs args{};
-  args.q = device_copy(p, q_bytes, "q");
-  args.k_cache = device_copy(p += q_bytes, cache_bytes, "k_cache");
-  args.v_cache = device_copy(p += cache_bytes, cache_bytes, "v_cache");
-  args.k_step = device_copy(p += cache_bytes, step_bytes, "k_step");
-  args.v_step = device_copy(p += step_bytes, step_bytes, "v_step");
-  args.prefix_len = static_cast<const int32_t*>(device_copy(prefix.data(), batch * 4, "prefix_len"));
-  args.o = device_copy(nullptr, rows * dim * 2, "o");
-  args.lse = static_cast<float*>(device_copy(nullptr, rows * 4, "lse"));
-  args.workspace = splits > 1 ? static_cast<float*>(device_copy(nullptr, splits * rows * (dim + 1) * 4, "workspace")) : nullptr;
-  // Poison every output: an element the kernels never write stays NaN.
-  check(cudaMemset(args.o, 0xff, rows * dim * 2), "poison o");
-  check(cudaMemset(args.lse, 0xff, rows * 4), "poison lse");
-  args.batch = static_cast<int32_t>(batch);
-  args.cache_capacity = static_cast<int32_t>(capacity);
-  args.num_splits = static_cast<int32_t>(splits);
+  FILE* in = std::fopen(h.in_path.c_str(), "rb");
+  if (!in) tidarc_harness::usage("tidarc-gpu", "cannot open " + h.in_path);
+#define TIDARC_FILL(field, js, type, role) \
+  if (role != TIDARC_ARRAY_SCRATCH || d.num_splits > 1) \
+    args.field = static_cast<type*>(fill(in, #field, tidarc_attention_##field##_elements(&d) * sizeof(type), role));
+  TIDARC_ATTENTION_ARRAYS(TIDARC_FILL)
+#undef TIDARC_FILL
+  std::fclose(in);
+  tidarc_attention_set_sizes(&args, &d);
 
-  check(cudaFuncSetAttribute(TIDARC_EMU_KERNEL, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "set dynamic shared memory");
+  const size_t rows = d.batch * d.n * d.q_heads;
+  check(cudaFuncSetAttribute(TIDARC_EMU_KERNEL, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(h.smem)), "set dynamic shared memory");
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "event");
   check(cudaEventCreate(&stop), "event");
   check(cudaEventRecord(start), "event");
-  TIDARC_EMU_KERNEL<<<dim3(row_tiles, batch * kvheads, splits), dim3(threads), smem>>>(args);
+  TIDARC_EMU_KERNEL<<<dim3(h.row_tiles, d.batch * d.kv_heads, d.num_splits), dim3(h.threads), h.smem>>>(args);
   check(cudaGetLastError(), "launch");
-  if (splits > 1) {
-    TIDARC_EMU_COMBINE<<<dim3((rows + 3) / 4), dim3(128)>>>(args);
+  if (d.num_splits > 1) {
+    TIDARC_EMU_COMBINE<<<dim3((rows + h.combine_rows - 1) / h.combine_rows), dim3(h.combine_block)>>>(args);
     check(cudaGetLastError(), "launch combine");
   }
   check(cudaEventRecord(stop), "event");
@@ -86,12 +80,16 @@ int main(int argc, char** argv) {
   float ms = 0;
   check(cudaEventElapsedTime(&ms, start, stop), "event time");
 
-  std::vector<unsigned char> out(rows * dim * 2 + rows * 4);
-  check(cudaMemcpy(out.data(), args.o, rows * dim * 2, cudaMemcpyDeviceToHost), "copy o");
-  check(cudaMemcpy(out.data() + rows * dim * 2, args.lse, rows * 4, cudaMemcpyDeviceToHost), "copy lse");
-  FILE* f = std::fopen(out_path.c_str(), "wb");
-  if (!f) tidarc_harness::usage("tidarc-gpu", ("cannot write " + out_path).c_str());
-  std::fwrite(out.data(), 1, out.size(), f);
+  FILE* f = std::fopen(h.out_path.c_str(), "wb");
+  if (!f) tidarc_harness::usage("tidarc-gpu", "cannot write " + h.out_path);
+#define TIDARC_WRITE(field, js, type, role)                                                     \
+  if (role == TIDARC_ARRAY_OUT) {                                                               \
+    std::vector<type> host(tidarc_attention_##field##_elements(&d));                            \
+    check(cudaMemcpy(host.data(), args.field, host.size() * sizeof(type), cudaMemcpyDeviceToHost), "copy " #field); \
+    std::fwrite(host.data(), sizeof(type), host.size(), f);                                     \
+  }
+  TIDARC_ATTENTION_ARRAYS(TIDARC_WRITE)
+#undef TIDARC_WRITE
   std::fclose(f);
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
+import { type HarnessRun, harnessArgv, harnessDims, harnessInputBytes, harnessOutputs, poisonedOutputs } from './harness-protocol.js';
 
 const exec = promisify(execFile);
 
@@ -44,18 +45,13 @@ export interface EmulatorResult {
   readonly timing?: { readonly device: string; readonly ms: number };
 }
 
-function argv(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): string[] {
-  return [
-    '--batch', inputs.batch, '--capacity', inputs.cacheCapacity, '--splits', inputs.splits, '--prefix', inputs.prefixLen.join(','),
-    '--steps', v.steps, '--qheads', v.shape.qHeads, '--kvheads', v.shape.kvHeads, '--dim', v.shape.headDim,
-    '--row-tiles', v.launch.rowTiles, '--threads', v.launch.block, '--smem', v.launch.dynamicSharedBytes,
-    '--in', inPath, '--out', outPath,
-  ].map(String);
+/** The harness run of a call: its options and files follow harness-protocol.ts. */
+function harnessRun(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): HarnessRun {
+  return { variant: v, batch: inputs.batch, cacheCapacity: inputs.cacheCapacity, splits: inputs.splits, inPath, outPath };
 }
 
-function inputBytes(inputs: EmulatorInputs): Buffer {
-  const parts = [inputs.q, inputs.kCache, inputs.vCache, inputs.kStep, inputs.vStep];
-  return Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+function inputBytes(run: HarnessRun, inputs: EmulatorInputs): Buffer {
+  return harnessInputBytes(inputs, harnessDims(run));
 }
 
 /** Exit 70 is a fault the emulator reported as a finding; anything else is a failure to run. */
@@ -65,7 +61,7 @@ function failedRun(v: ManifestVariant, e: unknown): string {
   throw new TidarcError('runtime', `the emulator of ${v.name} failed (${(err.stderr?.toString() || err.message).trim().split('\n')[0]})`);
 }
 
-function result(v: ManifestVariant, inputs: EmulatorInputs, stdout: string, fatal: boolean, raw: Buffer | undefined): EmulatorResult {
+function result(run: HarnessRun, stdout: string, fatal: boolean, raw: Buffer | undefined): EmulatorResult {
   const findings: EmulatorFinding[] = [];
   const counts: Record<string, number> = {};
   let completed = false;
@@ -83,37 +79,36 @@ function result(v: ManifestVariant, inputs: EmulatorInputs, stdout: string, fata
       timing = rec['timing'] as EmulatorResult['timing'];
     }
   }
-  const rows = inputs.batch * v.steps * v.shape.qHeads;
-  if (fatal || !raw || !completed) return { o: new Uint16Array(rows * v.shape.headDim).fill(0xffff), lse: new Float32Array(rows).fill(Number.NaN), findings, counts, completed: false };
-  const copy = new Uint8Array(raw.byteLength);
-  copy.set(raw);
-  return { o: new Uint16Array(copy.buffer, 0, rows * v.shape.headDim), lse: new Float32Array(copy.buffer, rows * v.shape.headDim * 2, rows), findings, counts, completed, ...(timing ? { timing } : {}) };
+  const dims = harnessDims(run);
+  const outputs = fatal || !raw || !completed ? undefined : harnessOutputs(raw, dims);
+  if (!outputs) return { ...poisonedOutputs(dims), findings, counts, completed: false };
+  return { ...outputs, findings, counts, completed, ...(timing ? { timing } : {}) };
 }
 
 export async function runEmulator(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): Promise<EmulatorResult> {
-  const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
-  await writeFile(inPath, inputBytes(inputs));
+  const run = harnessRun(v, inputs, join(workDir, `${tag}.in`), join(workDir, `${tag}.out`));
+  await writeFile(run.inPath, inputBytes(run, inputs));
   let stdout: string, fatal = false;
   try {
-    stdout = (await exec(exe, argv(v, inputs, inPath, outPath), { maxBuffer: 64 << 20 })).stdout;
+    stdout = (await exec(exe, harnessArgv(run), { maxBuffer: 64 << 20 })).stdout;
   } catch (e) {
     stdout = failedRun(v, e);
     fatal = true;
   }
   // A run that stopped early (a CUDA error on a GPU) may have written no outputs.
-  return result(v, inputs, stdout, fatal, fatal ? undefined : await readFile(outPath).catch(() => undefined));
+  return result(run, stdout, fatal, fatal ? undefined : await readFile(run.outPath).catch(() => undefined));
 }
 
 /** The same, blocking: for runtimes that call kernels synchronously (the emulated backend). */
 export function runEmulatorSync(exe: string, v: ManifestVariant, inputs: EmulatorInputs, workDir: string, tag: string): EmulatorResult {
-  const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
-  writeFileSync(inPath, inputBytes(inputs));
+  const run = harnessRun(v, inputs, join(workDir, `${tag}.in`), join(workDir, `${tag}.out`));
+  writeFileSync(run.inPath, inputBytes(run, inputs));
   let stdout: string, fatal = false;
   try {
-    stdout = execFileSync(exe, argv(v, inputs, inPath, outPath), { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    stdout = execFileSync(exe, harnessArgv(run), { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
   } catch (e) {
     stdout = failedRun(v, e);
     fatal = true;
   }
-  return result(v, inputs, stdout, fatal, fatal || !existsSync(outPath) ? undefined : readFileSync(outPath));
+  return result(run, stdout, fatal, fatal || !existsSync(run.outPath) ? undefined : readFileSync(run.outPath));
 }

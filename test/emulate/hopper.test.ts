@@ -190,7 +190,7 @@ beforeAll(async () => {
     runs.set(c.kernel, run);
     gemmWorst.set(c.kernel, worstRatio(new Float32Array(run.out.buffer, run.out.byteOffset, c.m * c.n), ref, bound));
   }
-  if (sm90a) {
+  if (sm90a && nvcc.found) {
     const { stderr } = await exec(nvcc.tool.path, ['-std=c++17', '-arch=sm_90a', '-cubin', '-Xptxas', '-v', `-I${join(packageRoot(), 'templates', 'cuda')}`,
       '-o', join(dir, 'gemm.cubin'), GEMM_KERNEL], { maxBuffer: 64 << 20 });
     ptxas = parsePtxasReport(stderr);

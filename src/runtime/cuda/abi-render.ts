@@ -6,6 +6,13 @@
 import {
   ABI_VERSION,
   ATTENTION,
+  ATTENTION_ARRAYS,
+  ATTENTION_DIMS,
+  ATTENTION_SCALARS,
+  type AttentionArrayField,
+  type AttentionDim,
+  type AttentionScalarField,
+  attentionArrayFields,
   DTYPE_CODE,
   GEMM,
   OPS,
@@ -24,6 +31,7 @@ import { AR_VARIANT, type VariantKey, variantName } from '../../codegen/variant-
 /** Where each rendered file lives in the repository. */
 export const ABI_FILES = {
   attentionHeader: 'templates/common/tidarc_abi.h',
+  attentionArgsHeader: 'templates/common/tidarc_attention_args.h',
   opsHeader: 'templates/cuda/tidarc_ops_abi.h',
   python: 'scripts/device-check/tidarc_abi.py',
 } as const;
@@ -76,6 +84,59 @@ changes TIDARC_ABI_VERSION; the runtime refuses a library of another version.`, 
       const line = `#define ${r.name} ${r.value}`;
       return r.note === undefined ? line : `${line.padEnd(width)}/* ${r.note} */`;
     })].join('\n'),
+  ]);
+}
+
+const C_ELEM = { u16: 'uint16_t', i32: 'int32_t', f32: 'float' } as const;
+const C_ROLE = { in: 'TIDARC_ARRAY_IN', cache: 'TIDARC_ARRAY_CACHE', out: 'TIDARC_ARRAY_OUT', scratch: 'TIDARC_ARRAY_SCRATCH' } as const;
+
+/** A macro of one X(...) line per entry, continued with backslashes. */
+function xMacro(name: string, entries: readonly string[]): string {
+  return [`#define ${name}(X) \\`, ...entries.map((e, i) => `  X(${e})${i === entries.length - 1 ? '' : ' \\'}`)].join('\n');
+}
+
+/**
+ * templates/common/tidarc_attention_args.h: how a host fills TidarcAttentionArgs (the CPU addon,
+ * the emulator and GPU harnesses), from op-abi.ts's ATTENTION_ARRAYS and ATTENTION_SCALARS.
+ */
+export function renderAttentionArgsHeader(): string {
+  const arrays = attentionArrayFields();
+  const scalars = Object.keys(ATTENTION_SCALARS) as AttentionScalarField[];
+  const elements = arrays.map((f) => {
+    const product = ATTENTION_ARRAYS[f].extent.map((d) => (d === 'headDim + 1' ? '(d->head_dim + 1)' : `d->${cFieldName(d)}`)).join(' * ');
+    return `static inline size_t tidarc_attention_${cFieldName(f)}_elements(const TidarcAttentionDims* d) { return ${product}; }`;
+  });
+  // Arrays of one extent and element type must have one length: each is paired with the first such array.
+  const sameExtent = arrays.flatMap((f, i) => {
+    const key = (g: AttentionArrayField): string => `${ATTENTION_ARRAYS[g].elem} ${ATTENTION_ARRAYS[g].extent.join(',')}`;
+    const first = arrays.slice(0, i).find((g) => key(g) === key(f));
+    return first === undefined ? [] : [`${cFieldName(f)}, "${f}", ${cFieldName(first)}, "${first}"`];
+  });
+  const sizes = scalars.flatMap((f) => {
+    const spec = ATTENTION_SCALARS[f] as { readonly dim?: AttentionDim };
+    return spec.dim === undefined ? [] : [`  a->${cFieldName(f)} = (int32_t)d->${cFieldName(spec.dim)};`];
+  });
+  return header('TIDARC_ATTENTION_ARGS_H', `How a host fills TidarcAttentionArgs (tidarc_abi.h): the CPU addon (runtime/src/addon.cc),
+the emulator harness (runtime/emu/emu_main.cpp) and its GPU twin (runtime/gpu/gpu_main.cu)
+read, size, poison and write the arrays through these tables, not through lists of their own.`, [
+    ['#include <stddef.h>', '#include "tidarc_abi.h"'].join('\n'),
+    ['/* The sizes a call\'s arrays follow from: the call\'s batch, cache capacity and splits, the',
+      '   variant\'s in-step tokens n, heads and head dim. */',
+      'typedef struct TidarcAttentionDims {', ...ATTENTION_DIMS.map((d) => `  size_t ${cFieldName(d)};`), '} TidarcAttentionDims;'].join('\n'),
+    [Object.values(C_ROLE).map((r, i) => `#define ${r} ${i}`).join('\n'),
+      '/* X(field, "jsName", element type, role) for every array of TidarcAttentionArgs, in declaration',
+      '   order. role: TIDARC_ARRAY_IN the kernel reads it; TIDARC_ARRAY_CACHE reads slots',
+      '   [0, prefix_len[b]) of it; TIDARC_ARRAY_OUT writes it; TIDARC_ARRAY_SCRATCH the split-KV',
+      '   workspace, only when num_splits > 1. */',
+      xMacro('TIDARC_ATTENTION_ARRAYS', arrays.map((f) => `${cFieldName(f)}, "${f}", ${C_ELEM[ATTENTION_ARRAYS[f].elem]}, ${C_ROLE[ATTENTION_ARRAYS[f].role]}`)),
+    ].join('\n'),
+    ['/* X(field, "jsName") for every int32 field. */', xMacro('TIDARC_ATTENTION_SCALARS', scalars.map((f) => `${cFieldName(f)}, "${f}"`)),
+      `#define TIDARC_ATTENTION_JS_FIELDS "${[...arrays, ...scalars].join(', ')}"`].join('\n'),
+    ['/* X(field, "jsName", other, "otherName"): arrays of the same extent and element type, so of one length. */',
+      xMacro('TIDARC_ATTENTION_SAME_EXTENT', sameExtent)].join('\n'),
+    ['/* Elements of each array for a call\'s dims. */', ...elements].join('\n'),
+    ['/* The int32 fields that are sizes of the call. */',
+      'static inline void tidarc_attention_set_sizes(TidarcAttentionArgs* a, const TidarcAttentionDims* d) {', ...sizes, '}'].join('\n'),
   ]);
 }
 

@@ -86,11 +86,85 @@ export const ROW_STATS = schema('TidarcRowStatsArgs', [
   ['logits', 'ptr', c('const float*')], ['argmax', 'ptr', c('int32_t*')], ['maxLogit', 'ptr', c('float*')], ['lse', 'ptr', c('float*')], ['rows', 'i32'], ['cols', 'i32'],
 ], `tidarc_op_row_stats: per row of logits [rows, cols]: argmax (first maximum; a NaN counts as
 the maximum), the maximum and the natural-log log-sum-exp.  grid (rows), block 256.`);
-/** The attention kernels' argument (templates/common/tidarc_abi.h). */
-export const ATTENTION = schema('TidarcAttentionArgs', [
-  ['q', 'ptr', c('const void*')], ['kCache', 'ptr', c('const void*')], ['vCache', 'ptr', c('const void*')], ['kStep', 'ptr', c('const void*')], ['vStep', 'ptr', c('const void*')],
-  ['prefixLen', 'ptr', c('const int32_t*')], ['o', 'ptr', c('void*')], ['lse', 'ptr', c('float*')], ['workspace', 'ptr', c('float*')],
-  ['batch', 'i32'], ['cacheCapacity', 'i32'], ['numSplits', 'i32'], ['numThreads', 'i32', note('CPU backend only; 0 = all hardware threads (more are clamped to it)')],
+export const SAMPLE = schema('TidarcSampleArgs', [
+  ['logits', 'ptr', c('const float*', '[rows, vocab]')], ['mixLogits', 'ptr', c('const float*', '[rows, vocab] or null: beta * logits + (1 - beta) * mix_logits')],
+  ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')], ['step', 'ptr', c('const uint64_t*', '[1] or null (= 0): the RNG counter of this step')],
+  ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows]: 1 where the draft stood')], ['seed', 'i64'],
+  ['rows', 'i32'], ['vocab', 'i32'], ['topK', 'i32', note('0 = off')], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')],
+  ['temperature', 'f32', note('> 0')], ['topP', 'f32', note('(0, 1]; 1 = off')], ['beta', 'f32', note('used with mix_logits')], ['pad', 'i32'],
+], `tidarc_op_sample: per row, p = softmax(logit / temperature), then top-k, then top-p over what
+top-k kept (the smallest set of largest logits whose mass reaches top_p; ties to the lower
+index), renormalised. A row with a draft d accepts it with probability p(d) (tokens = d,
+accepted = 1), else draws from p without d (the residual); a row without one draws from p.
+Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, *step).
+grid (rows), block 256.`);
+export const ACCEPT = schema('TidarcAcceptArgs', [
+  ['tokens', 'ptr', c('const int32_t*')], ['accepted', 'ptr', c('const int32_t*')], ['emitted', 'ptr', c('int32_t*', '[rows + 1]: the count n, then n tokens')], ['rows', 'i32'], ['pad', 'i32'],
+], `tidarc_op_accept: the tokens a verified step makes final, from tidarc_op_sample's rows: n = 1 +
+the number of leading accepted rows (at most rows), emitted = n, tokens[0 .. n).  grid (1),
+block 32.`);
+/** A dimension of an attention array: the call's batch, cache capacity and splits, the variant's n (in-step tokens), heads and head dim. */
+export type AttentionDim = 'batch' | 'n' | 'qHeads' | 'kvHeads' | 'headDim' | 'cacheCapacity' | 'numSplits';
+export type AttentionDims = Readonly<Record<AttentionDim, number>>;
+export const ATTENTION_DIMS: readonly AttentionDim[] = ['batch', 'n', 'qHeads', 'kvHeads', 'headDim', 'cacheCapacity', 'numSplits'];
+
+/**
+ * An array the attention argument points at. elem: u16 = 16-bit elements of the variant's dtype.
+ * role: in = the kernel reads it; cache = reads slots [0, prefix_len[b]) of it; out = writes it;
+ * scratch = the split-KV workspace, only when num_splits > 1. extent: its row-major dims
+ * ('headDim + 1': a row of head dim floats and its lse).
+ */
+export interface AttentionArraySpec {
+  readonly elem: 'u16' | 'i32' | 'f32';
+  readonly role: 'in' | 'cache' | 'out' | 'scratch';
+  readonly extent: readonly (AttentionDim | 'headDim + 1')[];
+}
+
+/**
+ * How every host fills the attention argument, in declaration order: the CPU addon reads the
+ * JavaScript arrays of these names (native.ts's NativeAttentionArgs is derived from it), the
+ * emulator and GPU harnesses size, read and write them (tidarc_attention_args.h, generated).
+ */
+export const ATTENTION_ARRAYS = {
+  q: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'qHeads', 'headDim'] },
+  kCache: { elem: 'u16', role: 'cache', extent: ['batch', 'kvHeads', 'cacheCapacity', 'headDim'] },
+  vCache: { elem: 'u16', role: 'cache', extent: ['batch', 'kvHeads', 'cacheCapacity', 'headDim'] },
+  kStep: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'kvHeads', 'headDim'] },
+  vStep: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'kvHeads', 'headDim'] },
+  prefixLen: { elem: 'i32', role: 'in', extent: ['batch'] },
+  o: { elem: 'u16', role: 'out', extent: ['batch', 'n', 'qHeads', 'headDim'] },
+  lse: { elem: 'f32', role: 'out', extent: ['batch', 'n', 'qHeads'] },
+  workspace: { elem: 'f32', role: 'scratch', extent: ['numSplits', 'batch', 'n', 'qHeads', 'headDim + 1'] },
+} as const satisfies Record<string, AttentionArraySpec>;
+export type AttentionArrayField = keyof typeof ATTENTION_ARRAYS;
+
+/** The attention argument's int32 fields; `dim`: the size a host sets it to (none: the host's choice). */
+export const ATTENTION_SCALARS = {
+  batch: { dim: 'batch' },
+  cacheCapacity: { dim: 'cacheCapacity' },
+  numSplits: { dim: 'numSplits' },
+  numThreads: { note: 'CPU backend only; 0 = all hardware threads (more are clamped to it)' },
+} as const satisfies Record<string, { readonly dim?: AttentionDim; readonly note?: string }>;
+export type AttentionScalarField = keyof typeof ATTENTION_SCALARS;
+
+export const attentionArrayFields = (): AttentionArrayField[] => Object.keys(ATTENTION_ARRAYS) as AttentionArrayField[];
+
+/** Elements of an attention array for a call's dims. */
+export function attentionElements(field: AttentionArrayField, dims: AttentionDims): number {
+  return ATTENTION_ARRAYS[field].extent.reduce((n, d) => n * (d === 'headDim + 1' ? dims.headDim + 1 : dims[d]), 1);
+}
+
+/** An array's C pointer type: const when the kernel only reads it; void for the variant's 16-bit dtype. */
+function arrayDecl(spec: AttentionArraySpec): string {
+  const base = spec.elem === 'u16' ? 'void' : spec.elem === 'i32' ? 'int32_t' : 'float';
+  return `${spec.role === 'in' || spec.role === 'cache' ? 'const ' : ''}${base}*`;
+}
+
+/** The attention kernels' argument (templates/common/tidarc_abi.h): the arrays, then the sizes. */
+export const ATTENTION = schema<AttentionArrayField | AttentionScalarField>('TidarcAttentionArgs', [
+  ...attentionArrayFields().map((f): FieldSchema<AttentionArrayField> => [f, 'ptr', c(arrayDecl(ATTENTION_ARRAYS[f]))]),
+  ...(Object.entries(ATTENTION_SCALARS) as [AttentionScalarField, { readonly note?: string }][]).map(([f, spec]): FieldSchema<AttentionScalarField> =>
+    (spec.note === undefined ? [f, 'i32'] : [f, 'i32', note(spec.note)])),
 ], `Layouts (row-major, elements of the variant's dtype unless noted):
   q        [batch, n, q_heads, head_dim]        in-step queries, RoPE applied
   k_cache  [batch, kv_heads, cache_capacity, head_dim]   committed keys
@@ -122,6 +196,7 @@ export const GEMM = schema('TidarcGemmArgs', [
 export const OPS = {
   embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
+  sample: SAMPLE, accept: ACCEPT,
 } as const;
 export type OpName = keyof typeof OPS;
 export const OP_SCHEMAS: readonly StructSchema[] = Object.values(OPS);

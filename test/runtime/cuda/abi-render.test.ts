@@ -7,17 +7,17 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ABI_FILES, renderAttentionHeader, renderOpsHeader, renderPythonAbi, renderStruct } from '../../../src/runtime/cuda/abi-render.js';
+import { ABI_FILES, renderAttentionArgsHeader, renderAttentionHeader, renderOpsHeader, renderPythonAbi, renderStruct } from '../../../src/runtime/cuda/abi-render.js';
 import { ABI_FIELDS } from '../../../src/codegen/manifest.js';
 import { generateModel } from '../../../src/codegen/generate.js';
-import { ABI_VERSION, ATTENTION, GEMM, OPS, cFieldName, layoutOf, packStruct, type StructSchema } from '../../../src/runtime/cuda/op-abi.js';
+import { ABI_VERSION, ATTENTION, ATTENTION_ARRAYS, GEMM, OPS, attentionArrayFields, cFieldName, layoutOf, packStruct, type StructSchema } from '../../../src/runtime/cuda/op-abi.js';
 import { modelForShape } from '../../helpers/models.js';
 import { parseVariantName, variantName } from '../../../src/codegen/variant-name.js';
 
 const python = spawnSync('python3', ['-c', 'import struct'], { encoding: 'utf8' }).status === 0;
 
 test('the committed headers and Python module are the renderer\'s output (npx tsx scripts/generate-abi.ts rewrites them)', () => {
-  const rendered = { attentionHeader: renderAttentionHeader(), opsHeader: renderOpsHeader(), python: renderPythonAbi() };
+  const rendered = { attentionHeader: renderAttentionHeader(), attentionArgsHeader: renderAttentionArgsHeader(), opsHeader: renderOpsHeader(), python: renderPythonAbi() };
   for (const [key, path] of Object.entries(ABI_FILES)) {
     expect(readFileSync(resolve(path), 'utf8'), `${path} differs from op-abi.ts: run npx tsx scripts/generate-abi.ts`).toBe(rendered[key as keyof typeof rendered]);
   }
@@ -29,6 +29,15 @@ test("the manifest's description of the attention argument names the schema's fi
   const { manifest } = generateModel(modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 2, kvHeads: 1 }, [2]), { arches: ['sm_80'] });
   expect(manifest.abiVersion).toBe(ABI_VERSION);
   expect(manifest.abi.struct).toBe(ATTENTION.cName);
+});
+
+test("the header's layout comment gives every array its extent in ATTENTION_ARRAYS", () => {
+  const doc = ATTENTION.doc!.split('\n').map((l) => l.trim());
+  for (const f of attentionArrayFields()) {
+    const dims = ATTENTION_ARRAYS[f].extent.map((d) => (d === 'headDim + 1' ? '(head_dim + 1)' : cFieldName(d)));
+    const line = doc.find((l) => l.startsWith(`${cFieldName(f)} `));
+    expect(line, f).toContain(ATTENTION_ARRAYS[f].role === 'scratch' ? dims.join(' * ') : `[${dims.join(', ')}]`);
+  }
 });
 
 test('a field added to a schema is in its header, with its C type and note', () => {
