@@ -1,5 +1,7 @@
 /**
  * `tidarc compile` behind the CLI: generate (pure) -> stage -> build (nvcc, C++) -> swap.
+ * The build runs the steps planBuild derives from the targets' build stages (build-steps.ts),
+ * the same steps the generated CMakeLists.txt spells.
  * Per-variant content hashes let an unchanged input skip nvcc; an unchanged compile does
  * not touch the output directory at all.
  */
@@ -14,27 +16,32 @@ import { readJsonFile } from '../fs/read-json.js';
 import { readRegularFile } from '../fs/read-regular-file.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
+import { type BuildPlan, type BuildStep, type BuildTargets, type CpuBuild, type CudaBuild, planBuild, stepArgs } from '../codegen/build-steps.js';
+import { type TargetName, compileTargets, dialectsOf } from '../codegen/targets.js';
 import { compileInputKey, generatorDigest, type TileOverrides } from '../codegen/input-key.js';
 import type { GemmOverrides } from '../codegen/gemm-plan.js';
 import { sha256 } from '../util/hash.js';
-import { type BuildReport, type Manifest, type ManifestGemm, type ManifestVariant, OPS_UNIT } from '../codegen/manifest.js';
+import type { BuildReport, Manifest, ManifestGemm, ManifestVariant } from '../codegen/manifest.js';
 import { isArchName, variantOccupancy } from '../codegen/occupancy.js';
 import { childProcessSignal } from '../fs/interrupt.js';
 import { checkReplaceable } from '../fs/tidarc-dir.js';
 import { type OutputPlace, commitStaging, createStaging, discardStaging, isMarked, writeFiles } from './output-dir.js';
-import { nvccUnitArgs } from './nvcc-unit.js';
 import { runPool } from './pool.js';
 import { parsePtxasReport, ptxasWarnings, type PtxasByArch } from './ptxas.js';
 import { type Tool, findCxx, findNvcc } from './toolchain.js';
 
 const exec = promisify(execFile);
 
-export type BuildTargets = 'all' | 'cpu' | 'none';
+export type { BuildTargets } from '../codegen/build-steps.js';
+export { CPU_FLAGS } from '../codegen/targets.js';
 
 export interface CompileRequest {
   readonly spec: ModelSpec;
   readonly drafts?: readonly number[];
-  readonly arches: readonly ArchName[];
+  /** A compile for the CPU and these CUDA arches (what `tidarc compile --arch` means)... */
+  readonly arches?: readonly ArchName[];
+  /** ...or for exactly these targets (the kernel cache's). */
+  readonly targets?: readonly TargetName[];
   readonly outDir: string;
   /** How errors name outDir: the option or setting it came from (default 'outDir'). */
   readonly outField?: string;
@@ -57,8 +64,6 @@ export interface CompileResult {
   readonly warnings: readonly string[];
 }
 
-export const CPU_FLAGS: readonly string[] = ['-O3', '-march=native', '-std=c++17', '-fPIC', '-pthread'];
-const CPU_LIBRARY = 'cpu/libtidarc_cpu.so';
 /** Which generator code wrote the output (see input-key.ts); not part of the goldens. */
 export const STAMP_FILE = '.tidarc-stamp';
 
@@ -113,11 +118,16 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const place: OutputPlace = { path: request.outDir, kind: 'compile-output', field: request.outField ?? 'outDir' };
   checkReplaceable(place);
   const t0 = performance.now();
-  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, req.arches, req.tiles, req.gemms);
+  const targets = compileTargets(req);
+  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets.map((t) => t.name), req.tiles, req.gemms);
   const building = req.build !== 'none';
-  const [nvcc, cxx] = building
-    ? await Promise.all([req.build === 'all' ? findNvcc() : Promise.resolve({ found: false as const, reason: 'skipped (CPU-only build)' }), findCxx()])
-    : [undefined, undefined];
+  // Which compilers the build needs: the targets' stages (a CPU-only target asks for no nvcc).
+  const stages = planBuild(targets, { variants: [], gemms: [] }, [], req.build);
+  const cudaSources = dialectsOf(targets).some((d) => d.dir === 'cuda');
+  const [nvcc, cxx] = await Promise.all([
+    stages.cuda ? findNvcc() : undefined,
+    stages.cpu ? findCxx() : undefined,
+  ]);
   const inputHash = sha256([inputKey, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
   const old = await readOldManifest(req.outDir);
   const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;
@@ -128,7 +138,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
   const { generateModel } = await import('../codegen/generate.js');
-  const generated = generateModel(req.spec, { arches: req.arches, ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}) });
+  const generated = generateModel(req.spec, { ...(req.targets ? { targets: req.targets } : {}), ...(req.arches ? { arches: req.arches } : {}), ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}) });
   const codegenMs = performance.now() - t0;
   const files = new Map(generated.files);
 
@@ -140,17 +150,19 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
     let manifest: Manifest = generated.manifest;
     if (building) {
       const jobs = req.jobs ?? availableParallelism();
+      const plan: BuildPlan = planBuild(targets, generated.manifest, [...files.keys()], req.build);
       const build: BuildReport = {
         inputHash,
-        ...(nvcc!.found
-          ? { nvcc: await buildCuda(generated.manifest, nvcc!.tool, staging, req.outDir, old, jobs, req.log, warnings) }
-          : { nvccMissing: req.build === 'cpu' ? 'CPU-only build: CUDA sources written, not compiled' : `nvcc not found (${nvcc!.reason}); CUDA sources written, not compiled` }),
-        ...(cxx!.found
-          ? { cpu: await buildCpu(generated.manifest, cxx!.tool, staging, req.outDir, jobs, req.log) }
-          : { cpuMissing: `no C++ compiler (${cxx!.reason}); CPU sources written, not compiled` }),
+        ...(plan.cuda && nvcc?.found
+          ? { nvcc: await buildCuda(plan.cuda, manifest.arches, nvcc.tool, staging, req.outDir, old, jobs, req.log, warnings) }
+          : plan.cuda ? { nvccMissing: `nvcc not found (${nvcc?.found === false ? nvcc.reason : 'not probed'}); CUDA sources written, not compiled` }
+          : cudaSources ? { nvccMissing: 'CPU-only build: CUDA sources written, not compiled' } : {}),
+        ...(plan.cpu && cxx?.found
+          ? { cpu: await buildCpu(plan.cpu, cxx.tool, staging, req.outDir, jobs, req.log) }
+          : plan.cpu ? { cpuMissing: `no C++ compiler (${cxx?.found === false ? cxx.reason : 'not probed'}); CPU sources written, not compiled` } : {}),
       };
-      // A CPU-only build (the kernel cache's) leaves CUDA out by request: nothing to report.
-      if (build.nvccMissing && req.build !== 'cpu') req.log(build.nvccMissing);
+      // A CPU-only build leaves CUDA out by request: nothing to report.
+      if (build.nvccMissing && plan.cuda) req.log(build.nvccMissing);
       if (build.cpuMissing) req.log(build.cpuMissing);
       manifest = { ...manifest, build, ...(build.nvcc ? { variants: withOccupancy(manifest.variants, build.nvcc) } : {}), ...(manifest.gemms && build.nvcc ? { gemms: withGemmPtxas(manifest.gemms, build.nvcc) } : {}) };
       await writeFiles(staging, new Map([['manifest.json', `${JSON.stringify(manifest, null, 2)}\n`]]));
@@ -189,22 +201,22 @@ function withGemmPtxas(gemms: readonly ManifestGemm[], nvcc: NonNullable<BuildRe
   });
 }
 
-async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
+/** The text of every input of a step, for its reuse hash. */
+async function inputsText(staging: string, step: BuildStep): Promise<string> {
+  return (await Promise.all(step.inputs.map((f) => readFile(join(staging, f), 'utf8')))).join('\n');
+}
+
+async function buildCuda(cuda: CudaBuild, arches: readonly string[], nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
-  const gemmUnits = [...new Map((manifest.gemms ?? []).map((g) => [g.unit, { name: g.unit, sources: { cuda: g.source } }])).values()];
-  const headers = ['cuda/tidarc_abi.h', 'cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_ops_abi.h',
-    ...(gemmUnits.length > 0 ? ['cuda/tidarc_gemm.cuh', 'cuda/tidarc_gemm_abi.h'] : [])];
-  const headerText = (await Promise.all(headers.map((h) => readFile(join(staging, h), 'utf8')))).join('\n');
-  const flags = [...manifest.nvccFlags];
+  const flags = [...cuda.flags];
   let done = 0;
-  // Every variant, and the GPU operators the cuda backend runs around them.
-  const units = [...manifest.variants.map((v) => ({ name: v.name, sources: v.sources })), { name: OPS_UNIT, sources: { cuda: 'cuda/tidarc_ops.cu' } }, ...gemmUnits];
-  const total = units.length;
-  const results = await runPool(units, jobs, async (v) => {
-    const source = await readFile(join(staging, v.sources.cuda), 'utf8');
-    const binary = v.sources.cuda.replace(/\.cu$/, '.fatbin');
-    const args = nvccUnitArgs(flags, v.sources.cuda, binary);
-    const hash = sha256([source, headerText, nvcc.version, args.join(' ')].join('\n'));
+  // Every variant, and the GPU operators and GEMMs the cuda backend runs around them.
+  const total = cuda.steps.length;
+  const results = await runPool(cuda.steps, jobs, async (step) => {
+    const v = { name: step.unit };
+    const binary = step.output;
+    const args = stepArgs(step);
+    const hash = sha256([await inputsText(staging, step), nvcc.version, args.join(' ')].join('\n'));
     const previous = old?.build?.nvcc?.variants[v.name];
     const t = performance.now();
     let ptxas: PtxasByArch;
@@ -220,7 +232,7 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
         const err = e as { stderr?: string; message: string };
         return buildFailure(outDir, `nvcc failed on variant ${v.name}`, err.stderr || err.message);
       }
-      log(`[${++done}/${total}] nvcc ${v.name} (${manifest.arches.join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      log(`[${++done}/${total}] nvcc ${v.name} (${arches.join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
     warnings.push(...ptxasWarnings(v.name, ptxas));
     return [v.name, { binary, hash, ptxas }] as const;
@@ -229,29 +241,27 @@ async function buildCuda(manifest: Manifest, nvcc: Tool, staging: string, outDir
   return { version: nvcc.version, flags, variants: Object.fromEntries(results) };
 }
 
-async function buildCpu(manifest: Manifest, cxx: Tool, staging: string, outDir: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
-  const sources = ['cpu/tidarc_cpu_library.cpp', ...manifest.variants.map((v) => v.sources.cpu)];
+async function buildCpu(cpu: CpuBuild, cxx: Tool, staging: string, outDir: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
   const t = performance.now();
   let done = 0;
-  const objects = await runPool(sources, jobs, async (src) => {
-    const obj = src.replace(/\.cpp$/, '.o');
+  const objects = await runPool(cpu.compile, jobs, async (step) => {
     const t1 = performance.now();
     try {
-      await exec(cxx.path, [...CPU_FLAGS, '-c', src, '-o', obj], { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
+      await exec(cxx.path, stepArgs(step), { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      return buildFailure(outDir, `${cxx.path} failed on ${src}`, err.stderr || err.message);
+      return buildFailure(outDir, `${cxx.path} failed on ${step.unit}`, err.stderr || err.message);
     }
-    log(`[${++done}/${sources.length}] ${basename(cxx.path)} ${src} ${((performance.now() - t1) / 1000).toFixed(1)} s`);
-    return obj;
+    log(`[${++done}/${cpu.compile.length}] ${basename(cxx.path)} ${step.unit} ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+    return step.output;
   });
   try {
-    await exec(cxx.path, ['-shared', '-pthread', '-o', CPU_LIBRARY, ...objects], { cwd: staging, signal: childProcessSignal });
+    await exec(cxx.path, stepArgs(cpu.link), { cwd: staging, signal: childProcessSignal });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    await buildFailure(outDir, `linking ${CPU_LIBRARY} failed`, err.stderr || err.message);
+    await buildFailure(outDir, `linking ${cpu.library} failed`, err.stderr || err.message);
   }
   await Promise.all(objects.map((o) => rm(join(staging, o), { force: true })));
-  log(`cpu: ${CPU_LIBRARY} (${sources.length} sources, ${cxx.version}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  return { compiler: cxx.version, flags: CPU_FLAGS, library: CPU_LIBRARY };
+  log(`cpu: ${cpu.library} (${cpu.compile.length} sources, ${cxx.version}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  return { compiler: cxx.version, flags: cpu.flags, library: cpu.library };
 }

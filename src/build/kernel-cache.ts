@@ -8,16 +8,16 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { ArchName } from '../codegen/arch.js';
 import { compileInputKey, type TileOverrides } from '../codegen/input-key.js';
 import { withFileLock } from '../fs/file-lock.js';
 import { makeDirs } from '../fs/make-dirs.js';
 import type { ModelSpec } from '../ir/model.js';
 import { sha256 } from '../util/hash.js';
+import type { TargetName } from '../codegen/targets.js';
 import { type BuildTargets, type CompileResult, compileModel } from './compile-model.js';
 
 /** 'cpu': the C++ library; an arch: fatbins built by nvcc; 'emulator': sources for the emulated driver's modules. */
-export type CacheTarget = 'cpu' | 'emulator' | ArchName;
+export type CacheTarget = TargetName;
 
 export interface CacheRequest {
   readonly spec: ModelSpec;
@@ -48,18 +48,18 @@ export function cacheField(cacheDir?: string): string {
   return env !== undefined ? `the kernel cache (TIDARC_CACHE=${env})` : `the kernel cache (${defaultCacheDir()}; TIDARC_CACHE moves it)`;
 }
 
-/** What compileModel is asked for, per target. The CPU build still generates CUDA sources for one arch. */
-function compileTarget(target: CacheTarget): { arches: ArchName[]; build: BuildTargets } {
-  if (target === 'cpu') return { arches: ['sm_80'], build: 'cpu' };
-  // The emulated driver reports sm_90; g++ builds its modules from the CUDA sources (emulated-modules.ts).
-  if (target === 'emulator') return { arches: ['sm_90'], build: 'none' };
-  return { arches: [target], build: 'all' };
+/**
+ * What compileModel is asked for: the entry's one target and its build stage. The emulator's
+ * stage builds modules when the emulated driver loads them (`finish`), not during the compile.
+ */
+function compileTarget(target: CacheTarget): { targets: [TargetName]; build: BuildTargets } {
+  return { targets: [target], build: target === 'emulator' ? 'none' : 'all' };
 }
 
 /** The one key of a cache entry (hex): the compile's input key and the build it gets. */
 export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles'>): string {
-  const { arches, build } = compileTarget(req.target);
-  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, arches, req.tiles)}\n${build}`);
+  const { targets, build } = compileTarget(req.target);
+  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles)}\n${build}`);
 }
 
 /** The entry's directory. The key is cut to 16 hex digits: 64 bits tell a user's models apart. */
@@ -77,11 +77,11 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
   const log = req.log ?? (() => undefined);
   makeDirs(join(dir, '..'), { field, value: req.cacheDir ?? defaultCacheDir() });
   return withFileLock(`${dir}.lock`, { what: `compiling the kernels of ${req.spec.name} (${req.target})`, field, log, ...(req.lockTimeoutMs === undefined ? {} : { timeoutMs: req.lockTimeoutMs }) }, async () => {
-    const { arches, build } = compileTarget(req.target);
+    const { targets, build } = compileTarget(req.target);
     // The first use of a model compiles for seconds (minutes with nvcc): say so before it starts.
     if (!existsSync(dir)) log(`compiling the kernels of ${req.spec.name} for ${req.target} (first use; kept in ${dir})`);
     const compiled = await compileModel({
-      spec: req.spec, arches, outDir: dir, outField: field, build, log,
+      spec: req.spec, targets, outDir: dir, outField: field, build, log,
       ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
     });
     await req.finish?.(dir, compiled);

@@ -1,17 +1,21 @@
 /**
  * The compiler as a list of named passes, pure from ModelSpec to files:
- *   selectVariants -> planVariants -> renderKernels -> renderLibrary -> describeManifest
+ *   selectVariants -> planVariants -> renderKernels -> renderLibrary -> describeManifest -> planBuild
+ * What each target emits, how it spells C++ and how it builds is its Target record (targets.ts).
  * Nothing here touches the file system; src/build/ writes, builds and reports.
  */
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
-import { type ArchName, type ArchSpec, ARCHES, tileKey } from './arch.js';
-import { banner, cpuSymbol, renderCpuVariant, renderCudaVariant } from './kernel-source.js';
+import { type ArchName, type ArchSpec, tileKey } from './arch.js';
+import { planBuild } from './build-steps.js';
+import { renderCmakeLists } from './cmake-lists.js';
+import { banner, cpuSymbol, renderVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
 import { compileInputKey, type TileOverrides, type VariantTuning } from './input-key.js';
 import { sha256 } from '../util/hash.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
+import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
 import type { GemmOverrides } from './gemm-plan.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
@@ -22,7 +26,10 @@ import { type AttentionVariant, variantsForModel } from './variant.js';
 export interface CompileOptions {
   /** Draft lengths to compile; defaults to the model's own. */
   readonly drafts?: readonly number[];
-  readonly arches: readonly ArchName[];
+  /** The CUDA arches of a compile for the CPU and those arches (what `tidarc compile --arch` means). */
+  readonly arches?: readonly ArchName[];
+  /** Exactly these targets instead (the kernel cache's 'cpu', 'emulator' or one arch). */
+  readonly targets?: readonly TargetName[];
   /** Tuned tiles per variant name (`tidarc compile --tuned`); the others use the arch's tile. */
   readonly tiles?: TileOverrides;
   /** Tuned split-K and tiles per GEMM unit name (`tidarc compile --tuned`); the others use the plan's heuristic. */
@@ -36,40 +43,28 @@ export interface GeneratedOutput {
   readonly plans: readonly AttentionPlan[];
 }
 
-/** Static headers copied into every output: output dir -> template path. */
-const STATIC_FILES: readonly (readonly [string, string])[] = [
-  ['cuda/tidarc_abi.h', 'common/tidarc_abi.h'],
-  ['cuda/tidarc_attention.cuh', 'cuda/tidarc_attention.cuh'],
-  ['cuda/tidarc_device.cuh', 'cuda/tidarc_device.cuh'],
-  ['cuda/tidarc_ops.cu', 'cuda/tidarc_ops.cu'],
-  ['cuda/tidarc_ops_abi.h', 'cuda/tidarc_ops_abi.h'],
-  ['cpu/tidarc_abi.h', 'common/tidarc_abi.h'],
-  ['cpu/tidarc_cpu_attention.h', 'cpu/tidarc_cpu_attention.h'],
-];
+export { NVCC_BASE_FLAGS, nvccFlags } from './targets.js';
 
-export const NVCC_BASE_FLAGS: readonly string[] = ['-fatbin', '-O3', '-std=c++17', '-Xptxas', '-v'];
-
-export function nvccFlags(arches: readonly ArchSpec[]): string[] {
-  return [...NVCC_BASE_FLAGS, ...arches.map((a) => a.gencode)];
-}
-
-/** Pass 1: which variants a compile produces. */
+/** Pass 1: which variants a compile produces (compileTargets refuses a compile with no target). */
 export function selectVariants(spec: ModelSpec, options: CompileOptions): AttentionVariant[] {
-  if (options.arches.length === 0) {
-    throw new TidarcError('invalid-argument', 'at least one GPU architecture is needed', { field: '--arch', allowed: Object.keys(ARCHES).join(', ') });
-  }
+  compileTargets(options);
   return variantsForModel(spec, options.drafts ?? spec.draftLengths);
 }
 
-/** Pass 2: one plan per variant (all arches share the tile config of the first; checked). */
-export function planVariants(variants: readonly AttentionVariant[], arches: readonly ArchSpec[], tiles: TileOverrides = {}): AttentionPlan[] {
-  const archTiles = new Set(arches.map((a) => tileKey(a.tile)));
+/**
+ * Pass 2: one plan per variant. Every target shares one default tile (checked); plans are checked
+ * against the limits of each target's device (none on the CPU).
+ */
+export function planVariants(variants: readonly AttentionVariant[], targets: readonly (Target | ArchSpec)[], tiles: TileOverrides = {}): AttentionPlan[] {
+  const archTiles = new Set(targets.map((a) => tileKey(a.tile)));
   if (archTiles.size !== 1) {
-    throw new TidarcError('unsupported', 'the requested arches use different tile configs; compile them separately', { field: '--arch', value: arches.map((a) => a.name).join(','), allowed: 'arches with one tile config' });
+    throw new TidarcError('unsupported', 'the requested arches use different tile configs; compile them separately', { field: '--arch', value: targets.map((a) => a.name).join(','), allowed: 'arches with one tile config' });
   }
+  const arches = targets.flatMap((t) => ('device' in t ? (t.device ? [t.device] : []) : [t as ArchSpec]));
+  const tile = targets[0]!.tile;
   const unknown = Object.keys(tiles).filter((name) => !variants.some((v) => v.name === name));
   if (unknown.length > 0) throw new TidarcError('invalid-argument', 'tuned tiles name variants this compile does not make', { field: 'tiles', value: unknown.join(', '), allowed: variants.map((v) => v.name).join(', ') });
-  const plans = variants.map((v) => planAttention(v, tiles[v.name] ? { ...arches[0]!.tile, warps: tiles[v.name]!.warps, tileN: tiles[v.name]!.tileN } : arches[0]!.tile));
+  const plans = variants.map((v) => planAttention(v, tiles[v.name] ? { ...tile, warps: tiles[v.name]!.warps, tileN: tiles[v.name]!.tileN } : tile));
   const problems = plans.flatMap((p) => arches.flatMap((a) => archProblems(p, a)));
   if (problems.length > 0) throw new TidarcError('unsupported', problems.join('; '));
   return plans;
@@ -77,31 +72,27 @@ export function planVariants(variants: readonly AttentionVariant[], arches: read
 
 /** Runs every pass; deterministic: the same inputs give byte-identical files. */
 export function generateModel(spec: ModelSpec, options: CompileOptions): GeneratedOutput {
-  const arches = [...new Set(options.arches)].map((a) => ARCHES[a]);
+  const targets = compileTargets(options);
+  const arches = deviceArches(targets);
   const variants = selectVariants(spec, options);
-  const plans = planVariants(variants, arches, options.tiles);
+  const plans = planVariants(variants, targets, options.tiles);
+  const dialects = dialectsOf(targets);
   // The linear layers' GEMMs: one source per weight shape, a kernel per step row count.
-  const gemms = planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms);
+  const gemms = targets.some((t) => t.gemms) ? planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms) : { units: [], refusals: [] };
   const files = new Map<string, string>();
-  for (const [out, src] of STATIC_FILES) files.set(out, readTemplateFile(src));
+  for (const [out, src] of staticFilesOf(targets)) files.set(out, readTemplateFile(src));
   for (const plan of plans) {
-    files.set(`cuda/${plan.variant.name}.cu`, renderCudaVariant(plan, spec.name));
-    files.set(`cpu/${plan.variant.name}.cpp`, renderCpuVariant(plan, spec.name));
+    for (const d of dialects) files.set(`${d.dir}/${plan.variant.name}${d.sourceExt}`, renderVariant(plan, spec.name, d));
   }
   if (gemms.units.length > 0) for (const [out, src] of GEMM_STATIC_FILES) files.set(out, readTemplateFile(src));
   for (const [path, text] of renderGemmSources(gemms.units, spec.name)) files.set(path, text);
-  files.set('cpu/tidarc_cpu_library.cpp', renderTemplate('cpu/library.cpp.hbs', { banner: banner(spec.name), modelName: spec.name }));
-  files.set('CMakeLists.txt', renderTemplate('build/CMakeLists.txt.hbs', {
-    banner: `# generated by tidarc from model "${spec.name}"; do not edit`,
-    modelName: spec.name,
-    cmakeName: spec.name.replace(/[^A-Za-z0-9_]/g, '_'),
-    variants: plans.map((p) => ({ name: p.variant.name })),
-    nvccFlags: nvccFlags(arches).join(' '),
-  }));
+  if (dialects.some((d) => d.dir === 'cpu')) files.set('cpu/tidarc_cpu_library.cpp', renderTemplate('cpu/library.cpp.hbs', { banner: banner(spec.name), modelName: spec.name }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
-  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), arches.map((a) => a.name), options.tiles, options.gemms);
+  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), targets.map((t) => t.name), options.tiles, options.gemms);
   const described = describeManifest(spec, arches, plans, inputKey, options.tiles, gemms);
+  // The build `tidarc compile` runs, as CMake: the same steps over the same files.
+  files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
   const sorted = new Map([...files.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   // Every other file's hash: a later compile checks them instead of regenerating.

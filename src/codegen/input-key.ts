@@ -1,6 +1,6 @@
 /**
  * The key of a compile's inputs: tidarc version, the ModelSpec, the variants asked for,
- * the arches and the templates (recorded in manifest.json). With the same generator code
+ * the targets (targets.ts) and the templates (recorded in manifest.json). With the same generator code
  * (generatorDigest, kept in the output's .tidarc-stamp, not in manifest.json because it
  * differs between the .ts sources and the compiled .js) equal keys give byte-identical
  * output, so a compile can tell "nothing to do" without loading the code generator.
@@ -11,10 +11,10 @@ import { fileURLToPath } from 'node:url';
 import type { ModelSpec } from '../ir/model.js';
 import { sha256, sha256Hasher } from '../util/hash.js';
 import { TIDARC_VERSION } from '../version.js';
-import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
 import type { GemmOverrides } from './gemm-plan.js';
 import type { Backend } from './target.js';
+import type { TargetName } from './targets.js';
 import { templatesDigest } from './templates.js';
 
 let generatorCode: string | undefined;
@@ -38,15 +38,15 @@ export function generatorDigest(): string {
   return generatorCode;
 }
 
-export function compileInputKey(spec: ModelSpec, drafts: readonly number[], arches: readonly ArchName[], tiles: TileOverrides = {}, gemms: GemmOverrides = {}): string {
+export function compileInputKey(spec: ModelSpec, drafts: readonly number[], targets: readonly TargetName[], tiles: TileOverrides = {}, gemms: GemmOverrides = {}): string {
   const sortedDrafts = [...new Set(drafts)].sort((a, b) => a - b);
-  const uniqueArches = [...new Set(arches)];
+  const sortedTargets = [...new Set(targets)].sort();
   const sortedTiles = Object.fromEntries(Object.entries(tiles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   // Untuned compiles keep the key they always had.
   const tuned = Object.keys(sortedTiles).length > 0 ? { tiles: sortedTiles } : {};
   const sortedGemms = Object.fromEntries(Object.entries(gemms).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   const tunedGemms = Object.keys(sortedGemms).length > 0 ? { gemms: sortedGemms } : {};
-  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, arches: uniqueArches, templates: templatesDigest(), ...tuned, ...tunedGemms }));
+  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, targets: sortedTargets, templates: templatesDigest(), ...tuned, ...tunedGemms }));
 }
 
 /** What `tidarc compile --tuned` sets for a variant: tidarc tune's tile, and its best call parameters per shape bucket. */

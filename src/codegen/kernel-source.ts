@@ -1,9 +1,11 @@
 /**
  * Renders one attention plan as CUDA and as portable C++. Both read the same view model,
- * so the two backends cannot disagree about tiles, schedule or predicate.
+ * so the two backends cannot disagree about tiles, schedule or predicate; what differs is
+ * the target's dialect (targets.ts): element types, how a mask table is declared, the template.
  */
 import { renderStepPredicateCpp } from '../ir/mask-cpp.js';
 import type { AttentionPlan } from './plan.js';
+import { type CppDialect, TARGETS } from './targets.js';
 import { renderTemplate } from './templates.js';
 
 export function banner(modelName: string): string {
@@ -22,13 +24,9 @@ export function cpuSymbol(plan: AttentionPlan): string {
   return plan.variant.symbol.replace(/^tidarc_/, 'tidarc_cpu_');
 }
 
-function kernelView(plan: AttentionPlan, modelName: string, target: 'cuda' | 'cpu') {
+function kernelView(plan: AttentionPlan, modelName: string, dialect: CppDialect) {
   const { variant } = plan;
-  const predicate = renderStepPredicateCpp(variant.mask);
-  // Tables of closed-form-less masks (trees) must live in constant memory on the device.
-  const declarations = target === 'cuda'
-    ? predicate.declarations.replace(/\b(static\s+)?constexpr\s+/g, '__constant__ const ')
-    : predicate.declarations;
+  const predicate = renderStepPredicateCpp(variant.mask, dialect.tableQualifier);
   const params = Object.entries(variant.mask.params)
     .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : v}`)
     .join(' ');
@@ -46,19 +44,18 @@ function kernelView(plan: AttentionPlan, modelName: string, target: 'cuda' | 'cp
     qHeads: variant.shape.qHeads,
     kvHeads: variant.shape.kvHeads,
     headDim: variant.shape.headDim,
-    cudaType: variant.shape.dtype === 'bf16' ? '__nv_bfloat16' : '__half',
-    cpuElem: variant.shape.dtype === 'bf16' ? 'Bf16' : 'Fp16',
+    elementType: dialect.elementTypes[variant.shape.dtype],
     warps: plan.tile.warps,
     tileM: plan.tileM,
     tileN: plan.tile.tileN,
     threads: plan.threads,
     rowTiles: plan.rowTiles,
     stepKeyTiles: plan.stepKeyTiles,
-    combineBlock: plan.combine.block,
-    combineRowsPerBlock: plan.combine.rowsPerBlock,
     counts: plan.stepTileCounts,
     smemStride: plan.smemStride,
     sharedBytes: plan.sharedBytes,
+    combineBlock: plan.combine.block,
+    combineRowsPerBlock: plan.combine.rowsPerBlock,
     scaleLog2: floatLiteral(plan.scaleLog2),
     prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',
     offsetCount: plan.stepTileOffset.length,
@@ -67,14 +64,19 @@ function kernelView(plan: AttentionPlan, modelName: string, target: 'cuda' | 'cp
     stepTileKey: plan.stepTileKey.join(', '),
     stepTileFull: plan.stepTileFull.map((f) => (f ? 1 : 0)).join(', '),
     predicate: predicate.expression,
-    predicateDeclarations: declarations,
+    predicateDeclarations: predicate.declarations,
   };
 }
 
+/** One variant's kernel unit in `dialect`. */
+export function renderVariant(plan: AttentionPlan, modelName: string, dialect: CppDialect): string {
+  return renderTemplate(dialect.variantTemplate, kernelView(plan, modelName, dialect));
+}
+
 export function renderCudaVariant(plan: AttentionPlan, modelName: string): string {
-  return renderTemplate('cuda/variant.cu.hbs', kernelView(plan, modelName, 'cuda'));
+  return renderVariant(plan, modelName, TARGETS.sm_80.dialect);
 }
 
 export function renderCpuVariant(plan: AttentionPlan, modelName: string): string {
-  return renderTemplate('cpu/variant.cpp.hbs', kernelView(plan, modelName, 'cpu'));
+  return renderVariant(plan, modelName, TARGETS.cpu.dialect);
 }

@@ -198,14 +198,17 @@ function visibilityWords(mask: MaskSpec): bigint[][] {
   });
 }
 
-function treeVisibility(mask: MaskSpec): CppSnippet {
+/** How a table is declared: a host constexpr array by default; a target's dialect may put it elsewhere (CUDA constant memory). */
+const HOST_TABLE = 'static constexpr';
+
+function treeVisibility(mask: MaskSpec, qualifier: string): CppSnippet {
   const n = mask.tokens.length;
   const words = Math.ceil(n / 64);
   const name = treeName(mask, 'kTreeVisible');
   const rows = visibilityWords(mask).map((row, q) => `  {${row.map((w) => `0x${w.toString(16).padStart(16, '0')}ull`).join(', ')}},  // node ${q}`);
   const declarations = [
     `// Tree mask, ${n} nodes: bit t of row q (word t / 64, bit t % 64) is set iff node q sees node t (an ancestor or itself).`,
-    `static constexpr uint64_t ${name}[${n}][${words}] = {`,
+    `${qualifier} uint64_t ${name}[${n}][${words}] = {`,
     ...rows,
     '};',
     '',
@@ -213,14 +216,14 @@ function treeVisibility(mask: MaskSpec): CppSnippet {
   return { declarations, expression: `(((${name}[tq][(tk) >> 6] >> ((tk) & 63)) & 1ull) != 0ull)` };
 }
 
-function treeOffset(mask: MaskSpec): CppSnippet {
+function treeOffset(mask: MaskSpec, qualifier: string): CppSnippet {
   const name = treeName(mask, 'kTreeOffset');
   const values = mask.tokens.map((t) => String(t.offset));
   const lines: string[] = [];
   for (let i = 0; i < values.length; i += 16) lines.push(`  ${values.slice(i, i + 16).join(', ')},`);
   const declarations = [
     `// Tree mask, ${values.length} nodes: position offset of node q is its depth.`,
-    `static constexpr int ${name}[${values.length}] = {`,
+    `${qualifier} int ${name}[${values.length}] = {`,
     ...lines,
     '};',
     '',
@@ -228,18 +231,18 @@ function treeOffset(mask: MaskSpec): CppSnippet {
   return { declarations, expression: `(${name}[tq])` };
 }
 
-/** C++ for "in-step query tq sees in-step key tk". */
-export function renderStepPredicateCpp(mask: MaskSpec): CppSnippet {
+/** C++ for "in-step query tq sees in-step key tk"; `tableQualifier` declares a tree's table. */
+export function renderStepPredicateCpp(mask: MaskSpec, tableQualifier = HOST_TABLE): CppSnippet {
   const e = visibilityExpr(mask);
-  if (e === null) return treeVisibility(mask);
+  if (e === null) return treeVisibility(mask, tableQualifier);
   checkVisibility(mask, e);
   return { declarations: '', expression: paste(e) };
 }
 
 /** C++ for "position of in-step query tq minus the prefix length P". */
-export function renderOffsetCpp(mask: MaskSpec): CppSnippet {
+export function renderOffsetCpp(mask: MaskSpec, tableQualifier = HOST_TABLE): CppSnippet {
   const e = offsetExpr(mask);
-  if (e === null) return treeOffset(mask);
+  if (e === null) return treeOffset(mask, tableQualifier);
   mask.tokens.forEach((t, q) => {
     const got = evaluate(e, { tq: q, tk: 0 });
     if (got !== t.offset) mismatch(mask, 'position offset', q, `offset ${t.offset}, formula gives ${got}`);
