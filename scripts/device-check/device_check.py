@@ -24,7 +24,10 @@ tidarc's IR). Steps:
      batch invariance across M; the fused epilogues (SwiGLU over interleaved gate | up, lm_head's
      row statistics and merge) against the plain kernel's output on the device; then timed against
      torch's F.linear on the same weights, with the cost model's prediction beside each
-     measurement (--gemm-budget seconds);
+     measurement; before that the search (scripts/device-check/gemm_tune.py): every split-K and
+     tile candidate of src/tune/gemm-space.ts per shape checked (float64 reference, bitwise across
+     M) then timed, the winners written into tune-cuda.json's gemms for `tidarc compile --tuned`
+     (--gemm-budget seconds for both);
   5. benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16): the AR step
      and the TiDAR steps k = 4, 8, 16 at prefix L in {1k, 4k, 16k, 64k}, batch 1 and 8; tidarc's
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
@@ -61,6 +64,7 @@ sys.path.insert(0, str(HERE))
 from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compare, from_bits, launch_attention,  # noqa: E402
                      reference, sdpa_comparator, to_bits, torch_reference)
 from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, gemm_epilogue_check, ptxas_registers  # noqa: E402
+from gemm_tune import NumpyShape, TorchShape, gemm_tune  # noqa: E402
 from report import write_reports  # noqa: E402
 from tidarc_abi import AR_VARIANT, tidar_variant  # noqa: E402
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
@@ -195,17 +199,19 @@ def build_gemm_fatbins(bundle, gem, arch):
     nvcc = nvcc_path()
     def build(unit):
         cu = bundle / unit['cu']
-        r = subprocess.run([nvcc, '-fatbin', '-O3', '-std=c++17', '-Xptxas', '-v', f'-gencode=arch=compute_{arch},code=sm_{arch}', '-o', str(bundle / unit['fatbin']), str(cu)],
-                           capture_output=True, text=True, cwd=cu.parent)
+        r = subprocess.run([nvcc, '-fatbin', '-O3', '-std=c++17', '-Xptxas', '-v', f'-gencode=arch=compute_{arch},code=sm_{arch}', f"-I{bundle / 'gemm' / 'cuda'}",
+                            '-o', str(bundle / unit['fatbin']), str(cu)], capture_output=True, text=True, cwd=cu.parent)
         if r.returncode != 0:
             raise RuntimeError(f'nvcc failed on {cu}:\n{r.stderr[-2000:]}')
         return ptxas_registers(r.stderr)
     t0 = time.time()
     regs = {}
+    # The search's sources (a split-K count of a shape each) build beside the units.
+    jobs = list(gem['units']) + [s for t in gem.get('tune', []) for s in t['sources']]
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
-        for r in pool.map(build, gem['units']):
+        for r in pool.map(build, jobs):
             regs.update(r)
-    log(f"nvcc: {len(gem['units'])} GEMM fatbins for sm_{arch} in {time.time() - t0:.0f} s")
+    log(f"nvcc: {len(jobs)} GEMM fatbins for sm_{arch} in {time.time() - t0:.0f} s")
     return regs
 
 
@@ -309,7 +315,8 @@ def main(argv):
     ap.add_argument('--dry-run', action='store_true')
     ap.add_argument('--report-only', metavar='FILE')
     ap.add_argument('--bench-budget', type=float, default=240, help='seconds for the benchmark grid (Flex compiles are slow)')
-    ap.add_argument('--gemm-budget', type=float, default=60, help='seconds for the GEMM benchmark (issue 14)')
+    ap.add_argument('--gemm-budget', type=float, default=120, help='seconds for the GEMM part\'s timing (issue 14): the search of tile and split-K per shape '
+                    '(at most half; no shape starts after it) then the benchmark against torch')
     ap.add_argument('--tune-budget', type=float, default=120, help='seconds for the CUDA search: no shape bucket starts after this long')
     ap.add_argument('--bucket-seconds', type=float, default=60, help='seconds per shape bucket of the CUDA search: no configuration starts after this long')
     ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
@@ -338,6 +345,9 @@ def main(argv):
         data['correctness'] = correctness(drv, bundle, grid, True, None, reference)
         if gem:
             data['gemm'] = {'correctness': gemm_correctness_numpy(drv, bundle, gem), 'epilogues': gemm_epilogue_check(drv, bundle, gem)}
+            if gem.get('tune'):
+                machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
+                data['gemm']['tune'] = gemm_tune(drv, bundle, gem, out, lambda t, rows, seed=5: NumpyShape(drv, t, rows, seed), wall_timer(drv), machine, a.gemm_budget, log)
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
             data['tune'] = tune(drv, bundle, grid, out, lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed), wall_timer(drv), machine,
@@ -361,7 +371,15 @@ def main(argv):
         if gem:
             data['gemm'] = {'registers': gemm_regs, 'correctness': gemm_correctness_torch(torch, drv, bundle, gem), 'epilogues': gemm_epilogue_check(drv, bundle, gem)}
             save_partial(data, out)
-            data['gemm']['bench'], data['gemm']['skipped'] = gemm_bench(torch, drv, bundle, gem, data['ceilings'], time_events, left_for(a.gemm_budget), log, gemm_regs)
+            gemm_started = time.time()
+            if gem.get('tune'):
+                # The search gets half the GEMM budget; the benchmark against torch what is left.
+                machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': nvcc_version()}
+                data['gemm']['tune'] = gemm_tune(drv, bundle, gem, out, lambda t, rows, seed=5: TorchShape(torch, t, rows, seed), event_timer(torch), machine,
+                                                 left_for(a.gemm_budget / 2), log, slack=2.0)
+                save_partial(data, out)
+            data['gemm']['bench'], data['gemm']['skipped'] = gemm_bench(torch, drv, bundle, gem, data['ceilings'], time_events,
+                                                                        left_for(max(0.0, a.gemm_budget - (time.time() - gemm_started))), log, gemm_regs)
         if 'tune' in grid:
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': nvcc_version()}
             make_sets = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731

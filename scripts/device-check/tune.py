@@ -285,7 +285,8 @@ def write_db(path, entries):
     db = json.loads(path.read_text()) if path.exists() else {'format': 1, 'entries': {}}
     for e in entries:
         db['entries'][f"{e['variant']} | {e['bucket']}"] = e
-    db = {'format': 1, 'entries': dict(sorted(db['entries'].items()))}
+    # The GEMM search's entries (gemm_tune.py) are kept as they are.
+    db = {'format': 1, 'entries': dict(sorted(db['entries'].items())), **({'gemms': db['gemms']} if db.get('gemms') else {})}
     path.write_text(json.dumps(db, indent=1, allow_nan=False) + '\n')
 
 

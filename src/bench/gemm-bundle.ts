@@ -11,8 +11,11 @@ import { join } from 'node:path';
 import { H200, predictGemm } from '../../bench/gemm-model.js';
 import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
-import { type GemmShape, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmUnitName, planGemm, planReduction } from '../codegen/gemm-plan.js';
-import { gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
+import {
+  type GemmShape, type GemmTarget, type GemmTile, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
+} from '../codegen/gemm-plan.js';
+import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
+import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
 import { readTemplateFile } from '../codegen/templates.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
 import type { ModelSpec } from '../ir/model.js';
@@ -25,9 +28,20 @@ export interface GemmGridShape {
   readonly splitK?: number;
 }
 
+/** The GPU-side GEMM search (scripts/device-check/gemm_tune.py) over src/tune/gemm-space.ts. */
+export interface GemmTuneGrid {
+  /** Roles of the grid's shapes to search. */
+  readonly roles: readonly string[];
+  /** Tiles per (split-K, M) at most: the heuristic's first, then those of gemmTileSpace in its order. */
+  readonly maxTiles: number;
+  /** Split-K counts to try (of those gemmReductionSpace allows); default all. */
+  readonly splits?: readonly number[];
+}
+
 export interface GemmGrid {
   readonly shapes: readonly GemmGridShape[];
   readonly rows: readonly number[];
+  readonly tune?: GemmTuneGrid;
 }
 
 const QWEN3_8B: ModelSpec = {
@@ -37,7 +51,11 @@ const QWEN3_8B: ModelSpec = {
 const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
 
 /** Issue 14: the Qwen3-8B weight shapes at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16). */
-export const FULL_GEMM: GemmGrid = { shapes: ROLES.map((role) => ({ role, shape: gemmShapeOf(QWEN3_8B, role) })), rows: [1, 20, 72, 272] };
+export const FULL_GEMM: GemmGrid = {
+  shapes: ROLES.map((role) => ({ role, shape: gemmShapeOf(QWEN3_8B, role) })), rows: [1, 20, 72, 272],
+  // 4 split counts x 4 row counts x at most 4 tiles: about 64 kernels a shape for nvcc, each timed in well under a second.
+  tune: { roles: ROLES, maxTiles: 4 },
+};
 
 /** Small enough for the emulator: an odd N with split-K 3 (the reduce) and one without. */
 export const DRY_RUN_GEMM: GemmGrid = {
@@ -49,6 +67,8 @@ export const DRY_RUN_GEMM: GemmGrid = {
     { role: 'lm_head', shape: { n: 300, k: 264, dtype: 'bf16' }, splitK: 3 },
   ],
   rows: [1, 20],
+  // The search on the emulator: the split-K 3 shape, splits 1 and 3, two tiles where M allows.
+  tune: { roles: ['odd split-K 3'], maxTiles: 2, splits: [1, 3] },
 };
 
 export interface BundleGemmKernel {
@@ -79,12 +99,43 @@ export interface BundleGemmUnit {
   readonly kernels: readonly BundleGemmKernel[];
 }
 
+/** One kernel of the search: a tile for one M under one split-K. */
+export interface BundleGemmCandidate {
+  readonly m: number;
+  readonly splitK: number;
+  readonly tile: GemmTile;
+  /** The plan's own choice for this M (the search always times it). */
+  readonly heuristic: boolean;
+  readonly symbol: string;
+  readonly blockM: number;
+  readonly nTiles: number;
+  readonly threads: number;
+  readonly sharedBytes: number;
+}
+
+/** The search of one weight shape: a source per split-K count (its reduce included), every candidate of it. */
+export interface BundleGemmTune {
+  readonly unit: string;
+  readonly role: string;
+  readonly n: number;
+  readonly k: number;
+  readonly dtype: 'bf16' | 'fp16';
+  readonly heuristicSplitK: number;
+  readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string; readonly reduce?: string }[];
+  readonly candidates: readonly BundleGemmCandidate[];
+  /** What static pruning removed, with why (gemm-space.ts). */
+  readonly pruned: number;
+}
+
 export interface BundleGemm {
   readonly format: 1;
   readonly generator: string;
   readonly arch: 'sm_90';
   readonly machine: string;
   readonly units: readonly BundleGemmUnit[];
+  /** tidarc's version as the tuning database's meta names it. */
+  readonly tidarc: string;
+  readonly tune?: readonly BundleGemmTune[];
 }
 
 const ASSUMED_REGISTERS = 128;
@@ -117,7 +168,50 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
       }),
     });
   }
-  const bundle: BundleGemm = { format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', machine: H200.name, units };
+  const tune = grid.tune ? await prepareGemmTune(outDir, grid, target, emulated) : undefined;
+  const bundle: BundleGemm = { format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', machine: H200.name, units, tidarc: TIDARC_VERSION, ...(tune ? { tune } : {}) };
   await writeFile(join(outDir, 'gemm.json'), `${JSON.stringify(bundle, null, 1)}\n`);
   return bundle;
+}
+
+/**
+ * The search's sources: per tuned shape and split-K count one .cu with a kernel per (M, tile)
+ * (gemmCandidateSymbol) and the reduce. The tiles of an M: the heuristic's, then the others
+ * gemmTileSpace keeps, in its order, up to maxTiles.
+ */
+async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarget, emulated: boolean): Promise<BundleGemmTune[]> {
+  const t = grid.tune!;
+  const out: BundleGemmTune[] = [];
+  for (const { role, shape } of grid.shapes.filter((s) => t.roles.includes(s.role))) {
+    const space = gemmReductionSpace(shape, target);
+    const reductions = space.configs.filter((r) => !t.splits || t.splits.includes(r.splitK));
+    const sources: BundleGemmTune['sources'][number][] = [];
+    const candidates: BundleGemmCandidate[] = [];
+    let pruned = space.pruned.length;
+    for (const reduction of reductions) {
+      const plans = grid.rows.flatMap((m) => {
+        const heuristic = gemmHeuristic(shape, m, target).tile;
+        const tiles = gemmTileSpace(m, target);
+        pruned += tiles.pruned.length;
+        const others = tiles.configs.filter((c) => gemmTileName(c) !== gemmTileName(heuristic));
+        return [heuristic, ...others].slice(0, t.maxTiles).map((tile, i) => ({ plan: planGemm(shape, m, target, reduction, tile), heuristic: i === 0 }));
+      });
+      const cu = `gemm/tune/${gemmUnitName(shape)}_s${reduction.splitK}.cu`;
+      const fatbin = cu.replace(/\.cu$/, '.fatbin');
+      const reduce = reduction.splitK > 1 ? gemmReduceSymbol(shape) : undefined;
+      await mkdir(join(outDir, 'gemm', 'tune'), { recursive: true });
+      await writeFile(join(outDir, cu), renderGemmUnit(shape, plans.map((p) => p.plan), [role], 'device-check search', { candidates: true }));
+      if (emulated) {
+        const kernels = [...plans.map((p) => gemmCandidateSymbol(p.plan)), ...(reduce ? [reduce] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
+        await buildEmulatedModule(join(outDir, cu), emulatedModulePath(join(outDir, fatbin)), kernels, { includeDirs: [join(outDir, 'gemm', 'cuda')] });
+      }
+      sources.push({ splitK: reduction.splitK, cu, fatbin, ...(reduce ? { reduce } : {}) });
+      candidates.push(...plans.map(({ plan: p, heuristic }) => ({
+        m: p.m, splitK: reduction.splitK, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages }, heuristic,
+        symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
+      })));
+    }
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target).splitK, sources, candidates, pruned });
+  }
+  return out;
 }

@@ -16,6 +16,11 @@ import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../
 import { findCxx } from '../../src/build/toolchain.js';
 import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
 import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
+import { gemmTarget } from '../../src/codegen/gemm-plan.js';
+import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
+import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
+import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
+import { checkGemmTuning, planReduction } from '../../src/codegen/gemm-plan.js';
 
 const exec = promisify(execFile);
 const SCRIPTS = resolve('scripts/device-check');
@@ -42,6 +47,28 @@ describe('the GEMM bundle of the device check', () => {
     // Weight-bound at M = 1: gate_up's 201 MB at the copy rate.
     expect(full.units[2]!.kernels[0]!.predictedUs).toBeCloseTo((24576 * 4096 * 2 + 4096 * 4 + 24576 * 4) / 4.3e12 * 1e6, 1);
     expect(JSON.parse(readFileSync(join(root, 'full', 'gemm.json'), 'utf8'))).toEqual(full);
+  });
+  test('the search: every shape, each split-K gemm-space allows, per M the heuristic tile first and at most 4, all runnable on sm_90', () => {
+    const target = gemmTarget(['sm_90']);
+    expect(full.tune!.map((t) => [t.role, t.sources.map((x) => x.splitK)])).toEqual(full.units.map((u) => [u.role, gemmReductionSpace({ n: u.n, k: u.k, dtype: u.dtype }, target).configs.map((r) => r.splitK)]));
+    for (const t of full.tune!) {
+      expect(t.heuristicSplitK).toBe(full.units.find((u) => u.name === t.unit)!.splitK);
+      for (const src of t.sources) {
+        expect(existsSync(join(root, 'full', src.cu))).toBe(true);
+        for (const m of FULL_GEMM.rows) {
+          const mine = t.candidates.filter((c) => c.splitK === src.splitK && c.m === m);
+          expect(mine.length).toBeGreaterThanOrEqual(1);
+          expect(mine.length).toBeLessThanOrEqual(4);
+          expect(mine[0]!.heuristic).toBe(true);
+          expect(mine[0]!.tile).toEqual(gemmHeuristic({ n: t.n, k: t.k, dtype: t.dtype }, m, target).tile);
+          for (const c of mine) expect(gemmTileInfeasible(c.tile, m, target), `${t.role} M=${m}`).toBeNull();
+        }
+      }
+      for (const src of t.sources) {
+        const symbols = t.candidates.filter((c) => c.splitK === src.splitK).map((c) => c.symbol);
+        expect(new Set(symbols).size).toBe(symbols.length);
+      }
+    }
   });
 });
 
@@ -81,14 +108,44 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       ['swiglu', 1, true, true], ['swiglu', 20, true, true], ['rowStats', 1, true, true], ['rowStats', 20, true, true],
     ]);
     expect(r.stdout).toContain('gemm epilogues: 4/4 ok');
+    expect(r.stdout).toMatch(/gemm tune: 1 of 1 shapes tuned \(\d+ candidates timed, 0 rejected\); tune-cuda\.json; odd split-K 3: split-K [13] M=1 b16w1s\d, M=20 b\d+w\ds\d/);
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## GEMMs of the linear layers (issue 14)');
   }, 300_000);
+
+  test('the search: every candidate checked then timed; one split-K for the shape, a tile per M, in tune-cuda.json for compile --tuned', () => {
+    const out = join(root, 'dry-out');
+    const gem = JSON.parse(readFileSync(join(bundle, 'gemm.json'), 'utf8')) as BundleGemm;
+    const t = gem.tune![0]!;
+    expect([t.role, t.sources.map((x) => x.splitK)]).toEqual(['odd split-K 3', [1, 3]]);
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { tune: { shapes: { unit: string; timed: number; rejected: string[]; splitK: number }[] } } };
+    const rec = data.gemm.tune.shapes[0]!;
+    expect([rec.unit, rec.timed, rec.rejected]).toEqual([t.unit, t.candidates.length, []]);
+    const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
+    const e = db.gemms![gemmEntryKey(t.unit, 'sm_90')]!;
+    expect([1, 3]).toContain(e.splitK);
+    expect(e.heuristicSplitK).toBe(planReduction({ n: t.n, k: t.k, dtype: t.dtype }, gemmTarget(['sm_90'])).splitK);
+    expect(Object.keys(e.rows)).toEqual(['1', '20']);
+    for (const [m, r] of Object.entries(e.rows)) {
+      const mine = t.candidates.filter((c) => c.splitK === e.splitK && c.m === Number(m));
+      expect(mine.map((c) => c.tile)).toContainEqual(r.best);
+      expect(r.heuristic).toEqual(t.candidates.find((c) => c.splitK === e.heuristicSplitK && c.m === Number(m) && c.heuristic)!.tile);
+      expect(r.bestTiming.medianUs).toBeGreaterThan(0);
+    }
+    // The split-K is the TS rule's over what was measured.
+    expect(e.splitK).toBe(chooseGemmSplitK(new Map(Object.entries(e.splitTotalsUs).map(([s, total]) => [Number(s), new Map([[0, total]])]))));
+    expect(e.meta.device).toBe('tidarc emulated GPU x 132 SMs');
+    // What compile --tuned would take: runnable for this shape on sm_90.
+    expect(() => checkGemmTuning({ n: t.n, k: t.k, dtype: t.dtype }, tuningOfEntry(e), gemmTarget(['sm_90']))).not.toThrow();
+  });
 
   test('a wrong launch (one N tile of two) fails the check: unwritten columns stay NaN', async () => {
     const path = join(bundle, 'gemm.json');
     const good = readFileSync(path, 'utf8');
     const lie = JSON.parse(good) as BundleGemm;
-    writeFileSync(path, JSON.stringify({ ...lie, units: lie.units.map((u, i) => (i === 0 ? { ...u, kernels: u.kernels.map((k) => ({ ...k, nTiles: 1 })) } : u)) }));
+    // And one search candidate (split-K 3, M = 20, not the heuristic's tile): one N tile of two.
+    const broken = lie.tune![0]!.candidates.find((c) => c.splitK === 3 && c.m === 20 && !c.heuristic)!;
+    const tune = lie.tune!.map((t, i) => (i === 0 ? { ...t, candidates: t.candidates.map((c) => (c === broken ? { ...c, nTiles: 1 } : c)) } : t));
+    writeFileSync(path, JSON.stringify({ ...lie, tune, units: lie.units.map((u, i) => (i === 0 ? { ...u, kernels: u.kernels.map((k) => ({ ...k, nTiles: 1 })) } : u)) }));
     try {
       const out = join(root, 'dry-lie');
       const r = await dryRun(bundle, out, driver);
@@ -96,6 +153,12 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { correctness: GemmCheck[] } };
       expect(data.gemm.correctness.filter((c) => !c.ok).map((c) => [c.unit, c.m, c.worstRatio])).toEqual([['gemm_bf16_n197_k520', 1, null], ['gemm_bf16_n197_k520', 20, null]]);
       expect(r.stdout).toMatch(/gemm: 6\/8 kernels ok .*FAILED/);
+      const tuned = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { tune: { shapes: { rejected: string[] }[] } } }).gemm.tune.shapes[0]!;
+      const name = `s3 M=20 b${broken.tile.blockM}w${broken.tile.warpsM}s${broken.tile.stages}`;
+      expect(tuned.rejected).toEqual([`${name}: unwritten or non-finite output`]);
+      const e = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json').gemms![gemmEntryKey(lie.tune![0]!.unit, 'sm_90')]!;
+      expect(e.rejected).toEqual(tuned.rejected);
+      if (e.splitK === 3) expect(e.rows['20']!.best).not.toEqual(broken.tile);
     } finally {
       writeFileSync(path, good);
     }
@@ -115,6 +178,36 @@ print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())`;
     expect(plain).toBe(Buffer.from(packStruct(GEMM, values)).toString('hex'));
     const swapped = { ...GEMM, fields: [...GEMM.fields.slice(0, 13).reverse(), ...GEMM.fields.slice(13)] };
     expect(reversed).toBe(Buffer.from(packStruct(swapped, values)).toString('hex'));
+  });
+});
+
+describe.skipIf(!numpy)('gemm_tune.py\'s split-K rule', () => {
+  test('is chooseGemmSplitK of gemm-space.ts: least total over the row counts every split measured, ties to fewer parts', async () => {
+    const cases: Record<number, Record<number, number>>[] = [
+      { 1: { 1: 10, 20: 12 }, 2: { 1: 6, 20: 15 }, 4: { 1: 5, 20: 18 } },
+      { 1: { 1: 10, 20: 10 }, 3: { 1: 8, 20: 12 } },
+      { 1: { 1: 10, 72: 1 }, 2: { 1: 9 } },
+      { 2: { 20: 5 }, 1: { 1: 3 } },
+    ];
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import choose_split
+for c in json.loads(sys.argv[1]):
+    print(choose_split({int(s): {int(m): v for m, v in ms.items()} for s, ms in c.items()}))`;
+    const printed = (await exec('python3', ['-c', script, JSON.stringify(cases)])).stdout.trim().split('\n');
+    const ts = cases.map((c) => chooseGemmSplitK(new Map(Object.entries(c).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, v]) => [Number(m), v]))]))));
+    expect(printed).toEqual(ts.map((v) => (v === undefined ? 'None' : String(v))));
+    expect(ts).toEqual([2, 1, 2, undefined]);
+  });
+  test('the attention search\'s database writer keeps the GEMM entries, and the GEMM writer the attention ones', async () => {
+    const path = join(root, 'merge-db.json');
+    const script = `import json, sys, pathlib\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom tune import write_db\nfrom gemm_tune import write_gemm_db
+p = pathlib.Path(sys.argv[1])
+write_gemm_db(p, [{'unit': 'gemm_bf16_n8_k8', 'arch': 'sm_90', 'splitK': 1}])
+write_db(p, [{'variant': 'v', 'bucket': 'b1 L64', 'x': 1}])
+write_gemm_db(p, [{'unit': 'gemm_bf16_n16_k8', 'arch': 'sm_90', 'splitK': 2}])
+print(json.dumps(json.loads(p.read_text())))`;
+    const db = JSON.parse((await exec('python3', ['-c', script, path])).stdout) as { entries: Record<string, unknown>; gemms: Record<string, unknown> };
+    expect(Object.keys(db.entries)).toEqual(['v | b1 L64']);
+    expect(Object.keys(db.gemms)).toEqual(['gemm_bf16_n16_k8 | sm_90', 'gemm_bf16_n8_k8 | sm_90']);
   });
 });
 
