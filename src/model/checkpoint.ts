@@ -28,6 +28,8 @@ import { TidarcError } from '../errors.js';
 import { defaultMaskTokenId, importHfConfig, modelNameFromPath } from '../ir/hf-config.js';
 import type { ModelFamily, ModelSpec } from '../ir/model.js';
 import { readJsonFile } from '../ir/model-file.js';
+import { familyOf } from '../ir/model-families.js';
+import { layerPrefix } from '../ir/step-ops.js';
 import { checkMaskTokenId, shownValue } from '../ir/model-validate.js';
 import { findNonFinite } from './finite.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
@@ -81,38 +83,16 @@ export interface CheckpointOptions {
 export const WEIGHT_DTYPE: Readonly<Record<ModelSpec['dtype'], SafetensorsDType>> = { bf16: 'BF16', fp16: 'F16' };
 
 /**
- * The tensors transformers' implementation of `spec.family` holds, in module order.
- * Biases of q/k/v: Qwen2 only; q_norm / k_norm: models with qkNorm (Qwen3).
+ * The tensors transformers' implementation of `spec.family` holds, in module order; a layer's
+ * come from the family table (ir/model-families.ts: biases of q/k/v for Qwen2 only, q_norm /
+ * k_norm for models with qkNorm).
  */
 export function expectedTensors(spec: ModelSpec): ExpectedTensor[] {
   const H = spec.hiddenSize;
-  const q = spec.queryHeads * spec.headDim;
-  const kv = spec.kvHeads * spec.headDim;
-  const I = spec.intermediateSize;
   const V = spec.vocabSize;
   const out: ExpectedTensor[] = [{ name: 'model.embed_tokens.weight', shape: [V, H], dims: '[V, H]', role: 'embedding' }];
-  for (let i = 0; i < spec.layers; i++) {
-    const p = `model.layers.${i}`;
-    const add = (name: string, shape: number[], dims: string, role: TensorRole): void => void out.push({ name: `${p}.${name}`, shape, dims, role });
-    add('input_layernorm.weight', [H], '[H]', 'norm');
-    add('self_attn.q_proj.weight', [q, H], '[Hq*D, H]', 'linear');
-    add('self_attn.k_proj.weight', [kv, H], '[Hkv*D, H]', 'linear');
-    add('self_attn.v_proj.weight', [kv, H], '[Hkv*D, H]', 'linear');
-    if (spec.family === 'qwen2') {
-      add('self_attn.q_proj.bias', [q], '[Hq*D]', 'bias');
-      add('self_attn.k_proj.bias', [kv], '[Hkv*D]', 'bias');
-      add('self_attn.v_proj.bias', [kv], '[Hkv*D]', 'bias');
-    }
-    add('self_attn.o_proj.weight', [H, q], '[H, Hq*D]', 'linear');
-    if (spec.qkNorm) {
-      add('self_attn.q_norm.weight', [spec.headDim], '[D]', 'norm');
-      add('self_attn.k_norm.weight', [spec.headDim], '[D]', 'norm');
-    }
-    add('post_attention_layernorm.weight', [H], '[H]', 'norm');
-    add('mlp.gate_proj.weight', [I, H], '[I, H]', 'linear');
-    add('mlp.up_proj.weight', [I, H], '[I, H]', 'linear');
-    add('mlp.down_proj.weight', [H, I], '[H, I]', 'linear');
-  }
+  const layer = familyOf(spec).layerTensors(spec);
+  for (let i = 0; i < spec.layers; i++) for (const t of layer) out.push({ ...t, name: `${layerPrefix(i)}${t.name}` });
   out.push({ name: 'model.norm.weight', shape: [H], dims: '[H]', role: 'norm' });
   if (!spec.tieEmbeddings) out.push({ name: 'lm_head.weight', shape: [V, H], dims: '[V, H]', role: 'linear' });
   return out;

@@ -1,155 +1,38 @@
 /**
- * The forward pass and KV cache on a CUDA device: the same computation as the CPU ModelRunner
- * (src/runtime/model/forward.ts), with weights, activations and the cache resident on the
- * device, the attention through the compiled fatbins and everything else through the GPU
- * operators (tidarc_ops.cu). Host traffic per pass: token ids and positions in; per lm_head
- * query the requested rows' argmax (or logits) out. Each attention launch splits its prefix
- * (split-KV, then the combine kernel) as tidarc tune measured on a GPU for the shape, else by
- * the wave-efficiency rule over the device's SMs. The linear layers run on the generated GEMMs
- * of the manifest ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, each
- * GEMM writing its parts straight into the buffers the next operators read); a layer the GEMMs
- * refuse ("gemmRefusals") runs tidarc_op_matmul per part.
+ * The forward pass and KV cache on a CUDA device: the step graph the CPU ModelRunner runs
+ * (ir/step-graph.ts), rewritten with the GPU's fusions (ir/step-rewrite.ts) and executed on the
+ * cuda op table (gpu-op-table.ts), with weights, activations and the cache resident on the
+ * device. Host traffic per pass: token ids and positions in; per lm_head query the requested
+ * rows' argmax (or logits) out. Each attention launch splits its prefix (split-KV, then the
+ * combine kernel) as tidarc tune measured on a GPU for the shape, else by the wave-efficiency
+ * rule over the device's SMs. The linear layers run on the generated GEMMs of the manifest
+ * ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, gpu-weights.ts); a layer
+ * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part.
  */
 import { join } from 'node:path';
 import { tunedCall } from '../../codegen/call-params.js';
 import { chooseSplits } from '../../codegen/splits.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
-import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { ropeInvFreq, type WeightMatrix } from '../ops.js';
+import { type OpOf, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
+import { runOps, type OpTable } from '../../ir/step-exec.js';
+import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { type AttentionSchedule, type CacheState, type ForwardPass, type Runner, checkLogitsFinite } from '../model/forward.js';
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
-import type { ModelWeights } from '../model/weights.js';
+import { passGraph, passKey, resolveLaunches } from '../model/step.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import { GpuGemms } from './gpu-gemm.js';
-import { type GpuMatrix, GpuOps } from './gpu-ops.js';
+import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
+import { GpuOps } from './gpu-ops.js';
+import type { GpuWeights } from './gpu-weights.js';
 import { ATTENTION, packStruct } from './op-abi.js';
-import { prefillVariantName } from '../../codegen/variant-name.js';
+
+export { type GpuWeights, uploadWeights } from './gpu-weights.js';
 
 /** The ops module inside a compiled kernels directory. */
 export const OPS_MODULE = 'cuda/tidarc_ops.fatbin';
-
-interface GpuLayer {
-  readonly inputNorm: GpuMatrix;
-  readonly postNorm: GpuMatrix;
-  readonly q: GpuMatrix;
-  readonly k: GpuMatrix;
-  readonly v: GpuMatrix;
-  readonly o: GpuMatrix;
-  readonly qBias: DeviceBuffer | null;
-  readonly kBias: DeviceBuffer | null;
-  readonly vBias: DeviceBuffer | null;
-  readonly qNorm: GpuMatrix | null;
-  readonly kNorm: GpuMatrix | null;
-  readonly gate: GpuMatrix;
-  readonly up: GpuMatrix;
-  readonly down: GpuMatrix;
-  /** q | k | v as one matrix (q, k and v above are views into it), with its bias when the model has one. */
-  readonly qkv: GpuMatrix;
-  readonly qkvBias: DeviceBuffer | null;
-  /**
-   * gate | up as one matrix (gate and up above are views into it), or, when the compiled
-   * gate_up GEMM fuses SwiGLU (GpuWeights.gateUpInterleave), their rows interleaved in blocks
-   * (gate and up are then not views of anything and only the GEMM reads gateUp).
-   */
-  readonly gateUp: GpuMatrix;
-}
-
-/** The model's weights on the device (a tied lm_head shares the embedding's buffer). */
-export interface GpuWeights {
-  readonly embedding: GpuMatrix;
-  readonly layers: readonly GpuLayer[];
-  readonly finalNorm: GpuMatrix;
-  readonly lmHead: GpuMatrix;
-  readonly invFreq: DeviceBuffer;
-  readonly bytes: number;
-  /** gate | up rows interleaved in blocks of this many for the SwiGLU epilogue (tidarc_gemm_abi.h). */
-  readonly gateUpInterleave?: number;
-}
-
-/**
- * The interleave the compiled gate_up GEMM fuses SwiGLU with, when the manifest has one for
- * these weights' shape and format (the runner then launches it with the epilogue).
- */
-function gateUpInterleaveOf(manifest: Pick<Manifest, 'gemms'> | undefined, w: ModelWeights): number | undefined {
-  const l = w.layers[0];
-  const g = manifest?.gemms?.find((x) => x.roles.includes('gate_up'));
-  if (!l || !g?.swigluInterleave || g.n !== l.gate.rows + l.up.rows || g.k !== l.gate.cols || g.dtype !== l.gate.dtype || l.gate.rows !== l.up.rows) return undefined;
-  return g.swigluInterleave;
-}
-
-export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>): GpuWeights {
-  const gateUpInterleave = gateUpInterleaveOf(manifest, w);
-  const seen = new Map<WeightMatrix, GpuMatrix>();
-  let bytes = 0;
-  const matrix = (m: WeightMatrix, label: string): GpuMatrix => {
-    const known = seen.get(m);
-    if (known) return known;
-    const buf = device.alloc(m.data.byteLength, label);
-    device.upload(buf, m.data);
-    bytes += buf.bytes;
-    const g = { buf, dtype: m.dtype, rows: m.rows, cols: m.cols };
-    seen.set(m, g);
-    return g;
-  };
-  const vector = (v: Float32Array | null, label: string): DeviceBuffer | null => {
-    if (!v) return null;
-    const buf = device.alloc(v.byteLength, label);
-    device.upload(buf, v);
-    bytes += buf.bytes;
-    return buf;
-  };
-  /** Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part. */
-  const fused = (parts: readonly WeightMatrix[], label: string, interleave?: number): { whole: GpuMatrix; views: GpuMatrix[] } => {
-    const { dtype, cols } = parts[0]!;
-    if (parts.some((m) => m.dtype !== dtype || m.cols !== cols)) throw new TidarcError('runtime', `${label}: the fused parts differ in format or columns`);
-    const rows = parts.reduce((n, m) => n + m.rows, 0);
-    const data = dtype === 'f32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols);
-    let at = 0;
-    for (const m of parts) data.set(m.data, at), (at += m.data.length);
-    const buf = device.alloc(data.byteLength, label);
-    device.upload(buf, interleave === undefined ? data : interleaveGateUp(data, cols, interleave));
-    bytes += buf.bytes;
-    const elem = data.BYTES_PER_ELEMENT;
-    let row = 0;
-    const views = parts.map((m) => {
-      const view = { buf: { ptr: buf.ptr + row * cols * elem, bytes: m.rows * cols * elem, label: `${label} rows ${row}..${row + m.rows - 1}` }, dtype, rows: m.rows, cols };
-      row += m.rows;
-      return view;
-    });
-    return { whole: { buf, dtype, rows, cols }, views };
-  };
-  const fusedBias = (parts: readonly (Float32Array | null)[], sizes: readonly number[], label: string): DeviceBuffer | null => {
-    if (parts.every((b) => b === null)) return null;
-    const all = new Float32Array(sizes.reduce((a, b) => a + b, 0));
-    let at = 0;
-    parts.forEach((b, i) => (b && all.set(b, at), (at += sizes[i]!)));
-    return vector(all, label);
-  };
-  const layers = w.layers.map((l, i): GpuLayer => {
-    const p = `layer ${i} `;
-    const qkv = fused([l.q, l.k, l.v], `${p}q|k|v_proj`);
-    const gateUp = fused([l.gate, l.up], `${p}gate|up_proj`, gateUpInterleave);
-    const qkvBias = fusedBias([l.qBias, l.kBias, l.vBias], [l.q.rows, l.k.rows, l.v.rows], `${p}q|k|v bias`);
-    const biasView = (b: Float32Array | null, at: number, n: number): DeviceBuffer | null => (b && qkvBias ? { ptr: qkvBias.ptr + at * 4, bytes: n * 4, label: `${p}bias view` } : null);
-    return {
-      inputNorm: matrix(l.inputNorm, `${p}input norm`), postNorm: matrix(l.postNorm, `${p}post-attention norm`),
-      q: qkv.views[0]!, k: qkv.views[1]!, v: qkv.views[2]!, o: matrix(l.o, `${p}o_proj`),
-      qBias: biasView(l.qBias, 0, l.q.rows), kBias: biasView(l.kBias, l.q.rows, l.k.rows), vBias: biasView(l.vBias, l.q.rows + l.k.rows, l.v.rows),
-      qNorm: l.qNorm ? matrix(l.qNorm, `${p}q_norm`) : null, kNorm: l.kNorm ? matrix(l.kNorm, `${p}k_norm`) : null,
-      gate: gateUp.views[0]!, up: gateUp.views[1]!, down: matrix(l.down, `${p}down_proj`),
-      qkv: qkv.whole, qkvBias, gateUp: gateUp.whole,
-    };
-  });
-  const inv = ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling);
-  const invFreq = vector(inv, 'rope inverse frequencies')!;
-  return {
-    embedding: matrix(w.embedding, 'embedding'), layers, finalNorm: matrix(w.finalNorm, 'final norm'),
-    lmHead: matrix(w.lmHead, 'lm_head'), invFreq, bytes, ...(gateUpInterleave ? { gateUpInterleave } : {}),
-  };
-}
 
 /** The committed K/V of one sequence on the device, [kvHeads, capacity, headDim] per layer. */
 export class GpuKvCache implements CacheState {
@@ -196,25 +79,23 @@ export class GpuKvCache implements CacheState {
   }
 }
 
-/** Device buffers of a pass of T tokens (rows padded to a whole prefill chunk, zero-filled). */
+/** Device buffers of a pass of T tokens: the graph's tensors by name (rows padded to a whole prefill chunk, zero-filled). */
+interface PassBuffers {
+  readonly rows: number;
+  readonly bufs: ReadonlyMap<string, DeviceBuffer>;
+  readonly widths: ReadonlyMap<string, number>;
+  readonly prefixLen: DeviceBuffer;
+}
+
+/** What one attention launch reads and writes (the attention op's tensors; kBits/vBits indexed by layer). */
 interface Workspace {
   readonly rows: number;
-  readonly ids: DeviceBuffer;
-  readonly positions: DeviceBuffer;
   readonly prefixLen: DeviceBuffer;
-  readonly x: DeviceBuffer;
-  readonly h: DeviceBuffer;
-  readonly q: DeviceBuffer;
-  readonly k: DeviceBuffer;
-  readonly v: DeviceBuffer;
   readonly qBits: DeviceBuffer;
-  readonly kBits: DeviceBuffer[];
-  readonly vBits: DeviceBuffer[];
+  readonly kBits: readonly DeviceBuffer[];
+  readonly vBits: readonly DeviceBuffer[];
   readonly oBits: DeviceBuffer;
-  readonly oF32: DeviceBuffer;
   readonly lse: DeviceBuffer;
-  readonly gate: DeviceBuffer;
-  readonly up: DeviceBuffer;
 }
 
 /** lm_head scratch for up to `rows` requested rows. */
@@ -231,7 +112,9 @@ export class GpuModelRunner implements Runner {
   readonly cache: GpuKvCache;
   private readonly ops: GpuOps;
   private readonly gemms: GpuGemms;
-  private readonly workspaces = new Map<number, Workspace>();
+  private readonly workspaces = new Map<number, PassBuffers>();
+  private readonly graphs = new Map<string, StepGraph>();
+  private readonly table: OpTable<GpuPass>;
   private head?: HeadScratch;
   private readonly variants: Map<string, ManifestVariant>;
   private readonly attentionFns = new Map<string, { main: KernelRef; combine: KernelRef }>();
@@ -248,12 +131,14 @@ export class GpuModelRunner implements Runner {
     this.gemms = new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
     this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
+    this.table = gpuOpTable({ spec, ops: this.ops, gemms: this.gemms, weights, attention: (op, p) => this.attentionOp(op, p) });
   }
 
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
     const T = ids.length;
-    const ws = this.workspace(T);
-    const hidden = this.forward(ws, ids, positions, schedule);
+    const graph = this.graph(T, schedule);
+    const ws = this.workspace(graph);
+    const hidden = this.forward(graph, ws, ids, positions);
     const { cache, device, ops, spec } = this;
     return {
       attentionMs: 0,
@@ -265,14 +150,14 @@ export class GpuModelRunner implements Runner {
       },
       logits: (rows) => {
         const head = this.lmHead(hidden, T, rows, 'logits');
-        const V = this.weights.lmHead.rows;
+        const V = this.lmHeadWeight().rows;
         const out = new Float32Array(rows.length * V);
         device.download(head.logits, out);
         return rows.map((_, i) => out.subarray(i * V, (i + 1) * V));
       },
       commit: (count) => {
         for (let layer = 0; layer < spec.layers; layer++) {
-          ops.kvCommit({ kStep: { buf: ws.kBits[layer]! }, vStep: { buf: ws.vBits[layer]! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, from: 0, count, slot: cache.length, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
+          ops.kvCommit({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, from: 0, count, slot: cache.length, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
         }
         cache.length += count;
       },
@@ -284,87 +169,58 @@ export class GpuModelRunner implements Runner {
   }
 
   close(): void {
-    const bufs = [...this.workspaces.values()].flatMap((w) => [w.ids, w.positions, w.prefixLen, w.x, w.h, w.q, w.k, w.v, w.qBits, ...w.kBits, ...w.vBits, w.oBits, w.oF32, w.lse, w.gate, w.up]);
+    const bufs = [...this.workspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
     if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
     if (this.splitScratch) bufs.push(this.splitScratch);
     this.splitScratch = undefined;
     this.gemms.close();
     for (const b of bufs) this.device.free(b);
     this.workspaces.clear();
+    this.graphs.clear();
     this.head = undefined;
     this.cache.free();
   }
 
-  /** Runs every layer; returns the final-normed hidden states [T, hidden] (ws.h). */
-  private forward(ws: Workspace, ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): DeviceBuffer {
-    const { spec, ops, device } = this;
-    const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = spec;
-    const T = ids.length;
-    const w = this.weights;
-    device.upload(ws.ids, ids);
-    device.upload(ws.positions, positions);
-    const launches = this.attentionLaunches(T, schedule);
-    device.upload(ws.prefixLen, Int32Array.from(launches, (l) => l.prefix));
-    ops.embed(ws.ids, w.embedding, ws.x, T);
-    for (const [layer, lw] of w.layers.entries()) {
-      ops.rmsnorm(ws.x, lw.inputNorm, spec.rmsNormEps, ws.h, T);
-      this.linear('qkv', ws.h, T, { whole: lw.qkv, bias: lw.qkvBias, parts: [[lw.q, lw.qBias, ws.q], [lw.k, lw.kBias, ws.k], [lw.v, lw.vBias, ws.v]] });
-      if (lw.qNorm && lw.kNorm) {
-        ops.rmsnorm(ws.q, lw.qNorm, spec.rmsNormEps, ws.q, T * Hq);
-        ops.rmsnorm(ws.k, lw.kNorm, spec.rmsNormEps, ws.k, T * Hkv);
-      }
-      ops.ropePack({ q: ws.q, k: ws.k, v: ws.v, positions: ws.positions, invFreq: w.invFreq, qOut: ws.qBits, kOut: ws.kBits[layer]!, vOut: ws.vBits[layer]!, rows: T, qHeads: Hq, kvHeads: Hkv, headDim: D, dtype: spec.dtype });
-      for (const [i, l] of launches.entries()) {
-        this.attention(layer, ws, l.variant, l.from, l.prefix, i);
-        if (l.commitRows > 0) {
-          ops.kvCommit({ kStep: { buf: ws.kBits[layer]! }, vStep: { buf: ws.vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
-        }
-      }
-      ops.toFloat(ws.oBits, ws.oF32, T * Hq * D, spec.dtype);
-      this.linear('o', ws.oF32, T, { whole: lw.o, bias: null, parts: [[lw.o, null, ws.x]] }, { accumulate: true });
-      ops.rmsnorm(ws.x, lw.postNorm, spec.rmsNormEps, ws.h, T);
-      if (w.gateUpInterleave !== undefined) {
-        // One launch: silu(gate) * up in the epilogue, [T, I] into ws.gate (no gate, up round trip).
-        this.gemms.run('gate_up', { x: ws.h, rows: T, w: lw.gateUp, outs: [ws.gate], epilogue: 'swiglu' });
-      } else {
-        this.linear('gate_up', ws.h, T, { whole: lw.gateUp, bias: null, parts: [[lw.gate, null, ws.gate], [lw.up, null, ws.up]] });
-        ops.siluMul(ws.gate, ws.up, ws.gate, T * spec.intermediateSize);
-      }
-      this.linear('down', ws.gate, T, { whole: lw.down, bias: null, parts: [[lw.down, null, ws.x]] }, { accumulate: true });
+  /** The pass's graph: the base graph with the GPU's fusions, built once per T and schedule. */
+  private graph(T: number, schedule: AttentionSchedule): StepGraph {
+    const key = passKey(T, schedule);
+    let graph = this.graphs.get(key);
+    if (!graph) {
+      if (this.graphs.size >= MAX_CACHED_GRAPHS) this.graphs.clear();
+      const o = this.weights.gateUpInterleave === undefined ? {} : { swigluInterleave: this.weights.gateUpInterleave };
+      this.graphs.set(key, (graph = rewriteForGpu(passGraph(this.spec, T, schedule), o)));
     }
-    ops.rmsnorm(ws.x, w.finalNorm, spec.rmsNormEps, ws.h, T);
-    return ws.h;
+    return graph;
   }
 
-  /**
-   * One linear layer over `rows` rows: the generated GEMM of `role` when the compile made one for
-   * this weight (one launch for a fused matrix, its parts written to their own buffers), else
-   * tidarc_op_matmul per part (a shape the GEMMs refuse, or weights not in the model's 16-bit type).
-   */
-  private linear(role: string, x: DeviceBuffer, rows: number, w: { whole: GpuMatrix; bias: DeviceBuffer | null; parts: readonly (readonly [GpuMatrix, DeviceBuffer | null, DeviceBuffer])[] },
-    o: { accumulate?: boolean; rowIds?: DeviceBuffer } = {}): void {
-    if (this.gemms.covers(role, w.whole)) {
-      const ends = w.parts.map((_, i) => w.parts.slice(0, i + 1).reduce((n, [m]) => n + m.rows, 0));
-      const segments: [number, number] = [ends[0]!, ends[1] ?? w.whole.rows];
-      this.gemms.run(role, { x, rows, w: w.whole, bias: w.bias, outs: w.parts.map(([, , out]) => out), segments, ...(o.accumulate ? { accumulate: true } : {}), ...(o.rowIds ? { rowIds: o.rowIds } : {}) });
-      return;
-    }
-    for (const [m, bias, out] of w.parts) this.ops.matmul(x, m, bias, out, rows, o);
+  /** Runs the graph; returns the final-normed hidden states [T, hidden]. */
+  private forward(graph: StepGraph, ws: PassBuffers, ids: Int32Array, positions: Int32Array): DeviceBuffer {
+    const launches = resolveLaunches(graph, this.cache.length);
+    this.device.upload(ws.bufs.get('ids')!, ids);
+    this.device.upload(ws.bufs.get('positions')!, positions);
+    this.device.upload(ws.prefixLen, Int32Array.from(launches, (l) => l.prefix));
+    runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, tokens: graph.tokens, launches }, 'cuda');
+    return ws.bufs.get(graph.head.x)!;
   }
 
-  /**
-   * The attention launches of a pass, as the CPU runner makes them: a step is one launch; a
-   * prefill is the prompt in causal chunks (each chunk's K/V enters the cache before the next
-   * chunk runs), then the trailing mask block over the whole prompt.
-   */
-  private attentionLaunches(T: number, schedule: AttentionSchedule): { variant: string; from: number; prefix: number; commitRows: number }[] {
-    const L = this.cache.length;
-    if (schedule.kind === 'step') return [{ variant: schedule.variant, from: 0, prefix: L, commitRows: 0 }];
-    const S = schedule.promptTokens;
-    const out = [];
-    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) out.push({ variant: prefillVariantName(PREFILL_CHUNK), from: c0, prefix: L + c0, commitRows: Math.min(PREFILL_CHUNK, S - c0) });
-    if (schedule.blockVariant !== undefined && T > S) out.push({ variant: schedule.blockVariant, from: S, prefix: L + S, commitRows: 0 });
-    return out;
+  /** Every launch of the pass for one layer; a prefill chunk's K/V enters the cache before the next chunk runs. */
+  private attentionOp(op: OpOf<'attention'>, p: GpuPass): void {
+    const { layer } = op;
+    const kBits: DeviceBuffer[] = [], vBits: DeviceBuffer[] = [];
+    kBits[layer] = p.bufs.get(op.k)!, vBits[layer] = p.bufs.get(op.v)!;
+    const known = this.workspaces.get(p.tokens)!;
+    const ws: Workspace = { rows: known.rows, prefixLen: known.prefixLen, qBits: p.bufs.get(op.q)!, kBits, vBits, oBits: p.bufs.get(op.out)!, lse: p.bufs.get(op.lse)! };
+    const { kvHeads: Hkv, headDim: D } = this.spec;
+    for (const [i, l] of p.launches.entries()) {
+      this.attention(layer, ws, l.variant, l.from, l.prefix, i);
+      if (l.commitRows > 0) {
+        this.ops.kvCommit({ kStep: { buf: kBits[layer]! }, vStep: { buf: vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
+      }
+    }
+  }
+
+  private lmHeadWeight() {
+    return this.weights.matrices.get('lm_head.weight')!;
   }
 
   /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens). */
@@ -427,12 +283,13 @@ export class GpuModelRunner implements Runner {
   private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[], want: 'argmax' | 'logits'): HeadScratch {
     for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new TidarcError('invalid-argument', 'lm_head row outside the pass', { field: 'rows', value: r, allowed: `0..${T - 1}` });
     const head = this.headScratch(rows.length);
-    const V = this.weights.lmHead.rows;
+    const W = this.lmHeadWeight();
+    const V = W.rows;
     this.device.upload(head.rowIds, Int32Array.from(rows));
-    if (want === 'argmax' && this.gemms.hasRowStats() && this.gemms.covers('lm_head', this.weights.lmHead)) {
-      this.gemms.run('lm_head', { x: hidden, rows: rows.length, w: this.weights.lmHead, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
+    if (want === 'argmax' && this.gemms.hasRowStats() && this.gemms.covers('lm_head', W)) {
+      this.gemms.run('lm_head', { x: hidden, rows: rows.length, w: W, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
     } else {
-      this.linear('lm_head', hidden, rows.length, { whole: this.weights.lmHead, bias: null, parts: [[this.weights.lmHead, null, head.logits]] }, { rowIds: head.rowIds });
+      runLinear(this.gemms, this.ops, 'lm_head', hidden, rows.length, { whole: W, bias: null, parts: [[W, null, head.logits]] }, { rowIds: head.rowIds });
       this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
     }
     // A NaN or infinite row must stop the run, not become a token: its lse is not finite
@@ -447,34 +304,37 @@ export class GpuModelRunner implements Runner {
     if (this.head && this.head.rows >= rows) return this.head;
     if (this.head) for (const b of [this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse]) this.device.free(b);
     const n = Math.max(rows, 16);
-    const V = this.weights.lmHead.rows;
+    const V = this.lmHeadWeight().rows;
     const d = this.device;
     this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse') };
     return this.head;
   }
 
-  private workspace(T: number): Workspace {
+  /**
+   * The graph's tensors for its T, allocated once per T (the cuda graph's tensors do not depend
+   * on the schedule): what the fused graph does not name (the up half of a SwiGLU-fused MLP) is
+   * not allocated.
+   */
+  private workspace(graph: StepGraph): PassBuffers {
+    const T = graph.tokens;
     const known = this.workspaces.get(T);
     if (known) return known;
-    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I, layers } = this.spec;
     const rows = Math.ceil(T / PREFILL_CHUNK) * PREFILL_CHUNK;
     const d = this.device;
-    const f32 = (n: number, label: string): DeviceBuffer => d.alloc(rows * n * 4, `${label} [${T} tokens]`);
-    const u16 = (n: number, label: string): DeviceBuffer => d.alloc(rows * n * 2, `${label} [${T} tokens]`);
-    const ws: Workspace = {
-      rows,
-      ids: d.alloc(T * 4, 'token ids'), positions: d.alloc(T * 4, 'positions'), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths'),
-      x: f32(H, 'x'), h: f32(H, 'h'), q: f32(Hq * D, 'q'), k: f32(Hkv * D, 'k'), v: f32(Hkv * D, 'v'),
-      qBits: u16(Hq * D, 'q (model dtype)'),
-      kBits: Array.from({ length: layers }, (_, i) => u16(Hkv * D, `step K layer ${i}`)),
-      vBits: Array.from({ length: layers }, (_, i) => u16(Hkv * D, `step V layer ${i}`)),
-      oBits: u16(Hq * D, 'attention output'), oF32: f32(Hq * D, 'attention output (f32)'), lse: f32(Hq, 'attention lse'),
-      gate: f32(I, 'gate'), up: f32(I, 'up'),
-    };
-    // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V
-    // must not meet a NaN).
-    for (const b of [ws.qBits, ...ws.kBits, ...ws.vBits]) d.fill(b, 0);
+    const bufs = new Map<string, DeviceBuffer>();
+    for (const t of graph.tensors) {
+      // Token ids and positions: exactly T; activations: whole prefill chunks.
+      const bytes = (t.type === 'i32' ? T : rows) * t.width * (t.type === 'u16' ? 2 : 4);
+      const buf = d.alloc(bytes, `${t.name} [${T} tokens]`);
+      // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V must not meet a NaN).
+      if (t.type === 'u16') d.fill(buf, 0);
+      bufs.set(t.name, buf);
+    }
+    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths') };
     this.workspaces.set(T, ws);
     return ws;
   }
 }
+
+/** Graphs a runner keeps (a prefill's differs per prompt length; decode steps reuse a few). */
+const MAX_CACHED_GRAPHS = 32;

@@ -1,36 +1,27 @@
 /**
- * One forward pass of a Qwen2 / Qwen3 / Llama decoder on the CPU operators, with attention
- * through the compiled kernels. A pass is one NFE: every token of the step goes through
- * every layer once, whatever number of attention launches a layer needs:
+ * One forward pass on the CPU: the pass's step graph (ir/step-graph.ts, the same graph the
+ * cuda runner rewrites and runs) on the CPU op table (cpu-op-table.ts), with attention through
+ * the compiled kernels. A pass is one NFE: every token of the step goes through every layer
+ * once, whatever number of attention launches a layer needs:
  *   - step:    all T tokens in one launch of a decode variant (tidar_k<K>, ar) after the
  *              committed prefix;
  *   - prefill: the prompt rows in launches of the causal prefill chunk (each chunk's K/V
  *              enters the cache before the next chunk), then the trailing mask block
- *              (block_k<K>) over the whole prompt.
+ *              (block_k<K>) over the whole prompt (ir/step-graph.ts attentionLaunches).
  */
 import type { ModelSpec } from '../../ir/model.js';
-import { PREFILL_CHUNK } from '../../codegen/variant.js';
+import { type AttentionSchedule, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
+import { runOps, type OpTable } from '../../ir/step-exec.js';
+import { validateGraph } from '../../ir/step-rewrite.js';
 import { TidarcError } from '../../errors.js';
-import { fromFp16Bits } from '../../util/dtype.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
+import { type CpuBuffer, type CpuPass, cpuOpTable } from './cpu-op-table.js';
 import type { KvCache, KvShape } from './kv-cache.js';
-import type { LayerWeights, ModelWeights } from './weights.js';
-import { prefillVariantName } from '../../codegen/variant-name.js';
+import { passGraph, passKey, resolveLaunches } from './step.js';
+import { type ModelWeights, weightOf } from './weights.js';
 
-/** Decodes 16-bit bits into an existing fp32 array. */
-function decodeInto(dtype: 'bf16' | 'fp16', bits: Uint16Array, out: Float32Array): void {
-  if (dtype === 'bf16') {
-    const words = new Uint32Array(out.buffer, out.byteOffset, out.length);
-    for (let i = 0; i < bits.length; i++) words[i] = bits[i]! << 16;
-  } else {
-    out.set(fromFp16Bits(bits));
-  }
-}
-
-export type AttentionSchedule =
-  | { readonly kind: 'step'; readonly variant: string }
-  | { readonly kind: 'prefill'; readonly promptTokens: number; readonly blockVariant?: string };
+export type { AttentionSchedule };
 
 /**
  * What a forward returns. Its arrays belong to the runner's workspace for this T: they stay
@@ -100,40 +91,26 @@ export interface Runner {
   close(): void;
 }
 
-/** Every buffer one forward of T tokens needs, allocated once per T and reused. */
-interface Workspace {
-  readonly x: Float32Array;
-  readonly h: Float32Array;
-  readonly q: Float32Array;
-  readonly k: Float32Array;
-  readonly v: Float32Array;
-  readonly attnOut: Float32Array;
-  readonly gate: Float32Array;
-  readonly up: Float32Array;
-  readonly oF32: Float32Array;
-  readonly oBits: Uint16Array;
-  readonly qBits: Uint16Array;
-  /** Per layer: the step's K/V, kept until the decoder commits the accepted ones. */
-  readonly kBits: Uint16Array[];
-  readonly vBits: Uint16Array[];
-}
-
 export class ModelRunner implements Runner {
-  private readonly workspaces = new Map<number, Workspace>();
+  private readonly workspaces = new Map<number, Map<string, CpuBuffer>>();
+  private readonly graphs = new Map<string, StepGraph>();
+  private readonly table: OpTable<CpuPass>;
 
   constructor(
     readonly spec: ModelSpec,
     private readonly weights: ModelWeights,
-    private readonly kernels: KernelLibrary,
+    kernels: KernelLibrary,
     readonly cache: KvCache,
     /** Threads of the operators (0 = all); attention calls get them only when set, else they choose per call (tuned or heuristic). */
     private readonly threads: number,
-    private readonly attentionThreads?: number,
-  ) {}
+    attentionThreads?: number,
+  ) {
+    this.table = cpuOpTable({ spec, weights, kernels, cache, threads, ...(attentionThreads === undefined ? {} : { attentionThreads }) });
+  }
 
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
     const r = this.forward(ids, positions, schedule);
-    const { lmHead } = this.weights;
+    const lmHead = weightOf(this.weights, r.graph.head.weight);
     const threads = this.threads;
     const cache = this.cache;
     return {
@@ -162,107 +139,41 @@ export class ModelRunner implements Runner {
 
   close(): void {}
 
-  forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult {
-    const D = this.spec.headDim;
+  /** Builds (once per T and schedule) the pass's graph and runs it on the CPU op table. */
+  forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult & { readonly graph: StepGraph } {
     const T = ids.length;
-    const ws = this.workspace(T);
-    const { x, h, q, k, v, attnOut, gate, up } = ws;
-    let attentionMs = 0;
-    ops.embed(ids, this.weights.embedding, x);
-    for (const [layer, w] of this.weights.layers.entries()) {
-      ops.rmsnorm(x, w.inputNorm, this.spec.rmsNormEps, h);
-      ops.matmul(h, w.q, w.qBias, q, this.threads);
-      ops.matmul(h, w.k, w.kBias, k, this.threads);
-      ops.matmul(h, w.v, w.vBias, v, this.threads);
-      if (w.qNorm && w.kNorm) {
-        ops.rmsnormHeads(q, w.qNorm, this.spec.rmsNormEps);
-        ops.rmsnormHeads(k, w.kNorm, this.spec.rmsNormEps);
-      }
-      ops.rope(q, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
-      ops.rope(k, positions, this.spec.ropeTheta, D, this.spec.ropeScaling);
-      const qBits = this.toModelDtype(q, ws.qBits), kBits = this.toModelDtype(k, ws.kBits[layer]!), vBits = this.toModelDtype(v, ws.vBits[layer]!);
-      const t0 = performance.now();
-      this.attention(layer, qBits, kBits, vBits, T, schedule, ws.oBits);
-      attentionMs += performance.now() - t0;
-      decodeInto(this.spec.dtype, ws.oBits, ws.oF32);
-      ops.matmul(ws.oF32, w.o, null, attnOut, this.threads);
-      ops.addInPlace(x, attnOut);
-      this.mlp(w, x, h, gate, up, attnOut);
+    const key = passKey(T, schedule);
+    let graph = this.graphs.get(key);
+    if (!graph) {
+      if (this.graphs.size >= MAX_CACHED_GRAPHS) this.graphs.clear();
+      this.graphs.set(key, (graph = validateGraph(passGraph(this.spec, T, schedule), 'cpu')));
     }
-    ops.rmsnorm(x, this.weights.finalNorm, this.spec.rmsNormEps, h);
-    return { hidden: h, kStep: ws.kBits, vStep: ws.vBits, attentionMs };
+    const bufs = new Map(this.workspace(graph));
+    bufs.set('ids', ids).set('positions', positions);
+    const L = this.cache.length;
+    const p: CpuPass = { bufs, tokens: T, launches: resolveLaunches(graph, L), attentionMs: 0 };
+    runOps(graph.ops, this.table, p, 'cpu');
+    const layers = Array.from({ length: this.spec.layers }, (_, i) => i);
+    return {
+      graph, hidden: bufs.get(graph.head.x) as Float32Array, attentionMs: p.attentionMs,
+      kStep: layers.map((i) => bufs.get(stepK(i)) as Uint16Array), vStep: layers.map((i) => bufs.get(stepV(i)) as Uint16Array),
+    };
   }
 
-  private workspace(T: number): Workspace {
-    let ws = this.workspaces.get(T);
+  /** The graph's activations for its T, allocated once per T and reused (the base graph's tensors do not depend on the schedule). */
+  private workspace(graph: StepGraph): Map<string, CpuBuffer> {
+    let ws = this.workspaces.get(graph.tokens);
     if (ws) return ws;
-    const { hiddenSize: H, queryHeads: Hq, kvHeads: Hkv, headDim: D, intermediateSize: I, layers } = this.spec;
-    ws = {
-      x: new Float32Array(T * H), h: new Float32Array(T * H),
-      q: new Float32Array(T * Hq * D), k: new Float32Array(T * Hkv * D), v: new Float32Array(T * Hkv * D),
-      attnOut: new Float32Array(T * H), gate: new Float32Array(T * I), up: new Float32Array(T * I),
-      oF32: new Float32Array(T * Hq * D), oBits: new Uint16Array(T * Hq * D), qBits: new Uint16Array(T * Hq * D),
-      kBits: Array.from({ length: layers }, () => new Uint16Array(T * Hkv * D)),
-      vBits: Array.from({ length: layers }, () => new Uint16Array(T * Hkv * D)),
-    };
-    this.workspaces.set(T, ws);
+    ws = new Map();
+    for (const t of graph.tensors) {
+      if (t.type === 'i32') continue;  // ids and positions: the pass's own arrays
+      const n = graph.tokens * t.width;
+      ws.set(t.name, t.type === 'f32' ? new Float32Array(n) : new Uint16Array(n));
+    }
+    this.workspaces.set(graph.tokens, ws);
     return ws;
   }
-
-  private mlp(w: LayerWeights, x: Float32Array, h: Float32Array, gate: Float32Array, up: Float32Array, out: Float32Array): void {
-    ops.rmsnorm(x, w.postNorm, this.spec.rmsNormEps, h);
-    ops.matmul(h, w.gate, null, gate, this.threads);
-    ops.matmul(h, w.up, null, up, this.threads);
-    ops.siluMul(gate, up, gate, this.threads);
-    ops.matmul(gate, w.down, null, out, this.threads);
-    ops.addInPlace(x, out);
-  }
-
-  private toModelDtype(x: Float32Array, out: Uint16Array): Uint16Array {
-    if (this.spec.dtype === 'bf16') ops.toBf16(x, out);
-    else ops.toFp16(x, out);
-    return out;
-  }
-
-  /** Attention of every row of the pass into o [T, qHeads, headDim] (model dtype bits). */
-  private attention(layer: number, q: Uint16Array, k: Uint16Array, v: Uint16Array, T: number, schedule: AttentionSchedule, o: Uint16Array): void {
-    const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
-    const cache = this.cache;
-    const launch = (variant: string, rows: number, from: number, prefix: number, out: Uint16Array) => {
-      // Rows [from, from + rows) of the pass; a shorter tail is zero-padded to the variant's n.
-      const n = this.kernels.manifest.variants.find((x) => x.name === variant)!.steps;
-      // A whole pass that is exactly one launch needs no copies (every decode step).
-      const exact = from === 0 && rows === n && T === n;
-      const slice = (src: Uint16Array, width: number) => {
-        if (exact) return src;
-        const buf = new Uint16Array(n * width);
-        buf.set(src.subarray(from * width, Math.min(T, from + rows) * width));
-        return buf;
-      };
-      const r = this.kernels.run(variant, {
-        batch: 1, cacheCapacity: cache.shape.capacity, prefixLen: [prefix],
-        q: slice(q, Hq * D), kCache: cache.k[layer]!, vCache: cache.v[layer]!, kStep: slice(k, Hkv * D), vStep: slice(v, Hkv * D),
-        ...(this.attentionThreads === undefined ? {} : { threads: this.attentionThreads }),
-        ...(exact ? { outputs: { o: out, lse: this.lseBuffer(n * Hq) } } : {}),
-      });
-      if (!exact) out.set(r.o.subarray(0, rows * Hq * D), from * Hq * D);
-    };
-    if (schedule.kind === 'step') {
-      launch(schedule.variant, T, 0, cache.length, o);
-      return;
-    }
-    const S = schedule.promptTokens;
-    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) {
-      const rows = Math.min(PREFILL_CHUNK, S - c0);
-      launch(prefillVariantName(PREFILL_CHUNK), rows, c0, cache.length + c0, o);
-      cache.write(layer, k, v, c0, rows, cache.length + c0);
-    }
-    if (schedule.blockVariant !== undefined && T > S) launch(schedule.blockVariant, T - S, S, cache.length + S, o);
-  }
-
-  private lse?: Float32Array;
-  private lseBuffer(size: number): Float32Array {
-    if (!this.lse || this.lse.length !== size) this.lse = new Float32Array(size);
-    return this.lse;
-  }
 }
+
+/** Graphs a runner keeps (a prefill's differs per prompt length; decode steps reuse a few). */
+const MAX_CACHED_GRAPHS = 32;

@@ -1,35 +1,18 @@
 /**
- * The checkpoint's tensors as the operators take them: per layer the projections, norms,
- * optional biases (Qwen2) and QK-norms (Qwen3), in the checkpoint's own 16-bit format.
+ * The checkpoint's tensors as the operators take them, under the checkpoint's own names
+ * (model.layers.3.self_attn.q_proj.weight): the names a step graph reads (ir/step-graph.ts).
+ * Matrices and norms stay in the checkpoint's 16-bit format; biases are decoded to fp32 (the
+ * operators add them to fp32 activations). A tied lm_head is the embedding's matrix under
+ * `lm_head.weight`.
  */
 import type { Checkpoint } from '../../model/checkpoint.js';
 import type { Tensor } from '../../model/safetensors.js';
+import { TidarcError } from '../../errors.js';
 import { decode } from '../../util/dtype.js';
 import type { WeightMatrix } from '../ops.js';
 
-export interface LayerWeights {
-  readonly inputNorm: WeightMatrix;
-  readonly postNorm: WeightMatrix;
-  readonly q: WeightMatrix;
-  readonly k: WeightMatrix;
-  readonly v: WeightMatrix;
-  readonly o: WeightMatrix;
-  readonly qBias: Float32Array | null;
-  readonly kBias: Float32Array | null;
-  readonly vBias: Float32Array | null;
-  readonly qNorm: WeightMatrix | null;
-  readonly kNorm: WeightMatrix | null;
-  readonly gate: WeightMatrix;
-  readonly up: WeightMatrix;
-  readonly down: WeightMatrix;
-}
-
-export interface ModelWeights {
-  readonly embedding: WeightMatrix;
-  readonly layers: readonly LayerWeights[];
-  readonly finalNorm: WeightMatrix;
-  readonly lmHead: WeightMatrix;
-}
+/** Checkpoint tensor name -> matrix (a vector is one row; a bias is f32). */
+export type ModelWeights = ReadonlyMap<string, WeightMatrix>;
 
 function matrix(t: Tensor): WeightMatrix {
   const rows = t.shape.length === 2 ? t.shape[0]! : 1;
@@ -38,40 +21,28 @@ function matrix(t: Tensor): WeightMatrix {
   return { data: t.data, dtype, rows, cols };
 }
 
-/** A bias vector in fp32 (the operators add it to fp32 activations). */
-function vector(t: Tensor | undefined): Float32Array | null {
-  if (!t) return null;
-  if (t.data instanceof Float32Array) return t.data;
-  return decode(t.dtype === 'BF16' ? 'bf16' : 'fp16', t.data);
+/** A bias vector in fp32. */
+function vector(t: Tensor): WeightMatrix {
+  const data = t.data instanceof Float32Array ? t.data : decode(t.dtype === 'BF16' ? 'bf16' : 'fp16', t.data);
+  return { data, dtype: 'f32', rows: 1, cols: data.length };
+}
+
+/** The weights of named tensors (a checkpoint's, or any writer's under the same names). */
+export function weightsFromTensors(tensors: ReadonlyMap<string, Tensor>, tieEmbeddings: boolean): ModelWeights {
+  const out = new Map<string, WeightMatrix>();
+  for (const [name, t] of tensors) out.set(name, name.endsWith('.bias') ? vector(t) : matrix(t));
+  const embedding = out.get('model.embed_tokens.weight');
+  if (tieEmbeddings && embedding) out.set('lm_head.weight', embedding);
+  return out;
 }
 
 export function modelWeights(ckpt: Checkpoint): ModelWeights {
-  const get = (name: string): Tensor => ckpt.tensors.get(name)!;
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < ckpt.spec.layers; i++) {
-    const p = `model.layers.${i}.`;
-    layers.push({
-      inputNorm: matrix(get(`${p}input_layernorm.weight`)),
-      postNorm: matrix(get(`${p}post_attention_layernorm.weight`)),
-      q: matrix(get(`${p}self_attn.q_proj.weight`)),
-      k: matrix(get(`${p}self_attn.k_proj.weight`)),
-      v: matrix(get(`${p}self_attn.v_proj.weight`)),
-      o: matrix(get(`${p}self_attn.o_proj.weight`)),
-      qBias: vector(ckpt.tensors.get(`${p}self_attn.q_proj.bias`)),
-      kBias: vector(ckpt.tensors.get(`${p}self_attn.k_proj.bias`)),
-      vBias: vector(ckpt.tensors.get(`${p}self_attn.v_proj.bias`)),
-      qNorm: ckpt.tensors.has(`${p}self_attn.q_norm.weight`) ? matrix(get(`${p}self_attn.q_norm.weight`)) : null,
-      kNorm: ckpt.tensors.has(`${p}self_attn.k_norm.weight`) ? matrix(get(`${p}self_attn.k_norm.weight`)) : null,
-      gate: matrix(get(`${p}mlp.gate_proj.weight`)),
-      up: matrix(get(`${p}mlp.up_proj.weight`)),
-      down: matrix(get(`${p}mlp.down_proj.weight`)),
-    });
-  }
-  const embedding = matrix(get('model.embed_tokens.weight'));
-  return {
-    embedding,
-    layers,
-    finalNorm: matrix(get('model.norm.weight')),
-    lmHead: ckpt.spec.tieEmbeddings ? embedding : matrix(get('lm_head.weight')),
-  };
+  return weightsFromTensors(ckpt.tensors, ckpt.spec.tieEmbeddings);
+}
+
+/** The weight a graph names; a name the checkpoint lacks is an error naming it. */
+export function weightOf(w: ModelWeights, name: string): WeightMatrix {
+  const m = w.get(name);
+  if (!m) throw new TidarcError('runtime', 'the step graph reads a tensor the weights do not have', { field: 'tensor', value: name });
+  return m;
 }

@@ -32,10 +32,11 @@ interface Launch { kernel: string; args: Uint8Array }
 function recorder() {
   const launches: Launch[] = [];
   const uploads = new Map<string, ArrayBufferView>();
+  const allocs: string[] = [];
   let next = 0x10000;
   const device = {
     info: { multiprocessors: 132 },
-    alloc: (bytes: number, label: string): DeviceBuffer => ({ ptr: (next += Math.ceil(bytes / 256) * 256 + 256), bytes, label }),
+    alloc: (bytes: number, label: string): DeviceBuffer => (allocs.push(label), { ptr: (next += Math.ceil(bytes / 256) * 256 + 256), bytes, label }),
     free: () => undefined,
     fill: () => undefined,
     copy: () => undefined,
@@ -44,7 +45,7 @@ function recorder() {
     kernel: (module: string, name: string): KernelRef => ({ name, module }) as unknown as KernelRef,
     launch: (fn: KernelRef, _g: unknown, _b: unknown, _s: number, args: Uint8Array) => launches.push({ kernel: fn.name, args }),
   } as unknown as CudaDevice;
-  return { device, launches, uploads };
+  return { device, launches, uploads, allocs };
 }
 
 const field = (args: Uint8Array, name: string): number => {
@@ -60,18 +61,21 @@ describe('the cuda runner on the fused epilogues', async () => {
   const I = spec.intermediateSize;
 
   test('gate | up uploaded interleaved; the MLP is one SwiGLU GEMM, no silu_mul; greedy lm_head writes no logits', () => {
-    const { device, launches, uploads } = recorder();
+    const { device, launches, uploads, allocs } = recorder();
     const w = uploadWeights(device, spec, weights, manifest);
     expect(w.gateUpInterleave).toBe(8);
-    const l0 = weights.layers[0]!;
     const natural = new Uint16Array(2 * I * spec.hiddenSize);
-    natural.set(l0.gate.data as Uint16Array), natural.set(l0.up.data as Uint16Array, I * spec.hiddenSize);
-    expect(uploads.get('layer 0 gate|up_proj')).toEqual(interleaveGateUp(natural, spec.hiddenSize, 8));
+    natural.set(weights.get('model.layers.0.mlp.gate_proj.weight')!.data as Uint16Array);
+    natural.set(weights.get('model.layers.0.mlp.up_proj.weight')!.data as Uint16Array, I * spec.hiddenSize);
+    expect(uploads.get('model.layers.0.mlp.gate_up_proj.weight')).toEqual(interleaveGateUp(natural, spec.hiddenSize, 8));
 
     const runner = new GpuModelRunner(spec, device, w, '/kernels', manifest, 64);
     const pass = runner.pass(Int32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2, 3, 4, 5]), { kind: 'step', variant: tidarVariantName(2) });
     const names = launches.map((l) => l.kernel);
     expect(names).not.toContain('tidarc_op_silu_mul');
+    // The workspace holds what the fused graph names: gate (the SwiGLU output), no up [T, I].
+    expect(allocs).toContain('gate [6 tokens]');
+    expect(allocs.filter((l) => l.startsWith('up ['))).toEqual([]);
     // smallSpec's q | k | v has gate | up's shape (512 x 128): one unit, the epilogue chosen per launch.
     const unit = launches.filter((l) => l.kernel.startsWith(`tidarc_gemm_bf16_n${2 * I}_k${spec.hiddenSize}_m`));
     expect(unit.map((l) => field(l.args, 'epilogue'))).toEqual([0, 1, 0, 1]);
@@ -95,12 +99,13 @@ describe('the cuda runner on the fused epilogues', async () => {
   });
 
   test('without the manifest\'s interleave (an older manifest) gate | up stays in order and silu_mul runs', () => {
-    const { device, launches } = recorder();
+    const { device, launches, allocs } = recorder();
     const plain = { ...manifest, gemms: manifest.gemms!.map(({ swigluInterleave: _, rowStatsKernel: __, ...g }) => g) };
     const w = uploadWeights(device, spec, weights, plain);
     expect(w.gateUpInterleave).toBeUndefined();
     const pass = new GpuModelRunner(spec, device, w, '/kernels', plain, 64).pass(Int32Array.from([1]), Int32Array.from([0]), { kind: 'step', variant: AR_VARIANT });
     expect(launches.filter((l) => l.kernel === 'tidarc_op_silu_mul')).toHaveLength(spec.layers);
+    expect(allocs).toContain('up [1 tokens]');
     launches.length = 0;
     pass.argmax([0]);
     expect(launches.map((l) => l.kernel).at(-1)).toBe('tidarc_op_row_stats');

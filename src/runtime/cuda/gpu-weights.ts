@@ -1,0 +1,112 @@
+/**
+ * The model's weights on the device, keyed by the names the cuda step graph reads: the
+ * checkpoint's names, and the fused matrices under the names the rewrite gives them
+ * (model.layers.3.self_attn.qkv_proj.weight = q | k | v rows in one buffer, its parts views
+ * into it). A fused gate | up whose GEMM has the SwiGLU epilogue is uploaded with its rows
+ * interleaved in blocks (its parts then are not views of anything; only the GEMM reads it).
+ */
+import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
+import type { Manifest } from '../../codegen/manifest.js';
+import { AR_VARIANT } from '../../codegen/variant-name.js';
+import { TidarcError } from '../../errors.js';
+import type { ModelSpec } from '../../ir/model.js';
+import { layerPrefix, opWeights } from '../../ir/step-graph.js';
+import { rewriteForGpu } from '../../ir/step-rewrite.js';
+import { ropeInvFreq, type WeightMatrix } from '../ops.js';
+import { passGraph } from '../model/step.js';
+import { type ModelWeights, weightOf } from '../model/weights.js';
+import type { CudaDevice, DeviceBuffer } from './device.js';
+import type { GpuMatrix } from './gpu-ops.js';
+
+/** The model's weights on the device (a tied lm_head shares the embedding's buffer). */
+export interface GpuWeights {
+  /** Every matrix and norm the cuda graph reads, fused ones and their parts included. */
+  readonly matrices: ReadonlyMap<string, GpuMatrix>;
+  /** Biases (fp32), fused ones and views of their parts. */
+  readonly biases: ReadonlyMap<string, DeviceBuffer>;
+  readonly invFreq: DeviceBuffer;
+  readonly bytes: number;
+  /** gate | up rows interleaved in blocks of this many for the SwiGLU epilogue (tidarc_gemm_abi.h). */
+  readonly gateUpInterleave?: number;
+}
+
+/**
+ * The interleave the compiled gate_up GEMM fuses SwiGLU with, when the manifest has one for
+ * these weights' shape and format (the runner then launches it with the epilogue).
+ */
+function gateUpInterleaveOf(manifest: Pick<Manifest, 'gemms'> | undefined, w: ModelWeights): number | undefined {
+  const gate = w.get(`${layerPrefix(0)}mlp.gate_proj.weight`), up = w.get(`${layerPrefix(0)}mlp.up_proj.weight`);
+  const g = manifest?.gemms?.find((x) => x.roles.includes('gate_up'));
+  if (!gate || !up || !g?.swigluInterleave || g.n !== gate.rows + up.rows || g.k !== gate.cols || g.dtype !== gate.dtype || gate.rows !== up.rows) return undefined;
+  return g.swigluInterleave;
+}
+
+export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>): GpuWeights {
+  const gateUpInterleave = gateUpInterleaveOf(manifest, w);
+  // The weights a graph reads do not depend on its token count or schedule.
+  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), gateUpInterleave === undefined ? {} : { swigluInterleave: gateUpInterleave });
+  const matrices = new Map<string, GpuMatrix>();
+  const biases = new Map<string, DeviceBuffer>();
+  const seen = new Map<WeightMatrix, GpuMatrix>();
+  let bytes = 0;
+  const upload = (data: ArrayBufferView & { byteLength: number }, label: string): DeviceBuffer => {
+    const buf = device.alloc(data.byteLength, label);
+    device.upload(buf, data);
+    bytes += buf.bytes;
+    return buf;
+  };
+  const matrix = (name: string): void => {
+    if (matrices.has(name)) return;
+    const m = weightOf(w, name);
+    const g = seen.get(m) ?? { buf: upload(m.data, name), dtype: m.dtype, rows: m.rows, cols: m.cols };
+    seen.set(m, g);
+    matrices.set(name, g);
+  };
+  /** Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part. */
+  const fused = (name: string, parts: readonly string[], interleave?: number): void => {
+    const ms = parts.map((p) => weightOf(w, p));
+    const { dtype, cols } = ms[0]!;
+    if (ms.some((m) => m.dtype !== dtype || m.cols !== cols)) throw new TidarcError('runtime', `${name}: the fused parts differ in format or columns`);
+    const rows = ms.reduce((n, m) => n + m.rows, 0);
+    const data = dtype === 'f32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols);
+    let at = 0;
+    for (const m of ms) data.set(m.data, at), (at += m.data.length);
+    const buf = upload(interleave === undefined ? data : interleaveGateUp(data, cols, interleave), name);
+    matrices.set(name, { buf, dtype, rows, cols });
+    const elem = data.BYTES_PER_ELEMENT;
+    let row = 0;
+    ms.forEach((m, i) => {
+      matrices.set(parts[i]!, { buf: { ptr: buf.ptr + row * cols * elem, bytes: m.rows * cols * elem, label: `${name} rows ${row}..${row + m.rows - 1}` }, dtype, rows: m.rows, cols });
+      row += m.rows;
+    });
+  };
+  /** The parts' biases in one buffer (zeros for a part without one) and a view of each present part. */
+  const fusedBias = (name: string, parts: readonly { weight: string; bias?: string }[]): void => {
+    const sizes = parts.map((p) => weightOf(w, p.weight).rows);
+    const all = new Float32Array(sizes.reduce((a, b) => a + b, 0));
+    let at = 0;
+    parts.forEach((p, i) => (p.bias && all.set(weightOf(w, p.bias).data as Float32Array, at), (at += sizes[i]!)));
+    const buf = upload(all, name);
+    biases.set(name, buf);
+    at = 0;
+    parts.forEach((p, i) => {
+      if (p.bias) biases.set(p.bias, { ptr: buf.ptr + at * 4, bytes: sizes[i]! * 4, label: `${name} view` });
+      at += sizes[i]!;
+    });
+  };
+  for (const op of graph.ops) {
+    if (op.kind === 'linear' && op.parts.length > 1) {
+      fused(op.weight, op.parts.map((p) => p.weight), op.swiglu?.interleave);
+      if (op.bias) fusedBias(op.bias, op.parts);
+    } else if (op.kind === 'linear') {
+      matrix(op.weight);
+      const bias = op.parts[0]!.bias;
+      if (bias && !biases.has(bias)) biases.set(bias, upload(weightOf(w, bias).data, bias));
+    } else {
+      for (const name of opWeights(op)) matrix(name);
+    }
+  }
+  matrix(graph.head.weight);
+  const invFreq = upload(ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling), 'rope inverse frequencies');
+  return { matrices, biases, invFreq, bytes, ...(gateUpInterleave ? { gateUpInterleave } : {}) };
+}
