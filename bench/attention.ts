@@ -10,12 +10,10 @@
  *
  *   npm run bench:attention        # prints the table; --json for the figures
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { parsePtxasReport } from '../src/build/ptxas.js';
+import { ptxasOfSource } from '../src/build/ptxas.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES } from '../src/codegen/arch.js';
 import { renderCudaVariant } from '../src/codegen/kernel-source.js';
@@ -27,7 +25,6 @@ import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
 import { H200, predictAttention } from './attention-model.js';
 
-const exec = promisify(execFile);
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'] as const;
 export const BENCH_PREFIXES = [4096, 16384] as const;
 export const BENCH_BATCHES = [1, 8] as const;
@@ -51,8 +48,7 @@ async function registersOf(plans: readonly AttentionPlan[]): Promise<{ registers
     for (const p of plans) {
       const src = join(dir, `${p.variant.name}.cu`);
       writeFileSync(src, renderCudaVariant(p, 'bench'));
-      const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-arch=sm_90', '-Xptxas', '-v', '-o', join(dir, `${p.variant.name}.cubin`), src], { maxBuffer: 64 << 20 });
-      const r = parsePtxasReport(stderr)['sm_90']?.[p.variant.symbol];
+      const r = (await ptxasOfSource(nvcc.tool.path, src, 'sm_90'))[p.variant.symbol];
       if (r) registers.set(p.variant.name, r.registers);
     }
     return { registers, source: `ptxas sm_90 (${nvcc.tool.version})` };

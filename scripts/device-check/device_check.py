@@ -33,13 +33,17 @@ tidarc's IR). Steps:
      kernel, FlexAttention (torch.compile'd, BlockMask from the same mask) and SDPA with a dense
      boolean mask; CUDA events, warm-up, >= 100 repetitions over rotated inputs (cold L2),
      median with p20/p80; microseconds, TB/s, TFLOP/s and the share of the measured ceilings;
+     tidarc at the split-KV count and workspace the runtime would use (grid.json's attentionBench:
+     tidarc's rule at ptxas's occupancy, attention_bench.py) beside the cost model's prediction, and
+     at the CUDA search's best of the shape bucket as a second timing; every row names its splits;
   6. tidarc's own runtime on the cuda backend (runtime_check.mjs, with the Node and the package
      that pack-runtime.sh put in the bundle): greedy TiDAR == greedy AR on a random model,
      k = 1, 2, 4, 8, three prompts, 200 tokens, the KV-cache rule after every run;
   7. writes device-check.json, device-check.md and device-check.svg under --out and prints a
      short table last.
 Kernels are launched through the CUDA driver API (ctypes on libcuda.so.1) on PyTorch's own
-tensors and primary context. --dry-run runs steps 3, 4 and 6 without PyTorch or a GPU: numpy
+tensors and primary context. --dry-run runs steps 3, 4, 6 and tidarc's side of 5 (its points at the
+rule's splits, checked, then timed on the emulator) without PyTorch or a GPU: numpy
 inputs, the emulated driver ($TIDARC_LIBCUDA, `tidarc emulated-driver`) and the bundle's .emu.so
 modules (prepare --dry-run); its tolerance is the emulator tests' fixed one.
 --report-only FILE rewrites the markdown and SVG of a recorded device-check.json.
@@ -65,6 +69,7 @@ from kernels import (FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, Driver, compar
                      reference, sdpa_comparator, to_bits, torch_reference)
 from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, gemm_epilogue_check, ptxas_registers  # noqa: E402
 from gemm_tune import NumpyShape, TorchShape, gemm_tune  # noqa: E402
+from attention_bench import bench_point, dry_bench, launcher, point_grid, tuned_launch, workspace_floats  # noqa: E402
 from report import write_reports  # noqa: E402
 from tidarc_abi import AR_VARIANT, tidar_variant  # noqa: E402
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer  # noqa: E402
@@ -215,8 +220,10 @@ def build_gemm_fatbins(bundle, gem, arch):
     return regs
 
 
-def benchmark(torch, drv, bundle, grid, ceil, budget_s):
-    """tidarc vs FlexAttention vs SDPA on the Qwen3-8B shape; points past the time budget are skipped and listed."""
+def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None):
+    """tidarc vs FlexAttention vs SDPA on the Qwen3-8B shape; points past the time budget are skipped and listed.
+    tidarc runs at the split-KV count and workspace of grid.json's point (the runtime's rule, attention_bench.py),
+    and at the CUDA search's best for the point's bucket as a second row when the search timed it."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     F = torch.nn.functional
     flex = torch.compile(flex_attention)
@@ -225,7 +232,7 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s):
     variants = {v['name']: v for v in model['variants']}
     started, points, skipped = time.time(), [], []
     ar, k4, k8, k16 = AR_VARIANT, tidar_variant(4), tidar_variant(8), tidar_variant(16)
-    grid_points = [(name, L, B) for name in (ar, k4, k8, k16) for L in (1024, 4096, 16384, 65536) for B in (1, 8)]
+    grid_points = point_grid(grid) or [(name, L, B) for name in (ar, k4, k8, k16) for L in (1024, 4096, 16384, 65536) for B in (1, 8)]
     # The points the goals read first, so that the time budget cuts the others.
     first = [(k16, 4096, 1), (k16, 16384, 1), (ar, 65536, 8), (ar, 16384, 8), (ar, 4096, 1), (k4, 4096, 1),
              (ar, 16384, 1), (k4, 16384, 1), (k16, 65536, 1)]
@@ -244,14 +251,34 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s):
         o = torch.empty(B, n, Hq, D, device='cuda', dtype=torch.bfloat16)
         lse = torch.empty(B, n, Hq, device='cuda', dtype=torch.float32)
 
-        def ours(i):
+        point = bench_point(grid, name, L, B)
+        splits = point['splits'] if point else 1
+        ws = torch.empty(max(1, workspace_floats(model, v, B, splits)), device='cuda', dtype=torch.float32)
+
+        def ptrs(i, out=o):
             x = ins[i % sets]
-            launch_attention(drv, bundle, model, v, [x['q'].data_ptr(), x['kc'].data_ptr(), x['vc'].data_ptr(), x['ks'].data_ptr(), x['vs'].data_ptr(), prefix.data_ptr(), o.data_ptr(), lse.data_ptr(), 0], B, L, 1)
+            return [x['q'].data_ptr(), x['kc'].data_ptr(), x['vc'].data_ptr(), x['ks'].data_ptr(), x['vs'].data_ptr(), prefix.data_ptr(), out.data_ptr(), lse.data_ptr(), ws.data_ptr()]
+        ours = launcher(drv, bundle, model, v, B, L, splits)
         # Baselines take keys as [B, H, L + n, D]: the cache and the step concatenated once, outside the timing.
         base = [dict(q=x['q'].transpose(1, 2).contiguous(), k=torch.cat([x['kc'], x['ks'].transpose(1, 2)], 2).contiguous(), v=torch.cat([x['vc'], x['vs'].transpose(1, 2)], 2).contiguous()) for x in ins]
         dense = torch.cat([torch.full((n, L), v['prefixVisible'], device='cuda'), step_vis], 1)
-        row = {'variant': name, 'n': n, 'prefix': L, 'batch': B}
-        row['tidarc'] = time_events(torch, ours, 100)
+        row = {'variant': name, 'n': n, 'prefix': L, 'batch': B, 'splits': splits, 'workspaceFloats': workspace_floats(model, v, B, splits)}
+        if point:
+            row.update(predictedUs=point['predictedUs'], predictedBound=point['predictedBound'], rooflineUs=point['rooflineUs'])
+        row['tidarc'] = time_events(torch, lambda i: ours(ptrs(i)), 100)
+        # The rule's split against one split on set 0: the workspace path must give the same output.
+        one = torch.empty_like(o)
+        ours(ptrs(0))
+        launcher(drv, bundle, model, v, B, L, 1)(ptrs(0, one))
+        torch.cuda.synchronize()
+        row['splitVsOneMaxDiff'] = float((o.float() - one.float()).abs().max())
+        tuned = tuned_launch(grid, tune_section, name, L, B)
+        if tuned:
+            t_model, t_v, t_splits, key = tuned
+            t_ws = torch.empty(max(1, workspace_floats(t_model, t_v, B, t_splits)), device='cuda', dtype=torch.float32)
+            t_call = launcher(drv, bundle, t_model, t_v, B, L, t_splits)
+            row['tuned'] = {'config': key, 'splits': t_splits,
+                            **time_events(torch, lambda i: t_call(ptrs(i)[:8] + [t_ws.data_ptr()]), 100)}
         row['sdpa'] = time_events(torch, lambda i: F.scaled_dot_product_attention(base[i % sets]['q'], base[i % sets]['k'], base[i % sets]['v'], attn_mask=dense, enable_gqa=True), 100)
         try:
             def mask_mod(b, h, qi, kv):
@@ -267,7 +294,10 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s):
         row['copyShare'] = row['tidarcTBs'] / ceil['copyTBs']
         row['computeShare'] = row['tidarcTflops'] / ceil['matmulTflops']
         points.append(row)
-        log(f"bench {name} L={L} B={B}: tidarc {us:.1f} us, sdpa {row['sdpa']['medianUs']:.1f} us, flex {row.get('flex', {}).get('medianUs', float('nan')):.1f} us")
+        if point:
+            row['measuredOverPredicted'] = us / point['predictedUs']
+        log(f"bench {name} L={L} B={B}: tidarc {us:.1f} us at {splits} splits (predicted {point['predictedUs'] if point else float('nan'):.1f}), "
+            f"tuned {row.get('tuned', {}).get('config', '-')} {row.get('tuned', {}).get('medianUs', float('nan')):.1f} us, sdpa {row['sdpa']['medianUs']:.1f} us, flex {row.get('flex', {}).get('medianUs', float('nan')):.1f} us")
         del ins, base
         torch.cuda.empty_cache()
     return points, skipped
@@ -352,6 +382,7 @@ def main(argv):
             machine = {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}'}
             data['tune'] = tune(drv, bundle, grid, out, lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed), wall_timer(drv), machine,
                                 a.tune_budget, a.bucket_seconds, log)
+        data['bench'] = dry_bench(drv, bundle, grid, wall_timer(drv), log)
         if a.runtime_root:
             work = out / 'runtime-work'
             work.mkdir(exist_ok=True)
@@ -386,7 +417,7 @@ def main(argv):
             save_partial(data, out)
             data['tune'] = tune(drv, bundle, grid, out, make_sets, event_timer(torch), machine, left_for(a.tune_budget), a.bucket_seconds, log)
         save_partial(data, out)
-        data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], left_for(a.bench_budget))
+        data['bench'], data['benchSkipped'] = benchmark(torch, drv, bundle, grid, data['ceilings'], left_for(a.bench_budget), data.get('tune'))
         save_partial(data, out)
         work = out / 'runtime-work'
         work.mkdir(exist_ok=True)
@@ -398,7 +429,8 @@ def main(argv):
     runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)
     tune_ok = not any('error' in r for r in data.get('tune', {}).get('buckets', []))
     gemm_ok = all(r['ok'] for r in data.get('gemm', {}).get('correctness', []) + data.get('gemm', {}).get('epilogues', []))
-    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok else 1
+    bench_ok = all(r.get('ok', True) for r in data.get('bench', []))  # the dry run checks each point's output
+    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok and bench_ok else 1
 
 
 if __name__ == '__main__':

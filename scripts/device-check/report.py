@@ -29,14 +29,30 @@ def correctness_table(rows):
     return lines
 
 
+def _tuned(r):
+    """The CUDA search's best of the point's bucket, timed in the benchmark: 'w4-n64-s8 12.3' or '-'."""
+    t = r.get('tuned')
+    return f"{t['config']} {_fmt(t['medianUs'])}" if t else '-'
+
+
 def bench_table(rows):
-    lines = ['| step | n | prefix L | batch | tidarc us (p20-p80) | Flex us | SDPA us | vs Flex | vs SDPA | TB/s | TFLOP/s | % copy | % matmul |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| step | n | prefix L | batch | splits | tidarc us (p20-p80) | predicted us | measured / predicted | tuned best us | Flex us | SDPA us | vs Flex | vs SDPA | TB/s | TFLOP/s | % copy | % matmul |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         t, f, s = _us(r, 'tidarc'), _us(r, 'flex'), _us(r, 'sdpa')
-        lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {_fmt(t)} ({_fmt(r['tidarc']['p20Us'])}-{_fmt(r['tidarc']['p80Us'])}) | "
+        lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {r.get('splits', 1)} | {_fmt(t)} ({_fmt(r['tidarc']['p20Us'])}-{_fmt(r['tidarc']['p80Us'])}) | "
+                     f"{_fmt(r.get('predictedUs'))} | {_fmt(t / r['predictedUs'], 2) if r.get('predictedUs') else '-'} | {_tuned(r)} | "
                      f"{_fmt(f) if 'flex' in r else 'error: ' + r.get('flexError', 'not run')} | {_fmt(s)} | {_fmt(f / t, 2)}x | {_fmt(s / t, 2)}x | "
                      f"{_fmt(r['tidarcTBs'], 2)} | {_fmt(r['tidarcTflops'])} | {_fmt(100 * r['copyShare'])} | {_fmt(100 * r['computeShare'])} |")
+    return lines
+
+
+def dry_bench_table(rows):
+    """The dry run's benchmark: the rule's splits checked on the emulator (its microseconds are not a GPU's)."""
+    lines = ['| step | n | prefix L | batch | splits | workspace floats | emulator us | H200 predicted us | max error | result |', '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {r['splits']} | {r['workspaceFloats']} | {_fmt(_us(r, 'tidarc'), 0)} | "
+                     f"{_fmt(r['predictedUs'])} | {r['maxError']:.2e} | {'ok' if r['ok'] else 'FAIL'} |")
     return lines
 
 
@@ -164,12 +180,16 @@ def write_reports(data, out):
         c = data['ceilings']
         md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s.", '']
     md += [f'## Correctness: {len(corr) - len(failed)} of {len(corr)} checks ok', '', *correctness_table(corr), '']
-    if bench:
+    if bench and data.get('dryRun'):
+        md += ['## Benchmark points (dry run: the runtime\'s split-KV count and workspace, checked; emulator times)', '', *dry_bench_table(bench), '']
+    elif bench:
         md += ['## Benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16)', '',
                'Same process, same tensors. tidarc: the generated kernel through the driver API. FlexAttention: torch.compile(flex_attention) with a '
                'BlockMask from the same in-step visibility (create_block_mask per point). SDPA: scaled_dot_product_attention with a dense boolean '
                'mask [n, L + n]. Baselines read keys as [B, H, L + n, D] (cache and step concatenated once, outside the timing). CUDA events, '
-               '10 warm-up, 100 timed calls over rotated inputs (cold L2), median (p20-p80).', '', *bench_table(bench), '']
+               '10 warm-up, 100 timed calls over rotated inputs (cold L2), median (p20-p80). tidarc runs at the split-KV count and workspace '
+               'the runtime would use (splits; predicted: bench/attention-model.ts at the same count), and at the CUDA search\'s best '
+               'configuration of the shape bucket when the search timed it (tuned best).', '', *bench_table(bench), '']
         g = goals(bench)
         if g:
             md += ['## Goals', '', '| goal | measured | met |', '|---|---|---|', *[f'| {a} | {b} | {"yes" if ok else "NO"} |' for a, b, ok in g], '']
@@ -192,7 +212,7 @@ def write_reports(data, out):
     if data.get('benchSkipped'):
         md += [f"Skipped for the time budget: {', '.join(data['benchSkipped'])}.", '']
     (out / 'device-check.md').write_text('\n'.join(md) + '\n')
-    (out / 'device-check.svg').write_text(svg_chart(bench))
+    (out / 'device-check.svg').write_text(svg_chart([] if data.get('dryRun') else bench))
     short = [f"correctness: {len(corr) - len(failed)}/{len(corr)} ok" + (f"; FAILED: {', '.join(r['model'] + '/' + r['variant'] for r in failed[:8])}" if failed else '')]
     if tn:
         short.append(f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
@@ -218,5 +238,7 @@ def write_reports(data, out):
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
     for r in bench:
-        short.append(f"{r['variant']:>10} L={r['prefix']:<6} B={r['batch']}: tidarc {_fmt(_us(r, 'tidarc')):>8} us  flex {_fmt(_us(r, 'flex')):>8}  sdpa {_fmt(_us(r, 'sdpa')):>8}")
+        short.append(f"{r['variant']:>10} L={r['prefix']:<6} B={r['batch']}: tidarc {_fmt(_us(r, 'tidarc')):>8} us at {r.get('splits', 1):>2} splits  "
+                     f"predicted {_fmt(r.get('predictedUs')):>8}  tuned {_tuned(r):>16}  flex {_fmt(_us(r, 'flex')):>8}  sdpa {_fmt(_us(r, 'sdpa')):>8}"
+                     + ('' if r.get('ok', True) else '  WRONG'))
     return '\n'.join(short)

@@ -27,6 +27,7 @@ import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { shapeBucket, variantKey } from '../tune/db.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
 import { AR_VARIANT, parseVariantName, tidarVariantName } from '../codegen/variant-name.js';
+import { type BenchGrid, type BenchSection, benchPoints } from './attention-points.js';
 
 export interface BundleShape {
   readonly dtype: 'bf16' | 'fp16';
@@ -96,6 +97,8 @@ export interface BundleGrid {
   readonly bench: string;
   /** The CUDA search (issue 6), when the bundle was prepared with one. */
   readonly tune?: BundleTune;
+  /** The benchmark's points on the bench model: the runtime's split-KV count, workspace and the cost model's prediction (issue 15). */
+  readonly attentionBench?: BenchSection;
 }
 
 /** SMs of an H200, the GPU the bundle is prepared for: the slots of the heuristic's split rule. */
@@ -215,8 +218,8 @@ export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>):
  * (11 tiles: ranks 0 and 1 for all, rank 2 for the first 8), and the cap drops the split
  * counts farthest from the wave arithmetic, the least likely winners.
  */
-export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: number, max: number): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
-  const heuristic = heuristicConfig(shape, slots, ARCHES.sm_90.tile);
+export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: number, max: number, ctasPerSm = 1): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
+  const heuristic = heuristicConfig(shape, slots, ARCHES.sm_90.tile, ctasPerSm);
   const first = tiles.find((t) => t.warps === heuristic.warps && t.tileN === heuristic.tileN);
   if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map((t) => `w${t.warps}-n${t.tileN}`).join(','), allowed: `a list with w${heuristic.warps}-n${heuristic.tileN}` });
   const ranked = [first, ...tiles.filter((t) => t !== first)].map((t) => {
@@ -242,7 +245,7 @@ function onlyVariants(m: BundleModel, names: readonly string[]): BundleModel {
 }
 
 /** The tuned variants once per tile (the grid's own model serves the arch's tile), then the buckets' configurations. */
-async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly BundleModel[], log: (line: string) => void): Promise<BundleTune> {
+async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly BundleModel[], log: (line: string) => void, bench?: BenchSection): Promise<BundleTune> {
   const name = shapeName(t.shape);
   const spec = specOf(t.shape);
   const drafts = t.variants.flatMap((v) => {
@@ -273,7 +276,9 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     if (described.rows !== rows) throw new TidarcError('runtime', `${v} has ${described.rows} packed rows in its manifest, expected ${rows}`);
     const buckets = t.batches.flatMap((batch) => t.prefixes.map((prefix): BundleTuneBucket => {
       const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix };
-      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, tiles, t.slots, t.maxConfigs) };
+      // The heuristic is the runtime's choice: the arch tile's occupancy when the bench section measured it.
+      const ctasPerSm = bench?.model === name ? bench.occupancy[v]?.ctasPerSm ?? 1 : 1;
+      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, tiles, t.slots, t.maxConfigs, ctasPerSm) };
     }));
     return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };
   });
@@ -289,6 +294,8 @@ export interface PrepareOptions {
   readonly emulated?: boolean;
   /** Also the CUDA search's candidates (FULL_TUNE, DRY_RUN_TUNE). */
   readonly tune?: TuneGrid;
+  /** Also the benchmark's points on the bench model (FULL_BENCH, DRY_RUN_BENCH). */
+  readonly bench?: BenchGrid;
   readonly log?: (line: string) => void;
 }
 
@@ -296,19 +303,25 @@ export async function prepareDeviceBundle(o: PrepareOptions): Promise<BundleGrid
   const log = o.log ?? (() => undefined);
   makeDirs(o.outDir, { field: 'device bundle directory', value: o.outDir });
   const models: BundleModel[] = [];
+  const manifests = new Map<string, { manifest: Manifest; dir: string }>();
   for (const [i, shape] of o.grid.entries()) {
     const dir = `models/${shapeName(shape)}`;
     const out = join(o.outDir, dir);
     const r = await compileModel({ spec: specOf(shape), arches: ['sm_90'], outDir: out, build: 'none', log: () => undefined });
     if (o.emulated) await emulateCompiledDir(out);
     models.push(describe(r.manifest, dir));
+    manifests.set(shapeName(shape), { manifest: r.manifest, dir: out });
     log(`[${i + 1}/${o.grid.length}] ${shapeName(shape)}: ${r.manifest.variants.length} variants${o.emulated ? ' (+ .emu.so)' : ''}`);
   }
-  const tune = o.tune ? await prepareTune(o.tune, o, models, log) : undefined;
+  const bench = models.find((m) => m.name === shapeName(BENCH_SHAPE))?.name ?? models[0]!.name;
+  const benched = manifests.get(bench)!;
+  const attentionBench = o.bench ? await benchPoints(benched.manifest, benched.dir, o.bench, H200_SMS) : undefined;
+  if (attentionBench) log(`bench: ${attentionBench.points.length} points of ${bench}; occupancy ${Object.entries(attentionBench.occupancy).map(([v, x]) => `${v} ${x.ctasPerSm}/SM`).join(', ')}`);
+  const tune = o.tune ? await prepareTune(o.tune, o, models, log, attentionBench) : undefined;
   const grid: BundleGrid = {
-    format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', models,
-    bench: models.find((m) => m.name === shapeName(BENCH_SHAPE))?.name ?? models[0]!.name,
+    format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', models, bench,
     ...(tune ? { tune } : {}),
+    ...(attentionBench ? { attentionBench } : {}),
   };
   await writeFile(join(o.outDir, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
   return grid;

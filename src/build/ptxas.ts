@@ -3,6 +3,11 @@
  * cmem on the "Used" line, sm_90 does not; static smem appears only when a kernel has some.
  * Result: arch -> kernel -> figures.
  */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import type { PtxasReport } from '../codegen/manifest.js';
 
 export type PtxasByArch = Record<string, Record<string, PtxasReport>>;
@@ -65,4 +70,20 @@ export function ptxasWarnings(variant: string, report: PtxasByArch): string[] {
     }
   }
   return warnings;
+}
+
+/**
+ * ptxas's figures of one CUDA source for one arch without a build (nvcc -cubin -Xptxas -v into a
+ * scratch directory): registers for tools that predict or pick split counts (bench:attention,
+ * the device bundle). Headers are found beside the source.
+ */
+export async function ptxasOfSource(nvccPath: string, source: string, arch: string): Promise<Record<string, PtxasReport>> {
+  const dir = await mkdtemp(join(tmpdir(), 'tidarc-ptxas-'));
+  try {
+    const { stderr } = await promisify(execFile)(nvccPath, ['-cubin', '-O3', '-std=c++17', `-arch=${arch}`, '-Xptxas', '-v', '-o', join(dir, 'out.cubin'), source],
+      { cwd: dirname(source), maxBuffer: 64 << 20 });
+    return parsePtxasReport(stderr)[arch] ?? {};
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

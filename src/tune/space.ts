@@ -100,14 +100,15 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 
 /**
  * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (4 warps, 64
- * keys) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs): split only while
+ * keys) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs, x `ctasPerSm`, the
+ * CTAs an SM holds when ptxas said; chooseSplits): split only while
  * the work items (batch * KV heads * row tiles) fill less than 80% of one wave, then the fewest
  * splits within 85% of the best wave efficiency. A CPU call's threads and splits:
  * heuristicCpuCall (src/codegen/call-params.ts).
  */
-export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile): AttentionConfig {
+export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile, ctasPerSm = 1): AttentionConfig {
   const rowTiles = Math.ceil(shape.rows / (16 * tile.warps));
-  const splits = chooseSplits(shape.batch * shape.kvHeads * rowTiles, slots, Math.ceil(shape.prefix / tile.tileN));
+  const splits = chooseSplits(shape.batch * shape.kvHeads * rowTiles, slots, Math.ceil(shape.prefix / tile.tileN), undefined, ctasPerSm);
   return { warps: tile.warps, tileN: tile.tileN, splits };
 }
 

@@ -11,6 +11,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { DRY_RUN_BENCH } from '../../src/bench/attention-points.js';
+import type { Manifest } from '../../src/codegen/manifest.js';
+import { AttentionLauncher } from '../../src/runtime/cuda/attention-launch.js';
+import type { CudaDevice } from '../../src/runtime/cuda/device.js';
 import { BENCH_SHAPE, DRY_RUN_GRID, DRY_RUN_TUNE, FULL_TUNE, type BundleGrid, candidateTiles, prepareDeviceBundle, tuneConfigs } from '../../src/bench/device-bundle.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
@@ -69,7 +73,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
   let driver: string;
   const bundle = join(root, 'bundle');
   beforeAll(async () => {
-    grid = await prepareDeviceBundle({ outDir: bundle, grid: DRY_RUN_GRID, tune: DRY_RUN_TUNE, emulated: true });
+    grid = await prepareDeviceBundle({ outDir: bundle, grid: DRY_RUN_GRID, tune: DRY_RUN_TUNE, bench: DRY_RUN_BENCH, emulated: true });
     driver = await buildEmulatedDriver(join(root, 'driver'));
   }, 600_000);
 
@@ -81,6 +85,26 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(k2.offsets).toEqual([0, 1, 1, 2, 2, 3]);
     expect(k2.prefixVisible).toBe(true);
     expect(k2.rows).toBe(24);
+  });
+
+  test('grid.json\'s benchmark points: the cuda launcher\'s split count at the bundle\'s occupancy, its workspace, a prediction (issue 15 item 5)', () => {
+    const section = grid.attentionBench!;
+    const model = grid.models.find((m) => m.name === section.model)!;
+    const manifest = JSON.parse(readFileSync(join(bundle, model.dir, 'manifest.json'), 'utf8')) as Manifest;
+    expect(section.points).toHaveLength(DRY_RUN_BENCH.variants.length * DRY_RUN_BENCH.prefixes.length * DRY_RUN_BENCH.batches.length);
+    for (const point of section.points) {
+      const occ = section.occupancy[point.variant]!;
+      if (nvcc.found) expect(occ.source).toMatch(/^ptxas sm_90/);
+      const withOcc: Manifest = { ...manifest, variants: manifest.variants.map((v) => ({ ...v, occupancy: { sm_90: occ } })) };
+      const v = withOcc.variants.find((x) => x.name === point.variant)!;
+      const launcher = new AttentionLauncher({ info: { multiprocessors: section.sms }, arch: 'sm_90' } as unknown as CudaDevice, '/nowhere', withOcc);
+      expect(point.splits, `${point.variant} L=${point.prefix} B=${point.batch}`).toBe(launcher.splitsFor(v, point.batch, point.prefix));
+      expect(point.workspaceFloats).toBe(point.splits > 1 ? point.splits * point.batch * v.steps * model.qHeads * (model.headDim + 1) : 0);
+      expect(point.predictedUs).toBeGreaterThan(0);
+    }
+    // L = 64 is one tile: one split; L = 300 is 5 tiles the rule splits (few CTAs on 132 SMs).
+    expect(section.points.filter((p) => p.prefix === 64).every((p) => p.splits === 1)).toBe(true);
+    expect(section.points.filter((p) => p.prefix === 300).every((p) => p.splits === 5)).toBe(true);
   });
 
   test('grid.json\'s tune section: 3 tiles of tidar_k2, 2 buckets, the heuristic first, the cap applied', () => {
@@ -110,6 +134,14 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     for (const c of data.correctness) expect(c.ok).toBe(true);
     expect(r.stdout).toMatch(new RegExp(`correctness: ${variants * 4}/${variants * 4} ok`));
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Correctness: \d+ of \d+ checks ok/);
+
+    // The benchmark points at the runtime's splits and workspace, each checked against the float64 reference on the emulator.
+    const bench = (data as unknown as { bench: { variant: string; prefix: number; batch: number; splits: number; workspaceFloats: number; ok: boolean; predictedUs: number }[] }).bench;
+    expect(bench.map((b) => [b.variant, b.prefix, b.batch, b.splits, b.workspaceFloats, b.predictedUs]))
+      .toEqual(grid.attentionBench!.points.map((p) => [p.variant, p.prefix, p.batch, p.splits, p.workspaceFloats, p.predictedUs]));
+    for (const b of bench) expect(b.ok, `${b.variant} L=${b.prefix} B=${b.batch}`).toBe(true);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Benchmark points \(dry run[^\n]*\n\n\| step \| n \| prefix L \| batch \| splits \|/);
+    expect(r.stdout).toMatch(/tidar_k2 L=300 +B=2: tidarc +\d+\.\d us at +5 splits +predicted/);
 
     // The tune part: a database tidarc reads, one entry per bucket, the heuristic timed, the meta as cuda-meta.ts forms it.
     const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
@@ -188,7 +220,9 @@ describe.skipIf(!numpy)('device check report writer', () => {
     expect(r.code, r.stderr).toBe(0);
     const md = readFileSync(join(out, 'device-check.md'), 'utf8');
     expect(md).toMatch(/Ceilings measured in this run: device-to-device copy 4\.00 TB\/s, bf16 matmul 800 TFLOP\/s/);
-    expect(md).toMatch(/\| tidar_k16 \| 272 \| 16384 \| 1 \| 100\.0 \(98\.0-104\.0\) \| 140\.0 \| 400\.0 \| 1\.40x \| 4\.00x \|/);
+    // Each row names its split count, the prediction beside the measurement and the tuned best (issue 15 item 5); an older record: 1 split.
+    expect(md).toMatch(/\| tidar_k16 \| 272 \| 16384 \| 1 \| 5 \| 100\.0 \(98\.0-104\.0\) \| 80\.0 \| 1\.25 \| w4-n64-s8 95\.0 \| 140\.0 \| 400\.0 \| 1\.40x \| 4\.00x \|/);
+    expect(md).toMatch(/\| ar \| 1 \| 4096 \| 1 \| 1 \| 20\.0 \(19\.0-21\.0\) \| - \| - \| - \| 30\.0 \|/);
     expect(md).toMatch(/error: sample failure/);
     expect(md).toMatch(/\| TiDAR k=16 step >= 1\.3x faster than FlexAttention \(L >= 4k\) \| 1\.40x \(worst point\) \| yes \|/);
     expect(md).toMatch(/\| AR step >= 85% of copy bandwidth at >= 256 MB of KV \| 90% \(worst point\) \| yes \|/);
@@ -198,6 +232,6 @@ describe.skipIf(!numpy)('device check report writer', () => {
     expect(md).toMatch(/Heuristic within 10% of the tuned best on 1 of 2 shapes \(50%; goal 90%\)\. Timed per shape bucket: at most 2 configurations \(limit 30\) and 60\.2 s \(limit 60 s\)/);
     expect(md).toMatch(/Buckets skipped for the search's budget: tidar_k8 bf16 d128 q32\/kv8 \| b8 L16384/);
     expectWellFormedXml(readFileSync(join(out, 'device-check.svg'), 'utf8'));
-    expect(r.stdout.trim().split('\n').pop()).toMatch(/tidar_k16 L=16384 +B=1: tidarc +100\.0 us +flex +140\.0 +sdpa +400\.0/);
+    expect(r.stdout.trim().split('\n').pop()).toMatch(/tidar_k16 L=16384 +B=1: tidarc +100\.0 us at +5 splits +predicted +80\.0 +tuned +w4-n64-s8 95\.0 +flex +140\.0 +sdpa +400\.0/);
   });
 });
