@@ -48,3 +48,5 @@ OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiii', ('q', 'k', 'v', '
 OP_TO_FLOAT = Struct('TidarcToFloatArgs', '<QQQii', ('x', 'out', 'count', 'dtype', 'pad_'))
 OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'from', 'count', 'slot', 'kv_heads', 'capacity', 'head_dim'))
 OP_ROW_STATS = Struct('TidarcRowStatsArgs', '<QQQQii', ('logits', 'argmax', 'max_logit', 'lse', 'rows', 'cols'))
+OP_SAMPLE = Struct('TidarcSampleArgs', '<QQQQQQQiiiifffi', ('logits', 'mix_logits', 'drafts', 'step', 'tokens', 'accepted', 'seed', 'rows', 'vocab', 'top_k', 'never_emit', 'temperature', 'top_p', 'beta', 'pad_'))
+OP_ACCEPT = Struct('TidarcAcceptArgs', '<QQQii', ('tokens', 'accepted', 'emitted', 'rows', 'pad_'))

@@ -336,3 +336,261 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_row_stats(Ti
     a.lse[r] = is_finite(m) ? static_cast<float>(static_cast<double>(m) + log(sum)) : m;
   }
 }
+
+// ---- sampling ------------------------------------------------------------------------------
+// One block a row of logits: temperature, top-k, top-p, then a draw, or the lossless test of a
+// draft with residual resampling (src/runtime/model/sampling.ts, the decoder's rules). The
+// kept set is found without sorting: radix selection over a 32-bit order key of the logit,
+// 4 bits a pass, each pass one read of the row and one reduction of 16 bins; ties at the cut
+// go to the lower vocabulary index, as the host's sort does. A draw is the Gumbel-max trick
+// (argmax of log p + Gumbel noise is a sample of p), so no prefix sum is needed, and
+// excluding the draft from it samples the residual. Random numbers come from Philox4x32-10
+// keyed by the seed, counter (vocabulary index, row, step): any launch order gives the same
+// tokens. Sums are float64 in a fixed tree order, so a run is reproducible bit for bit.
+
+namespace tidarc {
+namespace ops {
+
+constexpr int kSampleBins = 16;       // radix digit of 4 bits: 8 passes over a 32-bit key
+constexpr int kSampleDigitBits = 4;
+constexpr uint32_t kAcceptDraw = 0xffffffffu;  // the counter's index word of a row's acceptance draw
+
+struct SampleShared {
+  double bins[kSampleBins][kRowThreads];
+  double best_score[kRowThreads];
+  int best_index[kRowThreads];
+  int tie_count[kRowThreads];
+  int tie_last;
+};
+
+// A cut of the row: kept = key > key_cut, or key == key_cut and index <= last.
+struct SampleCut {
+  uint32_t key;
+  int last;
+};
+__device__ __forceinline__ SampleCut keep_all() { return {0u, INT32_MAX}; }
+
+__device__ __forceinline__ bool kept_by(const SampleCut& c, uint32_t key, int i) { return key > c.key || (key == c.key && i <= c.last); }
+
+// Larger logits give larger keys (the float's bits, sign-flipped for an unsigned compare).
+__device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) != 0 ? ~b : (b | 0x80000000u);
+}
+
+// Philox4x32-10 (Salmon et al., SC'11): 10 rounds of the counter under a bumped key.
+__device__ __forceinline__ void philox4x32_10(uint32_t (&c)[4], uint32_t k0, uint32_t k1) {
+  for (int r = 0; r < 10; r++) {
+    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c[0];
+    const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c[2];
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k0, n2 = static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k1;
+    c[1] = static_cast<uint32_t>(p1);
+    c[3] = static_cast<uint32_t>(p0);
+    c[0] = n0;
+    c[2] = n2;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+}
+
+// A uniform double in (0, 1) (53 random bits, never 0 or 1) for (index, row, step) under the seed.
+__device__ __forceinline__ double sample_uniform(int64_t seed, uint64_t step, int row, uint32_t index) {
+  uint32_t c[4] = {index, static_cast<uint32_t>(row), static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32)};
+  philox4x32_10(c, static_cast<uint32_t>(seed), static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32));
+  const uint64_t bits = (static_cast<uint64_t>(c[0]) << 21) ^ (c[1] >> 11);  // 53 bits
+  return (static_cast<double>(bits & ((1ull << 53) - 1)) + 0.5) * 0x1p-53;
+}
+
+// The row's logit i: beta-mixed with the second head's when given; the never-emitted token is -inf.
+__device__ __forceinline__ float sample_logit(const TidarcSampleArgs& a, int r, int i) {
+  if (i == a.never_emit) return -INFINITY;
+  const int64_t at = static_cast<int64_t>(r) * a.vocab + i;
+  if (a.mix_logits == nullptr) return a.logits[at];
+  return static_cast<float>(static_cast<double>(a.beta) * a.logits[at] + (1.0 - static_cast<double>(a.beta)) * a.mix_logits[at]);
+}
+
+// Sums each of the 16 bins over the block in a fixed tree order; every thread gets the totals.
+__device__ __forceinline__ void block_sum_bins(double (&v)[kSampleBins], SampleShared& s) {
+  const int tid = threadIdx.x;
+#pragma unroll
+  for (int b = 0; b < kSampleBins; b++) s.bins[b][tid] = v[b];
+  __syncthreads();
+  for (int half = kRowThreads / 2; half > 0; half /= 2) {
+    if (tid < half) {
+#pragma unroll
+      for (int b = 0; b < kSampleBins; b++) s.bins[b][tid] += s.bins[b][tid + half];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int b = 0; b < kSampleBins; b++) v[b] = s.bins[b][0];
+  __syncthreads();
+}
+
+/**
+ * The cut that keeps, of the elements `prev` keeps, the largest ones up to `target` weight
+ * (by_mass: their exp((x - m) / T) reaches target; else their count reaches target). Ties at
+ * the cut are kept in index order until the target is reached.
+ */
+__device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, int r, SampleShared& s, const SampleCut& prev, bool by_mass, double target, float m) {
+  const int tid = threadIdx.x;
+  const double inv_t = 1.0 / static_cast<double>(a.temperature);
+  uint32_t prefix = 0;
+  double above = 0.0, chosen_weight = 0.0;
+  for (int shift = 32 - kSampleDigitBits; shift >= 0; shift -= kSampleDigitBits) {
+    const uint32_t high = shift + kSampleDigitBits >= 32 ? 0u : ~0u << (shift + kSampleDigitBits);
+    double bins[kSampleBins] = {};
+    for (int i = tid; i < a.vocab; i += kRowThreads) {
+      const float x = sample_logit(a, r, i);
+      const uint32_t key = order_key(x);
+      if ((key & high) != prefix || !kept_by(prev, key, i)) continue;
+      const uint32_t digit = (key >> shift) & (kSampleBins - 1);
+      const double w = by_mass ? exp((static_cast<double>(x) - m) * inv_t) : 1.0;
+      // Unrolled compares keep the bins in registers (an indexed store would put them on the stack).
+#pragma unroll
+      for (int b = 0; b < kSampleBins; b++) bins[b] += digit == static_cast<uint32_t>(b) ? w : 0.0;
+    }
+    block_sum_bins(bins, s);
+    int chosen = -1;
+#pragma unroll
+    for (int b = kSampleBins - 1; b >= 0; b--) {
+      if (chosen >= 0) continue;  // no break, no indexing by a variable: the bins stay in registers
+      if (above + bins[b] >= target) chosen = b, chosen_weight = bins[b];
+      else above += bins[b];
+    }
+    if (chosen < 0) return keep_all();  // rounding left the whole row short of the target: keep it all
+    prefix |= static_cast<uint32_t>(chosen) << shift;
+  }
+  // prefix is the cut's key; chosen_weight the weight of its ties, each of the same weight.
+  const float x_cut = __uint_as_float((prefix & 0x80000000u) != 0 ? (prefix & 0x7fffffffu) : ~prefix);
+  const double each = by_mass ? exp((static_cast<double>(x_cut) - m) * inv_t) : 1.0;
+  const int ties = static_cast<int>(by_mass ? chosen_weight / each + 0.5 : chosen_weight);
+  int need = static_cast<int>(ceil((target - above) / each));
+  need = max(1, min(need, ties));
+  // The need-th tie in index order: contiguous chunks a thread, counts scanned by thread 0.
+  const int chunk = (a.vocab + kRowThreads - 1) / kRowThreads;
+  const int lo = min(a.vocab, tid * chunk), hi = min(a.vocab, lo + chunk);
+  int count = 0;
+  for (int i = lo; i < hi; i++) count += order_key(sample_logit(a, r, i)) == prefix && kept_by(prev, prefix, i) ? 1 : 0;
+  s.tie_count[tid] = count;
+  __syncthreads();
+  if (tid == 0) {
+    int before = 0, who = kRowThreads - 1;
+    for (int t = 0; t < kRowThreads; t++) {
+      if (before + s.tie_count[t] >= need) {
+        who = t;
+        break;
+      }
+      before += s.tie_count[t];
+    }
+    s.tie_count[0] = who;  // thread 0 read its own count already
+    s.tie_count[1] = need - before;
+  }
+  __syncthreads();
+  const int who = s.tie_count[0], nth = s.tie_count[1];
+  __syncthreads();
+  if (tid == who) {
+    int seen = 0, last = lo;
+    for (int i = lo; i < hi && seen < nth; i++) {
+      if (order_key(sample_logit(a, r, i)) == prefix && kept_by(prev, prefix, i)) seen++, last = i;
+    }
+    s.tie_last = last;
+  }
+  __syncthreads();
+  const SampleCut cut = {prefix, s.tie_last};
+  __syncthreads();
+  return cut;
+}
+
+}  // namespace ops
+}  // namespace tidarc
+
+// Min blocks 1: left to itself ptxas aims for 3 resident blocks (80 registers) and spills the
+// radix bins; a step samples a few rows, so residency does not matter here.
+extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(TidarcSampleArgs a) {
+  __shared__ SampleShared s;
+  const int r = blockIdx.x, tid = threadIdx.x;
+  if (r >= a.rows) return;
+  const uint64_t step = a.step != nullptr ? *a.step : 0;
+  const double inv_t = 1.0 / static_cast<double>(a.temperature);
+
+  // The row's maximum (softmax's shift); the never-emitted token is -inf.
+  double m = -INFINITY;
+  for (int i = tid; i < a.vocab; i += kRowThreads) m = fmax(m, static_cast<double>(sample_logit(a, r, i)));
+  s.best_score[tid] = m;
+  __syncthreads();
+  for (int half = kRowThreads / 2; half > 0; half /= 2) {
+    if (tid < half) s.best_score[tid] = fmax(s.best_score[tid], s.best_score[tid + half]);
+    __syncthreads();
+  }
+  const float mx = static_cast<float>(s.best_score[0]);
+  __syncthreads();
+
+  // top-k over the row, then top-p over what top-k kept (mass relative to that set).
+  SampleCut k_cut = keep_all(), p_cut = keep_all();
+  if (a.top_k > 0 && a.top_k < a.vocab) k_cut = select_cut(a, r, s, keep_all(), false, a.top_k, mx);
+  double kept_mass = 0.0;
+  for (int i = tid; i < a.vocab; i += kRowThreads) {
+    const float x = sample_logit(a, r, i);
+    if (kept_by(k_cut, order_key(x), i)) kept_mass += exp((static_cast<double>(x) - mx) * inv_t);
+  }
+  kept_mass = block_sum(kept_mass, &s.bins[0][0]);
+  if (a.top_p < 1.0f) {
+    p_cut = select_cut(a, r, s, k_cut, true, static_cast<double>(a.top_p) * kept_mass, mx);
+    kept_mass = 0.0;
+    for (int i = tid; i < a.vocab; i += kRowThreads) {
+      const float x = sample_logit(a, r, i);
+      const uint32_t key = order_key(x);
+      if (kept_by(k_cut, key, i) && kept_by(p_cut, key, i)) kept_mass += exp((static_cast<double>(x) - mx) * inv_t);
+    }
+    kept_mass = block_sum(kept_mass, &s.bins[0][0]);
+  }
+
+  // A draft is accepted with probability p(draft); else (and on a row without a draft) the
+  // token is drawn from p without the draft: the residual p - min(p, q) for q = delta(draft).
+  const int draft = a.drafts != nullptr ? a.drafts[r] : -1;
+  bool accept = false;
+  if (draft >= 0 && draft < a.vocab) {
+    const float xd = sample_logit(a, r, draft);
+    const uint32_t kd = order_key(xd);
+    const double pd = kept_by(k_cut, kd, draft) && kept_by(p_cut, kd, draft) ? exp((static_cast<double>(xd) - mx) * inv_t) / kept_mass : 0.0;
+    accept = sample_uniform(a.seed, step, r, kAcceptDraw) < pd;
+  }
+  double best = -INFINITY;
+  int best_i = INT32_MAX;
+  if (!accept) {
+    for (int i = tid; i < a.vocab; i += kRowThreads) {
+      const float x = sample_logit(a, r, i);
+      const uint32_t key = order_key(x);
+      if (i == draft || x == -INFINITY || !kept_by(k_cut, key, i) || !kept_by(p_cut, key, i)) continue;
+      const double score = (static_cast<double>(x) - mx) * inv_t - log(-log(sample_uniform(a.seed, step, r, static_cast<uint32_t>(i))));
+      if (score > best) best = score, best_i = i;  // increasing i: ties keep the first
+    }
+  }
+  s.best_score[tid] = best;
+  s.best_index[tid] = best_i;
+  __syncthreads();
+  for (int half = kRowThreads / 2; half > 0; half /= 2) {
+    if (tid < half) {
+      const double o = s.best_score[tid + half];
+      const int oi = s.best_index[tid + half];
+      if (o > s.best_score[tid] || (o == s.best_score[tid] && oi < s.best_index[tid])) s.best_score[tid] = o, s.best_index[tid] = oi;
+    }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    // Nothing left to draw (every other kept token has probability 0): the draft stands.
+    a.tokens[r] = accept || s.best_index[0] == INT32_MAX ? draft : s.best_index[0];
+    a.accepted[r] = accept ? 1 : 0;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(32) tidarc_op_accept(TidarcAcceptArgs a) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  // The tokens a step makes final: each row's token up to and including the first rejected
+  // draft's correction (or the last row's draw when every draft stood).
+  int n = 1;
+  while (n < a.rows && a.accepted[n - 1] != 0) n++;
+  a.emitted[0] = n;
+  for (int i = 0; i < n; i++) a.emitted[1 + i] = a.tokens[i];
+}

@@ -128,4 +128,39 @@ typedef struct TidarcRowStatsArgs {
   int32_t cols;
 } TidarcRowStatsArgs;
 
+/* tidarc_op_sample: per row, p = softmax(logit / temperature), then top-k, then top-p over what
+   top-k kept (the smallest set of largest logits whose mass reaches top_p; ties to the lower
+   index), renormalised. A row with a draft d accepts it with probability p(d) (tokens = d,
+   accepted = 1), else draws from p without d (the residual); a row without one draws from p.
+   Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, *step).
+   grid (rows), block 256. */
+typedef struct TidarcSampleArgs {
+  const float* logits;      /* [rows, vocab] */
+  const float* mix_logits;  /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
+  const int32_t* drafts;    /* [rows] or null; < 0: a row without a draft */
+  const uint64_t* step;     /* [1] or null (= 0): the RNG counter of this step */
+  int32_t* tokens;          /* [rows] */
+  int32_t* accepted;        /* [rows]: 1 where the draft stood */
+  int64_t seed;
+  int32_t rows;
+  int32_t vocab;
+  int32_t top_k;            /* 0 = off */
+  int32_t never_emit;       /* -1 = none; else its logit counts as -inf */
+  float temperature;        /* > 0 */
+  float top_p;              /* (0, 1]; 1 = off */
+  float beta;               /* used with mix_logits */
+  int32_t pad_;
+} TidarcSampleArgs;
+
+/* tidarc_op_accept: the tokens a verified step makes final, from tidarc_op_sample's rows: n = 1 +
+   the number of leading accepted rows (at most rows), emitted = n, tokens[0 .. n).  grid (1),
+   block 32. */
+typedef struct TidarcAcceptArgs {
+  const int32_t* tokens;
+  const int32_t* accepted;
+  int32_t* emitted;         /* [rows + 1]: the count n, then n tokens */
+  int32_t rows;
+  int32_t pad_;
+} TidarcAcceptArgs;
+
 #endif

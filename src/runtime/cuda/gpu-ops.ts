@@ -6,7 +6,7 @@
  */
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  DTYPE_CODE, EMBED, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SILU_MUL, TO_FLOAT,
+  ACCEPT, DTYPE_CODE, EMBED, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT,
   type OpName, type StructSchema, opKernelName, packStruct,
 } from './op-abi.js';
 
@@ -86,5 +86,26 @@ export class GpuOps {
 
   rowStats(logits: DeviceBuffer, argmax: DeviceBuffer, maxLogit: DeviceBuffer, lse: DeviceBuffer, rows: number, cols: number): void {
     this.run('row_stats', ROW_STATS, { logits: logits.ptr, argmax: argmax.ptr, maxLogit: maxLogit.ptr, lse: lse.ptr, rows, cols }, [rows], 256);
+  }
+
+  /**
+   * Per row of logits [rows, vocab]: temperature, top-k (0 = off), top-p (1 = off), then a draw,
+   * or where drafts[r] >= 0 the lossless test of that draft (tokens[r], accepted[r]). `mix`
+   * verifies with beta * logits + (1 - beta) * mix; `step` holds the RNG counter (a device
+   * uint64, so a captured graph reads each step's value).
+   */
+  sample(a: {
+    logits: At; mix?: At; beta?: number; drafts?: DeviceBuffer; step?: DeviceBuffer; tokens: DeviceBuffer; accepted: DeviceBuffer;
+    rows: number; vocab: number; seed: number; temperature: number; topK?: number; topP?: number; neverEmit?: number;
+  }): void {
+    this.run('sample', SAMPLE, {
+      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), step: ptr(a.step), tokens: a.tokens.ptr, accepted: a.accepted.ptr,
+      seed: a.seed, rows: a.rows, vocab: a.vocab, topK: a.topK ?? 0, neverEmit: a.neverEmit ?? -1, temperature: a.temperature, topP: a.topP ?? 1, beta: a.beta ?? 1,
+    }, [a.rows], 256);
+  }
+
+  /** emitted = [n, tokens[0 .. n)]: n = 1 + the leading accepted rows of sample's output. */
+  accept(tokens: DeviceBuffer, accepted: DeviceBuffer, emitted: DeviceBuffer, rows: number): void {
+    this.run('accept', ACCEPT, { tokens: tokens.ptr, accepted: accepted.ptr, emitted: emitted.ptr, rows }, [1], 32);
   }
 }

@@ -11,6 +11,8 @@ export interface SamplingOptions {
   readonly temperature: number;
   /** Nucleus: keep the smallest set of tokens whose probability reaches topP. */
   readonly topP: number;
+  /** Keep only the topK most likely tokens (ties to the lower id) before topP; 0 or absent: all. */
+  readonly topK?: number;
 }
 
 /** The target distribution p over the vocabulary from one row of logits. */
@@ -25,6 +27,16 @@ export function distribution(logits: Float32Array, opts: SamplingOptions): Float
     sum += p[i]!;
   }
   for (let i = 0; i < V; i++) p[i]! /= sum;
+  const topK = opts.topK ?? 0;
+  if (topK > 0 && topK < V) {
+    const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
+    let kept = 0;
+    for (let r = 0; r < V; r++) {
+      if (r < topK) kept += p[order[r]!]!;
+      else p[order[r]!] = 0;
+    }
+    for (let i = 0; i < V; i++) p[i]! /= kept;
+  }
   if (opts.topP < 1) {
     const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b);
     let mass = 0, keep = 0;

@@ -49,6 +49,16 @@ describe('verifyDraft: accept with p(draft), else sample p without the draft', (
     expect([...nucleus].filter((x) => x > 0)).toHaveLength(2);  // 0.64 + 0.24 reaches 0.7
     expect(nucleus.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
   });
+
+  test('top-k keeps the k most likely tokens (ties to the lower id) before top-p', () => {
+    const logits = Float32Array.from([1, 2, 2, 2, 0]);
+    const k2 = distribution(logits, { temperature: 1, topP: 1, topK: 2 });
+    expect([...k2].map((x) => x > 0)).toEqual([false, true, true, false, false]);
+    expect(k2[1]).toBeCloseTo(0.5, 12);
+    // top-p over what top-k kept: 0.5 of the two tied tokens reaches 0.4, so one of them stays.
+    expect([...distribution(logits, { temperature: 1, topP: 0.4, topK: 2 })]).toEqual([0, 1, 0, 0, 0]);
+    expect(distribution(logits, { temperature: 1, topP: 1, topK: 5 })).toEqual(distribution(logits, { temperature: 1, topP: 1 }));
+  });
 });
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-sampling-'));
