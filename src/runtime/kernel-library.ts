@@ -1,7 +1,9 @@
 /**
  * A compiled model's kernels, opened from its output directory (manifest.json + the CPU
- * library `tidarc compile` built). Checks every buffer against the variant's shapes before
- * the native call, so a wrong size is a clear error, never a read past an array.
+ * library or the fatbins `tidarc compile` built) on one backend: cpu (the native addon calls the
+ * library) or cuda (the AttentionLauncher launches the fatbins). Every backend checks every
+ * buffer against the variant's shapes first, with the same errors, so a wrong size is a clear
+ * error, never a read past an array.
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
