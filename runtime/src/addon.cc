@@ -21,6 +21,7 @@
 #include "ops_cpu.h"
 #include "staged_array.h"
 #include "tidarc_abi.h"
+#include "tidarc_attention_args.h"
 
 namespace {
 
@@ -126,20 +127,40 @@ KernelFn ResolveKernel(Napi::Env env, Library* lib, const Napi::Value& sym) {
 
 // ---- argument conversion -------------------------------------------------------------
 
+// The JavaScript array of each element type the argument's arrays have.
+template <typename T> struct JsArray;
+template <> struct JsArray<uint16_t> {
+  static constexpr napi_typedarray_type kType = napi_uint16_array;
+  static constexpr const char* kName = "a Uint16Array (bf16/fp16 bits)";
+};
+template <> struct JsArray<int32_t> {
+  static constexpr napi_typedarray_type kType = napi_int32_array;
+  static constexpr const char* kName = "an Int32Array";
+};
+template <> struct JsArray<float> {
+  static constexpr napi_typedarray_type kType = napi_float32_array;
+  static constexpr const char* kName = "a Float32Array";
+};
+
+// args[field] as the array of its element type; the scratch workspace may be null or absent
+// (an empty array then: the kernel sees no workspace).
 template <typename T>
-Napi::TypedArrayOf<T> AsTypedArray(Napi::Env env, const Napi::Value& v, const char* field,
-                                   napi_typedarray_type type, const char* type_name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
-    ThrowType(env, std::string("args.") + field + " must be " + type_name);
+Napi::TypedArrayOf<T> GetArray(Napi::Env env, const Napi::Object& args, const char* field, int role) {
+  Napi::Value v = args.Get(field);
+  const bool nullable = role == TIDARC_ARRAY_SCRATCH;
+  if (nullable && (v.IsNull() || v.IsUndefined())) return Napi::TypedArrayOf<T>();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != JsArray<T>::kType) {
+    ThrowType(env, std::string("args.") + field + " must be " + JsArray<T>::kName + (nullable ? " or null" : ""));
   }
   return v.As<Napi::TypedArrayOf<T>>();
 }
 
-template <typename T>
-Napi::TypedArrayOf<T> GetTypedArray(Napi::Env env, const Napi::Object& args, const char* field,
-                                    napi_typedarray_type type, const char* type_name) {
-  return AsTypedArray<T>(env, args.Get(field), field, type, type_name);
-}
+// Every array of the argument as JavaScript passed it, by its C field (tidarc_attention_args.h).
+struct JsArrays {
+#define TIDARC_DECLARE(field, js, type, role) Napi::TypedArrayOf<type> field;
+  TIDARC_ATTENTION_ARRAYS(TIDARC_DECLARE)
+#undef TIDARC_DECLARE
+};
 
 int32_t GetInt32(Napi::Env env, const Napi::Object& args, const char* field) {
   Napi::Value v = args.Get(field);
@@ -188,59 +209,43 @@ void AllowEmptyCaches(TidarcAttentionArgs& a) {
 
 AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode) {
   if (!value.IsObject() || value.IsArray() || value.IsTypedArray()) {
-    ThrowType(env, "args must be an object with q, kCache, vCache, kStep, vStep, prefixLen, o, "
-                   "lse, workspace, batch, cacheCapacity, numSplits, numThreads");
+    ThrowType(env, "args must be an object with " TIDARC_ATTENTION_JS_FIELDS);
   }
   Napi::Object args = value.As<Napi::Object>();
-  const char* u16 = "a Uint16Array (bf16/fp16 bits)";
-  auto q = GetTypedArray<uint16_t>(env, args, "q", napi_uint16_array, u16);
-  auto k_cache = GetTypedArray<uint16_t>(env, args, "kCache", napi_uint16_array, u16);
-  auto v_cache = GetTypedArray<uint16_t>(env, args, "vCache", napi_uint16_array, u16);
-  auto k_step = GetTypedArray<uint16_t>(env, args, "kStep", napi_uint16_array, u16);
-  auto v_step = GetTypedArray<uint16_t>(env, args, "vStep", napi_uint16_array, u16);
-  auto prefix = GetTypedArray<int32_t>(env, args, "prefixLen", napi_int32_array, "an Int32Array");
-  auto o = GetTypedArray<uint16_t>(env, args, "o", napi_uint16_array, u16);
-  auto lse = GetTypedArray<float>(env, args, "lse", napi_float32_array, "a Float32Array");
-
-  Napi::Value ws_value = args.Get("workspace");
-  bool has_workspace = false;
-  Napi::TypedArrayOf<float> ws;
-  if (!ws_value.IsNull() && !ws_value.IsUndefined()) {
-    ws = AsTypedArray<float>(env, ws_value, "workspace", napi_float32_array, "a Float32Array or null");
-    has_workspace = ws.ElementLength() > 0;  // a zero-length array: the kernel sees "no workspace"
-  }
+  JsArrays js;
+#define TIDARC_READ(field, name, type, role) js.field = GetArray<type>(env, args, name, role);
+  TIDARC_ATTENTION_ARRAYS(TIDARC_READ)
+#undef TIDARC_READ
 
   AttentionCall call;
   TidarcAttentionArgs& a = call.abi;
-  a.batch = GetInt32(env, args, "batch");
-  a.cache_capacity = GetInt32(env, args, "cacheCapacity");
-  a.num_splits = GetInt32(env, args, "numSplits");
-  a.num_threads = GetInt32(env, args, "numThreads");
+#define TIDARC_READ(field, name) a.field = GetInt32(env, args, name);
+  TIDARC_ATTENTION_SCALARS(TIDARC_READ)
+#undef TIDARC_READ
 
   // Shapes are known only to the variant; these cheap checks catch swapped or short buffers
   // that would otherwise be read out of bounds. Range checks of values stay in the kernel.
-  RequireSameLength(env, "o", o.ElementLength(), "q", q.ElementLength());
-  RequireSameLength(env, "vCache", v_cache.ElementLength(), "kCache", k_cache.ElementLength());
-  RequireSameLength(env, "vStep", v_step.ElementLength(), "kStep", k_step.ElementLength());
-  if (a.batch > 0 && prefix.ElementLength() < static_cast<size_t>(a.batch)) {
-    ThrowRange(env, "args.prefixLen has " + std::to_string(prefix.ElementLength()) +
+#define TIDARC_SAME(field, name, other, other_name) \
+  RequireSameLength(env, name, js.field.ElementLength(), other_name, js.other.ElementLength());
+  TIDARC_ATTENTION_SAME_EXTENT(TIDARC_SAME)
+#undef TIDARC_SAME
+  if (a.batch > 0 && js.prefix_len.ElementLength() < static_cast<size_t>(a.batch)) {
+    ThrowRange(env, "args.prefixLen has " + std::to_string(js.prefix_len.ElementLength()) +
                         " elements but batch is " + std::to_string(a.batch));
   }
-  call.prefix.assign(prefix.Data(), prefix.Data() + std::max(a.batch, 0));
-  a.prefix_len = call.prefix.data();
+  call.prefix.assign(js.prefix_len.Data(), js.prefix_len.Data() + std::max(a.batch, 0));
+  // prefix_len always points at that checked copy (AttentionCall), never at the array.
+  auto is_prefix = [&](const void* field) { return field == static_cast<const void*>(&a.prefix_len); };
 
   if (mode == CallMode::kSync) {
     // An empty array passes null: a zero-length view of a larger buffer has a data pointer,
     // from which a kernel would read a shape's worth of another array's bytes.
     auto data = [](auto& arr) -> void* { return arr.ElementLength() > 0 ? static_cast<void*>(arr.Data()) : nullptr; };
-    a.q = data(q);
-    a.k_cache = data(k_cache);
-    a.v_cache = data(v_cache);
-    a.k_step = data(k_step);
-    a.v_step = data(v_step);
-    a.o = data(o);
-    a.lse = static_cast<float*>(data(lse));
-    a.workspace = has_workspace ? ws.Data() : nullptr;
+#define TIDARC_POINT(field, name, type, role) \
+    if (!is_prefix(&a.field)) a.field = static_cast<type*>(data(js.field));
+    TIDARC_ATTENTION_ARRAYS(TIDARC_POINT)
+#undef TIDARC_POINT
+    a.prefix_len = call.prefix.data();
     AllowEmptyCaches(a);
     return call;
   }
@@ -257,14 +262,18 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
     const size_t sequence_slots = static_cast<size_t>(std::max(a.batch, 0)) * std::max(a.cache_capacity, 0) * head_dim;
     const bool in_range = std::all_of(call.prefix.begin(), call.prefix.end(),
                                       [&](int32_t L) { return L >= 0 && L <= a.cache_capacity; });
-    const bool shared = tidarc::InspectTypedArray(env, k_cache).shared || tidarc::InspectTypedArray(env, v_cache).shared;
+    bool shared = false;
+#define TIDARC_SHARED(field, name, type, role) \
+    if (role == TIDARC_ARRAY_CACHE) shared = shared || tidarc::InspectTypedArray(env, js.field).shared;
+    TIDARC_ATTENTION_ARRAYS(TIDARC_SHARED)
+#undef TIDARC_SHARED
     if (sequence_slots > 0 && in_range && !shared) {
-      if (k_cache.ElementLength() % sequence_slots != 0) {
-        ThrowRange(env, "args.kCache has " + std::to_string(k_cache.ElementLength()) +
+      if (js.k_cache.ElementLength() % sequence_slots != 0) {
+        ThrowRange(env, "args.kCache has " + std::to_string(js.k_cache.ElementLength()) +
                             " elements, not a multiple of batch * cacheCapacity * headDim (" +
                             std::to_string(sequence_slots) + ")");
       }
-      const size_t kv_heads = k_cache.ElementLength() / sequence_slots;
+      const size_t kv_heads = js.k_cache.ElementLength() / sequence_slots;
       const size_t slot = sizeof(uint16_t) * head_dim;
       const int32_t capacity = *std::max_element(call.prefix.begin(), call.prefix.end());
       for (int32_t b = 0; b < a.batch; ++b) {
@@ -279,20 +288,22 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
     }
   }
 
-  // Inputs first, then the arrays the kernel writes (written back in OnOK).
-  call.staged.reserve(9);
-  auto stage = [&](const Napi::TypedArray& arr, const char* field, const tidarc::Gather* g = nullptr) {
-    return call.staged.emplace_back(env, arr, field, g).data();
-  };
-  a.q = stage(q, "q");
-  a.k_cache = stage(k_cache, "kCache", gather);
-  a.v_cache = stage(v_cache, "vCache", gather);
-  a.k_step = stage(k_step, "kStep");
-  a.v_step = stage(v_step, "vStep");
+  // Inputs first, then the arrays the kernel writes (written back in OnOK); the cache arrays
+  // through the gather; an empty workspace stays null.
+  call.staged.reserve(sizeof(JsArrays) / sizeof(Napi::TypedArrayOf<float>));
+  bool outputs = false;
+#define TIDARC_STAGE(field, name, type, role)                                                          \
+  if ((role == TIDARC_ARRAY_OUT || role == TIDARC_ARRAY_SCRATCH) == outputs && !is_prefix(&a.field)) {   \
+    const bool none = role == TIDARC_ARRAY_SCRATCH && js.field.ElementLength() == 0;                    \
+    a.field = none ? nullptr                                                                             \
+                   : static_cast<type*>(call.staged.emplace_back(env, js.field, name, role == TIDARC_ARRAY_CACHE ? gather : nullptr).data()); \
+  }
+  TIDARC_ATTENTION_ARRAYS(TIDARC_STAGE)
   call.outputs_begin = call.staged.size();
-  a.o = stage(o, "o");
-  a.lse = static_cast<float*>(stage(lse, "lse"));
-  a.workspace = has_workspace ? static_cast<float*>(stage(ws, "workspace")) : nullptr;
+  outputs = true;
+  TIDARC_ATTENTION_ARRAYS(TIDARC_STAGE)
+#undef TIDARC_STAGE
+  a.prefix_len = call.prefix.data();
   AllowEmptyCaches(a);
   return call;
 }

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { TidarcError } from '../errors.js';
 import { packageRoot } from '../util/paths.js';
+import type { ATTENTION_ARRAYS, AttentionScalarField } from './cuda/op-abi.js';
 
 declare const libraryHandleBrand: unique symbol;
 
@@ -16,33 +17,26 @@ export interface LibraryHandle {
   readonly [libraryHandleBrand]: 'LibraryHandle';
 }
 
+type AttentionArrays = typeof ATTENTION_ARRAYS;
+interface JsArrayOf { u16: Uint16Array; i32: Int32Array; f32: Float32Array }
+
 /**
- * Buffers and sizes of one attention call, in the layouts of templates/common/tidarc_abi.h.
- * 16-bit tensors carry bf16 or fp16 bit patterns, as the variant expects.
+ * Buffers and sizes of one attention call: a field per entry of op-abi.ts's ATTENTION_ARRAYS
+ * (16-bit tensors carry bf16 or fp16 bits, as the variant expects; the scratch workspace is
+ * null when numSplits is 1) and ATTENTION_SCALARS (numThreads: CPU backend only, 0 = all
+ * hardware threads), in the layouts of templates/common/tidarc_abi.h. The addon reads them
+ * through the same tables (templates/common/tidarc_attention_args.h).
  */
-export interface NativeAttentionArgs {
-  q: Uint16Array;
-  kCache: Uint16Array;
-  vCache: Uint16Array;
-  kStep: Uint16Array;
-  vStep: Uint16Array;
-  prefixLen: Int32Array;
-  o: Uint16Array;
-  lse: Float32Array;
-  /** num_splits * batch * n * qHeads * (headDim + 1) floats when numSplits > 1, else null. */
-  workspace: Float32Array | null;
-  batch: number;
-  cacheCapacity: number;
-  numSplits: number;
-  /** CPU backend only; 0 = all hardware threads (more are clamped to them). */
-  numThreads: number;
+export type NativeAttentionArgs = {
+  [F in keyof AttentionArrays]: AttentionArrays[F]['role'] extends 'scratch' ? JsArrayOf[AttentionArrays[F]['elem']] | null : JsArrayOf[AttentionArrays[F]['elem']];
+} & { [S in AttentionScalarField]: number } & {
   /**
    * Elements of one cache slot (the variant's head dim). Optional; lets runAttentionAsync copy
    * only the cache slots the call reads (slots [0, prefixLen[b]) of each sequence and KV head)
    * instead of the whole caches.
    */
   headDim?: number;
-}
+};
 
 export interface CudaStatus {
   available: boolean;

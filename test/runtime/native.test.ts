@@ -16,6 +16,7 @@ import {
   type NativeAddon,
   type NativeAttentionArgs,
 } from '../../src/runtime/native.js';
+import { ATTENTION, ATTENTION_ARRAYS, ATTENTION_SCALARS, attentionArrayFields } from '../../src/runtime/cuda/op-abi.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -230,6 +231,23 @@ describe.skipIf(!addonBuilt || !hasGxx)('native addon (needs npm run build:nativ
         /handle must be a library handle returned by openLibrary/,
       );
       expect(() => native.runAttention(h, 'tidarc_cpu_test_copy', bad({ batch: 2 ** 40 }))).toThrow(RangeError);
+    });
+  });
+
+  test("the addon reads every field of op-abi.ts's attention schema by its name and element type (its tables are generated from it)", () => {
+    withLibrary(lib('good.so'), (h) => {
+      const jsName = { u16: 'a Uint16Array', i32: 'an Int32Array', f32: 'a Float32Array' } as const;
+      const call = (patch: Record<string, unknown>): (() => void) => () =>
+        native.runAttention(h, 'tidarc_cpu_test_copy', { ...makeArgs(1, [0]), ...patch } as unknown as NativeAttentionArgs);
+      for (const f of attentionArrayFields()) {
+        const { elem, role } = ATTENTION_ARRAYS[f];
+        const wrong = elem === 'u16' ? new Int32Array(4) : new Uint16Array(4);
+        expect(call({ [f]: wrong }), f).toThrow(new RegExp(`^args\\.${f} must be ${jsName[elem]}${role === 'scratch' ? '.* or null' : ''}`));
+        if (role !== 'scratch') expect(call({ [f]: null }), f).toThrow(TypeError);
+      }
+      for (const f of Object.keys(ATTENTION_SCALARS)) expect(call({ [f]: 0.5 }), f).toThrow(new RegExp(`^args\\.${f} must be an integer`));
+      expect(() => native.runAttention(h, 'tidarc_cpu_test_copy', 7 as unknown as NativeAttentionArgs))
+        .toThrow(`args must be an object with ${ATTENTION.fields.map(([f]) => f).join(', ')}`);
     });
   });
 
