@@ -212,7 +212,7 @@ def build_gemm_fatbins(bundle, gem, arch):
     t0 = time.time()
     regs = {}
     # The search's sources (a split-K count of a shape each) build beside the units.
-    jobs = list(gem['units']) + [s for t in gem.get('tune', []) for s in t['sources']]
+    jobs = list(gem['units']) + [s for t in gem.get('tune', []) for s in t['sources']] + ([gem['ops']] if gem.get('ops') else [])
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
         for r in pool.map(build, jobs):
             regs.update(r)

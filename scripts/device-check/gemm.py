@@ -16,21 +16,24 @@ import re
 import numpy as np
 
 from kernels import from_bits, to_bits
-from tidarc_abi import GEMM
+from tidarc_abi import GEMM, OP_SILU_MUL
 
 REDUCE_THREADS = 256
+ELEMENT_THREADS = 256  # tidarc_ops.cu kElementThreads
 
 
-def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n):
-    """TidarcGemmArgs (tidarc_abi.GEMM, generated from op-abi.ts): one output (seg1 = seg2 = n), no fused epilogue."""
-    return GEMM.pack(x=x, w=w, bias=bias, row_ids=row_ids, out=out, out2=0, out3=0, workspace=workspace, tile_stats=0, tile_argmax=0,
-                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=n, seg2=n, epilogue=0)
+def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n, out2=0, seg1=None):
+    """TidarcGemmArgs (tidarc_abi.GEMM, generated from op-abi.ts), no fused epilogue: one output (seg1 = seg2 = n), or
+    columns [0, seg1) into out and [seg1, n) into out2."""
+    seg1 = n if seg1 is None else seg1
+    return GEMM.pack(x=x, w=w, bias=bias, row_ids=row_ids, out=out, out2=out2, out3=0, workspace=workspace, tile_stats=0, tile_argmax=0,
+                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=seg1, seg2=n, epilogue=0)
 
 
-def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0):
+def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0, out2=0, seg1=None):
     """The kernel over `rows` rows, then the unit's split-K reduce. ptrs: x, w, bias, row_ids, out, workspace."""
     module = bundle / unit['fatbin']
-    args = gemm_args(*ptrs, rows, accumulate, unit['n'])
+    args = gemm_args(*ptrs, rows, accumulate, unit['n'], out2, seg1)
     grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
     drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
     if unit['splitK'] > 1:
@@ -54,6 +57,12 @@ def launch_epilogue(drv, bundle, unit, kernel, ptrs, rows, epilogue):
         drv.launch(drv.function(module, unit['epilogue']['rowStats'], 0), (-(-rows // 8), 1, 1), (REDUCE_THREADS, 1, 1), 0, args)
 
 
+def launch_silu_mul(drv, bundle, ops, gate, up, out, count):
+    """tidarc_op_silu_mul of templates/cuda/tidarc_ops.cu (one element a thread, blocks of 256): the unfused MLP's activation."""
+    drv.launch(drv.function(bundle / ops['fatbin'], 'tidarc_op_silu_mul', 0), (-(-count // ELEMENT_THREADS), 1, 1), (ELEMENT_THREADS, 1, 1), 0,
+               OP_SILU_MUL.pack(gate=gate, up=up, out=out, count=count))
+
+
 def _row_rule(logits):
     """tidarc_op_row_stats on float32 logits [rows, n]: first maximum, NaN the maximum; lse in float64."""
     nan = np.isnan(logits)
@@ -67,8 +76,10 @@ def _row_rule(logits):
 def gemm_epilogue_check(drv, bundle, gem, seed=11):
     """The fused epilogues of the units that have them, against the plain kernel's own output on
     the same device (itself checked against float64 above): SwiGLU within 8 float32 roundings of
-    float64 silu(gate) * up of it; row statistics: argmax and max exactly those of its logits, lse
-    within 4e-6 relative, row 0 all NaN (non-finite lse). Each bitwise the same row across M."""
+    float64 silu(gate) * up of it, and bitwise the unfused MLP (plain GEMM into gate and up, then
+    tidarc_op_silu_mul) when the bundle has the operators; row statistics: argmax and max exactly
+    those of its logits, lse within 4e-6 relative, row 0 all NaN (non-finite lse). Each bitwise the
+    same row across M."""
     results = []
     rng = np.random.default_rng(seed)
     for unit in gem['units']:
@@ -87,7 +98,8 @@ def gemm_epilogue_check(drv, bundle, gem, seed=11):
         tiles = -(-n // 128)
         ptr = {'x': drv.alloc(x.nbytes), 'w': drv.alloc(w_bits.nbytes), 'wf': drv.alloc(w_bits.nbytes), 'out': drv.alloc(rows_max * n * 4),
                'fused': drv.alloc(rows_max * n * 4), 'ws': drv.alloc(max(1, unit['splitK']) * rows_max * n * 4), 'ts': drv.alloc(rows_max * tiles * 8),
-               'ta': drv.alloc(rows_max * tiles * 4), 'ra': drv.alloc(rows_max * 4), 'rm': drv.alloc(rows_max * 4), 'rl': drv.alloc(rows_max * 4)}
+               'ta': drv.alloc(rows_max * tiles * 4), 'ra': drv.alloc(rows_max * 4), 'rm': drv.alloc(rows_max * 4), 'rl': drv.alloc(rows_max * 4),
+               'gate': drv.alloc(rows_max * n * 2), 'up': drv.alloc(rows_max * n * 2), 'unfused': drv.alloc(rows_max * n * 2)}
         drv.upload(ptr['x'], x)
         drv.upload(ptr['w'], w_bits)
         drv.upload(ptr['wf'], w_fused)
@@ -105,11 +117,23 @@ def gemm_epilogue_check(drv, bundle, gem, seed=11):
                 if swiglu:
                     got = np.empty((rows, n // 2), np.float32)
                     drv.download(ptr['fused'], got)
+                    # The unfused MLP on the same device: the plain GEMM into gate [rows, I] and up [rows, I], then
+                    # tidarc_op_silu_mul; the fused epilogue must equal it bit for bit (the same silu expression).
+                    unfused = None
+                    if gem.get('ops'):
+                        drv.fill(ptr['unfused'], 0xFF, rows * (n // 2) * 4)
+                        launch_gemm(drv, bundle, unit, kernel, [ptr['x'], ptr['w'], 0, 0, ptr['gate'], ptr['ws'] if unit['splitK'] > 1 else 0], rows,
+                                    out2=ptr['up'], seg1=n // 2)
+                        launch_silu_mul(drv, bundle, gem['ops'], ptr['gate'], ptr['up'], ptr['unfused'], rows * (n // 2))
+                        drv.synchronize()
+                        unfused = np.empty((rows, n // 2), np.float32)
+                        drv.download(ptr['unfused'], unfused)
                     g, u = plain[:, :n // 2].astype(np.float64), plain[:, n // 2:].astype(np.float64)
                     ref = g / (1 + np.exp(-g)) * u
                     err = np.abs(got - ref) / (8 * 2.0 ** -24 * np.abs(ref) + 1e-30)
                     worst = float(err.max()) if np.isfinite(got).all() else None
-                    ok = worst is not None and worst <= 1.0
+                    bitwise = None if unfused is None else bool(np.array_equal(got.view(np.uint32), unfused.view(np.uint32)))
+                    ok = worst is not None and worst <= 1.0 and bitwise is not False
                     keep = got
                 else:
                     arg, mx, lse = (np.empty(rows, np.int32), np.empty(rows, np.float32), np.empty(rows, np.float32))
@@ -124,7 +148,7 @@ def gemm_epilogue_check(drv, bundle, gem, seed=11):
                     keep = np.stack([arg.view(np.float32), mx, lse], axis=1)
                 same = first is None or np.array_equal(keep[:first[0]].view(np.uint32), first[1][:first[0]].view(np.uint32))
                 results.append({'unit': unit['name'], 'role': unit['role'], 'epilogue': 'swiglu' if swiglu else 'rowStats', 'm': rows, 'splitK': unit['splitK'],
-                                'worstRatio': worst, 'invariant': bool(same), 'ok': bool(ok and same)})
+                                'worstRatio': worst, 'invariant': bool(same), **({'bitwiseUnfused': bitwise} if swiglu else {}), 'ok': bool(ok and same)})
                 if first is None:
                     first = (rows, keep)
         finally:

@@ -19,6 +19,7 @@ import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-s
 import { readTemplateFile } from '../codegen/templates.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
 import type { ModelSpec } from '../ir/model.js';
+import { OPS, opKernelName } from '../runtime/cuda/op-abi.js';
 import { TIDARC_VERSION } from '../version.js';
 
 export interface GemmGridShape {
@@ -133,6 +134,8 @@ export interface BundleGemm {
   readonly arch: 'sm_90';
   readonly machine: string;
   readonly units: readonly BundleGemmUnit[];
+  /** templates/cuda/tidarc_ops.cu, relative to the bundle (its tidarc_op_silu_mul: the unfused MLP). */
+  readonly ops: { readonly cu: string; readonly fatbin: string };
   /** tidarc's version as the tuning database's meta names it. */
   readonly tidarc: string;
   readonly tune?: readonly BundleGemmTune[];
@@ -143,7 +146,10 @@ const ASSUMED_REGISTERS = 128;
 export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated = false): Promise<BundleGemm> {
   const dir = join(outDir, 'gemm');
   await mkdir(join(dir, 'cuda'), { recursive: true });
-  for (const h of ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh']) await writeFile(join(dir, 'cuda', h), readTemplateFile(`cuda/${h}`));
+  for (const h of ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh', 'tidarc_ops.cu', 'tidarc_ops_abi.h']) await writeFile(join(dir, 'cuda', h), readTemplateFile(`cuda/${h}`));
+  // The GPU operators: gemm.py runs the unfused MLP (plain gate_up GEMM, then tidarc_op_silu_mul) against the SwiGLU epilogue.
+  const ops = { cu: 'gemm/cuda/tidarc_ops.cu', fatbin: 'gemm/cuda/tidarc_ops.fatbin' };
+  if (emulated) await buildEmulatedModule(join(outDir, ops.cu), emulatedModulePath(join(outDir, ops.fatbin)), [{ name: opKernelName('silu_mul'), argsType: OPS.silu_mul.cName }]);
   const target = gemmTarget(['sm_90']);
   const units: BundleGemmUnit[] = [];
   for (const { role, shape, splitK } of grid.shapes) {
@@ -169,7 +175,7 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
     });
   }
   const tune = grid.tune ? await prepareGemmTune(outDir, grid, target, emulated) : undefined;
-  const bundle: BundleGemm = { format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', machine: H200.name, units, tidarc: TIDARC_VERSION, ...(tune ? { tune } : {}) };
+  const bundle: BundleGemm = { format: 1, generator: `tidarc ${TIDARC_VERSION}`, arch: 'sm_90', machine: H200.name, units, ops, tidarc: TIDARC_VERSION, ...(tune ? { tune } : {}) };
   await writeFile(join(outDir, 'gemm.json'), `${JSON.stringify(bundle, null, 1)}\n`);
   return bundle;
 }

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
 import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
+import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
 import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
 import { gemmTarget } from '../../src/codegen/gemm-plan.js';
 import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
@@ -82,7 +82,7 @@ async function dryRun(bundle: string, out: string, driver: string): Promise<{ co
   }
 }
 
-interface GemmCheck { unit: string; m: number; worstRatio: number | null; invariant: boolean; ok: boolean }
+interface GemmCheck { unit: string; m: number; worstRatio: number | null; invariant: boolean; ok: boolean; bitwiseUnfused?: boolean }
 
 describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulated driver', () => {
   const bundle = join(root, 'dry');
@@ -104,8 +104,8 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
     ]);
     expect(r.stdout).toContain('gemm: 8/8 kernels ok');
     // The fused epilogues through the split-K reduce: SwiGLU (gate_up) and the row statistics + merge (lm_head).
-    expect(data.gemm.epilogues.map((c) => [c.epilogue, c.m, c.ok, c.invariant])).toEqual([
-      ['swiglu', 1, true, true], ['swiglu', 20, true, true], ['rowStats', 1, true, true], ['rowStats', 20, true, true],
+    expect(data.gemm.epilogues.map((c) => [c.epilogue, c.m, c.ok, c.invariant, c.bitwiseUnfused])).toEqual([
+      ['swiglu', 1, true, true, true], ['swiglu', 20, true, true, true], ['rowStats', 1, true, true, undefined], ['rowStats', 20, true, true, undefined],
     ]);
     expect(r.stdout).toContain('gemm epilogues: 4/4 ok');
     expect(r.stdout).toMatch(/gemm tune: 1 of 1 shapes tuned \(\d+ candidates timed, 0 rejected\); tune-cuda\.json; odd split-K 3: split-K [13] M=1 b16w1s\d, M=20 b\d+w\ds\d/);
@@ -137,6 +137,30 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
     // What compile --tuned would take: runnable for this shape on sm_90.
     expect(() => checkGemmTuning({ n: t.n, k: t.k, dtype: t.dtype }, tuningOfEntry(e), gemmTarget(['sm_90']))).not.toThrow();
   });
+
+  test('the SwiGLU comparison with the unfused MLP can fail: silu_mul rounding 1 / (1 + e) first differs in some bits, within tolerance', async () => {
+    const path = join(bundle, 'gemm.json');
+    const good = readFileSync(path, 'utf8');
+    const gem = JSON.parse(good) as BundleGemm;
+    const line = 'a.out[i] = g / (1.0f + expf(-g)) * a.up[i];';
+    const text = readFileSync(join(bundle, gem.ops.cu), 'utf8');
+    expect(text).toContain(line);
+    const mutant = { cu: 'gemm/cuda/tidarc_ops_mutant.cu', fatbin: 'gemm/cuda/tidarc_ops_mutant.fatbin' };
+    writeFileSync(join(bundle, mutant.cu), text.replace(line, 'a.out[i] = g * (1.0f / (1.0f + expf(-g))) * a.up[i];'));
+    await buildEmulatedModule(join(bundle, mutant.cu), emulatedModulePath(join(bundle, mutant.fatbin)), [{ name: 'tidarc_op_silu_mul', argsType: 'TidarcSiluMulArgs' }]);
+    writeFileSync(path, JSON.stringify({ ...gem, tune: [], ops: mutant }));
+    try {
+      const out = join(root, 'dry-silu');
+      const r = await dryRun(bundle, out, driver);
+      expect(r.code).toBe(1);
+      const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { epilogues: (GemmCheck & { epilogue: string })[] } };
+      const swiglu = data.gemm.epilogues.filter((c) => c.epilogue === 'swiglu');
+      expect(swiglu.map((c) => [c.m, c.bitwiseUnfused, c.ok])).toEqual([[1, false, false], [20, false, false]]);
+      for (const c of swiglu) expect(c.worstRatio).toBeLessThanOrEqual(1);
+    } finally {
+      writeFileSync(path, good);
+    }
+  }, 300_000);
 
   test('a wrong launch (one N tile of two) fails the check: unwritten columns stay NaN', async () => {
     const path = join(bundle, 'gemm.json');
