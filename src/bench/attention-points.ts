@@ -16,6 +16,7 @@ import type { Manifest, VariantOccupancy } from '../codegen/manifest.js';
 import { variantOccupancy } from '../codegen/occupancy.js';
 import { planAttention } from '../codegen/plan.js';
 import { variantsForModel } from '../codegen/variant.js';
+import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 import { TidarcError } from '../errors.js';
 
 export interface BenchGrid {
@@ -25,9 +26,9 @@ export interface BenchGrid {
 }
 
 /** What the GPU check times: Qwen3-8B's AR and TiDAR k = 4, 8, 16 steps at L = 1k..64k, batch 1 and 8. */
-export const FULL_BENCH: BenchGrid = { variants: ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'], prefixes: [1024, 4096, 16384, 65536], batches: [1, 8] };
+export const FULL_BENCH: BenchGrid = { variants: [AR_VARIANT, tidarVariantName(4), tidarVariantName(8), tidarVariantName(16)], prefixes: [1024, 4096, 16384, 65536], batches: [1, 8] };
 /** The dry run's: one prefix that splits (5 tiles of 64) and one that does not, on the emulator. */
-export const DRY_RUN_BENCH: BenchGrid = { variants: ['ar', 'tidar_k2'], prefixes: [64, 300], batches: [1, 2] };
+export const DRY_RUN_BENCH: BenchGrid = { variants: [AR_VARIANT, tidarVariantName(2)], prefixes: [64, 300], batches: [1, 2] };
 
 export interface BenchPoint {
   readonly variant: string;
