@@ -142,7 +142,8 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
     abiVersion: 1,
     model: spec,
     arches: arches.map((a) => a.name),
-    nvccFlags: nvccFlags(arches),
+    // A compile without CUDA sources (the CPU target's) has nothing for nvcc.
+    nvccFlags: arches.length > 0 ? nvccFlags(arches) : [],
     abi: { struct: 'TidarcAttentionArgs', header: 'cpu/tidarc_abi.h', fields: ABI_FIELDS },
     variants: plans.map((p) => describeVariant(p, arches, tiles[p.variant.name])),
     gemms: describeGemms(gemms.units),

@@ -10,6 +10,7 @@ import type { ModelSpec } from '../ir/model.js';
 import { type Checkpoint, loadCheckpoint } from '../model/checkpoint.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { ARCH_NAMES, type ArchName } from '../codegen/arch.js';
+import { TARGETS } from '../codegen/targets.js';
 import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
 import type { TileOverrides } from '../codegen/input-key.js';
 import { type CudaMachine, cudaTuneMeta } from '../tune/cuda-meta.js';
@@ -85,7 +86,7 @@ async function cudaUnusable(): Promise<string | { arch: ArchName; summary: strin
   }
   const arch = device.arch;
   if (!(ARCH_NAMES as string[]).includes(arch)) return `device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`;
-  if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: 'sm_90', summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
+  if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: TARGETS.emulator.device!.name, summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
   const nvcc = await findNvcc();
   if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
   const machine = { compiler: nvcc.tool.version, deviceName: device.info.name, multiprocessors: device.info.multiprocessors, driverVersion: device.info.driverVersion };
@@ -159,5 +160,6 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
  */
 async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<TileOverrides> {
   const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : decision.machine ? cudaTuneMeta(decision.machine) : undefined;
-  return loadTunedTiles({ path, field: 'tuned', spec, drafts: spec.draftLengths, arches: [decision.arch ?? 'sm_80'], ...(meta ? { meta } : {}), log });
+  // The CPU is its own target: its kernels are checked against no GPU's limits.
+  return loadTunedTiles({ path, field: 'tuned', spec, drafts: spec.draftLengths, arches: decision.arch ? [decision.arch] : [], ...(meta ? { meta } : {}), log });
 }
