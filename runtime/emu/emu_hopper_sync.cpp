@@ -197,8 +197,9 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
   if (g.deadlocked) return true;
   if (ts.spin_events == g.events) {
     if (++ts.spins >= kSpinLimit) {
-      report("mbarrier", fmt("try_wait.parity %u on the mbarrier at shared offset %u waits for a phase that never completes: %lld of %u arrivals missing, %lld transaction bytes not delivered (arrive.expect_tx announced more than the copies bring, or an arrival or copy is missing)",
-                             parity & 1, off, static_cast<long long>(b->pending), b->expected, static_cast<long long>(b->tx)));
+      report("mbarrier", fmt("try_wait.parity %u on the mbarrier at shared offset %u waits for a phase that never completes: %lld of %u arrivals missing, %lld transaction bytes %s",
+                             parity & 1, off, static_cast<long long>(b->pending), b->expected, static_cast<long long>(b->tx < 0 ? -b->tx : b->tx),
+                             b->tx < 0 ? "delivered beyond what arrive.expect_tx announced" : "announced and not delivered (a copy is missing, or expect_tx counts too many)"));
       g.deadlocked = true;  // let every waiter through so that the block ends and is reported
       return true;
     }
@@ -237,7 +238,7 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
     return;
   }
   BulkCopy c{boff, t.tid, map->swizzle_bytes, bytes, false, {}};
-  bool outside = false;
+  bool outside = false, overlapping = false, overwriting = false;  // one finding of each kind a copy
   const int32_t idx = static_cast<int32_t>(g.copies.size());
   for (uint32_t lin = 0; lin < bytes; lin += 16) {
     const uint32_t dst_off = swizzle_offset(static_cast<uint32_t>(off) + lin, map->swizzle_bytes);
@@ -247,10 +248,12 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
     }
     c.chunks.push_back({dst_off, read_box_chunk(*map, coords, lin / map->elem_bytes, &outside)});
     Chunk& k = g.chunks[dst_off / 16];
-    if (k.copy >= 0 && !g.copies[static_cast<size_t>(k.copy)].landed) {
+    if (k.copy >= 0 && !g.copies[static_cast<size_t>(k.copy)].landed && !overlapping) {
       report("tma", fmt("a bulk tensor copy into shared byte %u while the bulk copy of %s into it has not completed", dst_off, detail::thread_name(g.copies[static_cast<size_t>(k.copy)].issuer).c_str()));
-    } else if (k.reader_group >= 0 && group_retired(k.reader_group) <= k.reader_seq) {
+      overlapping = true;
+    } else if (k.reader_group >= 0 && group_retired(k.reader_group) <= k.reader_seq && !overwriting) {
       report("tma", fmt("a bulk tensor copy overwrites shared byte %u that a wgmma of warpgroup %d still reads (not retired by wgmma.wait_group: a missing wait on the consumer's release)", dst_off, k.reader_group));
+      overwriting = true;
     }
     k.copy = idx;
   }

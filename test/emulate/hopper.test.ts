@@ -31,7 +31,11 @@ const runs = new Map<string, HopperRun>();
 let exe = '';
 
 // ---- TMA: one box per case; global element at byte address b holds b / 2 + 1 ----------------
-interface TmaCase { readonly name: string; readonly dims: number[]; readonly strides: number[]; readonly box: number[]; readonly coords: number[]; readonly span: Span }
+interface TmaCase {
+  readonly name: string; readonly dims: number[]; readonly strides: number[]; readonly box: number[]; readonly coords: number[]; readonly span: Span;
+  /** Where the box goes in shared memory (default 0, a pattern start). */
+  readonly dstOffset?: number;
+}
 const TMA_CASES: readonly TmaCase[] = [
   { name: '2D, no swizzle, box past both ends', dims: [80, 40], strides: [192], box: [24, 16], coords: [64, 30], span: 0 },
   { name: '2D, 32B swizzle', dims: [80, 40], strides: [192], box: [16, 16], coords: [8, 4], span: 32 },
@@ -43,7 +47,7 @@ const TMA_CASES: readonly TmaCase[] = [
 
 function tmaFile(c: TmaCase, path: string): void {
   const buf = Buffer.alloc(88);
-  buf.writeInt32LE(c.dims.length, 0), buf.writeInt32LE(c.span, 4);
+  buf.writeInt32LE(c.dims.length, 0), buf.writeInt32LE(c.span, 4), buf.writeInt32LE(c.dstOffset ?? 0, 8);
   c.dims.forEach((d, i) => buf.writeBigUInt64LE(BigInt(d), 16 + 8 * i));
   c.strides.forEach((s, i) => buf.writeBigUInt64LE(BigInt(s), 40 + 8 * i));
   c.box.forEach((b, i) => buf.writeUInt32LE(b, 56 + 4 * i));
@@ -81,6 +85,10 @@ interface WgmmaCase {
   readonly fill?: 'fragment-map';
   /** A is stored 64 columns wide and the descriptor starts at the kSlice-th 16-column slice. */
   readonly kSlice?: number;
+  /** Misuse: B's descriptor with this start (bytes past B's tile) or stride byte offset, and/or
+   *  a descriptor built from a pointer 8 bytes past a 16-byte boundary. */
+  readonly badB?: { readonly start?: number; readonly sbo?: number };
+  readonly misalignedDescriptor?: boolean;
 }
 
 const K_MAJOR = (span: Span): Operand => ({ major: 'K', span });
@@ -137,8 +145,9 @@ function wgmmaFile(c: WgmmaCase, seed: number, path: string): { d: number[][] } 
   const header = Buffer.alloc(48);
   [c.n, c.a !== 'registers' && c.a.major === 'MN' ? 1 : 0, c.b.major === 'MN' ? 1 : 0, c.dtype === 'fp16' ? 1 : 0, c.a === 'registers' ? 1 : 0, c.accumulate ? 1 : 0, smem, 0]
     .forEach((v, i) => header.writeInt32LE(v, 4 * i));
+  header.writeInt32LE(c.misalignedDescriptor ? 1 : 0, 28);
   header.writeBigUInt64LE(descA, 32);
-  header.writeBigUInt64LE(descriptor(bBase, b.lbo, b.sbo, c.b.span), 40);
+  header.writeBigUInt64LE(descriptor(bBase + (c.badB?.start ?? 0), b.lbo, c.badB?.sbo ?? b.sbo, c.b.span), 40);
   const regs = Buffer.alloc(128 * 16), acc = Buffer.alloc(128 * (c.n / 2) * 4);
   for (let t = 0; t < 128; t++) {
     for (let r = 0; r < 4; r++) {
@@ -159,6 +168,17 @@ function wgmmaFile(c: WgmmaCase, seed: number, path: string): { d: number[][] } 
   }));
   return { d };
 }
+
+/** Misuse the emulator must report (the finding's kind), each alone in its run. */
+const MISUSE: readonly { readonly finding: string; readonly tma?: TmaCase; readonly wgmma?: WgmmaCase }[] = [
+  { finding: 'alignment', tma: { name: 'a 128B-swizzled box 128 bytes past its pattern start', dims: [80, 40], strides: [192], box: [64, 8], coords: [0, 0], span: 128, dstOffset: 128 } },
+  { finding: 'alignment', tma: { name: 'an unswizzled box at a 64-byte (not 128-byte) boundary', dims: [80, 40], strides: [192], box: [8, 8], coords: [0, 0], span: 0, dstOffset: 64 } },
+  { finding: 'descriptor', wgmma: { name: 'a K-major descriptor with stride byte offset 0', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(0), accumulate: false, badB: { sbo: 0 } } },
+  { finding: 'descriptor', wgmma: { name: 'a 128B descriptor starting in the 3rd line of its pattern (needs a base offset)', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(128), accumulate: false, badB: { start: 256 } } },
+  { finding: 'descriptor', wgmma: { name: 'a 32B K-major descriptor whose 16 columns cross the swizzle row', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(32), accumulate: false, badB: { start: 16 } } },
+  { finding: 'alignment', wgmma: { name: 'a descriptor built from a pointer 8 bytes past a 16-byte boundary', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(0), accumulate: false, misalignedDescriptor: true } },
+];
+const misuseName = (m: (typeof MISUSE)[number]) => m.tma?.name ?? m.wgmma!.name;
 
 // ---- the GEMM tile ------------------------------------------------------------------------------
 const GEMMS: readonly GemmCase[] = [
@@ -183,6 +203,12 @@ beforeAll(async () => {
     const input = join(dir, `wgmma${i}.bin`);
     expectedD.set(c.name, wgmmaFile(c, 100 + i, input).d);
     runs.set(c.name, await runHopper(exe, ['wgmma', input], join(dir, `wgmma${i}.out`)));
+  }
+  for (const [i, m] of MISUSE.entries()) {
+    const input = join(dir, `misuse${i}.bin`);
+    if (m.tma) tmaFile(m.tma, input);
+    else wgmmaFile(m.wgmma!, 300 + i, input);
+    runs.set(misuseName(m), await runHopper(exe, [m.tma ? 'tma' : 'wgmma', input], join(dir, `misuse${i}.out`)));
   }
   for (const c of GEMMS) {
     const { input, ref, bound } = gemmProblem(c, dir, 7);
@@ -219,6 +245,12 @@ describe.skipIf(!cxx.found)('emulated Hopper primitives (PTX ISA layouts)', () =
       }
     }
     expect(wrong.slice(0, 4)).toEqual([]);
+  });
+
+  test.for(MISUSE.map((m) => [misuseName(m), m] as const))('finding for %s', ([name, m]) => {
+    const run = runs.get(name)!;
+    // The first finding is the cause (a refused copy then leaves its mbarrier waiting forever).
+    expect(run.messages[0]?.split(':')[0], run.messages.join('\n')).toBe(m.finding);
   });
 
   test.for(GEMMS.map((c) => [c.kernel, c] as const))('GEMM tile %s (TMA -> 2-stage mbarrier ring -> wgmma) matches float64 with no findings', ([kernel]) => {
