@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cachedKernels, kernelCacheEntry } from '../build/kernel-cache.js';
 import { runPool } from '../build/pool.js';
-import { ARCHES } from '../codegen/arch.js';
+import { TARGETS } from '../codegen/targets.js';
 import { heuristicCpuCall } from '../codegen/call-params.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
 import { EMU_TOLERANCE } from '../emulate/emulate-variant.js';
@@ -269,7 +269,8 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
 /** What one shape's run measured (the database entry without its key, machine and date). */
 type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected' | 'byTile'>;
 
-const DEFAULT_TILE: Tile = ARCHES.sm_80.tile;
+/** The CPU target's own default tile (the CPU is not an sm_80). */
+const DEFAULT_TILE: Tile = TARGETS.cpu.tile;
 
 /** A shape's inputs and reference: the fixed part of its search. */
 interface PreparedShape {
