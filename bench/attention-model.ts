@@ -28,7 +28,7 @@
 import type { AttentionPlan } from '../src/codegen/plan.js';
 import { chooseSplits } from '../src/codegen/splits.js';
 import { stepVisibility } from '../src/ir/mask.js';
-import { H200, type Machine } from './gemm-model.js';
+import { H200, type Machine } from '../src/bench/gemm-cost-model.js';
 
 export { H200, type Machine };
 

@@ -24,7 +24,7 @@ import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '
 import { renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from './gemm-model.js';
+import { type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
 
 const exec = promisify(execFile);
 const ROWS = [1, 20, 72, 272];
@@ -93,7 +93,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(rows.map((r) => ({ role: r.role, n: r.plan.shape.n, k: r.plan.shape.k, m: r.plan.m, splitK: r.plan.reduction.splitK, blockM: r.plan.blockM, stages: r.plan.stages, registers: r.registers, ...r.p })), null, 2));
     return;
   }
-  console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (bench/gemm-model.ts):`);
+  console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
   const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'red us', 'pred us', 'bound', 'copy %', 'TFLOP/s'];

@@ -3,12 +3,12 @@
  * Qwen3-8B linear layers (qkv 6144x4096, o 4096x4096, gate_up 24576x4096, down 4096x12288,
  * lm_head 151936x4096) with a kernel per M in {1, 20, 72, 272}, planned for sm_90, and
  * gemm.json: per unit its kernels, launch geometry and the cost model's prediction on the H200
- * (bench/gemm-model.ts), which the check prints beside what it measures against torch.matmul.
+ * (src/bench/gemm-cost-model.ts), which the check prints beside what it measures against torch.matmul.
  * `emulated: true` also builds each unit's .emu.so for the dry run on the emulated driver.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { H200, predictGemm } from '../../bench/gemm-model.js';
+import { H200, predictGemm } from './gemm-cost-model.js';
 import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
@@ -79,7 +79,7 @@ export interface BundleGemmKernel {
   readonly nTiles: number;
   readonly threads: number;
   readonly sharedBytes: number;
-  /** bench/gemm-model.ts on the H200 at 2 CTAs an SM where shared memory allows (registers <= 128 assumed). */
+  /** gemm-cost-model.ts on the H200 at 2 CTAs an SM where shared memory allows (registers <= 128 assumed). */
   readonly predictedUs: number;
   readonly predictedBound: string;
 }

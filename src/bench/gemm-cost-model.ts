@@ -1,6 +1,8 @@
 /**
  * Cost model of one generated GEMM launch (src/codegen/gemm-plan.ts), to predict before a GPU
  * measures (../shared/docs/performance-model.md). Pure: plan + machine + occupancy -> figures.
+ * In src/ (not bench/) because the device check's bundle (gemm-bundle.ts), which the package
+ * ships, prints its predictions; `npm run bench:gemm` (bench/gemm.ts) uses it from here.
  *
  *   HBM bytes   main kernel: weights once (N K 2: one CTA covers all M <= 128 rows; past that
  *               the CTAs of one weight tile run side by side and share it through L2),
@@ -22,7 +24,7 @@
  *               time is its CTA count). `waves` reports CTAs / (SMs x CTAs an SM): residency at
  *               the occupancy ptxas allows (registers, shared memory).
  */
-import type { GemmPlan } from '../src/codegen/gemm-plan.js';
+import type { GemmPlan } from '../codegen/gemm-plan.js';
 
 export interface Machine {
   readonly name: string;

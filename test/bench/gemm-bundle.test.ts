@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
@@ -28,6 +28,30 @@ const cxx = await findCxx();
 const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () => false);
 const root = mkdtempSync(join(tmpdir(), 'tidarc-gemm-bundle-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Every module `entry` loads, following relative imports (.js specifiers name .ts sources), as paths relative to the repository. */
+function importClosure(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    const rel = relative(resolve('.'), file);
+    if (seen.has(rel)) return;
+    seen.add(rel);
+    for (const [, spec] of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) visit(resolve(dirname(file), spec!.replace(/\.js$/, '.ts')));
+  };
+  visit(resolve(entry));
+  return [...seen].sort();
+}
+
+describe('what the package ships', () => {
+  test('the GEMM bundle imports nothing outside src/ (package.json ships dist/src, not bench/)', () => {
+    const files = (JSON.parse(readFileSync('package.json', 'utf8')) as { files: string[] }).files;
+    expect(files).toContain('dist/src/');
+    expect(files.some((f) => f.startsWith('bench'))).toBe(false);
+    const closure = importClosure('src/bench/gemm-bundle.ts');
+    expect(closure).toContain('src/bench/gemm-cost-model.ts');
+    expect(closure.filter((f) => !f.startsWith('src/'))).toEqual([]);
+  });
+});
 
 describe('the GEMM bundle of the device check', () => {
   let full: BundleGemm;

@@ -1,10 +1,10 @@
 /**
- * The GEMM cost model of bench/gemm.ts (bench/gemm-model.ts), lightly: occupancy from registers
+ * The GEMM cost model of bench/gemm.ts (src/bench/gemm-cost-model.ts), lightly: occupancy from registers
  * and shared memory, the memory-bound and compute-bound ends, the split-K reduce term, the
  * bytes the fused epilogues save.
  */
 import { describe, expect, test } from 'vitest';
-import { ctasPerSm, H200, predictGemm, predictOp } from '../../bench/gemm-model.js';
+import { ctasPerSm, H200, predictGemm, predictOp } from '../../src/bench/gemm-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 
 const target = gemmTarget(['sm_90']);
