@@ -15,6 +15,8 @@ import { loadNative } from '../runtime/native.js';
 export interface NativeTotals {
   readonly ms: Record<string, number>;
   readonly calls: Record<string, number>;
+  /** Bytes the CUDA copies between host and device moved (CUDA_COPIES). */
+  readonly hostDeviceBytes: number;
 }
 
 export interface NativeTimer {
@@ -28,17 +30,24 @@ type AnyFn = (...args: unknown[]) => unknown;
 /** The kernel entry's name in the totals; every other name is an operator. */
 export const ATTENTION = 'attention';
 /** The driver calls in which the host waits for the GPU's work (kernels and copies). */
-export const CUDA_WAITS: readonly string[] = ['cuda.download', 'cuda.synchronize'];
+export const CUDA_WAITS: readonly string[] = ['cuda.download', 'cuda.synchronize', 'cuda.streamSynchronize'];
+/** The driver calls that copy between host and device; their second argument is the host array. */
+export const CUDA_COPIES: readonly string[] = ['cuda.upload', 'cuda.download', 'cuda.uploadAsync', 'cuda.downloadAsync'];
+/** The driver calls that start work on the GPU: a kernel, or a whole captured graph. */
+export const CUDA_LAUNCHES: readonly string[] = ['cuda.launch', 'cuda.graphLaunch'];
 
 export function installNativeTimer(): NativeTimer {
   const ms: Record<string, number> = {};
   const calls: Record<string, number> = {};
   const restore: (() => void)[] = [];
+  let hostDeviceBytes = 0;
   const wrap = (target: Record<string, unknown>, key: string, name: string): void => {
     const original = target[key] as AnyFn;
+    const copies = CUDA_COPIES.includes(name);
     ms[name] = 0;
     calls[name] = 0;
     target[key] = function timed(this: unknown, ...args: unknown[]): unknown {
+      if (copies) hostDeviceBytes += (args[1] as ArrayBufferView | undefined)?.byteLength ?? 0;
       const t0 = performance.now();
       try {
         return original.apply(this, args);
@@ -59,7 +68,7 @@ export function installNativeTimer(): NativeTimer {
   const cuda = native.cuda as unknown as Record<string, unknown>;
   for (const key of Object.keys(cuda)) if (typeof cuda[key] === 'function') wrap(cuda, key, `cuda.${key}`);
   return {
-    read: () => ({ ms: { ...ms }, calls: { ...calls } }),
+    read: () => ({ ms: { ...ms }, calls: { ...calls }, hostDeviceBytes }),
     uninstall: () => {
       for (const r of restore.splice(0).reverse()) r();
     },
@@ -74,5 +83,5 @@ export function totalsSince(a: NativeTotals, b: NativeTotals): NativeTotals {
     ms[k] = b.ms[k]! - (a.ms[k] ?? 0);
     calls[k] = b.calls[k]! - (a.calls[k] ?? 0);
   }
-  return { ms, calls };
+  return { ms, calls, hostDeviceBytes: b.hostDeviceBytes - a.hostDeviceBytes };
 }

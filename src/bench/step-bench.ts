@@ -12,7 +12,10 @@
  *   3. warm-up rounds, then rounds of one TiDAR and one AR step (order alternating, so drift
  *      and other load hit both alike) until >= reps rounds AND >= minSeconds; after every
  *      step the cache length is reset to L, so each step runs at prefix L;
- *   4. per step: wall time, and the time inside native calls (see native-time.ts).
+ *   4. per step: wall time, and the time inside native calls (see native-time.ts); on cuda the
+ *      GPU time between CUDA events recorded around the step, launches and host<->device bytes;
+ *   5. the step's roofline (roofline.ts) from the machine's copy bandwidth and matmul rate,
+ *      measured in the same run before the warm-up (machine-peaks.ts).
  */
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -25,7 +28,9 @@ import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
 import type { Runner } from '../runtime/model/forward.js';
 import type { BackendChoice } from '../load/load-model.js';
 import { type Backend, openModelParts } from '../load/model-parts.js';
-import { ATTENTION, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
+import { ATTENTION, CUDA_LAUNCHES, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
+import { measureCpuPeaks, measureCudaPeaks } from './machine-peaks.js';
+import { type MachinePeaks, type Roofline, type StepCost, roofline, stepCost } from './roofline.js';
 import { summarize } from './stats.js';
 import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 
@@ -89,6 +94,18 @@ export interface StepStats {
   /** Mean ms per step inside each native entry point ('attention' = the kernels). */
   readonly nativeMs: Readonly<Record<string, number>>;
   readonly nativeCallsPerStep: number;
+  /** cuda: kernel and graph launches the host issued a step; cpu: native calls a step. */
+  readonly launchesPerStep: number;
+  /** Median ms a step the host spent outside the GPU waits (cuda) or the native calls (cpu). */
+  readonly hostMs: number;
+  /** Median ms a step between CUDA events around it (cuda); the step's wall time (cpu). */
+  readonly gpuMs: number;
+  /** Bytes a step copied between host and device (0 on cpu: one memory). */
+  readonly hostDeviceBytesPerStep: number;
+  /** max((weight + KV bytes) / copy bandwidth, FLOPs / matmul rate), and the median step over it. */
+  readonly rooflineMs: number;
+  readonly rooflineRatio: number;
+  readonly roofline: Roofline & StepCost;
 }
 
 export interface StepBenchResult {
@@ -114,12 +131,16 @@ export interface StepBenchResult {
   readonly breakEvenTokensPerForward: number;
   readonly outsideGoal: { readonly max: number; readonly tidarMet: boolean; readonly arMet: boolean };
   readonly loadAverage1m: number;
+  /** The rates the rooflines divide by, measured in this run. */
+  readonly machine: MachinePeaks;
 }
 
 interface Sample {
   readonly wall: number;
   readonly native: NativeTotals;
   readonly forwardAttention: number;
+  /** CUDA events around the step (cuda); the wall time (cpu). */
+  readonly gpu: number;
 }
 
 function checkArgs(spec: ModelSpec, draft: number, prefix: number, names: Record<'draft' | 'prefix', string>): void {
@@ -160,7 +181,7 @@ function fillCache(runner: Runner, ids: Int32Array, count: number, method: FillM
  * and upload overhead), outside = everything but the waits (the host's issue time, JS and
  * driver calls, which the GPU overlaps only when its work is longer).
  */
-function stats(variant: string, inStepTokens: number, samples: readonly Sample[], backend: Backend): StepStats {
+function stats(variant: string, inStepTokens: number, samples: readonly Sample[], backend: Backend, limit: Roofline & StepCost): StepStats {
   const walls = samples.map((s) => s.wall);
   const native = samples.map((s) => Object.values(s.native.ms).reduce((a, b) => a + b, 0));
   const waits = (s: Sample): number => CUDA_WAITS.reduce((a, k) => a + (s.native.ms[k] ?? 0), 0);
@@ -175,6 +196,7 @@ function stats(variant: string, inStepTokens: number, samples: readonly Sample[]
   }
   for (const k of Object.keys(nativeMs)) if (nativeMs[k] === 0) delete nativeMs[k];
   const w = summarize(walls);
+  const launches = backend === 'cuda' ? sum(samples.map((s) => CUDA_LAUNCHES.reduce((a, k) => a + (s.native.calls[k] ?? 0), 0))) : calls;
   return {
     variant,
     inStepTokens,
@@ -187,7 +209,21 @@ function stats(variant: string, inStepTokens: number, samples: readonly Sample[]
     forwardAttentionMs: summarize(samples.map((s) => s.forwardAttention)).median,
     nativeMs,
     nativeCallsPerStep: calls / samples.length,
+    launchesPerStep: launches / samples.length,
+    hostMs: summarize(outside).median,
+    gpuMs: summarize(samples.map((s) => s.gpu)).median,
+    hostDeviceBytesPerStep: sum(samples.map((s) => s.native.hostDeviceBytes)) / samples.length,
+    rooflineMs: limit.rooflineMs,
+    rooflineRatio: w.median / limit.rooflineMs,
+    roofline: limit,
   };
+}
+
+/** A step kind's cost and roofline: TiDAR's lm_head computes its K verify rows and K - 1 next drafts. */
+export function stepRoofline(spec: ModelSpec, kind: 'tidar' | 'ar', draft: number, prefix: number, peaks: MachinePeaks): Roofline & StepCost {
+  const shape = kind === 'ar' ? { tokens: 1, lmHeadRows: 1, prefix } : { tokens: draft * (draft + 1), lmHeadRows: 2 * draft - 1, prefix };
+  const cost = stepCost(spec, shape);
+  return { ...cost, ...roofline(cost, peaks) };
 }
 
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
@@ -228,17 +264,28 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     }
     if (cache.length !== L) throw new TidarcError('runtime', `bench-step: the cache holds ${cache.length} tokens after the prefills, expected ${L}`);
 
+    const machine = parts.cuda
+      ? measureCudaPeaks(parts.cuda.device, parts.cuda.kernelsDir, parts.cuda.manifest, parts.cuda.emulated)
+      : measureCpuPeaks(parts.threads);
     const timer = installNativeTimer();
     const samples = { tidar: [] as Sample[], ar: [] as Sample[] };
     const step = (mode: 'tidar' | 'ar', keep: boolean): void => {
-      const before = timer.read();
-      const t0 = performance.now();
-      const r = decoders[mode].step();
-      const wall = performance.now() - t0;
-      const native = totalsSince(before, timer.read());
+      const got: { r?: ReturnType<Decoder['step']>; before?: NativeTotals; after?: NativeTotals; wall: number } = { wall: 0 };
+      const run = (): void => {
+        got.before = timer.read();
+        const t0 = performance.now();
+        got.r = decoders[mode].step();
+        got.wall = performance.now() - t0;
+        got.after = timer.read();
+      };
+      // The events' own driver calls stay outside the step's native totals.
+      const gpu = parts.cuda ? parts.cuda.device.timeGpu(run).gpuMs : (run(), got.wall);
+      const { r, wall } = got;
+      if (r === undefined) throw new TidarcError('runtime', `bench-step: the ${mode} step did not run`);
+      const native = totalsSince(got.before!, got.after!);
       if (cache.length !== L + (r.accepted ?? 1)) throw new TidarcError('runtime', `bench-step: a ${mode} step left ${cache.length} tokens in the cache, expected ${L + (r.accepted ?? 1)}`);
       cache.length = L;  // the step committed its accepted tokens: drop them
-      if (keep) samples[mode].push({ wall, native, forwardAttention: r.attentionMs });
+      if (keep) samples[mode].push({ wall, native, forwardAttention: r.attentionMs, gpu });
     };
     let rounds = 0;
     let seconds = 0;
@@ -257,8 +304,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     } finally {
       timer.uninstall();
     }
-    const tidar = stats(tidarVariantName(k), k * (k + 1), samples.tidar, parts.backend);
-    const ar = stats(AR_VARIANT, 1, samples.ar, parts.backend);
+    const tidar = stats(tidarVariantName(k), k * (k + 1), samples.tidar, parts.backend, stepRoofline(spec, 'tidar', k, L, machine));
+    const ar = stats(AR_VARIANT, 1, samples.ar, parts.backend, stepRoofline(spec, 'ar', k, L, machine));
     const ratio = tidar.stepMs.median / ar.stepMs.median;
     return {
       model: spec.name,
@@ -280,6 +327,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       breakEvenTokensPerForward: ratio,
       outsideGoal: { max: OUTSIDE_GOAL, tidarMet: tidar.outsideFraction <= OUTSIDE_GOAL, arMet: ar.outsideFraction <= OUTSIDE_GOAL },
       loadAverage1m: loadavg()[0]!,
+      machine,
     };
   } finally {
     parts.close();

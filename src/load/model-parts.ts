@@ -18,6 +18,7 @@ import { cpuTuneMeta } from '../tune/meta.js';
 import { loadTunedTiles } from '../tune/apply.js';
 import { findNvcc } from '../build/toolchain.js';
 import { CudaDevice } from '../runtime/cuda/device.js';
+import type { Manifest } from '../codegen/manifest.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
 import { openKernelLibrary } from '../runtime/kernel-library.js';
@@ -103,6 +104,8 @@ export interface ModelParts {
   readonly backendReason: string;
   /** CPU threads the operators and kernels are given (0 = all). */
   readonly threads: number;
+  /** cuda: the device, the compiled kernels and their manifest (bench-step measures the machine with them). */
+  readonly cuda?: { readonly device: CudaDevice; readonly kernelsDir: string; readonly manifest: Manifest; readonly emulated: boolean };
   /** A runner over a fresh, empty cache of `capacity` tokens; close() it when done. */
   newRunner(capacity: number): Runner;
   close(): void;
@@ -141,6 +144,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
     return {
       ...base,
+      cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true },
       newRunner: (capacity) => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity),
       close: () => device.close(),
     };

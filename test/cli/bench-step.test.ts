@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StepBenchResult } from '../../src/bench/step-bench.js';
+import { type StepBenchResult, stepRoofline } from '../../src/bench/step-bench.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { initModel } from '../../src/model/init-model.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
@@ -66,6 +66,28 @@ describe('tidarc bench-step', () => {
     expect(j.outsideGoal).toEqual({ max: 0.05, tidarMet: j.tidar.outsideFraction <= 0.05, arMet: j.ar.outsideFraction <= 0.05 });
   });
 
+  it('--json: per step kind, launches, host and GPU ms, host<->device bytes and the roofline from the rates measured in the run', async () => {
+    const r = await run('bench-step', dir, '--draft', '4', '--prefix', '64', '--backend', 'cpu', ...QUICK, '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout) as StepBenchResult;
+    expect(j.machine.copyBytesPerMs).toBeGreaterThan(0);
+    expect(j.machine.matmulFlopsPerMs).toBeGreaterThan(0);
+    expect(j.machine.how).toMatch(/^cpu: a 64 MiB copy in [\d.]+ ms; bf16 matmul 64x2048x2048 in [\d.]+ ms/);
+    for (const [s, kind] of [[j.tidar, 'tidar'], [j.ar, 'ar']] as const) {
+      // On the CPU a launch is a native call, the device time the wall time, and nothing crosses a bus.
+      expect(s.launchesPerStep).toBe(s.nativeCallsPerStep);
+      expect(s.hostMs).toBe(s.outsideMs);
+      expect(s.gpuMs).toBe(s.stepMs.median);
+      expect(s.hostDeviceBytesPerStep).toBe(0);
+      const limit = stepRoofline(SPEC, kind, 4, 64, j.machine);
+      expect(s.roofline).toEqual(JSON.parse(JSON.stringify(limit)));
+      expect(s.rooflineMs).toBe(Math.max((limit.weightBytes + limit.kvBytes) / j.machine.copyBytesPerMs, limit.flops / j.machine.matmulFlopsPerMs));
+      expect(s.rooflineRatio).toBeCloseTo(s.stepMs.median / s.rooflineMs, 10);
+      expect(s.rooflineRatio).toBeGreaterThan(0);
+    }
+    expect(j.tidar.roofline.flops).toBeGreaterThan(j.ar.roofline.flops);
+  });
+
   it('text report; a long prefix is filled by repeating a shorter prefill, and says so', async () => {
     const r = await run('bench-step', dir, '--draft', '4', '--prefix', '300', '--fill', 'repeat', ...QUICK);
     expect(r.stderr).toBe('');
@@ -75,6 +97,8 @@ describe('tidarc bench-step', () => {
     expect(r.stdout).toMatch(/^ar +1 +[\d.]+ /m);
     expect(r.stdout).toMatch(/TiDAR \/ AR step time = [\d.]+x: TiDAR k=4 breaks even with AR at [\d.]+ tokens per forward/);
     expect(r.stdout).toMatch(/outside kernels and operators .*: TiDAR [\d.]+%, AR [\d.]+% \[goal <= 5\.0%/);
+    expect(r.stdout).toMatch(/^roofline: max\(\(weights \+ KV\) \/ copy bandwidth, FLOPs \/ matmul rate\); cpu: a 64 MiB copy/m);
+    expect(r.stdout).toMatch(/^tidar_k4 +\d+ +[\d.]+ +[\d.]+ +0\.0 +[\d.]+ +(memory|compute) +[\d.]+x$/m);
   });
 
   it('refuses a draft length the model has no kernels for', async () => {

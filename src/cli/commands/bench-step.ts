@@ -39,7 +39,11 @@ prefix is a real prefill up to ${REAL_PREFILL_MAX} tokens (--fill auto), beyond 
 ${REPEAT_SOURCE} tokens whose K/V is repeated (the same attention work). TiDAR and AR steps alternate:
 warm-up rounds, then at least --reps rounds and --min-seconds. "outside" is the step's wall time
 not spent inside native calls (kernels and operators): the host loop and the JS/native crossings
-(goal <= ${OUTSIDE_GOAL * 100}%). --json prints one object with every figure.
+(goal <= ${OUTSIDE_GOAL * 100}%). The roofline of each step is max((weight + KV bytes) / the copy
+bandwidth, FLOPs / the matmul rate), both measured in the same run; "step/roof" is the median
+step over it. On cuda, GPU ms is the time between CUDA events around the step. --json prints
+one object with every figure (per step kind: launchesPerStep, hostMs, gpuMs, rooflineMs,
+rooflineRatio).
 `;
 
 export function registerBenchStepCommand(program: Command, io: CliIo): void {
@@ -100,6 +104,10 @@ export function renderStepBench(r: StepBenchResult): string {
     `TiDAR / AR step time = ${r.ratio.toFixed(2)}x: TiDAR k=${r.draft} breaks even with AR at ${r.breakEvenTokensPerForward.toFixed(2)} tokens per forward`,
     `${r.backend === 'cuda' ? 'outside GPU waits (host issue time: JS and driver calls)' : 'outside kernels and operators (host loop, JS/native crossings)'}: TiDAR ${pct(r.tidar.outsideFraction)}, AR ${pct(r.ar.outsideFraction)} [goal <= ${pct(r.outsideGoal.max)}: TiDAR ${r.outsideGoal.tidarMet ? 'met' : 'MISSED'}, AR ${r.outsideGoal.arMet ? 'met' : 'MISSED'}]`,
     ...[r.tidar, r.ar].map((s) => `  ${s.variant} native ms per step: ${Object.entries(s.nativeMs).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${f(v)}`).join(', ')} (${Math.round(s.nativeCallsPerStep)} calls)`),
+    '',
+    `roofline: max((weights + KV) / copy bandwidth, FLOPs / matmul rate); ${r.machine.how}`,
+    `${'step'.padEnd(10)}${r.backend === 'cuda' ? 'launches' : 'calls'.padStart(8)}${'host ms'.padStart(10)}${(r.backend === 'cuda' ? 'GPU ms' : 'wall ms').padStart(10)}${'H<->D KiB'.padStart(11)}${'roofline ms'.padStart(13)}${'bound'.padStart(8)}${'step/roof'.padStart(11)}`,
+    ...[r.tidar, r.ar].map((s) => `${s.variant.padEnd(10)}${s.launchesPerStep.toFixed(0).padStart(8)}${f(s.hostMs).padStart(10)}${f(s.gpuMs).padStart(10)}${(s.hostDeviceBytesPerStep / 1024).toFixed(1).padStart(11)}${f(s.rooflineMs).padStart(13)}${s.roofline.bound.padStart(8)}${`${s.rooflineRatio.toFixed(2)}x`.padStart(11)}`),
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -55,7 +55,7 @@ const CASES: SampleCase[] = [
 
 /** The host's target distribution of a case (float64). */
 function target(c: SampleCase): Float64Array {
-  let logits = Float32Array.from(c.logits);
+  let logits: Float32Array = Float32Array.from(c.logits);
   if (c.mix) logits = mixLogits(logits, Float32Array.from(c.mix), c.beta ?? 1);
   if (c.neverEmit !== undefined) logits[c.neverEmit] = -Infinity;
   return distribution(logits, { temperature: c.temperature, topP: c.topP ?? 1, topK: c.topK ?? 0 });
