@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { compileInputKey, type TileOverrides } from '../codegen/input-key.js';
+import type { GemmOverrides } from '../codegen/gemm-plan.js';
 import { withFileLock } from '../fs/file-lock.js';
 import { makeDirs } from '../fs/make-dirs.js';
 import type { ModelSpec } from '../ir/model.js';
@@ -25,6 +26,8 @@ export interface CacheRequest {
   readonly drafts?: readonly number[];
   readonly target: CacheTarget;
   readonly tiles?: TileOverrides;
+  /** Tuned GEMM split-K and tiles per unit (`--tuned` on a CUDA target). */
+  readonly gemms?: GemmOverrides;
   /** Default: defaultCacheDir(). */
   readonly cacheDir?: string;
   /** How errors name the cache (default: cacheField(cacheDir)). */
@@ -57,13 +60,13 @@ function compileTarget(target: CacheTarget): { targets: [TargetName]; build: Bui
 }
 
 /** The one key of a cache entry (hex): the compile's input key and the build it gets. */
-export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles'>): string {
+export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms'>): string {
   const { targets, build } = compileTarget(req.target);
-  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles)}\n${build}`);
+  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles, req.gemms)}\n${build}`);
 }
 
 /** The entry's directory. The key is cut to 16 hex digits: 64 bits tell a user's models apart. */
-export function kernelCacheEntry(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'cacheDir'>): string {
+export function kernelCacheEntry(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms' | 'cacheDir'>): string {
   return join(req.cacheDir ?? defaultCacheDir(), 'kernels', `${req.spec.name}-${req.target}-${kernelCacheKey(req).slice(0, 16)}`);
 }
 
@@ -82,7 +85,7 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
     if (!existsSync(dir)) log(`compiling the kernels of ${req.spec.name} for ${req.target} (first use; kept in ${dir})`);
     const compiled = await compileModel({
       spec: req.spec, targets, outDir: dir, outField: field, build, log,
-      ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
+      ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
     });
     await req.finish?.(dir, compiled);
     return compiled;

@@ -15,7 +15,8 @@ import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen
 import type { TileOverrides } from '../codegen/input-key.js';
 import { type CudaMachine, cudaTuneMeta } from '../tune/cuda-meta.js';
 import { cpuTuneMeta } from '../tune/meta.js';
-import { loadTunedTiles } from '../tune/apply.js';
+import { loadTunedGemms, loadTunedTiles } from '../tune/apply.js';
+import type { GemmOverrides } from '../codegen/gemm-plan.js';
 import { findNvcc } from '../build/toolchain.js';
 import { CudaDevice } from '../runtime/cuda/device.js';
 import type { Manifest } from '../codegen/manifest.js';
@@ -129,9 +130,12 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
   const log = options.log ?? (process.stderr.isTTY ? (line: string) => void process.stderr.write(`${line}\n`) : () => undefined);
-  const tiles = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
+  const tuned = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
   // One entry per spec, tuning and target, shared across processes (kernel-cache.ts).
-  const cache = { spec, log, ...(tiles ? { tiles } : {}), ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) };
+  const cache = {
+    spec, log, ...(tuned ? { tiles: tuned.tiles } : {}), ...(tuned && Object.keys(tuned.gemms).length > 0 ? { gemms: tuned.gemms } : {}),
+    ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
+  };
   const base = { spec, tokenizer: ckpt.tokenizer, weights, maskTokenId: ckpt.maskTokenId, backend: decision.backend, backendReason: decision.reason, threads };
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
@@ -162,8 +166,10 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
  * measured on this CPU (cpu backend) or on this GPU, driver and nvcc (cuda); on the emulated
  * driver every entry (it has no GPU to match).
  */
-async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<TileOverrides> {
+async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDecision, log: (line: string) => void): Promise<{ tiles: TileOverrides; gemms: GemmOverrides }> {
   const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : decision.machine ? cudaTuneMeta(decision.machine) : undefined;
   // The CPU is its own target: its kernels are checked against no GPU's limits.
-  return loadTunedTiles({ path, field: 'tuned', spec, drafts: spec.draftLengths, arches: decision.arch ? [decision.arch] : [], ...(meta ? { meta } : {}), log });
+  const load = { path, field: 'tuned', spec, drafts: spec.draftLengths, arches: decision.arch ? [decision.arch] : [], ...(meta ? { meta } : {}), log };
+  // The GEMMs exist on the cuda backend only (the emulated driver's device is sm_90).
+  return { tiles: loadTunedTiles(load), gemms: decision.backend === 'cuda' && decision.arch ? loadTunedGemms(load) : {} };
 }
