@@ -9,7 +9,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200, predictGemm } from './gemm-cost-model.js';
-import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
+import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
   type GemmShape, type GemmTarget, type GemmTile, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
@@ -37,6 +37,8 @@ export interface GemmTuneGrid {
   readonly maxTiles: number;
   /** Split-K counts to try (of those gemmReductionSpace allows); default all. */
   readonly splits?: readonly number[];
+  /** Step row counts to search; default the grid's. */
+  readonly rows?: readonly number[];
 }
 
 export interface GemmGrid {
@@ -54,8 +56,9 @@ const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
 /** Issue 14: the Qwen3-8B weight shapes at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16). */
 export const FULL_GEMM: GemmGrid = {
   shapes: ROLES.map((role) => ({ role, shape: gemmShapeOf(QWEN3_8B, role) })), rows: [1, 20, 72, 272],
-  // 4 split counts x 4 row counts x at most 4 tiles: about 64 kernels a shape for nvcc, each timed in well under a second.
-  tune: { roles: ROLES, maxTiles: 4 },
+  // Every row count a Qwen3-8B compile plans (the prefill chunk too): 4 split counts x 5 row counts x at most 4 tiles,
+  // about 80 kernels a shape for nvcc, each timed in well under a second.
+  tune: { roles: ROLES, maxTiles: 4, rows: stepRows(QWEN3_8B.draftLengths) },
 };
 
 /** Small enough for the emulator: an odd N with split-K 3 (the reduce) and one without. */
@@ -195,7 +198,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
     const candidates: BundleGemmCandidate[] = [];
     let pruned = space.pruned.length;
     for (const reduction of reductions) {
-      const plans = grid.rows.flatMap((m) => {
+      const plans = (t.rows ?? grid.rows).flatMap((m) => {
         const heuristic = gemmHeuristic(shape, m, target).tile;
         const tiles = gemmTileSpace(m, target);
         pruned += tiles.pruned.length;

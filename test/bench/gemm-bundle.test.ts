@@ -79,7 +79,8 @@ describe('the GEMM bundle of the device check', () => {
       expect(t.heuristicSplitK).toBe(full.units.find((u) => u.name === t.unit)!.splitK);
       for (const src of t.sources) {
         expect(existsSync(join(root, 'full', src.cu))).toBe(true);
-        for (const m of FULL_GEMM.rows) {
+        // The search covers every row count the Qwen3-8B compile plans, the prefill chunk included.
+        for (const m of [1, 20, 64, 72, 272]) {
           const mine = t.candidates.filter((c) => c.splitK === src.splitK && c.m === m);
           expect(mine.length).toBeGreaterThanOrEqual(1);
           expect(mine.length).toBeLessThanOrEqual(4);

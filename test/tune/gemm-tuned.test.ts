@@ -133,6 +133,7 @@ describe('tidarc compile --tuned with GEMM records', () => {
     const r = await runTidarc('compile', TINY, '--arch', 'sm_90', '--tuned', db, '--no-build', '--out', out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`tuned ${GATE_UP}: split-K 4; M=6 b16w1s3 (sm_90, NVIDIA H200 x 132 SMs)`);
+    expect(r.stdout).toMatch(/gemm gate_up\s+1024 x 256\s+bf16, split-K 4 \(tuned on NVIDIA H200 x 132 SMs, tiles of M = 6\), M = 1, 6, 20, 64;/);
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { gemms: { unit: string; m: number; splitK: number; tuned?: { tile: boolean } }[] };
     expect(manifest.gemms.filter((g) => g.unit === GATE_UP).map((g) => [g.m, g.splitK, g.tuned?.tile])).toEqual([[1, 4, false], [6, 4, true], [20, 4, false], [64, 4, false]]);
     expect(readFileSync(join(out, 'cuda', `${GATE_UP}.cu`), 'utf8')).toContain('static constexpr int kSplitK = 4;');

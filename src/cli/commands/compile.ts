@@ -97,7 +97,10 @@ function summary(r: CompileResult) {
     gemms: [...new Set((r.manifest.gemms ?? []).map((g) => g.unit))].map((unit) => {
       const kernels = r.manifest.gemms!.filter((g) => g.unit === unit);
       const g = kernels[0]!;
-      return { unit, roles: g.roles, n: g.n, k: g.k, dtype: g.dtype, splitK: g.splitK, m: kernels.map((x) => x.m), ptxas: kernels.map((x) => x.ptxas ?? null) };
+      return {
+        unit, roles: g.roles, n: g.n, k: g.k, dtype: g.dtype, splitK: g.splitK, m: kernels.map((x) => x.m), ptxas: kernels.map((x) => x.ptxas ?? null),
+        ...(g.tuned ? { tuned: { device: g.tuned.device, tiles: kernels.filter((x) => x.tuned?.tile).map((x) => x.m) } } : {}),
+      };
     }),
     gemmRefusals: r.manifest.gemmRefusals ?? [],
     nvcc: b?.nvcc ? b.nvcc.version : (b?.nvccMissing ?? 'not run (--no-build)'),
@@ -128,7 +131,8 @@ function renderSummary(r: CompileResult): string {
       const r = g.ptxas.map((p) => p?.[a]?.kernel.registers ?? 0);
       return `${a} ${Math.min(...r)}-${Math.max(...r)} regs`;
     }).join(', ');
-    lines.push(`  gemm ${g.roles.join('+').padEnd(8)} ${`${g.n} x ${g.k}`.padEnd(13)} ${g.dtype}, split-K ${g.splitK}, M = ${g.m.join(', ')}; ${regs}`);
+    const tuned = g.tuned ? ` (tuned on ${g.tuned.device}${g.tuned.tiles.length ? `, tiles of M = ${g.tuned.tiles.join(', ')}` : ''})` : '';
+    lines.push(`  gemm ${g.roles.join('+').padEnd(8)} ${`${g.n} x ${g.k}`.padEnd(13)} ${g.dtype}, split-K ${g.splitK}${tuned}, M = ${g.m.join(', ')}; ${regs}`);
   }
   for (const r of s.gemmRefusals) lines.push(`  gemm ${r.role}: refused, tidarc_op_matmul runs it (${r.reason})`);
   lines.push(`  nvcc: ${s.nvcc}`, `  cpu:  ${s.cpuLibrary}`);
