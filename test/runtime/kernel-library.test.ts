@@ -110,4 +110,13 @@ describe.skipIf(!addonBuilt || !hasGxx)('a generated CPU library at the edges of
       native.closeLibrary(handle);
     }
   });
+
+  // Where the driver is usable, test/runtime/kernel-library-cuda.test.ts runs the cuda backend.
+  test.skipIf(loadNative().cudaStatus().available)('without a usable CUDA driver: auto runs the cpu kernels and says why; cuda is one error naming the backend', () => {
+    const auto = openKernelLibrary(dir);
+    expect(auto.backend).toBe('cpu');
+    expect(auto.backendReason).toMatch(/^CUDA not used: \S/);
+    auto.close();
+    expect(() => openKernelLibrary(dir, { backend: 'cuda' })).toThrow(/^the cuda backend cannot run here: [^\n]+ \(backend = cuda\); allowed: auto, cpu$/);
+  });
 });
