@@ -12,7 +12,8 @@
  * the whole file. Tokens the target excludes must never appear.
  * Acceptance rates: |accepted - N p(d)| within 3.9 binomial standard deviations (1e-4 two-sided).
  * The temperature case is also checked against the untempered softmax, which it must fail: the
- * test has the power to see a wrong distribution. Tagged: a C++ compiler.
+ * test has the power to see a wrong distribution. Tagged: a C++ compiler; and [gpu] the same
+ * on the real driver where a GPU and nvcc are (the same seeds: Philox gives the same numbers).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,15 +23,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../../src/build/toolchain.js';
-import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../../src/emulate/emulated-driver.js';
-import { opKernels } from '../../../src/runtime/cuda/op-abi.js';
 import { distribution, mixLogits } from '../../../src/runtime/model/sampling.js';
 import { packageRoot } from '../../../src/util/paths.js';
 import { goodnessOfFit } from '../../helpers/chi-square.js';
+import { gpuAvailable, opsModule } from '../../helpers/ops-module.js';
 import type { SampleCase } from './fixtures/sampling-child.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();
+const gpu = await gpuAvailable();
 const here = dirname(fileURLToPath(import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'tidarc-sampling-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -79,20 +80,21 @@ interface ChildOut {
   graph: { replays: number[][]; direct: number[][] };
 }
 
-describe.skipIf(!cxx.found)('sampling on the device (emulated driver)', () => {
+describe.for([
+  { on: 'emulated' as const, label: 'the emulated driver', skip: !cxx.found },
+  { on: 'gpu' as const, label: '[gpu] the GPU', skip: !gpu },
+])('sampling on the device: $label', ({ on, skip }) => {
   let out: ChildOut;
   beforeAll(async () => {
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
-    const module = join(root, 'tidarc_ops.fatbin');  // never written: the driver loads its .emu.so
-    const templates = join(packageRoot(), 'templates');
-    await buildEmulatedModule(join(templates, 'cuda', 'tidarc_ops.cu'), emulatedModulePath(module), opKernels(), { includeDirs: [join(templates, 'cuda'), join(templates, 'common')] });
+    if (skip) return;
+    const { module, env } = await opsModule(root, on);
     const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'sampling-child.ts'), module, JSON.stringify(CASES)], {
-      cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 64 << 20, timeout: 300_000,
+      cwd: packageRoot(), env, maxBuffer: 64 << 20, timeout: 300_000,
     });
     out = JSON.parse(stdout.trim().split('\n').pop()!) as ChildOut;
   }, 600_000);
 
-  test.for(CASES.map((c) => c.name))('%s: the tokens follow the target distribution', (name) => {
+  test.skipIf(skip).for(CASES.map((c) => c.name))('%s: the tokens follow the target distribution', (name) => {
     const c = CASES.find((k) => k.name === name)!;
     const r = out[name] as { tokens: number[]; accepted: number[] };
     expect(r.tokens).toHaveLength(c.draws);
@@ -109,21 +111,21 @@ describe.skipIf(!cxx.found)('sampling on the device (emulated driver)', () => {
     }
   });
 
-  test('the chi-square sees a wrong distribution: the tempered draws fail against the untempered softmax', () => {
+  test.skipIf(skip)('the chi-square sees a wrong distribution: the tempered draws fail against the untempered softmax', () => {
     const c = CASES[0]!;
     expect(fit((out[c.name] as { tokens: number[] }).tokens, target({ ...c, temperature: 1 })).pValue).toBeLessThan(ALPHA);
   });
 
-  test('the same seed and step give the same tokens; another step other tokens', () => {
+  test.skipIf(skip)('the same seed and step give the same tokens; another step other tokens', () => {
     expect(out.repeat.a).toEqual(out.repeat.b);
     expect(out.repeat.otherStep).not.toEqual(out.repeat.a);
   });
 
-  test('accept: n = 1 + the leading accepted rows, then the rows\' tokens', () => {
+  test.skipIf(skip)('accept: n = 1 + the leading accepted rows, then the rows\' tokens', () => {
     expect(out.accept).toEqual([[2, 5, 6, 0, 0], [4, 5, 6, 7, 8], [1, 5, 0, 0, 0], [1, 9]]);
   });
 
-  test('in a captured graph the step counter is read at each replay', () => {
+  test.skipIf(skip)('in a captured graph the step counter is read at each replay', () => {
     expect(out.graph.replays).toEqual(out.graph.direct);
     expect(out.graph.replays[0]).not.toEqual(out.graph.replays[1]);
   });
