@@ -18,6 +18,7 @@ import { openOutputDir } from '../build/output-dir.js';
 import { runPool } from '../build/pool.js';
 import { type Tool, findCxx } from '../build/toolchain.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import { withFileLock } from '../fs/file-lock.js';
 import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import { removeStaleTemps } from '../fs/stale-temps.js';
 import { sha256 } from '../util/hash.js';
@@ -179,7 +180,8 @@ const driverBuilds = new Map<string, Promise<string>>();
 /**
  * Builds the emulated driver into `outDir` and returns the path of its libcuda.so.1 (point
  * $TIDARC_LIBCUDA at it). Cached: rebuilt only when a source, header, the compiler or the
- * flags change (a stamp beside the library holds their hash); concurrent calls share a build.
+ * flags change (a stamp beside the library holds their hash); concurrent calls share a build,
+ * in this process and (a lock file in `outDir`) across processes.
  * `outDir` must be absent, empty or an earlier emulated driver build: a directory with
  * anything else (another libcuda.so.1) is refused, never written into.
  */
@@ -200,14 +202,22 @@ async function buildDriverUncached(dir: string, given: string, options: Emulated
   const linkFlags = [`-Wl,-soname,${EMULATED_DRIVER_LIBRARY}`, '-Wl,--no-undefined', '-pthread', '-ldl'];
   const key = await driverKey(cxx, [...EMU_FLAGS, ...MODULE_FLAGS, ...linkFlags]);
   const library = join(dir, EMULATED_DRIVER_LIBRARY), stamp = `${library}.stamp`;
-  if (existsSync(library) && (await readFile(stamp, 'utf8').catch(() => '')) === `${key}\n`) return library;
-  openOutputDir({ path: given, kind: 'emulated-driver', field: options.outField ?? 'outDir' });
-  await compileAtomic(cxx.path, [
-    ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), `-I${driverApiDir()}`,
-    ...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...linkFlags,
-  ], library, 'the emulated CUDA driver');
-  await writeTextFileAtomic(stamp, `${key}\n`);
-  return library;
+  const upToDate = async () => existsSync(library) && (await readFile(stamp, 'utf8').catch(() => '')) === `${key}\n`;
+  if (await upToDate()) return library;
+  const field = options.outField ?? 'outDir';
+  openOutputDir({ path: given, kind: 'emulated-driver', field });
+  // Processes sharing one directory (vitest workers, two CLIs on one cache) compile it once
+  // (20-60 s): the others wait on the lock, then find the stamp current. The lock lives inside
+  // the directory, so nothing is written beside a user's --out.
+  return withFileLock(join(dir, 'build.lock'), { what: 'building the emulated CUDA driver', field }, async () => {
+    if (await upToDate()) return library;
+    await compileAtomic(cxx.path, [
+      ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), `-I${driverApiDir()}`,
+      ...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...linkFlags,
+    ], library, 'the emulated CUDA driver');
+    await writeTextFileAtomic(stamp, `${key}\n`);
+    return library;
+  });
 }
 
 /**
