@@ -51,17 +51,47 @@ __device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAtte
   return t;
 }
 
+// Which chunks of a K/V tile a thread copies: the 16-byte column `col` of rows row, row +
+// kRowsPerPass, ... kThreads is a multiple of the chunks per row, so a thread's column never
+// changes and every address is a per-tile base plus a compile-time multiple of the row stride:
+// the copies unroll with no division and no 64-bit multiply per chunk (the runtime loop's index
+// arithmetic was ~240 of ~830 SASS instructions a tile).
+template <class C>
+struct KvLoad {
+  static constexpr int kChunksPerRow = C::kHeadDim / 8;
+  static_assert(C::kThreads % kChunksPerRow == 0, "each thread copies one fixed column of the tile");
+  static constexpr int kRowsPerPass = C::kThreads / kChunksPerRow;
+  static constexpr int kPasses = (C::kTileN + kRowsPerPass - 1) / kRowsPerPass;
+  int row;
+  int col;
+};
+
+template <class C>
+__device__ __forceinline__ KvLoad<C> kv_load_of_thread() {
+  return {static_cast<int>(threadIdx.x) / KvLoad<C>::kChunksPerRow, (static_cast<int>(threadIdx.x) % KvLoad<C>::kChunksPerRow) * 8};
+}
+
 // Issues the cp.async copies of one K and one V tile into a pipeline stage.
 template <class C>
-__device__ __forceinline__ void load_kv_tile(const TileRef<typename C::T>& t, typename C::T* sk, typename C::T* sv) {
-  constexpr int kChunksPerRow = C::kHeadDim / 8;  // 16-byte chunks
-  for (int c = threadIdx.x; c < C::kTileN * kChunksPerRow; c += C::kThreads) {
-    const int row = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * 8;
-    const bool ok = row < t.valid;
-    const size_t off = ok ? static_cast<size_t>(row) * t.stride + col : 0;
-    cp_async_16(sk + row * C::kSmemStride + col, t.k + off, ok);
-    cp_async_16(sv + row * C::kSmemStride + col, t.v + off, ok);
+__device__ __forceinline__ void load_kv_tile(const TileRef<typename C::T>& t, typename C::T* sk, typename C::T* sv, const KvLoad<C>& ld) {
+  using T = typename C::T;
+  using L = KvLoad<C>;
+  const int first = ld.row * t.stride + ld.col;
+  const int pass_stride = L::kRowsPerPass * t.stride;
+  sk += ld.row * C::kSmemStride + ld.col;
+  sv += ld.row * C::kSmemStride + ld.col;
+#pragma unroll
+  for (int p = 0; p < L::kPasses; ++p) {
+    const int row = ld.row + p * L::kRowsPerPass;
+    // Only when kRowsPerPass does not divide the tile do some threads run out of rows.
+    if (L::kPasses * L::kRowsPerPass == C::kTileN || row < C::kTileN) {
+      const bool ok = row < t.valid;
+      // A row past the valid keys is zero-filled (src-size 0) from the tile's first row, a readable address.
+      const T* k = ok ? t.k + first + p * pass_stride : t.k;
+      const T* v = ok ? t.v + first + p * pass_stride : t.v;
+      cp_async_16(sk + p * L::kRowsPerPass * C::kSmemStride, k, ok);
+      cp_async_16(sv + p * L::kRowsPerPass * C::kSmemStride, v, ok);
+    }
   }
 }
 
@@ -95,31 +125,6 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int g = lane / 4;  // fragment row group
   const int tg = lane % 4; // thread in group
 
-  // ---- Q: global -> shared (aliasing stage 0) -> registers, once ----------------------
-  {
-    T* sq = smem;
-    for (int c = threadIdx.x; c < C::kTileM * kDChunks; c += C::kThreads) {
-      const int i = c / kDChunks;
-      const int col = (c % kDChunks) * 8;
-      const int r = row_tile * C::kTileM + i;
-      const bool ok = r < C::kRows;
-      const int tq = ok ? r / C::kGroup : 0;
-      const int hq = kvh * C::kGroup + (ok ? r % C::kGroup : 0);
-      const size_t off = ((static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq) * D + col;
-      cp_async_16(sq + i * C::kSmemStride + col, static_cast<const T*>(a.q) + off, ok);
-    }
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
-  }
-  uint32_t qa[kDSteps][4];
-  {
-    const int mi = lane / 8;
-    const int row = warp * 16 + (mi % 2) * 8 + lane % 8;
-    for (int kk = 0; kk < kDSteps; ++kk) ldmatrix_x4(qa[kk], smem + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
-  }
-  __syncthreads();  // stage 0 is reused for K/V below
-
   // ---- this CTA's share of the keys -------------------------------------------------
   const int prefix_len = a.prefix_len[b];
   // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
@@ -130,6 +135,44 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int step_tiles_here =
       split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
   const int num_tiles = prefix_tiles_here + step_tiles_here;
+  const KvLoad<C> kv_load = kv_load_of_thread<C>();
+
+  // ---- Q: global -> shared -> registers, once, overlapped with K/V tile 0 ---------------
+  // Q goes to stage 1 while tile 0 streams into stage 0, and only Q is waited for before its
+  // fragments are read. A Q tile larger than one stage (16 x warps rows > 2 x tileN) aliases
+  // stages 0 and 1 instead and is loaded before tile 0 is issued.
+  constexpr bool kQBesideTile0 = C::kTileM <= 2 * NT;
+  {
+    T* sq = kQBesideTile0 ? stage_k(1) : smem;
+    constexpr int kQRowsPerPass = C::kThreads / kDChunks;
+    static_assert(C::kThreads % kDChunks == 0 && C::kTileM % kQRowsPerPass == 0, "Q copies unroll over whole rows");
+    const int col = (threadIdx.x % kDChunks) * 8;
+#pragma unroll
+    for (int pass = 0; pass < C::kTileM / kQRowsPerPass; ++pass) {
+      const int i = threadIdx.x / kDChunks + pass * kQRowsPerPass;
+      const int r = row_tile * C::kTileM + i;
+      const bool ok = r < C::kRows;
+      const int tq = ok ? r / C::kGroup : 0;
+      const int hq = kvh * C::kGroup + (ok ? r % C::kGroup : 0);
+      const size_t off = ((static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq) * D + col;
+      cp_async_16(sq + i * C::kSmemStride + col, static_cast<const T*>(a.q) + off, ok);
+    }
+    cp_async_commit();
+    if (kQBesideTile0 && num_tiles > 0) {
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0), kv_load);
+    }
+    if (kQBesideTile0) cp_async_commit();
+    cp_async_wait<kQBesideTile0 ? 1 : 0>();  // Q has landed; tile 0 may still be in flight
+    __syncthreads();
+  }
+  uint32_t qa[kDSteps][4];
+  {
+    const T* sq = kQBesideTile0 ? stage_k(1) : smem;
+    const int mi = lane / 8;
+    const int row = warp * 16 + (mi % 2) * 8 + lane % 8;
+    for (int kk = 0; kk < kDSteps; ++kk) ldmatrix_x4(qa[kk], sq + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
+  }
+  __syncthreads();  // the stages Q occupied are refilled below
 
   // Rows of this thread: fragment rows g and g + 8 of the warp's 16.
   int row_token[2];
@@ -142,15 +185,17 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   float row_max[2] = {-INFINITY, -INFINITY};  // running max of scaled scores (log2 domain)
   float row_sum[2] = {0.f, 0.f};              // this thread's partial sums; reduced at the end
 
-  if (num_tiles > 0) {
-    load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0));
+  if (!kQBesideTile0) {
+    if (num_tiles > 0) {
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0), kv_load);
+    }
+    cp_async_commit();
   }
-  cp_async_commit();
 
   for (int i = 0; i < num_tiles; ++i) {
     const int stage = i & 1;
     if (i + 1 < num_tiles) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i + 1), stage_k(stage ^ 1), stage_v(stage ^ 1));
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i + 1), stage_k(stage ^ 1), stage_v(stage ^ 1), kv_load);
       cp_async_commit();
       cp_async_wait<1>();
     } else {

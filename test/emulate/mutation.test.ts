@@ -34,6 +34,8 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'off-by-one in the prefix tail mask', file: 'cuda/tidarc_attention.cuh', from: 'if (kj >= tile.valid) x = -INFINITY;', to: 'if (kj > tile.valid) x = -INFINITY;', splits: 1, caughtBy: 'mismatch' },
   { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n', to: '', splits: 1, caughtBy: 'out-of-bounds' },
   { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
+  { name: 'the unrolled K/V copies step a row too far each pass', file: 'cuda/tidarc_attention.cuh', from: 'const int pass_stride = L::kRowsPerPass * t.stride;', to: 'const int pass_stride = (L::kRowsPerPass + 1) * t.stride;', splits: 1, caughtBy: 'mismatch' },
+  { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTile0 ? 1 : 0>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
   { name: 'combine forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
 ];
 
