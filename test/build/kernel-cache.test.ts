@@ -1,7 +1,7 @@
 // The kernel cache: one key per model, tuning and target; concurrent processes compile a new model once.
 // Needs: g++ (the CPU library).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,5 +60,9 @@ describe.skipIf(!cxx.found)('two processes loading a new model at once (needs g+
     expect(b!.tokens).toEqual(a!.tokens);
     // One entry, no lock, staging or temp left beside it.
     expect(readdirSync(join(cacheDir, 'kernels'))).toEqual([expect.stringMatching(/^race-cpu-[0-9a-f]{16}$/)]);
+    // The CPU entry is the CPU target's compile: C++ only, no CUDA sources planned for a stand-in sm_80.
+    const entry = join(cacheDir, 'kernels', readdirSync(join(cacheDir, 'kernels'))[0]!);
+    expect(readdirSync(entry).filter((f) => f === 'cpu' || f === 'cuda')).toEqual(['cpu']);
+    expect((JSON.parse(readFileSync(join(entry, 'manifest.json'), 'utf8')) as { arches: string[] }).arches).toEqual([]);
   });
 });

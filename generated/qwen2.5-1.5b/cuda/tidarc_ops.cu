@@ -467,6 +467,7 @@ __device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, int r
   const int ties = static_cast<int>(by_mass ? chosen_weight / each + 0.5 : chosen_weight);
   int need = static_cast<int>(ceil((target - above) / each));
   need = max(1, min(need, ties));
+  if (need >= ties) return {prefix, INT32_MAX};  // every tie stays (the usual case: one element at the cut)
   // The need-th tie in index order: contiguous chunks a thread, counts scanned by thread 0.
   const int chunk = (a.vocab + kRowThreads - 1) / kRowThreads;
   const int lo = min(a.vocab, tid * chunk), hi = min(a.vocab, lo + chunk);
