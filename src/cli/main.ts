@@ -10,6 +10,7 @@ import { registerCompileCommand } from './commands/compile.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerEmulateCommand } from './commands/emulate.js';
 import { registerEmulatedDriverCommand } from './commands/emulated-driver.js';
+import { registerGraphCommand } from './commands/graph.js';
 import { registerImportHfCommand } from './commands/import-hf.js';
 import { registerInitModelCommand } from './commands/init-model.js';
 import { registerMaskCommand } from './commands/mask.js';
@@ -48,6 +49,7 @@ export function buildProgram(io: CliIo): Command {
   registerDoctorCommand(program, io);
   registerEmulateCommand(program, io);
   registerEmulatedDriverCommand(program, io);
+  registerGraphCommand(program, io);
   registerImportHfCommand(program, io);
   registerInitModelCommand(program, io);
   registerMaskCommand(program, io);

@@ -1,0 +1,48 @@
+/**
+ * The step kinds of a compiled model as step graphs (ir/step-graph.ts): each attention variant
+ * the compile makes names a step (tidar_k<K>, ar, prefill_c<C>, block_k<K>), with its token
+ * count and schedule, and a backend's graph is the base graph (cpu) or its fused rewrite
+ * (cuda, with the SwiGLU epilogue when the gate_up GEMM offers it). Pure.
+ */
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { type StepGraph, type StepRequest, buildStepGraph } from '../ir/step-graph.js';
+import { rewriteForGpu, validateGraph } from '../ir/step-rewrite.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
+import { PREFILL_CHUNK } from './variant.js';
+import { AR_VARIANT, blockVariantName, parseVariantName, prefillVariantName, tidarVariantName } from './variant-name.js';
+
+export const GRAPH_BACKENDS = ['cpu', 'cuda'] as const;
+export type GraphBackend = (typeof GRAPH_BACKENDS)[number];
+
+const PREFILL = { size: PREFILL_CHUNK, variant: prefillVariantName(PREFILL_CHUNK) };
+
+/** The step kinds a compile of `spec` runs: its decode steps, then its prefill's. */
+export function stepKinds(spec: Pick<ModelSpec, 'draftLengths'>): string[] {
+  return [...spec.draftLengths.map(tidarVariantName), AR_VARIANT, prefillVariantName(PREFILL_CHUNK), ...spec.draftLengths.map(blockVariantName)];
+}
+
+/**
+ * A step kind's pass: a decode step is its variant's tokens in one launch; prefill_c<C> one
+ * whole chunk of prompt; block_k<K> a one-chunk prompt and the trailing mask block.
+ */
+export function stepRequest(spec: ModelSpec, kind: string, field = 'step'): StepRequest {
+  const key = parseVariantName(kind);
+  const known = stepKinds(spec);
+  if (!key || !known.includes(kind)) throw new TidarcError('invalid-argument', 'unknown step kind for this model', { field, value: kind, allowed: known.join(', ') });
+  switch (key.kind) {
+    case 'tidar': return { tokens: key.draft * (key.draft + 1), schedule: { kind: 'step', variant: kind }, prefillChunk: PREFILL };
+    case 'ar': return { tokens: 1, schedule: { kind: 'step', variant: kind }, prefillChunk: PREFILL };
+    case 'prefill': return { tokens: key.chunk, schedule: { kind: 'prefill', promptTokens: key.chunk }, prefillChunk: PREFILL };
+    case 'block': return { tokens: PREFILL_CHUNK + key.draft, schedule: { kind: 'prefill', promptTokens: PREFILL_CHUNK, blockVariant: kind }, prefillChunk: PREFILL };
+  }
+}
+
+/** The graph a backend runs for a step kind. */
+export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, field = 'step'): StepGraph {
+  const base = buildStepGraph(spec, stepRequest(spec, kind, field));
+  if (backend === 'cpu') return validateGraph(base, 'cpu');
+  const I = spec.intermediateSize;
+  const { swigluInterleave } = gemmEpilogues({ n: 2 * I, k: spec.hiddenSize, dtype: spec.dtype }, ['gate_up']);
+  return rewriteForGpu(base, swigluInterleave === undefined ? {} : { swigluInterleave });
+}
