@@ -5,7 +5,7 @@
  * what it read), and the files hold the arrays in the schema's order.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -14,6 +14,10 @@ import { describeVariant } from '../../src/codegen/generate.js';
 import { planAttention } from '../../src/codegen/plan.js';
 import { tidarDecodeVariant } from '../../src/codegen/variant.js';
 import { findCxx } from '../../src/build/toolchain.js';
+import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
+import { readTemplateFile } from '../../src/codegen/templates.js';
+import { emulateVariant } from '../../src/emulate/emulate-variant.js';
+import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import {
   HARNESS_HEADER, HARNESS_OPTIONS, type HarnessRun, harnessArgv, harnessDims, harnessInputBytes, harnessOutputs, renderHarnessHeader,
 } from '../../src/emulate/harness-protocol.js';
@@ -107,4 +111,30 @@ describe.skipIf(!cxx.found)('the C++ reader (g++)', () => {
       expect(r.stderr).toContain(`usage: ${HARNESS_OPTIONS.map((o) => `--${o.flag} ${o.meta}`).join(' ')}`);
     }
   });
+});
+
+describe.skipIf(!cxx.found)('the emulator harness (emu_main.cpp) runs a variant as the manifest describes it', () => {
+  test("the split-KV combine is launched with the manifest's launch.combine, not constants of its own", async () => {
+    if (!cxx.found) return;
+    const cuda = join(dir, 'cuda');
+    mkdirSync(cuda, { recursive: true });
+    for (const h of ['tidarc_attention.cuh', 'tidarc_device.cuh']) writeFileSync(join(cuda, h), readTemplateFile(`cuda/${h}`));
+    writeFileSync(join(cuda, 'tidarc_abi.h'), readTemplateFile('common/tidarc_abi.h'));
+    const source = join(cuda, 'k2.cu');
+    writeFileSync(source, renderCudaVariant(plan, 'harness-test'));
+    const exe = join(dir, 'emu_k2');
+    const v = describeVariant(plan, [ARCHES.sm_90]);
+    await buildVariantEmulator(cxx.tool.path, source, cuda, v, await buildEmulatorRuntime(cxx.tool.path, join(dir, 'runtime')), exe);
+    const withCombine = (combine: { block: number; rowsPerBlock: number }) =>
+      emulateVariant(exe, { ...v, launch: { ...v.launch, combine } }, { batch: 2, prefixLen: [37, 3], splits: 2, seed: 5 }, dir);
+    // The kernel merges a row per warp, so two warps merging two rows a block is as right as the default.
+    for (const combine of [v.launch.combine, { block: 64, rowsPerBlock: 2 }]) {
+      const r = await withCombine(combine);
+      expect([r.completed, r.findings, r.maxError <= r.tolerance], JSON.stringify(combine)).toEqual([true, [], true]);
+    }
+    // A geometry that claims 8 rows a block of 4 warps launches half the blocks: rows stay poisoned.
+    const short = await withCombine({ block: 128, rowsPerBlock: 8 });
+    expect(short.maxError).toBe(Infinity);
+    expect(short.ok).toBe(false);
+  }, 300_000);
 });
