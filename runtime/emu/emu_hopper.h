@@ -33,6 +33,10 @@ struct Barrier {
   int64_t pending = 0;    // arrivals still missing in the current phase
   int64_t tx = 0;         // transaction bytes announced by expect_tx and not yet delivered
   uint32_t completed = 0; // phases completed; the current phase's parity is completed & 1
+  // What the arrivals of the phase in progress know of retired wgmma reads (Thread::released,
+  // joined), and that of the last completed phases, for the threads that wait on them.
+  std::vector<uint32_t> arriving;
+  std::map<uint32_t, std::vector<uint32_t>> released;  // phase index -> join of its arrivals
 };
 
 /** A bulk tensor copy in flight: it lands when a thread waits on its mbarrier (never earlier),
@@ -52,8 +56,9 @@ struct Chunk {
   uint32_t bar = UINT32_MAX;     // landed by a bulk copy completing on this mbarrier ...
   uint32_t phase = 0;            // ... in this phase (visible to who waited for phase + 1 completions)
   int16_t swizzle = -1;          // the landed copy's swizzle span; -1: not written by a bulk copy
-  int16_t reader_group = -1;     // the last wgmma that read it: warpgroup and its issue number
-  uint32_t reader_seq = 0;
+  int16_t reader_group = -1;     // the last wgmma that read it: warpgroup, its issue number, and
+  uint32_t reader_seq = 0;       // the __syncthreads epoch of the read
+  uint32_t reader_epoch = 0;
 };
 
 struct PendingMma {
@@ -70,6 +75,9 @@ struct ThreadState {
   bool fenced = false;                    // wgmma.fence since the accumulators were last accessible
   int committed = 0;
   uint32_t retired = 0;                   // wgmma issue numbers below this have landed
+  // Per warpgroup: wgmma issue numbers below this are retired and known to this thread, through
+  // its own wait_group or mbarrier phases whose arrivals knew it (a vector clock of releases).
+  std::vector<uint32_t> released;
   std::vector<PendingMma> mma;
 };
 
@@ -90,6 +98,9 @@ struct Warpgroup {
 };
 
 struct Block {
+  int nthreads = 0;
+  size_t shared_bytes = 0;
+  bool active = false;  // a Hopper primitive ran in this block: the tables below are sized
   std::map<uint32_t, Barrier> barriers;
   std::vector<Warpgroup> groups;
   std::vector<BulkCopy> copies;
@@ -101,10 +112,16 @@ struct Block {
 
 extern Block g;
 
+/** Sizes the per-block tables on the block's first Hopper primitive, so that the blocks of
+ *  other kernels cost nothing (every public primitive calls it first). */
+void activate();
+
 /** Records that thread `tid` has waited for `completions` phases of the mbarrier at `bar`. */
 bool has_observed(int tid, uint32_t bar, uint32_t completions);
 /** The warpgroup's wgmma issue number below which every thread has retired its wgmmas. */
 uint32_t group_retired(int group);
+/** a = max(a, b) element-wise, growing a to b's size. */
+void join(std::vector<uint32_t>& a, const std::vector<uint32_t>& b);
 
 // Hooks of the block scheduler (emu_runtime.cpp).
 void block_begin(int nthreads, size_t shared_bytes);

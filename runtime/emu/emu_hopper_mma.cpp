@@ -21,6 +21,7 @@ uint32_t group_retired(int group) {
 }
 
 void thread_end(int tid) {
+  if (!g.active) return;
   const ThreadState& ts = g.threads[static_cast<size_t>(tid)];
   if (!ts.mma.empty())
     detail::report("wgmma", detail::fmt("%zu wgmma.mma_async results were never retired by wgmma.wait_group (%s) before the thread exited",
@@ -107,7 +108,7 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
         reported_unwritten = true;
       }
       if (k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
-      k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq;
+      k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq, k.reader_epoch = detail::L->epoch;
       uint16_t bits;
       std::memcpy(&bits, tidarc::smem_raw + off, 2);
       out[i][j] = to_float(type, bits);
@@ -175,6 +176,7 @@ void execute(Warpgroup& w, int group) {
 using namespace hopper;
 
 void check_descriptor_address(const void* p) {
+  activate();
   size_t off = 0;
   const detail::SharedKind kind = detail::classify_shared(p, 16, &off);
   if (reinterpret_cast<uintptr_t>(p) % 16 != 0) detail::report("alignment", detail::fmt("a wgmma matrix descriptor needs a 16-byte aligned shared address (%p); the low 4 bits are dropped", p));
@@ -182,6 +184,7 @@ void check_descriptor_address(const void* p) {
 }
 
 void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, uint64_t desc_b, bool trans_a, bool trans_b, bool accumulate) {
+  activate();
   detail::Thread& t = detail::cur();
   const int group = t.tid / 128;
   if (static_cast<size_t>(group) >= g.groups.size()) {
@@ -224,9 +227,13 @@ void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, ui
   }
 }
 
-void wgmma_fence() { g.threads[static_cast<size_t>(detail::cur().tid)].fenced = true; }
+void wgmma_fence() {
+  activate();
+  g.threads[static_cast<size_t>(detail::cur().tid)].fenced = true;
+}
 
 void wgmma_commit() {
+  activate();
   ThreadState& ts = g.threads[static_cast<size_t>(detail::cur().tid)];
   for (PendingMma& p : ts.mma)
     if (p.group < 0) p.group = ts.committed;
@@ -234,6 +241,7 @@ void wgmma_commit() {
 }
 
 void wgmma_wait(int pending_groups) {
+  activate();
   ThreadState& ts = g.threads[static_cast<size_t>(detail::cur().tid)];
   const int limit = ts.committed - pending_groups;
   std::vector<PendingMma> keep;
@@ -247,6 +255,9 @@ void wgmma_wait(int pending_groups) {
   }
   ts.mma.swap(keep);
   ts.fenced = false;
+  const size_t group = static_cast<size_t>(detail::cur().tid / 128);
+  if (ts.released.size() <= group) ts.released.resize(group + 1, 0);
+  ts.released[group] = std::max(ts.released[group], ts.retired);
 }
 
 }  // namespace tidarc_emu

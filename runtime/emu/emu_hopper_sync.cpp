@@ -23,11 +23,22 @@ bool has_observed(int tid, uint32_t bar, uint32_t completions) {
   return it != seen.end() && it->second >= completions;
 }
 
+void join(std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  if (a.size() < b.size()) a.resize(b.size(), 0);
+  for (size_t i = 0; i < b.size(); ++i) a[i] = std::max(a[i], b[i]);
+}
+
 void block_begin(int nthreads, size_t shared_bytes) {
-  g = Block{};
-  g.chunks.assign((shared_bytes + 15) / 16, Chunk{});
-  g.threads.assign(static_cast<size_t>(nthreads), ThreadState{});
-  g.groups.assign(static_cast<size_t>(nthreads / 128), Warpgroup{});
+  if (g.active) g = Block{};
+  g.nthreads = nthreads, g.shared_bytes = shared_bytes;
+}
+
+void activate() {
+  if (g.active) return;
+  g.active = true;
+  g.chunks.assign((g.shared_bytes + 15) / 16, Chunk{});
+  g.threads.assign(static_cast<size_t>(g.nthreads), ThreadState{});
+  g.groups.assign(static_cast<size_t>(g.nthreads / 128), Warpgroup{});
 }
 
 void block_end() {
@@ -67,6 +78,9 @@ Barrier* find_barrier(uint32_t off, const char* what) {
 
 void complete_phase_if_done(Barrier& b) {
   if (b.pending != 0 || b.tx != 0) return;
+  b.released[b.completed] = std::move(b.arriving);
+  b.arriving.clear();
+  if (b.completed >= 2) b.released.erase(b.completed - 2);  // a wait sees one of the newest two
   b.completed++;
   b.pending = b.expected;
   g.events++;
@@ -152,6 +166,7 @@ const char* encode_tensor_map(TensorMap* map, const void* base, uint32_t elem_by
 }
 
 void mbarrier_init(uint64_t* bar, uint32_t count) {
+  activate();
   const uint32_t off = barrier_offset(bar, "mbarrier.init");
   if (off == UINT32_MAX) return;
   if (count < 1 || count > (1u << 20) - 1) report("mbarrier", fmt("mbarrier.init count %u is outside 1..2^20-1", count));
@@ -164,6 +179,7 @@ void mbarrier_init(uint64_t* bar, uint32_t count) {
 }
 
 void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes) {
+  activate();
   const uint32_t off = barrier_offset(bar, "mbarrier.arrive");
   if (off == UINT32_MAX) return;
   Barrier* b = find_barrier(off, "mbarrier.arrive");
@@ -174,11 +190,13 @@ void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes) {
     return;
   }
   b->pending--;
+  join(b->arriving, g.threads[static_cast<size_t>(detail::cur().tid)].released);
   g.events++;
   complete_phase_if_done(*b);
 }
 
 bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
+  activate();
   const uint32_t off = barrier_offset(bar, "mbarrier.try_wait");
   if (off == UINT32_MAX) return true;
   Barrier* b = find_barrier(off, "mbarrier.try_wait");
@@ -191,6 +209,8 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
     const uint32_t seen = ((b->completed - 1) & 1) == (parity & 1) ? b->completed : b->completed - 1;
     uint32_t& o = ts.observed[off];
     o = std::max(o, seen);
+    auto phase = b->released.find(seen - 1);
+    if (phase != b->released.end()) join(ts.released, phase->second);
     ts.spins = 0;
     return true;
   }
@@ -211,6 +231,7 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
 }
 
 void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, uint64_t* bar) {
+  activate();
   detail::Thread& t = detail::cur();
   if (map->magic != kTensorMapMagic) {
     report("tma", "cp.async.bulk.tensor with a tensor map that encode_tensor_map never encoded");
@@ -254,6 +275,13 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
     } else if (k.reader_group >= 0 && group_retired(k.reader_group) <= k.reader_seq && !overwriting) {
       report("tma", fmt("a bulk tensor copy overwrites shared byte %u that a wgmma of warpgroup %d still reads (not retired by wgmma.wait_group: a missing wait on the consumer's release)", dst_off, k.reader_group));
       overwriting = true;
+    } else if (k.reader_group >= 0 && k.reader_epoch == detail::L->epoch && !overwriting) {
+      const std::vector<uint32_t>& known = g.threads[static_cast<size_t>(t.tid)].released;
+      if (static_cast<size_t>(k.reader_group) >= known.size() || known[static_cast<size_t>(k.reader_group)] <= k.reader_seq) {
+        report("tma", fmt("a bulk tensor copy overwrites shared byte %u that a wgmma of warpgroup %d read, and %s has not waited on an mbarrier that warpgroup %d arrived on after retiring it (a missing or miscounted release)",
+                          dst_off, k.reader_group, detail::thread_name(t.tid).c_str(), k.reader_group));
+        overwriting = true;
+      }
     }
     k.copy = idx;
   }

@@ -46,7 +46,7 @@ export async function runHopper(exe: string, args: readonly string[], outPath: s
 }
 
 export interface GemmCase {
-  readonly kernel: 'bf16_n64' | 'fp16_n128';
+  readonly kernel: 'bf16_n64' | 'fp16_n128x2';
   readonly dtype: DType;
   readonly m: number;
   readonly n: number;
