@@ -55,7 +55,7 @@ function silus(text: string): string[] {
 
 describe.skipIf(!nvcc.found)('SwiGLU: the epilogue and tidarc_op_silu_mul compile silu alike', () => {
   const templates = join(packageRoot(), 'templates', 'cuda');
-  test.for(['sm_80', 'sm_90'])('%s', async (arch) => {
+  for (const arch of ['sm_80', 'sm_90']) test(arch, async () => {
     // gate | up of I = 64 (N = 128: one N tile), split-K 1, M = 1 and 20.
     const { source, cudaDir } = writeGemmUnit(join(dir, arch), { n: 128, k: 256, dtype: 'bf16' }, [1, 20], 1, ['gate_up']);
     const [ops, gemm] = await Promise.all([ptx(join(templates, 'tidarc_ops.cu'), arch, templates), ptx(source, arch, cudaDir)]);
