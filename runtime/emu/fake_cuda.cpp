@@ -378,6 +378,8 @@ CUresult cuModuleLoad(CUmodule* module, const char* path) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  // Stricter than a GPU may be: loading code can synchronize the device, so modules load before a capture.
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (module == nullptr || path == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const std::string so = emulated_module_path(path);
   struct stat st{};
@@ -401,6 +403,8 @@ CUresult cuModuleUnload(CUmodule module) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
+  // Stricter than a GPU may be: loading code can synchronize the device, so modules load before a capture.
+  if (CUresult r = refuse_during_capture(*ctx)) return r;
   auto it = ctx->modules.find(module);
   if (it == ctx->modules.end()) return CUDA_ERROR_INVALID_HANDLE;
   dlclose(it->second->library);

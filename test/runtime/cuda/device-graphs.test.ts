@@ -34,6 +34,8 @@ interface ChildOut {
   replay1: string; replay2: string; replay3: string; replay1again: string;
   forbidden: { code: string; message: string; cuda: string } | string;
   afterForbidden: string;
+  loadInCapture: string;
+  afterLoadInCapture: string;
   timing: { gpuMs: number; hostMs: number };
 }
 
@@ -76,6 +78,11 @@ describe.for([
     expect(out.forbidden).toMatchObject({ code: 'runtime', cuda: expect.stringMatching(/^CUDA_ERROR_STREAM_CAPTURE_(UNSUPPORTED|IMPLICIT)$/) });
     expect((out.forbidden as { message: string }).message).toMatch(/^CUDA: cannot download from f32\[120\]: cuMemcpyDtoH failed: CUDA_ERROR_STREAM_CAPTURE_(UNSUPPORTED \(900\)|IMPLICIT \(906\))/);
     expect(out.afterForbidden).toBe(out.direct2);
+  });
+
+  test.skipIf(skip || on !== 'emulated')('the emulated driver refuses a module load during a capture (load before capturing)', () => {
+    expect(out.loadInCapture).toBe('CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED');
+    expect(out.afterLoadInCapture).toBe(out.direct3);
   });
 
   test.skipIf(skip)('CUDA events time the GPU work of a replay', () => {
