@@ -16,7 +16,7 @@ import { readJsonFile } from '../fs/read-json.js';
 import { readRegularFile } from '../fs/read-regular-file.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from '../codegen/arch.js';
-import { type BuildPlan, type BuildStep, type BuildTargets, type CpuBuild, type CudaBuild, planBuild, stepArgs } from '../codegen/build-steps.js';
+import { type BuildPlan, type BuildStep, type BuildTargets, type CpuBuild, type CudaBuild, buildTools, planBuild, stepArgs } from '../codegen/build-steps.js';
 import { type TargetName, compileTargets, dialectsOf } from '../codegen/targets.js';
 import { compileInputKey, generatorDigest, type TileOverrides } from '../codegen/input-key.js';
 import type { GemmOverrides } from '../codegen/gemm-plan.js';
@@ -122,12 +122,9 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets.map((t) => t.name), req.tiles, req.gemms);
   const building = req.build !== 'none';
   // Which compilers the build needs: the targets' stages (a CPU-only target asks for no nvcc).
-  const stages = planBuild(targets, { variants: [], gemms: [] }, [], req.build);
+  const tools = buildTools(targets, req.build);
   const cudaSources = dialectsOf(targets).some((d) => d.dir === 'cuda');
-  const [nvcc, cxx] = await Promise.all([
-    stages.cuda ? findNvcc() : undefined,
-    stages.cpu ? findCxx() : undefined,
-  ]);
+  const [nvcc, cxx] = await Promise.all([tools.nvcc ? findNvcc() : undefined, tools.cxx ? findCxx() : undefined]);
   const inputHash = sha256([inputKey, nvcc?.found ? nvcc.tool.version : 'no-nvcc', cxx?.found ? cxx.tool.version : 'no-cxx', req.build].join('\n'));
   const old = await readOldManifest(req.outDir);
   const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;

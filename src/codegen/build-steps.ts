@@ -65,17 +65,25 @@ export function cudaUnits(manifest: Pick<Manifest, 'variants' | 'gemms'>): { nam
   return [...manifest.variants.map((v) => ({ name: v.name, source: v.sources.cuda })), { name: OPS_UNIT, source: 'cuda/tidarc_ops.cu' }, ...gemms];
 }
 
+/** The compilers a build of `targets` runs (`which` stages): nvcc for CUDA arches, a C++ compiler for the CPU library. */
+export function buildTools(targets: readonly Target[], which: BuildTargets): { readonly nvcc: boolean; readonly cxx: boolean } {
+  return {
+    nvcc: which === 'all' && targets.some((t) => t.build.kind === 'units'),
+    cxx: which !== 'none' && targets.some((t) => t.build.kind === 'library'),
+  };
+}
+
 /**
  * The steps `targets` build for a compile whose manifest is `manifest` and whose output holds
  * `files`: the nvcc units of the CUDA arches (one fatbin each, real code for every arch) and the
  * CPU library. The emulator's modules are built when the emulated driver loads them, not here.
  */
 export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, 'variants' | 'gemms'>, files: readonly string[], which: BuildTargets = 'all'): BuildPlan {
-  if (which === 'none') return {};
+  const tools = buildTools(targets, which);
   const nvccArches = targets.flatMap((t) => (t.build.kind === 'units' && t.device ? [t.device] : []));
-  const cpu = targets.find((t) => t.build.kind === 'library');
+  const cpu = tools.cxx ? targets.find((t) => t.build.kind === 'library') : undefined;
   let cuda: CudaBuild | undefined;
-  if (which === 'all' && nvccArches.length > 0) {
+  if (tools.nvcc) {
     const flags = nvccFlags(nvccArches);
     const headers = headersOf(files, 'cuda');
     cuda = { flags, steps: cudaUnits(manifest).map((u) => nvccUnitStep(flags, u.name, u.source, headers)) };
