@@ -1,7 +1,8 @@
 /**
  * What a tuning database says, for people and for the compiler. Pure.
  *   - tuneReport: per shape, the heuristic default against the tuned best, and the share of
- *     shapes where the heuristic is within 10% of the best (issue 6's goal: 90%);
+ *     shapes where the heuristic is within 10% of the best (issue 6's goal: 90%); then the GEMM
+ *     entries of the device check's search, per unit and M;
  *   - tuneSvg: the same as bars;
  *   - tunedTiles: the tile each variant of a model compiles with under `compile --tuned`.
  */
@@ -10,6 +11,7 @@ import type { CallParams } from '../codegen/call-params.js';
 import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
+import { gemmTileName } from '../codegen/gemm-plan.js';
 import { configKey, infeasible } from './space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
@@ -46,7 +48,9 @@ export function reportRows(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
 
 export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'], TuneMeta>> = {}): string {
   const rows = reportRows(db, meta);
-  if (rows.length === 0) return 'the tuning database is empty\n';
+  const gemms = gemmReportLines(db, meta.cuda);
+  if (rows.length === 0 && gemms.length === 0) return 'the tuning database is empty\n';
+  if (rows.length === 0) return `${gemms.join('\n')}\n`;
   const lines = ['| variant | shape | heuristic | us | tuned best | us | heuristic / best |', '|---|---|---|---|---|---|---|'];
   for (const r of rows) lines.push(`| ${r.variant} | ${r.bucket} | ${r.heuristic} | ${r.heuristicUs.toFixed(1)} | ${r.best} | ${r.bestUs.toFixed(1)} | ${r.ratio.toFixed(2)}x${r.stale ? ` (stale: ${r.stale})` : ''} |`);
   lines.push('');
@@ -58,7 +62,25 @@ export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
     const stale = all.length - fresh.length;
     lines.push(`heuristic within ${Math.round((HEURISTIC_SLACK - 1) * 100)}% of the tuned best on ${good} of ${fresh.length} ${backend} shapes (${fresh.length ? ((100 * good) / fresh.length).toFixed(0) : 0}%; goal 90%)${stale ? `; ${stale} stale, not counted` : ''}`);
   }
+  if (gemms.length > 0) lines.push('', ...gemms);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The GEMM entries (the device check's search): per unit and step row count, the heuristic's
+ * split-K and tile against the tuned ones, with their times. Empty when there are none.
+ */
+function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
+  const entries = Object.values(db.gemms ?? {});
+  if (entries.length === 0) return [];
+  const lines = ['| GEMM | arch | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|---|'];
+  for (const e of entries) {
+    const stale = meta ? staleness(e.meta, meta) : null;
+    for (const [m, r] of Object.entries(e.rows)) {
+      lines.push(`| ${e.unit} | ${e.arch} | ${m} | split-K ${e.heuristicSplitK} ${gemmTileName(r.heuristic)} | ${r.heuristicTiming.medianUs.toFixed(1)} | split-K ${e.splitK} ${gemmTileName(r.best)} | ${r.bestTiming.medianUs.toFixed(1)} | ${(r.heuristicTiming.medianUs / r.bestTiming.medianUs).toFixed(2)}x${stale ? ` (stale: ${stale})` : ''} |`);
+    }
+  }
+  return lines;
 }
 
 export function tuneSvg(db: TuneDb): string {

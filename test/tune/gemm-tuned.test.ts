@@ -15,6 +15,7 @@ import { type GemmTile, gemmTarget, gemmUnitName, planReduction } from '../../sr
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { EMPTY_DB, type GemmTuneEntry, type TuneDb, type TuneMeta, gemmEntryKey, mergeDb, parseTuneDb } from '../../src/tune/db.js';
 import { tunedGemms } from '../../src/tune/gemm-tuned.js';
+import { tuneReport } from '../../src/tune/report.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
@@ -105,6 +106,16 @@ describe('which records apply', () => {
     expect(parseTuneDb(JSON.stringify(db), 'db.json')).toEqual(db);
     const broken = { format: 1, entries: {}, gemms: { [gemmEntryKey(GATE_UP, 'sm_90')]: { ...rec, rows: { 1: { best: { blockM: 16 } } } } } };
     expect(() => parseTuneDb(JSON.stringify(broken), 'db.json')).toThrow(/a tuning database GEMM entry is malformed \(gemms\["gemm_bf16_n1024_k256 \| sm_90"\]\)/);
+  });
+});
+
+describe('tuneReport with GEMM records', () => {
+  test('a table per unit and M: the heuristic\'s split-K and tile against the tuned ones, with their times; not "empty"', () => {
+    const text = tuneReport(dbOf(entry(GATE_UP, 2, { 20: { blockM: 16, warpsM: 1, stages: 5 } })));
+    expect(text).not.toContain('empty');
+    expect(text).toContain('| GEMM | arch | M | heuristic | us | tuned | us | heuristic / tuned |');
+    expect(text).toContain(`| ${GATE_UP} | sm_90 | 20 | split-K 1 b16w1s6 | 6.0 | split-K 2 b16w1s5 | 5.0 | 1.20x |`);
+    expect(tuneReport(dbOf(entry(GATE_UP, 2, { 20: { blockM: 16, warpsM: 1, stages: 5 } })), { cuda: { ...META, driver: '12.8' } })).toContain('1.20x (stale: driver was 13.0, is 12.8) |');
   });
 });
 
