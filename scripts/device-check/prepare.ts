@@ -17,4 +17,4 @@ const grid = await prepareDeviceBundle({ outDir, grid: dry ? DRY_RUN_GRID : FULL
 // The GEMM part (issue 14): gemm/ and gemm.json beside grid.json.
 const gemm = await prepareGemmBundle(outDir, dry ? DRY_RUN_GEMM : FULL_GEMM, dry);
 const tuned = grid.tune?.variants.flatMap((v) => v.buckets) ?? [];
-console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts`);
+console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts; gemm search: ${(gemm.tune ?? []).reduce((n, t) => n + t.candidates.length, 0)} candidates in ${(gemm.tune ?? []).reduce((n, t) => n + t.sources.length, 0)} sources`);
