@@ -73,6 +73,7 @@ struct ThreadState {
   uint64_t spin_events = 0;               // barrier events seen at the last failed try_wait ...
   uint32_t spins = 0;                     // ... and failed try_waits since any barrier changed
   bool fenced = false;                    // wgmma.fence since the accumulators were last accessible
+  uint32_t proxy_fence_epoch = 0;         // the __syncthreads epoch of its last fence.proxy.async
   int committed = 0;
   uint32_t retired = 0;                   // wgmma issue numbers below this have landed
   // Per warpgroup: wgmma issue numbers below this are retired and known to this thread, through

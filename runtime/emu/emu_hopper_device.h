@@ -28,6 +28,10 @@ inline void tma_load_3d(void* dst, const TensorMap* map, int32_t c0, int32_t c1,
 inline void fence_proxy_async() { tidarc_emu::fence_proxy_async(); }
 inline void check_descriptor_address(const void* p) { tidarc_emu::check_descriptor_address(p); }
 
+/** Register reallocation between warpgroups: the emulator has no register file, so nothing to do. */
+template <int Registers> inline void setmaxnreg_inc() {}
+template <int Registers> inline void setmaxnreg_dec() {}
+
 inline void wgmma_fence() { tidarc_emu::wgmma_fence(); }
 inline void wgmma_commit() { tidarc_emu::wgmma_commit(); }
 template <int Pending> inline void wgmma_wait() { tidarc_emu::wgmma_wait(Pending); }

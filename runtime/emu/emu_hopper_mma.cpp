@@ -85,7 +85,7 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
     return false;
   }
   std::set<std::pair<uint32_t, uint32_t>> phases;
-  bool reported_pending = false, reported_swizzle = false, reported_unwritten = false;
+  bool reported_pending = false, reported_swizzle = false, reported_unwritten = false, reported_proxy = false;
   for (uint32_t i = 0; i < mn; ++i) {
     for (uint32_t j = 0; j < 16; ++j) {
       const uint32_t off = swizzle_offset(element_offset(s, mn_major, i, j), s.span);
@@ -106,6 +106,13 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
       if (!sh.written && tidarc::smem_raw[off] == 0xff && tidarc::smem_raw[off + 1] == 0xff && !reported_unwritten) {
         report("uninitialized-read", fmt("wgmma reads %s at shared byte %u that nothing wrote in this block", name, off));
         reported_unwritten = true;
+      }
+      // st.shared (tracked: a writer and a __syncthreads epoch; async writes have epoch 0) must be
+      // followed by the writer's fence.proxy.async before the async proxy reads it.
+      if (sh.written && sh.w_epoch != 0 && sh.w_tid >= 0 && !reported_proxy &&
+          g.threads[static_cast<size_t>(sh.w_tid)].proxy_fence_epoch < sh.w_epoch) {
+        report("proxy", fmt("wgmma reads %s at shared byte %u that %s stored with st.shared and no fence.proxy.async after (the async proxy may see stale data)", name, off, detail::thread_name(sh.w_tid).c_str()));
+        reported_proxy = true;
       }
       if (k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
       k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq, k.reader_epoch = detail::L->epoch;

@@ -290,6 +290,9 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
   g.events++;
 }
 
-void fence_proxy_async() {}
+void fence_proxy_async() {
+  activate();
+  g.threads[static_cast<size_t>(detail::cur().tid)].proxy_fence_epoch = detail::L->epoch;
+}
 
 }  // namespace tidarc_emu

@@ -30,6 +30,8 @@ struct alignas(64) TensorMap {
   uint32_t box[5];
 };
 constexpr uint32_t kTensorMapMagic = 0x544d4150;
+// CUtensorMap's size and alignment: kernel argument structs holding one lay out alike on both sides.
+static_assert(sizeof(TensorMap) == 128 && alignof(TensorMap) == 64, "TensorMap must match CUtensorMap");
 void mbarrier_init(uint64_t* bar, uint32_t count);
 void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes);  // tx_bytes > 0: arrive.expect_tx
 bool mbarrier_try_wait(uint64_t* bar, uint32_t parity);

@@ -17,11 +17,15 @@
       Emulator: the copy lands only when a thread waits on its mbarrier, so "tma" for a wgmma
       reading bytes of a copy not yet complete, or delivered in a phase its warpgroup has not waited
       for; for a copy into bytes another copy is still filling, or that a wgmma not yet retired
-      still reads (a missing wait for the consumer's release); "alignment" when a destination is
+      still reads, or whose release (an arrival after wgmma_wait, on an mbarrier the issuer then
+      waited on) the issuing thread never saw; "alignment" when a destination is
       not 128-byte aligned or, swizzled, not at its pattern's start (8 x span bytes), which the
       descriptors below assume (base offset 0).
     - fence_proxy_async: orders this thread's generic-proxy shared stores before later
-      async-proxy reads (wgmma, TMA stores). Emulator: none yet (plain stores are not tracked).
+      async-proxy reads (wgmma, TMA stores). Emulator: "proxy" for a wgmma reading bytes stored
+      with st_shared_16 whose writer has not fenced since (plain C++ stores are not tracked).
+    - setmaxnreg_inc / _dec: moves registers between warpgroups (a producer keeps few). Emulator:
+      nothing (no register file).
     - wgmma_ss / wgmma_rs (wgmma.mma_async.m64nNk16, bf16/fp16 in, fp32 accumulate): a warpgroup
       (4 warps, 128 threads) multiplies A (64 x 16: shared memory through a descriptor, or the
       mma.m16n8k16 A fragment of each warp's 16 rows in registers) by B (16 x N, shared memory)
@@ -100,6 +104,11 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TensorMap* map, int
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 __device__ __forceinline__ void check_descriptor_address(const void*) {}
+
+// ---- register reallocation (FA3's split: a producer warpgroup gives registers to the consumers) --
+// Every thread of the warpgroup executes it; Registers is a multiple of 8 in 24..256.
+template <int Registers> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(Registers)); }
+template <int Registers> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(Registers)); }
 
 // ---- wgmma -----------------------------------------------------------------------------------
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

@@ -3,8 +3,9 @@
  * from the emulator's C++): the TMA swizzle patterns (2D and 3D boxes, zero fill outside the
  * tensor), the wgmma accumulator fragment for N = 8..256, the matrix descriptors of every
  * canonical layout (K- and MN-major, swizzle none/32/64/128B, A from registers), and the sm_90a
- * GEMM tile (TMA -> 2-stage mbarrier ring -> wgmma) against float64 with no findings; nvcc
- * -arch=sm_90a compiles the same tile with no spills. Tagged: g++, nvcc.
+ * GEMM tile (TMA -> 2-stage mbarrier ring -> wgmma) against float64 with no findings, misuse
+ * reported; nvcc -arch=sm_90a compiles the same tile with no spills, and assembles every PTX
+ * wrapper. Tagged: g++, nvcc.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { type DType, encode } from '../../src/util/dtype.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { seededRandom } from '../../src/util/random.js';
 import { worstRatio } from '../helpers/gemm.js';
-import { GEMM_KERNEL, type GemmCase, type HopperRun, buildHopperHarness, gemmArgs, gemmProblem, runHopper } from './hopper-emu.js';
+import { FIXTURES, GEMM_KERNEL, type GemmCase, type HopperRun, buildHopperHarness, gemmArgs, gemmProblem, runHopper } from './hopper-emu.js';
 import { type Major, type Span, accElement, aElement, canonicalByte, descriptor, swizzledByte } from './hopper-isa.js';
 
 const exec = promisify(execFile);
@@ -89,6 +90,8 @@ interface WgmmaCase {
    *  a descriptor built from a pointer 8 bytes past a 16-byte boundary. */
   readonly badB?: { readonly start?: number; readonly sbo?: number };
   readonly misalignedDescriptor?: boolean;
+  /** The image goes in through st.shared (every thread a share), with or without fence.proxy.async. */
+  readonly stores?: 'fenced' | 'unfenced';
 }
 
 const K_MAJOR = (span: Span): Operand => ({ major: 'K', span });
@@ -104,6 +107,7 @@ const WGMMA_CASES: readonly WgmmaCase[] = [
   { name: 'descriptors: K-major 128B, the 3rd 16-column slice of a 64-column tile', n: 32, dtype: 'bf16', a: K_MAJOR(128), b: K_MAJOR(128), accumulate: true, kSlice: 2 },
   { name: 'A from registers, B K-major 64B swizzle', n: 64, dtype: 'bf16', a: 'registers', b: K_MAJOR(64), accumulate: true },
   { name: 'A from registers, B MN-major no swizzle', n: 32, dtype: 'fp16', a: 'registers', b: MN_MAJOR(0), accumulate: false },
+  { name: 'operands stored with st.shared, then fence.proxy.async', n: 64, dtype: 'bf16', a: K_MAJOR(128), b: MN_MAJOR(64), accumulate: true, stores: 'fenced' },
 ];
 
 /** LBO and SBO (bytes) of a tile laid out canonically: 8-row groups after each other. */
@@ -145,7 +149,7 @@ function wgmmaFile(c: WgmmaCase, seed: number, path: string): { d: number[][] } 
   const header = Buffer.alloc(48);
   [c.n, c.a !== 'registers' && c.a.major === 'MN' ? 1 : 0, c.b.major === 'MN' ? 1 : 0, c.dtype === 'fp16' ? 1 : 0, c.a === 'registers' ? 1 : 0, c.accumulate ? 1 : 0, smem, 0]
     .forEach((v, i) => header.writeInt32LE(v, 4 * i));
-  header.writeInt32LE(c.misalignedDescriptor ? 1 : 0, 28);
+  header.writeInt32LE((c.misalignedDescriptor ? 1 : 0) | (c.stores ? 2 : 0) | (c.stores === 'fenced' ? 4 : 0), 28);
   header.writeBigUInt64LE(descA, 32);
   header.writeBigUInt64LE(descriptor(bBase + (c.badB?.start ?? 0), b.lbo, c.badB?.sbo ?? b.sbo, c.b.span), 40);
   const regs = Buffer.alloc(128 * 16), acc = Buffer.alloc(128 * (c.n / 2) * 4);
@@ -177,6 +181,7 @@ const MISUSE: readonly { readonly finding: string; readonly tma?: TmaCase; reado
   { finding: 'descriptor', wgmma: { name: 'a 128B descriptor starting in the 3rd line of its pattern (needs a base offset)', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(128), accumulate: false, badB: { start: 256 } } },
   { finding: 'descriptor', wgmma: { name: 'a 32B K-major descriptor whose 16 columns cross the swizzle row', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(32), accumulate: false, badB: { start: 16 } } },
   { finding: 'alignment', wgmma: { name: 'a descriptor built from a pointer 8 bytes past a 16-byte boundary', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(0), accumulate: false, misalignedDescriptor: true } },
+  { finding: 'proxy', wgmma: { name: 'operands stored with st.shared and read by wgmma with no fence.proxy.async', n: 32, dtype: 'bf16', a: K_MAJOR(0), b: K_MAJOR(0), accumulate: false, stores: 'unfenced' } },
 ];
 const misuseName = (m: (typeof MISUSE)[number]) => m.tma?.name ?? m.wgmma!.name;
 
@@ -188,6 +193,7 @@ const GEMMS: readonly GemmCase[] = [
 const gemmWorst = new Map<string, number>();
 const expectedD = new Map<string, number[][]>();
 let ptxas: PtxasByArch = {};
+let instancesAssembled = false;
 
 beforeAll(async () => {
   if (!cxx.found) return;
@@ -220,6 +226,10 @@ beforeAll(async () => {
     const { stderr } = await exec(nvcc.tool.path, ['-std=c++17', '-arch=sm_90a', '-cubin', '-Xptxas', '-v', `-I${join(packageRoot(), 'templates', 'cuda')}`,
       '-o', join(dir, 'gemm.cubin'), GEMM_KERNEL], { maxBuffer: 64 << 20 });
     ptxas = parsePtxasReport(stderr);
+    // Throws (failing the suite) if any wrapper's PTX does not assemble.
+    await exec(nvcc.tool.path, ['-std=c++17', '-arch=sm_90a', '-cubin', `-I${join(packageRoot(), 'templates', 'cuda')}`,
+      '-o', join(dir, 'instances.cubin'), join(FIXTURES, 'hopper_ptx_instances.cu')], { maxBuffer: 64 << 20 });
+    instancesAssembled = true;
   }
 }, 300_000);
 
@@ -267,5 +277,9 @@ describe.skipIf(!cxx.found)('emulated Hopper primitives (PTX ISA layouts)', () =
       expect(r!.spillStoreBytes + r!.spillLoadBytes, `${kernel} spills`).toBe(0);
       expect(r!.stackBytes, `${kernel} stack`).toBe(0);
     }
+  });
+
+  test.skipIf(!sm90a)('ptxas assembles every wrapper of tidarc_hopper.cuh (each wgmma N, ss and rs, bf16 and fp16, transposes, TMA 2D/3D, mbarriers)', () => {
+    expect(instancesAssembled).toBe(true);
   });
 });
