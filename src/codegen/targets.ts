@@ -118,6 +118,7 @@ export function parseTarget(name: string, field = 'target'): Target {
  */
 export function compileTargets(o: { readonly targets?: readonly TargetName[]; readonly arches?: readonly ArchName[] }): Target[] {
   const names = new Set<TargetName>(o.targets ?? ['cpu', ...(o.arches ?? [])]);
+  for (const n of names) parseTarget(n, o.targets ? 'targets' : '--arch');
   if (![...names].some((n) => n !== 'cpu') && o.targets === undefined) {
     throw new TidarcError('invalid-argument', 'at least one GPU architecture is needed', { field: '--arch', allowed: ARCH_NAMES.join(', ') });
   }

@@ -34,6 +34,7 @@ describe('the records', () => {
     expect(compileTargets({ targets: ['emulator', 'cpu'] }).map((t) => t.name)).toEqual(['cpu', 'emulator']);
     expect(() => compileTargets({ arches: [] })).toThrow(/at least one GPU architecture/);
     expect(() => compileTargets({ targets: [] })).toThrow(/at least one target/);
+    expect(() => compileTargets({ targets: ['cpu', 'sm_70' as never] })).toThrow(/unknown target.*sm_70/);
     try {
       parseTarget('sm_70', '--target');
       expect.unreachable();
