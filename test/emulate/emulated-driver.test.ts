@@ -19,11 +19,12 @@ import { compileModel } from '../../src/build/compile-model.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { packageRoot } from '../../src/util/paths.js';
-import { type EmulatedVariantModule, buildEmulatedDriver, buildEmulatedModule, emulateCompiledDir, emulatedModulePath, emulatedModuleShim } from '../../src/emulate/emulated-driver.js';
+import { type EmulatedVariantModule, buildEmulatedModule, emulateCompiledDir, emulatedModulePath, emulatedModuleShim } from '../../src/emulate/emulated-driver.js';
 import { emulateVariant } from '../../src/emulate/emulate-variant.js';
 import { emulatorSourceDir } from '../../src/emulate/emulator-build.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { readManifest } from '../../src/runtime/kernel-library.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();
@@ -54,7 +55,7 @@ beforeAll(async () => {
   const spec = await loadModelSpecFile(join(packageRoot(), 'examples', 'tiny.json'));
   await timed('compile tiny', () => compileModel({ spec, arches: ['sm_90'], outDir: kernels, build: 'none', log: () => undefined }));
   variant = readManifest(kernels).variants.find((v) => v.name === VARIANT)!;
-  library = await timed('driver', () => buildEmulatedDriver(join(root, 'driver')));
+  library = await timed('driver', sharedEmulatedDriver);
   module = (await timed('module', () => emulateCompiledDir(kernels, { variants: [VARIANT], jobs: 1 })))[0]!;
   testModule = join(root, 'driver_kernels.fatbin');  // never written: the driver loads its .emu.so
   await timed('test module', () => buildEmulatedModule(join(fixtures, 'driver_kernels.cu'), emulatedModulePath(testModule),
@@ -115,7 +116,7 @@ describe.skipIf(!cxx.found)('a driver API client on the emulated driver', () => 
 
   test('the driver library is rebuilt only when its inputs change', async () => {
     const before = statSync(library).mtimeMs;
-    expect(await buildEmulatedDriver(join(root, 'driver'))).toBe(library);
+    expect(await sharedEmulatedDriver()).toBe(library);
     expect(statSync(library).mtimeMs).toBe(before);
   });
 });

@@ -19,13 +19,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import type { ArchName } from '../../src/codegen/arch.js';
-import { buildEmulatedDriver, emulateCompiledDir } from '../../src/emulate/emulated-driver.js';
+import { emulateCompiledDir } from '../../src/emulate/emulated-driver.js';
 import { EMU_TOLERANCE, LSE_TOLERANCE } from '../../src/emulate/emulate-variant.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { CudaDevice } from '../../src/runtime/cuda/device.js';
 import { loadNative } from '../../src/runtime/native.js';
 import { randomAttentionInputs } from '../../src/runtime/reference.js';
 import { decode } from '../../src/util/dtype.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const repo = resolve(import.meta.dirname, '..', '..');
@@ -155,7 +156,7 @@ describeOnCuda('a compiled directory on the cuda backend (emulated driver)', !cx
   const kernels = join(scratch, 'emulated', 'kernels');
   const spec = await loadModelSpecFile(join(repo, 'examples', 'tiny.json'));
   await timed('compile', () => compileModel({ spec, drafts: [4], arches: ['sm_90'], outDir: kernels, build: 'cpu', log: () => undefined }));
-  const driver = await timed('driver', () => buildEmulatedDriver(join(scratch, 'driver')));
+  const driver = await timed('driver', sharedEmulatedDriver);
   await timed('modules', () => emulateCompiledDir(kernels, { jobs: 2 }));
   return { kernels, env: { ...process.env, TIDARC_LIBCUDA: driver } };
 });

@@ -1,0 +1,105 @@
+/**
+ * What the emulated-driver tests share, built once per checkout instead of once per test file
+ * (each build is 20-60 s of g++ on CI): the driver, the GPU operators' module and a kernel cache
+ * for `tidarc run --backend cuda` children. All live under node_modules/.cache/tidarc-test, which
+ * `npm ci` empties, and are only read by tests; a test that changes what it is given (a module,
+ * a cache entry) must build its own.
+ *   - the driver: buildEmulatedDriver's own cache (a stamp of its sources, compiler and flags;
+ *     a lock in the directory, so concurrent vitest workers build it once);
+ *   - the operators' module and the kernel cache: a directory per hash of everything g++ reads
+ *     for an emulated module (runtime/emu, templates, flags, compiler; src/ too for the kernel
+ *     cache), under a file lock. The kernel cache's own key leaves runtime/emu and the
+ *     generator's code out (tidarc's version stands for them), so without this a test cache
+ *     that outlives an edit would hand out kernels or modules built from the old code.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { findCxx } from '../../src/build/toolchain.js';
+import { templatesDigest } from '../../src/codegen/templates.js';
+import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
+import { EMU_FLAGS, EMU_MODULE_FLAGS, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
+import { withFileLock } from '../../src/fs/file-lock.js';
+import { makeDirs } from '../../src/fs/make-dirs.js';
+import { opKernels } from '../../src/runtime/cuda/op-abi.js';
+import { sha256, sha256Hasher } from '../../src/util/hash.js';
+import { packageRoot } from '../../src/util/paths.js';
+
+/** The tests' build cache: inside the checkout, so two checkouts never share one. */
+export const TEST_CACHE = join(packageRoot(), 'node_modules', '.cache', 'tidarc-test');
+const FIELD = `the test cache (${TEST_CACHE})`;
+
+/** The shared libcuda.so.1 over the emulator: point a child's $TIDARC_LIBCUDA at it. */
+export function sharedEmulatedDriver(): Promise<string> {
+  return buildEmulatedDriver(join(TEST_CACHE, 'emulated-driver'), { outField: FIELD });
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).sort().flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
+}
+
+let inputs: Promise<string> | undefined;
+
+/** Hex hash of what an emulated module's build reads besides its own .cu: one per process. */
+export function emulatedBuildKey(): Promise<string> {
+  inputs ??= (async () => {
+    const cxx = await findCxx();
+    const hash = sha256Hasher();
+    hash.update(`${cxx.found ? cxx.tool.version : 'no compiler'}\n${EMU_FLAGS.join(' ')}\n${EMU_MODULE_FLAGS.join(' ')}\n${templatesDigest()}\n`);
+    for (const path of filesUnder(emulatorSourceDir())) {
+      hash.update(`${path.slice(packageRoot().length)}\n`);
+      hash.update(readFileSync(path));
+    }
+    return hash.digest();
+  })();
+  return inputs;
+}
+
+/**
+ * Hex hash of src/: the kernel cache keys an entry by tidarc's version, not by the generator's
+ * code, so a test cache that outlives an edit of the code generator must change with it.
+ */
+function sourceDigest(): string {
+  const hash = sha256Hasher();
+  for (const path of filesUnder(join(packageRoot(), 'src'))) {
+    hash.update(`${path.slice(packageRoot().length)}\n`);
+    hash.update(readFileSync(path));
+  }
+  return hash.digest();
+}
+
+/** `dir` made once under its lock: `build` runs only where `done` is absent. */
+async function once(dir: string, done: string, what: string, build: () => Promise<unknown>): Promise<void> {
+  if (existsSync(done)) return;
+  makeDirs(dir, { field: FIELD, value: dir });
+  await withFileLock(`${dir}.lock`, { what, field: FIELD }, async () => {
+    if (!existsSync(done)) await build();
+  });
+}
+
+/**
+ * The GPU operators (templates/cuda/tidarc_ops.cu) as the emulated driver loads them: returns
+ * the .fatbin path to hand CudaDevice (never written; the driver loads the .emu.so beside it).
+ */
+export async function sharedOpsModule(): Promise<string> {
+  const kernels = opKernels();
+  const dir = join(TEST_CACHE, `ops-${sha256(`${await emulatedBuildKey()}\n${JSON.stringify(kernels)}`).slice(0, 16)}`);
+  const module = join(dir, 'tidarc_ops.fatbin'), library = emulatedModulePath(module);
+  const templates = join(packageRoot(), 'templates');
+  await once(dir, library, 'building the GPU operators for the emulated driver', () =>
+    buildEmulatedModule(join(templates, 'cuda', 'tidarc_ops.cu'), library, kernels, { includeDirs: [join(templates, 'cuda'), join(templates, 'common')] }));
+  return module;
+}
+
+/**
+ * A kernel cache ($TIDARC_CACHE) for children that run models on the emulated driver: the
+ * kernel cache's lock makes each model's kernels and modules compile once across test files.
+ * Only for tests that read their entries; one that alters an entry needs its own cache.
+ */
+export async function sharedKernelCache(): Promise<string> {
+  const dir = join(TEST_CACHE, `kernels-${sha256(`${await emulatedBuildKey()}\n${sourceDigest()}`).slice(0, 16)}`);
+  makeDirs(dir, { field: FIELD, value: dir });
+  return dir;
+}
