@@ -44,6 +44,7 @@ OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows',
 OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifi', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype'))
 OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'pad_'))
 OP_SILU_MUL = Struct('TidarcSiluMulArgs', '<QQQQ', ('gate', 'up', 'out', 'count'))
+OP_GELU = Struct('TidarcGeluArgs', '<QQQ', ('x', 'out', 'count'))
 OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiii', ('q', 'k', 'v', 'positions', 'inv_freq', 'q_out', 'k_out', 'v_out', 'rows', 'q_heads', 'kv_heads', 'head_dim', 'out_dtype', 'pad_'))
 OP_TO_FLOAT = Struct('TidarcToFloatArgs', '<QQQii', ('x', 'out', 'count', 'dtype', 'pad_'))
 OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'from', 'count', 'slot', 'kv_heads', 'capacity', 'head_dim'))

@@ -19,6 +19,7 @@ import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf,
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
 import type { GemmOverrides } from './gemm-plan.js';
 import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
+import { describeStepGraphs } from './step-kinds.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
 import { type AttentionVariant, variantsForModel } from './variant.js';
@@ -148,6 +149,7 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
     variants: plans.map((p) => describeVariant(p, arches, tiles[p.variant.name])),
     gemms: describeGemms(gemms.units),
     ...(gemms.refusals.length > 0 ? { gemmRefusals: describeGemmRefusals(gemms.refusals) } : {}),
+    stepGraphs: describeStepGraphs(spec, plans.map((p) => p.variant.name)),
     inputKey,
     files: {},
   };

@@ -2,6 +2,7 @@
  * manifest.json: what a compiled model contains, read by the runtime, the generated
  * TypeScript library and other tools. `build` is present only after a build ran.
  */
+import type { ManifestStepGraphs } from './step-kinds.js';
 import type { DType, ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 import type { CallParams } from './call-params.js';
@@ -167,6 +168,8 @@ export interface Manifest {
   readonly gemms?: readonly ManifestGemm[];
   /** Linear layers the GEMMs refuse (present only when some are). */
   readonly gemmRefusals?: readonly ManifestGemmRefusal[];
+  /** Per compiled step kind, its op graph on each backend in brief (codegen/step-kinds.ts; absent in older manifests). */
+  readonly stepGraphs?: ManifestStepGraphs;
   /** Key of the compile's inputs (version, spec, drafts, arches, templates): equal keys, equal files. */
   readonly inputKey: string;
   /** sha256 of every other file of the output, by relative path. */

@@ -7,6 +7,7 @@
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type StepGraph, type StepRequest, buildStepGraph } from '../ir/step-graph.js';
+import { compactOp } from '../ir/step-render.js';
 import { rewriteForGpu, validateGraph } from '../ir/step-rewrite.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { PREFILL_CHUNK } from './variant.js';
@@ -26,9 +27,8 @@ export function stepKinds(spec: Pick<ModelSpec, 'draftLengths'>): string[] {
  * A step kind's pass: a decode step is its variant's tokens in one launch; prefill_c<C> one
  * whole chunk of prompt; block_k<K> a one-chunk prompt and the trailing mask block.
  */
-export function stepRequest(spec: ModelSpec, kind: string, field = 'step'): StepRequest {
+export function stepRequest(spec: ModelSpec, kind: string, field = 'step', known: readonly string[] = stepKinds(spec)): StepRequest {
   const key = parseVariantName(kind);
-  const known = stepKinds(spec);
   if (!key || !known.includes(kind)) throw new TidarcError('invalid-argument', 'unknown step kind for this model', { field, value: kind, allowed: known.join(', ') });
   switch (key.kind) {
     case 'tidar': return { tokens: key.draft * (key.draft + 1), schedule: { kind: 'step', variant: kind }, prefillChunk: PREFILL };
@@ -39,10 +39,45 @@ export function stepRequest(spec: ModelSpec, kind: string, field = 'step'): Step
 }
 
 /** The graph a backend runs for a step kind. */
-export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, field = 'step'): StepGraph {
-  const base = buildStepGraph(spec, stepRequest(spec, kind, field));
+export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, field = 'step', known?: readonly string[]): StepGraph {
+  const base = buildStepGraph(spec, stepRequest(spec, kind, field, known));
   if (backend === 'cpu') return validateGraph(base, 'cpu');
   const I = spec.intermediateSize;
   const { swigluInterleave } = gemmEpilogues({ n: 2 * I, k: spec.hiddenSize, dtype: spec.dtype }, ['gate_up']);
   return rewriteForGpu(base, swigluInterleave === undefined ? {} : { swigluInterleave });
+}
+
+/** One layer's ops on each backend, in brief (ir/step-render.ts compactOp). */
+export interface ManifestLayerOps {
+  readonly cpu: readonly string[];
+  readonly cuda: readonly string[];
+}
+
+/**
+ * The compiled step kinds' graphs in the manifest, compactly: a layer's ops on each backend
+ * (the same for every step kind and every layer of today's families; M = the step's tokens)
+ * and per step kind its tokens and attention launches. A step kind or layer whose ops differ
+ * carries its own `layers`.
+ */
+export interface ManifestStepGraphs {
+  readonly layers: number;
+  readonly layer: ManifestLayerOps;
+  readonly steps: Readonly<Record<string, { readonly tokens: number; readonly launches: readonly string[]; readonly layers?: readonly ManifestLayerOps[] }>>;
+}
+
+export function describeStepGraphs(spec: ModelSpec, variants: readonly string[]): ManifestStepGraphs {
+  const kinds = variants.filter((v) => parseVariantName(v) !== undefined);
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+  let first: ManifestLayerOps | undefined;
+  const steps: ManifestStepGraphs['steps'][string][] = kinds.map((kind) => {
+    const graphs = GRAPH_BACKENDS.map((b) => stepGraph(spec, kind, b, 'step', kinds));
+    const perLayer = Array.from({ length: spec.layers }, (_, l): ManifestLayerOps => {
+      const [cpu, cuda] = graphs.map((g) => g.ops.filter((o) => o.layer === l).map((o) => compactOp(o, g)));
+      return { cpu: cpu!, cuda: cuda! };
+    });
+    first ??= perLayer[0];
+    const alike = perLayer.every((x) => same(x, first));
+    return { tokens: graphs[0]!.tokens, launches: graphs[0]!.launches.map((l) => l.variant), ...(alike ? {} : { layers: perLayer }) };
+  });
+  return { layers: spec.layers, layer: first ?? { cpu: [], cuda: [] }, steps: Object.fromEntries(kinds.map((k, i) => [k, steps[i]!])) };
 }

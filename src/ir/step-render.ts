@@ -130,3 +130,23 @@ export function renderGraphSvg(g: StepGraph, t: GraphTitle): string {
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
+
+/**
+ * One op in a few words for the manifest: kind and shape (linears [N x K], per-token widths,
+ * per-head ops [heads x headDim]), a fused linear's bias, accumulation and epilogue.
+ */
+export function compactOp(op: StepOp, g: StepGraph): string {
+  const w = (name: string): number => g.tensors.find((t) => t.name === name)?.width ?? 0;
+  switch (op.kind) {
+    case 'linear': {
+      const n = op.parts.reduce((a, p) => a + (p.out ? w(p.out) : 0), 0) || 2 * w(op.swiglu?.out ?? '');
+      return `linear ${op.role} [${n}x${w(op.x)}]${op.bias ? ' +bias' : ''}${op.accumulate ? ' +=' : ''}${op.swiglu ? ' swiglu' : ''}`;
+    }
+    case 'headNorm': case 'rope': return `${op.kind} [${op.heads}x${w(op.x) / op.heads}]`;
+    case 'embed': case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': return `${op.kind} [${w(op.out)}]`;
+    case 'swiglu': return `swiglu [${w(op.out)}]`;
+    case 'add': return `add [${w(op.x)}]`;
+    case 'ropePack': return `ropePack [${w(op.q)}+${w(op.k)}+${w(op.v)}]`;
+    case 'attention': return 'attention';
+  }
+}

@@ -281,6 +281,21 @@ export function siluMul(gate: Float32Array, up: Float32Array, out: Float32Array,
   native(op, (n) => n.siluMul(gate, up, out, th));
 }
 
+/**
+ * out = gelu(x), torch's gelu(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
+ * each element in float64 and rounded once to float32 (tidarc_op_gelu's tanhf is within a few
+ * float32 roundings of it); `out` may be `x`. Plain TypeScript: only toy families use it.
+ */
+export function gelu(x: Float32Array, out: Float32Array): void {
+  const op = 'gelu';
+  f32(op, 'x', x);
+  length(op, 'out', f32(op, 'out', out).length, x.length, 'x.length');
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    out[i] = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)));
+  }
+}
+
 /** x += y (the residual add). */
 export function addInPlace(x: Float32Array, y: Float32Array): void {
   const op = 'addInPlace';

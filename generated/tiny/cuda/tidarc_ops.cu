@@ -14,7 +14,7 @@ namespace tidarc {
 namespace ops {
 
 // Block sizes: the kernels stride by these constants, so a launch must use exactly them.
-constexpr int kElementThreads = 256;  // silu_mul, to_float: one element a thread
+constexpr int kElementThreads = 256;  // silu_mul, gelu, to_float: one element a thread
 constexpr int kRowThreads = 256;      // embed, rmsnorm, row_stats: one block a row
 constexpr int kRopeThreads = 128;     // rope_pack: one block a token
 constexpr int kKvThreads = 64;        // kv_commit: one block a (token, kv head)
@@ -245,6 +245,14 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_silu_mul
   if (i >= a.count) return;
   const float g = a.gate[i];
   a.out[i] = g / (1.0f + expf(-g)) * a.up[i];  // torch: silu(g) = g / (1 + exp(-g))
+}
+
+extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(TidarcGeluArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
+  if (i >= a.count) return;
+  const float x = a.x[i];
+  // torch gelu(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+  a.out[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
 extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(TidarcRopePackArgs a) {

@@ -69,6 +69,14 @@ typedef struct TidarcSiluMulArgs {
   int64_t count;
 } TidarcSiluMulArgs;
 
+/* tidarc_op_gelu: out[i] = gelu(x[i]), the tanh form (torch's gelu(approximate='tanh'));
+   out may be x.  grid (ceil(count / 256)), block 256. */
+typedef struct TidarcGeluArgs {
+  const float* x;
+  float* out;
+  int64_t count;
+} TidarcGeluArgs;
+
 /* tidarc_op_rope_pack: RoPE at per-token positions on q [rows, q_heads, head_dim] and
    k [rows, kv_heads, head_dim] (rotate-half pairs (i, i + head_dim/2); angle = the float32
    product position * inv_freq[i]), then q, k and v rounded to the model dtype (out_dtype 0 bf16

@@ -103,6 +103,7 @@ function summary(r: CompileResult) {
       };
     }),
     gemmRefusals: r.manifest.gemmRefusals ?? [],
+    stepGraphs: r.manifest.stepGraphs ?? null,
     nvcc: b?.nvcc ? b.nvcc.version : (b?.nvccMissing ?? 'not run (--no-build)'),
     cpuLibrary: b?.cpu ? b.cpu.library : (b?.cpuMissing ?? 'not built (--no-build)'),
     warnings: r.warnings,

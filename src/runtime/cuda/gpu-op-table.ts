@@ -86,5 +86,6 @@ export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {
     attention: (op, p) => b.attention(op, p),
     toFloat: (op, p) => ops.toFloat(buf(p, op.x), buf(p, op.out), count(p, op.x), spec.dtype),
     swiglu: (op, p) => ops.siluMul(buf(p, op.gate), buf(p, op.up), buf(p, op.out), count(p, op.gate)),
+    gelu: (op, p) => ops.gelu(buf(p, op.x), buf(p, op.out), count(p, op.x)),
   };
 }

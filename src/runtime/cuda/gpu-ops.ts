@@ -6,7 +6,7 @@
  */
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ACCEPT, DTYPE_CODE, EMBED, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT,
+  ACCEPT, DTYPE_CODE, EMBED, GELU, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT,
   type OpName, type StructSchema, opKernelName, packStruct,
 } from './op-abi.js';
 
@@ -59,6 +59,11 @@ export class GpuOps {
 
   siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, count: number): void {
     this.run('silu_mul', SILU_MUL, { gate: gate.ptr, up: up.ptr, out: out.ptr, count }, [blocks(count, 256)], 256);
+  }
+
+  /** out = gelu(x) (tanh form) over `count` floats; out may be x. */
+  gelu(x: DeviceBuffer, out: DeviceBuffer, count: number): void {
+    this.run('gelu', GELU, { x: x.ptr, out: out.ptr, count }, [blocks(count, 256)], 256);
   }
 
   ropePack(a: {

@@ -64,6 +64,9 @@ in k order, then the bias, then the old out: a row's result does not depend on \
 export const SILU_MUL = schema('TidarcSiluMulArgs', [['gate', 'ptr', c('const float*')], ['up', 'ptr', c('const float*')], ['out', 'ptr', c('float*')], ['count', 'i64']],
   `tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate.  grid
 (ceil(count / 256)), block 256.`);
+export const GELU = schema('TidarcGeluArgs', [['x', 'ptr', c('const float*')], ['out', 'ptr', c('float*')], ['count', 'i64']],
+  `tidarc_op_gelu: out[i] = gelu(x[i]), the tanh form (torch's gelu(approximate='tanh'));
+out may be x.  grid (ceil(count / 256)), block 256.`);
 export const ROPE_PACK = schema('TidarcRopePackArgs', [
   ['q', 'ptr', c('const float*')], ['k', 'ptr', c('const float*')], ['v', 'ptr', c('const float*')], ['positions', 'ptr', c('const int32_t*', '[rows]')],
   ['invFreq', 'ptr', c('const float*', '[head_dim / 2], scaling already applied')], ['qOut', 'ptr', c('uint16_t*')], ['kOut', 'ptr', c('uint16_t*')], ['vOut', 'ptr', c('uint16_t*')],
@@ -194,7 +197,7 @@ export const GEMM = schema('TidarcGemmArgs', [
 
 /** The GPU operators of tidarc_ops.cu: kernel `tidarc_op_<name>` takes the struct. */
 export const OPS = {
-  embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL,
+  embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
   sample: SAMPLE, accept: ACCEPT,
 } as const;

@@ -66,6 +66,7 @@ export function cpuOpTable(b: CpuBackend): OpTable<CpuPass> {
       p.attentionMs += performance.now() - t0;
     },
     swiglu: (op, p) => ops.siluMul(f32(p, op.gate), f32(p, op.up), f32(p, op.out), threads),
+    gelu: (op, p) => ops.gelu(f32(p, op.x), f32(p, op.out)),
     add: (op, p) => ops.addInPlace(f32(p, op.x), f32(p, op.y)),
   };
 }
