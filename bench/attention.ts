@@ -5,7 +5,7 @@
  * src/codegen/plan.ts plans them for sm_90 and with the split-KV count the runtime chooses
  * (chooseSplits over SMs x CTAs per SM). Occupancy comes from ptxas (nvcc -cubin -arch=sm_90 on
  * the generated source) when nvcc is here, else from the registers recorded below. The model
- * and its assumptions: bench/attention-model.ts. The device check prints its measurements next
+ * and its assumptions: src/bench/attention-cost-model.ts. The device check prints its measurements next
  * to the same predictions (grid.json's predictions, scripts/device-check).
  *
  *   npm run bench:attention        # prints the table; --json for the figures
@@ -23,7 +23,7 @@ import { readTemplateFile } from '../src/codegen/templates.js';
 import { variantsForModel } from '../src/codegen/variant.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
-import { H200, predictAttention } from './attention-model.js';
+import { H200, predictAttention } from '../src/bench/attention-cost-model.js';
 
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'] as const;
 export const BENCH_PREFIXES = [4096, 16384] as const;
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(rows.map((r) => ({ variant: r.plan.variant.name, prefix: r.prefix, batch: r.batch, registers: r.regs, ...r.p })), null, 2));
     return;
   }
-  console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (bench/attention-model.ts):`);
+  console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/bench/attention-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; combine launch gap ${H200.launchGapS * 1e6} us. Registers: ${source}.\n`);
   const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'comb us', 'pred us', 'bound', 'roof us', 'roof %'];

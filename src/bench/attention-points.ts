@@ -3,11 +3,11 @@
  * that the check times tidarc the way the runtime would run it: per (variant, L, batch) the
  * split-KV count of the runtime's rule (chooseSplits over SMs x the CTAs an SM holds, the
  * occupancy from ptxas at sm_90 as a build records it in the manifest) and the workspace it needs,
- * with the cost model's prediction (bench/attention-model.ts) that the check prints beside the
+ * with the cost model's prediction (src/bench/attention-cost-model.ts) that the check prints beside the
  * measurement. scripts/device-check reads them from grid.json; it re-implements neither rule.
  */
 import { join } from 'node:path';
-import { H200, predictAttention } from '../../bench/attention-model.js';
+import { H200, predictAttention } from './attention-cost-model.js';
 import { ptxasOfSource } from '../build/ptxas.js';
 import { findNvcc } from '../build/toolchain.js';
 import { ARCHES } from '../codegen/arch.js';

@@ -25,10 +25,10 @@
  * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
  */
-import type { AttentionPlan } from '../src/codegen/plan.js';
-import { chooseSplits } from '../src/codegen/splits.js';
-import { stepVisibility } from '../src/ir/mask.js';
-import { H200, type Machine } from '../src/bench/gemm-cost-model.js';
+import type { AttentionPlan } from '../codegen/plan.js';
+import { chooseSplits } from '../codegen/splits.js';
+import { stepVisibility } from '../ir/mask.js';
+import { H200, type Machine } from './gemm-cost-model.js';
 
 export { H200, type Machine };
 

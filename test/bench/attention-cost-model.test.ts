@@ -1,12 +1,12 @@
 /**
- * The attention cost model's arithmetic (bench/attention-model.ts) on one shape worked by hand:
+ * The attention cost model's arithmetic (src/bench/attention-cost-model.ts) on one shape worked by hand:
  * Qwen3-8B's AR step at batch 1, L = 4096, 2 CTAs per SM on the H200; and the split count and
  * roofline share move the way the model says when the occupancy or the batch changes.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { H200, predictAttention } from '../../bench/attention-model.js';
+import { H200, predictAttention } from '../../src/bench/attention-cost-model.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { planAttention } from '../../src/codegen/plan.js';
 import { variantsForModel } from '../../src/codegen/variant.js';
