@@ -98,11 +98,12 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
         report("tma", fmt("wgmma reads %s at shared byte %u while the bulk tensor copy of %s into it has not completed (no mbarrier wait)", name, off, detail::thread_name(g.copies[static_cast<size_t>(k.copy)].issuer).c_str()));
         reported_pending = true;
       }
-      if (k.swizzle >= 0 && k.swizzle != static_cast<int16_t>(s.span) && !reported_swizzle) {
+      const detail::Shadow& sh = detail::L->shadow[off];
+      const bool async_written = sh.written && sh.w_epoch == 0;  // else st.shared wrote over the copy since
+      if (async_written && k.swizzle >= 0 && k.swizzle != static_cast<int16_t>(s.span) && !reported_swizzle) {
         report("descriptor", fmt("wgmma reads %s at shared byte %u through a %s descriptor, but the bulk tensor copy wrote it %s", name, off, span_name(static_cast<int>(s.span)), span_name(k.swizzle)));
         reported_swizzle = true;
       }
-      const detail::Shadow& sh = detail::L->shadow[off];
       if (!sh.written && tidarc::smem_raw[off] == 0xff && tidarc::smem_raw[off + 1] == 0xff && !reported_unwritten) {
         report("uninitialized-read", fmt("wgmma reads %s at shared byte %u that nothing wrote in this block", name, off));
         reported_unwritten = true;
@@ -114,7 +115,7 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
         report("proxy", fmt("wgmma reads %s at shared byte %u that %s stored with st.shared and no fence.proxy.async after (the async proxy may see stale data)", name, off, detail::thread_name(sh.w_tid).c_str()));
         reported_proxy = true;
       }
-      if (k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
+      if (async_written && k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
       k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq, k.reader_epoch = detail::L->epoch;
       uint16_t bits;
       std::memcpy(&bits, tidarc::smem_raw + off, 2);

@@ -31,9 +31,10 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'the consumer waits for the wrong phase parity', from: 'mbarrier_wait(&full[s], (kt / kStages) & 1);', to: 'mbarrier_wait(&full[s], (kt / kStages + 1) & 1);', finding: 'tma', mismatch: true },
   { name: "the producer refills a stage without waiting for the consumer's release", from: '        if (kt >= kStages) mbarrier_wait(&empty[s], (kt / kStages - 1) & 1);  // the consumers released it\n', to: '', finding: 'tma', mismatch: false },
   { name: 'the empty mbarrier counts one consumer warpgroup of two', from: 'mbarrier_init(&empty[s], Consumers)', to: 'mbarrier_init(&empty[s], 1)', finding: 'tma', mismatch: false, twoConsumers: true },
-  { name: 'a consumer warpgroup releases the stage before its wgmmas retire', from: '    wgmma_wait<0>();\n    if (t == 0) mbarrier_arrive(&empty[s]);', to: '    if (t == 0) mbarrier_arrive(&empty[s]);\n    wgmma_wait<0>();', finding: 'tma', mismatch: false, twoConsumers: true },
+  { name: 'a consumer warpgroup releases the stage its in-flight wgmmas read', from: 'mbarrier_arrive(&empty[(kt - 1) % kStages]);', to: 'mbarrier_arrive(&empty[kt % kStages]);', finding: 'tma', mismatch: false, twoConsumers: true },
+  { name: 'a consumer releases the stage before wgmma.wait_group', from: '      wgmma_wait<0>();\n      if (t == 0) mbarrier_arrive(&empty[s]);', to: '      if (t == 0) mbarrier_arrive(&empty[s]);\n      wgmma_wait<0>();', finding: 'tma', mismatch: false },
   { name: 'a wrong swizzle in the B descriptor (64B for a 128B-swizzled copy)', from: 'smem_desc(ring + s * C::kStageBytes + C::kTileABytes, Swizzle::b128, 16, 1024)', to: 'smem_desc(ring + s * C::kStageBytes + C::kTileABytes, Swizzle::b64, 16, 1024)', finding: 'descriptor', mismatch: true },
-  { name: 'no wgmma.wait_group before the accumulators are read', from: '    wgmma_wait<0>();\n', to: '', finding: 'wgmma', mismatch: true },
+  { name: 'no wgmma.wait_group before the accumulators are read', from: '  wgmma_wait<0>();  // nobody refills the last stage: no release\n', to: '', finding: 'wgmma', mismatch: true, twoConsumers: true },
   { name: 'no wgmma.fence before the first wgmma', from: '    wgmma_fence();\n', to: '', finding: 'wgmma', mismatch: false },
   { name: 'expect_tx announces only the A tile', from: 'mbarrier_arrive_expect_tx(&full[s], C::kStageBytes);', to: 'mbarrier_arrive_expect_tx(&full[s], C::kTileABytes);', finding: 'mbarrier', mismatch: false },
 ];
