@@ -10,10 +10,9 @@ import { promisify } from 'node:util';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { nvccFlags } from '../../src/codegen/generate.js';
-import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
-import { opKernels } from '../../src/runtime/cuda/op-abi.js';
 import { loadNative } from '../../src/runtime/native.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { sharedEmulatedDriver, sharedOpsModule } from './emulated-driver.js';
 
 const exec = promisify(execFile);
 
@@ -41,7 +40,7 @@ export async function opsModule(root: string, on: 'emulated' | 'gpu'): Promise<O
     delete env['TIDARC_LIBCUDA'];
     return { module, env };
   }
-  const driver = await buildEmulatedDriver(join(root, 'driver'));
-  await buildEmulatedModule(source, emulatedModulePath(module), opKernels(), { includeDirs: [join(templates, 'cuda'), join(templates, 'common')] });
-  return { module, env: { ...process.env, TIDARC_LIBCUDA: driver } };
+  // Built once for every test file (test/helpers/emulated-driver.ts): the children only load them.
+  const [driver, shared] = await Promise.all([sharedEmulatedDriver(), sharedOpsModule()]);
+  return { module: shared, env: { ...process.env, TIDARC_LIBCUDA: driver } };
 }
