@@ -19,8 +19,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx, findNvcc } from '../../../src/build/toolchain.js';
-import { buildEmulatedDriver } from '../../../src/emulate/emulated-driver.js';
 import { loadNative } from '../../../src/runtime/native.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../../helpers/emulated-driver.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const exec = promisify(execFile);
@@ -28,6 +28,13 @@ const cxx = await findCxx();
 const gpu = loadNative().cudaStatus().available && (await findNvcc()).found;
 const root = mkdtempSync(join(tmpdir(), 'tidarc-cuda-backend-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/**
+ * The model of the bench-step and split-KV tests (other weights each) and of
+ * test/runtime/model/non-finite.test.ts: one spec, so its kernels and their emulated modules
+ * compile once into the shared kernel cache (test/helpers/emulated-driver.ts).
+ */
+const SMALL = smallSpec('cudasmall', [2]);
 
 interface Run { prompt: string; draft: number; ar: number[]; tidar: number[]; arNfe: number; tidarNfe: number; comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number }
 
@@ -53,7 +60,7 @@ function expectInvariants(runs: readonly Run[], tokens: number): void {
 
 describe.skipIf(!cxx.found)('cuda backend on the emulated driver', () => {
   test('greedy TiDAR (k = 2) == greedy AR on three prompts, the same committed cache', { timeout: 900_000 }, async () => {
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
+    const driver = await sharedEmulatedDriver();
     const r = await decodeOnCuda({ ...process.env, TIDARC_LIBCUDA: driver }, [2], 16);
     expect(r.backend).toBe('cuda');
     expect(r.reason).toMatch(/tidarc emulated/);
@@ -64,11 +71,11 @@ describe.skipIf(!cxx.found)('cuda backend on the emulated driver', () => {
 
 describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated driver', () => {
   test('times a TiDAR and an AR step through the driver and reports the host/GPU split', { timeout: 600_000 }, async () => {
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
-    const dir = await writeRandomModel(root, smallSpec('cudabench', [2]), 6);
+    const driver = await sharedEmulatedDriver();
+    const dir = await writeRandomModel(join(root, 'bench'), SMALL, 6);
     const { stdout } = await exec(process.execPath, [
       resolve('bin/tidarc.js'), 'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '1', '--json',
-    ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') }, maxBuffer: 64 << 20 });
+    ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() }, maxBuffer: 64 << 20 });
     type Kind = { steps: number; nativeMs: Record<string, number>; launchesPerStep: number; hostMs: number; gpuMs: number; hostDeviceBytesPerStep: number; rooflineMs: number; rooflineRatio: number };
     const r = JSON.parse(stdout) as { backend: string; tidar: Kind; ar: Kind; ratio: number; machine: { how: string } };
     expect(r.backend).toBe('cuda');
@@ -95,15 +102,14 @@ describe.skipIf(!cxx.found)('split-KV on the cuda backend (emulated driver)', ()
   const prompt = 'def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\nprint([fib(i) for i in range(10)])\n# the first ten Fibonacci numbers.';
   const run = async (driver: string, dir: string, ...extra: string[]) => {
     const { stdout, stderr } = await exec(process.execPath, [resolve('bin/tidarc.js'), 'run', dir, '--backend', 'cuda', '--prompt', prompt, '--max-tokens', '6', '--ignore-eos', '--json', ...extra],
-      { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') }, maxBuffer: 64 << 20 });
+      { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() }, maxBuffer: 64 << 20 });
     return { ...(JSON.parse(stdout) as { tokens: number[]; backend: string }), stderr };
   };
 
   test('greedy TiDAR == greedy AR past one KV tile, with the heuristic splits and with tuned ones (run --tuned)', { timeout: 900_000 }, async () => {
     expect(prompt.length).toBeGreaterThan(128);
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
-    const spec = smallSpec('cudasplit', [2]);
-    const dir = await writeRandomModel(root, spec, 8);
+    const driver = await sharedEmulatedDriver();
+    const dir = await writeRandomModel(join(root, 'split'), SMALL, 8);
     const ar = await run(driver, dir, '--mode', 'ar');
     expect(ar.backend).toBe('cuda');
     expect(ar.tokens).toHaveLength(6);
