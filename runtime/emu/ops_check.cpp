@@ -21,6 +21,7 @@ extern "C" void tidarc_op_embed(TidarcEmbedArgs a);
 extern "C" void tidarc_op_rmsnorm(TidarcRmsNormArgs a);
 extern "C" void tidarc_op_matmul(TidarcMatmulArgs a);
 extern "C" void tidarc_op_silu_mul(TidarcSiluMulArgs a);
+extern "C" void tidarc_op_gelu(TidarcGeluArgs a);
 extern "C" void tidarc_op_rope_pack(TidarcRopePackArgs a);
 extern "C" void tidarc_op_to_float(TidarcToFloatArgs a);
 extern "C" void tidarc_op_kv_commit(TidarcKvCommitArgs a);
@@ -316,6 +317,25 @@ void check_silu_mul() {
   }
 }
 
+void check_gelu() {
+  Rng rng{19};
+  for (int64_t count : {1, 255, 256, 257, 1000}) {
+    const bool in_place = count == 257;
+    const vector<float> x = rng.floats(count, -8, 8);
+    float* in = upload("x", x);
+    TidarcGeluArgs a{in, in_place ? in : device<float>("out", count), count};
+    RUN(tidarc_op_gelu, dim3((count + 255) / 256), dim3(256), a);
+    // Relative to |x|: 0.5 x (1 + tanh) cancels for x << 0, where tanhf's ulp of 1 is all that is left.
+    double err = 0;
+    for (int64_t i = 0; i < count; i++) {
+      const double v = x[i], want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      err = std::max(err, std::fabs(a.out[i] - want) / std::max(std::fabs(v), 1e-6));
+    }
+    report("gelu", fmt("count %lld%s", static_cast<long long>(count), in_place ? ", in place" : ""), err, err <= kTolerance);
+    tidarc_emu::free_globals();
+  }
+}
+
 void check_kv_commit() {
   struct Case { int step_rows, from, count, slot, kv_heads, capacity, head_dim; };
   const Case cases[] = {{9, 2, 5, 7, 2, 40, 65}, {1, 0, 1, 0, 1, 3, 128}, {17, 16, 1, 39, 3, 40, 8}};
@@ -489,6 +509,7 @@ int main() {
   check_embed();
   check_rmsnorm();
   check_silu_mul();
+  check_gelu();
   check_kv_commit();
   check_row_stats();
   check_matmul();

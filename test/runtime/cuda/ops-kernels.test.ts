@@ -23,7 +23,7 @@ const nvcc = await findNvcc();
 const root = packageRoot();
 const OPS_SOURCE = join(root, 'templates', 'cuda', 'tidarc_ops.cu');
 /** One kernel per struct of tidarc_ops_abi.h: tidarc_op_<name>. */
-const OPS = ['embed', 'rmsnorm', 'matmul', 'silu_mul', 'rope_pack', 'to_float', 'kv_commit', 'row_stats'] as const;
+const OPS = ['embed', 'rmsnorm', 'matmul', 'silu_mul', 'gelu', 'rope_pack', 'to_float', 'kv_commit', 'row_stats'] as const;
 /** And the sampling kernels, whose statistics test/runtime/cuda/gpu-sampling.test.ts checks. */
 const COMPILED_OPS = [...OPS, 'sample', 'accept'] as const;
 /** Kernels allowed a stack frame, and why (it is not a spill). */
