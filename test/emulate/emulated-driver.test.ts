@@ -25,6 +25,7 @@ import { emulatorSourceDir } from '../../src/emulate/emulator-build.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { readManifest } from '../../src/runtime/kernel-library.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
+import { harnessArgv } from '../../src/emulate/harness-protocol.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();
@@ -96,10 +97,10 @@ describe.skipIf(!cxx.found)('a driver API client on the emulated driver', () => 
     // Zeros will do: the checks look at results codes and findings, not at values.
     const { steps, shape: { qHeads, kvHeads, headDim } } = variant, batch = 2, capacity = 42;
     const inputs = join(root, 'checks.in');
-    writeFileSync(inputs, new Uint8Array(2 * headDim * batch * (steps * qHeads + 2 * kvHeads * capacity + 2 * steps * kvHeads)));
-    const h = ['--batch', batch, '--capacity', capacity, '--splits', '1', '--prefix', '37,5', '--steps', variant.steps, '--qheads', variant.shape.qHeads,
-      '--kvheads', variant.shape.kvHeads, '--dim', variant.shape.headDim, '--row-tiles', variant.launch.rowTiles, '--threads', variant.launch.block,
-      '--smem', variant.launch.dynamicSharedBytes, '--in', inputs, '--out', join(root, 'checks.out')].map(String);
+    // The protocol's input file: q, the caches and the step K/V (zeros), then prefix_len.
+    const zeros = new Uint8Array(2 * headDim * batch * (steps * qHeads + 2 * kvHeads * capacity + 2 * steps * kvHeads));
+    writeFileSync(inputs, Buffer.concat([zeros, new Uint8Array(Int32Array.from([37, 5]).buffer)]));
+    const h = harnessArgv({ variant, batch, cacheCapacity: capacity, splits: 1, inPath: inputs, outPath: join(root, 'checks.out') });
     const { stdout, stderr } = await timed('checks', () => exec(client, ['--lib', library, '--module', module.module, '--kernel', variant.symbols.cuda, '--checks', '--test-module', testModule, ...h]));
     const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { check?: string; got: unknown; want: unknown; done?: boolean });
     expect(lines.at(-1)?.done, stderr).toBe(true);
