@@ -17,12 +17,12 @@ import { AttentionLauncher } from '../../src/runtime/cuda/attention-launch.js';
 import type { CudaDevice } from '../../src/runtime/cuda/device.js';
 import { BENCH_SHAPE, DRY_RUN_GRID, DRY_RUN_TUNE, FULL_TUNE, type BundleGrid, candidateTiles, prepareDeviceBundle, tuneConfigs } from '../../src/bench/device-bundle.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
-import { buildEmulatedDriver } from '../../src/emulate/emulated-driver.js';
 import { cudaTuneMeta } from '../../src/tune/cuda-meta.js';
 import { entryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tunedTiles } from '../../src/tune/report.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { configKey, infeasible } from '../../src/tune/space.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 
 const exec = promisify(execFile);
@@ -74,7 +74,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
   const bundle = join(root, 'bundle');
   beforeAll(async () => {
     grid = await prepareDeviceBundle({ outDir: bundle, grid: DRY_RUN_GRID, tune: DRY_RUN_TUNE, bench: DRY_RUN_BENCH, emulated: true });
-    driver = await buildEmulatedDriver(join(root, 'driver'));
+    driver = await sharedEmulatedDriver();
   }, 600_000);
 
   test('grid.json describes every variant with its mask from the IR', () => {

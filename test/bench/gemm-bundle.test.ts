@@ -14,13 +14,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
 import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
+import { buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
 import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
 import { gemmTarget } from '../../src/codegen/gemm-plan.js';
 import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
 import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
 import { checkGemmTuning, planReduction } from '../../src/codegen/gemm-plan.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const SCRIPTS = resolve('scripts/device-check');
@@ -115,7 +116,7 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
   beforeAll(async () => {
     await prepareDeviceBundle({ outDir: bundle, grid: [{ dtype: 'fp16', headDim: 64, qHeads: 2, kvHeads: 2, drafts: [1] }], emulated: true });
     await prepareGemmBundle(bundle, DRY_RUN_GEMM, true);
-    driver = await buildEmulatedDriver(join(root, 'driver'));
+    driver = await sharedEmulatedDriver();
   }, 600_000);
 
   test('every kernel within the bound and bitwise invariant across M; reported', async () => {

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../../src/build/toolchain.js';
 import type { Manifest } from '../../../src/codegen/manifest.js';
-import { buildEmulatedDriver } from '../../../src/emulate/emulated-driver.js';
+import { sharedEmulatedDriver } from '../../helpers/emulated-driver.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const exec = promisify(execFile);
@@ -22,7 +22,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe.skipIf(!cxx.found)('a refused GEMM on the cuda backend (emulated driver)', () => {
   test('named in the manifest, run by tidarc_op_matmul; greedy TiDAR == greedy AR', { timeout: 600_000 }, async () => {
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
+    const driver = await sharedEmulatedDriver();
     const dir = await writeRandomModel(root, { ...smallSpec('gemmrefusal', [2]), intermediateSize: 100 }, 6);
     const cache = join(root, 'cache');
     const run = async (...extra: string[]) => {
