@@ -13,13 +13,13 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../../src/build/toolchain.js';
-import { buildEmulatedDriver } from '../../../src/emulate/emulated-driver.js';
 import { readSafetensors, serializeSafetensors, type Tensor } from '../../../src/model/safetensors.js';
 import { TidarcError } from '../../../src/errors.js';
 import { Decoder } from '../../../src/runtime/model/decoder.js';
 import { type CacheState, type ForwardPass, NonFiniteLogits, type Runner, checkLogitsFinite } from '../../../src/runtime/model/forward.js';
 import type { KvCache } from '../../../src/runtime/model/kv-cache.js';
 import * as ops from '../../../src/runtime/ops.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../../helpers/emulated-driver.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const V = 8, H = 4;
@@ -115,8 +115,9 @@ describe.skipIf(!cxx.found)('the cuda runner (emulated driver)', () => {
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
   test('finite weights whose logits overflow: exit 1 naming the prefill, not tokens', { timeout: 300_000 }, async () => {
-    const driver = await buildEmulatedDriver(join(root, 'driver'));
-    const dir = await writeRandomModel(root, smallSpec('cudanan', [2], { maxPositionEmbeddings: 64 }), 4);
+    const driver = await sharedEmulatedDriver();
+    // test/runtime/cuda/emulated-backend.test.ts's spec: its kernels compile once in the shared cache.
+    const dir = await writeRandomModel(root, smallSpec('cudasmall', [2]), 4);
     // bf16 0x7f7f = 3.39e38, the largest finite bf16: the final norm's output overflows float32.
     const file = await readSafetensors(join(dir, 'model.safetensors'));
     const tensors: Record<string, Tensor> = {};
@@ -124,7 +125,7 @@ describe.skipIf(!cxx.found)('the cuda runner (emulated driver)', () => {
     tensors['model.norm.weight'] = { ...tensors['model.norm.weight']!, data: new Uint16Array(tensors['model.norm.weight']!.data.length).fill(0x7f7f) };
     writeFileSync(join(dir, 'model.safetensors'), serializeSafetensors(tensors, file.metadata));
     const r = await promisify(execFile)(process.execPath, [resolve('bin/tidarc.js'), 'run', dir, '--backend', 'cuda', '--prompt', 'hi', '--max-tokens', '4', '--json'], {
-      env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: join(root, 'cache') },
+      env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() },
     }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/^tidarc: error: the model produced non-finite logits \(log-sum-exp (NaN|Infinity), row \d+\) in the prefill \(step 0\)/);
