@@ -3,17 +3,15 @@
  * (ir/step-graph.ts), rewritten with the GPU's fusions (ir/step-rewrite.ts) and executed on the
  * cuda op table (gpu-op-table.ts), with weights, activations and the cache resident on the
  * device. Host traffic per pass: token ids and positions in; per lm_head query the requested
- * rows' argmax (or logits) out. Each attention launch splits its prefix (split-KV, then the
- * combine kernel) as tidarc tune measured on a GPU for the shape, else by the wave-efficiency
- * rule over the device's SMs. The linear layers run on the generated GEMMs of the manifest
+ * rows' argmax (or logits) out. Attention launches go through the shared AttentionLauncher
+ * (attention-launch.ts), which the cuda kernel library uses too: split-KV as tidarc tune measured
+ * on a GPU for the shape, else the wave rule over SMs x CTAs per SM. The linear layers run on the generated GEMMs of the manifest
  * ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, gpu-weights.ts); a layer
  * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part.
  */
 import { join } from 'node:path';
-import { tunedCall } from '../../codegen/call-params.js';
-import { chooseSplits } from '../../codegen/splits.js';
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
-import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
+import type { Manifest } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { type OpOf, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
@@ -22,12 +20,12 @@ import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { type AttentionSchedule, type CacheState, type ForwardPass, type Runner, checkLogitsFinite } from '../model/forward.js';
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
 import { passGraph, passKey, resolveLaunches } from '../model/step.js';
-import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import { AttentionLauncher } from './attention-launch.js';
+import type { CudaDevice, DeviceBuffer } from './device.js';
 import { GpuGemms } from './gpu-gemm.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
 import { GpuOps } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
-import { ATTENTION, packStruct } from './op-abi.js';
 
 export { type GpuWeights, uploadWeights } from './gpu-weights.js';
 
@@ -116,20 +114,19 @@ export class GpuModelRunner implements Runner {
   private readonly graphs = new Map<string, StepGraph>();
   private readonly table: OpTable<GpuPass>;
   private head?: HeadScratch;
-  private readonly variants: Map<string, ManifestVariant>;
-  private readonly attentionFns = new Map<string, { main: KernelRef; combine: KernelRef }>();
+  private readonly launcher: AttentionLauncher;
 
   constructor(
     readonly spec: ModelSpec,
     private readonly device: CudaDevice,
     private readonly weights: GpuWeights,
-    private readonly kernelsDir: string,
+    kernelsDir: string,
     manifest: Manifest,
     capacity: number,
   ) {
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
     this.gemms = new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
-    this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
+    this.launcher = new AttentionLauncher(device, kernelsDir, manifest);
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
     this.table = gpuOpTable({ spec, ops: this.ops, gemms: this.gemms, weights, attention: (op, p) => this.attentionOp(op, p) });
   }
@@ -171,8 +168,7 @@ export class GpuModelRunner implements Runner {
   close(): void {
     const bufs = [...this.workspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
     if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
-    if (this.splitScratch) bufs.push(this.splitScratch);
-    this.splitScratch = undefined;
+    this.launcher.close();
     this.gemms.close();
     for (const b of bufs) this.device.free(b);
     this.workspaces.clear();
@@ -223,55 +219,19 @@ export class GpuModelRunner implements Runner {
     return this.weights.matrices.get('lm_head.weight')!;
   }
 
-  /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens). */
+  /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens), split-KV as the shared launcher chooses. */
   private attention(layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number): void {
-    const v = this.variants.get(variantName);
-    if (!v) throw new TidarcError('runtime', `the compiled kernels have no variant ${variantName}`, { source: this.kernelsDir });
+    const v = this.launcher.variant(variantName);
     if (from + v.steps > ws.rows) throw new TidarcError('runtime', `attention ${variantName} at row ${from} needs ${v.steps} rows; the workspace has ${ws.rows}`);
-    const fns = this.attentionKernels(v);
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
-    const splits = this.splitsFor(v, prefix);
-    const rows = v.steps * Hq;
-    const args = packStruct(ATTENTION, {
+    this.launcher.launch(v, {
       q: ws.qBits.ptr + from * Hq * D * 2,
       kCache: this.cache.k[layer]!.ptr, vCache: this.cache.v[layer]!.ptr,
       kStep: ws.kBits[layer]!.ptr + from * Hkv * D * 2, vStep: ws.vBits[layer]!.ptr + from * Hkv * D * 2,
       prefixLen: ws.prefixLen.ptr + launchIndex * 4,
-      o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4, workspace: splits > 1 ? this.splitWorkspace(splits * rows * (D + 1)).ptr : 0,
-      batch: 1, cacheCapacity: this.cache.shape.capacity, numSplits: splits, numThreads: 0,
+      o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4,
+      batch: 1, cacheCapacity: this.cache.shape.capacity, maxPrefix: prefix,
     });
-    this.device.launch(fns.main, [v.launch.rowTiles, Hkv, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
-    // Split-KV: each split wrote its partial output and lse to the workspace; the combine merges them by lse.
-    if (splits > 1) this.device.launch(fns.combine, [Math.ceil(rows / v.launch.combine.rowsPerBlock)], [v.launch.combine.block], 0, args);
-  }
-
-  /**
-   * Split-KV parts of a launch over `prefix` cached keys: what tidarc tune measured on a GPU for
-   * this shape (compile --tuned), else the wave-efficiency rule over the device's SMs.
-   */
-  private splitsFor(v: ManifestVariant, prefix: number): number {
-    const tuned = v.tuned?.backend === 'cuda' ? tunedCall(v.tuned.calls, 1, prefix)?.splits : undefined;
-    const tiles = Math.ceil(prefix / v.plan.tileN);
-    return Math.max(1, Math.min(tuned ?? chooseSplits(this.spec.kvHeads * v.launch.rowTiles, this.device.info.multiprocessors, tiles), Math.max(1, tiles)));
-  }
-
-  private attentionKernels(v: ManifestVariant): { main: KernelRef; combine: KernelRef } {
-    let fns = this.attentionFns.get(v.name);
-    if (!fns) {
-      const module = join(this.kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin'));
-      fns = { main: this.device.kernel(module, v.symbols.cuda), combine: this.device.kernel(module, v.symbols.cudaCombine) };
-      this.attentionFns.set(v.name, fns);
-    }
-    return fns;
-  }
-
-  private splitScratch?: DeviceBuffer;
-  /** The split-KV workspace (partial outputs and lse), grown on demand and shared by every launch (they run in order). */
-  private splitWorkspace(floats: number): DeviceBuffer {
-    if (this.splitScratch && this.splitScratch.bytes >= floats * 4) return this.splitScratch;
-    if (this.splitScratch) this.device.free(this.splitScratch);
-    this.splitScratch = this.device.alloc(floats * 4, 'split-KV workspace');
-    return this.splitScratch;
   }
 
   /**
