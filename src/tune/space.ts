@@ -22,7 +22,7 @@
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
 import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
-import { chooseSplits } from '../codegen/splits.js';
+import { splitsFor } from '../codegen/call-params.js';
 import type { Backend } from '../codegen/target.js';
 
 export type TuneBackend = Backend;
@@ -101,14 +101,14 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 /**
  * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (4 warps, 64
  * keys) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs, x `ctasPerSm`, the
- * CTAs an SM holds when ptxas said; chooseSplits): split only while
+ * CTAs an SM holds when ptxas said; splitsFor, the runtime's rule): split only while
  * the work items (batch * KV heads * row tiles) fill less than 80% of one wave, then the fewest
  * splits within 85% of the best wave efficiency. A CPU call's threads and splits:
  * heuristicCpuCall (src/codegen/call-params.ts).
  */
 export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile, ctasPerSm = 1): AttentionConfig {
   const rowTiles = Math.ceil(shape.rows / (16 * tile.warps));
-  const splits = chooseSplits(shape.batch * shape.kvHeads * rowTiles, slots, Math.ceil(shape.prefix / tile.tileN), undefined, ctasPerSm);
+  const splits = splitsFor({ tuned: undefined, workItems: shape.batch * shape.kvHeads * rowTiles, slots, ctasPerSm, prefixTiles: Math.ceil(shape.prefix / tile.tileN) });
   return { warps: tile.warps, tileN: tile.tileN, splits };
 }
 
