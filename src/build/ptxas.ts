@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { PtxasReport } from '../codegen/manifest.js';
 
@@ -79,9 +79,11 @@ export function ptxasWarnings(variant: string, report: PtxasByArch): string[] {
  */
 export async function ptxasOfSource(nvccPath: string, source: string, arch: string): Promise<Record<string, PtxasReport>> {
   const dir = await mkdtemp(join(tmpdir(), 'tidarc-ptxas-'));
+  // nvcc runs in the source's directory (its headers are there), so a relative path must not stay relative.
+  const path = resolve(source);
   try {
-    const { stderr } = await promisify(execFile)(nvccPath, ['-cubin', '-O3', '-std=c++17', `-arch=${arch}`, '-Xptxas', '-v', '-o', join(dir, 'out.cubin'), source],
-      { cwd: dirname(source), maxBuffer: 64 << 20 });
+    const { stderr } = await promisify(execFile)(nvccPath, ['-cubin', '-O3', '-std=c++17', `-arch=${arch}`, '-Xptxas', '-v', '-o', join(dir, 'out.cubin'), path],
+      { cwd: dirname(path), maxBuffer: 64 << 20 });
     return parsePtxasReport(stderr)[arch] ?? {};
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { parsePtxasReport, ptxasWarnings } from '../../src/build/ptxas.js';
+import { parsePtxasReport, ptxasOfSource, ptxasWarnings } from '../../src/build/ptxas.js';
+import { findNvcc } from '../../src/build/toolchain.js';
 
 // Real nvcc 13.0 output: sm_80 prints cmem on the "Used" line, sm_90 does not.
 const SAMPLE = `ptxas info    : 0 bytes gmem, 132 bytes cmem[3]
@@ -31,4 +35,19 @@ describe('parsePtxasReport', () => {
   test('empty input gives an empty report', () => {
     expect(parsePtxasReport('')).toEqual({});
   });
+});
+
+const nvcc = await findNvcc();
+describe.skipIf(!nvcc.found)('ptxasOfSource (needs nvcc)', () => {
+  test('reads a source named by a path relative to the working directory (nvcc runs in the source directory)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tidarc-ptxas-src-'));
+    try {
+      const source = join(dir, 'k.cu');
+      writeFileSync(source, 'extern "C" __global__ void tidarc_test_k(float* x) { x[threadIdx.x] = 1.0f; }\n');
+      const report = await ptxasOfSource(nvcc.found ? nvcc.tool.path : '', relative(process.cwd(), source), 'sm_80');
+      expect(report['tidarc_test_k']?.registers).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
