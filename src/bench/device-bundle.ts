@@ -223,7 +223,8 @@ export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: num
   const first = tiles.find((t) => t.warps === heuristic.warps && t.tileN === heuristic.tileN);
   if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map((t) => `w${t.warps}-n${t.tileN}`).join(','), allowed: `a list with w${heuristic.warps}-n${heuristic.tileN}` });
   const ranked = [first, ...tiles.filter((t) => t !== first)].map((t) => {
-    const own = heuristicConfig(shape, slots, { ...t, stages: 2 }).splits;
+    // The heuristic's own tile splits as the runtime does (its occupancy); other tiles' occupancy is unknown here: 1 CTA/SM.
+    const own = t === first ? heuristic.splits : heuristicConfig(shape, slots, { ...t, stages: 2 }).splits;
     const distance = (s: number): number => Math.abs(Math.log2(s / own));
     return [...new Set([own, ...SPLITS])]
       .filter((s) => infeasible({ ...t, splits: s }, shape, 'cuda', 'sm_90') === null)

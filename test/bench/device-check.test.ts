@@ -45,6 +45,11 @@ describe('the CUDA search\'s candidates (pure)', () => {
       for (const batch of FULL_TUNE.batches) {
         for (const prefix of FULL_TUNE.prefixes) {
           const shape = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch, prefix };
+          // The heuristic's tile at the occupancy ptxas gives it (1 to 3 CTAs/SM) still leads the list.
+          for (const ctasPerSm of [2, 3]) {
+            const at = tuneConfigs(shape, tiles, FULL_TUNE.slots, FULL_TUNE.maxConfigs, ctasPerSm);
+            expect(configKey(at.configs[0]!)).toBe(configKey(at.heuristic));
+          }
           const { heuristic, configs, feasible } = tuneConfigs(shape, tiles, FULL_TUNE.slots, FULL_TUNE.maxConfigs);
           expect(configs).toHaveLength(30);
           expect(feasible).toBeGreaterThan(30);
