@@ -161,14 +161,32 @@ export async function buildEmulatedModule(cuPath: string, outSoPath: string, ker
   return outSoPath;
 }
 
-/** Every input of the driver build: sources, headers, compiler and flags. */
-async function driverKey(cxx: Tool, flags: readonly string[]): Promise<string> {
+/** The emulator's headers (runtime/emu/*.h and its CUDA header stubs), which every module and the driver compile against. */
+async function emulatorHeaders(): Promise<string[]> {
   const emu = emulatorSourceDir();
   const headers = (await readdir(emu)).filter((f) => f.endsWith('.h')).sort().map((f) => join(emu, f));
   const stubs = (await readdir(join(emu, 'include'))).sort().map((f) => join(emu, 'include', f));
-  const files = [...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...headers, ...stubs, join(driverApiDir(), 'cuda_driver_api.h')];
+  return [...headers, ...stubs];
+}
+
+async function buildKey(cxx: Tool, flags: readonly string[], files: readonly string[]): Promise<string> {
   const texts = await Promise.all(files.map(async (f) => `${f.slice(packageRoot().length)}\n${await readFile(f, 'utf8')}`));
   return sha256([cxx.version, flags.join(' '), ...texts].join('\n'));
+}
+
+/** Every input of the driver build: sources, headers, compiler and flags. */
+async function driverKey(cxx: Tool, flags: readonly string[]): Promise<string> {
+  const emu = emulatorSourceDir();
+  return buildKey(cxx, flags, [...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...await emulatorHeaders(), join(driverApiDir(), 'cuda_driver_api.h')]);
+}
+
+/**
+ * What an emulated module is built against besides its own .cu (which the kernel cache's key
+ * covers): the emulator's headers, the compiler and the flags. A module built under another key
+ * is stale (emulatedModulesStamp).
+ */
+export async function emulatedModuleKey(cxxPath?: string): Promise<string> {
+  return buildKey(await compiler(cxxPath), [...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags()], await emulatorHeaders());
 }
 
 function driverApiDir(): string {

@@ -6,8 +6,10 @@
  * machine without a GPU; the emulator checks every access. Slow: for tests and debugging.
  */
 import { existsSync } from 'node:fs';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { buildEmulatedModule, emulateCompiledDir, emulatedModulePath } from './emulated-driver.js';
+import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import { buildEmulatedModule, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
 import { buildEmulatedGemmModules } from './gemm-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
@@ -22,6 +24,8 @@ export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
  */
 export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined): Promise<void> {
   const manifest = readManifest(kernelsDir);
+  const key = await emulatedModuleKey();
+  if (await dropStaleModules(join(kernelsDir, 'cuda'), key)) log('the emulator changed since these modules were built: rebuilding them');
   const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(resolve(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')))));
   if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), log });
   const ops = emulatedModulePath(resolve(kernelsDir, OPS_MODULE));
@@ -30,4 +34,21 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
     log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
   }
   await buildEmulatedGemmModules(kernelsDir, manifest, log);
+  await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
+}
+
+/** Beside the modules: the emulatedModuleKey they were built under. */
+export const MODULES_STAMP = 'emu-modules.stamp';
+
+/**
+ * Removes the .emu.so modules of `cudaDir` when they were built under another key than `key` (the
+ * emulator's headers, compiler or flags changed since: the kernel cache's key does not cover
+ * them), so they are rebuilt; true when it removed any.
+ */
+export async function dropStaleModules(cudaDir: string, key: string): Promise<boolean> {
+  const stamp = await readFile(join(cudaDir, MODULES_STAMP), 'utf8').catch(() => '');
+  if (stamp === `${key}\n`) return false;
+  const stale = (await readdir(cudaDir).catch(() => [] as string[])).filter((f) => f.endsWith('.emu.so'));
+  await Promise.all(stale.map((f) => rm(join(cudaDir, f), { force: true })));
+  return stale.length > 0;
 }
