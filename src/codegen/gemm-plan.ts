@@ -37,6 +37,7 @@ export const GEMM_ARCH_DATA: Readonly<Record<ArchName, { readonly sms: number; r
   sm_86: { sms: 84, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'A40 / RTX 3090' },
   sm_89: { sms: 142, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'L40S' },
   sm_90: { sms: 132, maxSharedPerBlock: 232_448, sharedPerSm: 233_472, example: 'H100 SXM / H200' },
+  sm_90a: { sms: 132, maxSharedPerBlock: 232_448, sharedPerSm: 233_472, example: 'H100 SXM / H200' },
 };
 
 export function gemmTarget(arches: readonly ArchName[]): GemmTarget {

@@ -24,6 +24,7 @@ export const SM_LIMITS: Readonly<Record<ArchName, SmLimits>> = {
   sm_86: { registers: 65_536, sharedBytes: 102_400, threads: 1536, ctas: 16 },
   sm_89: { registers: 65_536, sharedBytes: 102_400, threads: 1536, ctas: 24 },
   sm_90: { registers: 65_536, sharedBytes: 233_472, threads: 2048, ctas: 32 },
+  sm_90a: { registers: 65_536, sharedBytes: 233_472, threads: 2048, ctas: 32 },  // the same SM as sm_90
 };
 
 const REGISTER_UNIT = 256;

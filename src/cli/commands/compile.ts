@@ -4,7 +4,7 @@
  */
 import { relative } from 'node:path';
 import type { Command } from 'commander';
-import { ARCH_NAMES, type ArchName, parseArch } from '../../codegen/arch.js';
+import { ARCH_NAMES, type ArchName, PORTABLE_ARCH_NAMES, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
@@ -14,7 +14,8 @@ import type { CliIo } from '../io.js';
 import { parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
 
 export const DEFAULT_MODEL = 'examples/tiny.json';
-export const DEFAULT_ARCHES: readonly ArchName[] = ARCH_NAMES;
+/** sm_90a runs on one device generation only: asked for by name (--arch sm_90a), never by default. */
+export const DEFAULT_ARCHES: readonly ArchName[] = PORTABLE_ARCH_NAMES;
 
 interface CompileFlags {
   draft?: string;

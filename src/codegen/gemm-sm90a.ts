@@ -1,0 +1,100 @@
+/**
+ * The sm_90a GEMM of a weight shape (templates/cuda/tidarc_gemm_sm90a.cuh): out^T = W x^T
+ * with the weight rows as wgmma's M and the tokens as its N, so one kernel family serves
+ * every M. It takes the weight shape's reduction from planReduction unchanged (k tiles of 64,
+ * the same split-K rule and parts as the sm_80 path), so the k-order of an output element is
+ * fixed per shape and never sees M; M only picks the token tile (wgmma N). Pure.
+ */
+import { TidarcError } from '../errors.js';
+import { ARCHES } from './arch.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
+import { GEMM_BLOCK_N, type GemmReduction, type GemmShape, checkGemmShape, gemmUnitName } from './gemm-plan.js';
+import { banner } from './kernel-source.js';
+import { renderTemplate } from './templates.js';
+
+/** wgmma N values tidarc_hopper.cuh instantiates (PTX allows every multiple of 8 up to 256). */
+export const SM90A_TOKEN_TILES = [8, 16, 32, 64, 128, 256] as const;
+/** The TMA ring: 4 stages fit every token tile in sm_90's shared memory (4 x 48 KiB at 256 tokens). */
+export const SM90A_STAGES = 4;
+/** Two consumer warpgroups of 64 weight rows and one producer warp (kSm90aThreads). */
+export const SM90A_THREADS = 2 * 128 + 32;
+export const SM90A_BLOCK_W = 128;
+const ELEMENT_BYTES = 2;
+
+export interface Sm90aKernel {
+  readonly tileT: number;
+  readonly stages: number;
+  readonly threads: number;
+  readonly sharedBytes: number;
+  readonly symbol: string;
+}
+
+/**
+ * The token tile for m rows: the smallest tile that holds them up to 256 (one CTA along the
+ * tokens: each weight byte read once), else the tile of 64 tokens or more that pads the fewest
+ * (ties: the larger, fewer re-reads of W; below 64 a wgmma is too narrow to pay for its W tile).
+ */
+export function sm90aTokenTile(m: number): number {
+  if (!Number.isInteger(m) || m < 1) throw new TidarcError('unsupported', 'GEMM rows must be a positive integer', { field: 'm', value: m, allowed: 'an integer >= 1' });
+  if (m <= 256) return SM90A_TOKEN_TILES.find((t) => t >= m)!;
+  return SM90A_TOKEN_TILES.filter((t) => t >= 64).reverse().reduce((best, t) => (Math.ceil(m / t) * t < Math.ceil(m / best) * best ? t : best));
+}
+
+/** Shared memory of a kernel: the 1024-byte alignment slack, the ring, the full and empty mbarriers. */
+export function sm90aSharedBytes(tileT: number, stages = SM90A_STAGES): number {
+  return 1024 + stages * (SM90A_BLOCK_W + tileT) * 64 * ELEMENT_BYTES + 2 * stages * 8;
+}
+
+export function sm90aUnitName(shape: GemmShape): string {
+  return `${gemmUnitName(shape)}_sm90a`;
+}
+export function sm90aSymbol(shape: GemmShape, tileT: number): string {
+  return `tidarc_${sm90aUnitName(shape)}_t${tileT}`;
+}
+export function sm90aReduceSymbol(shape: GemmShape): string {
+  return `tidarc_${sm90aUnitName(shape)}_reduce`;
+}
+export function sm90aSource(shape: GemmShape): string {
+  return `cuda/${sm90aUnitName(shape)}.cu`;
+}
+
+/** Why the sm_90a kernel cannot serve this shape and role (null when it can). */
+export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reduction: GemmReduction): string | null {
+  if (reduction.blockK !== 64) return `its k tile is ${reduction.blockK}; the sm_90a kernel's 128B swizzle needs 64`;
+  if (gemmEpilogues(shape, roles).rowStats && reduction.splitK === 1) return 'lm_head row statistics at split-K 1 are not in the sm_90a epilogue (the reduce has them at split-K > 1)';
+  return null;
+}
+
+/** One kernel per distinct token tile of `ms`, sorted by tile. */
+export function planSm90aKernels(shape: GemmShape, ms: readonly number[]): Sm90aKernel[] {
+  checkGemmShape(shape);
+  const tiles = [...new Set(ms.map(sm90aTokenTile))].sort((a, b) => a - b);
+  return tiles.map((tileT) => {
+    const sharedBytes = sm90aSharedBytes(tileT);
+    if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`sm_90a GEMM token tile ${tileT} needs ${sharedBytes} bytes of shared memory`);
+    return { tileT, stages: SM90A_STAGES, threads: SM90A_THREADS, sharedBytes, symbol: sm90aSymbol(shape, tileT) };
+  });
+}
+
+/** Grid over `rows` tokens: token tiles fastest, so the CTAs sharing a W tile run together (L2). */
+export function sm90aGrid(shape: GemmShape, reduction: GemmReduction, tileT: number, rows: number): [number, number, number] {
+  return [Math.ceil(rows / tileT), Math.ceil(shape.n / GEMM_BLOCK_N), reduction.splitK];
+}
+
+export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kernels: readonly Sm90aKernel[], roles: readonly string[], modelName: string): string {
+  return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
+    banner: banner(modelName),
+    n: shape.n,
+    k: shape.k,
+    dtype: shape.dtype,
+    roles: roles.join(', '),
+    cudaType: shape.dtype === 'bf16' ? '__nv_bfloat16' : '__half',
+    blockK: reduction.blockK,
+    kTiles: reduction.kTiles,
+    splitK: reduction.splitK,
+    kTilesPerSplit: reduction.kTilesPerSplit,
+    splitReduce: reduction.splitK > 1,
+    reduceSymbol: sm90aReduceSymbol(shape),
+    kernels: kernels.map((k) => ({ ...k, wTiles: Math.ceil(shape.n / GEMM_BLOCK_N), splitK: reduction.splitK, blockK: reduction.blockK })),
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * Builds and runs generated sm_90a GEMM units on the SIMT emulator for gemm-sm90a*.test.ts
+ * (harness: fixtures/gemm_sm90a_main.cpp): a unit rendered by src/codegen/gemm-sm90a.ts,
+ * inputs with 16-bit activations, the outputs and findings of one launch.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type GemmReduction, type GemmShape, gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
+import { type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aReduceSymbol, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
+import { readTemplateFile } from '../../src/codegen/templates.js';
+import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { encode } from '../../src/util/dtype.js';
+import { packageRoot } from '../../src/util/paths.js';
+import type { GemmProblem } from '../helpers/gemm.js';
+
+const exec = promisify(execFile);
+export const SM90A_HEADERS = ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh'] as const;
+const HARNESS = join(packageRoot(), 'test', 'emulate', 'fixtures', 'gemm_sm90a_main.cpp');
+
+export interface Sm90aUnit {
+  readonly source: string;
+  readonly cudaDir: string;
+  readonly reduction: GemmReduction;
+  readonly kernels: Sm90aKernel[];
+}
+
+/** Renders the unit of `shape` for rows `ms` (sm_90a's reduction, `splitK` forced) under dir/cuda with its headers. */
+export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test']): Sm90aUnit {
+  const reduction = planReduction(shape, gemmTarget(['sm_90a']), splitK);
+  const kernels = planSm90aKernels(shape, ms);
+  const cudaDir = join(dir, 'cuda');
+  mkdirSync(cudaDir, { recursive: true });
+  for (const h of SM90A_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
+  const source = join(dir, sm90aSource(shape));
+  writeFileSync(source, renderSm90aUnit(shape, reduction, kernels, roles, 'test'));
+  return { source, cudaDir, reduction, kernels };
+}
+
+/** One executable per unit: every kernel of it, and its reduce at split-K > 1. */
+export async function buildSm90aHarness(cxx: string, shape: GemmShape, unit: Pick<Sm90aUnit, 'source' | 'cudaDir' | 'reduction' | 'kernels'>, runtimeObjects: readonly string[], exe: string): Promise<void> {
+  await exec(cxx, [
+    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
+    `-DTIDARC_SM90A_UNIT="${unit.source}"`, `-DTIDARC_SM90A_KERNELS=${unit.kernels.map((k) => `X(${k.symbol})`).join(' ')}`,
+    ...(unit.reduction.splitK > 1 ? [`-DTIDARC_SM90A_REDUCE=${sm90aReduceSymbol(shape)}`] : []),
+    '-x', 'c++', HARNESS, '-x', 'none', ...runtimeObjects, '-o', exe,
+  ], { maxBuffer: 64 << 20 });
+}
+
+export interface Sm90aRun {
+  readonly out: Float32Array;
+  readonly completed: boolean;
+  readonly counts: Record<string, number>;
+  readonly messages: string[];
+}
+
+export interface Sm90aCall {
+  readonly rows: number;
+  readonly bias?: boolean;
+  readonly accumulate?: boolean;
+  /** 0 none, 1 SwiGLU (TIDARC_GEMM_EPILOGUE_*). */
+  readonly epilogue?: 0 | 1;
+}
+
+/** Runs the kernel of `kernel` over the first `call.rows` rows of `p` (x rounded to the weights' 16-bit type). */
+export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit: Pick<Sm90aUnit, 'reduction'>, kernel: Sm90aKernel, p: GemmProblem, call: Sm90aCall): Promise<Sm90aRun> {
+  const { n, k } = shape, rows = call.rows, epilogue = call.epilogue ?? 0;
+  const outCount = rows * (epilogue === 1 ? n / 2 : n);
+  const x = encode(shape.dtype, p.x.subarray(0, rows * k));
+  const parts = [Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(p.w.buffer, p.w.byteOffset, p.w.byteLength)];
+  if (call.bias) parts.push(Buffer.from(p.bias.buffer, p.bias.byteOffset, p.bias.byteLength));
+  if (call.accumulate) parts.push(Buffer.from(p.old.buffer, p.old.byteOffset, outCount * 4));
+  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}`;
+  const input = join(dir, `${tag}.in`), output = join(dir, `${tag}.out`);
+  writeFileSync(input, Buffer.concat(parts));
+  const args = [kernel.symbol, kernel.tileT, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output].map(String);
+  const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
+  const counts: Record<string, number> = {}, messages: string[] = [];
+  let completed = false;
+  for (const line of stdout.trim().split('\n')) {
+    const rec = JSON.parse(line) as { finding?: string; message?: string; count?: string; n?: number; done?: boolean; completed?: boolean };
+    if (rec.count !== undefined) counts[rec.count] = rec.n!;
+    if (rec.finding !== undefined) messages.push(`${rec.finding}: ${rec.message}`);
+    if (rec.done) completed = rec.completed!;
+  }
+  const bytes = readFileSync(output);
+  return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), completed, counts, messages };
+}
