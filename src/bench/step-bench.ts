@@ -63,6 +63,8 @@ export interface StepBenchOptions {
   readonly cacheDir?: string;
   /** A `tidarc tune` database: its tiles and per-shape call parameters (as `compile --tuned`). */
   readonly tuned?: string;
+  /** cuda: decode steps as CUDA graphs (default true; see LoadOptions.graphs). */
+  readonly graphs?: boolean;
   readonly log?: (line: string) => void;
   /** How errors name draft and prefix (the CLI passes its flags). */
   readonly optionNames?: Partial<Record<'draft' | 'prefix', string>>;
@@ -237,6 +239,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.cacheDir === undefined ? {} : { cacheDir: o.cacheDir }),
     ...(o.tuned === undefined ? {} : { tuned: o.tuned }),
+    ...(o.graphs === undefined ? {} : { graphs: o.graphs }),
     ...(o.log === undefined ? {} : { log: o.log }),
     checkSpec: (spec) => {
       draft ??= Math.max(...spec.draftLengths);

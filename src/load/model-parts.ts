@@ -48,6 +48,12 @@ export interface LoadOptions {
    * --mask-token. Without one the model decodes in AR mode only.
    */
   readonly maskTokenId?: number;
+  /**
+   * cuda: each decode step kind is captured once as a CUDA graph and replayed (default true);
+   * false launches every kernel from the host (comparison, debugging). The cpu backend has no
+   * graphs and ignores it.
+   */
+  readonly graphs?: boolean;
 }
 
 export interface BackendDecision {
@@ -149,7 +155,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     return {
       ...base,
       cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true },
-      newRunner: (capacity) => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity),
+      newRunner: (capacity) => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true }),
       close: () => device.close(),
     };
   }

@@ -171,4 +171,47 @@ typedef struct TidarcAcceptArgs {
   int32_t pad_;
 } TidarcAcceptArgs;
 
+/* tidarc_op_verify: greedy decoding's tidarc_op_sample: per row the argmax (first maximum) of the
+   (beta-mixed) logits without never_emit, and whether the row's draft is that token (accepted =
+   1), so tidarc_op_accept can follow either.  grid (rows), block 256. */
+typedef struct TidarcVerifyArgs {
+  const float* logits;      /* [rows, vocab] */
+  const float* mix_logits;  /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
+  const int32_t* drafts;    /* [rows] or null; < 0: a row without a draft */
+  int32_t* tokens;          /* [rows] */
+  int32_t* accepted;        /* [rows] or null: 1 where the draft is the argmax */
+  int32_t rows;
+  int32_t vocab;
+  int32_t never_emit;       /* -1 = none; else its logit counts as -inf */
+  float beta;               /* used with mix_logits */
+} TidarcVerifyArgs;
+
+/* tidarc_op_draft_rows: row_ids[s] = stride * emitted[0] + offset + s for s < count: the rows of
+   the block that a verified step's n accepted tokens select (TiDAR's next drafts), chosen on the
+   device so a captured step needs no host round trip.  grid (1), block 32. */
+typedef struct TidarcDraftRowsArgs {
+  const int32_t* emitted;  /* [1 + ...]: tidarc_op_accept's n first */
+  int32_t* row_ids;        /* [count] */
+  int32_t count;
+  int32_t stride;
+  int32_t offset;
+  int32_t pad_;
+} TidarcDraftRowsArgs;
+
+/* tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
+   *count), both read from device memory (a captured step commits what its own acceptance
+   decided, at the prefix length its upload set).  grid (max_count, kv_heads), block 64. */
+typedef struct TidarcKvCommitAtArgs {
+  const uint16_t* k_step;
+  const uint16_t* v_step;
+  uint16_t* k_cache;
+  uint16_t* v_cache;
+  const int32_t* count;    /* [1]: rows to commit, at most max_count */
+  const int32_t* slot;     /* [1]: the first cache slot */
+  int32_t max_count;
+  int32_t kv_heads;
+  int32_t capacity;
+  int32_t head_dim;
+} TidarcKvCommitAtArgs;
+
 #endif

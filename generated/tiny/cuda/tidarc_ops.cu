@@ -603,3 +603,55 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_accept(TidarcAcceptAr
   a.emitted[0] = n;
   for (int i = 0; i < n; i++) a.emitted[1 + i] = a.tokens[i];
 }
+
+// ---- a decode step's device-side tail (a captured step graph needs no host round trip) ------
+
+// Greedy verification: the (beta-mixed) argmax without never_emit, first maximum, as the host's
+// argmax of mixLogits(ar, diffusion, beta) (mixed in double, rounded to float).
+extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_verify(TidarcVerifyArgs a) {
+  __shared__ float best_v[kRowThreads];
+  __shared__ int best_i[kRowThreads];
+  const int r = blockIdx.x, tid = threadIdx.x;
+  if (r >= a.rows) return;
+  const int64_t base = static_cast<int64_t>(r) * a.vocab;
+  float v = -INFINITY;
+  int at = INT32_MAX;
+  for (int c = tid; c < a.vocab; c += kRowThreads) {
+    float x = a.mix_logits == nullptr ? a.logits[base + c]
+                                      : static_cast<float>(static_cast<double>(a.beta) * a.logits[base + c] + (1.0 - static_cast<double>(a.beta)) * a.mix_logits[base + c]);
+    if (c == a.never_emit) x = -INFINITY;
+    if (x > v || at == INT32_MAX) v = x, at = c;  // increasing c: ties keep the first
+  }
+  best_v[tid] = v;
+  best_i[tid] = at;
+  __syncthreads();
+  for (int s = kRowThreads / 2; s > 0; s /= 2) {
+    if (tid < s) {
+      const float o = best_v[tid + s];
+      const int oi = best_i[tid + s];
+      if (oi != INT32_MAX && (best_i[tid] == INT32_MAX || o > best_v[tid] || (o == best_v[tid] && oi < best_i[tid]))) best_v[tid] = o, best_i[tid] = oi;
+    }
+    __syncthreads();
+  }
+  if (tid == 0) {
+    const int token = best_i[0] == INT32_MAX ? 0 : best_i[0];
+    a.tokens[r] = token;
+    if (a.accepted != nullptr) a.accepted[r] = a.drafts != nullptr && a.drafts[r] >= 0 && a.drafts[r] == token ? 1 : 0;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(32) tidarc_op_draft_rows(TidarcDraftRowsArgs a) {
+  const int n = a.emitted[0];
+  for (int s = threadIdx.x; s < a.count; s += 32) a.row_ids[s] = a.stride * n + a.offset + s;
+}
+
+extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit_at(TidarcKvCommitAtArgs a) {
+  const int j = blockIdx.x, h = blockIdx.y;
+  if (j >= *a.count || j >= a.max_count || h >= a.kv_heads) return;
+  const int64_t src = (static_cast<int64_t>(j) * a.kv_heads + h) * a.head_dim;
+  const int64_t dst = (static_cast<int64_t>(h) * a.capacity + *a.slot + j) * a.head_dim;
+  for (int d = threadIdx.x; d < a.head_dim; d += kKvThreads) {
+    a.k_cache[dst + d] = a.k_step[src + d];
+    a.v_cache[dst + d] = a.v_step[src + d];
+  }
+}

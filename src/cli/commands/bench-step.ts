@@ -19,6 +19,7 @@ interface BenchStepFlags {
   backend: string;
   threads?: string;
   tuned?: string;
+  graphs: boolean;
   reps: string;
   minSeconds: string;
   warmup: string;
@@ -56,6 +57,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
     .option('--backend <name>', 'auto, cpu or cuda (auto: cuda when usable, see tidarc doctor)', 'auto')
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
     .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
+    .option('--no-graphs', 'cuda: time the steps launched kernel by kernel from the host instead of replayed as CUDA graphs (cpu: no effect)')
     .option('--reps <n>', 'timed rounds at least (one TiDAR and one AR step each)', '20')
     .option('--min-seconds <s>', 'and time at least this long', '2')
     .option('--warmup <n>', 'untimed rounds first', '3')
@@ -77,6 +79,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
         // With --tuned, say what the database set (the compile's other lines stay quiet).
         ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
+        graphs: flags.graphs,
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),
         minSeconds,
         warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),

@@ -6,7 +6,7 @@
  */
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ACCEPT, DTYPE_CODE, EMBED, GELU, KV_COMMIT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT,
+  ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT, VERIFY,
   type OpName, type StructSchema, opKernelName, packStruct,
 } from './op-abi.js';
 
@@ -112,5 +112,26 @@ export class GpuOps {
   /** emitted = [n, tokens[0 .. n)]: n = 1 + the leading accepted rows of sample's output. */
   accept(tokens: DeviceBuffer, accepted: DeviceBuffer, emitted: DeviceBuffer, rows: number): void {
     this.run('accept', ACCEPT, { tokens: tokens.ptr, accepted: accepted.ptr, emitted: emitted.ptr, rows }, [1], 32);
+  }
+
+  /** Greedy sample: per row the argmax of the (beta-mixed) logits without neverEmit; accepted[r] = (drafts[r] is it). */
+  verify(a: { logits: At; mix?: At; beta?: number; drafts?: At; tokens: At; accepted?: At; rows: number; vocab: number; neverEmit?: number }): void {
+    this.run('verify', VERIFY, {
+      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), tokens: ptr(a.tokens), accepted: ptr(a.accepted),
+      rows: a.rows, vocab: a.vocab, neverEmit: a.neverEmit ?? -1, beta: a.beta ?? 1,
+    }, [a.rows], 256);
+  }
+
+  /** rowIds[s] = stride * emitted[0] + offset + s, s < count (the rows a step's acceptance selects). */
+  draftRows(emitted: At, rowIds: At, count: number, stride: number, offset: number): void {
+    this.run('draft_rows', DRAFT_ROWS, { emitted: ptr(emitted), rowIds: ptr(rowIds), count, stride, offset }, [1], 32);
+  }
+
+  /** kvCommit of in-step rows [0, *count) into slots [*slot, ...): count and slot read on the device. */
+  kvCommitAt(a: { kStep: At; vStep: At; kCache: DeviceBuffer; vCache: DeviceBuffer; count: At; slot: At; maxCount: number; kvHeads: number; capacity: number; headDim: number }): void {
+    this.run('kv_commit_at', KV_COMMIT_AT, {
+      kStep: ptr(a.kStep), vStep: ptr(a.vStep), kCache: a.kCache.ptr, vCache: a.vCache.ptr, count: ptr(a.count), slot: ptr(a.slot),
+      maxCount: a.maxCount, kvHeads: a.kvHeads, capacity: a.capacity, headDim: a.headDim,
+    }, [a.maxCount, a.kvHeads], 64);
   }
 }

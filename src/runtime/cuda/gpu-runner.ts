@@ -17,15 +17,19 @@ import type { ModelSpec } from '../../ir/model.js';
 import { type OpOf, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
 import { runOps, type OpTable } from '../../ir/step-exec.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
-import { type AttentionSchedule, type CacheState, type ForwardPass, type Runner, checkLogitsFinite } from '../model/forward.js';
+import {
+  type AttentionSchedule, type CacheState, type DeviceStepInput, type DeviceStepOutput, type ForwardPass, type Runner, checkLogitsFinite,
+} from '../model/forward.js';
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
-import { passGraph, passKey, resolveLaunches } from '../model/step.js';
+import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
+import { DeviceStepIo, samplingKey, stepShape } from './gpu-decode-step.js';
 import { GpuGemms } from './gpu-gemm.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
 import { GpuOps } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
+import { type StepLaunch, StepGraphs, countFrees } from './step-graphs.js';
 
 export { type GpuWeights, uploadWeights } from './gpu-weights.js';
 
@@ -106,8 +110,25 @@ interface HeadScratch {
   readonly lse: DeviceBuffer;
 }
 
+export interface GpuRunnerOptions {
+  /** Decode steps as CUDA graphs (default true); false: launch by launch (comparison, debugging). */
+  readonly graphs?: boolean;
+}
+
+/** What the attention launches of the pass running now read: its prefix lengths, and the split counts a step's bucket fixed. */
+interface LaunchContext {
+  readonly prefixLen: DeviceBuffer;
+  readonly splits?: readonly number[];
+}
+
 export class GpuModelRunner implements Runner {
   readonly cache: GpuKvCache;
+  /** How the last decode step ran (tests, bench). */
+  lastStepLaunch: StepLaunch | undefined;
+  private readonly device: CudaDevice;
+  private readonly stepGraphs: StepGraphs;
+  private readonly stepIo = new Map<string, DeviceStepIo>();
+  private context?: LaunchContext;
   private readonly ops: GpuOps;
   private readonly gemms: GpuGemms;
   private readonly workspaces = new Map<number, PassBuffers>();
@@ -118,12 +139,18 @@ export class GpuModelRunner implements Runner {
 
   constructor(
     readonly spec: ModelSpec,
-    private readonly device: CudaDevice,
+    device: CudaDevice,
     private readonly weights: GpuWeights,
     kernelsDir: string,
     manifest: Manifest,
     capacity: number,
+    options: GpuRunnerOptions = {},
   ) {
+    // Everything the runner owns allocates through a view that counts frees: a free may be a
+    // buffer a captured step graph reads (step-graphs.ts).
+    const counter = countFrees(device);
+    this.device = device = counter.device;
+    this.stepGraphs = new StepGraphs(counter, options.graphs ?? true);
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
     this.gemms = new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
     this.launcher = new AttentionLauncher(device, kernelsDir, manifest);
@@ -161,11 +188,61 @@ export class GpuModelRunner implements Runner {
     };
   }
 
+  /**
+   * A whole decode step on the device (see DeviceStepInput): one upload from pinned memory, the
+   * forward, lm_head, verification and acceptance, the next drafts and the commit of the
+   * accepted rows, then one download. With graphs, the step's graph for its kind and split
+   * bucket (step-graphs.ts); without, the same launches one by one.
+   */
+  decodeStep(input: DeviceStepInput): DeviceStepOutput {
+    const shape = stepShape(input);
+    const graph = this.graph(shape.tokens, { kind: 'step', variant: input.variant });
+    const ws = this.workspace(graph);
+    const launches = resolveLaunches(graph, this.cache.length);
+    if (launches.length !== 1 || launches[0]!.commitRows !== 0) throw new TidarcError('runtime', `decode step ${input.variant}: expected one attention launch without commits, the graph has ${launches.length}`);
+    const kind = `${input.variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows} ${samplingKey(input)}`;
+    let io = this.stepIo.get(kind);
+    if (!io) this.stepIo.set(kind, (io = new DeviceStepIo(this.device, shape, this.lmHeadWeight().rows)));
+    const splits = launches.map((l) => this.launcher.splitsFor(this.launcher.variant(l.variant), 1, l.prefix));
+    io.fill(input, launches[0]!.prefix);
+    const stepIo = io;
+    const { spec, cache, ops } = this;
+    this.lastStepLaunch = this.stepGraphs.run(`${kind} splits ${splits.join(',')}`, () => {
+      stepIo.upload();
+      const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
+      const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, splits });
+      stepIo.recordTail({
+        ops, gemms: this.gemms, lmHead: this.lmHeadWeight(), hidden, input,
+        commit: (count, slot, maxCount) => {
+          for (let layer = 0; layer < spec.layers; layer++) {
+            ops.kvCommitAt({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
+          }
+        },
+      });
+    });
+    this.device.download(io.out, io.host);
+    const r = io.read();
+    // A NaN or infinite row must stop the run, not become a token (its lse is not finite).
+    checkLogitsFinite(r.lse.rows, input.verifyRows);
+    if (input.mixRows) checkLogitsFinite(r.lse.mix, input.mixRows);
+    if (input.nextDrafts) checkLogitsFinite(r.lse.next, Array.from({ length: shape.nextRows }, (_, s) => input.nextDrafts!.stride * r.n + input.nextDrafts!.offset + s));
+    cache.length += r.n;
+    return { tokens: r.tokens, nextDrafts: r.nextDrafts };
+  }
+
+  /** Decode-step graphs held now. */
+  get stepGraphCount(): number {
+    return this.stepGraphs.size;
+  }
+
   hostCache(): KvCache {
     return this.cache.toHost();
   }
 
   close(): void {
+    this.stepGraphs.close();
+    for (const io of this.stepIo.values()) io.free();
+    this.stepIo.clear();
     const bufs = [...this.workspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
     if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
     this.launcher.close();
@@ -189,13 +266,23 @@ export class GpuModelRunner implements Runner {
     return graph;
   }
 
-  /** Runs the graph; returns the final-normed hidden states [T, hidden]. */
+  /** Uploads the pass's inputs and runs the graph; returns the final-normed hidden states [T, hidden]. */
   private forward(graph: StepGraph, ws: PassBuffers, ids: Int32Array, positions: Int32Array): DeviceBuffer {
     const launches = resolveLaunches(graph, this.cache.length);
     this.device.upload(ws.bufs.get('ids')!, ids);
     this.device.upload(ws.bufs.get('positions')!, positions);
     this.device.upload(ws.prefixLen, Int32Array.from(launches, (l) => l.prefix));
-    runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, tokens: graph.tokens, launches }, 'cuda');
+    return this.runGraph(graph, ws, launches, { prefixLen: ws.prefixLen });
+  }
+
+  /** The graph's launches over inputs already on the device (nothing synchronous: a step graph captures it). */
+  private runGraph(graph: StepGraph, ws: PassBuffers, launches: readonly ResolvedLaunch[], context: LaunchContext): DeviceBuffer {
+    this.context = context;
+    try {
+      runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, tokens: graph.tokens, launches }, 'cuda');
+    } finally {
+      this.context = undefined;
+    }
     return ws.bufs.get(graph.head.x)!;
   }
 
@@ -205,10 +292,11 @@ export class GpuModelRunner implements Runner {
     const kBits: DeviceBuffer[] = [], vBits: DeviceBuffer[] = [];
     kBits[layer] = p.bufs.get(op.k)!, vBits[layer] = p.bufs.get(op.v)!;
     const known = this.workspaces.get(p.tokens)!;
-    const ws: Workspace = { rows: known.rows, prefixLen: known.prefixLen, qBits: p.bufs.get(op.q)!, kBits, vBits, oBits: p.bufs.get(op.out)!, lse: p.bufs.get(op.lse)! };
+    const context = this.context!;
+    const ws: Workspace = { rows: known.rows, prefixLen: context.prefixLen, qBits: p.bufs.get(op.q)!, kBits, vBits, oBits: p.bufs.get(op.out)!, lse: p.bufs.get(op.lse)! };
     const { kvHeads: Hkv, headDim: D } = this.spec;
     for (const [i, l] of p.launches.entries()) {
-      this.attention(layer, ws, l.variant, l.from, l.prefix, i);
+      this.attention(layer, ws, l.variant, l.from, l.prefix, i, context.splits?.[i]);
       if (l.commitRows > 0) {
         this.ops.kvCommit({ kStep: { buf: kBits[layer]! }, vStep: { buf: vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
       }
@@ -220,7 +308,7 @@ export class GpuModelRunner implements Runner {
   }
 
   /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens), split-KV as the shared launcher chooses. */
-  private attention(layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number): void {
+  private attention(layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number, splits?: number): void {
     const v = this.launcher.variant(variantName);
     if (from + v.steps > ws.rows) throw new TidarcError('runtime', `attention ${variantName} at row ${from} needs ${v.steps} rows; the workspace has ${ws.rows}`);
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
@@ -230,7 +318,7 @@ export class GpuModelRunner implements Runner {
       kStep: ws.kBits[layer]!.ptr + from * Hkv * D * 2, vStep: ws.vBits[layer]!.ptr + from * Hkv * D * 2,
       prefixLen: ws.prefixLen.ptr + launchIndex * 4,
       o: ws.oBits.ptr + from * Hq * D * 2, lse: ws.lse.ptr + from * Hq * 4,
-      batch: 1, cacheCapacity: this.cache.shape.capacity, maxPrefix: prefix,
+      batch: 1, cacheCapacity: this.cache.shape.capacity, maxPrefix: prefix, ...(splits === undefined ? {} : { splits }),
     });
   }
 

@@ -106,6 +106,27 @@ export const ACCEPT = schema('TidarcAcceptArgs', [
 ], `tidarc_op_accept: the tokens a verified step makes final, from tidarc_op_sample's rows: n = 1 +
 the number of leading accepted rows (at most rows), emitted = n, tokens[0 .. n).  grid (1),
 block 32.`);
+export const VERIFY = schema('TidarcVerifyArgs', [
+  ['logits', 'ptr', c('const float*', '[rows, vocab]')], ['mixLogits', 'ptr', c('const float*', '[rows, vocab] or null: beta * logits + (1 - beta) * mix_logits')],
+  ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')],
+  ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows] or null: 1 where the draft is the argmax')],
+  ['rows', 'i32'], ['vocab', 'i32'], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')], ['beta', 'f32', note('used with mix_logits')],
+], `tidarc_op_verify: greedy decoding's tidarc_op_sample: per row the argmax (first maximum) of the
+(beta-mixed) logits without never_emit, and whether the row's draft is that token (accepted =
+1), so tidarc_op_accept can follow either.  grid (rows), block 256.`);
+export const DRAFT_ROWS = schema('TidarcDraftRowsArgs', [
+  ['emitted', 'ptr', c('const int32_t*', '[1 + ...]: tidarc_op_accept\'s n first')], ['rowIds', 'ptr', c('int32_t*', '[count]')],
+  ['count', 'i32'], ['stride', 'i32'], ['offset', 'i32'], ['pad', 'i32'],
+], `tidarc_op_draft_rows: row_ids[s] = stride * emitted[0] + offset + s for s < count: the rows of
+the block that a verified step's n accepted tokens select (TiDAR's next drafts), chosen on the
+device so a captured step needs no host round trip.  grid (1), block 32.`);
+export const KV_COMMIT_AT = schema('TidarcKvCommitAtArgs', [
+  ['kStep', 'ptr', c('const uint16_t*')], ['vStep', 'ptr', c('const uint16_t*')], ['kCache', 'ptr', c('uint16_t*')], ['vCache', 'ptr', c('uint16_t*')],
+  ['count', 'ptr', c('const int32_t*', '[1]: rows to commit, at most max_count')], ['slot', 'ptr', c('const int32_t*', '[1]: the first cache slot')],
+  ['maxCount', 'i32'], ['kvHeads', 'i32'], ['capacity', 'i32'], ['headDim', 'i32'],
+], `tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
+*count), both read from device memory (a captured step commits what its own acceptance
+decided, at the prefix length its upload set).  grid (max_count, kv_heads), block 64.`);
 /** A dimension of an attention array: the call's batch, cache capacity and splits, the variant's n (in-step tokens), heads and head dim. */
 export type AttentionDim = 'batch' | 'n' | 'qHeads' | 'kvHeads' | 'headDim' | 'cacheCapacity' | 'numSplits';
 export type AttentionDims = Readonly<Record<AttentionDim, number>>;
@@ -199,7 +220,7 @@ export const GEMM = schema('TidarcGemmArgs', [
 export const OPS = {
   embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
-  sample: SAMPLE, accept: ACCEPT,
+  sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, kv_commit_at: KV_COMMIT_AT,
 } as const;
 export type OpName = keyof typeof OPS;
 export const OP_SCHEMAS: readonly StructSchema[] = Object.values(OPS);

@@ -12,7 +12,7 @@ import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
 import { type Rng, seededRandom } from '../../util/random.js';
-import { type ForwardPass, NonFiniteLogits, type Runner } from './forward.js';
+import { type DeviceStepInput, type ForwardPass, NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/variant-name.js';
 
@@ -124,11 +124,25 @@ export class Decoder {
     return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }
 
+  /** What every device step shares: the sampling setup and this step's RNG counter. */
+  private deviceSampling(): DeviceStepInput['sampling'] {
+    const o = this.opts;
+    return { temperature: o.temperature, topP: o.topP, ...(o.topK === undefined ? {} : { topK: o.topK }), beta: o.trustAr, seed: o.seed, ...(this.neverEmit === undefined ? {} : { neverEmit: this.neverEmit }) };
+  }
+
   private arStep(): StepRecord {
     const t0 = performance.now();
     const cache = this.runner.cache;
     cache.ensureRoom(1);
     const L = cache.length;
+    if (this.runner.decodeStep) {
+      const out = this.runner.decodeStep({
+        variant: AR_VARIANT, ids: Int32Array.of(this.drafts[0]!), positions: Int32Array.of(L),
+        verifyRows: [0], verifyDrafts: [-1], sampling: this.deviceSampling(), rngStep: this.steps,
+      });
+      this.drafts = [out.tokens[0]!];
+      return { tokens: [...out.tokens], ms: performance.now() - t0, attentionMs: 0 };
+    }
     const r = this.runner.pass(Int32Array.of(this.drafts[0]!), Int32Array.of(L), { kind: 'step', variant: AR_VARIANT });
     r.commit(1);
     const next = this.greedy ? this.best(r, [0])[0]! : this.pick(r.logits([0])[0]!);
@@ -143,10 +157,24 @@ export class Decoder {
     cache.ensureRoom(k);
     const L = cache.length;
     const ids = Int32Array.from([...this.drafts, ...Array<number>(k * k).fill(this.maskTokenId)]);
-    const r = this.runner.pass(ids, Int32Array.from(this.stepOffsets, (o) => L + o), { kind: 'step', variant: tidarVariantName(k) });
+    const positions = Int32Array.from(this.stepOffsets, (o) => L + o);
     const beta = this.opts.trustAr;
     // verify[i] checks d[i+1]: AR row i, mixed with block i+1's slot 0 (same position).
     const verifyRows = Array.from({ length: k }, (_, i) => i);
+    if (this.runner.decodeStep) {
+      // Row k - 1 checks no draft: its token is the bonus when every draft stood. The next
+      // drafts: block a's slots 1..k-1 (rows k * a + 1 + s), a = the tokens made final.
+      const out = this.runner.decodeStep({
+        variant: tidarVariantName(k), ids, positions, verifyRows, verifyDrafts: [...this.drafts.slice(1, k), -1],
+        ...(beta === 1 ? {} : { mixRows: verifyRows.map((i) => k * (i + 1)) }),
+        ...(k > 1 ? { nextDrafts: { stride: k, offset: 1, count: k - 1 } } : {}),
+        sampling: this.deviceSampling(), rngStep: this.steps,
+      });
+      const a = out.tokens.length;
+      this.drafts = [out.tokens[a - 1]!, ...out.nextDrafts];
+      return { tokens: [...out.tokens], accepted: a, ms: performance.now() - t0, attentionMs: 0 };
+    }
+    const r = this.runner.pass(ids, positions, { kind: 'step', variant: tidarVariantName(k) });
     let a = 1;
     let next: number;
     if (this.greedy && beta === 1) {

@@ -79,12 +79,43 @@ export interface CacheState {
   repeatSlots(source: number, count: number): void;
 }
 
+/**
+ * A decode step run whole on the backend's device (cuda): the forward, the lm_head of the rows
+ * it verifies, their greedy or sampled verification and the lossless acceptance, the next
+ * drafts and the commit of the accepted rows, with only what it made final coming back.
+ */
+export interface DeviceStepInput {
+  /** The step's attention variant (tidar_k<K>, ar). */
+  readonly variant: string;
+  readonly ids: Int32Array;
+  readonly positions: Int32Array;
+  /** Rows of the pass whose logits verify, and per row the draft it checks (-1: none, a free draw). */
+  readonly verifyRows: readonly number[];
+  readonly verifyDrafts: readonly number[];
+  /** beta < 1: the rows mixed into the verify rows (beta * verify + (1 - beta) * mix). */
+  readonly mixRows?: readonly number[];
+  /** The next drafts: the argmax of rows stride * n + offset + s (s < count) once n tokens are final. */
+  readonly nextDrafts?: { readonly stride: number; readonly offset: number; readonly count: number };
+  /** temperature 0: greedy. */
+  readonly sampling: { readonly temperature: number; readonly topP: number; readonly topK?: number; readonly beta: number; readonly seed: number; readonly neverEmit?: number };
+  /** The step's counter of the seeded RNG (reproducible runs). */
+  readonly rngStep: number;
+}
+
+export interface DeviceStepOutput {
+  /** The n tokens the step made final (n - 1 accepted drafts, then the correction or bonus); rows 0..n-1 entered the cache. */
+  readonly tokens: readonly number[];
+  readonly nextDrafts: readonly number[];
+}
+
 /** A model on one backend, over one sequence's cache (CPU: ModelRunner; CUDA: GpuModelRunner). */
 export interface Runner {
   readonly spec: ModelSpec;
   readonly cache: CacheState;
   /** One forward (one NFE); see AttentionSchedule. A prefill's prompt rows enter the cache; the caller adds them to length. */
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass;
+  /** A whole decode step on the device, where the backend has one (cuda); else the decoder runs it on the host over pass(). */
+  readonly decodeStep?: (input: DeviceStepInput) => DeviceStepOutput;
   /** The committed cache as host arrays (the CPU cache itself; a copy from the device). */
   hostCache(): KvCache;
   /** Releases what the runner holds (device memory); the CPU runner holds nothing to free. */

@@ -1,0 +1,200 @@
+/**
+ * The device side of a decode step past the forward (runner: GpuModelRunner.decodeStep): what
+ * its one upload carries, the tail it launches and the one download that comes back.
+ *
+ *   upload (pinned -> `inputs`, int32 words): RNG step (2 words), ids [T], positions [T],
+ *     prefix length [1], verify drafts [R], verify rows [R], mix rows [R when beta < 1]
+ *   tail: lm_head of the verify rows -> logits [R, V], row_stats (lse); beta < 1: the same for
+ *     the mix rows; greedy: verify (argmax without the never-emitted token, draft == argmax),
+ *     else sample (temperature, top-k, top-p, lossless acceptance with residual); accept ->
+ *     emitted = [n, tokens...]; TiDAR: draft_rows (rows stride * n + offset + s), their
+ *     lm_head, row_stats and argmax -> next drafts; per layer kv_commit_at of rows [0, n) at
+ *     the prefix length.
+ *   download (`out`, 32-bit words): emitted [1 + R], next drafts [C], lse of the verify rows
+ *     [R], of the mix rows [R or 0], of the next-draft rows [C].
+ * Sizes are fixed per step kind, so one set of buffers serves every step and bucket of a kind
+ * (a captured graph holds their addresses: they live until the runner closes).
+ */
+import { TidarcError } from '../../errors.js';
+import type { DeviceStepInput } from '../model/forward.js';
+import type { CudaDevice, DeviceBuffer, PinnedBuffer } from './device.js';
+import type { GpuGemms } from './gpu-gemm.js';
+import { runLinear } from './gpu-op-table.js';
+import type { GpuMatrix, GpuOps } from './gpu-ops.js';
+
+/** A view of `bytes` at byte `at` of buf (not an allocation: never freed on its own). */
+const view = (buf: DeviceBuffer, at: number, bytes: number, label: string): DeviceBuffer => ({ ptr: buf.ptr + at, bytes: Math.max(bytes, 1), label });
+
+/** The shape of one step kind: tokens, verify rows, mix rows, next-draft rows. */
+export interface StepShape {
+  readonly tokens: number;
+  readonly rows: number;
+  readonly mixRows: number;
+  readonly nextRows: number;
+}
+
+export function stepShape(input: DeviceStepInput): StepShape {
+  const rows = input.verifyRows.length;
+  if (rows < 1 || input.verifyDrafts.length !== rows || (input.mixRows !== undefined && input.mixRows.length !== rows)) {
+    throw new TidarcError('runtime', `decode step: ${rows} verify rows, ${input.verifyDrafts.length} drafts and ${input.mixRows?.length ?? 0} mix rows (they must match)`);
+  }
+  return { tokens: input.ids.length, rows, mixRows: input.mixRows?.length ?? 0, nextRows: input.nextDrafts?.count ?? 0 };
+}
+
+/** What is sitting in a launch argument by value besides the shape: part of a graph's key. */
+export function samplingKey(input: DeviceStepInput): string {
+  const s = input.sampling;
+  return s.temperature === 0 ? `greedy b${s.beta} e${s.neverEmit ?? -1}` : `t${s.temperature} p${s.topP} k${s.topK ?? 0} b${s.beta} s${s.seed} e${s.neverEmit ?? -1}`;
+}
+
+export class DeviceStepIo {
+  readonly pinned: PinnedBuffer;
+  readonly inputs: DeviceBuffer;
+  readonly out: DeviceBuffer;
+  readonly host: Int32Array;
+  readonly ids: DeviceBuffer;
+  readonly positions: DeviceBuffer;
+  readonly prefixLen: DeviceBuffer;
+  private readonly rngStep: DeviceBuffer;
+  private readonly drafts: DeviceBuffer;
+  private readonly verifyRows: DeviceBuffer;
+  private readonly mixRowIds: DeviceBuffer;
+  private readonly emitted: DeviceBuffer;
+  private readonly nextDrafts: DeviceBuffer;
+  private readonly lse: DeviceBuffer;
+  private readonly mixLse: DeviceBuffer;
+  private readonly nextLse: DeviceBuffer;
+  private readonly scratch: DeviceBuffer[];
+  private readonly logits: DeviceBuffer;
+  private readonly mixLogits: DeviceBuffer;
+  private readonly nextLogits: DeviceBuffer;
+  private readonly nextRowIds: DeviceBuffer;
+  private readonly tokens: DeviceBuffer;
+  private readonly accepted: DeviceBuffer;
+  private readonly argmax: DeviceBuffer;
+  private readonly maxLogit: DeviceBuffer;
+
+  constructor(private readonly device: CudaDevice, readonly shape: StepShape, vocab: number) {
+    const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
+    const inWords = 2 + 2 * T + 1 + 2 * R + M;
+    this.pinned = device.allocPinned(inWords * 4, 'decode step inputs');
+    this.inputs = device.alloc(inWords * 4, 'decode step inputs');
+    let at = 0;
+    const take = (words: number, label: string): DeviceBuffer => {
+      const v = view(this.inputs, at * 4, words * 4, label);
+      at += words;
+      return v;
+    };
+    this.rngStep = take(2, 'RNG step');
+    this.ids = take(T, 'ids');
+    this.positions = take(T, 'positions');
+    this.prefixLen = take(1, 'prefix length');
+    this.drafts = take(R, 'verify drafts');
+    this.verifyRows = take(R, 'verify rows');
+    this.mixRowIds = take(M, 'mix rows');
+    const outWords = 1 + R + C + R + M + C;
+    this.out = device.alloc(outWords * 4, 'decode step output');
+    this.host = new Int32Array(outWords);
+    at = 0;
+    const put = (words: number, label: string): DeviceBuffer => {
+      const v = view(this.out, at * 4, words * 4, label);
+      at += words;
+      return v;
+    };
+    this.emitted = put(1 + R, 'emitted');
+    this.nextDrafts = put(C, 'next drafts');
+    this.lse = put(R, 'verify lse');
+    this.mixLse = put(M, 'mix lse');
+    this.nextLse = put(C, 'next-draft lse');
+    const most = Math.max(R, C, 1);
+    this.scratch = [
+      (this.logits = device.alloc(R * vocab * 4, 'decode step logits')),
+      (this.mixLogits = device.alloc(Math.max(M, 1) * vocab * 4, 'decode step mix logits')),
+      (this.nextLogits = device.alloc(Math.max(C, 1) * vocab * 4, 'decode step next-draft logits')),
+      (this.nextRowIds = device.alloc(Math.max(C, 1) * 4, 'decode step next-draft rows')),
+      (this.tokens = device.alloc(R * 4, 'decode step tokens')),
+      (this.accepted = device.alloc(R * 4, 'decode step accepted')),
+      (this.argmax = device.alloc(most * 4, 'decode step argmax')),
+      (this.maxLogit = device.alloc(most * 4, 'decode step max')),
+    ];
+  }
+
+  /** Writes the step's inputs into the pinned block (the upload reads it when it runs). */
+  fill(input: DeviceStepInput, prefix: number): void {
+    const w = new Int32Array(this.pinned.buffer, 0, this.pinned.bytes / 4);
+    const { tokens: T, rows: R, mixRows: M } = this.shape;
+    const step = BigInt(input.rngStep);
+    w[0] = Number(step & 0xffffffffn) | 0;
+    w[1] = Number(step >> 32n) | 0;
+    w.set(input.ids, 2);
+    w.set(input.positions, 2 + T);
+    w[2 + 2 * T] = prefix;
+    w.set(input.verifyDrafts, 3 + 2 * T);
+    w.set(input.verifyRows, 3 + 2 * T + R);
+    if (M > 0) w.set(input.mixRows!, 3 + 2 * T + 2 * R);
+  }
+
+  /** The in-graph upload of what fill wrote. */
+  upload(): void {
+    this.device.uploadAsync(this.inputs, this.pinned);
+  }
+
+  /** Everything after the forward: lm_head rows, verification, acceptance, next drafts, the commit. */
+  recordTail(a: {
+    ops: GpuOps; gemms: GpuGemms; lmHead: GpuMatrix; hidden: DeviceBuffer; input: DeviceStepInput;
+    commit: (count: DeviceBuffer, slot: DeviceBuffer, maxCount: number) => void;
+  }): void {
+    const { ops, gemms, lmHead: W, hidden, input } = a;
+    const { rows: R, mixRows: M, nextRows: C } = this.shape;
+    const V = W.rows;
+    const head = (rowIds: DeviceBuffer, n: number, logits: DeviceBuffer, lse: DeviceBuffer): void => {
+      runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds });
+      ops.rowStats(logits, this.argmax, this.maxLogit, lse, n, V);
+    };
+    head(this.verifyRows, R, this.logits, this.lse);
+    if (M > 0) head(this.mixRowIds, M, this.mixLogits, this.mixLse);
+    const s = input.sampling;
+    const mix = M > 0 ? { mix: { buf: this.mixLogits }, beta: s.beta } : {};
+    const never = s.neverEmit === undefined ? {} : { neverEmit: s.neverEmit };
+    if (s.temperature === 0) {
+      ops.verify({ logits: { buf: this.logits }, ...mix, drafts: { buf: this.drafts }, tokens: { buf: this.tokens }, accepted: { buf: this.accepted }, rows: R, vocab: V, ...never });
+    } else {
+      ops.sample({
+        logits: { buf: this.logits }, ...mix, drafts: this.drafts, step: this.rngStep, tokens: this.tokens, accepted: this.accepted,
+        rows: R, vocab: V, seed: s.seed, temperature: s.temperature, topP: s.topP, ...(s.topK === undefined ? {} : { topK: s.topK }), ...never,
+      });
+    }
+    ops.accept(this.tokens, this.accepted, this.emitted, R);
+    if (C > 0) {
+      const nd = input.nextDrafts!;
+      ops.draftRows({ buf: this.emitted }, { buf: this.nextRowIds }, C, nd.stride, nd.offset);
+      head(this.nextRowIds, C, this.nextLogits, this.nextLse);
+      ops.verify({ logits: { buf: this.nextLogits }, tokens: { buf: this.nextDrafts }, rows: C, vocab: V, ...never });
+    }
+    a.commit(this.emitted, this.prefixLen, R);
+  }
+
+  /**
+   * The step's result from `out` (downloaded by the caller after the launch): the emitted
+   * tokens and next drafts, and each lm_head row's log-sum-exp for the finiteness check.
+   */
+  read(): { n: number; tokens: number[]; nextDrafts: number[]; lse: { rows: Float32Array; mix: Float32Array; next: Float32Array } } {
+    const { rows: R, mixRows: M, nextRows: C } = this.shape;
+    const h = this.host;
+    const n = h[0]!;
+    if (!(n >= 1 && n <= R)) throw new TidarcError('runtime', `decode step: the device accepted ${n} tokens of ${R} verify rows`);
+    const f = new Float32Array(h.buffer);
+    const lseAt = 1 + R + C;
+    return {
+      n,
+      tokens: [...h.subarray(1, 1 + n)],
+      nextDrafts: [...h.subarray(1 + R, 1 + R + C)],
+      lse: { rows: f.slice(lseAt, lseAt + R), mix: f.slice(lseAt + R, lseAt + R + M), next: f.slice(lseAt + R + M, lseAt + R + M + C) },
+    };
+  }
+
+  free(): void {
+    for (const b of [this.inputs, this.out, ...this.scratch]) this.device.free(b);
+    this.device.freePinned(this.pinned);
+  }
+}
