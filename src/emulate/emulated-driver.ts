@@ -31,7 +31,7 @@ const exec = promisify(execFile);
 /** The file name every client dlopens; also the library's soname. */
 export const EMULATED_DRIVER_LIBRARY = 'libcuda.so.1';
 /** The driver's own source, then the emulator runtime compiled into the same library. */
-export const EMULATED_DRIVER_SOURCES: readonly string[] = ['fake_cuda.cpp', 'fake_cuda_streams.cpp', ...EMU_RUNTIME_SOURCES];
+export const EMULATED_DRIVER_SOURCES: readonly string[] = ['fake_cuda.cpp', 'fake_cuda_streams.cpp', 'fake_cuda_tensor_map.cpp', ...EMU_RUNTIME_SOURCES];
 const MODULE_FLAGS = EMU_MODULE_FLAGS;
 
 export interface EmulatedKernel {
@@ -240,7 +240,7 @@ async function buildDriverUncached(dir: string, given: string, options: Emulated
 
 /**
  * For a directory written by `tidarc compile`: builds cuda/<variant>.emu.so beside each
- * variant's .fatbin path (the main kernel and its _combine), so that the runtime's CUDA
+ * variant's .fatbin path (its one kernel), so that the runtime's CUDA
  * backend loads the compiled model unchanged on the emulated driver.
  */
 export async function emulateCompiledDir(dir: string, options: EmulatedDirOptions = {}): Promise<EmulatedVariantModule[]> {
@@ -257,7 +257,7 @@ export async function emulateCompiledDir(dir: string, options: EmulatedDirOption
   return runPool(variants, options.jobs ?? availableParallelism(), async (v) => {
     const fatbin = manifest.build?.nvcc?.variants[v.name]?.binary ?? v.sources.cuda.replace(/\.cu$/, '.fatbin');
     const module = resolve(dir, fatbin), library = emulatedModulePath(module);
-    const kernels = [v.symbols.cuda, v.symbols.cudaCombine];
+    const kernels = [v.symbols.cuda];
     await buildEmulatedModule(join(dir, v.sources.cuda), library, kernels.map((name) => ({ name, argsType: manifest.abi.struct })), { cxx, includeDirs: [join(dir, 'cuda')] });
     options.log?.(`[${++built}/${variants.length}] built ${fatbin.replace(/\.[^./]*$/, '.emu.so')}`);
     return { variant: v.name, module, library, kernels };

@@ -39,6 +39,10 @@ Loaded Load() {
   }
   TIDARC_CUDA_DRIVER_FUNCTIONS(TIDARC_CUDA_RESOLVE)
 #undef TIDARC_CUDA_RESOLVE
+#define TIDARC_CUDA_RESOLVE_OPTIONAL(name, ret, params) d.name = reinterpret_cast<ret(*) params>(dlsym(lib, #name));
+  TIDARC_CUDA_OPTIONAL_FUNCTIONS(TIDARC_CUDA_RESOLVE_OPTIONAL)
+#undef TIDARC_CUDA_RESOLVE_OPTIONAL
+  dlerror();
   CUresult r = d.cuInit(0);
   if (r != CUDA_SUCCESS) {
     l.reason = "cuInit failed: " + d.Describe(r);

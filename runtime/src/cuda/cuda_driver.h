@@ -11,6 +11,7 @@ namespace tidarc_cuda {
 struct Driver {
 #define TIDARC_CUDA_MEMBER(name, ret, params) ret(*name) params = nullptr;
   TIDARC_CUDA_DRIVER_FUNCTIONS(TIDARC_CUDA_MEMBER)
+  TIDARC_CUDA_OPTIONAL_FUNCTIONS(TIDARC_CUDA_MEMBER)  // null when the driver lacks one
 #undef TIDARC_CUDA_MEMBER
   /** Where the library came from (for messages). */
   std::string path;

@@ -51,6 +51,22 @@ constexpr int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 // CUfunction_attribute values.
 constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
+// Tensor maps (CUDA 12.0+, sm_90): CUtensorMap is 128 opaque bytes, 64-byte aligned.
+struct alignas(64) CUtensorMap {
+  unsigned long long opaque[16];
+};
+// CUtensorMapDataType, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion,
+// CUtensorMapFloatOOBfill values tidarc uses.
+constexpr int CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = 6;
+constexpr int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+constexpr int CU_TENSOR_MAP_INTERLEAVE_NONE = 0;
+constexpr int CU_TENSOR_MAP_SWIZZLE_NONE = 0;
+constexpr int CU_TENSOR_MAP_SWIZZLE_32B = 1;
+constexpr int CU_TENSOR_MAP_SWIZZLE_64B = 2;
+constexpr int CU_TENSOR_MAP_SWIZZLE_128B = 3;
+constexpr int CU_TENSOR_MAP_L2_PROMOTION_L2_128B = 2;
+constexpr int CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;  // elements outside the tensor read as zero
+
 /* X(symbol, return, parameters): every driver function the runtime resolves. */
 #define TIDARC_CUDA_DRIVER_FUNCTIONS(X)                                                          \
   X(cuInit, CUresult, (unsigned flags))                                                          \
@@ -99,5 +115,13 @@ constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
   X(cuEventDestroy_v2, CUresult, (CUevent event))                                                \
   X(cuGetErrorName, CUresult, (CUresult error, const char** name))                               \
   X(cuGetErrorString, CUresult, (CUresult error, const char** text))
+
+/* Functions resolved when the driver has them: a driver without one still runs everything
+   else, and the call that needs it says what is missing. */
+#define TIDARC_CUDA_OPTIONAL_FUNCTIONS(X)                                                         \
+  X(cuTensorMapEncodeTiled, CUresult,                                                            \
+    (CUtensorMap * map, int data_type, unsigned rank, void* address, const unsigned long long* dims, \
+     const unsigned long long* strides, const unsigned* box, const unsigned* element_strides, int interleave, \
+     int swizzle, int l2_promotion, int oob_fill))
 
 }  // namespace tidarc_cuda

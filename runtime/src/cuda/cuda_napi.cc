@@ -257,14 +257,57 @@ Napi::Value LaunchJs(const Napi::CallbackInfo& info) {
   for (int i = 0; i < 6; i++) dims[i] = static_cast<unsigned>(IntAt(info, 1 + i, kNames[i], 1, 0x7fffffff));
   const auto shared = static_cast<unsigned>(IntAt(info, 7, "shared bytes", 0, 1 << 30));
   Bytes args = BytesAt(info, 8, "kernel arguments");
-  // The struct is read by the driver during cuLaunchKernel; copy it to aligned storage.
-  alignas(16) uint8_t param[512];
+  // The struct is read by the driver during cuLaunchKernel; copy it to aligned storage
+  // (64 bytes: an sm_90a kernel's struct holds CUtensorMaps).
+  alignas(64) uint8_t param[512];
   if (args.size == 0 || args.size > sizeof(param)) throw Napi::RangeError::New(env, "cuda: kernel arguments must be 1 to 512 bytes");
   std::copy(args.data, args.data + args.size, param);
   void* params[] = {param};
   TIDARC_CU_CHECK(env, *s.driver, "cuLaunchKernel",
                   s.driver->cuLaunchKernel(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, s.stream, params, nullptr));
   return env.Undefined();
+}
+
+// encodeTensorMap(dtype, address, dims, strides, box, swizzle) -> Uint8Array(128): a 2D..5D
+// tiled tensor map of 16-bit elements (dtype 'bf16' | 'fp16'; dims and box innermost first,
+// strides in bytes for dimensions 1..), elements outside the tensor read as zero, swizzle
+// 0 | 32 | 64 | 128 bytes. src/runtime/cuda/tensor-map.ts checks the layout first and says
+// what is wrong; the driver's own refusal is the backstop.
+Napi::Value EncodeTensorMapJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  if (s.driver->cuTensorMapEncodeTiled == nullptr) throw Napi::Error::New(env, "cuda: " + s.driver->path + " has no cuTensorMapEncodeTiled (tensor maps need a CUDA 12 driver)");
+  if (info.Length() < 6 || !info[0].IsString() || !info[2].IsArray() || !info[3].IsArray() || !info[4].IsArray()) {
+    throw Napi::TypeError::New(env, "cuda: encodeTensorMap(dtype, address, dims[], strides[], box[], swizzle)");
+  }
+  const std::string dtype = info[0].As<Napi::String>().Utf8Value();
+  if (dtype != "bf16" && dtype != "fp16") throw Napi::RangeError::New(env, "cuda: tensor map dtype must be bf16 or fp16");
+  const CUdeviceptr address = PtrAt(info, 1, "tensor map address");
+  auto list = [&](size_t i, const char* what) {
+    Napi::Array a = info[i].As<Napi::Array>();
+    std::vector<unsigned long long> v;
+    for (uint32_t j = 0; j < a.Length(); ++j) {
+      Napi::Value e = a.Get(j);
+      if (!e.IsNumber() || e.As<Napi::Number>().DoubleValue() < 0 || e.As<Napi::Number>().DoubleValue() > kMaxSafeInteger) throw Napi::RangeError::New(env, std::string("cuda: tensor map ") + what + " must be non-negative integers");
+      v.push_back(static_cast<unsigned long long>(e.As<Napi::Number>().DoubleValue()));
+    }
+    return v;
+  };
+  const std::vector<unsigned long long> dims = list(2, "dims"), strides = list(3, "strides"), box64 = list(4, "box");
+  const unsigned rank = static_cast<unsigned>(dims.size());
+  if (rank < 2 || rank > 5 || strides.size() != rank - 1 || box64.size() != rank) throw Napi::RangeError::New(env, "cuda: a tensor map needs 2..5 dims, one box size each, and a stride for each but the first");
+  const int64_t swizzle_bytes = IntAt(info, 5, "swizzle", 0, 128);
+  const int swizzle = swizzle_bytes == 0 ? CU_TENSOR_MAP_SWIZZLE_NONE : swizzle_bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B : swizzle_bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B : swizzle_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : -1;
+  if (swizzle < 0) throw Napi::RangeError::New(env, "cuda: tensor map swizzle must be 0, 32, 64 or 128");
+  std::vector<unsigned> box(box64.begin(), box64.end()), element_strides(rank, 1);
+  CUtensorMap map{};
+  TIDARC_CU_CHECK(env, *s.driver, "cuTensorMapEncodeTiled",
+                  s.driver->cuTensorMapEncodeTiled(&map, dtype == "bf16" ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, rank,
+                                                   reinterpret_cast<void*>(address), dims.data(), strides.data(), box.data(), element_strides.data(),
+                                                   CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE));
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, sizeof(map));
+  std::copy(reinterpret_cast<const uint8_t*>(&map), reinterpret_cast<const uint8_t*>(&map) + sizeof(map), out.Data());
+  return out;
 }
 
 Napi::Value SynchronizeJs(const Napi::CallbackInfo& info) {
@@ -450,6 +493,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   o.Set("getFunction", Napi::Function::New(env, Guarded<GetFunctionJs>, "getFunction"));
   o.Set("setMaxDynamicShared", Napi::Function::New(env, Guarded<SetMaxDynamicSharedJs>, "setMaxDynamicShared"));
   o.Set("launch", Napi::Function::New(env, Guarded<LaunchJs>, "launch"));
+  o.Set("encodeTensorMap", Napi::Function::New(env, Guarded<EncodeTensorMapJs>, "encodeTensorMap"));
   o.Set("synchronize", Napi::Function::New(env, Guarded<SynchronizeJs>, "synchronize"));
   o.Set("beginCapture", Napi::Function::New(env, Guarded<BeginCaptureJs>, "beginCapture"));
   o.Set("endCapture", Napi::Function::New(env, Guarded<EndCaptureJs>, "endCapture"));

@@ -11,6 +11,7 @@
  */
 import { TidarcError } from '../../errors.js';
 import { type CudaDeviceInfo, type NativeCuda, loadNative } from '../native.js';
+import { type NativeTensorMaps, type TensorMapLayout, encodeTensorMap } from './tensor-map.js';
 
 export interface DeviceBuffer {
   readonly ptr: number;
@@ -284,6 +285,11 @@ export class CudaDevice {
     if (this.graphs.get(ref.handle) !== ref) return;
     this.graphs.delete(ref.handle);
     guard(`destroy graph ${ref.label}`, () => this.cuda.graphDestroy(ref.handle));
+  }
+
+  /** A tensor map of `buf` (its 128 bytes, for a kernel's argument struct): the layout is checked first (tensor-map.ts). */
+  encodeTensorMap(buf: DeviceBuffer, layout: TensorMapLayout): Uint8Array {
+    return guard(`encode a tensor map of ${buf.label}`, () => encodeTensorMap(this.cuda as NativeTensorMaps, layout, buf.ptr, buf.label));
   }
 
   /** Waits for every launch; an asynchronous kernel failure surfaces here. */
