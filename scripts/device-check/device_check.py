@@ -39,6 +39,9 @@ tidarc's IR). Steps:
   6. tidarc's own runtime on the cuda backend (runtime_check.mjs, with the Node and the package
      that pack-runtime.sh put in the bundle): greedy TiDAR == greedy AR on a random model,
      k = 1, 2, 4, 8, three prompts, 200 tokens, the KV-cache rule after every run;
+  6b. with --e2e-budget S: the end-to-end part (issue 16 item 5, scripts/device-check/e2e.py, usually run
+     as its own command): whole decode steps of tidarc (graphs on and off) against transformers eager
+     and the roofline on random models of Qwen3-0.6B's and Qwen3-8B's shapes;
   7. writes device-check.json, device-check.md and device-check.svg under --out and prints a
      short table last.
 Kernels are launched through the CUDA driver API (ctypes on libcuda.so.1) on PyTorch's own
@@ -350,6 +353,9 @@ def main(argv):
     ap.add_argument('--tune-budget', type=float, default=120, help='seconds for the CUDA search: no shape bucket starts after this long')
     ap.add_argument('--bucket-seconds', type=float, default=60, help='seconds per shape bucket of the CUDA search: no configuration starts after this long')
     ap.add_argument('--runtime-root', help='dry run: also run runtime_check.mjs with this machine\'s node on this built tidarc (e.g. .)')
+    ap.add_argument('--e2e-budget', type=float, default=0,
+                    help='seconds for the end-to-end part (e2e.py: whole steps against transformers and the roofline) after the runtime part, cut to '
+                         'what the deadline leaves; 0 (the default) skips it: the kernel parts fill --deadline, so a GPU session runs e2e.py as its own command')
     ap.add_argument('--deadline', type=float, default=540,
                     help='seconds for the whole check (the device command\'s limit is 600): the search and the benchmark get what is left '
                          'after keeping RUNTIME_RESERVE seconds for the runtime part; device-check.json is rewritten after every part')
@@ -424,6 +430,14 @@ def main(argv):
         node, root = unpack_runtime(bundle, work)
         data['runtime'] = runtime_check(node, root, work, 200, '1,2,4,8') if node else {'ok': False, 'error': ['no Node in the bundle: run scripts/device-check/pack-runtime.sh']}
         log(f"runtime on the cuda backend: {'ok' if data['runtime'].get('ok') else 'FAILED'}")
+        e2e_budget = min(a.e2e_budget, a.deadline - (time.time() - started))
+        if a.e2e_budget > 0 and node and e2e_budget > 0:
+            save_partial(data, out)
+            from e2e import peaks_of_ceilings, run_e2e
+            data['e2e'] = run_e2e(torch, node, root, work / 'e2e', e2e_budget, False, log=log, peaks=peaks_of_ceilings(data['ceilings']), device_facts=data['device'])
+            shutil.rmtree(work / 'e2e', ignore_errors=True)  # checkpoints of GBs: never sent back with --out
+        elif a.e2e_budget > 0:
+            data['e2e'] = {'skipped': [f'the whole part: {max(0.0, e2e_budget):.0f} s left of the deadline' if node else 'the whole part: no Node in the bundle']}
     (out / 'device-check.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_reports(data, out))
     runtime_ok = data.get('runtime', {'ok': True}).get('ok', False)

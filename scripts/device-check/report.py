@@ -209,6 +209,10 @@ def write_reports(data, out):
             md += ['| prompt | k | TiDAR == AR | AR forwards | TiDAR forwards | cache: layer 0 differing | max rel. diff | written past length |', '|---|---|---|---|---|---|---|---|']
             md += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['arNfe']} | {r['tidarNfe']} | {r['layer0Differing']} | {r['maxRelDiff']:.2e} | {r['writtenPastLength']} |" for r in rt['runs']]
             md += ['']
+    e2e = data.get('e2e')
+    if e2e:
+        from e2e_report import e2e_lines
+        md += ['## End to end: one decode step against transformers and the roofline (issue 16 item 5)', '', *e2e_lines(e2e)]
     if data.get('benchSkipped'):
         md += [f"Skipped for the time budget: {', '.join(data['benchSkipped'])}.", '']
     (out / 'device-check.md').write_text('\n'.join(md) + '\n')
@@ -237,6 +241,9 @@ def write_reports(data, out):
                          f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
+    if e2e:
+        from e2e_report import short_lines
+        short += short_lines(e2e)
     for r in bench:
         short.append(f"{r['variant']:>10} L={r['prefix']:<6} B={r['batch']}: tidarc {_fmt(_us(r, 'tidarc')):>8} us at {r.get('splits', 1):>2} splits  "
                      f"predicted {_fmt(r.get('predictedUs')):>8}  tuned {_tuned(r):>16}  flex {_fmt(_us(r, 'flex')):>8}  sdpa {_fmt(_us(r, 'sdpa')):>8}"

@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""The device check's end-to-end part (issue 16 item 5): one whole decode step of tidarc's runtime
+against Hugging Face transformers eager and against the step's roofline, on the same random-weight
+models in the same run.
+
+  python3 scripts/device-check/e2e.py --bundle out/device-check --out $OUT [--budget 240]
+  python3 scripts/device-check/e2e.py --dry-run --tidarc-root . --out DIR   (no GPU: cpu backend, torch CPU)
+
+Models (e2e_cost.py): Qwen3-0.6B's shape (28 layers) and Qwen3-8B's widths with EIGHT_B_LAYERS of
+its 36 layers (init, save and load of 16 GB would not fit the part's time; the report says so).
+Weights: N(0, std^2), norms 1, drawn by torch with a fixed seed on the device, written as a
+checkpoint tidarc loads (config.json as src/model/checkpoint.ts hfConfigOf writes it, tidarc's byte
+tokenizer, model.safetensors), and the same tensors loaded into transformers' Qwen3ForCausalLM
+built from the config dict (attn_implementation="sdpa"). Steps: L = 1024 and 4096; AR and TiDAR
+k = 4, 8, 16 with tidarc's token counts (AR 1 token, tidar_k<K> K(K+1) tokens; lm_head 1 and 2K - 1
+rows).
+  - tidarc: `tidarc bench-step --backend cuda --json` per (model, L, k), once as it launches by
+    default (graphs, where the runtime captures them) and once with --no-graphs (launch by launch);
+    a CLI that refuses --no-graphs is recorded as "graphs: unsupported" and its default run counts
+    as launch by launch. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
+  - transformers eager: a DynamicCache prefilled with L random tokens, then per step the same
+    token count (its causal mask; tidarc's in-step mask differs in values, not in size), the
+    logits of the same lm_head rows, their argmax copied to the host, and the cache cropped back
+    to L; median wall time (synchronized) of warm-up then timed calls.
+  - roofline: step_cost (src/bench/roofline.ts) over the copy bandwidth and the bf16 matmul rate
+    measured in this run (device_check.py's ceilings: a 1 GiB device copy, an 8192^3 matmul).
+--budget bounds the part (checkpoints, transformers, then tidarc's points in the order the goals
+read them first); points not started in time are listed as skipped.
+--dry-run: the small model of e2e_cost.dry_models on the cpu backend and torch CPU (float32), with
+the correctness check the GPU run relies on: tidarc's cpu backend and transformers give the same
+greedy first token (and say how many of the next agree) on three prompts.
+Writes e2e.json and e2e.md under --out; device_check.py --e2e-budget runs the same part inside it.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(HERE))
+from e2e_cost import DRY_PREFIXES, EIGHT_B_LAYERS, GPU_PREFIXES, dry_models, gpu_models, roofline, step_cost, step_name, step_shape  # noqa: E402
+from e2e_report import write_e2e_reports  # noqa: E402
+
+PROMPTS = ('def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": ')
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- the checkpoint both sides load ----------------------------------------------------------------
+
+def hf_config(spec):
+    """config.json as src/model/checkpoint.ts hfConfigOf writes it for a qwen3 spec (tidarc validates it on load)."""
+    return {'architectures': ['Qwen3ForCausalLM'], 'attention_bias': False, 'eos_token_id': 256, 'head_dim': spec['headDim'], 'hidden_act': 'silu',
+            'hidden_size': spec['hiddenSize'], 'intermediate_size': spec['intermediateSize'], 'max_position_embeddings': spec['maxPositionEmbeddings'],
+            'model_type': 'qwen3', 'num_attention_heads': spec['queryHeads'], 'num_hidden_layers': spec['layers'], 'num_key_value_heads': spec['kvHeads'],
+            'rms_norm_eps': spec['rmsNormEps'], 'rope_scaling': None, 'rope_theta': spec['ropeTheta'],
+            'tidar': {'draft_lengths': spec['draftLengths'], 'mask_token_id': spec['maskTokenId'], 'name': spec['name']},
+            'tie_word_embeddings': spec['tieEmbeddings'], 'torch_dtype': 'bfloat16', 'vocab_size': spec['vocabSize']}
+
+
+def byte_tokenizer(spec):
+    """tidarc's byte-level tokenizer.json (src/model/tokenizer.ts byteTokenizerConfig)."""
+    specials = sorted({'<|endoftext|>': 256, '<|pad|>': 257, '<|mask|>': spec['maskTokenId']}.items(), key=lambda kv: kv[1])
+    return {'type': 'tidarc-byte', 'vocab_size': spec['vocabSize'], 'specials': dict(specials), 'eos_token': '<|endoftext|>'}
+
+
+def hf_model_class(torch, spec, overrides=None):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    cfg = {k: v for k, v in hf_config(spec).items() if k not in ('tidar', 'architectures', 'torch_dtype')}
+    cfg.update(overrides or {})
+    return Qwen3ForCausalLM, Qwen3Config(**cfg, attn_implementation='sdpa')
+
+
+def write_checkpoint(torch, spec, out_dir, seed, std, device):
+    """Random weights (norms 1, the rest N(0, std^2)) in transformers' parameter order, drawn on `device`
+    with a seeded generator; written as a tidarc checkpoint. Returns the tensors (bf16, on `device`)."""
+    from safetensors.torch import save_file
+    cls, cfg = hf_model_class(torch, spec)
+    with torch.device('meta'):
+        shapes = [(n, tuple(p.shape)) for n, p in cls(cfg).named_parameters()]  # a tied lm_head is not listed twice
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tensors = {}
+    for name, shape in shapes:
+        if name.endswith('norm.weight'):
+            tensors[name] = torch.ones(shape, dtype=torch.bfloat16, device=device)
+        else:
+            tensors[name] = (torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * std).to(torch.bfloat16)
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    (out_dir / 'config.json').write_text(json.dumps(hf_config(spec), indent=2) + '\n')
+    (out_dir / 'tokenizer.json').write_text(json.dumps(byte_tokenizer(spec), indent=2) + '\n')
+    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(out_dir / 'model.safetensors'), metadata={'format': 'pt'})
+    return tensors
+
+
+def hf_model(torch, spec, tensors, device, dtype, overrides=None):
+    """transformers' Qwen3ForCausalLM from the config dict, with the checkpoint's tensors."""
+    cls, cfg = hf_model_class(torch, spec, overrides)
+    with torch.device(device):
+        model = cls(cfg)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [m for m in missing if not (spec['tieEmbeddings'] and m == 'lm_head.weight')]
+    if missing or unexpected:
+        raise RuntimeError(f'transformers model vs checkpoint: missing {missing[:4]}, unexpected {unexpected[:4]}')
+    model.tie_weights()
+    return model.to(dtype).eval()
+
+
+# ---- transformers eager -----------------------------------------------------------------------
+
+def hf_greedy(torch, model, prompt_ids, n, device):
+    """n greedy tokens after the prompt, one token a forward through the DynamicCache."""
+    from transformers import DynamicCache
+    cache, ids, out = DynamicCache(config=model.config), torch.tensor([prompt_ids], device=device), []
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1].float()
+            top = torch.topk(logits, 2)
+            out.append({'token': int(top.indices[0]), 'margin': float(top.values[0] - top.values[1])})
+            ids = top.indices[:1].view(1, 1)
+    return out
+
+
+def hf_steps(torch, model, spec, prefix, drafts, device, reps, warmup, seed):
+    """Median ms per step kind (k = 0 AR, else tidar_k<k>) at committed prefix `prefix`."""
+    from transformers import DynamicCache
+    gen = torch.Generator(device='cpu').manual_seed(seed)
+    vocab = spec['vocabSize']
+    cache = DynamicCache(config=model.config)
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+    times = {}
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, vocab - 2, (1, prefix), generator=gen).to(device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        for k in (0, *drafts):
+            shape = step_shape(k, prefix)
+            ids = torch.randint(0, vocab - 2, (1, shape['tokens']), generator=gen).to(device)
+            pos = torch.arange(prefix, prefix + shape['tokens'], device=device)[None]
+
+            def once():
+                logits = model(input_ids=ids, past_key_values=cache, use_cache=True, position_ids=pos, logits_to_keep=shape['lmHeadRows']).logits
+                logits.argmax(-1).cpu()  # the step's tokens come back to the host, as tidarc's do
+                cache.crop(-shape["tokens"])  # back to L (a negative count: what transformers 5.18 keeps)
+            for _ in range(warmup):
+                once()
+            ms = []
+            for _ in range(reps):
+                sync()
+                t0 = time.perf_counter()
+                once()
+                sync()
+                ms.append((time.perf_counter() - t0) * 1e3)
+            if cache.get_seq_length() != prefix:
+                raise RuntimeError(f'transformers cache holds {cache.get_seq_length()} tokens after crop, expected {prefix}')
+            times[step_name(k)] = {'medianMs': statistics.median(ms), 'p20Ms': sorted(ms)[len(ms) // 5], 'p80Ms': sorted(ms)[(4 * len(ms)) // 5], 'reps': reps}
+    return times
+
+
+# ---- tidarc -----------------------------------------------------------------------------------
+
+def tidarc_cmd(node, root, *args):
+    return [node, str(Path(root) / 'bin' / 'tidarc.js'), *args]
+
+
+def last_line(text):
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1][:300] if lines else ''
+
+
+def tidarc_greedy(node, root, ckpt, prompt, n, env):
+    """tidarc's greedy AR tokens on the cpu backend (`tidarc run --json`)."""
+    r = subprocess.run(tidarc_cmd(node, root, 'run', str(ckpt), '--backend', 'cpu', '--mode', 'ar', '--prompt', prompt, '--max-tokens', str(n), '--ignore-eos', '--json'),
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f'tidarc run: {last_line(r.stderr)}')
+    return json.loads(r.stdout.strip().splitlines()[-1])['tokens']
+
+
+def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout):
+    """One `tidarc bench-step --json` (tidar_k<k> and AR at L = prefix): the parsed result, or {'error'} / {'refused'}."""
+    args = ['bench-step', str(ckpt), '--backend', backend, '--draft', str(k), '--prefix', str(prefix), '--json',
+            '--reps', str(timing['reps']), '--min-seconds', str(timing['minSeconds']), '--warmup', str(timing['warmup'])]
+    if no_graphs:
+        args.append('--no-graphs')
+    t0 = time.time()
+    try:
+        r = subprocess.run(tidarc_cmd(node, root, *args), capture_output=True, text=True, env=env, timeout=max(10.0, timeout))
+    except subprocess.TimeoutExpired:
+        return {'error': f'timed out after {timeout:.0f} s', 'seconds': time.time() - t0}
+    if r.returncode != 0:
+        line = last_line(r.stderr) or f'exit code {r.returncode}'
+        # commander's "unknown option '--no-graphs'": this tidarc has no launch-by-launch switch.
+        refused = no_graphs and '--no-graphs' in line
+        return {'refused' if refused else 'error': line, 'seconds': time.time() - t0}
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), 'seconds': time.time() - t0}
+
+
+def step_figures(stats):
+    """What the report keeps of bench-step's StepStats."""
+    keys = ('launchesPerStep', 'hostMs', 'gpuMs', 'hostDeviceBytesPerStep', 'rooflineMs', 'rooflineRatio', 'inStepTokens', 'steps')
+    return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}}
+
+
+# ---- the part ---------------------------------------------------------------------------------
+
+def peaks_of_ceilings(c):
+    """device_check.py's ceilings (TB/s counting bytes read and written, TFLOP/s) as MachinePeaks."""
+    return {'copyBytesPerMs': c['copyTBs'] * 1e9, 'matmulFlopsPerMs': c['matmulTflops'] * 1e9,
+            'how': f"device_check ceilings: a 1 GiB device copy at {c['copyTBs']:.2f} TB/s, an 8192^3 bf16 matmul at {c['matmulTflops']:.0f} TFLOP/s"}
+
+
+def tidarc_order(models, prefixes):
+    """(model index, L, k): the points the issue's goals read first (8B L = 4096 k = 8; 0.6B AR), then the rest."""
+    points = [(i, L, k) for i, (spec, _) in enumerate(models) for L in prefixes for k in spec['draftLengths']]
+    def rank(p):
+        i, L, k = p
+        mid = sorted(models[i][0]['draftLengths'])[len(models[i][0]['draftLengths']) // 2]
+        return (k != mid, L != max(prefixes), -i, L, k)
+    return sorted(points, key=rank)
+
+
+def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False):
+    started = time.time()
+    left = lambda: budget_s - (time.time() - started)  # noqa: E731
+    device = 'cpu' if dry else 'cuda'
+    models = dry_models() if dry else gpu_models(eight_b_layers)
+    prefixes = DRY_PREFIXES if dry else GPU_PREFIXES
+    timing = {'reps': 3, 'minSeconds': 0, 'warmup': 1} if dry else {'reps': 30, 'minSeconds': 0.3, 'warmup': 3}
+    hf_dtype = torch.float32 if dry else torch.bfloat16
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, 'TIDARC_CACHE': os.environ.get('TIDARC_CACHE') or str(work / 'cache')}
+    data = {'format': 1, 'dryRun': dry, 'backend': 'cpu' if dry else 'cuda', 'budgetS': budget_s, 'device': device_facts or {},
+            'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
+            'models': [], 'rows': [], 'skipped': [], 'notes': []}
+    for spec, full in models:
+        data['models'].append({'name': spec['name'], 'layers': spec['layers'], 'fullLayers': full, 'spec': spec})
+        if spec['layers'] < full:
+            data['notes'].append(f"{spec['name']} keeps {spec['layers']} of Qwen3-8B's {full} layers (every width, the vocabulary and lm_head as they are) to bound init and load time")
+    std = 0.3 if dry else 0.02
+    ckpts, hf_times = [], {}
+    for i, (spec, _) in enumerate(models):
+        t0 = time.time()
+        ckpt = work / spec['name']
+        tensors = write_checkpoint(torch, spec, ckpt, seed + i, std, device)
+        ckpts.append(ckpt)
+        data['models'][i]['checkpointS'] = time.time() - t0
+        log(f"e2e: {spec['name']} checkpoint in {time.time() - t0:.1f} s")
+        model = hf_model(torch, spec, tensors, device, hf_dtype)
+        if dry:
+            data['correctness'] = correctness(torch, node, root, ckpt, spec, model, env, hf_overrides, tensors, device, hf_dtype)
+            if correctness_only:
+                return data
+        for L in prefixes:
+            if left() <= 0:
+                data['skipped'].append(f"transformers {spec['name']} L={L}")
+                continue
+            hf_times[(i, L)] = hf_steps(torch, model, spec, L, spec['draftLengths'], device, 5 if dry else 20, 1 if dry else 3, seed)
+            log(f"e2e: transformers {spec['name']} L={L}: " + ', '.join(f"{n} {t['medianMs']:.2f} ms" for n, t in hf_times[(i, L)].items()))
+        del model, tensors
+        if device == 'cuda':
+            torch.cuda.empty_cache()
+
+    graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
+    runs = {}
+    for i, L, k in tidarc_order(models, prefixes):
+        spec = models[i][0]
+        for no_graphs in (False, True):
+            if graphs is not None and graphs != 'supported' and no_graphs:
+                continue  # the default run is already launch by launch
+            if left() <= 0:
+                data['skipped'].append(f"tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}")
+                continue
+            r = tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left())
+            if no_graphs and graphs is None:
+                graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+            runs[(i, L, k, no_graphs)] = r
+            log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
+                + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
+    data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
+    if peaks is None:  # the dry run: tidarc's own CPU peaks, measured by its bench-step in this run
+        peaks = next((r['machine'] for r in runs.values() if 'machine' in r), None)
+    data['peaks'] = peaks
+    data['rows'] = table_rows(models, prefixes, hf_times, runs, graphs == 'supported', peaks)
+    data['seconds'] = time.time() - started
+    return data
+
+
+def correctness(torch, node, root, ckpt, spec, model, env, overrides, tensors, device, dtype, n=4):
+    """tidarc's cpu backend against transformers on the same checkpoint: the same greedy first token per prompt."""
+    if overrides:
+        model = hf_model(torch, spec, tensors, device, dtype, overrides)
+    cases = []
+    for prompt in PROMPTS:
+        ours = tidarc_greedy(node, root, ckpt, prompt, n, env)
+        theirs = hf_greedy(torch, model, list(prompt.encode()), n, device)
+        agree = next((j for j, (a, b) in enumerate(zip(ours, theirs)) if a != b['token']), n)
+        cases.append({'prompt': prompt, 'tidarc': ours, 'transformers': [t['token'] for t in theirs], 'firstMargin': theirs[0]['margin'],
+                      'agreeingPrefix': agree, 'ok': bool(ours and ours[0] == theirs[0]['token'])})
+    return {'what': f'greedy AR tokens, tidarc cpu backend vs transformers ({str(dtype).replace("torch.", "")}, sdpa) on the same checkpoint',
+            'overrides': overrides or {}, 'cases': cases, 'ok': all(c['ok'] for c in cases)}
+
+
+def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks):
+    """One row per (model, L, step kind): tidarc with and without graphs, transformers, the roofline, the ratios."""
+    rows = []
+    for i, (spec, _) in enumerate(models):
+        for L in prefixes:
+            for k in (0, *spec['draftLengths']):
+                name = step_name(k)
+                shape = step_shape(k, L)
+                cost = step_cost(spec, shape)
+                row = {'model': spec['name'], 'layers': spec['layers'], 'prefix': L, 'step': name, 'tokens': shape['tokens'], 'lmHeadRows': shape['lmHeadRows'],
+                       'cost': cost, **({'roofline': roofline(cost, peaks)} if peaks else {})}
+
+                def figures(no_graphs):
+                    # AR comes with every bench-step run: the first finished one at this L counts.
+                    for kk in ((k,) if k else spec['draftLengths']):
+                        r = runs.get((i, L, kk, no_graphs))
+                        if r and 'tidar' in r:
+                            return step_figures(r['tidar'] if k else r['ar'])
+                    return None
+                default, plain = figures(False), figures(True)
+                graphs, launches = (default, plain) if graphs_on else (None, default)
+                hf = hf_times.get((i, L), {}).get(name)
+                row['tidarc'] = {'graphs': graphs, 'launches': launches}
+                row['hf'] = hf
+                row['tidarcGraphsMs'] = graphs['medianMs'] if graphs else None
+                row['tidarcLaunchesMs'] = launches['medianMs'] if launches else None
+                row['hfEagerMs'] = hf['medianMs'] if hf else None
+                row['rooflineMs'] = row['roofline']['rooflineMs'] if peaks else None
+                ratio = lambda a, b: (row[a] / row[b]) if row[a] and row[b] else None  # noqa: E731
+                row['ratios'] = {'graphsOverRoofline': ratio('tidarcGraphsMs', 'rooflineMs'), 'launchesOverRoofline': ratio('tidarcLaunchesMs', 'rooflineMs'),
+                                 'hfOverRoofline': ratio('hfEagerMs', 'rooflineMs'), 'launchesOverGraphs': ratio('tidarcLaunchesMs', 'tidarcGraphsMs'),
+                                 'hfOverGraphs': ratio('hfEagerMs', 'tidarcGraphsMs'), 'hfOverLaunches': ratio('hfEagerMs', 'tidarcLaunchesMs')}
+                rows.append(row)
+    return rows
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--bundle', default='out/device-check', help='the device check\'s bundle: its node/ (pack-runtime.sh) carries Node and tidarc')
+    ap.add_argument('--out', default=os.environ.get('OUT', 'out/device-check-results'))
+    ap.add_argument('--budget', type=float, default=240, help='seconds for the part: no point starts after this long')
+    ap.add_argument('--dry-run', action='store_true', help='the small model on the cpu backend and torch CPU, with the correctness check')
+    ap.add_argument('--tidarc-root', help='a built tidarc (dist/, bin/) to run with this machine\'s node instead of the bundle\'s, e.g. .')
+    ap.add_argument('--eight-b-layers', type=int, default=EIGHT_B_LAYERS, help='layers the Qwen3-8B shape keeps (of 36)')
+    ap.add_argument('--correctness-only', action='store_true', help='dry run: the correctness check alone (no timing)')
+    ap.add_argument('--hf-override', action='append', default=[], metavar='KEY=JSON',
+                    help='dry run: change transformers\' config (e.g. rope_theta=1000): the correctness check must then fail')
+    ap.add_argument('--work', help='scratch folder for the checkpoints (GBs) and the kernel cache (default: a new one under /tmp, removed after)')
+    ap.add_argument('--report-only', metavar='FILE', help='rewrite e2e.md from a recorded e2e.json')
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.report_only:
+        print(write_e2e_reports(json.loads(Path(a.report_only).read_text()), out))
+        return 0
+    overrides = {k: json.loads(v) for k, v in (o.split('=', 1) for o in a.hf_override)}
+    try:
+        import torch
+    except ImportError:
+        sys.exit('e2e: needs torch and transformers (python3 -m pip install torch transformers safetensors)')
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix='tidarc-e2e-'))
+    facts, peaks = None, None
+    if a.tidarc_root:
+        node, root = shutil.which('node'), Path(a.tidarc_root).resolve()
+    else:
+        from device_check import unpack_runtime
+        work.mkdir(parents=True, exist_ok=True)
+        node, root = unpack_runtime(Path(a.bundle), work)
+        if not node:
+            sys.exit('e2e: no Node in the bundle: run scripts/device-check/pack-runtime.sh, or pass --tidarc-root')
+    if not a.dry_run:
+        from device_check import ceilings, gpu_facts
+        torch.cuda.init()
+        facts = gpu_facts(torch)
+        peaks = peaks_of_ceilings(ceilings(torch))
+        log(f'e2e: {facts}; {peaks["how"]}')
+    data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or {'name': 'this machine\'s CPU (dry run)'},
+                   eight_b_layers=a.eight_b_layers, hf_overrides=overrides, correctness_only=a.correctness_only)
+    data['date'] = time.strftime('%Y-%m-%d')
+    (out / 'e2e.json').write_text(json.dumps(data, indent=1) + '\n')
+    print(write_e2e_reports(data, out))
+    if not a.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if data.get('correctness', {'ok': True})['ok'] and (data['rows'] or a.correctness_only) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""The end-to-end part's report (issue 16 item 5): e2e.md (the step table, the issue's goals, the dry
+run's correctness check) from e2e.json, and the short lines printed last. Python's standard library
+only, as report.py (which renders the same section inside device-check.md)."""
+from pathlib import Path
+
+from e2e_cost import AR
+
+
+def _fmt(x, digits=2):
+    return '-' if x is None else f'{x:.{digits}f}'
+
+
+def _x(x):
+    return '-' if x is None else f'{x:.2f}x'
+
+
+def _mode(row):
+    """The figures of tidarc's fastest available launch mode: graphs when measured, else launch by launch."""
+    t = row.get('tidarc') or {}
+    return ('graphs', t['graphs']) if t.get('graphs') else ('launches', t['launches']) if t.get('launches') else (None, None)
+
+
+def step_table(rows):
+    lines = ['| model | layers | L | step | tokens | tidarc graphs ms | tidarc launches ms | launches / step (graphs, launches) | host ms (graphs, launches) | '
+             'transformers eager ms | roofline ms | bound | graphs / roofline | launches / roofline | eager / roofline | launches / graphs | eager / graphs |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        g, n = r['tidarc'].get('graphs'), r['tidarc'].get('launches')
+        pair = lambda key, d: f"{_fmt(g[key], d) if g else '-'}, {_fmt(n[key], d) if n else '-'}"  # noqa: E731
+        rf, q = r.get('roofline') or {}, r['ratios']
+        lines.append(f"| {r['model']} | {r['layers']} | {r['prefix']} | {r['step']} | {r['tokens']} | {_fmt(r['tidarcGraphsMs'])} | {_fmt(r['tidarcLaunchesMs'])} | "
+                     f"{pair('launchesPerStep', 0)} | {pair('hostMs', 3)} | {_fmt(r['hfEagerMs'])} | {_fmt(r['rooflineMs'], 3)} | {rf.get('bound', '-')} | "
+                     f"{_x(q['graphsOverRoofline'])} | {_x(q['launchesOverRoofline'])} | {_x(q['hfOverRoofline'])} | {_x(q['launchesOverGraphs'])} | {_x(q['hfOverGraphs'])} |")
+    return lines
+
+
+def goals(rows):
+    """Issue 16's targets on an H200, from the rows (a goal whose points are missing is left out)."""
+    at = lambda model, L, step: next((r for r in rows if r['model'].startswith(model) and r['prefix'] == L and r['step'] == step), None)  # noqa: E731
+    out = []
+    ar8, k8 = at('qwen3-8b', 4096, AR), at('qwen3-8b', 4096, 'tidar_k8')
+    mode, f = _mode(ar8) if ar8 else (None, None)
+    if f and ar8.get('rooflineMs'):
+        x = f['medianMs'] / ar8['rooflineMs']
+        out.append((f'Qwen3-8B shape, L = 4096: AR step <= 1.25x its roofline ({mode})', f'{x:.2f}x', x <= 1.25))
+    kmode, kf = _mode(k8) if k8 else (None, None)
+    if f and kf and kmode == mode:
+        x = kf['medianMs'] / f['medianMs']
+        out.append((f'Qwen3-8B shape, L = 4096: TiDAR k = 8 step <= 1.15x the AR step ({mode})', f'{x:.2f}x', x <= 1.15))
+    hosts = [(fig['hostMs'] / fig['medianMs']) for r in (ar8, k8) if r for _, fig in [_mode(r)] if fig and fig.get('hostMs') is not None]
+    if hosts:
+        out.append((f'Qwen3-8B shape, L = 4096: host time per step <= 5% of the step ({mode}, AR and k = 8)', f'{100 * max(hosts):.1f}% (worst)', max(hosts) <= 0.05))
+    small = [r for r in rows if r['model'].startswith('qwen3-0.6b') and r['step'] == AR]
+    speedups = [r['ratios']['launchesOverGraphs'] for r in small if r['ratios']['launchesOverGraphs']]
+    if speedups:
+        out.append(('Qwen3-0.6B shape: graph-launched AR step >= 2x faster than launch by launch', f'{min(speedups):.2f}x (worst L)', min(speedups) >= 2))
+    vs_hf = [r['hfEagerMs'] / fig['medianMs'] for r in small for _, fig in [_mode(r)] if fig and r['hfEagerMs']]
+    if vs_hf:
+        out.append((f"Qwen3-0.6B shape: AR step faster than transformers eager ({_mode(small[0])[0]})", f'{min(vs_hf):.2f}x (worst L)', min(vs_hf) > 1))
+    return out
+
+
+def e2e_lines(e):
+    """The markdown section (without its heading), shared by e2e.md and device-check.md."""
+    dev, hf, peaks = e.get('device', {}), e.get('hf', {}), e.get('peaks') or {}
+    facts = ', '.join(str(dev[k]) + unit for k, unit in (('sms', ' SMs'), ('driverVersion', ' driver'), ('cuda', ' CUDA'), ('torch', ' torch'), ('nvidiaSmi', '')) if dev.get(k))
+    lines = [f"Device: {dev.get('name', '?')}{' (' + facts + ')' if facts else ''}. tidarc: {e.get('backend')} backend, `tidarc bench-step --json` per (model, L, k), "
+             f"CUDA graphs: {e.get('graphs', '?')}. transformers {hf.get('transformers', '?')} eager ({hf.get('attention', '?')}, {hf.get('dtype', '?')}, torch {hf.get('torch', '?')}): "
+             'a DynamicCache prefilled with L tokens, the same tokens per step (AR 1, TiDAR k(k+1)), the same lm_head rows (1, 2k - 1), argmax to the host, '
+             'the cache cropped back to L after each step.', '',
+             f"Roofline: max((weights + KV) / copy bandwidth, FLOPs / matmul rate) (src/bench/roofline.ts); rates measured in this run: {peaks.get('how', 'none')}.", '']
+    for n in e.get('notes', []):
+        lines += [f'Note: {n}.', '']
+    if e.get('rows'):
+        lines += step_table(e['rows']) + ['']
+    g = goals(e.get('rows', []))
+    if g and not e.get('dryRun'):
+        lines += ['| goal (issue 16) | measured | met |', '|---|---|---|', *[f"| {a} | {b} | {'yes' if ok else 'NO'} |" for a, b, ok in g], '']
+    c = e.get('correctness')
+    if c:
+        lines += [f"Correctness ({c['what']}{', transformers config changed: ' + str(c['overrides']) if c.get('overrides') else ''}): "
+                  f"{sum(x['ok'] for x in c['cases'])} of {len(c['cases'])} prompts give the same first token.", '',
+                  '| prompt | tidarc | transformers | top-2 logit margin | agreeing tokens | result |', '|---|---|---|---|---|---|']
+        lines += [f"| {x['prompt']} | {x['tidarc']} | {x['transformers']} | {x['firstMargin']:.3f} | {x['agreeingPrefix']} of {len(x['tidarc'])} | {'ok' if x['ok'] else 'FAIL'} |" for x in c['cases']]
+        lines += ['']
+    if e.get('skipped'):
+        lines += [f"Skipped for the part's time budget ({_fmt(e.get('budgetS'), 0)} s): {', '.join(e['skipped'])}.", '']
+    return lines
+
+
+def short_lines(e):
+    out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
+    c = e.get('correctness')
+    if c:
+        out.append(f"e2e correctness (tidarc cpu vs transformers, first greedy token): {sum(x['ok'] for x in c['cases'])}/{len(c['cases'])} ok" + ('' if c['ok'] else ' FAILED'))
+    for r in e.get('rows', []):
+        out.append(f"e2e {r['model']:>22} L={r['prefix']:<5} {r['step']:>9}: tidarc graphs {_fmt(r['tidarcGraphsMs']):>8} ms  launches {_fmt(r['tidarcLaunchesMs']):>8}  "
+                   f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}")
+    return out
+
+
+def write_e2e_reports(e, out):
+    title = f"# tidarc end-to-end step, {e.get('date', '?')}{' (dry run: cpu backend, torch CPU)' if e.get('dryRun') else ''}"
+    (Path(out) / 'e2e.md').write_text('\n'.join([title, '', *e2e_lines(e)]) + '\n')
+    return '\n'.join(short_lines(e))

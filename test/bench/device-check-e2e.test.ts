@@ -1,0 +1,149 @@
+/**
+ * The device check's end-to-end part (issue 16 item 5, scripts/device-check/e2e.py) without a GPU:
+ * its roofline arithmetic is roofline.ts's; its rows (tidarc with and without graphs, transformers,
+ * the roofline, the ratios) and the issue's goals come out right from bench-step results; and,
+ * where torch and transformers are installed (CI does not install them: those tests skip), its
+ * --dry-run on the cpu backend, whose correctness check (tidarc and transformers give the same
+ * greedy first token on the same checkpoint) must fail when transformers' model differs.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { type StepShape, stepCost } from '../../src/bench/roofline.js';
+
+const exec = promisify(execFile);
+const DIR = resolve('scripts/device-check');
+const python = await exec('python3', ['-c', 'pass']).then(() => true, () => false);
+const torch = python && await exec('python3', ['-c', 'import torch, transformers, safetensors']).then(() => true, () => false);
+const root = mkdtempSync(join(tmpdir(), 'tidarc-e2e-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+async function py(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec('python3', args, { env, maxBuffer: 64 << 20, cwd: DIR });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe.skipIf(!python)('the e2e part\'s arithmetic and report (python3 only)', () => {
+  test('e2e_cost.step_cost is roofline.ts\'s stepCost on every model, prefix and step kind of the part', async () => {
+    const r = await py(['e2e_cost.py']);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = JSON.parse(r.stdout) as { spec: ModelSpec; shape: StepShape; cost: unknown }[];
+    // 0.6B and 8B shapes x 2 prefixes x (AR, k = 4, 8, 16), the dry run's model x 3 prefixes x (AR, k = 2).
+    expect(rows).toHaveLength(2 * 3 * 4 + 3 * 2);
+    for (const row of rows) expect(row.cost, `${row.spec.name} ${JSON.stringify(row.shape)}`).toEqual(stepCost(row.spec, row.shape));
+    const k16 = rows.find((x) => x.spec.name === 'qwen3-0.6b-shape' && x.shape.tokens === 272 && x.shape.prefix === 4096)!;
+    expect(k16.shape.lmHeadRows).toBe(31);
+  });
+
+  test('rows from bench-step results: graphs and launch-by-launch runs, transformers, the roofline, the ratios and the goals', async () => {
+    // MADE-UP timings in bench-step's JSON form: AR at 5 ms with graphs and 10 ms without, k = 8 at 5.5 and 11 ms.
+    const script = `
+import json, sys
+from e2e import table_rows
+from e2e_cost import gpu_models
+from e2e_report import write_e2e_reports
+models = gpu_models(4)
+def stats(ms, launches, host): return {'stepMs': {'median': ms, 'p20': ms, 'p80': ms}, 'launchesPerStep': launches, 'hostMs': host, 'gpuMs': ms}
+runs = {}
+for i in (0, 1):
+    for k in (4, 8, 16):
+        runs[(i, 4096, k, False)] = {'tidar': stats(5 + k / 16, 1, 0.1), 'ar': stats(5, 1, 0.1)}
+        runs[(i, 4096, k, True)] = {'tidar': stats(10 + k / 8, 400, 2.0), 'ar': stats(10, 400, 2.0)}
+hf = {(i, 4096): {n: {'medianMs': 20.0} for n in ('ar', 'tidar_k4', 'tidar_k8', 'tidar_k16')} for i in (0, 1)}
+peaks = {'copyBytesPerMs': 4e9, 'matmulFlopsPerMs': 8e11, 'how': 'sample'}
+on = table_rows(models, (4096,), hf, runs, True, peaks)
+off = table_rows(models, (4096,), hf, {p: r for p, r in runs.items() if not p[3]}, False, peaks)
+data = {'rows': on, 'device': {'name': 'sample GPU'}, 'graphs': 'supported', 'backend': 'cuda', 'peaks': peaks, 'notes': ['sample'], 'skipped': ['tidarc x L=1024 k=4']}
+print(write_e2e_reports(data, sys.argv[1]))
+print(json.dumps({'on': on, 'off': off}))
+`;
+    const out = join(root, 'report');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(out);
+    const r = await py(['-c', script, out]);
+    expect(r.code, r.stderr).toBe(0);
+    const { on, off } = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'on' | 'off', { model: string; step: string; tidarcGraphsMs: number | null; tidarcLaunchesMs: number | null; hfEagerMs: number; rooflineMs: number; ratios: Record<string, number | null> }[]>;
+    expect(on).toHaveLength(2 * 4);
+    const ar8 = on.find((x) => x.model === 'qwen3-8b-shape-4l' && x.step === 'ar')!;
+    const cost = stepCost(JSON.parse(JSON.stringify({ ...baseSpec8b(), layers: 4 })) as ModelSpec, { tokens: 1, lmHeadRows: 1, prefix: 4096 });
+    expect(ar8.rooflineMs).toBeCloseTo((cost.weightBytes + cost.kvBytes) / 4e9, 9);
+    expect([ar8.tidarcGraphsMs, ar8.tidarcLaunchesMs, ar8.hfEagerMs]).toEqual([5, 10, 20]);
+    expect(ar8.ratios['launchesOverGraphs']).toBe(2);
+    expect(ar8.ratios['hfOverGraphs']).toBe(4);
+    expect(ar8.ratios['graphsOverRoofline']).toBeCloseTo(5 / ar8.rooflineMs, 9);
+    expect(on.find((x) => x.model === 'qwen3-0.6b-shape' && x.step === 'tidar_k16')!.tidarcGraphsMs).toBe(6);
+    // Without graphs the default run is launch by launch: no graphs column, no invented ratio.
+    const offAr8 = off.find((x) => x.model === 'qwen3-8b-shape-4l' && x.step === 'ar')!;
+    expect([offAr8.tidarcGraphsMs, offAr8.tidarcLaunchesMs, offAr8.ratios['launchesOverGraphs']]).toEqual([null, 5, null]);
+    const md = readFileSync(join(out, 'e2e.md'), 'utf8');
+    expect(md).toMatch(new RegExp(`\\| Qwen3-8B shape, L = 4096: AR step <= 1\\.25x its roofline \\(graphs\\) \\| ${(5 / ar8.rooflineMs).toFixed(2)}x \\| ${5 / ar8.rooflineMs <= 1.25 ? 'yes' : 'NO'} \\|`));
+    expect(md).toMatch(/\| Qwen3-8B shape, L = 4096: TiDAR k = 8 step <= 1\.15x the AR step \(graphs\) \| 1\.10x \| yes \|/);
+    expect(md).toMatch(/\| Qwen3-8B shape, L = 4096: host time per step <= 5% of the step \(graphs, AR and k = 8\) \| 2\.0% \(worst\) \| yes \|/);
+    expect(md).toMatch(/\| Qwen3-0\.6B shape: graph-launched AR step >= 2x faster than launch by launch \| 2\.00x \(worst L\) \| yes \|/);
+    expect(md).toMatch(/\| Qwen3-0\.6B shape: AR step faster than transformers eager \(graphs\) \| 4\.00x \(worst L\) \| yes \|/);
+    expect(md).toMatch(/\| qwen3-8b-shape-4l \| 4 \| 4096 \| ar \| 1 \| 5\.00 \| 10\.00 \| 1, 400 \| 0\.100, 2\.000 \| 20\.00 \|/);
+    expect(md).toMatch(/Skipped for the part's time budget/);
+    expect(r.stdout).toMatch(/e2e +qwen3-8b-shape-4l L=4096 +ar: tidarc graphs +5\.00 ms +launches +10\.00 +eager +20\.00/);
+  });
+
+  test('device_check.py --report-only renders a recorded e2e section inside device-check.md', async () => {
+    const sample = join(root, 'with-e2e.json');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(sample, JSON.stringify({ format: 1, date: '2000-01-01', dryRun: false, device: { name: 'sample GPU' }, correctness: [],
+      e2e: { backend: 'cuda', graphs: 'unsupported: error: unknown option \'--no-graphs\'', rows: [], skipped: ['the whole part: 0 s left of the deadline'] } }));
+    const out = join(root, 'report-only');
+    const r = await py(['device_check.py', '--report-only', sample, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const md = readFileSync(join(out, 'device-check.md'), 'utf8');
+    expect(md).toMatch(/## End to end: one decode step against transformers and the roofline \(issue 16 item 5\)/);
+    expect(md).toMatch(/CUDA graphs: unsupported: error: unknown option '--no-graphs'/);
+    expect(r.stdout).toMatch(/e2e \(cuda backend, graphs: unsupported[^)]*\): 0 step rows, 1 points skipped/);
+  });
+});
+
+function baseSpec8b(): Omit<ModelSpec, 'layers'> {
+  return JSON.parse(readFileSync(resolve('examples/qwen3-8b.json'), 'utf8')) as ModelSpec;
+}
+
+describe.skipIf(!torch)('e2e.py --dry-run (torch and transformers on the CPU; tidarc\'s dist and cpu backend)', () => {
+  const cache = join(root, 'cache');
+
+  test('tidarc and transformers agree on the first greedy token; every step row has tidarc, transformers and the roofline', async () => {
+    const out = join(root, 'dry');
+    const r = await py(['e2e.py', '--dry-run', '--tidarc-root', resolve('.'), '--out', out], { ...process.env, TIDARC_CACHE: cache });
+    expect(r.code, r.stderr).toBe(0);
+    const data = JSON.parse(readFileSync(join(out, 'e2e.json'), 'utf8')) as {
+      correctness: { ok: boolean; cases: { ok: boolean; tidarc: number[]; transformers: number[] }[] };
+      graphs: string; rows: { step: string; tokens: number; tidarcGraphsMs: number | null; tidarcLaunchesMs: number; hfEagerMs: number; rooflineMs: number }[];
+    };
+    expect(data.correctness.cases).toHaveLength(3);
+    for (const c of data.correctness.cases) expect(c.tidarc[0], JSON.stringify(c)).toBe(c.transformers[0]);
+    expect(data.correctness.ok).toBe(true);
+    expect(data.rows.map((x) => [x.step, x.tokens])).toEqual([['ar', 1], ['tidar_k2', 6]]);
+    for (const row of data.rows) {
+      expect(row.tidarcLaunchesMs).toBeGreaterThan(0);
+      expect(row.hfEagerMs).toBeGreaterThan(0);
+      expect(row.rooflineMs).toBeGreaterThan(0);
+      // Graphs are measured where the CLI takes --no-graphs, and recorded as unsupported where it refuses it.
+      if (data.graphs === 'supported') expect(row.tidarcGraphsMs).toBeGreaterThan(0);
+      else expect([data.graphs, row.tidarcGraphsMs]).toEqual([expect.stringMatching(/^unsupported: .*--no-graphs/), null]);
+    }
+    expect(readFileSync(join(out, 'e2e.md'), 'utf8')).toMatch(/3 of 3 prompts give the same first token/);
+  }, 300_000);
+
+  test('the correctness check fails (exit 1) when transformers\' model differs (rope_theta 10000 -> 10)', async () => {
+    const out = join(root, 'dry-wrong');
+    const r = await py(['e2e.py', '--dry-run', '--correctness-only', '--tidarc-root', resolve('.'), '--out', out, '--hf-override', 'rope_theta=10'], { ...process.env, TIDARC_CACHE: cache });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/e2e correctness \(tidarc cpu vs transformers, first greedy token\): [0-2]\/3 ok FAILED/);
+  }, 300_000);
+});
