@@ -434,8 +434,10 @@ def main(argv):
         if a.e2e_budget > 0 and node and e2e_budget > 0:
             save_partial(data, out)
             from e2e import peaks_of_ceilings, run_e2e
-            data['e2e'] = run_e2e(torch, node, root, work / 'e2e', e2e_budget, False, log=log, peaks=peaks_of_ceilings(data['ceilings']), device_facts=data['device'])
-            shutil.rmtree(work / 'e2e', ignore_errors=True)  # checkpoints of GBs: never sent back with --out
+            import tempfile
+            e2e_work = Path(tempfile.mkdtemp(prefix='tidarc-e2e-'))  # checkpoints of GBs: never under --out
+            data['e2e'] = run_e2e(torch, node, root, e2e_work, e2e_budget, False, log=log, peaks=peaks_of_ceilings(data['ceilings']), device_facts=data['device'])
+            shutil.rmtree(e2e_work, ignore_errors=True)
         elif a.e2e_budget > 0:
             data['e2e'] = {'skipped': [f'the whole part: {max(0.0, e2e_budget):.0f} s left of the deadline' if node else 'the whole part: no Node in the bundle']}
     (out / 'device-check.json').write_text(json.dumps(data, indent=1) + '\n')

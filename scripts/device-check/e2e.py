@@ -242,7 +242,7 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     env = {**os.environ, 'TIDARC_CACHE': os.environ.get('TIDARC_CACHE') or str(work / 'cache')}
     data = {'format': 1, 'dryRun': dry, 'backend': 'cpu' if dry else 'cuda', 'budgetS': budget_s, 'device': device_facts or {},
             'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
-            'models': [], 'rows': [], 'skipped': [], 'notes': []}
+            'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': []}
     for spec, full in models:
         data['models'].append({'name': spec['name'], 'layers': spec['layers'], 'fullLayers': full, 'spec': spec})
         if spec['layers'] < full:
@@ -285,6 +285,9 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
             if no_graphs and graphs is None:
                 graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
             runs[(i, L, k, no_graphs)] = r
+            # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
+            data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'seconds': round(r['seconds'], 1),
+                                       **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
             log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
                 + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
     data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
@@ -383,8 +386,9 @@ def main(argv):
             sys.exit('e2e: no Node in the bundle: run scripts/device-check/pack-runtime.sh, or pass --tidarc-root')
     if not a.dry_run:
         from device_check import ceilings, gpu_facts
+        from kernels import Driver
         torch.cuda.init()
-        facts = gpu_facts(torch)
+        facts = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}  # as device_check.py records it
         peaks = peaks_of_ceilings(ceilings(torch))
         log(f'e2e: {facts}; {peaks["how"]}')
     data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or {'name': 'this machine\'s CPU (dry run)'},
