@@ -1,0 +1,65 @@
+/**
+ * The sm_90a record and the sm_90a GEMM's plan (pure): the selection rule (sm_90a kernels on a
+ * compute capability 9.0 device where the compile built them, else sm_90; other devices their
+ * own arch), sm_90a never a default arch, token tiles per row count, shared memory and stages
+ * within sm_90's limits, the reduction taken unchanged from the sm_80 plan, and what the sm_90a
+ * kernel refuses.
+ */
+import { describe, expect, test } from 'vitest';
+import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
+import { ARCHES, PORTABLE_ARCH_NAMES, parseArch, selectArch } from '../../src/codegen/arch.js';
+import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
+import { SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aGrid, sm90aRefusal, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { TARGETS } from '../../src/codegen/targets.js';
+
+describe('the sm_90a record', () => {
+  test('nvcc -gencode for sm_90a with the limits of sm_90; asked for by name, never by default', () => {
+    expect(parseArch('sm_90a').gencode).toBe('-gencode=arch=compute_90a,code=sm_90a');
+    expect({ ...ARCHES.sm_90a, name: 'sm_90', gencode: '', specific: undefined }).toEqual({ ...ARCHES.sm_90, gencode: '', specific: undefined });
+    expect(DEFAULT_ARCHES).toEqual(PORTABLE_ARCH_NAMES);
+    expect(DEFAULT_ARCHES).not.toContain('sm_90a');
+    expect(TARGETS.sm_90a.build).toMatchObject({ kind: 'units', tool: 'nvcc' });
+    expect(TARGETS.sm_90a.build.kind === 'units' && TARGETS.sm_90a.build.flags).toContain('-gencode=arch=compute_90a,code=sm_90a');
+  });
+
+  test.for([
+    ['9.0 device, compiled for sm_90 and sm_90a', ['sm_80', 'sm_90', 'sm_90a'], [9, 0], 'sm_90a'],
+    ['9.0 device, compiled for sm_90a alone', ['sm_90a'], [9, 0], 'sm_90a'],
+    ['9.0 device, no sm_90a in the compile', ['sm_80', 'sm_90'], [9, 0], 'sm_90'],
+    ['8.0 device, sm_90a in the compile', ['sm_80', 'sm_90', 'sm_90a'], [8, 0], 'sm_80'],
+    ['8.9 device, compiled for sm_80 and sm_90a', ['sm_80', 'sm_90a'], [8, 9], undefined],
+    ['a 10.0 device', ['sm_90', 'sm_90a'], [10, 0], undefined],
+  ] as const)('selectArch: %s', ([, compiled, cc, want]) => {
+    expect(selectArch(compiled, cc)).toBe(want);
+  });
+});
+
+describe('the sm_90a GEMM plan', () => {
+  test('token tiles: the smallest holding M up to 256, else the tile of >= 64 padding least', () => {
+    expect([1, 8, 9, 20, 72, 128, 129, 256, 272, 300, 400, 520].map(sm90aTokenTile)).toEqual([8, 8, 16, 32, 128, 128, 256, 256, 64, 64, 64, 64]);
+    expect(() => sm90aTokenTile(0)).toThrow(/GEMM rows must be a positive integer/);
+  });
+
+  test('one kernel per distinct tile, 4 stages within sm_90a shared memory, 288 threads; the grid covers the tokens', () => {
+    const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
+    const kernels = planSm90aKernels(shape, [1, 20, 72, 272, 8]);
+    expect(kernels.map((k) => [k.tileT, k.stages, k.threads])).toEqual([[8, 4, 288], [32, 4, 288], [64, 4, 288], [128, 4, 288]]);
+    for (const t of [8, 16, 32, 64, 128, 256]) expect(planSm90aKernels(shape, [t])[0]!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
+    expect(planSm90aKernels(shape, [256])[0]!.sharedBytes).toBe(1024 + SM90A_STAGES * (128 + 256) * 128 + 64);
+    const red = planReduction(shape, gemmTarget(['sm_90a']));
+    expect(red).toEqual(planReduction(shape, gemmTarget(['sm_90'])));
+    expect(sm90aGrid(shape, red, 64, 272)).toEqual([5, 48, red.splitK]);
+  });
+
+  test('the unit names its reduction once and a kernel per tile; lm_head row statistics at split-K 1 are refused', () => {
+    const shape = { n: 200, k: 520, dtype: 'fp16' as const };
+    const red = planReduction(shape, gemmTarget(['sm_90a']), 3);
+    const src = renderSm90aUnit(shape, red, planSm90aKernels(shape, [1, 72]), ['o'], 'm');
+    expect(src).toContain('static constexpr int kSplitK = 3;');
+    expect(src.match(/extern "C" __global__/g)).toHaveLength(3);  // t8, t128, the reduce
+    expect(src).toContain('tidarc_gemm_fp16_n200_k520_sm90a_t128(const __grid_constant__ TidarcGemmSm90aArgs args)');
+    expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toMatch(/row statistics at split-K 1/);
+    expect(sm90aRefusal(shape, ['lm_head'], red)).toBeNull();
+    expect(sm90aRefusal(shape, ['gate_up'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toBeNull();
+  });
+});
