@@ -14,6 +14,8 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { type StepShape, stepCost } from '../../src/bench/roofline.js';
+import { hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
+import { byteTokenizerConfig, formatByteTokenizerJson } from '../../src/model/tokenizer.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
@@ -45,6 +47,24 @@ describe.skipIf(!python)('the e2e part\'s arithmetic and report (python3 only)',
     for (const row of rows) expect(row.cost, `${row.spec.name} ${JSON.stringify(row.shape)}`).toEqual(stepCost(row.spec, row.shape));
     const k16 = rows.find((x) => x.spec.name === 'qwen3-0.6b-shape' && x.shape.tokens === 272 && x.shape.prefix === 4096)!;
     expect(k16.shape.lmHeadRows).toBe(31);
+  });
+
+  test('the checkpoint e2e.py writes is the one init-model writes: config.json as hfConfigOf, read back as the same spec; the byte tokenizer', async () => {
+    const script = `
+import json
+from e2e import byte_tokenizer, hf_config
+from e2e_cost import dry_models, gpu_models
+print(json.dumps([{'spec': s, 'config': hf_config(s), 'tokenizer': byte_tokenizer(s)} for s, _ in gpu_models() + dry_models()]))
+`;
+    const r = await py(['-c', script]);
+    expect(r.code, r.stderr).toBe(0);
+    const models = JSON.parse(r.stdout) as { spec: ModelSpec; config: Record<string, unknown>; tokenizer: unknown }[];
+    expect(models.map((m) => m.spec.name)).toEqual(['qwen3-0.6b-shape', 'qwen3-8b-shape-4l', 'e2e-tiny']);
+    for (const m of models) {
+      expect(m.config, m.spec.name).toEqual(hfConfigOf(m.spec, { eosTokenId: 256 }));
+      expect(specFromCheckpointConfig(m.config, 'config.json', { requireMaskToken: true }), m.spec.name).toEqual(m.spec);
+      expect(m.tokenizer).toEqual(JSON.parse(formatByteTokenizerJson(byteTokenizerConfig(m.spec.vocabSize, m.spec.maskTokenId))));
+    }
   });
 
   test('rows from bench-step results: graphs and launch-by-launch runs, transformers, the roofline, the ratios and the goals', async () => {
