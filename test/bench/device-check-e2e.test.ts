@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { type StepShape, stepCost } from '../../src/bench/roofline.js';
-import { hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
+import { expectedTensors, hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
 import { byteTokenizerConfig, formatByteTokenizerJson } from '../../src/model/tokenizer.js';
 
 const exec = promisify(execFile);
@@ -139,6 +139,27 @@ function baseSpec8b(): Omit<ModelSpec, 'layers'> {
 
 describe.skipIf(!torch)('e2e.py --dry-run (needs torch, transformers and safetensors; skipped without them and in CI; tidarc\'s dist and cpu backend)', () => {
   const cache = join(root, 'cache');
+
+  test('transformers\' parameters of every e2e model are the tensors tidarc loads (names, shapes, the 8B shape\'s untied lm_head; norms where e2e.py writes ones)', async () => {
+    const script = `
+import json, torch
+from e2e import hf_model_class
+from e2e_cost import dry_models, gpu_models
+out = []
+for s, _ in gpu_models() + dry_models():
+    cls, cfg = hf_model_class(torch, s)
+    with torch.device('meta'):
+        out.append({'spec': s, 'params': [[n, list(p.shape)] for n, p in cls(cfg).named_parameters()]})
+print(json.dumps(out))
+`;
+    const r = await py(['-c', script]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const m of JSON.parse(r.stdout.trim().split('\n').pop()!) as { spec: ModelSpec; params: [string, number[]][] }[]) {
+      const expected = expectedTensors(m.spec);
+      expect(m.params.map(([n, shape]) => `${n} ${shape.join('x')}`).sort(), m.spec.name).toEqual(expected.map((t) => `${t.name} ${t.shape.join('x')}`).sort());
+      for (const t of expected) expect(t.name.endsWith('norm.weight'), t.name).toBe(t.role === 'norm');
+    }
+  }, 120_000);
 
   test('tidarc and transformers agree on the first greedy token; every step row has tidarc, transformers and the roofline', async () => {
     const out = join(root, 'dry');
