@@ -98,3 +98,31 @@ export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kern
     kernels: kernels.map((k) => ({ ...k, wTiles: Math.ceil(shape.n / GEMM_BLOCK_N), splitK: reduction.splitK, blockK: reduction.blockK })),
   });
 }
+
+/**
+ * An sm_90a GEMM unit as the runtime takes it (the manifest's words for it): the unit is
+ * compiled for sm_90a alone (`arch`), one kernel per token tile, all sharing the reduction.
+ */
+export interface ManifestGemmSm90a {
+  readonly unit: string;
+  readonly arch: 'sm_90a';
+  readonly roles: readonly string[];
+  readonly n: number;
+  readonly k: number;
+  readonly dtype: GemmShape['dtype'];
+  readonly splitK: number;
+  readonly source: string;
+  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly threads: number; readonly sharedBytes: number }[];
+  readonly reduceKernel?: string;
+  readonly swigluInterleave?: number;
+}
+
+export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], reduction: GemmReduction, kernels: readonly Sm90aKernel[]): ManifestGemmSm90a {
+  const swiglu = gemmEpilogues(shape, roles).swigluInterleave;
+  return {
+    unit: sm90aUnitName(shape), arch: 'sm_90a', roles: [...roles], n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, source: sm90aSource(shape),
+    kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, threads: k.threads, sharedBytes: k.sharedBytes })),
+    ...(reduction.splitK > 1 ? { reduceKernel: sm90aReduceSymbol(shape) } : {}),
+    ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
+  };
+}

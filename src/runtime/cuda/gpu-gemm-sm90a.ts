@@ -1,0 +1,108 @@
+/**
+ * The linear layers on the sm_90a GEMM (templates/cuda/tidarc_gemm_sm90a.cuh) where the
+ * selection rule (arch.ts selectArch) says the device runs sm_90a code: a compile that built
+ * sm_90a, on a device of compute capability 9.0. Same launch contract as GpuGemms (GemmLaunch):
+ * one output or up to three column segments, bias, residual add, SwiGLU; no row gather (TMA
+ * reads x as one tensor) and no lm_head row statistics at split-K 1. A launch over `rows`
+ * takes the token tile sm90aTokenTile picks (else the nearest compiled one): every kernel of a
+ * unit shares the reduction, so which one runs never changes a row's result. The tensor maps
+ * are encoded per launch on the host (tensor-map.ts; W's once per weight buffer) and travel in
+ * the argument struct, so a captured graph replays them.
+ */
+import { join } from 'node:path';
+import type { ArchName } from '../../codegen/arch.js';
+import { selectArch } from '../../codegen/arch.js';
+import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
+import { GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
+import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile } from '../../codegen/gemm-sm90a.js';
+import { TidarcError } from '../../errors.js';
+import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import type { GemmLaunch } from './gpu-gemm.js';
+import type { GpuMatrix } from './gpu-ops.js';
+import { GEMM, packStruct } from './op-abi.js';
+import { TENSOR_MAP_BYTES, sm90aGemmMaps } from './tensor-map.js';
+
+/** Which GEMMs a device runs from a compile for `compiled`: the sm_90a ones or the mma.sync ones (the selection rule). */
+export function gemmPathFor(compiled: readonly ArchName[], device: { readonly major: number; readonly minor: number }): 'sm_90a' | 'mma.sync' {
+  return selectArch(compiled, [device.major, device.minor]) === 'sm_90a' ? 'sm_90a' : 'mma.sync';
+}
+
+/** TidarcGemmSm90aArgs: the W map, the x map, TidarcGemmArgs, padded to the struct's 64-byte alignment. */
+export function packSm90aArgs(wMap: Uint8Array, xMap: Uint8Array, g: Uint8Array): Uint8Array {
+  const size = Math.ceil((2 * TENSOR_MAP_BYTES + g.length) / 64) * 64;
+  const out = new Uint8Array(size);
+  out.set(wMap, 0), out.set(xMap, TENSOR_MAP_BYTES), out.set(g, 2 * TENSOR_MAP_BYTES);
+  return out;
+}
+
+export class GpuGemmsSm90a {
+  private readonly byRole = new Map<string, ManifestGemmSm90a>();
+  private readonly fns = new Map<string, KernelRef>();
+  private readonly wMaps = new Map<string, Uint8Array>();  // per weight buffer and shape
+  private workspace?: DeviceBuffer;
+
+  constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, units: readonly ManifestGemmSm90a[]) {
+    for (const u of units) for (const role of u.roles) this.byRole.set(role, u);
+  }
+
+  covers(role: string, w: GpuMatrix): boolean {
+    const u = this.byRole.get(role);
+    return u !== undefined && u.n === w.rows && u.k === w.cols && u.dtype === w.dtype;
+  }
+
+  run(role: string, a: GemmLaunch): void {
+    const u = this.byRole.get(role);
+    if (!u || !this.covers(role, a.w)) throw new TidarcError('runtime', `the compiled sm_90a kernels have no GEMM for ${role} ${a.w.rows}x${a.w.cols} ${a.w.dtype}`, { source: this.kernelsDir });
+    const epilogue = a.epilogue ?? 'none';
+    if (a.rowIds) throw new TidarcError('runtime', `sm_90a GEMM ${role}: no row gather (the tensor map reads x as stored)`, { field: 'rowIds' });
+    if (epilogue === 'rowStats') throw new TidarcError('runtime', `sm_90a GEMM ${role}: the lm_head row statistics are not in the sm_90a kernel`, { field: 'epilogue', value: epilogue, allowed: 'none, swiglu' });
+    if (epilogue === 'swiglu' && (u.swigluInterleave === undefined || a.accumulate || a.segments || a.outs.length !== 1)) {
+      throw new TidarcError('runtime', `sm_90a GEMM ${role}: the swiglu epilogue needs a gate_up unit, one output and no accumulate`);
+    }
+    const n = u.n;
+    const [seg1, seg2] = a.segments ?? [n, n];
+    const widths = [seg1, seg2 - seg1, n - seg2];
+    if (epilogue === 'none' && (!(seg1 > 0 && seg1 <= seg2 && seg2 <= n) || a.outs.length !== widths.filter((x) => x > 0).length)) {
+      throw new TidarcError('runtime', `sm_90a GEMM ${role}: ${a.outs.length} outputs do not match the segments ${seg1}, ${seg2} of ${n} columns`);
+    }
+    const [out, out2, out3] = [a.outs[0], seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
+    const want = sm90aTokenTile(a.rows);
+    const kernel = u.kernels.find((k) => k.tileT === want) ?? u.kernels.find((k) => k.tileT >= a.rows) ?? u.kernels[u.kernels.length - 1]!;
+    const shape = { n, k: u.k, dtype: u.dtype };
+    const maps = sm90aGemmMaps(shape, a.rows, kernel.tileT);
+    const wKey = `${a.w.buf.ptr}:${n}x${u.k}:${u.dtype}`;
+    let wMap = this.wMaps.get(wKey);
+    if (!wMap) this.wMaps.set(wKey, (wMap = this.device.encodeTensorMap(a.w.buf, maps.w)));
+    const xMap = this.device.encodeTensorMap(a.x, maps.x);
+    const workspace = u.splitK > 1 ? this.scratch(u.splitK * a.rows * n * 4) : undefined;
+    const g = packStruct(GEMM, {
+      x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
+      tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
+    });
+    const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
+    this.device.launch(this.kernel(module, kernel.symbol), [Math.ceil(a.rows / kernel.tileT), Math.ceil(n / SM90A_BLOCK_W), u.splitK], [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g));
+    // Split-K: tidarc_gemm.cuh's reduce over the same TidarcGemmArgs (parts in order, then bias, residual or SwiGLU).
+    if (u.reduceKernel) {
+      const threads = epilogue === 'swiglu' ? a.rows * (n / 2) : a.rows * n;
+      this.device.launch(this.kernel(module, u.reduceKernel), [Math.ceil(threads / GEMM_REDUCE_THREADS)], [GEMM_REDUCE_THREADS], 0, g);
+    }
+  }
+
+  close(): void {
+    if (this.workspace) this.device.free(this.workspace);
+    this.workspace = undefined;
+  }
+
+  private kernel(module: string, name: string): KernelRef {
+    let fn = this.fns.get(name);
+    if (!fn) this.fns.set(name, (fn = this.device.kernel(module, name)));
+    return fn;
+  }
+
+  private scratch(bytes: number): DeviceBuffer {
+    if (this.workspace && this.workspace.bytes >= bytes) return this.workspace;
+    if (this.workspace) this.device.free(this.workspace);
+    this.workspace = this.device.alloc(bytes, 'sm_90a GEMM workspace (split-K partials)');
+    return this.workspace;
+  }
+}

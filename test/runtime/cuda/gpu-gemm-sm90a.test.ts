@@ -1,0 +1,91 @@
+/**
+ * The sm_90a GEMM through the runtime (src/runtime/cuda/gpu-gemm-sm90a.ts) on the emulated
+ * CUDA driver, whose device reports compute capability 9.0: the selection rule takes the sm_90a
+ * GEMMs there when the compile built sm_90a (and the mma.sync ones when it did not); the
+ * launcher encodes the tensor maps through the addon, packs TidarcGemmSm90aArgs and runs the
+ * kernel and its split-K reduce (bf16 200 x 520, split-K 3) into three column segments with
+ * bias and residual add at M = 1, 20, 72: against float64, every row bitwise the same at each M;
+ * a row gather is refused in one line. In a child process: the addon picks its driver once.
+ * Tagged: a C++ compiler.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../../src/build/toolchain.js';
+import { gemmTarget, planReduction } from '../../../src/codegen/gemm-plan.js';
+import { describeSm90aUnit, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../../src/codegen/gemm-sm90a.js';
+import { readTemplateFile } from '../../../src/codegen/templates.js';
+import { buildEmulatedModule, emulatedModulePath } from '../../../src/emulate/emulated-driver.js';
+import { encode } from '../../../src/util/dtype.js';
+import { packageRoot } from '../../../src/util/paths.js';
+import { randomGemmProblem, referenceGemm, worstRatio } from '../../helpers/gemm.js';
+import { sharedEmulatedDriver } from '../../helpers/emulated-driver.js';
+
+const exec = promisify(execFile);
+const cxx = await findCxx();
+const here = dirname(fileURLToPath(import.meta.url));
+const root = mkdtempSync(join(tmpdir(), 'tidarc-gpu-sm90a-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const SHAPE = { n: 200, k: 520, dtype: 'bf16' as const };
+const MS = [1, 20, 72];
+const SPLIT = 3;
+const HEADERS = ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh'];
+const problem = randomGemmProblem(SHAPE, Math.max(...MS), 23);
+
+interface ChildOut { path: { both: string; plain: string; cc: number[] }; runs: Record<string, string>; refusal: string; segments: number[] }
+
+describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)', () => {
+  let out: ChildOut;
+  beforeAll(async () => {
+    const cudaDir = join(root, 'cuda');
+    mkdirSync(cudaDir, { recursive: true });
+    for (const h of HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
+    const reduction = planReduction(SHAPE, gemmTarget(['sm_90a']), SPLIT);
+    const kernels = planSm90aKernels(SHAPE, MS);
+    const source = join(root, sm90aSource(SHAPE));
+    writeFileSync(source, renderSm90aUnit(SHAPE, reduction, kernels, ['qkv'], 'test'));
+    const entry = describeSm90aUnit(SHAPE, ['qkv'], reduction, kernels);
+    const names = [...kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' })), { name: entry.reduceKernel!, argsType: 'TidarcGemmArgs' }];
+    const [driver] = await Promise.all([
+      sharedEmulatedDriver(),
+      buildEmulatedModule(source, emulatedModulePath(source.replace(/\.cu$/, '.fatbin')), names, { includeDirs: [cudaDir] }),
+    ]);
+    writeFileSync(join(root, 'entry.json'), JSON.stringify(entry));
+    const x = encode(SHAPE.dtype, problem.x);
+    writeFileSync(join(root, 'input.bin'), Buffer.concat([x, problem.w, problem.bias, problem.old].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'gemm-sm90a-child.ts'), root, join(root, 'entry.json'), join(root, 'input.bin'), MS.join(',')], {
+      cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 64 << 20,
+    });
+    out = JSON.parse(stdout.trim().split('\n').pop()!) as ChildOut;
+  }, 300_000);
+
+  test('the selection rule on the emulated 9.0 device: sm_90a where compiled, else the mma.sync GEMMs', () => {
+    expect(out.path).toEqual({ both: 'sm_90a', plain: 'mma.sync', cc: [9, 0] });
+  });
+
+  const result = (m: number) => {
+    const b = Buffer.from(out.runs[m]!, 'base64');
+    return new Float32Array(b.buffer, b.byteOffset, m * SHAPE.n);
+  };
+
+  test.for(MS.map((m) => [m] as const))('M = %i: three segments, bias and residual vs float64', ([m]) => {
+    const { ref, bound } = referenceGemm(SHAPE, problem, m, SPLIT, { bias: true, accumulate: true });
+    expect(worstRatio(result(m), ref, bound)).toBeLessThanOrEqual(1);
+  });
+
+  test('every row bitwise the same at M = 1, 20 and 72', () => {
+    for (const [i, small] of MS.entries()) {
+      for (const big of MS.slice(i + 1)) expect(new Uint32Array(result(big).buffer, result(big).byteOffset, small * SHAPE.n)).toEqual(new Uint32Array(result(small).buffer, result(small).byteOffset, small * SHAPE.n));
+    }
+  });
+
+  test('a row gather is refused in one line', () => {
+    expect(out.refusal).toContain('sm_90a GEMM qkv: no row gather');
+    expect(out.refusal).not.toContain('\n');
+  });
+});
