@@ -10,8 +10,8 @@ Models (e2e_cost.py): Qwen3-0.6B's shape (28 layers) and Qwen3-8B's widths with 
 its 36 layers (init, save and load of 16 GB would not fit the part's time; the report says so).
 Weights: N(0, std^2), norms 1, drawn by torch with a fixed seed on the device, written as a
 checkpoint tidarc loads (config.json as src/model/checkpoint.ts hfConfigOf writes it, tidarc's byte
-tokenizer, model.safetensors), and the same tensors loaded into transformers' Qwen3ForCausalLM
-built from the config dict (attn_implementation="sdpa"). Steps: L = 1024 and 4096; AR and TiDAR
+tokenizer, safetensors shards of at most 2 GiB with their index), and the same tensors loaded into
+transformers' Qwen3ForCausalLM built from the config dict (attn_implementation="sdpa"). Steps: L = 1024 and 4096; AR and TiDAR
 k = 4, 8, 16 with tidarc's token counts (AR 1 token, tidar_k<K> K(K+1) tokens; lm_head 1 and 2K - 1
 rows).
   - tidarc: `tidarc bench-step --backend cuda --json` per (model, L, k), once as it launches by
@@ -80,9 +80,16 @@ def hf_model_class(torch, spec, overrides=None):
     return Qwen3ForCausalLM, Qwen3Config(**cfg, attn_implementation='sdpa')
 
 
-def write_checkpoint(torch, spec, out_dir, seed, std, device):
+# Node 20's Buffer holds at most 4 GiB, and tidarc reads a safetensors file's data into one: the 8B
+# shape's 4 GB (more with more layers) goes into shards with an index, as Hugging Face writes them.
+SHARD_BYTES = 2 << 30
+DRY_SHARD_BYTES = 256 << 10  # the dry run shards its 1 MB model too, so the GPU run's loading path is the tested one
+
+
+def write_checkpoint(torch, spec, out_dir, seed, std, device, shard_bytes=SHARD_BYTES):
     """Random weights (norms 1, the rest N(0, std^2)) in transformers' parameter order, drawn on `device`
-    with a seeded generator; written as a tidarc checkpoint. Returns the tensors (bf16, on `device`)."""
+    with a seeded generator; written as a tidarc checkpoint (shards of at most shard_bytes and
+    model.safetensors.index.json). Returns the tensors (bf16, on `device`)."""
     from safetensors.torch import save_file
     cls, cfg = hf_model_class(torch, spec)
     with torch.device('meta'):
@@ -100,7 +107,21 @@ def write_checkpoint(torch, spec, out_dir, seed, std, device):
     out_dir.mkdir(parents=True)
     (out_dir / 'config.json').write_text(json.dumps(hf_config(spec), indent=2) + '\n')
     (out_dir / 'tokenizer.json').write_text(json.dumps(byte_tokenizer(spec), indent=2) + '\n')
-    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(out_dir / 'model.safetensors'), metadata={'format': 'pt'})
+    shards, size = [[]], 0
+    for name, t in tensors.items():
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    weight_map = {}
+    for i, names in enumerate(shards):
+        file = f'model-{i + 1:05d}-of-{len(shards):05d}.safetensors'
+        save_file({k: tensors[k].cpu().contiguous() for k in names}, str(out_dir / file), metadata={'format': 'pt'})
+        weight_map.update({k: file for k in names})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    (out_dir / 'model.safetensors.index.json').write_text(json.dumps({'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=2) + '\n')
     return tensors
 
 
@@ -252,9 +273,10 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     for i, (spec, _) in enumerate(models):
         t0 = time.time()
         ckpt = work / spec['name']
-        tensors = write_checkpoint(torch, spec, ckpt, seed + i, std, device)
+        tensors = write_checkpoint(torch, spec, ckpt, seed + i, std, device, DRY_SHARD_BYTES if dry else SHARD_BYTES)
         ckpts.append(ckpt)
         data['models'][i]['checkpointS'] = time.time() - t0
+        data['models'][i]['shards'] = len(list(ckpt.glob('model-*.safetensors')))
         log(f"e2e: {spec['name']} checkpoint in {time.time() - t0:.1f} s")
         model = hf_model(torch, spec, tensors, device, hf_dtype)
         if dry:
