@@ -11,9 +11,9 @@ its 36 layers (init, save and load of 16 GB would not fit the part's time; the r
 Weights: N(0, std^2), norms 1, drawn by torch with a fixed seed on the device, written as a
 checkpoint tidarc loads (config.json as src/model/checkpoint.ts hfConfigOf writes it, tidarc's byte
 tokenizer, safetensors shards of at most 2 GiB with their index), and the same tensors loaded into
-transformers' Qwen3ForCausalLM built from the config dict (attn_implementation="sdpa"). Steps: L = 1024 and 4096; AR and TiDAR
-k = 4, 8, 16 with tidarc's token counts (AR 1 token, tidar_k<K> K(K+1) tokens; lm_head 1 and 2K - 1
-rows).
+transformers' Qwen3ForCausalLM built from the config dict (attn_implementation="sdpa"). Steps:
+L = 1024 and 4096; AR and TiDAR k = 4, 8, 16 with tidarc's token counts (AR 1 token, tidar_k<K>
+K(K+1) tokens; lm_head 1 and 2K - 1 rows).
   - tidarc: `tidarc bench-step --backend cuda --json` per (model, L, k), once as it launches by
     default (graphs, where the runtime captures them) and once with --no-graphs (launch by launch);
     a CLI that refuses --no-graphs is recorded as "graphs: unsupported" and its default run counts
