@@ -1,85 +1,84 @@
 /**
- * Decode steps as CUDA graphs on the emulated driver (src/runtime/cuda/step-graphs.ts,
- * gpu-decode-step.ts): the same random model decoded with graphs on and off, in a child process
- * (the addon picks its driver once per process; fixtures/step-graphs-child.ts):
- *   - greedy TiDAR == greedy AR token for token, graphs on and off, and both give the same
- *     tokens; TiDAR's committed cache agrees with AR's (the KV-cache rule: layer 0 bitwise,
- *     nothing written past the committed length);
- *   - a step's kind warms up once launch by launch, is captured on its second step, and from
- *     then on a step is one graph launch, no kernel launch, one upload and one download;
- *     without graphs every step is launched kernel by kernel;
- *   - sampling and acceptance on the device: a seeded sampled run is reproducible, the same
- *     with graphs on and off, and another seed gives other tokens.
- * Tagged: a C++ compiler (the emulated driver and modules).
+ * The decode-step graph cache (src/runtime/cuda/step-graphs.ts) on a recording stand-in for the
+ * device: a key runs launch by launch once (warm-up), is captured on its second run and replayed
+ * after; a free on the device (grown scratch a graph may read) makes older graphs stale, so the
+ * next run captures again; a reallocation during the capture discards the graph and runs the
+ * step directly; graphs off always runs directly. Needs: nothing.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { findCxx } from '../../../src/build/toolchain.js';
-import { packageRoot } from '../../../src/util/paths.js';
-import { sharedEmulatedDriver, sharedKernelCache } from '../../helpers/emulated-driver.js';
-import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+import { describe, expect, test } from 'vitest';
+import type { CudaDevice, DeviceBuffer, GraphRef } from '../../../src/runtime/cuda/device.js';
+import { StepGraphs, countFrees } from '../../../src/runtime/cuda/step-graphs.js';
 
-const exec = promisify(execFile);
-const cxx = await findCxx();
-const here = dirname(fileURLToPath(import.meta.url));
-const root = mkdtempSync(join(tmpdir(), 'tidarc-step-graphs-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+function fakeDevice() {
+  const log: string[] = [];
+  let next = 1;
+  const device = {
+    free: (b: DeviceBuffer) => void log.push(`free ${b.label}`),
+    alloc: (bytes: number, label: string): DeviceBuffer => ({ ptr: next++ * 256, bytes, label }),
+    capture: (label: string, record: () => void): GraphRef => {
+      log.push(`capture ${label}`);
+      record();
+      log.push('end capture');
+      return { handle: next++, label, kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+    },
+    launchGraph: (g: GraphRef) => void log.push(`launch graph ${g.handle}`),
+    destroyGraph: (g: GraphRef) => void log.push(`destroy graph ${g.handle}`),
+  } as unknown as CudaDevice;
+  return { device, log };
+}
 
-/** The cuda backend tests' model (emulated-backend.test.ts): its kernels compile once into the shared kernel cache. */
-const SMALL = smallSpec('cudasmall', [2]);
-const TOKENS = 8;
-
-interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number }
-interface Run { tokens: number[]; steps: Step[]; graphs: number }
-interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarAgain: Run; sampledAr: Run; sampledTidarSeed8: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
-
-describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
-  let on: Side, off: Side;
-  beforeAll(async () => {
-    const dir = await writeRandomModel(root, SMALL, 11);
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'step-graphs-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
-      cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 840_000,
-    });
-    ({ on, off } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: Side });
-  }, 900_000);
-
-  test('greedy TiDAR == greedy AR with graphs on and off, the same tokens both ways, and the KV-cache rule', () => {
-    expect(on.ar.tokens).toHaveLength(TOKENS);
-    expect(on.tidar.tokens).toEqual(on.ar.tokens);
-    expect(off.ar.tokens).toEqual(on.ar.tokens);
-    expect(off.tidar.tokens).toEqual(on.ar.tokens);
-    for (const side of [on, off]) {
-      expect(side.tidarCache.comparedSlots).toBeGreaterThan(TOKENS);
-      expect(side.tidarCache.layer0Differing).toBe(0);
-      expect(side.tidarCache.maxRelDiff).toBeLessThan(2 ** -6);
-      expect(side.tidarCache.writtenPastLength).toBe(0);
-    }
+describe('step graphs', () => {
+  test('warm-up, capture, then replays', () => {
+    const { device, log } = fakeDevice();
+    const graphs = new StepGraphs(countFrees(device), true);
+    const record = () => void log.push('record');
+    expect([1, 2, 3, 4].map(() => graphs.run('ar', record))).toEqual(['warm-up', 'captured', 'replayed', 'replayed']);
+    expect(log).toEqual(['record', 'capture decode step ar', 'record', 'end capture', 'launch graph 1', 'launch graph 1', 'launch graph 1']);
+    expect(graphs.size).toBe(1);
   });
 
-  test('after its warm-up a step is one graph launch, no kernel launch, one upload and one download', () => {
-    for (const run of [on.ar, on.tidar, on.sampledTidar]) {
-      expect(run.steps.length).toBeGreaterThanOrEqual(3);
-      expect(run.steps.map((s) => s.launch)).toEqual(['warm-up', 'captured', ...run.steps.slice(2).map(() => 'replayed')]);
-      expect(run.steps[0]!.kernelLaunches).toBeGreaterThan(10);
-      for (const s of run.steps.slice(1)) expect(s).toMatchObject({ kernelLaunches: 0, graphLaunches: 1, uploads: 1, downloads: 1 });
-      expect(run.graphs).toBe(1);
-    }
-    for (const s of off.tidar.steps) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: 1, downloads: 1 });
-    expect(off.tidar.steps[1]!.kernelLaunches).toBe(on.tidar.steps[0]!.kernelLaunches);
+  test('each key (step kind, split bucket) has its own graph', () => {
+    const { device } = fakeDevice();
+    const graphs = new StepGraphs(countFrees(device), true);
+    const runs = ['a', 'b', 'a', 'b', 'a', 'b'].map((k) => graphs.run(k, () => undefined));
+    expect(runs).toEqual(['warm-up', 'warm-up', 'captured', 'captured', 'replayed', 'replayed']);
+    expect(graphs.size).toBe(2);
   });
 
-  test('sampling on the device: a seeded run is reproducible and the same with graphs on and off', () => {
-    expect(on.sampledTidar.tokens).toHaveLength(TOKENS);
-    expect(on.sampledTidarAgain.tokens).toEqual(on.sampledTidar.tokens);
-    expect(off.sampledTidar.tokens).toEqual(on.sampledTidar.tokens);
-    expect(off.sampledAr.tokens).toEqual(on.sampledAr.tokens);
-    expect(off.sampledTidarSeed8.tokens).toEqual(on.sampledTidarSeed8.tokens);
-    // The draws depend on the seed (else "reproducible" would prove nothing).
-    expect(on.sampledTidarSeed8.tokens).not.toEqual(on.sampledTidar.tokens);
+  test('a free on the device makes the graphs captured before it stale: destroyed and captured again', () => {
+    const { device, log } = fakeDevice();
+    const counter = countFrees(device);
+    const graphs = new StepGraphs(counter, true);
+    graphs.run('ar', () => undefined);
+    graphs.run('ar', () => undefined);
+    counter.device.free(counter.device.alloc(16, 'GEMM workspace'));
+    log.length = 0;
+    expect(graphs.run('ar', () => undefined)).toBe('captured');
+    expect(log).toEqual(['destroy graph 1', 'capture decode step ar', 'end capture', 'launch graph 3']);
+    expect(graphs.run('ar', () => undefined)).toBe('replayed');
+  });
+
+  test('a reallocation while recording discards the graph and runs the step launch by launch', () => {
+    const { device, log } = fakeDevice();
+    const counter = countFrees(device);
+    const graphs = new StepGraphs(counter, true);
+    let grow = false;
+    const record = () => {
+      log.push('record');
+      if (grow) counter.device.free(counter.device.alloc(16, 'scratch'));
+    };
+    graphs.run('ar', record);
+    grow = true;
+    log.length = 0;
+    expect(graphs.run('ar', record)).toBe('warm-up');
+    expect(log).toEqual(['capture decode step ar', 'record', 'free scratch', 'end capture', 'destroy graph 2', 'record', 'free scratch']);
+    expect(graphs.size).toBe(0);
+  });
+
+  test('graphs off: every step launch by launch, nothing captured', () => {
+    const { device, log } = fakeDevice();
+    const graphs = new StepGraphs(countFrees(device), false);
+    expect([1, 2, 3].map(() => graphs.run('ar', () => void log.push('record')))).toEqual(['direct', 'direct', 'direct']);
+    expect(log).toEqual(['record', 'record', 'record']);
   });
 });

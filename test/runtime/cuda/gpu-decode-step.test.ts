@@ -1,0 +1,86 @@
+/**
+ * Decode steps as CUDA graphs on the emulated driver (src/runtime/cuda/step-graphs.ts,
+ * gpu-decode-step.ts): the same random model decoded with graphs on and off, in a child process
+ * (the addon picks its driver once per process; fixtures/decode-step-child.ts):
+ *   - greedy TiDAR == greedy AR token for token, graphs on and off, and both give the same
+ *     tokens; TiDAR's committed cache agrees with AR's (the KV-cache rule: layer 0 bitwise,
+ *     nothing written past the committed length);
+ *   - a step's kind warms up once launch by launch, is captured on its second step, and from
+ *     then on a step is one graph launch, no kernel launch, one upload and one download;
+ *     without graphs every step is launched kernel by kernel;
+ *   - sampling and acceptance on the device: a seeded sampled run is reproducible, the same
+ *     with graphs on and off, and another seed gives other tokens; a step downloads only its
+ *     result (no logits).
+ * Tagged: a C++ compiler (the emulated driver and modules).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../../src/build/toolchain.js';
+import { packageRoot } from '../../../src/util/paths.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../../helpers/emulated-driver.js';
+import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+
+const exec = promisify(execFile);
+const cxx = await findCxx();
+const here = dirname(fileURLToPath(import.meta.url));
+const root = mkdtempSync(join(tmpdir(), 'tidarc-decode-step-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** The cuda backend tests' model (emulated-backend.test.ts): its kernels compile once into the shared kernel cache. */
+const SMALL = smallSpec('cudasmall', [2]);
+const TOKENS = 6;
+
+interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; downloadBytes: number }
+interface Run { tokens: number[]; steps: Step[]; graphs: number }
+interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
+
+describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
+  // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
+  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'tidarCache'>;
+  beforeAll(async () => {
+    const dir = await writeRandomModel(root, SMALL, 11);
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'decode-step-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
+      cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 840_000,
+    });
+    ({ on, off } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: typeof off });
+  }, 900_000);
+
+  test('greedy TiDAR == greedy AR with graphs on and off, the same tokens both ways, and the KV-cache rule', () => {
+    expect(on.ar.tokens).toHaveLength(TOKENS);
+    expect(on.tidar.tokens).toEqual(on.ar.tokens);
+    expect(off.tidar.tokens).toEqual(on.ar.tokens);
+    for (const side of [on, off]) {
+      expect(side.tidarCache.comparedSlots).toBeGreaterThan(TOKENS);
+      expect(side.tidarCache.layer0Differing).toBe(0);
+      expect(side.tidarCache.maxRelDiff).toBeLessThan(2 ** -6);
+      expect(side.tidarCache.writtenPastLength).toBe(0);
+    }
+  });
+
+  test('after its warm-up a step is one graph launch, no kernel launch, one upload and one download', () => {
+    for (const run of [on.ar, on.tidar, on.sampledTidar]) {
+      expect(run.steps.length).toBeGreaterThanOrEqual(3);
+      expect(run.steps.map((s) => s.launch)).toEqual(['warm-up', 'captured', ...run.steps.slice(2).map(() => 'replayed')]);
+      expect(run.steps[0]!.kernelLaunches).toBeGreaterThan(10);
+      for (const s of run.steps.slice(1)) expect(s).toMatchObject({ kernelLaunches: 0, graphLaunches: 1, uploads: 1, downloads: 1 });
+      expect(run.graphs).toBe(1);
+    }
+    for (const s of off.tidar.steps) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: 1, downloads: 1 });
+    expect(off.tidar.steps[1]!.kernelLaunches).toBe(on.tidar.steps[0]!.kernelLaunches);
+  });
+
+  test('sampling on the device: a seeded run is reproducible and the same with graphs on and off', () => {
+    expect(on.sampledTidar.tokens).toHaveLength(TOKENS);
+    // Two runs with the same seed (graphs on, then off) give the same tokens.
+    expect(off.sampledTidar.tokens).toEqual(on.sampledTidar.tokens);
+    // Only what the step made final comes back (k = 2): [n, 2 tokens], 1 next draft and 3 lse floats, never a logits row (vocabulary x 4 bytes).
+    for (const s of [...on.sampledTidar.steps, ...off.sampledTidar.steps]) expect(s.downloadBytes).toBe(7 * 4);
+    // The draws depend on the seed (else "reproducible" would prove nothing).
+    expect(on.sampledTidarSeed8.tokens).not.toEqual(on.sampledTidar.tokens);
+  });
+});
