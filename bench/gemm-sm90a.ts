@@ -1,0 +1,83 @@
+/**
+ * Predicted cost of the sm_90a GEMMs (a benchmark of the cost model, not a test): the Qwen3-8B
+ * linear layers (qkv 6144x4096, o 4096x4096, gate_up 24576x4096, down 4096x12288) at M = 1 (AR),
+ * 72 (k = 8) and 272 (k = 16) on the lent H200, as src/codegen/gemm-sm90a.ts plans them (the
+ * reduction of the sm_90 plan, the token tile per M), beside the mma.sync GEMM of the same shape
+ * (src/bench/gemm-cost-model.ts). Registers from ptxas (nvcc -arch=sm_90a on the generated
+ * units) when nvcc is here, else the figures below. Then a step's linear layers (36 layers).
+ *
+ *   npm run bench:gemm-sm90a        # prints the table; --json for the figures
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parsePtxasReport } from '../src/build/ptxas.js';
+import { findNvcc } from '../src/build/toolchain.js';
+import { ARCHES } from '../src/codegen/arch.js';
+import { type GemmShape, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
+import { planSm90aKernels, renderSm90aUnit, sm90aSource } from '../src/codegen/gemm-sm90a.js';
+import { readTemplateFile } from '../src/codegen/templates.js';
+import { H200, predictGemm } from '../src/bench/gemm-cost-model.js';
+import { predictSm90aGemm } from '../src/bench/gemm-sm90a-cost-model.js';
+
+const exec = promisify(execFile);
+const ROWS = [1, 72, 272];
+const ROLES = [
+  { role: 'qkv', shape: { n: 6144, k: 4096, dtype: 'bf16' }, accumulate: false, epilogue: 'none' },
+  { role: 'o', shape: { n: 4096, k: 4096, dtype: 'bf16' }, accumulate: true, epilogue: 'none' },
+  { role: 'gate_up', shape: { n: 24576, k: 4096, dtype: 'bf16' }, accumulate: false, epilogue: 'swiglu' },
+  { role: 'down', shape: { n: 4096, k: 12288, dtype: 'bf16' }, accumulate: true, epilogue: 'none' },
+] as const;
+/** ptxas at sm_90a on a 200 x 520 unit (test/emulate/gemm-sm90a.test.ts prints them): registers per token tile. */
+const MEASURED_REGISTERS: Readonly<Record<number, number>> = { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 256: 154 };
+const MMA_SYNC_REGISTERS = 128;
+
+async function registersByTile(): Promise<Record<number, number>> {
+  const nvcc = await findNvcc();
+  if (!nvcc.found) return { ...MEASURED_REGISTERS };
+  const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-sm90a-'));
+  try {
+    const shape: GemmShape = ROLES[0].shape;
+    for (const h of ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
+    const kernels = planSm90aKernels(shape, [8, 16, 32, 64, 128, 256]);
+    const source = join(dir, sm90aSource(shape).replace('cuda/', ''));
+    writeFileSync(source, renderSm90aUnit(shape, planReduction(shape, gemmTarget(['sm_90a'])), kernels, ['qkv'], 'bench'));
+    const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${dir}`, '-o', join(dir, 'u.cubin'), source], { maxBuffer: 64 << 20 });
+    const report = parsePtxasReport(stderr)['sm_90a'] ?? {};
+    return Object.fromEntries(kernels.map((k) => [k.tileT, report[k.symbol]?.registers ?? MEASURED_REGISTERS[k.tileT]!]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const json = process.argv.includes('--json');
+const regs = await registersByTile();
+const rows: Record<string, unknown>[] = [];
+const stepSm90a = new Map<number, number>(), stepMma = new Map<number, number>();
+for (const r of ROLES) {
+  const shape: GemmShape = r.shape;
+  const target = gemmTarget(['sm_90']);
+  const reduction = planReduction(shape, target);
+  for (const m of ROWS) {
+    const [kernel] = planSm90aKernels(shape, [m]);
+    const p = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue });
+    const mma = predictGemm(planGemm(shape, m, target, reduction), m, H200, MMA_SYNC_REGISTERS, { accumulate: r.accumulate, epilogue: r.epilogue });
+    stepSm90a.set(m, (stepSm90a.get(m) ?? 0) + 36 * p.predictedS);
+    stepMma.set(m, (stepMma.get(m) ?? 0) + 36 * mma.predictedS);
+    rows.push({ role: r.role, n: shape.n, k: shape.k, m, tileT: p.tileT, splitK: reduction.splitK, ctas: p.ctas, ctasPerSm: p.ctasPerSm, bound: p.bound,
+      sm90aUs: +(p.predictedS * 1e6).toFixed(2), mmaSyncUs: +(mma.predictedS * 1e6).toFixed(2), copyShare: +p.copyShare.toFixed(3), matmulShare: +p.matmulShare.toFixed(3) });
+  }
+}
+if (json) {
+  console.log(JSON.stringify({ machine: H200.name, registers: regs, rows, stepMs: ROWS.map((m) => ({ m, sm90a: stepSm90a.get(m)! * 1e3, mmaSync: stepMma.get(m)! * 1e3 })) }, null, 2));
+} else {
+  console.log(`sm_90a GEMM cost model on ${H200.name}: copy ${H200.copyBytesPerS / 1e12} TB/s, wgmma at the measured matmul rate ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}`);
+  console.log('role     N      K      M   tile split CTAs /SM bound  sm_90a us  mma.sync us  copy%  matmul%');
+  for (const x of rows) {
+    const f = x as { role: string; n: number; k: number; m: number; tileT: number; splitK: number; ctas: number; ctasPerSm: number; bound: string; sm90aUs: number; mmaSyncUs: number; copyShare: number; matmulShare: number };
+    console.log(`${f.role.padEnd(8)} ${String(f.n).padEnd(6)} ${String(f.k).padEnd(6)} ${String(f.m).padEnd(4)} ${String(f.tileT).padEnd(4)} ${String(f.splitK).padEnd(5)} ${String(f.ctas).padEnd(4)} ${String(f.ctasPerSm).padEnd(3)} ${f.bound.padEnd(6)} ${f.sm90aUs.toFixed(1).padStart(9)} ${f.mmaSyncUs.toFixed(1).padStart(12)} ${(100 * f.copyShare).toFixed(0).padStart(6)} ${(100 * f.matmulShare).toFixed(0).padStart(8)}`);
+  }
+  for (const m of ROWS) console.log(`step linear layers (36 x qkv, o, gate_up, down) at M = ${m}: sm_90a ${(stepSm90a.get(m)! * 1e3).toFixed(2)} ms, mma.sync ${(stepMma.get(m)! * 1e3).toFixed(2)} ms`);
+}

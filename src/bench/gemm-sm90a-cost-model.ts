@@ -1,0 +1,71 @@
+/**
+ * Cost model of one sm_90a GEMM launch (src/codegen/gemm-sm90a.ts), beside the mma.sync one of
+ * gemm-cost-model.ts and with the same machine, to predict before a GPU measures. Pure.
+ *
+ *   HBM bytes   weights once (N K 2: the token tiles of one weight tile run side by side and
+ *               share it through L2), activations once (M K 2, 16-bit), then the output
+ *               (M N 4, read too when accumulating; SwiGLU: M N/2 2) or, with split-K S > 1,
+ *               the partials (S M N 4) that the reduce then reads and turns into the output.
+ *   L2 bytes    the activations as every weight tile's CTAs load them (W tiles x M K 2) and the
+ *               weight tile once per token tile.
+ *   FLOPs       2 M N K useful; executed: every CTA's 128 weight rows x its whole token tile x
+ *               the k tiles of its part (TMA zero-fills what lies past N, M and K).
+ *   time        max(HBM / copy rate, L2 / L2 rate, executed / wgmma rate + wave term) + the
+ *               reduce (its bytes at the copy rate + one launch gap).
+ *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma), not mma.sync's:
+ *               operands come straight from shared memory, so ldmatrix does not bound it.
+ */
+import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
+import { SM90A_BLOCK_W, SM90A_THREADS, sm90aSharedBytes } from '../codegen/gemm-sm90a.js';
+import { type Machine, ctasPerSm } from './gemm-cost-model.js';
+
+export interface Sm90aPrediction {
+  readonly tileT: number;
+  readonly ctas: number;
+  readonly ctasPerSm: number;
+  readonly hbmBytes: number;
+  readonly l2Bytes: number;
+  readonly usefulFlops: number;
+  readonly executedFlops: number;
+  readonly hbmS: number;
+  readonly l2S: number;
+  readonly wgmmaS: number;
+  readonly waveS: number;
+  readonly reduceS: number;
+  readonly predictedS: number;
+  readonly bound: 'HBM' | 'L2' | 'wgmma';
+  /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
+  readonly copyShare: number;
+  /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
+  readonly matmulShare: number;
+}
+
+export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
+  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu' } = {}): Sm90aPrediction {
+  const { n, k } = shape, s = r.splitK;
+  const wTiles = Math.ceil(n / SM90A_BLOCK_W), tTiles = Math.ceil(rows / tileT);
+  const ctas = wTiles * tTiles * s;
+  const perSm = ctasPerSm(machine, SM90A_THREADS, registers, sm90aSharedBytes(tileT));
+  const weights = n * k * 2, acts = rows * k * 2;
+  const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
+  const partials = s * rows * n * 4;
+  const mainBytes = weights + acts + (s > 1 ? partials : output);
+  const reduceBytes = s > 1 ? partials + output : 0;
+  const l2Bytes = wTiles * acts + tTiles * weights;
+  const usefulFlops = 2 * rows * n * k;
+  const executedFlops = 2 * wTiles * SM90A_BLOCK_W * tTiles * tileT * r.kTiles * r.blockK;
+  const hbmS = mainBytes / machine.copyBytesPerS;
+  const l2S = l2Bytes / machine.l2BytesPerS;
+  const wgmmaS = executedFlops / machine.matmulFlops;
+  const smWaves = ctas / machine.sms;
+  const waveS = wgmmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
+  const reduceS = s > 1 ? reduceBytes / machine.copyBytesPerS + machine.launchGapS : 0;
+  const main = Math.max(hbmS, l2S, wgmmaS + waveS);
+  const predictedS = main + reduceS;
+  return {
+    tileT, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, waveS, reduceS, predictedS,
+    bound: main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'wgmma',
+    copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
+    matmulShare: usefulFlops / predictedS / machine.matmulFlops,
+  };
+}

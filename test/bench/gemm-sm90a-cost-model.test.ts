@@ -1,0 +1,42 @@
+/**
+ * The sm_90a GEMM cost model (src/bench/gemm-sm90a-cost-model.ts), pure: bytes and FLOPs of a
+ * launch from its plan (weights once, 16-bit activations, split-K partials and the reduce;
+ * padded token tiles and weight tiles executed), the bound it names, and that at the same
+ * bytes it never predicts slower than the mma.sync GEMM where the tensor cores bound it.
+ */
+import { describe, expect, test } from 'vitest';
+import { H200, predictGemm } from '../../src/bench/gemm-cost-model.js';
+import { predictSm90aGemm } from '../../src/bench/gemm-sm90a-cost-model.js';
+import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+
+const QKV = { n: 6144, k: 4096, dtype: 'bf16' as const };
+
+describe('predictSm90aGemm', () => {
+  test('M = 1: HBM-bound; weights once, activations 16-bit, the partials and the reduce', () => {
+    const r = planReduction(QKV, gemmTarget(['sm_90a']), 2);
+    const p = predictSm90aGemm(QKV, r, 8, 1, H200, 30);
+    expect(p.bound).toBe('HBM');
+    expect(p.ctas).toBe(48 * 2);
+    expect(p.hbmBytes).toBe(6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4 + (2 * 6144 * 4 + 6144 * 4));
+    expect(p.executedFlops).toBe(2 * 6144 * 8 * 4096);  // 128-row W tiles x the 8-token tile
+    expect(p.hbmS).toBeCloseTo((6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4) / H200.copyBytesPerS, 12);
+  });
+
+  test('M = 272 in five 64-token tiles: the weight tile once per token tile through L2', () => {
+    const r = planReduction(QKV, gemmTarget(['sm_90a']), 1);
+    const p = predictSm90aGemm(QKV, r, 64, 272, H200, 58);
+    expect(p.ctas).toBe(48 * 5);
+    expect(p.l2Bytes).toBe(48 * 272 * 4096 * 2 + 5 * 6144 * 4096 * 2);
+    expect(p.executedFlops).toBe(2 * 6144 * 320 * 4096);
+  });
+
+  test('where the tensor cores bound the step, wgmma at the matmul rate predicts no slower than mma.sync', () => {
+    const big = { n: 24576, k: 4096, dtype: 'bf16' as const };
+    const target = gemmTarget(['sm_90']);
+    const r = planReduction(big, target);
+    const sm90a = predictSm90aGemm(big, r, 128, 72, H200, 90);
+    const mma = predictGemm(planGemm(big, 72, target, r), 72, H200, 128);
+    expect(sm90a.predictedS).toBeLessThanOrEqual(mma.predictedS);
+    expect(['HBM', 'L2', 'wgmma']).toContain(sm90a.bound);
+  });
+});
