@@ -313,10 +313,14 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
             log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
                 + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
     data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
+    graphs_on = graphs == 'supported'
+    if data['backend'] == 'cpu':  # its default run is the only one: the dry run still passes the flag, and says what the CLI did
+        data['graphs'] = f"not applicable: the cpu backend launches no graphs (--no-graphs {'accepted' if graphs_on else data['graphs']})"
+        graphs_on = False
     if peaks is None:  # the dry run: tidarc's own CPU peaks, measured by its bench-step in this run
         peaks = next((r['machine'] for r in runs.values() if 'machine' in r), None)
     data['peaks'] = peaks
-    data['rows'] = table_rows(models, prefixes, hf_times, runs, graphs == 'supported', peaks)
+    data['rows'] = table_rows(models, prefixes, hf_times, runs, graphs_on, peaks)
     data['seconds'] = time.time() - started
     return data
 
