@@ -10,8 +10,13 @@
  * nvcc's --orig_src_path_name keeps the source path relative on purpose (see nvcc-unit.ts).
  */
 import { TidarcError } from '../errors.js';
+import { ARCHES } from './arch.js';
+import type { ManifestGemmSm90a } from './gemm-sm90a.js';
 import { type Manifest, OPS_UNIT } from './manifest.js';
 import { type CppDialect, type Target, nvccFlags } from './targets.js';
+
+/** A manifest's sm_90a GEMM units (gemm-sm90a.ts), compiled for sm_90a alone. */
+type WithSm90a = { readonly gemmsSm90a?: readonly ManifestGemmSm90a[] };
 
 export type StepArg = string | { readonly source: string } | { readonly product: string };
 
@@ -60,9 +65,10 @@ export function nvccUnitStep(flags: readonly string[], unit: string, source: str
 }
 
 /** Every nvcc unit of a compile: each variant, the GPU operators, each GEMM shape. */
-export function cudaUnits(manifest: Pick<Manifest, 'variants' | 'gemms'>): { name: string; source: string }[] {
+export function cudaUnits(manifest: Pick<Manifest, 'variants' | 'gemms'> & WithSm90a): { name: string; source: string; arch?: 'sm_90a' }[] {
   const gemms = [...new Map((manifest.gemms ?? []).map((g) => [g.unit, g.source])).entries()].map(([name, source]) => ({ name, source }));
-  return [...manifest.variants.map((v) => ({ name: v.name, source: v.sources.cuda })), { name: OPS_UNIT, source: 'cuda/tidarc_ops.cu' }, ...gemms];
+  const sm90a = (manifest.gemmsSm90a ?? []).map((g) => ({ name: g.unit, source: g.source, arch: 'sm_90a' as const }));
+  return [...manifest.variants.map((v) => ({ name: v.name, source: v.sources.cuda })), { name: OPS_UNIT, source: 'cuda/tidarc_ops.cu' }, ...gemms, ...sm90a];
 }
 
 /** The compilers a build of `targets` runs (`which` stages): nvcc for CUDA arches, a C++ compiler for the CPU library. */
@@ -78,7 +84,7 @@ export function buildTools(targets: readonly Target[], which: BuildTargets): { r
  * `files`: the nvcc units of the CUDA arches (one fatbin each, real code for every arch) and the
  * CPU library. The emulator's modules are built when the emulated driver loads them, not here.
  */
-export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, 'variants' | 'gemms'>, files: readonly string[], which: BuildTargets = 'all'): BuildPlan {
+export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, 'variants' | 'gemms'> & WithSm90a, files: readonly string[], which: BuildTargets = 'all'): BuildPlan {
   const tools = buildTools(targets, which);
   const nvccArches = targets.flatMap((t) => (t.build.kind === 'units' && t.device ? [t.device] : []));
   const cpu = tools.cxx ? targets.find((t) => t.build.kind === 'library') : undefined;
@@ -86,7 +92,10 @@ export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, '
   if (tools.nvcc) {
     const flags = nvccFlags(nvccArches);
     const headers = headersOf(files, 'cuda');
-    cuda = { flags, steps: cudaUnits(manifest).map((u) => nvccUnitStep(flags, u.name, u.source, headers)) };
+    // An sm_90a unit (wgmma, TMA) is real code for sm_90a alone, and built only when the compile targets it.
+    const sm90aFlags = nvccFlags([ARCHES.sm_90a]);
+    const units = cudaUnits(manifest).filter((u) => u.arch === undefined || nvccArches.some((a) => a.name === u.arch));
+    cuda = { flags, steps: units.map((u) => nvccUnitStep(u.arch ? sm90aFlags : flags, u.name, u.source, headers)) };
   }
   return { ...(cuda ? { cuda } : {}), ...(cpu && cpu.build.kind === 'library' ? { cpu: cpuBuild(cpu.build, manifest, files) } : {}) };
 }

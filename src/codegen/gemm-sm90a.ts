@@ -126,3 +126,40 @@ export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], re
     ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
   };
 }
+
+/** Headers an sm_90a unit includes beyond the GEMM's own (tidarc_gemm.cuh, tidarc_gemm_abi.h): output path -> template. */
+export const SM90A_STATIC_FILES: readonly (readonly [string, string])[] = [
+  ['cuda/tidarc_gemm_sm90a.cuh', 'cuda/tidarc_gemm_sm90a.cuh'],
+  ['cuda/tidarc_gemm_sm90a_abi.h', 'cuda/tidarc_gemm_sm90a_abi.h'],
+  ['cuda/tidarc_hopper.cuh', 'cuda/tidarc_hopper.cuh'],
+];
+
+/** What a compile with sm_90a adds for the linear layers: a unit per weight shape the sm_90a kernel takes. */
+export interface Sm90aGemms {
+  readonly sources: ReadonlyMap<string, string>;
+  readonly gemms: readonly ManifestGemmSm90a[];
+  /** Units left to the mma.sync GEMMs on sm_90a too, and why. */
+  readonly refusals: readonly { readonly unit: string; readonly reason: string }[];
+}
+
+/**
+ * The sm_90a units of a compile's GEMM units (pure): the same weight shapes, roles and
+ * reduction (the mma.sync unit's k tiles and split-K, so both paths sum alike), a kernel per
+ * token tile its step row counts need.
+ */
+export function planSm90aGemms(units: readonly { readonly shape: GemmShape; readonly roles: readonly string[]; readonly reduction: GemmReduction; readonly plans: readonly { readonly m: number }[] }[], modelName: string): Sm90aGemms {
+  const sources = new Map<string, string>();
+  const gemms: ManifestGemmSm90a[] = [];
+  const refusals: { unit: string; reason: string }[] = [];
+  for (const u of units) {
+    const reason = sm90aRefusal(u.shape, u.roles, u.reduction);
+    if (reason) {
+      refusals.push({ unit: sm90aUnitName(u.shape), reason });
+      continue;
+    }
+    const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m));
+    sources.set(sm90aSource(u.shape), renderSm90aUnit(u.shape, u.reduction, kernels, u.roles, modelName));
+    gemms.push(describeSm90aUnit(u.shape, u.roles, u.reduction, kernels));
+  }
+  return { sources, gemms, refusals };
+}

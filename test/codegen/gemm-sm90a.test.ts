@@ -10,7 +10,13 @@ import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
 import { ARCHES, PORTABLE_ARCH_NAMES, parseArch, selectArch } from '../../src/codegen/arch.js';
 import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
 import { SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aGrid, sm90aRefusal, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
-import { TARGETS } from '../../src/codegen/targets.js';
+import { TARGETS, compileTargets } from '../../src/codegen/targets.js';
+import { planBuild, stepArgs } from '../../src/codegen/build-steps.js';
+import { planModelGemms } from '../../src/codegen/gemm-model.js';
+import { planSm90aGemms } from '../../src/codegen/gemm-sm90a.js';
+import { loadModelSpecFile } from '../../src/ir/model-file.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { join } from 'node:path';
 
 describe('the sm_90a record', () => {
   test('nvcc -gencode for sm_90a with the limits of sm_90; asked for by name, never by default', () => {
@@ -61,5 +67,27 @@ describe('the sm_90a GEMM plan', () => {
     expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toMatch(/row statistics at split-K 1/);
     expect(sm90aRefusal(shape, ['lm_head'], red)).toBeNull();
     expect(sm90aRefusal(shape, ['gate_up'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toBeNull();
+  });
+});
+
+describe('a compile with sm_90a', () => {
+  test('an sm_90a unit per GEMM unit, the same reduction and roles; built for sm_90a alone, and only when the compile targets it', async () => {
+    const spec = await loadModelSpecFile(join(packageRoot(), 'examples', 'tiny.json'));
+    const { units } = planModelGemms(spec, spec.draftLengths, ['sm_90', 'sm_90a']);
+    const sm90a = planSm90aGemms(units, spec.name);
+    expect(sm90a.gemms.length + sm90a.refusals.length).toBe(units.length);
+    for (const g of sm90a.gemms) {
+      const u = units.find((x) => `${x.name}_sm90a` === g.unit)!;
+      expect([g.splitK, g.roles, g.arch]).toEqual([u.reduction.splitK, u.roles, 'sm_90a']);
+      expect(sm90a.sources.get(g.source)).toContain(`static constexpr int kKTilesPerSplit = ${u.reduction.kTilesPerSplit};`);
+    }
+    for (const r of sm90a.refusals) expect(r.reason).toMatch(/row statistics at split-K 1/);
+    const manifest = { variants: [], gemms: [], gemmsSm90a: sm90a.gemms };
+    const steps = planBuild(compileTargets({ arches: ['sm_90', 'sm_90a'] }), manifest, []).cuda!.steps;
+    const unitSteps = steps.filter((s) => s.unit.endsWith('_sm90a'));
+    expect(unitSteps.length).toBe(sm90a.gemms.length);
+    for (const s of unitSteps) expect(stepArgs(s).filter((a) => a.startsWith('-gencode'))).toEqual(['-gencode=arch=compute_90a,code=sm_90a']);
+    const without = planBuild(compileTargets({ arches: ['sm_90'] }), manifest, []).cuda!.steps;
+    expect(without.some((s) => s.unit.endsWith('_sm90a'))).toBe(false);
   });
 });
