@@ -17,7 +17,8 @@ import { GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
-import type { GemmLaunch } from './gpu-gemm.js';
+import type { ManifestGemm } from '../../codegen/manifest.js';
+import { type GemmLaunch, GpuGemms } from './gpu-gemm.js';
 import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, packStruct } from './op-abi.js';
 import { TENSOR_MAP_BYTES, sm90aGemmMaps } from './tensor-map.js';
@@ -105,4 +106,50 @@ export class GpuGemmsSm90a {
     this.workspace = this.device.alloc(bytes, 'sm_90a GEMM workspace (split-K partials)');
     return this.workspace;
   }
+}
+
+/** Roles the sm_90a GEMM never takes: lm_head gathers rows and keeps its row statistics on the mma.sync kernels. */
+const MMA_SYNC_ONLY: ReadonlySet<string> = new Set(['lm_head']);
+
+/**
+ * GpuGemms with the roles the compile's sm_90a units cover (every layer GEMM) on them: the
+ * choice is per role and fixed for the runner's life, never per launch, so a row's result never
+ * depends on the step's row count (the two paths sum alike but round differently).
+ */
+export class GpuGemmsWithSm90a extends GpuGemms {
+  private readonly sm90a: GpuGemmsSm90a;
+  private readonly roles: ReadonlySet<string>;
+
+  constructor(device: CudaDevice, kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[]) {
+    super(device, kernelsDir, gemms);
+    const taken = units.map((u) => ({ ...u, roles: u.roles.filter((r) => !MMA_SYNC_ONLY.has(r)) })).filter((u) => u.roles.length > 0);
+    this.sm90a = new GpuGemmsSm90a(device, kernelsDir, taken);
+    this.roles = new Set(taken.flatMap((u) => u.roles));
+  }
+
+  /** The roles the sm_90a kernels run (tests, reports). */
+  sm90aRoles(): string[] {
+    return [...this.roles].sort();
+  }
+
+  override covers(role: string, w: GpuMatrix): boolean {
+    return this.roles.has(role) ? this.sm90a.covers(role, w) : super.covers(role, w);
+  }
+
+  override run(role: string, a: GemmLaunch): void {
+    if (this.roles.has(role)) this.sm90a.run(role, a);
+    else super.run(role, a);
+  }
+
+  override close(): void {
+    this.sm90a.close();
+    super.close();
+  }
+}
+
+/** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch). */
+export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }): GpuGemms {
+  const units = manifest.gemmsSm90a ?? [];
+  if (units.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], units);
+  return new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
 }
