@@ -436,7 +436,8 @@ def main(argv):
             from e2e import peaks_of_ceilings, run_e2e
             import tempfile
             e2e_work = Path(tempfile.mkdtemp(prefix='tidarc-e2e-'))  # checkpoints of GBs: never under --out
-            data['e2e'] = run_e2e(torch, node, root, e2e_work, e2e_budget, False, log=log, peaks=peaks_of_ceilings(data['ceilings']), device_facts=data['device'])
+            data['e2e'] = run_e2e(torch, node, root, e2e_work, e2e_budget, False, log=log, peaks=peaks_of_ceilings(data['ceilings']), device_facts=data['device'],
+                                  save=lambda e: save_partial({**data, 'e2e': e}, out))
             shutil.rmtree(e2e_work, ignore_errors=True)
         elif a.e2e_budget > 0:
             data['e2e'] = {'skipped': [f'the whole part: {max(0.0, e2e_budget):.0f} s left of the deadline' if node else 'the whole part: no Node in the bundle']}
@@ -446,7 +447,9 @@ def main(argv):
     tune_ok = not any('error' in r for r in data.get('tune', {}).get('buckets', []))
     gemm_ok = all(r['ok'] for r in data.get('gemm', {}).get('correctness', []) + data.get('gemm', {}).get('epilogues', []))
     bench_ok = all(r.get('ok', True) for r in data.get('bench', []))  # the dry run checks each point's output
-    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok and bench_ok else 1
+    from e2e_report import failed_runs
+    e2e_ok = not failed_runs(data.get('e2e', {}))
+    return 0 if all(r['ok'] for r in data['correctness']) and runtime_ok and tune_ok and gemm_ok and bench_ok and e2e_ok else 1
 
 
 if __name__ == '__main__':

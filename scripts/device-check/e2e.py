@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(HERE))
 from e2e_cost import DRY_PREFIXES, EIGHT_B_LAYERS, GPU_PREFIXES, dry_models, gpu_models, roofline, step_cost, step_name, step_shape  # noqa: E402
-from e2e_report import write_e2e_reports  # noqa: E402
+from e2e_report import failed_runs, write_e2e_reports  # noqa: E402
 
 PROMPTS = ('def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": ')
 
@@ -250,7 +250,8 @@ def tidarc_order(models, prefixes):
     return sorted(points, key=rank)
 
 
-def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False):
+def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None):
+    """The part; save(data), when given, after every tidarc run (a command cut short still reports)."""
     started = time.time()
     left = lambda: budget_s - (time.time() - started)  # noqa: E731
     device = 'cpu' if dry else 'cuda'
@@ -292,6 +293,8 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         del model, tensors
         if device == 'cuda':
             torch.cuda.empty_cache()
+        if save:
+            save(tabulate(data, models, prefixes, hf_times, {}, None, peaks, started))
 
     graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
     runs = {}
@@ -312,6 +315,14 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
                                        **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
             log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
                 + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
+            tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started)
+            if save:
+                save(data)
+    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started)
+
+
+def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started):
+    """data's graphs, peaks and rows from what has run so far."""
     data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
     graphs_on = graphs == 'supported'
     if data['backend'] == 'cpu':  # its default run is the only one: the dry run still passes the flag, and says what the CLI did
@@ -417,14 +428,16 @@ def main(argv):
         facts = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}  # as device_check.py records it
         peaks = peaks_of_ceilings(ceilings(torch))
         log(f'e2e: {facts}; {peaks["how"]}')
+    date = time.strftime('%Y-%m-%d')
+    partial = lambda d: (out / 'e2e.json').write_text(json.dumps({**d, 'date': date, 'partial': True}, indent=1) + '\n')  # noqa: E731
     data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or {'name': 'this machine\'s CPU (dry run)'},
-                   eight_b_layers=a.eight_b_layers, hf_overrides=overrides, correctness_only=a.correctness_only)
-    data['date'] = time.strftime('%Y-%m-%d')
+                   eight_b_layers=a.eight_b_layers, hf_overrides=overrides, correctness_only=a.correctness_only, save=partial)
+    data['date'] = date
     (out / 'e2e.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_e2e_reports(data, out))
     if not a.work:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if data.get('correctness', {'ok': True})['ok'] and (data['rows'] or a.correctness_only) else 1
+    return 0 if data.get('correctness', {'ok': True})['ok'] and (data['rows'] or a.correctness_only) and not failed_runs(data) else 1
 
 
 if __name__ == '__main__':

@@ -88,8 +88,17 @@ def e2e_lines(e):
     return lines
 
 
+def failed_runs(e):
+    """tidarc runs that ended in an error (a --no-graphs the CLI refused is a finding, not a failure)."""
+    return [r for r in e.get('tidarcRuns', []) if 'error' in r and not (r['noGraphs'] and 'unsupported' in str(e.get('graphs', '')))]
+
+
 def short_lines(e):
     out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
+    failed = failed_runs(e)
+    if failed:
+        r = failed[0]
+        out.append(f"e2e: {len(failed)} tidarc runs FAILED; first: {r['model']} L={r['prefix']} k={r['draft']}{' --no-graphs' if r['noGraphs'] else ''}: {r['error']}")
     c = e.get('correctness')
     if c:
         out.append(f"e2e correctness (tidarc cpu vs transformers, first greedy token): {sum(x['ok'] for x in c['cases'])}/{len(c['cases'])} ok" + ('' if c['ok'] else ' FAILED'))

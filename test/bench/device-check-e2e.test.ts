@@ -85,7 +85,8 @@ hf = {(i, 4096): {n: {'medianMs': 20.0} for n in ('ar', 'tidar_k4', 'tidar_k8', 
 peaks = {'copyBytesPerMs': 4e9, 'matmulFlopsPerMs': 8e11, 'how': 'sample'}
 on = table_rows(models, (4096,), hf, runs, True, peaks)
 off = table_rows(models, (4096,), hf, {p: r for p, r in runs.items() if not p[3]}, False, peaks)
-data = {'rows': on, 'device': {'name': 'sample GPU'}, 'graphs': 'supported', 'backend': 'cuda', 'peaks': peaks, 'notes': ['sample'], 'skipped': ['tidarc x L=1024 k=4']}
+data = {'rows': on, 'device': {'name': 'sample GPU'}, 'graphs': 'supported', 'backend': 'cuda', 'peaks': peaks, 'notes': ['sample'], 'skipped': ['tidarc x L=1024 k=4'],
+        'tidarcRuns': [{'model': 'qwen3-8b-shape-4l', 'prefix': 1024, 'draft': 4, 'noGraphs': True, 'seconds': 1.0, 'error': 'tidarc: error: sample failure'}]}
 print(write_e2e_reports(data, sys.argv[1]))
 print(json.dumps({'on': on, 'off': off}))
 `;
@@ -116,13 +117,15 @@ print(json.dumps({'on': on, 'off': off}))
     expect(md).toMatch(/\| qwen3-8b-shape-4l \| 4 \| 4096 \| ar \| 1 \| 5\.00 \| 10\.00 \| 1, 400 \| 0\.100, 2\.000 \| 20\.00 \|/);
     expect(md).toMatch(/Skipped for the part's time budget/);
     expect(r.stdout).toMatch(/e2e +qwen3-8b-shape-4l L=4096 +ar: tidarc graphs +5\.00 ms +launches +10\.00 +eager +20\.00/);
+    expect(r.stdout).toMatch(/e2e: 1 tidarc runs FAILED; first: qwen3-8b-shape-4l L=1024 k=4 --no-graphs: tidarc: error: sample failure/);
   });
 
   test('device_check.py --report-only renders a recorded e2e section inside device-check.md', async () => {
     const sample = join(root, 'with-e2e.json');
     const { writeFileSync } = await import('node:fs');
     writeFileSync(sample, JSON.stringify({ format: 1, date: '2000-01-01', dryRun: false, device: { name: 'sample GPU' }, correctness: [],
-      e2e: { backend: 'cuda', graphs: 'unsupported: error: unknown option \'--no-graphs\'', rows: [], skipped: ['the whole part: 0 s left of the deadline'] } }));
+      e2e: { backend: 'cuda', graphs: 'unsupported: error: unknown option \'--no-graphs\'', rows: [], skipped: ['the whole part: 0 s left of the deadline'],
+        tidarcRuns: [{ model: 'm', prefix: 1024, draft: 8, noGraphs: true, seconds: 1, error: 'error: unknown option \'--no-graphs\'' }] } }));
     const out = join(root, 'report-only');
     const r = await py(['device_check.py', '--report-only', sample, '--out', out]);
     expect(r.code, r.stderr).toBe(0);
@@ -130,6 +133,7 @@ print(json.dumps({'on': on, 'off': off}))
     expect(md).toMatch(/## End to end: one decode step against transformers and the roofline \(issue 16 item 5\)/);
     expect(md).toMatch(/CUDA graphs: unsupported: error: unknown option '--no-graphs'/);
     expect(r.stdout).toMatch(/e2e \(cuda backend, graphs: unsupported[^)]*\): 0 step rows, 1 points skipped/);
+    expect(r.stdout).not.toMatch(/FAILED/);  // a refused --no-graphs is a finding, not a failed run
   });
 });
 
