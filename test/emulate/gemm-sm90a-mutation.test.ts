@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
+import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { GemmShape } from '../../src/codegen/gemm-plan.js';
-import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { randomGemmProblem, referenceGemm, worstRatio } from '../helpers/gemm.js';
 import { type Sm90aRun, buildSm90aHarness, runSm90a, writeSm90aUnit } from './gemm-sm90a-emu.js';
 
@@ -39,7 +39,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await sharedEmulatorRuntime();
+  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
   const p = randomGemmProblem(SHAPE, M, 17);
   const { ref, bound } = referenceGemm(SHAPE, p, M, 1);
   await runPool(MUTANTS, 2, async (m, i) => {
