@@ -22,7 +22,7 @@ import { CudaDevice } from '../runtime/cuda/device.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
-import { openKernelLibrary } from '../runtime/kernel-library.js';
+import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
 import { ModelRunner, type Runner } from '../runtime/model/forward.js';
 import { KvCache } from '../runtime/model/kv-cache.js';
@@ -104,7 +104,8 @@ async function cudaUnusable(): Promise<string | { arch: ArchName; summary: strin
 export interface ModelParts {
   readonly spec: ModelSpec;
   readonly tokenizer: Tokenizer;
-  readonly weights: ModelWeights;
+  /** cpu: the weights the operators read. cuda: absent (the host copy is dropped once they are on the device). */
+  readonly weights?: ModelWeights;
   /** The mask token TiDAR feeds; undefined: AR mode only (spec.maskTokenId is a placeholder then). */
   readonly maskTokenId: number | undefined;
   readonly backend: Backend;
@@ -142,7 +143,8 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     spec, log, ...(tuned ? { tiles: tuned.tiles } : {}), ...(tuned && Object.keys(tuned.gemms).length > 0 ? { gemms: tuned.gemms } : {}),
     ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
   };
-  const base = { spec, tokenizer: ckpt.tokenizer, weights, maskTokenId: ckpt.maskTokenId, backend: decision.backend, backendReason: decision.reason, threads };
+  // No closure below may capture `weights` (or the checkpoint): on cuda they are garbage once uploaded.
+  const base = { spec, tokenizer: ckpt.tokenizer, maskTokenId: ckpt.maskTokenId, backend: decision.backend, backendReason: decision.reason, threads };
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
@@ -160,9 +162,16 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     };
   }
   const kernels = openKernelLibrary((await cachedKernels({ ...cache, target: 'cpu' })).outDir, { backend: 'cpu' });
+  return cpuParts(base, weights, kernels, options.threads);
+}
+
+/** The cpu backend's parts: its runners read the host weights, which therefore live as long as the parts. */
+function cpuParts(base: Omit<ModelParts, 'newRunner' | 'close' | 'weights'>, weights: ModelWeights, kernels: KernelLibrary, attentionThreads: number | undefined): ModelParts {
+  const { spec, threads } = base;
   return {
     ...base,
-    newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, options.threads),
+    weights,
+    newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, attentionThreads),
     close: () => kernels.close(),
   };
 }

@@ -132,6 +132,8 @@ export class GpuModelRunner implements Runner {
   private readonly ops: GpuOps;
   private readonly gemms: GpuGemms;
   private readonly workspaces = new Map<number, PassBuffers>();
+  /** Token counts of the prefill passes whose scratch is still allocated (released by the next decode step). */
+  private readonly prefillTokens = new Set<number>();
   private readonly graphs = new Map<string, StepGraph>();
   private readonly table: OpTable<GpuPass>;
   private head?: HeadScratch;
@@ -162,6 +164,7 @@ export class GpuModelRunner implements Runner {
     const T = ids.length;
     const graph = this.graph(T, schedule);
     const ws = this.workspace(graph);
+    if (schedule.kind === 'prefill') this.prefillTokens.add(T);
     const hidden = this.forward(graph, ws, ids, positions);
     const { cache, device, ops, spec } = this;
     return {
@@ -196,6 +199,7 @@ export class GpuModelRunner implements Runner {
    */
   decodeStep(input: DeviceStepInput): DeviceStepOutput {
     const shape = stepShape(input);
+    this.releasePrefill();
     const graph = this.graph(shape.tokens, { kind: 'step', variant: input.variant });
     const ws = this.workspace(graph);
     const launches = resolveLaunches(graph, this.cache.length);
@@ -230,6 +234,27 @@ export class GpuModelRunner implements Runner {
     return { tokens: r.tokens, nextDrafts: r.nextDrafts };
   }
 
+  /**
+   * Frees what only the prefill needed once decoding has begun: its activations (a prompt's
+   * rows, in whole chunks), the lm_head scratch of its queries, and the GEMM and split-KV
+   * scratch it grew (each grows back to a step's size on its next use). A free makes the step
+   * graphs captured before it stale; this runs before a sequence's first step, when there are none.
+   */
+  private releasePrefill(): void {
+    if (this.prefillTokens.size === 0) return;
+    for (const T of this.prefillTokens) {
+      const ws = this.workspaces.get(T);
+      if (!ws) continue;
+      for (const b of [ws.prefixLen, ...ws.bufs.values()]) this.device.free(b);
+      this.workspaces.delete(T);
+    }
+    this.prefillTokens.clear();
+    if (this.head) for (const b of [this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse]) this.device.free(b);
+    this.head = undefined;
+    this.gemms.close();
+    this.launcher.close();
+  }
+
   /** Decode-step graphs held now. */
   get stepGraphCount(): number {
     return this.stepGraphs.size;
@@ -249,6 +274,7 @@ export class GpuModelRunner implements Runner {
     this.gemms.close();
     for (const b of bufs) this.device.free(b);
     this.workspaces.clear();
+    this.prefillTokens.clear();
     this.graphs.clear();
     this.head = undefined;
     this.cache.free();

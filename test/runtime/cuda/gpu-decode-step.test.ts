@@ -10,7 +10,8 @@
  *     without graphs every step is launched kernel by kernel;
  *   - sampling and acceptance on the device: a seeded sampled run is reproducible, the same
  *     with graphs on and off, and another seed gives other tokens; a step downloads only its
- *     result (no logits).
+ *     result (no logits);
+ *   - the loaded model's host memory holds no copy of the weights (ArrayBuffers after a GC).
  * Tagged: a C++ compiler (the emulated driver and modules).
  */
 import { execFile } from 'node:child_process';
@@ -41,13 +42,13 @@ interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run;
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
-  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'tidarCache'>;
+  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
   beforeAll(async () => {
     const dir = await writeRandomModel(root, SMALL, 11);
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'decode-step-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
+    const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', join(here, 'fixtures', 'decode-step-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
       cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 840_000,
     });
-    ({ on, off } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: typeof off });
+    ({ on, off, memory } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: typeof off; memory: typeof memory });
   }, 900_000);
 
   test('greedy TiDAR == greedy AR with graphs on and off, the same tokens both ways, and the KV-cache rule', () => {
@@ -82,5 +83,10 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
     for (const s of [...on.sampledTidar.steps, ...off.sampledTidar.steps]) expect(s.downloadBytes).toBe(7 * 4);
     // The draws depend on the seed (else "reproducible" would prove nothing).
     expect(on.sampledTidarSeed8.tokens).not.toEqual(on.sampledTidar.tokens);
+  });
+
+  test('the loaded model keeps no host copy of its weights once they are on the device', () => {
+    expect(memory.checkpointBytes).toBeGreaterThan(500_000);
+    expect(memory.hostBytesAfterLoad).toBeLessThan(memory.checkpointBytes / 4);
   });
 });
