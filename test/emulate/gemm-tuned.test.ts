@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { GemmShape, GemmTile } from '../../src/codegen/gemm-plan.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-tuned-'));
@@ -37,7 +37,7 @@ const problem = randomGemmProblem(SHAPE, Math.max(...MS), 71);
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   for (const kind of ['tuned', 'heuristic'] as const) {
     const dir = join(root, kind);
     const { source, cudaDir, plans } = writeGemmUnit(dir, SHAPE, MS, SPLIT_K, ['test'], kind === 'tuned' ? TUNED : {});

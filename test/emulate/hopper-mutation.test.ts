@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { worstRatio } from '../helpers/gemm.js';
 import { GEMM_KERNEL, type GemmCase, type HopperRun, buildHopperHarness, gemmArgs, gemmProblem, runHopper } from './hopper-emu.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 interface Mutant {
   readonly name: string;
@@ -47,7 +47,7 @@ const results = new Map<string, { run: HopperRun; worst: number }>();
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   const problems = new Map([GEMM, GEMM2].map((c) => [c.kernel, gemmProblem(c, root, 11)]));
   const source = readFileSync(GEMM_KERNEL, 'utf8');
   await runPool(MUTANTS, 2, async (m, i) => {

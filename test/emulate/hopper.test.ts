@@ -15,13 +15,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parsePtxasReport, type PtxasByArch } from '../../src/build/ptxas.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { type DType, encode } from '../../src/util/dtype.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { seededRandom } from '../../src/util/random.js';
 import { worstRatio } from '../helpers/gemm.js';
 import { FIXTURES, GEMM_KERNEL, type GemmCase, type HopperRun, buildHopperHarness, gemmArgs, gemmProblem, runHopper } from './hopper-emu.js';
 import { type Major, type Span, accElement, aElement, canonicalByte, descriptor, swizzledByte } from './hopper-isa.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();
@@ -197,7 +197,7 @@ let instancesAssembled = false;
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(dir, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   exe = join(dir, 'hopper');
   await buildHopperHarness(cxx.tool.path, GEMM_KERNEL, objects, exe);
   for (const [i, c] of TMA_CASES.entries()) {

@@ -16,9 +16,10 @@ import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { planAttention } from '../../src/codegen/plan.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { variantForMask } from '../../src/codegen/variant.js';
-import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
+import { buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import { type EmulationReport, emulateVariant } from '../../src/emulate/emulate-variant.js';
 import { blockDiffusion, tidarPrefill, tidarTrain, tree } from '../../src/ir/mask-builders.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const cxx = await findCxx();
 const VARIANTS = [
@@ -37,7 +38,7 @@ beforeAll(async () => {
   mkdirSync(cuda);
   for (const h of ['cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh']) writeFileSync(join(cuda, h.split('/')[1]!), readTemplateFile(h));
   writeFileSync(join(cuda, 'tidarc_abi.h'), readTemplateFile('common/tidarc_abi.h'));
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   await runPool(VARIANTS, 2, async (variant) => {
     const plan = planAttention(variant, ARCHES.sm_80.tile);
     const source = join(cuda, `${variant.name}.cu`);

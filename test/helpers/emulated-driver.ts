@@ -12,12 +12,12 @@
  *     generator's code out (tidarc's version stands for them), so without this a test cache
  *     that outlives an edit would hand out kernels or modules built from the old code.
  */
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findCxx } from '../../src/build/toolchain.js';
 import { templatesDigest } from '../../src/codegen/templates.js';
 import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
-import { EMU_FLAGS, EMU_MODULE_FLAGS, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, buildEmulatorRuntime, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
 import { withFileLock } from '../../src/fs/file-lock.js';
 import { makeDirs } from '../../src/fs/make-dirs.js';
 import { opKernels } from '../../src/runtime/cuda/op-abi.js';
@@ -91,6 +91,23 @@ export async function sharedOpsModule(): Promise<string> {
   await once(dir, library, 'building the GPU operators for the emulated driver', () =>
     buildEmulatedModule(join(templates, 'cuda', 'tidarc_ops.cu'), library, kernels, { includeDirs: [join(templates, 'cuda'), join(templates, 'common')] }));
   return module;
+}
+
+/**
+ * The emulator runtime's object files (buildEmulatorRuntime: a g++ compile per source) that the emulator
+ * executables of a test link, built once for every test file instead of once per file. Only for
+ * tests that link them unchanged.
+ */
+export async function sharedEmulatorRuntime(): Promise<string[]> {
+  const cxx = await findCxx();
+  if (!cxx.found) throw new Error(`the emulator runtime needs a C++ compiler (${cxx.reason})`);
+  const dir = join(TEST_CACHE, `emu-runtime-${sha256(`${await emulatedBuildKey()}\n${EMU_RUNTIME_SOURCES.join(' ')}`).slice(0, 16)}`);
+  const list = join(dir, 'objects.txt');
+  await once(dir, list, 'building the emulator runtime for the tests', async () => {
+    const objects = await buildEmulatorRuntime(cxx.tool.path, dir);
+    writeFileSync(list, `${objects.join('\n')}\n`);
+  });
+  return readFileSync(list, 'utf8').split('\n').filter(Boolean);
 }
 
 /**
