@@ -11,11 +11,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { type StepShape, stepCost } from '../../src/bench/roofline.js';
 import { expectedTensors, hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
 import { byteTokenizerConfig, formatByteTokenizerJson } from '../../src/model/tokenizer.js';
+import { sharedKernelCache } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
@@ -142,7 +143,11 @@ function baseSpec8b(): Omit<ModelSpec, 'layers'> {
 }
 
 describe.skipIf(!torch)('e2e.py --dry-run (needs torch, transformers and safetensors; skipped without them and in CI; tidarc\'s dist and cpu backend)', () => {
-  const cache = join(root, 'cache');
+  // The tests' shared kernel cache: the small model's cpu kernels compile once across runs of an unchanged checkout.
+  let cache: string;
+  beforeAll(async () => {
+    cache = await sharedKernelCache();
+  });
 
   test('transformers\' parameters of every e2e model are the tensors tidarc loads (names, shapes, the 8B shape\'s untied lm_head; norms where e2e.py writes ones)', async () => {
     const script = `
