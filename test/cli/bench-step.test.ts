@@ -67,7 +67,8 @@ describe('tidarc bench-step', () => {
   });
 
   it('--json: per step kind, launches, host and GPU ms, host<->device bytes and the roofline from the rates measured in the run', async () => {
-    const r = await run('bench-step', dir, '--draft', '4', '--prefix', '64', '--backend', 'cpu', ...QUICK, '--json');
+    // --no-graphs: accepted on the cpu backend, which launches no graphs.
+    const r = await run('bench-step', dir, '--draft', '4', '--prefix', '64', '--backend', 'cpu', ...QUICK, '--no-graphs', '--json');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout) as StepBenchResult;
     expect(j.machine.copyBytesPerMs).toBeGreaterThan(0);
