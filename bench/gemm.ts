@@ -24,7 +24,7 @@ import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '
 import { renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
+import { ACTIVATION_BYTES, type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
 
 const exec = promisify(execFile);
 const ROWS = [1, 20, 72, 272];
@@ -114,8 +114,8 @@ async function main(): Promise<void> {
     const at = rows.filter((r) => r.plan.m === m);
     const fusedS = at.reduce((t, r) => t + r.p.predictedS * times(r), 0);
     const fusedBytes = at.reduce((t, r) => t + r.p.hbmBytes * times(r), 0);
-    // Unfused: plain GEMMs, then silu_mul (2 M I 4 read, M I 4 written) a layer and row_stats (M V 4 read) once.
-    const siluMul = predictOp(3 * m * I * 4, H200), rowStats = predictOp(m * V * 4 + m * 12, H200);
+    // Unfused: plain GEMMs, then silu_mul (2 M I 4 read, M I 2 written: down's 16-bit input) a layer and row_stats (M V 4 read) once.
+    const siluMul = predictOp(2 * m * I * 4 + m * I * ACTIVATION_BYTES, H200), rowStats = predictOp(m * V * 4 + m * 12, H200);
     const plainS = at.reduce((t, r) => t + r.plain.predictedS * times(r), 0) + QWEN3_8B.layers * siluMul.predictedS + rowStats.predictedS;
     const plainBytes = at.reduce((t, r) => t + r.plain.hbmBytes * times(r), 0) + QWEN3_8B.layers * siluMul.bytes + rowStats.bytes;
     return { fusedS, fusedBytes, plainS, plainBytes };

@@ -3,11 +3,11 @@
     the emulator's findings as JSON lines. Built per GEMM source with
     -DTIDARC_GEMM_KERNELS='X(sym_m1) X(sym_m20) ...' and, when it has one,
     -DTIDARC_GEMM_REDUCE=<reduce symbol>; `--kernel` picks the kernel.
-    Input file: x [x_rows, k] f32, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
+    Input file: x [x_rows, k] 16-bit, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
     int32 (--row-ids 1), then the outputs (--accumulate 1; otherwise they start as NaN): out
     [rows, seg1], out2 [rows, seg2 - seg1], out3 [rows, n - seg2] (--seg1/--seg2, default n: one
     out [rows, n]). The output file holds the outputs in the same order. --epilogue 1 (SwiGLU):
-    one out [rows, n / 2]. --epilogue 2 (row statistics, -DTIDARC_GEMM_ROW_STATS=<symbol>): no
+    one out [rows, n / 2] of 16-bit elements. --epilogue 2 (row statistics, -DTIDARC_GEMM_ROW_STATS=<symbol>): no
     out; the file holds tile_stats [rows, n tiles, 2] f32, tile_argmax [rows, n tiles] int32,
     row_argmax [rows] int32, row_max [rows] f32, row_lse [rows] f32. */
 #include <cstdio>
@@ -103,17 +103,19 @@ int main(int argc, char** argv) {
 
   using namespace tidarc_emu;
   const size_t out_elems = static_cast<size_t>(rows) * n;
-  auto* x = static_cast<float*>(alloc_global("x", x_rows * k * 4));
+  void* x = alloc_global("x", x_rows * k * 2);
   void* w = alloc_global("w", n * k * 2);
   auto* b = bias ? static_cast<float*>(alloc_global("bias", n * 4)) : nullptr;
   auto* ids = row_ids ? static_cast<int32_t*>(alloc_global("row_ids", rows * 4)) : nullptr;
   // Each output exactly its segment's size (guard pages right after): a column written to the
   // wrong segment runs past it.
-  const size_t widths[3] = {stats ? 0 : static_cast<size_t>(epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU ? n / 2 : seg1), static_cast<size_t>(seg2 - seg1), static_cast<size_t>(n - seg2)};
+  const bool swiglu = epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU;
+  const size_t widths[3] = {stats ? 0 : static_cast<size_t>(swiglu ? n / 2 : seg1), static_cast<size_t>(seg2 - seg1), static_cast<size_t>(n - seg2)};
+  const size_t elem = swiglu ? 2 : 4;  // SwiGLU writes the 16-bit dtype
   const char* names[3] = {"out", "out2", "out3"};
-  float* outs[3] = {nullptr, nullptr, nullptr};
+  void* outs[3] = {nullptr, nullptr, nullptr};
   for (int i = 0; i < 3; ++i)
-    if (widths[i] > 0) outs[i] = static_cast<float*>(alloc_global(names[i], rows * widths[i] * 4));
+    if (widths[i] > 0) outs[i] = alloc_global(names[i], rows * widths[i] * elem);
   auto* ws = split > 1 ? static_cast<float*>(alloc_global("workspace", split * out_elems * 4)) : nullptr;
   // Row statistics: each array exactly its size, poisoned like the outputs.
   const size_t tiles = static_cast<size_t>(rows) * n_tiles;
@@ -128,20 +130,20 @@ int main(int argc, char** argv) {
   }
   FILE* in = std::fopen(in_path.c_str(), "rb");
   if (!in) usage("cannot open " + in_path);
-  read_exact(in, x, x_rows * k * 4, "x");
+  read_exact(in, x, x_rows * k * 2, "x");
   read_exact(in, w, n * k * 2, "w");
   if (b) read_exact(in, b, n * 4, "bias");
   if (ids) read_exact(in, ids, rows * 4, "row_ids");
   // Poison: an output or partial the kernels never write stays NaN.
   for (int i = 0; i < 3; ++i) {
     if (!outs[i]) continue;
-    if (accumulate) read_exact(in, outs[i], rows * widths[i] * 4, names[i]);
-    else std::memset(outs[i], 0xff, rows * widths[i] * 4);
+    if (accumulate) read_exact(in, outs[i], rows * widths[i] * elem, names[i]);
+    else std::memset(outs[i], 0xff, rows * widths[i] * elem);
   }
   std::fclose(in);
   if (ws) std::memset(ws, 0xff, split * out_elems * 4);
 
-  TidarcGemmArgs args{x, w, b, ids, outs[0], outs[1], outs[2], ws, tile_stats, tile_argmax, row_argmax, row_max, row_lse,
+  TidarcGemmArgs args{x, w, b, ids, outs[0], static_cast<float*>(outs[1]), static_cast<float*>(outs[2]), ws, tile_stats, tile_argmax, row_argmax, row_max, row_lse,
                       static_cast<int32_t>(rows), static_cast<int32_t>(accumulate), static_cast<int32_t>(seg1), static_cast<int32_t>(seg2),
                       static_cast<int32_t>(epilogue)};
   bool ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
@@ -163,7 +165,7 @@ int main(int argc, char** argv) {
   FILE* f = std::fopen(out_path.c_str(), "wb");
   if (!f) usage("cannot write " + out_path);
   for (int i = 0; i < 3; ++i)
-    if (outs[i]) std::fwrite(outs[i], 1, rows * widths[i] * 4, f);
+    if (outs[i]) std::fwrite(outs[i], 1, rows * widths[i] * elem, f);
   if (stats) {
     std::fwrite(tile_stats, 1, tiles * 8, f), std::fwrite(tile_argmax, 1, tiles * 4, f);
     std::fwrite(row_argmax, 1, rows * 4, f), std::fwrite(row_max, 1, rows * 4, f), std::fwrite(row_lse, 1, rows * 4, f);

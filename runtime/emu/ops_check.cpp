@@ -288,14 +288,15 @@ void check_rmsnorm() {
       const Weights w = weights(rng, cols, dtype, 0.5f, 1.5f);
       const float eps = 1e-6f;
       float* xd = upload("x", x);
-      TidarcRmsNormArgs a{xd, w.upload_to("w"), in_place ? xd : device<float>("out", x.size()), rows, cols, eps, dtype};
+      TidarcRmsNormArgs a{xd, w.upload_to("w"), in_place ? xd : device<float>("out", x.size()), rows, cols, eps, dtype, TIDARC_DTYPE_F32, 0};
       RUN(tidarc_op_rmsnorm, dim3(rows), dim3(256), a);
+      const float* out = static_cast<const float*>(a.out);
       double err = 0;
       for (int r = 0; r < rows; r++) {
         double ss = 0;
         for (int j = 0; j < cols; j++) ss += static_cast<double>(x[r * cols + j]) * x[r * cols + j];
         const double inv = 1.0 / std::sqrt(ss / cols + eps);
-        for (int j = 0; j < cols; j++) err = std::max(err, rel_error(a.out[r * cols + j], w.values[j] * (x[r * cols + j] * inv)));
+        for (int j = 0; j < cols; j++) err = std::max(err, rel_error(out[r * cols + j], w.values[j] * (x[r * cols + j] * inv)));
       }
       report("rmsnorm", fmt("rows %d, cols %d, %s%s", rows, cols, dtype_name(dtype), in_place ? ", in place" : ""), err, err <= kTolerance);
       tidarc_emu::free_globals();
@@ -308,10 +309,11 @@ void check_silu_mul() {
     const bool in_place = count == 257;
     const vector<float> gate = rng.floats(count, -12, 12), up = rng.floats(count, -3, 3);
     float* g = upload("gate", gate);
-    TidarcSiluMulArgs a{g, upload("up", up), in_place ? g : device<float>("out", count), count};
+    TidarcSiluMulArgs a{g, upload("up", up), in_place ? g : device<float>("out", count), count, TIDARC_DTYPE_F32, 0};
     RUN(tidarc_op_silu_mul, dim3((count + 255) / 256), dim3(256), a);
+    const float* out = static_cast<const float*>(a.out);
     double err = 0;
-    for (int64_t i = 0; i < count; i++) err = std::max(err, rel_error(a.out[i], gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i]));
+    for (int64_t i = 0; i < count; i++) err = std::max(err, rel_error(out[i], gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i]));
     report("silu_mul", fmt("count %lld%s", static_cast<long long>(count), in_place ? ", in place" : ""), err, err <= kTolerance);
     tidarc_emu::free_globals();
   }
@@ -323,13 +325,14 @@ void check_gelu() {
     const bool in_place = count == 257;
     const vector<float> x = rng.floats(count, -8, 8);
     float* in = upload("x", x);
-    TidarcGeluArgs a{in, in_place ? in : device<float>("out", count), count};
+    TidarcGeluArgs a{in, in_place ? in : device<float>("out", count), count, TIDARC_DTYPE_F32, 0};
     RUN(tidarc_op_gelu, dim3((count + 255) / 256), dim3(256), a);
+    const float* out = static_cast<const float*>(a.out);
     // Relative to |x|: 0.5 x (1 + tanh) cancels for x << 0, where tanhf's ulp of 1 is all that is left.
     double err = 0;
     for (int64_t i = 0; i < count; i++) {
       const double v = x[i], want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
-      err = std::max(err, std::fabs(a.out[i] - want) / std::max(std::fabs(v), 1e-6));
+      err = std::max(err, std::fabs(out[i] - want) / std::max(std::fabs(v), 1e-6));
     }
     report("gelu", fmt("count %lld%s", static_cast<long long>(count), in_place ? ", in place" : ""), err, err <= kTolerance);
     tidarc_emu::free_globals();
@@ -428,7 +431,7 @@ MatmulData matmul_data(Rng& rng, const MatmulCase& c) {
 float* launch_matmul(const MatmulCase& c, const MatmulData& d, const float* x) {
   TidarcMatmulArgs a{x, d.w.upload_to("w"), c.bias ? upload("bias", d.bias) : nullptr, c.row_ids ? upload("row_ids", d.ids) : nullptr,
                      c.accumulate ? upload("out", d.old) : device<float>("out", static_cast<size_t>(c.rows) * c.n),
-                     c.rows, c.n, c.k, c.dtype, c.accumulate, 0};
+                     c.rows, c.n, c.k, c.dtype, c.accumulate, TIDARC_DTYPE_F32};
   RUN(tidarc_op_matmul, dim3((c.n + 63) / 64, (c.rows + 15) / 16), dim3(256), a);
   return a.out;
 }
@@ -485,6 +488,61 @@ void check_matmul_row_independence(Rng& rng, int32_t dtype, int k) {
   tidarc_emu::free_globals();
 }
 
+// 16-bit activations (x_dtype bf16 / fp16, what the cuda step graph stores for a linear's
+// input): bitwise the float32 launch over the same values widened.
+void check_matmul_x16(Rng& rng, const Format& f) {
+  const MatmulCase c{17, 70, 130, f.dtype, true, true, false};
+  MatmulData d = matmul_data(rng, c);
+  const vector<uint16_t> bits = encode_all(d.x, f);
+  for (size_t i = 0; i < bits.size(); i++) d.x[i] = decode(bits[i], f);
+  const float* wide = launch_matmul(c, d, upload("x", d.x));
+  TidarcMatmulArgs a{upload("x16", bits), d.w.upload_to("w16"), upload("bias16", d.bias), upload("row_ids16", d.ids),
+                     device<float>("out16", static_cast<size_t>(c.rows) * c.n), c.rows, c.n, c.k, c.dtype, 0, f.dtype};
+  RUN(tidarc_op_matmul, dim3((c.n + 63) / 64, (c.rows + 15) / 16), dim3(256), a);
+  size_t mismatches = 0;
+  for (size_t i = 0; i < static_cast<size_t>(c.rows) * c.n; i++) mismatches += float_bits(a.out[i]) != float_bits(wide[i]);
+  report("matmul", fmt("x %s == x float32 of the same values, rows 17, n 70, k 130, bias, row_ids", f.name), mismatches, mismatches == 0, fmt(",\"mismatches\":%zu", mismatches));
+  tidarc_emu::free_globals();
+}
+
+// An op storing its output 16-bit (out_dtype) writes exactly the rounding (nearest even) of
+// what it writes as float32: `launch(out_dtype)` returns the output buffer.
+template <class Launch>
+void check_out16(const char* op, const std::string& name, size_t count, Launch launch) {
+  for (const Format* f : {&kBf16, &kFp16}) {
+    const float* wide = static_cast<const float*>(launch(TIDARC_DTYPE_F32));
+    const uint16_t* narrow = static_cast<const uint16_t*>(launch(f->dtype));
+    size_t mismatches = 0;
+    for (size_t i = 0; i < count; i++) mismatches += narrow[i] != encode(wide[i], *f);
+    report(op, fmt("%s, out %s == round(out float32)", name.c_str(), f->name), mismatches, mismatches == 0, fmt(",\"mismatches\":%zu", mismatches));
+  }
+  tidarc_emu::free_globals();
+}
+
+void check_out16_ops() {
+  Rng rng{31};
+  const int rows = 3, cols = 130;
+  const vector<float> x = rng.floats(static_cast<size_t>(rows) * cols, -4, 4);
+  const Weights w = weights(rng, cols, TIDARC_DTYPE_BF16, 0.5f, 1.5f);
+  check_out16("rmsnorm", "rows 3, cols 130, bf16 weight", x.size(), [&](int32_t out_dtype) {
+    TidarcRmsNormArgs a{upload("x", x), w.upload_to("w"), device<float>("out", x.size()), rows, cols, 1e-6f, TIDARC_DTYPE_BF16, out_dtype, 0};
+    RUN(tidarc_op_rmsnorm, dim3(rows), dim3(256), a);
+    return a.out;
+  });
+  const int64_t count = 1000;
+  const vector<float> gate = rng.floats(count, -12, 12), up = rng.floats(count, -3, 3);
+  check_out16("silu_mul", "count 1000", count, [&](int32_t out_dtype) {
+    TidarcSiluMulArgs a{upload("gate", gate), upload("up", up), device<float>("out", count), count, out_dtype, 0};
+    RUN(tidarc_op_silu_mul, dim3((count + 255) / 256), dim3(256), a);
+    return a.out;
+  });
+  check_out16("gelu", "count 1000", count, [&](int32_t out_dtype) {
+    TidarcGeluArgs a{upload("x", gate), device<float>("out", count), count, out_dtype, 0};
+    RUN(tidarc_op_gelu, dim3((count + 255) / 256), dim3(256), a);
+    return a.out;
+  });
+}
+
 void check_matmul() {
   Rng rng{29};
   for (int32_t dtype : {TIDARC_DTYPE_BF16, TIDARC_DTYPE_FP16, TIDARC_DTYPE_F32})
@@ -499,6 +557,8 @@ void check_matmul() {
   check_matmul_case(rng, {16, 64, 64, TIDARC_DTYPE_FP16, false, false, false});  // exactly one tile and chunk
   for (int32_t dtype : {TIDARC_DTYPE_BF16, TIDARC_DTYPE_F32})
     for (int k : {33, 130}) check_matmul_row_independence(rng, dtype, k);
+  check_matmul_x16(rng, kBf16);
+  check_matmul_x16(rng, kFp16);
 }
 
 }  // namespace
@@ -513,6 +573,7 @@ int main() {
   check_kv_commit();
   check_row_stats();
   check_matmul();
+  check_out16_ops();
   tidarc_emu::write_findings_json(stdout);
   return g_failures > 0 || !tidarc_emu::finding_counts().empty() ? 1 : 0;
 }

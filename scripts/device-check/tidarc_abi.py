@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 1
-OPS_ABI_VERSION = 1
+OPS_ABI_VERSION = 2
 
 
 class Struct:
@@ -41,10 +41,10 @@ def prefill_variant(chunk):
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))
-OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifi', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype'))
-OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'pad_'))
-OP_SILU_MUL = Struct('TidarcSiluMulArgs', '<QQQQ', ('gate', 'up', 'out', 'count'))
-OP_GELU = Struct('TidarcGeluArgs', '<QQQ', ('x', 'out', 'count'))
+OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifiii', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype', 'out_dtype', 'pad_'))
+OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'x_dtype'))
+OP_SILU_MUL = Struct('TidarcSiluMulArgs', '<QQQQii', ('gate', 'up', 'out', 'count', 'out_dtype', 'pad_'))
+OP_GELU = Struct('TidarcGeluArgs', '<QQQii', ('x', 'out', 'count', 'out_dtype', 'pad_'))
 OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiii', ('q', 'k', 'v', 'positions', 'inv_freq', 'q_out', 'k_out', 'v_out', 'rows', 'q_heads', 'kv_heads', 'head_dim', 'out_dtype', 'pad_'))
 OP_TO_FLOAT = Struct('TidarcToFloatArgs', '<QQQii', ('x', 'out', 'count', 'dtype', 'pad_'))
 OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'from', 'count', 'slot', 'kv_heads', 'capacity', 'head_dim'))

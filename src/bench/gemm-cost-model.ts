@@ -6,14 +6,15 @@
  *
  *   HBM bytes   main kernel: weights once (N K 2: one CTA covers all M <= 128 rows; past that
  *               the CTAs of one weight tile run side by side and share it through L2),
- *               activations once (M K 4), then the output (M N 4, read too when accumulating;
- *               SwiGLU epilogue: M N/2 4; row statistics: M tiles 12, tiles = ceil(N / 128))
+ *               activations once (M K 2: 16-bit, as the op before the GEMM stores them), then
+ *               the output (M N 4, read too when accumulating; SwiGLU epilogue: M N/2 2, the
+ *               down GEMM's 16-bit input; row statistics: M tiles 12, tiles = ceil(N / 128))
  *               or, with split-K S > 1, the partials (S M N 4); the reduce kernel after it reads
  *               the partials and writes the output (counted as HBM although they may stay in L2).
  *               Row statistics add the merge: it reads M tiles 12 and writes M 12, one launch.
  *   unfused     what the epilogues replace (predictOp): silu_mul reads gate and up (2 M I 4) and
- *               writes M I 4; the plain lm_head writes M V 4 logits that row_stats reads again.
- *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 4 over all parts) and
+ *               writes M I 2; the plain lm_head writes M V 4 logits that row_stats reads again.
+ *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 2 over all parts) and
  *               the weight tile once per CTA along M.
  *   FLOPs       2 M N K useful; executed: whole m16 fragments of every CTA (padding rows included).
  *   time        max(main HBM / copy rate, L2 / L2 rate, executed / mma.sync rate + wave term)
@@ -100,9 +101,12 @@ function executedRows(p: GemmPlan, rows: number): number {
 /** The fused epilogues (tidarc_gemm_abi.h): what the GEMM writes instead of its [rows, N] output. */
 export type GemmEpilogue = 'none' | 'swiglu' | 'rowStats';
 
+/** Bytes of one activation element the GEMMs read, and of the SwiGLU epilogue's output: the model's 16-bit dtype. */
+export const ACTIVATION_BYTES = 2;
+
 /** Bytes a launch over `rows` rows writes as its output (read too when accumulating). */
 function outputBytes(n: number, rows: number, epilogue: GemmEpilogue): number {
-  if (epilogue === 'swiglu') return rows * (n / 2) * 4;
+  if (epilogue === 'swiglu') return rows * (n / 2) * ACTIVATION_BYTES;
   if (epilogue === 'rowStats') return rows * Math.ceil(n / 128) * 12;
   return rows * n * 4;
 }
@@ -116,7 +120,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const perSm = ctasPerSm(machine, p.threads, registers, p.sharedBytes);
   const slots = machine.sms * Math.max(1, perSm);
   const waves = ctas / slots;
-  const weights = n * k * 2, acts = rows * k * 4, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);
+  const weights = n * k * 2, acts = rows * k * ACTIVATION_BYTES, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
   const reduceBytes = s > 1 ? partials + output : 0;

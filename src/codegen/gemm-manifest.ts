@@ -36,13 +36,14 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
       ...(epilogues.swigluInterleave ? { swigluInterleave: epilogues.swigluInterleave } : {}),
       source: gemmSource(u.shape),
       ...(u.tuned ? { tuned: { arch: u.tuned.arch, device: u.tuned.measuredOn, tile: u.tuned.tiles[String(p.m)] !== undefined } } : {}),
-      plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, kTilesPerSplit: u.reduction.kTilesPerSplit },
+      plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, stagesByArch: p.stagesByArch as Record<string, number>, kTilesPerSplit: u.reduction.kTilesPerSplit },
       launch: {
         grid: [`ceil(rows / ${p.blockM})`, String(p.nTiles), String(u.reduction.splitK)],
         blockM: p.blockM,
         nTiles: p.nTiles,
         block: p.threads,
         dynamicSharedBytes: p.sharedBytes,
+        dynamicSharedBytesByArch: p.sharedBytesByArch as Record<string, number>,
         ...(split ? { reduceBlock: GEMM_REDUCE_THREADS } : {}),
       },
     };

@@ -87,12 +87,21 @@ export interface GemmPlan {
   readonly warpsM: number;
   readonly warpsN: number;
   readonly threads: number;
+  /** Pipeline stages every target arch can run (the tightest shared memory): what a build without a per-arch choice compiles (the emulator, host passes). */
   readonly stages: number;
+  /**
+   * Per target arch, the stages its own shared memory suggests (chooseStages for that arch
+   * alone: deeper, or fewer where that keeps two CTAs an SM): nvcc compiles each
+   * arch's pass of the unit with its own (Config's kStages, chosen by __CUDA_ARCH__), and the
+   * launch asks for that arch's sharedBytesByArch. Stages never change the reduction order.
+   */
+  readonly stagesByArch: Readonly<Partial<Record<ArchName, number>>>;
   /** CTAs along M at m rows. */
   readonly mBlocks: number;
   readonly nTiles: number;
   readonly stageBytes: number;
   readonly sharedBytes: number;
+  readonly sharedBytesByArch: Readonly<Partial<Record<ArchName, number>>>;
 }
 
 function unsupported(message: string, field: string, value: unknown, allowed: string): never {
@@ -227,9 +236,12 @@ export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduct
   if (stages === undefined) {
     unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
   }
+  // A tuned tile keeps its stages on every arch (it was measured so); the heuristic deepens the pipeline where an arch has room.
+  const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, tile ? tile.stages : chooseStages(stageBytes, gemmTarget([a]))!]));
   return checkGemmPlan({
-    shape, m, reduction, blockM, blockN: GEMM_BLOCK_N, warpsM, warpsN, threads: GEMM_THREADS, stages, mBlocks,
+    shape, m, reduction, blockM, blockN: GEMM_BLOCK_N, warpsM, warpsN, threads: GEMM_THREADS, stages, stagesByArch, mBlocks,
     nTiles: Math.ceil(shape.n / GEMM_BLOCK_N), stageBytes, sharedBytes: stages * stageBytes,
+    sharedBytesByArch: Object.fromEntries(Object.entries(stagesByArch).map(([a, st]) => [a, st * stageBytes])),
   });
 }
 
@@ -243,6 +255,9 @@ function checkGemmPlan(p: GemmPlan): GemmPlan {
   if (warpM % 16 !== 0 || warpN % 16 !== 0) fail('a warp tile must be whole m16 x (2 x n8) fragments');
   if ((p.blockN * 8) % p.threads !== 0) fail('every thread must issue the same number of weight copies');
   if (p.mBlocks * p.blockM < p.m) fail('the CTAs along M do not cover M');
+  for (const [arch, st] of Object.entries(p.stagesByArch)) {
+    if (st! * p.stageBytes > GEMM_ARCH_DATA[arch as ArchName].maxSharedPerBlock) fail(`${st} stages on ${arch} do not fit its shared memory`);
+  }
   const r = p.reduction;
   if (r.kTilesPerSplit * (r.splitK - 1) >= r.kTiles || r.kTilesPerSplit * r.splitK < r.kTiles) fail('split-K parts must cover the k tiles, none empty');
   return p;

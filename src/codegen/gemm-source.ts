@@ -3,6 +3,7 @@
  * order, shared) and one Config per planned M. The view model is prepared here; the template
  * only loops over it.
  */
+import { ARCHES, type ArchName } from './arch.js';
 import { banner } from './kernel-source.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { type GemmPlan, type GemmShape, type GemmTuning, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
@@ -61,8 +62,27 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
       blockK: reduction.blockK,
       stages: p.stages,
       sharedBytes: p.sharedBytes,
+      archStages: archStages(p),
     })),
   });
+}
+
+/**
+ * The arches whose own shared memory gives a kernel more stages than the common `stages`: one
+ * `__CUDA_ARCH__` case each (nvcc compiles the unit once per arch), in arch order; arches of
+ * one compute capability (sm_90, sm_90a) share a case.
+ */
+function archStages(p: GemmPlan): { cudaArch: number; arches: string; stages: number; sharedBytes: number }[] {
+  const byCc = new Map<number, { arches: string[]; stages: number }>();
+  for (const [arch, stages] of Object.entries(p.stagesByArch) as [ArchName, number][]) {
+    if (stages === p.stages) continue;
+    const [major, minor] = ARCHES[arch].computeCapability;
+    const cc = major * 100 + minor * 10;
+    const known = byCc.get(cc);
+    if (known && known.stages !== stages) throw new Error(`GEMM ${gemmUnitName(p.shape)} M=${p.m}: arches of compute capability ${cc} want ${known.stages} and ${stages} stages`);
+    (known ?? byCc.set(cc, { arches: [], stages }).get(cc)!).arches.push(arch);
+  }
+  return [...byCc.entries()].sort(([a], [b]) => a - b).map(([cudaArch, v]) => ({ cudaArch, arches: v.arches.join(', '), stages: v.stages, sharedBytes: v.stages * p.stageBytes }));
 }
 
 function tunedNote(t: GemmTuning, plans: readonly GemmPlan[]): string {

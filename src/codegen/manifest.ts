@@ -111,7 +111,8 @@ export interface ManifestGemm {
   /** gate_up units: the kernels fuse silu(gate) * up when gate | up rows are interleaved in blocks of this many. */
   readonly swigluInterleave?: number;
   readonly source: string;
-  readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly kTilesPerSplit: number };
+  /** stages: what every target arch can run (the emulator's build); stagesByArch: what each arch's nvcc pass compiles (its own shared memory). */
+  readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly stagesByArch?: Readonly<Record<string, number>>; readonly kTilesPerSplit: number };
   readonly launch: {
     /** Any row count runs: grid (ceil(rows / blockM), nTiles, splitK); the reduce over ceil(rows * n / 256) blocks of 256. */
     readonly grid: readonly string[];
@@ -119,6 +120,8 @@ export interface ManifestGemm {
     readonly nTiles: number;
     readonly block: number;
     readonly dynamicSharedBytes: number;
+    /** Per arch, the dynamic shared memory of its stages (a device of that arch launches with it; others with dynamicSharedBytes). */
+    readonly dynamicSharedBytesByArch?: Readonly<Record<string, number>>;
     readonly reduceBlock?: number;
   };
   /** After an nvcc build: per arch, the ptxas figures of the kernel (and of the unit's reduce). */

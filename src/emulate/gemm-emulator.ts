@@ -9,6 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
+import { decode } from '../util/dtype.js';
 import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
 import { type GemmPlan, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
 import { EMU_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
@@ -33,8 +34,8 @@ export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir
 export interface GemmInputs {
   /** Rows the launch computes. */
   readonly rows: number;
-  /** [xRows, k] float32; xRows >= rows (or >= every row id). */
-  readonly x: Float32Array;
+  /** [xRows, k] 16-bit bits of the plan's dtype (the activations as the op before stores them); xRows >= rows (or >= every row id). */
+  readonly x: Uint16Array;
   /** [n, k] 16-bit bits of the plan's dtype. */
   readonly w: Uint16Array;
   readonly bias?: Float32Array;
@@ -58,7 +59,7 @@ export interface GemmRowStats {
 }
 
 export interface GemmRunResult {
-  /** [rows, n], the segments put back side by side. */
+  /** [rows, n], the segments put back side by side (swiglu: [rows, n / 2], its 16-bit output widened exactly). */
   readonly out: Float32Array;
   readonly stats?: GemmRowStats;
   readonly findings: readonly EmulatorFinding[];
@@ -135,7 +136,7 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
     };
     return { out: new Float32Array(0), stats, findings, counts, completed };
   }
-  if (inputs.epilogue === 'swiglu') return { out: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + elems * 4) as ArrayBuffer), findings, counts, completed };
+  if (inputs.epilogue === 'swiglu') return { out: decode(plan.shape.dtype, new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + elems * 2) as ArrayBuffer)), findings, counts, completed };
   const file = new Float32Array(elems);
   new Uint8Array(file.buffer).set(raw.subarray(0, elems * 4));
   return { out: joinColumns(file, inputs.rows, n, ranges), findings, counts, completed };

@@ -6,11 +6,21 @@
  *                    written to their own outputs (q|k|v, gate|up: one read of x instead of 3 or 2);
  *   fuseSwiglu       gate|up + silu(gate) * up -> the GEMM's SwiGLU epilogue (no [T, 2I] round trip);
  *   fuseRopePack     rope of q and k + the 16-bit pack of q, k, v -> one rope_pack launch;
- *   foldResidualAdds linear into t, x += t -> the GEMM accumulates into x.
+ *   foldResidualAdds linear into t, x += t -> the GEMM accumulates into x;
+ *   foldToFloat      the attention's 16-bit o widened to float32 for o_proj -> o_proj reads it;
+ *   untieGemmInputs  an in-place gelu / swiglu whose result only linears read -> its own tensor;
+ *   storeGemmInputs16 a tensor only linears read, written by an op that can round its output
+ *                    (rmsnorm, gelu, swiglu, the SwiGLU epilogue) -> the model's 16-bit dtype:
+ *                    the GEMMs stream it with cp.async like the weights (half the bytes, no
+ *                    per-tile conversion) and round to exactly what they rounded to before.
+ *                    The residual stream, q/k/v before RoPE and the norms' sums stay float32:
+ *                    they are accumulated into or re-read, and a 16-bit residual would round
+ *                    every layer's add (error growing with depth), not just a GEMM's input.
  * Pure.
  */
 import { TidarcError } from '../errors.js';
 import { type StepGraph, withUsedTensors } from './step-graph.js';
+import type { TensorDecl } from './step-ops.js';
 import { type LinearPart, type OpOf, type StepOp, layerPrefix, opTensors } from './step-ops.js';
 
 /** Linears that fuse: their roles in order, the fused role (the manifest's GEMM role) and weight name. */
@@ -94,6 +104,93 @@ export function foldResidualAdds(ops: readonly StepOp[]): StepOp[] {
   return out;
 }
 
+/** The activations an op reads, and those it writes (accumulate, in place: both). */
+function reads(op: StepOp): string[] {
+  switch (op.kind) {
+    case 'embed': return [op.ids];
+    case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': case 'headNorm': case 'rope': return [op.x];
+    case 'linear': return [op.x, ...(op.accumulate ? op.parts.flatMap((p) => (p.out ? [p.out] : [])) : [])];
+    case 'ropePack': case 'attention': return [op.q, op.k, op.v];
+    case 'swiglu': return [op.gate, op.up];
+    case 'add': return [op.x, op.y];
+  }
+}
+function writes(op: StepOp): string[] {
+  switch (op.kind) {
+    case 'embed': case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': case 'swiglu': return [op.out];
+    case 'headNorm': case 'rope': case 'add': return [op.x];
+    case 'linear': return [...op.parts.flatMap((p) => (p.out ? [p.out] : [])), ...(op.swiglu ? [op.swiglu.out] : [])];
+    case 'ropePack': return [op.qOut, op.kOut, op.vOut];
+    case 'attention': return [op.out, op.lse];
+  }
+}
+
+/** Whether `op` can store `t` (one of its outputs, not also an input) rounded to 16-bit. */
+function rounds16(op: StepOp, t: string): boolean {
+  switch (op.kind) {
+    case 'rmsnorm': case 'gelu': return op.out === t && op.x !== t;
+    case 'swiglu': return op.out === t && op.gate !== t && op.up !== t;
+    case 'linear': return op.swiglu?.out === t && op.x !== t;
+    default: return false;
+  }
+}
+const readsAsGemmInput = (op: StepOp, t: string): boolean => isLinear(op) && op.x === t && !writes(op).includes(t);
+
+/** toFloat(o16 -> o) whose o only linears read: the linears read o16 (the GEMMs take 16-bit activations). */
+export function foldToFloat(ops: readonly StepOp[]): StepOp[] {
+  const widened = new Set(ops.flatMap((op) => (op.kind === 'toFloat' ? [op.out] : [])));
+  for (const t of [...widened]) {
+    if (!ops.every((op) => !opTensors(op).includes(t) || (op.kind === 'toFloat' && op.out === t && op.x !== t) || readsAsGemmInput(op, t))) widened.delete(t);
+  }
+  const source = new Map<string, string>();
+  const out: StepOp[] = [];
+  for (const op of ops) {
+    if (op.kind === 'toFloat' && widened.has(op.out)) source.set(op.out, op.x);
+    else out.push(isLinear(op) && widened.has(op.x) ? { ...op, x: source.get(op.x)! } : op);
+  }
+  return out;
+}
+
+/**
+ * An in-place gelu or swiglu (x -> x) whose result only linears read before it is written
+ * again writes `<name>16` instead, and those linears read that: its input keeps its type and
+ * the result can be stored 16-bit (storeGemmInputs16).
+ */
+export function untieGemmInputs(graph: StepGraph): StepGraph {
+  const ops = [...graph.ops];
+  const tensors = [...graph.tensors];
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (!((op.kind === 'gelu' && op.x === op.out) || (op.kind === 'swiglu' && (op.gate === op.out || op.up === op.out)))) continue;
+    const t = op.out, fresh = `${t}16`;
+    const end = ops.findIndex((o, j) => j > i && writes(o).includes(t));
+    const span = ops.slice(i + 1, end < 0 ? ops.length : end);
+    const readers = span.filter((o) => opTensors(o).includes(t));
+    if (readers.length === 0 || !readers.every((o) => readsAsGemmInput(o, t)) || graph.tensors.some((d) => d.name === fresh)) continue;
+    if (end < 0 && graph.head.x === t) continue;  // the lm_head reads it as well
+    ops[i] = { ...op, out: fresh };
+    for (let j = i + 1; j < i + 1 + span.length; j++) if (readers.includes(ops[j]!)) ops[j] = { ...(ops[j] as Linear), x: fresh };
+    if (!tensors.some((d) => d.name === fresh)) tensors.push({ ...tensors.find((d) => d.name === t)!, name: fresh });  // one per name, every layer's
+  }
+  return { ...graph, ops, tensors };
+}
+
+/**
+ * Float32 tensors that only linears read (the lm_head included) and that only ops able to
+ * round their output write become 'u16' (the model's 16-bit dtype). The GEMMs rounded their
+ * input to that dtype anyway (round to nearest even), so a GEMM's result is bitwise what it was.
+ */
+export function storeGemmInputs16(graph: StepGraph): StepGraph {
+  const sixteen = (d: TensorDecl): boolean => {
+    if (d.type !== 'f32') return false;
+    const touching = graph.ops.filter((op) => opTensors(op).includes(d.name));
+    const readers = touching.filter((op) => reads(op).includes(d.name));
+    return (readers.length > 0 || graph.head.x === d.name)
+      && touching.every((op) => (reads(op).includes(d.name) ? readsAsGemmInput(op, d.name) : rounds16(op, d.name)));
+  };
+  return { ...graph, tensors: graph.tensors.map((d) => (sixteen(d) ? { ...d, type: 'u16' } : d)) };
+}
+
 /** Every tensor an op names is one the graph declares. */
 export function validateGraph(graph: StepGraph, backend: string): StepGraph {
   const known = new Set(graph.tensors.map((t) => t.name));
@@ -109,6 +206,7 @@ export function validateGraph(graph: StepGraph, backend: string): StepGraph {
 export function rewriteForGpu(graph: StepGraph, o: GpuRewriteOptions = {}): StepGraph {
   let ops = fuseLinears(graph.ops);
   if (o.swigluInterleave !== undefined) ops = fuseSwiglu(ops, o.swigluInterleave);
-  ops = foldResidualAdds(fuseRopePack(ops));
-  return validateGraph(withUsedTensors(graph, ops), 'cuda');
+  ops = foldToFloat(foldResidualAdds(fuseRopePack(ops)));
+  const untied = untieGemmInputs({ ...graph, ops });
+  return validateGraph(storeGemmInputs16(withUsedTensors(untied, untied.ops)), 'cuda');
 }

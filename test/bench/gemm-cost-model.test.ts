@@ -52,6 +52,13 @@ describe('gemm cost model', () => {
     // Unfused the logits are read once more by row_stats: M V 4 written + read in all.
     expect(plain.hbmBytes + predictOp(m * V * 4, H200).bytes - stats.hbmBytes).toBeGreaterThan(2 * m * V * 4 - 3 * m * tiles * 12);
     const gateUp = plan(24576, 4096, m);
-    expect(predictGemm(gateUp, m, H200, 64).hbmBytes - predictGemm(gateUp, m, H200, 64, { epilogue: 'swiglu' }).hbmBytes).toBe(m * 12288 * 4);
+    // SwiGLU: the down GEMM's 16-bit [M, I] input instead of the float32 [M, 2I] gate | up.
+    expect(predictGemm(gateUp, m, H200, 64).hbmBytes - predictGemm(gateUp, m, H200, 64, { epilogue: 'swiglu' }).hbmBytes).toBe(m * 24576 * 4 - m * 12288 * 2);
+  });
+  test('16-bit activations: a launch reads M K 2 bytes of them from HBM, and every N tile M K 2 from L2', () => {
+    const p = plan(4096, 4096, 72, 1);
+    const r = predictGemm(p, 72, H200, 94);
+    expect(r.hbmBytes).toBe(4096 * 4096 * 2 + 72 * 4096 * 2 + 72 * 4096 * 4);
+    expect(r.l2Bytes).toBe(p.nTiles * 72 * 4096 * 2 + 4096 * 4096 * 2);
   });
 });

@@ -7,6 +7,14 @@ import { describe, expect, test } from 'vitest';
 import { ARCH_NAMES } from '../../src/codegen/arch.js';
 import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmGrid, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { TidarcError } from '../../src/errors.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeGemms } from '../../src/codegen/gemm-manifest.js';
+import { planModelGemms } from '../../src/codegen/gemm-model.js';
+import { renderGemmUnit } from '../../src/codegen/gemm-source.js';
+import { parseModelJson } from '../../src/ir/model-validate.js';
+import { gemmSharedBytes } from '../../src/runtime/cuda/gpu-gemm.js';
+import { packageRoot } from '../../src/util/paths.js';
 
 const QWEN3_8B = { qkv: [6144, 4096], o: [4096, 4096], gate_up: [24576, 4096], down: [4096, 12288], lm_head: [151936, 4096] } as const;
 
@@ -83,5 +91,44 @@ describe('planGemm', () => {
     const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
     const p = planGemm(shape, 128, t, planReduction(shape, t));
     expect(p.sharedBytes).toBeLessThanOrEqual(101_376);
+  });
+  test('one compile for sm_80, sm_86 and sm_90: each arch gets the stages of its own shared memory, one reduction for all', () => {
+    const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
+    const { units } = planModelGemms(spec, spec.draftLengths, ['sm_80', 'sm_86', 'sm_90']);
+    const alone = planModelGemms(spec, spec.draftLengths, ['sm_90']).units;
+    for (const [u, only90] of units.map((u, i) => [u, alone[i]!] as const)) {
+      expect(u.reduction).toEqual(planReduction(u.shape, gemmTarget(['sm_80', 'sm_86', 'sm_90'])));
+      for (const [p, p90] of u.plans.map((p, i) => [p, only90.plans[i]!] as const)) {
+        const by = p.stagesByArch;
+        expect(p.stages, `${u.name} M=${p.m}`).toBe(by.sm_86);  // the common stages: sm_86's 99 KB
+        expect(by.sm_90, `${u.name} M=${p.m}`).toBe(p90.stages);  // what an sm_90-only compile plans
+        for (const a of ['sm_80', 'sm_86', 'sm_90'] as const) expect(p.sharedBytesByArch[a]).toBeLessThanOrEqual(GEMM_ARCH_DATA[a].maxSharedPerBlock);
+      }
+      // Decode steps (AR, k = 4, 8): sm_90 pipelines deeper than sm_86 (the prefill chunk of 64 rows gets 4 stages on both).
+      for (const p of u.plans.filter((p) => [1, 20, 72].includes(p.m))) expect(p.stagesByArch.sm_90!, `${u.name} M=${p.m}`).toBeGreaterThan(p.stagesByArch.sm_86!);
+    }
+    const o = units.find((u) => u.roles.includes('o'))!;
+    const source = renderGemmUnit(o.shape, o.plans, o.roles, spec.name);
+    const m1 = o.plans.find((p) => p.m === 1)!;
+    expect(source).toContain(`#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900\n  static constexpr int kStages = ${m1.stagesByArch.sm_90};`);
+    expect(source).toContain(`#else\n  static constexpr int kStages = ${m1.stages};\n#endif`);
+    expect(describeGemms([o]).find((g) => g.m === 1)!.launch.dynamicSharedBytesByArch).toEqual({ sm_80: m1.sharedBytesByArch.sm_80, sm_86: m1.sharedBytes, sm_90: m1.stagesByArch.sm_90! * m1.stageBytes });
+  });
+  test('a tuned tile keeps its stages on every arch', () => {
+    const t = gemmTarget(['sm_86', 'sm_90']);
+    const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const p = planGemm(shape, 20, t, planReduction(shape, t), { blockM: 32, warpsM: 1, stages: 3 });
+    expect(p.stagesByArch).toEqual({ sm_86: 3, sm_90: 3 });
+  });
+});
+
+describe('gemmSharedBytes: the launch asks for what the code the driver picks was compiled with', () => {
+  const launch = { grid: [], blockM: 16, nTiles: 1, block: 256, dynamicSharedBytes: 100, dynamicSharedBytesByArch: { sm_80: 150, sm_86: 100, sm_90: 200 } };
+  test.for([['sm_90', 200], ['sm_86', 100], ['sm_89', 100], ['sm_80', 150], ['sm_90a', 200]] as const)('%s -> %d bytes', ([arch, bytes]) => {
+    expect(gemmSharedBytes(launch, arch)).toBe(bytes);
+  });
+  test('no per-arch figures (an older manifest) or no matching arch: the common stages', () => {
+    expect(gemmSharedBytes({ ...launch, dynamicSharedBytesByArch: undefined }, 'sm_90')).toBe(100);
+    expect(gemmSharedBytes({ ...launch, dynamicSharedBytesByArch: { sm_90: 200 } }, 'sm_86')).toBe(100);
   });
 });

@@ -3,7 +3,7 @@
  * SIMT emulator, against float64:
  *   - SwiGLU: gate | up (I = 104: N = 208, a full and a partial N tile; K = 1032 so split-K 3
  *     has parts of 6, 6 and 5 k tiles), rows interleaved as uploadWeights does; out [M, I] =
- *     silu(gate) * up within the float32 bound (below) at M = 1, 20, 72, with a bias too, split-K
+ *     silu(gate) * up, stored as bf16, within the float32 bound plus half a bf16 ulp (below) at M = 1, 20, 72, with a bias too, split-K
  *     1 and 3; bitwise the same row at every M.
  *   - Row statistics (lm_head, greedy): N = 300 (three tiles, the last partial), K = 264, at
  *     M = 1, 20, 72 and 272, split-K 1 and 3, with a tie across tiles and inside one (equal
@@ -51,8 +51,10 @@ function referenceSwiglu(p: GemmProblem, rows: number, splitK: number, bias: boo
       const bg = bound[r * SWIGLU.n + c]!, bu = bound[r * SWIGLU.n + I + c]!;
       const silu = g / (1 + Math.exp(-g));
       out[r * I + c] = silu * u;
-      // |silu'| < 1.1; then expf, 1 + e, the division and the product: a few float32 roundings.
-      b[r * I + c] = 1.1 * bg * (Math.abs(u) + bu) + (Math.abs(silu) + 1.1 * bg) * bu + 8 * 2 ** -24 * Math.abs(silu * u) + 1e-30;
+      // |silu'| < 1.1; then expf, 1 + e, the division and the product: a few float32 roundings;
+      // then the store to bf16 (round to nearest: half an ulp, 2^-8 relative, of the result).
+      const f32 = 1.1 * bg * (Math.abs(u) + bu) + (Math.abs(silu) + 1.1 * bg) * bu + 8 * 2 ** -24 * Math.abs(silu * u);
+      b[r * I + c] = f32 + 2 ** -8 * (Math.abs(silu * u) + f32) + 1e-30;
     }
   }
   return { ref: out, bound: b };

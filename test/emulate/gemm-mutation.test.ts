@@ -28,7 +28,7 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'swap the k halves of the B fragment', from: 'b[j][0] = r[0], b[j][1] = r[1]', to: 'b[j][0] = r[1], b[j][1] = r[0]', caughtBy: 'mismatch' },
   { name: 'wait for one cp.async group too few', from: 'cp_async_wait<C::kStages - 2>();', to: 'cp_async_wait<C::kStages - 1>();', caughtBy: 'cp-async' },
   { name: 'split-K reduce forgets the last part', from: 'for (int s = 1; s < C::kSplitK; ++s)', to: 'for (int s = 1; s < C::kSplitK - 1; ++s)', caughtBy: 'mismatch' },
-  { name: 'activations stored into the stage being read', from: 'gemm_store_x<C>(xr, stage_x(next_stage));', to: 'gemm_store_x<C>(xr, stage_x(stage));', caughtBy: 'race' },
+  { name: 'activations copied into the stage being read', from: 'gemm_load_x<C>(a, x_row, stage_x(next_stage), kt0 + next);', to: 'gemm_load_x<C>(a, x_row, stage_x(stage), kt0 + next);', caughtBy: 'cp-async' },
   { name: 'padding rows written past the end of out', from: '      if (r >= a.rows) continue;\n', to: '', caughtBy: 'out-of-bounds' },
 ];
 

@@ -28,6 +28,8 @@ export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number
 }
 
 export interface GemmProblem {
+  /** The activations' and weights' 16-bit type: the kernels read x as these bits (gemmInputs encodes it). */
+  readonly dtype: GemmShape['dtype'];
   readonly x: Float32Array;      // [xRows, k]
   readonly w: Uint16Array;       // [n, k]
   readonly bias: Float32Array;   // [n]
@@ -38,6 +40,7 @@ export function randomGemmProblem(shape: GemmShape, xRows: number, seed: number)
   const rng = seededRandom(seed);
   const { n, k } = shape;
   return {
+    dtype: shape.dtype,
     x: Float32Array.from({ length: xRows * k }, () => rng.normal()),
     w: encode(shape.dtype, Float32Array.from({ length: n * k }, () => 0.5 * rng.normal())),
     bias: Float32Array.from({ length: n }, () => rng.normal()),
@@ -48,7 +51,7 @@ export function randomGemmProblem(shape: GemmShape, xRows: number, seed: number)
 export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean; accumulate?: boolean; rowIds?: Int32Array; segments?: readonly [number, number] } = {}): GemmInputs {
   const n = p.bias.length;
   return {
-    rows, x: p.x, w: p.w,
+    rows, x: encode(p.dtype, p.x), w: p.w,
     ...(opts.bias ? { bias: p.bias } : {}),
     ...(opts.rowIds ? { rowIds: opts.rowIds } : {}),
     ...(opts.accumulate ? { accumulate: p.old.slice(0, rows * n) } : {}),

@@ -6,7 +6,9 @@
  *   - the attention schedule (prefill chunks committed one by one, then the mask block);
  *   - the cuda rewrite: q|k|v and gate|up fused, rope + pack fused, residual adds folded into
  *     the GEMMs, SwiGLU in the gate_up epilogue only when the compile has it (and then no `up`
- *     tensor is left to allocate);
+ *     tensor is left to allocate); 16-bit activations: every linear's input (the normed hidden
+ *     state, the attention output, the SwiGLU / GELU output) is declared u16 on the cuda graph,
+ *     the residual stream and q/k/v stay f32, an in-place activation gets its own 16-bit output;
  *   - the executor refuses an op the backend's table lacks, naming op and backend.
  * Needs: nothing.
  */
@@ -82,22 +84,41 @@ describe('the cuda rewrite', () => {
   test('with the SwiGLU epilogue: qkv, rope_pack, accumulating o and down, gate_up with SwiGLU; no up tensor', () => {
     const g = rewriteForGpu(tidar4(spec('qwen2')), { swigluInterleave: 8 });
     const ops = layerOps(g, 0);
-    expect(kinds(ops)).toEqual(['rmsnorm', 'linear:qkv', 'ropePack', 'attention', 'toFloat', 'linear:o', 'rmsnorm', 'linear:gate_up', 'linear:down']);
+    expect(kinds(ops)).toEqual(['rmsnorm', 'linear:qkv', 'ropePack', 'attention', 'linear:o', 'rmsnorm', 'linear:gate_up', 'linear:down']);
     const [qkv, o, gateUp, down] = ops.filter((x) => x.kind === 'linear');
     expect(qkv).toMatchObject({ weight: 'model.layers.0.self_attn.qkv_proj.weight', bias: 'model.layers.0.self_attn.qkv_proj.bias', parts: [{ out: 'q' }, { out: 'k' }, { out: 'v' }] });
-    expect(o).toMatchObject({ accumulate: true, parts: [{ weight: 'model.layers.0.self_attn.o_proj.weight', out: 'x' }] });
+    expect(o).toMatchObject({ x: 'o16', accumulate: true, parts: [{ weight: 'model.layers.0.self_attn.o_proj.weight', out: 'x' }] });
     expect(gateUp).toMatchObject({ weight: 'model.layers.0.mlp.gate_up_proj.weight', swiglu: { out: 'gate', interleave: 8 } });
     expect(down).toMatchObject({ x: 'gate', accumulate: true, parts: [{ out: 'x' }] });
     const names = g.tensors.map((t) => t.name);
     expect(names).not.toContain('up');
     expect(names).not.toContain('attn_out');
     expect(names).not.toContain('mlp_out');
+    expect(names).not.toContain('o');
+    const type = new Map(g.tensors.map((t) => [t.name, t.type]));
+    expect(['h', 'o16', 'gate'].map((t) => type.get(t))).toEqual(['u16', 'u16', 'u16']);
+    expect(['x', 'q', 'k', 'v', 'lse'].map((t) => type.get(t))).toEqual(['f32', 'f32', 'f32', 'f32', 'f32']);
   });
 
   test('without it (an older manifest): gate|up as two parts, then swiglu; qk-norm stays between qkv and rope_pack', () => {
     const g = rewriteForGpu(tidar4(spec('qwen3')));
-    expect(kinds(layerOps(g, 1))).toEqual(['rmsnorm', 'linear:qkv', 'headNorm', 'headNorm', 'ropePack', 'attention', 'toFloat', 'linear:o', 'rmsnorm', 'linear:gate_up', 'swiglu', 'linear:down']);
+    expect(kinds(layerOps(g, 1))).toEqual(['rmsnorm', 'linear:qkv', 'headNorm', 'headNorm', 'ropePack', 'attention', 'linear:o', 'rmsnorm', 'linear:gate_up', 'swiglu', 'linear:down']);
     expect(g.tensors.map((t) => t.name)).toContain('up');
+    // silu_mul no longer overwrites gate in place: it stores gate16 (16-bit), which down reads.
+    const [swiglu, down] = layerOps(g, 1).slice(-2);
+    expect(swiglu).toMatchObject({ gate: 'gate', up: 'up', out: 'gate16' });
+    expect(down).toMatchObject({ x: 'gate16' });
+    const type = new Map(g.tensors.map((t) => [t.name, t.type]));
+    expect(['gate16', 'gate', 'up', 'h'].map((t) => type.get(t))).toEqual(['u16', 'f32', 'f32', 'u16']);
+  });
+
+  test('a linear input some other op reads, or an op cannot round, stays float32', () => {
+    const base = tidar4(spec('llama'));
+    // rmsnorm's h also read by an add (a family that reuses the normed state): not a GEMM-only tensor.
+    const extra = { ...base, ops: [...base.ops.slice(0, -1), { kind: 'add' as const, x: 'x', y: 'h' }, base.ops.at(-1)!] };
+    const type = new Map(rewriteForGpu(extra, { swigluInterleave: 8 }).tensors.map((t) => [t.name, t.type]));
+    expect(type.get('h')).toBe('f32');
+    expect(type.get('gate')).toBe('u16');
   });
 });
 

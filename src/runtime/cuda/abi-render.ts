@@ -150,8 +150,10 @@ src/runtime/cuda/op-abi.ts packs these structs; test/runtime/cuda/op-abi.test.ts
 its offsets against this header with g++. Changing a field changes
 TIDARC_OPS_ABI_VERSION.
 
-Activations are float32, row-major [rows, features]. Weights stay in the checkpoint's
-format: \`dtype\` 0 = bf16 bits, 1 = fp16 bits, 2 = float32 (TIDARC_DTYPE_*). Every kernel
+Activations are row-major [rows, features], float32 unless a field's dtype says otherwise
+(\`out_dtype\`, \`x_dtype\`: what the step graph declares for that tensor; the GEMMs read
+16-bit). Weights stay in the checkpoint's format: \`dtype\` 0 = bf16 bits, 1 = fp16 bits,
+2 = float32 (TIDARC_DTYPE_*). Every kernel
 works for any shape given at run time; launch geometry is in each struct's comment.`, [
     [`#define TIDARC_OPS_ABI_VERSION ${OPS_ABI_VERSION}`, ...dtypes].join('\n'),
     ...(Object.keys(OPS) as OpName[]).map((op) => {

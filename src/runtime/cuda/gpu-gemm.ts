@@ -7,6 +7,7 @@
  * workspace shared by every launch (they run in order on one stream).
  */
 import { join } from 'node:path';
+import { ARCHES } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
 import { GEMM_BLOCK_N, GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
@@ -24,7 +25,7 @@ export interface GemmRowStatsOut {
 }
 
 export interface GemmLaunch {
-  /** [*, k] float32 activations (rows 16-byte aligned). */
+  /** [*, k] activations in the weights' 16-bit dtype (rows 16-byte aligned): the step graph's 'u16' tensors. */
   readonly x: DeviceBuffer;
   readonly rows: number;
   readonly w: GpuMatrix;
@@ -37,11 +38,26 @@ export interface GemmLaunch {
   /** Add the old out (a residual) after the bias. */
   readonly accumulate?: boolean;
   /**
-   * swiglu: w is gate | up interleaved (uploadWeights), one out [rows, n / 2] = silu(gate) * up.
+   * swiglu: w is gate | up interleaved (uploadWeights), one out [rows, n / 2] = silu(gate) * up in the 16-bit dtype.
    * rowStats: no out (outs empty); `stats` gets each row's argmax, max and lse.
    */
   readonly epilogue?: 'swiglu' | 'rowStats';
   readonly stats?: GemmRowStatsOut;
+}
+
+/**
+ * The dynamic shared memory of a launch on a device of `deviceArch`: that of the code the driver
+ * runs there (the unit's Config per __CUDA_ARCH__): the compiled arch of the same major version
+ * with the highest minor not above the device's, as the driver picks a fatbin's real code; the
+ * common stages' when the manifest has no per-arch figures or none matches.
+ */
+export function gemmSharedBytes(launch: ManifestGemm['launch'], deviceArch: string): number {
+  const cc = (ARCHES as Record<string, { computeCapability: readonly [number, number] } | undefined>)[deviceArch]?.computeCapability;
+  const byArch = Object.entries(launch.dynamicSharedBytesByArch ?? {}).flatMap(([a, bytes]) => {
+    const c = (ARCHES as Record<string, { computeCapability: readonly [number, number] } | undefined>)[a]?.computeCapability;
+    return c && cc && c[0] === cc[0] && c[1] <= cc[1] ? [{ minor: c[1], bytes }] : [];
+  });
+  return byArch.length === 0 ? launch.dynamicSharedBytes : byArch.reduce((best, x) => (x.minor > best.minor ? x : best)).bytes;
 }
 
 export class GpuGemms {
@@ -101,7 +117,8 @@ export class GpuGemms {
       rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
       rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
     });
-    this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], g.launch.dynamicSharedBytes, args);
+    const shared = gemmSharedBytes(g.launch, this.device.arch);
+    this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], shared, args);
     // Split-K: each part wrote its float32 partial; the reduce sums them in order, then the epilogue
     // (bias and residual; SwiGLU a thread an output; row statistics a warp a row of a tile).
     if (g.reduceKernel) {

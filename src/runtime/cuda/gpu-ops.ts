@@ -44,26 +44,27 @@ export class GpuOps {
     this.run('embed', EMBED, { ids: ids.ptr, table: table.buf.ptr, out: out.ptr, rows, cols: table.cols, vocab: table.rows, dtype: DTYPE_CODE[table.dtype] }, [rows], 256);
   }
 
-  /** out[r] = w * x[r] / rms(x[r]) for `rows` rows of w.cols * w.rows features (out may be x). */
-  rmsnorm(x: DeviceBuffer, w: GpuMatrix, eps: number, out: DeviceBuffer, rows: number): void {
-    this.run('rmsnorm', RMSNORM, { x: x.ptr, w: w.buf.ptr, out: out.ptr, rows, cols: w.rows * w.cols, eps, dtype: DTYPE_CODE[w.dtype] }, [rows], 256);
+  /** out[r] = w * x[r] / rms(x[r]) for `rows` rows of w.cols * w.rows features, stored as outDtype (out may be x when f32). */
+  rmsnorm(x: DeviceBuffer, w: GpuMatrix, eps: number, out: DeviceBuffer, rows: number, outDtype: GpuDtype = 'f32'): void {
+    this.run('rmsnorm', RMSNORM, { x: x.ptr, w: w.buf.ptr, out: out.ptr, rows, cols: w.rows * w.cols, eps, dtype: DTYPE_CODE[w.dtype], outDtype: DTYPE_CODE[outDtype] }, [rows], 256);
   }
 
-  /** out[r] = x[row(r)] w^T + bias (+ out[r] when accumulate). */
-  matmul(x: DeviceBuffer, w: GpuMatrix, bias: DeviceBuffer | null, out: DeviceBuffer, rows: number, o: { rowIds?: DeviceBuffer; accumulate?: boolean } = {}): void {
+  /** out[r] = x[row(r)] w^T + bias (+ out[r] when accumulate); x of xDtype. */
+  matmul(x: DeviceBuffer, w: GpuMatrix, bias: DeviceBuffer | null, out: DeviceBuffer, rows: number, o: { rowIds?: DeviceBuffer; accumulate?: boolean; xDtype?: GpuDtype } = {}): void {
     this.run('matmul', MATMUL, {
       x: x.ptr, w: w.buf.ptr, bias: ptr(bias), rowIds: ptr(o.rowIds), out: out.ptr,
-      rows, n: w.rows, k: w.cols, dtype: DTYPE_CODE[w.dtype], accumulate: o.accumulate ? 1 : 0,
+      rows, n: w.rows, k: w.cols, dtype: DTYPE_CODE[w.dtype], accumulate: o.accumulate ? 1 : 0, xDtype: DTYPE_CODE[o.xDtype ?? 'f32'],
     }, [blocks(w.rows, 64), blocks(rows, 16)], 256);
   }
 
-  siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, count: number): void {
-    this.run('silu_mul', SILU_MUL, { gate: gate.ptr, up: up.ptr, out: out.ptr, count }, [blocks(count, 256)], 256);
+  /** out = silu(gate) * up over `count` floats, stored as outDtype (out may be gate when f32). */
+  siluMul(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, count: number, outDtype: GpuDtype = 'f32'): void {
+    this.run('silu_mul', SILU_MUL, { gate: gate.ptr, up: up.ptr, out: out.ptr, count, outDtype: DTYPE_CODE[outDtype] }, [blocks(count, 256)], 256);
   }
 
-  /** out = gelu(x) (tanh form) over `count` floats; out may be x. */
-  gelu(x: DeviceBuffer, out: DeviceBuffer, count: number): void {
-    this.run('gelu', GELU, { x: x.ptr, out: out.ptr, count }, [blocks(count, 256)], 256);
+  /** out = gelu(x) (tanh form) over `count` floats, stored as outDtype (out may be x when f32). */
+  gelu(x: DeviceBuffer, out: DeviceBuffer, count: number, outDtype: GpuDtype = 'f32'): void {
+    this.run('gelu', GELU, { x: x.ptr, out: out.ptr, count, outDtype: DTYPE_CODE[outDtype] }, [blocks(count, 256)], 256);
   }
 
   ropePack(a: {
@@ -113,7 +114,6 @@ export class GpuOps {
   accept(tokens: DeviceBuffer, accepted: DeviceBuffer, emitted: DeviceBuffer, rows: number): void {
     this.run('accept', ACCEPT, { tokens: tokens.ptr, accepted: accepted.ptr, emitted: emitted.ptr, rows }, [1], 32);
   }
-
   /** Greedy sample: per row the argmax of the (beta-mixed) logits without neverEmit; accepted[r] = (drafts[r] is it). */
   verify(a: { logits: At; mix?: At; beta?: number; drafts?: At; tokens: At; accepted?: At; rows: number; vocab: number; neverEmit?: number }): void {
     this.run('verify', VERIFY, {

@@ -14,7 +14,7 @@ import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import type { Manifest } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { type OpOf, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
+import { type OpOf, type StepGraph, type TensorType, stepK, stepV } from '../../ir/step-graph.js';
 import { runOps, type OpTable } from '../../ir/step-exec.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import {
@@ -86,6 +86,8 @@ interface PassBuffers {
   readonly rows: number;
   readonly bufs: ReadonlyMap<string, DeviceBuffer>;
   readonly widths: ReadonlyMap<string, number>;
+  /** Element types as the graph declares them (u16: the model's dtype, e.g. the GEMMs' activations). */
+  readonly types: ReadonlyMap<string, TensorType>;
   readonly prefixLen: DeviceBuffer;
 }
 
@@ -305,7 +307,7 @@ export class GpuModelRunner implements Runner {
   private runGraph(graph: StepGraph, ws: PassBuffers, launches: readonly ResolvedLaunch[], context: LaunchContext): DeviceBuffer {
     this.context = context;
     try {
-      runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, tokens: graph.tokens, launches }, 'cuda');
+      runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, types: ws.types, tokens: graph.tokens, launches }, 'cuda');
     } finally {
       this.context = undefined;
     }
@@ -404,7 +406,7 @@ export class GpuModelRunner implements Runner {
       if (t.type === 'u16') d.fill(buf, 0);
       bufs.set(t.name, buf);
     }
-    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths') };
+    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths') };
     this.workspaces.set(T, ws);
     return ws;
   }

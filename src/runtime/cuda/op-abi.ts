@@ -32,7 +32,7 @@ export interface StructSchema<F extends string = string> {
 /** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
 export const ABI_VERSION = 1;
 /** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h). */
-export const OPS_ABI_VERSION = 1;
+export const OPS_ABI_VERSION = 2;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -48,25 +48,28 @@ export const EMBED = schema('TidarcEmbedArgs', [
   ['rows', 'i32'], ['cols', 'i32'], ['vocab', 'i32', note('an id outside [0, vocab) gives a zero row')], ['dtype', 'i32'],
 ], 'tidarc_op_embed: out[t, :] = table[ids[t], :].  grid (rows), block 256.');
 export const RMSNORM = schema('TidarcRmsNormArgs', [
-  ['x', 'ptr', c('const float*')], ['w', 'ptr', c('const void*', '[cols], dtype')], ['out', 'ptr', c('float*')],
-  ['rows', 'i32'], ['cols', 'i32'], ['eps', 'f32'], ['dtype', 'i32'],
-], `tidarc_op_rmsnorm: out[r, :] = w * (x[r, :] * rsqrt(mean(x[r, :]^2) + eps)); out may be x.
-Used for the layer norms (cols = hidden) and Qwen3's per-head q/k norms (rows = T * heads,
-cols = head_dim).  grid (rows), block 256.`);
+  ['x', 'ptr', c('const float*')], ['w', 'ptr', c('const void*', '[cols], dtype')], ['out', 'ptr', c('void*', 'out_dtype elements')],
+  ['rows', 'i32'], ['cols', 'i32'], ['eps', 'f32'], ['dtype', 'i32'], ['outDtype', 'i32', note('2 float32; 0 / 1: rounded to bf16 / fp16 (a GEMM\'s activations)')], ['pad', 'i32'],
+], `tidarc_op_rmsnorm: out[r, :] = w * (x[r, :] * rsqrt(mean(x[r, :]^2) + eps)); out may be x
+(float32 out only). Used for the layer norms (cols = hidden; out 16-bit when only GEMMs read
+it) and Qwen3's per-head q/k norms (rows = T * heads, cols = head_dim).  grid (rows), block 256.`);
 export const MATMUL = schema('TidarcMatmulArgs', [
-  ['x', 'ptr', c('const float*', '[*, k]')], ['w', 'ptr', c('const void*', '[n, k], dtype (HF layout [out_features, in_features])')],
+  ['x', 'ptr', c('const void*', '[*, k], x_dtype')], ['w', 'ptr', c('const void*', '[n, k], dtype (HF layout [out_features, in_features])')],
   ['bias', 'ptr', c('const float*', '[n] or null')], ['rowIds', 'ptr', c('const int32_t*', '[rows] or null')], ['out', 'ptr', c('float*', '[rows, n]')],
-  ['rows', 'i32'], ['n', 'i32'], ['k', 'i32'], ['dtype', 'i32'], ['accumulate', 'i32'], ['pad', 'i32'],
+  ['rows', 'i32'], ['n', 'i32'], ['k', 'i32'], ['dtype', 'i32'], ['accumulate', 'i32'], ['xDtype', 'i32', note('2 float32, 0 / 1 bf16 / fp16 activations')],
 ], `tidarc_op_matmul: out[r, n] = sum_k x[row(r), k] * w[n, k] + bias[n] (+ out[r, n] when
 accumulate), row(r) = row_ids ? row_ids[r] : r. Each output element is summed by ONE thread
 in k order, then the bias, then the old out: a row's result does not depend on \`rows\`
 (greedy TiDAR == AR relies on it).  grid (ceil(n / 64), ceil(rows / 16)), block 256.`);
-export const SILU_MUL = schema('TidarcSiluMulArgs', [['gate', 'ptr', c('const float*')], ['up', 'ptr', c('const float*')], ['out', 'ptr', c('float*')], ['count', 'i64']],
-  `tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate.  grid
-(ceil(count / 256)), block 256.`);
-export const GELU = schema('TidarcGeluArgs', [['x', 'ptr', c('const float*')], ['out', 'ptr', c('float*')], ['count', 'i64']],
-  `tidarc_op_gelu: out[i] = gelu(x[i]), the tanh form (torch's gelu(approximate='tanh'));
-out may be x.  grid (ceil(count / 256)), block 256.`);
+export const SILU_MUL = schema('TidarcSiluMulArgs', [
+  ['gate', 'ptr', c('const float*')], ['up', 'ptr', c('const float*')], ['out', 'ptr', c('void*', 'out_dtype elements')], ['count', 'i64'],
+  ['outDtype', 'i32', note('2 float32; 0 / 1: rounded to bf16 / fp16, as the GEMM\'s SwiGLU epilogue')], ['pad', 'i32'],
+], `tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate (float32 out only).
+grid (ceil(count / 256)), block 256.`);
+export const GELU = schema('TidarcGeluArgs', [
+  ['x', 'ptr', c('const float*')], ['out', 'ptr', c('void*', 'out_dtype elements')], ['count', 'i64'], ['outDtype', 'i32', note('2 float32; 0 / 1 bf16 / fp16')], ['pad', 'i32'],
+], `tidarc_op_gelu: out[i] = gelu(x[i]), the tanh form (torch's gelu(approximate='tanh'));
+out may be x (float32 out only).  grid (ceil(count / 256)), block 256.`);
 export const ROPE_PACK = schema('TidarcRopePackArgs', [
   ['q', 'ptr', c('const float*')], ['k', 'ptr', c('const float*')], ['v', 'ptr', c('const float*')], ['positions', 'ptr', c('const int32_t*', '[rows]')],
   ['invFreq', 'ptr', c('const float*', '[head_dim / 2], scaling already applied')], ['qOut', 'ptr', c('uint16_t*')], ['kOut', 'ptr', c('uint16_t*')], ['vOut', 'ptr', c('uint16_t*')],
@@ -209,7 +212,7 @@ export const RETURN_CODES: readonly { readonly name: string; readonly value: num
   { name: 'TIDARC_ERR_WORKSPACE', value: 3, note: 'num_splits > 1 without a workspace' },
 ];
 
-/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 3). */
+/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 4: x is 16-bit). */
 export const GEMM = schema('TidarcGemmArgs', [
   ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'], ['out2', 'ptr'], ['out3', 'ptr'], ['workspace', 'ptr'],
   ['tileStats', 'ptr'], ['tileArgmax', 'ptr'], ['rowArgmax', 'ptr'], ['rowMax', 'ptr'], ['rowLse', 'ptr'],

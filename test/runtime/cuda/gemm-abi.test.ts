@@ -18,7 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const cField = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
-  test('sizeof and offsetof of every field match the header; version 3', () => {
+  test('sizeof and offsetof of every field match the header; version 4 (16-bit x)', () => {
     const lines = [
       `std::printf("version %d\\n", TIDARC_GEMM_ABI_VERSION);`,
       `std::printf("size %zu\\n", sizeof(TidarcGemmArgs));`,
@@ -29,7 +29,7 @@ describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
     const exe = join(dir, 'layout');
     execFileSync(cxx.found ? cxx.tool.path : 'g++', ['-std=c++17', '-I', resolve('templates/cuda'), src, '-o', exe]);
     const l = layoutOf(GEMM);
-    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 3', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
+    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 4', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
     expect(l.size).toBe(128);  // 13 pointers, 5 int32, padded to 8
   });
   test('packs pointers as 64-bit and the segment bounds and epilogue as int32', () => {

@@ -41,16 +41,17 @@ describe.skipIf(!cxx.found)('op-abi layouts match the headers', () => {
 
 describe('packStruct', () => {
   test('writes little-endian fields at their offsets', () => {
-    const b = packStruct(RMSNORM, { x: 0x1234_5678_9a, w: 8, out: 16, rows: 3, cols: 64, eps: 1e-6, dtype: 0 });
+    const b = packStruct(RMSNORM, { x: 0x1234_5678_9a, w: 8, out: 16, rows: 3, cols: 64, eps: 1e-6, dtype: 0, outDtype: 1 });
     const v = new DataView(b.buffer);
-    expect(b.length).toBe(40);
+    expect(b.length).toBe(48);
+    expect(v.getInt32(40, true)).toBe(1);
     expect(v.getBigUint64(0, true)).toBe(0x1234_5678_9an);
     expect(v.getInt32(24, true)).toBe(3);
     expect(v.getFloat32(32, true)).toBeCloseTo(1e-6, 12);
   });
   test('refuses a missing field, a fractional int and a negative pointer', () => {
     expect(() => packStruct(RMSNORM, { x: 1, w: 1, out: 1, rows: 1, cols: 1, eps: 1 })).toThrow(/TidarcRmsNormArgs.dtype is missing/);
-    expect(() => packStruct(RMSNORM, { x: 1, w: 1, out: 1, rows: 1.5, cols: 1, eps: 1, dtype: 0 })).toThrow(/rows = 1.5/);
-    expect(() => packStruct(RMSNORM, { x: -1, w: 1, out: 1, rows: 1, cols: 1, eps: 1, dtype: 0 })).toThrow(/x = -1/);
+    expect(() => packStruct(RMSNORM, { x: 1, w: 1, out: 1, rows: 1.5, cols: 1, eps: 1, dtype: 0, outDtype: 2 })).toThrow(/rows = 1.5/);
+    expect(() => packStruct(RMSNORM, { x: -1, w: 1, out: 1, rows: 1, cols: 1, eps: 1, dtype: 0, outDtype: 2 })).toThrow(/x = -1/);
   });
 });

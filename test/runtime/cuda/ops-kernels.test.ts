@@ -1,7 +1,9 @@
 /**
  * The GPU operators (templates/cuda/tidarc_ops.cu): on the SIMT emulator against the plain C++
  * references of runtime/emu/ops_check.cpp (one JSON line per check), including the matmul
- * property TiDAR relies on (a row's result does not depend on `rows`), and through nvcc for
+ * property TiDAR relies on (a row's result does not depend on `rows`), the 16-bit activations
+ * the cuda step graph stores for a GEMM (bitwise the rounding of the float32 output; matmul's
+ * 16-bit x bitwise its float32 widening), and through nvcc for
  * sm_80 and sm_90 with no spills. Tagged: a C++ compiler; nvcc (skipped where absent).
  */
 import { execFile } from 'node:child_process';
@@ -85,6 +87,15 @@ describe.skipIf(!cxx.found)('GPU operators on the emulator', () => {
 
   test('matmul: every output equals one fma chain in k order, then bias, then the old out', () => {
     for (const c of checks.filter((c) => c.op === 'matmul')) expect(c.mismatches, c.case).toBe(0);
+  });
+
+  test('16-bit activations: rmsnorm, silu_mul, gelu store exactly round(float32 out); matmul reads 16-bit x as its float32 widening', () => {
+    const sixteen = checks.filter((c) => / == round\(out float32\)| == x float32 of the same values/.test(c.case));
+    expect(sixteen.map((c) => `${c.op} ${c.case}`).sort()).toEqual([
+      ...['gelu count 1000', 'rmsnorm rows 3, cols 130, bf16 weight', 'silu_mul count 1000'].flatMap((n) => ['bf16', 'fp16'].map((f) => `${n}, out ${f} == round(out float32)`)),
+      ...['bf16', 'fp16'].map((f) => `matmul x ${f} == x float32 of the same values, rows 17, n 70, k 130, bias, row_ids`),
+    ].sort());
+    for (const c of sixteen) expect(c.mismatches, c.case).toBe(0);
   });
 
   test('every check passed, no emulator findings, exit code 0', () => {
