@@ -1,16 +1,17 @@
 /*! tidarc GEMM for the linear layers: out[rows, N] = x[rows, K] * w[N, K]^T on tensor cores
     (mma.sync m16n8k16, 16-bit inputs, float32 accumulation). One CTA owns a BLOCK_N slice of
     the weights and BLOCK_M token rows (all rows of a step up to 128), so each weight byte
-    crosses HBM once per step. Weights stream through a kStages-deep cp.async pipeline of
-    16-byte copies; activations (float32) are read a tile ahead into registers and rounded to
-    16-bit as they are stored to shared memory. Shared tiles are rows of 64 elements (128
+    crosses HBM once per step. Weights and activations (both 16-bit, the kernel's dtype: the op
+    before the GEMM stores its output rounded) stream through a kStages-deep cp.async pipeline
+    of 16-byte copies, with no per-tile conversion. Shared tiles are rows of 64 elements (128
     bytes) with the 16-byte chunks XOR-swizzled by row, so ldmatrix reads 8 rows from 8
     different bank groups. Split-K parts write float32 partials; <kernel>_reduce sums them in
     a fixed order. The reduction order lives in Config's Reduction base (see <shape>.cu), which
     every kernel of a weight shape shares, so a row's result does not depend on M.
     Epilogues (tidarc_gemm_abi.h) run on the full sum only: SwiGLU over an interleaved gate | up
-    (a thread's fragments j and j + 1 are a gate block and its up block), and per-tile row
-    statistics for the lm_head (argmax, max, sum of exp), merged by <unit>_row_stats. */
+    (a thread's fragments j and j + 1 are a gate block and its up block), written in the 16-bit
+    dtype (the down GEMM's activations), and per-tile row statistics for the lm_head (argmax,
+    max, sum of exp), merged by <unit>_row_stats. */
 #pragma once
 #include "tidarc_device.cuh"
 #include "tidarc_gemm_abi.h"
@@ -41,7 +42,7 @@ struct GemmShape {
   static constexpr int kXStageElems = C::kBlockM * kGemmBlockK;
   static constexpr int kStageElems = kWStageElems + kXStageElems;
   static constexpr int kWCopies = C::kBlockN * kGemmChunksPerRow / kThreads;                        // cp.async a thread issues per stage
-  static constexpr int kXChunks = (C::kBlockM * kGemmChunksPerRow + kThreads - 1) / kThreads;       // activation chunks a thread stages
+  static constexpr int kXChunks = (C::kBlockM * kGemmChunksPerRow + kThreads - 1) / kThreads;       // activation cp.async a thread issues per stage (some idle past kBlockM)
   static constexpr int kKTiles = (C::kK + kGemmBlockK - 1) / kGemmBlockK;
   static constexpr int kNTiles = (C::kN + C::kBlockN - 1) / C::kBlockN;
   static_assert(C::kK % 8 == 0, "weight and activation rows must be whole 16-byte chunks");
@@ -53,11 +54,6 @@ struct GemmShape {
   static_assert(kWarpN % (2 * kGemmSwigluBlock) == 0, "a warp's columns are whole gate | up block pairs");
   static_assert(C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
   static_assert(C::kN < (1 << 24), "column indices travel through float32 shuffles exactly");
-};
-
-// A tile row's activations: 8 consecutive float32 (one 16-byte chunk once rounded to 16-bit).
-struct GemmXChunk {
-  float v[8];
 };
 
 template <class C>
@@ -74,57 +70,37 @@ __device__ __forceinline__ void gemm_load_w(const TidarcGemmArgs& a, typename C:
   }
 }
 
-// Global loads of one k tile of activations into registers; they land while the CTA computes.
+// One k tile of activations: the same 16-byte cp.async as the weights, zero-filled for rows
+// past `rows` (a null row) and k past K.
 template <class C>
-__device__ __forceinline__ void gemm_fetch_x(const float* const (&x_row)[GemmShape<C>::kXChunks], int kt, GemmXChunk (&xr)[GemmShape<C>::kXChunks]) {
+__device__ __forceinline__ void gemm_load_x(const TidarcGemmArgs& a, const typename C::T* const (&x_row)[GemmShape<C>::kXChunks], typename C::T* stage, int kt) {
   using S = GemmShape<C>;
-#pragma unroll
-  for (int i = 0; i < S::kXChunks; ++i) {
-    const int chunk = (threadIdx.x + i * S::kThreads) % kGemmChunksPerRow;
-    const int k = kt * kGemmBlockK + chunk * 8;
-    if (x_row[i] != nullptr && k < C::kK) {
-      const float4* p = reinterpret_cast<const float4*>(x_row[i] + k);
-      const float4 lo = p[0], hi = p[1];
-      xr[i].v[0] = lo.x, xr[i].v[1] = lo.y, xr[i].v[2] = lo.z, xr[i].v[3] = lo.w;
-      xr[i].v[4] = hi.x, xr[i].v[5] = hi.y, xr[i].v[6] = hi.z, xr[i].v[7] = hi.w;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) xr[i].v[e] = 0.f;  // rows past `rows`, k past K
-    }
-  }
-}
-
-// Rounds the fetched activations to 16-bit (nearest even) and stores them into a stage.
-template <class C>
-__device__ __forceinline__ void gemm_store_x(const GemmXChunk (&xr)[GemmShape<C>::kXChunks], typename C::T* stage) {
-  using S = GemmShape<C>;
-  using E = Elem<typename C::T>;
 #pragma unroll
   for (int i = 0; i < S::kXChunks; ++i) {
     const int c = threadIdx.x + i * S::kThreads;
     if (S::kXChunks * S::kThreads > C::kBlockM * kGemmChunksPerRow && c >= C::kBlockM * kGemmChunksPerRow) continue;
-    const float* v = xr[i].v;
-    st_shared_16(stage + gemm_swizzle(c / kGemmChunksPerRow, c % kGemmChunksPerRow),
-                 E::pack2(v[0], v[1]), E::pack2(v[2], v[3]), E::pack2(v[4], v[5]), E::pack2(v[6], v[7]));
+    const int chunk = c % kGemmChunksPerRow, k = kt * kGemmBlockK + chunk * 8;
+    const bool ok = x_row[i] != nullptr && k < C::kK;
+    cp_async_16(stage + gemm_swizzle(c / kGemmChunksPerRow, chunk), ok ? x_row[i] + k : static_cast<const typename C::T*>(a.x), ok);
   }
 }
 
 // Where output column n of row r lives: out, out2 or out3 (tidarc_gemm_abi.h's segments).
 template <class C>
 __device__ __forceinline__ float* gemm_out(const TidarcGemmArgs& a, int r, int n) {
-  if (n < a.seg1) return a.out + static_cast<size_t>(r) * a.seg1 + n;
+  if (n < a.seg1) return static_cast<float*>(a.out) + static_cast<size_t>(r) * a.seg1 + n;
   if (n < a.seg2) return a.out2 + static_cast<size_t>(r) * (a.seg2 - a.seg1) + (n - a.seg1);
   return a.out3 + static_cast<size_t>(r) * (C::kN - a.seg2) + (n - a.seg2);
 }
 
 // SwiGLU of gate column n (a column of an even kGemmSwigluBlock-block) and its up column
-// n + kGemmSwigluBlock, into out [rows, N / 2]: tidarc_op_silu_mul's expression, so the fused
-// MLP is bitwise the unfused one.
+// n + kGemmSwigluBlock, into out [rows, N / 2] in the 16-bit dtype (round to nearest even):
+// tidarc_op_silu_mul's expression and rounding, so the fused MLP is bitwise the unfused one.
 template <class C>
 __device__ __forceinline__ void gemm_store_swiglu(const TidarcGemmArgs& a, int r, int n, float gate, float up) {
   if (a.bias != nullptr) gate += a.bias[n], up += a.bias[n + kGemmSwigluBlock];
   const int c = (n / (2 * kGemmSwigluBlock)) * kGemmSwigluBlock + n % kGemmSwigluBlock;
-  a.out[static_cast<size_t>(r) * (C::kN / 2) + c] = gate / (1.0f + expf(-gate)) * up;
+  reinterpret_cast<typename C::T*>(a.out)[static_cast<size_t>(r) * (C::kN / 2) + c] = Elem<typename C::T>::from_float(gate / (1.0f + expf(-gate)) * up);
 }
 
 __device__ __forceinline__ bool gemm_finite(float x) { return x - x == 0.0f; }  // false for NaN and +-inf
@@ -225,22 +201,20 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
   const int wn0 = (warp % C::kWarpsN) * S::kWarpN;  // and its weight rows (output columns)
   const int mi = lane / 8;                          // which 8x8 matrix this lane addresses in ldmatrix
 
-  const float* x_row[S::kXChunks];  // source row of each activation chunk this thread stages, null past `rows`
+  const T* x_row[S::kXChunks];  // source row of each activation chunk this thread copies, null past `rows`
 #pragma unroll
   for (int i = 0; i < S::kXChunks; ++i) {
     const int r = m0 + (threadIdx.x + i * S::kThreads) / kGemmChunksPerRow;
     const bool in_tile = (threadIdx.x + i * S::kThreads) < C::kBlockM * kGemmChunksPerRow;
-    x_row[i] = in_tile && r < a.rows ? a.x + static_cast<size_t>(a.row_ids != nullptr ? a.row_ids[r] : r) * C::kK : nullptr;
+    x_row[i] = in_tile && r < a.rows ? static_cast<const T*>(a.x) + static_cast<size_t>(a.row_ids != nullptr ? a.row_ids[r] : r) * C::kK : nullptr;
   }
 
   // ---- prologue: tiles 0 .. kStages-2 in flight (one cp.async group per tile, even if empty)
-  GemmXChunk xr[S::kXChunks];
 #pragma unroll
   for (int s = 0; s < C::kStages - 1; ++s) {
     if (s < tiles) {
       gemm_load_w<C>(a, stage_w(s), n0, kt0 + s);
-      gemm_fetch_x<C>(x_row, kt0 + s, xr);
-      gemm_store_x<C>(xr, stage_x(s));
+      gemm_load_x<C>(a, x_row, stage_x(s), kt0 + s);
     }
     cp_async_commit();
   }
@@ -260,7 +234,7 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     const bool refill = next < tiles;
     if (refill) {
       gemm_load_w<C>(a, stage_w(next_stage), n0, kt0 + next);
-      gemm_fetch_x<C>(x_row, kt0 + next, xr);
+      gemm_load_x<C>(a, x_row, stage_x(next_stage), kt0 + next);
     }
     cp_async_commit();
 
@@ -287,7 +261,6 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
         for (int j = 0; j < S::kNChunks; ++j) mma_m16n8k16<T>(acc[i][j], af, b[j]);
       }
     }
-    if (refill) gemm_store_x<C>(xr, stage_x(next_stage));  // that stage's last reader passed the barrier above
   }
   cp_async_wait<0>();  // only empty groups can be left; no copy outlives the kernel
   if (C::kSplitK == 1 && a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {

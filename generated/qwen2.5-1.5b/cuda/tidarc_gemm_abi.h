@@ -2,9 +2,9 @@
     of its split-K reduce, passed by value (cuLaunchKernel with one parameter, like the
     operators of tidarc_ops_abi.h). Changing a field changes TIDARC_GEMM_ABI_VERSION.
 
-    out[r, n] = sum_k x16[row(r), k] * w[n, k] (+ bias[n]) (+ out[r, n] when accumulate), with
-    x16 = x rounded to the kernel's 16-bit type (round to nearest even) and the sum in float32;
-    row(r) = row_ids ? row_ids[r] : r. N, K, the dtype and the reduction order (k tiles of 64,
+    out[r, n] = sum_k x[row(r), k] * w[n, k] (+ bias[n]) (+ out[r, n] when accumulate), x and w
+    in the kernel's 16-bit type (x: stored rounded to nearest even by the op that wrote it), the
+    sum in float32; row(r) = row_ids ? row_ids[r] : r. N, K, the dtype and the reduction order (k tiles of 64,
     split-K parts summed in increasing order, then the bias, then the old out) are compiled in
     and the same for every kernel of one weight shape: a row's result does not depend on `rows`
     or on which of those kernels computed it (greedy TiDAR == AR relies on it).
@@ -16,7 +16,8 @@
       TIDARC_GEMM_EPILOGUE_SWIGLU: w is gate | up with its rows interleaved in blocks of
         TIDARC_GEMM_SWIGLU_INTERLEAVE (gate rows 0-7, up rows 0-7, gate rows 8-15, ...), so one
         thread holds a gate column and its up column; out [rows, N / 2] = silu(gate) * up in
-        float32 (silu(g) = g / (1 + expf(-g)), tidarc_op_silu_mul's expression). No accumulate.
+        float32 (silu(g) = g / (1 + expf(-g)), tidarc_op_silu_mul's expression), stored rounded
+        to the kernel's 16-bit type (the down GEMM's activations). No accumulate.
       TIDARC_GEMM_EPILOGUE_ROW_STATS: no out; per row and N tile (BLOCK_N columns) tile_stats
         gets (max, sum exp(x - max)) and tile_argmax the first column of the maximum (NaN counts
         as the maximum, as tidarc_op_row_stats); then <unit>_row_stats merges the tiles in
@@ -31,7 +32,7 @@
 #define TIDARC_GEMM_ABI_H
 #include <stdint.h>
 
-#define TIDARC_GEMM_ABI_VERSION 3
+#define TIDARC_GEMM_ABI_VERSION 4
 
 #define TIDARC_GEMM_EPILOGUE_NONE 0
 #define TIDARC_GEMM_EPILOGUE_SWIGLU 1
@@ -39,11 +40,11 @@
 #define TIDARC_GEMM_SWIGLU_INTERLEAVE 8
 
 typedef struct TidarcGemmArgs {
-  const float* x;          /* [*, K] float32, rows 16-byte aligned (K % 8 == 0) */
+  const void* x;           /* [*, K] 16-bit, the kernel's dtype, row-major; rows 16-byte aligned (K % 8 == 0) */
   const void* w;           /* [N, K] 16-bit, the kernel's dtype (HF layout [out_features, in_features]) */
   const float* bias;       /* [N] or null */
   const int32_t* row_ids;  /* [rows] or null */
-  float* out;              /* columns [0, seg1): [rows, seg1] */
+  void* out;               /* columns [0, seg1): [rows, seg1] float32; SWIGLU: [rows, N / 2] 16-bit */
   float* out2;             /* columns [seg1, seg2): [rows, seg2 - seg1], or null when seg1 == seg2 */
   float* out3;             /* columns [seg2, N): [rows, N - seg2], or null when seg2 == N */
   float* workspace;        /* [splitK, rows, N] float32 partial sums; null when splitK == 1 */

@@ -6,14 +6,16 @@
     its offsets against this header with g++. Changing a field changes
     TIDARC_OPS_ABI_VERSION.
 
-    Activations are float32, row-major [rows, features]. Weights stay in the checkpoint's
-    format: `dtype` 0 = bf16 bits, 1 = fp16 bits, 2 = float32 (TIDARC_DTYPE_*). Every kernel
+    Activations are row-major [rows, features], float32 unless a field's dtype says otherwise
+    (`out_dtype`, `x_dtype`: what the step graph declares for that tensor; the GEMMs read
+    16-bit). Weights stay in the checkpoint's format: `dtype` 0 = bf16 bits, 1 = fp16 bits,
+    2 = float32 (TIDARC_DTYPE_*). Every kernel
     works for any shape given at run time; launch geometry is in each struct's comment. */
 #ifndef TIDARC_OPS_ABI_H
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 1
+#define TIDARC_OPS_ABI_VERSION 2
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
@@ -29,17 +31,19 @@ typedef struct TidarcEmbedArgs {
   int32_t dtype;
 } TidarcEmbedArgs;
 
-/* tidarc_op_rmsnorm: out[r, :] = w * (x[r, :] * rsqrt(mean(x[r, :]^2) + eps)); out may be x.
-   Used for the layer norms (cols = hidden) and Qwen3's per-head q/k norms (rows = T * heads,
-   cols = head_dim).  grid (rows), block 256. */
+/* tidarc_op_rmsnorm: out[r, :] = w * (x[r, :] * rsqrt(mean(x[r, :]^2) + eps)); out may be x
+   (float32 out only). Used for the layer norms (cols = hidden; out 16-bit when only GEMMs read
+   it) and Qwen3's per-head q/k norms (rows = T * heads, cols = head_dim).  grid (rows), block 256. */
 typedef struct TidarcRmsNormArgs {
   const float* x;
-  const void* w;   /* [cols], dtype */
-  float* out;
+  const void* w;      /* [cols], dtype */
+  void* out;          /* out_dtype elements */
   int32_t rows;
   int32_t cols;
   float eps;
   int32_t dtype;
+  int32_t out_dtype;  /* 2 float32; 0 / 1: rounded to bf16 / fp16 (a GEMM's activations) */
+  int32_t pad_;
 } TidarcRmsNormArgs;
 
 /* tidarc_op_matmul: out[r, n] = sum_k x[row(r), k] * w[n, k] + bias[n] (+ out[r, n] when
@@ -47,7 +51,7 @@ typedef struct TidarcRmsNormArgs {
    in k order, then the bias, then the old out: a row's result does not depend on `rows`
    (greedy TiDAR == AR relies on it).  grid (ceil(n / 64), ceil(rows / 16)), block 256. */
 typedef struct TidarcMatmulArgs {
-  const float* x;          /* [*, k] */
+  const void* x;           /* [*, k], x_dtype */
   const void* w;           /* [n, k], dtype (HF layout [out_features, in_features]) */
   const float* bias;       /* [n] or null */
   const int32_t* row_ids;  /* [rows] or null */
@@ -57,24 +61,28 @@ typedef struct TidarcMatmulArgs {
   int32_t k;
   int32_t dtype;
   int32_t accumulate;
-  int32_t pad_;
+  int32_t x_dtype;         /* 2 float32, 0 / 1 bf16 / fp16 activations */
 } TidarcMatmulArgs;
 
-/* tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate.  grid
-   (ceil(count / 256)), block 256. */
+/* tidarc_op_silu_mul: out[i] = silu(gate[i]) * up[i]; out may be gate (float32 out only).
+   grid (ceil(count / 256)), block 256. */
 typedef struct TidarcSiluMulArgs {
   const float* gate;
   const float* up;
-  float* out;
+  void* out;          /* out_dtype elements */
   int64_t count;
+  int32_t out_dtype;  /* 2 float32; 0 / 1: rounded to bf16 / fp16, as the GEMM's SwiGLU epilogue */
+  int32_t pad_;
 } TidarcSiluMulArgs;
 
 /* tidarc_op_gelu: out[i] = gelu(x[i]), the tanh form (torch's gelu(approximate='tanh'));
-   out may be x.  grid (ceil(count / 256)), block 256. */
+   out may be x (float32 out only).  grid (ceil(count / 256)), block 256. */
 typedef struct TidarcGeluArgs {
   const float* x;
-  float* out;
+  void* out;          /* out_dtype elements */
   int64_t count;
+  int32_t out_dtype;  /* 2 float32; 0 / 1 bf16 / fp16 */
+  int32_t pad_;
 } TidarcGeluArgs;
 
 /* tidarc_op_rope_pack: RoPE at per-token positions on q [rows, q_heads, head_dim] and

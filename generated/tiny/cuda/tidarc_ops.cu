@@ -72,6 +72,13 @@ __device__ __forceinline__ float weight_at(const void* w, int64_t i, int32_t dty
   return half_to_float(static_cast<const uint16_t*>(w)[i], dtype);
 }
 
+// Element i of an activation in `dtype`: float32, or rounded to 16-bit (nearest even) for a
+// tensor that only GEMMs read (the step graph declares which; dtype is grid-uniform).
+__device__ __forceinline__ void store_at(void* out, int64_t i, float v, int32_t dtype) {
+  if (dtype == TIDARC_DTYPE_F32) static_cast<float*>(out)[i] = v;
+  else static_cast<uint16_t*>(out)[i] = float_to_16(v, dtype);
+}
+
 __device__ __forceinline__ bool is_nan(float x) { return (__float_as_uint(x) & 0x7fffffffu) > 0x7f800000u; }
 __device__ __forceinline__ bool is_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
 
@@ -132,7 +139,7 @@ __device__ __forceinline__ void matmul_fetch(const TidarcMatmulArgs& a, const in
       w_next[i] = k_in && i * kStageRowsPerPass < n_left ? w[static_cast<int64_t>(i) * kStageRowsPerPass * a.k] : 0u;
   }
 #pragma unroll
-  for (int i = 0; i < kXLoads; i++) x_next[i] = k_in && x_row[i] >= 0 ? a.x[x_row[i] * a.k + k0 + kk] : 0.0f;
+  for (int i = 0; i < kXLoads; i++) x_next[i] = k_in && x_row[i] >= 0 ? weight_at(a.x, x_row[i] * a.k + k0 + kk, a.x_dtype) : 0.0f;
 }
 
 __device__ __forceinline__ float weight_bits_to_float(uint32_t bits, int32_t dtype) {
@@ -225,14 +232,14 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_rmsnorm(Tida
   const int r = blockIdx.x;
   if (r >= a.rows) return;
   const float* x = a.x + static_cast<int64_t>(r) * a.cols;
-  float* out = a.out + static_cast<int64_t>(r) * a.cols;  // may be x: each thread rewrites only what it read
+  const int64_t out0 = static_cast<int64_t>(r) * a.cols;  // out may be x: each thread rewrites only what it read
   // float64 squares are exact and their sum is far more precise than float32: the same
   // 1 / sqrt as ops_cpu.cc's 8-lane float64 sum, whatever the order.
   double ss = 0.0;
   for (int c = threadIdx.x; c < a.cols; c += kRowThreads) ss += static_cast<double>(x[c]) * x[c];
   ss = block_sum(ss, partial);
   const float inv = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(a.cols) + static_cast<double>(a.eps)));
-  for (int c = threadIdx.x; c < a.cols; c += kRowThreads) out[c] = weight_at(a.w, c, a.dtype) * (x[c] * inv);  // HF order
+  for (int c = threadIdx.x; c < a.cols; c += kRowThreads) store_at(a.out, out0 + c, weight_at(a.w, c, a.dtype) * (x[c] * inv), a.out_dtype);  // HF order
 }
 
 extern "C" __global__ void __launch_bounds__(kMatmulThreads) tidarc_op_matmul(TidarcMatmulArgs a) {
@@ -244,7 +251,7 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_silu_mul
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
   if (i >= a.count) return;
   const float g = a.gate[i];
-  a.out[i] = g / (1.0f + expf(-g)) * a.up[i];  // torch: silu(g) = g / (1 + exp(-g))
+  store_at(a.out, i, g / (1.0f + expf(-g)) * a.up[i], a.out_dtype);  // torch: silu(g) = g / (1 + exp(-g))
 }
 
 extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(TidarcGeluArgs a) {
@@ -252,7 +259,7 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(Tid
   if (i >= a.count) return;
   const float x = a.x[i];
   // torch gelu(approximate='tanh'): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
-  a.out[i] = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  store_at(a.out, i, 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))), a.out_dtype);
 }
 
 extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(TidarcRopePackArgs a) {
