@@ -110,7 +110,13 @@ interface HeadScratch {
   readonly argmax: DeviceBuffer;
   readonly maxLogit: DeviceBuffer;
   readonly lse: DeviceBuffer;
+  /** A device draw's tokens and acceptance flags [rows], and its RNG step (uint64). */
+  readonly tokens: DeviceBuffer;
+  readonly accepted: DeviceBuffer;
+  readonly rngStep: DeviceBuffer;
 }
+
+const headBuffers = (h: HeadScratch): DeviceBuffer[] => [h.rowIds, h.logits, h.argmax, h.maxLogit, h.lse, h.tokens, h.accepted, h.rngStep];
 
 export interface GpuRunnerOptions {
   /** Decode steps as CUDA graphs (default true); false: launch by launch (comparison, debugging). */
@@ -184,6 +190,18 @@ export class GpuModelRunner implements Runner {
         device.download(head.logits, out);
         return rows.map((_, i) => out.subarray(i * V, (i + 1) * V));
       },
+      sample: (rows, o) => {
+        // The draw on the device (tidarc_op_sample): only the tokens come back, not the logits rows.
+        const head = this.lmHead(hidden, T, rows, 'logits');
+        device.upload(head.rngStep, BigUint64Array.of(BigInt(o.rngStep)));
+        ops.sample({
+          logits: { buf: head.logits }, step: head.rngStep, tokens: head.tokens, accepted: head.accepted, rows: rows.length, vocab: this.lmHeadWeight().rows,
+          seed: o.seed, temperature: o.temperature, topP: o.topP, ...(o.topK === undefined ? {} : { topK: o.topK }), ...(o.neverEmit === undefined ? {} : { neverEmit: o.neverEmit }),
+        });
+        const out = new Int32Array(rows.length);
+        device.download(head.tokens, out);
+        return [...out];
+      },
       commit: (count) => {
         for (let layer = 0; layer < spec.layers; layer++) {
           ops.kvCommit({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, from: 0, count, slot: cache.length, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
@@ -251,7 +269,7 @@ export class GpuModelRunner implements Runner {
       this.workspaces.delete(T);
     }
     this.prefillTokens.clear();
-    if (this.head) for (const b of [this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse]) this.device.free(b);
+    if (this.head) for (const b of headBuffers(this.head)) this.device.free(b);
     this.head = undefined;
     this.gemms.close();
     this.launcher.close();
@@ -271,7 +289,7 @@ export class GpuModelRunner implements Runner {
     for (const io of this.stepIo.values()) io.free();
     this.stepIo.clear();
     const bufs = [...this.workspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
-    if (this.head) bufs.push(this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse);
+    if (this.head) bufs.push(...headBuffers(this.head));
     this.launcher.close();
     this.gemms.close();
     for (const b of bufs) this.device.free(b);
@@ -378,11 +396,13 @@ export class GpuModelRunner implements Runner {
 
   private headScratch(rows: number): HeadScratch {
     if (this.head && this.head.rows >= rows) return this.head;
-    if (this.head) for (const b of [this.head.rowIds, this.head.logits, this.head.argmax, this.head.maxLogit, this.head.lse]) this.device.free(b);
+    if (this.head) for (const b of headBuffers(this.head)) this.device.free(b);
     const n = Math.max(rows, 16);
     const V = this.lmHeadWeight().rows;
     const d = this.device;
-    this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse') };
+    this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse'),
+      tokens: d.alloc(n * 4, 'lm_head sampled tokens'), accepted: d.alloc(n * 4, 'lm_head sampled accepted'), rngStep: d.alloc(8, 'lm_head RNG step'),
+    };
     return this.head;
   }
 

@@ -119,7 +119,10 @@ export class Decoder {
     const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) });
     cache.length += S;
     // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
-    const first = this.greedy && this.opts.trustAr === 1 ? this.best(r, [S - 1])[0]! : this.pick(r.logits([S - 1])[0]!);
+    // Sampled: on the device where the pass can draw there (RNG step 0; decode steps count from 1).
+    const first = this.greedy && this.opts.trustAr === 1 ? this.best(r, [S - 1])[0]!
+      : !this.greedy && r.sample ? r.sample([S - 1], { ...this.deviceSampling(), rngStep: 0 })[0]!
+        : this.pick(r.logits([S - 1])[0]!);
     this.drafts = k > 0 ? [first, ...this.best(r, Array.from({ length: k - 1 }, (_, s) => S + 1 + s))] : [first];
     return { tokens: [first], ms: performance.now() - t0, attentionMs: r.attentionMs };
   }

@@ -50,6 +50,12 @@ export interface ForwardPass {
   argmax(rows: readonly number[]): number[];
   /** The full logits rows (for sampling and beta mixing). */
   logits(rows: readonly number[]): Float32Array[];
+  /**
+   * One draw per row from softmax(logits / temperature) after top-k and top-p, on the device
+   * with the seeded counter-based RNG (cuda; tidarc_op_sample): only the tokens come back.
+   * Absent: the caller draws on the host from logits().
+   */
+  readonly sample?: (rows: readonly number[], o: { readonly temperature: number; readonly topP: number; readonly topK?: number; readonly seed: number; readonly neverEmit?: number; readonly rngStep: number }) => number[];
   /** In-step rows 0..count-1 enter the cache at slots length..length+count-1; length += count. */
   commit(count: number): void;
 }

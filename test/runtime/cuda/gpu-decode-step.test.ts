@@ -10,7 +10,7 @@
  *     without graphs every step is launched kernel by kernel;
  *   - sampling and acceptance on the device: a seeded sampled run is reproducible, the same
  *     with graphs on and off, and another seed gives other tokens; a step downloads only its
- *     result (no logits);
+ *     result (no logits), and so does the prefill's sampled first token;
  *   - the loaded model's host memory holds no copy of the weights (ArrayBuffers after a GC).
  * Tagged: a C++ compiler (the emulated driver and modules).
  */
@@ -37,7 +37,7 @@ const SMALL = smallSpec('cudasmall', [2]);
 const TOKENS = 6;
 
 interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; downloadBytes: number }
-interface Run { tokens: number[]; steps: Step[]; graphs: number }
+interface Run { tokens: number[]; prefillDownloadBytes: number; steps: Step[]; graphs: number }
 interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
@@ -81,6 +81,8 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
     expect(off.sampledTidar.tokens).toEqual(on.sampledTidar.tokens);
     // Only what the step made final comes back (k = 2): [n, 2 tokens], 1 next draft and 3 lse floats, never a logits row (vocabulary x 4 bytes).
     for (const s of [...on.sampledTidar.steps, ...off.sampledTidar.steps]) expect(s.downloadBytes).toBe(7 * 4);
+    // The prefill's first token is drawn on the device too: its token and lse, and the one draft's argmax and lse.
+    expect(on.sampledTidar.prefillDownloadBytes).toBe(4 * 4);
     // The draws depend on the seed (else "reproducible" would prove nothing).
     expect(on.sampledTidarSeed8.tokens).not.toEqual(on.sampledTidar.tokens);
   });
