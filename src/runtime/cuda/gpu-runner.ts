@@ -25,7 +25,8 @@ import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../mod
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
 import { DeviceStepIo, samplingKey, stepShape } from './gpu-decode-step.js';
-import { GpuGemms } from './gpu-gemm.js';
+import type { GpuGemms } from './gpu-gemm.js';
+import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
 import { GpuOps } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
@@ -162,7 +163,8 @@ export class GpuModelRunner implements Runner {
     this.device = device = counter.device;
     this.stepGraphs = new StepGraphs(counter, options.graphs ?? true);
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
-    this.gemms = new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
+    // The selection rule (arch.ts selectArch): the sm_90a GEMMs on a 9.0 device when the compile built them.
+    this.gemms = gemmsFor(device, kernelsDir, manifest);
     this.launcher = new AttentionLauncher(device, kernelsDir, manifest);
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
     this.table = gpuOpTable({ spec, ops: this.ops, gemms: this.gemms, weights, attention: (op, p) => this.attentionOp(op, p) });
