@@ -207,6 +207,25 @@ def tidarc_greedy(node, root, ckpt, prompt, n, env):
     return json.loads(r.stdout.strip().splitlines()[-1])['tokens']
 
 
+def warm_up(node, root, ckpts, models, backend, env, timeout):
+    """One short bench-step per model, all at once: each compiles its model's kernels into the cache
+    (nvcc, minutes on a GPU machine) while the others do, so no timed point waits for a compile."""
+    t0 = time.time()
+    procs = [subprocess.Popen(tidarc_cmd(node, root, 'bench-step', str(ckpt), '--backend', backend, '--draft', str(min(spec['draftLengths'])), '--prefix', '16',
+                                         '--reps', '1', '--min-seconds', '0', '--warmup', '0', '--json'),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) for ckpt, (spec, _) in zip(ckpts, models)]
+    out = []
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=max(10.0, timeout - (time.time() - t0)))
+            out.append({'seconds': time.time() - t0, **({'error': last_line(err) or f'exit code {p.returncode}'} if p.returncode else {})})
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            out.append({'seconds': time.time() - t0, 'error': 'timed out'})
+    return out
+
+
 def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout):
     """One `tidarc bench-step --json` (tidar_k<k> and AR at L = prefix): the parsed result, or {'error'} / {'refused'}."""
     args = ['bench-step', str(ckpt), '--backend', backend, '--draft', str(k), '--prefix', str(prefix), '--json',
@@ -270,15 +289,21 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         if spec['layers'] < full:
             data['notes'].append(f"{spec['name']} keeps {spec['layers']} of Qwen3-8B's {full} layers (every width, the vocabulary and lm_head as they are) to bound init and load time")
     std = 0.3 if dry else 0.02
-    ckpts, hf_times = [], {}
+    ckpts, weights, hf_times = [], [], {}
     for i, (spec, _) in enumerate(models):
         t0 = time.time()
         ckpt = work / spec['name']
-        tensors = write_checkpoint(torch, spec, ckpt, seed + i, std, device, DRY_SHARD_BYTES if dry else SHARD_BYTES)
+        weights.append(write_checkpoint(torch, spec, ckpt, seed + i, std, device, DRY_SHARD_BYTES if dry else SHARD_BYTES))
         ckpts.append(ckpt)
         data['models'][i]['checkpointS'] = time.time() - t0
         data['models'][i]['shards'] = len(list(ckpt.glob('model-*.safetensors')))
         log(f"e2e: {spec['name']} checkpoint in {time.time() - t0:.1f} s")
+    for i, w in enumerate([] if correctness_only else warm_up(node, root, ckpts, models, data['backend'], env, left())):
+        data['models'][i]['warmUp'] = w
+        log(f"e2e: {models[i][0]['name']} kernels compiled and loaded in {w['seconds']:.0f} s{': ' + w['error'] if 'error' in w else ''}")
+    for i, (spec, _) in enumerate(models):
+        ckpt, tensors = ckpts[i], weights[i]
+        weights[i] = None
         model = hf_model(torch, spec, tensors, device, hf_dtype)
         if dry:
             data['correctness'] = correctness(torch, node, root, ckpt, spec, model, env, hf_overrides, tensors, device, hf_dtype)

@@ -71,6 +71,11 @@ def e2e_lines(e):
              f"Roofline: max((weights + KV) / copy bandwidth, FLOPs / matmul rate) (src/bench/roofline.ts); rates measured in this run: {peaks.get('how', 'none')}.", '']
     for n in e.get('notes', []):
         lines += [f'Note: {n}.', '']
+    ms = e.get('models', [])
+    if ms:
+        lines += ['Models: ' + '; '.join(f"{m['name']} ({m['layers']} of {m['fullLayers']} layers, checkpoint written in {_fmt(m.get('checkpointS'), 1)} s as {m.get('shards', '?')} shards; "
+                                         f"kernels compiled and loaded by a first short run in {_fmt(m.get('warmUp', {}).get('seconds'), 1)} s"
+                                         f"{', FAILED: ' + m['warmUp']['error'] if 'error' in m.get('warmUp', {}) else ''})" for m in ms) + '.', '']
     if e.get('rows'):
         lines += step_table(e['rows']) + ['']
     g = goals(e.get('rows', []))

@@ -176,12 +176,17 @@ print(json.dumps(out))
     expect(r.code, r.stderr).toBe(0);
     const data = JSON.parse(readFileSync(join(out, 'e2e.json'), 'utf8')) as {
       correctness: { ok: boolean; cases: { ok: boolean; tidarc: number[]; transformers: number[] }[] };
+      models: { warmUp: { seconds: number; error?: string }; shards: number }[];
       graphs: string; rows: { step: string; tokens: number; tidarcGraphsMs: number | null; tidarcLaunchesMs: number; hfEagerMs: number; rooflineMs: number }[];
     };
     expect(data.correctness.cases).toHaveLength(3);
     for (const c of data.correctness.cases) expect(c.tidarc[0], JSON.stringify(c)).toBe(c.transformers[0]);
     expect(data.correctness.ok).toBe(true);
     expect(data.rows.map((x) => [x.step, x.tokens])).toEqual([['ar', 1], ['tidar_k2', 6]]);
+    // The first short run compiled the kernels (no timed point waits for a compile); the checkpoint is sharded as the GPU run's are.
+    expect(data.models[0]!.warmUp.error).toBeUndefined();
+    expect(data.models[0]!.warmUp.seconds).toBeGreaterThan(0);
+    expect(data.models[0]!.shards).toBeGreaterThan(1);
     for (const row of data.rows) {
       expect(row.tidarcLaunchesMs).toBeGreaterThan(0);
       expect(row.hfEagerMs).toBeGreaterThan(0);
