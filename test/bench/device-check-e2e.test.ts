@@ -53,7 +53,7 @@ describe.skipIf(!python)('the e2e part\'s arithmetic and report (python3 only)',
   test('the checkpoint e2e.py writes is the one init-model writes: config.json as hfConfigOf, read back as the same spec; the byte tokenizer', async () => {
     const script = `
 import json
-from e2e import byte_tokenizer, hf_config
+from e2e_hf import byte_tokenizer, hf_config
 from e2e_cost import dry_models, gpu_models
 print(json.dumps([{'spec': s, 'config': hf_config(s), 'tokenizer': byte_tokenizer(s)} for s, _ in gpu_models() + dry_models()]))
 `;
@@ -152,7 +152,7 @@ describe.skipIf(!torch)('e2e.py --dry-run (needs torch, transformers and safeten
   test('transformers\' parameters of every e2e model are the tensors tidarc loads (names, shapes, the 8B shape\'s untied lm_head; norms where e2e.py writes ones)', async () => {
     const script = `
 import json, torch
-from e2e import hf_model_class
+from e2e_hf import hf_model_class
 from e2e_cost import dry_models, gpu_models
 out = []
 for s, _ in gpu_models() + dry_models():
