@@ -5,6 +5,10 @@
  * at the cut to the lower id), the never-emitted token, the verifier mix, and the lossless
  * acceptance test with residual resampling, whose emitted token must follow the target whatever
  * the draft. Each case draws a few thousand tokens in one launch (a row each) with a fixed seed.
+ * And a decode step's tail on hand-made rows: greedy verification (tidarc_op_verify: argmax
+ * without the never-emitted token, ties to the first index, the beta mix, draft == argmax), the
+ * next drafts' rows (tidarc_op_draft_rows) and the commit at a count and slot read on the device
+ * (tidarc_op_kv_commit_at).
  *
  * The statistics: Pearson's chi-square goodness of fit (test/helpers/chi-square.ts) over the
  * tokens the target gives probability > 0 (all with expected counts >= 5), rejecting at
@@ -78,6 +82,7 @@ interface ChildOut {
   repeat: { a: number[]; b: number[]; otherStep: number[] };
   accept: number[][];
   graph: { replays: number[][]; direct: number[][] };
+  tail: { tokens: number[]; accepted: number[]; mixed: number[]; rowIds: number[]; kCache: number[]; vCache: number[] };
 }
 
 describe.for([
@@ -123,6 +128,19 @@ describe.for([
 
   test.skipIf(skip)('accept: n = 1 + the leading accepted rows, then the rows\' tokens', () => {
     expect(out.accept).toEqual([[2, 5, 6, 0, 0], [4, 5, 6, 7, 8], [1, 5, 0, 0, 0], [1, 9]]);
+  });
+
+  test.skipIf(skip)("a decode step's tail: greedy verify, the next drafts' rows, the commit at a device count and slot", () => {
+    // argmax without the never-emitted token 0 (ties to the first index), and whether the draft is it.
+    expect(out.tail).toMatchObject({ tokens: [1, 5, 1, 5], accepted: [1, 0, 1, 0], mixed: [3], rowIds: [13, 14, 15] });
+    // Rows 0 and 1 of [3, 2 heads, 4] at slots 5 and 6 of each head's 8 slots; nothing else written.
+    const expected = (base: number): number[] => {
+      const cache = new Array<number>(64).fill(0);
+      for (let j = 0; j < 2; j++) for (let h = 0; h < 2; h++) for (let d = 0; d < 4; d++) cache[(h * 8 + 5 + j) * 4 + d] = base + (j * 2 + h) * 4 + d;
+      return cache;
+    };
+    expect(out.tail.kCache).toEqual(expected(100));
+    expect(out.tail.vCache).toEqual(expected(200));
   });
 
   test.skipIf(skip)('in a captured graph the step counter is read at each replay', () => {
