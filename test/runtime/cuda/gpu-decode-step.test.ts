@@ -6,7 +6,8 @@
  *     tokens; TiDAR's committed cache agrees with AR's (the KV-cache rule: layer 0 bitwise,
  *     nothing written past the committed length);
  *   - a step's kind warms up once launch by launch, is captured on its second step, and from
- *     then on a step is one graph launch, no kernel launch, one upload and one download;
+ *     then on a step is one graph launch, no kernel launch, one upload and one download; a
+ *     prefix past a KV tile boundary (another split count) is another bucket: another graph;
  *     without graphs every step is launched kernel by kernel;
  *   - sampling and acceptance on the device: a seeded sampled run is reproducible, the same
  *     with graphs on and off, and another seed gives other tokens; a step downloads only its
@@ -38,17 +39,18 @@ const TOKENS = 6;
 
 interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; downloadBytes: number }
 interface Run { tokens: number[]; prefillDownloadBytes: number; steps: Step[]; graphs: number }
-interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
+interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; crossing: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
-  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
+  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'crossing' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
+  let crossingCache: Side['tidarCache'];
   beforeAll(async () => {
     const dir = await writeRandomModel(root, SMALL, 11);
     const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', join(here, 'fixtures', 'decode-step-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
       cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 840_000,
     });
-    ({ on, off, memory } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: typeof off; memory: typeof memory });
+    ({ on, off, memory, crossingCache } = JSON.parse(stdout.trim().split('\n').pop()!) as { on: Side; off: typeof off; memory: typeof memory; crossingCache: typeof crossingCache });
   }, 900_000);
 
   test('greedy TiDAR == greedy AR with graphs on and off, the same tokens both ways, and the KV-cache rule', () => {
@@ -73,6 +75,13 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
     }
     for (const s of off.tidar.steps) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: 1, downloads: 1 });
     expect(off.tidar.steps[1]!.kernelLaunches).toBe(on.tidar.steps[0]!.kernelLaunches);
+  });
+
+  test('a prefix that crosses into the next split-KV bucket warms up and captures another graph; the tokens and cache are those of graphs off', () => {
+    expect(on.crossing.steps.map((s) => s.launch)).toEqual(['warm-up', 'captured', 'replayed', 'replayed', 'warm-up', 'captured', 'replayed']);
+    expect(on.crossing.graphs).toBe(2);
+    expect(on.crossing.tokens).toEqual(off.crossing.tokens);
+    expect(crossingCache).toMatchObject({ layer0Differing: 0, maxRelDiff: 0, writtenPastLength: 0 });
   });
 
   test('sampling on the device: a seeded run is reproducible and the same with graphs on and off', () => {
