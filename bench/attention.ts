@@ -73,11 +73,11 @@ async function main(): Promise<void> {
   }
   console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/bench/attention-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
-  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; combine launch gap ${H200.launchGapS * 1e6} us. Registers: ${source}.\n`);
-  const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'comb us', 'pred us', 'bound', 'roof us', 'roof %'];
+  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; split-KV merges in the same launch (no launch gap). Registers: ${source}.\n`);
+  const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'merge us', 'pred us', 'bound', 'roof us', 'roof %'];
   const table = rows.map(({ plan, regs, occ, prefix, batch, p }) => [
     plan.variant.name, String(prefix), String(batch), String(plan.rows), String(plan.rowTiles), String(regs), `${occ.ctasPerSm} (${occ.limit})`, String(p.splits), String(p.ctas),
-    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.combineS), us(p.predictedS), p.bound,
+    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.mergeS), us(p.predictedS), p.bound,
     us(p.rooflineS), (100 * p.rooflineShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));

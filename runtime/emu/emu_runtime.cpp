@@ -105,6 +105,8 @@ bool run_block() {
   for (size_t w = 0; w < L->warps.size(); ++w) L->warps[w].size = std::min(32, nthreads - static_cast<int>(w) * 32);
   L->barrier_arrived = 0;
   L->epoch = 1;
+  L->block_writes.clear();
+  L->block_atomic = 0;
   std::fill(L->shadow.begin(), L->shadow.end(), Shadow{});
   std::memset(tidarc::smem_raw, 0xff, L->smem);  // NaN in bf16 and fp16: unwritten data shows
   hopper::block_begin(nthreads, L->smem);
@@ -150,6 +152,7 @@ void write_json_string(FILE* out, const std::string& s) {
 }
 
 bool g_recover_faults = false;
+BlockOrder g_block_order = BlockOrder::Forward;
 struct sigaction g_previous_segv, g_previous_bus;
 
 /** A fault that is not a launch's own goes where it would have gone without the emulator. */
@@ -250,12 +253,12 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   L->os_thread = pthread_self();
   volatile bool ok = true;
   if (sigsetjmp(L->fault_exit, 1) == 0) {
-    for (unsigned z = 0; z < grid.z && ok; ++z)
-      for (unsigned y = 0; y < grid.y && ok; ++y)
-        for (unsigned x = 0; x < grid.x && ok; ++x) {
-          L->block_idx = {x, y, z};
-          ok = run_block();
-        }
+    const size_t blocks = static_cast<size_t>(grid.x) * grid.y * grid.z;
+    for (size_t i = 0; i < blocks && ok; ++i) {
+      const size_t at = g_block_order == BlockOrder::Reverse ? blocks - 1 - i : i;  // x fastest
+      L->block_idx = {static_cast<unsigned>(at % grid.x), static_cast<unsigned>(at / grid.x % grid.y), static_cast<unsigned>(at / (static_cast<size_t>(grid.x) * grid.y))};
+      ok = run_block();
+    }
   } else {
     ok = false;  // a recovered fault, already a finding; the fibers of the block are abandoned
   }
@@ -265,6 +268,10 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
 }
 
 void set_fault_recovery(bool recover) { g_recover_faults = recover; }
+
+void set_block_order(BlockOrder order) { g_block_order = order; }
+
+void add_finding(const std::string& kind, const std::string& message) { report(kind, message); }
 
 const std::vector<Finding>& findings() { return g_findings; }
 

@@ -12,7 +12,7 @@ namespace tidarc_emu {
 
 /** One problem the emulator saw: what, where (kernel, block, thread) and the address. */
 struct Finding {
-  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment
+  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment, fence, counter
   std::string kernel;
   uint3 block;
   uint3 thread;
@@ -47,6 +47,17 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
  * handler that was installed before the emulator's.
  */
 void set_fault_recovery(bool recover);
+
+/**
+ * The order launches run their blocks in (one after another): Forward is x fastest, then y,
+ * then z; Reverse the opposite. A result must not depend on it (which CTA of a split-KV row
+ * group finishes last, say); a check runs both and compares.
+ */
+enum class BlockOrder { Forward, Reverse };
+void set_block_order(BlockOrder order);
+
+/** A finding of the host (a harness's check of what a launch left behind), outside any launch. */
+void add_finding(const std::string& kind, const std::string& message);
 
 const std::vector<Finding>& findings();
 /** Forgets every finding and count so far (a host that launches many kernels asks per launch). */

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "emu_fiber.h"
@@ -40,6 +41,7 @@ struct Thread {
   const char* waiting_at;
   std::vector<PendingCopy> pending;
   int committed_groups;
+  std::vector<uintptr_t> unfenced;  // global words it stored (st_global_*) since its last __threadfence
 };
 
 struct LaneIn {
@@ -72,6 +74,16 @@ struct Shadow {
   uint8_t written, pending;
 };
 
+// A global word a tracked store (st_global_*) wrote in this launch, for the fence check: another
+// CTA may read it only once the writer fenced it before its CTA's atomicAdd (release: that
+// atomic's sequence number; 0 = not published) and the reader's CTA made an atomic after that.
+struct GlobalWrite {
+  uint32_t block;  // linear block index
+  int16_t tid;
+  bool fenced;
+  uint64_t release;
+};
+
 struct Buffer {
   std::string name;
   uintptr_t begin, end;
@@ -94,6 +106,10 @@ struct Launch {
   const char* barrier_site = nullptr;
   uint32_t epoch = 1;
   std::vector<Shadow> shadow;
+  std::unordered_map<uintptr_t, GlobalWrite> global_writes;  // this launch's, by word address
+  std::vector<uintptr_t> block_writes;  // words of the running block not yet published
+  uint64_t atomic_seq = 0;    // atomics of the launch so far
+  uint64_t block_atomic = 0;  // sequence of the running block's latest atomic (0: none yet)
   unsigned char* stacks = nullptr;
   size_t stacks_len = 0;
   pthread_t os_thread;     // a fault on another OS thread is not this launch's
@@ -123,5 +139,9 @@ SharedKind classify_shared(const void* p, size_t n, size_t* offset);
 std::string shared_problem(SharedKind k, const void* p);
 void shared_read(int tid, size_t off, size_t n, const char* what);
 void shared_write_check(int tid, size_t off, size_t n, const char* what);
+
+// emu_global.cpp
+/** Linear index of the running block (x fastest). */
+uint32_t block_linear();
 
 }  // namespace tidarc_emu::detail

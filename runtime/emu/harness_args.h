@@ -22,14 +22,13 @@ struct Args {
   long row_tiles = -1;  // --row-tiles, at least 1
   long threads = -1;  // --threads, at least 1
   long smem = -1;  // --smem, at least 0
-  long combine_block = -1;  // --combine-block, at least 1
-  long combine_rows = -1;  // --combine-rows, at least 1
+  long block_order = -1;  // --block-order, at least 0
   std::string in_path;  // --in
   std::string out_path;  // --out
 };
 
 [[noreturn]] inline void usage(const char* program, const std::string& why) {
-  std::fprintf(stderr, "%s: %s\nusage: --batch B --capacity C --splits S --steps N --qheads H --kvheads H --dim D --row-tiles R --threads T --smem BYTES --combine-block T --combine-rows ROWS --in FILE --out FILE\n", program, why.c_str());
+  std::fprintf(stderr, "%s: %s\nusage: --batch B --capacity C --splits S --steps N --qheads H --kvheads H --dim D --row-tiles R --threads T --smem BYTES --block-order 0|1 --in FILE --out FILE\n", program, why.c_str());
   std::exit(2);
 }
 
@@ -55,8 +54,7 @@ inline Args parse(int argc, char** argv, const char* program) {
     else if (k == "--row-tiles") a.row_tiles = number(v);
     else if (k == "--threads") a.threads = number(v);
     else if (k == "--smem") a.smem = number(v);
-    else if (k == "--combine-block") a.combine_block = number(v);
-    else if (k == "--combine-rows") a.combine_rows = number(v);
+    else if (k == "--block-order") a.block_order = number(v);
     else if (k == "--in") a.in_path = v;
     else if (k == "--out") a.out_path = v;
     else usage(program, "unknown option " + k);
@@ -71,8 +69,7 @@ inline Args parse(int argc, char** argv, const char* program) {
   if (a.row_tiles < 1) usage(program, "missing or invalid --row-tiles (at least 1)");
   if (a.threads < 1) usage(program, "missing or invalid --threads (at least 1)");
   if (a.smem < 0) usage(program, "missing or invalid --smem (at least 0)");
-  if (a.combine_block < 1) usage(program, "missing or invalid --combine-block (at least 1)");
-  if (a.combine_rows < 1) usage(program, "missing or invalid --combine-rows (at least 1)");
+  if (a.block_order < 0) usage(program, "missing or invalid --block-order (at least 0)");
   if (a.in_path.empty()) usage(program, "missing --in");
   if (a.out_path.empty()) usage(program, "missing --out");
   return a;

@@ -45,6 +45,10 @@ const dim3& current_grid_dim();
 void syncthreads(const char* site);
 /** Warp shuffle (xor lanes); a collective over the 32 lanes of the calling warp. */
 float shfl_xor_f32(float v, int lane_mask, const char* site);
+/** __threadfence: orders the thread's earlier st_global_* stores before its later accesses (device scope). */
+void threadfence();
+/** atomicAdd on a global int; the fence check's synchronisation point between CTAs (emu_global.cpp). */
+int atomic_add_i32(int* p, int v);
 
 }  // namespace tidarc_emu
 
@@ -57,6 +61,8 @@ float shfl_xor_f32(float v, int lane_mask, const char* site);
 #define TIDARC_EMU_SITE __FILE__ ":" TIDARC_EMU_STR(__LINE__)
 #define __syncthreads() ::tidarc_emu::syncthreads(TIDARC_EMU_SITE)
 #define __shfl_xor_sync(mask, v, lane_mask) ::tidarc_emu::shfl_xor_f32((v), (lane_mask), TIDARC_EMU_SITE)
+#define __threadfence() ::tidarc_emu::threadfence()
+inline int atomicAdd(int* p, int v) { return ::tidarc_emu::atomic_add_i32(p, v); }
 
 // ---- device math the kernels use ---------------------------------------------------------
 template <class T> inline T min(T a, T b) { return b < a ? b : a; }

@@ -18,6 +18,9 @@ void cp_async_wait(int pending_groups);
 void st_shared_16(void* dst, const uint32_t v[4]);
 float fast_exp2(float x);
 uint32_t shared_offset(const void* p);
+/** Global stores and loads of words other CTAs of the launch read: tracked for the fence check. */
+void st_global(void* p, const void* v, size_t n);
+void ld_global(void* dst, const void* p, size_t n);
 
 // ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
 /** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
@@ -86,6 +89,22 @@ template <int Pending> inline void cp_async_wait() { tidarc_emu::cp_async_wait(P
 inline void st_shared_16(void* dst, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
   const uint32_t v[4] = {a, b, c, d};
   tidarc_emu::st_shared_16(dst, v);
+}
+
+inline void st_global_f32(float* p, float x) { tidarc_emu::st_global(p, &x, 4); }
+inline void st_global_f32x2(float* p, float x, float y) {
+  const float v[2] = {x, y};
+  tidarc_emu::st_global(p, v, 8);
+}
+inline float ld_global_cg_f32(const float* p) {
+  float x;
+  tidarc_emu::ld_global(&x, p, 4);
+  return x;
+}
+inline float4 ld_global_cg_f32x4(const float* p) {
+  float4 v;
+  tidarc_emu::ld_global(&v, p, 16);
+  return v;
 }
 
 inline float shfl_xor(float v, int mask) { return tidarc_emu::shfl_xor_f32(v, mask, "shfl_xor"); }

@@ -2,8 +2,9 @@
     and output files, same JSON lines on stdout, so the very checks that run a variant on the
     emulator (src/emulate/) run it on a GPU. Built per variant by nvcc with the variant's
     generated .cu included: -DTIDARC_VARIANT_SOURCE=\"path/to/<variant>.cu\"
-    -DTIDARC_EMU_KERNEL=<symbol> -DTIDARC_EMU_COMBINE=<symbol>_combine. Also prints the
-    kernel time (CUDA events) of the launch. Its options and files are
+    -DTIDARC_EMU_KERNEL=<symbol>. Also prints the kernel time (CUDA events) of the launch
+    (one launch: with splits > 1 the last CTA of each row group merges the partials).
+    --block-order is the emulator's; a GPU schedules its CTAs itself. Its options and files are
     src/emulate/harness-protocol.ts's (harness_args.h); the arrays are tidarc_attention_args.h's. */
 #include <cuda_runtime.h>
 
@@ -32,8 +33,8 @@ void check(cudaError_t e, const char* what) {
   std::exit(0);
 }
 
-// One array in device memory: an input read from the file; anything else poisoned, so that an
-// element the kernels never write stays NaN.
+// One array in device memory: an input read from the file; the split counters zero (as every
+// host passes them); anything else poisoned, so that an element the kernel never writes stays NaN.
 void* fill(FILE* in, const char* name, size_t bytes, int role) {
   void* d = nullptr;
   check(cudaMalloc(&d, bytes ? bytes : 16), name);
@@ -42,7 +43,7 @@ void* fill(FILE* in, const char* name, size_t bytes, int role) {
     if (std::fread(host.data(), 1, bytes, in) != bytes) tidarc_harness::usage("tidarc-gpu", std::string("input file too short reading ") + name);
     if (bytes) check(cudaMemcpy(d, host.data(), bytes, cudaMemcpyHostToDevice), name);
   } else {
-    check(cudaMemset(d, 0xff, bytes), name);
+    check(cudaMemset(d, role == TIDARC_ARRAY_COUNTERS ? 0 : 0xff, bytes), name);
   }
   return d;
 }
@@ -56,14 +57,13 @@ int main(int argc, char** argv) {
   FILE* in = std::fopen(h.in_path.c_str(), "rb");
   if (!in) tidarc_harness::usage("tidarc-gpu", "cannot open " + h.in_path);
 #define TIDARC_FILL(field, js, type, role) \
-  if (role != TIDARC_ARRAY_SCRATCH || d.num_splits > 1) \
+  if ((role != TIDARC_ARRAY_SCRATCH && role != TIDARC_ARRAY_COUNTERS) || d.num_splits > 1) \
     args.field = static_cast<type*>(fill(in, #field, tidarc_attention_##field##_elements(&d) * sizeof(type), role));
   TIDARC_ATTENTION_ARRAYS(TIDARC_FILL)
 #undef TIDARC_FILL
   std::fclose(in);
   tidarc_attention_set_sizes(&args, &d);
 
-  const size_t rows = d.batch * d.n * d.q_heads;
   check(cudaFuncSetAttribute(TIDARC_EMU_KERNEL, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(h.smem)), "set dynamic shared memory");
   cudaEvent_t start, stop;
   check(cudaEventCreate(&start), "event");
@@ -71,10 +71,6 @@ int main(int argc, char** argv) {
   check(cudaEventRecord(start), "event");
   TIDARC_EMU_KERNEL<<<dim3(h.row_tiles, d.batch * d.kv_heads, d.num_splits), dim3(h.threads), h.smem>>>(args);
   check(cudaGetLastError(), "launch");
-  if (d.num_splits > 1) {
-    TIDARC_EMU_COMBINE<<<dim3((rows + h.combine_rows - 1) / h.combine_rows), dim3(h.combine_block)>>>(args);
-    check(cudaGetLastError(), "launch combine");
-  }
   check(cudaEventRecord(stop), "event");
   check(cudaDeviceSynchronize(), "kernel");
   float ms = 0;
@@ -91,6 +87,20 @@ int main(int argc, char** argv) {
   TIDARC_ATTENTION_ARRAYS(TIDARC_WRITE)
 #undef TIDARC_WRITE
   std::fclose(f);
+  // The next launch (or graph replay) gets the counters as they are: each must be 0 again.
+#define TIDARC_COUNTERS(field, js, type, role)                                                  \
+  if (role == TIDARC_ARRAY_COUNTERS && args.field != nullptr) {                                 \
+    std::vector<type> host(tidarc_attention_##field##_elements(&d));                            \
+    check(cudaMemcpy(host.data(), args.field, host.size() * sizeof(type), cudaMemcpyDeviceToHost), "copy " #field); \
+    for (size_t i = 0; i < host.size(); ++i)                                                    \
+      if (host[i] != 0) {                                                                       \
+        std::printf("{\"finding\":\"counter\",\"kernel\":\"%s\",\"block\":[0,0,0],\"thread\":[0,0,0],\"message\":\"" #field "[%zu] is %d after the launch; every launch must leave it 0\"}\n", \
+                    TIDARC_EMU_STR(TIDARC_EMU_KERNEL), i, static_cast<int>(host[i]));                 \
+        break;                                                                                  \
+      }                                                                                         \
+  }
+  TIDARC_ATTENTION_ARRAYS(TIDARC_COUNTERS)
+#undef TIDARC_COUNTERS
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   std::printf("{\"timing\":{\"device\":\"%s\",\"ms\":%.6f}}\n", prop.name, ms);

@@ -142,12 +142,12 @@ template <> struct JsArray<float> {
   static constexpr const char* kName = "a Float32Array";
 };
 
-// args[field] as the array of its element type; the scratch workspace may be null or absent
-// (an empty array then: the kernel sees no workspace).
+// args[field] as the array of its element type; the split-KV workspace and counters may be null
+// or absent (an empty array then: the kernel sees none).
 template <typename T>
 Napi::TypedArrayOf<T> GetArray(Napi::Env env, const Napi::Object& args, const char* field, int role) {
   Napi::Value v = args.Get(field);
-  const bool nullable = role == TIDARC_ARRAY_SCRATCH;
+  const bool nullable = role == TIDARC_ARRAY_SCRATCH || role == TIDARC_ARRAY_COUNTERS;
   if (nullable && (v.IsNull() || v.IsUndefined())) return Napi::TypedArrayOf<T>();
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != JsArray<T>::kType) {
     ThrowType(env, std::string("args.") + field + " must be " + JsArray<T>::kName + (nullable ? " or null" : ""));
@@ -289,12 +289,12 @@ AttentionCall ConvertArgs(Napi::Env env, const Napi::Value& value, CallMode mode
   }
 
   // Inputs first, then the arrays the kernel writes (written back in OnOK); the cache arrays
-  // through the gather; an empty workspace stays null.
+  // through the gather; an empty workspace (or counters) stays null.
   call.staged.reserve(sizeof(JsArrays) / sizeof(Napi::TypedArrayOf<float>));
   bool outputs = false;
 #define TIDARC_STAGE(field, name, type, role)                                                          \
-  if ((role == TIDARC_ARRAY_OUT || role == TIDARC_ARRAY_SCRATCH) == outputs && !is_prefix(&a.field)) {   \
-    const bool none = role == TIDARC_ARRAY_SCRATCH && js.field.ElementLength() == 0;                    \
+  if ((role == TIDARC_ARRAY_OUT || role == TIDARC_ARRAY_SCRATCH || role == TIDARC_ARRAY_COUNTERS) == outputs && !is_prefix(&a.field)) { \
+    const bool none = (role == TIDARC_ARRAY_SCRATCH || role == TIDARC_ARRAY_COUNTERS) && js.field.ElementLength() == 0; \
     a.field = none ? nullptr                                                                             \
                    : static_cast<type*>(call.staged.emplace_back(env, js.field, name, role == TIDARC_ARRAY_CACHE ? gather : nullptr).data()); \
   }

@@ -1,5 +1,5 @@
 """What every part of the device check shares: the CUDA driver through ctypes, the launch of a
-bundle variant (main kernel, then the split-KV combine), the 16-bit formats, and the float64
+bundle variant (one kernel: with split-KV its last CTA per row group merges), the 16-bit formats, and the float64
 references a kernel's output is judged by (numpy; torch on the inputs' device for the large
 shapes), with the error of PyTorch's same-precision SDPA that sets FA3's tolerance."""
 import ctypes
@@ -55,6 +55,7 @@ class Driver:
         self.check(L.cuDeviceGetAttribute(ctypes.byref(sms), CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev), 'cuDeviceGetAttribute')
         self.sms = sms.value
         self.functions = {}
+        self.counters, self.counters_bytes = 0, 0
 
     def check(self, r, what):
         if r != 0:
@@ -80,6 +81,15 @@ class Driver:
     def fill(self, p, byte, nbytes):
         self.check(self.lib.cuMemsetD8_v2(p, byte, nbytes), 'cuMemsetD8')
 
+    def split_counters(self, count):
+        """The split-KV arrival counters (int32), zeroed once when (re)allocated: every launch leaves them 0."""
+        if self.counters_bytes < 4 * count:
+            if self.counters:
+                self.free(self.counters)
+            self.counters, self.counters_bytes = self.alloc(4 * count), 4 * count
+            self.fill(self.counters, 0, 4 * count)
+        return self.counters
+
     def function(self, module_path, name, shared):
         key = (module_path, name)
         if key not in self.functions:
@@ -101,21 +111,19 @@ class Driver:
         self.check(self.lib.cuCtxSynchronize(), 'cuCtxSynchronize')
 
 
-def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, batch, capacity, splits):
+def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, counters, batch, capacity, splits):
     """TidarcAttentionArgs, packed by tidarc_abi.py (generated from src/runtime/cuda/op-abi.ts)."""
     return ATTENTION.pack(q=q, k_cache=kc, v_cache=vc, k_step=ks, v_step=vs, prefix_len=prefix, o=o, lse=lse, workspace=workspace,
-                          batch=batch, cache_capacity=capacity, num_splits=splits, num_threads=0)
+                          split_counters=counters, batch=batch, cache_capacity=capacity, num_splits=splits, num_threads=0)
 
 
 def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):
-    """The variant's main kernel, then the split-KV combine when splits > 1."""
+    """The variant's kernel: one launch; with splits > 1 the last CTA of each row group merges the
+    partials (the driver's split counters, zero before and after). ptrs: q, kc, vc, ks, vs, prefix, o, lse, workspace."""
     module = bundle / v['fatbin']
     rows = batch * v['steps'] * model['qHeads']
-    args = attention_args(*ptrs, batch, capacity, splits)
+    args = attention_args(*ptrs, drv.split_counters(rows) if splits > 1 else 0, batch, capacity, splits)
     drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), (v['rowTiles'], batch * model['kvHeads'], splits), (v['block'], 1, 1), v['sharedBytes'], args)
-    if splits > 1:
-        combine = v['combineLaunch']  # the manifest's launch.combine
-        drv.launch(drv.function(module, v['combine'], 0), (-(-rows // combine['rowsPerBlock']), 1, 1), (combine['block'], 1, 1), 0, args)
 
 
 # ---- 16-bit formats and the reference -----------------------------------------------------------

@@ -2,7 +2,7 @@
 """The kernel argument structs of tidarc's ABI, for launching kernels with ctypes."""
 import struct
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 OPS_ABI_VERSION = 2
 
 
@@ -38,7 +38,7 @@ def prefill_variant(chunk):
     return f'prefill_c{chunk}'
 
 
-ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
+ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))
 OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifiii', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype', 'out_dtype', 'pad_'))

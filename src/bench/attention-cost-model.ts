@@ -7,8 +7,8 @@
  *               chooseSplits over SMs x CTAs per SM); CTAs per SM from ptxas (occupancy.ts).
  *   HBM bytes   each KV head's prefix K and V once per sequence (the row tiles of one KV head
  *               re-read it from L2), Q, the step's K and V, O and lse; with splits > 1 the
- *               partials (splits x rows x (D + 1) floats) written by the main kernel and read
- *               by the combine (counted as HBM although they may stay in L2).
+ *               partials (splits x rows x (D + 1) floats) written by every split's CTA and
+ *               read by the row group's last one (counted as HBM although they may stay in L2).
  *   L2 bytes    the prefix once per row tile (every row tile reads all of it).
  *   FLOPs       useful: 4 D per (query row, visible key); executed: whole tiles of 16 x warps
  *               rows (padding rows included) against every key tile a row tile visits.
@@ -17,8 +17,12 @@
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance
- *               + the combine when splits > 1 (the partials' read and O's write at the copy
- *               rate + one launch gap). Host launch cost is not included (CUDA graphs).
+ *               + the merge when splits > 1: the last CTA of each row group (batch x KV heads x
+ *               row tiles of them) reads the partials, just written and so from L2 (the L2
+ *               rate), and writes O (the copy rate) after the other CTAs are done, over the
+ *               SMs those CTAs occupy (the balance rule above); it is the same launch, so no
+ *               launch gap (the combine kernel's 2 us). Host launch cost is not
+ *               included (CUDA graphs).
  *   roofline    max(the essential HBM bytes at the copy rate, useful FLOPs at the measured
  *               bf16 matmul rate); share = roofline / predicted.
  * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
@@ -53,7 +57,8 @@ export interface AttentionPrediction {
   readonly hbmS: number;
   readonly l2S: number;
   readonly mmaS: number;
-  readonly combineS: number;
+  /** The split-KV merge in the row groups' last CTAs (0 with one split). */
+  readonly mergeS: number;
   readonly predictedS: number;
   readonly bound: 'HBM' | 'L2' | 'mma';
   readonly rooflineS: number;
@@ -95,12 +100,13 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const hbmS = hbmBytes / m.copyBytesPerS / balance;
   const l2S = l2Bytes / m.l2BytesPerS / balance;
   const mmaS = executedFlops / m.mmaSyncFlops / balance;
-  const combineS = parts > 1 ? (partialBytes + rows * (D * ELEMENT_BYTES + 4)) / m.copyBytesPerS + m.launchGapS : 0;
+  const mergeBalance = Math.min(1, perSplit / m.sms);
+  const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance : 0;
   const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';
-  const predictedS = Math.max(hbmS, l2S, mmaS) + combineS;
+  const predictedS = Math.max(hbmS, l2S, mmaS) + mergeS;
   const rooflineS = Math.max(essentialBytes / m.copyBytesPerS, usefulFlops / m.matmulFlops);
   return {
     splits: parts, ctas, ctasPerSm, waves: ctas / (m.sms * ctasPerSm), balance, hbmBytes, essentialBytes, l2Bytes, usefulFlops, executedFlops,
-    hbmS, l2S, mmaS, combineS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
+    hbmS, l2S, mmaS, mergeS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
   };
 }

@@ -63,10 +63,8 @@ export interface BundleVariant {
   readonly rowTiles: number;
   readonly block: number;
   readonly sharedBytes: number;
+  /** The variant's one kernel (split-KV merges in the last CTA of each row group). */
   readonly symbol: string;
-  readonly combine: string;
-  /** The combine's launch, the manifest's launch.combine: ceil(rows / rowsPerBlock) blocks of `block` threads. */
-  readonly combineLaunch: { readonly block: number; readonly rowsPerBlock: number };
   /** Relative to the bundle. */
   readonly cu: string;
   readonly fatbin: string;
@@ -193,7 +191,7 @@ function describe(m: Manifest, dir: string): BundleModel {
     return {
       name: v.name, ...(v.draft === undefined ? {} : { draft: v.draft }), steps: v.steps, rows: v.rows,
       rowTiles: v.launch.rowTiles, block: v.launch.block, sharedBytes: v.launch.dynamicSharedBytes,
-      symbol: v.symbols.cuda, combine: v.symbols.cudaCombine, combineLaunch: v.launch.combine,
+      symbol: v.symbols.cuda,
       cu: `${dir}/${v.sources.cuda}`, fatbin: `${dir}/${v.sources.cuda.replace(/\.cu$/, '.fatbin')}`,
       prefixVisible: mask.prefix === 'all',
       visible: Array.from({ length: n }, (_, q) => Array.from(vis.subarray(q * n, (q + 1) * n)).join('')),

@@ -70,7 +70,7 @@ export interface SplitInputs {
 /**
  * Split-KV of an attention call the caller left open, the one rule of every backend: what tidarc
  * tune measured for this shape, else the wave-efficiency rule (chooseSplits) over the slots;
- * never more than the prefix tiles (a split past them reads no key and only adds combine work).
+ * never more than the prefix tiles (a split past them reads no key and only adds merge work).
  */
 export function splitsFor(s: SplitInputs): number {
   return Math.max(1, Math.min(s.tuned ?? chooseSplits(s.workItems, s.slots, s.prefixTiles, undefined, s.ctasPerSm), Math.max(1, s.prefixTiles)));

@@ -112,7 +112,7 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
     steps: plan.steps,
     rows: plan.rows,
     shape: v.shape,
-    symbols: { cuda: v.symbol, cudaCombine: `${v.symbol}_combine`, cpu: cpuSymbol(plan) },
+    symbols: { cuda: v.symbol, cpu: cpuSymbol(plan) },
     sources: { cuda: `cuda/${v.name}.cu`, cpu: `cpu/${v.name}.cpp` },
     plan: {
       tileM: plan.tileM,
@@ -128,7 +128,6 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       rowTiles: plan.rowTiles,
       block: plan.threads,
       dynamicSharedBytes: plan.sharedBytes,
-      combine: plan.combine,
     },
     arches: arches.map((a) => a.name),
     ...(tuning ? { tuned: { calls: tuning.calls ?? {}, ...tuning.measuredOn } } : {}),
@@ -140,7 +139,7 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
   return {
     format: 1,
     generator: `tidarc ${TIDARC_VERSION}`,
-    abiVersion: 1,
+    abiVersion: 2,  // op-abi.ts ABI_VERSION (test/runtime/cuda/abi-render.test.ts keeps them equal)
     model: spec,
     arches: arches.map((a) => a.name),
     // A compile without CUDA sources (the CPU target's) has nothing for nvcc.

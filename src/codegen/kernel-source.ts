@@ -54,8 +54,6 @@ function kernelView(plan: AttentionPlan, modelName: string, dialect: CppDialect)
     counts: plan.stepTileCounts,
     smemStride: plan.smemStride,
     sharedBytes: plan.sharedBytes,
-    combineBlock: plan.combine.block,
-    combineRowsPerBlock: plan.combine.rowsPerBlock,
     scaleLog2: floatLiteral(plan.scaleLog2),
     prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',
     offsetCount: plan.stepTileOffset.length,

@@ -25,6 +25,7 @@ export const ABI_FIELDS: readonly AbiField[] = [
   { name: 'o', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]' },
   { name: 'lse', type: 'float*', shape: '[batch, steps, qHeads]', note: 'natural log; -inf for a row that sees no key' },
   { name: 'workspace', type: 'float*', shape: '[splits * batch * steps * qHeads * (headDim + 1)]', note: 'only when splits > 1' },
+  { name: 'split_counters', type: 'int32*', shape: '[batch, steps, qHeads]', note: 'only when splits > 1; zero before the first launch, and every launch leaves them zero' },
   { name: 'batch', type: 'int32' },
   { name: 'cache_capacity', type: 'int32' },
   { name: 'num_splits', type: 'int32', note: 'split-KV count >= 1; grid.z' },
@@ -57,7 +58,8 @@ export interface ManifestVariant {
   readonly steps: number;
   readonly rows: number;
   readonly shape: { readonly dtype: DType; readonly headDim: number; readonly qHeads: number; readonly kvHeads: number };
-  readonly symbols: { readonly cuda: string; readonly cudaCombine: string; readonly cpu: string };
+  /** cuda: the one kernel of a call (split-KV merges in its last CTA per row group, no second launch). */
+  readonly symbols: { readonly cuda: string; readonly cpu: string };
   readonly sources: { readonly cuda: string; readonly cpu: string };
   readonly plan: {
     readonly tileM: number;
@@ -73,7 +75,6 @@ export interface ManifestVariant {
     readonly rowTiles: number;
     readonly block: number;
     readonly dynamicSharedBytes: number;
-    readonly combine: { readonly block: number; readonly rowsPerBlock: number };
   };
   readonly arches: readonly ArchName[];
   /**

@@ -30,22 +30,7 @@ export interface AttentionPlan {
   readonly sharedBytes: number;
   /** log2(e) / sqrt(head dim): scores go to the exp2 domain in one multiply. */
   readonly scaleLog2: number;
-  /** The split-KV combine's launch (COMBINE_LAUNCH). */
-  readonly combine: CombineLaunch;
 }
-
-export interface CombineLaunch {
-  readonly block: number;
-  readonly rowsPerBlock: number;
-}
-
-/**
- * The split-KV combine kernel's launch, the same for every variant: combine_splits_kernel
- * merges one output row per warp, so a block of 128 threads merges 4 rows. The one source:
- * the kernel's __launch_bounds__, the manifest (launch.combine, which the runners, the
- * emulator harness and the device check read) and the generated comments come from it.
- */
-export const COMBINE_LAUNCH: CombineLaunch = { block: 128, rowsPerBlock: 128 / 32 };
 
 const ELEMENT_BYTES = 2;
 
@@ -97,7 +82,6 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig): Atte
     smemStride,
     sharedBytes: 2 * tile.stages * tile.tileN * smemStride * ELEMENT_BYTES,
     scaleLog2: Math.LOG2E / Math.sqrt(shape.headDim),
-    combine: COMBINE_LAUNCH,
   };
   return checkPlan(plan);
 }
@@ -108,7 +92,6 @@ function checkPlan(plan: AttentionPlan): AttentionPlan {
     throw new TidarcError('unsupported', `plan for ${plan.variant.name} is invalid: ${what}`);
   };
   if (plan.tile.tileN % 16 !== 0) fail('tileN must be a multiple of 16');
-  if (plan.combine.block !== plan.combine.rowsPerBlock * 32) fail('the combine merges one row per warp of its block');
   if (plan.tileM * plan.smemStride > 2 * plan.tile.stages * plan.tile.tileN * plan.smemStride) fail('the Q tile must fit in the K/V stages it aliases');
   if (plan.stepTileOffset.length !== plan.rowTiles + 1) fail('schedule has one offset per row tile plus one');
   for (let rt = 0; rt < plan.rowTiles; rt++) {

@@ -20,7 +20,7 @@ export const EMU_FLAGS: readonly string[] = EMULATOR_BUILD.flags;
 /** What makes a unit a module the emulated driver dlopens. */
 export const EMU_MODULE_FLAGS: readonly string[] = EMULATOR_BUILD.moduleFlags;
 /** The emulator runtime, compiled once per `tidarc emulate` run. */
-export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_warp.cpp', 'emu_fiber.cpp', 'emu_hopper_sync.cpp', 'emu_hopper_mma.cpp'];
+export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_global.cpp', 'emu_warp.cpp', 'emu_fiber.cpp', 'emu_hopper_sync.cpp', 'emu_hopper_mma.cpp'];
 /** The harness is built with each variant: it names the variant's kernels through -D. */
 const HARNESS_SOURCE = 'emu_main.cpp';
 
@@ -63,7 +63,7 @@ export async function buildVariantEmulator(cxx: string, cudaSource: string, cuda
   await compileWith(cxx, [
     ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
-    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
+    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`,
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), HARNESS_SOURCE), '-x', 'none', ...runtimeObjects, '-o', exe,
   ], v.name);
 }
@@ -78,7 +78,7 @@ export async function buildVariantForGpu(nvcc: string, cudaSource: string, cudaD
   await compileWith(nvcc, [
     '-std=c++17', '-O3', gencode, `-I${cudaDir}`, `-I${join(packageRoot(), 'templates', 'common')}`, `-I${emulatorSourceDir()}`,
     `-DTIDARC_VARIANT_SOURCE="${resolve(cudaSource)}"`,
-    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`, `-DTIDARC_EMU_COMBINE=${v.symbols.cudaCombine}`,
+    `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`,
     harness, '-o', exe,
   ], `${v.name} (GPU)`);
 }

@@ -26,6 +26,8 @@ export interface EmulatorInputs {
   readonly cacheCapacity: number;
   readonly prefixLen: readonly number[];
   readonly splits: number;
+  /** The emulator's block order (harness-protocol.ts); default 0. */
+  readonly blockOrder?: 0 | 1;
   readonly q: Uint16Array;
   readonly kCache: Uint16Array;
   readonly vCache: Uint16Array;
@@ -47,7 +49,7 @@ export interface EmulatorResult {
 
 /** The harness run of a call: its options and files follow harness-protocol.ts. */
 function harnessRun(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): HarnessRun {
-  return { variant: v, batch: inputs.batch, cacheCapacity: inputs.cacheCapacity, splits: inputs.splits, inPath, outPath };
+  return { variant: v, batch: inputs.batch, cacheCapacity: inputs.cacheCapacity, splits: inputs.splits, ...(inputs.blockOrder === undefined ? {} : { blockOrder: inputs.blockOrder }), inPath, outPath };
 }
 
 function inputBytes(run: HarnessRun, inputs: EmulatorInputs): Buffer {

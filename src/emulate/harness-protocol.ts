@@ -20,6 +20,8 @@ export interface HarnessRun {
   readonly batch: number;
   readonly cacheCapacity: number;
   readonly splits: number;
+  /** The order the emulator runs the blocks in: 0 = x fastest (default), 1 = reversed (a GPU ignores it). */
+  readonly blockOrder?: 0 | 1;
   readonly inPath: string;
   readonly outPath: string;
 }
@@ -48,8 +50,7 @@ export const HARNESS_OPTIONS: readonly HarnessOption[] = [
   { flag: 'row-tiles', kind: 'int', min: 1, meta: 'R', value: (r) => r.variant.launch.rowTiles },
   { flag: 'threads', kind: 'int', min: 1, meta: 'T', value: (r) => r.variant.launch.block },
   { flag: 'smem', kind: 'int', min: 0, meta: 'BYTES', value: (r) => r.variant.launch.dynamicSharedBytes },
-  { flag: 'combine-block', kind: 'int', min: 1, meta: 'T', value: (r) => r.variant.launch.combine.block },
-  { flag: 'combine-rows', kind: 'int', min: 1, meta: 'ROWS', value: (r) => r.variant.launch.combine.rowsPerBlock },
+  { flag: 'block-order', kind: 'int', min: 0, meta: '0|1', value: (r) => r.blockOrder ?? 0 },
   { flag: 'in', kind: 'path', meta: 'FILE', value: (r) => r.inPath },
   { flag: 'out', kind: 'path', meta: 'FILE', value: (r) => r.outPath },
 ];

@@ -217,7 +217,7 @@ function cudaEngine(dir: string, manifest: Manifest): { engine: Engine; device: 
   const device = CudaDevice.open(0);
   const launcher = new AttentionLauncher(device, dir, manifest);
   try {
-    for (const v of manifest.variants) launcher.kernels(v);
+    for (const v of manifest.variants) launcher.kernel(v);
   } catch (e) {
     device.close();
     throw e;

@@ -23,13 +23,16 @@ interface JsArrayOf { u16: Uint16Array; i32: Int32Array; f32: Float32Array }
 /**
  * Buffers and sizes of one attention call: a field per entry of op-abi.ts's ATTENTION_ARRAYS
  * (16-bit tensors carry bf16 or fp16 bits, as the variant expects; the scratch workspace is
- * null when numSplits is 1) and ATTENTION_SCALARS (numThreads: CPU backend only, 0 = all
+ * null when numSplits is 1; the split counters, which only the GPU kernels use, may be left
+ * out) and ATTENTION_SCALARS (numThreads: CPU backend only, 0 = all
  * hardware threads), in the layouts of templates/common/tidarc_abi.h. The addon reads them
  * through the same tables (templates/common/tidarc_attention_args.h).
  */
+type ArrayOf<F extends keyof AttentionArrays> = JsArrayOf[AttentionArrays[F]['elem']];
+type CounterFields = { [F in keyof AttentionArrays]: AttentionArrays[F]['role'] extends 'counters' ? F : never }[keyof AttentionArrays];
 export type NativeAttentionArgs = {
-  [F in keyof AttentionArrays]: AttentionArrays[F]['role'] extends 'scratch' ? JsArrayOf[AttentionArrays[F]['elem']] | null : JsArrayOf[AttentionArrays[F]['elem']];
-} & { [S in AttentionScalarField]: number } & {
+  [F in Exclude<keyof AttentionArrays, CounterFields>]: AttentionArrays[F]['role'] extends 'scratch' ? ArrayOf<F> | null : ArrayOf<F>;
+} & { [F in CounterFields]?: ArrayOf<F> | null } & { [S in AttentionScalarField]: number } & {
   /**
    * Elements of one cache slot (the variant's head dim). Optional; lets runAttentionAsync copy
    * only the cache slots the call reads (slots [0, prefixLen[b]) of each sequence and KV head)

@@ -25,10 +25,12 @@ typedef struct TidarcAttentionDims {
 #define TIDARC_ARRAY_CACHE 1
 #define TIDARC_ARRAY_OUT 2
 #define TIDARC_ARRAY_SCRATCH 3
+#define TIDARC_ARRAY_COUNTERS 4
 /* X(field, "jsName", element type, role) for every array of TidarcAttentionArgs, in declaration
    order. role: TIDARC_ARRAY_IN the kernel reads it; TIDARC_ARRAY_CACHE reads slots
    [0, prefix_len[b]) of it; TIDARC_ARRAY_OUT writes it; TIDARC_ARRAY_SCRATCH the split-KV
-   workspace, only when num_splits > 1. */
+   workspace, only when num_splits > 1; TIDARC_ARRAY_COUNTERS the split-KV arrival counters,
+   only when num_splits > 1: zero-filled by the host, and every launch leaves them zero. */
 #define TIDARC_ATTENTION_ARRAYS(X) \
   X(q, "q", uint16_t, TIDARC_ARRAY_IN) \
   X(k_cache, "kCache", uint16_t, TIDARC_ARRAY_CACHE) \
@@ -38,7 +40,8 @@ typedef struct TidarcAttentionDims {
   X(prefix_len, "prefixLen", int32_t, TIDARC_ARRAY_IN) \
   X(o, "o", uint16_t, TIDARC_ARRAY_OUT) \
   X(lse, "lse", float, TIDARC_ARRAY_OUT) \
-  X(workspace, "workspace", float, TIDARC_ARRAY_SCRATCH)
+  X(workspace, "workspace", float, TIDARC_ARRAY_SCRATCH) \
+  X(split_counters, "splitCounters", int32_t, TIDARC_ARRAY_COUNTERS)
 
 /* X(field, "jsName") for every int32 field. */
 #define TIDARC_ATTENTION_SCALARS(X) \
@@ -46,7 +49,7 @@ typedef struct TidarcAttentionDims {
   X(cache_capacity, "cacheCapacity") \
   X(num_splits, "numSplits") \
   X(num_threads, "numThreads")
-#define TIDARC_ATTENTION_JS_FIELDS "q, kCache, vCache, kStep, vStep, prefixLen, o, lse, workspace, batch, cacheCapacity, numSplits, numThreads"
+#define TIDARC_ATTENTION_JS_FIELDS "q, kCache, vCache, kStep, vStep, prefixLen, o, lse, workspace, splitCounters, batch, cacheCapacity, numSplits, numThreads"
 
 /* X(field, "jsName", other, "otherName"): arrays of the same extent and element type, so of one length. */
 #define TIDARC_ATTENTION_SAME_EXTENT(X) \
@@ -64,6 +67,7 @@ static inline size_t tidarc_attention_prefix_len_elements(const TidarcAttentionD
 static inline size_t tidarc_attention_o_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads * d->head_dim; }
 static inline size_t tidarc_attention_lse_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads; }
 static inline size_t tidarc_attention_workspace_elements(const TidarcAttentionDims* d) { return d->num_splits * d->batch * d->n * d->q_heads * (d->head_dim + 1); }
+static inline size_t tidarc_attention_split_counters_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads; }
 
 /* The int32 fields that are sizes of the call. */
 static inline void tidarc_attention_set_sizes(TidarcAttentionArgs* a, const TidarcAttentionDims* d) {

@@ -310,43 +310,103 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
       float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
       for (int j = 0; j < kDChunks; ++j) {
         const int col = j * 8 + 2 * tg;
-        *reinterpret_cast<float2*>(ws_o + col) = make_float2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+        st_global_f32x2(ws_o + col, o[j][2 * h] * inv, o[j][2 * h + 1] * inv);  // read by the merging CTA
       }
-      if (tg == 0) ws_lse[static_cast<size_t>(split) * rows_total + row_index] = lse;
+      if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
     }
   }
 }
 
-// Merges the splits' partial (O, lse) by log-sum-exp; one warp per output row.
+// The merge of this CTA's row group: every split's partial (O, lse) by log-sum-exp, in split
+// order 0..S-1 (the two-launch combine's arithmetic, so the same bits). One CTA does a row
+// group's whole merge, so it must keep many loads in flight: a thread per row first takes the
+// row's max lse and weight sum (into shared memory: the K/V stages are free by now), then
+// every thread takes (row, 4 columns) items, the 16-byte partial loads of 4 splits issued
+// together; ld.global.cg reads the other CTAs' partials from L2, never a stale L1 line.
 template <class C>
-__device__ __forceinline__ void combine_splits_kernel(const TidarcAttentionArgs& a) {
+__device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int splits) {
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
+  static_assert(D % 4 == 0, "a merge item is 4 columns");
+  static_assert(2 * C::kTileM * 4 <= 4 * C::kTileN * C::kSmemStride * static_cast<int>(sizeof(T)), "the row statistics fit in the K/V stages");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* max_of = reinterpret_cast<float*>(smem_raw);  // per local row: max lse, then weight sum
+  float* sum_of = max_of + C::kTileM;
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
-  const size_t row = static_cast<size_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows_total) return;
-  const int splits = a.num_splits;
+  const int b = blockIdx.y / C::kKvHeads;
+  const int kvh = blockIdx.y % C::kKvHeads;
+  const int r0 = blockIdx.x * C::kTileM;
+  const int rows_here = min(C::kTileM, C::kRows - r0);
   const float* ws_lse = a.workspace + static_cast<size_t>(splits) * rows_total * D;
-  float max_lse = -INFINITY;
-  for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, ws_lse[s * rows_total + row]);
-  T* out = static_cast<T*>(a.o) + row * D;
-  if (max_lse == -INFINITY) {
-    for (int c = lane; c < D; c += 32) out[c] = Elem<T>::from_float(0.f);
-    if (lane == 0) a.lse[row] = -INFINITY;
-    return;
-  }
-  float weight_sum = 0.f;
-  for (int s = 0; s < splits; ++s) weight_sum += __expf(ws_lse[s * rows_total + row] - max_lse);
-  for (int c = lane; c < D; c += 32) {
-    float acc = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float w = __expf(ws_lse[s * rows_total + row] - max_lse);
-      acc += w * a.workspace[(static_cast<size_t>(s) * rows_total + row) * D + c];
+  auto row_of = [&](int rl) {
+    const int r = r0 + rl;
+    return (static_cast<size_t>(b) * C::kSteps + r / C::kGroup) * C::kQHeads + kvh * C::kGroup + r % C::kGroup;
+  };
+  for (int rl = threadIdx.x; rl < rows_here; rl += C::kThreads) {
+    const size_t row = row_of(rl);
+    float max_lse = -INFINITY;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, ld_global_cg_f32(ws_lse + s * rows_total + row));
+    float weight_sum = 0.f;
+    if (max_lse != -INFINITY) {
+#pragma unroll 4
+      for (int s = 0; s < splits; ++s) weight_sum += __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
     }
-    out[c] = Elem<T>::from_float(acc / weight_sum);
+    max_of[rl] = max_lse;
+    sum_of[rl] = weight_sum;
+    a.lse[row] = max_lse == -INFINITY ? -INFINITY : max_lse + __logf(weight_sum);  // -inf: no split saw a key
   }
-  if (lane == 0) a.lse[row] = max_lse + __logf(weight_sum);
+  __syncthreads();
+  for (int i = threadIdx.x; i < rows_here * (D / 4); i += C::kThreads) {
+    const int rl = i / (D / 4);
+    const int c = (i % (D / 4)) * 4;
+    const size_t row = row_of(rl);
+    const float max_lse = max_of[rl];
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (max_lse != -INFINITY) {
+#pragma unroll 4
+      for (int s = 0; s < splits; ++s) {
+        const float w = __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
+        const float4 x = ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c);
+        acc[0] += w * x.x;
+        acc[1] += w * x.y;
+        acc[2] += w * x.z;
+        acc[3] += w * x.w;
+      }
+      const float weight_sum = sum_of[rl];
+      for (int e = 0; e < 4; ++e) acc[e] /= weight_sum;
+    }
+    T* out = static_cast<T*>(a.o) + row * D + c;
+    reinterpret_cast<uint32_t*>(out)[0] = Elem<T>::pack2(acc[0], acc[1]);
+    reinterpret_cast<uint32_t*>(out)[1] = Elem<T>::pack2(acc[2], acc[3]);
+  }
+}
+
+// Split-KV in one launch: called by every CTA after attention_tile_kernel has written its
+// split's partial. Each thread fences its partial stores (device scope) before thread 0
+// counts the CTA in on its row group's counter (row tile x sequence x KV head); the CTA that
+// counts last merges every split's partial, in split order, so the result is the same
+// whichever CTA finishes last, and resets the counter to 0 for the next launch (a CUDA graph
+// replays with the same counters). Saves the combine's second launch (2-4 us); the price is
+// that one CTA a row group, not the whole GPU, reads the row group's partials.
+template <class C>
+__device__ __forceinline__ void merge_splits_if_last(const TidarcAttentionArgs& a) {
+  const int splits = gridDim.z;
+  if (splits == 1) return;  // attention_tile_kernel wrote O and lse itself
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = a.split_counters + blockIdx.y * gridDim.x + blockIdx.x;
+    last = atomicAdd(counter, 1) == splits - 1;
+    if (last) {
+      *counter = 0;
+      __threadfence();  // the count is seen before the other CTAs' partials are read
+    }
+  }
+  __syncthreads();
+  if (!last) return;
+  merge_splits<C>(a, splits);
 }
 
 }  // namespace tidarc

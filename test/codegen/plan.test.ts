@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ARCHES, parseArch } from '../../src/codegen/arch.js';
-import { COMBINE_LAUNCH, archProblems, planAttention } from '../../src/codegen/plan.js';
+import { archProblems, planAttention } from '../../src/codegen/plan.js';
 import { describeVariant } from '../../src/codegen/generate.js';
 import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
@@ -76,18 +76,16 @@ describe('planAttention', () => {
   });
 });
 
-describe('the split-KV combine\'s launch (one source: the plan)', () => {
-  test('the manifest\'s launch.combine, the kernel\'s __launch_bounds__ and its comment follow the plan\'s combine', () => {
+describe('split-KV is one launch', () => {
+  test('a variant has one kernel, which merges the splits after its tiles; the manifest names no second launch', () => {
     const plan = planAttention(tidarDecodeVariant(4, shapes[1]), ARCHES.sm_90.tile);
-    expect(plan.combine).toEqual(COMBINE_LAUNCH);
-    expect(COMBINE_LAUNCH.block).toBe(COMBINE_LAUNCH.rowsPerBlock * 32);  // one row per warp
-    for (const combine of [COMBINE_LAUNCH, { block: 256, rowsPerBlock: 8 }]) {
-      const p = { ...plan, combine };
-      expect(describeVariant(p, [ARCHES.sm_90]).launch.combine).toEqual(combine);
-      const cu = renderCudaVariant(p, 'm');
-      expect(cu).toContain(`__launch_bounds__(${combine.block}) ${plan.variant.symbol}_combine(`);
-      expect(cu).toContain(`_combine over ceil(batch * ${plan.steps} * 32 / ${combine.rowsPerBlock}) blocks of ${combine.block}.`);
-    }
+    const cu = renderCudaVariant(plan, 'm');
+    expect(cu.match(/extern "C" __global__/g)).toHaveLength(1);
+    expect(cu).toMatch(/attention_tile_kernel<Config>\(args\);\n {2}tidarc::merge_splits_if_last<Config>\(args\);\n}/);
+    expect(cu).not.toContain('_combine');
+    const v = describeVariant(plan, [ARCHES.sm_90]);
+    expect(Object.keys(v.symbols).sort()).toEqual(['cpu', 'cuda']);
+    expect(Object.keys(v.launch).sort()).toEqual(['block', 'dynamicSharedBytes', 'grid', 'rowTiles']);
   });
 });
 

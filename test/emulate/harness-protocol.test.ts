@@ -17,6 +17,8 @@ import { findCxx } from '../../src/build/toolchain.js';
 import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { emulateVariant } from '../../src/emulate/emulate-variant.js';
+import { runEmulator } from '../../src/emulate/emulator-run.js';
+import { randomAttentionInputs } from '../../src/runtime/reference.js';
 import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import {
   HARNESS_HEADER, HARNESS_OPTIONS, type HarnessRun, harnessArgv, harnessDims, harnessInputBytes, harnessOutputs, renderHarnessHeader,
@@ -27,10 +29,9 @@ const cxx = await findCxx();
 const dir = mkdtempSync(join(tmpdir(), 'tidarc-harness-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-// A variant whose combine geometry differs from the default, so that a reader with its own constants would show.
 const plan = planAttention(tidarDecodeVariant(2, { dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }), ARCHES.sm_90.tile);
-const variant = describeVariant({ ...plan, combine: { block: 64, rowsPerBlock: 2 } }, [ARCHES.sm_90]);
-const run: HarnessRun = { variant, batch: 3, cacheCapacity: 17, splits: 2, inPath: '/x/in', outPath: '/x/out' };
+const variant = describeVariant(plan, [ARCHES.sm_90]);
+const run: HarnessRun = { variant, batch: 3, cacheCapacity: 17, splits: 2, blockOrder: 1, inPath: '/x/in', outPath: '/x/out' };
 
 test(`${HARNESS_HEADER} is the renderer's output (npx tsx scripts/generate-abi.ts rewrites it)`, () => {
   expect(readFileSync(resolve(HARNESS_HEADER), 'utf8')).toBe(renderHarnessHeader());
@@ -41,8 +42,9 @@ test('the command line names every option once, with the manifest\'s values', ()
   const flags = argv.filter((_, i) => i % 2 === 0);
   expect(flags).toEqual(HARNESS_OPTIONS.map((o) => `--${o.flag}`));
   const at = (flag: string): string => argv[argv.indexOf(flag) + 1]!;
-  expect([at('--steps'), at('--row-tiles'), at('--threads'), at('--combine-block'), at('--combine-rows')])
-    .toEqual([variant.steps, variant.launch.rowTiles, variant.launch.block, 64, 2].map(String));
+  expect([at('--steps'), at('--row-tiles'), at('--threads'), at('--block-order')])
+    .toEqual([variant.steps, variant.launch.rowTiles, variant.launch.block, 1].map(String));
+  expect(harnessArgv({ ...run, blockOrder: undefined })[harnessArgv(run).indexOf('--block-order') + 1]).toBe('0');
   expect(harnessDims(run)).toEqual({ batch: 3, n: variant.steps, qHeads: 4, kvHeads: 2, headDim: 64, cacheCapacity: 17, numSplits: 2 });
 });
 
@@ -98,7 +100,7 @@ describe.skipIf(!cxx.found)('the C++ reader (g++)', () => {
     const argv = harnessArgv(run);
     const without = (flag: string): string[] => argv.filter((_, i) => argv[i - (i % 2)] !== flag);
     const cases: [string[], RegExp][] = [
-      [without('--combine-rows'), /missing or invalid --combine-rows \(at least 1\)/],
+      [without('--block-order'), /missing or invalid --block-order \(at least 0\)/],
       [without('--out'), /missing --out/],
       [[...argv, '--prefix', '1,2,3'], /unknown option --prefix/],
       [argv.map((a, i) => (argv[i - 1] === '--capacity' ? '-1' : a)), /missing or invalid --capacity \(at least 0\)/],
@@ -114,7 +116,7 @@ describe.skipIf(!cxx.found)('the C++ reader (g++)', () => {
 });
 
 describe.skipIf(!cxx.found)('the emulator harness (emu_main.cpp) runs a variant as the manifest describes it', () => {
-  test("the split-KV combine is launched with the manifest's launch.combine, not constants of its own", async () => {
+  test('split-KV is one launch whose last CTA per row group merges: right, bitwise the same whichever CTA finishes last (--block-order), counters left 0', async () => {
     if (!cxx.found) return;
     const cuda = join(dir, 'cuda');
     mkdirSync(cuda, { recursive: true });
@@ -125,16 +127,17 @@ describe.skipIf(!cxx.found)('the emulator harness (emu_main.cpp) runs a variant 
     const exe = join(dir, 'emu_k2');
     const v = describeVariant(plan, [ARCHES.sm_90]);
     await buildVariantEmulator(cxx.tool.path, source, cuda, v, await buildEmulatorRuntime(cxx.tool.path, join(dir, 'runtime')), exe);
-    const withCombine = (combine: { block: number; rowsPerBlock: number }) =>
-      emulateVariant(exe, { ...v, launch: { ...v.launch, combine } }, { batch: 2, prefixLen: [37, 3], splits: 2, seed: 5 }, dir);
-    // The kernel merges a row per warp, so two warps merging two rows a block is as right as the default.
-    for (const combine of [v.launch.combine, { block: 64, rowsPerBlock: 2 }]) {
-      const r = await withCombine(combine);
-      expect([r.completed, r.findings, r.maxError <= r.tolerance], JSON.stringify(combine)).toEqual([true, [], true]);
+    const prefixLen = [150, 3];  // 3 splits of 3, 3 and 2 key tiles; the short sequence leaves two splits empty
+    for (const blockOrder of [0, 1] as const) {
+      const r = await emulateVariant(exe, v, { batch: 2, prefixLen, splits: 3, seed: 5, blockOrder }, dir);
+      expect([r.completed, r.findings, r.maxError <= r.tolerance, r.lseMaxError], `block order ${blockOrder}`).toEqual([true, [], true, expect.any(Number)]);
+      expect(r.lseMaxError).toBeLessThan(2e-3);
     }
-    // A geometry that claims 8 rows a block of 4 warps launches half the blocks: rows stay poisoned.
-    const short = await withCombine({ block: 128, rowsPerBlock: 8 });
-    expect(short.maxError).toBe(Infinity);
-    expect(short.ok).toBe(false);
+    const inputs = randomAttentionInputs({ ...v.shape, batch: 2, n: v.steps, cacheCapacity: 155, prefixLen, seed: 6 });
+    const [forward, reverse] = await Promise.all(([0, 1] as const).map((blockOrder) =>
+      runEmulator(exe, v, { batch: 2, cacheCapacity: 155, prefixLen, splits: 3, blockOrder, ...inputs.bits }, dir, `order${blockOrder}`)));
+    expect([forward!.findings, reverse!.findings]).toEqual([[], []]);
+    expect(Buffer.from(reverse!.o.buffer).equals(Buffer.from(forward!.o.buffer))).toBe(true);
+    expect(Buffer.from(reverse!.lse.buffer).equals(Buffer.from(forward!.lse.buffer))).toBe(true);
   }, 300_000);
 });

@@ -12,6 +12,8 @@ import { findCxx } from '../../src/build/toolchain.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import { type EmulationReport, emulateVariant } from '../../src/emulate/emulate-variant.js';
+import { runEmulator } from '../../src/emulate/emulator-run.js';
+import { randomAttentionInputs } from '../../src/runtime/reference.js';
 import { readManifest } from '../../src/runtime/kernel-library.js';
 import { modelForShape } from '../helpers/models.js';
 
@@ -20,9 +22,14 @@ interface Mutant {
   readonly file: string;  // relative to the compiled directory
   readonly from: string;
   readonly to: string;
+  /** Every occurrence of `from` (else the first). */
+  readonly all?: boolean;
   readonly splits: number;
-  /** What must catch it: a finding of this kind, or a mismatch. */
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier';
+  /**
+   * What must catch it: a finding of this kind, a mismatch, or 'order': outputs that differ
+   * bitwise between the emulator's two block orders (another CTA of a row group finishes last).
+   */
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'counter' | 'order';
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -36,12 +43,17 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
   { name: 'the unrolled K/V copies step a row too far each pass', file: 'cuda/tidarc_attention.cuh', from: 'const int pass_stride = L::kRowsPerPass * t.stride;', to: 'const int pass_stride = (L::kRowsPerPass + 1) * t.stride;', splits: 1, caughtBy: 'mismatch' },
   { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTile0 ? 1 : 0>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
-  { name: 'combine forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
+  { name: 'the merge forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
+  { name: 'a split CTA counts itself in without fencing its partial', file: 'cuda/tidarc_attention.cuh', from: '  __shared__ int last;\n  __threadfence();\n', to: '  __shared__ int last;\n', splits: 3, caughtBy: 'fence' },
+  { name: 'the merging CTA leaves its counter set (the next launch would never merge)', file: 'cuda/tidarc_attention.cuh', from: '      *counter = 0;\n', to: '', splits: 3, caughtBy: 'counter' },
+  { name: 'the merge sums the splits in completion order, from the one after the merging CTA\'s', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s)', to: 'for (int i = 0, s = (static_cast<int>(blockIdx.z) + 1) % splits; i < splits; ++i, s = (s + 1) % splits)', all: true, splits: 3, caughtBy: 'order' },
 ];
 
 const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-mut-'));
 const reports = new Map<string, EmulationReport>();
+/** For 'order' mutants: whether O differs bitwise between the two block orders. */
+const orderDiffers = new Map<string, boolean>();
 
 beforeAll(async () => {
   if (!cxx.found) return;
@@ -56,10 +68,19 @@ beforeAll(async () => {
     const path = join(dir, m.file);
     const text = readFileSync(path, 'utf8');
     if (!text.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file}`);
-    writeFileSync(path, text.replace(m.from, m.to));
+    writeFileSync(path, m.all ? text.replaceAll(m.from, m.to) : text.replace(m.from, m.to));
     const exe = join(dir, 'emu');
     await buildVariantEmulator(cxx.tool.path, join(dir, 'cuda', 'tidar_k4.cu'), join(dir, 'cuda'), variant, objects, exe);
     reports.set(m.name, await emulateVariant(exe, variant, { batch: 3, prefixLen: [17, 0, 130], splits: m.splits, seed: 3 }, dir));
+    if (m.caughtBy === 'order') {
+      // Every sequence long enough for all splits to hold keys: a sum of three in another order.
+      const prefixLen = [150, 170, 190];
+      const inputs = randomAttentionInputs({ ...variant.shape, batch: 3, n: variant.steps, cacheCapacity: 195, prefixLen, seed: 4 });
+      const [a, b] = await Promise.all(([0, 1] as const).map((blockOrder) =>
+        runEmulator(exe, variant, { batch: 3, cacheCapacity: 195, prefixLen, splits: m.splits, blockOrder, ...inputs.bits }, dir, `order${blockOrder}`)));
+      const same = (x: ArrayBufferView, y: ArrayBufferView): boolean => Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+      orderDiffers.set(m.name, !(same(a!.o, b!.o) && same(a!.lse, b!.lse)));
+    }
   });
 }, 600_000);
 
@@ -68,6 +89,10 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 describe.skipIf(!cxx.found)('mutants of a generated kernel are caught', () => {
   test.for(MUTANTS.map((m) => [m.name, m] as const))('%s', ([, m]) => {
     const r = reports.get(m.name)!;
+    if (m.caughtBy === 'order') {
+      expect(orderDiffers.get(m.name)).toBe(true);  // within tolerance of the reference, yet not deterministic
+      return;
+    }
     expect(r.ok).toBe(false);
     if (m.caughtBy === 'mismatch') expect(r.maxError).toBeGreaterThan(r.tolerance);
     else expect(Object.keys(r.findingCounts)).toContain(m.caughtBy);

@@ -88,7 +88,7 @@ changes TIDARC_ABI_VERSION; the runtime refuses a library of another version.`, 
 }
 
 const C_ELEM = { u16: 'uint16_t', i32: 'int32_t', f32: 'float' } as const;
-const C_ROLE = { in: 'TIDARC_ARRAY_IN', cache: 'TIDARC_ARRAY_CACHE', out: 'TIDARC_ARRAY_OUT', scratch: 'TIDARC_ARRAY_SCRATCH' } as const;
+const C_ROLE = { in: 'TIDARC_ARRAY_IN', cache: 'TIDARC_ARRAY_CACHE', out: 'TIDARC_ARRAY_OUT', scratch: 'TIDARC_ARRAY_SCRATCH', counters: 'TIDARC_ARRAY_COUNTERS' } as const;
 
 /** A macro of one X(...) line per entry, continued with backslashes. */
 function xMacro(name: string, entries: readonly string[]): string {
@@ -127,7 +127,8 @@ read, size, poison and write the arrays through these tables, not through lists 
       '/* X(field, "jsName", element type, role) for every array of TidarcAttentionArgs, in declaration',
       '   order. role: TIDARC_ARRAY_IN the kernel reads it; TIDARC_ARRAY_CACHE reads slots',
       '   [0, prefix_len[b]) of it; TIDARC_ARRAY_OUT writes it; TIDARC_ARRAY_SCRATCH the split-KV',
-      '   workspace, only when num_splits > 1. */',
+      '   workspace, only when num_splits > 1; TIDARC_ARRAY_COUNTERS the split-KV arrival counters,',
+      '   only when num_splits > 1: zero-filled by the host, and every launch leaves them zero. */',
       xMacro('TIDARC_ATTENTION_ARRAYS', arrays.map((f) => `${cFieldName(f)}, "${f}", ${C_ELEM[ATTENTION_ARRAYS[f].elem]}, ${C_ROLE[ATTENTION_ARRAYS[f].role]}`)),
     ].join('\n'),
     ['/* X(field, "jsName") for every int32 field. */', xMacro('TIDARC_ATTENTION_SCALARS', scalars.map((f) => `${cFieldName(f)}, "${f}"`)),

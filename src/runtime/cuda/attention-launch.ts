@@ -1,13 +1,14 @@
 /**
  * The attention launches of a compiled kernels directory on a CudaDevice, in one place for
  * every caller that has its tensors on the device (the kernel library's cuda backend, the cuda
- * model runner): a variant's main and combine kernels (each module loaded once), the split-KV
- * choice (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs x
- * the CTAs an SM holds, from the manifest's occupancy),
- * the split workspace, the argument struct (op-abi.ts ATTENTION) and the launches:
- *   main     grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
- *   combine  only when splits > 1: each split wrote its partial o and lse to the workspace, and
- *            ceil(batch * steps * qHeads / rowsPerBlock) blocks merge them by lse into o and lse.
+ * model runner): a variant's kernel (each module loaded once), the split-KV choice
+ * (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs x the CTAs
+ * an SM holds, from the manifest's occupancy), the split workspace and counters, the argument
+ * struct (op-abi.ts ATTENTION) and ONE launch per call:
+ *   grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
+ *   with splits > 1 each CTA writes its split's partial o and lse to the workspace and counts
+ *   itself in on its row group's counter; the last one merges them into o and lse and resets
+ *   the counter, so the zeroed counters serve every later launch (and a graph's replays).
  */
 import { join } from 'node:path';
 import { splitsFor, tunedCallOf } from '../../codegen/call-params.js';
@@ -50,8 +51,9 @@ export function attentionModule(kernelsDir: string, v: ManifestVariant): string 
 
 export class AttentionLauncher {
   private readonly variants: ReadonlyMap<string, ManifestVariant>;
-  private readonly loaded = new Map<string, { readonly main: KernelRef; readonly combine: KernelRef }>();
+  private readonly loaded = new Map<string, KernelRef>();
   private workspace?: DeviceBuffer;
+  private counters?: DeviceBuffer;
 
   constructor(
     private readonly device: CudaDevice,
@@ -79,38 +81,39 @@ export class AttentionLauncher {
     });
   }
 
-  /** A variant's main and combine kernels, loaded on first use (a missing module fails here, naming it). */
-  kernels(v: ManifestVariant): { readonly main: KernelRef; readonly combine: KernelRef } {
-    let fns = this.loaded.get(v.name);
-    if (!fns) {
-      const module = attentionModule(this.kernelsDir, v);
-      fns = { main: this.device.kernel(module, v.symbols.cuda), combine: this.device.kernel(module, v.symbols.cudaCombine) };
-      this.loaded.set(v.name, fns);
+  /** A variant's kernel, loaded on first use (a missing module fails here, naming it). */
+  kernel(v: ManifestVariant): KernelRef {
+    let fn = this.loaded.get(v.name);
+    if (!fn) {
+      fn = this.device.kernel(attentionModule(this.kernelsDir, v), v.symbols.cuda);
+      this.loaded.set(v.name, fn);
     }
-    return fns;
+    return fn;
   }
 
   /** Enqueues one attention call of `variant` (no synchronisation); returns the splits it ran with. */
   launch(variant: string | ManifestVariant, call: AttentionLaunch): number {
     const v = typeof variant === 'string' ? this.variant(variant) : variant;
-    const fns = this.kernels(v);
+    const fn = this.kernel(v);
     const { qHeads, kvHeads, headDim } = v.shape;
     const splits = call.splits ?? this.splitsFor(v, call.batch, call.maxPrefix);
     const rows = call.batch * v.steps * qHeads;
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
       workspace: splits > 1 ? this.splitWorkspace(splits * rows * (headDim + 1)).ptr : 0,
+      splitCounters: splits > 1 ? this.splitCounters(rows).ptr : 0,
       batch: call.batch, cacheCapacity: call.cacheCapacity, numSplits: splits, numThreads: 0,
     });
-    this.device.launch(fns.main, [v.launch.rowTiles, call.batch * kvHeads, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
-    if (splits > 1) this.device.launch(fns.combine, [Math.ceil(rows / v.launch.combine.rowsPerBlock)], [v.launch.combine.block], 0, args);
+    this.device.launch(fn, [v.launch.rowTiles, call.batch * kvHeads, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
     return splits;
   }
 
-  /** Frees the split workspace (the device's modules stay loaded). */
+  /** Frees the split workspace and counters (the device's modules stay loaded). */
   close(): void {
     if (this.workspace) this.device.free(this.workspace);
+    if (this.counters) this.device.free(this.counters);
     this.workspace = undefined;
+    this.counters = undefined;
   }
 
   /** Partial outputs and lse of every split, grown on demand and shared by every launch (they run in stream order). */
@@ -119,5 +122,19 @@ export class AttentionLauncher {
     if (this.workspace) this.device.free(this.workspace);
     this.workspace = this.device.alloc(floats * 4, 'split-KV workspace');
     return this.workspace;
+  }
+
+  /**
+   * The row groups' arrival counters (int32; one per output row bounds the row tiles of any
+   * tiling), zeroed when allocated, by a fill on the stream before the launch (inside a graph
+   * capture the graph re-zeroes them each replay, which changes nothing): every launch leaves
+   * them zero. Grown on demand like the workspace.
+   */
+  private splitCounters(count: number): DeviceBuffer {
+    if (this.counters && this.counters.bytes >= count * 4) return this.counters;
+    if (this.counters) this.device.free(this.counters);
+    this.counters = this.device.alloc(count * 4, 'split-KV counters');
+    this.device.fill(this.counters, 0);
+    return this.counters;
   }
 }

@@ -30,7 +30,7 @@ export interface StructSchema<F extends string = string> {
 }
 
 /** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 /** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h). */
 export const OPS_ABI_VERSION = 2;
 
@@ -138,12 +138,15 @@ export const ATTENTION_DIMS: readonly AttentionDim[] = ['batch', 'n', 'qHeads', 
 /**
  * An array the attention argument points at. elem: u16 = 16-bit elements of the variant's dtype.
  * role: in = the kernel reads it; cache = reads slots [0, prefix_len[b]) of it; out = writes it;
- * scratch = the split-KV workspace, only when num_splits > 1. extent: its row-major dims
+ * scratch = the split-KV workspace, only when num_splits > 1; counters = the split-KV CTAs'
+ * arrival counters, only when num_splits > 1: zero when the host first passes them, and every
+ * launch leaves them zero (the last CTA of a row group resets its counter), so one zeroed
+ * allocation serves every later launch and graph replay. extent: its row-major dims
  * ('headDim + 1': a row of head dim floats and its lse).
  */
 export interface AttentionArraySpec {
   readonly elem: 'u16' | 'i32' | 'f32';
-  readonly role: 'in' | 'cache' | 'out' | 'scratch';
+  readonly role: 'in' | 'cache' | 'out' | 'scratch' | 'counters';
   readonly extent: readonly (AttentionDim | 'headDim + 1')[];
 }
 
@@ -162,8 +165,13 @@ export const ATTENTION_ARRAYS = {
   o: { elem: 'u16', role: 'out', extent: ['batch', 'n', 'qHeads', 'headDim'] },
   lse: { elem: 'f32', role: 'out', extent: ['batch', 'n', 'qHeads'] },
   workspace: { elem: 'f32', role: 'scratch', extent: ['numSplits', 'batch', 'n', 'qHeads', 'headDim + 1'] },
+  // One counter per (row tile, sequence x KV head): at most one per output row, whatever the tiling.
+  splitCounters: { elem: 'i32', role: 'counters', extent: ['batch', 'n', 'qHeads'] },
 } as const satisfies Record<string, AttentionArraySpec>;
 export type AttentionArrayField = keyof typeof ATTENTION_ARRAYS;
+
+/** Roles of the arrays a host passes only when num_splits > 1 (else null). */
+export const splitOnly = (role: AttentionArraySpec['role']): boolean => role === 'scratch' || role === 'counters';
 
 /** The attention argument's int32 fields; `dim`: the size a host sets it to (none: the host's choice). */
 export const ATTENTION_SCALARS = {
@@ -202,7 +210,9 @@ export const ATTENTION = schema<AttentionArrayField | AttentionScalarField>('Tid
   o        [batch, n, q_heads, head_dim]
   lse      float [batch, n, q_heads]            natural-log sum of exp of the scaled
                                                 scores; -inf for a row that sees no key
-  workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1`);
+  workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1
+  split_counters int32 [batch, n, q_heads]      when num_splits > 1: all 0 before the first
+                                                launch; each launch leaves them 0`);
 
 /** Return codes of the CPU entry points (tidarc_abi.h). */
 export const RETURN_CODES: readonly { readonly name: string; readonly value: number; readonly note?: string }[] = [
