@@ -2,8 +2,11 @@
  * The forward pass and KV cache on a CUDA device: the step graph the CPU ModelRunner runs
  * (ir/step-graph.ts), rewritten with the GPU's fusions (ir/step-rewrite.ts) and executed on the
  * cuda op table (gpu-op-table.ts), with weights, activations and the cache resident on the
- * device. Host traffic per pass: token ids and positions in; per lm_head query the requested
- * rows' argmax (or logits) out. Attention launches go through the shared AttentionLauncher
+ * device. A prefill (pass): token ids and positions in; per lm_head query the requested rows'
+ * argmax, sampled token (or logits) out. A decode step (decodeStep): one upload of its inputs
+ * from pinned memory, the whole step on the device, [n, tokens, next drafts, lse] out, replayed
+ * as one CUDA graph per step kind and split-KV bucket (gpu-decode-step.ts, step-graphs.ts).
+ * Attention launches go through the shared AttentionLauncher
  * (attention-launch.ts), which the cuda kernel library uses too: split-KV as tidarc tune measured
  * on a GPU for the shape, else the wave rule over SMs x CTAs per SM. The linear layers run on the generated GEMMs of the manifest
  * ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, gpu-weights.ts); a layer
