@@ -39,11 +39,11 @@ const TOKENS = 6;
 
 interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; downloadBytes: number }
 interface Run { tokens: number[]; prefillDownloadBytes: number; steps: Step[]; graphs: number }
-interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; crossing: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
+interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; crossing: Run; mixed: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
-  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'crossing' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
+  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'crossing' | 'mixed' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
   let crossingCache: Side['tidarCache'];
   beforeAll(async () => {
     const dir = await writeRandomModel(root, SMALL, 11);
@@ -92,6 +92,10 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
     for (const s of [...on.sampledTidar.steps, ...off.sampledTidar.steps]) expect(s.downloadBytes).toBe(7 * 4);
     // The prefill's first token is drawn on the device too: its token and lse, and the one draft's argmax and lse.
     expect(on.sampledTidar.prefillDownloadBytes).toBe(4 * 4);
+    // beta = 0.5: the verify rows mixed with block i + 1's slot 0 on the device (second lm_head), the same both ways.
+    expect(on.mixed.tokens).toHaveLength(TOKENS);
+    expect(off.mixed.tokens).toEqual(on.mixed.tokens);
+    expect(on.mixed.steps.slice(1).every((s) => s.launch !== 'warm-up' && s.kernelLaunches === 0)).toBe(true);
     // The draws depend on the seed (else "reproducible" would prove nothing).
     expect(on.sampledTidarSeed8.tokens).not.toEqual(on.sampledTidar.tokens);
   });
