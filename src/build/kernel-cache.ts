@@ -36,12 +36,20 @@ export interface CacheRequest {
   readonly log?: (line: string) => void;
   /** How long to wait for another process building the same entry (default: file-lock.ts). */
   readonly lockTimeoutMs?: number;
-  /** More work on the entry under its lock, after the compile (the emulated driver's modules). */
-  readonly finish?: (dir: string, compiled: CompileResult) => Promise<void>;
+  /**
+   * More work on the entry under its lock, after the compile (the emulated driver's modules);
+   * `shared` is sharedCacheDir's, for what entries have in common.
+   */
+  readonly finish?: (dir: string, compiled: CompileResult, shared: string) => Promise<void>;
 }
 
 export function defaultCacheDir(): string {
   return process.env['TIDARC_CACHE'] ?? join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'tidarc');
+}
+
+/** Beside kernels/: what entries have in common, built once for all of them (the emulated GPU operators). */
+export function sharedCacheDir(cacheDir?: string): string {
+  return join(cacheDir ?? defaultCacheDir(), 'shared');
 }
 
 /** How errors name a directory in the kernel cache: where the cache is and what sets it. */
@@ -87,7 +95,7 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
       spec: req.spec, targets, outDir: dir, outField: field, build, log,
       ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
     });
-    await req.finish?.(dir, compiled);
+    await req.finish?.(dir, compiled, sharedCacheDir(req.cacheDir));
     return compiled;
   });
 }

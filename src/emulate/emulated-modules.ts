@@ -6,9 +6,13 @@
  * machine without a GPU; the emulator checks every access. Slow: for tests and debugging.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { copyFile, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
+import { withFileLock } from '../fs/file-lock.js';
+import { makeDirs } from '../fs/make-dirs.js';
+import { templatesDigest } from '../codegen/templates.js';
+import { sha256Hasher } from '../util/hash.js';
 import { buildEmulatedModule, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
 import { buildEmulatedGemmModules } from './gemm-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
@@ -20,9 +24,10 @@ export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
 
 /**
  * Builds the .emu.so of every variant, of the GPU operators and of the GEMM units in a compiled kernels
- * directory, skipping those already built (a recompile replaces the directory, and them).
+ * directory, skipping those already built (a recompile replaces the directory, and them). With
+ * `sharedDir` (the kernel cache's), the GPU operators' module is built there once and copied.
  */
-export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined): Promise<void> {
+export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined, sharedDir?: string): Promise<void> {
   const manifest = readManifest(kernelsDir);
   const key = await emulatedModuleKey();
   if (await dropStaleModules(join(kernelsDir, 'cuda'), key)) log('the emulator changed since these modules were built: rebuilding them');
@@ -30,11 +35,59 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
   if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), log });
   const ops = emulatedModulePath(resolve(kernelsDir, OPS_MODULE));
   if (!existsSync(ops)) {
-    await buildEmulatedModule(join(kernelsDir, 'cuda', 'tidarc_ops.cu'), ops, opKernels(), { includeDirs: [join(kernelsDir, 'cuda')] });
-    log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
+    if (sharedDir === undefined) {
+      await buildEmulatedModule(join(kernelsDir, 'cuda', 'tidarc_ops.cu'), ops, opKernels(), { includeDirs: [join(kernelsDir, 'cuda')] });
+      log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
+    } else {
+      const shared = await sharedOpsModule(kernelsDir, sharedDir, key, log);
+      const temp = `${ops}.${process.pid}.tmp`;
+      await copyFile(shared, temp);
+      await rename(temp, ops);
+    }
   }
   await buildEmulatedGemmModules(kernelsDir, manifest, log);
   await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
+}
+
+/** The sources of the GPU operators' module in a kernels directory's cuda/: the .cu and every header beside it (the templates'). */
+const isOpsInput = (name: string): boolean => name === 'tidarc_ops.cu' || /\.(h|cuh)$/.test(name);
+
+/**
+ * Where `sharedDir` keeps the GPU operators' module for the sources in `kernelsDir`/cuda: a
+ * directory named by the hash of everything its build reads (those sources, the templates, the
+ * kernels, the emulator's `key`), so entries whose sources are the same share it.
+ */
+export async function sharedOpsDir(kernelsDir: string, sharedDir: string, key: string): Promise<string> {
+  const cuda = join(kernelsDir, 'cuda');
+  const hash = sha256Hasher();
+  hash.update(`${key}\n${templatesDigest()}\n${JSON.stringify(opKernels())}\n`);
+  for (const name of (await readdir(cuda)).filter(isOpsInput).sort()) {
+    hash.update(`${name}\n`);
+    hash.update(await readFile(join(cuda, name)));
+  }
+  return join(sharedDir, `emulated-ops-${hash.digest().slice(0, 16)}`);
+}
+
+/**
+ * The GPU operators' module is the same in every entry of a kernel cache (its sources are the
+ * templates') and costs seconds of g++ each time: built once into sharedOpsDir, from a copy of the
+ * sources there (the emulator's messages name those files, which outlive any one entry), under
+ * that directory's lock; returns the library.
+ */
+async function sharedOpsModule(kernelsDir: string, sharedDir: string, key: string, log: (line: string) => void): Promise<string> {
+  const dir = await sharedOpsDir(kernelsDir, sharedDir, key);
+  const library = emulatedModulePath(join(dir, 'tidarc_ops.fatbin'));
+  if (existsSync(library)) return library;
+  const field = `the emulated modules shared by the kernel cache's entries (${sharedDir})`;
+  makeDirs(dir, { field, value: dir });
+  await withFileLock(`${dir}.lock`, { what: 'building the GPU operators for the emulated driver', field, log }, async () => {
+    if (existsSync(library)) return;
+    const cuda = join(kernelsDir, 'cuda');
+    for (const name of (await readdir(cuda)).filter(isOpsInput)) await writeFile(join(dir, name), await readFile(join(cuda, name)));
+    await buildEmulatedModule(join(dir, 'tidarc_ops.cu'), library, opKernels(), { includeDirs: [dir] });
+    log(`built ${library}`);
+  });
+  return library;
 }
 
 /** Beside the modules: the emulatedModuleKey they were built under. */

@@ -148,7 +148,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   if (decision.backend === 'cuda') {
     const arch = decision.arch!;
     // The emulated driver loads .emu.so modules that g++ builds from the same sources; a GPU loads fatbins.
-    const compiled = await cachedKernels({ ...cache, target: decision.emulated ? 'emulator' : arch, ...(decision.emulated ? { finish: (dir: string) => buildEmulatedCudaModules(dir, log) } : {}) });
+    const compiled = await cachedKernels({ ...cache, target: decision.emulated ? 'emulator' : arch, ...(decision.emulated ? { finish: (dir: string, _compiled: unknown, shared: string) => buildEmulatedCudaModules(dir, log, shared) } : {}) });
     const kernelsDir = compiled.outDir;
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
