@@ -3,6 +3,8 @@
 // rule checked after every run. Run by device_check.py with the Node it carries:
 //   node runtime_check.mjs TIDARC_ROOT WORK_DIR [TOKENS] [DRAFTS, e.g. 1,2,4,8]
 // TIDARC_ROOT is a built tidarc package (dist/, templates/, the addon, production node_modules).
+// The kernels compile into WORK_DIR/cache, or into $TIDARC_CACHE where it is set (the tests set it
+// to their shared cache, so the model's kernels and emulated modules compile once, not per run).
 // Prints one JSON object: {backend, reason, runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}], ok}.
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
 import { join } from 'node:path';
@@ -19,7 +21,7 @@ const spec = {
 };
 const dir = join(work, spec.name);
 await tidarc.initModel({ spec, outDir: dir, seed: 5, std: 0.3 });
-const model = await tidarc.loadModel(dir, { backend: 'cuda', cacheDir: join(work, 'cache'), log: (l) => process.stderr.write(`${l}\n`) });
+const model = await tidarc.loadModel(dir, { backend: 'cuda', cacheDir: process.env.TIDARC_CACHE ?? join(work, 'cache'), log: (l) => process.stderr.write(`${l}\n`) });
 const runs = [];
 for (const prompt of ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": ']) {
   let arCache;
