@@ -123,6 +123,11 @@ export interface StepBenchResult {
   readonly draft: number;
   readonly fill: { readonly method: 'prefill' | 'repeat'; readonly prefillTokens: number; readonly ms: number; readonly description: string };
   readonly warmupRounds: number;
+  /**
+   * Whether the steps ran as CUDA graphs (cuda without --no-graphs): each kind's first step runs
+   * launch by launch and its second is captured, so with 2+ warm-up rounds a timed step is one replay.
+   */
+  readonly graphs: boolean;
   readonly rounds: number;
   readonly seconds: number;
   readonly tidar: StepStats;
@@ -322,6 +327,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       draft: k,
       fill,
       warmupRounds: warmup,
+      graphs: parts.backend === 'cuda' && (o.graphs ?? true),
       rounds,
       seconds,
       tidar,

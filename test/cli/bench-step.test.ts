@@ -41,7 +41,7 @@ describe('tidarc bench-step', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout) as StepBenchResult;
-    expect(j).toMatchObject({ model: SPEC.name, family: 'qwen3', layers: 2, backend: 'cpu', threads: 1, prefix: 64, draft: 8, warmupRounds: 1 });
+    expect(j).toMatchObject({ model: SPEC.name, family: 'qwen3', layers: 2, backend: 'cpu', threads: 1, prefix: 64, draft: 8, warmupRounds: 1, graphs: false });
     expect(j.fill).toMatchObject({ method: 'prefill', prefillTokens: 64 });
     expect(j.rounds).toBeGreaterThanOrEqual(5);
     for (const [s, variant, tokens] of [[j.tidar, 'tidar_k8', 72], [j.ar, 'ar', 1]] as const) {

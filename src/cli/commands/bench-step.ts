@@ -99,7 +99,7 @@ export function renderStepBench(r: StepBenchResult): string {
   const lines = [
     `${r.model} (${r.family}, ${r.layers} layers, ${r.parameters.toLocaleString('en-US')} parameters), ${r.backend} backend (${r.backendReason}), ${r.threads} threads, 1-min load ${r.loadAverage1m.toFixed(2)}`,
     `prefix L = ${r.prefix}: ${r.fill.description} (${f(r.fill.ms)} ms)`,
-    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step)`,
+    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step; ${r.graphs ? 'each step one CUDA graph launch' : 'steps launched kernel by kernel'})`,
     '',
     `${'step'.padEnd(10)}${'tokens'.padStart(7)}${'median ms'.padStart(11)}${'p20 ms'.padStart(10)}${'p80 ms'.padStart(10)}${'kernels ms'.padStart(12)}${'operators ms'.padStart(14)}${'outside ms'.padStart(12)}${'outside'.padStart(9)}`,
     ...[r.tidar, r.ar].map((s: StepStats) => `${s.variant.padEnd(10)}${String(s.inStepTokens).padStart(7)}${f(s.stepMs.median).padStart(11)}${f(s.stepMs.p20).padStart(10)}${f(s.stepMs.p80).padStart(10)}${f(s.kernelMs).padStart(12)}${f(s.operatorsMs).padStart(14)}${f(s.outsideMs).padStart(12)}${pct(s.outsideFraction).padStart(9)}`),

@@ -77,8 +77,9 @@ describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated dr
       resolve('bin/tidarc.js'), 'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '2', '--json',
     ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() }, maxBuffer: 64 << 20 });
     type Kind = { steps: number; nativeMs: Record<string, number>; launchesPerStep: number; hostMs: number; gpuMs: number; hostDeviceBytesPerStep: number; rooflineMs: number; rooflineRatio: number };
-    const r = JSON.parse(stdout) as { backend: string; tidar: Kind; ar: Kind; ratio: number; machine: { how: string } };
+    const r = JSON.parse(stdout) as { backend: string; graphs: boolean; tidar: Kind; ar: Kind; ratio: number; machine: { how: string } };
     expect(r.backend).toBe('cuda');
+    expect(r.graphs).toBe(true);
     expect(r.tidar.steps).toBeGreaterThanOrEqual(2);
     expect(r.ar.steps).toBeGreaterThanOrEqual(2);
     // Two warm-up rounds: each step kind ran launch by launch, then was captured; a timed step replays its graph.
