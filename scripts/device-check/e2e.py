@@ -28,7 +28,8 @@ K(K+1) tokens; lm_head 1 and 2K - 1 rows).
 read them first); points not started in time are listed as skipped.
 --dry-run: the small model of e2e_cost.dry_models on the cpu backend and torch CPU (float32), with
 the correctness check the GPU run relies on: tidarc's cpu backend and transformers give the same
-greedy first token (and say how many of the next agree) on three prompts.
+greedy first token (and say how many of the next agree) on three prompts. --dry-backend cuda runs
+tidarc's steps on the emulated driver ($TIDARC_LIBCUDA) instead, graphs on and off as on a GPU.
 Writes e2e.json and e2e.md under --out; device_check.py --e2e-budget runs the same part inside it.
 """
 import argparse
@@ -137,7 +138,7 @@ def tidarc_order(models, prefixes):
     return sorted(points, key=rank)
 
 
-def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None):
+def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None, backend=None):
     """The part; save(data), when given, after every tidarc run (a command cut short still reports)."""
     started = time.time()
     left = lambda: budget_s - (time.time() - started)  # noqa: E731
@@ -149,7 +150,7 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'TIDARC_CACHE': os.environ.get('TIDARC_CACHE') or str(work / 'cache')}
-    data = {'format': 1, 'dryRun': dry, 'backend': 'cpu' if dry else 'cuda', 'budgetS': budget_s, 'device': device_facts or {},
+    data = {'format': 1, 'dryRun': dry, 'backend': backend or ('cpu' if dry else 'cuda'), 'budgetS': budget_s, 'device': device_facts or {},
             'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
             'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': []}
     for spec, full in models:
@@ -288,6 +289,8 @@ def main(argv):
     ap.add_argument('--dry-run', action='store_true', help='the small model on the cpu backend and torch CPU, with the correctness check')
     ap.add_argument('--tidarc-root', help='a built tidarc (dist/, bin/) to run with this machine\'s node instead of the bundle\'s, e.g. .')
     ap.add_argument('--eight-b-layers', type=int, default=EIGHT_B_LAYERS, help='layers the Qwen3-8B shape keeps (of 36)')
+    ap.add_argument('--dry-backend', choices=('cpu', 'cuda'), default='cpu',
+                    help='dry run: the backend tidarc\'s steps run on; cuda needs $TIDARC_LIBCUDA (tidarc emulated-driver): graphs on and off, as on a GPU')
     ap.add_argument('--correctness-only', action='store_true', help='dry run: the correctness check alone (no timing)')
     ap.add_argument('--hf-override', action='append', default=[], metavar='KEY=JSON',
                     help='dry run: change transformers\' config (e.g. rope_theta=1000): the correctness check must then fail')
@@ -323,8 +326,11 @@ def main(argv):
         log(f'e2e: {facts}; {peaks["how"]}')
     date = time.strftime('%Y-%m-%d')
     partial = lambda d: (out / 'e2e.json').write_text(json.dumps({**d, 'date': date, 'partial': True}, indent=1) + '\n')  # noqa: E731
-    data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or {'name': 'this machine\'s CPU (dry run)'},
-                   eight_b_layers=a.eight_b_layers, hf_overrides=overrides, correctness_only=a.correctness_only, save=partial)
+    if a.dry_run and a.dry_backend == 'cuda' and not os.environ.get('TIDARC_LIBCUDA'):
+        sys.exit('e2e: --dry-backend cuda needs TIDARC_LIBCUDA (tidarc emulated-driver)')
+    dry_device = {'name': f"tidarc emulated GPU ({os.environ.get('TIDARC_LIBCUDA')}; dry run)" if a.dry_backend == 'cuda' else 'this machine\'s CPU (dry run)'}
+    data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or dry_device, eight_b_layers=a.eight_b_layers,
+                   hf_overrides=overrides, correctness_only=a.correctness_only, save=partial, backend=None if not a.dry_run else a.dry_backend)
     data['date'] = date
     (out / 'e2e.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_e2e_reports(data, out))

@@ -114,6 +114,7 @@ def short_lines(e):
 
 
 def write_e2e_reports(e, out):
-    title = f"# tidarc end-to-end step, {e.get('date', '?')}{' (dry run: cpu backend, torch CPU)' if e.get('dryRun') else ''}"
+    dry = f" (dry run: {e.get('backend')} backend, torch CPU)" if e.get('dryRun') else ''
+    title = f"# tidarc end-to-end step, {e.get('date', '?')}{dry}"
     (Path(out) / 'e2e.md').write_text('\n'.join([title, '', *e2e_lines(e)]) + '\n')
     return '\n'.join(short_lines(e))

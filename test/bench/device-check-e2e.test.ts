@@ -16,7 +16,7 @@ import type { ModelSpec } from '../../src/ir/model.js';
 import { type StepShape, stepCost } from '../../src/bench/roofline.js';
 import { expectedTensors, hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
 import { byteTokenizerConfig, formatByteTokenizerJson } from '../../src/model/tokenizer.js';
-import { sharedKernelCache } from '../helpers/emulated-driver.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
@@ -196,6 +196,25 @@ print(json.dumps(out))
     }
     expect(readFileSync(join(out, 'e2e.md'), 'utf8')).toMatch(/3 of 3 prompts give the same first token/);
   }, 300_000);
+
+  test('--dry-backend cuda on the emulated driver: tidarc\'s steps with graphs and launch by launch, fewer launches a step with graphs', async () => {
+    const out = join(root, 'dry-cuda');
+    const r = await py(['e2e.py', '--dry-run', '--dry-backend', 'cuda', '--tidarc-root', resolve('.'), '--out', out],
+      { ...process.env, TIDARC_CACHE: cache, TIDARC_LIBCUDA: await sharedEmulatedDriver() });
+    expect(r.code, r.stderr).toBe(0);
+    type Figures = { medianMs: number; launchesPerStep: number };
+    const data = JSON.parse(readFileSync(join(out, 'e2e.json'), 'utf8')) as {
+      backend: string; graphs: string; rows: { step: string; tidarcGraphsMs: number; tidarcLaunchesMs: number; tidarc: Record<'graphs' | 'launches', Figures>; ratios: Record<string, number> }[];
+    };
+    expect([data.backend, data.graphs]).toEqual(['cuda', 'supported']);
+    expect(data.rows.map((x) => x.step)).toEqual(['ar', 'tidar_k2']);
+    for (const row of data.rows) {
+      expect(row.tidarcGraphsMs).toBe(row.tidarc.graphs.medianMs);
+      expect(row.tidarcLaunchesMs).toBe(row.tidarc.launches.medianMs);
+      expect(row.ratios['launchesOverGraphs']).toBeCloseTo(row.tidarcLaunchesMs / row.tidarcGraphsMs, 9);
+      expect(row.tidarc.graphs.launchesPerStep, row.step).toBeLessThan(row.tidarc.launches.launchesPerStep);
+    }
+  }, 600_000);
 
   test('the correctness check fails (exit 1) when transformers\' model differs (rope_theta 10000 -> 10)', async () => {
     const out = join(root, 'dry-wrong');
