@@ -321,8 +321,10 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
 // order 0..S-1 (the two-launch combine's arithmetic, so the same bits). One CTA does a row
 // group's whole merge, so it must keep many loads in flight: a thread per row first takes the
 // row's max lse and weight sum (into shared memory: the K/V stages are free by now), then
-// every thread takes (row, 4 columns) items, the 16-byte partial loads of 4 splits issued
-// together; ld.global.cg reads the other CTAs' partials from L2, never a stale L1 line.
+// every thread takes (row, 4 columns) items, the 16-byte partial loads of 8 splits issued
+// together (unrolled: the merge is latency-bound, and its registers are free after the main
+// loop; ptxas: no change); ld.global.cg reads the other CTAs' partials from L2, never a stale
+// L1 line.
 template <class C>
 __device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int splits) {
   using T = typename C::T;
@@ -364,7 +366,7 @@ __device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int s
     const float max_lse = max_of[rl];
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     if (max_lse != -INFINITY) {
-#pragma unroll 4
+#pragma unroll 8
       for (int s = 0; s < splits; ++s) {
         const float w = __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
         const float4 x = ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c);
