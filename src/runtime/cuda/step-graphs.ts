@@ -16,6 +16,7 @@
  * allocate) when a larger shape first needs more: every free on the runner's device makes the
  * graphs captured before it stale (FreeCounter), and they are captured again.
  */
+import { TidarcError } from '../../errors.js';
 import type { CudaDevice, GraphRef } from './device.js';
 
 /** How a step ran: launch by launch (graphs off, or its warm-up), or its graph (captured now, or replayed). */
@@ -70,7 +71,14 @@ export class StepGraphs {
       return 'warm-up';
     }
     const before = this.counter.frees();
-    const ref = device.capture(`decode step ${key}`, record);
+    let ref: GraphRef;
+    try {
+      ref = device.capture(`decode step ${key}`, record);
+    } catch (e) {
+      // The step ran fine launch by launch (its warm-up): say how to keep doing that.
+      if (!(e instanceof TidarcError)) throw e;
+      throw new TidarcError(e.code, `${e.message.replace(/\.$/, '')}; without graphs the step runs launch by launch`, { field: 'graphs', value: true, allowed: 'false (--no-graphs on tidarc run and bench-step; loadModel(dir, { graphs: false }))' });
+    }
     if (this.counter.frees() !== before) {
       // Something was reallocated while recording: the graph may hold a freed address.
       device.destroyGraph(ref);

@@ -6,6 +6,7 @@
  * step directly; graphs off always runs directly. Needs: nothing.
  */
 import { describe, expect, test } from 'vitest';
+import { TidarcError } from '../../../src/errors.js';
 import type { CudaDevice, DeviceBuffer, GraphRef } from '../../../src/runtime/cuda/device.js';
 import { StepGraphs, countFrees } from '../../../src/runtime/cuda/step-graphs.js';
 
@@ -73,6 +74,20 @@ describe('step graphs', () => {
     expect(graphs.run('ar', record)).toBe('warm-up');
     expect(log).toEqual(['capture decode step ar', 'record', 'free scratch', 'end capture', 'destroy graph 2', 'record', 'free scratch']);
     expect(graphs.size).toBe(0);
+  });
+
+  test('a capture the driver refuses is one error that names the way around it (graphs off)', () => {
+    const { device } = fakeDevice();
+    const refusing = { ...device, capture: () => { throw new TidarcError('runtime', 'CUDA: cannot capture decode step ar: cuStreamEndCapture failed: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (901)'); } } as unknown as CudaDevice;
+    const graphs = new StepGraphs(countFrees(refusing), true);
+    graphs.run('ar', () => undefined);
+    let message = '';
+    try {
+      graphs.run('ar', () => undefined);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toBe('CUDA: cannot capture decode step ar: cuStreamEndCapture failed: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (901); without graphs the step runs launch by launch (graphs = true); allowed: false (--no-graphs on tidarc run and bench-step; loadModel(dir, { graphs: false }))');
   });
 
   test('graphs off: every step launch by launch, nothing captured', () => {
