@@ -23,10 +23,10 @@ import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import { GEMM_SWIGLU_INTERLEAVE, interleaveGateUp } from '../../src/codegen/gemm-epilogue.js';
 import type { GemmPlan, GemmShape } from '../../src/codegen/gemm-plan.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { encode } from '../../src/util/dtype.js';
 import { type GemmProblem, gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-epi-'));
@@ -133,7 +133,7 @@ const swigluProblem = (): GemmProblem => {
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   const natural = randomGemmProblem(SWIGLU, Math.max(...SWIGLU_MS), 31);
   const interleaved = swigluProblem();
   const stats = statsProblem(Math.max(...STATS_MS));

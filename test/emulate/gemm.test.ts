@@ -17,9 +17,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { GemmShape } from '../../src/codegen/gemm-plan.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const cxx = await findCxx();
 
@@ -62,7 +62,7 @@ function optsFor(mode: Mode, m: number, n: number) {
 beforeAll(async () => {
   if (!cxx.found) return;
   const t0 = performance.now();
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   await runPool(UNITS, 2, async (unit, i) => {
     const dir = join(root, `unit${i}`);
     const { source, cudaDir, plans } = writeGemmUnit(dir, unit.shape, unit.ms, unit.splitK);

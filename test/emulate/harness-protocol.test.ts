@@ -19,11 +19,12 @@ import { readTemplateFile } from '../../src/codegen/templates.js';
 import { emulateVariant } from '../../src/emulate/emulate-variant.js';
 import { runEmulator } from '../../src/emulate/emulator-run.js';
 import { randomAttentionInputs } from '../../src/runtime/reference.js';
-import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
+import { buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import {
   HARNESS_HEADER, HARNESS_OPTIONS, type HarnessRun, harnessArgv, harnessDims, harnessInputBytes, harnessOutputs, renderHarnessHeader,
 } from '../../src/emulate/harness-protocol.js';
 import { ATTENTION_ARRAYS, attentionArrayFields, attentionElements, cFieldName } from '../../src/runtime/cuda/op-abi.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 const cxx = await findCxx();
 const dir = mkdtempSync(join(tmpdir(), 'tidarc-harness-'));
@@ -126,7 +127,7 @@ describe.skipIf(!cxx.found)('the emulator harness (emu_main.cpp) runs a variant 
     writeFileSync(source, renderCudaVariant(plan, 'harness-test'));
     const exe = join(dir, 'emu_k2');
     const v = describeVariant(plan, [ARCHES.sm_90]);
-    await buildVariantEmulator(cxx.tool.path, source, cuda, v, await buildEmulatorRuntime(cxx.tool.path, join(dir, 'runtime')), exe);
+    await buildVariantEmulator(cxx.tool.path, source, cuda, v, await sharedEmulatorRuntime(), exe);
     const prefixLen = [150, 3];  // 3 splits of 3, 3 and 2 key tiles; the short sequence leaves two splits empty
     for (const blockOrder of [0, 1] as const) {
       const r = await emulateVariant(exe, v, { batch: 2, prefixLen, splits: 3, seed: 5, blockOrder }, dir);

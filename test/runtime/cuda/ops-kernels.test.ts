@@ -17,7 +17,8 @@ import { findCxx, findNvcc } from '../../../src/build/toolchain.js';
 import { ARCHES } from '../../../src/codegen/arch.js';
 import { nvccFlags } from '../../../src/codegen/generate.js';
 import { packageRoot } from '../../../src/util/paths.js';
-import { buildEmulatorRuntime, compileWith, EMU_FLAGS, emulatorIncludeFlags, emulatorSourceDir } from '../../../src/emulate/emulator-build.js';
+import { compileWith, EMU_FLAGS, emulatorIncludeFlags, emulatorSourceDir } from '../../../src/emulate/emulator-build.js';
+import { sharedEmulatorRuntime } from '../../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const cxx = await findCxx();
@@ -50,7 +51,7 @@ describe.skipIf(!cxx.found)('GPU operators on the emulator', () => {
   beforeAll(async () => {
     if (!cxx.found) return;
     const emu = emulatorSourceDir();
-    const runtime = await buildEmulatorRuntime(cxx.tool.path, join(dir, 'runtime'));
+    const runtime = await sharedEmulatorRuntime();
     const exe = join(dir, 'ops_check');
     await compileWith(cxx.tool.path, [
       ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${join(root, 'templates', 'cuda')}`,
