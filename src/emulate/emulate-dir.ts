@@ -26,6 +26,12 @@ export interface EmulateOptions {
   readonly splits: readonly number[];
   readonly seed: number;
   readonly jobs?: number;
+  /**
+   * The emulator runtime's objects (buildEmulatorRuntime's) to link, instead of compiling them
+   * (a g++ run per source) in the scratch directory: a caller that emulates several directories
+   * builds them once.
+   */
+  readonly runtimeObjects?: readonly string[];
   /** 'emulator' (default): g++ and the SIMT emulator; 'gpu': nvcc and the GPU, same checks. */
   readonly target?: 'emulator' | 'gpu';
   /** The GPU's architecture, for target 'gpu' (default sm_90). */
@@ -63,7 +69,7 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
   const prefixLen = prefixLengths(options.batch, options.prefix);
   try {
     const t0 = performance.now();
-    const objects = onGpu ? [] : await buildEmulatorRuntime(compiler.tool.path, join(work, 'runtime'));
+    const objects = onGpu ? [] : options.runtimeObjects ?? await buildEmulatorRuntime(compiler.tool.path, join(work, 'runtime'));
     const gencode = ARCHES[options.arch ?? 'sm_90'].gencode;
     let built = 0;
     const exes = await runPool(variants, jobs, async (v) => {
