@@ -13,7 +13,7 @@
  * chosen once per process, from $TIDARC_LIBCUDA.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -61,7 +61,10 @@ function expectInvariants(runs: readonly Run[], tokens: number): void {
 describe.skipIf(!cxx.found)('cuda backend on the emulated driver', () => {
   test('greedy TiDAR (k = 2) == greedy AR on three prompts, the same committed cache', { timeout: 900_000 }, async () => {
     const driver = await sharedEmulatedDriver();
-    const r = await decodeOnCuda({ ...process.env, TIDARC_LIBCUDA: driver }, [2], 16);
+    // The shared kernel cache ($TIDARC_CACHE): the device check's dry run (test/bench/device-check.test.ts) decodes the same model.
+    const cache = await sharedKernelCache();
+    const r = await decodeOnCuda({ ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: cache }, [2], 16);
+    expect(readdirSync(join(cache, 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
     expect(r.backend).toBe('cuda');
     expect(r.reason).toMatch(/tidarc emulated/);
     expect(r.runs).toHaveLength(3);  // three prompts
@@ -135,6 +138,16 @@ describe.skipIf(!cxx.found)('split-KV on the cuda backend (emulated driver)', ()
     expect(unsplit.stderr).toMatch(/tuned tidar_k2: w4-n64 .*cuda call parameters for 1 shape buckets/);
     expect(unsplit.tokens).toEqual(ar.tokens);
     expect((await run(driver, dir, '--draft', '2', '--tuned', tunedTo(3))).tokens).toEqual(ar.tokens);
+
+    // The GPU operators' module was built once in the cache's shared directory (kernel-cache.ts
+    // sharedCacheDir); the untuned and the tuned entry each hold a copy of it.
+    const cache = await sharedKernelCache();
+    const shared = readdirSync(join(cache, 'shared')).filter((n) => /^emulated-ops-[0-9a-f]{16}$/.test(n));
+    expect(shared).toHaveLength(1);
+    const library = readFileSync(join(cache, 'shared', shared[0]!, 'tidarc_ops.emu.so'));
+    const copies = readdirSync(join(cache, 'kernels')).filter((e) => /^cudasmall-emulator-[0-9a-f]{16}$/.test(e)).map((e) => join(cache, 'kernels', e, 'cuda', 'tidarc_ops.emu.so'));
+    expect(copies.length).toBeGreaterThanOrEqual(2);
+    for (const c of copies) expect(readFileSync(c).equals(library), c).toBe(true);
   });
 });
 
