@@ -67,7 +67,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -76,13 +75,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 26,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 13,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k16": {
@@ -104,7 +99,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k16_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -113,13 +107,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 1,
+            "block": 192,
+            "dynamicSharedBytes": 69632
         }
     },
     "ar": {
@@ -141,7 +131,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_ar_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_ar_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_ar_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -152,11 +141,7 @@ exports.variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "prefill_c64": {
@@ -178,7 +163,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -187,13 +171,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 6,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 3,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     }
 };

@@ -40,18 +40,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k16_bf16_d128_q12_kv2";
-            readonly cudaCombine: "tidarc_attn_tidar_k16_bf16_d128_q12_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k16_bf16_d128_q12_kv2";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 26;
-            readonly block: 128;
+            readonly rowTiles: 13;
+            readonly block: 256;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k16: {
@@ -73,18 +68,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k16_bf16_d128_q12_kv2";
-            readonly cudaCombine: "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 128;
+            readonly rowTiles: 1;
+            readonly block: 192;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly ar: {
@@ -106,7 +96,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_ar_bf16_d128_q12_kv2";
-            readonly cudaCombine: "tidarc_attn_ar_bf16_d128_q12_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d128_q12_kv2";
         };
         readonly launch: {
@@ -114,10 +103,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly prefill_c64: {
@@ -139,18 +124,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_prefill_c64_bf16_d128_q12_kv2";
-            readonly cudaCombine: "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 6;
-            readonly block: 128;
+            readonly rowTiles: 3;
+            readonly block: 256;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
 };
@@ -164,7 +144,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 272, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 272, 2, 128];
-     * lse: [batch, 272, 12] natural log. Tiles: 0 full, 46 partial, 84 empty in-step tiles skipped.
+     * lse: [batch, 272, 12] natural log. Tiles: 0 full, 23 partial, 42 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -174,7 +154,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
-     * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 16, 12] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     blockK16(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -194,7 +174,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
-     * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 12] natural log. Tiles: 0 full, 3 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

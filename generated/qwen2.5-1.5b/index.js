@@ -64,7 +64,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -73,13 +72,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 26,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 13,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k16": {
@@ -101,7 +96,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k16_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -110,13 +104,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 1,
+            "block": 192,
+            "dynamicSharedBytes": 69632
         }
     },
     "ar": {
@@ -138,7 +128,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_ar_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_ar_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_ar_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -149,11 +138,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "prefill_c64": {
@@ -175,7 +160,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2",
-            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine",
             "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2"
         },
         "launch": {
@@ -184,13 +168,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 6,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 3,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     }
 };

@@ -67,7 +67,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2",
-      "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q12_kv2_combine",
       "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q12_kv2"
     },
     "launch": {
@@ -76,13 +75,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 26,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 13,
+      "block": 256,
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k16": {
@@ -104,7 +99,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k16_bf16_d128_q12_kv2",
-      "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q12_kv2_combine",
       "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2"
     },
     "launch": {
@@ -113,13 +107,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 1,
+      "block": 192,
+      "dynamicSharedBytes": 69632
     }
   },
   "ar": {
@@ -141,7 +131,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_ar_bf16_d128_q12_kv2",
-      "cudaCombine": "tidarc_attn_ar_bf16_d128_q12_kv2_combine",
       "cpu": "tidarc_cpu_attn_ar_bf16_d128_q12_kv2"
     },
     "launch": {
@@ -152,11 +141,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 69632
     }
   },
   "prefill_c64": {
@@ -178,7 +163,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2",
-      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q12_kv2_combine",
       "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2"
     },
     "launch": {
@@ -187,13 +171,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 6,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 3,
+      "block": 256,
+      "dynamicSharedBytes": 69632
     }
   }
 } as const;
@@ -208,7 +188,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 272, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 272, 2, 128];
-   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 46 partial, 84 empty in-step tiles skipped.
+   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 23 partial, 42 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -218,7 +198,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
-   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   blockK16(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -238,7 +218,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
-   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 3 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -69,7 +69,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k4_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -78,13 +77,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 1,
+            "block": 160,
+            "dynamicSharedBytes": 69632
         }
     },
     "tidar_k8": {
@@ -106,7 +101,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k8_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -115,13 +109,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 5,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 3,
+            "block": 192,
+            "dynamicSharedBytes": 69632
         }
     },
     "tidar_k16": {
@@ -143,7 +133,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -152,13 +141,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 17,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 9,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k4": {
@@ -180,7 +165,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k4_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -191,11 +175,7 @@ exports.variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k8": {
@@ -217,7 +197,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k8_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -227,12 +206,8 @@ exports.variants = {
                 "splits"
             ],
             "rowTiles": 1,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "block": 64,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k16": {
@@ -254,7 +229,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k16_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -265,11 +239,7 @@ exports.variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "ar": {
@@ -291,7 +261,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_ar_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_ar_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_ar_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -302,11 +271,7 @@ exports.variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "prefill_c64": {
@@ -328,7 +293,6 @@ exports.variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -337,13 +301,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 4,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 2,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     }
 };

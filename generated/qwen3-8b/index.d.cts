@@ -40,18 +40,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k4_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_tidar_k4_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k4_bf16_d128_q32_kv8";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 128;
+            readonly rowTiles: 1;
+            readonly block: 160;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly tidar_k8: {
@@ -73,18 +68,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k8_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_tidar_k8_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k8_bf16_d128_q32_kv8";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 5;
-            readonly block: 128;
+            readonly rowTiles: 3;
+            readonly block: 192;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly tidar_k16: {
@@ -106,18 +96,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k16_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_tidar_k16_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k16_bf16_d128_q32_kv8";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 17;
-            readonly block: 128;
+            readonly rowTiles: 9;
+            readonly block: 256;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k4: {
@@ -139,7 +124,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k4_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8";
         };
         readonly launch: {
@@ -147,10 +131,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k8: {
@@ -172,18 +152,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k8_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
             readonly rowTiles: 1;
-            readonly block: 128;
+            readonly block: 64;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k16: {
@@ -205,7 +180,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k16_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8";
         };
         readonly launch: {
@@ -213,10 +187,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly ar: {
@@ -238,7 +208,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_ar_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_ar_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d128_q32_kv8";
         };
         readonly launch: {
@@ -246,10 +215,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly prefill_c64: {
@@ -271,18 +236,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_prefill_c64_bf16_d128_q32_kv8";
-            readonly cudaCombine: "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine";
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 4;
-            readonly block: 128;
+            readonly rowTiles: 2;
+            readonly block: 256;
             readonly dynamicSharedBytes: 69632;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
 };
@@ -296,7 +256,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -306,7 +266,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 72, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 72, 8, 128];
-     * lse: [batch, 72, 32] natural log. Tiles: 0 full, 6 partial, 4 empty in-step tiles skipped.
+     * lse: [batch, 72, 32] natural log. Tiles: 0 full, 4 partial, 2 empty in-step tiles skipped.
      */
     tidarK8(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 8: 72 in-step tokens (8 drafts + 8 blocks of 8 mask tokens), off the event loop. */
@@ -316,7 +276,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
+     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 16 partial, 29 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -366,7 +326,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -66,7 +66,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k4_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -75,13 +74,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 1,
+            "block": 160,
+            "dynamicSharedBytes": 69632
         }
     },
     "tidar_k8": {
@@ -103,7 +98,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k8_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -112,13 +106,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 5,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 3,
+            "block": 192,
+            "dynamicSharedBytes": 69632
         }
     },
     "tidar_k16": {
@@ -140,7 +130,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -149,13 +138,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 17,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 9,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k4": {
@@ -177,7 +162,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k4_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -188,11 +172,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k8": {
@@ -214,7 +194,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k8_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -224,12 +203,8 @@ export const variants = {
                 "splits"
             ],
             "rowTiles": 1,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "block": 64,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k16": {
@@ -251,7 +226,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k16_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -262,11 +236,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "ar": {
@@ -288,7 +258,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_ar_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_ar_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_ar_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -299,11 +268,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 69632
         }
     },
     "prefill_c64": {
@@ -325,7 +290,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8",
-            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine",
             "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8"
         },
         "launch": {
@@ -334,13 +298,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 4,
-            "block": 128,
-            "dynamicSharedBytes": 69632,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 2,
+            "block": 256,
+            "dynamicSharedBytes": 69632
         }
     }
 };

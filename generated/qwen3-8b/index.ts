@@ -69,7 +69,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_tidar_k4_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_tidar_k4_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -78,13 +77,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 1,
+      "block": 160,
+      "dynamicSharedBytes": 69632
     }
   },
   "tidar_k8": {
@@ -106,7 +101,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_tidar_k8_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_tidar_k8_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -115,13 +109,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 5,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 3,
+      "block": 192,
+      "dynamicSharedBytes": 69632
     }
   },
   "tidar_k16": {
@@ -143,7 +133,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_tidar_k16_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_tidar_k16_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -152,13 +141,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 17,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 9,
+      "block": 256,
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k4": {
@@ -180,7 +165,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k4_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_block_k4_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -191,11 +175,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k8": {
@@ -217,7 +197,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k8_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_block_k8_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -227,12 +206,8 @@ export const variants = {
         "splits"
       ],
       "rowTiles": 1,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "block": 64,
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k16": {
@@ -254,7 +229,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k16_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_block_k16_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -265,11 +239,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 69632
     }
   },
   "ar": {
@@ -291,7 +261,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_ar_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_ar_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_ar_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -302,11 +271,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 69632
     }
   },
   "prefill_c64": {
@@ -328,7 +293,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8",
-      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d128_q32_kv8_combine",
       "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8"
     },
     "launch": {
@@ -337,13 +301,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 4,
-      "block": 128,
-      "dynamicSharedBytes": 69632,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 2,
+      "block": 256,
+      "dynamicSharedBytes": 69632
     }
   }
 } as const;
@@ -358,7 +318,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   tidarK4(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -368,7 +328,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 72, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 72, 8, 128];
-   * lse: [batch, 72, 32] natural log. Tiles: 0 full, 6 partial, 4 empty in-step tiles skipped.
+   * lse: [batch, 72, 32] natural log. Tiles: 0 full, 4 partial, 2 empty in-step tiles skipped.
    */
   tidarK8(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 8: 72 in-step tokens (8 drafts + 8 blocks of 8 mask tokens), off the event loop. */
@@ -378,7 +338,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
+   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 16 partial, 29 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -428,7 +388,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

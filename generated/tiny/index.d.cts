@@ -40,7 +40,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k2_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_tidar_k2_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k2_bf16_d64_q4_kv2";
         };
         readonly launch: {
@@ -48,10 +47,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly tidar_k4: {
@@ -73,18 +68,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_tidar_k4_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_tidar_k4_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_tidar_k4_bf16_d64_q4_kv2";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
             readonly rowTiles: 1;
-            readonly block: 128;
+            readonly block: 96;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k2: {
@@ -106,7 +96,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k2_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2";
         };
         readonly launch: {
@@ -114,10 +103,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly block_k4: {
@@ -139,7 +124,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_block_k4_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2";
         };
         readonly launch: {
@@ -147,10 +131,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly ar: {
@@ -172,7 +152,6 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_ar_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_ar_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d64_q4_kv2";
         };
         readonly launch: {
@@ -180,10 +159,6 @@ export declare const variants: {
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
     readonly prefill_c64: {
@@ -205,18 +180,13 @@ export declare const variants: {
         };
         readonly symbols: {
             readonly cuda: "tidarc_attn_prefill_c64_bf16_d64_q4_kv2";
-            readonly cudaCombine: "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine";
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2";
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 128;
+            readonly rowTiles: 1;
+            readonly block: 256;
             readonly dynamicSharedBytes: 36864;
-            readonly combine: {
-                readonly block: 128;
-                readonly rowsPerBlock: 4;
-            };
         };
     };
 };
@@ -280,7 +250,7 @@ export interface TinyKernels {
      *
      * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
-     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -65,7 +65,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k2_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_tidar_k2_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_tidar_k2_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -76,11 +75,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 36864
         }
     },
     "tidar_k4": {
@@ -102,7 +97,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_tidar_k4_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_tidar_k4_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_tidar_k4_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -112,12 +106,8 @@ export const variants = {
                 "splits"
             ],
             "rowTiles": 1,
-            "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "block": 96,
+            "dynamicSharedBytes": 36864
         }
     },
     "block_k2": {
@@ -139,7 +129,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k2_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -150,11 +139,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 36864
         }
     },
     "block_k4": {
@@ -176,7 +161,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_block_k4_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -187,11 +171,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 36864
         }
     },
     "ar": {
@@ -213,7 +193,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_ar_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_ar_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_ar_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -224,11 +203,7 @@ export const variants = {
             ],
             "rowTiles": 1,
             "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "dynamicSharedBytes": 36864
         }
     },
     "prefill_c64": {
@@ -250,7 +225,6 @@ export const variants = {
         },
         "symbols": {
             "cuda": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2",
-            "cudaCombine": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine",
             "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2"
         },
         "launch": {
@@ -259,13 +233,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 128,
-            "dynamicSharedBytes": 36864,
-            "combine": {
-                "block": 128,
-                "rowsPerBlock": 4
-            }
+            "rowTiles": 1,
+            "block": 256,
+            "dynamicSharedBytes": 36864
         }
     }
 };

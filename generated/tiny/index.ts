@@ -68,7 +68,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k2_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_tidar_k2_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_tidar_k2_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -79,11 +78,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 36864
     }
   },
   "tidar_k4": {
@@ -105,7 +100,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_tidar_k4_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_tidar_k4_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_tidar_k4_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -115,12 +109,8 @@ export const variants = {
         "splits"
       ],
       "rowTiles": 1,
-      "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "block": 96,
+      "dynamicSharedBytes": 36864
     }
   },
   "block_k2": {
@@ -142,7 +132,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k2_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_block_k2_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -153,11 +142,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 36864
     }
   },
   "block_k4": {
@@ -179,7 +164,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_block_k4_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_block_k4_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -190,11 +174,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 36864
     }
   },
   "ar": {
@@ -216,7 +196,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_ar_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_ar_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_ar_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -227,11 +206,7 @@ export const variants = {
       ],
       "rowTiles": 1,
       "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "dynamicSharedBytes": 36864
     }
   },
   "prefill_c64": {
@@ -253,7 +228,6 @@ export const variants = {
     },
     "symbols": {
       "cuda": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2",
-      "cudaCombine": "tidarc_attn_prefill_c64_bf16_d64_q4_kv2_combine",
       "cpu": "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2"
     },
     "launch": {
@@ -262,13 +236,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 128,
-      "dynamicSharedBytes": 36864,
-      "combine": {
-        "block": 128,
-        "rowsPerBlock": 4
-      }
+      "rowTiles": 1,
+      "block": 256,
+      "dynamicSharedBytes": 36864
     }
   }
 } as const;
@@ -333,7 +303,7 @@ export interface TinyKernels {
    *
    * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
-   * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -10,8 +10,11 @@
  *               partials (splits x rows x (D + 1) floats) written by every split's CTA and
  *               read by the row group's last one (counted as HBM although they may stay in L2).
  *   L2 bytes    the prefix once per row tile (every row tile reads all of it).
- *   FLOPs       useful: 4 D per (query row, visible key); executed: whole tiles of 16 x warps
- *               rows (padding rows included) against every key tile a row tile visits.
+ *   FLOPs       useful: 4 D per (query row, visible key); executed: whole row tiles of the
+ *               plan's tileM rows (padding rows included; 16 x row warps: plan.ts rowTileOf, so
+ *               16 for AR's 4 rows, whose warps split the keys instead) against every key tile
+ *               a row tile visits. The split-key merge (16 x D floats a warp through shared
+ *               memory, once per CTA) is not counted.
  *   balance     an SM's time is its CTA count (CTAs on one SM share its bandwidth and tensor
  *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages

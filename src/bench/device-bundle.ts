@@ -26,7 +26,8 @@ import { TidarcError } from '../errors.js';
 import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { shapeBucket, variantKey } from '../tune/db.js';
 import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
-import { AR_VARIANT, parseVariantName, tidarVariantName } from '../codegen/variant-name.js';
+import { rowTileOf } from '../codegen/plan.js';
+import { AR_VARIANT, parseVariantName, tidarVariantName, variantSteps } from '../codegen/variant-name.js';
 import { type BenchGrid, type BenchSection, benchPoints } from './attention-points.js';
 
 export interface BundleShape {
@@ -130,7 +131,7 @@ export const FULL_TUNE: TuneGrid = {
 /** Small enough for the emulator: one variant, three tiles, two short prefixes, and a cap that cuts (6 candidates at L = 64). */
 export const DRY_RUN_TUNE: TuneGrid = {
   shape: DRY_RUN_GRID[0]!, variants: [tidarVariantName(2)], batches: [1], prefixes: [64, 128],
-  tiles: [{ warps: 1, tileN: 16 }, { warps: 2, tileN: 32 }, { warps: 4, tileN: 64 }], maxConfigs: 4, slots: H200_SMS,
+  tiles: [{ warps: 1, tileN: 16 }, { warps: 2, tileN: 32 }, { warps: 2, tileN: 64 }], maxConfigs: 4, slots: H200_SMS,
 };
 
 export interface BundleTuneTile extends Tile {
@@ -202,9 +203,13 @@ function describe(m: Manifest, dir: string): BundleModel {
   return { name: s.name, dir, dtype: s.dtype, headDim: s.headDim, qHeads: s.queryHeads, kvHeads: s.kvHeads, nvccFlags: m.nvccFlags, variants };
 }
 
-/** Every (warps, tileN) of the search space that static pruning keeps for the shape on sm_90 (11 at head dim 128). */
+/**
+ * Every (warps, tileN) of the search space that static pruning keeps for the shape on sm_90 with
+ * row-stacked warps (11 at head dim 128); prepareTune adds each tuned variant's planned tile and
+ * drops, per variant, the tiles its rows cannot use.
+ */
 export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>): Tile[] {
-  const probe: TuneShape = { headDim: shape.headDim, rows: 1, kvHeads: shape.kvHeads, batch: 1, prefix: 1 };
+  const probe: TuneShape = { headDim: shape.headDim, rows: 17, kvHeads: shape.kvHeads, batch: 1, prefix: 1 };
   return WARPS.flatMap((warps) => TILE_N.map((tileN) => ({ warps, tileN }))).filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
 }
 
@@ -254,8 +259,19 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
   const own = ARCHES.sm_90.tile;
   const base = models.find((m) => m.name === name);
   const tiles: BundleTuneTile[] = [];
-  for (const tile of t.tiles ?? candidateTiles(t.shape)) {
-    if (base && tile.warps === own.warps && tile.tileN === own.tileN) {
+  // Each variant's rows (and so its planned row tile and the tiles it can use) from the grid's model.
+  const variantRows = new Map(t.variants.map((v) => [v, variantSteps(v) * (t.shape.qHeads / t.shape.kvHeads)] as const));
+  const fits = (tile: Tile, v: string): boolean =>
+    infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1 }, 'cuda', 'sm_90') === null;
+  const planned = (tile: Tile, v: string): boolean => tile.tileN === own.tileN && tile.warps === rowTileOf(variantRows.get(v)!, own.tileN).warps;
+  const listed = [...(t.tiles ?? candidateTiles(t.shape))];
+  for (const v of t.variants) {
+    const tile = { warps: rowTileOf(variantRows.get(v)!, own.tileN).warps, tileN: own.tileN };
+    if (!listed.some((x) => x.warps === tile.warps && x.tileN === tile.tileN)) listed.push(tile);
+  }
+  for (const tile of listed) {
+    // The grid's model is every variant's planned tile: it serves a tile each variant either plans or cannot use.
+    if (base && t.variants.every((v) => planned(tile, v) || !fits(tile, v))) {
       tiles.push({ ...tile, model: onlyVariants(base, t.variants) });
       continue;
     }
@@ -263,7 +279,7 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     const out = join(o.outDir, dir);
     const r = await compileModel({
       spec, ...(drafts.length ? { drafts } : {}), arches: ['sm_90'], outDir: out, build: 'none',
-      tiles: Object.fromEntries(t.variants.map((v) => [v, tile])), log: () => undefined,
+      tiles: Object.fromEntries(t.variants.filter((v) => fits(tile, v)).map((v) => [v, tile])), log: () => undefined,
     });
     if (o.emulated) await emulateCompiledDir(out, { variants: [...t.variants] });
     tiles.push({ ...tile, model: onlyVariants(describe(r.manifest, dir), t.variants) });
@@ -277,7 +293,9 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
       const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix };
       // The heuristic is the runtime's choice: the arch tile's occupancy when the bench section measured it.
       const ctasPerSm = bench?.model === name ? bench.occupancy[v]?.ctasPerSm ?? 1 : 1;
-      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, tiles, t.slots, t.maxConfigs, ctasPerSm) };
+      // Only the tiles whose kernel for this variant really has the tile's warps (a tile its rows cannot use keeps the planned one).
+      const usable = tiles.filter((x) => x.model.variants.find((y) => y.name === v)!.block === x.warps * 32 && fits(x, v));
+      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, usable, t.slots, t.maxConfigs, ctasPerSm) };
     }));
     return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };
   });

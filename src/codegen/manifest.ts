@@ -65,6 +65,13 @@ export interface ManifestVariant {
     readonly tileM: number;
     readonly tileN: number;
     readonly warps: number;
+    /**
+     * The planner's row tile (plan.ts rowTileOf; absent in older manifests): 'rows', each warp
+     * owns 16 rows; 'keys', one 16-row tile whose key tiles the warps split, merged at the end.
+     */
+    readonly layout?: 'rows' | 'keys';
+    readonly rowWarps?: number;
+    readonly keyWarps?: number;
     readonly stages: number;
     readonly rowTiles: number;
     readonly stepKeyTiles: number;

@@ -31,6 +31,22 @@ export const prefillVariantName = (chunk: number): string => variantName({ kind:
 
 const PATTERN = /^(?:(tidar)_k([1-9]\d*)|(ar)|(block)_k([1-9]\d*)|(prefill)_c([1-9]\d*))$/;
 
+/**
+ * In-step tokens of a named variant (the mask builders' sizes: k(k + 1) for a TiDAR step, k for
+ * a prefill mask block, the chunk, 1 for AR): with G query heads per KV head, its packed rows are
+ * steps x G, which decide its row tile (plan.ts rowTileOf). 0 for a name this scheme does not make.
+ */
+export function variantSteps(name: string): number {
+  const key = parseVariantName(name);
+  if (!key) return 0;
+  switch (key.kind) {
+    case 'tidar': return key.draft * (key.draft + 1);
+    case 'ar': return 1;
+    case 'block': return key.draft;
+    case 'prefill': return key.chunk;
+  }
+}
+
 /** The key of a variant name, or undefined for a name this scheme does not make. */
 export function parseVariantName(name: string): VariantKey | undefined {
   const m = PATTERN.exec(name);

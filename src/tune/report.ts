@@ -12,6 +12,7 @@ import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { gemmTileName } from '../codegen/gemm-plan.js';
+import { variantSteps } from '../codegen/variant-name.js';
 import { configKey, infeasible } from './space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
@@ -122,10 +123,11 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
   const tiles: Record<string, VariantTuning> = {};
   const used: Record<string, string> = {};
   const skipped: string[] = [];
-  const shape = { headDim: spec.headDim, rows: 1, kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
-  const problem = (t: { warps: number; tileN: number }): string | undefined =>
-    arches.map((a) => infeasible({ ...t, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null) ?? undefined;
   for (const name of variantNames) {
+    // The variant's rows decide how a tile's warps share it (plan.ts rowTileOf), so what the arches refuse.
+    const shape = { headDim: spec.headDim, rows: variantSteps(name) * (spec.queryHeads / spec.kvHeads), kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
+    const problem = (t: { warps: number; tileN: number }): string | undefined =>
+      arches.map((a) => infeasible({ ...t, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null) ?? undefined;
     const key = variantKey({ variant: name, dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads });
     const fresh = Object.values(db.entries).filter((e: TuneEntry) => e.variant === key && (!meta || staleness(e.meta, meta) === null));
     const backend = fresh.some((e) => e.meta.backend === 'cuda') ? 'cuda' : 'cpu';

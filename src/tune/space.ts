@@ -3,26 +3,31 @@
  * when nothing is tuned. Pure: no I/O.
  *
  * A configuration:
- *   - warps: the CTA's warps; each owns 16 query rows, so a row tile is 16 * warps rows of the
- *     variant's GQA-packed rows (token-major: the rows of a KV head's query heads side by side;
- *     the packing is fixed, it is what makes one KV tile load serve every query head);
+ *   - warps: the CTA's warps. How they share a row tile follows from the variant's GQA-packed rows
+ *     (token-major: the rows of a KV head's query heads side by side; the packing is fixed, it is
+ *     what makes one KV tile load serve every query head), plan.ts rowTileOf: above 16 rows each
+ *     warp owns 16 rows (a tile of 16 * warps rows); at most 16 rows are one m-tile whose keys the
+ *     warps split (tileN / warps each, merged at the end). Besides WARPS, the planner's own
+ *     count for the shape (e.g. 5 for k = 4's 80 rows) is searched;
  *   - tileN: keys per KV tile (a multiple of 16: m16n8k16 fragments; the CPU kernel's 16 lanes);
  *   - splits: split-KV parts of the prefix (a launch parameter, combined by log-sum-exp);
  *   - threads (CPU only): worker threads of the call.
  * The cp.async pipeline has 2 stages: the kernel template implements exactly that.
  *
  * Static pruning drops what cannot run before anything is compiled:
- *   - tileN % 16 != 0, or the Q tile (16 * warps rows) larger than the K/V stages it aliases
- *     (checkPlan's rules);
+ *   - tileN % 16 != 0, or the Q tile (16 * warps rows) larger than the K/V stages it aliases,
+ *     or split-key warps whose slices are not whole k16 steps (checkPlan's rules);
  *   - CUDA: dynamic shared memory 2 (K, V) * 2 stages * tileN * (headDim + 8) * 2 bytes above the
  *     arch's opt-in limit; tileN above 64: the kernel keeps a warp's tileN / 8 S fragments in
  *     registers, and past 8 of them ptxas puts the array on the stack (measured with nvcc 13 for
  *     sm_90, tidar_k4: 256 to 512 bytes of stack at tileN 128 and 256, plus spills at head dim
- *     128; up to tileN 64 no stack and no spill, 96 to 215 registers);
+ *     128; up to tileN 64 no stack and no spill, 96 to 215 registers); with split keys the
+ *     limit is on each warp's slice, tileN / warps;
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
 import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
+import { rowTileOf } from '../codegen/plan.js';
 import type { Backend } from '../codegen/target.js';
 
 export type TuneBackend = Backend;
@@ -66,14 +71,17 @@ export interface Pruned {
 /** Why a configuration cannot run for this shape (null when it can). */
 export function infeasible(c: AttentionConfig, shape: TuneShape, backend: TuneBackend, arch: ArchName = 'sm_90'): string | null {
   if (c.tileN % 16 !== 0) return `tileN ${c.tileN} is not a multiple of 16`;
-  if (16 * c.warps > STAGES * 2 * c.tileN) return `the Q tile (${16 * c.warps} rows) does not fit in the K/V stages it aliases (${STAGES * 2 * c.tileN} rows)`;
+  const rt = rowTileOf(shape.rows, c.tileN, c.warps);
+  if (rt.tileM > STAGES * 2 * c.tileN) return `the Q tile (${rt.tileM} rows) does not fit in the K/V stages it aliases (${STAGES * 2 * c.tileN} rows)`;
+  if (c.tileN % (16 * rt.keyWarps) !== 0) return `${rt.keyWarps} warps split ${c.tileN} keys into slices that are not whole k16 steps`;
+  if (rt.keyWarps > 1 && rt.warps * 16 * (shape.headDim + 2) * 4 > sharedBytes(c, shape.headDim)) return `the ${rt.keyWarps} warps' merge does not fit in the K/V stages`;
   const prefixTiles = Math.ceil(shape.prefix / c.tileN);
   if (c.splits > Math.max(1, prefixTiles)) return `${c.splits} splits of ${prefixTiles} prefix tiles leave some empty`;
   if (backend === 'cuda') {
     const smem = sharedBytes(c, shape.headDim);
     const limit = ARCHES[arch].maxSharedPerBlock;
     if (smem > limit) return `${smem} bytes of shared memory; ${arch} allows ${limit}`;
-    if (c.tileN > MAX_REGISTER_TILE_N) return `tileN ${c.tileN} puts the S fragments on the stack (at most ${MAX_REGISTER_TILE_N} stay in registers)`;
+    if (c.tileN / rt.keyWarps > MAX_REGISTER_TILE_N) return `${c.tileN / rt.keyWarps} keys a warp put the S fragments on the stack (at most ${MAX_REGISTER_TILE_N} stay in registers)`;
   }
   return null;
 }
@@ -83,8 +91,9 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
   const candidates: AttentionConfig[] = [];
   const pruned: Pruned[] = [];
   const threadChoices = backend === 'cpu' ? (o.threads ?? [0]) : [undefined];
-  for (const warps of WARPS) {
-    for (const tileN of TILE_N) {
+  for (const tileN of TILE_N) {
+    const planned = rowTileOf(shape.rows, tileN).warps;
+    for (const warps of [...new Set([...WARPS, planned])].sort((a, b) => a - b)) {
       for (const splits of SPLITS) {
         for (const threads of threadChoices) {
           const config: AttentionConfig = { warps, tileN, splits, ...(threads === undefined ? {} : { threads }) };
@@ -99,17 +108,18 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 }
 
 /**
- * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (4 warps, 64
- * keys) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs, x `ctasPerSm`, the
+ * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (64 keys) with
+ * the planner's row tile for the shape (rowTileOf; the tile's warps when it has them) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs, x `ctasPerSm`, the
  * CTAs an SM holds when ptxas said; splitsFor, the runtime's rule): split only while
  * the work items (batch * KV heads * row tiles) fill less than 80% of one wave, then the fewest
  * splits within 85% of the best wave efficiency. A CPU call's threads and splits:
  * heuristicCpuCall (src/codegen/call-params.ts).
  */
 export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile, ctasPerSm = 1): AttentionConfig {
-  const rowTiles = Math.ceil(shape.rows / (16 * tile.warps));
+  const rt = rowTileOf(shape.rows, tile.tileN, tile.warps);
+  const rowTiles = Math.ceil(shape.rows / rt.tileM);
   const splits = splitsFor({ tuned: undefined, workItems: shape.batch * shape.kvHeads * rowTiles, slots, ctasPerSm, prefixTiles: Math.ceil(shape.prefix / tile.tileN) });
-  return { warps: tile.warps, tileN: tile.tileN, splits };
+  return { warps: rt.warps, tileN: tile.tileN, splits };
 }
 
 export function configKey(c: AttentionConfig): string {

@@ -269,8 +269,11 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
 /** What one shape's run measured (the database entry without its key, machine and date). */
 type ShapeResult = Pick<TuneEntry, 'best' | 'bestTiming' | 'heuristic' | 'heuristicTiming' | 'timed' | 'rejected' | 'byTile'>;
 
-/** The CPU target's own default tile (the CPU is not an sm_80). */
-const DEFAULT_TILE: Tile = TARGETS.cpu.tile;
+/**
+ * The CPU tuner's reference tile (the CPU is not an sm_80): 4 warps' worth of rows (64, or 16
+ * for a variant of <= 16 rows: plan.ts rowTileOf) and the CPU target's keys per tile.
+ */
+const DEFAULT_TILE: Tile = { warps: 4, tileN: TARGETS.cpu.tile.tileN };
 
 /** A shape's inputs and reference: the fixed part of its search. */
 interface PreparedShape {

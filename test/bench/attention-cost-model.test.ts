@@ -28,11 +28,11 @@ describe('attention cost model', () => {
     expect(p.hbmBytes).toBe(essential + partials);
     expect(p.l2Bytes).toBe(kv);                              // one row tile: the prefix once through L2
     expect(p.usefulFlops).toBe(4 * 128 * 32 * 4097);        // 32 rows see 4096 + 1 keys
-    expect(p.executedFlops).toBe(4 * 128 * 8 * 64 * 64 * 65);  // 64-row tiles x (64 prefix + 1 step) key tiles of 64
+    expect(p.executedFlops).toBe(4 * 128 * 8 * 16 * 64 * 65);  // one 16-row tile (split keys) x (64 prefix + 1 step) key tiles of 64
     const balance = (256 / 132) / 2;
     expect(p.balance).toBeCloseTo(balance, 12);
     expect(p.hbmS).toBeCloseTo((essential + partials) / 4.3e12 / balance, 15);
-    expect(p.mmaS).toBeCloseTo((4 * 128 * 8 * 64 * 64 * 65) / 395e12 / balance, 15);
+    expect(p.mmaS).toBeCloseTo((4 * 128 * 8 * 16 * 64 * 65) / 395e12 / balance, 15);
     // The merge: the 8 row groups' last CTAs read the partials (from L2) and write O, on 8 of 132 SMs; no launch gap.
     expect(p.mergeS).toBeCloseTo((partials / 10e12 + 32 * (256 + 4) / 4.3e12) / (8 / 132), 15);
     expect(p.bound).toBe('HBM');
@@ -50,10 +50,12 @@ describe('attention cost model', () => {
     expect(p.predictedS).toBeGreaterThan(10 * predictAttention(plan('ar'), { batch: 1, prefix: 4096 }, H200, 2).predictedS);
   });
 
-  test('k = 16 is bound by mma.sync: 17 row tiles of 64 for 1088 rows, 5 splits at 2 CTAs/SM, none at 1', () => {
+  test('k = 16 is bound by mma.sync: 9 row tiles of 128 for 1088 rows, 7 splits at 2 CTAs/SM, 5 at 1', () => {
     const p = predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 2);
     expect(p.bound).toBe('mma');
-    expect([p.splits, p.ctas]).toEqual([5, 680]);
-    expect(predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 1).splits).toBe(1);
+    // 72 CTAs a split: 7 splits are 504 of 528 slots (95%) at 2 CTAs/SM; 5 are 360 of 396 (91%) at 1.
+    expect([p.splits, p.ctas]).toEqual([7, 504]);
+    expect(p.l2Bytes).toBe(9 * 2 * 8 * 4096 * 128 * 2);  // the prefix once per row tile (17 of 64 rows read it 17 times)
+    expect(predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 1).splits).toBe(5);
   });
 });

@@ -9,7 +9,7 @@ import { archProblems, planAttention } from '../../src/codegen/plan.js';
 import { describeVariant } from '../../src/codegen/generate.js';
 import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
-import { tidarDecodeVariant, variantForMask } from '../../src/codegen/variant.js';
+import { arVariant, prefillChunkVariant, tidarDecodeVariant, variantForMask } from '../../src/codegen/variant.js';
 import { stepVisibility } from '../../src/ir/mask.js';
 import { blockDiffusion, causal, tree } from '../../src/ir/mask-builders.js';
 
@@ -59,7 +59,7 @@ describe('planAttention', () => {
   test('TiDAR k = 16 on the Qwen3-8B shape skips most in-step tiles', () => {
     const plan = planAttention(tidarDecodeVariant(16, shapes[1]), ARCHES.sm_90.tile);
     expect(plan.rows).toBe(1088);
-    expect(plan.rowTiles).toBe(17);
+    expect(plan.rowTiles).toBe(9);
     expect(plan.stepTileCounts.empty).toBeGreaterThan(plan.stepTileCounts.partial + plan.stepTileCounts.full);
   });
 
@@ -73,6 +73,36 @@ describe('planAttention', () => {
 
   test('unknown arch is one clear error', () => {
     expect(() => parseArch('sm_70')).toThrow(/unknown GPU architecture \(--arch = sm_70\); allowed: sm_80, sm_86, sm_89, sm_90/);
+  });
+});
+
+describe('the row tile per variant (rowTileOf): no padding rows, the prefix read once', () => {
+  const qwen3 = shapes[1];  // G = 4
+  test.for([
+    // [variant, rows, layout, warps, row tiles]: AR's 4 rows are one m-tile whose 64 keys 4 warps split;
+    // k = 4's 80 rows are one CTA of 5 warps; k = 8 and 16 the fewest tiles of <= 128 rows.
+    [arVariant(qwen3), 4, 'keys', 4, 1],
+    [tidarDecodeVariant(1, qwen3), 8, 'keys', 4, 1],
+    [tidarDecodeVariant(2, qwen3), 24, 'rows', 2, 1],
+    [tidarDecodeVariant(4, qwen3), 80, 'rows', 5, 1],
+    [tidarDecodeVariant(8, qwen3), 288, 'rows', 6, 3],
+    [tidarDecodeVariant(16, qwen3), 1088, 'rows', 8, 9],
+    [prefillChunkVariant(qwen3), 256, 'rows', 8, 2],
+  ] as const)('%s', ([v, rows, layout, warps, rowTiles]) => {
+    const plan = planAttention(v, ARCHES.sm_90.tile);
+    expect([plan.rows, plan.rowTile.layout, plan.rowTile.warps, plan.rowTiles, plan.threads]).toEqual([rows, layout, warps, rowTiles, 32 * warps]);
+    expect(plan.tileM).toBe(layout === 'keys' ? 16 : 16 * warps);
+    const m = describeVariant(plan, [ARCHES.sm_90]);
+    expect(m.plan).toMatchObject({ layout, warps, rowWarps: layout === 'keys' ? 1 : warps, keyWarps: layout === 'keys' ? warps : 1, tileM: plan.tileM, rowTiles });
+    const cu = renderCudaVariant(plan, 'm');
+    expect(cu).toContain(`static constexpr int kRowWarps = ${m.plan.rowWarps};`);
+    expect(cu).toContain(`static constexpr int kKeyWarps = ${m.plan.keyWarps};`);
+  });
+
+  test('a tuned warp count keeps the layout the rows imply; a split the keys cannot take is one clear error', () => {
+    expect(planAttention(arVariant(shapes[1]), { warps: 2, tileN: 64, stages: 2 }).rowTile).toEqual({ layout: 'keys', warps: 2, rowWarps: 1, keyWarps: 2, tileM: 16 });
+    expect(planAttention(tidarDecodeVariant(4, shapes[1]), { warps: 4, tileN: 64, stages: 2 }).rowTiles).toBe(2);
+    expect(() => planAttention(arVariant(shapes[1]), { warps: 8, tileN: 64, stages: 2 })).toThrow(/plan for ar is invalid: 8 warps cannot split 64 keys into slices of whole k16 steps/);
   });
 });
 

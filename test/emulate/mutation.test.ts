@@ -1,6 +1,8 @@
 /**
  * The emulator suite can fail: each mutant is a copy of a generated kernel with one classic
- * bug, and each must be caught, by a mismatch against the reference or by a finding.
+ * bug, and each must be caught, by a mismatch against the reference or by a finding. The model
+ * (G = 2) has both row-tile layouts: tidar_k4's 40 rows are 3 row-stacked warps; AR's 2 rows
+ * are one 16-row tile whose keys 4 warps split and merge (the merge's mutants run on it).
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +27,8 @@ interface Mutant {
   /** Every occurrence of `from` (else the first). */
   readonly all?: boolean;
   readonly splits: number;
+  /** The variant run (default tidar_k4). */
+  readonly variant?: string;
   /**
    * What must catch it: a finding of this kind, a mismatch, or 'order': outputs that differ
    * bitwise between the emulator's two block orders (another CTA of a row group finishes last).
@@ -33,13 +37,18 @@ interface Mutant {
 }
 
 const MUTANTS: readonly Mutant[] = [
-  { name: 'swap the two 8-row halves of the Q fragment', file: 'cuda/tidarc_attention.cuh', from: 'const int row = warp * 16 + (mi % 2) * 8 + lane % 8;', to: 'const int row = warp * 16 + (1 - mi % 2) * 8 + lane % 8;', splits: 1, caughtBy: 'mismatch' },
+  { name: 'swap the two 8-row halves of the Q fragment', file: 'cuda/tidarc_attention.cuh', from: 'const int row = row_warp * 16 + (mi % 2) * 8 + lane % 8;', to: 'const int row = row_warp * 16 + (1 - mi % 2) * 8 + lane % 8;', splits: 1, caughtBy: 'mismatch' },
   { name: 'drop the barrier before a stage is refilled', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();  // everyone is done with this stage before it is refilled\n', to: '', splits: 1, caughtBy: 'race' },
   { name: 'drop the barrier after cp.async.wait', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();\n    const TileRef<T> tile', to: '    const TileRef<T> tile', splits: 1, caughtBy: 'race' },
   { name: 'wait for one group too few', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<1>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
   { name: 'flip one mask condition (drafts see themselves)', file: 'cuda/tidar_k4.cu', from: '(tk <= tq)', to: '(tk < tq)', splits: 1, caughtBy: 'mismatch' },
   { name: 'off-by-one in the prefix tail mask', file: 'cuda/tidarc_attention.cuh', from: 'if (kj >= tile.valid) x = -INFINITY;', to: 'if (kj > tile.valid) x = -INFINITY;', splits: 1, caughtBy: 'mismatch' },
-  { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n', to: '', splits: 1, caughtBy: 'out-of-bounds' },
+  { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n    const int tq', to: '    const int tq', splits: 1, caughtBy: 'out-of-bounds' },
+  { name: 'split-key merge: a warp\'s partial O is not rescaled to the row\'s max', file: 'cuda/tidarc_attention.cuh', from: 'const float scale = fast_exp2(w0[k * kWarpFloats + r16] - base);', to: 'const float scale = w0[k * kWarpFloats + r16] == -INFINITY ? 0.f : 1.f;', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
+  { name: 'split-key merge: a split\'s log-sum-exp leaves out the row\'s max (the splits are weighted wrongly)', file: 'cuda/tidarc_attention.cuh', from: '-INFINITY : (base + __log2f(sum)) * 0.6931471805599453f;', to: '-INFINITY : __log2f(sum) * 0.6931471805599453f;', splits: 3, variant: 'ar', caughtBy: 'mismatch' },
+  { name: 'split-key: a warp masks its key slice as if it started at key 0', file: 'cuda/tidarc_attention.cuh', from: 'const int kj = key_base + j * 8 + 2 * tg + (e & 1);', to: 'const int kj = j * 8 + 2 * tg + (e & 1);', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
+  { name: 'split-key merge: padding rows of the 16-row tile write past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n    const float* w0', to: '    const float* w0', splits: 1, variant: 'ar', caughtBy: 'out-of-bounds' },
+  { name: 'split-key merge: the weights are read before every key warp stored its state', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // every key warp\'s state is in shared memory before any row merges it\n', to: '', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
   { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
   { name: 'the unrolled K/V copies step a row too far each pass', file: 'cuda/tidarc_attention.cuh', from: 'const int pass_stride = L::kRowsPerPass * t.stride;', to: 'const int pass_stride = (L::kRowsPerPass + 1) * t.stride;', splits: 1, caughtBy: 'mismatch' },
   { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTile0 ? 1 : 0>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
@@ -59,7 +68,7 @@ beforeAll(async () => {
   if (!cxx.found) return;
   const compiled = join(root, 'tiny');
   await compileModel({ spec: modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }, [4]), arches: ['sm_80'], outDir: compiled, build: 'none', log: () => undefined });
-  const variant = readManifest(compiled).variants.find((v) => v.name === 'tidar_k4') as ManifestVariant;
+  const manifest = readManifest(compiled);
   const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
@@ -67,10 +76,12 @@ beforeAll(async () => {
     cpSync(join(compiled, 'cuda'), join(dir, 'cuda'), { recursive: true });
     const path = join(dir, m.file);
     const text = readFileSync(path, 'utf8');
-    if (!text.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file}`);
+    // Exactly once (unless `all`): a pattern that also matched another copy of the line would mutate code the variant may not run.
+    if (!text.includes(m.from) || (!m.all && text.split(m.from).length !== 2)) throw new Error(`mutant "${m.name}": pattern not found exactly once in ${m.file}`);
     writeFileSync(path, m.all ? text.replaceAll(m.from, m.to) : text.replace(m.from, m.to));
     const exe = join(dir, 'emu');
-    await buildVariantEmulator(cxx.tool.path, join(dir, 'cuda', 'tidar_k4.cu'), join(dir, 'cuda'), variant, objects, exe);
+    const variant = manifest.variants.find((v) => v.name === (m.variant ?? 'tidar_k4')) as ManifestVariant;
+    await buildVariantEmulator(cxx.tool.path, join(dir, 'cuda', `${variant.name}.cu`), join(dir, 'cuda'), variant, objects, exe);
     reports.set(m.name, await emulateVariant(exe, variant, { batch: 3, prefixLen: [17, 0, 130], splits: m.splits, seed: 3 }, dir));
     if (m.caughtBy === 'order') {
       // Every sequence long enough for all splits to hold keys: a sum of three in another order.

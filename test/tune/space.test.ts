@@ -50,12 +50,26 @@ describe('search space', () => {
     expect(searchSpace(QWEN3_K16, 'cpu', { threads: [1, 2] }).candidates.length).toBeGreaterThan(searchSpace(QWEN3_K16, 'cuda').candidates.length);
   });
 
-  test('the heuristic default is the arch tile with FA3\'s wave-efficiency split rule', () => {
-    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 4, tileN: 64, splits: chooseSplits(1 * 8 * 17, 132, 64) });
+  test('the heuristic default is the arch tile with the planner\'s row tile and FA3\'s wave-efficiency split rule', () => {
+    // 1088 rows: 9 tiles of 8 warps (128 rows).
+    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 8, tileN: 64, splits: chooseSplits(1 * 8 * 9, 132, 64) });
     const ar: TuneShape = { headDim: 128, rows: 4, kvHeads: 8, batch: 1, prefix: 65536 };
     const h = heuristicConfig(ar, 132);
     expect(h.splits).toBeGreaterThan(1);  // 8 work items on 132 SMs: split the prefix
     expect(infeasible(h, ar, 'cuda')).toBeNull();
+    expect(h.warps).toBe(4);  // one 16-row tile, 4 warps of 16 keys each
+  });
+
+  test('rows decide how warps share a tile: split-key rules for <= 16 rows, the planner\'s warps searched', () => {
+    const ar: TuneShape = { headDim: 128, rows: 4, kvHeads: 8, batch: 1, prefix: 4096 };
+    // 8 warps cannot split 64 keys into k16 slices; 128 keys over 8 warps are 16 a warp, in registers.
+    expect(infeasible({ warps: 8, tileN: 64, splits: 1 }, ar, 'cuda')).toMatch(/8 warps split 64 keys into slices that are not whole k16 steps/);
+    expect(infeasible({ warps: 8, tileN: 128, splits: 1 }, ar, 'cuda')).toBeNull();
+    expect(infeasible({ warps: 1, tileN: 128, splits: 1 }, ar, 'cuda')).toMatch(/128 keys a warp put the S fragments on the stack/);
+    const k4: TuneShape = { ...ar, rows: 80 };
+    expect(heuristicConfig(k4, 132).warps).toBe(5);
+    expect(searchSpace(k4, 'cuda').candidates.some((c) => c.warps === 5 && c.tileN === 64)).toBe(true);
+    expect(searchSpace(ar, 'cuda').candidates.filter((c) => c.warps === 5)).toEqual([]);
   });
 });
 

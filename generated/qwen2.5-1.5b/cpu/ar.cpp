@@ -16,7 +16,7 @@ struct Config {
   static constexpr int kKvHeads = 2;
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 6;
-  static constexpr int kTileM = 64;
+  static constexpr int kTileM = 16;
   static constexpr int kTileN = 64;
   static constexpr int kRowTiles = 1;
   static constexpr float kScaleLog2 = 0.127517432f;

@@ -2,9 +2,10 @@
 // prefill mask block: 16 mask tokens that see the prompt and each other
 // Mask block-diffusion block=16; rows = 16 tokens x 4 query heads per KV head = 64,
 // 1 row tiles of 64 x 1 in-step key tiles of 64:
+// 4 warps = 4 of 16 rows x 1 sharing each key tile (row-stacked row tile);
 // 0 full, 1 partial, 0 empty (never loaded).
 // Launch: grid (1, batch * 8, splits), 128 threads, 69632 bytes of dynamic
-// shared memory; with splits > 1 then tidarc_attn_block_k16_bf16_d128_q32_kv8_combine over ceil(batch * 16 * 32 / 4) blocks of 128.
+// shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
 #include "tidarc_attention.cuh"
 
 namespace {
@@ -23,6 +24,8 @@ struct Config {
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 64;       // kSteps * kGroup
   static constexpr int kWarps = 4;
+  static constexpr int kRowWarps = 4;  // warps stacked over rows, 16 each
+  static constexpr int kKeyWarps = 1;  // warps splitting each key tile (64 keys each; more than 1: merged at the end)
   static constexpr int kTileM = 64;
   static constexpr int kTileN = 64;
   static constexpr int kThreads = 128;
@@ -41,8 +44,5 @@ struct Config {
 
 extern "C" __global__ void __launch_bounds__(128) tidarc_attn_block_k16_bf16_d128_q32_kv8(TidarcAttentionArgs args) {
   tidarc::attention_tile_kernel<Config>(args);
-}
-
-extern "C" __global__ void __launch_bounds__(128) tidarc_attn_block_k16_bf16_d128_q32_kv8_combine(TidarcAttentionArgs args) {
-  tidarc::combine_splits_kernel<Config>(args);
+  tidarc::merge_splits_if_last<Config>(args);
 }

@@ -93,6 +93,14 @@ __device__ __forceinline__ void st_shared_16(void* dst, uint32_t a, uint32_t b, 
   asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" :: "r"(smem_addr(dst)), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
 }
 
+// ---- global words another CTA of the launch reads (split-KV partials) ------------------
+// Plain stores, and loads through L2 (ld.global.cg: never a stale L1 line); primitives so that
+// the emulator checks the fences and atomics between the CTAs (runtime/emu/emu_global.cpp).
+__device__ __forceinline__ void st_global_f32(float* p, float x) { *p = x; }
+__device__ __forceinline__ void st_global_f32x2(float* p, float x, float y) { *reinterpret_cast<float2*>(p) = make_float2(x, y); }
+__device__ __forceinline__ float ld_global_cg_f32(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ float4 ld_global_cg_f32x4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+
 // ---- warp shuffles and math -----------------------------------------------------------
 __device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 __device__ __forceinline__ float fast_exp2(float x) {

@@ -5,7 +5,7 @@
 #define TIDARC_ABI_H
 #include <stdint.h>
 
-#define TIDARC_ABI_VERSION 1
+#define TIDARC_ABI_VERSION 2
 
 /* Layouts (row-major, elements of the variant's dtype unless noted):
      q        [batch, n, q_heads, head_dim]        in-step queries, RoPE applied
@@ -17,7 +17,9 @@
      o        [batch, n, q_heads, head_dim]
      lse      float [batch, n, q_heads]            natural-log sum of exp of the scaled
                                                    scores; -inf for a row that sees no key
-     workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1 */
+     workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1
+     split_counters int32 [batch, n, q_heads]      when num_splits > 1: all 0 before the first
+                                                   launch; each launch leaves them 0 */
 typedef struct TidarcAttentionArgs {
   const void* q;
   const void* k_cache;
@@ -28,6 +30,7 @@ typedef struct TidarcAttentionArgs {
   void* o;
   float* lse;
   float* workspace;
+  int32_t* split_counters;
   int32_t batch;
   int32_t cache_capacity;
   int32_t num_splits;

@@ -1,6 +1,9 @@
 /*! tidarc fused step attention: one CTA owns one tile of kTileM query rows of one
     (sequence, KV head, split). Rows are packed token-major (row r -> token r / G,
     query head kvh * G + r % G) so every KV tile is loaded once for all G heads.
+    The CTA's warps are kRowWarps x kKeyWarps: a row warp owns 16 rows; key warps split each
+    key tile's columns (a tile of <= 16 rows computes no padding rows) and merge their
+    softmax state through shared memory at the end (merge_key_warps).
     The CTA walks its share of the cached prefix (no mask at all, except the tail tile)
     and then, on the last split only, the in-step key tiles the compiler found
     non-empty for this row tile; only tiles classified partial evaluate the predicate.
@@ -95,18 +98,110 @@ __device__ __forceinline__ void load_kv_tile(const TileRef<typename C::T>& t, ty
   }
 }
 
+// Writes output row r's columns col, col + 1 (r: packed row of the KV head) and, from the
+// thread of column 0, its log-sum-exp: final O when there is one split, else the split's
+// partial (O, lse) in the workspace, which the row group's last CTA merges (merge_splits_if_last).
+template <class C>
+__device__ __forceinline__ void store_pair(const TidarcAttentionArgs& a, int b, int kvh, int r, int col, float v0, float v1, float lse,
+                                           int split, int num_splits) {
+  using T = typename C::T;
+  constexpr int D = C::kHeadDim;
+  const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
+  const int tq = r / C::kGroup;
+  const int hq = kvh * C::kGroup + r % C::kGroup;
+  const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
+  if (num_splits == 1) {
+    *reinterpret_cast<uint32_t*>(static_cast<T*>(a.o) + row_index * D + col) = Elem<T>::pack2(v0, v1);
+    if (col == 0) a.lse[row_index] = lse;
+  } else {
+    float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
+    float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
+    st_global_f32x2(ws_o + col, v0, v1);  // read by the merging CTA
+    if (col == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
+  }
+}
+
+// The key warps of a row warp each saw a slice of every key tile: merge their (max, sum, O)
+// into the row's softmax, in warp order (deterministic), through the K/V stages (free: the
+// last tile's barrier has passed). Per warp: 16 maxima, 16 sums, 16 x D partial O (fp32).
+template <class C, int kDChunks>
+__device__ __forceinline__ void merge_key_warps(const TidarcAttentionArgs& a, int b, int kvh, int row_tile, int split, int num_splits,
+                                                float (&o)[kDChunks][4], float (&row_max)[2], float (&row_sum)[2]) {
+  constexpr int D = C::kHeadDim;
+  constexpr int kK = C::kKeyWarps;
+  constexpr int kWarpFloats = 16 * (2 + D);
+  static_assert(C::kWarps * kWarpFloats * 4 <= 4 * C::kTileN * C::kSmemStride * static_cast<int>(sizeof(typename C::T)),
+                "the key warps' partial softmax state fits in the K/V stages");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* part = reinterpret_cast<float*>(smem_raw);  // warp w: max[16], sum[16], o[16][D]
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int tg = lane % 4;
+  {
+    float* mine = part + warp * kWarpFloats;
+    for (int h = 0; h < 2; ++h) {
+      if (tg == 0) {
+        mine[g + 8 * h] = row_max[h];
+        mine[16 + g + 8 * h] = row_sum[h];
+      }
+      for (int j = 0; j < kDChunks; ++j) {
+        *reinterpret_cast<float2*>(mine + 32 + (g + 8 * h) * D + j * 8 + 2 * tg) = make_float2(o[j][2 * h], o[j][2 * h + 1]);
+      }
+    }
+  }
+  __syncthreads();  // every key warp's state is in shared memory before any row merges it
+  // One thread a row: each key warp's weight exp2(max_w - max) / sum replaces its max; the
+  // row's log-sum-exp replaces key warp 0's sum.
+  for (int t = threadIdx.x; t < C::kTileM; t += C::kThreads) {
+    float* w0 = part + (t / 16) * kK * kWarpFloats;
+    const int r16 = t % 16;
+    float m = -INFINITY;
+    for (int k = 0; k < kK; ++k) m = fmaxf(m, w0[k * kWarpFloats + r16]);
+    const float base = m == -INFINITY ? 0.f : m;  // no visible key in any slice: every weight 0
+    float sum = 0.f;
+    for (int k = 0; k < kK; ++k) {
+      const float scale = fast_exp2(w0[k * kWarpFloats + r16] - base);
+      w0[k * kWarpFloats + r16] = scale;
+      sum += scale * w0[k * kWarpFloats + 16 + r16];
+    }
+    const float inv = sum == 0.f ? 0.f : 1.f / sum;
+    for (int k = 0; k < kK; ++k) w0[k * kWarpFloats + r16] *= inv;
+    w0[16 + r16] = sum == 0.f ? -INFINITY : (base + __log2f(sum)) * 0.6931471805599453f;
+  }
+  __syncthreads();  // the weights are final before the columns are summed
+  for (int i = threadIdx.x; i < C::kTileM * (D / 2); i += C::kThreads) {
+    const int rl = i / (D / 2);
+    const int col = (i % (D / 2)) * 2;
+    const int r = row_tile * C::kTileM + rl;
+    if (r >= C::kRows) continue;
+    const float* w0 = part + (rl / 16) * kK * kWarpFloats;
+    const int r16 = rl % 16;
+    float v0 = 0.f, v1 = 0.f;
+    for (int k = 0; k < kK; ++k) {
+      const float* wk = w0 + k * kWarpFloats;
+      const float2 x = *reinterpret_cast<const float2*>(wk + 32 + r16 * D + col);
+      v0 += wk[r16] * x.x;
+      v1 += wk[r16] * x.y;
+    }
+    store_pair<C>(a, b, kvh, r, col, v0, v1, w0[16 + r16], split, num_splits);
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs& a) {
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
   constexpr int NT = C::kTileN;
+  constexpr int NW = NT / C::kKeyWarps;  // keys of each tile this warp scores
   constexpr int kDChunks = D / 8;     // n8 chunks of the output
   constexpr int kDSteps = D / 16;     // k16 steps of Q K^T
-  constexpr int kKeyChunks = NT / 8;  // n8 chunks of the scores
-  constexpr int kKeySteps = NT / 16;  // k16 steps of P V
+  constexpr int kKeyChunks = NW / 8;  // n8 chunks of the scores
+  constexpr int kKeySteps = NW / 16;  // k16 steps of P V
   constexpr int kStageElems = NT * C::kSmemStride;
-  static_assert(C::kTileM == 16 * C::kWarps, "one warp owns 16 rows");
-  static_assert(D % 16 == 0 && NT % 16 == 0, "tiles are made of m16n8k16 fragments");
+  static_assert(C::kWarps == C::kRowWarps * C::kKeyWarps, "the warps are row warps x key warps");
+  static_assert(C::kTileM == 16 * C::kRowWarps, "one row warp owns 16 rows");
+  static_assert(D % 16 == 0 && NW % 16 == 0, "tiles and key slices are made of m16n8k16 fragments");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
@@ -121,6 +216,8 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int split = blockIdx.z;
   const int num_splits = gridDim.z;
   const int warp = threadIdx.x / 32;
+  const int row_warp = warp / C::kKeyWarps;
+  const int key_base = (warp % C::kKeyWarps) * NW;  // this warp's first key of every tile
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;  // fragment row group
   const int tg = lane % 4; // thread in group
@@ -145,11 +242,14 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   {
     T* sq = kQBesideTile0 ? stage_k(1) : smem;
     constexpr int kQRowsPerPass = C::kThreads / kDChunks;
-    static_assert(C::kThreads % kDChunks == 0 && C::kTileM % kQRowsPerPass == 0, "Q copies unroll over whole rows");
+    constexpr int kQPasses = (C::kTileM + kQRowsPerPass - 1) / kQRowsPerPass;
+    static_assert(C::kThreads % kDChunks == 0, "Q copies unroll over whole rows");
     const int col = (threadIdx.x % kDChunks) * 8;
 #pragma unroll
-    for (int pass = 0; pass < C::kTileM / kQRowsPerPass; ++pass) {
+    for (int pass = 0; pass < kQPasses; ++pass) {
       const int i = threadIdx.x / kDChunks + pass * kQRowsPerPass;
+      // Only a 16-row tile of many key warps has more copying threads than Q chunks.
+      if (kQPasses * kQRowsPerPass != C::kTileM && i >= C::kTileM) break;
       const int r = row_tile * C::kTileM + i;
       const bool ok = r < C::kRows;
       const int tq = ok ? r / C::kGroup : 0;
@@ -169,7 +269,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   {
     const T* sq = kQBesideTile0 ? stage_k(1) : smem;
     const int mi = lane / 8;
-    const int row = warp * 16 + (mi % 2) * 8 + lane % 8;
+    const int row = row_warp * 16 + (mi % 2) * 8 + lane % 8;
     for (int kk = 0; kk < kDSteps; ++kk) ldmatrix_x4(qa[kk], sq + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
   }
   __syncthreads();  // the stages Q occupied are refilled below
@@ -177,7 +277,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   // Rows of this thread: fragment rows g and g + 8 of the warp's 16.
   int row_token[2];
   for (int h = 0; h < 2; ++h) {
-    const int r = row_tile * C::kTileM + warp * 16 + g + 8 * h;
+    const int r = row_tile * C::kTileM + row_warp * 16 + g + 8 * h;
     row_token[h] = min(r / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
   }
   float o[kDChunks][4];
@@ -204,7 +304,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     __syncthreads();
     const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
 
-    // ---- S = Q K^T for this warp's 16 rows x NT keys --------------------------------
+    // ---- S = Q K^T for this warp's 16 rows x its NW keys of the tile ------------------
     float s[kKeyChunks][4];
     for (int j = 0; j < kKeyChunks; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
     {
@@ -212,7 +312,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
       for (int kk = 0; kk < kDSteps; ++kk) {
         for (int j = 0; j < kKeyChunks; j += 2) {
           // matrices: keys j*8..+7 x d lo, keys j*8..+7 x d hi, keys (j+1)*8.. x d lo, .. x d hi
-          const int key = j * 8 + (mi / 2) * 8 + lane % 8;
+          const int key = key_base + j * 8 + (mi / 2) * 8 + lane % 8;
           uint32_t kb[4];
           ldmatrix_x4(kb, stage_k(stage) + key * C::kSmemStride + kk * 16 + (mi % 2) * 8);
           mma_m16n8k16<T>(s[j], qa[kk], kb);
@@ -226,7 +326,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     for (int j = 0; j < kKeyChunks; ++j) {
       for (int e = 0; e < 4; ++e) {
         const int h = e / 2;
-        const int kj = j * 8 + 2 * tg + (e & 1);
+        const int kj = key_base + j * 8 + 2 * tg + (e & 1);
         float x = s[j][e] * C::kScaleLog2;
         if (tile.mode == kPrefixTail) {
           if (kj >= tile.valid) x = -INFINITY;
@@ -272,7 +372,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
         pa[3] = Elem<T>::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
         for (int j = 0; j < kDChunks; j += 2) {
           // matrices (transposed): keys lo x d chunk j, keys hi x chunk j, keys lo x chunk j+1, keys hi x chunk j+1
-          const int key = kk * 16 + (mi % 2) * 8 + lane % 8;
+          const int key = key_base + kk * 16 + (mi % 2) * 8 + lane % 8;
           uint32_t vb[4];
           ldmatrix_x4_trans(vb, stage_v(stage) + key * C::kSmemStride + (j + mi / 2) * 8);
           mma_m16n8k16<T>(o[j], pa, vb);
@@ -288,9 +388,13 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     row_sum[h] += shfl_xor(row_sum[h], 1);
     row_sum[h] += shfl_xor(row_sum[h], 2);
   }
+  if constexpr (C::kKeyWarps > 1) {
+    merge_key_warps<C>(a, b, kvh, row_tile, split, num_splits, o, row_max, row_sum);
+    return;
+  }
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
   for (int h = 0; h < 2; ++h) {
-    const int r = row_tile * C::kTileM + warp * 16 + g + 8 * h;
+    const int r = row_tile * C::kTileM + row_warp * 16 + g + 8 * h;
     if (r >= C::kRows) continue;
     const int tq = r / C::kGroup;
     const int hq = kvh * C::kGroup + r % C::kGroup;
@@ -310,43 +414,105 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
       float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
       for (int j = 0; j < kDChunks; ++j) {
         const int col = j * 8 + 2 * tg;
-        *reinterpret_cast<float2*>(ws_o + col) = make_float2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+        st_global_f32x2(ws_o + col, o[j][2 * h] * inv, o[j][2 * h + 1] * inv);  // read by the merging CTA
       }
-      if (tg == 0) ws_lse[static_cast<size_t>(split) * rows_total + row_index] = lse;
+      if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
     }
   }
 }
 
-// Merges the splits' partial (O, lse) by log-sum-exp; one warp per output row.
+// The merge of this CTA's row group: every split's partial (O, lse) by log-sum-exp, in split
+// order 0..S-1 (the two-launch combine's arithmetic, so the same bits). One CTA does a row
+// group's whole merge, so it must keep many loads in flight: a thread per row first takes the
+// row's max lse and weight sum (into shared memory: the K/V stages are free by now), then
+// every thread takes (row, 4 columns) items, the 16-byte partial loads of 8 splits issued
+// together (unrolled: the merge is latency-bound, and its registers are free after the main
+// loop; ptxas: no change); ld.global.cg reads the other CTAs' partials from L2, never a stale
+// L1 line.
 template <class C>
-__device__ __forceinline__ void combine_splits_kernel(const TidarcAttentionArgs& a) {
+__device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int splits) {
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
+  static_assert(D % 4 == 0, "a merge item is 4 columns");
+  static_assert(2 * C::kTileM * 4 <= 4 * C::kTileN * C::kSmemStride * static_cast<int>(sizeof(T)), "the row statistics fit in the K/V stages");
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* max_of = reinterpret_cast<float*>(smem_raw);  // per local row: max lse, then weight sum
+  float* sum_of = max_of + C::kTileM;
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
-  const size_t row = static_cast<size_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows_total) return;
-  const int splits = a.num_splits;
+  const int b = blockIdx.y / C::kKvHeads;
+  const int kvh = blockIdx.y % C::kKvHeads;
+  const int r0 = blockIdx.x * C::kTileM;
+  const int rows_here = min(C::kTileM, C::kRows - r0);
   const float* ws_lse = a.workspace + static_cast<size_t>(splits) * rows_total * D;
-  float max_lse = -INFINITY;
-  for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, ws_lse[s * rows_total + row]);
-  T* out = static_cast<T*>(a.o) + row * D;
-  if (max_lse == -INFINITY) {
-    for (int c = lane; c < D; c += 32) out[c] = Elem<T>::from_float(0.f);
-    if (lane == 0) a.lse[row] = -INFINITY;
-    return;
-  }
-  float weight_sum = 0.f;
-  for (int s = 0; s < splits; ++s) weight_sum += __expf(ws_lse[s * rows_total + row] - max_lse);
-  for (int c = lane; c < D; c += 32) {
-    float acc = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float w = __expf(ws_lse[s * rows_total + row] - max_lse);
-      acc += w * a.workspace[(static_cast<size_t>(s) * rows_total + row) * D + c];
+  auto row_of = [&](int rl) {
+    const int r = r0 + rl;
+    return (static_cast<size_t>(b) * C::kSteps + r / C::kGroup) * C::kQHeads + kvh * C::kGroup + r % C::kGroup;
+  };
+  for (int rl = threadIdx.x; rl < rows_here; rl += C::kThreads) {
+    const size_t row = row_of(rl);
+    float max_lse = -INFINITY;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) max_lse = fmaxf(max_lse, ld_global_cg_f32(ws_lse + s * rows_total + row));
+    float weight_sum = 0.f;
+    if (max_lse != -INFINITY) {
+#pragma unroll 4
+      for (int s = 0; s < splits; ++s) weight_sum += __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
     }
-    out[c] = Elem<T>::from_float(acc / weight_sum);
+    max_of[rl] = max_lse;
+    sum_of[rl] = weight_sum;
+    a.lse[row] = max_lse == -INFINITY ? -INFINITY : max_lse + __logf(weight_sum);  // -inf: no split saw a key
   }
-  if (lane == 0) a.lse[row] = max_lse + __logf(weight_sum);
+  __syncthreads();
+  for (int i = threadIdx.x; i < rows_here * (D / 4); i += C::kThreads) {
+    const int rl = i / (D / 4);
+    const int c = (i % (D / 4)) * 4;
+    const size_t row = row_of(rl);
+    const float max_lse = max_of[rl];
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (max_lse != -INFINITY) {
+#pragma unroll 8
+      for (int s = 0; s < splits; ++s) {
+        const float w = __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
+        const float4 x = ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c);
+        acc[0] += w * x.x;
+        acc[1] += w * x.y;
+        acc[2] += w * x.z;
+        acc[3] += w * x.w;
+      }
+      const float weight_sum = sum_of[rl];
+      for (int e = 0; e < 4; ++e) acc[e] /= weight_sum;
+    }
+    T* out = static_cast<T*>(a.o) + row * D + c;
+    reinterpret_cast<uint32_t*>(out)[0] = Elem<T>::pack2(acc[0], acc[1]);
+    reinterpret_cast<uint32_t*>(out)[1] = Elem<T>::pack2(acc[2], acc[3]);
+  }
+}
+
+// Split-KV in one launch: called by every CTA after attention_tile_kernel has written its
+// split's partial. Each thread fences its partial stores (device scope) before thread 0
+// counts the CTA in on its row group's counter (row tile x sequence x KV head); the CTA that
+// counts last merges every split's partial, in split order, so the result is the same
+// whichever CTA finishes last, and resets the counter to 0 for the next launch (a CUDA graph
+// replays with the same counters). Saves the combine's second launch (2-4 us); the price is
+// that one CTA a row group, not the whole GPU, reads the row group's partials.
+template <class C>
+__device__ __forceinline__ void merge_splits_if_last(const TidarcAttentionArgs& a) {
+  const int splits = gridDim.z;
+  if (splits == 1) return;  // attention_tile_kernel wrote O and lse itself
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = a.split_counters + blockIdx.y * gridDim.x + blockIdx.x;
+    last = atomicAdd(counter, 1) == splits - 1;
+    if (last) {
+      *counter = 0;
+      __threadfence();  // the count is seen before the other CTAs' partials are read
+    }
+  }
+  __syncthreads();
+  if (!last) return;
+  merge_splits<C>(a, splits);
 }
 
 }  // namespace tidarc
