@@ -14,6 +14,7 @@ import { banner, cpuSymbol, renderVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
 import { compileInputKey, type TileOverrides, type VariantTuning } from './input-key.js';
 import { sha256 } from '../util/hash.js';
+import { SM90A_STATIC_FILES, planSm90aGemms } from './gemm-sm90a.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
@@ -87,11 +88,17 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   }
   if (gemms.units.length > 0) for (const [out, src] of GEMM_STATIC_FILES) files.set(out, readTemplateFile(src));
   for (const [path, text] of renderGemmSources(gemms.units, spec.name)) files.set(path, text);
+  // --arch sm_90a: the same GEMMs as sm_90a units (wgmma + TMA, gemm-sm90a.ts), compiled for sm_90a alone.
+  const sm90a = arches.some((x) => x.name === 'sm_90a') && gemms.units.length > 0 ? planSm90aGemms(gemms.units, spec.name) : undefined;
+  if (sm90a && sm90a.gemms.length > 0) {
+    for (const [out, src] of SM90A_STATIC_FILES) files.set(out, readTemplateFile(src));
+    for (const [path, text] of sm90a.sources) files.set(path, text);
+  }
   if (dialects.some((d) => d.dir === 'cpu')) files.set('cpu/tidarc_cpu_library.cpp', renderTemplate('cpu/library.cpp.hbs', { banner: banner(spec.name), modelName: spec.name }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
   const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), targets.map((t) => t.name), options.tiles, options.gemms);
-  const described = describeManifest(spec, arches, plans, inputKey, options.tiles, gemms);
+  const described: Manifest = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) };
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);

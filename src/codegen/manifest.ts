@@ -2,6 +2,7 @@
  * manifest.json: what a compiled model contains, read by the runtime, the generated
  * TypeScript library and other tools. `build` is present only after a build ran.
  */
+import type { ManifestGemmSm90a } from './gemm-sm90a.js';
 import type { ManifestStepGraphs } from './step-kinds.js';
 import type { DType, ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
@@ -179,6 +180,8 @@ export interface Manifest {
   readonly gemms?: readonly ManifestGemm[];
   /** Linear layers the GEMMs refuse (present only when some are). */
   readonly gemmRefusals?: readonly ManifestGemmRefusal[];
+  /** --arch sm_90a: the GEMMs as sm_90a units (gemm-sm90a.ts), compiled for sm_90a alone; the runner takes them where arch.ts selectArch picks sm_90a. */
+  readonly gemmsSm90a?: readonly ManifestGemmSm90a[];
   /** Per compiled step kind, its op graph on each backend in brief (codegen/step-kinds.ts; absent in older manifests). */
   readonly stepGraphs?: ManifestStepGraphs;
   /** Key of the compile's inputs (version, spec, drafts, arches, templates): equal keys, equal files. */

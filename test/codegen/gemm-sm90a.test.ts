@@ -14,6 +14,7 @@ import { TARGETS, compileTargets } from '../../src/codegen/targets.js';
 import { planBuild, stepArgs } from '../../src/codegen/build-steps.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
 import { planSm90aGemms } from '../../src/codegen/gemm-sm90a.js';
+import { generateModel } from '../../src/codegen/generate.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { join } from 'node:path';
@@ -89,5 +90,20 @@ describe('a compile with sm_90a', () => {
     for (const s of unitSteps) expect(stepArgs(s).filter((a) => a.startsWith('-gencode'))).toEqual(['-gencode=arch=compute_90a,code=sm_90a']);
     const without = planBuild(compileTargets({ arches: ['sm_90'] }), manifest, []).cuda!.steps;
     expect(without.some((s) => s.unit.endsWith('_sm90a'))).toBe(false);
+  });
+});
+
+describe('generateModel with sm_90a', () => {
+  test('--arch sm_90,sm_90a: the manifest names the sm_90a units, their sources and headers are emitted and CMake builds them for sm_90a; without sm_90a nothing of it', async () => {
+    const spec = await loadModelSpecFile(join(packageRoot(), 'examples', 'tiny.json'));
+    const out = generateModel(spec, { arches: ['sm_90', 'sm_90a'] });
+    const units = out.manifest.gemmsSm90a ?? [];
+    expect(units.length).toBeGreaterThan(0);
+    for (const u of units) expect(out.files.has(u.source)).toBe(true);
+    for (const h of ['cuda/tidarc_gemm_sm90a.cuh', 'cuda/tidarc_gemm_sm90a_abi.h', 'cuda/tidarc_hopper.cuh']) expect(out.files.has(h)).toBe(true);
+    expect(out.files.get('CMakeLists.txt')).toContain(units[0]!.source);
+    const plain = generateModel(spec, { arches: ['sm_90'] });
+    expect(plain.manifest.gemmsSm90a).toBeUndefined();
+    expect([...plain.files.keys()].some((f) => f.includes('sm90a'))).toBe(false);
   });
 });
