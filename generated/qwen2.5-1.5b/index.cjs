@@ -75,8 +75,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 13,
-            "block": 256,
+            "rowTiles": 17,
+            "block": 192,
             "dynamicSharedBytes": 69632
         }
     },

@@ -44,8 +44,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 13;
-            readonly block: 256;
+            readonly rowTiles: 17;
+            readonly block: 192;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -144,7 +144,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 272, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 272, 2, 128];
-     * lse: [batch, 272, 12] natural log. Tiles: 0 full, 23 partial, 42 empty in-step tiles skipped.
+     * lse: [batch, 272, 12] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */

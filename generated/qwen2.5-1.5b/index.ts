@@ -75,8 +75,8 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 13,
-      "block": 256,
+      "rowTiles": 17,
+      "block": 192,
       "dynamicSharedBytes": 69632
     }
   },
@@ -188,7 +188,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 272, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 272, 2, 128];
-   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 23 partial, 42 empty in-step tiles skipped.
+   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */

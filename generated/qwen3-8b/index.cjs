@@ -141,8 +141,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 9,
-            "block": 256,
+            "rowTiles": 17,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     },

@@ -100,8 +100,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 9;
-            readonly block: 256;
+            readonly rowTiles: 17;
+            readonly block: 128;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -276,7 +276,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 16 partial, 29 empty in-step tiles skipped.
+     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */

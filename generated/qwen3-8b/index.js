@@ -138,8 +138,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 9,
-            "block": 256,
+            "rowTiles": 17,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     },

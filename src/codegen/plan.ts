@@ -31,6 +31,8 @@ export interface RowTile {
 export const MAX_TILE_ROWS = 128;
 /** Warps that split the keys of a <= 16-row tile by default: 16 keys each at tileN 64. */
 const KEY_WARPS = 4;
+/** The fewest warps of a tile when a KV head's rows need several (fewer would multiply the prefix's L2 reads). */
+const MIN_WIDE_WARPS = 4;
 
 /**
  * The row tile of a variant with `rows` packed rows per KV head:
@@ -38,8 +40,9 @@ const KEY_WARPS = 4;
  *     rows are computed (16 x warps rows did 60 padding rows of work for AR's 4);
  *   rows <= 128 (k = 4 at G = 4: 80): one tile of ceil(rows / 16) warps, so every row of the
  *     KV head is in one CTA and the prefix is read once;
- *   more: the fewest tiles of at most 128 rows, with as few warps as hold an equal share
- *     (k = 8: 288 rows -> 3 tiles of 6 warps, no padding; k = 16: 1088 -> 9 of 8 warps).
+ *   more: tiles of 4 to 8 warps with the fewest padding rows, then the fewest tiles (each
+ *     re-reads the prefix from L2): k = 8's 288 rows -> 3 tiles of 6 warps (64-row tiles
+ *     padded 32); k = 16's 1088 -> 17 of 4 (9 of 8 would pad 64 rows of mma work).
  * `warps` (a tuned tile) keeps the layout the rows imply and sets the warp count.
  */
 export function rowTileOf(rows: number, tileN: number, warps?: number): RowTile {
@@ -47,8 +50,15 @@ export function rowTileOf(rows: number, tileN: number, warps?: number): RowTile 
     const w = warps ?? Math.max(1, Math.min(KEY_WARPS, tileN / 16));
     return { layout: 'keys', warps: w, rowWarps: 1, keyWarps: w, tileM: 16 };
   }
-  const w = warps ?? Math.ceil(rows / Math.ceil(rows / MAX_TILE_ROWS) / 16);
+  const w = warps ?? (rows <= MAX_TILE_ROWS ? Math.ceil(rows / 16) : leastPaddedWarps(rows));
   return { layout: 'rows', warps: w, rowWarps: w, keyWarps: 1, tileM: 16 * w };
+}
+
+function leastPaddedWarps(rows: number): number {
+  const executed = (w: number): number => Math.ceil(rows / (16 * w)) * 16 * w;
+  let best = MIN_WIDE_WARPS;
+  for (let w = MIN_WIDE_WARPS + 1; w <= MAX_TILE_ROWS / 16; w++) if (executed(w) <= executed(best)) best = w;
+  return best;
 }
 
 export interface AttentionPlan {

@@ -50,12 +50,11 @@ describe('attention cost model', () => {
     expect(p.predictedS).toBeGreaterThan(10 * predictAttention(plan('ar'), { batch: 1, prefix: 4096 }, H200, 2).predictedS);
   });
 
-  test('k = 16 is bound by mma.sync: 9 row tiles of 128 for 1088 rows, 7 splits at 2 CTAs/SM, 5 at 1', () => {
+  test('k = 16 is bound by mma.sync: 17 row tiles of 64 for 1088 rows, 5 splits at 2 CTAs/SM, none at 1', () => {
     const p = predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 2);
     expect(p.bound).toBe('mma');
-    // 72 CTAs a split: 7 splits are 504 of 528 slots (95%) at 2 CTAs/SM; 5 are 360 of 396 (91%) at 1.
-    expect([p.splits, p.ctas]).toEqual([7, 504]);
-    expect(p.l2Bytes).toBe(9 * 2 * 8 * 4096 * 128 * 2);  // the prefix once per row tile (17 of 64 rows read it 17 times)
-    expect(predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 1).splits).toBe(5);
+    expect([p.splits, p.ctas]).toEqual([5, 680]);
+    expect(p.l2Bytes).toBe(17 * 2 * 8 * 4096 * 128 * 2);  // the prefix once per row tile
+    expect(predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 1).splits).toBe(1);
   });
 });

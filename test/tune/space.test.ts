@@ -51,8 +51,8 @@ describe('search space', () => {
   });
 
   test('the heuristic default is the arch tile with the planner\'s row tile and FA3\'s wave-efficiency split rule', () => {
-    // 1088 rows: 9 tiles of 8 warps (128 rows).
-    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 8, tileN: 64, splits: chooseSplits(1 * 8 * 9, 132, 64) });
+    // 1088 rows: 17 tiles of 4 warps (64 rows), no padding.
+    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 4, tileN: 64, splits: chooseSplits(1 * 8 * 17, 132, 64) });
     const ar: TuneShape = { headDim: 128, rows: 4, kvHeads: 8, batch: 1, prefix: 65536 };
     const h = heuristicConfig(ar, 132);
     expect(h.splits).toBeGreaterThan(1);  // 8 work items on 132 SMs: split the prefix
