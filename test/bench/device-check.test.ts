@@ -23,7 +23,7 @@ import { tunedTiles } from '../../src/tune/report.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { configKey, infeasible } from '../../src/tune/space.js';
 import { rowTileOf } from '../../src/codegen/plan.js';
-import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 
 const exec = promisify(execFile);
@@ -134,7 +134,8 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
   test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
     const out = join(root, 'out');
     // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
-    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.')], { ...process.env, TIDARC_LIBCUDA: driver });
+    // $TIDARC_CACHE: the shared kernel cache, where emulated-backend.test.ts's run of runtime_check.mjs compiles the same model.
+    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.')], { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() });
     expect(r.code, r.stderr).toBe(0);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: { ok: boolean; backend: string; runs: { equal: boolean }[] } };
     expect(data.runtime.backend).toBe('cuda');

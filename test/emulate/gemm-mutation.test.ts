@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { GemmShape } from '../../src/codegen/gemm-plan.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 
 interface Mutant {
   readonly name: string;
@@ -40,7 +40,7 @@ const results = new Map<string, { run: GemmRunResult; worst: number }>();
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   const problem = randomGemmProblem(SHAPE, M, 5);
   const { ref, bound } = referenceGemm(SHAPE, problem, M, 3, { bias: true });
   await runPool(MUTANTS, 2, async (mutant, i) => {

@@ -24,6 +24,7 @@ import { type EmulateRow, emulateDirectory } from '../../src/emulate/emulate-dir
 import { PREFILL_CHUNK } from '../../src/codegen/variant.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
 import { readManifest } from '../../src/runtime/kernel-library.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { modelForShape, type TestShape } from '../helpers/models.js';
 
 const cxx = await findCxx();
@@ -46,17 +47,19 @@ let seconds = 0;
 beforeAll(async () => {
   if (!cxx.found) return;
   const t0 = performance.now();
+  // One build of the emulator runtime for every shape's emulateDirectory (test/helpers/emulated-driver.ts).
+  const runtimeObjects = await sharedEmulatorRuntime();
   for (const [i, [shape, drafts, variants]] of GRID.entries()) {
     const outDir = join(root, `shape${i}`);
     await compileModel({ spec: modelForShape(shape, drafts), arches: ['sm_80'], outDir, build: 'none', log: () => undefined });
-    const shapeRows = await emulateDirectory(outDir, { variants, batch: BATCH, prefix: PREFIX, splits: [1, 3], seed: 100 + i, log: () => undefined });
+    const shapeRows = await emulateDirectory(outDir, { variants, batch: BATCH, prefix: PREFIX, splits: [1, 3], seed: 100 + i, runtimeObjects, log: () => undefined });
     const ruled = new Map<number, string[]>();
     for (const v of readManifest(outDir).variants.filter((x) => variants.includes(x.name))) {
       const s = chooseSplits(BATCH * shape.kvHeads * v.launch.rowTiles, SMS, Math.ceil(Math.max(...PREFIX) / v.plan.tileN));
       if (s !== 1 && s !== 3) ruled.set(s, [...(ruled.get(s) ?? []), v.name]);
     }
     for (const [splits, names] of ruled) {
-      shapeRows.push(...await emulateDirectory(outDir, { variants: names, batch: BATCH, prefix: PREFIX, splits: [splits], seed: 100 + i, log: () => undefined }));
+      shapeRows.push(...await emulateDirectory(outDir, { variants: names, batch: BATCH, prefix: PREFIX, splits: [splits], seed: 100 + i, runtimeObjects, log: () => undefined }));
     }
     ruleRuns.push([...ruled].flatMap(([s, names]) => names.map((n) => `${n}:${s}`)));
     rows.push(...shapeRows.map((r) => ({ ...r, variant: `${shape.dtype} d${shape.headDim} G${shape.qHeads / shape.kvHeads} ${r.variant}` })));
