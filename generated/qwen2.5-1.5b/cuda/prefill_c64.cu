@@ -42,7 +42,7 @@ struct Config {
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(256) tidarc_attn_prefill_c64_bf16_d128_q12_kv2(TidarcAttentionArgs args) {
+extern "C" __global__ void __launch_bounds__(256, 1) tidarc_attn_prefill_c64_bf16_d128_q12_kv2(TidarcAttentionArgs args) {
   tidarc::attention_tile_kernel<Config>(args);
   tidarc::merge_splits_if_last<Config>(args);
 }
