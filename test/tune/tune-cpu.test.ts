@@ -44,20 +44,22 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
     const entry = kernelCacheEntry({ spec, drafts: [2], target: 'cpu', cacheDir: join(dir, 'cache'), tiles: { tidar_k2: tile, ar: tile } });
     const compiled = JSON.parse(readFileSync(join(entry, 'manifest.json'), 'utf8')) as Manifest;
     for (const e of entries) {
-      expect(e.timed).toBeGreaterThanOrEqual(8);  // 2 warps x 2 tileN x 2 splits (+ the heuristic)
+      // 2 warps x 2 tileN x 2 splits (+ the heuristic), less w4-n32: AR's 2 rows and tidar_k2's 12 (G = 2) are one 16-row
+      // tile whose keys the warps split, and 4 warps cannot split 32 keys into k16 slices (plan.ts rowTileOf).
+      expect(e.timed).toBeGreaterThanOrEqual(6);
       expect(e.bestTiming.medianUs).toBeLessThanOrEqual(e.heuristicTiming.medianUs);
       expect(e.bestTiming.p20Us).toBeLessThanOrEqual(e.bestTiming.p80Us);
       expect(e.meta.backend).toBe('cpu');
-      expect(Object.keys(e.byTile!).sort()).toEqual(['w2-n32', 'w2-n64', 'w4-n32', 'w4-n64']);
+      expect(Object.keys(e.byTile!).sort()).toEqual(['w2-n32', 'w2-n64', 'w4-n64']);
       // The heuristic recorded is what the runtime picks for the call when nothing is tuned.
       const v = compiled.variants.find((x) => e.variant.startsWith(`${x.name} `))!;
       const sizes = { q: v.steps * 2 * 64, cache: 128 * 64, step: v.steps * 64 };
       const args = prepareCall({ ...v, tuned: undefined } as ManifestVariant, { batch: 1, cacheCapacity: 128, prefixLen: [100], q: new Uint16Array(sizes.q), kCache: new Uint16Array(sizes.cache), vCache: new Uint16Array(sizes.cache), kStep: new Uint16Array(sizes.step), vStep: new Uint16Array(sizes.step) }, cpuThreadCount());
       expect(e.heuristic).toEqual({ warps: 4, tileN: 64, splits: args.numSplits, threads: args.numThreads });
     }
-    // The default tile (w4-n64) is compiled first: it describes the variants; then the other three.
-    expect(lines.some((l) => /compiling the CPU kernels of 3 tiles/.test(l))).toBe(true);
-    expect(lines.some((l) => /\[\d\/3\] w2-n32/.test(l))).toBe(true);
+    // The default tile (w4-n64) is compiled first: it describes the variants; then the other two (w4-n32 is pruned).
+    expect(lines.some((l) => /compiling the CPU kernels of 2 tiles/.test(l))).toBe(true);
+    expect(lines.some((l) => /\[\d\/2\] w2-n32/.test(l))).toBe(true);
     const again = await tuneCpu({ spec, drafts: [2], prefixes: [100, 128], batches: [1], dbPath: db, cacheDir: join(dir, 'cache'), space: SPACE, log: () => undefined });
     expect([again.tuned, again.cached]).toEqual([0, 4]);  // 100 and 128 share the bucket L128
   });
