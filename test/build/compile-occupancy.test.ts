@@ -46,10 +46,14 @@ test('every variant\'s occupancy at each built arch, from its main kernel\'s ptx
         expect(v.occupancy?.[arch], `${v.name} ${arch}`).toEqual({ registers: 178, sharedBytes: shared, ctasPerSm: o.ctasPerSm, limit: o.limit });
       }
     }
-    // Head dim 128, 4 warps, 64 keys: 69,632 bytes of K/V stages; 178 registers hold 2 CTAs, and sm_80's shared memory 2 as well.
+    // Head dim 128, 64 keys: 69,632 bytes of K/V stages. block_k4's 16 rows are 4 warps splitting the keys: 178 registers
+    // hold 2 CTAs, and sm_80's shared memory 2 as well. tidar_k4's 80 rows are one CTA of 5 warps (plan.ts rowTileOf):
+    // 2 of its warps share a sub-partition's registers, which hold 2 such warps, so 1 CTA.
+    const b4 = r.manifest.variants.find((v) => v.name === 'block_k4')!;
+    expect([b4.launch.block, b4.occupancy?.['sm_90']?.ctasPerSm, b4.occupancy?.['sm_90']?.limit]).toEqual([128, 2, 'registers']);
+    expect(b4.occupancy?.['sm_80']?.ctasPerSm).toBe(2);
     const k4 = r.manifest.variants.find((v) => v.name === 'tidar_k4')!;
-    expect([k4.occupancy?.['sm_90']?.ctasPerSm, k4.occupancy?.['sm_90']?.limit]).toEqual([2, 'registers']);
-    expect(k4.occupancy?.['sm_80']?.ctasPerSm).toBe(2);
+    expect([k4.launch.block, k4.occupancy?.['sm_90']?.ctasPerSm, k4.occupancy?.['sm_90']?.limit]).toEqual([160, 1, 'registers']);
     const written = JSON.parse(readFileSync(join(r.outDir, 'manifest.json'), 'utf8')) as typeof r.manifest;
     expect(written.variants).toEqual(r.manifest.variants);
   } finally {

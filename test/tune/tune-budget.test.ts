@@ -57,7 +57,8 @@ describe.skipIf(!cxx.found)('tidarc tune --budget', () => {
     expect(Object.keys(entries[0]!.byTile!)).toEqual(['w4-n64']);  // the default tile: the heuristic's
     // Only the default tile's library was compiled (the old run compiled every tile first).
     expect(readdirSync(join(cache, 'kernels')).filter((f) => !f.endsWith('.lock'))).toHaveLength(1);
-    expect(rec.lines.map((l) => l.text)).toContainEqual(expect.stringMatching(/within the budget, 2 of 8 configurations \(the other tiles are not compiled\)$/));
+    // 6: tidar_k2 at G = 2 is 12 rows, split-key warps, and 4 of them cannot split 32 keys (w4-n32 pruned).
+    expect(rec.lines.map((l) => l.text)).toContainEqual(expect.stringMatching(/within the budget, 2 of 6 configurations \(the other tiles are not compiled\)$/));
     const [first] = etas(rec.lines, end);
     expect(first!.eta).toBeLessThanOrEqual(2 * first!.actual + 0.2);
     expect(first!.eta).toBeGreaterThanOrEqual(first!.actual / 2 - 0.2);
