@@ -8,6 +8,7 @@
 import { TidarcError } from '../errors.js';
 import { ARCHES } from './arch.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
+import { gemmUnitFields } from './gemm-source.js';
 import { GEMM_BLOCK_N, type GemmReduction, type GemmShape, checkGemmShape, gemmUnitName } from './gemm-plan.js';
 import { banner } from './kernel-source.js';
 import { renderTemplate } from './templates.js';
@@ -84,16 +85,7 @@ export function sm90aGrid(shape: GemmShape, reduction: GemmReduction, tileT: num
 export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kernels: readonly Sm90aKernel[], roles: readonly string[], modelName: string): string {
   return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
     banner: banner(modelName),
-    n: shape.n,
-    k: shape.k,
-    dtype: shape.dtype,
-    roles: roles.join(', '),
-    cudaType: shape.dtype === 'bf16' ? '__nv_bfloat16' : '__half',
-    blockK: reduction.blockK,
-    kTiles: reduction.kTiles,
-    splitK: reduction.splitK,
-    kTilesPerSplit: reduction.kTilesPerSplit,
-    splitReduce: reduction.splitK > 1,
+    ...gemmUnitFields(shape, reduction, roles),
     reduceSymbol: sm90aReduceSymbol(shape),
     kernels: kernels.map((k) => ({ ...k, wTiles: Math.ceil(shape.n / GEMM_BLOCK_N), splitK: reduction.splitK, blockK: reduction.blockK })),
   });

@@ -6,8 +6,9 @@
 import { ARCHES, type ArchName } from './arch.js';
 import { banner } from './kernel-source.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import { type GemmPlan, type GemmShape, type GemmTuning, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
+import { type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
 import { renderTemplate } from './templates.js';
+import { CUDA_ELEMENT_TYPES } from './targets.js';
 
 export function gemmSource(shape: GemmShape): string {
   return `cuda/${gemmUnitName(shape)}.cu`;
@@ -16,6 +17,22 @@ export function gemmSource(shape: GemmShape): string {
 /** A search candidate's kernel: the tile in the symbol, since one M has several (`..._m20_b32w2s4`). */
 export function gemmCandidateSymbol(p: GemmPlan): string {
   return `${gemmSymbol(p.shape, p.m)}_${gemmTileName(p)}`;
+}
+
+/** What every GEMM unit's template says of its weight shape and its reduction (mma.sync and sm_90a alike). */
+export function gemmUnitFields(shape: GemmShape, reduction: GemmReduction, roles: readonly string[]) {
+  return {
+    n: shape.n,
+    k: shape.k,
+    dtype: shape.dtype,
+    roles: roles.join(', '),
+    cudaType: CUDA_ELEMENT_TYPES[shape.dtype],
+    blockK: reduction.blockK,
+    kTiles: reduction.kTiles,
+    splitK: reduction.splitK,
+    kTilesPerSplit: reduction.kTilesPerSplit,
+    splitReduce: reduction.splitK > 1,
+  };
 }
 
 export interface GemmUnitOptions {
@@ -33,17 +50,8 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
   }
   return renderTemplate('cuda/tidarc_gemm.cu.hbs', {
     banner: banner(modelName),
-    n: shape.n,
-    k: shape.k,
-    dtype: shape.dtype,
-    roles: roles.join(', '),
+    ...gemmUnitFields(shape, reduction, roles),
     tuned: options.tuned ? tunedNote(options.tuned, plans) : '',
-    cudaType: shape.dtype === 'bf16' ? '__nv_bfloat16' : '__half',
-    blockK: reduction.blockK,
-    kTiles: reduction.kTiles,
-    splitK: reduction.splitK,
-    kTilesPerSplit: reduction.kTilesPerSplit,
-    splitReduce: reduction.splitK > 1,
     reduceSymbol: gemmReduceSymbol(shape),
     rowStats: gemmEpilogues(shape, roles).rowStats === true,
     rowStatsSymbol: gemmRowStatsSymbol(shape),

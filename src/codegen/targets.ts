@@ -53,8 +53,11 @@ export interface Target {
   readonly build: BuildStage;
 }
 
+/** A 16-bit element type as CUDA spells it (the attention variants and the GEMM units alike). */
+export const CUDA_ELEMENT_TYPES: Readonly<Record<DType, string>> = { bf16: '__nv_bfloat16', fp16: '__half' };
+
 const CUDA_DIALECT: CppDialect = {
-  dir: 'cuda', sourceExt: '.cu', variantTemplate: 'cuda/variant.cu.hbs', elementTypes: { bf16: '__nv_bfloat16', fp16: '__half' }, tableQualifier: '__constant__ const',
+  dir: 'cuda', sourceExt: '.cu', variantTemplate: 'cuda/variant.cu.hbs', elementTypes: CUDA_ELEMENT_TYPES, tableQualifier: '__constant__ const',
 };
 const CPU_DIALECT: CppDialect = {
   dir: 'cpu', sourceExt: '.cpp', variantTemplate: 'cpu/variant.cpp.hbs', elementTypes: { bf16: 'tidarc_cpu::Bf16', fp16: 'tidarc_cpu::Fp16' }, tableQualifier: 'static constexpr',
