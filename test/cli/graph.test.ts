@@ -36,9 +36,13 @@ describe('tidarc graph', () => {
     const r = await run(MODEL, '--step', 'block_k4', '--backend', 'cuda');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('attention launches: prefill_c64 rows 0..63 (then committed); block_k4 rows 64..67');
-    expect(r.stdout).toContain('linear qkv     h[128] -> q[256] | k[128] | v[128]  model.layers.L.self_attn.qkv_proj.weight [512 x 128]');
-    expect(r.stdout).toMatch(/linear gate_up h\[128\] -> gate\[\d+\] \(SwiGLU epilogue, interleave 8\)/);
-    expect(r.stdout).toMatch(/linear down +gate\[\d+\] -> \+= x\[128\]/);
+    // The GEMMs' inputs are stored 16-bit (u16) by the ops that write them; the residual x stays f32.
+    expect(r.stdout).toContain('rmsnorm        x[128] -> h[128 u16]  model.layers.L.input_layernorm.weight');
+    expect(r.stdout).toContain('linear qkv     h[128 u16] -> q[256] | k[128] | v[128]  model.layers.L.self_attn.qkv_proj.weight [512 x 128]');
+    expect(r.stdout).toMatch(/linear o +o16\[256 u16\] -> \+= x\[128\]/);
+    expect(r.stdout).toMatch(/linear gate_up h\[128 u16\] -> gate\[\d+ u16\] \(SwiGLU epilogue, interleave 8\)/);
+    expect(r.stdout).toMatch(/linear down +gate\[\d+ u16\] -> \+= x\[128\]/);
+    expect(r.stdout).toMatch(/tensors: .*x f32\[68 x 128\], h u16\[68 x 128\]/);
     expect(r.stdout).not.toMatch(/^ +(rope|to16|add|swiglu) /m);
   });
 
