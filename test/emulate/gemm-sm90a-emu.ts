@@ -14,6 +14,7 @@ import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-buil
 import { encode } from '../../src/util/dtype.js';
 import { packageRoot } from '../../src/util/paths.js';
 import type { GemmProblem } from '../helpers/gemm.js';
+import { parseHarnessReport } from './hopper-emu.js';
 
 const exec = promisify(execFile);
 export const SM90A_HEADERS = ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh'] as const;
@@ -76,14 +77,6 @@ export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit:
   writeFileSync(input, Buffer.concat(parts));
   const args = [kernel.symbol, kernel.tileT, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output].map(String);
   const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
-  const counts: Record<string, number> = {}, messages: string[] = [];
-  let completed = false;
-  for (const line of stdout.trim().split('\n')) {
-    const rec = JSON.parse(line) as { finding?: string; message?: string; count?: string; n?: number; done?: boolean; completed?: boolean };
-    if (rec.count !== undefined) counts[rec.count] = rec.n!;
-    if (rec.finding !== undefined) messages.push(`${rec.finding}: ${rec.message}`);
-    if (rec.done) completed = rec.completed!;
-  }
   const bytes = readFileSync(output);
-  return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), completed, counts, messages };
+  return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), ...parseHarnessReport(stdout) };
 }

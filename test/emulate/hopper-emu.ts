@@ -32,8 +32,8 @@ export interface HopperRun {
   readonly messages: string[];
 }
 
-export async function runHopper(exe: string, args: readonly string[], outPath: string): Promise<HopperRun> {
-  const { stdout } = await exec(exe, [...args, outPath], { maxBuffer: 64 << 20 });
+/** A Hopper harness's JSON lines: findings per kind, their first messages, and whether the launch completed. */
+export function parseHarnessReport(stdout: string): Omit<HopperRun, 'out'> {
   const counts: Record<string, number> = {}, messages: string[] = [];
   let completed = false;
   for (const line of stdout.trim().split('\n')) {
@@ -42,7 +42,12 @@ export async function runHopper(exe: string, args: readonly string[], outPath: s
     if (rec.finding !== undefined) messages.push(`${rec.finding}: ${rec.message}`);
     if (rec.done) completed = rec.completed!;
   }
-  return { out: readFileSync(outPath), completed, counts, messages };
+  return { completed, counts, messages };
+}
+
+export async function runHopper(exe: string, args: readonly string[], outPath: string): Promise<HopperRun> {
+  const { stdout } = await exec(exe, [...args, outPath], { maxBuffer: 64 << 20 });
+  return { out: readFileSync(outPath), ...parseHarnessReport(stdout) };
 }
 
 export interface GemmCase {
