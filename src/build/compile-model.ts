@@ -151,7 +151,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
       const build: BuildReport = {
         inputHash,
         ...(plan.cuda && nvcc?.found
-          ? { nvcc: await buildCuda(plan.cuda, manifest.arches, nvcc.tool, staging, req.outDir, old, jobs, req.log, warnings) }
+          ? { nvcc: await buildCuda(plan.cuda, nvcc.tool, staging, req.outDir, old, jobs, req.log, warnings) }
           : plan.cuda ? { nvccMissing: `nvcc not found (${nvcc?.found === false ? nvcc.reason : 'not probed'}); CUDA sources written, not compiled` }
           : cudaSources ? { nvccMissing: 'CPU-only build: CUDA sources written, not compiled' } : {}),
         ...(plan.cpu && cxx?.found
@@ -203,7 +203,7 @@ async function inputsText(staging: string, step: BuildStep): Promise<string> {
   return (await Promise.all(step.inputs.map((f) => readFile(join(staging, f), 'utf8')))).join('\n');
 }
 
-async function buildCuda(cuda: CudaBuild, arches: readonly string[], nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
+async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
   const flags = [...cuda.flags];
   let done = 0;
@@ -229,7 +229,7 @@ async function buildCuda(cuda: CudaBuild, arches: readonly string[], nvcc: Tool,
         const err = e as { stderr?: string; message: string };
         return buildFailure(outDir, `nvcc failed on variant ${v.name}`, err.stderr || err.message);
       }
-      log(`[${++done}/${total}] nvcc ${v.name} (${arches.join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      log(`[${++done}/${total}] nvcc ${v.name} (${(step.arches ?? []).join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
     warnings.push(...ptxasWarnings(v.name, ptxas));
     return [v.name, { binary, hash, ptxas }] as const;

@@ -10,7 +10,7 @@
  * nvcc's --orig_src_path_name keeps the source path relative on purpose (see nvcc-unit.ts).
  */
 import { TidarcError } from '../errors.js';
-import { ARCHES } from './arch.js';
+import { ARCHES, type ArchName } from './arch.js';
 import type { ManifestGemmSm90a } from './gemm-sm90a.js';
 import { type Manifest, OPS_UNIT } from './manifest.js';
 import { type CppDialect, type Target, nvccFlags } from './targets.js';
@@ -28,6 +28,8 @@ export interface BuildStep {
   /** Every file the result depends on: the unit's source, then the headers it may include. */
   readonly inputs: readonly string[];
   readonly output: string;
+  /** An nvcc step's arches, each with real code in its fatbin (an sm_90a unit: sm_90a alone). */
+  readonly arches?: readonly ArchName[];
 }
 
 export interface CudaBuild {
@@ -95,7 +97,8 @@ export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, '
     // An sm_90a unit (wgmma, TMA) is real code for sm_90a alone, and built only when the compile targets it.
     const sm90aFlags = nvccFlags([ARCHES.sm_90a]);
     const units = cudaUnits(manifest).filter((u) => u.arch === undefined || nvccArches.some((a) => a.name === u.arch));
-    cuda = { flags, steps: units.map((u) => nvccUnitStep(u.arch ? sm90aFlags : flags, u.name, u.source, headers)) };
+    const arches = nvccArches.map((a) => a.name);
+    cuda = { flags, steps: units.map((u) => ({ ...nvccUnitStep(u.arch ? sm90aFlags : flags, u.name, u.source, headers), arches: u.arch ? [u.arch] : arches })) };
   }
   return { ...(cuda ? { cuda } : {}), ...(cpu && cpu.build.kind === 'library' ? { cpu: cpuBuild(cpu.build, manifest, files) } : {}) };
 }

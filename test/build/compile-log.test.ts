@@ -1,0 +1,54 @@
+/**
+ * What compile-model tells about its compiler runs, with stand-in compilers (no nvcc or g++
+ * runs): each nvcc line names the arches that unit was built for (an sm_90a unit is built for
+ * sm_90a alone).
+ */
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { compileModel } from '../../src/build/compile-model.js';
+import { modelForShape } from '../helpers/models.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+function script(path: string, lines: readonly string[]): string {
+  writeFileSync(path, ['#!/bin/sh', ...lines].join('\n'));
+  chmodSync(path, 0o755);
+  return path;
+}
+
+/** Runs `body` with $NVCC and $CXX set (undefined: a path that does not exist), restoring them after. */
+async function withCompilers<T>(dir: string, nvcc: string | undefined, cxx: string | undefined, body: () => Promise<T>): Promise<T> {
+  const saved = { NVCC: process.env['NVCC'], CXX: process.env['CXX'] };
+  process.env['NVCC'] = nvcc ?? join(dir, 'no-such-nvcc');
+  process.env['CXX'] = cxx ?? join(dir, 'no-such-cxx');
+  try {
+    return await body();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+test('each nvcc line names the arches its unit was built for: sm_90a units sm_90a alone', async () => {
+  const dir = await scratchDir('tidarc-compile-log-');
+  // Writes the fatbin it is asked for and reports no kernels.
+  const nvcc = script(join(dir, 'fake-nvcc'), [
+    'if [ "$1" = "--version" ]; then echo "Cuda compilation tools, release 99.9, stand-in"; exit 0; fi',
+    'prev=""; for a in "$@"; do if [ "$prev" = "-o" ]; then out="$a"; fi; prev="$a"; done',
+    'echo stand-in > "$out"',
+  ]);
+  const lines: string[] = [];
+  const spec = modelForShape({ dtype: 'bf16', headDim: 128, qHeads: 4, kvHeads: 1 }, [4]);
+  const r = await withCompilers(dir, nvcc, undefined, () =>
+    compileModel({ spec, arches: ['sm_90', 'sm_90a'], outDir: join(dir, 'out'), build: 'all', jobs: 2, log: (l) => lines.push(l) }));
+  const units = (r.manifest.gemmsSm90a ?? []).map((g) => g.unit);
+  expect(units.length).toBeGreaterThan(0);
+  const built = new Map(lines.flatMap((l) => {
+    const m = /^\[\d+\/\d+\] nvcc (\S+) \(([^)]*)\)/.exec(l);
+    return m ? [[m[1]!, m[2]!] as const] : [];
+  }));
+  expect(built.size).toBe(r.manifest.variants.length + 1 + new Set((r.manifest.gemms ?? []).map((g) => g.unit)).size + units.length);
+  for (const [unit, arches] of built) expect(arches, unit).toBe(units.includes(unit) ? 'sm_90a' : 'sm_90, sm_90a');
+});
