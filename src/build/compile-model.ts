@@ -6,7 +6,7 @@
  * not touch the output directory at all.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, join, relative, resolve } from 'node:path';
@@ -99,16 +99,31 @@ async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
   }
 }
 
+/** Records a failed compiler run and throws its one-line error. */
+type BuildFailure = (what: string, output: string) => Promise<never>;
+
 /**
- * A failed compiler run: the full output goes to `<outDir>.build-error.log` (nothing lost),
- * the error itself stays one line with the compiler's first error.
+ * A compile's failed compiler runs: the full output goes to `<outDir>.build-error.log` (nothing
+ * lost), the error itself stays one line with the compiler's first error. The compile's first
+ * failure moves the last compile's log to `<outDir>.build-error.previous.log` instead of
+ * overwriting it (the failure before an edit is often what explains the one after); later
+ * failures of the same compile (steps still running in parallel) are appended.
  */
-async function buildFailure(outDir: string, what: string, output: string): Promise<never> {
-  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
-  const first = lines.find((l) => /error/i.test(l)) ?? lines[0] ?? 'no output';
+function buildErrorLog(outDir: string): BuildFailure {
   const log = `${outDir}.build-error.log`;
-  await writeFile(log, `${what}\n${output}`);
-  throw new TidarcError('build-failed', `${what}: ${first} (full output in ${log})`);
+  let written: Promise<void> | undefined;
+  return async (what, output) => {
+    const entry = `${what}\n${output}`;
+    const before = written;
+    written = before
+      ? before.then(() => appendFile(log, `\n${entry}`))
+      // Keeping the old log is best effort: failing to move it must not hide this failure.
+      : rename(log, `${outDir}.build-error.previous.log`).catch(() => undefined).then(() => writeFile(log, entry));
+    await written;
+    const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+    const first = lines.find((l) => /error/i.test(l)) ?? lines[0] ?? 'no output';
+    throw new TidarcError('build-failed', `${what}: ${first} (full output in ${log})`);
+  };
 }
 
 export async function compileModel(request: CompileRequest): Promise<CompileResult> {
@@ -147,15 +162,16 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
     let manifest: Manifest = generated.manifest;
     if (building) {
       const jobs = req.jobs ?? availableParallelism();
+      const failed = buildErrorLog(req.outDir);
       const plan: BuildPlan = planBuild(targets, generated.manifest, [...files.keys()], req.build);
       const build: BuildReport = {
         inputHash,
         ...(plan.cuda && nvcc?.found
-          ? { nvcc: await buildCuda(plan.cuda, nvcc.tool, staging, req.outDir, old, jobs, req.log, warnings) }
+          ? { nvcc: await buildCuda(plan.cuda, nvcc.tool, staging, req.outDir, old, jobs, failed, req.log, warnings) }
           : plan.cuda ? { nvccMissing: `nvcc not found (${nvcc?.found === false ? nvcc.reason : 'not probed'}); CUDA sources written, not compiled` }
           : cudaSources ? { nvccMissing: 'CPU-only build: CUDA sources written, not compiled' } : {}),
         ...(plan.cpu && cxx?.found
-          ? { cpu: await buildCpu(plan.cpu, cxx.tool, staging, req.outDir, jobs, req.log) }
+          ? { cpu: await buildCpu(plan.cpu, cxx.tool, staging, jobs, failed, req.log) }
           : plan.cpu ? { cpuMissing: `no C++ compiler (${cxx?.found === false ? cxx.reason : 'not probed'}); CPU sources written, not compiled` } : {}),
       };
       // A CPU-only build leaves CUDA out by request: nothing to report.
@@ -203,7 +219,7 @@ async function inputsText(staging: string, step: BuildStep): Promise<string> {
   return (await Promise.all(step.inputs.map((f) => readFile(join(staging, f), 'utf8')))).join('\n');
 }
 
-async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number,
+async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number, failed: BuildFailure,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
   const flags = [...cuda.flags];
   let done = 0;
@@ -227,7 +243,7 @@ async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: s
         ptxas = parsePtxasReport(stderr);
       } catch (e) {
         const err = e as { stderr?: string; message: string };
-        return buildFailure(outDir, `nvcc failed on variant ${v.name}`, err.stderr || err.message);
+        return failed(`nvcc failed on variant ${v.name}`, err.stderr || err.message);
       }
       log(`[${++done}/${total}] nvcc ${v.name} (${(step.arches ?? []).join(', ')}) ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
@@ -238,7 +254,7 @@ async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: s
   return { version: nvcc.version, flags, variants: Object.fromEntries(results) };
 }
 
-async function buildCpu(cpu: CpuBuild, cxx: Tool, staging: string, outDir: string, jobs: number, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
+async function buildCpu(cpu: CpuBuild, cxx: Tool, staging: string, jobs: number, failed: BuildFailure, log: (l: string) => void): Promise<NonNullable<BuildReport['cpu']>> {
   const t = performance.now();
   let done = 0;
   const objects = await runPool(cpu.compile, jobs, async (step) => {
@@ -247,7 +263,7 @@ async function buildCpu(cpu: CpuBuild, cxx: Tool, staging: string, outDir: strin
       await exec(cxx.path, stepArgs(step), { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
     } catch (e) {
       const err = e as { stderr?: string; message: string };
-      return buildFailure(outDir, `${cxx.path} failed on ${step.unit}`, err.stderr || err.message);
+      return failed(`${cxx.path} failed on ${step.unit}`, err.stderr || err.message);
     }
     log(`[${++done}/${cpu.compile.length}] ${basename(cxx.path)} ${step.unit} ${((performance.now() - t1) / 1000).toFixed(1)} s`);
     return step.output;
@@ -256,7 +272,7 @@ async function buildCpu(cpu: CpuBuild, cxx: Tool, staging: string, outDir: strin
     await exec(cxx.path, stepArgs(cpu.link), { cwd: staging, signal: childProcessSignal });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    await buildFailure(outDir, `linking ${cpu.library} failed`, err.stderr || err.message);
+    await failed(`linking ${cpu.library} failed`, err.stderr || err.message);
   }
   await Promise.all(objects.map((o) => rm(join(staging, o), { force: true })));
   log(`cpu: ${cpu.library} (${cpu.compile.length} sources, ${cxx.version}) ${((performance.now() - t) / 1000).toFixed(1)} s`);

@@ -1,12 +1,13 @@
 /**
  * What compile-model tells about its compiler runs, with stand-in compilers (no nvcc or g++
  * runs): each nvcc line names the arches that unit was built for (an sm_90a unit is built for
- * sm_90a alone).
+ * sm_90a alone), and a failed build keeps the previous compile's error log beside the new one.
  */
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
+import { TidarcError } from '../../src/errors.js';
 import { modelForShape } from '../helpers/models.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -51,4 +52,36 @@ test('each nvcc line names the arches its unit was built for: sm_90a units sm_90
   }));
   expect(built.size).toBe(r.manifest.variants.length + 1 + new Set((r.manifest.gemms ?? []).map((g) => g.unit)).size + units.length);
   for (const [unit, arches] of built) expect(arches, unit).toBe(units.includes(unit) ? 'sm_90a' : 'sm_90, sm_90a');
+});
+
+test('a failed build keeps the previous build error log (.build-error.previous.log) and appends a compile\'s later failures', async () => {
+  const dir = await scratchDir('tidarc-compile-errlog-');
+  // Fails every compile, naming $FAKE_RUN so that each compile's log can be told apart.
+  const cxx = script(join(dir, 'fake-cxx'), [
+    'if [ "$1" = "--version" ]; then echo "fake-c++ 1.0"; exit 0; fi',
+    'echo "fake-c++: error in run $FAKE_RUN" >&2',
+    'exit 1',
+  ]);
+  const out = join(dir, 'lib');
+  const spec = modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 2, kvHeads: 2 }, [2]);
+  const failOnce = async (run: string): Promise<TidarcError> => {
+    process.env['FAKE_RUN'] = run;
+    try {
+      const e = await withCompilers(dir, undefined, cxx, () => compileModel({ spec, targets: ['cpu'], outDir: out, build: 'all', jobs: 4, log: () => undefined }).then(() => undefined, (x: unknown) => x));
+      expect(e).toBeInstanceOf(TidarcError);
+      return e as TidarcError;
+    } finally {
+      delete process.env['FAKE_RUN'];
+    }
+  };
+  expect((await failOnce('one')).message).toMatch(/error in run one \(full output in .*lib\.build-error\.log\)$/);
+  const first = readFileSync(`${out}.build-error.log`, 'utf8');
+  expect(first).toContain('error in run one');
+  expect((await failOnce('two')).message).toContain('error in run two');
+  expect(readdirSync(dir).filter((f) => f.startsWith('lib')).sort()).toEqual(['lib.build-error.log', 'lib.build-error.previous.log']);
+  expect(readFileSync(`${out}.build-error.previous.log`, 'utf8')).toBe(first);
+  const second = readFileSync(`${out}.build-error.log`, 'utf8');
+  expect(second).not.toContain('run one');
+  // Four compiles in flight fail together: every one's output is in the log, none overwritten.
+  expect(second.match(/failed on cpu\//g)?.length).toBeGreaterThan(1);
 });
