@@ -33,7 +33,7 @@ import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
 import { GpuOps } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
-import { type StepLaunch, StepGraphs, countFrees } from './step-graphs.js';
+import { type BufferLedger, type StepLaunch, StepGraphs, trackBuffers } from './step-graphs.js';
 
 export { type GpuWeights, uploadWeights } from './gpu-weights.js';
 
@@ -127,10 +127,23 @@ export interface GpuRunnerOptions {
   readonly graphs?: boolean;
 }
 
-/** What the attention launches of the pass running now read: its prefix lengths, and the split counts a step's bucket fixed. */
+/** What the attention launches of the pass running now read: its prefix lengths, workspace rows, launcher, and the split counts a step's bucket fixed. */
 interface LaunchContext {
   readonly prefixLen: DeviceBuffer;
+  readonly rows: number;
+  readonly launcher: AttentionLauncher;
   readonly splits?: readonly number[];
+}
+
+/**
+ * The kernels' scratch (GEMM split-K and row statistics, split-KV) and the op table over it,
+ * one set for passes (the prefill: freed once decoding begins) and one for decode steps (kept
+ * while the runner lives: its graphs read it, across the sequences of a reused runner).
+ */
+interface Launchers {
+  readonly gemms: GpuGemms;
+  readonly attention: AttentionLauncher;
+  readonly table: OpTable<GpuPass>;
 }
 
 export class GpuModelRunner implements Runner {
@@ -138,18 +151,21 @@ export class GpuModelRunner implements Runner {
   /** How the last decode step ran (tests, bench). */
   lastStepLaunch: StepLaunch | undefined;
   private readonly device: CudaDevice;
+  private readonly ledger: BufferLedger;
   private readonly stepGraphs: StepGraphs;
+  /** Step inputs and outputs by step shape (every sampling setup of a shape shares them). */
   private readonly stepIo = new Map<string, DeviceStepIo>();
   private context?: LaunchContext;
   private readonly ops: GpuOps;
-  private readonly gemms: GpuGemms;
-  private readonly workspaces = new Map<number, PassBuffers>();
+  private readonly passes: Launchers;
+  private readonly steps: Launchers;
+  /** Activations of passes (pass) and of decode steps (decodeStep) by token count: a prompt of a step's length must not free the step's. */
+  private readonly passWorkspaces = new Map<number, PassBuffers>();
+  private readonly stepWorkspaces = new Map<number, PassBuffers>();
   /** Token counts of the prefill passes whose scratch is still allocated (released by the next decode step). */
   private readonly prefillTokens = new Set<number>();
   private readonly graphs = new Map<string, StepGraph>();
-  private readonly table: OpTable<GpuPass>;
   private head?: HeadScratch;
-  private readonly launcher: AttentionLauncher;
 
   constructor(
     readonly spec: ModelSpec,
@@ -160,23 +176,26 @@ export class GpuModelRunner implements Runner {
     capacity: number,
     options: GpuRunnerOptions = {},
   ) {
-    // Everything the runner owns allocates through a view that counts frees: a free may be a
-    // buffer a captured step graph reads (step-graphs.ts).
-    const counter = countFrees(device);
-    this.device = device = counter.device;
-    this.stepGraphs = new StepGraphs(counter, options.graphs ?? true);
+    // Everything the runner owns allocates through a view that numbers its buffers: a free may
+    // be a buffer a captured step graph reads (step-graphs.ts).
+    this.ledger = trackBuffers(device);
+    this.device = device = this.ledger.device;
+    this.stepGraphs = new StepGraphs(this.ledger, options.graphs ?? true);
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
-    // The selection rule (arch.ts selectArch): the sm_90a GEMMs on a 9.0 device when the compile built them.
-    this.gemms = gemmsFor(device, kernelsDir, manifest);
-    this.launcher = new AttentionLauncher(device, kernelsDir, manifest);
+    const launchers = (): Launchers => {
+      // The selection rule (arch.ts selectArch): the sm_90a GEMMs on a 9.0 device when the compile built them.
+      const gemms = gemmsFor(device, kernelsDir, manifest);
+      return { gemms, attention: new AttentionLauncher(device, kernelsDir, manifest), table: gpuOpTable({ spec, ops: this.ops, gemms, weights, attention: (op, p) => this.attentionOp(op, p) }) };
+    };
+    this.passes = launchers();
+    this.steps = launchers();
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
-    this.table = gpuOpTable({ spec, ops: this.ops, gemms: this.gemms, weights, attention: (op, p) => this.attentionOp(op, p) });
   }
 
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
     const T = ids.length;
     const graph = this.graph(T, schedule);
-    const ws = this.workspace(graph);
+    const ws = this.workspace(graph, this.passWorkspaces);
     if (schedule.kind === 'prefill') this.prefillTokens.add(T);
     const hidden = this.forward(graph, ws, ids, positions);
     const { cache, device, ops, spec } = this;
@@ -226,22 +245,24 @@ export class GpuModelRunner implements Runner {
     const shape = stepShape(input);
     this.releasePrefill();
     const graph = this.graph(shape.tokens, { kind: 'step', variant: input.variant });
-    const ws = this.workspace(graph);
+    const ws = this.workspace(graph, this.stepWorkspaces);
     const launches = resolveLaunches(graph, this.cache.length);
     if (launches.length !== 1 || launches[0]!.commitRows !== 0) throw new TidarcError('runtime', `decode step ${input.variant}: expected one attention launch without commits, the graph has ${launches.length}`);
-    const kind = `${input.variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows} ${samplingKey(input)}`;
-    let io = this.stepIo.get(kind);
-    if (!io) this.stepIo.set(kind, (io = new DeviceStepIo(this.device, shape, this.lmHeadWeight().rows)));
-    const splits = launches.map((l) => this.launcher.splitsFor(this.launcher.variant(l.variant), 1, l.prefix));
+    const shapeKey = `${input.variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows}`;
+    const kind = `${shapeKey} ${samplingKey(input)}`;
+    let io = this.stepIo.get(shapeKey);
+    if (!io) this.stepIo.set(shapeKey, (io = new DeviceStepIo(this.device, shape, this.lmHeadWeight().rows)));
+    const launcher = this.steps.attention;
+    const splits = launches.map((l) => launcher.splitsFor(launcher.variant(l.variant), 1, l.prefix));
     io.fill(input, launches[0]!.prefix);
     const stepIo = io;
     const { spec, cache, ops } = this;
     this.lastStepLaunch = this.stepGraphs.run(`${kind} splits ${splits.join(',')}`, () => {
       stepIo.upload();
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
-      const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, splits });
+      const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);
       stepIo.recordTail({
-        ops, gemms: this.gemms, lmHead: this.lmHeadWeight(), hidden, input,
+        ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input,
         commit: (count, slot, maxCount) => {
           for (let layer = 0; layer < spec.layers; layer++) {
             ops.kvCommitAt({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
@@ -261,23 +282,42 @@ export class GpuModelRunner implements Runner {
 
   /**
    * Frees what only the prefill needed once decoding has begun: its activations (a prompt's
-   * rows, in whole chunks), the lm_head scratch of its queries, and the GEMM and split-KV
-   * scratch it grew (each grows back to a step's size on its next use). A free makes the step
-   * graphs captured before it stale; this runs before a sequence's first step, when there are none.
+   * rows, in whole chunks), the lm_head scratch of its queries, and the passes' GEMM and
+   * split-KV scratch. None of it is in a step graph (steps have their own): on a reused runner
+   * the graphs of the last sequence stay valid.
    */
   private releasePrefill(): void {
     if (this.prefillTokens.size === 0) return;
     for (const T of this.prefillTokens) {
-      const ws = this.workspaces.get(T);
+      const ws = this.passWorkspaces.get(T);
       if (!ws) continue;
       for (const b of [ws.prefixLen, ...ws.bufs.values()]) this.device.free(b);
-      this.workspaces.delete(T);
+      this.passWorkspaces.delete(T);
     }
     this.prefillTokens.clear();
     if (this.head) for (const b of headBuffers(this.head)) this.device.free(b);
     this.head = undefined;
-    this.gemms.close();
-    this.launcher.close();
+    this.passes.gemms.close();
+    this.passes.attention.close();
+  }
+
+  /**
+   * Readies the runner for another sequence (a model's runner pool): an empty cache, zeroed so
+   * no K/V of the last sequence is ever read, and the prefill's scratch freed. The step
+   * workspaces, step I/O, kernel scratch and captured graphs stay: the next sequence's steps of
+   * the same kinds and buckets replay from its first step. Sampling needs no reset: the device
+   * RNG is counter-based (seed, step), both uploaded or keyed per step.
+   */
+  reset(): void {
+    this.releasePrefill();
+    this.cache.length = 0;
+    for (const b of [...this.cache.k, ...this.cache.v]) this.device.fill(b, 0);
+    this.lastStepLaunch = undefined;
+  }
+
+  /** Device bytes this runner holds now (cache, workspaces, scratch, step I/O). */
+  get deviceBytes(): number {
+    return this.ledger.liveBytes();
   }
 
   /** Decode-step graphs held now. */
@@ -293,12 +333,15 @@ export class GpuModelRunner implements Runner {
     this.stepGraphs.close();
     for (const io of this.stepIo.values()) io.free();
     this.stepIo.clear();
-    const bufs = [...this.workspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
+    const bufs = [...this.passWorkspaces.values(), ...this.stepWorkspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
     if (this.head) bufs.push(...headBuffers(this.head));
-    this.launcher.close();
-    this.gemms.close();
+    for (const l of [this.passes, this.steps]) {
+      l.attention.close();
+      l.gemms.close();
+    }
     for (const b of bufs) this.device.free(b);
-    this.workspaces.clear();
+    this.passWorkspaces.clear();
+    this.stepWorkspaces.clear();
     this.prefillTokens.clear();
     this.graphs.clear();
     this.head = undefined;
@@ -323,14 +366,14 @@ export class GpuModelRunner implements Runner {
     this.device.upload(ws.bufs.get('ids')!, ids);
     this.device.upload(ws.bufs.get('positions')!, positions);
     this.device.upload(ws.prefixLen, Int32Array.from(launches, (l) => l.prefix));
-    return this.runGraph(graph, ws, launches, { prefixLen: ws.prefixLen });
+    return this.runGraph(graph, ws, launches, { prefixLen: ws.prefixLen, rows: ws.rows, launcher: this.passes.attention }, this.passes);
   }
 
   /** The graph's launches over inputs already on the device (nothing synchronous: a step graph captures it). */
-  private runGraph(graph: StepGraph, ws: PassBuffers, launches: readonly ResolvedLaunch[], context: LaunchContext): DeviceBuffer {
+  private runGraph(graph: StepGraph, ws: PassBuffers, launches: readonly ResolvedLaunch[], context: LaunchContext, launchers: Launchers): DeviceBuffer {
     this.context = context;
     try {
-      runOps(graph.ops, this.table, { bufs: ws.bufs, widths: ws.widths, types: ws.types, tokens: graph.tokens, launches }, 'cuda');
+      runOps(graph.ops, launchers.table, { bufs: ws.bufs, widths: ws.widths, types: ws.types, tokens: graph.tokens, launches }, 'cuda');
     } finally {
       this.context = undefined;
     }
@@ -342,12 +385,11 @@ export class GpuModelRunner implements Runner {
     const { layer } = op;
     const kBits: DeviceBuffer[] = [], vBits: DeviceBuffer[] = [];
     kBits[layer] = p.bufs.get(op.k)!, vBits[layer] = p.bufs.get(op.v)!;
-    const known = this.workspaces.get(p.tokens)!;
     const context = this.context!;
-    const ws: Workspace = { rows: known.rows, prefixLen: context.prefixLen, qBits: p.bufs.get(op.q)!, kBits, vBits, oBits: p.bufs.get(op.out)!, lse: p.bufs.get(op.lse)! };
+    const ws: Workspace = { rows: context.rows, prefixLen: context.prefixLen, qBits: p.bufs.get(op.q)!, kBits, vBits, oBits: p.bufs.get(op.out)!, lse: p.bufs.get(op.lse)! };
     const { kvHeads: Hkv, headDim: D } = this.spec;
     for (const [i, l] of p.launches.entries()) {
-      this.attention(layer, ws, l.variant, l.from, l.prefix, i, context.splits?.[i]);
+      this.attention(context.launcher, layer, ws, l.variant, l.from, l.prefix, i, context.splits?.[i]);
       if (l.commitRows > 0) {
         this.ops.kvCommit({ kStep: { buf: kBits[layer]! }, vStep: { buf: vBits[layer]! }, kCache: this.cache.k[layer]!, vCache: this.cache.v[layer]!, from: l.from, count: l.commitRows, slot: l.prefix, kvHeads: Hkv, capacity: this.cache.shape.capacity, headDim: D });
       }
@@ -359,11 +401,11 @@ export class GpuModelRunner implements Runner {
   }
 
   /** One attention launch over rows [from, from + n) of the pass (n = the variant's tokens), split-KV as the shared launcher chooses. */
-  private attention(layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number, splits?: number): void {
-    const v = this.launcher.variant(variantName);
+  private attention(launcher: AttentionLauncher, layer: number, ws: Workspace, variantName: string, from: number, prefix: number, launchIndex: number, splits?: number): void {
+    const v = launcher.variant(variantName);
     if (from + v.steps > ws.rows) throw new TidarcError('runtime', `attention ${variantName} at row ${from} needs ${v.steps} rows; the workspace has ${ws.rows}`);
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D } = this.spec;
-    this.launcher.launch(v, {
+    launcher.launch(v, {
       q: ws.qBits.ptr + from * Hq * D * 2,
       kCache: this.cache.k[layer]!.ptr, vCache: this.cache.v[layer]!.ptr,
       kStep: ws.kBits[layer]!.ptr + from * Hkv * D * 2, vStep: ws.vBits[layer]!.ptr + from * Hkv * D * 2,
@@ -385,10 +427,11 @@ export class GpuModelRunner implements Runner {
     const W = this.lmHeadWeight();
     const V = W.rows;
     this.device.upload(head.rowIds, Int32Array.from(rows));
-    if (want === 'argmax' && this.gemms.hasRowStats() && this.gemms.covers('lm_head', W)) {
-      this.gemms.run('lm_head', { x: hidden, rows: rows.length, w: W, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
+    const { gemms } = this.passes;
+    if (want === 'argmax' && gemms.hasRowStats() && gemms.covers('lm_head', W)) {
+      gemms.run('lm_head', { x: hidden, rows: rows.length, w: W, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
     } else {
-      runLinear(this.gemms, this.ops, 'lm_head', hidden, rows.length, { whole: W, bias: null, parts: [[W, null, head.logits]] }, { rowIds: head.rowIds });
+      runLinear(gemms, this.ops, 'lm_head', hidden, rows.length, { whole: W, bias: null, parts: [[W, null, head.logits]] }, { rowIds: head.rowIds });
       this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
     }
     // A NaN or infinite row must stop the run, not become a token: its lse is not finite
@@ -416,9 +459,9 @@ export class GpuModelRunner implements Runner {
    * on the schedule): what the fused graph does not name (the up half of a SwiGLU-fused MLP) is
    * not allocated.
    */
-  private workspace(graph: StepGraph): PassBuffers {
+  private workspace(graph: StepGraph, workspaces: Map<number, PassBuffers>): PassBuffers {
     const T = graph.tokens;
-    const known = this.workspaces.get(T);
+    const known = workspaces.get(T);
     if (known) return known;
     const rows = Math.ceil(T / PREFILL_CHUNK) * PREFILL_CHUNK;
     const d = this.device;
@@ -432,7 +475,7 @@ export class GpuModelRunner implements Runner {
       bufs.set(t.name, buf);
     }
     const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths') };
-    this.workspaces.set(T, ws);
+    workspaces.set(T, ws);
     return ws;
   }
 }

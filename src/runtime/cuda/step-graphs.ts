@@ -13,39 +13,85 @@
  *     that crosses into the next range warms up and captures once more. The kernels read the
  *     prefix length itself from device memory, so it is not part of the key.
  * A graph also holds the scratch buffers of the GEMMs and attention, which grow (free, then
- * allocate) when a larger shape first needs more: every free on the runner's device makes the
- * graphs captured before it stale (FreeCounter), and they are captured again.
+ * allocate) when a larger shape first needs more. A graph is stale when a buffer that was live
+ * at its capture is freed (BufferLedger numbers every allocation), and is captured again; a
+ * buffer allocated after the capture (a later sequence's prefill scratch, on a runner reused
+ * across sequences) is not in the graph, and freeing it keeps the graph.
+ * Graphs are bounded per runner (MAX_GRAPHS, least recently used out): a reused runner meets a
+ * new sampling setup (seed) per request, each its own graph.
  */
 import { TidarcError } from '../../errors.js';
-import type { CudaDevice, GraphRef } from './device.js';
+import type { CudaDevice, DeviceBuffer, GraphRef } from './device.js';
 
 /** How a step ran: launch by launch (graphs off, or its warm-up), or its graph (captured now, or replayed). */
 export type StepLaunch = 'direct' | 'warm-up' | 'captured' | 'replayed';
 
-/** The device with its frees counted: what was captured before a free may read freed memory. */
-export interface FreeCounter {
+/** Graphs one runner keeps: kinds x split buckets x sampling setups in use. */
+export const MAX_GRAPHS = 32;
+
+/** The device seen through a view that numbers its allocations and sees its frees. */
+export interface BufferLedger {
   readonly device: CudaDevice;
+  /** Frees so far. */
   frees(): number;
+  /** Allocations so far: a graph captured now holds only buffers numbered below it. */
+  allocations(): number;
+  /** Bytes allocated through the view and not yet freed. */
+  liveBytes(): number;
+  /** Calls `listener` with the number of each buffer freed (-1: one the view did not allocate). */
+  onFree(listener: (serial: number) => void): void;
 }
 
-/** `device` seen through a view that counts free() calls (everything else goes to the device itself). */
-export function countFrees(device: CudaDevice): FreeCounter {
-  let frees = 0;
+/** `device` seen through a BufferLedger (everything but alloc and free goes to the device itself). */
+export function trackBuffers(device: CudaDevice): BufferLedger {
+  let frees = 0, allocations = 0, live = 0;
+  const serials = new Map<number, { serial: number; bytes: number }>();
+  const listeners: ((serial: number) => void)[] = [];
   const view = new Proxy(device, {
     get(target, prop) {
-      if (prop === 'free') return (buf: Parameters<CudaDevice['free']>[0]) => (frees++, target.free(buf));
+      if (prop === 'alloc') {
+        return (bytes: number, label: string): DeviceBuffer => {
+          const buf = target.alloc(bytes, label);
+          serials.set(buf.ptr, { serial: allocations++, bytes: buf.bytes });
+          live += buf.bytes;
+          return buf;
+        };
+      }
+      if (prop === 'free') {
+        return (buf: DeviceBuffer): void => {
+          const known = serials.get(buf.ptr);
+          serials.delete(buf.ptr);
+          if (known) live -= known.bytes;
+          frees++;
+          target.free(buf);
+          for (const l of listeners) l(known?.serial ?? -1);
+        };
+      }
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-  return { device: view, frees: () => frees };
+  return { device: view, frees: () => frees, allocations: () => allocations, liveBytes: () => live, onFree: (l) => void listeners.push(l) };
+}
+
+interface Captured {
+  readonly ref: GraphRef;
+  /** Allocations made before the capture: a free of one of them makes the graph stale. */
+  readonly allocations: number;
+  stale: boolean;
 }
 
 export class StepGraphs {
-  private readonly graphs = new Map<string, { readonly ref: GraphRef; readonly frees: number }>();
+  /** By key, least recently run first. */
+  private readonly graphs = new Map<string, Captured>();
+  /** Keys that ran once launch by launch (their kernels are loaded, their scratch grown), oldest first. */
   private readonly warm = new Set<string>();
 
-  constructor(private readonly counter: FreeCounter, readonly enabled: boolean) {}
+  constructor(private readonly ledger: BufferLedger, readonly enabled: boolean) {
+    ledger.onFree((serial) => {
+      for (const g of this.graphs.values()) if (serial < g.allocations) g.stale = true;
+    });
+  }
 
   /** Runs the step `record` issues: directly, or as the graph of `key` (warm-up, capture, replay). */
   run(key: string, record: () => void): StepLaunch {
@@ -53,24 +99,24 @@ export class StepGraphs {
       record();
       return 'direct';
     }
-    const { device } = this.counter;
+    const { device } = this.ledger;
     const known = this.graphs.get(key);
-    if (known && known.frees === this.counter.frees()) {
+    if (known) this.graphs.delete(key);
+    if (known && !known.stale) {
+      this.graphs.set(key, known);
       device.launchGraph(known.ref);
       return 'replayed';
     }
-    if (known) {
-      this.graphs.delete(key);
-      device.destroyGraph(known.ref);
-    }
+    if (known) device.destroyGraph(known.ref);
     // The first run of a key loads its kernels, opts them in to their shared memory and grows
     // the scratch it needs: none of that can happen inside a capture.
     if (!this.warm.has(key)) {
       record();
       this.warm.add(key);
+      if (this.warm.size > 4 * MAX_GRAPHS) this.warm.delete(this.warm.values().next().value!);
       return 'warm-up';
     }
-    const before = this.counter.frees();
+    const frees = this.ledger.frees(), allocations = this.ledger.allocations();
     let ref: GraphRef;
     try {
       ref = device.capture(`decode step ${key}`, record);
@@ -79,13 +125,18 @@ export class StepGraphs {
       if (!(e instanceof TidarcError)) throw e;
       throw new TidarcError(e.code, `${e.message.replace(/\.$/, '')}; without graphs the step runs launch by launch`, { field: 'graphs', value: true, allowed: 'false (--no-graphs on tidarc run and bench-step; loadModel(dir, { graphs: false }))' });
     }
-    if (this.counter.frees() !== before) {
+    if (this.ledger.frees() !== frees) {
       // Something was reallocated while recording: the graph may hold a freed address.
       device.destroyGraph(ref);
       record();
       return 'warm-up';
     }
-    this.graphs.set(key, { ref, frees: before });
+    this.graphs.set(key, { ref, allocations, stale: false });
+    if (this.graphs.size > MAX_GRAPHS) {
+      const [oldest, g] = this.graphs.entries().next().value!;
+      this.graphs.delete(oldest);
+      device.destroyGraph(g.ref);
+    }
     device.launchGraph(ref);
     return 'captured';
   }
@@ -96,7 +147,7 @@ export class StepGraphs {
   }
 
   close(): void {
-    for (const { ref } of this.graphs.values()) this.counter.device.destroyGraph(ref);
+    for (const { ref } of this.graphs.values()) this.ledger.device.destroyGraph(ref);
     this.graphs.clear();
     this.warm.clear();
   }

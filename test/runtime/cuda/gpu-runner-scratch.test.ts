@@ -3,7 +3,10 @@
  * on a recording stand-in for the device and a real compile's manifest: a 70-token prompt's
  * activations (two 64-row chunks), its lm_head scratch and the GEMM scratch it grew are freed
  * by the sequence's first decode step, which allocates only its own (smaller) buffers; later
- * steps free nothing (a free would make their graphs stale). Needs: nothing.
+ * steps free nothing (a free would make their graphs stale). A runner reset for another sequence
+ * (a model's runner pool) keeps its step graphs: the next sequence's prefill scratch is freed
+ * by its first step without making them stale, so that step replays its graph; the runner's
+ * own ledger of device bytes matches the device's. Needs: nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +15,7 @@ import { afterAll, expect, test } from 'vitest';
 import { generateModel } from '../../../src/codegen/generate.js';
 import { AR_VARIANT } from '../../../src/codegen/variant-name.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
-import type { CudaDevice, DeviceBuffer, KernelRef, PinnedBuffer } from '../../../src/runtime/cuda/device.js';
+import type { CudaDevice, DeviceBuffer, GraphRef, KernelRef, PinnedBuffer } from '../../../src/runtime/cuda/device.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
@@ -20,12 +23,15 @@ import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 const root = mkdtempSync(join(tmpdir(), 'tidarc-runner-scratch-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** Tracks live allocations; a decode step's download reads "1 token accepted". */
+/** Tracks live allocations and graphs; a decode step's download reads "1 token accepted". */
 function recorder() {
   const live = new Map<number, DeviceBuffer>();
   const freed: string[] = [];
+  const graphs: string[] = [];
   let next = 0x10000;
   const device = {
+    capture: (label: string, record: () => void): GraphRef => (record(), graphs.push(`capture ${label}`), { handle: graphs.length, label, kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 }),
+    launchGraph: (g: GraphRef) => void graphs.push(`launch ${g.label}`), destroyGraph: (g: GraphRef) => void graphs.push(`destroy ${g.label}`),
     info: { multiprocessors: 132 }, arch: 'sm_80',
     alloc: (bytes: number, label: string): DeviceBuffer => {
       const b = { ptr: next, bytes, label };
@@ -41,7 +47,7 @@ function recorder() {
     launch: () => undefined,
   } as unknown as CudaDevice;
   const bytes = (): number => [...live.values()].reduce((n, b) => n + b.bytes, 0);
-  return { device, live, freed, bytes };
+  return { device, live, freed, graphs, bytes };
 }
 
 test("a prefill's activations, lm_head and GEMM scratch are freed by the first decode step; later steps free nothing", async () => {
@@ -72,4 +78,38 @@ test("a prefill's activations, lm_head and GEMM scratch are freed by the first d
   expect(d.freed).toEqual([]);
   expect(runner.cache.length).toBe(S + 3);
   runner.close();
+});
+
+test('a runner reset for the next sequence keeps its step graphs: the new prefill frees only its own buffers and the first step replays', async () => {
+  const spec = smallSpec('scratch', [2]);
+  const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
+  const { manifest } = generateModel(spec, { arches: ['sm_80'] });
+  const d = recorder();
+  const gpuWeights = uploadWeights(d.device, spec, weights, manifest);
+  const weightBytes = d.bytes();
+  const runner = new GpuModelRunner(spec, d.device, gpuWeights, '/kernels', manifest, 256);
+  const sequence = (S: number): (string | undefined)[] => {
+    const ids = Int32Array.from({ length: S }, (_, i) => i);
+    runner.pass(ids, ids, { kind: 'prefill', promptTokens: S }).argmax([S - 1]);
+    runner.cache.length = S;
+    return [1, 2, 3].map((n) => {
+      runner.decodeStep({ variant: AR_VARIANT, ids: Int32Array.of(5), positions: Int32Array.of(runner.cache.length), verifyRows: [0], verifyDrafts: [-1], sampling: { temperature: 0, topP: 1, beta: 1, seed: 0 }, rngStep: n });
+      return runner.lastStepLaunch;
+    });
+  };
+  expect(sequence(70)).toEqual(['warm-up', 'captured', 'replayed']);
+  runner.reset();
+  expect(runner.cache.length).toBe(0);
+  expect(runner.deviceBytes).toBe(d.bytes() - weightBytes);
+  d.graphs.length = 0;
+  // Another prompt length in the same split-KV bucket (prefixes 66..69 span two KV tiles, as 70..73 do).
+  expect(sequence(66)).toEqual(['replayed', 'replayed', 'replayed']);
+  runner.reset();
+  // A 1-token prompt: the AR step's token count (the prefill must not free the step's workspace), another bucket.
+  expect(sequence(1)).toEqual(['warm-up', 'captured', 'replayed']);
+  runner.reset();
+  expect(sequence(1)).toEqual(['replayed', 'replayed', 'replayed']);
+  expect(d.graphs.filter((g) => g.startsWith('destroy'))).toEqual([]);
+  runner.close();
+  expect(d.bytes()).toBe(weightBytes);
 });
