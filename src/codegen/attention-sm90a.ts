@@ -1,0 +1,169 @@
+/**
+ * The sm_90a attention of a variant (templates/cuda/tidarc_attention_sm90a.cuh): TMA producer
+ * warp, mbarrier ring, wgmma consumer warpgroups of 64 rows. Which variants get it is data
+ * (sm90aAttentionRefusal): the compute-bound ones, whose packed rows per KV head (the FLOP per
+ * KV byte) are past the H200's ridge (~184 FLOP/byte, performance-model.md), so tensor-core
+ * rate, not bandwidth, sets their time: k = 16 (272 G rows), the prefill chunk at G >= 4
+ * (64 G), k = 8 at G >= 4 (72 G). AR and small k stay on mma.sync (memory-bound). The in-step
+ * tile schedule is classified from the mask IR for its own 64 x consumers row tiles, exactly as
+ * plan.ts does for the sm_80 tiles. Pure.
+ */
+import { classifyStepRect, type TileClass } from '../ir/mask.js';
+import { renderStepPredicateCpp } from '../ir/mask-cpp.js';
+import { banner, floatLiteral } from './kernel-source.js';
+import { ARCHES } from './arch.js';
+import { TARGETS } from './targets.js';
+import { renderTemplate } from './templates.js';
+import { type AttentionVariant, groupSize } from './variant.js';
+
+/** Packed rows per KV head from which a variant is compute-bound on an H200 (its ridge, ~184, rounded up to whole 64-row warpgroups). */
+export const SM90A_ATTENTION_MIN_ROWS = 256;
+/** Keys per K/V tile: wgmma N of S = Q K^T, 16 KiB of K and V a stage at head dim 128. */
+export const SM90A_ATTENTION_TILE_N = 64;
+/** The TMA ring: 3 stages keep two tiles in flight while one is consumed (132 KB at head dim 128, 2 consumers). */
+export const SM90A_ATTENTION_STAGES = 3;
+const HEAD_DIMS = [64, 128] as const;
+
+export interface AttentionSm90aPlan {
+  readonly variant: AttentionVariant;
+  readonly steps: number;
+  readonly group: number;
+  readonly rows: number;
+  /** Consumer warpgroups of 64 rows: 2 (FA3's) where a KV head has 128 rows or more. */
+  readonly consumers: 1 | 2;
+  readonly tileM: number;
+  readonly tileN: number;
+  readonly stages: number;
+  readonly threads: number;
+  readonly rowTiles: number;
+  readonly stepKeyTiles: number;
+  readonly stepTileOffset: readonly number[];
+  readonly stepTileKey: readonly number[];
+  readonly stepTileFull: readonly boolean[];
+  readonly stepTileCounts: Readonly<Record<TileClass, number>>;
+  readonly sharedBytes: number;
+  readonly scaleLog2: number;
+  readonly symbol: string;
+  /** Source path under the compiled directory. */
+  readonly source: string;
+}
+
+/** Why the sm_90a kernel does not take this variant (null when it does). */
+export function sm90aAttentionRefusal(variant: AttentionVariant): string | null {
+  const rows = variant.mask.tokens.length * groupSize(variant.shape);
+  if (!(HEAD_DIMS as readonly number[]).includes(variant.shape.headDim)) return `head dim ${variant.shape.headDim}: the sm_90a attention takes ${HEAD_DIMS.join(' or ')}`;
+  if (rows < SM90A_ATTENTION_MIN_ROWS) return `${rows} packed rows per KV head is memory-bound (below ${SM90A_ATTENTION_MIN_ROWS}): mma.sync serves it`;
+  return null;
+}
+
+/** Dynamic shared memory: alignment slack, Q of each consumer, the ring of K and V tiles, 2 mbarriers a stage. */
+export function sm90aAttentionSharedBytes(headDim: number, consumers: number, tileN = SM90A_ATTENTION_TILE_N, stages = SM90A_ATTENTION_STAGES): number {
+  const slices = headDim / 64;
+  return 1024 + consumers * slices * 64 * 128 + stages * 2 * slices * tileN * 128 + 2 * stages * 8;
+}
+
+export function planAttentionSm90a(variant: AttentionVariant, consumersOverride?: 1 | 2): AttentionSm90aPlan {
+  const refusal = sm90aAttentionRefusal(variant);
+  if (refusal) throw new Error(`${variant.name}: ${refusal}`);
+  const { mask } = variant;
+  const steps = mask.tokens.length;
+  const group = groupSize(variant.shape);
+  const rows = steps * group;
+  const consumers = consumersOverride ?? (rows >= 128 ? 2 : 1);
+  const tileM = 64 * consumers;
+  const tileN = SM90A_ATTENTION_TILE_N;
+  const rowTiles = Math.ceil(rows / tileM);
+  const stepKeyTiles = Math.ceil(steps / tileN);
+  const offsets: number[] = [0];
+  const keys: number[] = [];
+  const full: boolean[] = [];
+  const counts: Record<TileClass, number> = { empty: 0, partial: 0, full: 0 };
+  for (let rt = 0; rt < rowTiles; rt++) {
+    const r0 = rt * tileM, r1 = Math.min(rows, r0 + tileM);
+    const q0 = Math.floor(r0 / group), q1 = Math.floor((r1 - 1) / group) + 1;
+    for (let kt = 0; kt < stepKeyTiles; kt++) {
+      const k0 = kt * tileN, k1 = Math.min(steps, k0 + tileN);
+      let cls = classifyStepRect(mask, q0, q1, k0, k1);
+      if (cls === 'full' && k1 - k0 < tileN) cls = 'partial';  // past the last in-step key: the bound check of a partial tile
+      counts[cls]++;
+      if (cls === 'empty') continue;
+      keys.push(kt);
+      full.push(cls === 'full');
+    }
+    offsets.push(keys.length);
+  }
+  const sharedBytes = sm90aAttentionSharedBytes(variant.shape.headDim, consumers);
+  if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`${variant.name}: the sm_90a attention needs ${sharedBytes} bytes of shared memory`);
+  return {
+    variant, steps, group, rows, consumers, tileM, tileN, stages: SM90A_ATTENTION_STAGES, threads: 128 * consumers + 32, rowTiles, stepKeyTiles,
+    stepTileOffset: offsets, stepTileKey: keys, stepTileFull: full, stepTileCounts: counts, sharedBytes,
+    scaleLog2: Math.LOG2E / Math.sqrt(variant.shape.headDim),
+    symbol: `${variant.symbol}_sm90a`,
+    source: `cuda/${variant.name}.sm90a.cu`,
+  };
+}
+
+export function renderAttentionSm90a(plan: AttentionSm90aPlan, modelName: string): string {
+  const { variant } = plan;
+  const dialect = TARGETS.sm_80.dialect;
+  const predicate = renderStepPredicateCpp(variant.mask, dialect.tableQualifier);
+  return renderTemplate('cuda/variant_sm90a.cu.hbs', {
+    banner: banner(modelName),
+    description: variant.description,
+    symbol: plan.symbol,
+    elementType: dialect.elementTypes[variant.shape.dtype],
+    steps: plan.steps,
+    group: plan.group,
+    rows: plan.rows,
+    qHeads: variant.shape.qHeads,
+    kvHeads: variant.shape.kvHeads,
+    headDim: variant.shape.headDim,
+    consumers: plan.consumers,
+    stages: plan.stages,
+    tileM: plan.tileM,
+    tileN: plan.tileN,
+    threads: plan.threads,
+    rowTiles: plan.rowTiles,
+    stepKeyTiles: plan.stepKeyTiles,
+    counts: plan.stepTileCounts,
+    sharedBytes: plan.sharedBytes,
+    scaleLog2: floatLiteral(plan.scaleLog2),
+    prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',
+    offsetCount: plan.stepTileOffset.length,
+    keyCount: plan.stepTileKey.length,
+    stepTileOffset: plan.stepTileOffset.join(', '),
+    stepTileKey: plan.stepTileKey.join(', '),
+    stepTileFull: plan.stepTileFull.map((f) => (f ? 1 : 0)).join(', '),
+    predicate: predicate.expression,
+    predicateDeclarations: predicate.declarations,
+  });
+}
+
+/** Headers an sm_90a attention unit includes beyond the sm_80 attention's: output path -> template. */
+export const SM90A_ATTENTION_STATIC_FILES: readonly (readonly [string, string])[] = [
+  ['cuda/tidarc_attention_sm90a.cuh', 'cuda/tidarc_attention_sm90a.cuh'],
+  ['cuda/tidarc_attention_sm90a_abi.h', 'cuda/tidarc_attention_sm90a_abi.h'],
+  ['cuda/tidarc_gemm_sm90a_abi.h', 'cuda/tidarc_gemm_sm90a_abi.h'],
+  ['cuda/tidarc_hopper.cuh', 'cuda/tidarc_hopper.cuh'],
+];
+
+/** A variant's sm_90a kernel as the manifest names it (ManifestVariant.sm90a): compiled for sm_90a alone. */
+export interface ManifestAttentionSm90a {
+  readonly arch: 'sm_90a';
+  readonly symbol: string;
+  readonly source: string;
+  readonly consumers: number;
+  readonly stages: number;
+  readonly tileM: number;
+  readonly tileN: number;
+  readonly rowTiles: number;
+  readonly block: number;
+  readonly dynamicSharedBytes: number;
+}
+
+export function describeAttentionSm90a(plan: AttentionSm90aPlan): ManifestAttentionSm90a {
+  return {
+    arch: 'sm_90a', symbol: plan.symbol, source: plan.source, consumers: plan.consumers, stages: plan.stages, tileM: plan.tileM, tileN: plan.tileN,
+    rowTiles: plan.rowTiles, block: plan.threads, dynamicSharedBytes: plan.sharedBytes,
+  };
+}

@@ -1,0 +1,287 @@
+/*! tidarc fused step attention, sm_90a (the Hopper path of the compute-bound variants: k = 16,
+    the prefill chunk). Same work split, schedule, ABI contract and outputs as
+    tidarc_attention.cuh's attention_tile_kernel: one CTA owns kTileM packed rows of one
+    (sequence, KV head, split), walks its share of the cached prefix, then (last split only) the
+    in-step key tiles the compiler found non-empty; full tiles skip the predicate, partial tiles
+    evaluate it; with splits > 1 the row group's last CTA merges (merge_splits_if_last).
+
+    What differs is how a K/V tile reaches the tensor cores:
+    - one producer warp (the last warp) fills a kStages ring of K/V tiles guarded by mbarriers
+      (full[s]: the tile landed, 32 arrivals, one per producer lane, plus the TMA bytes; empty[s]:
+      every consumer warpgroup retired its wgmmas on it). Prefix tiles whose every key is valid
+      come by TMA (cp.async.bulk.tensor.3d through the KV cache's tensor maps, 128B swizzle,
+      64 head-dim columns a box). Tiles with rows past the valid keys (the prefix's tail tile,
+      every in-step tile) come by plain loads into the same swizzled layout, zero-filled past
+      the valid keys, then fence.proxy.async: TMA cannot zero rows inside the tensor, and the
+      unused cache slots past prefix_len may hold anything, NaN included (0 * NaN in P V is
+      NaN); the step buffer [b][steps][kvh][D] is strided per token, its tiles are few
+      (ceil(n / tileN) per row tile, against L / tileN prefix tiles) and they need the same zero fill.
+    - kConsumers warpgroups of 64 rows each: S = Q K^T by wgmma with Q (loaded once, swizzled
+      into shared memory) and the K tile both K-major from shared memory; the online softmax on
+      the accumulator fragments (a warp's 16 rows, the mma.m16n8 C layout, so the sm_80 softmax
+      code carries over); O += P V by wgmma with P from registers (the accumulators packed to
+      16 bits are the A fragments) and V as B, MN-major (the transpose flag).
+    Config (<variant>.sm90a.cu) adds kConsumers and kStages to the sm_80 Config's fields. */
+#pragma once
+#include "tidarc_attention.cuh"
+#include "tidarc_attention_sm90a_abi.h"
+#include "tidarc_hopper.cuh"
+
+namespace tidarc {
+
+/** Shared memory of a config: 1024 bytes of alignment slack (the 128B swizzle pattern), Q of every
+ *  consumer, the ring of K and V tiles, the full and empty mbarriers. Each 64-column slice of a
+ *  tile (a TMA box) is rows of 128 bytes, 8-row groups 1024 bytes apart. */
+template <class C> struct AttentionSm90aShape {
+  static constexpr int kSlices = C::kHeadDim / 64;                  // 64-column slices of a row
+  static constexpr uint32_t kSliceBytes = C::kTileN * 128;          // one slice of a K or V tile
+  static constexpr uint32_t kTileBytes = kSlices * kSliceBytes;     // a K (or V) tile
+  static constexpr uint32_t kStageBytes = 2 * kTileBytes;           // K, then V
+  static constexpr uint32_t kQSliceBytes = 64 * 128;                // one slice of a consumer's 64 Q rows
+  static constexpr uint32_t kQBytes = C::kConsumers * kSlices * kQSliceBytes;
+  static constexpr uint32_t kSmem = 1024 + kQBytes + C::kStages * kStageBytes + 2 * C::kStages * 8;
+  static_assert(C::kHeadDim == 64 || C::kHeadDim == 128, "head dim 64 or 128: whole 128B swizzle rows, O in at most 64 registers");
+  static_assert(C::kTileN % 16 == 0 && C::kTileN <= 256, "a key tile is whole k16 steps of P V and one wgmma N");
+  static_assert(C::kTileM == 64 * C::kConsumers && C::kThreads == 128 * C::kConsumers + 32, "consumer warpgroups of 64 rows, then the producer warp");
+  static_assert(C::kStages >= 2, "the ring needs two stages");
+};
+
+/** 16 bytes as four words (a 16-byte aligned global load, bits unchanged). */
+struct alignas(16) Words4 {
+  uint32_t x, y, z, w;
+};
+
+/** Byte offset of 16-byte chunk `chunk` (8 columns) of row `row` in a tile of 64-column slices of
+ *  `slice_bytes`, 128B-swizzled as TMA writes it (chunk c of line l at c ^ (l mod 8)). */
+__device__ __forceinline__ uint32_t swizzled_chunk(int row, int chunk, uint32_t slice_bytes) {
+  return (chunk / 8) * slice_bytes + row * 128 + (((chunk % 8) ^ (row % 8)) * 16);
+}
+
+// Q of every consumer, once: packed row r of the row tile is token r / G, query head
+// kvh * G + r % G; rows past kRows are zero. Every thread of the CTA copies, then fences its
+// stores for the async proxy (wgmma reads them); the caller's __syncthreads publishes them.
+template <class C>
+__device__ __forceinline__ void load_q_sm90a(const TidarcAttentionArgs& a, unsigned char* sq, int b, int kvh, int row_tile) {
+  using S = AttentionSm90aShape<C>;
+  constexpr int kChunks = C::kHeadDim / 8;
+  for (int c = threadIdx.x; c < C::kTileM * kChunks; c += C::kThreads) {
+    const int i = c / kChunks, chunk = c % kChunks;
+    const int r = row_tile * C::kTileM + i;
+    Words4 x{0, 0, 0, 0};
+    if (r < C::kRows) {
+      const size_t off = ((static_cast<size_t>(b) * C::kSteps + r / C::kGroup) * C::kQHeads + kvh * C::kGroup + r % C::kGroup) * C::kHeadDim + chunk * 8;
+      x = *reinterpret_cast<const Words4*>(static_cast<const typename C::T*>(a.q) + off);
+    }
+    unsigned char* mine = sq + (i / 64) * S::kSlices * S::kQSliceBytes;  // consumer i / 64's Q
+    st_shared_16(mine + swizzled_chunk(i % 64, chunk, S::kQSliceBytes), x.x, x.y, x.z, x.w);
+  }
+  fence_proxy_async();
+}
+
+// The producer warp: tile i of this CTA into stage i % kStages once every consumer released it.
+template <class C>
+__device__ __forceinline__ void produce_kv_sm90a(const TidarcAttentionSm90aArgs& args, unsigned char* ring, uint64_t* full, uint64_t* empty, int b,
+                                                 int kvh, int prefix_len, int p0, int prefix_tiles_here, int row_tile, int num_tiles) {
+  using S = AttentionSm90aShape<C>;
+  using T = typename C::T;
+  constexpr int kChunks = C::kHeadDim / 8;
+  const int lane = threadIdx.x % 32;
+  const auto* kmap = reinterpret_cast<const TensorMap*>(&args.k_cache);
+  const auto* vmap = reinterpret_cast<const TensorMap*>(&args.v_cache);
+  for (int i = 0; i < num_tiles; ++i) {
+    const int s = i % C::kStages;
+    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);  // every consumer retired its reads of the stage
+    const TileRef<T> tile = describe_tile<C>(args.a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    unsigned char* sk = ring + s * S::kStageBytes;
+    unsigned char* sv = sk + S::kTileBytes;
+    if (tile.mode == kPrefixFull) {
+      if (lane == 0) {
+        mbarrier_arrive_expect_tx(&full[s], S::kStageBytes);
+        const int plane = b * C::kKvHeads + kvh;
+        for (int h = 0; h < S::kSlices; ++h) {
+          tma_load_3d(sk + h * S::kSliceBytes, kmap, h * 64, tile.key0, plane, &full[s]);
+          tma_load_3d(sv + h * S::kSliceBytes, vmap, h * 64, tile.key0, plane, &full[s]);
+        }
+      } else {
+        mbarrier_arrive(&full[s]);
+      }
+      continue;
+    }
+    for (int c = lane; c < C::kTileN * kChunks; c += 32) {
+      const int row = c / kChunks, chunk = c % kChunks;
+      Words4 k{0, 0, 0, 0}, v{0, 0, 0, 0};
+      if (row < tile.valid) {
+        k = *reinterpret_cast<const Words4*>(tile.k + row * tile.stride + chunk * 8);
+        v = *reinterpret_cast<const Words4*>(tile.v + row * tile.stride + chunk * 8);
+      }
+      const uint32_t off = swizzled_chunk(row, chunk, S::kSliceBytes);
+      st_shared_16(sk + off, k.x, k.y, k.z, k.w);
+      st_shared_16(sv + off, v.x, v.y, v.z, v.w);
+    }
+    fence_proxy_async();  // these generic-proxy stores before the consumers' wgmma reads them
+    mbarrier_arrive(&full[s]);
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90aArgs& args) {
+  using T = typename C::T;
+  using S = AttentionSm90aShape<C>;
+  constexpr int D = C::kHeadDim;
+  constexpr int NT = C::kTileN;
+  constexpr int kDChunks = D / 8;     // n8 chunks of the output
+  constexpr int kKeyChunks = NT / 8;  // n8 chunks of the scores
+  const TidarcAttentionArgs& a = args.a;
+  extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below (tidarc_attention.cuh declares it 16)
+  unsigned char* sq = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
+  unsigned char* ring = sq + S::kQBytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + C::kStages * S::kStageBytes);
+  uint64_t* empty = full + C::kStages;
+
+  const int row_tile = blockIdx.x;
+  const int b = blockIdx.y / C::kKvHeads;
+  const int kvh = blockIdx.y % C::kKvHeads;
+  const int split = blockIdx.z;
+  const int num_splits = gridDim.z;
+
+  // ---- this CTA's share of the keys (attention_tile_kernel's) ---------------------------
+  const int prefix_len = a.prefix_len[b];
+  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
+  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
+  const int p0 = min(split * per_split, prefix_tiles);
+  const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
+  const int step_tiles_here = split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
+  const int num_tiles = prefix_tiles_here + step_tiles_here;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < C::kStages; ++s) mbarrier_init(&full[s], 32), mbarrier_init(&empty[s], C::kConsumers);
+    fence_barrier_init();
+  }
+  load_q_sm90a<C>(a, sq, b, kvh, row_tile);
+  __syncthreads();  // the barriers are initialised and Q is in shared memory
+
+  const int warp = threadIdx.x / 32;
+  if (warp == 4 * C::kConsumers) {
+    produce_kv_sm90a<C>(args, ring, full, empty, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, num_tiles);
+    return;  // the caller's split merge has barriers every thread reaches
+  }
+
+  const int group = threadIdx.x / 128;  // consumer warpgroup: rows 64 group .. of the tile
+  const int t = threadIdx.x % 128;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;   // fragment row group
+  const int tg = lane % 4;  // thread in group
+  const int row0 = row_tile * C::kTileM + 64 * group + 16 * (t / 32);  // this warp's first row
+  int row_token[2];
+  for (int h = 0; h < 2; ++h) row_token[h] = min((row0 + g + 8 * h) / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
+
+  const unsigned char* my_q = sq + group * S::kSlices * S::kQSliceBytes;
+  // K-major 128B-swizzled operands: 8-row groups 1024 bytes apart (SBO); the kk-th 16 columns are
+  // slice kk / 4, 32 (kk % 4) bytes in (encoded >> 4: 2 per step).
+  const uint64_t desc_q = smem_desc(my_q, Swizzle::b128, 16, 1024);
+  float o[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY};  // running max of scaled scores (log2 domain)
+  float row_sum[2] = {0.f, 0.f};              // this thread's partial sums; reduced at the end
+
+  for (int i = 0; i < num_tiles; ++i) {
+    const int s = i % C::kStages;
+    mbarrier_wait(&full[s], (i / C::kStages) & 1);
+    const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    const unsigned char* sk = ring + s * S::kStageBytes;
+    const unsigned char* sv = sk + S::kTileBytes;
+    const uint64_t desc_k = smem_desc(sk, Swizzle::b128, 16, 1024);
+    // V is B of P V with keys as its K: MN-major (head dim contiguous); the next 64 columns are a
+    // slice further (LBO), the next 8 keys 1024 bytes (SBO), the kk-th 16 keys 2048 bytes (>> 4: 128).
+    const uint64_t desc_v = smem_desc(sv, Swizzle::b128, S::kSliceBytes, 1024);
+
+    // ---- S = Q K^T: 64 rows x NT keys per warpgroup ------------------------------------------
+    float sacc[NT / 2];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const uint32_t step = (kk / 4) * (S::kQSliceBytes >> 4) + 2 * (kk % 4);
+      const uint32_t kstep = (kk / 4) * (S::kSliceBytes >> 4) + 2 * (kk % 4);
+      wgmma_ss<T, NT, false, false>(sacc, desc_q + step, desc_k + kstep, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();  // the scores are in sacc
+
+    // ---- mask (only tail and partial tiles), scale, online softmax (attention_tile_kernel's) --
+    // sacc[4 j + e]: row g + 8 (e / 2) of the warp's 16, key 8 j + 2 tg + e % 2 of the tile.
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kKeyChunks; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        const int kj = j * 8 + 2 * tg + (e & 1);
+        float x = sacc[4 * j + e] * C::kScaleLog2;
+        if (tile.mode == kPrefixTail) {
+          if (kj >= tile.valid) x = -INFINITY;
+        } else if (tile.mode == kStepPartial) {
+          if (kj >= tile.valid || !C::visible(row_token[h], tile.key0 + kj)) x = -INFINITY;
+        }
+        sacc[4 * j + e] = x;
+        tile_max[h] = fmaxf(tile_max[h], x);
+      }
+    }
+    float scale_old[2], base[2];
+    for (int h = 0; h < 2; ++h) {
+      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
+      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
+      const float new_max = fmaxf(row_max[h], tile_max[h]);
+      // A row with no visible key so far keeps max = -inf; exponentiate against 0 then.
+      base[h] = new_max == -INFINITY ? 0.f : new_max;
+      scale_old[h] = fast_exp2(row_max[h] - base[h]);
+      row_max[h] = new_max;
+      row_sum[h] *= scale_old[h];
+    }
+#pragma unroll
+    for (int j = 0; j < kDChunks; ++j) {
+      o[4 * j] *= scale_old[0], o[4 * j + 1] *= scale_old[0];
+      o[4 * j + 2] *= scale_old[1], o[4 * j + 3] *= scale_old[1];
+    }
+    uint32_t pa[NT / 16][4];  // P as the A fragments of P V, 16 keys each
+#pragma unroll
+    for (int j = 0; j < kKeyChunks; ++j) {
+      float p[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        p[e] = fast_exp2(sacc[4 * j + e] - base[e / 2]);
+        row_sum[e / 2] += p[e];
+      }
+      pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(p[0], p[1]);
+      pa[j / 2][2 * (j % 2) + 1] = Elem<T>::pack2(p[2], p[3]);
+    }
+
+    // ---- O += P V ---------------------------------------------------------------------------
+    wgmma_fence();  // o was rescaled since the last wgmma
+#pragma unroll
+    for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v + kk * (2048 >> 4), true);
+    wgmma_commit();
+    wgmma_wait<0>();  // o is final for this tile, and the stage is no longer read
+    if (t == 0) mbarrier_arrive(&empty[s]);
+  }
+
+  // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp -------------
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] += shfl_xor(row_sum[h], 1);
+    row_sum[h] += shfl_xor(row_sum[h], 2);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {  // unrolled: o[] indexed by a runtime h would live in local memory
+    const int r = row0 + g + 8 * h;
+    if (r >= C::kRows) continue;
+    const bool none = row_sum[h] == 0.f;
+    const float inv = none ? 0.f : 1.f / row_sum[h];
+    const float lse = none ? -INFINITY : (row_max[h] + __log2f(row_sum[h])) * 0.6931471805599453f;
+#pragma unroll
+    for (int j = 0; j < kDChunks; ++j) {
+      store_pair<C>(a, b, kvh, r, j * 8 + 2 * tg, o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv, lse, split, num_splits);
+    }
+  }
+}
+
+}  // namespace tidarc
