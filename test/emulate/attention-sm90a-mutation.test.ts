@@ -1,0 +1,69 @@
+/**
+ * The sm_90a attention's emulator checks can fail: each mutant is a copy of the generated unit's
+ * kernel header with one classic Hopper bug, and each must be caught by the finding named (or a
+ * mismatch against the float64 reference). The unit: the prefill chunk, fp16, head dim 64,
+ * G = 4 (256 rows: 2 tiles of 2 consumer warpgroups), prefixes 130 and 17 (TMA tiles, then
+ * zero-filled plain-load tails, then the in-step tiles), 1 split.
+ */
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runPool } from '../../src/build/pool.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
+import { prefillChunkVariant } from '../../src/codegen/variant.js';
+import { type EmulationReport, emulateVariant } from '../../src/emulate/emulate-variant.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
+import { buildSm90aAttentionHarness, sm90aRunVariant, writeSm90aAttentionUnit } from './attention-sm90a-emu.js';
+
+interface Mutant {
+  readonly name: string;
+  readonly from: string;
+  readonly to: string;
+  readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds';
+}
+
+const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
+const MUTANTS: readonly Mutant[] = [
+  { name: 'a consumer reads a stage without waiting on its full mbarrier', from: '    mbarrier_wait(&full[s], (i / C::kStages) & 1);\n', to: '', caughtBy: 'tma' },
+  { name: 'the K descriptor says 64B swizzle; TMA wrote 128B', from: 'const uint64_t desc_k = smem_desc(sk, Swizzle::b128, 16, 1024);', to: 'const uint64_t desc_k = smem_desc(sk, Swizzle::b64, 16, 1024);', caughtBy: 'descriptor' },
+  { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<0>();  // the scores are in sacc\n', to: '', caughtBy: 'mismatch' },
+  { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },
+  { name: 'the producer\'s plain stores are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy stores', to: '    // these generic-proxy stores', caughtBy: 'proxy' },
+  { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: '      if (row < tile.valid) {\n        k = ', to: '      if (row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0)) {\n        k = ', caughtBy: 'mismatch' },
+];
+
+const cxx = await findCxx();
+const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-sm90a-mut-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const reports = new Map<string, EmulationReport>();
+
+beforeAll(async () => {
+  if (!cxx.found) return;
+  const plan = planAttentionSm90a(prefillChunkVariant({ dtype: 'fp16', headDim: 64, qHeads: 4, kvHeads: 1 }));
+  const base = join(root, 'unit');
+  writeSm90aAttentionUnit(base, plan);
+  const objects = await sharedEmulatorRuntime();
+  await runPool([...MUTANTS.entries()], 2, async ([i, m]) => {
+    const dir = join(root, `mutant${i}`);
+    mkdirSync(dir);
+    cpSync(join(base, 'cuda'), join(dir, 'cuda'), { recursive: true });
+    const path = join(dir, HEADER);
+    const text = readFileSync(path, 'utf8');
+    if (text.split(m.from).length !== 2) throw new Error(`mutant "${m.name}": pattern not found exactly once in ${HEADER}`);
+    writeFileSync(path, text.replace(m.from, m.to));
+    const unit = { plan, source: join(dir, plan.source), cudaDir: join(dir, 'cuda') };
+    await buildSm90aAttentionHarness(cxx.tool.path, unit, objects, join(dir, 'emu'));
+    reports.set(m.name, await emulateVariant(join(dir, 'emu'), sm90aRunVariant(plan), { batch: 2, prefixLen: [130, 17], splits: 1, seed: 7 }, dir));
+  });
+}, 600_000);
+
+describe.skipIf(!cxx.found)('mutants of the sm_90a attention are caught', () => {
+  test.for(MUTANTS.map((m) => [m.name, m] as const))('%s', ([, m]) => {
+    const r = reports.get(m.name)!;
+    expect(r.ok).toBe(false);
+    if (m.caughtBy === 'mismatch') expect(r.maxError).toBeGreaterThan(r.tolerance);
+    else expect(Object.keys(r.findingCounts), JSON.stringify(r.findings.slice(0, 2))).toContain(m.caughtBy);
+  });
+});
