@@ -8,7 +8,7 @@ import { type ModelSpec, contextLength } from '../ir/model.js';
 import { createStreamDecoder, type Tokenizer } from '../model/tokenizer.js';
 import { Decoder, checkDecodeOptions, type DecodeOptions } from '../runtime/model/decoder.js';
 import type { KvCache } from '../runtime/model/kv-cache.js';
-import { type Backend, type BackendChoice, type LoadOptions, type OpenPartsOptions, openModelParts } from './model-parts.js';
+import { type Backend, type BackendChoice, type LoadOptions, type ModelParts, type OpenPartsOptions, openModelParts } from './model-parts.js';
 
 export type { BackendChoice, LoadOptions };
 
@@ -58,6 +58,12 @@ export interface Model {
   readonly backendReason: string;
   generate(options: GenerateOptions): Promise<GenerateResult>;
   stream(options: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult>;
+  /**
+   * cuda: frees the runners kept for the next generate (KV caches, activations, scratch and
+   * captured step graphs; the device then holds the weights only); the next generate allocates
+   * and warms up again. close() does this too.
+   */
+  dropRunners(): void;
   close(): void;
 }
 
@@ -88,7 +94,11 @@ export function requireMaskToken(maskTokenId: number | undefined, how: { field: 
 
 /** `options.checkSpec` runs on the checkpoint's spec before any kernel is compiled (the CLI checks its arguments there). */
 export async function loadModel(dir: string, options: OpenPartsOptions = {}): Promise<Model> {
-  const parts = await openModelParts(dir, options);
+  return modelOf(await openModelParts(dir, options));
+}
+
+/** The decoding API over opened parts (loadModel; tests that also read the parts' device). */
+export function modelOf(parts: ModelParts): Model {
   const { spec, tokenizer, backend } = parts;
 
   async function* run(o: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
@@ -106,7 +116,9 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
     }
     const k = mode === 'tidar' ? draft : 0;
     checkContext(spec, prompt.length, maxTokens, k);
-    const runner = parts.newRunner(prompt.length + maxTokens + k + 1);
+    // A runner of this model's pool (cuda: kept from an earlier sequence, its step graphs with it).
+    const runner = parts.runners.acquire(prompt.length + maxTokens + k + 1);
+    let failed = false;
     try {
       const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId, parts.maskTokenId);
       const textStream = createStreamDecoder(tokenizer);
@@ -153,8 +165,12 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
         mode,
         draft: k,
       };
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
-      runner.close();
+      // A stream the caller stops early (return()) leaves the runner between steps: reusable. After an error its state is unknown: closed.
+      parts.runners.release(runner, failed);
     }
   }
 
@@ -171,6 +187,7 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
       }
     },
     stream: run,
+    dropRunners: () => parts.runners.drop(),
     close: () => parts.close(),
   };
 }

@@ -22,6 +22,7 @@ import { CudaDevice } from '../runtime/cuda/device.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
+import { RunnerPool, type RunnerPoolStats } from './runner-pool.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
 import { ModelRunner, type Runner } from '../runtime/model/forward.js';
@@ -116,7 +117,21 @@ export interface ModelParts {
   readonly cuda?: { readonly device: CudaDevice; readonly kernelsDir: string; readonly manifest: Manifest; readonly emulated: boolean };
   /** A runner over a fresh, empty cache of `capacity` tokens; close() it when done. */
   newRunner(capacity: number): Runner;
+  /** Runners kept between sequences (runner-pool.ts): what `generate` runs on. */
+  readonly runners: Runners;
+  /** Closes the kept runners, then the rest. */
   close(): void;
+}
+
+/** Runners for one sequence each; cuda keeps finished ones for the next sequence (RunnerPool), cpu makes a new one each time. */
+export interface Runners {
+  /** A runner with an empty cache of at least `capacity` tokens, used by no other sequence. */
+  acquire(capacity: number): Runner;
+  /** The sequence is done (failed: its runner is closed, never reused). */
+  release(runner: Runner, failed?: boolean): void;
+  /** Frees the kept runners (device memory back to the weights). */
+  drop(): void;
+  readonly stats: RunnerPoolStats;
 }
 
 export interface OpenPartsOptions extends LoadOptions {
@@ -154,11 +169,24 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
+    const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true });
+    const pool = new RunnerPool(newRunner);
     return {
       ...base,
       cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true },
-      newRunner: (capacity) => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true }),
-      close: () => device.close(),
+      newRunner,
+      runners: {
+        acquire: (capacity) => pool.acquire(capacity),
+        release: (runner, failed) => pool.release(runner as GpuModelRunner, failed),
+        drop: () => pool.drop(),
+        get stats() {
+          return pool.stats;
+        },
+      },
+      close: () => {
+        pool.close();
+        device.close();
+      },
     };
   }
   const kernels = openKernelLibrary((await cachedKernels({ ...cache, target: 'cpu' })).outDir, { backend: 'cpu' });
@@ -166,12 +194,23 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
 }
 
 /** The cpu backend's parts: its runners read the host weights, which therefore live as long as the parts. */
-function cpuParts(base: Omit<ModelParts, 'newRunner' | 'close' | 'weights'>, weights: ModelWeights, kernels: KernelLibrary, attentionThreads: number | undefined): ModelParts {
+function cpuParts(base: Omit<ModelParts, 'newRunner' | 'runners' | 'close' | 'weights'>, weights: ModelWeights, kernels: KernelLibrary, attentionThreads: number | undefined): ModelParts {
   const { spec, threads } = base;
+  const newRunner = (capacity: number): Runner => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, attentionThreads);
+  // A cpu runner is a host cache over shared weights: nothing to warm up, so nothing to keep.
+  let created = 0;
   return {
     ...base,
     weights,
-    newRunner: (capacity) => new ModelRunner(spec, weights, kernels, new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity }), threads, attentionThreads),
+    newRunner,
+    runners: {
+      acquire: (capacity) => (created++, newRunner(capacity)),
+      release: (runner) => runner.close(),
+      drop: () => undefined,
+      get stats() {
+        return { created, reused: 0, idle: 0, idleBytes: 0 };
+      },
+    },
     close: () => kernels.close(),
   };
 }

@@ -1,0 +1,96 @@
+/**
+ * The runners a model keeps between sequences, so the next `generate` of the same shape pays
+ * no cache allocation, no launch-by-launch warm-up and no graph capture (cuda: GpuModelRunner's
+ * step graphs replay from its first decode step).
+ *
+ * Rule: a request for `capacity` tokens takes the smallest idle runner of capacity >= it, else
+ * a new runner of capacity rounded up to CAPACITY_QUANTUM (so prompts of similar length share
+ * one). A runner serves one sequence at a time: it leaves the pool while in use, so two
+ * sequences alive at once never share one. A finished sequence's runner is reset and kept, at
+ * most one per capacity and MAX_IDLE in all (least recently used closed first); a sequence that
+ * failed closes its runner (its state is unknown). drop() closes every idle runner.
+ *
+ * What an idle runner holds (cuda): its KV cache (layers x 2 x kvHeads x capacity x headDim x 2
+ * bytes), each step kind's activations (whole 64-row chunks), GEMM and split-KV scratch, step
+ * I/O (lm_head logits of its verify and draft rows: rows x vocab x 4 bytes) and its graphs;
+ * `idleBytes` sums them.
+ */
+
+/** Capacities are rounded up to a multiple of this many tokens (costs at most that many KV slots). */
+export const CAPACITY_QUANTUM = 256;
+/** Idle runners a model keeps. */
+export const MAX_IDLE = 2;
+
+/** What the pool needs of a runner. */
+export interface ReusableRunner {
+  readonly cache: { readonly shape: { readonly capacity: number } };
+  /** An empty cache for the next sequence, everything else kept. */
+  reset(): void;
+  close(): void;
+  /** Device bytes held (0 where unknown). */
+  readonly deviceBytes?: number;
+}
+
+export interface RunnerPoolStats {
+  /** Runners made so far. */
+  readonly created: number;
+  /** Requests served by a kept runner. */
+  readonly reused: number;
+  readonly idle: number;
+  readonly idleBytes: number;
+}
+
+export class RunnerPool<R extends ReusableRunner> {
+  /** Least recently released first. */
+  private readonly idle: R[] = [];
+  private created = 0;
+  private reused = 0;
+  private closed = false;
+
+  constructor(private readonly make: (capacity: number) => R) {}
+
+  acquire(capacity: number): R {
+    let best = -1;
+    for (const [i, r] of this.idle.entries()) {
+      const c = r.cache.shape.capacity;
+      if (c >= capacity && (best < 0 || c < this.idle[best]!.cache.shape.capacity)) best = i;
+    }
+    if (best >= 0) {
+      this.reused++;
+      return this.idle.splice(best, 1)[0]!;
+    }
+    this.created++;
+    return this.make(Math.ceil(capacity / CAPACITY_QUANTUM) * CAPACITY_QUANTUM);
+  }
+
+  /** A sequence is done with `runner`: kept for the next (reset), or closed when it failed or the pool is full. */
+  release(runner: R, failed = false): void {
+    if (failed || this.closed) return runner.close();
+    try {
+      runner.reset();
+    } catch (e) {
+      runner.close();
+      throw e;
+    }
+    const capacity = runner.cache.shape.capacity;
+    const same = this.idle.findIndex((r) => r.cache.shape.capacity === capacity);
+    if (same >= 0) this.idle.splice(same, 1)[0]!.close();
+    this.idle.push(runner);
+    while (this.idle.length > MAX_IDLE) this.idle.shift()!.close();
+  }
+
+  /** Closes every idle runner (a runner in use comes back by its release). */
+  drop(): void {
+    for (const r of this.idle.splice(0)) r.close();
+  }
+
+  /** drop(), and from now on a released runner is closed (the model is closing). */
+  close(): void {
+    this.closed = true;
+    this.drop();
+  }
+
+  get stats(): RunnerPoolStats {
+    return { created: this.created, reused: this.reused, idle: this.idle.length, idleBytes: this.idle.reduce((n, r) => n + (r.deviceBytes ?? 0), 0) };
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * A model's runner pool (src/load/runner-pool.ts) over stand-in runners: capacities round up to
+ * a quantum, the smallest idle runner that fits serves a request, a runner in use is never handed
+ * out again, a released runner is reset and kept (one per capacity, MAX_IDLE in all, least
+ * recently used closed first), a failed sequence's runner is closed, and drop / close free what
+ * is kept. Needs: nothing.
+ */
+import { describe, expect, test } from 'vitest';
+import { CAPACITY_QUANTUM, MAX_IDLE, RunnerPool } from '../../src/load/runner-pool.js';
+
+function pool() {
+  const log: string[] = [];
+  let next = 0;
+  const make = (capacity: number) => {
+    const id = next++;
+    return {
+      id, cache: { shape: { capacity } }, deviceBytes: capacity,
+      reset: () => void log.push(`reset ${id}`),
+      close: () => void log.push(`close ${id}`),
+    };
+  };
+  return { pool: new RunnerPool(make), log };
+}
+
+describe('runner pool', () => {
+  test('a finished runner serves the next request that fits; capacities round up to the quantum', () => {
+    const { pool: p, log } = pool();
+    const a = p.acquire(143);
+    expect(a.cache.shape.capacity).toBe(CAPACITY_QUANTUM);
+    p.release(a);
+    expect(log).toEqual(['reset 0']);
+    expect(p.acquire(CAPACITY_QUANTUM)).toBe(a);
+    p.release(a);
+    // Too small for this one: a new runner, and the first stays idle.
+    const b = p.acquire(CAPACITY_QUANTUM + 1);
+    expect(b.id).toBe(1);
+    expect(b.cache.shape.capacity).toBe(2 * CAPACITY_QUANTUM);
+    p.release(b);
+    // The smallest idle runner that fits.
+    expect(p.acquire(10)).toBe(a);
+    expect(p.stats).toEqual({ created: 2, reused: 2, idle: 1, idleBytes: 2 * CAPACITY_QUANTUM });
+  });
+
+  test('two sequences alive at once never share a runner; the pool keeps one per capacity', () => {
+    const { pool: p, log } = pool();
+    const a = p.acquire(100), b = p.acquire(100);
+    expect(b).not.toBe(a);
+    p.release(a);
+    p.release(b);
+    expect(log).toEqual(['reset 0', 'reset 1', 'close 0']);
+    expect(p.stats.idle).toBe(1);
+  });
+
+  test(`at most ${MAX_IDLE} idle runners, the least recently released closed first`, () => {
+    const { pool: p, log } = pool();
+    const rs = [1, 2, 3].map((n) => p.acquire(n * CAPACITY_QUANTUM));
+    for (const r of rs) p.release(r);
+    expect(log.filter((l) => l.startsWith('close'))).toEqual(['close 0']);
+    expect(p.stats.idle).toBe(MAX_IDLE);
+  });
+
+  test('a failed sequence closes its runner; drop closes the idle ones; after close a released runner is closed', () => {
+    const { pool: p, log } = pool();
+    const a = p.acquire(1), b = p.acquire(1);
+    p.release(a, true);
+    expect(log).toEqual(['close 0']);
+    p.release(b);
+    p.drop();
+    expect(log).toEqual(['close 0', 'reset 1', 'close 1']);
+    const c = p.acquire(1);
+    p.close();
+    p.release(c);
+    expect(log.at(-1)).toBe('close 2');
+    expect(p.stats.idle).toBe(0);
+  });
+});
