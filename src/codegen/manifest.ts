@@ -2,6 +2,7 @@
  * manifest.json: what a compiled model contains, read by the runtime, the generated
  * TypeScript library and other tools. `build` is present only after a build ran.
  */
+import type { ManifestAttentionSm90a } from './attention-sm90a.js';
 import type { ManifestGemmSm90a } from './gemm-sm90a.js';
 import type { ManifestStepGraphs } from './step-kinds.js';
 import type { DType, ModelSpec } from '../ir/model.js';
@@ -85,6 +86,12 @@ export interface ManifestVariant {
     readonly dynamicSharedBytes: number;
   };
   readonly arches: readonly ArchName[];
+  /**
+   * --arch sm_90a, compute-bound variants (attention-sm90a.ts sm90aAttentionRefusal): the
+   * variant's sm_90a kernel (TMA + wgmma), its own unit compiled for sm_90a alone; the runtime
+   * takes it where arch.ts selectArch picks sm_90a (attention-launch.ts).
+   */
+  readonly sm90a?: ManifestAttentionSm90a;
   /**
    * After an nvcc build: per arch, the main kernel's ptxas registers, its shared memory (static
    * + dynamic) and the CTAs one SM holds (occupancy.ts), which the split-KV rule counts slots with.

@@ -15,6 +15,9 @@ import { splitsFor, tunedCallOf } from '../../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import { type ArchName, selectArch } from '../../codegen/arch.js';
+import type { ManifestAttentionSm90a } from '../../codegen/attention-sm90a.js';
+import { packAttentionSm90aArgs, sm90aCacheMap } from './attention-sm90a-args.js';
 import { ATTENTION, packStruct } from './op-abi.js';
 
 /** Device addresses of one launch's tensors (tidarc_abi.h layouts; offsets into larger buffers already added). */
@@ -49,18 +52,35 @@ export function attentionModule(kernelsDir: string, v: ManifestVariant): string 
   return join(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin'));
 }
 
+/**
+ * The kernel a variant's launches take on a device of compute capability `cc` from a compile for
+ * `compiled`: its sm_90a kernel (TMA + wgmma) where the selection rule (arch.ts selectArch, the
+ * GEMMs' rule too) picks sm_90a and the compile made one for the variant, else its own (pure).
+ */
+export function attentionKernelOf(v: ManifestVariant, compiled: readonly ArchName[] | undefined, cc: readonly [number, number]): ManifestAttentionSm90a | undefined {
+  return v.sm90a !== undefined && compiled !== undefined && selectArch(compiled, cc) === 'sm_90a' ? v.sm90a : undefined;
+}
+
 export class AttentionLauncher {
   private readonly variants: ReadonlyMap<string, ManifestVariant>;
   private readonly loaded = new Map<string, KernelRef>();
   private workspace?: DeviceBuffer;
   private counters?: DeviceBuffer;
+  /** The arches of the compile (absent: only the variants' own kernels run). */
+  private readonly arches?: readonly ArchName[];
 
   constructor(
     private readonly device: CudaDevice,
     private readonly kernelsDir: string,
-    manifest: Pick<Manifest, 'variants'>,
+    manifest: Pick<Manifest, 'variants'> & { readonly arches?: readonly ArchName[] },
   ) {
     this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
+    this.arches = manifest.arches;
+  }
+
+  /** The variant's sm_90a kernel when this device takes it (attentionKernelOf), else undefined. */
+  sm90aKernel(v: ManifestVariant): ManifestAttentionSm90a | undefined {
+    return attentionKernelOf(v, this.arches, [this.device.info.major, this.device.info.minor]);
   }
 
   variant(name: string): ManifestVariant {
@@ -83,9 +103,12 @@ export class AttentionLauncher {
 
   /** A variant's kernel, loaded on first use (a missing module fails here, naming it). */
   kernel(v: ManifestVariant): KernelRef {
+    const sm90a = this.sm90aKernel(v);
     let fn = this.loaded.get(v.name);
     if (!fn) {
-      fn = this.device.kernel(attentionModule(this.kernelsDir, v), v.symbols.cuda);
+      fn = sm90a
+        ? this.device.kernel(join(this.kernelsDir, sm90a.source.replace(/\.cu$/, '.fatbin')), sm90a.symbol)
+        : this.device.kernel(attentionModule(this.kernelsDir, v), v.symbols.cuda);
       this.loaded.set(v.name, fn);
     }
     return fn;
@@ -95,8 +118,10 @@ export class AttentionLauncher {
   launch(variant: string | ManifestVariant, call: AttentionLaunch): number {
     const v = typeof variant === 'string' ? this.variant(variant) : variant;
     const fn = this.kernel(v);
+    const sm90a = this.sm90aKernel(v);
     const { qHeads, kvHeads, headDim } = v.shape;
-    const splits = call.splits ?? this.splitsFor(v, call.batch, call.maxPrefix);
+    // The split rule counts the row tiles of the kernel that runs.
+    const splits = call.splits ?? this.splitsFor(sm90a ? { ...v, launch: { ...v.launch, rowTiles: sm90a.rowTiles } } : v, call.batch, call.maxPrefix);
     const rows = call.batch * v.steps * qHeads;
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
@@ -104,6 +129,14 @@ export class AttentionLauncher {
       splitCounters: splits > 1 ? this.splitCounters(rows).ptr : 0,
       batch: call.batch, cacheCapacity: call.cacheCapacity, numSplits: splits, numThreads: 0,
     });
+    if (sm90a) {
+      // The KV cache's tensor maps, encoded per launch on the host: a captured graph replays them with the args.
+      const map = sm90aCacheMap(v.shape, call.batch, call.cacheCapacity, sm90a.tileN);
+      const kMap = this.device.encodeTensorMap({ ptr: call.kCache, bytes: 0, label: 'k cache' }, map);
+      const vMap = this.device.encodeTensorMap({ ptr: call.vCache, bytes: 0, label: 'v cache' }, map);
+      this.device.launch(fn, [sm90a.rowTiles, call.batch * kvHeads, splits], [sm90a.block], sm90a.dynamicSharedBytes, packAttentionSm90aArgs(kMap, vMap, args));
+      return splits;
+    }
     this.device.launch(fn, [v.launch.rowTiles, call.batch * kvHeads, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
     return splits;
   }
