@@ -15,6 +15,7 @@ import { templatesDigest } from '../codegen/templates.js';
 import { sha256Hasher } from '../util/hash.js';
 import { buildEmulatedModule, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
 import { buildEmulatedGemmModules } from './gemm-modules.js';
+import { buildEmulatedAttentionSm90aModules } from './attention-sm90a-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
 import { opKernels } from '../runtime/cuda/op-abi.js';
@@ -46,6 +47,7 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
     }
   }
   await buildEmulatedGemmModules(kernelsDir, manifest, log);
+  await buildEmulatedAttentionSm90aModules(kernelsDir, manifest, log);
   await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
 }
 
