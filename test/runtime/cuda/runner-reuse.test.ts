@@ -1,0 +1,92 @@
+/**
+ * A model's runners outlive one sequence (src/load/runner-pool.ts, GpuModelRunner.reset), on the
+ * emulated driver through Model.stream (fixtures/runner-reuse-child.ts: the addon picks its
+ * driver once per process):
+ *   - the second generate of the same shape runs on the first one's runner: no new runner, and
+ *     each of its decode steps, from the first, is one graph launch (no warm-up, no capture),
+ *     with the tokens of the first (a fresh runner), greedy and seeded sampled;
+ *   - two sequences alive at once (interleaved streams) run on two runners and both give the
+ *     tokens of a sequence run alone (greedy TiDAR and greedy AR alike);
+ *   - what the kept runners hold is all the device holds besides the weights, and dropRunners
+ *     gives it back.
+ * Tagged: a C++ compiler (the emulated driver and modules).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../../src/build/toolchain.js';
+import { packageRoot } from '../../../src/util/paths.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../../helpers/emulated-driver.js';
+import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+
+const exec = promisify(execFile);
+const cxx = await findCxx();
+const here = dirname(fileURLToPath(import.meta.url));
+const root = mkdtempSync(join(tmpdir(), 'tidarc-runner-reuse-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** The cuda backend tests' model (emulated-backend.test.ts): its kernels compile once into the shared kernel cache. */
+const SMALL = smallSpec('cudasmall', [2]);
+const TOKENS = 4;
+
+interface Step { kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; captures: number }
+interface Gen { tokens: number[]; steps: Step[]; created: number; reused: number }
+interface Out {
+  weightBytes: number; greedyFresh: Gen; greedyReused: Gen; sampledOnReused: Gen; sampledReplay: Gen; sampledFresh: Gen;
+  interleaved: { tidar: number[]; ar: number[]; created: number; reused: number };
+  kept: { idle: number; idleBytes: number; deviceBytesOverWeights: number };
+  afterDrop: { idle: number; deviceBytesOverWeights: number };
+}
+
+describe.skipIf(!cxx.found)('runner reuse across generate calls on the emulated driver', () => {
+  let out: Out;
+  beforeAll(async () => {
+    const dir = await writeRandomModel(root, SMALL, 11);
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'runner-reuse-child.ts'), dir, await sharedKernelCache(), String(TOKENS)], {
+      cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 840_000,
+    });
+    out = JSON.parse(stdout.trim().split('\n').pop()!) as Out;
+  }, 900_000);
+
+  /** A replayed graph: a captured one issues the same, so captures are counted too. */
+  const graphOnly = { kernelLaunches: 0, graphLaunches: 1, uploads: 1, downloads: 1, captures: 0 };
+
+  test("the second generate reuses the first's runner: every decode step one graph launch from the first, the same tokens", () => {
+    expect(out.greedyFresh).toMatchObject({ created: 1, reused: 0 });
+    expect(out.greedyFresh.tokens).toHaveLength(TOKENS);
+    // A fresh runner warms up launch by launch first.
+    expect(out.greedyFresh.steps[0]!.kernelLaunches).toBeGreaterThan(10);
+    expect(out.greedyFresh.steps[1]!.captures).toBe(1);
+    expect(out.greedyReused).toMatchObject({ created: 0, reused: 1, tokens: out.greedyFresh.tokens });
+    expect(out.greedyReused.steps.length).toBeGreaterThanOrEqual(1);
+    for (const s of out.greedyReused.steps) expect(s).toEqual(graphOnly);
+  });
+
+  test('seeded sampling on a reused runner: a new setup warms up once, then replays; the tokens are a fresh runner\'s', () => {
+    expect(out.sampledOnReused).toMatchObject({ created: 0, reused: 1 });
+    expect(out.sampledOnReused.steps[0]!.kernelLaunches).toBeGreaterThan(10);
+    expect(out.sampledReplay).toMatchObject({ created: 0, reused: 1, tokens: out.sampledOnReused.tokens });
+    for (const s of out.sampledReplay.steps) expect(s).toEqual(graphOnly);
+    expect(out.sampledFresh).toMatchObject({ created: 1, reused: 0, tokens: out.sampledOnReused.tokens });
+    // The draws are not the greedy tokens (else "the same tokens" would prove little about sampling).
+    expect(out.sampledFresh.tokens).not.toEqual(out.greedyFresh.tokens);
+  });
+
+  test('two sequences alive at once run on two runners, each with the tokens it has alone', () => {
+    expect(out.interleaved).toMatchObject({ created: 1, reused: 1 });
+    expect(out.interleaved.tidar).toEqual(out.greedyFresh.tokens);
+    // Greedy AR == greedy TiDAR.
+    expect(out.interleaved.ar).toEqual(out.greedyFresh.tokens);
+  });
+
+  test('the kept runners are all the device holds besides the weights; dropRunners gives it back', () => {
+    expect(out.kept.idle).toBe(1);
+    expect(out.kept.idleBytes).toBeGreaterThan(0);
+    expect(out.kept.deviceBytesOverWeights).toBe(out.kept.idleBytes);
+    expect(out.afterDrop).toEqual({ idle: 0, deviceBytesOverWeights: 0 });
+  });
+});
