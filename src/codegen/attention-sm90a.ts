@@ -167,3 +167,35 @@ export function describeAttentionSm90a(plan: AttentionSm90aPlan): ManifestAttent
     rowTiles: plan.rowTiles, block: plan.threads, dynamicSharedBytes: plan.sharedBytes,
   };
 }
+
+/** What a compile with sm_90a adds for the attention: a unit per compute-bound variant. */
+export interface Sm90aAttentions {
+  readonly sources: ReadonlyMap<string, string>;
+  readonly byVariant: ReadonlyMap<string, ManifestAttentionSm90a>;
+  /** Variants left to the mma.sync kernel on sm_90a too, and why. */
+  readonly refusals: readonly { readonly variant: string; readonly reason: string }[];
+}
+
+/** The sm_90a attention units of a compile's variants (pure). */
+export function planSm90aAttentions(variants: readonly AttentionVariant[], modelName: string): Sm90aAttentions {
+  const sources = new Map<string, string>();
+  const byVariant = new Map<string, ManifestAttentionSm90a>();
+  const refusals: { variant: string; reason: string }[] = [];
+  for (const v of variants) {
+    const reason = sm90aAttentionRefusal(v);
+    if (reason) {
+      refusals.push({ variant: v.name, reason });
+      continue;
+    }
+    const plan = planAttentionSm90a(v);
+    sources.set(plan.source, renderAttentionSm90a(plan, modelName));
+    byVariant.set(v.name, describeAttentionSm90a(plan));
+  }
+  return { sources, byVariant, refusals };
+}
+
+/** The manifest with each variant's sm_90a kernel named (variant.sm90a). */
+export function withSm90aAttention<M extends { readonly variants: readonly { readonly name: string }[] }>(manifest: M, byVariant: ReadonlyMap<string, ManifestAttentionSm90a>): M {
+  if (byVariant.size === 0) return manifest;
+  return { ...manifest, variants: manifest.variants.map((v) => (byVariant.has(v.name) ? { ...v, sm90a: byVariant.get(v.name)! } : v)) };
+}

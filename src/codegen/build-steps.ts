@@ -66,11 +66,12 @@ export function nvccUnitStep(flags: readonly string[], unit: string, source: str
   };
 }
 
-/** Every nvcc unit of a compile: each variant, the GPU operators, each GEMM shape. */
+/** Every nvcc unit of a compile: each variant, the GPU operators, each GEMM shape, and the sm_90a units (GEMMs, compute-bound variants' attention). */
 export function cudaUnits(manifest: Pick<Manifest, 'variants' | 'gemms'> & WithSm90a): { name: string; source: string; arch?: 'sm_90a' }[] {
   const gemms = [...new Map((manifest.gemms ?? []).map((g) => [g.unit, g.source])).entries()].map(([name, source]) => ({ name, source }));
   const sm90a = (manifest.gemmsSm90a ?? []).map((g) => ({ name: g.unit, source: g.source, arch: 'sm_90a' as const }));
-  return [...manifest.variants.map((v) => ({ name: v.name, source: v.sources.cuda })), { name: OPS_UNIT, source: 'cuda/tidarc_ops.cu' }, ...gemms, ...sm90a];
+  const attentionSm90a = manifest.variants.flatMap((v) => (v.sm90a ? [{ name: `${v.name}_sm90a`, source: v.sm90a.source, arch: 'sm_90a' as const }] : []));
+  return [...manifest.variants.map((v) => ({ name: v.name, source: v.sources.cuda })), { name: OPS_UNIT, source: 'cuda/tidarc_ops.cu' }, ...gemms, ...sm90a, ...attentionSm90a];
 }
 
 /** The compilers a build of `targets` runs (`which` stages): nvcc for CUDA arches, a C++ compiler for the CPU library. */

@@ -15,6 +15,7 @@ import { renderTsLibrary } from './library-ts.js';
 import { compileInputKey, type TileOverrides, type VariantTuning } from './input-key.js';
 import { sha256 } from '../util/hash.js';
 import { SM90A_STATIC_FILES, planSm90aGemms } from './gemm-sm90a.js';
+import { SM90A_ATTENTION_STATIC_FILES, planSm90aAttentions, withSm90aAttention } from './attention-sm90a.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
@@ -94,11 +95,17 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
     for (const [out, src] of SM90A_STATIC_FILES) files.set(out, readTemplateFile(src));
     for (const [path, text] of sm90a.sources) files.set(path, text);
   }
+  // --arch sm_90a: the compute-bound variants' attention as sm_90a units too (TMA + wgmma, attention-sm90a.ts), compiled for sm_90a alone.
+  const sm90aAttention = arches.some((x) => x.name === 'sm_90a') ? planSm90aAttentions(plans.map((p) => p.variant), spec.name) : undefined;
+  if (sm90aAttention && sm90aAttention.sources.size > 0) {
+    for (const [out, src] of SM90A_ATTENTION_STATIC_FILES) files.set(out, readTemplateFile(src));
+    for (const [path, text] of sm90aAttention.sources) files.set(path, text);
+  }
   if (dialects.some((d) => d.dir === 'cpu')) files.set('cpu/tidarc_cpu_library.cpp', renderTemplate('cpu/library.cpp.hbs', { banner: banner(spec.name), modelName: spec.name }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
   const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), targets.map((t) => t.name), options.tiles, options.gemms);
-  const described: Manifest = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) };
+  const described: Manifest = withSm90aAttention({ ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aAttention?.byVariant ?? new Map());
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);
