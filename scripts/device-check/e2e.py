@@ -312,13 +312,13 @@ def main(argv):
     if a.tidarc_root:
         node, root = shutil.which('node'), Path(a.tidarc_root).resolve()
     else:
-        from device_check import unpack_runtime
+        from gpu import unpack_runtime
         work.mkdir(parents=True, exist_ok=True)
         node, root = unpack_runtime(Path(a.bundle), work)
         if not node:
             sys.exit('e2e: no Node in the bundle: run scripts/device-check/pack-runtime.sh, or pass --tidarc-root')
     if not a.dry_run:
-        from device_check import ceilings, gpu_facts
+        from gpu import ceilings, gpu_facts
         from kernels import Driver
         torch.cuda.init()
         facts = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}  # as device_check.py records it

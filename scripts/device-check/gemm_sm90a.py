@@ -13,6 +13,7 @@ driver, modules prepared beside the .fatbin paths); prints one JSON line, exit 1
 On a GPU it compiles each unit with nvcc for sm_90a first. Launch: grid (ceil(rows / tile),
 ceil(N / 128), splitK) x 288 threads; then the unit's split-K reduce, ceil(rows N / 256) x 256."""
 import argparse
+import concurrent.futures
 import ctypes
 import json
 import math
@@ -57,15 +58,18 @@ def sm90a_args(wmap, xmap, g):
 
 
 def compile_units(bundle, spec, log):
-    nvcc = os.environ.get('NVCC') or 'nvcc'
-    for u in spec['units']:
+    """Every unit for sm_90a, in parallel (a unit holds a kernel per token tile: seconds each)."""
+    from tune import nvcc_path
+
+    def build(u):
         out = bundle / u['fatbin']
-        if out.exists():
-            continue
-        r = subprocess.run([nvcc, *spec['nvccFlags'], '-o', str(out), str(bundle / u['source'])], capture_output=True, text=True, cwd=out.parent)
+        r = subprocess.run([nvcc_path(), *spec['nvccFlags'], '-o', str(out), str(bundle / u['source'])], capture_output=True, text=True, cwd=out.parent)
         if r.returncode != 0:
             raise RuntimeError(f'nvcc failed on {u["source"]}:\n{r.stderr[-2000:]}')
-        log(f'nvcc: {u["fatbin"]}')
+        return u['fatbin']
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
+        for f in pool.map(build, [u for u in spec['units'] if not (bundle / u['fatbin']).exists()]):
+            log(f'nvcc: {f}')
 
 
 def launch_kernel(drv, module, u, kern, wmap, xmap, ptrs, rows):

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from report_parts import parts_lines, sm90a_lines, sm90a_short
 from tidarc_abi import AR_VARIANT, tidar_variant
 
 BASELINES = ('tidarc', 'flex', 'sdpa')
@@ -176,6 +177,7 @@ def write_reports(data, out):
     facts = [f'{dev[k]}{unit}' for k, unit in (('sms', ' SMs'), ('capability', ' capability'), ('driverVersion', ' driver'), ('cuda', ' CUDA'), ('torch', ' torch'), ('nvidiaSmi', ''), ('driver', '')) if dev.get(k)]
     md = [f"# tidarc device check, {data.get('date', '?')}{' (dry run on the emulated driver)' if data.get('dryRun') else ''}", '',
           f"Device: {dev.get('name', '?')}{' (' + ', '.join(facts) + ')' if facts else ''}.", '']
+    md += parts_lines(data)
     if 'ceilings' in data:
         c = data['ceilings']
         md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s.", '']
@@ -196,6 +198,8 @@ def write_reports(data, out):
     gm = data.get('gemm')
     if gm:
         md += ['## GEMMs of the linear layers (issue 14)', '', *gemm_lines(gm), '']
+    if data.get('sm90a'):
+        md += ['## sm_90a GEMM: the same sum for every wgmma N (issue 18)', '', *sm90a_lines(data['sm90a']), '']
     tn = data.get('tune')
     if tn:
         lines, good, total = tune_lines(tn)
@@ -239,6 +243,8 @@ def write_reports(data, out):
         for r in gm.get('bench', []):
             short.append(f"gemm {r['role']:>8} M={r['m']:<4}: tidarc {_fmt(r['tidarc']['medianUs']):>8} us  torch {_fmt(r['torch']['medianUs']):>8}  "
                          f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")
+    if data.get('sm90a'):
+        short.append(sm90a_short(data['sm90a']))
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
     if e2e:

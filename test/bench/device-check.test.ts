@@ -6,7 +6,7 @@
  * writer on recorded sample data.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -135,8 +135,22 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     const out = join(root, 'out');
     // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
     // $TIDARC_CACHE: the shared kernel cache, where emulated-backend.test.ts's run of runtime_check.mjs compiles the same model.
-    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.')], { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() });
+    // e2e (torch, minutes on the emulator) is device-check-e2e.test.ts's; gemm and sm90a have their own bundles' tests (gemm-bundle, gemm-sm90a-check).
+    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.'), '--parts', 'attention,runtime,tune'],
+      { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() });
     expect(r.code, r.stderr).toBe(0);
+    // Each part in its own process, in the fixed order, facts first; the bundle has no GEMM parts (a dry run notes it, a GPU run fails on it).
+    const parts = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; bundleMissing: string[]; partial?: boolean });
+    expect(parts.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['attention', 'ok'], ['runtime', 'ok'], ['tune', 'ok']]);
+    expect(parts.partial).toBeUndefined();
+    expect(parts.bundleMissing).toEqual(['node/node.xz (for runtime)']);
+    expect(r.stderr).toMatch(/^part attention: ok in \d+ s$/m);
+    expect(r.stderr).toMatch(/^GPU: tidarc emulated GPU; driver \d+; CUDA \?; \d+ s of a 1800 s budget$/m);
+    // What the device tool brings back from $OUT: at most 8 plain files, no folders, names of letters, digits, '.', '_', '-'.
+    const files = readdirSync(out, { withFileTypes: true });
+    expect(files.every((f) => f.isFile() && /^[A-Za-z0-9._-]+$/.test(f.name))).toBe(true);
+    expect(files.map((f) => f.name).sort()).toEqual(['device-check.json', 'device-check.log', 'device-check.md', 'device-check.svg', 'tune-cuda.json']);
+    expect(readFileSync(join(out, 'device-check.log'), 'utf8')).toMatch(/part runtime: ok in/);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: { ok: boolean; backend: string; runs: { equal: boolean }[] } };
     expect(data.runtime.backend).toBe('cuda');
     expect(data.runtime.runs.length).toBe(3);
@@ -189,7 +203,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     writeFileSync(join(bundle, 'grid.json'), JSON.stringify(broken));
     try {
       const out = join(root, 'out-tune-broken');
-      const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run'], { ...process.env, TIDARC_LIBCUDA: driver });
+      const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--parts', 'tune'], { ...process.env, TIDARC_LIBCUDA: driver });
       expect(r.code, r.stderr).toBe(0);
       const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
       for (const b of grid.tune!.variants[0]!.buckets) {
@@ -217,13 +231,47 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     v.visible[1] = '100000';  // d1 no longer sees itself
     writeFileSync(join(bundle, 'grid.json'), JSON.stringify(broken));
     try {
-      const r = await runCheck(['--bundle', bundle, '--out', join(root, 'out-broken'), '--dry-run'], { ...process.env, TIDARC_LIBCUDA: driver });
+      const r = await runCheck(['--bundle', bundle, '--out', join(root, 'out-broken'), '--dry-run', '--parts', 'attention,tune'], { ...process.env, TIDARC_LIBCUDA: driver });
       expect(r.code).toBe(1);
       expect(r.stdout).toMatch(/FAILED: bf16-d64-q4-kv1\/tidar_k2/);
+      // The failed part does not stop the next one.
+      const data = JSON.parse(readFileSync(join(root, 'out-broken', 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[] };
+      expect(data.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['attention', 'failed'], ['tune', 'ok']]);
     } finally {
       writeFileSync(join(bundle, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
     }
   }, 600_000);
+});
+
+describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that hangs', () => {
+  test('each part\'s window is its share of --budget: with 1 s none starts, and the report says why for each (no bundle needed)', async () => {
+    const out = join(root, 'plan');
+    const r = await runCheck(['--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run', '--budget', '1']);
+    expect(r.code, r.stderr).toBe(0);
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string; why: string }[]; bundleMissing: string[] };
+    expect(data.parts.map((p) => [p.name, p.status])).toEqual(['facts', 'gemm', 'sm90a', 'attention', 'runtime', 'e2e', 'tune'].map((p) => [p, 'not started']));
+    expect(data.parts[0]!.why).toMatch(/^0 s left of its window$/);
+    expect(data.bundleMissing).toEqual(['grid.json (for attention, tune)', 'gemm.json (for gemm)', 'gemm_sm90a.json (for sm90a)', 'node/node.xz (for e2e, runtime)']);
+    const md = readFileSync(join(out, 'device-check.md'), 'utf8');
+    expect(md).toContain('The bundle lacks: grid.json (for attention, tune); gemm.json (for gemm)');
+    expect(md).toMatch(/\| part \| result \| seconds \| window s \| note \|\n\|---\|---\|---\|---\|---\|\n\| facts \| not started \| - \| [\d.]+ \| 0 s left of its window \|/);
+    // On a GPU a bundle without its pieces is a failure, not a note.
+    const bad = await runCheck(['--parts', 'nonsense', '--out', out]);
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,e2e,tune']);
+  });
+
+  test('a part still running past its window is killed with its whole process group, and the check goes on', async () => {
+    const script = `
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import device_check
+t0 = time.time()
+code, tail = device_check.run_child(['bash', '-c', 'echo started; sleep 60 & wait'], time.time() + 2, lambda line: None)
+print(code, tail, round(time.time() - t0))
+`;
+    const { stdout } = await exec('python3', ['-c', script, resolve('scripts/device-check')]);
+    expect(stdout.trim()).toMatch(/^None \['started'\] [23]$/);
+  });
 });
 
 describe.skipIf(!numpy)('device check report writer', () => {

@@ -51,6 +51,19 @@ describe.skipIf(!cxx.found || !numpy)('gemm_sm90a.py --dry-run on the emulated d
     for (const u of out.sm90a) for (const k of u.kernels) expect([k.tileT, k.bitwiseSameAsFirst, k.worst <= 1]).toEqual([k.tileT, true, true]);
   }, 300_000);
 
+  test('device_check.py runs it as its sm90a part: in its own process after facts, reported in device-check.md', async () => {
+    const out = join(root, 'orchestrated');
+    const r = await exec('python3', [resolve('scripts/device-check/device_check.py'), '--bundle', root, '--out', out, '--dry-run', '--parts', 'sm90a'],
+      { env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 16 << 20 });
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; sm90a: { ok: boolean; units: CheckOut['sm90a'] } };
+    expect(data.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['sm90a', 'ok']]);
+    expect(data.sm90a.units.map((u) => [u.label, u.ok])).toEqual([['odd bf16', true], ['odd fp16', true]]);
+    expect(r.stdout).toContain('sm_90a GEMM: 2/2 weight shapes ok (float64, every wgmma N bitwise equal)');
+    const md = readFileSync(join(out, 'device-check.md'), 'utf8');
+    expect(md).toContain('## sm_90a GEMM: the same sum for every wgmma N (issue 18)');
+    expect(md).toContain('| odd bf16 | 200x520 | bf16 | 3 | 40 | 8, 16, 32, 64, 128, 256 |');
+  }, 300_000);
+
   test('a wrong launch geometry fails the check', async () => {
     const spec = JSON.parse(readFileSync(join(root, 'gemm_sm90a.json'), 'utf8')) as Sm90aBundle;
     const broken = { ...spec, units: [{ ...spec.units[1]!, kernels: spec.units[1]!.kernels.map((k) => (k.tileT === 64 ? { ...k, tileT: 128 } : k)) }] };

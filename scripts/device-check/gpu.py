@@ -1,0 +1,113 @@
+"""What the device check's parts share on a GPU: its facts (name, SMs, driver, CUDA), CUDA-event
+timing, the two ceilings measured in the run (a device-to-device copy, a bf16 matmul), the GEMM
+units' nvcc build, and the Node + tidarc package that pack-runtime.sh put in the bundle."""
+import concurrent.futures
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gemm import ptxas_registers
+from tune import nvcc_path
+
+HERE = Path(__file__).resolve().parent
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def gpu_facts(torch):
+    p = torch.cuda.get_device_properties(0)
+    smi = shutil.which('nvidia-smi')
+    clocks = subprocess.run([smi, '--query-gpu=driver_version,clocks.max.sm,clocks.max.mem', '--format=csv,noheader'], capture_output=True, text=True).stdout.strip() if smi else ''
+    return {'name': p.name, 'sms': p.multi_processor_count, 'capability': f'{p.major}.{p.minor}', 'memoryGiB': round(p.total_memory / 2**30, 1),
+            'torch': torch.__version__, 'cuda': torch.version.cuda, 'nvidiaSmi': clocks, 'host': platform.node()}
+
+
+def time_events(torch, fn, reps, warmup=10):
+    for _ in range(warmup):
+        fn(0)
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        starts[i].record()
+        fn(i)
+        ends[i].record()
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+    q = lambda f: ms[min(len(ms) - 1, int(f * len(ms)))]  # noqa: E731
+    return {'medianUs': q(0.5) * 1e3, 'p20Us': q(0.2) * 1e3, 'p80Us': q(0.8) * 1e3, 'reps': reps}
+
+
+def ceilings(torch):
+    n = 1 << 30
+    a = torch.empty(n, dtype=torch.uint8, device='cuda')
+    b = torch.empty_like(a)
+    t = time_events(torch, lambda i: b.copy_(a), 20, 3)
+    copy_tbs = 2 * n / (t['medianUs'] * 1e-6) / 1e12
+    m = 8192
+    x = torch.randn(m, m, dtype=torch.bfloat16, device='cuda')
+    y = torch.randn(m, m, dtype=torch.bfloat16, device='cuda')
+    t = time_events(torch, lambda i: x @ y, 20, 3)
+    return {'copyTBs': copy_tbs, 'matmulTflops': 2 * m**3 / (t['medianUs'] * 1e-6) / 1e12}
+
+
+def build_gemm_fatbins(bundle, gem, arch, search=False):
+    """The GEMM units of gemm.json (and the ops module) for the GPU's arch, or with search=True the
+    search's sources (a split-K count of a shape each); returns ptxas registers per kernel."""
+    nvcc = nvcc_path()
+    def build(unit):
+        cu = bundle / unit['cu']
+        r = subprocess.run([nvcc, '-fatbin', '-O3', '-std=c++17', '-Xptxas', '-v', f'-gencode=arch=compute_{arch},code=sm_{arch}', f"-I{bundle / 'gemm' / 'cuda'}",
+                            '-o', str(bundle / unit['fatbin']), str(cu)], capture_output=True, text=True, cwd=cu.parent)
+        if r.returncode != 0:
+            raise RuntimeError(f'nvcc failed on {cu}:\n{r.stderr[-2000:]}')
+        return ptxas_registers(r.stderr)
+    t0 = time.time()
+    regs = {}
+    jobs = [s for t in gem.get('tune', []) for s in t['sources']] if search else list(gem['units']) + ([gem['ops']] if gem.get('ops') else [])
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
+        for r in pool.map(build, jobs):
+            regs.update(r)
+    log(f"nvcc: {len(jobs)} GEMM fatbins for sm_{arch} in {time.time() - t0:.0f} s")
+    return regs
+
+
+def runtime_check(node, root, work, tokens, drafts, env=None, timeout=None):
+    """tidarc's runtime on the cuda backend (runtime_check.mjs): greedy TiDAR == AR, exact caches."""
+    try:
+        r = subprocess.run([node, str(HERE / 'runtime_check.mjs'), str(root), str(work), str(tokens), drafts], capture_output=True, text=True, env=env,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'ok': False, 'error': [f'runtime_check.mjs did not finish in {timeout:.0f} s']}
+    if r.returncode != 0:
+        return {'ok': False, 'error': r.stderr.strip().splitlines()[-1:] or ['exit code %d' % r.returncode]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def unpack_runtime(bundle, work):
+    """The Node and tidarc package that pack-runtime.sh put in the bundle, unpacked under work
+    (once: the runtime and e2e parts share it); (None, None) when the bundle has none."""
+    packed = bundle / 'node'
+    if not (packed / 'node.xz').exists():
+        return None, None
+    import lzma
+    import tarfile
+    work = Path(work)
+    node, root, done = work / 'node', work / 'tidarc', work / '.unpacked'
+    if done.exists():
+        return str(node), root
+    work.mkdir(parents=True, exist_ok=True)
+    with lzma.open(packed / 'node.xz') as src, open(node, 'wb') as dst:  # Python's own xz: no xz binary needed there
+        shutil.copyfileobj(src, dst)
+    node.chmod(0o755)
+    with tarfile.open(packed / 'tidarc.tar.xz', 'r:xz') as tar:
+        # Our own archive: trusted as packed (Python 3.12 warns without a filter, 3.14 changes the default).
+        tar.extractall(work, **({'filter': 'fully_trusted'} if hasattr(tarfile, 'fully_trusted_filter') else {}))
+    done.write_text('')
+    return str(node), root

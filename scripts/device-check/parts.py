@@ -1,0 +1,231 @@
+"""The device check's parts. device_check.py runs each in its own process (`--part NAME`), so that a
+part that hangs, crashes or leaves the CUDA context unusable (a failed launch is sticky) costs that
+part alone: the orchestrator kills it at its deadline and the next part starts on a fresh context.
+
+A part is a function part_NAME(ctx) -> dict of device-check.json sections; it may call
+ctx.save(sections) as it goes (a part killed at its deadline still reports what it measured), and
+returns {'skipped': why} when it cannot run here. On a GPU every part but runtime and sm90a imports
+torch; --dry-run runs the same code on the emulated driver ($TIDARC_LIBCUDA) with numpy inputs.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
+from kernels import Driver, reference
+from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer
+
+HERE = Path(__file__).resolve().parent
+
+
+class Ctx:
+    """What a part gets: the bundle, where results go (--out: tune-cuda.json), a scratch folder (Node,
+    kernel caches, checkpoints: never under --out, whose files come back from the GPU machine), the
+    sections earlier parts recorded (device, ceilings), and its deadline."""
+
+    def __init__(self, args, data):
+        self.bundle, self.out, self.scratch = Path(args.bundle), Path(args.out), Path(args.scratch)
+        self.dry, self.until, self.data, self.args = args.dry_run, args.until, data, args
+        self.grid = json.loads((self.bundle / 'grid.json').read_text()) if (self.bundle / 'grid.json').exists() else None
+        self.gem = json.loads((self.bundle / 'gemm.json').read_text()) if (self.bundle / 'gemm.json').exists() else None
+        self.saved = {}
+
+    def left(self):
+        return self.until - time.time()
+
+    def save(self, sections):
+        self.saved.update(sections)
+        (self.scratch / f'part-{self.args.part}.json').write_text(json.dumps(self.saved, indent=1) + '\n')
+
+    def driver(self):
+        return Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)')) if self.dry else Driver('libcuda.so.1')
+
+    def torch(self):
+        import torch
+        torch.cuda.init()
+        return torch
+
+    def arch(self, torch):
+        major, minor = torch.cuda.get_device_capability(0)
+        return f'{major}{minor}'
+
+    def machine(self, drv):
+        return {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}' if self.dry else nvcc_version()}
+
+    def runtime(self):
+        """(node, tidarc root): the bundle's packed ones (as on the GPU machine), else --runtime-root with this machine's node."""
+        node, root = unpack_runtime(self.bundle, self.scratch / 'runtime')
+        if node:
+            return node, root
+        if self.args.runtime_root:
+            return shutil.which('node'), Path(self.args.runtime_root).resolve()
+        return None, None
+
+
+def tool_version(fn, *args):
+    """A tool's version line, or why there is none (the facts part reports it; a later part would fail on it)."""
+    try:
+        return fn(*args) or 'no version printed'
+    except (OSError, subprocess.SubprocessError) as e:
+        return f'absent ({e.__class__.__name__}: {e})'
+
+
+def node_version(node):
+    return subprocess.run([node, '--version'], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+
+def part_facts(ctx):
+    """The device, the tools the later parts need (nvcc, a host C++ compiler, the bundle's Node), the ceilings."""
+    tools = {'python': sys.version.split()[0], 'nvcc': tool_version(nvcc_version), 'cxx': tool_version(cxx_version)}
+    node, _ = ctx.runtime()
+    tools['node'] = tool_version(node_version, node) if node else 'absent: no node/ in the bundle (scripts/device-check/pack-runtime.sh)'
+    if ctx.dry:
+        drv = ctx.driver()
+        device = {'name': 'tidarc emulated GPU', 'driver': drv.path, 'driverVersion': drv.version, 'sms': drv.sms}
+        log(f'device: {device["name"]} ({drv.path}); tools: {tools}')
+        return {'device': device, 'tools': tools}
+    torch = ctx.torch()
+    device = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}
+    log(f"GPU: {device['name']}, capability {device['capability']}, {device['sms']} SMs; driver {device['nvidiaSmi'] or device['driverVersion']}; "
+        f"CUDA {device['cuda']} (torch {device['torch']}); tools: {tools}")
+    ctx.save({'device': device, 'tools': tools})
+    c = ceilings(torch)
+    log(f"ceilings: copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s")
+    return {'device': device, 'tools': tools, 'ceilings': c}
+
+
+def part_gemm(ctx):
+    """Issue 14: the generated GEMMs of the Qwen3-8B linear layers against float64 and bitwise across M, the fused
+    epilogues, then timed against torch's F.linear on the same weights."""
+    from gemm import gemm_bench, gemm_correctness_numpy, gemm_correctness_torch, gemm_epilogue_check
+    if not ctx.gem:
+        return {'skipped': 'the bundle has no gemm.json (npm run device-check:prepare)'}
+    drv = ctx.driver()
+    if ctx.dry:
+        return {'gemm': {'correctness': gemm_correctness_numpy(drv, ctx.bundle, ctx.gem), 'epilogues': gemm_epilogue_check(drv, ctx.bundle, ctx.gem)}}
+    torch = ctx.torch()
+    regs = build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch))
+    g = {'registers': regs, 'correctness': gemm_correctness_torch(torch, drv, ctx.bundle, ctx.gem), 'epilogues': gemm_epilogue_check(drv, ctx.bundle, ctx.gem)}
+    ctx.save({'gemm': g})
+    g['bench'], g['skipped'] = gemm_bench(torch, drv, ctx.bundle, ctx.gem, ctx.data['ceilings'], time_events, max(0.0, ctx.left() - 15), log, regs)
+    return {'gemm': g}
+
+
+def part_sm90a(ctx):
+    """Issue 18: the sm_90a GEMM's every token tile bitwise equal on the same tokens (wgmma's sum must not depend on N)."""
+    import gemm_sm90a
+    if not (ctx.bundle / 'gemm_sm90a.json').exists():
+        return {'skipped': 'the bundle has no gemm_sm90a.json (npm run device-check:prepare)'}
+    cap = ctx.data.get('device', {}).get('capability')
+    if not ctx.dry and cap != '9.0':
+        return {'skipped': f'sm_90a needs a compute capability 9.0 device; this one is {cap}'}
+    units = gemm_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log)
+    return {'sm90a': {'units': units, 'ok': bool(units) and all(u['ok'] for u in units)}}
+
+
+def part_attention(ctx):
+    """Issues 5 and 15: every variant of the grid against the float64 reference, then the benchmark against Flex and SDPA."""
+    from attention import benchmark, build_fatbins, correctness
+    from attention_bench import dry_bench
+    from kernels import sdpa_comparator, torch_reference
+    drv = ctx.driver()
+    if ctx.dry:
+        out = {'correctness': correctness(drv, ctx.bundle, ctx.grid, True, None, reference)}
+        ctx.save(out)
+        return {**out, 'bench': dry_bench(drv, ctx.bundle, ctx.grid, wall_timer(drv), log)}
+    torch = ctx.torch()
+    out = {'fatbins': build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch))}
+    out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, sdpa_comparator(torch), torch_reference(torch))
+    ctx.save(out)
+    # A Flex compile in flight when the budget ends comes on top: 30 s kept for it.
+    out['bench'], out['benchSkipped'] = benchmark(torch, drv, ctx.bundle, ctx.grid, ctx.data['ceilings'], max(0.0, ctx.left() - 30), None,
+                                                  save=lambda p, s: ctx.save({**out, 'bench': p, 'benchSkipped': s}))
+    return out
+
+
+def part_runtime(ctx):
+    """tidarc's own runtime on the cuda backend: greedy TiDAR == AR on a random model, the KV-cache rule after every run."""
+    node, root = ctx.runtime()
+    if not node:
+        return {'skipped': 'no Node in the bundle (scripts/device-check/pack-runtime.sh)' + ('' if not ctx.dry else ' and no --runtime-root')}
+    work = ctx.scratch / 'runtime-work'
+    work.mkdir(parents=True, exist_ok=True)
+    env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(work / 'cache')}
+    tokens, drafts = (8, '2') if ctx.dry else (200, '1,2,4,8')
+    r = runtime_check(node, root, work, tokens, drafts, env=env, timeout=max(10.0, ctx.left()))
+    log(f"runtime on the cuda backend: {'ok' if r.get('ok') else 'FAILED ' + str(r.get('error', ''))}")
+    return {'runtime': r}
+
+
+def part_e2e(ctx):
+    """Issue 16: whole decode steps of tidarc (graphs on and off) against transformers eager and the roofline."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        return {'skipped': f'needs torch and transformers ({e})'}
+    from e2e import peaks_of_ceilings, run_e2e
+    node, root = ctx.runtime()
+    if not node:
+        return {'skipped': 'no Node in the bundle (scripts/device-check/pack-runtime.sh)' + ('' if not ctx.dry else ' and no --runtime-root')}
+    work = ctx.scratch / 'e2e-work'  # checkpoints of GBs: never under --out
+    budget = max(0.0, ctx.left() - 20)  # the run in flight when the budget ends comes on top
+    save = lambda e: ctx.save({'e2e': e})  # noqa: E731
+    if ctx.dry:
+        backend = ctx.args.e2e_dry_backend
+        if backend == 'cuda' and not os.environ.get('TIDARC_LIBCUDA'):
+            return {'skipped': 'the cuda dry backend needs TIDARC_LIBCUDA'}
+        e = run_e2e(torch, node, root, work, budget, True, log=log, device_facts={'name': f'dry run, tidarc on {backend}'}, save=save, backend=backend)
+    else:
+        torch = ctx.torch()
+        e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.data['ceilings']), device_facts=ctx.data['device'], save=save)
+    shutil.rmtree(work, ignore_errors=True)
+    return {'e2e': e}
+
+
+def part_tune(ctx):
+    """Issues 6 and 14: the GEMM search (half the part) then the attention search; winners into --out/tune-cuda.json."""
+    from gemm_tune import NumpyShape, TorchShape, gemm_tune
+    from attention import build_fatbins
+    drv = ctx.driver()
+    out, started = {}, time.time()
+    torch = None if ctx.dry else ctx.torch()
+    if ctx.gem and ctx.gem.get('tune'):
+        half = max(0.0, ctx.left() / 2)
+        if ctx.dry:
+            make = lambda t, rows, seed=5: NumpyShape(drv, t, rows, seed)  # noqa: E731
+            out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, wall_timer(drv), ctx.machine(drv), half, log)}
+        else:
+            build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch), search=True)
+            make = lambda t, rows, seed=5: TorchShape(torch, t, rows, seed)  # noqa: E731
+            out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, event_timer(torch), ctx.machine(drv), max(0.0, half - (time.time() - started)),
+                                             log, slack=2.0)}
+        ctx.save(out)
+    if ctx.grid and 'tune' in ctx.grid:
+        if ctx.dry:
+            make = lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed)  # noqa: E731
+            timer = wall_timer(drv)
+        else:
+            build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch), search=True)
+            make = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
+            timer = event_timer(torch)
+        # A bucket in flight when the budget ends runs to its own limit on top: a third of what is left at most.
+        bucket_s = min(ctx.args.bucket_seconds, max(5.0, ctx.left() / 3))
+        out['tune'] = tune(drv, ctx.bundle, ctx.grid, ctx.out, make, timer, ctx.machine(drv), max(0.0, ctx.left() - bucket_s), bucket_s, log)
+    return out
+
+
+PART_FUNCTIONS = {'facts': part_facts, 'gemm': part_gemm, 'sm90a': part_sm90a, 'attention': part_attention, 'runtime': part_runtime, 'e2e': part_e2e,
+                  'tune': part_tune}
+
+
+def run_part(args):
+    """The child's side: one part, its sections written to <scratch>/part-<name>.json."""
+    data = json.loads((Path(args.scratch) / 'device-check.json').read_text()) if (Path(args.scratch) / 'device-check.json').exists() else {}
+    ctx = Ctx(args, data)
+    ctx.save(PART_FUNCTIONS[args.part](ctx))
+    return 0
