@@ -3,7 +3,9 @@
  * attention of Qwen3-8B (32 query heads, 8 KV heads, head dim 128, bf16) for the AR step and the
  * TiDAR steps k = 4, 8, 16 at L = 4k and 16k, batch 1 and 8, on the lent H200, as
  * src/codegen/plan.ts plans them for sm_90 (its row tile per variant: rowTileOf) and with the split-KV count the runtime chooses
- * (chooseSplits over SMs x CTAs per SM). Occupancy comes from ptxas (nvcc -cubin -arch=sm_90 on
+ * (call-params.ts splitsFor: the count of least estimated time, splits.ts chooseAttentionSplits),
+ * beside the prediction at the count of the wave rule it replaced (chooseSplits over SMs x CTAs
+ * per SM): 'old s' and 'old us'. Occupancy comes from ptxas (nvcc -cubin -arch=sm_90 on
  * the generated source) when nvcc is here, else from the registers recorded below. The model
  * and its assumptions: src/bench/attention-cost-model.ts. The device check prints its measurements next
  * to the same predictions (grid.json's predictions, scripts/device-check).
@@ -23,7 +25,7 @@ import { readTemplateFile } from '../src/codegen/templates.js';
 import { variantsForModel } from '../src/codegen/variant.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
-import { H200, predictAttention } from '../src/bench/attention-cost-model.js';
+import { H200, predictAttention, waveRuleSplits } from '../src/bench/attention-cost-model.js';
 
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'] as const;
 export const BENCH_PREFIXES = [4096, 16384] as const;
@@ -68,26 +70,30 @@ async function main(): Promise<void> {
   const rows = plans.flatMap((plan) => {
     const regs = registers.get(plan.variant.name) ?? RECORDED_REGISTERS[plan.variant.name]!;
     const occ = occupancy('sm_90', { registers: regs, sharedBytes: plan.sharedBytes, threads: plan.threads });
-    return BENCH_PREFIXES.flatMap((prefix) => BENCH_BATCHES.map((batch) => ({ plan, regs, occ, prefix, batch, p: predictAttention(plan, { batch, prefix }, H200, occ.ctasPerSm) })));
+    return BENCH_PREFIXES.flatMap((prefix) => BENCH_BATCHES.map((batch) => {
+      const old = predictAttention(plan, { batch, prefix }, H200, occ.ctasPerSm, waveRuleSplits(plan, { batch, prefix }, H200, occ.ctasPerSm));
+      return { plan, regs, occ, prefix, batch, old, p: predictAttention(plan, { batch, prefix }, H200, occ.ctasPerSm) };
+    }));
   });
   if (process.argv.includes('--json')) {
-    console.log(JSON.stringify(rows.map((r) => ({ variant: r.plan.variant.name, prefix: r.prefix, batch: r.batch, registers: r.regs, ...r.p })), null, 2));
+    console.log(JSON.stringify(rows.map((r) => ({ variant: r.plan.variant.name, prefix: r.prefix, batch: r.batch, registers: r.regs, ...r.p, waveRule: { splits: r.old.splits, predictedS: r.old.predictedS } })), null, 2));
     return;
   }
   console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/bench/attention-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; split-KV merges in the same launch (no launch gap). Registers: ${source}.\n`);
-  const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'merge us', 'pred us', 'bound', 'roof us', 'roof %'];
-  const table = rows.map(({ plan, regs, occ, prefix, batch, p }) => [
+  const header = ['variant', 'L', 'B', 'rows', 'tiles', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'merge us', 'fill us', 'pred us', 'bound', 'roof us', 'roof %', 'old s', 'old us'];
+  const table = rows.map(({ plan, regs, occ, prefix, batch, p, old }) => [
     plan.variant.name, String(prefix), String(batch), String(plan.rows), String(plan.rowTiles), String(regs), `${occ.ctasPerSm} (${occ.limit})`, String(p.splits), String(p.ctas),
-    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.mergeS), us(p.predictedS), p.bound,
-    us(p.rooflineS), (100 * p.rooflineShare).toFixed(0),
+    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.mergeS), us(p.fillS), us(p.predictedS), p.bound,
+    us(p.rooflineS), (100 * p.rooflineShare).toFixed(0), String(old.splits), us(old.predictedS),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(header));
   for (const r of table) console.log(line(r));
   console.log('\nroof: max(essential HBM bytes / copy, useful FLOPs / bf16 matmul); roof % = roof / pred (the issue\'s targets: AR >= 60% at B = 1, L = 4k).');
+  console.log('old s, old us: the splits of the wave rule the runtime used before (FA2\'s, chooseSplits) and the model\'s time with them.');
 }
 
 main().catch((e: unknown) => {

@@ -4,12 +4,14 @@
  * performance-model.md). Pure: plan + shape + machine + occupancy -> figures.
  *
  *   CTAs        batch x KV heads x row tiles per split, x splits (the runtime's rule,
- *               chooseSplits over SMs x CTAs per SM); CTAs per SM from ptxas (occupancy.ts).
+ *               call-params.ts splitsFor: the split count of least estimated time, splits.ts
+ *               chooseAttentionSplits); CTAs per SM from ptxas (occupancy.ts).
  *   HBM bytes   each KV head's prefix K and V once per sequence (the row tiles of one KV head
  *               re-read it from L2), Q, the step's K and V, O and lse; with splits > 1 the
  *               partials (splits x rows x (D + 1) floats) written by every split's CTA and
  *               read by the row group's last one (counted as HBM although they may stay in L2).
- *   L2 bytes    the prefix once per row tile (every row tile reads all of it).
+ *   L2 bytes    the prefix once per row tile (every row tile reads all of it), and Q again
+ *               for every split after the first (each split's CTA loads its rows' Q).
  *   FLOPs       useful: 4 D per (query row, visible key); executed: whole row tiles of the
  *               plan's tileM rows (padding rows included; 16 x row warps: plan.ts rowTileOf, so
  *               16 for AR's 4 rows, whose warps split the keys instead) against every key tile
@@ -25,7 +27,11 @@
  *               rate), and writes O (the copy rate) after the other CTAs are done, over the
  *               SMs those CTAs occupy (the balance rule above); it is the same launch, so no
  *               launch gap (the combine kernel's 2 us). Host launch cost is not
- *               included (CUDA graphs).
+ *               included (CUDA graphs);
+ *               + the fill: the latency before a CTA's first tile (its Q load, then its first
+ *               K/V tile), paid once per wave of the CTAs an SM holds together (the busiest SM's
+ *               ceil(ceil(CTAs / SMs) / CTAs per SM) waves; splits.ts SPLIT_RATES.fillS, 1 us
+ *               assumed). The split rule (splits.ts splitEstimate) weighs the same terms.
  *   roofline    max(the essential HBM bytes at the copy rate, useful FLOPs at the measured
  *               bf16 matmul rate); share = roofline / predicted.
  * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
@@ -33,7 +39,8 @@
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
  */
 import type { AttentionPlan } from '../codegen/plan.js';
-import { chooseSplits } from '../codegen/splits.js';
+import { splitsFor } from '../codegen/call-params.js';
+import { SPLIT_RATES, chooseSplits, splitKernel } from '../codegen/splits.js';
 import { stepVisibility } from '../ir/mask.js';
 import { H200, type Machine } from './gemm-cost-model.js';
 
@@ -62,6 +69,8 @@ export interface AttentionPrediction {
   readonly mmaS: number;
   /** The split-KV merge in the row groups' last CTAs (0 with one split). */
   readonly mergeS: number;
+  /** The latency before a CTA's first tile, once per wave of CTAs an SM holds together (splits.ts SPLIT_RATES.fillS). */
+  readonly fillS: number;
   readonly predictedS: number;
   readonly bound: 'HBM' | 'L2' | 'mma';
   readonly rooflineS: number;
@@ -77,6 +86,15 @@ function visibleStepKeys(plan: AttentionPlan): number {
 }
 
 /**
+ * The split count of FA2's wave rule (chooseSplits over SMs x CTAs per SM), which the runtime used
+ * before the rule weighed the merge: bench:attention prints its prediction beside the rule's.
+ */
+export function waveRuleSplits(plan: AttentionPlan, s: AttentionShape, m: Machine, ctasPerSm: number): number {
+  const L = plan.variant.mask.prefix === 'all' ? s.prefix : 0;
+  return chooseSplits(plan.variant.shape.kvHeads * s.batch * plan.rowTiles, m.sms, Math.ceil(L / plan.tile.tileN), undefined, ctasPerSm);
+}
+
+/**
  * The prediction for one launch at `ctasPerSm` (ptxas's occupancy), with the split-KV count the
  * runtime would choose (or `splits`, e.g. a tuned one).
  */
@@ -87,14 +105,15 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const L = prefixVisible ? s.prefix : 0;
   const prefixTiles = Math.ceil(L / plan.tile.tileN);
   const perSplit = plan.variant.shape.kvHeads * s.batch * plan.rowTiles;
-  const parts = splits ?? chooseSplits(perSplit, m.sms, prefixTiles, 64, ctasPerSm);
+  const kernel = splitKernel({ ...plan, tileN: plan.tile.tileN, headDim: D });
+  const parts = splits ?? splitsFor({ tuned: undefined, workItems: perSplit, sms: m.sms, prefixTiles, ctasPerSm, kernel });
   const ctas = perSplit * parts;
   const rows = s.batch * n * Hq;
   const kvBytes = 2 * s.batch * Hkv * L * D * ELEMENT_BYTES;
   const essentialBytes = kvBytes + s.batch * n * (2 * Hq + 2 * Hkv) * D * ELEMENT_BYTES + rows * 4;
   const partialBytes = parts > 1 ? parts * rows * (D + 1) * 4 : 0;
   const hbmBytes = essentialBytes + partialBytes;
-  const l2Bytes = kvBytes * plan.rowTiles;
+  const l2Bytes = kvBytes * plan.rowTiles + (parts - 1) * rows * D * ELEMENT_BYTES;
   const usefulFlops = 4 * D * s.batch * (plan.group * Hkv) * (n * L + visibleStepKeys(plan));
   const stepTilesVisited = plan.stepTileOffset[plan.rowTiles]!;
   const executedFlops = 4 * D * s.batch * Hkv * plan.tileM * plan.tile.tileN * (plan.rowTiles * prefixTiles + stepTilesVisited);
@@ -106,10 +125,11 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const mergeBalance = Math.min(1, perSplit / m.sms);
   const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance : 0;
   const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';
-  const predictedS = Math.max(hbmS, l2S, mmaS) + mergeS;
+  const fillS = Math.ceil(Math.ceil(ctas / m.sms) / Math.max(1, ctasPerSm)) * SPLIT_RATES.fillS;
+  const predictedS = Math.max(hbmS, l2S, mmaS) + mergeS + fillS;
   const rooflineS = Math.max(essentialBytes / m.copyBytesPerS, usefulFlops / m.matmulFlops);
   return {
     splits: parts, ctas, ctasPerSm, waves: ctas / (m.sms * ctasPerSm), balance, hbmBytes, essentialBytes, l2Bytes, usefulFlops, executedFlops,
-    hbmS, l2S, mmaS, mergeS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
+    hbmS, l2S, mmaS, mergeS, fillS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
   };
 }

@@ -1,8 +1,9 @@
 /**
  * The device check's attention benchmark points (issue 15 item 5), decided here in TypeScript so
  * that the check times tidarc the way the runtime would run it: per (variant, L, batch) the
- * split-KV count of the runtime's rule (chooseSplits over SMs x the CTAs an SM holds, the
- * occupancy from ptxas at sm_90 as a build records it in the manifest) and the workspace it needs,
+ * split-KV count of the runtime's rule (call-params.ts splitsFor: the count of least estimated
+ * time over the SMs and the CTAs an SM holds, the occupancy from ptxas at sm_90 as a build
+ * records it in the manifest) and the workspace it needs,
  * with the cost model's prediction (src/bench/attention-cost-model.ts) that the check prints beside the
  * measurement. scripts/device-check reads them from grid.json; it re-implements neither rule.
  */
@@ -12,6 +13,7 @@ import { ptxasOfSource } from '../build/ptxas.js';
 import { findNvcc } from '../build/toolchain.js';
 import { ARCHES } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
+import { splitKernel } from '../codegen/splits.js';
 import type { Manifest, VariantOccupancy } from '../codegen/manifest.js';
 import { variantOccupancy } from '../codegen/occupancy.js';
 import { planAttention } from '../codegen/plan.js';
@@ -75,8 +77,9 @@ export async function benchPoints(m: Manifest, modelDir: string, grid: BenchGrid
     occupancy[name] = occ;
     for (const prefix of grid.prefixes) {
       for (const batch of grid.batches) {
-        // The launcher's call (attention-launch.ts): nothing tuned, the wave rule over the slots.
-        const splits = splitsFor({ tuned: undefined, workItems: batch * m.model.kvHeads * v.launch.rowTiles, slots: sms, prefixTiles: Math.ceil(prefix / v.plan.tileN), ctasPerSm: occ.ctasPerSm });
+        // The launcher's call (attention-launch.ts): nothing tuned, the rule over the SMs.
+        const kernel = splitKernel({ ...v.plan, rows: v.rows, headDim: v.shape.headDim });
+        const splits = splitsFor({ tuned: undefined, workItems: batch * m.model.kvHeads * v.launch.rowTiles, sms, prefixTiles: Math.ceil(prefix / v.plan.tileN), ctasPerSm: occ.ctasPerSm, kernel });
         const p = predictAttention(plan, { batch, prefix }, { ...H200, sms }, occ.ctasPerSm, splits);
         const rows = batch * v.steps * m.model.queryHeads;
         points.push({

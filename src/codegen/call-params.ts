@@ -9,10 +9,12 @@
  *                 (in powers of two; the shorter one on a tie); other batches are not guessed;
  *   CPU threads:  one thread for a call too short to pay for waking a worker, all otherwise;
  *                 split-KV only while the work items leave threads idle (cpuThreadsFor, cpuSplitsFor).
- *   split-KV:     on every backend, the caller's value, else the tuned one, else the wave rule
- *                 (splitsFor; the kernel library on cpu and cuda and the cuda launcher use it).
+ *   split-KV:     on every backend, the caller's value, else the tuned one, else the rule: on a
+ *                 GPU the split count of least estimated time (splitsFor: chooseAttentionSplits,
+ *                 which weighs the merge; the cuda launcher, graph buckets, tune's default and the
+ *                 device check's points use it), on the CPU the wave rule over its threads (cpuSplitsFor).
  */
-import { chooseSplits } from './splits.js';
+import { type SplitKernel, chooseAttentionSplits, chooseSplits } from './splits.js';
 import type { Backend } from './target.js';
 
 export interface CallParams {
@@ -53,27 +55,30 @@ export function tunedCallOf(v: { readonly tuned?: { readonly calls: Readonly<Rec
   return v.tuned?.backend === backend ? tunedCall(v.tuned.calls, batch, prefix) : undefined;
 }
 
-/** The inputs of the split-KV rule, explicit so that a backend states what it fills the machine with. */
+/** The inputs of the GPU split-KV rule, explicit so that every caller states the machine and kernel it weighs. */
 export interface SplitInputs {
   /** The tuned split count of this call's shape bucket on this backend (tunedCallOf), if any. */
   readonly tuned: number | undefined;
-  /** Work items of one split: batch * kvHeads * rowTiles (on a GPU, the main kernel's CTAs per split). */
+  /** CTAs of one split: batch * kvHeads * rowTiles. */
   readonly workItems: number;
-  /** What runs work items at once: the GPU's SMs, or the CPU threads the call uses. */
-  readonly slots: number;
+  /** The GPU's SMs. */
+  readonly sms: number;
   /** KV tiles of the longest prefix: ceil(prefix / tileN). */
   readonly prefixTiles: number;
-  /** GPU: CTAs of the main kernel one SM holds (the manifest's occupancy at the device's arch); absent: 1. */
+  /** CTAs of the kernel one SM holds (the manifest's occupancy at the device's arch); absent: 1. */
   readonly ctasPerSm?: number | undefined;
+  /** The kernel's tile (splitKernel of its plan): what a split's CTA and its merge cost. */
+  readonly kernel: SplitKernel;
 }
 
 /**
- * Split-KV of an attention call the caller left open, the one rule of every backend: what tidarc
- * tune measured for this shape, else the wave-efficiency rule (chooseSplits) over the slots;
- * never more than the prefix tiles (a split past them reads no key and only adds merge work).
+ * Split-KV of a GPU attention call the caller left open: what tidarc tune measured for this
+ * shape, else the split count of least estimated time (chooseAttentionSplits); never more than
+ * the prefix tiles (a split past them reads no key and only adds merge work).
  */
 export function splitsFor(s: SplitInputs): number {
-  return Math.max(1, Math.min(s.tuned ?? chooseSplits(s.workItems, s.slots, s.prefixTiles, undefined, s.ctasPerSm), Math.max(1, s.prefixTiles)));
+  const rule = (): number => chooseAttentionSplits({ workItems: s.workItems, sms: s.sms, prefixTiles: s.prefixTiles, ctasPerSm: s.ctasPerSm, kernel: s.kernel });
+  return Math.max(1, Math.min(s.tuned ?? rule(), Math.max(1, s.prefixTiles)));
 }
 
 /**
@@ -104,15 +109,15 @@ export function cpuThreadsFor(micros: number): number {
 }
 
 /**
- * Split-KV of a CPU call (splitsFor): the tuned value, else the wave-efficiency rule over the
- * threads it runs on; none on one thread. Splitting costs the CPU a second parallel phase (the
+ * Split-KV of a CPU call: the tuned value, else the wave-efficiency rule (chooseSplits) over the
+ * threads it runs on; none on one thread; never more than the prefix tiles. Splitting costs the CPU a second parallel phase (the
  * combine) and its worker wake-up: with 4 work items per thread instead (more items to balance a late worker), k = 8 steps at
  * L = 256 to 4k took 1.2 to 1.5x longer than unsplit ones in `tidarc tune` (2-thread VM).
  */
 export function cpuSplitsFor(workItems: number, threads: number, parallelism: number, prefixTiles: number, tuned?: number): number {
   const used = threads > 0 ? Math.min(threads, parallelism) : parallelism;
   if (tuned === undefined && used <= 1) return 1;
-  return splitsFor({ tuned, workItems, slots: used, prefixTiles });
+  return Math.max(1, Math.min(tuned ?? chooseSplits(workItems, used, prefixTiles), Math.max(1, prefixTiles)));
 }
 
 /** The heuristic call parameters of a CPU call: threads by estimated time (cpuThreadsFor), then split-KV (cpuSplitsFor). */

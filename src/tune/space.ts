@@ -27,6 +27,7 @@
  */
 import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
+import { splitKernel } from '../codegen/splits.js';
 import { rowTileOf } from '../codegen/plan.js';
 import type { Backend } from '../codegen/target.js';
 
@@ -109,16 +110,16 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 
 /**
  * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (64 keys) with
- * the planner's row tile for the shape (rowTileOf; the tile's warps when it has them) and split-KV by FA3's wave-efficiency rule over `slots` (the GPU's SMs, x `ctasPerSm`, the
- * CTAs an SM holds when ptxas said; splitsFor, the runtime's rule): split only while
- * the work items (batch * KV heads * row tiles) fill less than 80% of one wave, then the fewest
- * splits within 85% of the best wave efficiency. A CPU call's threads and splits:
+ * the planner's row tile for the shape (rowTileOf; the tile's warps when it has them) and split-KV
+ * by the runtime's rule (splitsFor: the count of least estimated time over `slots`, the GPU's SMs,
+ * with `ctasPerSm`, the CTAs an SM holds when ptxas said). A CPU call's threads and splits:
  * heuristicCpuCall (src/codegen/call-params.ts).
  */
 export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile, ctasPerSm = 1): AttentionConfig {
   const rt = rowTileOf(shape.rows, tile.tileN, tile.warps);
   const rowTiles = Math.ceil(shape.rows / rt.tileM);
-  const splits = splitsFor({ tuned: undefined, workItems: shape.batch * shape.kvHeads * rowTiles, slots, ctasPerSm, prefixTiles: Math.ceil(shape.prefix / tile.tileN) });
+  const kernel = splitKernel({ tileM: rt.tileM, tileN: tile.tileN, rowTiles, rows: shape.rows, headDim: shape.headDim });
+  const splits = splitsFor({ tuned: undefined, workItems: shape.batch * shape.kvHeads * rowTiles, sms: slots, ctasPerSm, prefixTiles: Math.ceil(shape.prefix / tile.tileN), kernel });
   return { warps: rt.warps, tileN: tile.tileN, splits };
 }
 

@@ -7,7 +7,7 @@ import { describe, expect, test } from 'vitest';
 import { CPU_PARALLEL_MICROS, NS_PER_KV_ELEMENT, NS_PER_MAC, cpuCallMicros, cpuSplitsFor, cpuThreadsFor, heuristicCpuCall, splitsFor, tunedCall, tunedCallOf } from '../../src/codegen/call-params.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
-import { chooseSplits } from '../../src/codegen/splits.js';
+import { chooseAttentionSplits, chooseSplits, splitKernel } from '../../src/codegen/splits.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { AttentionLauncher } from '../../src/runtime/cuda/attention-launch.js';
 import type { CudaDevice } from '../../src/runtime/cuda/device.js';
@@ -85,13 +85,15 @@ describe('the runtime uses the tuned calls of its backend', () => {
   });
 });
 
-describe('split-KV: one rule for every backend (splitsFor)', () => {
-  test('the tuned value, else the wave rule over the slots; never more than the prefix tiles', () => {
-    expect(splitsFor({ tuned: 3, workItems: 200, slots: 132, prefixTiles: 10 })).toBe(3);  // the heuristic alone: 1 (200 items fill 132 SMs)
-    expect(splitsFor({ tuned: undefined, workItems: 200, slots: 132, prefixTiles: 10 })).toBe(1);
-    expect(splitsFor({ tuned: undefined, workItems: 8, slots: 132, prefixTiles: 64 })).toBe(chooseSplits(8, 132, 64));
-    expect(splitsFor({ tuned: 8, workItems: 8, slots: 132, prefixTiles: 3 })).toBe(3);
-    expect(splitsFor({ tuned: 8, workItems: 8, slots: 132, prefixTiles: 0 })).toBe(1);
+describe('split-KV: one rule for every GPU caller (splitsFor)', () => {
+  const kernel = splitKernel({ tileM: 80, rows: 80, rowTiles: 1, tileN: 64, headDim: 128 });
+  test('the tuned value, else the rule of least estimated time over the SMs; never more than the prefix tiles', () => {
+    expect(splitsFor({ tuned: 3, workItems: 200, sms: 132, prefixTiles: 10, kernel })).toBe(3);  // the heuristic alone: 1 (200 items fill 132 SMs)
+    expect(splitsFor({ tuned: undefined, workItems: 200, sms: 132, prefixTiles: 10, kernel })).toBe(1);
+    expect(splitsFor({ tuned: undefined, workItems: 8, sms: 132, prefixTiles: 64, kernel })).toBe(chooseAttentionSplits({ workItems: 8, sms: 132, prefixTiles: 64, kernel }));
+    expect(splitsFor({ tuned: undefined, workItems: 8, sms: 132, prefixTiles: 64, kernel })).toBeLessThan(chooseSplits(8, 132, 64));  // the merge of 80 rows weighs
+    expect(splitsFor({ tuned: 8, workItems: 8, sms: 132, prefixTiles: 3, kernel })).toBe(3);
+    expect(splitsFor({ tuned: 8, workItems: 8, sms: 132, prefixTiles: 0, kernel })).toBe(1);
   });
   test('tuned calls apply to the backend they were measured on only', () => {
     const tuned = { tuned: { calls: CALLS, backend: 'cuda' as const } };
@@ -99,7 +101,7 @@ describe('split-KV: one rule for every backend (splitsFor)', () => {
     expect(tunedCallOf(tuned, 'cpu', 1, 3000)).toBeUndefined();
     expect(tunedCallOf({}, 'cuda', 1, 3000)).toBeUndefined();
   });
-  test('the cuda launcher: tuned on cuda, else the wave rule over the device\'s SMs with batch * kvHeads * rowTiles CTAs a split', () => {
+  test('the cuda launcher: tuned on cuda, else the rule over the device\'s SMs with batch * kvHeads * rowTiles CTAs a split and the variant\'s tile', () => {
     const spec: ModelSpec = {
       name: 'gpu-calls', family: 'qwen3', layers: 1, hiddenSize: 128, queryHeads: 2, kvHeads: 1, headDim: 64, intermediateSize: 128, vocabSize: 260,
       ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true, dtype: 'bf16', maskTokenId: 259, draftLengths: [2],
@@ -112,8 +114,10 @@ describe('split-KV: one rule for every backend (splitsFor)', () => {
     const launcher = (sms: number) => new AttentionLauncher({ info: { multiprocessors: sms } } as CudaDevice, '/nowhere', manifest);
     expect(launcher(132).splitsFor(v, 1, 3000)).toBe(4);   // tuned b1 L4096
     expect(launcher(132).splitsFor(v, 1, 200)).toBe(1);    // tuned b1 L256
-    expect(launcher(132).splitsFor(v, 2, 3000)).toBe(chooseSplits(2 * v.launch.rowTiles, 132, Math.ceil(3000 / 32)));  // no tuned batch 2
-    expect(launcher(132).splitsFor(ar, 1, 3000)).toBe(chooseSplits(ar.launch.rowTiles, 132, Math.ceil(3000 / ar.plan.tileN)));
+    const rule = (x: ManifestVariant, batch: number, prefix: number) =>
+      chooseAttentionSplits({ workItems: batch * x.launch.rowTiles, sms: 132, prefixTiles: Math.ceil(prefix / x.plan.tileN), kernel: splitKernel({ ...x.plan, rows: x.rows, headDim: 64 }) });
+    expect(launcher(132).splitsFor(v, 2, 3000)).toBe(rule(v, 2, 3000));  // no tuned batch 2
+    expect(launcher(132).splitsFor(ar, 1, 3000)).toBe(rule(ar, 1, 3000));
     expect(launcher(1).splitsFor(ar, 1, 3000)).toBe(1);
     expect(() => launcher(132).variant('tidar_k9')).toThrow(/the compiled kernels have no variant tidar_k9/);
   });

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { parsePtxasReport } from '../../src/build/ptxas.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { generateModel } from '../../src/codegen/generate.js';
-import { chooseSplits } from '../../src/codegen/splits.js';
+import { chooseAttentionSplits, splitKernel } from '../../src/codegen/splits.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { SPLITS, TILE_N, WARPS, configKey, heuristicConfig, infeasible, searchSpace, type TuneShape } from '../../src/tune/space.js';
 
@@ -50,9 +50,10 @@ describe('search space', () => {
     expect(searchSpace(QWEN3_K16, 'cpu', { threads: [1, 2] }).candidates.length).toBeGreaterThan(searchSpace(QWEN3_K16, 'cuda').candidates.length);
   });
 
-  test('the heuristic default is the arch tile with the planner\'s row tile and FA3\'s wave-efficiency split rule', () => {
+  test('the heuristic default is the arch tile with the planner\'s row tile and the runtime\'s split rule (splitsFor)', () => {
     // 1088 rows: 17 tiles of 4 warps (64 rows), no padding.
-    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 4, tileN: 64, splits: chooseSplits(1 * 8 * 17, 132, 64) });
+    const kernel = splitKernel({ tileM: 64, rows: 1088, rowTiles: 17, tileN: 64, headDim: 128 });
+    expect(heuristicConfig(QWEN3_K16, 132)).toEqual({ warps: 4, tileN: 64, splits: chooseAttentionSplits({ workItems: 1 * 8 * 17, sms: 132, prefixTiles: 64, kernel }) });
     const ar: TuneShape = { headDim: 128, rows: 4, kvHeads: 8, batch: 1, prefix: 65536 };
     const h = heuristicConfig(ar, 132);
     expect(h.splits).toBeGreaterThan(1);  // 8 work items on 132 SMs: split the prefix

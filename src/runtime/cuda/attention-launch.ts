@@ -2,8 +2,8 @@
  * The attention launches of a compiled kernels directory on a CudaDevice, in one place for
  * every caller that has its tensors on the device (the kernel library's cuda backend, the cuda
  * model runner): a variant's kernel (each module loaded once), the split-KV choice
- * (call-params.ts splitsFor: tuned on cuda, else the wave rule over the device's SMs x the CTAs
- * an SM holds, from the manifest's occupancy), the split workspace and counters, the argument
+ * (call-params.ts splitsFor: tuned on cuda, else the split count of least estimated time over the
+ * device's SMs and the CTAs an SM holds, from the manifest's occupancy), the split workspace and counters, the argument
  * struct (op-abi.ts ATTENTION) and ONE launch per call:
  *   grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
  *   with splits > 1 each CTA writes its split's partial o and lse to the workspace and counts
@@ -12,6 +12,7 @@
  */
 import { join } from 'node:path';
 import { splitsFor, tunedCallOf } from '../../codegen/call-params.js';
+import { splitKernel } from '../../codegen/splits.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
@@ -89,15 +90,16 @@ export class AttentionLauncher {
     return v;
   }
 
-  /** Split-KV parts of a launch the caller leaves open: what tidarc tune measured on a GPU for this shape, else the wave rule over the SMs. */
+  /** Split-KV parts of a launch the caller leaves open: what tidarc tune measured on a GPU for this shape, else the rule of least estimated time (splits.ts). */
   splitsFor(v: ManifestVariant, batch: number, maxPrefix: number): number {
     return splitsFor({
       tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
       workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
-      slots: this.device.info.multiprocessors,
-      // Slots are SMs x the CTAs an SM holds at this arch (ptxas, recorded at compile); unknown: 1.
+      sms: this.device.info.multiprocessors,
+      // The CTAs an SM holds at this arch (ptxas, recorded at compile); unknown: 1.
       ctasPerSm: v.occupancy?.[this.device.arch]?.ctasPerSm,
       prefixTiles: Math.ceil(maxPrefix / v.plan.tileN),
+      kernel: splitKernel({ ...v.plan, rows: v.rows, headDim: v.shape.headDim }),
     });
   }
 
