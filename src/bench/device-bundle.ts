@@ -215,7 +215,7 @@ export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>):
 
 /**
  * The configurations the check times for one bucket, at most `max`, the heuristic first.
- * Every tile is a candidate; its split-KV counts go by rank: first the tile's own FA3 split
+ * Every tile is a candidate; its split-KV counts go by rank: first the tile's own rule's split
  * (heuristicConfig with that tile), then the SPLITS values nearest to it in log2 (ties: fewer
  * splits), one rank over all tiles at a time until `max` are taken. So every tile is timed
  * (11 tiles: ranks 0 and 1 for all, rank 2 for the first 8), and the cap drops the split

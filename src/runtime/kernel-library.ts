@@ -43,7 +43,8 @@ export interface AttentionInputs {
   readonly vStep: Uint16Array;
   /**
    * Split-KV count; default: the tuned value for this shape on this backend (compile --tuned),
-   * else the wave-efficiency rule over the CPU threads or the GPU's SMs (call-params.ts splitsFor).
+   * else the wave-efficiency rule over the CPU threads (cpuSplitsFor), or the split count of least
+   * estimated time over the GPU's SMs (call-params.ts splitsFor).
    */
   readonly splits?: number;
   /**

@@ -8,7 +8,7 @@
  * as one CUDA graph per step kind and split-KV bucket (gpu-decode-step.ts, step-graphs.ts).
  * Attention launches go through the shared AttentionLauncher
  * (attention-launch.ts), which the cuda kernel library uses too: split-KV as tidarc tune measured
- * on a GPU for the shape, else the wave rule over SMs x CTAs per SM. The linear layers run on the generated GEMMs of the manifest
+ * on a GPU for the shape, else the split rule (splits.ts: least estimated time over the SMs). The linear layers run on the generated GEMMs of the manifest
  * ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, gpu-weights.ts); a layer
  * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part.
  */

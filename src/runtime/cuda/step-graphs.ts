@@ -8,7 +8,7 @@
  *   - the step kind and its token count (tidar_k<K>: K + K^2, ar: 1), and the sampling setup
  *     (greedy or sampled, beta mix, top-k/top-p, seed, never-emitted token);
  *   - the bucket: the split-KV count of each attention launch. The launcher chooses splits from
- *     the prefix length (tuned, else the wave rule, clamped to the prefix's KV tiles), so a
+ *     the prefix length (tuned, else the split rule, clamped to the prefix's KV tiles), so a
  *     bucket is the range of prefix lengths over which that choice stays the same: a decode
  *     that crosses into the next range warms up and captures once more. The kernels read the
  *     prefix length itself from device memory, so it is not part of the key.
