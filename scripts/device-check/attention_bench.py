@@ -1,7 +1,7 @@
 """tidarc's side of the attention benchmark, launched as the runtime would launch it (issue 15 item 5):
 per point (variant, prefix L, batch) the split-KV count and workspace that grid.json's attentionBench
-section gives (src/bench/attention-points.ts: the runtime's own rule, chooseSplits over SMs x the CTAs
-an SM holds at ptxas's occupancy; nothing of it is re-implemented here), with the cost model's
+section gives (src/bench/attention-points.ts: the runtime's own rule, splitsFor's least estimated time
+over the SMs at ptxas's occupancy; nothing of it is re-implemented here), with the cost model's
 prediction beside the measurement; and, where the CUDA search (tune.py) timed the point's shape
 bucket, its best configuration as a second row. Every timing names its splits.
 
