@@ -19,8 +19,8 @@
  *     a blockM whose CTAs leave more than one m16 fragment of padding each is dropped too.
  */
 import {
-  GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_THREADS, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
-  gemmStageBytes, planGemm, planReduction,
+  GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
+  gemmTileProblem, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 
 export const GEMM_BLOCK_M: readonly number[] = [16, 32, 48, 64, 80, 96, 112, 128];
@@ -43,13 +43,15 @@ export interface GemmPruned<C> {
   readonly why: string;
 }
 
-/** Why a tile cannot (or should not) run M rows (null when it can). */
+/**
+ * Why a tile cannot (or should not) run M rows (null when it can): what the kernel cannot run at
+ * all is gemmTileProblem's (the one source, also used on tuned records); this adds what it
+ * should not run: a register estimate that spills, and padding rows.
+ */
 export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget): string | null {
-  const warpsN = GEMM_THREADS / 32 / t.warpsM;
-  if ((t.blockM / t.warpsM) % 16 !== 0 || (128 / warpsN) % 16 !== 0) return `${t.warpsM} warp rows split ${t.blockM} rows or 128 columns into parts that are not whole m16 x (2 x n8) fragments`;
+  const problem = gemmTileProblem(t, target);
+  if (problem) return problem;
   if (gemmRegisters(t.blockM) > MAX_REGISTERS) return `about ${gemmRegisters(t.blockM)} registers a thread; ptxas spills past ${MAX_REGISTERS}`;
-  const smem = t.stages * gemmStageBytes(t.blockM);
-  if (smem > target.maxSharedPerBlock) return `${smem} bytes of shared memory; ${target.arches.join(',')} allow ${target.maxSharedPerBlock}`;
   if (m <= GEMM_MAX_BLOCK_M && t.blockM > 16 * Math.ceil(m / 16)) return `${t.blockM} rows for M = ${m}: only padding past ${16 * Math.ceil(m / 16)}`;
   if (m > GEMM_MAX_BLOCK_M && Math.ceil(m / t.blockM) * t.blockM - m >= 16 * Math.ceil(m / t.blockM)) return `${Math.ceil(m / t.blockM)} CTAs of ${t.blockM} rows pad M = ${m} by more than a fragment each`;
   return null;

@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { type GemmRole, gemmShapeOf } from '../../src/codegen/gemm-model.js';
-import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { TidarcError } from '../../src/errors.js';
 import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmRegisters, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
@@ -50,7 +50,23 @@ describe('GEMM search space', () => {
   });
   test('registers: blockM / 2 accumulators a thread, as ptxas measured; a tile past 255 registers is pruned', () => {
     expect([16, 32, 48, 64, 80, 96, 112, 128].map(gemmRegisters)).toEqual([56, 64, 78, 120, 122, 122, 160, 160]);
-    expect(gemmTileInfeasible({ blockM: 512, warpsM: 2, stages: 3 }, 4096, gemmTarget(['sm_90']))).toMatch(/registers a thread; ptxas spills past 255/);
+    // The space stops at 128 rows for that reason: 512 would spill, and the kernel's limit refuses it first.
+    expect(gemmRegisters(512)).toBeGreaterThan(255);
+    expect(gemmTileInfeasible({ blockM: 512, warpsM: 2, stages: 3 }, 4096, gemmTarget(['sm_90']))).toMatch(/blockM 512 is not a multiple of 16 from 16 to 128/);
+  });
+  test('what the kernel cannot run is gemmTileProblem\'s answer, word for word (one source for the search and tuned records)', () => {
+    const targets = [gemmTarget(['sm_90']), gemmTarget(['sm_80', 'sm_86'])];
+    let refused = 0;
+    for (const target of targets) for (const blockM of [8, 16, 24, 64, 128, 144]) for (const warpsM of [1, 2, 3, 4, 8]) for (const stages of [2, 3, 6, 7]) {
+      const t = { blockM, warpsM, stages };
+      const problem = gemmTileProblem(t, target);
+      if (problem) refused++;
+      for (const m of [1, 128, 272]) {
+        const why = gemmTileInfeasible(t, m, target);
+        if (problem) expect(why, JSON.stringify({ t, m })).toBe(problem);
+      }
+    }
+    expect(refused).toBeGreaterThan(100);
   });
   test('padding and warp layout: M = 1 keeps only 16-row tiles; 4 warp rows need 64-row multiples', () => {
     const target = gemmTarget(['sm_90']);
