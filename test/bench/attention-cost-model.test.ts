@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { H200, predictAttention, waveRuleSplits } from '../../src/bench/attention-cost-model.js';
 import { ARCHES } from '../../src/codegen/arch.js';
+import { SPLIT_RATES } from '../../src/codegen/splits.js';
 import { planAttention } from '../../src/codegen/plan.js';
 import { variantsForModel } from '../../src/codegen/variant.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
@@ -44,6 +45,12 @@ describe('attention cost model', () => {
     expect(p.rooflineShare).toBeCloseTo(p.rooflineS / p.predictedS, 12);
     expect(p.rooflineShare).toBeGreaterThan(0.65);  // 0.77 before the fill was counted
     expect(p.rooflineShare).toBeLessThan(0.75);
+  });
+
+  test('the split rule weighs the H200 the model predicts: its per-SM rates are the machine record\'s over its SMs', () => {
+    expect(SPLIT_RATES.hbmBytesPerSmS * H200.sms).toBeCloseTo(H200.copyBytesPerS, 0);
+    expect(SPLIT_RATES.l2BytesPerSmS * H200.sms).toBeCloseTo(H200.l2BytesPerS, 0);
+    expect(SPLIT_RATES.mmaFlopsPerSmS * H200.sms).toBeCloseTo(H200.mmaSyncFlops, 0);
   });
 
   test('a given split count is used as is; one split has no merge', () => {
