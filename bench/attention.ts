@@ -26,6 +26,7 @@ import { variantsForModel } from '../src/codegen/variant.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
 import { H200, predictAttention, waveRuleSplits } from '../src/bench/attention-cost-model.js';
+import { printSm90aAttention } from './attention-sm90a.js';
 
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16'] as const;
 export const BENCH_PREFIXES = [4096, 16384] as const;
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
   for (const r of table) console.log(line(r));
   console.log('\nroof: max(essential HBM bytes / copy, useful FLOPs / bf16 matmul); roof % = roof / pred (the issue\'s targets: AR >= 60% at B = 1, L = 4k).');
   console.log('old s, old us: the splits of the wave rule the runtime used before (FA2\'s, chooseSplits) and the model\'s time with them.');
+  await printSm90aAttention();  // issue 18: the compute-bound variants on the sm_90a kernel
 }
 
 main().catch((e: unknown) => {

@@ -1,0 +1,33 @@
+/**
+ * The sm_90a attention's cost model (src/bench/attention-sm90a-cost-model.ts), pure: its FLOP
+ * counts follow the plan (useful: 4 D per visible (row, key) pair; executed: whole 128-row tiles
+ * against every key tile they visit), the wgmma term is the executed FLOPs at the matmul rate,
+ * and without a split count given it takes the one of least predicted time.
+ */
+import { describe, expect, test } from 'vitest';
+import { H200 } from '../../src/bench/gemm-cost-model.js';
+import { predictAttentionSm90a } from '../../src/bench/attention-sm90a-cost-model.js';
+import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
+import { prefillChunkVariant, tidarDecodeVariant } from '../../src/codegen/variant.js';
+
+const QWEN3 = { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 } as const;
+
+describe('the sm_90a attention cost model', () => {
+  test('the prefill chunk at L = 4096, batch 1: FLOPs from the plan, wgmma time at the matmul rate', () => {
+    const plan = planAttentionSm90a(prefillChunkVariant(QWEN3));
+    const p = predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 164, 1);
+    // Useful: 32 heads x (64 rows x 4096 prefix keys + 64 x 65 / 2 causal pairs) x 4 x 128.
+    expect(p.usefulFlops).toBe(4 * 128 * 32 * (64 * 4096 + (64 * 65) / 2));
+    // Executed: 8 KV heads x 2 tiles of 128 rows x (64 prefix tiles + 1 in-step tile) x 64 keys x 4 x 128.
+    expect(p.executedFlops).toBe(4 * 128 * 8 * 128 * (2 * 64 * 64 + plan.stepTileKey.length * 64));
+    expect(p.wgmmaS).toBeCloseTo(p.executedFlops / H200.matmulFlops, 15);
+    expect({ splits: p.splits, ctas: p.ctas, bound: p.bound }).toEqual({ splits: 1, ctas: 16, bound: 'wgmma' });
+  });
+
+  test('the split count of least predicted time: k = 16 at batch 1 fills the SMs (72 row groups, 1 CTA an SM)', () => {
+    const plan = planAttentionSm90a(tidarDecodeVariant(16, QWEN3));
+    const best = predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 151);
+    for (let s = 1; s <= 32; s++) expect(best.predictedS).toBeLessThanOrEqual(predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 151, s).predictedS);
+    expect(best.splits).toBeGreaterThan(1);
+  });
+});
