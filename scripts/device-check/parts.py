@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
-from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_path, nvcc_version, tune, wall_timer
+from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
 
 HERE = Path(__file__).resolve().parent
 

@@ -197,13 +197,16 @@ print(json.dumps(out))
     expect(readFileSync(join(out, 'e2e.md'), 'utf8')).toMatch(/3 of 3 prompts give the same first token/);
   }, 300_000);
 
-  test('--dry-backend cuda on the emulated driver: tidarc\'s steps with graphs and launch by launch, fewer launches a step with graphs', async () => {
+  test('device_check.py\'s e2e part (its own process, after facts) on the emulated driver: tidarc\'s steps with graphs and launch by launch, fewer launches a step with graphs', async () => {
     const out = join(root, 'dry-cuda');
-    const r = await py(['e2e.py', '--dry-run', '--dry-backend', 'cuda', '--tidarc-root', resolve('.'), '--out', out],
+    const r = await py(['device_check.py', '--dry-run', '--parts', 'e2e', '--runtime-root', resolve('.'), '--bundle', join(root, 'no-bundle'), '--out', out],
       { ...process.env, TIDARC_CACHE: cache, TIDARC_LIBCUDA: await sharedEmulatedDriver() });
     expect(r.code, r.stderr).toBe(0);
     type Figures = { medianMs: number; launchesPerStep: number };
-    const data = JSON.parse(readFileSync(join(out, 'e2e.json'), 'utf8')) as {
+    const check = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; e2e: unknown };
+    expect(check.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['e2e', 'ok']]);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## End to end: one decode step against transformers and the roofline (issue 16 item 5)');
+    const data = check.e2e as {
       backend: string; graphs: string; rows: { step: string; tidarcGraphsMs: number; tidarcLaunchesMs: number; tidarc: Record<'graphs' | 'launches', Figures>; ratios: Record<string, number> }[];
     };
     expect([data.backend, data.graphs]).toEqual(['cuda', 'supported']);
