@@ -17,6 +17,7 @@ import { DEVICE_BUDGET_S, checkCarry, deviceRunCall, mib } from '../../src/bench
 import { DRY_RUN_GRID, DRY_RUN_TUNE, FULL_GRID, FULL_TUNE, prepareDeviceBundle } from '../../src/bench/device-bundle.js';
 import { DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { DRY_RUN_SM90A, FULL_SM90A, prepareSm90aBundle } from '../../src/bench/gemm-sm90a-bundle.js';
+import { DRY_RUN_ATTENTION_SM90A, FULL_ATTENTION_SM90A, prepareAttentionSm90aBundle } from '../../src/bench/attention-sm90a-bundle.js';
 import { TidarcError } from '../../src/errors.js';
 
 function bytesUnder(path: string): number {
@@ -41,8 +42,10 @@ async function main(): Promise<void> {
   const grid = await prepareDeviceBundle({ outDir, grid: dry ? DRY_RUN_GRID : FULL_GRID, tune: dry ? DRY_RUN_TUNE : FULL_TUNE, bench: dry ? DRY_RUN_BENCH : FULL_BENCH, emulated: dry, log: (l) => console.error(l) });
   const gemm = await prepareGemmBundle(outDir, dry ? DRY_RUN_GEMM : FULL_GEMM, dry);
   const sm90a = await prepareSm90aBundle(outDir, dry ? DRY_RUN_SM90A : FULL_SM90A, dry);
+  // Issue 18: the sm_90a attention against its mma.sync twin and Flex (attention_sm90a.json, run by parts.py's sm90a part).
+  const sm90aAttention = await prepareAttentionSm90aBundle(outDir, dry ? DRY_RUN_ATTENTION_SM90A : FULL_ATTENTION_SM90A, dry);
   const tuned = grid.tune?.variants.flatMap((v) => v.buckets) ?? [];
-  console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts; gemm search: ${(gemm.tune ?? []).reduce((n, t) => n + t.candidates.length, 0)} candidates in ${(gemm.tune ?? []).reduce((n, t) => n + t.sources.length, 0)} sources; sm_90a GEMM check: ${sm90a.units.length} weight shapes x ${sm90a.units[0]?.kernels.length ?? 0} token tiles`);
+  console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts; gemm search: ${(gemm.tune ?? []).reduce((n, t) => n + t.candidates.length, 0)} candidates in ${(gemm.tune ?? []).reduce((n, t) => n + t.sources.length, 0)} sources; sm_90a GEMM check: ${sm90a.units.length} weight shapes x ${sm90a.units[0]?.kernels.length ?? 0} token tiles; sm_90a attention: ${sm90aAttention.cases.map((c) => c.name).join(', ')} at ${sm90aAttention.points.length} points`);
 
   if (!args.includes('--no-pack')) {
     const pack = spawnSync('bash', [join(repo, 'scripts/device-check/pack-runtime.sh'), outDir], { stdio: ['ignore', 'inherit', 'inherit'] });

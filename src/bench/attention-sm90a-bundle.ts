@@ -1,0 +1,111 @@
+/**
+ * The device check's sm_90a attention part (scripts/device-check/attention_sm90a.py, issue 18):
+ * per case (a variant of a head shape), the generated sm_90a unit and the variant's own (mma.sync)
+ * unit, so that the check, on the same tensors in one process, (1) holds both to the float64
+ * reference at a small check point (splits 1 and 3), then (2) on an H200 races them and
+ * FlexAttention at the Qwen3-8B points (L = 4k and 16k, batch 1 and 8; each kernel at its best of
+ * a few split counts). Writes <out>/attention_sm90a/ (sources, headers, and for a dry run the
+ * emulator modules beside the .fatbin paths the check loads) and <out>/attention_sm90a.json.
+ * On the GPU machine the check compiles the sources with nvcc (sm_90a, and sm_90 for the
+ * mma.sync units).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ARCHES } from '../codegen/arch.js';
+import { SM90A_ATTENTION_STATIC_FILES, planAttentionSm90a, renderAttentionSm90a } from '../codegen/attention-sm90a.js';
+import { renderCudaVariant } from '../codegen/kernel-source.js';
+import { planAttention } from '../codegen/plan.js';
+import { NVCC_BASE_FLAGS } from '../codegen/targets.js';
+import { readTemplateFile } from '../codegen/templates.js';
+import { type AttentionShape, type AttentionVariant, prefillChunkVariant, tidarDecodeVariant } from '../codegen/variant.js';
+import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
+import { stepVisibility } from '../ir/mask.js';
+
+export interface AttentionSm90aCheckPlan {
+  readonly shape: AttentionShape;
+  readonly variants: readonly AttentionVariant[];
+  /** The correctness point: small enough for a float64 reference in numpy. */
+  readonly check: { readonly prefix: number; readonly batch: number };
+  /** Timed on a GPU (none in a dry run). */
+  readonly points: readonly { readonly prefix: number; readonly batch: number }[];
+  /** Split counts each kernel is timed at; its best is reported. */
+  readonly splits: readonly number[];
+}
+
+const QWEN3_8B: AttentionShape = { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 };
+const DRY_SHAPE: AttentionShape = { dtype: 'fp16', headDim: 64, qHeads: 4, kvHeads: 1 };
+
+/** Qwen3-8B's compute-bound variants at the issue's points. */
+export const FULL_ATTENTION_SM90A: AttentionSm90aCheckPlan = {
+  shape: QWEN3_8B,
+  variants: [tidarDecodeVariant(16, QWEN3_8B), prefillChunkVariant(QWEN3_8B)],
+  check: { prefix: 200, batch: 2 },
+  points: [4096, 16384].flatMap((prefix) => [1, 8].map((batch) => ({ prefix, batch }))),
+  splits: [1, 2, 4, 8, 16],
+};
+/** --dry-run on the emulated driver: the prefill chunk at G = 4, head dim 64 (256 rows, 2 row tiles), checked only. */
+export const DRY_RUN_ATTENTION_SM90A: AttentionSm90aCheckPlan = { shape: DRY_SHAPE, variants: [prefillChunkVariant(DRY_SHAPE)], check: { prefix: 130, batch: 2 }, points: [], splits: [1, 3] };
+
+export interface AttentionSm90aKernelEntry {
+  readonly source: string;
+  readonly fatbin: string;
+  readonly symbol: string;
+  readonly rowTiles: number;
+  readonly block: number;
+  readonly sharedBytes: number;
+}
+
+export interface AttentionSm90aCase {
+  readonly name: string;
+  readonly steps: number;
+  readonly prefixVisible: boolean;
+  /** The in-step mask, one '0'/'1' string per query token (grid.json's form). */
+  readonly visible: readonly string[];
+  readonly sm90a: AttentionSm90aKernelEntry & { readonly tileN: number };
+  readonly sm90: AttentionSm90aKernelEntry;
+}
+
+export interface AttentionSm90aBundle {
+  readonly format: 1;
+  readonly model: AttentionShape;
+  readonly check: AttentionSm90aCheckPlan['check'];
+  readonly points: AttentionSm90aCheckPlan['points'];
+  readonly splits: readonly number[];
+  /** nvcc's flags (the check adds -o and the source): the sm_90a units, the mma.sync ones. */
+  readonly nvccFlags: { readonly sm90a: readonly string[]; readonly sm90: readonly string[] };
+  readonly cases: readonly AttentionSm90aCase[];
+}
+
+const HEADERS = ['cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_gemm_abi.h', 'common/tidarc_abi.h', ...SM90A_ATTENTION_STATIC_FILES.map(([, t]) => t)];
+
+/** Writes the bundle under `outDir`; `emulated`: builds each unit's emulator module too (for --dry-run). */
+export async function prepareAttentionSm90aBundle(outDir: string, plan: AttentionSm90aCheckPlan, emulated: boolean): Promise<AttentionSm90aBundle> {
+  const dir = join(outDir, 'attention_sm90a');
+  await mkdir(dir, { recursive: true });
+  for (const h of HEADERS) await writeFile(join(dir, h.replace(/^(cuda|common)\//, '')), readTemplateFile(h));
+  const cases: AttentionSm90aCase[] = [];
+  for (const v of plan.variants) {
+    const fast = planAttentionSm90a(v);
+    const own = planAttention(v, ARCHES.sm_90.tile);
+    const entry = (source: string, symbol: string, rowTiles: number, block: number, sharedBytes: number): AttentionSm90aKernelEntry =>
+      ({ source: `attention_sm90a/${source}`, fatbin: `attention_sm90a/${source.replace(/\.cu$/, '.fatbin')}`, symbol, rowTiles, block, sharedBytes });
+    const sm90a = { ...entry(`${v.name}.sm90a.cu`, fast.symbol, fast.rowTiles, fast.threads, fast.sharedBytes), tileN: fast.tileN };
+    const sm90 = entry(`${v.name}.cu`, v.symbol, own.rowTiles, own.threads, own.sharedBytes);
+    await writeFile(join(outDir, sm90a.source), renderAttentionSm90a(fast, 'device-check'));
+    await writeFile(join(outDir, sm90.source), renderCudaVariant(own, 'device-check'));
+    if (emulated) {
+      await buildEmulatedModule(join(outDir, sm90a.source), emulatedModulePath(join(outDir, sm90a.fatbin)), [{ name: sm90a.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { includeDirs: [dir] });
+      await buildEmulatedModule(join(outDir, sm90.source), emulatedModulePath(join(outDir, sm90.fatbin)), [{ name: sm90.symbol, argsType: 'TidarcAttentionArgs' }], { includeDirs: [dir] });
+    }
+    const vis = stepVisibility(v.mask);
+    const n = fast.steps;
+    const visible = Array.from({ length: n }, (_, q) => Array.from({ length: n }, (_, k) => String(vis[q * n + k])).join(''));
+    cases.push({ name: v.name, steps: n, prefixVisible: v.mask.prefix === 'all', visible, sm90a, sm90 });
+  }
+  const bundle: AttentionSm90aBundle = {
+    format: 1, model: plan.shape, check: plan.check, points: plan.points, splits: plan.splits,
+    nvccFlags: { sm90a: [...NVCC_BASE_FLAGS, ARCHES.sm_90a.gencode], sm90: [...NVCC_BASE_FLAGS, ARCHES.sm_90.gencode] }, cases,
+  };
+  await writeFile(join(outDir, 'attention_sm90a.json'), `${JSON.stringify(bundle, null, 2)}\n`);
+  return bundle;
+}
