@@ -21,10 +21,11 @@
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma; operands straight from
  *               shared memory, so no ldmatrix bound).
  *   softmax     one exp2 per executed score on the SFU (16 a clock an SM, 1.98 GHz: ~4.2e12/s on
- *               132 SMs) plus the FMA work around it, taken as 2 x the exp time; this kernel
- *               waits for each wgmma (no intra-warpgroup pipelining yet), so one consumer hides
- *               none of it behind the tensor cores and two consumers (the hardware interleaves
- *               their warps) half of it: an assumption, to be replaced by a measurement.
+ *               132 SMs) plus the FMA work around it, taken as 2 x the exp time. The kernel runs
+ *               the softmax of tile i while the tensor cores run P V of tile i - 1 (FA3's
+ *               intra-warpgroup overlap), so only the softmax time past the P V time (half the
+ *               wgmma time) shows; with two consumers (the hardware interleaves their warps)
+ *               half of that: an assumption, to be replaced by a measurement.
  */
 import type { AttentionSm90aPlan } from '../codegen/attention-sm90a.js';
 import { stepVisibility } from '../ir/mask.js';
@@ -94,8 +95,8 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const executedFlops = 4 * d * batch * kvHeads * plan.tileM * (plan.rowTiles * (variant.mask.prefix === 'all' ? prefixTiles * plan.tileN : 0) + stepKeyVisits);
   const wgmmaS = executedFlops / machine.matmulFlops;
   const exps = executedFlops / (4 * d);
-  const hidden = plan.consumers === 2 ? 0.5 : 0;
-  const softmaxS = (1 - hidden) * (1 + SOFTMAX_PER_EXP) * exps / H200_EXP2_PER_S;
+  const softmaxRaw = (1 + SOFTMAX_PER_EXP) * exps / H200_EXP2_PER_S;
+  const softmaxS = Math.max(0, softmaxRaw - wgmmaS / 2) * (plan.consumers === 2 ? 0.5 : 1);
   const hbmS = hbmBytes / machine.copyBytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const w = ctas / (machine.sms * perSm);

@@ -20,7 +20,8 @@
       into shared memory) and the K tile both K-major from shared memory; the online softmax on
       the accumulator fragments (a warp's 16 rows, the mma.m16n8 C layout, so the sm_80 softmax
       code carries over); O += P V by wgmma with P from registers (the accumulators packed to
-      16 bits are the A fragments) and V as B, MN-major (the transpose flag).
+      16 bits are the A fragments) and V as B, MN-major (the transpose flag). The softmax of
+      tile i overlaps the P V wgmma of tile i - 1 (FA3's intra-warpgroup pipelining).
     Config (<variant>.sm90a.cu) adds kConsumers and kStages to the sm_80 Config's fields. */
 #pragma once
 #include "tidarc_attention.cuh"
@@ -185,20 +186,27 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   float row_max[2] = {-INFINITY, -INFINITY};  // running max of scaled scores (log2 domain)
   float row_sum[2] = {0.f, 0.f};              // this thread's partial sums; reduced at the end
 
+  // Pipelined as FA3's intra-warpgroup overlap: while the softmax of tile i runs on the CUDA
+  // cores, the tensor cores run O += P V of tile i - 1. Per tile: issue S_i = Q K_i, then P_{i-1}
+  // V_{i-1}; wait for S_i only (wgmma.wait_group 1: groups retire in commit order); the softmax
+  // of S_i (its row max, P in place, the sums; o is not touched: a wgmma writes it); then wait for
+  // P V, release the stage of tile i - 1, rescale o to the new max and pack P_i. P_{i-1}'s
+  // registers stay untouched while their wgmma runs (P_i is packed only after it retired).
+  float sacc[NT / 2];
+  uint32_t pa[NT / 16][4];  // P as the A fragments of P V, 16 keys each
+  float scale_old[2];
   for (int i = 0; i < num_tiles; ++i) {
     const int s = i % C::kStages;
     mbarrier_wait(&full[s], (i / C::kStages) & 1);
     const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
-    const unsigned char* sk = ring + s * S::kStageBytes;
-    const unsigned char* sv = sk + S::kTileBytes;
-    const uint64_t desc_k = smem_desc(sk, Swizzle::b128, 16, 1024);
+    const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);
+    const int prev = (i + C::kStages - 1) % C::kStages;  // the stage of tile i - 1
     // V is B of P V with keys as its K: MN-major (head dim contiguous); the next 64 columns are a
     // slice further (LBO), the next 8 keys 1024 bytes (SBO), the kk-th 16 keys 2048 bytes (>> 4: 128).
-    const uint64_t desc_v = smem_desc(sv, Swizzle::b128, S::kSliceBytes, 1024);
+    const uint64_t desc_v_prev = smem_desc(ring + prev * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
 
-    // ---- S = Q K^T: 64 rows x NT keys per warpgroup ------------------------------------------
-    float sacc[NT / 2];
-    wgmma_fence();
+    // ---- S = Q K^T: 64 rows x NT keys per warpgroup; then P_{i-1} V_{i-1} behind it ----------
+    wgmma_fence();  // sacc was read, o rescaled, since the last wgmma
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint32_t step = (kk / 4) * (S::kQSliceBytes >> 4) + 2 * (kk % 4);
@@ -206,7 +214,12 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
       wgmma_ss<T, NT, false, false>(sacc, desc_q + step, desc_k + kstep, kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();  // the scores are in sacc
+    if (i > 0) {
+#pragma unroll
+      for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v_prev + kk * (2048 >> 4), true);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run
 
     // ---- mask (only tail and partial tiles), scale, online softmax (attention_tile_kernel's) --
     // sacc[4 j + e]: row g + 8 (e / 2) of the warp's 16, key 8 j + 2 tg + e % 2 of the tile.
@@ -227,7 +240,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
         tile_max[h] = fmaxf(tile_max[h], x);
       }
     }
-    float scale_old[2], base[2];
+    float base[2];
     for (int h = 0; h < 2; ++h) {
       tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
       tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
@@ -239,30 +252,37 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
       row_sum[h] *= scale_old[h];
     }
 #pragma unroll
+    for (int j = 0; j < kKeyChunks; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = fast_exp2(sacc[4 * j + e] - base[e / 2]);
+        sacc[4 * j + e] = p;
+        row_sum[e / 2] += p;
+      }
+    }
+
+    wgmma_wait<0>();  // P V of tile i - 1 has retired: o is readable, its stage and pa are free
+    if (i > 0 && t == 0) mbarrier_arrive(&empty[prev]);
+#pragma unroll
     for (int j = 0; j < kDChunks; ++j) {
       o[4 * j] *= scale_old[0], o[4 * j + 1] *= scale_old[0];
       o[4 * j + 2] *= scale_old[1], o[4 * j + 3] *= scale_old[1];
     }
-    uint32_t pa[NT / 16][4];  // P as the A fragments of P V, 16 keys each
 #pragma unroll
     for (int j = 0; j < kKeyChunks; ++j) {
-      float p[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        p[e] = fast_exp2(sacc[4 * j + e] - base[e / 2]);
-        row_sum[e / 2] += p[e];
-      }
-      pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(p[0], p[1]);
-      pa[j / 2][2 * (j % 2) + 1] = Elem<T>::pack2(p[2], p[3]);
+      pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);
+      pa[j / 2][2 * (j % 2) + 1] = Elem<T>::pack2(sacc[4 * j + 2], sacc[4 * j + 3]);
     }
-
-    // ---- O += P V ---------------------------------------------------------------------------
-    wgmma_fence();  // o was rescaled since the last wgmma
+  }
+  if (num_tiles > 0) {  // ---- O += P V of the last tile ----------------------------------------
+    const int last = (num_tiles - 1) % C::kStages;
+    const uint64_t desc_v = smem_desc(ring + last * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
+    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v + kk * (2048 >> 4), true);
     wgmma_commit();
-    wgmma_wait<0>();  // o is final for this tile, and the stage is no longer read
-    if (t == 0) mbarrier_arrive(&empty[s]);
+    wgmma_wait<0>();  // o is final; nobody refills the last stage, but it is released like the others
+    if (t == 0) mbarrier_arrive(&empty[last]);
   }
 
   // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp -------------

@@ -27,8 +27,9 @@ interface Mutant {
 const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
 const MUTANTS: readonly Mutant[] = [
   { name: 'a consumer reads a stage without waiting on its full mbarrier', from: '    mbarrier_wait(&full[s], (i / C::kStages) & 1);\n', to: '', caughtBy: 'tma' },
-  { name: 'the K descriptor says 64B swizzle; TMA wrote 128B', from: 'const uint64_t desc_k = smem_desc(sk, Swizzle::b128, 16, 1024);', to: 'const uint64_t desc_k = smem_desc(sk, Swizzle::b64, 16, 1024);', caughtBy: 'descriptor' },
-  { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<0>();  // the scores are in sacc\n', to: '', caughtBy: 'mismatch' },
+  { name: 'the K descriptor says 64B swizzle; TMA wrote 128B', from: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);', to: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b64, 16, 1024);', caughtBy: 'descriptor' },
+  { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run\n', to: '', caughtBy: 'mismatch' },
+  { name: 'o is rescaled while the previous tile\'s P V wgmma still writes it', from: '    wgmma_wait<0>();  // P V of tile i - 1 has retired', to: '    wgmma_wait<1>();  // P V of tile i - 1 has retired', caughtBy: 'mismatch' },
   { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },
   { name: 'the producer\'s plain stores are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy stores', to: '    // these generic-proxy stores', caughtBy: 'proxy' },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: '      if (row < tile.valid) {\n        k = ', to: '      if (row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0)) {\n        k = ', caughtBy: 'mismatch' },
