@@ -213,6 +213,7 @@ def main(argv):
     ap.add_argument('--runtime-root', help='dry run without node/ in the bundle: run the runtime and e2e parts with this machine\'s node on this built tidarc (e.g. .)')
     ap.add_argument('--e2e-dry-backend', choices=('cpu', 'cuda'), default='cuda', help='dry run: the backend the e2e part\'s tidarc runs on (cuda: the emulated driver)')
     ap.add_argument('--scratch', help='folder for Node, kernel caches and checkpoints (default: a new one under /tmp, removed after)')
+    ap.add_argument('--prebuild', metavar='ARCH', help='build every fatbin of the bundle for sm_ARCH (e.g. 90) here, before the GPU session (prepare.ts does)')
     ap.add_argument('--part', choices=[p for p, _ in PARTS], help=argparse.SUPPRESS)  # a child: one part
     ap.add_argument('--until', type=float, help=argparse.SUPPRESS)  # the child's deadline (epoch seconds)
     a = ap.parse_args(argv)
@@ -220,6 +221,10 @@ def main(argv):
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         print(write_reports(json.loads(Path(a.report_only).read_text()), out))
+        return 0
+    if a.prebuild:
+        from prebuild import prebuild
+        prebuild(Path(a.bundle), a.prebuild)
         return 0
     if a.part:
         from parts import run_part

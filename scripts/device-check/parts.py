@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
+from prebuild import prebuilt
 from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +109,8 @@ def part_gemm(ctx):
     if ctx.dry:
         return {'gemm': {'correctness': gemm_correctness_numpy(drv, ctx.bundle, ctx.gem), 'epilogues': gemm_epilogue_check(drv, ctx.bundle, ctx.gem)}}
     torch = ctx.torch()
-    regs = build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch))
+    pre = prebuilt(ctx.bundle, ctx.arch(torch))
+    regs = pre['registers'] if pre else build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch))
     g = {'registers': regs, 'correctness': gemm_correctness_torch(torch, drv, ctx.bundle, ctx.gem), 'epilogues': gemm_epilogue_check(drv, ctx.bundle, ctx.gem)}
     ctx.save({'gemm': g})
     g['bench'], g['skipped'] = gemm_bench(torch, drv, ctx.bundle, ctx.gem, ctx.data['ceilings'], time_events, max(0.0, ctx.left() - 15), log, regs)
@@ -144,7 +146,7 @@ def part_attention(ctx):
         ctx.save(out)
         return {**out, 'bench': dry_bench(drv, ctx.bundle, ctx.grid, wall_timer(drv), log)}
     torch = ctx.torch()
-    out = {'fatbins': build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch))}
+    out = {'fatbins': 'prebuilt' if prebuilt(ctx.bundle, ctx.arch(torch)) else build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch))}
     out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, sdpa_comparator(torch), torch_reference(torch))
     ctx.save(out)
     # A Flex compile in flight when the budget ends comes on top: 30 s kept for it.
@@ -206,7 +208,8 @@ def part_tune(ctx):
             make = lambda t, rows, seed=5: NumpyShape(drv, t, rows, seed)  # noqa: E731
             out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, wall_timer(drv), ctx.machine(drv), half, log)}
         else:
-            build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch), search=True)
+            if not prebuilt(ctx.bundle, ctx.arch(torch)):
+                build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch), search=True)
             make = lambda t, rows, seed=5: TorchShape(torch, t, rows, seed)  # noqa: E731
             out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, event_timer(torch), ctx.machine(drv), max(0.0, half - (time.time() - started)),
                                              log, slack=2.0)}
@@ -216,7 +219,8 @@ def part_tune(ctx):
             make = lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed)  # noqa: E731
             timer = wall_timer(drv)
         else:
-            build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch), search=True)
+            if not prebuilt(ctx.bundle, ctx.arch(torch)):
+                build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch), search=True)
             make = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
             timer = event_timer(torch)
         # A bucket in flight when the budget ends runs to its own limit on top: a third of what is left at most.

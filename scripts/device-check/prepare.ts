@@ -1,16 +1,17 @@
 /**
  * Writes the device check's whole bundle, the one thing a GPU session prepares:
- *   npm run device-check:prepare [-- --out DIR] [--dry-run] [--no-pack] [--budget S]
+ *   npm run device-check:prepare [-- --out DIR] [--dry-run] [--no-pack] [--no-prebuild] [--budget S]
  * Default: into out/device-check the attention grid, the CUDA search's tiles and the benchmark's
  * points (grid.json), the GEMMs of issue 14 (gemm.json), the sm_90a GEMM check of issue 18
  * (gemm_sm90a.json), all as CUDA sources the check compiles on the GPU machine, then Node and the
- * built tidarc package (pack-runtime.sh, for the runtime and e2e parts). It checks that the
+ * built tidarc package (pack-runtime.sh, for the runtime and e2e parts), then nvcc builds every
+ * fatbin for sm_90 here (prebuild.py: device time saved; the check rebuilds on another arch). It checks that the
  * working tree and the bundle fit what the device tool carries and that no script the check runs
  * is gitignored, and prints the device tool's `run` call. --dry-run: the small grid and shapes with
  * their emulator modules, into out/device-check-dry, for device_check.py --dry-run.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { DRY_RUN_BENCH, FULL_BENCH } from '../../src/bench/attention-points.js';
 import { DEVICE_BUDGET_S, checkCarry, deviceRunCall, mib } from '../../src/bench/device-carry.js';
@@ -19,10 +20,21 @@ import { DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm
 import { DRY_RUN_SM90A, FULL_SM90A, prepareSm90aBundle } from '../../src/bench/gemm-sm90a-bundle.js';
 import { DRY_RUN_ATTENTION_SM90A, FULL_ATTENTION_SM90A, prepareAttentionSm90aBundle } from '../../src/bench/attention-sm90a-bundle.js';
 import { TidarcError } from '../../src/errors.js';
+import { findNvcc } from '../../src/build/toolchain.js';
+
+/** The device tool lends H200s (compute capability 9.0); on another arch the check builds its fatbins itself. */
+const PREBUILD_ARCH = '90';
 
 function bytesUnder(path: string): number {
   const s = statSync(path);
   return s.isDirectory() ? readdirSync(path).reduce((n, f) => n + bytesUnder(join(path, f)), 0) : s.size;
+}
+
+function fatbinsUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? fatbinsUnder(p) : e.name.endsWith('.fatbin') || e.name === 'prebuilt.json' ? [p] : [];
+  });
 }
 
 function git(args: string[]): string {
@@ -39,6 +51,8 @@ async function main(): Promise<void> {
   const repo = git(['rev-parse', '--show-toplevel']).trim();
   const call = deviceRunCall(relative(repo, resolve(outDir)), budget);  // refuses a bundle outside the repository before anything is written
 
+  // An earlier prepare's fatbins and prebuilt.json would be taken as built from these sources: gone before they are written.
+  if (existsSync(outDir)) for (const f of fatbinsUnder(outDir)) rmSync(f);
   const grid = await prepareDeviceBundle({ outDir, grid: dry ? DRY_RUN_GRID : FULL_GRID, tune: dry ? DRY_RUN_TUNE : FULL_TUNE, bench: dry ? DRY_RUN_BENCH : FULL_BENCH, emulated: dry, log: (l) => console.error(l) });
   const gemm = await prepareGemmBundle(outDir, dry ? DRY_RUN_GEMM : FULL_GEMM, dry);
   const sm90a = await prepareSm90aBundle(outDir, dry ? DRY_RUN_SM90A : FULL_SM90A, dry);
@@ -50,6 +64,16 @@ async function main(): Promise<void> {
   if (!args.includes('--no-pack')) {
     const pack = spawnSync('bash', [join(repo, 'scripts/device-check/pack-runtime.sh'), outDir], { stdio: ['ignore', 'inherit', 'inherit'] });
     if (pack.status !== 0) throw new TidarcError('build-failed', 'pack-runtime.sh failed (Node and the tidarc package for the runtime and e2e parts)', { source: outDir });
+  }
+  // nvcc needs no GPU: every fatbin built here is device time saved there (minutes for the GEMM search's sources).
+  if (!dry && !args.includes('--no-prebuild')) {
+    const nvcc = await findNvcc();
+    if (nvcc.found) {
+      const built = spawnSync('python3', [join(repo, 'scripts/device-check/device_check.py'), '--prebuild', PREBUILD_ARCH, '--bundle', outDir], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, NVCC: nvcc.tool.path } });
+      if (built.status !== 0) throw new TidarcError('build-failed', `nvcc could not prebuild the bundle for sm_${PREBUILD_ARCH} (the GPU machine would fail the same way)`, { source: outDir });
+    } else {
+      console.error(`prepare: no nvcc here, so the GPU machine builds the fatbins itself (minutes of its device time): ${nvcc.reason}`);
+    }
   }
 
   // What travels: tracked and untracked-not-ignored files, plus the carried bundle.

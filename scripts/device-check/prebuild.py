@@ -1,0 +1,45 @@
+"""Fatbins built before the GPU session (`device_check.py --prebuild 90`, run by prepare.ts): nvcc
+needs no GPU, and the minutes it takes on the GPU machine (the GEMM search's sources alone are
+minutes of CPU) come out of its 15 minutes of device time. prebuilt.json in the bundle records the
+arch, the nvcc and ptxas's registers per GEMM kernel; a part uses the prebuilt fatbins only when the
+device's arch is the one recorded, and builds them itself otherwise."""
+import json
+import time
+
+from attention import build_fatbins
+from gpu import build_gemm_fatbins, log
+from tune import nvcc_version
+
+PREBUILT = 'prebuilt.json'
+
+
+def prebuilt(bundle, arch):
+    """prebuilt.json when its fatbins are for `arch` (e.g. '90'), else None."""
+    path = bundle / PREBUILT
+    if not path.exists():
+        return None
+    p = json.loads(path.read_text())
+    return p if p.get('arch') == arch else None
+
+
+def prebuild(bundle, arch):
+    """Every fatbin the parts launch, for `arch`: the GEMM units and ops, the GEMM search's sources, the attention
+    grid, its tuning tiles and the sm_90a GEMM units (always sm_90a); then prebuilt.json."""
+    import gemm_sm90a
+    t0 = time.time()
+    (bundle / PREBUILT).unlink(missing_ok=True)  # a half-done prebuild is no prebuild
+    for old in bundle.rglob('*.fatbin'):  # an earlier prepare's: the builds below skip none, but the parts' would
+        old.unlink()
+    registers = {}
+    if (bundle / 'gemm.json').exists():
+        gem = json.loads((bundle / 'gemm.json').read_text())
+        registers = build_gemm_fatbins(bundle, gem, arch)
+        build_gemm_fatbins(bundle, gem, arch, search=True)
+    if (bundle / 'grid.json').exists():
+        grid = json.loads((bundle / 'grid.json').read_text())
+        build_fatbins(bundle, grid, arch)
+        build_fatbins(bundle, grid, arch, search=True)
+    if (bundle / 'gemm_sm90a.json').exists():
+        gemm_sm90a.compile_units(bundle, json.loads((bundle / 'gemm_sm90a.json').read_text()), log)
+    (bundle / PREBUILT).write_text(json.dumps({'arch': arch, 'nvcc': nvcc_version(), 'registers': registers}, indent=1) + '\n')
+    log(f'prebuild: every fatbin for sm_{arch} in {time.time() - t0:.0f} s')
