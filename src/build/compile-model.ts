@@ -197,7 +197,10 @@ function withOccupancy(variants: readonly ManifestVariant[], nvcc: NonNullable<B
       const r = kernels[v.symbols.cuda];
       return r && isArchName(arch) ? [[arch, variantOccupancy(arch, r, v.launch)]] : [];
     }));
-    return Object.keys(occ).length > 0 ? { ...v, occupancy: occ } : v;
+    // The variant's sm_90a attention unit (built for sm_90a alone), when the compile made one.
+    const fast = v.sm90a ? nvcc.variants[`${v.name}_sm90a`]?.ptxas?.['sm_90a']?.[v.sm90a.symbol] : undefined;
+    const sm90a = v.sm90a && fast ? { sm90a: { ...v.sm90a, occupancy: variantOccupancy('sm_90a', fast, { block: v.sm90a.block, dynamicSharedBytes: v.sm90a.dynamicSharedBytes }) } } : {};
+    return Object.keys(occ).length > 0 ? { ...v, occupancy: occ, ...sm90a } : { ...v, ...sm90a };
   });
 }
 

@@ -12,6 +12,7 @@ import { classifyStepRect, type TileClass } from '../ir/mask.js';
 import { renderStepPredicateCpp } from '../ir/mask-cpp.js';
 import { banner, floatLiteral } from './kernel-source.js';
 import { ARCHES } from './arch.js';
+import type { VariantOccupancy } from './manifest.js';
 import { TARGETS } from './targets.js';
 import { renderTemplate } from './templates.js';
 import { type AttentionVariant, groupSize } from './variant.js';
@@ -159,6 +160,8 @@ export interface ManifestAttentionSm90a {
   readonly rowTiles: number;
   readonly block: number;
   readonly dynamicSharedBytes: number;
+  /** After an nvcc build: its ptxas registers, shared memory and CTAs an SM holds at sm_90a (the split rule's slots). */
+  readonly occupancy?: VariantOccupancy;
 }
 
 export function describeAttentionSm90a(plan: AttentionSm90aPlan): ManifestAttentionSm90a {

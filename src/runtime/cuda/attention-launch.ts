@@ -122,8 +122,9 @@ export class AttentionLauncher {
     const fn = this.kernel(v);
     const sm90a = this.sm90aKernel(v);
     const { qHeads, kvHeads, headDim } = v.shape;
-    // The split rule counts the row tiles of the kernel that runs.
-    const splits = call.splits ?? this.splitsFor(sm90a ? { ...v, launch: { ...v.launch, rowTiles: sm90a.rowTiles } } : v, call.batch, call.maxPrefix);
+    // The split rule counts the row tiles and the CTAs an SM holds of the kernel that runs.
+    const ruled = sm90a ? { ...v, launch: { ...v.launch, rowTiles: sm90a.rowTiles }, occupancy: sm90a.occupancy ? { [this.device.arch]: sm90a.occupancy } : {} } : v;
+    const splits = call.splits ?? this.splitsFor(ruled, call.batch, call.maxPrefix);
     const rows = call.batch * v.steps * qHeads;
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
