@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 2
+OPS_ABI_VERSION = 3
 
 
 class Struct:
@@ -51,6 +51,6 @@ OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 
 OP_ROW_STATS = Struct('TidarcRowStatsArgs', '<QQQQii', ('logits', 'argmax', 'max_logit', 'lse', 'rows', 'cols'))
 OP_SAMPLE = Struct('TidarcSampleArgs', '<QQQQQQQiiiifffi', ('logits', 'mix_logits', 'drafts', 'step', 'tokens', 'accepted', 'seed', 'rows', 'vocab', 'top_k', 'never_emit', 'temperature', 'top_p', 'beta', 'pad_'))
 OP_ACCEPT = Struct('TidarcAcceptArgs', '<QQQii', ('tokens', 'accepted', 'emitted', 'rows', 'pad_'))
-OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQiiif', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'rows', 'vocab', 'never_emit', 'beta'))
+OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQQiiif', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'row_argmax', 'rows', 'vocab', 'never_emit', 'beta'))
 OP_DRAFT_ROWS = Struct('TidarcDraftRowsArgs', '<QQiiii', ('emitted', 'row_ids', 'count', 'stride', 'offset', 'pad_'))
 OP_KV_COMMIT_AT = Struct('TidarcKvCommitAtArgs', '<QQQQQQiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'count', 'slot', 'max_count', 'kv_heads', 'capacity', 'head_dim'))

@@ -614,12 +614,22 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_accept(TidarcAcceptAr
 // ---- a decode step's device-side tail (a captured step graph needs no host round trip) ------
 
 // Greedy verification: the (beta-mixed) argmax without never_emit, first maximum, as the host's
-// argmax of mixLogits(ar, diffusion, beta) (mixed in double, rounded to float).
+// argmax of mixLogits(ar, diffusion, beta) (mixed in double, rounded to float). With row_argmax
+// (lm_head's row statistics, never_emit already -inf by its bias) no logits row is read: a greedy
+// step moves R x 4 bytes here instead of R x vocab x 4.
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_verify(TidarcVerifyArgs a) {
   __shared__ float best_v[kRowThreads];
   __shared__ int best_i[kRowThreads];
   const int r = blockIdx.x, tid = threadIdx.x;
   if (r >= a.rows) return;
+  if (a.row_argmax != nullptr) {  // the whole block leaves: no barrier is skipped by some threads only
+    if (tid == 0) {
+      const int token = a.row_argmax[r];
+      a.tokens[r] = token;
+      if (a.accepted != nullptr) a.accepted[r] = a.drafts != nullptr && a.drafts[r] >= 0 && a.drafts[r] == token ? 1 : 0;
+    }
+    return;
+  }
   const int64_t base = static_cast<int64_t>(r) * a.vocab;
   float v = -INFINITY;
   int at = INT32_MAX;

@@ -15,7 +15,7 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 2
+#define TIDARC_OPS_ABI_VERSION 3
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
@@ -180,18 +180,19 @@ typedef struct TidarcAcceptArgs {
 } TidarcAcceptArgs;
 
 /* tidarc_op_verify: greedy decoding's tidarc_op_sample: per row the argmax (first maximum) of the
-   (beta-mixed) logits without never_emit, and whether the row's draft is that token (accepted =
-   1), so tidarc_op_accept can follow either.  grid (rows), block 256. */
+   (beta-mixed) logits without never_emit, or row_argmax where given, and whether the row's draft
+   is that token (accepted = 1), so tidarc_op_accept can follow either.  grid (rows), block 256. */
 typedef struct TidarcVerifyArgs {
-  const float* logits;      /* [rows, vocab] */
-  const float* mix_logits;  /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
-  const int32_t* drafts;    /* [rows] or null; < 0: a row without a draft */
-  int32_t* tokens;          /* [rows] */
-  int32_t* accepted;        /* [rows] or null: 1 where the draft is the argmax */
+  const float* logits;        /* [rows, vocab] */
+  const float* mix_logits;    /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
+  const int32_t* drafts;      /* [rows] or null; < 0: a row without a draft */
+  int32_t* tokens;            /* [rows] */
+  int32_t* accepted;          /* [rows] or null: 1 where the draft is the argmax */
+  const int32_t* row_argmax;  /* [rows] or null: the argmax already known (lm_head's row statistics); logits are not read */
   int32_t rows;
   int32_t vocab;
-  int32_t never_emit;       /* -1 = none; else its logit counts as -inf */
-  float beta;               /* used with mix_logits */
+  int32_t never_emit;         /* -1 = none; else its logit counts as -inf */
+  float beta;                 /* used with mix_logits */
 } TidarcVerifyArgs;
 
 /* tidarc_op_draft_rows: row_ids[s] = stride * emitted[0] + offset + s for s < count: the rows of

@@ -10,6 +10,12 @@
  *     emitted = [n, tokens...]; TiDAR: draft_rows (rows stride * n + offset + s), their
  *     lm_head, row_stats and argmax -> next drafts; per layer kv_commit_at of rows [0, n) at
  *     the prefix length.
+ *     Greedy without a beta mix, on a GEMM with the row statistics epilogue: lm_head gives each
+ *     row's argmax, max and lse from its tiles (the never-emitted token -inf by a bias row), and
+ *     verify reads the argmax: no [R, V] or [C, V] fp32 logits are written or read (for k = 16
+ *     and V = 151,936, 2 x 9.7 MB written and read again per step). Logits buffers are
+ *     allocated by the first step that needs them (sampling, a mix), never in a capture: that
+ *     step's kind warms up first.
  *   download (`out`, 32-bit words): emitted [1 + R], next drafts [C], lse of the verify rows
  *     [R], of the mix rows [R or 0], of the next-draft rows [C].
  * Sizes are fixed per step kind, so one set of buffers serves every step and bucket of a kind
@@ -65,16 +71,15 @@ export class DeviceStepIo {
   private readonly mixLse: DeviceBuffer;
   private readonly nextLse: DeviceBuffer;
   private readonly scratch: DeviceBuffer[];
-  private readonly logits: DeviceBuffer;
-  private readonly mixLogits: DeviceBuffer;
-  private readonly nextLogits: DeviceBuffer;
+  /** Logits and never-emit bias rows by label, allocated on first use. */
+  private readonly lazy = new Map<string, DeviceBuffer>();
   private readonly nextRowIds: DeviceBuffer;
   private readonly tokens: DeviceBuffer;
   private readonly accepted: DeviceBuffer;
   private readonly argmax: DeviceBuffer;
   private readonly maxLogit: DeviceBuffer;
 
-  constructor(private readonly device: CudaDevice, readonly shape: StepShape, vocab: number) {
+  constructor(private readonly device: CudaDevice, readonly shape: StepShape, private readonly vocab: number) {
     const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
     const inWords = 2 + 2 * T + 1 + 2 * R + M;
     this.pinned = device.allocPinned(inWords * 4, 'decode step inputs');
@@ -108,9 +113,6 @@ export class DeviceStepIo {
     this.nextLse = put(C, 'next-draft lse');
     const most = Math.max(R, C, 1);
     this.scratch = [
-      (this.logits = device.alloc(R * vocab * 4, 'decode step logits')),
-      (this.mixLogits = device.alloc(Math.max(M, 1) * vocab * 4, 'decode step mix logits')),
-      (this.nextLogits = device.alloc(Math.max(C, 1) * vocab * 4, 'decode step next-draft logits')),
       (this.nextRowIds = device.alloc(Math.max(C, 1) * 4, 'decode step next-draft rows')),
       (this.tokens = device.alloc(R * 4, 'decode step tokens')),
       (this.accepted = device.alloc(R * 4, 'decode step accepted')),
@@ -147,20 +149,32 @@ export class DeviceStepIo {
     const { ops, gemms, lmHead: W, hidden, input } = a;
     const { rows: R, mixRows: M, nextRows: C } = this.shape;
     const V = W.rows;
-    const head = (rowIds: DeviceBuffer, n: number, logits: DeviceBuffer, lse: DeviceBuffer): void => {
+    const s = input.sampling;
+    const never = s.neverEmit === undefined ? {} : { neverEmit: s.neverEmit };
+    const rowStats = s.temperature === 0 && M === 0 && gemms.hasRowStats() && gemms.covers('lm_head', W);
+    /** lm_head of `n` rows into argmax / max / lse; with logits, the logits [n, V] as well (then row_stats reads them). */
+    const head = (rowIds: DeviceBuffer, n: number, lse: DeviceBuffer, logits?: DeviceBuffer): void => {
+      if (!logits) {
+        const bias = s.neverEmit === undefined ? null : this.neverEmitBias(s.neverEmit);
+        gemms.run('lm_head', { x: hidden, rows: n, w: W, bias, rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: this.argmax, max: this.maxLogit, lse } });
+        return;
+      }
       runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds });
       ops.rowStats(logits, this.argmax, this.maxLogit, lse, n, V);
     };
-    head(this.verifyRows, R, this.logits, this.lse);
-    if (M > 0) head(this.mixRowIds, M, this.mixLogits, this.mixLse);
-    const s = input.sampling;
-    const mix = M > 0 ? { mix: { buf: this.mixLogits }, beta: s.beta } : {};
-    const never = s.neverEmit === undefined ? {} : { neverEmit: s.neverEmit };
-    if (s.temperature === 0) {
-      ops.verify({ logits: { buf: this.logits }, ...mix, drafts: { buf: this.drafts }, tokens: { buf: this.tokens }, accepted: { buf: this.accepted }, rows: R, vocab: V, ...never });
+    const logits = rowStats ? undefined : this.buffer('decode step logits', R * V * 4);
+    head(this.verifyRows, R, this.lse, logits);
+    const mixLogits = M > 0 ? this.buffer('decode step mix logits', M * V * 4) : undefined;
+    if (mixLogits) head(this.mixRowIds, M, this.mixLse, mixLogits);
+    const mix = mixLogits ? { mix: { buf: mixLogits }, beta: s.beta } : {};
+    const verdict = { drafts: { buf: this.drafts }, tokens: { buf: this.tokens }, accepted: { buf: this.accepted }, rows: R, vocab: V, ...never };
+    if (!logits) {
+      ops.verify({ rowArgmax: { buf: this.argmax }, ...verdict });
+    } else if (s.temperature === 0) {
+      ops.verify({ logits: { buf: logits }, ...mix, ...verdict });
     } else {
       ops.sample({
-        logits: { buf: this.logits }, ...mix, drafts: this.drafts, step: this.rngStep, tokens: this.tokens, accepted: this.accepted,
+        logits: { buf: logits }, ...mix, drafts: this.drafts, step: this.rngStep, tokens: this.tokens, accepted: this.accepted,
         rows: R, vocab: V, seed: s.seed, temperature: s.temperature, topP: s.topP, ...(s.topK === undefined ? {} : { topK: s.topK }), ...never,
       });
     }
@@ -168,10 +182,31 @@ export class DeviceStepIo {
     if (C > 0) {
       const nd = input.nextDrafts!;
       ops.draftRows({ buf: this.emitted }, { buf: this.nextRowIds }, C, nd.stride, nd.offset);
-      head(this.nextRowIds, C, this.nextLogits, this.nextLse);
-      ops.verify({ logits: { buf: this.nextLogits }, tokens: { buf: this.nextDrafts }, rows: C, vocab: V, ...never });
+      // Drafts are argmaxes whatever the sampling: the row statistics serve them whenever the GEMM has them.
+      const nextLogits = gemms.hasRowStats() && gemms.covers('lm_head', W) ? undefined : this.buffer('decode step next-draft logits', C * V * 4);
+      head(this.nextRowIds, C, this.nextLse, nextLogits);
+      ops.verify({ ...(nextLogits ? { logits: { buf: nextLogits } } : { rowArgmax: { buf: this.argmax } }), tokens: { buf: this.nextDrafts }, rows: C, vocab: V, ...never });
     }
     a.commit(this.emitted, this.prefixLen, R);
+  }
+
+  /** A buffer allocated on first use and kept (its first use is a warm-up step, never a capture). */
+  private buffer(label: string, bytes: number): DeviceBuffer {
+    let b = this.lazy.get(label);
+    if (!b) this.lazy.set(label, (b = this.device.alloc(bytes, label)));
+    return b;
+  }
+
+  /** lm_head's bias for greedy row statistics: 0, and -inf at the never-emitted token (its logit counts as -inf). */
+  private neverEmitBias(token: number): DeviceBuffer {
+    const label = `lm_head never-emit bias (token ${token})`;
+    const known = this.lazy.get(label);
+    if (known) return known;
+    const b = this.buffer(label, this.vocab * 4);
+    const row = new Float32Array(this.vocab);
+    if (token >= 0 && token < this.vocab) row[token] = -Infinity;
+    this.device.upload(b, row);
+    return b;
   }
 
   /**
@@ -194,7 +229,8 @@ export class DeviceStepIo {
   }
 
   free(): void {
-    for (const b of [this.inputs, this.out, ...this.scratch]) this.device.free(b);
+    for (const b of [this.inputs, this.out, ...this.scratch, ...this.lazy.values()]) this.device.free(b);
+    this.lazy.clear();
     this.device.freePinned(this.pinned);
   }
 }

@@ -114,10 +114,13 @@ export class GpuOps {
   accept(tokens: DeviceBuffer, accepted: DeviceBuffer, emitted: DeviceBuffer, rows: number): void {
     this.run('accept', ACCEPT, { tokens: tokens.ptr, accepted: accepted.ptr, emitted: emitted.ptr, rows }, [1], 32);
   }
-  /** Greedy sample: per row the argmax of the (beta-mixed) logits without neverEmit; accepted[r] = (drafts[r] is it). */
-  verify(a: { logits: At; mix?: At; beta?: number; drafts?: At; tokens: At; accepted?: At; rows: number; vocab: number; neverEmit?: number }): void {
+  /**
+   * Greedy sample: per row the argmax of the (beta-mixed) logits without neverEmit, or the given
+   * rowArgmax (lm_head's row statistics: no logits read); accepted[r] = (drafts[r] is it).
+   */
+  verify(a: { logits?: At; mix?: At; beta?: number; drafts?: At; tokens: At; accepted?: At; rowArgmax?: At; rows: number; vocab: number; neverEmit?: number }): void {
     this.run('verify', VERIFY, {
-      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), tokens: ptr(a.tokens), accepted: ptr(a.accepted),
+      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), tokens: ptr(a.tokens), accepted: ptr(a.accepted), rowArgmax: ptr(a.rowArgmax),
       rows: a.rows, vocab: a.vocab, neverEmit: a.neverEmit ?? -1, beta: a.beta ?? 1,
     }, [a.rows], 256);
   }

@@ -32,7 +32,7 @@ export interface StructSchema<F extends string = string> {
 /** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
 export const ABI_VERSION = 2;
 /** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h). */
-export const OPS_ABI_VERSION = 2;
+export const OPS_ABI_VERSION = 3;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -113,10 +113,11 @@ export const VERIFY = schema('TidarcVerifyArgs', [
   ['logits', 'ptr', c('const float*', '[rows, vocab]')], ['mixLogits', 'ptr', c('const float*', '[rows, vocab] or null: beta * logits + (1 - beta) * mix_logits')],
   ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')],
   ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows] or null: 1 where the draft is the argmax')],
+  ['rowArgmax', 'ptr', c('const int32_t*', '[rows] or null: the argmax already known (lm_head\'s row statistics); logits are not read')],
   ['rows', 'i32'], ['vocab', 'i32'], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')], ['beta', 'f32', note('used with mix_logits')],
 ], `tidarc_op_verify: greedy decoding's tidarc_op_sample: per row the argmax (first maximum) of the
-(beta-mixed) logits without never_emit, and whether the row's draft is that token (accepted =
-1), so tidarc_op_accept can follow either.  grid (rows), block 256.`);
+(beta-mixed) logits without never_emit, or row_argmax where given, and whether the row's draft
+is that token (accepted = 1), so tidarc_op_accept can follow either.  grid (rows), block 256.`);
 export const DRAFT_ROWS = schema('TidarcDraftRowsArgs', [
   ['emitted', 'ptr', c('const int32_t*', '[1 + ...]: tidarc_op_accept\'s n first')], ['rowIds', 'ptr', c('int32_t*', '[count]')],
   ['count', 'i32'], ['stride', 'i32'], ['offset', 'i32'], ['pad', 'i32'],

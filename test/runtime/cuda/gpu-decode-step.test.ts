@@ -39,7 +39,7 @@ const TOKENS = 6;
 
 interface Step { launch: string; kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; downloadBytes: number }
 interface Run { tokens: number[]; prefillDownloadBytes: number; steps: Step[]; graphs: number }
-interface Side { ar: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; crossing: Run; mixed: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
+interface Side { ar: Run; arByPass: Run; tidar: Run; sampledTidar: Run; sampledTidarSeed8: Run; crossing: Run; mixed: Run; tidarCache: { comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number } }
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
@@ -65,6 +65,11 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
     }
   });
 
+  test("a greedy step's tokens (lm_head's row statistics on the device, the never-emitted token -inf by a bias row) are those the host picks from each pass", () => {
+    expect(on.arByPass.steps.every((s) => s.launch === undefined)).toBe(true);
+    expect(on.ar.tokens).toEqual(on.arByPass.tokens);
+  });
+
   test('after its warm-up a step is one graph launch, no kernel launch, one upload and one download', () => {
     for (const run of [on.ar, on.tidar, on.sampledTidar]) {
       expect(run.steps.length).toBeGreaterThanOrEqual(3);
@@ -73,7 +78,8 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
       for (const s of run.steps.slice(1)) expect(s).toMatchObject({ kernelLaunches: 0, graphLaunches: 1, uploads: 1, downloads: 1 });
       expect(run.graphs).toBe(1);
     }
-    for (const s of off.tidar.steps) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: 1, downloads: 1 });
+    // A runner's first greedy step also uploads its never-emit bias row (once).
+    for (const [i, s] of off.tidar.steps.entries()) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: i === 0 ? 2 : 1, downloads: 1 });
     expect(off.tidar.steps[1]!.kernelLaunches).toBe(on.tidar.steps[0]!.kernelLaunches);
   });
 

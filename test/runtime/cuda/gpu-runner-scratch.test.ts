@@ -6,7 +6,10 @@
  * steps free nothing (a free would make their graphs stale). A runner reset for another sequence
  * (a model's runner pool) keeps its step graphs: the next sequence's prefill scratch is freed
  * by its first step without making them stale, so that step replays its graph; the runner's
- * own ledger of device bytes matches the device's. Needs: nothing.
+ * own ledger of device bytes matches the device's. A greedy TiDAR step takes its verify and
+ * draft rows' argmax from lm_head's row statistics: no logits buffer exists, row_stats never
+ * runs, the never-emitted token is -inf through a bias row; a sampled step allocates the logits
+ * it draws from. Needs: nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +31,8 @@ function recorder() {
   const live = new Map<number, DeviceBuffer>();
   const freed: string[] = [];
   const graphs: string[] = [];
+  const launched: string[] = [];
+  const uploads: string[] = [];
   let next = 0x10000;
   const device = {
     capture: (label: string, record: () => void): GraphRef => (record(), graphs.push(`capture ${label}`), { handle: graphs.length, label, kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 }),
@@ -41,13 +46,13 @@ function recorder() {
     },
     free: (b: DeviceBuffer) => void (live.delete(b.ptr) && freed.push(b.label)),
     allocPinned: (bytes: number, label: string): PinnedBuffer => ({ buffer: new ArrayBuffer(bytes), bytes, label }),
-    freePinned: () => undefined, fill: () => undefined, copy: () => undefined, upload: () => undefined, uploadAsync: () => undefined,
+    freePinned: () => undefined, fill: () => undefined, copy: () => undefined, upload: (b: DeviceBuffer) => void uploads.push(b.label), uploadAsync: () => undefined,
     download: (b: DeviceBuffer, dst: ArrayBufferView) => void (b.label === 'decode step output' && ((dst as Int32Array)[0] = 1)),
     kernel: (_module: string, name: string): KernelRef => ({ name, handle: 0, maxShared: 0 }),
-    launch: () => undefined,
+    launch: (fn: KernelRef) => void launched.push(fn.name),
   } as unknown as CudaDevice;
   const bytes = (): number => [...live.values()].reduce((n, b) => n + b.bytes, 0);
-  return { device, live, freed, graphs, bytes };
+  return { device, live, freed, graphs, launched, uploads, bytes };
 }
 
 test("a prefill's activations, lm_head and GEMM scratch are freed by the first decode step; later steps free nothing", async () => {
@@ -112,4 +117,37 @@ test('a runner reset for the next sequence keeps its step graphs: the new prefil
   expect(d.graphs.filter((g) => g.startsWith('destroy'))).toEqual([]);
   runner.close();
   expect(d.bytes()).toBe(weightBytes);
+});
+
+test("a greedy step's lm_head rows come from the GEMM's row statistics: no [rows, vocab] logits; a sampled step has them", async () => {
+  const spec = smallSpec('scratch', [2]);
+  const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
+  const { manifest } = generateModel(spec, { arches: ['sm_80'] });
+  const lmHead = manifest.gemms!.find((g) => g.roles.includes('lm_head'))!;
+  expect(lmHead.rowStatsKernel).toBeDefined();
+  const d = recorder();
+  const runner = new GpuModelRunner(spec, d.device, uploadWeights(d.device, spec, weights, manifest), '/kernels', manifest, 256, { graphs: false });
+  const k = 2, never = spec.vocabSize - 1;
+  const step = (sampling: { temperature: number; topP: number; beta: number; seed: number; neverEmit: number }, n: number) => {
+    d.launched.length = 0;
+    runner.decodeStep({
+      variant: `tidar_k${k}`, ids: new Int32Array(k + k * k), positions: Int32Array.from({ length: k + k * k }, (_, i) => runner.cache.length + i),
+      verifyRows: [0, 1], verifyDrafts: [7, -1], nextDrafts: { stride: k, offset: 1, count: k - 1 }, sampling, rngStep: n,
+    });
+    return [...d.launched];
+  };
+  const greedy = step({ temperature: 0, topP: 1, beta: 1, seed: 0, neverEmit: never }, 1);
+  const logitsBuffers = () => [...d.live.values()].map((b) => b.label).filter((l) => l.includes('logits'));
+  expect(logitsBuffers()).toEqual([]);
+  expect(greedy).not.toContain('tidarc_op_row_stats');
+  // Verify rows and next-draft rows: one row-statistics merge each.
+  expect(greedy.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(2);
+  expect(d.uploads).toContain(`lm_head never-emit bias (token ${never})`);
+  const sampled = step({ temperature: 0.8, topP: 0.9, beta: 1, seed: 3, neverEmit: never }, 2);
+  expect(logitsBuffers()).toEqual(['decode step logits']);
+  expect(sampled).toContain('tidarc_op_sample');
+  expect(sampled).toContain('tidarc_op_row_stats');
+  // The next drafts are argmaxes: row statistics even in a sampled step.
+  expect(sampled.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(1);
+  runner.close();
 });
