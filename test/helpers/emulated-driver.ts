@@ -11,6 +11,7 @@
  *     cache), under a file lock. The kernel cache's own key leaves runtime/emu and the
  *     generator's code out (tidarc's version stands for them), so without this a test cache
  *     that outlives an edit would hand out kernels or modules built from the old code.
+ *     Entries unused for an hour beyond the newest 3 of their kind are removed (test-cache.ts).
  */
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { makeDirs } from '../../src/fs/make-dirs.js';
 import { opKernels } from '../../src/runtime/cuda/op-abi.js';
 import { sha256, sha256Hasher } from '../../src/util/hash.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { markUsed, pruneTestCache } from './test-cache.js';
 
 /** The tests' build cache: inside the checkout, so two checkouts never share one. */
 export const TEST_CACHE = join(packageRoot(), 'node_modules', '.cache', 'tidarc-test');
@@ -70,13 +72,25 @@ function sourceDigest(): string {
   return hash.digest();
 }
 
+let pruned = false;
+
+/** Marks an entry of the cache used and, once a process, removes stale ones (test-cache.ts). */
+function taken(dir: string): void {
+  markUsed(dir);
+  if (pruned) return;
+  pruned = true;
+  pruneTestCache(TEST_CACHE);
+}
+
 /** `dir` made once under its lock: `build` runs only where `done` is absent. */
 async function once(dir: string, done: string, what: string, build: () => Promise<unknown>): Promise<void> {
-  if (existsSync(done)) return;
-  makeDirs(dir, { field: FIELD, value: dir });
-  await withFileLock(`${dir}.lock`, { what, field: FIELD }, async () => {
-    if (!existsSync(done)) await build();
-  });
+  if (!existsSync(done)) {
+    makeDirs(dir, { field: FIELD, value: dir });
+    await withFileLock(`${dir}.lock`, { what, field: FIELD }, async () => {
+      if (!existsSync(done)) await build();
+    });
+  }
+  taken(dir);
 }
 
 /**
@@ -118,5 +132,6 @@ export async function sharedEmulatorRuntime(): Promise<string[]> {
 export async function sharedKernelCache(): Promise<string> {
   const dir = join(TEST_CACHE, `kernels-${sha256(`${await emulatedBuildKey()}\n${sourceDigest()}`).slice(0, 16)}`);
   makeDirs(dir, { field: FIELD, value: dir });
+  taken(dir);
   return dir;
 }
