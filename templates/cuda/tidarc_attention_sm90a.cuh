@@ -11,7 +11,7 @@
       every consumer warpgroup retired its wgmmas on it). Prefix tiles whose every key is valid
       come by TMA (cp.async.bulk.tensor.3d through the KV cache's tensor maps, 128B swizzle,
       64 head-dim columns a box). Tiles with rows past the valid keys (the prefix's tail tile,
-      every in-step tile) come by plain loads into the same swizzled layout, zero-filled past
+      every in-step tile) come by cp.async into the same swizzled layout, zero-filled past
       the valid keys, then fence.proxy.async: TMA cannot zero rows inside the tensor, and the
       unused cache slots past prefix_len may hold anything, NaN included (0 * NaN in P V is
       NaN); the step buffer [b][steps][kvh][D] is strided per token, its tiles are few
@@ -108,18 +108,20 @@ __device__ __forceinline__ void produce_kv_sm90a(const TidarcAttentionSm90aArgs&
       }
       continue;
     }
+    // cp.async, so every copy of the tile is in flight at once (plain loads and stores were one
+    // global round trip per 16 bytes a lane: 64 a tile at head dim 128); a row past the valid keys
+    // is zero-filled (src-size 0) from the tile's first row, a readable address.
+#pragma unroll 4
     for (int c = lane; c < C::kTileN * kChunks; c += 32) {
       const int row = c / kChunks, chunk = c % kChunks;
-      Words4 k{0, 0, 0, 0}, v{0, 0, 0, 0};
-      if (row < tile.valid) {
-        k = *reinterpret_cast<const Words4*>(tile.k + row * tile.stride + chunk * 8);
-        v = *reinterpret_cast<const Words4*>(tile.v + row * tile.stride + chunk * 8);
-      }
+      const bool ok = row < tile.valid;
       const uint32_t off = swizzled_chunk(row, chunk, S::kSliceBytes);
-      st_shared_16(sk + off, k.x, k.y, k.z, k.w);
-      st_shared_16(sv + off, v.x, v.y, v.z, v.w);
+      cp_async_16(sk + off, ok ? tile.k + row * tile.stride + chunk * 8 : tile.k, ok);
+      cp_async_16(sv + off, ok ? tile.v + row * tile.stride + chunk * 8 : tile.v, ok);
     }
-    fence_proxy_async();  // these generic-proxy stores before the consumers' wgmma reads them
+    cp_async_commit();
+    cp_async_wait<0>();
+    fence_proxy_async();  // these generic-proxy writes before the consumers' wgmma reads them
     mbarrier_arrive(&full[s]);
   }
 }

@@ -31,8 +31,9 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run\n', to: '', caughtBy: 'mismatch' },
   { name: 'o is rescaled while the previous tile\'s P V wgmma still writes it', from: '    wgmma_wait<0>();  // P V of tile i - 1 has retired', to: '    wgmma_wait<1>();  // P V of tile i - 1 has retired', caughtBy: 'mismatch' },
   { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },
-  { name: 'the producer\'s plain stores are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy stores', to: '    // these generic-proxy stores', caughtBy: 'proxy' },
-  { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: '      if (row < tile.valid) {\n        k = ', to: '      if (row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0)) {\n        k = ', caughtBy: 'mismatch' },
+  { name: 'the producer\'s cp.async writes are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy writes', to: '    // these generic-proxy writes', caughtBy: 'proxy' },
+  { name: 'the producer arrives before its cp.async copies landed', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();  // these', caughtBy: 'mismatch' },
+  { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];
 
 const cxx = await findCxx();
