@@ -2,6 +2,7 @@
  * manifest.json: what a compiled model contains, read by the runtime, the generated
  * TypeScript library and other tools. `build` is present only after a build ran.
  */
+import { manifestAbiFields } from './abi-fields.js';
 import type { ManifestAttentionSm90a } from './attention-sm90a.js';
 import type { ManifestGemmSm90a } from './gemm-sm90a.js';
 import type { ManifestStepGraphs } from './step-kinds.js';
@@ -17,22 +18,8 @@ export interface AbiField {
   readonly note?: string;
 }
 
-export const ABI_FIELDS: readonly AbiField[] = [
-  { name: 'q', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]', note: 'in-step queries, RoPE applied' },
-  { name: 'k_cache', type: 'dtype*', shape: '[batch, kvHeads, cacheCapacity, headDim]' },
-  { name: 'v_cache', type: 'dtype*', shape: '[batch, kvHeads, cacheCapacity, headDim]' },
-  { name: 'k_step', type: 'dtype*', shape: '[batch, steps, kvHeads, headDim]' },
-  { name: 'v_step', type: 'dtype*', shape: '[batch, steps, kvHeads, headDim]' },
-  { name: 'prefix_len', type: 'int32*', shape: '[batch]', note: 'cached prefix length L_b <= cacheCapacity' },
-  { name: 'o', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]' },
-  { name: 'lse', type: 'float*', shape: '[batch, steps, qHeads]', note: 'natural log; -inf for a row that sees no key' },
-  { name: 'workspace', type: 'float*', shape: '[splits * batch * steps * qHeads * (headDim + 1)]', note: 'only when splits > 1' },
-  { name: 'split_counters', type: 'int32*', shape: '[batch, steps, qHeads]', note: 'only when splits > 1; zero before the first launch, and every launch leaves them zero' },
-  { name: 'batch', type: 'int32' },
-  { name: 'cache_capacity', type: 'int32' },
-  { name: 'num_splits', type: 'int32', note: 'split-KV count >= 1; grid.z' },
-  { name: 'num_threads', type: 'int32', note: 'CPU backend threads; 0 = all' },
-];
+/** manifest.json's abi.fields: the attention argument's fields, from their one source (abi-fields.ts). */
+export const ABI_FIELDS: readonly AbiField[] = manifestAbiFields();
 
 export interface PtxasReport {
   readonly registers: number;

@@ -10,6 +10,8 @@
  * Pure: no I/O.
  */
 
+import { ATTENTION_ARRAYS, ATTENTION_SCALARS, type AttentionArrayField, type AttentionArraySpec, type AttentionScalarField, attentionArrayFields } from '../../codegen/abi-fields.js';
+
 /** ptr: a device address (a number; 0 = NULL). */
 export type FieldType = 'ptr' | 'i32' | 'f32' | 'i64';
 
@@ -131,64 +133,12 @@ export const KV_COMMIT_AT = schema('TidarcKvCommitAtArgs', [
 ], `tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
 *count), both read from device memory (a captured step commits what its own acceptance
 decided, at the prefix length its upload set).  grid (max_count, kv_heads), block 64.`);
-/** A dimension of an attention array: the call's batch, cache capacity and splits, the variant's n (in-step tokens), heads and head dim. */
-export type AttentionDim = 'batch' | 'n' | 'qHeads' | 'kvHeads' | 'headDim' | 'cacheCapacity' | 'numSplits';
-export type AttentionDims = Readonly<Record<AttentionDim, number>>;
-export const ATTENTION_DIMS: readonly AttentionDim[] = ['batch', 'n', 'qHeads', 'kvHeads', 'headDim', 'cacheCapacity', 'numSplits'];
-
-/**
- * An array the attention argument points at. elem: u16 = 16-bit elements of the variant's dtype.
- * role: in = the kernel reads it; cache = reads slots [0, prefix_len[b]) of it; out = writes it;
- * scratch = the split-KV workspace, only when num_splits > 1; counters = the split-KV CTAs'
- * arrival counters, only when num_splits > 1: zero when the host first passes them, and every
- * launch leaves them zero (the last CTA of a row group resets its counter), so one zeroed
- * allocation serves every later launch and graph replay. extent: its row-major dims
- * ('headDim + 1': a row of head dim floats and its lse).
- */
-export interface AttentionArraySpec {
-  readonly elem: 'u16' | 'i32' | 'f32';
-  readonly role: 'in' | 'cache' | 'out' | 'scratch' | 'counters';
-  readonly extent: readonly (AttentionDim | 'headDim + 1')[];
-}
-
-/**
- * How every host fills the attention argument, in declaration order: the CPU addon reads the
- * JavaScript arrays of these names (native.ts's NativeAttentionArgs is derived from it), the
- * emulator and GPU harnesses size, read and write them (tidarc_attention_args.h, generated).
- */
-export const ATTENTION_ARRAYS = {
-  q: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'qHeads', 'headDim'] },
-  kCache: { elem: 'u16', role: 'cache', extent: ['batch', 'kvHeads', 'cacheCapacity', 'headDim'] },
-  vCache: { elem: 'u16', role: 'cache', extent: ['batch', 'kvHeads', 'cacheCapacity', 'headDim'] },
-  kStep: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'kvHeads', 'headDim'] },
-  vStep: { elem: 'u16', role: 'in', extent: ['batch', 'n', 'kvHeads', 'headDim'] },
-  prefixLen: { elem: 'i32', role: 'in', extent: ['batch'] },
-  o: { elem: 'u16', role: 'out', extent: ['batch', 'n', 'qHeads', 'headDim'] },
-  lse: { elem: 'f32', role: 'out', extent: ['batch', 'n', 'qHeads'] },
-  workspace: { elem: 'f32', role: 'scratch', extent: ['numSplits', 'batch', 'n', 'qHeads', 'headDim + 1'] },
-  // One counter per (row tile, sequence x KV head): at most one per output row, whatever the tiling.
-  splitCounters: { elem: 'i32', role: 'counters', extent: ['batch', 'n', 'qHeads'] },
-} as const satisfies Record<string, AttentionArraySpec>;
-export type AttentionArrayField = keyof typeof ATTENTION_ARRAYS;
-
-/** Roles of the arrays a host passes only when num_splits > 1 (else null). */
-export const splitOnly = (role: AttentionArraySpec['role']): boolean => role === 'scratch' || role === 'counters';
-
-/** The attention argument's int32 fields; `dim`: the size a host sets it to (none: the host's choice). */
-export const ATTENTION_SCALARS = {
-  batch: { dim: 'batch' },
-  cacheCapacity: { dim: 'cacheCapacity' },
-  numSplits: { dim: 'numSplits' },
-  numThreads: { note: 'CPU backend only; 0 = all hardware threads (more are clamped to it)' },
-} as const satisfies Record<string, { readonly dim?: AttentionDim; readonly note?: string }>;
-export type AttentionScalarField = keyof typeof ATTENTION_SCALARS;
-
-export const attentionArrayFields = (): AttentionArrayField[] => Object.keys(ATTENTION_ARRAYS) as AttentionArrayField[];
-
-/** Elements of an attention array for a call's dims. */
-export function attentionElements(field: AttentionArrayField, dims: AttentionDims): number {
-  return ATTENTION_ARRAYS[field].extent.reduce((n, d) => n * (d === 'headDim + 1' ? dims.headDim + 1 : dims[d]), 1);
-}
+// The attention argument's arrays and sizes (ATTENTION_ARRAYS, ATTENTION_SCALARS, their dims) are
+// codegen/abi-fields.ts's: the manifest describes the same fields, and codegen cannot import the runtime.
+export {
+  ATTENTION_ARRAYS, ATTENTION_DIMS, ATTENTION_SCALARS, type AttentionArrayField, type AttentionArraySpec, type AttentionDim, type AttentionDims,
+  type AttentionScalarField, attentionArrayFields, attentionElements, cFieldName, splitOnly,
+} from '../../codegen/abi-fields.js';
 
 /** An array's C pointer type: const when the kernel only reads it; void for the variant's 16-bit dtype. */
 function arrayDecl(spec: AttentionArraySpec): string {
@@ -256,10 +206,6 @@ export interface Layout {
   readonly size: number;
 }
 
-/** The C name of a field: camelCase -> snake_case, our `pad` -> `pad_`. */
-export function cFieldName(name: string): string {
-  return name === 'pad' ? 'pad_' : name.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
-}
 
 export function layoutOf(s: StructSchema): Layout {
   const offsets: Record<string, number> = {};
