@@ -41,5 +41,8 @@ def prebuild(bundle, arch):
         build_fatbins(bundle, grid, arch, search=True)
     if (bundle / 'gemm_sm90a.json').exists():
         gemm_sm90a.compile_units(bundle, json.loads((bundle / 'gemm_sm90a.json').read_text()), log)
+    if (bundle / 'attention_sm90a.json').exists():  # the sm_90a attention (sm_90a) and its mma.sync twins (sm_90)
+        import attention_sm90a
+        attention_sm90a.compile_units(bundle, json.loads((bundle / 'attention_sm90a.json').read_text()), log)
     (bundle / PREBUILT).write_text(json.dumps({'arch': arch, 'nvcc': nvcc_version(), 'registers': registers}, indent=1) + '\n')
     log(f'prebuild: every fatbin for sm_{arch} in {time.time() - t0:.0f} s')

@@ -3,11 +3,12 @@
  * sm_90a and mma.sync units with what scripts/device-check/attention_sm90a.py needs to launch
  * them (Qwen3-8B's k = 16 and prefill chunk at L = 4k/16k, batch 1/8 for the H200), and the
  * script's dry run on the emulated driver holds both kernels of the small case to the float64
- * reference at splits 1 and 3 (through its own tensor-map encoding and argument packing).
+ * reference at splits 1 and 3 (through its own tensor-map encoding and argument packing);
+ * prebuild.py (run by prepare.ts) builds its units before the GPU session.
  * Tagged: a C++ compiler, python3 with numpy.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +35,19 @@ describe('the device check\'s sm_90a attention part', () => {
       for (const k of [c.sm90a, c.sm90]) expect(readFileSync(join(root, 'full', k.source), 'utf8')).toContain(k.symbol);
     }
     expect(JSON.parse(readFileSync(join(root, 'full', 'attention_sm90a.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(b)));
+  });
+
+  test.skipIf(!numpy)('prebuild.py builds its units beside their sources: the sm_90a ones for sm_90a, their mma.sync twins for sm_90 (a stand-in nvcc)', async () => {
+    const dir = join(root, 'pre');
+    const b = await prepareAttentionSm90aBundle(dir, FULL_ATTENTION_SM90A, false);
+    const nvcc = join(root, 'fake-nvcc');
+    writeFileSync(nvcc, '#!/bin/bash\nout=""; prev=""\nfor a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done\necho "$@" > "$out"\n');
+    chmodSync(nvcc, 0o755);
+    await exec('python3', ['-c', 'import sys, pathlib; sys.path.insert(0, sys.argv[1]); import prebuild; prebuild.prebuild(pathlib.Path(sys.argv[2]), "90")', resolve('scripts/device-check'), dir], { env: { ...process.env, NVCC: nvcc } });
+    for (const c of b.cases) {
+      expect(readFileSync(join(dir, c.sm90a.fatbin), 'utf8')).toContain('-gencode=arch=compute_90a,code=sm_90a');
+      expect(readFileSync(join(dir, c.sm90.fatbin), 'utf8')).toContain('-gencode=arch=compute_90,code=sm_90');
+    }
   });
 
   test.skipIf(!cxx.found || !numpy)('the dry run on the emulated driver: both kernels against float64 at splits 1 and 3', async () => {
