@@ -179,8 +179,9 @@ def race(torch, drv, bundle, model, case, point, splits_list, log):
     return row
 
 
-def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, until=None):
-    """Correctness, then (a GPU with torch) the race; a point that would start past `until` (epoch seconds, less 15 s for a Flex compile) is skipped and listed."""
+def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, until=None, save=None):
+    """Correctness, then (a GPU with torch) the race; a point that would start past `until` (epoch seconds, less 15 s for a Flex compile) is
+    skipped and listed. save(result so far), when given, after the correctness and after every point: a part killed at its deadline still reports."""
     spec = json.loads((bundle / 'attention_sm90a.json').read_text())
     if not dry:
         compile_units(bundle, spec, log)
@@ -192,6 +193,9 @@ def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, u
         for r in rows:
             log(f"sm_90a attention check {r['case']} {r['kernel']} splits {r['splits']}: {'ok' if r['ok'] else 'WRONG'} (max error {r['maxError']}, lse {r['lseMaxError']:.2e})")
     bench, skipped = [], []
+    partial = lambda: {'correctness': correctness, 'bench': bench, 'skipped': skipped, 'ok': bool(correctness) and all(r['ok'] for r in correctness)}  # noqa: E731
+    if save:
+        save(partial())
     if not dry and torch is not None and all(r['ok'] for r in correctness):
         for point in spec['points']:  # the bundle's order: L = 4k, batch 1 first (the issue's goal)
             for case in spec['cases']:
@@ -199,7 +203,9 @@ def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, u
                     skipped.append(f"{case['name']} L={point['prefix']} B={point['batch']}")
                     continue
                 bench.append(race(torch, drv, bundle, model, case, point, spec['splits'], log))
-    return {'correctness': correctness, 'bench': bench, 'skipped': skipped, 'ok': bool(correctness) and all(r['ok'] for r in correctness)}
+                if save:
+                    save(partial())
+    return partial()
 
 
 def main(argv):

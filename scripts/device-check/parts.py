@@ -130,7 +130,8 @@ def part_sm90a(ctx):
     if (ctx.bundle / 'attention_sm90a.json').exists():  # the sm_90a attention vs its mma.sync twin and Flex (attention_sm90a.py)
         import attention_sm90a
         ctx.save(out)
-        att = attention_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log, None if ctx.dry else ctx.torch(), ctx.until)
+        att = attention_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log, None if ctx.dry else ctx.torch(), ctx.until,
+                                  lambda so_far: ctx.save({'sm90a': {**out['sm90a'], 'attention': so_far, 'ok': False}}))
         out['sm90a'] = {**out['sm90a'], 'attention': att, 'ok': out['sm90a']['ok'] and att['ok']}
     return out
 

@@ -57,5 +57,10 @@ describe('the device check\'s sm_90a attention part', () => {
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as { sm90aAttention: { ok: boolean; correctness: { kernel: string; splits: number; ok: boolean }[] } };
     expect(out.sm90aAttention.correctness.map((r) => [r.kernel, r.splits, r.ok])).toEqual([['sm90a', 1, true], ['sm90a', 3, true], ['sm90', 1, true], ['sm90', 3, true]]);
     expect(out.sm90aAttention.ok).toBe(true);
+    // parts.py's call: run() hands each result so far to save(), so a part killed at its deadline still reports.
+    const script = 'import sys, os, json, pathlib; sys.path.insert(0, sys.argv[1]); import attention_sm90a as a; from kernels import Driver; saved = []; '
+      + 'r = a.run(Driver(os.environ["TIDARC_LIBCUDA"]), pathlib.Path(sys.argv[2]), True, lambda s: None, save=lambda x: saved.append(json.loads(json.dumps(x)))); print(json.dumps(saved))';
+    const saved = JSON.parse((await exec('python3', ['-c', script, resolve('scripts/device-check'), dir], { env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 64 << 20 })).stdout) as { correctness: unknown[]; ok: boolean }[];
+    expect(saved.map((x) => [x.correctness.length, x.ok])).toEqual([[4, true]]);
   }, 300_000);
 });
