@@ -50,7 +50,17 @@ export function stepShape(input: DeviceStepInput): StepShape {
 /** What is sitting in a launch argument by value besides the shape: part of a graph's key. */
 export function samplingKey(input: DeviceStepInput): string {
   const s = input.sampling;
-  return s.temperature === 0 ? `greedy b${s.beta} e${s.neverEmit ?? -1}` : `t${s.temperature} p${s.topP} k${s.topK ?? 0} b${s.beta} s${s.seed} e${s.neverEmit ?? -1}`;
+  return s.temperature === 0 ? samplingSetup(input) : `${samplingSetup(input)} t${s.temperature} p${s.topP} k${s.topK ?? 0} s${s.seed}`;
+}
+
+/**
+ * The part of samplingKey that decides which kernels a step launches and which buffers it
+ * allocates (greedy or sampled, a beta mix, the never-emitted token's bias row): two steps that
+ * differ only in the rest (seed, temperature, top-p, top-k: launch arguments) share their warm-up.
+ */
+export function samplingSetup(input: DeviceStepInput): string {
+  const s = input.sampling;
+  return `${s.temperature === 0 ? 'greedy' : 'sampled'} b${s.beta} e${s.neverEmit ?? -1}`;
 }
 
 export class DeviceStepIo {

@@ -27,7 +27,7 @@ import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
-import { DeviceStepIo, samplingKey, stepShape } from './gpu-decode-step.js';
+import { DeviceStepIo, samplingKey, samplingSetup, stepShape } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
@@ -257,7 +257,9 @@ export class GpuModelRunner implements Runner {
     io.fill(input, launches[0]!.prefix);
     const stepIo = io;
     const { spec, cache, ops } = this;
-    this.lastStepLaunch = this.stepGraphs.run(`${kind} splits ${splits.join(',')}`, () => {
+    // A new seed or temperature on a warm shape and setup captures at once (a server's requests each bring their own).
+    const bucket = `splits ${splits.join(',')}`;
+    this.lastStepLaunch = this.stepGraphs.run(`${kind} ${bucket}`, `${shapeKey} ${samplingSetup(input)} ${bucket}`, () => {
       stepIo.upload();
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);

@@ -4,8 +4,8 @@
  * driver once per process):
  *   - a later generate of the same shape runs on the first one's runner: no new runner, and each
  *     of its decode steps, from the first, is one graph launch (no warm-up, no capture), with the
- *     tokens of a fresh runner, greedy and seeded sampled (a new sampling setup on a kept runner
- *     warms up and captures once);
+ *     tokens of a fresh runner, greedy and seeded sampled (sampling on a runner that only decoded
+ *     greedily warms up once; another seed then captures at once, no warm-up);
  *   - two sequences alive at once (interleaved streams) run on two runners, the kept one and a
  *     new one, and both give the tokens of a sequence run alone (greedy TiDAR and greedy AR);
  *   - what the kept runners hold is all the device holds besides the weights, and dropRunners
@@ -37,7 +37,7 @@ const TOKENS = 3;
 interface Step { kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; captures: number }
 interface Gen { tokens: number[]; steps: Step[]; created: number; reused: number }
 interface Out {
-  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledReplay: Gen; sampledFresh: Gen;
+  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledFresh: Gen;
   interleaved: { tidar: Gen; ar: Gen; created: number; reused: number };
   kept: { idle: number; idleBytes: number; deviceBytesOverWeights: number };
   afterDrop: { idle: number; deviceBytesOverWeights: number };
@@ -68,13 +68,16 @@ describe.skipIf(!cxx.found)('runner reuse across generate calls on the emulated 
     for (const s of reused.steps) expect(s).toEqual(graphOnly);
   });
 
-  test('seeded sampling on a reused runner: a new setup warms up once, then replays; the tokens are a fresh runner\'s', () => {
+  test("seeded sampling on a reused runner: a new setup warms up once, another seed captures at once; the tokens are a fresh runner's", () => {
     expect(out.sampledOnReused).toMatchObject({ created: 0, reused: 1 });
     expect(out.sampledOnReused.steps[0]!.kernelLaunches).toBeGreaterThan(10);
-    expect(out.sampledReplay).toMatchObject({ created: 0, reused: 1, tokens: out.sampledOnReused.tokens });
-    for (const s of out.sampledReplay.steps) expect(s).toEqual(graphOnly);
-    expect(out.sampledFresh).toMatchObject({ created: 1, reused: 0, tokens: out.sampledOnReused.tokens });
-    // The draws are not the greedy tokens (else "the same tokens" would prove little about sampling).
+    const [first, ...rest] = out.sampledSeed8.steps;
+    expect(out.sampledSeed8).toMatchObject({ created: 0, reused: 1 });
+    expect(first).toEqual({ ...graphOnly, captures: 1 });
+    for (const s of rest) expect(s).toEqual(graphOnly);
+    expect(out.sampledFresh).toMatchObject({ created: 1, reused: 0, tokens: out.sampledSeed8.tokens });
+    // The draws depend on the seed and are not the greedy tokens (else "the same tokens" would prove little).
+    expect(out.sampledSeed8.tokens).not.toEqual(out.sampledOnReused.tokens);
     expect(out.sampledFresh.tokens).not.toEqual(out.greedyFresh.tokens);
   });
 
