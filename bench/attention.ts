@@ -40,7 +40,20 @@ const RECORDED_REGISTERS: Readonly<Record<string, number>> = { ar: 128, tidar_k4
 function qwen3Plans(): AttentionPlan[] {
   const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
   const variants = variantsForModel({ ...spec, draftLengths: [4, 8, 16] });
-  return BENCH_VARIANTS.map((name) => planAttention(variants.find((v) => v.name === name)!, ARCHES.sm_90.tile));
+  // Planned for an sm_90 compile: its cp.async stages (plan.ts defaultStages) size the shared memory.
+  return BENCH_VARIANTS.map((name) => planAttention(variants.find((v) => v.name === name)!, ARCHES.sm_90.tile, [ARCHES.sm_90]));
+}
+
+/**
+ * Issue 15 item 1(c): 32-row warps (two m16 tiles share each K/V fragment). At head dim 128 their
+ * O and S fragments fit in registers only at tileN 32 with 2 stages (plan.ts fitsInRegisters), a
+ * tile `tidarc tune` may pick but the planner does not; the same variants at that tile, beside
+ * the planned ones (16-row warps, tileN 64).
+ */
+function qwen3WarpRows32Plans(): AttentionPlan[] {
+  const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
+  const variants = variantsForModel({ ...spec, draftLengths: [8, 16] });
+  return ['tidar_k8', 'tidar_k16'].map((name) => planAttention(variants.find((v) => v.name === name)!, { tileN: 32, warpRows: 32, stages: 2 }, [ARCHES.sm_90]));
 }
 
 async function registersOf(plans: readonly AttentionPlan[]): Promise<{ registers: Map<string, number>; source: string }> {
@@ -95,6 +108,18 @@ async function main(): Promise<void> {
   for (const r of table) console.log(line(r));
   console.log('\nroof: max(essential HBM bytes / copy, useful FLOPs / bf16 matmul); roof % = roof / pred (the issue\'s targets: AR >= 60% at B = 1, L = 4k).');
   console.log('old s, old us: the splits of the wave rule the runtime used before (FA2\'s, chooseSplits) and the model\'s time with them.');
+  const alt = qwen3WarpRows32Plans();
+  const altRegs = await registersOf(alt);
+  console.log(`\n32 rows a warp at tileN 32, 2 stages (a tuned tile; registers: ${altRegs.source}):`);
+  for (const plan of alt) {
+    const regs = altRegs.registers.get(plan.variant.name) ?? 255;
+    const occ = occupancy('sm_90', { registers: regs, sharedBytes: plan.sharedBytes, threads: plan.threads });
+    for (const prefix of BENCH_PREFIXES) for (const batch of BENCH_BATCHES) {
+      const p = predictAttention(plan, { batch, prefix }, H200, occ.ctasPerSm);
+      const planned = rows.find((r) => r.plan.variant.name === plan.variant.name && r.prefix === prefix && r.batch === batch)!.p;
+      console.log(`  ${plan.variant.name} L ${prefix} B ${batch}: ${plan.rowTiles} x ${plan.rowTile.warps} warps, ${regs} regs, ${occ.ctasPerSm} CTA/SM, ${p.splits} splits; mma ${us(p.mmaS)} us, pred ${us(p.predictedS)} us (${p.bound}, roof ${(100 * p.rooflineShare).toFixed(0)}%); planned ${us(planned.predictedS)} us (${(100 * planned.rooflineShare).toFixed(0)}%)`);
+    }
+  }
   await printSm90aAttention();  // issue 18: the compute-bound variants on the sm_90a kernel
 }
 

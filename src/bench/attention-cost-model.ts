@@ -21,7 +21,8 @@
  *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
- *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance
+ *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance (the
+ *               mma.sync rate of 32-row warps is higher: mmaSyncRate)
  *               + the merge when splits > 1: the last CTA of each row group (batch x KV heads x
  *               row tiles of them) reads the partials, just written and so from L2 (the L2
  *               rate), and writes O (the copy rate) after the other CTAs are done, over the
@@ -95,6 +96,20 @@ export function waveRuleSplits(plan: AttentionPlan, s: AttentionShape, m: Machin
 }
 
 /**
+ * The mma.sync rate of the plan's warps. The machine's mmaSyncFlops is that of 16-row warps,
+ * whose ldmatrix traffic is 0.5 x4-loads an mma (Q's fragments in registers; every K and V
+ * fragment feeds one m16 tile). A 32-row warp's K and V fragments feed two m16 tiles and Q's are
+ * read from shared memory at each k16 step: (keys / 8 + 2) / (keys / 2) loads an mma for the
+ * keys it scores a tile (0.3125 at 64), so the rate scales by 0.5 / that, at most to the bf16
+ * matmul rate (an assumption: the tensor cores are not what limits mma.sync first).
+ */
+export function mmaSyncRate(plan: AttentionPlan, m: Machine): number {
+  if (plan.rowTile.warpRows !== 32) return m.mmaSyncFlops;
+  const keys = plan.tile.tileN / plan.rowTile.keyWarps;
+  return Math.min(m.matmulFlops, (m.mmaSyncFlops * 0.5) / ((keys / 8 + 2) / (keys / 2)));
+}
+
+/**
  * The prediction for one launch at `ctasPerSm` (ptxas's occupancy), with the split-KV count the
  * runtime would choose (or `splits`, e.g. a tuned one).
  */
@@ -121,7 +136,7 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const balance = w / Math.ceil(w);
   const hbmS = hbmBytes / m.copyBytesPerS / balance;
   const l2S = l2Bytes / m.l2BytesPerS / balance;
-  const mmaS = executedFlops / m.mmaSyncFlops / balance;
+  const mmaS = executedFlops / mmaSyncRate(plan, m) / balance;
   const mergeBalance = Math.min(1, perSplit / m.sms);
   const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance : 0;
   const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';

@@ -263,10 +263,10 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
   const variantRows = new Map(t.variants.map((v) => [v, variantSteps(v) * (t.shape.qHeads / t.shape.kvHeads)] as const));
   const fits = (tile: Tile, v: string): boolean =>
     infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1 }, 'cuda', 'sm_90') === null;
-  const planned = (tile: Tile, v: string): boolean => tile.tileN === own.tileN && tile.warps === rowTileOf(variantRows.get(v)!, own.tileN).warps;
+  const planned = (tile: Tile, v: string): boolean => tile.tileN === own.tileN && tile.warps === rowTileOf(variantRows.get(v)!, own.tileN, t.shape.headDim).warps;
   const listed = [...(t.tiles ?? candidateTiles(t.shape))];
   for (const v of t.variants) {
-    const tile = { warps: rowTileOf(variantRows.get(v)!, own.tileN).warps, tileN: own.tileN };
+    const tile = { warps: rowTileOf(variantRows.get(v)!, own.tileN, t.shape.headDim).warps, tileN: own.tileN };
     if (!listed.some((x) => x.warps === tile.warps && x.tileN === tile.tileN)) listed.push(tile);
   }
   for (const tile of listed) {

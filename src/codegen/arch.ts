@@ -10,10 +10,15 @@ export interface TileConfig {
    * variant from its packed rows (plan.ts rowTileOf): how the warps share a tile follows from the rows.
    */
   readonly warps?: number;
+  /** Rows a row warp owns (tuned): 16, or 32 (two m16 tiles share each K/V fragment). Absent: rowTileOf's rule. */
+  readonly warpRows?: 16 | 32;
   /** Keys per KV tile. */
   readonly tileN: number;
-  /** cp.async pipeline stages (the kernel template implements 2). */
-  readonly stages: 2;
+  /**
+   * cp.async pipeline stages: 2 or 3 (tuned). Absent: the planner's rule (plan.ts
+   * defaultStages: 3 where every device of the compile keeps its CTAs per SM).
+   */
+  readonly stages?: 2 | 3;
 }
 
 export interface ArchSpec {
@@ -37,7 +42,7 @@ export interface ArchSpec {
 
 export type ArchName = 'sm_80' | 'sm_86' | 'sm_89' | 'sm_90' | 'sm_90a';
 
-const DEFAULT_TILE: TileConfig = { tileN: 64, stages: 2 };
+const DEFAULT_TILE: TileConfig = { tileN: 64 };
 
 export const ARCHES: Readonly<Record<ArchName, ArchSpec>> = {
   sm_80: { name: 'sm_80', computeCapability: [8, 0], maxSharedPerBlock: 166_912, maxRegistersPerThread: 255, tensorCoreOp: 'mma.sync.m16n8k16', gencode: '-gencode=arch=compute_80,code=sm_80', tile: DEFAULT_TILE },
@@ -74,5 +79,5 @@ export function parseArch(name: string): ArchSpec {
 export const CPU_TILE: TileConfig = DEFAULT_TILE;
 
 export function tileKey(t: TileConfig): string {
-  return `w${t.warps ?? 'rule'}n${t.tileN}s${t.stages}`;
+  return `w${t.warps ?? 'rule'}${t.warpRows === undefined ? '' : `r${t.warpRows}`}n${t.tileN}s${t.stages ?? 'rule'}`;
 }

@@ -7,7 +7,7 @@
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
-import { type ArchName, type ArchSpec, tileKey } from './arch.js';
+import { type ArchName, type ArchSpec, ARCHES, type TileConfig, tileKey } from './arch.js';
 import { planBuild } from './build-steps.js';
 import { renderCmakeLists } from './cmake-lists.js';
 import { banner, cpuSymbol, renderVariant } from './kernel-source.js';
@@ -67,7 +67,10 @@ export function planVariants(variants: readonly AttentionVariant[], targets: rea
   const tile = targets[0]!.tile;
   const unknown = Object.keys(tiles).filter((name) => !variants.some((v) => v.name === name));
   if (unknown.length > 0) throw new TidarcError('invalid-argument', 'tuned tiles name variants this compile does not make', { field: 'tiles', value: unknown.join(', '), allowed: variants.map((v) => v.name).join(', ') });
-  const plans = variants.map((v) => planAttention(v, tiles[v.name] ? { ...tile, warps: tiles[v.name]!.warps, tileN: tiles[v.name]!.tileN } : tile));
+  const tuned = (t: VariantTuning): TileConfig => ({ ...tile, warps: t.warps, tileN: t.tileN, ...(t.warpRows === undefined ? {} : { warpRows: t.warpRows }), ...(t.stages === undefined ? {} : { stages: t.stages }) });
+  // The default stages are sized for every device of the compile (plan.ts defaultStages; a CPU target is no device).
+  const devices = arches.filter((a) => Object.hasOwn(ARCHES, a.name));
+  const plans = variants.map((v) => planAttention(v, tiles[v.name] ? tuned(tiles[v.name]!) : tile, devices));
   const problems = plans.flatMap((p) => arches.flatMap((a) => archProblems(p, a)));
   if (problems.length > 0) throw new TidarcError('unsupported', problems.join('; '));
   return plans;
@@ -134,6 +137,7 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       warps: plan.tile.warps,
       layout: plan.rowTile.layout,
       rowWarps: plan.rowTile.rowWarps,
+      warpRows: plan.rowTile.warpRows,
       keyWarps: plan.rowTile.keyWarps,
       stages: plan.tile.stages,
       rowTiles: plan.rowTiles,

@@ -53,6 +53,10 @@ export function compileInputKey(spec: ModelSpec, drafts: readonly number[], targ
 export interface VariantTuning {
   readonly warps: number;
   readonly tileN: number;
+  /** Rows a row warp owns (16 or 32); absent: the planner's rule (plan.ts rowTileOf). */
+  readonly warpRows?: 16 | 32;
+  /** cp.async stages (2 or 3); absent: the planner's rule (plan.ts defaultStages). */
+  readonly stages?: 2 | 3;
   /** Per shape bucket (`b1 L4096`), the split-KV count and CPU threads measured fastest with this tile. */
   readonly calls?: Readonly<Record<string, CallParams>>;
   /** Where the calls were measured: they apply to that backend only (`cpu` calls never set a GPU's splits). */

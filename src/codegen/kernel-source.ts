@@ -50,6 +50,8 @@ function kernelView(plan: AttentionPlan, modelName: string, dialect: CppDialect)
     elementType: dialect.elementTypes[variant.shape.dtype],
     warps: plan.rowTile.warps,
     rowWarps: plan.rowTile.rowWarps,
+    warpRows: plan.rowTile.warpRows,
+    stages: plan.tile.stages,
     keyWarps: plan.rowTile.keyWarps,
     keySlice: plan.tile.tileN / plan.rowTile.keyWarps,
     layout: plan.rowTile.layout === 'keys' ? 'split-key' : 'row-stacked',

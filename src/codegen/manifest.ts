@@ -60,6 +60,8 @@ export interface ManifestVariant {
      */
     readonly layout?: 'rows' | 'keys';
     readonly rowWarps?: number;
+    /** Rows a row warp owns: 16, or 32 (two m16 tiles share each K/V fragment; absent in older manifests: 16). */
+    readonly warpRows?: number;
     readonly keyWarps?: number;
     readonly stages: number;
     readonly rowTiles: number;

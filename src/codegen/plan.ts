@@ -7,32 +7,39 @@
 import { TidarcError } from '../errors.js';
 import { classifyStepRect, type TileClass } from '../ir/mask.js';
 import type { ArchSpec, TileConfig } from './arch.js';
+import { occupancy } from './occupancy.js';
 import { type AttentionVariant, groupSize } from './variant.js';
 
 /**
- * How a CTA's warps share one row tile. 'rows': each warp owns 16 rows, the tile is 16 x warps
- * rows. 'keys': one 16-row m-tile; each warp takes tileN / warps keys of every key tile and the
- * warps merge their softmax state (max, sum, O) through shared memory at the end, in warp order.
+ * How a CTA's warps share one row tile. 'rows': each warp owns warpRows rows (16, or 32 as two
+ * m16 tiles sharing every K/V fragment), the tile is warpRows x warps rows. 'keys': one 16-row
+ * m-tile; each warp takes tileN / warps keys of every key tile and the warps merge their
+ * softmax state (max, sum, O) through shared memory at the end, in warp order.
  */
 export type WarpLayout = 'rows' | 'keys';
+
+/** Rows one warp owns: one m16 tile, or two that share each ldmatrix'd K and V fragment. */
+export type WarpRows = 16 | 32;
 
 export interface RowTile {
   readonly layout: WarpLayout;
   readonly warps: number;
-  /** Warps stacked over rows (16 rows each): warps for 'rows', 1 for 'keys'. */
+  /** Warps stacked over rows (warpRows rows each): warps for 'rows', 1 for 'keys'. */
   readonly rowWarps: number;
   /** Warps sharing each key tile's columns: 1 for 'rows', warps for 'keys'. */
   readonly keyWarps: number;
-  /** Rows of one tile: 16 x rowWarps. */
+  /** Rows of one row warp: 16, or 32 ('rows' only). */
+  readonly warpRows: WarpRows;
+  /** Rows of one tile: warpRows x rowWarps. */
   readonly tileM: number;
 }
 
-/** The most rows one CTA holds (8 warps of 16): a KV head with more rows is cut into several tiles. */
+/** The most rows one CTA holds (8 warps of 16, 4 of 32): a KV head with more rows is cut into several tiles. */
 export const MAX_TILE_ROWS = 128;
 /** Warps that split the keys of a <= 16-row tile by default: 16 keys each at tileN 64. */
 const KEY_WARPS = 4;
-/** The fewest warps of a tile when a KV head's rows need several (fewer would multiply the prefix's L2 reads). */
-const MIN_WIDE_WARPS = 4;
+/** The fewest rows of a tile when a KV head's rows need several (fewer would multiply the prefix's L2 reads). */
+const MIN_WIDE_ROWS = 64;
 
 /**
  * The row tile of a variant with `rows` packed rows per KV head:
@@ -40,31 +47,53 @@ const MIN_WIDE_WARPS = 4;
  *     rows are computed (16 x warps rows did 60 padding rows of work for AR's 4);
  *   rows <= 128 (k = 4 at G = 4: 80): one tile of ceil(rows / 16) warps, so every row of the
  *     KV head is in one CTA and the prefix is read once;
- *   more: tiles of 4 to 8 warps with the fewest padding rows, then the fewest tiles (each
- *     re-reads the prefix from L2): k = 8's 288 rows -> 3 tiles of 6 warps (64-row tiles
- *     padded 32); k = 16's 1088 -> 17 of 4 (9 of 8 would pad 64 rows of mma work).
- * `warps` (a tuned tile) keeps the layout the rows imply and sets the warp count.
+ *   more (k = 8: 288 at G = 4, k = 16: 1088, prefill): warps of 32 rows where their O and S
+ *     fragments fit in registers at 3 stages (fitsInRegisters: head dim 64 up to tileN 64; head
+ *     dim 128 at tileN 32 is a tuned tile, 2 stages only), so each K/V fragment an ldmatrix
+ *     reads feeds two m16 tiles' mma (16-row warps read 1 byte of shared memory a 2 FLOP,
+ *     which caps mma.sync near 48% of the peak), else warps of 16; in tiles of
+ *     64 to 128 rows (2 to 4 warps of 32, 4 to 8 of 16) with the fewest padding rows, then the
+ *     fewest tiles (each re-reads the prefix from L2). k = 8 at G = 4: 3 tiles of 3 warps of 32
+ *     (96 rows, no padding) or 3 x 6 of 16; k = 16: 17 x 2 of 32 (9 x 4 would pad 64 rows) or
+ *     17 x 4 of 16.
+ * `warps` and `warpRows` (a tuned tile) set the warp count and rows a warp; the layout follows
+ * from the rows.
  */
-export function rowTileOf(rows: number, tileN: number, warps?: number): RowTile {
+export function rowTileOf(rows: number, tileN: number, headDim: number, warps?: number, warpRows?: WarpRows): RowTile {
   if (rows <= 16) {
     const w = warps ?? Math.max(1, Math.min(KEY_WARPS, tileN / 16));
-    return { layout: 'keys', warps: w, rowWarps: 1, keyWarps: w, tileM: 16 };
+    return { layout: 'keys', warps: w, rowWarps: 1, keyWarps: w, warpRows: 16, tileM: 16 };
   }
-  const w = warps ?? (rows <= MAX_TILE_ROWS ? Math.ceil(rows / 16) : leastPaddedWarps(rows));
-  return { layout: 'rows', warps: w, rowWarps: w, keyWarps: 1, tileM: 16 * w };
+  // The default takes 32 rows where they fit at either stage count (the stages are chosen after the tile).
+  const wr: WarpRows = warpRows ?? (rows > MAX_TILE_ROWS && fitsInRegisters(32, tileN, headDim, 3) ? 32 : 16);
+  const w = warps ?? (rows <= MAX_TILE_ROWS ? Math.ceil(rows / wr) : leastPaddedWarps(rows, wr));
+  return { layout: 'rows', warps: w, rowWarps: w, keyWarps: 1, warpRows: wr, tileM: wr * w };
 }
 
-function leastPaddedWarps(rows: number): number {
-  const executed = (w: number): number => Math.ceil(rows / (16 * w)) * 16 * w;
-  let best = MIN_WIDE_WARPS;
-  for (let w = MIN_WIDE_WARPS + 1; w <= MAX_TILE_ROWS / 16; w++) if (executed(w) <= executed(best)) best = w;
+/**
+ * Whether a warp keeps its O and S fragments in registers with room for the rest: fp32 O
+ * (warpRows x headDim) and S (warpRows x the keys of a tile it scores) over 32 lanes, at most
+ * 160 registers with 2 cp.async stages, 128 with 3 (a third stage's addresses take the rest).
+ * ptxas (nvcc 13, sm_80 and sm_90, loops unrolled): 32-row warps at head dim 64 and 64 keys
+ * (128): 241-254 registers, no spill at 2 and 3 stages; at head dim 128 and 32 keys (160): 255,
+ * no spill at 2 stages, 136 bytes of spills at 3 on sm_90; at 64 keys (192): 300+ bytes of
+ * spills. 16-row warps at head dim 128 and 128 keys (128): 254 at 3 stages, no spill.
+ */
+export function fitsInRegisters(warpRows: WarpRows, keysPerWarp: number, headDim: number, stages: Stages): boolean {
+  return (warpRows * (headDim + keysPerWarp)) / 32 <= (stages === 2 ? 160 : 128);
+}
+
+function leastPaddedWarps(rows: number, warpRows: number): number {
+  const executed = (w: number): number => Math.ceil(rows / (warpRows * w)) * warpRows * w;
+  let best = MIN_WIDE_ROWS / warpRows;
+  for (let w = best + 1; w <= MAX_TILE_ROWS / warpRows; w++) if (executed(w) <= executed(best)) best = w;
   return best;
 }
 
 export interface AttentionPlan {
   readonly variant: AttentionVariant;
-  /** The tile with the planner's (or the tuned) warps. */
-  readonly tile: TileConfig & { readonly warps: number };
+  /** The tile with the planner's (or the tuned) warps and stages. */
+  readonly tile: TileConfig & { readonly warps: number; readonly stages: Stages };
   readonly rowTile: RowTile;
   readonly tileM: number;
   readonly threads: number;
@@ -89,12 +118,68 @@ export interface AttentionPlan {
 
 const ELEMENT_BYTES = 2;
 
-export function planAttention(variant: AttentionVariant, tile: TileConfig): AttentionPlan {
+export type Stages = 2 | 3;
+
+/**
+ * Dynamic shared memory of the CUDA kernel: K and V of each stage, rows of headDim + 8 16-bit
+ * elements (against ldmatrix bank conflicts), and, for 32-row warps, the Q tile in a region of
+ * its own (16-row warps keep Q in registers; its shared copy aliases the stages).
+ */
+export function attentionSharedBytes(rowTile: Pick<RowTile, 'warpRows' | 'tileM'>, tileN: number, headDim: number, stages: Stages): number {
+  const rowBytes = (headDim + 8) * ELEMENT_BYTES;
+  return 2 * stages * tileN * rowBytes + (rowTile.warpRows === 32 ? rowTile.tileM * rowBytes : 0);
+}
+
+/**
+ * Registers a thread of the kernel needs, estimated from the fragments it keeps (32-bit
+ * registers): O (warpRows x headDim fp32 over 32 lanes), S (warpRows x its keys of a tile), Q's
+ * A fragments (16-row warps), plus 40 for addresses, the softmax state and the loop. ptxas
+ * (nvcc 13) gives 16-row warps 95-182 (this, within 16) and 32-row warps nearly all 255 (241-254
+ * at head dim 64), whatever their fragments. The stage rule only needs the CTAs per SM this
+ * implies; test/codegen/nvcc.test.ts checks that ptxas's own registers give the same stages.
+ */
+export function estimatedRegisters(rowTile: RowTile, tileN: number, headDim: number): number {
+  if (rowTile.warpRows === 32) return 255;
+  const o = (16 * headDim) / 32;
+  const s = (16 * (tileN / rowTile.keyWarps)) / 32;
+  return Math.min(255, o + s + headDim / 4 + REGISTER_OVERHEAD);
+}
+const REGISTER_OVERHEAD = 40;
+
+/**
+ * The default cp.async stages: 3 (a second tile in flight while one is consumed: more bytes
+ * in flight a CTA) where the warps' fragments leave the registers a third stage needs
+ * (fitsInRegisters) and, on every device of the compile, the third stage's shared memory fits
+ * and leaves an SM as many CTAs as the 2-stage kernel had (its registers, estimated, and its
+ * shared memory): a stage that costs a CTA a SM trades the latency hiding it adds for the
+ * same amount lost. Else 2; and 2 with no device to size it for (a CPU-only plan). `registersOn`:
+ * ptxas's figure per arch where known (a test), else the estimate.
+ */
+export function defaultStages(rowTile: RowTile, tileN: number, headDim: number, arches: readonly ArchSpec[],
+  registersOn: (arch: ArchSpec) => number = () => estimatedRegisters(rowTile, tileN, headDim)): Stages {
+  if (arches.length === 0 || !fitsInRegisters(rowTile.warpRows, tileN / rowTile.keyWarps, headDim, 3)) return 2;
+  const threads = rowTile.warps * 32;
+  const keeps = (arch: ArchSpec): boolean => {
+    const three = attentionSharedBytes(rowTile, tileN, headDim, 3);
+    if (three > arch.maxSharedPerBlock) return false;
+    const registers = registersOn(arch);
+    const ctas = (stages: Stages): number => occupancy(arch.name, { registers, threads, sharedBytes: attentionSharedBytes(rowTile, tileN, headDim, stages) }).ctasPerSm;
+    return ctas(3) >= ctas(2);
+  };
+  return arches.every(keeps) ? 3 : 2;
+}
+
+/**
+ * The plan of a variant for a tile: the tile's warps, warpRows and stages where it has them
+ * (tuned), else the planner's rules (rowTileOf; defaultStages over `arches`, the compile's devices).
+ */
+export function planAttention(variant: AttentionVariant, tile: TileConfig, arches: readonly ArchSpec[] = []): AttentionPlan {
   const { mask, shape } = variant;
   const steps = mask.tokens.length;
   const group = groupSize(shape);
   const rows = steps * group;
-  const rowTile = rowTileOf(rows, tile.tileN, tile.warps);
+  const rowTile = rowTileOf(rows, tile.tileN, shape.headDim, tile.warps, tile.warpRows);
+  const stages = tile.stages ?? defaultStages(rowTile, tile.tileN, shape.headDim, arches);
   const { tileM } = rowTile;
   const rowTiles = Math.ceil(rows / tileM);
   const stepKeyTiles = Math.ceil(steps / tile.tileN);
@@ -123,7 +208,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig): Atte
   const smemStride = shape.headDim + 8;
   const plan: AttentionPlan = {
     variant,
-    tile: { ...tile, warps: rowTile.warps },
+    tile: { ...tile, warps: rowTile.warps, stages },
     rowTile,
     tileM,
     threads: rowTile.warps * 32,
@@ -137,7 +222,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig): Atte
     stepTileFull: full,
     stepTileCounts: counts,
     smemStride,
-    sharedBytes: 2 * tile.stages * tile.tileN * smemStride * ELEMENT_BYTES,
+    sharedBytes: attentionSharedBytes(rowTile, tile.tileN, shape.headDim, stages),
     scaleLog2: Math.LOG2E / Math.sqrt(shape.headDim),
   };
   return checkPlan(plan);
@@ -149,12 +234,15 @@ function checkPlan(plan: AttentionPlan): AttentionPlan {
     throw new TidarcError('unsupported', `plan for ${plan.variant.name} is invalid: ${what}`);
   };
   if (plan.tile.tileN % 16 !== 0) fail('tileN must be a multiple of 16');
-  const { rowWarps, keyWarps, warps } = plan.rowTile;
-  if (!Number.isInteger(warps) || warps < 1 || rowWarps * keyWarps !== warps || plan.tileM !== 16 * rowWarps) fail(`a row tile of ${warps} warps is not rowWarps x keyWarps with 16 rows a row warp`);
+  const { rowWarps, keyWarps, warps, warpRows } = plan.rowTile;
+  if (!Number.isInteger(warps) || warps < 1 || rowWarps * keyWarps !== warps || plan.tileM !== warpRows * rowWarps) fail(`a row tile of ${warps} warps is not rowWarps x keyWarps with ${warpRows} rows a row warp`);
+  if (warpRows !== 16 && (warpRows !== 32 || keyWarps !== 1)) fail(`a warp owns 16 rows, or 32 when it owns whole key tiles (${warpRows} rows, ${keyWarps} key warps)`);
+  if (plan.tile.stages !== 2 && plan.tile.stages !== 3) fail(`the kernel has 2 or 3 cp.async stages, not ${plan.tile.stages}`);
   if (plan.tile.tileN % (16 * keyWarps) !== 0) fail(`${keyWarps} warps cannot split ${plan.tile.tileN} keys into slices of whole k16 steps`);
   // 'keys': the warps' (max, sum, O) meet in the K/V stages once the last tile is consumed.
   if (keyWarps > 1 && warps * 16 * (plan.variant.shape.headDim + 2) * 4 > plan.sharedBytes) fail('the cross-warp merge must fit in the K/V stages');
-  if (plan.tileM * plan.smemStride > 2 * plan.tile.stages * plan.tile.tileN * plan.smemStride) fail('the Q tile must fit in the K/V stages it aliases');
+  // 16-row warps: Q's shared copy aliases the stages (32-row warps give it a region of its own).
+  if (warpRows === 16 && plan.tileM * plan.smemStride > 2 * plan.tile.stages * plan.tile.tileN * plan.smemStride) fail('the Q tile must fit in the K/V stages it aliases');
   if (plan.stepTileOffset.length !== plan.rowTiles + 1) fail('schedule has one offset per row tile plus one');
   for (let rt = 0; rt < plan.rowTiles; rt++) {
     // Every token sees itself, so every row tile has at least one non-empty in-step tile.

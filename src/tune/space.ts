@@ -6,29 +6,29 @@
  *   - warps: the CTA's warps. How they share a row tile follows from the variant's GQA-packed rows
  *     (token-major: the rows of a KV head's query heads side by side; the packing is fixed, it is
  *     what makes one KV tile load serve every query head), plan.ts rowTileOf: above 16 rows each
- *     warp owns 16 rows (a tile of 16 * warps rows); at most 16 rows are one m-tile whose keys the
- *     warps split (tileN / warps each, merged at the end). Besides WARPS, the planner's own
- *     count for the shape (e.g. 5 for k = 4's 80 rows) is searched;
+ *     warp owns warpRows rows (a tile of warpRows * warps rows); at most 16 rows are one m-tile
+ *     whose keys the warps split (tileN / warps each, merged at the end). Besides WARPS, the
+ *     planner's own count for the shape (e.g. 5 for k = 4's 80 rows) is searched;
+ *   - warpRows (CUDA, above 16 rows): 16, or 32 (two m16 tiles share each K/V fragment);
+ *   - stages (CUDA): 2 or 3 cp.async stages;
  *   - tileN: keys per KV tile (a multiple of 16: m16n8k16 fragments; the CPU kernel's 16 lanes);
  *   - splits: split-KV parts of the prefix (a launch parameter, combined by log-sum-exp);
  *   - threads (CPU only): worker threads of the call.
- * The cp.async pipeline has 2 stages: the kernel template implements exactly that.
  *
  * Static pruning drops what cannot run before anything is compiled:
- *   - tileN % 16 != 0, or the Q tile (16 * warps rows) larger than the K/V stages it aliases,
- *     or split-key warps whose slices are not whole k16 steps (checkPlan's rules);
- *   - CUDA: dynamic shared memory 2 (K, V) * 2 stages * tileN * (headDim + 8) * 2 bytes above the
- *     arch's opt-in limit; tileN above 64: the kernel keeps a warp's tileN / 8 S fragments in
- *     registers, and past 8 of them ptxas puts the array on the stack (measured with nvcc 13 for
- *     sm_90, tidar_k4: 256 to 512 bytes of stack at tileN 128 and 256, plus spills at head dim
- *     128; up to tileN 64 no stack and no spill, 96 to 215 registers); with split keys the
- *     limit is on each warp's slice, tileN / warps;
+ *   - tileN % 16 != 0, or a 16-row warps' Q tile larger than the K/V stages it aliases, or
+ *     split-key warps whose slices are not whole k16 steps (checkPlan's rules), or a tile of
+ *     more than 128 rows;
+ *   - CUDA: dynamic shared memory (plan.ts attentionSharedBytes: K and V of each stage, and the
+ *     Q tile of 32-row warps) above the arch's opt-in limit; a warp whose O and S fragments
+ *     exceed 160 registers at 2 stages, 128 at 3 (plan.ts fitsInRegisters: warpRows x
+ *     (headDim + its keys) / 32, calibrated on ptxas; with split keys its keys are tileN / warps);
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
 import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
 import { splitKernel } from '../codegen/splits.js';
-import { rowTileOf } from '../codegen/plan.js';
+import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
 import type { Backend } from '../codegen/target.js';
 
 export type TuneBackend = Backend;
@@ -37,6 +37,10 @@ export interface AttentionConfig {
   readonly warps: number;
   readonly tileN: number;
   readonly splits: number;
+  /** CUDA: rows a row warp owns (16 or 32); absent: the planner's rule (plan.ts rowTileOf). */
+  readonly warpRows?: WarpRows;
+  /** CUDA: cp.async stages (2 or 3); absent: 2 (the planner's rule sizes them per compile: plan.ts defaultStages). */
+  readonly stages?: Stages;
   /** CPU only: threads of the call (0 = all). */
   readonly threads?: number;
 }
@@ -55,13 +59,13 @@ export interface TuneShape {
 export const WARPS: readonly number[] = [1, 2, 4, 8];
 export const TILE_N: readonly number[] = [16, 32, 64, 128, 256];
 export const SPLITS: readonly number[] = [1, 2, 4, 8, 16, 32];
-/** The largest tileN whose S fragments the CUDA kernel keeps in registers (see the file comment). */
-export const MAX_REGISTER_TILE_N = 64;
-const STAGES = 2;
+/** CUDA: rows a warp and cp.async stages searched (32 rows only where a variant has more than 16). */
+export const WARP_ROWS: readonly WarpRows[] = [16, 32];
+export const STAGES: readonly Stages[] = [2, 3];
 
-/** Dynamic shared memory of the CUDA kernel: K and V, 2 stages, rows of headDim + 8 16-bit elements (plan.ts). */
-export function sharedBytes(c: Pick<AttentionConfig, 'tileN'>, headDim: number): number {
-  return 2 * STAGES * c.tileN * (headDim + 8) * 2;
+/** Dynamic shared memory of the CUDA kernel for a configuration (plan.ts attentionSharedBytes; 2 stages unless it says). */
+export function sharedBytes(c: Pick<AttentionConfig, 'tileN' | 'warps' | 'warpRows' | 'stages'>, shape: Pick<TuneShape, 'rows' | 'headDim'>): number {
+  return attentionSharedBytes(rowTileOf(shape.rows, c.tileN, shape.headDim, c.warps, c.warpRows), c.tileN, shape.headDim, c.stages ?? 2);
 }
 
 export interface Pruned {
@@ -72,17 +76,20 @@ export interface Pruned {
 /** Why a configuration cannot run for this shape (null when it can). */
 export function infeasible(c: AttentionConfig, shape: TuneShape, backend: TuneBackend, arch: ArchName = 'sm_90'): string | null {
   if (c.tileN % 16 !== 0) return `tileN ${c.tileN} is not a multiple of 16`;
-  const rt = rowTileOf(shape.rows, c.tileN, c.warps);
-  if (rt.tileM > STAGES * 2 * c.tileN) return `the Q tile (${rt.tileM} rows) does not fit in the K/V stages it aliases (${STAGES * 2 * c.tileN} rows)`;
+  const rt = rowTileOf(shape.rows, c.tileN, shape.headDim, c.warps, c.warpRows);
+  const stages = c.stages ?? 2;
+  if (rt.warpRows === 16 && rt.tileM > stages * 2 * c.tileN) return `the Q tile (${rt.tileM} rows) does not fit in the K/V stages it aliases (${stages * 2 * c.tileN} rows)`;
   if (c.tileN % (16 * rt.keyWarps) !== 0) return `${rt.keyWarps} warps split ${c.tileN} keys into slices that are not whole k16 steps`;
-  if (rt.keyWarps > 1 && rt.warps * 16 * (shape.headDim + 2) * 4 > sharedBytes(c, shape.headDim)) return `the ${rt.keyWarps} warps' merge does not fit in the K/V stages`;
+  if (rt.keyWarps > 1 && rt.warps * 16 * (shape.headDim + 2) * 4 > 2 * 2 * c.tileN * (shape.headDim + 8) * 2) return `the ${rt.keyWarps} warps' merge does not fit in the K/V stages`;
+  if (rt.tileM > MAX_TILE_ROWS) return `${rt.warps} warps of ${rt.warpRows} rows make a ${rt.tileM}-row tile (at most ${MAX_TILE_ROWS})`;
   const prefixTiles = Math.ceil(shape.prefix / c.tileN);
   if (c.splits > Math.max(1, prefixTiles)) return `${c.splits} splits of ${prefixTiles} prefix tiles leave some empty`;
   if (backend === 'cuda') {
-    const smem = sharedBytes(c, shape.headDim);
+    const smem = sharedBytes(c, shape);
     const limit = ARCHES[arch].maxSharedPerBlock;
     if (smem > limit) return `${smem} bytes of shared memory; ${arch} allows ${limit}`;
-    if (c.tileN / rt.keyWarps > MAX_REGISTER_TILE_N) return `${c.tileN / rt.keyWarps} keys a warp put the S fragments on the stack (at most ${MAX_REGISTER_TILE_N} stay in registers)`;
+    const keys = c.tileN / rt.keyWarps;
+    if (!fitsInRegisters(rt.warpRows, keys, shape.headDim, stages)) return `${rt.warpRows} rows x ${keys} keys a warp at head dim ${shape.headDim}, ${stages} stages: the O and S fragments spill (plan.ts fitsInRegisters)`;
   }
   return null;
 }
@@ -92,15 +99,20 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
   const candidates: AttentionConfig[] = [];
   const pruned: Pruned[] = [];
   const threadChoices = backend === 'cpu' ? (o.threads ?? [0]) : [undefined];
+  // The CPU kernel has neither warps of 32 rows nor a cp.async pipeline; a <= 16-row tile is one m16 tile.
+  const gpu = backend === 'cuda';
+  const pipelines: readonly { readonly warpRows?: WarpRows; readonly stages?: Stages }[] = gpu ? (shape.rows > 16 ? WARP_ROWS : [16 as const]).flatMap((warpRows) => STAGES.map((stages) => ({ warpRows, stages }))) : [{}];
   for (const tileN of TILE_N) {
-    const planned = rowTileOf(shape.rows, tileN).warps;
-    for (const warps of [...new Set([...WARPS, planned])].sort((a, b) => a - b)) {
-      for (const splits of SPLITS) {
-        for (const threads of threadChoices) {
-          const config: AttentionConfig = { warps, tileN, splits, ...(threads === undefined ? {} : { threads }) };
-          const why = infeasible(config, shape, backend, o.arch);
-          if (why) pruned.push({ config, why });
-          else candidates.push(config);
+    for (const pipe of pipelines) {
+      const planned = rowTileOf(shape.rows, tileN, shape.headDim, undefined, pipe.warpRows).warps;
+      for (const warps of [...new Set([...WARPS, planned])].sort((a, b) => a - b)) {
+        for (const splits of SPLITS) {
+          for (const threads of threadChoices) {
+            const config: AttentionConfig = { warps, tileN, splits, ...pipe, ...(threads === undefined ? {} : { threads }) };
+            const why = infeasible(config, shape, backend, o.arch);
+            if (why) pruned.push({ config, why });
+            else candidates.push(config);
+          }
         }
       }
     }
@@ -116,7 +128,7 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
  * heuristicCpuCall (src/codegen/call-params.ts).
  */
 export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfig = ARCHES.sm_90.tile, ctasPerSm = 1): AttentionConfig {
-  const rt = rowTileOf(shape.rows, tile.tileN, tile.warps);
+  const rt = rowTileOf(shape.rows, tile.tileN, shape.headDim, tile.warps, tile.warpRows);
   const rowTiles = Math.ceil(shape.rows / rt.tileM);
   const kernel = splitKernel({ tileM: rt.tileM, tileN: tile.tileN, rowTiles, rows: shape.rows, headDim: shape.headDim });
   const splits = splitsFor({ tuned: undefined, workItems: shape.batch * shape.kvHeads * rowTiles, sms: slots, ctasPerSm, prefixTiles: Math.ceil(shape.prefix / tile.tileN), kernel });
@@ -124,5 +136,5 @@ export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfi
 }
 
 export function configKey(c: AttentionConfig): string {
-  return `w${c.warps}-n${c.tileN}-s${c.splits}${c.threads === undefined ? '' : `-t${c.threads}`}`;
+  return `w${c.warps}${c.warpRows === undefined ? '' : `r${c.warpRows}`}-n${c.tileN}${c.stages === undefined ? '' : `p${c.stages}`}-s${c.splits}${c.threads === undefined ? '' : `-t${c.threads}`}`;
 }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { H200, predictAttention, waveRuleSplits } from '../../src/bench/attention-cost-model.js';
+import { H200, mmaSyncRate, predictAttention, waveRuleSplits } from '../../src/bench/attention-cost-model.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { SPLIT_RATES } from '../../src/codegen/splits.js';
 import { planAttention } from '../../src/codegen/plan.js';
@@ -86,5 +86,18 @@ describe('attention cost model', () => {
     expect(rule.splits).toBeLessThan(16);
     expect(rule.mergeS).toBeLessThan(wave.mergeS);
     expect(rule.predictedS).toBeLessThan(wave.predictedS);
+  });
+
+  test('32-row warps: each K/V fragment feeds two m16 tiles, so mma.sync is credited 0.5 / ((keys / 8 + 2) / (keys / 2)) of its 16-row rate', () => {
+    const d64 = variantsForModel({ ...spec, headDim: 64, draftLengths: [16] }).find((v) => v.name === 'tidar_k16')!;
+    const r32 = planAttention(d64, ARCHES.sm_90.tile);
+    const r16 = planAttention(d64, { ...ARCHES.sm_90.tile, warpRows: 16 });
+    expect([r32.rowTile.warpRows, r16.rowTile.warpRows]).toEqual([32, 16]);
+    expect(mmaSyncRate(r16, H200)).toBe(395e12);
+    expect(mmaSyncRate(r32, H200)).toBeCloseTo(395e12 * 0.5 / 0.3125, 3);  // 64 keys: 10 x4-loads for 32 mma, 1.6x
+    expect(mmaSyncRate(planAttention(d64, { tileN: 16 }), H200)).toBeCloseTo(395e12 * 0.5 / 0.5, 3);  // 16 keys: Q's reloads eat the saving
+    const a = predictAttention(r32, { batch: 8, prefix: 16384 }, H200, 1, 1);
+    const b = predictAttention(r16, { batch: 8, prefix: 16384 }, H200, 1, 1);
+    expect(a.mmaS).toBeLessThan(b.mmaS);
   });
 });

@@ -38,17 +38,17 @@ interface TuneRecord { variant: string; bucket: string; heuristic: string; best?
 interface TuneSection { buckets: TuneRecord[]; machine: { name: string; sms: number; driverVersion: number; compiler: string }; file: string }
 
 describe('the CUDA search\'s candidates (pure)', () => {
-  test('the benchmark shape: 11 tiles; per bucket at most 30 feasible configurations, every tile among them, the heuristic first', () => {
+  test('the benchmark shape: 15 tiles (tileN 128 keeps 16-row warps in registers at head dim 128: plan.ts fitsInRegisters); per bucket at most 30 feasible configurations, every tile among them, the heuristic first', () => {
     const candidates = candidateTiles(BENCH_SHAPE);
-    expect(candidates.map((t) => `w${t.warps}-n${t.tileN}`)).toEqual(['w1-n16', 'w1-n32', 'w1-n64', 'w2-n16', 'w2-n32', 'w2-n64', 'w4-n16', 'w4-n32', 'w4-n64', 'w8-n32', 'w8-n64']);
+    expect(candidates.map((t) => `w${t.warps}-n${t.tileN}`)).toEqual(['w1-n16', 'w1-n32', 'w1-n64', 'w1-n128', 'w2-n16', 'w2-n32', 'w2-n64', 'w2-n128', 'w4-n16', 'w4-n32', 'w4-n64', 'w4-n128', 'w8-n32', 'w8-n64', 'w8-n128']);
     const rows = { tidar_k4: 80, tidar_k8: 288, ar: 4 } as Record<string, number>;
     for (const v of FULL_TUNE.variants) {
       // As prepareTune: the candidates the variant's rows can use, and its planned tile (k = 4: 5 warps; k = 8: 6; AR: 4 splitting the keys).
-      const planned = { warps: rowTileOf(rows[v]!, 64).warps, tileN: 64 };
+      const planned = { warps: rowTileOf(rows[v]!, 64, 128).warps, tileN: 64 };
       const probe = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch: 1, prefix: 1 };
       const tiles = [...candidates, ...(candidates.some((t) => t.warps === planned.warps && t.tileN === 64) ? [] : [planned])]
         .filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
-      expect(tiles.length, v).toBe(v === 'ar' ? 6 : 12);
+      expect(tiles.length, v).toBe(v === 'ar' ? 10 : 16);
       for (const batch of FULL_TUNE.batches) {
         for (const prefix of FULL_TUNE.prefixes) {
           const shape = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch, prefix };

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ARCHES, parseArch } from '../../src/codegen/arch.js';
-import { archProblems, planAttention } from '../../src/codegen/plan.js';
+import { archProblems, attentionSharedBytes, defaultStages, planAttention } from '../../src/codegen/plan.js';
 import { describeVariant } from '../../src/codegen/generate.js';
 import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
 import { chooseSplits } from '../../src/codegen/splits.js';
@@ -100,9 +100,60 @@ describe('the row tile per variant (rowTileOf): no padding rows, the prefix read
   });
 
   test('a tuned warp count keeps the layout the rows imply; a split the keys cannot take is one clear error', () => {
-    expect(planAttention(arVariant(shapes[1]), { warps: 2, tileN: 64, stages: 2 }).rowTile).toEqual({ layout: 'keys', warps: 2, rowWarps: 1, keyWarps: 2, tileM: 16 });
+    expect(planAttention(arVariant(shapes[1]), { warps: 2, tileN: 64, stages: 2 }).rowTile).toEqual({ layout: 'keys', warps: 2, rowWarps: 1, keyWarps: 2, warpRows: 16, tileM: 16 });
     expect(planAttention(tidarDecodeVariant(4, shapes[1]), { warps: 4, tileN: 64, stages: 2 }).rowTiles).toBe(2);
     expect(() => planAttention(arVariant(shapes[1]), { warps: 8, tileN: 64, stages: 2 })).toThrow(/plan for ar is invalid: 8 warps cannot split 64 keys into slices of whole k16 steps/);
+  });
+});
+
+describe('32 rows a warp and the cp.async stages (issue 15 items 1(c) and 4)', () => {
+  const d64 = { dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 1 } as const;
+  test.for([
+    // [variant, rows, warps, rows a warp, row tiles]: above 128 rows at head dim 64, warps of 32 in tiles of 64 to 128 rows, least padding first.
+    [tidarDecodeVariant(8, d64), 288, 3, 32, 3],  // 96-row tiles, no padding (128 would pad 96)
+    [tidarDecodeVariant(16, d64), 1088, 2, 32, 17],  // 64-row tiles, no padding (9 x 128 would pad 64)
+    [prefillChunkVariant(d64), 256, 4, 32, 2],  // 2 x 128 and 4 x 64 pad nothing: the fewer tiles
+    [tidarDecodeVariant(8, { ...d64, qHeads: 6 }), 432, 2, 32, 7],  // 448 rows run: 16 of padding, the least
+    [tidarDecodeVariant(4, d64), 80, 5, 16, 1],  // <= 128 rows: one CTA of 16-row warps
+    [tidarDecodeVariant(16, shapes[1]), 1088, 4, 16, 17],  // head dim 128: 32-row warps would spill (fitsInRegisters)
+  ] as const)('%s', ([v, rows, warps, warpRows, rowTiles]) => {
+    const plan = planAttention(v, ARCHES.sm_90.tile);
+    expect([plan.rows, plan.rowTile.warps, plan.rowTile.warpRows, plan.rowTiles, plan.tileM]).toEqual([rows, warps, warpRows, rowTiles, warps * warpRows]);
+    expect(describeVariant(plan, [ARCHES.sm_90]).plan).toMatchObject({ warps, warpRows, rowWarps: warps, keyWarps: 1 });
+    const cu = renderCudaVariant(plan, 'm');
+    expect(cu).toContain(`static constexpr int kWarpRows = ${warpRows};`);
+    expect(cu).toContain(`static constexpr int kStages = ${plan.tile.stages};`);
+  });
+
+  test('shared memory: K and V of each stage, and the Q tile of 32-row warps in a region of its own', () => {
+    const k16 = tidarDecodeVariant(16, d64);
+    expect(planAttention(k16, { tileN: 64, stages: 2 }).sharedBytes).toBe(2 * 2 * 64 * 72 * 2 + 64 * 72 * 2);
+    expect(planAttention(k16, { tileN: 64, stages: 3 }).sharedBytes).toBe(2 * 3 * 64 * 72 * 2 + 64 * 72 * 2);
+    expect(planAttention(k16, { tileN: 64, stages: 3, warpRows: 16 }).sharedBytes).toBe(2 * 3 * 64 * 72 * 2);
+    expect(attentionSharedBytes({ warpRows: 16, tileM: 80 }, 64, 128, 3)).toBe(104_448);
+  });
+
+  test('the default stages: 3 where every device of the compile keeps the CTAs per SM the 2-stage kernel had', () => {
+    const q = shapes[1];  // Qwen3-8B: head dim 128, 69632 bytes at 2 stages, 104448 at 3
+    // k = 4, 5 warps: registers hold one CTA an SM either way, and 104448 bytes fit sm_80 and sm_90.
+    expect(planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile, [ARCHES.sm_80, ARCHES.sm_90]).tile.stages).toBe(3);
+    // sm_86 allows 101376 bytes a CTA: 3 stages do not fit, so a compile with it takes 2 everywhere.
+    expect(planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile, [ARCHES.sm_86, ARCHES.sm_90]).tile.stages).toBe(2);
+    // AR: 4 warps of ~144 registers, 3 CTAs an SM of sm_90 by shared memory at 2 stages, 2 at 3: keep 2.
+    expect(planAttention(arVariant(q), ARCHES.sm_90.tile, [ARCHES.sm_90]).tile.stages).toBe(2);
+    // No device (a CPU-only plan): 2; a tuned tile's stages are kept.
+    expect(planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile).tile.stages).toBe(2);
+    expect(planAttention(arVariant(q), { tileN: 64, stages: 3 }, [ARCHES.sm_90]).tile.stages).toBe(3);
+    // The rule with given registers: 64 a thread leave shared memory the limit, so 3 stages would cost a CTA.
+    const rt = planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile).rowTile;
+    expect(defaultStages(rt, 64, 128, [ARCHES.sm_90], () => 64)).toBe(2);
+    expect(defaultStages(rt, 64, 128, [ARCHES.sm_90], () => 200)).toBe(3);
+  });
+
+  test('a tile the kernel cannot run is one clear error', () => {
+    expect(() => planAttention(arVariant(shapes[1]), { tileN: 64, warps: 4, warpRows: 32 })).not.toThrow();  // <= 16 rows: one m16 tile, warpRows is moot
+    expect(planAttention(arVariant(shapes[1]), { tileN: 64, warps: 4, warpRows: 32 }).rowTile.warpRows).toBe(16);
+    expect(() => planAttention(tidarDecodeVariant(4, shapes[1]), { tileN: 64, stages: 4 as 3 })).toThrow(/plan for tidar_k4 is invalid: the kernel has 2 or 3 cp.async stages, not 4/);
   });
 });
 

@@ -6,12 +6,15 @@
  * (3 splits: the L = 0 sequence makes every split but the last an empty partial with
  * lse = -inf; and the split-KV rule's own choice at 132 SMs where it is neither: none here,
  * the rule takes 1 or 3 for every variant of this grid). Outputs are poisoned with NaN; the unused cache tail holds NaN.
- * Every row-tile shape the planner makes (plan.ts rowTileOf) runs: split keys (<= 16 rows: AR
- * and k = 1 at G 1, 4, 8, k = 2, 3 and block_k4 at G = 1; head dim 64 and 128), one CTA of
- * ceil(rows / 16) warps (k = 4 at G = 1 and 4: 2 and 5 warps; k = 8 at G = 1: 5; k = 2 at G = 6: 3,
- * with padding; k = 3 at G = 8: 6; block_k16 at G = 4, the prefill chunk at G = 1: 4) and several
- * tiles of 4 to 8 warps (k = 8 at G = 6: 4 x 7; k = 16 at G 1, 4, 8: 3 x 6, 17 x 4, 17 x 8;
- * the prefill chunk at G = 6: 3 x 8).
+ * Every row-tile shape the planner makes (plan.ts rowTileOf) runs, compiled for sm_80 (its
+ * cp.async stages: plan.ts defaultStages): split keys (<= 16 rows: AR and k = 1 at G 1, 4, 8,
+ * k = 2, 3 and block_k4 at G = 1; head dim 64 and 128; 2 stages), one CTA of ceil(rows / 16)
+ * warps (k = 4 at G = 1 and 4: 2 and 5 warps, 2 and 3 stages; k = 8 at G = 1: 5, 3 stages; k = 2
+ * at G = 6: 3, with padding; k = 3 at G = 8: 6, 3 stages; block_k16 at G = 4, the prefill chunk
+ * at G = 1: 4) and several tiles: of 16-row warps at head dim 128 (k = 8 at G = 6: 4 x 7, k = 16
+ * at G = 4: 17 x 4, the prefill chunk at G = 6: 3 x 8; 3 stages but k = 16) and of 32-row warps
+ * at head dim 64 (k = 16 at G = 1: 3 x 3, 16 padding rows; at G = 8: 17 x 4; 3 stages).
+ * test/emulate/row-warps.test.ts adds 32-row warps with 2 stages and split keys with 3.
  * Tagged: g++. Prints the emulator's share of the suite's time.
  */
 import { mkdtempSync, rmSync } from 'node:fs';

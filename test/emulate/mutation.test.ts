@@ -1,8 +1,10 @@
 /**
  * The emulator suite can fail: each mutant is a copy of a generated kernel with one classic
  * bug, and each must be caught, by a mismatch against the reference or by a finding. The model
- * (G = 2) has both row-tile layouts: tidar_k4's 40 rows are 3 row-stacked warps; AR's 2 rows
- * are one 16-row tile whose keys 4 warps split and merge (the merge's mutants run on it).
+ * (G = 2, head dim 64) has every row-tile layout: tidar_k4's 40 rows are 3 row-stacked warps of
+ * 16 (2 cp.async stages); AR's 2 rows are one 16-row tile whose keys 4 warps split and merge
+ * (the merge's mutants run on it); tidar_k8's 144 rows are 2 tiles of 3 warps of 32 rows with
+ * 3 stages (the 32-row warps' and the 3-stage pipeline's mutants run on it).
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,18 +42,23 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'swap the two 8-row halves of the Q fragment', file: 'cuda/tidarc_attention.cuh', from: 'const int row = row_warp * 16 + (mi % 2) * 8 + lane % 8;', to: 'const int row = row_warp * 16 + (1 - mi % 2) * 8 + lane % 8;', splits: 1, caughtBy: 'mismatch' },
   { name: 'drop the barrier before a stage is refilled', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();  // everyone is done with this stage before it is refilled\n', to: '', splits: 1, caughtBy: 'race' },
   { name: 'drop the barrier after cp.async.wait', file: 'cuda/tidarc_attention.cuh', from: '    __syncthreads();\n    const TileRef<T> tile', to: '    const TileRef<T> tile', splits: 1, caughtBy: 'race' },
-  { name: 'wait for one group too few', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<1>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
+  { name: 'wait for one group too few', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<S - 1>();', to: 'cp_async_wait<S>();', splits: 1, caughtBy: 'cp-async' },
+  { name: '3 stages: wait for one group too few (tile i still in flight)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<S - 1>();', to: 'cp_async_wait<S>();', splits: 1, variant: 'tidar_k8', caughtBy: 'cp-async' },
+  { name: '32-row warps: the second m-tile\'s O is not rescaled to its rows\' new max', file: 'cuda/tidarc_attention.cuh', from: 'for (int mt = 0; mt < MT; ++mt) {  // each m-tile\'s O to its rows\' new max', to: 'for (int mt = 0; mt < 1; ++mt) {', splits: 1, variant: 'tidar_k8', caughtBy: 'mismatch' },
+  { name: '32-row warps: the second m-tile reads the first one\'s Q rows', file: 'cuda/tidarc_attention.cuh', from: 'const int row = row_warp * C::kWarpRows + mt * 16 + (mi % 2) * 8 + lane % 8;', to: 'const int row = row_warp * C::kWarpRows + (mi % 2) * 8 + lane % 8;', splits: 1, variant: 'tidar_k8', caughtBy: 'mismatch' },
   { name: 'flip one mask condition (drafts see themselves)', file: 'cuda/tidar_k4.cu', from: '(tk <= tq)', to: '(tk < tq)', splits: 1, caughtBy: 'mismatch' },
   { name: 'off-by-one in the prefix tail mask', file: 'cuda/tidarc_attention.cuh', from: 'if (kj >= tile.valid) x = -INFINITY;', to: 'if (kj > tile.valid) x = -INFINITY;', splits: 1, caughtBy: 'mismatch' },
-  { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n    const int tq', to: '    const int tq', splits: 1, caughtBy: 'out-of-bounds' },
+  { name: 'padding rows write their output past the end of O', file: 'cuda/tidarc_attention.cuh', from: '      if (r >= C::kRows) continue;\n      const int tq', to: '      const int tq', splits: 1, caughtBy: 'out-of-bounds' },
   { name: 'split-key merge: a warp\'s partial O is not rescaled to the row\'s max', file: 'cuda/tidarc_attention.cuh', from: 'const float scale = fast_exp2(w0[k * kWarpFloats + r16] - base);', to: 'const float scale = w0[k * kWarpFloats + r16] == -INFINITY ? 0.f : 1.f;', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
   { name: 'split-key merge: a split\'s log-sum-exp leaves out the row\'s max (the splits are weighted wrongly)', file: 'cuda/tidarc_attention.cuh', from: '-INFINITY : (base + __log2f(sum)) * 0.6931471805599453f;', to: '-INFINITY : __log2f(sum) * 0.6931471805599453f;', splits: 3, variant: 'ar', caughtBy: 'mismatch' },
   { name: 'split-key: a warp masks its key slice as if it started at key 0', file: 'cuda/tidarc_attention.cuh', from: 'const int kj = key_base + j * 8 + 2 * tg + (e & 1);', to: 'const int kj = j * 8 + 2 * tg + (e & 1);', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
   { name: 'split-key merge: padding rows of the 16-row tile write past the end of O', file: 'cuda/tidarc_attention.cuh', from: '    if (r >= C::kRows) continue;\n    const float* w0', to: '    const float* w0', splits: 1, variant: 'ar', caughtBy: 'out-of-bounds' },
-  { name: 'split-key merge: the weights are read before every key warp stored its state', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // every key warp\'s state is in shared memory before any row merges it\n', to: '', splits: 1, variant: 'ar', caughtBy: 'mismatch' },
+  // Plain shared-memory stores and loads race: caught as a race (emu_memory.cpp), not only as a wrong result.
+  { name: 'split-key merge: the weights are read before every key warp stored its state', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // every key warp\'s state is in shared memory before any row merges it\n', to: '', splits: 1, variant: 'ar', caughtBy: 'race' },
+  { name: 'split-key merge: the columns are summed before every row\'s weights are final', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // the weights are final before the columns are summed\n', to: '', splits: 1, variant: 'ar', caughtBy: 'race' },
   { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
   { name: 'the unrolled K/V copies step a row too far each pass', file: 'cuda/tidarc_attention.cuh', from: 'const int pass_stride = L::kRowsPerPass * t.stride;', to: 'const int pass_stride = (L::kRowsPerPass + 1) * t.stride;', splits: 1, caughtBy: 'mismatch' },
-  { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTile0 ? 1 : 0>();', to: 'cp_async_wait<2>();', splits: 1, caughtBy: 'cp-async' },
+  { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTiles ? S - 1 : 0>();', to: 'cp_async_wait<kQBesideTiles ? S : 0>();', splits: 1, caughtBy: 'cp-async' },
   { name: 'the merge forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
   { name: 'a split CTA counts itself in without fencing its partial', file: 'cuda/tidarc_attention.cuh', from: '  __shared__ int last;\n  __threadfence();\n', to: '  __shared__ int last;\n', splits: 3, caughtBy: 'fence' },
   { name: 'the merging CTA leaves its counter set (the next launch would never merge)', file: 'cuda/tidarc_attention.cuh', from: '      *counter = 0;\n', to: '', splits: 3, caughtBy: 'counter' },
@@ -61,14 +68,16 @@ const MUTANTS: readonly Mutant[] = [
 const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-mut-'));
 const reports = new Map<string, EmulationReport>();
+let k8Plan: ManifestVariant['plan'] | undefined;
 /** For 'order' mutants: whether O differs bitwise between the two block orders. */
 const orderDiffers = new Map<string, boolean>();
 
 beforeAll(async () => {
   if (!cxx.found) return;
   const compiled = join(root, 'tiny');
-  await compileModel({ spec: modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }, [4]), arches: ['sm_80'], outDir: compiled, build: 'none', log: () => undefined });
+  await compileModel({ spec: modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 2 }, [4, 8]), arches: ['sm_80'], outDir: compiled, build: 'none', log: () => undefined });
   const manifest = readManifest(compiled);
+  k8Plan = manifest.variants.find((v) => v.name === 'tidar_k8')!.plan;
   const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
@@ -98,6 +107,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe.skipIf(!cxx.found)('mutants of a generated kernel are caught', () => {
+  test('the 32-row and 3-stage mutants run a kernel that has both', () => expect(k8Plan).toMatchObject({ warpRows: 32, stages: 3, warps: 3, rowTiles: 2 }));
   test.for(MUTANTS.map((m) => [m.name, m] as const))('%s', ([, m]) => {
     const r = reports.get(m.name)!;
     if (m.caughtBy === 'order') {

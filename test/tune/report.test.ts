@@ -56,7 +56,7 @@ describe('compile --tuned: the tile of each variant', () => {
   });
 
   test('a tile the compile\'s CUDA arches refuse is never picked, even when fastest everywhere', () => {
-    const d = db(withTiles('b1 L4096', { 'w4-n128': 50, 'w4-n64': 100 }), withTiles('b1 L1024', { 'w4-n128': 50, 'w4-n64': 100 }));
+    const d = db(withTiles('b1 L4096', { 'w4-n256': 50, 'w4-n64': 100 }), withTiles('b1 L1024', { 'w4-n256': 50, 'w4-n64': 100 }));
     expect(tunedTiles(d, spec, ['tidar_k4'], ['sm_90']).tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64 });
   });
 

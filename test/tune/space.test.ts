@@ -15,7 +15,7 @@ import { findNvcc } from '../../src/build/toolchain.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import { chooseAttentionSplits, splitKernel } from '../../src/codegen/splits.js';
 import type { ModelSpec } from '../../src/ir/model.js';
-import { SPLITS, TILE_N, WARPS, configKey, heuristicConfig, infeasible, searchSpace, type TuneShape } from '../../src/tune/space.js';
+import { SPLITS, STAGES, TILE_N, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible, searchSpace, type TuneShape } from '../../src/tune/space.js';
 
 const exec = promisify(execFile);
 const nvcc = await findNvcc();
@@ -33,16 +33,29 @@ const QWEN3_K16: TuneShape = { headDim: 128, rows: 272 * 4, kvHeads: 8, batch: 1
 describe('search space', () => {
   test('covers the whole product: every configuration is a candidate or pruned with a reason', () => {
     const { candidates, pruned } = searchSpace(QWEN3_K16, 'cuda');
-    expect(candidates.length + pruned.length).toBe(WARPS.length * TILE_N.length * SPLITS.length);
-    expect(new Set([...candidates, ...pruned.map((p) => p.config)].map(configKey)).size).toBe(WARPS.length * TILE_N.length * SPLITS.length);
+    // CUDA above 16 rows: every warp count with 16 and 32 rows a warp, 2 and 3 stages.
+    const product = WARPS.length * TILE_N.length * SPLITS.length * WARP_ROWS.length * STAGES.length;
+    expect(candidates.length + pruned.length).toBe(product);
+    expect(new Set([...candidates, ...pruned.map((p) => p.config)].map(configKey)).size).toBe(product);
     for (const p of pruned) expect(p.why.length).toBeGreaterThan(10);
-    expect(candidates.map(configKey)).toContain('w4-n64-s1');
+    expect(candidates.map(configKey)).toEqual(expect.arrayContaining(['w4r16-n64p2-s1', 'w4r16-n64p3-s1']));
+    // Head dim 128: 32 rows a warp fit in registers only at tileN 16 and 32 with 2 stages (plan.ts fitsInRegisters).
+    expect([...new Set(candidates.filter((c) => c.warpRows === 32).map((c) => `n${c.tileN}p${c.stages}`))].sort()).toEqual(['n16p2', 'n32p2']);
+    const d64 = searchSpace({ ...QWEN3_K16, headDim: 64 }, 'cuda').candidates;
+    expect(d64.filter((c) => c.warpRows === 32).map((c) => c.tileN)).toEqual(expect.arrayContaining([16, 32, 64]));
+    expect(d64.filter((c) => c.warpRows === 32 && c.tileN > 64)).toEqual([]);
   });
 
   test('prunes by the arch\'s shared memory, the register tile, the Q-tile alias and empty splits', () => {
     expect(infeasible({ warps: 4, tileN: 256, splits: 1 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/278528 bytes of shared memory; sm_90 allows 232448/);
     expect(infeasible({ warps: 4, tileN: 128, splits: 1 }, QWEN3_K16, 'cuda', 'sm_86')).toMatch(/139264 bytes of shared memory; sm_86 allows 101376/);
-    expect(infeasible({ warps: 4, tileN: 128, splits: 1 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/on the stack/);
+    expect(infeasible({ warps: 4, tileN: 64, splits: 1, warpRows: 32 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/32 rows x 64 keys a warp at head dim 128, 2 stages: the O and S fragments spill/);
+    expect(infeasible({ warps: 4, tileN: 32, splits: 1, warpRows: 32, stages: 3 }, QWEN3_K16, 'cuda', 'sm_90')).toMatch(/32 rows x 32 keys a warp at head dim 128, 3 stages: the O and S fragments spill/);
+    expect(infeasible({ warps: 4, tileN: 32, splits: 1, warpRows: 32, stages: 2 }, QWEN3_K16, 'cuda', 'sm_90')).toBeNull();
+    expect(infeasible({ warps: 4, tileN: 128, splits: 1 }, QWEN3_K16, 'cuda', 'sm_90')).toBeNull();
+    // 3 stages at head dim 128 and tileN 64: 104448 bytes, over sm_86's 101376.
+    expect(infeasible({ warps: 4, tileN: 64, splits: 1, stages: 3 }, QWEN3_K16, 'cuda', 'sm_86')).toMatch(/104448 bytes of shared memory; sm_86 allows 101376/);
+    expect(infeasible({ warps: 8, tileN: 64, splits: 1, warpRows: 32 }, { ...QWEN3_K16, headDim: 64 }, 'cuda')).toMatch(/8 warps of 32 rows make a 256-row tile/);
     expect(infeasible({ warps: 8, tileN: 16, splits: 1 }, QWEN3_K16, 'cuda')).toMatch(/Q tile \(128 rows\) does not fit/);
     expect(infeasible({ warps: 4, tileN: 64, splits: 128 }, QWEN3_K16, 'cuda')).toMatch(/128 splits of 64 prefix tiles/);
     // The CPU kernel has no shared memory and no register tile: only the layout rules apply.
@@ -66,7 +79,8 @@ describe('search space', () => {
     // 8 warps cannot split 64 keys into k16 slices; 128 keys over 8 warps are 16 a warp, in registers.
     expect(infeasible({ warps: 8, tileN: 64, splits: 1 }, ar, 'cuda')).toMatch(/8 warps split 64 keys into slices that are not whole k16 steps/);
     expect(infeasible({ warps: 8, tileN: 128, splits: 1 }, ar, 'cuda')).toBeNull();
-    expect(infeasible({ warps: 1, tileN: 128, splits: 1 }, ar, 'cuda')).toMatch(/128 keys a warp put the S fragments on the stack/);
+    // One warp scoring 256 keys at head dim 64: 16 x (64 + 256) / 32 = 160 fragment registers, over 3 stages' 128.
+    expect(infeasible({ warps: 1, tileN: 256, splits: 1, stages: 3 }, { ...ar, headDim: 64 }, 'cuda')).toMatch(/16 rows x 256 keys a warp at head dim 64, 3 stages: the O and S fragments spill/);
     const k4: TuneShape = { ...ar, rows: 80 };
     expect(heuristicConfig(k4, 132).warps).toBe(5);
     expect(searchSpace(k4, 'cuda').candidates.some((c) => c.warps === 5 && c.tileN === 64)).toBe(true);
@@ -88,11 +102,12 @@ describe('a tuned compile', () => {
 
 describe.skipIf(!nvcc.found)('pruning against ptxas (nvcc, sm_90)', () => {
   // Feasible = ptxas reports no stack frame and no spill for the main kernel.
-  const sample: [64 | 128, number, number][] = [[64, 2, 32], [64, 4, 64], [64, 4, 128], [128, 8, 64], [128, 8, 128]];
-  test.for(sample)('head dim %i, %i warps, tileN %i', { timeout: 300_000 }, async ([D, warps, tileN]) => {
+  // [head dim, warps, tileN, rows a warp]: tidar_k4's 80 (G = 4) or 160 (G = 8) rows; 32-row warps at head dim 64 fit, at 128 spill.
+  const sample: [64 | 128, number, number, 16 | 32][] = [[64, 2, 32, 16], [64, 4, 64, 16], [64, 4, 128, 16], [128, 8, 64, 16], [128, 8, 128, 16], [64, 2, 64, 32], [128, 2, 64, 32], [128, 2, 32, 32]];
+  test.for(sample)('head dim %i, %i warps, tileN %i, %i rows a warp', { timeout: 300_000 }, async ([D, warps, tileN, warpRows]) => {
     const s = D === 64 ? spec(64, 8, 2) : spec(128, 32, 8);
-    const g = generateModel(s, { arches: ['sm_90'], drafts: [4], tiles: { tidar_k4: { warps, tileN } } });
-    const out = join(dir, `d${D}-w${warps}-n${tileN}`);
+    const g = generateModel(s, { arches: ['sm_90'], drafts: [4], tiles: { tidar_k4: { warps, tileN, warpRows } } });
+    const out = join(dir, `d${D}-w${warps}-n${tileN}-r${warpRows}`);
     mkdirSync(join(out, 'cuda'), { recursive: true });
     for (const [p, text] of g.files) if (p.startsWith('cuda/')) writeFileSync(join(out, p), text);
     const { stderr } = await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', '-gencode=arch=compute_90,code=sm_90', '-o', '/dev/null', 'cuda/tidar_k4.cu'], { cwd: out });
@@ -100,7 +115,8 @@ describe.skipIf(!nvcc.found)('pruning against ptxas (nvcc, sm_90)', () => {
     const report = parsePtxasReport(stderr)['sm_90']![symbol]!;
     const feasible = report.stackBytes === 0 && report.spillStoreBytes === 0 && report.registers <= 255;
     const rows = g.manifest.variants.find((v) => v.name === 'tidar_k4')!.rows;
-    const predicted = infeasible({ warps, tileN, splits: 1 }, { headDim: D, rows, kvHeads: s.kvHeads, batch: 1, prefix: 4096 }, 'cuda', 'sm_90');
+    const stages = g.manifest.variants.find((v) => v.name === 'tidar_k4')!.plan.stages as 2 | 3;
+    const predicted = infeasible({ warps, tileN, splits: 1, warpRows, stages }, { headDim: D, rows, kvHeads: s.kvHeads, batch: 1, prefix: 4096 }, 'cuda', 'sm_90');
     expect(predicted === null, `ptxas: ${JSON.stringify(report)}; pruning: ${predicted}`).toBe(feasible);
   });
 });

@@ -2,7 +2,7 @@
 // prefill mask block: 16 mask tokens that see the prompt and each other
 // Mask block-diffusion block=16; rows = 16 tokens x 6 query heads per KV head = 96,
 // 1 row tiles of 96 x 1 in-step key tiles of 64:
-// 6 warps = 6 of 16 rows x 1 sharing each key tile (row-stacked row tile);
+// 6 warps = 6 of 16 rows x 1 sharing each key tile (row-stacked row tile); 2 cp.async stages;
 // 0 full, 1 partial, 0 empty (never loaded).
 // Launch: grid (1, batch * 2, splits), 192 threads, 69632 bytes of dynamic
 // shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
@@ -24,10 +24,12 @@ struct Config {
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 96;       // kSteps * kGroup
   static constexpr int kWarps = 6;
-  static constexpr int kRowWarps = 6;  // warps stacked over rows, 16 each
+  static constexpr int kRowWarps = 6;  // warps stacked over rows, kWarpRows each
+  static constexpr int kWarpRows = 16;  // 16, or 32: two m16 tiles share each K/V fragment
   static constexpr int kKeyWarps = 1;  // warps splitting each key tile (64 keys each; more than 1: merged at the end)
   static constexpr int kTileM = 96;
   static constexpr int kTileN = 64;
+  static constexpr int kStages = 2;  // cp.async K/V stages
   static constexpr int kThreads = 192;
   static constexpr int kSmemStride = 136;  // head dim + 8: rows 16 bytes apart in banks
   static constexpr float kScaleLog2 = 0.127517432f;  // log2(e) / sqrt(head dim)

@@ -1,9 +1,11 @@
 /*! tidarc fused step attention: one CTA owns one tile of kTileM query rows of one
     (sequence, KV head, split). Rows are packed token-major (row r -> token r / G,
     query head kvh * G + r % G) so every KV tile is loaded once for all G heads.
-    The CTA's warps are kRowWarps x kKeyWarps: a row warp owns 16 rows; key warps split each
-    key tile's columns (a tile of <= 16 rows computes no padding rows) and merge their
-    softmax state through shared memory at the end (merge_key_warps).
+    The CTA's warps are kRowWarps x kKeyWarps: a row warp owns kWarpRows rows (16, or 32 as
+    two m16 tiles that share every ldmatrix'd K and V fragment); key warps split each key
+    tile's columns (a tile of <= 16 rows computes no padding rows) and merge their softmax
+    state through shared memory at the end (merge_key_warps). K/V stream through kStages
+    (2 or 3) cp.async stages.
     The CTA walks its share of the cached prefix (no mask at all, except the tail tile)
     and then, on the last split only, the in-step key tiles the compiler found
     non-empty for this row tile; only tiles classified partial evaluate the predicate.
@@ -193,6 +195,8 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
   constexpr int NT = C::kTileN;
+  constexpr int S = C::kStages;         // cp.async stages: S - 1 tiles stream in while one is consumed
+  constexpr int MT = C::kWarpRows / 16;  // m16 tiles of a row warp: with 2, each K/V fragment feeds 2 mma
   constexpr int NW = NT / C::kKeyWarps;  // keys of each tile this warp scores
   constexpr int kDChunks = D / 8;     // n8 chunks of the output
   constexpr int kDSteps = D / 16;     // k16 steps of Q K^T
@@ -200,7 +204,9 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   constexpr int kKeySteps = NW / 16;  // k16 steps of P V
   constexpr int kStageElems = NT * C::kSmemStride;
   static_assert(C::kWarps == C::kRowWarps * C::kKeyWarps, "the warps are row warps x key warps");
-  static_assert(C::kTileM == 16 * C::kRowWarps, "one row warp owns 16 rows");
+  static_assert(C::kTileM == C::kWarpRows * C::kRowWarps, "a row warp owns kWarpRows rows");
+  static_assert(MT == 1 || (MT == 2 && C::kKeyWarps == 1), "a 32-row warp owns whole key tiles");
+  static_assert(S == 2 || S == 3, "2 or 3 cp.async stages");
   static_assert(D % 16 == 0 && NW % 16 == 0, "tiles and key slices are made of m16n8k16 fragments");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -221,6 +227,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;  // fragment row group
   const int tg = lane % 4; // thread in group
+  const int mi = lane / 8; // which matrix of an ldmatrix_x4 this lane addresses
 
   // ---- this CTA's share of the keys -------------------------------------------------
   const int prefix_len = a.prefix_len[b];
@@ -233,14 +240,26 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
       split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
   const int num_tiles = prefix_tiles_here + step_tiles_here;
   const KvLoad<C> kv_load = kv_load_of_thread<C>();
+  // Issues tile t into stage t % S and commits it as one group, an empty group past the last
+  // tile: the waits count groups, so every wait below is the same constant.
+  auto issue_tile = [&](int t) {
+    if (t < num_tiles) {
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, t), stage_k(t % S), stage_v(t % S), kv_load);
+    }
+    cp_async_commit();
+  };
 
-  // ---- Q: global -> shared -> registers, once, overlapped with K/V tile 0 ---------------
-  // Q goes to stage 1 while tile 0 streams into stage 0, and only Q is waited for before its
-  // fragments are read. A Q tile larger than one stage (16 x warps rows > 2 x tileN) aliases
-  // stages 0 and 1 instead and is loaded before tile 0 is issued.
-  constexpr bool kQBesideTile0 = C::kTileM <= 2 * NT;
+  // ---- Q: global -> shared, overlapped with the first S - 1 K/V tiles -----------------
+  // 16-row warps keep Q's fragments in registers, read once: Q goes to the last stage while
+  // tiles 0 .. S - 2 stream into the others, and only Q is waited for. A Q tile larger than
+  // one stage (16 x warps rows > 2 x tileN) aliases the stages from 0 and is loaded before any
+  // tile is issued. 32-row warps would need twice the Q, O and S fragments in registers (over
+  // 255 at head dim 128), so Q stays in a region of its own after the stages and its
+  // fragments are read at each k16 step (as FlashAttention-2 does): nothing waits for Q alone.
+  constexpr bool kQInShared = MT == 2;
+  constexpr bool kQBesideTiles = !kQInShared && C::kTileM <= 2 * NT;
+  T* const sq = kQInShared ? smem + 2 * S * kStageElems : kQBesideTiles ? stage_k(S - 1) : smem;
   {
-    T* sq = kQBesideTile0 ? stage_k(1) : smem;
     constexpr int kQRowsPerPass = C::kThreads / kDChunks;
     constexpr int kQPasses = (C::kTileM + kQRowsPerPass - 1) / kQRowsPerPass;
     static_assert(C::kThreads % kDChunks == 0, "Q copies unroll over whole rows");
@@ -258,165 +277,215 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
       cp_async_16(sq + i * C::kSmemStride + col, static_cast<const T*>(a.q) + off, ok);
     }
     cp_async_commit();
-    if (kQBesideTile0 && num_tiles > 0) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0), kv_load);
-    }
-    if (kQBesideTile0) cp_async_commit();
-    cp_async_wait<kQBesideTile0 ? 1 : 0>();  // Q has landed; tile 0 may still be in flight
+  }
+  if (kQInShared || kQBesideTiles) {
+    for (int t = 0; t < S - 1; ++t) issue_tile(t);
+  }
+  uint32_t qa[kQInShared ? 1 : kDSteps][4];  // 16-row warps: Q's A fragments, every k16 step
+  if constexpr (!kQInShared) {
+    cp_async_wait<kQBesideTiles ? S - 1 : 0>();  // Q has landed; tiles 0 .. S - 2 may still be in flight
     __syncthreads();
-  }
-  uint32_t qa[kDSteps][4];
-  {
-    const T* sq = kQBesideTile0 ? stage_k(1) : smem;
-    const int mi = lane / 8;
     const int row = row_warp * 16 + (mi % 2) * 8 + lane % 8;
+#pragma unroll
     for (int kk = 0; kk < kDSteps; ++kk) ldmatrix_x4(qa[kk], sq + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
-  }
-  __syncthreads();  // the stages Q occupied are refilled below
-
-  // Rows of this thread: fragment rows g and g + 8 of the warp's 16.
-  int row_token[2];
-  for (int h = 0; h < 2; ++h) {
-    const int r = row_tile * C::kTileM + row_warp * 16 + g + 8 * h;
-    row_token[h] = min(r / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
-  }
-  float o[kDChunks][4];
-  for (int j = 0; j < kDChunks; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY};  // running max of scaled scores (log2 domain)
-  float row_sum[2] = {0.f, 0.f};              // this thread's partial sums; reduced at the end
-
-  if (!kQBesideTile0) {
-    if (num_tiles > 0) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, 0), stage_k(0), stage_v(0), kv_load);
+    __syncthreads();  // the stage Q occupied is refilled below
+    if (!kQBesideTiles) {
+      for (int t = 0; t < S - 1; ++t) issue_tile(t);
     }
-    cp_async_commit();
+  }
+
+  // Rows of this thread: fragment rows g and g + 8 of each of the warp's m16 tiles.
+  int row_token[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row_tile * C::kTileM + row_warp * C::kWarpRows + mt * 16 + g + 8 * h;
+      row_token[mt][h] = min(r / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
+    }
+  }
+  float o[MT][kDChunks][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int j = 0; j < kDChunks; ++j) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.f;
+  float row_max[MT][2];  // running max of scaled scores (log2 domain)
+  float row_sum[MT][2];  // this thread's partial sums; reduced at the end
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    row_max[mt][0] = row_max[mt][1] = -INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
   }
 
   for (int i = 0; i < num_tiles; ++i) {
-    const int stage = i & 1;
-    if (i + 1 < num_tiles) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i + 1), stage_k(stage ^ 1), stage_v(stage ^ 1), kv_load);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    const int stage = i % S;
+    // Tile i + S - 1 goes into the stage tile i - 1 used (freed by the barrier ending the last
+    // iteration); then all but the newest S - 1 groups are complete: Q and tiles 0 .. i.
+    issue_tile(i + S - 1);
+    cp_async_wait<S - 1>();
     __syncthreads();
     const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
 
-    // ---- S = Q K^T for this warp's 16 rows x its NW keys of the tile ------------------
-    float s[kKeyChunks][4];
-    for (int j = 0; j < kKeyChunks; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-    {
-      const int mi = lane / 8;
-      for (int kk = 0; kk < kDSteps; ++kk) {
-        for (int j = 0; j < kKeyChunks; j += 2) {
-          // matrices: keys j*8..+7 x d lo, keys j*8..+7 x d hi, keys (j+1)*8.. x d lo, .. x d hi
-          const int key = key_base + j * 8 + (mi / 2) * 8 + lane % 8;
-          uint32_t kb[4];
-          ldmatrix_x4(kb, stage_k(stage) + key * C::kSmemStride + kk * 16 + (mi % 2) * 8);
-          mma_m16n8k16<T>(s[j], qa[kk], kb);
-          mma_m16n8k16<T>(s[j + 1], qa[kk], kb + 2);
+    // ---- S = Q K^T for this warp's rows x its NW keys of the tile ---------------------
+    float s[MT][kKeyChunks][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int j = 0; j < kKeyChunks; ++j) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kDSteps; ++kk) {
+      uint32_t qf[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (kQInShared) {
+          const int row = row_warp * C::kWarpRows + mt * 16 + (mi % 2) * 8 + lane % 8;
+          ldmatrix_x4(qf[mt], sq + row * C::kSmemStride + kk * 16 + (mi / 2) * 8);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) qf[mt][e] = qa[kk][e];
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kKeyChunks; j += 2) {
+        // matrices: keys j*8..+7 x d lo, keys j*8..+7 x d hi, keys (j+1)*8.. x d lo, .. x d hi
+        const int key = key_base + j * 8 + (mi / 2) * 8 + lane % 8;
+        uint32_t kb[4];
+        ldmatrix_x4(kb, stage_k(stage) + key * C::kSmemStride + kk * 16 + (mi % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_m16n8k16<T>(s[mt][j], qf[mt], kb);
+          mma_m16n8k16<T>(s[mt][j + 1], qf[mt], kb + 2);
         }
       }
     }
 
     // ---- mask (only tail and partial tiles), scale, online softmax -------------------
-    float tile_max[2] = {-INFINITY, -INFINITY};
-    for (int j = 0; j < kKeyChunks; ++j) {
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        const int kj = key_base + j * 8 + 2 * tg + (e & 1);
-        float x = s[j][e] * C::kScaleLog2;
-        if (tile.mode == kPrefixTail) {
-          if (kj >= tile.valid) x = -INFINITY;
-        } else if (tile.mode == kStepPartial) {
-          if (kj >= tile.valid || !C::visible(row_token[h], tile.key0 + kj)) x = -INFINITY;
+    float scale_old[MT][2], base[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int j = 0; j < kKeyChunks; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int h = e / 2;
+          const int kj = key_base + j * 8 + 2 * tg + (e & 1);
+          float x = s[mt][j][e] * C::kScaleLog2;
+          if (tile.mode == kPrefixTail) {
+            if (kj >= tile.valid) x = -INFINITY;
+          } else if (tile.mode == kStepPartial) {
+            if (kj >= tile.valid || !C::visible(row_token[mt][h], tile.key0 + kj)) x = -INFINITY;
+          }
+          s[mt][j][e] = x;
+          tile_max[h] = fmaxf(tile_max[h], x);
         }
-        s[j][e] = x;
-        tile_max[h] = fmaxf(tile_max[h], x);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
+        tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
+        const float new_max = fmaxf(row_max[mt][h], tile_max[h]);
+        // A row with no visible key so far keeps max = -inf; exponentiate against 0 then,
+        // so -inf - (-inf) never makes NaN (every p is exp2(-inf) = 0).
+        base[mt][h] = new_max == -INFINITY ? 0.f : new_max;
+        scale_old[mt][h] = fast_exp2(row_max[mt][h] - base[mt][h]);
+        row_max[mt][h] = new_max;
+        row_sum[mt][h] *= scale_old[mt][h];
       }
     }
-    float scale_old[2], base[2];
-    for (int h = 0; h < 2; ++h) {
-      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
-      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
-      const float new_max = fmaxf(row_max[h], tile_max[h]);
-      // A row with no visible key so far keeps max = -inf; exponentiate against 0 then,
-      // so -inf - (-inf) never makes NaN (every p is exp2(-inf) = 0).
-      base[h] = new_max == -INFINITY ? 0.f : new_max;
-      scale_old[h] = fast_exp2(row_max[h] - base[h]);
-      row_max[h] = new_max;
-      row_sum[h] *= scale_old[h];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {  // each m-tile's O to its rows' new max
+#pragma unroll
+      for (int j = 0; j < kDChunks; ++j) {
+        o[mt][j][0] *= scale_old[mt][0]; o[mt][j][1] *= scale_old[mt][0];
+        o[mt][j][2] *= scale_old[mt][1]; o[mt][j][3] *= scale_old[mt][1];
+      }
     }
-    for (int j = 0; j < kDChunks; ++j) {
-      o[j][0] *= scale_old[0]; o[j][1] *= scale_old[0];
-      o[j][2] *= scale_old[1]; o[j][3] *= scale_old[1];
-    }
-    for (int j = 0; j < kKeyChunks; ++j) {
-      for (int e = 0; e < 4; ++e) {
-        const float p = fast_exp2(s[j][e] - base[e / 2]);
-        s[j][e] = p;
-        row_sum[e / 2] += p;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int j = 0; j < kKeyChunks; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float p = fast_exp2(s[mt][j][e] - base[mt][e / 2]);
+          s[mt][j][e] = p;
+          row_sum[mt][e / 2] += p;
+        }
       }
     }
 
     // ---- O += P V: the score accumulators are already the A fragments of P ------------
-    {
-      const int mi = lane / 8;
-      for (int kk = 0; kk < kKeySteps; ++kk) {
-        uint32_t pa[4];
-        pa[0] = Elem<T>::pack2(s[2 * kk][0], s[2 * kk][1]);
-        pa[1] = Elem<T>::pack2(s[2 * kk][2], s[2 * kk][3]);
-        pa[2] = Elem<T>::pack2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[3] = Elem<T>::pack2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        for (int j = 0; j < kDChunks; j += 2) {
-          // matrices (transposed): keys lo x d chunk j, keys hi x chunk j, keys lo x chunk j+1, keys hi x chunk j+1
-          const int key = key_base + kk * 16 + (mi % 2) * 8 + lane % 8;
-          uint32_t vb[4];
-          ldmatrix_x4_trans(vb, stage_v(stage) + key * C::kSmemStride + (j + mi / 2) * 8);
-          mma_m16n8k16<T>(o[j], pa, vb);
-          mma_m16n8k16<T>(o[j + 1], pa, vb + 2);
+#pragma unroll
+    for (int kk = 0; kk < kKeySteps; ++kk) {
+      uint32_t pa[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        pa[mt][0] = Elem<T>::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = Elem<T>::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = Elem<T>::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = Elem<T>::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int j = 0; j < kDChunks; j += 2) {
+        // matrices (transposed): keys lo x d chunk j, keys hi x chunk j, keys lo x chunk j+1, keys hi x chunk j+1
+        const int key = key_base + kk * 16 + (mi % 2) * 8 + lane % 8;
+        uint32_t vb[4];
+        ldmatrix_x4_trans(vb, stage_v(stage) + key * C::kSmemStride + (j + mi / 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_m16n8k16<T>(o[mt][j], pa[mt], vb);
+          mma_m16n8k16<T>(o[mt][j + 1], pa[mt], vb + 2);
         }
       }
     }
     __syncthreads();  // everyone is done with this stage before it is refilled
   }
+  cp_async_wait<0>();  // a CTA with no tile never waited for Q (32-row warps): nothing is in flight at exit
 
   // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp ---------
-  for (int h = 0; h < 2; ++h) {
-    row_sum[h] += shfl_xor(row_sum[h], 1);
-    row_sum[h] += shfl_xor(row_sum[h], 2);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      row_sum[mt][h] += shfl_xor(row_sum[mt][h], 1);
+      row_sum[mt][h] += shfl_xor(row_sum[mt][h], 2);
+    }
   }
   if constexpr (C::kKeyWarps > 1) {
-    merge_key_warps<C>(a, b, kvh, row_tile, split, num_splits, o, row_max, row_sum);
+    merge_key_warps<C>(a, b, kvh, row_tile, split, num_splits, o[0], row_max[0], row_sum[0]);
     return;
   }
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
-  for (int h = 0; h < 2; ++h) {
-    const int r = row_tile * C::kTileM + row_warp * 16 + g + 8 * h;
-    if (r >= C::kRows) continue;
-    const int tq = r / C::kGroup;
-    const int hq = kvh * C::kGroup + r % C::kGroup;
-    const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
-    const bool empty = row_sum[h] == 0.f;
-    const float inv = empty ? 0.f : 1.f / row_sum[h];
-    const float lse = empty ? -INFINITY : (row_max[h] + __log2f(row_sum[h])) * 0.6931471805599453f;
-    if (num_splits == 1) {
-      T* out = static_cast<T*>(a.o) + row_index * D;
-      for (int j = 0; j < kDChunks; ++j) {
-        const int col = j * 8 + 2 * tg;
-        *reinterpret_cast<uint32_t*>(out + col) = Elem<T>::pack2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row_tile * C::kTileM + row_warp * C::kWarpRows + mt * 16 + g + 8 * h;
+      if (r >= C::kRows) continue;
+      const int tq = r / C::kGroup;
+      const int hq = kvh * C::kGroup + r % C::kGroup;
+      const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
+      const bool empty = row_sum[mt][h] == 0.f;
+      const float inv = empty ? 0.f : 1.f / row_sum[mt][h];
+      const float lse = empty ? -INFINITY : (row_max[mt][h] + __log2f(row_sum[mt][h])) * 0.6931471805599453f;
+      if (num_splits == 1) {
+        T* out = static_cast<T*>(a.o) + row_index * D;
+#pragma unroll
+        for (int j = 0; j < kDChunks; ++j) {
+          const int col = j * 8 + 2 * tg;
+          *reinterpret_cast<uint32_t*>(out + col) = Elem<T>::pack2(o[mt][j][2 * h] * inv, o[mt][j][2 * h + 1] * inv);
+        }
+        if (tg == 0) a.lse[row_index] = lse;
+      } else {
+        float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
+        float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
+#pragma unroll
+        for (int j = 0; j < kDChunks; ++j) {
+          const int col = j * 8 + 2 * tg;
+          st_global_f32x2(ws_o + col, o[mt][j][2 * h] * inv, o[mt][j][2 * h + 1] * inv);  // read by the merging CTA
+        }
+        if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
       }
-      if (tg == 0) a.lse[row_index] = lse;
-    } else {
-      float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
-      float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
-      for (int j = 0; j < kDChunks; ++j) {
-        const int col = j * 8 + 2 * tg;
-        st_global_f32x2(ws_o + col, o[j][2 * h] * inv, o[j][2 * h + 1] * inv);  // read by the merging CTA
-      }
-      if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
     }
   }
 }

@@ -2,7 +2,7 @@
 // prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far
 // Mask causal length=64; rows = 64 tokens x 4 query heads per KV head = 256,
 // 2 row tiles of 128 x 1 in-step key tiles of 64:
-// 8 warps = 8 of 16 rows x 1 sharing each key tile (row-stacked row tile);
+// 8 warps = 8 of 16 rows x 1 sharing each key tile (row-stacked row tile); 2 cp.async stages;
 // 0 full, 2 partial, 0 empty (never loaded).
 // Launch: grid (2, batch * 8, splits), 256 threads, 69632 bytes of dynamic
 // shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
@@ -24,10 +24,12 @@ struct Config {
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 256;       // kSteps * kGroup
   static constexpr int kWarps = 8;
-  static constexpr int kRowWarps = 8;  // warps stacked over rows, 16 each
+  static constexpr int kRowWarps = 8;  // warps stacked over rows, kWarpRows each
+  static constexpr int kWarpRows = 16;  // 16, or 32: two m16 tiles share each K/V fragment
   static constexpr int kKeyWarps = 1;  // warps splitting each key tile (64 keys each; more than 1: merged at the end)
   static constexpr int kTileM = 128;
   static constexpr int kTileN = 64;
+  static constexpr int kStages = 2;  // cp.async K/V stages
   static constexpr int kThreads = 256;
   static constexpr int kSmemStride = 136;  // head dim + 8: rows 16 bytes apart in banks
   static constexpr float kScaleLog2 = 0.127517432f;  // log2(e) / sqrt(head dim)

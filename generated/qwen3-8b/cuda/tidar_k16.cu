@@ -2,7 +2,7 @@
 // TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens)
 // Mask tidar-decode draft=16; rows = 272 tokens x 4 query heads per KV head = 1088,
 // 17 row tiles of 64 x 5 in-step key tiles of 64:
-// 4 warps = 4 of 16 rows x 1 sharing each key tile (row-stacked row tile);
+// 4 warps = 4 of 16 rows x 1 sharing each key tile (row-stacked row tile); 2 cp.async stages;
 // 0 full, 30 partial, 55 empty (never loaded).
 // Launch: grid (17, batch * 8, splits), 128 threads, 69632 bytes of dynamic
 // shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
@@ -24,10 +24,12 @@ struct Config {
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 1088;       // kSteps * kGroup
   static constexpr int kWarps = 4;
-  static constexpr int kRowWarps = 4;  // warps stacked over rows, 16 each
+  static constexpr int kRowWarps = 4;  // warps stacked over rows, kWarpRows each
+  static constexpr int kWarpRows = 16;  // 16, or 32: two m16 tiles share each K/V fragment
   static constexpr int kKeyWarps = 1;  // warps splitting each key tile (64 keys each; more than 1: merged at the end)
   static constexpr int kTileM = 64;
   static constexpr int kTileN = 64;
+  static constexpr int kStages = 2;  // cp.async K/V stages
   static constexpr int kThreads = 128;
   static constexpr int kSmemStride = 136;  // head dim + 8: rows 16 bytes apart in banks
   static constexpr float kScaleLog2 = 0.127517432f;  // log2(e) / sqrt(head dim)

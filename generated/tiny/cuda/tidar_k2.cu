@@ -2,7 +2,7 @@
 // TiDAR decode step, draft length 2: 6 in-step tokens (2 drafts + 2 blocks of 2 mask tokens)
 // Mask tidar-decode draft=2; rows = 6 tokens x 2 query heads per KV head = 12,
 // 1 row tiles of 16 x 1 in-step key tiles of 64:
-// 4 warps = 1 of 16 rows x 4 sharing each key tile (split-key row tile);
+// 4 warps = 1 of 16 rows x 4 sharing each key tile (split-key row tile); 2 cp.async stages;
 // 0 full, 1 partial, 0 empty (never loaded).
 // Launch: grid (1, batch * 2, splits), 128 threads, 36864 bytes of dynamic
 // shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
@@ -24,10 +24,12 @@ struct Config {
   static constexpr int kHeadDim = 64;
   static constexpr int kRows = 12;       // kSteps * kGroup
   static constexpr int kWarps = 4;
-  static constexpr int kRowWarps = 1;  // warps stacked over rows, 16 each
+  static constexpr int kRowWarps = 1;  // warps stacked over rows, kWarpRows each
+  static constexpr int kWarpRows = 16;  // 16, or 32: two m16 tiles share each K/V fragment
   static constexpr int kKeyWarps = 4;  // warps splitting each key tile (16 keys each; more than 1: merged at the end)
   static constexpr int kTileM = 16;
   static constexpr int kTileN = 64;
+  static constexpr int kStages = 2;  // cp.async K/V stages
   static constexpr int kThreads = 128;
   static constexpr int kSmemStride = 72;  // head dim + 8: rows 16 bytes apart in banks
   static constexpr float kScaleLog2 = 0.180336878f;  // log2(e) / sqrt(head dim)
