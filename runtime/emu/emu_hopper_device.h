@@ -35,6 +35,8 @@ template <int Registers> inline void setmaxnreg_dec() {}
 inline void wgmma_fence() { tidarc_emu::wgmma_fence(); }
 inline void wgmma_commit() { tidarc_emu::wgmma_commit(); }
 template <int Pending> inline void wgmma_wait() { tidarc_emu::wgmma_wait(Pending); }
+/** The emulator's accumulators are memory written at the wait (a call the compiler cannot move reads across): nothing to pin. */
+template <int N> inline void wgmma_fence_operand(float (&)[N]) {}
 
 template <typename T> constexpr tidarc_emu::MmaType kMmaType = tidarc_emu::MmaType::bf16;
 template <> constexpr tidarc_emu::MmaType kMmaType<__half> = tidarc_emu::MmaType::fp16;

@@ -208,6 +208,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     const uint64_t desc_v_prev = smem_desc(ring + prev * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
 
     // ---- S = Q K^T: 64 rows x NT keys per warpgroup; then P_{i-1} V_{i-1} behind it ----------
+    wgmma_fence_operand(sacc), wgmma_fence_operand(o);
     wgmma_fence();  // sacc was read, o rescaled, since the last wgmma
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -222,6 +223,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     }
     wgmma_commit();
     wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run
+    wgmma_fence_operand(sacc);
 
     // ---- mask (only tail and partial tiles), scale, online softmax (attention_tile_kernel's) --
     // sacc[4 j + e]: row g + 8 (e / 2) of the warp's 16, key 8 j + 2 tg + e % 2 of the tile.
@@ -264,6 +266,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     }
 
     wgmma_wait<0>();  // P V of tile i - 1 has retired: o is readable, its stage and pa are free
+    wgmma_fence_operand(o);
     if (i > 0 && t == 0) mbarrier_arrive(&empty[prev]);
 #pragma unroll
     for (int j = 0; j < kDChunks; ++j) {
@@ -284,6 +287,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v + kk * (2048 >> 4), true);
     wgmma_commit();
     wgmma_wait<0>();  // o is final; nobody refills the last stage, but it is released like the others
+    wgmma_fence_operand(o);
     if (t == 0) mbarrier_arrive(&empty[last]);
   }
 

@@ -116,6 +116,13 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 template <int Pending> __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" :: "n"(Pending) : "memory");
 }
+/** Pins accumulator registers in program order (CUTLASS's warpgroup_fence_operand): the wait above
+ *  has no register operands, so without this the compiler may move a read of an accumulator a
+ *  wgmma still writes to before the wait. Call it on the accumulators after each wgmma_wait. */
+template <int N> __device__ __forceinline__ void wgmma_fence_operand(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]) :: "memory");
+}
 
 // One specialisation per N: the accumulators are N / 2 "+f" operands, listed out (inline PTX has
 // no operand arrays). Other N (multiples of 8 up to 256) follow the same pattern.
