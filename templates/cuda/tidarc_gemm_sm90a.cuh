@@ -90,6 +90,7 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
     if (t == 0 && kt > 0) mbarrier_arrive(&empty[(kt - 1) % C::kStages]);  // the previous k tile's group has retired
   }
   wgmma_wait<0>();  // nobody refills the last stage: no release
+  wgmma_fence_operand(d);  // the epilogue's reads of d stay after the wait
 
   // Accumulator i of thread t: weight row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), token 8 (i / 4) + 2 (t % 4) + i % 2.
   const int wrow = w0 + 64 * group + 16 * (t / 32) + (t % 32) / 4;
