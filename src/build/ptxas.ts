@@ -73,6 +73,15 @@ export function ptxasWarnings(variant: string, report: PtxasByArch): string[] {
 }
 
 /**
+ * ptxas's "Potential Performance Loss" diagnostics (the C75xx family, printed as `ptxas info`,
+ * so the build succeeds): on sm_90a e.g. C7520, wgmmas serialized because one sits on a path
+ * ptxas cannot prove uniform: every wgmma then waits for the one before. One trimmed line each.
+ */
+export function ptxasPerformanceLosses(text: string): string[] {
+  return text.split('\n').filter((line) => /Potential Performance Loss/.test(line)).map((line) => line.replace(/^ptxas\s+\w+\s*:\s*/, '').trim());
+}
+
+/**
  * ptxas's figures of one CUDA source for one arch without a build (nvcc -cubin -Xptxas -v into a
  * scratch directory): registers for tools that predict or pick split counts (bench:attention,
  * the device bundle). Headers are found beside the source.

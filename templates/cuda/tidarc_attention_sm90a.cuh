@@ -27,6 +27,7 @@
 #include "tidarc_attention.cuh"
 #include "tidarc_attention_sm90a_abi.h"
 #include "tidarc_hopper.cuh"
+#include <type_traits>  // std::true_type: the peeled first tile
 
 namespace tidarc {
 
@@ -194,18 +195,18 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   // of S_i (its row max, P in place, the sums; o is not touched: a wgmma writes it); then wait for
   // P V, release the stage of tile i - 1, rescale o to the new max and pack P_i. P_{i-1}'s
   // registers stay untouched while their wgmma runs (P_i is packed only after it retired).
+  // Tile 0 is peeled (kPrev false: no P V before it) rather than guarded by `if (i > 0)`: a wgmma
+  // on a path ptxas cannot prove uniform makes it serialize EVERY wgmma of the kernel (C7520,
+  // "WG.AR in divergent path"), each waiting for the one before, which undoes the overlap.
   float sacc[NT / 2];
   uint32_t pa[NT / 16][4];  // P as the A fragments of P V, 16 keys each
-  float scale_old[2];
-  for (int i = 0; i < num_tiles; ++i) {
+  auto consume_tile = [&](int i, auto has_prev) {
+    constexpr bool kPrev = decltype(has_prev)::value;
     const int s = i % C::kStages;
     mbarrier_wait(&full[s], (i / C::kStages) & 1);
     const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
     const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);
     const int prev = (i + C::kStages - 1) % C::kStages;  // the stage of tile i - 1
-    // V is B of P V with keys as its K: MN-major (head dim contiguous); the next 64 columns are a
-    // slice further (LBO), the next 8 keys 1024 bytes (SBO), the kk-th 16 keys 2048 bytes (>> 4: 128).
-    const uint64_t desc_v_prev = smem_desc(ring + prev * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
 
     // ---- S = Q K^T: 64 rows x NT keys per warpgroup; then P_{i-1} V_{i-1} behind it ----------
     wgmma_fence_operand(sacc), wgmma_fence_operand(o);
@@ -217,12 +218,18 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
       wgmma_ss<T, NT, false, false>(sacc, desc_q + step, desc_k + kstep, kk > 0);
     }
     wgmma_commit();
-    if (i > 0) {
+    if constexpr (kPrev) {
+      // V is B of P V with keys as its K: MN-major (head dim contiguous); the next 64 columns are a
+      // slice further (LBO), the next 8 keys 1024 bytes (SBO), the kk-th 16 keys 2048 bytes (>> 4: 128).
+      const uint64_t desc_v_prev = smem_desc(ring + prev * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
 #pragma unroll
       for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v_prev + kk * (2048 >> 4), true);
+      wgmma_fence_operand(pa);  // the wgmma reads pa until it retires: keep it live, unmoved
+      wgmma_commit();
+      wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run
+    } else {
+      wgmma_wait<0>();
     }
-    wgmma_commit();
-    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run
     wgmma_fence_operand(sacc);
 
     // ---- mask (only tail and partial tiles), scale, online softmax (attention_tile_kernel's) --
@@ -244,7 +251,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
         tile_max[h] = fmaxf(tile_max[h], x);
       }
     }
-    float base[2];
+    float base[2], scale_old[2];
     for (int h = 0; h < 2; ++h) {
       tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
       tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
@@ -265,29 +272,35 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
       }
     }
 
-    wgmma_wait<0>();  // P V of tile i - 1 has retired: o is readable, its stage and pa are free
-    wgmma_fence_operand(o);
-    if (i > 0 && t == 0) mbarrier_arrive(&empty[prev]);
+    if constexpr (kPrev) {
+      wgmma_wait<0>();  // P V of tile i - 1 has retired: o is readable, its stage and pa are free
+      wgmma_fence_operand(o), wgmma_fence_operand(pa);
+      if (t == 0) mbarrier_arrive(&empty[prev]);
 #pragma unroll
-    for (int j = 0; j < kDChunks; ++j) {
-      o[4 * j] *= scale_old[0], o[4 * j + 1] *= scale_old[0];
-      o[4 * j + 2] *= scale_old[1], o[4 * j + 3] *= scale_old[1];
-    }
+      for (int j = 0; j < kDChunks; ++j) {
+        o[4 * j] *= scale_old[0], o[4 * j + 1] *= scale_old[0];
+        o[4 * j + 2] *= scale_old[1], o[4 * j + 3] *= scale_old[1];
+      }
+    }  // else o is still zero: nothing to rescale
 #pragma unroll
     for (int j = 0; j < kKeyChunks; ++j) {
       pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);
       pa[j / 2][2 * (j % 2) + 1] = Elem<T>::pack2(sacc[4 * j + 2], sacc[4 * j + 3]);
     }
-  }
-  if (num_tiles > 0) {  // ---- O += P V of the last tile ----------------------------------------
+  };
+  if (num_tiles > 0) {
+    consume_tile(0, std::false_type{});
+    for (int i = 1; i < num_tiles; ++i) consume_tile(i, std::true_type{});
+    // ---- O += P V of the last tile ------------------------------------------------------------
     const int last = (num_tiles - 1) % C::kStages;
     const uint64_t desc_v = smem_desc(ring + last * S::kStageBytes + S::kTileBytes, Swizzle::b128, S::kSliceBytes, 1024);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v + kk * (2048 >> 4), true);
+    wgmma_fence_operand(pa);
     wgmma_commit();
     wgmma_wait<0>();  // o is final; nobody refills the last stage, but it is released like the others
-    wgmma_fence_operand(o);
+    wgmma_fence_operand(o), wgmma_fence_operand(pa);
     if (t == 0) mbarrier_arrive(&empty[last]);
   }
 

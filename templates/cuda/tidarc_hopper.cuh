@@ -106,9 +106,15 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 __device__ __forceinline__ void check_descriptor_address(const void*) {}
 
 // ---- register reallocation (FA3's split: a producer warpgroup gives registers to the consumers) --
-// Every thread of the warpgroup executes it; Registers is a multiple of 8 in 24..256.
-template <int Registers> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(Registers)); }
-template <int Registers> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(Registers)); }
+// Every thread of the warpgroup executes it; Registers is a multiple of 8 in 24..256 (PTX ISA).
+template <int Registers> __device__ __forceinline__ void setmaxnreg_inc() {
+  static_assert(Registers % 8 == 0 && Registers >= 24 && Registers <= 256, "setmaxnreg: a multiple of 8 in 24..256");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" :: "n"(Registers));
+}
+template <int Registers> __device__ __forceinline__ void setmaxnreg_dec() {
+  static_assert(Registers % 8 == 0 && Registers >= 24 && Registers <= 256, "setmaxnreg: a multiple of 8 in 24..256");
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(Registers));
+}
 
 // ---- wgmma -----------------------------------------------------------------------------------
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
@@ -238,6 +244,23 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
 #endif  // TIDARC_EMULATOR
 
 namespace tidarc {
+
+/** wgmma_fence_operand for A fragments in registers (wgmma_rs): the PTX ISA leaves a write to
+ *  them undefined until the wgmma_wait that covers the wgmma reading them, and the wgmma's asm
+ *  is their last use as far as nvcc knows. Call it after the issue and after that wait, so that
+ *  their registers are neither reused nor rewritten in between. The emulator reads them in the
+ *  issuing call: nothing to pin there. */
+template <int N, int M> __device__ __forceinline__ void wgmma_fence_operand(uint32_t (&a)[N][M]) {
+#ifndef TIDARC_EMULATOR
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+#pragma unroll
+    for (int j = 0; j < M; ++j) asm volatile("" : "+r"(a[i][j]) :: "memory");
+  }
+#else
+  (void)a;
+#endif
+}
 
 /** Spins on try_wait (the hardware suspends the thread for a while inside each try). */
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { parsePtxasReport, ptxasOfSource, ptxasWarnings } from '../../src/build/ptxas.js';
+import { parsePtxasReport, ptxasOfSource, ptxasPerformanceLosses, ptxasWarnings } from '../../src/build/ptxas.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 
 // Real nvcc 13.0 output: sm_80 prints cmem on the "Used" line, sm_90 does not.
@@ -34,6 +34,11 @@ describe('parsePtxasReport', () => {
   });
   test('empty input gives an empty report', () => {
     expect(parsePtxasReport('')).toEqual({});
+  });
+  test('picks out the "Potential Performance Loss" lines (nvcc 13.0, the sm_90a attention before its tile 0 was peeled)', () => {
+    const c7520 = 'ptxas info    : (C7520) Potential Performance Loss: wgmma.mma_async instructions are serialized due to program dependence on compiler-inserted WG.AR in divergent path in the function \'att\'';
+    expect(ptxasPerformanceLosses(SAMPLE)).toEqual([]);
+    expect(ptxasPerformanceLosses(SAMPLE + c7520 + '\n')).toEqual(["(C7520) Potential Performance Loss: wgmma.mma_async instructions are serialized due to program dependence on compiler-inserted WG.AR in divergent path in the function 'att'"]);
   });
 });
 

@@ -9,7 +9,8 @@
  *     weight: the plain epilogue, and SwiGLU over the rows interleaved as the upload does at
  *     M = 1 and 72;
  *   - batch invariance by construction: every row bitwise the same at M = 1, 20, 72 and 272;
- *   - nvcc -arch=sm_90a: every kernel without spills or stack (registers, shared memory and
+ *   - nvcc -arch=sm_90a: every kernel without spills or stack, and no ptxas "Potential
+ *     Performance Loss" (C7520's serialized wgmmas and kin) (registers, shared memory and
  *     stages printed).
  * Tagged: g++, nvcc.
  */
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { parsePtxasReport, type PtxasByArch } from '../../src/build/ptxas.js';
+import { parsePtxasReport, ptxasPerformanceLosses, type PtxasByArch } from '../../src/build/ptxas.js';
 import { runPool } from '../../src/build/pool.js';
 import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
@@ -54,6 +55,7 @@ interface Built { readonly unit: Sm90aUnit; readonly exe: string; readonly dir: 
 const plainRuns = new Map<string, Sm90aRun>();  // `${split}:${m}`
 const swigluRuns = new Map<number, Sm90aRun>();
 let ptxas: PtxasByArch = {};
+let losses: string[] = [];  // ptxas's performance-loss lines, every unit
 const kernels: { shape: GemmShape; unit: Sm90aUnit }[] = [];
 
 async function build(name: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[], objects: readonly string[]): Promise<Built> {
@@ -85,6 +87,7 @@ beforeAll(async () => {
     for (const [i, { unit }] of kernels.entries()) {
       const { stderr } = await exec(nvcc.tool.path, ['-std=c++17', '-O3', '-cubin', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${unit.cudaDir}`, '-o', join(root, `u${i}.cubin`), unit.source], { maxBuffer: 64 << 20 });
       const r = parsePtxasReport(stderr);
+      losses = [...losses, ...ptxasPerformanceLosses(stderr)];
       ptxas = { ...ptxas, sm_90a: { ...ptxas['sm_90a'], ...r['sm_90a'] } };
     }
   }
@@ -128,8 +131,9 @@ describe.skipIf(!cxx.found)('sm_90a GEMM on the emulator', () => {
     expect(new Uint8Array(b.buffer, b.byteOffset, I * 4).slice(0, SWIGLU_16BIT ? 2 * I : 4 * I)).toEqual(new Uint8Array(a.buffer, a.byteOffset, I * 4).slice(0, SWIGLU_16BIT ? 2 * I : 4 * I));
   });
 
-  test.skipIf(!sm90a)('nvcc -arch=sm_90a: every kernel without spills or stack', () => {
+  test.skipIf(!sm90a)('nvcc -arch=sm_90a: every kernel without spills, stack or serialized wgmmas', () => {
     const report = ptxas['sm_90a'] ?? {};
+    expect(losses).toEqual([]);  // e.g. C7520: a wgmma on a divergent path serializes them all
     const symbols = kernels.flatMap(({ unit }) => unit.kernels.map((k) => k.symbol));
     for (const { unit } of kernels) {
       for (const k of unit.kernels) {
