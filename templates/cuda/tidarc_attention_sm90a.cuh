@@ -164,7 +164,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   load_q_sm90a<C>(a, sq, b, kvh, row_tile);
   __syncthreads();  // the barriers are initialised and Q is in shared memory
 
-  const int warp = threadIdx.x / 32;
+  const int warp = warp_uniform(threadIdx.x / 32);  // a uniform role branch: no wgmma below it on a "divergent path"
   if (warp == 4 * C::kConsumers) {
     produce_kv_sm90a<C>(args, ring, full, empty, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, num_tiles);
     return;  // the caller's split merge has barriers every thread reaches

@@ -262,6 +262,18 @@ template <int N, int M> __device__ __forceinline__ void wgmma_fence_operand(uint
 #endif
 }
 
+/** `v`, a value every lane of the warp already holds, as lane 0 holds it (CUTLASS's
+ *  canonical_warp_idx_sync): ptxas then knows a branch on it is warp-uniform, which threadIdx.x / 32
+ *  alone does not tell it (the sm_90a attention's role test: 10 and 6 fewer registers at head dim
+ *  64 and 128). The emulator runs each thread's copy, all equal: nothing to broadcast. */
+__device__ __forceinline__ int warp_uniform(int v) {
+#ifndef TIDARC_EMULATOR
+  return __shfl_sync(0xffffffffu, v, 0);
+#else
+  return v;
+#endif
+}
+
 /** Spins on try_wait (the hardware suspends the thread for a while inside each try). */
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
   while (!mbarrier_try_wait(bar, parity)) {
