@@ -1,6 +1,6 @@
 /*! tidarc emulator: memory. Shared memory (where an address lies, the per-byte shadow that
-    finds races between barriers and reads of unwritten or not-yet-waited bytes), cp.async
-    groups, and global buffers between guard pages. */
+    finds races between barriers and reads of unwritten or not-yet-waited bytes), the kernel's
+    plain loads and stores of it, cp.async groups, and global buffers between guard pages. */
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@ namespace tidarc_emu {
 namespace detail {
 
 std::vector<Buffer> g_buffers;
+uintptr_t g_plain_base = kPlainNone;
 
 // ---- shared memory ------------------------------------------------------------------------
 
@@ -222,3 +223,78 @@ void free_globals() {
 }
 
 }  // namespace tidarc_emu
+
+// ---- the kernel's plain loads and stores ------------------------------------------------------
+// Kernels are compiled with -fsanitize=kernel-address and calls for every access
+// (EMU_KERNEL_FLAGS, codegen/targets.ts): g++ calls these for each load and store it cannot
+// prove private to the thread, with no sanitizer runtime. Those in the launch's dynamic shared
+// memory are race-checked against the shadow like the primitives' accesses: a byte written by a
+// thread of another warp in the same barrier epoch (no __syncthreads between) may not be read or
+// written, nor one read by another warp written; a byte with a cp.async pending may not be
+// touched. Lanes of one warp are not checked against each other: the emulator has no
+// __syncwarp, the templates exchange data within a warp only through shfl, ldmatrix and mma
+// (collectives that every lane reaches), and a warp's plain accesses run in program order
+// between them. Everything else (global memory, stacks, static __shared__ arrays) returns at
+// the first compare; the emulator's own sources are built without the flag.
+namespace {
+using namespace tidarc_emu::detail;
+
+__attribute__((no_sanitize_address, noinline)) void plain_shared_access(uintptr_t off, size_t n, bool write) {
+  Launch* l = L;
+  if (!l || !l->current) return;  // host code of a harness, or the scheduler
+  const Thread& t = *l->current;
+  const char* what = write ? "store" : "load";
+  if (off + n > l->smem) {
+    report("out-of-bounds", fmt("a plain %zu-byte %s at shared byte %zu is outside the %zu bytes of dynamic shared memory", n, what, static_cast<size_t>(off), l->smem));
+    return;
+  }
+  const uint32_t epoch = l->epoch;
+  for (size_t i = off; i < off + n; ++i) {
+    const Shadow& s = l->shadow[i];
+    if (s.pending) {
+      report("cp-async", fmt("a plain %s touches shared byte %zu while the cp.async of %s into it has not been waited for", what, i, thread_name(s.pending_tid).c_str()));
+      break;
+    }
+    if (s.w_epoch == epoch && s.w_tid != t.tid && s.w_tid / 32 != t.warp) {
+      report("race", fmt("a plain %s of shared byte %zu by warp %d follows the write of %s (warp %d) with no __syncthreads between", what, i, t.warp, thread_name(s.w_tid).c_str(), s.w_tid / 32));
+      break;
+    }
+    if (write && s.r_epoch == epoch && s.r_tid != t.tid && (s.r_tid == kManyReaders || s.r_tid / 32 != t.warp)) {
+      report("race", fmt("a plain store to shared byte %zu by warp %d follows its read by %s with no __syncthreads between", i, t.warp,
+                          s.r_tid == kManyReaders ? "threads of several warps" : fmt("%s (warp %d)", thread_name(s.r_tid).c_str(), s.r_tid / 32).c_str()));
+      break;
+    }
+  }
+  const auto tid = static_cast<int16_t>(t.tid);
+  for (size_t i = off; i < off + n; ++i) {
+    Shadow& s = l->shadow[i];
+    if (write) {
+      s.written = 1, s.w_epoch = epoch, s.w_tid = tid;
+    } else {
+      s.r_tid = s.r_epoch == epoch && s.r_tid != tid ? kManyReaders : tid;
+      s.r_epoch = epoch;
+    }
+  }
+}
+
+/** Every call lands here: one compare sends all but dynamic shared memory back (kernels make
+ *  millions of these calls; this keeps the check to a few percent of an emulated run). */
+__attribute__((no_sanitize_address, always_inline)) inline void plain_access(uintptr_t a, size_t n, bool write) {
+  const uintptr_t off = a - g_plain_base;
+  if (off < tidarc_emu::kMaxDynamicShared) plain_shared_access(off, n, write);
+}
+}  // namespace
+
+#define TIDARC_EMU_PLAIN_ACCESS(n)                                                                                           \
+  extern "C" __attribute__((no_sanitize_address)) void __asan_load##n##_noabort(uintptr_t a) { plain_access(a, n, false); } \
+  extern "C" __attribute__((no_sanitize_address)) void __asan_store##n##_noabort(uintptr_t a) { plain_access(a, n, true); }
+TIDARC_EMU_PLAIN_ACCESS(1)
+TIDARC_EMU_PLAIN_ACCESS(2)
+TIDARC_EMU_PLAIN_ACCESS(4)
+TIDARC_EMU_PLAIN_ACCESS(8)
+TIDARC_EMU_PLAIN_ACCESS(16)
+#undef TIDARC_EMU_PLAIN_ACCESS
+extern "C" __attribute__((no_sanitize_address)) void __asan_loadN_noabort(uintptr_t a, size_t n) { plain_access(a, n, false); }
+extern "C" __attribute__((no_sanitize_address)) void __asan_storeN_noabort(uintptr_t a, size_t n) { plain_access(a, n, true); }
+/** Called before a noreturn call (abort, a thrown exception); the emulator keeps no state for it. */
+extern "C" void __asan_handle_no_return() {}

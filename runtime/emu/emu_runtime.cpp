@@ -246,6 +246,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   L = &launch_state;
   L->kernel = kernel, L->grid = grid, L->block = block, L->smem = dynamic_shared, L->entry = entry, L->arg = arg;
   L->shadow.assign(dynamic_shared, Shadow{});
+  g_plain_base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
   const size_t nthreads = block.x * block.y * block.z;
   L->stacks_len = nthreads * (kStackBytes + kPage);
   L->stacks = static_cast<unsigned char*>(mmap(nullptr, L->stacks_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -263,6 +264,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
     ok = false;  // a recovered fault, already a finding; the fibers of the block are abandoned
   }
   munmap(L->stacks, L->stacks_len);
+  g_plain_base = kPlainNone;
   L = nullptr;
   return ok;
 }

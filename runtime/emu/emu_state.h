@@ -139,6 +139,10 @@ SharedKind classify_shared(const void* p, size_t n, size_t* offset);
 std::string shared_problem(SharedKind k, const void* p);
 void shared_read(int tid, size_t off, size_t n, const char* what);
 void shared_write_check(int tid, size_t off, size_t n, const char* what);
+/** Where the running launch's dynamic shared memory starts, for the kernel's plain accesses
+ *  (kPlainNone between launches: an address no access reaches). */
+constexpr uintptr_t kPlainNone = ~uintptr_t{0} - kMaxDynamicShared;
+extern uintptr_t g_plain_base;
 
 // emu_global.cpp
 /** Linear index of the running block (x fastest). */

@@ -24,7 +24,7 @@ import { removeStaleTemps } from '../fs/stale-temps.js';
 import { sha256 } from '../util/hash.js';
 import { packageRoot } from '../util/paths.js';
 import { readManifest } from '../runtime/kernel-library.js';
-import { EMU_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 
 const exec = promisify(execFile);
 
@@ -157,7 +157,7 @@ export async function buildEmulatedModule(cuPath: string, outSoPath: string, ker
     await writeFile(shimPath, shim);
     const includes = (options.includeDirs ?? [dirname(cuPath)]).map((d) => `-I${d}`);
     await compileAtomic(cxx.path, [
-      ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), ...includes, `-I${join(packageRoot(), 'templates', 'cuda')}`,
+      ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), ...includes, `-I${join(packageRoot(), 'templates', 'cuda')}`,
       '-include', 'tidarc_emu.h', '-x', 'c++', cuPath, shimPath,
     ], outSoPath, `the module ${outSoPath}`);
   } finally {
@@ -192,7 +192,7 @@ async function driverKey(cxx: Tool, flags: readonly string[]): Promise<string> {
  * is stale (emulatedModulesStamp).
  */
 export async function emulatedModuleKey(cxxPath?: string): Promise<string> {
-  return buildKey(await compiler(cxxPath), [...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags()], await emulatorHeaders());
+  return buildKey(await compiler(cxxPath), [...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags()], await emulatorHeaders());
 }
 
 function driverApiDir(): string {

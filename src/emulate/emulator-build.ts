@@ -17,6 +17,8 @@ import { EMULATOR_BUILD } from '../codegen/targets.js';
 const exec = promisify(execFile);
 
 export const EMU_FLAGS: readonly string[] = EMULATOR_BUILD.flags;
+/** Added where a kernel's source is compiled (not the emulator's): its plain loads and stores are checked (emu_memory.cpp). */
+export const EMU_KERNEL_FLAGS: readonly string[] = EMULATOR_BUILD.kernelFlags;
 /** What makes a unit a module the emulated driver dlopens. */
 export const EMU_MODULE_FLAGS: readonly string[] = EMULATOR_BUILD.moduleFlags;
 /** The emulator runtime, compiled once per `tidarc emulate` run. */
@@ -58,10 +60,12 @@ export async function buildEmulatorRuntime(cxx: string, workDir: string): Promis
 /**
  * Builds the emulator executable of one variant. `cudaSource` is the generated .cu (any
  * file with the same kernels, e.g. a mutated copy); its directory supplies the headers.
+ * `kernelFlags`: [] leaves plain accesses unchecked (bench/emulator-race-check.ts's baseline).
  */
-export async function buildVariantEmulator(cxx: string, cudaSource: string, cudaDir: string, v: ManifestVariant, runtimeObjects: readonly string[], exe: string): Promise<void> {
+export async function buildVariantEmulator(cxx: string, cudaSource: string, cudaDir: string, v: ManifestVariant, runtimeObjects: readonly string[], exe: string,
+  kernelFlags: readonly string[] = EMU_KERNEL_FLAGS): Promise<void> {
   await compileWith(cxx, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
+    ...EMU_FLAGS, ...kernelFlags, ...emulatorIncludeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
     `-DTIDARC_EMU_KERNEL=${v.symbols.cuda}`,
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), HARNESS_SOURCE), '-x', 'none', ...runtimeObjects, '-o', exe,

@@ -12,7 +12,7 @@ import { TidarcError } from '../errors.js';
 import { decode } from '../util/dtype.js';
 import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
 import { type GemmPlan, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
-import { EMU_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 import type { EmulatorFinding } from './emulator-run.js';
 
 const exec = promisify(execFile);
@@ -22,7 +22,7 @@ export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir
   const shape = plans[0]!.shape;
   const kernels = plans.map((p) => `X(${gemmSymbol(shape, p.m)})`).join(' ');
   await compileWith(cxx, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
+    ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
     `-DTIDARC_GEMM_KERNELS=${kernels}`,
     ...(plans[0]!.reduction.splitK > 1 ? [`-DTIDARC_GEMM_REDUCE=${gemmReduceSymbol(shape)}`] : []),

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { findCxx } from '../../src/build/toolchain.js';
 import { templatesDigest } from '../../src/codegen/templates.js';
 import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
-import { EMU_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, buildEmulatorRuntime, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, buildEmulatorRuntime, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
 import { withFileLock } from '../../src/fs/file-lock.js';
 import { makeDirs } from '../../src/fs/make-dirs.js';
 import { opKernels } from '../../src/runtime/cuda/op-abi.js';
@@ -49,7 +49,7 @@ export function emulatedBuildKey(): Promise<string> {
   inputs ??= (async () => {
     const cxx = await findCxx();
     const hash = sha256Hasher();
-    hash.update(`${cxx.found ? cxx.tool.version : 'no compiler'}\n${EMU_FLAGS.join(' ')}\n${EMU_MODULE_FLAGS.join(' ')}\n${templatesDigest()}\n`);
+    hash.update(`${cxx.found ? cxx.tool.version : 'no compiler'}\n${EMU_FLAGS.join(' ')}\n${EMU_KERNEL_FLAGS.join(' ')}\n${EMU_MODULE_FLAGS.join(' ')}\n${templatesDigest()}\n`);
     for (const path of filesUnder(emulatorSourceDir())) {
       hash.update(`${path.slice(packageRoot().length)}\n`);
       hash.update(readFileSync(path));

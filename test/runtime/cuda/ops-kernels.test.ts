@@ -17,7 +17,7 @@ import { findCxx, findNvcc } from '../../../src/build/toolchain.js';
 import { ARCHES } from '../../../src/codegen/arch.js';
 import { nvccFlags } from '../../../src/codegen/generate.js';
 import { packageRoot } from '../../../src/util/paths.js';
-import { compileWith, EMU_FLAGS, emulatorIncludeFlags, emulatorSourceDir } from '../../../src/emulate/emulator-build.js';
+import { compileWith, EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags, emulatorSourceDir } from '../../../src/emulate/emulator-build.js';
 import { sharedEmulatorRuntime } from '../../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -54,7 +54,7 @@ describe.skipIf(!cxx.found)('GPU operators on the emulator', () => {
     const runtime = await sharedEmulatorRuntime();
     const exe = join(dir, 'ops_check');
     await compileWith(cxx.tool.path, [
-      ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${join(root, 'templates', 'cuda')}`,
+      ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${join(root, 'templates', 'cuda')}`,
       '-include', 'tidarc_emu.h', '-x', 'c++', OPS_SOURCE, join(emu, 'ops_check.cpp'), '-x', 'none', ...runtime, '-o', exe,
     ], 'the GPU operators and ops_check.cpp');
     let stdout: string;
