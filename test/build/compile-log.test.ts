@@ -44,7 +44,8 @@ test('each nvcc line names the arches its unit was built for: sm_90a units sm_90
   const spec = modelForShape({ dtype: 'bf16', headDim: 128, qHeads: 4, kvHeads: 1 }, [4]);
   const r = await withCompilers(dir, nvcc, undefined, () =>
     compileModel({ spec, arches: ['sm_90', 'sm_90a'], outDir: join(dir, 'out'), build: 'all', jobs: 2, log: (l) => lines.push(l) }));
-  const units = (r.manifest.gemmsSm90a ?? []).map((g) => g.unit);
+  // The sm_90a units: the GEMMs' and the compute-bound variants' attention (tidar_k4 at G = 4).
+  const units = [...(r.manifest.gemmsSm90a ?? []).map((g) => g.unit), ...r.manifest.variants.flatMap((v) => (v.sm90a ? [`${v.name}_sm90a`] : []))];
   expect(units.length).toBeGreaterThan(0);
   const built = new Map(lines.flatMap((l) => {
     const m = /^\[\d+\/\d+\] nvcc (\S+) \(([^)]*)\)/.exec(l);
