@@ -1,7 +1,7 @@
 /**
  * Every CUDA variant of the bundled examples, and a grid of extra shapes and masks,
  * compiles with nvcc for sm_80 and sm_90 with no spills and no stack frame, planned for that
- * pair (its default cp.async stages); extras pin 3 stages and 32-row warps. The stage rule
+ * pair (its default cp.async stages); extras pin 3 stages, 32-row warps and 4 16-row warps. The stage rule
  * (plan.ts defaultStages) takes the same stages with ptxas's registers as with its estimate.
  * Tagged: nvcc (skipped where nvcc is absent; CI has it).
  */
@@ -40,6 +40,8 @@ const extras: (readonly [string, AttentionVariant, TileConfig?])[] = [
   ['bf16 d64 G4 tidar_k16 32-row 3 stages', tidarDecodeVariant(16, { dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 1 }), { tileN: 64, stages: 3 }],
   ['fp16 d64 G8 prefill 32-row 4 warps 3 stages', prefillChunkVariant({ dtype: 'fp16', headDim: 64, qHeads: 8, kvHeads: 1 }), { tileN: 64, warps: 4, stages: 3 }],
   ['bf16 d128 G4 tidar_k16 3 stages', tidarDecodeVariant(16, { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, stages: 3 }],
+  // 16-row warps at head dim 64 that ptxas's own 128-register target spilled (kernel-source.ts MIN_BLOCKS_PER_SM).
+  ['bf16 d64 G8 tidar_k4 16-row 4 warps', tidarDecodeVariant(4, { dtype: 'bf16', headDim: 64, qHeads: 8, kvHeads: 1 }), { tileN: 64, warps: 4, warpRows: 16 }],
   ['bf16 d128 G4 ar 3 stages', arVariant({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, stages: 3 }],
 ];
 const all = [...examples, ...extras];

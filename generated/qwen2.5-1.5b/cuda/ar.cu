@@ -44,7 +44,7 @@ struct Config {
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_attn_ar_bf16_d128_q12_kv2(TidarcAttentionArgs args) {
+extern "C" __global__ void __launch_bounds__(128, 1) tidarc_attn_ar_bf16_d128_q12_kv2(TidarcAttentionArgs args) {
   tidarc::attention_tile_kernel<Config>(args);
   tidarc::merge_splits_if_last<Config>(args);
 }
