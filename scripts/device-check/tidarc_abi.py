@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 3
+OPS_ABI_VERSION = 4
 
 
 class Struct:
@@ -40,6 +40,7 @@ def prefill_variant(chunk):
 
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
+OP_ABI_VERSION = Struct('TidarcAbiVersionArgs', '<Q', ('out',))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))
 OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifiii', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype', 'out_dtype', 'pad_'))
 OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'x_dtype'))

@@ -217,6 +217,11 @@ __device__ __forceinline__ bool wins(float av, int ai, float bv, int bi) {
 
 using namespace tidarc::ops;
 
+// The module's ABI, read by the runtime (gpu-ops.ts) before it packs any other struct.
+extern "C" __global__ void __launch_bounds__(32) tidarc_op_abi_version(TidarcAbiVersionArgs a) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) a.out[0] = TIDARC_OPS_ABI_VERSION;
+}
+
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_embed(TidarcEmbedArgs a) {
   const int t = blockIdx.x;
   if (t >= a.rows) return;

@@ -15,10 +15,17 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 3
+#define TIDARC_OPS_ABI_VERSION 4
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
+
+/* tidarc_op_abi_version: out[0] = TIDARC_OPS_ABI_VERSION. The runtime reads it before any other
+   kernel of the module: a module built from other templates would take this header's structs at
+   other offsets (a kernel cache of another version).  grid (1), block 32. */
+typedef struct TidarcAbiVersionArgs {
+  int32_t* out;  /* [1] */
+} TidarcAbiVersionArgs;
 
 /* tidarc_op_embed: out[t, :] = table[ids[t], :].  grid (rows), block 256. */
 typedef struct TidarcEmbedArgs {

@@ -4,10 +4,11 @@
  * states. No checks of sizes beyond what the types say: the runner that calls them owns the
  * buffers and their shapes.
  */
+import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT, VERIFY,
-  type OpName, type StructSchema, opKernelName, packStruct,
+  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT, VERIFY,
+  OPS_ABI_VERSION, type OpName, type StructSchema, opKernelName, packStruct,
 } from './op-abi.js';
 
 export type GpuDtype = keyof typeof DTYPE_CODE;
@@ -29,10 +30,50 @@ export interface At {
 const ptr = (a: At | DeviceBuffer | null | undefined): number => (a == null ? 0 : 'ptr' in a ? a.ptr : a.buf.ptr + (a.offset ?? 0));
 const blocks = (count: number, per: number): number => Math.max(1, Math.ceil(count / per));
 
+/**
+ * Refuses an ops module of another TIDARC_OPS_ABI_VERSION: its kernels would read this
+ * runtime's structs at other offsets (a kernel cache built from other templates read out of
+ * bounds in tidarc_op_verify). `found`: undefined where the module has no tidarc_op_abi_version.
+ */
+export function checkOpsAbi(modulePath: string, found: number | undefined): void {
+  if (found === OPS_ABI_VERSION) return;
+  throw new TidarcError('runtime', 'the GPU operators module was built for another ops ABI; rebuild it (tidarc compile, or clear the kernel cache)', {
+    source: modulePath,
+    field: 'TIDARC_OPS_ABI_VERSION',
+    value: found === undefined ? `none (no ${opKernelName('abi_version')}: older than 4)` : String(found),
+    allowed: String(OPS_ABI_VERSION),
+  });
+}
+
+/** The label of the 4-byte buffer GpuOps reads the version through (a test's fake device answers it). */
+export const OPS_ABI_BUFFER = 'the ops module\'s ABI version';
+
 export class GpuOps {
   private readonly fns = new Map<string, KernelRef>();
 
-  constructor(private readonly device: CudaDevice, private readonly modulePath: string) {}
+  /** Reads the module's TIDARC_OPS_ABI_VERSION (synchronous: not during a capture) and refuses another. */
+  constructor(private readonly device: CudaDevice, private readonly modulePath: string) {
+    checkOpsAbi(modulePath, this.readAbiVersion());
+  }
+
+  /** The module's tidarc_op_abi_version, or undefined where it has none (built before ABI 4). */
+  private readAbiVersion(): number | undefined {
+    try {
+      this.device.kernel(this.modulePath, opKernelName('abi_version'));
+    } catch (e) {
+      if (e instanceof TidarcError && e.details.value === 'CUDA_ERROR_NOT_FOUND') return undefined;
+      throw e;
+    }
+    const out = this.device.alloc(4, OPS_ABI_BUFFER);
+    try {
+      this.run('abi_version', ABI_VERSION_ARGS, { out: out.ptr }, [1], 32);
+      const found = new Int32Array(1);
+      this.device.download(out, found);
+      return found[0];
+    } finally {
+      this.device.free(out);
+    }
+  }
 
   private run<F extends string>(name: OpName, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number): void {
     let fn = this.fns.get(name);

@@ -33,8 +33,8 @@ export interface StructSchema<F extends string = string> {
 
 /** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
 export const ABI_VERSION = 2;
-/** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h). */
-export const OPS_ABI_VERSION = 3;
+/** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first. */
+export const OPS_ABI_VERSION = 4;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -180,9 +180,14 @@ export const GEMM = schema('TidarcGemmArgs', [
   ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'], ['epilogue', 'i32'],
 ]);
 
+export const ABI_VERSION_ARGS = schema('TidarcAbiVersionArgs', [['out', 'ptr', c('int32_t*', '[1]')]],
+  `tidarc_op_abi_version: out[0] = TIDARC_OPS_ABI_VERSION. The runtime reads it before any other
+kernel of the module: a module built from other templates would take this header's structs at
+other offsets (a kernel cache of another version).  grid (1), block 32.`);
+
 /** The GPU operators of tidarc_ops.cu: kernel `tidarc_op_<name>` takes the struct. */
 export const OPS = {
-  embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
+  abi_version: ABI_VERSION_ARGS, embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
   sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, kv_commit_at: KV_COMMIT_AT,
 } as const;

@@ -19,8 +19,9 @@ import { interleaveGateUp } from '../../../src/codegen/gemm-epilogue.js';
 import { AR_VARIANT, tidarVariantName } from '../../../src/codegen/variant-name.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from '../../../src/runtime/cuda/device.js';
+import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
-import { GEMM, layoutOf } from '../../../src/runtime/cuda/op-abi.js';
+import { GEMM, layoutOf, OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
@@ -41,7 +42,7 @@ function recorder() {
     fill: () => undefined,
     copy: () => undefined,
     upload: (b: DeviceBuffer, data: ArrayBufferView) => uploads.set(b.label, data),
-    download: () => undefined,  // zeros: a finite lse
+    download: (b: DeviceBuffer, dst: ArrayBufferView) => void (b.label === OPS_ABI_BUFFER && ((dst as Int32Array)[0] = OPS_ABI_VERSION)),  // else zeros: a finite lse
     kernel: (module: string, name: string): KernelRef => ({ name, module }) as unknown as KernelRef,
     launch: (fn: KernelRef, _g: unknown, _b: unknown, _s: number, args: Uint8Array) => launches.push({ kernel: fn.name, args }),
   } as unknown as CudaDevice;

@@ -19,6 +19,8 @@ import { generateModel } from '../../../src/codegen/generate.js';
 import { AR_VARIANT } from '../../../src/codegen/variant-name.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, GraphRef, KernelRef, PinnedBuffer } from '../../../src/runtime/cuda/device.js';
+import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
+import { OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
@@ -47,7 +49,7 @@ function recorder() {
     free: (b: DeviceBuffer) => void (live.delete(b.ptr) && freed.push(b.label)),
     allocPinned: (bytes: number, label: string): PinnedBuffer => ({ buffer: new ArrayBuffer(bytes), bytes, label }),
     freePinned: () => undefined, fill: () => undefined, copy: () => undefined, upload: (b: DeviceBuffer) => void uploads.push(b.label), uploadAsync: () => undefined,
-    download: (b: DeviceBuffer, dst: ArrayBufferView) => void (b.label === 'decode step output' && ((dst as Int32Array)[0] = 1)),
+    download: (b: DeviceBuffer, dst: ArrayBufferView) => void ((b.label === 'decode step output' && ((dst as Int32Array)[0] = 1)) || (b.label === OPS_ABI_BUFFER && ((dst as Int32Array)[0] = OPS_ABI_VERSION))),
     kernel: (_module: string, name: string): KernelRef => ({ name, handle: 0, maxShared: 0 }),
     launch: (fn: KernelRef) => void launched.push(fn.name),
   } as unknown as CudaDevice;
