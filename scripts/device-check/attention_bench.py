@@ -9,7 +9,7 @@ The dry run times the points on the emulated driver after checking each launch a
 reference (the workspace of a split launch is exercised, not only allocated); its microseconds are the
 emulator's and say nothing about a GPU."""
 from kernels import LSE_TOLERANCE, launch_attention
-from tune import NumpySets, variant_of
+from tune import NumpySets, tile_key, tile_of_config_key, variant_of
 
 
 def bench_point(grid, name, prefix, batch):
@@ -30,8 +30,8 @@ def tuned_launch(grid, tune_section, name, prefix, batch):
     rec = next((r for r in tune_section.get('buckets', []) if r.get('name') == name and r.get('batch') == batch and r.get('prefix') == prefix and 'best' in r), None)
     if rec is None:
         return None
-    w, n, s = (int(x[1:]) for x in rec['best'].split('-'))
-    tile = next((t for t in grid['tune']['tiles'] if t['warps'] == w and t['tileN'] == n), None)
+    key, s = tile_of_config_key(rec['best'])
+    tile = next((t for t in grid['tune']['tiles'] if tile_key(t) == key), None)
     if tile is None:
         return None
     return tile['model'], variant_of(tile['model'], name), s, rec['best']

@@ -1,7 +1,7 @@
 """The device check's CUDA search (issue 6: `tidarc tune` on a GPU). The bundle's grid.json
 `tune` section (src/bench/device-bundle.ts) lists, per variant and shape bucket, the
-configurations to time (tile x split-KV, at most 30, the heuristic default first) and the
-tuned variants compiled once per tile. Per bucket:
+configurations to time (tile x split-KV, at most 40, the heuristic default first) and the
+tuned variants compiled once per tile (warps, keys, rows a warp, cp.async stages). Per bucket:
   1. input sets on the device (rotated while timing so the KV cache comes cold from HBM when
      that is cheap; set 0 is the one checked), the float64 reference of set 0 and the tolerance
      (FA3's rule on a GPU, the emulator tests' fixed one in the dry run);
@@ -37,9 +37,27 @@ COLD_BYTES, MAX_SETS = 120e6, 16
 DB_FILE = 'tune-cuda.json'
 
 
+def tile_key(t):
+    """tileKey of src/codegen/arch.ts for a CUDA tile (a test holds the two together). A tile or
+    configuration of a grid from before rows a warp and stages timed 16-row warps and 2 stages:
+    read as those (space.ts asMeasuredOnCuda)."""
+    return f"w{t['warps']}r{t.get('warpRows', 16)}-n{t['tileN']}p{t.get('stages', 2)}"
+
+
 def config_key(c):
     """configKey of src/tune/space.ts (no threads on CUDA)."""
-    return f"w{c['warps']}-n{c['tileN']}-s{c['splits']}"
+    return f"{tile_key(c)}-s{c['splits']}"
+
+
+def tile_of_config_key(key):
+    """The tile key and split count of a config_key."""
+    tile, splits = key.rsplit('-s', 1)
+    return tile, int(splits)
+
+
+def plain_config(c):
+    """A configuration as the database holds it (AttentionConfig): the tile, read as measured, and its splits."""
+    return {'warps': c['warps'], 'tileN': c['tileN'], 'warpRows': c.get('warpRows', 16), 'stages': c.get('stages', 2), 'splits': c['splits']}
 
 
 def nvcc_path():
@@ -225,7 +243,7 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
     """One (variant, bucket): every configuration checked, the right ones timed; the record of device-check.json."""
     started = time.time()
     configs = b['configs']
-    tile = lambda c: tiles[f"w{c['warps']}-n{c['tileN']}"]  # noqa: E731
+    tile = lambda c: tiles[tile_key(c)]  # noqa: E731
     first = tile(configs[0])['model']
     sets = make_sets(first, variant_of(first, variant['name']), b['batch'], b['prefix'], max(c['splits'] for c in configs), seed)
     rec = {'variant': variant['key'], 'name': variant['name'], 'bucket': b['bucket'], 'batch': b['batch'], 'prefix': b['prefix'],
@@ -268,15 +286,14 @@ def db_entry(rec, b, meta, date):
     by_key = {config_key(c): c for c in b['configs']}
     best = next(t for t in rec['timed'] if t['config'] == rec['best'])
     h = next(t for t in rec['timed'] if t['config'] == rec['heuristic'])
-    plain = lambda c: {'warps': c['warps'], 'tileN': c['tileN'], 'splits': c['splits']}  # noqa: E731
     by_tile = {}  # per tile, its fastest split count: what `compile --tuned` weighs tiles by across shapes
     for t in rec['timed']:
         c = by_key[t['config']]
-        name = f"w{c['warps']}-n{c['tileN']}"
+        name = tile_key(c)
         if name not in by_tile or t['medianUs'] < by_tile[name]['medianUs']:
             by_tile[name] = {'splits': c['splits'], 'medianUs': t['medianUs']}
-    return {'variant': rec['variant'], 'bucket': rec['bucket'], 'best': plain(by_key[rec['best']]), 'bestTiming': timing(best),
-            'heuristic': plain(b['heuristic']), 'heuristicTiming': timing(h), 'timed': len(rec['timed']),
+    return {'variant': rec['variant'], 'bucket': rec['bucket'], 'best': plain_config(by_key[rec['best']]), 'bestTiming': timing(best),
+            'heuristic': plain_config(b['heuristic']), 'heuristicTiming': timing(h), 'timed': len(rec['timed']),
             'rejected': [r['config'] for r in rec['rejected']], 'byTile': dict(sorted(by_tile.items())), 'meta': meta, 'date': date}
 
 
@@ -293,7 +310,7 @@ def write_db(path, entries):
 def tune(drv, bundle, grid, out, make_sets, measure, machine, budget_s, bucket_s, log):
     """The search over the bundle's tune section; writes tune-cuda.json; returns the section of device-check.json."""
     t = grid['tune']
-    tiles = {f"w{x['warps']}-n{x['tileN']}": x for x in t['tiles']}
+    tiles = {tile_key(x): x for x in t['tiles']}
     meta = cuda_meta(t['tidarc'], machine)
     date = time.strftime('%Y-%m-%d', time.gmtime())
     started, records, entries, skipped = time.time(), [], [], []

@@ -8,7 +8,7 @@
  * CUDA driver.
  *
  * With `tune`, the bundle also holds the CUDA search of `tidarc tune` (issue 6): the tuned
- * variants of one shape compiled once per candidate tile (warps, tileN), and per variant and
+ * variants of one shape compiled once per candidate tile (warps, tileN, rows a warp, stages), and per variant and
  * shape bucket the configurations the check times (tile x split-KV, capped), with the
  * heuristic default among them. The check writes the winners as a tuning database.
  */
@@ -23,10 +23,10 @@ import { maskFromParams } from '../ir/mask-builders.js';
 import { stepVisibility } from '../ir/mask.js';
 import { emulateCompiledDir } from '../emulate/emulated-driver.js';
 import { TidarcError } from '../errors.js';
-import { ARCHES, type ArchName } from '../codegen/arch.js';
+import { ARCHES, type ArchName, tileKey } from '../codegen/arch.js';
 import { shapeBucket, variantKey } from '../tune/db.js';
-import { type AttentionConfig, SPLITS, TILE_N, type TuneShape, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
-import { rowTileOf } from '../codegen/plan.js';
+import { type AttentionConfig, SPLITS, STAGES, TILE_N, type TuneShape, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
+import { defaultStages, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
 import { AR_VARIANT, parseVariantName, tidarVariantName, variantSteps } from '../codegen/variant-name.js';
 import { type BenchGrid, type BenchSection, benchPoints } from './attention-points.js';
 
@@ -63,6 +63,9 @@ export interface BundleVariant {
   readonly rows: number;
   readonly rowTiles: number;
   readonly block: number;
+  /** The kernel's rows a row warp and cp.async stages (its plan): which tile it is. */
+  readonly warpRows: number;
+  readonly stages: number;
   readonly sharedBytes: number;
   /** The variant's one kernel (split-KV merges in the last CTA of each row group). */
   readonly symbol: string;
@@ -103,9 +106,12 @@ export interface BundleGrid {
 /** SMs of an H200, the GPU the bundle is prepared for: the slots of the heuristic's split rule. */
 export const H200_SMS = 132;
 
+/** A candidate kernel of the search: its CTA's warps, keys per KV tile, rows a row warp, cp.async stages (named by arch.ts tileKey). */
 export interface Tile {
   readonly warps: number;
   readonly tileN: number;
+  readonly warpRows: WarpRows;
+  readonly stages: Stages;
 }
 
 /** What the device check's CUDA search covers. */
@@ -115,7 +121,7 @@ export interface TuneGrid {
   readonly variants: readonly string[];
   readonly batches: readonly number[];
   readonly prefixes: readonly number[];
-  /** Candidate tiles (default: every (warps, tileN) of the search space that static pruning keeps for the shape). */
+  /** Candidate tiles (default: every tile of the search space that static pruning keeps for the shape). */
   readonly tiles?: readonly Tile[];
   /** At most this many configurations are timed per bucket. */
   readonly maxConfigs: number;
@@ -123,15 +129,21 @@ export interface TuneGrid {
   readonly slots: number;
 }
 
-/** Issue 6: the benchmark's shape, k = 4, 8 and AR, batch 1 and 8, L = 1k, 4k, 16k; at most 30 timed configurations per bucket. */
+/**
+ * Issue 6: the benchmark's shape, k = 4, 8 and AR, batch 1 and 8, L = 1k, 4k, 16k; at most 40
+ * timed configurations per bucket, so each of the shape's 36 tiles (and the planned one) is timed at least once.
+ */
 export const FULL_TUNE: TuneGrid = {
-  shape: BENCH_SHAPE, variants: [tidarVariantName(4), tidarVariantName(8), AR_VARIANT], batches: [1, 8], prefixes: [1024, 4096, 16384], maxConfigs: 30, slots: H200_SMS,
+  shape: BENCH_SHAPE, variants: [tidarVariantName(4), tidarVariantName(8), AR_VARIANT], batches: [1, 8], prefixes: [1024, 4096, 16384], maxConfigs: 40, slots: H200_SMS,
 };
 
-/** Small enough for the emulator: one variant, three tiles, two short prefixes, and a cap that cuts (6 candidates at L = 64). */
+/**
+ * Small enough for the emulator: one variant, three tiles (a 16-row warp at 2 stages, a 32-row
+ * warp at 3, and the planned tile prepareTune adds), two short prefixes, and a cap that cuts (6 candidates at L = 64).
+ */
 export const DRY_RUN_TUNE: TuneGrid = {
   shape: DRY_RUN_GRID[0]!, variants: [tidarVariantName(2)], batches: [1], prefixes: [64, 128],
-  tiles: [{ warps: 1, tileN: 16 }, { warps: 2, tileN: 32 }, { warps: 2, tileN: 64 }], maxConfigs: 4, slots: H200_SMS,
+  tiles: [{ warps: 1, tileN: 16, warpRows: 16, stages: 2 }, { warps: 1, tileN: 32, warpRows: 32, stages: 3 }], maxConfigs: 4, slots: H200_SMS,
 };
 
 export interface BundleTuneTile extends Tile {
@@ -167,7 +179,7 @@ export interface BundleTune {
   readonly maxConfigs: number;
   /** The shape's model name (shapeName). */
   readonly model: string;
-  /** A configuration's kernel: the tile with its warps and tileN. */
+  /** A configuration's kernel: the tile with its warps, tileN, rows a warp and stages. */
   readonly tiles: readonly BundleTuneTile[];
   readonly variants: readonly BundleTuneVariant[];
 }
@@ -191,7 +203,7 @@ function describe(m: Manifest, dir: string): BundleModel {
     const vis = stepVisibility(mask);
     return {
       name: v.name, ...(v.draft === undefined ? {} : { draft: v.draft }), steps: v.steps, rows: v.rows,
-      rowTiles: v.launch.rowTiles, block: v.launch.block, sharedBytes: v.launch.dynamicSharedBytes,
+      rowTiles: v.launch.rowTiles, block: v.launch.block, warpRows: v.plan.warpRows ?? 16, stages: v.plan.stages, sharedBytes: v.launch.dynamicSharedBytes,
       symbol: v.symbols.cuda,
       cu: `${dir}/${v.sources.cuda}`, fatbin: `${dir}/${v.sources.cuda.replace(/\.cu$/, '.fatbin')}`,
       prefixVisible: mask.prefix === 'all',
@@ -204,13 +216,25 @@ function describe(m: Manifest, dir: string): BundleModel {
 }
 
 /**
- * Every (warps, tileN) of the search space that static pruning keeps for the shape on sm_90 with
- * row-stacked warps (11 at head dim 128); prepareTune adds each tuned variant's planned tile and
- * drops, per variant, the tiles its rows cannot use.
+ * Every tile (warps, tileN, rows a warp, stages) of the search space that static pruning keeps
+ * for the shape on sm_90 with row-stacked warps; prepareTune adds each tuned variant's planned
+ * tile and drops, per variant, the tiles its rows cannot use.
  */
 export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>): Tile[] {
   const probe: TuneShape = { headDim: shape.headDim, rows: 17, kvHeads: shape.kvHeads, batch: 1, prefix: 1 };
-  return WARPS.flatMap((warps) => TILE_N.map((tileN) => ({ warps, tileN }))).filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
+  return WARP_ROWS.flatMap((warpRows) => STAGES.flatMap((stages) => WARPS.flatMap((warps) => TILE_N.map((tileN): Tile => ({ warps, tileN, warpRows, stages })))))
+    .filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
+}
+
+/**
+ * The tile the compiler builds for a variant of `rows` packed rows with nothing tuned, on the
+ * bundle's sm_90: the arch's keys, the planner's row tile (rowTileOf) and stages (defaultStages,
+ * from the estimated registers, as the compile plans them). The heuristic's tile.
+ */
+export function plannedTile(rows: number, headDim: number): Tile {
+  const { tileN } = ARCHES.sm_90.tile;
+  const rt = rowTileOf(rows, tileN, headDim);
+  return { warps: rt.warps, tileN, warpRows: rt.warpRows, stages: defaultStages(rt, tileN, headDim, [ARCHES.sm_90]) };
 }
 
 /**
@@ -218,21 +242,23 @@ export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>):
  * Every tile is a candidate; its split-KV counts go by rank: first the tile's own rule's split
  * (heuristicConfig with that tile), then the SPLITS values nearest to it in log2 (ties: fewer
  * splits), one rank over all tiles at a time until `max` are taken. So every tile is timed
- * (11 tiles: ranks 0 and 1 for all, rank 2 for the first 8), and the cap drops the split
- * counts farthest from the wave arithmetic, the least likely winners.
+ * while the tiles are at most `max` (FULL_TUNE: 37 of 40 for k = 4 and 8, rank 1 for the first
+ * 3), and the cap drops the split counts farthest from the wave arithmetic, the least likely
+ * winners. The heuristic is the planned tile (plannedTile: its rows a warp and stages too).
  */
 export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: number, max: number, ctasPerSm = 1): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
-  const heuristic = heuristicConfig(shape, slots, ARCHES.sm_90.tile, ctasPerSm);
-  const first = tiles.find((t) => t.warps === heuristic.warps && t.tileN === heuristic.tileN);
-  if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map((t) => `w${t.warps}-n${t.tileN}`).join(','), allowed: `a list with w${heuristic.warps}-n${heuristic.tileN}` });
+  const planned = plannedTile(shape.rows, shape.headDim);
+  const heuristic: AttentionConfig = { ...heuristicConfig(shape, slots, ARCHES.sm_90.tile, ctasPerSm), warpRows: planned.warpRows, stages: planned.stages };
+  const first = tiles.find((t) => tileKey(t) === tileKey(planned));
+  if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map(tileKey).join(','), allowed: `a list with ${tileKey(planned)}` });
   const ranked = [first, ...tiles.filter((t) => t !== first)].map((t) => {
     // The heuristic's own tile splits as the runtime does (its occupancy); other tiles' occupancy is unknown here: 1 CTA/SM.
-    const own = t === first ? heuristic.splits : heuristicConfig(shape, slots, { ...t, stages: 2 }).splits;
+    const own = t === first ? heuristic.splits : heuristicConfig(shape, slots, t).splits;
     const distance = (s: number): number => Math.abs(Math.log2(s / own));
     return [...new Set([own, ...SPLITS])]
       .filter((s) => infeasible({ ...t, splits: s }, shape, 'cuda', 'sm_90') === null)
       .sort((a, b) => distance(a) - distance(b) || a - b)
-      .map((splits): AttentionConfig => ({ warps: t.warps, tileN: t.tileN, splits }));
+      .map((splits): AttentionConfig => ({ warps: t.warps, tileN: t.tileN, warpRows: t.warpRows, stages: t.stages, splits }));
   });
   const configs: AttentionConfig[] = [];
   for (let rank = 0; configs.length < max && ranked.some((list) => list.length > rank); rank++) {
@@ -256,18 +282,17 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     const key = parseVariantName(v);
     return key?.kind === 'tidar' ? [key.draft] : [];
   });
-  const own = ARCHES.sm_90.tile;
   const base = models.find((m) => m.name === name);
   const tiles: BundleTuneTile[] = [];
   // Each variant's rows (and so its planned row tile and the tiles it can use) from the grid's model.
   const variantRows = new Map(t.variants.map((v) => [v, variantSteps(v) * (t.shape.qHeads / t.shape.kvHeads)] as const));
   const fits = (tile: Tile, v: string): boolean =>
     infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1 }, 'cuda', 'sm_90') === null;
-  const planned = (tile: Tile, v: string): boolean => tile.tileN === own.tileN && tile.warps === rowTileOf(variantRows.get(v)!, own.tileN, t.shape.headDim).warps;
+  const planned = (tile: Tile, v: string): boolean => tileKey(tile) === tileKey(plannedTile(variantRows.get(v)!, t.shape.headDim));
   const listed = [...(t.tiles ?? candidateTiles(t.shape))];
   for (const v of t.variants) {
-    const tile = { warps: rowTileOf(variantRows.get(v)!, own.tileN, t.shape.headDim).warps, tileN: own.tileN };
-    if (!listed.some((x) => x.warps === tile.warps && x.tileN === tile.tileN)) listed.push(tile);
+    const tile = plannedTile(variantRows.get(v)!, t.shape.headDim);
+    if (!listed.some((x) => tileKey(x) === tileKey(tile))) listed.push(tile);
   }
   for (const tile of listed) {
     // The grid's model is every variant's planned tile: it serves a tile each variant either plans or cannot use.
@@ -275,7 +300,7 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
       tiles.push({ ...tile, model: onlyVariants(base, t.variants) });
       continue;
     }
-    const dir = `tune/${name}/w${tile.warps}-n${tile.tileN}`;
+    const dir = `tune/${name}/${tileKey(tile)}`;
     const out = join(o.outDir, dir);
     const r = await compileModel({
       spec, ...(drafts.length ? { drafts } : {}), arches: ['sm_90'], outDir: out, build: 'none',
@@ -283,7 +308,7 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     });
     if (o.emulated) await emulateCompiledDir(out, { variants: [...t.variants] });
     tiles.push({ ...tile, model: onlyVariants(describe(r.manifest, dir), t.variants) });
-    log(`tune: ${name} w${tile.warps}-n${tile.tileN}: ${t.variants.join(', ')}${o.emulated ? ' (+ .emu.so)' : ''}`);
+    log(`tune: ${name} ${tileKey(tile)}: ${t.variants.join(', ')}${o.emulated ? ' (+ .emu.so)' : ''}`);
   }
   const variants = t.variants.map((v): BundleTuneVariant => {
     const described = tiles[0]!.model.variants.find((x) => x.name === v)!;
@@ -293,8 +318,11 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
       const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix };
       // The heuristic is the runtime's choice: the arch tile's occupancy when the bench section measured it.
       const ctasPerSm = bench?.model === name ? bench.occupancy[v]?.ctasPerSm ?? 1 : 1;
-      // Only the tiles whose kernel for this variant really has the tile's warps (a tile its rows cannot use keeps the planned one).
-      const usable = tiles.filter((x) => x.model.variants.find((y) => y.name === v)!.block === x.warps * 32 && fits(x, v));
+      // Only the tiles whose kernel for this variant really is the tile (a tile its rows cannot use keeps the planned one).
+      const usable = tiles.filter((x) => {
+        const k = x.model.variants.find((y) => y.name === v)!;
+        return k.block === x.warps * 32 && k.warpRows === x.warpRows && k.stages === x.stages && fits(x, v);
+      });
       return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, usable, t.slots, t.maxConfigs, ctasPerSm) };
     }));
     return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };

@@ -78,6 +78,19 @@ export function parseArch(name: string): ArchSpec {
 /** Tile shape the CPU backend uses: the same plan as the GPU default. */
 export const CPU_TILE: TileConfig = DEFAULT_TILE;
 
+/**
+ * A tile's name, its one spelling everywhere: `w<warps>[r<rows a warp>]-n<keys>[p<stages>]`
+ * (`w4-n64`, `w2r32-n32p3`); a field the planner's rule decides is left out (warps: `wrule`).
+ * The tuning database's per-tile times, the device check's tiles (scripts/device-check/tune.py
+ * tile_key, held to this by a test) and space.ts configKey are keyed by it; parseTileKey reads it back.
+ */
 export function tileKey(t: TileConfig): string {
-  return `w${t.warps ?? 'rule'}${t.warpRows === undefined ? '' : `r${t.warpRows}`}n${t.tileN}s${t.stages ?? 'rule'}`;
+  return `w${t.warps ?? 'rule'}${t.warpRows === undefined ? '' : `r${t.warpRows}`}-n${t.tileN}${t.stages === undefined ? '' : `p${t.stages}`}`;
+}
+
+/** The tile a tileKey names (warps given), or undefined when `key` is not one. */
+export function parseTileKey(key: string): (TileConfig & { readonly warps: number }) | undefined {
+  const m = /^w(\d+)(?:r(16|32))?-n(\d+)(?:p([23]))?$/.exec(key);
+  if (!m) return undefined;
+  return { warps: Number(m[1]), tileN: Number(m[3]), ...(m[2] ? { warpRows: Number(m[2]) as 16 | 32 } : {}), ...(m[4] ? { stages: Number(m[4]) as 2 | 3 } : {}) };
 }

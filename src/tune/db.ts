@@ -20,11 +20,11 @@ import { TidarcError } from '../errors.js';
 import { writeTextFileAtomic } from '../fs/atomic-write.js';
 import { readJsonFileSync } from '../fs/read-json.js';
 import { parseJsonFileText } from '../util/json.js';
-import type { ArchName } from '../codegen/arch.js';
+import { type ArchName, parseTileKey } from '../codegen/arch.js';
 import type { CallParams } from '../codegen/call-params.js';
 import type { GemmTile } from '../codegen/gemm-plan.js';
 import type { Backend } from '../codegen/target.js';
-import type { AttentionConfig } from './space.js';
+import { type AttentionConfig, STAGES, WARP_ROWS } from './space.js';
 
 export interface TuneMeta {
   readonly tidarc: string;
@@ -56,7 +56,7 @@ export interface TuneEntry {
   /** Configurations whose output was wrong, by config key (never chosen). */
   readonly rejected: readonly string[];
   /**
-   * Per tile (`w4-n64`), its fastest call parameters and time: what `compile --tuned` uses to
+   * Per tile (arch.ts tileKey: `w4-n64`; CUDA: `w2r32-n32p3`), its fastest call parameters and time: what `compile --tuned` uses to
    * pick one tile for all of a variant's shapes and the best splits and threads for that tile.
    */
   readonly byTile?: Readonly<Record<string, TileBest>>;
@@ -186,6 +186,11 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
     const ok = e && typeof e === 'object' && typeof e.variant === 'string' && typeof e.bucket === 'string' && key === entryKey(e.variant, e.bucket)
       && e.best && Number.isInteger(e.best.warps) && Number.isInteger(e.best.tileN) && Number.isInteger(e.best.splits) && e.meta && typeof e.meta.device === 'string';
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database entry is malformed', { field: `entries["${key}"]`, source });
+    checkPipeline(e.best, `entries["${key}"].best`, source);
+    checkPipeline(e.heuristic, `entries["${key}"].heuristic`, source);
+    for (const tile of Object.keys(e.byTile ?? {})) {
+      if (parseTileKey(tile) === undefined) throw new TidarcError('invalid-argument', 'a tuning database entry times a tile it does not name', { field: `entries["${key}"].byTile`, value: tile, allowed: 'w<warps>[r16|r32]-n<keys>[p2|p3], e.g. w4-n64, w2r32-n32p3' });
+    }
   }
   if (db.gemms !== undefined && (typeof db.gemms !== 'object' || db.gemms === null)) throw new TidarcError('invalid-argument', 'a tuning database\'s gemms must be an object', { field: 'gemms', source });
   for (const [key, e] of Object.entries(db.gemms ?? {})) {
@@ -195,6 +200,12 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database GEMM entry is malformed', { field: `gemms["${key}"]`, source });
   }
   return db as TuneDb;
+}
+
+/** Rows a warp and stages, where a configuration has them, are values the kernel has (absent: an entry from before them). */
+function checkPipeline(c: AttentionConfig | undefined, field: string, source: string): void {
+  if (c?.warpRows !== undefined && !(WARP_ROWS as readonly unknown[]).includes(c.warpRows)) throw new TidarcError('invalid-argument', 'a tuned configuration has rows a warp the kernel does not', { field: `${field}.warpRows`, value: String(c.warpRows), allowed: WARP_ROWS.join(', '), source });
+  if (c?.stages !== undefined && !(STAGES as readonly unknown[]).includes(c.stages)) throw new TidarcError('invalid-argument', 'a tuned configuration has a cp.async stage count the kernel does not', { field: `${field}.stages`, value: String(c.stages), allowed: STAGES.join(', '), source });
 }
 
 /** The database at `path`, or an empty one when the file does not exist. */

@@ -6,14 +6,14 @@
  *   - tuneSvg: the same as bars;
  *   - tunedTiles: the tile each variant of a model compiles with under `compile --tuned`.
  */
-import type { ArchName } from '../codegen/arch.js';
+import { type ArchName, type TileConfig, parseTileKey, tileKey } from '../codegen/arch.js';
 import type { CallParams } from '../codegen/call-params.js';
 import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
-import { configKey, infeasible } from './space.js';
+import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
 export const HEURISTIC_SLACK = 1.1;
@@ -106,7 +106,8 @@ export function tuneSvg(db: TuneDb): string {
 }
 
 /**
- * What each of the model's variants compiles with under `--tuned`: one tile (warps, tileN) for
+ * What each of the model's variants compiles with under `--tuned`: one tile (warps, tileN, and
+ * from CUDA entries the rows a warp and the stages: an older entry without them timed 16 and 2) for
  * all its shapes, and per shape bucket the call parameters (splits, threads) measured fastest
  * with that tile. Among the database's fresh entries for the variant (same kernel: mask, dtype,
  * head dim, heads):
@@ -126,12 +127,12 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
   for (const name of variantNames) {
     // The variant's rows decide how a tile's warps share it (plan.ts rowTileOf), so what the arches refuse.
     const shape = { headDim: spec.headDim, rows: variantSteps(name) * (spec.queryHeads / spec.kvHeads), kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
-    const problem = (t: { warps: number; tileN: number }): string | undefined =>
+    const problem = (t: Tile): string | undefined =>
       arches.map((a) => infeasible({ ...t, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null) ?? undefined;
     const key = variantKey({ variant: name, dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads });
     const fresh = Object.values(db.entries).filter((e: TuneEntry) => e.variant === key && (!meta || staleness(e.meta, meta) === null));
     const backend = fresh.some((e) => e.meta.backend === 'cuda') ? 'cuda' : 'cpu';
-    const entries = fresh.filter((e) => e.meta.backend === backend);
+    const entries = fresh.filter((e) => e.meta.backend === backend).map((e) => (backend === 'cuda' ? measuredOnCuda(e) : e));
     if (entries.length === 0) continue;
     const pick = entries.every((e) => e.byTile) ? leastSlowdown(entries, problem) : mostWins(entries, problem);
     if (typeof pick === 'string') {
@@ -144,18 +145,26 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
       if (b) calls[e.bucket] = { splits: b.splits, ...(b.threads === undefined ? {} : { threads: b.threads }) };
     }
     const device = [...new Set(entries.map((e) => e.meta.device))].join('; ');
-    tiles[name] = { warps: pick.tile.warps, tileN: pick.tile.tileN, calls, measuredOn: { backend, device } };
+    const { warps, tileN, warpRows, stages } = pick.tile;
+    tiles[name] = { warps, tileN, ...(warpRows === undefined ? {} : { warpRows }), ...(stages === undefined ? {} : { stages }), calls, measuredOn: { backend, device } };
     used[name] = `${tileName(pick.tile)} (${pick.why}); ${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
   }
   return { tiles, used, skipped };
 }
 
-type Tile = { readonly warps: number; readonly tileN: number };
-const tileName = (t: Tile): string => `w${t.warps}-n${t.tileN}`;
-const tileOf = (name: string): Tile => {
-  const m = /^w(\d+)-n(\d+)$/.exec(name)!;
-  return { warps: Number(m[1]), tileN: Number(m[2]) };
-};
+/** A tuned tile: warps and keys, and on CUDA the rows a warp and the stages it was timed with. */
+type Tile = TileConfig & { readonly warps: number };
+const tileName = (t: Tile): string => tileKey(t);
+const tileOf = (name: string): Tile => parseTileKey(name)!;
+const tileOfConfig = (c: Tile): Tile => ({ warps: c.warps, tileN: c.tileN, ...(c.warpRows === undefined ? {} : { warpRows: c.warpRows }), ...(c.stages === undefined ? {} : { stages: c.stages }) });
+
+/** A CUDA entry with its tiles as measured (asMeasuredOnCuda): an older entry's `w4-n64` is `w4r16-n64p2`. */
+function measuredOnCuda(e: TuneEntry): TuneEntry {
+  return {
+    ...e, best: asMeasuredOnCuda(e.best), heuristic: asMeasuredOnCuda(e.heuristic),
+    ...(e.byTile ? { byTile: Object.fromEntries(Object.entries(e.byTile).map(([k, b]) => [tileKey(asMeasuredOnCuda(tileOf(k))), b])) } : {}),
+  };
+}
 
 function leastSlowdown(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {
   const names = Object.keys(entries[0]!.byTile!).filter((t) => entries.every((e) => e.byTile![t]));
@@ -170,7 +179,7 @@ function mostWins(entries: readonly TuneEntry[], problem: (t: Tile) => string | 
   const wins = new Map<string, { tile: Tile; count: number; maxPrefix: number }>();
   for (const e of entries) {
     const L = Number(/L(\d+)/.exec(e.bucket)?.[1] ?? 0);
-    const w = wins.get(tileName(e.best)) ?? { tile: { warps: e.best.warps, tileN: e.best.tileN }, count: 0, maxPrefix: 0 };
+    const w = wins.get(tileName(e.best)) ?? { tile: tileOfConfig(e.best), count: 0, maxPrefix: 0 };
     wins.set(tileName(e.best), { ...w, count: w.count + 1, maxPrefix: Math.max(w.maxPrefix, L) });
   }
   const pick = [...wins.values()].sort((a, b) => b.count - a.count || b.maxPrefix - a.maxPrefix)[0]!;

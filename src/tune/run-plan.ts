@@ -8,6 +8,7 @@
  * tenth of that. A shape adds its fixed part (input sets, the float64 reference), measured.
  * Tiles compile in parallel batches of one per core, each batch about as long as one compile.
  */
+import { tileKey as archTileKey } from '../codegen/arch.js';
 import type { AttentionConfig } from './space.js';
 
 export interface Protocol {
@@ -23,7 +24,8 @@ export interface Tile {
   readonly tileN: number;
 }
 
-export const tileKey = (t: Tile): string => `w${t.warps}-n${t.tileN}`;
+/** arch.ts tileKey: the CPU's tiles have neither rows a warp nor stages (`w4-n64`). */
+export const tileKey = (t: Tile): string => archTileKey(t);
 
 /** Timed calls of one sweep over a configuration whose call takes callMs. */
 function sweepCalls(callMs: number, reps: number, timeMs: number, minCalls: number): number {

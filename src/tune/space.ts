@@ -19,13 +19,14 @@
  *   - tileN % 16 != 0, or a 16-row warps' Q tile larger than the K/V stages it aliases, or
  *     split-key warps whose slices are not whole k16 steps (checkPlan's rules), or a tile of
  *     more than 128 rows;
+ *   - 32-row warps on a variant of at most 16 rows (one m16 tile: rowTileOf gives it 16-row warps);
  *   - CUDA: dynamic shared memory (plan.ts attentionSharedBytes: K and V of each stage, and the
  *     Q tile of 32-row warps) above the arch's opt-in limit; a warp whose O and S fragments
  *     exceed 160 registers at 2 stages, 128 at 3 (plan.ts fitsInRegisters: warpRows x
  *     (headDim + its keys) / 32, calibrated on ptxas; with split keys its keys are tileN / warps);
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
-import { type ArchName, ARCHES, type TileConfig } from '../codegen/arch.js';
+import { type ArchName, ARCHES, type TileConfig, tileKey } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
 import { splitKernel } from '../codegen/splits.js';
 import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
@@ -76,6 +77,7 @@ export interface Pruned {
 /** Why a configuration cannot run for this shape (null when it can). */
 export function infeasible(c: AttentionConfig, shape: TuneShape, backend: TuneBackend, arch: ArchName = 'sm_90'): string | null {
   if (c.tileN % 16 !== 0) return `tileN ${c.tileN} is not a multiple of 16`;
+  if (shape.rows <= 16 && c.warpRows === 32) return `${shape.rows} rows are one m16 tile whose keys the warps split: 32-row warps do not apply`;
   const rt = rowTileOf(shape.rows, c.tileN, shape.headDim, c.warps, c.warpRows);
   const stages = c.stages ?? 2;
   if (rt.warpRows === 16 && rt.tileM > stages * 2 * c.tileN) return `the Q tile (${rt.tileM} rows) does not fit in the K/V stages it aliases (${stages * 2 * c.tileN} rows)`;
@@ -136,5 +138,14 @@ export function heuristicConfig(shape: TuneShape, slots: number, tile: TileConfi
 }
 
 export function configKey(c: AttentionConfig): string {
-  return `w${c.warps}${c.warpRows === undefined ? '' : `r${c.warpRows}`}-n${c.tileN}${c.stages === undefined ? '' : `p${c.stages}`}-s${c.splits}${c.threads === undefined ? '' : `-t${c.threads}`}`;
+  return `${tileKey(c)}-s${c.splits}${c.threads === undefined ? '' : `-t${c.threads}`}`;
+}
+
+/**
+ * A CUDA tile or configuration as it was measured: one recorded before the search carried rows
+ * a warp and stages (a database entry or a device-check grid without the fields) timed the
+ * kernel of then, 16-row warps and 2 stages, so it reads as that, not as today's planner rule.
+ */
+export function asMeasuredOnCuda<T extends { readonly warpRows?: WarpRows; readonly stages?: Stages }>(t: T): T & { readonly warpRows: WarpRows; readonly stages: Stages } {
+  return { ...t, warpRows: t.warpRows ?? 16, stages: t.stages ?? 2 };
 }

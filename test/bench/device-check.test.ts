@@ -15,14 +15,14 @@ import { DRY_RUN_BENCH } from '../../src/bench/attention-points.js';
 import type { Manifest } from '../../src/codegen/manifest.js';
 import { AttentionLauncher } from '../../src/runtime/cuda/attention-launch.js';
 import type { CudaDevice } from '../../src/runtime/cuda/device.js';
-import { BENCH_SHAPE, DRY_RUN_GRID, DRY_RUN_TUNE, FULL_TUNE, type BundleGrid, candidateTiles, prepareDeviceBundle, tuneConfigs } from '../../src/bench/device-bundle.js';
+import { BENCH_SHAPE, DRY_RUN_GRID, DRY_RUN_TUNE, FULL_TUNE, type BundleGrid, candidateTiles, plannedTile, prepareDeviceBundle, tuneConfigs } from '../../src/bench/device-bundle.js';
+import { tileKey } from '../../src/codegen/arch.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import { cudaTuneMeta } from '../../src/tune/cuda-meta.js';
 import { entryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tunedTiles } from '../../src/tune/report.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { configKey, infeasible } from '../../src/tune/space.js';
-import { rowTileOf } from '../../src/codegen/plan.js';
 import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
 
@@ -38,17 +38,21 @@ interface TuneRecord { variant: string; bucket: string; heuristic: string; best?
 interface TuneSection { buckets: TuneRecord[]; machine: { name: string; sms: number; driverVersion: number; compiler: string }; file: string }
 
 describe('the CUDA search\'s candidates (pure)', () => {
-  test('the benchmark shape: 15 tiles (tileN 128 keeps 16-row warps in registers at head dim 128: plan.ts fitsInRegisters); per bucket at most 30 feasible configurations, every tile among them, the heuristic first', () => {
+  test('the benchmark shape: 36 tiles (16-row warps at 2 and 3 stages up to tileN 128; 32-row warps only at 2 stages and tileN <= 32, what plan.ts fitsInRegisters keeps at head dim 128); per bucket at most 40 feasible configurations, every tile among them, the heuristic first', () => {
     const candidates = candidateTiles(BENCH_SHAPE);
-    expect(candidates.map((t) => `w${t.warps}-n${t.tileN}`)).toEqual(['w1-n16', 'w1-n32', 'w1-n64', 'w1-n128', 'w2-n16', 'w2-n32', 'w2-n64', 'w2-n128', 'w4-n16', 'w4-n32', 'w4-n64', 'w4-n128', 'w8-n32', 'w8-n64', 'w8-n128']);
+    const r16 = ['w1-n16', 'w1-n32', 'w1-n64', 'w1-n128', 'w2-n16', 'w2-n32', 'w2-n64', 'w2-n128', 'w4-n16', 'w4-n32', 'w4-n64', 'w4-n128', 'w8-n32', 'w8-n64', 'w8-n128'];
+    const named = (rows: number, stages: number) => (k: string): string => k.replace(/^(w\d+)-(n\d+)$/, `$1r${rows}-$2p${stages}`);
+    expect(candidates.map(tileKey)).toEqual([...r16.map(named(16, 2)), ...r16.map(named(16, 3)), ...['w1-n16', 'w1-n32', 'w2-n16', 'w2-n32', 'w4-n16', 'w4-n32'].map(named(32, 2))]);
     const rows = { tidar_k4: 80, tidar_k8: 288, ar: 4 } as Record<string, number>;
     for (const v of FULL_TUNE.variants) {
       // As prepareTune: the candidates the variant's rows can use, and its planned tile (k = 4: 5 warps; k = 8: 6; AR: 4 splitting the keys).
-      const planned = { warps: rowTileOf(rows[v]!, 64, 128).warps, tileN: 64 };
+      const planned = plannedTile(rows[v]!, 128);
+      expect(tileKey(planned), v).toBe({ tidar_k4: 'w5r16-n64p3', tidar_k8: 'w6r16-n64p3', ar: 'w4r16-n64p2' }[v]);
       const probe = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch: 1, prefix: 1 };
-      const tiles = [...candidates, ...(candidates.some((t) => t.warps === planned.warps && t.tileN === 64) ? [] : [planned])]
+      const tiles = [...candidates, ...(candidates.some((t) => tileKey(t) === tileKey(planned)) ? [] : [planned])]
         .filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
-      expect(tiles.length, v).toBe(v === 'ar' ? 10 : 16);
+      // AR's 4 rows are one m16 tile: no 32-row warps.
+      expect(tiles.length, v).toBe(v === 'ar' ? 20 : 37);
       for (const batch of FULL_TUNE.batches) {
         for (const prefix of FULL_TUNE.prefixes) {
           const shape = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch, prefix };
@@ -58,12 +62,13 @@ describe('the CUDA search\'s candidates (pure)', () => {
             expect(configKey(at.configs[0]!)).toBe(configKey(at.heuristic));
           }
           const { heuristic, configs, feasible } = tuneConfigs(shape, tiles, FULL_TUNE.slots, FULL_TUNE.maxConfigs);
-          expect(configs).toHaveLength(Math.min(30, feasible));
+          expect(configs).toHaveLength(Math.min(40, feasible));
           expect(feasible).toBeGreaterThan(v === 'ar' ? 20 : 30);
           expect(configKey(configs[0]!)).toBe(configKey(heuristic));
           expect(new Set(configs.map(configKey)).size).toBe(configs.length);
           for (const c of configs) expect(infeasible(c, shape, 'cuda', 'sm_90')).toBeNull();
-          expect(new Set(configs.map((c) => `w${c.warps}-n${c.tileN}`)).size).toBe(tiles.length);
+          expect(new Set(configs.map(tileKey)).size).toBe(tiles.length);
+          expect(heuristic).toMatchObject({ warpRows: planned.warpRows, stages: planned.stages });
         }
       }
     }
@@ -119,17 +124,19 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(section.points.filter((p) => p.prefix === 300).every((p) => p.splits === 5)).toBe(true);
   });
 
-  test('grid.json\'s tune section: 3 tiles of tidar_k2, 2 buckets, the heuristic first, the cap applied', () => {
+  test('grid.json\'s tune section: 3 tiles of tidar_k2 (one of 32-row warps at 3 stages), 2 buckets, the heuristic first, the cap applied', () => {
     const t = grid.tune!;
-    expect(t.tiles.map((x) => `w${x.warps}-n${x.tileN}`)).toEqual(['w1-n16', 'w2-n32', 'w2-n64']);
-    expect(t.tiles[2]!.model.dir).toBe(grid.models[0]!.dir);  // the planned tile (24 rows: 2 warps) is the grid's own model
+    expect(t.tiles.map(tileKey)).toEqual(['w1r16-n16p2', 'w1r32-n32p3', 'w2r16-n64p3']);
+    expect(t.tiles[2]!.model.dir).toBe(grid.models[0]!.dir);  // the planned tile (24 rows: 2 warps of 16, 3 stages) is the grid's own model
+    // Each tile's kernel is that tile: its plan's rows a warp and stages, as the check launches it.
+    for (const x of t.tiles) expect(x.model.variants.map((v) => [v.block, v.warpRows, v.stages]), tileKey(x)).toEqual([[x.warps * 32, x.warpRows, x.stages]]);
     expect(t.variants.map((v) => v.key)).toEqual(['tidar_k2 bf16 d64 q4/kv1']);
     const [l64, l128] = t.variants[0]!.buckets;
     expect([l64!.bucket, l128!.bucket]).toEqual(['b1 L64', 'b1 L128']);
     // Each tile's own split first (the runtime's rule: 1 on these few short tiles, whose fill outweighs a split's saving), then the nearest.
-    expect(l64!.configs.map(configKey)).toEqual(['w2-n64-s1', 'w1-n16-s1', 'w2-n32-s1', 'w1-n16-s2']);
+    expect(l64!.configs.map(configKey)).toEqual(['w2r16-n64p3-s1', 'w1r16-n16p2-s1', 'w1r32-n32p3-s1', 'w1r16-n16p2-s2']);
     expect(l64!.feasible).toBe(6);
-    expect(configKey(l128!.heuristic)).toBe('w2-n64-s1');
+    expect(configKey(l128!.heuristic)).toBe('w2r16-n64p3-s1');
   });
 
   test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
@@ -189,17 +196,22 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     }
     expect(meta.device).toBe('tidarc emulated GPU x 132 SMs');
     // compile --tuned reads it: every tile was timed in every bucket, so the tile is chosen across shapes, with per-bucket splits.
-    for (const e of Object.values(db.entries)) expect(Object.keys(e.byTile ?? {}).sort()).toEqual(['w1-n16', 'w2-n32', 'w2-n64']);
+    // The 32-row, 3-stage tile was checked and timed like the others, and the entries say its rows a warp and stages.
+    for (const e of Object.values(db.entries)) expect(Object.keys(e.byTile ?? {}).sort()).toEqual(['w1r16-n16p2', 'w1r32-n32p3', 'w2r16-n64p3']);
+    for (const e of Object.values(db.entries)) expect(e.heuristic).toMatchObject({ warps: 2, tileN: 64, warpRows: 16, stages: 3 });
+    expect(tune.buckets.find((x) => x.bucket === 'b1 L64')!.timed.map((x) => x.config)).toContain('w1r32-n32p3-s1');
     const spec = JSON.parse(readFileSync(join(bundle, grid.models[0]!.dir, 'model.json'), 'utf8')) as ModelSpec;
     const picked = tunedTiles(db, spec, ['tidar_k2'], ['sm_90']);
     expect(Object.keys(picked.tiles[`tidar_k2`]?.calls ?? {}).sort()).toEqual(['b1 L128', 'b1 L64']);
+    const tile = picked.tiles['tidar_k2']!;
+    expect(Object.keys(db.entries[entryKey(tv.key, 'b1 L64')]!.byTile!)).toContain(tileKey({ warps: tile.warps, tileN: tile.tileN, warpRows: tile.warpRows, stages: tile.stages }));
     expect(r.stdout).toMatch(/tune: heuristic within 10% of the tuned best on \d of 2 shapes; tune-cuda\.json/);
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Tuning: the CUDA search/);
   }, 600_000);
 
   test('--dry-run: a wrong tuning candidate (a tile that leaves rows unwritten) is rejected and never chosen', async () => {
     const broken = JSON.parse(readFileSync(join(bundle, 'grid.json'), 'utf8')) as BundleGrid;
-    const tile = broken.tune!.tiles.find((t) => t.warps === 1)!;
+    const tile = broken.tune!.tiles.find((t) => tileKey(t) === 'w1r16-n16p2')!;
     (tile.model.variants[0] as unknown as { rowTiles: number }).rowTiles = 1;  // 24 rows, 16 per tile: rows 16..23 stay NaN
     writeFileSync(join(bundle, 'grid.json'), JSON.stringify(broken));
     try {
@@ -209,13 +221,13 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
       const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
       for (const b of grid.tune!.variants[0]!.buckets) {
         const e = db.entries[entryKey(grid.tune!.variants[0]!.key, b.bucket)]!;
-        const wrong = b.configs.filter((c) => c.warps === 1).map(configKey);
+        const wrong = b.configs.filter((c) => tileKey(c) === tileKey(tile)).map(configKey);
         expect(wrong.length).toBeGreaterThan(0);
         expect(e.rejected).toEqual(wrong);
-        expect(e.best.warps).not.toBe(1);
+        expect(tileKey(e.best)).not.toBe(tileKey(tile));
         expect(e.timed).toBe(b.configs.length - wrong.length);
       }
-      expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/Rejected \(wrong output or failed launch, never chosen\): tidar_k2 bf16 d64 q4\/kv1 \| b1 L64: w1-n16-s1 \(max error /);
+      expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/Rejected \(wrong output or failed launch, never chosen\): tidar_k2 bf16 d64 q4\/kv1 \| b1 L64: w1r16-n16p2-s1 \(max error /);
     } finally {
       writeFileSync(join(bundle, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
     }
