@@ -62,12 +62,18 @@ describe('a tile\'s key', () => {
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import tune
+from attention_bench import tuned_launch
 cs = json.loads(sys.argv[2])
 old = {'warps': 4, 'tileN': 64, 'splits': 2}
-print(json.dumps([[tune.config_key(c) for c in cs], [tune.tile_key(c) for c in cs], tune.config_key(old), tune.plain_config(old), tune.tile_of_config_key('w1r32-n32p3-s4')]))
+# The benchmark's second row: the search's best of the point's bucket, launched from its tile's kernel (a 16-row tile of the same warps and keys beside it).
+model = lambda rows: {'name': f'r{rows}', 'variants': [{'name': 'tidar_k2'}]}
+grid = {'tune': {'tiles': [{'warps': 1, 'tileN': 32, 'warpRows': 16, 'stages': 3, 'model': model(16)}, {'warps': 1, 'tileN': 32, 'warpRows': 32, 'stages': 3, 'model': model(32)}]}}
+section = {'buckets': [{'name': 'tidar_k2', 'batch': 1, 'prefix': 64, 'best': 'w1r32-n32p3-s4'}]}
+m, v, splits, key = tuned_launch(grid, section, 'tidar_k2', 64, 1)
+print(json.dumps([[tune.config_key(c) for c in cs], [tune.tile_key(c) for c in cs], tune.config_key(old), tune.plain_config(old), tune.tile_of_config_key('w1r32-n32p3-s4'), [m['name'], splits, key]]))
 `;
     const { stdout } = await exec('python3', ['-c', script, resolve('scripts/device-check'), JSON.stringify(configs)]);
-    expect(JSON.parse(stdout)).toEqual([configs.map(configKey), configs.map((c) => tileKey(c)), 'w4r16-n64p2-s2', { warps: 4, tileN: 64, warpRows: 16, stages: 2, splits: 2 }, ['w1r32-n32p3', 4]]);
+    expect(JSON.parse(stdout)).toEqual([configs.map(configKey), configs.map((c) => tileKey(c)), 'w4r16-n64p2-s2', { warps: 4, tileN: 64, warpRows: 16, stages: 2, splits: 2 }, ['w1r32-n32p3', 4], ['r32', 4, 'w1r32-n32p3-s4']]);
   });
 });
 
