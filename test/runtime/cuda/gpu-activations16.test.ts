@@ -17,8 +17,9 @@ import { generateModel } from '../../../src/codegen/generate.js';
 import { tidarVariantName } from '../../../src/codegen/variant-name.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from '../../../src/runtime/cuda/device.js';
+import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
-import { DTYPE_CODE, GEMM, RMSNORM, layoutOf } from '../../../src/runtime/cuda/op-abi.js';
+import { DTYPE_CODE, GEMM, RMSNORM, layoutOf, OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
@@ -39,7 +40,8 @@ function recorder(): { device: CudaDevice; launches: Launch[]; buffers: Map<numb
       next += Math.ceil(bytes / 256) * 256 + 256;
       return b;
     },
-    free: () => undefined, fill: () => undefined, copy: () => undefined, upload: () => undefined, download: () => undefined,
+    free: () => undefined, fill: () => undefined, copy: () => undefined, upload: () => undefined,
+    download: (b: DeviceBuffer, dst: ArrayBufferView) => void (b.label === OPS_ABI_BUFFER && ((dst as Int32Array)[0] = OPS_ABI_VERSION)),
     kernel: (module: string, name: string): KernelRef => ({ name, module }) as unknown as KernelRef,
     launch: (fn: KernelRef, _g: unknown, _b: unknown, _s: number, args: Uint8Array) => void launches.push({ kernel: (fn as unknown as { name: string }).name, args: new DataView(args.buffer, args.byteOffset, args.byteLength) }),
   } as unknown as CudaDevice;

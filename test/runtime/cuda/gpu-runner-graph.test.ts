@@ -17,7 +17,9 @@ import { blockVariantName, tidarVariantName } from '../../../src/codegen/variant
 import type { ModelSpec } from '../../../src/ir/model.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from '../../../src/runtime/cuda/device.js';
+import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
+import { OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
@@ -34,7 +36,8 @@ function recorder(): { device: CudaDevice; names: string[] } {
       next += Math.ceil(bytes / 256) * 256 + 256;
       return b;
     },
-    free: () => undefined, fill: () => undefined, copy: () => undefined, upload: () => undefined, download: () => undefined,
+    free: () => undefined, fill: () => undefined, copy: () => undefined, upload: () => undefined,
+    download: (b: DeviceBuffer, dst: ArrayBufferView) => void (b.label === OPS_ABI_BUFFER && ((dst as Int32Array)[0] = OPS_ABI_VERSION)),
     kernel: (module: string, name: string): KernelRef => ({ name, module }) as unknown as KernelRef,
     launch: (fn: KernelRef) => void names.push((fn as unknown as { name: string }).name),
   } as unknown as CudaDevice;
@@ -50,6 +53,8 @@ async function launches(family: ModelSpec['family'], passes: (r: GpuModelRunner)
   const { manifest } = generateModel(spec, { arches: ['sm_80'] });
   const { device, names } = recorder();
   const runner = new GpuModelRunner(spec, device, uploadWeights(device, spec, weights, manifest), '/kernels', manifest, 256);
+  // The construction's one launch: GpuOps reading the ops module's ABI version.
+  expect(names.splice(0).map(short)).toEqual(['abi_version']);
   passes(runner);
   return names.map(short);
 }
