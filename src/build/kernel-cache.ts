@@ -15,6 +15,7 @@ import { makeDirs } from '../fs/make-dirs.js';
 import type { ModelSpec } from '../ir/model.js';
 import { sha256 } from '../util/hash.js';
 import type { TargetName } from '../codegen/targets.js';
+import { ARCH_NAMES, ARCHES } from '../codegen/arch.js';
 import { type BuildTargets, type CompileResult, compileModel } from './compile-model.js';
 
 /** 'cpu': the C++ library; an arch: fatbins built by nvcc; 'emulator': sources for the emulated driver's modules. */
@@ -60,16 +61,20 @@ export function cacheField(cacheDir?: string): string {
 }
 
 /**
- * What compileModel is asked for: the entry's one target and its build stage. The emulator's
- * stage builds modules when the emulated driver loads them (`finish`), not during the compile.
+ * What compileModel is asked for: the entry's target, for a device's arch with every record
+ * specific to it (a 9.0 device: sm_90 and sm_90a, so selectArch takes the sm_90a GEMMs and
+ * attention without `tidarc compile --arch sm_90a`; the first use pays their nvcc time), and its
+ * build stage. The emulator's stage builds modules when the emulated driver loads them
+ * (`finish`), not during the compile.
  */
-function compileTarget(target: CacheTarget): { targets: [TargetName]; build: BuildTargets } {
-  return { targets: [target], build: target === 'emulator' ? 'none' : 'all' };
+export function cacheCompile(target: CacheTarget): { targets: TargetName[]; build: BuildTargets } {
+  if (target === 'cpu' || target === 'emulator') return { targets: [target], build: target === 'emulator' ? 'none' : 'all' };
+  return { targets: [target, ...ARCH_NAMES.filter((a) => ARCHES[a].specific?.base === target)], build: 'all' };
 }
 
 /** The one key of a cache entry (hex): the compile's input key and the build it gets. */
 export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms'>): string {
-  const { targets, build } = compileTarget(req.target);
+  const { targets, build } = cacheCompile(req.target);
   return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles, req.gemms)}\n${build}`);
 }
 
@@ -88,7 +93,7 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
   const log = req.log ?? (() => undefined);
   makeDirs(join(dir, '..'), { field, value: req.cacheDir ?? defaultCacheDir() });
   return withFileLock(`${dir}.lock`, { what: `compiling the kernels of ${req.spec.name} (${req.target})`, field, log, ...(req.lockTimeoutMs === undefined ? {} : { timeoutMs: req.lockTimeoutMs }) }, async () => {
-    const { targets, build } = compileTarget(req.target);
+    const { targets, build } = cacheCompile(req.target);
     // The first use of a model compiles for seconds (minutes with nvcc): say so before it starts.
     if (!existsSync(dir)) log(`compiling the kernels of ${req.spec.name} for ${req.target} (first use; kept in ${dir})`);
     const compiled = await compileModel({
