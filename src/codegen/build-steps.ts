@@ -93,12 +93,15 @@ export function planBuild(targets: readonly Target[], manifest: Pick<Manifest, '
   const cpu = tools.cxx ? targets.find((t) => t.build.kind === 'library') : undefined;
   let cuda: CudaBuild | undefined;
   if (tools.nvcc) {
-    const flags = nvccFlags(nvccArches);
+    // An arch-specific record whose base arch is built too (sm_90a beside sm_90) adds nothing to the
+    // ordinary units: the base arch's code runs on that device. Building both doubled nvcc's time.
+    const portable = nvccArches.filter((a) => !(a.specific && nvccArches.some((b) => b.name === a.specific!.base)));
+    const flags = nvccFlags(portable);
     const headers = headersOf(files, 'cuda');
     // An sm_90a unit (wgmma, TMA) is real code for sm_90a alone, and built only when the compile targets it.
     const sm90aFlags = nvccFlags([ARCHES.sm_90a]);
     const units = cudaUnits(manifest).filter((u) => u.arch === undefined || nvccArches.some((a) => a.name === u.arch));
-    const arches = nvccArches.map((a) => a.name);
+    const arches = portable.map((a) => a.name);
     cuda = { flags, steps: units.map((u) => ({ ...nvccUnitStep(u.arch ? sm90aFlags : flags, u.name, u.source, headers), arches: u.arch ? [u.arch] : arches })) };
   }
   return { ...(cuda ? { cuda } : {}), ...(cpu && cpu.build.kind === 'library' ? { cpu: cpuBuild(cpu.build, manifest, files) } : {}) };
