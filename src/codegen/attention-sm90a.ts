@@ -8,10 +8,9 @@
  * tile schedule is classified from the mask IR for its own 64 x consumers row tiles, exactly as
  * plan.ts does for the sm_80 tiles. Pure.
  */
-import { classifyStepRect, type TileClass } from '../ir/mask.js';
-import { renderStepPredicateCpp } from '../ir/mask-cpp.js';
-import { banner, floatLiteral } from './kernel-source.js';
+import { banner, scheduleFields } from './kernel-source.js';
 import { ARCHES } from './arch.js';
+import { type StepTileSchedule, stepTileSchedule } from './plan.js';
 import type { VariantOccupancy } from './manifest.js';
 import { TARGETS } from './targets.js';
 import { renderTemplate } from './templates.js';
@@ -25,7 +24,7 @@ export const SM90A_ATTENTION_TILE_N = 64;
 export const SM90A_ATTENTION_STAGES = 3;
 const HEAD_DIMS = [64, 128] as const;
 
-export interface AttentionSm90aPlan {
+export interface AttentionSm90aPlan extends StepTileSchedule {
   readonly variant: AttentionVariant;
   readonly steps: number;
   readonly group: number;
@@ -36,12 +35,6 @@ export interface AttentionSm90aPlan {
   readonly tileN: number;
   readonly stages: number;
   readonly threads: number;
-  readonly rowTiles: number;
-  readonly stepKeyTiles: number;
-  readonly stepTileOffset: readonly number[];
-  readonly stepTileKey: readonly number[];
-  readonly stepTileFull: readonly boolean[];
-  readonly stepTileCounts: Readonly<Record<TileClass, number>>;
   readonly sharedBytes: number;
   readonly scaleLog2: number;
   readonly symbol: string;
@@ -73,31 +66,11 @@ export function planAttentionSm90a(variant: AttentionVariant, consumersOverride?
   const consumers = consumersOverride ?? (rows >= 128 ? 2 : 1);
   const tileM = 64 * consumers;
   const tileN = SM90A_ATTENTION_TILE_N;
-  const rowTiles = Math.ceil(rows / tileM);
-  const stepKeyTiles = Math.ceil(steps / tileN);
-  const offsets: number[] = [0];
-  const keys: number[] = [];
-  const full: boolean[] = [];
-  const counts: Record<TileClass, number> = { empty: 0, partial: 0, full: 0 };
-  for (let rt = 0; rt < rowTiles; rt++) {
-    const r0 = rt * tileM, r1 = Math.min(rows, r0 + tileM);
-    const q0 = Math.floor(r0 / group), q1 = Math.floor((r1 - 1) / group) + 1;
-    for (let kt = 0; kt < stepKeyTiles; kt++) {
-      const k0 = kt * tileN, k1 = Math.min(steps, k0 + tileN);
-      let cls = classifyStepRect(mask, q0, q1, k0, k1);
-      if (cls === 'full' && k1 - k0 < tileN) cls = 'partial';  // past the last in-step key: the bound check of a partial tile
-      counts[cls]++;
-      if (cls === 'empty') continue;
-      keys.push(kt);
-      full.push(cls === 'full');
-    }
-    offsets.push(keys.length);
-  }
+  const schedule = stepTileSchedule(variant, tileM, tileN);
   const sharedBytes = sm90aAttentionSharedBytes(variant.shape.headDim, consumers);
   if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`${variant.name}: the sm_90a attention needs ${sharedBytes} bytes of shared memory`);
   return {
-    variant, steps, group, rows, consumers, tileM, tileN, stages: SM90A_ATTENTION_STAGES, threads: 128 * consumers + 32, rowTiles, stepKeyTiles,
-    stepTileOffset: offsets, stepTileKey: keys, stepTileFull: full, stepTileCounts: counts, sharedBytes,
+    variant, steps, group, rows, consumers, tileM, tileN, stages: SM90A_ATTENTION_STAGES, threads: 128 * consumers + 32, ...schedule, sharedBytes,
     scaleLog2: Math.LOG2E / Math.sqrt(variant.shape.headDim),
     symbol: `${variant.symbol}_sm90a`,
     source: `cuda/${variant.name}.sm90a.cu`,
@@ -107,7 +80,6 @@ export function planAttentionSm90a(variant: AttentionVariant, consumersOverride?
 export function renderAttentionSm90a(plan: AttentionSm90aPlan, modelName: string): string {
   const { variant } = plan;
   const dialect = TARGETS.sm_80.dialect;
-  const predicate = renderStepPredicateCpp(variant.mask, dialect.tableQualifier);
   return renderTemplate('cuda/variant_sm90a.cu.hbs', {
     banner: banner(modelName),
     description: variant.description,
@@ -124,19 +96,7 @@ export function renderAttentionSm90a(plan: AttentionSm90aPlan, modelName: string
     tileM: plan.tileM,
     tileN: plan.tileN,
     threads: plan.threads,
-    rowTiles: plan.rowTiles,
-    stepKeyTiles: plan.stepKeyTiles,
-    counts: plan.stepTileCounts,
-    sharedBytes: plan.sharedBytes,
-    scaleLog2: floatLiteral(plan.scaleLog2),
-    prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',
-    offsetCount: plan.stepTileOffset.length,
-    keyCount: plan.stepTileKey.length,
-    stepTileOffset: plan.stepTileOffset.join(', '),
-    stepTileKey: plan.stepTileKey.join(', '),
-    stepTileFull: plan.stepTileFull.map((f) => (f ? 1 : 0)).join(', '),
-    predicate: predicate.expression,
-    predicateDeclarations: predicate.declarations,
+    ...scheduleFields(plan, variant, dialect),
   });
 }
 

@@ -4,9 +4,10 @@
  * the target's dialect (targets.ts): element types, how a mask table is declared, the template.
  */
 import { renderStepPredicateCpp } from '../ir/mask-cpp.js';
-import type { AttentionPlan } from './plan.js';
+import type { AttentionPlan, StepTileSchedule } from './plan.js';
 import { type CppDialect, TARGETS } from './targets.js';
 import { renderTemplate } from './templates.js';
+import type { AttentionVariant } from './variant.js';
 
 /**
  * __launch_bounds__'s second argument for every attention kernel. Without it ptxas does not cap
@@ -36,7 +37,6 @@ export function cpuSymbol(plan: AttentionPlan): string {
 
 function kernelView(plan: AttentionPlan, modelName: string, dialect: CppDialect) {
   const { variant } = plan;
-  const predicate = renderStepPredicateCpp(variant.mask, dialect.tableQualifier);
   const params = Object.entries(variant.mask.params)
     .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : v}`)
     .join(' ');
@@ -66,10 +66,21 @@ function kernelView(plan: AttentionPlan, modelName: string, dialect: CppDialect)
     tileN: plan.tile.tileN,
     threads: plan.threads,
     minBlocksPerSm: MIN_BLOCKS_PER_SM,
+    smemStride: plan.smemStride,
+    ...scheduleFields(plan, variant, dialect),
+  };
+}
+
+/**
+ * The template fields both attention kernels (mma.sync and sm_90a) take from their plan: the
+ * step tile schedule, shared memory, the score scale and the mask's predicate.
+ */
+export function scheduleFields(plan: StepTileSchedule & { readonly sharedBytes: number; readonly scaleLog2: number }, variant: AttentionVariant, dialect: CppDialect) {
+  const predicate = renderStepPredicateCpp(variant.mask, dialect.tableQualifier);
+  return {
     rowTiles: plan.rowTiles,
     stepKeyTiles: plan.stepKeyTiles,
     counts: plan.stepTileCounts,
-    smemStride: plan.smemStride,
     sharedBytes: plan.sharedBytes,
     scaleLog2: floatLiteral(plan.scaleLog2),
     prefixVisible: variant.mask.prefix === 'all' ? 'true' : 'false',

@@ -90,7 +90,7 @@ function leastPaddedWarps(rows: number, warpRows: number): number {
   return best;
 }
 
-export interface AttentionPlan {
+export interface AttentionPlan extends StepTileSchedule {
   readonly variant: AttentionVariant;
   /** The tile with the planner's (or the tuned) warps and stages. */
   readonly tile: TileConfig & { readonly warps: number; readonly stages: Stages };
@@ -102,13 +102,6 @@ export interface AttentionPlan {
   readonly group: number;
   /** n * G query rows per (sequence, KV head). */
   readonly rows: number;
-  readonly rowTiles: number;
-  readonly stepKeyTiles: number;
-  /** CSR schedule: row tile r visits stepTileKey[stepTileOffset[r] .. stepTileOffset[r+1]). */
-  readonly stepTileOffset: readonly number[];
-  readonly stepTileKey: readonly number[];
-  readonly stepTileFull: readonly boolean[];
-  readonly stepTileCounts: Readonly<Record<TileClass, number>>;
   /** Elements per shared-memory row: head dim + 8 (16 bytes) against ldmatrix bank conflicts. */
   readonly smemStride: number;
   readonly sharedBytes: number;
@@ -169,6 +162,50 @@ export function defaultStages(rowTile: RowTile, tileN: number, headDim: number, 
   return arches.every(keeps) ? 3 : 2;
 }
 
+/** Which in-step key tiles each row tile visits, classified from the mask IR (empty ones dropped). */
+export interface StepTileSchedule {
+  readonly rowTiles: number;
+  readonly stepKeyTiles: number;
+  /** CSR schedule: row tile r visits stepTileKey[stepTileOffset[r] .. stepTileOffset[r+1]). */
+  readonly stepTileOffset: readonly number[];
+  readonly stepTileKey: readonly number[];
+  readonly stepTileFull: readonly boolean[];
+  readonly stepTileCounts: Readonly<Record<TileClass, number>>;
+}
+
+/** The step tile schedule of a variant cut into row tiles of `tileM` packed rows and key tiles of `tileN` (both kernels' planners). */
+export function stepTileSchedule(variant: AttentionVariant, tileM: number, tileN: number): StepTileSchedule {
+  const { mask } = variant;
+  const steps = mask.tokens.length;
+  const group = groupSize(variant.shape);
+  const rows = steps * group;
+  const rowTiles = Math.ceil(rows / tileM);
+  const stepKeyTiles = Math.ceil(steps / tileN);
+  const offsets: number[] = [0];
+  const keys: number[] = [];
+  const full: boolean[] = [];
+  const counts: Record<TileClass, number> = { empty: 0, partial: 0, full: 0 };
+  for (let rt = 0; rt < rowTiles; rt++) {
+    const r0 = rt * tileM;
+    const r1 = Math.min(rows, r0 + tileM);
+    const q0 = Math.floor(r0 / group);
+    const q1 = Math.floor((r1 - 1) / group) + 1;
+    for (let kt = 0; kt < stepKeyTiles; kt++) {
+      const k0 = kt * tileN;
+      const k1 = Math.min(steps, k0 + tileN);
+      let cls = classifyStepRect(mask, q0, q1, k0, k1);
+      // A tile that runs past the last in-step key needs the bound check of a partial tile.
+      if (cls === 'full' && k1 - k0 < tileN) cls = 'partial';
+      counts[cls]++;
+      if (cls === 'empty') continue;
+      keys.push(kt);
+      full.push(cls === 'full');
+    }
+    offsets.push(keys.length);
+  }
+  return { rowTiles, stepKeyTiles, stepTileOffset: offsets, stepTileKey: keys, stepTileFull: full, stepTileCounts: counts };
+}
+
 /**
  * The plan of a variant for a tile: the tile's warps, warpRows and stages where it has them
  * (tuned), else the planner's rules (rowTileOf; defaultStages over `arches`, the compile's devices).
@@ -181,30 +218,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
   const rowTile = rowTileOf(rows, tile.tileN, shape.headDim, tile.warps, tile.warpRows);
   const stages = tile.stages ?? defaultStages(rowTile, tile.tileN, shape.headDim, arches);
   const { tileM } = rowTile;
-  const rowTiles = Math.ceil(rows / tileM);
-  const stepKeyTiles = Math.ceil(steps / tile.tileN);
-  const offsets: number[] = [0];
-  const keys: number[] = [];
-  const full: boolean[] = [];
-  const counts: Record<TileClass, number> = { empty: 0, partial: 0, full: 0 };
-  for (let rt = 0; rt < rowTiles; rt++) {
-    const r0 = rt * tileM;
-    const r1 = Math.min(rows, r0 + tileM);
-    const q0 = Math.floor(r0 / group);
-    const q1 = Math.floor((r1 - 1) / group) + 1;
-    for (let kt = 0; kt < stepKeyTiles; kt++) {
-      const k0 = kt * tile.tileN;
-      const k1 = Math.min(steps, k0 + tile.tileN);
-      let cls = classifyStepRect(mask, q0, q1, k0, k1);
-      // A tile that runs past the last in-step key needs the bound check of a partial tile.
-      if (cls === 'full' && k1 - k0 < tile.tileN) cls = 'partial';
-      counts[cls]++;
-      if (cls === 'empty') continue;
-      keys.push(kt);
-      full.push(cls === 'full');
-    }
-    offsets.push(keys.length);
-  }
+  const schedule = stepTileSchedule(variant, tileM, tile.tileN);
   const smemStride = shape.headDim + 8;
   const plan: AttentionPlan = {
     variant,
@@ -215,12 +229,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
     steps,
     group,
     rows,
-    rowTiles,
-    stepKeyTiles,
-    stepTileOffset: offsets,
-    stepTileKey: keys,
-    stepTileFull: full,
-    stepTileCounts: counts,
+    ...schedule,
     smemStride,
     sharedBytes: attentionSharedBytes(rowTile, tile.tileN, shape.headDim, stages),
     scaleLog2: Math.LOG2E / Math.sqrt(shape.headDim),
