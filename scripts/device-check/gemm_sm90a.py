@@ -16,7 +16,6 @@ import argparse
 import concurrent.futures
 import ctypes
 import json
-import math
 import os
 import pathlib
 import subprocess
