@@ -53,12 +53,22 @@ async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void
   }
 }
 
+/**
+ * Whether a process still runs. A killed compiler whose parent (tidarc) exited before reaping it
+ * is a zombie until whatever adopted it reaps it, which a container's PID 1 may never do; a
+ * zombie answers kill(pid, 0), so its /proc state ('Z') is what says it is dead (CI saw this).
+ */
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;  // no /proc (not Linux): kill(pid, 0) is all there is
   }
 };
 
