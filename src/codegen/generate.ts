@@ -99,7 +99,9 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
     for (const [path, text] of sm90a.sources) files.set(path, text);
   }
   // --arch sm_90a: the compute-bound variants' attention as sm_90a units too (TMA + wgmma, attention-sm90a.ts), compiled for sm_90a alone.
-  const sm90aAttention = arches.some((x) => x.name === 'sm_90a') ? planSm90aAttentions(plans.map((p) => p.variant), spec.name) : undefined;
+  // The emulator target makes them too (targets.ts sm90aAttention).
+  const emulatedSm90a = !arches.some((x) => x.name === 'sm_90a') && targets.some((t) => t.sm90aAttention === true);
+  const sm90aAttention = arches.some((x) => x.name === 'sm_90a') || emulatedSm90a ? planSm90aAttentions(plans.map((p) => p.variant), spec.name) : undefined;
   if (sm90aAttention && sm90aAttention.sources.size > 0) {
     for (const [out, src] of SM90A_ATTENTION_STATIC_FILES) files.set(out, readTemplateFile(src));
     for (const [path, text] of sm90aAttention.sources) files.set(path, text);
@@ -108,7 +110,10 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
   const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), targets.map((t) => t.name), options.tiles, options.gemms);
-  const described: Manifest = withSm90aAttention({ ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aAttention?.byVariant ?? new Map());
+  const manifestBase = describeManifest(spec, arches, plans, inputKey, options.tiles, gemms);
+  // The emulator's compile names sm_90a among its arches once it made an sm_90a attention unit: the launcher's selection rule (arch.ts selectArch) reads them.
+  const compiled = emulatedSm90a && (sm90aAttention?.byVariant.size ?? 0) > 0 ? { ...manifestBase, arches: [...manifestBase.arches, 'sm_90a' as const] } : manifestBase;
+  const described: Manifest = withSm90aAttention({ ...compiled, ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aAttention?.byVariant ?? new Map());
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);

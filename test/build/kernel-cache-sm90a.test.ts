@@ -2,7 +2,8 @@
  * The kernel cache's compile for a device's arch (kernel-cache.ts cacheCompile): a 9.0 device's
  * entry is compiled for sm_90 and sm_90a (its key says so), so the selection rule (arch.ts
  * selectArch) takes the sm_90a GEMMs and attention on it without `tidarc compile --arch sm_90a`;
- * other arches compile for themselves alone. Pure: the entry's generated manifest (no nvcc), for Qwen3-8B (tiny has no compute-bound variant to take sm_90a attention).
+ * other arches compile for themselves alone. The emulator's entry makes the sm_90a attention (not
+ * the GEMMs) for its 9.0 device. Pure: the entry's generated manifest (no nvcc), for Qwen3-8B (tiny has no compute-bound variant to take sm_90a attention).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,5 +42,19 @@ describe('a device arch\'s cache entry', () => {
     const sm80 = generateModel(spec, { targets: cacheCompile('sm_80').targets }).manifest;
     expect(sm80.arches as readonly ArchName[]).toEqual(['sm_80']);
     expect(sm80.gemmsSm90a).toBeUndefined();
+  });
+
+  test('the emulator\'s entry (its 9.0 device) has the compute-bound variants\' sm_90a attention and names sm_90a, but no sm_90a GEMMs; a model without such a variant keeps sm_90 alone', () => {
+    const { manifest } = generateModel(spec, { targets: cacheCompile('emulator').targets });
+    expect(manifest.arches as readonly ArchName[]).toEqual(['sm_90', 'sm_90a']);
+    // gemmsFor (gpu-gemm-sm90a.ts) takes sm_90a GEMMs only where the manifest has some.
+    expect(manifest.gemmsSm90a).toBeUndefined();
+    const taken = manifest.variants.filter((v) => attentionKernelOf(v, manifest.arches, [9, 0]) !== undefined).map((v) => v.name);
+    expect(taken).toEqual(manifest.variants.filter((v) => v.sm90a).map((v) => v.name));
+    expect(taken).toContain('tidar_k16');
+    const tiny = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'tiny.json'), 'utf8'));
+    const plain = generateModel(tiny, { targets: ['emulator'] }).manifest;
+    expect(plain.arches as readonly ArchName[]).toEqual(['sm_90']);
+    expect(plain.variants.some((v) => v.sm90a)).toBe(false);
   });
 });
