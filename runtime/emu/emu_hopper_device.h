@@ -32,6 +32,9 @@ inline void check_descriptor_address(const void* p) { tidarc_emu::check_descript
 template <int Registers> inline void setmaxnreg_inc() {}
 template <int Registers> inline void setmaxnreg_dec() {}
 
+inline void named_barrier_sync(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), true, "bar.sync"); }
+inline void named_barrier_arrive(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), false, "bar.arrive"); }
+
 inline void wgmma_fence() { tidarc_emu::wgmma_fence(); }
 inline void wgmma_commit() { tidarc_emu::wgmma_commit(); }
 template <int Pending> inline void wgmma_wait() { tidarc_emu::wgmma_wait(Pending); }

@@ -83,15 +83,20 @@ void thread_main(void* p) {
 }
 
 void diagnose_deadlock() {
-  int done = 0, barrier = 0, warp = 0;
+  int done = 0, barrier = 0, warp = 0, named = 0, named_id = 0;
   const char* site = "";
   for (const Thread& t : L->threads) {
     if (t.state == State::Done) done++;
     if (t.state == State::WaitBarrier) barrier++, site = t.waiting_at;
     if (t.state == State::WaitWarp) warp++;
+    if (t.state == State::WaitNamed) named++, named_id = t.named;
   }
   const int total = static_cast<int>(L->threads.size());
-  if (barrier > 0) {
+  if (named > 0) {
+    const NamedBarrier& b = L->named[named_id];
+    report("barrier", fmt("bar.sync %d never completes: %d of its %d threads arrived, %d threads wait at named barriers, %d exited (a missing bar.arrive, or counts that differ)",
+                          named_id, b.arrived, b.count, named, done));
+  } else if (barrier > 0) {
     report("barrier", fmt("__syncthreads at %s is not reached by every thread of the block: %d of %d wait there, %d exited, %d wait in a warp collective", site, barrier, total, done, warp));
   } else {
     report("warp-divergence", fmt("a warp collective is not reached by every lane: %d threads wait in one, %d exited", warp, done));
@@ -104,6 +109,7 @@ bool run_block() {
   L->warps.assign(static_cast<size_t>((nthreads + 31) / 32), Warp{});
   for (size_t w = 0; w < L->warps.size(); ++w) L->warps[w].size = std::min(32, nthreads - static_cast<int>(w) * 32);
   L->barrier_arrived = 0;
+  for (NamedBarrier& b : L->named) b = NamedBarrier{};
   L->epoch = 1;
   L->block_writes.clear();
   L->block_atomic = 0;
@@ -233,6 +239,40 @@ void syncthreads(const char* site) {
       if (other.state == State::WaitBarrier) other.state = State::Runnable;
   } else {
     block_current(State::WaitBarrier, site);
+  }
+}
+
+// bar.sync / bar.arrive id, count: a phase completes when `count` threads arrived (the waiting
+// ones of bar.sync and the passing ones of bar.arrive); then the next phase begins. Unlike
+// __syncthreads it does not end a race-check epoch: only some threads take part, so a plain
+// shared-memory handoff ordered by a named barrier alone would read as a race (conservative).
+void named_barrier(int id, int count, bool wait, const char* site) {
+  Thread& t = cur();
+  const int nthreads = static_cast<int>(L->threads.size());
+  if (id < 1 || id >= kNamedBarriers) {
+    report("barrier", fmt("%s %d: a named barrier id is 1..%d (0 is __syncthreads')", site, id, kNamedBarriers - 1));
+    return;
+  }
+  if (count < 32 || count % 32 != 0 || count > nthreads) {
+    report("barrier", fmt("%s %d, %d: the thread count must be a multiple of 32 in 32..%d (the block's threads)", site, id, count, nthreads));
+    return;
+  }
+  NamedBarrier& b = L->named[id];
+  if (b.arrived == 0) {
+    b.count = count, b.site = site;
+  } else if (b.count != count) {
+    report("barrier", fmt("%s %d counts %d threads but the phase in progress, begun by a %s, counts %d", site, id, count, b.site, b.count));
+  }
+  hopper::g.events++;  // progress, for the mbarrier waits' deadlock check
+  if (++b.arrived >= b.count) {
+    b.arrived = 0;
+    for (Thread& other : L->threads)
+      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable;
+    return;
+  }
+  if (wait) {
+    t.named = id;
+    block_current(State::WaitNamed, site);
   }
 }
 

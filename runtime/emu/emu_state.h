@@ -23,7 +23,7 @@ extern thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
 
 namespace tidarc_emu::detail {
 
-enum class State { Runnable, WaitWarp, WaitBarrier, Done };
+enum class State { Runnable, WaitWarp, WaitBarrier, WaitNamed, Done };
 enum class Op { Shfl, Ldmatrix, Mma };
 
 struct PendingCopy {
@@ -39,6 +39,7 @@ struct Thread {
   int tid, warp, lane;
   State state;
   const char* waiting_at;
+  int named;  // the named barrier it waits at in bar.sync (State::WaitNamed)
   std::vector<PendingCopy> pending;
   int committed_groups;
   std::vector<uintptr_t> unfenced;  // global words it stored (st_global_*) since its last __threadfence
@@ -91,6 +92,14 @@ struct Buffer {
   size_t map_len;
 };
 
+// A named barrier (bar.sync / bar.arrive with an id): the phase in progress counts arrivals
+// against the thread count its first arrival gave.
+constexpr int kNamedBarriers = 16;
+struct NamedBarrier {
+  int arrived = 0, count = 0;
+  const char* site = "";
+};
+
 struct Launch {
   const char* kernel;
   dim3 grid, block;
@@ -104,6 +113,7 @@ struct Launch {
   Thread* current = nullptr;
   int barrier_arrived = 0;
   const char* barrier_site = nullptr;
+  NamedBarrier named[kNamedBarriers];
   uint32_t epoch = 1;
   std::vector<Shadow> shadow;
   std::unordered_map<uintptr_t, GlobalWrite> global_writes;  // this launch's, by word address

@@ -31,6 +31,9 @@ export interface AttentionSm90aPlan extends StepTileSchedule {
   readonly rows: number;
   /** Consumer warpgroups of 64 rows: 2 (FA3's) where a KV head has 128 rows or more. */
   readonly consumers: 1 | 2;
+  /** The two consumers take turns issuing their wgmmas (FA3's ping-pong, by named barriers), so
+   *  one's softmax runs under the other's GEMMs; one consumer has nobody to take turns with. */
+  readonly pingPong: boolean;
   readonly tileM: number;
   readonly tileN: number;
   readonly stages: number;
@@ -70,7 +73,7 @@ export function planAttentionSm90a(variant: AttentionVariant, consumersOverride?
   const sharedBytes = sm90aAttentionSharedBytes(variant.shape.headDim, consumers);
   if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`${variant.name}: the sm_90a attention needs ${sharedBytes} bytes of shared memory`);
   return {
-    variant, steps, group, rows, consumers, tileM, tileN, stages: SM90A_ATTENTION_STAGES, threads: 128 * consumers + 32, ...schedule, sharedBytes,
+    variant, steps, group, rows, consumers, pingPong: consumers === 2, tileM, tileN, stages: SM90A_ATTENTION_STAGES, threads: 128 * consumers + 32, ...schedule, sharedBytes,
     scaleLog2: Math.LOG2E / Math.sqrt(variant.shape.headDim),
     symbol: `${variant.symbol}_sm90a`,
     source: `cuda/${variant.name}.sm90a.cu`,
@@ -92,6 +95,7 @@ export function renderAttentionSm90a(plan: AttentionSm90aPlan, modelName: string
     kvHeads: variant.shape.kvHeads,
     headDim: variant.shape.headDim,
     consumers: plan.consumers,
+    pingPong: plan.pingPong,
     stages: plan.stages,
     tileM: plan.tileM,
     tileN: plan.tileN,

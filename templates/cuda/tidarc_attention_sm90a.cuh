@@ -21,8 +21,10 @@
       the accumulator fragments (a warp's 16 rows, the mma.m16n8 C layout, so the sm_80 softmax
       code carries over); O += P V by wgmma with P from registers (the accumulators packed to
       16 bits are the A fragments) and V as B, MN-major (the transpose flag). The softmax of
-      tile i overlaps the P V wgmma of tile i - 1 (FA3's intra-warpgroup pipelining).
-    Config (<variant>.sm90a.cu) adds kConsumers and kStages to the sm_80 Config's fields. */
+      tile i overlaps the P V wgmma of tile i - 1 (FA3's intra-warpgroup pipelining), and with
+      two consumers they take turns issuing their wgmmas (FA3's ping-pong: named barriers), so
+      one warpgroup's softmax runs while the other's wgmmas keep the tensor cores busy.
+    Config (<variant>.sm90a.cu) adds kConsumers, kPingPong and kStages to the sm_80 Config's fields. */
 #pragma once
 #include "tidarc_attention.cuh"
 #include "tidarc_attention_sm90a_abi.h"
@@ -46,6 +48,7 @@ template <class C> struct AttentionSm90aShape {
   static_assert(C::kTileN % 16 == 0 && C::kTileN <= 256, "a key tile is whole k16 steps of P V and one wgmma N");
   static_assert(C::kTileM == 64 * C::kConsumers && C::kThreads == 128 * C::kConsumers + 32, "consumer warpgroups of 64 rows, then the producer warp");
   static_assert(C::kStages >= 2, "the ring needs two stages");
+  static_assert(!C::kPingPong || C::kConsumers == 2, "ping-pong takes turns between two consumer warpgroups");
 };
 
 /** 16 bytes as four words (a 16-byte aligned global load, bits unchanged). */
@@ -170,7 +173,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     return;  // the caller's split merge has barriers every thread reaches
   }
 
-  const int group = threadIdx.x / 128;  // consumer warpgroup: rows 64 group .. of the tile
+  const int group = warp / 4;  // consumer warpgroup: rows 64 group .. of the tile (uniform, as warp)
   const int t = threadIdx.x % 128;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;   // fragment row group
@@ -198,6 +201,24 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   // Tile 0 is peeled (kPrev false: no P V before it) rather than guarded by `if (i > 0)`: a wgmma
   // on a path ptxas cannot prove uniform makes it serialize EVERY wgmma of the kernel (C7520,
   // "WG.AR in divergent path"), each waiting for the one before, which undoes the overlap.
+  // Ping-pong (two consumers; FA3's inter-warpgroup overlap): a warpgroup issues tile i's wgmmas
+  // only in its turn, then hands the turn over, so the tensor cores run one warpgroup's S and P V
+  // while the other's softmax runs on the CUDA cores. Named barrier kTurnBarrier + w, 256
+  // threads, is "warpgroup w's turn": w's bar.sync and the other's bar.arrive. Warpgroup 0 takes
+  // its first turn unasked and warpgroup 1 hands over no turn after its last tile, so every phase
+  // gets its 256 arrivals and none is left half-arrived at the end. The last tile's P V (after the
+  // loop) is not in a turn: nothing of the other warpgroup's is left to overlap with it.
+  constexpr uint32_t kTurnBarrier = 1;  // ids 1 and 2; 0 is __syncthreads' (the split merge's)
+  auto take_turn = [&](int i) {
+    if constexpr (C::kPingPong) {
+      if (group == 1 || i > 0) named_barrier_sync(kTurnBarrier + group, 256);
+    }
+  };
+  auto pass_turn = [&](int i) {
+    if constexpr (C::kPingPong) {
+      if (group == 0 || i + 1 < num_tiles) named_barrier_arrive(kTurnBarrier + 1 - group, 256);
+    }
+  };
   float sacc[NT / 2];
   uint32_t pa[NT / 16][4];  // P as the A fragments of P V, 16 keys each
   auto consume_tile = [&](int i, auto has_prev) {
@@ -209,6 +230,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     const int prev = (i + C::kStages - 1) % C::kStages;  // the stage of tile i - 1
 
     // ---- S = Q K^T: 64 rows x NT keys per warpgroup; then P_{i-1} V_{i-1} behind it ----------
+    take_turn(i);
     wgmma_fence_operand(sacc), wgmma_fence_operand(o);
     wgmma_fence();  // sacc was read, o rescaled, since the last wgmma
 #pragma unroll
@@ -226,8 +248,10 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
       for (int kk = 0; kk < NT / 16; ++kk) wgmma_rs<T, D, true>(o, pa[kk], desc_v_prev + kk * (2048 >> 4), true);
       wgmma_fence_operand(pa);  // the wgmma reads pa until it retires: keep it live, unmoved
       wgmma_commit();
+      pass_turn(i);
       wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run
     } else {
+      pass_turn(i);
       wgmma_wait<0>();
     }
     wgmma_fence_operand(sacc);

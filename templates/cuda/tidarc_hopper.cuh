@@ -24,6 +24,11 @@
     - fence_proxy_async: orders this thread's generic-proxy shared stores before later
       async-proxy reads (wgmma, TMA stores). Emulator: "proxy" for a wgmma reading bytes stored
       with st_shared_16 whose writer has not fenced since (plain C++ stores are not tracked).
+    - named_barrier_sync / _arrive (bar.sync / bar.arrive id, count): a barrier of `count`
+      threads that some threads wait at and others only pass, to order warpgroups (the
+      consumers' ping-pong). Emulator: "barrier" for an id outside 1..15, a count that is not a
+      multiple of 32 up to the block's threads, arrivals of one phase with different counts, and
+      a bar.sync that never completes (reported when nothing else can run).
     - setmaxnreg_inc / _dec: moves registers between warpgroups (a producer keeps few). Emulator:
       nothing (no register file).
     - wgmma_ss / wgmma_rs (wgmma.mma_async.m64nNk16, bf16/fp16 in, fp32 accumulate): a warpgroup
@@ -114,6 +119,16 @@ template <int Registers> __device__ __forceinline__ void setmaxnreg_inc() {
 template <int Registers> __device__ __forceinline__ void setmaxnreg_dec() {
   static_assert(Registers % 8 == 0 && Registers >= 24 && Registers <= 256, "setmaxnreg: a multiple of 8 in 24..256");
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" :: "n"(Registers));
+}
+
+// ---- named barriers (the consumer warpgroups' ping-pong) ------------------------------------
+// bar.sync waits until `threads` threads (a multiple of 32) arrived at barrier `id` (1..15; 0 is
+// __syncthreads'); bar.arrive counts the caller and goes on.
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
+  asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threads) {
+  asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
 }
 
 // ---- wgmma -----------------------------------------------------------------------------------

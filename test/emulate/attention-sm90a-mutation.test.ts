@@ -21,7 +21,7 @@ interface Mutant {
   readonly name: string;
   readonly from: string;
   readonly to: string;
-  readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds';
+  readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds' | 'barrier';
 }
 
 const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
@@ -33,6 +33,9 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },
   { name: 'the producer\'s cp.async writes are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy writes', to: '    // these generic-proxy writes', caughtBy: 'proxy' },
   { name: 'the producer arrives before its cp.async copies landed', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();  // these', caughtBy: 'mismatch' },
+  { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: '      if (group == 0 || i + 1 < num_tiles) named_barrier_arrive(kTurnBarrier + 1 - group, 256);\n', to: '', caughtBy: 'barrier' },
+  { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive(kTurnBarrier + 1 - group, 256)', to: 'named_barrier_arrive(kTurnBarrier + group, 256)', caughtBy: 'barrier' },
+  { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync(kTurnBarrier + group, 256)', to: 'named_barrier_sync(kTurnBarrier + group, 128)', caughtBy: 'barrier' },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];
 

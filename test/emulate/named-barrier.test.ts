@@ -1,0 +1,67 @@
+/**
+ * Named barriers (bar.sync / bar.arrive id, count) on the SIMT emulator, as the sm_90a
+ * attention's consumer ping-pong uses them (fixtures/named_barrier_main.cpp): two warpgroups take
+ * strict turns (without the barriers warpgroup 0, whose turns are shorter, would run ahead), a
+ * 9th warp takes no part; a missing bar.arrive is a deadlock reported as a "barrier" finding (the
+ * launch stops; it does not hang), and so are arrivals of one phase with different counts, id 0
+ * (__syncthreads') and a count that is not a multiple of 32. Tagged: g++.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../src/build/toolchain.js';
+import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
+import { FIXTURES, parseHarnessReport } from './hopper-emu.js';
+
+const exec = promisify(execFile);
+const cxx = await findCxx();
+const dir = mkdtempSync(join(tmpdir(), 'tidarc-named-barrier-'));
+const exe = join(dir, 'named_barrier');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function run(mode: string): Promise<ReturnType<typeof parseHarnessReport> & { log: number[] }> {
+  const { stdout } = await exec(exe, [mode], { timeout: 60_000 });
+  const lines = stdout.trim().split('\n');
+  const log = (JSON.parse(lines[0]!) as { log: number[] }).log;
+  return { log, ...parseHarnessReport(lines.slice(1).join('\n')) };
+}
+
+beforeAll(async () => {
+  if (!cxx.found) return;
+  const objects = await sharedEmulatorRuntime();
+  await exec(cxx.tool.path, [
+    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${join(packageRoot(), 'templates', 'cuda')}`, '-include', 'tidarc_emu.h',
+    '-x', 'c++', join(FIXTURES, 'named_barrier_main.cpp'), '-x', 'none', ...objects, '-o', exe,
+  ], { maxBuffer: 64 << 20 });
+}, 600_000);
+
+describe.skipIf(!cxx.found)('named barriers on the emulator', () => {
+  test('ping-pong: the warpgroups alternate, no findings', async () => {
+    const r = await run('pingpong');
+    expect(r.messages).toEqual([]);
+    expect(r.completed).toBe(true);
+    expect(r.log).toEqual([0, 1, 0, 1, 0, 1, 0, 1]);
+  });
+
+  test('a missing bar.arrive: a deadlock finding, the launch stops', async () => {
+    const r = await run('no-arrive');
+    expect(r.completed).toBe(false);
+    expect(r.counts['barrier']).toBeGreaterThan(0);
+    expect(r.messages.join('\n')).toMatch(/bar\.sync 2 never completes: 128 of its 256 threads arrived/);
+  });
+
+  test.for([
+    ['count-mismatch', /bar\.(sync|arrive) 2 counts (128|256) threads but the phase in progress, begun by a bar\.(sync|arrive), counts (256|128)/],
+    ['id-zero', /bar\.(sync|arrive) 0: a named barrier id is 1\.\.15/],
+    ['count-odd', /bar\.sync 1, 200: the thread count must be a multiple of 32 in 32\.\.288/],
+  ] as const)('%s: a barrier finding', async ([mode, message]) => {
+    const r = await run(mode);
+    expect(r.counts['barrier'], r.messages.join('\n')).toBeGreaterThan(0);
+    expect(r.messages.join('\n')).toMatch(message);
+  });
+});
