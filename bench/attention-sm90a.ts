@@ -58,6 +58,8 @@ export interface Sm90aBenchRow extends AttentionSm90aPrediction {
   readonly prefix: number;
   readonly batch: number;
   readonly registers: number;
+  /** The same launch predicted without the consumers' ping-pong (the kernel before it: in-warpgroup overlap only). */
+  readonly withoutPingPong: AttentionSm90aPrediction;
 }
 
 export async function sm90aAttentionRows(): Promise<{ rows: Sm90aBenchRow[]; source: string; plans: AttentionSm90aPlan[] }> {
@@ -65,7 +67,8 @@ export async function sm90aAttentionRows(): Promise<{ rows: Sm90aBenchRow[]; sou
   const { registers, source } = await registersOf(plans);
   const rows = plans.flatMap((plan) => PREFIXES.flatMap((prefix) => BATCHES.map((batch) => {
     const regs = registers.get(plan.variant.name) ?? RECORDED_REGISTERS[plan.variant.name]!;
-    return { variant: plan.variant.name, prefix, batch, registers: regs, ...predictAttentionSm90a(plan, { batch, prefix }, H200, regs) };
+    const withoutPingPong = predictAttentionSm90a({ ...plan, pingPong: false }, { batch, prefix }, H200, regs);
+    return { variant: plan.variant.name, prefix, batch, registers: regs, ...predictAttentionSm90a(plan, { batch, prefix }, H200, regs), withoutPingPong };
   })));
   return { rows, source, plans };
 }
@@ -75,18 +78,20 @@ const us = (s: number): string => (s * 1e6).toFixed(1);
 export async function printSm90aAttention(): Promise<void> {
   const { rows, source, plans } = await sm90aAttentionRows();
   console.log(`\nThe sm_90a attention (TMA + wgmma) of Qwen3-8B's compute-bound variants on the ${H200.name}, predicted (src/bench/attention-sm90a-cost-model.ts):`);
-  console.log(`  wgmma at the measured bf16 matmul rate (${H200.matmulFlops / 1e12} TFLOP/s); the softmax of a tile overlaps the previous tile's P V wgmma. Registers: ${source}.`);
-  for (const p of plans) console.log(`  ${p.variant.name}: ${p.rows} rows per KV head, ${p.rowTiles} row tiles of ${p.tileM} (${p.consumers} consumer warpgroups), ${p.stages} stages, ${p.sharedBytes} bytes of shared memory`);
-  const header = ['variant', 'L', 'B', 'regs', 'CTA/SM', 'splits', 'CTAs', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'wgmma us', 'softmax us', 'merge us', 'pred us', 'bound', 'TFLOP/s', 'peak %'];
+  console.log(`  wgmma at the measured bf16 matmul rate (${H200.matmulFlops / 1e12} TFLOP/s); the softmax of a tile overlaps the previous tile's P V wgmma, and with ping-pong the other consumer's GEMMs. Registers: ${source}.`);
+  for (const p of plans) console.log(`  ${p.variant.name}: ${p.rows} rows per KV head, ${p.rowTiles} row tiles of ${p.tileM} (${p.consumers} consumer warpgroups${p.pingPong ? ', ping-pong' : ''}), ${p.stages} stages, ${p.sharedBytes} bytes of shared memory`);
+  const header = ['variant', 'L', 'B', 'regs', 'CTA/SM', 'splits', 'CTAs', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'wgmma us', 'softmax us', 'merge us', 'pred us', 'bound', 'TFLOP/s', 'peak %', 'no-pp softmax', 'no-pp pred', 'no-pp %'];
   const table = rows.map((r) => [
     r.variant, String(r.prefix), String(r.batch), String(r.registers), String(r.ctasPerSm), String(r.splits), String(r.ctas), (r.hbmBytes / 1e6).toFixed(1), (r.usefulFlops / 1e9).toFixed(1),
     us(r.hbmS), us(r.l2S), us(r.wgmmaS), us(r.softmaxS), us(r.mergeS), us(r.predictedS), r.bound, r.usefulTflops.toFixed(0), (100 * r.matmulShare).toFixed(0),
+    us(r.withoutPingPong.softmaxS), us(r.withoutPingPong.predictedS), (100 * r.withoutPingPong.matmulShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(header));
   for (const r of table) console.log(line(r));
   console.log('peak % = useful FLOP/s / the measured bf16 matmul rate (the issue\'s targets: k = 16 at L >= 4k >= 60%; prefill >= 550 TFLOP/s, 70%).');
+  console.log('no-pp = the same launch without the consumers\' ping-pong (in-warpgroup overlap only, the kernel before it), each with its own best split count.');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -21,11 +21,21 @@
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma; operands straight from
  *               shared memory, so no ldmatrix bound).
  *   softmax     one exp2 per executed score on the SFU (16 a clock an SM, 1.98 GHz: ~4.2e12/s on
- *               132 SMs) plus the FMA work around it, taken as 2 x the exp time. The kernel runs
- *               the softmax of tile i while the tensor cores run P V of tile i - 1 (FA3's
- *               intra-warpgroup overlap), so only the softmax time past the P V time (half the
- *               wgmma time) shows; with two consumers (the hardware interleaves their warps)
- *               half of that: an assumption, to be replaced by a measurement.
+ *               132 SMs) plus the FMA work around it, taken as 2 x the exp time. How much of it
+ *               shows depends on the plan's schedule (assumptions, to be replaced by a
+ *               measurement):
+ *               - without ping-pong, the kernel runs the softmax of tile i while the tensor
+ *                 cores run P V of tile i - 1 (FA3's intra-warpgroup overlap), so only the
+ *                 softmax time past the P V time (half the wgmma time) shows; with two consumers
+ *                 (the hardware interleaves their warps) half of that;
+ *               - with ping-pong (plan.pingPong: the two consumers take turns issuing their
+ *                 wgmmas, FA3's inter-warpgroup overlap on top of the intra-warpgroup one), one
+ *                 warpgroup's softmax runs while the other's S and P V keep the tensor cores
+ *                 busy: in steady state a pair of tiles takes the longer of the two warpgroups'
+ *                 GEMMs and their two softmaxes (both share the SM's CUDA cores and SFU), so only
+ *                 the softmax time past the wgmma time shows; plus the ends of a CTA's key loop,
+ *                 where nothing of the other warpgroup is left to hide under: taken as one tile's
+ *                 softmax of each warpgroup, i.e. the softmax time / the key tiles a CTA visits.
  */
 import type { AttentionSm90aPlan } from '../codegen/attention-sm90a.js';
 import { stepVisibility } from '../ir/mask.js';
@@ -96,7 +106,10 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const wgmmaS = executedFlops / machine.matmulFlops;
   const exps = executedFlops / (4 * d);
   const softmaxRaw = (1 + SOFTMAX_PER_EXP) * exps / H200_EXP2_PER_S;
-  const softmaxS = Math.max(0, softmaxRaw - wgmmaS / 2) * (plan.consumers === 2 ? 0.5 : 1);
+  const tilesPerCta = executedFlops / (4 * d * plan.tileM * plan.tileN) / ctas;
+  const softmaxS = plan.pingPong
+    ? Math.max(0, softmaxRaw - wgmmaS) + softmaxRaw / Math.max(1, tilesPerCta)
+    : Math.max(0, softmaxRaw - wgmmaS / 2) * (plan.consumers === 2 ? 0.5 : 1);
   const hbmS = hbmBytes / machine.copyBytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const w = ctas / (machine.sms * perSm);

@@ -2,11 +2,12 @@
  * The sm_90a attention's cost model (src/bench/attention-sm90a-cost-model.ts), pure: its FLOP
  * counts follow the plan (useful: 4 D per visible (row, key) pair; executed: whole 128-row tiles
  * against every key tile they visit), the wgmma term is the executed FLOPs at the matmul rate,
- * and without a split count given it takes the one of least predicted time.
+ * without a split count given it takes the one of least predicted time, and the softmax term
+ * follows the plan's schedule (ping-pong: what outlasts the wgmmas plus the loop's two ends).
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/bench/gemm-cost-model.js';
-import { predictAttentionSm90a } from '../../src/bench/attention-sm90a-cost-model.js';
+import { H200_EXP2_PER_S, predictAttentionSm90a } from '../../src/bench/attention-sm90a-cost-model.js';
 import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
 import { prefillChunkVariant, tidarDecodeVariant } from '../../src/codegen/variant.js';
 
@@ -29,5 +30,22 @@ describe('the sm_90a attention cost model', () => {
     const best = predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 151);
     for (let s = 1; s <= 32; s++) expect(best.predictedS).toBeLessThanOrEqual(predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 151, s).predictedS);
     expect(best.splits).toBeGreaterThan(1);
+  });
+
+  test('the softmax not hidden: ping-pong (2 consumers) leaves what outlasts the wgmmas and one tile a warpgroup at the loop\'s ends; without it, what outlasts P V, halved', () => {
+    const plan = planAttentionSm90a(tidarDecodeVariant(16, QWEN3));
+    expect(plan.pingPong).toBe(true);
+    expect(planAttentionSm90a(tidarDecodeVariant(16, QWEN3), 1).pingPong).toBe(false);
+    const call = { batch: 1, prefix: 4096 };
+    const p = predictAttentionSm90a(plan, call, H200, 138, 4);
+    const raw = (3 * p.executedFlops) / (4 * 128) / H200_EXP2_PER_S;  // one exp2 a score, and twice its time in FMAs
+    // 4 splits of 64 prefix tiles: 16 a CTA, plus the row tile's in-step tiles on the last split.
+    const tilesPerCta = (9 * 64 + plan.stepTileKey.length) / (9 * 4);
+    expect(p.softmaxS).toBeCloseTo(Math.max(0, raw - p.wgmmaS) + raw / tilesPerCta, 12);
+    const before = predictAttentionSm90a({ ...plan, pingPong: false }, call, H200, 138, 4);
+    expect(before.softmaxS).toBeCloseTo(Math.max(0, raw - p.wgmmaS / 2) * 0.5, 12);
+    const others = (x: typeof p) => [x.wgmmaS, x.hbmS, x.l2S, x.mergeS, x.fillS, x.balance];
+    expect(others(p)).toEqual(others(before));  // no other term moves
+    expect(p.predictedS).toBeLessThan(before.predictedS);
   });
 });
