@@ -66,18 +66,26 @@ struct PendingMma {
   int group;  // -1 until wgmma.commit_group
   uint32_t seq;
   std::vector<float> values;
+  const uint32_t* a = nullptr;       // register operand A (wgmma_rs), and its bits at issue
+  std::array<uint32_t, 4> a_bits{};
 };
+
+/** What an in-flight wgmma leaves in its accumulators: a signalling NaN, so that arithmetic on it
+ *  (a rescale, an add: each quiets it) as well as a store shows at the next look (issue or
+ *  wgmma.wait_group), and a read that reaches the output shows as NaN. */
+constexpr uint32_t kInFlightBits = 0x7fa1f11eu;
 
 struct ThreadState {
   std::map<uint32_t, uint32_t> observed;  // mbarrier -> completions this thread has waited for
   uint64_t spin_events = 0;               // barrier events seen at the last failed try_wait ...
   uint32_t spins = 0;                     // ... and failed try_waits since any barrier changed
   bool fenced = false;                    // wgmma.fence since the accumulators were last accessible
-  uint32_t proxy_fence_epoch = 0;         // the __syncthreads epoch of its last fence.proxy.async
   int committed = 0;
   uint32_t retired = 0;                   // wgmma issue numbers below this have landed
-  // Per warpgroup: wgmma issue numbers below this are retired and known to this thread, through
-  // its own wait_group or mbarrier phases whose arrivals knew it (a vector clock of releases).
+  // A vector clock of what this thread knows through its own wait_group and fence.proxy.async and
+  // the mbarrier phases it waited for, joined from their arrivals: at index w (a warpgroup), the
+  // wgmma issue numbers of w below this are retired; at fence_slot(t), thread t's first this
+  // many fence.proxy.async are ordered before this thread's next step.
   std::vector<uint32_t> released;
   std::vector<PendingMma> mma;
 };
@@ -87,6 +95,7 @@ struct GroupLane {
   float* d;
   float c[128];
   uint32_t a[4];
+  const uint32_t* a_ptr;
   uint64_t desc_a, desc_b;
 };
 struct Warpgroup {
@@ -107,6 +116,7 @@ struct Block {
   std::vector<BulkCopy> copies;
   std::vector<Chunk> chunks;
   std::vector<ThreadState> threads;
+  std::vector<uint32_t> synced_fences;  // each thread's fence.proxy.async count at the last __syncthreads
   uint64_t events = 0;  // arrivals, deliveries and phase completions so far
   bool deadlocked = false;
 };
@@ -123,9 +133,13 @@ bool has_observed(int tid, uint32_t bar, uint32_t completions);
 uint32_t group_retired(int group);
 /** a = max(a, b) element-wise, growing a to b's size. */
 void join(std::vector<uint32_t>& a, const std::vector<uint32_t>& b);
+/** Where thread `tid`'s fence.proxy.async count lies in a ThreadState::released clock. */
+inline size_t fence_slot(int tid) { return g.groups.size() + static_cast<size_t>(tid); }
 
 // Hooks of the block scheduler (emu_runtime.cpp).
 void block_begin(int nthreads, size_t shared_bytes);
+/** A __syncthreads completed: every fence.proxy.async before it is ordered before every thread's next step. */
+void block_sync();
 void thread_end(int tid);
 void block_end();
 

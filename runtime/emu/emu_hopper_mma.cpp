@@ -1,8 +1,12 @@
 /*! tidarc emulator: wgmma.mma_async m64nNk16 (bf16/fp16 in, fp32 accumulate) as a rendezvous of
     the 128 threads of a warpgroup. Operands come from shared memory through matrix descriptors
     (decoded per the PTX ISA's canonical layouts, K-major or MN-major, swizzle none/32/64/128B) or,
-    for A, from registers. The result is asynchronous: the accumulators read as NaN until
-    wgmma.wait_group retires the group, as reading them early gives garbage on the hardware. */
+    for A, from registers. The result is asynchronous: the accumulators hold a signalling NaN
+    (kInFlightBits) until wgmma.wait_group retires the group, as reading them early gives garbage
+    on the hardware. PTX ISA, wgmma.wait_group: accessing the accumulators or the registers of A
+    of a wgmma before a wait_group that retires it is undefined. So a store to (or arithmetic on)
+    an in-flight accumulator, seen as changed bits at the next issue into it or at its retirement,
+    and registers of A that differ at retirement from their bits at issue are findings. */
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -32,6 +36,28 @@ namespace {
 
 using detail::fmt;
 using detail::report;
+
+/**
+ * Reports what the kernel changed of an in-flight wgmma's registers by `when` (the next wgmma
+ * into the same accumulators, or the wait_group that retires it): an accumulator whose bits are
+ * no longer kInFlightBits was stored to or computed with, and register A (wgmma_rs) no longer
+ * holding its bits at issue was overwritten, which the hardware may read instead (PTX ISA,
+ * wgmma.wait_group; the Hopper path packs P into A while the softmax of the next tile runs).
+ */
+void check_untouched(const PendingMma& p, int tid, const char* when) {
+  const int group = tid / 128;
+  for (size_t i = 0; i < p.values.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &p.d[i], 4);
+    if (bits == kInFlightBits) continue;
+    report("wgmma", fmt("%s wrote accumulator d[%zu] of an in-flight wgmma.mma_async (issue %u of warpgroup %d) before wgmma.wait_group retired it (seen at %s): undefined on the hardware, where the wgmma writes it too",
+                        detail::thread_name(tid).c_str(), i, p.seq, group, when));
+    break;
+  }
+  if (p.a && std::memcmp(p.a, p.a_bits.data(), sizeof p.a_bits) != 0)
+    report("wgmma", fmt("%s overwrote register A of an in-flight wgmma.mma_async (issue %u of warpgroup %d) before wgmma.wait_group retired it (seen at %s): the hardware may read the new value",
+                        detail::thread_name(tid).c_str(), p.seq, group, when));
+}
 
 struct Descriptor {
   uint32_t start, lbo, sbo, base_offset, span;
@@ -86,6 +112,24 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
   }
   std::set<std::pair<uint32_t, uint32_t>> phases;
   bool reported_pending = false, reported_swizzle = false, reported_unwritten = false, reported_proxy = false;
+  uint32_t cp_lo = UINT32_MAX, cp_hi = 0;  // the bytes read that a cp.async still has in flight
+  int16_t cp_tid = -1;
+  // Per writer: the fence.proxy.async count of that thread that every thread of the warpgroup has
+  // synchronised with (UINT32_MAX: not computed yet).
+  static thread_local std::vector<uint32_t> known_fences;
+  known_fences.assign(static_cast<size_t>(g.nthreads), UINT32_MAX);
+  auto fences_known = [&](int writer) {
+    uint32_t& k = known_fences[static_cast<size_t>(writer)];
+    if (k != UINT32_MAX) return k;
+    k = g.synced_fences[static_cast<size_t>(writer)];
+    const size_t slot = fence_slot(writer);
+    uint32_t least = UINT32_MAX;
+    for (int t = group * 128; t < group * 128 + 128 && least > k; ++t) {
+      const std::vector<uint32_t>& r = g.threads[static_cast<size_t>(t)].released;
+      least = std::min(least, slot < r.size() ? r[slot] : 0u);
+    }
+    return k = std::max(k, least);
+  };
   for (uint32_t i = 0; i < mn; ++i) {
     for (uint32_t j = 0; j < 16; ++j) {
       const uint32_t off = swizzle_offset(element_offset(s, mn_major, i, j), s.span);
@@ -104,16 +148,29 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
         report("descriptor", fmt("wgmma reads %s at shared byte %u through a %s descriptor, but the bulk tensor copy wrote it %s", name, off, span_name(static_cast<int>(s.span)), span_name(k.swizzle)));
         reported_swizzle = true;
       }
-      if (!sh.written && tidarc::smem_raw[off] == 0xff && tidarc::smem_raw[off + 1] == 0xff && !reported_unwritten) {
+      if (sh.pending) {
+        // A cp.async lands when its thread waits (cp.async.wait_group): what the wgmma reads now is
+        // whatever the bytes held before, on the hardware as here.
+        if (cp_tid < 0) cp_tid = sh.pending_tid;
+        cp_lo = std::min(cp_lo, off), cp_hi = std::max(cp_hi, off + 1);
+      } else if (!sh.written && tidarc::smem_raw[off] == 0xff && tidarc::smem_raw[off + 1] == 0xff && !reported_unwritten) {
         report("uninitialized-read", fmt("wgmma reads %s at shared byte %u that nothing wrote in this block", name, off));
         reported_unwritten = true;
-      }
-      // st.shared (tracked: a writer and a __syncthreads epoch; async writes have epoch 0) must be
-      // followed by the writer's fence.proxy.async before the async proxy reads it.
-      if (sh.written && sh.w_epoch != 0 && sh.w_tid >= 0 && !reported_proxy &&
-          g.threads[static_cast<size_t>(sh.w_tid)].proxy_fence_epoch < sh.w_epoch) {
-        report("proxy", fmt("wgmma reads %s at shared byte %u that %s stored with st.shared and no fence.proxy.async after (the async proxy may see stale data)", name, off, detail::thread_name(sh.w_tid).c_str()));
-        reported_proxy = true;
+      } else if (sh.written && sh.w_epoch != 0 && sh.w_tid >= 0 && !reported_proxy) {
+        // A generic-proxy store (st.shared, a landed cp.async, a plain store; the async proxy's
+        // own writes have epoch 0) reaches wgmma, an async-proxy read, only through a
+        // fence.proxy.async of the writer AFTER the store that is ordered before the read (PTX
+        // ISA, memory consistency model: "Proxies"; fence.proxy.async under membar / fence).
+        const int w = sh.w_tid;
+        if (detail::L->threads[static_cast<size_t>(w)].proxy_fences <= sh.w_fence) {
+          report("proxy", fmt("wgmma reads %s at shared byte %u that %s stored (st.shared, cp.async or a plain store) with no fence.proxy.async after the store%s (the async proxy may see stale data)",
+                              name, off, detail::thread_name(w).c_str(), sh.w_fence > 0 ? "; its last fence.proxy.async came before the store" : ""));
+          reported_proxy = true;
+        } else if (fences_known(w) <= sh.w_fence) {
+          report("proxy", fmt("wgmma reads %s at shared byte %u that %s stored and then fenced (fence.proxy.async), but warpgroup %d has not synchronised with that fence (no __syncthreads, or no mbarrier phase waited for whose arrivals followed it)",
+                              name, off, detail::thread_name(w).c_str(), group));
+          reported_proxy = true;
+        }
       }
       if (async_written && k.bar != UINT32_MAX) phases.insert({k.bar, k.phase});
       k.reader_group = static_cast<int16_t>(group), k.reader_seq = seq, k.reader_epoch = detail::L->epoch;
@@ -122,6 +179,9 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
       out[i][j] = to_float(type, bits);
     }
   }
+  if (cp_tid >= 0)
+    report("cp-async", fmt("wgmma reads %s at shared bytes %u..%u while the cp.async of %s into them has not been waited for (cp.async.wait_group, then fence.proxy.async, must come before the wgmma)",
+                           name, cp_lo, cp_hi, detail::thread_name(cp_tid).c_str()));
   for (const auto& [bar, phase] : phases) {
     for (int t = group * 128; t < group * 128 + 128; ++t) {
       if (has_observed(t, bar, phase + 1)) continue;
@@ -166,6 +226,7 @@ void execute(Warpgroup& w, int group) {
   for (int t = 0; t < 128; ++t) {
     const GroupLane& x = w.lanes[t];
     PendingMma p{x.d, -1, seq, std::vector<float>(static_cast<size_t>(n / 2), nan)};
+    if (w.regs_a) p.a = x.a_ptr, std::memcpy(p.a_bits.data(), x.a, sizeof x.a);
     if (ok) {
       for (int i = 0; i < n / 2; ++i) {
         const uint32_t row = acc_row(t, i), col = acc_col(t, i);
@@ -210,14 +271,16 @@ void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, ui
   }
   Warpgroup& w = g.groups[static_cast<size_t>(group)];
   GroupLane& lane = w.lanes[t.tid % 128];
-  lane.d = d, lane.desc_a = desc_a, lane.desc_b = desc_b;
+  lane.d = d, lane.desc_a = desc_a, lane.desc_b = desc_b, lane.a_ptr = a;
   if (a) std::memcpy(lane.a, a, sizeof lane.a);
-  // Accumulators still in flight from an earlier wgmma chain into this one in issue order.
+  // Accumulators still in flight from an earlier wgmma chain into this one in issue order (the
+  // hardware orders wgmmas into the same accumulators; the kernel must not touch them between).
   const PendingMma* chained = nullptr;
   for (const PendingMma& p : ts.mma)
     if (p.d == d) chained = &p;
+  if (chained) check_untouched(*chained, t.tid, "the next wgmma.mma_async into them");
   for (int i = 0; i < n / 2; ++i) lane.c[i] = chained ? chained->values[static_cast<size_t>(i)] : d[i];
-  for (int i = 0; i < n / 2; ++i) d[i] = std::numeric_limits<float>::quiet_NaN();
+  for (int i = 0; i < n / 2; ++i) std::memcpy(&d[i], &kInFlightBits, 4);
   if (w.arrived == 0) {
     w.n = n, w.type = type, w.trans_a = trans_a, w.trans_b = trans_b, w.regs_a = a != nullptr, w.accumulate = accumulate;
   } else if (w.n != n || w.type != type || w.trans_a != trans_a || w.trans_b != trans_b || w.regs_a != (a != nullptr) || w.accumulate != accumulate) {
@@ -250,12 +313,19 @@ void wgmma_commit() {
 
 void wgmma_wait(int pending_groups) {
   activate();
-  ThreadState& ts = g.threads[static_cast<size_t>(detail::cur().tid)];
+  const int tid = detail::cur().tid;
+  ThreadState& ts = g.threads[static_cast<size_t>(tid)];
   const int limit = ts.committed - pending_groups;
   std::vector<PendingMma> keep;
-  for (PendingMma& p : ts.mma) {
+  for (size_t i = 0; i < ts.mma.size(); ++i) {
+    PendingMma& p = ts.mma[i];
     if (p.group >= 0 && p.group < limit) {
-      std::memcpy(p.d, p.values.data(), p.values.size() * sizeof(float));
+      check_untouched(p, tid, "wgmma.wait_group");
+      // A later wgmma into the same accumulators, still in flight, chained from these values:
+      // the accumulators stay in flight (a read now gives garbage on the hardware too).
+      bool superseded = false;
+      for (size_t j = i + 1; j < ts.mma.size() && !superseded; ++j) superseded = ts.mma[j].d == p.d;
+      if (!superseded) std::memcpy(p.d, p.values.data(), p.values.size() * sizeof(float));
       ts.retired = std::max(ts.retired, p.seq + 1);
     } else {
       keep.push_back(std::move(p));

@@ -39,6 +39,12 @@ void activate() {
   g.chunks.assign((g.shared_bytes + 15) / 16, Chunk{});
   g.threads.assign(static_cast<size_t>(g.nthreads), ThreadState{});
   g.groups.assign(static_cast<size_t>(g.nthreads / 128), Warpgroup{});
+  g.synced_fences.assign(static_cast<size_t>(g.nthreads), 0);  // no fence yet: each one activates first
+}
+
+void block_sync() {
+  if (!g.active) return;
+  for (size_t t = 0; t < g.synced_fences.size(); ++t) g.synced_fences[t] = detail::L->threads[t].proxy_fences;
 }
 
 void block_end() {
@@ -290,9 +296,19 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
   g.events++;
 }
 
+// fence.proxy.async (PTX ISA, "Parallel Synchronization and Communication Instructions: membar /
+// fence", and the memory consistency model's "Proxies"): orders the thread's generic-proxy accesses
+// BEFORE it with its async-proxy accesses after, so it covers the stores (and landed cp.async
+// copies) that precede it, never a later one. Counted per thread; each store keeps the count it
+// saw (Shadow::w_fence), and the count travels to other threads in the clock of mbarrier phases
+// (ThreadState::released at fence_slot) and through __syncthreads (block_sync).
 void fence_proxy_async() {
   activate();
-  g.threads[static_cast<size_t>(detail::cur().tid)].proxy_fence_epoch = detail::L->epoch;
+  detail::Thread& t = detail::cur();
+  t.proxy_fences++;
+  std::vector<uint32_t>& known = g.threads[static_cast<size_t>(t.tid)].released;
+  if (known.size() <= fence_slot(t.tid)) known.resize(fence_slot(t.tid) + 1, 0);
+  known[fence_slot(t.tid)] = t.proxy_fences;
 }
 
 }  // namespace tidarc_emu

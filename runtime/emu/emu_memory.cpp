@@ -88,6 +88,7 @@ void complete_copy(Thread& t, const PendingCopy& c) {
     s.written = 1;
     s.w_epoch = L->epoch;
     s.w_tid = static_cast<int16_t>(t.tid);
+    s.w_fence = t.proxy_fences;  // lands now: a fence before the wait does not order it
   }
 }
 
@@ -169,6 +170,7 @@ void st_shared_16(void* dst, const uint32_t v[4]) {
       s.written = 1;
       s.w_epoch = L->epoch;
       s.w_tid = static_cast<int16_t>(t.tid);
+      s.w_fence = t.proxy_fences;
     }
   }
   std::memcpy(dst, v, 16);
@@ -269,7 +271,7 @@ __attribute__((no_sanitize_address, noinline)) void plain_shared_access(uintptr_
   for (size_t i = off; i < off + n; ++i) {
     Shadow& s = l->shadow[i];
     if (write) {
-      s.written = 1, s.w_epoch = epoch, s.w_tid = tid;
+      s.written = 1, s.w_epoch = epoch, s.w_tid = tid, s.w_fence = t.proxy_fences;
     } else {
       s.r_tid = s.r_epoch == epoch && s.r_tid != tid ? kManyReaders : tid;
       s.r_epoch = epoch;

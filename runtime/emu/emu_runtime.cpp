@@ -235,6 +235,7 @@ void syncthreads(const char* site) {
   if (++L->barrier_arrived == static_cast<int>(L->threads.size())) {
     L->barrier_arrived = 0;
     L->epoch++;
+    hopper::block_sync();
     for (Thread& other : L->threads)
       if (other.state == State::WaitBarrier) other.state = State::Runnable;
   } else {

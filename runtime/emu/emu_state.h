@@ -43,6 +43,7 @@ struct Thread {
   std::vector<PendingCopy> pending;
   int committed_groups;
   std::vector<uintptr_t> unfenced;  // global words it stored (st_global_*) since its last __threadfence
+  uint32_t proxy_fences;            // fence.proxy.async it executed in this block
 };
 
 struct LaneIn {
@@ -67,10 +68,12 @@ struct Warp {
   LaneOut out[32];
 };
 
-// Shared-memory shadow, one per byte. Epochs count completed barriers; 0 = never.
+// Shared-memory shadow, one per byte. Epochs count completed barriers; 0 = never. w_fence: the
+// writer's fence.proxy.async count when the byte was stored (the async proxy may read the byte
+// once a later fence of the writer, one more than w_fence, is ordered before the read).
 constexpr int16_t kManyReaders = -2;
 struct Shadow {
-  uint32_t w_epoch, r_epoch;
+  uint32_t w_epoch, r_epoch, w_fence;
   int16_t w_tid, r_tid, pending_tid;
   uint8_t written, pending;
 };

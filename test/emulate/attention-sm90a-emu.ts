@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { type AttentionSm90aPlan, SM90A_ATTENTION_STATIC_FILES, describeAttentionSm90a, renderAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
-import { EMU_FLAGS, compileWith, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, compileWith, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { packageRoot } from '../../src/util/paths.js';
 
 const HARNESS = join(packageRoot(), 'test', 'emulate', 'fixtures', 'attention_sm90a_main.cpp');
@@ -33,10 +33,11 @@ export function writeSm90aAttentionUnit(dir: string, plan: AttentionSm90aPlan): 
   return { plan, source, cudaDir };
 }
 
-/** One executable per unit (`source` may be a mutated copy of the unit's). */
+/** One executable per unit (`source` may be a mutated copy of the unit's), its kernel built with
+ *  EMU_KERNEL_FLAGS: plain shared-memory loads and stores race-checked as in the sm_80 units. */
 export async function buildSm90aAttentionHarness(cxx: string, unit: Sm90aAttentionUnit, runtimeObjects: readonly string[], exe: string, source = unit.source): Promise<void> {
   await compileWith(cxx, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
+    ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
     `-DTIDARC_SM90A_UNIT="${source}"`, `-DTIDARC_SM90A_KERNEL=${unit.plan.symbol}`, `-DTIDARC_SM90A_TILE_N=${unit.plan.tileN}`,
     '-x', 'c++', HARNESS, '-x', 'none', ...runtimeObjects, '-o', exe,
   ], `${unit.plan.variant.name} (sm_90a)`);

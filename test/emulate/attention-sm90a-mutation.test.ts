@@ -22,6 +22,8 @@ interface Mutant {
   readonly from: string;
   readonly to: string;
   readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds' | 'barrier';
+  /** A finding that must name the bug as well (where a mismatch alone would not say what it is). */
+  readonly naming?: { readonly kind: string; readonly saying: RegExp };
 }
 
 const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
@@ -29,10 +31,17 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'a consumer reads a stage without waiting on its full mbarrier', from: '    mbarrier_wait(&full[s], (i / C::kStages) & 1);\n', to: '', caughtBy: 'tma' },
   { name: 'the K descriptor says 64B swizzle; TMA wrote 128B', from: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);', to: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b64, 16, 1024);', caughtBy: 'descriptor' },
   { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run\n', to: '', caughtBy: 'mismatch' },
-  { name: 'o is rescaled while the previous tile\'s P V wgmma still writes it', from: '    wgmma_wait<0>();  // P V of tile i - 1 has retired', to: '    wgmma_wait<1>();  // P V of tile i - 1 has retired', caughtBy: 'mismatch' },
+  { name: 'o is rescaled while the previous tile\'s P V wgmma still writes it', from: '    wgmma_wait<0>();  // P V of tile i - 1 has retired', to: '    wgmma_wait<1>();  // P V of tile i - 1 has retired', caughtBy: 'mismatch',
+    naming: { kind: 'wgmma', saying: /accumulator .* before wgmma\.wait_group/ } },
   { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },
   { name: 'the producer\'s cp.async writes are not fenced for the async proxy', from: '    fence_proxy_async();  // these generic-proxy writes', to: '    // these generic-proxy writes', caughtBy: 'proxy' },
-  { name: 'the producer arrives before its cp.async copies landed', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();  // these', caughtBy: 'mismatch' },
+  { name: 'the producer arrives before its cp.async copies landed', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();  // these', caughtBy: 'mismatch',
+    naming: { kind: 'cp-async', saying: /^wgmma reads B at shared bytes \d+\.\.\d+ while the cp\.async of thread/ } },
+  // Right results on the emulator before its checks were as strict as the hardware (the fence
+  // counted for every store of its __syncthreads epoch; register A was copied at issue).
+  { name: 'the producer fences before its cp.async copies complete', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();\n    cp_async_wait<0>();  // these', caughtBy: 'proxy' },
+  { name: 'P of tile i is packed into registers the P V wgmma of tile i - 1 still reads', from: '    if constexpr (kPrev) {\n      wgmma_wait<0>();',
+    to: '    for (int j = 0; j < kKeyChunks; ++j) pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
   { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: '      if (group == 0 || i + 1 < num_tiles) named_barrier_arrive(kTurnBarrier + 1 - group, 256);\n', to: '', caughtBy: 'barrier' },
   { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive(kTurnBarrier + 1 - group, 256)', to: 'named_barrier_arrive(kTurnBarrier + group, 256)', caughtBy: 'barrier' },
   { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync(kTurnBarrier + group, 256)', to: 'named_barrier_sync(kTurnBarrier + group, 128)', caughtBy: 'barrier' },
@@ -70,5 +79,9 @@ describe.skipIf(!cxx.found)('mutants of the sm_90a attention are caught', () => 
     expect(r.ok).toBe(false);
     if (m.caughtBy === 'mismatch') expect(r.maxError).toBeGreaterThan(r.tolerance);
     else expect(Object.keys(r.findingCounts), JSON.stringify(r.findings.slice(0, 2))).toContain(m.caughtBy);
+    if (m.naming) {
+      const { kind, saying } = m.naming;
+      expect(r.findings.filter((f) => f.kind === kind).map((f) => f.message).find((text) => saying.test(text)), JSON.stringify(r.findings.slice(0, 3))).toBeDefined();
+    }
   });
 });

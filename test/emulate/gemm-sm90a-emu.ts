@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { type GemmReduction, type GemmShape, gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
 import { type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aReduceSymbol, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
-import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { encode } from '../../src/util/dtype.js';
 import { packageRoot } from '../../src/util/paths.js';
 import type { GemmProblem } from '../helpers/gemm.js';
@@ -42,7 +42,7 @@ export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly numbe
 /** One executable per unit: every kernel of it, and its reduce at split-K > 1. */
 export async function buildSm90aHarness(cxx: string, shape: GemmShape, unit: Pick<Sm90aUnit, 'source' | 'cudaDir' | 'reduction' | 'kernels'>, runtimeObjects: readonly string[], exe: string): Promise<void> {
   await exec(cxx, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
+    ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
     `-DTIDARC_SM90A_UNIT="${unit.source}"`, `-DTIDARC_SM90A_KERNELS=${unit.kernels.map((k) => `X(${k.symbol})`).join(' ')}`,
     ...(unit.reduction.splitK > 1 ? [`-DTIDARC_SM90A_REDUCE=${sm90aReduceSymbol(shape)}`] : []),
     '-x', 'c++', HARNESS, '-x', 'none', ...runtimeObjects, '-o', exe,

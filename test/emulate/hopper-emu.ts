@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { type DType, decode, encode } from '../../src/util/dtype.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { seededRandom } from '../../src/util/random.js';
@@ -15,11 +15,12 @@ const exec = promisify(execFile);
 export const FIXTURES = join(packageRoot(), 'test', 'emulate', 'fixtures');
 export const GEMM_KERNEL = join(FIXTURES, 'hopper_gemm_tile.cu');
 
-/** Links the harness with `kernel` (the GEMM tile source, or a mutated copy) into `exe`;
- *  `gemmOnly` leaves out the one-primitive modes (tma, wgmma), a third of the build time. */
+/** Links the harness with `kernel` (the GEMM tile source, or a mutated copy) into `exe`, race
+ *  instrumented (EMU_KERNEL_FLAGS); `gemmOnly` leaves out the one-primitive modes (tma, wgmma),
+ *  a third of the build time. */
 export async function buildHopperHarness(cxx: string, kernel: string, runtimeObjects: readonly string[], exe: string, gemmOnly = false): Promise<void> {
   await exec(cxx, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${join(packageRoot(), 'templates', 'cuda')}`, '-include', 'tidarc_emu.h',
+    ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${join(packageRoot(), 'templates', 'cuda')}`, '-include', 'tidarc_emu.h',
     `-DTIDARC_HOPPER_KERNEL="${kernel}"`, ...(gemmOnly ? ['-DTIDARC_HOPPER_GEMM_ONLY'] : []), '-x', 'c++', join(FIXTURES, 'hopper_main.cpp'), '-x', 'none', ...runtimeObjects, '-o', exe,
   ], { maxBuffer: 64 << 20 });
 }
