@@ -18,7 +18,7 @@ from pathlib import Path
 from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
 from prebuild import prebuilt
-from tune import NumpySets, TorchSets, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
+from tune import NumpySets, TorchSets, build_sm90a_units, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
 
 HERE = Path(__file__).resolve().parent
 
@@ -222,6 +222,7 @@ def part_tune(ctx):
         else:
             if not prebuilt(ctx.bundle, ctx.arch(torch)):
                 build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch), search=True)
+            build_sm90a_units(ctx.bundle, ctx.grid, log)  # always sm_90a: prebuilt or not, only the missing ones
             make = lambda m, v, B, L, s, seed: TorchSets(torch, drv, m, v, B, L, s, cold_sets(m, B, L), seed)  # noqa: E731
             timer = event_timer(torch)
         # A bucket in flight when the budget ends runs to its own limit on top: a third of what is left at most.

@@ -8,7 +8,7 @@ import time
 
 from attention import build_fatbins
 from gpu import build_gemm_fatbins, log
-from tune import nvcc_version
+from tune import build_sm90a_units, nvcc_version
 
 PREBUILT = 'prebuilt.json'
 
@@ -39,6 +39,7 @@ def prebuild(bundle, arch):
         grid = json.loads((bundle / 'grid.json').read_text())
         build_fatbins(bundle, grid, arch)
         build_fatbins(bundle, grid, arch, search=True)
+        build_sm90a_units(bundle, grid, log)  # the tuned variants' sm_90a kernels (always sm_90a)
     if (bundle / 'gemm_sm90a.json').exists():
         gemm_sm90a.compile_units(bundle, json.loads((bundle / 'gemm_sm90a.json').read_text()), log)
     if (bundle / 'attention_sm90a.json').exists():  # the sm_90a attention (sm_90a) and its mma.sync twins (sm_90)

@@ -11,7 +11,10 @@ tuned variants compiled once per tile (warps, keys, rows a warp, cp.async stages
      GPU (each call queued behind a short spin kernel, so that the host's ctypes launches are
      not what is measured), the wall clock around call + synchronize in the dry run; median
      with p20/p80;
-  3. best, heuristic and each tile's fastest split count into an entry of src/tune/db.ts's TuneDb.
+  3. a variant with an sm_90a kernel (TMA + wgmma; issue 18: `tidarc tune` compares both) has it
+     checked and timed the same way at the bucket's sm90aSplits, after the tiles;
+  4. best, heuristic, each tile's fastest split count and the sm_90a kernel's fastest into an entry
+     of src/tune/db.ts's TuneDb (`compile --tuned` picks the kernel a 9.0 device runs from them).
 A bucket stops starting configurations after --bucket-seconds (60), the part starts no bucket
 after --tune-budget seconds; what was not reached is listed. The database is written as
 tune-cuda.json under --out (`tidarc tune --report --db`, `tidarc compile --tuned` read it).
@@ -245,7 +248,9 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
     configs = b['configs']
     tile = lambda c: tiles[tile_key(c)]  # noqa: E731
     first = tile(configs[0])['model']
-    sets = make_sets(first, variant_of(first, variant['name']), b['batch'], b['prefix'], max(c['splits'] for c in configs), seed)
+    sm90a = variant.get('sm90a')
+    sm90a_splits = b.get('sm90aSplits', []) if sm90a else []
+    sets = make_sets(first, variant_of(first, variant['name']), b['batch'], b['prefix'], max(c['splits'] for c in configs + [{'splits': s} for s in sm90a_splits]), seed)
     rec = {'variant': variant['key'], 'name': variant['name'], 'bucket': b['bucket'], 'batch': b['batch'], 'prefix': b['prefix'],
            'feasible': b['feasible'], 'configs': len(configs), 'heuristic': config_key(b['heuristic']), 'timed': [], 'rejected': [], 'notReached': []}
     try:
@@ -268,6 +273,9 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
                 rec['rejected'].append({'config': key, 'why': f'max error {err:.2e} (tolerance {tolerance:.2e}), lse error {lse_err:.2e}'})
                 continue
             rec['timed'].append({'config': key, **measure(lambda i, call=call: call(sets.ptrs(i)), len(sets.inputs)), 'maxError': err})
+        if sm90a_splits:
+            rec['sm90a'] = time_sm90a(drv, bundle, first, variant_of(first, variant['name']), sm90a, b, sm90a_splits, sets, measure, ref_o, ref_lse, tolerance,
+                                      lambda: time.time() - started > bucket_s)
     finally:
         sets.free()
     rec['seconds'] = time.time() - started
@@ -277,7 +285,46 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
         return rec
     best = min(rec['timed'], key=lambda t: t['medianUs'])
     rec.update(best=best['config'], bestUs=best['medianUs'], heuristicUs=h['medianUs'])
+    if rec.get('sm90a', {}).get('timed'):
+        fast = min(rec['sm90a']['timed'], key=lambda t: t['medianUs'])
+        rec['sm90a'].update(best=fast['splits'], bestUs=fast['medianUs'])
+        rec['faster'] = 'sm_90a' if fast['medianUs'] < best['medianUs'] else 'sm_90'
     return rec
+
+
+def time_sm90a(drv, bundle, model, v, kernel, b, splits_list, sets, measure, ref_o, ref_lse, tolerance, past_limit):
+    """The variant's sm_90a kernel at each split count on the bucket's sets, checked like the tiles (a wrong or failing one
+    is rejected, never chosen): {'symbol', 'timed': [{'splits', medianUs, ...}], 'rejected', 'notReached'}."""
+    from attention_sm90a import launcher
+    case = {'steps': v['steps'], 'sm90a': kernel}
+    out = {'symbol': kernel['symbol'], 'timed': [], 'rejected': [], 'notReached': []}
+    for s in splits_list:
+        if past_limit():
+            out['notReached'].append(s)
+            continue
+        call = lambda ptrs, s=s: launcher(drv, bundle, model, case, 'sm90a', ptrs, b['batch'], b['prefix'], s)()  # noqa: E731
+        try:
+            err, lse_err = sets.check(call, ref_o, ref_lse)
+        except RuntimeError as e:
+            out['rejected'].append({'splits': s, 'why': str(e).splitlines()[0][:200]})
+            continue
+        if not (err <= tolerance and lse_err <= LSE_TOLERANCE):
+            out['rejected'].append({'splits': s, 'why': f'max error {err:.2e} (tolerance {tolerance:.2e}), lse error {lse_err:.2e}'})
+            continue
+        out['timed'].append({'splits': s, **measure(lambda i, call=call: call(sets.ptrs(i)), len(sets.inputs)), 'maxError': err})
+    return out
+
+
+def build_sm90a_units(bundle, grid, log):
+    """The tuned variants' sm_90a units (nvcc, sm_90a alone) whose fatbin is missing: on the GPU machine when nothing was prebuilt."""
+    units = [v['sm90a'] for v in grid.get('tune', {}).get('variants', []) if v.get('sm90a') and not (bundle / v['sm90a']['fatbin']).exists()]
+    for k in units:
+        out = bundle / k['fatbin']
+        r = subprocess.run([nvcc_path(), *k['nvccFlags'], '-o', str(out), str(bundle / k['source'])], capture_output=True, text=True, cwd=out.parent)
+        if r.returncode != 0:
+            raise RuntimeError(f"nvcc failed on {k['source']}:\n{r.stderr[-2000:]}")
+        log(f"nvcc: {k['fatbin']} (sm_90a)")
+    return len(units)
 
 
 def db_entry(rec, b, meta, date):
@@ -292,9 +339,11 @@ def db_entry(rec, b, meta, date):
         name = tile_key(c)
         if name not in by_tile or t['medianUs'] < by_tile[name]['medianUs']:
             by_tile[name] = {'splits': c['splits'], 'medianUs': t['medianUs']}
+    sm90a = rec.get('sm90a', {})
     return {'variant': rec['variant'], 'bucket': rec['bucket'], 'best': plain_config(by_key[rec['best']]), 'bestTiming': timing(best),
             'heuristic': plain_config(b['heuristic']), 'heuristicTiming': timing(h), 'timed': len(rec['timed']),
-            'rejected': [r['config'] for r in rec['rejected']], 'byTile': dict(sorted(by_tile.items())), 'meta': meta, 'date': date}
+            'rejected': [r['config'] for r in rec['rejected']], 'byTile': dict(sorted(by_tile.items())),
+            **({'sm90a': {'splits': sm90a['best'], 'medianUs': sm90a['bestUs']}} if 'best' in sm90a else {}), 'meta': meta, 'date': date}
 
 
 def write_db(path, entries):
@@ -330,8 +379,11 @@ def tune(drv, bundle, grid, out, make_sets, measure, machine, budget_s, bucket_s
             log(f"tune [{i + 1}/{len(work)}] {what}: FAILED: {rec['error']}")
             continue
         entries.append(db_entry(rec, b, meta, date))
+        fast = rec.get('sm90a', {})
+        vs = (f"; sm_90a {fast['bestUs']:.1f} us at {fast['best']} splits: {rec['faster']} is faster" if 'best' in fast
+              else f"; sm_90a: {len(fast['rejected'])} rejected, none timed" if fast else '')
         log(f"tune [{i + 1}/{len(work)}] {what}: best {rec['best']} {rec['bestUs']:.1f} us; heuristic {rec['heuristic']} {rec['heuristicUs']:.1f} us "
-            f"({rec['heuristicUs'] / rec['bestUs']:.2f}x); {len(rec['timed'])} timed, {len(rec['rejected'])} rejected, {rec['seconds']:.1f} s")
+            f"({rec['heuristicUs'] / rec['bestUs']:.2f}x); {len(rec['timed'])} timed, {len(rec['rejected'])} rejected, {rec['seconds']:.1f} s{vs}")
     write_db(out / DB_FILE, entries)
     return {'file': DB_FILE, 'meta': meta, 'machine': machine, 'slots': t['slots'], 'maxConfigs': t['maxConfigs'], 'budgetS': budget_s,
             'bucketS': bucket_s, 'seconds': time.time() - started, 'buckets': records, 'skipped': skipped,

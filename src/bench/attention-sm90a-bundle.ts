@@ -78,25 +78,42 @@ export interface AttentionSm90aBundle {
 
 const HEADERS = ['cuda/tidarc_attention.cuh', 'cuda/tidarc_device.cuh', 'cuda/tidarc_gemm_abi.h', 'common/tidarc_abi.h', ...SM90A_ATTENTION_STATIC_FILES.map(([, t]) => t)];
 
+/** nvcc's flags of an sm_90a unit (the check adds -o and the source). */
+export const SM90A_UNIT_FLAGS: readonly string[] = [...NVCC_BASE_FLAGS, ARCHES.sm_90a.gencode];
+
+const kernelEntry = (dir: string, source: string, symbol: string, rowTiles: number, block: number, sharedBytes: number): AttentionSm90aKernelEntry =>
+  ({ source: `${dir}/${source}`, fatbin: `${dir}/${source.replace(/\.cu$/, '.fatbin')}`, symbol, rowTiles, block, sharedBytes });
+
+/** The headers every unit of `dir` (relative to `outDir`) includes, written beside them. */
+export async function writeSm90aUnitHeaders(outDir: string, dir: string): Promise<void> {
+  await mkdir(join(outDir, dir), { recursive: true });
+  for (const h of HEADERS) await writeFile(join(outDir, dir, h.replace(/^(cuda|common)\//, '')), readTemplateFile(h));
+}
+
+/**
+ * A variant's sm_90a unit in `dir` (relative to `outDir`, its headers written there first): the
+ * source, and with `emulated` the emulator module beside its .fatbin path; returns its entry.
+ */
+export async function writeSm90aUnit(outDir: string, dir: string, v: AttentionVariant, emulated: boolean): Promise<AttentionSm90aKernelEntry & { readonly tileN: number }> {
+  const fast = planAttentionSm90a(v);
+  const sm90a = { ...kernelEntry(dir, `${v.name}.sm90a.cu`, fast.symbol, fast.rowTiles, fast.threads, fast.sharedBytes), tileN: fast.tileN };
+  await writeFile(join(outDir, sm90a.source), renderAttentionSm90a(fast, 'device-check'));
+  if (emulated) await buildEmulatedModule(join(outDir, sm90a.source), emulatedModulePath(join(outDir, sm90a.fatbin)), [{ name: sm90a.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { includeDirs: [join(outDir, dir)] });
+  return sm90a;
+}
+
 /** Writes the bundle under `outDir`; `emulated`: builds each unit's emulator module too (for --dry-run). */
 export async function prepareAttentionSm90aBundle(outDir: string, plan: AttentionSm90aCheckPlan, emulated: boolean): Promise<AttentionSm90aBundle> {
   const dir = join(outDir, 'attention_sm90a');
-  await mkdir(dir, { recursive: true });
-  for (const h of HEADERS) await writeFile(join(dir, h.replace(/^(cuda|common)\//, '')), readTemplateFile(h));
+  await writeSm90aUnitHeaders(outDir, 'attention_sm90a');
   const cases: AttentionSm90aCase[] = [];
   for (const v of plan.variants) {
     const fast = planAttentionSm90a(v);
     const own = planAttention(v, ARCHES.sm_90.tile);
-    const entry = (source: string, symbol: string, rowTiles: number, block: number, sharedBytes: number): AttentionSm90aKernelEntry =>
-      ({ source: `attention_sm90a/${source}`, fatbin: `attention_sm90a/${source.replace(/\.cu$/, '.fatbin')}`, symbol, rowTiles, block, sharedBytes });
-    const sm90a = { ...entry(`${v.name}.sm90a.cu`, fast.symbol, fast.rowTiles, fast.threads, fast.sharedBytes), tileN: fast.tileN };
-    const sm90 = entry(`${v.name}.cu`, v.symbol, own.rowTiles, own.threads, own.sharedBytes);
-    await writeFile(join(outDir, sm90a.source), renderAttentionSm90a(fast, 'device-check'));
+    const sm90a = await writeSm90aUnit(outDir, 'attention_sm90a', v, emulated);
+    const sm90 = kernelEntry('attention_sm90a', `${v.name}.cu`, v.symbol, own.rowTiles, own.threads, own.sharedBytes);
     await writeFile(join(outDir, sm90.source), renderCudaVariant(own, 'device-check'));
-    if (emulated) {
-      await buildEmulatedModule(join(outDir, sm90a.source), emulatedModulePath(join(outDir, sm90a.fatbin)), [{ name: sm90a.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { includeDirs: [dir] });
-      await buildEmulatedModule(join(outDir, sm90.source), emulatedModulePath(join(outDir, sm90.fatbin)), [{ name: sm90.symbol, argsType: 'TidarcAttentionArgs' }], { includeDirs: [dir] });
-    }
+    if (emulated) await buildEmulatedModule(join(outDir, sm90.source), emulatedModulePath(join(outDir, sm90.fatbin)), [{ name: sm90.symbol, argsType: 'TidarcAttentionArgs' }], { includeDirs: [dir] });
     const vis = stepVisibility(v.mask);
     const n = fast.steps;
     const visible = Array.from({ length: n }, (_, q) => Array.from({ length: n }, (_, k) => String(vis[q * n + k])).join(''));
@@ -104,7 +121,7 @@ export async function prepareAttentionSm90aBundle(outDir: string, plan: Attentio
   }
   const bundle: AttentionSm90aBundle = {
     format: 1, model: plan.shape, check: plan.check, points: plan.points, splits: plan.splits,
-    nvccFlags: { sm90a: [...NVCC_BASE_FLAGS, ARCHES.sm_90a.gencode], sm90: [...NVCC_BASE_FLAGS, ARCHES.sm_90.gencode] }, cases,
+    nvccFlags: { sm90a: SM90A_UNIT_FLAGS, sm90: [...NVCC_BASE_FLAGS, ARCHES.sm_90.gencode] }, cases,
   };
   await writeFile(join(outDir, 'attention_sm90a.json'), `${JSON.stringify(bundle, null, 2)}\n`);
   return bundle;

@@ -29,6 +29,9 @@ import { type AttentionConfig, SPLITS, STAGES, TILE_N, type TuneShape, WARP_ROWS
 import { defaultStages, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
 import { AR_VARIANT, parseVariantName, tidarVariantName, variantSteps } from '../codegen/variant-name.js';
 import { type BenchGrid, type BenchSection, benchPoints } from './attention-points.js';
+import { type AttentionSm90aKernelEntry, SM90A_UNIT_FLAGS, writeSm90aUnit, writeSm90aUnitHeaders } from './attention-sm90a-bundle.js';
+import { sm90aAttentionRefusal } from '../codegen/attention-sm90a.js';
+import { variantsForModel } from '../codegen/variant.js';
 
 export interface BundleShape {
   readonly dtype: 'bf16' | 'fp16';
@@ -161,6 +164,8 @@ export interface BundleTuneBucket {
   readonly configs: readonly AttentionConfig[];
   /** Configurations static pruning keeps before the cap. */
   readonly feasible: number;
+  /** With the variant's sm_90a kernel: the split counts it is timed at (sm90aSplits). */
+  readonly sm90aSplits?: readonly number[];
 }
 
 export interface BundleTuneVariant {
@@ -169,6 +174,11 @@ export interface BundleTuneVariant {
   readonly key: string;
   readonly rows: number;
   readonly buckets: readonly BundleTuneBucket[];
+  /**
+   * The variant's sm_90a kernel where it has one (attention-sm90a.ts): the search times it beside
+   * the tiles on a 9.0 device (issue 18, `tidarc tune` compares both) and records its best.
+   */
+  readonly sm90a?: AttentionSm90aKernelEntry & { readonly tileN: number; readonly nvccFlags: readonly string[] };
 }
 
 export interface BundleTune {
@@ -327,9 +337,41 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     }));
     return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };
   });
-  const configs = variants.reduce((n, v) => n + v.buckets.reduce((m, b) => m + b.configs.length, 0), 0);
-  log(`tune: ${tiles.length} tiles, ${variants.length * t.batches.length * t.prefixes.length} buckets, ${configs} configurations to time`);
-  return { tidarc: TIDARC_VERSION, arch: 'sm_90', slots: t.slots, maxConfigs: t.maxConfigs, model: name, tiles, variants };
+  const withSm90a = await addSm90aKernels(variants, spec, drafts, o, name);
+  const configs = withSm90a.reduce((n, v) => n + v.buckets.reduce((m, b) => m + b.configs.length + (b.sm90aSplits?.length ?? 0), 0), 0);
+  log(`tune: ${tiles.length} tiles, ${variants.length * t.batches.length * t.prefixes.length} buckets, ${configs} configurations to time (${withSm90a.filter((v) => v.sm90a).length} variants with an sm_90a kernel)`);
+  return { tidarc: TIDARC_VERSION, arch: 'sm_90', slots: t.slots, maxConfigs: t.maxConfigs, model: name, tiles, variants: withSm90a };
+}
+
+/**
+ * The split counts an sm_90a kernel is timed at in a bucket: SPLITS up to the prefix's key tiles
+ * (a split past them would be empty), at most SM90A_TUNE_SPLITS of them, fewest first.
+ */
+export function sm90aSplits(prefix: number, tileN: number): number[] {
+  const tiles = Math.max(1, Math.ceil(prefix / tileN));
+  return SPLITS.filter((s) => s <= tiles).slice(0, SM90A_TUNE_SPLITS);
+}
+
+/** Split counts an sm_90a kernel is timed at per bucket: 1 to 16 (a 16k prefix at batch 1 fills 132 SMs at about 16). */
+export const SM90A_TUNE_SPLITS = 5;
+
+/** Each tuned variant's sm_90a unit where it has one (under tune/<shape>/sm90a/), and its buckets' split counts. */
+async function addSm90aKernels(variants: readonly BundleTuneVariant[], spec: ModelSpec, drafts: readonly number[], o: PrepareOptions, name: string): Promise<BundleTuneVariant[]> {
+  const all = variantsForModel(spec, drafts.length ? drafts : spec.draftLengths);
+  const eligible = variants.filter((v) => sm90aAttentionRefusal(all.find((x) => x.name === v.name)!) === null);
+  if (eligible.length === 0) return [...variants];
+  const dir = `tune/${name}/sm90a`;
+  await writeSm90aUnitHeaders(o.outDir, dir);
+  const out: BundleTuneVariant[] = [];
+  for (const v of variants) {
+    if (!eligible.includes(v)) {
+      out.push(v);
+      continue;
+    }
+    const unit = await writeSm90aUnit(o.outDir, dir, all.find((x) => x.name === v.name)!, o.emulated === true);
+    out.push({ ...v, sm90a: { ...unit, nvccFlags: SM90A_UNIT_FLAGS }, buckets: v.buckets.map((b) => ({ ...b, sm90aSplits: sm90aSplits(b.prefix, unit.tileN) })) });
+  }
+  return out;
 }
 
 export interface PrepareOptions {

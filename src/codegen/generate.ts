@@ -156,7 +156,7 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       dynamicSharedBytes: plan.sharedBytes,
     },
     arches: arches.map((a) => a.name),
-    ...(tuning ? { tuned: { calls: tuning.calls ?? {}, ...tuning.measuredOn } } : {}),
+    ...(tuning ? { tuned: { calls: tuning.calls ?? {}, ...tuning.measuredOn, ...(tuning.kernel ? { kernel: tuning.kernel } : {}) } } : {}),
   };
 }
 

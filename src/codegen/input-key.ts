@@ -61,6 +61,12 @@ export interface VariantTuning {
   readonly calls?: Readonly<Record<string, CallParams>>;
   /** Where the calls were measured: they apply to that backend only (`cpu` calls never set a GPU's splits). */
   readonly measuredOn?: { readonly backend: Backend; readonly device: string };
+  /**
+   * The kernel the search measured faster on a 9.0 device where the variant has an sm_90a one:
+   * 'sm_90' keeps the tile's mma.sync kernel there, 'sm_90a' takes the sm_90a kernel (the calls
+   * are then its split counts). Absent: the selection rule alone (sm_90a where compiled).
+   */
+  readonly kernel?: 'sm_90' | 'sm_90a';
 }
 
 /** Per variant name, the tuning that replaces the arch's default tile (and the per-call heuristic). */

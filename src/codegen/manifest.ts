@@ -88,9 +88,10 @@ export interface ManifestVariant {
   readonly occupancy?: Readonly<Record<string, VariantOccupancy>>;
   /**
    * Present when `tidarc compile --tuned` set this variant's tile: the tuned call parameters per
-   * shape bucket, and the backend and device they were measured on (they apply to that backend).
+   * shape bucket, and the backend and device they were measured on (they apply to that backend);
+   * `kernel`: which of its kernels a 9.0 device runs, as the search measured (input-key.ts VariantTuning).
    */
-  readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: Backend; readonly device?: string };
+  readonly tuned?: { readonly calls: Readonly<Record<string, CallParams>>; readonly backend?: Backend; readonly device?: string; readonly kernel?: 'sm_90' | 'sm_90a' };
 }
 
 /**

@@ -60,6 +60,12 @@ export interface TuneEntry {
    * pick one tile for all of a variant's shapes and the best splits and threads for that tile.
    */
   readonly byTile?: Readonly<Record<string, TileBest>>;
+  /**
+   * The variant's sm_90a kernel (TMA + wgmma, attention-sm90a.ts) in the same bucket, at its
+   * fastest split count: timed by the device check's search on a 9.0 device for a variant that
+   * has one. `compile --tuned` weighs it against the chosen tile (report.ts tunedTiles).
+   */
+  readonly sm90a?: TileBest;
   readonly meta: TuneMeta;
   readonly date: string;
 }
@@ -188,6 +194,9 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database entry is malformed', { field: `entries["${key}"]`, source });
     checkPipeline(e.best, `entries["${key}"].best`, source);
     checkPipeline(e.heuristic, `entries["${key}"].heuristic`, source);
+    if (e.sm90a !== undefined && !(Number.isInteger(e.sm90a.splits) && e.sm90a.splits >= 1 && Number.isFinite(e.sm90a.medianUs) && e.sm90a.medianUs > 0)) {
+      throw new TidarcError('invalid-argument', 'a tuning database entry\'s sm_90a timing is malformed', { field: `entries["${key}"].sm90a`, value: JSON.stringify(e.sm90a), allowed: '{"splits": <integer >= 1>, "medianUs": <positive number>}', source });
+    }
     for (const tile of Object.keys(e.byTile ?? {})) {
       if (parseTileKey(tile) === undefined) throw new TidarcError('invalid-argument', 'a tuning database entry times a tile it does not name', { field: `entries["${key}"].byTile`, value: tile, allowed: 'w<warps>[r16|r32]-n<keys>[p2|p3], e.g. w4-n64, w2r32-n32p3' });
     }

@@ -10,7 +10,7 @@ import { type ArchName, type TileConfig, parseTileKey, tileKey } from '../codege
 import type { CallParams } from '../codegen/call-params.js';
 import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
-import { type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
+import { type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
@@ -139,17 +139,36 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
       skipped.push(`${name}: ${pick}; kept the default`);
       continue;
     }
-    const calls: Record<string, CallParams> = {};
+    const tileCalls: Record<string, TileBest> = {};
     for (const e of entries) {
-      const b = e.byTile?.[tileName(pick.tile)] ?? (tileName(e.best) === tileName(pick.tile) ? e.best : undefined);
-      if (b) calls[e.bucket] = { splits: b.splits, ...(b.threads === undefined ? {} : { threads: b.threads }) };
+      const b = e.byTile?.[tileName(pick.tile)] ?? (tileName(e.best) === tileName(pick.tile) ? { ...e.best, medianUs: e.bestTiming.medianUs } : undefined);
+      if (b) tileCalls[e.bucket] = b;
     }
+    // A compile with sm_90a: the variant's sm_90a kernel against the chosen tile, where the search timed both.
+    const kernel = backend === 'cuda' && arches.includes('sm_90a') ? sm90aChoice(entries, tileCalls) : undefined;
+    const chosen = kernel?.kernel === 'sm_90a' ? Object.fromEntries(entries.flatMap((e) => (e.sm90a ? [[e.bucket, e.sm90a] as const] : []))) : tileCalls;
+    const calls: Record<string, CallParams> = Object.fromEntries(Object.entries(chosen).map(([bucket, b]) => [bucket, { splits: b.splits, ...(b.threads === undefined ? {} : { threads: b.threads }) }]));
     const device = [...new Set(entries.map((e) => e.meta.device))].join('; ');
     const { warps, tileN, warpRows, stages } = pick.tile;
-    tiles[name] = { warps, tileN, ...(warpRows === undefined ? {} : { warpRows }), ...(stages === undefined ? {} : { stages }), calls, measuredOn: { backend, device } };
-    used[name] = `${tileName(pick.tile)} (${pick.why}); ${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
+    tiles[name] = {
+      warps, tileN, ...(warpRows === undefined ? {} : { warpRows }), ...(stages === undefined ? {} : { stages }), calls, measuredOn: { backend, device },
+      ...(kernel ? { kernel: kernel.kernel } : {}),
+    };
+    used[name] = `${tileName(pick.tile)} (${pick.why}); ${kernel ? `${kernel.why}; ` : ''}${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
   }
   return { tiles, used, skipped };
+}
+
+/**
+ * Which kernel a 9.0 device runs for the variant: its sm_90a one where, over the buckets that
+ * timed both, its time against the chosen tile's is below 1 on geometric mean (one kernel for
+ * every shape: the runtime selects per variant, not per call); undefined where none timed both.
+ */
+function sm90aChoice(entries: readonly TuneEntry[], tile: Readonly<Record<string, TileBest>>): { kernel: 'sm_90' | 'sm_90a'; why: string } | undefined {
+  const both = entries.filter((e) => e.sm90a && tile[e.bucket]);
+  if (both.length === 0) return undefined;
+  const ratio = Math.exp(both.reduce((sum, e) => sum + Math.log(e.sm90a!.medianUs / tile[e.bucket]!.medianUs), 0) / both.length);
+  return { kernel: ratio < 1 ? 'sm_90a' : 'sm_90', why: `${ratio < 1 ? 'the sm_90a kernel' : 'the mma.sync tile'} on a 9.0 device (sm_90a / tile time ${ratio.toFixed(2)} on geometric mean over ${both.length} shapes)` };
 }
 
 /** A tuned tile: warps and keys, and on CUDA the rows a warp and the stages it was timed with. */
