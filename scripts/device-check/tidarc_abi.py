@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 4
+OPS_ABI_VERSION = 5
 
 
 class Struct:
@@ -40,6 +40,7 @@ def prefill_variant(chunk):
 
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
+SAMPLE_PARAMS = Struct('TidarcSampleParams', '<QQffif', ('step', 'seed', 'temperature', 'top_p', 'top_k', 'beta'))
 OP_ABI_VERSION = Struct('TidarcAbiVersionArgs', '<Q', ('out',))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))
 OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifiii', ('x', 'w', 'out', 'rows', 'cols', 'eps', 'dtype', 'out_dtype', 'pad_'))
@@ -50,8 +51,8 @@ OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiii', ('q', 'k', 'v', '
 OP_TO_FLOAT = Struct('TidarcToFloatArgs', '<QQQii', ('x', 'out', 'count', 'dtype', 'pad_'))
 OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'from', 'count', 'slot', 'kv_heads', 'capacity', 'head_dim'))
 OP_ROW_STATS = Struct('TidarcRowStatsArgs', '<QQQQii', ('logits', 'argmax', 'max_logit', 'lse', 'rows', 'cols'))
-OP_SAMPLE = Struct('TidarcSampleArgs', '<QQQQQQQiiiifffi', ('logits', 'mix_logits', 'drafts', 'step', 'tokens', 'accepted', 'seed', 'rows', 'vocab', 'top_k', 'never_emit', 'temperature', 'top_p', 'beta', 'pad_'))
+OP_SAMPLE = Struct('TidarcSampleArgs', '<QQQQQQiiii', ('logits', 'mix_logits', 'drafts', 'params', 'tokens', 'accepted', 'rows', 'vocab', 'never_emit', 'pad_'))
 OP_ACCEPT = Struct('TidarcAcceptArgs', '<QQQii', ('tokens', 'accepted', 'emitted', 'rows', 'pad_'))
-OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQQiiif', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'row_argmax', 'rows', 'vocab', 'never_emit', 'beta'))
+OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQQQiiii', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'row_argmax', 'params', 'rows', 'vocab', 'never_emit', 'pad_'))
 OP_DRAFT_ROWS = Struct('TidarcDraftRowsArgs', '<QQiiii', ('emitted', 'row_ids', 'count', 'stride', 'offset', 'pad_'))
 OP_KV_COMMIT_AT = Struct('TidarcKvCommitAtArgs', '<QQQQQQiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'count', 'slot', 'max_count', 'kv_heads', 'capacity', 'head_dim'))

@@ -58,8 +58,10 @@ export interface StepBenchOptions {
   /** Untimed rounds first; default 3. */
   readonly warmup?: number;
   readonly fill?: FillMethod;
-  /** Seed of the random prefix ids. */
+  /** Seed of the random prefix ids, and of the sampler. */
   readonly seed?: number;
+  /** The steps' sampling (default greedy: temperature 0); > 0 times sampled steps (logits, the device's draw and lossless acceptance). */
+  readonly sampling?: { readonly temperature: number; readonly topP: number; readonly topK?: number };
   readonly cacheDir?: string;
   /** A `tidarc tune` database: its tiles and per-shape call parameters (as `compile --tuned`). */
   readonly tuned?: string;
@@ -123,6 +125,8 @@ export interface StepBenchResult {
   readonly draft: number;
   readonly fill: { readonly method: 'prefill' | 'repeat'; readonly prefillTokens: number; readonly ms: number; readonly description: string };
   readonly warmupRounds: number;
+  /** How the steps picked their tokens (temperature 0: greedy). */
+  readonly sampling: { readonly temperature: number; readonly topP: number; readonly topK?: number };
   /**
    * Whether the steps ran as CUDA graphs (cuda without --no-graphs): each kind's first step runs
    * launch by launch and its second is captured, so with 2+ warm-up rounds a timed step is one replay.
@@ -264,7 +268,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       return id >= spec.maskTokenId ? id + 1 : id;  // never the mask token
     });
     const fill = fillCache(runner, ids, L - 1, o.fill ?? 'auto');
-    const decoderOptions = (mode: 'tidar' | 'ar'): DecodeOptions => ({ mode, draft: k, temperature: 0, topP: 1, trustAr: 1, seed: 0 });
+    const sampling = o.sampling ?? { temperature: 0, topP: 1 };
+    const decoderOptions = (mode: 'tidar' | 'ar'): DecodeOptions => ({ mode, draft: k, ...sampling, trustAr: 1, seed: o.seed ?? 0 });
     const decoders = { tidar: new Decoder(runner, decoderOptions('tidar'), spec.maskTokenId), ar: new Decoder(runner, decoderOptions('ar'), spec.maskTokenId) };
     for (const d of [decoders.tidar, decoders.ar]) {
       cache.length = L - 1;
@@ -327,6 +332,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       draft: k,
       fill,
       warmupRounds: warmup,
+      sampling,
       graphs: parts.backend === 'cuda' && (o.graphs ?? true),
       rounds,
       seconds,

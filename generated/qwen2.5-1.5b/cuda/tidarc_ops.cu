@@ -366,7 +366,9 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_row_stats(Ti
 // (argmax of log p + Gumbel noise is a sample of p), so no prefix sum is needed, and
 // excluding the draft from it samples the residual. Random numbers come from Philox4x32-10
 // keyed by the seed, counter (vocabulary index, row, step): any launch order gives the same
-// tokens. Sums are float64 in a fixed tree order, so a run is reproducible bit for bit.
+// tokens. Sums are float64 in a fixed tree order, so a run is reproducible bit for bit. The
+// setup (temperature, top-k, top-p, seed, beta, step) is read from device memory
+// (TidarcSampleParams), so one captured step graph serves every request's setup.
 
 namespace tidarc {
 namespace ops {
@@ -414,19 +416,19 @@ __device__ __forceinline__ void philox4x32_10(uint32_t (&c)[4], uint32_t k0, uin
 }
 
 // A uniform double in (0, 1) (53 random bits, never 0 or 1) for (index, row, step) under the seed.
-__device__ __forceinline__ double sample_uniform(int64_t seed, uint64_t step, int row, uint32_t index) {
+__device__ __forceinline__ double sample_uniform(uint64_t seed, uint64_t step, int row, uint32_t index) {
   uint32_t c[4] = {index, static_cast<uint32_t>(row), static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32)};
-  philox4x32_10(c, static_cast<uint32_t>(seed), static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32));
+  philox4x32_10(c, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   const uint64_t bits = (static_cast<uint64_t>(c[0]) << 21) ^ (c[1] >> 11);  // 53 bits
   return (static_cast<double>(bits & ((1ull << 53) - 1)) + 0.5) * 0x1p-53;
 }
 
 // The row's logit i: beta-mixed with the second head's when given; the never-emitted token is -inf.
-__device__ __forceinline__ float sample_logit(const TidarcSampleArgs& a, int r, int i) {
+__device__ __forceinline__ float sample_logit(const TidarcSampleArgs& a, const TidarcSampleParams& p, int r, int i) {
   if (i == a.never_emit) return -INFINITY;
   const int64_t at = static_cast<int64_t>(r) * a.vocab + i;
   if (a.mix_logits == nullptr) return a.logits[at];
-  return static_cast<float>(static_cast<double>(a.beta) * a.logits[at] + (1.0 - static_cast<double>(a.beta)) * a.mix_logits[at]);
+  return static_cast<float>(static_cast<double>(p.beta) * a.logits[at] + (1.0 - static_cast<double>(p.beta)) * a.mix_logits[at]);
 }
 
 // Sums each of the 16 bins over the block in a fixed tree order; every thread gets the totals.
@@ -452,16 +454,16 @@ __device__ __forceinline__ void block_sum_bins(double (&v)[kSampleBins], SampleS
  * (by_mass: their exp((x - m) / T) reaches target; else their count reaches target). Ties at
  * the cut are kept in index order until the target is reached.
  */
-__device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, int r, SampleShared& s, const SampleCut& prev, bool by_mass, double target, float m) {
+__device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, const TidarcSampleParams& p, int r, SampleShared& s, const SampleCut& prev, bool by_mass, double target, float m) {
   const int tid = threadIdx.x;
-  const double inv_t = 1.0 / static_cast<double>(a.temperature);
+  const double inv_t = 1.0 / static_cast<double>(p.temperature);
   uint32_t prefix = 0;
   double above = 0.0, chosen_weight = 0.0;
   for (int shift = 32 - kSampleDigitBits; shift >= 0; shift -= kSampleDigitBits) {
     const uint32_t high = shift + kSampleDigitBits >= 32 ? 0u : ~0u << (shift + kSampleDigitBits);
     double bins[kSampleBins] = {};
     for (int i = tid; i < a.vocab; i += kRowThreads) {
-      const float x = sample_logit(a, r, i);
+      const float x = sample_logit(a, p, r, i);
       const uint32_t key = order_key(x);
       if ((key & high) != prefix || !kept_by(prev, key, i)) continue;
       const uint32_t digit = (key >> shift) & (kSampleBins - 1);
@@ -492,7 +494,7 @@ __device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, int r
   const int chunk = (a.vocab + kRowThreads - 1) / kRowThreads;
   const int lo = min(a.vocab, tid * chunk), hi = min(a.vocab, lo + chunk);
   int count = 0;
-  for (int i = lo; i < hi; i++) count += order_key(sample_logit(a, r, i)) == prefix && kept_by(prev, prefix, i) ? 1 : 0;
+  for (int i = lo; i < hi; i++) count += order_key(sample_logit(a, p, r, i)) == prefix && kept_by(prev, prefix, i) ? 1 : 0;
   s.tie_count[tid] = count;
   __syncthreads();
   if (tid == 0) {
@@ -513,7 +515,7 @@ __device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, int r
   if (tid == who) {
     int seen = 0, last = lo;
     for (int i = lo; i < hi && seen < nth; i++) {
-      if (order_key(sample_logit(a, r, i)) == prefix && kept_by(prev, prefix, i)) seen++, last = i;
+      if (order_key(sample_logit(a, p, r, i)) == prefix && kept_by(prev, prefix, i)) seen++, last = i;
     }
     s.tie_last = last;
   }
@@ -532,12 +534,13 @@ extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(Ti
   __shared__ SampleShared s;
   const int r = blockIdx.x, tid = threadIdx.x;
   if (r >= a.rows) return;
-  const uint64_t step = a.step != nullptr ? *a.step : 0;
-  const double inv_t = 1.0 / static_cast<double>(a.temperature);
+  const TidarcSampleParams p = *a.params;
+  const uint64_t step = p.step;
+  const double inv_t = 1.0 / static_cast<double>(p.temperature);
 
   // The row's maximum (softmax's shift); the never-emitted token is -inf.
   double m = -INFINITY;
-  for (int i = tid; i < a.vocab; i += kRowThreads) m = fmax(m, static_cast<double>(sample_logit(a, r, i)));
+  for (int i = tid; i < a.vocab; i += kRowThreads) m = fmax(m, static_cast<double>(sample_logit(a, p, r, i)));
   s.best_score[tid] = m;
   __syncthreads();
   for (int half = kRowThreads / 2; half > 0; half /= 2) {
@@ -549,18 +552,18 @@ extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(Ti
 
   // top-k over the row, then top-p over what top-k kept (mass relative to that set).
   SampleCut k_cut = keep_all(), p_cut = keep_all();
-  if (a.top_k > 0 && a.top_k < a.vocab) k_cut = select_cut(a, r, s, keep_all(), false, a.top_k, mx);
+  if (p.top_k > 0 && p.top_k < a.vocab) k_cut = select_cut(a, p, r, s, keep_all(), false, p.top_k, mx);
   double kept_mass = 0.0;
   for (int i = tid; i < a.vocab; i += kRowThreads) {
-    const float x = sample_logit(a, r, i);
+    const float x = sample_logit(a, p, r, i);
     if (kept_by(k_cut, order_key(x), i)) kept_mass += exp((static_cast<double>(x) - mx) * inv_t);
   }
   kept_mass = block_sum(kept_mass, &s.bins[0][0]);
-  if (a.top_p < 1.0f) {
-    p_cut = select_cut(a, r, s, k_cut, true, static_cast<double>(a.top_p) * kept_mass, mx);
+  if (p.top_p < 1.0f) {
+    p_cut = select_cut(a, p, r, s, k_cut, true, static_cast<double>(p.top_p) * kept_mass, mx);
     kept_mass = 0.0;
     for (int i = tid; i < a.vocab; i += kRowThreads) {
-      const float x = sample_logit(a, r, i);
+      const float x = sample_logit(a, p, r, i);
       const uint32_t key = order_key(x);
       if (kept_by(k_cut, key, i) && kept_by(p_cut, key, i)) kept_mass += exp((static_cast<double>(x) - mx) * inv_t);
     }
@@ -572,19 +575,19 @@ extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(Ti
   const int draft = a.drafts != nullptr ? a.drafts[r] : -1;
   bool accept = false;
   if (draft >= 0 && draft < a.vocab) {
-    const float xd = sample_logit(a, r, draft);
+    const float xd = sample_logit(a, p, r, draft);
     const uint32_t kd = order_key(xd);
     const double pd = kept_by(k_cut, kd, draft) && kept_by(p_cut, kd, draft) ? exp((static_cast<double>(xd) - mx) * inv_t) / kept_mass : 0.0;
-    accept = sample_uniform(a.seed, step, r, kAcceptDraw) < pd;
+    accept = sample_uniform(p.seed, step, r, kAcceptDraw) < pd;
   }
   double best = -INFINITY;
   int best_i = INT32_MAX;
   if (!accept) {
     for (int i = tid; i < a.vocab; i += kRowThreads) {
-      const float x = sample_logit(a, r, i);
+      const float x = sample_logit(a, p, r, i);
       const uint32_t key = order_key(x);
       if (i == draft || x == -INFINITY || !kept_by(k_cut, key, i) || !kept_by(p_cut, key, i)) continue;
-      const double score = (static_cast<double>(x) - mx) * inv_t - log(-log(sample_uniform(a.seed, step, r, static_cast<uint32_t>(i))));
+      const double score = (static_cast<double>(x) - mx) * inv_t - log(-log(sample_uniform(p.seed, step, r, static_cast<uint32_t>(i))));
       if (score > best) best = score, best_i = i;  // increasing i: ties keep the first
     }
   }
@@ -636,11 +639,12 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_verify(Tidar
     return;
   }
   const int64_t base = static_cast<int64_t>(r) * a.vocab;
+  const double beta = a.mix_logits != nullptr ? static_cast<double>(a.params->beta) : 1.0;
   float v = -INFINITY;
   int at = INT32_MAX;
   for (int c = tid; c < a.vocab; c += kRowThreads) {
     float x = a.mix_logits == nullptr ? a.logits[base + c]
-                                      : static_cast<float>(static_cast<double>(a.beta) * a.logits[base + c] + (1.0 - static_cast<double>(a.beta)) * a.mix_logits[base + c]);
+                                      : static_cast<float>(beta * a.logits[base + c] + (1.0 - beta) * a.mix_logits[base + c]);
     if (c == a.never_emit) x = -INFINITY;
     if (x > v || at == INT32_MAX) v = x, at = c;  // increasing c: ties keep the first
   }

@@ -15,10 +15,22 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 4
+#define TIDARC_OPS_ABI_VERSION 5
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
+
+/* TidarcSampleParams: a request's sampling setup and its step's RNG counter, in DEVICE memory
+   (the step's upload writes it): tidarc_op_sample and tidarc_op_verify read it through a
+   pointer, so a captured step graph serves every setup. */
+typedef struct TidarcSampleParams {
+  uint64_t step;      /* the RNG counter of this step */
+  uint64_t seed;
+  float temperature;  /* > 0 (tidarc_op_sample) */
+  float top_p;        /* (0, 1]; 1 = off */
+  int32_t top_k;      /* 0 = off */
+  float beta;         /* beta * logits + (1 - beta) * mix_logits, where mix_logits is given */
+} TidarcSampleParams;
 
 /* tidarc_op_abi_version: out[0] = TIDARC_OPS_ABI_VERSION. The runtime reads it before any other
    kernel of the module: a module built from other templates would take this header's structs at
@@ -155,23 +167,18 @@ typedef struct TidarcRowStatsArgs {
    top-k kept (the smallest set of largest logits whose mass reaches top_p; ties to the lower
    index), renormalised. A row with a draft d accepts it with probability p(d) (tokens = d,
    accepted = 1), else draws from p without d (the residual); a row without one draws from p.
-   Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, *step).
+   Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, step).
    grid (rows), block 256. */
 typedef struct TidarcSampleArgs {
-  const float* logits;      /* [rows, vocab] */
-  const float* mix_logits;  /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
-  const int32_t* drafts;    /* [rows] or null; < 0: a row without a draft */
-  const uint64_t* step;     /* [1] or null (= 0): the RNG counter of this step */
-  int32_t* tokens;          /* [rows] */
-  int32_t* accepted;        /* [rows]: 1 where the draft stood */
-  int64_t seed;
+  const float* logits;               /* [rows, vocab] */
+  const float* mix_logits;           /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
+  const int32_t* drafts;             /* [rows] or null; < 0: a row without a draft */
+  const TidarcSampleParams* params;  /* [1]: temperature, top-k, top-p, seed, beta, RNG step */
+  int32_t* tokens;                   /* [rows] */
+  int32_t* accepted;                 /* [rows]: 1 where the draft stood */
   int32_t rows;
   int32_t vocab;
-  int32_t top_k;            /* 0 = off */
-  int32_t never_emit;       /* -1 = none; else its logit counts as -inf */
-  float temperature;        /* > 0 */
-  float top_p;              /* (0, 1]; 1 = off */
-  float beta;               /* used with mix_logits */
+  int32_t never_emit;                /* -1 = none; else its logit counts as -inf (the model's mask token: fixed per model) */
   int32_t pad_;
 } TidarcSampleArgs;
 
@@ -190,16 +197,17 @@ typedef struct TidarcAcceptArgs {
    (beta-mixed) logits without never_emit, or row_argmax where given, and whether the row's draft
    is that token (accepted = 1), so tidarc_op_accept can follow either.  grid (rows), block 256. */
 typedef struct TidarcVerifyArgs {
-  const float* logits;        /* [rows, vocab] */
-  const float* mix_logits;    /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
-  const int32_t* drafts;      /* [rows] or null; < 0: a row without a draft */
-  int32_t* tokens;            /* [rows] */
-  int32_t* accepted;          /* [rows] or null: 1 where the draft is the argmax */
-  const int32_t* row_argmax;  /* [rows] or null: the argmax already known (lm_head's row statistics); logits are not read */
+  const float* logits;               /* [rows, vocab] */
+  const float* mix_logits;           /* [rows, vocab] or null: beta * logits + (1 - beta) * mix_logits */
+  const int32_t* drafts;             /* [rows] or null; < 0: a row without a draft */
+  int32_t* tokens;                   /* [rows] */
+  int32_t* accepted;                 /* [rows] or null: 1 where the draft is the argmax */
+  const int32_t* row_argmax;         /* [rows] or null: the argmax already known (lm_head's row statistics); logits are not read */
+  const TidarcSampleParams* params;  /* [1] or null: read only with mix_logits (its beta) */
   int32_t rows;
   int32_t vocab;
-  int32_t never_emit;         /* -1 = none; else its logit counts as -inf */
-  float beta;                 /* used with mix_logits */
+  int32_t never_emit;                /* -1 = none; else its logit counts as -inf */
+  int32_t pad_;
 } TidarcVerifyArgs;
 
 /* tidarc_op_draft_rows: row_ids[s] = stride * emitted[0] + offset + s for s < count: the rows of

@@ -5,13 +5,13 @@
  */
 import type { Command } from 'commander';
 import { TidarcError } from '../../errors.js';
-import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
+import { type FillMethod, OUTSIDE_GOAL, REAL_PREFILL_MAX, REPEAT_SOURCE, type StepBenchOptions, type StepBenchResult, type StepStats, benchStep } from '../../bench/step-bench.js';
 import type { BackendChoice } from '../../load/load-model.js';
 import { MAX_DRAFT_COMPILE } from '../../ir/model.js';
 import { checkpointDirOf } from '../../model/model-input.js';
 import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption } from '../options.js';
+import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
 interface BenchStepFlags {
   draft?: string;
@@ -25,6 +25,9 @@ interface BenchStepFlags {
   warmup: string;
   fill: string;
   seed: string;
+  temperature: string;
+  topP: string;
+  topK: string;
   json?: boolean;
 }
 
@@ -62,7 +65,10 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
     .option('--min-seconds <s>', 'and time at least this long', '2')
     .option('--warmup <n>', 'untimed rounds first', '3')
     .option('--fill <how>', `auto, prefill (real prefill of all L tokens) or repeat (${REPEAT_SOURCE} tokens' K/V repeated)`, 'auto')
-    .option('--seed <s>', 'seed of the random prefix ids', '0')
+    .option('--seed <s>', 'seed of the random prefix ids and of the sampler', '0')
+    .option('--temperature <t>', '0 = greedy steps; > 0 times sampled steps (top-p, top-k, lossless acceptance), e.g. 0.8', '0')
+    .option('--top-p <p>', 'nucleus sampling mass in (0, 1], with --temperature > 0', '1')
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off), with --temperature > 0', '0')
     .option('--json', 'print one JSON object with every figure')
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: BenchStepFlags) => {
@@ -85,10 +91,21 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),
         fill: flags.fill as FillMethod,
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
+        sampling: samplingOf(flags),
         optionNames: { draft: '--draft', prefix: '--prefix' },
       });
       io.stdout(flags.json ? `${JSON.stringify(result)}\n` : renderStepBench(result));
     });
+}
+
+/** The steps' sampling from the flags: greedy unless --temperature > 0; top-k 0 is off. */
+function samplingOf(flags: BenchStepFlags): NonNullable<StepBenchOptions['sampling']> {
+  const topK = parseIntegerOption('--top-k', flags.topK, 0, 2 ** 31 - 1);
+  return {
+    temperature: parseNumberOption('--temperature', flags.temperature, 0, 100),
+    topP: parseNumberOption('--top-p', flags.topP, 0, 1, { aboveMin: true }),
+    ...(topK > 0 ? { topK } : {}),
+  };
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
@@ -99,7 +116,7 @@ export function renderStepBench(r: StepBenchResult): string {
   const lines = [
     `${r.model} (${r.family}, ${r.layers} layers, ${r.parameters.toLocaleString('en-US')} parameters), ${r.backend} backend (${r.backendReason}), ${r.threads} threads, 1-min load ${r.loadAverage1m.toFixed(2)}`,
     `prefix L = ${r.prefix}: ${r.fill.description} (${f(r.fill.ms)} ms)`,
-    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step; ${r.graphs ? 'each step one CUDA graph launch' : 'steps launched kernel by kernel'})`,
+    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step; ${r.graphs ? 'each step one CUDA graph launch' : 'steps launched kernel by kernel'}; ${r.sampling.temperature === 0 ? 'greedy' : `sampled: temperature ${r.sampling.temperature}, top-p ${r.sampling.topP}, top-k ${r.sampling.topK ?? 'off'}`})`,
     '',
     `${'step'.padEnd(10)}${'tokens'.padStart(7)}${'median ms'.padStart(11)}${'p20 ms'.padStart(10)}${'p80 ms'.padStart(10)}${'kernels ms'.padStart(12)}${'operators ms'.padStart(14)}${'outside ms'.padStart(12)}${'outside'.padStart(9)}`,
     ...[r.tidar, r.ar].map((s: StepStats) => `${s.variant.padEnd(10)}${String(s.inStepTokens).padStart(7)}${f(s.stepMs.median).padStart(11)}${f(s.stepMs.p20).padStart(10)}${f(s.stepMs.p80).padStart(10)}${f(s.kernelMs).padStart(12)}${f(s.operatorsMs).padStart(14)}${f(s.outsideMs).padStart(12)}${pct(s.outsideFraction).padStart(9)}`),

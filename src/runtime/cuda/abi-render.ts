@@ -13,11 +13,13 @@ import {
   type AttentionDim,
   type AttentionScalarField,
   attentionArrayFields,
+  DEVICE_STRUCTS,
   DTYPE_CODE,
   GEMM,
   OPS,
   OPS_ABI_VERSION,
   RETURN_CODES,
+  SAMPLE_PARAMS,
   type FieldSchema,
   type FieldType,
   type StructSchema,
@@ -157,6 +159,7 @@ Activations are row-major [rows, features], float32 unless a field's dtype says 
 2 = float32 (TIDARC_DTYPE_*). Every kernel
 works for any shape given at run time; launch geometry is in each struct's comment.`, [
     [`#define TIDARC_OPS_ABI_VERSION ${OPS_ABI_VERSION}`, ...dtypes].join('\n'),
+    ...DEVICE_STRUCTS.map((s) => renderStruct(s)),
     ...(Object.keys(OPS) as OpName[]).map((op) => {
       const s = OPS[op];
       if (s.doc === undefined || !s.doc.startsWith(`${opKernelName(op)}:`)) {
@@ -242,6 +245,7 @@ export function renderPythonAbi(): string {
     '',
     pythonStruct('ATTENTION', ATTENTION),
     pythonStruct('GEMM', GEMM),
+    pythonStruct('SAMPLE_PARAMS', SAMPLE_PARAMS),
     ...ops,
     '',
   ].join('\n');

@@ -2,8 +2,11 @@
  * The device side of a decode step past the forward (runner: GpuModelRunner.decodeStep): what
  * its one upload carries, the tail it launches and the one download that comes back.
  *
- *   upload (pinned -> `inputs`, int32 words): RNG step (2 words), ids [T], positions [T],
- *     prefix length [1], verify drafts [R], verify rows [R], mix rows [R when beta < 1]
+ *   upload (pinned -> `inputs`): the sampling setup and RNG step (TidarcSampleParams, 32
+ *     bytes: temperature, top-k, top-p, seed, beta, step), then int32 words: ids [T],
+ *     positions [T], prefix length [1], verify drafts [R], verify rows [R], mix rows [R when
+ *     beta < 1]. The setup is data, not a launch argument: one captured graph per step kind
+ *     and bucket serves every request's temperature, top-k, top-p, seed and beta.
  *   tail: lm_head of the verify rows -> logits [R, V], row_stats (lse); beta < 1: the same for
  *     the mix rows; greedy: verify (argmax without the never-emitted token, draft == argmax),
  *     else sample (temperature, top-k, top-p, lossless acceptance with residual); accept ->
@@ -26,7 +29,7 @@ import type { DeviceStepInput } from '../model/forward.js';
 import type { CudaDevice, DeviceBuffer, PinnedBuffer } from './device.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { runLinear } from './gpu-op-table.js';
-import type { GpuMatrix, GpuOps } from './gpu-ops.js';
+import { type GpuMatrix, type GpuOps, SAMPLE_PARAMS_BYTES, packSampleParams } from './gpu-ops.js';
 
 /** A view of `bytes` at byte `at` of buf (not an allocation: never freed on its own). */
 const view = (buf: DeviceBuffer, at: number, bytes: number, label: string): DeviceBuffer => ({ ptr: buf.ptr + at, bytes: Math.max(bytes, 1), label });
@@ -47,20 +50,16 @@ export function stepShape(input: DeviceStepInput): StepShape {
   return { tokens: input.ids.length, rows, mixRows: input.mixRows?.length ?? 0, nextRows: input.nextDrafts?.count ?? 0 };
 }
 
-/** What is sitting in a launch argument by value besides the shape: part of a graph's key. */
-export function samplingKey(input: DeviceStepInput): string {
-  const s = input.sampling;
-  return s.temperature === 0 ? samplingSetup(input) : `${samplingSetup(input)} t${s.temperature} p${s.topP} k${s.topK ?? 0} s${s.seed}`;
-}
-
 /**
- * The part of samplingKey that decides which kernels a step launches and which buffers it
- * allocates (greedy or sampled, a beta mix, the never-emitted token's bias row): two steps that
- * differ only in the rest (seed, temperature, top-p, top-k: launch arguments) share their warm-up.
+ * What of the sampling decides which kernels a step launches and which buffers it reads: greedy
+ * (row statistics, verify) or sampled (logits, sample), and the never-emitted token (the model's
+ * mask token, fixed per model: a launch argument and greedy lm_head's bias row). A beta mix is
+ * in the step's shape (its mix rows). Temperature, top-k, top-p, seed, beta and the RNG step
+ * are uploaded data (TidarcSampleParams), not part of a graph's key.
  */
 export function samplingSetup(input: DeviceStepInput): string {
   const s = input.sampling;
-  return `${s.temperature === 0 ? 'greedy' : 'sampled'} b${s.beta} e${s.neverEmit ?? -1}`;
+  return `${s.temperature === 0 ? 'greedy' : 'sampled'} e${s.neverEmit ?? -1}`;
 }
 
 export class DeviceStepIo {
@@ -71,7 +70,7 @@ export class DeviceStepIo {
   readonly ids: DeviceBuffer;
   readonly positions: DeviceBuffer;
   readonly prefixLen: DeviceBuffer;
-  private readonly rngStep: DeviceBuffer;
+  private readonly params: DeviceBuffer;
   private readonly drafts: DeviceBuffer;
   private readonly verifyRows: DeviceBuffer;
   private readonly mixRowIds: DeviceBuffer;
@@ -91,7 +90,8 @@ export class DeviceStepIo {
 
   constructor(private readonly device: CudaDevice, readonly shape: StepShape, private readonly vocab: number) {
     const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
-    const inWords = 2 + 2 * T + 1 + 2 * R + M;
+    const paramWords = SAMPLE_PARAMS_BYTES / 4;
+    const inWords = paramWords + 2 * T + 1 + 2 * R + M;
     this.pinned = device.allocPinned(inWords * 4, 'decode step inputs');
     this.inputs = device.alloc(inWords * 4, 'decode step inputs');
     let at = 0;
@@ -100,7 +100,7 @@ export class DeviceStepIo {
       at += words;
       return v;
     };
-    this.rngStep = take(2, 'RNG step');
+    this.params = take(paramWords, 'sampling setup and RNG step');
     this.ids = take(T, 'ids');
     this.positions = take(T, 'positions');
     this.prefixLen = take(1, 'prefix length');
@@ -133,17 +133,16 @@ export class DeviceStepIo {
 
   /** Writes the step's inputs into the pinned block (the upload reads it when it runs). */
   fill(input: DeviceStepInput, prefix: number): void {
-    const w = new Int32Array(this.pinned.buffer, 0, this.pinned.bytes / 4);
+    const s = input.sampling;
+    new Uint8Array(this.pinned.buffer, 0, SAMPLE_PARAMS_BYTES).set(packSampleParams({ ...s, step: input.rngStep }));
     const { tokens: T, rows: R, mixRows: M } = this.shape;
-    const step = BigInt(input.rngStep);
-    w[0] = Number(step & 0xffffffffn) | 0;
-    w[1] = Number(step >> 32n) | 0;
-    w.set(input.ids, 2);
-    w.set(input.positions, 2 + T);
-    w[2 + 2 * T] = prefix;
-    w.set(input.verifyDrafts, 3 + 2 * T);
-    w.set(input.verifyRows, 3 + 2 * T + R);
-    if (M > 0) w.set(input.mixRows!, 3 + 2 * T + 2 * R);
+    const w = new Int32Array(this.pinned.buffer, SAMPLE_PARAMS_BYTES, this.pinned.bytes / 4 - SAMPLE_PARAMS_BYTES / 4);
+    w.set(input.ids, 0);
+    w.set(input.positions, T);
+    w[2 * T] = prefix;
+    w.set(input.verifyDrafts, 1 + 2 * T);
+    w.set(input.verifyRows, 1 + 2 * T + R);
+    if (M > 0) w.set(input.mixRows!, 1 + 2 * T + 2 * R);
   }
 
   /** The in-graph upload of what fill wrote. */
@@ -176,16 +175,16 @@ export class DeviceStepIo {
     head(this.verifyRows, R, this.lse, logits);
     const mixLogits = M > 0 ? this.buffer('decode step mix logits', M * V * 4) : undefined;
     if (mixLogits) head(this.mixRowIds, M, this.mixLse, mixLogits);
-    const mix = mixLogits ? { mix: { buf: mixLogits }, beta: s.beta } : {};
+    const params = { buf: this.params };
     const verdict = { drafts: { buf: this.drafts }, tokens: { buf: this.tokens }, accepted: { buf: this.accepted }, rows: R, vocab: V, ...never };
     if (!logits) {
       ops.verify({ rowArgmax: { buf: this.argmax }, ...verdict });
     } else if (s.temperature === 0) {
-      ops.verify({ logits: { buf: logits }, ...mix, ...verdict });
+      ops.verify({ logits: { buf: logits }, ...(mixLogits ? { mix: { buf: { buf: mixLogits }, params } } : {}), ...verdict });
     } else {
       ops.sample({
-        logits: { buf: logits }, ...mix, drafts: this.drafts, step: this.rngStep, tokens: this.tokens, accepted: this.accepted,
-        rows: R, vocab: V, seed: s.seed, temperature: s.temperature, topP: s.topP, ...(s.topK === undefined ? {} : { topK: s.topK }), ...never,
+        logits: { buf: logits }, ...(mixLogits ? { mix: { buf: mixLogits } } : {}), drafts: this.drafts, params, tokens: this.tokens, accepted: this.accepted,
+        rows: R, vocab: V, ...never,
       });
     }
     ops.accept(this.tokens, this.accepted, this.emitted, R);

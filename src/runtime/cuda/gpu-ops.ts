@@ -7,8 +7,8 @@
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, TO_FLOAT, VERIFY,
-  OPS_ABI_VERSION, type OpName, type StructSchema, opKernelName, packStruct,
+  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT, VERIFY,
+  OPS_ABI_VERSION, type OpName, type StructSchema, layoutOf, opKernelName, packStruct,
 } from './op-abi.js';
 
 export type GpuDtype = keyof typeof DTYPE_CODE;
@@ -43,6 +43,24 @@ export function checkOpsAbi(modulePath: string, found: number | undefined): void
     value: found === undefined ? `none (no ${opKernelName('abi_version')}: older than 4)` : String(found),
     allowed: String(OPS_ABI_VERSION),
   });
+}
+
+/** A request's sampling setup and its step's RNG counter (temperature 0: greedy, read only for beta). */
+export interface SampleParams {
+  readonly step: number;
+  readonly seed: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly topK?: number;
+  readonly beta: number;
+}
+
+/** Bytes of TidarcSampleParams (device memory: a step's upload writes them, sample and verify read them). */
+export const SAMPLE_PARAMS_BYTES = layoutOf(SAMPLE_PARAMS).size;
+
+/** TidarcSampleParams as bytes, for an upload (or the pinned block a step's upload reads). */
+export function packSampleParams(p: SampleParams): Uint8Array {
+  return packStruct(SAMPLE_PARAMS, { step: p.step, seed: p.seed, temperature: p.temperature, topP: p.topP, topK: p.topK ?? 0, beta: p.beta });
 }
 
 /** The label of the 4-byte buffer GpuOps reads the version through (a test's fake device answers it). */
@@ -138,16 +156,13 @@ export class GpuOps {
   /**
    * Per row of logits [rows, vocab]: temperature, top-k (0 = off), top-p (1 = off), then a draw,
    * or where drafts[r] >= 0 the lossless test of that draft (tokens[r], accepted[r]). `mix`
-   * verifies with beta * logits + (1 - beta) * mix; `step` holds the RNG counter (a device
-   * uint64, so a captured graph reads each step's value).
+   * verifies with beta * logits + (1 - beta) * mix. `params`: TidarcSampleParams in device
+   * memory (packSampleParams), so a captured graph reads each step's setup and RNG counter.
    */
-  sample(a: {
-    logits: At; mix?: At; beta?: number; drafts?: DeviceBuffer; step?: DeviceBuffer; tokens: DeviceBuffer; accepted: DeviceBuffer;
-    rows: number; vocab: number; seed: number; temperature: number; topK?: number; topP?: number; neverEmit?: number;
-  }): void {
+  sample(a: { logits: At; mix?: At; drafts?: DeviceBuffer; params: At; tokens: DeviceBuffer; accepted: DeviceBuffer; rows: number; vocab: number; neverEmit?: number }): void {
     this.run('sample', SAMPLE, {
-      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), step: ptr(a.step), tokens: a.tokens.ptr, accepted: a.accepted.ptr,
-      seed: a.seed, rows: a.rows, vocab: a.vocab, topK: a.topK ?? 0, neverEmit: a.neverEmit ?? -1, temperature: a.temperature, topP: a.topP ?? 1, beta: a.beta ?? 1,
+      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), params: ptr(a.params), tokens: a.tokens.ptr, accepted: a.accepted.ptr,
+      rows: a.rows, vocab: a.vocab, neverEmit: a.neverEmit ?? -1,
     }, [a.rows], 256);
   }
 
@@ -158,11 +173,12 @@ export class GpuOps {
   /**
    * Greedy sample: per row the argmax of the (beta-mixed) logits without neverEmit, or the given
    * rowArgmax (lm_head's row statistics: no logits read); accepted[r] = (drafts[r] is it).
+   * With `mix`, beta is TidarcSampleParams.beta in device memory (`params`).
    */
-  verify(a: { logits?: At; mix?: At; beta?: number; drafts?: At; tokens: At; accepted?: At; rowArgmax?: At; rows: number; vocab: number; neverEmit?: number }): void {
+  verify(a: { logits?: At; mix?: { buf: At; params: At }; drafts?: At; tokens: At; accepted?: At; rowArgmax?: At; rows: number; vocab: number; neverEmit?: number }): void {
     this.run('verify', VERIFY, {
-      logits: ptr(a.logits), mixLogits: ptr(a.mix), drafts: ptr(a.drafts), tokens: ptr(a.tokens), accepted: ptr(a.accepted), rowArgmax: ptr(a.rowArgmax),
-      rows: a.rows, vocab: a.vocab, neverEmit: a.neverEmit ?? -1, beta: a.beta ?? 1,
+      logits: ptr(a.logits), mixLogits: ptr(a.mix?.buf), drafts: ptr(a.drafts), tokens: ptr(a.tokens), accepted: ptr(a.accepted), rowArgmax: ptr(a.rowArgmax),
+      params: ptr(a.mix?.params), rows: a.rows, vocab: a.vocab, neverEmit: a.neverEmit ?? -1,
     }, [a.rows], 256);
   }
 

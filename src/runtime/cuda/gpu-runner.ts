@@ -27,11 +27,11 @@ import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
-import { DeviceStepIo, samplingKey, samplingSetup, stepShape } from './gpu-decode-step.js';
+import { DeviceStepIo, samplingSetup, stepShape } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
-import { GpuOps } from './gpu-ops.js';
+import { GpuOps, SAMPLE_PARAMS_BYTES, packSampleParams } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
 import { type BufferLedger, type StepLaunch, StepGraphs, trackBuffers } from './step-graphs.js';
 
@@ -114,13 +114,13 @@ interface HeadScratch {
   readonly argmax: DeviceBuffer;
   readonly maxLogit: DeviceBuffer;
   readonly lse: DeviceBuffer;
-  /** A device draw's tokens and acceptance flags [rows], and its RNG step (uint64). */
+  /** A device draw's tokens and acceptance flags [rows], and its sampling setup (TidarcSampleParams). */
   readonly tokens: DeviceBuffer;
   readonly accepted: DeviceBuffer;
-  readonly rngStep: DeviceBuffer;
+  readonly params: DeviceBuffer;
 }
 
-const headBuffers = (h: HeadScratch): DeviceBuffer[] => [h.rowIds, h.logits, h.argmax, h.maxLogit, h.lse, h.tokens, h.accepted, h.rngStep];
+const headBuffers = (h: HeadScratch): DeviceBuffer[] => [h.rowIds, h.logits, h.argmax, h.maxLogit, h.lse, h.tokens, h.accepted, h.params];
 
 export interface GpuRunnerOptions {
   /** Decode steps as CUDA graphs (default true); false: launch by launch (comparison, debugging). */
@@ -217,10 +217,10 @@ export class GpuModelRunner implements Runner {
       sample: (rows, o) => {
         // The draw on the device (tidarc_op_sample): only the tokens come back, not the logits rows.
         const head = this.lmHead(hidden, T, rows, 'logits');
-        device.upload(head.rngStep, BigUint64Array.of(BigInt(o.rngStep)));
+        device.upload(head.params, packSampleParams({ ...o, beta: 1, step: o.rngStep }));
         ops.sample({
-          logits: { buf: head.logits }, step: head.rngStep, tokens: head.tokens, accepted: head.accepted, rows: rows.length, vocab: this.lmHeadWeight().rows,
-          seed: o.seed, temperature: o.temperature, topP: o.topP, ...(o.topK === undefined ? {} : { topK: o.topK }), ...(o.neverEmit === undefined ? {} : { neverEmit: o.neverEmit }),
+          logits: { buf: head.logits }, params: { buf: head.params }, tokens: head.tokens, accepted: head.accepted, rows: rows.length, vocab: this.lmHeadWeight().rows,
+          ...(o.neverEmit === undefined ? {} : { neverEmit: o.neverEmit }),
         });
         const out = new Int32Array(rows.length);
         device.download(head.tokens, out);
@@ -249,7 +249,6 @@ export class GpuModelRunner implements Runner {
     const launches = resolveLaunches(graph, this.cache.length);
     if (launches.length !== 1 || launches[0]!.commitRows !== 0) throw new TidarcError('runtime', `decode step ${input.variant}: expected one attention launch without commits, the graph has ${launches.length}`);
     const shapeKey = `${input.variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows}`;
-    const kind = `${shapeKey} ${samplingKey(input)}`;
     let io = this.stepIo.get(shapeKey);
     if (!io) this.stepIo.set(shapeKey, (io = new DeviceStepIo(this.device, shape, this.lmHeadWeight().rows)));
     const launcher = this.steps.attention;
@@ -257,9 +256,10 @@ export class GpuModelRunner implements Runner {
     io.fill(input, launches[0]!.prefix);
     const stepIo = io;
     const { spec, cache, ops } = this;
-    // A new seed or temperature on a warm shape and setup captures at once (a server's requests each bring their own).
-    const bucket = `splits ${splits.join(',')}`;
-    this.lastStepLaunch = this.stepGraphs.run(`${kind} ${bucket}`, `${shapeKey} ${samplingSetup(input)} ${bucket}`, () => {
+    // One graph per kind and bucket: a request's temperature, top-k, top-p, seed and beta are in
+    // the upload (TidarcSampleParams), so a new setup replays the graph another one captured.
+    const key = `${shapeKey} ${samplingSetup(input)} splits ${splits.join(',')}`;
+    this.lastStepLaunch = this.stepGraphs.run(key, key, () => {
       stepIo.upload();
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);
@@ -451,7 +451,7 @@ export class GpuModelRunner implements Runner {
     const V = this.lmHeadWeight().rows;
     const d = this.device;
     this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse'),
-      tokens: d.alloc(n * 4, 'lm_head sampled tokens'), accepted: d.alloc(n * 4, 'lm_head sampled accepted'), rngStep: d.alloc(8, 'lm_head RNG step'),
+      tokens: d.alloc(n * 4, 'lm_head sampled tokens'), accepted: d.alloc(n * 4, 'lm_head sampled accepted'), params: d.alloc(SAMPLE_PARAMS_BYTES, 'lm_head sampling setup'),
     };
     return this.head;
   }

@@ -33,8 +33,11 @@ export interface StructSchema<F extends string = string> {
 
 /** TIDARC_ABI_VERSION (tidarc_abi.h): the addon refuses a kernel library of another. */
 export const ABI_VERSION = 2;
-/** TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first. */
-export const OPS_ABI_VERSION = 4;
+/**
+ * TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first;
+ * 5: sample and verify read the sampling setup from device memory (TidarcSampleParams).
+ */
+export const OPS_ABI_VERSION = 5;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -94,17 +97,28 @@ export const ROW_STATS = schema('TidarcRowStatsArgs', [
   ['logits', 'ptr', c('const float*')], ['argmax', 'ptr', c('int32_t*')], ['maxLogit', 'ptr', c('float*')], ['lse', 'ptr', c('float*')], ['rows', 'i32'], ['cols', 'i32'],
 ], `tidarc_op_row_stats: per row of logits [rows, cols]: argmax (first maximum; a NaN counts as
 the maximum), the maximum and the natural-log log-sum-exp.  grid (rows), block 256.`);
+/**
+ * The sampling setup in device memory, not in a launch argument: a captured step graph reads
+ * each step's values from the block its upload fills, so one graph per step kind and bucket
+ * serves every request's temperature, top-k, top-p, seed and beta.
+ */
+export const SAMPLE_PARAMS = schema('TidarcSampleParams', [
+  ['step', 'i64', c('uint64_t', 'the RNG counter of this step')], ['seed', 'i64', c('uint64_t')],
+  ['temperature', 'f32', note('> 0 (tidarc_op_sample)')], ['topP', 'f32', note('(0, 1]; 1 = off')], ['topK', 'i32', note('0 = off')],
+  ['beta', 'f32', note('beta * logits + (1 - beta) * mix_logits, where mix_logits is given')],
+], `TidarcSampleParams: a request's sampling setup and its step's RNG counter, in DEVICE memory
+(the step's upload writes it): tidarc_op_sample and tidarc_op_verify read it through a
+pointer, so a captured step graph serves every setup.`);
 export const SAMPLE = schema('TidarcSampleArgs', [
   ['logits', 'ptr', c('const float*', '[rows, vocab]')], ['mixLogits', 'ptr', c('const float*', '[rows, vocab] or null: beta * logits + (1 - beta) * mix_logits')],
-  ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')], ['step', 'ptr', c('const uint64_t*', '[1] or null (= 0): the RNG counter of this step')],
-  ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows]: 1 where the draft stood')], ['seed', 'i64'],
-  ['rows', 'i32'], ['vocab', 'i32'], ['topK', 'i32', note('0 = off')], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')],
-  ['temperature', 'f32', note('> 0')], ['topP', 'f32', note('(0, 1]; 1 = off')], ['beta', 'f32', note('used with mix_logits')], ['pad', 'i32'],
+  ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')], ['params', 'ptr', c('const TidarcSampleParams*', '[1]: temperature, top-k, top-p, seed, beta, RNG step')],
+  ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows]: 1 where the draft stood')],
+  ['rows', 'i32'], ['vocab', 'i32'], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf (the model\'s mask token: fixed per model)')], ['pad', 'i32'],
 ], `tidarc_op_sample: per row, p = softmax(logit / temperature), then top-k, then top-p over what
 top-k kept (the smallest set of largest logits whose mass reaches top_p; ties to the lower
 index), renormalised. A row with a draft d accepts it with probability p(d) (tokens = d,
 accepted = 1), else draws from p without d (the residual); a row without one draws from p.
-Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, *step).
+Random numbers: Philox4x32-10 keyed by seed, counter (vocabulary index, row, step).
 grid (rows), block 256.`);
 export const ACCEPT = schema('TidarcAcceptArgs', [
   ['tokens', 'ptr', c('const int32_t*')], ['accepted', 'ptr', c('const int32_t*')], ['emitted', 'ptr', c('int32_t*', '[rows + 1]: the count n, then n tokens')], ['rows', 'i32'], ['pad', 'i32'],
@@ -116,7 +130,8 @@ export const VERIFY = schema('TidarcVerifyArgs', [
   ['drafts', 'ptr', c('const int32_t*', '[rows] or null; < 0: a row without a draft')],
   ['tokens', 'ptr', c('int32_t*', '[rows]')], ['accepted', 'ptr', c('int32_t*', '[rows] or null: 1 where the draft is the argmax')],
   ['rowArgmax', 'ptr', c('const int32_t*', '[rows] or null: the argmax already known (lm_head\'s row statistics); logits are not read')],
-  ['rows', 'i32'], ['vocab', 'i32'], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')], ['beta', 'f32', note('used with mix_logits')],
+  ['params', 'ptr', c('const TidarcSampleParams*', '[1] or null: read only with mix_logits (its beta)')],
+  ['rows', 'i32'], ['vocab', 'i32'], ['neverEmit', 'i32', note('-1 = none; else its logit counts as -inf')], ['pad', 'i32'],
 ], `tidarc_op_verify: greedy decoding's tidarc_op_sample: per row the argmax (first maximum) of the
 (beta-mixed) logits without never_emit, or row_argmax where given, and whether the row's draft
 is that token (accepted = 1), so tidarc_op_accept can follow either.  grid (rows), block 256.`);
@@ -192,7 +207,9 @@ export const OPS = {
   sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, kv_commit_at: KV_COMMIT_AT,
 } as const;
 export type OpName = keyof typeof OPS;
-export const OP_SCHEMAS: readonly StructSchema[] = Object.values(OPS);
+/** Structs the kernels read from device memory (not launch arguments). */
+export const DEVICE_STRUCTS: readonly StructSchema[] = [SAMPLE_PARAMS];
+export const OP_SCHEMAS: readonly StructSchema[] = [...DEVICE_STRUCTS, ...Object.values(OPS)];
 
 export function opKernelName(op: OpName): string {
   return `tidarc_op_${op}`;

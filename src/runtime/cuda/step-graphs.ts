@@ -5,8 +5,10 @@
  * A graph holds device addresses and launch arguments as they were at capture; what changes
  * from step to step lives in device buffers its in-graph upload fills. So the key of a graph
  * is everything that sits in an argument by value:
- *   - the step kind and its token count (tidar_k<K>: K + K^2, ar: 1), and the sampling setup
- *     (greedy or sampled, beta mix, top-k/top-p, seed, never-emitted token);
+ *   - the step kind and its token count (tidar_k<K>: K + K^2, ar: 1), greedy or sampled (other
+ *     kernels: row statistics and verify, or logits and sample) and the never-emitted token
+ *     (the model's mask token). Temperature, top-k, top-p, seed, beta and the RNG step are in
+ *     the upload (TidarcSampleParams), so every request's setup replays the same graph;
  *   - the bucket: the split-KV count of each attention launch. The launcher chooses splits from
  *     the prefix length (tuned, else the split rule, clamped to the prefix's KV tiles), so a
  *     bucket is the range of prefix lengths over which that choice stays the same: a decode
@@ -17,8 +19,7 @@
  * at its capture is freed (BufferLedger numbers every allocation), and is captured again; a
  * buffer allocated after the capture (a later sequence's prefill scratch, on a runner reused
  * across sequences) is not in the graph, and freeing it keeps the graph.
- * Graphs are bounded per runner (MAX_GRAPHS, least recently used out): a reused runner meets a
- * new sampling setup (seed) per request, each its own graph.
+ * Graphs are bounded per runner (MAX_GRAPHS, least recently used out).
  */
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, GraphRef } from './device.js';
@@ -26,7 +27,7 @@ import type { CudaDevice, DeviceBuffer, GraphRef } from './device.js';
 /** How a step ran: launch by launch (graphs off, or its warm-up), or its graph (captured now, or replayed). */
 export type StepLaunch = 'direct' | 'warm-up' | 'captured' | 'replayed';
 
-/** Graphs one runner keeps: kinds x split buckets x sampling setups in use. */
+/** Graphs one runner keeps: kinds x split buckets x (greedy, sampled). */
 export const MAX_GRAPHS = 32;
 
 /** The device seen through a view that numbers its allocations and sees its frees. */

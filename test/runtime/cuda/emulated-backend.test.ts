@@ -100,6 +100,25 @@ describe.skipIf(!cxx.found)('tidarc bench-step --backend cuda on the emulated dr
       expect(k.rooflineRatio).toBeGreaterThan(0);
     }
   });
+
+  test('sampled steps (temperature, top-p, top-k) are one graph launch a step too', { timeout: 600_000 }, async () => {
+    const driver = await sharedEmulatedDriver();
+    const dir = await writeRandomModel(join(root, 'bench-sampled'), SMALL, 6);
+    const { stdout } = await exec(process.execPath, [
+      resolve('bin/tidarc.js'), 'bench-step', dir, '--backend', 'cuda', '--prefix', '20', '--reps', '2', '--min-seconds', '0', '--warmup', '2', '--json',
+      '--temperature', '0.8', '--top-p', '0.9', '--top-k', '5',
+    ], { env: { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() }, maxBuffer: 64 << 20 });
+    type Kind = { steps: number; nativeMs: Record<string, number>; launchesPerStep: number };
+    const r = JSON.parse(stdout) as { graphs: boolean; sampling: { temperature: number; topP: number; topK?: number }; tidar: Kind; ar: Kind };
+    expect(r.graphs).toBe(true);
+    expect(r.sampling).toEqual({ temperature: 0.8, topP: 0.9, topK: 5 });
+    for (const k of [r.tidar, r.ar]) {
+      expect(k.steps).toBeGreaterThanOrEqual(2);
+      expect(k.launchesPerStep).toBe(1);
+      expect(k.nativeMs['cuda.graphLaunch']).toBeGreaterThan(0);
+      expect(k.nativeMs['cuda.launch']).toBeUndefined();
+    }
+  });
 });
 
 describe.skipIf(!cxx.found)('split-KV on the cuda backend (emulated driver)', () => {

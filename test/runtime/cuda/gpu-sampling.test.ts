@@ -143,8 +143,14 @@ describe.for([
     expect(out.tail.vCache).toEqual(expected(200));
   });
 
-  test.skipIf(skip)('in a captured graph the step counter is read at each replay', () => {
+  test.skipIf(skip)('one captured graph reads the whole setup (step, seed, temperature, top-k, top-p) at each replay', () => {
+    // Replays, per setup at steps 7 and 8: base, another seed, temperature 0.5 with top-k 3, top-p 0.6.
+    expect(out.graph.replays).toHaveLength(8);
     expect(out.graph.replays).toEqual(out.graph.direct);
-    expect(out.graph.replays[0]).not.toEqual(out.graph.replays[1]);
+    // Each change of step or setup changes the draws (else the replay would not prove it read them).
+    for (const i of [1, 2, 4, 6]) expect(out.graph.replays[i]).not.toEqual(out.graph.replays[0]);
+    // top-k 3 keeps only the 3 largest logits of the row.
+    const top3 = [...CASES[0]!.logits.keys()].sort((a, b) => CASES[0]!.logits[b]! - CASES[0]!.logits[a]!).slice(0, 3);
+    for (const t of [...out.graph.replays[4]!, ...out.graph.replays[5]!]) expect(top3).toContain(t);
   });
 });

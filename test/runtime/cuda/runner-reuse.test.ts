@@ -5,7 +5,9 @@
  *   - a later generate of the same shape runs on the first one's runner: no new runner, and each
  *     of its decode steps, from the first, is one graph launch (no warm-up, no capture), with the
  *     tokens of a fresh runner, greedy and seeded sampled (sampling on a runner that only decoded
- *     greedily warms up once; another seed then captures at once, no warm-up);
+ *     greedily warms up and captures once; another seed, temperature, top-k and top-p then
+ *     replay the same graph: the setup is uploaded data), with the tokens of the
+ *     launch-by-launch path (graphs off) for the same seed; every graph is captured once;
  *   - two sequences alive at once (interleaved streams) run on two runners, the kept one and a
  *     new one, and both give the tokens of a sequence run alone (greedy TiDAR and greedy AR);
  *   - what the kept runners hold is all the device holds besides the weights, and dropRunners
@@ -37,7 +39,8 @@ const TOKENS = 3;
 interface Step { kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; captures: number }
 interface Gen { tokens: number[]; steps: Step[]; created: number; reused: number }
 interface Out {
-  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledFresh: Gen;
+  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledOther: Gen; sampledFresh: Gen;
+  captureLabels: string[]; noGraphs: { sampledSeed8: number[]; sampledOther: number[] };
   interleaved: { tidar: Gen; ar: Gen; created: number; reused: number };
   kept: { idle: number; idleBytes: number; deviceBytesOverWeights: number };
   afterDrop: { idle: number; deviceBytesOverWeights: number };
@@ -68,14 +71,21 @@ describe.skipIf(!cxx.found)('runner reuse across generate calls on the emulated 
     for (const s of reused.steps) expect(s).toEqual(graphOnly);
   });
 
-  test("seeded sampling on a reused runner: a new setup warms up once, another seed captures at once; the tokens are a fresh runner's", () => {
+  test("sampling on a reused runner: sampled steps warm up and capture once, then every seed, temperature, top-k and top-p replays that graph; the tokens are a fresh runner's and graphs-off's", () => {
     expect(out.sampledOnReused).toMatchObject({ created: 0, reused: 1 });
     expect(out.sampledOnReused.steps[0]!.kernelLaunches).toBeGreaterThan(10);
-    const [first, ...rest] = out.sampledSeed8.steps;
-    expect(out.sampledSeed8).toMatchObject({ created: 0, reused: 1 });
-    expect(first).toEqual({ ...graphOnly, captures: 1 });
-    for (const s of rest) expect(s).toEqual(graphOnly);
+    expect(out.sampledOnReused.steps.reduce((n, s) => n + s.captures, 0)).toBe(1);
+    for (const g of [out.sampledSeed8, out.sampledOther]) {
+      expect(g).toMatchObject({ created: 0, reused: 1 });
+      expect(g.steps.length).toBeGreaterThanOrEqual(1);
+      for (const s of g.steps) expect(s).toEqual(graphOnly);
+    }
+    // One capture per step kind and bucket on the kept runners (greedy and sampled are different kernels).
+    expect(new Set(out.captureLabels).size).toBe(out.captureLabels.length);
+    expect(out.captureLabels.filter((l) => / sampled /.test(l))).toHaveLength(1);
     expect(out.sampledFresh).toMatchObject({ created: 1, reused: 0, tokens: out.sampledSeed8.tokens });
+    expect(out.noGraphs).toEqual({ sampledSeed8: out.sampledSeed8.tokens, sampledOther: out.sampledOther.tokens });
+    expect(out.sampledOther.tokens).not.toEqual(out.sampledSeed8.tokens);
     // The draws depend on the seed and are not the greedy tokens (else "the same tokens" would prove little).
     expect(out.sampledSeed8.tokens).not.toEqual(out.sampledOnReused.tokens);
     expect(out.sampledFresh.tokens).not.toEqual(out.greedyFresh.tokens);
