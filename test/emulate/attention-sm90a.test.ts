@@ -9,7 +9,9 @@
  *   - k = 16, bf16, head dim 128, G = 4: 1088 rows, 9 tiles of 2 consumer warpgroups (the last
  *     half padding), 5 in-step key tiles of which the causal part is partial;
  *   - the prefill chunk, fp16, head dim 64, G = 8: 512 rows, 4 tiles of 2 warpgroups;
- *   - k = 16, fp16, head dim 64, G = 4, forced to 1 consumer warpgroup: 17 tiles of 64 rows.
+ *   - k = 16, fp16, head dim 64, G = 4, forced to 1 consumer warpgroup: 17 tiles of 64 rows;
+ *   - k = 16, bf16, head dim 64, G = 8: 2176 rows, 17 tiles of 2 warpgroups (k = 16 at G = 8 and
+ *     bf16 at head dim 64, which the cases above leave out; ~6 s of CI).
  * Tagged: g++ (nvcc for the ptxas check: sm_90a, no spills, no "Potential Performance Loss" such
  * as C7520's serialized wgmmas, registers and shared memory printed).
  */
@@ -40,6 +42,7 @@ const CASES: readonly Case[] = [
   { label: 'k = 16, bf16, d128, G4', variant: tidarDecodeVariant(16, { dtype: 'bf16', headDim: 128, qHeads: 4, kvHeads: 1 }) },
   { label: 'prefill chunk, fp16, d64, G8', variant: prefillChunkVariant({ dtype: 'fp16', headDim: 64, qHeads: 8, kvHeads: 1 }) },
   { label: 'k = 16, fp16, d64, G4, 1 consumer', variant: tidarDecodeVariant(16, { dtype: 'fp16', headDim: 64, qHeads: 4, kvHeads: 1 }), consumers: 1 },
+  { label: 'k = 16, bf16, d64, G8', variant: tidarDecodeVariant(16, { dtype: 'bf16', headDim: 64, qHeads: 8, kvHeads: 1 }) },
 ];
 const SPLITS = [1, 3] as const;
 const PREFIX = [17, 0, 130];
