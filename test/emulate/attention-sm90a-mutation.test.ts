@@ -30,7 +30,8 @@ const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
 const MUTANTS: readonly Mutant[] = [
   { name: 'a consumer reads a stage without waiting on its full mbarrier', from: '    mbarrier_wait(&full[s], (i / C::kStages) & 1);\n', to: '', caughtBy: 'tma' },
   { name: 'the K descriptor says 64B swizzle; TMA wrote 128B', from: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);', to: 'const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b64, 16, 1024);', caughtBy: 'descriptor' },
-  { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run\n', to: '', caughtBy: 'mismatch' },
+  { name: 'the scores are read without wgmma.wait_group', from: '    wgmma_wait<1>();  // S_i is in sacc; P V of tile i - 1 may still run\n', to: '', caughtBy: 'mismatch',
+    naming: { kind: 'wgmma', saying: /wrote accumulator d\[\d+\] of an in-flight wgmma/ } },
   { name: 'o is rescaled while the previous tile\'s P V wgmma still writes it', from: '    wgmma_wait<0>();  // P V of tile i - 1 has retired', to: '    wgmma_wait<1>();  // P V of tile i - 1 has retired', caughtBy: 'mismatch',
     naming: { kind: 'wgmma', saying: /accumulator .* before wgmma\.wait_group/ } },
   { name: 'the producer refills a stage without waiting for its release', from: '    if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);', to: '', caughtBy: 'mbarrier' },

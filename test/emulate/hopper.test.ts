@@ -94,7 +94,8 @@ interface WgmmaCase {
   readonly stores?: 'fenced' | 'unfenced';
   /** Misuse whose result is still right on the emulator (hopper_main.cpp's kFenceFirst...): the
    *  fence before the stores, the image copied again by cp.async and waited for after the wgmma,
-   *  A's registers or an accumulator written between issue and wgmma.wait_group. */
+   *  A's registers or an accumulator written between issue and wgmma.wait_group (a read is not
+   *  seen: g++ does not instrument a local array's constant-index accesses). */
   readonly quietMisuse?: 'fence-first' | 'cp-async-again' | 'overwrite-a' | 'write-accumulator';
 }
 const QUIET_FLAGS = { 'fence-first': 8, 'cp-async-again': 16, 'overwrite-a': 32, 'write-accumulator': 64 } as const;
