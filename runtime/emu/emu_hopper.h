@@ -80,6 +80,7 @@ struct ThreadState {
   uint64_t spin_events = 0;               // barrier events seen at the last failed try_wait ...
   uint32_t spins = 0;                     // ... and failed try_waits since any barrier changed
   bool fenced = false;                    // wgmma.fence since the accumulators were last accessible
+  uint32_t proxy_fences_at_wgmma_fence = 0;  // its fence.proxy.async count at its last wgmma.fence
   int committed = 0;
   uint32_t retired = 0;                   // wgmma issue numbers below this have landed
   // A vector clock of what this thread knows through its own wait_group and fence.proxy.async and

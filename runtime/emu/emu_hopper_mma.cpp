@@ -115,13 +115,16 @@ bool read_operand(const char* name, uint64_t raw, bool mn_major, uint32_t mn, in
   uint32_t cp_lo = UINT32_MAX, cp_hi = 0;  // the bytes read that a cp.async still has in flight
   int16_t cp_tid = -1;
   // Per writer: the fence.proxy.async count of that thread that every thread of the warpgroup has
-  // synchronised with (UINT32_MAX: not computed yet).
+  // synchronised with (UINT32_MAX: not computed yet). A writer of the issuing warpgroup itself
+  // needs no barrier: wgmma.fence (.sync.aligned, every thread of the warpgroup) orders the
+  // shared-memory writes across the warpgroup before the wgmma (PTX ISA 9.7.15, "wgmma.fence").
   static thread_local std::vector<uint32_t> known_fences;
   known_fences.assign(static_cast<size_t>(g.nthreads), UINT32_MAX);
   auto fences_known = [&](int writer) {
     uint32_t& k = known_fences[static_cast<size_t>(writer)];
     if (k != UINT32_MAX) return k;
     k = g.synced_fences[static_cast<size_t>(writer)];
+    if (writer / 128 == group) k = std::max(k, g.threads[static_cast<size_t>(writer)].proxy_fences_at_wgmma_fence);
     const size_t slot = fence_slot(writer);
     uint32_t least = UINT32_MAX;
     for (int t = group * 128; t < group * 128 + 128 && least > k; ++t) {
@@ -300,7 +303,10 @@ void wgmma(MmaType type, int n, float* d, const uint32_t* a, uint64_t desc_a, ui
 
 void wgmma_fence() {
   activate();
-  g.threads[static_cast<size_t>(detail::cur().tid)].fenced = true;
+  const detail::Thread& t = detail::cur();
+  ThreadState& ts = g.threads[static_cast<size_t>(t.tid)];
+  ts.fenced = true;
+  ts.proxy_fences_at_wgmma_fence = t.proxy_fences;
 }
 
 void wgmma_commit() {

@@ -97,6 +97,8 @@ interface WgmmaCase {
    *  A's registers or an accumulator written between issue and wgmma.wait_group (a read is not
    *  seen: g++ does not instrument a local array's constant-index accesses). */
   readonly quietMisuse?: 'fence-first' | 'cp-async-again' | 'overwrite-a' | 'write-accumulator';
+  /** No __syncthreads after the stores: the warpgroup's wgmma.fence orders them (not misuse). */
+  readonly noBarrier?: boolean;
 }
 const QUIET_FLAGS = { 'fence-first': 8, 'cp-async-again': 16, 'overwrite-a': 32, 'write-accumulator': 64 } as const;
 
@@ -114,6 +116,7 @@ const WGMMA_CASES: readonly WgmmaCase[] = [
   { name: 'A from registers, B K-major 64B swizzle', n: 64, dtype: 'bf16', a: 'registers', b: K_MAJOR(64), accumulate: true },
   { name: 'A from registers, B MN-major no swizzle', n: 32, dtype: 'fp16', a: 'registers', b: MN_MAJOR(0), accumulate: false },
   { name: 'operands stored with st.shared, then fence.proxy.async', n: 64, dtype: 'bf16', a: K_MAJOR(128), b: MN_MAJOR(64), accumulate: true, stores: 'fenced' },
+  { name: 'operands stored by the warpgroup itself, fence.proxy.async, no __syncthreads (wgmma.fence orders them)', n: 32, dtype: 'fp16', a: K_MAJOR(0), b: MN_MAJOR(0), accumulate: true, stores: 'fenced', noBarrier: true },
 ];
 
 /** LBO and SBO (bytes) of a tile laid out canonically: 8-row groups after each other. */
@@ -155,7 +158,7 @@ function wgmmaFile(c: WgmmaCase, seed: number, path: string): { d: number[][] } 
   const header = Buffer.alloc(48);
   [c.n, c.a !== 'registers' && c.a.major === 'MN' ? 1 : 0, c.b.major === 'MN' ? 1 : 0, c.dtype === 'fp16' ? 1 : 0, c.a === 'registers' ? 1 : 0, c.accumulate ? 1 : 0, smem, 0]
     .forEach((v, i) => header.writeInt32LE(v, 4 * i));
-  header.writeInt32LE((c.misalignedDescriptor ? 1 : 0) | (c.stores ? 2 : 0) | (c.stores === 'fenced' ? 4 : 0) | (c.quietMisuse ? QUIET_FLAGS[c.quietMisuse] : 0), 28);
+  header.writeInt32LE((c.misalignedDescriptor ? 1 : 0) | (c.stores ? 2 : 0) | (c.stores === 'fenced' ? 4 : 0) | (c.quietMisuse ? QUIET_FLAGS[c.quietMisuse] : 0) | (c.noBarrier ? 128 : 0), 28);
   header.writeBigUInt64LE(descA, 32);
   header.writeBigUInt64LE(descriptor(bBase + (c.badB?.start ?? 0), b.lbo, c.badB?.sbo ?? b.sbo, c.b.span), 40);
   const regs = Buffer.alloc(128 * 16), acc = Buffer.alloc(128 * (c.n / 2) * 4);
