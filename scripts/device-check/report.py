@@ -76,6 +76,11 @@ def tune_lines(t):
               f"({100 * good / len(done) if done else 0:.0f}%; goal 90%). "
               f"Timed per shape bucket: at most {max((len(r['timed']) for r in done), default=0)} configurations (limit {t.get('maxConfigs', '?')}) "
               f"and {_fmt(max((r.get('seconds', 0) for r in done), default=0))} s (limit {_fmt(t.get('bucketS'), 0)} s); the search took {_fmt(t.get('seconds'))} s."]
+    sm90a = [f"{r['variant']} | {r['bucket']}: " + (f"{_fmt(r['sm90a']['bestUs'])} us at {r['sm90a']['best']} splits vs the best tile's {_fmt(r['bestUs'])} us: {r['faster']} is faster"
+                                                     if 'bestUs' in r['sm90a'] and 'best' in r else f"none timed ({len(r['sm90a']['rejected'])} rejected)")
+             for r in t.get('buckets', []) if r.get('sm90a')]
+    if sm90a:
+        lines += ['', f"The sm_90a kernel (TMA + wgmma) at its fastest split count: {'; '.join(sm90a)}."]
     rejected = [f"{r['variant']} | {r['bucket']}: {x['config']} ({x['why']})" for r in t.get('buckets', []) for x in r['rejected']]
     if rejected:
         lines += ['', f"Rejected (wrong output or failed launch, never chosen): {'; '.join(rejected)}."]

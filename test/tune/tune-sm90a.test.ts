@@ -93,8 +93,8 @@ describe.skipIf(!cxx.found || !numpy)('the device check\'s search times the sm_9
   let out: string, section: { buckets: Bucket[] }, tuned: TuneDb;
   beforeAll(async () => {
     const bundle = join(root, 'bundle');
-    // The grid's model is another shape, so the tuned variant's planned tile is compiled as a tile of its own: device-bundle.ts
-    // plannedTile (rowTileOf) and the compile's planner (plan.ts plannedRowTile) differ at head dim 64 above 128 rows.
+    // The grid's model is another shape, so the tuned variant's planned tile (device-bundle.ts plannedTile) is compiled as a tile
+    // of its own, whatever row tile the grid model's planner would pick (the two may differ: the heuristic must be a tile timed).
     await prepareDeviceBundle({
       outDir: bundle, grid: [{ dtype: 'fp16', headDim: 64, qHeads: 2, kvHeads: 2, drafts: [] }], emulated: true,
       tune: { shape: SHAPE, variants: [VARIANT], batches: [1], prefixes: [128], tiles: [], maxConfigs: 2, slots: H200_SMS },
@@ -114,6 +114,7 @@ describe.skipIf(!cxx.found || !numpy)('the device check\'s search times the sm_9
     const e = tuned.entries[entryKey(KEY, 'b1 L128')]!;
     expect(e.sm90a).toEqual({ splits: b!.sm90a!.best, medianUs: b!.sm90a!.bestUs });
     expect(b!.faster).toBe(b!.sm90a!.bestUs! < b!.bestUs ? 'sm_90a' : 'sm_90');
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(new RegExp(`The sm_90a kernel \\(TMA \\+ wgmma\\) at its fastest split count: ${KEY} \\| b1 L128: [0-9.]+ us at ${b!.sm90a!.best} splits vs the best tile's [0-9.]+ us: ${b!.faster} is faster`));
   });
 
   test('compile --tuned takes the faster kernel and the launcher\'s rule follows it', () => {
