@@ -9,7 +9,7 @@
  * headers, which both emulators can run). Figures are CPU seconds of the emulator
  * processes (/proc/self/stat), which a loaded machine disturbs less than wall time.
  *
- *   npx tsx bench/emulator-hopper-check.ts [--old <dir>]
+ *   npm run bench:emulator-hopper [-- --old <dir>]   # = tsx bench/emulator-hopper-check.ts
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
