@@ -15,7 +15,7 @@ import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen
 import type { TileOverrides } from '../codegen/input-key.js';
 import { type CudaMachine, cudaTuneMeta } from '../tune/cuda-meta.js';
 import { cpuTuneMeta } from '../tune/meta.js';
-import { loadTunedGemms, loadTunedTiles } from '../tune/apply.js';
+import { loadTunedGemms, loadTunedTiles, runArches } from '../tune/apply.js';
 import type { GemmOverrides } from '../codegen/gemm-plan.js';
 import { findNvcc } from '../build/toolchain.js';
 import { CudaDevice } from '../runtime/cuda/device.js';
@@ -168,6 +168,8 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
+    // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
+    device.releaseStaging();
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
     const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true });
     const pool = new RunnerPool(newRunner);
@@ -224,6 +226,8 @@ async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDe
   const meta = decision.backend === 'cpu' ? await cpuTuneMeta() : decision.machine ? cudaTuneMeta(decision.machine) : undefined;
   // The CPU is its own target: its kernels are checked against no GPU's limits.
   const load = { path, field: 'tuned', spec, drafts: spec.draftLengths, arches: decision.arch ? [decision.arch] : [], ...(meta ? { meta } : {}), log };
+  // The attention is weighed for every arch the run's kernel cache compiles (an H200: sm_90a's kernel too, tune.py's timings).
+  const tiles = loadTunedTiles(decision.arch ? { ...load, arches: runArches(decision.arch) } : load);
   // The GEMMs exist on the cuda backend only (the emulated driver's device is sm_90).
-  return { tiles: loadTunedTiles(load), gemms: decision.backend === 'cuda' && decision.arch ? loadTunedGemms(load) : {} };
+  return { tiles, gemms: decision.backend === 'cuda' && decision.arch ? loadTunedGemms(load) : {} };
 }

@@ -3,7 +3,8 @@
  * from the file and said line by line (`tuned <variant>: ...`). The I/O edge of tunedTiles.
  */
 import { existsSync } from 'node:fs';
-import type { ArchName } from '../codegen/arch.js';
+import { ARCHES, type ArchName } from '../codegen/arch.js';
+import { cacheCompile } from '../build/kernel-cache.js';
 import type { TileOverrides } from '../codegen/input-key.js';
 import { variantsForModel } from '../codegen/variant.js';
 import { TidarcError } from '../errors.js';
@@ -23,6 +24,15 @@ export interface TunedLoad {
   /** Only entries measured under this meta (this machine); absent: every entry. */
   readonly meta?: TuneMeta;
   readonly log: (line: string) => void;
+}
+
+/**
+ * The arches a cuda run's kernels are compiled for on a device of `arch` (kernel-cache.ts
+ * cacheCompile: a 9.0 device's entry has sm_90a too), which `run --tuned` weighs the database's
+ * tiles and kernels for: on an H200 the search's sm_90a timings decide the kernel (report.ts tunedTiles).
+ */
+export function runArches(arch: ArchName): ArchName[] {
+  return cacheCompile(arch).targets.filter((t): t is ArchName => Object.hasOwn(ARCHES, t));
 }
 
 export function loadTunedTiles(o: TunedLoad): TileOverrides {

@@ -4,7 +4,8 @@
  *   - pure: compile --tuned's choice (report.ts tunedTiles) weighs the database's sm_90a timing
  *     against the chosen tile's, per variant over its shapes; the winner's split counts become
  *     the calls; a compile without sm_90a ignores it; the manifest carries the kernel
- *     (tuned.kernel) and attentionKernelOf honours it (no record: sm_90a where compiled);
+ *     (tuned.kernel) and attentionKernelOf honours it (no record: sm_90a where compiled); run
+ *     --tuned weighs them for the arches a 9.0 device's kernel cache compiles (runArches);
  *   - the device check's search in --dry-run on the emulated driver (a 9.0 device): a bundle whose
  *     tuned variant (the prefill chunk at G = 4, 256 rows a KV head) has an sm_90a kernel times it
  *     beside the tile, checked against float64, and tune-cuda.json records its fastest split count;
@@ -23,8 +24,9 @@ import { generateModel } from '../../src/codegen/generate.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { attentionKernelOf } from '../../src/runtime/cuda/attention-launch.js';
-import { type TuneDb, type TuneEntry, entryKey, parseTuneDb, variantKey } from '../../src/tune/db.js';
+import { type TuneDb, type TuneEntry, entryKey, parseTuneDb, variantKey, writeTuneDb } from '../../src/tune/db.js';
 import { tunedTiles } from '../../src/tune/report.js';
+import { loadTunedTiles, runArches } from '../../src/tune/apply.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -78,6 +80,18 @@ describe('compile --tuned picks the kernel a 9.0 device runs from the search\'s 
     expect(attentionKernelOf(pickOf('sm_90'), arches, [9, 0])).toBeUndefined();
     expect(attentionKernelOf(pickOf('sm_90a'), arches, [9, 0])?.symbol).toMatch(/_sm90a$/);
     expect(attentionKernelOf(pickOf(), arches, [9, 0])?.symbol).toMatch(/_sm90a$/);
+  });
+
+  test('run --tuned on a 9.0 device weighs the kernels for the arches its kernel cache compiles (sm_90 and sm_90a)', async () => {
+    expect(runArches('sm_90')).toEqual(['sm_90', 'sm_90a']);
+    expect(runArches('sm_80')).toEqual(['sm_80']);
+    const path = join(root, 'tune.json');
+    await writeTuneDb(path, db(entry('b1 L1024', 100, 60)));
+    const lines: string[] = [];
+    const load = { path, field: 'tuned', spec, drafts: [], log: (l: string) => lines.push(l) };
+    expect(loadTunedTiles({ ...load, arches: runArches('sm_90') })[VARIANT]).toMatchObject({ kernel: 'sm_90a', calls: { 'b1 L1024': { splits: 4 } } });
+    expect(lines.join('\n')).toMatch(/tuned prefill_c64: w4r16-n64p2 .*the sm_90a kernel on a 9\.0 device/);
+    expect(loadTunedTiles({ ...load, arches: runArches('sm_80') })[VARIANT]!.kernel).toBeUndefined();
   });
 
   test('a malformed sm_90a timing is refused in one line naming the entry', () => {
