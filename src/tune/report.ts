@@ -63,6 +63,11 @@ export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
     const stale = all.length - fresh.length;
     lines.push(`heuristic within ${Math.round((HEURISTIC_SLACK - 1) * 100)}% of the tuned best on ${good} of ${fresh.length} ${backend} shapes (${fresh.length ? ((100 * good) / fresh.length).toFixed(0) : 0}%; goal 90%)${stale ? `; ${stale} stale, not counted` : ''}`);
   }
+  const sm90a = Object.values(db.entries).filter((e) => e.sm90a);
+  if (sm90a.length > 0) {
+    lines.push('', 'The sm_90a attention kernel (TMA + wgmma) where the search timed it, against the tuned best:');
+    for (const e of sm90a) lines.push(`- ${e.variant} | ${e.bucket}: ${e.sm90a!.medianUs.toFixed(1)} us at ${e.sm90a!.splits} splits vs ${e.bestTiming.medianUs.toFixed(1)} us: ${e.sm90a!.medianUs < e.bestTiming.medianUs ? 'sm_90a' : 'the tile'} is faster`);
+  }
   if (gemms.length > 0) lines.push('', ...gemms);
   return `${lines.join('\n')}\n`;
 }

@@ -25,7 +25,7 @@ import type { ManifestVariant } from '../../src/codegen/manifest.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { attentionKernelOf } from '../../src/runtime/cuda/attention-launch.js';
 import { type TuneDb, type TuneEntry, entryKey, parseTuneDb, variantKey, writeTuneDb } from '../../src/tune/db.js';
-import { tunedTiles } from '../../src/tune/report.js';
+import { tuneReport, tunedTiles } from '../../src/tune/report.js';
 import { loadTunedTiles, runArches } from '../../src/tune/apply.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
@@ -68,6 +68,13 @@ describe('compile --tuned picks the kernel a 9.0 device runs from the search\'s 
     expect(plain.tiles[VARIANT]!.calls).toEqual({ 'b1 L1024': { splits: 2 } });
     // Entries without an sm_90a timing (an older search, a variant without one): no choice recorded.
     expect(tunedTiles(db(entry('b1 L1024', 100)), spec, [VARIANT], ['sm_90', 'sm_90a']).tiles[VARIANT]!.kernel).toBeUndefined();
+  });
+
+  test('tune --report lists the sm_90a timings against each shape\'s tuned best', () => {
+    const text = tuneReport(db(entry('b1 L1024', 100, 60), entry('b1 L4096', 300, 320), entry('b8 L1024', 50)));
+    expect(text).toContain(`- ${KEY} | b1 L1024: 60.0 us at 4 splits vs 100.0 us: sm_90a is faster`);
+    expect(text).toContain(`- ${KEY} | b1 L4096: 320.0 us at 4 splits vs 300.0 us: the tile is faster`);
+    expect(text).not.toContain('b8 L1024: ');
   });
 
   test('the manifest records the kernel and attentionKernelOf honours it; with no record the rule takes sm_90a where compiled', () => {
