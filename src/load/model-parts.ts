@@ -168,6 +168,8 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
     const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
+    // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
+    device.releaseStaging();
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
     const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true });
     const pool = new RunnerPool(newRunner);

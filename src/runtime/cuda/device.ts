@@ -8,6 +8,8 @@
  * with one launch (launchGraph). What changes between replays lives in device buffers that an
  * asynchronous upload from pinned memory (allocPinned, uploadAsync) fills before the launch;
  * a graph reads device memory as it is when it runs. stats counts what the host issues.
+ * upload() too goes through pinned memory on that stream (staged, STAGING_BYTES a block): no
+ * copy of ours is a synchronous one from pageable memory on the legacy NULL stream.
  */
 import { TidarcError } from '../../errors.js';
 import { type CudaDeviceInfo, type NativeCuda, loadNative } from '../native.js';
@@ -82,6 +84,22 @@ interface CaptureTally {
 /** Dynamic shared memory every kernel may use without opting in. */
 const DEFAULT_SHARED_LIMIT = 48 * 1024;
 
+/**
+ * Most bytes of each of upload()'s two pinned staging blocks: the host fills one while the copy
+ * engine reads the other (8 MiB: a few hundred microseconds of PCIe or C2C copy each, so the
+ * stream waits little). A block is sized to what the uploads have needed (from 4 KiB), and
+ * releaseStaging() gives them back after a bulk upload (the weights).
+ */
+export const STAGING_BYTES = 8 << 20;
+const MIN_STAGING_BYTES = 4 << 10;
+
+/** upload()'s staging: two pinned blocks used in turn, and whether each has a copy the stream may not have run yet. */
+interface Staging {
+  readonly blocks: PinnedBuffer[];
+  next: number;
+  readonly pending: boolean[];
+}
+
 export class CudaDevice {
   private readonly live = new Map<number, DeviceBuffer>();
   private readonly modules = new Map<string, number>();
@@ -92,6 +110,7 @@ export class CudaDevice {
   /** Set while a capture records: what it issues counts towards the graph, not stats. */
   private tally: CaptureTally | undefined;
   private events: [number, number] | undefined;
+  private staging: Staging | undefined;
   private allocated = 0;
 
   private constructor(private readonly cuda: NativeCuda, readonly info: CudaDeviceInfo) {}
@@ -134,17 +153,50 @@ export class CudaDevice {
     return { ...this.counts };
   }
 
-  /** Host array -> buf at byte offset `at` (synchronous: not allowed during a capture). */
+  /**
+   * Host array -> buf at byte offset `at`: copied into pinned staging blocks and from there on
+   * the stream (asynchronous, ordered with the launches; `src` may be reused at once). Not
+   * allowed during a capture: the graph would replay whatever the staging block holds then.
+   */
   upload(buf: DeviceBuffer, src: ArrayBufferView, at = 0): void {
     checkRange(buf, at, src.byteLength, 'upload');
-    guard(`upload to ${buf.label}`, () => this.cuda.upload(buf.ptr + at, src));
+    if (this.tally) throw new TidarcError('runtime', `CUDA: cannot upload to ${buf.label} while a graph is captured: a step's inputs go through its pinned block (uploadAsync)`);
+    const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+    const s = (this.staging ??= { blocks: [], next: 0, pending: [false, false] });
+    for (let done = 0; done < bytes.length;) {
+      const i = s.next;
+      s.next ^= 1;
+      // The block's last copy must have read it before it is refilled (the other block's copy may still run).
+      if (s.pending[i]) this.synchronize();
+      const n = Math.min(STAGING_BYTES, bytes.length - done);
+      let block = s.blocks[i];
+      if (!block || block.bytes < n) {
+        if (block) this.freePinned(block);
+        block = s.blocks[i] = this.allocPinned(Math.min(STAGING_BYTES, Math.max(MIN_STAGING_BYTES, 2 ** Math.ceil(Math.log2(n)))), `upload staging ${i}`);
+      }
+      new Uint8Array(block.buffer, 0, n).set(bytes.subarray(done, done + n));
+      guard(`upload to ${buf.label}`, () => this.cuda.uploadAsync(buf.ptr + at + done, new Uint8Array(block.buffer, 0, n)));
+      s.pending[i] = true;
+      done += n;
+    }
     this.countUpload(src.byteLength);
+  }
+
+  /** Frees upload()'s staging blocks once their copies have run (after a bulk upload: the weights). */
+  releaseStaging(): void {
+    const s = this.staging;
+    if (!s) return;
+    if (s.pending.some(Boolean)) this.synchronize();
+    for (const b of s.blocks) if (b) this.freePinned(b);
+    this.staging = undefined;
   }
 
   /** buf from byte offset `at` -> the whole host array (synchronous: not allowed during a capture). */
   download(buf: DeviceBuffer, dst: ArrayBufferView, at = 0): void {
     checkRange(buf, at, dst.byteLength, 'download');
     guard(`download from ${buf.label}`, () => this.cuda.download(buf.ptr + at, dst));
+    // A synchronous copy on the legacy stream waits for our (blocking) stream: every staged upload has run.
+    this.staging?.pending.fill(false);
     this.countDownload(dst.byteLength);
   }
 
@@ -295,6 +347,7 @@ export class CudaDevice {
   /** Waits for every launch; an asynchronous kernel failure surfaces here. */
   synchronize(): void {
     guard('synchronize', () => this.cuda.synchronize());
+    this.staging?.pending.fill(false);
   }
 
   /**
@@ -314,6 +367,8 @@ export class CudaDevice {
   /** Frees every buffer, graph, pinned block and event still held by this object. */
   close(): void {
     for (const ref of [...this.graphs.values()]) this.destroyGraph(ref);
+    // Staged uploads still queued read their blocks: they finish before the blocks go.
+    this.releaseStaging();
     for (const p of [...this.pinned]) this.freePinned(p);
     if (this.events) for (const e of this.events.splice(0)) guard('destroy an event', () => this.cuda.eventDestroy(e));
     this.events = undefined;

@@ -192,6 +192,25 @@ export class GpuModelRunner implements Runner {
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
   }
 
+  /**
+   * A pass (the prefill) runs launch by launch; it is not captured as a graph. Why, in figures
+   * (Qwen3 shapes, qk-norm): a pass of T prompt tokens in C = ceil(T / 64) chunks issues
+   * L x (8 + 2C + 1) + 4 launches (per layer 8 norms, GEMMs and rope_pack, an attention launch
+   * and a K/V commit per chunk, the mask block: gpu-runner-graph.test.ts), each ~5 us of host
+   * time (JS packing, N-API, cuLaunchKernel: assumed, not yet measured on the H200), against the
+   * pass's roofline on an H200 (4.8 TB/s, 790 TFLOP/s; src/bench/roofline.ts stepCost):
+   *          T = 64              256                 1024                 4096
+   *   0.6B   312 l: 1.6 vs 0.25  480 l: 2.4 vs 0.30  1152 l: 5.8 vs 1.45  3840 l: 19.2 vs 9.4 ms
+   *   8B     400 l: 2.0 vs 3.2   616 l: 3.1 vs 4.6   1480 l: 7.4 vs 18.8  4936 l: 24.7 vs 84.6 ms
+   * The 8B prefill is GPU-bound at every length (the host issues ahead of the GPU: a graph saves
+   * nothing). The 0.6B one is host-bound by 1.3 to 10 ms of time to first token, once per prompt;
+   * a graph would win that back only from a chunk count's third prompt (warm-up, capture,
+   * replay) and only with every per-prompt value on the device: the chunks' prefix lengths and
+   * commit slots (kv_commit_at, as the steps), rows padded to whole chunks in the GEMMs, and
+   * split-KV counts fixed per chunk count. At long prompts most launches are the per-chunk
+   * attention and commit (2C a layer): one attention launch over every chunk would remove them
+   * with no graph. So: not captured until the device check measures the per-launch cost.
+   */
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
     const T = ids.length;
     const graph = this.graph(T, schedule);

@@ -11,7 +11,9 @@
  *   - two sequences alive at once (interleaved streams) run on two runners, the kept one and a
  *     new one, and both give the tokens of a sequence run alone (greedy TiDAR and greedy AR);
  *   - what the kept runners hold is all the device holds besides the weights, and dropRunners
- *     gives it back.
+ *     gives it back;
+ *   - no host -> device copy is a synchronous one from pageable memory (the legacy NULL stream):
+ *     loading the weights, prefills and steps all copy from pinned memory on our stream.
  * Tagged: a C++ compiler (the emulated driver and modules).
  */
 import { execFile } from 'node:child_process';
@@ -41,6 +43,7 @@ interface Gen { tokens: number[]; steps: Step[]; created: number; reused: number
 interface Out {
   weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledOther: Gen; sampledFresh: Gen;
   captureLabels: string[]; noGraphs: { sampledSeed8: number[]; sampledOther: number[] };
+  copiesAtLoad: { sync: number; async: number }; copies: { sync: number; async: number };
   interleaved: { tidar: Gen; ar: Gen; created: number; reused: number };
   kept: { idle: number; idleBytes: number; deviceBytesOverWeights: number };
   afterDrop: { idle: number; deviceBytesOverWeights: number };
@@ -98,6 +101,13 @@ describe.skipIf(!cxx.found)('runner reuse across generate calls on the emulated 
     // Greedy AR == greedy TiDAR.
     expect(out.interleaved.ar.tokens).toEqual(out.greedyFresh.tokens);
     expect(out.interleaved.tidar.tokens).toEqual(out.greedyFresh.tokens);
+  });
+
+  test('every host -> device copy, the weights\' and the prefill\'s included, is asynchronous from pinned memory on our stream: none on the legacy NULL stream', () => {
+    expect(out.copiesAtLoad.sync).toBe(0);
+    expect(out.copiesAtLoad.async).toBeGreaterThan(10);  // the weights, staged
+    expect(out.copies.sync).toBe(0);
+    expect(out.copies.async).toBeGreaterThan(out.copiesAtLoad.async);
   });
 
   test('the kept runners are all the device holds besides the weights; dropRunners gives it back', () => {
