@@ -40,6 +40,10 @@ const MUTANTS: readonly Mutant[] = [
     naming: { kind: 'cp-async', saying: /^wgmma reads B at shared bytes \d+\.\.\d+ while the cp\.async of thread/ } },
   // Right results on the emulator before its checks were as strict as the hardware (the fence
   // counted for every store of its __syncthreads epoch; register A was copied at issue).
+  { name: 'the producer fences after arriving on the full mbarrier (the consumers\' wgmma is not ordered after the fence)',
+    from: '    fence_proxy_async();  // these generic-proxy writes before the consumers\' wgmma reads them\n    mbarrier_arrive(&full[s]);',
+    to: '    mbarrier_arrive(&full[s]);\n    fence_proxy_async();  // these generic-proxy writes before the consumers\' wgmma reads them', caughtBy: 'proxy',
+    naming: { kind: 'proxy', saying: /has not synchronised with that fence/ } },
   { name: 'the producer fences before its cp.async copies complete', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();\n    cp_async_wait<0>();  // these', caughtBy: 'proxy' },
   { name: 'P of tile i is packed into registers the P V wgmma of tile i - 1 still reads', from: '    if constexpr (kPrev) {\n      wgmma_wait<0>();',
     to: '    for (int j = 0; j < kKeyChunks; ++j) pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
