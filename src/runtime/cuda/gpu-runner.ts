@@ -278,7 +278,7 @@ export class GpuModelRunner implements Runner {
     // One graph per kind and bucket: a request's temperature, top-k, top-p, seed and beta are in
     // the upload (TidarcSampleParams), so a new setup replays the graph another one captured.
     const key = `${shapeKey} ${samplingSetup(input)} splits ${splits.join(',')}`;
-    this.lastStepLaunch = this.stepGraphs.run(key, key, () => {
+    this.lastStepLaunch = this.stepGraphs.run(key, () => {
       stepIo.upload();
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);

@@ -85,7 +85,7 @@ interface Captured {
 export class StepGraphs {
   /** By key, least recently run first. */
   private readonly graphs = new Map<string, Captured>();
-  /** Warm keys that ran once launch by launch (their kernels are loaded, their scratch grown), oldest first. */
+  /** Keys that ran once launch by launch (their kernels are loaded, their scratch grown; a stale graph of one captures again at once), oldest first. */
   private readonly warm = new Set<string>();
 
   constructor(private readonly ledger: BufferLedger, readonly enabled: boolean) {
@@ -96,10 +96,8 @@ export class StepGraphs {
 
   /**
    * Runs the step `record` issues: directly, or as the graph of `key` (warm-up, capture, replay).
-   * `warmKey`: the steps that load the same kernels and grow the same scratch as this one (its
-   * launch arguments may differ): once one of them ran launch by launch, this one captures at once.
    */
-  run(key: string, warmKey: string, record: () => void): StepLaunch {
+  run(key: string, record: () => void): StepLaunch {
     if (!this.enabled) {
       record();
       return 'direct';
@@ -115,9 +113,9 @@ export class StepGraphs {
     if (known) device.destroyGraph(known.ref);
     // The first run of a key loads its kernels, opts them in to their shared memory and grows
     // the scratch it needs: none of that can happen inside a capture.
-    if (!this.warm.has(warmKey)) {
+    if (!this.warm.has(key)) {
       record();
-      this.warm.add(warmKey);
+      this.warm.add(key);
       if (this.warm.size > 4 * MAX_GRAPHS) this.warm.delete(this.warm.values().next().value!);
       return 'warm-up';
     }

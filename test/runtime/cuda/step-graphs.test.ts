@@ -5,8 +5,7 @@
  * the graph stale, so the next run captures again, while freeing one allocated after it (a later
  * sequence's prefill scratch on a reused runner) keeps it; a reallocation during the capture
  * discards the graph and runs the step directly; a runner holds at most MAX_GRAPHS graphs, the
- * least recently run destroyed first; a key warms up once per warm key (the steps that share its
- * kernels and scratch), so another seed captures at once; graphs off always runs directly. Needs: nothing.
+ * least recently run destroyed first; graphs off always runs directly. Needs: nothing.
  */
 import { describe, expect, test } from 'vitest';
 import { TidarcError } from '../../../src/errors.js';
@@ -36,7 +35,7 @@ describe('step graphs', () => {
     const { device, log } = fakeDevice();
     const graphs = new StepGraphs(trackBuffers(device), true);
     const record = () => void log.push('record');
-    expect([1, 2, 3, 4].map(() => graphs.run('ar', 'ar', record))).toEqual(['warm-up', 'captured', 'replayed', 'replayed']);
+    expect([1, 2, 3, 4].map(() => graphs.run('ar', record))).toEqual(['warm-up', 'captured', 'replayed', 'replayed']);
     expect(log).toEqual(['record', 'capture decode step ar', 'record', 'end capture', 'launch graph 1', 'launch graph 1', 'launch graph 1']);
     expect(graphs.size).toBe(1);
   });
@@ -44,16 +43,8 @@ describe('step graphs', () => {
   test('each key (step kind, split bucket) has its own graph', () => {
     const { device } = fakeDevice();
     const graphs = new StepGraphs(trackBuffers(device), true);
-    const runs = ['a', 'b', 'a', 'b', 'a', 'b'].map((k) => graphs.run(k, k, () => undefined));
+    const runs = ['a', 'b', 'a', 'b', 'a', 'b'].map((k) => graphs.run(k, () => undefined));
     expect(runs).toEqual(['warm-up', 'warm-up', 'captured', 'captured', 'replayed', 'replayed']);
-    expect(graphs.size).toBe(2);
-  });
-
-  test('a key whose warm key already ran launch by launch (another seed, same kernels and scratch) captures at once', () => {
-    const { device } = fakeDevice();
-    const graphs = new StepGraphs(trackBuffers(device), true);
-    const runs = [['ar s7', 'ar sampled'], ['ar s7', 'ar sampled'], ['ar s8', 'ar sampled'], ['ar greedy', 'ar greedy']].map(([k, w]) => graphs.run(k!, w!, () => undefined));
-    expect(runs).toEqual(['warm-up', 'captured', 'captured', 'warm-up']);
     expect(graphs.size).toBe(2);
   });
 
@@ -62,46 +53,46 @@ describe('step graphs', () => {
     const counter = trackBuffers(device);
     const graphs = new StepGraphs(counter, true);
     const workspace = counter.device.alloc(16, 'GEMM workspace');
-    graphs.run('ar', 'ar', () => undefined);
-    graphs.run('ar', 'ar', () => undefined);
+    graphs.run('ar', () => undefined);
+    graphs.run('ar', () => undefined);
     counter.device.free(workspace);
     log.length = 0;
-    expect(graphs.run('ar', 'ar', () => undefined)).toBe('captured');
+    expect(graphs.run('ar', () => undefined)).toBe('captured');
     expect(log).toEqual(['destroy graph 2', 'capture decode step ar', 'end capture', 'launch graph 3']);
-    expect(graphs.run('ar', 'ar', () => undefined)).toBe('replayed');
+    expect(graphs.run('ar', () => undefined)).toBe('replayed');
   });
 
   test('freeing a buffer allocated after the capture (a later prefill on a reused runner) keeps the graph', () => {
     const { device, log } = fakeDevice();
     const ledger = trackBuffers(device);
     const graphs = new StepGraphs(ledger, true);
-    graphs.run('ar', 'ar', () => undefined);
-    graphs.run('ar', 'ar', () => undefined);
+    graphs.run('ar', () => undefined);
+    graphs.run('ar', () => undefined);
     const prefill = ledger.device.alloc(4096, 'x [70 tokens]');
     expect(ledger.liveBytes()).toBe(4096);
     ledger.device.free(prefill);
     expect(ledger.liveBytes()).toBe(0);
     log.length = 0;
-    expect(graphs.run('ar', 'ar', () => undefined)).toBe('replayed');
+    expect(graphs.run('ar', () => undefined)).toBe('replayed');
     expect(log).toEqual(['launch graph 1']);
     // A free the ledger did not see allocated may be anything a graph reads: stale.
     ledger.device.free({ ptr: 1, bytes: 16, label: 'foreign' });
-    expect(graphs.run('ar', 'ar', () => undefined)).toBe('captured');
+    expect(graphs.run('ar', () => undefined)).toBe('captured');
   });
 
   test(`a runner keeps at most ${MAX_GRAPHS} graphs: the least recently run is destroyed first`, () => {
     const { device, log } = fakeDevice();
     const graphs = new StepGraphs(trackBuffers(device), true);
-    const keys = Array.from({ length: MAX_GRAPHS + 1 }, (_, i) => `seed ${i}`);
-    for (const k of keys) graphs.run(k, k, () => undefined);
-    for (const k of keys.slice(0, MAX_GRAPHS)) graphs.run(k, k, () => undefined);
-    graphs.run(keys[0]!, keys[0]!, () => undefined);  // seed 0 is now the most recent; seed 1 the least
+    const keys = Array.from({ length: MAX_GRAPHS + 1 }, (_, i) => `bucket ${i}`);
+    for (const k of keys) graphs.run(k, () => undefined);
+    for (const k of keys.slice(0, MAX_GRAPHS)) graphs.run(k, () => undefined);
+    graphs.run(keys[0]!, () => undefined);  // bucket 0 is now the most recent; bucket 1 the least
     log.length = 0;
-    expect(graphs.run(keys[MAX_GRAPHS]!, keys[MAX_GRAPHS]!, () => undefined)).toBe('captured');
+    expect(graphs.run(keys[MAX_GRAPHS]!, () => undefined)).toBe('captured');
     expect(graphs.size).toBe(MAX_GRAPHS);
     expect(log.filter((l) => l.startsWith('destroy'))).toHaveLength(1);
-    expect(graphs.run(keys[0]!, keys[0]!, () => undefined)).toBe('replayed');
-    expect(graphs.run(keys[1]!, keys[1]!, () => undefined)).toBe('captured');
+    expect(graphs.run(keys[0]!, () => undefined)).toBe('replayed');
+    expect(graphs.run(keys[1]!, () => undefined)).toBe('captured');
   });
 
   test('a reallocation while recording discards the graph and runs the step launch by launch', () => {
@@ -113,10 +104,10 @@ describe('step graphs', () => {
       log.push('record');
       if (grow) counter.device.free(counter.device.alloc(16, 'scratch'));
     };
-    graphs.run('ar', 'ar', record);
+    graphs.run('ar', record);
     grow = true;
     log.length = 0;
-    expect(graphs.run('ar', 'ar', record)).toBe('warm-up');
+    expect(graphs.run('ar', record)).toBe('warm-up');
     expect(log).toEqual(['capture decode step ar', 'record', 'free scratch', 'end capture', 'destroy graph 2', 'record', 'free scratch']);
     expect(graphs.size).toBe(0);
   });
@@ -125,10 +116,10 @@ describe('step graphs', () => {
     const { device } = fakeDevice();
     const refusing = { ...device, capture: () => { throw new TidarcError('runtime', 'CUDA: cannot capture decode step ar: cuStreamEndCapture failed: CUDA_ERROR_STREAM_CAPTURE_INVALIDATED (901)'); } } as unknown as CudaDevice;
     const graphs = new StepGraphs(trackBuffers(refusing), true);
-    graphs.run('ar', 'ar', () => undefined);
+    graphs.run('ar', () => undefined);
     let message = '';
     try {
-      graphs.run('ar', 'ar', () => undefined);
+      graphs.run('ar', () => undefined);
     } catch (e) {
       message = (e as Error).message;
     }
@@ -138,7 +129,7 @@ describe('step graphs', () => {
   test('graphs off: every step launch by launch, nothing captured', () => {
     const { device, log } = fakeDevice();
     const graphs = new StepGraphs(trackBuffers(device), false);
-    expect([1, 2, 3].map(() => graphs.run('ar', 'ar', () => void log.push('record')))).toEqual(['direct', 'direct', 'direct']);
+    expect([1, 2, 3].map(() => graphs.run('ar', () => void log.push('record')))).toEqual(['direct', 'direct', 'direct']);
     expect(log).toEqual(['record', 'record', 'record']);
   });
 });
