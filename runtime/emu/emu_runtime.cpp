@@ -259,6 +259,16 @@ void named_barrier(int id, int count, bool wait, const char* site) {
     return;
   }
   NamedBarrier& b = L->named[id];
+  // PTX ISA (bar, barrier): "Care must be taken to keep a warp from executing more barrier
+  // instructions than intended (barrier.arrive followed by any other barrier instruction to the
+  // same barrier) prior to the reset of the barrier" -- unpredictable on hardware; here the
+  // extra arrival would silently complete the phase (e.g. a ping-pong whose waits are missing).
+  if (b.in_phase.size() != static_cast<size_t>(nthreads)) b.in_phase.assign(static_cast<size_t>(nthreads), false);
+  if (b.in_phase[static_cast<size_t>(t.tid)]) {
+    report("barrier", fmt("%s %d: thread %d (warp %d) arrives again in the phase it already arrived in (%d of %d arrived): a bar.arrive followed by another barrier instruction on the same barrier before its phase completes is unpredictable on hardware",
+                          site, id, t.tid, t.warp, b.arrived, b.count));
+  }
+  b.in_phase[static_cast<size_t>(t.tid)] = true;
   if (b.arrived == 0) {
     b.count = count, b.site = site;
   } else if (b.count != count) {
@@ -267,6 +277,7 @@ void named_barrier(int id, int count, bool wait, const char* site) {
   hopper::g.events++;  // progress, for the mbarrier waits' deadlock check
   if (++b.arrived >= b.count) {
     b.arrived = 0;
+    std::fill(b.in_phase.begin(), b.in_phase.end(), false);
     for (Thread& other : L->threads)
       if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable;
     return;

@@ -96,11 +96,13 @@ struct Buffer {
 };
 
 // A named barrier (bar.sync / bar.arrive with an id): the phase in progress counts arrivals
-// against the thread count its first arrival gave.
+// against the thread count its first arrival gave; in_phase marks the threads counted in it
+// (by thread id), so a second arrival of one thread in one phase is seen.
 constexpr int kNamedBarriers = 16;
 struct NamedBarrier {
   int arrived = 0, count = 0;
   const char* site = "";
+  std::vector<bool> in_phase;
 };
 
 struct Launch {

@@ -50,6 +50,10 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: '      if (group == 0 || i + 1 < num_tiles) named_barrier_arrive(kTurnBarrier + 1 - group, 256);\n', to: '', caughtBy: 'barrier' },
   { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive(kTurnBarrier + 1 - group, 256)', to: 'named_barrier_arrive(kTurnBarrier + group, 256)', caughtBy: 'barrier' },
   { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync(kTurnBarrier + group, 256)', to: 'named_barrier_sync(kTurnBarrier + group, 128)', caughtBy: 'barrier' },
+  // Right results and no deadlock on the emulator before it saw a thread arrive twice in a phase:
+  // warpgroup 1's arrivals of two tiles fill a phase, so the ping-pong silently stops ordering.
+  { name: 'warpgroup 0 never waits for its turn (bar.arrive twice in one phase)', from: 'if (group == 1 || i > 0) named_barrier_sync', to: 'if (group == 1) named_barrier_sync', caughtBy: 'barrier',
+    naming: { kind: 'barrier', saying: /^bar\.arrive [12]: thread \d+ \(warp \d+\) arrives again in the phase it already arrived in/ } },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];
 
