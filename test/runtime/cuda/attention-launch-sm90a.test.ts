@@ -1,8 +1,9 @@
 /**
  * The selection rule for the attention (attention-launch.ts attentionKernelOf, arch.ts
  * selectArch, the GEMMs' rule too): a variant's sm_90a kernel runs on a 9.0 device where the
- * compile built sm_90a and made one for the variant; else (an sm_90-only compile, an 8.0
- * device, a variant without one) its own kernel. The sm_90a launch: its module, symbol, grid,
+ * compile built sm_90a and made one for the variant, unless compile --tuned recorded the GPU
+ * search's finding that its own kernel is faster; else (an sm_90-only compile, an 8.0 device, a
+ * variant without one) its own kernel. The sm_90a launch: its module, symbol, grid,
  * block and shared memory, the KV cache's two tensor maps (sm90aCacheMap's layout, encoded
  * through the device), then TidarcAttentionArgs exactly as the sm_80 launch packs it.
  * On a recording device: nothing is loaded or run.
@@ -60,6 +61,10 @@ describe('AttentionLauncher: the sm_90a attention where the selection rule picks
     [['sm_80', 'sm_90'], [9, 0], k16, false],  // not compiled for sm_90a
     [['sm_80', 'sm_90a'], [8, 0], k16, false],  // an 8.0 device
     [undefined, [9, 0], k16, false],
+    // compile --tuned's record of which kernel the search on a GPU measured faster (a CPU's record decides nothing here).
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90' } }, false],
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90a' } }, true],
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cpu', kernel: 'sm_90' } }, true],
   ] as const)('compiled %j, device %j: sm_90a %s', ([arches, cc, v, want]) => {
     expect(attentionKernelOf(v as ManifestVariant, arches as readonly ArchName[] | undefined, cc) !== undefined).toBe(want);
   });
@@ -81,5 +86,17 @@ describe('AttentionLauncher: the sm_90a attention where the selection rule picks
     expect(fast!.args.length % 64).toBe(0);
     expect([...fast!.args.subarray(0, 128)].every((x) => x === 1) && [...fast!.args.subarray(128, 256)].every((x) => x === 2)).toBe(true);
     expect(fast!.args.subarray(256, 256 + slow!.args.length)).toEqual(slow!.args);
+  });
+
+  test('a tuned record takes the kernel it names on the 9.0 device, with its tuned split count', () => {
+    const { splits: _, ...open } = call;
+    const tuned = (kernel: 'sm_90' | 'sm_90a') => ({ ...k16, tuned: { calls: { 'b3 L512': { splits: 5 } }, backend: 'cuda' as const, kernel } });
+    const a = recorder([9, 0]);
+    new AttentionLauncher(a.device, '/kernels', { variants: [tuned('sm_90')], arches: ['sm_90', 'sm_90a'] }).launch('tidar_k16', open);
+    expect({ module: a.launches[0]!.module, grid: a.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.fatbin', grid: [plain.launch.rowTiles, 3, 5] });
+    expect(a.maps).toEqual([]);
+    const b = recorder([9, 0]);
+    new AttentionLauncher(b.device, '/kernels', { variants: [tuned('sm_90a')], arches: ['sm_90', 'sm_90a'] }).launch('tidar_k16', open);
+    expect({ module: b.launches[0]!.module, grid: b.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.sm90a.fatbin', grid: [sm90a.rowTiles, 3, 5] });
   });
 });
