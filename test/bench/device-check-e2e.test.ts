@@ -117,6 +117,8 @@ print(json.dumps({'on': on, 'off': off}))
     expect(md).toMatch(/\| Qwen3-0\.6B shape: AR step faster than transformers eager \(graphs\) \| 4\.00x \(worst L\) \| yes \|/);
     expect(md).toMatch(/\| qwen3-8b-shape-4l \| 4 \| 4096 \| ar \| 1 \| 5\.00 \| 10\.00 \| 1, 400 \| 0\.100, 2\.000 \| 20\.00 \|/);
     expect(md).toMatch(/Skipped for the part's time budget/);
+    // 2.0 host ms over 400 launches a step, in every launch-by-launch row.
+    expect(md).toMatch(/Host time per kernel launch, launch by launch \(host ms \/ launches a step\): median 5\.00 us \(5\.00 to 5\.00, 8 rows\)/);
     expect(r.stdout).toMatch(/e2e +qwen3-8b-shape-4l L=4096 +ar: tidarc graphs +5\.00 ms +launches +10\.00 +eager +20\.00/);
     expect(r.stdout).toMatch(/e2e: 1 tidarc runs FAILED; first: qwen3-8b-shape-4l L=1024 k=4 --no-graphs: tidarc: error: sample failure/);
   });
