@@ -326,8 +326,8 @@ export class GpuModelRunner implements Runner {
    * Readies the runner for another sequence (a model's runner pool): an empty cache, zeroed so
    * no K/V of the last sequence is ever read, and the prefill's scratch freed. The step
    * workspaces, step I/O, kernel scratch and captured graphs stay: the next sequence's steps of
-   * the same kinds and buckets replay from its first step. Sampling needs no reset: the device
-   * RNG is counter-based (seed, step), both uploaded or keyed per step.
+   * the same kinds and buckets replay from its first step, whatever its sampling setup. Sampling
+   * needs no reset: the device RNG is counter-based (seed, step), both uploaded each step.
    */
   reset(): void {
     this.releasePrefill();
