@@ -207,9 +207,13 @@ export class GpuModelRunner implements Runner {
    * a graph would win that back only from a chunk count's third prompt (warm-up, capture,
    * replay) and only with every per-prompt value on the device: the chunks' prefix lengths and
    * commit slots (kv_commit_at, as the steps), rows padded to whole chunks in the GEMMs, and
-   * split-KV counts fixed per chunk count. At long prompts most launches are the per-chunk
-   * attention and commit (2C a layer): one attention launch over every chunk would remove them
-   * with no graph. So: not captured until the device check measures the per-launch cost.
+   * split-KV counts fixed per chunk count. And a graph holds the addresses of the pass's
+   * activations and GEMM/split-KV scratch, which the first decode step frees (releasePrefill):
+   * a kept prefill graph would keep them, 183 / 699 MiB at T = 1024 / 4096 for 0.6B, 349 / 1333
+   * MiB for 8B (the rewritten graph's tensors in whole chunks), per bucket. At long prompts most
+   * launches are the per-chunk attention and commit (2C a layer): one attention launch over
+   * every chunk would remove them with no graph. So: not captured; the device check's e2e part
+   * reports the measured host microseconds per launch (e2e_report.py) to revisit this.
    */
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
     const T = ids.length;
