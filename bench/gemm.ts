@@ -8,6 +8,8 @@
  * fused epilogues the cuda backend runs (SwiGLU in gate_up; greedy lm_head as row statistics)
  * and, for comparison, unfused (gate_up writes gate and up, silu_mul; lm_head writes the
  * [M, V] float32 logits and row_stats reads them): the bytes and time the epilogues save.
+ * Split-K is summed inside the GEMM launch; the "2-launch" columns predict the same kernels with
+ * the old separate reduce kernel (before GEMM ABI 5), so the table shows what that saved.
  *
  *   npm run bench:gemm        # prints the table; --json for the figures
  */
@@ -47,6 +49,8 @@ interface Row {
   readonly p: GemmPrediction;
   /** The same launch without its epilogue (a plain [M, N] output). */
   readonly plain: GemmPrediction;
+  /** The same launch with the split-K parts summed by a second kernel (before GEMM ABI 5). */
+  readonly twoLaunch: GemmPrediction;
 }
 
 async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPlan[] }[]): Promise<Map<string, number> | string> {
@@ -86,6 +90,7 @@ async function main(): Promise<void> {
       role: u.role, plan, registers, measuredRegisters: measured,
       p: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none' }),
       plain: predictGemm(plan, plan.m, H200, registers, { accumulate }),
+      twoLaunch: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none', splitSum: 'kernel' }),
     };
   }));
 
@@ -96,11 +101,12 @@ async function main(): Promise<void> {
   console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
-  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'red us', 'pred us', 'bound', 'copy %', 'TFLOP/s'];
-  const table = rows.map(({ role, plan, registers, p }) => [
+  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %'];
+  const table = rows.map(({ role, plan, registers, p, twoLaunch }) => [
     role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),
     String(plan.reduction.splitK), String(p.ctas), String(registers), String(p.ctasPerSm), p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2),
     us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
+    us(twoLaunch.predictedS), (100 * twoLaunch.copyShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
@@ -113,19 +119,20 @@ async function main(): Promise<void> {
   const step = (m: number) => {
     const at = rows.filter((r) => r.plan.m === m);
     const fusedS = at.reduce((t, r) => t + r.p.predictedS * times(r), 0);
+    const twoLaunchS = at.reduce((t, r) => t + r.twoLaunch.predictedS * times(r), 0);
     const fusedBytes = at.reduce((t, r) => t + r.p.hbmBytes * times(r), 0);
     // Unfused: plain GEMMs, then silu_mul (2 M I 4 read, M I 2 written: down's 16-bit input) a layer and row_stats (M V 4 read) once.
     const siluMul = predictOp(2 * m * I * 4 + m * I * ACTIVATION_BYTES, H200), rowStats = predictOp(m * V * 4 + m * 12, H200);
     const plainS = at.reduce((t, r) => t + r.plain.predictedS * times(r), 0) + QWEN3_8B.layers * siluMul.predictedS + rowStats.predictedS;
     const plainBytes = at.reduce((t, r) => t + r.plain.hbmBytes * times(r), 0) + QWEN3_8B.layers * siluMul.bytes + rowStats.bytes;
-    return { fusedS, fusedBytes, plainS, plainBytes };
+    return { fusedS, fusedBytes, plainS, plainBytes, twoLaunchS };
   };
   const ar = step(1);
   for (const m of ROWS) {
     const s = step(m);
     console.log(`  M = ${String(m).padStart(3)}: ${(s.fusedS * 1e3).toFixed(2)} ms predicted (${(s.fusedS / ar.fusedS).toFixed(2)}x the AR step); unfused ${(s.plainS * 1e3).toFixed(2)} ms` +
       ` (${(s.plainS / ar.plainS).toFixed(2)}x); saved ${((s.plainBytes - s.fusedBytes) / 1e6).toFixed(1)} MB, ${((s.plainS - s.fusedS) * 1e6).toFixed(1)} us` +
-      ` (lm_head logits written + read: ${((2 * m * V * 4) / 1e6).toFixed(1)} MB)`);
+      ` (lm_head logits written + read: ${((2 * m * V * 4) / 1e6).toFixed(1)} MB); split-K reduce as a second kernel: ${(s.twoLaunchS * 1e3).toFixed(2)} ms`);
   }
 }
 

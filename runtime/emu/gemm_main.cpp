@@ -1,8 +1,10 @@
 /*! tidarc emulator harness for the generated GEMMs (tidarc_gemm.cuh): runs one kernel of a
-    GEMM source (and its split-K reduce) on inputs read from a file, writes `out`, and prints
-    the emulator's findings as JSON lines. Built per GEMM source with
-    -DTIDARC_GEMM_KERNELS='X(sym_m1) X(sym_m20) ...' and, when it has one,
-    -DTIDARC_GEMM_REDUCE=<reduce symbol>; `--kernel` picks the kernel.
+    GEMM source (split-K summed inside it, on split_counters zeroed once here) on inputs read
+    from a file, `--launches L` times in a row (default 1; the outputs, partials and statistics
+    poisoned again, or the old out restored, before each, the counters left as the last launch
+    left them), writes the last launch's `out`, and prints the emulator's findings as JSON
+    lines. Built per GEMM source with -DTIDARC_GEMM_KERNELS='X(sym_m1) X(sym_m20) ...';
+    `--kernel` picks the kernel.
     Input file: x [x_rows, k] 16-bit, w [n, k] 16-bit, bias [n] f32 (--bias 1), row_ids [rows]
     int32 (--row-ids 1), then the outputs (--accumulate 1; otherwise they start as NaN): out
     [rows, seg1], out2 [rows, seg2 - seg1], out3 [rows, n - seg2] (--seg1/--seg2, default n: one
@@ -21,9 +23,6 @@
 #define X(name) extern "C" void name(TidarcGemmArgs args);
 TIDARC_GEMM_KERNELS
 #undef X
-#ifdef TIDARC_GEMM_REDUCE
-extern "C" void TIDARC_GEMM_REDUCE(TidarcGemmArgs args);
-#endif
 #ifdef TIDARC_GEMM_ROW_STATS
 extern "C" void TIDARC_GEMM_ROW_STATS(TidarcGemmArgs args);
 #endif
@@ -40,9 +39,6 @@ const Entry kKernels[] = {TIDARC_GEMM_KERNELS};
 
 void (*g_kernel)(TidarcGemmArgs) = nullptr;
 void run_main(void* p) { g_kernel(*static_cast<TidarcGemmArgs*>(p)); }
-#ifdef TIDARC_GEMM_REDUCE
-void run_reduce(void* p) { TIDARC_GEMM_REDUCE(*static_cast<TidarcGemmArgs*>(p)); }
-#endif
 #ifdef TIDARC_GEMM_ROW_STATS
 void run_row_stats(void* p) { TIDARC_GEMM_ROW_STATS(*static_cast<TidarcGemmArgs*>(p)); }
 #endif
@@ -50,7 +46,7 @@ void run_row_stats(void* p) { TIDARC_GEMM_ROW_STATS(*static_cast<TidarcGemmArgs*
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tidarc-emu-gemm: %s\nusage: --kernel SYM --rows R --x-rows XR --n N --k K --split S --block-m BM --n-tiles NT --threads T"
-                " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] [--epilogue 0|1|2] --in FILE --out FILE\n",
+                " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] [--epilogue 0|1|2] [--launches L] --in FILE --out FILE\n",
                why.c_str());
   std::exit(2);
 }
@@ -63,7 +59,7 @@ void read_exact(FILE* f, void* dst, size_t bytes, const char* what) {
 
 int main(int argc, char** argv) {
   std::string kernel, in_path, out_path;
-  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1, epilogue = 0;
+  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1, epilogue = 0, launches = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], v = argv[i + 1];
     char* end = nullptr;
@@ -88,12 +84,13 @@ int main(int argc, char** argv) {
     else if (key == "--seg1") seg1 = x;
     else if (key == "--seg2") seg2 = x;
     else if (key == "--epilogue") epilogue = x;
+    else if (key == "--launches") launches = x;
     else usage("unknown option " + key);
   }
   for (const Entry& e : kKernels)
     if (kernel == e.name) g_kernel = e.fn;
   if (!g_kernel) usage("unknown kernel '" + kernel + "'");
-  if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || in_path.empty() || out_path.empty())
+  if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || launches < 1 || in_path.empty() || out_path.empty())
     usage("missing or invalid options");
   if (seg1 < 0) seg1 = n;
   if (seg2 < 0) seg2 = n;
@@ -117,6 +114,10 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 3; ++i)
     if (widths[i] > 0) outs[i] = alloc_global(names[i], rows * widths[i] * elem);
   auto* ws = split > 1 ? static_cast<float*>(alloc_global("workspace", split * out_elems * 4)) : nullptr;
+  // One arrival counter per output tile, zeroed once as the runtime does: each launch must leave them 0.
+  const size_t tiles_mn = static_cast<size_t>((rows + block_m - 1) / block_m) * n_tiles;
+  auto* counters = split > 1 ? static_cast<int32_t*>(alloc_global("split_counters", tiles_mn * 4)) : nullptr;
+  if (counters) std::memset(counters, 0, tiles_mn * 4);
   // Row statistics: each array exactly its size, poisoned like the outputs.
   const size_t tiles = static_cast<size_t>(rows) * n_tiles;
   auto* tile_stats = stats ? static_cast<float*>(alloc_global("tile_stats", tiles * 8)) : nullptr;
@@ -124,43 +125,44 @@ int main(int argc, char** argv) {
   auto* row_argmax = stats ? static_cast<int32_t*>(alloc_global("row_argmax", rows * 4)) : nullptr;
   auto* row_max = stats ? static_cast<float*>(alloc_global("row_max", rows * 4)) : nullptr;
   auto* row_lse = stats ? static_cast<float*>(alloc_global("row_lse", rows * 4)) : nullptr;
-  if (stats) {
-    std::memset(tile_stats, 0xff, tiles * 8), std::memset(tile_argmax, 0xff, tiles * 4);
-    std::memset(row_argmax, 0xff, rows * 4), std::memset(row_max, 0xff, rows * 4), std::memset(row_lse, 0xff, rows * 4);
-  }
   FILE* in = std::fopen(in_path.c_str(), "rb");
   if (!in) usage("cannot open " + in_path);
   read_exact(in, x, x_rows * k * 2, "x");
   read_exact(in, w, n * k * 2, "w");
   if (b) read_exact(in, b, n * 4, "bias");
   if (ids) read_exact(in, ids, rows * 4, "row_ids");
-  // Poison: an output or partial the kernels never write stays NaN.
+  std::string old[3];  // the old out of an accumulating launch, restored before each launch
   for (int i = 0; i < 3; ++i) {
-    if (!outs[i]) continue;
-    if (accumulate) read_exact(in, outs[i], rows * widths[i] * elem, names[i]);
-    else std::memset(outs[i], 0xff, rows * widths[i] * elem);
+    if (!outs[i] || !accumulate) continue;
+    old[i].resize(rows * widths[i] * elem);
+    read_exact(in, old[i].data(), old[i].size(), names[i]);
   }
   std::fclose(in);
-  if (ws) std::memset(ws, 0xff, split * out_elems * 4);
 
   TidarcGemmArgs args{x, w, b, ids, outs[0], static_cast<float*>(outs[1]), static_cast<float*>(outs[2]), ws, tile_stats, tile_argmax, row_argmax, row_max, row_lse,
                       static_cast<int32_t>(rows), static_cast<int32_t>(accumulate), static_cast<int32_t>(seg1), static_cast<int32_t>(seg2),
-                      static_cast<int32_t>(epilogue)};
-  bool ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
-  if (ok && split > 1) {
-#ifdef TIDARC_GEMM_REDUCE
-    const size_t items = stats ? tiles * 32 : epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU ? out_elems / 2 : out_elems;  // threads
-    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_REDUCE), dim3((items + 255) / 256), dim3(256), 0, run_reduce, &args);
-#else
-    usage("split > 1 but the source has no reduce kernel");
-#endif
-  }
-  if (ok && stats) {
+                      static_cast<int32_t>(epilogue), counters};
+  bool ok = true;
+  for (long l = 0; ok && l < launches; ++l) {
+    // Poison: an output, partial or statistic this launch never writes stays NaN.
+    for (int i = 0; i < 3; ++i) {
+      if (!outs[i]) continue;
+      if (accumulate) std::memcpy(outs[i], old[i].data(), old[i].size());
+      else std::memset(outs[i], 0xff, rows * widths[i] * elem);
+    }
+    if (ws) std::memset(ws, 0xff, split * out_elems * 4);
+    if (stats) {
+      std::memset(tile_stats, 0xff, tiles * 8), std::memset(tile_argmax, 0xff, tiles * 4);
+      std::memset(row_argmax, 0xff, rows * 4), std::memset(row_max, 0xff, rows * 4), std::memset(row_lse, 0xff, rows * 4);
+    }
+    ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
+    if (ok && stats) {
 #ifdef TIDARC_GEMM_ROW_STATS
-    ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_ROW_STATS), dim3((rows + 7) / 8), dim3(256), 0, run_row_stats, &args);
+      ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_ROW_STATS), dim3((rows + 7) / 8), dim3(256), 0, run_row_stats, &args);
 #else
-    usage("--epilogue 2 but the source has no row statistics kernel");
+      usage("--epilogue 2 but the source has no row statistics kernel");
 #endif
+    }
   }
   FILE* f = std::fopen(out_path.c_str(), "wb");
   if (!f) usage("cannot write " + out_path);

@@ -9,7 +9,8 @@ layers at M = 1, 20, 72, 272), launched through the driver API like the attentio
     torch's F.linear on the same bf16 weights (activations already bf16), weights rotated past the
     L2, CUDA events, warm-up, median with p20/p80; TB/s, TFLOP/s, the share of the measured copy
     bandwidth and bf16 matmul rate, and the cost model's prediction beside the measurement.
-The main kernel's launch: grid (ceil(rows / blockM), nTiles, splitK); the reduce: ceil(rows n / 256) x 256."""
+The kernel's launch: grid (ceil(rows / blockM), nTiles, splitK); split-K is summed inside it (GEMM
+ABI 5) on int32 arrival counters, one per output tile, zeroed once (split_counters)."""
 import math
 import re
 
@@ -18,26 +19,42 @@ import numpy as np
 from kernels import from_bits, to_bits
 from tidarc_abi import GEMM, OP_SILU_MUL
 
-REDUCE_THREADS = 256
+ROW_STATS_THREADS = 256  # tidarc_gemm.cuh kGemmReduceThreads: the row-statistics merge's block
 ELEMENT_THREADS = 256  # tidarc_ops.cu kElementThreads
 
 
-def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n, out2=0, seg1=None):
+_COUNTERS = {}  # id(driver) -> (pointer, count)
+
+
+def split_counters(drv, count):
+    """The split-K arrival counters (int32, one per output tile) of a driver: allocated and zeroed
+    once, grown on demand; every launch leaves them 0, as the runtime relies on."""
+    have = _COUNTERS.get(id(drv))
+    if have and have[1] >= count:
+        return have[0]
+    if have:
+        drv.free(have[0])
+    p = drv.alloc(count * 4)
+    drv.fill(p, 0, count * 4)
+    _COUNTERS[id(drv)] = (p, count)
+    return p
+
+
+def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n, out2=0, seg1=None, counters=0):
     """TidarcGemmArgs (tidarc_abi.GEMM, generated from op-abi.ts), no fused epilogue: one output (seg1 = seg2 = n), or
     columns [0, seg1) into out and [seg1, n) into out2."""
     seg1 = n if seg1 is None else seg1
     return GEMM.pack(x=x, w=w, bias=bias, row_ids=row_ids, out=out, out2=out2, out3=0, workspace=workspace, tile_stats=0, tile_argmax=0,
-                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=seg1, seg2=n, epilogue=0)
+                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=seg1, seg2=n, epilogue=0, split_counters=counters)
 
 
 def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0, out2=0, seg1=None):
-    """The kernel over `rows` rows, then the unit's split-K reduce. ptrs: x, w, bias, row_ids, out, workspace."""
+    """The kernel over `rows` rows (split-K summed inside it). ptrs: x, w, bias, row_ids, out, workspace."""
     module = bundle / unit['fatbin']
-    args = gemm_args(*ptrs, rows, accumulate, unit['n'], out2, seg1)
     grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
+    counters = split_counters(drv, grid[0] * grid[1]) if unit['splitK'] > 1 else 0
+    args = gemm_args(*ptrs, rows, accumulate, unit['n'], out2, seg1, counters)
     drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
-    if unit['splitK'] > 1:
-        drv.launch(drv.function(module, unit['reduce'], 0), (-(-rows * unit['n'] // REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1), 0, args)
 
 
 def launch_epilogue(drv, bundle, unit, kernel, ptrs, rows, epilogue):
@@ -46,15 +63,13 @@ def launch_epilogue(drv, bundle, unit, kernel, ptrs, rows, epilogue):
     module = bundle / unit['fatbin']
     n = unit['n']
     x, w, out, ws, ts, ta, ra, rm, rl = ptrs
+    grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
+    counters = split_counters(drv, grid[0] * grid[1]) if unit['splitK'] > 1 else 0
     args = GEMM.pack(x=x, w=w, bias=0, row_ids=0, out=out, out2=0, out3=0, workspace=ws, tile_stats=ts, tile_argmax=ta, row_argmax=ra,
-                     row_max=rm, row_lse=rl, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=epilogue)
-    drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK']), (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
-    tiles = -(-n // 128)
-    if unit['splitK'] > 1:
-        threads = rows * tiles * 32 if epilogue == 2 else rows * (n // 2)
-        drv.launch(drv.function(module, unit['reduce'], 0), (-(-threads // REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1), 0, args)
+                     row_max=rm, row_lse=rl, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=epilogue, split_counters=counters)
+    drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
     if epilogue == 2:
-        drv.launch(drv.function(module, unit['epilogue']['rowStats'], 0), (-(-rows // 8), 1, 1), (REDUCE_THREADS, 1, 1), 0, args)
+        drv.launch(drv.function(module, unit['epilogue']['rowStats'], 0), (-(-rows // 8), 1, 1), (ROW_STATS_THREADS, 1, 1), 0, args)
 
 
 def launch_silu_mul(drv, bundle, ops, gate, up, out, count, dtype):

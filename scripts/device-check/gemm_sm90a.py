@@ -11,7 +11,7 @@ out and split-K partials poisoned with NaN) through tensor maps encoded by cuTen
 Run alone: python3 gemm_sm90a.py --bundle DIR [--dry-run] (--dry-run: TIDARC_LIBCUDA = the emulated
 driver, modules prepared beside the .fatbin paths); prints one JSON line, exit 1 on a failure.
 On a GPU it compiles each unit with nvcc for sm_90a first. Launch: grid (ceil(rows / tile),
-ceil(N / 128), splitK) x 288 threads; then the unit's split-K reduce, ceil(rows N / 256) x 256."""
+ceil(N / 128), splitK) x 288 threads, split-K summed inside it on gemm.py's split_counters."""
 import argparse
 import concurrent.futures
 import ctypes
@@ -24,10 +24,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from gemm import split_counters  # noqa: E402
 from kernels import Driver, to_bits  # noqa: E402
 from tidarc_abi import GEMM  # noqa: E402
 
-REDUCE_THREADS = 256
 TENSOR_MAP_BYTES = 128
 # cuda.h: CU_TENSOR_MAP_DATA_TYPE_FLOAT16 / _BFLOAT16, SWIZZLE_128B, L2_PROMOTION_L2_128B.
 DATA_TYPE = {'fp16': 6, 'bf16': 9}
@@ -72,16 +72,15 @@ def compile_units(bundle, spec, log):
 
 
 def launch_kernel(drv, module, u, kern, wmap, xmap, ptrs, rows):
-    """One kernel over `rows` tokens (out and partials poisoned with NaN first), then the split-K reduce; the output [rows, N]."""
+    """One kernel over `rows` tokens (out and partials poisoned with NaN first; split-K summed inside it); the output [rows, N]."""
     px, pw, pb, pout, pws = ptrs
     n = u['n']
     drv.fill(pout, 0xff, rows * n * 4), drv.fill(pws, 0xff, u['splitK'] * rows * n * 4)  # NaN: anything unwritten shows
     g = GEMM.pack(x=px, w=pw, bias=pb, row_ids=0, out=pout, out2=0, out3=0, workspace=pws if u['splitK'] > 1 else 0, tile_stats=0, tile_argmax=0,
-                  row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=0)
+                  row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=0,
+                  split_counters=split_counters(drv, -(-rows // kern['tileT']) * -(-n // 128)) if u['splitK'] > 1 else 0)
     grid = (-(-rows // kern['tileT']), -(-n // 128), u['splitK'])
     drv.launch(drv.function(module, kern['symbol'], kern['sharedBytes']), grid, (kern['threads'], 1, 1), kern['sharedBytes'], sm90a_args(wmap, xmap, g))
-    if u['reduce']:
-        drv.launch(drv.function(module, u['reduce'], 0), (-(-rows * n // REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1), 0, g)
     drv.synchronize()
     out = np.empty((rows, n), np.float32)
     drv.download(pout, out)

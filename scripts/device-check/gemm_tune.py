@@ -113,7 +113,7 @@ class TorchShape:
 
 
 def _launch(drv, bundle, t, source, cand, sh, i, bias):
-    unit = {'fatbin': source['fatbin'], 'n': t['n'], 'splitK': cand['splitK'], 'reduce': source.get('reduce')}
+    unit = {'fatbin': source['fatbin'], 'n': t['n'], 'splitK': cand['splitK']}
     kernel = {'symbol': cand['symbol'], 'blockM': cand['blockM'], 'nTiles': cand['nTiles'], 'threads': cand['threads'], 'sharedBytes': cand['sharedBytes']}
     launch_gemm(drv, bundle, unit, kernel, [sh.ptr['x'], sh.weights(i), sh.ptr['bias'] if bias else 0, 0, sh.ptr['out'], sh.ptr['ws'] if cand['splitK'] > 1 else 0], cand['m'])
 

@@ -39,7 +39,7 @@ def prefill_variant(chunk):
 
 
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
-GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue'))
+GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4xQ', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue', 'split_counters'))
 SAMPLE_PARAMS = Struct('TidarcSampleParams', '<QQffif', ('step', 'seed', 'temperature', 'top_p', 'top_k', 'beta'))
 OP_ABI_VERSION = Struct('TidarcAbiVersionArgs', '<Q', ('out',))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))

@@ -12,7 +12,7 @@ import { H200, predictGemm } from './gemm-cost-model.js';
 import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
-  type GemmShape, type GemmTarget, type GemmTile, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
+  type GemmShape, type GemmTarget, type GemmTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
 import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
@@ -25,7 +25,7 @@ import { TIDARC_VERSION } from '../version.js';
 export interface GemmGridShape {
   readonly role: string;
   readonly shape: GemmShape;
-  /** Split-K forced (the dry run exercises the reduce); default: the plan's rule. */
+  /** Split-K forced (the dry run exercises the in-launch split sum); default: the plan's rule. */
   readonly splitK?: number;
 }
 
@@ -61,12 +61,12 @@ export const FULL_GEMM: GemmGrid = {
   tune: { roles: ROLES, maxTiles: 4, rows: stepRows(QWEN3_8B.draftLengths) },
 };
 
-/** Small enough for the emulator: an odd N with split-K 3 (the reduce) and one without. */
+/** Small enough for the emulator: an odd N with split-K 3 (the in-launch split sum) and one without. */
 export const DRY_RUN_GEMM: GemmGrid = {
   shapes: [
     { role: 'odd split-K 3', shape: { n: 197, k: 520, dtype: 'bf16' }, splitK: 3 },
     { role: 'fp16', shape: { n: 72, k: 264, dtype: 'fp16' }, splitK: 1 },
-    // The fused epilogues, through the split-K reduce (I = 104: a full and a partial N tile; 3 stats tiles).
+    // The fused epilogues, through the split-K sum's last CTA (I = 104: a full and a partial N tile; 3 stats tiles).
     { role: 'gate_up', shape: { n: 208, k: 520, dtype: 'bf16' }, splitK: 3 },
     { role: 'lm_head', shape: { n: 300, k: 264, dtype: 'bf16' }, splitK: 3 },
   ],
@@ -94,7 +94,8 @@ export interface BundleGemmUnit {
   readonly k: number;
   readonly dtype: 'bf16' | 'fp16';
   readonly splitK: number;
-  readonly reduce?: string;
+  /** splitK > 1: the launch needs int32 counters, one per output tile (ceil(rows / blockM) * nTiles), all 0 (each launch leaves them 0). */
+  readonly splitCounters?: boolean;
   /** The fused epilogues its role runs with (gemm.py checks them against the plain kernel's output). */
   readonly epilogue?: { readonly swigluInterleave?: number; readonly rowStats?: string };
   /** Relative to the bundle. */
@@ -117,7 +118,7 @@ export interface BundleGemmCandidate {
   readonly sharedBytes: number;
 }
 
-/** The search of one weight shape: a source per split-K count (its reduce included), every candidate of it. */
+/** The search of one weight shape: a source per split-K count, every candidate of it. */
 export interface BundleGemmTune {
   readonly unit: string;
   readonly role: string;
@@ -125,7 +126,7 @@ export interface BundleGemmTune {
   readonly k: number;
   readonly dtype: 'bf16' | 'fp16';
   readonly heuristicSplitK: number;
-  readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string; readonly reduce?: string }[];
+  readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string }[];
   readonly candidates: readonly BundleGemmCandidate[];
   /** What static pruning removed, with why (gemm-space.ts). */
   readonly pruned: number;
@@ -161,15 +162,14 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
     const cu = `gemm/${gemmSource(shape)}`;
     await writeFile(join(outDir, cu), renderGemmUnit(shape, plans, [role], 'device-check'));
     const fatbin = cu.replace(/\.cu$/, '.fatbin');
-    const reduce = reduction.splitK > 1 ? gemmReduceSymbol(shape) : undefined;
     const epi = gemmEpilogues(shape, [role]);
     const epilogue = { ...(epi.swigluInterleave ? { swigluInterleave: epi.swigluInterleave } : {}), ...(epi.rowStats ? { rowStats: gemmRowStatsSymbol(shape) } : {}) };
     if (emulated) {
-      const kernels = [...plans.map((p) => gemmSymbol(shape, p.m)), ...(reduce ? [reduce] : []), ...(epilogue.rowStats ? [epilogue.rowStats] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
+      const kernels = [...plans.map((p) => gemmSymbol(shape, p.m)), ...(epilogue.rowStats ? [epilogue.rowStats] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
       await buildEmulatedModule(join(outDir, cu), emulatedModulePath(join(outDir, fatbin)), kernels);
     }
     units.push({
-      name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduce ? { reduce } : {}),
+      name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
       ...(Object.keys(epilogue).length > 0 ? { epilogue } : {}), cu, fatbin,
       kernels: plans.map((p) => {
         const predicted = predictGemm(p, p.m, H200, ASSUMED_REGISTERS, { accumulate: role === 'o' || role === 'down' });
@@ -185,7 +185,7 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
 
 /**
  * The search's sources: per tuned shape and split-K count one .cu with a kernel per (M, tile)
- * (gemmCandidateSymbol) and the reduce. The tiles of an M: the heuristic's, then the others
+ * (gemmCandidateSymbol). The tiles of an M: the heuristic's, then the others
  * gemmTileSpace keeps, in its order, up to maxTiles.
  */
 async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarget, emulated: boolean): Promise<BundleGemmTune[]> {
@@ -207,14 +207,13 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       });
       const cu = `gemm/tune/${gemmUnitName(shape)}_s${reduction.splitK}.cu`;
       const fatbin = cu.replace(/\.cu$/, '.fatbin');
-      const reduce = reduction.splitK > 1 ? gemmReduceSymbol(shape) : undefined;
       await mkdir(join(outDir, 'gemm', 'tune'), { recursive: true });
       await writeFile(join(outDir, cu), renderGemmUnit(shape, plans.map((p) => p.plan), [role], 'device-check search', { candidates: true }));
       if (emulated) {
-        const kernels = [...plans.map((p) => gemmCandidateSymbol(p.plan)), ...(reduce ? [reduce] : [])].map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
+        const kernels = plans.map((p) => gemmCandidateSymbol(p.plan)).map((name) => ({ name, argsType: 'TidarcGemmArgs' }));
         await buildEmulatedModule(join(outDir, cu), emulatedModulePath(join(outDir, fatbin)), kernels, { includeDirs: [join(outDir, 'gemm', 'cuda')] });
       }
-      sources.push({ splitK: reduction.splitK, cu, fatbin, ...(reduce ? { reduce } : {}) });
+      sources.push({ splitK: reduction.splitK, cu, fatbin });
       candidates.push(...plans.map(({ plan: p, heuristic }) => ({
         m: p.m, splitK: reduction.splitK, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages }, heuristic,
         symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,

@@ -9,8 +9,9 @@
  *               activations once (M K 2: 16-bit, as the op before the GEMM stores them), then
  *               the output (M N 4, read too when accumulating; SwiGLU epilogue: M N/2 2, the
  *               down GEMM's 16-bit input; row statistics: M tiles 12, tiles = ceil(N / 128))
- *               or, with split-K S > 1, the partials (S M N 4); the reduce kernel after it reads
- *               the partials and writes the output (counted as HBM although they may stay in L2).
+ *               or, with split-K S > 1, the partials (S M N 4, counted as HBM although they
+ *               may stay in L2); each output tile's last CTA then reads the other S - 1 parts'
+ *               partials and writes the output (the split sum, below).
  *               Row statistics add the merge: it reads M tiles 12 and writes M 12, one launch.
  *   unfused     what the epilogues replace (predictOp): silu_mul reads gate and up (2 M I 4) and
  *               writes M I 2; the plain lm_head writes M V 4 logits that row_stats reads again.
@@ -18,8 +19,15 @@
  *               the weight tile once per CTA along M.
  *   FLOPs       2 M N K useful; executed: whole m16 fragments of every CTA (padding rows included).
  *   time        max(main HBM / copy rate, L2 / L2 rate, executed / mma.sync rate + wave term)
- *               + split-K reduce (its bytes at the copy rate + one launch gap). Host launch
- *               cost is not included (CUDA graphs remove it; performance-model.md).
+ *               + split-K sum. Host launch cost is not included (CUDA graphs remove it;
+ *               performance-model.md).
+ *   split sum   in the launch (tidarc_gemm_abi.h; the attention cost model's merge term): the
+ *               last CTAs, one per output tile (ceil(M / blockM) x nTiles of them), read the
+ *               (S - 1) M N 4 bytes of the other parts from L2 at the per-SM L2 rate (l2 / SMs)
+ *               and write the output at the copy rate, spread over min(1, tiles / SMs) of the
+ *               SMs; no launch gap. `splitSum: 'kernel'` predicts the old separate reduce
+ *               kernel instead (all partials and the output at the copy rate + one launch gap),
+ *               for bench:gemm's before / after.
  *   wave term   the mma time lost to SMs left idle by the last wave: t_mma (ceil(w) - w) / w with
  *               w = CTAs / SMs (the CTAs an SM holds at once share its tensor cores, so an SM's
  *               time is its CTA count). `waves` reports CTAs / (SMs x CTAs an SM): residency at
@@ -80,6 +88,7 @@ export interface GemmPrediction {
   readonly l2S: number;
   readonly mmaS: number;
   readonly waveS: number;
+  /** The split-K sum (0 at split-K 1): in the launch's last CTAs, or the old reduce kernel (splitSum 'kernel'). */
   readonly reduceS: number;
   /** The row statistics' merge kernel (0 without that epilogue). */
   readonly mergeS: number;
@@ -111,7 +120,23 @@ function outputBytes(n: number, rows: number, epilogue: GemmEpilogue): number {
   return rows * n * 4;
 }
 
-export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue } = {}): GemmPrediction {
+/** Where the split-K parts are summed: in the GEMM launch (today's kernels) or by a second kernel (before GEMM ABI 5). */
+export type GemmSplitSum = 'launch' | 'kernel';
+
+/**
+ * The split-K sum's time: in the launch, the last CTAs' read of the other parts' partials at
+ * the per-SM L2 rate and their output at the copy rate, over the SMs they occupy (the attention
+ * cost model's merge term); as a kernel, all partials and the output at the copy rate + a gap.
+ */
+export function splitSumS(splitK: number, rows: number, n: number, outputBytes: number, lastCtas: number, machine: Machine, how: GemmSplitSum): number {
+  if (splitK <= 1) return 0;
+  const partials = splitK * rows * n * 4;
+  if (how === 'kernel') return (partials + outputBytes) / machine.copyBytesPerS + machine.launchGapS;
+  const balance = Math.min(1, lastCtas / machine.sms);
+  return (((splitK - 1) * rows * n * 4) / machine.l2BytesPerS + outputBytes / machine.copyBytesPerS) / balance;
+}
+
+export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue; splitSum?: GemmSplitSum } = {}): GemmPrediction {
   const epilogue = opts.epilogue ?? 'none';
   const { n, k } = p.shape;
   const s = p.reduction.splitK;
@@ -123,7 +148,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const weights = n * k * 2, acts = rows * k * ACTIVATION_BYTES, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
-  const reduceBytes = s > 1 ? partials + output : 0;
+  const reduceBytes = s > 1 ? (opts.splitSum === 'kernel' ? partials : 0) + output : 0;  // in the launch the other parts' partials come from L2
   const mergeBytes = epilogue === 'rowStats' ? rows * Math.ceil(n / 128) * 12 + rows * 12 : 0;
   const hbmBytes = mainBytes + reduceBytes + mergeBytes;
   const l2Bytes = p.nTiles * acts + mBlocks * weights;
@@ -134,7 +159,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const mmaS = executedFlops / machine.mmaSyncFlops;
   const smWaves = ctas / machine.sms;
   const waveS = mmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
-  const reduceS = s > 1 ? reduceBytes / machine.copyBytesPerS + machine.launchGapS : 0;
+  const reduceS = splitSumS(s, rows, n, output, mBlocks * p.nTiles, machine, opts.splitSum ?? 'launch');
   const mergeS = mergeBytes > 0 ? mergeBytes / machine.copyBytesPerS + machine.launchGapS : 0;
   const main = Math.max(hbmS, l2S, mmaS + waveS);
   const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'mma.sync';

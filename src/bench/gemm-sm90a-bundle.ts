@@ -10,7 +10,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type GemmShape, gemmTarget, planReduction } from '../codegen/gemm-plan.js';
-import { SM90A_TOKEN_TILES, planSm90aKernels, renderSm90aUnit, sm90aReduceSymbol, sm90aUnitName } from '../codegen/gemm-sm90a.js';
+import { SM90A_TOKEN_TILES, planSm90aKernels, renderSm90aUnit, sm90aUnitName } from '../codegen/gemm-sm90a.js';
 import { ARCHES } from '../codegen/arch.js';
 import { NVCC_BASE_FLAGS } from '../codegen/targets.js';
 import { readTemplateFile } from '../codegen/templates.js';
@@ -55,7 +55,6 @@ export interface Sm90aBundleUnit {
   readonly k: number;
   readonly dtype: GemmShape['dtype'];
   readonly splitK: number;
-  readonly reduce: string | null;
   readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly threads: number; readonly sharedBytes: number }[];
 }
 
@@ -83,11 +82,11 @@ export async function prepareSm90aBundle(outDir: string, plan: Sm90aCheckPlan, e
     const source = `gemm_sm90a/${unit}.cu`, fatbin = `gemm_sm90a/${unit}.fatbin`;
     await writeFile(join(outDir, source), renderSm90aUnit(shape, reduction, kernels, [s.label], 'device-check'));
     if (emulated) {
-      const names = [...kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' })), ...(reduction.splitK > 1 ? [{ name: sm90aReduceSymbol(shape), argsType: 'TidarcGemmArgs' }] : [])];
+      const names = kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' }));
       await buildEmulatedModule(join(outDir, source), emulatedModulePath(join(outDir, fatbin)), names, { includeDirs: [dir] });
     }
     units.push({
-      label: s.label, unit, source, fatbin, n: s.n, k: s.k, dtype: s.dtype, splitK: reduction.splitK, reduce: reduction.splitK > 1 ? sm90aReduceSymbol(shape) : null,
+      label: s.label, unit, source, fatbin, n: s.n, k: s.k, dtype: s.dtype, splitK: reduction.splitK,
       kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, threads: k.threads, sharedBytes: k.sharedBytes })),
     });
   }

@@ -5,19 +5,21 @@
  *   HBM bytes   weights once (N K 2: the token tiles of one weight tile run side by side and
  *               share it through L2), activations once (M K 2, 16-bit), then the output
  *               (M N 4, read too when accumulating; SwiGLU: M N/2 2) or, with split-K S > 1,
- *               the partials (S M N 4) that the reduce then reads and turns into the output.
+ *               the partials (S M N 4), which each output tile's last CTA sums (below).
  *   L2 bytes    the activations as every weight tile's CTAs load them (W tiles x M K 2) and the
  *               weight tile once per token tile.
  *   FLOPs       2 M N K useful; executed: every CTA's 128 weight rows x its whole token tile x
  *               the k tiles of its part (TMA zero-fills what lies past N, M and K).
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / wgmma rate + wave term) + the
- *               reduce (its bytes at the copy rate + one launch gap).
+ *               split-K sum in the launch (gemm-cost-model.ts splitSumS: the last CTAs read the
+ *               other parts' partials at the per-SM L2 rate; `splitSum: 'kernel'` the old
+ *               separate reduce kernel, for before / after).
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma), not mma.sync's:
  *               operands come straight from shared memory, so ldmatrix does not bound it.
  */
 import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
 import { SM90A_BLOCK_W, SM90A_THREADS, sm90aSharedBytes } from '../codegen/gemm-sm90a.js';
-import { type Machine, ctasPerSm } from './gemm-cost-model.js';
+import { type GemmSplitSum, type Machine, ctasPerSm, splitSumS } from './gemm-cost-model.js';
 
 export interface Sm90aPrediction {
   readonly tileT: number;
@@ -41,7 +43,7 @@ export interface Sm90aPrediction {
 }
 
 export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
-  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu' } = {}): Sm90aPrediction {
+  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum } = {}): Sm90aPrediction {
   const { n, k } = shape, s = r.splitK;
   const wTiles = Math.ceil(n / SM90A_BLOCK_W), tTiles = Math.ceil(rows / tileT);
   const ctas = wTiles * tTiles * s;
@@ -50,7 +52,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
-  const reduceBytes = s > 1 ? partials + output : 0;
+  const reduceBytes = s > 1 ? (opts.splitSum === 'kernel' ? partials : 0) + output : 0;  // in the launch the other parts' partials come from L2
   const l2Bytes = wTiles * acts + tTiles * weights;
   const usefulFlops = 2 * rows * n * k;
   const executedFlops = 2 * wTiles * SM90A_BLOCK_W * tTiles * tileT * r.kTiles * r.blockK;
@@ -59,7 +61,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const wgmmaS = executedFlops / machine.matmulFlops;
   const smWaves = ctas / machine.sms;
   const waveS = wgmmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
-  const reduceS = s > 1 ? reduceBytes / machine.copyBytesPerS + machine.launchGapS : 0;
+  const reduceS = splitSumS(s, rows, n, output, wTiles * tTiles, machine, opts.splitSum ?? 'launch');
   const main = Math.max(hbmS, l2S, wgmmaS + waveS);
   const predictedS = main + reduceS;
   return {

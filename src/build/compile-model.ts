@@ -210,8 +210,7 @@ function withGemmPtxas(gemms: readonly ManifestGemm[], nvcc: NonNullable<BuildRe
     const byArch = nvcc.variants[g.unit]?.ptxas ?? {};
     const ptxas = Object.fromEntries(Object.entries(byArch).flatMap(([arch, kernels]) => {
       const kernel = kernels[g.kernel];
-      const reduce = g.reduceKernel ? kernels[g.reduceKernel] : undefined;
-      return kernel ? [[arch, { kernel, ...(reduce ? { reduce } : {}) }]] : [];
+      return kernel ? [[arch, { kernel }]] : [];
     }));
     return { ...g, ptxas };
   });

@@ -4,7 +4,7 @@
  */
 import type { GemmRefusal, GemmUnit } from './gemm-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import { GEMM_REDUCE_THREADS, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from './gemm-plan.js';
+import { gemmRowStatsSymbol, gemmSymbol } from './gemm-plan.js';
 import { gemmSource, renderGemmUnit } from './gemm-source.js';
 import type { ManifestGemm, ManifestGemmRefusal } from './manifest.js';
 
@@ -31,7 +31,6 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
       dtype: u.shape.dtype,
       splitK: u.reduction.splitK,
       kernel: gemmSymbol(u.shape, p.m),
-      ...(split ? { reduceKernel: gemmReduceSymbol(u.shape) } : {}),
       ...(epilogues.rowStats ? { rowStatsKernel: gemmRowStatsSymbol(u.shape) } : {}),
       ...(epilogues.swigluInterleave ? { swigluInterleave: epilogues.swigluInterleave } : {}),
       source: gemmSource(u.shape),
@@ -44,7 +43,7 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
         block: p.threads,
         dynamicSharedBytes: p.sharedBytes,
         dynamicSharedBytesByArch: p.sharedBytesByArch as Record<string, number>,
-        ...(split ? { reduceBlock: GEMM_REDUCE_THREADS } : {}),
+        ...(split ? { splitCounters: `ceil(rows / ${p.blockM}) * ${p.nTiles}` } : {}),
       },
     };
   }));

@@ -56,7 +56,7 @@ export const GEMM_BLOCK_K = 64;
 /** Weight rows (output columns) per CTA. */
 export const GEMM_BLOCK_N = 128;
 export const GEMM_THREADS = 256;
-/** Threads of the split-K reduce and row-statistics merge kernels (tidarc_gemm.cuh kGemmReduceThreads). */
+/** Threads of the row-statistics merge kernel (tidarc_gemm.cuh kGemmReduceThreads). */
 export const GEMM_REDUCE_THREADS = 256;
 /** Token rows one CTA covers at most: up to here each weight byte is read once per step. */
 export const GEMM_MAX_BLOCK_M = 128;
@@ -279,10 +279,6 @@ export function gemmSymbol(shape: GemmShape, m: number): string {
 /** A tile's name in a search's candidate symbols (`b32w2s4`). */
 export function gemmTileName(t: GemmTile): string {
   return `b${t.blockM}w${t.warpsM}s${t.stages}`;
-}
-
-export function gemmReduceSymbol(shape: GemmShape): string {
-  return `tidarc_${gemmUnitName(shape)}_reduce`;
 }
 
 /** The combine of the lm_head's per-tile row statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS). */

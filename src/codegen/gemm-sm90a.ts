@@ -41,9 +41,9 @@ export function sm90aTokenTile(m: number): number {
   return SM90A_TOKEN_TILES.filter((t) => t >= 64).reverse().reduce((best, t) => (Math.ceil(m / t) * t < Math.ceil(m / best) * best ? t : best));
 }
 
-/** Shared memory of a kernel: the 1024-byte alignment slack, the ring, the full and empty mbarriers. */
+/** Shared memory of a kernel: the 1024-byte alignment slack, the ring, the full and empty mbarriers and the split-K sum's. */
 export function sm90aSharedBytes(tileT: number, stages = SM90A_STAGES): number {
-  return 1024 + stages * (SM90A_BLOCK_W + tileT) * 64 * ELEMENT_BYTES + 2 * stages * 8;
+  return 1024 + stages * (SM90A_BLOCK_W + tileT) * 64 * ELEMENT_BYTES + (2 * stages + 1) * 8;
 }
 
 export function sm90aUnitName(shape: GemmShape): string {
@@ -52,9 +52,6 @@ export function sm90aUnitName(shape: GemmShape): string {
 export function sm90aSymbol(shape: GemmShape, tileT: number): string {
   return `tidarc_${sm90aUnitName(shape)}_t${tileT}`;
 }
-export function sm90aReduceSymbol(shape: GemmShape): string {
-  return `tidarc_${sm90aUnitName(shape)}_reduce`;
-}
 export function sm90aSource(shape: GemmShape): string {
   return `cuda/${sm90aUnitName(shape)}.cu`;
 }
@@ -62,7 +59,7 @@ export function sm90aSource(shape: GemmShape): string {
 /** Why the sm_90a kernel cannot serve this shape and role (null when it can). */
 export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reduction: GemmReduction): string | null {
   if (reduction.blockK !== 64) return `its k tile is ${reduction.blockK}; the sm_90a kernel's 128B swizzle needs 64`;
-  if (gemmEpilogues(shape, roles).rowStats && reduction.splitK === 1) return 'lm_head row statistics at split-K 1 are not in the sm_90a epilogue (the reduce has them at split-K > 1)';
+  if (gemmEpilogues(shape, roles).rowStats) return 'lm_head row statistics are not in the sm_90a epilogue (the mma.sync kernels have them)';
   return null;
 }
 
@@ -86,7 +83,6 @@ export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kern
   return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
     banner: banner(modelName),
     ...gemmUnitFields(shape, reduction, roles),
-    reduceSymbol: sm90aReduceSymbol(shape),
     kernels: kernels.map((k) => ({ ...k, wTiles: Math.ceil(shape.n / GEMM_BLOCK_N), splitK: reduction.splitK, blockK: reduction.blockK })),
   });
 }
@@ -105,7 +101,8 @@ export interface ManifestGemmSm90a {
   readonly splitK: number;
   readonly source: string;
   readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly threads: number; readonly sharedBytes: number }[];
-  readonly reduceKernel?: string;
+  /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / 128)), zeroed once (tidarc_gemm_abi.h). */
+  readonly splitCounters?: boolean;
   readonly swigluInterleave?: number;
 }
 
@@ -114,7 +111,7 @@ export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], re
   return {
     unit: sm90aUnitName(shape), arch: 'sm_90a', roles: [...roles], n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, source: sm90aSource(shape),
     kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, threads: k.threads, sharedBytes: k.sharedBytes })),
-    ...(reduction.splitK > 1 ? { reduceKernel: sm90aReduceSymbol(shape) } : {}),
+    ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
     ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
   };
 }

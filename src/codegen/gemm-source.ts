@@ -6,7 +6,7 @@
 import { ARCHES, type ArchName } from './arch.js';
 import { banner } from './kernel-source.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import { type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
+import { type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
 import { renderTemplate } from './templates.js';
 import { CUDA_ELEMENT_TYPES } from './targets.js';
 
@@ -52,7 +52,6 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
     banner: banner(modelName),
     ...gemmUnitFields(shape, reduction, roles),
     tuned: options.tuned ? tunedNote(options.tuned, plans) : '',
-    reduceSymbol: gemmReduceSymbol(shape),
     rowStats: gemmEpilogues(shape, roles).rowStats === true,
     rowStatsSymbol: gemmRowStatsSymbol(shape),
     kernels: [...plans].sort((a, b) => a.m - b.m || gemmTileName(a).localeCompare(gemmTileName(b))).map((p) => ({

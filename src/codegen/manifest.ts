@@ -110,8 +110,6 @@ export interface ManifestGemm {
   readonly dtype: DType;
   readonly splitK: number;
   readonly kernel: string;
-  /** The split-K reduce (one per unit), when splitK > 1. */
-  readonly reduceKernel?: string;
   /** lm_head units: the merge of the per-tile row statistics (greedy steps write no logits). */
   readonly rowStatsKernel?: string;
   /** gate_up units: the kernels fuse silu(gate) * up when gate | up rows are interleaved in blocks of this many. */
@@ -120,7 +118,7 @@ export interface ManifestGemm {
   /** stages: what every target arch can run (the emulator's build); stagesByArch: what each arch's nvcc pass compiles (its own shared memory). */
   readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly stagesByArch?: Readonly<Record<string, number>>; readonly kTilesPerSplit: number };
   readonly launch: {
-    /** Any row count runs: grid (ceil(rows / blockM), nTiles, splitK); the reduce over ceil(rows * n / 256) blocks of 256. */
+    /** Any row count runs: grid (ceil(rows / blockM), nTiles, splitK); split-K is summed inside that launch (tidarc_gemm_abi.h). */
     readonly grid: readonly string[];
     readonly blockM: number;
     readonly nTiles: number;
@@ -128,10 +126,11 @@ export interface ManifestGemm {
     readonly dynamicSharedBytes: number;
     /** Per arch, the dynamic shared memory of its stages (a device of that arch launches with it; others with dynamicSharedBytes). */
     readonly dynamicSharedBytesByArch?: Readonly<Record<string, number>>;
-    readonly reduceBlock?: number;
+    /** splitK > 1: the int32 arrival counters the launch needs, one per output tile (grid x * grid y), zeroed once: each launch leaves them 0. */
+    readonly splitCounters?: string;
   };
-  /** After an nvcc build: per arch, the ptxas figures of the kernel (and of the unit's reduce). */
-  readonly ptxas?: Readonly<Record<string, { readonly kernel: PtxasReport; readonly reduce?: PtxasReport }>>;
+  /** After an nvcc build: per arch, the ptxas figures of the kernel. */
+  readonly ptxas?: Readonly<Record<string, { readonly kernel: PtxasReport }>>;
   /**
    * `compile --tuned`: the unit's split-K came from a tuning record measured on `device` for
    * `arch`; `tile` says whether this kernel's tile did too (else the heuristic's: the record

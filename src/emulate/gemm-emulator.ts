@@ -1,8 +1,9 @@
 /**
  * The generated GEMMs on the SIMT emulator: g++ compiles a GEMM source (one weight shape, a
  * kernel per planned M) UNCHANGED against runtime/emu with the harness runtime/emu/gemm_main.cpp;
- * a run writes its inputs to a file, launches one kernel (and the split-K reduce) over `rows`
- * rows, and reads `out` and the emulator's findings back.
+ * a run writes its inputs to a file, launches one kernel over `rows` rows (`launches` times
+ * in a row on the same split-K counters, the outputs poisoned again before each: a counter left
+ * nonzero shows in the second), and reads `out` and the emulator's findings back.
  */
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { decode } from '../util/dtype.js';
 import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
-import { type GemmPlan, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
+import { type GemmPlan, gemmRowStatsSymbol, gemmSymbol } from '../codegen/gemm-plan.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 import type { EmulatorFinding } from './emulator-run.js';
 
@@ -25,7 +26,6 @@ export async function buildGemmEmulator(cxx: string, cudaSource: string, cudaDir
     ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${cudaDir}`,
     '-include', 'tidarc_emu.h',
     `-DTIDARC_GEMM_KERNELS=${kernels}`,
-    ...(plans[0]!.reduction.splitK > 1 ? [`-DTIDARC_GEMM_REDUCE=${gemmReduceSymbol(shape)}`] : []),
     ...(rowStats ? [`-DTIDARC_GEMM_ROW_STATS=${gemmRowStatsSymbol(shape)}`] : []),
     '-x', 'c++', cudaSource, join(emulatorSourceDir(), 'gemm_main.cpp'), '-x', 'none', ...runtimeObjects, '-o', exe,
   ], `GEMM ${shape.n}x${shape.k}`);
@@ -46,6 +46,8 @@ export interface GemmInputs {
   readonly segments?: readonly [number, number];
   /** A fused epilogue (tidarc_gemm_abi.h): out [rows, n / 2] for swiglu, `stats` instead of out for rowStats. */
   readonly epilogue?: 'swiglu' | 'rowStats';
+  /** Launches of the same inputs one after another (default 1): the last one's outputs come back. */
+  readonly launches?: number;
 }
 
 /** The row statistics of a rowStats run (NaN-poisoned where never written). */
@@ -102,7 +104,7 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
     '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
     '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0,
     ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []),
-    ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), '--in', inPath, '--out', outPath,
+    ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), ...(inputs.launches ? ['--launches', inputs.launches] : []), '--in', inPath, '--out', outPath,
   ].map(String);
   let stdout: string, fatal = false;
   try {

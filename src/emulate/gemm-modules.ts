@@ -1,7 +1,7 @@
 /**
  * The generated GEMMs of a compiled kernels directory for the emulated CUDA driver: each GEMM
  * unit's .emu.so beside its .fatbin path, built from the same cuda/<unit>.cu (every kernel of
- * the unit and its split-K reduce), skipping those already built.
+ * the unit), skipping those already built.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -15,14 +15,12 @@ export async function buildEmulatedGemmModules(kernelsDir: string, manifest: Man
   for (const g of manifest.gemms ?? []) {
     const unit = unitOf(g.unit, g.source);
     unit.kernels.set(g.kernel, 'TidarcGemmArgs');
-    if (g.reduceKernel) unit.kernels.set(g.reduceKernel, 'TidarcGemmArgs');
     if (g.rowStatsKernel) unit.kernels.set(g.rowStatsKernel, 'TidarcGemmArgs');
   }
   // The sm_90a units: the emulator runs their TMA and wgmma as the tests prove them.
   for (const g of manifest.gemmsSm90a ?? []) {
     const unit = unitOf(g.unit, g.source);
     for (const k of g.kernels) unit.kernels.set(k.symbol, 'TidarcGemmSm90aArgs');
-    if (g.reduceKernel) unit.kernels.set(g.reduceKernel, 'TidarcGemmArgs');
   }
   for (const [name, u] of units) {
     const so = emulatedModulePath(resolve(kernelsDir, u.source.replace(/\.cu$/, '.fatbin')));

@@ -5,8 +5,9 @@
     before the GEMM stores its output rounded) stream through a kStages-deep cp.async pipeline
     of 16-byte copies, with no per-tile conversion. Shared tiles are rows of 64 elements (128
     bytes) with the 16-byte chunks XOR-swizzled by row, so ldmatrix reads 8 rows from 8
-    different bank groups. Split-K parts write float32 partials; <kernel>_reduce sums them in
-    a fixed order. The reduction order lives in Config's Reduction base (see <shape>.cu), which
+    different bank groups. Split-K parts write float32 partials; the last CTA of an output tile
+    to arrive (a ticket on its counter, as the attention's split merge) sums them in a fixed
+    order and runs the epilogue, in the same launch. The reduction order lives in Config's Reduction base (see <shape>.cu), which
     every kernel of a weight shape shares, so a row's result does not depend on M.
     Epilogues (tidarc_gemm_abi.h) run on the full sum only: SwiGLU over an interleaved gate | up
     (a thread's fragments j and j + 1 are a gate block and its up block), written in the 16-bit
@@ -20,10 +21,11 @@ namespace tidarc {
 
 constexpr int kGemmBlockK = 64;         // k per pipeline stage: one 128-byte row of 16-bit elements
 constexpr int kGemmChunksPerRow = 8;    // 16-byte chunks in such a row (the swizzle period)
-constexpr int kGemmReduceThreads = 256;
+constexpr int kGemmReduceThreads = 256;  // the row-statistics merge's block
 constexpr int kGemmBlockN = 128;        // weight rows per CTA: also the N tile of the row statistics
 constexpr int kGemmStatsPerLane = kGemmBlockN / 32;  // a warp reduces one row of a tile
 constexpr int kGemmSwigluBlock = TIDARC_GEMM_SWIGLU_INTERLEAVE;
+constexpr int kGemmSplitSumChunk = 16;  // accumulators whose split-K parts the last CTA loads at once
 
 // Element offset of 16-byte chunk `chunk` of tile row `row` (rows of kGemmBlockK elements).
 __device__ __forceinline__ int gemm_swizzle(int row, int chunk) {
@@ -180,6 +182,55 @@ __device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a,
   }
 }
 
+// Split-K in the launch: this part's partials go to the workspace; the output tile's last CTA
+// to take a ticket (__threadfence, then atomicAdd on the tile's counter) replaces its kCount
+// accumulators by the full sums, parts in increasing order (the order of the old separate
+// reduce kernel, so bitwise its result), resets the counter for the next launch or graph
+// replay and returns true; every other CTA returns false and is done. `at(q, r, n)` says
+// where accumulator q of this thread goes (row r, column n) and whether it was computed;
+// `acc(q)` is the accumulator; `sync()` a barrier of every thread that calls this (the CTA,
+// or the sm_90a GEMM's consumers: its producer warp has left). The result is uniform over them.
+// The sum reads every part back, its own too (the thread's own stores: no fence needed), one
+// part at a time for kGemmSplitSumChunk accumulators: that many loads in flight and no second
+// set of registers (summing each element's parts in turn spilled at sm_80; all accumulators'
+// loads at once took the M = 272 kernels from 118 to 155 registers, one CTA an SM).
+template <class C, int kCount, class At, class Acc, class Sync>
+__device__ __forceinline__ bool gemm_split_sum_if_last(const TidarcGemmArgs& a, int split, At at, Acc acc, Sync sync) {
+  const size_t part = static_cast<size_t>(a.rows) * C::kN;
+#pragma unroll
+  for (int q = 0; q < kCount; ++q) {
+    int r, n;
+    if (at(q, r, n)) st_global_f32(a.workspace + split * part + static_cast<size_t>(r) * C::kN + n, acc(q));  // read by the last CTA
+  }
+  __shared__ int last;
+  __threadfence();  // this thread's partials are visible device-wide before its CTA's ticket
+  sync();
+  if (threadIdx.x == 0) {
+    int* counter = a.split_counters + blockIdx.y * gridDim.x + blockIdx.x;
+    last = atomicAdd(counter, 1) == C::kSplitK - 1;
+    if (last) {
+      *counter = 0;     // the next launch (a graph replay) starts from 0
+      __threadfence();  // the count is seen before the other parts' partials are read
+    }
+  }
+  sync();
+  if (!last) return false;
+#pragma unroll
+  for (int c = 0; c < kCount; c += kGemmSplitSumChunk) {
+#pragma unroll 1
+    for (int s = 0; s < C::kSplitK; ++s) {
+#pragma unroll
+      for (int q = c; q < (c + kGemmSplitSumChunk < kCount ? c + kGemmSplitSumChunk : kCount); ++q) {
+        int r, n;
+        if (!at(q, r, n)) continue;
+        const float v = ld_global_cg_f32(a.workspace + s * part + static_cast<size_t>(r) * C::kN + n);
+        acc(q) = s == 0 ? v : acc(q) + v;  // ((p0 + p1) + p2) + ...
+      }
+    }
+  }
+  return true;
+}
+
 template <class C>
 __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
   using T = typename C::T;
@@ -263,13 +314,24 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     }
   }
   cp_async_wait<0>();  // only empty groups can be left; no copy outlives the kernel
-  if (C::kSplitK == 1 && a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
+  const int g = lane / 4, tg = lane % 4;
+  if constexpr (C::kSplitK > 1) {
+    // Accumulator q = acc[i][j][2h + e]: row g + 8h of m fragment i, column 2 tg + e of n fragment j (never computed past `rows`).
+    constexpr int kJ = S::kNChunks;
+    const auto at = [&](int q, int& r, int& n) {
+      const int i = q / (4 * kJ), j = q / 4 % kJ, h = q % 4 / 2, e = q % 2;
+      r = m0 + wm0 + i * 16 + g + 8 * h, n = n0 + wn0 + j * 8 + 2 * tg + e;
+      return r < a.rows && n < C::kN;
+    };
+    const auto el = [&](int q) -> float& { return acc[q / (4 * kJ)][q / 4 % kJ][q % 4]; };
+    if (!gemm_split_sum_if_last<C, S::kMTiles * kJ * 4>(a, split, at, el, [] { __syncthreads(); })) return;
+  }
+  if (a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
     gemm_row_stats_epilogue<C>(a, acc, reinterpret_cast<float*>(smem_raw), m0, n0, wm0, wn0);
     return;
   }
 
-  // ---- epilogue: thread holds rows g, g+8 x columns 2t, 2t+1 of each fragment ---------------
-  const int g = lane / 4, tg = lane % 4;
+  // ---- epilogue (the full sums): thread holds rows g, g+8 x columns 2t, 2t+1 of each fragment
 #pragma unroll
   for (int i = 0; i < S::kMTiles; ++i) {
 #pragma unroll
@@ -283,71 +345,20 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
           const int n = n0 + wn0 + j * 8 + 2 * tg + e;
           if (n >= C::kN) continue;
           const float v = acc[i][j][2 * h + e];
-          if (C::kSplitK == 1 && a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
+          if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
             // Even fragments are gate blocks; the odd one beside holds the matching up columns.
             if (j % 2 == 0) gemm_store_swiglu<C>(a, r, n, v, acc[i][j ^ 1][2 * h + e]);
-          } else if (C::kSplitK == 1) {
+          } else {
             float* out = gemm_out<C>(a, r, n);
             float y = v;
             if (a.bias != nullptr) y += a.bias[n];
             if (a.accumulate) y += *out;
             *out = y;
-          } else {
-            a.workspace[(static_cast<size_t>(split) * a.rows + r) * C::kN + n] = v;
           }
         }
       }
     }
   }
-}
-
-// The full sum of element e of the [rows, N] output: parts in increasing order.
-template <class C>
-__device__ __forceinline__ float gemm_split_sum(const TidarcGemmArgs& a, size_t e) {
-  const size_t count = static_cast<size_t>(a.rows) * C::kN;
-  float y = a.workspace[e];
-  for (int s = 1; s < C::kSplitK; ++s) y += a.workspace[static_cast<size_t>(s) * count + e];
-  return y;
-}
-
-// Split-K: out = ((p0 + p1) + ...) + bias (+ out), parts in increasing order, one thread an
-// element; SWIGLU: a thread an output element (its gate and up sums); ROW_STATS: a warp a row
-// of an N tile, the same statistics as the main kernel's epilogue of the same sums.
-template <class C>
-__device__ __forceinline__ void gemm_reduce_kernel(const TidarcGemmArgs& a) {
-  if (a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
-    constexpr int kNTiles = (C::kN + kGemmBlockN - 1) / kGemmBlockN;
-    const int item = blockIdx.x * (kGemmReduceThreads / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (item >= a.rows * kNTiles) return;  // warp-uniform
-    const int r = item / kNTiles, tile = item % kNTiles, n0 = tile * kGemmBlockN;
-    float v[kGemmStatsPerLane];
-#pragma unroll
-    for (int i = 0; i < kGemmStatsPerLane; ++i) {
-      const int n = n0 + lane + 32 * i;
-      v[i] = n < C::kN ? gemm_split_sum<C>(a, static_cast<size_t>(r) * C::kN + n) + (a.bias != nullptr ? a.bias[n] : 0.0f) : -INFINITY;
-    }
-    float best, sum;
-    int best_col;
-    gemm_tile_stats<C::kN>(v, n0, best, best_col, sum);
-    if (lane == 0) gemm_store_tile_stats<C>(a, r, tile, best, best_col, sum);
-    return;
-  }
-  const size_t e = static_cast<size_t>(blockIdx.x) * kGemmReduceThreads + threadIdx.x;
-  if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
-    if (e >= static_cast<size_t>(a.rows) * (C::kN / 2)) return;
-    const int r = static_cast<int>(e / (C::kN / 2)), c = static_cast<int>(e % (C::kN / 2));
-    const int n = (c / kGemmSwigluBlock) * 2 * kGemmSwigluBlock + c % kGemmSwigluBlock;
-    const size_t at = static_cast<size_t>(r) * C::kN + n;
-    gemm_store_swiglu<C>(a, r, n, gemm_split_sum<C>(a, at), gemm_split_sum<C>(a, at + kGemmSwigluBlock));
-    return;
-  }
-  if (e >= static_cast<size_t>(a.rows) * C::kN) return;
-  float y = gemm_split_sum<C>(a, e);
-  const int r = static_cast<int>(e / C::kN), n = static_cast<int>(e % C::kN);
-  if (a.bias != nullptr) y += a.bias[n];
-  float* out = gemm_out<C>(a, r, n);
-  if (a.accumulate) y += *out;
-  *out = y;
 }
 
 // ROW_STATS: a row's tiles merged in increasing order into (argmax, max, lse), a warp a row:

@@ -6,8 +6,9 @@
 
     Batch invariance by construction: an output element is the wgmma accumulator of one
     (weight row, token) pair summed over 16-k steps in increasing k, k tiles in increasing
-    order, the split-K parts summed in increasing order by tidarc_gemm.cuh's reduce, then the
-    bias, then the old out. The token tile only says how many tokens share each wgmma, never
+    order, the split-K parts summed in increasing order by the output tile's last CTA
+    (tidarc_gemm.cuh's gemm_split_sum_if_last, in the same launch), then the bias, then the old
+    out. The token tile only says how many tokens share each wgmma, never
     the order of a sum; that the tensor core's fp32 sum of one element is the same for every N
     of wgmma is a property of the hardware the emulator cannot prove (the device check tests it).
 
@@ -25,12 +26,12 @@ constexpr int kSm90aConsumers = 2;
 constexpr int kSm90aBlockW = 64 * kSm90aConsumers;  // weight rows per CTA (wgmma M of both warpgroups)
 constexpr int kSm90aThreads = 128 * kSm90aConsumers + 32;  // the consumers, then the producer warp
 
-/** Shared memory of a config: a 1024-byte aligned ring (the 128B swizzle pattern), then the mbarriers. */
+/** Shared memory of a config: a 1024-byte aligned ring (the 128B swizzle pattern), then the mbarriers (full, empty, the split-K sum's). */
 template <class C> struct GemmSm90aShape {
   static constexpr uint32_t kWBytes = kSm90aBlockW * kGemmBlockK * 2;
   static constexpr uint32_t kXBytes = C::kTileT * kGemmBlockK * 2;
   static constexpr uint32_t kStageBytes = kWBytes + kXBytes;
-  static constexpr uint32_t kSmem = 1024 + C::kStages * kStageBytes + 2 * C::kStages * 8;
+  static constexpr uint32_t kSmem = 1024 + C::kStages * kStageBytes + (2 * C::kStages + 1) * 8;
   static constexpr int kKTiles = (C::kK + kGemmBlockK - 1) / kGemmBlockK;
   static_assert(C::kTileT % 8 == 0 && C::kTileT >= 8 && C::kTileT <= 256, "wgmma N is 8..256 in steps of 8");
   static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "every tile starts on a 128B swizzle pattern");
@@ -45,12 +46,16 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
   unsigned char* ring = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + C::kStages * S::kStageBytes);
   uint64_t* empty = full + C::kStages;
+  // The consumers' barrier in the split-K sum: an mbarrier of their threads alone, since the
+  // producer warp has left (a __syncthreads it joined put the wgmmas on a "divergent path", C7518).
+  uint64_t* split_sync = empty + C::kStages;
   const TidarcGemmArgs& a = args.g;
   const int t0 = blockIdx.x * C::kTileT, w0 = blockIdx.y * kSm90aBlockW, split = blockIdx.z;
   const int kt0 = split * C::kKTilesPerSplit;
   const int k_tiles = C::kKTilesPerSplit < S::kKTiles - kt0 ? C::kKTilesPerSplit : S::kKTiles - kt0;  // the plan leaves no part empty
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) mbarrier_init(&full[s], 1), mbarrier_init(&empty[s], kSm90aConsumers);
+    if (C::kSplitK > 1) mbarrier_init(split_sync, 128 * kSm90aConsumers);
     fence_barrier_init();
   }
   __syncthreads();
@@ -68,7 +73,7 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
         tma_load_2d(stage + S::kWBytes, xmap, (kt0 + kt) * kGemmBlockK, t0, &full[s]);
       }
     }
-    return;
+    return;  // the split-K sum below syncs the consumers alone (split_sync)
   }
 
   const int group = threadIdx.x / 128, t = threadIdx.x % 128;
@@ -94,14 +99,21 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
 
   // Accumulator i of thread t: weight row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), token 8 (i / 4) + 2 (t % 4) + i % 2.
   const int wrow = w0 + 64 * group + 16 * (t / 32) + (t % 32) / 4;
+  if constexpr (C::kSplitK > 1) {
+    const auto at = [&](int i, int& r, int& n) {
+      r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
+      return r < a.rows && n < C::kN;
+    };
+    uint32_t phase = 0;
+    const auto sync = [&] { mbarrier_arrive(split_sync), mbarrier_wait(split_sync, phase), phase ^= 1; };
+    if (!gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync)) return;
+  }
 #pragma unroll
   for (int i = 0; i < C::kTileT / 2; ++i) {
     const int r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
     if (r >= a.rows || n >= C::kN) continue;
     const float v = d[i];
-    if (C::kSplitK > 1) {
-      a.workspace[(static_cast<size_t>(split) * a.rows + r) * C::kN + n] = v;
-    } else if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
+    if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
       // Weight rows interleave gate | up in blocks of 8: this thread's row n (i / 2 even) is a
       // gate row and accumulator i + 2 the up row 8 further, of the same token.
       if ((i / 2) % 2 == 0) gemm_store_swiglu<C>(a, r, n, v, d[i + 2]);

@@ -6,11 +6,12 @@
     out^T = W x^T: weight rows are wgmma's M (64 per consumer warpgroup), tokens its N, so a
     step of any row count runs one kernel family of a weight shape, and the reduction order of
     an output element (k tiles of 64 in increasing order, 16 k at a time, split-K parts summed
-    in increasing order by <unit>_reduce, then bias, then the old out) never depends on `rows`.
+    in increasing order by the output tile's last CTA, then bias, then the old out) never
+    depends on `rows`.
     `g` is the sm_80 GEMM's argument struct (tidarc_gemm_abi.h) for everything after the sum:
-    bias, out | out2 | out3 segments, workspace, rows, accumulate, epilogue; its x, w and
-    row_ids are unused (x and w come through the tensor maps; no row gather). The split-K reduce
-    is tidarc_gemm.cuh's, launched with `g` alone.
+    bias, out | out2 | out3 segments, workspace, split_counters, rows, accumulate, epilogue
+    (none or SWIGLU; no ROW_STATS); its x, w and row_ids are unused (x and w come through the
+    tensor maps; no row gather). Split-K is summed inside the launch, as tidarc_gemm_abi.h says.
     Tensor maps (cuTensorMapEncodeTiled, runtime/src/cuda): 16-bit, 2D, 128-byte swizzle,
     dimension 0 = K; w: dims {K, N}, box {64, 128}; x: dims {K, rows}, box {64, token tile}. */
 #ifndef TIDARC_GEMM_SM90A_ABI_H
@@ -19,7 +20,7 @@
 
 #include "tidarc_gemm_abi.h"
 
-#define TIDARC_GEMM_SM90A_ABI_VERSION 1
+#define TIDARC_GEMM_SM90A_ABI_VERSION 2
 
 /* A CUtensorMap's 128 opaque bytes, 64-byte aligned as cuda.h declares it. */
 typedef struct TidarcTensorMap {

@@ -66,7 +66,7 @@ describe('the GEMM bundle of the device check', () => {
     for (const u of full.units) {
       expect(u.kernels.map((k) => k.m)).toEqual([1, 20, 72, 272]);
       expect(existsSync(join(root, 'full', u.cu))).toBe(true);
-      expect(Boolean(u.reduce)).toBe(u.splitK > 1);
+      expect(Boolean(u.splitCounters)).toBe(u.splitK > 1);
       for (const k of u.kernels) expect(k.predictedUs).toBeGreaterThan(0);
     }
     // Weight-bound at M = 1: gate_up's 201 MB at the copy rate.
@@ -225,7 +225,7 @@ f = tidarc_abi.GEMM.fields
 gemm.GEMM = tidarc_abi.Struct('T', tidarc_abi.GEMM.format, tuple(reversed(f[:13])) + f[13:])
 print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())`;
     const [plain, reversed] = (await exec('python3', ['-c', script])).stdout.trim().split('\n');
-    const values = { x: 1, w: 2, bias: 3, rowIds: 4, out: 5, out2: 0, out3: 0, workspace: 6, tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: 7, accumulate: 1, seg1: 300, seg2: 300, epilogue: 0 };
+    const values = { x: 1, w: 2, bias: 3, rowIds: 4, out: 5, out2: 0, out3: 0, workspace: 6, tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: 7, accumulate: 1, seg1: 300, seg2: 300, epilogue: 0, splitCounters: 0 };
     expect(plain).toBe(Buffer.from(packStruct(GEMM, values)).toString('hex'));
     const swapped = { ...GEMM, fields: [...GEMM.fields.slice(0, 13).reverse(), ...GEMM.fields.slice(13)] };
     expect(reversed).toBe(Buffer.from(packStruct(swapped, values)).toString('hex'));

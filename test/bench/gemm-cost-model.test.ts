@@ -1,6 +1,6 @@
 /**
  * The GEMM cost model of bench/gemm.ts (src/bench/gemm-cost-model.ts), lightly: occupancy from registers
- * and shared memory, the memory-bound and compute-bound ends, the split-K reduce term, the
+ * and shared memory, the memory-bound and compute-bound ends, the split-K sum term, the
  * bytes the fused epilogues save.
  */
 import { describe, expect, test } from 'vitest';
@@ -36,12 +36,18 @@ describe('gemm cost model', () => {
     expect(p.predictedS).toBeGreaterThan(p.usefulFlops / H200.mmaSyncFlops);
     expect(p.matmulShare).toBeLessThan(0.5);
   });
-  test('split-K adds the reduce: partials at the copy rate and a launch gap', () => {
+  test('split-K is summed in the launch: the last CTA of each of the 32 output tiles reads the other 3 parts from L2 at the per-SM rate and writes the output, no launch gap', () => {
     const one = predictGemm(plan(4096, 4096, 20, 1), 20, H200, 80);
     const four = predictGemm(plan(4096, 4096, 20, 4), 20, H200, 80);
     expect(four.ctas).toBe(4 * one.ctas);
-    expect(four.reduceS).toBeCloseTo((4 * 20 * 4096 * 4 + 20 * 4096 * 4) / 4.3e12 + H200.launchGapS, 12);
-    expect(four.hbmBytes - one.hbmBytes).toBe(2 * 4 * 20 * 4096 * 4);
+    expect(four.reduceS).toBeCloseTo(((3 * 20 * 4096 * 4) / H200.l2BytesPerS + (20 * 4096 * 4) / H200.copyBytesPerS) / (32 / H200.sms), 12);
+    expect(four.hbmBytes - one.hbmBytes).toBe(4 * 20 * 4096 * 4);  // the partials written; the other parts' are read back from L2
+    // The old separate reduce kernel (bench:gemm's "2-launch"): every partial again from HBM and a launch gap; slower here.
+    const kernel = predictGemm(plan(4096, 4096, 20, 4), 20, H200, 80, { splitSum: 'kernel' });
+    expect(kernel.reduceS).toBeCloseTo((4 * 20 * 4096 * 4 + 20 * 4096 * 4) / 4.3e12 + H200.launchGapS, 12);
+    expect(kernel.hbmBytes - one.hbmBytes).toBe(2 * 4 * 20 * 4096 * 4);
+    expect(four.predictedS).toBeLessThan(kernel.predictedS);
+    expect(predictGemm(plan(4096, 4096, 20, 1), 20, H200, 80, { splitSum: 'kernel' })).toEqual(one);  // nothing to sum at split-K 1
   });
   test('epilogues: SwiGLU writes half the columns; row statistics write 12 bytes a row and 128-column tile instead of the logits, plus the merge', () => {
     const V = 151936, tiles = Math.ceil(V / 128), m = 20;

@@ -1,6 +1,6 @@
 /**
  * The sm_90a GEMM cost model (src/bench/gemm-sm90a-cost-model.ts), pure: bytes and FLOPs of a
- * launch from its plan (weights once, 16-bit activations, split-K partials and the reduce;
+ * launch from its plan (weights once, 16-bit activations, split-K partials summed in the launch;
  * padded token tiles and weight tiles executed), the bound it names, and that at the same
  * bytes it never predicts slower than the mma.sync GEMM where the tensor cores bound it.
  */
@@ -12,12 +12,16 @@ import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan
 const QKV = { n: 6144, k: 4096, dtype: 'bf16' as const };
 
 describe('predictSm90aGemm', () => {
-  test('M = 1: HBM-bound; weights once, activations 16-bit, the partials and the reduce', () => {
+  test('M = 1: HBM-bound; weights once, activations 16-bit, the partials written, the other part read back from L2 by each tile\'s last CTA', () => {
     const r = planReduction(QKV, gemmTarget(['sm_90a']), 2);
     const p = predictSm90aGemm(QKV, r, 8, 1, H200, 30);
     expect(p.bound).toBe('HBM');
     expect(p.ctas).toBe(48 * 2);
-    expect(p.hbmBytes).toBe(6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4 + (2 * 6144 * 4 + 6144 * 4));
+    expect(p.hbmBytes).toBe(6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4 + 6144 * 4);
+    expect(p.reduceS).toBeCloseTo(((6144 * 4) / H200.l2BytesPerS + (6144 * 4) / H200.copyBytesPerS) / (48 / H200.sms), 12);  // 48 output tiles' last CTAs
+    const twoLaunch = predictSm90aGemm(QKV, r, 8, 1, H200, 30, { splitSum: 'kernel' });
+    expect(twoLaunch.hbmBytes - p.hbmBytes).toBe(2 * 6144 * 4);
+    expect(twoLaunch.reduceS).toBeCloseTo((2 * 6144 * 4 + 6144 * 4) / H200.copyBytesPerS + H200.launchGapS, 12);
     expect(p.executedFlops).toBe(2 * 6144 * 8 * 4096);  // 128-row W tiles x the 8-token tile
     expect(p.hbmS).toBeCloseTo((6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4) / H200.copyBytesPerS, 12);
   });

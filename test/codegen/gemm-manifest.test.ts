@@ -35,14 +35,15 @@ describe('GEMMs in the generated output', () => {
     for (const h of ['cuda/tidarc_gemm.cuh', 'cuda/tidarc_gemm_abi.h']) expect(out.files.has(h), h).toBe(true);
   });
 
-  test('every kernel of a unit shares its split-K and is in its source; the reduce exactly when split-K > 1', () => {
+  test('every kernel of a unit shares its split-K and is in its source; split-K counters exactly when split-K > 1, no reduce kernel', () => {
     for (const g of gemms) {
       const source = out.files.get(g.source)!;
       expect(source, g.source).toContain(`${g.kernel}(TidarcGemmArgs args)`);
       expect(gemms.filter((o) => o.unit === g.unit).every((o) => o.splitK === g.splitK && o.plan.kTilesPerSplit === g.plan.kTilesPerSplit)).toBe(true);
       expect(source.includes(`kSplitK = ${g.splitK};`)).toBe(true);
-      if (g.splitK > 1) expect(source).toContain(`${g.reduceKernel}(TidarcGemmArgs args)`);
-      else expect(g.reduceKernel).toBeUndefined();
+      // The split-K sum runs inside the launch: the source has no second kernel for it.
+      expect(source).not.toMatch(/_reduce\(TidarcGemmArgs/);
+      expect(g.launch.splitCounters).toBe(g.splitK > 1 ? `ceil(rows / ${g.plan.blockM}) * ${g.launch.nTiles}` : undefined);
       expect(g.launch.grid).toEqual([`ceil(rows / ${g.plan.blockM})`, String(Math.ceil(g.n / 128)), String(g.splitK)]);
     }
   });
@@ -81,16 +82,15 @@ describe('a build puts the ptxas figures of every GEMM kernel into the manifest'
     process.env['NVCC'] = nvcc;
     process.env['CXX'] = join(scratch, 'no-such-cxx');  // no CPU library: this test is about nvcc
     try {
-      // K = 1024 for down: 16 k tiles, split into 2 parts, so one unit has a reduce kernel.
+      // K = 1024 for down: 16 k tiles, split into 2 parts: a split-K unit has its one kernel's figures.
       const spec: ModelSpec = { ...modelForShape({ dtype: 'bf16', headDim: 64, qHeads: 2, kvHeads: 1 }, [1]), intermediateSize: 1024 };
       const r = await compileModel({ spec, arches: ['sm_80'], outDir: join(scratch, 'out'), build: 'all', jobs: 2, log: () => undefined });
       const gemms = r.manifest.gemms!;
       expect(gemms.length).toBeGreaterThan(0);
-      expect(gemms.some((g) => g.reduceKernel)).toBe(true);
+      expect(gemms.some((g) => g.splitK > 1)).toBe(true);
       for (const g of gemms) {
         expect(r.manifest.build?.nvcc?.variants[g.unit]?.binary, g.unit).toBe(g.source.replace(/\.cu$/, '.fatbin'));
         expect(g.ptxas?.['sm_80']?.kernel.registers, g.kernel).toBe(42);
-        if (g.reduceKernel) expect(g.ptxas?.['sm_80']?.reduce?.registers, g.reduceKernel).toBe(42);
       }
       const written = JSON.parse(readFileSync(join(r.outDir, 'manifest.json'), 'utf8')) as typeof r.manifest;
       expect(written.gemms).toEqual(gemms);

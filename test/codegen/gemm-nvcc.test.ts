@@ -19,7 +19,7 @@ import { findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { nvccFlags } from '../../src/codegen/generate.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
-import { GEMM_ARCH_DATA, gemmReduceSymbol, gemmRowStatsSymbol, gemmSymbol } from '../../src/codegen/gemm-plan.js';
+import { GEMM_ARCH_DATA, gemmRowStatsSymbol, gemmSymbol } from '../../src/codegen/gemm-plan.js';
 import { renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { packageRoot } from '../../src/util/paths.js';
@@ -72,7 +72,7 @@ describe.skipIf(!nvcc.found)('GEMMs of qwen3-8b with nvcc sm_80 + sm_86 + sm_90'
   });
   test.for(units.map((u) => [`${u.roles.join('+')} ${u.shape.n}x${u.shape.k}`, u] as const))('%s: no spills, no stack frame', ([, unit]) => {
     const report = reports.get(unit.name)!;
-    const kernels = [...unit.plans.map((p) => [gemmSymbol(unit.shape, p.m), p] as const), ...(unit.reduction.splitK > 1 ? [[gemmReduceSymbol(unit.shape), undefined] as const] : []),
+    const kernels = [...unit.plans.map((p) => [gemmSymbol(unit.shape, p.m), p] as const),
       ...(unit.roles.includes('lm_head') ? [[gemmRowStatsSymbol(unit.shape), undefined] as const] : [])];
     for (const arch of ARCH_LIST) {
       for (const [kernel, plan] of kernels) {

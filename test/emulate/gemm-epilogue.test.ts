@@ -11,7 +11,7 @@
  *     argmax and max equal the rule of tidarc_op_row_stats applied to the plain kernel's own
  *     logits, and argmax, max, lse agree with float64; the statistics are bitwise the same
  *     row at every M.
- *   - Mutants (gate and up swapped, the reduce's up column off by one, a short butterfly, a
+ *   - Mutants (gate and up swapped, the split-K sum reading a neighbour column, a short butterfly, a
  *     merge that drops a lane) are caught.
  * No emulator findings allowed. Tagged: g++.
  */
@@ -107,7 +107,7 @@ const statsRows: StatsRow[] = [];
 interface Mutant { readonly name: string; readonly from: string; readonly to: string; readonly unit: 'swiglu' | 'stats'; readonly splitK: number }
 const MUTANTS: readonly Mutant[] = [
   { name: 'gate and up swapped in the epilogue', from: 'gemm_store_swiglu<C>(a, r, n, v, acc[i][j ^ 1][2 * h + e])', to: 'gemm_store_swiglu<C>(a, r, n, acc[i][j ^ 1][2 * h + e], v)', unit: 'swiglu', splitK: 1 },
-  { name: "the split-K reduce's up column one off", from: 'gemm_split_sum<C>(a, at + kGemmSwigluBlock)', to: 'gemm_split_sum<C>(a, at + kGemmSwigluBlock - 1)', unit: 'swiglu', splitK: 3 },
+  { name: "the split-K sum reads the other parts' partials of the neighbour column", from: 'ld_global_cg_f32(a.workspace + s * part + static_cast<size_t>(r) * C::kN + n)', to: 'ld_global_cg_f32(a.workspace + s * part + static_cast<size_t>(r) * C::kN + (n ^ 1))', unit: 'swiglu', splitK: 3 },
   { name: "a tile's butterfly skips the other half-warp", from: 'for (int s = 16; s > 0; s /= 2) {\n    const float ov = shfl_xor(best, s);', to: 'for (int s = 8; s > 0; s /= 2) {\n    const float ov = shfl_xor(best, s);', unit: 'stats', splitK: 1 },
   { name: "the merge drops lane 0's tiles", from: 'for (int l = 0; l < 32; ++l) total', to: 'for (int l = 1; l < 32; ++l) total', unit: 'stats', splitK: 3 },
 ];

@@ -1,7 +1,8 @@
 /**
  * The GEMM checks can fail: each mutant is a copy of tidarc_gemm.cuh with one classic bug,
- * run on a split-K 3 kernel (N = 197, K = 264, M = 20, bias on) under the emulator, and each
- * must be caught by a mismatch against the float64 reference or by a finding of its kind.
+ * run on a split-K 3 kernel (N = 197, K = 1032, M = 20, bias on) under the emulator (twice in
+ * a row on the same split-K counters where a mutant's harm shows only in the next launch), and
+ * each must be caught by a mismatch against the float64 reference or by a finding of its kind.
  * Tagged: g++.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,9 @@ interface Mutant {
   readonly name: string;
   readonly from: string;
   readonly to: string;
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'fence';
+  /** Launches in a row (default 1); the last one's output is checked. */
+  readonly launches?: number;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -27,8 +30,10 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'swap the two 8-row halves of the A fragment', from: 'sx + gemm_swizzle(wm0 + i * 16 + (mi % 2) * 8 + lane % 8', to: 'sx + gemm_swizzle(wm0 + i * 16 + (1 - mi % 2) * 8 + lane % 8', caughtBy: 'mismatch' },
   { name: 'swap the k halves of the B fragment', from: 'b[j][0] = r[0], b[j][1] = r[1]', to: 'b[j][0] = r[1], b[j][1] = r[0]', caughtBy: 'mismatch' },
   { name: 'wait for one cp.async group too few', from: 'cp_async_wait<C::kStages - 2>();', to: 'cp_async_wait<C::kStages - 1>();', caughtBy: 'cp-async' },
-  { name: 'split-K reduce forgets the last part', from: 'for (int s = 1; s < C::kSplitK; ++s)', to: 'for (int s = 1; s < C::kSplitK - 1; ++s)', caughtBy: 'mismatch' },
+  { name: 'split-K sum forgets the last part', from: 'for (int s = 0; s < C::kSplitK; ++s)', to: 'for (int s = 0; s < C::kSplitK - 1; ++s)', caughtBy: 'mismatch' },
   { name: 'activations copied into the stage being read', from: 'gemm_load_x<C>(a, x_row, stage_x(next_stage), kt0 + next);', to: 'gemm_load_x<C>(a, x_row, stage_x(stage), kt0 + next);', caughtBy: 'cp-async' },
+  { name: 'a part takes its ticket without fencing its partials first', from: '  __threadfence();  // this thread\'s partials are visible device-wide before its CTA\'s ticket\n', to: '', caughtBy: 'fence' },
+  { name: 'the last CTA leaves its counter at split-K (the next launch sums nothing)', from: '      *counter = 0;     // the next launch (a graph replay) starts from 0\n', to: '', caughtBy: 'mismatch', launches: 2 },
   { name: 'padding rows written past the end of out', from: '      if (r >= a.rows) continue;\n', to: '', caughtBy: 'out-of-bounds' },
 ];
 
@@ -52,7 +57,7 @@ beforeAll(async () => {
     writeFileSync(header, text.replace(mutant.from, mutant.to));
     const exe = join(dir, 'emu');
     await buildGemmEmulator(cxx.tool.path, source, cudaDir, plans, objects, exe);
-    const run = await runGemmEmulator(exe, plans[0]!, gemmInputs(problem, M, { bias: true }), dir, 'run');
+    const run = await runGemmEmulator(exe, plans[0]!, { ...gemmInputs(problem, M, { bias: true }), ...(mutant.launches ? { launches: mutant.launches } : {}) }, dir, 'run');
     results.set(mutant.name, { run, worst: worstRatio(run.out, ref, bound) });
   });
 }, 600_000);

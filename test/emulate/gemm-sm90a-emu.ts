@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type GemmReduction, type GemmShape, gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aReduceSymbol, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
+import { type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { encode } from '../../src/util/dtype.js';
@@ -39,12 +39,11 @@ export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly numbe
   return { source, cudaDir, reduction, kernels };
 }
 
-/** One executable per unit: every kernel of it, and its reduce at split-K > 1. */
+/** One executable per unit: every kernel of it. */
 export async function buildSm90aHarness(cxx: string, shape: GemmShape, unit: Pick<Sm90aUnit, 'source' | 'cudaDir' | 'reduction' | 'kernels'>, runtimeObjects: readonly string[], exe: string): Promise<void> {
   await exec(cxx, [
     ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${unit.cudaDir}`, '-include', 'tidarc_emu.h',
     `-DTIDARC_SM90A_UNIT="${unit.source}"`, `-DTIDARC_SM90A_KERNELS=${unit.kernels.map((k) => `X(${k.symbol})`).join(' ')}`,
-    ...(unit.reduction.splitK > 1 ? [`-DTIDARC_SM90A_REDUCE=${sm90aReduceSymbol(shape)}`] : []),
     '-x', 'c++', HARNESS, '-x', 'none', ...runtimeObjects, '-o', exe,
   ], { maxBuffer: 64 << 20 });
 }
@@ -62,6 +61,8 @@ export interface Sm90aCall {
   readonly accumulate?: boolean;
   /** 0 none, 1 SwiGLU (TIDARC_GEMM_EPILOGUE_*). */
   readonly epilogue?: 0 | 1;
+  /** Launches one after another on the same split-K counters (default 1): the last one's out comes back. */
+  readonly launches?: number;
 }
 
 /** Runs the kernel of `kernel` over the first `call.rows` rows of `p` (x rounded to the weights' 16-bit type). */
@@ -72,10 +73,10 @@ export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit:
   const parts = [Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(p.w.buffer, p.w.byteOffset, p.w.byteLength)];
   if (call.bias) parts.push(Buffer.from(p.bias.buffer, p.bias.byteOffset, p.bias.byteLength));
   if (call.accumulate) parts.push(Buffer.from(p.old.buffer, p.old.byteOffset, outCount * 4));
-  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}`;
+  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}`;
   const input = join(dir, `${tag}.in`), output = join(dir, `${tag}.out`);
   writeFileSync(input, Buffer.concat(parts));
-  const args = [kernel.symbol, kernel.tileT, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output].map(String);
+  const args = [kernel.symbol, kernel.tileT, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output, ...(call.launches ? [call.launches] : [])].map(String);
   const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
   const bytes = readFileSync(output);
   return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), ...parseHarnessReport(stdout) };

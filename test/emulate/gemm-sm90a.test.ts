@@ -4,7 +4,9 @@
  * compiled UNCHANGED onto the SIMT emulator, against float64, with no emulator findings, at
  * M = 1, 20, 72, 272 (token tiles 8, 32, 128 and 5 x 64), bias and residual add:
  *   - bf16, N = 200 (a full and a partial 128-row weight tile), K = 520 (9 k tiles, the last
- *     partial), split-K 3 (parts of 3 k tiles, summed by tidarc_gemm.cuh's reduce);
+ *     partial), split-K 3 (parts of 3 k tiles, summed inside the launch by each output tile's
+ *     last CTA), launched twice in a row on the same counters (the old out restored): the
+ *     first launch must leave them 0;
  *   - fp16, N = 160, K = 392 (7 k tiles: the 4-stage ring wraps), split-K 1, a gate | up
  *     weight: the plain epilogue, and SwiGLU over the rows interleaved as the upload does at
  *     M = 1 and 72;
@@ -80,7 +82,7 @@ beforeAll(async () => {
     const shape = SHAPE_OF[s];
     const b = await build(`split${s}`, shape, MS, s, s === 1 ? ['gate_up'] : ['test'], objects);
     const kernelOf = (m: number) => b.unit.kernels.find((k) => k.tileT === sm90aTokenTile(m))!;
-    for (const m of MS) plainRuns.set(`${s}:${m}`, await runSm90a(b.exe, b.dir, shape, b.unit, kernelOf(m), s === 1 ? swigluNatural : plain, { rows: m, bias: true, accumulate: true }));
+    for (const m of MS) plainRuns.set(`${s}:${m}`, await runSm90a(b.exe, b.dir, shape, b.unit, kernelOf(m), s === 1 ? swigluNatural : plain, { rows: m, bias: true, accumulate: true, ...(s > 1 ? { launches: 2 } : {}) }));
     if (s === 1) for (const m of SWIGLU_MS) swigluRuns.set(m, await runSm90a(b.exe, b.dir, SWIGLU, b.unit, kernelOf(m), swigluInterleaved, { rows: m, bias: true, epilogue: 1 }));
   });
   if (sm90a && nvcc.found) {

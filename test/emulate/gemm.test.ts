@@ -6,7 +6,9 @@
  * covers all rows), split-K 1 and 3, bf16 and fp16; a small shape (N = 40, K = 776) also at
  * M = 272 (three CTAs along M). Outputs and split-K partials start as NaN; runs with bias, with
  * accumulate (a residual), with row ids, and into three outputs (a fused q | k | v, each buffer
- * exactly its width) as well. No emulator findings allowed. Then batch invariance: a row's output is bitwise the same from the
+ * exactly its width) as well; the bias + accumulate runs launch twice in a row on the same
+ * split-K counters (the sum runs in the launch, on counters each launch must leave 0). No
+ * emulator findings allowed. Then batch invariance: a row's output is bitwise the same from the
  * kernels planned for M = 1, 20, 72 (and 272), while a different split-K (another reduction
  * order) does change it, so the comparison can fail. Tagged: g++.
  */
@@ -51,7 +53,8 @@ const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-gemm-'));
 let seconds = 0;
 
 function optsFor(mode: Mode, m: number, n: number) {
-  if (mode === 'bias+accumulate') return { bias: true, accumulate: true };
+  // Twice in a row on the same split-K counters (the old out restored): the first launch must leave them 0.
+  if (mode === 'bias+accumulate') return { bias: true, accumulate: true, launches: 2 };
   // Row ids: the rows backwards, so each CTA reads activations the plain run reads elsewhere.
   if (mode === 'row ids') return { rowIds: Int32Array.from({ length: m }, (_, i) => m - 1 - i) };
   // Boundaries inside an N tile and off the fragment grid.

@@ -48,7 +48,7 @@ export function randomGemmProblem(shape: GemmShape, xRows: number, seed: number)
   };
 }
 
-export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean; accumulate?: boolean; rowIds?: Int32Array; segments?: readonly [number, number] } = {}): GemmInputs {
+export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean; accumulate?: boolean; rowIds?: Int32Array; segments?: readonly [number, number]; launches?: number } = {}): GemmInputs {
   const n = p.bias.length;
   return {
     rows, x: encode(p.dtype, p.x), w: p.w,
@@ -56,6 +56,7 @@ export function gemmInputs(p: GemmProblem, rows: number, opts: { bias?: boolean;
     ...(opts.rowIds ? { rowIds: opts.rowIds } : {}),
     ...(opts.accumulate ? { accumulate: p.old.slice(0, rows * n) } : {}),
     ...(opts.segments ? { segments: opts.segments } : {}),
+    ...(opts.launches ? { launches: opts.launches } : {}),
   };
 }
 

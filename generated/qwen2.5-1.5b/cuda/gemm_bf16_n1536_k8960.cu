@@ -2,7 +2,7 @@
 // GEMMs of one weight shape: N x K = 1536 x 8960, bf16 weights (down).
 // Reduction order, the same for every kernel below whatever its M: k tiles of 64 in increasing
 // order, 4 split-K part(s) of 35 tiles (140 in all), summed in increasing order by
-// tidarc_gemm_bf16_n1536_k8960_reduce. A row's output is bitwise the same from every kernel of this file.
+// each output tile's last CTA in the same launch. A row's output is bitwise the same from every kernel of this file.
 #include "tidarc_gemm.cuh"
 
 namespace {
@@ -75,8 +75,4 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n1536_k8960_m
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n1536_k8960_m272(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM272>(args);
-}
-
-extern "C" __global__ void __launch_bounds__(tidarc::kGemmReduceThreads) tidarc_gemm_bf16_n1536_k8960_reduce(TidarcGemmArgs args) {
-  tidarc::gemm_reduce_kernel<Reduction>(args);
 }

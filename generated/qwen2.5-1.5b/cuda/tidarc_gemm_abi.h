@@ -1,5 +1,5 @@
 /*! tidarc generated GEMMs (tidarc_gemm.cuh): the one argument struct of every GEMM kernel and
-    of its split-K reduce, passed by value (cuLaunchKernel with one parameter, like the
+    of the lm_head's row-statistics merge, passed by value (cuLaunchKernel with one parameter, like the
     operators of tidarc_ops_abi.h). Changing a field changes TIDARC_GEMM_ABI_VERSION.
 
     out[r, n] = sum_k x[row(r), k] * w[n, k] (+ bias[n]) (+ out[r, n] when accumulate), x and w
@@ -11,8 +11,12 @@
     The output columns may go to up to three row-major buffers (a fused weight's parts, e.g.
     q | k | v or gate | up): columns [0, seg1) to out [rows, seg1], [seg1, seg2) to out2
     [rows, seg2 - seg1], [seg2, N) to out3 [rows, N - seg2]; seg1 = seg2 = N is one plain out.
-    Epilogues (`epilogue`, applied once the full sum, bias included, is known: in the main kernel
-    at split-K 1, else in <kernel>_reduce):
+    Split-K in one launch: each part stores its float32 partials in `workspace`, then the CTA of
+    an output tile (an M block x N tile) that arrives last at its counter in `split_counters`
+    (__threadfence, atomicAdd) sums the parts in increasing order, runs the epilogue and resets
+    the counter to 0, so the next launch (or graph replay) finds every counter 0 again.
+    Epilogues (`epilogue`, applied once the full sum, bias included, is known: by the CTA itself
+    at split-K 1, else by that last CTA):
       TIDARC_GEMM_EPILOGUE_SWIGLU: w is gate | up with its rows interleaved in blocks of
         TIDARC_GEMM_SWIGLU_INTERLEAVE (gate rows 0-7, up rows 0-7, gate rows 8-15, ...), so one
         thread holds a gate column and its up column; out [rows, N / 2] = silu(gate) * up in
@@ -24,15 +28,13 @@
         increasing order into row_argmax, row_max and row_lse (NaN, +inf or an all -inf row: lse
         = the maximum itself), so greedy decoding never writes the [rows, N] logits.
     Launch: main kernel grid (ceil(rows / BLOCK_M), N tiles, split-K), the block and dynamic
-    shared memory of its manifest entry; with split-K > 1 then <kernel>_reduce over
-    ceil(rows * N / 256) blocks of 256 threads (SWIGLU: ceil(rows * N / 2 / 256); ROW_STATS: one
-    warp per row and N tile, ceil(rows * N tiles / 8) blocks); ROW_STATS then <unit>_row_stats
-    over ceil(rows / 8) blocks of 256 threads (a warp per row). */
+    shared memory of its manifest entry (nothing after it at any split-K); ROW_STATS then
+    <unit>_row_stats over ceil(rows / 8) blocks of 256 threads (a warp per row). */
 #ifndef TIDARC_GEMM_ABI_H
 #define TIDARC_GEMM_ABI_H
 #include <stdint.h>
 
-#define TIDARC_GEMM_ABI_VERSION 4
+#define TIDARC_GEMM_ABI_VERSION 5
 
 #define TIDARC_GEMM_EPILOGUE_NONE 0
 #define TIDARC_GEMM_EPILOGUE_SWIGLU 1
@@ -58,6 +60,7 @@ typedef struct TidarcGemmArgs {
   int32_t seg1;            /* 0 < seg1 <= seg2 <= N */
   int32_t seg2;
   int32_t epilogue;        /* TIDARC_GEMM_EPILOGUE_* */
+  int32_t* split_counters; /* splitK > 1: [grid x * grid y] int32, all 0 before the first launch (each launch leaves them 0); else null */
 } TidarcGemmArgs;
 
 #endif

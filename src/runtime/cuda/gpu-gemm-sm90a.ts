@@ -3,7 +3,7 @@
  * selection rule (arch.ts selectArch) says the device runs sm_90a code: a compile that built
  * sm_90a, on a device of compute capability 9.0. Same launch contract as GpuGemms (GemmLaunch):
  * one output or up to three column segments, bias, residual add, SwiGLU; no row gather (TMA
- * reads x as one tensor) and no lm_head row statistics at split-K 1. A launch over `rows`
+ * reads x as one tensor) and no lm_head row statistics. A launch over `rows`
  * takes the token tile sm90aTokenTile picks (else the nearest compiled one): every kernel of a
  * unit shares the reduction, so which one runs never changes a row's result. The tensor maps
  * are encoded per launch on the host (tensor-map.ts; W's once per weight buffer) and travel in
@@ -13,12 +13,11 @@ import { join } from 'node:path';
 import type { ArchName } from '../../codegen/arch.js';
 import { selectArch } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
-import { GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
-import { type GemmLaunch, GpuGemms } from './gpu-gemm.js';
+import { type GemmLaunch, GpuGemms, SplitCounters } from './gpu-gemm.js';
 import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, packStruct } from './op-abi.js';
 import { TENSOR_MAP_BYTES, sm90aGemmMaps } from './tensor-map.js';
@@ -41,8 +40,10 @@ export class GpuGemmsSm90a {
   private readonly fns = new Map<string, KernelRef>();
   private readonly wMaps = new Map<string, Uint8Array>();  // per weight buffer and shape
   private workspace?: DeviceBuffer;
+  private readonly counters: SplitCounters;
 
   constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, units: readonly ManifestGemmSm90a[]) {
+    this.counters = new SplitCounters(device);
     for (const u of units) for (const role of u.roles) this.byRole.set(role, u);
   }
 
@@ -79,18 +80,15 @@ export class GpuGemmsSm90a {
     const g = packStruct(GEMM, {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
       tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
+      splitCounters: u.splitK > 1 ? this.counters.at(Math.ceil(a.rows / kernel.tileT) * Math.ceil(n / SM90A_BLOCK_W)).ptr : 0,
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
     this.device.launch(this.kernel(module, kernel.symbol), [Math.ceil(a.rows / kernel.tileT), Math.ceil(n / SM90A_BLOCK_W), u.splitK], [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g));
-    // Split-K: tidarc_gemm.cuh's reduce over the same TidarcGemmArgs (parts in order, then bias, residual or SwiGLU).
-    if (u.reduceKernel) {
-      const threads = epilogue === 'swiglu' ? a.rows * (n / 2) : a.rows * n;
-      this.device.launch(this.kernel(module, u.reduceKernel), [Math.ceil(threads / GEMM_REDUCE_THREADS)], [GEMM_REDUCE_THREADS], 0, g);
-    }
   }
 
   close(): void {
     if (this.workspace) this.device.free(this.workspace);
+    this.counters.close();
     this.workspace = undefined;
   }
 

@@ -4,7 +4,9 @@
  * row count. A launch over `rows` rows takes the kernel planned for the fewest rows >= rows
  * (else the largest): every kernel of a weight shape shares one reduction order, so which one
  * runs never changes a row's result (greedy TiDAR == AR rests on it). Split-K partials go to a
- * workspace shared by every launch (they run in order on one stream).
+ * workspace shared by every launch (they run in order on one stream) and are summed inside the
+ * launch by each output tile's last CTA, on arrival counters zeroed once at allocation (every
+ * launch, a graph replay too, leaves them 0: splitCounters).
  */
 import { join } from 'node:path';
 import { ARCHES } from '../../codegen/arch.js';
@@ -64,8 +66,10 @@ export class GpuGemms {
   private readonly byRole = new Map<string, ManifestGemm[]>();
   private readonly fns = new Map<string, KernelRef>();
   private workspace?: DeviceBuffer;
+  private readonly counters: SplitCounters;
 
   constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, gemms: readonly ManifestGemm[]) {
+    this.counters = new SplitCounters(device);
     for (const g of gemms) for (const role of g.roles) (this.byRole.get(role) ?? this.byRole.set(role, []).get(role)!).push(g);
     for (const list of this.byRole.values()) list.sort((a, b) => a.m - b.m);
   }
@@ -116,21 +120,18 @@ export class GpuGemms {
       tileStats: statFloats > 0 ? at(partials) : 0, tileArgmax: statFloats > 0 ? at(partials + 2 * a.rows * tiles) : 0,
       rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
       rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
+      splitCounters: g.splitK > 1 ? this.counters.at(Math.ceil(a.rows / g.launch.blockM) * g.launch.nTiles).ptr : 0,
     });
     const shared = gemmSharedBytes(g.launch, this.device.arch);
+    // Split-K: the parts' partials are summed in order by each tile's last CTA, which runs the epilogue too.
     this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], shared, args);
-    // Split-K: each part wrote its float32 partial; the reduce sums them in order, then the epilogue
-    // (bias and residual; SwiGLU a thread an output; row statistics a warp a row of a tile).
-    if (g.reduceKernel) {
-      const threads = epilogue === 'rowStats' ? a.rows * tiles * 32 : epilogue === 'swiglu' ? a.rows * (n / 2) : a.rows * n;
-      this.device.launch(this.kernel(g, g.reduceKernel), [Math.ceil(threads / GEMM_REDUCE_THREADS)], [GEMM_REDUCE_THREADS], 0, args);
-    }
     // The tiles merged into argmax, max and lse per row (a warp a row).
     if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (GEMM_REDUCE_THREADS / 32))], [GEMM_REDUCE_THREADS], 0, args);
   }
 
   close(): void {
     if (this.workspace) this.device.free(this.workspace);
+    this.counters.close();
     this.workspace = undefined;
   }
 
@@ -146,5 +147,30 @@ export class GpuGemms {
     if (this.workspace) this.device.free(this.workspace);
     this.workspace = this.device.alloc(bytes, 'GEMM workspace (split-K partials, row statistics tiles)');
     return this.workspace;
+  }
+}
+
+/**
+ * The split-K arrival counters of a launcher (int32, one per output tile), grown on demand and
+ * zeroed once when allocated, by a fill on the stream before the launch (inside a graph capture
+ * the graph re-zeroes them each replay, which changes nothing): every launch leaves them 0.
+ * Shared by every launch of the launcher (they run in order on one stream).
+ */
+export class SplitCounters {
+  private buf?: DeviceBuffer;
+
+  constructor(private readonly device: CudaDevice) {}
+
+  at(count: number): DeviceBuffer {
+    if (this.buf && this.buf.bytes >= count * 4) return this.buf;
+    if (this.buf) this.device.free(this.buf);
+    this.buf = this.device.alloc(count * 4, 'GEMM split-K counters');
+    this.device.fill(this.buf, 0);
+    return this.buf;
+  }
+
+  close(): void {
+    if (this.buf) this.device.free(this.buf);
+    this.buf = undefined;
   }
 }

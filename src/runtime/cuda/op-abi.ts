@@ -188,11 +188,11 @@ export const RETURN_CODES: readonly { readonly name: string; readonly value: num
   { name: 'TIDARC_ERR_WORKSPACE', value: 3, note: 'num_splits > 1 without a workspace' },
 ];
 
-/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 4: x is 16-bit). */
+/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 5: x is 16-bit; split-K summed in the launch on split_counters). */
 export const GEMM = schema('TidarcGemmArgs', [
   ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'], ['out2', 'ptr'], ['out3', 'ptr'], ['workspace', 'ptr'],
   ['tileStats', 'ptr'], ['tileArgmax', 'ptr'], ['rowArgmax', 'ptr'], ['rowMax', 'ptr'], ['rowLse', 'ptr'],
-  ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'], ['epilogue', 'i32'],
+  ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'], ['epilogue', 'i32'], ['splitCounters', 'ptr'],
 ]);
 
 export const ABI_VERSION_ARGS = schema('TidarcAbiVersionArgs', [['out', 'ptr', c('int32_t*', '[1]')]],

@@ -18,7 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const cField = (name: string): string => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
-  test('sizeof and offsetof of every field match the header; version 4 (16-bit x)', () => {
+  test('sizeof and offsetof of every field match the header; version 5 (split-K summed in the launch on split_counters)', () => {
     const lines = [
       `std::printf("version %d\\n", TIDARC_GEMM_ABI_VERSION);`,
       `std::printf("size %zu\\n", sizeof(TidarcGemmArgs));`,
@@ -29,12 +29,12 @@ describe.skipIf(!cxx.found)('TidarcGemmArgs', () => {
     const exe = join(dir, 'layout');
     execFileSync(cxx.found ? cxx.tool.path : 'g++', ['-std=c++17', '-I', resolve('templates/cuda'), src, '-o', exe]);
     const l = layoutOf(GEMM);
-    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 4', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
-    expect(l.size).toBe(128);  // 13 pointers, 5 int32, padded to 8
+    expect(execFileSync(exe, { encoding: 'utf8' }).trim().split('\n')).toEqual(['version 5', `size ${l.size}`, ...GEMM.fields.map(([f]) => `${f} ${l.offsets[f]}`)]);
+    expect(l.size).toBe(136);  // 13 pointers, 5 int32, padded to 8, then split_counters
   });
-  test('packs pointers as 64-bit and the segment bounds and epilogue as int32', () => {
-    const b = packStruct(GEMM, { x: 16, w: 32, bias: 0, rowIds: 0, out: 48, out2: 64, out3: 80, workspace: 0, tileStats: 0, tileArgmax: 0, rowArgmax: 96, rowMax: 0, rowLse: 112, rows: 20, accumulate: 1, seg1: 4096, seg2: 5120, epilogue: 2 });
+  test('packs pointers as 64-bit and the segment bounds and epilogue as int32; split_counters last', () => {
+    const b = packStruct(GEMM, { x: 16, w: 32, bias: 0, rowIds: 0, out: 48, out2: 64, out3: 80, workspace: 0, tileStats: 0, tileArgmax: 0, rowArgmax: 96, rowMax: 0, rowLse: 112, rows: 20, accumulate: 1, seg1: 4096, seg2: 5120, epilogue: 2, splitCounters: 144 });
     const v = new DataView(b.buffer);
-    expect([v.getBigUint64(40, true), v.getBigUint64(80, true), v.getBigUint64(96, true), v.getInt32(104, true), v.getInt32(112, true), v.getInt32(116, true), v.getInt32(120, true)]).toEqual([64n, 96n, 112n, 20, 4096, 5120, 2]);
+    expect([v.getBigUint64(40, true), v.getBigUint64(80, true), v.getBigUint64(96, true), v.getInt32(104, true), v.getInt32(112, true), v.getInt32(116, true), v.getInt32(120, true), v.getBigUint64(128, true)]).toEqual([64n, 96n, 112n, 20, 4096, 5120, 2, 144n]);
   });
 });

@@ -3,9 +3,11 @@
  * CUDA driver, whose device reports compute capability 9.0: the selection rule takes the sm_90a
  * GEMMs there when the compile built sm_90a (and the mma.sync ones when it did not); the
  * launcher encodes the tensor maps through the addon, packs TidarcGemmSm90aArgs and runs the
- * kernel and its split-K reduce (bf16 200 x 520, split-K 3) into three column segments with
- * bias and residual add at M = 1, 20, 72: against float64, every row bitwise the same at each M;
- * a row gather is refused in one line. In a child process: the addon picks its driver once.
+ * kernel, split-K 3 summed inside its one launch (bf16 200 x 520), into three column segments
+ * with bias and residual add at M = 1, 20, 72: against float64, every row bitwise the same at
+ * each M; the M = 72 launch captured into a CUDA graph and replayed twice gives the direct
+ * launch's bits each time (the split-K counters reset themselves); a row gather is refused in
+ * one line. In a child process: the addon picks its driver once.
  * Tagged: a C++ compiler.
  */
 import { execFile } from 'node:child_process';
@@ -37,7 +39,7 @@ const SPLIT = 3;
 const HEADERS = ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh'];
 const problem = randomGemmProblem(SHAPE, Math.max(...MS), 23);
 
-interface ChildOut { path: { both: string; plain: string; cc: number[] }; runs: Record<string, string>; refusal: string; segments: number[] }
+interface ChildOut { path: { both: string; plain: string; cc: number[] }; runs: Record<string, string>; replays: string[]; refusal: string; segments: number[] }
 
 describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)', () => {
   let out: ChildOut;
@@ -50,7 +52,7 @@ describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)
     const source = join(root, sm90aSource(SHAPE));
     writeFileSync(source, renderSm90aUnit(SHAPE, reduction, kernels, ['qkv'], 'test'));
     const entry = describeSm90aUnit(SHAPE, ['qkv'], reduction, kernels);
-    const names = [...kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' })), { name: entry.reduceKernel!, argsType: 'TidarcGemmArgs' }];
+    const names = kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' }));
     const [driver] = await Promise.all([
       sharedEmulatedDriver(),
       buildEmulatedModule(source, emulatedModulePath(source.replace(/\.cu$/, '.fatbin')), names, { includeDirs: [cudaDir] }),
@@ -82,6 +84,11 @@ describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)
     for (const [i, small] of MS.entries()) {
       for (const big of MS.slice(i + 1)) expect(new Uint32Array(result(big).buffer, result(big).byteOffset, small * SHAPE.n)).toEqual(new Uint32Array(result(small).buffer, result(small).byteOffset, small * SHAPE.n));
     }
+  });
+
+  test('a captured launch replayed twice: each replay bitwise the direct launch (split-K 3 counters reset by every launch)', () => {
+    expect(out.replays).toHaveLength(2);
+    for (const r of out.replays) expect(r).toBe(out.runs[Math.max(...MS)]);
   });
 
   test('a row gather is refused in one line', () => {
