@@ -21,6 +21,8 @@ export interface GenerateOptions {
   readonly draft?: number;
   readonly temperature?: number;
   readonly topP?: number;
+  /** Keep only the topK most likely tokens before top-p (default 0: all). */
+  readonly topK?: number;
   readonly seed?: number;
   /** beta of the verifier mix (default 1: lossless). */
   readonly trustAr?: number;
@@ -104,7 +106,7 @@ export function modelOf(parts: ModelParts): Model {
   async function* run(o: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
     const mode = o.mode ?? 'tidar';
     const draft = o.draft ?? Math.max(...spec.draftLengths);
-    const decodeOptions: DecodeOptions = { mode, draft, temperature: o.temperature ?? 0, topP: o.topP ?? 1, trustAr: o.trustAr ?? 1, seed: o.seed ?? 0 };
+    const decodeOptions: DecodeOptions = { mode, draft, temperature: o.temperature ?? 0, topP: o.topP ?? 1, ...(o.topK === undefined ? {} : { topK: o.topK }), trustAr: o.trustAr ?? 1, seed: o.seed ?? 0 };
     checkDecodeOptions(decodeOptions, spec.draftLengths);
     if (mode === 'tidar') requireMaskToken(parts.maskTokenId, { field: 'maskTokenId', allowed: "loadModel(dir, { maskTokenId }) with an id of its own in this vocabulary, or mode: 'ar'" });
     const maxTokens = o.maxTokens ?? 128;

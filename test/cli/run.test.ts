@@ -69,6 +69,17 @@ describe('tidarc run', () => {
     expect(tidar.stdout).toBe(ar.stdout);
     expect(tidar.stderr).toMatch(/\[tidar k=4, cpu\] \d+ tokens in \d+ forwards/);
   }, 120_000);
+
+  test('--top-k 1 keeps only the most likely token: sampling at any temperature gives the greedy text', async () => {
+    const greedy = await run('run', dir, '--prompt', 'abc', '--max-tokens', '20', '--ignore-eos', '--draft', '2');
+    const topK1 = await run('run', dir, '--prompt', 'abc', '--max-tokens', '20', '--ignore-eos', '--draft', '2', '--temperature', '5', '--top-k', '1', '--seed', '3');
+    // Without top-k the same hot sampling wanders off the greedy text (a random model's flat logits).
+    const hot = await run('run', dir, '--prompt', 'abc', '--max-tokens', '20', '--ignore-eos', '--draft', '2', '--temperature', '5', '--seed', '3');
+    expect(greedy.code).toBe(0);
+    expect(topK1.code, topK1.stderr).toBe(0);
+    expect(topK1.stdout).toBe(greedy.stdout);
+    expect(hot.stdout).not.toBe(greedy.stdout);
+  }, 120_000);
 });
 
 describe('tidarc run errors: exit 1, one line, no crash', () => {
@@ -79,6 +90,8 @@ describe('tidarc run errors: exit 1, one line, no crash', () => {
     ['draft not compiled', () => ['run', dir, '--prompt', 'x', '--draft', '3'], /no kernels for this draft length \(--draft = 3\); allowed: .*2, 4/],
     ['prompt longer than the context', () => ['run', dir, '--prompt', 'y'.repeat(300)], /longer than the context/],
     ['bad temperature', () => ['run', dir, '--prompt', 'x', '--temperature', '-1'], /--temperature = -1/],
+    ['negative top-k', () => ['run', dir, '--prompt', 'x', '--top-k', '-1'], /--top-k = -1/],
+    ['fractional top-k', () => ['run', dir, '--prompt', 'x', '--top-k', '2.5'], /--top-k = 2\.5/],
     ['missing directory', () => ['run', join(root, 'nope'), '--prompt', 'x'], /nope/],
     ['truncated safetensors', () => [
       'run', variantDir('trunc', (d) => truncateSync(join(d, 'model.safetensors'), 1000)), '--prompt', 'x'], /model\.safetensors/],

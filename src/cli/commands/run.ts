@@ -18,6 +18,7 @@ interface RunFlags {
   draft?: string;
   temperature: string;
   topP: string;
+  topK: string;
   seed: string;
   trustAr: string;
   backend: string;
@@ -35,7 +36,7 @@ Examples:
   $ tidarc init-model examples/tiny.json --seed 1 --out models/tiny-random
   $ tidarc run models/tiny-random --prompt "def main(" --max-tokens 64
   $ tidarc run models/tiny-random --prompt "hello" --mode ar --json
-  $ tidarc run models/tiny-random --prompt "hello" --temperature 0.8 --top-p 0.95 --seed 7
+  $ tidarc run models/tiny-random --prompt "hello" --temperature 0.8 --top-p 0.95 --top-k 50 --seed 7
 
 Greedy decoding with --trust-ar 1 (the default) is lossless: TiDAR gives token for token the
 greedy AR output of the same model; with --temperature > 0 it samples exactly the AR
@@ -59,6 +60,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--draft <k>', "draft length k, one the model was compiled for (default: the model's largest)")
     .option('--temperature <t>', '0 = greedy; > 0 samples, e.g. 0.8', '0')
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1], e.g. 0.95', '1')
+    .option('--top-k <k>', 'keep the k most likely tokens before top-p (0 = all), e.g. 50', '0')
     .option('--seed <s>', 'seed of the sampler, e.g. 7', '0')
     .option('--trust-ar <beta>', 'verifier mix: 1 trusts the AR head (lossless), 0 the diffusion head', '1')
     .option('--mask-token <id>', 'the mask token id TiDAR feeds, for a checkpoint whose config.json names none (--mode ar needs none)')
@@ -81,6 +83,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         ...(flags.draft === undefined ? {} : { draft: parseIntegerOption('--draft', flags.draft, 1, MAX_DRAFT_COMPILE) }),
         temperature: parseNumberOption('--temperature', flags.temperature, 0, 100),
         topP: parseNumberOption('--top-p', flags.topP, 0, 1, { aboveMin: true }),
+        topK: parseIntegerOption('--top-k', flags.topK, 0, 2 ** 31 - 1),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         trustAr: parseNumberOption('--trust-ar', flags.trustAr, 0, 1),
         stopAtEos: !flags.ignoreEos,

@@ -219,5 +219,6 @@ export function checkDecodeOptions(o: DecodeOptions, compiledDrafts: readonly nu
   }
   if (!(o.temperature >= 0) || o.temperature > 100) throw new TidarcError('invalid-argument', 'temperature out of range', { field: 'temperature', value: o.temperature, allowed: '0 (greedy) to 100' });
   if (!(o.topP > 0 && o.topP <= 1)) throw new TidarcError('invalid-argument', 'top-p out of range', { field: 'topP', value: o.topP, allowed: '(0, 1]' });
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0 && o.topK < 2 ** 31)) throw new TidarcError('invalid-argument', 'top-k out of range', { field: 'topK', value: o.topK, allowed: 'an integer >= 0 (0: all tokens)' });
   if (!(o.trustAr >= 0 && o.trustAr <= 1)) throw new TidarcError('invalid-argument', 'trust-ar (beta) out of range', { field: 'trustAr', value: o.trustAr, allowed: '[0, 1]' });
 }
