@@ -75,9 +75,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 17,
-            "block": 192,
-            "dynamicSharedBytes": 69632
+            "rowTiles": 26,
+            "block": 64,
+            "dynamicSharedBytes": 52224
         }
     },
     "block_k16": {
@@ -107,8 +107,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 192,
+            "rowTiles": 3,
+            "block": 64,
             "dynamicSharedBytes": 69632
         }
     },
@@ -171,8 +171,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 3,
-            "block": 256,
+            "rowTiles": 8,
+            "block": 96,
             "dynamicSharedBytes": 69632
         }
     }

@@ -77,8 +77,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 160,
+            "rowTiles": 2,
+            "block": 96,
             "dynamicSharedBytes": 69632
         }
     },
@@ -110,8 +110,8 @@ exports.variants = {
                 "splits"
             ],
             "rowTiles": 3,
-            "block": 192,
-            "dynamicSharedBytes": 69632
+            "block": 96,
+            "dynamicSharedBytes": 60928
         }
     },
     "tidar_k16": {
@@ -141,9 +141,9 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 17,
-            "block": 128,
-            "dynamicSharedBytes": 69632
+            "rowTiles": 12,
+            "block": 96,
+            "dynamicSharedBytes": 60928
         }
     },
     "block_k4": {
@@ -205,8 +205,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 64,
+            "rowTiles": 2,
+            "block": 32,
             "dynamicSharedBytes": 69632
         }
     },
@@ -237,8 +237,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 128,
+            "rowTiles": 2,
+            "block": 64,
             "dynamicSharedBytes": 69632
         }
     },
@@ -301,8 +301,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 256,
+            "rowTiles": 4,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     }

@@ -44,8 +44,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 1;
-            readonly block: 160;
+            readonly rowTiles: 2;
+            readonly block: 96;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -73,8 +73,8 @@ export declare const variants: {
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
             readonly rowTiles: 3;
-            readonly block: 192;
-            readonly dynamicSharedBytes: 69632;
+            readonly block: 96;
+            readonly dynamicSharedBytes: 60928;
         };
     };
     readonly tidar_k16: {
@@ -100,9 +100,9 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 17;
-            readonly block: 128;
-            readonly dynamicSharedBytes: 69632;
+            readonly rowTiles: 12;
+            readonly block: 96;
+            readonly dynamicSharedBytes: 60928;
         };
     };
     readonly block_k4: {
@@ -156,8 +156,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 1;
-            readonly block: 64;
+            readonly rowTiles: 2;
+            readonly block: 32;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -184,8 +184,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 1;
-            readonly block: 128;
+            readonly rowTiles: 2;
+            readonly block: 64;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -240,8 +240,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 256;
+            readonly rowTiles: 4;
+            readonly block: 128;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -256,7 +256,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -266,7 +266,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 72, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 72, 8, 128];
-     * lse: [batch, 72, 32] natural log. Tiles: 0 full, 4 partial, 2 empty in-step tiles skipped.
+     * lse: [batch, 72, 32] natural log. Tiles: 0 full, 6 partial, 3 empty in-step tiles skipped.
      */
     tidarK8(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 8: 72 in-step tokens (8 drafts + 8 blocks of 8 mask tokens), off the event loop. */
@@ -276,7 +276,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
+     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 28 partial, 80 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -296,7 +296,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
-     * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 8, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     blockK8(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
@@ -306,7 +306,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
-     * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 16, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     blockK16(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -326,7 +326,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

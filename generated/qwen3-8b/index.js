@@ -74,8 +74,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 160,
+            "rowTiles": 2,
+            "block": 96,
             "dynamicSharedBytes": 69632
         }
     },
@@ -107,8 +107,8 @@ export const variants = {
                 "splits"
             ],
             "rowTiles": 3,
-            "block": 192,
-            "dynamicSharedBytes": 69632
+            "block": 96,
+            "dynamicSharedBytes": 60928
         }
     },
     "tidar_k16": {
@@ -138,9 +138,9 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 17,
-            "block": 128,
-            "dynamicSharedBytes": 69632
+            "rowTiles": 12,
+            "block": 96,
+            "dynamicSharedBytes": 60928
         }
     },
     "block_k4": {
@@ -202,8 +202,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 64,
+            "rowTiles": 2,
+            "block": 32,
             "dynamicSharedBytes": 69632
         }
     },
@@ -234,8 +234,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 128,
+            "rowTiles": 2,
+            "block": 64,
             "dynamicSharedBytes": 69632
         }
     },
@@ -298,8 +298,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 256,
+            "rowTiles": 4,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     }

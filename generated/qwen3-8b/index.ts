@@ -77,8 +77,8 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 1,
-      "block": 160,
+      "rowTiles": 2,
+      "block": 96,
       "dynamicSharedBytes": 69632
     }
   },
@@ -110,8 +110,8 @@ export const variants = {
         "splits"
       ],
       "rowTiles": 3,
-      "block": 192,
-      "dynamicSharedBytes": 69632
+      "block": 96,
+      "dynamicSharedBytes": 60928
     }
   },
   "tidar_k16": {
@@ -141,9 +141,9 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 17,
-      "block": 128,
-      "dynamicSharedBytes": 69632
+      "rowTiles": 12,
+      "block": 96,
+      "dynamicSharedBytes": 60928
     }
   },
   "block_k4": {
@@ -205,8 +205,8 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 1,
-      "block": 64,
+      "rowTiles": 2,
+      "block": 32,
       "dynamicSharedBytes": 69632
     }
   },
@@ -237,8 +237,8 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 1,
-      "block": 128,
+      "rowTiles": 2,
+      "block": 64,
       "dynamicSharedBytes": 69632
     }
   },
@@ -301,8 +301,8 @@ export const variants = {
         "batch * kvHeads",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 256,
+      "rowTiles": 4,
+      "block": 128,
       "dynamicSharedBytes": 69632
     }
   }
@@ -318,7 +318,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   tidarK4(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -328,7 +328,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 72, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 72, 8, 128];
-   * lse: [batch, 72, 32] natural log. Tiles: 0 full, 4 partial, 2 empty in-step tiles skipped.
+   * lse: [batch, 72, 32] natural log. Tiles: 0 full, 6 partial, 3 empty in-step tiles skipped.
    */
   tidarK8(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 8: 72 in-step tokens (8 drafts + 8 blocks of 8 mask tokens), off the event loop. */
@@ -338,7 +338,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 30 partial, 55 empty in-step tiles skipped.
+   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 28 partial, 80 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -358,7 +358,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
-   * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 8, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   blockK8(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
@@ -368,7 +368,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
-   * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 16, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   blockK16(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -388,7 +388,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -108,8 +108,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 96,
+            "rowTiles": 2,
+            "block": 64,
             "dynamicSharedBytes": 36864
         }
     },
@@ -236,8 +236,8 @@ exports.variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 256,
+            "rowTiles": 4,
+            "block": 64,
             "dynamicSharedBytes": 36864
         }
     }

@@ -72,8 +72,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 1;
-            readonly block: 96;
+            readonly rowTiles: 2;
+            readonly block: 64;
             readonly dynamicSharedBytes: 36864;
         };
     };
@@ -184,8 +184,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
-            readonly rowTiles: 1;
-            readonly block: 256;
+            readonly rowTiles: 4;
+            readonly block: 64;
             readonly dynamicSharedBytes: 36864;
         };
     };
@@ -210,7 +210,7 @@ export interface TinyKernels {
      *
      * q, o: [batch, 20, 4, 64] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 20, 2, 64];
-     * lse: [batch, 20, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 20, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -250,7 +250,7 @@ export interface TinyKernels {
      *
      * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
-     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -105,8 +105,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 96,
+            "rowTiles": 2,
+            "block": 64,
             "dynamicSharedBytes": 36864
         }
     },
@@ -233,8 +233,8 @@ export const variants = {
                 "batch * kvHeads",
                 "splits"
             ],
-            "rowTiles": 1,
-            "block": 256,
+            "rowTiles": 4,
+            "block": 64,
             "dynamicSharedBytes": 36864
         }
     }

@@ -63,7 +63,8 @@ export interface BenchSection {
  */
 export async function benchPoints(m: Manifest, modelDir: string, grid: BenchGrid, sms: number): Promise<BenchSection> {
   const nvcc = await findNvcc();
-  const plans = variantsForModel(m.model, m.model.draftLengths).map((v) => planAttention(v, ARCHES.sm_90.tile));
+  // As the bundle's sm_90 compile plans them (its row tiles and stages: plan.ts plannedRowTile, defaultStages).
+  const plans = variantsForModel(m.model, m.model.draftLengths).map((v) => planAttention(v, ARCHES.sm_90.tile, [ARCHES.sm_90]));
   const occupancy: Record<string, VariantOccupancy & { source: string }> = {};
   const points: BenchPoint[] = [];
   for (const name of grid.variants) {

@@ -26,7 +26,7 @@ import { TidarcError } from '../errors.js';
 import { ARCHES, type ArchName, tileKey } from '../codegen/arch.js';
 import { shapeBucket, variantKey } from '../tune/db.js';
 import { type AttentionConfig, SPLITS, STAGES, TILE_N, type TuneShape, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible } from '../tune/space.js';
-import { defaultStages, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
+import { planAttention, type Stages, type WarpRows } from '../codegen/plan.js';
 import { AR_VARIANT, parseVariantName, tidarVariantName, variantSteps } from '../codegen/variant-name.js';
 import { type BenchGrid, type BenchSection, benchPoints } from './attention-points.js';
 import { type AttentionSm90aKernelEntry, SM90A_UNIT_FLAGS, writeSm90aUnit, writeSm90aUnitHeaders } from './attention-sm90a-bundle.js';
@@ -237,14 +237,17 @@ export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>):
 }
 
 /**
- * The tile the compiler builds for a variant of `rows` packed rows with nothing tuned, on the
- * bundle's sm_90: the arch's keys, the planner's row tile (rowTileOf) and stages (defaultStages,
- * from the estimated registers, as the compile plans them). The heuristic's tile.
+ * The tile the compiler builds for `variant` of the shape with nothing tuned, on the bundle's
+ * sm_90: the planner's row tile (plan.ts plannedRowTile: the cost model's fastest candidate, so
+ * the variant's mask and KV heads matter, not only its rows), keys and stages, as the compile
+ * plans them. The heuristic's tile.
  */
-export function plannedTile(rows: number, headDim: number): Tile {
-  const { tileN } = ARCHES.sm_90.tile;
-  const rt = rowTileOf(rows, tileN, headDim);
-  return { warps: rt.warps, tileN, warpRows: rt.warpRows, stages: defaultStages(rt, tileN, headDim, [ARCHES.sm_90]) };
+export function plannedTile(shape: Pick<BundleShape, 'dtype' | 'headDim' | 'qHeads' | 'kvHeads'>, variant: string): Tile {
+  const key = parseVariantName(variant);
+  const v = variantsForModel(specOf({ ...shape, drafts: key?.kind === 'tidar' ? [key.draft] : [] })).find((x) => x.name === variant);
+  if (!v) throw new TidarcError('invalid-argument', 'no such variant to plan', { field: 'variants', value: variant, allowed: 'ar, tidar_k<draft>, prefill_c<chunk>' });
+  const plan = planAttention(v, ARCHES.sm_90.tile, [ARCHES.sm_90]);
+  return { warps: plan.rowTile.warps, tileN: plan.tile.tileN, warpRows: plan.rowTile.warpRows, stages: plan.tile.stages };
 }
 
 /**
@@ -254,11 +257,10 @@ export function plannedTile(rows: number, headDim: number): Tile {
  * splits), one rank over all tiles at a time until `max` are taken. So every tile is timed
  * while the tiles are at most `max` (FULL_TUNE: 37 of 40 for k = 4 and 8, rank 1 for the first
  * 3), and the cap drops the split counts farthest from the wave arithmetic, the least likely
- * winners. The heuristic is the planned tile (plannedTile: its rows a warp and stages too).
+ * winners. The heuristic is the variant's planned tile (plannedTile), which `tiles` must hold.
  */
-export function tuneConfigs(shape: TuneShape, tiles: readonly Tile[], slots: number, max: number, ctasPerSm = 1): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
-  const planned = plannedTile(shape.rows, shape.headDim);
-  const heuristic: AttentionConfig = { ...heuristicConfig(shape, slots, ARCHES.sm_90.tile, ctasPerSm), warpRows: planned.warpRows, stages: planned.stages };
+export function tuneConfigs(shape: TuneShape, planned: Tile, tiles: readonly Tile[], slots: number, max: number, ctasPerSm = 1): { heuristic: AttentionConfig; configs: AttentionConfig[]; feasible: number } {
+  const heuristic: AttentionConfig = { ...heuristicConfig(shape, slots, planned, ctasPerSm), warpRows: planned.warpRows, stages: planned.stages };
   const first = tiles.find((t) => tileKey(t) === tileKey(planned));
   if (!first) throw new TidarcError('invalid-argument', 'the tuning tiles must include the heuristic\'s', { field: 'tiles', value: tiles.map(tileKey).join(','), allowed: `a list with ${tileKey(planned)}` });
   const ranked = [first, ...tiles.filter((t) => t !== first)].map((t) => {
@@ -298,10 +300,11 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
   const variantRows = new Map(t.variants.map((v) => [v, variantSteps(v) * (t.shape.qHeads / t.shape.kvHeads)] as const));
   const fits = (tile: Tile, v: string): boolean =>
     infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1 }, 'cuda', 'sm_90') === null;
-  const planned = (tile: Tile, v: string): boolean => tileKey(tile) === tileKey(plannedTile(variantRows.get(v)!, t.shape.headDim));
+  const plannedTiles = new Map(t.variants.map((v) => [v, plannedTile(t.shape, v)] as const));
+  const planned = (tile: Tile, v: string): boolean => tileKey(tile) === tileKey(plannedTiles.get(v)!);
   const listed = [...(t.tiles ?? candidateTiles(t.shape))];
   for (const v of t.variants) {
-    const tile = plannedTile(variantRows.get(v)!, t.shape.headDim);
+    const tile = plannedTiles.get(v)!;
     if (!listed.some((x) => tileKey(x) === tileKey(tile))) listed.push(tile);
   }
   for (const tile of listed) {
@@ -333,7 +336,7 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
         const k = x.model.variants.find((y) => y.name === v)!;
         return k.block === x.warps * 32 && k.warpRows === x.warpRows && k.stages === x.stages && fits(x, v);
       });
-      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, usable, t.slots, t.maxConfigs, ctasPerSm) };
+      return { bucket: shapeBucket(batch, prefix), batch, prefix, ...tuneConfigs(shape, plannedTiles.get(v)!, usable, t.slots, t.maxConfigs, ctasPerSm) };
     }));
     return { name: v, key: variantKey({ variant: v, dtype: t.shape.dtype, headDim: t.shape.headDim, qHeads: t.shape.qHeads, kvHeads: t.shape.kvHeads }), rows, buckets };
   });

@@ -2,12 +2,14 @@
  * Kernel plan: how one variant is tiled. Rows are the n in-step tokens times the G query
  * heads of one KV head, packed token-major; the in-step key tiles of every row tile are
  * classified from the mask IR at compile time (empty ones are dropped from the schedule).
- * The row tile's shape is chosen per variant from its rows (rowTileOf), unless tuned.
+ * The row tile's shape is chosen per variant: for a GPU plan, the candidate the cost model predicts
+ * fastest (plannedRowTile); unless tuned.
  */
 import { TidarcError } from '../errors.js';
 import { classifyStepRect, type TileClass } from '../ir/mask.js';
 import type { ArchSpec, TileConfig } from './arch.js';
 import { occupancy } from './occupancy.js';
+import { fastestRowTile, scoreRowTile } from './row-tile-choice.js';
 import { type AttentionVariant, groupSize } from './variant.js';
 
 /**
@@ -42,22 +44,19 @@ const KEY_WARPS = 4;
 const MIN_WIDE_ROWS = 64;
 
 /**
- * The row tile of a variant with `rows` packed rows per KV head:
+ * The row tile of `rows` packed rows per KV head for a tile with `warps` (and `warpRows`): the
+ * layout follows from the rows. Without `warps`, the structural rule a plan with no GPU device
+ * (the CPU kernel's) keeps and tidarc tune lists; a GPU plan's default is the cost model's choice
+ * among rowTileCandidates (planAttention):
  *   rows <= 16 (AR, k = 1 at G <= 8): one 16-row m-tile and warps split the keys: no padding
- *     rows are computed (16 x warps rows did 60 padding rows of work for AR's 4);
+ *     rows are computed (16 x warps rows did 60 padding rows of work for AR's 4); a GPU plan
+ *     keeps this too (the cost model cannot tell 1, 2 and 4 key warps apart);
  *   rows <= 128 (k = 4 at G = 4: 80): one tile of ceil(rows / 16) warps, so every row of the
  *     KV head is in one CTA and the prefix is read once;
  *   more (k = 8: 288 at G = 4, k = 16: 1088, prefill): warps of 32 rows where their O and S
- *     fragments fit in registers at 3 stages (fitsInRegisters: head dim 64 up to tileN 64; head
- *     dim 128 at tileN 32 is a tuned tile, 2 stages only), so each K/V fragment an ldmatrix
- *     reads feeds two m16 tiles' mma (16-row warps read 1 byte of shared memory a 2 FLOP,
- *     which caps mma.sync near 48% of the peak), else warps of 16; in tiles of
- *     64 to 128 rows (2 to 4 warps of 32, 4 to 8 of 16) with the fewest padding rows, then the
- *     fewest tiles (each re-reads the prefix from L2). k = 8 at G = 4: 3 tiles of 3 warps of 32
- *     (96 rows, no padding) or 3 x 6 of 16; k = 16: 17 x 2 of 32 (9 x 4 would pad 64 rows) or
- *     17 x 4 of 16.
- * `warps` and `warpRows` (a tuned tile) set the warp count and rows a warp; the layout follows
- * from the rows.
+ *     fragments fit in registers at 3 stages (fitsInRegisters: head dim 64 up to tileN 64),
+ *     else warps of 16; in tiles of 64 to 128 rows (2 to 4 warps of 32, 4 to 8 of 16) with the
+ *     fewest padding rows, then the fewest tiles (each re-reads the prefix from L2).
  */
 export function rowTileOf(rows: number, tileN: number, headDim: number, warps?: number, warpRows?: WarpRows): RowTile {
   if (rows <= 16) {
@@ -81,6 +80,28 @@ export function rowTileOf(rows: number, tileN: number, headDim: number, warps?: 
  */
 export function fitsInRegisters(warpRows: WarpRows, keysPerWarp: number, headDim: number, stages: Stages): boolean {
   return (warpRows * (headDim + keysPerWarp)) / 32 <= (stages === 2 ? 160 : 128);
+}
+
+/**
+ * The row tiles a GPU plan of `variant` chooses from (plannedRowTile), for the arch's `tile`:
+ * 16-row warps, 1 to 8 a tile (1 to 8 tiles of k = 4's 80 rows: split over CTAs, or in one); and
+ * 32-row warps, 2 to 4 a tile, at the tile's keys where their fragments fit (fitsInRegisters at
+ * its stages, 2 unless pinned), else at half the keys (head dim 128: 32 of 64) where those fit,
+ * for a TiDAR decode step only. Both limits are ptxas's (nvcc 13, sm_80 and sm_90), as the 32-row
+ * kernel at half the keys sits at 255 registers: with 1 warp it spilled 52 bytes at sm_90
+ * (Qwen3-8B k = 4, 8, 16), and Qwen3-8B's causal prefill chunk 4-8 bytes at 2 to 4 warps, where
+ * the decode steps (Qwen3-8B k = 4, 8, 16; Qwen2.5-1.5B k = 16) and the block-diffusion step held
+ * 245-255 with no spill (test/codegen/nvcc.test.ts keeps the bundled examples' choices so).
+ */
+export function rowTileCandidates(variant: AttentionVariant, tile: TileConfig): TileConfig[] {
+  const { headDim } = variant.shape;
+  const stages = tile.stages ?? 2;
+  const sixteen = Array.from({ length: MAX_TILE_ROWS / 16 }, (_, i): TileConfig => ({ ...tile, warps: i + 1, warpRows: 16 }));
+  const half = tile.tileN / 2;
+  const keys32 = fitsInRegisters(32, tile.tileN, headDim, stages) ? tile.tileN
+    : half % 16 === 0 && fitsInRegisters(32, half, headDim, stages) && variant.draft !== undefined ? half : undefined;
+  const thirtyTwo = keys32 === undefined ? [] : [2, 3, 4].map((warps): TileConfig => ({ ...tile, tileN: keys32, warps, warpRows: 32 }));
+  return [...sixteen, ...thirtyTwo];
 }
 
 function leastPaddedWarps(rows: number, warpRows: number): number {
@@ -126,16 +147,25 @@ export function attentionSharedBytes(rowTile: Pick<RowTile, 'warpRows' | 'tileM'
 /**
  * Registers a thread of the kernel needs, estimated from the fragments it keeps (32-bit
  * registers): O (warpRows x headDim fp32 over 32 lanes), S (warpRows x its keys of a tile), Q's
- * A fragments (16-row warps), plus 40 for addresses, the softmax state and the loop. ptxas
- * (nvcc 13) gives 16-row warps 95-182 (this, within 16) and 32-row warps nearly all 255 (241-254
- * at head dim 64), whatever their fragments. The stage rule only needs the CTAs per SM this
- * implies; test/codegen/nvcc.test.ts checks that ptxas's own registers give the same stages.
+ * A fragments (16-row warps), plus 40 for addresses, the softmax state and the loop, plus
+ * 40 / keyWarps: with `__launch_bounds__(threads, 1)` (kernel-source.ts) ptxas may take up to 255
+ * and takes more the fewer key warps share a tile. 32-row warps: 255. Fitted to ptxas (nvcc 13,
+ * sm_90; sm_80 within 16), what the planner needs being the CTAs an SM this implies (a
+ * sub-partition holds 4 warps up to 128 registers, 3 up to 168, 2 up to 255):
+ *   head dim  layout           warps  estimate  ptxas
+ *   64        rows (16-row)    1-8    160       151-168
+ *   64        keys             1/2/4  160/124/106  162-168/123-127/103-107
+ *   128       rows (16-row)    1-8    208       201-227, 254 at 1 warp
+ *   128       keys             1/2/4  208/172/154  254/216-218/167-168
+ *   64, 128   rows (32-row)    1-4    255       242-255
+ * (the figures of Qwen3-8B's, Qwen2.5-1.5B's and tiny's variants at every warp count,
+ * 2026-12-05). test/codegen/nvcc.test.ts checks that ptxas's own registers give the stages this gives.
  */
 export function estimatedRegisters(rowTile: RowTile, tileN: number, headDim: number): number {
   if (rowTile.warpRows === 32) return 255;
   const o = (16 * headDim) / 32;
   const s = (16 * (tileN / rowTile.keyWarps)) / 32;
-  return Math.min(255, o + s + headDim / 4 + REGISTER_OVERHEAD);
+  return Math.min(255, o + s + headDim / 4 + REGISTER_OVERHEAD + REGISTER_OVERHEAD / rowTile.keyWarps);
 }
 const REGISTER_OVERHEAD = 40;
 
@@ -215,6 +245,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
   const steps = mask.tokens.length;
   const group = groupSize(shape);
   const rows = steps * group;
+  if (arches.length > 0 && rows > 16 && tile.warps === undefined && tile.warpRows === undefined) return plannedRowTile(variant, tile, arches);
   const rowTile = rowTileOf(rows, tile.tileN, shape.headDim, tile.warps, tile.warpRows);
   const stages = tile.stages ?? defaultStages(rowTile, tile.tileN, shape.headDim, arches);
   const { tileM } = rowTile;
@@ -235,6 +266,21 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
     scaleLog2: Math.LOG2E / Math.sqrt(shape.headDim),
   };
   return checkPlan(plan);
+}
+
+/**
+ * A GPU plan's default above 16 rows (issue 15 item 1): of rowTileCandidates that fit every
+ * device of the compile, the one the cost model predicts fastest over the issue's shapes at its
+ * estimated registers (row-tile-choice.ts fastestRowTile: the geometric mean, ties to 16-row
+ * warps, fewer tiles, fewer warps). Qwen3-8B (G = 4, head dim 128) on sm_90: k = 4 (80 rows)
+ * 2 tiles of 3 warps (the split merge of one 5-warp CTA per KV head dominated at batch 1);
+ * k = 8 3 x 3 and k = 16 12 x 3 warps of 32 rows at 32 keys; the prefill chunk 4 x 4 of 16.
+ */
+export function plannedRowTile(variant: AttentionVariant, tile: TileConfig, arches: readonly ArchSpec[]): AttentionPlan {
+  const plans = rowTileCandidates(variant, tile).map((t) => planAttention(variant, t, arches))
+    .filter((p) => arches.every((a) => archProblems(p, a).length === 0));
+  if (plans.length === 0) throw new TidarcError('unsupported', `no row tile of ${variant.name} fits the shared memory of every arch`, { field: '--arch', value: arches.map((a) => a.name).join(','), allowed: 'arches whose shared memory holds a 16-row tile' });
+  return fastestRowTile(plans.map((p) => scoreRowTile(p, estimatedRegisters(p.rowTile, p.tile.tileN, variant.shape.headDim)))).plan;
 }
 
 /** Invariants the kernel templates rely on. */

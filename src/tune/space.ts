@@ -123,8 +123,9 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
 }
 
 /**
- * What the compiler and the GPU runner use when nothing is tuned: the arch's tile (64 keys) with
- * the planner's row tile for the shape (rowTileOf; the tile's warps when it has them) and split-KV
+ * The configuration of `tile` for a shape: its row tile (rowTileOf: the tile's warps when it has
+ * them; pass the planned tile, plan.ts plannedRowTile, for what the compiler builds for a GPU with
+ * nothing tuned, else rowTileOf's structural rule) and split-KV
  * by the runtime's rule (splitsFor: the count of least estimated time over `slots`, the GPU's SMs,
  * with `ctasPerSm`, the CTAs an SM holds when ptxas said). A CPU call's threads and splits:
  * heuristicCpuCall (src/codegen/call-params.ts).

@@ -1,7 +1,7 @@
 /**
  * Every CUDA variant of the bundled examples, and a grid of extra shapes and masks,
  * compiles with nvcc for sm_80 and sm_90 with no spills and no stack frame, planned for that
- * pair (its default cp.async stages); extras pin 3 stages, 32-row warps and 4 16-row warps. The stage rule
+ * pair (its default row tiles: plan.ts plannedRowTile, and cp.async stages); extras pin 3 stages, 32-row warps and 4 16-row warps. The stage rule
  * (plan.ts defaultStages) takes the same stages with ptxas's registers as with its estimate.
  * Tagged: nvcc (skipped where nvcc is absent; CI has it).
  */
@@ -43,6 +43,8 @@ const extras: (readonly [string, AttentionVariant, TileConfig?])[] = [
   // 16-row warps at head dim 64 that ptxas's own 128-register target spilled (kernel-source.ts MIN_BLOCKS_PER_SM).
   ['bf16 d64 G8 tidar_k4 16-row 4 warps', tidarDecodeVariant(4, { dtype: 'bf16', headDim: 64, qHeads: 8, kvHeads: 1 }), { tileN: 64, warps: 4, warpRows: 16 }],
   ['bf16 d128 G4 ar 3 stages', arVariant({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, stages: 3 }],
+  // Qwen3-8B k = 4 as an sm_90-only compile plans it (plan.ts plannedRowTile: 2 tiles of 3 warps; 3 stages there, 2 with sm_80).
+  ['bf16 d128 G4 tidar_k4 3 warps 3 stages', tidarDecodeVariant(4, { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, warps: 3, stages: 3 }],
 ];
 const all = [...examples, ...extras];
 const reports = new Map<string, PtxasByArch>();

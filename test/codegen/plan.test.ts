@@ -135,10 +135,11 @@ describe('32 rows a warp and the cp.async stages (issue 15 items 1(c) and 4)', (
 
   test('the default stages: 3 where every device of the compile keeps the CTAs per SM the 2-stage kernel had', () => {
     const q = shapes[1];  // Qwen3-8B: head dim 128, 69632 bytes at 2 stages, 104448 at 3
-    // k = 4, 5 warps: registers hold one CTA an SM either way, and 104448 bytes fit sm_80 and sm_90.
-    expect(planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile, [ARCHES.sm_80, ARCHES.sm_90]).tile.stages).toBe(3);
+    // k = 4 as one CTA of 5 warps (the tile pins the warps, not the stages): registers hold one CTA an SM either way, and 104448 bytes fit sm_80 and sm_90.
+    const five = { ...ARCHES.sm_90.tile, warps: 5 };
+    expect(planAttention(tidarDecodeVariant(4, q), five, [ARCHES.sm_80, ARCHES.sm_90]).tile.stages).toBe(3);
     // sm_86 allows 101376 bytes a CTA: 3 stages do not fit, so a compile with it takes 2 everywhere.
-    expect(planAttention(tidarDecodeVariant(4, q), ARCHES.sm_90.tile, [ARCHES.sm_86, ARCHES.sm_90]).tile.stages).toBe(2);
+    expect(planAttention(tidarDecodeVariant(4, q), five, [ARCHES.sm_86, ARCHES.sm_90]).tile.stages).toBe(2);
     // AR: 4 warps of ~144 registers, 3 CTAs an SM of sm_90 by shared memory at 2 stages, 2 at 3: keep 2.
     expect(planAttention(arVariant(q), ARCHES.sm_90.tile, [ARCHES.sm_90]).tile.stages).toBe(2);
     // No device (a CPU-only plan): 2; a tuned tile's stages are kept.

@@ -6,14 +6,15 @@
  * (3 splits: the L = 0 sequence makes every split but the last an empty partial with
  * lse = -inf; and the split-KV rule's own choice at 132 SMs where it is neither: none here,
  * the rule takes 1 or 3 for every variant of this grid). Outputs are poisoned with NaN; the unused cache tail holds NaN.
- * Every row-tile shape the planner makes (plan.ts rowTileOf) runs, compiled for sm_80 (its
- * cp.async stages: plan.ts defaultStages): split keys (<= 16 rows: AR and k = 1 at G 1, 4, 8,
- * k = 2, 3 and block_k4 at G = 1; head dim 64 and 128; 2 stages), one CTA of ceil(rows / 16)
- * warps (k = 4 at G = 1 and 4: 2 and 5 warps, 2 and 3 stages; k = 8 at G = 1: 5, 3 stages; k = 2
- * at G = 6: 3, with padding; k = 3 at G = 8: 6, 3 stages; block_k16 at G = 4, the prefill chunk
- * at G = 1: 4) and several tiles: of 16-row warps at head dim 128 (k = 8 at G = 6: 4 x 7, k = 16
- * at G = 4: 17 x 4, the prefill chunk at G = 6: 3 x 8; 3 stages but k = 16) and of 32-row warps
- * at head dim 64 (k = 16 at G = 1: 3 x 3, 16 padding rows; at G = 8: 17 x 4; 3 stages).
+ * Every row-tile shape the planner makes (plan.ts plannedRowTile: the cost model's fastest
+ * candidate) runs, compiled for sm_80 (its cp.async stages: plan.ts defaultStages): split keys
+ * (<= 16 rows: AR, k = 1 to 3 and the block steps at G = 1, k = 1 at G = 4; head dim 64 and 128),
+ * up to 128 rows over several CTAs (k = 4 at G = 1: 2 x 1 warp; at G = 4: 3 x 2; k = 8 at G = 1:
+ * 3 x 2; k = 2 at G = 6: 3 x 1, with padding; k = 3 at G = 8: 3 x 2; block_k16 at G = 4: 2 x 2;
+ * the prefill chunk at G = 1: 2 x 2), larger ones in tiles of 16-row warps (the prefill chunk at
+ * G = 4: 8 x 2, at G = 6: 8 x 3) and of 32-row warps: at head dim 128 and 32 keys, 2 stages (k = 16
+ * at G = 4: 12 x 3; k = 8 at G = 6: 7 x 2, padding rows), at head dim 64 with 3 stages (k = 16 at
+ * G = 1: 5 x 2; at G = 8: 23 x 3; the prefill chunk at G = 8: 8 x 2).
  * test/emulate/row-warps.test.ts adds 32-row warps with 2 stages and split keys with 3.
  * Tagged: g++. Prints the emulator's share of the suite's time.
  */
@@ -45,6 +46,8 @@ const root = mkdtempSync(join(tmpdir(), 'tidarc-emu-grid-'));
 const rows: EmulateRow[] = [];
 /** Per shape, the variants whose split-KV rule's choice (the runtime's, chooseAttentionSplits at 132 SMs) is neither 1 nor 3, also run with it. */
 const ruleRuns: string[][] = [];
+/** Each run variant's plan from its manifest, by label. */
+const plans = new Map<string, { readonly rowTiles: number; readonly warps: number; readonly warpRows?: number; readonly tileN: number; readonly stages?: number }>();
 let seconds = 0;
 
 beforeAll(async () => {
@@ -58,6 +61,7 @@ beforeAll(async () => {
     const shapeRows = await emulateDirectory(outDir, { variants, batch: BATCH, prefix: PREFIX, splits: [1, 3], seed: 100 + i, runtimeObjects, log: () => undefined });
     const ruled = new Map<number, string[]>();
     for (const v of readManifest(outDir).variants.filter((x) => variants.includes(x.name))) {
+      plans.set(`${shape.dtype} d${shape.headDim} G${shape.qHeads / shape.kvHeads} ${v.name}`, v.plan);
       const kernel = splitKernel({ ...v.plan, rows: v.rows, headDim: shape.headDim });
       const s = chooseAttentionSplits({ workItems: BATCH * shape.kvHeads * v.launch.rowTiles, sms: SMS, prefixTiles: Math.ceil(Math.max(...PREFIX) / v.plan.tileN), kernel });
       if (s !== 1 && s !== 3) ruled.set(s, [...(ruled.get(s) ?? []), v.name]);
@@ -81,6 +85,12 @@ describe.skipIf(!cxx.found)('generated CUDA on the emulator vs the float64 refer
     // prefix save less than merging 3 partials of a large row group costs (k = 8, k = 16, prefill,
     // k = 4 at G = 4, k = 3 at G = 8). The wave rule took 2 for k = 16 at G = 8.
     expect(ruleRuns).toEqual([[], [], [], []]);
+  });
+  test('the grid runs the planner\'s row tiles: <= 128 rows over several CTAs, 1-warp CTAs, 32-row warps at 32 keys (head dim 128)', () => {
+    expect(plans.get('fp16 d128 G4 tidar_k4')).toMatchObject({ rowTiles: 3, warps: 2, warpRows: 16 });
+    expect(plans.get('bf16 d128 G6 tidar_k2')).toMatchObject({ rowTiles: 3, warps: 1, warpRows: 16 });
+    expect(plans.get('fp16 d128 G4 tidar_k16')).toMatchObject({ rowTiles: 12, warps: 3, warpRows: 32, tileN: 32, stages: 2 });
+    expect(plans.get('bf16 d128 G6 tidar_k8')).toMatchObject({ rowTiles: 7, warps: 2, warpRows: 32, tileN: 32, stages: 2 });
   });
   test.for(GRID.flatMap(([s, , variants]) => variants.map((v) => `${s.dtype} d${s.headDim} G${s.qHeads / s.kvHeads} ${v}`)))('%s', (label) => {
     const mine = rows.filter((r) => r.variant === label);

@@ -17,13 +17,13 @@ struct Config {
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 288;
   static constexpr int kTileM = 96;
-  static constexpr int kTileN = 64;
+  static constexpr int kTileN = 32;
   static constexpr int kRowTiles = 3;
   static constexpr float kScaleLog2 = 0.127517432f;
   static constexpr bool kPrefixVisible = true;
-  static constexpr int kStepTileOffset[4] = { 0, 1, 2, 4 };
-  static constexpr unsigned char kStepTileKey[4] = { 0, 0, 0, 1 };
-  static constexpr unsigned char kStepTileFull[4] = { 0, 0, 0, 0 };
+  static constexpr int kStepTileOffset[4] = { 0, 1, 3, 6 };
+  static constexpr unsigned char kStepTileKey[6] = { 0, 0, 1, 0, 1, 2 };
+  static constexpr unsigned char kStepTileFull[6] = { 0, 0, 0, 0, 0, 0 };
 
   static bool visible(int tq, int tk) { return ((tq < 8) ? (tk <= tq) : ((tk < (tq / 8)) || ((tk / 8) == (tq / 8)))); }
 };

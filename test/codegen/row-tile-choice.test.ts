@@ -1,0 +1,106 @@
+/**
+ * The planner's default row tile of a GPU plan (plan.ts plannedRowTile, row-tile-choice.ts): the
+ * candidate the attention cost model predicts fastest over issue 15's shapes (L = 4k and 16k,
+ * batch 1 and 8), the geometric mean, near-ties to 16-row warps, fewer tiles, fewer warps. Every
+ * bundled example's variants and Qwen3-8B's are checked against every candidate; the choices the
+ * issue names (k = 4: 2 row tiles; k = 8 and 16: 32-row warps at 32 keys) are pinned; a tuned
+ * tile and a CPU-only plan keep their row tile; the register estimate lands in the occupancy
+ * bucket of the ptxas figures it was fitted to.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { ARCHES, type ArchSpec, type TileConfig } from '../../src/codegen/arch.js';
+import { occupancy } from '../../src/codegen/occupancy.js';
+import { estimatedRegisters, planAttention, rowTileCandidates, rowTileOf } from '../../src/codegen/plan.js';
+import { ROW_TILE_TOLERANCE, fastestRowTile, scoreRowTile } from '../../src/codegen/row-tile-choice.js';
+import { prefillChunkVariant, tidarDecodeVariant, variantsForModel } from '../../src/codegen/variant.js';
+import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
+import { parseModelJson } from '../../src/ir/model-validate.js';
+import { packageRoot } from '../../src/util/paths.js';
+
+const example = (name: string) => parseModelJson(readFileSync(join(packageRoot(), 'examples', `${name}.json`), 'utf8'));
+const qwen3 = example('qwen3-8b');
+const q = { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 } as const;
+const SM90 = [ARCHES.sm_90];
+const ALL: ArchSpec[] = DEFAULT_ARCHES.map((a) => ARCHES[a]);
+const score = (p: ReturnType<typeof planAttention>) => scoreRowTile(p, estimatedRegisters(p.rowTile, p.tile.tileN, p.variant.shape.headDim));
+
+describe('the default row tile is the cost model\'s fastest candidate', () => {
+  const variants = [...['tiny', 'qwen3-8b', 'qwen2.5-1.5b'].flatMap((m) => variantsForModel(example(m)).map((v) => [`${m}/${v.name}`, v] as const))]
+    .filter(([, v]) => v.mask.tokens.length * (v.shape.qHeads / v.shape.kvHeads) > 16);
+  test.for(variants)('%s', ([, v]) => {
+    for (const arches of [SM90, ALL]) {
+      const planned = planAttention(v, ARCHES.sm_90.tile, arches);
+      const scores = rowTileCandidates(v, ARCHES.sm_90.tile).map((t) => score(planAttention(v, t, arches)));
+      const least = Math.min(...scores.map((s) => s.meanS));
+      // Within the tolerance of every candidate, and no slower than the structural rule's tile (one CTA up to 128 rows).
+      expect(score(planned).meanS).toBeLessThanOrEqual(least * (1 + ROW_TILE_TOLERANCE));
+      expect(score(planned).meanS).toBeLessThanOrEqual(score(planAttention(v, { ...ARCHES.sm_90.tile, warps: rowTileOf(planned.rows, 64, v.shape.headDim).warps }, arches)).meanS);
+    }
+  });
+
+  test.for([
+    // [draft, row tiles, warps, rows a warp, keys]: k = 4's 80 rows over 2 CTAs of 3 warps (one CTA of 5 left 8 CTAs a split and a merge by one CTA per KV head);
+    // k = 8 and 16: 32-row warps at 32 keys, 2 stages (the ldmatrix'd K/V fragment feeds two m16 tiles).
+    [4, 2, 3, 16, 64], [8, 3, 3, 32, 32], [16, 12, 3, 32, 32],
+  ] as const)('Qwen3-8B k = %i: %i row tiles of %i warps of %i rows, %i keys', ([k, rowTiles, warps, warpRows, tileN]) => {
+    const v = variantsForModel({ ...qwen3, draftLengths: [k] }).find((x) => x.name === `tidar_k${k}`)!;
+    for (const arches of [SM90, ALL]) {
+      const p = planAttention(v, ARCHES.sm_90.tile, arches);
+      expect([p.rowTiles, p.rowTile.warps, p.rowTile.warpRows, p.tile.tileN]).toEqual([rowTiles, warps, warpRows, tileN]);
+      if (warpRows === 32) expect(p.tile.stages).toBe(2);
+    }
+  });
+
+  test('k = 4 at batch 1: the 2-tile plan is predicted well under the one 5-warp CTA (the merge no longer dominates)', () => {
+    const v = tidarDecodeVariant(4, q);
+    const two = score(planAttention(v, ARCHES.sm_90.tile, SM90));
+    const one = score(planAttention(v, { tileN: 64, warps: 5 }, SM90));
+    expect(two.seconds[0]! / one.seconds[0]!).toBeLessThan(0.7);  // L = 4k, batch 1
+    expect(two.meanS).toBeLessThan(one.meanS);
+  });
+
+  test('the causal prefill chunk at head dim 128 keeps 16-row warps (32-row warps at 32 keys spilled there)', () => {
+    expect(rowTileCandidates(prefillChunkVariant(q), ARCHES.sm_90.tile).every((t) => t.warpRows === 16)).toBe(true);
+    expect(rowTileCandidates(prefillChunkVariant({ ...q, headDim: 64 }), ARCHES.sm_90.tile).filter((t) => t.warpRows === 32).map((t) => [t.warps, t.tileN])).toEqual([[2, 64], [3, 64], [4, 64]]);
+    expect(rowTileCandidates(tidarDecodeVariant(8, q), ARCHES.sm_90.tile).filter((t) => t.warpRows === 32).map((t) => [t.warps, t.tileN])).toEqual([[2, 32], [3, 32], [4, 32]]);
+    // Pinned 3 stages: 32-row warps at head dim 128 do not fit at any key tile.
+    expect(rowTileCandidates(tidarDecodeVariant(8, q), { tileN: 64, stages: 3 }).some((t) => t.warpRows === 32)).toBe(false);
+  });
+
+  test('a tuned tile, a CPU-only plan and a <= 16-row variant keep their row tile', () => {
+    const k4 = tidarDecodeVariant(4, q);
+    expect(planAttention(k4, { tileN: 64, warps: 5 }, SM90).rowTiles).toBe(1);
+    expect(planAttention(k4, { tileN: 64, warpRows: 16 }, SM90).rowTile.warps).toBe(5);
+    expect(planAttention(k4, ARCHES.sm_90.tile).rowTile.warps).toBe(5);
+    expect(planAttention(tidarDecodeVariant(1, q), ARCHES.sm_90.tile, SM90).rowTile).toMatchObject({ layout: 'keys', warps: 4 });
+  });
+
+  test('near-ties go to 16-row warps, then fewer row tiles, then fewer warps', () => {
+    const v = tidarDecodeVariant(16, q);
+    const tiles: TileConfig[] = [{ tileN: 32, warps: 3, warpRows: 32 }, { tileN: 32, warps: 2, warpRows: 32 }, { tileN: 32, warps: 4, warpRows: 16 }, { tileN: 32, warps: 3, warpRows: 16 }];
+    const plans = tiles.map((t) => planAttention(v, t, SM90));
+    const at = (meanS: number, i: number) => ({ plan: plans[i]!, registers: 0, ctasPerSm: 1, seconds: [meanS], meanS });
+    expect(fastestRowTile([at(1, 0), at(1.02, 1), at(1.025, 2), at(1.029, 3)]).plan.rowTile).toMatchObject({ warps: 4, warpRows: 16 });  // 17 tiles of 64 before 23 of 48
+    expect(fastestRowTile([at(1, 0), at(1.02, 1), at(1.04, 2)]).plan.rowTile).toMatchObject({ warps: 3, warpRows: 32 });  // 12 tiles before 17
+    expect(fastestRowTile([at(1.1, 0), at(1, 1)]).plan.rowTile).toMatchObject({ warps: 2, warpRows: 32 });
+  });
+});
+
+describe('estimatedRegisters against ptxas (nvcc 13, sm_90, __launch_bounds__(threads, 1))', () => {
+  // [head dim, warps, layout, ptxas registers recorded 2026-12-05 (Qwen3-8B, Qwen2.5-1.5B, tiny)]: the estimate holds as many warps a sub-partition.
+  const cases = [
+    [64, 1, 'rows', 168], [64, 2, 'rows', 155], [64, 8, 'rows', 162], [64, 1, 'keys', 168], [64, 2, 'keys', 127], [64, 4, 'keys', 107],
+    [128, 1, 'rows', 254], [128, 2, 'rows', 227], [128, 3, 'rows', 209], [128, 4, 'rows', 219], [128, 8, 'rows', 209],
+    [128, 1, 'keys', 254], [128, 2, 'keys', 218], [128, 4, 'keys', 168],
+  ] as const;
+  const warpsPerPartition = (registers: number) => Math.floor(16384 / (Math.ceil((registers * 32) / 256) * 256));
+  test.for(cases)('head dim %i, %i warps (%s): %i registers', ([headDim, warps, layout, ptxas]) => {
+    const rt = rowTileOf(layout === 'keys' ? 4 : 17 + 16 * (warps - 1), 64, headDim, warps, 16);
+    expect(rt.layout).toBe(layout);
+    const est = estimatedRegisters(rt, 64, headDim);
+    expect(warpsPerPartition(est), `estimate ${est}`).toBe(warpsPerPartition(ptxas));
+    expect(occupancy('sm_90', { registers: est, sharedBytes: 69_632, threads: 32 * warps }).ctasPerSm).toBe(occupancy('sm_90', { registers: ptxas, sharedBytes: 69_632, threads: 32 * warps }).ctasPerSm);
+  });
+});
