@@ -37,7 +37,8 @@ test('every variant\'s occupancy at each built arch, from its main kernel\'s ptx
   process.env['CXX'] = join(scratch, 'no-such-cxx');
   try {
     const spec: ModelSpec = modelForShape({ dtype: 'bf16', headDim: 128, qHeads: 4, kvHeads: 1 }, [4]);
-    const r = await compileModel({ spec, arches: ['sm_80', 'sm_90'], outDir: join(scratch, 'out'), build: 'all', jobs: 2, log: () => undefined });
+    // tidar_k4 pinned to one CTA of 5 warps (the planner now splits its 80 rows over 3 CTAs of 2): the sub-partition case below.
+    const r = await compileModel({ spec, arches: ['sm_80', 'sm_90'], outDir: join(scratch, 'out'), build: 'all', jobs: 2, tiles: { tidar_k4: { warps: 5, tileN: 64 } }, log: () => undefined });
     expect(r.manifest.variants.length).toBeGreaterThan(1);
     for (const v of r.manifest.variants) {
       const shared = 24 + v.launch.dynamicSharedBytes;
@@ -47,7 +48,7 @@ test('every variant\'s occupancy at each built arch, from its main kernel\'s ptx
       }
     }
     // Head dim 128, 64 keys: 69,632 bytes of K/V stages. block_k4's 16 rows are 4 warps splitting the keys: 178 registers
-    // hold 2 CTAs, and sm_80's shared memory 2 as well. tidar_k4's 80 rows are one CTA of 5 warps (plan.ts rowTileOf):
+    // hold 2 CTAs, and sm_80's shared memory 2 as well. tidar_k4's 80 rows are one CTA of 5 warps (the pinned tile):
     // 2 of its warps share a sub-partition's registers, which hold 2 such warps, so 1 CTA.
     const b4 = r.manifest.variants.find((v) => v.name === 'block_k4')!;
     expect([b4.launch.block, b4.occupancy?.['sm_90']?.ctasPerSm, b4.occupancy?.['sm_90']?.limit]).toEqual([128, 2, 'registers']);

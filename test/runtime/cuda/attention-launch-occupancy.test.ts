@@ -14,7 +14,8 @@ import { modelForShape } from '../../helpers/models.js';
 
 describe('AttentionLauncher.splitsFor', () => {
   test('Qwen3-8B at L = 4096, batch 1: AR 16 splits with or without a record (the wave rule took 32 at 2 CTAs/SM); k = 16 by the record\'s occupancy', () => {
-    const { manifest } = generateModel(modelForShape({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }, [4, 16]), { arches: ['sm_90'] });
+    // k = 16 pinned to 17 tiles of 4 16-row warps, a tile whose split count moves with the CTAs an SM holds (the planner's 12 x 3 of 32 rows takes 4 at 1 or 2).
+    const { manifest } = generateModel(modelForShape({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }, [4, 16]), { arches: ['sm_90'], tiles: { tidar_k16: { warps: 4, tileN: 64, warpRows: 16 } } });
     const withOccupancy: Manifest = {
       ...manifest,
       variants: manifest.variants.map((v) => ({ ...v, occupancy: { sm_90: { registers: 169, sharedBytes: v.launch.dynamicSharedBytes, ctasPerSm: 2, limit: 'registers' } } })),
@@ -22,7 +23,7 @@ describe('AttentionLauncher.splitsFor', () => {
     const device = (arch: string) => ({ info: { multiprocessors: 132 }, arch }) as unknown as CudaDevice;
     const launcher = (arch: string, m: Manifest) => new AttentionLauncher(device(arch), '/nowhere', m);
     const rule = (v: ManifestVariant, ctasPerSm: number) =>
-      chooseAttentionSplits({ workItems: 8 * v.launch.rowTiles, sms: 132, ctasPerSm, prefixTiles: 64, kernel: splitKernel({ ...v.plan, rows: v.rows, headDim: 128 }) });
+      chooseAttentionSplits({ workItems: 8 * v.launch.rowTiles, sms: 132, ctasPerSm, prefixTiles: Math.ceil(4096 / v.plan.tileN), kernel: splitKernel({ ...v.plan, rows: v.rows, headDim: 128 }) });
     const ar = withOccupancy.variants.find((v) => v.name === 'ar')!;
     expect(ar.launch.rowTiles).toBe(1);
     expect(launcher('sm_90', withOccupancy).splitsFor(ar, 1, 4096)).toBe(16);  // 128 CTAs on 132 SMs, merging 4 rows each
