@@ -43,19 +43,20 @@ describe('the sm_90a record', () => {
 
 describe('the sm_90a GEMM plan', () => {
   test('token tiles: the smallest holding M up to 256, else the tile of >= 64 padding least', () => {
-    expect([1, 8, 9, 20, 72, 128, 129, 256, 272, 300, 400, 520].map(sm90aTokenTile)).toEqual([8, 8, 16, 32, 128, 128, 256, 256, 64, 64, 64, 64]);
+    expect([1, 8, 9, 20, 72, 128, 129, 137, 256, 272, 300, 400, 520].map(sm90aTokenTile)).toEqual([8, 8, 16, 32, 128, 128, 136, 256, 256, 136, 64, 136, 136]);
     expect(() => sm90aTokenTile(0)).toThrow(/GEMM rows must be a positive integer/);
   });
 
   test('one kernel per distinct tile, 4 stages within sm_90a shared memory, 288 threads; the grid covers the tokens', () => {
     const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
     const kernels = planSm90aKernels(shape, [1, 20, 72, 272, 8]);
-    expect(kernels.map((k) => [k.tileT, k.stages, k.threads])).toEqual([[8, 4, 288], [32, 4, 288], [64, 4, 288], [128, 4, 288]]);
-    for (const t of [8, 16, 32, 64, 128, 256]) expect(planSm90aKernels(shape, [t])[0]!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
+    expect(kernels.map((k) => [k.tileT, k.stages, k.threads])).toEqual([[8, 4, 288], [32, 4, 288], [128, 4, 288], [136, 4, 288]]);
+    for (const t of [8, 16, 32, 64, 128, 136, 256]) expect(planSm90aKernels(shape, [t])[0]!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
     expect(planSm90aKernels(shape, [256])[0]!.sharedBytes).toBe(1024 + SM90A_STAGES * (128 + 256) * 128 + 72);
     const red = planReduction(shape, gemmTarget(['sm_90a']));
     expect(red).toEqual(planReduction(shape, gemmTarget(['sm_90'])));
     expect(sm90aGrid(shape, red, 64, 272)).toEqual([5, 48, red.splitK]);
+    expect(sm90aGrid(shape, red, sm90aTokenTile(272), 272)).toEqual([2, 48, red.splitK]);  // M = 272: two 136-token CTAs a weight tile
   });
 
   test('the unit names its reduction once and a kernel per tile; lm_head row statistics are refused at every split-K', () => {

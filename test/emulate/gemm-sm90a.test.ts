@@ -2,7 +2,7 @@
  * The sm_90a GEMM (templates/cuda/tidarc_gemm_sm90a.cuh: TMA producer warp, 4-stage mbarrier
  * ring, two wgmma consumer warpgroups; out^T = W x^T) rendered by src/codegen/gemm-sm90a.ts and
  * compiled UNCHANGED onto the SIMT emulator, against float64, with no emulator findings, at
- * M = 1, 20, 72, 272 (token tiles 8, 32, 128 and 5 x 64), bias and residual add:
+ * M = 1, 20, 72, 272 (token tiles 8, 32, 128 and 2 x 136), bias and residual add:
  *   - bf16, N = 200 (a full and a partial 128-row weight tile), K = 520 (9 k tiles, the last
  *     partial), split-K 3 (parts of 3 k tiles, summed inside the launch by each output tile's
  *     last CTA), launched twice in a row on the same counters (the old out restored): the

@@ -59,9 +59,9 @@ describe('gemmsFor: the selection rule in the runner', () => {
     expect((gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['qkv']);
     const mains = launches.filter((l) => l.kernel.includes('_sm90a_t'));
     expect(mains.map((l) => [l.kernel.replace(/.*_sm90a_/, ''), ...l.grid, l.block[0], l.bytes])).toEqual([
-      ['t8', 1, 48, 2, 288, 448], ['t64', 1, 48, 2, 288, 448], ['t128', 1, 48, 2, 288, 448], ['t64', 5, 48, 2, 288, 448],  // M = 20: no 32-token kernel compiled, the next one up; 2 maps + TidarcGemmArgs (136), padded to 64
+      ['t8', 1, 48, 2, 288, 448], ['t128', 1, 48, 2, 288, 448], ['t128', 1, 48, 2, 288, 448], ['t136', 2, 48, 2, 288, 448],  // M = 20: no 32-token kernel compiled, the next one up; 2 maps + TidarcGemmArgs (136), padded to 64
     ]);
-    expect(mains.map((l) => l.shared)).toEqual([8, 64, 128, 64].map((t) => SM90A[0]!.kernels.find((k) => k.tileT === t)!.sharedBytes));
+    expect(mains.map((l) => l.shared)).toEqual([8, 128, 128, 136].map((t) => SM90A[0]!.kernels.find((k) => k.tileT === t)!.sharedBytes));
     expect(launches.filter((l) => !l.kernel.includes('n1024')).length).toBe(4);  // split-K 2 summed inside each launch: no reduce after it
     expect(launches.filter((l) => l.kernel.includes('n1024')).map((l) => l.kernel)).toEqual(['tidarc_gemm_bf16_n1024_k4096_m272']);
   });
