@@ -109,7 +109,7 @@ export async function prepareAttentionSm90aBundle(outDir: string, plan: Attentio
   const cases: AttentionSm90aCase[] = [];
   for (const v of plan.variants) {
     const fast = planAttentionSm90a(v);
-    const own = planAttention(v, ARCHES.sm_90.tile);
+    const own = planAttention(v, ARCHES.sm_90.tile, [ARCHES.sm_90]);  // as an sm_90 compile plans it (its row tile is chosen for the device)
     const sm90a = await writeSm90aUnit(outDir, 'attention_sm90a', v, emulated);
     const sm90 = kernelEntry('attention_sm90a', `${v.name}.cu`, v.symbol, own.rowTiles, own.threads, own.sharedBytes);
     await writeFile(join(outDir, sm90.source), renderCudaVariant(own, 'device-check'));
