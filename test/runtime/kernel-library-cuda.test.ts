@@ -48,8 +48,8 @@ async function timed<T>(what: string, job: () => Promise<T>): Promise<T> {
 }
 
 const VARIANT = 'tidar_k4';
-const PREFIX = [150, 37]; // 3 and 1 KV tiles of 64: the wave rule splits the longest prefix
-const CAPACITY = 160;
+const PREFIX = [450, 37]; // 8 and 1 KV tiles of 64: the split rule (splits.ts) splits the longest prefix
+const CAPACITY = 460;
 
 /** Runs every call on both backends, prints one JSON object: per backend, per call, o bits, lse, splits or the error. */
 const CHILD = `import { load, variants } from '../kernels/index.js';
