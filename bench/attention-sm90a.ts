@@ -16,7 +16,7 @@ import { findNvcc } from '../src/build/toolchain.js';
 import { type AttentionSm90aPlan, SM90A_ATTENTION_STATIC_FILES, planAttentionSm90a, renderAttentionSm90a } from '../src/codegen/attention-sm90a.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { PREFILL_CHUNK, variantsForModel } from '../src/codegen/variant.js';
-import { H200 } from '../src/bench/gemm-cost-model.js';
+import { H200 } from '../src/codegen/machine.js';
 import { type AttentionSm90aPrediction, predictAttentionSm90a } from '../src/bench/attention-sm90a-cost-model.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';

@@ -10,7 +10,7 @@
  * rows, else tiles of 64 to 128 rows of 16-row warps at head dim 128): 'old tile' and 'old us'.
  * Occupancy comes from ptxas (nvcc -cubin -arch=sm_90 on the generated source) when nvcc is here,
  * else from the registers recorded below. The model and its assumptions:
- * src/bench/attention-cost-model.ts. The device check prints its measurements next to the same
+ * src/codegen/attention-cost-model.ts. The device check prints its measurements next to the same
  * predictions (grid.json's predictions, scripts/device-check).
  *
  *   npm run bench:attention        # prints the table; --json for the figures
@@ -28,7 +28,8 @@ import { readTemplateFile } from '../src/codegen/templates.js';
 import { variantsForModel } from '../src/codegen/variant.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
-import { H200, predictAttention } from '../src/bench/attention-cost-model.js';
+import { predictAttention } from '../src/codegen/attention-cost-model.js';
+import { H200 } from '../src/codegen/machine.js';
 import { printSm90aAttention } from './attention-sm90a.js';
 
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16', 'prefill_c64'] as const;
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(rows.map((r) => ({ variant: r.plan.variant.name, tile: tileName(r.plan), prefix: r.prefix, batch: r.batch, registers: r.regs, ...r.p, oldPlanned: { tile: tileName(r.oldPlan), splits: r.old.splits, predictedS: r.old.predictedS } })), null, 2));
     return;
   }
-  console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/bench/attention-cost-model.ts):`);
+  console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/codegen/attention-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; split-KV merges in the same launch (no launch gap). Registers: ${source}; old tiles: ${old.source}.\n`);
   const header = ['variant', 'L', 'B', 'rows', 'tile', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'merge us', 'fill us', 'pred us', 'bound', 'roof us', 'roof %', 'old tile', 'old s', 'old us', 'old/new'];

@@ -19,7 +19,8 @@ import { ARCHES } from '../src/codegen/arch.js';
 import { type GemmShape, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
 import { SM90A_TOKEN_TILES, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
-import { H200, predictGemm } from '../src/bench/gemm-cost-model.js';
+import { H200 } from '../src/codegen/machine.js';
+import { predictGemm } from '../src/bench/gemm-cost-model.js';
 import { predictSm90aGemm } from '../src/bench/gemm-sm90a-cost-model.js';
 
 const exec = promisify(execFile);

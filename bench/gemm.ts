@@ -26,7 +26,8 @@ import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '
 import { renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { ACTIVATION_BYTES, type GemmEpilogue, type GemmPrediction, H200, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
+import { H200 } from '../src/codegen/machine.js';
+import { ACTIVATION_BYTES, type GemmEpilogue, type GemmPrediction, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
 
 const exec = promisify(execFile);
 const ROWS = [1, 20, 72, 272];

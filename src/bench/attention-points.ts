@@ -4,11 +4,12 @@
  * split-KV count of the runtime's rule (call-params.ts splitsFor: the count of least estimated
  * time over the SMs and the CTAs an SM holds, the occupancy from ptxas at sm_90 as a build
  * records it in the manifest) and the workspace it needs,
- * with the cost model's prediction (src/bench/attention-cost-model.ts) that the check prints beside the
+ * with the cost model's prediction (src/codegen/attention-cost-model.ts) that the check prints beside the
  * measurement. scripts/device-check reads them from grid.json; it re-implements neither rule.
  */
 import { join } from 'node:path';
-import { H200, predictAttention } from './attention-cost-model.js';
+import { predictAttention } from '../codegen/attention-cost-model.js';
+import { H200 } from '../codegen/machine.js';
 import { ptxasOfSource } from '../build/ptxas.js';
 import { findNvcc } from '../build/toolchain.js';
 import { ARCHES } from '../codegen/arch.js';

@@ -39,7 +39,7 @@
  */
 import type { AttentionSm90aPlan } from '../codegen/attention-sm90a.js';
 import { stepVisibility } from '../ir/mask.js';
-import { type Machine, ctasPerSm } from './gemm-cost-model.js';
+import { type Machine, ctasPerSm } from '../codegen/machine.js';
 
 /** SFU exp2 per second on the H200 (16 a clock an SM x 132 SMs x 1.98 GHz): datasheet arithmetic, not measured. */
 export const H200_EXP2_PER_S = 16 * 132 * 1.98e9;

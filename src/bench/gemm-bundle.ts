@@ -8,7 +8,8 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { H200, predictGemm } from './gemm-cost-model.js';
+import { H200 } from '../codegen/machine.js';
+import { predictGemm } from './gemm-cost-model.js';
 import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {

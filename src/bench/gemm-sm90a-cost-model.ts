@@ -19,7 +19,8 @@
  */
 import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
 import { SM90A_BLOCK_W, SM90A_THREADS, sm90aSharedBytes } from '../codegen/gemm-sm90a.js';
-import { type GemmSplitSum, type Machine, ctasPerSm, splitSumS } from './gemm-cost-model.js';
+import { type Machine, ctasPerSm } from '../codegen/machine.js';
+import { type GemmSplitSum, splitSumS } from './gemm-cost-model.js';
 
 export interface Sm90aPrediction {
   readonly tileT: number;

@@ -1,7 +1,7 @@
 /**
  * The planner's default row tile of a variant above 16 rows (issue 15 item 1): of the tiles the
  * kernel supports for it (plan.ts rowTileCandidates), the one the attention cost model
- * (src/bench/attention-cost-model.ts) predicts fastest over the issue's shapes, the prefix
+ * (src/codegen/attention-cost-model.ts) predicts fastest over the issue's shapes, the prefix
  * L = 4k and 16k at batch 1 and 8 on the H200 (the one GPU whose rates are measured), weighed by
  * the geometric mean of the four times (each shape counts by its ratio, not by its microseconds,
  * so batch 8 at 16k does not drown batch 1 at 4k). The occupancy each candidate is predicted
@@ -14,7 +14,8 @@
  * re-reads the prefix from L2), then the fewest warps (the least padding). Pure and cheap: a
  * dozen plans, four predictions each.
  */
-import { H200, predictAttention } from '../bench/attention-cost-model.js';
+import { predictAttention } from './attention-cost-model.js';
+import { H200 } from './machine.js';
 import { occupancy } from './occupancy.js';
 import type { AttentionPlan } from './plan.js';
 

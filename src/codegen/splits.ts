@@ -43,7 +43,7 @@ export function chooseSplits(workItems: number, sms: number, prefixTiles: number
 /**
  * What one SM does per second, and the latency a CTA waits before its first tile. The rule weighs
  * these against each other, so their ratios matter, not the GPU's size. Figures: the H200's
- * (/work/shared/docs/performance-model.md, src/bench/gemm-cost-model.ts H200) over its 132 SMs:
+ * (/work/shared/docs/performance-model.md, src/codegen/machine.ts H200) over its 132 SMs:
  * copy 4.3 TB/s (measured, read + written), L2 10 TB/s (assumed), mma.sync 395 TFLOP/s (half the
  * measured bf16 matmul rate). sm_80 to sm_89 have about the same ratios (A100: 1.9 TB/s over 108 SMs).
  */

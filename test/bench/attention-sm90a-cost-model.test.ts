@@ -6,7 +6,7 @@
  * follows the plan's schedule (ping-pong: what outlasts the wgmmas plus the loop's two ends).
  */
 import { describe, expect, test } from 'vitest';
-import { H200 } from '../../src/bench/gemm-cost-model.js';
+import { H200 } from '../../src/codegen/machine.js';
 import { H200_EXP2_PER_S, predictAttentionSm90a } from '../../src/bench/attention-sm90a-cost-model.js';
 import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
 import { prefillChunkVariant, tidarDecodeVariant } from '../../src/codegen/variant.js';

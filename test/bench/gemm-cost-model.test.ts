@@ -4,7 +4,8 @@
  * bytes the fused epilogues save.
  */
 import { describe, expect, test } from 'vitest';
-import { ctasPerSm, H200, predictGemm, predictOp } from '../../src/bench/gemm-cost-model.js';
+import { ctasPerSm, H200 } from '../../src/codegen/machine.js';
+import { predictGemm, predictOp } from '../../src/bench/gemm-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 
 const target = gemmTarget(['sm_90']);

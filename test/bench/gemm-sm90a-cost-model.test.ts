@@ -5,7 +5,8 @@
  * bytes it never predicts slower than the mma.sync GEMM where the tensor cores bound it.
  */
 import { describe, expect, test } from 'vitest';
-import { H200, predictGemm } from '../../src/bench/gemm-cost-model.js';
+import { H200 } from '../../src/codegen/machine.js';
+import { predictGemm } from '../../src/bench/gemm-cost-model.js';
 import { predictSm90aGemm } from '../../src/bench/gemm-sm90a-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 

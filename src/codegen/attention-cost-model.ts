@@ -39,13 +39,12 @@
  * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
  */
-import type { AttentionPlan } from '../codegen/plan.js';
-import { splitsFor } from '../codegen/call-params.js';
-import { SPLIT_RATES, chooseSplits, splitKernel } from '../codegen/splits.js';
+import type { AttentionPlan } from './plan.js';
+import { splitsFor } from './call-params.js';
+import { SPLIT_RATES, chooseSplits, splitKernel } from './splits.js';
 import { stepVisibility } from '../ir/mask.js';
-import { H200, type Machine } from './gemm-cost-model.js';
+import type { Machine } from './machine.js';
 
-export { H200, type Machine };
 
 export interface AttentionShape {
   readonly batch: number;

@@ -1,5 +1,5 @@
 /**
- * The attention cost model's arithmetic (src/bench/attention-cost-model.ts) on one shape worked by hand:
+ * The attention cost model's arithmetic (src/codegen/attention-cost-model.ts) on one shape worked by hand:
  * Qwen3-8B's AR step at batch 1, L = 4096, 2 CTAs per SM on the H200; and the split count and
  * roofline share move the way the model says when the occupancy or the batch changes; and no
  * shape of the written prediction is slower with the split rule than with the wave rule it replaced.
@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { H200, mmaSyncRate, predictAttention, waveRuleSplits } from '../../src/bench/attention-cost-model.js';
+import { mmaSyncRate, predictAttention, waveRuleSplits } from '../../src/codegen/attention-cost-model.js';
+import { H200 } from '../../src/codegen/machine.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { SPLIT_RATES } from '../../src/codegen/splits.js';
 import { planAttention } from '../../src/codegen/plan.js';
