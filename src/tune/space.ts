@@ -8,7 +8,9 @@
  *     what makes one KV tile load serve every query head), plan.ts rowTileOf: above 16 rows each
  *     warp owns warpRows rows (a tile of warpRows * warps rows); at most 16 rows are one m-tile
  *     whose keys the warps split (tileN / warps each, merged at the end). Besides WARPS, the
- *     planner's own count for the shape (e.g. 5 for k = 4's 80 rows) is searched;
+ *     planner's own tile for the variant is searched and labelled (`planned`): on a GPU the cost
+ *     model's choice (plan.ts plannedRowTile, e.g. 2 tiles of 3 warps for Qwen3-8B's k = 4), on
+ *     the CPU rowTileOf's rule (e.g. 5 warps for k = 4's 80 rows), each at its keys and stages;
  *   - warpRows (CUDA, above 16 rows): 16, or 32 (two m16 tiles share each K/V fragment);
  *   - stages (CUDA): 2 or 3 cp.async stages;
  *   - tileN: keys per KV tile (a multiple of 16: m16n8k16 fragments; the CPU kernel's 16 lanes);
@@ -29,8 +31,9 @@
 import { type ArchName, ARCHES, type TileConfig, tileKey } from '../codegen/arch.js';
 import { splitsFor } from '../codegen/call-params.js';
 import { splitKernel } from '../codegen/splits.js';
-import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
+import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, planAttention, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
 import type { Backend } from '../codegen/target.js';
+import type { AttentionVariant } from '../codegen/variant.js';
 
 export type TuneBackend = Backend;
 
@@ -96,18 +99,36 @@ export function infeasible(c: AttentionConfig, shape: TuneShape, backend: TuneBa
   return null;
 }
 
-/** Every configuration of the space for a shape, split into what may run and what may not. */
-export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: ArchName; threads?: readonly number[] } = {}): { candidates: AttentionConfig[]; pruned: Pruned[] } {
+/**
+ * The tile the compiler plans for `variant` with nothing tuned: on a GPU arch the cost model's
+ * row tile (planAttention over that arch: plan.ts plannedRowTile above 16 rows), its keys and
+ * stages; on the CPU (no device) rowTileOf's rule at the arch's keys.
+ */
+export function plannedTileOf(variant: AttentionVariant, backend: TuneBackend, arch: ArchName = 'sm_90'): TileConfig & { readonly warps: number } {
+  const plan = planAttention(variant, ARCHES[arch].tile, backend === 'cuda' ? [ARCHES[arch]] : []);
+  return { warps: plan.rowTile.warps, tileN: plan.tile.tileN, ...(backend === 'cuda' ? { warpRows: plan.rowTile.warpRows, stages: plan.tile.stages } : {}) };
+}
+
+/**
+ * Every configuration of the space for a shape, split into what may run and what may not.
+ * `planned`: the planner's tile for the variant (plannedTileOf); its warps join WARPS at its keys
+ * and pipeline, and `planned` in the result names it (arch.ts tileKey) when static pruning keeps
+ * it. Without it the planned entry is rowTileOf's rule per keys and pipeline: what a plan with no
+ * GPU device (the CPU's) builds, not a GPU compile's choice.
+ */
+export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: ArchName; threads?: readonly number[]; planned?: TileConfig & { readonly warps: number } } = {}): { candidates: AttentionConfig[]; pruned: Pruned[]; planned?: string } {
   const candidates: AttentionConfig[] = [];
   const pruned: Pruned[] = [];
   const threadChoices = backend === 'cpu' ? (o.threads ?? [0]) : [undefined];
   // The CPU kernel has neither warps of 32 rows nor a cp.async pipeline; a <= 16-row tile is one m16 tile.
   const gpu = backend === 'cuda';
   const pipelines: readonly { readonly warpRows?: WarpRows; readonly stages?: Stages }[] = gpu ? (shape.rows > 16 ? WARP_ROWS : [16 as const]).flatMap((warpRows) => STAGES.map((stages) => ({ warpRows, stages }))) : [{}];
+  // The planner's tile as the space spells it: a <= 16-row variant's warps split keys (16-row warps); the CPU has no pipeline.
+  const planned = o.planned && { warps: o.planned.warps, tileN: o.planned.tileN, ...(gpu ? { warpRows: shape.rows > 16 ? (o.planned.warpRows ?? 16) : 16 as const, stages: o.planned.stages ?? 2 } : {}) };
   for (const tileN of TILE_N) {
     for (const pipe of pipelines) {
-      const planned = rowTileOf(shape.rows, tileN, shape.headDim, undefined, pipe.warpRows).warps;
-      for (const warps of [...new Set([...WARPS, planned])].sort((a, b) => a - b)) {
+      const own = planned ? (tileKey({ tileN, ...pipe, warps: planned.warps }) === tileKey(planned) ? [planned.warps] : []) : [rowTileOf(shape.rows, tileN, shape.headDim, undefined, pipe.warpRows).warps];
+      for (const warps of [...new Set([...WARPS, ...own])].sort((a, b) => a - b)) {
         for (const splits of SPLITS) {
           for (const threads of threadChoices) {
             const config: AttentionConfig = { warps, tileN, splits, ...pipe, ...(threads === undefined ? {} : { threads }) };
@@ -119,7 +140,8 @@ export function searchSpace(shape: TuneShape, backend: TuneBackend, o: { arch?: 
       }
     }
   }
-  return { candidates, pruned };
+  const label = planned && candidates.some((c) => tileKey(c) === tileKey(planned)) ? tileKey(planned) : undefined;
+  return { candidates, pruned, ...(label ? { planned: label } : {}) };
 }
 
 /**

@@ -15,7 +15,10 @@ import { findNvcc } from '../../src/build/toolchain.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import { chooseAttentionSplits, splitKernel } from '../../src/codegen/splits.js';
 import type { ModelSpec } from '../../src/ir/model.js';
-import { SPLITS, STAGES, TILE_N, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible, searchSpace, type TuneShape } from '../../src/tune/space.js';
+import { SPLITS, STAGES, TILE_N, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible, plannedTileOf, searchSpace, type TuneShape } from '../../src/tune/space.js';
+import { ARCHES, tileKey } from '../../src/codegen/arch.js';
+import { planAttention, rowTileOf } from '../../src/codegen/plan.js';
+import { groupSize, variantsForModel } from '../../src/codegen/variant.js';
 
 const exec = promisify(execFile);
 const nvcc = await findNvcc();
@@ -85,6 +88,35 @@ describe('search space', () => {
     expect(heuristicConfig(k4, 132).warps).toBe(5);
     expect(searchSpace(k4, 'cuda').candidates.some((c) => c.warps === 5 && c.tileN === 64)).toBe(true);
     expect(searchSpace(ar, 'cuda').candidates.filter((c) => c.warps === 5)).toEqual([]);
+  });
+});
+
+describe('the planner\'s tile in the space', () => {
+  const QWEN3_8B = { ...spec(128, 32, 8), name: 'qwen3-8b', draftLengths: [4, 8, 16] };
+  const variants = variantsForModel(QWEN3_8B).filter((v) => v.name !== 'ar');
+  const shapeOf = (v: (typeof variants)[number]): TuneShape => ({ headDim: 128, rows: v.mask.tokens.length * groupSize(v.shape), kvHeads: 8, batch: 1, prefix: 4096 });
+
+  test.for(variants.map((v) => [v.name, v] as const))('%s: the CUDA space holds and labels plannedRowTile\'s tile, not the structural rule\'s', ([, v]) => {
+    const plan = planAttention(v, ARCHES.sm_90.tile, [ARCHES.sm_90]);
+    const planned = plannedTileOf(v, 'cuda', 'sm_90');
+    expect(planned).toEqual({ warps: plan.rowTile.warps, tileN: plan.tile.tileN, warpRows: plan.rowTile.warpRows, stages: plan.tile.stages });
+    const space = searchSpace(shapeOf(v), 'cuda', { planned });
+    expect(space.planned).toBe(tileKey(planned));
+    expect(space.candidates.filter((c) => tileKey(c) === space.planned).length).toBeGreaterThan(0);
+    // The structural rule's warps (k = 4: 5 of 16 rows) are searched only where WARPS has them or the planner chose them.
+    const structural = rowTileOf(shapeOf(v).rows, 64, 128, undefined, 16).warps;
+    if (!WARPS.includes(structural) && structural !== planned.warps) expect(space.candidates.filter((c) => c.warps === structural)).toEqual([]);
+  });
+
+  test('Qwen3-8B: k = 4 plans 3 warps of 16 (not in WARPS, not the rule\'s 5), k = 8 and 16 3 warps of 32 at 32 keys; the CPU keeps rowTileOf\'s rule', () => {
+    const byName = Object.fromEntries(variants.map((v) => [v.name, v]));
+    expect(tileKey(plannedTileOf(byName.tidar_k4!, 'cuda'))).toBe('w3r16-n64p3');
+    expect(tileKey(plannedTileOf(byName.tidar_k8!, 'cuda'))).toBe('w3r32-n32p2');
+    expect(tileKey(plannedTileOf(byName.tidar_k16!, 'cuda'))).toBe('w3r32-n32p2');
+    expect(plannedTileOf(byName.tidar_k4!, 'cpu')).toEqual({ warps: 5, tileN: 64 });
+    const k4 = searchSpace(shapeOf(byName.tidar_k4!), 'cuda', { planned: plannedTileOf(byName.tidar_k4!, 'cuda') });
+    expect([...new Set(k4.candidates.filter((c) => c.warps === 3).map((c) => tileKey(c)))]).toEqual(['w3r16-n64p3']);
+    expect(k4.candidates.some((c) => c.warps === 5)).toBe(false);
   });
 });
 
