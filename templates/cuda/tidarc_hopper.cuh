@@ -145,123 +145,56 @@ template <int N> __device__ __forceinline__ void wgmma_fence_operand(float (&d)[
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i]) :: "memory");
 }
 
-// One specialisation per N: the accumulators are N / 2 "+f" operands, listed out (inline PTX has
-// no operand arrays). Other N (multiples of 8 up to 256) follow the same pattern.
+// The accumulators are N / 2 "+f" operands, and nvcc's inline PTX takes no operand array, no pack
+// expansion ("+f"(d[I])...: "expected a )") and no named operand (%[a]), so every N needs its
+// own literal operand list and operand numbers. One macro writes the specialisation of an N from
+// its row of the table below; a row names the accumulators' list and "+f" operands (K = N / 2 of
+// them, %0 .. %K-1) and the numbers of the operands after them, K .. K + 6: ss takes a, b, acc,
+// TA, TB there, rs the 4 A registers, b, acc, TB. More N (multiples of 8 up to 256): one more row.
+#define TIDARC_PCT10(t) "%" #t "0, %" #t "1, %" #t "2, %" #t "3, %" #t "4, %" #t "5, %" #t "6, %" #t "7, %" #t "8, %" #t "9, "
+#define TIDARC_PCT_0_59 TIDARC_PCT10() TIDARC_PCT10(1) TIDARC_PCT10(2) TIDARC_PCT10(3) TIDARC_PCT10(4) TIDARC_PCT10(5)
+#define TIDARC_WGMMA_D4 "{%0, %1, %2, %3}"
+#define TIDARC_WGMMA_D8 "{%0, %1, %2, %3, %4, %5, %6, %7}"
+#define TIDARC_WGMMA_D16 "{" TIDARC_PCT10() "%10, %11, %12, %13, %14, %15}"
+#define TIDARC_WGMMA_D32 "{" TIDARC_PCT10() TIDARC_PCT10(1) TIDARC_PCT10(2) "%30, %31}"
+#define TIDARC_WGMMA_D64 "{" TIDARC_PCT_0_59 "%60, %61, %62, %63}"
+#define TIDARC_WGMMA_D68 "{" TIDARC_PCT_0_59 "%60, %61, %62, %63, %64, %65, %66, %67}"
+#define TIDARC_WGMMA_D128 "{" TIDARC_PCT_0_59 TIDARC_PCT10(6) TIDARC_PCT10(7) TIDARC_PCT10(8) TIDARC_PCT10(9) TIDARC_PCT10(10) TIDARC_PCT10(11) \
+                          "%120, %121, %122, %123, %124, %125, %126, %127}"
+#define TIDARC_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define TIDARC_F8(i) TIDARC_F4(i), TIDARC_F4(i + 4)
+#define TIDARC_F16(i) TIDARC_F8(i), TIDARC_F8(i + 8)
+#define TIDARC_F32(i) TIDARC_F16(i), TIDARC_F16(i + 16)
+#define TIDARC_F64(i) TIDARC_F32(i), TIDARC_F32(i + 32)
+#define TIDARC_F68(i) TIDARC_F64(i), TIDARC_F4(i + 64)
+#define TIDARC_F128(i) TIDARC_F64(i), TIDARC_F64(i + 64)
+
+// wgmma.mma_async m64nNk16, f32 += type x type: A and B from descriptors (ss) or A from registers (rs).
+#define TIDARC_WGMMA_SS_PTX(N, type, D, ka, kb, kacc, kta, ktb) \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %" #kacc ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." type "." type " " D ", %" #ka ", %" #kb ", p, 1, 1, %" #kta ", %" #ktb ";\n}\n"
+#define TIDARC_WGMMA_RS_PTX(N, type, D, ka0, ka1, ka2, ka3, kb, kacc, ktb) \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %" #kacc ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." type "." type " " D ", {%" #ka0 ", %" #ka1 ", %" #ka2 ", %" #ka3 "}, %" #kb ", p, 1, 1, %" #ktb ";\n}\n"
+#define TIDARC_WGMMA_SHAPE(N, D, OPS, k0, k1, k2, k3, k4, k5, k6)                                                                                      \
+  template <> struct Wgmma<N> {                                                                                                                   \
+    template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[N / 2], uint64_t a, uint64_t b, int acc) {         \
+      if constexpr (kIsBf16<T>) asm volatile(TIDARC_WGMMA_SS_PTX(N, "bf16", D, k0, k1, k2, k3, k4) : OPS : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB))); \
+      else asm volatile(TIDARC_WGMMA_SS_PTX(N, "f16", D, k0, k1, k2, k3, k4) : OPS : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));                  \
+    }                                                                                                                                             \
+    template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int acc) {    \
+      if constexpr (kIsBf16<T>) asm volatile(TIDARC_WGMMA_RS_PTX(N, "bf16", D, k0, k1, k2, k3, k4, k5, k6) : OPS : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB))); \
+      else asm volatile(TIDARC_WGMMA_RS_PTX(N, "f16", D, k0, k1, k2, k3, k4, k5, k6) : OPS : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));                  \
+    }                                                                                                                                             \
+  };
+
 template <int N> struct Wgmma;
-#define TIDARC_WGMMA_D8 "{%0, %1, %2, %3}"
-#define TIDARC_WGMMA_OPS8 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-#define TIDARC_WGMMA_D16 "{%0, %1, %2, %3, %4, %5, %6, %7}"
-#define TIDARC_WGMMA_OPS16 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-#define TIDARC_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}"
-#define TIDARC_WGMMA_OPS32 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-#define TIDARC_WGMMA_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define TIDARC_WGMMA_OPS64 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define TIDARC_WGMMA_D128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-#define TIDARC_WGMMA_OPS128 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-#define TIDARC_WGMMA_D256 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
-#define TIDARC_WGMMA_OPS256 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-
-#define TIDARC_WGMMA_D136 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67}"
-#define TIDARC_WGMMA_OPS136 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
-
-template <> struct Wgmma<8> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[4], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 " TIDARC_WGMMA_D8 ", %4, %5, p, 1, 1, %7, %8;\n}\n"
-                 : TIDARC_WGMMA_OPS8 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 " TIDARC_WGMMA_D8 ", %4, %5, p, 1, 1, %7, %8;\n}\n"
-                 : TIDARC_WGMMA_OPS8 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[4], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 " TIDARC_WGMMA_D8 ", {%4, %5, %6, %7}, %8, p, 1, 1, %10;\n}\n"
-                 : TIDARC_WGMMA_OPS8 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 " TIDARC_WGMMA_D8 ", {%4, %5, %6, %7}, %8, p, 1, 1, %10;\n}\n"
-                 : TIDARC_WGMMA_OPS8 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<16> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[8], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 " TIDARC_WGMMA_D16 ", %8, %9, p, 1, 1, %11, %12;\n}\n"
-                 : TIDARC_WGMMA_OPS16 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 " TIDARC_WGMMA_D16 ", %8, %9, p, 1, 1, %11, %12;\n}\n"
-                 : TIDARC_WGMMA_OPS16 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[8], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 " TIDARC_WGMMA_D16 ", {%8, %9, %10, %11}, %12, p, 1, 1, %14;\n}\n"
-                 : TIDARC_WGMMA_OPS16 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\nwgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 " TIDARC_WGMMA_D16 ", {%8, %9, %10, %11}, %12, p, 1, 1, %14;\n}\n"
-                 : TIDARC_WGMMA_OPS16 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<32> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[16], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 " TIDARC_WGMMA_D32 ", %16, %17, p, 1, 1, %19, %20;\n}\n"
-                 : TIDARC_WGMMA_OPS32 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 " TIDARC_WGMMA_D32 ", %16, %17, p, 1, 1, %19, %20;\n}\n"
-                 : TIDARC_WGMMA_OPS32 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 " TIDARC_WGMMA_D32 ", {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
-                 : TIDARC_WGMMA_OPS32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\nwgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 " TIDARC_WGMMA_D32 ", {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
-                 : TIDARC_WGMMA_OPS32 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<64> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[32], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TIDARC_WGMMA_D64 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
-                 : TIDARC_WGMMA_OPS64 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TIDARC_WGMMA_D64 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
-                 : TIDARC_WGMMA_OPS64 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " TIDARC_WGMMA_D64 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-                 : TIDARC_WGMMA_OPS64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " TIDARC_WGMMA_D64 ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-                 : TIDARC_WGMMA_OPS64 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<128> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[64], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " TIDARC_WGMMA_D128 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
-                 : TIDARC_WGMMA_OPS128 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " TIDARC_WGMMA_D128 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
-                 : TIDARC_WGMMA_OPS128 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " TIDARC_WGMMA_D128 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
-                 : TIDARC_WGMMA_OPS128 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " TIDARC_WGMMA_D128 ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
-                 : TIDARC_WGMMA_OPS128 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<136> {  // the sm_90a GEMM's token tile for M = 272: two CTAs of 136 tokens, no padding
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[68], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\nwgmma.mma_async.sync.aligned.m64n136k16.f32.bf16.bf16 " TIDARC_WGMMA_D136 ", %68, %69, p, 1, 1, %71, %72;\n}\n"
-                 : TIDARC_WGMMA_OPS136 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\nwgmma.mma_async.sync.aligned.m64n136k16.f32.f16.f16 " TIDARC_WGMMA_D136 ", %68, %69, p, 1, 1, %71, %72;\n}\n"
-                 : TIDARC_WGMMA_OPS136 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[68], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\nwgmma.mma_async.sync.aligned.m64n136k16.f32.bf16.bf16 " TIDARC_WGMMA_D136 ", {%68, %69, %70, %71}, %72, p, 1, 1, %74;\n}\n"
-                 : TIDARC_WGMMA_OPS136 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\nwgmma.mma_async.sync.aligned.m64n136k16.f32.f16.f16 " TIDARC_WGMMA_D136 ", {%68, %69, %70, %71}, %72, p, 1, 1, %74;\n}\n"
-                 : TIDARC_WGMMA_OPS136 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
-template <> struct Wgmma<256> {
-  template <typename T, bool TA, bool TB> static __device__ __forceinline__ void ss(float (&d)[128], uint64_t a, uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " TIDARC_WGMMA_D256 ", %128, %129, p, 1, 1, %131, %132;\n}\n"
-                 : TIDARC_WGMMA_OPS256 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " TIDARC_WGMMA_D256 ", %128, %129, p, 1, 1, %131, %132;\n}\n"
-                 : TIDARC_WGMMA_OPS256 : "l"(a), "l"(b), "r"(acc), "n"(int(TA)), "n"(int(TB)));
-  }
-  template <typename T, bool TB> static __device__ __forceinline__ void rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int acc) {
-    if constexpr (kIsBf16<T>) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " TIDARC_WGMMA_D256 ", {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
-                 : TIDARC_WGMMA_OPS256 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-    else asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\nwgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " TIDARC_WGMMA_D256 ", {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
-                 : TIDARC_WGMMA_OPS256 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(int(TB)));
-  }
-};
+//                 N    accumulators       their operands                   operands K .. K + 6
+TIDARC_WGMMA_SHAPE(8,   TIDARC_WGMMA_D4,   TIDARC_F4(0),                    4, 5, 6, 7, 8, 9, 10)
+TIDARC_WGMMA_SHAPE(16,  TIDARC_WGMMA_D8,   TIDARC_F8(0),                    8, 9, 10, 11, 12, 13, 14)
+TIDARC_WGMMA_SHAPE(32,  TIDARC_WGMMA_D16,  TIDARC_F16(0),                   16, 17, 18, 19, 20, 21, 22)
+TIDARC_WGMMA_SHAPE(64,  TIDARC_WGMMA_D32,  TIDARC_F32(0),                   32, 33, 34, 35, 36, 37, 38)
+TIDARC_WGMMA_SHAPE(128, TIDARC_WGMMA_D64,  TIDARC_F64(0),                   64, 65, 66, 67, 68, 69, 70)
+TIDARC_WGMMA_SHAPE(136, TIDARC_WGMMA_D68,  TIDARC_F68(0),                   68, 69, 70, 71, 72, 73, 74)  // the sm_90a GEMM's 136-token tile (M = 272: 2 CTAs, no padding)
+TIDARC_WGMMA_SHAPE(256, TIDARC_WGMMA_D128, TIDARC_F128(0),                  128, 129, 130, 131, 132, 133, 134)
 
 template <typename T, int N, bool TransA, bool TransB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
