@@ -4,7 +4,7 @@
  * the same machine, to predict before a GPU measures (issue 18). Pure.
  *
  *   CTAs        batch x KV heads x row tiles (64 rows a consumer warpgroup) x splits; CTAs per SM
- *               from registers, threads and shared memory (gemm-cost-model.ts ctasPerSm: 1 at
+ *               from registers, threads and shared memory (occupancy.ts, CUDA's occupancy rule: 1 at
  *               head dim 128, whose 132 KB ring fills the SM's shared memory).
  *   splits      the count of least predicted time by this model (1 to 32, at most one per prefix
  *               tile), as the runtime's rule picks the count of least estimated time (splits.ts).
@@ -39,7 +39,8 @@
  */
 import type { AttentionSm90aPlan } from '../codegen/attention-sm90a.js';
 import { stepVisibility } from '../ir/mask.js';
-import { type Machine, ctasPerSm } from '../codegen/machine.js';
+import type { Machine } from '../codegen/machine.js';
+import { occupancy } from '../codegen/occupancy.js';
 
 /** SFU exp2 per second on the H200 (16 a clock an SM x 132 SMs x 1.98 GHz): datasheet arithmetic, not measured. */
 export const H200_EXP2_PER_S = 16 * 132 * 1.98e9;
@@ -87,7 +88,7 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const { headDim: d, kvHeads, qHeads } = variant.shape;
   const { batch, prefix } = call;
   const n = plan.steps;
-  const perSm = Math.max(1, ctasPerSm(machine, plan.threads, registers, plan.sharedBytes));
+  const perSm = Math.max(1, occupancy(machine.arch, { registers, sharedBytes: plan.sharedBytes, threads: plan.threads }).ctasPerSm);
   const prefixTiles = Math.ceil(prefix / plan.tileN);
   const groups = batch * kvHeads * plan.rowTiles;
   const ctas = groups * splits;

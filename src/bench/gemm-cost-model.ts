@@ -34,7 +34,8 @@
  *               the occupancy ptxas allows (registers, shared memory).
  */
 import type { GemmPlan } from '../codegen/gemm-plan.js';
-import { type Machine, ctasPerSm } from '../codegen/machine.js';
+import type { Machine } from '../codegen/machine.js';
+import { occupancy } from '../codegen/occupancy.js';
 
 export interface GemmPrediction {
   readonly ctas: number;
@@ -103,7 +104,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const s = p.reduction.splitK;
   const mBlocks = Math.ceil(rows / p.blockM);
   const ctas = mBlocks * p.nTiles * s;
-  const perSm = ctasPerSm(machine, p.threads, registers, p.sharedBytes);
+  const perSm = occupancy(machine.arch, { registers, sharedBytes: p.sharedBytes, threads: p.threads }).ctasPerSm;
   const slots = machine.sms * Math.max(1, perSm);
   const waves = ctas / slots;
   const weights = n * k * 2, acts = rows * k * ACTIVATION_BYTES, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);

@@ -19,7 +19,8 @@
  */
 import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
 import { SM90A_BLOCK_W, SM90A_THREADS, sm90aSharedBytes } from '../codegen/gemm-sm90a.js';
-import { type Machine, ctasPerSm } from '../codegen/machine.js';
+import type { Machine } from '../codegen/machine.js';
+import { occupancy } from '../codegen/occupancy.js';
 import { type GemmSplitSum, splitSumS } from './gemm-cost-model.js';
 
 export interface Sm90aPrediction {
@@ -48,7 +49,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const { n, k } = shape, s = r.splitK;
   const wTiles = Math.ceil(n / SM90A_BLOCK_W), tTiles = Math.ceil(rows / tileT);
   const ctas = wTiles * tTiles * s;
-  const perSm = ctasPerSm(machine, SM90A_THREADS, registers, sm90aSharedBytes(tileT));
+  const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT), threads: SM90A_THREADS }).ctasPerSm;
   const weights = n * k * 2, acts = rows * k * 2;
   const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;

@@ -1,8 +1,10 @@
 /**
  * The GPU the cost models predict for (src/codegen/attention-cost-model.ts, which the planner's
- * row-tile choice consults; src/bench/gemm-cost-model.ts and the sm_90a models): its rates and
- * per-SM limits, and how many CTAs an SM holds. Pure data and arithmetic.
+ * row-tile choice consults; src/bench/gemm-cost-model.ts and the sm_90a models): its rates, and
+ * the arch whose per-SM limits say how many CTAs an SM holds (occupancy.ts, the one rule the
+ * manifest, the runtime's split rule and the cost models share). Pure data.
  */
+import type { ArchName } from './arch.js';
 
 export interface Machine {
   readonly name: string;
@@ -15,9 +17,8 @@ export interface Machine {
   readonly mmaSyncFlops: number;
   /** L2 -> SM bandwidth: an assumption, not measured here. */
   readonly l2BytesPerS: number;
-  readonly registersPerSm: number;
-  readonly sharedPerSm: number;
-  readonly maxThreadsPerSm: number;
+  /** Its SMs' limits (occupancy.ts SM_LIMITS): registers, shared memory, threads, CTAs. */
+  readonly arch: ArchName;
   /** Gap between two dependent launches on one stream (the reduce after the main kernel). */
   readonly launchGapS: number;
 }
@@ -30,16 +31,6 @@ export const H200: Machine = {
   matmulFlops: 790e12,
   mmaSyncFlops: 395e12,  // ~half of the measured wgmma-path rate (performance-model.md)
   l2BytesPerS: 10e12,    // assumed: ~2.3x the copy rate; the device check should measure it
-  registersPerSm: 65_536,
-  sharedPerSm: 233_472,
-  maxThreadsPerSm: 2048,
+  arch: 'sm_90',
   launchGapS: 2e-6,
 };
-
-/** CTAs one SM holds: registers (allocated per warp in units of 256), shared memory (+1 KB reserved a CTA), threads. */
-export function ctasPerSm(m: Machine, threads: number, registers: number, sharedBytes: number): number {
-  const regsPerWarp = Math.ceil((registers * 32) / 256) * 256;
-  const byRegs = Math.floor(m.registersPerSm / (regsPerWarp * (threads / 32)));
-  const byShared = Math.floor(m.sharedPerSm / (sharedBytes + 1024));
-  return Math.max(0, Math.min(byRegs, byShared, Math.floor(m.maxThreadsPerSm / threads), 32));
-}

@@ -38,7 +38,7 @@ export interface RowTileScore {
 
 /** The cost model's view of one candidate at `registers` a thread (estimated, or ptxas's where a tool has them). */
 export function scoreRowTile(plan: AttentionPlan, registers: number): RowTileScore {
-  const { ctasPerSm } = occupancy('sm_90', { registers, sharedBytes: plan.sharedBytes, threads: plan.threads });
+  const { ctasPerSm } = occupancy(H200.arch, { registers, sharedBytes: plan.sharedBytes, threads: plan.threads });
   const seconds = REFERENCE_SHAPES.map((s) => predictAttention(plan, s, H200, ctasPerSm).predictedS);
   const meanS = Math.exp(seconds.reduce((a, t) => a + Math.log(t), 0) / seconds.length);
   return { plan, registers, ctasPerSm, seconds, meanS };

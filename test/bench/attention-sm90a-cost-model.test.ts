@@ -32,6 +32,12 @@ describe('the sm_90a attention cost model', () => {
     expect(best.splits).toBeGreaterThan(1);
   });
 
+  test('CTAs an SM by occupancy.ts: at head dim 64, 106 registers (ptxas) over 9 warps hold 1 CTA (3 warps a sub-partition), not 2', () => {
+    const plan = planAttentionSm90a(tidarDecodeVariant(16, { ...QWEN3, headDim: 64 }));
+    expect(plan.threads).toBe(288);
+    expect(predictAttentionSm90a(plan, { batch: 1, prefix: 4096 }, H200, 106, 4).ctasPerSm).toBe(1);
+  });
+
   test('the softmax not hidden: ping-pong (2 consumers) leaves what outlasts the wgmmas and one tile a warpgroup at the loop\'s ends; without it, what outlasts P V, halved', () => {
     const plan = planAttentionSm90a(tidarDecodeVariant(16, QWEN3));
     expect(plan.pingPong).toBe(true);

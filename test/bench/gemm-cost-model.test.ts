@@ -4,7 +4,8 @@
  * bytes the fused epilogues save.
  */
 import { describe, expect, test } from 'vitest';
-import { ctasPerSm, H200 } from '../../src/codegen/machine.js';
+import { H200 } from '../../src/codegen/machine.js';
+import { occupancy } from '../../src/codegen/occupancy.js';
 import { predictGemm, predictOp } from '../../src/bench/gemm-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 
@@ -15,11 +16,12 @@ const plan = (n: number, k: number, m: number, splitK?: number) => {
 };
 
 describe('gemm cost model', () => {
-  test('occupancy: registers are allocated per warp in 256s; shared memory reserves 1 KB a CTA', () => {
-    expect(ctasPerSm(H200, 256, 128, 100_000)).toBe(2);
-    expect(ctasPerSm(H200, 256, 129, 10_000)).toBe(1);   // 129 -> 136 registers: 34,816 a CTA
-    expect(ctasPerSm(H200, 256, 64, 116_000)).toBe(1);   // two would need 2 x 117,024 bytes
-    expect(ctasPerSm(H200, 256, 32, 1_000)).toBe(8);     // 2048 threads
+  test('occupancy: the CTAs an SM holds are occupancy.ts\'s (the manifest\'s and the split rule\'s) at the plan\'s threads and shared memory', () => {
+    const p = plan(4096, 4096, 272);
+    for (const registers of [64, 128, 129, 168]) {
+      expect(predictGemm(p, 272, H200, registers).ctasPerSm, `${registers} registers`).toBe(occupancy(H200.arch, { registers, sharedBytes: p.sharedBytes, threads: p.threads }).ctasPerSm);
+    }
+    expect(predictGemm(p, 272, H200, 129).ctasPerSm).toBe(1);  // 129 -> 136 registers a thread: 3 warps of a sub-partition's 16,384 registers; the plan's 2 a CTA
   });
   test('M = 1 is memory-bound: the weight bytes at the copy rate', () => {
     const p = predictGemm(plan(24576, 4096, 1), 1, H200, 64);

@@ -27,6 +27,12 @@ describe('predictSm90aGemm', () => {
     expect(p.hbmS).toBeCloseTo((6144 * 4096 * 2 + 4096 * 2 + 2 * 6144 * 4) / H200.copyBytesPerS, 12);
   });
 
+  test('CTAs an SM by occupancy.ts: 9 warps take 3 of each sub-partition, so 94 registers (ptxas, the 136-token tile) hold 1 CTA, not the 2 that 9 x 3072 of 65,536 registers suggest', () => {
+    const r = planReduction(QKV, gemmTarget(['sm_90a']), 1);
+    expect(predictSm90aGemm(QKV, r, 8, 1, H200, 94).ctasPerSm).toBe(1);
+    expect(predictSm90aGemm(QKV, r, 8, 1, H200, 30).ctasPerSm).toBe(3);  // shared memory: 3 x (70,728 + 1 KB)
+  });
+
   test('M = 272 in five 64-token tiles: the weight tile once per token tile through L2', () => {
     const r = planReduction(QKV, gemmTarget(['sm_90a']), 1);
     const p = predictSm90aGemm(QKV, r, 64, 272, H200, 58);
