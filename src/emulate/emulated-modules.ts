@@ -51,8 +51,27 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
   await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
 }
 
-/** The sources of the GPU operators' module in a kernels directory's cuda/: the .cu and every header beside it (the templates'). */
-const isOpsInput = (name: string): boolean => name === 'tidarc_ops.cu' || /\.(h|cuh)$/.test(name);
+/**
+ * The sources of the GPU operators' module in a kernels directory's cuda/, sorted: tidarc_ops.cu and
+ * the headers beside it that it includes, directly or through another. Not every header there: an
+ * entry whose variants are sm_90a-eligible also holds the Hopper headers, which the operators never
+ * read, and hashing them gave such an entry a second, identical module (g++ seconds, and
+ * emulated-backend.test.ts's "one shared module" failed when an sm_90a model's entry came first).
+ * A quoted include not found beside it resolves in the emulator's or the package's templates,
+ * which the emulator key and templatesDigest cover.
+ */
+async function opsInputs(cuda: string): Promise<string[]> {
+  const seen = new Set<string>();
+  const visit = async (name: string): Promise<void> => {
+    if (seen.has(name)) return;
+    const text = await readFile(join(cuda, name), 'utf8').catch(() => undefined);
+    if (text === undefined) return;
+    seen.add(name);
+    for (const [, included] of text.matchAll(/^\s*#\s*include\s*"([^"/]+)"/gm)) await visit(included!);
+  };
+  await visit('tidarc_ops.cu');
+  return [...seen].sort();
+}
 
 /**
  * Where `sharedDir` keeps the GPU operators' module for the sources in `kernelsDir`/cuda: a
@@ -63,7 +82,7 @@ export async function sharedOpsDir(kernelsDir: string, sharedDir: string, key: s
   const cuda = join(kernelsDir, 'cuda');
   const hash = sha256Hasher();
   hash.update(`${key}\n${templatesDigest()}\n${JSON.stringify(opKernels())}\n`);
-  for (const name of (await readdir(cuda)).filter(isOpsInput).sort()) {
+  for (const name of await opsInputs(cuda)) {
     hash.update(`${name}\n`);
     hash.update(await readFile(join(cuda, name)));
   }
@@ -85,7 +104,7 @@ async function sharedOpsModule(kernelsDir: string, sharedDir: string, key: strin
   await withFileLock(`${dir}.lock`, { what: 'building the GPU operators for the emulated driver', field, log }, async () => {
     if (existsSync(library)) return;
     const cuda = join(kernelsDir, 'cuda');
-    for (const name of (await readdir(cuda)).filter(isOpsInput)) await writeFile(join(dir, name), await readFile(join(cuda, name)));
+    for (const name of await opsInputs(cuda)) await writeFile(join(dir, name), await readFile(join(cuda, name)));
     await buildEmulatedModule(join(dir, 'tidarc_ops.cu'), library, opKernels(), { includeDirs: [dir] });
     log(`built ${library}`);
   });

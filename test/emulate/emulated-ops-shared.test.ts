@@ -1,6 +1,6 @@
 // The kernel cache's entries share one emulated GPU operators' module (g++ takes seconds over
 // tidarc_ops.cu): its directory is named by what its build reads, the operators' sources (the .cu
-// and the headers beside it), not the model's own units. Needs nothing; the build itself is
+// and the headers beside it that it includes), not the model's own units. Needs nothing; the build itself is
 // covered by test/runtime/cuda/emulated-backend.test.ts (two entries, one module).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,4 +30,14 @@ test('entries with the same operator sources share a directory; a changed header
   expect(await sharedOpsDir(c, shared, 'k1')).not.toBe(dirA);
   const d = await kernelsDir({ ...ops, 'tidarc_ops.cu': '#include "tidarc_ops_abi.h"\n// edited\n' });
   expect(await sharedOpsDir(d, shared, 'k1')).not.toBe(dirA);
+});
+
+test('headers the operators do not include (an sm_90a entry\'s Hopper headers, another device header) leave the directory as it is; one included through another header does not', async () => {
+  const ops = { 'tidarc_ops.cu': '#include <stdint.h>\n  #  include "tidarc_ops_abi.h" // the ABI\n', 'tidarc_ops_abi.h': '#include "tidarc_abi_base.h"\n', 'tidarc_abi_base.h': 'struct B {};\n' };
+  const plain = await kernelsDir({ ...ops, 'tidarc_device.cuh': '// device\n' });
+  const hopper = await kernelsDir({ ...ops, 'tidarc_device.cuh': '// device, edited\n', 'tidarc_hopper.cuh': '// wgmma\n', 'tidarc_attention_sm90a_abi.h': 'struct S {};\n' });
+  const shared = join(plain, 'shared');
+  expect(await sharedOpsDir(hopper, shared, 'k1')).toBe(await sharedOpsDir(plain, shared, 'k1'));
+  const nested = await kernelsDir({ ...ops, 'tidarc_abi_base.h': 'struct B { int y; };\n' });
+  expect(await sharedOpsDir(nested, shared, 'k1')).not.toBe(await sharedOpsDir(plain, shared, 'k1'));
 });
