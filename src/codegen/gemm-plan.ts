@@ -179,6 +179,12 @@ export interface GemmTuning {
   readonly tiles: Readonly<Record<string, GemmTile>>;
   /** The device the record was measured on (the manifest says it). */
   readonly measuredOn: string;
+  /**
+   * The kernel family every M runs on a 9.0 device, where the search raced both (src/tune/gemm-space.ts
+   * chooseGemmKernel): 'sm_90' keeps the mma.sync GEMM though the compile built sm_90a; absent: the
+   * selection rule (arch.ts selectArch). One per weight shape, like splitK: the families round apart.
+   */
+  readonly kernel?: 'sm_90' | 'sm_90a';
 }
 
 /** Per GEMM unit name (gemmUnitName: dtype, N, K), its tuning (`tidarc compile --tuned`). */

@@ -92,8 +92,9 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   }
   if (gemms.units.length > 0) for (const [out, src] of GEMM_STATIC_FILES) files.set(out, readTemplateFile(src));
   for (const [path, text] of renderGemmSources(gemms.units, spec.name)) files.set(path, text);
-  // --arch sm_90a: the same GEMMs as sm_90a units (wgmma + TMA, gemm-sm90a.ts), compiled for sm_90a alone.
-  const sm90a = arches.some((x) => x.name === 'sm_90a') && gemms.units.length > 0 ? planSm90aGemms(gemms.units, spec.name) : undefined;
+  // --arch sm_90a: the same GEMMs as sm_90a units (wgmma + TMA, gemm-sm90a.ts), compiled for sm_90a alone; not those
+  // a tuning record keeps on the mma.sync kernel (tuned.kernel 'sm_90': the search measured it faster on a 9.0 device).
+  const sm90a = arches.some((x) => x.name === 'sm_90a') && gemms.units.length > 0 ? planSm90aGemms(gemms.units.filter((u) => u.tuned?.kernel !== 'sm_90'), spec.name) : undefined;
   if (sm90a && sm90a.gemms.length > 0) {
     for (const [out, src] of SM90A_STATIC_FILES) files.set(out, readTemplateFile(src));
     for (const [path, text] of sm90a.sources) files.set(path, text);

@@ -134,9 +134,10 @@ export interface ManifestGemm {
   /**
    * `compile --tuned`: the unit's split-K came from a tuning record measured on `device` for
    * `arch`; `tile` says whether this kernel's tile did too (else the heuristic's: the record
-   * has none for this M).
+   * has none for this M); `kernel`, the family a 9.0 device runs it on (the runtime honours it:
+   * gpu-gemm-sm90a.ts gemmsFor).
    */
-  readonly tuned?: { readonly arch: string; readonly device: string; readonly tile: boolean };
+  readonly tuned?: { readonly arch: string; readonly device: string; readonly tile: boolean; readonly kernel?: 'sm_90' | 'sm_90a' };
 }
 
 /** A linear layer the generated GEMMs refuse (the cuda backend keeps tidarc_op_matmul for it), and why. */

@@ -228,6 +228,7 @@ async function tunedOverrides(path: string, spec: ModelSpec, decision: BackendDe
   const load = { path, field: 'tuned', spec, drafts: spec.draftLengths, arches: decision.arch ? [decision.arch] : [], ...(meta ? { meta } : {}), log };
   // The attention is weighed for every arch the run's kernel cache compiles (an H200: sm_90a's kernel too, tune.py's timings).
   const tiles = loadTunedTiles(decision.arch ? { ...load, arches: runArches(decision.arch) } : load);
-  // The GEMMs exist on the cuda backend only (the emulated driver's device is sm_90).
-  return { tiles, gemms: decision.backend === 'cuda' && decision.arch ? loadTunedGemms(load) : {} };
+  // The GEMMs exist on the cuda backend only, for the arches the run's compile builds them for: a GPU's kernel cache
+  // entry (a 9.0 device: sm_90a too, so a record that chose the sm_90a GEMM applies); the emulator's makes sm_90 ones only.
+  return { tiles, gemms: decision.backend === 'cuda' && decision.arch ? loadTunedGemms(decision.emulated ? load : { ...load, arches: runArches(decision.arch) }) : {} };
 }

@@ -12,8 +12,11 @@
  *                model and thread count), driver version. An entry whose meta differs from the
  *                machine's is stale: kept in the file, never used (invalidate() lists why).
  * `gemms` (the device check's GEMM search, issue 14) holds the linear layers' winners keyed by
- * (GEMM unit, arch): one split-K for the weight shape, and per step row count the fastest tile
- * under it (gemm-tuned.ts gives them to `compile --tuned`).
+ * (GEMM unit, arch): one split-K and, where a 9.0 device raced them, one kernel family (mma.sync
+ * or sm_90a) for the weight shape, and per step row count the fastest tile under it (gemm-tuned.ts
+ * gives them to `compile --tuned`). Never a split-K or a family per row count: both set the order
+ * (and rounding) of a row's sum, which must not depend on M (batch invariance); the parser refuses
+ * a row count that names its own.
  */
 import { existsSync } from 'node:fs';
 import { TidarcError } from '../errors.js';
@@ -78,6 +81,23 @@ export interface GemmRowTiming {
   readonly heuristicTiming: Timing;
 }
 
+/** The kernel families of a GEMM: the mma.sync kernel (tidarc_gemm.cuh), the TMA + wgmma one (tidarc_gemm_sm90a.cuh). */
+export const GEMM_FAMILIES = ['sm_90', 'sm_90a'] as const;
+export type GemmFamily = (typeof GEMM_FAMILIES)[number];
+
+/**
+ * The sm_90a GEMM where the search raced it (a 9.0 device): the planner's token tile per row count
+ * (gemm-sm90a.ts sm90aTokenTile) under each split-K count of the weight shape.
+ */
+export interface GemmSm90aTiming {
+  /** Per split-K count, its times summed over the row counts it reached. */
+  readonly splitTotalsUs: Readonly<Record<string, number>>;
+  /** The split-K count of `rows`: the entry's when sm_90a won, else its own fastest. */
+  readonly splitK: number;
+  /** Per step row count (decimal), at `splitK`. */
+  readonly rows: Readonly<Record<string, { readonly tileT: number; readonly timing: Timing }>>;
+}
+
 export interface GemmTuneEntry {
   /** gemmUnitName: dtype, N and K. */
   readonly unit: string;
@@ -85,8 +105,11 @@ export interface GemmTuneEntry {
   readonly k: number;
   readonly dtype: string;
   readonly arch: ArchName;
-  /** Chosen over every row count together (chooseGemmSplitK): a row's sum order never depends on M. */
+  /** Chosen over every row count together (gemm-space.ts chooseGemmKernel): a row's sum order never depends on M. */
   readonly splitK: number;
+  /** The family every row count runs on a 9.0 device, chosen with splitK; absent: an entry of a search that did not race sm_90a. */
+  readonly kernel?: GemmFamily;
+  readonly sm90a?: GemmSm90aTiming;
   readonly heuristicSplitK: number;
   /** Per split-K count, its best tiles' times summed over the row counts (what the choice compared). */
   readonly splitTotalsUs: Readonly<Record<string, number>>;
@@ -207,8 +230,31 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
     const ok = e && typeof e === 'object' && typeof e.unit === 'string' && typeof e.arch === 'string' && key === gemmEntryKey(e.unit, e.arch) && Number.isInteger(e.splitK)
       && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && tile(r.heuristic)) && e.meta && typeof e.meta.device === 'string';
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database GEMM entry is malformed', { field: `gemms["${key}"]`, source });
+    checkGemmFamily(e, `gemms["${key}"]`, source);
   }
   return db as TuneDb;
+}
+
+/**
+ * One reduction and one family for every row count of a GEMM entry: a row count that names its own
+ * split-K or kernel is refused (it would make a row's result depend on the step it is in), and so is
+ * an sm_90a winner whose timings are of another split-K than the entry's.
+ */
+function checkGemmFamily(e: GemmTuneEntry, field: string, source: string): void {
+  if (e.kernel !== undefined && !(GEMM_FAMILIES as readonly unknown[]).includes(e.kernel)) {
+    throw new TidarcError('invalid-argument', 'a tuning database GEMM entry names a kernel family tidarc does not have', { field: `${field}.kernel`, value: String(e.kernel), allowed: GEMM_FAMILIES.join(', '), source });
+  }
+  const perRow = [...Object.entries(e.rows).map(([m, r]) => [`rows["${m}"]`, r] as const), ...Object.entries(e.sm90a?.rows ?? {}).map(([m, r]) => [`sm90a.rows["${m}"]`, r] as const)]
+    .flatMap(([at, r]) => (['splitK', 'kernel'] as const).filter((f) => Object.hasOwn(r, f)).map((f) => `${at}.${f}`));
+  if (perRow.length > 0) {
+    throw new TidarcError('invalid-argument', 'a tuning database GEMM entry sets a split-K or kernel per row count; one serves every M of a weight shape (batch invariance)', { field: `${field}.${perRow[0]}`, allowed: `splitK and kernel of ${field} only`, source });
+  }
+  if (e.sm90a !== undefined && !(Number.isInteger(e.sm90a.splitK) && e.sm90a.rows && typeof e.sm90a.rows === 'object' && Object.values(e.sm90a.rows).every((r) => r && Number.isInteger(r.tileT) && r.timing && Number.isFinite(r.timing.medianUs)))) {
+    throw new TidarcError('invalid-argument', 'a tuning database GEMM entry\'s sm_90a timings are malformed', { field: `${field}.sm90a`, allowed: '{"splitK": <integer>, "splitTotalsUs": {...}, "rows": {"<M>": {"tileT": <integer>, "timing": {...}}}}', source });
+  }
+  if (e.kernel === 'sm_90a' && e.sm90a?.splitK !== e.splitK) {
+    throw new TidarcError('invalid-argument', 'a tuning database GEMM entry chose the sm_90a kernel at another split-K than its own', { field: `${field}.sm90a.splitK`, value: String(e.sm90a?.splitK), allowed: String(e.splitK), source });
+  }
 }
 
 /** Rows a warp and stages, where a configuration has them, are values the kernel has (absent: an entry from before them). */

@@ -17,7 +17,13 @@
  *     estimate passes 255 would spill (the space stops at 128 rows for that reason);
  *   - padding: at M <= 128 a blockM above M rounded to 16 computes only padding rows; past 128
  *     a blockM whose CTAs leave more than one m16 fragment of padding each is dropped too.
+ * On a 9.0 device the sm_90a GEMM (TMA + wgmma, gemm-sm90a.ts) races the mma.sync one:
+ * gemmSm90aSpace lists it per split-K count at the planner's token tile of each M, and
+ * chooseGemmKernel picks the family with the split-K, both once per weight shape (the two
+ * families round apart, so a family per M would break batch invariance as a split per M would).
  */
+import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
+import type { GemmFamily } from './db.js';
 import {
   GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
   gemmTileProblem, planGemm, planReduction,
@@ -101,4 +107,45 @@ export function chooseGemmSplitK(us: ReadonlyMap<number, ReadonlyMap<number, num
   if (counts.length === 0 || rows.length === 0) return undefined;
   const total = (s: number): number => rows.reduce((t, m) => t + us.get(s)!.get(m)!, 0);
   return counts.reduce((best, s) => (total(s) < total(best) ? s : best));
+}
+
+/** One sm_90a candidate: the planner's token tile for M under one split-K count. */
+export interface GemmSm90aCandidate {
+  readonly splitK: number;
+  readonly m: number;
+  readonly tileT: number;
+}
+
+/**
+ * The sm_90a GEMM's candidates for a weight shape serving `roles` at the row counts `ms`: every
+ * split-K count of gemmReductionSpace (the sm_90a unit takes the mma.sync unit's reduction, so
+ * the same counts) x the token tile the planner gives each M (sm90aTokenTile: the runtime
+ * launches no other). `refused`: why the shape has no sm_90a kernel (then no candidates).
+ */
+export function gemmSm90aSpace(shape: GemmShape, roles: readonly string[], ms: readonly number[], target: GemmTarget): { configs: GemmSm90aCandidate[]; refused?: string } {
+  const reductions = gemmReductionSpace(shape, target).configs;
+  const refused = reductions.map((r) => sm90aRefusal(shape, roles, r)).find((why) => why !== null);
+  if (refused) return { configs: [], refused };
+  return { configs: reductions.flatMap((r) => ms.map((m) => ({ splitK: r.splitK, m, tileT: sm90aTokenTile(m) }))) };
+}
+
+/**
+ * The kernel family and split-K of a weight shape from measured times: `us.get(family).get(splitK)
+ * .get(m)` is the best time of that pair at step row count m. Of the pairs that reached every row
+ * count any pair reached (a pair cut short by the budget, or with a rejected M, is not weighed
+ * against those it did not run; when none reached all, the rows every pair reached), the least
+ * total over those row counts wins; ties go to mma.sync (it runs on every arch), then to fewer
+ * parts. One pair for every M: a row's sum order and rounding never depend on the step.
+ */
+export function chooseGemmKernel(us: ReadonlyMap<GemmFamily, ReadonlyMap<number, ReadonlyMap<number, number>>>): { kernel: GemmFamily; splitK: number } | undefined {
+  const order: readonly GemmFamily[] = ['sm_90', 'sm_90a'];
+  const pairs = order.filter((f) => us.has(f)).flatMap((kernel) => [...us.get(kernel)!.keys()].sort((a, b) => a - b).map((splitK) => ({ kernel, splitK, at: us.get(kernel)!.get(splitK)! })));
+  const all = [...new Set(pairs.flatMap((p) => [...p.at.keys()]))];
+  const complete = pairs.filter((p) => all.every((m) => p.at.has(m)));
+  const pool = complete.length > 0 ? complete : pairs;
+  const rows = all.filter((m) => pool.every((p) => p.at.has(m)));
+  if (pool.length === 0 || rows.length === 0) return undefined;
+  const total = (p: (typeof pool)[number]): number => rows.reduce((t, m) => t + p.at.get(m)!, 0);
+  const best = pool.reduce((a, b) => (total(b) < total(a) ? b : a));
+  return { kernel: best.kernel, splitK: best.splitK };
 }

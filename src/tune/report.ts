@@ -10,7 +10,7 @@ import { type ArchName, type TileConfig, parseTileKey, tileKey } from '../codege
 import type { CallParams } from '../codegen/call-params.js';
 import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
-import { type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
+import { type GemmTuneEntry, type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
@@ -74,7 +74,10 @@ export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
 
 /**
  * The GEMM entries (the device check's search): per unit and step row count, the heuristic's
- * split-K and tile against the tuned ones, with their times. Empty when there are none.
+ * split-K and tile against the tuned ones, with their times; then, for the entries whose search
+ * raced the two kernel families on a 9.0 device, both families per weight shape (each at its
+ * fastest split-K, summed over the row counts, and per M) and the winner that every M runs.
+ * Empty when there are none.
  */
 function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
   const entries = Object.values(db.gemms ?? {});
@@ -86,7 +89,28 @@ function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
       lines.push(`| ${e.unit} | ${e.arch} | ${m} | split-K ${e.heuristicSplitK} ${gemmTileName(r.heuristic)} | ${r.heuristicTiming.medianUs.toFixed(1)} | split-K ${e.splitK} ${gemmTileName(r.best)} | ${r.bestTiming.medianUs.toFixed(1)} | ${(r.heuristicTiming.medianUs / r.bestTiming.medianUs).toFixed(2)}x${stale ? ` (stale: ${stale})` : ''} |`);
     }
   }
+  const raced = entries.filter((e) => e.kernel !== undefined);
+  if (raced.length > 0) {
+    lines.push('', 'The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at its fastest split-K; one family and split-K run every M of a weight shape:');
+    for (const e of raced) lines.push(...familyLines(e));
+  }
   return lines;
+}
+
+/** One raced entry: both families' totals (fastest split-K each), the winner, then per M both times. */
+function familyLines(e: GemmTuneEntry): string[] {
+  const fastest = (totals: Readonly<Record<string, number>>): string => {
+    const [s, us] = Object.entries(totals).reduce((a, b) => (b[1] < a[1] ? b : a), ['?', Infinity] as [string, number]);
+    return Number.isFinite(us) ? `${us.toFixed(1)} us at split-K ${s}` : 'not timed';
+  };
+  const sm90a = e.sm90a ? (e.sm90a.splitTotalsUs && Object.keys(e.sm90a.splitTotalsUs).length > 0 ? fastest(e.sm90a.splitTotalsUs) : 'not timed') : 'not raced (the shape has no sm_90a kernel)';
+  const head = `- ${e.unit} (${e.arch}): mma.sync ${fastest(e.splitTotalsUs)}, sm_90a ${sm90a} (summed over M); winner: ${e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} at split-K ${e.splitK}`;
+  const ms = [...new Set([...Object.keys(e.rows), ...Object.keys(e.sm90a?.rows ?? {})])].sort((a, b) => Number(a) - Number(b));
+  const perM = ms.map((m) => {
+    const r = e.rows[m], w = e.sm90a?.rows[m];
+    return `M=${m} mma.sync ${r ? `${r.bestTiming.medianUs.toFixed(1)} us (${gemmTileName(r.best)}, split-K ${e.splitK})` : '-'} / sm_90a ${w ? `${w.timing.medianUs.toFixed(1)} us (t${w.tileT}, split-K ${e.sm90a!.splitK})` : '-'}`;
+  });
+  return [head, ...(perM.length > 0 ? [`  ${perM.join('; ')}`] : [])];
 }
 
 export function tuneSvg(db: TuneDb): string {

@@ -93,7 +93,7 @@ describe('which records apply', () => {
     expect(Object.keys(tunedGemms(dbOf(rec), spec, ['sm_90'], META).gemms)).toEqual([GATE_UP]);
     const both = tunedGemms(dbOf(rec, { ...rec, arch: 'sm_80' }), spec, ['sm_80', 'sm_90']);
     expect(both.gemms).toEqual({});
-    expect(both.skipped).toEqual([`${GATE_UP}: measured on sm_80 and sm_90, one plan serves this compile's arches; kept the default (compile the arches separately)`]);
+    expect(both.skipped).toEqual([`${GATE_UP}: measured on sm_80 (split-K 2) and sm_90 (split-K 2), one plan serves this compile's arches; kept the default (compile the arches separately)`]);
     // One arch of a two-arch compile: held to the tightest limits (6 stages of 16 rows fit sm_80 too).
     expect(Object.keys(tunedGemms(dbOf(rec), spec, ['sm_80', 'sm_90']).gemms)).toEqual([GATE_UP]);
   });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { ArchName } from '../../codegen/arch.js';
 import { selectArch } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
-import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile } from '../../codegen/gemm-sm90a.js';
+import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
@@ -145,9 +145,25 @@ export class GpuGemmsWithSm90a extends GpuGemms {
   }
 }
 
-/** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch). */
+/**
+ * The sm_90a units a 9.0 device takes from a compile: every one, but those whose weight shape a
+ * tuning record keeps on the mma.sync kernel (`tuned.kernel` 'sm_90': the search measured it
+ * faster). A record that chose sm_90a for a unit the compile has no sm_90a kernel for is refused.
+ */
+export function tunedSm90aUnits(kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[]): ManifestGemmSm90a[] {
+  const family = new Map(gemms.flatMap((g) => (g.tuned?.kernel ? [[g.unit, g.tuned.kernel] as const] : [])));
+  for (const [unit, kernel] of family) {
+    if (kernel === 'sm_90a' && !units.some((u) => u.unit === sm90aUnitName(gemms.find((g) => g.unit === unit)!))) {
+      throw new TidarcError('invalid-argument', `tuned GEMM ${unit} chose the sm_90a kernel, which the compile did not build`, { field: 'gemms.tuned.kernel', value: kernel, allowed: `sm_90 (the compile's sm_90a units: ${units.map((u) => u.unit).join(', ') || 'none'})`, source: kernelsDir });
+    }
+  }
+  return units.filter((u) => family.get(gemms.find((g) => sm90aUnitName(g) === u.unit)?.unit ?? '') !== 'sm_90');
+}
+
+/** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch), and the tuned families. */
 export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }): GpuGemms {
-  const units = manifest.gemmsSm90a ?? [];
-  if (units.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], units);
+  // Checked on every device: a record naming a family the compile lacks is wrong wherever it runs.
+  const tuned = tunedSm90aUnits(kernelsDir, manifest.gemms ?? [], manifest.gemmsSm90a ?? []);
+  if (tuned.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], tuned);
   return new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
 }
