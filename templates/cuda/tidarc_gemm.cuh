@@ -149,8 +149,9 @@ __device__ __forceinline__ void gemm_store_tile_stats(const TidarcGemmArgs& a, i
   a.tile_argmax[at] = best_col;
 }
 
-// ROW_STATS at split-K 1: the CTA's float32 tile goes to shared memory (the pipeline's, now
-// idle), then each warp reduces whole rows of it.
+// ROW_STATS: the CTA's float32 tile (its own sums at split-K 1; at split-K > 1 the last CTA's
+// sums of every part, gemm_split_sum_if_last) goes to shared memory (the pipeline's, now idle),
+// then each warp reduces whole rows of it.
 template <class C>
 __device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a, const float (&acc)[GemmShape<C>::kMTiles][GemmShape<C>::kNChunks][4], float* tile, int m0, int n0, int wm0, int wn0) {
   using S = GemmShape<C>;
