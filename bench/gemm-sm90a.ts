@@ -59,7 +59,8 @@ const rows: Record<string, unknown>[] = [];
 const stepSm90a = new Map<number, number>(), stepMma = new Map<number, number>();
 for (const r of ROLES) {
   const shape: GemmShape = r.shape;
-  const target = gemmTarget(['sm_90']);
+  // What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 128-column tiles (gemm-plan.ts heuristicBlockN).
+  const target = gemmTarget(['sm_90', 'sm_90a']);
   const reduction = planReduction(shape, target);
   for (const m of ROWS) {
     const [kernel] = planSm90aKernels(shape, [m]);

@@ -22,7 +22,7 @@ import { parsePtxasReport } from '../src/build/ptxas.js';
 import { runPool } from '../src/build/pool.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { type GemmRole, gemmShapeOf } from '../src/codegen/gemm-model.js';
-import { type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
+import { GEMM_MAX_SPLIT_K, type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
 import { renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
@@ -52,7 +52,17 @@ interface Row {
   readonly plain: GemmPrediction;
   /** The same launch with the split-K parts summed by a second kernel (before GEMM ABI 5). */
   readonly twoLaunch: GemmPrediction;
+  /** The plan before the 64-column tile: 128 columns at every M, split-K over 128-column tiles. */
+  readonly wide: GemmPrediction;
 }
+
+/**
+ * The plan before the 64-column tile (GEMM_NARROW_BLOCK_N): 128-column tiles at every M and the
+ * split rule over them: what a unit with row statistics still gets, so planned with that option.
+ */
+const WIDE = { rowStats: true } as const;
+/** What the heuristic must know of a role: the lm_head's row statistics keep 128-column tiles. */
+const optsOf = (role: GemmRole) => ({ rowStats: EPILOGUES[role] === 'rowStats' });
 
 async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPlan[] }[]): Promise<Map<string, number> | string> {
   const nvcc = await findNvcc();
@@ -79,9 +89,13 @@ async function main(): Promise<void> {
   const target = gemmTarget(['sm_90']);
   const units = ROLES.map((role) => {
     const shape = gemmShapeOf(QWEN3_8B, role);
-    const reduction = planReduction(shape, target);
-    return { role, plans: ROWS.map((m) => planGemm(shape, m, target, reduction)) };
+    const reduction = planReduction(shape, target, undefined, optsOf(role));
+    return { role, plans: ROWS.map((m) => planGemm(shape, m, target, reduction, undefined, optsOf(role))) };
   });
+  const widePlan = (role: GemmRole, m: number): GemmPlan => {
+    const shape = gemmShapeOf(QWEN3_8B, role);
+    return planGemm(shape, m, target, planReduction(shape, target, undefined, WIDE), undefined, WIDE);
+  };
   const regs = await registersBySymbol(units);
   const rows: Row[] = units.flatMap((u) => u.plans.map((plan) => {
     const measured = typeof regs !== 'string' && regs.has(gemmSymbol(plan.shape, plan.m));
@@ -92,6 +106,7 @@ async function main(): Promise<void> {
       p: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none' }),
       plain: predictGemm(plan, plan.m, H200, registers, { accumulate }),
       twoLaunch: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none', splitSum: 'kernel' }),
+      wide: predictGemm(widePlan(u.role, plan.m), plan.m, H200, ASSUMED_REGISTERS, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none' }),
     };
   }));
 
@@ -102,17 +117,19 @@ async function main(): Promise<void> {
   console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
-  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %'];
-  const table = rows.map(({ role, plan, registers, p, twoLaunch }) => [
+  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
+  const table = rows.map(({ role, plan, registers, p, twoLaunch, wide }) => [
     role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),
     String(plan.reduction.splitK), String(p.ctas), String(registers), String(p.ctasPerSm), p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2),
     us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
-    us(twoLaunch.predictedS), (100 * twoLaunch.copyShare).toFixed(0),
+    us(twoLaunch.predictedS), (100 * twoLaunch.copyShare).toFixed(0), us(wide.predictedS), (100 * wide.copyShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(header));
   for (const r of table) console.log(line(r));
+
+  printSplitChoice(target);
 
   console.log(`\nA decode step's linear layers (${QWEN3_8B.layers} x (qkv + o + gate_up + down) + lm_head), fused epilogues vs unfused:`);
   const I = QWEN3_8B.intermediateSize, V = QWEN3_8B.vocabSize;
@@ -134,6 +151,31 @@ async function main(): Promise<void> {
     console.log(`  M = ${String(m).padStart(3)}: ${(s.fusedS * 1e3).toFixed(2)} ms predicted (${(s.fusedS / ar.fusedS).toFixed(2)}x the AR step); unfused ${(s.plainS * 1e3).toFixed(2)} ms` +
       ` (${(s.plainS / ar.plainS).toFixed(2)}x); saved ${((s.plainBytes - s.fusedBytes) / 1e6).toFixed(1)} MB, ${((s.plainS - s.fusedS) * 1e6).toFixed(1)} us` +
       ` (lm_head logits written + read: ${((2 * m * V * 4) / 1e6).toFixed(1)} MB); split-K reduce as a second kernel: ${(s.twoLaunchS * 1e3).toFixed(2)} ms`);
+  }
+}
+
+/**
+ * Every split-K count of each layer GEMM with the heuristic's tiles at each M (the split is one
+ * per weight shape, never per M): predicted us per M, their sum, and the worst share of the copy
+ * rate at M <= 72 (the issue's target: >= 80%). `*` marks the planner's count (planReduction).
+ */
+function printSplitChoice(target: ReturnType<typeof gemmTarget>): void {
+  console.log(`\nSplit-K per weight shape (one count for every M), heuristic tiles; * = planned:`);
+  for (const role of ROLES.filter((r) => r !== 'lm_head')) {
+    const shape = gemmShapeOf(QWEN3_8B, role);
+    const planned = planReduction(shape, target, undefined, optsOf(role)).splitK;
+    for (let s = 1; s <= GEMM_MAX_SPLIT_K; s++) {
+      let reduction;
+      try {
+        reduction = planReduction(shape, target, s, optsOf(role));
+      } catch {
+        continue;  // a count that leaves a part empty
+      }
+      const ps = ROWS.map((m) => predictGemm(planGemm(shape, m, target, reduction, undefined, optsOf(role)), m, H200, ASSUMED_REGISTERS, { accumulate: ACCUMULATES.has(role), epilogue: EPILOGUES[role] ?? 'none' }));
+      const worst = Math.min(...ps.filter((_, i) => ROWS[i]! <= 72).map((p) => p.copyShare));
+      const total = ps.reduce((t, p) => t + p.predictedS, 0);
+      console.log(`  ${(s === planned ? '*' : ' ')} ${role.padEnd(8)} split ${s}: ${ps.map((p, i) => `M=${ROWS[i]} ${us(p.predictedS).padStart(6)}`).join('  ')}  sum ${us(total).padStart(6)} us  worst copy at M <= 72: ${(100 * worst).toFixed(0)}%`);
+    }
   }
 }
 

@@ -158,8 +158,9 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
   const target = gemmTarget(['sm_90']);
   const units: BundleGemmUnit[] = [];
   for (const { role, shape, splitK } of grid.shapes) {
-    const reduction = planReduction(shape, target, splitK);
-    const plans = grid.rows.map((m) => planGemm(shape, m, target, reduction));
+    const opts = { rowStats: gemmEpilogues(shape, [role]).rowStats === true };
+    const reduction = planReduction(shape, target, splitK, opts);
+    const plans = grid.rows.map((m) => planGemm(shape, m, target, reduction, undefined, opts));
     const cu = `gemm/${gemmSource(shape)}`;
     await writeFile(join(outDir, cu), renderGemmUnit(shape, plans, [role], 'device-check'));
     const fatbin = cu.replace(/\.cu$/, '.fatbin');
@@ -200,7 +201,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
     let pruned = space.pruned.length;
     for (const reduction of reductions) {
       const plans = (t.rows ?? grid.rows).flatMap((m) => {
-        const heuristic = gemmHeuristic(shape, m, target).tile;
+        const heuristic = gemmHeuristic(shape, m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).tile;
         const tiles = gemmTileSpace(m, target);
         pruned += tiles.pruned.length;
         const others = tiles.configs.filter((c) => gemmTileName(c) !== gemmTileName(heuristic));
@@ -220,7 +221,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
         symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
       })));
     }
-    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target).splitK, sources, candidates, pruned });
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, sources, candidates, pruned });
   }
   return out;
 }

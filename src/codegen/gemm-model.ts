@@ -6,6 +6,7 @@
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
 import { type GemmOverrides, type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, checkGemmTuning, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
 import { PREFILL_CHUNK } from './variant.js';
 
@@ -74,15 +75,16 @@ export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arche
   const refusals: GemmRefusal[] = [];
   for (const [name, { shape, roles }] of [...byShape.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const tuning = tuned[name];
+    const opts = { rowStats: gemmEpilogues(shape, roles).rowStats === true };
     if (tuning) {
       checkGemmTuning(shape, tuning, target);
-      const reduction = planReduction(shape, target, tuning.splitK);
-      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, tuning.tiles[String(m)])), tuned: tuning });
+      const reduction = planReduction(shape, target, tuning.splitK, opts);
+      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, tuning.tiles[String(m)], opts)), tuned: tuning });
       continue;
     }
     try {
-      const reduction = planReduction(shape, target);
-      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction)) });
+      const reduction = planReduction(shape, target, undefined, opts);
+      units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, undefined, opts)) });
     } catch (e) {
       if (!(e instanceof TidarcError)) throw e;
       refusals.push(...roles.map((role) => ({ role, shape, reason: e.message })));

@@ -10,9 +10,9 @@
  * same whatever M (greedy TiDAR == greedy AR rests on it; see tidarc_gemm_abi.h).
  */
 import { TidarcError } from '../errors.js';
+import { chooseSplits } from './splits.js';
 import type { DType } from '../ir/model.js';
 import type { ArchName } from './arch.js';
-import { chooseSplits } from './splits.js';
 
 export interface GemmShape {
   /** Output features (weight rows). */
@@ -53,8 +53,15 @@ export function gemmTarget(arches: readonly ArchName[]): GemmTarget {
 
 /** k per pipeline stage: one 128-byte shared row of 16-bit elements (the swizzle needs exactly this). */
 export const GEMM_BLOCK_K = 64;
-/** Weight rows (output columns) per CTA. */
+/** Weight rows (output columns) per CTA: the wide tile, and the row statistics' tile (lm_head keeps it at every M). */
 export const GEMM_BLOCK_N = 128;
+/**
+ * The narrow tile the heuristic plans where no row statistics need 128 columns: twice the output
+ * tiles, so twice the CTAs run the split-K sum (o at M = 72: 64 last CTAs instead of 32) and the
+ * last wave of an mma-bound M is half as coarse. The width never changes an element's sum (an
+ * mma computes each output element alike; k order and split-K come from the reduction).
+ */
+export const GEMM_NARROW_BLOCK_N = 64;
 export const GEMM_THREADS = 256;
 /** Threads of the row-statistics merge kernel (tidarc_gemm.cuh kGemmReduceThreads). */
 export const GEMM_REDUCE_THREADS = 256;
@@ -69,6 +76,20 @@ export const GEMM_MAX_STAGES = 6;
 const ELEMENT_BYTES = 2;
 /** Shared memory the driver reserves per CTA (sm_80 and later). */
 const RESERVED_SHARED_PER_CTA = 1024;
+
+/** What the heuristic must know of a unit beyond its shape: row statistics (lm_head) need 128-column tiles at every M. */
+export interface GemmPlanOptions {
+  readonly rowStats?: boolean;
+}
+
+/**
+ * The output-tile width the heuristic plans for a unit on a target, at every M: 64 unless the
+ * unit has row statistics or the target builds sm_90a (whose wgmma kernels of the same
+ * reduction are 128 weight rows wide: the split rule must count their tiles).
+ */
+export function heuristicBlockN(target: GemmTarget, opts: GemmPlanOptions = {}): number {
+  return opts.rowStats || target.arches.includes('sm_90a') ? GEMM_BLOCK_N : GEMM_NARROW_BLOCK_N;
+}
 
 export interface GemmReduction {
   readonly blockK: number;
@@ -121,16 +142,23 @@ export function checkGemmShape(shape: GemmShape): GemmShape {
  * split into `splitK` parts of `kTilesPerSplit` tiles. The default fills the target's SMs
  * with N tiles x parts (FA3's wave rule, as split-KV), never below GEMM_MIN_K_TILES_PER_SPLIT
  * tiles a part nor above GEMM_MAX_SPLIT_K parts. `splitK` overrides it (tests, tuning).
+ * The N tiles counted are those of the heuristic's width (heuristicBlockN, the same at every M),
+ * so the count never sees M (fillingSplits). Qwen3-8B on sm_90: qkv, o and down take 2 parts
+ * (o and down took 4 over 128-column tiles, whose 32 last CTAs summed 4 parts: 3.7 of o's
+ * 12.8 us at M = 72), gate_up and lm_head 1; bench:gemm prints every count's predicted time.
  */
-export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: number): GemmReduction {
+export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: number, opts: GemmPlanOptions = {}): GemmReduction {
   checkGemmShape(shape);
   const kTiles = Math.ceil(shape.k / GEMM_BLOCK_K);
-  const nTiles = Math.ceil(shape.n / GEMM_BLOCK_N);
+  const nTiles = Math.ceil(shape.n / heuristicBlockN(target, opts));  // the parts partition k tiles: empty parts are counted in those units
   if (splitK !== undefined && (!Number.isInteger(splitK) || splitK < 1 || splitK > kTiles)) {
     unsupported('split-K must be a whole number of k tiles', 'splitK', splitK, `an integer from 1 to ${kTiles} (k tiles of ${GEMM_BLOCK_K} in K = ${shape.k})`);
   }
-  // The parts partition k tiles (ceil(kTiles / s) each): chooseSplits counts empty parts in those units.
-  const wanted = splitK ?? chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT)));
+  const blockN = heuristicBlockN(target, opts);
+  // 128-column tiles (the sm_90a path, lm_head) keep FA3's wave rule: for qkv's 48 tiles it takes 2 parts, which
+  // bench:gemm-sm90a predicts faster at M = 72 than fillingSplits's 3 (14.3 against 17.1 us: 3 parts' partials).
+  const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? fillingSplits(nTiles, kTiles, target.sms)
+    : chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT))));
   const kTilesPerSplit = Math.ceil(kTiles / wanted);
   const parts = Math.ceil(kTiles / kTilesPerSplit);
   if (splitK !== undefined && parts !== splitK) {
@@ -140,8 +168,32 @@ export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: num
   return { blockK: GEMM_BLOCK_K, kTiles, splitK: parts, kTilesPerSplit };
 }
 
-/** Rows per CTA and warp layout for m rows: all of them up to GEMM_MAX_BLOCK_M, else balanced CTAs. */
-function rowTiling(m: number): { blockM: number; warpsM: number; mBlocks: number } {
+/**
+ * The fewest split-K parts whose CTAs (N tiles x parts) give at least 80% of the SMs one each
+ * (chooseSplits's "already full" bar), else the most allowed. Fewest, not the best wave
+ * efficiency: at the memory-bound M a second CTA an SM reads nothing faster, while every part
+ * adds S M N 4 bytes of partials and a longer sum in each output tile's last CTA (bench:gemm:
+ * qkv at 2 parts is faster than at 4 at M = 20 and as fast at 72). Parts never leave one empty
+ * (each gets ceil(kTiles / s) k tiles), nor have fewer than GEMM_MIN_K_TILES_PER_SPLIT tiles.
+ */
+function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
+  const limit = Math.max(1, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT)));
+  const eligible = Array.from({ length: limit }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
+  return eligible.find((s) => nTiles * s >= 0.8 * sms) ?? eligible[eligible.length - 1]!;
+}
+
+/**
+ * Rows per CTA and warp layout for m rows: all of them up to GEMM_MAX_BLOCK_M, else balanced CTAs.
+ * A 64-column tile has at most 4 warps along N (a warp's 16 columns are 2 n8 fragments: whole
+ * gate | up pairs), so 2 warp rows up to 128 rows (rows rounded to 32: the fragments past m
+ * are skipped, so each SM sub-partition's two warps still share the work evenly), and past 128
+ * CTAs of 128 rows in 4 x 2 warps of 32 x 32 (more fragment reuse than 2 x 4 warps of 48 x 16).
+ */
+function rowTiling(m: number, blockN: number): { blockM: number; warpsM: number; mBlocks: number } {
+  if (blockN === GEMM_NARROW_BLOCK_N) {
+    if (m <= GEMM_MAX_BLOCK_M) return { blockM: 32 * Math.ceil(m / 32), warpsM: 2, mBlocks: 1 };
+    return { blockM: GEMM_MAX_BLOCK_M, warpsM: 4, mBlocks: Math.ceil(m / GEMM_MAX_BLOCK_M) };
+  }
   if (m <= GEMM_MAX_BLOCK_M) return { blockM: 16 * Math.ceil(m / 16), warpsM: 1, mBlocks: 1 };
   // Past one CTA the step is compute-bound: 2 x 4 warps share fragments better than 1 x 8.
   const mBlocks = Math.ceil(m / GEMM_MAX_BLOCK_M);
@@ -165,6 +217,8 @@ export interface GemmTile {
   readonly blockM: number;
   readonly warpsM: number;
   readonly stages: number;
+  /** Weight rows per CTA: GEMM_BLOCK_N (absent) or GEMM_NARROW_BLOCK_N. */
+  readonly blockN?: number;
 }
 
 /**
@@ -194,10 +248,12 @@ export type GemmOverrides = Readonly<Record<string, GemmTuning>>;
 export function gemmTileProblem(t: GemmTile, target: GemmTarget): string | null {
   if (!Number.isInteger(t.blockM) || t.blockM < 16 || t.blockM > GEMM_MAX_BLOCK_M || t.blockM % 16 !== 0) return `blockM ${t.blockM} is not a multiple of 16 from 16 to ${GEMM_MAX_BLOCK_M}`;
   const warps = GEMM_THREADS / 32;
+  const blockN = t.blockN ?? GEMM_BLOCK_N;
+  if (blockN !== GEMM_BLOCK_N && blockN !== GEMM_NARROW_BLOCK_N) return `blockN ${blockN} is not ${GEMM_NARROW_BLOCK_N} or ${GEMM_BLOCK_N}`;
   if (!Number.isInteger(t.warpsM) || t.warpsM < 1 || warps % t.warpsM !== 0) return `warpsM ${t.warpsM} does not divide the ${warps} warps of a CTA`;
-  if ((t.blockM / t.warpsM) % 16 !== 0 || (GEMM_BLOCK_N / (warps / t.warpsM)) % 16 !== 0) return `${t.warpsM} warp rows split ${t.blockM} rows or ${GEMM_BLOCK_N} columns into parts that are not whole m16 x (2 x n8) fragments`;
+  if ((t.blockM / t.warpsM) % 16 !== 0 || (blockN / (warps / t.warpsM)) % 16 !== 0) return `${t.warpsM} warp rows split ${t.blockM} rows or ${blockN} columns into parts that are not whole m16 x (2 x n8) fragments`;
   if (!Number.isInteger(t.stages) || t.stages < GEMM_MIN_STAGES || t.stages > GEMM_MAX_STAGES) return `${t.stages} pipeline stages is not from ${GEMM_MIN_STAGES} to ${GEMM_MAX_STAGES}`;
-  const smem = t.stages * gemmStageBytes(t.blockM);
+  const smem = t.stages * gemmStageBytes(t.blockM, blockN);
   if (smem > target.maxSharedPerBlock) return `${t.stages} stages of ${t.blockM} rows need ${smem} bytes of shared memory; ${target.arches.join(',')} allow ${target.maxSharedPerBlock}`;
   return null;
 }
@@ -224,17 +280,19 @@ export function checkGemmTuning(shape: GemmShape, tuning: GemmTuning, target: Ge
   return tuning;
 }
 
-/** Shared memory of one pipeline stage: 128 weight rows and blockM token rows of 64 16-bit elements. */
-export function gemmStageBytes(blockM: number): number {
-  return (GEMM_BLOCK_N + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
+/** Shared memory of one pipeline stage: blockN weight rows and blockM token rows of 64 16-bit elements. */
+export function gemmStageBytes(blockM: number, blockN = GEMM_BLOCK_N): number {
+  return (blockN + blockM) * GEMM_BLOCK_K * ELEMENT_BYTES;
 }
 
-export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, tile?: GemmTile): GemmPlan {
+export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, tile?: GemmTile, opts: GemmPlanOptions = {}): GemmPlan {
   checkGemmShape(shape);
   if (!Number.isInteger(m) || m < 1) unsupported('GEMM rows must be a positive integer', 'm', m, 'an integer >= 1');
-  const { blockM, warpsM, mBlocks } = tile ? { ...tile, mBlocks: Math.ceil(m / tile.blockM) } : rowTiling(m);
+  const blockN = tile ? (tile.blockN ?? GEMM_BLOCK_N) : heuristicBlockN(target, opts);
+  if (opts.rowStats && blockN !== GEMM_BLOCK_N) unsupported(`GEMM ${shape.n}x${shape.k} has row statistics, which are per ${GEMM_BLOCK_N}-column tile`, 'blockN', blockN, String(GEMM_BLOCK_N));
+  const { blockM, warpsM, mBlocks } = tile ? { ...tile, mBlocks: Math.ceil(m / tile.blockM) } : rowTiling(m, blockN);
   const warpsN = GEMM_THREADS / 32 / warpsM;
-  const stageBytes = gemmStageBytes(blockM);
+  const stageBytes = gemmStageBytes(blockM, blockN);
   const stages = tile ? tile.stages : chooseStages(stageBytes, target);
   if (tile && tile.stages * stageBytes > target.maxSharedPerBlock) {
     unsupported(`GEMM tile ${blockM} rows x ${tile.stages} stages needs ${tile.stages * stageBytes} bytes of shared memory`, 'stages', tile.stages, `at most ${Math.floor(target.maxSharedPerBlock / stageBytes)} stages on ${target.arches.join(',')}`);
@@ -245,8 +303,8 @@ export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduct
   // A tuned tile keeps its stages on every arch (it was measured so); the heuristic deepens the pipeline where an arch has room.
   const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, tile ? tile.stages : chooseStages(stageBytes, gemmTarget([a]))!]));
   return checkGemmPlan({
-    shape, m, reduction, blockM, blockN: GEMM_BLOCK_N, warpsM, warpsN, threads: GEMM_THREADS, stages, stagesByArch, mBlocks,
-    nTiles: Math.ceil(shape.n / GEMM_BLOCK_N), stageBytes, sharedBytes: stages * stageBytes,
+    shape, m, reduction, blockM, blockN, warpsM, warpsN, threads: GEMM_THREADS, stages, stagesByArch, mBlocks,
+    nTiles: Math.ceil(shape.n / blockN), stageBytes, sharedBytes: stages * stageBytes,
     sharedBytesByArch: Object.fromEntries(Object.entries(stagesByArch).map(([a, st]) => [a, st * stageBytes])),
   });
 }
@@ -282,9 +340,9 @@ export function gemmSymbol(shape: GemmShape, m: number): string {
   return `tidarc_${gemmUnitName(shape)}_m${m}`;
 }
 
-/** A tile's name in a search's candidate symbols (`b32w2s4`). */
+/** A tile's name in a search's candidate symbols (`b32w2s4`; `b32w2s4n64` for the narrow tile). */
 export function gemmTileName(t: GemmTile): string {
-  return `b${t.blockM}w${t.warpsM}s${t.stages}`;
+  return `b${t.blockM}w${t.warpsM}s${t.stages}${t.blockN !== undefined && t.blockN !== GEMM_BLOCK_N ? `n${t.blockN}` : ''}`;
 }
 
 /** The combine of the lm_head's per-tile row statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS). */

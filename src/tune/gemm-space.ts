@@ -25,7 +25,7 @@
 import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
 import type { GemmFamily } from './db.js';
 import {
-  GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
+  GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
   gemmTileProblem, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 
@@ -89,10 +89,10 @@ export function gemmReductionSpace(shape: GemmShape, target: GemmTarget): { conf
 }
 
 /** The heuristic default: what `tidarc compile` plans (planReduction, then planGemm), as a point of the space. */
-export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget): { reduction: GemmReduction; tile: GemmTile } {
-  const reduction = planReduction(shape, target);
-  const p = planGemm(shape, m, target, reduction);
-  return { reduction, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages } };
+export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget, opts: GemmPlanOptions = {}): { reduction: GemmReduction; tile: GemmTile } {
+  const reduction = planReduction(shape, target, undefined, opts);
+  const p = planGemm(shape, m, target, reduction, undefined, opts);
+  return { reduction, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages, ...(p.blockN !== GEMM_BLOCK_N ? { blockN: p.blockN } : {}) } };
 }
 
 /**

@@ -21,9 +21,11 @@ const QWEN3_8B = { qkv: [6144, 4096], o: [4096, 4096], gate_up: [24576, 4096], d
 describe('planReduction', () => {
   test('Qwen3-8B on sm_90: split-K fills 132 SMs where N tiles alone cannot, at most 4 parts', () => {
     const t = gemmTarget(['sm_90']);
-    const splits = Object.fromEntries(Object.entries(QWEN3_8B).map(([role, [n, k]]) => [role, planReduction({ n, k, dtype: 'bf16' }, t).splitK]));
-    // N tiles of 128: qkv 48, o 32, gate_up 192, down 32, lm_head 1187.
-    expect(splits).toEqual({ qkv: 2, o: 4, gate_up: 1, down: 4, lm_head: 1 });
+    const splitsOf = (target: typeof t) => Object.fromEntries(Object.entries(QWEN3_8B).map(([role, [n, k]]) => [role, planReduction({ n, k, dtype: 'bf16' }, target, undefined, { rowStats: role === 'lm_head' }).splitK]));
+    // N tiles of 64: qkv 96, o 64, gate_up 384, down 64; lm_head's row statistics: 1187 of 128. The fewest parts that fill 80% of the SMs.
+    expect(splitsOf(t)).toEqual({ qkv: 2, o: 2, gate_up: 1, down: 2, lm_head: 1 });
+    // With sm_90a the wgmma kernels share the reduction over 128-column tiles (qkv 48, o 32, down 32): the wave rule as before.
+    expect(splitsOf(gemmTarget(['sm_90', 'sm_90a']))).toEqual({ qkv: 2, o: 4, gate_up: 1, down: 4, lm_head: 1 });
   });
   test('parts cover the k tiles and none is empty, for every K and split', () => {
     const t = gemmTarget(['sm_80']);
@@ -72,10 +74,11 @@ describe('planGemm', () => {
       const p = planGemm(shape, m, t, red);
       expect(p.mBlocks * p.blockM).toBeGreaterThanOrEqual(m);
       expect(p.blockM).toBeLessThanOrEqual(GEMM_MAX_BLOCK_M);
-      if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < 16]).toEqual([1, true]);
+      // 64-column tiles have 2 warp rows: rows in 32s (a 128-column one in 16s).
+      if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < (p.blockN === 64 ? 32 : 16)]).toEqual([1, true]);
       expect(p.stages).toBeGreaterThanOrEqual(GEMM_MIN_STAGES);
       expect(p.sharedBytes).toBeLessThanOrEqual(GEMM_ARCH_DATA[arch].maxSharedPerBlock);
-      expect(gemmGrid(p, m)).toEqual([p.mBlocks, 32, red.splitK]);
+      expect(gemmGrid(p, m)).toEqual([p.mBlocks, arch === 'sm_90a' ? 32 : 64, red.splitK]);
     }
   });
   test('small M on sm_90 gets a deep pipeline with two CTAs an SM', () => {
@@ -110,7 +113,7 @@ describe('planGemm', () => {
     const o = units.find((u) => u.roles.includes('o'))!;
     const source = renderGemmUnit(o.shape, o.plans, o.roles, spec.name);
     const m1 = o.plans.find((p) => p.m === 1)!;
-    expect(source).toContain(`#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900\n  static constexpr int kStages = ${m1.stagesByArch.sm_90};`);
+    expect(source).toMatch(new RegExp(`#(el)?if defined\\(__CUDA_ARCH__\\) && __CUDA_ARCH__ == 900\\n  static constexpr int kStages = ${m1.stagesByArch.sm_90};`));
     expect(source).toContain(`#else\n  static constexpr int kStages = ${m1.stages};\n#endif`);
     expect(describeGemms([o]).find((g) => g.m === 1)!.launch.dynamicSharedBytesByArch).toEqual({ sm_80: m1.sharedBytesByArch.sm_80, sm_86: m1.sharedBytes, sm_90: m1.stagesByArch.sm_90! * m1.stageBytes });
   });

@@ -4,7 +4,9 @@
  * partial N tile, an odd row stride), K = 1032 (16 whole k tiles of 64 and a tail of 8; split-K
  * 3 parts of 6, 6 and 5 tiles, so the pipeline refills its stages), M = 1, 2, 20 and 72 (one CTA
  * covers all rows), split-K 1 and 3, bf16 and fp16; a small shape (N = 40, K = 776) also at
- * M = 272 (three CTAs along M). Outputs and split-K partials start as NaN; runs with bias, with
+ * M = 272 (three CTAs of 128 rows in 4 x 2 warps along M). The heuristic's tiles are 64 columns
+ * wide (2 x 4 warps up to 128 rows); M = 2 of the odd shape runs a 128-column tile (1 x 8 warps),
+ * so the invariance check below also compares the two widths. Outputs and split-K partials start as NaN; runs with bias, with
  * accumulate (a residual), with row ids, and into three outputs (a fused q | k | v, each buffer
  * exactly its width) as well; the bias + accumulate runs launch twice in a row on the same
  * split-K counters (the sum runs in the launch, on counters each launch must leave 0). No
@@ -18,7 +20,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import type { GemmShape } from '../../src/codegen/gemm-plan.js';
+import type { GemmShape, GemmTile } from '../../src/codegen/gemm-plan.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
 import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
@@ -30,11 +32,15 @@ interface Unit {
   readonly shape: GemmShape;
   readonly ms: readonly number[];
   readonly splitK: number;
+  /** Tiles other than the heuristic's, by M (the heuristic plans 64-column tiles here: no row statistics). */
+  readonly tiles?: Readonly<Record<number, GemmTile>>;
 }
+/** M = 2 on a 128-column tile (the lm_head's width): its rows must be bitwise those of the 64-column kernels. */
+const WIDE_AT_2: Readonly<Record<number, GemmTile>> = { 2: { blockM: 16, warpsM: 1, stages: 3 } };
 const ODD: Omit<GemmShape, 'dtype'> = { n: 197, k: 1032 };
 const SMALL: GemmShape = { n: 40, k: 776, dtype: 'bf16' };
 const UNITS: readonly Unit[] = [
-  ...(['bf16', 'fp16'] as const).flatMap((dtype) => [1, 3].map((splitK) => ({ label: `${dtype} ${ODD.n}x${ODD.k} split ${splitK}`, shape: { ...ODD, dtype }, ms: [1, 2, 20, 72], splitK }))),
+  ...(['bf16', 'fp16'] as const).flatMap((dtype) => [1, 3].map((splitK) => ({ label: `${dtype} ${ODD.n}x${ODD.k} split ${splitK}`, shape: { ...ODD, dtype }, ms: [1, 2, 20, 72], splitK, tiles: WIDE_AT_2 }))),
   ...[1, 3].map((splitK) => ({ label: `bf16 ${SMALL.n}x${SMALL.k} split ${splitK}`, shape: SMALL, ms: [1, 20, 72, 272], splitK })),
 ];
 /** Runs of each kernel: plain (NaN-poisoned out), with bias + accumulate, with row ids, into three outputs (with both). */
@@ -68,7 +74,7 @@ beforeAll(async () => {
   const objects = await sharedEmulatorRuntime();
   await runPool(UNITS, 2, async (unit, i) => {
     const dir = join(root, `unit${i}`);
-    const { source, cudaDir, plans } = writeGemmUnit(dir, unit.shape, unit.ms, unit.splitK);
+    const { source, cudaDir, plans } = writeGemmUnit(dir, unit.shape, unit.ms, unit.splitK, ['test'], unit.tiles);
     const exe = join(dir, 'emu');
     await buildGemmEmulator(cxx.tool.path, source, cudaDir, plans, objects, exe);
     const xRows = Math.max(...unit.ms);
