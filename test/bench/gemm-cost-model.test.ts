@@ -39,11 +39,11 @@ describe('gemm cost model', () => {
     expect(p.predictedS).toBeGreaterThan(p.usefulFlops / H200.mmaSyncFlops);
     expect(p.matmulShare).toBeLessThan(0.5);
   });
-  test('split-K is summed in the launch: the last CTA of each of the 32 output tiles reads the other 3 parts from L2 at the per-SM rate and writes the output, no launch gap', () => {
+  test('split-K is summed in the launch: the last CTA of each of the 64 output tiles (64 columns) reads the other 3 parts from L2 at the per-SM rate and writes the output, no launch gap', () => {
     const one = predictGemm(plan(4096, 4096, 20, 1), 20, H200, 80);
     const four = predictGemm(plan(4096, 4096, 20, 4), 20, H200, 80);
     expect(four.ctas).toBe(4 * one.ctas);
-    expect(four.reduceS).toBeCloseTo(((3 * 20 * 4096 * 4) / H200.l2BytesPerS + (20 * 4096 * 4) / H200.copyBytesPerS) / (32 / H200.sms), 12);
+    expect(four.reduceS).toBeCloseTo(((3 * 20 * 4096 * 4) / H200.l2BytesPerS + (20 * 4096 * 4) / H200.copyBytesPerS) / (64 / H200.sms), 12);
     expect(four.hbmBytes - one.hbmBytes).toBe(4 * 20 * 4096 * 4);  // the partials written; the other parts' are read back from L2
     // The old separate reduce kernel (bench:gemm's "2-launch"): every partial again from HBM and a launch gap; slower here.
     const kernel = predictGemm(plan(4096, 4096, 20, 4), 20, H200, 80, { splitSum: 'kernel' });
@@ -63,6 +63,20 @@ describe('gemm cost model', () => {
     const gateUp = plan(24576, 4096, m);
     // SwiGLU: the down GEMM's 16-bit [M, I] input instead of the float32 [M, 2I] gate | up.
     expect(predictGemm(gateUp, m, H200, 64).hbmBytes - predictGemm(gateUp, m, H200, 64, { epilogue: 'swiglu' }).hbmBytes).toBe(m * 24576 * 4 - m * 12288 * 2);
+  });
+  test('Qwen3-8B on sm_90 (issue 14): the planned qkv, o and down reach 80% of the copy rate at M = 20 and 72, and are no slower at M = 1 and 272 than 128-column tiles with the wave rule', () => {
+    const shapes = { qkv: [6144, 4096], o: [4096, 4096], down: [4096, 12288] } as const;
+    for (const [role, [n, k]] of Object.entries(shapes)) {
+      const shape = { n, k, dtype: 'bf16' as const };
+      const accumulate = role !== 'qkv';
+      const planned = planReduction(shape, target), wide = planReduction(shape, target, undefined, { rowStats: true });
+      for (const m of [1, 20, 72, 272]) {
+        const p = predictGemm(planGemm(shape, m, target, planned), m, H200, 128, { accumulate });
+        const before = predictGemm(planGemm(shape, m, target, wide, undefined, { rowStats: true }), m, H200, 128, { accumulate });
+        if (m === 20 || m === 72) expect(p.copyShare, `${role} M=${m}`).toBeGreaterThanOrEqual(0.8);
+        expect(p.predictedS, `${role} M=${m}`).toBeLessThanOrEqual(before.predictedS * 1.001);
+      }
+    }
   });
   test('16-bit activations: a launch reads M K 2 bytes of them from HBM, and every N tile M K 2 from L2', () => {
     const p = plan(4096, 4096, 72, 1);
