@@ -34,6 +34,9 @@ template <int Registers> inline void setmaxnreg_dec() {}
 
 inline void named_barrier_sync(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), true, "bar.sync"); }
 inline void named_barrier_arrive(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), false, "bar.arrive"); }
+// The kernels' form (tidarc_hopper.cuh: the id and count are immediates on the device).
+template <uint32_t Id, uint32_t Threads> inline void named_barrier_sync() { named_barrier_sync(Id, Threads); }
+template <uint32_t Id, uint32_t Threads> inline void named_barrier_arrive() { named_barrier_arrive(Id, Threads); }
 
 inline void wgmma_fence() { tidarc_emu::wgmma_fence(); }
 inline void wgmma_commit() { tidarc_emu::wgmma_commit(); }

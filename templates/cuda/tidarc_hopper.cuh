@@ -24,11 +24,12 @@
     - fence_proxy_async: orders this thread's generic-proxy shared stores before later
       async-proxy reads (wgmma, TMA stores). Emulator: "proxy" for a wgmma reading bytes stored
       with st_shared_16 whose writer has not fenced since (plain C++ stores are not tracked).
-    - named_barrier_sync / _arrive (bar.sync / bar.arrive id, count): a barrier of `count`
-      threads that some threads wait at and others only pass, to order warpgroups (the
-      consumers' ping-pong). Emulator: "barrier" for an id outside 1..15, a count that is not a
-      multiple of 32 up to the block's threads, arrivals of one phase with different counts, and
-      a bar.sync that never completes (reported when nothing else can run).
+    - named_barrier_sync / _arrive<Id, Count> (bar.sync / bar.arrive, immediate operands): a
+      barrier of Count threads that some threads wait at and others only pass, to order
+      warpgroups (the consumers' ping-pong). Emulator (whose tests also pass them as arguments):
+      "barrier" for an id outside 1..15, a count that is not a multiple of 32 up to the block's
+      threads, arrivals of one phase with different counts, and a bar.sync that never completes
+      (reported when nothing else can run).
     - setmaxnreg_inc / _dec: moves registers between warpgroups (a producer keeps few). Emulator:
       nothing (no register file).
     - wgmma_ss / wgmma_rs (wgmma.mma_async.m64nNk16, bf16/fp16 in, fp32 accumulate): a warpgroup
@@ -122,13 +123,16 @@ template <int Registers> __device__ __forceinline__ void setmaxnreg_dec() {
 }
 
 // ---- named barriers (the consumer warpgroups' ping-pong) ------------------------------------
-// bar.sync waits until `threads` threads (a multiple of 32) arrived at barrier `id` (1..15; 0 is
-// __syncthreads'); bar.arrive counts the caller and goes on.
-__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
-  asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+// bar.sync waits until Threads threads (a multiple of 32) arrived at barrier Id (1..15; 0 is
+// __syncthreads'); bar.arrive counts the caller and goes on. The id is an immediate: ptxas counts
+// the barriers a kernel uses from the ids it can see, and one id in a register reserves all 16.
+template <uint32_t Id, uint32_t Threads> __device__ __forceinline__ void named_barrier_sync() {
+  static_assert(Id >= 1 && Id <= 15 && Threads % 32 == 0, "bar.sync: id 1..15 (0 is __syncthreads'), threads a multiple of 32");
+  asm volatile("bar.sync %0, %1;\n" :: "n"(Id), "n"(Threads) : "memory");
 }
-__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t threads) {
-  asm volatile("bar.arrive %0, %1;\n" :: "r"(id), "r"(threads) : "memory");
+template <uint32_t Id, uint32_t Threads> __device__ __forceinline__ void named_barrier_arrive() {
+  static_assert(Id >= 1 && Id <= 15 && Threads % 32 == 0, "bar.arrive: id 1..15 (0 is __syncthreads'), threads a multiple of 32");
+  asm volatile("bar.arrive %0, %1;\n" :: "n"(Id), "n"(Threads) : "memory");
 }
 
 // ---- wgmma -----------------------------------------------------------------------------------

@@ -46,13 +46,13 @@ const MUTANTS: readonly Mutant[] = [
     naming: { kind: 'proxy', saying: /has not synchronised with that fence/ } },
   { name: 'the producer fences before its cp.async copies complete', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();\n    cp_async_wait<0>();  // these', caughtBy: 'proxy' },
   { name: 'P of tile i is packed into registers the P V wgmma of tile i - 1 still reads', from: '    if constexpr (kPrev) {\n      wgmma_wait<0>();',
-    to: '    for (int kk = 0; kk < NT / 16; ++kk) p_fragment<T>(as_fragments(sacc), kk, pa[kk]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
-  { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: '      if (group == 0 || i + 1 < num_tiles) named_barrier_arrive(kTurnBarrier + 1 - group, 256);\n', to: '', caughtBy: 'barrier' },
-  { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive(kTurnBarrier + 1 - group, 256)', to: 'named_barrier_arrive(kTurnBarrier + group, 256)', caughtBy: 'barrier' },
-  { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync(kTurnBarrier + group, 256)', to: 'named_barrier_sync(kTurnBarrier + group, 128)', caughtBy: 'barrier' },
+    to: '    for (int j = 0; j < kKeyChunks; ++j) pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
+  { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: 'if (group == 0) named_barrier_arrive<kTurnBarrier + 1, 256>();', to: 'if (group == 0) {}', caughtBy: 'barrier' },
+  { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive<kTurnBarrier + 1, 256>()', to: 'named_barrier_arrive<kTurnBarrier, 256>()', caughtBy: 'barrier' },
+  { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync<kTurnBarrier + 1, 256>()', to: 'named_barrier_sync<kTurnBarrier + 1, 128>()', caughtBy: 'barrier' },
   // Right results and no deadlock on the emulator before it saw a thread arrive twice in a phase:
   // warpgroup 1's arrivals of two tiles fill a phase, so the ping-pong silently stops ordering.
-  { name: 'warpgroup 0 never waits for its turn (bar.arrive twice in one phase)', from: 'if (group == 1 || i > 0) named_barrier_sync', to: 'if (group == 1) named_barrier_sync', caughtBy: 'barrier',
+  { name: 'warpgroup 0 never waits for its turn (bar.arrive twice in one phase)', from: '      else if (i > 0) named_barrier_sync<kTurnBarrier, 256>();\n', to: '', caughtBy: 'barrier',
     naming: { kind: 'barrier', saying: /^bar\.arrive [12]: thread \d+ \(warp \d+\) arrives again in the phase it already arrived in/ } },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];

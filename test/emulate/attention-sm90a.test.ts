@@ -13,7 +13,7 @@
  *   - k = 16, bf16, head dim 64, G = 8: 2176 rows, 17 tiles of 2 warpgroups (k = 16 at G = 8 and
  *     bf16 at head dim 64, which the cases above leave out; ~6 s of CI).
  * Tagged: g++ (nvcc for the ptxas check: sm_90a, no spills, no "Potential Performance Loss" such
- * as C7520's serialized wgmmas, registers and shared memory printed).
+ * as C7520's serialized wgmmas, the named barriers ptxas counts; registers and shared memory printed).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -88,6 +88,8 @@ describe.skipIf(!cxx.found)('sm_90a attention on the emulator', () => {
       expect(r, plan.symbol).toBeDefined();
       expect(r!.spillStoreBytes + r!.spillLoadBytes + r!.stackBytes, plan.symbol).toBe(0);
       expect(losses[i], plan.symbol).toEqual([]);  // e.g. C7520: a wgmma on a divergent path serializes them all
+      // __syncthreads' barrier 0, and with ping-pong the turns' 1 and 2, as immediates: an id in a register made ptxas reserve all 16.
+      expect(r!.barriers, plan.symbol).toBe(plan.pingPong ? 3 : 1);
       console.log(`${plan.symbol}: ${r!.registers} registers, ${plan.sharedBytes} bytes of dynamic shared memory, ${plan.consumers} consumer(s), ${plan.stages} stages, ${plan.threads} threads`);
     }
   });
