@@ -18,9 +18,9 @@
       (ceil(n / tileN) per row tile, against L / tileN prefix tiles) and they need the same zero fill.
     - kConsumers warpgroups of 64 rows each: S = Q K^T by wgmma with Q (loaded once, swizzled
       into shared memory) and the K tile both K-major from shared memory; the online softmax on
-      the accumulator fragments (a warp's 16 rows, the mma.m16n8 C layout, so the sm_80 softmax
-      code carries over); O += P V by wgmma with P from registers (the accumulators packed to
-      16 bits are the A fragments) and V as B, MN-major (the transpose flag). The softmax of
+      the accumulator fragments (a warp's 16 rows, the mma.m16n8 C layout, so it runs the sm_80
+      kernel's own softmax_max, softmax_exp, p_fragment and store_rows); O += P V by wgmma with P
+      from registers (the accumulators packed to 16 bits are the A fragments) and V as B, MN-major (the transpose flag). The softmax of
       tile i overlaps the P V wgmma of tile i - 1 (FA3's intra-warpgroup pipelining), and with
       two consumers they take turns issuing their wgmmas (FA3's ping-pong: named barriers), so
       one warpgroup's softmax runs while the other's wgmmas keep the tensor cores busy.
@@ -136,8 +136,6 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   using S = AttentionSm90aShape<C>;
   constexpr int D = C::kHeadDim;
   constexpr int NT = C::kTileN;
-  constexpr int kDChunks = D / 8;     // n8 chunks of the output
-  constexpr int kKeyChunks = NT / 8;  // n8 chunks of the scores
   const TidarcAttentionArgs& a = args.a;
   extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below (tidarc_attention.cuh declares it 16)
   unsigned char* sq = smem_raw + ((1024 - smem_addr(smem_raw) % 1024) % 1024);
@@ -177,7 +175,6 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   const int t = threadIdx.x % 128;
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;   // fragment row group
-  const int tg = lane % 4;  // thread in group
   const int row0 = row_tile * C::kTileM + 64 * group + 16 * (t / 32);  // this warp's first row
   int row_token[2];
   for (int h = 0; h < 2; ++h) row_token[h] = min((row0 + g + 8 * h) / C::kGroup, C::kSteps - 1);  // padding rows borrow a real token; never written
@@ -261,60 +258,18 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     wgmma_fence_operand(sacc);
 
     // ---- mask (only tail and partial tiles), scale, online softmax (attention_tile_kernel's) --
-    // sacc[4 j + e]: row g + 8 (e / 2) of the warp's 16, key 8 j + 2 tg + e % 2 of the tile.
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < kKeyChunks; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        const int kj = j * 8 + 2 * tg + (e & 1);
-        float x = sacc[4 * j + e] * C::kScaleLog2;
-        if (tile.mode == kPrefixTail) {
-          if (kj >= tile.valid) x = -INFINITY;
-        } else if (tile.mode == kStepPartial) {
-          if (kj >= tile.valid || !C::visible(row_token[h], tile.key0 + kj)) x = -INFINITY;
-        }
-        sacc[4 * j + e] = x;
-        tile_max[h] = fmaxf(tile_max[h], x);
-      }
-    }
-    float base[2], scale_old[2];
-    for (int h = 0; h < 2; ++h) {
-      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
-      tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
-      const float new_max = fmaxf(row_max[h], tile_max[h]);
-      // A row with no visible key so far keeps max = -inf; exponentiate against 0 then.
-      base[h] = new_max == -INFINITY ? 0.f : new_max;
-      scale_old[h] = fast_exp2(row_max[h] - base[h]);
-      row_max[h] = new_max;
-      row_sum[h] *= scale_old[h];
-    }
-#pragma unroll
-    for (int j = 0; j < kKeyChunks; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = fast_exp2(sacc[4 * j + e] - base[e / 2]);
-        sacc[4 * j + e] = p;
-        row_sum[e / 2] += p;
-      }
-    }
+    float scale_old[2], base[2];
+    softmax_max<C>(as_fragments(sacc), tile, 0, row_token, row_max, row_sum, scale_old, base);
+    softmax_exp(as_fragments(sacc), base, row_sum);
 
     if constexpr (kPrev) {
       wgmma_wait<0>();  // P V of tile i - 1 has retired: o is readable, its stage and pa are free
       wgmma_fence_operand(o), wgmma_fence_operand(pa);
       if (t == 0) mbarrier_arrive(&empty[prev]);
-#pragma unroll
-      for (int j = 0; j < kDChunks; ++j) {
-        o[4 * j] *= scale_old[0], o[4 * j + 1] *= scale_old[0];
-        o[4 * j + 2] *= scale_old[1], o[4 * j + 3] *= scale_old[1];
-      }
+      rescale_rows(as_fragments(o), scale_old);
     }  // else o is still zero: nothing to rescale
 #pragma unroll
-    for (int j = 0; j < kKeyChunks; ++j) {
-      pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);
-      pa[j / 2][2 * (j % 2) + 1] = Elem<T>::pack2(sacc[4 * j + 2], sacc[4 * j + 3]);
-    }
+    for (int kk = 0; kk < NT / 16; ++kk) p_fragment<T>(as_fragments(sacc), kk, pa[kk]);
   };
   if (num_tiles > 0) {
     consume_tile(0, std::false_type{});
@@ -333,22 +288,8 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   }
 
   // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp -------------
-  for (int h = 0; h < 2; ++h) {
-    row_sum[h] += shfl_xor(row_sum[h], 1);
-    row_sum[h] += shfl_xor(row_sum[h], 2);
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {  // unrolled: o[] indexed by a runtime h would live in local memory
-    const int r = row0 + g + 8 * h;
-    if (r >= C::kRows) continue;
-    const bool none = row_sum[h] == 0.f;
-    const float inv = none ? 0.f : 1.f / row_sum[h];
-    const float lse = none ? -INFINITY : (row_max[h] + __log2f(row_sum[h])) * 0.6931471805599453f;
-#pragma unroll
-    for (int j = 0; j < kDChunks; ++j) {
-      store_pair<C>(a, b, kvh, r, j * 8 + 2 * tg, o[4 * j + 2 * h] * inv, o[4 * j + 2 * h + 1] * inv, lse, split, num_splits);
-    }
-  }
+  reduce_row_sums(row_sum);
+  store_rows<C>(a, b, kvh, row0 + g, as_fragments(o), row_max, row_sum, split, num_splits);
 }
 
 }  // namespace tidarc

@@ -46,7 +46,7 @@ const MUTANTS: readonly Mutant[] = [
     naming: { kind: 'proxy', saying: /has not synchronised with that fence/ } },
   { name: 'the producer fences before its cp.async copies complete', from: '    cp_async_wait<0>();\n    fence_proxy_async();  // these', to: '    fence_proxy_async();\n    cp_async_wait<0>();  // these', caughtBy: 'proxy' },
   { name: 'P of tile i is packed into registers the P V wgmma of tile i - 1 still reads', from: '    if constexpr (kPrev) {\n      wgmma_wait<0>();',
-    to: '    for (int j = 0; j < kKeyChunks; ++j) pa[j / 2][2 * (j % 2)] = Elem<T>::pack2(sacc[4 * j], sacc[4 * j + 1]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
+    to: '    for (int kk = 0; kk < NT / 16; ++kk) p_fragment<T>(as_fragments(sacc), kk, pa[kk]);\n    if constexpr (kPrev) {\n      wgmma_wait<0>();', caughtBy: 'wgmma' },
   { name: 'a consumer never hands the ping-pong turn over (no bar.arrive): a deadlock, reported, not hung', from: 'if (group == 0) named_barrier_arrive<kTurnBarrier + 1, 256>();', to: 'if (group == 0) {}', caughtBy: 'barrier' },
   { name: 'a consumer hands the turn to itself (the named barrier ids of bar.arrive and bar.sync do not pair)', from: 'named_barrier_arrive<kTurnBarrier + 1, 256>()', to: 'named_barrier_arrive<kTurnBarrier, 256>()', caughtBy: 'barrier' },
   { name: 'bar.sync counts one warpgroup (128 threads), bar.arrive two', from: 'named_barrier_sync<kTurnBarrier + 1, 256>()', to: 'named_barrier_sync<kTurnBarrier + 1, 128>()', caughtBy: 'barrier' },
