@@ -1,15 +1,44 @@
 /*! tidarc emulator: global memory shared between the CTAs of one launch. Blocks run one after
-    another, so an atomic is a plain read-modify-write here; what the emulator checks is the
-    ordering a GPU needs (the "last CTA merges" pattern): a CTA may read a global word another
-    CTA stored through st_global_* only if the writer __threadfence'd it before its CTA's
-    atomicAdd, and the reader's CTA made an atomicAdd after that one (seeing the count). Any
-    other such read is a "fence" finding: on a GPU it could see the word before it lands. */
+    another, so an atomic is a plain read-modify-write here and every load sees the latest store;
+    what the emulator checks instead is the ordering a GPU needs for the "last CTA merges"
+    handoff (split-K sums, split-KV merges), on the words the writers store with st_global_*.
+
+    What it models (PTX ISA, "Memory Consistency Model": release and acquire patterns, causality
+    order; __threadfence() is membar.gl, which is fence.sc.gpu from sm_70 on; atomicAdd is a
+    relaxed atom.gpu, a strong operation):
+    - Release: a writer's words are published by its CTA's next atomicAdd only if the writer
+      fenced them (__threadfence) before that atomic -- the pattern "fence; strong write".
+    - Acquire: a thread of the reading CTA must make an atomicAdd after the release (a later
+      sequence number, standing in for "observes the count": blocks run in order) and then a
+      __threadfence -- the pattern "strong read; fence". Thread::acquired records it.
+    - Ordered before the read: the fence is the reader's own (program order), or reaches it
+      through a barrier after the fence: __syncthreads, a completed phase of a named barrier the
+      reader waited at (bar.sync), or an mbarrier phase it waited for (the acquire travels in the
+      phase's clock, emu_hopper_sync.cpp). Loads through ld_global_cg_* and plain C++ loads (the
+      -fsanitize=kernel-address hook, emu_memory.cpp) are both checked; a read that fails is a
+      "fence" finding naming the word's buffer, the writer and what is missing.
+    - Plain loads: any plain (ld.global, L1-cacheable) load of such a word is a "stale-l1"
+      finding. This is STRICTER than the PTX model, which orders a weak load after the acquire
+      pattern as well (to the model .cg is only a cache hint on a weak load); it enforces the kernels' own contract (tidarc_device.cuh: the handoff reads
+      through L2 with ld.global.cg), because a plain load of a pointer nvcc deems read-only may
+      become ld.global.nc, which the memory model does not cover at all, and because the
+      templates' correctness argument is written for .cg.
+    What it does not catch: words stored by plain C++ stores (only st_global_* are tracked), a
+    reader whose atomic was on another counter than the writer's (any later atomic counts),
+    acquires through chains other than the ones above (an atomic by one thread and the fence by
+    another is not recognised as one, whatever barrier lies between them), scopes
+    (every fence counts as .gpu), and reordering inside one CTA (its barriers are checked by the
+    shared-memory race check, not here). */
+#include <algorithm>
+#include <cinttypes>
 #include <cstring>
 
 #include "emu_state.h"
 
 namespace tidarc_emu {
 namespace detail {
+
+uintptr_t g_cross_lo = 0, g_cross_len = 0;
 
 uint32_t block_linear() {
   const uint3 b = L->block_idx;
@@ -21,6 +50,13 @@ namespace {
 std::string block_name(uint32_t linear) {
   const uint32_t x = linear % L->grid.x, y = linear / L->grid.x % L->grid.y, z = linear / (L->grid.x * L->grid.y);
   return fmt("block (%u,%u,%u)", x, y, z);
+}
+
+/** `a` as "byte N of 'buffer'" (the harness's or driver's name for it). */
+std::string global_word(uintptr_t a) {
+  const Buffer* b = find_buffer(a, 1);
+  if (!b) return fmt("0x%" PRIxPTR, a);
+  return fmt("byte %zu of '%s' (0x%" PRIxPTR ")", static_cast<size_t>(a - b->begin), b->name.c_str(), a);
 }
 
 bool in_buffer(const void* p, size_t n, const char* what) {
@@ -37,6 +73,38 @@ bool in_buffer(const void* p, size_t n, const char* what) {
 }
 
 }  // namespace
+
+bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
+  const Thread& t = *L->current;
+  const uint32_t block = block_linear();
+  for (uintptr_t w = a & ~uintptr_t{3}; w < a + n; w += 4) {
+    const auto it = L->global_writes.find(w);
+    if (it == L->global_writes.end() || it->second.block == block) continue;  // an earlier launch's, or this CTA's (its barriers order it)
+    const GlobalWrite& g = it->second;
+    const std::string where = global_word(w), writer = fmt("%s %s", block_name(g.block).c_str(), thread_name(g.tid).c_str());
+    const char* load = plain ? "a plain load" : "ld.global.cg";
+    if (g.release == 0) {
+      report("fence", fmt("%s reads %s that %s stored without a __threadfence before its CTA's atomicAdd: this CTA may see it before it lands", load, where.c_str(), writer.c_str()));
+      return false;
+    }
+    if (L->block_atomic <= g.release) {
+      report("fence", fmt("%s reads %s that %s published, before an atomicAdd of this CTA saw that one", load, where.c_str(), writer.c_str()));
+      return false;
+    }
+    if (t.acquired <= g.release) {
+      report("fence", fmt("%s reads %s that %s published, with no __threadfence after this CTA's atomicAdd (the acquire) ordered before it: the read may be served before the ticket, or from a stale line",
+                          load, where.c_str(), writer.c_str()));
+      return false;
+    }
+    if (plain) {
+      report("stale-l1", fmt("a plain (L1-cacheable) load reads %s that %s of this launch stored: the split handoff reads other CTAs' words with ld_global_cg_* (ld.global.cg, from L2)",
+                             where.c_str(), writer.c_str()));
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace detail
 
 using namespace detail;
@@ -45,12 +113,15 @@ void st_global(void* p, const void* v, size_t n) {
   Thread& t = cur();
   if (!in_buffer(p, n, "st.global")) return;
   const uint32_t block = block_linear();
+  const auto a = reinterpret_cast<uintptr_t>(p);
   for (size_t i = 0; i < n; i += 4) {
-    const auto w = reinterpret_cast<uintptr_t>(p) + i;
+    const uintptr_t w = a + i;
     L->global_writes[w] = GlobalWrite{block, static_cast<int16_t>(t.tid), false, 0};
     t.unfenced.push_back(w);
     L->block_writes.push_back(w);
   }
+  const uintptr_t lo = g_cross_len == 0 ? a : std::min(g_cross_lo, a), hi = std::max(g_cross_lo + g_cross_len, a + n);
+  g_cross_lo = lo, g_cross_len = hi - lo;
   std::memcpy(p, v, n);
 }
 
@@ -60,21 +131,7 @@ void ld_global(void* dst, const void* p, size_t n) {
     std::memset(dst, 0xff, n);
     return;
   }
-  const uint32_t block = block_linear();
-  for (size_t i = 0; i < n; i += 4) {
-    const auto it = L->global_writes.find(reinterpret_cast<uintptr_t>(p) + i);
-    if (it == L->global_writes.end() || it->second.block == block) continue;  // an earlier launch's, or this CTA's (its barriers order it)
-    const GlobalWrite& g = it->second;
-    const std::string writer = fmt("%s %s", block_name(g.block).c_str(), thread_name(g.tid).c_str());
-    if (g.release == 0) {
-      report("fence", fmt("reads global %p that %s stored without a __threadfence before its CTA's atomicAdd: this CTA may see it before it lands", p, writer.c_str()));
-      return;
-    }
-    if (L->block_atomic <= g.release) {
-      report("fence", fmt("reads global %p that %s published, before an atomicAdd of this CTA saw that one", p, writer.c_str()));
-      return;
-    }
-  }
+  if (!check_cross_cta_read(reinterpret_cast<uintptr_t>(p), n, false)) return;
   std::memcpy(dst, p, n);
 }
 
@@ -86,14 +143,15 @@ void threadfence() {
     if (g.block == block && g.tid == t.tid) g.fenced = true;
   }
   t.unfenced.clear();
+  t.acquired = std::max(t.acquired, t.last_atomic);  // "atomic; fence": an acquire of what that atomic saw
 }
 
 int atomic_add_i32(int* p, int v) {
-  cur();
+  Thread& t = cur();
   if (!in_buffer(p, 4, "atomicAdd")) return 0;
   const int old = *p;
   *p = old + v;
-  L->block_atomic = ++L->atomic_seq;
+  L->block_atomic = t.last_atomic = ++L->atomic_seq;
   // The block's fenced words are published by this atomic; unfenced ones are not, even if
   // fenced later (a later atomic of the block would publish them).
   const uint32_t block = block_linear();

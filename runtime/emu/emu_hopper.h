@@ -136,6 +136,9 @@ uint32_t group_retired(int group);
 void join(std::vector<uint32_t>& a, const std::vector<uint32_t>& b);
 /** Where thread `tid`'s fence.proxy.async count lies in a ThreadState::released clock. */
 inline size_t fence_slot(int tid) { return g.groups.size() + static_cast<size_t>(tid); }
+/** Where the clock carries the global-memory acquire (detail::Thread::acquired, an atomic's
+ *  sequence number) from an mbarrier's arrivals to its waiters (emu_global.cpp). */
+inline size_t acquire_slot() { return g.groups.size() + static_cast<size_t>(g.nthreads); }
 
 // Hooks of the block scheduler (emu_runtime.cpp).
 void block_begin(int nthreads, size_t shared_bytes);

@@ -32,11 +32,21 @@ inline void check_descriptor_address(const void* p) { tidarc_emu::check_descript
 template <int Registers> inline void setmaxnreg_inc() {}
 template <int Registers> inline void setmaxnreg_dec() {}
 
-inline void named_barrier_sync(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), true, "bar.sync"); }
-inline void named_barrier_arrive(uint32_t id, uint32_t threads) { tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), false, "bar.arrive"); }
+// The caller's file and line (defaults evaluated at the call): bar.sync / bar.arrive are .aligned,
+// so every lane of a warp must arrive through the same one (emu_runtime.cpp named_barrier).
+inline void named_barrier_sync(uint32_t id, uint32_t threads, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), true, "bar.sync", file, line);
+}
+inline void named_barrier_arrive(uint32_t id, uint32_t threads, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  tidarc_emu::named_barrier(static_cast<int>(id), static_cast<int>(threads), false, "bar.arrive", file, line);
+}
 // The kernels' form (tidarc_hopper.cuh: the id and count are immediates on the device).
-template <uint32_t Id, uint32_t Threads> inline void named_barrier_sync() { named_barrier_sync(Id, Threads); }
-template <uint32_t Id, uint32_t Threads> inline void named_barrier_arrive() { named_barrier_arrive(Id, Threads); }
+template <uint32_t Id, uint32_t Threads> inline void named_barrier_sync(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  named_barrier_sync(Id, Threads, file, line);
+}
+template <uint32_t Id, uint32_t Threads> inline void named_barrier_arrive(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  named_barrier_arrive(Id, Threads, file, line);
+}
 
 inline void wgmma_fence() { tidarc_emu::wgmma_fence(); }
 inline void wgmma_commit() { tidarc_emu::wgmma_commit(); }

@@ -196,7 +196,13 @@ void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes) {
     return;
   }
   b->pending--;
-  join(b->arriving, g.threads[static_cast<size_t>(detail::cur().tid)].released);
+  detail::Thread& t = detail::cur();
+  std::vector<uint32_t>& known = g.threads[static_cast<size_t>(t.tid)].released;
+  if (t.acquired > 0) {  // mbarrier.arrive releases at CTA scope: the phase's waiters get this thread's acquire
+    if (known.size() <= acquire_slot()) known.resize(acquire_slot() + 1, 0);
+    known[acquire_slot()] = std::max(known[acquire_slot()], static_cast<uint32_t>(t.acquired));
+  }
+  join(b->arriving, known);
   g.events++;
   complete_phase_if_done(*b);
 }
@@ -217,6 +223,7 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
     o = std::max(o, seen);
     auto phase = b->released.find(seen - 1);
     if (phase != b->released.end()) join(ts.released, phase->second);
+    if (ts.released.size() > acquire_slot()) t.acquired = std::max<uint64_t>(t.acquired, ts.released[acquire_slot()]);
     ts.spins = 0;
     return true;
   }

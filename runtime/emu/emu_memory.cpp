@@ -236,8 +236,9 @@ void free_globals() {
 // touched. Lanes of one warp are not checked against each other: the emulator has no
 // __syncwarp, the templates exchange data within a warp only through shfl, ldmatrix and mma
 // (collectives that every lane reaches), and a warp's plain accesses run in program order
-// between them. Everything else (global memory, stacks, static __shared__ arrays) returns at
-// the first compare; the emulator's own sources are built without the flag.
+// between them. A load of global words the launch's st_global_* stored is checked for the
+// cross-CTA handoff (emu_global.cpp); everything else (other global memory, stacks, static
+// __shared__ arrays) returns after the compares; the emulator's own sources are built without the flag.
 namespace {
 using namespace tidarc_emu::detail;
 
@@ -279,11 +280,19 @@ __attribute__((no_sanitize_address, noinline)) void plain_shared_access(uintptr_
   }
 }
 
-/** Every call lands here: one compare sends all but dynamic shared memory back (kernels make
- *  millions of these calls; this keeps the check to a few percent of an emulated run). */
+/** A plain load of global words st_global_* stored in this launch (emu_global.cpp). */
+__attribute__((no_sanitize_address, noinline)) void plain_global_load(uintptr_t a, size_t n) {
+  if (!L || !L->current) return;  // host code of a harness, or the scheduler
+  check_cross_cta_read(a, n, true);
+}
+
+/** Every call lands here: one compare sends all but dynamic shared memory back, and one more
+ *  all but the span of words other CTAs may have stored in this launch (kernels make millions of
+ *  these calls; this keeps the check to a few percent of an emulated run). */
 __attribute__((no_sanitize_address, always_inline)) inline void plain_access(uintptr_t a, size_t n, bool write) {
   const uintptr_t off = a - g_plain_base;
   if (off < tidarc_emu::kMaxDynamicShared) plain_shared_access(off, n, write);
+  else if (a - g_cross_lo < g_cross_len && !write) plain_global_load(a, n);
 }
 }  // namespace
 

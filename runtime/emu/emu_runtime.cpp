@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -140,6 +141,13 @@ bool run_block() {
       return false;
     }
   }
+  for (int id = 1; id < kNamedBarriers; ++id) {
+    const NamedBarrier& b = L->named[id];
+    // On hardware the arrivals stay counted: a bar.arrive that no bar.sync consumed (the sides'
+    // arrive and sync counts differ), or lanes that arrived and never got through.
+    if (b.arrived > 0)
+      report("barrier", fmt("named barrier %d: the block ends with a phase half-arrived (%d of its %d threads arrived, begun by a %s): an arrival nothing consumed", id, b.arrived, b.count, b.site));
+  }
   hopper::block_end();
   for (Thread& t : L->threads) fiber_release(t.ctx);
   return true;
@@ -236,6 +244,11 @@ void syncthreads(const char* site) {
     L->barrier_arrived = 0;
     L->epoch++;
     hopper::block_sync();
+    // bar.sync orders every thread's earlier steps before every thread's later ones: an acquire
+    // (a fence after an atomic, emu_global.cpp) of one thread now covers them all.
+    uint64_t acquired = 0;
+    for (const Thread& other : L->threads) acquired = std::max(acquired, other.acquired);
+    for (Thread& other : L->threads) other.acquired = acquired;
     for (Thread& other : L->threads)
       if (other.state == State::WaitBarrier) other.state = State::Runnable;
   } else {
@@ -247,7 +260,7 @@ void syncthreads(const char* site) {
 // ones of bar.sync and the passing ones of bar.arrive); then the next phase begins. Unlike
 // __syncthreads it does not end a race-check epoch: only some threads take part, so a plain
 // shared-memory handoff ordered by a named barrier alone would read as a race (conservative).
-void named_barrier(int id, int count, bool wait, const char* site) {
+void named_barrier(int id, int count, bool wait, const char* site, const char* file, int line) {
   Thread& t = cur();
   const int nthreads = static_cast<int>(L->threads.size());
   if (id < 1 || id >= kNamedBarriers) {
@@ -269,6 +282,19 @@ void named_barrier(int id, int count, bool wait, const char* site) {
                           site, id, t.tid, t.warp, b.arrived, b.count));
   }
   b.in_phase[static_cast<size_t>(t.tid)] = true;
+  // bar.sync and bar.arrive are .aligned (barrier.sync.aligned): every thread of a warp executes
+  // the same barrier instruction, and the hardware counts the warp's arrival as one. Lanes of a
+  // warp arriving in one phase through different instructions diverged there.
+  if (b.warp_at.size() != L->warps.size()) b.warp_at.assign(L->warps.size(), BarrierCall{nullptr, nullptr, 0});
+  BarrierCall& at = b.warp_at[static_cast<size_t>(t.warp)];
+  if (!at.file) {
+    at = {site, file, line};
+  } else if (at.line >= 0 && (at.site != site || at.line != line || std::strcmp(at.file, file) != 0)) {
+    report("barrier", fmt("%s %d at %s:%d: lanes of warp %d also arrive in this phase through the %s at %s:%d; bar.sync/bar.arrive are .aligned (every lane of a warp executes the same barrier instruction), undefined on hardware when reached divergently",
+                          site, id, file, line, t.warp, at.site, at.file, at.line));
+    at.line = -1;
+  }
+  b.acquired = std::max(b.acquired, t.acquired);
   if (b.arrived == 0) {
     b.count = count, b.site = site;
   } else if (b.count != count) {
@@ -276,10 +302,24 @@ void named_barrier(int id, int count, bool wait, const char* site) {
   }
   hopper::g.events++;  // progress, for the mbarrier waits' deadlock check
   if (++b.arrived >= b.count) {
+    // A warp some of whose live lanes are not in the completed phase reached it divergently.
+    for (size_t w = 0; w < L->warps.size(); ++w) {
+      int in = 0, live = 0;
+      for (int l = 0; l < L->warps[w].size; ++l) {
+        const size_t i = w * 32 + static_cast<size_t>(l);
+        in += b.in_phase[i], live += L->threads[i].state != State::Done;
+      }
+      if (in > 0 && in < live && b.warp_at[w].line >= 0)
+        report("barrier", fmt("%s %d at %s:%d completes a phase with %d of warp %zu's %d running lanes arrived; bar.sync/bar.arrive are .aligned (the whole warp arrives at once), undefined on hardware when reached divergently",
+                              b.warp_at[w].site, id, b.warp_at[w].file, b.warp_at[w].line, in, w, live));
+    }
     b.arrived = 0;
     std::fill(b.in_phase.begin(), b.in_phase.end(), false);
+    std::fill(b.warp_at.begin(), b.warp_at.end(), BarrierCall{nullptr, nullptr, 0});
     for (Thread& other : L->threads)
-      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable;
+      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable, other.acquired = std::max(other.acquired, b.acquired);
+    if (wait) t.acquired = std::max(t.acquired, b.acquired);
+    b.acquired = 0;
     return;
   }
   if (wait) {
@@ -299,6 +339,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   L->kernel = kernel, L->grid = grid, L->block = block, L->smem = dynamic_shared, L->entry = entry, L->arg = arg;
   L->shadow.assign(dynamic_shared, Shadow{});
   g_plain_base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
+  g_cross_lo = 0, g_cross_len = 0;
   const size_t nthreads = block.x * block.y * block.z;
   L->stacks_len = nthreads * (kStackBytes + kPage);
   L->stacks = static_cast<unsigned char*>(mmap(nullptr, L->stacks_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -317,6 +358,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   }
   munmap(L->stacks, L->stacks_len);
   g_plain_base = kPlainNone;
+  g_cross_lo = 0, g_cross_len = 0;
   L = nullptr;
   return ok;
 }

@@ -12,7 +12,7 @@ namespace tidarc_emu {
 
 /** One problem the emulator saw: what, where (kernel, block, thread) and the address. */
 struct Finding {
-  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment, fence, counter
+  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment, fence, stale-l1, counter, ...
   std::string kernel;
   uint3 block;
   uint3 thread;

@@ -43,6 +43,8 @@ struct Thread {
   std::vector<PendingCopy> pending;
   int committed_groups;
   std::vector<uintptr_t> unfenced;  // global words it stored (st_global_*) since its last __threadfence
+  uint64_t last_atomic;             // sequence number of its latest atomicAdd in this launch (0: none)
+  uint64_t acquired;                // atomics whose acquire (a fence after them) is ordered before its next step: those <= this
   uint32_t proxy_fences;            // fence.proxy.async it executed in this block
 };
 
@@ -80,7 +82,9 @@ struct Shadow {
 
 // A global word a tracked store (st_global_*) wrote in this launch, for the fence check: another
 // CTA may read it only once the writer fenced it before its CTA's atomicAdd (release: that
-// atomic's sequence number; 0 = not published) and the reader's CTA made an atomic after that.
+// atomic's sequence number; 0 = not published), a thread of the reader's CTA made an atomic after
+// that one and fenced after its atomic (acquire), and that fence is ordered before the read
+// (emu_global.cpp says what this models of the PTX memory model and what it does not).
 struct GlobalWrite {
   uint32_t block;  // linear block index
   int16_t tid;
@@ -99,10 +103,21 @@ struct Buffer {
 // against the thread count its first arrival gave; in_phase marks the threads counted in it
 // (by thread id), so a second arrival of one thread in one phase is seen.
 constexpr int kNamedBarriers = 16;
+// warp_at: the instruction each warp's first arrival of the phase executed, for the .aligned
+// check (file null: none yet; line -1: already reported); acquired: the join of the arrivals'
+// Thread::acquired, which the phase's bar.sync waiters take (the barrier orders the acquire
+// before their later reads).
+struct BarrierCall {
+  const char* site;  // bar.sync or bar.arrive
+  const char* file;
+  int line;
+};
 struct NamedBarrier {
   int arrived = 0, count = 0;
   const char* site = "";
   std::vector<bool> in_phase;
+  std::vector<BarrierCall> warp_at;
+  uint64_t acquired = 0;
 };
 
 struct Launch {
@@ -162,5 +177,12 @@ extern uintptr_t g_plain_base;
 // emu_global.cpp
 /** Linear index of the running block (x fastest). */
 uint32_t block_linear();
+/** Checks a load of [a, a + n) by the running thread against the words other CTAs of the launch
+ *  stored (st_global_*): ordered after their release and this CTA's acquire, and (`plain`: an
+ *  ordinary C++ load, L1-cacheable) not a plain load at all. Returns false after a finding. */
+bool check_cross_cta_read(uintptr_t a, size_t n, bool plain);
+/** The span of words st_global_* wrote in the running launch ([g_cross_lo, + g_cross_len); 0
+ *  long between launches): the plain-load hook looks up only addresses inside it. */
+extern uintptr_t g_cross_lo, g_cross_len;
 
 }  // namespace tidarc_emu::detail

@@ -43,8 +43,9 @@ const dim3& current_grid_dim();
 
 /** Block-wide barrier; `site` names the call for findings. */
 void syncthreads(const char* site);
-/** bar.sync (wait) or bar.arrive (!wait) on named barrier `id` (1..15) of `count` threads. */
-void named_barrier(int id, int count, bool wait, const char* site);
+/** bar.sync (wait) or bar.arrive (!wait) on named barrier `id` (1..15) of `count` threads;
+ *  `file`:`line` is the kernel's call (what the .aligned check compares between lanes). */
+void named_barrier(int id, int count, bool wait, const char* site, const char* file = "", int line = 0);
 /** Warp shuffle (xor lanes); a collective over the 32 lanes of the calling warp. */
 float shfl_xor_f32(float v, int lane_mask, const char* site);
 /** __threadfence: orders the thread's earlier st_global_* stores before its later accesses (device scope). */

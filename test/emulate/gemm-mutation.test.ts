@@ -2,7 +2,8 @@
  * The GEMM checks can fail: each mutant is a copy of tidarc_gemm.cuh with one classic bug,
  * run on a split-K 3 kernel (N = 197, K = 1032, M = 20, bias on) under the emulator (twice in
  * a row on the same split-K counters where a mutant's harm shows only in the next launch), and
- * each must be caught by a mismatch against the float64 reference or by a finding of its kind.
+ * each must be caught by a mismatch against the float64 reference or by a finding of its kind
+ * (the handoff's reading-side mutants by a finding alone: their results are right on the emulator).
  * Tagged: g++.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,9 +21,11 @@ interface Mutant {
   readonly name: string;
   readonly from: string;
   readonly to: string;
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'fence';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'fence' | 'stale-l1';
   /** Launches in a row (default 1); the last one's output is checked. */
   readonly launches?: number;
+  /** What a finding of `caughtBy` must say (the handoff's: the buffer, the writer CTA and what is missing). */
+  readonly message?: RegExp;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -33,6 +36,11 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'split-K sum forgets the last part', from: 'for (int s = 0; s < C::kSplitK; ++s)', to: 'for (int s = 0; s < C::kSplitK - 1; ++s)', caughtBy: 'mismatch' },
   { name: 'activations copied into the stage being read', from: 'gemm_load_x<C>(a, x_row, stage_x(next_stage), kt0 + next);', to: 'gemm_load_x<C>(a, x_row, stage_x(stage), kt0 + next);', caughtBy: 'cp-async' },
   { name: 'a part takes its ticket without fencing its partials first', from: '  __threadfence();  // this thread\'s partials are visible device-wide before its CTA\'s ticket\n', to: '', caughtBy: 'fence' },
+  // The reading side of the handoff (emu_global.cpp): right results on the emulator, where every load sees the latest store.
+  { name: 'the last CTA reads the parts without fencing after its ticket (no acquire)', from: '      __threadfence();  // the count is seen before the other parts\' partials are read\n', to: '', caughtBy: 'fence',
+    message: /^ld\.global\.cg reads byte \d+ of 'workspace' .* that block \(\d+,\d+,[01]\) thread \(\d+,0,0\) published, with no __threadfence after this CTA's atomicAdd \(the acquire\)/ },
+  { name: 'the last CTA reads the parts with plain loads (L1-cacheable), not ld.global.cg', from: 'ld_global_cg_f32(a.workspace + s * part + static_cast<size_t>(r) * C::kN + n)', to: 'a.workspace[s * part + static_cast<size_t>(r) * C::kN + n]', caughtBy: 'stale-l1',
+    message: /^a plain \(L1-cacheable\) load reads byte \d+ of 'workspace' .* that block \(\d+,\d+,[01]\) thread \(\d+,0,0\) of this launch stored/ },
   { name: 'the last CTA leaves its counter at split-K (the next launch sums nothing)', from: '      *counter = 0;     // the next launch (a graph replay) starts from 0\n', to: '', caughtBy: 'mismatch', launches: 2 },
   { name: 'padding rows written past the end of out', from: '      if (r >= a.rows) continue;\n', to: '', caughtBy: 'out-of-bounds' },
 ];
@@ -69,5 +77,6 @@ describe.skipIf(!cxx.found)('mutants of the GEMM kernel are caught', () => {
     const { run, worst } = results.get(m.name)!;
     if (m.caughtBy === 'mismatch') expect(worst).toBeGreaterThan(1);
     else expect(Object.keys(run.counts)).toContain(m.caughtBy);
+    if (m.message) expect(run.findings.filter((f) => f.kind === m.caughtBy).map((f) => f.message)).toContainEqual(expect.stringMatching(m.message));
   });
 });

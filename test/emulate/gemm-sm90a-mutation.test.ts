@@ -1,17 +1,18 @@
 /**
  * The emulator's Hopper checks catch the classic bugs in the sm_90a GEMM itself: each mutant is
- * the generated unit (bf16 128 x 384: 6 k tiles through the 4-stage ring, M = 20) built against
- * a copy of tidarc_gemm_sm90a.cuh with one bug, and must be caught by a finding of its kind
- * and, where the bug corrupts data, by a mismatch against float64. Tagged: g++.
+ * the generated unit (bf16 128 x 384: 6 k tiles through the 4-stage ring, M = 20; split-K 3 for
+ * the split-K sum's mutants) built against a copy of tidarc_gemm_sm90a.cuh (or of the split-K
+ * sum's tidarc_gemm.cuh) with one bug, and must be caught by a finding of its kind and, where the
+ * bug corrupts data, by a mismatch against float64. Tagged: g++.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { GemmShape } from '../../src/codegen/gemm-plan.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { randomGemmProblem, referenceGemm, worstRatio } from '../helpers/gemm.js';
 import { type Sm90aRun, buildSm90aHarness, runSm90a, writeSm90aUnit } from './gemm-sm90a-emu.js';
 
@@ -19,8 +20,12 @@ interface Mutant {
   readonly name: string;
   readonly from: string;
   readonly to: string;
-  readonly finding: 'tma' | 'wgmma' | 'descriptor';
+  readonly finding: 'tma' | 'wgmma' | 'descriptor' | 'mbarrier' | 'fence';
   readonly mismatch: boolean;
+  /** Split-K of the unit (default 1): the split-K sum's mutants run at 3 (2 k tiles a part). */
+  readonly splitK?: 3;
+  /** The header mutated (default tidarc_gemm_sm90a.cuh). */
+  readonly file?: 'tidarc_gemm.cuh';
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -28,6 +33,16 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'a wrong swizzle in the token tile descriptor (64B for a 128B-swizzled copy)', from: 'smem_desc(stage + S::kWBytes, Swizzle::b128, 16, 1024)', to: 'smem_desc(stage + S::kWBytes, Swizzle::b64, 16, 1024)', finding: 'descriptor', mismatch: true },
   { name: 'no wgmma.wait_group before the accumulators are read', from: '  wgmma_wait<0>();  // nobody refills the last stage: no release\n', to: '', finding: 'wgmma', mismatch: true },
   { name: 'a consumer releases the stage its in-flight wgmmas still read', from: 'mbarrier_arrive(&empty[(kt - 1) % C::kStages]);', to: 'mbarrier_arrive(&empty[kt % C::kStages]);', finding: 'tma', mismatch: false },
+  // The consumers' split mbarrier (the split-K sum's sync). Counting one warpgroup, a phase
+  // completes without the other, whose threads then pass their first wait at once and put both
+  // their arrivals into one phase: the phases stop pairing up and a wait never completes. With no
+  // wait, thread 0 takes the ticket before the other threads stored and fenced their partials: the
+  // last CTA reads unpublished words.
+  { name: 'the split-K sum\'s mbarrier counts one consumer warpgroup (128 of 256)', from: 'mbarrier_init(split_sync, 128 * kSm90aConsumers)', to: 'mbarrier_init(split_sync, 128)', finding: 'mbarrier', mismatch: true, splitK: 3 },
+  // The shared split-K sum (tidarc_gemm.cuh) without its acquire: right results on the emulator;
+  // thread 0's fence would reach the other consumers through the split mbarrier's phase.
+  { name: 'the last CTA reads the parts without fencing after its ticket (no acquire)', file: 'tidarc_gemm.cuh', from: '      __threadfence();  // the count is seen before the other parts\' partials are read\n', to: '', finding: 'fence', mismatch: false, splitK: 3 },
+  { name: 'the split-K sum\'s sync arrives on its mbarrier and never waits', from: 'mbarrier_arrive(split_sync), mbarrier_wait(split_sync, phase), phase ^= 1;', to: 'mbarrier_arrive(split_sync), phase ^= 1;', finding: 'fence', mismatch: true, splitK: 3 },
 ];
 
 const cxx = await findCxx();
@@ -39,16 +54,17 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  const objects = await sharedEmulatorRuntime();
   const p = randomGemmProblem(SHAPE, M, 17);
-  const { ref, bound } = referenceGemm(SHAPE, p, M, 1);
+  const refs = new Map([1, 3].map((splitK) => [splitK, referenceGemm(SHAPE, p, M, splitK)]));
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
     mkdirSync(dir);
-    const unit = writeSm90aUnit(dir, SHAPE, [M], 1);
-    const header = join(unit.cudaDir, 'tidarc_gemm_sm90a.cuh');
+    const { ref, bound } = refs.get(m.splitK ?? 1)!;
+    const unit = writeSm90aUnit(dir, SHAPE, [M], m.splitK ?? 1);
+    const header = join(unit.cudaDir, m.file ?? 'tidarc_gemm_sm90a.cuh');
     const source = readFileSync(header, 'utf8');
-    if (!source.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in tidarc_gemm_sm90a.cuh`);
+    if (!source.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file ?? 'tidarc_gemm_sm90a.cuh'}`);
     writeFileSync(header, source.replace(m.from, m.to));
     const exe = join(dir, 'gemm');
     await buildSm90aHarness(cxx.tool.path, SHAPE, unit, objects, exe);

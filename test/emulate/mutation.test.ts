@@ -36,7 +36,7 @@ interface Mutant {
    * What must catch it: a finding of this kind, a mismatch, or 'order': outputs that differ
    * bitwise between the emulator's two block orders (another CTA of a row group finishes last).
    */
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'counter' | 'order';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'stale-l1' | 'counter' | 'order';
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -62,6 +62,9 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTiles ? S - 1 : 0>();', to: 'cp_async_wait<kQBesideTiles ? S : 0>();', splits: 1, caughtBy: 'cp-async' },
   { name: 'the merge forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
   { name: 'a split CTA counts itself in without fencing its partial', file: 'cuda/tidarc_attention.cuh', from: '  __shared__ int last;\n  __threadfence();\n', to: '  __shared__ int last;\n', splits: 3, caughtBy: 'fence' },
+  // The reading side of the handoff (emu_global.cpp): right results on the emulator, where every load sees the latest store.
+  { name: 'the merging CTA reads the partials without fencing after its ticket (no acquire)', file: 'cuda/tidarc_attention.cuh', from: '      __threadfence();  // the count is seen before the other CTAs\' partials are read\n', to: '', splits: 3, caughtBy: 'fence' },
+  { name: 'the merge reads the partial O with plain loads (L1-cacheable), not ld.global.cg', file: 'cuda/tidarc_attention.cuh', from: 'ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', to: '*reinterpret_cast<const float4*>(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', splits: 3, caughtBy: 'stale-l1' },
   { name: 'the merging CTA leaves its counter set (the next launch would never merge)', file: 'cuda/tidarc_attention.cuh', from: '      *counter = 0;\n', to: '', splits: 3, caughtBy: 'counter' },
   { name: 'the merge sums the splits in completion order, from the one after the merging CTA\'s', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s)', to: 'for (int i = 0, s = (static_cast<int>(blockIdx.z) + 1) % splits; i < splits; ++i, s = (s + 1) % splits)', all: true, splits: 3, caughtBy: 'order' },
 ];

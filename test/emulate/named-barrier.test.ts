@@ -4,8 +4,10 @@
  * strict turns (without the barriers warpgroup 0, whose turns are shorter, would run ahead), a
  * 9th warp takes no part; a missing bar.arrive is a deadlock reported as a "barrier" finding (the
  * launch stops; it does not hang), and so are arrivals of one phase with different counts, id 0
- * (__syncthreads'), a count that is not a multiple of 32 and a thread arriving twice in one phase
- * (a bar.arrive, then another on that barrier before the phase completed). Tagged: g++.
+ * (__syncthreads'), a count that is not a multiple of 32, a thread arriving twice in one phase
+ * (a bar.arrive, then another on that barrier before the phase completed), a block that ends with
+ * a phase half-arrived, and .aligned barriers reached divergently (lanes of one warp through
+ * different instructions, or a phase completing with part of a warp). Tagged: g++.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -62,6 +64,11 @@ describe.skipIf(!cxx.found)('named barriers on the emulator', () => {
     ['count-odd', /bar\.sync 1, 200: the thread count must be a multiple of 32 in 32\.\.288/],
     // No deadlock: the extra arrivals complete the phases; the PTX ISA calls it unpredictable.
     ['arrive-twice', /bar\.arrive [12]: thread \d+ \(warp \d+\) arrives again in the phase it already arrived in/],
+    // An arrival that no bar.sync consumes: warpgroup 1 hands over after its last turn too.
+    ['exit-half-arrived', /^barrier: named barrier 1: the block ends with a phase half-arrived \(128 of its 256 threads arrived, begun by a bar\.arrive\)/m],
+    // bar.sync/bar.arrive are .aligned: the lanes of a warp arrive through one instruction, as one.
+    ['diverge-sync', /^barrier: bar\.sync [12] at .*named_barrier_main\.cpp:\d+: lanes of warp \d+ also arrive in this phase through the bar\.sync at .*named_barrier_main\.cpp:\d+; bar\.sync\/bar\.arrive are \.aligned/m],
+    ['diverge-lanes', /^barrier: bar\.arrive 2 at .*named_barrier_main\.cpp:\d+ completes a phase with 16 of warp 3's 32 running lanes arrived/m],
   ] as const)('%s: a barrier finding', async ([mode, message]) => {
     const r = await run(mode);
     expect(r.counts['barrier'], r.messages.join('\n')).toBeGreaterThan(0);
