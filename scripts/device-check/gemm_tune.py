@@ -7,19 +7,28 @@ heuristic's among them) is first checked, then timed:
     sum: batch invariance); a candidate that fails either is rejected, with why, and never timed;
   - timed: the protocol of tune.py's timers (CUDA events on a GPU, the wall clock in the dry run),
     weights rotated past the L2 on a GPU.
-Then one split-K for the shape, from the best tile's times summed over every M all split counts
-reached (chooseGemmSplitK of gemm-space.ts: never a count per M), ties to fewer parts; per M the
-fastest tile under it. The winners go into tune-cuda.json's `gemms` (src/tune/db.ts), which
-`tidarc compile --tuned` reads. No shape starts after the budget; the shapes not reached are listed."""
+On a 9.0 device (sm90a=True; the dry run's emulated driver is one) the shape's sm_90a GEMM (TMA +
+wgmma, the bundle's tune[].sm90a: the planner's token tile per M at each split-K count) races the
+mma.sync candidates: checked the same way (float64 bound, bitwise equal across M within its split-K;
+never compared in bits with mma.sync, which rounds apart), timed after the mma.sync candidates of each
+split-K. Then one kernel family and one split-K for the shape, from the best times summed over every
+M (chooseGemmKernel of gemm-space.ts: a pair that missed an M is not weighed against complete ones,
+ties to mma.sync then fewer parts; never a family or a count per M), and per M the fastest tile under
+it. The winners go into tune-cuda.json's `gemms` (src/tune/db.ts), which `tidarc compile --tuned`
+reads. No shape starts after the budget; the shapes not reached are listed."""
+import concurrent.futures
 import json
 import math
+import os
+import subprocess
 import time
 
 import numpy as np
 
-from gemm import _bound, launch_gemm
+from gemm import _bound, launch_gemm, split_counters
 from kernels import from_bits, to_bits
-from tune import DB_FILE, cuda_meta
+from tidarc_abi import GEMM
+from tune import DB_FILE, cuda_meta, nvcc_path
 
 
 def choose_split(us):
@@ -35,6 +44,47 @@ def choose_split(us):
         if total(s) < total(best):
             best = s
     return best
+
+
+def choose_kernel(us):
+    """chooseGemmKernel of src/tune/gemm-space.ts: us[family][split][m] = best time. Of the (family,
+    split) pairs that reached every M any pair reached (else all, over the M every pair reached), the
+    least total wins; ties to 'sm_90' then fewer parts. (family, split) or None; a test holds the two together."""
+    pairs = [(f, s, us[f][s]) for f in ('sm_90', 'sm_90a') if f in us for s in sorted(us[f])]
+    every = {m for _, _, at in pairs for m in at}
+    complete = [p for p in pairs if all(m in p[2] for m in every)]
+    pool = complete or pairs
+    rows = [m for m in every if all(m in p[2] for p in pool)]
+    if not pool or not rows:
+        return None
+    best = pool[0]
+    for p in pool[1:]:
+        if sum(p[2][m] for m in rows) < sum(best[2][m] for m in rows):
+            best = p
+    return best[0], best[1]
+
+
+def sm90a_search(t, on):
+    """The shape's sm_90a candidates when the race is on and the bundle has them (not lm_head's refusal), else None."""
+    s = t.get('sm90a') if on else None
+    return s if s and s.get('candidates') else None
+
+
+def build_sm90a_sources(bundle, gem, log):
+    """The sm_90a sources of the search (always sm_90a) whose fatbin is missing, in parallel: on the GPU machine, or prebuilt."""
+    jobs = [(x, src) for t in gem.get('tune', []) if sm90a_search(t, True) for x in [t['sm90a']] for src in x['sources'] if not (bundle / src['fatbin']).exists()]
+
+    def build(job):
+        x, src = job
+        out = bundle / src['fatbin']
+        r = subprocess.run([nvcc_path(), *x['nvccFlags'], f"-I{bundle / 'gemm' / 'cuda'}", '-o', str(out), str(bundle / src['cu'])], capture_output=True, text=True, cwd=out.parent)
+        if r.returncode != 0:
+            raise RuntimeError(f"nvcc failed on {src['cu']}:\n{r.stderr[-2000:]}")
+        return src['fatbin']
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 4) as pool:
+        for f in pool.map(build, jobs):
+            log(f'nvcc: {f} (sm_90a)')
+    return len(jobs)
 
 
 class NumpyShape:
@@ -118,68 +168,143 @@ def _launch(drv, bundle, t, source, cand, sh, i, bias):
     launch_gemm(drv, bundle, unit, kernel, [sh.ptr['x'], sh.weights(i), sh.ptr['bias'] if bias else 0, 0, sh.ptr['out'], sh.ptr['ws'] if cand['splitK'] > 1 else 0], cand['m'])
 
 
+class Sm90aMaps:
+    """The tensor maps an sm_90a launch reads (gemm_sm90a.tensor_map, as tensor-map.ts sm90aGemmMaps): W's per weight set,
+    x's per (rows, token tile), encoded once so that a timed launch does no host work beyond the launch."""
+
+    def __init__(self, drv, t, sh):
+        self.drv, self.t, self.sh, self.w, self.x = drv, t, sh, {}, {}
+
+    def of(self, i, rows, tile):
+        from gemm_sm90a import tensor_map
+        t, sh = self.t, self.sh
+        wi = i % sh.sets
+        if wi not in self.w:
+            self.w[wi] = tensor_map(self.drv, t['dtype'], sh.weights(wi), t['k'], t['n'], 128)
+        if (rows, tile) not in self.x:
+            self.x[(rows, tile)] = tensor_map(self.drv, t['dtype'], sh.ptr['x'], t['k'], rows, tile)
+        return self.w[wi], self.x[(rows, tile)]
+
+
+def _launch_sm90a(drv, bundle, t, source, cand, sh, maps, i, bias):
+    """One sm_90a kernel over cand['m'] rows: grid (ceil(rows / tile), ceil(N / 128), splitK) x 288 threads, split-K summed inside it."""
+    from gemm_sm90a import sm90a_args
+    rows, n, split, tile = cand['m'], t['n'], cand['splitK'], cand['tileT']
+    wmap, xmap = maps.of(i, rows, tile)
+    grid = (-(-rows // tile), -(-n // 128), split)
+    g = GEMM.pack(x=sh.ptr['x'], w=sh.weights(i), bias=sh.ptr['bias'] if bias else 0, row_ids=0, out=sh.ptr['out'], out2=0, out3=0,
+                  workspace=sh.ptr['ws'] if split > 1 else 0, tile_stats=0, tile_argmax=0, row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0,
+                  seg1=n, seg2=n, epilogue=0, split_counters=split_counters(drv, grid[0] * grid[1]) if split > 1 else 0)
+    drv.launch(drv.function(bundle / source['fatbin'], cand['symbol'], cand['sharedBytes']), grid, (cand['threads'], 1, 1), cand['sharedBytes'], sm90a_args(wmap, xmap, g))
+
+
 def tile_name(tile):
     """gemmTileName of src/codegen/gemm-plan.ts."""
-    return f"b{tile['blockM']}w{tile['warpsM']}s{tile['stages']}"
+    narrow = f"n{tile['blockN']}" if tile.get('blockN', 128) != 128 else ''
+    return f"b{tile['blockM']}w{tile['warpsM']}s{tile['stages']}{narrow}"
 
 
-def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack):
+def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm90a=None):
+    """Every candidate checked then timed: timed[(family, split, m, tile)] = (cand, timing); sm90a: the shape's race (sm90a_search)."""
     rows_max = max(c['m'] for c in t['candidates'])
     sh = make_shape(t, rows_max)
     sources = {s['splitK']: s for s in t['sources']}
+    sm90a_sources = {s['splitK']: s for s in sm90a['sources']} if sm90a else {}
     timed, rejected, skipped = {}, [], []
     try:
         bound_all = _bound({'k': t['k'], 'splitK': max(sources)}, sh.mag, sh.bias_host, slack)
+        maps = Sm90aMaps(drv, t, sh) if sm90a else None
+        # Per family, its launch and name: mma.sync's tiles (the heuristic's first), the sm_90a token tile of each M.
+        families = [('sm_90', sources, [c for c in t['candidates']], lambda c: tile_name(c['tile']),
+                     lambda src, c, i, bias: _launch(drv, bundle, t, src, c, sh, i, bias))]
+        if sm90a:
+            families.append(('sm_90a', sm90a_sources, sm90a['candidates'], lambda c: f"sm_90a t{c['tileT']}",
+                             lambda src, c, i, bias: _launch_sm90a(drv, bundle, t, src, c, sh, maps, i, bias)))
         for split in sorted(sources):
-            anchor = None  # (rows, out): the first accepted candidate's output, the largest M first
-            for cand in sorted((c for c in t['candidates'] if c['splitK'] == split), key=lambda c: (-c['m'], not c['heuristic'])):
-                name = f"s{split} M={cand['m']} {tile_name(cand['tile'])}"
-                if time.time() - started > budget_s:
-                    skipped.append(name)
+            for family, srcs, cands, label, launch in families:
+                if split not in srcs:
                     continue
-                rows = cand['m']
-                sh.poison(rows)
-                _launch(drv, bundle, t, sources[split], cand, sh, 0, True)
-                out = sh.output(rows)
-                worst = float(np.max(np.abs(out - sh.ref[:rows]) / bound_all[:rows])) if np.isfinite(out).all() else None
-                if worst is None or worst > 1.0:
-                    rejected.append(f"{name}: {'unwritten or non-finite output' if worst is None else f'{worst:.2f}x the float64 bound'}")
-                    continue
-                if anchor is not None:
-                    shared = min(rows, anchor[0])
-                    if not np.array_equal(out[:shared].view(np.uint32), anchor[1][:shared].view(np.uint32)):
-                        rejected.append(f'{name}: rows differ in bits from another tile of split-K {split} (the order of a sum changed)')
+                anchor = None  # (rows, out): the family's first accepted candidate of this split, the largest M first
+                for cand in sorted((c for c in cands if c['splitK'] == split), key=lambda c: (-c['m'], not c.get('heuristic', False))):
+                    name = f"s{split} M={cand['m']} {label(cand)}"
+                    if time.time() - started > budget_s:
+                        skipped.append(name)
                         continue
-                else:
-                    anchor = (rows, out)
-                timing = measure(lambda i, c=cand: _launch(drv, bundle, t, sources[split], c, sh, i, False), sh.sets)
-                timed[(split, cand['m'], tile_name(cand['tile']))] = (cand, timing)
+                    rows = cand['m']
+                    sh.poison(rows)
+                    try:
+                        launch(srcs[split], cand, 0, True)
+                        out = sh.output(rows)
+                    except RuntimeError as e:  # a launch that fails is a wrong candidate
+                        rejected.append(f'{name}: {str(e).splitlines()[0][:200]}')
+                        continue
+                    worst = float(np.max(np.abs(out - sh.ref[:rows]) / bound_all[:rows])) if np.isfinite(out).all() else None
+                    if worst is None or worst > 1.0:
+                        rejected.append(f"{name}: {'unwritten or non-finite output' if worst is None else f'{worst:.2f}x the float64 bound'}")
+                        continue
+                    if anchor is not None:
+                        shared = min(rows, anchor[0])
+                        if not np.array_equal(out[:shared].view(np.uint32), anchor[1][:shared].view(np.uint32)):
+                            rejected.append(f'{name}: rows differ in bits from another {"token tile" if family == "sm_90a" else "tile"} of split-K {split} (the order of a sum changed)')
+                            continue
+                    else:
+                        anchor = (rows, out)
+                    timing = measure(lambda i, c=cand, src=srcs[split], go=launch: go(src, c, i, False), sh.sets)
+                    timed[(family, split, cand['m'], label(cand))] = (cand, timing)
     finally:
         sh.close()
     return timed, rejected, skipped
 
 
-def gemm_entry(t, arch, timed, rejected, meta, date):
-    """The db.ts GemmTuneEntry of one shape, or None when no split-K reached every row count."""
-    best = {}  # split -> m -> (us, cand, timing)
+def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
+    """The db.ts GemmTuneEntry of one shape, or None when no (family, split-K) reached every row count. raced: the search
+    ran on a 9.0 device with the sm_90a race on: the entry records the family (kernel) and the sm_90a timings."""
+    best = {}  # family -> split -> m -> (us, cand, timing)
     heur = {}  # m -> (cand, timing) at the heuristic split
-    for (split, m, _), (cand, timing) in timed.items():
-        cur = best.setdefault(split, {}).get(m)
+    for (family, split, m, _), (cand, timing) in timed.items():
+        cur = best.setdefault(family, {}).setdefault(split, {}).get(m)
         if cur is None or timing['medianUs'] < cur[0]:
-            best[split][m] = (timing['medianUs'], cand, timing)
-        if cand['heuristic'] and split == t['heuristicSplitK']:
+            best[family][split][m] = (timing['medianUs'], cand, timing)
+        if family == 'sm_90' and cand['heuristic'] and split == t['heuristicSplitK']:
             heur[m] = (cand, timing)
-    split = choose_split({s: {m: v[0] for m, v in ms.items()} for s, ms in best.items()})
-    if split is None:
+    us = {f: {s: {m: v[0] for m, v in ms.items()} for s, ms in splits.items()} for f, splits in best.items()}
+    pick = choose_kernel(us if raced else {'sm_90': us.get('sm_90', {})})
+    if pick is None:
         return None
+    kernel, split = pick
+    mma = best.get('sm_90', {})
     rows = {}
-    for m, (_, cand, timing) in sorted(best[split].items()):
-        h = heur.get(m) or next(((c, tm) for (s, mm, _), (c, tm) in timed.items() if s == split and mm == m and c['heuristic']), (cand, timing))
+    for m, (_, cand, timing) in sorted(mma.get(split, {}).items()):
+        h = heur.get(m) or next(((c, tm) for (f, s, mm, _), (c, tm) in timed.items() if f == 'sm_90' and s == split and mm == m and c['heuristic']), (cand, timing))
         rows[str(m)] = {'best': cand['tile'], 'bestTiming': _t(timing), 'heuristic': h[0]['tile'], 'heuristicTiming': _t(h[1])}
-    all_rows = sorted({m for ms in best.values() for m in ms})
-    totals = {str(s): sum(ms[m][0] for m in all_rows if m in ms) for s, ms in sorted(best.items())}
-    return {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, 'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
-            'splitTotalsUs': totals, 'rows': rows, 'timed': len(timed), 'rejected': rejected, 'meta': meta, 'date': date}
+    entry = {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, 'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
+             'splitTotalsUs': _totals(mma), 'rows': rows, 'timed': len(timed), 'rejected': rejected, 'meta': meta, 'date': date}
+    if raced:
+        entry['kernel'] = kernel
+        wg = best.get('sm_90a', {})
+        own = split if kernel == 'sm_90a' else (choose_kernel({'sm_90a': us['sm_90a']}) or (None, None))[1] if wg else None
+        if own is not None:
+            entry['sm90a'] = {'splitTotalsUs': _totals(wg), 'splitK': own,
+                              'rows': {str(m): {'tileT': cand['tileT'], 'timing': _t(timing)} for m, (_, cand, timing) in sorted(wg[own].items())}}
+    return entry
+
+
+def _totals(by_split):
+    """Per split-K, the best times summed over the row counts it reached (what the report prints; the choice weighs common rows)."""
+    every = sorted({m for ms in by_split.values() for m in ms})
+    return {str(s): sum(ms[m][0] for m in every if m in ms) for s, ms in sorted(by_split.items())}
+
+
+def family_line(e, sm90a):
+    """Both families of a raced shape, each at its fastest split-K summed over M, and the winner (report.ts familyLines' words)."""
+    def fastest(totals):
+        if not totals:
+            return 'not timed'
+        s, us = min(totals.items(), key=lambda kv: kv[1])
+        return f'{us:.1f} us at split-K {s}'
+    wg = e.get('sm90a')
+    other = fastest(wg['splitTotalsUs']) if wg else ('not raced (the shape has no sm_90a kernel)' if not (sm90a and sm90a.get('candidates')) else 'not timed')
+    return f"mma.sync {fastest(e['splitTotalsUs'])}, sm_90a {other} (summed over M); winner: {'sm_90a' if e['kernel'] == 'sm_90a' else 'mma.sync'} at split-K {e['splitK']}"
 
 
 def _t(timing):
@@ -196,8 +321,9 @@ def write_gemm_db(path, entries):
     path.write_text(json.dumps(db, indent=1, allow_nan=False) + '\n')
 
 
-def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log, slack=1.0):
-    """The search over gemm.json's tune section; writes tune-cuda.json's gemms; returns the device-check.json section."""
+def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log, slack=1.0, sm90a=False):
+    """The search over gemm.json's tune section; writes tune-cuda.json's gemms; returns the device-check.json section.
+    sm90a: the device runs sm_90a code (compute capability 9.0): the sm_90a GEMM races the mma.sync one."""
     meta = cuda_meta(gem['tidarc'], machine)
     date = time.strftime('%Y-%m-%d')
     started, shapes, entries, not_reached = time.time(), [], [], []
@@ -206,18 +332,22 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
             not_reached.append(t['unit'])
             continue
         t0 = time.time()
-        timed, rejected, skipped = tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack)
-        e = gemm_entry(t, gem['arch'], timed, rejected, meta, date)
+        race = sm90a_search(t, sm90a)
+        timed, rejected, skipped = tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, race)
+        # Raced: a 9.0 device and a bundle that asked (an lm_head shape's refusal too: its family is mma.sync).
+        e = gemm_entry(t, gem['arch'], timed, rejected, meta, date, raced=sm90a and 'sm90a' in t)
         rec = {'unit': t['unit'], 'role': t['role'], 'candidates': len(t['candidates']), 'timed': len(timed), 'rejected': rejected, 'skipped': skipped,
                'seconds': time.time() - t0}
         if e:
             entries.append(e)
-            rec.update({'splitK': e['splitK'], 'heuristicSplitK': e['heuristicSplitK'],
+            rec.update({'splitK': e['splitK'], 'heuristicSplitK': e['heuristicSplitK'], **({'kernel': e['kernel']} if 'kernel' in e else {}),
                         'rows': {m: {'best': tile_name(r['best']), 'bestUs': r['bestTiming']['medianUs'], 'heuristic': tile_name(r['heuristic']),
                                      'heuristicUs': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}})
             log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic {e['heuristicSplitK']}); "
                 + ', '.join(f"M={m} {v['best']} {v['bestUs']:.1f} us (heuristic {v['heuristic']} {v['heuristicUs']:.1f})" for m, v in rec['rows'].items())
                 + f"; {len(timed)} timed, {len(rejected)} rejected")
+            if 'kernel' in e:
+                log(f"gemm tune {t['role']} {t['n']}x{t['k']}: {family_line(e, t.get('sm90a'))}")
         else:
             log(f"gemm tune {t['role']}: no split-K reached every row count ({len(timed)} timed, {len(rejected)} rejected, {len(skipped)} past the budget)")
         shapes.append(rec)

@@ -198,7 +198,7 @@ def part_e2e(ctx):
 
 def part_tune(ctx):
     """Issues 6 and 14: the GEMM search (half the part) then the attention search; winners into --out/tune-cuda.json."""
-    from gemm_tune import NumpyShape, TorchShape, gemm_tune
+    from gemm_tune import NumpyShape, TorchShape, build_sm90a_sources, gemm_tune
     from attention import build_fatbins
     drv = ctx.driver()
     out, started = {}, time.time()
@@ -207,13 +207,17 @@ def part_tune(ctx):
         half = max(0.0, ctx.left() / 2)
         if ctx.dry:
             make = lambda t, rows, seed=5: NumpyShape(drv, t, rows, seed)  # noqa: E731
-            out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, wall_timer(drv), ctx.machine(drv), half, log)}
+            # The emulated driver is a 9.0 device: the sm_90a GEMM races the mma.sync one, as on an H200.
+            out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, wall_timer(drv), ctx.machine(drv), half, log, sm90a=True)}
         else:
             if not prebuilt(ctx.bundle, ctx.arch(torch)):
                 build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch), search=True)
+            race = ctx.arch(torch) == '90'  # sm_90a code runs on compute capability 9.0 only
+            if race:
+                build_sm90a_sources(ctx.bundle, ctx.gem, log)  # always sm_90a: prebuilt or not, only the missing ones
             make = lambda t, rows, seed=5: TorchShape(torch, t, rows, seed)  # noqa: E731
             out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, event_timer(torch), ctx.machine(drv), max(0.0, half - (time.time() - started)),
-                                             log, slack=2.0)}
+                                             log, slack=2.0, sm90a=race)}
         ctx.save(out)
     if ctx.grid and 'tune' in ctx.grid:
         if ctx.dry:

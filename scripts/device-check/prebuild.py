@@ -35,6 +35,8 @@ def prebuild(bundle, arch):
         gem = json.loads((bundle / 'gemm.json').read_text())
         registers = build_gemm_fatbins(bundle, gem, arch)
         build_gemm_fatbins(bundle, gem, arch, search=True)
+        from gemm_tune import build_sm90a_sources
+        build_sm90a_sources(bundle, gem, log)  # the search's sm_90a GEMMs (always sm_90a)
     if (bundle / 'grid.json').exists():
         grid = json.loads((bundle / 'grid.json').read_text())
         build_fatbins(bundle, grid, arch)

@@ -18,6 +18,7 @@ import {
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
 import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
 import { readTemplateFile } from '../codegen/templates.js';
+import { type BundleSm90aSearch, prepareSm90aSearch } from './sm90a-gemm-search.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
 import type { ModelSpec } from '../ir/model.js';
 import { OPS, opKernelName } from '../runtime/cuda/op-abi.js';
@@ -40,6 +41,8 @@ export interface GemmTuneGrid {
   readonly splits?: readonly number[];
   /** Step row counts to search; default the grid's. */
   readonly rows?: readonly number[];
+  /** Race the sm_90a GEMM (TMA + wgmma) against the mma.sync candidates, as a 9.0 device runs it (sm90a-gemm-search.ts). */
+  readonly sm90a?: boolean;
 }
 
 export interface GemmGrid {
@@ -59,7 +62,7 @@ export const FULL_GEMM: GemmGrid = {
   shapes: ROLES.map((role) => ({ role, shape: gemmShapeOf(QWEN3_8B, role) })), rows: [1, 20, 72, 272],
   // Every row count a Qwen3-8B compile plans (the prefill chunk too): 4 split counts x 5 row counts x at most 4 tiles,
   // about 80 kernels a shape for nvcc, each timed in well under a second.
-  tune: { roles: ROLES, maxTiles: 4, rows: stepRows(QWEN3_8B.draftLengths) },
+  tune: { roles: ROLES, maxTiles: 4, rows: stepRows(QWEN3_8B.draftLengths), sm90a: true },
 };
 
 /** Small enough for the emulator: an odd N with split-K 3 (the in-launch split sum) and one without. */
@@ -131,6 +134,8 @@ export interface BundleGemmTune {
   readonly candidates: readonly BundleGemmCandidate[];
   /** What static pruning removed, with why (gemm-space.ts). */
   readonly pruned: number;
+  /** The sm_90a GEMM's candidates at the same split-K counts (grid `sm90a`), or why the shape has none. */
+  readonly sm90a?: BundleSm90aSearch | { readonly refused: string };
 }
 
 export interface BundleGemm {
@@ -221,7 +226,8 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
         symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
       })));
     }
-    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, sources, candidates, pruned });
+    const sm90a = t.sm90a ? await prepareSm90aSearch(outDir, shape, role, t.rows ?? grid.rows, reductions.map((r) => r.splitK), target, emulated) : undefined;
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
   }
   return out;
 }
