@@ -3,7 +3,7 @@
  * kernel header with one classic Hopper bug, and each must be caught by the finding named (or a
  * mismatch against the float64 reference). The unit: the prefill chunk, fp16, head dim 64,
  * G = 4 (256 rows: 2 tiles of 2 consumer warpgroups), prefixes 130 and 17 (TMA tiles, then
- * zero-filled plain-load tails, then the in-step tiles), 1 split.
+ * zero-filled plain-load tails, then the in-step tiles), 1 split (3 for the split merge's mutant).
  */
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,9 @@ interface Mutant {
   readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds' | 'barrier';
   /** A finding that must name the bug as well (where a mismatch alone would not say what it is). */
   readonly naming?: { readonly kind: string; readonly saying: RegExp };
+  /** The header mutated (default the kernel's; the split merge is tidarc_attention.cuh's), and the splits run (default 1). */
+  readonly file?: 'cuda/tidarc_attention.cuh';
+  readonly splits?: 3;
 }
 
 const HEADER = 'cuda/tidarc_attention_sm90a.cuh';
@@ -54,6 +57,14 @@ const MUTANTS: readonly Mutant[] = [
   // warpgroup 1's arrivals of two tiles fill a phase, so the ping-pong silently stops ordering.
   { name: 'warpgroup 0 never waits for its turn (bar.arrive twice in one phase)', from: '      else if (i > 0) named_barrier_sync<kTurnBarrier, 256>();\n', to: '', caughtBy: 'barrier',
     naming: { kind: 'barrier', saying: /^bar\.arrive [12]: thread \d+ \(warp \d+\) arrives again in the phase it already arrived in/ } },
+  // Right results and no finding before the emulator looked at a block's named barriers at its end.
+  { name: 'warpgroup 1 hands the turn over after its last tile too (a phase left half-arrived at exit)', from: '      else if (i + 1 < num_tiles) named_barrier_arrive<kTurnBarrier, 256>();', to: '      else named_barrier_arrive<kTurnBarrier, 256>();', caughtBy: 'barrier',
+    naming: { kind: 'barrier', saying: /^named barrier 1: the block ends with a phase half-arrived \(128 of its 256 threads arrived, begun by a bar\.arrive\)/ } },
+  // The split merge (shared with the mma.sync kernel) without its acquire, on the sm_90a kernel's
+  // CTAs: right results and no finding before the emulator checked the handoff's reading side
+  // (runtime/emu/emu_global.cpp).
+  { name: 'the merging CTA reads the partials without fencing after its ticket (no acquire)', file: 'cuda/tidarc_attention.cuh', from: '      __threadfence();  // the count is seen before the other CTAs\' partials are read\n', to: '', caughtBy: 'fence', splits: 3,
+    naming: { kind: 'fence', saying: /with no __threadfence after this CTA's atomicAdd \(the acquire\)/ } },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];
 
@@ -72,13 +83,13 @@ beforeAll(async () => {
     const dir = join(root, `mutant${i}`);
     mkdirSync(dir);
     cpSync(join(base, 'cuda'), join(dir, 'cuda'), { recursive: true });
-    const path = join(dir, HEADER);
+    const path = join(dir, m.file ?? HEADER);
     const text = readFileSync(path, 'utf8');
-    if (text.split(m.from).length !== 2) throw new Error(`mutant "${m.name}": pattern not found exactly once in ${HEADER}`);
+    if (text.split(m.from).length !== 2) throw new Error(`mutant "${m.name}": pattern not found exactly once in ${m.file ?? HEADER}`);
     writeFileSync(path, text.replace(m.from, m.to));
     const unit = { plan, source: join(dir, plan.source), cudaDir: join(dir, 'cuda') };
     await buildSm90aAttentionHarness(cxx.tool.path, unit, objects, join(dir, 'emu'));
-    reports.set(m.name, await emulateVariant(join(dir, 'emu'), sm90aRunVariant(plan), { batch: 2, prefixLen: [130, 17], splits: 1, seed: 7 }, dir));
+    reports.set(m.name, await emulateVariant(join(dir, 'emu'), sm90aRunVariant(plan), { batch: 2, prefixLen: [130, 17], splits: m.splits ?? 1, seed: 7 }, dir));
   });
 }, 600_000);
 
