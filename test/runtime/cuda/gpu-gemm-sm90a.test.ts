@@ -7,7 +7,9 @@
  * with bias and residual add at M = 1, 20, 72: against float64, every row bitwise the same at
  * each M; the M = 72 launch captured into a CUDA graph and replayed twice gives the direct
  * launch's bits each time (the split-K counters reset themselves); a row gather is refused in
- * one line. In a child process: the addon picks its driver once.
+ * one line; and the runner's GEMMs (gemmsFor) from a manifest whose tuning record keeps the
+ * shape on mma.sync (tuned.kernel 'sm_90') launch the mma.sync kernel on this 9.0 device, the
+ * untuned manifest the sm_90a one. In a child process: the addon picks its driver once.
  * Tagged: a C++ compiler.
  */
 import { execFile } from 'node:child_process';
@@ -18,7 +20,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../../src/build/toolchain.js';
-import { gemmTarget, planReduction } from '../../../src/codegen/gemm-plan.js';
+import { gemmTarget, gemmUnitName, planGemm, planReduction } from '../../../src/codegen/gemm-plan.js';
+import { describeGemms } from '../../../src/codegen/gemm-manifest.js';
+import { gemmSource, renderGemmUnit } from '../../../src/codegen/gemm-source.js';
 import { describeSm90aUnit, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../../src/codegen/templates.js';
 import { buildEmulatedModule, emulatedModulePath } from '../../../src/emulate/emulated-driver.js';
@@ -39,7 +43,10 @@ const SPLIT = 3;
 const HEADERS = ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh'];
 const problem = randomGemmProblem(SHAPE, Math.max(...MS), 23);
 
-interface ChildOut { path: { both: string; plain: string; cc: number[] }; runs: Record<string, string>; replays: string[]; refusal: string; segments: number[] }
+interface ChildOut {
+  path: { both: string; plain: string; cc: number[] }; runs: Record<string, string>; replays: string[]; refusal: string; segments: number[];
+  tuned: Record<'sm_90' | 'none', { launched: string[]; out: string }>;
+}
 
 describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)', () => {
   let out: ChildOut;
@@ -53,14 +60,23 @@ describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)
     writeFileSync(source, renderSm90aUnit(SHAPE, reduction, kernels, ['qkv'], 'test'));
     const entry = describeSm90aUnit(SHAPE, ['qkv'], reduction, kernels);
     const names = kernels.map((k) => ({ name: k.symbol, argsType: 'TidarcGemmSm90aArgs' }));
+    // The mma.sync unit of the same shape and reduction, and a manifest whose record keeps the shape on it.
+    const target = gemmTarget(['sm_90', 'sm_90a']);
+    const plans = MS.map((m) => planGemm(SHAPE, m, target, reduction));
+    const mmaSource = join(root, gemmSource(SHAPE));
+    writeFileSync(mmaSource, renderGemmUnit(SHAPE, plans, ['qkv'], 'test'));
+    const tuned = { arch: 'sm_90' as const, splitK: SPLIT, tiles: {}, measuredOn: 'test', kernel: 'sm_90' as const };
+    const gemms = describeGemms([{ name: gemmUnitName(SHAPE), shape: SHAPE, roles: ['qkv'], reduction, plans, tuned }]);
+    writeFileSync(join(root, 'manifest.json'), JSON.stringify({ arches: ['sm_90', 'sm_90a'], gemms, gemmsSm90a: [entry] }));
     const [driver] = await Promise.all([
       sharedEmulatedDriver(),
       buildEmulatedModule(source, emulatedModulePath(source.replace(/\.cu$/, '.fatbin')), names, { includeDirs: [cudaDir] }),
+      buildEmulatedModule(mmaSource, emulatedModulePath(mmaSource.replace(/\.cu$/, '.fatbin')), gemms.map((g) => ({ name: g.kernel, argsType: 'TidarcGemmArgs' })), { includeDirs: [cudaDir] }),
     ]);
     writeFileSync(join(root, 'entry.json'), JSON.stringify(entry));
     const x = encode(SHAPE.dtype, problem.x);
     writeFileSync(join(root, 'input.bin'), Buffer.concat([x, problem.w, problem.bias, problem.old].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'gemm-sm90a-child.ts'), root, join(root, 'entry.json'), join(root, 'input.bin'), MS.join(',')], {
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'gemm-sm90a-child.ts'), root, join(root, 'entry.json'), join(root, 'input.bin'), MS.join(','), join(root, 'manifest.json')], {
       cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: driver }, maxBuffer: 64 << 20,
     });
     out = JSON.parse(stdout.trim().split('\n').pop()!) as ChildOut;
@@ -89,6 +105,16 @@ describe.skipIf(!cxx.found)('GpuGemmsSm90a on the emulated driver (a 9.0 device)
   test('a captured launch replayed twice: each replay bitwise the direct launch (split-K 3 counters reset by every launch)', () => {
     expect(out.replays).toHaveLength(2);
     for (const r of out.replays) expect(r).toBe(out.runs[Math.max(...MS)]);
+  });
+
+  test('the tuned family on this 9.0 device: a record keeping the shape on mma.sync launches the mma.sync kernel, no record the sm_90a one; both vs float64', () => {
+    expect(out.tuned.sm_90.launched).toEqual([`tidarc_${gemmUnitName(SHAPE)}_m20`]);
+    expect(out.tuned.none.launched).toEqual([`tidarc_${gemmUnitName(SHAPE)}_sm90a_t32`]);
+    const { ref, bound } = referenceGemm(SHAPE, problem, 20, SPLIT, { bias: true });
+    for (const run of Object.values(out.tuned)) {
+      const b = Buffer.from(run.out, 'base64');
+      expect(worstRatio(new Float32Array(b.buffer, b.byteOffset, 20 * SHAPE.n), ref, bound)).toBeLessThanOrEqual(1);
+    }
   });
 
   test('a row gather is refused in one line', () => {
