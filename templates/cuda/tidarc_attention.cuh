@@ -28,22 +28,46 @@ struct TileRef {
   int mode;
 };
 
+/** The key tiles a CTA walks: its split's share of the cached prefix's tiles (every split but
+ *  the last may be left with none), then, on the last split only, the in-step tiles the compiler
+ *  found non-empty for its row tile. Both attention kernels walk the same tiles. */
+struct KeyShare {
+  int prefix_len;
+  int p0;            // this split's first prefix tile
+  int prefix_tiles;  // prefix tiles of this split: tiles 0 .. prefix_tiles - 1 of the walk
+  int num_tiles;     // those, then the in-step tiles
+};
+
 template <class C>
-__device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAttentionArgs& a, int b, int kvh, int prefix_len,
-                                                                 int p0, int prefix_tiles_here, int row_tile, int i) {
+__device__ __forceinline__ KeyShare key_share(const TidarcAttentionArgs& a, int b, int row_tile, int split, int num_splits) {
+  constexpr int NT = C::kTileN;
+  KeyShare k;
+  k.prefix_len = a.prefix_len[b];
+  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
+  const int prefix_tiles = C::kPrefixVisible ? (k.prefix_len + NT - 1) / NT : 0;
+  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
+  k.p0 = min(split * per_split, prefix_tiles);
+  k.prefix_tiles = min(per_split, prefix_tiles - k.p0);
+  const int step_tiles = split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
+  k.num_tiles = k.prefix_tiles + step_tiles;
+  return k;
+}
+
+template <class C>
+__device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAttentionArgs& a, int b, int kvh, const KeyShare& keys, int row_tile, int i) {
   using T = typename C::T;
   TileRef<T> t;
-  if (i < prefix_tiles_here) {
-    const int key0 = (p0 + i) * C::kTileN;
+  if (i < keys.prefix_tiles) {
+    const int key0 = (keys.p0 + i) * C::kTileN;
     const size_t base = ((static_cast<size_t>(b) * C::kKvHeads + kvh) * a.cache_capacity + key0) * C::kHeadDim;
     t.k = static_cast<const T*>(a.k_cache) + base;
     t.v = static_cast<const T*>(a.v_cache) + base;
     t.stride = C::kHeadDim;
-    t.valid = min(C::kTileN, prefix_len - key0);
+    t.valid = min(C::kTileN, keys.prefix_len - key0);
     t.key0 = key0;
     t.mode = t.valid == C::kTileN ? kPrefixFull : kPrefixTail;
   } else {
-    const int slot = C::step_tile_offset(row_tile) + (i - prefix_tiles_here);
+    const int slot = C::step_tile_offset(row_tile) + (i - keys.prefix_tiles);
     const int key0 = C::step_tile_key(slot) * C::kTileN;
     const size_t base = ((static_cast<size_t>(b) * C::kSteps + key0) * C::kKvHeads + kvh) * C::kHeadDim;
     t.k = static_cast<const T*>(a.k_step) + base;
@@ -371,22 +395,14 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int g = lane / 4;  // fragment row group
   const int mi = lane / 8; // which matrix of an ldmatrix_x4 this lane addresses
 
-  // ---- this CTA's share of the keys -------------------------------------------------
-  const int prefix_len = a.prefix_len[b];
-  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
-  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
-  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
-  const int p0 = min(split * per_split, prefix_tiles);
-  const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
-  const int step_tiles_here =
-      split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
-  const int num_tiles = prefix_tiles_here + step_tiles_here;
+  const KeyShare keys = key_share<C>(a, b, row_tile, split, num_splits);
+  const int num_tiles = keys.num_tiles;
   const KvLoad<C> kv_load = kv_load_of_thread<C>();
   // Issues tile t into stage t % S and commits it as one group, an empty group past the last
   // tile: the waits count groups, so every wait below is the same constant.
   auto issue_tile = [&](int t) {
     if (t < num_tiles) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, t), stage_k(t % S), stage_v(t % S), kv_load);
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, keys, row_tile, t), stage_k(t % S), stage_v(t % S), kv_load);
     }
     cp_async_commit();
   };
@@ -466,7 +482,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     issue_tile(i + S - 1);
     cp_async_wait<S - 1>();
     __syncthreads();
-    const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    const TileRef<T> tile = describe_tile<C>(a, b, kvh, keys, row_tile, i);
 
     // ---- S = Q K^T for this warp's rows x its NW keys of the tile ---------------------
     float s[MT][kKeyChunks][4];

@@ -86,17 +86,17 @@ __device__ __forceinline__ void load_q_sm90a(const TidarcAttentionArgs& a, unsig
 // The producer warp: tile i of this CTA into stage i % kStages once every consumer released it.
 template <class C>
 __device__ __forceinline__ void produce_kv_sm90a(const TidarcAttentionSm90aArgs& args, unsigned char* ring, uint64_t* full, uint64_t* empty, int b,
-                                                 int kvh, int prefix_len, int p0, int prefix_tiles_here, int row_tile, int num_tiles) {
+                                                 int kvh, const KeyShare& keys, int row_tile) {
   using S = AttentionSm90aShape<C>;
   using T = typename C::T;
   constexpr int kChunks = C::kHeadDim / 8;
   const int lane = threadIdx.x % 32;
   const auto* kmap = reinterpret_cast<const TensorMap*>(&args.k_cache);
   const auto* vmap = reinterpret_cast<const TensorMap*>(&args.v_cache);
-  for (int i = 0; i < num_tiles; ++i) {
+  for (int i = 0; i < keys.num_tiles; ++i) {
     const int s = i % C::kStages;
     if (i >= C::kStages) mbarrier_wait(&empty[s], (i / C::kStages - 1) & 1);  // every consumer retired its reads of the stage
-    const TileRef<T> tile = describe_tile<C>(args.a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    const TileRef<T> tile = describe_tile<C>(args.a, b, kvh, keys, row_tile, i);
     unsigned char* sk = ring + s * S::kStageBytes;
     unsigned char* sv = sk + S::kTileBytes;
     if (tile.mode == kPrefixFull) {
@@ -149,14 +149,8 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   const int split = blockIdx.z;
   const int num_splits = gridDim.z;
 
-  // ---- this CTA's share of the keys (attention_tile_kernel's) ---------------------------
-  const int prefix_len = a.prefix_len[b];
-  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
-  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
-  const int p0 = min(split * per_split, prefix_tiles);
-  const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
-  const int step_tiles_here = split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
-  const int num_tiles = prefix_tiles_here + step_tiles_here;
+  const KeyShare keys = key_share<C>(a, b, row_tile, split, num_splits);  // attention_tile_kernel's tiles
+  const int num_tiles = keys.num_tiles;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) mbarrier_init(&full[s], 32), mbarrier_init(&empty[s], C::kConsumers);
@@ -167,7 +161,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
 
   const int warp = warp_uniform(threadIdx.x / 32);  // a uniform role branch: no wgmma below it on a "divergent path"
   if (warp == 4 * C::kConsumers) {
-    produce_kv_sm90a<C>(args, ring, full, empty, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, num_tiles);
+    produce_kv_sm90a<C>(args, ring, full, empty, b, kvh, keys, row_tile);
     return;  // the caller's split merge has barriers every thread reaches
   }
 
@@ -226,7 +220,7 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
     constexpr bool kPrev = decltype(has_prev)::value;
     const int s = i % C::kStages;
     mbarrier_wait(&full[s], (i / C::kStages) & 1);
-    const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    const TileRef<T> tile = describe_tile<C>(a, b, kvh, keys, row_tile, i);
     const uint64_t desc_k = smem_desc(ring + s * S::kStageBytes, Swizzle::b128, 16, 1024);
     const int prev = (i + C::kStages - 1) % C::kStages;  // the stage of tile i - 1
 
