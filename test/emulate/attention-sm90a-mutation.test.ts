@@ -21,7 +21,7 @@ interface Mutant {
   readonly name: string;
   readonly from: string;
   readonly to: string;
-  readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds' | 'barrier';
+  readonly caughtBy: 'mismatch' | 'tma' | 'mbarrier' | 'descriptor' | 'wgmma' | 'proxy' | 'out-of-bounds' | 'barrier' | 'fence';
   /** A finding that must name the bug as well (where a mismatch alone would not say what it is). */
   readonly naming?: { readonly kind: string; readonly saying: RegExp };
   /** The header mutated (default the kernel's; the split merge is tidarc_attention.cuh's), and the splits run (default 1). */
