@@ -1,6 +1,6 @@
 /*! tidarc GEMM for the linear layers: out[rows, N] = x[rows, K] * w[N, K]^T on tensor cores
     (mma.sync m16n8k16, 16-bit inputs, float32 accumulation). One CTA owns a BLOCK_N slice of
-    the weights and BLOCK_M token rows (all rows of a step up to 128), so each weight byte
+    the weights (128 or 64 rows) and BLOCK_M token rows (all rows of a step up to 128), so each weight byte
     crosses HBM once per step. Weights and activations (both 16-bit, the kernel's dtype: the op
     before the GEMM stores its output rounded) stream through a kStages-deep cp.async pipeline
     of 16-byte copies, with no per-tile conversion. Shared tiles are rows of 64 elements (128
@@ -22,7 +22,7 @@ namespace tidarc {
 constexpr int kGemmBlockK = 64;         // k per pipeline stage: one 128-byte row of 16-bit elements
 constexpr int kGemmChunksPerRow = 8;    // 16-byte chunks in such a row (the swizzle period)
 constexpr int kGemmReduceThreads = 256;  // the row-statistics merge's block
-constexpr int kGemmBlockN = 128;        // weight rows per CTA: also the N tile of the row statistics
+constexpr int kGemmBlockN = 128;        // weight rows of a wide CTA (a narrow one has half): also the N tile of the row statistics
 constexpr int kGemmStatsPerLane = kGemmBlockN / 32;  // a warp reduces one row of a tile
 constexpr int kGemmSwigluBlock = TIDARC_GEMM_SWIGLU_INTERLEAVE;
 constexpr int kGemmSplitSumChunk = 16;  // accumulators whose split-K parts the last CTA loads at once
@@ -52,9 +52,10 @@ struct GemmShape {
   static_assert(C::kBlockN * kGemmChunksPerRow % kThreads == 0, "every thread issues the same number of weight copies");
   static_assert(C::kStages >= 2, "a pipeline needs at least two stages");
   static_assert(C::kKTilesPerSplit * (C::kSplitK - 1) < kKTiles, "every split-K part has at least one k tile");
-  static_assert(C::kBlockN == kGemmBlockN, "row statistics are per N tile of kGemmBlockN columns");
+  // 128 columns, or 64 (twice the output tiles: more CTAs share the split-K sum); row statistics need 128 (gemm_kernel).
+  static_assert(C::kBlockN == kGemmBlockN || C::kBlockN == kGemmBlockN / 2, "a CTA covers 128 or 64 weight rows");
   static_assert(kWarpN % (2 * kGemmSwigluBlock) == 0, "a warp's columns are whole gate | up block pairs");
-  static_assert(C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
+  static_assert(C::kBlockN != kGemmBlockN || C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
   static_assert(C::kN < (1 << 24), "column indices travel through float32 shuffles exactly");
 };
 
@@ -149,8 +150,9 @@ __device__ __forceinline__ void gemm_store_tile_stats(const TidarcGemmArgs& a, i
   a.tile_argmax[at] = best_col;
 }
 
-// ROW_STATS at split-K 1: the CTA's float32 tile goes to shared memory (the pipeline's, now
-// idle), then each warp reduces whole rows of it.
+// ROW_STATS: the CTA's float32 tile (its own sums at split-K 1; at split-K > 1 the last CTA's
+// sums of every part, gemm_split_sum_if_last) goes to shared memory (the pipeline's, now idle),
+// then each warp reduces whole rows of it.
 template <class C>
 __device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a, const float (&acc)[GemmShape<C>::kMTiles][GemmShape<C>::kNChunks][4], float* tile, int m0, int n0, int wm0, int wn0) {
   using S = GemmShape<C>;
@@ -326,9 +328,13 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     const auto el = [&](int q) -> float& { return acc[q / (4 * kJ)][q / 4 % kJ][q % 4]; };
     if (!gemm_split_sum_if_last<C, S::kMTiles * kJ * 4>(a, split, at, el, [] { __syncthreads(); })) return;
   }
-  if (a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
-    gemm_row_stats_epilogue<C>(a, acc, reinterpret_cast<float*>(smem_raw), m0, n0, wm0, wn0);
-    return;
+  // Row statistics are per 128-column tile, so only 128-wide kernels have them: the planner gives
+  // a unit with row statistics (the lm_head) 128-wide tiles at every M (gemm-plan.ts).
+  if constexpr (C::kBlockN == kGemmBlockN) {
+    if (a.epilogue == TIDARC_GEMM_EPILOGUE_ROW_STATS) {
+      gemm_row_stats_epilogue<C>(a, acc, reinterpret_cast<float*>(smem_raw), m0, n0, wm0, wn0);
+      return;
+    }
   }
 
   // ---- epilogue (the full sums): thread holds rows g, g+8 x columns 2t, 2t+1 of each fragment

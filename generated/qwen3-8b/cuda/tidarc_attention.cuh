@@ -28,22 +28,46 @@ struct TileRef {
   int mode;
 };
 
+/** The key tiles a CTA walks: its split's share of the cached prefix's tiles (every split but
+ *  the last may be left with none), then, on the last split only, the in-step tiles the compiler
+ *  found non-empty for its row tile. Both attention kernels walk the same tiles. */
+struct KeyShare {
+  int prefix_len;
+  int p0;            // this split's first prefix tile
+  int prefix_tiles;  // prefix tiles of this split: tiles 0 .. prefix_tiles - 1 of the walk
+  int num_tiles;     // those, then the in-step tiles
+};
+
 template <class C>
-__device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAttentionArgs& a, int b, int kvh, int prefix_len,
-                                                                 int p0, int prefix_tiles_here, int row_tile, int i) {
+__device__ __forceinline__ KeyShare key_share(const TidarcAttentionArgs& a, int b, int row_tile, int split, int num_splits) {
+  constexpr int NT = C::kTileN;
+  KeyShare k;
+  k.prefix_len = a.prefix_len[b];
+  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
+  const int prefix_tiles = C::kPrefixVisible ? (k.prefix_len + NT - 1) / NT : 0;
+  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
+  k.p0 = min(split * per_split, prefix_tiles);
+  k.prefix_tiles = min(per_split, prefix_tiles - k.p0);
+  const int step_tiles = split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
+  k.num_tiles = k.prefix_tiles + step_tiles;
+  return k;
+}
+
+template <class C>
+__device__ __forceinline__ TileRef<typename C::T> describe_tile(const TidarcAttentionArgs& a, int b, int kvh, const KeyShare& keys, int row_tile, int i) {
   using T = typename C::T;
   TileRef<T> t;
-  if (i < prefix_tiles_here) {
-    const int key0 = (p0 + i) * C::kTileN;
+  if (i < keys.prefix_tiles) {
+    const int key0 = (keys.p0 + i) * C::kTileN;
     const size_t base = ((static_cast<size_t>(b) * C::kKvHeads + kvh) * a.cache_capacity + key0) * C::kHeadDim;
     t.k = static_cast<const T*>(a.k_cache) + base;
     t.v = static_cast<const T*>(a.v_cache) + base;
     t.stride = C::kHeadDim;
-    t.valid = min(C::kTileN, prefix_len - key0);
+    t.valid = min(C::kTileN, keys.prefix_len - key0);
     t.key0 = key0;
     t.mode = t.valid == C::kTileN ? kPrefixFull : kPrefixTail;
   } else {
-    const int slot = C::step_tile_offset(row_tile) + (i - prefix_tiles_here);
+    const int slot = C::step_tile_offset(row_tile) + (i - keys.prefix_tiles);
     const int key0 = C::step_tile_key(slot) * C::kTileN;
     const size_t base = ((static_cast<size_t>(b) * C::kSteps + key0) * C::kKvHeads + kvh) * C::kHeadDim;
     t.k = static_cast<const T*>(a.k_step) + base;
@@ -190,6 +214,149 @@ __device__ __forceinline__ void merge_key_warps(const TidarcAttentionArgs& a, in
   }
 }
 
+// ---- the online softmax on accumulator fragments, shared with the sm_90a kernel ----------------
+// A warp's scores of a key tile are mma.m16n8 C fragments, one per 8 keys: s[j][e] is row
+// g + 8 (e / 2) of the warp's 16 (g = lane / 4) and key key_base + 8 j + 2 tg + e % 2 of the tile
+// (tg = lane % 4). wgmma's m64nN accumulators are, per warp, that fragment repeated for every 8
+// columns (PTX ISA, "WGMMA .m64nNk16 register fragment layout"), so the sm_90a kernel runs the
+// same code on them (as_fragments): one mask, one softmax, one set of -inf guards, one store.
+// The softmax is two steps (softmax_max, softmax_exp) so that the mma.sync kernel keeps its order
+// (every m-tile's max, O rescaled, then every m-tile's exp2): the order the two fused into one
+// step gave cost ptxas spills at Qwen3-8B k = 8 (sm_90, 32-row warps at 255 registers).
+
+/** A flat wgmma accumulator array as its n8 fragments: the same floats in the same order. */
+template <int N>
+__device__ __forceinline__ float (&as_fragments(float (&d)[N]))[N / 4][4] {
+  static_assert(N % 4 == 0, "whole n8 fragments");
+  return reinterpret_cast<float (&)[N / 4][4]>(d);
+}
+
+/** The first step of a key tile: masks the scores (only tail and partial tiles), scales them to
+ *  the log2 domain and moves the rows' running max to the tile's, their sums with it. base: what
+ *  softmax_exp subtracts; scale_old: what the rows' O must be multiplied by (rescale_rows; the
+ *  sm_90a kernel does it only once the P V wgmma writing O has retired). */
+template <class C, int kChunks>
+__device__ __forceinline__ void softmax_max(float (&s)[kChunks][4], const TileRef<typename C::T>& tile, int key_base, const int (&row_token)[2],
+                                            float (&row_max)[2], float (&row_sum)[2], float (&scale_old)[2], float (&base)[2]) {
+  const int tg = threadIdx.x % 4;
+  float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e / 2;
+      const int kj = key_base + j * 8 + 2 * tg + (e & 1);
+      float x = s[j][e] * C::kScaleLog2;
+      if (tile.mode == kPrefixTail) {
+        if (kj >= tile.valid) x = -INFINITY;
+      } else if (tile.mode == kStepPartial) {
+        if (kj >= tile.valid || !C::visible(row_token[h], tile.key0 + kj)) x = -INFINITY;
+      }
+      s[j][e] = x;
+      tile_max[h] = fmaxf(tile_max[h], x);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
+    tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
+    const float new_max = fmaxf(row_max[h], tile_max[h]);
+    // A row with no visible key so far keeps max = -inf; exponentiate against 0 then,
+    // so -inf - (-inf) never makes NaN (every p is exp2(-inf) = 0).
+    base[h] = new_max == -INFINITY ? 0.f : new_max;
+    scale_old[h] = fast_exp2(row_max[h] - base[h]);
+    row_max[h] = new_max;
+    row_sum[h] *= scale_old[h];
+  }
+}
+
+/** The second step: each score becomes p = exp2(score - base), added to its row's sum (this
+ *  thread's columns; reduce_row_sums adds the other threads' at the end). */
+template <int kChunks>
+__device__ __forceinline__ void softmax_exp(float (&s)[kChunks][4], const float (&base)[2], float (&row_sum)[2]) {
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const float p = fast_exp2(s[j][e] - base[e / 2]);
+      s[j][e] = p;
+      row_sum[e / 2] += p;
+    }
+  }
+}
+
+/** O's fragments to their rows' new max: row g is [0], [1], row g + 8 is [2], [3]. */
+template <int kChunks>
+__device__ __forceinline__ void rescale_rows(float (&o)[kChunks][4], const float (&scale)[2]) {
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    o[j][0] *= scale[0]; o[j][1] *= scale[0];
+    o[j][2] *= scale[1]; o[j][3] *= scale[1];
+  }
+}
+
+/** Keys 16 kk .. 16 kk + 15 of P (fragments 2 kk and 2 kk + 1) as the A fragment of an m16n8k16
+ *  step: two n8 accumulator fragments are one k16 A fragment, so P never leaves the registers. */
+template <typename T, int kChunks>
+__device__ __forceinline__ void p_fragment(const float (&p)[kChunks][4], int kk, uint32_t (&a)[4]) {
+  a[0] = Elem<T>::pack2(p[2 * kk][0], p[2 * kk][1]);
+  a[1] = Elem<T>::pack2(p[2 * kk][2], p[2 * kk][3]);
+  a[2] = Elem<T>::pack2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+  a[3] = Elem<T>::pack2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+}
+
+/** The rows' sums over the 4 threads of a fragment row (each summed its own columns). */
+__device__ __forceinline__ void reduce_row_sums(float (&row_sum)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] += shfl_xor(row_sum[h], 1);
+    row_sum[h] += shfl_xor(row_sum[h], 2);
+  }
+}
+
+/** Writes a warp's rows g and g + 8 (packed rows row_g, row_g + 8), normalised, with their
+ *  log-sum-exp: O when there is one split, else the split's partial (O, lse) in the workspace (as
+ *  store_pair); padding rows past kRows are skipped. A row that saw no visible key (sum 0) writes
+ *  O = 0 and lse = -inf. The split test is outside the column loop: store_pair's test per pair
+ *  cost ptxas 11 registers at Qwen3-8B k = 4 (sm_80: 216 against 205). */
+template <class C, int kDChunks>
+__device__ __forceinline__ void store_rows(const TidarcAttentionArgs& a, int b, int kvh, int row_g, const float (&o)[kDChunks][4], const float (&row_max)[2],
+                                           const float (&row_sum)[2], int split, int num_splits) {
+  using T = typename C::T;
+  constexpr int D = C::kHeadDim;
+  const int tg = threadIdx.x % 4;
+  const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {  // unrolled: o[] indexed by a runtime h would live in local memory
+    const int r = row_g + 8 * h;
+    if (r >= C::kRows) continue;
+    const int tq = r / C::kGroup;
+    const int hq = kvh * C::kGroup + r % C::kGroup;
+    const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
+    const bool empty = row_sum[h] == 0.f;
+    const float inv = empty ? 0.f : 1.f / row_sum[h];
+    const float lse = empty ? -INFINITY : (row_max[h] + __log2f(row_sum[h])) * 0.6931471805599453f;
+    if (num_splits == 1) {
+      T* out = static_cast<T*>(a.o) + row_index * D;
+#pragma unroll
+      for (int j = 0; j < kDChunks; ++j) {
+        const int col = j * 8 + 2 * tg;
+        *reinterpret_cast<uint32_t*>(out + col) = Elem<T>::pack2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+      }
+      if (tg == 0) a.lse[row_index] = lse;
+    } else {
+      float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
+      float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
+#pragma unroll
+      for (int j = 0; j < kDChunks; ++j) {
+        const int col = j * 8 + 2 * tg;
+        st_global_f32x2(ws_o + col, o[j][2 * h] * inv, o[j][2 * h + 1] * inv);  // read by the merging CTA
+      }
+      if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
+    }
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs& a) {
   using T = typename C::T;
@@ -226,25 +393,16 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   const int key_base = (warp % C::kKeyWarps) * NW;  // this warp's first key of every tile
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;  // fragment row group
-  const int tg = lane % 4; // thread in group
   const int mi = lane / 8; // which matrix of an ldmatrix_x4 this lane addresses
 
-  // ---- this CTA's share of the keys -------------------------------------------------
-  const int prefix_len = a.prefix_len[b];
-  // Masks whose in-step queries never see the cache (the training layout) skip it entirely.
-  const int prefix_tiles = C::kPrefixVisible ? (prefix_len + NT - 1) / NT : 0;
-  const int per_split = (prefix_tiles + num_splits - 1) / num_splits;
-  const int p0 = min(split * per_split, prefix_tiles);
-  const int prefix_tiles_here = min(per_split, prefix_tiles - p0);
-  const int step_tiles_here =
-      split == num_splits - 1 ? C::step_tile_offset(row_tile + 1) - C::step_tile_offset(row_tile) : 0;
-  const int num_tiles = prefix_tiles_here + step_tiles_here;
+  const KeyShare keys = key_share<C>(a, b, row_tile, split, num_splits);
+  const int num_tiles = keys.num_tiles;
   const KvLoad<C> kv_load = kv_load_of_thread<C>();
   // Issues tile t into stage t % S and commits it as one group, an empty group past the last
   // tile: the waits count groups, so every wait below is the same constant.
   auto issue_tile = [&](int t) {
     if (t < num_tiles) {
-      load_kv_tile<C>(describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, t), stage_k(t % S), stage_v(t % S), kv_load);
+      load_kv_tile<C>(describe_tile<C>(a, b, kvh, keys, row_tile, t), stage_k(t % S), stage_v(t % S), kv_load);
     }
     cp_async_commit();
   };
@@ -324,7 +482,7 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     issue_tile(i + S - 1);
     cp_async_wait<S - 1>();
     __syncthreads();
-    const TileRef<T> tile = describe_tile<C>(a, b, kvh, prefix_len, p0, prefix_tiles_here, row_tile, i);
+    const TileRef<T> tile = describe_tile<C>(a, b, kvh, keys, row_tile, i);
 
     // ---- S = Q K^T for this warp's rows x its NW keys of the tile ---------------------
     float s[MT][kKeyChunks][4];
@@ -362,69 +520,18 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
     // ---- mask (only tail and partial tiles), scale, online softmax -------------------
     float scale_old[MT][2], base[MT][2];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      float tile_max[2] = {-INFINITY, -INFINITY};
+    for (int mt = 0; mt < MT; ++mt) softmax_max<C>(s[mt], tile, key_base, row_token[mt], row_max[mt], row_sum[mt], scale_old[mt], base[mt]);
 #pragma unroll
-      for (int j = 0; j < kKeyChunks; ++j) {
+    for (int mt = 0; mt < MT; ++mt) rescale_rows(o[mt], scale_old[mt]);  // each m-tile's O to its rows' new max
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int h = e / 2;
-          const int kj = key_base + j * 8 + 2 * tg + (e & 1);
-          float x = s[mt][j][e] * C::kScaleLog2;
-          if (tile.mode == kPrefixTail) {
-            if (kj >= tile.valid) x = -INFINITY;
-          } else if (tile.mode == kStepPartial) {
-            if (kj >= tile.valid || !C::visible(row_token[mt][h], tile.key0 + kj)) x = -INFINITY;
-          }
-          s[mt][j][e] = x;
-          tile_max[h] = fmaxf(tile_max[h], x);
-        }
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 1));
-        tile_max[h] = fmaxf(tile_max[h], shfl_xor(tile_max[h], 2));
-        const float new_max = fmaxf(row_max[mt][h], tile_max[h]);
-        // A row with no visible key so far keeps max = -inf; exponentiate against 0 then,
-        // so -inf - (-inf) never makes NaN (every p is exp2(-inf) = 0).
-        base[mt][h] = new_max == -INFINITY ? 0.f : new_max;
-        scale_old[mt][h] = fast_exp2(row_max[mt][h] - base[mt][h]);
-        row_max[mt][h] = new_max;
-        row_sum[mt][h] *= scale_old[mt][h];
-      }
-    }
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {  // each m-tile's O to its rows' new max
-#pragma unroll
-      for (int j = 0; j < kDChunks; ++j) {
-        o[mt][j][0] *= scale_old[mt][0]; o[mt][j][1] *= scale_old[mt][0];
-        o[mt][j][2] *= scale_old[mt][1]; o[mt][j][3] *= scale_old[mt][1];
-      }
-    }
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-      for (int j = 0; j < kKeyChunks; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float p = fast_exp2(s[mt][j][e] - base[mt][e / 2]);
-          s[mt][j][e] = p;
-          row_sum[mt][e / 2] += p;
-        }
-      }
-    }
+    for (int mt = 0; mt < MT; ++mt) softmax_exp(s[mt], base[mt], row_sum[mt]);
 
     // ---- O += P V: the score accumulators are already the A fragments of P ------------
 #pragma unroll
     for (int kk = 0; kk < kKeySteps; ++kk) {
       uint32_t pa[MT][4];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        pa[mt][0] = Elem<T>::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][1] = Elem<T>::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][2] = Elem<T>::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][3] = Elem<T>::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < MT; ++mt) p_fragment<T>(s[mt], kk, pa[mt]);
 #pragma unroll
       for (int j = 0; j < kDChunks; j += 2) {
         // matrices (transposed): keys lo x d chunk j, keys hi x chunk j, keys lo x chunk j+1, keys hi x chunk j+1
@@ -444,48 +551,13 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
 
   // ---- finish: normalise, write O (or the split's partial) and the log-sum-exp ---------
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      row_sum[mt][h] += shfl_xor(row_sum[mt][h], 1);
-      row_sum[mt][h] += shfl_xor(row_sum[mt][h], 2);
-    }
-  }
+  for (int mt = 0; mt < MT; ++mt) reduce_row_sums(row_sum[mt]);
   if constexpr (C::kKeyWarps > 1) {
     merge_key_warps<C>(a, b, kvh, row_tile, split, num_splits, o[0], row_max[0], row_sum[0]);
-    return;
-  }
-  const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
+  } else {
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = row_tile * C::kTileM + row_warp * C::kWarpRows + mt * 16 + g + 8 * h;
-      if (r >= C::kRows) continue;
-      const int tq = r / C::kGroup;
-      const int hq = kvh * C::kGroup + r % C::kGroup;
-      const size_t row_index = (static_cast<size_t>(b) * C::kSteps + tq) * C::kQHeads + hq;
-      const bool empty = row_sum[mt][h] == 0.f;
-      const float inv = empty ? 0.f : 1.f / row_sum[mt][h];
-      const float lse = empty ? -INFINITY : (row_max[mt][h] + __log2f(row_sum[mt][h])) * 0.6931471805599453f;
-      if (num_splits == 1) {
-        T* out = static_cast<T*>(a.o) + row_index * D;
-#pragma unroll
-        for (int j = 0; j < kDChunks; ++j) {
-          const int col = j * 8 + 2 * tg;
-          *reinterpret_cast<uint32_t*>(out + col) = Elem<T>::pack2(o[mt][j][2 * h] * inv, o[mt][j][2 * h + 1] * inv);
-        }
-        if (tg == 0) a.lse[row_index] = lse;
-      } else {
-        float* ws_o = a.workspace + (static_cast<size_t>(split) * rows_total + row_index) * D;
-        float* ws_lse = a.workspace + static_cast<size_t>(num_splits) * rows_total * D;
-#pragma unroll
-        for (int j = 0; j < kDChunks; ++j) {
-          const int col = j * 8 + 2 * tg;
-          st_global_f32x2(ws_o + col, o[mt][j][2 * h] * inv, o[mt][j][2 * h + 1] * inv);  // read by the merging CTA
-        }
-        if (tg == 0) st_global_f32(ws_lse + static_cast<size_t>(split) * rows_total + row_index, lse);
-      }
+    for (int mt = 0; mt < MT; ++mt) {
+      store_rows<C>(a, b, kvh, row_tile * C::kTileM + row_warp * C::kWarpRows + mt * 16 + g, o[mt], row_max[mt], row_sum[mt], split, num_splits);
     }
   }
 }

@@ -14,63 +14,75 @@ struct Reduction {
   static constexpr int kKTilesPerSplit = 4;
 };
 
-// M = 1: 1 x 8 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of
-// dynamic shared memory (4 stages of 128 weight rows + 16 token rows x 64);
-// sm_90: 6 stages, 110592 bytes (its own shared memory; the launch asks for that arch's).
+// M = 1: 1 x 16 x 1 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
+// dynamic shared memory (4 stages of 64 weight rows + 32 token rows x 64);
+// sm_80: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM1 : Reduction {
-  static constexpr int kBlockM = 16;
-  static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 8;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kBlockM = 32;
+  static constexpr int kBlockN = 64;
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
+  static constexpr int kStages = 6;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
   static constexpr int kStages = 4;
 #endif
 };
 
-// M = 6: 1 x 8 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of
-// dynamic shared memory (4 stages of 128 weight rows + 16 token rows x 64);
-// sm_90: 6 stages, 110592 bytes (its own shared memory; the launch asks for that arch's).
+// M = 6: 1 x 16 x 1 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
+// dynamic shared memory (4 stages of 64 weight rows + 32 token rows x 64);
+// sm_80: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM6 : Reduction {
-  static constexpr int kBlockM = 16;
-  static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 8;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kBlockM = 32;
+  static constexpr int kBlockN = 64;
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
+  static constexpr int kStages = 6;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
   static constexpr int kStages = 4;
 #endif
 };
 
-// M = 20: 1 x 8 x 1 CTAs of 256 threads (1 x 8 warps), 81920 bytes of
-// dynamic shared memory (4 stages of 128 weight rows + 32 token rows x 64);
-// sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
+// M = 20: 1 x 16 x 1 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
+// dynamic shared memory (4 stages of 64 weight rows + 32 token rows x 64);
+// sm_80: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM20 : Reduction {
   static constexpr int kBlockM = 32;
-  static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 8;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
-  static constexpr int kStages = 5;
+  static constexpr int kBlockN = 64;
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
+  static constexpr int kStages = 6;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kStages = 6;
 #else
   static constexpr int kStages = 4;
 #endif
 };
 
-// M = 64: 1 x 8 x 1 CTAs of 256 threads (1 x 8 warps), 98304 bytes of
-// dynamic shared memory (4 stages of 128 weight rows + 64 token rows x 64);
-// sm_80: 3 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
+// M = 64: 1 x 16 x 1 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
+// dynamic shared memory (3 stages of 64 weight rows + 64 token rows x 64);
+// sm_80: 5 stages, 81920 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 6 stages, 98304 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM64 : Reduction {
   static constexpr int kBlockM = 64;
-  static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 8;
+  static constexpr int kBlockN = 64;
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
-  static constexpr int kStages = 3;
+  static constexpr int kStages = 5;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kStages = 6;
 #else
-  static constexpr int kStages = 4;
+  static constexpr int kStages = 3;
 #endif
 };
 
