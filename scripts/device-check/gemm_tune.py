@@ -347,7 +347,8 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
                 + ', '.join(f"M={m} {v['best']} {v['bestUs']:.1f} us (heuristic {v['heuristic']} {v['heuristicUs']:.1f})" for m, v in rec['rows'].items())
                 + f"; {len(timed)} timed, {len(rejected)} rejected")
             if 'kernel' in e:
-                log(f"gemm tune {t['role']} {t['n']}x{t['k']}: {family_line(e, t.get('sm90a'))}")
+                rec['race'] = family_line(e, t.get('sm90a'))
+                log(f"gemm tune {t['role']} {t['n']}x{t['k']}: {rec['race']}")
         else:
             log(f"gemm tune {t['role']}: no split-K reached every row count ({len(timed)} timed, {len(rejected)} rejected, {len(skipped)} past the budget)")
         shapes.append(rec)

@@ -57,6 +57,21 @@ def dry_bench_table(rows):
     return lines
 
 
+def gemm_tune_lines(tu):
+    """Per searched weight shape: per M the heuristic against the tuned tile, then (a 9.0 device) both kernel families and the winner."""
+    lines = ['| GEMM | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|']
+    races = []
+    for r in tu['shapes']:
+        for m, v in (r.get('rows') or {}).items():
+            lines.append(f"| {r['role']} | {m} | split-K {r['heuristicSplitK']} {v['heuristic']} | {_fmt(v['heuristicUs'])} | split-K {r['splitK']} {v['best']} | "
+                         f"{_fmt(v['bestUs'])} | {_fmt(v['heuristicUs'] / v['bestUs'], 2)}x |")
+        if r.get('race'):
+            races.append(f"- {r['role']}: {r['race']}")
+    if races:
+        lines += ['', 'Kernel families on this 9.0 device (one family and split-K run every M of a weight shape):', *races]
+    return lines
+
+
 def tune_lines(t):
     """The CUDA search: per shape bucket the heuristic default against the tuned best, and issue 6's goals."""
     done = [r for r in t.get('buckets', []) if 'best' in r]
@@ -203,6 +218,8 @@ def write_reports(data, out):
     gm = data.get('gemm')
     if gm:
         md += ['## GEMMs of the linear layers (issue 14)', '', *gemm_lines(gm), '']
+        if gm.get('tune', {}).get('shapes'):
+            md += ['### The GEMM search (tune-cuda.json `gemms`)', '', *gemm_tune_lines(gm['tune']), '']
     if data.get('sm90a'):
         md += ['## sm_90a GEMM: the same sum for every wgmma N (issue 18)', '', *sm90a_lines(data['sm90a']), '']
     tn = data.get('tune')

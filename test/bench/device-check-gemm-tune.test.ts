@@ -8,7 +8,8 @@
  *   - the search checks every sm_90a candidate against float64 and in bits across M, times it,
  *     and tune-cuda.json records one family and one split-K for the shape with both families'
  *     timings (db.ts parses it), chosen as chooseGemmKernel chooses from them; the log prints
- *     both families and the winner; compile --tuned's apply step takes the record;
+ *     both families and the winner (the log, the summary, device-check.md); compile --tuned's
+ *     apply step takes the record;
  *   - gemm_tune.py's choose_kernel and chooseGemmKernel agree (the two are one rule).
  * Tagged: the dry run needs a C++ compiler and numpy.
  */
@@ -111,6 +112,9 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 devic
     const family = e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync';
     expect(stderr).toMatch(new RegExp(`gemm tune odd 197x520: mma.sync [0-9.]+ us at split-K \\d, sm_90a [0-9.]+ us at split-K \\d \\(summed over M\\); winner: ${family} at split-K ${e.splitK}`));
     expect(stdout).toMatch(new RegExp(`gemm tune: 1 of 1 shapes tuned \\(8 candidates timed, 0 rejected\\); tune-cuda\\.json; odd: split-K ${e.splitK} M=1 \\S+, M=20 \\S+ \\(the ${family} kernel at every M\\)`));
+    const md = readFileSync(join(out, 'device-check.md'), 'utf8');
+    expect(md).toContain('### The GEMM search (tune-cuda.json `gemms`)');
+    expect(md).toMatch(new RegExp(`Kernel families on this 9\\.0 device \\(one family and split-K run every M of a weight shape\\):\\n- odd: mma\\.sync .* winner: ${family} at split-K ${e.splitK}`));
     // What compile --tuned takes on a 9.0 device's arches: the family with the split-K, runnable for the shape.
     expect(checkGemmTuning(SHAPE, tuningOfEntry(e), gemmTarget(['sm_90', 'sm_90a']))).toMatchObject({ kernel: e.kernel, splitK: e.splitK });
   });
