@@ -22,7 +22,9 @@
       pattern as well (to the model .cg is only a cache hint on a weak load); it enforces the kernels' own contract (tidarc_device.cuh: the handoff reads
       through L2 with ld.global.cg), because a plain load of a pointer nvcc deems read-only may
       become ld.global.nc, which the memory model does not cover at all, and because the
-      templates' correctness argument is written for .cg.
+      templates' correctness argument is written for .cg. A C++ volatile load (ld.volatile, not
+      served from L1 either) cannot be told from a plain one by the hook and is flagged too; the
+      kernels have none.
     What it does not catch: words stored by plain C++ stores (only st_global_* are tracked), a
     reader whose atomic was on another counter than the writer's (any later atomic counts),
     acquires through chains other than the ones above (an atomic by one thread and the fence by
