@@ -4,7 +4,11 @@
  * 9.0 device when the compile built sm_90a; else the mma.sync ones), per role and for every
  * row count (never per launch), lm_head always on the mma.sync kernels; an sm_90a launch is
  * the kernel of the token tile, 288 threads, its shared memory and the 64-byte aligned struct
- * of two tensor maps and TidarcGemmArgs. Needs: nothing.
+ * of two tensor maps and TidarcGemmArgs; and the family a tuning record chose (tunedSm90aUnits):
+ * a shape the record keeps on mma.sync ('sm_90') runs its mma.sync kernels at every row count
+ * though the compile built its sm_90a unit, an sm_90a winner and the untuned shapes keep the
+ * rule, and a record that chose sm_90a for a shape with no sm_90a unit is refused in one line
+ * naming the kernels' directory, on any device. Needs: nothing.
  */
 import { describe, expect, test } from 'vitest';
 import { gemmTarget, planReduction } from '../../../src/codegen/gemm-plan.js';
@@ -34,10 +38,11 @@ function recorder(major: number, minor: number) {
 
 const QKV = { n: 6144, k: 4096, dtype: 'bf16' as const };
 const HEAD = { n: 1024, k: 4096, dtype: 'bf16' as const };
-const mma = (unit: string, shape: typeof QKV, role: string, m: number): ManifestGemm => ({
+const mma = (unit: string, shape: typeof QKV, role: string, m: number, kernel?: 'sm_90' | 'sm_90a'): ManifestGemm => ({
   unit, roles: [role], m, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: 1, kernel: `tidarc_${unit}_m${m}`, source: `cuda/${unit}.cu`,
   plan: { blockM: 16, blockN: 128, blockK: 64, warpsM: 1, warpsN: 8, stages: 4, kTilesPerSplit: 64 },
   launch: { grid: ['ceil(rows / 16)', String(shape.n / 128), '1'], blockM: 16, nTiles: shape.n / 128, block: 256, dynamicSharedBytes: 1000 },
+  ...(kernel ? { tuned: { arch: 'sm_90', device: 'NVIDIA H200', tile: false, kernel } } : {}),
 } as ManifestGemm);
 const reduction = planReduction(QKV, gemmTarget(['sm_90', 'sm_90a']), 2);
 const SM90A = [describeSm90aUnit(QKV, ['qkv'], reduction, planSm90aKernels(QKV, [1, 72, 272])), describeSm90aUnit(HEAD, ['lm_head'], planReduction(HEAD, gemmTarget(['sm_90a']), 2), planSm90aKernels(HEAD, [1]))];
@@ -74,5 +79,42 @@ describe('gemmsFor: the selection rule in the runner', () => {
     expect(gemms).not.toBeInstanceOf(GpuGemmsWithSm90a);
     expect(launches.every((l) => !l.kernel.includes('sm90a'))).toBe(true);
     expect(launches.map((l) => l.kernel)).toEqual([...Array(4).fill('tidarc_gemm_bf16_n6144_k4096_m272'), 'tidarc_gemm_bf16_n1024_k4096_m272']);
+  });
+});
+
+describe('gemmsFor honours the GEMM family a tuning record chose', () => {
+  const O = { n: 4096, k: 4096, dtype: 'bf16' as const };
+  type Family = 'sm_90' | 'sm_90a';
+  const unitOf = (shape: typeof QKV, role: string) => describeSm90aUnit(shape, [role], planReduction(shape, gemmTarget(['sm_90', 'sm_90a']), 2), planSm90aKernels(shape, [1, 272]));
+  function run(qkv: Family | undefined, o: Family | undefined, units = [unitOf(QKV, 'qkv'), unitOf(O, 'o')], cc: [number, number] = [9, 0]) {
+    const { device, launches } = recorder(...cc);
+    const gemms = gemmsFor(device, '/kernels', { arches: ['sm_90', 'sm_90a'], gemms: [mma('gemm_bf16_n6144_k4096', QKV, 'qkv', 272, qkv), mma('gemm_bf16_n4096_k4096', O, 'o', 272, o)], gemmsSm90a: units });
+    for (const rows of [1, 272]) {
+      gemms.run('qkv', { x: buf(0x1000), rows, w: { buf: buf(0x2000), dtype: 'bf16', rows: 6144, cols: 4096 }, outs: [buf(0x3000)] });
+      gemms.run('o', { x: buf(0x1000), rows, w: { buf: buf(0x4000), dtype: 'bf16', rows: 4096, cols: 4096 }, outs: [buf(0x5000)] });
+    }
+    return { gemms, launches: launches.map((l) => l.kernel) };
+  }
+
+  test('qkv kept on mma.sync runs its mma.sync kernels at every M; o (tuned sm_90a) and an untuned run keep the sm_90a kernels', () => {
+    const { gemms, launches } = run('sm_90', 'sm_90a');
+    expect((gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['o']);
+    expect(launches).toEqual(['tidarc_gemm_bf16_n6144_k4096_m272', 'tidarc_gemm_bf16_n4096_k4096_sm90a_t8', 'tidarc_gemm_bf16_n6144_k4096_m272', 'tidarc_gemm_bf16_n4096_k4096_sm90a_t136']);
+    expect((run(undefined, undefined).gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['o', 'qkv']);
+  });
+
+  test('both kept on mma.sync: no sm_90a path at all', () => {
+    const { gemms, launches } = run('sm_90', 'sm_90');
+    expect(gemms).not.toBeInstanceOf(GpuGemmsWithSm90a);
+    expect(launches.every((l) => !l.includes('sm90a'))).toBe(true);
+  });
+
+  test('an sm_90a record for a shape without an sm_90a unit: one error naming the kernels, on a 9.0 device and an 8.0 one', () => {
+    for (const cc of [[9, 0], [8, 0]] as [number, number][]) {
+      expect(() => run('sm_90a', undefined, [unitOf(O, 'o')], cc)).toThrow(expect.objectContaining({
+        message: '/kernels: tuned GEMM gemm_bf16_n6144_k4096 chose the sm_90a kernel, which the compile did not build (gemms.tuned.kernel = sm_90a); allowed: sm_90 (the compile\'s sm_90a units: gemm_bf16_n4096_k4096_sm90a)',
+        details: expect.objectContaining({ field: 'gemms.tuned.kernel', value: 'sm_90a', source: '/kernels' }),
+      }));
+    }
   });
 });
