@@ -13,7 +13,7 @@ import { predictGemm } from './gemm-cost-model.js';
 import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
-  type GemmShape, type GemmTarget, type GemmTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
+  GEMM_BLOCK_N, type GemmShape, type GemmTarget, type GemmTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
 import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
@@ -207,7 +207,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
     for (const reduction of reductions) {
       const plans = (t.rows ?? grid.rows).flatMap((m) => {
         const heuristic = gemmHeuristic(shape, m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).tile;
-        const tiles = gemmTileSpace(m, target);
+        const tiles = gemmTileSpace(m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true });
         pruned += tiles.pruned.length;
         const others = tiles.configs.filter((c) => gemmTileName(c) !== gemmTileName(heuristic));
         return [heuristic, ...others].slice(0, t.maxTiles).map((tile, i) => ({ plan: planGemm(shape, m, target, reduction, tile), heuristic: i === 0 }));
@@ -222,7 +222,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       }
       sources.push({ splitK: reduction.splitK, cu, fatbin });
       candidates.push(...plans.map(({ plan: p, heuristic }) => ({
-        m: p.m, splitK: reduction.splitK, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages }, heuristic,
+        m: p.m, splitK: reduction.splitK, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages, ...(p.blockN !== GEMM_BLOCK_N ? { blockN: p.blockN } : {}) }, heuristic,
         symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
       })));
     }

@@ -187,13 +187,12 @@ function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
  * A 64-column tile has at most 4 warps along N (a warp's 16 columns are 2 n8 fragments: whole
  * gate | up pairs), so 2 warp rows up to 128 rows (rows rounded to 32: the fragments past m
  * are skipped, so each SM sub-partition's two warps still share the work evenly), and past 128
- * CTAs of 128 rows in 4 x 2 warps of 32 x 32 (more fragment reuse than 2 x 4 warps of 48 x 16).
+ * the balanced CTAs of the 128-column tile (2 x 4 warps). 4 x 2 warps of 32 x 32 would load
+ * fewer fragment bytes per mma than 48 x 16, but at M = 272 they need CTAs of 128, 128 and 16
+ * rows, a CTA of padding the search space refuses (src/tune/gemm-space.ts).
  */
 function rowTiling(m: number, blockN: number): { blockM: number; warpsM: number; mBlocks: number } {
-  if (blockN === GEMM_NARROW_BLOCK_N) {
-    if (m <= GEMM_MAX_BLOCK_M) return { blockM: 32 * Math.ceil(m / 32), warpsM: 2, mBlocks: 1 };
-    return { blockM: GEMM_MAX_BLOCK_M, warpsM: 4, mBlocks: Math.ceil(m / GEMM_MAX_BLOCK_M) };
-  }
+  if (blockN === GEMM_NARROW_BLOCK_N && m <= GEMM_MAX_BLOCK_M) return { blockM: 32 * Math.ceil(m / 32), warpsM: 2, mBlocks: 1 };
   if (m <= GEMM_MAX_BLOCK_M) return { blockM: 16 * Math.ceil(m / 16), warpsM: 1, mBlocks: 1 };
   // Past one CTA the step is compute-bound: 2 x 4 warps share fragments better than 1 x 8.
   const mBlocks = Math.ceil(m / GEMM_MAX_BLOCK_M);

@@ -25,7 +25,7 @@
 import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
 import type { GemmFamily } from './db.js';
 import {
-  GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
+  GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_NARROW_BLOCK_N, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
   gemmTileProblem, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 
@@ -58,16 +58,20 @@ export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget): 
   const problem = gemmTileProblem(t, target);
   if (problem) return problem;
   if (gemmRegisters(t.blockM) > MAX_REGISTERS) return `about ${gemmRegisters(t.blockM)} registers a thread; ptxas spills past ${MAX_REGISTERS}`;
-  if (m <= GEMM_MAX_BLOCK_M && t.blockM > 16 * Math.ceil(m / 16)) return `${t.blockM} rows for M = ${m}: only padding past ${16 * Math.ceil(m / 16)}`;
+  // A 64-column tile has at least 2 warp rows of 16 (a warp's columns are 2 n8 fragments): its rows come in 32s.
+  const rows = (t.blockN ?? GEMM_BLOCK_N) === GEMM_NARROW_BLOCK_N ? 32 : 16;
+  if (m <= GEMM_MAX_BLOCK_M && t.blockM > rows * Math.ceil(m / rows)) return `${t.blockM} rows for M = ${m}: only padding past ${rows * Math.ceil(m / rows)}`;
   if (m > GEMM_MAX_BLOCK_M && Math.ceil(m / t.blockM) * t.blockM - m >= 16 * Math.ceil(m / t.blockM)) return `${Math.ceil(m / t.blockM)} CTAs of ${t.blockM} rows pad M = ${m} by more than a fragment each`;
   return null;
 }
 
 /** Every tile for (shape, M) under the target, split into what may run and what is pruned and why. */
-export function gemmTileSpace(m: number, target: GemmTarget): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
+export function gemmTileSpace(m: number, target: GemmTarget, opts: GemmPlanOptions = {}): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
   const configs: GemmTile[] = [], pruned: GemmPruned<GemmTile>[] = [];
-  for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
-    const t = { blockM, warpsM, stages };
+  // 128-column tiles, then 64-column ones (gemm-plan.ts GEMM_NARROW_BLOCK_N) unless row statistics need 128.
+  const widths = opts.rowStats ? [GEMM_BLOCK_N] : [GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N];
+  for (const blockN of widths) for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
+    const t = { blockM, warpsM, stages, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}) };
     const why = gemmTileInfeasible(t, m, target);
     if (why) pruned.push({ config: t, why });
     else configs.push(t);

@@ -124,8 +124,9 @@ describe('chooseSplits: the wave rule (CPU attention, GEMM split-K)', () => {
     expect(chooseSplits(1, 132, 0, 64, 3)).toBe(1);
   });
 
-  test('split-K of the GEMMs: K = 3072 (48 k tiles), N = 4096: 4 parts of 12 k tiles, none empty', () => {
+  test('split-K of the GEMMs: K = 3072 (48 k tiles), N = 4096: 2 parts of 24 k tiles over 64 tiles of 64 columns, 4 of 12 over 32 of 128, none empty', () => {
     const target = gemmTarget(['sm_90']);
-    expect(planReduction({ n: 4096, k: 3072, dtype: 'bf16' }, target)).toMatchObject({ kTiles: 48, splitK: 4, kTilesPerSplit: 12 });
+    expect(planReduction({ n: 4096, k: 3072, dtype: 'bf16' }, target)).toMatchObject({ kTiles: 48, splitK: 2, kTilesPerSplit: 24 });
+    expect(planReduction({ n: 4096, k: 3072, dtype: 'bf16' }, target, undefined, { rowStats: true })).toMatchObject({ kTiles: 48, splitK: 4, kTilesPerSplit: 12 });
   });
 });

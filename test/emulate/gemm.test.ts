@@ -4,8 +4,8 @@
  * partial N tile, an odd row stride), K = 1032 (16 whole k tiles of 64 and a tail of 8; split-K
  * 3 parts of 6, 6 and 5 tiles, so the pipeline refills its stages), M = 1, 2, 20 and 72 (one CTA
  * covers all rows), split-K 1 and 3, bf16 and fp16; a small shape (N = 40, K = 776) also at
- * M = 272 (three CTAs of 128 rows in 4 x 2 warps along M). The heuristic's tiles are 64 columns
- * wide (2 x 4 warps up to 128 rows); M = 2 of the odd shape runs a 128-column tile (1 x 8 warps),
+ * M = 272 (three CTAs along M). The heuristic's tiles are 64 columns
+ * wide (2 x 4 warps); M = 2 of the odd shape runs a 128-column tile (1 x 8 warps),
  * so the invariance check below also compares the two widths. Outputs and split-K partials start as NaN; runs with bias, with
  * accumulate (a residual), with row ids, and into three outputs (a fused q | k | v, each buffer
  * exactly its width) as well; the bias + accumulate runs launch twice in a row on the same

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type GemmPlan, type GemmShape, type GemmTile, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { gemmEpilogues } from '../../src/codegen/gemm-epilogue.js';
 import { gemmSource, renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import type { GemmInputs } from '../../src/emulate/gemm-emulator.js';
@@ -17,8 +18,9 @@ export const GEMM_HEADERS = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_dev
  */
 export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], tiles: Readonly<Record<number, GemmTile>> = {}): { source: string; cudaDir: string; plans: GemmPlan[] } {
   const target = gemmTarget(['sm_80']);
-  const reduction = planReduction(shape, target, splitK);
-  const plans = ms.map((m) => planGemm(shape, m, target, reduction, tiles[m]));
+  const opts = { rowStats: gemmEpilogues(shape, roles).rowStats === true };  // lm_head: 128-column tiles
+  const reduction = planReduction(shape, target, splitK, opts);
+  const plans = ms.map((m) => planGemm(shape, m, target, reduction, tiles[m], opts));
   const cudaDir = join(dir, 'cuda');
   mkdirSync(cudaDir, { recursive: true });
   for (const h of GEMM_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
