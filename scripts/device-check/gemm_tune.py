@@ -258,7 +258,8 @@ def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm
 
 def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
     """The db.ts GemmTuneEntry of one shape, or None when no (family, split-K) reached every row count. raced: the search
-    ran on a 9.0 device with the sm_90a race on: the entry records the family (kernel) and the sm_90a timings."""
+    ran on a 9.0 device with the sm_90a race on: the entry records the family (kernel), and the sm_90a timings where the
+    shape has an sm_90a kernel (none timed, every one rejected or past the budget: empty timings, mma.sync wins)."""
     best = {}  # family -> split -> m -> (us, cand, timing)
     heur = {}  # m -> (cand, timing) at the heuristic split
     for (family, split, m, _), (cand, timing) in timed.items():
@@ -286,6 +287,8 @@ def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
         if own is not None:
             entry['sm90a'] = {'splitTotalsUs': _totals(wg), 'splitK': own,
                               'rows': {str(m): {'tileT': cand['tileT'], 'timing': _t(timing)} for m, (_, cand, timing) in sorted(wg[own].items())}}
+        elif (t.get('sm90a') or {}).get('candidates'):
+            entry['sm90a'] = {'splitTotalsUs': {}, 'splitK': split, 'rows': {}}
     return entry
 
 
