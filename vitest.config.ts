@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { configDefaults, defineConfig } from 'vitest/config';
+import { SHARED_PROCESS, TIMED, globsOf } from './test/helpers/test-projects.js';
 
 /**
  * The files that cost most in CI (seconds, setup included, from the CI run's JSON report), slowest
@@ -34,16 +35,21 @@ class SlowFirstSequencer extends BaseSequencer {
     };
     // Within a group (sequence.groupOrder); Array.prototype.sort is stable: the rest keep vitest's order.
     const group = (f: TestSpecification): number => f.project.config.sequence.groupOrder;
-    return (await super.sort(files)).sort((a, b) => group(a) - group(b) || rank(a) - rank(b));
+    // The shared project's files last and together: vitest hands a worker's process to the next
+    // file only when that file is the queue's next and shares too (isolate: false); small, they
+    // also fill the end of the run evenly on both cores.
+    const shared = (f: TestSpecification): number => (f.project.config.isolate === false ? 1 : 0);
+    return (await super.sort(files)).sort((a, b) => group(a) - group(b) || shared(a) - shared(b) || rank(a) - rank(b));
   }
 }
 
-/**
- * Files whose assertions compare times measured in the run (tune --budget's ETA against the run's
- * own time, bench-step's AR step against TiDAR's): they run after the rest, one at a time, as on an
- * idle machine, where another file's compile starting mid-measurement cannot skew them.
- */
-const TIMED: readonly string[] = ['test/tune/tune-budget.test.ts', 'test/cli/bench-step.test.ts'];
+// TIMED (test/helpers/test-projects.ts): files whose assertions compare times measured in the run
+// (tune --budget's ETA against the run's own time, bench-step's AR step against TiDAR's): they run
+// after the rest, one at a time, as on an idle machine, where another file's compile starting
+// mid-measurement cannot skew them. SHARED_PROCESS: small files that leave nothing behind run in a
+// reused worker process ('shared', isolate: false), which saves a process start and a module graph
+// load per file; the rest keep a process each.
+const SHARED = globsOf(SHARED_PROCESS);
 
 // vitest's default on `run` is one worker less than the CPUs: one file at a time on CI's two cores,
 // with the second core idle while a file runs a single-threaded emulator or decode. Two files in
@@ -57,7 +63,8 @@ export default defineConfig({
     hookTimeout: 300_000,
     sequence: { sequencer: SlowFirstSequencer },
     projects: [
-      { extends: true, test: { name: 'tidarc', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...TIMED], maxWorkers: workers } },
+      { extends: true, test: { name: 'tidarc', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...TIMED, ...SHARED], maxWorkers: workers } },
+      { extends: true, test: { name: 'shared', include: SHARED, exclude: [...configDefaults.exclude, ...TIMED], isolate: false, maxWorkers: workers } },
       { extends: true, test: { name: 'timed', include: [...TIMED], maxWorkers: 1, sequence: { groupOrder: 1 } } },
     ],
   },
