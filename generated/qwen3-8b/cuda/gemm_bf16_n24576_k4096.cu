@@ -83,16 +83,16 @@ struct ConfigM72 : Reduction {
 #endif
 };
 
-// M = 272: 3 x 384 x 1 CTAs of 256 threads (4 x 2 warps), 98304 bytes of
-// dynamic shared memory (4 stages of 64 weight rows + 128 token rows x 64);
-// sm_80: 3 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
+// M = 272: 3 x 384 x 1 CTAs of 256 threads (2 x 4 warps), 81920 bytes of
+// dynamic shared memory (4 stages of 64 weight rows + 96 token rows x 64);
+// sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM272 : Reduction {
-  static constexpr int kBlockM = 128;
+  static constexpr int kBlockM = 96;
   static constexpr int kBlockN = 64;
-  static constexpr int kWarpsM = 4;
-  static constexpr int kWarpsN = 2;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
-  static constexpr int kStages = 3;
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kStages = 5;
 #else
   static constexpr int kStages = 4;
 #endif
