@@ -220,7 +220,8 @@ def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm
         if sm90a:
             families.append(('sm_90a', sm90a_sources, sm90a['candidates'], lambda c: f"sm_90a t{c['tileT']}",
                              lambda src, c, i, bias: _launch_sm90a(drv, bundle, t, src, c, sh, maps, i, bias)))
-        for split in sorted(sources):
+        # The heuristic's split-K first, both families: a budget that ends mid-shape has timed the pair the compile plans.
+        for split in sorted(sources, key=lambda x: (x != t['heuristicSplitK'], x)):
             for family, srcs, cands, label, launch in families:
                 if split not in srcs:
                     continue

@@ -69,6 +69,22 @@ print(json.dumps([list(choose_kernel({f: {int(s): {int(m): v for m, v in ms.item
     expect(py.slice(0, 3)).toEqual([['sm_90', 2], ['sm_90a', 1], ['sm_90', 2]]);
   });
 
+  test('the heuristic\'s split-K is searched first, both families, so a budget cut mid-shape leaves the pair the compile plans', async () => {
+    const script = `import json, sys, time\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nimport numpy as np\nfrom gemm_tune import tune_shape
+class Shape:
+    mag, bias_host = np.ones((20, 197)), np.zeros(197)
+    def close(self): pass
+tile = {'blockM': 16, 'warpsM': 1, 'stages': 4}
+t = {'k': 520, 'heuristicSplitK': 3, 'sources': [{'splitK': s} for s in (1, 3, 4)],
+     'candidates': [{'m': m, 'splitK': s, 'tile': tile, 'heuristic': True} for s in (1, 3, 4) for m in (1, 20)]}
+race = {'sources': [{'splitK': s} for s in (1, 3, 4)], 'candidates': [{'m': 20, 'splitK': s, 'tileT': 32} for s in (1, 3, 4)]}
+timed, rejected, skipped = tune_shape(None, None, t, lambda t, rows: Shape(), None, time.time() - 60, 0, 1.0, race)
+print(json.dumps(skipped))`;
+    expect(JSON.parse((await exec('python3', ['-c', script])).stdout)).toEqual([
+      's3 M=20 b16w1s4', 's3 M=1 b16w1s4', 's3 M=20 sm_90a t32', 's1 M=20 b16w1s4', 's1 M=1 b16w1s4', 's1 M=20 sm_90a t32', 's4 M=20 b16w1s4', 's4 M=1 b16w1s4', 's4 M=20 sm_90a t32',
+    ]);
+  });
+
   test('every sm_90a candidate rejected: the entry keeps mma.sync, says the sm_90a kernel was not timed, and tidarc reads it', async () => {
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import gemm_entry
 tm = lambda us: {'medianUs': us, 'p20Us': us, 'p80Us': us}
