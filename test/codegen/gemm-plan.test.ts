@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ARCH_NAMES } from '../../src/codegen/arch.js';
-import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmGrid, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmGrid, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { TidarcError } from '../../src/errors.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -116,6 +116,18 @@ describe('planGemm', () => {
     expect(source).toMatch(new RegExp(`#(el)?if defined\\(__CUDA_ARCH__\\) && __CUDA_ARCH__ == 900\\n  static constexpr int kStages = ${m1.stagesByArch.sm_90};`));
     expect(source).toContain(`#else\n  static constexpr int kStages = ${m1.stages};\n#endif`);
     expect(describeGemms([o]).find((g) => g.m === 1)!.launch.dynamicSharedBytesByArch).toEqual({ sm_80: m1.sharedBytesByArch.sm_80, sm_86: m1.sharedBytes, sm_90: m1.stagesByArch.sm_90! * m1.stageBytes });
+  });
+  test('64-column tiles except for row statistics (lm_head, per 128-column tile at every M) and in compiles with sm_90a', () => {
+    const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    for (const [arches, rowStats, width] of [[['sm_90'], false, 64], [['sm_90'], true, 128], [['sm_90', 'sm_90a'], false, 128]] as const) {
+      const t = gemmTarget(arches), red = planReduction(shape, t, undefined, { rowStats });
+      for (const m of [1, 20, 72, 272]) expect(planGemm(shape, m, t, red, undefined, { rowStats }).blockN, `${arches} rowStats ${rowStats} M=${m}`).toBe(width);
+    }
+    const t = gemmTarget(['sm_90']);
+    const narrow = { blockM: 32, warpsM: 2, stages: 3, blockN: 64 };
+    expect(() => planGemm(shape, 20, t, planReduction(shape, t, 2), narrow, { rowStats: true })).toThrow(/row statistics.*\(blockN = 64\); allowed: 128/);
+    expect(gemmTileProblem({ ...narrow, blockN: 96 }, t)).toMatch(/blockN 96 is not 64 or 128/);
+    expect(gemmTileProblem({ ...narrow, warpsM: 1 }, t)).toMatch(/not whole m16 x \(2 x n8\)/);  // 8 warps of 8 columns
   });
   test('a tuned tile keeps its stages on every arch', () => {
     const t = gemmTarget(['sm_86', 'sm_90']);
