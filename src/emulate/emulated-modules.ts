@@ -16,6 +16,7 @@ import { sha256Hasher } from '../util/hash.js';
 import { buildEmulatedModule, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
 import { buildEmulatedGemmModules } from './gemm-modules.js';
 import { buildEmulatedAttentionSm90aModules } from './attention-sm90a-modules.js';
+import { adoptSharedModules, publishSharedModules, sourceInputs } from './shared-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
 import { opKernels } from '../runtime/cuda/op-abi.js';
@@ -26,12 +27,17 @@ export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
 /**
  * Builds the .emu.so of every variant, of the GPU operators and of the GEMM units in a compiled kernels
  * directory, skipping those already built (a recompile replaces the directory, and them). With
- * `sharedDir` (the kernel cache's), the GPU operators' module is built there once and copied.
+ * `sharedDir` (the kernel cache's), the GPU operators' module is built there once and copied, and
+ * a module another entry built from the same sources is copied too (shared-modules.ts).
  */
 export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined, sharedDir?: string): Promise<void> {
   const manifest = readManifest(kernelsDir);
   const key = await emulatedModuleKey();
   if (await dropStaleModules(join(kernelsDir, 'cuda'), key)) log('the emulator changed since these modules were built: rebuilding them');
+  if (sharedDir !== undefined) {
+    const adopted = await adoptSharedModules(kernelsDir, sharedDir, key);
+    if (adopted.length > 0) log(`${adopted.length} modules (${adopted.join(', ')}) copied from another entry of the cache, built from the same sources`);
+  }
   const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(resolve(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')))));
   if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), log });
   const ops = emulatedModulePath(resolve(kernelsDir, OPS_MODULE));
@@ -48,30 +54,18 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
   }
   await buildEmulatedGemmModules(kernelsDir, manifest, log);
   await buildEmulatedAttentionSm90aModules(kernelsDir, manifest, log);
+  if (sharedDir !== undefined) await publishSharedModules(kernelsDir, sharedDir, key);
   await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
 }
 
 /**
- * The sources of the GPU operators' module in a kernels directory's cuda/, sorted: tidarc_ops.cu and
- * the headers beside it that it includes, directly or through another. Not every header there: an
- * entry whose variants are sm_90a-eligible also holds the Hopper headers, which the operators never
- * read, and hashing them gave such an entry a second, identical module (g++ seconds, and
- * emulated-backend.test.ts's "one shared module" failed when an sm_90a model's entry came first).
- * A quoted include not found beside it resolves in the emulator's or the package's templates,
- * which the emulator key and templatesDigest cover.
+ * The sources of the GPU operators' module in a kernels directory's cuda/: tidarc_ops.cu and the
+ * headers it includes. Not every header there: an sm_90a-eligible entry also holds the Hopper
+ * headers, which the operators never read, and hashing them gave such an entry a second, identical
+ * module (g++ seconds, and emulated-backend.test.ts's "one shared module" failed when an sm_90a
+ * model's entry came first).
  */
-async function opsInputs(cuda: string): Promise<string[]> {
-  const seen = new Set<string>();
-  const visit = async (name: string): Promise<void> => {
-    if (seen.has(name)) return;
-    const text = await readFile(join(cuda, name), 'utf8').catch(() => undefined);
-    if (text === undefined) return;
-    seen.add(name);
-    for (const [, included] of text.matchAll(/^\s*#\s*include\s*"([^"/]+)"/gm)) await visit(included!);
-  };
-  await visit('tidarc_ops.cu');
-  return [...seen].sort();
-}
+const opsInputs = (cuda: string): Promise<string[]> => sourceInputs(cuda, 'tidarc_ops.cu');
 
 /**
  * Where `sharedDir` keeps the GPU operators' module for the sources in `kernelsDir`/cuda: a

@@ -27,7 +27,7 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/codegen/row-tile-choice.test.ts', 'test/codegen/splits.test.ts', 'test/codegen/swiglu-ptx.test.ts',
   'test/codegen/targets.test.ts', 'test/codegen/variant-name.test.ts',
   'test/emulate/emulate-dir-runtime.test.ts', 'test/emulate/emulated-driver-lock.test.ts', 'test/emulate/emulated-modules-stale.test.ts',
-  'test/emulate/emulated-ops-shared.test.ts', 'test/emulate/gemm-tuned.test.ts', 'test/emulate/gpu-presence.test.ts',
+  'test/emulate/emulated-ops-shared.test.ts', 'test/emulate/gemm-tuned.test.ts', 'test/emulate/gpu-presence.test.ts', 'test/emulate/shared-modules.test.ts',
   'test/emulate/handoff.test.ts', 'test/emulate/harness-protocol.test.ts', 'test/emulate/masks.test.ts', 'test/emulate/named-barrier.test.ts',
   'test/fs/file-lock.test.ts', 'test/fs/make-dirs.test.ts', 'test/fs/read-json.test.ts',
   'test/runtime/attention-checks.test.ts', 'test/runtime/ops-gelu.test.ts', 'test/runtime/ops.test.ts', 'test/runtime/reference.test.ts',
