@@ -227,6 +227,11 @@ def main(argv):
     ap.add_argument('--part', choices=[p for p, _ in PARTS], help=argparse.SUPPRESS)  # a child: one part
     ap.add_argument('--until', type=float, help=argparse.SUPPRESS)  # the child's deadline (epoch seconds)
     a = ap.parse_args(argv)
+    # Absolute from here on: the nvcc calls run in the folder of their output (cwd=), so a relative
+    # bundle path (the GPU machine's command gives `out/device-check`) would name nothing there.
+    a.bundle, a.out = str(Path(a.bundle).resolve()), str(Path(a.out).resolve())
+    if a.scratch:
+        a.scratch = str(Path(a.scratch).resolve())
     if a.report_only:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,10 @@ const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-prebuild-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-// Writes its arguments to the -o file and reports one kernel's registers as ptxas -v does.
+// Writes its arguments to the -o file and reports one kernel's registers as ptxas -v does; like
+// nvcc it resolves the source and -o paths against its working directory.
 const FAKE_NVCC = `#!/bin/bash
+src="\${@: -1}"; [ -f "$src" ] || { echo "cc1plus: fatal error: $src: No such file or directory" >&2; exit 1; }
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done
 echo "$@" > "$out"
@@ -46,7 +48,8 @@ describe.skipIf(!numpy)('prebuild', () => {
 
   test('every fatbin the parts launch, for sm_90 (sm_90a units for sm_90a), and prebuilt.json with the arch and the GEMM registers', async () => {
     writeFileSync(join(bundle, sm90a.units[0]!.fatbin), 'stale: an earlier prepare\'s');  // rebuilt, not taken
-    await exec('python3', [join(SCRIPTS, 'device_check.py'), '--prebuild', '90', '--bundle', bundle], { env: { ...process.env, NVCC: join(root, 'nvcc') } });
+    // A bundle path relative to the working directory, as the GPU machine's command gives it.
+    await exec('python3', [join(SCRIPTS, 'device_check.py'), '--prebuild', '90', '--bundle', 'bundle'], { cwd: root, env: { ...process.env, NVCC: join(root, 'nvcc') } });
     const sm90 = '-gencode=arch=compute_90,code=sm_90';
     const attention = [...grid.models, ...grid.tune!.tiles.map((t) => t.model)].flatMap((m) => m.variants.map((v) => v.fatbin));
     const gemms = [...gem.units.map((u) => u.fatbin), gem.ops.fatbin, ...(gem.tune ?? []).flatMap((t) => t.sources.map((s) => s.fatbin))];
