@@ -6,8 +6,7 @@
  * fetched and evaluated again) whatever the file does; on CI's two cores, over some 90 small files,
  * that is half a minute of the run. Why only these: in one process a file sees what the files before
  * it left, so a shared file must leave nothing behind. test-projects.test.ts holds every file here
- * to RISKY (no environment, working directory, signal handler or mock it changes; no in-process
- * CUDA driver or kernel library, which a process chooses or loads once). Heavy files stay isolated:
+ * to RISKY (no environment, working directory, signal handler or mock it changes). Heavy files stay isolated:
  * their 0.75 s is small beside them, and they share builds through test/helpers/emulated-driver.ts.
  */
 
@@ -36,17 +35,24 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/runtime/cuda/gpu-gemm-select.test.ts', 'test/runtime/cuda/gpu-gemm.test.ts',
   'test/runtime/cuda/gpu-runner-epilogues.test.ts', 'test/runtime/cuda/gpu-runner-graph.test.ts', 'test/runtime/cuda/gpu-runner-scratch.test.ts',
   'test/runtime/cuda/op-abi.test.ts', 'test/runtime/cuda/ops-kernels.test.ts', 'test/runtime/cuda/step-graphs.test.ts',
-  'test/runtime/model/decode-options.test.ts',
+  'test/runtime/model/decode-options.test.ts', 'test/runtime/model/non-finite.test.ts',
+  'test/bench/device-check-gemm-tune.test.ts', 'test/bench/device-check-e2e.test.ts', 'test/bench/device-prebuild.test.ts',
+  'test/codegen/target.test.ts', 'test/emulate/emulated-driver.test.ts',
+  'test/runtime/native.test.ts', 'test/runtime/kernel-library.test.ts', 'test/runtime/async-buffers.test.ts',
+  'test/runtime/cuda/device-graphs.test.ts', 'test/runtime/cuda/tensor-map.test.ts', 'test/runtime/cuda/gpu-ops-abi.test.ts',
+  'test/runtime/cuda/attention-sm90a-driver.test.ts', 'test/runtime/cuda/gpu-gemm-emulated.test.ts', 'test/runtime/cuda/gpu-gemm-sm90a.test.ts',
   'test/tune/db.test.ts', 'test/tune/gemm-family.test.ts', 'test/tune/gemm-space.test.ts', 'test/tune/gemm-tuned.test.ts',
   'test/tune/report.test.ts', 'test/tune/tuned-tile.test.ts',
 ];
 
 /**
- * What a file in a shared process must not do (or reach for): change the environment, the working
- * directory or the process's handlers, mock or stub, or load the CUDA driver or a kernel library in
- * process (the driver is chosen once, from $TIDARC_LIBCUDA).
+ * What a file in a shared process must not do: change the environment, the working directory or
+ * the process's handlers, mock or stub, or touch globalThis. Reading the environment (a child's
+ * copy of it) is fine, and so is loading the addon or a kernel library: every shared file sees the
+ * same unchanged environment, so the driver the addon chooses once per process ($TIDARC_LIBCUDA)
+ * is the one each would have chosen alone.
  */
-export const RISKY = /process\.env\b|process\.chdir|process\.(on|once|exitCode|umask)\b|\bloadNative\b|\bopenKernelLibrary\b|\bvi\.(mock|doMock|stub\w*|useFakeTimers|spyOn)\b|\bglobalThis\b|TIDARC_LIBCUDA|\bsharedEmulatedDriver\b|\bopsModule\b/;
+export const RISKY = /process\.env(\[[^\]]+\]|\.\w+)\s*(=(?!=)|\?\?=|\|\|=)|delete\s+process\.env|Object\.assign\(\s*process\.env|process\.chdir|process\.(on|once|exitCode|umask)\b|\bvi\.(mock|doMock|stub\w*|useFakeTimers|spyOn)\b|\bglobalThis\b/;
 
 /** The include patterns of a project for these entries (vitest globs). */
 export function globsOf(entries: readonly string[]): string[] {
