@@ -31,7 +31,7 @@ const ROLES = [
   { role: 'gate_up', shape: { n: 24576, k: 4096, dtype: 'bf16' }, accumulate: false, epilogue: 'swiglu' },
   { role: 'down', shape: { n: 4096, k: 12288, dtype: 'bf16' }, accumulate: true, epilogue: 'none' },
 ] as const;
-/** ptxas at sm_90a on a 200 x 520 unit (test/emulate/gemm-sm90a.test.ts prints them): registers per token tile. */
+/** ptxas at sm_90a on a 200 x 520 unit (the same for either consumer count: a thread's accumulators are the token tile's) (test/emulate/gemm-sm90a.test.ts prints them): registers per token tile. */
 const MEASURED_REGISTERS: Readonly<Record<number, number>> = { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 136: 94, 256: 154 };
 const MMA_SYNC_REGISTERS = 128;
 
@@ -59,17 +59,17 @@ const rows: Record<string, unknown>[] = [];
 const stepSm90a = new Map<number, number>(), stepMma = new Map<number, number>();
 for (const r of ROLES) {
   const shape: GemmShape = r.shape;
-  // What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 128-column tiles (gemm-plan.ts heuristicBlockN).
+  // What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 64-column tiles (gemm-plan.ts heuristicBlockN).
   const target = gemmTarget(['sm_90', 'sm_90a']);
   const reduction = planReduction(shape, target);
   for (const m of ROWS) {
     const [kernel] = planSm90aKernels(shape, [m]);
-    const p = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue });
-    const before = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, splitSum: 'kernel' });
+    const p = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, blockW: kernel!.blockW });
+    const before = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, splitSum: 'kernel', blockW: kernel!.blockW });
     const mma = predictGemm(planGemm(shape, m, target, reduction), m, H200, MMA_SYNC_REGISTERS, { accumulate: r.accumulate, epilogue: r.epilogue });
     stepSm90a.set(m, (stepSm90a.get(m) ?? 0) + 36 * p.predictedS);
     stepMma.set(m, (stepMma.get(m) ?? 0) + 36 * mma.predictedS);
-    rows.push({ role: r.role, n: shape.n, k: shape.k, m, tileT: p.tileT, splitK: reduction.splitK, ctas: p.ctas, ctasPerSm: p.ctasPerSm, bound: p.bound,
+    rows.push({ role: r.role, n: shape.n, k: shape.k, m, tileT: p.tileT, blockW: p.blockW, splitK: reduction.splitK, ctas: p.ctas, ctasPerSm: p.ctasPerSm, bound: p.bound,
       sm90aUs: +(p.predictedS * 1e6).toFixed(2), sm90aTwoLaunchUs: +(before.predictedS * 1e6).toFixed(2), mmaSyncUs: +(mma.predictedS * 1e6).toFixed(2), copyShare: +p.copyShare.toFixed(3), matmulShare: +p.matmulShare.toFixed(3) });
   }
 }
@@ -77,10 +77,10 @@ if (json) {
   console.log(JSON.stringify({ machine: H200.name, registers: regs, rows, stepMs: ROWS.map((m) => ({ m, sm90a: stepSm90a.get(m)! * 1e3, mmaSync: stepMma.get(m)! * 1e3 })) }, null, 2));
 } else {
   console.log(`sm_90a GEMM cost model on ${H200.name}: copy ${H200.copyBytesPerS / 1e12} TB/s, wgmma at the measured matmul rate ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}`);
-  console.log('role     N      K      M   tile split CTAs /SM bound  sm_90a us  mma.sync us  copy%  matmul%  (2-launch split-K us)');
+  console.log('role     N      K      M   tile  W   split CTAs /SM bound  sm_90a us  mma.sync us  copy%  matmul%  (2-launch split-K us)');
   for (const x of rows) {
-    const f = x as { role: string; n: number; k: number; m: number; tileT: number; splitK: number; ctas: number; ctasPerSm: number; bound: string; sm90aUs: number; sm90aTwoLaunchUs: number; mmaSyncUs: number; copyShare: number; matmulShare: number };
-    console.log(`${f.role.padEnd(8)} ${String(f.n).padEnd(6)} ${String(f.k).padEnd(6)} ${String(f.m).padEnd(4)} ${String(f.tileT).padEnd(4)} ${String(f.splitK).padEnd(5)} ${String(f.ctas).padEnd(4)} ${String(f.ctasPerSm).padEnd(3)} ${f.bound.padEnd(6)} ${f.sm90aUs.toFixed(1).padStart(9)} ${f.mmaSyncUs.toFixed(1).padStart(12)} ${(100 * f.copyShare).toFixed(0).padStart(6)} ${(100 * f.matmulShare).toFixed(0).padStart(8)}  ${f.splitK > 1 ? f.sm90aTwoLaunchUs.toFixed(1) : '-'}`);
+    const f = x as { role: string; n: number; k: number; m: number; tileT: number; blockW: number; splitK: number; ctas: number; ctasPerSm: number; bound: string; sm90aUs: number; sm90aTwoLaunchUs: number; mmaSyncUs: number; copyShare: number; matmulShare: number };
+    console.log(`${f.role.padEnd(8)} ${String(f.n).padEnd(6)} ${String(f.k).padEnd(6)} ${String(f.m).padEnd(4)} ${String(f.tileT).padEnd(4)} ${String(f.blockW).padEnd(4)} ${String(f.splitK).padEnd(5)} ${String(f.ctas).padEnd(4)} ${String(f.ctasPerSm).padEnd(3)} ${f.bound.padEnd(6)} ${f.sm90aUs.toFixed(1).padStart(9)} ${f.mmaSyncUs.toFixed(1).padStart(12)} ${(100 * f.copyShare).toFixed(0).padStart(6)} ${(100 * f.matmulShare).toFixed(0).padStart(8)}  ${f.splitK > 1 ? f.sm90aTwoLaunchUs.toFixed(1) : '-'}`);
   }
   for (const m of ROWS) console.log(`step linear layers (36 x qkv, o, gate_up, down) at M = ${m}: sm_90a ${(stepSm90a.get(m)! * 1e3).toFixed(2)} ms, mma.sync ${(stepMma.get(m)! * 1e3).toFixed(2)} ms`);
 }

@@ -11,7 +11,8 @@ out and split-K partials poisoned with NaN) through tensor maps encoded by cuTen
 Run alone: python3 gemm_sm90a.py --bundle DIR [--dry-run] (--dry-run: TIDARC_LIBCUDA = the emulated
 driver, modules prepared beside the .fatbin paths); prints one JSON line, exit 1 on a failure.
 On a GPU it compiles each unit with nvcc for sm_90a first. Launch: grid (ceil(rows / tile),
-ceil(N / 128), splitK) x 288 threads, split-K summed inside it on gemm.py's split_counters."""
+ceil(N / blockW), splitK) x the kernel's threads (blockW 64 or 128 weight rows: one or two consumer warpgroups),
+split-K summed inside it on gemm.py's split_counters."""
 import argparse
 import concurrent.futures
 import ctypes
@@ -78,8 +79,8 @@ def launch_kernel(drv, module, u, kern, wmap, xmap, ptrs, rows):
     drv.fill(pout, 0xff, rows * n * 4), drv.fill(pws, 0xff, u['splitK'] * rows * n * 4)  # NaN: anything unwritten shows
     g = GEMM.pack(x=px, w=pw, bias=pb, row_ids=0, out=pout, out2=0, out3=0, workspace=pws if u['splitK'] > 1 else 0, tile_stats=0, tile_argmax=0,
                   row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=0,
-                  split_counters=split_counters(drv, -(-rows // kern['tileT']) * -(-n // 128)) if u['splitK'] > 1 else 0)
-    grid = (-(-rows // kern['tileT']), -(-n // 128), u['splitK'])
+                  split_counters=split_counters(drv, -(-rows // kern['tileT']) * -(-n // kern['blockW'])) if u['splitK'] > 1 else 0)
+    grid = (-(-rows // kern['tileT']), -(-n // kern['blockW']), u['splitK'])  # blockW: 64 per consumer warpgroup
     drv.launch(drv.function(module, kern['symbol'], kern['sharedBytes']), grid, (kern['threads'], 1, 1), kern['sharedBytes'], sm90a_args(wmap, xmap, g))
     drv.synchronize()
     out = np.empty((rows, n), np.float32)
@@ -101,12 +102,14 @@ def check_unit(drv, bundle, u, rows, gpu, seed):
     pout, pws = drv.alloc(rows * n * 4), drv.alloc(max(1, u['splitK']) * rows * n * 4)
     drv.upload(px, x), drv.upload(pw, w), drv.upload(pb, bias)
     module = bundle / u['fatbin']
-    wmap = tensor_map(drv, dtype, pw, k, n, 128)
+    wmaps = {}  # per kernel width: the W box is the kernel's weight rows (blockW)
     first, results = None, []
     try:
         for kern in u['kernels']:
             try:
-                out = launch_kernel(drv, module, u, kern, wmap, tensor_map(drv, dtype, px, k, rows, kern['tileT']), (px, pw, pb, pout, pws), rows)
+                if kern['blockW'] not in wmaps:
+                    wmaps[kern['blockW']] = tensor_map(drv, dtype, pw, k, n, kern['blockW'])
+                out = launch_kernel(drv, module, u, kern, wmaps[kern['blockW']], tensor_map(drv, dtype, px, k, rows, kern['tileT']), (px, pw, pb, pout, pws), rows)
             except RuntimeError as e:  # a failed launch leaves the context unusable: the unit stops here
                 results.append({'symbol': kern['symbol'], 'tileT': kern['tileT'], 'worst': None, 'bitwiseSameAsFirst': False, 'differingRows': [], 'error': str(e)})
                 break

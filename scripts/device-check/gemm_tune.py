@@ -175,23 +175,23 @@ class Sm90aMaps:
     def __init__(self, drv, t, sh):
         self.drv, self.t, self.sh, self.w, self.x = drv, t, sh, {}, {}
 
-    def of(self, i, rows, tile):
+    def of(self, i, rows, tile, block_w):
         from gemm_sm90a import tensor_map
         t, sh = self.t, self.sh
         wi = i % sh.sets
-        if wi not in self.w:
-            self.w[wi] = tensor_map(self.drv, t['dtype'], sh.weights(wi), t['k'], t['n'], 128)
+        if (wi, block_w) not in self.w:  # the W box is the kernel's weight rows (blockW)
+            self.w[(wi, block_w)] = tensor_map(self.drv, t['dtype'], sh.weights(wi), t['k'], t['n'], block_w)
         if (rows, tile) not in self.x:
             self.x[(rows, tile)] = tensor_map(self.drv, t['dtype'], sh.ptr['x'], t['k'], rows, tile)
-        return self.w[wi], self.x[(rows, tile)]
+        return self.w[(wi, block_w)], self.x[(rows, tile)]
 
 
 def _launch_sm90a(drv, bundle, t, source, cand, sh, maps, i, bias):
-    """One sm_90a kernel over cand['m'] rows: grid (ceil(rows / tile), ceil(N / 128), splitK) x 288 threads, split-K summed inside it."""
+    """One sm_90a kernel over cand['m'] rows: grid (ceil(rows / tile), ceil(N / blockW), splitK) x cand['threads'], split-K summed inside it."""
     from gemm_sm90a import sm90a_args
-    rows, n, split, tile = cand['m'], t['n'], cand['splitK'], cand['tileT']
-    wmap, xmap = maps.of(i, rows, tile)
-    grid = (-(-rows // tile), -(-n // 128), split)
+    rows, n, split, tile, block_w = cand['m'], t['n'], cand['splitK'], cand['tileT'], cand['blockW']
+    wmap, xmap = maps.of(i, rows, tile, block_w)
+    grid = (-(-rows // tile), -(-n // block_w), split)
     g = GEMM.pack(x=sh.ptr['x'], w=sh.weights(i), bias=sh.ptr['bias'] if bias else 0, row_ids=0, out=sh.ptr['out'], out2=0, out3=0,
                   workspace=sh.ptr['ws'] if split > 1 else 0, tile_stats=0, tile_argmax=0, row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0,
                   seg1=n, seg2=n, epilogue=0, split_counters=split_counters(drv, grid[0] * grid[1]) if split > 1 else 0)

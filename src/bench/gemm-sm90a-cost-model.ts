@@ -8,7 +8,7 @@
  *               the partials (S M N 4), which each output tile's last CTA sums (below).
  *   L2 bytes    the activations as every weight tile's CTAs load them (W tiles x M K 2) and the
  *               weight tile once per token tile.
- *   FLOPs       2 M N K useful; executed: every CTA's 128 weight rows x its whole token tile x
+ *   FLOPs       2 M N K useful; executed: every CTA's weight rows (128, or 64 with one consumer) x its whole token tile x
  *               the k tiles of its part (TMA zero-fills what lies past N, M and K).
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / wgmma rate + wave term) + the
  *               split-K sum in the launch (gemm-cost-model.ts splitSumS: the last CTAs read the
@@ -18,13 +18,15 @@
  *               operands come straight from shared memory, so ldmatrix does not bound it.
  */
 import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
-import { SM90A_BLOCK_W, SM90A_THREADS, sm90aSharedBytes } from '../codegen/gemm-sm90a.js';
+import { SM90A_BLOCK_W, sm90aSharedBytes, sm90aThreads } from '../codegen/gemm-sm90a.js';
 import type { Machine } from '../codegen/machine.js';
 import { occupancy } from '../codegen/occupancy.js';
 import { type GemmSplitSum, splitSumS } from './gemm-cost-model.js';
 
 export interface Sm90aPrediction {
   readonly tileT: number;
+  /** Weight rows per CTA (SM90A_BLOCK_W: two consumer warpgroups; 64: one). */
+  readonly blockW: number;
   readonly ctas: number;
   readonly ctasPerSm: number;
   readonly hbmBytes: number;
@@ -45,11 +47,11 @@ export interface Sm90aPrediction {
 }
 
 export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
-  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum } = {}): Sm90aPrediction {
-  const { n, k } = shape, s = r.splitK;
-  const wTiles = Math.ceil(n / SM90A_BLOCK_W), tTiles = Math.ceil(rows / tileT);
+  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum; blockW?: number } = {}): Sm90aPrediction {
+  const { n, k } = shape, s = r.splitK, blockW = opts.blockW ?? SM90A_BLOCK_W;
+  const wTiles = Math.ceil(n / blockW), tTiles = Math.ceil(rows / tileT);
   const ctas = wTiles * tTiles * s;
-  const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT), threads: SM90A_THREADS }).ctasPerSm;
+  const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT, undefined, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
   const weights = n * k * 2, acts = rows * k * 2;
   const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
@@ -57,7 +59,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const reduceBytes = s > 1 ? (opts.splitSum === 'kernel' ? partials : 0) + output : 0;  // in the launch the other parts' partials come from L2
   const l2Bytes = wTiles * acts + tTiles * weights;
   const usefulFlops = 2 * rows * n * k;
-  const executedFlops = 2 * wTiles * SM90A_BLOCK_W * tTiles * tileT * r.kTiles * r.blockK;
+  const executedFlops = 2 * wTiles * blockW * tTiles * tileT * r.kTiles * r.blockK;
   const hbmS = mainBytes / machine.copyBytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const wgmmaS = executedFlops / machine.matmulFlops;
@@ -67,7 +69,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const main = Math.max(hbmS, l2S, wgmmaS + waveS);
   const predictedS = main + reduceS;
   return {
-    tileT, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, waveS, reduceS, predictedS,
+    tileT, blockW, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, waveS, reduceS, predictedS,
     bound: main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'wgmma',
     copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
     matmulShare: usefulFlops / predictedS / machine.matmulFlops,

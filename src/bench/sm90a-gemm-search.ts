@@ -23,6 +23,8 @@ export interface BundleSm90aCandidate {
   readonly m: number;
   readonly splitK: number;
   readonly tileT: number;
+  /** Weight rows per CTA (gemm-sm90a.ts sm90aBlockW): the grid's y and the W map's box. */
+  readonly blockW: number;
   readonly symbol: string;
   readonly threads: number;
   readonly sharedBytes: number;
@@ -56,7 +58,7 @@ export async function prepareSm90aSearch(outDir: string, shape: GemmShape, role:
     sources.push({ splitK, cu, fatbin });
     candidates.push(...mine.map((c) => {
       const k = kernels.find((x) => x.tileT === c.tileT)!;
-      return { m: c.m, splitK, tileT: c.tileT, symbol: k.symbol, threads: k.threads, sharedBytes: k.sharedBytes };
+      return { m: c.m, splitK, tileT: c.tileT, blockW: k.blockW, symbol: k.symbol, threads: k.threads, sharedBytes: k.sharedBytes };
     }));
   }
   return { nvccFlags: [...NVCC_BASE_FLAGS, ARCHES.sm_90a.gencode], sources, candidates };

@@ -84,11 +84,12 @@ export interface GemmPlanOptions {
 
 /**
  * The output-tile width the heuristic plans for a unit on a target, at every M: 64 unless the
- * unit has row statistics or the target builds sm_90a (whose wgmma kernels of the same
- * reduction are 128 weight rows wide: the split rule must count their tiles).
+ * unit has row statistics. A compile that builds sm_90a too: its wgmma kernels of the same
+ * reduction take 64 weight rows (one consumer warpgroup) at the token tiles the split rule is
+ * for (gemm-sm90a.ts sm90aBlockW), so both families count the same tiles.
  */
-export function heuristicBlockN(target: GemmTarget, opts: GemmPlanOptions = {}): number {
-  return opts.rowStats || target.arches.includes('sm_90a') ? GEMM_BLOCK_N : GEMM_NARROW_BLOCK_N;
+export function heuristicBlockN(_target: GemmTarget, opts: GemmPlanOptions = {}): number {
+  return opts.rowStats ? GEMM_BLOCK_N : GEMM_NARROW_BLOCK_N;
 }
 
 export interface GemmReduction {
@@ -155,8 +156,7 @@ export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: num
     unsupported('split-K must be a whole number of k tiles', 'splitK', splitK, `an integer from 1 to ${kTiles} (k tiles of ${GEMM_BLOCK_K} in K = ${shape.k})`);
   }
   const blockN = heuristicBlockN(target, opts);
-  // 128-column tiles (the sm_90a path, lm_head) keep FA3's wave rule: for qkv's 48 tiles it takes 2 parts, which
-  // bench:gemm-sm90a predicts faster at M = 72 than fillingSplits's 3 (14.3 against 17.1 us: 3 parts' partials).
+  // 128-column tiles (lm_head's row statistics) keep FA3's wave rule.
   const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? fillingSplits(nTiles, kTiles, target.sms)
     : chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT))));
   const kTilesPerSplit = Math.ceil(kTiles / wanted);

@@ -9,7 +9,7 @@ import { TidarcError } from '../errors.js';
 import { ARCHES } from './arch.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { gemmUnitFields } from './gemm-source.js';
-import { GEMM_BLOCK_N, type GemmReduction, type GemmShape, checkGemmShape, gemmUnitName } from './gemm-plan.js';
+import { type GemmReduction, type GemmShape, checkGemmShape, gemmUnitName } from './gemm-plan.js';
 import { banner } from './kernel-source.js';
 import { renderTemplate } from './templates.js';
 
@@ -22,13 +22,20 @@ import { renderTemplate } from './templates.js';
 export const SM90A_TOKEN_TILES = [8, 16, 32, 64, 128, 136, 256] as const;
 /** The TMA ring: 4 stages fit every token tile in sm_90's shared memory (4 x 48 KiB at 256 tokens). */
 export const SM90A_STAGES = 4;
-/** Two consumer warpgroups of 64 weight rows and one producer warp (kSm90aThreads). */
-export const SM90A_THREADS = 2 * 128 + 32;
+/** Weight rows per CTA of the wide tile: two consumer warpgroups of 64 rows (wgmma's M) each. */
 export const SM90A_BLOCK_W = 128;
+/** The narrow tile: one consumer warpgroup, twice the output tiles (the split-K rule of gemm-plan.ts counts them). */
+export const SM90A_NARROW_BLOCK_W = 64;
+/** Threads of a CTA of `blockW` weight rows: a warpgroup of 128 per 64 rows, then the producer warp. */
+export function sm90aThreads(blockW: number): number {
+  return 2 * blockW + 32;
+}
 const ELEMENT_BYTES = 2;
 
 export interface Sm90aKernel {
   readonly tileT: number;
+  /** Weight rows per CTA (sm90aBlockW): 64 consumer warpgroup rows times kConsumers. */
+  readonly blockW: number;
   readonly stages: number;
   readonly threads: number;
   readonly sharedBytes: number;
@@ -46,9 +53,22 @@ export function sm90aTokenTile(m: number): number {
   return SM90A_TOKEN_TILES.filter((t) => t >= 64).reverse().reduce((best, t) => (Math.ceil(m / t) * t < Math.ceil(m / best) * best ? t : best));
 }
 
+/**
+ * Weight rows per CTA at a token tile: one consumer warpgroup (64 rows) up to 128 tokens, where
+ * the step is memory-bound and the split-K rule counts 64-row tiles (gemm-plan.ts
+ * GEMM_NARROW_BLOCK_N: Qwen3-8B o and down in 2 parts, not 4); two (128 rows) past it, where the
+ * L2 traffic of the activations (once per weight tile) bounds the step. bench:gemm-sm90a at the
+ * 2-part split: o at M = 72 86% of copy bandwidth with 64 rows (61% with 128), at M = 272 19.0 us
+ * with 128 rows (23.6 with 64). The width never changes an element's sum (each consumer's wgmma is
+ * the same; k order and split-K come from the reduction).
+ */
+export function sm90aBlockW(tileT: number): number {
+  return tileT <= 128 ? SM90A_NARROW_BLOCK_W : SM90A_BLOCK_W;
+}
+
 /** Shared memory of a kernel: the 1024-byte alignment slack, the ring, the full and empty mbarriers and the split-K sum's. */
-export function sm90aSharedBytes(tileT: number, stages = SM90A_STAGES): number {
-  return 1024 + stages * (SM90A_BLOCK_W + tileT) * 64 * ELEMENT_BYTES + (2 * stages + 1) * 8;
+export function sm90aSharedBytes(tileT: number, stages = SM90A_STAGES, blockW = SM90A_BLOCK_W): number {
+  return 1024 + stages * (blockW + tileT) * 64 * ELEMENT_BYTES + (2 * stages + 1) * 8;
 }
 
 export function sm90aUnitName(shape: GemmShape): string {
@@ -73,22 +93,23 @@ export function planSm90aKernels(shape: GemmShape, ms: readonly number[]): Sm90a
   checkGemmShape(shape);
   const tiles = [...new Set(ms.map(sm90aTokenTile))].sort((a, b) => a - b);
   return tiles.map((tileT) => {
-    const sharedBytes = sm90aSharedBytes(tileT);
+    const blockW = sm90aBlockW(tileT);
+    const sharedBytes = sm90aSharedBytes(tileT, SM90A_STAGES, blockW);
     if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`sm_90a GEMM token tile ${tileT} needs ${sharedBytes} bytes of shared memory`);
-    return { tileT, stages: SM90A_STAGES, threads: SM90A_THREADS, sharedBytes, symbol: sm90aSymbol(shape, tileT) };
+    return { tileT, blockW, stages: SM90A_STAGES, threads: sm90aThreads(blockW), sharedBytes, symbol: sm90aSymbol(shape, tileT) };
   });
 }
 
 /** Grid over `rows` tokens: token tiles fastest, so the CTAs sharing a W tile run together (L2). */
-export function sm90aGrid(shape: GemmShape, reduction: GemmReduction, tileT: number, rows: number): [number, number, number] {
-  return [Math.ceil(rows / tileT), Math.ceil(shape.n / GEMM_BLOCK_N), reduction.splitK];
+export function sm90aGrid(shape: GemmShape, reduction: GemmReduction, kernel: Pick<Sm90aKernel, 'tileT' | 'blockW'>, rows: number): [number, number, number] {
+  return [Math.ceil(rows / kernel.tileT), Math.ceil(shape.n / kernel.blockW), reduction.splitK];
 }
 
 export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kernels: readonly Sm90aKernel[], roles: readonly string[], modelName: string): string {
   return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
     banner: banner(modelName),
     ...gemmUnitFields(shape, reduction, roles),
-    kernels: kernels.map((k) => ({ ...k, wTiles: Math.ceil(shape.n / GEMM_BLOCK_N), splitK: reduction.splitK, blockK: reduction.blockK })),
+    kernels: kernels.map((k) => ({ ...k, consumers: k.blockW / 64, wTiles: Math.ceil(shape.n / k.blockW), splitK: reduction.splitK, blockK: reduction.blockK })),
   });
 }
 
@@ -105,8 +126,9 @@ export interface ManifestGemmSm90a {
   readonly dtype: GemmShape['dtype'];
   readonly splitK: number;
   readonly source: string;
-  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly threads: number; readonly sharedBytes: number }[];
-  /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / 128)), zeroed once (tidarc_gemm_abi.h). */
+  /** blockW: weight rows per CTA, the grid's y (ceil(n / blockW)) and the W tensor map's box. */
+  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly blockW: number; readonly threads: number; readonly sharedBytes: number }[];
+  /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / blockW)), zeroed once (tidarc_gemm_abi.h). */
   readonly splitCounters?: boolean;
   readonly swigluInterleave?: number;
 }
@@ -115,7 +137,7 @@ export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], re
   const swiglu = gemmEpilogues(shape, roles).swigluInterleave;
   return {
     unit: sm90aUnitName(shape), arch: 'sm_90a', roles: [...roles], n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, source: sm90aSource(shape),
-    kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, threads: k.threads, sharedBytes: k.sharedBytes })),
+    kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, threads: k.threads, sharedBytes: k.sharedBytes })),
     ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
     ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
   };

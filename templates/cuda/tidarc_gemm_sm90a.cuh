@@ -1,8 +1,11 @@
 /*! tidarc sm_90a GEMM (the Hopper path of the linear layers): out^T = W x^T with one producer
-    warp issuing TMA loads of a W tile (128 weight rows x 64 k) and an x tile (C::kTileT tokens
-    x 64 k) into a C::kStages ring guarded by mbarriers (full: both copies landed; empty: both
-    consumer warpgroups are done with the stage), and two consumer warpgroups, 64 weight rows
-    each, running wgmma m64nTk16 (T = the token tile) on them, fp32 accumulation.
+    warp issuing TMA loads of a W tile (64 C::kConsumers weight rows x 64 k) and an x tile
+    (C::kTileT tokens x 64 k) into a C::kStages ring guarded by mbarriers (full: both copies
+    landed; empty: every consumer warpgroup is done with the stage), and C::kConsumers (1 or 2)
+    consumer warpgroups, 64 weight rows each, running wgmma m64nTk16 (T = the token tile) on
+    them, fp32 accumulation. One consumer at the memory-bound token tiles: twice the output tiles,
+    so the split-K rule takes fewer parts (gemm-plan.ts) and twice the CTAs sum them; two past it
+    (each x tile then serves 128 weight rows: half the L2 traffic of the activations).
 
     Batch invariance by construction: an output element is the wgmma accumulator of one
     (weight row, token) pair summed over 16-k steps in increasing k, k tiles in increasing
@@ -14,7 +17,7 @@
 
     Mainloop (as test/emulate/fixtures/hopper_gemm_tile.cu): wgmma.wait_group 1 lets this
     k tile's group run while the previous stage, now retired, is released to the producer.
-    ABI: tidarc_gemm_sm90a_abi.h. Grid: (ceil(rows / kTileT), ceil(N / 128), split-K). */
+    ABI: tidarc_gemm_sm90a_abi.h. Grid: (ceil(rows / kTileT), ceil(N / (64 kConsumers)), split-K). */
 #pragma once
 #include "tidarc_gemm.cuh"
 #include "tidarc_gemm_sm90a_abi.h"
@@ -22,13 +25,12 @@
 
 namespace tidarc {
 
-constexpr int kSm90aConsumers = 2;
-constexpr int kSm90aBlockW = 64 * kSm90aConsumers;  // weight rows per CTA (wgmma M of both warpgroups)
-constexpr int kSm90aThreads = 128 * kSm90aConsumers + 32;  // the consumers, then the producer warp
-
 /** Shared memory of a config: a 1024-byte aligned ring (the 128B swizzle pattern), then the mbarriers (full, empty, the split-K sum's). */
 template <class C> struct GemmSm90aShape {
-  static constexpr uint32_t kWBytes = kSm90aBlockW * kGemmBlockK * 2;
+  static constexpr int kConsumers = C::kConsumers;
+  static constexpr int kBlockW = 64 * kConsumers;  // weight rows per CTA (wgmma M of every consumer warpgroup)
+  static constexpr int kThreads = 128 * kConsumers + 32;  // the consumers, then the producer warp
+  static constexpr uint32_t kWBytes = kBlockW * kGemmBlockK * 2;
   static constexpr uint32_t kXBytes = C::kTileT * kGemmBlockK * 2;
   static constexpr uint32_t kStageBytes = kWBytes + kXBytes;
   static constexpr uint32_t kSmem = 1024 + C::kStages * kStageBytes + (2 * C::kStages + 1) * 8;
@@ -36,6 +38,7 @@ template <class C> struct GemmSm90aShape {
   static_assert(C::kTileT % 8 == 0 && C::kTileT >= 8 && C::kTileT <= 256, "wgmma N is 8..256 in steps of 8");
   static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "every tile starts on a 128B swizzle pattern");
   static_assert(C::kStages >= 2, "the ring needs two stages");
+  static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
 };
 
 template <class C>
@@ -50,23 +53,23 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
   // producer warp has left (a __syncthreads it joined put the wgmmas on a "divergent path", C7518).
   uint64_t* split_sync = empty + C::kStages;
   const TidarcGemmArgs& a = args.g;
-  const int t0 = blockIdx.x * C::kTileT, w0 = blockIdx.y * kSm90aBlockW, split = blockIdx.z;
+  const int t0 = blockIdx.x * C::kTileT, w0 = blockIdx.y * S::kBlockW, split = blockIdx.z;
   const int kt0 = split * C::kKTilesPerSplit;
   const int k_tiles = C::kKTilesPerSplit < S::kKTiles - kt0 ? C::kKTilesPerSplit : S::kKTiles - kt0;  // the plan leaves no part empty
   if (threadIdx.x == 0) {
-    for (int s = 0; s < C::kStages; ++s) mbarrier_init(&full[s], 1), mbarrier_init(&empty[s], kSm90aConsumers);
-    if (C::kSplitK > 1) mbarrier_init(split_sync, 128 * kSm90aConsumers);
+    for (int s = 0; s < C::kStages; ++s) mbarrier_init(&full[s], 1), mbarrier_init(&empty[s], S::kConsumers);
+    if (C::kSplitK > 1) mbarrier_init(split_sync, 128 * S::kConsumers);
     fence_barrier_init();
   }
   __syncthreads();
 
-  if (threadIdx.x / 32 == 4 * kSm90aConsumers) {  // producer warp: one thread issues every copy
+  if (threadIdx.x / 32 == 4 * S::kConsumers) {  // producer warp: one thread issues every copy
     if (threadIdx.x % 32 == 0) {
       const auto* wmap = reinterpret_cast<const TensorMap*>(&args.w);
       const auto* xmap = reinterpret_cast<const TensorMap*>(&args.x);
       for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % C::kStages;
-        if (kt >= C::kStages) mbarrier_wait(&empty[s], (kt / C::kStages - 1) & 1);  // both consumers released it
+        if (kt >= C::kStages) mbarrier_wait(&empty[s], (kt / C::kStages - 1) & 1);  // every consumer released it
         mbarrier_arrive_expect_tx(&full[s], S::kStageBytes);  // boxes past N, K or rows land as zeros, counted
         unsigned char* stage = ring + s * S::kStageBytes;
         tma_load_2d(stage, wmap, (kt0 + kt) * kGemmBlockK, w0, &full[s]);

@@ -24,8 +24,8 @@ describe('planReduction', () => {
     const splitsOf = (target: typeof t) => Object.fromEntries(Object.entries(QWEN3_8B).map(([role, [n, k]]) => [role, planReduction({ n, k, dtype: 'bf16' }, target, undefined, { rowStats: role === 'lm_head' }).splitK]));
     // N tiles of 64: qkv 96, o 64, gate_up 384, down 64; lm_head's row statistics: 1187 of 128. The fewest parts that fill 80% of the SMs.
     expect(splitsOf(t)).toEqual({ qkv: 2, o: 2, gate_up: 1, down: 2, lm_head: 1 });
-    // With sm_90a the wgmma kernels share the reduction over 128-column tiles (qkv 48, o 32, down 32): the wave rule as before.
-    expect(splitsOf(gemmTarget(['sm_90', 'sm_90a']))).toEqual({ qkv: 2, o: 4, gate_up: 1, down: 4, lm_head: 1 });
+    // With sm_90a the wgmma kernels share the reduction and take 64-row tiles where it counts (gemm-sm90a.ts sm90aBlockW): the same parts.
+    expect(splitsOf(gemmTarget(['sm_90', 'sm_90a']))).toEqual({ qkv: 2, o: 2, gate_up: 1, down: 2, lm_head: 1 });
   });
   test('parts cover the k tiles and none is empty, for every K and split', () => {
     const t = gemmTarget(['sm_80']);
@@ -78,7 +78,7 @@ describe('planGemm', () => {
       if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < (p.blockN === 64 ? 32 : 16)]).toEqual([1, true]);
       expect(p.stages).toBeGreaterThanOrEqual(GEMM_MIN_STAGES);
       expect(p.sharedBytes).toBeLessThanOrEqual(GEMM_ARCH_DATA[arch].maxSharedPerBlock);
-      expect(gemmGrid(p, m)).toEqual([p.mBlocks, arch === 'sm_90a' ? 32 : 64, red.splitK]);
+      expect(gemmGrid(p, m)).toEqual([p.mBlocks, 64, red.splitK]);
     }
   });
   test('small M on sm_90 gets a deep pipeline with two CTAs an SM', () => {
@@ -117,9 +117,9 @@ describe('planGemm', () => {
     expect(source).toContain(`#else\n  static constexpr int kStages = ${m1.stages};\n#endif`);
     expect(describeGemms([o]).find((g) => g.m === 1)!.launch.dynamicSharedBytesByArch).toEqual({ sm_80: m1.sharedBytesByArch.sm_80, sm_86: m1.sharedBytes, sm_90: m1.stagesByArch.sm_90! * m1.stageBytes });
   });
-  test('64-column tiles except for row statistics (lm_head, per 128-column tile at every M) and in compiles with sm_90a', () => {
+  test('64-column tiles except for row statistics (lm_head, per 128-column tile at every M), compiles with sm_90a too', () => {
     const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
-    for (const [arches, rowStats, width] of [[['sm_90'], false, 64], [['sm_90'], true, 128], [['sm_90', 'sm_90a'], false, 128]] as const) {
+    for (const [arches, rowStats, width] of [[['sm_90'], false, 64], [['sm_90'], true, 128], [['sm_90', 'sm_90a'], false, 64], [['sm_90', 'sm_90a'], true, 128]] as const) {
       const t = gemmTarget(arches), red = planReduction(shape, t, undefined, { rowStats });
       for (const m of [1, 20, 72, 272]) expect(planGemm(shape, m, t, red, undefined, { rowStats }).blockN, `${arches} rowStats ${rowStats} M=${m}`).toBe(width);
     }

@@ -47,16 +47,18 @@ describe('the sm_90a GEMM plan', () => {
     expect(() => sm90aTokenTile(0)).toThrow(/GEMM rows must be a positive integer/);
   });
 
-  test('one kernel per distinct tile, 4 stages within sm_90a shared memory, 288 threads; the grid covers the tokens', () => {
+  test('one kernel per distinct tile, 4 stages within sm_90a shared memory; 64 weight rows and 160 threads up to 128 tokens, 128 and 288 past it; the grid covers the tokens', () => {
     const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
     const kernels = planSm90aKernels(shape, [1, 20, 72, 272, 8]);
-    expect(kernels.map((k) => [k.tileT, k.stages, k.threads])).toEqual([[8, 4, 288], [32, 4, 288], [128, 4, 288], [136, 4, 288]]);
+    expect(kernels.map((k) => [k.tileT, k.blockW, k.stages, k.threads])).toEqual([[8, 64, 4, 160], [32, 64, 4, 160], [128, 64, 4, 160], [136, 128, 4, 288]]);
+    expect(planSm90aKernels(shape, [8])[0]!.sharedBytes).toBe(1024 + SM90A_STAGES * (64 + 8) * 128 + 72);
     for (const t of [8, 16, 32, 64, 128, 136, 256]) expect(planSm90aKernels(shape, [t])[0]!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
     expect(planSm90aKernels(shape, [256])[0]!.sharedBytes).toBe(1024 + SM90A_STAGES * (128 + 256) * 128 + 72);
     const red = planReduction(shape, gemmTarget(['sm_90a']));
     expect(red).toEqual(planReduction(shape, gemmTarget(['sm_90'])));
-    expect(sm90aGrid(shape, red, 64, 272)).toEqual([5, 48, red.splitK]);
-    expect(sm90aGrid(shape, red, sm90aTokenTile(272), 272)).toEqual([2, 48, red.splitK]);  // M = 272: two 136-token CTAs a weight tile
+    expect(sm90aGrid(shape, red, { tileT: 64, blockW: 64 }, 272)).toEqual([5, 96, red.splitK]);
+    expect(sm90aGrid(shape, red, kernels[3]!, 272)).toEqual([2, 48, red.splitK]);  // M = 272: two 136-token CTAs a weight tile
+    expect(sm90aGrid(shape, red, kernels[2]!, 72)).toEqual([1, 96, red.splitK]);
   });
 
   test('the unit names its reduction once and a kernel per tile; lm_head row statistics are refused at every split-K', () => {
@@ -66,6 +68,8 @@ describe('the sm_90a GEMM plan', () => {
     expect(src).toContain('static constexpr int kSplitK = 3;');
     expect(src.match(/extern "C" __global__/g)).toHaveLength(2);  // t8, t128: split-K is summed inside their launch, no reduce kernel
     expect(src).toContain('tidarc_gemm_fp16_n200_k520_sm90a_t128(const __grid_constant__ TidarcGemmSm90aArgs args)');
+    expect(src.match(/static constexpr int kConsumers = \d;/g)).toEqual(['static constexpr int kConsumers = 1;', 'static constexpr int kConsumers = 1;']);
+    expect(renderSm90aUnit(shape, red, planSm90aKernels(shape, [272]), ['o'], 'm')).toContain('static constexpr int kConsumers = 2;');
     expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toMatch(/row statistics are not in the sm_90a epilogue/);
     expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 2))).toMatch(/row statistics are not in the sm_90a epilogue/);
     expect(sm90aRefusal(shape, ['gate_up'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toBeNull();

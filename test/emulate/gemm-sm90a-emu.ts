@@ -76,7 +76,7 @@ export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit:
   const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}`;
   const input = join(dir, `${tag}.in`), output = join(dir, `${tag}.out`);
   writeFileSync(input, Buffer.concat(parts));
-  const args = [kernel.symbol, kernel.tileT, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output, ...(call.launches ? [call.launches] : [])].map(String);
+  const args = [kernel.symbol, kernel.tileT, kernel.blockW, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output, ...(call.launches ? [call.launches] : [])].map(String);
   const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
   const bytes = readFileSync(output);
   return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), ...parseHarnessReport(stdout) };

@@ -1,7 +1,7 @@
 /**
  * The emulator's Hopper checks catch the classic bugs in the sm_90a GEMM itself: each mutant is
- * the generated unit (bf16 128 x 384: 6 k tiles through the 4-stage ring, M = 20; split-K 3 for
- * the split-K sum's mutants) built against a copy of tidarc_gemm_sm90a.cuh (or of the split-K
+ * the generated unit (bf16 128 x 384: 6 k tiles through the 4-stage ring, M = 20: one consumer warpgroup;
+ * split-K 3 for the split-K sum's mutants, M = 136 (two warpgroups) for the split mbarrier's count) built against a copy of tidarc_gemm_sm90a.cuh (or of the split-K
  * sum's tidarc_gemm.cuh) with one bug, and must be caught by a finding of its kind and, where the
  * bug corrupts data, by a mismatch against float64. Tagged: g++.
  */
@@ -26,6 +26,8 @@ interface Mutant {
   readonly splitK?: 3;
   /** The header mutated (default tidarc_gemm_sm90a.cuh). */
   readonly file?: 'tidarc_gemm.cuh';
+  /** Rows of the launch (default M = 20: token tile 32, one consumer warpgroup); 136: two (gemm-sm90a.ts sm90aBlockW). */
+  readonly rows?: 136;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -33,12 +35,14 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'a wrong swizzle in the token tile descriptor (64B for a 128B-swizzled copy)', from: 'smem_desc(stage + S::kWBytes, Swizzle::b128, 16, 1024)', to: 'smem_desc(stage + S::kWBytes, Swizzle::b64, 16, 1024)', finding: 'descriptor', mismatch: true },
   { name: 'no wgmma.wait_group before the accumulators are read', from: '  wgmma_wait<0>();  // nobody refills the last stage: no release\n', to: '', finding: 'wgmma', mismatch: true },
   { name: 'a consumer releases the stage its in-flight wgmmas still read', from: 'mbarrier_arrive(&empty[(kt - 1) % C::kStages]);', to: 'mbarrier_arrive(&empty[kt % C::kStages]);', finding: 'tma', mismatch: false },
-  // The consumers' split mbarrier (the split-K sum's sync). Counting one warpgroup, a phase
+  // One consumer warpgroup (M = 20) under an empty mbarrier that waits for two: the producer never refills stage 0 (6 k tiles, 4 stages).
+  { name: 'the empty mbarrier counts two consumers whatever the config\'s kConsumers', from: 'mbarrier_init(&empty[s], S::kConsumers)', to: 'mbarrier_init(&empty[s], 2)', finding: 'mbarrier', mismatch: true },
+  // The consumers' split mbarrier (the split-K sum's sync), at M = 136 (two warpgroups). Counting one warpgroup, a phase
   // completes without the other, whose threads then pass their first wait at once and put both
   // their arrivals into one phase: the phases stop pairing up and a wait never completes. With no
   // wait, thread 0 takes the ticket before the other threads stored and fenced their partials: the
   // last CTA reads unpublished words.
-  { name: 'the split-K sum\'s mbarrier counts one consumer warpgroup (128 of 256)', from: 'mbarrier_init(split_sync, 128 * kSm90aConsumers)', to: 'mbarrier_init(split_sync, 128)', finding: 'mbarrier', mismatch: true, splitK: 3 },
+  { name: 'the split-K sum\'s mbarrier counts one consumer warpgroup (128 of 256)', from: 'mbarrier_init(split_sync, 128 * S::kConsumers)', to: 'mbarrier_init(split_sync, 128)', finding: 'mbarrier', mismatch: true, splitK: 3, rows: 136 },
   // The shared split-K sum (tidarc_gemm.cuh) without its acquire: right results on the emulator;
   // thread 0's fence would reach the other consumers through the split mbarrier's phase.
   { name: 'the last CTA reads the parts without fencing after its ticket (no acquire)', file: 'tidarc_gemm.cuh', from: '      __threadfence();  // the count is seen before the other parts\' partials are read\n', to: '', finding: 'fence', mismatch: false, splitK: 3 },
@@ -55,20 +59,21 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 beforeAll(async () => {
   if (!cxx.found) return;
   const objects = await sharedEmulatorRuntime();
-  const p = randomGemmProblem(SHAPE, M, 17);
-  const refs = new Map([1, 3].map((splitK) => [splitK, referenceGemm(SHAPE, p, M, splitK)]));
+  const p = randomGemmProblem(SHAPE, 136, 17);
+  const refs = new Map(MUTANTS.map((m) => [`${m.splitK ?? 1}:${m.rows ?? M}`, referenceGemm(SHAPE, p, m.rows ?? M, m.splitK ?? 1)]));
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
     mkdirSync(dir);
-    const { ref, bound } = refs.get(m.splitK ?? 1)!;
-    const unit = writeSm90aUnit(dir, SHAPE, [M], m.splitK ?? 1);
+    const rows = m.rows ?? M;
+    const { ref, bound } = refs.get(`${m.splitK ?? 1}:${rows}`)!;
+    const unit = writeSm90aUnit(dir, SHAPE, [rows], m.splitK ?? 1);
     const header = join(unit.cudaDir, m.file ?? 'tidarc_gemm_sm90a.cuh');
     const source = readFileSync(header, 'utf8');
     if (!source.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file ?? 'tidarc_gemm_sm90a.cuh'}`);
     writeFileSync(header, source.replace(m.from, m.to));
     const exe = join(dir, 'gemm');
     await buildSm90aHarness(cxx.tool.path, SHAPE, unit, objects, exe);
-    const run = await runSm90a(exe, dir, SHAPE, unit, unit.kernels[0]!, p, { rows: M });
+    const run = await runSm90a(exe, dir, SHAPE, unit, unit.kernels[0]!, p, { rows });
     results.set(m.name, { run, worst: worstRatio(run.out, ref, bound) });
   });
 }, 600_000);

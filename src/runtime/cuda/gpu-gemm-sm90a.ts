@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { ArchName } from '../../codegen/arch.js';
 import { selectArch } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
-import { type ManifestGemmSm90a, SM90A_BLOCK_W, sm90aTokenTile, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
+import { type ManifestGemmSm90a, sm90aTokenTile, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
@@ -71,19 +71,20 @@ export class GpuGemmsSm90a {
     const want = sm90aTokenTile(a.rows);
     const kernel = u.kernels.find((k) => k.tileT === want) ?? u.kernels.find((k) => k.tileT >= a.rows) ?? u.kernels[u.kernels.length - 1]!;
     const shape = { n, k: u.k, dtype: u.dtype };
-    const maps = sm90aGemmMaps(shape, a.rows, kernel.tileT);
-    const wKey = `${a.w.buf.ptr}:${n}x${u.k}:${u.dtype}`;
+    const maps = sm90aGemmMaps(shape, a.rows, kernel.tileT, kernel.blockW);
+    const wKey = `${a.w.buf.ptr}:${n}x${u.k}:${u.dtype}:${kernel.blockW}`;  // the box is the kernel's weight rows
     let wMap = this.wMaps.get(wKey);
     if (!wMap) this.wMaps.set(wKey, (wMap = this.device.encodeTensorMap(a.w.buf, maps.w)));
     const xMap = this.device.encodeTensorMap(a.x, maps.x);
+    const grid: [number, number, number] = [Math.ceil(a.rows / kernel.tileT), Math.ceil(n / kernel.blockW), u.splitK];
     const workspace = u.splitK > 1 ? this.scratch(u.splitK * a.rows * n * 4) : undefined;
     const g = packStruct(GEMM, {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
       tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
-      splitCounters: u.splitK > 1 ? this.counters.at(Math.ceil(a.rows / kernel.tileT) * Math.ceil(n / SM90A_BLOCK_W)).ptr : 0,
+      splitCounters: u.splitK > 1 ? this.counters.at(grid[0] * grid[1]).ptr : 0,
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
-    this.device.launch(this.kernel(module, kernel.symbol), [Math.ceil(a.rows / kernel.tileT), Math.ceil(n / SM90A_BLOCK_W), u.splitK], [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g));
+    this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g));
   }
 
   close(): void {

@@ -51,13 +51,13 @@ export function checkTensorMap(layout: TensorMapLayout, address: number, what: s
 
 /**
  * The two maps of an sm_90a GEMM launch (tidarc_gemm_sm90a_abi.h): W [N, K] in boxes of 64 k x
- * 128 weight rows and x [rows, K] in boxes of 64 k x the token tile, both 128B-swizzled (one
+ * the kernel's weight rows (blockW: 64 or 128, the manifest's) and x [rows, K] in boxes of 64 k x the token tile, both 128B-swizzled (one
  * 128-byte k row per box row, what the wgmma descriptors of tidarc_gemm_sm90a.cuh read).
  */
-export function sm90aGemmMaps(shape: GemmShape, rows: number, tileT: number): { readonly w: TensorMapLayout; readonly x: TensorMapLayout } {
+export function sm90aGemmMaps(shape: GemmShape, rows: number, tileT: number, blockW = SM90A_BLOCK_W): { readonly w: TensorMapLayout; readonly x: TensorMapLayout } {
   const rowBytes = shape.k * ELEMENT_BYTES;
   return {
-    w: { dtype: shape.dtype, dims: [shape.k, shape.n], strides: [rowBytes], box: [GEMM_BLOCK_K, SM90A_BLOCK_W], swizzle: 128 },
+    w: { dtype: shape.dtype, dims: [shape.k, shape.n], strides: [rowBytes], box: [GEMM_BLOCK_K, blockW], swizzle: 128 },
     x: { dtype: shape.dtype, dims: [shape.k, rows], strides: [rowBytes], box: [GEMM_BLOCK_K, tileT], swizzle: 128 },
   };
 }

@@ -3,7 +3,7 @@
  * recording stand-in for the device: the selection rule once per runner (the sm_90a units on a
  * 9.0 device when the compile built sm_90a; else the mma.sync ones), per role and for every
  * row count (never per launch), lm_head always on the mma.sync kernels; an sm_90a launch is
- * the kernel of the token tile, 288 threads, its shared memory and the 64-byte aligned struct
+ * the kernel of the token tile, its grid and threads (64 or 128 weight rows a CTA), its shared memory and the 64-byte aligned struct
  * of two tensor maps and TidarcGemmArgs; and the family a tuning record chose (tunedSm90aUnits):
  * a shape the record keeps on mma.sync ('sm_90') runs its mma.sync kernels at every row count
  * though the compile built its sm_90a unit, an sm_90a winner and the untuned shapes keep the
@@ -64,7 +64,8 @@ describe('gemmsFor: the selection rule in the runner', () => {
     expect((gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['qkv']);
     const mains = launches.filter((l) => l.kernel.includes('_sm90a_t'));
     expect(mains.map((l) => [l.kernel.replace(/.*_sm90a_/, ''), ...l.grid, l.block[0], l.bytes])).toEqual([
-      ['t8', 1, 48, 2, 288, 448], ['t128', 1, 48, 2, 288, 448], ['t128', 1, 48, 2, 288, 448], ['t136', 2, 48, 2, 288, 448],  // M = 20: no 32-token kernel compiled, the next one up; 2 maps + TidarcGemmArgs (136), padded to 64
+      // M = 20: no 32-token kernel compiled, the next one up; 64 weight rows a CTA (160 threads) up to 128 tokens, 128 (288) past; 2 maps + TidarcGemmArgs (136), padded to 64
+      ['t8', 1, 96, 2, 160, 448], ['t128', 1, 96, 2, 160, 448], ['t128', 1, 96, 2, 160, 448], ['t136', 2, 48, 2, 288, 448],
     ]);
     expect(mains.map((l) => l.shared)).toEqual([8, 128, 128, 136].map((t) => SM90A[0]!.kernels.find((k) => k.tileT === t)!.sharedBytes));
     expect(launches.filter((l) => !l.kernel.includes('n1024')).length).toBe(4);  // split-K 2 summed inside each launch: no reduce after it
