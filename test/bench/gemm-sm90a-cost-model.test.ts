@@ -9,6 +9,7 @@ import { H200 } from '../../src/codegen/machine.js';
 import { predictGemm } from '../../src/bench/gemm-cost-model.js';
 import { predictSm90aGemm } from '../../src/bench/gemm-sm90a-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { sm90aBlockW, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 
 const QKV = { n: 6144, k: 4096, dtype: 'bf16' as const };
 
@@ -39,6 +40,24 @@ describe('predictSm90aGemm', () => {
     expect(p.ctas).toBe(48 * 5);
     expect(p.l2Bytes).toBe(48 * 272 * 4096 * 2 + 5 * 6144 * 4096 * 2);
     expect(p.executedFlops).toBe(2 * 6144 * 320 * 4096);
+  });
+
+  test('64 weight rows (one consumer warpgroup): twice the weight tiles, each crossing the activations through L2 once; sm90aBlockW picks the faster width at Qwen3-8B o and down (M = 1, 72, 272) under the 2-part split', () => {
+    const o = { n: 4096, k: 4096, dtype: 'bf16' as const }, down = { n: 4096, k: 12288, dtype: 'bf16' as const };
+    const r1 = planReduction(QKV, gemmTarget(['sm_90a']), 1);
+    const narrow = predictSm90aGemm(QKV, r1, 128, 72, H200, 90, { blockW: 64 });
+    expect([narrow.blockW, narrow.ctas, narrow.l2Bytes, narrow.executedFlops]).toEqual([64, 96, 96 * 72 * 4096 * 2 + 6144 * 4096 * 2, 2 * 6144 * 128 * 4096]);
+    for (const shape of [o, down]) {
+      const r = planReduction(shape, gemmTarget(['sm_90', 'sm_90a']));
+      expect(r.splitK).toBe(2);  // 64 tiles of 64 rows: the fewest parts that fill 80% of 132 SMs
+      for (const m of [1, 72, 272]) {
+        const t = sm90aTokenTile(m);
+        const at = (blockW: number) => predictSm90aGemm(shape, r, t, m, H200, 90, { accumulate: true, blockW }).predictedS;
+        const other = sm90aBlockW(t) === 64 ? 128 : 64;
+        expect(at(sm90aBlockW(t)), `${shape.k} M = ${m}`).toBeLessThanOrEqual(at(other));
+      }
+    }
+    expect(predictSm90aGemm(o, planReduction(o, gemmTarget(['sm_90', 'sm_90a'])), 128, 72, H200, 90, { accumulate: true, blockW: 64 }).copyShare).toBeGreaterThanOrEqual(0.8);
   });
 
   test('where the tensor cores bound the step, wgmma at the matmul rate predicts no slower than mma.sync', () => {
