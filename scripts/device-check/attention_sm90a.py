@@ -179,11 +179,11 @@ def race(torch, drv, bundle, model, case, point, splits_list, log):
     return row
 
 
-def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, until=None, save=None):
+def run(drv, bundle, dry, log=lambda s: print(s, file=sys.stderr), torch=None, until=None, save=None, compile=True):
     """Correctness, then (a GPU with torch) the race; a point that would start past `until` (epoch seconds, less 15 s for a Flex compile) is
     skipped and listed. save(result so far), when given, after the correctness and after every point: a part killed at its deadline still reports."""
     spec = json.loads((bundle / 'attention_sm90a.json').read_text())
-    if not dry:
+    if not dry and compile:
         compile_units(bundle, spec, log)
     model = spec['model']
     correctness = []

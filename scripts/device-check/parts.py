@@ -125,13 +125,15 @@ def part_sm90a(ctx):
     cap = ctx.data.get('device', {}).get('capability')
     if not ctx.dry and cap != '9.0':
         return {'skipped': f'sm_90a needs a compute capability 9.0 device; this one is {cap}'}
-    units = gemm_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log)
+    # A 9.0 device is the prebuild's arch: its fatbins (the sm_90a units and their sm_90 twins) are there, unpacked.
+    fresh = ctx.dry or prebuilt(ctx.bundle, '90') is None
+    units = gemm_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log, compile=fresh)
     out = {'sm90a': {'units': units, 'ok': bool(units) and all(u['ok'] for u in units)}}
     if (ctx.bundle / 'attention_sm90a.json').exists():  # the sm_90a attention vs its mma.sync twin and Flex (attention_sm90a.py)
         import attention_sm90a
         ctx.save(out)
         att = attention_sm90a.run(ctx.driver(), ctx.bundle, ctx.dry, log, None if ctx.dry else ctx.torch(), ctx.until,
-                                  lambda so_far: ctx.save({'sm90a': {**out['sm90a'], 'attention': so_far, 'ok': False}}))
+                                  lambda so_far: ctx.save({'sm90a': {**out['sm90a'], 'attention': so_far, 'ok': False}}), compile=fresh)
         out['sm90a'] = {**out['sm90a'], 'attention': att, 'ok': out['sm90a']['ok'] and att['ok']}
     return out
 

@@ -43,7 +43,7 @@ describe('the device check\'s sm_90a attention part', () => {
     const nvcc = join(root, 'fake-nvcc');
     writeFileSync(nvcc, '#!/bin/bash\nout=""; prev=""\nfor a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done\necho "$@" > "$out"\n');
     chmodSync(nvcc, 0o755);
-    await exec('python3', ['-c', 'import sys, pathlib; sys.path.insert(0, sys.argv[1]); import prebuild; prebuild.prebuild(pathlib.Path(sys.argv[2]), "90")', resolve('scripts/device-check'), dir], { env: { ...process.env, NVCC: nvcc } });
+    await exec('python3', ['-c', 'import sys, pathlib; sys.path.insert(0, sys.argv[1]); import prebuild; b = pathlib.Path(sys.argv[2]); prebuild.prebuild(b, "90"); assert prebuild.prebuilt(b, "90")', resolve('scripts/device-check'), dir], { env: { ...process.env, NVCC: nvcc } });
     for (const c of b.cases) {
       expect(readFileSync(join(dir, c.sm90a.fatbin), 'utf8')).toContain('-gencode=arch=compute_90a,code=sm_90a');
       expect(readFileSync(join(dir, c.sm90.fatbin), 'utf8')).toContain('-gencode=arch=compute_90,code=sm_90');

@@ -50,6 +50,11 @@ describe.skipIf(!numpy)('prebuild', () => {
     writeFileSync(join(bundle, sm90a.units[0]!.fatbin), 'stale: an earlier prepare\'s');  // rebuilt, not taken
     // A bundle path relative to the working directory, as the GPU machine's command gives it.
     await exec('python3', [join(SCRIPTS, 'device_check.py'), '--prebuild', '90', '--bundle', 'bundle'], { cwd: root, env: { ...process.env, NVCC: join(root, 'nvcc') } });
+    // The fatbins travel packed (the carry limit); the first prebuilt() on their arch unpacks them.
+    expect(existsSync(join(bundle, 'prebuilt.tar.xz'))).toBe(true);
+    expect(existsSync(join(bundle, sm90a.units[0]!.fatbin))).toBe(false);
+    const unpack = `import sys, pathlib; sys.path.insert(0, sys.argv[1]); from prebuild import prebuilt; print(prebuilt(pathlib.Path(sys.argv[2]), '90') is not None)`;
+    expect((await exec('python3', ['-c', unpack, SCRIPTS, bundle])).stdout.trim()).toBe('True');
     const sm90 = '-gencode=arch=compute_90,code=sm_90';
     const attention = [...grid.models, ...grid.tune!.tiles.map((t) => t.model)].flatMap((m) => m.variants.map((v) => v.fatbin));
     const gemms = [...gem.units.map((u) => u.fatbin), gem.ops.fatbin, ...(gem.tune ?? []).flatMap((t) => t.sources.map((s) => s.fatbin))];
@@ -71,5 +76,6 @@ describe.skipIf(!numpy)('prebuild', () => {
       .then(() => 0, (e: { code: number }) => e.code);
     expect(r).not.toBe(0);
     expect(existsSync(join(bundle, 'prebuilt.json'))).toBe(false);
+    expect(existsSync(join(bundle, 'prebuilt.tar.xz'))).toBe(false);
   }, 120_000);
 });
