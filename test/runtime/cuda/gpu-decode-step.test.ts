@@ -43,7 +43,7 @@ interface Side { ar: Run; arByPass: Run; tidar: Run; sampledTidar: Run; sampledT
 
 describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   // Graphs off runs greedy and sampled TiDAR only (their tokens must equal graphs on's); its cache is compared with graphs on's AR run.
-  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'crossing' | 'mixed' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number };
+  let on: Side, off: Pick<Side, 'tidar' | 'sampledTidar' | 'crossing' | 'mixed' | 'tidarCache'>, memory: { checkpointBytes: number; hostBytesAfterLoad: number; controlBytes: number };
   let crossingCache: Side['tidarCache'];
   beforeAll(async () => {
     const dir = await writeRandomModel(root, SMALL, 11);
@@ -109,5 +109,7 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
   test('the loaded model keeps no host copy of its weights once they are on the device', () => {
     expect(memory.checkpointBytes).toBeGreaterThan(500_000);
     expect(memory.hostBytesAfterLoad).toBeLessThan(memory.checkpointBytes / 4);
+    // The measure sees a checkpoint's copy that the model object holds (else it could not fail).
+    expect(memory.controlBytes).toBeGreaterThanOrEqual(memory.checkpointBytes);
   });
 });
