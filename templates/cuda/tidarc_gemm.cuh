@@ -54,6 +54,9 @@ struct GemmShape {
   static_assert(C::kKTilesPerSplit * (C::kSplitK - 1) < kKTiles, "every split-K part has at least one k tile");
   // 128 columns, or 64 (twice the output tiles: more CTAs share the split-K sum); row statistics need 128 (gemm_kernel).
   static_assert(C::kBlockN == kGemmBlockN || C::kBlockN == kGemmBlockN / 2, "a CTA covers 128 or 64 weight rows");
+  // A narrow kernel has no row-statistics epilogue (gemm_kernel): launched with ROW_STATS it would
+  // store through the null `out` of a statistics launch. The planner refuses it too (gemm-plan.ts).
+  static_assert(!C::kRowStats || C::kBlockN == kGemmBlockN, "row statistics are per 128-column tile: a unit with them (the lm_head) has 128-wide kernels only");
   static_assert(kWarpN % (2 * kGemmSwigluBlock) == 0, "a warp's columns are whole gate | up block pairs");
   static_assert(C::kBlockN != kGemmBlockN || C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
   static_assert(C::kN < (1 << 24), "column indices travel through float32 shuffles exactly");

@@ -12,6 +12,7 @@ struct Reduction {
   static constexpr int kK = 1536;
   static constexpr int kSplitK = 1;
   static constexpr int kKTilesPerSplit = 24;
+  static constexpr bool kRowStats = true;  // the lm_head's statistics: 128-column kernels only
 };
 
 // M = 1: 1 x 1187 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of

@@ -13,6 +13,7 @@ struct Reduction {
   static constexpr int kK = 8960;
   static constexpr int kSplitK = 4;
   static constexpr int kKTilesPerSplit = 35;
+  static constexpr bool kRowStats = false;  // the lm_head's statistics: 128-column kernels only
 };
 
 // M = 1: 1 x 24 x 4 CTAs of 256 threads (2 x 4 warps), 49152 bytes of

@@ -12,6 +12,7 @@ struct Reduction {
   static constexpr int kK = 512;
   static constexpr int kSplitK = 1;
   static constexpr int kKTilesPerSplit = 8;
+  static constexpr bool kRowStats = false;  // the lm_head's statistics: 128-column kernels only
 };
 
 // M = 1: 1 x 4 x 1 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
