@@ -344,10 +344,11 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
                'seconds': time.time() - t0}
         if e:
             entries.append(e)
-            rec.update({'splitK': e['splitK'], 'heuristicSplitK': e['heuristicSplitK'], **({'kernel': e['kernel']} if 'kernel' in e else {}),
+            planned_for = ','.join(t.get('heuristicArches') or ['?'])  # the bundle's target, not every arch a compile builds
+            rec.update({'splitK': e['splitK'], 'heuristicSplitK': e['heuristicSplitK'], 'heuristicArches': planned_for, **({'kernel': e['kernel']} if 'kernel' in e else {}),
                         'rows': {m: {'best': tile_name(r['best']), 'bestUs': r['bestTiming']['medianUs'], 'heuristic': tile_name(r['heuristic']),
                                      'heuristicUs': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}})
-            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic {e['heuristicSplitK']}); "
+            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic for {planned_for}: {e['heuristicSplitK']}); "
                 + ', '.join(f"M={m} {v['best']} {v['bestUs']:.1f} us (heuristic {v['heuristic']} {v['heuristicUs']:.1f})" for m, v in rec['rows'].items())
                 + f"; {len(timed)} timed, {len(rejected)} rejected")
             if 'kernel' in e:

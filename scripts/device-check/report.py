@@ -62,8 +62,9 @@ def gemm_tune_lines(tu):
     lines = ['| GEMM | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|']
     races = []
     for r in tu['shapes']:
+        planned_for = f" for {r['heuristicArches']}" if r.get('heuristicArches') else ''  # the arches the bundle planned it for
         for m, v in (r.get('rows') or {}).items():
-            lines.append(f"| {r['role']} | {m} | split-K {r['heuristicSplitK']} {v['heuristic']} | {_fmt(v['heuristicUs'])} | split-K {r['splitK']} {v['best']} | "
+            lines.append(f"| {r['role']} | {m} | split-K {r['heuristicSplitK']} {v['heuristic']}{planned_for} | {_fmt(v['heuristicUs'])} | split-K {r['splitK']} {v['best']} | "
                          f"{_fmt(v['bestUs'])} | {_fmt(v['heuristicUs'] / v['bestUs'], 2)}x |")
         if r.get('race'):
             races.append(f"- {r['role']}: {r['race']}")

@@ -21,6 +21,7 @@ import { readTemplateFile } from '../codegen/templates.js';
 import { type BundleSm90aSearch, prepareSm90aSearch } from './sm90a-gemm-search.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
 import type { ModelSpec } from '../ir/model.js';
+import type { ArchName } from '../codegen/arch.js';
 import { OPS, opKernelName } from '../runtime/cuda/op-abi.js';
 import { TIDARC_VERSION } from '../version.js';
 
@@ -130,6 +131,8 @@ export interface BundleGemmTune {
   readonly k: number;
   readonly dtype: 'bf16' | 'fp16';
   readonly heuristicSplitK: number;
+  /** The arches the heuristic (split-K and tiles) was planned for: the search's target, not every arch a compile may build. */
+  readonly heuristicArches: readonly ArchName[];
   readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string }[];
   readonly candidates: readonly BundleGemmCandidate[];
   /** What static pruning removed, with why (gemm-space.ts). */
@@ -227,7 +230,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       })));
     }
     const sm90a = t.sm90a ? await prepareSm90aSearch(outDir, shape, role, t.rows ?? grid.rows, reductions.map((r) => r.splitK), target, emulated) : undefined;
-    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, heuristicArches: target.arches, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
   }
   return out;
 }

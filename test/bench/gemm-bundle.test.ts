@@ -78,6 +78,7 @@ describe('the GEMM bundle of the device check', () => {
     expect(full.tune!.map((t) => [t.role, t.sources.map((x) => x.splitK)])).toEqual(full.units.map((u) => [u.role, gemmReductionSpace({ n: u.n, k: u.k, dtype: u.dtype }, target).configs.map((r) => r.splitK)]));
     for (const t of full.tune!) {
       expect(t.heuristicSplitK).toBe(full.units.find((u) => u.name === t.unit)!.splitK);
+      expect(t.heuristicArches).toEqual(['sm_90']);  // what "heuristic" means here: planned for sm_90, not a compile's every arch
       for (const src of t.sources) {
         expect(existsSync(join(root, 'full', src.cu))).toBe(true);
         // The search covers every row count the Qwen3-8B compile plans, the prefill chunk included.
@@ -141,6 +142,8 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
     expect(r.stdout).toContain('gemm epilogues: 4/4 ok');
     expect(r.stdout).toMatch(/gemm tune: 1 of 1 shapes tuned \(\d+ candidates timed, 0 rejected\); tune-cuda\.json; odd split-K 3: split-K [13] M=1 b\d+w\ds\d+(n64)?, M=20 b\d+w\ds\d+(n64)?/);  // the winners are timed on the emulator: any tile
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## GEMMs of the linear layers (issue 14)');
+    // The heuristic the search compares with names the arches it was planned for.
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/\| odd split-K 3 \| 1 \| split-K \d b\d+w\ds\d+(n64)? for sm_90 \|/);
   }, 300_000);
 
   test('the search: every candidate checked then timed; one split-K for the shape, a tile per M, in tune-cuda.json for compile --tuned', () => {
