@@ -1,0 +1,79 @@
+/**
+ * The whole-step cost model (src/bench/step-cost-model.ts): its launches are the ones the cuda
+ * runtime issues (counted by the emulated driver through `tidarc bench-step --no-graphs`), a
+ * step's prediction is never below its roofline, and a graph is never slower than the same
+ * launches one by one. Needs: g++ for the emulated driver (the count); nothing for the rest.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../src/build/toolchain.js';
+import { H200 } from '../../src/codegen/machine.js';
+import { STEP_OVERHEADS, type StepRegisters, predictStep, stepModelContext, stepTimes } from '../../src/bench/step-cost-model.js';
+import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
+import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
+
+const exec = promisify(execFile);
+const cxx = await findCxx();
+const root = mkdtempSync(join(tmpdir(), 'tidarc-step-model-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** emulated-backend.test.ts's model: its kernels are already in the shared kernel cache. */
+const SMALL = smallSpec('cudasmall', [2]);
+const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 168, source: 'assumed (test)' };
+
+describe('the step cost model', () => {
+  const c = stepModelContext(SMALL, H200, REGISTERS);
+
+  test.each(['ar', 'tidar_k2'])('%s: every launch priced by its kernel\'s model; the prediction is at least the roofline; graphs never slower', (step) => {
+    const p = predictStep(c, step, 20);
+    // Per layer one attention launch and the four GEMMs (qkv, o, gate_up, down); lm_head once (AR) or twice (verify, next drafts), each with its row statistics' merge.
+    expect(p.prices.filter((x) => x.term === 'attention')).toHaveLength(SMALL.layers);
+    const heads = step === 'ar' ? 1 : 2;
+    expect(p.prices.filter((x) => x.term === 'gemm')).toHaveLength(4 * SMALL.layers + 2 * heads);
+    expect(p.gemmS + p.attentionS + p.otherS).toBeCloseTo(p.kernelS, 12);
+    for (const x of p.prices) expect(x.gpuS, x.kernel).toBeGreaterThanOrEqual(STEP_OVERHEADS.smallKernelS);
+    expect(p.graphs.gpuS).toBeGreaterThanOrEqual(p.roofline.rooflineMs / 1e3);
+    expect(p.direct.gpuS).toBeGreaterThanOrEqual(p.graphs.gpuS);
+    expect(p.direct.hostS).toBeGreaterThan(p.graphs.hostS);
+  });
+
+  test('a Qwen3-8B-wide step (2 layers) is GEMM-bound and above its roofline; its k = 8 step costs more than AR', () => {
+    const wide = smallSpec('wide', [8], { layers: 2, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288 });
+    const w = stepModelContext(wide, H200, REGISTERS);
+    const [ar, k8] = [predictStep(w, 'ar', 4096), predictStep(w, 'tidar_k8', 4096)];
+    for (const p of [ar, k8]) {
+      expect(p.graphs.gpuS, p.step).toBeGreaterThanOrEqual(p.roofline.rooflineMs / 1e3);
+      expect(p.gemmS, p.step).toBeGreaterThan(p.attentionS + p.otherS);
+    }
+    expect(k8.kernelS).toBeGreaterThan(ar.kernelS);
+  });
+
+  test('launch by launch, kernels shorter than their issue wait on the host; a graph does not', () => {
+    const tiny = Array<number>(100).fill(1e-6);
+    const t = stepTimes(tiny, { uploads: 1, downloads: 1, bytes: 0 }, H200);
+    // 100 launches issued 6 us apart cannot finish before the last one is issued.
+    expect(t.direct.gpuS).toBeGreaterThanOrEqual(100 * STEP_OVERHEADS.hostLaunchS);
+    expect(t.graphs.gpuS).toBeLessThan(t.direct.gpuS / 2);
+    // Long kernels: the host runs ahead and only the stream gaps remain.
+    const long = stepTimes(Array<number>(10).fill(1e-3), { uploads: 1, downloads: 1, bytes: 0 }, H200);
+    expect(long.direct.gpuS - long.graphs.gpuS).toBeLessThan(10 * STEP_OVERHEADS.streamGapS);
+  });
+});
+
+describe.skipIf(!cxx.found)('the step cost model counts the launches the runtime makes (emulated driver)', () => {
+  test('launches a step = what bench-step --no-graphs counts through the driver, AR and TiDAR k = 2', { timeout: 600_000 }, async () => {
+    const dir = await writeRandomModel(join(root, 'bench'), SMALL, 6);
+    const { stdout } = await exec(process.execPath, [
+      resolve('bin/tidarc.js'), 'bench-step', dir, '--backend', 'cuda', '--no-graphs', '--prefix', '4', '--reps', '1', '--min-seconds', '0', '--warmup', '0', '--json',
+    ], { env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache() }, maxBuffer: 64 << 20 });
+    const r = JSON.parse(stdout) as { graphs: boolean; prefix: number; tidar: { launchesPerStep: number }; ar: { launchesPerStep: number } };
+    expect(r.graphs).toBe(false);
+    const c = stepModelContext(SMALL, H200, REGISTERS);
+    expect(predictStep(c, 'ar', r.prefix).launches).toBe(r.ar.launchesPerStep);
+    expect(predictStep(c, 'tidar_k2', r.prefix).launches).toBe(r.tidar.launchesPerStep);
+  });
+});
