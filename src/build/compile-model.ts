@@ -51,6 +51,8 @@ export interface CompileRequest {
   readonly tiles?: TileOverrides;
   /** Tuned split-K and tiles per GEMM unit (`tidarc compile --tuned`); the others use the plan's heuristic. */
   readonly gemms?: GemmOverrides;
+  /** Only these attention variants (`tidarc compile --variant`); the manifest's omittedVariants names the rest. */
+  readonly variants?: readonly string[];
   readonly jobs?: number;
   readonly log: (line: string) => void;
 }
@@ -134,7 +136,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   checkReplaceable(place);
   const t0 = performance.now();
   const targets = compileTargets(req);
-  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets.map((t) => t.name), req.tiles, req.gemms);
+  const inputKey = compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets.map((t) => t.name), req.tiles, req.gemms, req.variants);
   const building = req.build !== 'none';
   // Which compilers the build needs: the targets' stages (a CPU-only target asks for no nvcc).
   const tools = buildTools(targets, req.build);
@@ -150,7 +152,7 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
   const { generateModel } = await import('../codegen/generate.js');
-  const generated = generateModel(req.spec, { ...(req.targets ? { targets: req.targets } : {}), ...(req.arches ? { arches: req.arches } : {}), ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}) });
+  const generated = generateModel(req.spec, { ...(req.targets ? { targets: req.targets } : {}), ...(req.arches ? { arches: req.arches } : {}), ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}), ...(req.variants ? { variants: req.variants } : {}) });
   const codegenMs = performance.now() - t0;
   const files = new Map(generated.files);
 

@@ -24,7 +24,7 @@ import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
 import { describeStepGraphs } from './step-kinds.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
-import { type AttentionVariant, variantsForModel } from './variant.js';
+import { type AttentionVariant, pickVariants, variantsForModel } from './variant.js';
 
 export interface CompileOptions {
   /** Draft lengths to compile; defaults to the model's own. */
@@ -37,6 +37,8 @@ export interface CompileOptions {
   readonly tiles?: TileOverrides;
   /** Tuned split-K and tiles per GEMM unit name (`tidarc compile --tuned`); the others use the plan's heuristic. */
   readonly gemms?: GemmOverrides;
+  /** Only these attention variants (`tidarc compile --variant`; pickVariants); the manifest names the others in omittedVariants. */
+  readonly variants?: readonly string[];
 }
 
 export interface GeneratedOutput {
@@ -51,7 +53,8 @@ export { NVCC_BASE_FLAGS, nvccFlags } from './targets.js';
 /** Pass 1: which variants a compile produces (compileTargets refuses a compile with no target). */
 export function selectVariants(spec: ModelSpec, options: CompileOptions): AttentionVariant[] {
   compileTargets(options);
-  return variantsForModel(spec, options.drafts ?? spec.draftLengths);
+  const all = variantsForModel(spec, options.drafts ?? spec.draftLengths);
+  return options.variants === undefined ? all : pickVariants(all, options.variants);
 }
 
 /**
@@ -81,7 +84,10 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const targets = compileTargets(options);
   const arches = deviceArches(targets);
   const variants = selectVariants(spec, options);
-  const plans = planVariants(variants, targets, options.tiles);
+  // What a filtered compile (options.variants) leaves out: its tuned tiles are not applied (those of no variant still fail).
+  const omitted = options.variants === undefined ? [] : variantsForModel(spec, options.drafts ?? spec.draftLengths).map((v) => v.name).filter((n) => !variants.some((v) => v.name === n));
+  const tiles = options.tiles && Object.fromEntries(Object.entries(options.tiles).filter(([name]) => !omitted.includes(name)));
+  const plans = planVariants(variants, targets, tiles);
   const dialects = dialectsOf(targets);
   // The linear layers' GEMMs: one source per weight shape, a kernel per step row count.
   const gemms = targets.some((t) => t.gemms) ? planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms) : { units: [], refusals: [] };
@@ -110,8 +116,8 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   if (dialects.some((d) => d.dir === 'cpu')) files.set('cpu/tidarc_cpu_library.cpp', renderTemplate('cpu/library.cpp.hbs', { banner: banner(spec.name), modelName: spec.name }));
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
-  const inputKey = compileInputKey(spec, variants.flatMap((v) => (v.draft === undefined ? [] : [v.draft])), targets.map((t) => t.name), options.tiles, options.gemms);
-  const manifestBase = describeManifest(spec, arches, plans, inputKey, options.tiles, gemms);
+  const inputKey = compileInputKey(spec, options.drafts ?? spec.draftLengths, targets.map((t) => t.name), options.tiles, options.gemms, options.variants);
+  const manifestBase = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(omitted.length > 0 ? { omittedVariants: omitted } : {}) };
   // The emulator's compile names sm_90a among its arches once it made an sm_90a attention unit: the launcher's selection rule (arch.ts selectArch) reads them.
   const compiled = emulatedSm90a && (sm90aAttention?.byVariant.size ?? 0) > 0 ? { ...manifestBase, arches: [...manifestBase.arches, 'sm_90a' as const] } : manifestBase;
   const described: Manifest = withSm90aAttention({ ...compiled, ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aAttention?.byVariant ?? new Map());

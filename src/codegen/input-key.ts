@@ -38,7 +38,7 @@ export function generatorDigest(): string {
   return generatorCode;
 }
 
-export function compileInputKey(spec: ModelSpec, drafts: readonly number[], targets: readonly TargetName[], tiles: TileOverrides = {}, gemms: GemmOverrides = {}): string {
+export function compileInputKey(spec: ModelSpec, drafts: readonly number[], targets: readonly TargetName[], tiles: TileOverrides = {}, gemms: GemmOverrides = {}, variants?: readonly string[]): string {
   const sortedDrafts = [...new Set(drafts)].sort((a, b) => a - b);
   const sortedTargets = [...new Set(targets)].sort();
   const sortedTiles = Object.fromEntries(Object.entries(tiles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
@@ -46,7 +46,9 @@ export function compileInputKey(spec: ModelSpec, drafts: readonly number[], targ
   const tuned = Object.keys(sortedTiles).length > 0 ? { tiles: sortedTiles } : {};
   const sortedGemms = Object.fromEntries(Object.entries(gemms).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   const tunedGemms = Object.keys(sortedGemms).length > 0 ? { gemms: sortedGemms } : {};
-  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, targets: sortedTargets, templates: templatesDigest(), ...tuned, ...tunedGemms }));
+  // A compile of every variant (no filter) keeps the key it always had.
+  const picked = variants === undefined ? {} : { variants: [...new Set(variants)].sort() };
+  return sha256(JSON.stringify({ version: TIDARC_VERSION, spec, drafts: sortedDrafts, targets: sortedTargets, templates: templatesDigest(), ...tuned, ...tunedGemms, ...picked }));
 }
 
 /** What `tidarc compile --tuned` sets for a variant: tidarc tune's tile, and its best call parameters per shape bucket. */

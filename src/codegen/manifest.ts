@@ -173,6 +173,11 @@ export interface Manifest {
   readonly nvccFlags: readonly string[];
   readonly abi: { readonly struct: string; readonly header: string; readonly fields: readonly AbiField[] };
   readonly variants: readonly ManifestVariant[];
+  /**
+   * The model's variants a filtered compile (`tidarc compile --variant`) left out (present only when
+   * some were): a runner or a call that needs one fails naming them (runtime/variant-check.ts).
+   */
+  readonly omittedVariants?: readonly string[];
   /** The linear layers' GEMMs (absent in manifests written before them). */
   readonly gemms?: readonly ManifestGemm[];
   /** Linear layers the GEMMs refuse (present only when some are). */

@@ -107,3 +107,16 @@ export function variantsForModel(spec: ModelSpec, drafts: readonly number[] = sp
     prefillChunkVariant(shape),
   ];
 }
+
+/**
+ * The variants of a compile that `names` asks for (`tidarc compile --variant`), in the compile's
+ * order. A filtered compile builds only these: a test that runs two variants need not wait for
+ * g++ on the others. A name the compile does not make is an error naming those it does.
+ */
+export function pickVariants(all: readonly AttentionVariant[], names: readonly string[], field = 'variants'): AttentionVariant[] {
+  const allowed = all.map((v) => v.name).join(', ');
+  if (names.length === 0) throw new TidarcError('invalid-argument', 'no variant named', { field, allowed });
+  const unknown = names.filter((n) => !all.some((v) => v.name === n));
+  if (unknown.length > 0) throw new TidarcError('invalid-argument', 'no such variant in this compile', { field, value: unknown.join(','), allowed });
+  return all.filter((v) => names.includes(v.name));
+}

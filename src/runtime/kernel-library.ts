@@ -291,7 +291,10 @@ export function openKernelLibrary(dir: string, options: OpenOptions = {}): Kerne
   const call = (name: string, inputs: AttentionInputs): [ManifestVariant, CheckedCall] => {
     if (closed) throw new TidarcError('runtime', 'the kernel library was closed');
     const v = byName.get(name);
-    if (!v) throw new TidarcError('invalid-argument', 'unknown variant', { field: 'variant', value: name, allowed: [...byName.keys()].join(', ') });
+    if (!v) {
+      const omitted = manifest.omittedVariants?.includes(name) === true;
+      throw new TidarcError('invalid-argument', omitted ? 'variant left out of this compile by `tidarc compile --variant`' : 'unknown variant', { field: 'variant', value: name, allowed: [...byName.keys()].join(', '), source: dir });
+    }
     return [v, checkCall(v, inputs)];
   };
   return {

@@ -139,6 +139,7 @@ describe('bad input gives exit code 1 and exactly one `tidarc: error:` line nami
     ['--jobs 0', () => ['--jobs', '0'], /--jobs = 0.*1 to 256/],
     ['--jobs abc', () => ['--jobs', 'abc'], /--jobs = abc.*1 to 256/],
     ['unknown option', () => ['--bogus'], /unknown option '--bogus'/],
+    ['--variant of another draft', () => ['--variant', 'tidar_k4,tidar_k3'], /no such variant in this compile \(--variant = tidar_k3\); allowed: tidar_k2, tidar_k4, block_k2, block_k4, ar, prefill_c64$/],
   ];
   test.each(cases)('%s', async (name, argv, pattern) => {
     const out = join(scratch, `err-${name.replace(/[^a-z0-9]+/gi, '-')}`);
@@ -210,10 +211,24 @@ test('--out with a trailing slash writes into that directory', async () => {
   expect(readdirSync(out).filter((f) => /\.(tmp|old)-\d+$/.test(f))).toEqual([]);
 });
 
+test('--variant compiles only those variants: sources, bindings and manifest; the manifest names the rest', async () => {
+  const out = join(scratch, 'picked');
+  const r = await run('--variant', 'ar,tidar_k4', '--no-build', '--out', out, '--json');
+  expect(r.code, r.stderr).toBe(0);
+  expect((JSON.parse(r.stdout) as { variants: { name: string }[] }).variants.map((v) => v.name)).toEqual(['tidar_k4', 'ar']);
+  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { variants: { name: string }[]; omittedVariants: string[]; stepGraphs: { steps: object } };
+  expect(manifest.omittedVariants).toEqual(['tidar_k2', 'block_k2', 'block_k4', 'prefill_c64']);
+  expect(Object.keys(manifest.stepGraphs.steps)).toEqual(['tidar_k4', 'ar']);
+  expect(listFiles(out).filter((f) => /^(cpu|cuda)\/(tidar_k\d+|ar|block_k\d+|prefill_c\d+)\.(cpp|cu)$/.test(f))).toEqual(['cpu/ar.cpp', 'cpu/tidar_k4.cpp', 'cuda/ar.cu', 'cuda/tidar_k4.cu']);
+  expect(readFileSync(join(out, 'index.d.ts'), 'utf8')).not.toMatch(/block_k|prefill_c|tidar_k2|tidarK2/);
+  // The filter is part of the input key: the same directory without it is a new compile, not "up to date".
+  expect((await run('--no-build', '--out', out)).stdout).toMatch(/^wrote .*: 6 variants/m);
+});
+
 test('compile --help mentions every option and gives examples', async () => {
   const r = await run('--help');
   expect(r.code).toBe(0);
-  for (const opt of ['--draft', '--arch', '--out', '--no-build', '--jobs', '--json']) expect(r.stdout).toContain(opt);
+  for (const opt of ['--draft', '--arch', '--out', '--no-build', '--jobs', '--json', '--variant']) expect(r.stdout).toContain(opt);
   for (const arch of ['sm_80', 'sm_86', 'sm_89', 'sm_90']) expect(r.stdout).toContain(arch);
   expect(r.stdout).toContain('Examples:');
   expect(r.stdout).toContain('$ tidarc compile examples/qwen3-8b.json --draft 4,8,16 --arch sm_80,sm_90 --out build/qwen3-8b');

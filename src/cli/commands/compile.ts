@@ -6,6 +6,7 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, PORTABLE_ARCH_NAMES, parseArch } from '../../codegen/arch.js';
 import { compileModel, type CompileResult } from '../../build/compile-model.js';
+import { pickVariants, variantsForModel } from '../../codegen/variant.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
 import { readModelInput } from '../../model/model-input.js';
@@ -25,6 +26,7 @@ interface CompileFlags {
   jobs?: string;
   json?: boolean;
   tuned?: string;
+  variant?: string;
 }
 
 const HELP_AFTER = `
@@ -34,6 +36,7 @@ Examples:
   $ tidarc compile ~/models/Qwen3-8B/config.json --draft 16 --out build/q3  # an HF config works too
   $ tidarc compile examples/tiny.json --no-build --out generated/tiny      # sources only
   $ tidarc compile examples/qwen3-8b.json --tuned tune.json               # the tiles tidarc tune chose
+  $ tidarc compile examples/tiny.json --variant tidar_k4,ar               # only these kernels: not enough to run a model
 
 Output (written atomically: a failed or interrupted compile leaves an earlier DIR intact; DIR is
 replaced only when it is absent, empty or an earlier tidarc compile output, see the README's
@@ -55,6 +58,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .option('--no-build', 'write sources, manifest and bindings only; run neither nvcc nor the C++ compiler')
     .option('--jobs <n>', 'parallel compiler processes (default: all cores), e.g. 2')
     .option('--json', 'print the manifest summary as JSON instead of text')
+    .option('--variant <name,...>', 'compile only these attention variants, e.g. tidar_k4,ar (default: every variant; a model runner needs them all, so a partial output serves kernel calls: import { load } from \'DIR/index.js\')')
     .option('--tuned <db>', 'compile each variant with the tile (warps, tileN; on CUDA rows a warp and stages) that tidarc tune or the device check recorded in this database, and each GEMM with the split-K and tiles the device check\'s GEMM search recorded')
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
@@ -63,6 +67,9 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
+      const variants = flags.variant === undefined ? undefined : flags.variant.split(',').map((v) => v.trim());
+      // Checked here, before anything is printed: a refused --variant is the command's only line.
+      if (variants) pickVariants(variantsForModel(spec, drafts ?? spec.draftLengths), variants, '--variant');
       const outDir = flags.out === undefined ? `tidarc-out/${spec.name}` : parsePathOption('--out', flags.out);
       // Before anything is printed: a refused --out is the command's only line.
       checkReplaceable({ path: outDir, kind: 'compile-output', field: '--out' });
@@ -71,7 +78,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const tunedLoad = flags.tuned === undefined ? undefined : { path: flags.tuned, field: '--tuned', spec, drafts: drafts ?? spec.draftLengths, arches, log };
       const gemms = tunedLoad && loadTunedGemms(tunedLoad);
       const tiles = tunedLoad && loadTunedTiles(tunedLoad);
-      const result = await compileModel({ spec, arches, outDir, outField: '--out', build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(tiles ? { tiles } : {}), ...(gemms && Object.keys(gemms).length > 0 ? { gemms } : {}) });
+      const result = await compileModel({ spec, arches, outDir, outField: '--out', build: flags.build ? 'all' : 'none', log, ...(drafts ? { drafts } : {}), ...(jobs ? { jobs } : {}), ...(variants ? { variants } : {}), ...(tiles ? { tiles } : {}), ...(gemms && Object.keys(gemms).length > 0 ? { gemms } : {}) });
       io.stdout(flags.json ? `${JSON.stringify(summary(result), null, 2)}\n` : renderSummary(result));
     });
 }

@@ -24,6 +24,7 @@ import {
   type AttentionSchedule, type CacheState, type DeviceStepInput, type DeviceStepOutput, type ForwardPass, type Runner, checkLogitsFinite,
 } from '../model/forward.js';
 import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
+import { checkNeededVariants } from '../model/needed-variants.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
@@ -176,6 +177,7 @@ export class GpuModelRunner implements Runner {
     capacity: number,
     options: GpuRunnerOptions = {},
   ) {
+    checkNeededVariants(spec, manifest, kernelsDir);
     // Everything the runner owns allocates through a view that numbers its buffers: a free may
     // be a buffer a captured step graph reads (step-graphs.ts).
     this.ledger = trackBuffers(device);

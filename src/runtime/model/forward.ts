@@ -17,6 +17,7 @@ import { TidarcError } from '../../errors.js';
 import type { KernelLibrary } from '../kernel-library.js';
 import * as ops from '../ops.js';
 import { type CpuBuffer, type CpuPass, cpuOpTable } from './cpu-op-table.js';
+import { checkNeededVariants } from './needed-variants.js';
 import type { KvCache, KvShape } from './kv-cache.js';
 import { passGraph, passKey, resolveLaunches } from './step.js';
 import { type ModelWeights, weightOf } from './weights.js';
@@ -142,6 +143,7 @@ export class ModelRunner implements Runner {
     private readonly threads: number,
     attentionThreads?: number,
   ) {
+    checkNeededVariants(spec, kernels.manifest);
     this.table = cpuOpTable({ spec, weights, kernels, cache, threads, ...(attentionThreads === undefined ? {} : { attentionThreads }) });
   }
 
