@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parsePtxasReport } from '../src/build/ptxas.js';
+import { runPool } from '../src/build/pool.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES } from '../src/codegen/arch.js';
 import { type GemmShape, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
-import { SM90A_TOKEN_TILES, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../src/codegen/gemm-sm90a.js';
+import { planSm90aKernels, renderSm90aUnit, sm90aSource } from '../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { H200 } from '../src/codegen/machine.js';
 import { predictGemm } from '../src/bench/gemm-cost-model.js';
@@ -31,56 +32,73 @@ const ROLES = [
   { role: 'gate_up', shape: { n: 24576, k: 4096, dtype: 'bf16' }, accumulate: false, epilogue: 'swiglu' },
   { role: 'down', shape: { n: 4096, k: 12288, dtype: 'bf16' }, accumulate: true, epilogue: 'none' },
 ] as const;
-/** ptxas at sm_90a on a 200 x 520 unit (the same for either consumer count: a thread's accumulators are the token tile's) (test/emulate/gemm-sm90a.test.ts prints them): registers per token tile. */
-const MEASURED_REGISTERS: Readonly<Record<number, number>> = { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 136: 94, 256: 154 };
+/** Registers per role and token tile, from one role's unit (its split-K and epilogue: the split sum and SwiGLU cost registers). */
+type Registers = Readonly<Record<string, Readonly<Record<number, number>>>>;
+/**
+ * ptxas -arch=sm_90a (nvcc 13.0 V13.0.88) on the units this bench compiles (each role's shape, the
+ * reduction planned for sm_90 + sm_90a, its epilogue), used only where nvcc is missing. The older
+ * table came from a split-K 1 unit: 90 registers at 128 tokens where the split-K units use 134.
+ */
+const MEASURED_REGISTERS: Registers = {
+  qkv: { 8: 32, 128: 134, 136: 128 },
+  o: { 8: 30, 128: 135, 136: 132 },
+  gate_up: { 8: 30, 128: 90, 136: 94 },
+  down: { 8: 30, 128: 135, 136: 132 },
+};
 const MMA_SYNC_REGISTERS = 128;
+/** What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 64-column tiles (gemm-plan.ts heuristicBlockN). */
+const TARGET = gemmTarget(['sm_90', 'sm_90a']);
 
-async function registersByTile(): Promise<Record<number, number>> {
+async function registersByRole(): Promise<{ readonly registers: Registers; readonly from: string }> {
   const nvcc = await findNvcc();
-  if (!nvcc.found) return { ...MEASURED_REGISTERS };
+  if (!nvcc.found) return { registers: MEASURED_REGISTERS, from: `nvcc not found (${nvcc.reason}): the registers ptxas reported for nvcc 13.0` };
   const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-sm90a-'));
   try {
-    const shape: GemmShape = ROLES[0].shape;
     for (const h of ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
-    const kernels = planSm90aKernels(shape, [...SM90A_TOKEN_TILES]);
-    const source = join(dir, sm90aSource(shape).replace('cuda/', ''));
-    writeFileSync(source, renderSm90aUnit(shape, planReduction(shape, gemmTarget(['sm_90a'])), kernels, ['qkv'], 'bench'));
-    const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${dir}`, '-o', join(dir, 'u.cubin'), source], { maxBuffer: 64 << 20 });
-    const report = parsePtxasReport(stderr)['sm_90a'] ?? {};
-    return Object.fromEntries(kernels.map((k) => [k.tileT, report[k.symbol]?.registers ?? MEASURED_REGISTERS[k.tileT]!]));
+    const registers: Record<string, Record<number, number>> = {};
+    await runPool(ROLES, 2, async (r) => {
+      const shape: GemmShape = r.shape;
+      const kernels = planSm90aKernels(shape, ROWS);
+      const source = join(dir, sm90aSource(shape).replace('cuda/', ''));
+      writeFileSync(source, renderSm90aUnit(shape, planReduction(shape, TARGET), kernels, [r.role], 'bench'));
+      const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${dir}`, '-o', `${source}.cubin`, source], { maxBuffer: 64 << 20 });
+      const report = parsePtxasReport(stderr)['sm_90a'] ?? {};
+      registers[r.role] = Object.fromEntries(kernels.map((k) => [k.tileT, report[k.symbol]?.registers ?? MEASURED_REGISTERS[r.role]![k.tileT]!]));
+    });
+    return { registers, from: `ptxas sm_90a (${nvcc.tool.path})` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 const json = process.argv.includes('--json');
-const regs = await registersByTile();
+const { registers: regs, from: regsFrom } = await registersByRole();
 const rows: Record<string, unknown>[] = [];
 const stepSm90a = new Map<number, number>(), stepMma = new Map<number, number>();
 for (const r of ROLES) {
   const shape: GemmShape = r.shape;
-  // What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 64-column tiles (gemm-plan.ts heuristicBlockN).
-  const target = gemmTarget(['sm_90', 'sm_90a']);
+  const target = TARGET;
   const reduction = planReduction(shape, target);
   for (const m of ROWS) {
     const [kernel] = planSm90aKernels(shape, [m]);
-    const p = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, blockW: kernel!.blockW });
-    const before = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, splitSum: 'kernel', blockW: kernel!.blockW });
+    const p = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[r.role]![kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, blockW: kernel!.blockW });
+    const before = predictSm90aGemm(shape, reduction, kernel!.tileT, m, H200, regs[r.role]![kernel!.tileT]!, { accumulate: r.accumulate, epilogue: r.epilogue, splitSum: 'kernel', blockW: kernel!.blockW });
     const mma = predictGemm(planGemm(shape, m, target, reduction), m, H200, MMA_SYNC_REGISTERS, { accumulate: r.accumulate, epilogue: r.epilogue });
     stepSm90a.set(m, (stepSm90a.get(m) ?? 0) + 36 * p.predictedS);
     stepMma.set(m, (stepMma.get(m) ?? 0) + 36 * mma.predictedS);
-    rows.push({ role: r.role, n: shape.n, k: shape.k, m, tileT: p.tileT, blockW: p.blockW, splitK: reduction.splitK, ctas: p.ctas, ctasPerSm: p.ctasPerSm, bound: p.bound,
+    rows.push({ role: r.role, n: shape.n, k: shape.k, m, tileT: p.tileT, blockW: p.blockW, splitK: reduction.splitK, ctas: p.ctas, ctasPerSm: p.ctasPerSm, bound: p.bound, fillTBs: +(p.hbm.pulledBytesPerS / 1e12).toFixed(2), registers: regs[r.role]![kernel!.tileT]!,
       sm90aUs: +(p.predictedS * 1e6).toFixed(2), sm90aTwoLaunchUs: +(before.predictedS * 1e6).toFixed(2), mmaSyncUs: +(mma.predictedS * 1e6).toFixed(2), copyShare: +p.copyShare.toFixed(3), matmulShare: +p.matmulShare.toFixed(3) });
   }
 }
 if (json) {
   console.log(JSON.stringify({ machine: H200.name, registers: regs, rows, stepMs: ROWS.map((m) => ({ m, sm90a: stepSm90a.get(m)! * 1e3, mmaSync: stepMma.get(m)! * 1e3 })) }, null, 2));
 } else {
-  console.log(`sm_90a GEMM cost model on ${H200.name}: copy ${H200.copyBytesPerS / 1e12} TB/s, wgmma at the measured matmul rate ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}`);
-  console.log('role     N      K      M   tile  W   split CTAs /SM bound  sm_90a us  mma.sync us  copy%  matmul%  (2-launch split-K us)');
+  console.log(`sm_90a GEMM cost model on ${H200.name}: copy ${H200.copyBytesPerS / 1e12} TB/s, wgmma at the measured matmul rate ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12};`);
+  console.log(`  HBM latency ${H200.hbmLatencyS * 1e9} ns assumed ("fill": what the CTAs' bytes in flight pull by Little's law; below the copy rate it bounds HBM); registers: ${regsFrom}`);
+  console.log('role     N      K      M   tile  W   split CTAs /SM bound  fill TB/s  sm_90a us  mma.sync us  copy%  matmul%  (2-launch split-K us)');
   for (const x of rows) {
-    const f = x as { role: string; n: number; k: number; m: number; tileT: number; blockW: number; splitK: number; ctas: number; ctasPerSm: number; bound: string; sm90aUs: number; sm90aTwoLaunchUs: number; mmaSyncUs: number; copyShare: number; matmulShare: number };
-    console.log(`${f.role.padEnd(8)} ${String(f.n).padEnd(6)} ${String(f.k).padEnd(6)} ${String(f.m).padEnd(4)} ${String(f.tileT).padEnd(4)} ${String(f.blockW).padEnd(4)} ${String(f.splitK).padEnd(5)} ${String(f.ctas).padEnd(4)} ${String(f.ctasPerSm).padEnd(3)} ${f.bound.padEnd(6)} ${f.sm90aUs.toFixed(1).padStart(9)} ${f.mmaSyncUs.toFixed(1).padStart(12)} ${(100 * f.copyShare).toFixed(0).padStart(6)} ${(100 * f.matmulShare).toFixed(0).padStart(8)}  ${f.splitK > 1 ? f.sm90aTwoLaunchUs.toFixed(1) : '-'}`);
+    const f = x as { role: string; n: number; k: number; m: number; tileT: number; blockW: number; splitK: number; ctas: number; ctasPerSm: number; bound: string; fillTBs: number; sm90aUs: number; sm90aTwoLaunchUs: number; mmaSyncUs: number; copyShare: number; matmulShare: number };
+    console.log(`${f.role.padEnd(8)} ${String(f.n).padEnd(6)} ${String(f.k).padEnd(6)} ${String(f.m).padEnd(4)} ${String(f.tileT).padEnd(4)} ${String(f.blockW).padEnd(4)} ${String(f.splitK).padEnd(5)} ${String(f.ctas).padEnd(4)} ${String(f.ctasPerSm).padEnd(3)} ${f.bound.padEnd(6)} ${f.fillTBs.toFixed(2).padStart(9)} ${f.sm90aUs.toFixed(1).padStart(9)} ${f.mmaSyncUs.toFixed(1).padStart(12)} ${(100 * f.copyShare).toFixed(0).padStart(6)} ${(100 * f.matmulShare).toFixed(0).padStart(8)}  ${f.splitK > 1 ? f.sm90aTwoLaunchUs.toFixed(1) : '-'}`);
   }
   for (const m of ROWS) console.log(`step linear layers (36 x qkv, o, gate_up, down) at M = ${m}: sm_90a ${(stepSm90a.get(m)! * 1e3).toFixed(2)} ms, mma.sync ${(stepMma.get(m)! * 1e3).toFixed(2)} ms`);
 }

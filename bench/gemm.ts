@@ -116,12 +116,13 @@ async function main(): Promise<void> {
   }
   console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
-  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
-  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
+  console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s, HBM latency ${H200.hbmLatencyS * 1e9} ns (Little's law: "fill TB/s" is what the CTAs' bytes in flight pull; below the copy rate it bounds HBM)`);
+  console.log(`  and shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM; cp.async writes + ldmatrix reads: "smem us") assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
+  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'fill TB/s', 'hbm us', 'L2 us', 'mma us', 'smem us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
   const table = rows.map(({ role, plan, registers, p, twoLaunch, wide }) => [
     role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),
     String(plan.reduction.splitK), String(p.ctas), String(registers), String(p.ctasPerSm), p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2),
-    us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
+    (p.hbm.pulledBytesPerS / 1e12).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.sharedS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
     us(twoLaunch.predictedS), (100 * twoLaunch.copyShare).toFixed(0), us(wide.predictedS), (100 * wide.copyShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));

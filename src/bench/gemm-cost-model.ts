@@ -18,9 +18,20 @@
  *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 2 over all parts) and
  *               the weight tile once per CTA along M.
  *   FLOPs       2 M N K useful; executed: whole m16 fragments of every CTA (padding rows included).
- *   time        max(main HBM / copy rate, L2 / L2 rate, executed / mma.sync rate + wave term)
- *               + split-K sum. Host launch cost is not included (CUDA graphs remove it;
- *               performance-model.md).
+ *   HBM rate    the copy rate, unless the launch keeps too few bytes in flight to reach it
+ *               (in-flight-rate.ts, Little's law): each CTA's cp.async pipeline has stages - 1
+ *               weight tiles (blockN x 64 x 2 bytes each) loading at a time, at the arch's
+ *               stages (stagesByArch); the activations are not counted (after the first N tile's
+ *               CTAs read them they come from L2, at a shorter latency).
+ *   shared      bytes through shared memory (Machine.sharedBytesPerS, 128 B a clock an SM): per
+ *               CTA and k tile, the cp.async writes of its stage (every row of the tile: rows
+ *               past M are zero-filled) and the ldmatrix.x4 reads (512 bytes each): per warp and
+ *               k16 step one per two n8 fragments of its columns (B) and one per m16 fragment
+ *               it computes (A; fragments wholly past M are skipped, warp-uniform). A narrow warp
+ *               tile reloads A for fewer columns: 48 x 16 moves 0.109 bytes a FLOP, 48 x 32 0.070.
+ *   time        max(main HBM / HBM rate, L2 / L2 rate, max(executed / mma.sync rate, shared /
+ *               shared rate) + wave term) + split-K sum. Host launch cost is not included (CUDA
+ *               graphs remove it; performance-model.md).
  *   split sum   in the launch (tidarc_gemm_abi.h; the attention cost model's merge term): the
  *               last CTAs, one per output tile (ceil(M / blockM) x nTiles of them), read the
  *               (S - 1) M N 4 bytes of the other parts from L2 at the per-SM L2 rate (l2 / SMs)
@@ -28,7 +39,7 @@
  *               SMs; no launch gap. `splitSum: 'kernel'` predicts the old separate reduce
  *               kernel instead (all partials and the output at the copy rate + one launch gap),
  *               for bench:gemm's before / after.
- *   wave term   the mma time lost to SMs left idle by the last wave: t_mma (ceil(w) - w) / w with
+ *   wave term   the mma (or shared-memory) time lost to SMs left idle by the last wave: t_mma (ceil(w) - w) / w with
  *               w = CTAs / SMs (the CTAs an SM holds at once share its tensor cores, so an SM's
  *               time is its CTA count). `waves` reports CTAs / (SMs x CTAs an SM): residency at
  *               the occupancy ptxas allows (registers, shared memory).
@@ -36,6 +47,7 @@
 import type { GemmPlan } from '../codegen/gemm-plan.js';
 import type { Machine } from '../codegen/machine.js';
 import { occupancy } from '../codegen/occupancy.js';
+import { type FillRate, fillRate, pipelineBytesInFlight } from '../codegen/in-flight-rate.js';
 
 export interface GemmPrediction {
   readonly ctas: number;
@@ -45,17 +57,22 @@ export interface GemmPrediction {
   readonly l2Bytes: number;
   readonly usefulFlops: number;
   readonly executedFlops: number;
-  /** The main kernel's HBM time (the reduce's is in reduceS). */
+  /** The main kernel's HBM time at the HBM rate (the reduce's is in reduceS). */
   readonly hbmS: number;
+  /** What the launch can pull from HBM: the copy rate, or less with too few bytes in flight. */
+  readonly hbm: FillRate;
   readonly l2S: number;
   readonly mmaS: number;
+  /** Bytes through shared memory: cp.async writes and ldmatrix reads. */
+  readonly sharedBytes: number;
+  readonly sharedS: number;
   readonly waveS: number;
   /** The split-K sum (0 at split-K 1): in the launch's last CTAs, or the old reduce kernel (splitSum 'kernel'). */
   readonly reduceS: number;
   /** The row statistics' merge kernel (0 without that epilogue). */
   readonly mergeS: number;
   readonly predictedS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma.sync';
+  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared';
   /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
   readonly copyShare: number;
   /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
@@ -67,6 +84,28 @@ function executedRows(p: GemmPlan, rows: number): number {
   let total = 0;
   for (let b = 0; b * p.blockM < rows; b++) total += 16 * Math.ceil(Math.min(p.blockM, rows - b * p.blockM) / 16);
   return total;
+}
+
+/** Bytes of one ldmatrix.x4: 32 lanes x 16 bytes. */
+const LDMATRIX_X4_BYTES = 512;
+
+/**
+ * Shared-memory bytes of a launch over `rows` rows (tidarc_gemm.cuh's main loop): per CTA and
+ * k tile its stage's cp.async writes, then per warp and k16 step an ldmatrix.x4 per two n8
+ * fragments (B) and per m16 fragment it computes (A).
+ */
+export function gemmSharedBytes(p: GemmPlan, rows: number): number {
+  const warpM = p.blockM / p.warpsM, warpN = p.blockN / p.warpsN;
+  const k16PerTile = p.reduction.blockK / 16;
+  const bLoads = p.warpsM * p.warpsN * (warpN / 8 / 2);
+  let perNTile = 0;
+  for (let b = 0; b * p.blockM < rows; b++) {
+    const inBlock = Math.min(p.blockM, rows - b * p.blockM);
+    let aLoads = 0;
+    for (let wr = 0; wr < p.warpsM; wr++) for (let i = 0; i * 16 < warpM; i++) if (wr * warpM + i * 16 < inBlock) aLoads += p.warpsN;
+    perNTile += p.reduction.kTiles * (p.stageBytes + k16PerTile * LDMATRIX_X4_BYTES * (aLoads + bLoads));
+  }
+  return p.nTiles * perNTile;
 }
 
 /** The fused epilogues (tidarc_gemm_abi.h): what the GEMM writes instead of its [rows, N] output. */
@@ -116,18 +155,23 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const l2Bytes = p.nTiles * acts + mBlocks * weights;
   const usefulFlops = 2 * rows * n * k;
   const executedFlops = 2 * executedRows(p, rows) * p.nTiles * p.blockN * p.reduction.kTiles * p.reduction.blockK;
-  const hbmS = mainBytes / machine.copyBytesPerS;
+  const stages = p.stagesByArch[machine.arch] ?? p.stages;
+  const hbm = fillRate(machine, { bytesPerCta: pipelineBytesInFlight(stages, p.blockN * p.reduction.blockK * 2), ctas, ctasPerSm: perSm });
+  const hbmS = mainBytes / hbm.bytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const mmaS = executedFlops / machine.mmaSyncFlops;
+  const sharedBytes = gemmSharedBytes(p, rows);
+  const sharedS = sharedBytes / machine.sharedBytesPerS;
+  const computeS = Math.max(mmaS, sharedS);
   const smWaves = ctas / machine.sms;
-  const waveS = mmaS * (Math.ceil(smWaves) - smWaves) / smWaves;
+  const waveS = computeS * (Math.ceil(smWaves) - smWaves) / smWaves;
   const reduceS = splitSumS(s, rows, n, output, mBlocks * p.nTiles, machine, opts.splitSum ?? 'launch');
   const mergeS = mergeBytes > 0 ? mergeBytes / machine.copyBytesPerS + machine.launchGapS : 0;
-  const main = Math.max(hbmS, l2S, mmaS + waveS);
-  const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'mma.sync';
+  const main = Math.max(hbmS, l2S, computeS + waveS);
+  const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : sharedS > mmaS ? 'shared' : 'mma.sync';
   const predictedS = main + reduceS + mergeS;
   return {
-    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, mmaS, waveS, reduceS, mergeS, predictedS, bound,
+    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, mmaS, sharedBytes, sharedS, waveS, reduceS, mergeS, predictedS, bound,
     copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
     matmulShare: usefulFlops / predictedS / machine.matmulFlops,
   };

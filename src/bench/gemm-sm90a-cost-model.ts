@@ -10,15 +10,23 @@
  *               weight tile once per token tile.
  *   FLOPs       2 M N K useful; executed: every CTA's weight rows (128, or 64 with one consumer) x its whole token tile x
  *               the k tiles of its part (TMA zero-fills what lies past N, M and K).
- *   time        max(HBM / copy rate, L2 / L2 rate, executed / wgmma rate + wave term) + the
+ *   HBM rate    the copy rate, unless the CTAs keep too few bytes in flight to reach it
+ *               (in-flight-rate.ts, Little's law): the TMA ring's stages - 1 weight tiles
+ *               (blockW x 64 x 2 bytes each) loading at a time per CTA (the activations come
+ *               from L2 after the first weight tile's CTAs read them).
+ *   time        max(HBM / HBM rate, L2 / L2 rate, executed / wgmma rate + wave term) + the
  *               split-K sum in the launch (gemm-cost-model.ts splitSumS: the last CTAs read the
  *               other parts' partials at the per-SM L2 rate; `splitSum: 'kernel'` the old
  *               separate reduce kernel, for before / after).
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma), not mma.sync's:
  *               operands come straight from shared memory, so ldmatrix does not bound it.
+ *               Its shared-memory reads are not modelled: a consumer's m64nNk16 reads (64 + N)
+ *               x 32 bytes for 2 x 64 x N x 16 FLOPs, 43 FLOPs a byte at N = 136, above the
+ *               790 / 29.7 = 27 at which 128 B a clock an SM would bind.
  */
 import { type GemmReduction, type GemmShape } from '../codegen/gemm-plan.js';
-import { SM90A_BLOCK_W, sm90aSharedBytes, sm90aThreads } from '../codegen/gemm-sm90a.js';
+import { SM90A_BLOCK_W, SM90A_STAGES, sm90aSharedBytes, sm90aThreads } from '../codegen/gemm-sm90a.js';
+import { type FillRate, fillRate, pipelineBytesInFlight } from '../codegen/in-flight-rate.js';
 import type { Machine } from '../codegen/machine.js';
 import { occupancy } from '../codegen/occupancy.js';
 import { type GemmSplitSum, splitSumS } from './gemm-cost-model.js';
@@ -34,6 +42,8 @@ export interface Sm90aPrediction {
   readonly usefulFlops: number;
   readonly executedFlops: number;
   readonly hbmS: number;
+  /** What the launch can pull from HBM: the copy rate, or less with too few bytes in flight. */
+  readonly hbm: FillRate;
   readonly l2S: number;
   readonly wgmmaS: number;
   readonly waveS: number;
@@ -60,7 +70,8 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const l2Bytes = wTiles * acts + tTiles * weights;
   const usefulFlops = 2 * rows * n * k;
   const executedFlops = 2 * wTiles * blockW * tTiles * tileT * r.kTiles * r.blockK;
-  const hbmS = mainBytes / machine.copyBytesPerS;
+  const hbm = fillRate(machine, { bytesPerCta: pipelineBytesInFlight(SM90A_STAGES, blockW * r.blockK * 2), ctas, ctasPerSm: perSm });
+  const hbmS = mainBytes / hbm.bytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const wgmmaS = executedFlops / machine.matmulFlops;
   const smWaves = ctas / machine.sms;
@@ -69,7 +80,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const main = Math.max(hbmS, l2S, wgmmaS + waveS);
   const predictedS = main + reduceS;
   return {
-    tileT, blockW, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, waveS, reduceS, predictedS,
+    tileT, blockW, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, wgmmaS, waveS, reduceS, predictedS,
     bound: main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'wgmma',
     copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
     matmulShare: usefulFlops / predictedS / machine.matmulFlops,

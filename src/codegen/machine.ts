@@ -13,7 +13,11 @@ export interface Machine {
   readonly copyBytesPerS: number;
   /** bf16 dense matmul FLOP/s (measured through torch, 8192^3). */
   readonly matmulFlops: number;
-  /** What mma.sync m16n8k16 reaches: shared-memory bandwidth for ldmatrix limits it, not the tensor cores. */
+  /**
+   * What mma.sync m16n8k16 reaches: shared-memory bandwidth for ldmatrix limits it, not the tensor
+   * cores. The GEMM cost model also counts its kernels' shared-memory bytes (sharedBytesPerS), so
+   * narrow warp tiles, which reload fragments more often, are slower than this rate.
+   */
   readonly mmaSyncFlops: number;
   /** L2 -> SM bandwidth: an assumption, not measured here. */
   readonly l2BytesPerS: number;
@@ -21,6 +25,14 @@ export interface Machine {
   readonly arch: ArchName;
   /** Gap between two dependent launches on one stream (the reduce after the main kernel). */
   readonly launchGapS: number;
+  /**
+   * Time from a load's issue to its data in shared memory when it misses L2 (HBM under load):
+   * Little's law turns the bytes a launch keeps in flight into the rate it can pull
+   * (in-flight-rate.ts). An assumption, not measured here.
+   */
+  readonly hbmLatencyS: number;
+  /** Shared-memory bandwidth of all SMs (bytes per clock an SM x SMs x clock): what cp.async writes and ldmatrix reads share. */
+  readonly sharedBytesPerS: number;
 }
 
 /** The lent GPU (performance-model.md: measured through PyTorch, Oct-Nov 2026). */
@@ -33,4 +45,13 @@ export const H200: Machine = {
   l2BytesPerS: 10e12,    // assumed: ~2.3x the copy rate; the device check should measure it
   arch: 'sm_90',
   launchGapS: 2e-6,
+  // Unloaded, a global load that misses L2 takes ~400 cycles on H100 (PMC10448217, table 3: 0.23 us
+  // at 1.755 GHz; TLB misses add more); under a saturating load requests queue behind each other,
+  // so 700 ns is assumed, inside the 500-800 ns quoted for loaded Hopper HBM (H100 microbenchmark
+  // studies: arXiv 2402.13499, chipsandcheese.com 2023). The device check should measure it.
+  hbmLatencyS: 700e-9,
+  // 128 B a clock an SM (32 banks x 4 B; PMC10448217's table: 32,348 GB/s = 128 B x 144 SMs x
+  // 1.755 GHz for the full GH100) x 132 SMs x 1.755 GHz assumed under tensor load (below the
+  // SXM parts' 1.98 GHz maximum boost: power-limited matmuls do not hold it) = 29.7 TB/s.
+  sharedBytesPerS: 128 * 132 * 1.755e9,
 };

@@ -69,4 +69,19 @@ describe('predictSm90aGemm', () => {
     expect(sm90a.predictedS).toBeLessThanOrEqual(mma.predictedS);
     expect(['HBM', 'L2', 'wgmma']).toContain(sm90a.bound);
   });
+
+  test('HBM under-fill: one CTA pulls the TMA ring\'s stages - 1 weight tiles in flight over the latency, far below the copy rate', () => {
+    const one = { n: 64, k: 4096, dtype: 'bf16' as const };
+    const p = predictSm90aGemm(one, planReduction(one, gemmTarget(['sm_90a']), 1), 8, 1, H200, 30, { blockW: 64 });
+    expect(p.ctas).toBe(1);
+    expect(p.hbm.bytesPerS).toBeCloseTo((3 * 64 * 64 * 2) / H200.hbmLatencyS, 0);
+    expect(p.hbmS).toBeCloseTo(p.hbmBytes / p.hbm.bytesPerS, 12);
+    expect(p.bound).toBe('HBM');
+    expect(p.copyShare).toBeLessThan(0.01);
+    // Qwen3-8B o at M = 72 (128 CTAs of 64 weight rows) just fills HBM at the assumed 700 ns.
+    const o = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const at72 = predictSm90aGemm(o, planReduction(o, gemmTarget(['sm_90', 'sm_90a'])), 128, 72, H200, 135, { accumulate: true, blockW: 64 });
+    expect(at72.hbm.underFilled).toBe(false);
+    expect(at72.hbm.pulledBytesPerS).toBeLessThan(1.1 * H200.copyBytesPerS);
+  });
 });
