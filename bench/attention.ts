@@ -15,22 +15,18 @@
  *
  *   npm run bench:attention        # prints the table; --json for the figures
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ptxasOfSource } from '../src/build/ptxas.js';
-import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES } from '../src/codegen/arch.js';
-import { renderCudaVariant } from '../src/codegen/kernel-source.js';
 import { occupancy } from '../src/codegen/occupancy.js';
 import { type AttentionPlan, planAttention, rowTileOf } from '../src/codegen/plan.js';
-import { readTemplateFile } from '../src/codegen/templates.js';
 import { variantsForModel } from '../src/codegen/variant.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
 import { predictAttention } from '../src/codegen/attention-cost-model.js';
 import { H200 } from '../src/codegen/machine.js';
 import { printSm90aAttention } from './attention-sm90a.js';
+import { attentionRegisters } from './ptxas-registers.js';
 
 export const BENCH_VARIANTS = ['ar', 'tidar_k4', 'tidar_k8', 'tidar_k16', 'prefill_c64'] as const;
 export const BENCH_PREFIXES = [4096, 16384] as const;
@@ -66,23 +62,8 @@ function qwen3OldPlans(): AttentionPlan[] {
 const tileName = (p: AttentionPlan): string => `${p.rowTiles}x${p.rowTile.warps}${p.rowTile.layout === 'keys' ? 'k' : `r${p.rowTile.warpRows}`}n${p.tile.tileN}p${p.tile.stages}`;
 
 async function registersOf(plans: readonly AttentionPlan[], recorded: Readonly<Record<string, number>>): Promise<{ registers: Map<string, number>; source: string }> {
-  const nvcc = await findNvcc();
-  if (!nvcc.found) return { registers: new Map(Object.entries(recorded)), source: `recorded (nvcc not found: ${nvcc.reason})` };
-  const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-attention-'));
-  try {
-    for (const h of ['tidarc_attention.cuh', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
-    writeFileSync(join(dir, 'tidarc_abi.h'), readTemplateFile('common/tidarc_abi.h'));
-    const registers = new Map<string, number>();
-    for (const p of plans) {
-      const src = join(dir, `${p.variant.name}.cu`);
-      writeFileSync(src, renderCudaVariant(p, 'bench'));
-      const r = (await ptxasOfSource(nvcc.tool.path, src, 'sm_90'))[p.variant.symbol];
-      if (r) registers.set(p.variant.name, r.registers);
-    }
-    return { registers, source: `ptxas sm_90 (${nvcc.tool.version})` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const r = await attentionRegisters(plans);
+  return r.registers ? { registers: r.registers, source: r.source } : { registers: new Map(Object.entries(recorded)), source: `recorded (${r.source})` };
 }
 
 const us = (s: number): string => (s * 1e6).toFixed(1);

@@ -1,0 +1,77 @@
+/**
+ * Issue 16's targets, predicted (a benchmark of the cost model, not a test): whole decode steps
+ * of Qwen3-8B's shape (36 layers) and Qwen3-0.6B's (28 layers, 1024 hidden, 16 / 8 heads of 128,
+ * 3072 intermediate, tied embeddings) at L = 1024 and 4096, AR and TiDAR k = 4, 8, 16, on the
+ * lent H200, as the cuda backend runs them (src/bench/step-cost-model.ts: the runtime's own
+ * launches, each priced by its kernel's model, plus launch and host overheads with graphs and
+ * launch by launch). Registers from ptxas (sm_90) when nvcc is here, else assumed (printed).
+ *
+ *   npm run bench:step        # the tables and the targets; --json for the figures
+ */
+import { H200 } from '../src/codegen/machine.js';
+import { ARCHES } from '../src/codegen/arch.js';
+import { planModelGemms } from '../src/codegen/gemm-model.js';
+import { planAttention } from '../src/codegen/plan.js';
+import { variantsForModel } from '../src/codegen/variant.js';
+import type { ModelSpec } from '../src/ir/model.js';
+import { STEP_OVERHEADS, type StepRegisters } from '../src/bench/step-cost-model.js';
+import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
+import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
+
+/** Without nvcc: what ptxas gave for these kernels at sm_90 (bench/attention.ts's recorded table; GEMMs at most 128). */
+const ASSUMED = { gemm: 128, attention: 255 };
+
+async function registersOf(spec: ModelSpec): Promise<StepRegisters> {
+  const steps = new Set(['ar', ...spec.draftLengths.map((k) => `tidar_k${k}`)]);
+  const plans = variantsForModel(spec).filter((v) => steps.has(v.name)).map((v) => planAttention(v, ARCHES.sm_90.tile, [ARCHES.sm_90]));
+  const [g, a] = [await gemmRegisters(planModelGemms(spec, spec.draftLengths, ['sm_90']).units, spec.name), await attentionRegisters(plans)];
+  return {
+    gemm: (symbol) => g.registers?.get(symbol) ?? ASSUMED.gemm,
+    attention: (variant) => a.registers?.get(variant) ?? ASSUMED.attention,
+    source: g.registers && a.registers ? g.source : `assumed (${ASSUMED.gemm} for GEMMs, ${ASSUMED.attention} for attention): ${g.registers ? a.source : g.source}`,
+  };
+}
+
+const f = (x: number, d = 3): string => x.toFixed(d);
+
+function table(rows: readonly StepRow[]): string[] {
+  const ar = (r: StepRow): StepRow => rows.find((x) => x.prefix === r.prefix && x.step === 'ar')!;
+  const header = ['L', 'step', 'tokens', 'launches', 'GEMM us', 'attn us', 'other us', 'overhead us', 'graphs ms', 'launches ms', 'host ms (graphs, launches)', 'roofline ms', 'pred/roof', 'step/AR'];
+  const cells = rows.map((r) => [
+    String(r.prefix), r.step, String(r.tokens), String(r.launches), f(r.gemmMs * 1e3, 1), f(r.attentionMs * 1e3, 1), f(r.otherMs * 1e3, 1), f(r.overheadMs * 1e3, 1),
+    f(r.graphs.gpuMs), f(r.launchByLaunch.gpuMs), `${f(r.graphs.hostMs)}, ${f(r.launchByLaunch.hostMs)}`, f(r.rooflineMs), f(r.graphs.gpuMs / r.rooflineMs, 2), f(r.graphs.gpuMs / ar(r).graphs.gpuMs, 2),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]): string => c.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  return [line(header), ...cells.map(line)];
+}
+
+async function main(): Promise<void> {
+  const models = [QWEN3_8B, QWEN3_0_6B];
+  const results = [];
+  for (const spec of models) {
+    const registers = await registersOf(spec);
+    results.push({ spec, registers: registers.source, rows: predictSteps(spec, STEP_PREFIXES, H200, registers) });
+  }
+  const targets = issue16Targets(results.flatMap((r) => r.rows));
+  if (process.argv.includes('--json')) {
+    console.log(JSON.stringify({ machine: H200.name, overheads: STEP_OVERHEADS, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, registers: r.registers, rows: r.rows })), targets }, null, 2));
+    return;
+  }
+  console.log(`Whole decode steps on the ${H200.name}, predicted (src/bench/step-cost-model.ts): copy ${H200.copyBytesPerS / 1e12} TB/s, bf16 ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}, L2 ${H200.l2BytesPerS / 1e12} TB/s (assumed).`);
+  const o = STEP_OVERHEADS;
+  console.log(`Overheads (us; sources in step-cost-model.ts): host per launch ${o.hostLaunchS * 1e6}, stream gap ${o.streamGapS * 1e6}, graph node gap ${o.graphNodeGapS * 1e6}, graph start ${o.graphStartS * 1e6}, host graph launch ${o.hostGraphLaunchS * 1e6}, copy latency ${o.copyLatencyS * 1e6}, host per copy ${o.hostCopyS * 1e6}, decoder host per step ${o.hostStepS * 1e6}, kernel floor ${o.smallKernelS * 1e6}.`);
+  for (const r of results) {
+    console.log(`\n${r.spec.name}: ${r.spec.layers} layers, hidden ${r.spec.hiddenSize}, ${r.spec.queryHeads}/${r.spec.kvHeads} heads of ${r.spec.headDim}, intermediate ${r.spec.intermediateSize}; registers: ${r.registers}`);
+    for (const l of table(r.rows)) console.log(`  ${l}`);
+  }
+  console.log('\noverhead: GPU time with graphs less the kernels\' (the graph\'s start, node gaps, copies); graphs / launches ms: GPU time between events around the step;');
+  console.log('host ms: the step\'s host time outside its waits for the GPU (bench-step\'s hostMs); pred/roof and step/AR with graphs.');
+  console.log('\nIssue 16\'s targets on an H200, predicted:');
+  for (const t of targets) console.log(`  ${t.met ? 'met   ' : 'MISSED'}  ${t.goal}: ${t.predicted}${t.responsible ? `; responsible: ${t.responsible}` : ''}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:step: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
