@@ -279,7 +279,9 @@ def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
     for m, (_, cand, timing) in sorted(mma.get(split, {}).items()):
         h = heur.get(m) or next(((c, tm) for (f, s, mm, _), (c, tm) in timed.items() if f == 'sm_90' and s == split and mm == m and c['heuristic']), (cand, timing))
         rows[str(m)] = {'best': cand['tile'], 'bestTiming': _t(timing), 'heuristic': h[0]['tile'], 'heuristicTiming': _t(h[1])}
-    entry = {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, 'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
+    # 'space': the search space that made the record (gemm-space.ts GEMM_SEARCH_SPACE); a compile ignores records of another.
+    entry = {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, **({'space': t['space']} if 'space' in t else {}),
+             'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
              'splitTotalsUs': _totals(mma), 'rows': rows, 'timed': len(timed), 'rejected': rejected, 'meta': meta, 'date': date}
     if raced:
         entry['kernel'] = kernel

@@ -16,7 +16,7 @@ import {
   GEMM_BLOCK_N, type GemmShape, type GemmTarget, type GemmTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
-import { gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
 import { readTemplateFile } from '../codegen/templates.js';
 import { type BundleSm90aSearch, prepareSm90aSearch } from './sm90a-gemm-search.js';
 import { buildEmulatedModule, emulatedModulePath } from '../emulate/emulated-driver.js';
@@ -133,6 +133,8 @@ export interface BundleGemmTune {
   readonly heuristicSplitK: number;
   /** The arches the heuristic (split-K and tiles) was planned for: the search's target, not every arch a compile may build. */
   readonly heuristicArches: readonly ArchName[];
+  /** The search space and kernel generation (gemm-space.ts GEMM_SEARCH_SPACE): the records the search writes carry it. */
+  readonly space: number;
   readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string }[];
   readonly candidates: readonly BundleGemmCandidate[];
   /** What static pruning removed, with why (gemm-space.ts). */
@@ -230,7 +232,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       })));
     }
     const sm90a = t.sm90a ? await prepareSm90aSearch(outDir, shape, role, t.rows ?? grid.rows, reductions.map((r) => r.splitK), target, emulated) : undefined;
-    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, heuristicArches: target.arches, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, heuristicArches: target.arches, space: GEMM_SEARCH_SPACE, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
   }
   return out;
 }

@@ -105,6 +105,11 @@ export interface GemmTuneEntry {
   readonly k: number;
   readonly dtype: string;
   readonly arch: ArchName;
+  /**
+   * The GEMM search space and kernel generation that made the entry (gemm-space.ts GEMM_SEARCH_SPACE);
+   * absent: one from before the field (the first space). Only the current one's entries are used.
+   */
+  readonly space?: number;
   /** Chosen over every row count together (gemm-space.ts chooseGemmKernel): a row's sum order never depends on M. */
   readonly splitK: number;
   /** The family every row count runs on a 9.0 device, chosen with splitK; absent: an entry of a search that did not race sm_90a. */

@@ -29,6 +29,23 @@ import {
   gemmTileProblem, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 
+/**
+ * The search space and kernel generation a GEMM tuning record was made in (db.ts GemmTuneEntry.space):
+ *   1 (records without the field): 128-column tiles only, split-K by FA3's wave rule (Qwen3-8B o
+ *     and down at 4 parts);
+ *   2: 64-column tiles and the filling split rule (b9defb2, 5898629), the sm_90a GEMM's 64-row
+ *     tiles (b9d15e2).
+ * A record of another space times kernels and splits of a search this tidarc no longer runs
+ * (its split-K 4 would override the current rule): compile --tuned and tune --report name it in
+ * one line and leave it unused. Raise it when the space or the kernels change what a record means.
+ */
+export const GEMM_SEARCH_SPACE = 2;
+
+/** Why a GEMM record is not of this tidarc's search space (null when it is). */
+export function gemmSpaceProblem(e: { readonly space?: number }): string | null {
+  return e.space === GEMM_SEARCH_SPACE ? null : `made by GEMM search space ${e.space ?? 1}, this tidarc's is ${GEMM_SEARCH_SPACE}`;
+}
+
 export const GEMM_BLOCK_M: readonly number[] = [16, 32, 48, 64, 80, 96, 112, 128];
 export const GEMM_WARPS_M: readonly number[] = [1, 2, 4];
 export const GEMM_STAGES: readonly number[] = Array.from({ length: GEMM_MAX_STAGES - GEMM_MIN_STAGES + 1 }, (_, i) => GEMM_MIN_STAGES + i);

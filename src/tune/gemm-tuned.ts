@@ -14,7 +14,8 @@ import { type GemmOverrides, type GemmShape, type GemmTuning, checkGemmTuning, g
 import { sm90aRefusal } from '../codegen/gemm-sm90a.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
-import { type GemmTuneEntry, type TuneDb, type TuneMeta, staleness } from './db.js';
+import { type GemmTuneEntry, type TuneDb, type TuneMeta, gemmEntryKey, staleness } from './db.js';
+import { gemmSpaceProblem } from './gemm-space.js';
 
 export function tuningOfEntry(e: GemmTuneEntry): GemmTuning {
   const tiles = Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { ...r.best }]));
@@ -32,7 +33,11 @@ export function tunedGemms(db: TuneDb, spec: ModelSpec, arches: readonly ArchNam
   const gemms: Record<string, GemmTuning> = {};
   const used: Record<string, string> = {};
   const skipped: string[] = [];
-  const fresh = Object.values(db.gemms ?? {}).filter((e) => units.has(e.unit) && arches.includes(e.arch) && (!meta || staleness(e.meta, meta) === null));
+  const mineAll = Object.values(db.gemms ?? {}).filter((e) => units.has(e.unit) && arches.includes(e.arch) && (!meta || staleness(e.meta, meta) === null));
+  // A record of an older search space (another split rule, other tiles) would override today's rule: named, never used.
+  const old = mineAll.filter((e) => gemmSpaceProblem(e) !== null).sort((a, b) => gemmEntryKey(a.unit, a.arch).localeCompare(gemmEntryKey(b.unit, b.arch)));
+  if (old.length > 0) skipped.push(`${old.map((e) => `${e.unit} (${e.arch}, split-K ${e.splitK})`).join(', ')}: ${gemmSpaceProblem(old[0]!)}; ignored, kept the default (retune with the device check's GEMM search)`);
+  const fresh = mineAll.filter((e) => gemmSpaceProblem(e) === null);
   for (const unit of [...units.keys()].sort()) {
     const mine = fresh.filter((e) => e.unit === unit);
     if (mine.length === 0) continue;

@@ -14,6 +14,7 @@ import { type GemmTuneEntry, type TileBest, type TuneDb, type TuneEntry, type Tu
 import { gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
+import { gemmSpaceProblem } from './gemm-space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
 export const HEURISTIC_SLACK = 1.1;
@@ -80,8 +81,13 @@ export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
  * Empty when there are none.
  */
 function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
-  const entries = Object.values(db.gemms ?? {});
-  if (entries.length === 0) return [];
+  const all = Object.values(db.gemms ?? {});
+  if (all.length === 0) return [];
+  // Records of an older search space are one line, not rows: their tiles and splits are not what compile --tuned would use.
+  const old = all.filter((e) => gemmSpaceProblem(e) !== null);
+  const oldLine = old.length === 0 ? [] : [`${old.length} GEMM record${old.length > 1 ? 's' : ''} ${gemmSpaceProblem(old[0]!)}, ignored by compile --tuned: ${old.map((e) => `${e.unit} (${e.arch}, split-K ${e.splitK})`).join(', ')}`];
+  const entries = all.filter((e) => gemmSpaceProblem(e) === null);
+  if (entries.length === 0) return oldLine;
   const lines = ['| GEMM | arch | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|---|'];
   for (const e of entries) {
     const stale = meta ? staleness(e.meta, meta) : null;
@@ -94,7 +100,7 @@ function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
     lines.push('', 'The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at its fastest split-K; one family and split-K run every M of a weight shape:');
     for (const e of raced) lines.push(...familyLines(e));
   }
-  return lines;
+  return oldLine.length > 0 ? [...lines, '', ...oldLine] : lines;
 }
 
 /** One raced entry: both families' totals (fastest split-K each), the winner, then per M both times. */

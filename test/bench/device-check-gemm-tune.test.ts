@@ -27,7 +27,7 @@ import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
 import { sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { type GemmFamily, type GemmTuneEntry, gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuneReport } from '../../src/tune/report.js';
-import { chooseGemmKernel } from '../../src/tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, chooseGemmKernel } from '../../src/tune/gemm-space.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -89,13 +89,13 @@ print(json.dumps(skipped))`;
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import gemm_entry
 tm = lambda us: {'medianUs': us, 'p20Us': us, 'p80Us': us}
 tile = {'blockM': 16, 'warpsM': 1, 'stages': 4}
-t = {'unit': 'gemm_bf16_n197_k520', 'n': 197, 'k': 520, 'dtype': 'bf16', 'heuristicSplitK': 1, 'sm90a': {'candidates': [{'m': 1, 'splitK': 1, 'tileT': 8}]}}
+t = {'unit': 'gemm_bf16_n197_k520', 'n': 197, 'k': 520, 'dtype': 'bf16', 'space': ${GEMM_SEARCH_SPACE}, 'heuristicSplitK': 1, 'sm90a': {'candidates': [{'m': 1, 'splitK': 1, 'tileT': 8}]}}
 timed = {('sm_90', s, 1, 'b16w1s4'): ({'tile': tile, 'heuristic': True}, tm(6 - s)) for s in (1, 2)}
 meta = {'tidarc': 'x', 'compiler': 'nvcc', 'backend': 'cuda', 'device': 'H200', 'driver': '13.0'}
 print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s1 M=1 sm_90a t8: unwritten or non-finite output'], meta, '2026-12-05', raced=True)))`;
     const e = JSON.parse((await exec('python3', ['-c', script])).stdout) as GemmTuneEntry;
     const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: e } }), 'tune-cuda.json');
-    expect(db.gemms![gemmEntryKey(e.unit, 'sm_90')]).toMatchObject({ kernel: 'sm_90', splitK: 2, sm90a: { splitTotalsUs: {}, rows: {} } });
+    expect(db.gemms![gemmEntryKey(e.unit, 'sm_90')]).toMatchObject({ kernel: 'sm_90', space: GEMM_SEARCH_SPACE, splitK: 2, sm90a: { splitTotalsUs: {}, rows: {} } });
     expect(tuneReport(db)).toContain('- gemm_bf16_n197_k520 (sm_90): mma.sync 4.0 us at split-K 2, sm_90a not timed (summed over M); winner: mma.sync at split-K 2');
   });
 });

@@ -17,7 +17,7 @@ import { findCxx } from '../../src/build/toolchain.js';
 import { buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
 import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
 import { gemmTarget } from '../../src/codegen/gemm-plan.js';
-import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
 import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
 import { checkGemmTuning, planReduction } from '../../src/codegen/gemm-plan.js';
@@ -157,6 +157,7 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
     const db = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json');
     const e = db.gemms![gemmEntryKey(t.unit, 'sm_90')]!;
     expect([1, 3]).toContain(e.splitK);
+    expect([t.space, e.space]).toEqual([GEMM_SEARCH_SPACE, GEMM_SEARCH_SPACE]);  // so compile --tuned uses the record
     expect(e.heuristicSplitK).toBe(planReduction({ n: t.n, k: t.k, dtype: t.dtype }, gemmTarget(['sm_90'])).splitK);
     expect(Object.keys(e.rows)).toEqual(['1', '20']);
     for (const [m, r] of Object.entries(e.rows)) {

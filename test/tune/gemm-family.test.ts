@@ -24,7 +24,7 @@ import { type GemmTile, gemmTarget, gemmUnitName, planReduction } from '../../sr
 import { sm90aTokenTile, sm90aUnitName } from '../../src/codegen/gemm-sm90a.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { type GemmFamily, type GemmTuneEntry, type TuneDb, type TuneMeta, gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
-import { chooseGemmKernel, gemmReductionSpace, gemmSm90aSpace } from '../../src/tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, chooseGemmKernel, gemmReductionSpace, gemmSm90aSpace } from '../../src/tune/gemm-space.js';
 import { tunedGemms } from '../../src/tune/gemm-tuned.js';
 import { loadTunedGemms, runArches } from '../../src/tune/apply.js';
 import { tuneReport } from '../../src/tune/report.js';
@@ -48,7 +48,7 @@ function raced(unit: string, kernel: GemmFamily, splitK: number, sm90aSplit = sp
   const [, n, k] = /_n(\d+)_k(\d+)$/.exec(unit)!;
   const ms = ['1', '20'];
   return {
-    unit, n: Number(n), k: Number(k), dtype: 'bf16', arch: 'sm_90', splitK, heuristicSplitK: 1, splitTotalsUs: { 1: 24, [splitK]: 20 }, kernel,
+    unit, n: Number(n), k: Number(k), dtype: 'bf16', arch: 'sm_90', space: GEMM_SEARCH_SPACE, splitK, heuristicSplitK: 1, splitTotalsUs: { 1: 24, [splitK]: 20 }, kernel,
     sm90a: { splitK: sm90aSplit, splitTotalsUs: { 1: 14, [sm90aSplit]: 12 }, rows: Object.fromEntries(ms.map((m) => [m, { tileT: sm90aTokenTile(Number(m)), timing: timing(6) }])) },
     rows: Object.fromEntries(ms.map((m) => [m, { best: TILE, bestTiming: timing(10), heuristic: TILE, heuristicTiming: timing(12) }])),
     timed: 12, rejected: [], meta: META, date: '2026-12-05', ...over,

@@ -15,6 +15,7 @@ import { type GemmTile, gemmTarget, gemmUnitName, planReduction } from '../../sr
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { EMPTY_DB, type GemmTuneEntry, type TuneDb, type TuneMeta, gemmEntryKey, mergeDb, parseTuneDb } from '../../src/tune/db.js';
 import { tunedGemms } from '../../src/tune/gemm-tuned.js';
+import { GEMM_SEARCH_SPACE } from '../../src/tune/gemm-space.js';
 import { tuneReport } from '../../src/tune/report.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
@@ -32,7 +33,7 @@ const GATE_UP = gemmUnitName({ n: 1024, k: 256, dtype: 'bf16' });
 function entry(unit: string, splitK: number, rows: Record<string, GemmTile>, over: Partial<GemmTuneEntry> = {}): GemmTuneEntry {
   const [, n, k] = /_n(\d+)_k(\d+)$/.exec(unit)!;
   return {
-    unit, n: Number(n), k: Number(k), dtype: 'bf16', arch: 'sm_90', splitK, heuristicSplitK: 1, splitTotalsUs: { 1: 30, [splitK]: 20 },
+    unit, n: Number(n), k: Number(k), dtype: 'bf16', arch: 'sm_90', space: GEMM_SEARCH_SPACE, splitK, heuristicSplitK: 1, splitTotalsUs: { 1: 30, [splitK]: 20 },
     rows: Object.fromEntries(Object.entries(rows).map(([m, best]) => [m, { best, bestTiming: timing(5), heuristic: { blockM: 16, warpsM: 1, stages: 6 }, heuristicTiming: timing(6) }])),
     timed: 12, rejected: [], meta: META, date: '2026-12-04', ...over,
   };
@@ -98,6 +99,21 @@ describe('which records apply', () => {
     expect(Object.keys(tunedGemms(dbOf(rec), spec, ['sm_80', 'sm_90']).gemms)).toEqual([GATE_UP]);
   });
 
+  test('a record of an older GEMM search space (none named: before the 64-column tiles) is ignored, in one line that names it', () => {
+    // Split-K 4: what the 128-column search chose for o and down; it would override today's rule.
+    const old = entry(GATE_UP, 4, { 1: { blockM: 16, warpsM: 1, stages: 6 } }, { space: undefined });
+    const older = { ...entry(GATE_UP, 4, {}, { space: 1 }), arch: 'sm_80' as const };
+    for (const [db, arches, names] of [[dbOf(old), ['sm_90'], `${GATE_UP} (sm_90, split-K 4)`], [dbOf(old, older), ['sm_80', 'sm_90'], `${GATE_UP} (sm_80, split-K 4), ${GATE_UP} (sm_90, split-K 4)`]] as const) {
+      const t = tunedGemms(db, spec, arches);
+      expect(t.gemms).toEqual({});
+      expect(t.skipped).toEqual([`${names}: made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}; ignored, kept the default (retune with the device check's GEMM search)`]);
+    }
+    // Beside a current record of the same unit, the current one is used.
+    const both = tunedGemms(dbOf(old, { ...rec, arch: 'sm_80' }), spec, ['sm_80', 'sm_90']);
+    expect([Object.keys(both.gemms), both.skipped.length]).toEqual([[GATE_UP], 1]);
+    expect(parseTuneDb(JSON.stringify(dbOf(old)), 'db.json').gemms).toEqual(dbOf(old).gemms);  // kept in the file, as stale entries are
+  });
+
   test('GEMM entries survive a merge with attention entries and parse back; a malformed one is refused', () => {
     const db = mergeDb(EMPTY_DB, dbOf(rec));
     expect(db.gemms).toEqual({ [gemmEntryKey(GATE_UP, 'sm_90')]: rec });
@@ -116,6 +132,14 @@ describe('tuneReport with GEMM records', () => {
     expect(text).toContain('| GEMM | arch | M | heuristic | us | tuned | us | heuristic / tuned |');
     expect(text).toContain(`| ${GATE_UP} | sm_90 | 20 | split-K 1 b16w1s6 | 6.0 | split-K 2 b16w1s5 | 5.0 | 1.20x |`);
     expect(tuneReport(dbOf(entry(GATE_UP, 2, { 20: { blockM: 16, warpsM: 1, stages: 5 } })), { cuda: { ...META, driver: '12.8' } })).toContain('1.20x (stale: driver was 13.0, is 12.8) |');
+  });
+  test('records of an older search space: one line naming them, no rows', () => {
+    const old = entry(GATE_UP, 4, { 20: { blockM: 16, warpsM: 1, stages: 5 } }, { space: undefined });
+    expect(tuneReport(dbOf(old))).toBe(`1 GEMM record made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}, ignored by compile --tuned: ${GATE_UP} (sm_90, split-K 4)\n`);
+    const text = tuneReport(dbOf(entry(GATE_UP, 2, { 20: { blockM: 16, warpsM: 1, stages: 5 } }), { ...old, arch: 'sm_80' }));
+    expect(text).toContain(`| ${GATE_UP} | sm_90 | 20 |`);
+    expect(text).not.toContain(`| ${GATE_UP} | sm_80 |`);
+    expect(text.trimEnd().split('\n').pop()).toBe(`1 GEMM record made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}, ignored by compile --tuned: ${GATE_UP} (sm_80, split-K 4)`);
   });
 });
 
@@ -137,6 +161,14 @@ describe('tidarc compile --tuned with GEMM records', () => {
     const split = write('bad-split.json', dbOf(entry(GATE_UP, 3, {})));
     expectOneErrorLine(await runTidarc('compile', TINY, '--arch', 'sm_90', '--tuned', split, '--no-build', '--json', '--out', join(root, 'o3')),
       `tuned GEMM ${GATE_UP} (sm_90) names a split-K this shape cannot use (splitK = 3); allowed: 1, 2, 4`);
+  });
+  test('a record of an older search space: compile --tuned says so in one line and plans the default', async () => {
+    const db = write('old-space.json', dbOf(entry(GATE_UP, 4, { 6: { blockM: 16, warpsM: 1, stages: 3 } }, { space: undefined })));
+    const out = join(root, 'old-space');
+    const r = await runTidarc('compile', TINY, '--arch', 'sm_90', '--tuned', db, '--no-build', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => l.includes(GATE_UP))).toEqual([`tuned ${GATE_UP} (sm_90, split-K 4): made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}; ignored, kept the default (retune with the device check's GEMM search)`]);
+    expect(readFileSync(join(out, 'cuda', `${GATE_UP}.cu`), 'utf8')).toContain('static constexpr int kSplitK = 1;');
   });
   test('a good record: the compile\'s manifest and source carry it', async () => {
     const db = write('good.json', dbOf(entry(GATE_UP, 4, { 6: { blockM: 16, warpsM: 1, stages: 3 } })));
