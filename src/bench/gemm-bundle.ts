@@ -212,7 +212,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
     for (const reduction of reductions) {
       const plans = (t.rows ?? grid.rows).flatMap((m) => {
         const heuristic = gemmHeuristic(shape, m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).tile;
-        const tiles = gemmTileSpace(m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true });
+        const tiles = gemmTileSpace(m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }, reduction.splitK);
         pruned += tiles.pruned.length;
         const others = tiles.configs.filter((c) => gemmTileName(c) !== gemmTileName(heuristic));
         return [heuristic, ...others].slice(0, t.maxTiles).map((tile, i) => ({ plan: planGemm(shape, m, target, reduction, tile), heuristic: i === 0 }));

@@ -10,11 +10,10 @@
  *     block pairs a warp) and blockK (64: the swizzle's row) are fixed by the kernel.
  * Static pruning, before anything is compiled:
  *   - shared memory: stages x (128 + blockM) x 64 x 2 bytes above the targets' per-CTA limit;
- *   - registers: a thread holds blockM / 2 float32 accumulators whatever the warp layout
- *     (blockM x 128 over 256 threads); ptxas (nvcc 13, sm_90, 3 stages) used 56, 64, 78, 120,
- *     122, 122, 158, 160 registers at blockM 16 .. 128 with one warp row, 92 / 120 / 158 at 64 /
- *     96 / 128 with two: above 96 rows a CTA loses its second slot an SM, and a tile whose
- *     estimate passes 255 would spill (the space stops at 128 rows for that reason);
+ *   - registers: ptxas's figure for the tile (width, rows, warp rows) and the split-K
+ *     (codegen/gemm-registers.ts, measured at sm_90 with nvcc 13): a tile ptxas spilled
+ *     (128 x 128 rows in 4 warp rows at split-K > 1) or whose estimate passes 255 is dropped
+ *     (the space stops at 128 rows for that reason);
  *   - padding: at M <= 128 a blockM above M rounded to 16 computes only padding rows; past 128
  *     a blockM whose CTAs leave more than one m16 fragment of padding each is dropped too.
  * On a 9.0 device the sm_90a GEMM (TMA + wgmma, gemm-sm90a.ts) races the mma.sync one:
@@ -22,6 +21,7 @@
  * chooseGemmKernel picks the family with the split-K, both once per weight shape (the two
  * families round apart, so a family per M would break batch invariance as a split per M would).
  */
+import { MAX_REGISTERS, gemmRegisters } from '../codegen/gemm-registers.js';
 import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
 import type { GemmFamily } from './db.js';
 import {
@@ -49,17 +49,6 @@ export function gemmSpaceProblem(e: { readonly space?: number }): string | null 
 export const GEMM_BLOCK_M: readonly number[] = [16, 32, 48, 64, 80, 96, 112, 128];
 export const GEMM_WARPS_M: readonly number[] = [1, 2, 4];
 export const GEMM_STAGES: readonly number[] = Array.from({ length: GEMM_MAX_STAGES - GEMM_MIN_STAGES + 1 }, (_, i) => GEMM_MIN_STAGES + i);
-/** The most registers a thread may use; past it ptxas spills. */
-export const MAX_REGISTERS = 255;
-
-/** ptxas registers by blockM (sm_90, nvcc 13; the measurements of the file comment, the next measured size up). */
-const MEASURED_REGISTERS: readonly (readonly [number, number])[] = [[16, 56], [32, 64], [48, 78], [64, 120], [96, 122], [128, 160]];
-
-/** Registers a thread of a blockM-row tile needs (an estimate past the measured sizes: +2 a float32 accumulator). */
-export function gemmRegisters(blockM: number): number {
-  const known = MEASURED_REGISTERS.find(([rows]) => rows >= blockM);
-  return known ? known[1] : 160 + 2 * (blockM / 2 - 64);
-}
 
 export interface GemmPruned<C> {
   readonly config: C;
@@ -69,12 +58,14 @@ export interface GemmPruned<C> {
 /**
  * Why a tile cannot (or should not) run M rows (null when it can): what the kernel cannot run at
  * all is gemmTileProblem's (the one source, also used on tuned records); this adds what it
- * should not run: a register estimate that spills, and padding rows.
+ * should not run: a tile ptxas spills (measured, or an estimate past 255 registers) at `splitK`
+ * (absent: at split-K 1 or above it, either), and padding rows.
  */
-export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget): string | null {
+export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget, splitK?: number): string | null {
   const problem = gemmTileProblem(t, target);
   if (problem) return problem;
-  if (gemmRegisters(t.blockM) > MAX_REGISTERS) return `about ${gemmRegisters(t.blockM)} registers a thread; ptxas spills past ${MAX_REGISTERS}`;
+  const spilled = (splitK === undefined ? [1, 2] : [splitK]).map((s) => ({ s, r: gemmRegisters({ ...t, blockN: t.blockN ?? GEMM_BLOCK_N }, s) })).find(({ r }) => r.spills);
+  if (spilled) return `${spilled.r.measured ? '' : 'about '}${spilled.r.registers} registers a thread at split-K ${spilled.s > 1 ? '> 1' : '1'}: ptxas ${spilled.r.measured ? 'spilled it' : `spills past ${MAX_REGISTERS}`}`;
   // A 64-column tile has at least 2 warp rows of 16 (a warp's columns are 2 n8 fragments): its rows come in 32s.
   const rows = (t.blockN ?? GEMM_BLOCK_N) === GEMM_NARROW_BLOCK_N ? 32 : 16;
   if (m <= GEMM_MAX_BLOCK_M && t.blockM > rows * Math.ceil(m / rows)) return `${t.blockM} rows for M = ${m}: only padding past ${rows * Math.ceil(m / rows)}`;
@@ -83,13 +74,13 @@ export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget): 
 }
 
 /** Every tile for (shape, M) under the target, split into what may run and what is pruned and why. */
-export function gemmTileSpace(m: number, target: GemmTarget, opts: GemmPlanOptions = {}): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
+export function gemmTileSpace(m: number, target: GemmTarget, opts: GemmPlanOptions = {}, splitK?: number): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
   const configs: GemmTile[] = [], pruned: GemmPruned<GemmTile>[] = [];
   // 128-column tiles, then 64-column ones (gemm-plan.ts GEMM_NARROW_BLOCK_N) unless row statistics need 128.
   const widths = opts.rowStats ? [GEMM_BLOCK_N] : [GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N];
   for (const blockN of widths) for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
     const t = { blockM, warpsM, stages, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}) };
-    const why = gemmTileInfeasible(t, m, target);
+    const why = gemmTileInfeasible(t, m, target, splitK);
     if (why) pruned.push({ config: t, why });
     else configs.push(t);
   }

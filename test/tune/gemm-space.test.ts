@@ -9,7 +9,8 @@ import { type GemmRole, gemmShapeOf } from '../../src/codegen/gemm-model.js';
 import { gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { TidarcError } from '../../src/errors.js';
-import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmRegisters, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
+import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
+import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 
 const QWEN3_8B = {
   name: 'qwen3-8b', family: 'qwen3', layers: 36, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288,
@@ -48,10 +49,19 @@ describe('GEMM search space', () => {
     expect(gemmTileInfeasible(t, 128, gemmTarget(['sm_80', 'sm_86']))).toMatch(/shared memory/);
     expect(() => planGemm({ n: 4096, k: 4096, dtype: 'bf16' }, 128, gemmTarget(['sm_86']), planReduction({ n: 4096, k: 4096, dtype: 'bf16' }, gemmTarget(['sm_86'])), t)).toThrow(TidarcError);
   });
-  test('registers: blockM / 2 accumulators a thread, as ptxas measured; a tile past 255 registers is pruned', () => {
-    expect([16, 32, 48, 64, 80, 96, 112, 128].map(gemmRegisters)).toEqual([56, 64, 78, 120, 122, 122, 160, 160]);
-    // The space stops at 128 rows for that reason: 512 would spill, and the kernel's limit refuses it first.
-    expect(gemmRegisters(512)).toBeGreaterThan(255);
+  test('registers: ptxas\'s figure per width, rows, warp rows and split-K; a 64-column tile has its own; a tile ptxas spilled is pruned at that split-K', () => {
+    const narrow = { blockM: 128, warpsM: 2, blockN: 64 }, wide = { ...narrow, blockN: 128 };
+    expect([1, 2].map((s) => gemmRegisters(narrow, s))).toEqual([{ registers: 72, spills: false, measured: true }, { registers: 90, spills: false, measured: true }]);
+    expect([1, 2].map((s) => gemmRegisters(wide, s).registers)).toEqual([127, 147]);
+    expect([1, 3].map((s) => gemmRegisters({ blockM: 32, warpsM: 2, blockN: 64 }, s).registers)).toEqual([48, 48]);
+    const spilled = { blockM: 128, warpsM: 4, stages: 3 };
+    expect(gemmTileInfeasible(spilled, 128, gemmTarget(['sm_90']), 1)).toBeNull();
+    expect(gemmTileInfeasible(spilled, 128, gemmTarget(['sm_90']), 2)).toBe('128 registers a thread at split-K > 1: ptxas spilled it');
+    expect(gemmTileInfeasible(spilled, 128, gemmTarget(['sm_90']))).toBe('128 registers a thread at split-K > 1: ptxas spilled it');
+    expect(gemmTileSpace(128, gemmTarget(['sm_90']), {}, 4).pruned.map((p) => p.config)).toContainEqual(spilled);
+    expect(gemmTileSpace(128, gemmTarget(['sm_90']), {}, 1).configs).toContainEqual(spilled);
+    // An unmeasured tile is estimated past the widest measured one: 512 rows would spill, and the kernel's limit refuses it first.
+    expect(gemmRegisters({ blockM: 512, warpsM: 2, blockN: 128 }, 1)).toMatchObject({ spills: true, measured: false });
     expect(gemmTileInfeasible({ blockM: 512, warpsM: 2, stages: 3 }, 4096, gemmTarget(['sm_90']))).toMatch(/blockM 512 is not a multiple of 16 from 16 to 128/);
   });
   test('what the kernel cannot run is gemmTileProblem\'s answer, word for word (one source for the search and tuned records)', () => {

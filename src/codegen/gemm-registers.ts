@@ -1,0 +1,72 @@
+/**
+ * Registers a thread of the mma.sync GEMM (tidarc_gemm.cuh) uses, per tile, as ptxas reported
+ * them: what the plan's stage rule (gemm-plan.ts, CTAs per SM through occupancy.ts) and the
+ * search's static pruning (src/tune/gemm-space.ts) read before anything is compiled.
+ *
+ * Measured by `npm run bench:gemm-registers` (bench/gemm-registers.ts): every tile of the search
+ * space, 3 stages, Qwen3-8B o (4096 x 4096 bf16), nvcc 13.0 (V13.0.88) for sm_90, at split-K 1
+ * and at split-K 2 (every count above 1 runs the same in-launch sum). A thread holds
+ * blockM x blockN / 256 float32 accumulators, but the warp layout and the split sum move the
+ * count: 64-column tiles use 48-90 (their 128-column twins of the same rows 48-147), so the
+ * 128-column figures over-estimated them. Stages, N and K change nothing that matters here
+ * (a runtime loop, constants folded). sm_80 (`-- --arch sm_80`) is within 5 registers but for
+ * 128 x 64 rows in 2 warp rows at split-K > 1 (94) and 128 x 128 in 2 (151); the same tiles pass
+ * 128 (a second CTA an SM) and the same one spills. Rerun the bench and paste its table when the
+ * kernel changes.
+ */
+/** [blockN, blockM, warpsM, registers at split-K 1, at split-K > 1, ptxas spilled (either)]. */
+type Measured = readonly [number, number, number, number, number, boolean?];
+const MEASURED: readonly Measured[] = [
+  [128, 16, 1, 48, 48],
+  [128, 32, 1, 64, 80],
+  [128, 32, 2, 64, 80],
+  [128, 48, 1, 64, 80],
+  [128, 64, 1, 76, 74],
+  [128, 64, 2, 72, 78],
+  [128, 64, 4, 80, 112],
+  [128, 80, 1, 98, 80],
+  [128, 96, 1, 124, 128],
+  [128, 96, 2, 119, 128],
+  [128, 112, 1, 128, 126],
+  [128, 128, 1, 128, 139],
+  [128, 128, 2, 127, 147],
+  [128, 128, 4, 120, 128, true],  // split-K > 1 spills 4 bytes
+  [64, 32, 2, 48, 48],
+  [64, 64, 2, 63, 80],
+  [64, 64, 4, 48, 80],
+  [64, 96, 2, 64, 80],
+  [64, 128, 2, 72, 90],
+  [64, 128, 4, 78, 96],
+];
+
+/** Static shared memory of a split-K kernel (ptxas: the last CTA's ticket), counted with the launch's dynamic bytes. */
+export const GEMM_SPLIT_STATIC_SHARED_BYTES = 128;
+
+export interface GemmTileShape {
+  readonly blockM: number;
+  readonly warpsM: number;
+  /** Weight rows of the CTA: 128 or 64 (gemm-plan.ts GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N). */
+  readonly blockN: number;
+}
+
+export interface GemmTileRegisters {
+  readonly registers: number;
+  /** ptxas spilled this tile (measured), or the estimate passes what a thread may hold. */
+  readonly spills: boolean;
+  /** false: no measurement of this tile; the estimate is the widest measured tile of its width plus 2 a float32 accumulator. */
+  readonly measured: boolean;
+}
+
+/** The most registers a thread may use; past it ptxas spills. */
+export const MAX_REGISTERS = 255;
+
+export function gemmRegisters(t: GemmTileShape, splitK: number): GemmTileRegisters {
+  const { blockN } = t;
+  const pick = (m: Measured): number => (splitK > 1 ? m[4] : m[3]);
+  const known = MEASURED.find(([n, rows, warps]) => n === blockN && rows === t.blockM && warps === t.warpsM);
+  if (known) return { registers: pick(known), spills: known[5] === true && splitK > 1, measured: true };
+  const sameWidth = MEASURED.filter(([n]) => n === blockN);
+  const widest = sameWidth.length > 0 ? sameWidth.reduce((a, b) => (pick(b) > pick(a) ? b : a)) : ([blockN, 0, 1, 0, 0] as Measured);
+  const registers = pick(widest) + 2 * Math.max(0, (t.blockM * blockN - widest[1] * blockN) / 256);
+  return { registers, spills: registers > MAX_REGISTERS, measured: false };
+}
