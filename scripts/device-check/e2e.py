@@ -120,6 +120,23 @@ def step_figures(stats):
     return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}}
 
 
+PREDICTIONS = 'e2e_predictions.json'
+
+
+def load_predictions(bundle):
+    """The step cost model's predictions the bundle carries (npm run device-check:prepare writes them), or None."""
+    p = Path(bundle) / PREDICTIONS if bundle else None
+    return json.loads(p.read_text()) if p and p.exists() else None
+
+
+def predicted_row(predictions, spec, prefix, step):
+    """The prediction for this very spec (src/bench/e2e-bundle.ts e2eModels mirrors e2e_cost.py), prefix and step kind."""
+    for m in (predictions or {}).get('models', []):
+        if m['spec'] == spec:
+            return next((r for r in m['rows'] if r['prefix'] == prefix and r['step'] == step), None)
+    return None
+
+
 # ---- the part ---------------------------------------------------------------------------------
 
 def peaks_of_ceilings(c):
@@ -138,8 +155,9 @@ def tidarc_order(models, prefixes):
     return sorted(points, key=rank)
 
 
-def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None, backend=None):
-    """The part; save(data), when given, after every tidarc run (a command cut short still reports)."""
+def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None, backend=None, predictions=None):
+    """The part; save(data), when given, after every tidarc run (a command cut short still reports);
+    predictions: load_predictions(bundle), printed beside what is measured."""
     started = time.time()
     left = lambda: budget_s - (time.time() - started)  # noqa: E731
     device = 'cpu' if dry else 'cuda'
@@ -152,11 +170,14 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     env = {**os.environ, 'TIDARC_CACHE': os.environ.get('TIDARC_CACHE') or str(work / 'cache')}
     data = {'format': 1, 'dryRun': dry, 'backend': backend or ('cpu' if dry else 'cuda'), 'budgetS': budget_s, 'device': device_facts or {},
             'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
-            'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': []}
+            'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': [],
+            'predictions': {k: predictions.get(k) for k in ('machine', 'registers', 'overheads')} if predictions else None}
     for spec, full in models:
         data['models'].append({'name': spec['name'], 'layers': spec['layers'], 'fullLayers': full, 'spec': spec})
         if spec['layers'] < full:
             data['notes'].append(f"{spec['name']} keeps {spec['layers']} of Qwen3-8B's {full} layers (every width, the vocabulary and lm_head as they are) to bound init and load time")
+        if predictions and not any(m['spec'] == spec for m in predictions.get('models', [])):
+            data['notes'].append(f"the bundle's predictions have no model of {spec['name']}'s spec (prepared from another checkout?)")
     std = 0.3 if dry else 0.02
     ckpts, weights, hf_times = [], [], {}
     for i, (spec, _) in enumerate(models):
@@ -188,7 +209,7 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         if device == 'cuda':
             torch.cuda.empty_cache()
         if save:
-            save(tabulate(data, models, prefixes, hf_times, {}, None, peaks, started))
+            save(tabulate(data, models, prefixes, hf_times, {}, None, peaks, started, predictions))
 
     graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
     runs = {}
@@ -209,13 +230,13 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
                                        **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
             log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
                 + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
-            tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started)
+            tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions)
             if save:
                 save(data)
-    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started)
+    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions)
 
 
-def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started):
+def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions=None):
     """data's graphs, peaks and rows from what has run so far."""
     data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
     graphs_on = graphs == 'supported'
@@ -225,7 +246,7 @@ def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started):
     if peaks is None:  # the dry run: tidarc's own CPU peaks, measured by its bench-step in this run
         peaks = next((r['machine'] for r in runs.values() if 'machine' in r), None)
     data['peaks'] = peaks
-    data['rows'] = table_rows(models, prefixes, hf_times, runs, graphs_on, peaks)
+    data['rows'] = table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions)
     data['seconds'] = time.time() - started
     return data
 
@@ -245,8 +266,9 @@ def correctness(torch, node, root, ckpt, spec, model, env, overrides, tensors, d
             'overrides': overrides or {}, 'cases': cases, 'ok': all(c['ok'] for c in cases)}
 
 
-def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks):
-    """One row per (model, L, step kind): tidarc with and without graphs, transformers, the roofline, the ratios."""
+def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=None):
+    """One row per (model, L, step kind): tidarc with and without graphs, transformers, the roofline, the ratios,
+    and the step cost model's prediction (GPU ms between events, graphs and launch by launch) where the bundle has one."""
     rows = []
     for i, (spec, _) in enumerate(models):
         for L in prefixes:
@@ -273,10 +295,19 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks):
                 row['tidarcLaunchesMs'] = launches['medianMs'] if launches else None
                 row['hfEagerMs'] = hf['medianMs'] if hf else None
                 row['rooflineMs'] = row['roofline']['rooflineMs'] if peaks else None
+                pred = predicted_row(predictions, spec, L, name)
+                row['predicted'] = {'graphsMs': pred['graphs']['gpuMs'], 'launchesMs': pred['launchByLaunch']['gpuMs'], 'hostGraphsMs': pred['graphs']['hostMs'],
+                                    'hostLaunchesMs': pred['launchByLaunch']['hostMs'], 'launchesPerStep': pred['launches'], 'rooflineMs': pred['rooflineMs']} if pred else None
+                row['predictedGraphsMs'] = pred['graphs']['gpuMs'] if pred else None
+                row['predictedLaunchesMs'] = pred['launchByLaunch']['gpuMs'] if pred else None
+                # The fastest mode measured (graphs, else launch by launch), against its own prediction.
+                row['predictedMs'] = row['predictedGraphsMs'] if graphs else row['predictedLaunchesMs']
                 ratio = lambda a, b: (row[a] / row[b]) if row[a] and row[b] else None  # noqa: E731
                 row['ratios'] = {'graphsOverRoofline': ratio('tidarcGraphsMs', 'rooflineMs'), 'launchesOverRoofline': ratio('tidarcLaunchesMs', 'rooflineMs'),
                                  'hfOverRoofline': ratio('hfEagerMs', 'rooflineMs'), 'launchesOverGraphs': ratio('tidarcLaunchesMs', 'tidarcGraphsMs'),
-                                 'hfOverGraphs': ratio('hfEagerMs', 'tidarcGraphsMs'), 'hfOverLaunches': ratio('hfEagerMs', 'tidarcLaunchesMs')}
+                                 'hfOverGraphs': ratio('hfEagerMs', 'tidarcGraphsMs'), 'hfOverLaunches': ratio('hfEagerMs', 'tidarcLaunchesMs'),
+                                 'graphsOverPredicted': ratio('tidarcGraphsMs', 'predictedGraphsMs'), 'launchesOverPredicted': ratio('tidarcLaunchesMs', 'predictedLaunchesMs')}
+                row['measuredOverPredicted'] = row['ratios']['graphsOverPredicted'] if graphs else row['ratios']['launchesOverPredicted']
                 rows.append(row)
     return rows
 
@@ -330,7 +361,8 @@ def main(argv):
         sys.exit('e2e: --dry-backend cuda needs TIDARC_LIBCUDA (tidarc emulated-driver)')
     dry_device = {'name': f"tidarc emulated GPU ({os.environ.get('TIDARC_LIBCUDA')}; dry run)" if a.dry_backend == 'cuda' else 'this machine\'s CPU (dry run)'}
     data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or dry_device, eight_b_layers=a.eight_b_layers,
-                   hf_overrides=overrides, correctness_only=a.correctness_only, save=partial, backend=None if not a.dry_run else a.dry_backend)
+                   hf_overrides=overrides, correctness_only=a.correctness_only, save=partial, backend=None if not a.dry_run else a.dry_backend,
+                   predictions=load_predictions(a.bundle))
     data['date'] = date
     (out / 'e2e.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_e2e_reports(data, out))

@@ -22,15 +22,17 @@ def _mode(row):
 
 def step_table(rows):
     lines = ['| model | layers | L | step | tokens | tidarc graphs ms | tidarc launches ms | launches / step (graphs, launches) | host ms (graphs, launches) | '
-             'transformers eager ms | roofline ms | bound | graphs / roofline | launches / roofline | eager / roofline | launches / graphs | eager / graphs |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'transformers eager ms | roofline ms | bound | graphs / roofline | launches / roofline | eager / roofline | launches / graphs | eager / graphs | '
+             'predicted ms (graphs, launches) | measured / predicted (graphs, launches) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         g, n = r['tidarc'].get('graphs'), r['tidarc'].get('launches')
         pair = lambda key, d: f"{_fmt(g[key], d) if g else '-'}, {_fmt(n[key], d) if n else '-'}"  # noqa: E731
         rf, q = r.get('roofline') or {}, r['ratios']
         lines.append(f"| {r['model']} | {r['layers']} | {r['prefix']} | {r['step']} | {r['tokens']} | {_fmt(r['tidarcGraphsMs'])} | {_fmt(r['tidarcLaunchesMs'])} | "
                      f"{pair('launchesPerStep', 0)} | {pair('hostMs', 3)} | {_fmt(r['hfEagerMs'])} | {_fmt(r['rooflineMs'], 3)} | {rf.get('bound', '-')} | "
-                     f"{_x(q['graphsOverRoofline'])} | {_x(q['launchesOverRoofline'])} | {_x(q['hfOverRoofline'])} | {_x(q['launchesOverGraphs'])} | {_x(q['hfOverGraphs'])} |")
+                     f"{_x(q['graphsOverRoofline'])} | {_x(q['launchesOverRoofline'])} | {_x(q['hfOverRoofline'])} | {_x(q['launchesOverGraphs'])} | {_x(q['hfOverGraphs'])} | "
+                     f"{_fmt(r.get('predictedGraphsMs'), 3)}, {_fmt(r.get('predictedLaunchesMs'), 3)} | {_x(q.get('graphsOverPredicted'))}, {_x(q.get('launchesOverPredicted'))} |")
     return lines
 
 
@@ -89,6 +91,10 @@ def e2e_lines(e):
                                          f"{', FAILED: ' + m['warmUp']['error'] if 'error' in m.get('warmUp', {}) else ''})" for m in ms) + '.', '']
     if e.get('rows'):
         lines += step_table(e['rows']) + ['']
+        p = e.get('predictions')
+        lines += [f"Predicted before this run (src/bench/step-cost-model.ts, `npm run bench:step`; the bundle's e2e_predictions.json): GPU ms between events around the step "
+                  f"on {p.get('machine')}, registers {p.get('registers')}; measured / predicted compares the median step with it." if p else
+                  'Predicted: none (the bundle has no e2e_predictions.json: npm run device-check:prepare writes it).', '']
         us = host_us_per_launch(e['rows'])
         if us:
             lines += [f"Host time per kernel launch, launch by launch (host ms / launches a step): median {us[len(us) // 2]:.2f} us "
@@ -125,7 +131,7 @@ def short_lines(e):
         out.append(f"e2e correctness (tidarc cpu vs transformers, first greedy token): {sum(x['ok'] for x in c['cases'])}/{len(c['cases'])} ok" + ('' if c['ok'] else ' FAILED'))
     for r in e.get('rows', []):
         out.append(f"e2e {r['model']:>22} L={r['prefix']:<5} {r['step']:>9}: tidarc graphs {_fmt(r['tidarcGraphsMs']):>8} ms  launches {_fmt(r['tidarcLaunchesMs']):>8}  "
-                   f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}")
+                   f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}  predicted {_fmt(r.get('predictedMs'), 3):>8}  measured/predicted {_x(r.get('measuredOverPredicted')):>7}")
     return out
 
 

@@ -179,7 +179,7 @@ def part_e2e(ctx):
         import transformers  # noqa: F401
     except ImportError as e:
         return {'skipped': f'needs torch and transformers ({e})'}
-    from e2e import peaks_of_ceilings, run_e2e
+    from e2e import load_predictions, peaks_of_ceilings, run_e2e
     node, root = ctx.runtime()
     if not node:
         return {'skipped': 'no Node in the bundle (scripts/device-check/pack-runtime.sh)' + ('' if not ctx.dry else ' and no --runtime-root')}
@@ -190,10 +190,12 @@ def part_e2e(ctx):
         backend = ctx.args.e2e_dry_backend
         if backend == 'cuda' and not os.environ.get('TIDARC_LIBCUDA'):
             return {'skipped': 'the cuda dry backend needs TIDARC_LIBCUDA'}
-        e = run_e2e(torch, node, root, work, budget, True, log=log, device_facts={'name': f'dry run, tidarc on {backend}'}, save=save, backend=backend)
+        e = run_e2e(torch, node, root, work, budget, True, log=log, device_facts={'name': f'dry run, tidarc on {backend}'}, save=save, backend=backend,
+                    predictions=load_predictions(ctx.bundle))
     else:
         torch = ctx.torch()
-        e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.data['ceilings']), device_facts=ctx.data['device'], save=save)
+        e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.data['ceilings']), device_facts=ctx.data['device'], save=save,
+                    predictions=load_predictions(ctx.bundle))
     shutil.rmtree(work, ignore_errors=True)
     return {'e2e': e}
 

@@ -19,6 +19,7 @@ import { DRY_RUN_GRID, DRY_RUN_TUNE, FULL_GRID, FULL_TUNE, prepareDeviceBundle }
 import { DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { DRY_RUN_SM90A, FULL_SM90A, prepareSm90aBundle } from '../../src/bench/gemm-sm90a-bundle.js';
 import { DRY_RUN_ATTENTION_SM90A, FULL_ATTENTION_SM90A, prepareAttentionSm90aBundle } from '../../src/bench/attention-sm90a-bundle.js';
+import { writeE2ePredictions } from '../../src/bench/e2e-bundle.js';
 import { TidarcError } from '../../src/errors.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 
@@ -58,8 +59,10 @@ async function main(): Promise<void> {
   const sm90a = await prepareSm90aBundle(outDir, dry ? DRY_RUN_SM90A : FULL_SM90A, dry);
   // Issue 18: the sm_90a attention against its mma.sync twin and Flex (attention_sm90a.json, run by parts.py's sm90a part).
   const sm90aAttention = await prepareAttentionSm90aBundle(outDir, dry ? DRY_RUN_ATTENTION_SM90A : FULL_ATTENTION_SM90A, dry);
+  // Issue 16: the e2e part prints each measured step beside the step cost model's prediction.
+  const e2e = await writeE2ePredictions(outDir, dry);
   const tuned = grid.tune?.variants.flatMap((v) => v.buckets) ?? [];
-  console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts; gemm search: ${(gemm.tune ?? []).reduce((n, t) => n + t.candidates.length, 0)} candidates in ${(gemm.tune ?? []).reduce((n, t) => n + t.sources.length, 0)} sources; sm_90a GEMM check: ${sm90a.units.length} weight shapes x ${sm90a.units[0]?.kernels.length ?? 0} token tiles; sm_90a attention: ${sm90aAttention.cases.map((c) => c.name).join(', ')} at ${sm90aAttention.points.length} points`);
+  console.log(`${outDir}: ${grid.models.length} models, ${grid.models.reduce((n, m) => n + m.variants.length, 0)} variants; tune: ${grid.tune?.tiles.length ?? 0} tiles, ${tuned.length} buckets, ${tuned.reduce((n, b) => n + b.configs.length, 0)} configurations; gemm: ${gemm.units.length} weight shapes x ${gemm.units[0]?.kernels.length ?? 0} row counts; gemm search: ${(gemm.tune ?? []).reduce((n, t) => n + t.candidates.length, 0)} candidates in ${(gemm.tune ?? []).reduce((n, t) => n + t.sources.length, 0)} sources; sm_90a GEMM check: ${sm90a.units.length} weight shapes x ${sm90a.units[0]?.kernels.length ?? 0} token tiles; sm_90a attention: ${sm90aAttention.cases.map((c) => c.name).join(', ')} at ${sm90aAttention.points.length} points; e2e predictions: ${e2e.models.reduce((n, m) => n + m.rows.length, 0)} steps`);
 
   if (!args.includes('--no-pack')) {
     const pack = spawnSync('bash', [join(repo, 'scripts/device-check/pack-runtime.sh'), outDir], { stdio: ['ignore', 'inherit', 'inherit'] });

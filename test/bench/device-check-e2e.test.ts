@@ -17,6 +17,7 @@ import { type StepShape, stepCost } from '../../src/bench/roofline.js';
 import { expectedTensors, hfConfigOf, specFromCheckpointConfig } from '../../src/model/checkpoint.js';
 import { byteTokenizerConfig, formatByteTokenizerJson } from '../../src/model/tokenizer.js';
 import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
+import { E2E_PREDICTIONS, e2eModels, writeE2ePredictions } from '../../src/bench/e2e-bundle.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
@@ -68,6 +69,30 @@ print(json.dumps([{'spec': s, 'config': hf_config(s), 'tokenizer': byte_tokenize
     }
   });
 
+  test('the bundle\'s predictions are for e2e.py\'s very models, and e2e.py finds each (model, L, step) in what prepare writes', async () => {
+    const r = await py(['-c', 'import json\nfrom e2e_cost import dry_models, gpu_models\nprint(json.dumps({"gpu": [s for s, _ in gpu_models()], "dry": [s for s, _ in dry_models()]}))']);
+    expect(r.code, r.stderr).toBe(0);
+    const specs = JSON.parse(r.stdout) as { gpu: ModelSpec[]; dry: ModelSpec[] };
+    expect(e2eModels(false).specs).toEqual(specs.gpu);
+    expect(e2eModels(true).specs).toEqual(specs.dry);
+    const bundle = join(root, 'predictions-bundle');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(bundle);
+    const written = await writeE2ePredictions(bundle, true);
+    const found = await py(['-c', `import json, sys
+from e2e import load_predictions, predicted_row
+from e2e_cost import dry_models, step_name
+p = load_predictions(sys.argv[1])
+spec = dry_models()[0][0]
+print(json.dumps([predicted_row(p, spec, 16, step_name(k)) for k in (0, 2)] + [predicted_row(p, {**spec, 'layers': 3}, 16, 'ar')]))`, bundle]);
+    expect(found.code, found.stderr).toBe(0);
+    expect(readFileSync(join(bundle, E2E_PREDICTIONS), 'utf8')).toContain('"e2e-tiny"');
+    const rows = JSON.parse(found.stdout) as ({ step: string; graphs: { gpuMs: number }; launches: number } | null)[];
+    expect(rows.slice(0, 2).map((x) => x?.step)).toEqual(['ar', 'tidar_k2']);
+    expect(rows[0]!.graphs.gpuMs).toBe(written.models[0]!.rows[0]!.graphs.gpuMs);
+    expect(rows[2]).toBeNull();  // another spec (the layer count) is not this model's prediction
+  });
+
   test('rows from bench-step results: graphs and launch-by-launch runs, transformers, the roofline, the ratios and the goals', async () => {
     // MADE-UP timings in bench-step's JSON form: AR at 5 ms with graphs and 10 ms without, k = 8 at 5.5 and 11 ms.
     const script = `
@@ -84,9 +109,12 @@ for i in (0, 1):
         runs[(i, 4096, k, True)] = {'tidar': stats(10 + k / 8, 400, 2.0), 'ar': stats(10, 400, 2.0)}
 hf = {(i, 4096): {n: {'medianMs': 20.0} for n in ('ar', 'tidar_k4', 'tidar_k8', 'tidar_k16')} for i in (0, 1)}
 peaks = {'copyBytesPerMs': 4e9, 'matmulFlopsPerMs': 8e11, 'how': 'sample'}
-on = table_rows(models, (4096,), hf, runs, True, peaks)
-off = table_rows(models, (4096,), hf, {p: r for p, r in runs.items() if not p[3]}, False, peaks)
-data = {'rows': on, 'device': {'name': 'sample GPU'}, 'graphs': 'supported', 'backend': 'cuda', 'peaks': peaks, 'notes': ['sample'], 'skipped': ['tidarc x L=1024 k=4'],
+# A MADE-UP prediction for the 8B shape's AR step at L = 4096 only: 4 ms with graphs, 8 ms launch by launch.
+pred = {'machine': 'sample GPU', 'registers': 'sample', 'models': [{'spec': models[1][0], 'rows': [
+    {'prefix': 4096, 'step': 'ar', 'graphs': {'gpuMs': 4.0, 'hostMs': 0.03}, 'launchByLaunch': {'gpuMs': 8.0, 'hostMs': 2.4}, 'launches': 402, 'rooflineMs': 3.6}]}]}
+on = table_rows(models, (4096,), hf, runs, True, peaks, pred)
+off = table_rows(models, (4096,), hf, {p: r for p, r in runs.items() if not p[3]}, False, peaks, pred)
+data = {'rows': on, 'predictions': {'machine': 'sample GPU', 'registers': 'sample'}, 'device': {'name': 'sample GPU'}, 'graphs': 'supported', 'backend': 'cuda', 'peaks': peaks, 'notes': ['sample'], 'skipped': ['tidarc x L=1024 k=4'],
         'tidarcRuns': [{'model': 'qwen3-8b-shape-4l', 'prefix': 1024, 'draft': 4, 'noGraphs': True, 'seconds': 1.0, 'error': 'tidarc: error: sample failure'}]}
 print(write_e2e_reports(data, sys.argv[1]))
 print(json.dumps({'on': on, 'off': off}))
@@ -96,7 +124,7 @@ print(json.dumps({'on': on, 'off': off}))
     mkdirSync(out);
     const r = await py(['-c', script, out]);
     expect(r.code, r.stderr).toBe(0);
-    const { on, off } = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'on' | 'off', { model: string; step: string; tidarcGraphsMs: number | null; tidarcLaunchesMs: number | null; hfEagerMs: number; rooflineMs: number; ratios: Record<string, number | null> }[]>;
+    const { on, off } = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'on' | 'off', { model: string; step: string; tidarcGraphsMs: number | null; tidarcLaunchesMs: number | null; hfEagerMs: number; rooflineMs: number; predictedMs: number | null; measuredOverPredicted: number | null; ratios: Record<string, number | null> }[]>;
     expect(on).toHaveLength(2 * 4);
     const ar8 = on.find((x) => x.model === 'qwen3-8b-shape-4l' && x.step === 'ar')!;
     const cost = stepCost(JSON.parse(JSON.stringify({ ...baseSpec8b(), layers: 4 })) as ModelSpec, { tokens: 1, lmHeadRows: 1, prefix: 4096 });
@@ -109,17 +137,23 @@ print(json.dumps({'on': on, 'off': off}))
     // Without graphs the default run is launch by launch: no graphs column, no invented ratio.
     const offAr8 = off.find((x) => x.model === 'qwen3-8b-shape-4l' && x.step === 'ar')!;
     expect([offAr8.tidarcGraphsMs, offAr8.tidarcLaunchesMs, offAr8.ratios['launchesOverGraphs']]).toEqual([null, 5, null]);
+    // Measured beside predicted: the fastest mode measured against its own prediction (graphs 5 / 4; launch by launch only: 5 / 8).
+    expect([ar8.predictedMs, ar8.measuredOverPredicted, ar8.ratios['launchesOverPredicted']]).toEqual([4, 1.25, 1.25]);
+    expect([offAr8.predictedMs, offAr8.measuredOverPredicted]).toEqual([8, 0.625]);
+    expect(on.find((x) => x.model === 'qwen3-0.6b-shape' && x.step === 'ar')!.predictedMs).toBeNull();
     const md = readFileSync(join(out, 'e2e.md'), 'utf8');
     expect(md).toMatch(new RegExp(`\\| Qwen3-8B shape, L = 4096: AR step <= 1\\.25x its roofline \\(graphs\\) \\| ${(5 / ar8.rooflineMs).toFixed(2)}x \\| ${5 / ar8.rooflineMs <= 1.25 ? 'yes' : 'NO'} \\|`));
     expect(md).toMatch(/\| Qwen3-8B shape, L = 4096: TiDAR k = 8 step <= 1\.15x the AR step \(graphs\) \| 1\.10x \| yes \|/);
     expect(md).toMatch(/\| Qwen3-8B shape, L = 4096: host time per step <= 5% of the step \(graphs, AR and k = 8\) \| 2\.0% \(worst\) \| yes \|/);
     expect(md).toMatch(/\| Qwen3-0\.6B shape: graph-launched AR step >= 2x faster than launch by launch \| 2\.00x \(worst L\) \| yes \|/);
     expect(md).toMatch(/\| Qwen3-0\.6B shape: AR step faster than transformers eager \(graphs\) \| 4\.00x \(worst L\) \| yes \|/);
-    expect(md).toMatch(/\| qwen3-8b-shape-4l \| 4 \| 4096 \| ar \| 1 \| 5\.00 \| 10\.00 \| 1, 400 \| 0\.100, 2\.000 \| 20\.00 \|/);
+    expect(md).toMatch(/\| qwen3-8b-shape-4l \| 4 \| 4096 \| ar \| 1 \| 5\.00 \| 10\.00 \| 1, 400 \| 0\.100, 2\.000 \| 20\.00 \|.*\| 4\.000, 8\.000 \| 1\.25x, 1\.25x \|$/m);
+    expect(md).toMatch(/\| qwen3-0\.6b-shape \| 28 \| 4096 \| ar \|.*\| -, - \| -, - \|$/m);
+    expect(md).toMatch(/Predicted before this run \(src\/bench\/step-cost-model\.ts.*on sample GPU, registers sample/);
     expect(md).toMatch(/Skipped for the part's time budget/);
     // 2.0 host ms over 400 launches a step, in every launch-by-launch row.
     expect(md).toMatch(/Host time per kernel launch, launch by launch \(host ms \/ launches a step\): median 5\.00 us \(5\.00 to 5\.00, 8 rows\)/);
-    expect(r.stdout).toMatch(/e2e +qwen3-8b-shape-4l L=4096 +ar: tidarc graphs +5\.00 ms +launches +10\.00 +eager +20\.00/);
+    expect(r.stdout).toMatch(/e2e +qwen3-8b-shape-4l L=4096 +ar: tidarc graphs +5\.00 ms +launches +10\.00 +eager +20\.00 +roofline +\S+ +predicted +4\.000 +measured\/predicted +1\.25x/);
     expect(r.stdout).toMatch(/e2e: 1 tidarc runs FAILED; first: qwen3-8b-shape-4l L=1024 k=4 --no-graphs: tidarc: error: sample failure/);
   });
 
