@@ -1,0 +1,131 @@
+/**
+ * Whole-step predictions over models x prefixes x step kinds (step-cost-model.ts), and issue 16's
+ * targets read from them: what `npm run bench:step` prints and what the device check's bundle
+ * carries for its e2e part to print beside what it measures (e2e_predictions.json). Pure.
+ */
+import type { Machine } from '../codegen/machine.js';
+import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
+import type { ModelSpec } from '../ir/model.js';
+import { STEP_OVERHEADS, type StepPrediction, type StepRegisters, predictStep, stepModelContext } from './step-cost-model.js';
+
+/** A Qwen3-shaped spec, as scripts/device-check/e2e_cost.py qwen3_spec writes it. */
+export function qwen3Shape(name: string, layers: number, hidden: number, qHeads: number, kvHeads: number, headDim: number, inter: number, vocab: number, drafts: readonly number[], tie: boolean): ModelSpec {
+  return {
+    name, family: 'qwen3', layers, hiddenSize: hidden, queryHeads: qHeads, kvHeads, headDim, intermediateSize: inter, vocabSize: vocab,
+    ropeTheta: 1e6, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: tie, dtype: 'bf16', maskTokenId: 151662, draftLengths: [...drafts], maxPositionEmbeddings: 40960,
+  };
+}
+
+/** Issue 16's two models at full depth (e2e_cost.py gpu_models, every layer). */
+export const QWEN3_0_6B = qwen3Shape('qwen3-0.6b-shape', 28, 1024, 16, 8, 128, 3072, 151936, [4, 8, 16], true);
+export const QWEN3_8B = qwen3Shape('qwen3-8b-shape', 36, 4096, 32, 8, 128, 12288, 151936, [4, 8, 16], false);
+export const STEP_PREFIXES = [1024, 4096] as const;
+
+/** One row of the table: a step of a model at a prefix, in ms. */
+export interface StepRow {
+  readonly model: string;
+  readonly layers: number;
+  readonly prefix: number;
+  readonly step: string;
+  readonly tokens: number;
+  readonly launches: number;
+  readonly gemmMs: number;
+  readonly attentionMs: number;
+  readonly otherMs: number;
+  /** GPU time with graphs less the kernels' own. */
+  readonly overheadMs: number;
+  readonly graphs: { readonly gpuMs: number; readonly hostMs: number };
+  readonly launchByLaunch: { readonly gpuMs: number; readonly hostMs: number };
+  readonly rooflineMs: number;
+  readonly rooflineBound: 'memory' | 'compute';
+  /** Roofline bytes: weights (the GEMMs' share) and K/V (attention's), for the target's responsible term. */
+  readonly weightMs: number;
+  readonly kvMs: number;
+}
+
+function row(spec: ModelSpec, p: StepPrediction, machine: Machine): StepRow {
+  const ms = (s: number): number => s * 1e3;
+  return {
+    model: spec.name, layers: spec.layers, prefix: p.prefix, step: p.step, tokens: p.tokens, launches: p.launches,
+    gemmMs: ms(p.gemmS), attentionMs: ms(p.attentionS), otherMs: ms(p.otherS), overheadMs: ms(p.graphs.overheadS),
+    graphs: { gpuMs: ms(p.graphs.gpuS), hostMs: ms(p.graphs.hostS) }, launchByLaunch: { gpuMs: ms(p.direct.gpuS), hostMs: ms(p.direct.hostS) },
+    rooflineMs: p.roofline.rooflineMs, rooflineBound: p.roofline.bound,
+    weightMs: ms(p.roofline.weightBytes / machine.copyBytesPerS), kvMs: ms(p.roofline.kvBytes / machine.copyBytesPerS),
+  };
+}
+
+/** Every step kind of the model (AR, then each draft length) at each prefix. */
+export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters): StepRow[] {
+  const c = stepModelContext(spec, machine, registers);
+  const steps = [AR_VARIANT, ...spec.draftLengths.map(tidarVariantName)];
+  return prefixes.flatMap((L) => steps.map((s) => row(spec, predictStep(c, s, L), machine)));
+}
+
+/**
+ * transformers eager, roughly (for the last target only): host-bound, each of a Qwen3 decoder
+ * layer's ~55 torch ops (RMSNorm as 7 elementwise ops x 4 norms, q/k/v/o and 3 MLP projections,
+ * RoPE ~5 ops on q and k, the cache's cat, SDPA, SiLU, mul, 2 residual adds) costing ~7 us of
+ * Python, dispatcher and launch. Both figures are assumptions, not measurements.
+ */
+export const EAGER_OPS_PER_LAYER = 55;
+export const EAGER_HOST_PER_OP_S = 7e-6;
+
+export interface Target {
+  readonly goal: string;
+  readonly predicted: string;
+  readonly value: number;
+  readonly limit: number;
+  readonly met: boolean;
+  /** For a miss: the term that puts it over. */
+  readonly responsible?: string;
+}
+
+const largest = (terms: readonly (readonly [string, number])[]): string => {
+  const [name, v] = terms.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `${name} (${v.toFixed(3)} ms)`;
+};
+
+/** Issue 16's targets on the two models' rows (graphs: the step as the runtime launches it by default). */
+export function issue16Targets(rows: readonly StepRow[]): Target[] {
+  const at = (model: string, L: number, step: string): StepRow | undefined => rows.find((r) => r.model === model && r.prefix === L && r.step === step);
+  const out: Target[] = [];
+  const ar8 = at(QWEN3_8B.name, 4096, AR_VARIANT), k8 = at(QWEN3_8B.name, 4096, tidarVariantName(8));
+  if (ar8) {
+    const x = ar8.graphs.gpuMs / ar8.rooflineMs;
+    out.push({
+      goal: 'Qwen3-8B shape, L = 4096: AR step <= 1.25x its roofline', predicted: `${x.toFixed(2)}x (${ar8.graphs.gpuMs.toFixed(3)} / ${ar8.rooflineMs.toFixed(3)} ms)`, value: x, limit: 1.25, met: x <= 1.25,
+      responsible: largest([['GEMMs over the weights\' bytes', ar8.gemmMs - ar8.weightMs], ['attention over the K/V bytes', ar8.attentionMs - ar8.kvMs], ['other kernels', ar8.otherMs], ['launch overhead', ar8.overheadMs]]),
+    });
+  }
+  if (ar8 && k8) {
+    const x = k8.graphs.gpuMs / ar8.graphs.gpuMs;
+    out.push({
+      goal: 'Qwen3-8B shape, L = 4096: TiDAR k = 8 step <= 1.15x the AR step', predicted: `${x.toFixed(2)}x`, value: x, limit: 1.15, met: x <= 1.15,
+      responsible: largest([['GEMMs', k8.gemmMs - ar8.gemmMs], ['attention', k8.attentionMs - ar8.attentionMs], ['other kernels', k8.otherMs - ar8.otherMs], ['launch overhead', k8.overheadMs - ar8.overheadMs]]),
+    });
+    const host = Math.max(ar8.graphs.hostMs / ar8.graphs.gpuMs, k8.graphs.hostMs / k8.graphs.gpuMs);
+    out.push({ goal: 'Qwen3-8B shape, L = 4096: host time per step <= 5% of the step (AR and k = 8)', predicted: `${(100 * host).toFixed(1)}% (worst)`, value: host, limit: 0.05, met: host <= 0.05, responsible: 'host time per step (decoder, copies, graph launch)' });
+  }
+  const small = rows.filter((r) => r.model === QWEN3_0_6B.name && r.step === AR_VARIANT);
+  if (small.length > 0) {
+    const x = Math.min(...small.map((r) => r.launchByLaunch.gpuMs / r.graphs.gpuMs));
+    out.push({ goal: 'Qwen3-0.6B shape: graph-launched AR step >= 2x faster than launch by launch', predicted: `${x.toFixed(2)}x (worst L)`, value: x, limit: 2, met: x >= 2, responsible: 'the kernels\' own time (graphs remove only launch costs)' });
+    const eager = QWEN3_0_6B.layers * EAGER_OPS_PER_LAYER * EAGER_HOST_PER_OP_S * 1e3;
+    const y = Math.min(...small.map((r) => eager / r.graphs.gpuMs));
+    out.push({ goal: 'Qwen3-0.6B shape: AR step faster than transformers eager', predicted: `${y.toFixed(1)}x (eager ~${eager.toFixed(1)} ms, assumed host-bound: ${EAGER_OPS_PER_LAYER} ops a layer x ${EAGER_HOST_PER_OP_S * 1e6} us)`, value: y, limit: 1, met: y > 1, responsible: 'tidarc\'s GPU time' });
+  }
+  return out.map((t) => (t.met ? (({ responsible: _, ...rest }) => rest)(t) : t));
+}
+
+/** What the device check's bundle carries for its e2e part: the predictions per (spec, L, step). */
+export interface E2ePredictions {
+  readonly format: 1;
+  readonly machine: string;
+  readonly registers: string;
+  readonly overheads: typeof STEP_OVERHEADS;
+  readonly models: readonly { readonly spec: ModelSpec; readonly rows: readonly StepRow[] }[];
+}
+
+export function e2ePredictions(specs: readonly ModelSpec[], prefixes: readonly number[], machine: Machine, registers: StepRegisters): E2ePredictions {
+  return { format: 1, machine: machine.name, registers: registers.source, overheads: STEP_OVERHEADS, models: specs.map((spec) => ({ spec, rows: predictSteps(spec, prefixes, machine, registers) })) };
+}
