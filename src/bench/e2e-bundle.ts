@@ -3,13 +3,14 @@
  * the step cost model predicted (issue 16: "predicted before"): the bundle carries
  * e2e_predictions.json, the predictions for the very models the part builds (e2e_cost.py
  * gpu_models / dry_models; test/bench/device-check-e2e.test.ts checks the specs are equal) at its
- * prefixes, every step kind, on the H200 with assumed registers (no ptxas in prepare's path).
+ * prefixes, every step kind, on the H200 with assumed registers (no ptxas in prepare's path), on the
+ * kernels `tidarc bench-step` takes there (the kernel cache builds sm_90 and sm_90a for a 9.0 device).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200 } from '../codegen/machine.js';
 import type { ModelSpec } from '../ir/model.js';
-import type { StepRegisters } from './step-cost-model.js';
+import { SM90A_RECORDED_REGISTERS, type StepRegisters } from './step-cost-model.js';
 import { type E2ePredictions, e2ePredictions, qwen3Shape } from './step-report.js';
 
 /** e2e_cost.py EIGHT_B_LAYERS: the 8B shape keeps this many of its 36 layers. */
@@ -29,11 +30,11 @@ export function e2eModels(dry: boolean): { specs: ModelSpec[]; prefixes: number[
 }
 
 /** Without ptxas: at most 128 registers for a GEMM (what ptxas reports for them at sm_90), 255 for attention (its worst). */
-export const E2E_REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 255, source: 'assumed: 128 a GEMM thread, 255 an attention thread (prepare runs no ptxas for this)' };
+export const E2E_REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 255, sm90a: SM90A_RECORDED_REGISTERS, source: 'assumed: 128 a GEMM thread, 255 an attention thread, the sm_90a kernels as ptxas reported (prepare runs no ptxas for this)' };
 
 export async function writeE2ePredictions(outDir: string, dry: boolean): Promise<E2ePredictions> {
   const { specs, prefixes } = e2eModels(dry);
-  const p = e2ePredictions(specs, prefixes, H200, E2E_REGISTERS);
+  const p = e2ePredictions(specs, prefixes, H200, E2E_REGISTERS, 'sm_90a');
   await writeFile(join(outDir, E2E_PREDICTIONS), `${JSON.stringify(p, null, 1)}\n`);
   return p;
 }

@@ -26,7 +26,7 @@
 import { ARCHES } from '../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
 import { planModelGemms } from '../codegen/gemm-model.js';
-import { GEMM_BLOCK_N, type GemmPlan } from '../codegen/gemm-plan.js';
+import { GEMM_BLOCK_N, type GemmPlan, type GemmReduction, gemmUnitName } from '../codegen/gemm-plan.js';
 import type { Machine } from '../codegen/machine.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { occupancy } from '../codegen/occupancy.js';
@@ -39,9 +39,14 @@ import {
   ACCEPT, DRAFT_ROWS, EMBED, GELU, GEMM, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, type StructSchema, TO_FLOAT, VERIFY,
 } from '../runtime/cuda/op-abi.js';
 import { predictAttention } from '../codegen/attention-cost-model.js';
+import { planAttentionSm90a } from '../codegen/attention-sm90a.js';
+import { generateModel } from '../codegen/generate.js';
+import { TENSOR_MAP_BYTES } from '../runtime/cuda/tensor-map.js';
+import { predictAttentionSm90a } from './attention-sm90a-cost-model.js';
+import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
 import { type GemmEpilogue, predictGemm } from './gemm-cost-model.js';
 import { type Roofline, type StepCost, roofline, stepCost } from './roofline.js';
-import { type RecordedLaunch, type RecordedStep, argField, recordStep, sm90Manifest } from './step-launches.js';
+import { type RecordedLaunch, type RecordedStep, argField, recordStep } from './step-launches.js';
 
 /**
  * Launch and host costs. Each is a figure someone measured on other hardware or an assumption,
@@ -95,8 +100,25 @@ export interface StepRegisters {
   gemm(symbol: string): number;
   /** By attention variant name. */
   attention(variant: string): number;
+  /** The sm_90a kernels (GEMM units, compute-bound attention), by kernel symbol. */
+  sm90a(symbol: string): number;
   readonly source: string;
 }
+
+/**
+ * Which kernels the H200 runs: 'sm_90' the mma.sync GEMMs and attention of an sm_90 compile;
+ * 'sm_90a' what the kernel cache builds for a 9.0 device (sm_90 and sm_90a: the sm_90a GEMMs
+ * for every role but lm_head, the sm_90a attention for the compute-bound variants; gemmsFor,
+ * attentionKernelOf).
+ */
+export type StepPath = 'sm_90' | 'sm_90a';
+
+/**
+ * What ptxas (nvcc 13.0, sm_90a) reported for the sm_90a kernels (bench/gemm-sm90a.ts,
+ * bench/attention-sm90a.ts tables, 2026-12-05): GEMMs 94 to 137 (137 at split-K 3, 128 tokens),
+ * attention 138. The bench takes these where it has no ptxas figure of its own.
+ */
+export const SM90A_RECORDED_REGISTERS = (symbol: string): number => (symbol.includes('_attn_') ? 138 : 137);
 
 export type LaunchTerm = 'gemm' | 'attention' | 'other';
 
@@ -139,7 +161,10 @@ export interface StepPrediction {
 export interface StepModelContext {
   readonly spec: ModelSpec;
   readonly manifest: Manifest;
+  readonly path: StepPath;
   readonly gemmPlans: ReadonlyMap<string, GemmPlan>;
+  /** Each weight shape's reduction (gemm-plan.ts planReduction), by unit name: the sm_90a units take it unchanged. */
+  readonly reductions: ReadonlyMap<string, GemmReduction>;
   readonly attentionPlans: ReadonlyMap<string, AttentionPlan>;
   readonly registers: StepRegisters;
   readonly machine: Machine;
@@ -149,19 +174,28 @@ export interface StepModelContext {
  * The model's sm_90 compile, with each variant's occupancy at the given registers (what
  * `tidarc compile` records from ptxas and the runtime's split rule reads).
  */
-export function stepModelContext(spec: ModelSpec, machine: Machine, registers: StepRegisters): StepModelContext {
-  const base = sm90Manifest(spec);
+export function stepModelContext(spec: ModelSpec, machine: Machine, registers: StepRegisters, path: StepPath = 'sm_90'): StepModelContext {
+  const base = generateModel(spec, { arches: path === 'sm_90' ? ['sm_90'] : ['sm_90', 'sm_90a'] }).manifest;
   const sm90 = [ARCHES.sm_90];
   const attentionPlans = new Map(variantsForModel(spec).map((v) => [v.name, planAttention(v, ARCHES.sm_90.tile, sm90)]));
   const variants = base.variants.map((v) => {
     const plan = attentionPlans.get(v.name);
     if (!plan) return v;
     const occ = occupancy(machine.arch, { registers: registers.attention(v.name), sharedBytes: plan.sharedBytes, threads: plan.threads });
-    return { ...v, occupancy: { ...v.occupancy, [machine.arch]: { registers: registers.attention(v.name), sharedBytes: plan.sharedBytes, ctasPerSm: occ.ctasPerSm, limit: occ.limit } } };
+    // The split rule of an sm_90a launch counts that kernel's CTAs an SM (attention-launch.ts).
+    const k = v.sm90a, r = k && registers.sm90a(k.symbol);
+    const occ90a = k && r !== undefined ? occupancy(machine.arch, { registers: r, sharedBytes: k.dynamicSharedBytes, threads: k.block }) : undefined;
+    return {
+      ...v, occupancy: { ...v.occupancy, [machine.arch]: { registers: registers.attention(v.name), sharedBytes: plan.sharedBytes, ctasPerSm: occ.ctasPerSm, limit: occ.limit } },
+      ...(k && occ90a ? { sm90a: { ...k, occupancy: { registers: r!, sharedBytes: k.dynamicSharedBytes, ctasPerSm: occ90a.ctasPerSm, limit: occ90a.limit } } } : {}),
+    };
   });
-  const gemmPlans = new Map<string, GemmPlan>();
-  for (const u of planModelGemms(spec, spec.draftLengths, ['sm_90']).units) for (const p of u.plans) gemmPlans.set(`${u.name} m${p.m}`, p);
-  return { spec, manifest: { ...base, variants }, gemmPlans, attentionPlans, registers, machine };
+  const gemmPlans = new Map<string, GemmPlan>(), reductions = new Map<string, GemmReduction>();
+  for (const u of planModelGemms(spec, spec.draftLengths, base.arches).units) {
+    reductions.set(u.name, u.reduction);
+    for (const p of u.plans) gemmPlans.set(`${u.name} m${p.m}`, p);
+  }
+  return { spec, manifest: { ...base, variants }, path, gemmPlans, reductions, attentionPlans, registers, machine };
 }
 
 const EPILOGUE_NAME = new Map<number, GemmEpilogue>(Object.entries(GEMM_EPILOGUE).map(([k, v]) => [v, k as GemmEpilogue]));
@@ -207,6 +241,24 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     const p = predictGemm(plan, rows, machine, c.registers.gemm(g.kernel), { accumulate: argField(GEMM, l.args, 'accumulate') === 1, epilogue });
     // The merge (mergeS, with its own launch gap) is the row statistics kernel's launch above.
     return { kernel: l.kernel, term: 'gemm', gpuS: floor(p.predictedS - p.mergeS), bytes: p.hbmBytes };
+  }
+  const u = c.manifest.gemmsSm90a?.find((x) => x.kernels.some((k) => k.symbol === l.kernel));
+  if (u) {
+    // TidarcGemmSm90aArgs: the W and x tensor maps, then TidarcGemmArgs.
+    const args = l.args.subarray(2 * TENSOR_MAP_BYTES);
+    const kernel = u.kernels.find((k) => k.symbol === l.kernel)!;
+    const shape = { n: u.n, k: u.k, dtype: u.dtype };
+    const reduction = c.reductions.get(gemmUnitName(shape));
+    if (!reduction) throw new TidarcError('runtime', `step cost model: no reduction for ${u.unit}`);
+    const epilogue = EPILOGUE_NAME.get(argField(GEMM, args, 'epilogue')) === 'swiglu' ? 'swiglu' : 'none';
+    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW });
+    return { kernel: l.kernel, term: 'gemm', gpuS: floor(p.predictedS), bytes: p.hbmBytes };
+  }
+  const a = c.manifest.variants.find((x) => x.sm90a?.symbol === l.kernel);
+  if (a?.sm90a) {
+    const variant = variantsForModel(spec).find((x) => x.name === a.name)!;
+    const p = predictAttentionSm90a(planAttentionSm90a(variant, a.sm90a.consumers as 1 | 2), { batch: 1, prefix }, machine, c.registers.sm90a(l.kernel), l.grid[2]);
+    return { kernel: l.kernel, term: 'attention', gpuS: floor(p.predictedS), bytes: p.hbmBytes };
   }
   const v = c.manifest.variants.find((x) => x.symbols.cuda === l.kernel);
   if (v) {

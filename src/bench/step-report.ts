@@ -6,7 +6,7 @@
 import type { Machine } from '../codegen/machine.js';
 import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 import type { ModelSpec } from '../ir/model.js';
-import { STEP_OVERHEADS, type StepPrediction, type StepRegisters, predictStep, stepModelContext } from './step-cost-model.js';
+import { STEP_OVERHEADS, type StepPath, type StepPrediction, type StepRegisters, predictStep, stepModelContext } from './step-cost-model.js';
 
 /** A Qwen3-shaped spec, as scripts/device-check/e2e_cost.py qwen3_spec writes it. */
 export function qwen3Shape(name: string, layers: number, hidden: number, qHeads: number, kvHeads: number, headDim: number, inter: number, vocab: number, drafts: readonly number[], tie: boolean): ModelSpec {
@@ -54,9 +54,9 @@ function row(spec: ModelSpec, p: StepPrediction, machine: Machine): StepRow {
   };
 }
 
-/** Every step kind of the model (AR, then each draft length) at each prefix. */
-export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters): StepRow[] {
-  const c = stepModelContext(spec, machine, registers);
+/** Every step kind of the model (AR, then each draft length) at each prefix, on the kernels of `path`. */
+export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters, path: StepPath = 'sm_90a'): StepRow[] {
+  const c = stepModelContext(spec, machine, registers, path);
   const steps = [AR_VARIANT, ...spec.draftLengths.map(tidarVariantName)];
   return prefixes.flatMap((L) => steps.map((s) => row(spec, predictStep(c, s, L), machine)));
 }
@@ -121,11 +121,13 @@ export function issue16Targets(rows: readonly StepRow[]): Target[] {
 export interface E2ePredictions {
   readonly format: 1;
   readonly machine: string;
+  /** The kernels the predictions price (step-cost-model.ts StepPath). */
+  readonly path: StepPath;
   readonly registers: string;
   readonly overheads: typeof STEP_OVERHEADS;
   readonly models: readonly { readonly spec: ModelSpec; readonly rows: readonly StepRow[] }[];
 }
 
-export function e2ePredictions(specs: readonly ModelSpec[], prefixes: readonly number[], machine: Machine, registers: StepRegisters): E2ePredictions {
-  return { format: 1, machine: machine.name, registers: registers.source, overheads: STEP_OVERHEADS, models: specs.map((spec) => ({ spec, rows: predictSteps(spec, prefixes, machine, registers) })) };
+export function e2ePredictions(specs: readonly ModelSpec[], prefixes: readonly number[], machine: Machine, registers: StepRegisters, path: StepPath): E2ePredictions {
+  return { format: 1, machine: machine.name, path, registers: registers.source, overheads: STEP_OVERHEADS, models: specs.map((spec) => ({ spec, rows: predictSteps(spec, prefixes, machine, registers, path) })) };
 }

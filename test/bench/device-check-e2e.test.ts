@@ -235,15 +235,21 @@ print(json.dumps(out))
 
   test('device_check.py\'s e2e part (its own process, after facts) on the emulated driver: tidarc\'s steps with graphs and launch by launch, fewer launches a step with graphs', async () => {
     const out = join(root, 'dry-cuda');
-    const r = await py(['device_check.py', '--dry-run', '--parts', 'e2e', '--runtime-root', resolve('.'), '--bundle', join(root, 'no-bundle'), '--out', out],
+    // A bundle of the predictions alone (prepare's e2e_predictions.json): the part prints them beside what it measures.
+    const bundle = join(root, 'dry-bundle');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(bundle);
+    await writeE2ePredictions(bundle, true);
+    const r = await py(['device_check.py', '--dry-run', '--parts', 'e2e', '--runtime-root', resolve('.'), '--bundle', bundle, '--out', out],
       { ...process.env, TIDARC_CACHE: cache, TIDARC_LIBCUDA: await sharedEmulatedDriver() });
     expect(r.code, r.stderr).toBe(0);
     type Figures = { medianMs: number; launchesPerStep: number };
     const check = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; e2e: unknown };
     expect(check.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['e2e', 'ok']]);
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## End to end: one decode step against transformers and the roofline (issue 16 item 5)');
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/Predicted before this run \(src\/bench\/step-cost-model\.ts/);
     const data = check.e2e as {
-      backend: string; graphs: string; rows: { step: string; tidarcGraphsMs: number; tidarcLaunchesMs: number; tidarc: Record<'graphs' | 'launches', Figures>; ratios: Record<string, number> }[];
+      backend: string; graphs: string; rows: { step: string; tidarcGraphsMs: number; tidarcLaunchesMs: number; predictedMs: number; measuredOverPredicted: number; tidarc: Record<'graphs' | 'launches', Figures>; ratios: Record<string, number> }[];
     };
     expect([data.backend, data.graphs]).toEqual(['cuda', 'supported']);
     expect(data.rows.map((x) => x.step)).toEqual(['ar', 'tidar_k2']);
@@ -252,6 +258,9 @@ print(json.dumps(out))
       expect(row.tidarcLaunchesMs).toBe(row.tidarc.launches.medianMs);
       expect(row.ratios['launchesOverGraphs']).toBeCloseTo(row.tidarcLaunchesMs / row.tidarcGraphsMs, 9);
       expect(row.tidarc.graphs.launchesPerStep, row.step).toBeLessThan(row.tidarc.launches.launchesPerStep);
+      // The H200 prediction beside the emulator's time (no speed: the columns, not the ratio, are the point).
+      expect(row.predictedMs, row.step).toBeGreaterThan(0);
+      expect(row.measuredOverPredicted).toBeCloseTo(row.tidarcGraphsMs / row.predictedMs, 9);
     }
   }, 600_000);
 

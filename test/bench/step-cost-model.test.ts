@@ -23,7 +23,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** emulated-backend.test.ts's model: its kernels are already in the shared kernel cache. */
 const SMALL = smallSpec('cudasmall', [2]);
-const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 168, source: 'assumed (test)' };
+const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 168, sm90a: () => 137, source: 'assumed (test)' };
 
 describe('the step cost model', () => {
   const c = stepModelContext(SMALL, H200, REGISTERS);
@@ -41,7 +41,7 @@ describe('the step cost model', () => {
     expect(p.direct.hostS).toBeGreaterThan(p.graphs.hostS);
   });
 
-  test('a Qwen3-8B-wide step (2 layers) is GEMM-bound and above its roofline; its k = 8 step costs more than AR', () => {
+  test('a Qwen3-8B-wide step (2 layers) is GEMM-bound and above its roofline; its k = 8 step costs more than AR; the sm_90a path prices the sm_90a kernels', () => {
     const wide = smallSpec('wide', [8], { layers: 2, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288 });
     const w = stepModelContext(wide, H200, REGISTERS);
     const [ar, k8] = [predictStep(w, 'ar', 4096), predictStep(w, 'tidar_k8', 4096)];
@@ -50,6 +50,12 @@ describe('the step cost model', () => {
       expect(p.gemmS, p.step).toBeGreaterThan(p.attentionS + p.otherS);
     }
     expect(k8.kernelS).toBeGreaterThan(ar.kernelS);
+    // What an H200 runs (sm_90 and sm_90a built): the layers' GEMMs and k = 8's attention (G = 4) on the sm_90a kernels, lm_head on mma.sync.
+    const h = stepModelContext(wide, H200, REGISTERS, 'sm_90a');
+    const k8a = predictStep(h, 'tidar_k8', 4096);
+    expect(k8a.prices.filter((x) => x.kernel.endsWith('sm90a') || /_sm90a_t\d+$/.test(x.kernel)).map((x) => x.term).sort()).toEqual([...Array<string>(2).fill('attention'), ...Array<string>(8).fill('gemm')]);
+    expect(k8a.launches).toBe(k8.launches);
+    expect(k8a.graphs.gpuS).toBeGreaterThanOrEqual(k8a.roofline.rooflineMs / 1e3);
   });
 
   test('launch by launch, kernels shorter than their issue wait on the host; a graph does not', () => {
