@@ -11,6 +11,8 @@
  */
 import { TidarcError } from '../errors.js';
 import { chooseSplits } from './splits.js';
+import { GEMM_SPLIT_STATIC_SHARED_BYTES, gemmRegisters } from './gemm-registers.js';
+import { occupancy } from './occupancy.js';
 import type { DType } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 
@@ -28,16 +30,18 @@ export interface GemmTarget {
   /** SMs the split-K rule fills (the largest part of the targets: more parts never hurt correctness). */
   readonly sms: number;
   readonly maxSharedPerBlock: number;
-  readonly sharedPerSm: number;
 }
 
-/** The GPUs behind each arch name as the plan sees them: data, one record per arch. */
-export const GEMM_ARCH_DATA: Readonly<Record<ArchName, { readonly sms: number; readonly maxSharedPerBlock: number; readonly sharedPerSm: number; readonly example: string }>> = {
-  sm_80: { sms: 108, maxSharedPerBlock: 166_912, sharedPerSm: 167_936, example: 'A100' },
-  sm_86: { sms: 84, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'A40 / RTX 3090' },
-  sm_89: { sms: 142, maxSharedPerBlock: 101_376, sharedPerSm: 102_400, example: 'L40S' },
-  sm_90: { sms: 132, maxSharedPerBlock: 232_448, sharedPerSm: 233_472, example: 'H100 SXM / H200' },
-  sm_90a: { sms: 132, maxSharedPerBlock: 232_448, sharedPerSm: 233_472, example: 'H100 SXM / H200' },
+/**
+ * The GPUs behind each arch name as the plan sees them: data, one record per arch. What an SM
+ * holds (registers, shared memory, threads) is occupancy.ts's SM_LIMITS, the one residency rule.
+ */
+export const GEMM_ARCH_DATA: Readonly<Record<ArchName, { readonly sms: number; readonly maxSharedPerBlock: number; readonly example: string }>> = {
+  sm_80: { sms: 108, maxSharedPerBlock: 166_912, example: 'A100' },
+  sm_86: { sms: 84, maxSharedPerBlock: 101_376, example: 'A40 / RTX 3090' },
+  sm_89: { sms: 142, maxSharedPerBlock: 101_376, example: 'L40S' },
+  sm_90: { sms: 132, maxSharedPerBlock: 232_448, example: 'H100 SXM / H200' },
+  sm_90a: { sms: 132, maxSharedPerBlock: 232_448, example: 'H100 SXM / H200' },
 };
 
 export function gemmTarget(arches: readonly ArchName[]): GemmTarget {
@@ -47,7 +51,6 @@ export function gemmTarget(arches: readonly ArchName[]): GemmTarget {
     arches: [...arches],
     sms: Math.max(...data.map((d) => d.sms)),
     maxSharedPerBlock: Math.min(...data.map((d) => d.maxSharedPerBlock)),
-    sharedPerSm: Math.min(...data.map((d) => d.sharedPerSm)),
   };
 }
 
@@ -74,8 +77,6 @@ export const GEMM_MAX_SPLIT_K = 4;
 export const GEMM_MIN_STAGES = 3;
 export const GEMM_MAX_STAGES = 6;
 const ELEMENT_BYTES = 2;
-/** Shared memory the driver reserves per CTA (sm_80 and later). */
-const RESERVED_SHARED_PER_CTA = 1024;
 
 /** What the heuristic must know of a unit beyond its shape: row statistics (lm_head) need 128-column tiles at every M. */
 export interface GemmPlanOptions {
@@ -200,13 +201,32 @@ function rowTiling(m: number, blockN: number): { blockM: number; warpsM: number;
   return { blockM, warpsM: 2, mBlocks: Math.ceil(m / blockM) };
 }
 
+/** What decides how many CTAs of a kernel an SM holds, besides its stages. */
+export interface GemmKernelShape {
+  readonly blockM: number;
+  readonly warpsM: number;
+  readonly blockN: number;
+  readonly splitK: number;
+}
+
+/**
+ * CTAs of a kernel one SM of every arch of `arches` holds at `sharedBytes` of dynamic shared
+ * memory: occupancy.ts (the rule every cost model uses) over ptxas's registers for the tile
+ * (gemm-registers.ts) and its static shared memory (the split-K ticket).
+ */
+export function gemmCtasPerSm(k: GemmKernelShape, sharedBytes: number, arches: readonly ArchName[]): number {
+  const registers = gemmRegisters(k, k.splitK).registers;
+  const shared = sharedBytes + (k.splitK > 1 ? GEMM_SPLIT_STATIC_SHARED_BYTES : 0);
+  return Math.min(...arches.map((a) => occupancy(a, { registers, sharedBytes: shared, threads: GEMM_THREADS }).ctasPerSm));
+}
+
 /**
  * Pipeline depth: as deep as two CTAs per SM allow (bytes in flight hide HBM latency at small
- * M), else as deep as one CTA allows, between GEMM_MIN_STAGES and GEMM_MAX_STAGES.
+ * M; gemmCtasPerSm says what an SM holds, registers too), else as deep as one CTA allows (at
+ * most 4), between GEMM_MIN_STAGES and GEMM_MAX_STAGES.
  */
-function chooseStages(stageBytes: number, target: GemmTarget): number | undefined {
-  const twoPerSm = Math.floor((Math.floor(target.sharedPerSm / 2) - RESERVED_SHARED_PER_CTA) / stageBytes);
-  if (twoPerSm >= GEMM_MIN_STAGES) return Math.min(GEMM_MAX_STAGES, twoPerSm);
+function chooseStages(k: GemmKernelShape, stageBytes: number, target: GemmTarget): number | undefined {
+  for (let s = GEMM_MAX_STAGES; s >= GEMM_MIN_STAGES; s--) if (gemmCtasPerSm(k, s * stageBytes, target.arches) >= 2) return s;
   const onePerSm = Math.floor(target.maxSharedPerBlock / stageBytes);
   return onePerSm >= GEMM_MIN_STAGES ? Math.min(4, onePerSm) : undefined;
 }
@@ -292,7 +312,8 @@ export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduct
   const { blockM, warpsM, mBlocks } = tile ? { ...tile, mBlocks: Math.ceil(m / tile.blockM) } : rowTiling(m, blockN);
   const warpsN = GEMM_THREADS / 32 / warpsM;
   const stageBytes = gemmStageBytes(blockM, blockN);
-  const stages = tile ? tile.stages : chooseStages(stageBytes, target);
+  const kernel = { blockM, warpsM, blockN, splitK: reduction.splitK };
+  const stages = tile ? tile.stages : chooseStages(kernel, stageBytes, target);
   if (tile && tile.stages * stageBytes > target.maxSharedPerBlock) {
     unsupported(`GEMM tile ${blockM} rows x ${tile.stages} stages needs ${tile.stages * stageBytes} bytes of shared memory`, 'stages', tile.stages, `at most ${Math.floor(target.maxSharedPerBlock / stageBytes)} stages on ${target.arches.join(',')}`);
   }
@@ -300,7 +321,7 @@ export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduct
     unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
   }
   // A tuned tile keeps its stages on every arch (it was measured so); the heuristic deepens the pipeline where an arch has room.
-  const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, tile ? tile.stages : chooseStages(stageBytes, gemmTarget([a]))!]));
+  const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, tile ? tile.stages : chooseStages(kernel, stageBytes, gemmTarget([a]))!]));
   return checkGemmPlan({
     shape, m, reduction, blockM, blockN, warpsM, warpsN, threads: GEMM_THREADS, stages, stagesByArch, mBlocks,
     nTiles: Math.ceil(shape.n / blockN), stageBytes, sharedBytes: stages * stageBytes,

@@ -8,11 +8,14 @@
  * and at split-K 2 (every count above 1 runs the same in-launch sum). A thread holds
  * blockM x blockN / 256 float32 accumulators, but the warp layout and the split sum move the
  * count: 64-column tiles use 48-90 (their 128-column twins of the same rows 48-147), so the
- * 128-column figures over-estimated them. Stages, N and K change nothing that matters here
- * (a runtime loop, constants folded). sm_80 (`-- --arch sm_80`) is within 5 registers but for
- * 128 x 64 rows in 2 warp rows at split-K > 1 (94) and 128 x 128 in 2 (151); the same tiles pass
- * 128 (a second CTA an SM) and the same one spills. Rerun the bench and paste its table when the
- * kernel changes.
+ * 128-column figures over-estimated them.
+ * What the table does not see: N and K move a figure by up to about 20 (the lm_head, 151936 x
+ * 4096, uses 80 at 80 rows in 1 warp row where o uses 98: bounds checks fold differently), and
+ * stages were not varied (the k loop is not unrolled over them). That matters only near 128
+ * registers, the line between two CTAs an SM and one; gemm-nvcc.test.ts holds Qwen3-8B's plans
+ * to ptxas's answer. sm_80 (`-- --arch sm_80`) is within 5 registers but for 128 x 64 rows in
+ * 2 warp rows at split-K > 1 (94) and 128 x 128 in 2 (151): the same tiles pass 128, and the
+ * same one spills. Rerun the bench and paste its table when the kernel changes.
  */
 /** [blockN, blockM, warpsM, registers at split-K 1, at split-K > 1, ptxas spilled (either)]. */
 type Measured = readonly [number, number, number, number, number, boolean?];

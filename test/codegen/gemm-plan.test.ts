@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { ARCH_NAMES } from '../../src/codegen/arch.js';
-import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmGrid, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { GEMM_ARCH_DATA, GEMM_MAX_BLOCK_M, GEMM_MIN_STAGES, gemmCtasPerSm, gemmGrid, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { TidarcError } from '../../src/errors.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -86,7 +86,17 @@ describe('planGemm', () => {
     const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
     const p = planGemm(shape, 1, t, planReduction(shape, t));
     expect(p.stages).toBe(6);
-    expect(2 * (p.sharedBytes + 1024)).toBeLessThanOrEqual(GEMM_ARCH_DATA.sm_90.sharedPerSm);
+    expect(gemmCtasPerSm({ ...p, splitK: p.reduction.splitK }, p.sharedBytes, ['sm_90'])).toBeGreaterThanOrEqual(2);
+  });
+  test('the stage rule asks occupancy.ts, registers too: a 128-column, 128-row tile at split-K 2 (139 registers) holds one CTA an SM, so it takes the one-CTA depth', () => {
+    const t = gemmTarget(['sm_90']);
+    const shape = { n: 151_936, k: 4096, dtype: 'bf16' as const };
+    const [one, two] = [1, 2].map((s) => planGemm(shape, 128, t, planReduction(shape, t, s, { rowStats: true }), undefined, { rowStats: true }));
+    // Shared memory alone allows two CTAs of 3 stages of 32 KB at either split-K.
+    expect([one!.blockN, one!.blockM, one!.warpsM, one!.stageBytes]).toEqual([128, 128, 1, 32_768]);
+    expect([one!.stages, gemmCtasPerSm({ ...one!, splitK: 1 }, one!.sharedBytes, ['sm_90'])]).toEqual([3, 2]);
+    expect([two!.stages, gemmCtasPerSm({ ...two!, splitK: 2 }, 3 * two!.stageBytes, ['sm_90'])]).toEqual([4, 1]);
+    expect(two!.stagesByArch.sm_90).toBe(4);
   });
   test('a multi-arch plan fits the tightest arch', () => {
     const t = gemmTarget([...ARCH_NAMES]);
