@@ -22,6 +22,7 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/cli/doctor.test.ts', 'test/cli/graph.test.ts', 'test/cli/init-model.test.ts', 'test/cli/run-summary.test.ts',
   'test/codegen/abi-fields.test.ts', 'test/codegen/attention-cost-model.test.ts', 'test/codegen/attention-sm90a.test.ts',
   'test/codegen/call-params.test.ts', 'test/codegen/gemm-plan.test.ts', 'test/codegen/gemm-sm90a.test.ts', 'test/codegen/in-flight-rate.test.ts',
+  'test/codegen/gemm-static-asserts.test.ts',
   'test/codegen/generated-golden.test.ts', 'test/codegen/occupancy.test.ts', 'test/codegen/plan.test.ts',
   'test/codegen/row-tile-choice.test.ts', 'test/codegen/splits.test.ts', 'test/codegen/swiglu-ptx.test.ts',
   'test/codegen/targets.test.ts', 'test/codegen/variant-name.test.ts',
