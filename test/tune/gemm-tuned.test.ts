@@ -162,13 +162,15 @@ describe('tidarc compile --tuned with GEMM records', () => {
     expectOneErrorLine(await runTidarc('compile', TINY, '--arch', 'sm_90', '--tuned', split, '--no-build', '--json', '--out', join(root, 'o3')),
       `tuned GEMM ${GATE_UP} (sm_90) names a split-K this shape cannot use (splitK = 3); allowed: 1, 2, 4`);
   });
-  test('a record of an older search space: compile --tuned says so in one line and plans the default', async () => {
+  test('a record of an older search space: compile --tuned and tune --report say so in one line; the compile plans the default', async () => {
     const db = write('old-space.json', dbOf(entry(GATE_UP, 4, { 6: { blockM: 16, warpsM: 1, stages: 3 } }, { space: undefined })));
     const out = join(root, 'old-space');
     const r = await runTidarc('compile', TINY, '--arch', 'sm_90', '--tuned', db, '--no-build', '--out', out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.split('\n').filter((l) => l.includes(GATE_UP))).toEqual([`tuned ${GATE_UP} (sm_90, split-K 4): made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}; ignored, kept the default (retune with the device check's GEMM search)`]);
     expect(readFileSync(join(out, 'cuda', `${GATE_UP}.cu`), 'utf8')).toContain('static constexpr int kSplitK = 1;');
+    const report = await runTidarc('tune', '--report', '--db', db);
+    expect([report.code, report.stdout.split('\n')[0]]).toEqual([0, `1 GEMM record made by GEMM search space 1, this tidarc's is ${GEMM_SEARCH_SPACE}, ignored by compile --tuned: ${GATE_UP} (sm_90, split-K 4)`]);
   });
   test('a good record: the compile\'s manifest and source carry it', async () => {
     const db = write('good.json', dbOf(entry(GATE_UP, 4, { 6: { blockM: 16, warpsM: 1, stages: 3 } })));
