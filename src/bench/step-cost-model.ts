@@ -125,6 +125,8 @@ export type LaunchTerm = 'gemm' | 'attention' | 'other';
 export interface LaunchPrice {
   readonly kernel: string;
   readonly term: LaunchTerm;
+  /** GEMMs: the roles of the weight shape (qkv, o, gate_up, down, lm_head; roles of one shape share a unit). */
+  readonly role?: string;
   readonly gpuS: number;
   /** HBM bytes (other: what the operator reads and writes; GEMM and attention: their model's). */
   readonly bytes: number;
@@ -233,14 +235,14 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     if (l.kernel === g.rowStatsKernel) {
       // The tiles' statistics merged per row (gemm-cost-model.ts mergeBytes), its own launch.
       const bytes = rows * Math.ceil(g.n / GEMM_BLOCK_N) * 12 + rows * 12;
-      return { kernel: l.kernel, term: 'gemm', gpuS: floor(bytes / machine.copyBytesPerS), bytes };
+      return { kernel: l.kernel, term: 'gemm', role: g.roles.join('|'), gpuS: floor(bytes / machine.copyBytesPerS), bytes };
     }
     const plan = c.gemmPlans.get(`${g.unit} m${g.m}`);
     if (!plan) throw new TidarcError('runtime', `step cost model: no GEMM plan for ${g.unit} at M = ${g.m}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, l.args, 'epilogue')) ?? 'none';
     const p = predictGemm(plan, rows, machine, c.registers.gemm(g.kernel), { accumulate: argField(GEMM, l.args, 'accumulate') === 1, epilogue });
     // The merge (mergeS, with its own launch gap) is the row statistics kernel's launch above.
-    return { kernel: l.kernel, term: 'gemm', gpuS: floor(p.predictedS - p.mergeS), bytes: p.hbmBytes };
+    return { kernel: l.kernel, term: 'gemm', role: g.roles.join('|'), gpuS: floor(p.predictedS - p.mergeS), bytes: p.hbmBytes };
   }
   const u = c.manifest.gemmsSm90a?.find((x) => x.kernels.some((k) => k.symbol === l.kernel));
   if (u) {
@@ -252,7 +254,7 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     if (!reduction) throw new TidarcError('runtime', `step cost model: no reduction for ${u.unit}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, args, 'epilogue')) === 'swiglu' ? 'swiglu' : 'none';
     const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW });
-    return { kernel: l.kernel, term: 'gemm', gpuS: floor(p.predictedS), bytes: p.hbmBytes };
+    return { kernel: l.kernel, term: 'gemm', role: u.roles.join('|'), gpuS: floor(p.predictedS), bytes: p.hbmBytes };
   }
   const a = c.manifest.variants.find((x) => x.sm90a?.symbol === l.kernel);
   if (a?.sm90a) {

@@ -34,6 +34,7 @@ describe('the step cost model', () => {
     expect(p.prices.filter((x) => x.term === 'attention')).toHaveLength(SMALL.layers);
     const heads = step === 'ar' ? 1 : 2;
     expect(p.prices.filter((x) => x.term === 'gemm')).toHaveLength(4 * SMALL.layers + 2 * heads);
+    expect(p.prices.filter((x) => x.role === 'lm_head')).toHaveLength(2 * heads);
     expect(p.gemmS + p.attentionS + p.otherS).toBeCloseTo(p.kernelS, 12);
     for (const x of p.prices) expect(x.gpuS, x.kernel).toBeGreaterThanOrEqual(STEP_OVERHEADS.smallKernelS);
     expect(p.graphs.gpuS).toBeGreaterThanOrEqual(p.roofline.rooflineMs / 1e3);
