@@ -25,6 +25,7 @@ import type { ModelSpec } from '../../src/ir/model.js';
 import { configKey, infeasible } from '../../src/tune/space.js';
 import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 import { expectWellFormedXml } from '../helpers/well-formed-xml.js';
+import { type RuntimeCheckReport, expectRuntimeInvariants } from '../helpers/runtime-check.js';
 
 const exec = promisify(execFile);
 const SCRIPT = resolve('scripts/device-check/device_check.py');
@@ -142,7 +143,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
   test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
     const out = join(root, 'out');
     // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
-    // $TIDARC_CACHE: the shared kernel cache, where emulated-backend.test.ts's run of runtime_check.mjs compiles the same model.
+    // $TIDARC_CACHE: the shared kernel cache (where emulated-backend.test.ts's run of runtime_check.mjs, without numpy, compiles the same model).
     // e2e (torch, minutes on the emulator) is device-check-e2e.test.ts's; gemm and sm90a have their own bundles' tests (gemm-bundle, gemm-sm90a-check).
     const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.'), '--parts', 'attention,runtime,tune'],
       { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() });
@@ -159,11 +160,15 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(files.every((f) => f.isFile() && /^[A-Za-z0-9._-]+$/.test(f.name))).toBe(true);
     expect(files.map((f) => f.name).sort()).toEqual(['device-check.json', 'device-check.log', 'device-check.md', 'device-check.svg', 'tune-cuda.json']);
     expect(readFileSync(join(out, 'device-check.log'), 'utf8')).toMatch(/part runtime: ok in/);
-    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: { ok: boolean; backend: string; runs: { equal: boolean }[] } };
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: RuntimeCheckReport };
     expect(data.runtime.backend).toBe('cuda');
-    expect(data.runtime.runs.length).toBe(3);
+    expect(data.runtime.reason).toMatch(/tidarc emulated/);
+    expect(data.runtime.runs.length).toBe(3);  // three prompts, k = 2
     expect(data.runtime.runs.every((x) => x.equal)).toBe(true);
     expect(data.runtime.ok).toBe(true);
+    // The [gpu] test's checker (8 tokens: parts.py's dry run), and the kernels compiled once into the shared cache ($TIDARC_CACHE reached runtime_check.mjs).
+    expectRuntimeInvariants(data.runtime.runs, 8);
+    expect(readdirSync(join(await sharedKernelCache(), 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
     const variants = grid.models.reduce((n, m) => n + m.variants.length, 0);
     expect(data.correctness).toHaveLength(variants * 4);
     for (const c of data.correctness) expect(c.ok).toBe(true);

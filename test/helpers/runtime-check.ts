@@ -1,0 +1,34 @@
+/**
+ * What scripts/device-check/runtime_check.mjs (the device check's runtime part) reports, and the
+ * invariants each of its runs must hold: greedy TiDAR == greedy AR, no more NFEs than AR, and the
+ * TiDAR run's committed cache equal to the AR run's (layer 0 bitwise, deeper layers within bf16
+ * rounding, over more slots than the tokens made) with nothing written past the committed length.
+ * One checker for the GPU run (emulated-backend.test.ts [gpu]) and the dry run on the emulated
+ * driver (device-check.test.ts), so the dry run proves the GPU test's checker too.
+ */
+import { expect } from 'vitest';
+
+export interface RuntimeCheckRun {
+  prompt: string; draft: number; equal: boolean; ar: number[]; tidar: number[]; arNfe: number; tidarNfe: number;
+  comparedSlots: number; layer0Differing: number; maxRelDiff: number; writtenPastLength: number;
+}
+
+export interface RuntimeCheckReport {
+  backend: string;
+  reason: string;
+  runs: RuntimeCheckRun[];
+  ok: boolean;
+}
+
+export function expectRuntimeInvariants(runs: readonly RuntimeCheckRun[], tokens: number): void {
+  for (const r of runs) {
+    const what = `k=${r.draft} prompt ${JSON.stringify(r.prompt)}`;
+    expect(r.ar, what).toHaveLength(tokens);
+    expect(r.tidar, what).toEqual(r.ar);
+    expect(r.tidarNfe, what).toBeLessThanOrEqual(r.arNfe);
+    expect(r.comparedSlots, what).toBeGreaterThan(tokens);
+    expect(r.layer0Differing, what).toBe(0);
+    expect(r.maxRelDiff, what).toBeLessThan(2 ** -6);
+    expect(r.writtenPastLength, what).toBe(0);
+  }
+}
