@@ -43,7 +43,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k16_bf16_d128_q12_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 26;
             readonly block: 64;
             readonly dynamicSharedBytes: 52224;
@@ -71,7 +71,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k16_bf16_d128_q12_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 3;
             readonly block: 64;
             readonly dynamicSharedBytes: 69632;
@@ -99,7 +99,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d128_q12_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
@@ -127,7 +127,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d128_q12_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 8;
             readonly block: 96;
             readonly dynamicSharedBytes: 69632;

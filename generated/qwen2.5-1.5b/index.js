@@ -68,8 +68,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 26,
@@ -100,8 +100,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 3,
@@ -132,8 +132,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -164,8 +164,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 8,

@@ -71,8 +71,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 26,
@@ -103,8 +103,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 3,
@@ -135,8 +135,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -167,8 +167,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 8,

@@ -43,7 +43,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k4_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 2;
             readonly block: 96;
             readonly dynamicSharedBytes: 69632;
@@ -71,7 +71,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k8_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 3;
             readonly block: 96;
             readonly dynamicSharedBytes: 60928;
@@ -99,7 +99,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k16_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 12;
             readonly block: 96;
             readonly dynamicSharedBytes: 60928;
@@ -127,7 +127,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
@@ -155,7 +155,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k8_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 2;
             readonly block: 32;
             readonly dynamicSharedBytes: 69632;
@@ -183,7 +183,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k16_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 2;
             readonly block: 64;
             readonly dynamicSharedBytes: 69632;
@@ -211,7 +211,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;
@@ -239,7 +239,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d128_q32_kv8";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 4;
             readonly block: 128;
             readonly dynamicSharedBytes: 69632;

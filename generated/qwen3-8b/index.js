@@ -70,8 +70,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 2,
@@ -102,8 +102,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 3,
@@ -134,8 +134,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 12,
@@ -166,8 +166,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -198,8 +198,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 2,
@@ -230,8 +230,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 2,
@@ -262,8 +262,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -294,8 +294,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 4,

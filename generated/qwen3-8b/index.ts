@@ -73,8 +73,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 2,
@@ -105,8 +105,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 3,
@@ -137,8 +137,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 12,
@@ -169,8 +169,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -201,8 +201,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 2,
@@ -233,8 +233,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 2,
@@ -265,8 +265,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -297,8 +297,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 4,

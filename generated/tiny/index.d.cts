@@ -43,7 +43,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k2_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
@@ -71,7 +71,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_tidar_k4_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 2;
             readonly block: 64;
             readonly dynamicSharedBytes: 36864;
@@ -99,7 +99,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k2_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
@@ -127,7 +127,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_block_k4_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
@@ -155,7 +155,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_ar_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 1;
             readonly block: 128;
             readonly dynamicSharedBytes: 36864;
@@ -183,7 +183,7 @@ export declare const variants: {
             readonly cpu: "tidarc_cpu_attn_prefill_c64_bf16_d64_q4_kv2";
         };
         readonly launch: {
-            readonly grid: readonly ["rowTiles", "batch * kvHeads", "splits"];
+            readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
             readonly rowTiles: 4;
             readonly block: 64;
             readonly dynamicSharedBytes: 36864;

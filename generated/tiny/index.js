@@ -69,8 +69,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -101,8 +101,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 2,
@@ -133,8 +133,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -165,8 +165,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -197,8 +197,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 1,
@@ -229,8 +229,8 @@ export const variants = {
         },
         "launch": {
             "grid": [
-                "rowTiles",
-                "batch * kvHeads",
+                "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+                "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
             "rowTiles": 4,

@@ -72,8 +72,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -104,8 +104,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 2,
@@ -136,8 +136,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -168,8 +168,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -200,8 +200,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 1,
@@ -232,8 +232,8 @@ export const variants = {
     },
     "launch": {
       "grid": [
-        "rowTiles",
-        "batch * kvHeads",
+        "splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1",
+        "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
       "rowTiles": 4,

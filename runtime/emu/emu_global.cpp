@@ -8,9 +8,11 @@
     relaxed atom.gpu, a strong operation):
     - Release: a writer's words are published by its CTA's next atomicAdd only if the writer
       fenced them (__threadfence) before that atomic -- the pattern "fence; strong write".
-    - Acquire: a thread of the reading CTA must make an atomicAdd after the release (a later
-      sequence number, standing in for "observes the count": blocks run in order) and then a
-      __threadfence -- the pattern "strong read; fence". Thread::acquired records it.
+    - Acquire: the reading CTA must observe the counter the writer's atomic counted on -- an
+      atomicAdd on that word after the release, or an ld.acquire.gpu poll of it (ld_acquire_i32:
+      blocks run in order, so it sees every atomic on the word so far) -- and a thread of it must
+      acquire: "strong read; fence" (an atomicAdd, then a __threadfence) or the ld.acquire itself.
+      Thread::acquired records the latter; Launch::block_observed the former, per counter word.
     - Ordered before the read: the fence is the reader's own (program order), or reaches it
       through a barrier after the fence: __syncthreads, a completed phase of a named barrier the
       reader waited at (bar.sync), or an mbarrier phase it waited for (the acquire travels in the
@@ -25,9 +27,13 @@
       templates' correctness argument is written for .cg. A C++ volatile load (ld.volatile, not
       served from L1 either) cannot be told from a plain one by the hook and is flagged too; the
       kernels have none.
+    - Spins: an ld.acquire poll that reads one unchanged word kSpinPolls times is a "spin"
+      finding that ends the launch (no other CTA can run meanwhile: a wait on a CTA that has not
+      started, which may never be resident beside the waiter on a GPU).
     What it does not catch: words stored by plain C++ stores (only st_global_* are tracked), a
-    reader whose atomic was on another counter than the writer's (any later atomic counts),
-    acquires through chains other than the ones above (an atomic by one thread and the fence by
+    thread whose acquire (fence after an atomic) was of another counter than the one its CTA
+    observed (Thread::acquired is one sequence number, not one per word), acquires through
+    chains other than the ones above (an atomic by one thread and the fence by
     another is not recognised as one, whatever barrier lies between them), scopes
     (every fence counts as .gpu), and reordering inside one CTA (its barriers are checked by the
     shared-memory race check, not here). */
@@ -89,11 +95,13 @@ bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
       report("fence", fmt("%s reads %s that %s stored without a __threadfence before its CTA's atomicAdd: this CTA may see it before it lands", load, where.c_str(), writer.c_str()));
       return false;
     }
-    if (L->block_atomic <= g.release) {
-      report("fence", fmt("%s reads %s that %s published, before an atomicAdd of this CTA saw that one", load, where.c_str(), writer.c_str()));
+    const auto seen = L->block_observed.find(g.release_word);
+    if (seen == L->block_observed.end() || seen->second < g.release) {
+      report("fence", fmt("%s reads %s that %s published by an atomicAdd on %s, before this CTA observed that counter (an atomicAdd on it after that one, or an ld.acquire: the wait)",
+                          load, where.c_str(), writer.c_str(), global_word(g.release_word).c_str()));
       return false;
     }
-    if (t.acquired <= g.release) {
+    if (t.acquired < g.release) {
       report("fence", fmt("%s reads %s that %s published, with no __threadfence after this CTA's atomicAdd (the acquire) ordered before it: the read may be served before the ticket, or from a stale line",
                           load, where.c_str(), writer.c_str()));
       return false;
@@ -118,7 +126,7 @@ void st_global(void* p, const void* v, size_t n) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   for (size_t i = 0; i < n; i += 4) {
     const uintptr_t w = a + i;
-    L->global_writes[w] = GlobalWrite{block, static_cast<int16_t>(t.tid), false, 0};
+    L->global_writes[w] = GlobalWrite{block, static_cast<int16_t>(t.tid), false, 0, 0};
     t.unfenced.push_back(w);
     L->block_writes.push_back(w);
   }
@@ -154,6 +162,8 @@ int atomic_add_i32(int* p, int v) {
   const int old = *p;
   *p = old + v;
   L->block_atomic = t.last_atomic = ++L->atomic_seq;
+  const auto word = reinterpret_cast<uintptr_t>(p);
+  L->last_atomic_on[word] = L->block_observed[word] = L->block_atomic;  // a read-modify-write observes every earlier one on the word
   // The block's fenced words are published by this atomic; unfenced ones are not, even if
   // fenced later (a later atomic of the block would publish them).
   const uint32_t block = block_linear();
@@ -161,11 +171,41 @@ int atomic_add_i32(int* p, int v) {
   for (const uintptr_t w : L->block_writes) {
     GlobalWrite& g = L->global_writes[w];
     if (g.block != block) continue;  // overwritten by another block since
-    if (g.fenced) g.release = L->block_atomic;
+    if (g.fenced) g.release = L->block_atomic, g.release_word = word;
     else keep.push_back(w);
   }
   L->block_writes.swap(keep);
   return old;
+}
+
+// A poll of a counter (ld.acquire.gpu): it synchronises with every atomic on the word so far
+// (blocks run one after another, so the value is final), as an acquire needing no fence. The
+// emulator cannot run another CTA while this one polls: kSpinPolls reads of one unchanged word
+// in a row mean a wait on a CTA that has not started (on a GPU, one that may never be resident
+// beside the waiter: a deadlock), a "spin" finding that ends the launch.
+constexpr uint32_t kSpinPolls = 1u << 12;
+
+int ld_acquire_i32(const int* p) {
+  Thread& t = cur();
+  if (!in_buffer(p, 4, "ld.acquire")) return 0;
+  const auto word = reinterpret_cast<uintptr_t>(p);
+  const int value = *p;
+  const auto last = L->last_atomic_on.find(word);
+  if (last != L->last_atomic_on.end()) {
+    uint64_t& seen = L->block_observed[word];
+    seen = std::max(seen, last->second);
+    t.acquired = std::max(t.acquired, last->second);
+  }
+  if (L->spin_word == word && L->spin_value == value) {
+    if (++L->spin_polls >= kSpinPolls) {
+      report("spin", fmt("ld.acquire polls %s %u times and it stays %d: a wait on a CTA that has not started (blocks run one after another here; on a GPU a wait on a CTA that may not be resident deadlocks)",
+                         global_word(word).c_str(), L->spin_polls, value));
+      siglongjmp(L->fault_exit, 1);  // the launch stops there (launch() returns false), as after a recovered fault
+    }
+  } else {
+    L->spin_word = word, L->spin_value = value, L->spin_polls = 1;
+  }
+  return value;
 }
 
 }  // namespace tidarc_emu

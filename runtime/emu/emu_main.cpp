@@ -55,7 +55,9 @@ int main(int argc, char** argv) {
   using namespace tidarc_emu;
   if (h.block_order > 1) tidarc_harness::usage("tidarc-emu", "--block-order is 0 (x fastest) or 1 (reversed)");
   set_block_order(h.block_order == 1 ? BlockOrder::Reverse : BlockOrder::Forward);
-  const bool ok = launch(TIDARC_EMU_STR(TIDARC_EMU_KERNEL), dim3(h.row_tiles, d.batch * d.kv_heads, d.num_splits), dim3(h.threads), h.smem, run_main, &args);
+  unsigned grid[3];
+  tidarc_attention_grid(h.row_tiles, d.batch, d.kv_heads, d.num_splits, grid);  // the one rule of every launcher
+  const bool ok = launch(TIDARC_EMU_STR(TIDARC_EMU_KERNEL), dim3(grid[0], grid[1], grid[2]), dim3(h.threads), h.smem, run_main, &args);
   // The next launch (or graph replay) gets these counters as they are: each must be 0 again.
 #define TIDARC_COUNTERS(field, js, type, role)                                                        \
   if (ok && role == TIDARC_ARRAY_COUNTERS && args.field != nullptr) {                                \

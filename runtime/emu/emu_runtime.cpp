@@ -114,6 +114,8 @@ bool run_block() {
   L->epoch = 1;
   L->block_writes.clear();
   L->block_atomic = 0;
+  L->block_observed.clear();
+  L->spin_word = 0, L->spin_polls = 0;
   std::fill(L->shadow.begin(), L->shadow.end(), Shadow{});
   std::memset(tidarc::smem_raw, 0xff, L->smem);  // NaN in bf16 and fp16: unwritten data shows
   hopper::block_begin(nthreads, L->smem);

@@ -90,6 +90,7 @@ struct GlobalWrite {
   int16_t tid;
   bool fenced;
   uint64_t release;
+  uintptr_t release_word;  // the counter that release's atomic counted on
 };
 
 struct Buffer {
@@ -140,6 +141,11 @@ struct Launch {
   std::vector<uintptr_t> block_writes;  // words of the running block not yet published
   uint64_t atomic_seq = 0;    // atomics of the launch so far
   uint64_t block_atomic = 0;  // sequence of the running block's latest atomic (0: none yet)
+  std::unordered_map<uintptr_t, uint64_t> last_atomic_on;  // per counter word: its latest atomic's sequence
+  std::unordered_map<uintptr_t, uint64_t> block_observed;  // per counter word: the latest of its atomics the running block observed (its own RMW, or an ld.acquire)
+  uintptr_t spin_word = 0;  // the running block's poll: the word, the value and how often in a row
+  int spin_value = 0;
+  uint32_t spin_polls = 0;
   unsigned char* stacks = nullptr;
   size_t stacks_len = 0;
   pthread_t os_thread;     // a fault on another OS thread is not this launch's

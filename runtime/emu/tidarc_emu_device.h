@@ -21,6 +21,9 @@ uint32_t shared_offset(const void* p);
 /** Global stores and loads of words other CTAs of the launch read: tracked for the fence check. */
 void st_global(void* p, const void* v, size_t n);
 void ld_global(void* dst, const void* p, size_t n);
+/** ld.acquire.gpu of a counter other CTAs count up: an acquire of the atomics on that word so far;
+ *  a poll that re-reads one unchanged word kSpinPolls times is a "spin" finding (emu_global.cpp). */
+int ld_acquire_i32(const int* p);
 
 // ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
 /** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
@@ -101,6 +104,7 @@ inline float ld_global_cg_f32(const float* p) {
   tidarc_emu::ld_global(&x, p, 4);
   return x;
 }
+inline int ld_acquire_gpu_i32(const int* p) { return tidarc_emu::ld_acquire_i32(p); }
 inline float4 ld_global_cg_f32x4(const float* p) {
   float4 v;
   tidarc_emu::ld_global(&v, p, 16);

@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
   check(cudaEventCreate(&start), "event");
   check(cudaEventCreate(&stop), "event");
   check(cudaEventRecord(start), "event");
-  TIDARC_EMU_KERNEL<<<dim3(h.row_tiles, d.batch * d.kv_heads, d.num_splits), dim3(h.threads), h.smem>>>(args);
+  unsigned grid[3];
+  tidarc_attention_grid(h.row_tiles, d.batch, d.kv_heads, d.num_splits, grid);  // the one rule of every launcher
+  TIDARC_EMU_KERNEL<<<dim3(grid[0], grid[1], grid[2]), dim3(h.threads), h.smem>>>(args);
   check(cudaGetLastError(), "launch");
   check(cudaEventRecord(stop), "event");
   check(cudaDeviceSynchronize(), "kernel");

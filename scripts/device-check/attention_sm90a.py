@@ -28,7 +28,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from kernels import FIXED_TOLERANCE, LSE_TOLERANCE, Driver, attention_args, compare, reference, to_bits, from_bits  # noqa: E402
+from kernels import FIXED_TOLERANCE, LSE_TOLERANCE, Driver, attention_args, compare, reference, split_counter_count, to_bits, from_bits  # noqa: E402
+from tidarc_abi import attention_grid  # noqa: E402
 
 TENSOR_MAP_BYTES = 128
 # cuda.h: CU_TENSOR_MAP_DATA_TYPE_FLOAT16 / _BFLOAT16, SWIZZLE_128B, L2_PROMOTION_L2_128B.
@@ -73,13 +74,13 @@ def launcher(drv, bundle, model, case, kind, ptrs, batch, capacity, splits):
     k = case[kind]
     rows = batch * case['steps'] * model['qHeads']
     fn = drv.function(bundle / k['fatbin'], k['symbol'], k['sharedBytes'])
-    args = attention_args(*ptrs, drv.split_counters(rows) if splits > 1 else 0, batch, capacity, splits)
+    args = attention_args(*ptrs, drv.split_counters(split_counter_count(rows, splits)) if splits > 1 else 0, batch, capacity, splits)
     if kind == 'sm90a':
         planes = batch * model['kvHeads']
         maps = [cache_map(drv, model['dtype'], p, model['headDim'], capacity, planes, k['tileN']) for p in (ptrs[1], ptrs[2])]
         args = maps[0] + maps[1] + args
         args += bytes((-len(args)) % 64)
-    grid, block = (k['rowTiles'], batch * model['kvHeads'], splits), (k['block'], 1, 1)
+    grid, block = attention_grid(k['rowTiles'], batch, model['kvHeads'], splits), (k['block'], 1, 1)
     return lambda: drv.launch(fn, grid, block, k['sharedBytes'], args)
 
 

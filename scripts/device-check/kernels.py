@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from tidarc_abi import ATTENTION
+from tidarc_abi import ATTENTION, attention_grid
 
 FIXED_TOLERANCE = {'bf16': 2e-2, 'fp16': 3e-3}  # the emulator tests' (src/emulate/emulate-variant.ts)
 LSE_TOLERANCE = 2e-3
@@ -82,7 +82,7 @@ class Driver:
         self.check(self.lib.cuMemsetD8_v2(p, byte, nbytes), 'cuMemsetD8')
 
     def split_counters(self, count):
-        """The split-KV arrival counters (int32), zeroed once when (re)allocated: every launch leaves them 0."""
+        """The split-KV id and arrival counters (int32; split_counter_count of them), zeroed once when (re)allocated: every launch leaves them 0."""
         if self.counters_bytes < 4 * count:
             if self.counters:
                 self.free(self.counters)
@@ -117,13 +117,20 @@ def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, counters, batch
                           split_counters=counters, batch=batch, cache_capacity=capacity, num_splits=splits, num_threads=0)
 
 
+def split_counter_count(rows, splits):
+    """The split counters a launch needs (abi-fields.ts splitCounters: splits x rows bound the id counter and one per row group)."""
+    return splits * rows
+
+
 def launch_attention(drv, bundle, model, v, ptrs, batch, capacity, splits):
-    """The variant's kernel: one launch; with splits > 1 the last CTA of each row group merges the
-    partials (the driver's split counters, zero before and after). ptrs: q, kc, vc, ks, vs, prefix, o, lse, workspace."""
+    """The variant's kernel: one launch on tidarc_abi.attention_grid; with splits > 1 every CTA merges a
+    slice of the previous row group's partials (the driver's split counters, zero before and after).
+    ptrs: q, kc, vc, ks, vs, prefix, o, lse, workspace."""
     module = bundle / v['fatbin']
     rows = batch * v['steps'] * model['qHeads']
-    args = attention_args(*ptrs, drv.split_counters(rows) if splits > 1 else 0, batch, capacity, splits)
-    drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), (v['rowTiles'], batch * model['kvHeads'], splits), (v['block'], 1, 1), v['sharedBytes'], args)
+    args = attention_args(*ptrs, drv.split_counters(split_counter_count(rows, splits)) if splits > 1 else 0, batch, capacity, splits)
+    grid = attention_grid(v['rowTiles'], batch, model['kvHeads'], splits)
+    drv.launch(drv.function(module, v['symbol'], v['sharedBytes']), grid, (v['block'], 1, 1), v['sharedBytes'], args)
 
 
 # ---- 16-bit formats and the reference -----------------------------------------------------------

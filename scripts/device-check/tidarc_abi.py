@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 5
+OPS_ABI_VERSION = 6
 
 
 class Struct:
@@ -38,6 +38,11 @@ def prefill_variant(chunk):
     return f'prefill_c{chunk}'
 
 
+# The launch grid, src/codegen/attention-grid.ts's one rule (row_tiles: the variant's).
+def attention_grid(row_tiles, batch, kv_heads, splits):
+    return ((row_tiles if splits == 1 else row_tiles * batch * kv_heads + 1), (batch * kv_heads if splits == 1 else 1), splits)
+
+
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
 GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4xQ', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue', 'split_counters'))
 SAMPLE_PARAMS = Struct('TidarcSampleParams', '<QQffif', ('step', 'seed', 'temperature', 'top_p', 'top_k', 'beta'))
@@ -55,4 +60,5 @@ OP_SAMPLE = Struct('TidarcSampleArgs', '<QQQQQQiiii', ('logits', 'mix_logits', '
 OP_ACCEPT = Struct('TidarcAcceptArgs', '<QQQii', ('tokens', 'accepted', 'emitted', 'rows', 'pad_'))
 OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQQQiiii', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'row_argmax', 'params', 'rows', 'vocab', 'never_emit', 'pad_'))
 OP_DRAFT_ROWS = Struct('TidarcDraftRowsArgs', '<QQiiii', ('emitted', 'row_ids', 'count', 'stride', 'offset', 'pad_'))
+OP_NEXT_DRAFTS = Struct('TidarcNextDraftsArgs', '<QQQQQiiii', ('emitted', 'row_argmax', 'row_lse', 'tokens', 'lse', 'count', 'stride', 'offset', 'pad_'))
 OP_KV_COMMIT_AT = Struct('TidarcKvCommitAtArgs', '<QQQQQQiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'count', 'slot', 'max_count', 'kv_heads', 'capacity', 'head_dim'))

@@ -17,8 +17,8 @@ export const ATTENTION_DIMS: readonly AttentionDim[] = ['batch', 'n', 'qHeads', 
  * An array the attention argument points at. elem: u16 = 16-bit elements of the variant's dtype.
  * role: in = the kernel reads it; cache = reads slots [0, prefix_len[b]) of it; out = writes it;
  * scratch = the split-KV workspace, only when num_splits > 1; counters = the split-KV CTAs'
- * arrival counters, only when num_splits > 1: zero when the host first passes them, and every
- * launch leaves them zero (the last CTA of a row group resets its counter), so one zeroed
+ * id and arrival counters, only when num_splits > 1: zero when the host first passes them, and every
+ * launch leaves them zero (the CTAs that count last reset them: attention-grid.ts), so one zeroed
  * allocation serves every later launch and graph replay. extent: its row-major dims
  * ('headDim + 1': a row of head dim floats and its lse).
  */
@@ -45,9 +45,10 @@ export const ATTENTION_ARRAYS = {
   o: { elem: 'u16', role: 'out', extent: ['batch', 'n', 'qHeads', 'headDim'] },
   lse: { elem: 'f32', role: 'out', extent: ['batch', 'n', 'qHeads'], summary: 'natural log; -inf for a row that sees no key' },
   workspace: { elem: 'f32', role: 'scratch', extent: ['numSplits', 'batch', 'n', 'qHeads', 'headDim + 1'], summary: 'only when splits > 1' },
-  // One counter per (row tile, sequence x KV head): at most one per output row, whatever the tiling.
+  // The split schedule's id counter and one count per row group (attention-grid.ts): G + 1 <= 2 rows
+  // (a row group holds at least one output row) <= splits x rows, whatever the tiling.
   splitCounters: {
-    elem: 'i32', role: 'counters', extent: ['batch', 'n', 'qHeads'],
+    elem: 'i32', role: 'counters', extent: ['numSplits', 'batch', 'n', 'qHeads'],
     summary: 'only when splits > 1; zero before the first launch, and every launch leaves them zero',
   },
 } as const satisfies Record<string, AttentionArraySpec>;

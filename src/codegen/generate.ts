@@ -4,6 +4,7 @@
  * What each target emits, how it spells C++ and how it builds is its Target record (targets.ts).
  * Nothing here touches the file system; src/build/ writes, builds and reports.
  */
+import { ATTENTION_GRID_TEXT } from './attention-grid.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { TIDARC_VERSION } from '../version.js';
@@ -157,7 +158,7 @@ export function describeVariant(plan: AttentionPlan, arches: readonly ArchSpec[]
       stepTiles: plan.stepTileCounts,
     },
     launch: {
-      grid: ['rowTiles', 'batch * kvHeads', 'splits'],
+      grid: ATTENTION_GRID_TEXT,
       rowTiles: plan.rowTiles,
       block: plan.threads,
       dynamicSharedBytes: plan.sharedBytes,

@@ -67,13 +67,20 @@ static inline size_t tidarc_attention_prefix_len_elements(const TidarcAttentionD
 static inline size_t tidarc_attention_o_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads * d->head_dim; }
 static inline size_t tidarc_attention_lse_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads; }
 static inline size_t tidarc_attention_workspace_elements(const TidarcAttentionDims* d) { return d->num_splits * d->batch * d->n * d->q_heads * (d->head_dim + 1); }
-static inline size_t tidarc_attention_split_counters_elements(const TidarcAttentionDims* d) { return d->batch * d->n * d->q_heads; }
+static inline size_t tidarc_attention_split_counters_elements(const TidarcAttentionDims* d) { return d->num_splits * d->batch * d->n * d->q_heads; }
 
 /* The int32 fields that are sizes of the call. */
 static inline void tidarc_attention_set_sizes(TidarcAttentionArgs* a, const TidarcAttentionDims* d) {
   a->batch = (int32_t)d->batch;
   a->cache_capacity = (int32_t)d->cache_capacity;
   a->num_splits = (int32_t)d->num_splits;
+}
+
+/* The launch grid, src/codegen/attention-grid.ts's one rule (row tiles: the variant's). */
+static inline void tidarc_attention_grid(size_t rowTiles, size_t batch, size_t kvHeads, size_t splits, unsigned grid[3]) {
+  grid[0] = (unsigned)(splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1);
+  grid[1] = (unsigned)(splits == 1 ? batch * kvHeads : 1);
+  grid[2] = (unsigned)(splits);
 }
 
 #endif

@@ -3,7 +3,7 @@
     tidarc_attention.cuh's attention_tile_kernel: one CTA owns kTileM packed rows of one
     (sequence, KV head, split), walks its share of the cached prefix, then (last split only) the
     in-step key tiles the compiler found non-empty; full tiles skip the predicate, partial tiles
-    evaluate it; with splits > 1 the row group's last CTA merges (merge_splits_if_last).
+    evaluate it; with splits > 1 the next row group's CTAs merge (merge_split_slice).
 
     What differs is how a K/V tile reaches the tensor cores:
     - one producer warp (the last warp) fills a kStages ring of K/V tiles guarded by mbarriers
@@ -131,7 +131,7 @@ __device__ __forceinline__ void produce_kv_sm90a(const TidarcAttentionSm90aArgs&
 }
 
 template <class C>
-__device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90aArgs& args) {
+__device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90aArgs& args, const SplitWork& w) {
   using T = typename C::T;
   using S = AttentionSm90aShape<C>;
   constexpr int D = C::kHeadDim;
@@ -143,11 +143,11 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + C::kStages * S::kStageBytes);
   uint64_t* empty = full + C::kStages;
 
-  const int row_tile = blockIdx.x;
-  const int b = blockIdx.y / C::kKvHeads;
-  const int kvh = blockIdx.y % C::kKvHeads;
-  const int split = blockIdx.z;
-  const int num_splits = gridDim.z;
+  const volatile int& row_tile = w.row_tile;  // split_work's, in shared memory (blockIdx, or the dynamic id's item), re-read at each use
+  const volatile int& b = w.b;
+  const volatile int& kvh = w.kvh;
+  const volatile int& split = w.split;
+  const volatile int& num_splits = w.num_splits;
 
   const KeyShare keys = key_share<C>(a, b, row_tile, split, num_splits);  // attention_tile_kernel's tiles
   const int num_tiles = keys.num_tiles;

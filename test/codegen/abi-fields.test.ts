@@ -21,7 +21,7 @@ test("manifest.json's abi.fields are derived from the runtime's own arrays and s
   }
 });
 
-test('the words are what manifest.json has always said (the compiled goldens do not change)', () => {
+test('the words are what manifest.json says (split_counters: splits x rows since the split schedule of attention-grid.ts)', () => {
   expect(ABI_FIELDS).toEqual([
     { name: 'q', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]', note: 'in-step queries, RoPE applied' },
     { name: 'k_cache', type: 'dtype*', shape: '[batch, kvHeads, cacheCapacity, headDim]' },
@@ -32,7 +32,7 @@ test('the words are what manifest.json has always said (the compiled goldens do 
     { name: 'o', type: 'dtype*', shape: '[batch, steps, qHeads, headDim]' },
     { name: 'lse', type: 'float*', shape: '[batch, steps, qHeads]', note: 'natural log; -inf for a row that sees no key' },
     { name: 'workspace', type: 'float*', shape: '[splits * batch * steps * qHeads * (headDim + 1)]', note: 'only when splits > 1' },
-    { name: 'split_counters', type: 'int32*', shape: '[batch, steps, qHeads]', note: 'only when splits > 1; zero before the first launch, and every launch leaves them zero' },
+    { name: 'split_counters', type: 'int32*', shape: '[splits, batch, steps, qHeads]', note: 'only when splits > 1; zero before the first launch, and every launch leaves them zero' },
     { name: 'batch', type: 'int32' },
     { name: 'cache_capacity', type: 'int32' },
     { name: 'num_splits', type: 'int32', note: 'split-KV count >= 1; grid.z' },

@@ -163,7 +163,7 @@ describe('split-KV is one launch', () => {
     const plan = planAttention(tidarDecodeVariant(4, shapes[1]), ARCHES.sm_90.tile);
     const cu = renderCudaVariant(plan, 'm');
     expect(cu.match(/extern "C" __global__/g)).toHaveLength(1);
-    expect(cu).toMatch(/attention_tile_kernel<Config>\(args\);\n {2}tidarc::merge_splits_if_last<Config>\(args\);\n}/);
+    expect(cu).toMatch(/split_work<Config>\(args\);\n.*attention_tile_kernel<Config>\(args, work\);.*\n {2}tidarc::merge_split_slice<Config>\(args, work\);\n}/);
     expect(cu).not.toContain('_combine');
     const v = describeVariant(plan, [ARCHES.sm_90]);
     expect(Object.keys(v.symbols).sort()).toEqual(['cpu', 'cuda']);

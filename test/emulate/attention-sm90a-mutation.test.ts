@@ -62,9 +62,9 @@ const MUTANTS: readonly Mutant[] = [
     naming: { kind: 'barrier', saying: /^named barrier 1: the block ends with a phase half-arrived \(128 of its 256 threads arrived, begun by a bar\.arrive\)/ } },
   // The split merge (shared with the mma.sync kernel) without its acquire, on the sm_90a kernel's
   // CTAs: right results and no finding before the emulator checked the handoff's reading side
-  // (runtime/emu/emu_global.cpp).
-  { name: 'the merging CTA reads the partials without fencing after its ticket (no acquire)', file: 'cuda/tidarc_attention.cuh', from: '      __threadfence();  // the count is seen before the other CTAs\' partials are read\n', to: '', caughtBy: 'fence', splits: 3,
-    naming: { kind: 'fence', saying: /with no __threadfence after this CTA's atomicAdd \(the acquire\)/ } },
+  // (runtime/emu/emu_global.cpp): the wait polls with a volatile (relaxed) load, no acquire.
+  { name: 'the merge duty polls its group\'s count without an acquire', file: 'cuda/tidarc_attention.cuh', from: 'while (ld_acquire_gpu_i32(done + target) < splits)', to: 'while (*static_cast<volatile int*>(done + target) < splits)', caughtBy: 'fence', splits: 3,
+    naming: { kind: 'fence', saying: /before this CTA observed that counter/ } },
   { name: 'the prefix tail is not zero-filled past the valid keys (the NaN cache tail reaches P V)', from: 'const bool ok = row < tile.valid;', to: 'const bool ok = row < tile.valid + (tile.mode == kPrefixTail ? 3 : 0);', caughtBy: 'mismatch' },
 ];
 

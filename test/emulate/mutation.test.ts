@@ -36,7 +36,9 @@ interface Mutant {
    * What must catch it: a finding of this kind, a mismatch, or 'order': outputs that differ
    * bitwise between the emulator's two block orders (another CTA of a row group finishes last).
    */
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'stale-l1' | 'counter' | 'order';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'stale-l1' | 'counter' | 'order' | 'spin';
+  /** The emulator's block order for the run (1: reversed; default 0). */
+  readonly blockOrder?: 1;
 }
 
 const MUTANTS: readonly Mutant[] = [
@@ -57,15 +59,20 @@ const MUTANTS: readonly Mutant[] = [
   // Plain shared-memory stores and loads race: caught as a race (emu_memory.cpp), not only as a wrong result.
   { name: 'split-key merge: the weights are read before every key warp stored its state', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // every key warp\'s state is in shared memory before any row merges it\n', to: '', splits: 1, variant: 'ar', caughtBy: 'race' },
   { name: 'split-key merge: the columns are summed before every row\'s weights are final', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // the weights are final before the columns are summed\n', to: '', splits: 1, variant: 'ar', caughtBy: 'race' },
-  { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const int row_tile = blockIdx.x;\n', to: '  if (threadIdx.x == 5) return;\n  const int row_tile = blockIdx.x;\n', splits: 1, caughtBy: 'barrier' },
+  { name: 'one thread returns early and misses the barriers', file: 'cuda/tidarc_attention.cuh', from: '  const volatile int& row_tile = w.row_tile;', to: '  if (threadIdx.x == 5) return;\n  const volatile int& row_tile = w.row_tile;', splits: 1, caughtBy: 'barrier' },
   { name: 'the unrolled K/V copies step a row too far each pass', file: 'cuda/tidarc_attention.cuh', from: 'const int pass_stride = L::kRowsPerPass * t.stride;', to: 'const int pass_stride = (L::kRowsPerPass + 1) * t.stride;', splits: 1, caughtBy: 'mismatch' },
   { name: 'Q is read before its copy lands (waited like tile 0)', file: 'cuda/tidarc_attention.cuh', from: 'cp_async_wait<kQBesideTiles ? S - 1 : 0>();', to: 'cp_async_wait<kQBesideTiles ? S : 0>();', splits: 1, caughtBy: 'cp-async' },
   { name: 'the merge forgets the last split', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s) weight_sum +=', to: 'for (int s = 0; s < splits - 1; ++s) weight_sum +=', splits: 3, caughtBy: 'mismatch' },
-  { name: 'a split CTA counts itself in without fencing its partial', file: 'cuda/tidarc_attention.cuh', from: '  __shared__ int last;\n  __threadfence();\n', to: '  __shared__ int last;\n', splits: 3, caughtBy: 'fence' },
+  { name: 'a split CTA counts itself in without fencing its partial', file: 'cuda/tidarc_attention.cuh', from: '  if (computes) {\n    __threadfence();\n', to: '  if (computes) {\n', splits: 3, caughtBy: 'fence' },
   // The reading side of the handoff (emu_global.cpp): right results on the emulator, where every load sees the latest store.
-  { name: 'the merging CTA reads the partials without fencing after its ticket (no acquire)', file: 'cuda/tidarc_attention.cuh', from: '      __threadfence();  // the count is seen before the other CTAs\' partials are read\n', to: '', splits: 3, caughtBy: 'fence' },
+  { name: 'the merge duty polls its group\'s count with a volatile load (relaxed: no acquire)', file: 'cuda/tidarc_attention.cuh', from: 'while (ld_acquire_gpu_i32(done + target) < splits)', to: 'while (*static_cast<volatile int*>(done + target) < splits)', splits: 3, caughtBy: 'fence' },
+  { name: 'the merge duty does not wait for its group\'s partials', file: 'cuda/tidarc_attention.cuh', from: '    while (ld_acquire_gpu_i32(done + target) < splits) {\n    }\n', to: '', splits: 3, caughtBy: 'fence' },
   { name: 'the merge reads the partial O with plain loads (L1-cacheable), not ld.global.cg', file: 'cuda/tidarc_attention.cuh', from: 'ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', to: '*reinterpret_cast<const float4*>(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', splits: 3, caughtBy: 'stale-l1' },
-  { name: 'the merging CTA leaves its counter set (the next launch would never merge)', file: 'cuda/tidarc_attention.cuh', from: '      *counter = 0;\n', to: '', splits: 3, caughtBy: 'counter' },
+  { name: 'the group\'s last merge duty leaves its count set (the next launch would not wait)', file: 'cuda/tidarc_attention.cuh', from: ' done[target] = 0;', to: ';', splits: 3, caughtBy: 'counter' },
+  { name: 'the last id leaves the id counter set (the next launch\'s ids start past its grid)', file: 'cuda/tidarc_attention.cuh', from: ' a.split_counters[0] = 0;', to: ';', splits: 3, caughtBy: 'counter' },
+  // The schedule's deadlock freedom: a CTA waits only on lower ids, which have started.
+  { name: 'a merge duty waits on its own row group (CTAs with higher ids)', file: 'cuda/tidarc_attention.cuh', from: 'const int target = group - 1;', to: 'const int target = group;', splits: 3, caughtBy: 'spin' },
+  { name: 'the roles come from blockIdx, not the dynamic id (a CTA may wait on one not yet started)', file: 'cuda/tidarc_attention.cuh', from: 'w.id = atomicAdd(a.split_counters, 1);', to: 'w.id = blockIdx.x + gridDim.x * blockIdx.z + 0 * atomicAdd(a.split_counters, 1);', splits: 3, blockOrder: 1, caughtBy: 'spin' },
   { name: 'the merge sums the splits in completion order, from the one after the merging CTA\'s', file: 'cuda/tidarc_attention.cuh', from: 'for (int s = 0; s < splits; ++s)', to: 'for (int i = 0, s = (static_cast<int>(blockIdx.z) + 1) % splits; i < splits; ++i, s = (s + 1) % splits)', all: true, splits: 3, caughtBy: 'order' },
 ];
 
@@ -95,7 +102,7 @@ beforeAll(async () => {
     const exe = join(dir, 'emu');
     const variant = manifest.variants.find((v) => v.name === (m.variant ?? 'tidar_k4')) as ManifestVariant;
     await buildVariantEmulator(cxx.tool.path, join(dir, 'cuda', `${variant.name}.cu`), join(dir, 'cuda'), variant, objects, exe);
-    reports.set(m.name, await emulateVariant(exe, variant, { batch: 3, prefixLen: [17, 0, 130], splits: m.splits, seed: 3 }, dir));
+    reports.set(m.name, await emulateVariant(exe, variant, { batch: 3, prefixLen: [17, 0, 130], splits: m.splits, seed: 3, ...(m.blockOrder === undefined ? {} : { blockOrder: m.blockOrder }) }, dir));
     if (m.caughtBy === 'order') {
       // Every sequence long enough for all splits to hold keys: a sum of three in another order.
       const prefixLen = [150, 170, 190];

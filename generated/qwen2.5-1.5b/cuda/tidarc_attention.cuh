@@ -126,7 +126,7 @@ __device__ __forceinline__ void load_kv_tile(const TileRef<typename C::T>& t, ty
 
 // Writes output row r's columns col, col + 1 (r: packed row of the KV head) and, from the
 // thread of column 0, its log-sum-exp: final O when there is one split, else the split's
-// partial (O, lse) in the workspace, which the row group's last CTA merges (merge_splits_if_last).
+// partial (O, lse) in the workspace, which the CTAs of the next row group merge (merge_split_slice).
 template <class C>
 __device__ __forceinline__ void store_pair(const TidarcAttentionArgs& a, int b, int kvh, int r, int col, float v0, float v1, float lse,
                                            int split, int num_splits) {
@@ -357,8 +357,70 @@ __device__ __forceinline__ void store_rows(const TidarcAttentionArgs& a, int b, 
   }
 }
 
+// ---- split-KV in one launch: which work a CTA does, and the merge spread over every CTA ----
+// A row group is (row tile, sequence, KV head), numbered g = (b kKvHeads + kvh) row tiles +
+// row tile. With one split the grid is (row tiles, batch x KV heads, 1) and blockIdx names the
+// group. With S > 1 splits the grid is (G + 1, 1, S) for G row groups (attention_grid in
+// op-abi.ts, the one rule of every launcher): G S compute items and S merge-only CTAs, whose
+// roles come from a DYNAMIC id that thread 0 draws by atomicAdd on split_counters[0] (blockIdx
+// says nothing). CTAs draw ids in the order they start, so every lower id is resident or done
+// (the ordering CUB's decoupled look-back relies on). Id i < G S computes split i % S of group
+// i / S, counts in on done[g] = split_counters[1 + g], then merges slice i % S of group g - 1
+// once done[g - 1] reaches S; ids G S .. G S + S - 1 merge the slices of group G - 1. Deadlock-
+// free by induction on the id: a CTA waits only on lower ids (group g - 1's), which have started,
+// and compute never waits, so the lowest id still running always makes progress. The merge of a
+// row group is thus spread over S CTAs, and the whole merge over all G S + S, instead of one
+// CTA a row group reading all its partials after the others finished.
+// Every launch leaves the counters 0 (a CUDA graph replays with the same buffer): the CTA that
+// draws the last id resets the id counter (every CTA has drawn by then), and each merge duty
+// counts out on done[g] after its merge, the S-th (done = 2 S - 1 before it) resetting it
+// (every wait of the group has passed by then: a duty counts out only after its own wait).
+// The CTA's work lives in shared memory and the kernels read it through volatile references, a
+// shared load at each use: values copied into registers stay live across the main loop (blockIdx,
+// which they replace, is a special register the compiler re-reads for free) and cost registers
+// (ptxas at sm_90: 12 bytes of spills at 255 registers for k = 8 and k = 16, AR +12 registers);
+// plain references let the compiler keep the loads (8 bytes of spills); volatile ones use fewer
+// registers than blockIdx did (k = 8 and k = 16 246 instead of 255, k = 4 207 instead of 230).
+struct SplitWork {
+  int row_tile, b, kvh, split, num_splits;
+  int id;      // the dynamic id (S > 1), else -1
+  int groups;  // G: row groups of the launch
+};
+
 template <class C>
-__device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs& a) {
+__device__ __forceinline__ int row_tiles_of() { return (C::kRows + C::kTileM - 1) / C::kTileM; }
+
+template <class C>
+__device__ __forceinline__ void name_group(SplitWork& w, int group) {
+  const int y = group / row_tiles_of<C>();
+  w.row_tile = group % row_tiles_of<C>();
+  w.b = y / C::kKvHeads;
+  w.kvh = y % C::kKvHeads;
+}
+
+// The CTA's work: from blockIdx with one split; else from the dynamic id (a barrier: every
+// thread of the CTA calls it, first).
+template <class C>
+__device__ __forceinline__ const SplitWork& split_work(const TidarcAttentionArgs& a) {
+  __shared__ SplitWork w;
+  if (threadIdx.x == 0) {
+    w.num_splits = gridDim.z;
+    w.groups = row_tiles_of<C>() * a.batch * C::kKvHeads;
+    if (w.num_splits == 1) {
+      w.row_tile = blockIdx.x, w.b = blockIdx.y / C::kKvHeads, w.kvh = blockIdx.y % C::kKvHeads, w.split = 0, w.id = -1;
+    } else {
+      w.id = atomicAdd(a.split_counters, 1);
+      if (w.id == static_cast<int>(gridDim.x * gridDim.z) - 1) a.split_counters[0] = 0;  // the last id: every CTA has drawn
+      w.split = w.id % w.num_splits;
+      name_group<C>(w, min(w.id / w.num_splits, w.groups - 1));  // a merge-only CTA: group G - 1's names (unused)
+    }
+  }
+  __syncthreads();
+  return w;
+}
+
+template <class C>
+__device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs& a, const SplitWork& w) {
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
   constexpr int NT = C::kTileN;
@@ -383,11 +445,11 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   auto stage_k = [&](int s) { return smem + 2 * s * kStageElems; };
   auto stage_v = [&](int s) { return smem + (2 * s + 1) * kStageElems; };
 
-  const int row_tile = blockIdx.x;
-  const int b = blockIdx.y / C::kKvHeads;
-  const int kvh = blockIdx.y % C::kKvHeads;
-  const int split = blockIdx.z;
-  const int num_splits = gridDim.z;
+  const volatile int& row_tile = w.row_tile;  // shared memory, re-read at each use (SplitWork)
+  const volatile int& b = w.b;
+  const volatile int& kvh = w.kvh;
+  const volatile int& split = w.split;
+  const volatile int& num_splits = w.num_splits;
   const int warp = threadIdx.x / 32;
   const int row_warp = warp / C::kKeyWarps;
   const int key_base = (warp % C::kKeyWarps) * NW;  // this warp's first key of every tile
@@ -562,34 +624,40 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
   }
 }
 
-// The merge of this CTA's row group: every split's partial (O, lse) by log-sum-exp, in split
-// order 0..S-1 (the two-launch combine's arithmetic, so the same bits). One CTA does a row
-// group's whole merge, so it must keep many loads in flight: a thread per row first takes the
-// row's max lse and weight sum (into shared memory: the K/V stages are free by now), then
-// every thread takes (row, 4 columns) items, the 16-byte partial loads of 8 splits issued
-// together (unrolled: the merge is latency-bound, and its registers are free after the main
-// loop; ptxas: no change); ld.global.cg reads the other CTAs' partials from L2, never a stale
-// L1 line.
+// Slice `slice` of S of row group `group`'s merge: every split's partial (O, lse) by log-sum-exp,
+// in split order 0..S-1 (the two-launch combine's arithmetic, so the same bits whichever CTA
+// merges). The group's (row, 4 columns) items are cut into S equal runs, so AR's few rows (4 at
+// G = 4) still spread over all S CTAs; a row's statistics are recomputed by each slice holding
+// some of its items (the same loads in the same order, so the same bits) and its lse is written
+// by the slice holding its first item. A thread per row takes the row's max lse and weight sum
+// (into shared memory: the K/V stages are free by now), then every thread takes items, the
+// 16-byte partial loads of 8 splits issued together (unrolled: the merge is latency-bound, and
+// its registers are free after the main loop); ld.global.cg reads the other CTAs' partials from
+// L2, never a stale L1 line.
 template <class C>
-__device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int splits) {
+__device__ __forceinline__ void merge_slice(const TidarcAttentionArgs& a, int splits, int group, int slice) {
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
+  constexpr int kItemsPerRow = D / 4;
   static_assert(D % 4 == 0, "a merge item is 4 columns");
   static_assert(2 * C::kTileM * 4 <= 4 * C::kTileN * C::kSmemStride * static_cast<int>(sizeof(T)), "the row statistics fit in the K/V stages");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* max_of = reinterpret_cast<float*>(smem_raw);  // per local row: max lse, then weight sum
   float* sum_of = max_of + C::kTileM;
+  SplitWork w;
+  name_group<C>(w, group);
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
-  const int b = blockIdx.y / C::kKvHeads;
-  const int kvh = blockIdx.y % C::kKvHeads;
-  const int r0 = blockIdx.x * C::kTileM;
-  const int rows_here = min(C::kTileM, C::kRows - r0);
+  const int r0 = w.row_tile * C::kTileM;
+  const int items = min(C::kTileM, C::kRows - r0) * kItemsPerRow;
+  const int lo = slice * items / splits, hi = (slice + 1) * items / splits;
+  if (lo == hi) return;  // more slices than items (block-uniform)
+  const int row_lo = lo / kItemsPerRow, row_hi = (hi - 1) / kItemsPerRow + 1;
   const float* ws_lse = a.workspace + static_cast<size_t>(splits) * rows_total * D;
   auto row_of = [&](int rl) {
     const int r = r0 + rl;
-    return (static_cast<size_t>(b) * C::kSteps + r / C::kGroup) * C::kQHeads + kvh * C::kGroup + r % C::kGroup;
+    return (static_cast<size_t>(w.b) * C::kSteps + r / C::kGroup) * C::kQHeads + w.kvh * C::kGroup + r % C::kGroup;
   };
-  for (int rl = threadIdx.x; rl < rows_here; rl += C::kThreads) {
+  for (int rl = row_lo + threadIdx.x; rl < row_hi; rl += C::kThreads) {
     const size_t row = row_of(rl);
     float max_lse = -INFINITY;
 #pragma unroll 4
@@ -599,16 +667,16 @@ __device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int s
 #pragma unroll 4
       for (int s = 0; s < splits; ++s) weight_sum += __expf(ld_global_cg_f32(ws_lse + s * rows_total + row) - max_lse);
     }
-    max_of[rl] = max_lse;
-    sum_of[rl] = weight_sum;
-    a.lse[row] = max_lse == -INFINITY ? -INFINITY : max_lse + __logf(weight_sum);  // -inf: no split saw a key
+    max_of[rl - row_lo] = max_lse;
+    sum_of[rl - row_lo] = weight_sum;
+    if (rl * kItemsPerRow >= lo) a.lse[row] = max_lse == -INFINITY ? -INFINITY : max_lse + __logf(weight_sum);  // -inf: no split saw a key
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < rows_here * (D / 4); i += C::kThreads) {
-    const int rl = i / (D / 4);
-    const int c = (i % (D / 4)) * 4;
+  for (int i = lo + threadIdx.x; i < hi; i += C::kThreads) {
+    const int rl = i / kItemsPerRow;
+    const int c = (i % kItemsPerRow) * 4;
     const size_t row = row_of(rl);
-    const float max_lse = max_of[rl];
+    const float max_lse = max_of[rl - row_lo];
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     if (max_lse != -INFINITY) {
 #pragma unroll 8
@@ -620,7 +688,7 @@ __device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int s
         acc[2] += w * x.z;
         acc[3] += w * x.w;
       }
-      const float weight_sum = sum_of[rl];
+      const float weight_sum = sum_of[rl - row_lo];
       for (int e = 0; e < 4; ++e) acc[e] /= weight_sum;
     }
     T* out = static_cast<T*>(a.o) + row * D + c;
@@ -629,31 +697,32 @@ __device__ __forceinline__ void merge_splits(const TidarcAttentionArgs& a, int s
   }
 }
 
-// Split-KV in one launch: called by every CTA after attention_tile_kernel has written its
-// split's partial. Each thread fences its partial stores (device scope) before thread 0
-// counts the CTA in on its row group's counter (row tile x sequence x KV head); the CTA that
-// counts last merges every split's partial, in split order, so the result is the same
-// whichever CTA finishes last, and resets the counter to 0 for the next launch (a CUDA graph
-// replays with the same counters). Saves the combine's second launch (2-4 us); the price is
-// that one CTA a row group, not the whole GPU, reads the row group's partials.
+// Called by every CTA after its compute item (attention_tile_kernel wrote its split's partial;
+// a merge-only CTA computed nothing): the count-in on its group, then its merge duty
+// (split_work's schedule). Each thread fences its partial stores (device scope) before thread 0
+// counts the CTA in (release); thread 0 polls the predecessor's count with ld.acquire.gpu, and
+// the barrier after it orders every thread's partial loads after that acquire.
 template <class C>
-__device__ __forceinline__ void merge_splits_if_last(const TidarcAttentionArgs& a) {
-  const int splits = gridDim.z;
+__device__ __forceinline__ void merge_split_slice(const TidarcAttentionArgs& a, const SplitWork& w) {
+  const int splits = w.num_splits;
   if (splits == 1) return;  // attention_tile_kernel wrote O and lse itself
-  __shared__ int last;
-  __threadfence();
-  __syncthreads();
+  int* const done = a.split_counters + 1;
+  const bool computes = w.id < w.groups * splits;
+  const int group = computes ? w.id / splits : w.groups;  // merge-only: past the last group
+  if (computes) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(done + group, 1);
+  }
+  const int target = group - 1;  // the group this CTA merges a slice of: a lower id's
+  if (target < 0) return;        // group 0 has no predecessor (block-uniform)
   if (threadIdx.x == 0) {
-    int* counter = a.split_counters + blockIdx.y * gridDim.x + blockIdx.x;
-    last = atomicAdd(counter, 1) == splits - 1;
-    if (last) {
-      *counter = 0;
-      __threadfence();  // the count is seen before the other CTAs' partials are read
+    while (ld_acquire_gpu_i32(done + target) < splits) {
     }
   }
   __syncthreads();
-  if (!last) return;
-  merge_splits<C>(a, splits);
+  merge_slice<C>(a, splits, target, w.id % splits);
+  if (threadIdx.x == 0 && atomicAdd(done + target, 1) == 2 * splits - 1) done[target] = 0;  // the group's last duty
 }
 
 }  // namespace tidarc

@@ -18,8 +18,8 @@
      lse      float [batch, n, q_heads]            natural-log sum of exp of the scaled
                                                    scores; -inf for a row that sees no key
      workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1
-     split_counters int32 [batch, n, q_heads]      when num_splits > 1: all 0 before the first
-                                                   launch; each launch leaves them 0 */
+     split_counters int32 [num_splits, batch, n, q_heads]  when num_splits > 1: all 0 before
+                                                   the first launch; each launch leaves them 0 */
 typedef struct TidarcAttentionArgs {
   const void* q;
   const void* k_cache;

@@ -4,8 +4,9 @@
 // 4 row tiles of 64 x 1 in-step key tiles of 64:
 // 4 warps = 4 of 16 rows x 1 sharing each key tile (row-stacked row tile); 2 cp.async stages;
 // 0 full, 4 partial, 0 empty (never loaded).
-// Launch: grid (4, batch * 8, splits), 128 threads, 69632 bytes of dynamic
-// shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
+// Launch: grid (4, batch * 8, 1), or with S > 1 splits (4 x batch x 8 + 1, 1, S);
+// 128 threads, 69632 bytes of dynamic shared memory; with splits > 1 every CTA merges a slice of
+// the previous row group's splits (split_work: no second launch).
 #include "tidarc_attention.cuh"
 
 namespace {
@@ -45,6 +46,7 @@ struct Config {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(128, 1) tidarc_attn_prefill_c64_bf16_d128_q32_kv8(TidarcAttentionArgs args) {
-  tidarc::attention_tile_kernel<Config>(args);
-  tidarc::merge_splits_if_last<Config>(args);
+  const tidarc::SplitWork& work = tidarc::split_work<Config>(args);
+  if (work.id < work.groups * work.num_splits) tidarc::attention_tile_kernel<Config>(args, work);  // else a merge-only CTA
+  tidarc::merge_split_slice<Config>(args, work);
 }

@@ -4,8 +4,9 @@
 // 2 row tiles of 48 x 1 in-step key tiles of 64:
 // 3 warps = 3 of 16 rows x 1 sharing each key tile (row-stacked row tile); 2 cp.async stages;
 // 0 full, 2 partial, 0 empty (never loaded).
-// Launch: grid (2, batch * 8, splits), 96 threads, 69632 bytes of dynamic
-// shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
+// Launch: grid (2, batch * 8, 1), or with S > 1 splits (2 x batch x 8 + 1, 1, S);
+// 96 threads, 69632 bytes of dynamic shared memory; with splits > 1 every CTA merges a slice of
+// the previous row group's splits (split_work: no second launch).
 #include "tidarc_attention.cuh"
 
 namespace {
@@ -45,6 +46,7 @@ struct Config {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(96, 1) tidarc_attn_tidar_k4_bf16_d128_q32_kv8(TidarcAttentionArgs args) {
-  tidarc::attention_tile_kernel<Config>(args);
-  tidarc::merge_splits_if_last<Config>(args);
+  const tidarc::SplitWork& work = tidarc::split_work<Config>(args);
+  if (work.id < work.groups * work.num_splits) tidarc::attention_tile_kernel<Config>(args, work);  // else a merge-only CTA
+  tidarc::merge_split_slice<Config>(args, work);
 }

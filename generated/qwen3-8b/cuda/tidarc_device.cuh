@@ -100,6 +100,13 @@ __device__ __forceinline__ void st_global_f32(float* p, float x) { *p = x; }
 __device__ __forceinline__ void st_global_f32x2(float* p, float x, float y) { *reinterpret_cast<float2*>(p) = make_float2(x, y); }
 __device__ __forceinline__ float ld_global_cg_f32(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ float4 ld_global_cg_f32x4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+// A counter another CTA counts up (the split merge's wait): ld.acquire.gpu orders this thread's
+// later loads after the counts it observes, so one load per poll and no fence after it.
+__device__ __forceinline__ int ld_acquire_gpu_i32(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
 
 // ---- warp shuffles and math -----------------------------------------------------------
 __device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }

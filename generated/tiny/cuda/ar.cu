@@ -4,8 +4,9 @@
 // 1 row tiles of 16 x 1 in-step key tiles of 64:
 // 4 warps = 1 of 16 rows x 4 sharing each key tile (split-key row tile); 2 cp.async stages;
 // 0 full, 1 partial, 0 empty (never loaded).
-// Launch: grid (1, batch * 2, splits), 128 threads, 36864 bytes of dynamic
-// shared memory; with splits > 1 the last CTA of each row group merges the splits (no second launch).
+// Launch: grid (1, batch * 2, 1), or with S > 1 splits (1 x batch x 2 + 1, 1, S);
+// 128 threads, 36864 bytes of dynamic shared memory; with splits > 1 every CTA merges a slice of
+// the previous row group's splits (split_work: no second launch).
 #include "tidarc_attention.cuh"
 
 namespace {
@@ -45,6 +46,7 @@ struct Config {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(128, 1) tidarc_attn_ar_bf16_d64_q4_kv2(TidarcAttentionArgs args) {
-  tidarc::attention_tile_kernel<Config>(args);
-  tidarc::merge_splits_if_last<Config>(args);
+  const tidarc::SplitWork& work = tidarc::split_work<Config>(args);
+  if (work.id < work.groups * work.num_splits) tidarc::attention_tile_kernel<Config>(args, work);  // else a merge-only CTA
+  tidarc::merge_split_slice<Config>(args, work);
 }

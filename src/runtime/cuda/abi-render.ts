@@ -29,6 +29,7 @@ import {
   type OpName,
 } from './op-abi.js';
 import { AR_VARIANT, type VariantKey, variantName } from '../../codegen/variant-name.js';
+import { ATTENTION_GRID_TEXT } from '../../codegen/attention-grid.js';
 
 /** Where each rendered file lives in the repository. */
 export const ABI_FILES = {
@@ -140,6 +141,9 @@ read, size, poison and write the arrays through these tables, not through lists 
     ['/* Elements of each array for a call\'s dims. */', ...elements].join('\n'),
     ['/* The int32 fields that are sizes of the call. */',
       'static inline void tidarc_attention_set_sizes(TidarcAttentionArgs* a, const TidarcAttentionDims* d) {', ...sizes, '}'].join('\n'),
+    ['/* The launch grid, src/codegen/attention-grid.ts\'s one rule (row tiles: the variant\'s). */',
+      'static inline void tidarc_attention_grid(size_t rowTiles, size_t batch, size_t kvHeads, size_t splits, unsigned grid[3]) {',
+      ...ATTENTION_GRID_TEXT.map((e, i) => `  grid[${i}] = (unsigned)(${e});`), '}'].join('\n'),
   ]);
 }
 
@@ -202,6 +206,13 @@ function pythonVariantFunction(fn: string, param: string, key: (n: number) => Va
   return [`def ${fn}(${param}):`, `    return f'${parts[0]}{${param}}${parts[1]}'`].join('\n');
 }
 
+/** A grid expression of attention-grid.ts in Python: `c ? a : b` -> `(a if c else b)`, names in snake case. */
+function pythonExpression(e: string): string {
+  const snake = e.replace(/[a-z][A-Za-z]*/g, (name) => (name === 'splits' || name === 'batch' ? name : cFieldName(name)));
+  const ternary = /^(.+?) \? (.+?) : (.+)$/.exec(snake);
+  return ternary ? `(${ternary[2]} if ${ternary[1]} else ${ternary[3]})` : snake;
+}
+
 /** scripts/device-check/tidarc_abi.py: the device check packs kernel arguments with these (no torch, no tidarc). */
 export function renderPythonAbi(): string {
   const ops = (Object.keys(OPS) as OpName[]).map((op) => pythonStruct(`OP_${op.toUpperCase()}`, OPS[op]));
@@ -241,6 +252,11 @@ export function renderPythonAbi(): string {
     '',
     '',
     pythonVariantFunction('prefill_variant', 'chunk', (chunk) => ({ kind: 'prefill', chunk })),
+    '',
+    '',
+    '# The launch grid, src/codegen/attention-grid.ts\'s one rule (row_tiles: the variant\'s).',
+    'def attention_grid(row_tiles, batch, kv_heads, splits):',
+    `    return (${ATTENTION_GRID_TEXT.map(pythonExpression).join(', ')})`,
     '',
     '',
     pythonStruct('ATTENTION', ATTENTION),

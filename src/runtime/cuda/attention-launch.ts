@@ -5,13 +5,15 @@
  * (call-params.ts splitsFor: tuned on cuda, else the split count of least estimated time over the
  * device's SMs and the CTAs an SM holds, from the manifest's occupancy), the split workspace and counters, the argument
  * struct (op-abi.ts ATTENTION) and ONE launch per call:
- *   grid (rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared memory;
- *   with splits > 1 each CTA writes its split's partial o and lse to the workspace and counts
- *   itself in on its row group's counter; the last one merges them into o and lse and resets
- *   the counter, so the zeroed counters serve every later launch (and a graph's replays).
+ *   grid attentionGrid(rowTiles, batch * kvHeads, splits), the variant's block and dynamic shared
+ *   memory; with splits > 1 each CTA takes a dynamic id, writes its split's partial o and lse to
+ *   the workspace, counts itself in on its row group's counter and merges a slice of the previous
+ *   row group's partials into o and lse (attention-grid.ts); the CTAs that count last reset the
+ *   counters, so the zeroed counters serve every later launch (and a graph's replays).
  */
 import { join } from 'node:path';
 import { splitsFor, tunedCallOf } from '../../codegen/call-params.js';
+import { attentionGrid } from '../../codegen/attention-grid.js';
 import { splitKernel } from '../../codegen/splits.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
@@ -132,7 +134,7 @@ export class AttentionLauncher {
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
       workspace: splits > 1 ? this.splitWorkspace(splits * rows * (headDim + 1)).ptr : 0,
-      splitCounters: splits > 1 ? this.splitCounters(rows).ptr : 0,
+      splitCounters: splits > 1 ? this.splitCounters(splits * rows).ptr : 0,
       batch: call.batch, cacheCapacity: call.cacheCapacity, numSplits: splits, numThreads: 0,
     });
     if (sm90a) {
@@ -140,10 +142,10 @@ export class AttentionLauncher {
       const map = sm90aCacheMap(v.shape, call.batch, call.cacheCapacity, sm90a.tileN);
       const kMap = this.device.encodeTensorMap({ ptr: call.kCache, bytes: 0, label: 'k cache' }, map);
       const vMap = this.device.encodeTensorMap({ ptr: call.vCache, bytes: 0, label: 'v cache' }, map);
-      this.device.launch(fn, [sm90a.rowTiles, call.batch * kvHeads, splits], [sm90a.block], sm90a.dynamicSharedBytes, packAttentionSm90aArgs(kMap, vMap, args));
+      this.device.launch(fn, attentionGrid(sm90a.rowTiles, call.batch * kvHeads, splits), [sm90a.block], sm90a.dynamicSharedBytes, packAttentionSm90aArgs(kMap, vMap, args));
       return splits;
     }
-    this.device.launch(fn, [v.launch.rowTiles, call.batch * kvHeads, splits], [v.launch.block], v.launch.dynamicSharedBytes, args);
+    this.device.launch(fn, attentionGrid(v.launch.rowTiles, call.batch * kvHeads, splits), [v.launch.block], v.launch.dynamicSharedBytes, args);
     return splits;
   }
 
@@ -164,8 +166,8 @@ export class AttentionLauncher {
   }
 
   /**
-   * The row groups' arrival counters (int32; one per output row bounds the row tiles of any
-   * tiling), zeroed when allocated, by a fill on the stream before the launch (inside a graph
+   * The split schedule's id and arrival counters (int32; splits x rows of them, abi-fields.ts
+   * splitCounters, bound the 1 + row groups of any tiling), zeroed when allocated, by a fill on the stream before the launch (inside a graph
    * capture the graph re-zeroes them each replay, which changes nothing): every launch leaves
    * them zero. Grown on demand like the workspace.
    */

@@ -35,9 +35,10 @@ export interface StructSchema<F extends string = string> {
 export const ABI_VERSION = 2;
 /**
  * TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first;
- * 5: sample and verify read the sampling setup from device memory (TidarcSampleParams).
+ * 5: sample and verify read the sampling setup from device memory (TidarcSampleParams); 6:
+ * tidarc_op_next_drafts (a module of 5 lacks it: a greedy TiDAR step would not find it).
  */
-export const OPS_ABI_VERSION = 5;
+export const OPS_ABI_VERSION = 6;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -141,6 +142,16 @@ export const DRAFT_ROWS = schema('TidarcDraftRowsArgs', [
 ], `tidarc_op_draft_rows: row_ids[s] = stride * emitted[0] + offset + s for s < count: the rows of
 the block that a verified step's n accepted tokens select (TiDAR's next drafts), chosen on the
 device so a captured step needs no host round trip.  grid (1), block 32.`);
+export const NEXT_DRAFTS = schema('TidarcNextDraftsArgs', [
+  ['emitted', 'ptr', c('const int32_t*', '[1 + ...]: tidarc_op_accept\'s n first')],
+  ['rowArgmax', 'ptr', c('const int32_t*', 'lm_head\'s row statistics over the verify rows and every candidate')],
+  ['rowLse', 'ptr', c('const float*', 'the same rows\' lse')],
+  ['tokens', 'ptr', c('int32_t*', '[count]')], ['lse', 'ptr', c('float*', '[count]')],
+  ['count', 'i32'], ['stride', 'i32'], ['offset', 'i32'], ['pad', 'i32'],
+], `tidarc_op_next_drafts: with i = stride * emitted[0] + offset + s, tokens[s] = row_argmax[i] and
+lse[s] = row_lse[i] for s < count: the next drafts picked, after acceptance, from one lm_head
+pass over the verify rows and every n's candidate rows (stride = count, offset = verify rows -
+count), so a greedy step reads lm_head's weights once.  grid (1), block 32.`);
 export const KV_COMMIT_AT = schema('TidarcKvCommitAtArgs', [
   ['kStep', 'ptr', c('const uint16_t*')], ['vStep', 'ptr', c('const uint16_t*')], ['kCache', 'ptr', c('uint16_t*')], ['vCache', 'ptr', c('uint16_t*')],
   ['count', 'ptr', c('const int32_t*', '[1]: rows to commit, at most max_count')], ['slot', 'ptr', c('const int32_t*', '[1]: the first cache slot')],
@@ -177,8 +188,8 @@ export const ATTENTION = schema<AttentionArrayField | AttentionScalarField>('Tid
   lse      float [batch, n, q_heads]            natural-log sum of exp of the scaled
                                                 scores; -inf for a row that sees no key
   workspace float, num_splits * batch * n * q_heads * (head_dim + 1), when num_splits > 1
-  split_counters int32 [batch, n, q_heads]      when num_splits > 1: all 0 before the first
-                                                launch; each launch leaves them 0`);
+  split_counters int32 [num_splits, batch, n, q_heads]  when num_splits > 1: all 0 before
+                                                the first launch; each launch leaves them 0`);
 
 /** Return codes of the CPU entry points (tidarc_abi.h). */
 export const RETURN_CODES: readonly { readonly name: string; readonly value: number; readonly note?: string }[] = [
@@ -204,7 +215,7 @@ other offsets (a kernel cache of another version).  grid (1), block 32.`);
 export const OPS = {
   abi_version: ABI_VERSION_ARGS, embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
-  sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, kv_commit_at: KV_COMMIT_AT,
+  sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, next_drafts: NEXT_DRAFTS, kv_commit_at: KV_COMMIT_AT,
 } as const;
 export type OpName = keyof typeof OPS;
 /** Structs the kernels read from device memory (not launch arguments). */

@@ -8,6 +8,7 @@
  * through the device), then TidarcAttentionArgs exactly as the sm_80 launch packs it.
  * On a recording device: nothing is loaded or run.
  */
+import { attentionGrid } from '../../../src/codegen/attention-grid.js';
 import { describe, expect, test } from 'vitest';
 import type { ArchName } from '../../../src/codegen/arch.js';
 import { describeAttentionSm90a, planAttentionSm90a } from '../../../src/codegen/attention-sm90a.js';
@@ -93,10 +94,10 @@ describe('AttentionLauncher: the sm_90a attention where the selection rule picks
     const tuned = (kernel: 'sm_90' | 'sm_90a') => ({ ...k16, tuned: { calls: { 'b3 L512': { splits: 5 } }, backend: 'cuda' as const, kernel } });
     const a = recorder([9, 0]);
     new AttentionLauncher(a.device, '/kernels', { variants: [tuned('sm_90')], arches: ['sm_90', 'sm_90a'] }).launch('tidar_k16', open);
-    expect({ module: a.launches[0]!.module, grid: a.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.fatbin', grid: [plain.launch.rowTiles, 3, 5] });
+    expect({ module: a.launches[0]!.module, grid: a.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.fatbin', grid: attentionGrid(plain.launch.rowTiles, 3, 5) });
     expect(a.maps).toEqual([]);
     const b = recorder([9, 0]);
     new AttentionLauncher(b.device, '/kernels', { variants: [tuned('sm_90a')], arches: ['sm_90', 'sm_90a'] }).launch('tidar_k16', open);
-    expect({ module: b.launches[0]!.module, grid: b.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.sm90a.fatbin', grid: [sm90a.rowTiles, 3, 5] });
+    expect({ module: b.launches[0]!.module, grid: b.launches[0]!.grid }).toEqual({ module: '/kernels/cuda/tidar_k16.sm90a.fatbin', grid: attentionGrid(sm90a.rowTiles, 3, 5) });
   });
 });

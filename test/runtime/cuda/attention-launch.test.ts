@@ -1,7 +1,8 @@
 /**
- * The cuda launcher issues ONE launch per attention call, split-KV included (the row group's last
- * CTA merges; no _combine kernel), and hands every split launch the same zeroed counters: allocated
- * once, filled with 0 on the stream, grown (a fresh zeroed buffer) only when a call needs more.
+ * The cuda launcher issues ONE launch per attention call, split-KV included (every CTA merges a
+ * slice of the previous row group's partials; no _combine kernel), on the grid of attention-grid.ts,
+ * and hands every split launch the same zeroed counters (splits x rows of them): allocated once,
+ * filled with 0 on the stream, grown (a fresh zeroed buffer) only when a call needs more.
  * On a recording device: nothing is loaded or run.
  */
 import { describe, expect, test } from 'vitest';
@@ -50,11 +51,13 @@ describe('AttentionLauncher: split-KV in one launch', () => {
     launcher.launch(v, call(1, 1));
     const rows = (batch: number) => batch * v.steps * v.shape.qHeads;
     expect(events).toEqual([
-      `alloc split-KV workspace ${3 * rows(1) * 65 * 4}`, `alloc split-KV counters ${rows(1) * 4}`, 'fill split-KV counters 0', 'launch tidar_k2',
+      `alloc split-KV workspace ${3 * rows(1) * 65 * 4}`, `alloc split-KV counters ${3 * rows(1) * 4}`, 'fill split-KV counters 0', 'launch tidar_k2',
       'launch tidar_k2',
       'launch tidar_k2',
     ]);
-    expect(launches.map((l) => l.grid[2])).toEqual([3, 2, 1]);
+    // Splits > 1: (row groups + 1, 1, splits), the split schedule's G S compute items and S merge-only CTAs; one split: (row tiles, batch x KV heads, 1).
+    const groups = v.launch.rowTiles * v.shape.kvHeads;
+    expect(launches.map((l) => l.grid)).toEqual([[groups + 1, 1, 3], [groups + 1, 1, 2], [v.launch.rowTiles, v.shape.kvHeads, 1]]);
     const counters = (i: number) => Number(launches[i]!.args.getBigUint64(at['splitCounters']!, true));
     expect([counters(0), counters(1), counters(2)]).toEqual([counters(0), counters(0), 0]);  // none with one split
     expect(counters(0)).not.toBe(0);
@@ -62,7 +65,7 @@ describe('AttentionLauncher: split-KV in one launch', () => {
     launcher.launch(v, call(4, 3));
     expect(events.slice(6)).toEqual([
       'free split-KV workspace', `alloc split-KV workspace ${3 * rows(4) * 65 * 4}`,
-      'free split-KV counters', `alloc split-KV counters ${rows(4) * 4}`, 'fill split-KV counters 0', 'launch tidar_k2',
+      'free split-KV counters', `alloc split-KV counters ${3 * rows(4) * 4}`, 'fill split-KV counters 0', 'launch tidar_k2',
     ]);
     launcher.close();
     expect(events.slice(-2)).toEqual(['free split-KV workspace', 'free split-KV counters']);
