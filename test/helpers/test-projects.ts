@@ -36,7 +36,7 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/runtime/cuda/gpu-gemm-select.test.ts', 'test/runtime/cuda/gpu-gemm.test.ts',
   'test/runtime/cuda/gpu-runner-epilogues.test.ts', 'test/runtime/cuda/gpu-runner-graph.test.ts', 'test/runtime/cuda/gpu-runner-scratch.test.ts',
   'test/runtime/cuda/op-abi.test.ts', 'test/runtime/cuda/ops-kernels.test.ts', 'test/runtime/cuda/step-graphs.test.ts',
-  'test/runtime/model/decode-options.test.ts', 'test/runtime/model/non-finite.test.ts',
+  'test/runtime/model/decode-options.test.ts', 'test/runtime/model/needed-variants.test.ts', 'test/runtime/model/non-finite.test.ts',
   'test/bench/device-check-gemm-tune.test.ts', 'test/bench/device-check-e2e.test.ts', 'test/bench/device-prebuild.test.ts',
   'test/codegen/target.test.ts', 'test/emulate/emulated-driver.test.ts',
   'test/runtime/native.test.ts', 'test/runtime/kernel-library.test.ts', 'test/runtime/async-buffers.test.ts',
