@@ -23,9 +23,10 @@
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance (the
  *               mma.sync rate of 32-row warps is higher: mmaSyncRate)
- *               + the merge when splits > 1: the last CTA of each row group (batch x KV heads x
- *               row tiles of them) reads the partials, just written and so from L2 (the L2
- *               rate), and writes O (the copy rate) after the other CTAs are done, over the
+ *               + the merge when splits > 1, priced as when the last CTA of each row group
+ *               (batch x KV heads x row tiles of them) read the partials alone (the kernel now
+ *               spreads it over every CTA: splits.ts says why the price waits), just written
+ *               and so from L2 (the L2 rate), and wrote O (the copy rate) after the others, over the
  *               SMs those CTAs occupy (the balance rule above); it is the same launch, so no
  *               launch gap (the combine kernel's 2 us). Host launch cost is not
  *               included (CUDA graphs);

@@ -3,8 +3,10 @@
  *
  * chooseAttentionSplits (the GPU attention kernel's, issue 15 item 2): the split count whose
  * estimated time is least (splitEstimate). Splitting shortens each CTA's walk over the prefix
- * but adds CTAs (more waves), a Q load and pipeline fill per CTA, and the merge, which the last
- * CTA of each row group runs alone after the others (tidarc_attention.cuh merge_splits_if_last):
+ * but adds CTAs (more waves), a Q load and pipeline fill per CTA, and the merge, priced as when
+ * the last CTA of each row group ran it alone after the others (the kernel now spreads it over
+ * every CTA, tidarc_attention.cuh split_work; pricing that moves the planner's row tiles, so it
+ * waits for the emulator grid to pin the layouts it covers: issue 15 item 3):
  * FA2's wave rule counted none of these, and took 16 splits for k = 4's 8 CTAs at L = 4k, whose
  * merge (each of 8 CTAs reading 16 x 80 rows of fp32 partials) cost more than the splits saved.
  *
