@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { parsePtxasReport } from '../src/build/ptxas.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES, type ArchName } from '../src/codegen/arch.js';
-import { GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N, type GemmShape, type GemmTile, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
+import { GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N, GEMM_THREADS, GEMM_WARPS, type GemmShape, type GemmTile, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
 import { gemmCandidateSymbol, renderGemmUnit } from '../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { GEMM_BLOCK_M, GEMM_WARPS_M } from '../src/tune/gemm-space.js';
@@ -29,8 +29,9 @@ if (!nvcc.found) {
 }
 const shape: GemmShape = { n: 4096, k: 4096, dtype: 'bf16' };
 const target = gemmTarget([arch]);
-const tiles: GemmTile[] = [GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N].flatMap((blockN) => GEMM_BLOCK_M.flatMap((blockM) => GEMM_WARPS_M.map((warpsM) =>
-  ({ blockM, warpsM, stages: 3, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}) })))).filter((t) => gemmTileProblem(t, target) === null);
+// 8 warps (MEASURED), then 4 (MEASURED_4_WARPS).
+const tiles: GemmTile[] = GEMM_WARPS.flatMap((warps) => [GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N].flatMap((blockN) => GEMM_BLOCK_M.flatMap((blockM) => GEMM_WARPS_M.map((warpsM) =>
+  ({ blockM, warpsM, stages: 3, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}), ...(warps !== GEMM_THREADS / 32 ? { warps } : {}) }))))).filter((t) => gemmTileProblem(t, target) === null);
 const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-gemm-registers-'));
 const { stdout: version } = await exec(nvcc.tool.path, ['--version']);
 const rows: string[] = [];
@@ -50,6 +51,7 @@ try {
     const spills = [one, more].map((r, i) => (r.spillStoreBytes > 0 ? `split-K ${i === 0 ? '1' : '> 1'} spills ${r.spillStoreBytes} bytes` : '')).filter(Boolean);
     const smem = more.sharedBytes > 0 ? [`split-K > 1: ${more.sharedBytes} bytes static shared`] : [];
     const note = [...spills, ...smem].join('; ');
+    if (t.warps !== undefined && (i === 0 || tiles[i - 1]!.warps === undefined)) rows.push(`// ${t.warps} warps (MEASURED_4_WARPS):`);
     rows.push(`  [${t.blockN ?? GEMM_BLOCK_N}, ${t.blockM}, ${t.warpsM}, ${one.registers}, ${more.registers}${spills.length > 0 ? ', true' : ''}],${note ? `  // ${note}` : ''}`);
   });
 } finally {

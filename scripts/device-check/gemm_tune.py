@@ -201,7 +201,8 @@ def _launch_sm90a(drv, bundle, t, source, cand, sh, maps, i, bias):
 def tile_name(tile):
     """gemmTileName of src/codegen/gemm-plan.ts."""
     narrow = f"n{tile['blockN']}" if tile.get('blockN', 128) != 128 else ''
-    return f"b{tile['blockM']}w{tile['warpsM']}s{tile['stages']}{narrow}"
+    four = f"t{32 * tile['warps']}" if tile.get('warps', 8) != 8 else ''
+    return f"b{tile['blockM']}w{tile['warpsM']}s{tile['stages']}{narrow}{four}"
 
 
 def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm90a=None):

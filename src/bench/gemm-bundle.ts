@@ -13,7 +13,7 @@ import { predictGemm } from './gemm-cost-model.js';
 import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
-  GEMM_BLOCK_N, type GemmShape, type GemmTarget, type GemmTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
+  type GemmShape, type GemmTarget, type GemmTile, gemmPlanTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
 import { GEMM_SEARCH_SPACE, gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
@@ -227,7 +227,7 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       }
       sources.push({ splitK: reduction.splitK, cu, fatbin });
       candidates.push(...plans.map(({ plan: p, heuristic }) => ({
-        m: p.m, splitK: reduction.splitK, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages, ...(p.blockN !== GEMM_BLOCK_N ? { blockN: p.blockN } : {}) }, heuristic,
+        m: p.m, splitK: reduction.splitK, tile: gemmPlanTile(p), heuristic,
         symbol: gemmCandidateSymbol(p), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
       })));
     }

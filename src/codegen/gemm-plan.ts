@@ -13,6 +13,7 @@ import { TidarcError } from '../errors.js';
 import { chooseSplits } from './splits.js';
 import { GEMM_SPLIT_STATIC_SHARED_BYTES, gemmRegisters } from './gemm-registers.js';
 import { occupancy } from './occupancy.js';
+import { chooseGemmTile } from './gemm-tile-choice.js';
 import type { DType } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 
@@ -66,6 +67,12 @@ export const GEMM_BLOCK_N = 128;
  */
 export const GEMM_NARROW_BLOCK_N = 64;
 export const GEMM_THREADS = 256;
+/**
+ * Warps a CTA may have: 8 (GEMM_THREADS, absent in a tile) or 4. Four warps in 2 x 2 over 64
+ * columns give each warp a 48 x 32 tile at 96 rows where eight (2 x 4) give 48 x 16: the
+ * activations are re-read from shared memory by 2 warp columns instead of 4 (heuristicTile).
+ */
+export const GEMM_WARPS: readonly number[] = [8, 4];
 /** Threads of the row-statistics merge kernel (tidarc_gemm.cuh kGemmReduceThreads). */
 export const GEMM_REDUCE_THREADS = 256;
 /** Token rows one CTA covers at most: up to here each weight byte is read once per step. */
@@ -184,21 +191,66 @@ function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
 }
 
 /**
- * Rows per CTA and warp layout for m rows: all of them up to GEMM_MAX_BLOCK_M, else balanced CTAs.
- * A 64-column tile has at most 4 warps along N (a warp's 16 columns are 2 n8 fragments: whole
- * gate | up pairs), so 2 warp rows up to 128 rows (rows rounded to 32: the fragments past m
- * are skipped, so each SM sub-partition's two warps still share the work evenly), and past 128
- * the balanced CTAs of the 128-column tile (2 x 4 warps). 4 x 2 warps of 32 x 32 would load
- * fewer fragment bytes per mma than 48 x 16, but at M = 272 they need CTAs of 128, 128 and 16
- * rows, a CTA of padding the search space refuses (src/tune/gemm-space.ts).
+ * The heuristic's tile for m rows: of the layouts tidarc_gemm.cuh runs, the one the GEMM cost
+ * model (gemm-cost-model.ts, via gemm-tile-choice.ts) predicts fastest on the H200. Why a choice
+ * and not one layout: per k16 step a CTA moves (warpsN x M + warpsM x N) x 32 bytes of
+ * ldmatrix reads plus its stage's cp.async writes through shared memory for 2 M N 16 FLOPs,
+ * so the warp decomposition sets bytes per FLOP: (1 + warpsM) / M + (1 + warpsN) / N per
+ * 128 B k tile. 48 x 16 warp tiles (64 columns, 2 x 4 warps) move 0.119 bytes a FLOP at
+ * M = 72 (80 rows computed), above the 0.075 where the 29.7 TB/s of shared memory falls behind
+ * the 395 TFLOP/s of mma.sync: shared-bound from M = 20 (qkv). What the kernel runs:
+ *   - blockN 64 or 128 (128 always for row statistics; the width never changes the sum);
+ *   - 8 or 4 warps (GEMM_WARPS), warpsM x warpsN of them, a warp tile of whole m16 x (2 x n8)
+ *     fragments: 64 columns in 8 warps are 2 x 4 (48 x 16 at 96 rows), 4 x 2 (32 x 32 at 128
+ *     rows) or 8 x 1; in 4 warps 1 x 4 (80 x 16), 2 x 2 (48 x 32) or 4 x 1; 128 columns in
+ *     8 warps 1 x 8 .. 8 x 1, in 4 warps 1 x 4 (80 x 32), 2 x 2 (48 x 64), 4 x 1;
+ *   - rows: all m up to GEMM_MAX_BLOCK_M in one CTA (rounded to 16 x warpsM: fragments past m
+ *     are skipped), past it balanced CTAs that pad by less than a fragment each (gemmTilePadding,
+ *     the search's rule);
+ *   - stages: chooseStages (two CTAs an SM if registers and shared memory allow);
+ *   - registers: ptxas's figure per tile (gemm-registers.ts), a tile ptxas spills is not one.
+ * Bytes per FLOP at M = 72 (80 rows): 64 x 2 x 4 warps 0.119, 64 x 4 x 2 (128 rows) 0.119,
+ * 128 x 2 x 4 0.078, 64 in 4 warps 2 x 2 0.088, 128 in 4 warps 2 x 2 0.063. Fewer warps a CTA
+ * leave fewer warps an SM to hide latency with: the 4-warp tiles are chosen where two CTAs fit
+ * an SM (chooseStages), which the cost model does not weigh; the device check's search times
+ * them against the 8-warp tiles (src/tune/gemm-space.ts). Warp layout and warps never change
+ * the k order of an output element (each element is one thread's accumulator over the same
+ * k16 steps in the same order), so every M of a shape stays bitwise the same.
  */
-function rowTiling(m: number, blockN: number): { blockM: number; warpsM: number; mBlocks: number } {
-  if (blockN === GEMM_NARROW_BLOCK_N && m <= GEMM_MAX_BLOCK_M) return { blockM: 32 * Math.ceil(m / 32), warpsM: 2, mBlocks: 1 };
-  if (m <= GEMM_MAX_BLOCK_M) return { blockM: 16 * Math.ceil(m / 16), warpsM: 1, mBlocks: 1 };
-  // Past one CTA the step is compute-bound: 2 x 4 warps share fragments better than 1 x 8.
-  const mBlocks = Math.ceil(m / GEMM_MAX_BLOCK_M);
-  const blockM = 32 * Math.ceil(Math.ceil(m / mBlocks) / 32);
-  return { blockM, warpsM: 2, mBlocks: Math.ceil(m / blockM) };
+function heuristicTile(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, opts: GemmPlanOptions): GemmPlan | undefined {
+  const plans: GemmPlan[] = [];
+  for (const blockN of opts.rowStats ? [GEMM_BLOCK_N] : [GEMM_NARROW_BLOCK_N, GEMM_BLOCK_N]) {
+    for (const warps of GEMM_WARPS) {
+      for (let warpsM = 1; warpsM <= warps; warpsM *= 2) {
+        const unit = 16 * warpsM;
+        const mBlocks = Math.ceil(m / GEMM_MAX_BLOCK_M);
+        const blockM = unit * Math.ceil(Math.ceil(m / mBlocks) / unit);
+        const t = { blockM, warpsM, blockN, stages: GEMM_MIN_STAGES, ...(warps !== GEMM_THREADS / 32 ? { warps } : {}) };
+        if (gemmTileProblem(t, target) !== null || gemmTilePadding(t, m) !== null) continue;
+        if (gemmRegisters({ ...t, threads: warps * 32 }, reduction.splitK).spills) continue;
+        const p = tilePlan(shape, m, target, reduction, t, true);
+        if (p) plans.push(p);
+      }
+    }
+  }
+  return plans.length > 0 ? chooseGemmTile(plans, m).plan : undefined;
+}
+
+/**
+ * Why a tile should not run m rows (null when it may): padding. At m <= GEMM_MAX_BLOCK_M a
+ * blockM above m rounded to the tile's own row unit (16 a warp row: a layout of 2 warp rows
+ * covers 72 rows with 96) computes only padding (fragments wholly past m are skipped, but their
+ * rows still take cp.async's zero fill), and so does a warp row wholly past m unless the width
+ * needs that many warp rows (64 columns in 8 warps: at least 2, a warp's columns being 2 n8
+ * fragments); past it, CTAs that pad m by more than one m16 fragment each.
+ */
+export function gemmTilePadding(t: GemmTile, m: number): string | null {
+  const rows = 16 * t.warpsM;
+  const fewestWarpRows = Math.max(1, ((t.warps ?? GEMM_THREADS / 32) * 16) / (t.blockN ?? GEMM_BLOCK_N));
+  if (m <= GEMM_MAX_BLOCK_M && t.blockM > rows * Math.ceil(m / rows)) return `${t.blockM} rows for M = ${m}: only padding past ${rows * Math.ceil(m / rows)}`;
+  if (m <= GEMM_MAX_BLOCK_M && t.warpsM > fewestWarpRows && (t.warpsM - 1) * (t.blockM / t.warpsM) >= m) return `${t.warpsM} warp rows of ${t.blockM / t.warpsM} for M = ${m}: the last computes only padding`;
+  if (m > GEMM_MAX_BLOCK_M && Math.ceil(m / t.blockM) * t.blockM - m >= 16 * Math.ceil(m / t.blockM)) return `${Math.ceil(m / t.blockM)} CTAs of ${t.blockM} rows pad M = ${m} by more than a fragment each`;
+  return null;
 }
 
 /** What decides how many CTAs of a kernel an SM holds, besides its stages. */
@@ -207,6 +259,8 @@ export interface GemmKernelShape {
   readonly warpsM: number;
   readonly blockN: number;
   readonly splitK: number;
+  /** GEMM_THREADS when absent (a 4-warp tile: 128). */
+  readonly threads?: number;
 }
 
 /**
@@ -217,7 +271,7 @@ export interface GemmKernelShape {
 export function gemmCtasPerSm(k: GemmKernelShape, sharedBytes: number, arches: readonly ArchName[]): number {
   const registers = gemmRegisters(k, k.splitK).registers;
   const shared = sharedBytes + (k.splitK > 1 ? GEMM_SPLIT_STATIC_SHARED_BYTES : 0);
-  return Math.min(...arches.map((a) => occupancy(a, { registers, sharedBytes: shared, threads: GEMM_THREADS }).ctasPerSm));
+  return Math.min(...arches.map((a) => occupancy(a, { registers, sharedBytes: shared, threads: k.threads ?? GEMM_THREADS }).ctasPerSm));
 }
 
 /**
@@ -238,6 +292,8 @@ export interface GemmTile {
   readonly stages: number;
   /** Weight rows per CTA: GEMM_BLOCK_N (absent) or GEMM_NARROW_BLOCK_N. */
   readonly blockN?: number;
+  /** Warps per CTA: GEMM_THREADS / 32 = 8 (absent) or 4 (GEMM_WARPS). */
+  readonly warps?: number;
 }
 
 /**
@@ -266,7 +322,8 @@ export type GemmOverrides = Readonly<Record<string, GemmTuning>>;
 /** Why a tile cannot run on the target (null when it can): what tidarc_gemm.cuh's static_asserts and the launch need. */
 export function gemmTileProblem(t: GemmTile, target: GemmTarget): string | null {
   if (!Number.isInteger(t.blockM) || t.blockM < 16 || t.blockM > GEMM_MAX_BLOCK_M || t.blockM % 16 !== 0) return `blockM ${t.blockM} is not a multiple of 16 from 16 to ${GEMM_MAX_BLOCK_M}`;
-  const warps = GEMM_THREADS / 32;
+  const warps = t.warps ?? GEMM_THREADS / 32;
+  if (!GEMM_WARPS.includes(warps)) return `${warps} warps is not ${GEMM_WARPS.join(' or ')}`;
   const blockN = t.blockN ?? GEMM_BLOCK_N;
   if (blockN !== GEMM_BLOCK_N && blockN !== GEMM_NARROW_BLOCK_N) return `blockN ${blockN} is not ${GEMM_NARROW_BLOCK_N} or ${GEMM_BLOCK_N}`;
   if (!Number.isInteger(t.warpsM) || t.warpsM < 1 || warps % t.warpsM !== 0) return `warpsM ${t.warpsM} does not divide the ${warps} warps of a CTA`;
@@ -307,26 +364,46 @@ export function gemmStageBytes(blockM: number, blockN = GEMM_BLOCK_N): number {
 export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, tile?: GemmTile, opts: GemmPlanOptions = {}): GemmPlan {
   checkGemmShape(shape);
   if (!Number.isInteger(m) || m < 1) unsupported('GEMM rows must be a positive integer', 'm', m, 'an integer >= 1');
-  const blockN = tile ? (tile.blockN ?? GEMM_BLOCK_N) : heuristicBlockN(target, opts);
-  if (opts.rowStats && blockN !== GEMM_BLOCK_N) unsupported(`GEMM ${shape.n}x${shape.k} has row statistics, which are per ${GEMM_BLOCK_N}-column tile`, 'blockN', blockN, String(GEMM_BLOCK_N));
-  const { blockM, warpsM, mBlocks } = tile ? { ...tile, mBlocks: Math.ceil(m / tile.blockM) } : rowTiling(m, blockN);
-  const warpsN = GEMM_THREADS / 32 / warpsM;
+  if (tile) {
+    const blockN = tile.blockN ?? GEMM_BLOCK_N;
+    if (opts.rowStats && blockN !== GEMM_BLOCK_N) unsupported(`GEMM ${shape.n}x${shape.k} has row statistics, which are per ${GEMM_BLOCK_N}-column tile`, 'blockN', blockN, String(GEMM_BLOCK_N));
+    const stageBytes = gemmStageBytes(tile.blockM, blockN);
+    if (tile.stages * stageBytes > target.maxSharedPerBlock) {
+      unsupported(`GEMM tile ${tile.blockM} rows x ${tile.stages} stages needs ${tile.stages * stageBytes} bytes of shared memory`, 'stages', tile.stages, `at most ${Math.floor(target.maxSharedPerBlock / stageBytes)} stages on ${target.arches.join(',')}`);
+    }
+    return tilePlan(shape, m, target, reduction, tile, false)!;
+  }
+  const chosen = heuristicTile(shape, m, target, reduction, opts);
+  if (chosen) return chosen;
+  const stageBytes = gemmStageBytes(Math.min(GEMM_MAX_BLOCK_M, 16 * Math.ceil(m / 16)), heuristicBlockN(target, opts));
+  return unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
+}
+
+/**
+ * The plan of one tile. A tuned tile (heuristic false) keeps its stages on every arch (it was
+ * measured so); the heuristic's takes chooseStages, common and per arch (undefined when
+ * GEMM_MIN_STAGES do not fit).
+ */
+function tilePlan(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, tile: GemmTile, heuristic: boolean): GemmPlan | undefined {
+  const { blockM, warpsM } = tile;
+  const blockN = tile.blockN ?? GEMM_BLOCK_N;
+  const threads = 32 * (tile.warps ?? GEMM_THREADS / 32);
+  const warpsN = threads / 32 / warpsM;
   const stageBytes = gemmStageBytes(blockM, blockN);
-  const kernel = { blockM, warpsM, blockN, splitK: reduction.splitK };
-  const stages = tile ? tile.stages : chooseStages(kernel, stageBytes, target);
-  if (tile && tile.stages * stageBytes > target.maxSharedPerBlock) {
-    unsupported(`GEMM tile ${blockM} rows x ${tile.stages} stages needs ${tile.stages * stageBytes} bytes of shared memory`, 'stages', tile.stages, `at most ${Math.floor(target.maxSharedPerBlock / stageBytes)} stages on ${target.arches.join(',')}`);
-  }
-  if (stages === undefined) {
-    unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
-  }
-  // A tuned tile keeps its stages on every arch (it was measured so); the heuristic deepens the pipeline where an arch has room.
-  const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, tile ? tile.stages : chooseStages(kernel, stageBytes, gemmTarget([a]))!]));
+  const kernel = { blockM, warpsM, blockN, splitK: reduction.splitK, threads };
+  const stages = heuristic ? chooseStages(kernel, stageBytes, target) : tile.stages;
+  if (stages === undefined) return undefined;
+  const stagesByArch = Object.fromEntries(target.arches.map((a) => [a, heuristic ? chooseStages(kernel, stageBytes, gemmTarget([a]))! : tile.stages]));
   return checkGemmPlan({
-    shape, m, reduction, blockM, blockN, warpsM, warpsN, threads: GEMM_THREADS, stages, stagesByArch, mBlocks,
+    shape, m, reduction, blockM, blockN, warpsM, warpsN, threads, stages, stagesByArch, mBlocks: Math.ceil(m / blockM),
     nTiles: Math.ceil(shape.n / blockN), stageBytes, sharedBytes: stages * stageBytes,
     sharedBytesByArch: Object.fromEntries(Object.entries(stagesByArch).map(([a, st]) => [a, st * stageBytes])),
   });
+}
+
+/** The tile a plan runs, as the search and tuning records name it. */
+export function gemmPlanTile(p: GemmPlan): GemmTile {
+  return { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages, ...(p.blockN !== GEMM_BLOCK_N ? { blockN: p.blockN } : {}), ...(p.threads !== GEMM_THREADS ? { warps: p.threads / 32 } : {}) };
 }
 
 /** Invariants tidarc_gemm.cuh relies on (its static_asserts say the same in C++). */
@@ -360,9 +437,10 @@ export function gemmSymbol(shape: GemmShape, m: number): string {
   return `tidarc_${gemmUnitName(shape)}_m${m}`;
 }
 
-/** A tile's name in a search's candidate symbols (`b32w2s4`; `b32w2s4n64` for the narrow tile). */
-export function gemmTileName(t: GemmTile): string {
-  return `b${t.blockM}w${t.warpsM}s${t.stages}${t.blockN !== undefined && t.blockN !== GEMM_BLOCK_N ? `n${t.blockN}` : ''}`;
+/** A tile's name in a search's candidate symbols (`b32w2s4`; `b32w2s4n64` for the narrow tile, `b96w2s4n64t128` for 4 warps). */
+export function gemmTileName(t: GemmTile & { readonly threads?: number }): string {
+  const threads = t.threads ?? 32 * (t.warps ?? GEMM_THREADS / 32);
+  return `b${t.blockM}w${t.warpsM}s${t.stages}${t.blockN !== undefined && t.blockN !== GEMM_BLOCK_N ? `n${t.blockN}` : ''}${threads !== GEMM_THREADS ? `t${threads}` : ''}`;
 }
 
 /** The combine of the lm_head's per-tile row statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS). */

@@ -42,6 +42,44 @@ const MEASURED: readonly Measured[] = [
   [64, 128, 4, 78, 96],
 ];
 
+/**
+ * The same for 4-warp CTAs (128 threads, gemm-plan.ts GEMM_WARPS): a thread holds twice the
+ * accumulators of its 8-warp twin. Measured like MEASURED (bench:gemm-registers, nvcc 13.0, sm_90).
+ * sm_80 spills the same two tiles at split-K > 1 (128 x 64 rows in 2 warp rows, 128 x 96 in 1)
+ * and no other; its figures are within 10 registers but 128 x 112 and 128 x 128 rows in 1 warp
+ * row (247 and 255, no spill), 128 x 64 in 1 (149 at split-K > 1) and 64 x 96 in 2 (112, 126).
+ */
+const MEASURED_4_WARPS: readonly Measured[] = [
+  [128, 16, 1, 72, 90],
+  [128, 32, 1, 92, 111],
+  [128, 32, 2, 94, 112],
+  [128, 48, 1, 124, 128],
+  [128, 64, 1, 128, 128, true],  // split-K > 1 spills 4 bytes
+  [128, 64, 2, 128, 128, true],  // split-K > 1 spills 4 bytes
+  [128, 64, 4, 139, 168],
+  [128, 80, 1, 165, 166],
+  [128, 96, 1, 168, 168, true],  // split-K > 1 spills 8 bytes
+  [128, 96, 2, 162, 168],
+  [128, 112, 1, 229, 239],
+  [128, 128, 1, 241, 243],
+  [128, 128, 2, 217, 224],
+  [128, 128, 4, 214, 249],
+  [64, 16, 1, 56, 52],
+  [64, 32, 1, 64, 80],
+  [64, 32, 2, 63, 80],
+  [64, 48, 1, 80, 95],
+  [64, 64, 1, 80, 96],
+  [64, 64, 2, 80, 96],
+  [64, 64, 4, 87, 113],
+  [64, 80, 1, 94, 128],
+  [64, 96, 1, 125, 128],
+  [64, 96, 2, 122, 122],
+  [64, 112, 1, 128, 126],
+  [64, 128, 1, 128, 133],
+  [64, 128, 2, 128, 142],
+  [64, 128, 4, 144, 156],
+];
+
 /** Static shared memory of a split-K kernel (ptxas: the last CTA's ticket), counted with the launch's dynamic bytes. */
 export const GEMM_SPLIT_STATIC_SHARED_BYTES = 128;
 
@@ -50,6 +88,8 @@ export interface GemmTileShape {
   readonly warpsM: number;
   /** Weight rows of the CTA: 128 or 64 (gemm-plan.ts GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N). */
   readonly blockN: number;
+  /** Threads of the CTA: 256 (absent) or 128 (4 warps: MEASURED_4_WARPS). */
+  readonly threads?: number;
 }
 
 export interface GemmTileRegisters {
@@ -66,10 +106,11 @@ export const MAX_REGISTERS = 255;
 export function gemmRegisters(t: GemmTileShape, splitK: number): GemmTileRegisters {
   const { blockN } = t;
   const pick = (m: Measured): number => (splitK > 1 ? m[4] : m[3]);
-  const known = MEASURED.find(([n, rows, warps]) => n === blockN && rows === t.blockM && warps === t.warpsM);
+  const table = t.threads === 128 ? MEASURED_4_WARPS : MEASURED;
+  const known = table.find(([n, rows, warps]) => n === blockN && rows === t.blockM && warps === t.warpsM);
   if (known) return { registers: pick(known), spills: known[5] === true && splitK > 1, measured: true };
-  const sameWidth = MEASURED.filter(([n]) => n === blockN);
+  const sameWidth = table.filter(([n]) => n === blockN);
   const widest = sameWidth.length > 0 ? sameWidth.reduce((a, b) => (pick(b) > pick(a) ? b : a)) : ([blockN, 0, 1, 0, 0] as Measured);
-  const registers = pick(widest) + 2 * Math.max(0, (t.blockM * blockN - widest[1] * blockN) / 256);
+  const registers = pick(widest) + 2 * Math.max(0, (t.blockM * blockN - widest[1] * blockN) / (t.threads ?? 256));
   return { registers, spills: registers > MAX_REGISTERS, measured: false };
 }

@@ -6,15 +6,15 @@
  *     the split counts, and chooseGemmSplitK picks one from timings summed over every step row
  *     count, never per M (a split count changes the order of the sum);
  *   - the tile (rows per CTA, warp layout, pipeline stages) is chosen per (shape, M) under
- *     that reduction: gemmTileSpace. blockN (128: the row statistics' tile, whole gate | up
- *     block pairs a warp) and blockK (64: the swizzle's row) are fixed by the kernel.
+ *     that reduction: gemmTileSpace: width 128 or 64 (128 only with row statistics), 8 or 4
+ *     warps, rows, warp rows and stages; blockK (64: the swizzle's row) is fixed by the kernel.
  * Static pruning, before anything is compiled:
  *   - shared memory: stages x (128 + blockM) x 64 x 2 bytes above the targets' per-CTA limit;
  *   - registers: ptxas's figure for the tile (width, rows, warp rows) and the split-K
  *     (codegen/gemm-registers.ts, measured at sm_90 with nvcc 13): a tile ptxas spilled
  *     (128 x 128 rows in 4 warp rows at split-K > 1) or whose estimate passes 255 is dropped
  *     (the space stops at 128 rows for that reason);
- *   - padding: at M <= 128 a blockM above M rounded to 16 computes only padding rows; past 128
+ *   - padding: at M <= 128 a blockM above M rounded to 16 a warp row computes only padding rows; past 128
  *     a blockM whose CTAs leave more than one m16 fragment of padding each is dropped too.
  * On a 9.0 device the sm_90a GEMM (TMA + wgmma, gemm-sm90a.ts) races the mma.sync one:
  * gemmSm90aSpace lists it per split-K count at the planner's token tile of each M, and
@@ -25,8 +25,8 @@ import { MAX_REGISTERS, gemmRegisters } from '../codegen/gemm-registers.js';
 import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
 import type { GemmFamily } from './db.js';
 import {
-  GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_NARROW_BLOCK_N, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
-  gemmTileProblem, planGemm, planReduction,
+  GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_THREADS, GEMM_WARPS, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
+  gemmPlanTile, gemmTilePadding, gemmTileProblem, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 
 /**
@@ -34,12 +34,14 @@ import {
  *   1 (records without the field): 128-column tiles only, split-K by FA3's wave rule (Qwen3-8B o
  *     and down at 4 parts);
  *   2: 64-column tiles and the filling split rule (b9defb2, 5898629), the sm_90a GEMM's 64-row
- *     tiles (b9d15e2).
+ *     tiles (b9d15e2);
+ *   3: 4-warp tiles (gemm-plan.ts GEMM_WARPS) and the planner's tile chosen per M by the cost
+ *     model (gemm-tile-choice.ts): a record's heuristic column timed another tile.
  * A record of another space times kernels and splits of a search this tidarc no longer runs
  * (its split-K 4 would override the current rule): compile --tuned and tune --report name it in
  * one line and leave it unused. Raise it when the space or the kernels change what a record means.
  */
-export const GEMM_SEARCH_SPACE = 2;
+export const GEMM_SEARCH_SPACE = 3;
 
 /** Why a GEMM record is not of this tidarc's search space (null when it is). */
 export function gemmSpaceProblem(e: { readonly space?: number }): string | null {
@@ -64,22 +66,21 @@ export interface GemmPruned<C> {
 export function gemmTileInfeasible(t: GemmTile, m: number, target: GemmTarget, splitK?: number): string | null {
   const problem = gemmTileProblem(t, target);
   if (problem) return problem;
-  const spilled = (splitK === undefined ? [1, 2] : [splitK]).map((s) => ({ s, r: gemmRegisters({ ...t, blockN: t.blockN ?? GEMM_BLOCK_N }, s) })).find(({ r }) => r.spills);
+  const threads = 32 * (t.warps ?? GEMM_THREADS / 32);
+  const spilled = (splitK === undefined ? [1, 2] : [splitK]).map((s) => ({ s, r: gemmRegisters({ ...t, blockN: t.blockN ?? GEMM_BLOCK_N, threads }, s) })).find(({ r }) => r.spills);
   if (spilled) return `${spilled.r.measured ? '' : 'about '}${spilled.r.registers} registers a thread at split-K ${spilled.s > 1 ? '> 1' : '1'}: ptxas ${spilled.r.measured ? 'spilled it' : `spills past ${MAX_REGISTERS}`}`;
-  // A 64-column tile has at least 2 warp rows of 16 (a warp's columns are 2 n8 fragments): its rows come in 32s.
-  const rows = (t.blockN ?? GEMM_BLOCK_N) === GEMM_NARROW_BLOCK_N ? 32 : 16;
-  if (m <= GEMM_MAX_BLOCK_M && t.blockM > rows * Math.ceil(m / rows)) return `${t.blockM} rows for M = ${m}: only padding past ${rows * Math.ceil(m / rows)}`;
-  if (m > GEMM_MAX_BLOCK_M && Math.ceil(m / t.blockM) * t.blockM - m >= 16 * Math.ceil(m / t.blockM)) return `${Math.ceil(m / t.blockM)} CTAs of ${t.blockM} rows pad M = ${m} by more than a fragment each`;
-  return null;
+  // Rows in 16s a warp row (the planner's rule).
+  return gemmTilePadding(t, m);
 }
 
 /** Every tile for (shape, M) under the target, split into what may run and what is pruned and why. */
 export function gemmTileSpace(m: number, target: GemmTarget, opts: GemmPlanOptions = {}, splitK?: number): { configs: GemmTile[]; pruned: GemmPruned<GemmTile>[] } {
   const configs: GemmTile[] = [], pruned: GemmPruned<GemmTile>[] = [];
-  // 128-column tiles, then 64-column ones (gemm-plan.ts GEMM_NARROW_BLOCK_N) unless row statistics need 128.
+  // 128-column tiles, then 64-column ones (gemm-plan.ts GEMM_NARROW_BLOCK_N) unless row statistics need 128; 8 warps, then 4.
   const widths = opts.rowStats ? [GEMM_BLOCK_N] : [GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N];
-  for (const blockN of widths) for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
-    const t = { blockM, warpsM, stages, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}) };
+  for (const blockN of widths) for (const warps of GEMM_WARPS) for (const blockM of GEMM_BLOCK_M) for (const warpsM of GEMM_WARPS_M) for (const stages of GEMM_STAGES) {
+    if (warpsM > warps) continue;
+    const t = { blockM, warpsM, stages, ...(blockN !== GEMM_BLOCK_N ? { blockN } : {}), ...(warps !== GEMM_THREADS / 32 ? { warps } : {}) };
     const why = gemmTileInfeasible(t, m, target, splitK);
     if (why) pruned.push({ config: t, why });
     else configs.push(t);
@@ -103,8 +104,7 @@ export function gemmReductionSpace(shape: GemmShape, target: GemmTarget): { conf
 /** The heuristic default: what `tidarc compile` plans (planReduction, then planGemm), as a point of the space. */
 export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget, opts: GemmPlanOptions = {}): { reduction: GemmReduction; tile: GemmTile } {
   const reduction = planReduction(shape, target, undefined, opts);
-  const p = planGemm(shape, m, target, reduction, undefined, opts);
-  return { reduction, tile: { blockM: p.blockM, warpsM: p.warpsM, stages: p.stages, ...(p.blockN !== GEMM_BLOCK_N ? { blockN: p.blockN } : {}) } };
+  return { reduction, tile: gemmPlanTile(planGemm(shape, m, target, reduction, undefined, opts)) };
 }
 
 /**

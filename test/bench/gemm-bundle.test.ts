@@ -140,10 +140,10 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       ['swiglu', 1, true, true, true], ['swiglu', 20, true, true, true], ['rowStats', 1, true, true, undefined], ['rowStats', 20, true, true, undefined],
     ]);
     expect(r.stdout).toContain('gemm epilogues: 4/4 ok');
-    expect(r.stdout).toMatch(/gemm tune: 1 of 1 shapes tuned \(\d+ candidates timed, 0 rejected\); tune-cuda\.json; odd split-K 3: split-K [13] M=1 b\d+w\ds\d+(n64)?, M=20 b\d+w\ds\d+(n64)?/);  // the winners are timed on the emulator: any tile
+    expect(r.stdout).toMatch(/gemm tune: 1 of 1 shapes tuned \(\d+ candidates timed, 0 rejected\); tune-cuda\.json; odd split-K 3: split-K [13] M=1 b\d+w\ds\d+(n64)?(t128)?, M=20 b\d+w\ds\d+(n64)?(t128)?/);  // the winners are timed on the emulator: any tile
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain('## GEMMs of the linear layers (issue 14)');
     // The heuristic the search compares with names the arches it was planned for.
-    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/\| odd split-K 3 \| 1 \| split-K \d b\d+w\ds\d+(n64)? for sm_90 \|/);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/\| odd split-K 3 \| 1 \| split-K \d b\d+w\ds\d+(n64)?(t128)? for sm_90 \|/);
   }, 300_000);
 
   test('the search: every candidate checked then timed; one split-K for the shape, a tile per M, in tune-cuda.json for compile --tuned', () => {

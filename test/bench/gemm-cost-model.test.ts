@@ -15,9 +15,13 @@ const plan = (n: number, k: number, m: number, splitK?: number) => {
   return planGemm(shape, m, target, planReduction(shape, target, splitK));
 };
 
+/** 64 columns in 2 x 4 warps of 48 x 16 at 96 rows: the planner's tile at M = 272 before it chose by the cost model (gemm-tile-choice.ts). */
+const NARROW_8_WARPS = { blockM: 96, warpsM: 2, stages: 4, blockN: 64 } as const;
+
 describe('gemm cost model', () => {
   test('occupancy: the CTAs an SM holds are occupancy.ts\'s (the manifest\'s and the split rule\'s) at the plan\'s threads and shared memory', () => {
-    const p = plan(4096, 4096, 272);
+    const shape = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const p = planGemm(shape, 272, target, planReduction(shape, target), NARROW_8_WARPS);
     for (const registers of [64, 128, 129, 168]) {
       expect(predictGemm(p, 272, H200, registers).ctasPerSm, `${registers} registers`).toBe(occupancy(H200.arch, { registers, sharedBytes: p.sharedBytes, threads: p.threads }).ctasPerSm);
     }
@@ -103,7 +107,7 @@ describe('gemm cost model', () => {
   test('shared memory: cp.async writes every stage row, ldmatrix.x4 reads A once per warp column and B once per warp row, skipping fragments past M', () => {
     const shape = { n: 6144, k: 4096, dtype: 'bf16' as const };
     const r = planReduction(shape, target);
-    const p = planGemm(shape, 272, target, r);  // 3 CTAs of 96 rows along M, 2 x 4 warps of 48 x 16
+    const p = planGemm(shape, 272, target, r, NARROW_8_WARPS);  // 3 CTAs of 96 rows along M, 2 x 4 warps of 48 x 16
     expect([p.blockM, p.blockN, p.warpsM, p.warpsN]).toEqual([96, 64, 2, 4]);
     const x4 = 512, k16 = 4, stage = (96 + 64) * 64 * 2, b = 2 * 4 * 1;
     const full = stage + k16 * x4 * (2 * 3 * 4 + b);   // 96 rows: 3 m16 fragments in each warp row, read by 4 warp columns
@@ -120,9 +124,9 @@ describe('gemm cost model', () => {
     expect(wide.sharedS).toBeLessThan(0.8 * narrow.sharedS);
     expect(narrow.bound).toBe('shared');
     expect(wide.predictedS).toBeLessThan(narrow.predictedS);
-    // The planned tile is the narrow one: ldmatrix, not the tensor cores, bounds it.
-    const planned = predictGemm(planGemm(shape, 272, target, r), 272, H200, 80);
-    expect(planned.bound).toBe('shared');
-    expect(planned.sharedS).toBeGreaterThan(planned.mmaS);
+    // The planner's tile (gemm-tile-choice.ts) is neither: 4 warps of 48 x 32 over 64 columns, the fastest of the candidates.
+    const planned = planGemm(shape, 272, target, r);
+    expect([planned.blockM, planned.blockN, planned.warpsM, planned.warpsN, planned.threads]).toEqual([96, 64, 2, 2, 128]);
+    expect(predictGemm(planned, 272, H200, 122).predictedS).toBeLessThan(wide.predictedS);
   });
 });

@@ -74,11 +74,11 @@ describe('planGemm', () => {
       const p = planGemm(shape, m, t, red);
       expect(p.mBlocks * p.blockM).toBeGreaterThanOrEqual(m);
       expect(p.blockM).toBeLessThanOrEqual(GEMM_MAX_BLOCK_M);
-      // 64-column tiles have 2 warp rows: rows in 32s (a 128-column one in 16s).
-      if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < (p.blockN === 64 ? 32 : 16)]).toEqual([1, true]);
+      // Rows in 16s a warp row (gemmTilePadding): 2 warp rows cover 72 rows with 96.
+      if (m <= GEMM_MAX_BLOCK_M) expect([p.mBlocks, p.blockM - m < 16 * p.warpsM]).toEqual([1, true]);
       expect(p.stages).toBeGreaterThanOrEqual(GEMM_MIN_STAGES);
       expect(p.sharedBytes).toBeLessThanOrEqual(GEMM_ARCH_DATA[arch].maxSharedPerBlock);
-      expect(gemmGrid(p, m)).toEqual([p.mBlocks, 64, red.splitK]);
+      expect(gemmGrid(p, m)).toEqual([p.mBlocks, 4096 / p.blockN, red.splitK]);
     }
   });
   test('small M on sm_90 gets a deep pipeline with two CTAs an SM', () => {
@@ -88,12 +88,12 @@ describe('planGemm', () => {
     expect(p.stages).toBe(6);
     expect(gemmCtasPerSm({ ...p, splitK: p.reduction.splitK }, p.sharedBytes, ['sm_90'])).toBeGreaterThanOrEqual(2);
   });
-  test('the stage rule asks occupancy.ts, registers too: a 128-column, 128-row tile at split-K 2 (139 registers) holds one CTA an SM, so it takes the one-CTA depth', () => {
+  test('the stage rule asks occupancy.ts, registers too: a 128-column, 128-row tile at split-K 2 (147 registers in 2 warp rows) holds one CTA an SM, so it takes the one-CTA depth', () => {
     const t = gemmTarget(['sm_90']);
     const shape = { n: 151_936, k: 4096, dtype: 'bf16' as const };
     const [one, two] = [1, 2].map((s) => planGemm(shape, 128, t, planReduction(shape, t, s, { rowStats: true }), undefined, { rowStats: true }));
     // Shared memory alone allows two CTAs of 3 stages of 32 KB at either split-K.
-    expect([one!.blockN, one!.blockM, one!.warpsM, one!.stageBytes]).toEqual([128, 128, 1, 32_768]);
+    expect([one!.blockN, one!.blockM, one!.warpsM, one!.stageBytes]).toEqual([128, 128, 2, 32_768]);
     expect([one!.stages, gemmCtasPerSm({ ...one!, splitK: 1 }, one!.sharedBytes, ['sm_90'])]).toEqual([3, 2]);
     expect([two!.stages, gemmCtasPerSm({ ...two!, splitK: 2 }, 3 * two!.stageBytes, ['sm_90'])]).toEqual([4, 1]);
     expect(two!.stagesByArch.sm_90).toBe(4);

@@ -4,9 +4,10 @@
  * partial N tile, an odd row stride), K = 1032 (16 whole k tiles of 64 and a tail of 8; split-K
  * 3 parts of 6, 6 and 5 tiles, so the pipeline refills its stages), M = 1, 2, 20 and 72 (one CTA
  * covers all rows), split-K 1 and 3, bf16 and fp16; a small shape (N = 40, K = 776) also at
- * M = 272 (three CTAs along M). The heuristic's tiles are 64 columns
- * wide (2 x 4 warps); M = 2 of the odd shape runs a 128-column tile (1 x 8 warps),
- * so the invariance check below also compares the two widths. Outputs and split-K partials start as NaN; runs with bias, with
+ * M = 272 (three CTAs along M). The heuristic's tiles are the cost model's choice per M
+ * (gemm-tile-choice.ts): 4-warp CTAs at M = 1 and 20 (64 columns, 1 x 4 warps), 8- or 4-warp
+ * ones at 72 and 272; M = 2 of the odd shape runs a 128-column tile (1 x 8 warps), so the
+ * invariance check below also compares both widths and both warp counts. Outputs and split-K partials start as NaN; runs with bias, with
  * accumulate (a residual), with row ids, and into three outputs (a fused q | k | v, each buffer
  * exactly its width) as well; the bias + accumulate runs launch twice in a row on the same
  * split-K counters (the sum runs in the launch, on counters each launch must leave 0). No
@@ -20,7 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import type { GemmShape, GemmTile } from '../../src/codegen/gemm-plan.js';
+import { type GemmShape, type GemmTile, gemmTarget, gemmTileName, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { buildGemmEmulator, type GemmRunResult, runGemmEmulator } from '../../src/emulate/gemm-emulator.js';
 import { gemmInputs, randomGemmProblem, referenceGemm, worstRatio, writeGemmUnit } from '../helpers/gemm.js';
 import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
@@ -111,6 +112,13 @@ describe.skipIf(!cxx.found)('generated GEMMs on the emulator vs the float64 refe
 });
 
 describe.skipIf(!cxx.found)('batch invariance: a row does not depend on M', () => {
+  test('the kernels compared include 4- and 8-warp CTAs and both widths (the planner chooses them per M)', () => {
+    const t = gemmTarget(['sm_80']);  // writeGemmUnit's target
+    const names = UNITS.flatMap((u) => u.ms.map((m) => gemmTileName(planGemm(u.shape, m, t, planReduction(u.shape, t, u.splitK), u.tiles?.[m]))));
+    expect(names.some((n) => n.endsWith('t128')), names.join(' ')).toBe(true);
+    expect(names.some((n) => !n.endsWith('t128')), names.join(' ')).toBe(true);
+    expect(names.some((n) => n.includes('n64')) && names.some((n) => !n.includes('n64')), names.join(' ')).toBe(true);
+  });
   test.for(UNITS.map((u) => [u.label, u] as const))('%s: kernels planned for M = 1 .. 272 agree bit for bit on shared rows', ([, unit]) => {
     const n = unit.shape.n;
     const ms = [...unit.ms].sort((a, b) => a - b);

@@ -78,16 +78,19 @@ describe('GEMM search space', () => {
     }
     expect(refused).toBeGreaterThan(100);
   });
-  test('padding and warp layout: M = 1 keeps only 16-row tiles (32 rows in 2 warp rows at 64 columns); 4 warp rows need 64-row multiples', () => {
+  test('padding and warp layout: M = 1 keeps only 16-row tiles (32 rows in 2 warp rows at 64 columns in 8 warps); 4 warp rows need 64-row multiples', () => {
     const target = gemmTarget(['sm_90']);
     const { configs, pruned } = gemmTileSpace(1, target);
     const wide = configs.filter((c) => c.blockN === undefined), narrow = configs.filter((c) => c.blockN === 64);
     expect(wide.length + narrow.length).toBe(configs.length);
     expect(new Set(wide.map((c) => c.blockM))).toEqual(new Set([16]));
     expect(wide.every((c) => c.warpsM === 1)).toBe(true);
-    expect(narrow.map((c) => [c.blockM, c.warpsM])).toEqual(narrow.map(() => [32, 2]));
+    // 64 columns: 2 warp rows in 8 warps (a warp's columns are 2 n8 fragments), 1 in 4 (gemm-plan.ts GEMM_WARPS).
+    expect(narrow.map((c) => [c.blockM, c.warpsM, c.warps ?? 8])).toEqual(narrow.map((c) => (c.warps === 4 ? [16, 1, 4] : [32, 2, 8])));
+    expect(new Set(configs.map((c) => c.warps ?? 8))).toEqual(new Set([8, 4]));
     expect(gemmTileSpace(1, target, { rowStats: true }).configs).toEqual(wide);
     expect(pruned.find((p) => p.config.blockM === 32 && p.config.warpsM === 1)!.why).toMatch(/only padding past 16/);
+    expect(pruned.find((p) => p.config.blockM === 32 && p.config.warpsM === 2 && p.config.blockN === undefined)!.why).toMatch(/2 warp rows of 16 for M = 1: the last computes only padding/);
     expect(gemmTileInfeasible({ blockM: 32, warpsM: 4, stages: 3 }, 32, target)).toMatch(/not whole m16/);
     // M = 272: 3 CTAs of 96 rows (16 of padding) run; 3 of 128 (112 of padding) do not.
     expect(gemmTileInfeasible({ blockM: 96, warpsM: 2, stages: 4 }, 272, target)).toBeNull();

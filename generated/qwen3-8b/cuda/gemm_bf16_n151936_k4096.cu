@@ -60,15 +60,18 @@ struct ConfigM64 : Reduction {
 #endif
 };
 
-// M = 72: 1 x 1187 x 1 CTAs of 256 threads (1 x 8 warps), 79872 bytes of
-// dynamic shared memory (3 stages of 128 weight rows + 80 token rows x 64);
-// sm_90: 4 stages, 106496 bytes (its own shared memory; the launch asks for that arch's).
+// M = 72: 1 x 1187 x 1 CTAs of 256 threads (2 x 4 warps), 86016 bytes of
+// dynamic shared memory (3 stages of 128 weight rows + 96 token rows x 64);
+// sm_80: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM72 : Reduction {
-  static constexpr int kBlockM = 80;
+  static constexpr int kBlockM = 96;
   static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 8;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
+  static constexpr int kStages = 4;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 4;
 #else
   static constexpr int kStages = 3;

@@ -34,14 +34,14 @@ struct ConfigM1 : Reduction {
 #endif
 };
 
-// M = 20: 1 x 96 x 2 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
+// M = 20: 1 x 96 x 2 CTAs of 128 threads (1 x 4 warps), 49152 bytes of
 // dynamic shared memory (4 stages of 64 weight rows + 32 token rows x 64);
 // sm_80: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's);
 // sm_90: 6 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM20 : Reduction {
   static constexpr int kBlockM = 32;
   static constexpr int kBlockN = 64;
-  static constexpr int kWarpsM = 2;
+  static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 4;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
@@ -52,47 +52,44 @@ struct ConfigM20 : Reduction {
 #endif
 };
 
-// M = 64: 1 x 96 x 2 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
-// dynamic shared memory (3 stages of 64 weight rows + 64 token rows x 64);
-// sm_80: 5 stages, 81920 bytes (its own shared memory; the launch asks for that arch's);
-// sm_90: 6 stages, 98304 bytes (its own shared memory; the launch asks for that arch's).
+// M = 64: 1 x 48 x 2 CTAs of 256 threads (2 x 4 warps), 98304 bytes of
+// dynamic shared memory (4 stages of 128 weight rows + 64 token rows x 64);
+// sm_80: 3 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM64 : Reduction {
   static constexpr int kBlockM = 64;
-  static constexpr int kBlockN = 64;
+  static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
-  static constexpr int kStages = 5;
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
-  static constexpr int kStages = 6;
+  static constexpr int kStages = 3;
+#else
+  static constexpr int kStages = 4;
+#endif
+};
+
+// M = 72: 1 x 48 x 2 CTAs of 128 threads (1 x 4 warps), 79872 bytes of
+// dynamic shared memory (3 stages of 128 weight rows + 80 token rows x 64);
+// sm_90: 4 stages, 106496 bytes (its own shared memory; the launch asks for that arch's).
+struct ConfigM72 : Reduction {
+  static constexpr int kBlockM = 80;
+  static constexpr int kBlockN = 128;
+  static constexpr int kWarpsM = 1;
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kStages = 4;
 #else
   static constexpr int kStages = 3;
 #endif
 };
 
-// M = 72: 1 x 96 x 2 CTAs of 256 threads (2 x 4 warps), 81920 bytes of
-// dynamic shared memory (4 stages of 64 weight rows + 96 token rows x 64);
-// sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
-struct ConfigM72 : Reduction {
-  static constexpr int kBlockM = 96;
-  static constexpr int kBlockN = 64;
-  static constexpr int kWarpsM = 2;
-  static constexpr int kWarpsN = 4;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
-  static constexpr int kStages = 5;
-#else
-  static constexpr int kStages = 4;
-#endif
-};
-
-// M = 272: 3 x 96 x 2 CTAs of 256 threads (2 x 4 warps), 81920 bytes of
+// M = 272: 3 x 96 x 2 CTAs of 128 threads (2 x 2 warps), 81920 bytes of
 // dynamic shared memory (4 stages of 64 weight rows + 96 token rows x 64);
 // sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM272 : Reduction {
   static constexpr int kBlockM = 96;
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
-  static constexpr int kWarpsN = 4;
+  static constexpr int kWarpsN = 2;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
@@ -106,7 +103,7 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m
   tidarc::gemm_kernel<ConfigM1>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m20(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n6144_k4096_m20(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM20>(args);
 }
 
@@ -114,10 +111,10 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m72(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n6144_k4096_m72(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM72>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m272(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n6144_k4096_m272(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM272>(args);
 }
