@@ -16,6 +16,7 @@ import {
   type GemmShape, type GemmTarget, type GemmTile, gemmPlanTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
 } from '../codegen/gemm-plan.js';
 import { gemmCandidateSymbol, gemmSource, renderGemmUnit } from '../codegen/gemm-source.js';
+import { scoreGemmTiles } from '../codegen/gemm-tile-choice.js';
 import { GEMM_SEARCH_SPACE, gemmHeuristic, gemmReductionSpace, gemmTileSpace } from '../tune/gemm-space.js';
 import { readTemplateFile } from '../codegen/templates.js';
 import { type BundleSm90aSearch, prepareSm90aSearch } from './sm90a-gemm-search.js';
@@ -197,8 +198,12 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
 
 /**
  * The search's sources: per tuned shape and split-K count one .cu with a kernel per (M, tile)
- * (gemmCandidateSymbol). The tiles of an M: the heuristic's, then the others
- * gemmTileSpace keeps, in its order, up to maxTiles.
+ * (gemmCandidateSymbol). The tiles of an M: the heuristic's, then the other layouts gemmTileSpace
+ * keeps (width, warps, rows, warp rows; each at the stage count the cost model likes best): first
+ * the model's fastest of the other warp count (the cost model does not weigh latency hiding, so a
+ * device times a 4-warp choice against the best 8-warp tile, and the reverse), then the model's
+ * fastest (gemm-tile-choice.ts scoreGemmTiles), up to maxTiles; not stage variants of 16-row tiles
+ * in the space's order.
  */
 async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarget, emulated: boolean): Promise<BundleGemmTune[]> {
   const t = grid.tune!;
@@ -214,8 +219,12 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
         const heuristic = gemmHeuristic(shape, m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).tile;
         const tiles = gemmTileSpace(m, target, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }, reduction.splitK);
         pruned += tiles.pruned.length;
-        const others = tiles.configs.filter((c) => gemmTileName(c) !== gemmTileName(heuristic));
-        return [heuristic, ...others].slice(0, t.maxTiles).map((tile, i) => ({ plan: planGemm(shape, m, target, reduction, tile), heuristic: i === 0 }));
+        const layout = (c: GemmTile): string => gemmTileName({ ...c, stages: 0 });
+        const others = scoreGemmTiles(tiles.configs.filter((c) => layout(c) !== layout(heuristic)).map((c) => planGemm(shape, m, target, reduction, c)), m)
+          .sort((a, b) => a.predictedS - b.predictedS).map((x) => x.plan)
+          .filter((p, i, all) => all.findIndex((q) => layout(gemmPlanTile(q)) === layout(gemmPlanTile(p))) === i);
+        const otherWarps = others.find((p) => p.threads !== 32 * (heuristic.warps ?? 8));
+        return [planGemm(shape, m, target, reduction, heuristic), ...(otherWarps ? [otherWarps] : []), ...others.filter((p) => p !== otherWarps)].slice(0, t.maxTiles).map((plan, i) => ({ plan, heuristic: i === 0 }));
       });
       const cu = `gemm/tune/${gemmUnitName(shape)}_s${reduction.splitK}.cu`;
       const fatbin = cu.replace(/\.cu$/, '.fatbin');

@@ -195,8 +195,8 @@ function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
  * model (gemm-cost-model.ts, via gemm-tile-choice.ts) predicts fastest on the H200. Why a choice
  * and not one layout: per k16 step a CTA moves (warpsN x M + warpsM x N) x 32 bytes of
  * ldmatrix reads plus its stage's cp.async writes through shared memory for 2 M N 16 FLOPs,
- * so the warp decomposition sets bytes per FLOP: (1 + warpsM) / M + (1 + warpsN) / N per
- * 128 B k tile. 48 x 16 warp tiles (64 columns, 2 x 4 warps) move 0.119 bytes a FLOP at
+ * so the warp decomposition sets the bytes a FLOP: about (1 + warpsM) / M + (1 + warpsN) / N
+ * (the 1s: the stage's writes). 48 x 16 warp tiles (64 columns, 2 x 4 warps) move 0.119 bytes a FLOP at
  * M = 72 (80 rows computed), above the 0.075 where the 29.7 TB/s of shared memory falls behind
  * the 395 TFLOP/s of mma.sync: shared-bound from M = 20 (qkv). What the kernel runs:
  *   - blockN 64 or 128 (128 always for row statistics; the width never changes the sum);
@@ -211,9 +211,9 @@ function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
  *   - registers: ptxas's figure per tile (gemm-registers.ts), a tile ptxas spills is not one.
  * Bytes per FLOP at M = 72 (80 rows): 64 x 2 x 4 warps 0.119, 64 x 4 x 2 (128 rows) 0.119,
  * 128 x 2 x 4 0.078, 64 in 4 warps 2 x 2 0.088, 128 in 4 warps 2 x 2 0.063. Fewer warps a CTA
- * leave fewer warps an SM to hide latency with: the 4-warp tiles are chosen where two CTAs fit
- * an SM (chooseStages), which the cost model does not weigh; the device check's search times
- * them against the 8-warp tiles (src/tune/gemm-space.ts). Warp layout and warps never change
+ * leave fewer warps an SM to hide latency with, which the cost model does not weigh: a 4-warp
+ * tile is a candidate only where two of its CTAs fit an SM of every target arch at its stages,
+ * and the device check's search times the choice against the best 8-warp tile (gemm-bundle.ts). Warp layout and warps never change
  * the k order of an output element (each element is one thread's accumulator over the same
  * k16 steps in the same order), so every M of a shape stays bitwise the same.
  */
@@ -229,7 +229,8 @@ function heuristicTile(shape: GemmShape, m: number, target: GemmTarget, reductio
         if (gemmTileProblem(t, target) !== null || gemmTilePadding(t, m) !== null) continue;
         if (gemmRegisters({ ...t, threads: warps * 32 }, reduction.splitK).spills) continue;
         const p = tilePlan(shape, m, target, reduction, t, true);
-        if (p) plans.push(p);
+        const kernel = { ...t, splitK: reduction.splitK, threads: warps * 32 };
+        if (p && (warps === GEMM_THREADS / 32 || target.arches.every((a) => gemmCtasPerSm(kernel, p.sharedBytesByArch[a]!, [a]) >= 2))) plans.push(p);
       }
     }
   }

@@ -16,7 +16,7 @@ import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../
 import { findCxx } from '../../src/build/toolchain.js';
 import { buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
 import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
-import { gemmTarget } from '../../src/codegen/gemm-plan.js';
+import { gemmTarget, gemmTileName } from '../../src/codegen/gemm-plan.js';
 import { GEMM_SEARCH_SPACE, chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
 import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
@@ -88,7 +88,12 @@ describe('the GEMM bundle of the device check', () => {
           expect(mine.length).toBeLessThanOrEqual(4);
           expect(mine[0]!.heuristic).toBe(true);
           expect(mine[0]!.tile).toEqual(gemmHeuristic({ n: t.n, k: t.k, dtype: t.dtype }, m, target, { rowStats: t.role === 'lm_head' }).tile);
-          for (const c of mine) expect(gemmTileInfeasible(c.tile, m, target), `${t.role} M=${m}`).toBeNull();
+          for (const c of mine) expect(gemmTileInfeasible(c.tile, m, target, c.splitK), `${t.role} M=${m} split-K ${c.splitK}`).toBeNull();  // ptxas spills some tiles at split-K > 1 only
+          // Then other layouts, no stage variants: first the cost model's fastest of the other warp count (a device weighs 4 warps against 8).
+          const layouts = mine.map((c) => gemmTileName({ ...c.tile, stages: 0 }));
+          expect(new Set(layouts).size, `${t.role} M=${m} ${layouts}`).toBe(layouts.length);
+          expect(mine.length, `${t.role} M=${m}`).toBeGreaterThan(1);
+          expect(mine[1]!.tile.warps ?? 8, `${t.role} M=${m}`).not.toBe(mine[0]!.tile.warps ?? 8);
         }
       }
       for (const src of t.sources) {
@@ -214,7 +219,7 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       expect(data.gemm.correctness.filter((c) => !c.ok).map((c) => [c.unit, c.m, c.worstRatio])).toEqual([['gemm_bf16_n197_k520', 1, null], ['gemm_bf16_n197_k520', 20, null]]);
       expect(r.stdout).toMatch(/gemm: 6\/8 kernels ok .*FAILED/);
       const tuned = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { gemm: { tune: { shapes: { rejected: string[] }[] } } }).gemm.tune.shapes[0]!;
-      const name = `s3 M=20 b${broken.tile.blockM}w${broken.tile.warpsM}s${broken.tile.stages}`;
+      const name = `s3 M=20 ${gemmTileName(broken.tile)}`;  // gemm_tune.py's tile_name is gemmTileName
       expect(tuned.rejected).toEqual([`${name}: unwritten or non-finite output`]);
       const e = parseTuneDb(readFileSync(join(out, 'tune-cuda.json'), 'utf8'), 'tune-cuda.json').gemms![gemmEntryKey(lie.tune![0]!.unit, 'sm_90')]!;
       expect(e.rejected).toEqual(tuned.rejected);

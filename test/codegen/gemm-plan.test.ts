@@ -114,7 +114,10 @@ describe('planGemm', () => {
       for (const [p, p90] of u.plans.map((p, i) => [p, only90.plans[i]!] as const)) {
         const by = p.stagesByArch;
         expect(p.stages, `${u.name} M=${p.m}`).toBe(by.sm_86);  // the common stages: sm_86's 99 KB
-        expect(by.sm_90, `${u.name} M=${p.m}`).toBe(p90.stages);  // what an sm_90-only compile plans
+        // What an sm_90-only compile plans, on the same tile; where that is a 4-warp tile the three-arch compile takes 8 warps
+        // (a 4-warp tile must fit two CTAs an SM on every target: sm_86's 100 KB do not hold two at 96 rows).
+        if (p.threads === p90.threads) expect(by.sm_90, `${u.name} M=${p.m}`).toBe(p90.stages);
+        else expect([p.threads, p90.threads], `${u.name} M=${p.m}`).toEqual([256, 128]);
         for (const a of ['sm_80', 'sm_86', 'sm_90'] as const) expect(p.sharedBytesByArch[a]).toBeLessThanOrEqual(GEMM_ARCH_DATA[a].maxSharedPerBlock);
       }
       // Decode steps (AR, k = 4, 8): sm_90 pipelines deeper than sm_86 (the prefill chunk of 64 rows gets 4 stages on both).

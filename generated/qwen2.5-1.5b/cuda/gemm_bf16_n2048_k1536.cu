@@ -52,14 +52,14 @@ struct ConfigM64 : Reduction {
 #endif
 };
 
-// M = 272: 3 x 32 x 3 CTAs of 128 threads (2 x 2 warps), 81920 bytes of
+// M = 272: 3 x 32 x 3 CTAs of 256 threads (2 x 4 warps), 81920 bytes of
 // dynamic shared memory (4 stages of 64 weight rows + 96 token rows x 64);
 // sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM272 : Reduction {
   static constexpr int kBlockM = 96;
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
-  static constexpr int kWarpsN = 2;
+  static constexpr int kWarpsN = 4;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
@@ -77,6 +77,6 @@ extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n2048_k1536_m
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n2048_k1536_m272(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n2048_k1536_m272(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM272>(args);
 }

@@ -67,33 +67,39 @@ struct ConfigM64 : Reduction {
 #endif
 };
 
-// M = 72: 1 x 48 x 2 CTAs of 128 threads (1 x 4 warps), 79872 bytes of
-// dynamic shared memory (3 stages of 128 weight rows + 80 token rows x 64);
-// sm_90: 4 stages, 106496 bytes (its own shared memory; the launch asks for that arch's).
+// M = 72: 1 x 48 x 2 CTAs of 256 threads (2 x 4 warps), 86016 bytes of
+// dynamic shared memory (3 stages of 128 weight rows + 96 token rows x 64);
+// sm_80: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM72 : Reduction {
-  static constexpr int kBlockM = 80;
+  static constexpr int kBlockM = 96;
   static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
+  static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
+  static constexpr int kStages = 4;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 4;
 #else
   static constexpr int kStages = 3;
 #endif
 };
 
-// M = 272: 3 x 96 x 2 CTAs of 128 threads (2 x 2 warps), 81920 bytes of
-// dynamic shared memory (4 stages of 64 weight rows + 96 token rows x 64);
-// sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
+// M = 272: 3 x 48 x 2 CTAs of 256 threads (2 x 4 warps), 86016 bytes of
+// dynamic shared memory (3 stages of 128 weight rows + 96 token rows x 64);
+// sm_80: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's);
+// sm_90: 4 stages, 114688 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM272 : Reduction {
   static constexpr int kBlockM = 96;
-  static constexpr int kBlockN = 64;
+  static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
-  static constexpr int kWarpsN = 2;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
-  static constexpr int kStages = 5;
-#else
+  static constexpr int kWarpsN = 4;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 4;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+  static constexpr int kStages = 4;
+#else
+  static constexpr int kStages = 3;
 #endif
 };
 
@@ -111,10 +117,10 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n6144_k4096_m72(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m72(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM72>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n6144_k4096_m272(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n6144_k4096_m272(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM272>(args);
 }

@@ -15,14 +15,14 @@ struct Reduction {
   static constexpr bool kRowStats = true;  // the lm_head's statistics: 128-column kernels only
 };
 
-// M = 1: 1 x 3 x 1 CTAs of 128 threads (1 x 4 warps), 73728 bytes of
+// M = 1: 1 x 3 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of
 // dynamic shared memory (4 stages of 128 weight rows + 16 token rows x 64);
 // sm_90: 6 stages, 110592 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM1 : Reduction {
   static constexpr int kBlockM = 16;
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 4;
+  static constexpr int kWarpsN = 8;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
@@ -30,14 +30,14 @@ struct ConfigM1 : Reduction {
 #endif
 };
 
-// M = 6: 1 x 3 x 1 CTAs of 128 threads (1 x 4 warps), 73728 bytes of
+// M = 6: 1 x 3 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of
 // dynamic shared memory (4 stages of 128 weight rows + 16 token rows x 64);
 // sm_90: 6 stages, 110592 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM6 : Reduction {
   static constexpr int kBlockM = 16;
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 4;
+  static constexpr int kWarpsN = 8;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
@@ -45,14 +45,14 @@ struct ConfigM6 : Reduction {
 #endif
 };
 
-// M = 20: 1 x 3 x 1 CTAs of 128 threads (1 x 4 warps), 81920 bytes of
+// M = 20: 1 x 3 x 1 CTAs of 256 threads (1 x 8 warps), 81920 bytes of
 // dynamic shared memory (4 stages of 128 weight rows + 32 token rows x 64);
 // sm_90: 5 stages, 102400 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM20 : Reduction {
   static constexpr int kBlockM = 32;
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
-  static constexpr int kWarpsN = 4;
+  static constexpr int kWarpsN = 8;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
@@ -60,13 +60,13 @@ struct ConfigM20 : Reduction {
 #endif
 };
 
-// M = 64: 1 x 3 x 1 CTAs of 128 threads (1 x 4 warps), 98304 bytes of
+// M = 64: 1 x 3 x 1 CTAs of 256 threads (2 x 4 warps), 98304 bytes of
 // dynamic shared memory (4 stages of 128 weight rows + 64 token rows x 64);
 // sm_80: 3 stages, 73728 bytes (its own shared memory; the launch asks for that arch's).
 struct ConfigM64 : Reduction {
   static constexpr int kBlockM = 64;
   static constexpr int kBlockN = 128;
-  static constexpr int kWarpsM = 1;
+  static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 3;
@@ -77,19 +77,19 @@ struct ConfigM64 : Reduction {
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n260_k256_m1(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m1(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM1>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n260_k256_m6(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m6(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM6>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n260_k256_m20(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m20(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM20>(args);
 }
 
-extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n260_k256_m64(TidarcGemmArgs args) {
+extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m64(TidarcGemmArgs args) {
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
