@@ -36,7 +36,7 @@ import { parseVariantName } from '../codegen/variant-name.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import {
-  ACCEPT, DRAFT_ROWS, EMBED, GELU, GEMM, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, type StructSchema, TO_FLOAT, VERIFY,
+  ACCEPT, DRAFT_ROWS, EMBED, GELU, GEMM, KV_COMMIT, KV_COMMIT_AT, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, type StructSchema, TO_FLOAT, VERIFY,
 } from '../runtime/cuda/op-abi.js';
 import { predictAttention } from '../codegen/attention-cost-model.js';
 import { planAttentionSm90a } from '../codegen/attention-sm90a.js';
@@ -219,6 +219,7 @@ const OP_BYTES: Readonly<Record<string, { readonly schema: StructSchema; bytes(f
   sample: { schema: SAMPLE, bytes: (f) => f('rows') * (f('vocab') * 4 * (f('mixLogits') ? 2 : 1) + 12) },
   accept: { schema: ACCEPT, bytes: (f) => f('rows') * 12 },
   draft_rows: { schema: DRAFT_ROWS, bytes: (f) => 4 + f('count') * 4 },
+  next_drafts: { schema: NEXT_DRAFTS, bytes: (f) => 4 + f('count') * 16 },
   matmul: { schema: MATMUL, bytes: (f) => f('n') * f('k') * elementBytes(f('dtype')) + f('rows') * (f('k') * elementBytes(f('xDtype')) + f('n') * 4 * (f('accumulate') ? 2 : 1)) },
   silu_mul: { schema: SILU_MUL, bytes: (f) => f('count') * (8 + elementBytes(f('outDtype'))) },
   gelu: { schema: GELU, bytes: (f) => f('count') * (4 + elementBytes(f('outDtype'))) },

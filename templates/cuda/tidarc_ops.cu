@@ -671,6 +671,17 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_draft_rows(TidarcDraf
   for (int s = threadIdx.x; s < a.count; s += 32) a.row_ids[s] = a.stride * n + a.offset + s;
 }
 
+// A greedy step's next drafts without a second lm_head pass: the pass before acceptance covered
+// every candidate row; this picks the accepted n's (a row's statistics do not depend on the
+// other rows of its launch, so they are the ones a pass over these rows alone would give).
+extern "C" __global__ void __launch_bounds__(32) tidarc_op_next_drafts(TidarcNextDraftsArgs a) {
+  const int base = a.stride * a.emitted[0] + a.offset;
+  for (int s = threadIdx.x; s < a.count; s += 32) {
+    a.tokens[s] = a.row_argmax[base + s];
+    a.lse[s] = a.row_lse[base + s];
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit_at(TidarcKvCommitAtArgs a) {
   const int j = blockIdx.x, h = blockIdx.y;
   if (j >= *a.count || j >= a.max_count || h >= a.kv_heads) return;

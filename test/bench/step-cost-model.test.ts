@@ -30,11 +30,12 @@ describe('the step cost model', () => {
 
   test.each(['ar', 'tidar_k2'])('%s: every launch priced by its kernel\'s model; the prediction is at least the roofline; graphs never slower', (step) => {
     const p = predictStep(c, step, 20);
-    // Per layer one attention launch and the four GEMMs (qkv, o, gate_up, down); lm_head once (AR) or twice (verify, next drafts), each with its row statistics' merge.
+    // Per layer one attention launch and the four GEMMs (qkv, o, gate_up, down); lm_head once with its row statistics' merge
+    // (greedy TiDAR too: one pass over the verify and every candidate next-draft row, next_drafts picks from it).
     expect(p.prices.filter((x) => x.term === 'attention')).toHaveLength(SMALL.layers);
-    const heads = step === 'ar' ? 1 : 2;
-    expect(p.prices.filter((x) => x.term === 'gemm')).toHaveLength(4 * SMALL.layers + 2 * heads);
-    expect(p.prices.filter((x) => x.role === 'lm_head')).toHaveLength(2 * heads);
+    expect(p.prices.filter((x) => x.term === 'gemm')).toHaveLength(4 * SMALL.layers + 2);
+    expect(p.prices.filter((x) => x.role === 'lm_head')).toHaveLength(2);
+    expect(p.prices.filter((x) => x.kernel === 'tidarc_op_next_drafts')).toHaveLength(step === 'ar' ? 0 : 1);
     expect(p.gemmS + p.attentionS + p.otherS).toBeCloseTo(p.kernelS, 12);
     for (const x of p.prices) expect(x.gpuS, x.kernel).toBeGreaterThanOrEqual(STEP_OVERHEADS.smallKernelS);
     expect(p.graphs.gpuS).toBeGreaterThanOrEqual(p.roofline.rooflineMs / 1e3);

@@ -15,7 +15,7 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 5
+#define TIDARC_OPS_ABI_VERSION 6
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
@@ -221,6 +221,22 @@ typedef struct TidarcDraftRowsArgs {
   int32_t offset;
   int32_t pad_;
 } TidarcDraftRowsArgs;
+
+/* tidarc_op_next_drafts: with i = stride * emitted[0] + offset + s, tokens[s] = row_argmax[i] and
+   lse[s] = row_lse[i] for s < count: the next drafts picked, after acceptance, from one lm_head
+   pass over the verify rows and every n's candidate rows (stride = count, offset = verify rows -
+   count), so a greedy step reads lm_head's weights once.  grid (1), block 32. */
+typedef struct TidarcNextDraftsArgs {
+  const int32_t* emitted;     /* [1 + ...]: tidarc_op_accept's n first */
+  const int32_t* row_argmax;  /* lm_head's row statistics over the verify rows and every candidate */
+  const float* row_lse;       /* the same rows' lse */
+  int32_t* tokens;            /* [count] */
+  float* lse;                 /* [count] */
+  int32_t count;
+  int32_t stride;
+  int32_t offset;
+  int32_t pad_;
+} TidarcNextDraftsArgs;
 
 /* tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
    *count), both read from device memory (a captured step commits what its own acceptance

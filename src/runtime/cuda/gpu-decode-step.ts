@@ -4,7 +4,8 @@
  *
  *   upload (pinned -> `inputs`): the sampling setup and RNG step (TidarcSampleParams, 32
  *     bytes: temperature, top-k, top-p, seed, beta, step), then int32 words: ids [T],
- *     positions [T], prefix length [1], verify drafts [R], verify rows [R], mix rows [R when
+ *     positions [T], prefix length [1], verify drafts [R], verify rows [R], candidate rows
+ *     [R x C without a mix: every n's next-draft rows, n = 1 .. R], mix rows [R when
  *     beta < 1]. The setup is data, not a launch argument: one captured graph per step kind
  *     and bucket serves every request's temperature, top-k, top-p, seed and beta.
  *   tail: lm_head of the verify rows -> logits [R, V], row_stats (lse); beta < 1: the same for
@@ -13,14 +14,22 @@
  *     emitted = [n, tokens...]; TiDAR: draft_rows (rows stride * n + offset + s), their
  *     lm_head, row_stats and argmax -> next drafts; per layer kv_commit_at of rows [0, n) at
  *     the prefix length.
+ *     Greedy TiDAR on row statistics without a mix reads lm_head's weights once (1.24 GB for
+ *     Qwen3-8B, ~0.29 ms on an H200): its one pass covers the verify rows and every n's
+ *     candidate rows, and next_drafts picks the accepted n's argmax and lse from it. A row's
+ *     statistics do not depend on the other rows of its launch (the GEMMs' contract), so the
+ *     drafts are those of a pass over their rows alone. Sampled steps and beta mixes keep two
+ *     passes: their verify rows need fp32 logits, and one pass would write R x C x V more floats.
+ *     So do steps of more than ONE_PASS_MAX_CANDIDATES candidate rows (k = 16: 240).
  *     Greedy without a beta mix, on a GEMM with the row statistics epilogue: lm_head gives each
  *     row's argmax, max and lse from its tiles (the never-emitted token -inf by a bias row), and
  *     verify reads the argmax: no [R, V] or [C, V] fp32 logits are written or read (for k = 16
  *     and V = 151,936, 2 x 9.7 MB written and read again per step). Logits buffers are
  *     allocated by the first step that needs them (sampling, a mix), never in a capture: that
  *     step's kind warms up first.
- *   download (`out`, 32-bit words): emitted [1 + R], next drafts [C], lse of the verify rows
- *     [R], of the mix rows [R or 0], of the next-draft rows [C].
+ *   download (`out`, 32-bit words): emitted [1 + R], next drafts [C], lse of the mix rows
+ *     [R or 0], of the next-draft rows [C], of the verify rows [R] (last: in one pass the
+ *     candidate rows' lse follows it in device memory, not downloaded).
  * Sizes are fixed per step kind, so one set of buffers serves every step and bucket of a kind
  * (a captured graph holds their addresses: they live until the runner closes).
  */
@@ -33,6 +42,15 @@ import { type GpuMatrix, type GpuOps, SAMPLE_PARAMS_BYTES, packSampleParams } fr
 
 /** A view of `bytes` at byte `at` of buf (not an allocation: never freed on its own). */
 const view = (buf: DeviceBuffer, at: number, bytes: number, label: string): DeviceBuffer => ({ ptr: buf.ptr + at, bytes: Math.max(bytes, 1), label });
+
+/**
+ * The most candidate rows (R x C) one lm_head pass takes on: each costs 2 flops per weight
+ * element (2 bytes), so past about peak flops / bandwidth rows (mma.sync bf16 on an H100 / H200:
+ * 395 TFLOP/s / 4.3 TB/s = 92; A100 156) they cost more than reading the weights again. 64 keeps
+ * k <= 8 (56 rows) in one pass; bench:step predicts k = 16 (240 rows) slower in one (Qwen3-8B,
+ * L = 4096: 2.19x AR against 2.13x).
+ */
+export const ONE_PASS_MAX_CANDIDATES = 64;
 
 /** The shape of one step kind: tokens, verify rows, mix rows, next-draft rows. */
 export interface StepShape {
@@ -73,6 +91,10 @@ export class DeviceStepIo {
   private readonly params: DeviceBuffer;
   private readonly drafts: DeviceBuffer;
   private readonly verifyRows: DeviceBuffer;
+  /** Verify rows ++ candidate rows, and their lse (R + X each): the one lm_head pass's rows. */
+  private readonly headRows: DeviceBuffer;
+  private readonly headLse: DeviceBuffer;
+  private readonly outAll: DeviceBuffer;
   private readonly mixRowIds: DeviceBuffer;
   private readonly emitted: DeviceBuffer;
   private readonly nextDrafts: DeviceBuffer;
@@ -88,10 +110,14 @@ export class DeviceStepIo {
   private readonly argmax: DeviceBuffer;
   private readonly maxLogit: DeviceBuffer;
 
+  /** Candidate rows uploaded for the one lm_head pass: every n's next-draft rows, R x C (0 with a mix, which needs two passes, or past ONE_PASS_MAX_CANDIDATES). */
+  readonly candidates: number;
+
   constructor(private readonly device: CudaDevice, readonly shape: StepShape, private readonly vocab: number) {
     const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
+    const X = (this.candidates = M === 0 && R * C <= ONE_PASS_MAX_CANDIDATES ? R * C : 0);
     const paramWords = SAMPLE_PARAMS_BYTES / 4;
-    const inWords = paramWords + 2 * T + 1 + 2 * R + M;
+    const inWords = paramWords + 2 * T + 1 + 2 * R + X + M;
     this.pinned = device.allocPinned(inWords * 4, 'decode step inputs');
     this.inputs = device.alloc(inWords * 4, 'decode step inputs');
     let at = 0;
@@ -105,10 +131,13 @@ export class DeviceStepIo {
     this.positions = take(T, 'positions');
     this.prefixLen = take(1, 'prefix length');
     this.drafts = take(R, 'verify drafts');
+    this.headRows = view(this.inputs, at * 4, (R + X) * 4, 'verify and candidate rows');
     this.verifyRows = take(R, 'verify rows');
+    take(X, 'candidate rows');
     this.mixRowIds = take(M, 'mix rows');
-    const outWords = 1 + R + C + R + M + C;
-    this.out = device.alloc(outWords * 4, 'decode step output');
+    const outWords = 1 + R + C + M + C + R;
+    this.outAll = device.alloc((outWords + X) * 4, 'decode step output');
+    this.out = view(this.outAll, 0, outWords * 4, 'decode step output');
     this.host = new Int32Array(outWords);
     at = 0;
     const put = (words: number, label: string): DeviceBuffer => {
@@ -118,10 +147,11 @@ export class DeviceStepIo {
     };
     this.emitted = put(1 + R, 'emitted');
     this.nextDrafts = put(C, 'next drafts');
-    this.lse = put(R, 'verify lse');
     this.mixLse = put(M, 'mix lse');
     this.nextLse = put(C, 'next-draft lse');
-    const most = Math.max(R, C, 1);
+    this.headLse = view(this.outAll, at * 4, (R + X) * 4, 'verify and candidate lse');
+    this.lse = put(R, 'verify lse');
+    const most = Math.max(R + X, C, 1);
     this.scratch = [
       (this.nextRowIds = device.alloc(Math.max(C, 1) * 4, 'decode step next-draft rows')),
       (this.tokens = device.alloc(R * 4, 'decode step tokens')),
@@ -142,7 +172,10 @@ export class DeviceStepIo {
     w[2 * T] = prefix;
     w.set(input.verifyDrafts, 1 + 2 * T);
     w.set(input.verifyRows, 1 + 2 * T + R);
-    if (M > 0) w.set(input.mixRows!, 1 + 2 * T + 2 * R);
+    const X = this.candidates, C = this.shape.nextRows;
+    const nd = input.nextDrafts;
+    for (let n = 1; nd && X > 0 && n <= R; n++) for (let s = 0; s < C; s++) w[1 + 2 * T + 2 * R + (n - 1) * C + s] = nd.stride * n + nd.offset + s;
+    if (M > 0) w.set(input.mixRows!, 1 + 2 * T + 2 * R + X);
   }
 
   /** The in-graph upload of what fill wrote. */
@@ -154,6 +187,8 @@ export class DeviceStepIo {
   recordTail(a: {
     ops: GpuOps; gemms: GpuGemms; lmHead: GpuMatrix; hidden: DeviceBuffer; input: DeviceStepInput;
     commit: (count: DeviceBuffer, slot: DeviceBuffer, maxCount: number) => void;
+    /** false: the next drafts get their own lm_head pass after acceptance even where one pass serves (a test compares the two). */
+    oneHeadPass?: boolean;
   }): void {
     const { ops, gemms, lmHead: W, hidden, input } = a;
     const { rows: R, mixRows: M, nextRows: C } = this.shape;
@@ -171,8 +206,10 @@ export class DeviceStepIo {
       runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds });
       ops.rowStats(logits, this.argmax, this.maxLogit, lse, n, V);
     };
+    const once = rowStats && this.candidates > 0 && a.oneHeadPass !== false;
     const logits = rowStats ? undefined : this.buffer('decode step logits', R * V * 4);
-    head(this.verifyRows, R, this.lse, logits);
+    if (once) head(this.headRows, R + this.candidates, this.headLse);
+    else head(this.verifyRows, R, this.lse, logits);
     const mixLogits = M > 0 ? this.buffer('decode step mix logits', M * V * 4) : undefined;
     if (mixLogits) head(this.mixRowIds, M, this.mixLse, mixLogits);
     const params = { buf: this.params };
@@ -188,7 +225,10 @@ export class DeviceStepIo {
       });
     }
     ops.accept(this.tokens, this.accepted, this.emitted, R);
-    if (C > 0) {
+    if (once) {
+      // Row R + (n - 1) * C + s of the pass is next-draft row s of n accepted tokens.
+      ops.nextDrafts({ emitted: { buf: this.emitted }, rowArgmax: { buf: this.argmax }, rowLse: { buf: this.headLse }, tokens: { buf: this.nextDrafts }, lse: { buf: this.nextLse }, count: C, stride: C, offset: R - C });
+    } else if (C > 0) {
       const nd = input.nextDrafts!;
       ops.draftRows({ buf: this.emitted }, { buf: this.nextRowIds }, C, nd.stride, nd.offset);
       // Drafts are argmaxes whatever the sampling: the row statistics serve them whenever the GEMM has them.
@@ -233,12 +273,12 @@ export class DeviceStepIo {
       n,
       tokens: [...h.subarray(1, 1 + n)],
       nextDrafts: [...h.subarray(1 + R, 1 + R + C)],
-      lse: { rows: f.slice(lseAt, lseAt + R), mix: f.slice(lseAt + R, lseAt + R + M), next: f.slice(lseAt + R + M, lseAt + R + M + C) },
+      lse: { mix: f.slice(lseAt, lseAt + M), next: f.slice(lseAt + M, lseAt + M + C), rows: f.slice(lseAt + M + C, lseAt + M + C + R) },
     };
   }
 
   free(): void {
-    for (const b of [this.inputs, this.out, ...this.scratch, ...this.lazy.values()]) this.device.free(b);
+    for (const b of [this.inputs, this.outAll, ...this.scratch, ...this.lazy.values()]) this.device.free(b);
     this.lazy.clear();
     this.device.freePinned(this.pinned);
   }

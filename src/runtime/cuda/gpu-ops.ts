@@ -7,7 +7,8 @@
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT, VERIFY,
+  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT,
+  VERIFY,
   OPS_ABI_VERSION, type OpName, type StructSchema, layoutOf, opKernelName, packStruct,
 } from './op-abi.js';
 
@@ -185,6 +186,16 @@ export class GpuOps {
   /** rowIds[s] = stride * emitted[0] + offset + s, s < count (the rows a step's acceptance selects). */
   draftRows(emitted: At, rowIds: At, count: number, stride: number, offset: number): void {
     this.run('draft_rows', DRAFT_ROWS, { emitted: ptr(emitted), rowIds: ptr(rowIds), count, stride, offset }, [1], 32);
+  }
+
+  /**
+   * tokens[s] = rowArgmax[i], lse[s] = rowLse[i] with i = stride * emitted[0] + offset + s, s < count:
+   * the next drafts out of an lm_head pass over every candidate row, once acceptance chose n.
+   */
+  nextDrafts(a: { emitted: At; rowArgmax: At; rowLse: At; tokens: At; lse: At; count: number; stride: number; offset: number }): void {
+    this.run('next_drafts', NEXT_DRAFTS, {
+      emitted: ptr(a.emitted), rowArgmax: ptr(a.rowArgmax), rowLse: ptr(a.rowLse), tokens: ptr(a.tokens), lse: ptr(a.lse), count: a.count, stride: a.stride, offset: a.offset,
+    }, [1], 32);
   }
 
   /** kvCommit of in-step rows [0, *count) into slots [*slot, ...): count and slot read on the device. */

@@ -126,6 +126,11 @@ const headBuffers = (h: HeadScratch): DeviceBuffer[] => [h.rowIds, h.logits, h.a
 export interface GpuRunnerOptions {
   /** Decode steps as CUDA graphs (default true); false: launch by launch (comparison, debugging). */
   readonly graphs?: boolean;
+  /**
+   * A greedy TiDAR step's lm_head in one pass over the verify and every candidate next-draft row
+   * (default true); false: the next drafts' own pass after acceptance (a test compares the two).
+   */
+  readonly oneHeadPass?: boolean;
 }
 
 /** What the attention launches of the pass running now read: its prefix lengths, workspace rows, launcher, and the split counts a step's bucket fixed. */
@@ -151,6 +156,9 @@ export class GpuModelRunner implements Runner {
   readonly cache: GpuKvCache;
   /** How the last decode step ran (tests, bench). */
   lastStepLaunch: StepLaunch | undefined;
+  /** What the last decode step downloaded: n, tokens, next drafts and each lm_head row's lse (tests). */
+  lastStepResult: ReturnType<DeviceStepIo['read']> | undefined;
+  private readonly oneHeadPass: boolean;
   private readonly device: CudaDevice;
   private readonly ledger: BufferLedger;
   private readonly stepGraphs: StepGraphs;
@@ -183,6 +191,7 @@ export class GpuModelRunner implements Runner {
     this.ledger = trackBuffers(device);
     this.device = device = this.ledger.device;
     this.stepGraphs = new StepGraphs(this.ledger, options.graphs ?? true);
+    this.oneHeadPass = options.oneHeadPass ?? true;
     this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
     const launchers = (): Launchers => {
       // The selection rule (arch.ts selectArch): the sm_90a GEMMs on a 9.0 device when the compile built them.
@@ -289,7 +298,7 @@ export class GpuModelRunner implements Runner {
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);
       stepIo.recordTail({
-        ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input,
+        ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input, oneHeadPass: this.oneHeadPass,
         commit: (count, slot, maxCount) => {
           for (let layer = 0; layer < spec.layers; layer++) {
             ops.kvCommitAt({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
@@ -298,7 +307,7 @@ export class GpuModelRunner implements Runner {
       });
     });
     this.device.download(io.out, io.host);
-    const r = io.read();
+    const r = (this.lastStepResult = io.read());
     // A NaN or infinite row must stop the run, not become a token (its lse is not finite).
     checkLogitsFinite(r.lse.rows, input.verifyRows);
     if (input.mixRows) checkLogitsFinite(r.lse.mix, input.mixRows);

@@ -8,8 +8,10 @@
  * by its first step without making them stale, so that step replays its graph; the runner's
  * own ledger of device bytes matches the device's. A greedy TiDAR step takes its verify and
  * draft rows' argmax from lm_head's row statistics: no logits buffer exists, row_stats never
- * runs, the never-emitted token is -inf through a bias row; a sampled step allocates the logits
- * it draws from. Needs: nothing.
+ * runs, the never-emitted token is -inf through a bias row, and lm_head runs once (verify and
+ * every candidate draft row; next_drafts picks the accepted n's), twice with oneHeadPass false;
+ * a sampled step allocates the logits it draws from and keeps the drafts' own pass. Needs:
+ * nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -121,14 +123,15 @@ test('a runner reset for the next sequence keeps its step graphs: the new prefil
   expect(d.bytes()).toBe(weightBytes);
 });
 
-test("a greedy step's lm_head rows come from the GEMM's row statistics: no [rows, vocab] logits; a sampled step has them", async () => {
+test("a greedy step's lm_head rows come from one GEMM with row statistics: no [rows, vocab] logits; a sampled step has them and two passes", async () => {
   const spec = smallSpec('scratch', [2]);
   const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
   const { manifest } = generateModel(spec, { arches: ['sm_80'] });
   const lmHead = manifest.gemms!.find((g) => g.roles.includes('lm_head'))!;
   expect(lmHead.rowStatsKernel).toBeDefined();
   const d = recorder();
-  const runner = new GpuModelRunner(spec, d.device, uploadWeights(d.device, spec, weights, manifest), '/kernels', manifest, 256, { graphs: false });
+  const gpuWeights = uploadWeights(d.device, spec, weights, manifest);
+  let runner = new GpuModelRunner(spec, d.device, gpuWeights, '/kernels', manifest, 256, { graphs: false });
   const k = 2, never = spec.vocabSize - 1;
   const step = (sampling: { temperature: number; topP: number; beta: number; seed: number; neverEmit: number }, n: number) => {
     d.launched.length = 0;
@@ -142,14 +145,25 @@ test("a greedy step's lm_head rows come from the GEMM's row statistics: no [rows
   const logitsBuffers = () => [...d.live.values()].map((b) => b.label).filter((l) => l.includes('logits'));
   expect(logitsBuffers()).toEqual([]);
   expect(greedy).not.toContain('tidarc_op_row_stats');
-  // Verify rows and next-draft rows: one row-statistics merge each.
-  expect(greedy.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(2);
+  // One lm_head pass (one row-statistics merge) over the verify and every candidate row; the next drafts picked from it.
+  expect(greedy.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(1);
+  expect(greedy.filter((n) => n === 'tidarc_op_next_drafts')).toHaveLength(1);
+  expect(greedy).not.toContain('tidarc_op_draft_rows');
   expect(d.uploads).toContain(`lm_head never-emit bias (token ${never})`);
   const sampled = step({ temperature: 0.8, topP: 0.9, beta: 1, seed: 3, neverEmit: never }, 2);
   expect(logitsBuffers()).toEqual(['decode step logits']);
   expect(sampled).toContain('tidarc_op_sample');
   expect(sampled).toContain('tidarc_op_row_stats');
-  // The next drafts are argmaxes: row statistics even in a sampled step.
+  // The next drafts are argmaxes: row statistics even in a sampled step, in their own pass after acceptance.
   expect(sampled.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(1);
+  expect(sampled).toContain('tidarc_op_draft_rows');
+  expect(sampled).not.toContain('tidarc_op_next_drafts');
+  runner.close();
+  // oneHeadPass false: the greedy step's verify rows, then the next drafts' own pass (the two-pass step one-head-pass.test.ts compares with).
+  runner = new GpuModelRunner(spec, d.device, gpuWeights, '/kernels', manifest, 256, { graphs: false, oneHeadPass: false });
+  const twoPasses = step({ temperature: 0, topP: 1, beta: 1, seed: 0, neverEmit: never }, 1);
+  expect(twoPasses.filter((n) => n === lmHead.rowStatsKernel)).toHaveLength(2);
+  expect(twoPasses).toContain('tidarc_op_draft_rows');
+  expect(twoPasses).not.toContain('tidarc_op_next_drafts');
   runner.close();
 });

@@ -7,7 +7,8 @@
  * the draft. Each case draws a few thousand tokens in one launch (a row each) with a fixed seed.
  * And a decode step's tail on hand-made rows: greedy verification (tidarc_op_verify: argmax
  * without the never-emitted token, ties to the first index, the beta mix, draft == argmax), the
- * next drafts' rows (tidarc_op_draft_rows) and the commit at a count and slot read on the device
+ * next drafts' rows (tidarc_op_draft_rows), the next drafts picked from a pass over every
+ * candidate row (tidarc_op_next_drafts) and the commit at a count and slot read on the device
  * (tidarc_op_kv_commit_at).
  *
  * The statistics: Pearson's chi-square goodness of fit (test/helpers/chi-square.ts) over the
@@ -130,9 +131,11 @@ describe.for([
     expect(out.accept).toEqual([[2, 5, 6, 0, 0], [4, 5, 6, 7, 8], [1, 5, 0, 0, 0], [1, 9]]);
   });
 
-  test.skipIf(skip)("a decode step's tail: greedy verify, the next drafts' rows, the commit at a device count and slot", () => {
+  test.skipIf(skip)("a decode step's tail: greedy verify, the next drafts' rows, the next drafts picked after acceptance, the commit at a device count and slot", () => {
     // argmax without the never-emitted token 0 (ties to the first index), and whether the draft is it.
     expect(out.tail).toMatchObject({ tokens: [1, 5, 1, 5], accepted: [1, 0, 1, 0], mixed: [3], rowIds: [13, 14, 15] });
+    // n = 2 of 3 verify rows, 2 candidates each: rows 3 + (2 - 1) * 2 + s.
+    expect(out.tail).toMatchObject({ nextDrafts: [15, 16], nextLse: [5.5, 6.5] });
     // Rows 0 and 1 of [3, 2 heads, 4] at slots 5 and 6 of each head's 8 slots; nothing else written.
     const expected = (base: number): number[] => {
       const cache = new Array<number>(64).fill(0);
