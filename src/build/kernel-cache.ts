@@ -29,6 +29,8 @@ export interface CacheRequest {
   readonly tiles?: TileOverrides;
   /** Tuned GEMM split-K and tiles per unit (`--tuned` on a CUDA target). */
   readonly gemms?: GemmOverrides;
+  /** Only these attention variants (compileModel's filter): a tuner's tile libraries; a model run needs them all. */
+  readonly variants?: readonly string[];
   /** Default: defaultCacheDir(). */
   readonly cacheDir?: string;
   /** How errors name the cache (default: cacheField(cacheDir)). */
@@ -73,13 +75,13 @@ export function cacheCompile(target: CacheTarget): { targets: TargetName[]; buil
 }
 
 /** The one key of a cache entry (hex): the compile's input key and the build it gets. */
-export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms'>): string {
+export function kernelCacheKey(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms' | 'variants'>): string {
   const { targets, build } = cacheCompile(req.target);
-  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles, req.gemms)}\n${build}`);
+  return sha256(`${compileInputKey(req.spec, req.drafts ?? req.spec.draftLengths, targets, req.tiles, req.gemms, req.variants)}\n${build}`);
 }
 
 /** The entry's directory. The key is cut to 16 hex digits: 64 bits tell a user's models apart. */
-export function kernelCacheEntry(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms' | 'cacheDir'>): string {
+export function kernelCacheEntry(req: Pick<CacheRequest, 'spec' | 'drafts' | 'target' | 'tiles' | 'gemms' | 'variants' | 'cacheDir'>): string {
   return join(req.cacheDir ?? defaultCacheDir(), 'kernels', `${req.spec.name}-${req.target}-${kernelCacheKey(req).slice(0, 16)}`);
 }
 
@@ -99,6 +101,7 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
     const compiled = await compileModel({
       spec: req.spec, targets, outDir: dir, outField: field, build, log,
       ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
+      ...(req.variants ? { variants: req.variants } : {}),
     });
     await req.finish?.(dir, compiled, sharedCacheDir(req.cacheDir));
     return compiled;

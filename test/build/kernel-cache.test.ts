@@ -15,7 +15,7 @@ const scratch = mkdtempSync(join(tmpdir(), 'tidarc-kcache-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const cxx = await findCxx();
 
-test('one key per spec, drafts, tiles and target; equal inputs share an entry', () => {
+test('one key per spec, drafts, tiles, variant filter and target; equal inputs share an entry', () => {
   const spec = smallSpec('keyed', [2, 4]);
   const base = { spec, target: 'cpu' as const, cacheDir: '/c' };
   const key = kernelCacheKey(base);
@@ -26,8 +26,10 @@ test('one key per spec, drafts, tiles and target; equal inputs share an entry', 
     kernelCacheKey({ ...base, target: 'emulator' }),
     kernelCacheKey({ ...base, tiles: { tidar_k2: { warps: 2, tileN: 32 } } }),
     kernelCacheKey({ ...base, spec: { ...spec, ropeTheta: 20000 } }),
+    kernelCacheKey({ ...base, variants: ['tidar_k2', 'ar'] }),
   ];
-  expect(new Set([key, ...others]).size).toBe(6);
+  expect(new Set([key, ...others]).size).toBe(7);
+  expect(kernelCacheKey({ ...base, variants: ['ar', 'tidar_k2', 'ar'] })).toBe(others[5]);
   expect(kernelCacheEntry(base)).toBe(`/c/kernels/keyed-cpu-${key.slice(0, 16)}`);
   expect(kernelCacheEntry({ ...base, target: 'sm_90' })).toMatch(/^\/c\/kernels\/keyed-sm_90-[0-9a-f]{16}$/);
 });

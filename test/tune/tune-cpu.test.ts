@@ -41,8 +41,11 @@ describe.skipIf(!cxx.found)('tidarc tune (cpu)', () => {
     const entries = Object.values(readTuneDb(db).entries) as TuneEntry[];
     expect(entries.map((e) => `${e.variant} | ${e.bucket}`).sort()).toEqual(['ar bf16 d64 q2/kv1 | b1 L128', 'tidar_k2 bf16 d64 q2/kv1 | b1 L128']);
     const tile = { warps: 4, tileN: 64 };
-    const entry = kernelCacheEntry({ spec, drafts: [2], target: 'cpu', cacheDir: join(dir, 'cache'), tiles: { tidar_k2: tile, ar: tile } });
+    const entry = kernelCacheEntry({ spec, drafts: [2], target: 'cpu', cacheDir: join(dir, 'cache'), variants: ['tidar_k2', 'ar'], tiles: { tidar_k2: tile, ar: tile } });
     const compiled = JSON.parse(readFileSync(join(entry, 'manifest.json'), 'utf8')) as Manifest;
+    // Each tile's library holds the variants timed, not the prefill's (never timed: half the C++).
+    expect(compiled.variants.map((v) => v.name)).toEqual(['tidar_k2', 'ar']);
+    expect(compiled.omittedVariants).toEqual(['block_k2', 'prefill_c64']);
     for (const e of entries) {
       // 2 warps x 2 tileN x 2 splits (+ the heuristic), less w4-n32: AR's 2 rows and tidar_k2's 12 (G = 2) are one 16-row
       // tile whose keys the warps split, and 4 warps cannot split 32 keys into k16 slices (plan.ts rowTileOf).
