@@ -193,7 +193,7 @@ function ensureDist(): void {
 
 interface GeneratedTiny {
   model: { queryHeads: number; kvHeads: number; headDim: number };
-  variants: Record<'tidar_k2' | 'tidar_k4' | 'ar', { steps: number }>;
+  variants: Record<'tidar_k4' | 'ar', { steps: number }>;
   load(options?: { backend?: string }): {
     backend: string;
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
@@ -210,7 +210,8 @@ describe('end to end: the compiled tiny library, imported as a user would', () =
 
   beforeAll(async () => {
     ensureDist();
-    await compileModel({ spec: specs.get('tiny')!, arches: ['sm_80'], outDir, build: 'cpu', log: () => undefined });
+    // The variants the test runs (compileModel's filter): the library's C++ for the other four was never called.
+    await compileModel({ spec: specs.get('tiny')!, arches: ['sm_80'], outDir, build: 'cpu', variants: ['tidar_k4', 'ar'], log: () => undefined });
     lib = (await import(/* @vite-ignore */ pathToFileURL(join(outDir, 'index.js')).href)) as GeneratedTiny;
   }, 600_000);
 
