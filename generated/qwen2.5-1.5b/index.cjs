@@ -75,9 +75,9 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 26,
-            "block": 64,
-            "dynamicSharedBytes": 52224
+            "rowTiles": 13,
+            "block": 128,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k16": {
@@ -107,8 +107,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 3,
-            "block": 64,
+            "rowTiles": 2,
+            "block": 96,
             "dynamicSharedBytes": 69632
         }
     },
@@ -171,8 +171,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 8,
-            "block": 96,
+            "rowTiles": 6,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     }

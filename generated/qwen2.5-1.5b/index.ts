@@ -75,9 +75,9 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 26,
-      "block": 64,
-      "dynamicSharedBytes": 52224
+      "rowTiles": 13,
+      "block": 128,
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k16": {
@@ -107,8 +107,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 3,
-      "block": 64,
+      "rowTiles": 2,
+      "block": 96,
       "dynamicSharedBytes": 69632
     }
   },
@@ -171,8 +171,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 8,
-      "block": 96,
+      "rowTiles": 6,
+      "block": 128,
       "dynamicSharedBytes": 69632
     }
   }
@@ -188,7 +188,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 272, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 272, 2, 128];
-   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 49 partial, 185 empty in-step tiles skipped.
+   * lse: [batch, 272, 12] natural log. Tiles: 0 full, 28 partial, 89 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */
@@ -198,7 +198,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
-   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 3 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   blockK16(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -218,7 +218,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
-   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 8 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -301,8 +301,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 4,
-            "block": 128,
+            "rowTiles": 2,
+            "block": 256,
             "dynamicSharedBytes": 69632
         }
     }

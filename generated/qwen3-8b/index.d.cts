@@ -240,8 +240,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 4;
-            readonly block: 128;
+            readonly rowTiles: 2;
+            readonly block: 256;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -326,7 +326,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -301,8 +301,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 4,
-      "block": 128,
+      "rowTiles": 2,
+      "block": 256,
       "dynamicSharedBytes": 69632
     }
   }
@@ -388,7 +388,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 64, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 64, 8, 128];
-   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

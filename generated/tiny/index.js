@@ -233,9 +233,9 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 4,
+            "rowTiles": 2,
             "block": 64,
-            "dynamicSharedBytes": 36864
+            "dynamicSharedBytes": 46080
         }
     }
 };

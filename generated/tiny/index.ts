@@ -236,9 +236,9 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 4,
+      "rowTiles": 2,
       "block": 64,
-      "dynamicSharedBytes": 36864
+      "dynamicSharedBytes": 46080
     }
   }
 } as const;
@@ -303,7 +303,7 @@ export interface TinyKernels {
    *
    * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
-   * lse: [batch, 64, 4] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -17,7 +17,9 @@
  *               keys, the in-step tiles of its schedule), padding rows included.
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / wgmma rate + the softmax not hidden)
  *               / balance + the fill (a CTA's Q and first tile, once per wave, 1 us) + the merge
- *               (the partials at the L2 rate, O at the copy rate) when splits > 1.
+ *               when splits > 1 (the partials at the L2 rate, O at the copy rate, spread over the
+ *               SMs of every CTA: each merges 1 / splits of a row group, tidarc_attention.cuh
+ *               split_work) + the schedule's latencies (splits.ts SPLIT_RATES.scheduleS).
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma; operands straight from
  *               shared memory, so no ldmatrix bound).
  *   softmax     one exp2 per executed score on the SFU (16 a clock an SM, 1.98 GHz: ~4.2e12/s on
@@ -41,6 +43,7 @@ import type { AttentionSm90aPlan } from '../codegen/attention-sm90a.js';
 import { stepVisibility } from '../ir/mask.js';
 import type { Machine } from '../codegen/machine.js';
 import { occupancy } from '../codegen/occupancy.js';
+import { SPLIT_RATES } from '../codegen/splits.js';
 
 /** SFU exp2 per second on the H200 (16 a clock an SM x 132 SMs x 1.98 GHz): datasheet arithmetic, not measured. */
 export const H200_EXP2_PER_S = 16 * 132 * 1.98e9;
@@ -116,7 +119,8 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const w = ctas / (machine.sms * perSm);
   const balance = w >= 1 ? w / Math.ceil(w) : Math.min(1, ctas / machine.sms);
   const main = Math.max(hbmS, l2S, wgmmaS + softmaxS);
-  const mergeS = splits > 1 ? (splits * rowsTotal * (d + 1) * 4) / machine.l2BytesPerS + (rowsTotal * d * 2) / machine.copyBytesPerS : 0;
+  const mergeBalance = Math.min(1, (ctas + splits) / machine.sms);
+  const mergeS = splits > 1 ? ((splits * rowsTotal * (d + 1) * 4) / machine.l2BytesPerS + (rowsTotal * d * 2) / machine.copyBytesPerS) / mergeBalance + SPLIT_RATES.scheduleS : 0;
   const fillS = FILL_S * Math.ceil(Math.ceil(ctas / machine.sms) / perSm);
   const predictedS = main / balance + fillS + mergeS;
   return {

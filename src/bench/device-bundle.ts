@@ -70,7 +70,7 @@ export interface BundleVariant {
   readonly warpRows: number;
   readonly stages: number;
   readonly sharedBytes: number;
-  /** The variant's one kernel (split-KV merges in the last CTA of each row group). */
+  /** The variant's one kernel (split-KV merged in the same launch, a slice per CTA). */
   readonly symbol: string;
   /** Relative to the bundle. */
   readonly cu: string;

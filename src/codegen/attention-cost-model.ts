@@ -9,7 +9,7 @@
  *   HBM bytes   each KV head's prefix K and V once per sequence (the row tiles of one KV head
  *               re-read it from L2), Q, the step's K and V, O and lse; with splits > 1 the
  *               partials (splits x rows x (D + 1) floats) written by every split's CTA and
- *               read by the row group's last one (counted as HBM although they may stay in L2).
+ *               read back by the merge (counted as HBM although they may stay in L2).
  *   L2 bytes    the prefix once per row tile (every row tile reads all of it), and Q again
  *               for every split after the first (each split's CTA loads its rows' Q).
  *   FLOPs       useful: 4 D per (query row, visible key); executed: whole row tiles of the
@@ -23,12 +23,13 @@
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
  *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance (the
  *               mma.sync rate of 32-row warps is higher: mmaSyncRate)
- *               + the merge when splits > 1, priced as when the last CTA of each row group
- *               (batch x KV heads x row tiles of them) read the partials alone (the kernel now
- *               spreads it over every CTA: splits.ts says why the price waits), just written
- *               and so from L2 (the L2 rate), and wrote O (the copy rate) after the others, over the
- *               SMs those CTAs occupy (the balance rule above); it is the same launch, so no
- *               launch gap (the combine kernel's 2 us). Host launch cost is not
+ *               + the merge when splits > 1: every CTA (the G x splits compute items and the
+ *               splits merge-only CTAs, tidarc_attention.cuh split_work) merges 1 / splits of
+ *               the previous row group's partials, just written and so read from L2 (the L2
+ *               rate), and writes its share of O (the copy rate), over the SMs those CTAs occupy
+ *               (min(1, CTAs / SMs)), + the schedule's latencies (splits.ts SPLIT_RATES.scheduleS:
+ *               the id draw, the count-in and the first poll, 0.5 us assumed); it is the same
+ *               launch, so no launch gap (the combine kernel's 2 us). Host launch cost is not
  *               included (CUDA graphs);
  *               + the fill: the latency before a CTA's first tile (its Q load, then its first
  *               K/V tile), paid once per wave of the CTAs an SM holds together (the busiest SM's
@@ -68,7 +69,7 @@ export interface AttentionPrediction {
   readonly hbmS: number;
   readonly l2S: number;
   readonly mmaS: number;
-  /** The split-KV merge in the row groups' last CTAs (0 with one split). */
+  /** The split-KV merge spread over every CTA, and the split schedule's latencies (0 with one split). */
   readonly mergeS: number;
   /** The latency before a CTA's first tile, once per wave of CTAs an SM holds together (splits.ts SPLIT_RATES.fillS). */
   readonly fillS: number;
@@ -137,8 +138,8 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const hbmS = hbmBytes / m.copyBytesPerS / balance;
   const l2S = l2Bytes / m.l2BytesPerS / balance;
   const mmaS = executedFlops / mmaSyncRate(plan, m) / balance;
-  const mergeBalance = Math.min(1, perSplit / m.sms);
-  const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance : 0;
+  const mergeBalance = Math.min(1, (ctas + parts) / m.sms);
+  const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance + SPLIT_RATES.scheduleS : 0;
   const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';
   const fillS = Math.ceil(Math.ceil(ctas / m.sms) / Math.max(1, ctasPerSm)) * SPLIT_RATES.fillS;
   const predictedS = Math.max(hbmS, l2S, mmaS) + mergeS + fillS;

@@ -3,12 +3,11 @@
  *
  * chooseAttentionSplits (the GPU attention kernel's, issue 15 item 2): the split count whose
  * estimated time is least (splitEstimate). Splitting shortens each CTA's walk over the prefix
- * but adds CTAs (more waves), a Q load and pipeline fill per CTA, and the merge, priced as when
- * the last CTA of each row group ran it alone after the others (the kernel now spreads it over
- * every CTA, tidarc_attention.cuh split_work; pricing that moves the planner's row tiles, so it
- * waits for the emulator grid to pin the layouts it covers: issue 15 item 3):
- * FA2's wave rule counted none of these, and took 16 splits for k = 4's 8 CTAs at L = 4k, whose
- * merge (each of 8 CTAs reading 16 x 80 rows of fp32 partials) cost more than the splits saved.
+ * but adds CTAs (more waves), a Q load and pipeline fill per CTA, and the merge, which the last
+ * CTAs spread over the whole launch (tidarc_attention.cuh split_work: every CTA merges 1 / s of the
+ * previous row group's partials after its own split): FA2's wave rule counted none of these, and
+ * once took 16 splits for k = 4's 8 CTAs at L = 4k, whose merge (then each row group's last CTA
+ * reading 16 x 80 rows of fp32 partials alone) cost more than the splits saved.
  *
  * chooseSplits (FA2/FA3's wave rule): what the CPU attention (whose combine is a parallel phase of
  * its own, tuned by measurement: call-params.ts) and the GEMMs' split-K use.
@@ -59,6 +58,16 @@ export interface SplitRates {
    * ~0.5 us on Hopper (published pointer-chase latencies; assumed, not measured here).
    */
   readonly fillS: number;
+  /**
+   * What the split schedule adds to a launch with splits > 1 beyond the merge's bytes
+   * (tidarc_attention.cuh split_work): the dynamic id's atomicAdd before a CTA's first load, and
+   * after its split the count-in atomicAdd, the first ld.acquire poll of the predecessor group's
+   * count and the barrier after it: ~3 dependent L2 round trips of ~0.15 us (published Hopper L2
+   * and atomic latencies; assumed, not measured here). The predecessor group's CTAs started
+   * before (ids in start order) and carry the same work, so the poll is taken to succeed at once;
+   * a skew between them is not modelled.
+   */
+  readonly scheduleS: number;
 }
 
 export const H200_SMS = 132;
@@ -67,6 +76,7 @@ export const SPLIT_RATES: SplitRates = {
   l2BytesPerSmS: 10e12 / H200_SMS,
   mmaFlopsPerSmS: 395e12 / H200_SMS,
   fillS: 1e-6,
+  scheduleS: 0.5e-6,
 };
 
 /** The kernel as the rule weighs it: a manifest variant's plan fields, or an AttentionPlan's. */
@@ -120,9 +130,11 @@ const FLOAT_BYTES = 4;
  *          model does though they may stay in L2), L2 (every tile, and its Q rows) and mma
  *          (tileM x tileN x D x 4 FLOP a tile, padding rows included);
  *   fill   per wave of resident CTAs (the CTAs an SM holds at once overlap their latencies);
- *   merge  with s > 1, after the splits: a row group's last CTA reads s x groupRows x (D + 1)
- *          fp32 partials from L2 and writes groupRows x D 16-bit O and an fp32 lse, alone on its
- *          SM; max(1, row groups / SMs) of them on the busiest SM.
+ *   merge  with s > 1, after the splits: a row group's merge reads s x groupRows x (D + 1) fp32
+ *          partials from L2 and writes groupRows x D 16-bit O and an fp32 lse, cut into s slices,
+ *          one a CTA (split_work); the busiest SM's CTAs (compute items and the s merge-only
+ *          CTAs: ceil((row groups + 1) x s / SMs)) each merge a slice, + the schedule's
+ *          latencies (scheduleS).
  * In-step key tiles cost the same with any split count and are left out; so is the launch.
  */
 export function splitEstimate(splits: number, a: AttentionSplitInputs): SplitEstimate {
@@ -138,7 +150,7 @@ export function splitEstimate(splits: number, a: AttentionSplitInputs): SplitEst
   const workS = ctasOnSm * Math.max(hbmS, l2S, mmaS);
   const fillS = Math.ceil(ctasOnSm / Math.max(1, Math.floor(a.ctasPerSm ?? 1))) * r.fillS;
   const mergeOne = (splits * groupRows * (D + 1) * FLOAT_BYTES) / r.l2BytesPerSmS + (groupRows * (D * ELEMENT_BYTES + FLOAT_BYTES)) / r.hbmBytesPerSmS;
-  const mergeS = splits > 1 ? Math.max(1, a.workItems / a.sms) * mergeOne : 0;
+  const mergeS = splits > 1 ? Math.ceil(((a.workItems + 1) * splits) / a.sms) * (mergeOne / splits) + r.scheduleS : 0;
   return { splits, ctasOnSm, workS, fillS, mergeS, totalS: workS + fillS + mergeS };
 }
 

@@ -53,11 +53,13 @@ describe('the default row tile is the cost model\'s fastest candidate', () => {
     }
   });
 
-  test('k = 4 at batch 1: the 2-tile plan is predicted well under the one 5-warp CTA (the merge no longer dominates)', () => {
+  test('k = 4 at batch 1: the 2-tile plan is predicted under the one 5-warp CTA', () => {
     const v = tidarDecodeVariant(4, q);
     const two = score(planAttention(v, ARCHES.sm_90.tile, SM90));
     const one = score(planAttention(v, { tileN: 64, warps: 5 }, SM90));
-    expect(two.seconds[0]! / one.seconds[0]!).toBeLessThan(0.7);  // L = 4k, batch 1
+    // L = 4k, batch 1. 0.68 while each row group's last CTA merged alone (the 5-warp CTA's 80 rows
+    // on 8 SMs); with the merge spread over every CTA (split_work) the gap is the 5 warps' mma time.
+    expect(two.seconds[0]! / one.seconds[0]!).toBeLessThan(0.95);
     expect(two.meanS).toBeLessThan(one.meanS);
   });
 

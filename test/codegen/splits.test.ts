@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { SPLIT_TIME_TOLERANCE, type SplitKernel, chooseAttentionSplits, chooseSplits, splitEstimate, splitKernel } from '../../src/codegen/splits.js';
+import { SPLIT_RATES, SPLIT_TIME_TOLERANCE, type SplitKernel, chooseAttentionSplits, chooseSplits, splitEstimate, splitKernel } from '../../src/codegen/splits.js';
 
 const nonEmpty = (tiles: number, s: number): number => Math.ceil(tiles / Math.ceil(tiles / s));
 const efficiency = (work: number, slots: number): number => work / (Math.ceil(work / slots) * slots);
@@ -24,15 +24,15 @@ const call = (k: string, batch: number, prefix: number, ctasPerSm: number) => {
 };
 
 describe('chooseAttentionSplits: the split count of least estimated time', () => {
-  test('k = 4, batch 1, L = 4k (8 CTAs a split): fewer than the wave rule\'s 16, whose merge (8 CTAs each reading 16 x 80 partial rows) costs more than its splits save', () => {
+  test('k = 4, batch 1, L = 4k (8 CTAs a split): the wave rule\'s 16, now that the merge is spread over every CTA (each merges 1/16 of a row group, not 8 CTAs all of it)', () => {
     const a = call('k4', 1, 4096, 1);
     const wave = chooseSplits(8, 132, 64, undefined, 1);
     expect(wave).toBe(16);
     const s = chooseAttentionSplits(a);
-    expect(s).toBeLessThan(wave);
-    expect(s).toBeGreaterThan(1);  // one CTA a KV head would read the prefix on 8 of 132 SMs
-    expect(splitEstimate(s, a).totalS).toBeLessThan(splitEstimate(wave, a).totalS);
-    expect(splitEstimate(wave, a).mergeS).toBeGreaterThan(splitEstimate(wave, a).workS);  // the merge is most of the 16-split estimate
+    expect(s).toBe(wave);
+    expect(splitEstimate(s, a).totalS).toBeLessThan(splitEstimate(8, a).totalS);
+    // A CTA's slice: 16 x 80 partial rows / 16; two CTAs on the busiest SM (136 on 132), + the schedule's 0.5 us.
+    expect(splitEstimate(s, a).mergeS).toBeLessThan(splitEstimate(s, a).workS);
   });
 
   test('AR, batch 1, L = 4k: still splits enough to fill the GPU (at least one CTA on 90% of the SMs), with no empty split, at 1 to 3 CTAs/SM', () => {
@@ -85,11 +85,14 @@ describe('chooseAttentionSplits: the split count of least estimated time', () =>
     expect(chooseAttentionSplits(call('ar', 1, 17 * 64, 1))).toBe(9);
   });
 
-  test('the estimate: one split has no merge; the merge grows with the splits and the rows a group merges', () => {
+  test('the estimate: one split has no merge; the merge grows with the rows a group merges, and with the splits once the CTAs outnumber the SMs', () => {
     const a = call('k4', 1, 4096, 1);
     expect(splitEstimate(1, a).mergeS).toBe(0);
-    expect(splitEstimate(8, a).mergeS).toBeGreaterThan(splitEstimate(4, a).mergeS);
-    expect(splitEstimate(8, a).mergeS).toBeGreaterThan(10 * splitEstimate(8, call('ar', 1, 4096, 1)).mergeS);  // 80 rows against AR's 4
+    // Each CTA merges 1/s of a row group: more splits, smaller slices, until the busiest SM holds more CTAs (8 x 32 + 32 on 132: 3).
+    expect(splitEstimate(8, a).mergeS).toBeLessThan(splitEstimate(4, a).mergeS);
+    expect(splitEstimate(32, a).mergeS).toBeGreaterThan(splitEstimate(16, a).mergeS);
+    const bytesOnly = (s: number, x: typeof a) => splitEstimate(s, x).mergeS - SPLIT_RATES.scheduleS;
+    expect(bytesOnly(8, a)).toBeGreaterThan(10 * bytesOnly(8, call('ar', 1, 4096, 1)));  // 80 rows against AR's 4
     // Resident CTAs overlap their fill: 2 CTAs an SM at 2 a SM pay it once, at 1 a SM twice.
     const two = { ...a, workItems: 264 };
     expect(splitEstimate(1, { ...two, ctasPerSm: 2 }).fillS * 2).toBeCloseTo(splitEstimate(1, { ...two, ctasPerSm: 1 }).fillS, 15);

@@ -5,7 +5,7 @@
  * 3-stage cp.async pipeline, where kernels.test.ts's grid does not reach them (its sm_80 compile
  * gives every 32-row variant 3 stages and every split-key one 2). Batch 3 with prefix lengths 17,
  * 0 and 130, split-KV 1 and 3:
- *   bf16 d64 G4: k = 8 (288 rows: the planner's 5 tiles of 2 warps of 32, the last half padding, the compile's stages),
+ *   bf16 d64 G4: k = 8 (288 rows: 5 tiles of 2 warps of 32, pinned, the last half padding, 3 stages),
  *     the prefill chunk as 2 tiles of 4 warps of 32 with 2 stages;
  *   fp16 d64 G6: k = 8 (432 rows: 7 x 2, the last warp's second m-tile padding only), 2 stages;
  *   fp16 d128 G8: AR with 3 stages (one 16-row tile, 4 key warps merging).
@@ -38,7 +38,7 @@ interface Case {
 const CASES: readonly Case[] = [
   {
     shape: { dtype: 'bf16', headDim: 64, qHeads: 4, kvHeads: 1 }, drafts: [8], variants: ['tidar_k8', prefill],
-    tiles: { [prefill]: { warps: 4, tileN: 64, warpRows: 32, stages: 2 } },
+    tiles: { tidar_k8: { warps: 2, tileN: 64, warpRows: 32, stages: 3 }, [prefill]: { warps: 4, tileN: 64, warpRows: 32, stages: 2 } },
     expected: { tidar_k8: [2, 32, 3], [prefill]: [4, 32, 2] },
   },
   {

@@ -16,14 +16,14 @@ struct Config {
   static constexpr int kKvHeads = 2;
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 1632;
-  static constexpr int kTileM = 64;
+  static constexpr int kTileM = 128;
   static constexpr int kTileN = 32;
-  static constexpr int kRowTiles = 26;
+  static constexpr int kRowTiles = 13;
   static constexpr float kScaleLog2 = 0.127517432f;
   static constexpr bool kPrefixVisible = true;
-  static constexpr int kStepTileOffset[27] = { 0, 1, 2, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43, 45, 47, 49 };
-  static constexpr unsigned char kStepTileKey[49] = { 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 2, 0, 2, 0, 2, 0, 3, 0, 3, 0, 3, 0, 4, 0, 4, 0, 4, 0, 5, 0, 5, 0, 5, 0, 6, 0, 6, 0, 6, 0, 7, 0, 7, 0, 7, 0, 8, 0, 8 };
-  static constexpr unsigned char kStepTileFull[49] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+  static constexpr int kStepTileOffset[14] = { 0, 1, 3, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 };
+  static constexpr unsigned char kStepTileKey[28] = { 0, 0, 1, 0, 1, 0, 2, 0, 2, 3, 0, 3, 0, 4, 0, 4, 5, 0, 5, 0, 6, 0, 6, 7, 0, 7, 0, 8 };
+  static constexpr unsigned char kStepTileFull[28] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 
   static bool visible(int tq, int tk) { return ((tq < 16) ? (tk <= tq) : ((tk < (tq / 16)) || ((tk / 16) == (tq / 16)))); }
 };
