@@ -126,6 +126,12 @@ export interface ManifestAttentionSm90a {
   readonly dynamicSharedBytes: number;
   /** After an nvcc build: its ptxas registers, shared memory and CTAs an SM holds at sm_90a (the split rule's slots). */
   readonly occupancy?: VariantOccupancy;
+  /**
+   * A compile for sm_90a: the kernel the cost models predict faster on a 9.0 device, which the
+   * runtime takes when no tune record says (attention-kernel-choice.ts); ratio: sm_90a / mma.sync
+   * predicted time, geometric mean over the reference shapes. Absent: the arch rule alone.
+   */
+  readonly heuristic?: { readonly kernel: 'sm_90' | 'sm_90a'; readonly ratio: number };
 }
 
 export function describeAttentionSm90a(plan: AttentionSm90aPlan): ManifestAttentionSm90a {

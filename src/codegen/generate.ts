@@ -17,6 +17,7 @@ import { compileInputKey, type TileOverrides, type VariantTuning } from './input
 import { sha256 } from '../util/hash.js';
 import { SM90A_STATIC_FILES, planSm90aGemms } from './gemm-sm90a.js';
 import { SM90A_ATTENTION_STATIC_FILES, planSm90aAttentions, withSm90aAttention } from './attention-sm90a.js';
+import { sm90aAttentionHeuristic } from './attention-kernel-choice.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
@@ -121,7 +122,12 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const manifestBase = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(omitted.length > 0 ? { omittedVariants: omitted } : {}) };
   // The emulator's compile names sm_90a among its arches once it made an sm_90a attention unit: the launcher's selection rule (arch.ts selectArch) reads them.
   const compiled = emulatedSm90a && (sm90aAttention?.byVariant.size ?? 0) > 0 ? { ...manifestBase, arches: [...manifestBase.arches, 'sm_90a' as const] } : manifestBase;
-  const described: Manifest = withSm90aAttention({ ...compiled, ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aAttention?.byVariant ?? new Map());
+  // A compile for sm_90a records the cost models' kernel choice (attention-kernel-choice.ts), which the runtime follows without a
+  // tune record; the emulator's compile does not: it exists to run the sm_90a kernels, and its device has no H200 rates.
+  const sm90aChosen = sm90aAttention && arches.some((x) => x.name === 'sm_90a')
+    ? new Map([...sm90aAttention.byVariant].map(([name, k]) => [name, { ...k, heuristic: sm90aAttentionHeuristic(plans.find((p) => p.variant.name === name)!) }]))
+    : sm90aAttention?.byVariant;
+  const described: Manifest = withSm90aAttention({ ...compiled, ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aChosen ?? new Map());
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);

@@ -13,6 +13,7 @@ import type { ModelSpec } from '../ir/model.js';
 import { type GemmTuneEntry, type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
+import { sm90aKernelOf } from '../codegen/attention-kernel-choice.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
 import { gemmSpaceProblem } from './gemm-space.js';
 
@@ -202,8 +203,9 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
 function sm90aChoice(entries: readonly TuneEntry[], tile: Readonly<Record<string, TileBest>>): { kernel: 'sm_90' | 'sm_90a'; why: string } | undefined {
   const both = entries.filter((e) => e.sm90a && tile[e.bucket]);
   if (both.length === 0) return undefined;
-  const ratio = Math.exp(both.reduce((sum, e) => sum + Math.log(e.sm90a!.medianUs / tile[e.bucket]!.medianUs), 0) / both.length);
-  return { kernel: ratio < 1 ? 'sm_90a' : 'sm_90', why: `${ratio < 1 ? 'the sm_90a kernel' : 'the mma.sync tile'} on a 9.0 device (sm_90a / tile time ${ratio.toFixed(2)} on geometric mean over ${both.length} shapes)` };
+  // The compile's cost-model choice applies the same rule to predicted times (attention-kernel-choice.ts).
+  const { kernel, ratio } = sm90aKernelOf(both.map((e) => e.sm90a!.medianUs / tile[e.bucket]!.medianUs));
+  return { kernel, why: `${ratio < 1 ? 'the sm_90a kernel' : 'the mma.sync tile'} on a 9.0 device (sm_90a / tile time ${ratio.toFixed(2)} on geometric mean over ${both.length} shapes)` };
 }
 
 /** A tuned tile: warps and keys, and on CUDA the rows a warp and the stages it was timed with. */

@@ -58,12 +58,15 @@ export function attentionModule(kernelsDir: string, v: ManifestVariant): string 
 /**
  * The kernel a variant's launches take on a device of compute capability `cc` from a compile for
  * `compiled`: its sm_90a kernel (TMA + wgmma) where the selection rule (arch.ts selectArch, the
- * GEMMs' rule too) picks sm_90a and the compile made one for the variant, unless `compile --tuned`
- * recorded that the search on a GPU measured its own kernel faster (tuned.kernel 'sm_90'); else
- * its own (pure).
+ * GEMMs' rule too) picks sm_90a and the compile made one for the variant, unless the kernel is
+ * named: first by `compile --tuned`'s record of what the search on a GPU measured faster
+ * (tuned.kernel), else by the compile's cost-model choice (sm90a.heuristic.kernel,
+ * attention-kernel-choice.ts); 'sm_90' keeps the variant's own. An older manifest names neither:
+ * the arch rule alone (pure).
  */
 export function attentionKernelOf(v: ManifestVariant, compiled: readonly ArchName[] | undefined, cc: readonly [number, number]): ManifestAttentionSm90a | undefined {
-  if (v.tuned?.backend === 'cuda' && v.tuned.kernel === 'sm_90') return undefined;
+  const named = v.tuned?.backend === 'cuda' && v.tuned.kernel !== undefined ? v.tuned.kernel : v.sm90a?.heuristic?.kernel;
+  if (named === 'sm_90') return undefined;
   return v.sm90a !== undefined && compiled !== undefined && selectArch(compiled, cc) === 'sm_90a' ? v.sm90a : undefined;
 }
 

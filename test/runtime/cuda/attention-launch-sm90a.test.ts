@@ -2,7 +2,8 @@
  * The selection rule for the attention (attention-launch.ts attentionKernelOf, arch.ts
  * selectArch, the GEMMs' rule too): a variant's sm_90a kernel runs on a 9.0 device where the
  * compile built sm_90a and made one for the variant, unless compile --tuned recorded the GPU
- * search's finding that its own kernel is faster; else (an sm_90-only compile, an 8.0 device, a
+ * search's finding that its own kernel is faster or, without such a record, the compile's
+ * cost-model choice (sm90a.heuristic) names it; else (an sm_90-only compile, an 8.0 device, a
  * variant without one) its own kernel. The sm_90a launch: its module, symbol, grid,
  * block and shared memory, the KV cache's two tensor maps (sm90aCacheMap's layout, encoded
  * through the device), then TidarcAttentionArgs exactly as the sm_80 launch packs it.
@@ -66,6 +67,13 @@ describe('AttentionLauncher: the sm_90a attention where the selection rule picks
     [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90' } }, false],
     [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90a' } }, true],
     [['sm_90', 'sm_90a'], [9, 0], { ...k16, tuned: { calls: {}, backend: 'cpu', kernel: 'sm_90' } }, true],
+    // Without a record: the compile's cost-model choice (sm90a.heuristic); a tuned record outranks it either way.
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90', ratio: 1.03 } } }, false],
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90a', ratio: 0.82 } } }, true],
+    [['sm_90', 'sm_90a'], [8, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90a', ratio: 0.82 } } }, false],  // the arch rule still gates it
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90', ratio: 1.03 } }, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90a' } }, true],
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90a', ratio: 0.82 } }, tuned: { calls: {}, backend: 'cuda', kernel: 'sm_90' } }, false],
+    [['sm_90', 'sm_90a'], [9, 0], { ...k16, sm90a: { ...sm90a, heuristic: { kernel: 'sm_90', ratio: 1.03 } }, tuned: { calls: {}, backend: 'cpu', kernel: 'sm_90a' } }, false],
   ] as const)('compiled %j, device %j: sm_90a %s', ([arches, cc, v, want]) => {
     expect(attentionKernelOf(v as ManifestVariant, arches as readonly ArchName[] | undefined, cc) !== undefined).toBe(want);
   });

@@ -1,0 +1,55 @@
+/**
+ * The compile's cost-model choice of attention kernel on a 9.0 device (issue 18 item 3,
+ * src/codegen/attention-kernel-choice.ts), pure: a compile for sm_90a records on each sm_90a
+ * unit the kernel the models predict faster over the reference shapes (the tune's rule: sm_90a
+ * where its time over mma.sync's is below 1 on geometric mean), checked against the models' own
+ * ratio; Qwen3-8B's k = 8 (288 rows a KV head, just past the ridge) keeps mma.sync while k = 16
+ * and the prefill chunk take sm_90a; the emulator's compile records none (it exists to run the
+ * sm_90a kernels).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { sm90aAttentionTimes, sm90aKernelOf } from '../../src/codegen/attention-kernel-choice.js';
+import { generateModel } from '../../src/codegen/generate.js';
+import { parseModelJson } from '../../src/ir/model-validate.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { smallSpec } from '../helpers/random-model.js';
+
+describe('the rule over per-shape time ratios', () => {
+  test('geometric mean below 1 takes sm_90a, at or above 1 mma.sync', () => {
+    expect(sm90aKernelOf([0.5, 2])).toEqual({ kernel: 'sm_90', ratio: 1 });
+    expect(sm90aKernelOf([0.5, 1.9]).kernel).toBe('sm_90a');
+    expect(sm90aKernelOf([0.25, 4, 4]).ratio).toBeCloseTo(Math.cbrt(4), 12);
+  });
+});
+
+describe('a Qwen3-8B compile for sm_90a', () => {
+  const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
+  const out = generateModel(spec, { arches: ['sm_90', 'sm_90a'] });
+  const chosen = Object.fromEntries(out.manifest.variants.filter((v) => v.sm90a).map((v) => [v.name, v.sm90a!.heuristic]));
+
+  test('every sm_90a unit records the models\' choice and ratio', () => {
+    expect(Object.keys(chosen).sort()).toEqual(['prefill_c64', 'tidar_k16', 'tidar_k8']);
+    for (const [name, h] of Object.entries(chosen)) {
+      const times = sm90aAttentionTimes(out.plans.find((p) => p.variant.name === name)!);
+      expect(times).toHaveLength(4);  // L = 4k and 16k, batch 1 and 8
+      const ratio = Math.exp(times.reduce((a, t) => a + Math.log(t.sm90aS / t.sm90S), 0) / times.length);
+      expect(h, name).toEqual({ kernel: ratio < 1 ? 'sm_90a' : 'sm_90', ratio: Number(ratio.toFixed(4)) });
+    }
+  });
+
+  test('k = 8 keeps mma.sync; k = 16 and the prefill chunk take sm_90a', () => {
+    expect(chosen.tidar_k8!.kernel).toBe('sm_90');
+    expect(chosen.tidar_k8!.ratio).toBeGreaterThan(1);
+    expect(chosen.tidar_k16!.kernel).toBe('sm_90a');
+    expect(chosen.prefill_c64!.kernel).toBe('sm_90a');
+  });
+});
+
+test('the emulator\'s compile makes sm_90a units but records no choice (the arch rule runs them)', () => {
+  const out = generateModel(smallSpec('choice', [8], { queryHeads: 4, kvHeads: 1, layers: 1 }), { targets: ['emulator'] });
+  const units = out.manifest.variants.filter((v) => v.sm90a);
+  expect(units.length).toBeGreaterThan(0);
+  expect(units.filter((v) => v.sm90a!.heuristic !== undefined)).toEqual([]);
+});
