@@ -14,12 +14,14 @@
  * at ptxas's recorded figure (SM90A_ATTENTION_REGISTERS). Pure.
  */
 import { predictAttention } from './attention-cost-model.js';
+import { splitsFor } from './call-params.js';
 import { planAttentionSm90a } from './attention-sm90a.js';
 import { predictAttentionSm90a } from './attention-sm90a-cost-model.js';
 import { H200 } from './machine.js';
 import { occupancy } from './occupancy.js';
 import { type AttentionPlan, estimatedRegisters } from './plan.js';
 import { REFERENCE_SHAPES } from './row-tile-choice.js';
+import { splitKernel } from './splits.js';
 
 /** Registers a thread of the sm_90a attention as ptxas (nvcc 13.0, sm_90a) reported them, 2026-12-05 (bench/attention-sm90a.ts's table; step-cost-model.ts SM90A_RECORDED_REGISTERS). */
 export const SM90A_ATTENTION_REGISTERS = 138;
@@ -36,15 +38,25 @@ export function sm90aKernelOf(ratios: readonly number[]): Sm90aHeuristic {
   return { kernel: ratio < 1 ? 'sm_90a' : 'sm_90', ratio };
 }
 
-/** Predicted seconds of each kernel at each reference shape (the sm_90a one at its model's split count, mma.sync at the runtime's split rule). */
-export function sm90aAttentionTimes(plan: AttentionPlan): { readonly shape: { readonly prefix: number; readonly batch: number }; readonly sm90S: number; readonly sm90aS: number }[] {
+/**
+ * Predicted seconds of each kernel at each reference shape, each at the split count the runtime
+ * gives its launch (attention-launch.ts: splitsFor over the variant's plan, with the row tiles
+ * and CTAs an SM of the kernel that runs), so the choice prices what a 9.0 device would run.
+ */
+export function sm90aAttentionTimes(plan: AttentionPlan): { readonly shape: { readonly prefix: number; readonly batch: number }; readonly sm90S: number; readonly sm90aS: number; readonly sm90aSplits: number }[] {
   const sm90a = planAttentionSm90a(plan.variant);
-  const { ctasPerSm } = occupancy(H200.arch, { registers: estimatedRegisters(plan.rowTile, plan.tile.tileN, plan.variant.shape.headDim), sharedBytes: plan.sharedBytes, threads: plan.threads });
-  return REFERENCE_SHAPES.map((shape) => ({
-    shape,
-    sm90S: predictAttention(plan, shape, H200, ctasPerSm).predictedS,
-    sm90aS: predictAttentionSm90a(sm90a, shape, H200, SM90A_ATTENTION_REGISTERS).predictedS,
-  }));
+  const { headDim, kvHeads } = plan.variant.shape;
+  const { ctasPerSm } = occupancy(H200.arch, { registers: estimatedRegisters(plan.rowTile, plan.tile.tileN, headDim), sharedBytes: plan.sharedBytes, threads: plan.threads });
+  const sm90aPerSm = occupancy(H200.arch, { registers: SM90A_ATTENTION_REGISTERS, sharedBytes: sm90a.sharedBytes, threads: sm90a.threads }).ctasPerSm;
+  const kernel = splitKernel({ ...plan, tileN: plan.tile.tileN, headDim });
+  return REFERENCE_SHAPES.map((shape) => {
+    const sm90aSplits = splitsFor({ tuned: undefined, workItems: shape.batch * kvHeads * sm90a.rowTiles, sms: H200.sms, ctasPerSm: sm90aPerSm, prefixTiles: Math.ceil(shape.prefix / plan.tile.tileN), kernel });
+    return {
+      shape, sm90aSplits,
+      sm90S: predictAttention(plan, shape, H200, ctasPerSm).predictedS,
+      sm90aS: predictAttentionSm90a(sm90a, shape, H200, SM90A_ATTENTION_REGISTERS, sm90aSplits).predictedS,
+    };
+  });
 }
 
 /** The cost models' choice for a variant that has an sm_90a kernel, its ratio rounded to 4 digits for the manifest. */

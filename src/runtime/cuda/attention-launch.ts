@@ -98,8 +98,15 @@ export class AttentionLauncher {
     return v;
   }
 
-  /** Split-KV parts of a launch the caller leaves open: what tidarc tune measured on a GPU for this shape, else the rule of least estimated time (splits.ts). */
-  splitsFor(v: ManifestVariant, batch: number, maxPrefix: number): number {
+  /**
+   * Split-KV parts of a launch the caller leaves open: what tidarc tune measured on a GPU for this
+   * shape, else the rule of least estimated time (splits.ts) over the row tiles and the CTAs an SM
+   * holds of the kernel that runs (the sm_90a one's where this device takes it: a caller that fixes
+   * the count before the launch, as the runner's graphs do, gets the same count as launch()).
+   */
+  splitsFor(variant: ManifestVariant, batch: number, maxPrefix: number): number {
+    const sm90a = this.sm90aKernel(variant);
+    const v = sm90a ? { ...variant, launch: { ...variant.launch, rowTiles: sm90a.rowTiles }, occupancy: sm90a.occupancy ? { [this.device.arch]: sm90a.occupancy } : {} } : variant;
     return splitsFor({
       tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
       workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
@@ -130,9 +137,7 @@ export class AttentionLauncher {
     const fn = this.kernel(v);
     const sm90a = this.sm90aKernel(v);
     const { qHeads, kvHeads, headDim } = v.shape;
-    // The split rule counts the row tiles and the CTAs an SM holds of the kernel that runs.
-    const ruled = sm90a ? { ...v, launch: { ...v.launch, rowTiles: sm90a.rowTiles }, occupancy: sm90a.occupancy ? { [this.device.arch]: sm90a.occupancy } : {} } : v;
-    const splits = call.splits ?? this.splitsFor(ruled, call.batch, call.maxPrefix);
+    const splits = call.splits ?? this.splitsFor(v, call.batch, call.maxPrefix);
     const rows = call.batch * v.steps * qHeads;
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,

@@ -97,6 +97,20 @@ describe('AttentionLauncher: the sm_90a attention where the selection rule picks
     expect(fast!.args.subarray(256, 256 + slow!.args.length)).toEqual(slow!.args);
   });
 
+  test('splitsFor counts the sm_90a kernel\'s row tiles where it runs, as launch() does (the runner fixes its graphs\' counts by it)', () => {
+    const { splits: _, ...open } = call;
+    const L = 4096;
+    const a = recorder([9, 0]);
+    const launcher = new AttentionLauncher(a.device, '/kernels', { variants: [k16], arches: ['sm_90', 'sm_90a'] });
+    const fixed = launcher.splitsFor(k16, 1, L);
+    launcher.launch('tidar_k16', { ...open, batch: 1, maxPrefix: L });
+    expect(a.launches[0]!.grid[2]).toBe(fixed);
+    const own = new AttentionLauncher(recorder([9, 0]).device, '/kernels', { variants: [k16], arches: ['sm_90'] }).splitsFor(k16, 1, L);
+    const sm90aView = { ...k16, launch: { ...k16.launch, rowTiles: sm90a.rowTiles } };
+    expect(new AttentionLauncher(recorder([9, 0]).device, '/kernels', { variants: [sm90aView], arches: ['sm_90'] }).splitsFor(sm90aView, 1, L)).toBe(fixed);
+    expect(fixed).not.toBe(own);  // 9 row tiles against the mma.sync kernel's 17
+  });
+
   test('a tuned record takes the kernel it names on the 9.0 device, with its tuned split count', () => {
     const { splits: _, ...open } = call;
     const tuned = (kernel: 'sm_90' | 'sm_90a') => ({ ...k16, tuned: { calls: { 'b3 L512': { splits: 5 } }, backend: 'cuda' as const, kernel } });
