@@ -75,7 +75,9 @@ describe('the packed tarball', () => {
   test('is lean: no tests, TypeScript sources, benchmarks, goldens, models or tools', () => {
     const extra = shipped.filter((f) => /^(test|src|bench|scripts|generated|models|tools|build|\.ci)\//.test(f) || /^dist\/(bench|scripts)\//.test(f) || /\.tsbuildinfo$/.test(f));
     expect(extra).toEqual([]);
-    expect(shipped.length).toBeLessThan(400);
+    // A bound on wholesale inclusion (a stray folder ships hundreds of files), not on growth: each
+    // module of src/ ships as .js + .d.ts, and the package held 411 files at 2026-12-05.
+    expect(shipped.length).toBeLessThan(520);
   });
 });
 
