@@ -131,6 +131,12 @@ export interface ManifestGemmSm90a {
   /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / blockW)), zeroed once (tidarc_gemm_abi.h). */
   readonly splitCounters?: boolean;
   readonly swigluInterleave?: number;
+  /**
+   * A compile for sm_90a: the family the cost models predict faster over the unit's planned row
+   * counts, which the runtime takes when no tune record says (gemm-kernel-choice.ts); ratio:
+   * sm_90a's predicted sum over mma.sync's. Absent: the arch rule alone.
+   */
+  readonly heuristic?: { readonly kernel: 'sm_90' | 'sm_90a'; readonly ratio: number };
 }
 
 export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], reduction: GemmReduction, kernels: readonly Sm90aKernel[]): ManifestGemmSm90a {

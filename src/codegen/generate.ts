@@ -15,9 +15,10 @@ import { banner, cpuSymbol, renderVariant } from './kernel-source.js';
 import { renderTsLibrary } from './library-ts.js';
 import { compileInputKey, type TileOverrides, type VariantTuning } from './input-key.js';
 import { sha256 } from '../util/hash.js';
-import { SM90A_STATIC_FILES, planSm90aGemms } from './gemm-sm90a.js';
+import { SM90A_STATIC_FILES, planSm90aGemms, sm90aUnitName } from './gemm-sm90a.js';
 import { SM90A_ATTENTION_STATIC_FILES, planSm90aAttentions, withSm90aAttention } from './attention-sm90a.js';
 import { sm90aAttentionHeuristic } from './attention-kernel-choice.js';
+import { sm90aGemmHeuristic } from './gemm-kernel-choice.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
@@ -127,7 +128,9 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const sm90aChosen = sm90aAttention && arches.some((x) => x.name === 'sm_90a')
     ? new Map([...sm90aAttention.byVariant].map(([name, k]) => [name, { ...k, heuristic: sm90aAttentionHeuristic(plans.find((p) => p.variant.name === name)!) }]))
     : sm90aAttention?.byVariant;
-  const described: Manifest = withSm90aAttention({ ...compiled, ...(sm90a && sm90a.gemms.length > 0 ? { gemmsSm90a: sm90a.gemms } : {}) }, sm90aChosen ?? new Map());
+  // The same for the GEMMs: each sm_90a unit records the family the models predict faster over its row counts (gemm-kernel-choice.ts).
+  const gemmsSm90a = sm90a?.gemms.map((g) => ({ ...g, heuristic: sm90aGemmHeuristic(gemms.units.find((u) => sm90aUnitName(u.shape) === g.unit)!) }));
+  const described: Manifest = withSm90aAttention({ ...compiled, ...(gemmsSm90a && gemmsSm90a.length > 0 ? { gemmsSm90a } : {}) }, sm90aChosen ?? new Map());
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));
   for (const [path, text] of renderTsLibrary(described)) files.set(path, text);

@@ -5,13 +5,18 @@
  * where its time over mma.sync's is below 1 on geometric mean), checked against the models' own
  * ratio; Qwen3-8B's k = 8 (288 rows a KV head, just past the ridge) keeps mma.sync while k = 16
  * and the prefill chunk take sm_90a; the emulator's compile records none (it exists to run the
- * sm_90a kernels).
+ * sm_90a kernels). The GEMMs' sm_90a units the same (gemm-kernel-choice.ts): the family of the
+ * least predicted sum over the unit's planned row counts; Qwen3-8B's take sm_90a, the 0.6B
+ * shape's o and down keep mma.sync.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { sm90aAttentionTimes, sm90aKernelOf } from '../../src/codegen/attention-kernel-choice.js';
 import { generateModel } from '../../src/codegen/generate.js';
+import { sm90aGemmTimes } from '../../src/codegen/gemm-kernel-choice.js';
+import { planModelGemms } from '../../src/codegen/gemm-model.js';
+import { QWEN3_0_6B } from '../../src/bench/step-report.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { smallSpec } from '../helpers/random-model.js';
@@ -39,6 +44,17 @@ describe('a Qwen3-8B compile for sm_90a', () => {
     }
   });
 
+  test('every sm_90a GEMM unit records the family of the least predicted sum over its row counts: all sm_90a here', () => {
+    const units = out.manifest.gemmsSm90a!;
+    expect(units.length).toBe(4);  // qkv, o, gate_up, down (lm_head stays on mma.sync)
+    for (const g of units) {
+      const times = sm90aGemmTimes(planModelGemms(spec, spec.draftLengths, ['sm_90', 'sm_90a']).units.find((u) => `${u.name}_sm90a` === g.unit)!);
+      const ratio = times.reduce((a, t) => a + t.sm90aS, 0) / times.reduce((a, t) => a + t.sm90S, 0);
+      expect(g.heuristic, g.unit).toEqual({ kernel: ratio < 1 ? 'sm_90a' : 'sm_90', ratio: Number(ratio.toFixed(4)) });
+      expect(g.heuristic!.kernel).toBe('sm_90a');
+    }
+  });
+
   test('k = 8 keeps mma.sync; k = 16 and the prefill chunk take sm_90a', () => {
     expect(chosen.tidar_k8!.kernel).toBe('sm_90');
     expect(chosen.tidar_k8!.ratio).toBeGreaterThan(1);
@@ -52,4 +68,9 @@ test('the emulator\'s compile makes sm_90a units but records no choice (the arch
   const units = out.manifest.variants.filter((v) => v.sm90a);
   expect(units.length).toBeGreaterThan(0);
   expect(units.filter((v) => v.sm90a!.heuristic !== undefined)).toEqual([]);
+});
+
+test('the Qwen3-0.6B shape keeps o and down on mma.sync, qkv and gate_up on sm_90a', () => {
+  const out = generateModel(QWEN3_0_6B, { arches: ['sm_90', 'sm_90a'] });
+  expect(Object.fromEntries(out.manifest.gemmsSm90a!.map((g) => [g.roles.join('|'), g.heuristic!.kernel]))).toEqual({ qkv: 'sm_90a', o: 'sm_90', gate_up: 'sm_90a', down: 'sm_90' });
 });

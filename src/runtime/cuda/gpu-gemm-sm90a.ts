@@ -149,7 +149,7 @@ export class GpuGemmsWithSm90a extends GpuGemms {
 /**
  * The sm_90a units a 9.0 device takes from a compile: every one, but those whose weight shape a
  * tuning record keeps on the mma.sync kernel (`tuned.kernel` 'sm_90': the search measured it
- * faster). A record that chose sm_90a for a unit the compile has no sm_90a kernel for is refused.
+ * faster) or, without a record, the compile's cost-model choice does (heuristic.kernel 'sm_90'). A record that chose sm_90a for a unit the compile has no sm_90a kernel for is refused.
  */
 export function tunedSm90aUnits(kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[]): ManifestGemmSm90a[] {
   const family = new Map(gemms.flatMap((g) => (g.tuned?.kernel ? [[g.unit, g.tuned.kernel] as const] : [])));
@@ -158,7 +158,8 @@ export function tunedSm90aUnits(kernelsDir: string, gemms: readonly ManifestGemm
       throw new TidarcError('invalid-argument', `tuned GEMM ${unit} chose the sm_90a kernel, which the compile did not build`, { field: 'gemms.tuned.kernel', value: kernel, allowed: `sm_90 (the compile's sm_90a units: ${units.map((u) => u.unit).join(', ') || 'none'})`, source: kernelsDir });
     }
   }
-  return units.filter((u) => family.get(gemms.find((g) => sm90aUnitName(g) === u.unit)?.unit ?? '') !== 'sm_90');
+  // No record: the compile's cost-model choice (heuristic, gemm-kernel-choice.ts); an older manifest has none: sm_90a.
+  return units.filter((u) => (family.get(gemms.find((g) => sm90aUnitName(g) === u.unit)?.unit ?? '') ?? u.heuristic?.kernel) !== 'sm_90');
 }
 
 /** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch), and the tuned families. */

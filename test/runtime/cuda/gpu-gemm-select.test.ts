@@ -104,6 +104,14 @@ describe('gemmsFor honours the GEMM family a tuning record chose', () => {
     expect((run(undefined, undefined).gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['o', 'qkv']);
   });
 
+  test('without a record the compile\'s cost-model choice decides (heuristic); a record outranks it', () => {
+    const choose = (u: ReturnType<typeof unitOf>, kernel: Family) => ({ ...u, heuristic: { kernel, ratio: kernel === 'sm_90' ? 1.2 : 0.8 } });
+    const units = [choose(unitOf(QKV, 'qkv'), 'sm_90'), choose(unitOf(O, 'o'), 'sm_90a')];
+    expect((run(undefined, undefined, units).gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['o']);
+    expect((run('sm_90a', 'sm_90', units).gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['qkv']);
+    expect(run(undefined, undefined, [choose(unitOf(QKV, 'qkv'), 'sm_90'), choose(unitOf(O, 'o'), 'sm_90')]).gemms).not.toBeInstanceOf(GpuGemmsWithSm90a);
+  });
+
   test('both kept on mma.sync: no sm_90a path at all', () => {
     const { gemms, launches } = run('sm_90', 'sm_90');
     expect(gemms).not.toBeInstanceOf(GpuGemmsWithSm90a);

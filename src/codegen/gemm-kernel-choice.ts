@@ -1,0 +1,41 @@
+/**
+ * Which GEMM family a 9.0 device runs for a weight shape that has an sm_90a unit, when no tune
+ * record says (issue 18 item 3, "selection as data"): as the tune decides (tune/gemm-space.ts
+ * chooseGemmKernel: one family per weight shape over every M), on the cost models' predictions
+ * instead of measured times. Per unit, the predicted seconds summed over the row counts the
+ * compile plans (its step kinds): mma.sync at each M's planned tile (gemm-cost-model.ts
+ * predictGemm, registers by gemm-registers.ts's ptxas table, as the tile choice prices them), sm_90a
+ * at the kernel the unit launches for that M (gemm-sm90a-cost-model.ts, registers ptxas's recorded
+ * SM90A_GEMM_REGISTERS); sm_90a where its sum over mma.sync's is below 1. The compile records it
+ * on the unit (ManifestGemmSm90a.heuristic) and gpu-gemm-sm90a.ts tunedSm90aUnits follows it. Pure.
+ */
+import { predictGemm } from './gemm-cost-model.js';
+import { gemmEpilogues } from './gemm-epilogue.js';
+import type { GemmUnit } from './gemm-model.js';
+import { gemmRegisters } from './gemm-registers.js';
+import { sm90aBlockW, sm90aTokenTile } from './gemm-sm90a.js';
+import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
+import { H200 } from './machine.js';
+
+/** Registers a thread of the sm_90a GEMMs as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (step-cost-model.ts SM90A_RECORDED_REGISTERS). */
+export const SM90A_GEMM_REGISTERS = 137;
+
+/** Each planned M's predicted seconds on either family. */
+export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>): { readonly m: number; readonly sm90S: number; readonly sm90aS: number }[] {
+  const epilogue = gemmEpilogues(u.shape, u.roles).swigluInterleave !== undefined ? 'swiglu' : 'none';
+  return u.plans.map((p) => {
+    const tileT = sm90aTokenTile(p.m);
+    return {
+      m: p.m,
+      sm90S: predictGemm(p, p.m, H200, gemmRegisters(p, p.reduction.splitK).registers, { epilogue }).predictedS,
+      sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { epilogue, blockW: sm90aBlockW(tileT) }).predictedS,
+    };
+  });
+}
+
+/** The family of the least predicted sum over the unit's row counts, and sm_90a's sum over mma.sync's (4 digits). */
+export function sm90aGemmHeuristic(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>): { readonly kernel: 'sm_90' | 'sm_90a'; readonly ratio: number } {
+  const times = sm90aGemmTimes(u);
+  const ratio = times.reduce((a, t) => a + t.sm90aS, 0) / times.reduce((a, t) => a + t.sm90S, 0);
+  return { kernel: ratio < 1 ? 'sm_90a' : 'sm_90', ratio: Number(ratio.toFixed(4)) };
+}
