@@ -63,7 +63,7 @@ describe('a compile with --arch sm_90a', () => {
   test('a unit per compute-bound variant, named by its manifest variant and built for sm_90a alone; nothing for the others', () => {
     const named = both.manifest.variants.filter((v) => v.sm90a).map((v) => [v.name, v.sm90a!.source, v.sm90a!.symbol]);
     expect(named).toEqual([['tidar_k16', 'cuda/tidar_k16.sm90a.cu', 'tidarc_attn_tidar_k16_bf16_d64_q4_kv1_sm90a'], ['prefill_c64', 'cuda/prefill_c64.sm90a.cu', 'tidarc_attn_prefill_c64_bf16_d64_q4_kv1_sm90a']].sort((a, b) => both.manifest.variants.findIndex((v) => v.name === a[0]) - both.manifest.variants.findIndex((v) => v.name === b[0])));
-    for (const [, source] of named) expect(both.files.get(source!)).toContain('tidarc::attention_sm90a_kernel<Config>(args);');
+    for (const [, source] of named) expect(both.files.get(source!)).toContain('tidarc::attention_sm90a_kernel<Config>(args, work);');
     for (const h of ['cuda/tidarc_attention_sm90a.cuh', 'cuda/tidarc_attention_sm90a_abi.h', 'cuda/tidarc_hopper.cuh']) expect(both.files.has(h), h).toBe(true);
     const steps = planBuild([TARGETS.sm_90, TARGETS.sm_90a], both.manifest, [...both.files.keys()]).cuda!.steps;
     expect(steps.filter((s) => s.unit.endsWith('_sm90a') && !s.unit.startsWith('gemm')).map((s) => [s.unit, s.arches])).toEqual(named.map(([name]) => [`${name}_sm90a`, ['sm_90a']]));
