@@ -106,13 +106,14 @@ test('a runner reset for the next sequence keeps its step graphs: the new prefil
       return runner.lastStepLaunch;
     });
   };
-  expect(sequence(70)).toEqual(['warm-up', 'captured', 'replayed']);
+  // Prefixes 130..132 span three KV tiles of 64 keys, which the split rule splits 3 ways (1 way up to 128 keys).
+  expect(sequence(130)).toEqual(['warm-up', 'captured', 'replayed']);
   runner.reset();
   expect(runner.cache.length).toBe(0);
   expect(runner.deviceBytes).toBe(d.bytes() - weightBytes);
   d.graphs.length = 0;
-  // Another prompt length in the same split-KV bucket (prefixes 66..69 span two KV tiles, as 70..73 do).
-  expect(sequence(66)).toEqual(['replayed', 'replayed', 'replayed']);
+  // Another prompt length in the same split-KV bucket (prefixes 150..152 span three KV tiles too).
+  expect(sequence(150)).toEqual(['replayed', 'replayed', 'replayed']);
   runner.reset();
   // A 1-token prompt: the AR step's token count (the prefill must not free the step's workspace), another bucket.
   expect(sequence(1)).toEqual(['warm-up', 'captured', 'replayed']);
