@@ -8,10 +8,15 @@
  * at the kernel the unit launches for that M (gemm-sm90a-cost-model.ts, registers ptxas's recorded
  * SM90A_GEMM_REGISTERS); sm_90a where its sum over mma.sync's is below 1. The compile records it
  * on the unit (ManifestGemmSm90a.heuristic) and gpu-gemm-sm90a.ts tunedSm90aUnits follows it. Pure.
+ * Each role of the unit is priced with the epilogue it launches with: o and down carry the
+ * residual add (RESIDUAL_ROLES: an M x N float32 read of the old output beside its write, in
+ * both families' store loop), gate_up the SwiGLU. Without the residual read the memory-bound
+ * o and down looked cheaper than they run, by the same bytes on both families but not the
+ * same share of each one's time.
  */
 import { predictGemm } from './gemm-cost-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
-import type { GemmUnit } from './gemm-model.js';
+import type { GemmRole, GemmUnit } from './gemm-model.js';
 import { gemmRegisters } from './gemm-registers.js';
 import { sm90aBlockW, sm90aTokenTile } from './gemm-sm90a.js';
 import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
@@ -20,15 +25,29 @@ import { H200 } from './machine.js';
 /** Registers a thread of the sm_90a GEMMs as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (step-cost-model.ts SM90A_RECORDED_REGISTERS). */
 export const SM90A_GEMM_REGISTERS = 137;
 
-/** Each planned M's predicted seconds on either family. */
+/**
+ * Roles whose GEMM accumulates into the residual stream (ir/step-rewrite.ts foldResidualAdds
+ * folds `x += linear(...)` into the GEMM for these; test/codegen/gemm-kernel-choice.test.ts
+ * checks the list against the rewritten step graph).
+ */
+export const RESIDUAL_ROLES: readonly GemmRole[] = ['o', 'down'];
+
+/** The epilogue a role's launches run: the residual read (accumulate) or the SwiGLU, as the runner passes them. */
+export function roleEpilogue(u: Pick<GemmUnit, 'shape' | 'roles'>, role: GemmRole): { readonly accumulate: boolean; readonly epilogue: 'none' | 'swiglu' } {
+  const swiglu = role === 'gate_up' && gemmEpilogues(u.shape, u.roles).swigluInterleave !== undefined;
+  return { accumulate: RESIDUAL_ROLES.includes(role), epilogue: swiglu ? 'swiglu' : 'none' };
+}
+
+/** Each planned M's predicted seconds on either family: one launch per role of the unit, each with its epilogue. */
 export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>): { readonly m: number; readonly sm90S: number; readonly sm90aS: number }[] {
-  const epilogue = gemmEpilogues(u.shape, u.roles).swigluInterleave !== undefined ? 'swiglu' : 'none';
   return u.plans.map((p) => {
     const tileT = sm90aTokenTile(p.m);
+    const registers = gemmRegisters(p, p.reduction.splitK).registers;
+    const sum = (f: (o: ReturnType<typeof roleEpilogue>) => number): number => u.roles.reduce((a, role) => a + f(roleEpilogue(u, role)), 0);
     return {
       m: p.m,
-      sm90S: predictGemm(p, p.m, H200, gemmRegisters(p, p.reduction.splitK).registers, { epilogue }).predictedS,
-      sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { epilogue, blockW: sm90aBlockW(tileT) }).predictedS,
+      sm90S: sum((o) => predictGemm(p, p.m, H200, registers, o).predictedS),
+      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT) }).predictedS),
     };
   });
 }
