@@ -3,7 +3,8 @@
  * Qwen3-8B linear layers (qkv 6144x4096, o 4096x4096, gate_up 24576x4096, down 4096x12288,
  * lm_head 151936x4096) at M = 1 (AR), 20, 72, 272 (TiDAR k = 4, 8, 16) on the lent H200,
  * as src/codegen/gemm-plan.ts plans them for sm_90. Occupancy comes from ptxas (nvcc -cubin
- * -arch=sm_90 on the generated source) when nvcc is here, else 128 registers are assumed.
+ * -arch=sm_90 on the generated source, bench/ptxas-registers.ts as bench:step uses it) when nvcc
+ * is here, else 128 registers are assumed.
  * Then the step: 36 layers x (qkv + o + gate_up + down) + lm_head, per M, against AR, with the
  * fused epilogues the cuda backend runs (SwiGLU in gate_up; greedy lm_head as row statistics)
  * and, for comparison, unfused (gate_up writes gate and up, silu_mul; lm_head writes the
@@ -13,23 +14,13 @@
  *
  *   npm run bench:gemm        # prints the table; --json for the figures
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { parsePtxasReport } from '../src/build/ptxas.js';
-import { runPool } from '../src/build/pool.js';
-import { findNvcc } from '../src/build/toolchain.js';
 import { type GemmRole, gemmShapeOf } from '../src/codegen/gemm-model.js';
 import { GEMM_MAX_SPLIT_K, type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
-import { renderGemmUnit } from '../src/codegen/gemm-source.js';
-import { readTemplateFile } from '../src/codegen/templates.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { H200 } from '../src/codegen/machine.js';
 import { ACTIVATION_BYTES, type GemmEpilogue, type GemmPrediction, predictGemm, predictOp } from '../src/bench/gemm-cost-model.js';
+import { gemmRegisters } from './ptxas-registers.js';
 
-const exec = promisify(execFile);
 const ROWS = [1, 20, 72, 272];
 const ROLES: readonly GemmRole[] = ['qkv', 'o', 'gate_up', 'down', 'lm_head'];
 /** The residual add happens in these GEMMs' epilogue (accumulate): their output is read too. */
@@ -64,25 +55,6 @@ const WIDE = { rowStats: true } as const;
 /** What the heuristic must know of a role: the lm_head's row statistics keep 128-column tiles. */
 const optsOf = (role: GemmRole) => ({ rowStats: EPILOGUES[role] === 'rowStats' });
 
-async function registersBySymbol(units: readonly { role: GemmRole; plans: GemmPlan[] }[]): Promise<Map<string, number> | string> {
-  const nvcc = await findNvcc();
-  if (!nvcc.found) return `nvcc not found (${nvcc.reason}): ${ASSUMED_REGISTERS} registers assumed`;
-  const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-gemm-'));
-  try {
-    for (const h of ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
-    const regs = new Map<string, number>();
-    await runPool(units, 2, async (u, i) => {
-      const src = join(dir, `u${i}.cu`);
-      writeFileSync(src, renderGemmUnit(u.plans[0]!.shape, u.plans, [u.role], QWEN3_8B.name));  // lm_head: with its row statistics merge
-      const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-arch=sm_90', '-Xptxas', '-v', '-o', join(dir, `u${i}.cubin`), src], { maxBuffer: 64 << 20 });
-      for (const [kernel, r] of Object.entries(parsePtxasReport(stderr)['sm_90'] ?? {})) regs.set(kernel, r.registers);
-    });
-    return regs;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const us = (s: number): string => (s * 1e6).toFixed(1);
 
 async function main(): Promise<void> {
@@ -90,19 +62,19 @@ async function main(): Promise<void> {
   const units = ROLES.map((role) => {
     const shape = gemmShapeOf(QWEN3_8B, role);
     const reduction = planReduction(shape, target, undefined, optsOf(role));
-    return { role, plans: ROWS.map((m) => planGemm(shape, m, target, reduction, undefined, optsOf(role))) };
+    return { role, shape, roles: [role], plans: ROWS.map((m) => planGemm(shape, m, target, reduction, undefined, optsOf(role))) };
   });
   const widePlan = (role: GemmRole, m: number): GemmPlan => {
     const shape = gemmShapeOf(QWEN3_8B, role);
     return planGemm(shape, m, target, planReduction(shape, target, undefined, WIDE), undefined, WIDE);
   };
-  const regs = await registersBySymbol(units);
+  const regs = await gemmRegisters(units, QWEN3_8B.name);  // lm_head: with its row statistics merge
   const rows: Row[] = units.flatMap((u) => u.plans.map((plan) => {
-    const measured = typeof regs !== 'string' && regs.has(gemmSymbol(plan.shape, plan.m));
-    const registers = measured ? (regs as Map<string, number>).get(gemmSymbol(plan.shape, plan.m))! : ASSUMED_REGISTERS;
+    const measured = regs.registers?.get(gemmSymbol(plan.shape, plan.m));
+    const registers = measured ?? ASSUMED_REGISTERS;
     const accumulate = ACCUMULATES.has(u.role);
     return {
-      role: u.role, plan, registers, measuredRegisters: measured,
+      role: u.role, plan, registers, measuredRegisters: measured !== undefined,
       p: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none' }),
       plain: predictGemm(plan, plan.m, H200, registers, { accumulate }),
       twoLaunch: predictGemm(plan, plan.m, H200, registers, { accumulate, epilogue: EPILOGUES[u.role] ?? 'none', splitSum: 'kernel' }),
@@ -117,7 +89,7 @@ async function main(): Promise<void> {
   console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s, HBM latency ${H200.hbmLatencyS * 1e9} ns (Little's law: "fill TB/s" is what the CTAs' bytes in flight pull; below the copy rate it bounds HBM)`);
-  console.log(`  and shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM; cp.async writes + ldmatrix reads: "smem us") assumed. Registers: ${typeof regs === 'string' ? regs : 'ptxas sm_90'}.\n`);
+  console.log(`  and shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM; cp.async writes + ldmatrix reads: "smem us") assumed. Registers: ${regs.registers ? regs.source : `${regs.source}: ${ASSUMED_REGISTERS} registers assumed`}.\n`);
   const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'fill TB/s', 'hbm us', 'L2 us', 'mma us', 'smem us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
   const table = rows.map(({ role, plan, registers, p, twoLaunch, wide }) => [
     role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),

@@ -31,7 +31,7 @@ async function inScratch<T>(prefix: string, headers: readonly [string, string][]
 }
 
 /** Every kernel of the units (by symbol: manifest gemms[].kernel), sm_90. */
-export async function gemmRegisters(units: readonly GemmUnit[], modelName: string): Promise<Registers> {
+export async function gemmRegisters(units: readonly Pick<GemmUnit, 'shape' | 'plans' | 'roles'>[], modelName: string): Promise<Registers> {
   const headers: [string, string][] = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_device.cuh'].map((h) => [h, `cuda/${h}`]);
   const r = await inScratch('tidarc-bench-gemm-', headers, async (dir, nvcc) => {
     const registers = new Map<string, number>();
