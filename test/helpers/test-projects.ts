@@ -16,8 +16,8 @@ export const TIMED: readonly string[] = ['test/tune/tune-budget.test.ts', 'test/
 /** Whole folders (`dir/**`) and single files; add a file only if test-projects.test.ts passes with it. */
 export const SHARED_PROCESS: readonly string[] = [
   'test/docs/**', 'test/helpers/**', 'test/ir/**', 'test/load/**', 'test/model/**', 'test/scripts/**', 'test/util/**',
-  'test/bench/attention-sm90a-cost-model.test.ts', 'test/bench/device-carry.test.ts', 'test/bench/device-check-results.test.ts',
-  'test/bench/gemm-cost-model.test.ts', 'test/bench/gemm-sm90a-cost-model.test.ts', 'test/bench/roofline.test.ts',
+  'test/codegen/attention-sm90a-cost-model.test.ts', 'test/bench/device-carry.test.ts', 'test/bench/device-check-results.test.ts',
+  'test/codegen/gemm-cost-model.test.ts', 'test/codegen/gemm-sm90a-cost-model.test.ts', 'test/bench/roofline.test.ts',
   'test/build/kernel-cache-gemms.test.ts', 'test/build/kernel-cache-sm90a.test.ts', 'test/build/ptxas.test.ts',
   'test/cli/doctor.test.ts', 'test/cli/graph.test.ts', 'test/cli/init-model.test.ts', 'test/cli/run-summary.test.ts',
   'test/codegen/abi-fields.test.ts', 'test/codegen/attention-cost-model.test.ts', 'test/codegen/attention-sm90a.test.ts', 'test/codegen/attention-kernel-choice.test.ts',

@@ -1,13 +1,13 @@
 /**
- * The sm_90a GEMM cost model (src/bench/gemm-sm90a-cost-model.ts), pure: bytes and FLOPs of a
+ * The sm_90a GEMM cost model (src/codegen/gemm-sm90a-cost-model.ts), pure: bytes and FLOPs of a
  * launch from its plan (weights once, 16-bit activations, split-K partials summed in the launch;
  * padded token tiles and weight tiles executed), the bound it names, and that at the same
  * bytes it never predicts slower than the mma.sync GEMM where the tensor cores bound it.
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
-import { predictGemm } from '../../src/bench/gemm-cost-model.js';
-import { predictSm90aGemm } from '../../src/bench/gemm-sm90a-cost-model.js';
+import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
+import { predictSm90aGemm } from '../../src/codegen/gemm-sm90a-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { sm90aBlockW, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 

@@ -1,5 +1,5 @@
 /**
- * The sm_90a attention's cost model (src/bench/attention-sm90a-cost-model.ts), pure: its FLOP
+ * The sm_90a attention's cost model (src/codegen/attention-sm90a-cost-model.ts), pure: its FLOP
  * counts follow the plan (useful: 4 D per visible (row, key) pair; executed: whole 128-row tiles
  * against every key tile they visit), the wgmma term is the executed FLOPs at the matmul rate,
  * without a split count given it takes the one of least predicted time, and the softmax term
@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
-import { H200_EXP2_PER_S, predictAttentionSm90a } from '../../src/bench/attention-sm90a-cost-model.js';
+import { H200_EXP2_PER_S, predictAttentionSm90a } from '../../src/codegen/attention-sm90a-cost-model.js';
 import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
 import { prefillChunkVariant, tidarDecodeVariant } from '../../src/codegen/variant.js';
 

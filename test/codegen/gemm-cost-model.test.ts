@@ -1,12 +1,13 @@
 /**
- * The GEMM cost model of bench/gemm.ts (src/bench/gemm-cost-model.ts), lightly: occupancy from registers
- * and shared memory, the memory-bound and compute-bound ends, the split-K sum term, the
- * bytes the fused epilogues save, HBM under-fill (Little's law) and shared-memory traffic.
+ * The GEMM cost model (src/codegen/gemm-cost-model.ts: the planner's tile choice and bench:gemm),
+ * lightly: occupancy from registers and shared memory, the memory-bound and compute-bound ends,
+ * the split-K sum term, the bytes the fused epilogues save, HBM under-fill (Little's law) and
+ * shared-memory traffic.
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
 import { occupancy } from '../../src/codegen/occupancy.js';
-import { gemmSharedBytes, predictGemm, predictOp } from '../../src/bench/gemm-cost-model.js';
+import { gemmSharedBytes, predictGemm, predictOp } from '../../src/codegen/gemm-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 
 const target = gemmTarget(['sm_90']);
