@@ -20,6 +20,7 @@ import { SM90A_ATTENTION_STATIC_FILES, planSm90aAttentions, withSm90aAttention }
 import { sm90aAttentionHeuristic } from './attention-kernel-choice.js';
 import { sm90aGemmHeuristic } from './gemm-kernel-choice.js';
 import { describeGemmRefusals, describeGemms, GEMM_STATIC_FILES, renderGemmSources } from './gemm-manifest.js';
+import { keepGemmUnits, keepSm90aGemms } from './gemm-omission.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
 import type { GemmOverrides } from './gemm-plan.js';
@@ -93,7 +94,11 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const plans = planVariants(variants, targets, tiles);
   const dialects = dialectsOf(targets);
   // The linear layers' GEMMs: one source per weight shape, a kernel per step row count.
-  const gemms = targets.some((t) => t.gemms) ? planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms) : { units: [], refusals: [] };
+  const gemmsAll = targets.some((t) => t.gemms) ? planModelGemms(spec, options.drafts ?? spec.draftLengths, arches.map((a) => a.name), options.gemms) : { units: [], refusals: [] };
+  // A filtered compile keeps the kernels its step kinds launch, planned as in a full compile (gemm-omission.ts).
+  const kinds = variants.map((v) => v.name);
+  const kept = options.variants === undefined ? undefined : keepGemmUnits(gemmsAll.units, kinds);
+  const gemms = kept ? { ...gemmsAll, units: kept.units } : gemmsAll;
   const files = new Map<string, string>();
   for (const [out, src] of staticFilesOf(targets)) files.set(out, readTemplateFile(src));
   for (const plan of plans) {
@@ -103,7 +108,9 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   for (const [path, text] of renderGemmSources(gemms.units, spec.name)) files.set(path, text);
   // --arch sm_90a: the same GEMMs as sm_90a units (wgmma + TMA, gemm-sm90a.ts), compiled for sm_90a alone; not those
   // a tuning record keeps on the mma.sync kernel (tuned.kernel 'sm_90': the search measured it faster on a 9.0 device).
-  const sm90a = arches.some((x) => x.name === 'sm_90a') && gemms.units.length > 0 ? planSm90aGemms(gemms.units.filter((u) => u.tuned?.kernel !== 'sm_90'), spec.name) : undefined;
+  const sm90aAll = arches.some((x) => x.name === 'sm_90a') && gemms.units.length > 0 ? planSm90aGemms(gemmsAll.units.filter((u) => u.tuned?.kernel !== 'sm_90'), spec.name) : undefined;
+  const sm90aKept = sm90aAll && kept ? keepSm90aGemms(sm90aAll, gemmsAll.units, kinds, spec.name) : undefined;
+  const sm90a = sm90aKept?.sm90a ?? sm90aAll;
   if (sm90a && sm90a.gemms.length > 0) {
     for (const [out, src] of SM90A_STATIC_FILES) files.set(out, readTemplateFile(src));
     for (const [path, text] of sm90a.sources) files.set(path, text);
@@ -120,7 +127,8 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   files.set('model.json', `${JSON.stringify(spec, null, 2)}\n`);
 
   const inputKey = compileInputKey(spec, options.drafts ?? spec.draftLengths, targets.map((t) => t.name), options.tiles, options.gemms, options.variants);
-  const manifestBase = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(omitted.length > 0 ? { omittedVariants: omitted } : {}) };
+  const omittedGemms = [...(kept?.omitted ?? []), ...(sm90aKept?.omitted ?? [])];
+  const manifestBase = { ...describeManifest(spec, arches, plans, inputKey, options.tiles, gemms), ...(omitted.length > 0 ? { omittedVariants: omitted } : {}), ...(omittedGemms.length > 0 ? { omittedGemms } : {}) };
   // The emulator's compile names sm_90a among its arches once it made an sm_90a attention unit: the launcher's selection rule (arch.ts selectArch) reads them.
   const compiled = emulatedSm90a && (sm90aAttention?.byVariant.size ?? 0) > 0 ? { ...manifestBase, arches: [...manifestBase.arches, 'sm_90a' as const] } : manifestBase;
   // A compile for sm_90a records the cost models' kernel choice (attention-kernel-choice.ts), which the runtime follows without a
@@ -128,8 +136,9 @@ export function generateModel(spec: ModelSpec, options: CompileOptions): Generat
   const sm90aChosen = sm90aAttention && arches.some((x) => x.name === 'sm_90a')
     ? new Map([...sm90aAttention.byVariant].map(([name, k]) => [name, { ...k, heuristic: sm90aAttentionHeuristic(plans.find((p) => p.variant.name === name)!) }]))
     : sm90aAttention?.byVariant;
-  // The same for the GEMMs: each sm_90a unit records the family the models predict faster over its row counts (gemm-kernel-choice.ts).
-  const gemmsSm90a = sm90a?.gemms.map((g) => ({ ...g, heuristic: sm90aGemmHeuristic(gemms.units.find((u) => sm90aUnitName(u.shape) === g.unit)!) }));
+  // The same for the GEMMs: each sm_90a unit records the family the models predict faster over its row counts (gemm-kernel-choice.ts),
+  // a filtered compile's over every row count too (its units are the full compile's), so it chooses as the full compile does.
+  const gemmsSm90a = sm90a?.gemms.map((g) => ({ ...g, heuristic: sm90aGemmHeuristic(gemmsAll.units.find((u) => sm90aUnitName(u.shape) === g.unit)!) }));
   const described: Manifest = withSm90aAttention({ ...compiled, ...(gemmsSm90a && gemmsSm90a.length > 0 ? { gemmsSm90a } : {}) }, sm90aChosen ?? new Map());
   // The build `tidarc compile` runs, as CMake: the same steps over the same files.
   files.set('CMakeLists.txt', renderCmakeLists(spec.name, targets, planBuild(targets, described, [...files.keys()])));

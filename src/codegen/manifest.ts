@@ -5,6 +5,7 @@
 import { manifestAbiFields } from './abi-fields.js';
 import type { ManifestAttentionSm90a } from './attention-sm90a.js';
 import type { ManifestGemmSm90a } from './gemm-sm90a.js';
+import type { OmittedGemm } from './gemm-omission.js';
 import type { ManifestStepGraphs } from './step-kinds.js';
 import type { DType, ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
@@ -178,6 +179,12 @@ export interface Manifest {
    * some were): a runner or a call that needs one fails naming them (runtime/variant-check.ts).
    */
   readonly omittedVariants?: readonly string[];
+  /**
+   * The GEMM kernels (mma.sync per m, sm_90a per token tile) such a compile left out: those only
+   * its omitted step kinds launch (gemm-omission.ts; present only when some were). A runner whose
+   * model runs such a step is refused (runtime/model/needed-variants.ts).
+   */
+  readonly omittedGemms?: readonly OmittedGemm[];
   /** The linear layers' GEMMs (absent in manifests written before them). */
   readonly gemms?: readonly ManifestGemm[];
   /** Linear layers the GEMMs refuse (present only when some are). */

@@ -216,13 +216,18 @@ test('--variant compiles only those variants: sources, bindings and manifest; th
   const r = await run('--variant', 'ar,tidar_k4', '--no-build', '--out', out, '--json');
   expect(r.code, r.stderr).toBe(0);
   expect((JSON.parse(r.stdout) as { variants: { name: string }[] }).variants.map((v) => v.name)).toEqual(['tidar_k4', 'ar']);
-  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { variants: { name: string }[]; omittedVariants: string[]; stepGraphs: { steps: object } };
+  type Gemms = { gemms: { kernel: string; m: number; roles: string[] }[]; omittedGemms: { kernel: string }[] };
+  const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Gemms & { variants: { name: string }[]; omittedVariants: string[]; stepGraphs: { steps: object } };
   expect(manifest.omittedVariants).toEqual(['tidar_k2', 'block_k2', 'block_k4', 'prefill_c64']);
+  // The GEMMs too: the layers' kernels for 1 and 20 rows, lm_head's for 1 to 20 (codegen/gemm-omission.ts); the rest are named.
+  for (const head of [false, true]) expect([...new Set(manifest.gemms.filter((g) => g.roles.includes('lm_head') === head).map((g) => g.m))]).toEqual(head ? [1, 6, 20] : [1, 20]);
   expect(Object.keys(manifest.stepGraphs.steps)).toEqual(['tidar_k4', 'ar']);
   expect(listFiles(out).filter((f) => /^(cpu|cuda)\/(tidar_k\d+|ar|block_k\d+|prefill_c\d+)\.(cpp|cu)$/.test(f))).toEqual(['cpu/ar.cpp', 'cpu/tidar_k4.cpp', 'cuda/ar.cu', 'cuda/tidar_k4.cu']);
   expect(readFileSync(join(out, 'index.d.ts'), 'utf8')).not.toMatch(/block_k|prefill_c|tidar_k2|tidarK2/);
   // The filter is part of the input key: the same directory without it is a new compile, not "up to date".
   expect((await run('--no-build', '--out', out)).stdout).toMatch(/^wrote .*: 6 variants/m);
+  const whole = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Gemms).gemms.map((g) => g.kernel).sort();
+  expect([...manifest.gemms, ...manifest.omittedGemms].map((g) => g.kernel).sort()).toEqual(whole);
 });
 
 test('compile --help mentions every option and gives examples', async () => {

@@ -58,7 +58,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .option('--no-build', 'write sources, manifest and bindings only; run neither nvcc nor the C++ compiler')
     .option('--jobs <n>', 'parallel compiler processes (default: all cores), e.g. 2')
     .option('--json', 'print the manifest summary as JSON instead of text')
-    .option('--variant <name,...>', 'compile only these attention variants, e.g. tidar_k4,ar (default: every variant; a model runner needs them all, so a partial output serves kernel calls: import { load } from \'DIR/index.js\')')
+    .option('--variant <name,...>', 'compile only these attention variants and the GEMM kernels their steps launch, e.g. tidar_k4,ar (default: every variant; a model runner needs them all, so a partial output serves kernel calls: import { load } from \'DIR/index.js\')')
     .option('--tuned <db>', 'compile each variant with the tile (warps, tileN; on CUDA rows a warp and stages) that tidarc tune or the device check recorded in this database, and each GEMM with the split-K and tiles the device check\'s GEMM search recorded')
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
