@@ -4,6 +4,10 @@
  * kernels/<model>-<target>-<key>, derived from the compile's input key (tidarc version, spec,
  * drafts, arches, templates, tiles) and the build it gets; one lock file beside the entry
  * (<entry>.lock) lets one process build it while the others wait, then find it up to date.
+ * The key leaves the generator's code out, but the entry's compile does not: compileModel
+ * regenerates an entry whose stamp names other generator code (input-key.ts generatorDigest),
+ * so what the generator decides for the runtime (the kernel-family choice, sm90a.heuristic and
+ * gemmsSm90a[].heuristic) is never an older code's (test/build/kernel-cache-choice.test.ts).
  */
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
