@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200 } from '../codegen/machine.js';
 import { predictGemm } from './gemm-cost-model.js';
+import { gemmRegisters } from '../codegen/gemm-registers.js';
 import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
@@ -88,9 +89,14 @@ export interface BundleGemmKernel {
   readonly nTiles: number;
   readonly threads: number;
   readonly sharedBytes: number;
-  /** gemm-cost-model.ts on the H200 at 2 CTAs an SM where shared memory allows (registers <= 128 assumed). */
+  /**
+   * gemm-cost-model.ts on the H200 at the tile's registers in gemm-registers.ts's ptxas table, as
+   * the planner's tile choice prices it (gemm.py's `registers` is ptxas's figure on the device).
+   */
   readonly predictedUs: number;
   readonly predictedBound: string;
+  readonly predictedRegisters: number;
+  readonly predictedCtasPerSm: number;
 }
 
 export interface BundleGemmUnit {
@@ -157,8 +163,6 @@ export interface BundleGemm {
   readonly tune?: readonly BundleGemmTune[];
 }
 
-const ASSUMED_REGISTERS = 128;
-
 export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated = false): Promise<BundleGemm> {
   const dir = join(outDir, 'gemm');
   await mkdir(join(dir, 'cuda'), { recursive: true });
@@ -185,8 +189,12 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
       name: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
       ...(Object.keys(epilogue).length > 0 ? { epilogue } : {}), cu, fatbin,
       kernels: plans.map((p) => {
-        const predicted = predictGemm(p, p.m, H200, ASSUMED_REGISTERS, { accumulate: role === 'o' || role === 'down' });
-        return { m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes, predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound };
+        const registers = gemmRegisters(p, p.reduction.splitK).registers;
+        const predicted = predictGemm(p, p.m, H200, registers, { accumulate: role === 'o' || role === 'down' });
+        return {
+          m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
+          predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound, predictedRegisters: registers, predictedCtasPerSm: predicted.ctasPerSm,
+        };
       }),
     });
   }

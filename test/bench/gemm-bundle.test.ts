@@ -20,7 +20,12 @@ import { gemmTarget, gemmTileName } from '../../src/codegen/gemm-plan.js';
 import { GEMM_SEARCH_SPACE, chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
 import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
-import { checkGemmTuning, planReduction } from '../../src/codegen/gemm-plan.js';
+import { checkGemmTuning, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
+import { gemmEpilogues } from '../../src/codegen/gemm-epilogue.js';
+import type { GemmRole } from '../../src/codegen/gemm-model.js';
+import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
+import { H200 } from '../../src/codegen/machine.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -72,6 +77,20 @@ describe('the GEMM bundle of the device check', () => {
     // Weight-bound at M = 1: gate_up's 201 MB at the copy rate.
     expect(full.units[2]!.kernels[0]!.predictedUs).toBeCloseTo((24576 * 4096 * 2 + 4096 * 2 + 24576 * 4) / 4.3e12 * 1e6, 1);  // weights, 16-bit x, float32 out
     expect(JSON.parse(readFileSync(join(root, 'full', 'gemm.json'), 'utf8'))).toEqual(full);
+  });
+  test('predicted as the planner prices the tile: its registers from the ptxas table (gemm-registers.ts), not an assumed 128', () => {
+    const target = gemmTarget(['sm_90']);
+    for (const u of full.units) {
+      const shape = { n: u.n, k: u.k, dtype: u.dtype };
+      const opts = { rowStats: gemmEpilogues(shape, [u.role as GemmRole]).rowStats === true };
+      const reduction = planReduction(shape, target, u.splitK, opts);
+      for (const k of u.kernels) {
+        const plan = planGemm(shape, k.m, target, reduction, undefined, opts);
+        const registers = gemmRegisters(plan, reduction.splitK).registers;
+        const p = predictGemm(plan, k.m, H200, registers, { accumulate: u.role === 'o' || u.role === 'down' });
+        expect([u.role, k.m, k.blockM, k.predictedRegisters, k.predictedCtasPerSm, k.predictedUs]).toEqual([u.role, k.m, plan.blockM, registers, p.ctasPerSm, p.predictedS * 1e6]);
+      }
+    }
   });
   test('the search: every shape, each split-K gemm-space allows, per M the heuristic tile first and at most 4, all runnable on sm_90', () => {
     const target = gemmTarget(['sm_90']);
