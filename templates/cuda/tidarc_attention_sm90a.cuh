@@ -143,7 +143,23 @@ __device__ __forceinline__ void attention_sm90a_kernel(const TidarcAttentionSm90
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + C::kStages * S::kStageBytes);
   uint64_t* empty = full + C::kStages;
 
-  const volatile int& row_tile = w.row_tile;  // split_work's, in shared memory (blockIdx, or the dynamic id's item), re-read at each use
+  // The CTA's item, from split_work in shared memory (blockIdx, or the dynamic id's item), re-read
+  // at each use. What it costs (ptxas nvcc 13.0 sm_90a, Qwen3-8B head dim 128, k = 16 / prefill):
+  // 160 / 152 registers, against 138 / 138 when this kernel read blockIdx and ran unconditionally
+  // (d2be057). The cause is that ptxas cannot prove these values, or the caller's `compute item
+  // or merge-only` branch on the drawn id, warp-uniform: both are loads from memory. Measured one
+  // at a time: blockIdx values behind the id branch 156 / 154; blockIdx values, split_work and the
+  // merge but no branch 138 / 138 (so neither the atomicAdd nor the merge code costs anything);
+  // a branch on blockIdx and a kernel parameter instead 138. Not recovered by: the values and the
+  // branch condition broadcast by __shfl_sync or __reduce_max_sync (158 / 156), the branch on
+  // __syncthreads_or or __all_sync (156 / 154), plain int copies (164 / 162), the merge-only CTAs
+  // returning before the compute instead of branching around it (156), the compute item as a
+  // __noinline__ function (146 / 144 with blockIdx values, 162 / 160 with these), -maxrregcount
+  // (ignored for this kernel). The dynamic id is what keeps the merge deadlock-free (a CTA waits
+  // only on lower ids), so the values cannot come from blockIdx. The rise is harmless as long as
+  // it stays under 224: the occupancy is 1 CTA an SM by shared memory (132144 bytes a CTA at
+  // k = 16) and by __launch_bounds__(threads, 1), which allows 65536 / 288 = 224 registers; no spills.
+  const volatile int& row_tile = w.row_tile;
   const volatile int& b = w.b;
   const volatile int& kvh = w.kvh;
   const volatile int& split = w.split;
