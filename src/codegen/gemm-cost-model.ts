@@ -49,34 +49,45 @@ import type { Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
 import { type FillRate, fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
 
-export interface GemmPrediction {
+/** What a prediction of one GEMM launch gives on either family: mma.sync (GemmPrediction) or sm_90a (gemm-sm90a-cost-model.ts). */
+export interface GemmLaunchPrediction {
   readonly ctas: number;
   readonly ctasPerSm: number;
-  readonly waves: number;
   readonly hbmBytes: number;
   readonly l2Bytes: number;
   readonly usefulFlops: number;
   readonly executedFlops: number;
-  /** The main kernel's HBM time at the HBM rate (the reduce's is in reduceS). */
+  /** The main loop's HBM time at the HBM rate (the split sum's is in reduceS). */
   readonly hbmS: number;
   /** What the launch can pull from HBM: the copy rate, or less with too few bytes in flight. */
   readonly hbm: FillRate;
   readonly l2S: number;
-  readonly mmaS: number;
-  /** Bytes through shared memory: cp.async writes and ldmatrix reads. */
-  readonly sharedBytes: number;
-  readonly sharedS: number;
+  /** The tensor-core time lost to SMs left idle by the last wave. */
   readonly waveS: number;
   /** The split-K sum (0 at split-K 1): in the launch's last CTAs, or the old reduce kernel (splitSum 'kernel'). */
   readonly reduceS: number;
-  /** The row statistics' merge kernel (0 without that epilogue). */
-  readonly mergeS: number;
   readonly predictedS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared';
+  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared' | 'wgmma';
   /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
   readonly copyShare: number;
   /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
   readonly matmulShare: number;
+}
+
+export interface GemmPrediction extends GemmLaunchPrediction {
+  readonly waves: number;
+  readonly mmaS: number;
+  /** Bytes through shared memory: cp.async writes and ldmatrix reads. */
+  readonly sharedBytes: number;
+  readonly sharedS: number;
+  /** The row statistics' merge kernel (0 without that epilogue). */
+  readonly mergeS: number;
+  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared';
+}
+
+/** copyShare and matmulShare of a launch that moves `bytes` (weights + activations + output) and does `usefulFlops` in `predictedS`. */
+export function gemmShares(bytes: number, usefulFlops: number, predictedS: number, machine: Machine): Pick<GemmLaunchPrediction, 'copyShare' | 'matmulShare'> {
+  return { copyShare: bytes / predictedS / machine.copyBytesPerS, matmulShare: usefulFlops / predictedS / machine.matmulFlops };
 }
 
 /** Rows a CTA computes: whole m16 fragments of its rows (fragments wholly past M are skipped). */
@@ -172,8 +183,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const predictedS = main + reduceS + mergeS;
   return {
     ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, mmaS, sharedBytes, sharedS, waveS, reduceS, mergeS, predictedS, bound,
-    copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
-    matmulShare: usefulFlops / predictedS / machine.matmulFlops,
+    ...gemmShares(weights + acts + output, usefulFlops, predictedS, machine),
   };
 }
 

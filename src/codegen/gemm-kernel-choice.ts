@@ -14,7 +14,7 @@
  * o and down looked cheaper than they run, by the same bytes on both families but not the
  * same share of each one's time.
  */
-import { predictGemm } from './gemm-cost-model.js';
+import { type GemmLaunchPrediction, predictGemm } from './gemm-cost-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import type { GemmRole, GemmUnit } from './gemm-model.js';
 import { gemmRegisters } from './gemm-registers.js';
@@ -43,11 +43,11 @@ export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction'
   return u.plans.map((p) => {
     const tileT = sm90aTokenTile(p.m);
     const registers = gemmRegisters(p, p.reduction.splitK).registers;
-    const sum = (f: (o: ReturnType<typeof roleEpilogue>) => number): number => u.roles.reduce((a, role) => a + f(roleEpilogue(u, role)), 0);
+    const sum = (predict: (o: ReturnType<typeof roleEpilogue>) => GemmLaunchPrediction): number => u.roles.reduce((a, role) => a + predict(roleEpilogue(u, role)).predictedS, 0);
     return {
       m: p.m,
-      sm90S: sum((o) => predictGemm(p, p.m, H200, registers, o).predictedS),
-      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT) }).predictedS),
+      sm90S: sum((o) => predictGemm(p, p.m, H200, registers, o)),
+      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT) })),
     };
   });
 }

@@ -26,34 +26,17 @@
  */
 import { type GemmReduction, type GemmShape } from './gemm-plan.js';
 import { SM90A_BLOCK_W, SM90A_STAGES, sm90aSharedBytes, sm90aThreads } from './gemm-sm90a.js';
-import { type FillRate, fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
+import { fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
 import type { Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
-import { type GemmSplitSum, splitSumS } from './gemm-cost-model.js';
+import { type GemmLaunchPrediction, type GemmSplitSum, gemmShares, splitSumS } from './gemm-cost-model.js';
 
-export interface Sm90aPrediction {
+export interface Sm90aPrediction extends GemmLaunchPrediction {
   readonly tileT: number;
   /** Weight rows per CTA (SM90A_BLOCK_W: two consumer warpgroups; 64: one). */
   readonly blockW: number;
-  readonly ctas: number;
-  readonly ctasPerSm: number;
-  readonly hbmBytes: number;
-  readonly l2Bytes: number;
-  readonly usefulFlops: number;
-  readonly executedFlops: number;
-  readonly hbmS: number;
-  /** What the launch can pull from HBM: the copy rate, or less with too few bytes in flight. */
-  readonly hbm: FillRate;
-  readonly l2S: number;
   readonly wgmmaS: number;
-  readonly waveS: number;
-  readonly reduceS: number;
-  readonly predictedS: number;
   readonly bound: 'HBM' | 'L2' | 'wgmma';
-  /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
-  readonly copyShare: number;
-  /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
-  readonly matmulShare: number;
 }
 
 export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
@@ -82,7 +65,6 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   return {
     tileT, blockW, ctas, ctasPerSm: perSm, hbmBytes: mainBytes + reduceBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, wgmmaS, waveS, reduceS, predictedS,
     bound: main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'wgmma',
-    copyShare: (weights + acts + output) / predictedS / machine.copyBytesPerS,
-    matmulShare: usefulFlops / predictedS / machine.matmulFlops,
+    ...gemmShares(weights + acts + output, usefulFlops, predictedS, machine),
   };
 }

@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
-import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
+import { type GemmLaunchPrediction, predictGemm } from '../../src/codegen/gemm-cost-model.js';
 import { predictSm90aGemm } from '../../src/codegen/gemm-sm90a-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { sm90aBlockW, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
@@ -49,7 +49,7 @@ describe('predictSm90aGemm', () => {
     expect([narrow.blockW, narrow.ctas, narrow.l2Bytes, narrow.executedFlops]).toEqual([64, 96, 96 * 72 * 4096 * 2 + 6144 * 4096 * 2, 2 * 6144 * 128 * 4096]);
     for (const shape of [o, down]) {
       const r = planReduction(shape, gemmTarget(['sm_90', 'sm_90a']));
-      expect(r.splitK).toBe(2);  // 64 tiles of 64 rows: the fewest parts that fill 80% of 132 SMs
+      expect(r.splitK).toBe(2);  // 64 tiles of 64 rows: the cost model's count over Qwen3-8B's step rows (gemm-plan.ts costModelSplits)
       for (const m of [1, 72, 272]) {
         const t = sm90aTokenTile(m);
         const at = (blockW: number) => predictSm90aGemm(shape, r, t, m, H200, 90, { accumulate: true, blockW }).predictedS;
@@ -83,5 +83,16 @@ describe('predictSm90aGemm', () => {
     const at72 = predictSm90aGemm(o, planReduction(o, gemmTarget(['sm_90', 'sm_90a'])), 128, 72, H200, 135, { accumulate: true, blockW: 64 });
     expect(at72.hbm.underFilled).toBe(false);
     expect(at72.hbm.pulledBytesPerS).toBeLessThan(1.1 * H200.copyBytesPerS);
+  });
+  test('either family\'s prediction is a GemmLaunchPrediction: copy and matmul shares from its own bytes, FLOPs and time, by one formula', () => {
+    const target = gemmTarget(['sm_90a']);
+    const r = planReduction(QKV, target, 1);
+    const m = 72, moved = 6144 * 4096 * 2 + m * 4096 * 2 + m * 6144 * 4;  // weights, 16-bit x, float32 out
+    const launches: GemmLaunchPrediction[] = [predictGemm(planGemm(QKV, m, target, r), m, H200, 128), predictSm90aGemm(QKV, r, 72, m, H200, 137)];
+    for (const p of launches) {
+      expect(p.copyShare).toBe(moved / p.predictedS / H200.copyBytesPerS);
+      expect(p.matmulShare).toBe(2 * m * 6144 * 4096 / p.predictedS / H200.matmulFlops);
+    }
+    expect(launches[0]!.predictedS).not.toBe(launches[1]!.predictedS);
   });
 });
