@@ -62,7 +62,7 @@ export interface GemmLaunchPrediction {
   /** What the launch can pull from HBM: the copy rate, or less with too few bytes in flight. */
   readonly hbm: FillRate;
   readonly l2S: number;
-  /** The tensor-core time lost to SMs left idle by the last wave. */
+  /** The compute time (tensor cores; on mma.sync shared memory where it binds) lost to SMs left idle by the last wave. */
   readonly waveS: number;
   /** The split-K sum (0 at split-K 1): in the launch's last CTAs, or the old reduce kernel (splitSum 'kernel'). */
   readonly reduceS: number;
