@@ -78,7 +78,7 @@ export async function prepareSm90aBundle(outDir: string, plan: Sm90aCheckPlan, e
   for (const s of plan.shapes) {
     const shape: GemmShape = { n: s.n, k: s.k, dtype: s.dtype };
     const reduction = planReduction(shape, gemmTarget(['sm_90a']), s.splitK);
-    const kernels = planSm90aKernels(shape, SM90A_TOKEN_TILES);  // one kernel per tile: m = the tile itself
+    const kernels = planSm90aKernels(shape, SM90A_TOKEN_TILES, reduction);  // one kernel per tile: m = the tile itself, its ring as a compile sizes it
     const unit = sm90aUnitName(shape);
     const source = `gemm_sm90a/${unit}.cu`, fatbin = `gemm_sm90a/${unit}.fatbin`;
     await writeFile(join(outDir, source), renderSm90aUnit(shape, reduction, kernels, [s.label], 'device-check'));

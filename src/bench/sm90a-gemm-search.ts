@@ -50,7 +50,7 @@ export async function prepareSm90aSearch(outDir: string, shape: GemmShape, role:
   const candidates: BundleSm90aCandidate[] = [];
   for (const splitK of [...new Set(space.configs.map((c) => c.splitK))].filter((s) => splits.includes(s))) {
     const mine = space.configs.filter((c) => c.splitK === splitK);
-    const kernels = planSm90aKernels(shape, mine.map((c) => c.m));
+    const kernels = planSm90aKernels(shape, mine.map((c) => c.m), planReduction(shape, target, splitK));
     const cu = `gemm/tune/${gemmUnitName(shape)}_sm90a_s${splitK}.cu`;
     const fatbin = cu.replace(/\.cu$/, '.fatbin');
     await writeFile(join(outDir, cu), renderSm90aUnit(shape, planReduction(shape, target, splitK), kernels, [role], 'device-check search'));

@@ -255,7 +255,7 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     const reduction = c.reductions.get(gemmUnitName(shape));
     if (!reduction) throw new TidarcError('runtime', `step cost model: no reduction for ${u.unit}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, args, 'epilogue')) === 'swiglu' ? 'swiglu' : 'none';
-    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW });
+    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW, stages: kernel.stages });
     return { kernel: l.kernel, term: 'gemm', role: u.roles.join('|'), gpuS: floor(p.predictedS), bytes: p.hbmBytes };
   }
   const a = c.manifest.variants.find((x) => x.sm90a?.symbol === l.kernel);

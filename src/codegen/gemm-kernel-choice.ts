@@ -5,8 +5,8 @@
  * instead of measured times. Per unit, the predicted seconds summed over the row counts the
  * compile plans (its step kinds): mma.sync at each M's planned tile (gemm-cost-model.ts
  * predictGemm, registers by gemm-registers.ts's ptxas table, as the tile choice prices them), sm_90a
- * at the kernel the unit launches for that M (gemm-sm90a-cost-model.ts, registers ptxas's recorded
- * SM90A_GEMM_REGISTERS); sm_90a where its sum over mma.sync's is below 1. The compile records it
+ * at the kernel the unit launches for that M (gemm-sm90a-cost-model.ts, its ring depth as planned,
+ * registers ptxas's recorded SM90A_GEMM_REGISTERS); sm_90a where its sum over mma.sync's is below 1. The compile records it
  * on the unit (ManifestGemmSm90a.heuristic) and gpu-gemm-sm90a.ts tunedSm90aUnits follows it. Pure.
  * Each role of the unit is priced with the epilogue it launches with: o and down carry the
  * residual add (RESIDUAL_ROLES: an M x N float32 read of the old output beside its write, in
@@ -18,12 +18,11 @@ import { type GemmLaunchPrediction, predictGemm } from './gemm-cost-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import type { GemmRole, GemmUnit } from './gemm-model.js';
 import { gemmRegisters } from './gemm-registers.js';
-import { sm90aBlockW, sm90aTokenTile } from './gemm-sm90a.js';
+import { SM90A_GEMM_REGISTERS, sm90aBlockW, sm90aStages, sm90aTokenTile } from './gemm-sm90a.js';
 import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
 import { H200 } from './machine.js';
 
-/** Registers a thread of the sm_90a GEMMs as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (step-cost-model.ts SM90A_RECORDED_REGISTERS). */
-export const SM90A_GEMM_REGISTERS = 137;
+export { SM90A_GEMM_REGISTERS };
 
 /**
  * Roles whose GEMM accumulates into the residual stream (ir/step-rewrite.ts foldResidualAdds
@@ -40,14 +39,15 @@ export function roleEpilogue(u: Pick<GemmUnit, 'shape' | 'roles'>, role: GemmRol
 
 /** Each planned M's predicted seconds on either family: one launch per role of the unit, each with its epilogue. */
 export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>): { readonly m: number; readonly sm90S: number; readonly sm90aS: number }[] {
+  const ms = u.plans.map((p) => p.m);
   return u.plans.map((p) => {
-    const tileT = sm90aTokenTile(p.m);
+    const tileT = sm90aTokenTile(p.m), stages = sm90aStages(u.shape, u.reduction, tileT, ms);
     const registers = gemmRegisters(p, p.reduction.splitK).registers;
     const sum = (predict: (o: ReturnType<typeof roleEpilogue>) => GemmLaunchPrediction): number => u.roles.reduce((a, role) => a + predict(roleEpilogue(u, role)).predictedS, 0);
     return {
       m: p.m,
       sm90S: sum((o) => predictGemm(p, p.m, H200, registers, o)),
-      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT) })),
+      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT), stages })),
     };
   });
 }

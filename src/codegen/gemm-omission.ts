@@ -117,7 +117,7 @@ export function keepSm90aGemms(full: Sm90aGemms, units: readonly GemmUnit[], kin
   const sources = new Map<string, string>();
   const gemms = full.gemms.flatMap((g) => {
     const u = units.find((x) => sm90aUnitName(x.shape) === g.unit)!;
-    const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m));
+    const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m), u.reduction);
     const tiles = keptKernels(kernels.map((k) => k.tileT), g.roles, kinds, sm90aKernelFor);
     omitted.push(...kernels.filter((k) => !tiles.has(k.tileT)).map((k) => ({ unit: g.unit, kernel: k.symbol, tileT: k.tileT })));
     const kept = kernels.filter((k) => tiles.has(k.tileT));

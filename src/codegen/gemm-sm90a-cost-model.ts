@@ -40,11 +40,11 @@ export interface Sm90aPrediction extends GemmLaunchPrediction {
 }
 
 export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
-  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum; blockW?: number } = {}): Sm90aPrediction {
-  const { n, k } = shape, s = r.splitK, blockW = opts.blockW ?? SM90A_BLOCK_W;
+  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum; blockW?: number; stages?: number } = {}): Sm90aPrediction {
+  const { n, k } = shape, s = r.splitK, blockW = opts.blockW ?? SM90A_BLOCK_W, stages = opts.stages ?? SM90A_STAGES;  // the kernel's ring (gemm-sm90a.ts sm90aStages)
   const wTiles = Math.ceil(n / blockW), tTiles = Math.ceil(rows / tileT);
   const ctas = wTiles * tTiles * s;
-  const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT, undefined, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
+  const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
   const weights = n * k * 2, acts = rows * k * 2;
   const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
   const partials = s * rows * n * 4;
@@ -53,7 +53,7 @@ export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: numb
   const l2Bytes = wTiles * acts + tTiles * weights;
   const usefulFlops = 2 * rows * n * k;
   const executedFlops = 2 * wTiles * blockW * tTiles * tileT * r.kTiles * r.blockK;
-  const hbm = fillRate(machine, { bytesPerCta: pipelineBytesInFlight(SM90A_STAGES, blockW * r.blockK * 2), ctas, ctasPerSm: perSm });
+  const hbm = fillRate(machine, { bytesPerCta: pipelineBytesInFlight(stages, blockW * r.blockK * 2), ctas, ctasPerSm: perSm });
   const hbmS = mainBytes / hbm.bytesPerS;
   const l2S = l2Bytes / machine.l2BytesPerS;
   const wgmmaS = executedFlops / machine.matmulFlops;

@@ -12,6 +12,9 @@ import { gemmUnitFields } from './gemm-source.js';
 import { type GemmReduction, type GemmShape, checkGemmShape, gemmUnitName } from './gemm-plan.js';
 import { banner } from './kernel-source.js';
 import { renderTemplate } from './templates.js';
+import { fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
+import { H200, type Machine } from './machine.js';
+import { occupancy } from './occupancy.js';
 
 /**
  * wgmma N values tidarc_hopper.cuh instantiates (PTX allows every multiple of 8 up to 256). 136:
@@ -20,8 +23,20 @@ import { renderTemplate } from './templates.js';
  * matmul rate at the Qwen3-8B shapes, against 42-48% with 64.
  */
 export const SM90A_TOKEN_TILES = [8, 16, 32, 64, 128, 136, 256] as const;
-/** The TMA ring: 4 stages fit every token tile in sm_90's shared memory (4 x 48 KiB at 256 tokens). */
+/**
+ * The TMA ring's least depth: 4 stages fit every token tile in sm_90's shared memory (4 x 48 KiB
+ * at 256 tokens). A kernel gets more where its launches would under-fill HBM (sm90aStages).
+ */
 export const SM90A_STAGES = 4;
+/**
+ * The HBM latency the ring is sized for, over the machine's assumed one (Machine.hbmLatencyS, 700
+ * ns on the H200, not yet measured under load): at 4 stages Qwen3-8B's o and down (128 CTAs of
+ * one consumer at M = 72) pulled the copy rate only up to 731 ns; sized for 1.5 x 700 = 1050 ns
+ * they keep it to there.
+ */
+export const SM90A_LATENCY_MARGIN = 1.5;
+/** Registers a thread of the sm_90a GEMMs as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (step-cost-model.ts SM90A_RECORDED_REGISTERS): the occupancy the stage choice keeps. */
+export const SM90A_GEMM_REGISTERS = 137;
 /** Weight rows per CTA of the wide tile: two consumer warpgroups of 64 rows (wgmma's M) each. */
 export const SM90A_BLOCK_W = 128;
 /** The narrow tile: one consumer warpgroup, twice the output tiles (the split-K rule of gemm-plan.ts counts them). */
@@ -36,6 +51,7 @@ export interface Sm90aKernel {
   readonly tileT: number;
   /** Weight rows per CTA (sm90aBlockW): 64 consumer warpgroup rows times kConsumers. */
   readonly blockW: number;
+  /** The ring's depth (sm90aStages): the k order of a sum never depends on it. */
   readonly stages: number;
   readonly threads: number;
   readonly sharedBytes: number;
@@ -88,15 +104,45 @@ export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reducti
   return null;
 }
 
-/** One kernel per distinct token tile of `ms`, sorted by tile. */
-export function planSm90aKernels(shape: GemmShape, ms: readonly number[]): Sm90aKernel[] {
+/**
+ * The ring depth of the kernel of token tile `tileT` (issue 18): the fewest stages from
+ * SM90A_STAGES up whose bytes in flight (in-flight-rate.ts: stages - 1 weight tiles a CTA) pull
+ * the copy rate at SM90A_LATENCY_MARGIN x the machine's HBM latency for every row count of `ms`
+ * that launches it (the fewest rows, the fewest CTAs, ask the most), capped where the ring would
+ * pass the block's shared memory or cost a CTA an SM of the occupancy at SM90A_STAGES (by
+ * SM90A_GEMM_REGISTERS). Deeper rings only start more copies ahead; each k tile is still summed
+ * in the same order (tidarc_gemm_sm90a.cuh), so outputs are bitwise those at any other depth.
+ */
+export function sm90aStages(shape: GemmShape, reduction: GemmReduction, tileT: number, ms: readonly number[], machine: Machine = H200): number {
+  const blockW = sm90aBlockW(tileT), threads = sm90aThreads(blockW);
+  const perSm = (stages: number): number => occupancy(machine.arch, { registers: SM90A_GEMM_REGISTERS, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads }).ctasPerSm;
+  const needed = perSm(SM90A_STAGES);
+  const slow = { ...machine, hbmLatencyS: machine.hbmLatencyS * SM90A_LATENCY_MARGIN };
+  const launches = ms.filter((m) => sm90aTokenTile(m) === tileT).map((m) => Math.ceil(m / tileT) * Math.ceil(shape.n / blockW) * reduction.splitK);
+  const fills = (stages: number): boolean => launches.every((ctas) => !fillRate(slow, { bytesPerCta: pipelineBytesInFlight(stages, blockW * reduction.blockK * ELEMENT_BYTES), ctas, ctasPerSm: needed }).underFilled);
+  let stages = SM90A_STAGES;
+  while (!fills(stages) && stages < Math.max(1, reduction.kTilesPerSplit)) {
+    const deeper = stages + 1;
+    if (sm90aSharedBytes(tileT, deeper, blockW) > ARCHES.sm_90a.maxSharedPerBlock || perSm(deeper) < needed) break;
+    stages = deeper;
+  }
+  return stages;
+}
+
+/**
+ * One kernel per distinct token tile of `ms`, sorted by tile; with the unit's `reduction`, each
+ * at the ring depth sm90aStages picks for the row counts of `ms` it serves (else SM90A_STAGES,
+ * or `stages` where a test forces one).
+ */
+export function planSm90aKernels(shape: GemmShape, ms: readonly number[], reduction?: GemmReduction, o: { readonly stages?: number } = {}): Sm90aKernel[] {
   checkGemmShape(shape);
   const tiles = [...new Set(ms.map(sm90aTokenTile))].sort((a, b) => a - b);
   return tiles.map((tileT) => {
     const blockW = sm90aBlockW(tileT);
-    const sharedBytes = sm90aSharedBytes(tileT, SM90A_STAGES, blockW);
+    const stages = o.stages ?? (reduction ? sm90aStages(shape, reduction, tileT, ms) : SM90A_STAGES);
+    const sharedBytes = sm90aSharedBytes(tileT, stages, blockW);
     if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`sm_90a GEMM token tile ${tileT} needs ${sharedBytes} bytes of shared memory`);
-    return { tileT, blockW, stages: SM90A_STAGES, threads: sm90aThreads(blockW), sharedBytes, symbol: sm90aSymbol(shape, tileT) };
+    return { tileT, blockW, stages, threads: sm90aThreads(blockW), sharedBytes, symbol: sm90aSymbol(shape, tileT) };
   });
 }
 
@@ -127,7 +173,8 @@ export interface ManifestGemmSm90a {
   readonly splitK: number;
   readonly source: string;
   /** blockW: weight rows per CTA, the grid's y (ceil(n / blockW)) and the W tensor map's box. */
-  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly blockW: number; readonly threads: number; readonly sharedBytes: number }[];
+  /** stages: the TMA ring's depth, which sharedBytes holds (sm90aStages). */
+  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly blockW: number; readonly stages: number; readonly threads: number; readonly sharedBytes: number }[];
   /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / blockW)), zeroed once (tidarc_gemm_abi.h). */
   readonly splitCounters?: boolean;
   readonly swigluInterleave?: number;
@@ -143,7 +190,7 @@ export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], re
   const swiglu = gemmEpilogues(shape, roles).swigluInterleave;
   return {
     unit: sm90aUnitName(shape), arch: 'sm_90a', roles: [...roles], n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, source: sm90aSource(shape),
-    kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, threads: k.threads, sharedBytes: k.sharedBytes })),
+    kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, stages: k.stages, threads: k.threads, sharedBytes: k.sharedBytes })),
     ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
     ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
   };
@@ -179,7 +226,7 @@ export function planSm90aGemms(units: readonly { readonly shape: GemmShape; read
       refusals.push({ unit: sm90aUnitName(u.shape), reason });
       continue;
     }
-    const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m));
+    const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m), u.reduction);
     sources.set(sm90aSource(u.shape), renderSm90aUnit(u.shape, u.reduction, kernels, u.roles, modelName));
     gemms.push(describeSm90aUnit(u.shape, u.roles, u.reduction, kernels));
   }

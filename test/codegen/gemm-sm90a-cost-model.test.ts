@@ -34,6 +34,18 @@ describe('predictSm90aGemm', () => {
     expect(predictSm90aGemm(QKV, r, 8, 1, H200, 30).ctasPerSm).toBe(3);  // shared memory: 3 x (70,728 + 1 KB)
   });
 
+  test('the bytes in flight and shared memory follow the kernel\'s ring (stages): o at M = 72 at 6 stages pulls 5 / 3 of 4 stages\' rate, up to the copy rate', () => {
+    const O = { n: 4096, k: 4096, dtype: 'bf16' as const };
+    const r = planReduction(O, gemmTarget(['sm_90', 'sm_90a']), 2);
+    const slow = { ...H200, hbmLatencyS: 1050e-9 };
+    const at = (stages: number) => predictSm90aGemm(O, r, 128, 72, slow, 137, { blockW: 64, stages });
+    expect(at(6).hbm.pulledBytesPerS / at(4).hbm.pulledBytesPerS).toBeCloseTo(5 / 3, 12);
+    expect(at(4).hbm.underFilled).toBe(true);
+    expect(at(6).hbm.bytesPerS).toBe(H200.copyBytesPerS);
+    expect(at(6).hbmS).toBeLessThan(at(4).hbmS);
+    expect(predictSm90aGemm(O, r, 128, 72, slow, 137, { blockW: 64 }).hbm).toEqual(at(4).hbm);  // no stages: the 4-stage ring
+  });
+
   test('M = 272 in five 64-token tiles: the weight tile once per token tile through L2', () => {
     const r = planReduction(QKV, gemmTarget(['sm_90a']), 1);
     const p = predictSm90aGemm(QKV, r, 64, 272, H200, 58);

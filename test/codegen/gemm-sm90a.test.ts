@@ -9,7 +9,10 @@ import { describe, expect, test } from 'vitest';
 import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
 import { ARCHES, PORTABLE_ARCH_NAMES, parseArch, selectArch } from '../../src/codegen/arch.js';
 import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aGrid, sm90aRefusal, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { SM90A_GEMM_REGISTERS, SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aBlockW, sm90aGrid, sm90aRefusal, sm90aSharedBytes, sm90aThreads, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { fillRate, pipelineBytesInFlight } from '../../src/codegen/in-flight-rate.js';
+import { H200 } from '../../src/codegen/machine.js';
+import { occupancy } from '../../src/codegen/occupancy.js';
 import { TARGETS, compileTargets } from '../../src/codegen/targets.js';
 import { planBuild, stepArgs } from '../../src/codegen/build-steps.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
@@ -18,6 +21,8 @@ import { generateModel } from '../../src/codegen/generate.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { parseModelJson } from '../../src/ir/model-validate.js';
 
 describe('the sm_90a record', () => {
   test('nvcc -gencode for sm_90a with the limits of sm_90; asked for by name, never by default', () => {
@@ -73,6 +78,58 @@ describe('the sm_90a GEMM plan', () => {
     expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toMatch(/row statistics are not in the sm_90a epilogue/);
     expect(sm90aRefusal(shape, ['lm_head'], planReduction(shape, gemmTarget(['sm_90a']), 2))).toMatch(/row statistics are not in the sm_90a epilogue/);
     expect(sm90aRefusal(shape, ['gate_up'], planReduction(shape, gemmTarget(['sm_90a']), 1))).toBeNull();
+  });
+});
+
+describe('the ring depth of an sm_90a kernel (sm90aStages)', () => {
+  const O = { n: 4096, k: 4096, dtype: 'bf16' as const };  // Qwen3-8B o_proj: 2-part split-K
+  const red = planReduction(O, gemmTarget(['sm_90', 'sm_90a']), 2);
+  const sized = { ...H200, hbmLatencyS: H200.hbmLatencyS * SM90A_LATENCY_MARGIN };
+  const pulled = (m: number, stages: number, machine = sized) => {
+    const tileT = sm90aTokenTile(m), blockW = sm90aBlockW(tileT);
+    const perSm = occupancy(H200.arch, { registers: SM90A_GEMM_REGISTERS, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
+    return fillRate(machine, { bytesPerCta: pipelineBytesInFlight(stages, blockW * 64 * 2), ctas: sm90aGrid(O, red, { tileT, blockW }, m).reduce((a, b) => a * b), ctasPerSm: perSm });
+  };
+
+  test('o at M = 72 (128 CTAs of 64 weight rows): 4 stages fill HBM at 700 ns but not at the 1050 ns the ring is sized for; the chosen depth does, the one below it does not', () => {
+    expect(pulled(72, SM90A_STAGES, H200).underFilled).toBe(false);
+    expect(pulled(72, SM90A_STAGES).underFilled).toBe(true);
+    const [k] = planSm90aKernels(O, [72], red);
+    expect(k!.stages).toBe(6);
+    expect(pulled(72, k!.stages).underFilled).toBe(false);
+    expect(pulled(72, k!.stages - 1).underFilled).toBe(true);
+    expect(k!.sharedBytes).toBe(sm90aSharedBytes(128, 6, 64));
+    expect(k!.sharedBytes).toBeGreaterThan(sm90aSharedBytes(128, SM90A_STAGES, 64));
+  });
+
+  test('a kernel whose launches fill HBM at the margin keeps 4 stages (o at M = 272: 128 CTAs of 128 weight rows)', () => {
+    expect(pulled(272, SM90A_STAGES).underFilled).toBe(false);
+    expect(planSm90aKernels(O, [272], red)[0]!.stages).toBe(SM90A_STAGES);
+  });
+
+  test('capped by the block\'s shared memory: a depth one deeper would not fit', () => {
+    const down = { n: 1024, k: 3072, dtype: 'bf16' as const };  // Qwen3-0.6B's down: 4-part split-K, 64 CTAs at M = 72
+    const r = planReduction(down, gemmTarget(['sm_90', 'sm_90a']), 4);
+    const [k] = planSm90aKernels(down, [72], r);
+    expect(k!.stages).toBeGreaterThan(SM90A_STAGES);
+    expect(k!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
+    expect(sm90aSharedBytes(128, k!.stages + 1, 64)).toBeGreaterThan(ARCHES.sm_90a.maxSharedPerBlock);
+  });
+
+  test('never deeper than the k tiles a CTA sums', () => {
+    const short = { n: 256, k: 320, dtype: 'bf16' as const };  // 5 k tiles, 4 CTAs: far from filling HBM
+    const [k] = planSm90aKernels(short, [1], planReduction(short, gemmTarget(['sm_90a']), 1));
+    expect(k!.stages).toBe(5);
+  });
+
+  test('a compile records each kernel\'s depth in the manifest, with the shared memory it launches with, and renders it', () => {
+    const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
+    const out = generateModel(spec, { arches: ['sm_90', 'sm_90a'] });
+    const o = out.manifest.gemmsSm90a!.find((g) => g.roles.includes('o'))!;
+    const t128 = o.kernels.find((k) => k.tileT === 128)!;
+    expect(t128).toMatchObject({ stages: 6, sharedBytes: sm90aSharedBytes(128, 6, 64) });
+    for (const k of o.kernels) expect(k.sharedBytes).toBe(sm90aSharedBytes(k.tileT, k.stages, k.blockW));
+    expect(out.files.get(o.source)).toMatch(/struct ConfigT128 : Reduction \{\n  static constexpr int kTileT = 128;\n  static constexpr int kConsumers = 1;\n  static constexpr int kStages = 6;/);
   });
 });
 
