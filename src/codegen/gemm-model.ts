@@ -8,7 +8,7 @@ import type { ModelSpec } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { type GemmOverrides, type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, checkGemmTuning, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
-import { PREFILL_CHUNK } from './variant.js';
+import { stepRows } from './step-rows.js';
 
 /** A layer's four GEMMs, then the vocabulary projection. */
 export const GEMM_ROLES = ['qkv', 'o', 'gate_up', 'down', 'lm_head'] as const;
@@ -26,13 +26,7 @@ export function gemmShapeOf(spec: ModelSpec, role: GemmRole): GemmShape {
   return { n: n!, k: k!, dtype };
 }
 
-/**
- * Token rows of the model's step kinds: the AR step (1), the TiDAR step of each draft length
- * k (k(k+1)) and a prefill chunk; sorted, unique.
- */
-export function stepRows(drafts: readonly number[]): number[] {
-  return [...new Set([1, ...drafts.map((k) => k * (k + 1)), PREFILL_CHUNK])].sort((a, b) => a - b);
-}
+export { stepRows } from './step-rows.js';
 
 export interface GemmUnit {
   readonly name: string;
@@ -83,7 +77,8 @@ export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arche
       continue;
     }
     try {
-      const reduction = planReduction(shape, target, undefined, opts);
+      // Split over the model's step rows, not ms: a compile of fewer drafts (--draft, --variant) sums every shape as a full one.
+      const reduction = planReduction(shape, target, undefined, { ...opts, rows: stepRows(spec.draftLengths) });
       units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, undefined, opts)) });
     } catch (e) {
       if (!(e instanceof TidarcError)) throw e;

@@ -1,9 +1,10 @@
 /**
  * GEMM plan for the linear layers: out[M, N] = x[M, K] * w[N, K]^T on tensor cores.
  *
- * Two decisions, made in this order so that the first cannot see M:
+ * Two decisions, made in this order so that the first cannot see the M of one kernel:
  *   planReduction(shape, target)     -> k tiling and split-K: the order in which an output
- *                                       element is summed. Depends on (N, K, dtype, target).
+ *                                       element is summed. Depends on (N, K, dtype, target)
+ *                                       and the model's step row counts, all of them at once.
  *   planGemm(shape, m, target, red)  -> the tile of one kernel (rows per CTA, warp layout,
  *                                       pipeline stages). Takes the reduction as given.
  * Every kernel of one weight shape shares one reduction, so a row's result is bitwise the
@@ -13,7 +14,8 @@ import { TidarcError } from '../errors.js';
 import { chooseSplits } from './splits.js';
 import { GEMM_SPLIT_STATIC_SHARED_BYTES, gemmRegisters } from './gemm-registers.js';
 import { occupancy } from './occupancy.js';
-import { chooseGemmTile } from './gemm-tile-choice.js';
+import { type GemmTileScore, chooseGemmTile, leastRegretSplit, splitMachine, tileTimeOn } from './gemm-tile-choice.js';
+import { DEFAULT_STEP_ROWS } from './step-rows.js';
 import type { DType } from '../ir/model.js';
 import type { ArchName } from './arch.js';
 
@@ -70,7 +72,7 @@ export const GEMM_THREADS = 256;
 /**
  * Warps a CTA may have: 8 (GEMM_THREADS, absent in a tile) or 4. Four warps in 2 x 2 over 64
  * columns give each warp a 48 x 32 tile at 96 rows where eight (2 x 4) give 48 x 16: the
- * activations are re-read from shared memory by 2 warp columns instead of 4 (heuristicTile).
+ * activations are re-read from shared memory by 2 warp columns instead of 4 (heuristicScore).
  */
 export const GEMM_WARPS: readonly number[] = [8, 4];
 /** Threads of the row-statistics merge kernel (tidarc_gemm.cuh kGemmReduceThreads). */
@@ -88,6 +90,16 @@ const ELEMENT_BYTES = 2;
 /** What the heuristic must know of a unit beyond its shape: row statistics (lm_head) need 128-column tiles at every M. */
 export interface GemmPlanOptions {
   readonly rowStats?: boolean;
+}
+
+/** What the split-K choice needs besides: the step row counts the shape runs at. */
+export interface GemmReductionOptions extends GemmPlanOptions {
+  /**
+   * The model's step row counts (step-rows.ts stepRows(spec.draftLengths)), whatever subset a
+   * compile builds: the split is one per shape and chosen over all of them. DEFAULT_STEP_ROWS
+   * when absent.
+   */
+  readonly rows?: readonly number[];
 }
 
 /**
@@ -148,46 +160,67 @@ export function checkGemmShape(shape: GemmShape): GemmShape {
 
 /**
  * The reduction order of every output element of a weight shape: k tiles of GEMM_BLOCK_K,
- * split into `splitK` parts of `kTilesPerSplit` tiles. The default fills the target's SMs
- * with N tiles x parts (FA3's wave rule, as split-KV), never below GEMM_MIN_K_TILES_PER_SPLIT
- * tiles a part nor above GEMM_MAX_SPLIT_K parts. `splitK` overrides it (tests, tuning).
- * The N tiles counted are those of the heuristic's width (heuristicBlockN, the same at every M),
- * so the count never sees M (fillingSplits). Qwen3-8B on sm_90: qkv, o and down take 2 parts
- * (o and down took 4 over 128-column tiles, whose 32 last CTAs summed 4 parts: 3.7 of o's
- * 12.8 us at M = 72), gate_up and lm_head 1; bench:gemm prints every count's predicted time.
+ * split into `splitK` parts of `kTilesPerSplit` tiles. `splitK` overrides the choice (tests,
+ * tuning records). The default is one count for every M (batch invariance), chosen by the GEMM
+ * cost model over the model's step rows (costModelSplits: least summed relative regret), among
+ * the counts that leave no part empty, none under GEMM_MIN_K_TILES_PER_SPLIT tiles and at most
+ * GEMM_MAX_SPLIT_K. Qwen3-8B on sm_90 over M = 1, 20, 64, 72, 272: qkv 4 (2 by the old rule
+ * that filled 80% of the SMs with CTAs: 78% of copy at M = 72, 4 gives 83%), o 2, gate_up 1,
+ * down 2; bench:gemm prints every count's predicted time. Row statistics (lm_head: 128-column
+ * tiles) keep FA3's wave rule (chooseSplits): their launches run other row counts than the step
+ * (the greedy pass adds every accepted count's draft rows) and 1187 tiles fill any GPU unsplit.
  */
-export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: number, opts: GemmPlanOptions = {}): GemmReduction {
+export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: number, opts: GemmReductionOptions = {}): GemmReduction {
   checkGemmShape(shape);
   const kTiles = Math.ceil(shape.k / GEMM_BLOCK_K);
-  const nTiles = Math.ceil(shape.n / heuristicBlockN(target, opts));  // the parts partition k tiles: empty parts are counted in those units
   if (splitK !== undefined && (!Number.isInteger(splitK) || splitK < 1 || splitK > kTiles)) {
     unsupported('split-K must be a whole number of k tiles', 'splitK', splitK, `an integer from 1 to ${kTiles} (k tiles of ${GEMM_BLOCK_K} in K = ${shape.k})`);
   }
   const blockN = heuristicBlockN(target, opts);
-  // 128-column tiles (lm_head's row statistics) keep FA3's wave rule.
-  const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? fillingSplits(nTiles, kTiles, target.sms)
+  const nTiles = Math.ceil(shape.n / blockN);
+  const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? costModelSplits(shape, kTiles, target, opts.rows ?? DEFAULT_STEP_ROWS, opts)
     : chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT))));
-  const kTilesPerSplit = Math.ceil(kTiles / wanted);
-  const parts = Math.ceil(kTiles / kTilesPerSplit);
-  if (splitK !== undefined && parts !== splitK) {
+  const r = splitReduction(kTiles, wanted);
+  if (splitK !== undefined && r.splitK !== splitK) {
     const ok = Array.from({ length: kTiles }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
     unsupported(`split-K ${splitK} leaves an empty part of ${kTiles} k tiles`, 'splitK', splitK, ok.join(', '));
   }
-  return { blockK: GEMM_BLOCK_K, kTiles, splitK: parts, kTilesPerSplit };
+  return r;
+}
+
+/** `wanted` parts of ceil(kTiles / wanted) k tiles: fewer where the last would be empty. */
+function splitReduction(kTiles: number, wanted: number): GemmReduction {
+  const kTilesPerSplit = Math.ceil(kTiles / wanted);
+  return { blockK: GEMM_BLOCK_K, kTiles, splitK: Math.ceil(kTiles / kTilesPerSplit), kTilesPerSplit };
 }
 
 /**
- * The fewest split-K parts whose CTAs (N tiles x parts) give at least 80% of the SMs one each
- * (chooseSplits's "already full" bar), else the most allowed. Fewest, not the best wave
- * efficiency: at the memory-bound M a second CTA an SM reads nothing faster, while every part
- * adds S M N 4 bytes of partials and a longer sum in each output tile's last CTA (bench:gemm:
- * qkv at 2 parts is faster than at 4 at M = 20 and as fast at 72). Parts never leave one empty
- * (each gets ceil(kTiles / s) k tiles), nor have fewer than GEMM_MIN_K_TILES_PER_SPLIT tiles.
+ * The split-K count the GEMM cost model prefers over the step rows (leastRegretSplit: least sum
+ * over M of pred(M, s) / min over s' of pred(M, s'), ties to fewer parts), each pred the time of
+ * the tile the heuristic gives that M at that split (heuristicScore). Relative regret, not
+ * summed time: M = 272 takes 3x the time of M = 72, and a sum of times would let its mma-bound
+ * waves choose for the memory-bound decode steps (Qwen3-8B down: 4 parts by summed time, 174.5
+ * against 176.4 us, though 3-4% slower than 2 at M = 64 and 72 for 5% faster at 272; 2 by
+ * regret). Every row count weighs alike: how often a step kind runs is the decoder's, not the
+ * compile's. Priced on the H200's rates over the target's SMs (splitMachine: the largest of its
+ * arches, the count the old fill rule used) for the plain output, as the tile choice: the
+ * residual read and SwiGLU's half-width store are left out (bench:gemm's split table, which
+ * prices them, ranks Qwen3-8B's counts alike). Counts under which some M has no tile are not
+ * candidates; none left: the fewest parts (planGemm then names the M that does not fit).
  */
-function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
+function costModelSplits(shape: GemmShape, kTiles: number, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions): number {
+  if (rows.length === 0 || !rows.every((m) => Number.isInteger(m) && m >= 1)) unsupported('the split-K choice needs the step row counts', 'rows', rows.join(', '), 'integers >= 1, at least one');
   const limit = Math.max(1, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT)));
   const eligible = Array.from({ length: limit }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
-  return eligible.find((s) => nTiles * s >= 0.8 * sms) ?? eligible[eligible.length - 1]!;
+  if (eligible.length === 1) return 1;
+  const machine = splitMachine(target.sms);
+  const times = new Map<number, number[]>();
+  for (const s of eligible) {
+    const reduction = splitReduction(kTiles, s);
+    const scores = rows.map((m) => heuristicScore(shape, m, target, reduction, opts));
+    if (scores.every((sc) => sc !== undefined)) times.set(s, scores.map((sc, i) => tileTimeOn(sc!, rows[i]!, machine)));
+  }
+  return times.size > 0 ? leastRegretSplit(times) : 1;
 }
 
 /**
@@ -217,7 +250,7 @@ function fillingSplits(nTiles: number, kTiles: number, sms: number): number {
  * the k order of an output element (each element is one thread's accumulator over the same
  * k16 steps in the same order), so every M of a shape stays bitwise the same.
  */
-function heuristicTile(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, opts: GemmPlanOptions): GemmPlan | undefined {
+function heuristicScore(shape: GemmShape, m: number, target: GemmTarget, reduction: GemmReduction, opts: GemmPlanOptions): GemmTileScore | undefined {
   const plans: GemmPlan[] = [];
   for (const blockN of opts.rowStats ? [GEMM_BLOCK_N] : [GEMM_NARROW_BLOCK_N, GEMM_BLOCK_N]) {
     for (const warps of GEMM_WARPS) {
@@ -234,7 +267,7 @@ function heuristicTile(shape: GemmShape, m: number, target: GemmTarget, reductio
       }
     }
   }
-  return plans.length > 0 ? chooseGemmTile(plans, m).plan : undefined;
+  return plans.length > 0 ? chooseGemmTile(plans, m) : undefined;
 }
 
 /**
@@ -374,8 +407,8 @@ export function planGemm(shape: GemmShape, m: number, target: GemmTarget, reduct
     }
     return tilePlan(shape, m, target, reduction, tile, false)!;
   }
-  const chosen = heuristicTile(shape, m, target, reduction, opts);
-  if (chosen) return chosen;
+  const chosen = heuristicScore(shape, m, target, reduction, opts);
+  if (chosen) return chosen.plan;
   const stageBytes = gemmStageBytes(Math.min(GEMM_MAX_BLOCK_M, 16 * Math.ceil(m / 16)), heuristicBlockN(target, opts));
   return unsupported(`GEMM ${shape.n}x${shape.k} at M = ${m} needs ${GEMM_MIN_STAGES} stages of ${stageBytes} bytes of shared memory`, 'arch', target.arches.join(','), `arches with at least ${GEMM_MIN_STAGES * stageBytes} bytes per CTA`);
 }

@@ -66,7 +66,7 @@ describe('the GEMM bundle of the device check', () => {
   });
   test('Qwen3-8B: five weight shapes, a kernel per M in 1, 20, 72, 272, sources written, predictions attached', () => {
     expect(full.units.map((u) => [u.role, u.n, u.k, u.splitK])).toEqual([
-      ['qkv', 6144, 4096, 2], ['o', 4096, 4096, 2], ['gate_up', 24576, 4096, 1], ['down', 4096, 12288, 2], ['lm_head', 151936, 4096, 1],
+      ['qkv', 6144, 4096, 4], ['o', 4096, 4096, 2], ['gate_up', 24576, 4096, 1], ['down', 4096, 12288, 2], ['lm_head', 151936, 4096, 1],
     ]);
     for (const u of full.units) {
       expect(u.kernels.map((k) => k.m)).toEqual([1, 20, 72, 272]);

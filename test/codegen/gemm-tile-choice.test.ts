@@ -1,14 +1,15 @@
 /**
  * The planner's mma.sync tile per (weight shape, M), chosen by the GEMM cost model
- * (src/codegen/gemm-tile-choice.ts, gemm-plan.ts heuristicTile): at the shared-memory-bound M
+ * (src/codegen/gemm-tile-choice.ts, gemm-plan.ts heuristicScore): at the shared-memory-bound M
  * it takes the wider warp tiles (4 warps of 48 x 32 over 64 columns) over the 48 x 16 of
  * 2 x 4 warps; where the model sees no difference it keeps the first candidate; every planned
- * tile has ptxas's registers; the reduction stays the shape's at every M.
+ * tile has ptxas's registers; the reduction stays the shape's at every M. The split-K rule
+ * over a shape's row counts (leastRegretSplit) is here too; gemm-plan.test checks what it picks.
  */
 import { describe, expect, test } from 'vitest';
 import { type GemmRole, gemmShapeOf, planModelGemms } from '../../src/codegen/gemm-model.js';
 import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
-import { GEMM_TILE_TOLERANCE, chooseGemmTile, scoreGemmTiles } from '../../src/codegen/gemm-tile-choice.js';
+import { GEMM_TILE_TOLERANCE, chooseGemmTile, leastRegretSplit, scoreGemmTiles } from '../../src/codegen/gemm-tile-choice.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 import { gemmTarget, gemmTileName, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { H200 } from '../../src/codegen/machine.js';
@@ -31,8 +32,8 @@ const planned = (role: GemmRole, m: number) => {
 const predicted = (p: ReturnType<typeof planned>['plan'], m: number) => predictGemm(p, m, H200, gemmRegisters(p, p.reduction.splitK).registers);
 
 describe('the mma.sync tile chosen per M by the cost model', () => {
-  test('Qwen3-8B at M = 72 and 272: o, gate_up and down take 4 warps of 48 x 32 over 64 columns, faster than the 2 x 4 warps of 48 x 16', () => {
-    for (const role of ['o', 'gate_up', 'down'] as const) {
+  test('Qwen3-8B at M = 72 and 272: the four layer GEMMs take 4 warps of 48 x 32 over 64 columns, faster than the 2 x 4 warps of 48 x 16', () => {
+    for (const role of ['qkv', 'o', 'gate_up', 'down'] as const) {
       for (const m of [72, 272]) {
         const { shape, reduction, plan } = planned(role, m);
         expect([plan.blockM, plan.blockN, plan.warpsM, plan.warpsN, plan.threads], `${role} M=${m}`).toEqual([96, 64, 2, 2, 128]);
@@ -41,16 +42,13 @@ describe('the mma.sync tile chosen per M by the cost model', () => {
         expect(predicted(plan, m).predictedS, `${role} M=${m}`).toBeLessThan(0.9 * predicted(old, m).predictedS);
       }
     }
-    // qkv at 72: 96 N tiles x 2 parts leave SMs idle in the last wave; 80 x 128 in 4 warps (80 x 32 a warp) is its fastest.
-    expect(gemmTileName(planned('qkv', 72).plan)).toBe('b80w1s4t128');
   });
-  test('every M <= 72 of the four layer GEMMs and lm_head reaches 80% of the copy rate under the model, but qkv at 72 (78%)', () => {
+  test('every M <= 72 of the four layer GEMMs and lm_head reaches 80% of the copy rate under the model (qkv at 72: 4 parts)', () => {
     const share = (role: GemmRole, m: number) => {
       const p = planned(role, m).plan;
       return predictGemm(p, m, H200, gemmRegisters(p, p.reduction.splitK).registers, { accumulate: role === 'o' || role === 'down', epilogue: role === 'gate_up' ? 'swiglu' : role === 'lm_head' ? 'rowStats' : 'none' }).copyShare;
     };
-    for (const role of ROLES) for (const m of [1, 20, 72]) if (!(role === 'qkv' && m === 72)) expect(share(role, m), `${role} M=${m}`).toBeGreaterThanOrEqual(0.8);
-    expect(share('qkv', 72)).toBeGreaterThan(0.75);
+    for (const role of ROLES) for (const m of [1, 20, 72]) expect(share(role, m), `${role} M=${m}`).toBeGreaterThanOrEqual(0.8);
   });
   test('HBM-bound M = 1 keeps the first candidate (8 warps, 64 columns): within the tolerance nothing is faster', () => {
     for (const role of ['qkv', 'o', 'gate_up', 'down'] as const) expect(gemmTileName(planned(role, 1).plan), role).toBe('b32w2s6n64');
@@ -76,6 +74,14 @@ describe('the mma.sync tile chosen per M by the cost model', () => {
         }
       }
     }
+  });
+  test('the split-K rule: least summed relative regret over the row counts (not least summed time), ties to fewer parts', () => {
+    // Summed time would take 2 parts (10.4 < 12: the large M decides); relative regret takes 1 (3.25 < 3.4): two rows 20% slower outweigh one 25% faster.
+    expect(leastRegretSplit(new Map([[1, [1, 1, 10]], [2, [1.2, 1.2, 8]]]))).toBe(1);
+    expect(leastRegretSplit(new Map([[1, [1, 1, 10]], [2, [1.05, 1.05, 8]]]))).toBe(2);
+    // Equal regret (1 + 2 and 2 + 1): the fewer parts, whatever the map's order.
+    expect(leastRegretSplit(new Map([[4, [2, 1]], [2, [1, 2]]]))).toBe(2);
+    expect(leastRegretSplit(new Map([[3, [5]]]))).toBe(3);
   });
   test('a tile names 8 or 4 warps; 4 warps are named t128 in a search symbol', () => {
     expect(gemmTileProblem({ blockM: 32, warpsM: 1, stages: 3, warps: 2 }, target)).toMatch(/2 warps is not 8 or 4/);
