@@ -11,8 +11,9 @@
     - Acquire: the reading CTA must observe the counter the writer's atomic counted on -- an
       atomicAdd on that word after the release, or an ld.acquire.gpu poll of it (ld_acquire_i32:
       blocks run in order, so it sees every atomic on the word so far) -- and a thread of it must
-      acquire: "strong read; fence" (an atomicAdd, then a __threadfence) or the ld.acquire itself.
-      Thread::acquired records the latter; Launch::block_observed the former, per counter word.
+      acquire THAT counter: "strong read; fence" (an atomicAdd on it, then a __threadfence) or
+      the ld.acquire of it. Thread::acquired records the latter, Launch::block_observed the
+      former, both per counter word: an acquire of another counter orders nothing here.
     - Ordered before the read: the fence is the reader's own (program order), or reaches it
       through a barrier after the fence: __syncthreads, a completed phase of a named barrier the
       reader waited at (bar.sync), or an mbarrier phase it waited for (the acquire travels in the
@@ -30,9 +31,7 @@
     - Spins: an ld.acquire poll that reads one unchanged word kSpinPolls times is a "spin"
       finding that ends the launch (no other CTA can run meanwhile: a wait on a CTA that has not
       started, which may never be resident beside the waiter on a GPU).
-    What it does not catch: words stored by plain C++ stores (only st_global_* are tracked), a
-    thread whose acquire (fence after an atomic) was of another counter than the one its CTA
-    observed (Thread::acquired is one sequence number, not one per word), acquires through
+    What it does not catch: words stored by plain C++ stores (only st_global_* are tracked), acquires through
     chains other than the ones above (an atomic by one thread and the fence by
     another is not recognised as one, whatever barrier lies between them), scopes
     (every fence counts as .gpu), and reordering inside one CTA (its barriers are checked by the
@@ -101,9 +100,9 @@ bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
                           load, where.c_str(), writer.c_str(), global_word(g.release_word).c_str()));
       return false;
     }
-    if (t.acquired < g.release) {
-      report("fence", fmt("%s reads %s that %s published, with no __threadfence after this CTA's atomicAdd (the acquire) ordered before it: the read may be served before the ticket, or from a stale line",
-                          load, where.c_str(), writer.c_str()));
+    if (!t.acquired.covers(g.release_word, g.release)) {
+      report("fence", fmt("%s reads %s that %s published, with no __threadfence after this CTA's atomicAdd (the acquire) ordered before it, nor an ld.acquire, on the counter it was published on (%s; an acquire of another counter orders nothing): the read may be served before the ticket, or from a stale line",
+                          load, where.c_str(), writer.c_str(), global_word(g.release_word).c_str()));
       return false;
     }
     if (plain) {
@@ -153,7 +152,7 @@ void threadfence() {
     if (g.block == block && g.tid == t.tid) g.fenced = true;
   }
   t.unfenced.clear();
-  t.acquired = std::max(t.acquired, t.last_atomic);  // "atomic; fence": an acquire of what that atomic saw
+  t.acquired.join(t.atomics);  // "atomic; fence": an acquire of what its atomics saw, each on its own counter
 }
 
 int atomic_add_i32(int* p, int v) {
@@ -161,8 +160,9 @@ int atomic_add_i32(int* p, int v) {
   if (!in_buffer(p, 4, "atomicAdd")) return 0;
   const int old = *p;
   *p = old + v;
-  L->block_atomic = t.last_atomic = ++L->atomic_seq;
+  L->block_atomic = ++L->atomic_seq;
   const auto word = reinterpret_cast<uintptr_t>(p);
+  t.atomics.add(word, L->block_atomic);
   L->last_atomic_on[word] = L->block_observed[word] = L->block_atomic;  // a read-modify-write observes every earlier one on the word
   // The block's fenced words are published by this atomic; unfenced ones are not, even if
   // fenced later (a later atomic of the block would publish them).
@@ -194,7 +194,7 @@ int ld_acquire_i32(const int* p) {
   if (last != L->last_atomic_on.end()) {
     uint64_t& seen = L->block_observed[word];
     seen = std::max(seen, last->second);
-    t.acquired = std::max(t.acquired, last->second);
+    t.acquired.add(word, last->second);
   }
   if (L->spin_word == word && L->spin_value == value) {
     if (++L->spin_polls >= kSpinPolls) {

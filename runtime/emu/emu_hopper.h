@@ -9,6 +9,7 @@
 
 #include "tidarc_emu.h"  // before tidarc_emu_device.h, as in a kernel (force-included there)
 #include "tidarc_emu_device.h"
+#include "emu_state.h"  // detail::Acquires
 
 namespace tidarc_emu {
 
@@ -37,6 +38,10 @@ struct Barrier {
   // joined), and that of the last completed phases, for the threads that wait on them.
   std::vector<uint32_t> arriving;
   std::map<uint32_t, std::vector<uint32_t>> released;  // phase index -> join of its arrivals
+  // The same for the arrivals' global-memory acquires (detail::Thread::acquired, per counter
+  // word): mbarrier.arrive releases at CTA scope, so a phase's waiters get them (emu_global.cpp).
+  detail::Acquires arriving_acquired;
+  std::map<uint32_t, detail::Acquires> acquired;  // phase index -> join of its arrivals'
 };
 
 /** A bulk tensor copy in flight: it lands when a thread waits on its mbarrier (never earlier),
@@ -136,9 +141,6 @@ uint32_t group_retired(int group);
 void join(std::vector<uint32_t>& a, const std::vector<uint32_t>& b);
 /** Where thread `tid`'s fence.proxy.async count lies in a ThreadState::released clock. */
 inline size_t fence_slot(int tid) { return g.groups.size() + static_cast<size_t>(tid); }
-/** Where the clock carries the global-memory acquire (detail::Thread::acquired, an atomic's
- *  sequence number) from an mbarrier's arrivals to its waiters (emu_global.cpp). */
-inline size_t acquire_slot() { return g.groups.size() + static_cast<size_t>(g.nthreads); }
 
 // Hooks of the block scheduler (emu_runtime.cpp).
 void block_begin(int nthreads, size_t shared_bytes);

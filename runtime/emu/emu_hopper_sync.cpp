@@ -86,7 +86,9 @@ void complete_phase_if_done(Barrier& b) {
   if (b.pending != 0 || b.tx != 0) return;
   b.released[b.completed] = std::move(b.arriving);
   b.arriving.clear();
-  if (b.completed >= 2) b.released.erase(b.completed - 2);  // a wait sees one of the newest two
+  b.acquired[b.completed] = std::move(b.arriving_acquired);
+  b.arriving_acquired = detail::Acquires{};
+  if (b.completed >= 2) b.released.erase(b.completed - 2), b.acquired.erase(b.completed - 2);  // a wait sees one of the newest two
   b.completed++;
   b.pending = b.expected;
   g.events++;
@@ -197,12 +199,8 @@ void mbarrier_arrive(uint64_t* bar, uint32_t tx_bytes) {
   }
   b->pending--;
   detail::Thread& t = detail::cur();
-  std::vector<uint32_t>& known = g.threads[static_cast<size_t>(t.tid)].released;
-  if (t.acquired > 0) {  // mbarrier.arrive releases at CTA scope: the phase's waiters get this thread's acquire
-    if (known.size() <= acquire_slot()) known.resize(acquire_slot() + 1, 0);
-    known[acquire_slot()] = std::max(known[acquire_slot()], static_cast<uint32_t>(t.acquired));
-  }
-  join(b->arriving, known);
+  join(b->arriving, g.threads[static_cast<size_t>(t.tid)].released);
+  b->arriving_acquired.join(t.acquired);  // mbarrier.arrive releases at CTA scope: the phase's waiters get this thread's acquires
   g.events++;
   complete_phase_if_done(*b);
 }
@@ -223,7 +221,8 @@ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity) {
     o = std::max(o, seen);
     auto phase = b->released.find(seen - 1);
     if (phase != b->released.end()) join(ts.released, phase->second);
-    if (ts.released.size() > acquire_slot()) t.acquired = std::max<uint64_t>(t.acquired, ts.released[acquire_slot()]);
+    auto acquired = b->acquired.find(seen - 1);
+    if (acquired != b->acquired.end()) t.acquired.join(acquired->second);
     ts.spins = 0;
     return true;
   }

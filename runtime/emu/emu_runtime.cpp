@@ -248,9 +248,10 @@ void syncthreads(const char* site) {
     hopper::block_sync();
     // bar.sync orders every thread's earlier steps before every thread's later ones: an acquire
     // (a fence after an atomic, emu_global.cpp) of one thread now covers them all.
-    uint64_t acquired = 0;
-    for (const Thread& other : L->threads) acquired = std::max(acquired, other.acquired);
-    for (Thread& other : L->threads) other.acquired = acquired;
+    Acquires acquired;
+    for (const Thread& other : L->threads) acquired.join(other.acquired);
+    if (!acquired.empty())
+      for (Thread& other : L->threads) other.acquired = acquired;
     for (Thread& other : L->threads)
       if (other.state == State::WaitBarrier) other.state = State::Runnable;
   } else {
@@ -296,7 +297,7 @@ void named_barrier(int id, int count, bool wait, const char* site, const char* f
                           site, id, file, line, t.warp, at.site, at.file, at.line));
     at.line = -1;
   }
-  b.acquired = std::max(b.acquired, t.acquired);
+  b.acquired.join(t.acquired);
   if (b.arrived == 0) {
     b.count = count, b.site = site;
   } else if (b.count != count) {
@@ -319,9 +320,9 @@ void named_barrier(int id, int count, bool wait, const char* site, const char* f
     std::fill(b.in_phase.begin(), b.in_phase.end(), false);
     std::fill(b.warp_at.begin(), b.warp_at.end(), BarrierCall{nullptr, nullptr, 0});
     for (Thread& other : L->threads)
-      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable, other.acquired = std::max(other.acquired, b.acquired);
-    if (wait) t.acquired = std::max(t.acquired, b.acquired);
-    b.acquired = 0;
+      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable, other.acquired.join(b.acquired);
+    if (wait) t.acquired.join(b.acquired);
+    b.acquired = Acquires{};
     return;
   }
   if (wait) {

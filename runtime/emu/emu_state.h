@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -24,6 +25,33 @@ extern thread_local unsigned char smem_raw[tidarc_emu::kMaxDynamicShared];
 namespace tidarc_emu::detail {
 
 enum class State { Runnable, WaitWarp, WaitBarrier, WaitNamed, Done };
+
+// What a thread's acquires cover, per counter word: the latest of that word's atomics (their
+// sequence numbers in the launch) an acquire of the word -- an ld.acquire of it, or an atomicAdd
+// on it then a __threadfence -- ordered before the thread's next step. Per word, because an
+// acquire synchronises with the releases on the word it read, not with those on another counter
+// (emu_global.cpp). A few words a thread at most: a vector, searched linearly.
+struct Acquires {
+  std::vector<std::pair<uintptr_t, uint64_t>> words;
+  void add(uintptr_t word, uint64_t seq) {
+    for (auto& [w, s] : words)
+      if (w == word) {
+        s = std::max(s, seq);
+        return;
+      }
+    words.emplace_back(word, seq);
+  }
+  void join(const Acquires& other) {
+    for (const auto& [w, s] : other.words) add(w, s);
+  }
+  /** Whether the atomic `seq` on `word` (and every earlier one on it) is acquired. */
+  bool covers(uintptr_t word, uint64_t seq) const {
+    for (const auto& [w, s] : words)
+      if (w == word) return s >= seq;
+    return false;
+  }
+  bool empty() const { return words.empty(); }
+};
 enum class Op { Shfl, Ldmatrix, Mma };
 
 struct PendingCopy {
@@ -43,8 +71,8 @@ struct Thread {
   std::vector<PendingCopy> pending;
   int committed_groups;
   std::vector<uintptr_t> unfenced;  // global words it stored (st_global_*) since its last __threadfence
-  uint64_t last_atomic;             // sequence number of its latest atomicAdd in this launch (0: none)
-  uint64_t acquired;                // atomics whose acquire (a fence after them) is ordered before its next step: those <= this
+  Acquires atomics;                 // per counter word, its own latest atomicAdd on it in this launch (a fence after acquires them)
+  Acquires acquired;                // per counter word, the atomics on it whose acquire is ordered before its next step
   uint32_t proxy_fences;            // fence.proxy.async it executed in this block
 };
 
@@ -118,7 +146,7 @@ struct NamedBarrier {
   const char* site = "";
   std::vector<bool> in_phase;
   std::vector<BarrierCall> warp_at;
-  uint64_t acquired = 0;
+  Acquires acquired;
 };
 
 struct Launch {
