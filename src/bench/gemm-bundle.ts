@@ -91,7 +91,9 @@ export interface BundleGemmKernel {
   readonly sharedBytes: number;
   /**
    * gemm-cost-model.ts on the H200 at the tile's registers in gemm-registers.ts's ptxas table, as
-   * the planner's tile choice prices it (gemm.py's `registers` is ptxas's figure on the device).
+   * the planner's tile choice prices it (gemm.py's `registers` is ptxas's figure on the device),
+   * for the launch gemm.py times: a plain [M, N] output, no residual read (o and down run with one
+   * in a model step; bench:gemm's "pred us" includes it and the epilogues).
    */
   readonly predictedUs: number;
   readonly predictedBound: string;
@@ -190,7 +192,7 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
       ...(Object.keys(epilogue).length > 0 ? { epilogue } : {}), cu, fatbin,
       kernels: plans.map((p) => {
         const registers = gemmRegisters(p, p.reduction.splitK).registers;
-        const predicted = predictGemm(p, p.m, H200, registers, { accumulate: role === 'o' || role === 'down' });
+        const predicted = predictGemm(p, p.m, H200, registers);  // as gemm.py's gemm_bench launches it beside F.linear: no epilogue, accumulate 0
         return {
           m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
           predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound, predictedRegisters: registers, predictedCtasPerSm: predicted.ctasPerSm,
