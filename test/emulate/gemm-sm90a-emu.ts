@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type GemmReduction, type GemmShape, gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
+import { SM90A_STAGES, type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { encode } from '../../src/util/dtype.js';
@@ -27,10 +27,10 @@ export interface Sm90aUnit {
   readonly kernels: Sm90aKernel[];
 }
 
-/** Renders the unit of `shape` for rows `ms` (sm_90a's reduction, `splitK` forced) under dir/cuda with its headers. */
-export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test']): Sm90aUnit {
+/** Renders the unit of `shape` for rows `ms` (sm_90a's reduction, `splitK` forced; the 4-stage ring, or `stages`) under dir/cuda with its headers. */
+export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], stages?: number): Sm90aUnit {
   const reduction = planReduction(shape, gemmTarget(['sm_90a']), splitK);
-  const kernels = planSm90aKernels(shape, ms);
+  const kernels = planSm90aKernels(shape, ms, reduction, { stages: stages ?? SM90A_STAGES });
   const cudaDir = join(dir, 'cuda');
   mkdirSync(cudaDir, { recursive: true });
   for (const h of SM90A_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));

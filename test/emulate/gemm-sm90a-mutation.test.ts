@@ -3,7 +3,9 @@
  * the generated unit (bf16 128 x 384: 6 k tiles through the 4-stage ring, M = 20: one consumer warpgroup;
  * split-K 3 for the split-K sum's mutants, M = 136 (two warpgroups) for the split mbarrier's count) built against a copy of tidarc_gemm_sm90a.cuh (or of the split-K
  * sum's tidarc_gemm.cuh) with one bug, and must be caught by a finding of its kind and, where the
- * bug corrupts data, by a mismatch against float64. Tagged: g++.
+ * bug corrupts data, by a mismatch against float64. The ring's mutants again at 6 stages (the depth
+ * gemm-sm90a.ts sm90aStages gives Qwen3-8B's 64-row kernels), on bf16 128 x 640: 10 k tiles, so
+ * the deeper ring wraps too. Tagged: g++.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,15 +30,24 @@ interface Mutant {
   readonly file?: 'tidarc_gemm.cuh';
   /** Rows of the launch (default M = 20: token tile 32, one consumer warpgroup); 136: two (gemm-sm90a.ts sm90aBlockW). */
   readonly rows?: 136;
+  /** The ring's depth (default 4, on SHAPE); 6: on DEEP_SHAPE. */
+  readonly stages?: 6;
 }
 
-const MUTANTS: readonly Mutant[] = [
+/** The mutants of the ring itself: run at 4 stages and again at 6. */
+const RING_MUTANTS: readonly Mutant[] = [
   { name: 'a consumer reads a stage without waiting on its full mbarrier', from: '    mbarrier_wait(&full[s], (kt / C::kStages) & 1);\n', to: '', finding: 'tma', mismatch: true },
+  { name: 'a consumer releases the stage its in-flight wgmmas still read', from: 'mbarrier_arrive(&empty[(kt - 1) % C::kStages]);', to: 'mbarrier_arrive(&empty[kt % C::kStages]);', finding: 'tma', mismatch: false },
+  // One consumer warpgroup (M = 20) under an empty mbarrier that waits for two: the producer never refills stage 0 (6 k tiles, 4 stages; 10 k tiles, 6 stages).
+  { name: 'the empty mbarrier counts two consumers whatever the config\'s kConsumers', from: 'mbarrier_init(&empty[s], S::kConsumers)', to: 'mbarrier_init(&empty[s], 2)', finding: 'mbarrier', mismatch: true },
+];
+
+const MUTANTS: readonly Mutant[] = [
+  RING_MUTANTS[0]!,
   { name: 'a wrong swizzle in the token tile descriptor (64B for a 128B-swizzled copy)', from: 'smem_desc(stage + S::kWBytes, Swizzle::b128, 16, 1024)', to: 'smem_desc(stage + S::kWBytes, Swizzle::b64, 16, 1024)', finding: 'descriptor', mismatch: true },
   { name: 'no wgmma.wait_group before the accumulators are read', from: '  wgmma_wait<0>();  // nobody refills the last stage: no release\n', to: '', finding: 'wgmma', mismatch: true },
-  { name: 'a consumer releases the stage its in-flight wgmmas still read', from: 'mbarrier_arrive(&empty[(kt - 1) % C::kStages]);', to: 'mbarrier_arrive(&empty[kt % C::kStages]);', finding: 'tma', mismatch: false },
-  // One consumer warpgroup (M = 20) under an empty mbarrier that waits for two: the producer never refills stage 0 (6 k tiles, 4 stages).
-  { name: 'the empty mbarrier counts two consumers whatever the config\'s kConsumers', from: 'mbarrier_init(&empty[s], S::kConsumers)', to: 'mbarrier_init(&empty[s], 2)', finding: 'mbarrier', mismatch: true },
+  RING_MUTANTS[1]!,
+  RING_MUTANTS[2]!,
   // The consumers' split mbarrier (the split-K sum's sync), at M = 136 (two warpgroups). Counting one warpgroup, a phase
   // completes without the other, whose threads then pass their first wait at once and put both
   // their arrivals into one phase: the phases stop pairing up and a wait never completes. With no
@@ -45,12 +56,15 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'the split-K sum\'s mbarrier counts one consumer warpgroup (128 of 256)', from: 'mbarrier_init(split_sync, 128 * S::kConsumers)', to: 'mbarrier_init(split_sync, 128)', finding: 'mbarrier', mismatch: true, splitK: 3, rows: 136 },
   // The shared split-K sum (tidarc_gemm.cuh) without its acquire: right results on the emulator;
   // thread 0's fence would reach the other consumers through the split mbarrier's phase.
+  ...RING_MUTANTS.map((m) => ({ ...m, name: `${m.name}, 6 stages`, stages: 6 as const })),
   { name: 'the last CTA reads the parts without fencing after its ticket (no acquire)', file: 'tidarc_gemm.cuh', from: '      __threadfence();  // the count is seen before the other parts\' partials are read\n', to: '', finding: 'fence', mismatch: false, splitK: 3 },
   { name: 'the split-K sum\'s sync arrives on its mbarrier and never waits', from: 'mbarrier_arrive(split_sync), mbarrier_wait(split_sync, phase), phase ^= 1;', to: 'mbarrier_arrive(split_sync), phase ^= 1;', finding: 'fence', mismatch: true, splitK: 3 },
 ];
 
 const cxx = await findCxx();
 const SHAPE: GemmShape = { n: 128, k: 384, dtype: 'bf16' };
+const DEEP_SHAPE: GemmShape = { n: 128, k: 640, dtype: 'bf16' };
+const shapeOf = (m: Mutant): GemmShape => (m.stages ? DEEP_SHAPE : SHAPE);
 const M = 20;
 const root = mkdtempSync(join(tmpdir(), 'tidarc-sm90a-mut-'));
 const results = new Map<string, { run: Sm90aRun; worst: number }>();
@@ -59,21 +73,24 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 beforeAll(async () => {
   if (!cxx.found) return;
   const objects = await sharedEmulatorRuntime();
-  const p = randomGemmProblem(SHAPE, 136, 17);
-  const refs = new Map(MUTANTS.map((m) => [`${m.splitK ?? 1}:${m.rows ?? M}`, referenceGemm(SHAPE, p, m.rows ?? M, m.splitK ?? 1)]));
+  const problems = new Map([SHAPE, DEEP_SHAPE].map((s) => [s, randomGemmProblem(s, 136, 17)]));
+  const key = (m: Mutant) => `${m.stages ?? 4}:${m.splitK ?? 1}:${m.rows ?? M}`;
+  const refs = new Map(MUTANTS.map((m) => [key(m), referenceGemm(shapeOf(m), problems.get(shapeOf(m))!, m.rows ?? M, m.splitK ?? 1)]));
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
     mkdirSync(dir);
     const rows = m.rows ?? M;
-    const { ref, bound } = refs.get(`${m.splitK ?? 1}:${rows}`)!;
-    const unit = writeSm90aUnit(dir, SHAPE, [rows], m.splitK ?? 1);
+    const { ref, bound } = refs.get(key(m))!;
+    const shape = shapeOf(m);
+    const unit = writeSm90aUnit(dir, shape, [rows], m.splitK ?? 1, ['test'], m.stages);
+    if (unit.kernels[0]!.stages !== (m.stages ?? 4)) throw new Error(`mutant "${m.name}": rendered at ${unit.kernels[0]!.stages} stages`);
     const header = join(unit.cudaDir, m.file ?? 'tidarc_gemm_sm90a.cuh');
     const source = readFileSync(header, 'utf8');
     if (!source.includes(m.from)) throw new Error(`mutant "${m.name}": pattern not found in ${m.file ?? 'tidarc_gemm_sm90a.cuh'}`);
     writeFileSync(header, source.replace(m.from, m.to));
     const exe = join(dir, 'gemm');
-    await buildSm90aHarness(cxx.tool.path, SHAPE, unit, objects, exe);
-    const run = await runSm90a(exe, dir, SHAPE, unit, unit.kernels[0]!, p, { rows });
+    await buildSm90aHarness(cxx.tool.path, shape, unit, objects, exe);
+    const run = await runSm90a(exe, dir, shape, unit, unit.kernels[0]!, problems.get(shape)!, { rows });
     results.set(m.name, { run, worst: worstRatio(run.out, ref, bound) });
   });
 }, 600_000);
