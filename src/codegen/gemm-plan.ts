@@ -204,8 +204,8 @@ function splitReduction(kTiles: number, wanted: number): GemmReduction {
  * regret). Every row count weighs alike: how often a step kind runs is the decoder's, not the
  * compile's. Priced on the H200's rates over the target's SMs (splitMachine: the largest of its
  * arches, the count the old fill rule used) for the plain output, as the tile choice: the
- * residual read and SwiGLU's half-width store are left out (bench:gemm's split table, which
- * prices them, ranks Qwen3-8B's counts alike). Counts under which some M has no tile are not
+ * residual read and SwiGLU's half-width store are left out (priced with them, Qwen3-8B's
+ * regrets pick the same counts). Counts under which some M has no tile are not
  * candidates; none left: the fewest parts (planGemm then names the M that does not fit).
  */
 function costModelSplits(shape: GemmShape, kTiles: number, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions): number {
