@@ -105,23 +105,40 @@ export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reducti
 }
 
 /**
+ * Registers a thread of an sm_90a GEMM kernel by token tile, as ptxas (nvcc 13.0, sm_90a,
+ * 2026-12-05) reported them on the Qwen3-8B units (the most over qkv, o, gate_up and down at
+ * their split-K; the depth of the ring changes none of them): the split-K sum (split-K > 1)
+ * keeps more live at the wide tiles. For the occupancy the ring depth must keep.
+ */
+const SM90A_REGISTERS_BY_TILE: Readonly<Record<'single' | 'split', Readonly<Record<number, number>>>> = {
+  single: { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 136: 94, 256: 154 },
+  split: { 8: 30, 16: 48, 32: 53, 64: 75, 128: 137, 136: 132, 256: 168 },
+};
+export function sm90aRegisters(tileT: number, splitK: number): number {
+  return SM90A_REGISTERS_BY_TILE[splitK > 1 ? 'split' : 'single'][tileT] ?? SM90A_GEMM_REGISTERS;
+}
+
+/**
  * The ring depth of the kernel of token tile `tileT` (issue 18): the fewest stages from
  * SM90A_STAGES up whose bytes in flight (in-flight-rate.ts: stages - 1 weight tiles a CTA) pull
  * the copy rate at SM90A_LATENCY_MARGIN x the machine's HBM latency for every row count of `ms`
  * that launches it (the fewest rows, the fewest CTAs, ask the most), capped where the ring would
- * pass the block's shared memory or cost a CTA an SM of the occupancy at SM90A_STAGES (by
- * SM90A_GEMM_REGISTERS). Deeper rings only start more copies ahead; each k tile is still summed
- * in the same order (tidarc_gemm_sm90a.cuh), so outputs are bitwise those at any other depth.
+ * pass the block's shared memory, or hold fewer CTAs an SM than the unit needs: those it holds
+ * at SM90A_STAGES (registers by sm90aRegisters), or fewer where its largest launch has fewer
+ * CTAs than that for each SM (o at M = 1: 128 CTAs need 1 an SM, so the 8-token kernel may trade
+ * its fifth resident CTA for a deeper ring). Deeper rings only start more copies ahead; each k
+ * tile is still summed in the same order (tidarc_gemm_sm90a.cuh), so outputs are bitwise those
+ * at any other depth.
  */
 export function sm90aStages(shape: GemmShape, reduction: GemmReduction, tileT: number, ms: readonly number[], machine: Machine = H200): number {
-  const blockW = sm90aBlockW(tileT), threads = sm90aThreads(blockW);
-  const perSm = (stages: number): number => occupancy(machine.arch, { registers: SM90A_GEMM_REGISTERS, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads }).ctasPerSm;
-  const needed = perSm(SM90A_STAGES);
-  const slow = { ...machine, hbmLatencyS: machine.hbmLatencyS * SM90A_LATENCY_MARGIN };
+  const blockW = sm90aBlockW(tileT), threads = sm90aThreads(blockW), registers = sm90aRegisters(tileT, reduction.splitK);
+  const perSm = (stages: number): number => occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads }).ctasPerSm;
   const launches = ms.filter((m) => sm90aTokenTile(m) === tileT).map((m) => Math.ceil(m / tileT) * Math.ceil(shape.n / blockW) * reduction.splitK);
-  const fills = (stages: number): boolean => launches.every((ctas) => !fillRate(slow, { bytesPerCta: pipelineBytesInFlight(stages, blockW * reduction.blockK * ELEMENT_BYTES), ctas, ctasPerSm: needed }).underFilled);
+  const needed = Math.min(perSm(SM90A_STAGES), Math.ceil(Math.max(1, ...launches) / machine.sms));
+  const slow = { ...machine, hbmLatencyS: machine.hbmLatencyS * SM90A_LATENCY_MARGIN };
+  const fills = (stages: number): boolean => launches.every((ctas) => !fillRate(slow, { bytesPerCta: pipelineBytesInFlight(stages, blockW * reduction.blockK * ELEMENT_BYTES), ctas, ctasPerSm: perSm(stages) }).underFilled);
   let stages = SM90A_STAGES;
-  while (!fills(stages) && stages < Math.max(1, reduction.kTilesPerSplit)) {
+  while (!fills(stages) && stages < reduction.kTilesPerSplit) {
     const deeper = stages + 1;
     if (sm90aSharedBytes(tileT, deeper, blockW) > ARCHES.sm_90a.maxSharedPerBlock || perSm(deeper) < needed) break;
     stages = deeper;

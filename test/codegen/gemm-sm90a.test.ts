@@ -9,7 +9,7 @@ import { describe, expect, test } from 'vitest';
 import { DEFAULT_ARCHES } from '../../src/cli/commands/compile.js';
 import { ARCHES, PORTABLE_ARCH_NAMES, parseArch, selectArch } from '../../src/codegen/arch.js';
 import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { SM90A_GEMM_REGISTERS, SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aBlockW, sm90aGrid, sm90aRefusal, sm90aSharedBytes, sm90aThreads, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aBlockW, sm90aGrid, sm90aRefusal, sm90aRegisters, sm90aSharedBytes, sm90aThreads, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { fillRate, pipelineBytesInFlight } from '../../src/codegen/in-flight-rate.js';
 import { H200 } from '../../src/codegen/machine.js';
 import { occupancy } from '../../src/codegen/occupancy.js';
@@ -87,7 +87,7 @@ describe('the ring depth of an sm_90a kernel (sm90aStages)', () => {
   const sized = { ...H200, hbmLatencyS: H200.hbmLatencyS * SM90A_LATENCY_MARGIN };
   const pulled = (m: number, stages: number, machine = sized) => {
     const tileT = sm90aTokenTile(m), blockW = sm90aBlockW(tileT);
-    const perSm = occupancy(H200.arch, { registers: SM90A_GEMM_REGISTERS, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
+    const perSm = occupancy(H200.arch, { registers: sm90aRegisters(tileT, red.splitK), sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
     return fillRate(machine, { bytesPerCta: pipelineBytesInFlight(stages, blockW * 64 * 2), ctas: sm90aGrid(O, red, { tileT, blockW }, m).reduce((a, b) => a * b), ctasPerSm: perSm });
   };
 
@@ -114,6 +114,24 @@ describe('the ring depth of an sm_90a kernel (sm90aStages)', () => {
     expect(k!.stages).toBeGreaterThan(SM90A_STAGES);
     expect(k!.sharedBytes).toBeLessThanOrEqual(ARCHES.sm_90a.maxSharedPerBlock);
     expect(sm90aSharedBytes(128, k!.stages + 1, 64)).toBeGreaterThan(ARCHES.sm_90a.maxSharedPerBlock);
+  });
+
+  test('capped by the occupancy the unit needs: gate_up at M = 72 (384 CTAs, 90 registers) holds 2 CTAs an SM at 4 stages and fills HBM with them; qkv at M = 1 (384 CTAs of the 8-token tile) needs 3 of the 5 it holds', () => {
+    const GU = { n: 24576, k: 4096, dtype: 'bf16' as const };
+    const gu = planReduction(GU, gemmTarget(['sm_90', 'sm_90a']), 1);
+    const [k] = planSm90aKernels(GU, [72], gu);
+    expect(k!.stages).toBe(SM90A_STAGES);
+    expect(occupancy(H200.arch, { registers: sm90aRegisters(128, 1), sharedBytes: k!.sharedBytes, threads: k!.threads }).ctasPerSm).toBe(2);
+    expect(occupancy(H200.arch, { registers: sm90aRegisters(128, 1), sharedBytes: sm90aSharedBytes(128, 6, 64), threads: k!.threads }).ctasPerSm).toBe(1);
+    const QKV = { n: 6144, k: 4096, dtype: 'bf16' as const };
+    expect(planSm90aKernels(QKV, [1], planReduction(QKV, gemmTarget(['sm_90', 'sm_90a']), 4))[0]!.stages).toBe(SM90A_STAGES);
+  });
+
+  test('a launch too small to use its resident CTAs may trade them for depth: o at M = 1 (128 CTAs, 1 an SM needed) takes 6 stages though 6 hold fewer 8-token CTAs an SM than 4', () => {
+    const [k] = planSm90aKernels(O, [1], red);
+    expect(k!.stages).toBe(6);
+    const at = (stages: number) => occupancy(H200.arch, { registers: sm90aRegisters(8, 2), sharedBytes: sm90aSharedBytes(8, stages, 64), threads: k!.threads }).ctasPerSm;
+    expect(at(6)).toBeLessThan(at(SM90A_STAGES));
   });
 
   test('never deeper than the k tiles a CTA sums', () => {
