@@ -4,7 +4,7 @@
  * split-K 3 for the split-K sum's mutants, M = 136 (two warpgroups) for the split mbarrier's count) built against a copy of tidarc_gemm_sm90a.cuh (or of the split-K
  * sum's tidarc_gemm.cuh) with one bug, and must be caught by a finding of its kind and, where the
  * bug corrupts data, by a mismatch against float64. The ring's mutants again at 6 stages (the depth
- * gemm-sm90a.ts sm90aStages gives Qwen3-8B's 64-row kernels), on bf16 128 x 640: 10 k tiles, so
+ * gemm-sm90a.ts sm90aStages gives Qwen3-8B's o and down kernels), on bf16 128 x 640: 10 k tiles, so
  * the deeper ring wraps too. Tagged: g++.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * The sm_90a GEMM's ring depth is a per-kernel choice (src/codegen/gemm-sm90a.ts sm90aStages;
- * Qwen3-8B's 64-row kernels take 6): the unit rendered at 4 stages and at 6, compiled UNCHANGED
+ * Qwen3-8B's o and down kernels take 6): the unit rendered at 4 stages and at 6, compiled UNCHANGED
  * onto the SIMT emulator, bf16 200 x 600 (10 k tiles, the last partial: the 6-stage ring wraps),
  * bias and residual add, M = 20 (token tile 32, one consumer warpgroup) and M = 136 (two):
  *   - each depth against float64, with no emulator findings;
