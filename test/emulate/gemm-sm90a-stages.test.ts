@@ -5,7 +5,9 @@
  * bias and residual add, M = 20 (token tile 32, one consumer warpgroup) and M = 136 (two):
  *   - each depth against float64, with no emulator findings;
  *   - every output bitwise the same at both depths: the depth only says how many k tiles are
- *     in flight, never the order of a sum.
+ *     in flight, never the order of a sum;
+ *   - the 6-stage kernel launched with the 4-stage ring's shared memory is an out-of-bounds
+ *     finding: a launch must take the kernel's own sharedBytes (the manifest's, as the runtime does).
  * The mbarrier mutants at 6 stages: gemm-sm90a-mutation.test.ts. Tagged: g++.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -28,6 +30,7 @@ const root = mkdtempSync(join(tmpdir(), 'tidarc-sm90a-stages-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const runs = new Map<string, Sm90aRun>();  // `${stages}:${m}`
 const shared = new Map<string, number>();
+let short: Sm90aRun | undefined;  // the 6-stage M = 20 kernel given the 4-stage ring's bytes
 const p = randomGemmProblem(SHAPE, Math.max(...MS), 23);
 
 beforeAll(async () => {
@@ -44,6 +47,10 @@ beforeAll(async () => {
       shared.set(`${stages}:${m}`, kernel.sharedBytes);
       runs.set(`${stages}:${m}`, await runSm90a(exe, dir, SHAPE, unit, kernel, p, { rows: m, bias: true, accumulate: true }));
     }
+    if (stages === 6) {
+      const kernel = unit.kernels.find((k) => k.tileT === sm90aTokenTile(20))!;
+      short = await runSm90a(exe, dir, SHAPE, unit, { ...kernel, sharedBytes: sm90aSharedBytes(kernel.tileT, SM90A_STAGES, kernel.blockW) }, p, { rows: 20, launches: 1 });
+    }
   });
 }, 600_000);
 
@@ -56,6 +63,10 @@ describe.skipIf(!cxx.found)('the sm_90a GEMM at 4 and 6 stages', () => {
     expect(worstRatio(run.out, ref, bound)).toBeLessThanOrEqual(1);
     const tileT = sm90aTokenTile(m);
     expect(shared.get(`${s}:${m}`)).toBe(sm90aSharedBytes(tileT, s, tileT <= 128 ? 64 : 128));
+  });
+
+  test('the 6-stage kernel launched with the 4-stage ring\'s shared memory is caught', () => {
+    expect(Object.keys(short!.counts), short!.messages.join('\n')).toContain('out-of-bounds');
   });
 
   test.for(MS.map((m) => [m] as const))('M = %i: every output bitwise the same at 4 and 6 stages', ([m]) => {
