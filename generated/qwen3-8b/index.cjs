@@ -77,8 +77,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 96,
+            "rowTiles": 1,
+            "block": 160,
             "dynamicSharedBytes": 69632
         }
     },
@@ -205,8 +205,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 32,
+            "rowTiles": 1,
+            "block": 64,
             "dynamicSharedBytes": 69632
         }
     },
@@ -237,8 +237,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
+            "rowTiles": 1,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     },

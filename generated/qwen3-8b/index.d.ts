@@ -44,8 +44,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 96;
+            readonly rowTiles: 1;
+            readonly block: 160;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -156,8 +156,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 32;
+            readonly rowTiles: 1;
+            readonly block: 64;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -184,8 +184,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 64;
+            readonly rowTiles: 1;
+            readonly block: 128;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -256,7 +256,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -296,7 +296,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
-     * lse: [batch, 8, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     blockK8(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
@@ -306,7 +306,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
-     * lse: [batch, 16, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     blockK16(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */

@@ -74,8 +74,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 96,
+            "rowTiles": 1,
+            "block": 160,
             "dynamicSharedBytes": 69632
         }
     },
@@ -202,8 +202,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 32,
+            "rowTiles": 1,
+            "block": 64,
             "dynamicSharedBytes": 69632
         }
     },
@@ -234,8 +234,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
+            "rowTiles": 1,
+            "block": 128,
             "dynamicSharedBytes": 69632
         }
     },

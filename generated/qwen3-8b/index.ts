@@ -77,8 +77,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 96,
+      "rowTiles": 1,
+      "block": 160,
       "dynamicSharedBytes": 69632
     }
   },
@@ -205,8 +205,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 32,
+      "rowTiles": 1,
+      "block": 64,
       "dynamicSharedBytes": 69632
     }
   },
@@ -237,8 +237,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 64,
+      "rowTiles": 1,
+      "block": 128,
       "dynamicSharedBytes": 69632
     }
   },
@@ -318,7 +318,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 20, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 20, 8, 128];
-   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 20, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   tidarK4(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */
@@ -358,7 +358,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 8, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 8, 8, 128];
-   * lse: [batch, 8, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 8, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   blockK8(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 8 mask tokens that see the prompt and each other, off the event loop. */
@@ -368,7 +368,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 16, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 16, 8, 128];
-   * lse: [batch, 16, 32] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 16, 32] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   blockK16(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */

@@ -108,8 +108,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
+            "rowTiles": 1,
+            "block": 96,
             "dynamicSharedBytes": 36864
         }
     },

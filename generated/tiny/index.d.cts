@@ -72,8 +72,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 64;
+            readonly rowTiles: 1;
+            readonly block: 96;
             readonly dynamicSharedBytes: 36864;
         };
     };
@@ -210,7 +210,7 @@ export interface TinyKernels {
      *
      * q, o: [batch, 20, 4, 64] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 20, 2, 64];
-     * lse: [batch, 20, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 20, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     tidarK4(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */

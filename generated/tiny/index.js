@@ -105,8 +105,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
+            "rowTiles": 1,
+            "block": 96,
             "dynamicSharedBytes": 36864
         }
     },

@@ -108,8 +108,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 64,
+      "rowTiles": 1,
+      "block": 96,
       "dynamicSharedBytes": 36864
     }
   },
@@ -263,7 +263,7 @@ export interface TinyKernels {
    *
    * q, o: [batch, 20, 4, 64] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 20, 2, 64];
-   * lse: [batch, 20, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 20, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   tidarK4(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 4: 20 in-step tokens (4 drafts + 4 blocks of 4 mask tokens), off the event loop. */

@@ -86,10 +86,16 @@ bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
   const uint32_t block = block_linear();
   for (uintptr_t w = a & ~uintptr_t{3}; w < a + n; w += 4) {
     const auto it = L->global_writes.find(w);
-    if (it == L->global_writes.end() || it->second.block == block) continue;  // an earlier launch's, or this CTA's (its barriers order it)
+    if (it == L->global_writes.end()) continue;  // an earlier launch's
     const GlobalWrite& g = it->second;
-    const std::string where = global_word(w), writer = fmt("%s %s", block_name(g.block).c_str(), thread_name(g.tid).c_str());
     const char* load = plain ? "a plain load" : "ld.global.cg";
+    if (g.discarded) {  // whichever CTA dropped it: its bytes are undefined until stored again
+      report("discard", fmt("%s reads %s that %s %s dropped from L2 (discard.global.L2): its contents are undefined", load, global_word(w).c_str(),
+                            block_name(g.block).c_str(), thread_name(g.tid).c_str()));
+      return false;
+    }
+    if (g.block == block) continue;  // this CTA's (its barriers order it)
+    const std::string where = global_word(w), writer = fmt("%s %s", block_name(g.block).c_str(), thread_name(g.tid).c_str());
     if (g.release == 0) {
       report("fence", fmt("%s reads %s that %s stored without a __threadfence before its CTA's atomicAdd: this CTA may see it before it lands", load, where.c_str(), writer.c_str()));
       return false;
@@ -142,6 +148,25 @@ void ld_global(void* dst, const void* p, size_t n) {
   }
   if (!check_cross_cta_read(reinterpret_cast<uintptr_t>(p), n, false)) return;
   std::memcpy(dst, p, n);
+}
+
+// discard.global.L2: the line's bytes become undefined, poisoned here (0xff: NaN to a float
+// read), and any read of them before a store is a "discard" finding (check_cross_cta_read),
+// whichever CTA or thread reads: a line dropped while another thread of the CTA (no barrier
+// between) or a later CTA still needed it. The line must be 128-byte aligned (PTX ISA).
+void discard_l2(const void* p) {
+  Thread& t = cur();
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a % 128 != 0) {
+    report("alignment", fmt("discard.global.L2 needs a 128-byte aligned address (%p)", p));
+    return;
+  }
+  if (!in_buffer(p, 128, "discard.global.L2")) return;
+  const uint32_t block = block_linear();
+  for (uintptr_t w = a; w < a + 128; w += 4) L->global_writes[w] = GlobalWrite{block, static_cast<int16_t>(t.tid), false, 0, 0, true};
+  const uintptr_t lo = g_cross_len == 0 ? a : std::min(g_cross_lo, a), hi = std::max(g_cross_lo + g_cross_len, a + 128);
+  g_cross_lo = lo, g_cross_len = hi - lo;  // plain loads of the line are checked too
+  std::memset(reinterpret_cast<void*>(a), 0xff, 128);
 }
 
 void threadfence() {

@@ -119,6 +119,7 @@ struct GlobalWrite {
   bool fenced;
   uint64_t release;
   uintptr_t release_word;  // the counter that release's atomic counted on
+  bool discarded = false;  // dropped by a discard.global.L2 of block / tid since: undefined until stored again
 };
 
 struct Buffer {

@@ -24,6 +24,9 @@ void ld_global(void* dst, const void* p, size_t n);
 /** ld.acquire.gpu of a counter other CTAs count up: an acquire of the atomics on that word so far;
  *  a poll that re-reads one unchanged word kSpinPolls times is a "spin" finding (emu_global.cpp). */
 int ld_acquire_i32(const int* p);
+/** discard.global.L2 of the 128-byte line at p (128-byte aligned): its bytes become undefined
+ *  (poisoned), and a later read of them in the launch is a "discard" finding (emu_global.cpp). */
+void discard_l2(const void* p);
 
 // ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
 /** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
@@ -105,6 +108,7 @@ inline float ld_global_cg_f32(const float* p) {
   return x;
 }
 inline int ld_acquire_gpu_i32(const int* p) { return tidarc_emu::ld_acquire_i32(p); }
+inline void discard_l2_line(const void* p) { tidarc_emu::discard_l2(p); }
 inline float4 ld_global_cg_f32x4(const float* p) {
   float4 v;
   tidarc_emu::ld_global(&v, p, 16);

@@ -8,10 +8,16 @@
  *               chooseAttentionSplits); CTAs per SM from ptxas (occupancy.ts).
  *   HBM bytes   each KV head's prefix K and V once per sequence (the row tiles of one KV head
  *               re-read it from L2), Q, the step's K and V, O and lse; with splits > 1 the
- *               partials (splits x rows x (D + 1) floats) written by every split's CTA and
- *               read back by the merge (counted as HBM although they may stay in L2).
- *   L2 bytes    the prefix once per row tile (every row tile reads all of it), and Q again
- *               for every split after the first (each split's CTA loads its rows' Q).
+ *               partials' lse words (splits x rows floats), left dirty in L2 and written back
+ *               when later launches evict them. Not the partial O (splits x rows x D floats):
+ *               written to L2, read back from it by the merge microseconds later (the launch's
+ *               footprint, ~20 MB at L = 4k, is a third of the H200's 60 MB L2) and then dropped
+ *               unwritten (tidarc_attention.cuh merge_slice: discard.global.L2), so no HBM write-back
+ *               ever. Before the discard they were counted here, rightly in sum: the write-back
+ *               happened, only later, when the step's GEMMs evicted them.
+ *   L2 bytes    the prefix once per row tile (every row tile reads all of it), Q again for every
+ *               split after the first (each split's CTA loads its rows' Q), and the partials'
+ *               writes (their reads are the merge's).
  *   FLOPs       useful: 4 D per (query row, visible key); executed: whole row tiles of the
  *               plan's tileM rows (padding rows included; 16 x row warps: plan.ts rowTileOf, so
  *               16 for AR's 4 rows, whose warps split the keys instead) against every key tile
@@ -37,6 +43,14 @@
  *               assumed). The split rule (splits.ts splitEstimate) weighs the same terms.
  *   roofline    max(the essential HBM bytes at the copy rate, useful FLOPs at the measured
  *               bf16 matmul rate); share = roofline / predicted.
+ * Qwen3-8B, batch 1, L = 4k, the issue's k = 4 / AR target (<= 1.15), term by term (us):
+ *   AR 5.6 = HBM 4.0 (16.8 MB: K, V; 16 splits) + merge 0.5 (0.26 MB of partials at the L2 rate,
+ *   0.03, + the schedule's 0.5) + fill 1.0. k = 4 (20 tokens x 4 heads = 80 rows a KV head) on the
+ *   planned 1 x 5 warps, 16 splits, 128 CTAs: 6.2 = HBM 4.1 (17.2 MB: + the step's Q, K, V, O,
+ *   0.4 MB; L2 2.5 and mma.sync 3.6 run under it) + merge 1.1 (5.3 MB of partials, 0.53, + O 0.04
+ *   + 0.5) + fill 1.0: 1.12 x AR. The gap is the merge of 20 x AR's rows, and the step's tokens.
+ *   While the partials counted as HBM bytes, k = 4 was 6.6 on 2 x 3 warps and 8 splits (HBM 19.8
+ *   MB, 2.6 of them partials: +0.6 us), 1.17 x AR; the 5-warp CTA's 16 splits were 7.5.
  * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
  * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
@@ -128,8 +142,9 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const kvBytes = 2 * s.batch * Hkv * L * D * ELEMENT_BYTES;
   const essentialBytes = kvBytes + s.batch * n * (2 * Hq + 2 * Hkv) * D * ELEMENT_BYTES + rows * 4;
   const partialBytes = parts > 1 ? parts * rows * (D + 1) * 4 : 0;
-  const hbmBytes = essentialBytes + partialBytes;
-  const l2Bytes = kvBytes * plan.rowTiles + (parts - 1) * rows * D * ELEMENT_BYTES;
+  const lsePartialBytes = parts > 1 ? parts * rows * 4 : 0;
+  const hbmBytes = essentialBytes + lsePartialBytes;
+  const l2Bytes = kvBytes * plan.rowTiles + (parts - 1) * rows * D * ELEMENT_BYTES + partialBytes;
   const usefulFlops = 4 * D * s.batch * (plan.group * Hkv) * (n * L + visibleStepKeys(plan));
   const stepTilesVisited = plan.stepTileOffset[plan.rowTiles]!;
   const executedFlops = 4 * D * s.batch * Hkv * plan.tileM * plan.tile.tileN * (plan.rowTiles * prefixTiles + stepTilesVisited);

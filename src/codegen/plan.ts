@@ -273,7 +273,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
  * device of the compile, the one the cost model predicts fastest over the issue's shapes at its
  * estimated registers (row-tile-choice.ts fastestRowTile: the geometric mean, ties to 16-row
  * warps, fewer tiles, fewer warps). Qwen3-8B (G = 4, head dim 128) on sm_90: k = 4 (80 rows)
- * 2 tiles of 3 warps (the split merge of one 5-warp CTA per KV head dominated at batch 1);
+ * one CTA of 5 warps (within the tolerance of 2 tiles of 3, whose 8 splits merge half the partials);
  * k = 8 3 x 3 and k = 16 12 x 3 warps of 32 rows at 32 keys; the prefill chunk 4 x 4 of 16.
  */
 export function plannedRowTile(variant: AttentionVariant, tile: TileConfig, arches: readonly ArchSpec[]): AttentionPlan {

@@ -126,8 +126,11 @@ const FLOAT_BYTES = 4;
  * cores, so the SM's time is its CTAs' work summed; the cost model's balance rule):
  *   work   per CTA, the slowest of three streams over its ceil(prefixTiles / s) K/V tiles:
  *          HBM (each tile's K and V once per KV head, so 1 / rowTiles of them a CTA, and with
- *          s > 1 its partial O and lse, groupRows x (D + 1) fp32, counted as HBM as the cost
- *          model does though they may stay in L2), L2 (every tile, and its Q rows) and mma
+ *          s > 1 its partial O and lse, groupRows x (D + 1) fp32, still priced as HBM bytes
+ *          although the merge drops the partial O from L2 unwritten and the cost model counts it
+ *          as L2 traffic: a margin against splitting that changes no split count of
+ *          bench:attention's shapes, but 1 -> 3 splits of small shapes the runtime's tests pin,
+ *          e.g. a 1-row-tile k = 4 at 3 prefix tiles), L2 (every tile, and its Q rows) and mma
  *          (tileM x tileN x D x 4 FLOP a tile, padding rows included);
  *   fill   per wave of resident CTAs (the CTAs an SM holds at once overlap their latencies);
  *   merge  with s > 1, after the splits: a row group's merge reads s x groupRows x (D + 1) fp32

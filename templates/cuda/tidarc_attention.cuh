@@ -626,10 +626,15 @@ __device__ __forceinline__ void attention_tile_kernel(const TidarcAttentionArgs&
 
 // Slice `slice` of S of row group `group`'s merge: every split's partial (O, lse) by log-sum-exp,
 // in split order 0..S-1 (the two-launch combine's arithmetic, so the same bits whichever CTA
-// merges). The group's (row, 4 columns) items are cut into S equal runs, so AR's few rows (4 at
-// G = 4) still spread over all S CTAs; a row's statistics are recomputed by each slice holding
-// some of its items (the same loads in the same order, so the same bits) and its lse is written
-// by the slice holding its first item. A thread per row takes the row's max lse and weight sum
+// merges). The group's (row, 4 columns) items are cut into S runs of whole 128-byte lines (8
+// items), so AR's few rows (4 at G = 4: 16 lines) still spread over all S CTAs; a row's statistics
+// are recomputed by each slice holding some of its items (the same loads in the same order, so the
+// same bits) and its lse is written by the slice holding its first item. Once every thread has
+// read its items, the slice drops the partial O lines it consumed from L2 unwritten
+// (discard.global.L2): nothing reads them again, so the partials are L2 traffic only and never
+// reach HBM (attention-cost-model.ts). Only lines wholly inside one (row, split) run of the
+// slice are dropped: with the runtime's 256-byte aligned workspace (cuMemAlloc) that is every
+// line of partial O; the lse words (4 bytes a row and split) are left. A thread per row takes the row's max lse and weight sum
 // (into shared memory: the K/V stages are free by now), then every thread takes items, the
 // 16-byte partial loads of 8 splits issued together (unrolled: the merge is latency-bound, and
 // its registers are free after the main loop); ld.global.cg reads the other CTAs' partials from
@@ -639,7 +644,8 @@ __device__ __forceinline__ void merge_slice(const TidarcAttentionArgs& a, int sp
   using T = typename C::T;
   constexpr int D = C::kHeadDim;
   constexpr int kItemsPerRow = D / 4;
-  static_assert(D % 4 == 0, "a merge item is 4 columns");
+  constexpr int kLineItems = 128 / (4 * sizeof(float));  // items of a 128-byte line
+  static_assert(D % 4 == 0 && kItemsPerRow % kLineItems == 0, "a merge item is 4 columns, a row whole 128-byte lines of them");
   static_assert(2 * C::kTileM * 4 <= 4 * C::kTileN * C::kSmemStride * static_cast<int>(sizeof(T)), "the row statistics fit in the K/V stages");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* max_of = reinterpret_cast<float*>(smem_raw);  // per local row: max lse, then weight sum
@@ -648,8 +654,8 @@ __device__ __forceinline__ void merge_slice(const TidarcAttentionArgs& a, int sp
   name_group<C>(w, group);
   const size_t rows_total = static_cast<size_t>(a.batch) * C::kSteps * C::kQHeads;
   const int r0 = w.row_tile * C::kTileM;
-  const int items = min(C::kTileM, C::kRows - r0) * kItemsPerRow;
-  const int lo = slice * items / splits, hi = (slice + 1) * items / splits;
+  const int lines = min(C::kTileM, C::kRows - r0) * (kItemsPerRow / kLineItems);
+  const int lo = slice * lines / splits * kLineItems, hi = (slice + 1) * lines / splits * kLineItems;
   if (lo == hi) return;  // more slices than items (block-uniform)
   const int row_lo = lo / kItemsPerRow, row_hi = (hi - 1) / kItemsPerRow + 1;
   const float* ws_lse = a.workspace + static_cast<size_t>(splits) * rows_total * D;
@@ -694,6 +700,14 @@ __device__ __forceinline__ void merge_slice(const TidarcAttentionArgs& a, int sp
     T* out = static_cast<T*>(a.o) + row * D + c;
     reinterpret_cast<uint32_t*>(out)[0] = Elem<T>::pack2(acc[0], acc[1]);
     reinterpret_cast<uint32_t*>(out)[1] = Elem<T>::pack2(acc[2], acc[3]);
+  }
+  __syncthreads();  // every thread's loads of the slice's partials have returned before a line is dropped
+  for (int k = threadIdx.x; k < (row_hi - row_lo) * splits; k += C::kThreads) {
+    const int rl = row_lo + k / splits, s = k % splits;
+    const float* part = a.workspace + (static_cast<size_t>(s) * rows_total + row_of(rl)) * D;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(part + (max(lo, rl * kItemsPerRow) - rl * kItemsPerRow) * 4);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(part + (min(hi, (rl + 1) * kItemsPerRow) - rl * kItemsPerRow) * 4);
+    for (uintptr_t line = (begin + 127) & ~uintptr_t{127}; line + 128 <= end; line += 128) discard_l2_line(reinterpret_cast<const void*>(line));
   }
 }
 

@@ -43,7 +43,7 @@ const extras: (readonly [string, AttentionVariant, TileConfig?])[] = [
   // 16-row warps at head dim 64 that ptxas's own 128-register target spilled (kernel-source.ts MIN_BLOCKS_PER_SM).
   ['bf16 d64 G8 tidar_k4 16-row 4 warps', tidarDecodeVariant(4, { dtype: 'bf16', headDim: 64, qHeads: 8, kvHeads: 1 }), { tileN: 64, warps: 4, warpRows: 16 }],
   ['bf16 d128 G4 ar 3 stages', arVariant({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, stages: 3 }],
-  // Qwen3-8B k = 4 as an sm_90-only compile plans it (plan.ts plannedRowTile: 2 tiles of 3 warps; 3 stages there, 2 with sm_80).
+  // Qwen3-8B k = 4 on 2 tiles of 3 warps at 3 stages (the planner's sm_90 choice until the merge dropped its partials from L2; now one CTA of 5 warps).
   ['bf16 d128 G4 tidar_k4 3 warps 3 stages', tidarDecodeVariant(4, { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }), { tileN: 64, warps: 3, stages: 3 }],
 ];
 const all = [...examples, ...extras];

@@ -3,7 +3,7 @@
  * candidate the attention cost model predicts fastest over issue 15's shapes (L = 4k and 16k,
  * batch 1 and 8), the geometric mean, near-ties to 16-row warps, fewer tiles, fewer warps. Every
  * bundled example's variants and Qwen3-8B's are checked against every candidate; the choices the
- * issue names (k = 4: 2 row tiles; k = 8 and 16: 32-row warps at 32 keys) are pinned; a tuned
+ * issue names (k = 4: one CTA of 5 warps; k = 8 and 16: 32-row warps at 32 keys) are pinned; a tuned
  * tile and a CPU-only plan keep their row tile; the register estimate lands in the occupancy
  * bucket of the ptxas figures it was fitted to.
  */
@@ -41,9 +41,9 @@ describe('the default row tile is the cost model\'s fastest candidate', () => {
   });
 
   test.for([
-    // [draft, row tiles, warps, rows a warp, keys]: k = 4's 80 rows over 2 CTAs of 3 warps (one CTA of 5 left 8 CTAs a split and a merge by one CTA per KV head);
+    // [draft, row tiles, warps, rows a warp, keys]: k = 4's 80 rows in one CTA of 5 warps (the issue's tile: no padding, the prefix once through L2);
     // k = 8 and 16: 32-row warps at 32 keys, 2 stages (the ldmatrix'd K/V fragment feeds two m16 tiles).
-    [4, 2, 3, 16, 64], [8, 3, 3, 32, 32], [16, 12, 3, 32, 32],
+    [4, 1, 5, 16, 64], [8, 3, 3, 32, 32], [16, 12, 3, 32, 32],
   ] as const)('Qwen3-8B k = %i: %i row tiles of %i warps of %i rows, %i keys', ([k, rowTiles, warps, warpRows, tileN]) => {
     const v = variantsForModel({ ...qwen3, draftLengths: [k] }).find((x) => x.name === `tidar_k${k}`)!;
     for (const arches of [SM90, ALL]) {
@@ -53,14 +53,19 @@ describe('the default row tile is the cost model\'s fastest candidate', () => {
     }
   });
 
-  test('k = 4 at batch 1: the 2-tile plan is predicted under the one 5-warp CTA', () => {
+  test('k = 4: the one 5-warp CTA ties the 2-tile plan within the tolerance and is taken (fewer row tiles), now that the merge discards the partials (L2 traffic, not HBM)', () => {
     const v = tidarDecodeVariant(4, q);
-    const two = score(planAttention(v, ARCHES.sm_90.tile, SM90));
-    const one = score(planAttention(v, { tileN: 64, warps: 5 }, SM90));
-    // L = 4k, batch 1. 0.68 while each row group's last CTA merged alone (the 5-warp CTA's 80 rows
-    // on 8 SMs); with the merge spread over every CTA (split_work) the gap is the 5 warps' mma time.
-    expect(two.seconds[0]! / one.seconds[0]!).toBeLessThan(0.95);
-    expect(two.meanS).toBeLessThan(one.meanS);
+    const one = score(planAttention(v, ARCHES.sm_90.tile, SM90));
+    const two = score(planAttention(v, { tileN: 64, warps: 3 }, SM90));
+    expect([one.plan.rowTiles, one.plan.rowTile.warps, two.plan.rowTiles]).toEqual([1, 5, 2]);
+    // While the partials were priced as HBM bytes, the 5-warp CTA's 16 splits (8 CTAs a split)
+    // cost it 2.6 MB more than the 2-tile plan's 8 and the 2-tile plan won by over 3% on the mean.
+    expect(one.meanS).toBeLessThanOrEqual(two.meanS * (1 + ROW_TILE_TOLERANCE));
+    // L = 4k, batch 1: the 2-tile plan stays ahead by its smaller merge (8 splits), by under 5%;
+    // the larger shapes favour the CTA with no padding rows and one pass of the prefix through L2.
+    expect(two.seconds[0]! / one.seconds[0]!).toBeGreaterThan(0.95);
+    expect(two.seconds[0]! / one.seconds[0]!).toBeLessThan(1);
+    expect(one.seconds[3]!).toBeLessThan(two.seconds[3]!);
   });
 
   test('the causal prefill chunk at head dim 128 keeps 16-row warps (32-row warps at 32 keys spilled there)', () => {

@@ -2,8 +2,8 @@
  * The emulator suite can fail: each mutant is a copy of a generated kernel with one classic
  * bug, and each must be caught, by a mismatch against the reference or by a finding. The model
  * (G = 2, head dim 64) has every row-tile layout, as the planner picks them (plan.ts
- * plannedRowTile), tidar_k8's pinned: tidar_k4's 40 rows are 2 tiles of 2 row-stacked warps of 16 (2 cp.async
- * stages); AR's 2 rows are one 16-row tile whose keys 4 warps split and merge (the merge's
+ * plannedRowTile), tidar_k8's pinned: tidar_k4's 40 rows are one tile of 3 row-stacked warps of 16 (8 padding
+ * rows, 2 cp.async stages); AR's 2 rows are one 16-row tile whose keys 4 warps split and merge (the merge's
  * mutants run on it); tidar_k8's 144 rows are 3 tiles of 2 warps of 32 rows with 3 stages (the
  * 32-row warps' and the 3-stage pipeline's mutants run on it).
  */
@@ -36,7 +36,7 @@ interface Mutant {
    * What must catch it: a finding of this kind, a mismatch, or 'order': outputs that differ
    * bitwise between the emulator's two block orders (another CTA of a row group finishes last).
    */
-  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'stale-l1' | 'counter' | 'order' | 'spin';
+  readonly caughtBy: 'mismatch' | 'race' | 'cp-async' | 'out-of-bounds' | 'barrier' | 'fence' | 'stale-l1' | 'counter' | 'order' | 'spin' | 'discard';
   /** The emulator's block order for the run (1: reversed; default 0). */
   readonly blockOrder?: 1;
 }
@@ -70,6 +70,9 @@ const MUTANTS: readonly Mutant[] = [
   { name: 'the merge reads the partial O with plain loads (L1-cacheable), not ld.global.cg', file: 'cuda/tidarc_attention.cuh', from: 'ld_global_cg_f32x4(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', to: '*reinterpret_cast<const float4*>(a.workspace + (static_cast<size_t>(s) * rows_total + row) * D + c)', splits: 3, caughtBy: 'stale-l1' },
   { name: 'the group\'s last merge duty leaves its count set (the next launch would not wait)', file: 'cuda/tidarc_attention.cuh', from: ' done[target] = 0;', to: ';', splits: 3, caughtBy: 'counter' },
   { name: 'the last id leaves the id counter set (the next launch\'s ids start past its grid)', file: 'cuda/tidarc_attention.cuh', from: ' a.split_counters[0] = 0;', to: ';', splits: 3, caughtBy: 'counter' },
+  // The merge drops the partial O lines it consumed from L2 (discard.global.L2): a line dropped while another thread or slice still reads it.
+  { name: 'the merge drops its partial lines before every thread of the CTA has read its items', file: 'cuda/tidarc_attention.cuh', from: '  __syncthreads();  // every thread\'s loads of the slice\'s partials have returned before a line is dropped\n', to: '', splits: 3, caughtBy: 'discard' },
+  { name: 'the merge also drops the line that runs past its slice\'s items of a row', file: 'cuda/tidarc_attention.cuh', from: 'line + 128 <= end', to: 'line < end', splits: 3, caughtBy: 'discard' },
   // The schedule's deadlock freedom: a CTA waits only on lower ids, which have started.
   { name: 'a merge duty waits on its own row group (CTAs with higher ids)', file: 'cuda/tidarc_attention.cuh', from: 'const int target = group - 1;', to: 'const int target = group;', splits: 3, caughtBy: 'spin' },
   { name: 'the roles come from blockIdx, not the dynamic id (a CTA may wait on one not yet started)', file: 'cuda/tidarc_attention.cuh', from: 'w.id = atomicAdd(a.split_counters, 1);', to: 'w.id = blockIdx.x + gridDim.x * blockIdx.z + 0 * atomicAdd(a.split_counters, 1);', splits: 3, blockOrder: 1, caughtBy: 'spin' },

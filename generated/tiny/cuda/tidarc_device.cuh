@@ -100,6 +100,10 @@ __device__ __forceinline__ void st_global_f32(float* p, float x) { *p = x; }
 __device__ __forceinline__ void st_global_f32x2(float* p, float x, float y) { *reinterpret_cast<float2*>(p) = make_float2(x, y); }
 __device__ __forceinline__ float ld_global_cg_f32(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ float4 ld_global_cg_f32x4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+// Drops a 128-byte line (128-byte aligned) from L2 without writing it back: its contents become
+// undefined (discard.global.L2, sm_80+). For scratch no one reads again: the merge's consumed
+// split partials, which would otherwise cost HBM bandwidth when later launches evict them.
+__device__ __forceinline__ void discard_l2_line(const void* p) { asm volatile("discard.global.L2 [%0], 128;\n" :: "l"(p) : "memory"); }
 // A counter another CTA counts up (the split merge's wait): ld.acquire.gpu orders this thread's
 // later loads after the counts it observes, so one load per poll and no fence after it.
 __device__ __forceinline__ int ld_acquire_gpu_i32(const int* p) {
