@@ -9,6 +9,7 @@ import type { ArchName } from './arch.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { type GemmOverrides, type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, checkGemmTuning, gemmTarget, gemmUnitName, planGemm, planReduction } from './gemm-plan.js';
 import { stepRows } from './step-rows.js';
+import { planUnitReduction } from './gemm-unit-split.js';
 
 /** A layer's four GEMMs, then the vocabulary projection. */
 export const GEMM_ROLES = ['qkv', 'o', 'gate_up', 'down', 'lm_head'] as const;
@@ -78,7 +79,7 @@ export function planModelGemms(spec: ModelSpec, drafts: readonly number[], arche
     }
     try {
       // Split over the model's step rows, not ms: a compile of fewer drafts (--draft, --variant) sums every shape as a full one.
-      const reduction = planReduction(shape, target, undefined, { ...opts, rows: stepRows(spec.draftLengths) });
+      const reduction = planUnitReduction(shape, roles, target, stepRows(spec.draftLengths), opts);
       units.push({ name, shape, roles, reduction, plans: ms.map((m) => planGemm(shape, m, target, reduction, undefined, opts)) });
     } catch (e) {
       if (!(e instanceof TidarcError)) throw e;

@@ -209,18 +209,36 @@ function splitReduction(kTiles: number, wanted: number): GemmReduction {
  * candidates; none left: the fewest parts (planGemm then names the M that does not fit).
  */
 function costModelSplits(shape: GemmShape, kTiles: number, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions): number {
+  const candidates = gemmSplitCandidates(shape, target, rows, opts);
+  return candidates.length > 0 ? leastRegretSplit(new Map(candidates.map((c) => [c.reduction.splitK, c.times]))) : 1;
+}
+
+/** One split-K count a weight shape may take, with the heuristic's tile at each step row count and its time (costModelSplits). */
+export interface GemmSplitCandidate {
+  readonly reduction: GemmReduction;
+  /** One per row count, in the rows' order. */
+  readonly plans: readonly GemmPlan[];
+  readonly times: readonly number[];
+}
+
+/**
+ * Every count costModelSplits weighs (no part empty or under GEMM_MIN_K_TILES_PER_SPLIT tiles,
+ * at most GEMM_MAX_SPLIT_K, a tile for every row count), fewest parts first, each with its
+ * tiles and their predicted times on splitMachine.
+ */
+export function gemmSplitCandidates(shape: GemmShape, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions = {}): GemmSplitCandidate[] {
   if (rows.length === 0 || !rows.every((m) => Number.isInteger(m) && m >= 1)) unsupported('the split-K choice needs the step row counts', 'rows', rows.join(', '), 'integers >= 1, at least one');
+  const kTiles = Math.ceil(checkGemmShape(shape).k / GEMM_BLOCK_K);
   const limit = Math.max(1, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT)));
   const eligible = Array.from({ length: limit }, (_, i) => i + 1).filter((s) => Math.ceil(kTiles / Math.ceil(kTiles / s)) === s);
-  if (eligible.length === 1) return 1;
   const machine = splitMachine(target.sms);
-  const times = new Map<number, number[]>();
+  const out: GemmSplitCandidate[] = [];
   for (const s of eligible) {
     const reduction = splitReduction(kTiles, s);
     const scores = rows.map((m) => heuristicScore(shape, m, target, reduction, opts));
-    if (scores.every((sc) => sc !== undefined)) times.set(s, scores.map((sc, i) => tileTimeOn(sc!, rows[i]!, machine)));
+    if (scores.every((sc) => sc !== undefined)) out.push({ reduction, plans: scores.map((sc) => sc!.plan), times: scores.map((sc, i) => tileTimeOn(sc!, rows[i]!, machine)) });
   }
-  return times.size > 0 ? leastRegretSplit(times) : 1;
+  return out;
 }
 
 /**

@@ -70,7 +70,7 @@ test('the emulator\'s compile makes sm_90a units but records no choice (the arch
   expect(units.filter((v) => v.sm90a!.heuristic !== undefined)).toEqual([]);
 });
 
-test('the Qwen3-0.6B shape keeps o and down on mma.sync, qkv and gate_up on sm_90a', () => {
+test('the Qwen3-0.6B shape runs every GEMM on sm_90a: each unit\'s split-K is priced on its family (gemm-unit-split.ts; o and down at 3 parts, where the mma.sync count kept them on mma.sync)', () => {
   const out = generateModel(QWEN3_0_6B, { arches: ['sm_90', 'sm_90a'] });
-  expect(Object.fromEntries(out.manifest.gemmsSm90a!.map((g) => [g.roles.join('|'), g.heuristic!.kernel]))).toEqual({ qkv: 'sm_90a', o: 'sm_90', gate_up: 'sm_90a', down: 'sm_90' });
+  expect(Object.fromEntries(out.manifest.gemmsSm90a!.map((g) => [g.roles.join('|'), g.heuristic!.kernel]))).toEqual({ qkv: 'sm_90a', o: 'sm_90a', gate_up: 'sm_90a', down: 'sm_90a' });
 });

@@ -11,7 +11,7 @@ import { RESIDUAL_ROLES, sm90aGemmTimes } from '../../src/codegen/gemm-kernel-ch
 import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
-import { sm90aBlockW, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { sm90aBlockW, sm90aStages, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { predictSm90aGemm } from '../../src/codegen/gemm-sm90a-cost-model.js';
 import { H200 } from '../../src/codegen/machine.js';
 import { SM90A_GEMM_REGISTERS } from '../../src/codegen/gemm-kernel-choice.js';
@@ -36,11 +36,11 @@ describe('Qwen3-8B\'s GEMM units on both families', () => {
     const u = units.find((x) => x.roles.includes(role as never))!;
     const epilogue = role === 'gate_up' ? 'swiglu' as const : 'none' as const;
     return u.plans.map((p) => {
-      const tileT = sm90aTokenTile(p.m);
+      const tileT = sm90aTokenTile(p.m), stages = sm90aStages(u.shape, u.reduction, tileT, u.plans.map((q) => q.m));
       return {
         m: p.m,
         sm90S: predictGemm(p, p.m, H200, gemmRegisters(p, p.reduction.splitK).registers, { accumulate, epilogue }).predictedS,
-        sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { accumulate, epilogue, blockW: sm90aBlockW(tileT) }).predictedS,
+        sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { accumulate, epilogue, blockW: sm90aBlockW(tileT), stages }).predictedS,
       };
     });
   };

@@ -51,7 +51,8 @@ describe('planReduction', () => {
     }
     // lm_head's row statistics keep the wave rule: 1187 tiles of 128 columns fill the SMs unsplit.
     expect(chosen(t).lm_head).toBe(1);
-    // With sm_90a the wgmma kernels share the reduction and take 64-row tiles where it counts (gemm-sm90a.ts sm90aBlockW): the same parts.
+    // planReduction prices the mma.sync kernels whatever the arches (64-column tiles with sm_90a too): the same parts. A compile
+    // with sm_90a prices each unit on the family it runs instead (gemm-unit-split.ts, its own test).
     expect(chosen(gemmTarget(['sm_90', 'sm_90a']))).toEqual(chosen(t));
   });
   test('the split is chosen over the model\'s step rows, not the compile\'s: --variant ar and --draft 4 compile the splits of a full compile', () => {
