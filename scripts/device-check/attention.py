@@ -108,9 +108,9 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
     tidarc runs at the split-KV count and workspace of grid.json's point (the runtime's rule, attention_bench.py),
     and at the CUDA search's best for the point's bucket as a second row when the search timed it.
     save(points, skipped), when given, after every point: a part stopped at its deadline still reports."""
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from flex import block_mask, compiled_flex, dense_mask
     F = torch.nn.functional
-    flex = torch.compile(flex_attention)
+    flex = compiled_flex(torch)
     model = next(m for m in grid['models'] if m['name'] == grid['bench'])
     Hq, Hkv, D = model['qHeads'], model['kvHeads'], model['headDim']
     variants = {v['name']: v for v in model['variants']}
@@ -123,7 +123,6 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
     for name, L, B in first + [p for p in grid_points if p not in first]:
         v = variants[name]
         n = v['steps']
-        step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device='cuda')
         if time.time() - started > budget_s:
             skipped.append(f'{name} L={L} B={B}')
             continue
@@ -145,7 +144,7 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
         ours = launcher(drv, bundle, model, v, B, L, splits)
         # Baselines take keys as [B, H, L + n, D]: the cache and the step concatenated once, outside the timing.
         base = [dict(q=x['q'].transpose(1, 2).contiguous(), k=torch.cat([x['kc'], x['ks'].transpose(1, 2)], 2).contiguous(), v=torch.cat([x['vc'], x['vs'].transpose(1, 2)], 2).contiguous()) for x in ins]
-        dense = torch.cat([torch.full((n, L), v['prefixVisible'], device='cuda'), step_vis], 1)
+        dense = dense_mask(torch, v['visible'], v['prefixVisible'], L, 'cuda')
         row = {'variant': name, 'n': n, 'prefix': L, 'batch': B, 'splits': splits, 'workspaceFloats': workspace_floats(model, v, B, splits)}
         if point:
             row.update(predictedUs=point['predictedUs'], predictedBound=point['predictedBound'], rooflineUs=point['rooflineUs'])
@@ -165,9 +164,7 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
                             **time_events(torch, lambda i: t_call(ptrs(i)[:8] + [t_ws.data_ptr()]), 100)}
         row['sdpa'] = time_events(torch, lambda i: F.scaled_dot_product_attention(base[i % sets]['q'], base[i % sets]['k'], base[i % sets]['v'], attn_mask=dense, enable_gqa=True), 100)
         try:
-            def mask_mod(b, h, qi, kv):
-                return (kv < L) | step_vis[qi, (kv - L).clamp(min=0)]
-            bm = create_block_mask(mask_mod, None, None, n, L + n, device='cuda')
+            bm = block_mask(torch, v['visible'], v['prefixVisible'], L, 'cuda')
             row['flex'] = time_events(torch, lambda i: flex(base[i % sets]['q'], base[i % sets]['k'], base[i % sets]['v'], block_mask=bm, enable_gqa=True), 100)
         except Exception as e:  # a Flex failure is a result, not a crash
             row['flexError'] = str(e).splitlines()[0][:200]

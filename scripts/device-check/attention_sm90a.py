@@ -130,7 +130,7 @@ def check_case(drv, bundle, model, case, point, splits_list, seed):
 def race(torch, drv, bundle, model, case, point, splits_list, log):
     """sm_90a vs mma.sync (each at its best split count) vs FlexAttention, one point, bf16 tensors from torch."""
     from gpu import time_events
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from flex import block_mask, compiled_flex
     B, L = point['batch'], point['prefix']
     n, Hq, Hkv, D = case['steps'], model['qHeads'], model['kvHeads'], model['headDim']
     dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
@@ -158,15 +158,11 @@ def race(torch, drv, bundle, model, case, point, splits_list, log):
         row[kind] = {**best, 'tflops': flops / (best['medianUs'] * 1e-6) / 1e12}
     row['sm90aVsSm90MaxDiff'] = float((outs['sm90a'] - outs['sm90']).abs().max())
     try:
-        step_vis = torch.tensor([[c == '1' for c in r] for r in case['visible']], device='cuda')
         q = x['q'].transpose(1, 2).contiguous()
         k = torch.cat([x['kc'], x['ks'].transpose(1, 2)], 2).contiguous()
         v = torch.cat([x['vc'], x['vs'].transpose(1, 2)], 2).contiguous()
-
-        def mask_mod(b, h, qi, kv):
-            return (kv < L) | step_vis[qi, (kv - L).clamp(min=0)]
-        bm = create_block_mask(mask_mod, None, None, n, L + n, device='cuda')
-        flex = torch.compile(flex_attention)
+        bm = block_mask(torch, case['visible'], case['prefixVisible'], L, 'cuda')
+        flex = compiled_flex(torch)
         row['flex'] = time_events(torch, lambda i: flex(q, k, v, block_mask=bm, enable_gqa=True), 50)
         row['flex']['tflops'] = flops / (row['flex']['medianUs'] * 1e-6) / 1e12
         row['sm90aVsFlex'] = row['flex']['medianUs'] / row['sm90a']['medianUs']

@@ -1,0 +1,102 @@
+/**
+ * The device check's code that only a GPU run reaches, run here on what the CPU can run: the
+ * 16-bit rounding every part's inputs go through (numpy: CI too), and the FlexAttention / SDPA
+ * baselines of the attention benchmarks (scripts/device-check/flex.py) on torch's CPU build
+ * against the float64 reference our kernels are judged by, over the IR's masks (skipped without
+ * torch, and in CI, which installs none, like device-check-e2e's torch tests).
+ */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, test } from 'vitest';
+import { blockDiffusion, causal, tidarDecode, tidarTrain, tree } from '../../src/ir/mask-builders.js';
+import { type MaskSpec, stepVisibility } from '../../src/ir/mask.js';
+
+const exec = promisify(execFile);
+const DIR = resolve('scripts/device-check');
+const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () => false);
+const torch = numpy && (!process.env['CI'] || process.env['TIDARC_E2E_TORCH'] === '1')
+  && await exec('python3', ['-c', 'import torch']).then(() => true, () => false);
+
+async function py(script: string, ...args: string[]): Promise<string> {
+  const { stdout } = await exec('python3', ['-c', script, ...args], { cwd: DIR, maxBuffer: 16 << 20 });
+  return stdout.trim().split('\n').pop()!;
+}
+
+/** A mask as grid.json describes a variant's (src/bench/device-bundle.ts describe). */
+function gridMask(name: string, m: MaskSpec): { name: string; prefixVisible: boolean; visible: string[] } {
+  const n = m.tokens.length;
+  const vis = stepVisibility(m);
+  return { name, prefixVisible: m.prefix === 'all', visible: Array.from({ length: n }, (_, q) => Array.from(vis.subarray(q * n, (q + 1) * n)).join('')) };
+}
+
+describe.skipIf(!numpy)('kernels.to_bits (numpy)', () => {
+  test('bf16 rounding in uint32 gives the bits of the uint64 formula it replaced, for every class of float32 (NaNs that wrap included), and fp16 is numpy\'s', async () => {
+    const script = `
+import json
+import numpy as np
+from kernels import to_bits
+def old(x):
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+# Every 4099th bit pattern (all signs, exponents, NaN payloads), the ties and the patterns whose sum wraps past 2^32.
+edge = np.array([0, 0x8000, 0x18000, 0x17FFF, 0x7F7F8000, 0x7F7FFFFF, 0x7F800000, 0x7FC00000, 0x7FFF8000, 0x7FFFFFFF,
+                 0x80000000, 0xFF7FFFFF, 0xFFFF7FFF, 0xFFFF8000, 0xFFFFFFFF], np.uint32)
+bits = np.concatenate([np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32), edge])
+x = bits.view(np.float32)
+strided = x.reshape(-1, 1)[::3, 0]  # not contiguous
+same = [bool(np.array_equal(to_bits(a, 'bf16'), old(a))) for a in (x, strided, [1.00390625, -2.5, 3.0e38])]
+fp16 = bool(np.array_equal(to_bits(x[np.isfinite(x)], 'fp16'), x[np.isfinite(x)].astype(np.float16).view(np.uint16)))
+print(json.dumps({'same': same, 'fp16': fp16, 'wrapped': int(to_bits(np.array([0xFFFFFFFF], np.uint32).view(np.float32), 'bf16')[0]), 'count': int(x.size)}))
+`;
+    const r = JSON.parse(await py(script)) as { same: boolean[]; fp16: boolean; wrapped: number; count: number };
+    expect(r.same).toEqual([true, true, true]);
+    expect(r.fp16).toBe(true);
+    expect(r.wrapped).toBe(0);  // 0xFFFFFFFF + 0x8000 wraps; bits 16..31 of the true sum are 0x0000 too
+    expect(r.count).toBeGreaterThan(1_000_000);
+  });
+});
+
+describe.skipIf(!torch)('FlexAttention and SDPA baselines (flex.py; torch\'s CPU build; skipped in CI)', () => {
+  test('the BlockMask and the dense mask of grid.json\'s masks (a cache seen or not) give the float64 reference; 12 shapes compile 12 times, none falls back to unfused Flex', async () => {
+    const masks = [gridMask('tidar_k2', tidarDecode(2)), gridMask('tidar_k4', tidarDecode(4)), gridMask('ar', causal(1)), gridMask('block_k4', blockDiffusion(4)),
+      gridMask('train', tidarTrain(6, 3)), gridMask('tree', tree([-1, 0, 0, 1, -1]))];
+    expect(masks.map((m) => m.prefixVisible)).toEqual([true, true, true, true, false, true]);
+    // backend 'eager': dynamo's guards and recompile limit as under inductor, without inductor's minutes of C++ compiles.
+    // Automatic dynamic shapes off: each shape is its own compile, as when the benchmark's points recompile (a new
+    // mask function, batch or block count); past the default limit (8) the 9th would run unfused, timed as Flex.
+    const script = `
+import json, sys
+import numpy as np, torch
+from torch._dynamo.utils import counters
+from flex import block_mask, compiled_flex, dense_mask
+from kernels import reference
+torch._dynamo.config.automatic_dynamic_shapes = False
+flex = compiled_flex(torch, backend='eager')
+Hq, Hkv, D = 4, 2, 16
+rng = np.random.default_rng(3)
+rows = []
+for m in json.loads(sys.argv[1]):
+    for L in (37, 130):
+        n = len(m['visible'])
+        q, ks, vs = (rng.standard_normal((1, n, h, D)) for h in (Hq, Hkv, Hkv))
+        kc, vc = rng.standard_normal((1, Hkv, L, D)), rng.standard_normal((1, Hkv, L, D))
+        ref, _ = reference({'kvHeads': Hkv}, m, q, kc, vc, ks, vs, [L])
+        t = lambda a: torch.from_numpy(a).float()
+        Q, K, V = t(q).transpose(1, 2), torch.cat([t(kc), t(ks).transpose(1, 2)], 2), torch.cat([t(vc), t(vs).transpose(1, 2)], 2)
+        o = flex(Q, K, V, block_mask=block_mask(torch, m['visible'], m['prefixVisible'], L, 'cpu'), enable_gqa=True)
+        s = torch.nn.functional.scaled_dot_product_attention(Q, K, V, attn_mask=dense_mask(torch, m['visible'], m['prefixVisible'], L, 'cpu'), enable_gqa=True)
+        err = lambda x: float(np.abs(x.transpose(1, 2).double().numpy() - ref).max())
+        rows.append({'mask': m['name'], 'prefix': L, 'flex': err(o), 'sdpa': err(s)})
+print(json.dumps({'rows': rows, 'compiles': counters['frames']['ok'], 'limit': torch._dynamo.config.recompile_limit}))
+`;
+    const r = JSON.parse(await py(script, JSON.stringify(masks))) as { rows: { mask: string; prefix: number; flex: number; sdpa: number }[]; compiles: number; limit: number };
+    expect(r.rows).toHaveLength(12);
+    for (const row of r.rows) {
+      expect(row.flex, `${row.mask} L=${row.prefix}`).toBeLessThan(1e-5);
+      expect(row.sdpa, `${row.mask} L=${row.prefix}`).toBeLessThan(1e-5);
+    }
+    expect(r.compiles).toBe(12);  // frames dynamo compiled: a call past the limit runs unfused and is not one
+    expect(r.limit).toBeGreaterThanOrEqual(32);  // the attention part's 32 points
+  }, 120_000);
+});
