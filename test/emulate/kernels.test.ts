@@ -9,12 +9,12 @@
  * Every row-tile shape the planner makes (plan.ts plannedRowTile: the cost model's fastest
  * candidate) runs, compiled for sm_80 (its cp.async stages: plan.ts defaultStages): split keys
  * (<= 16 rows: AR, k = 1 to 3 and the block steps at G = 1, k = 1 at G = 4; head dim 64 and 128),
- * up to 128 rows over several CTAs (k = 4 at G = 1: 2 x 1 warp; at G = 4: 3 x 2; k = 8 at G = 1:
- * 3 x 2; k = 2 at G = 6: 3 x 1, with padding; k = 3 at G = 8: 3 x 2; block_k16 at G = 4: 2 x 2;
- * the prefill chunk at G = 1: 2 x 2), larger ones in tiles of 16-row warps (the prefill chunk at
- * G = 4: 8 x 2, at G = 6: 8 x 3) and of 32-row warps: at head dim 128 and 32 keys, 2 stages (k = 16
+ * up to 128 rows in one CTA (k = 4 at G = 1: 1 x 2 warps; k = 8 at G = 1: 1 x 5; block_k16 at
+ * G = 4: 1 x 4; the prefill chunk at G = 1: 1 x 4) or over several (k = 4 at G = 4: 3 x 2, pinned;
+ * k = 2 at G = 6: 3 x 1, pinned, with padding; k = 3 at G = 8: 2 x 3), larger ones in tiles of
+ * 16-row warps (the prefill chunk at G = 6: 4 x 6) and of 32-row warps: at head dim 128 and 32 keys, 2 stages (k = 16
  * at G = 4: 12 x 3; k = 8 at G = 6: 7 x 2, padding rows), at head dim 64 with 3 stages (k = 16 at
- * G = 1: 5 x 2; at G = 8: 23 x 3; the prefill chunk at G = 8: 8 x 2).
+ * G = 1: 3 x 3; at G = 8: 23 x 3).
  * test/emulate/row-warps.test.ts adds 32-row warps with 2 stages and split keys with 3.
  * Tagged: g++. Prints the emulator's share of the suite's time.
  */
