@@ -9,7 +9,7 @@
 import { describe, expect, test } from 'vitest';
 import { type GemmRole, gemmShapeOf, planModelGemms } from '../../src/codegen/gemm-model.js';
 import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
-import { GEMM_TILE_TOLERANCE, chooseGemmTile, leastRegretSplit, scoreGemmTiles } from '../../src/codegen/gemm-tile-choice.js';
+import { GEMM_TILE_TOLERANCE, chooseGemmTile, leastRegretSplit, scoreGemmTiles, splitMachine } from '../../src/codegen/gemm-tile-choice.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 import { gemmTarget, gemmTileName, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { H200 } from '../../src/codegen/machine.js';
@@ -82,6 +82,13 @@ describe('the mma.sync tile chosen per M by the cost model', () => {
     // Equal regret (1 + 2 and 2 + 1): the fewer parts, whatever the map's order.
     expect(leastRegretSplit(new Map([[4, [2, 1]], [2, [1, 2]]]))).toBe(2);
     expect(leastRegretSplit(new Map([[3, [5]]]))).toBe(3);
+  });
+  test('the split is priced on the H200, or on its rates over the target\'s SMs where it counts others (a portable compile: sm_89\'s 142)', () => {
+    expect(splitMachine(132)).toBe(H200);
+    const wide = splitMachine(142);
+    expect({ ...wide, name: H200.name, sms: H200.sms, sharedBytesPerS: H200.sharedBytesPerS }).toEqual(H200);
+    expect([wide.sms, wide.sharedBytesPerS / wide.sms]).toEqual([142, H200.sharedBytesPerS / H200.sms]);
+    expect(gemmTarget(['sm_80', 'sm_86', 'sm_89', 'sm_90']).sms).toBe(142);
   });
   test('a tile names 8 or 4 warps; 4 warps are named t128 in a search symbol', () => {
     expect(gemmTileProblem({ blockM: 32, warpsM: 1, stages: 3, warps: 2 }, target)).toMatch(/2 warps is not 8 or 4/);
