@@ -19,10 +19,10 @@ import { leastRegretSplit } from './gemm-tile-choice.js';
 
 /** The reduction of a unit of `roles` over the model's step `rows` (see above); row statistics keep planReduction's rule. */
 export function planUnitReduction(shape: GemmShape, roles: readonly GemmRole[], target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions = {}): GemmReduction {
-  const planned = planReduction(shape, target, undefined, { ...opts, rows });
-  if (!target.arches.includes('sm_90a') || opts.rowStats) return planned;
+  const planned = (): GemmReduction => planReduction(shape, target, undefined, { ...opts, rows });
+  if (!target.arches.includes('sm_90a') || opts.rowStats) return planned();
   const candidates = gemmSplitCandidates(shape, target, rows, opts).filter((c) => sm90aRefusal(shape, roles, c.reduction) === null);
-  if (candidates.length < 2) return planned;
+  if (candidates.length < 2) return planned();
   const times = new Map(candidates.map((c) => {
     const t = sm90aGemmTimes({ shape, roles, reduction: c.reduction, plans: c.plans });
     const sm90a = t.reduce((a, x) => a + x.sm90aS, 0) < t.reduce((a, x) => a + x.sm90S, 0);
