@@ -53,6 +53,7 @@ PARTS = (('facts', 0.06), ('gemm', 0.15), ('sm90a', 0.14), ('attention', 0.20), 
 OWN_SHARE_ONLY = {'attention'}
 GRACE = 20  # seconds a part may run past its window (a launch or a compile in flight) before it is killed
 MIN_WINDOW = 5  # a part with less left is not started
+PROGRESS_S = 15  # while a part runs, what it saved is merged into --out this often: a command cut short (the device tool's limit) keeps it
 GPU_BUDGET, DRY_BUDGET = 420, 1800  # the emulator is thousands of times slower: the dry run's windows are wide
 
 
@@ -111,9 +112,17 @@ class Log:
             self.file.flush()
 
 
-def run_child(cmd, kill_at, log):
-    """A part's process, its output relayed line by line; killed (its whole process group: nvcc, node) at kill_at.
-    Returns (exit code or None when killed, its last lines)."""
+def read_sections(part_file):
+    """What a part saved (parts.py Ctx.save renames a whole file into place), {} before its first save."""
+    try:
+        return json.loads(part_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_child(cmd, kill_at, log, tick=None, tick_every=PROGRESS_S):
+    """A part's process, its output relayed line by line; killed (its whole process group: nvcc, node) at kill_at;
+    tick(), when given, every tick_every seconds while it runs. Returns (exit code or None when killed, its last lines)."""
     env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
     # Its own process group (for the kill), not its own session: the device tool ends a command's
     # leftover processes by session, and would leave a part in a new session running on the GPU.
@@ -127,12 +136,19 @@ def run_child(cmd, kill_at, log):
             log(f'  {line}')
     t = threading.Thread(target=pump, daemon=True)
     t.start()
-    try:
-        code = p.wait(timeout=max(1.0, kill_at - time.time()))
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        code = None
+    code = None
+    while True:
+        left = kill_at - time.time()
+        try:
+            code = p.wait(timeout=max(0.1, min(left, tick_every)) if tick else max(1.0, left))
+            break
+        except subprocess.TimeoutExpired:
+            if time.time() >= kill_at:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+                code = None
+                break
+            tick()
     t.join(5)
     return code, tail
 
@@ -182,11 +198,24 @@ def orchestrate(a):
                '--until', repr(until), '--bucket-seconds', repr(a.bucket_seconds), '--e2e-dry-backend', a.e2e_dry_backend,
                *(['--dry-run'] if a.dry_run else []), *(['--runtime-root', a.runtime_root] if a.runtime_root else [])]
         t0 = time.time()
-        code, tail = run_child(cmd, until + GRACE, log)
-        sections = json.loads(part_file.read_text()) if part_file.exists() else {}
+
+        def progress():
+            # --out as if the part ended now (its status 'running'); scratch's copy, which the next part reads, is left alone.
+            try:
+                now = json.loads(json.dumps(data))
+                merge(now, {k: v for k, v in read_sections(part_file).items() if k not in ('skipped', 'failed')})
+                now['parts'].append({**rec, 'status': 'running', 'seconds': round(time.time() - t0, 1)})
+                (out / 'device-check.json').write_text(json.dumps({**now, 'partial': True}, indent=1) + '\n')
+                write_reports(now, out)
+            except Exception as e:  # noqa: BLE001 -- a report of half a part must never stop the check
+                log(f'part {name}: progress report skipped ({e.__class__.__name__}: {e})')
+        code, tail = run_child(cmd, until + GRACE, log, tick=progress)
+        sections = read_sections(part_file)
         rec['seconds'] = round(time.time() - t0, 1)
         if 'skipped' in sections:
             rec.update(status='skipped', why=sections.pop('skipped'))
+        elif 'failed' in sections:  # the part's exception, in one line (parts.py run_part); what it saved before is kept
+            rec.update(status='failed', why=sections.pop('failed'))
         elif code is None:
             rec.update(status='killed', why=f'still running {GRACE} s past its window; what it saved is kept')
         elif code != 0:

@@ -206,14 +206,6 @@ def reference_torch(torch, model, v, q, kc, vc, ks, vs, prefix):
     return o, lse
 
 
-def torch_reference(torch):
-    """reference() in float64 on the GPU for numpy inputs (numpy would take minutes on the large shapes)."""
-    def ref(model, v, q, kc, vc, ks, vs, prefix):
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to('cuda')  # noqa: E731
-        return reference_torch(torch, model, v, t(q), t(kc), t(vc), t(ks), t(vs), prefix)
-    return ref
-
-
 def sdpa_error_torch(torch, model, v, q, kc, vc, ks, vs, prefix, ref_o):
     """The error of PyTorch's same-precision SDPA (dense mask) against the float64 reference, on tensors."""
     F = torch.nn.functional
@@ -233,12 +225,17 @@ def sdpa_error_torch(torch, model, v, q, kc, vc, ks, vs, prefix, ref_o):
     return worst
 
 
-def sdpa_comparator(torch):
-    """sdpa_error_torch for numpy inputs."""
-    def error(model, v, vals, prefix, ref_o):
-        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to('cuda')  # noqa: E731
-        return sdpa_error_torch(torch, model, v, t(vals['q']), t(vals['kc']), t(vals['vc']), t(vals['ks']), t(vals['vs']), prefix, ref_o)
-    return error
+def torch_judge(torch, device='cuda'):
+    """A correctness case's judge on the GPU: the inputs' 16-bit patterns uploaded once (a quarter of float64's
+    bytes: the batch-8 cases move 100s of MB), then reference_torch and sdpa_error_torch on them there.
+    judge(model, v, bits, prefix) -> (ref_o, ref_lse, SDPA's error) as numpy."""
+    def judge(model, v, bits, prefix):
+        dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
+        t = {k: torch.from_numpy(np.ascontiguousarray(b).view(np.int16)).to(device).view(dt) for k, b in bits.items()}
+        x = [t[k] for k in ('q', 'kc', 'vc', 'ks', 'vs')]
+        ref_o, ref_lse = reference_torch(torch, model, v, *x, prefix)
+        return ref_o, ref_lse, sdpa_error_torch(torch, model, v, *x, prefix, ref_o)
+    return judge
 
 
 def compare(o_bits, lse, ref_o, ref_lse, dtype):

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
@@ -40,7 +41,12 @@ class Ctx:
 
     def save(self, sections):
         self.saved.update(sections)
-        (self.scratch / f'part-{self.args.part}.json').write_text(json.dumps(self.saved, indent=1) + '\n')
+        # Whole or not at all (a temporary file renamed): the orchestrator reads this file while the part runs and
+        # after killing it, and a kill in the middle of a plain write would leave it half written.
+        path = self.scratch / f'part-{self.args.part}.json'
+        tmp = path.with_suffix('.tmp')
+        tmp.write_text(json.dumps(self.saved, indent=1) + '\n')
+        os.replace(tmp, path)
 
     def driver(self):
         return Driver(os.environ.get('TIDARC_LIBCUDA') or sys.exit('device_check: --dry-run needs TIDARC_LIBCUDA (tidarc emulated-driver)')) if self.dry else Driver('libcuda.so.1')
@@ -142,15 +148,15 @@ def part_attention(ctx):
     """Issues 5 and 15: every variant of the grid against the float64 reference, then the benchmark against Flex and SDPA."""
     from attention import benchmark, build_fatbins, correctness
     from attention_bench import dry_bench
-    from kernels import sdpa_comparator, torch_reference
+    from kernels import torch_judge
     drv = ctx.driver()
     if ctx.dry:
-        out = {'correctness': correctness(drv, ctx.bundle, ctx.grid, True, None, reference)}
+        out = {'correctness': correctness(drv, ctx.bundle, ctx.grid, True, None, reference, save=lambda r: ctx.save({'correctness': r}))}
         ctx.save(out)
         return {**out, 'bench': dry_bench(drv, ctx.bundle, ctx.grid, wall_timer(drv), log)}
     torch = ctx.torch()
     out = {'fatbins': 'prebuilt' if prebuilt(ctx.bundle, ctx.arch(torch)) else build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch))}
-    out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, sdpa_comparator(torch), torch_reference(torch))
+    out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, torch_judge(torch), None, save=lambda r: ctx.save({**out, 'correctness': r}))
     ctx.save(out)
     # A Flex compile in flight when the budget ends comes on top: 30 s kept for it.
     out['bench'], out['benchSkipped'] = benchmark(torch, drv, ctx.bundle, ctx.grid, ctx.data['ceilings'], max(0.0, ctx.left() - 30), None,
@@ -243,9 +249,24 @@ PART_FUNCTIONS = {'facts': part_facts, 'gemm': part_gemm, 'sm90a': part_sm90a, '
                   'tune': part_tune}
 
 
+def error_line(e):
+    """An exception in one line: its type, its message's first line, and the innermost three calls in these scripts."""
+    here = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve().parent == HERE][-3:]
+    where = f" (at {' > '.join(f'{Path(f.filename).name}:{f.lineno} {f.name}' for f in here)})" if here else ''
+    message = (str(e).strip().splitlines() or [''])[0]
+    return f"{type(e).__name__}{': ' + message[:300] if message else ''}{where}"
+
+
 def run_part(args):
-    """The child's side: one part, its sections written to <scratch>/part-<name>.json."""
+    """The child's side: one part, its sections written to <scratch>/part-<name>.json. An exception keeps what
+    the part saved before it and adds {'failed': its one line} (the traceback goes to the log), exit 1."""
     data = json.loads((Path(args.scratch) / 'device-check.json').read_text()) if (Path(args.scratch) / 'device-check.json').exists() else {}
     ctx = Ctx(args, data)
-    ctx.save(PART_FUNCTIONS[args.part](ctx))
+    try:
+        sections = PART_FUNCTIONS[args.part](ctx)
+    except Exception as e:  # noqa: BLE001 -- one part's failure is a result; the orchestrator runs the next
+        traceback.print_exc(file=sys.stdout)
+        ctx.save({'failed': error_line(e)})
+        return 1
+    ctx.save(sections)
     return 0

@@ -15,7 +15,7 @@ def parts_lines(data):
     if parts:
         lines += [f"Budget {_fmt(data.get('budgetS'), 0)} s; each part in its own process, its window its share of the budget plus what earlier "
                   'parts left (attention: its own share only).', '', '| part | result | seconds | window s | note |', '|---|---|---|---|---|']
-        lines += [f"| {r['name']} | {r['status']} | {_fmt(r.get('seconds'))} | {_fmt(r.get('windowS'))} | {r.get('why', '')} |" for r in parts]
+        lines += [f"| {r['name']} | {r['status']} | {_fmt(r.get('seconds'))} | {_fmt(r.get('windowS'))} | {r.get('why', '').replace('|', '/')} |" for r in parts]
         lines.append('')
     tools = data.get('tools')
     if tools:

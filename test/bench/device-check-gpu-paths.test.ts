@@ -6,14 +6,21 @@
  * torch, and in CI, which installs none, like device-check-e2e's torch tests).
  */
 import { execFile } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { findCxx } from '../../src/build/toolchain.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 import { blockDiffusion, causal, tidarDecode, tidarTrain, tree } from '../../src/ir/mask-builders.js';
 import { type MaskSpec, stepVisibility } from '../../src/ir/mask.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
+const cxx = await findCxx();
+const root = mkdtempSync(join(tmpdir(), 'tidarc-device-paths-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 const numpy = await exec('python3', ['-c', 'import numpy']).then(() => true, () => false);
 const torch = numpy && (!process.env['CI'] || process.env['TIDARC_E2E_TORCH'] === '1')
   && await exec('python3', ['-c', 'import torch']).then(() => true, () => false);
@@ -58,6 +65,29 @@ print(json.dumps({'same': same, 'fp16': fp16, 'wrapped': int(to_bits(np.array([0
 });
 
 describe.skipIf(!torch)('FlexAttention and SDPA baselines (flex.py; torch\'s CPU build; skipped in CI)', () => {
+
+  test('the attention correctness check\'s GPU judge (kernels.torch_judge: 16-bit inputs uploaded once, reference and SDPA there) on torch\'s CPU: numpy\'s float64 reference, SDPA\'s bf16 error beside it', async () => {
+    const mask = gridMask('tidar_k2', tidarDecode(2));
+    const script = `
+import json, sys
+import numpy as np, torch
+from kernels import from_bits, reference, to_bits, torch_judge
+v = {**json.loads(sys.argv[1]), 'steps': 6}
+model = {'dtype': 'bf16', 'qHeads': 4, 'kvHeads': 2, 'headDim': 16}
+rng = np.random.default_rng(5)
+prefix = [37, 0]
+shapes = {'q': (2, 6, 4, 16), 'kc': (2, 2, 37, 16), 'vc': (2, 2, 37, 16), 'ks': (2, 6, 2, 16), 'vs': (2, 6, 2, 16)}
+bits = {k: to_bits(rng.standard_normal(s, dtype=np.float32), 'bf16') for k, s in shapes.items()}
+ref_o, ref_lse = reference(model, v, *(from_bits(bits[k], 'bf16') for k in ('q', 'kc', 'vc', 'ks', 'vs')), prefix)
+o, lse, sdpa = torch_judge(torch, 'cpu')(model, v, bits, prefix)
+print(json.dumps({'o': float(np.abs(o - ref_o).max()), 'lse': float(np.abs(lse - ref_lse).max()), 'sdpa': sdpa}))
+`;
+    const r = JSON.parse(await py(script, JSON.stringify(mask))) as { o: number; lse: number; sdpa: number };
+    expect(r.o).toBeLessThan(1e-12);
+    expect(r.lse).toBeLessThan(1e-12);
+    expect(r.sdpa).toBeGreaterThan(1e-4);  // bf16 outputs: SDPA's own rounding, the FA3 tolerance's base
+    expect(r.sdpa).toBeLessThan(3e-2);
+  }, 60_000);
   test('the BlockMask and the dense mask of grid.json\'s masks (a cache seen or not) give the float64 reference; 12 shapes compile 12 times, none falls back to unfused Flex', async () => {
     const masks = [gridMask('tidar_k2', tidarDecode(2)), gridMask('tidar_k4', tidarDecode(4)), gridMask('ar', causal(1)), gridMask('block_k4', blockDiffusion(4)),
       gridMask('train', tidarTrain(6, 3)), gridMask('tree', tree([-1, 0, 0, 1, -1]))];
@@ -99,4 +129,46 @@ print(json.dumps({'rows': rows, 'compiles': counters['frames']['ok'], 'limit': t
     expect(r.compiles).toBe(12);  // frames dynamo compiled: a call past the limit runs unfused and is not one
     expect(r.limit).toBeGreaterThanOrEqual(32);  // the attention part's 32 points
   }, 120_000);
+});
+
+describe.skipIf(!numpy)('a part that fails, a part that runs long (device_check.py)', () => {
+  test('run_child calls tick while the part runs (--out is refreshed from what it saved) and not after it ends', async () => {
+    const script = `
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import device_check
+ticks = []
+code, tail = device_check.run_child(['bash', '-c', 'echo started; sleep 1.2'], time.time() + 30, lambda line: None, tick=lambda: ticks.append(time.time()), tick_every=0.25)
+print(code, tail, 3 <= len(ticks) <= 6)
+`;
+    expect(await py(script, DIR)).toBe("0 ['started'] True");
+  });
+
+  test.skipIf(!cxx.found)('an exception in a part: one line (type, message, where) in device-check.json and .md, exit 1; the parts before and after it keep their results', async () => {
+    // A GEMM unit whose module is missing: the launch's cuModuleLoad raises inside gemm.py, on the emulated driver as on a GPU.
+    const bundle = join(root, 'bundle-missing-module');
+    mkdirSync(bundle, { recursive: true });
+    writeFileSync(join(bundle, 'gemm.json'), JSON.stringify({ format: 1, units: [{ name: 'gemm_bf16_n64_k64', role: 'qkv', n: 64, k: 64, dtype: 'bf16', splitK: 1,
+      fatbin: 'gemm/missing.fatbin', kernels: [{ m: 1, blockM: 16, nTiles: 1, threads: 128, sharedBytes: 0, symbol: 'tidarc_gemm_missing' }] }] }));
+    const out = join(root, 'out-missing-module');
+    let code = 0;
+    let stdout = '';
+    try {
+      ({ stdout } = await exec('python3', [join(DIR, 'device_check.py'), '--dry-run', '--bundle', bundle, '--out', out, '--parts', 'gemm,runtime'],
+        { env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 16 << 20 }));
+    } catch (e) {
+      ({ code, stdout } = e as { code: number; stdout: string });
+    }
+    expect(code).toBe(1);
+    const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string; why?: string }[]; device: { name: string }; failed?: unknown; partial?: boolean };
+    expect(data.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['gemm', 'failed'], ['runtime', 'skipped']]);
+    const why = data.parts[1]!.why!;
+    expect(why).toMatch(/^RuntimeError: cuModuleLoad\(\S*missing\.fatbin\) failed: CUDA_ERROR_\w+ \(\d+\) \(at gemm\.py:\d+ launch_gemm > kernels\.py:\d+ function > kernels\.py:\d+ check\)$/);
+    expect(data.device.name).toBe('tidarc emulated GPU');  // the facts part's, kept
+    expect([data.failed, data.partial]).toEqual([undefined, undefined]);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain(`| gemm | failed |`);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toContain(why);
+    expect(readFileSync(join(out, 'device-check.log'), 'utf8')).toMatch(/Traceback \(most recent call last\)/);
+    expect(stdout).not.toBe('');
+  }, 300_000);
 });
