@@ -166,7 +166,7 @@ export interface StepModelContext {
   readonly manifest: Manifest;
   readonly path: StepPath;
   readonly gemmPlans: ReadonlyMap<string, GemmPlan>;
-  /** Each weight shape's reduction (gemm-plan.ts planReduction), by unit name: the sm_90a units take it unchanged. */
+  /** Each weight shape's reduction (the compile's: gemm-unit-split.ts planUnitReduction), by unit name: the sm_90a units take it unchanged. */
   readonly reductions: ReadonlyMap<string, GemmReduction>;
   readonly attentionPlans: ReadonlyMap<string, AttentionPlan>;
   readonly registers: StepRegisters;

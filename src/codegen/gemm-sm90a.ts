@@ -71,7 +71,7 @@ export function sm90aTokenTile(m: number): number {
 
 /**
  * Weight rows per CTA at a token tile: one consumer warpgroup (64 rows) up to 128 tokens, where
- * the step is memory-bound and the split-K rule counts 64-row tiles (gemm-plan.ts
+ * the step is memory-bound and the split-K choice prices 64-row tiles (gemm-plan.ts
  * GEMM_NARROW_BLOCK_N: Qwen3-8B o and down in 2 parts, not 4); two (128 rows) past it, where the
  * L2 traffic of the activations (once per weight tile) bounds the step. bench:gemm-sm90a at the
  * 2-part split: o at M = 72 86% of copy bandwidth with 64 rows (61% with 128), at M = 272 19.0 us
