@@ -56,6 +56,13 @@ class Ctx:
         torch.cuda.init()
         return torch
 
+    def ceilings(self, torch):
+        """The facts part's ceilings, or (that part failed or was killed before them) measured here: a second, not a failed part."""
+        if 'ceilings' not in self.data:
+            self.data['ceilings'] = ceilings(torch)
+            log(f"ceilings (the facts part left none): copy {self.data['ceilings']['copyTBs']:.2f} TB/s, bf16 matmul {self.data['ceilings']['matmulTflops']:.0f} TFLOP/s")
+        return self.data['ceilings']
+
     def arch(self, torch):
         major, minor = torch.cuda.get_device_capability(0)
         return f'{major}{minor}'
@@ -117,9 +124,11 @@ def part_gemm(ctx):
     torch = ctx.torch()
     pre = prebuilt(ctx.bundle, ctx.arch(torch))
     regs = pre['registers'] if pre else build_gemm_fatbins(ctx.bundle, ctx.gem, ctx.arch(torch))
-    g = {'registers': regs, 'correctness': gemm_correctness_torch(torch, drv, ctx.bundle, ctx.gem), 'epilogues': gemm_epilogue_check(drv, ctx.bundle, ctx.gem)}
+    g = {'registers': regs, 'correctness': gemm_correctness_torch(torch, drv, ctx.bundle, ctx.gem)}
+    ctx.save({'gemm': g})  # before the epilogues' numpy inputs (lm_head's 622M weights: seconds)
+    g['epilogues'] = gemm_epilogue_check(drv, ctx.bundle, ctx.gem)
     ctx.save({'gemm': g})
-    g['bench'], g['skipped'] = gemm_bench(torch, drv, ctx.bundle, ctx.gem, ctx.data['ceilings'], time_events, max(0.0, ctx.left() - 15), log, regs)
+    g['bench'], g['skipped'] = gemm_bench(torch, drv, ctx.bundle, ctx.gem, ctx.ceilings(torch), time_events, max(0.0, ctx.left() - 15), log, regs)
     return {'gemm': g}
 
 
@@ -129,6 +138,8 @@ def part_sm90a(ctx):
     if not (ctx.bundle / 'gemm_sm90a.json').exists():
         return {'skipped': 'the bundle has no gemm_sm90a.json (npm run device-check:prepare)'}
     cap = ctx.data.get('device', {}).get('capability')
+    if not ctx.dry and cap is None:  # the facts part failed or was killed: ask the device
+        cap = '{}.{}'.format(*ctx.torch().cuda.get_device_capability(0))
     if not ctx.dry and cap != '9.0':
         return {'skipped': f'sm_90a needs a compute capability 9.0 device; this one is {cap}'}
     # A 9.0 device is the prebuild's arch: its fatbins (the sm_90a units and their sm_90 twins) are there, unpacked.
@@ -159,7 +170,7 @@ def part_attention(ctx):
     out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, torch_judge(torch), None, save=lambda r: ctx.save({**out, 'correctness': r}))
     ctx.save(out)
     # A Flex compile in flight when the budget ends comes on top: 30 s kept for it.
-    out['bench'], out['benchSkipped'] = benchmark(torch, drv, ctx.bundle, ctx.grid, ctx.data['ceilings'], max(0.0, ctx.left() - 30), None,
+    out['bench'], out['benchSkipped'] = benchmark(torch, drv, ctx.bundle, ctx.grid, ctx.ceilings(torch), max(0.0, ctx.left() - 30), None,
                                                   save=lambda p, s: ctx.save({**out, 'bench': p, 'benchSkipped': s}))
     return out
 
@@ -200,7 +211,7 @@ def part_e2e(ctx):
                     predictions=load_predictions(ctx.bundle))
     else:
         torch = ctx.torch()
-        e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.data['ceilings']), device_facts=ctx.data['device'], save=save,
+        e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.ceilings(torch)), device_facts=ctx.data.get('device') or gpu_facts(torch), save=save,
                     predictions=load_predictions(ctx.bundle))
     shutil.rmtree(work, ignore_errors=True)
     return {'e2e': e}

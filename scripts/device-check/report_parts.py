@@ -14,7 +14,7 @@ def parts_lines(data):
     parts = data.get('parts', [])
     if parts:
         lines += [f"Budget {_fmt(data.get('budgetS'), 0)} s; each part in its own process, its window its share of the budget plus what earlier "
-                  'parts left (attention: its own share only).', '', '| part | result | seconds | window s | note |', '|---|---|---|---|---|']
+                  'parts left (attention and sm90a: their own shares only).', '', '| part | result | seconds | window s | note |', '|---|---|---|---|---|']
         lines += [f"| {r['name']} | {r['status']} | {_fmt(r.get('seconds'))} | {_fmt(r.get('windowS'))} | {r.get('why', '').replace('|', '/')} |" for r in parts]
         lines.append('')
     tools = data.get('tools')

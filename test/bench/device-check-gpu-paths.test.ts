@@ -144,6 +144,36 @@ print(code, tail, 3 <= len(ticks) <= 6)
     expect(await py(script, DIR)).toBe("0 ['started'] True");
   });
 
+  test('sm90a keeps to its own share like attention (both benchmarks fill any window), so what gemm leaves goes on to runtime and e2e', async () => {
+    const script = `
+import sys
+sys.path.insert(0, sys.argv[1])
+from device_check import PARTS, window_end
+shares = dict(PARTS)
+cum = lambda name: sum(s for p, s in PARTS[:[p for p, _ in PARTS].index(name) + 1])
+# 420 s budget; gemm ended at 30 s, 58 s before its window: sm90a gets its own share, not the 58 s.
+print(round(window_end('sm90a', 0, 420, cum('sm90a'), shares['sm90a'], 30), 1), round(window_end('runtime', 0, 420, cum('runtime'), shares['runtime'], 200), 1))
+`;
+    expect(await py(script, DIR)).toBe(`${(30 + 420 * 0.14).toFixed(1)} ${(420 * 0.64).toFixed(1)}`);
+  });
+
+  test('a part whose facts part left no ceilings measures them itself (once) instead of failing on the missing key', async () => {
+    const script = `
+import sys, tempfile, types
+sys.path.insert(0, sys.argv[1])
+import parts
+calls = []
+parts.ceilings = lambda torch: calls.append(torch) or {'copyTBs': 4.0, 'matmulTflops': 800.0}
+d = tempfile.mkdtemp()
+args = types.SimpleNamespace(bundle=d, out=d, scratch=d, dry_run=False, until=0, part='gemm')
+ctx = parts.Ctx(args, {})
+first, again = ctx.ceilings('torch'), ctx.ceilings('torch')
+kept = parts.Ctx(args, {'ceilings': {'copyTBs': 1.0, 'matmulTflops': 2.0}}).ceilings('torch')
+print(first == again == {'copyTBs': 4.0, 'matmulTflops': 800.0}, len(calls), kept['copyTBs'])
+`;
+    expect(await py(script, DIR)).toBe('True 1 1.0');
+  });
+
   test.skipIf(!cxx.found)('an exception in a part: one line (type, message, where) in device-check.json and .md, exit 1; the parts before and after it keep their results', async () => {
     // A GEMM unit whose module is missing: the launch's cuModuleLoad raises inside gemm.py, on the emulated driver as on a GPU.
     const bundle = join(root, 'bundle-missing-module');
