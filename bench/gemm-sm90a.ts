@@ -19,7 +19,9 @@ import { parsePtxasReport } from '../src/build/ptxas.js';
 import { runPool } from '../src/build/pool.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES } from '../src/codegen/arch.js';
-import { type GemmShape, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
+import { type GemmShape, gemmTarget, planGemm } from '../src/codegen/gemm-plan.js';
+import { stepRows } from '../src/codegen/gemm-model.js';
+import { planUnitReduction } from '../src/codegen/gemm-unit-split.js';
 import { SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aSource, sm90aTokenTile } from '../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { H200 } from '../src/codegen/machine.js';
@@ -50,6 +52,8 @@ const MEASURED_REGISTERS: Registers = {
 const MMA_SYNC_REGISTERS = 128;
 /** What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 64-column tiles (gemm-plan.ts heuristicBlockN). */
 const TARGET = gemmTarget(['sm_90', 'sm_90a']);
+/** The rows a Qwen3-8B compile chooses each unit's split-K over (AR, k = 4, 8, 16, the prefill chunk). */
+const STEP_ROWS = stepRows([4, 8, 16]);
 
 async function registersByRole(): Promise<{ readonly registers: Registers; readonly from: string }> {
   const nvcc = await findNvcc();
@@ -60,7 +64,7 @@ async function registersByRole(): Promise<{ readonly registers: Registers; reado
     const registers: Record<string, Record<number, number>> = {};
     await runPool(ROLES, 2, async (r) => {
       const shape: GemmShape = r.shape;
-      const reduction = planReduction(shape, TARGET);
+      const reduction = planUnitReduction(shape, [r.role], TARGET, STEP_ROWS);
       const kernels = planSm90aKernels(shape, ROWS, reduction);
       const source = join(dir, sm90aSource(shape).replace('cuda/', ''));
       writeFileSync(source, renderSm90aUnit(shape, reduction, kernels, [r.role], 'bench'));
@@ -82,7 +86,7 @@ const stepSlow = new Map<number, number>(), stepSlowFour = new Map<number, numbe
 for (const r of ROLES) {
   const shape: GemmShape = r.shape;
   const target = TARGET;
-  const reduction = planReduction(shape, target);
+  const reduction = planUnitReduction(shape, [r.role], target, STEP_ROWS);  // what a compile with sm_90a plans: the split priced on the family it runs
   for (const m of ROWS) {
     const kernel = planSm90aKernels(shape, ROWS, reduction).find((k) => k.tileT === sm90aTokenTile(m))!;
     const registers = regs[r.role]![kernel.tileT]!;
