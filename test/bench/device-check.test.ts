@@ -46,9 +46,9 @@ describe('the CUDA search\'s candidates (pure)', () => {
     expect(candidates.map(tileKey)).toEqual([...r16.map(named(16, 2)), ...r16.map(named(16, 3)), ...['w1-n16', 'w1-n32', 'w2-n16', 'w2-n32', 'w4-n16', 'w4-n32'].map(named(32, 2))]);
     const rows = { tidar_k4: 80, tidar_k8: 288, ar: 4 } as Record<string, number>;
     for (const v of FULL_TUNE.variants) {
-      // As prepareTune: the candidates the variant's rows can use, and its planned tile (k = 4: 2 tiles of 3 warps; k = 8: 3 of 3 warps of 32 rows at 32 keys; AR: 4 splitting the keys).
+      // As prepareTune: the candidates the variant's rows can use, and its planned tile (k = 4: one CTA of 5 warps; k = 8: 3 of 3 warps of 32 rows at 32 keys; AR: 4 splitting the keys).
       const planned = plannedTile({ dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 }, v);
-      expect(tileKey(planned), v).toBe({ tidar_k4: 'w3r16-n64p3', tidar_k8: 'w3r32-n32p2', ar: 'w4r16-n64p2' }[v]);
+      expect(tileKey(planned), v).toBe({ tidar_k4: 'w5r16-n64p3', tidar_k8: 'w3r32-n32p2', ar: 'w4r16-n64p2' }[v]);
       const probe = { headDim: 128, rows: rows[v]!, kvHeads: 8, batch: 1, prefix: 1 };
       const tiles = [...candidates, ...(candidates.some((t) => tileKey(t) === tileKey(planned)) ? [] : [planned])]
         .filter((t) => infeasible({ ...t, splits: 1 }, probe, 'cuda', 'sm_90') === null);
