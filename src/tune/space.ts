@@ -9,7 +9,7 @@
  *     warp owns warpRows rows (a tile of warpRows * warps rows); at most 16 rows are one m-tile
  *     whose keys the warps split (tileN / warps each, merged at the end). Besides WARPS, the
  *     planner's own tile for the variant is searched and labelled (`planned`): on a GPU the cost
- *     model's choice (plan.ts plannedRowTile, e.g. 2 tiles of 3 warps for Qwen3-8B's k = 4), on
+ *     model's choice (plan.ts plannedRowTile, e.g. one CTA of 5 warps for Qwen3-8B's k = 4), on
  *     the CPU rowTileOf's rule (e.g. 5 warps for k = 4's 80 rows), each at its keys and stages;
  *   - warpRows (CUDA, above 16 rows): 16, or 32 (two m16 tiles share each K/V fragment);
  *   - stages (CUDA): 2 or 3 cp.async stages;
