@@ -178,7 +178,7 @@ export function planReduction(shape: GemmShape, target: GemmTarget, splitK?: num
   }
   const blockN = heuristicBlockN(target, opts);
   const nTiles = Math.ceil(shape.n / blockN);
-  const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? costModelSplits(shape, kTiles, target, opts.rows ?? DEFAULT_STEP_ROWS, opts)
+  const wanted = splitK ?? (blockN === GEMM_NARROW_BLOCK_N ? costModelSplits(shape, target, opts.rows ?? DEFAULT_STEP_ROWS, opts)
     : chooseSplits(nTiles, target.sms, kTiles, Math.min(GEMM_MAX_SPLIT_K, Math.floor(kTiles / GEMM_MIN_K_TILES_PER_SPLIT))));
   const r = splitReduction(kTiles, wanted);
   if (splitK !== undefined && r.splitK !== splitK) {
@@ -208,7 +208,7 @@ function splitReduction(kTiles: number, wanted: number): GemmReduction {
  * regrets pick the same counts). Counts under which some M has no tile are not
  * candidates; none left: the fewest parts (planGemm then names the M that does not fit).
  */
-function costModelSplits(shape: GemmShape, kTiles: number, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions): number {
+function costModelSplits(shape: GemmShape, target: GemmTarget, rows: readonly number[], opts: GemmPlanOptions): number {
   const candidates = gemmSplitCandidates(shape, target, rows, opts);
   return candidates.length > 0 ? leastRegretSplit(new Map(candidates.map((c) => [c.reduction.splitK, c.times]))) : 1;
 }
