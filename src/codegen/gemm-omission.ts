@@ -8,12 +8,13 @@
  *     verify rows, the next drafts, a mix, or one pass over verify and candidate rows: all <= T);
  *   a prompt pass (prefill_c<C>, block_k<K>): any row count (a whole prompt is one pass), so
  *     every kernel of every unit.
- * Pure; gpu-gemm.ts and gpu-gemm-sm90a.ts pick kernels by the rules mmaKernelFor and
- * sm90aKernelFor spell (test/codegen/gemm-omission.test.ts records real steps to hold them to it).
+ * Pure; the kernel a launch picks is gemm-kernel-pick.ts's, the rule gpu-gemm.ts and
+ * gpu-gemm-sm90a.ts launch by (test/codegen/gemm-omission.test.ts records real steps to hold them to it).
  */
 import type { GemmUnit } from './gemm-model.js';
 import { gemmSymbol } from './gemm-plan.js';
-import { type ManifestGemmSm90a, type Sm90aGemms, describeSm90aUnit, planSm90aKernels, renderSm90aUnit, sm90aTokenTile, sm90aUnitName } from './gemm-sm90a.js';
+import { pickMmaKernel, pickSm90aKernel } from './gemm-kernel-pick.js';
+import { type ManifestGemmSm90a, type Sm90aGemms, describeSm90aUnit, planSm90aKernels, renderSm90aUnit, sm90aUnitName } from './gemm-sm90a.js';
 import type { ManifestGemm } from './manifest.js';
 import { parseVariantName } from './variant-name.js';
 
@@ -40,17 +41,14 @@ export function stepGemmRows(kind: string, roles: readonly string[]): RowRange |
   return { min: roles.includes('lm_head') ? 1 : tokens, max: tokens };
 }
 
-/** The mma.sync kernel (its m) a launch over `rows` takes: the fewest planned rows >= rows, else the most (gpu-gemm.ts). */
+/** The mma.sync kernel (its m) a launch over `rows` takes (gemm-kernel-pick.ts, as gpu-gemm.ts launches). */
 export function mmaKernelFor(ms: readonly number[], rows: number): number {
-  const sorted = [...ms].sort((a, b) => a - b);
-  return sorted.find((m) => m >= rows) ?? sorted[sorted.length - 1]!;
+  return pickMmaKernel(ms, rows, (m) => m);
 }
 
-/** The sm_90a kernel (its token tile) a launch over `rows` takes: sm90aTokenTile's, else the first that holds the rows, else the last (gpu-gemm-sm90a.ts). */
+/** The sm_90a kernel (its token tile) a launch over `rows` takes (gemm-kernel-pick.ts, as gpu-gemm-sm90a.ts launches). */
 export function sm90aKernelFor(tiles: readonly number[], rows: number): number {
-  const sorted = [...tiles].sort((a, b) => a - b);
-  const want = sm90aTokenTile(rows);
-  return sorted.find((t) => t === want) ?? sorted.find((t) => t >= rows) ?? sorted[sorted.length - 1]!;
+  return pickSm90aKernel(tiles, rows, (t) => t);
 }
 
 /** The kernels (keys) that launches over any row count of `range` pick by `pick`. */

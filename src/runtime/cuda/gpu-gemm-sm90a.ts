@@ -3,17 +3,18 @@
  * selection rule (arch.ts selectArch) says the device runs sm_90a code: a compile that built
  * sm_90a, on a device of compute capability 9.0. Same launch contract as GpuGemms (GemmLaunch):
  * one output or up to three column segments, bias, residual add, SwiGLU; no row gather (TMA
- * reads x as one tensor) and no lm_head row statistics. A launch over `rows`
- * takes the token tile sm90aTokenTile picks (else the nearest compiled one): every kernel of a
- * unit shares the reduction, so which one runs never changes a row's result. The tensor maps
- * are encoded per launch on the host (tensor-map.ts; W's once per weight buffer) and travel in
- * the argument struct, so a captured graph replays them.
+ * reads x as one tensor) and no lm_head row statistics. A launch over `rows` takes the token
+ * tile sm90aTokenTile picks (else the nearest compiled one; codegen/gemm-kernel-pick.ts): every
+ * kernel of a unit shares the reduction, so which one runs never changes a row's result. The
+ * tensor maps are encoded per launch on the host (tensor-map.ts; W's once per weight buffer) and
+ * travel in the argument struct, so a captured graph replays them.
  */
 import { join } from 'node:path';
 import type { ArchName } from '../../codegen/arch.js';
 import { selectArch } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
-import { type ManifestGemmSm90a, sm90aTokenTile, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
+import { pickSm90aKernel } from '../../codegen/gemm-kernel-pick.js';
+import { type ManifestGemmSm90a, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
@@ -68,8 +69,7 @@ export class GpuGemmsSm90a {
       throw new TidarcError('runtime', `sm_90a GEMM ${role}: ${a.outs.length} outputs do not match the segments ${seg1}, ${seg2} of ${n} columns`);
     }
     const [out, out2, out3] = [a.outs[0], seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
-    const want = sm90aTokenTile(a.rows);
-    const kernel = u.kernels.find((k) => k.tileT === want) ?? u.kernels.find((k) => k.tileT >= a.rows) ?? u.kernels[u.kernels.length - 1]!;
+    const kernel = pickSm90aKernel(u.kernels, a.rows, (k) => k.tileT);
     const shape = { n, k: u.k, dtype: u.dtype };
     const maps = sm90aGemmMaps(shape, a.rows, kernel.tileT, kernel.blockW);
     const wKey = `${a.w.buf.ptr}:${n}x${u.k}:${u.dtype}:${kernel.blockW}`;  // the box is the kernel's weight rows

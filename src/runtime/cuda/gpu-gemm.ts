@@ -2,15 +2,17 @@
  * The linear layers on the generated GEMMs (manifest "gemms", templates/cuda/tidarc_gemm.cuh):
  * per role (qkv, o, gate_up, down, lm_head) the kernels `tidarc compile` built, one per planned
  * row count. A launch over `rows` rows takes the kernel planned for the fewest rows >= rows
- * (else the largest): every kernel of a weight shape shares one reduction order, so which one
- * runs never changes a row's result (greedy TiDAR == AR rests on it). Split-K partials go to a
- * workspace shared by every launch (they run in order on one stream) and are summed inside the
- * launch by each output tile's last CTA, on arrival counters zeroed once at allocation (every
- * launch, a graph replay too, leaves them 0: splitCounters).
+ * (else the largest; codegen/gemm-kernel-pick.ts, the rule a filtered compile keeps kernels
+ * by): every kernel of a weight shape shares one reduction order, so which one runs never
+ * changes a row's result (greedy TiDAR == AR rests on it). Split-K partials go to a workspace
+ * shared by every launch (they run in order on one stream) and are summed inside the launch by
+ * each output tile's last CTA, on arrival counters zeroed once at allocation (every launch, a
+ * graph replay too, leaves them 0: splitCounters).
  */
 import { join } from 'node:path';
 import { ARCHES } from '../../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
+import { pickMmaKernel } from '../../codegen/gemm-kernel-pick.js';
 import { GEMM_BLOCK_N, GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
@@ -95,7 +97,7 @@ export class GpuGemms {
     if (!list || !this.covers(role, a.w)) {
       throw new TidarcError('runtime', `the compiled kernels have no GEMM for ${role} ${a.w.rows}x${a.w.cols} ${a.w.dtype}`, { source: this.kernelsDir });
     }
-    const g = list.find((x) => x.m >= a.rows) ?? list[list.length - 1]!;
+    const g = pickMmaKernel(list, a.rows, (x) => x.m);
     const n = g.n;
     const epilogue = a.epilogue ?? 'none';
     if ((epilogue === 'swiglu' && (g.swigluInterleave === undefined || a.accumulate || a.segments || a.outs.length !== 1))
