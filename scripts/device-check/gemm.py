@@ -305,7 +305,8 @@ def gemm_bench(torch, drv, bundle, gem, ceil, time_events, budget_s, log, regist
             def ours(i):
                 launch_gemm(drv, bundle, unit, kernel, [xb.data_ptr(), ws_sets[i % sets].data_ptr(), 0, 0, out.data_ptr(), part.data_ptr() if part is not None else 0], m)
             row = {'unit': unit['name'], 'role': unit['role'], 'n': n, 'k': k, 'm': m, 'splitK': unit['splitK'], 'blockM': kernel['blockM'],
-                   'registers': (registers or {}).get(kernel['symbol']), 'predictedUs': kernel['predictedUs'], 'predictedBound': kernel['predictedBound']}
+                   'registers': (registers or {}).get(kernel['symbol']), 'predictedRegisters': kernel.get('predictedRegisters'),  # ptxas's beside the table the prediction read
+                   'predictedUs': kernel['predictedUs'], 'predictedBound': kernel['predictedBound']}
             row['tidarc'] = time_events(torch, ours, 100)
             row['torch'] = time_events(torch, lambda i: F.linear(xb, ws_sets[i % sets]), 100)
             us = row['tidarc']['medianUs']

@@ -55,8 +55,11 @@ export interface Sm90aBundleUnit {
   readonly k: number;
   readonly dtype: GemmShape['dtype'];
   readonly splitK: number;
-  /** blockW: weight rows per CTA (gemm-sm90a.ts sm90aBlockW), the grid's y and the W map's box. */
-  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly blockW: number; readonly threads: number; readonly sharedBytes: number }[];
+  /**
+   * blockW: weight rows per CTA (gemm-sm90a.ts sm90aBlockW), the grid's y and the W map's box;
+   * stages: the TMA ring's depth as a compile sizes it (sm90aStages), which sharedBytes holds.
+   */
+  readonly kernels: readonly { readonly symbol: string; readonly tileT: number; readonly blockW: number; readonly stages: number; readonly threads: number; readonly sharedBytes: number }[];
 }
 
 export interface Sm90aBundle {
@@ -88,7 +91,7 @@ export async function prepareSm90aBundle(outDir: string, plan: Sm90aCheckPlan, e
     }
     units.push({
       label: s.label, unit, source, fatbin, n: s.n, k: s.k, dtype: s.dtype, splitK: reduction.splitK,
-      kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, threads: k.threads, sharedBytes: k.sharedBytes })),
+      kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, stages: k.stages, threads: k.threads, sharedBytes: k.sharedBytes })),
     });
   }
   const bundle: Sm90aBundle = { format: 1, rows: plan.rows, nvccFlags: [...NVCC_BASE_FLAGS, ARCHES.sm_90a.gencode], units };

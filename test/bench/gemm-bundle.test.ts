@@ -263,6 +263,34 @@ print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())`;
     const swapped = { ...GEMM, fields: [...GEMM.fields.slice(0, 13).reverse(), ...GEMM.fields.slice(13)] };
     expect(reversed).toBe(Buffer.from(packStruct(swapped, values)).toString('hex'));
   });
+
+  test('gemm_bench records the registers the prediction read (the bundle\'s predictedRegisters) beside ptxas\'s', async () => {
+    // torch and the launch stood in: only the row gemm_bench writes for one kernel is read.
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nimport gemm
+class T:
+    def to(self, dt): return self
+    def __rmul__(self, x): return self
+    def data_ptr(self): return 0
+class Torch:
+    bfloat16, float16 = 'bf16', 'fp16'
+    class nn:
+        class functional:
+            linear = staticmethod(lambda x, w: None)
+    class cuda:
+        empty_cache = staticmethod(lambda: None)
+    randn = staticmethod(lambda *a, **k: T())
+    empty = staticmethod(lambda *a, **k: T())
+gemm.launch_gemm = lambda *a, **k: None
+def timed(torch, fn, reps):
+    fn(0)
+    return {'medianUs': 10.0, 'p20Us': 9.0, 'p80Us': 11.0, 'reps': reps}
+kernel = {'m': 1, 'symbol': 'k1', 'blockM': 16, 'predictedUs': 5.0, 'predictedBound': 'HBM', 'predictedRegisters': 63}
+gem = {'units': [{'name': 'u', 'role': 'o', 'n': 64, 'k': 64, 'dtype': 'bf16', 'splitK': 2, 'kernels': [kernel]}]}
+points, _ = gemm.gemm_bench(Torch, None, None, gem, {'copyTBs': 4.3, 'matmulTflops': 790}, timed, 60, lambda s: None, {'k1': 70})
+print(json.dumps(points[0]))`;
+    const row = JSON.parse((await exec('python3', ['-c', script])).stdout) as Record<string, unknown>;
+    expect([row['registers'], row['predictedRegisters'], row['predictedUs']]).toEqual([70, 63, 5]);
+  });
 });
 
 describe.skipIf(!numpy)('gemm_tune.py\'s split-K rule', () => {

@@ -4,8 +4,8 @@
  * odd shapes, emulator modules) runs on the emulated CUDA driver through the same tensor-map
  * encoding and launch packing as on the H200, every kernel within the float64 bound and all
  * token tiles bitwise equal; and the check fails on a wrong launch geometry (a kernel's token
- * tile claimed twice its size: half its tokens are never written). Tagged: a C++ compiler,
- * python3 with numpy.
+ * tile claimed twice its size: half its tokens are never written). The bundle records each
+ * kernel's ring depth (stages). Tagged: a C++ compiler, python3 with numpy (the dry run).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { DRY_RUN_SM90A, type Sm90aBundle, prepareSm90aBundle } from '../../src/bench/gemm-sm90a-bundle.js';
-import { SM90A_TOKEN_TILES } from '../../src/codegen/gemm-sm90a.js';
+import { DRY_RUN_SM90A, FULL_SM90A, type Sm90aBundle, prepareSm90aBundle } from '../../src/bench/gemm-sm90a-bundle.js';
+import { gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
+import { SM90A_STAGES, SM90A_TOKEN_TILES, planSm90aKernels, sm90aSharedBytes } from '../../src/codegen/gemm-sm90a.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
@@ -32,6 +33,16 @@ async function check(bundle: string, driver: string): Promise<{ code: number; ou
     (x) => ({ code: 0, stdout: x.stdout }), (e: { code: number; stdout: string }) => ({ code: e.code, stdout: e.stdout }));
   return { code: r.code, out: JSON.parse(r.stdout.trim().split('\n').pop()!) as CheckOut };
 }
+
+test('the bundle records each kernel\'s ring depth as a compile sizes it, and the shared memory of that ring', async () => {
+  const bundle = await prepareSm90aBundle(join(root, 'no-emulator'), FULL_SM90A, false);
+  for (const [i, u] of bundle.units.entries()) {
+    const s = FULL_SM90A.shapes[i]!, shape = { n: s.n, k: s.k, dtype: s.dtype };
+    const planned = planSm90aKernels(shape, SM90A_TOKEN_TILES, planReduction(shape, gemmTarget(['sm_90a']), s.splitK));
+    expect(u.kernels.map((k) => [k.tileT, k.stages, k.sharedBytes])).toEqual(planned.map((k) => [k.tileT, k.stages, sm90aSharedBytes(k.tileT, k.stages, k.blockW)]));
+  }
+  expect(bundle.units.flatMap((u) => u.kernels.map((k) => k.stages)).some((x) => x > SM90A_STAGES)).toBe(true);  // a ring deeper than the least: the field says which
+});
 
 describe.skipIf(!cxx.found || !numpy)('gemm_sm90a.py --dry-run on the emulated driver', () => {
   let driver = '';
