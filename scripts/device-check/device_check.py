@@ -182,6 +182,15 @@ def orchestrate(a):
         (scratch / 'device-check.json').write_text(text)  # what the next part reads (device, ceilings)
         return write_reports(data, out)
     write(True)
+    # nvcc for the runtime and e2e parts' models on the CPUs the GPU parts before them leave idle (gpu.py start_precompile).
+    precompile = None
+    if not a.dry_run and {'runtime', 'e2e'} & set(names):
+        from gpu import start_precompile
+        try:
+            precompile = start_precompile(bundle, scratch, names)
+        except Exception as e:  # noqa: BLE001 -- the parts compile for themselves, as without it
+            precompile = {'skipped': f'{e.__class__.__name__}: {e}'}
+        log(f"precompile: {precompile.get('skipped') or 'the runtime and e2e kernels for ' + precompile['target'] + ', in the background'}")
     total, cum = sum(s for _, s in selected), 0.0
     for i, (name, share) in enumerate(selected):
         cum += share
@@ -227,6 +236,9 @@ def orchestrate(a):
         data['parts'].append(rec)
         log(f"part {name}: {rec['status']} in {rec['seconds']:.0f} s{': ' + rec['why'] if 'why' in rec else ''}")
         write(i + 1 < len(selected))
+    if precompile:
+        from gpu import finish_precompile
+        data['precompile'] = finish_precompile(precompile)
     print(write(False), flush=True)
     # Last, so that the tail of the output (all the device tool returns) names the GPU and each part's result.
     dev = data.get('device', {})

@@ -111,3 +111,58 @@ def unpack_runtime(bundle, work):
         tar.extractall(work, **({'filter': 'fully_trusted'} if hasattr(tarfile, 'fully_trusted_filter') else {}))
     done.write_text('')
     return str(node), root
+
+
+# The runtime part's draft lengths on a GPU (parts.py part_runtime): precompile.mjs compiles its model for the same.
+RUNTIME_DRAFTS = '1,2,4,8'
+KERNEL_CACHE = 'kernel-cache'  # under the scratch folder: the runtime and e2e parts' TIDARC_CACHE on a GPU
+
+
+def device_target():
+    """The tidarc target of GPU 0 (sm_90 on an H200) from nvidia-smi, or None."""
+    smi = shutil.which('nvidia-smi')
+    if not smi:
+        return None
+    r = subprocess.run([smi, '--query-gpu=compute_cap', '--format=csv,noheader'], capture_output=True, text=True, timeout=30)
+    cap = r.stdout.strip().splitlines()[0].strip() if r.returncode == 0 and r.stdout.strip() else ''
+    return f"sm_{cap.replace('.', '')}" if cap.replace('.', '').isdigit() else None
+
+
+def start_precompile(bundle, scratch, names):
+    """precompile.mjs in the background (niced, its own process group) for the runtime and e2e parts among names,
+    into <scratch>/kernel-cache while the parts before them run: {'process', 'log', 'target', 'started'}, or {'skipped': why}."""
+    from e2e_cost import gpu_models
+    from e2e_hf import hf_config
+    node, root = unpack_runtime(bundle, Path(scratch) / 'runtime')
+    target = device_target()
+    if not node or not target:
+        return {'skipped': 'no Node in the bundle' if not node else 'nvidia-smi gave no compute capability'}
+    configs = Path(scratch) / 'precompile-configs.json'
+    configs.write_text(json.dumps([hf_config(spec) for spec, _ in gpu_models()] if 'e2e' in names else []))
+    log_path = Path(scratch) / 'precompile.log'
+    cmd = ['nice', '-n', '10', node, str(HERE / 'precompile.mjs'), str(root), str(Path(scratch) / KERNEL_CACHE), target, str(configs),
+           *([RUNTIME_DRAFTS] if 'runtime' in names else [])]
+    with open(log_path, 'w') as f:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, text=True, process_group=0)
+    return {'process': p, 'log': log_path, 'target': target, 'started': time.time()}
+
+
+def finish_precompile(pre):
+    """What the background compile did, for device-check.json: each entry's seconds (or error); killed if still running."""
+    if 'skipped' in pre:
+        return pre
+    p = pre['process']
+    killed = p.poll() is None
+    if killed:
+        os.killpg(p.pid, 9)
+    out = p.communicate()[0]
+    entries = []
+    for line in out.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pass
+    tail = pre['log'].read_text().strip().splitlines()[-1:] if pre['log'].exists() else []
+    return {'target': pre['target'], 'entries': entries, **({'killed': 'still compiling at the end of the check'} if killed else {}),
+            **({'lastLog': tail[0][:300]} if tail and (killed or p.returncode) else {})}
+

@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from gpu import build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
+from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
 from prebuild import prebuilt
 from tune import NumpySets, TorchSets, build_sm90a_units, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
@@ -182,8 +182,9 @@ def part_runtime(ctx):
         return {'skipped': 'no Node in the bundle (scripts/device-check/pack-runtime.sh)' + ('' if not ctx.dry else ' and no --runtime-root')}
     work = ctx.scratch / 'runtime-work'
     work.mkdir(parents=True, exist_ok=True)
-    env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(work / 'cache')}
-    tokens, drafts = (8, '2') if ctx.dry else (200, '1,2,4,8')
+    # On a GPU the cache precompile.mjs has been filling since the check began (device_check.py start_precompile).
+    env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(ctx.scratch / KERNEL_CACHE)}
+    tokens, drafts = (8, '2') if ctx.dry else (200, RUNTIME_DRAFTS)
     r = runtime_check(node, root, work, tokens, drafts, env=env, timeout=max(10.0, ctx.left()))
     log(f"runtime on the cuda backend: {'ok' if r.get('ok') else 'FAILED ' + str(r.get('error', ''))}")
     return {'runtime': r}
@@ -211,6 +212,7 @@ def part_e2e(ctx):
                     predictions=load_predictions(ctx.bundle))
     else:
         torch = ctx.torch()
+        os.environ['TIDARC_CACHE'] = str(ctx.scratch / KERNEL_CACHE)  # what precompile.mjs compiled for these models
         e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.ceilings(torch)), device_facts=ctx.data.get('device') or gpu_facts(torch), save=save,
                     predictions=load_predictions(ctx.bundle))
     shutil.rmtree(work, ignore_errors=True)

@@ -9,16 +9,13 @@
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { runtimeCheckSpec } from './runtime_spec.mjs';
 
 const [root, work, tokensText, draftsText] = process.argv.slice(2);
 const tokens = Number(tokensText ?? 200);
 const drafts = (draftsText ?? '1,2,4,8').split(',').map(Number);
 const tidarc = await import(pathToFileURL(join(root, 'dist', 'src', 'index.js')).href);
-const spec = {
-  name: 'gpu-runtime-check', family: 'qwen3', layers: 2, hiddenSize: 256, queryHeads: 4, kvHeads: 2, headDim: 64,
-  intermediateSize: 512, vocabSize: 260, ropeTheta: 10000, rmsNormEps: 1e-6, qkNorm: true, tieEmbeddings: true,
-  dtype: 'bf16', maskTokenId: 259, draftLengths: drafts, maxPositionEmbeddings: 4096,
-};
+const spec = runtimeCheckSpec(drafts);
 const dir = join(work, spec.name);
 await tidarc.initModel({ spec, outDir: dir, seed: 5, std: 0.3 });
 const model = await tidarc.loadModel(dir, { backend: 'cuda', cacheDir: process.env.TIDARC_CACHE ?? join(work, 'cache'), log: (l) => process.stderr.write(`${l}\n`) });

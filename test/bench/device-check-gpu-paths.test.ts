@@ -12,6 +12,9 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
+import { kernelCacheEntry } from '../../src/build/kernel-cache.js';
+import { loadCheckpoint } from '../../src/model/checkpoint.js';
+import { initModel } from '../../src/model/init-model.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 import { blockDiffusion, causal, tidarDecode, tidarTrain, tree } from '../../src/ir/mask-builders.js';
 import { type MaskSpec, stepVisibility } from '../../src/ir/mask.js';
@@ -26,7 +29,7 @@ const torch = numpy && (!process.env['CI'] || process.env['TIDARC_E2E_TORCH'] ==
   && await exec('python3', ['-c', 'import torch']).then(() => true, () => false);
 
 async function py(script: string, ...args: string[]): Promise<string> {
-  const { stdout } = await exec('python3', ['-c', script, ...args], { cwd: DIR, maxBuffer: 16 << 20 });
+  const { stdout } = await exec('python3', ['-c', script, ...args], { cwd: DIR, maxBuffer: 16 << 20, env: { ...process.env, PATH: `${join(root, 'fake-bin')}:${process.env['PATH'] ?? ''}` } });
   return stdout.trim().split('\n').pop()!;
 }
 
@@ -172,6 +175,51 @@ kept = parts.Ctx(args, {'ceilings': {'copyTBs': 1.0, 'matmulTflops': 2.0}}).ceil
 print(first == again == {'copyTBs': 4.0, 'matmulTflops': 800.0}, len(calls), kept['copyTBs'])
 `;
     expect(await py(script, DIR)).toBe('True 1 1.0');
+  });
+
+  test('precompile.mjs fills the very cache entries the runtime and e2e parts\' models load (the spec as loadCheckpoint reads it back, the target)', async () => {
+    // The emulator target: the same keys and lock as sm_90's, with codegen only (its modules build when the emulated driver loads them).
+    const cache = join(root, 'precompiled');
+    const configs = join(root, 'precompile-configs.json');
+    writeFileSync(configs, await py('import json\nfrom e2e_cost import dry_models\nfrom e2e_hf import hf_config\nprint(json.dumps([hf_config(s) for s, _ in dry_models()]))'));
+    const { stdout } = await exec(process.execPath, [join(DIR, 'precompile.mjs'), resolve('.'), cache, 'emulator', configs, '2'], { maxBuffer: 16 << 20 });
+    const entries = stdout.trim().split('\n').map((l) => JSON.parse(l) as { model: string; entry: string; error?: string });
+    expect(entries.map((e) => [e.model, e.error])).toEqual([['gpu-runtime-check', undefined], ['e2e-tiny', undefined]]);
+    // What the parts load: runtime_check.mjs's checkpoint (initModel of its spec) and e2e.py's (config.json from hf_config).
+    const { runtimeCheckSpec } = await import(join(DIR, 'runtime_spec.mjs')) as { runtimeCheckSpec: (drafts: number[]) => Parameters<typeof initModel>[0]['spec'] };
+    const runtimeDir = join(root, 'runtime-model');
+    await initModel({ spec: runtimeCheckSpec([2]), outDir: runtimeDir, seed: 5, std: 0.3 });
+    const e2eDir = join(root, 'e2e-model');
+    await initModel({ spec: (JSON.parse(await py('import json\nfrom e2e_cost import dry_models\nprint(json.dumps(dry_models()[0][0]))')) as Parameters<typeof initModel>[0]['spec']), outDir: e2eDir, seed: 5, std: 0.3 });
+    writeFileSync(join(e2eDir, 'config.json'), JSON.stringify((JSON.parse(readFileSync(configs, 'utf8')) as unknown[])[0]));
+    for (const [dir, i] of [[runtimeDir, 0], [e2eDir, 1]] as const) {
+      const { spec } = await loadCheckpoint(dir);
+      expect(entries[i]!.entry, spec.name).toBe(kernelCacheEntry({ spec, target: 'emulator', cacheDir: cache }));
+    }
+  }, 300_000);
+
+  test('the background compile on a GPU run: the target from nvidia-smi\'s compute capability; a bundle without Node skips it; one still running at the end is killed and reported', async () => {
+    const bin = join(root, 'fake-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'nvidia-smi'), '#!/bin/sh\necho 9.0\n', { mode: 0o755 });
+    const script = `
+import json, subprocess, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import gpu
+d = Path(tempfile.mkdtemp())
+skipped = gpu.start_precompile(d, d, ['runtime', 'e2e'])
+log = d / 'precompile.log'
+log.write_text('compiling the kernels of m\\n')
+p = subprocess.Popen([sys.executable, '-c', 'import json, time; print(json.dumps(dict(model="m", entry="e", seconds=1)), flush=True); time.sleep(30)'], stdout=subprocess.PIPE, text=True, process_group=0)
+time.sleep(0.5)
+t0 = time.time()
+done = gpu.finish_precompile({'process': p, 'log': log, 'target': 'sm_90', 'started': t0})
+print(json.dumps({'target': gpu.device_target(), 'skipped': skipped, 'done': done, 'fast': time.time() - t0 < 5}))
+`;
+    const r = JSON.parse(await py(script, DIR).catch((e: { stderr: string }) => { throw new Error(e.stderr); })) as Record<string, unknown>;
+    expect(r).toEqual({ target: 'sm_90', skipped: { skipped: 'no Node in the bundle' }, fast: true,
+      done: { target: 'sm_90', entries: [{ model: 'm', entry: 'e', seconds: 1 }], killed: 'still compiling at the end of the check', lastLog: 'compiling the kernels of m' } });
   });
 
   test.skipIf(!cxx.found)('an exception in a part: one line (type, message, where) in device-check.json and .md, exit 1; the parts before and after it keep their results', async () => {
