@@ -19,6 +19,8 @@ issues need their figures, each in its own process with a share of --budget:
   runtime    tidarc's runtime on the cuda backend: greedy TiDAR == AR, the KV-cache rule (runtime_check.mjs);
   e2e        issue 16: whole decode steps, graphs on and off, against transformers eager and the roofline (e2e.py);
   tune       issues 6, 14: the CUDA searches of GEMM tiles and attention configurations -> tune-cuda.json.
+On a GPU the runtime and e2e parts' kernels compile in the background from the start (gpu.py
+start_precompile, precompile.mjs), on the CPUs the GPU parts leave idle.
 A part's window ends at its cumulative share of the budget (a part that ends early leaves its time to
 the next; attention and sm90a, whose benchmarks fill any window, keep to their own shares); it is killed GRACE seconds past that, so a part that hangs or leaves the CUDA context
 unusable costs that part alone. device-check.json (`"partial": true` until the end), device-check.md
