@@ -54,8 +54,11 @@ export interface SplitRates {
   readonly mmaFlopsPerSmS: number;
   /**
    * Latency a CTA pays before its first mma, once per wave of CTAs resident together: its Q load
-   * (waited on before the first K/V tile is issued) and the first K/V tile, two HBM round trips of
-   * ~0.5 us on Hopper (published pointer-chase latencies; assumed, not measured here).
+   * and the first K/V tile, two HBM round trips of ~0.5 us on Hopper (published pointer-chase
+   * latencies; assumed, not measured here). Open: the kernel now issues K/V tiles 0 .. S - 2
+   * beside Q and waits for Q alone (tidarc_attention.cuh kQBesideTiles), so the two overlap and
+   * one loaded round trip (Machine.hbmLatencyS, 0.7 us) may be nearer; not re-derived yet (it
+   * moves split counts; Qwen3-8B k = 4 / AR at L = 4k, batch 1 would be 5.9 / 5.3 = 1.12).
    */
   readonly fillS: number;
   /**
