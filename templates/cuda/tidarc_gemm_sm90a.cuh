@@ -102,19 +102,9 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
 
   // Accumulator i of thread t: weight row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), token 8 (i / 4) + 2 (t % 4) + i % 2.
   const int wrow = w0 + 64 * group + 16 * (t / 32) + (t % 32) / 4;
-  if constexpr (C::kSplitK > 1) {
-    const auto at = [&](int i, int& r, int& n) {
-      r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
-      return r < a.rows && n < C::kN;
-    };
-    uint32_t phase = 0;
-    const auto sync = [&] { mbarrier_arrive(split_sync), mbarrier_wait(split_sync, phase), phase ^= 1; };
-    if (!gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync)) return;
-  }
-#pragma unroll
-  for (int i = 0; i < C::kTileT / 2; ++i) {
+  const auto store = [&](int i) {  // the epilogue of accumulator i (SwiGLU: of i and i + 2)
     const int r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
-    if (r >= a.rows || n >= C::kN) continue;
+    if (r >= a.rows || n >= C::kN) return;
     const float v = d[i];
     if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
       // Weight rows interleave gate | up in blocks of 8: this thread's row n (i / 2 even) is a
@@ -127,6 +117,28 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
       if (a.accumulate) y += *out;
       *out = y;
     }
+  };
+  if constexpr (C::kSplitK > 1) {
+    const auto at = [&](int i, int& r, int& n) {
+      r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
+      return r < a.rows && n < C::kN;
+    };
+    uint32_t phase = 0;
+    const auto sync = [&] { mbarrier_arrive(split_sync), mbarrier_wait(split_sync, phase), phase ^= 1; };
+    // The last CTA stores each chunk of sums as soon as it holds them (chunks are whole groups
+    // of 4, so a SwiGLU pair i, i + 2 is in one): after the partials' stores only one chunk is
+    // live, not all kTileT / 2 sums. Summed whole first, the 256-token kernel needed more than
+    // the 168 registers ptxas allows 288 threads (9 warps take 12 warps' share) and spilled
+    // 152-184 bytes; each element's sum and epilogue are unchanged, so its bits are too.
+    static_assert(kGemmSplitSumChunk % 4 == 0, "a SwiGLU pair stays in one chunk");
+    const auto chunk = [&](int c, int end) {
+#pragma unroll
+      for (int i = c; i < end; ++i) store(i);
+    };
+    gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync, chunk);
+  } else {
+#pragma unroll
+    for (int i = 0; i < C::kTileT / 2; ++i) store(i);
   }
 }
 

@@ -199,8 +199,14 @@ __device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a,
 // part at a time for kGemmSplitSumChunk accumulators: that many loads in flight and no second
 // set of registers (summing each element's parts in turn spilled at sm_80; all accumulators'
 // loads at once took the M = 272 kernels from 118 to 155 registers, one CTA an SM).
-template <class C, int kCount, class At, class Acc, class Sync>
-__device__ __forceinline__ bool gemm_split_sum_if_last(const TidarcGemmArgs& a, int split, At at, Acc acc, Sync sync) {
+// `chunk(c, end)`, after accumulators [c, end) hold their sums, lets a caller store them at
+// once (the sm_90a GEMM: its 128 accumulators at 256 tokens, summed whole before the epilogue,
+// spilled at the 168 registers ptxas allows 288 threads); the no-op keeps the sums in acc.
+struct GemmSplitChunkKept {
+  __device__ __forceinline__ void operator()(int, int) const {}
+};
+template <class C, int kCount, class At, class Acc, class Sync, class Chunk = GemmSplitChunkKept>
+__device__ __forceinline__ bool gemm_split_sum_if_last(const TidarcGemmArgs& a, int split, At at, Acc acc, Sync sync, Chunk chunk = {}) {
   const size_t part = static_cast<size_t>(a.rows) * C::kN;
 #pragma unroll
   for (int q = 0; q < kCount; ++q) {
@@ -232,6 +238,7 @@ __device__ __forceinline__ bool gemm_split_sum_if_last(const TidarcGemmArgs& a, 
         acc(q) = s == 0 ? v : acc(q) + v;  // ((p0 + p1) + p2) + ...
       }
     }
+    chunk(c, c + kGemmSplitSumChunk < kCount ? c + kGemmSplitSumChunk : kCount);
   }
   return true;
 }
