@@ -27,6 +27,7 @@ import { ARCHES } from '../codegen/arch.js';
 import { GEMM_EPILOGUE } from '../codegen/gemm-epilogue.js';
 import { planModelGemms } from '../codegen/gemm-model.js';
 import { GEMM_BLOCK_N, type GemmPlan, type GemmReduction, gemmUnitName } from '../codegen/gemm-plan.js';
+import { sm90aRegisters } from '../codegen/gemm-sm90a.js';
 import type { Machine } from '../codegen/machine.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { occupancy } from '../codegen/occupancy.js';
@@ -100,8 +101,8 @@ export interface StepRegisters {
   gemm(symbol: string): number;
   /** By attention variant name. */
   attention(variant: string): number;
-  /** The sm_90a kernels (GEMM units, compute-bound attention), by kernel symbol. */
-  sm90a(symbol: string): number;
+  /** The sm_90a kernels (GEMM units, compute-bound attention), by kernel symbol; a GEMM kernel's token tile and its unit's split-K beside it. */
+  sm90a(symbol: string, gemm?: { readonly tileT: number; readonly splitK: number }): number;
   readonly source: string;
 }
 
@@ -114,12 +115,17 @@ export interface StepRegisters {
 export type StepPath = 'sm_90' | 'sm_90a';
 
 /**
- * What ptxas (nvcc 13.0, sm_90a) reported for the sm_90a kernels (bench/gemm-sm90a.ts,
- * bench/attention-sm90a.ts tables, 2026-12-05): GEMMs 94 to 137 (137 at split-K 3, 128 tokens),
- * attention 160 (138 before the split merge's dynamic CTA ids; the same 1 CTA an SM). The bench
- * takes these where it has no ptxas figure of its own.
+ * What ptxas (nvcc 13.0, sm_90a) reported for the sm_90a kernels, 2026-12-05: a GEMM kernel by
+ * its token tile and split-K (gemm-sm90a.ts sm90aRegisters, the table the family choice and the
+ * ring depth read: 30 to 168), attention 160 (bench/attention-sm90a.ts; 138 before the split
+ * merge's dynamic CTA ids; the same 1 CTA an SM). The bench takes these where it has no ptxas
+ * figure of its own.
  */
-export const SM90A_RECORDED_REGISTERS = (symbol: string): number => (symbol.includes('_attn_') ? 160 : 137);
+export const SM90A_RECORDED_REGISTERS = (symbol: string, gemm?: { readonly tileT: number; readonly splitK: number }): number => {
+  if (gemm) return sm90aRegisters(gemm.tileT, gemm.splitK);
+  if (symbol.includes('_attn_')) return 160;
+  throw new TidarcError('runtime', `step cost model: no token tile and split-K for the sm_90a GEMM kernel ${symbol}`);
+};
 
 export type LaunchTerm = 'gemm' | 'attention' | 'other';
 
@@ -255,7 +261,7 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     const reduction = c.reductions.get(gemmUnitName(shape));
     if (!reduction) throw new TidarcError('runtime', `step cost model: no reduction for ${u.unit}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, args, 'epilogue')) === 'swiglu' ? 'swiglu' : 'none';
-    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW, stages: kernel.stages });
+    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, c.registers.sm90a(l.kernel, { tileT: kernel.tileT, splitK: reduction.splitK }), { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW, stages: kernel.stages });
     return { kernel: l.kernel, term: 'gemm', role: u.roles.join('|'), gpuS: floor(p.predictedS), bytes: p.hbmBytes };
   }
   const a = c.manifest.variants.find((x) => x.sm90a?.symbol === l.kernel);

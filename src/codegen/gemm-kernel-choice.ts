@@ -6,7 +6,8 @@
  * compile plans (its step kinds): mma.sync at each M's planned tile (gemm-cost-model.ts
  * predictGemm, registers by gemm-registers.ts's ptxas table, as the tile choice prices them), sm_90a
  * at the kernel the unit launches for that M (gemm-sm90a-cost-model.ts, its ring depth as planned,
- * registers ptxas's recorded SM90A_GEMM_REGISTERS); sm_90a where its sum over mma.sync's is below 1. The compile records it
+ * registers by its token tile and split-K from ptxas's table, gemm-sm90a.ts sm90aRegisters, as the
+ * ring depth is sized); sm_90a where its sum over mma.sync's is below 1. The compile records it
  * on the unit (ManifestGemmSm90a.heuristic) and gpu-gemm-sm90a.ts tunedSm90aUnits follows it. Pure.
  * Each role of the unit is priced with the epilogue it launches with: o and down carry the
  * residual add (RESIDUAL_ROLES: an M x N float32 read of the old output beside its write, in
@@ -18,11 +19,9 @@ import { type GemmLaunchPrediction, predictGemm } from './gemm-cost-model.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import type { GemmRole, GemmUnit } from './gemm-model.js';
 import { gemmRegisters } from './gemm-registers.js';
-import { SM90A_GEMM_REGISTERS, sm90aBlockW, sm90aStages, sm90aTokenTile } from './gemm-sm90a.js';
+import { sm90aBlockW, sm90aRegisters, sm90aStages, sm90aTokenTile } from './gemm-sm90a.js';
 import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
-import { H200 } from './machine.js';
-
-export { SM90A_GEMM_REGISTERS };
+import { H200, type Machine } from './machine.js';
 
 /**
  * Roles whose GEMM accumulates into the residual stream (ir/step-rewrite.ts foldResidualAdds
@@ -37,8 +36,13 @@ export function roleEpilogue(u: Pick<GemmUnit, 'shape' | 'roles'>, role: GemmRol
   return { accumulate: RESIDUAL_ROLES.includes(role), epilogue: swiglu ? 'swiglu' : 'none' };
 }
 
-/** Each planned M's predicted seconds on either family: one launch per role of the unit, each with its epilogue. */
-export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>): { readonly m: number; readonly sm90S: number; readonly sm90aS: number }[] {
+/**
+ * Each planned M's predicted seconds on either family: one launch per role of the unit, each with
+ * its epilogue, on `machine` (the kernels stay as the compile plans them: their rings are sized
+ * for the H200). On the H200's assumed 700 ns a ring of 4 stages or more fills HBM even at 1 CTA
+ * an SM, so registers move no figure there; past it they do (the rings are sized for 1050 ns).
+ */
+export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction' | 'plans'>, machine: Machine = H200): { readonly m: number; readonly sm90S: number; readonly sm90aS: number }[] {
   const ms = u.plans.map((p) => p.m);
   return u.plans.map((p) => {
     const tileT = sm90aTokenTile(p.m), stages = sm90aStages(u.shape, u.reduction, tileT, ms);
@@ -46,8 +50,8 @@ export function sm90aGemmTimes(u: Pick<GemmUnit, 'shape' | 'roles' | 'reduction'
     const sum = (predict: (o: ReturnType<typeof roleEpilogue>) => GemmLaunchPrediction): number => u.roles.reduce((a, role) => a + predict(roleEpilogue(u, role)).predictedS, 0);
     return {
       m: p.m,
-      sm90S: sum((o) => predictGemm(p, p.m, H200, registers, o)),
-      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { ...o, blockW: sm90aBlockW(tileT), stages })),
+      sm90S: sum((o) => predictGemm(p, p.m, machine, registers, o)),
+      sm90aS: sum((o) => predictSm90aGemm(u.shape, u.reduction, tileT, p.m, machine, sm90aRegisters(tileT, u.reduction.splitK), { ...o, blockW: sm90aBlockW(tileT), stages })),
     };
   });
 }

@@ -35,8 +35,6 @@ export const SM90A_STAGES = 4;
  * they keep it to there.
  */
 export const SM90A_LATENCY_MARGIN = 1.5;
-/** Registers a thread of the sm_90a GEMMs as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (step-cost-model.ts SM90A_RECORDED_REGISTERS): the occupancy the stage choice keeps. */
-export const SM90A_GEMM_REGISTERS = 137;
 /** Weight rows per CTA of the wide tile: two consumer warpgroups of 64 rows (wgmma's M) each. */
 export const SM90A_BLOCK_W = 128;
 /** The narrow tile: one consumer warpgroup, twice the output tiles (the split-K rule of gemm-plan.ts counts them). */
@@ -119,7 +117,9 @@ const SM90A_REGISTERS_BY_TILE: Readonly<Record<'single' | 'split', Readonly<Reco
   split: { 8: 32, 16: 48, 32: 53, 64: 83, 128: 106, 136: 142, 256: 168 },
 };
 export function sm90aRegisters(tileT: number, splitK: number): number {
-  return SM90A_REGISTERS_BY_TILE[splitK > 1 ? 'split' : 'single'][tileT] ?? SM90A_GEMM_REGISTERS;
+  const r = SM90A_REGISTERS_BY_TILE[splitK > 1 ? 'split' : 'single'][tileT];
+  if (r === undefined) throw new Error(`sm_90a GEMM token tile ${tileT} has no ptxas register figure (SM90A_TOKEN_TILES: ${SM90A_TOKEN_TILES.join(', ')})`);
+  return r;
 }
 
 /**

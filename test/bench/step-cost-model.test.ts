@@ -12,7 +12,8 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
 import { H200 } from '../../src/codegen/machine.js';
-import { STEP_OVERHEADS, type StepRegisters, predictStep, stepModelContext, stepTimes } from '../../src/bench/step-cost-model.js';
+import { SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepRegisters, predictStep, stepModelContext, stepTimes } from '../../src/bench/step-cost-model.js';
+import { sm90aRegisters } from '../../src/codegen/gemm-sm90a.js';
 import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
 
@@ -64,6 +65,26 @@ describe('the step cost model', () => {
     expect(k8a.prices.filter((x) => x.kernel.endsWith('sm90a') || /_sm90a_t\d+$/.test(x.kernel)).map((x) => x.term).sort()).toEqual(Array<string>(2 * sm90aUnits).fill('gemm'));
     expect(k8a.launches).toBe(k8.launches);
     expect(k8a.graphs.gpuS).toBeGreaterThanOrEqual(k8a.roofline.rooflineMs / 1e3);
+  });
+
+  test('the sm_90a GEMMs are priced at their own registers: the recorded figure of their token tile and split-K (ptxas\'s table)', () => {
+    const wide = smallSpec('wide', [8], { layers: 2, hiddenSize: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, intermediateSize: 12288 });
+    const asked: { symbol: string; gemm?: { tileT: number; splitK: number }; registers: number }[] = [];
+    const recording: StepRegisters = { ...REGISTERS, sm90a: (symbol, gemm) => {
+      const registers = SM90A_RECORDED_REGISTERS(symbol, gemm);
+      asked.push({ symbol, ...(gemm ? { gemm } : {}), registers });
+      return registers;
+    } };
+    const h = stepModelContext(wide, H200, recording, 'sm_90a');
+    predictStep(h, 'tidar_k8', 4096);
+    const gemms = asked.filter((a) => !a.symbol.includes('_attn_'));
+    expect(gemms.length).toBeGreaterThan(0);
+    for (const a of gemms) {
+      const u = h.manifest.gemmsSm90a!.find((g) => g.kernels.some((k) => k.symbol === a.symbol))!;
+      expect(a.gemm, a.symbol).toEqual({ tileT: u.kernels.find((k) => k.symbol === a.symbol)!.tileT, splitK: u.splitK });
+      expect(a.registers, a.symbol).toBe(sm90aRegisters(a.gemm!.tileT, a.gemm!.splitK));
+    }
+    expect(new Set(gemms.map((a) => a.registers)).has(137)).toBe(false);  // 72 rows: the 128-token kernel, 90 or 106 registers, not the old flat 137
   });
 
   test('launch by launch, kernels shorter than their issue wait on the host; a graph does not', () => {

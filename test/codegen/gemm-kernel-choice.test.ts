@@ -11,10 +11,9 @@ import { RESIDUAL_ROLES, sm90aGemmTimes } from '../../src/codegen/gemm-kernel-ch
 import { predictGemm } from '../../src/codegen/gemm-cost-model.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
-import { sm90aBlockW, sm90aStages, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
+import { sm90aBlockW, sm90aRegisters, sm90aStages, sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { predictSm90aGemm } from '../../src/codegen/gemm-sm90a-cost-model.js';
 import { H200 } from '../../src/codegen/machine.js';
-import { SM90A_GEMM_REGISTERS } from '../../src/codegen/gemm-kernel-choice.js';
 import { buildStepGraph } from '../../src/ir/step-graph.js';
 import { rewriteForGpu } from '../../src/ir/step-rewrite.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
@@ -32,15 +31,16 @@ test('the residual roles are the linears the GPU step graph folds the residual a
 describe('Qwen3-8B\'s GEMM units on both families', () => {
   const spec = parseModelJson(readFileSync(join(packageRoot(), 'examples', 'qwen3-8b.json'), 'utf8'));
   const units = planModelGemms(spec, spec.draftLengths, ['sm_90', 'sm_90a']).units;
-  const priced = (role: string, accumulate: boolean) => {
+  // sm_90a at each kernel's own registers (ptxas's table by token tile and split-K), or at `registers` for every kernel.
+  const priced = (role: string, accumulate: boolean, registers?: number, machine = H200) => {
     const u = units.find((x) => x.roles.includes(role as never))!;
     const epilogue = role === 'gate_up' ? 'swiglu' as const : 'none' as const;
     return u.plans.map((p) => {
       const tileT = sm90aTokenTile(p.m), stages = sm90aStages(u.shape, u.reduction, tileT, u.plans.map((q) => q.m));
       return {
         m: p.m,
-        sm90S: predictGemm(p, p.m, H200, gemmRegisters(p, p.reduction.splitK).registers, { accumulate, epilogue }).predictedS,
-        sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, H200, SM90A_GEMM_REGISTERS, { accumulate, epilogue, blockW: sm90aBlockW(tileT), stages }).predictedS,
+        sm90S: predictGemm(p, p.m, machine, gemmRegisters(p, p.reduction.splitK).registers, { accumulate, epilogue }).predictedS,
+        sm90aS: predictSm90aGemm(u.shape, u.reduction, tileT, p.m, machine, registers ?? sm90aRegisters(tileT, u.reduction.splitK), { accumulate, epilogue, blockW: sm90aBlockW(tileT), stages }).predictedS,
       };
     });
   };
@@ -59,5 +59,16 @@ describe('Qwen3-8B\'s GEMM units on both families', () => {
 
   test('qkv and gate_up (SwiGLU) are priced without it', () => {
     for (const role of ['qkv', 'gate_up']) expect(timesOf(role), role).toEqual(priced(role, false));
+  });
+
+  test('each sm_90a kernel is priced at its own registers (ptxas\'s table), not at one figure for all', () => {
+    // At the 1050 ns the rings are sized for, gate_up's 384 CTAs of 8 tokens at M = 1 need more
+    // than one an SM: 30 registers let shared memory hold 5, the old flat 137 only 1.
+    const slow = { ...H200, hbmLatencyS: 1050e-9 };
+    const u = units.find((x) => x.roles.includes('gate_up'))!;
+    expect(sm90aRegisters(sm90aTokenTile(1), u.reduction.splitK)).toBe(30);
+    const own = sm90aGemmTimes(u, slow);
+    expect(own).toEqual(priced('gate_up', false, undefined, slow));
+    expect(own[0]!.sm90aS).toBeLessThan(priced('gate_up', false, 137, slow)[0]!.sm90aS);
   });
 });
