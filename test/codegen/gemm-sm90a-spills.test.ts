@@ -7,8 +7,10 @@
  *   - every planned kernel has a ptxas figure in gemm-sm90a.ts's table (sm90aRegisters), within
  *     what its threads allow: the figure the ring depth, the family choice and the step cost
  *     model price it at;
- *   - nvcc -arch=sm_90a on the planned 256-token kernels of the split-K units (one kernel per
- *     unit, rendered as the compile renders it): no spill stores, loads or stack.
+ *   - nvcc -arch=sm_90a on the planned 256-token kernel of the first split-K unit (gate_up at
+ *     split-K 2 as planned today: 152 bytes of spills before; rendered alone as the compile renders
+ *     it, one ptxas run of a few seconds): no spill stores, loads or stack, and no ptxas
+ *     "Potential Performance Loss" (serialized wgmmas).
  * The sweep of every tile at split-K 1..4 over the four units is `npm run bench:gemm-sm90a-registers`
  * (minutes of ptxas), which prints the table and fails on any spill. Tagged: nvcc (the second).
  */
@@ -19,7 +21,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
-import { parsePtxasReport } from '../../src/build/ptxas.js';
+import { parsePtxasReport, ptxasPerformanceLosses } from '../../src/build/ptxas.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { planModelGemms } from '../../src/codegen/gemm-model.js';
@@ -50,19 +52,20 @@ describe('the sm_90a GEMMs a Qwen3-8B compile plans for draft lengths 1..16', ()
     expect(allowed(288)).toBe(168);
   });
 
-  test.skipIf(!nvcc.found)('nvcc -arch=sm_90a: the 256-token kernels of the split-K units without spills or stack', async () => {
+  test.skipIf(!nvcc.found)('nvcc -arch=sm_90a: a split-K unit\'s 256-token kernel without spills, stack or serialized wgmmas', async () => {
     for (const h of ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh']) writeFileSync(join(root, h), readTemplateFile(`cuda/${h}`));
-    const split = units.filter((u) => u.reduction.splitK > 1 && planned.gemms.some((g) => g.n === u.shape.n && g.k === u.shape.k));
-    expect(split.length).toBeGreaterThan(0);
-    const reports = await runPool(split, 2, async (u, i) => {
+    const split = units.filter((u) => u.reduction.splitK > 1 && planned.gemms.some((g) => g.n === u.shape.n && g.k === u.shape.k)).slice(0, 1);
+    expect(split).toHaveLength(1);
+    const reports = await runPool(split, 1, async (u, i) => {
       const kernels = planSm90aKernels(u.shape, u.plans.map((p) => p.m), u.reduction).filter((k) => k.tileT === 256);
       const source = join(root, `u${i}.cu`);
       writeFileSync(source, renderSm90aUnit(u.shape, u.reduction, kernels, u.roles, spec.name));
       const { stderr } = await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-std=c++17', '-O3', '-cubin', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${root}`, '-o', `${source}.cubin`, source], { maxBuffer: 64 << 20 });
-      return { symbol: kernels[0]!.symbol, report: (parsePtxasReport(stderr)['sm_90a'] ?? {})[kernels[0]!.symbol] };
+      return { symbol: kernels[0]!.symbol, report: (parsePtxasReport(stderr)['sm_90a'] ?? {})[kernels[0]!.symbol], losses: ptxasPerformanceLosses(stderr) };
     });
-    for (const { symbol, report } of reports) {
+    for (const { symbol, report, losses } of reports) {
       expect(report, symbol).toBeDefined();
+      expect(losses, symbol).toEqual([]);  // e.g. C7520: wgmmas serialized by the chunked stores
       expect([report!.spillStoreBytes, report!.spillLoadBytes, report!.stackBytes], symbol).toEqual([0, 0, 0]);
       expect(report!.registers, symbol).toBeLessThanOrEqual(allowed(288));
     }
