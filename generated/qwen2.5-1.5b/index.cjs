@@ -107,8 +107,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 96,
+            "rowTiles": 1,
+            "block": 192,
             "dynamicSharedBytes": 69632
         }
     },
@@ -171,8 +171,8 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 6,
-            "block": 128,
+            "rowTiles": 4,
+            "block": 192,
             "dynamicSharedBytes": 69632
         }
     }

@@ -72,8 +72,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 96;
+            readonly rowTiles: 1;
+            readonly block: 192;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -128,8 +128,8 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 6;
-            readonly block: 128;
+            readonly rowTiles: 4;
+            readonly block: 192;
             readonly dynamicSharedBytes: 69632;
         };
     };
@@ -154,7 +154,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
-     * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 16, 12] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     blockK16(inputs: AttentionInputs): AttentionOutputs;
     /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -174,7 +174,7 @@ export interface Qwen2515bKernels {
      *
      * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
-     * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 12] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

@@ -104,8 +104,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 96,
+            "rowTiles": 1,
+            "block": 192,
             "dynamicSharedBytes": 69632
         }
     },
@@ -168,8 +168,8 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 6,
-            "block": 128,
+            "rowTiles": 4,
+            "block": 192,
             "dynamicSharedBytes": 69632
         }
     }

@@ -107,8 +107,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 2,
-      "block": 96,
+      "rowTiles": 1,
+      "block": 192,
       "dynamicSharedBytes": 69632
     }
   },
@@ -171,8 +171,8 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 6,
-      "block": 128,
+      "rowTiles": 4,
+      "block": 192,
       "dynamicSharedBytes": 69632
     }
   }
@@ -198,7 +198,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 16, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 16, 2, 128];
-   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 16, 12] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
    */
   blockK16(inputs: AttentionInputs): AttentionOutputs;
   /** prefill mask block: 16 mask tokens that see the prompt and each other, off the event loop. */
@@ -218,7 +218,7 @@ export interface Qwen2515bKernels {
    *
    * q, o: [batch, 64, 12, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 2, cacheCapacity, 128]; kStep, vStep: [batch, 64, 2, 128];
-   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 6 partial, 0 empty in-step tiles skipped.
+   * lse: [batch, 64, 12] natural log. Tiles: 0 full, 4 partial, 0 empty in-step tiles skipped.
    */
   prefillC64(inputs: AttentionInputs): AttentionOutputs;
   /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

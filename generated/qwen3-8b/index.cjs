@@ -141,9 +141,9 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 12,
-            "block": 96,
-            "dynamicSharedBytes": 60928
+            "rowTiles": 9,
+            "block": 128,
+            "dynamicSharedBytes": 69632
         }
     },
     "block_k4": {

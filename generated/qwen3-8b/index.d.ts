@@ -100,9 +100,9 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 12;
-            readonly block: 96;
-            readonly dynamicSharedBytes: 60928;
+            readonly rowTiles: 9;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 69632;
         };
     };
     readonly block_k4: {
@@ -276,7 +276,7 @@ export interface Qwen38bKernels {
      *
      * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 28 partial, 80 empty in-step tiles skipped.
+     * lse: [batch, 272, 32] natural log. Tiles: 0 full, 17 partial, 64 empty in-step tiles skipped.
      */
     tidarK16(inputs: AttentionInputs): AttentionOutputs;
     /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */

@@ -141,9 +141,9 @@ export const variants = {
         "splits == 1 ? batch * kvHeads : 1",
         "splits"
       ],
-      "rowTiles": 12,
-      "block": 96,
-      "dynamicSharedBytes": 60928
+      "rowTiles": 9,
+      "block": 128,
+      "dynamicSharedBytes": 69632
     }
   },
   "block_k4": {
@@ -338,7 +338,7 @@ export interface Qwen38bKernels {
    *
    * q, o: [batch, 272, 32, 128] bf16 bits (Uint16Array);
    * kCache, vCache: [batch, 8, cacheCapacity, 128]; kStep, vStep: [batch, 272, 8, 128];
-   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 28 partial, 80 empty in-step tiles skipped.
+   * lse: [batch, 272, 32] natural log. Tiles: 0 full, 17 partial, 64 empty in-step tiles skipped.
    */
   tidarK16(inputs: AttentionInputs): AttentionOutputs;
   /** TiDAR decode step, draft length 16: 272 in-step tokens (16 drafts + 16 blocks of 16 mask tokens), off the event loop. */

@@ -23,12 +23,20 @@
  *               16 for AR's 4 rows, whose warps split the keys instead) against every key tile
  *               a row tile visits. The split-key merge (16 x D floats a warp through shared
  *               memory, once per CTA) is not counted.
+ *   shared      bytes through shared memory (attentionSharedTraffic; Machine.sharedBytesPerS,
+ *               128 B a clock an SM, what cp.async writes and ldmatrix reads share, as the GEMM
+ *               cost model counts them): per key tile a CTA visits, K and V written once and read
+ *               by every row warp, and 32-row warps' Q rows read again; Q once per CTA. The
+ *               re-read per row warp is what makes mma.sync shared-bound on compute-heavy
+ *               variants: 16-row warps at 64 keys move 0.078 bytes a FLOP at 4 row warps (5.5 ns
+ *               a tile of 64 x 64 at 29.7 TB/s against mma.sync's 5.3).
  *   balance     an SM's time is its CTA count (CTAs on one SM share its bandwidth and tensor
  *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
- *   time        max(HBM / copy rate, L2 / L2 rate, executed / mma.sync rate) / balance (the
- *               mma.sync rate of 32-row warps is higher: mmaSyncRate)
+ *   time        max(HBM / copy rate, L2 / L2 rate, max(executed / mma.sync rate, shared /
+ *               shared rate)) / balance (the mma.sync rate of 32-row warps is higher:
+ *               mmaSyncRate; the balance spreads both over the SMs the CTAs occupy)
  *               + the merge when splits > 1: every CTA (the G x splits compute items and the
  *               splits merge-only CTAs, tidarc_attention.cuh split_work) merges 1 / splits of
  *               the previous row group's partials, just written and so read from L2 (the L2
@@ -47,10 +55,14 @@
  *   AR 5.6 = HBM 4.0 (16.8 MB: K, V; 16 splits) + merge 0.5 (0.26 MB of partials at the L2 rate,
  *   0.03, + the schedule's 0.5) + fill 1.0. k = 4 (20 tokens x 4 heads = 80 rows a KV head) on the
  *   planned 1 x 5 warps, 16 splits, 128 CTAs: 6.2 = HBM 4.1 (17.2 MB: + the step's Q, K, V, O,
- *   0.4 MB; L2 2.5 and mma.sync 3.6 run under it) + merge 1.1 (5.3 MB of partials, 0.53, + O 0.04
+ *   0.4 MB; L2 2.5, mma.sync 3.6 and shared memory 3.7 run under it) + merge 1.1 (5.3 MB of partials, 0.53, + O 0.04
  *   + 0.5) + fill 1.0: 1.12 x AR. The gap is the merge of 20 x AR's rows, and the step's tokens.
  *   While the partials counted as HBM bytes, k = 4 was 6.6 on 2 x 3 warps and 8 splits (HBM 19.8
  *   MB, 2.6 of them partials: +0.6 us), 1.17 x AR; the 5-warp CTA's 16 splits were 7.5.
+ *   Pricing shared memory moved the compute-bound steps (batch 1, L = 4k): k = 8 on 3 x 3 warps
+ *   of 32 rows 12.5 -> 12.8 (shared 10.5 over mma.sync 10.2); k = 16 from 12 x 3 warps of 32 rows
+ *   (43.4, then 44.4 shared-bound) to 9 x 4 (46.2, mma.sync 41.0 over shared 40.2), within the
+ *   planner's tolerance on the mean of its four shapes and fewer row tiles (row-tile-choice.ts).
  * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
  * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
@@ -83,12 +95,15 @@ export interface AttentionPrediction {
   readonly hbmS: number;
   readonly l2S: number;
   readonly mmaS: number;
+  /** Bytes through shared memory (attentionSharedTraffic): cp.async writes and ldmatrix reads. */
+  readonly sharedBytes: number;
+  readonly sharedS: number;
   /** The split-KV merge spread over every CTA, and the split schedule's latencies (0 with one split). */
   readonly mergeS: number;
   /** The latency before a CTA's first tile, once per wave of CTAs an SM holds together (splits.ts SPLIT_RATES.fillS). */
   readonly fillS: number;
   readonly predictedS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma';
+  readonly bound: 'HBM' | 'L2' | 'mma' | 'shared';
   readonly rooflineS: number;
   /** rooflineS / predictedS. */
   readonly rooflineShare: number;
@@ -125,6 +140,26 @@ export function mmaSyncRate(plan: AttentionPlan, m: Machine): number {
 }
 
 /**
+ * Bytes a launch moves through shared memory (tidarc_attention.cuh attention_tile_kernel), over
+ * `ctas` CTAs. Per key tile a CTA visits: the cp.async writes of its K and V tile (2 tileN D
+ * 16-bit), then every row warp ldmatrix-reads the whole K and V tile (key warps split the keys,
+ * so a tile is read once per row warp), and 32-row warps re-read their Q rows at each k16 step
+ * (tileM D per tile). Per CTA once: Q's cp.async write (tileM D), and 16-row warps' one ldmatrix
+ * read of their Q rows into registers (every key warp reads its row warp's 16 rows). P stays in
+ * registers (the score accumulators are its A fragments); the split-key merge's 16 x D floats a
+ * warp and the split merge's partials (read from global) are not counted.
+ */
+export function attentionSharedTraffic(plan: AttentionPlan, prefixTiles: number, batch: number, ctas: number): number {
+  const D = plan.variant.shape.headDim;
+  const { rowWarps, warps, warpRows } = plan.rowTile;
+  const tileKv = 2 * plan.tile.tileN * D * ELEMENT_BYTES;
+  const perTile = tileKv * (1 + rowWarps) + (warpRows === 32 ? plan.tileM * D * ELEMENT_BYTES : 0);
+  const tilesVisited = batch * plan.variant.shape.kvHeads * (plan.rowTiles * prefixTiles + plan.stepTileOffset[plan.rowTiles]!);
+  const q = plan.tileM * D * ELEMENT_BYTES + (warpRows === 32 ? 0 : warps * 16 * D * ELEMENT_BYTES);
+  return tilesVisited * perTile + ctas * q;
+}
+
+/**
  * The prediction for one launch at `ctasPerSm` (ptxas's occupancy), with the split-KV count the
  * runtime would choose (or `splits`, e.g. a tuned one).
  */
@@ -153,14 +188,17 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const hbmS = hbmBytes / m.copyBytesPerS / balance;
   const l2S = l2Bytes / m.l2BytesPerS / balance;
   const mmaS = executedFlops / mmaSyncRate(plan, m) / balance;
+  const sharedBytes = attentionSharedTraffic(plan, prefixTiles, s.batch, ctas);
+  const sharedS = sharedBytes / m.sharedBytesPerS / balance;
   const mergeBalance = Math.min(1, (ctas + parts) / m.sms);
   const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance + SPLIT_RATES.scheduleS : 0;
-  const bound = hbmS >= l2S && hbmS >= mmaS ? 'HBM' : l2S >= mmaS ? 'L2' : 'mma';
+  const computeS = Math.max(mmaS, sharedS);
+  const bound = hbmS >= l2S && hbmS >= computeS ? 'HBM' : l2S >= computeS ? 'L2' : sharedS > mmaS ? 'shared' : 'mma';
   const fillS = Math.ceil(Math.ceil(ctas / m.sms) / Math.max(1, ctasPerSm)) * SPLIT_RATES.fillS;
-  const predictedS = Math.max(hbmS, l2S, mmaS) + mergeS + fillS;
+  const predictedS = Math.max(hbmS, l2S, computeS) + mergeS + fillS;
   const rooflineS = Math.max(essentialBytes / m.copyBytesPerS, usefulFlops / m.matmulFlops);
   return {
     splits: parts, ctas, ctasPerSm, waves: ctas / (m.sms * ctasPerSm), balance, hbmBytes, essentialBytes, l2Bytes, usefulFlops, executedFlops,
-    hbmS, l2S, mmaS, mergeS, fillS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
+    hbmS, l2S, mmaS, sharedBytes, sharedS, mergeS, fillS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
   };
 }

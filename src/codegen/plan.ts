@@ -273,8 +273,9 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
  * device of the compile, the one the cost model predicts fastest over the issue's shapes at its
  * estimated registers (row-tile-choice.ts fastestRowTile: the geometric mean, ties to 16-row
  * warps, fewer tiles, fewer warps). Qwen3-8B (G = 4, head dim 128) on sm_90: k = 4 (80 rows)
- * one CTA of 5 warps (within the tolerance of 2 tiles of 3, whose 8 splits merge half the partials);
- * k = 8 3 x 3 and k = 16 12 x 3 warps of 32 rows at 32 keys; the prefill chunk 4 x 4 of 16.
+ * one CTA of 5 warps (ahead of 2 tiles of 3 at every shape: each K/V tile read by 5 warps for
+ * 80 rows, not 3 for 48); k = 8 3 x 3 and k = 16 9 x 4 warps of 32 rows at 32 keys (9 x 4 within
+ * the tolerance of 12 x 3, fewer row tiles); the prefill chunk 2 x 8 of 16.
  */
 export function plannedRowTile(variant: AttentionVariant, tile: TileConfig, arches: readonly ArchSpec[]): AttentionPlan {
   const plans = rowTileCandidates(variant, tile).map((t) => planAttention(variant, t, arches))

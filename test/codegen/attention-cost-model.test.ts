@@ -43,6 +43,9 @@ describe('attention cost model', () => {
     // (read from L2) and writes its share of O, over all 132 SMs; + the schedule's latencies
     // (SPLIT_RATES.scheduleS, 0.5 us: id draw, count-in, first poll); no launch gap.
     expect(p.mergeS).toBeCloseTo(partials / 10e12 + 32 * (256 + 4) / 4.3e12 + 0.5e-6, 15);
+    // Shared memory: the 4 key warps split each K and V tile, so it is written once and read once;
+    // Q (16 rows) written once a CTA and read by each of its 4 warps.
+    expect(p.sharedBytes).toBe(8 * 65 * 2 * (2 * 64 * 128 * 2) + 128 * (16 + 4 * 16) * 128 * 2);
     expect(p.bound).toBe('HBM');
     expect(p.fillS).toBeCloseTo(1e-6, 15);  // one CTA a SM: one wave, one fill (splits.ts SPLIT_RATES.fillS)
     expect(p.predictedS).toBeCloseTo(p.hbmS + p.mergeS + p.fillS, 15);
@@ -77,10 +80,20 @@ describe('attention cost model', () => {
     expect(p.predictedS).toBeGreaterThan(10 * predictAttention(plan('ar'), { batch: 1, prefix: 4096 }, H200, 2).predictedS);
   });
 
-  test('k = 16 is bound by mma.sync: 17 row tiles of 64 for 1088 rows, 5 splits at 2 CTAs/SM, 4 at 1 (whose waves do not overlap their fill)', () => {
+  test('k = 16 on 17 row tiles of 4 warps of 16 rows is bound by shared memory: every row warp ldmatrix-reads the whole K and V tile; 5 splits at 2 CTAs/SM, 4 at 1 (whose waves do not overlap their fill)', () => {
     const p = predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 2);
-    expect(p.bound).toBe('mma');
     expect([p.splits, p.ctas]).toEqual([5, 680]);
+    // Per key tile a CTA visits: the cp.async writes of K and V (2 x 64 x 128 x 2 bytes), then 4
+    // row warps each read both whole; 8 KV heads x 17 row tiles x 64 prefix tiles + the step's
+    // tiles (35 a KV head: each row tile's visible step keys). Per CTA once: Q written (64 rows)
+    // and read into registers by its 4 warps of 16 rows.
+    const tileKv = 2 * 64 * 128 * 2;
+    const visits = 8 * (17 * 64 + plan('tidar_k16').stepTileOffset[17]!);
+    expect(p.sharedBytes).toBe(visits * tileKv * 5 + 680 * 2 * 64 * 128 * 2);
+    expect(p.sharedS).toBeCloseTo(p.sharedBytes / (128 * 132 * 1.755e9) / p.balance, 15);
+    expect(p.sharedS).toBeGreaterThan(p.mmaS);  // 0.078 bytes a FLOP: 5.5 ns a tile at 29.7 TB/s against mma.sync's 5.3
+    expect(p.bound).toBe('shared');
+    expect(p.predictedS).toBeCloseTo(p.sharedS + p.mergeS + p.fillS, 15);
     expect(p.l2Bytes).toBe(17 * 2 * 8 * 4096 * 128 * 2 + 4 * 272 * 32 * 128 * 2 + 5 * 272 * 32 * 129 * 4);  // the prefix once per row tile, Q again for 4 splits, the partials
     expect(predictAttention(plan('tidar_k16'), { batch: 1, prefix: 4096 }, H200, 1).splits).toBe(4);
   });
@@ -118,5 +131,18 @@ describe('attention cost model', () => {
     const a = predictAttention(r32, { batch: 8, prefix: 16384 }, H200, 1, 1);
     const b = predictAttention(r16, { batch: 8, prefix: 16384 }, H200, 1, 1);
     expect(a.mmaS).toBeLessThan(b.mmaS);
+  });
+
+  test('32-row warps re-read their Q rows from shared memory at every key tile, beside the K and V tile each row warp reads', () => {
+    const k8 = planAttention(variantsForModel({ ...spec, draftLengths: [8] }).find((v) => v.name === 'tidar_k8')!, ARCHES.sm_90.tile, [ARCHES.sm_90]);
+    expect([k8.rowTiles, k8.rowTile.warps, k8.rowTile.warpRows, k8.tile.tileN]).toEqual([3, 3, 32, 32]);
+    const p = predictAttention(k8, { batch: 1, prefix: 4096 }, H200, 2);
+    const tileKv = 2 * 32 * 128 * 2;
+    const visits = 8 * (3 * 128 + k8.stepTileOffset[3]!);
+    // cp.async K and V, 3 row warps read both, 96 Q rows read a tile; Q written once a CTA.
+    expect(p.sharedBytes).toBe(visits * (tileKv * 4 + 96 * 128 * 2) + p.ctas * 96 * 128 * 2);
+    // 0.057 bytes a FLOP: shared memory (3.04 ns a tile) just above mma.sync at 32-row warps' rate (2.99).
+    expect(p.bound).toBe('shared');
+    expect(p.predictedS).toBeCloseTo(p.sharedS + p.mergeS + p.fillS, 15);
   });
 });

@@ -108,11 +108,11 @@ describe('the planner\'s tile in the space', () => {
     if (!WARPS.includes(structural) && structural !== planned.warps) expect(space.candidates.filter((c) => c.warps === structural)).toEqual([]);
   });
 
-  test('Qwen3-8B: k = 4 plans 5 warps of 16 (not in WARPS; one CTA per KV head since the merge discards its partials), k = 8 and 16 3 warps of 32 at 32 keys; the CPU keeps rowTileOf\'s rule', () => {
+  test('Qwen3-8B: k = 4 plans 5 warps of 16 (not in WARPS; one CTA per KV head since the merge discards its partials), k = 8 3 and k = 16 4 warps of 32 at 32 keys (k = 16 9 x 4, within the tolerance of 12 x 3 once shared memory is priced); the CPU keeps rowTileOf\'s rule', () => {
     const byName = Object.fromEntries(variants.map((v) => [v.name, v]));
     expect(tileKey(plannedTileOf(byName.tidar_k4!, 'cuda'))).toBe('w5r16-n64p3');
     expect(tileKey(plannedTileOf(byName.tidar_k8!, 'cuda'))).toBe('w3r32-n32p2');
-    expect(tileKey(plannedTileOf(byName.tidar_k16!, 'cuda'))).toBe('w3r32-n32p2');
+    expect(tileKey(plannedTileOf(byName.tidar_k16!, 'cuda'))).toBe('w4r32-n32p2');
     expect(plannedTileOf(byName.tidar_k4!, 'cpu')).toEqual({ warps: 5, tileN: 64 });
     const k4 = searchSpace(shapeOf(byName.tidar_k4!), 'cuda', { planned: plannedTileOf(byName.tidar_k4!, 'cuda') });
     expect([...new Set(k4.candidates.filter((c) => c.warps === 5).map((c) => tileKey(c)))]).toEqual(['w5r16-n64p3']);

@@ -16,14 +16,14 @@ struct Config {
   static constexpr int kKvHeads = 2;
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 384;
-  static constexpr int kTileM = 64;
+  static constexpr int kTileM = 96;
   static constexpr int kTileN = 64;
-  static constexpr int kRowTiles = 6;
+  static constexpr int kRowTiles = 4;
   static constexpr float kScaleLog2 = 0.127517432f;
   static constexpr bool kPrefixVisible = true;
-  static constexpr int kStepTileOffset[7] = { 0, 1, 2, 3, 4, 5, 6 };
-  static constexpr unsigned char kStepTileKey[6] = { 0, 0, 0, 0, 0, 0 };
-  static constexpr unsigned char kStepTileFull[6] = { 0, 0, 0, 0, 0, 0 };
+  static constexpr int kStepTileOffset[5] = { 0, 1, 2, 3, 4 };
+  static constexpr unsigned char kStepTileKey[4] = { 0, 0, 0, 0 };
+  static constexpr unsigned char kStepTileFull[4] = { 0, 0, 0, 0 };
 
   static bool visible(int tq, int tk) { return (tk <= tq); }
 };

@@ -16,14 +16,14 @@ struct Config {
   static constexpr int kKvHeads = 8;
   static constexpr int kHeadDim = 128;
   static constexpr int kRows = 1088;
-  static constexpr int kTileM = 96;
+  static constexpr int kTileM = 128;
   static constexpr int kTileN = 32;
-  static constexpr int kRowTiles = 12;
+  static constexpr int kRowTiles = 9;
   static constexpr float kScaleLog2 = 0.127517432f;
   static constexpr bool kPrefixVisible = true;
-  static constexpr int kStepTileOffset[13] = { 0, 1, 3, 6, 8, 10, 13, 16, 18, 20, 23, 26, 28 };
-  static constexpr unsigned char kStepTileKey[28] = { 0, 0, 1, 0, 1, 2, 0, 2, 0, 3, 0, 3, 4, 0, 4, 5, 0, 5, 0, 6, 0, 6, 7, 0, 7, 8, 0, 8 };
-  static constexpr unsigned char kStepTileFull[28] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+  static constexpr int kStepTileOffset[10] = { 0, 1, 3, 5, 7, 9, 11, 13, 15, 17 };
+  static constexpr unsigned char kStepTileKey[17] = { 0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8 };
+  static constexpr unsigned char kStepTileFull[17] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 
   static bool visible(int tq, int tk) { return ((tq < 16) ? (tk <= tq) : ((tk < (tq / 16)) || ((tk / 16) == (tq / 16)))); }
 };
