@@ -22,7 +22,8 @@ import { ARCHES } from '../src/codegen/arch.js';
 import { type GemmShape, gemmTarget, planGemm } from '../src/codegen/gemm-plan.js';
 import { stepRows } from '../src/codegen/gemm-model.js';
 import { planUnitReduction } from '../src/codegen/gemm-unit-split.js';
-import { SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aSource, sm90aTokenTile } from '../src/codegen/gemm-sm90a.js';
+import { SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aRegisters, sm90aSource, sm90aTokenTile } from '../src/codegen/gemm-sm90a.js';
+import { gemmRegisters } from '../src/codegen/gemm-registers.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { H200 } from '../src/codegen/machine.js';
 import { predictGemm } from '../src/bench/gemm-cost-model.js';
@@ -38,26 +39,23 @@ const ROLES = [
 ] as const;
 /** Registers per role and token tile, from one role's unit (its split-K and epilogue: the split sum and SwiGLU cost registers). */
 type Registers = Readonly<Record<string, Readonly<Record<number, number>>>>;
-/**
- * ptxas -arch=sm_90a (nvcc 13.0 V13.0.88) on the units this bench compiles (each role's shape, the
- * reduction planned for sm_90 + sm_90a, its epilogue), used only where nvcc is missing. The older
- * table came from a split-K 1 unit: 90 registers at 128 tokens where the split-K units use 134.
- */
-const MEASURED_REGISTERS: Registers = {
-  qkv: { 8: 32, 128: 134, 136: 128 },
-  o: { 8: 30, 128: 135, 136: 132 },
-  gate_up: { 8: 30, 128: 90, 136: 94 },
-  down: { 8: 30, 128: 135, 136: 132 },
-};
-const MMA_SYNC_REGISTERS = 128;
 /** What a compile for sm_90 and sm_90a plans: both paths share the reduction, over 64-column tiles (gemm-plan.ts heuristicBlockN). */
 const TARGET = gemmTarget(['sm_90', 'sm_90a']);
 /** The rows a Qwen3-8B compile chooses each unit's split-K over (AR, k = 4, 8, 16, the prefill chunk). */
 const STEP_ROWS = stepRows([4, 8, 16]);
 
+/** The planner's ptxas table (gemm-sm90a.ts sm90aRegisters, per token tile and split-K): what the compile prices with, and this bench's figures where nvcc is missing. */
+function tableRegisters(): Registers {
+  return Object.fromEntries(ROLES.map((r) => {
+    const reduction = planUnitReduction(r.shape, [r.role], TARGET, STEP_ROWS);
+    return [r.role, Object.fromEntries(planSm90aKernels(r.shape, ROWS, reduction).map((k) => [k.tileT, sm90aRegisters(k.tileT, reduction.splitK)]))];
+  }));
+}
+
 async function registersByRole(): Promise<{ readonly registers: Registers; readonly from: string }> {
   const nvcc = await findNvcc();
-  if (!nvcc.found) return { registers: MEASURED_REGISTERS, from: `nvcc not found (${nvcc.reason}): the registers ptxas reported for nvcc 13.0` };
+  if (!nvcc.found) return { registers: tableRegisters(), from: `nvcc not found (${nvcc.reason}): the planner's ptxas table (gemm-sm90a.ts sm90aRegisters)` };
+  const table = tableRegisters();
   const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-sm90a-'));
   try {
     for (const h of ['tidarc_gemm_sm90a.cuh', 'tidarc_gemm_sm90a_abi.h', 'tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_hopper.cuh', 'tidarc_device.cuh']) writeFileSync(join(dir, h), readTemplateFile(`cuda/${h}`));
@@ -70,7 +68,7 @@ async function registersByRole(): Promise<{ readonly registers: Registers; reado
       writeFileSync(source, renderSm90aUnit(shape, reduction, kernels, [r.role], 'bench'));
       const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${dir}`, '-o', `${source}.cubin`, source], { maxBuffer: 64 << 20 });
       const report = parsePtxasReport(stderr)['sm_90a'] ?? {};
-      registers[r.role] = Object.fromEntries(kernels.map((k) => [k.tileT, report[k.symbol]?.registers ?? MEASURED_REGISTERS[r.role]![k.tileT]!]));
+      registers[r.role] = Object.fromEntries(kernels.map((k) => [k.tileT, report[k.symbol]?.registers ?? table[r.role]![k.tileT]!]));
     });
     return { registers, from: `ptxas sm_90a (${nvcc.tool.path})` };
   } finally {
@@ -96,7 +94,8 @@ for (const r of ROLES) {
     const before = predictSm90aGemm(shape, reduction, kernel.tileT, m, H200, registers, { ...opts, splitSum: 'kernel' });
     const four = predictSm90aGemm(shape, reduction, kernel.tileT, m, H200, registers, { ...opts, stages: SM90A_STAGES });
     const [pSlow, fourSlow] = [kernel.stages, SM90A_STAGES].map((stages) => predictSm90aGemm(shape, reduction, kernel.tileT, m, slow, registers, { ...opts, stages }));
-    const mma = predictGemm(planGemm(shape, m, target, reduction), m, H200, MMA_SYNC_REGISTERS, { accumulate: r.accumulate, epilogue: r.epilogue });
+    const mmaPlan = planGemm(shape, m, target, reduction);
+    const mma = predictGemm(mmaPlan, m, H200, gemmRegisters(mmaPlan, reduction.splitK).registers, { accumulate: r.accumulate, epilogue: r.epilogue });
     stepSm90a.set(m, (stepSm90a.get(m) ?? 0) + 36 * p.predictedS);
     stepMma.set(m, (stepMma.get(m) ?? 0) + 36 * mma.predictedS);
     stepSlow.set(m, (stepSlow.get(m) ?? 0) + 36 * pSlow!.predictedS);
