@@ -15,8 +15,8 @@ export interface Machine {
   readonly matmulFlops: number;
   /**
    * What mma.sync m16n8k16 reaches: shared-memory bandwidth for ldmatrix limits it, not the tensor
-   * cores. The GEMM cost model also counts its kernels' shared-memory bytes (sharedBytesPerS), so
-   * narrow warp tiles, which reload fragments more often, are slower than this rate.
+   * cores. The GEMM and attention cost models also count their kernels' shared-memory bytes
+   * (sharedBytesPerS), so narrow warp tiles, which reload fragments more often, are slower than this rate.
    */
   readonly mmaSyncFlops: number;
   /** L2 -> SM bandwidth: an assumption, not measured here. */
