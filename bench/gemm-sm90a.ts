@@ -20,7 +20,7 @@ import { runPool } from '../src/build/pool.js';
 import { findNvcc } from '../src/build/toolchain.js';
 import { ARCHES } from '../src/codegen/arch.js';
 import { type GemmShape, gemmTarget, planGemm } from '../src/codegen/gemm-plan.js';
-import { stepRows } from '../src/codegen/gemm-model.js';
+import { stepRows } from '../src/codegen/step-rows.js';
 import { planUnitReduction } from '../src/codegen/gemm-unit-split.js';
 import { SM90A_LATENCY_MARGIN, SM90A_STAGES, planSm90aKernels, renderSm90aUnit, sm90aRegisters, sm90aSource, sm90aTokenTile } from '../src/codegen/gemm-sm90a.js';
 import { gemmRegisters } from '../src/codegen/gemm-registers.js';

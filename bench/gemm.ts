@@ -14,7 +14,8 @@
  *
  *   npm run bench:gemm        # prints the table; --json for the figures
  */
-import { type GemmRole, gemmShapeOf, stepRows } from '../src/codegen/gemm-model.js';
+import { type GemmRole, gemmShapeOf } from '../src/codegen/gemm-model.js';
+import { stepRows } from '../src/codegen/step-rows.js';
 import { gemmRegisters as tableRegisters } from '../src/codegen/gemm-registers.js';
 import { GEMM_MAX_SPLIT_K, type GemmPlan, gemmSymbol, gemmTarget, planGemm, planReduction } from '../src/codegen/gemm-plan.js';
 import type { ModelSpec } from '../src/ir/model.js';

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { H200 } from '../codegen/machine.js';
 import { predictGemm } from './gemm-cost-model.js';
 import { gemmRegisters } from '../codegen/gemm-registers.js';
-import { type GemmRole, gemmShapeOf, stepRows } from '../codegen/gemm-model.js';
+import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
+import { stepRows } from '../codegen/step-rows.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
   type GemmShape, type GemmTarget, type GemmTile, gemmPlanTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,

@@ -27,8 +27,6 @@ export function gemmShapeOf(spec: ModelSpec, role: GemmRole): GemmShape {
   return { n: n!, k: k!, dtype };
 }
 
-export { stepRows } from './step-rows.js';
-
 export interface GemmUnit {
   readonly name: string;
   readonly shape: GemmShape;

@@ -16,7 +16,7 @@ import { gemmSymbol } from './gemm-plan.js';
 import { pickMmaKernel, pickSm90aKernel } from './gemm-kernel-pick.js';
 import { type ManifestGemmSm90a, type Sm90aGemms, describeSm90aUnit, planSm90aKernels, renderSm90aUnit, sm90aUnitName } from './gemm-sm90a.js';
 import type { ManifestGemm } from './manifest.js';
-import { parseVariantName } from './variant-name.js';
+import { parseVariantName, variantSteps } from './variant-name.js';
 
 /** A kernel a filtered compile left out: an mma.sync kernel (m) or an sm_90a one (tileT) of `unit`. */
 export interface OmittedGemm {
@@ -37,7 +37,7 @@ export function stepGemmRows(kind: string, roles: readonly string[]): RowRange |
   const key = parseVariantName(kind);
   if (!key) return undefined;
   if (key.kind === 'prefill' || key.kind === 'block') return { min: 1, max: Infinity };
-  const tokens = key.kind === 'ar' ? 1 : key.draft * (key.draft + 1);
+  const tokens = variantSteps(kind);  // AR 1, tidar_k<K> K(K + 1)
   return { min: roles.includes('lm_head') ? 1 : tokens, max: tokens };
 }
 
