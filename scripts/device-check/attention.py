@@ -166,7 +166,8 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
         dense = dense_mask(torch, v['visible'], v['prefixVisible'], L, 'cuda')
         row = {'variant': name, 'n': n, 'prefix': L, 'batch': B, 'splits': splits, 'workspaceFloats': workspace_floats(model, v, B, splits)}
         if point:
-            row.update(predictedUs=point['predictedUs'], predictedBound=point['predictedBound'], rooflineUs=point['rooflineUs'])
+            row.update(predictedUs=point['predictedUs'], predictedBound=point['predictedBound'], rooflineUs=point['rooflineUs'],
+                       **({'predictedFor': point['predictedFor']} if 'predictedFor' in point else {}))  # the machine's (machines.py)
         row['tidarc'] = time_events(torch, lambda i: ours(ptrs(i)), 100)
         # The rule's split against one split on set 0: the workspace path must give the same output.
         one = torch.empty_like(o)
@@ -196,7 +197,7 @@ def benchmark(torch, drv, bundle, grid, ceil, budget_s, tune_section=None, save=
         points.append(row)
         if point:
             row['measuredOverPredicted'] = us / point['predictedUs']
-        log(f"bench {name} L={L} B={B}: tidarc {us:.1f} us at {splits} splits (predicted {point['predictedUs'] if point else float('nan'):.1f}), "
+        log(f"bench {name} L={L} B={B}: tidarc {us:.1f} us at {splits} splits (predicted {point['predictedUs'] if point else float('nan'):.1f}{' for ' + point['predictedFor'] if point and 'predictedFor' in point else ''}), "
             f"tuned {row.get('tuned', {}).get('config', '-')} {row.get('tuned', {}).get('medianUs', float('nan')):.1f} us, sdpa {row['sdpa']['medianUs']:.1f} us, flex {row.get('flex', {}).get('medianUs', float('nan')):.1f} us")
         del ins, base
         torch.cuda.empty_cache()

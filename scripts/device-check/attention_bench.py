@@ -46,8 +46,9 @@ def launcher(drv, bundle, model, v, batch, prefix, splits):
     return lambda ptrs: launch_attention(drv, bundle, model, v, ptrs, batch, prefix, splits)
 
 
-def dry_bench(drv, bundle, grid, measure, log):
-    """The dry run's benchmark: every point of the bundle at the rule's splits, checked, then timed on the emulator."""
+def dry_bench(drv, bundle, grid, measure, log, predicted=None):
+    """The dry run's benchmark: every point of the bundle at the rule's splits, checked, then timed on the emulator;
+    predicted (machines.predicted_for): whose predictions grid carries, for the log line."""
     section = grid.get('attentionBench')
     if not section:
         return []
@@ -67,8 +68,8 @@ def dry_bench(drv, bundle, grid, measure, log):
             sets.free()
         row = {'variant': name, 'n': v['steps'], 'prefix': prefix, 'batch': batch, 'splits': point['splits'], 'workspaceFloats': sets.ws_bytes // 4,
                'tidarc': timing, 'maxError': err, 'lseMaxError': lse_err, 'tolerance': tolerance, 'ok': bool(ok),
-               'predictedUs': point['predictedUs'], 'predictedBound': point['predictedBound']}
+               'predictedUs': point['predictedUs'], 'predictedBound': point['predictedBound'], **({'predictedFor': point['predictedFor']} if 'predictedFor' in point else {})}
         rows.append(row)
         log(f"bench (dry) {name} L={prefix} B={batch}: {point['splits']} splits, {'ok' if ok else 'WRONG'} (max error {err:.2e}), "
-            f"{timing['medianUs']:.0f} us on the emulator (an H200 predicted {point['predictedUs']:.1f} us)")
+            f"{timing['medianUs']:.0f} us on the emulator (predicted on {(predicted or {}).get('name', 'the H200')}: {point['predictedUs']:.1f} us)")
     return rows

@@ -123,10 +123,15 @@ def step_figures(stats):
 PREDICTIONS = 'e2e_predictions.json'
 
 
-def load_predictions(bundle):
-    """The step cost model's predictions the bundle carries (npm run device-check:prepare writes them), or None."""
+def load_predictions(bundle, predicted=None):
+    """The step cost model's predictions the bundle carries (npm run device-check:prepare writes them), or None:
+    those for the machine `predicted` names (machines.predicted_for: this GPU's), with predictedFor set to it."""
+    from machines import for_machine
     p = Path(bundle) / PREDICTIONS if bundle else None
-    return json.loads(p.read_text()) if p and p.exists() else None
+    if not (p and p.exists()):
+        return None
+    out = for_machine(json.loads(p.read_text()), (predicted or {}).get('machine'))
+    return {**out, 'predictedFor': predicted} if predicted else out
 
 
 def predicted_row(predictions, spec, prefix, step):
@@ -171,7 +176,8 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     data = {'format': 1, 'dryRun': dry, 'backend': backend or ('cpu' if dry else 'cuda'), 'budgetS': budget_s, 'device': device_facts or {},
             'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
             'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': [],
-            'predictions': {k: predictions.get(k) for k in ('machine', 'registers', 'overheads')} if predictions else None}
+            'predictions': {k: predictions.get(k) for k in ('machine', 'registers', 'overheads')} if predictions else None,
+            'predictedFor': predictions.get('predictedFor') if predictions else None}
     for spec, full in models:
         data['models'].append({'name': spec['name'], 'layers': spec['layers'], 'fullLayers': full, 'spec': spec})
         if spec['layers'] < full:
@@ -355,6 +361,7 @@ def main(argv):
         facts = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}  # as device_check.py records it
         peaks = peaks_of_ceilings(ceilings(torch))
         log(f'e2e: {facts}; {peaks["how"]}')
+    from machines import load_machines, predicted_for
     date = time.strftime('%Y-%m-%d')
     partial = lambda d: (out / 'e2e.json').write_text(json.dumps({**d, 'date': date, 'partial': True}, indent=1) + '\n')  # noqa: E731
     if a.dry_run and a.dry_backend == 'cuda' and not os.environ.get('TIDARC_LIBCUDA'):
@@ -362,7 +369,7 @@ def main(argv):
     dry_device = {'name': f"tidarc emulated GPU ({os.environ.get('TIDARC_LIBCUDA')}; dry run)" if a.dry_backend == 'cuda' else 'this machine\'s CPU (dry run)'}
     data = run_e2e(torch, node, root, work, a.budget, a.dry_run, peaks=peaks, device_facts=facts or dry_device, eight_b_layers=a.eight_b_layers,
                    hf_overrides=overrides, correctness_only=a.correctness_only, save=partial, backend=None if not a.dry_run else a.dry_backend,
-                   predictions=load_predictions(a.bundle))
+                   predictions=load_predictions(a.bundle, predicted_for(load_machines(a.bundle), (facts or dry_device)['name'])))
     data['date'] = date
     (out / 'e2e.json').write_text(json.dumps(data, indent=1) + '\n')
     print(write_e2e_reports(data, out))

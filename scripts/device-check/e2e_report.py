@@ -4,6 +4,7 @@ only, as report.py (which renders the same section inside device-check.md)."""
 from pathlib import Path
 
 from e2e_cost import AR
+from machines import header
 
 
 def _fmt(x, digits=2):
@@ -20,10 +21,11 @@ def _mode(row):
     return ('graphs', t['graphs']) if t.get('graphs') else ('launches', t['launches']) if t.get('launches') else (None, None)
 
 
-def step_table(rows):
+def step_table(rows, predicted=None):
+    """predicted: the part's predictedFor, whose predictions the rows carry (machines.py)."""
     lines = ['| model | layers | L | step | tokens | tidarc graphs ms | tidarc launches ms | launches / step (graphs, launches) | host ms (graphs, launches) | '
              'transformers eager ms | roofline ms | bound | graphs / roofline | launches / roofline | eager / roofline | launches / graphs | eager / graphs | '
-             'predicted ms (graphs, launches) | measured / predicted (graphs, launches) |',
+             f'predicted ms ({header(predicted)}; graphs, launches) | measured / predicted (graphs, launches) |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         g, n = r['tidarc'].get('graphs'), r['tidarc'].get('launches')
@@ -90,10 +92,12 @@ def e2e_lines(e):
                                          f"kernels compiled and loaded by a first short run in {_fmt(m.get('warmUp', {}).get('seconds'), 1)} s"
                                          f"{', FAILED: ' + m['warmUp']['error'] if 'error' in m.get('warmUp', {}) else ''})" for m in ms) + '.', '']
     if e.get('rows'):
-        lines += step_table(e['rows']) + ['']
+        pf = e.get('predictedFor')
+        lines += step_table(e['rows'], pf) + ['']
         p = e.get('predictions')
         lines += [f"Predicted before this run (src/bench/step-cost-model.ts, `npm run bench:step`; the bundle's e2e_predictions.json): GPU ms between events around the step "
-                  f"on {p.get('machine')}, registers {p.get('registers')}; measured / predicted compares the median step with it." if p else
+                  f"on {p.get('machine')}{'' if not pf or pf.get('thisGpu') else ' (not this GPU: ' + str(pf.get('gpu')) + ')'}, registers {p.get('registers')}; "
+                  'measured / predicted compares the median step with it.' if p else
                   'Predicted: none (the bundle has no e2e_predictions.json: npm run device-check:prepare writes it).', '']
         us = host_us_per_launch(e['rows'])
         if us:

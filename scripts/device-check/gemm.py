@@ -306,7 +306,8 @@ def gemm_bench(torch, drv, bundle, gem, ceil, time_events, budget_s, log, regist
                 launch_gemm(drv, bundle, unit, kernel, [xb.data_ptr(), ws_sets[i % sets].data_ptr(), 0, 0, out.data_ptr(), part.data_ptr() if part is not None else 0], m)
             row = {'unit': unit['name'], 'role': unit['role'], 'n': n, 'k': k, 'm': m, 'splitK': unit['splitK'], 'blockM': kernel['blockM'],
                    'registers': (registers or {}).get(kernel['symbol']), 'predictedRegisters': kernel.get('predictedRegisters'),  # ptxas's beside the table the prediction read
-                   'predictedUs': kernel['predictedUs'], 'predictedBound': kernel['predictedBound']}
+                   'predictedUs': kernel['predictedUs'], 'predictedBound': kernel['predictedBound'],
+                   **({'predictedFor': kernel['predictedFor']} if 'predictedFor' in kernel else {})}  # the machine's (machines.py)
             row['tidarc'] = time_events(torch, ours, 100)
             row['torch'] = time_events(torch, lambda i: F.linear(xb, ws_sets[i % sets]), 100)
             us = row['tidarc']['medianUs']
@@ -318,7 +319,7 @@ def gemm_bench(torch, drv, bundle, gem, ceil, time_events, budget_s, log, regist
             row['vsTorch'] = row['torch']['medianUs'] / us
             row['measuredOverPredicted'] = us / kernel['predictedUs']
             points.append(row)
-            log(f"gemm {unit['role']} {n}x{k} M={m}: tidarc {us:.1f} us (predicted {kernel['predictedUs']:.1f}), torch {row['torch']['medianUs']:.1f} us")
+            log(f"gemm {unit['role']} {n}x{k} M={m}: tidarc {us:.1f} us (predicted {kernel['predictedUs']:.1f}{' for ' + kernel['predictedFor'] if 'predictedFor' in kernel else ''}), torch {row['torch']['medianUs']:.1f} us")
             del xb, out, part
         del ws_sets
         torch.cuda.empty_cache()

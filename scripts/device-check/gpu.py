@@ -128,6 +128,19 @@ def device_target():
     return f"sm_{cap.replace('.', '')}" if cap.replace('.', '').isdigit() else None
 
 
+def gpu_name():
+    """GPU 0's name from nvidia-smi ('NVIDIA H100 80GB HBM3'), or None: which machine's predictions the check prints (machines.py)."""
+    smi = shutil.which('nvidia-smi')
+    if not smi:
+        return None
+    try:
+        r = subprocess.run([smi, '--query-gpu=name', '--format=csv,noheader'], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = r.stdout.strip().splitlines() if r.returncode == 0 else []
+    return lines[0].strip() or None if lines else None
+
+
 def start_precompile(bundle, scratch, names):
     """precompile.mjs in the background (niced, its own process group) for the runtime and e2e parts among names,
     into <scratch>/kernel-cache while the parts before them run: {'process', 'log', 'target', 'started'}, or {'skipped': why}."""

@@ -16,8 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
-from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, log, runtime_check, time_events, unpack_runtime
+from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, gpu_name, log, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
+from machines import for_machine, load_machines, predicted_for
 from prebuild import prebuilt
 from tune import NumpySets, TorchSets, build_sm90a_units, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
 
@@ -27,13 +28,19 @@ HERE = Path(__file__).resolve().parent
 class Ctx:
     """What a part gets: the bundle, where results go (--out: tune-cuda.json), a scratch folder (Node,
     kernel caches, checkpoints: never under --out, whose files come back from the GPU machine), the
-    sections earlier parts recorded (device, ceilings), and its deadline."""
+    sections earlier parts recorded (device, ceilings), and its deadline. grid.json's and gemm.json's
+    predictions are those for this GPU (machines.py: the bundle carries one per machine; `predicted`
+    says whose they are)."""
 
     def __init__(self, args, data):
         self.bundle, self.out, self.scratch = Path(args.bundle), Path(args.out), Path(args.scratch)
         self.dry, self.until, self.data, self.args = args.dry_run, args.until, data, args
-        self.grid = json.loads((self.bundle / 'grid.json').read_text()) if (self.bundle / 'grid.json').exists() else None
-        self.gem = json.loads((self.bundle / 'gemm.json').read_text()) if (self.bundle / 'gemm.json').exists() else None
+        # The facts part's device name; without it (that part failed) nvidia-smi's on a GPU.
+        name = data.get('device', {}).get('name') or (None if self.dry else gpu_name())
+        self.predicted = data.get('predictedFor') or predicted_for(load_machines(self.bundle), name)
+        key = self.predicted['machine']
+        self.grid = for_machine(json.loads((self.bundle / 'grid.json').read_text()), key) if (self.bundle / 'grid.json').exists() else None
+        self.gem = for_machine(json.loads((self.bundle / 'gemm.json').read_text()), key) if (self.bundle / 'gemm.json').exists() else None
         self.saved = {}
 
     def left(self):
@@ -97,19 +104,23 @@ def part_facts(ctx):
     tools = {'python': sys.version.split()[0], 'nvcc': tool_version(nvcc_version), 'cxx': tool_version(cxx_version)}
     node, _ = ctx.runtime()
     tools['node'] = tool_version(node_version, node) if node else 'absent: no node/ in the bundle (scripts/device-check/pack-runtime.sh)'
+    machines = load_machines(ctx.bundle)
     if ctx.dry:
         drv = ctx.driver()
         device = {'name': 'tidarc emulated GPU', 'driver': drv.path, 'driverVersion': drv.version, 'sms': drv.sms}
-        log(f'device: {device["name"]} ({drv.path}); tools: {tools}')
-        return {'device': device, 'tools': tools}
+        predicted = predicted_for(machines, device['name'])
+        log(f'device: {device["name"]} ({drv.path}); predictions for {predicted["label"]}; tools: {tools}')
+        return {'device': device, 'tools': tools, 'predictedFor': predicted}
     torch = ctx.torch()
     device = {**gpu_facts(torch), 'driverVersion': Driver('libcuda.so.1').version}
+    # The bundle's predictions for this GPU (machines.py): what every part prints as "predicted".
+    predicted = predicted_for(machines, device['name'])
     log(f"GPU: {device['name']}, capability {device['capability']}, {device['sms']} SMs; driver {device['nvidiaSmi'] or device['driverVersion']}; "
-        f"CUDA {device['cuda']} (torch {device['torch']}); tools: {tools}")
-    ctx.save({'device': device, 'tools': tools})
+        f"CUDA {device['cuda']} (torch {device['torch']}); predictions for {predicted['name']}{'' if predicted['thisGpu'] else ' (not this GPU)'}; tools: {tools}")
+    ctx.save({'device': device, 'tools': tools, 'predictedFor': predicted})
     c = ceilings(torch)
     log(f"ceilings: copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s")
-    return {'device': device, 'tools': tools, 'ceilings': c}
+    return {'device': device, 'tools': tools, 'predictedFor': predicted, 'ceilings': c}
 
 
 def part_gemm(ctx):
@@ -128,6 +139,7 @@ def part_gemm(ctx):
     ctx.save({'gemm': g})  # before the epilogues' numpy inputs (lm_head's 622M weights: seconds)
     g['epilogues'] = gemm_epilogue_check(drv, ctx.bundle, ctx.gem)
     ctx.save({'gemm': g})
+    g['predictedFor'] = ctx.predicted  # whose predictions the bench rows carry (machines.py)
     g['bench'], g['skipped'] = gemm_bench(torch, drv, ctx.bundle, ctx.gem, ctx.ceilings(torch), time_events, max(0.0, ctx.left() - 15), log, regs)
     return {'gemm': g}
 
@@ -164,7 +176,7 @@ def part_attention(ctx):
     if ctx.dry:
         out = {'correctness': correctness(drv, ctx.bundle, ctx.grid, True, None, reference, save=lambda r: ctx.save({'correctness': r}))}
         ctx.save(out)
-        return {**out, 'bench': dry_bench(drv, ctx.bundle, ctx.grid, wall_timer(drv), log)}
+        return {**out, 'bench': dry_bench(drv, ctx.bundle, ctx.grid, wall_timer(drv), log, ctx.predicted)}
     torch = ctx.torch()
     out = {'fatbins': 'prebuilt' if prebuilt(ctx.bundle, ctx.arch(torch)) else build_fatbins(ctx.bundle, ctx.grid, ctx.arch(torch))}
     out['correctness'] = correctness(drv, ctx.bundle, ctx.grid, False, torch_judge(torch), None, save=lambda r: ctx.save({**out, 'correctness': r}))
@@ -209,12 +221,12 @@ def part_e2e(ctx):
         if backend == 'cuda' and not os.environ.get('TIDARC_LIBCUDA'):
             return {'skipped': 'the cuda dry backend needs TIDARC_LIBCUDA'}
         e = run_e2e(torch, node, root, work, budget, True, log=log, device_facts={'name': f'dry run, tidarc on {backend}'}, save=save, backend=backend,
-                    predictions=load_predictions(ctx.bundle))
+                    predictions=load_predictions(ctx.bundle, ctx.predicted))
     else:
         torch = ctx.torch()
         os.environ['TIDARC_CACHE'] = str(ctx.scratch / KERNEL_CACHE)  # what precompile.mjs compiled for these models
         e = run_e2e(torch, node, root, work, budget, False, log=log, peaks=peaks_of_ceilings(ctx.ceilings(torch)), device_facts=ctx.data.get('device') or gpu_facts(torch), save=save,
-                    predictions=load_predictions(ctx.bundle))
+                    predictions=load_predictions(ctx.bundle, ctx.predicted))
     shutil.rmtree(work, ignore_errors=True)
     return {'e2e': e}
 

@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from machines import header
 from report_parts import parts_lines, sm90a_lines, sm90a_short
 from tidarc_abi import AR_VARIANT, tidar_variant
 
@@ -36,8 +37,9 @@ def _tuned(r):
     return f"{t['config']} {_fmt(t['medianUs'])}" if t else '-'
 
 
-def bench_table(rows):
-    lines = ['| step | n | prefix L | batch | splits | tidarc us (p20-p80) | predicted us | measured / predicted | tuned best us | Flex us | SDPA us | vs Flex | vs SDPA | TB/s | TFLOP/s | % copy | % matmul |',
+def bench_table(rows, predicted=None):
+    """predicted: device-check.json's predictedFor, whose predictions the rows carry (machines.py)."""
+    lines = [f'| step | n | prefix L | batch | splits | tidarc us (p20-p80) | predicted us ({header(predicted)}) | measured / predicted | tuned best us | Flex us | SDPA us | vs Flex | vs SDPA | TB/s | TFLOP/s | % copy | % matmul |',
              '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         t, f, s = _us(r, 'tidarc'), _us(r, 'flex'), _us(r, 'sdpa')
@@ -48,9 +50,9 @@ def bench_table(rows):
     return lines
 
 
-def dry_bench_table(rows):
+def dry_bench_table(rows, predicted=None):
     """The dry run's benchmark: the rule's splits checked on the emulator (its microseconds are not a GPU's)."""
-    lines = ['| step | n | prefix L | batch | splits | workspace floats | emulator us | H200 predicted us | max error | result |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = [f'| step | n | prefix L | batch | splits | workspace floats | emulator us | predicted us ({header(predicted)}) | max error | result |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {r['splits']} | {r['workspaceFloats']} | {_fmt(_us(r, 'tidarc'), 0)} | "
                      f"{_fmt(r['predictedUs'])} | {r['maxError']:.2e} | {'ok' if r['ok'] else 'FAIL'} |")
@@ -112,8 +114,10 @@ def tune_lines(t):
     return lines, good, len(done)
 
 
-def gemm_lines(g):
-    """The GEMM part (issue 14): correctness and invariance per kernel, then tidarc vs torch with the prediction."""
+def gemm_lines(g, predicted=None):
+    """The GEMM part (issue 14): correctness and invariance per kernel, then tidarc vs torch with the prediction
+    (for g's predictedFor, else device-check.json's: machines.py)."""
+    predicted = g.get('predictedFor') or predicted
     corr = g.get('correctness', [])
     lines = [f"Correctness: {sum(r['ok'] for r in corr)} of {len(corr)} kernels within the float32 bound and bitwise equal, row for row, "
              'to the smallest-M kernel of their weight shape.', '',
@@ -123,7 +127,7 @@ def gemm_lines(g):
     if bench:
         lines += ['', 'tidarc: fp32 activations rounded to bf16 as they are staged; torch: F.linear on bf16 activations (cuBLAS). Same weights, '
                   'rotated past the L2; CUDA events, 10 warm-up, 100 timed calls, median (p20-p80). TB/s counts weights + fp32 activations + fp32 output.', '',
-                  '| weight | N x K | M | split-K | regs | tidarc us (p20-p80) | torch us | vs torch | TB/s | TFLOP/s | % copy | % matmul | predicted us | measured / predicted |',
+                  f'| weight | N x K | M | split-K | regs | tidarc us (p20-p80) | torch us | vs torch | TB/s | TFLOP/s | % copy | % matmul | predicted us ({header(predicted)}) | measured / predicted |',
                   '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for r in bench:
             t = r['tidarc']
@@ -199,26 +203,30 @@ def write_reports(data, out):
     md = [f"# tidarc device check, {data.get('date', '?')}{' (dry run on the emulated driver)' if data.get('dryRun') else ''}", '',
           f"Device: {dev.get('name', '?')}{' (' + ', '.join(facts) + ')' if facts else ''}.", '']
     md += parts_lines(data)
+    pf = data.get('predictedFor')
+    if pf:
+        md += [f"Predicted figures (cost models, src/bench via the bundle): for {pf['name']}"
+               + ('' if pf['thisGpu'] else f", which is not this GPU ({pf.get('gpu') or 'unknown'}): no machine of the bundle's machines.json matches it") + '.', '']
     if 'ceilings' in data:
         c = data['ceilings']
         md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s.", '']
     md += [f'## Correctness: {len(corr) - len(failed)} of {len(corr)} checks ok', '', *correctness_table(corr), '']
     if bench and data.get('dryRun'):
-        md += ['## Benchmark points (dry run: the runtime\'s split-KV count and workspace, checked; emulator times)', '', *dry_bench_table(bench), '']
+        md += ['## Benchmark points (dry run: the runtime\'s split-KV count and workspace, checked; emulator times)', '', *dry_bench_table(bench, data.get('predictedFor')), '']
     elif bench:
         md += ['## Benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16)', '',
                'Same process, same tensors. tidarc: the generated kernel through the driver API. FlexAttention: torch.compile(flex_attention) with a '
                'BlockMask from the same in-step visibility (create_block_mask per point). SDPA: scaled_dot_product_attention with a dense boolean '
                'mask [n, L + n]. Baselines read keys as [B, H, L + n, D] (cache and step concatenated once, outside the timing). CUDA events, '
                '10 warm-up, 100 timed calls over rotated inputs (cold L2), median (p20-p80). tidarc runs at the split-KV count and workspace '
-               'the runtime would use (splits; predicted: bench/attention-model.ts at the same count), and at the CUDA search\'s best '
-               'configuration of the shape bucket when the search timed it (tuned best).', '', *bench_table(bench), '']
+               'the runtime would use (splits; predicted: src/codegen/attention-cost-model.ts at the same count), and at the CUDA search\'s best '
+               'configuration of the shape bucket when the search timed it (tuned best).', '', *bench_table(bench, data.get('predictedFor')), '']
         g = goals(bench)
         if g:
             md += ['## Goals', '', '| goal | measured | met |', '|---|---|---|', *[f'| {a} | {b} | {"yes" if ok else "NO"} |' for a, b, ok in g], '']
     gm = data.get('gemm')
     if gm:
-        md += ['## GEMMs of the linear layers (issue 14)', '', *gemm_lines(gm), '']
+        md += ['## GEMMs of the linear layers (issue 14)', '', *gemm_lines(gm, data.get('predictedFor')), '']
         if gm.get('tune', {}).get('shapes'):
             md += ['### The GEMM search (tune-cuda.json `gemms`)', '', *gemm_tune_lines(gm['tune']), '']
     if data.get('sm90a'):
@@ -245,6 +253,8 @@ def write_reports(data, out):
     (out / 'device-check.md').write_text('\n'.join(md) + '\n')
     (out / 'device-check.svg').write_text(svg_chart([] if data.get('dryRun') else bench))
     short = [f"correctness: {len(corr) - len(failed)}/{len(corr)} ok" + (f"; FAILED: {', '.join(r['model'] + '/' + r['variant'] for r in failed[:8])}" if failed else '')]
+    if pf:
+        short.append(f"predicted figures: for {pf['name']}" + ('' if pf['thisGpu'] else f" (not this GPU: {pf.get('gpu') or 'unknown'})"))
     if tn:
         short.append(f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
                      + (f"; FAILED: {', '.join(r['variant'] + ' | ' + r['bucket'] for r in tn['buckets'] if 'best' not in r)}" if total < len(tn.get('buckets', [])) else ''))

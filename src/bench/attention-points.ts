@@ -9,7 +9,8 @@
  */
 import { join } from 'node:path';
 import { predictAttention } from '../codegen/attention-cost-model.js';
-import { H200 } from '../codegen/machine.js';
+import { H200, type Machine } from '../codegen/machine.js';
+import { byMachine } from './predicted-machines.js';
 import { ptxasOfSource } from '../build/ptxas.js';
 import { findNvcc } from '../build/toolchain.js';
 import { ARCHES } from '../codegen/arch.js';
@@ -42,9 +43,12 @@ export interface BenchPoint {
   readonly ctas: number;
   /** float32 elements of the split workspace (0 with one split). */
   readonly workspaceFloats: number;
+  /** The cost model's prediction on the H200 (the planner's machine)... */
   readonly predictedUs: number;
   readonly predictedBound: string;
   readonly rooflineUs: number;
+  /** ...and on each machine of predicted-machines.ts, by key: the check takes its GPU's (scripts/device-check/machines.py). */
+  readonly byMachine: Readonly<Record<string, { readonly predictedUs: number; readonly predictedBound: string; readonly rooflineUs: number }>>;
 }
 
 export interface BenchSection {
@@ -82,11 +86,20 @@ export async function benchPoints(m: Manifest, modelDir: string, grid: BenchGrid
         // The launcher's call (attention-launch.ts): nothing tuned, the rule over the SMs.
         const kernel = splitKernel({ ...v.plan, rows: v.rows, headDim: v.shape.headDim });
         const splits = splitsFor({ tuned: undefined, workItems: batch * m.model.kvHeads * v.launch.rowTiles, sms, prefixTiles: Math.ceil(prefix / v.plan.tileN), ctasPerSm: occ.ctasPerSm, kernel });
-        const p = predictAttention(plan, { batch, prefix }, { ...H200, sms }, occ.ctasPerSm, splits);
+        // The same launch (splits) priced on each machine over the rule's SMs.
+        const predict = (machine: Machine) => {
+          const q = predictAttention(plan, { batch, prefix }, { ...machine, sms }, occ.ctasPerSm, splits);
+          return { splits: q.splits, ctas: q.ctas, predictedUs: q.predictedS * 1e6, predictedBound: q.bound, rooflineUs: q.rooflineS * 1e6 };
+        };
+        const p = predict(H200);
         const rows = batch * v.steps * m.model.queryHeads;
         points.push({
           variant: name, prefix, batch, splits: p.splits, ctas: p.ctas, workspaceFloats: p.splits > 1 ? p.splits * rows * (m.model.headDim + 1) : 0,
-          predictedUs: p.predictedS * 1e6, predictedBound: p.bound, rooflineUs: p.rooflineS * 1e6,
+          predictedUs: p.predictedUs, predictedBound: p.predictedBound, rooflineUs: p.rooflineUs,
+          byMachine: byMachine((machine) => {
+            const q = predict(machine);
+            return { predictedUs: q.predictedUs, predictedBound: q.predictedBound, rooflineUs: q.rooflineUs };
+          }),
         });
       }
     }

@@ -32,6 +32,7 @@ import { type BenchGrid, type BenchSection, benchPoints } from './attention-poin
 import { type AttentionSm90aKernelEntry, SM90A_UNIT_FLAGS, writeSm90aUnit, writeSm90aUnitHeaders } from './attention-sm90a-bundle.js';
 import { sm90aAttentionRefusal } from '../codegen/attention-sm90a.js';
 import { variantsForModel } from '../codegen/variant.js';
+import { writeMachinesFile } from './predicted-machines.js';
 
 export interface BundleShape {
   readonly dtype: 'bf16' | 'fp16';
@@ -414,5 +415,7 @@ export async function prepareDeviceBundle(o: PrepareOptions): Promise<BundleGrid
     ...(attentionBench ? { attentionBench } : {}),
   };
   await writeFile(join(o.outDir, 'grid.json'), `${JSON.stringify(grid, null, 1)}\n`);
+  // Which GPU names each key of the bundle's `byMachine` predictions is for (scripts/device-check/machines.py reads it).
+  await writeMachinesFile(o.outDir);
   return grid;
 }

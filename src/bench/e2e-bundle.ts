@@ -4,11 +4,13 @@
  * e2e_predictions.json, the predictions for the very models the part builds (e2e_cost.py
  * gpu_models / dry_models; test/bench/device-check-e2e.test.ts checks the specs are equal) at its
  * prefixes, every step kind, on the H200 with assumed registers (no ptxas in prepare's path), on the
- * kernels `tidarc bench-step` takes there (the kernel cache builds sm_90 and sm_90a for a 9.0 device).
+ * kernels `tidarc bench-step` takes there (the kernel cache builds sm_90 and sm_90a for a 9.0 device);
+ * and the same on each machine of predicted-machines.ts under `byMachine` (the check takes its GPU's).
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200 } from '../codegen/machine.js';
+import { byMachine } from './predicted-machines.js';
 import type { ModelSpec } from '../ir/model.js';
 import { SM90A_RECORDED_REGISTERS, type StepRegisters } from './step-cost-model.js';
 import { type E2ePredictions, e2ePredictions, qwen3Shape } from './step-report.js';
@@ -32,9 +34,16 @@ export function e2eModels(dry: boolean): { specs: ModelSpec[]; prefixes: number[
 /** Without ptxas: at most 128 registers for a GEMM (what ptxas reports for them at sm_90), 255 for attention (its worst). */
 export const E2E_REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 255, sm90a: SM90A_RECORDED_REGISTERS, source: 'assumed: 128 a GEMM thread, 255 an attention thread, the sm_90a kernels as ptxas reported (prepare runs no ptxas for this)' };
 
-export async function writeE2ePredictions(outDir: string, dry: boolean): Promise<E2ePredictions> {
+/** e2e_predictions.json: the H200's predictions, and every machine's (the H200's again among them) by key. */
+export type E2eBundlePredictions = E2ePredictions & { readonly byMachine: Readonly<Record<string, Pick<E2ePredictions, 'machine' | 'models'>>> };
+
+export async function writeE2ePredictions(outDir: string, dry: boolean): Promise<E2eBundlePredictions> {
   const { specs, prefixes } = e2eModels(dry);
-  const p = e2ePredictions(specs, prefixes, H200, E2E_REGISTERS, 'sm_90a');
+  const each = byMachine((machine) => e2ePredictions(specs, prefixes, machine, E2E_REGISTERS, 'sm_90a'));
+  const p: E2eBundlePredictions = {
+    ...e2ePredictions(specs, prefixes, H200, E2E_REGISTERS, 'sm_90a'),
+    byMachine: Object.fromEntries(Object.entries(each).map(([key, q]) => [key, { machine: q.machine, models: q.models }])),
+  };
   await writeFile(join(outDir, E2E_PREDICTIONS), `${JSON.stringify(p, null, 1)}\n`);
   return p;
 }

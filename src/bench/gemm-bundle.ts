@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { H200 } from '../codegen/machine.js';
 import { predictGemm } from './gemm-cost-model.js';
+import { byMachine } from './predicted-machines.js';
 import { gemmRegisters } from '../codegen/gemm-registers.js';
 import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
 import { stepRows } from '../codegen/step-rows.js';
@@ -100,6 +101,8 @@ export interface BundleGemmKernel {
   readonly predictedBound: string;
   readonly predictedRegisters: number;
   readonly predictedCtasPerSm: number;
+  /** The same on each machine of predicted-machines.ts, by key (the check takes its GPU's: scripts/device-check/machines.py). */
+  readonly byMachine: Readonly<Record<string, { readonly predictedUs: number; readonly predictedBound: string }>>;
 }
 
 export interface BundleGemmUnit {
@@ -197,6 +200,10 @@ export async function prepareGemmBundle(outDir: string, grid: GemmGrid, emulated
         return {
           m: p.m, symbol: gemmSymbol(shape, p.m), blockM: p.blockM, nTiles: p.nTiles, threads: p.threads, sharedBytes: p.sharedBytes,
           predictedUs: predicted.predictedS * 1e6, predictedBound: predicted.bound, predictedRegisters: registers, predictedCtasPerSm: predicted.ctasPerSm,
+          byMachine: byMachine((machine) => {
+            const q = predictGemm(p, p.m, machine, registers);
+            return { predictedUs: q.predictedS * 1e6, predictedBound: q.bound };
+          }),
         };
       }),
     });

@@ -55,3 +55,30 @@ export const H200: Machine = {
   // SXM parts' 1.98 GHz maximum boost: power-limited matmuls do not hold it) = 29.7 TB/s.
   sharedBytesPerS: 128 * 132 * 1.755e9,
 };
+
+/**
+ * The other GPU the device tool lends ("nvidia-h100-x1": NVIDIA H100 80GB HBM3, the SXM5 part),
+ * the same GH100 chip with the same 132 SMs, clocks, L2 and shared memory, and HBM3 in place of
+ * HBM3e. Only the device check prices for it (src/bench/predicted-machines.ts: its predictions
+ * for the GPU it runs on); the planner plans for H200 alone. Figures:
+ */
+export const H100_SXM: Machine = {
+  name: 'H100 SXM (sm_90, 132 SMs)',
+  sms: 132,  // H100 SXM5 datasheet (the PCIe part has 114)
+  // Assumed, not measured: the 3.35 TB/s HBM3 datasheet rate (H100 SXM5; stas00/ml-engineering's
+  // accelerator memory table) at the efficiency of the H200's measured copy (4.3 of 4.8 TB/s, 90%).
+  // No stored public measurement of an H100 SXM device-to-device copy was found (the only one,
+  // chipsandcheese 2023, is of the PCIe part). The device check's facts part measures it.
+  copyBytesPerS: 3.0e12,
+  // Measured through torch: torch.mm bf16 squares up to 10240, best size, 789.2 and 783.7 TFLOP/s
+  // on two "NVIDIA H100 80GB HBM3" and 790.3 on an "NVIDIA H200" in the same table
+  // (zzc0721/torch-performance-test-data database.md, torch 2.8); stas00/ml-engineering's MAMF table:
+  // H100 SXM 794.5, "H200 is the same". So within 1% of the H200's 790.
+  matmulFlops: 785e12,
+  mmaSyncFlops: 395e12,  // as the H200: shared-memory bandwidth for ldmatrix limits it, the same SMs at the same clocks
+  l2BytesPerS: 10e12,    // assumed, as the H200 (the same L2)
+  arch: 'sm_90',
+  launchGapS: 2e-6,      // as the H200 (the same driver path)
+  hbmLatencyS: 700e-9,   // as the H200: its source (PMC10448217) measured an H100
+  sharedBytesPerS: 128 * 132 * 1.755e9,  // as the H200: the same SMs and clock assumption
+};

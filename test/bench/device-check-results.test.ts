@@ -48,6 +48,16 @@ describe.skipIf(!python)('results.py', () => {
     expect(md).toMatch(/tidar_k16 L=16384 +B=1: tidarc +100\.0 us/);
   });
 
+  test('a run on an H100 SXM goes to an h100 folder, not the h200 one', async () => {
+    const h100 = join(root, 'h100');
+    mkdirSync(h100);
+    writeFileSync(join(h100, 'device-check.json'), JSON.stringify({ ...sample, device: { ...(sample.device as object), name: 'NVIDIA H100 80GB HBM3' }, date: '2026-12-05' }));
+    const r = await results([h100, '--into', into]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(join(into, '2026-12-05-h100-80gb-hbm3'));
+    expect(readFileSync(join(into, '2026-12-05-h100-80gb-hbm3', 'README.md'), 'utf8')).toMatch(/^# Device check on NVIDIA H100 80GB HBM3, 2026-12-05$/m);
+  });
+
   test('an existing folder is refused without --replace; a dry run always', async () => {
     const again = await results([out, '--into', into]);
     expect([again.code, again.stderr.trim()]).toEqual([1, `tidarc: error: ${join(into, '2026-12-05-h200')}: already exists; allowed: a new folder, or --replace`]);

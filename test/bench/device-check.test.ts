@@ -119,7 +119,11 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
       expect(point.splits, `${point.variant} L=${point.prefix} B=${point.batch}`).toBe(launcher.splitsFor(v, point.batch, point.prefix));
       expect(point.workspaceFloats).toBe(point.splits > 1 ? point.splits * point.batch * v.steps * model.qHeads * (model.headDim + 1) : 0);
       expect(point.predictedUs).toBeGreaterThan(0);
+      // Per machine the check may run on (predicted-machines.ts): the H200's is the point's own; an H100 SXM, with less copy bandwidth, is no faster.
+      expect(point.byMachine.H200).toEqual({ predictedUs: point.predictedUs, predictedBound: point.predictedBound, rooflineUs: point.rooflineUs });
+      expect(point.byMachine.H100!.predictedUs).toBeGreaterThanOrEqual(point.predictedUs);
     }
+    expect(JSON.parse(readFileSync(join(bundle, 'machines.json'), 'utf8'))).toMatchObject({ default: 'H200', machines: [{ key: 'H200' }, { key: 'H100' }] });
     // L = 64 is one tile: one split; L = 300 is 5 tiles the rule splits (few CTAs on 132 SMs).
     expect(section.points.filter((p) => p.prefix === 64).every((p) => p.splits === 1)).toBe(true);
     expect(section.points.filter((p) => p.prefix === 300).every((p) => p.splits === 5)).toBe(true);
