@@ -10,10 +10,17 @@
  *   - fp16, N = 160, K = 392 (7 k tiles: the 4-stage ring wraps), split-K 1, a gate | up
  *     weight: the plain epilogue, and SwiGLU over the rows interleaved as the upload does at
  *     M = 1 and 72;
- *   - batch invariance by construction: every row bitwise the same at M = 1, 20, 72 and 272;
+ *   - the 256-token tile (M = 137 to 256, and multiples of 256: prefill chunks), which the M
+ *     above never pick: bf16, N = 137 (a full and a 9-row weight tile of 128 rows), K = 200 (4 k
+ *     tiles, the last 8 wide), M = 200 (one partial token tile) and 512 (two), split-K 1 and 2
+ *     (parts of 2 k tiles, launched twice on the same counters; 168 registers, the cap for 288
+ *     threads);
+ *   - batch invariance by construction: every row bitwise the same at M = 1, 20, 72 and 272,
+ *     and at M = 200 and 512 on the 256-token tile;
  *   - nvcc -arch=sm_90a: every kernel without spills or stack, and no ptxas "Potential
  *     Performance Loss" (C7520's serialized wgmmas and kin) (registers, shared memory and
- *     stages printed).
+ *     stages printed); each unit's kernels checked against that unit's report (the two
+ *     256-token units share their symbol).
  * Tagged: g++, nvcc.
  */
 import { execFile } from 'node:child_process';
@@ -52,11 +59,17 @@ const SHAPE_OF = { 1: SWIGLU, 3: PLAIN } as const;
 const SWIGLU_MS = [1, 72];
 /** The SwiGLU output's element type (tidarc_gemm_abi.h: 16-bit from ABI 4 on, float32 before). */
 const SWIGLU_16BIT = Number(/TIDARC_GEMM_ABI_VERSION (\d+)/.exec(readTemplateFile('cuda/tidarc_gemm_abi.h'))![1]) >= 4;
+/** The 256-token tile's shape: odd N, K not a whole number of k tiles. */
+const T256: GemmShape = { n: 137, k: 200, dtype: 'bf16' };
+const T256_MS = [200, 512];
+const T256_SPLITS = [1, 2] as const;
 
 interface Built { readonly unit: Sm90aUnit; readonly exe: string; readonly dir: string }
 const plainRuns = new Map<string, Sm90aRun>();  // `${split}:${m}`
 const swigluRuns = new Map<number, Sm90aRun>();
-let ptxas: PtxasByArch = {};
+const t256Runs = new Map<string, Sm90aRun>();  // `${split}:${m}`
+/** sm_90a's ptxas report of each unit of `kernels`, by unit. */
+const ptxas: PtxasByArch[string][] = [];
 let losses: string[] = [];  // ptxas's performance-loss lines, every unit
 const kernels: { shape: GemmShape; unit: Sm90aUnit }[] = [];
 
@@ -71,6 +84,7 @@ async function build(name: string, shape: GemmShape, ms: readonly number[], spli
 }
 
 const plain = randomGemmProblem(PLAIN, Math.max(...MS), 5);
+const t256 = randomGemmProblem(T256, Math.max(...T256_MS), 7);
 const swigluNatural = randomGemmProblem(SWIGLU, Math.max(...MS), 6);
 // The upload interleaves the weight rows and the bias alike; the reference reads both in natural order.
 const swigluInterleaved: GemmProblem = { ...swigluNatural, w: interleaveGateUp(swigluNatural.w, SWIGLU.k, GEMM_SWIGLU_INTERLEAVE), bias: interleaveGateUp(swigluNatural.bias, 1, GEMM_SWIGLU_INTERLEAVE) };
@@ -85,12 +99,16 @@ beforeAll(async () => {
     for (const m of MS) plainRuns.set(`${s}:${m}`, await runSm90a(b.exe, b.dir, shape, b.unit, kernelOf(m), s === 1 ? swigluNatural : plain, { rows: m, bias: true, accumulate: true, ...(s > 1 ? { launches: 2 } : {}) }));
     if (s === 1) for (const m of SWIGLU_MS) swigluRuns.set(m, await runSm90a(b.exe, b.dir, SWIGLU, b.unit, kernelOf(m), swigluInterleaved, { rows: m, bias: true, epilogue: 1 }));
   });
+  await runPool([...T256_SPLITS], 2, async (s) => {
+    const b = await build(`t256-split${s}`, T256, T256_MS, s, ['test'], objects);
+    const kernel = b.unit.kernels.find((k) => k.tileT === 256)!;
+    for (const m of T256_MS) t256Runs.set(`${s}:${m}`, await runSm90a(b.exe, b.dir, T256, b.unit, kernel, t256, { rows: m, bias: true, accumulate: true, ...(s > 1 ? { launches: 2 } : {}) }));
+  });
   if (sm90a && nvcc.found) {
     for (const [i, { unit }] of kernels.entries()) {
       const { stderr } = await exec(nvcc.tool.path, ['-std=c++17', '-O3', '-cubin', '-Xptxas', '-v', ARCHES.sm_90a.gencode, `-I${unit.cudaDir}`, '-o', join(root, `u${i}.cubin`), unit.source], { maxBuffer: 64 << 20 });
-      const r = parsePtxasReport(stderr);
+      ptxas[i] = parsePtxasReport(stderr)['sm_90a'] ?? {};
       losses = [...losses, ...ptxasPerformanceLosses(stderr)];
-      ptxas = { ...ptxas, sm_90a: { ...ptxas['sm_90a'], ...r['sm_90a'] } };
     }
   }
 }, 600_000);
@@ -133,19 +151,36 @@ describe.skipIf(!cxx.found)('sm_90a GEMM on the emulator', () => {
     expect(new Uint8Array(b.buffer, b.byteOffset, I * 4).slice(0, SWIGLU_16BIT ? 2 * I : 4 * I)).toEqual(new Uint8Array(a.buffer, a.byteOffset, I * 4).slice(0, SWIGLU_16BIT ? 2 * I : 4 * I));
   });
 
+  test('M = 200 and 512 take the 256-token tile', () => {
+    expect(T256_MS.map(sm90aTokenTile)).toEqual([256, 256]);
+  });
+
+  test.for(T256_SPLITS.flatMap((s) => T256_MS.map((m) => [`split-K ${s} (bf16 ${T256.n}x${T256.k}), M = ${m}`, s, m] as const)))('256-token tile, %s: bias + residual vs float64, no findings', ([, s, m]) => {
+    const run = t256Runs.get(`${s}:${m}`)!;
+    expectClean(run);
+    const { ref, bound } = referenceGemm(T256, t256, m, s, { bias: true, accumulate: true });
+    expect(worstRatio(run.out, ref, bound)).toBeLessThanOrEqual(1);
+  });
+
+  test.for(T256_SPLITS.map((s) => [s] as const))('256-token tile, split-K %i: every row bitwise the same at M = 200 and 512', ([s]) => {
+    const a = t256Runs.get(`${s}:200`)!.out, b = t256Runs.get(`${s}:512`)!.out;
+    expect(new Uint32Array(b.buffer, b.byteOffset, 200 * T256.n)).toEqual(new Uint32Array(a.buffer, a.byteOffset, 200 * T256.n));
+  });
+
   test.skipIf(!sm90a)('nvcc -arch=sm_90a: every kernel without spills, stack or serialized wgmmas', () => {
-    const report = ptxas['sm_90a'] ?? {};
     expect(losses).toEqual([]);  // e.g. C7520: a wgmma on a divergent path serializes them all
     const symbols = kernels.flatMap(({ unit }) => unit.kernels.map((k) => k.symbol));
-    for (const { unit } of kernels) {
+    for (const [i, { unit }] of kernels.entries()) {
       for (const k of unit.kernels) {
-        const r = report[k.symbol];
+        const r = ptxas[i]?.[k.symbol];
         expect(r, k.symbol).toBeDefined();
         expect(r!.spillStoreBytes + r!.spillLoadBytes + r!.stackBytes, k.symbol).toBe(0);
-        console.log(`${k.symbol}: ${r!.registers} registers, ${k.sharedBytes} bytes of dynamic shared memory, ${k.stages} stages, ${k.threads} threads`);
+        console.log(`${k.symbol} (split-K ${unit.reduction.splitK}): ${r!.registers} registers, ${k.sharedBytes} bytes of dynamic shared memory, ${k.stages} stages, ${k.threads} threads`);
       }
     }
-    expect(new Set(symbols).size).toBeGreaterThanOrEqual(4);
+    expect(new Set(symbols).size).toBeGreaterThanOrEqual(5);
+    // The 256-token tile at both split-K counts (the split one at the 168-register cap).
+    expect(kernels.flatMap(({ unit }) => unit.kernels.filter((k) => k.tileT === 256).map(() => unit.reduction.splitK)).sort()).toEqual([1, 2]);
   });
 });
 
