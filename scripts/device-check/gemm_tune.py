@@ -11,10 +11,12 @@ On a 9.0 device (sm90a=True; the dry run's emulated driver is one) the shape's s
 wgmma, the bundle's tune[].sm90a: the planner's token tile per M at each split-K count) races the
 mma.sync candidates: checked the same way (float64 bound, bitwise equal across M within its split-K;
 never compared in bits with mma.sync, which rounds apart), timed after the mma.sync candidates of each
-split-K. Then one kernel family and one split-K for the shape, from the best times summed over every
-M (chooseGemmKernel of gemm-space.ts: a pair that missed an M is not weighed against complete ones,
-ties to mma.sync then fewer parts; never a family or a count per M), and per M the fastest tile under
-it. The winners go into tune-cuda.json's `gemms` (src/tune/db.ts), which `tidarc compile --tuned`
+split-K. Then one kernel family and one split-K for the shape from the best times over every M, by
+the planner's rule (chooseGemmKernel of gemm-space.ts: a pair that missed an M is not weighed against
+complete ones; per split-K the family of least summed time, ties to mma.sync; then the split-K of least
+summed relative regret, ties to fewer parts; never a family or a count per M), and per M the fastest
+tile under it. The split-K workspace holds the largest split count the shape's candidates run
+(workspace_floats), checked against the device's free memory first. The winners go into tune-cuda.json's `gemms` (src/tune/db.ts), which `tidarc compile --tuned`
 reads. No shape starts after the budget; the shapes not reached are listed."""
 import concurrent.futures
 import json
@@ -31,37 +33,49 @@ from tidarc_abi import GEMM
 from tune import DB_FILE, cuda_meta, nvcc_path
 
 
+def least_regret_split(times):
+    """leastRegretSplit of src/codegen/gemm-tile-choice.ts (the planner's split rule): times[split] = a time per row
+    count, in one order. The least sum over the rows of time / the least time of any split at that row wins; ties
+    (within 1e-9) to fewer parts. A test holds the two together."""
+    counts = sorted(times)
+    best = [min(times[s][i] for s in counts) for i in range(len(times[counts[0]]))]
+    regret = lambda s: sum(x / b for x, b in zip(times[s], best))  # noqa: E731
+    chosen = counts[0]
+    for s in counts[1:]:
+        if regret(s) < regret(chosen) - 1e-9:
+            chosen = s
+    return chosen
+
+
 def choose_split(us):
-    """chooseGemmSplitK of src/tune/gemm-space.ts: us[split][m] = best time; the least total over the
-    row counts every split measured, ties to fewer parts (a test holds the two together)."""
+    """chooseGemmSplitK of src/tune/gemm-space.ts: us[split][m] = best time; over the row counts every split measured,
+    the least summed relative regret (least_regret_split), ties to fewer parts (a test holds the two together)."""
     counts = sorted(us)
     rows = [m for m in sorted({m for s in counts for m in us[s]}) if all(m in us[s] for s in counts)]
     if not counts or not rows:
         return None
-    total = lambda s: sum(us[s][m] for m in rows)  # noqa: E731
-    best = counts[0]
-    for s in counts[1:]:
-        if total(s) < total(best):
-            best = s
-    return best
+    return least_regret_split({s: [us[s][m] for m in rows] for s in counts})
 
 
 def choose_kernel(us):
-    """chooseGemmKernel of src/tune/gemm-space.ts: us[family][split][m] = best time. Of the (family,
-    split) pairs that reached every M any pair reached (else all, over the M every pair reached), the
-    least total wins; ties to 'sm_90' then fewer parts. (family, split) or None; a test holds the two together."""
+    """chooseGemmKernel of src/tune/gemm-space.ts: us[family][split][m] = best time. Of the (family, split) pairs that
+    reached every M any pair reached (else all, over the M every pair reached): per split the family of the least
+    total (ties to 'sm_90'), then the split of least summed relative regret (least_regret_split, ties to fewer parts),
+    as a compile for sm_90a chooses on predicted times. (family, split) or None; a test holds the two together."""
     pairs = [(f, s, us[f][s]) for f in ('sm_90', 'sm_90a') if f in us for s in sorted(us[f])]
-    every = {m for _, _, at in pairs for m in at}
+    every = sorted({m for _, _, at in pairs for m in at})
     complete = [p for p in pairs if all(m in p[2] for m in every)]
     pool = complete or pairs
     rows = [m for m in every if all(m in p[2] for p in pool)]
     if not pool or not rows:
         return None
-    best = pool[0]
-    for p in pool[1:]:
-        if sum(p[2][m] for m in rows) < sum(best[2][m] for m in rows):
-            best = p
-    return best[0], best[1]
+    total = lambda p: sum(p[2][m] for m in rows)  # noqa: E731
+    by_split = {}
+    for p in pool:  # family order: a tie keeps mma.sync
+        if p[1] not in by_split or total(p) < total(by_split[p[1]]):
+            by_split[p[1]] = p
+    split = least_regret_split({s: [p[2][m] for m in rows] for s, p in by_split.items()})
+    return by_split[split][0], split
 
 
 def sm90a_search(t, on):
@@ -87,6 +101,25 @@ def build_sm90a_sources(bundle, gem, log):
     return len(jobs)
 
 
+def workspace_parts(t):
+    """The largest split-K count among the shape's candidates, both families (the sm_90a ones run at the same counts)."""
+    cands = list(t['candidates']) + list((t.get('sm90a') or {}).get('candidates') or [])
+    return max([c['splitK'] for c in cands] or [1])
+
+
+def workspace_floats(t, rows_max, free_bytes=None, other_bytes=0):
+    """The split-K workspace of a shape's search, in float32s: [parts, rows, N] (tidarc_gemm_abi.h), parts the largest
+    split-K count its candidates run. free_bytes: the device's free memory; other_bytes: what the search allocates
+    beside the workspace. One that would not fit is refused here, naming the shape, not by a failed allocation later."""
+    parts = workspace_parts(t)
+    floats = parts * rows_max * t['n']
+    if free_bytes is not None and 4 * floats + other_bytes > free_bytes:
+        raise RuntimeError(f"{t.get('unit', 'GEMM')}: the split-K workspace of {parts} parts x {rows_max} rows x {t['n']} columns needs "
+                           f"{4 * floats / 2**30:.2f} GiB of float32 beside {other_bytes / 2**30:.2f} GiB of inputs and output, "
+                           f"and the device has {free_bytes / 2**30:.2f} GiB free")
+    return floats
+
+
 class NumpyShape:
     """Dry run: numpy inputs and reference, buffers on the emulated driver."""
 
@@ -94,6 +127,7 @@ class NumpyShape:
         rng = np.random.default_rng(seed)
         n, k, dtype = t['n'], t['k'], t['dtype']
         self.drv, self.n = drv, n
+        self.ws_floats = workspace_floats(t, rows_max, drv.mem_free() if hasattr(drv, 'mem_free') else None)
         x = to_bits(rng.standard_normal((rows_max, k)).astype(np.float32), dtype)  # the GEMMs read 16-bit activations
         w_bits = to_bits(0.5 * rng.standard_normal((n, k)), dtype)
         bias = rng.standard_normal(n).astype(np.float32)
@@ -102,7 +136,7 @@ class NumpyShape:
         self.mag = np.abs(x16) @ np.abs(w).T
         self.bias_host = bias
         self.ptr = {'x': drv.alloc(x.nbytes), 'w': drv.alloc(w_bits.nbytes), 'bias': drv.alloc(bias.nbytes),
-                    'out': drv.alloc(rows_max * n * 4), 'ws': drv.alloc(4 * rows_max * n * 4)}
+                    'out': drv.alloc(rows_max * n * 4), 'ws': drv.alloc(4 * self.ws_floats)}
         for name, a in (('x', x), ('w', w_bits), ('bias', bias)):
             drv.upload(self.ptr[name], a)
         self.sets = 1
@@ -112,7 +146,7 @@ class NumpyShape:
 
     def poison(self, rows):
         self.drv.fill(self.ptr['out'], 0xFF, rows * self.n * 4)
-        self.drv.fill(self.ptr['ws'], 0xFF, 4 * rows * self.n * 4)
+        self.drv.fill(self.ptr['ws'], 0xFF, 4 * self.ws_floats)
 
     def output(self, rows):
         self.drv.synchronize()
@@ -133,8 +167,10 @@ class TorchShape:
         n, k = t['n'], t['k']
         dt = torch.bfloat16 if t['dtype'] == 'bf16' else torch.float16
         self.torch, self.n = torch, n
-        self.x = torch.randn(rows_max, k, device='cuda', generator=gen).to(dt)  # the GEMMs read 16-bit activations
         self.sets = max(1, min(4, math.ceil(120e6 / (n * k * 2))))
+        # Before anything is allocated: a clear error, not an out-of-memory failure halfway (x, weight sets, bias, out; the workspace).
+        ws_floats = workspace_floats(t, rows_max, torch.cuda.mem_get_info()[0], rows_max * k * 2 + self.sets * n * k * 2 + n * 4 + rows_max * n * 4)
+        self.x = torch.randn(rows_max, k, device='cuda', generator=gen).to(dt)  # the GEMMs read 16-bit activations
         self.w = [(0.5 * torch.randn(n, k, device='cuda', generator=gen)).to(dt) for _ in range(self.sets)]
         self.bias = torch.randn(n, device='cuda', generator=gen)
         x16, wd = self.x.double(), self.w[0].double()
@@ -143,7 +179,7 @@ class TorchShape:
         self.bias_host = self.bias.cpu().numpy()
         del x16, wd
         self.out = torch.empty(rows_max, n, device='cuda')
-        self.ws = torch.empty(4, rows_max, n, device='cuda')
+        self.ws = torch.empty(ws_floats, device='cuda')
         self.ptr = {'x': self.x.data_ptr(), 'bias': self.bias.data_ptr(), 'out': self.out.data_ptr(), 'ws': self.ws.data_ptr()}
 
     def weights(self, i):
@@ -207,7 +243,7 @@ def tile_name(tile):
 
 def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm90a=None):
     """Every candidate checked then timed: timed[(family, split, m, tile)] = (cand, timing); sm90a: the shape's race (sm90a_search)."""
-    rows_max = max(c['m'] for c in t['candidates'])
+    rows_max = max(c['m'] for c in [*t['candidates'], *(sm90a['candidates'] if sm90a else [])])
     sh = make_shape(t, rows_max)
     sources = {s['splitK']: s for s in t['sources']}
     sm90a_sources = {s['splitK']: s for s in sm90a['sources']} if sm90a else {}
@@ -221,8 +257,10 @@ def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm
         if sm90a:
             families.append(('sm_90a', sm90a_sources, sm90a['candidates'], lambda c: f"sm_90a t{c['tileT']}",
                              lambda src, c, i, bias: _launch_sm90a(drv, bundle, t, src, c, sh, maps, i, bias)))
-        # The heuristic's split-K first, both families: a budget that ends mid-shape has timed the pair the compile plans.
-        for split in sorted(sources, key=lambda x: (x != t['heuristicSplitK'], x)):
+        # The heuristic's split-K first, both families: a budget that ends mid-shape has timed the pair the compile plans (raced:
+        # the compile a 9.0 device gets, with sm_90a; bundle.ts heuristicByArch).
+        first = ((t.get('heuristicByArch') or {}).get('sm_90a') or {}).get('splitK', t['heuristicSplitK']) if sm90a else t['heuristicSplitK']
+        for split in sorted(sources, key=lambda x: (x != first, x)):
             for family, srcs, cands, label, launch in families:
                 if split not in srcs:
                     continue
@@ -283,17 +321,66 @@ def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
     # 'space': the search space that made the record (gemm-space.ts GEMM_SEARCH_SPACE); a compile ignores records of another.
     entry = {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, **({'space': t['space']} if 'space' in t else {}),
              'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
-             'splitTotalsUs': _totals(mma), 'rows': rows, 'timed': len(timed), 'rejected': rejected, 'meta': meta, 'date': date}
+             'splitTotalsUs': _totals(mma), 'splitRowsUs': _rows_us(mma), 'rows': rows, 'timed': len(timed), 'rejected': rejected, 'meta': meta, 'date': date}
     if raced:
         entry['kernel'] = kernel
         wg = best.get('sm_90a', {})
         own = split if kernel == 'sm_90a' else (choose_kernel({'sm_90a': us['sm_90a']}) or (None, None))[1] if wg else None
         if own is not None:
-            entry['sm90a'] = {'splitTotalsUs': _totals(wg), 'splitK': own,
+            entry['sm90a'] = {'splitTotalsUs': _totals(wg), 'splitRowsUs': _rows_us(wg), 'splitK': own,
                               'rows': {str(m): {'tileT': cand['tileT'], 'timing': _t(timing)} for m, (_, cand, timing) in sorted(wg[own].items())}}
         elif (t.get('sm90a') or {}).get('candidates'):
             entry['sm90a'] = {'splitTotalsUs': {}, 'splitK': split, 'rows': {}}
+        h = heuristic_on_90(t, timed)
+        if h:
+            entry['heuristicSm90a'] = h
     return entry
+
+
+def heuristic_on_90(t, timed):
+    """What a 9.0 device runs for the shape with no record (the bundle's heuristicByArch.sm_90a: the compile the kernel cache
+    builds there, sm_90 and sm_90a), as this search timed it: its family, split-K, and per M its kernel's time (the mma.sync
+    tile that compile plans, or the sm_90a kernel's token tile). None where the bundle does not say; an M whose kernel was
+    not timed (rejected, past the budget) is left out."""
+    h = (t.get('heuristicByArch') or {}).get('sm_90a')
+    if not h:
+        return None
+    kernel, split, rows = h['kernel'], h['splitK'], {}
+    for (family, s, m, label), (cand, timing) in sorted(timed.items(), key=lambda kv: kv[0][2]):
+        if family != kernel or s != split:
+            continue
+        if kernel == 'sm_90' and tile_name(cand['tile']) == tile_name((h.get('tiles') or {}).get(str(m), {'blockM': 0, 'warpsM': 0, 'stages': 0})):
+            rows[str(m)] = {'tile': cand['tile'], 'timing': _t(timing)}
+        elif kernel == 'sm_90a':
+            rows[str(m)] = {'tileT': cand['tileT'], 'timing': _t(timing)}
+    return {'kernel': kernel, 'splitK': split, 'arches': list(h['arches']), 'rows': rows}
+
+
+def _label(r):
+    """A run's kernel in one word: the mma.sync tile (tile_name) or the sm_90a kernel's token tile."""
+    return tile_name(r['tile']) if 'tile' in r else f"sm_90a-t{r['tileT']}"
+
+
+def run_rows(e, t):
+    """Per M, what a user runs without the record (the heuristic) and with it (tuned), timed: (heuristic split-K, the arches
+    of the compile the heuristic is, rows). A raced entry with heuristicSm90a compares what a 9.0 device runs: the heuristic
+    of a compile with sm_90a (its family and split-K) against the record's family and split-K (the sm_90a kernel's time
+    where it won); an M missing either is left out. Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile."""
+    h = e.get('heuristicSm90a')
+    if not h:
+        return e['heuristicSplitK'], ','.join(t.get('heuristicArches') or ['?']), {
+            m: {'best': tile_name(r['best']), 'bestUs': r['bestTiming']['medianUs'], 'heuristic': tile_name(r['heuristic']),
+                'heuristicUs': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}
+    tuned = ({m: {'tileT': r['tileT'], 'timing': r['timing']} for m, r in e['sm90a']['rows'].items()} if e['kernel'] == 'sm_90a'
+             else {m: {'tile': r['best'], 'timing': r['bestTiming']} for m, r in e['rows'].items()})
+    rows = {m: {'best': _label(r), 'bestUs': r['timing']['medianUs'], 'heuristic': _label(h['rows'][m]), 'heuristicUs': h['rows'][m]['timing']['medianUs']}
+            for m, r in sorted(tuned.items(), key=lambda kv: int(kv[0])) if m in h['rows']}
+    return h['splitK'], ','.join(h['arches']), rows
+
+
+def _rows_us(by_split):
+    """Per split-K, per M, the best time: what chooseGemmKernel / choose_kernel weighed (relative regret needs each M's time)."""
+    return {str(s): {str(m): v[0] for m, v in sorted(ms.items())} for s, ms in sorted(by_split.items())}
 
 
 def _totals(by_split):
@@ -347,11 +434,9 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
                'seconds': time.time() - t0}
         if e:
             entries.append(e)
-            planned_for = ','.join(t.get('heuristicArches') or ['?'])  # the bundle's target, not every arch a compile builds
-            rec.update({'splitK': e['splitK'], 'heuristicSplitK': e['heuristicSplitK'], 'heuristicArches': planned_for, **({'kernel': e['kernel']} if 'kernel' in e else {}),
-                        'rows': {m: {'best': tile_name(r['best']), 'bestUs': r['bestTiming']['medianUs'], 'heuristic': tile_name(r['heuristic']),
-                                     'heuristicUs': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}})
-            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic for {planned_for}: {e['heuristicSplitK']}); "
+            heuristic_split, planned_for, rows = run_rows(e, t)
+            rec.update({'splitK': e['splitK'], 'heuristicSplitK': heuristic_split, 'heuristicArches': planned_for, **({'kernel': e['kernel']} if 'kernel' in e else {}), 'rows': rows})
+            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic for {planned_for}: {heuristic_split}); "
                 + ', '.join(f"M={m} {v['best']} {v['bestUs']:.1f} us (heuristic {v['heuristic']} {v['heuristicUs']:.1f})" for m, v in rec['rows'].items())
                 + f"; {len(timed)} timed, {len(rejected)} rejected")
             if 'kernel' in e:

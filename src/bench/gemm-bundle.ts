@@ -13,7 +13,11 @@ import { predictGemm } from './gemm-cost-model.js';
 import { byMachine } from './predicted-machines.js';
 import { gemmRegisters } from '../codegen/gemm-registers.js';
 import { type GemmRole, gemmShapeOf } from '../codegen/gemm-model.js';
-import { stepRows } from '../codegen/step-rows.js';
+import { DEFAULT_STEP_ROWS, stepRows } from '../codegen/step-rows.js';
+import { planUnitReduction } from '../codegen/gemm-unit-split.js';
+import { sm90aGemmHeuristic } from '../codegen/gemm-kernel-choice.js';
+import { sm90aRefusal } from '../codegen/gemm-sm90a.js';
+import type { GemmFamily } from '../tune/db.js';
 import { gemmEpilogues } from '../codegen/gemm-epilogue.js';
 import {
   type GemmShape, type GemmTarget, type GemmTile, gemmPlanTile, gemmRowStatsSymbol, gemmSymbol, gemmTarget, gemmTileName, gemmUnitName, planGemm, planReduction,
@@ -136,6 +140,20 @@ export interface BundleGemmCandidate {
   readonly sharedBytes: number;
 }
 
+/**
+ * What the runtime launches for a weight shape with no tune record, under one compile: the kernel
+ * family every M runs on a 9.0 device, the split-K, and per searched M the mma.sync tile (the
+ * sm_90a kernel's token tile is the planner's, sm90aTokenTile, the only one the search times).
+ */
+export interface BundleGemmHeuristic {
+  /** The compile's arches. */
+  readonly arches: readonly ArchName[];
+  readonly kernel: GemmFamily;
+  readonly splitK: number;
+  /** Step row count (decimal) -> the mma.sync tile that compile plans (kernel 'sm_90'). */
+  readonly tiles?: Readonly<Record<string, GemmTile>>;
+}
+
 /** The search of one weight shape: a source per split-K count, every candidate of it. */
 export interface BundleGemmTune {
   readonly unit: string;
@@ -146,6 +164,15 @@ export interface BundleGemmTune {
   readonly heuristicSplitK: number;
   /** The arches the heuristic (split-K and tiles) was planned for: the search's target, not every arch a compile may build. */
   readonly heuristicArches: readonly ArchName[];
+  /**
+   * The heuristic per compile, as the runtime launches it (gemmRuntimeHeuristics): `sm_90` a
+   * compile for sm_90 alone (mma.sync at heuristicSplitK), `sm_90a` one that builds sm_90a too, as
+   * the kernel cache does for a 9.0 device: the split-K priced on the family the unit runs
+   * (gemm-unit-split.ts planUnitReduction) and that family (gemm-kernel-choice.ts
+   * sm90aGemmHeuristic; mma.sync where the shape has no sm_90a kernel). A search on a 9.0 device
+   * compares its winner with `sm_90a`: what a user's run gets without the record.
+   */
+  readonly heuristicByArch: { readonly sm_90: BundleGemmHeuristic; readonly sm_90a: BundleGemmHeuristic };
   /** The search space and kernel generation (gemm-space.ts GEMM_SEARCH_SPACE): the records the search writes carry it. */
   readonly space: number;
   readonly sources: readonly { readonly splitK: number; readonly cu: string; readonly fatbin: string }[];
@@ -259,7 +286,32 @@ async function prepareGemmTune(outDir: string, grid: GemmGrid, target: GemmTarge
       })));
     }
     const sm90a = t.sm90a ? await prepareSm90aSearch(outDir, shape, role, t.rows ?? grid.rows, reductions.map((r) => r.splitK), target, emulated) : undefined;
-    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: planReduction(shape, target, undefined, { rowStats: gemmEpilogues(shape, [role]).rowStats === true }).splitK, heuristicArches: target.arches, space: GEMM_SEARCH_SPACE, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
+    const heuristicByArch = gemmRuntimeHeuristics(shape, role, t.rows ?? grid.rows);
+    out.push({ unit: gemmUnitName(shape), role, n: shape.n, k: shape.k, dtype: shape.dtype, heuristicSplitK: heuristicByArch.sm_90.splitK, heuristicArches: target.arches, heuristicByArch, space: GEMM_SEARCH_SPACE, sources, candidates, pruned, ...(sm90a ? { sm90a } : {}) });
   }
   return out;
+}
+
+/**
+ * What a compile of the Qwen3-8B model (its step rows, DEFAULT_STEP_ROWS, as heuristicSplitK
+ * always took) launches for `shape` in `role` with no tune record, at the searched row counts
+ * `ms`: for sm_90 alone, mma.sync at planReduction's count; for sm_90 + sm_90a (the kernel cache's
+ * compile for a 9.0 device), planUnitReduction's count (priced on the family the unit runs) and
+ * sm90aGemmHeuristic's family over the compile's planned row counts, as generate.ts records it.
+ */
+export function gemmRuntimeHeuristics(shape: GemmShape, role: string, ms: readonly number[]): BundleGemmTune['heuristicByArch'] {
+  const roles = [role as GemmRole];
+  const opts = { rowStats: gemmEpilogues(shape, roles).rowStats === true };
+  const tilesOf = (target: GemmTarget, reduction: ReturnType<typeof planReduction>): Record<string, GemmTile> =>
+    Object.fromEntries(ms.map((m) => [String(m), gemmPlanTile(planGemm(shape, m, target, reduction, undefined, opts))]));
+  const t90 = gemmTarget(['sm_90']);
+  const r90 = planReduction(shape, t90, undefined, { ...opts, rows: DEFAULT_STEP_ROWS });
+  const t90a = gemmTarget(['sm_90', 'sm_90a']);
+  const r90a = planUnitReduction(shape, roles, t90a, DEFAULT_STEP_ROWS, opts);
+  const kernel: GemmFamily = sm90aRefusal(shape, roles, r90a) !== null ? 'sm_90'
+    : sm90aGemmHeuristic({ shape, roles, reduction: r90a, plans: DEFAULT_STEP_ROWS.map((m) => planGemm(shape, m, t90a, r90a, undefined, opts)) }).kernel;
+  return {
+    sm_90: { arches: t90.arches, kernel: 'sm_90', splitK: r90.splitK, tiles: tilesOf(t90, r90) },
+    sm_90a: { arches: t90a.arches, kernel, splitK: r90a.splitK, ...(kernel === 'sm_90' ? { tiles: tilesOf(t90a, r90a) } : {}) },
+  };
 }

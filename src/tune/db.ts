@@ -92,10 +92,22 @@ export type GemmFamily = (typeof GEMM_FAMILIES)[number];
 export interface GemmSm90aTiming {
   /** Per split-K count, its times summed over the row counts it reached. */
   readonly splitTotalsUs: Readonly<Record<string, number>>;
-  /** The split-K count of `rows`: the entry's when sm_90a won, else its own fastest. */
+  /** Per split-K count, per step row count (decimal), the time the choice weighed (absent in records before GEMM search space 4). */
+  readonly splitRowsUs?: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** The split-K count of `rows`: the entry's when sm_90a won, else its own fastest by the same rule. */
   readonly splitK: number;
   /** Per step row count (decimal), at `splitK`. */
   readonly rows: Readonly<Record<string, { readonly tileT: number; readonly timing: Timing }>>;
+}
+
+/** A heuristic as a device ran it: one family and split-K for every M, and per M the kernel it launched with its time. */
+export interface GemmHeuristicTiming {
+  readonly kernel: GemmFamily;
+  readonly splitK: number;
+  /** The compile whose heuristic it is. */
+  readonly arches: readonly ArchName[];
+  /** Per step row count (decimal): the mma.sync tile (kernel sm_90) or the sm_90a token tile, and the time. */
+  readonly rows: Readonly<Record<string, { readonly tile?: GemmTile; readonly tileT?: number; readonly timing: Timing }>>;
 }
 
 export interface GemmTuneEntry {
@@ -115,9 +127,22 @@ export interface GemmTuneEntry {
   /** The family every row count runs on a 9.0 device, chosen with splitK; absent: an entry of a search that did not race sm_90a. */
   readonly kernel?: GemmFamily;
   readonly sm90a?: GemmSm90aTiming;
+  /** The split-K of a compile for the search's arch alone (mma.sync): what `rows[].heuristic` timed. */
   readonly heuristicSplitK: number;
-  /** Per split-K count, its best tiles' times summed over the row counts (what the choice compared). */
+  /**
+   * Where the search raced the families on a 9.0 device: what that device runs with no record
+   * (the heuristic of a compile that builds sm_90a, as the kernel cache does there: gemm-bundle.ts
+   * heuristicByArch.sm_90a), timed per M: its family, split-K, and the mma.sync tile or sm_90a
+   * token tile of each M. tune --report compares the record's winner with it.
+   */
+  readonly heuristicSm90a?: GemmHeuristicTiming;
+  /** Per split-K count, its best tiles' times summed over the row counts. */
   readonly splitTotalsUs: Readonly<Record<string, number>>;
+  /**
+   * Per split-K count, per step row count (decimal), its best tile's time: what the choice weighed
+   * (least summed relative regret, gemm-space.ts chooseGemmKernel). Absent before search space 4.
+   */
+  readonly splitRowsUs?: Readonly<Record<string, Readonly<Record<string, number>>>>;
   /** Per step row count (decimal). */
   readonly rows: Readonly<Record<string, GemmRowTiming>>;
   readonly timed: number;
@@ -256,6 +281,11 @@ function checkGemmFamily(e: GemmTuneEntry, field: string, source: string): void 
   }
   if (e.sm90a !== undefined && !(Number.isInteger(e.sm90a.splitK) && e.sm90a.rows && typeof e.sm90a.rows === 'object' && Object.values(e.sm90a.rows).every((r) => r && Number.isInteger(r.tileT) && r.timing && Number.isFinite(r.timing.medianUs)))) {
     throw new TidarcError('invalid-argument', 'a tuning database GEMM entry\'s sm_90a timings are malformed', { field: `${field}.sm90a`, allowed: '{"splitK": <integer>, "splitTotalsUs": {...}, "rows": {"<M>": {"tileT": <integer>, "timing": {...}}}}', source });
+  }
+  const h = e.heuristicSm90a;
+  if (h !== undefined && !(h && (GEMM_FAMILIES as readonly unknown[]).includes(h.kernel) && Number.isInteger(h.splitK) && Array.isArray(h.arches) && h.rows && typeof h.rows === 'object'
+    && Object.values(h.rows).every((r) => r && r.timing && Number.isFinite(r.timing.medianUs) && (h.kernel === 'sm_90a' ? Number.isInteger(r.tileT) : r.tile && Number.isInteger(r.tile.blockM))))) {
+    throw new TidarcError('invalid-argument', 'a tuning database GEMM entry\'s heuristicSm90a is malformed', { field: `${field}.heuristicSm90a`, allowed: '{"kernel": "sm_90" | "sm_90a", "splitK": <integer>, "arches": [...], "rows": {"<M>": {"tile" | "tileT": ..., "timing": {...}}}}', source });
   }
   if (e.kernel === 'sm_90a' && e.sm90a?.splitK !== e.splitK) {
     throw new TidarcError('invalid-argument', 'a tuning database GEMM entry chose the sm_90a kernel at another split-K than its own', { field: `${field}.sm90a.splitK`, value: String(e.sm90a?.splitK), allowed: String(e.splitK), source });

@@ -3,8 +3,9 @@
  * the heuristic default (the plan). Pure: no I/O. Two levels, because lossless decoding needs
  * a row's result to be independent of M (tidarc_gemm_abi.h):
  *   - the reduction (split-K) is chosen per (N, K, dtype, arch) only: gemmReductionSpace lists
- *     the split counts, and chooseGemmSplitK picks one from timings summed over every step row
- *     count, never per M (a split count changes the order of the sum);
+ *     the split counts, and chooseGemmSplitK picks one from timings over every step row count by
+ *     the planner's rule (gemm-tile-choice.ts leastRegretSplit: least summed relative regret,
+ *     ties to fewer parts), never per M (a split count changes the order of the sum);
  *   - the tile (rows per CTA, warp layout, pipeline stages) is chosen per (shape, M) under
  *     that reduction: gemmTileSpace: width 128 or 64 (128 only with row statistics), 8 or 4
  *     warps, rows, warp rows and stages; blockK (64: the swizzle's row) is fixed by the kernel.
@@ -19,10 +20,15 @@
  * On a 9.0 device the sm_90a GEMM (TMA + wgmma, gemm-sm90a.ts) races the mma.sync one:
  * gemmSm90aSpace lists it per split-K count at the planner's token tile of each M, and
  * chooseGemmKernel picks the family with the split-K, both once per weight shape (the two
- * families round apart, so a family per M would break batch invariance as a split per M would).
+ * families round apart, so a family per M would break batch invariance as a split per M would),
+ * by the rule a compile for sm_90a applies to predicted times (gemm-unit-split.ts
+ * planUnitReduction with gemm-kernel-choice.ts sm90aGemmHeuristic): per split count the family of
+ * the least summed time, then the count of least summed relative regret. The tuner and the
+ * planner decide one thing by one rule; only their times differ (measured against predicted).
  */
 import { MAX_REGISTERS, gemmRegisters } from '../codegen/gemm-registers.js';
 import { sm90aRefusal, sm90aTokenTile } from '../codegen/gemm-sm90a.js';
+import { leastRegretSplit } from '../codegen/gemm-tile-choice.js';
 import type { GemmFamily } from './db.js';
 import {
   GEMM_BLOCK_N, GEMM_NARROW_BLOCK_N, GEMM_MAX_SPLIT_K, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_THREADS, GEMM_WARPS, type GemmPlanOptions, type GemmReduction, type GemmShape, type GemmTarget, type GemmTile,
@@ -36,12 +42,17 @@ import {
  *   2: 64-column tiles and the filling split rule (b9defb2, 5898629), the sm_90a GEMM's 64-row
  *     tiles (b9d15e2);
  *   3: 4-warp tiles (gemm-plan.ts GEMM_WARPS) and the planner's tile chosen per M by the cost
- *     model (gemm-tile-choice.ts): a record's heuristic column timed another tile.
+ *     model (gemm-tile-choice.ts): a record's heuristic column timed another tile;
+ *   4: the split-K (and, raced, the family) chosen from the measured times by the planner's rule
+ *     (least summed relative regret over the row counts; per count the family of least summed
+ *     time) instead of the least summed time: a record of 3 may name a count that today's rule
+ *     would not pick from its own timings (on predicted times, Qwen3-8B down takes 4 parts by
+ *     summed time and 2 by regret: gemm-plan.ts costModelSplits).
  * A record of another space times kernels and splits of a search this tidarc no longer runs
  * (its split-K 4 would override the current rule): compile --tuned and tune --report name it in
  * one line and leave it unused. Raise it when the space or the kernels change what a record means.
  */
-export const GEMM_SEARCH_SPACE = 3;
+export const GEMM_SEARCH_SPACE = 4;
 
 /** Why a GEMM record is not of this tidarc's search space (null when it is). */
 export function gemmSpaceProblem(e: { readonly space?: number }): string | null {
@@ -109,16 +120,18 @@ export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget, o
 
 /**
  * One split-K count for a weight shape from measured times: `us.get(splitK).get(m)` is the best
- * time of that reduction at step row count m. The winner has the least total over the row
- * counts every candidate measured (a step runs each of them); ties go to fewer parts. Never a
- * count per M: that would make a row's result depend on the step it is in.
+ * time of that reduction at step row count m. Over the row counts every candidate measured, the
+ * planner's rule (gemm-tile-choice.ts leastRegretSplit, the function costModelSplits applies to
+ * predicted times): the least sum over M of time(count, M) / the least time at M of any count,
+ * ties to fewer parts. Relative regret, not summed time: M = 272 takes several times M = 72's
+ * time, and a sum would let it choose for the memory-bound decode steps. Never a count per M:
+ * that would make a row's result depend on the step it is in.
  */
 export function chooseGemmSplitK(us: ReadonlyMap<number, ReadonlyMap<number, number>>): number | undefined {
   const counts = [...us.keys()].sort((a, b) => a - b);
-  const rows = [...new Set(counts.flatMap((s) => [...us.get(s)!.keys()]))].filter((m) => counts.every((s) => us.get(s)!.has(m)));
+  const rows = [...new Set(counts.flatMap((s) => [...us.get(s)!.keys()]))].sort((a, b) => a - b).filter((m) => counts.every((s) => us.get(s)!.has(m)));
   if (counts.length === 0 || rows.length === 0) return undefined;
-  const total = (s: number): number => rows.reduce((t, m) => t + us.get(s)!.get(m)!, 0);
-  return counts.reduce((best, s) => (total(s) < total(best) ? s : best));
+  return leastRegretSplit(new Map(counts.map((s) => [s, rows.map((m) => us.get(s)!.get(m)!)])));
 }
 
 /** One sm_90a candidate: the planner's token tile for M under one split-K count. */
@@ -145,19 +158,28 @@ export function gemmSm90aSpace(shape: GemmShape, roles: readonly string[], ms: r
  * The kernel family and split-K of a weight shape from measured times: `us.get(family).get(splitK)
  * .get(m)` is the best time of that pair at step row count m. Of the pairs that reached every row
  * count any pair reached (a pair cut short by the budget, or with a rejected M, is not weighed
- * against those it did not run; when none reached all, the rows every pair reached), the least
- * total over those row counts wins; ties go to mma.sync (it runs on every arch), then to fewer
- * parts. One pair for every M: a row's sum order and rounding never depend on the step.
+ * against those it did not run; when none reached all, the rows every pair reached), the rule of
+ * a compile for sm_90a (gemm-unit-split.ts planUnitReduction): per split-K count the family of
+ * the least total over those rows (ties to mma.sync: it runs on every arch, as sm90aGemmHeuristic
+ * takes sm_90a only when its sum is below), then of those the count of least summed relative
+ * regret (leastRegretSplit, ties to fewer parts). One pair for every M: a row's sum order and
+ * rounding never depend on the step.
  */
 export function chooseGemmKernel(us: ReadonlyMap<GemmFamily, ReadonlyMap<number, ReadonlyMap<number, number>>>): { kernel: GemmFamily; splitK: number } | undefined {
   const order: readonly GemmFamily[] = ['sm_90', 'sm_90a'];
   const pairs = order.filter((f) => us.has(f)).flatMap((kernel) => [...us.get(kernel)!.keys()].sort((a, b) => a - b).map((splitK) => ({ kernel, splitK, at: us.get(kernel)!.get(splitK)! })));
-  const all = [...new Set(pairs.flatMap((p) => [...p.at.keys()]))];
+  const all = [...new Set(pairs.flatMap((p) => [...p.at.keys()]))].sort((a, b) => a - b);
   const complete = pairs.filter((p) => all.every((m) => p.at.has(m)));
   const pool = complete.length > 0 ? complete : pairs;
   const rows = all.filter((m) => pool.every((p) => p.at.has(m)));
   if (pool.length === 0 || rows.length === 0) return undefined;
   const total = (p: (typeof pool)[number]): number => rows.reduce((t, m) => t + p.at.get(m)!, 0);
-  const best = pool.reduce((a, b) => (total(b) < total(a) ? b : a));
-  return { kernel: best.kernel, splitK: best.splitK };
+  // Per count, its family: the pool is in family order, so a tie keeps mma.sync.
+  const byCount = new Map<number, (typeof pool)[number]>();
+  for (const p of pool) {
+    const cur = byCount.get(p.splitK);
+    if (cur === undefined || total(p) < total(cur)) byCount.set(p.splitK, p);
+  }
+  const splitK = leastRegretSplit(new Map([...byCount].map(([s, p]) => [s, rows.map((m) => p.at.get(m)!)])));
+  return { kernel: byCount.get(splitK)!.kernel, splitK };
 }

@@ -11,7 +11,7 @@ import type { CallParams } from '../codegen/call-params.js';
 import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type GemmTuneEntry, type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
-import { gemmTileName } from '../codegen/gemm-plan.js';
+import { type GemmTile, gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { sm90aKernelOf } from '../codegen/attention-kernel-choice.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
@@ -92,8 +92,9 @@ function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
   const lines = ['| GEMM | arch | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|---|'];
   for (const e of entries) {
     const stale = meta ? staleness(e.meta, meta) : null;
-    for (const [m, r] of Object.entries(e.rows)) {
-      lines.push(`| ${e.unit} | ${e.arch} | ${m} | split-K ${e.heuristicSplitK} ${gemmTileName(r.heuristic)} | ${r.heuristicTiming.medianUs.toFixed(1)} | split-K ${e.splitK} ${gemmTileName(r.best)} | ${r.bestTiming.medianUs.toFixed(1)} | ${(r.heuristicTiming.medianUs / r.bestTiming.medianUs).toFixed(2)}x${stale ? ` (stale: ${stale})` : ''} |`);
+    for (const r of gemmRunRows(e)) {
+      const ratio = r.heuristic && r.tuned ? `${(r.heuristic.us / r.tuned.us).toFixed(2)}x` : '-';
+      lines.push(`| ${e.unit} | ${e.arch} | ${r.m} | ${r.heuristic?.what ?? `${r.heuristicWhat}: not timed`} | ${r.heuristic?.us.toFixed(1) ?? '-'} | ${r.tuned?.what ?? 'not timed'} | ${r.tuned?.us.toFixed(1) ?? '-'} | ${ratio}${stale ? ` (stale: ${stale})` : ''} |`);
     }
   }
   const raced = entries.filter((e) => e.kernel !== undefined);
@@ -102,6 +103,36 @@ function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
     for (const e of raced) lines.push(...familyLines(e));
   }
   return oldLine.length > 0 ? [...lines, '', ...oldLine] : lines;
+}
+
+/** One run of a GEMM at one M: what it launched, in words, and its time. */
+interface GemmRun {
+  readonly what: string;
+  readonly us: number;
+}
+
+const runWords = (kernel: string | undefined, splitK: number, r: { readonly tile?: GemmTile; readonly tileT?: number }): string =>
+  `split-K ${splitK} ${kernel === 'sm_90a' ? `sm_90a t${r.tileT}` : gemmTileName(r.tile!)}`;
+
+/**
+ * Per M of a GEMM entry, what a user runs without the record (the heuristic) and with it (tuned).
+ * A raced entry (a 9.0 device) compares what that device runs: the heuristic of a compile that
+ * builds sm_90a (heuristicSm90a: its family and split-K, which may differ from the sm_90
+ * compile's heuristicSplitK) against the record's family and split-K (the sm_90a kernel's time
+ * where it won); a raced entry without heuristicSm90a keeps the sm_90 compile's heuristic, and says so.
+ * Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile.
+ */
+export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: string; heuristic?: GemmRun; tuned?: GemmRun }[] {
+  const tuned: Record<string, GemmRun> = e.kernel === 'sm_90a'
+    ? Object.fromEntries(Object.entries(e.sm90a?.rows ?? {}).map(([m, r]) => [m, { what: runWords('sm_90a', e.splitK, r), us: r.timing.medianUs }]))
+    : Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { what: runWords('sm_90', e.splitK, { tile: r.best }), us: r.bestTiming.medianUs }]));
+  const h = e.heuristicSm90a;
+  const heuristicWhat = h ? `split-K ${h.splitK} ${h.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} (${h.arches.join('+')})` : `split-K ${e.heuristicSplitK}`;
+  const heuristic: Record<string, GemmRun> = h
+    ? Object.fromEntries(Object.entries(h.rows).map(([m, r]) => [m, { what: `${runWords(h.kernel, h.splitK, r)} (${h.arches.join('+')})`, us: r.timing.medianUs }]))
+    : Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { what: `${runWords('sm_90', e.heuristicSplitK, { tile: r.heuristic })}${e.kernel ? ' (sm_90)' : ''}`, us: r.heuristicTiming.medianUs }]));
+  const ms = [...new Set([...Object.keys(tuned), ...Object.keys(heuristic)])].sort((a, b) => Number(a) - Number(b));
+  return ms.map((m) => ({ m, heuristicWhat, ...(heuristic[m] ? { heuristic: heuristic[m] } : {}), ...(tuned[m] ? { tuned: tuned[m] } : {}) }));
 }
 
 /** One raced entry: both families' totals (fastest split-K each), the winner, then per M both times. */

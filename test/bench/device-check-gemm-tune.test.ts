@@ -28,6 +28,11 @@ import { sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { type GemmFamily, type GemmTuneEntry, gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { tuneReport } from '../../src/tune/report.js';
 import { GEMM_SEARCH_SPACE, chooseGemmKernel } from '../../src/tune/gemm-space.js';
+import { leastRegretSplit } from '../../src/codegen/gemm-tile-choice.js';
+import { gemmSplitCandidates } from '../../src/codegen/gemm-plan.js';
+import { sm90aGemmTimes } from '../../src/codegen/gemm-kernel-choice.js';
+import { DEFAULT_STEP_ROWS } from '../../src/codegen/step-rows.js';
+import { FULL_GEMM } from '../../src/bench/gemm-bundle.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -48,7 +53,32 @@ type Times = Record<string, Record<string, Record<string, number>>>;
 const asMaps = (t: Times) => new Map(Object.entries(t).map(([f, s]) => [f as GemmFamily, new Map(Object.entries(s).map(([k, ms]) => [Number(k), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))]))]));
 
 describe.skipIf(!numpy)('gemm_tune.py\'s family rule is chooseGemmKernel', () => {
+  test('least_regret_split is leastRegretSplit (the planner\'s split rule), float noise and ties included', async () => {
+    const cases: Record<string, number[]>[] = [
+      { 1: [1, 1, 10], 2: [1.2, 1.2, 8] }, { 1: [1, 1, 10], 2: [1.05, 1.05, 8] }, { 4: [2, 1], 2: [1, 2] }, { 3: [5] },
+      { 1: [0.1 + 0.2, 0.3], 2: [0.3, 0.1 + 0.2] }, { 1: [3, 7.000000001], 4: [3.000000001, 7] }, { 2: [1e-6, 3e-6], 1: [1.1e-6, 2.9e-6], 3: [0.9e-6, 3.3e-6] },
+    ];
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import least_regret_split
+print(json.dumps([least_regret_split({int(s): v for s, v in c.items()}) for c in json.loads(sys.argv[1])]))`;
+    const py = JSON.parse((await exec('python3', ['-c', script, JSON.stringify(cases)])).stdout) as number[];
+    const ts = cases.map((c) => leastRegretSplit(new Map(Object.entries(c).map(([s, v]) => [Number(s), v]))));
+    expect(py).toEqual(ts);
+    expect(ts.slice(0, 6)).toEqual([1, 2, 2, 3, 1, 1]);
+  });
+
   test('the same pick on cases that exercise each clause', async () => {
+    // And the cost models' times of every Qwen3-8B shape a compile for sm_90a weighs (realistic floats: sums and ratios must round alike).
+    const target = gemmTarget(['sm_90', 'sm_90a']);
+    const predicted: Times[] = (['qkv', 'o', 'gate_up', 'down'] as const).map((role) => {
+      const shape = FULL_GEMM.shapes.find((x) => x.role === role)!.shape;
+      const t: Times = { sm_90: {}, sm_90a: {} };
+      for (const c of gemmSplitCandidates(shape, target, DEFAULT_STEP_ROWS)) {
+        const times = sm90aGemmTimes({ shape, roles: [role], reduction: c.reduction, plans: c.plans });
+        t['sm_90']![c.reduction.splitK] = Object.fromEntries(times.map((x) => [x.m, x.sm90S * 1e6]));
+        t['sm_90a']![c.reduction.splitK] = Object.fromEntries(times.map((x) => [x.m, x.sm90aS * 1e6]));
+      }
+      return t;
+    });
     const cases: Times[] = [
       { sm_90: { 1: { 1: 10, 20: 12, 272: 80 }, 2: { 1: 8, 20: 9, 272: 70 } }, sm_90a: { 1: { 1: 12, 20: 14, 272: 66 } } },
       { sm_90: { 2: { 1: 8, 20: 9, 272: 70 } }, sm_90a: { 1: { 1: 8, 20: 9, 272: 40 }, 4: { 1: 7, 20: 9, 272: 45 } } },
@@ -56,6 +86,8 @@ describe.skipIf(!numpy)('gemm_tune.py\'s family rule is chooseGemmKernel', () =>
       { sm_90: { 1: { 1: 10, 272: 90 } }, sm_90a: { 1: { 1: 1 } } },
       { sm_90a: { 3: { 1: 2 }, 1: { 1: 2 } } },
       { sm_90: { 1: { 1: 3 } }, sm_90a: { 1: { 20: 1 } } },
+      { sm_90: { 1: { 1: 5, 20: 5 } }, sm_90a: { 1: { 1: 5, 20: 5 } } },
+      ...predicted,
     ];
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import choose_kernel
 cases = json.loads(sys.argv[1])
@@ -66,7 +98,42 @@ print(json.dumps([list(choose_kernel({f: {int(s): {int(m): v for m, v in ms.item
       const pick = chooseGemmKernel(asMaps(c));
       return pick ? [pick.kernel, pick.splitK] : [null];
     }));
-    expect(py.slice(0, 3)).toEqual([['sm_90', 2], ['sm_90a', 1], ['sm_90', 2]]);
+    expect(py.slice(0, 3)).toEqual([['sm_90', 2], ['sm_90a', 4], ['sm_90a', 1]]);
+    expect(py[6]).toEqual(['sm_90', 1]);
+    expect(py.slice(7)).toEqual([['sm_90a', 1], ['sm_90a', 2], ['sm_90a', 1], ['sm_90a', 2]]);  // Qwen3-8B qkv, o, gate_up, down on the models
+  });
+
+  test('the split-K workspace holds the largest split count the candidates run (not 4), and one past the device\'s free memory is one clear error', async () => {
+    // Split-K 6 is past today's GEMM_MAX_SPLIT_K (4): the search must size for whatever its bundle holds. An sm_90a candidate at 8 parts too.
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import NumpyShape, workspace_floats
+class Drv:
+    def __init__(self, free=None):
+        self.allocs, self.fills, self.next, self.free = [], [], 1, free
+        if free is not None:
+            self.mem_free = lambda: self.free
+    def alloc(self, n):
+        self.allocs.append(n); self.next += 1; return self.next
+    def upload(self, p, a): pass
+    def fill(self, p, b, n): self.fills.append((p, n))
+cands = lambda splits: [{'m': m, 'splitK': s} for s in splits for m in (1, 20)]
+t = {'unit': 'gemm_bf16_n24_k64', 'n': 24, 'k': 64, 'dtype': 'bf16', 'candidates': cands((1, 2, 6))}
+d = Drv(); sh = NumpyShape(d, t, 20, 1); sh.poison(20)
+out = {'ws': sh.ws_floats, 'alloc': d.allocs[-1], 'poisoned': d.fills[-1][1]}
+t2 = dict(t, sm90a={'candidates': cands((1, 8))})
+out['sm90a'] = workspace_floats(t2, 20)
+out['sm90aRefused'] = workspace_floats(dict(t, sm90a={'refused': 'row statistics'}), 20)
+try:
+    NumpyShape(Drv(free=4 * 6 * 20 * 24 - 1), t, 20, 1)
+    out['error'] = None
+except RuntimeError as e:
+    out['error'] = str(e)
+out['fits'] = workspace_floats(t, 20, 4 * 6 * 20 * 24)
+print(json.dumps(out))`;
+    const r = JSON.parse((await exec('python3', ['-c', script])).stdout) as { ws: number; alloc: number; poisoned: number; sm90a: number; sm90aRefused: number; error: string | null; fits: number };
+    expect([r.ws, r.alloc, r.poisoned]).toEqual([6 * 20 * 24, 4 * 6 * 20 * 24, 4 * 6 * 20 * 24]);  // [parts, rows, N] float32 (4 parts: 4 * 20 * 24)
+    expect([r.sm90a, r.sm90aRefused]).toEqual([8 * 20 * 24, 6 * 20 * 24]);
+    expect(r.error).toBe('gemm_bf16_n24_k64: the split-K workspace of 6 parts x 20 rows x 24 columns needs 0.00 GiB of float32 beside 0.00 GiB of inputs and output, and the device has 0.00 GiB free');
+    expect(r.fits).toBe(6 * 20 * 24);
   });
 
   test('the heuristic\'s split-K is searched first, both families, so a budget cut mid-shape leaves the pair the compile plans', async () => {
@@ -137,9 +204,10 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 devic
     expect(Object.keys(e.sm90a!.splitTotalsUs).sort()).toEqual(['1', '3']);
     expect(Object.values(e.sm90a!.rows).map((r) => r.tileT)).toEqual([8, 32]);
     if (e.kernel === 'sm_90a') expect(e.sm90a!.splitK).toBe(e.splitK);
-    // The winner is the least total over M = 1 and 20 of the four (family, split-K) pairs: rebuild them from the totals.
-    const totals: Times = { sm_90: Object.fromEntries(Object.entries(e.splitTotalsUs).map(([s, us]) => [s, { 1: us }])), sm_90a: Object.fromEntries(Object.entries(e.sm90a!.splitTotalsUs).map(([s, us]) => [s, { 1: us }])) };
-    expect(chooseGemmKernel(asMaps(totals))).toEqual({ kernel: e.kernel, splitK: e.splitK });
+    // The winner is chooseGemmKernel's over M = 1 and 20 of the four (family, split-K) pairs: rebuilt from the times the record says it weighed.
+    expect(Object.keys(e.splitRowsUs!).sort()).toEqual(['1', '3']);
+    expect(Object.keys(e.splitRowsUs!['1']!)).toEqual(['1', '20']);
+    expect(chooseGemmKernel(asMaps({ sm_90: e.splitRowsUs!, sm_90a: e.sm90a!.splitRowsUs! }))).toEqual({ kernel: e.kernel, splitK: e.splitK });
     const family = e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync';
     expect(stderr).toMatch(new RegExp(`gemm tune odd 197x520: mma.sync [0-9.]+ us at split-K \\d, sm_90a [0-9.]+ us at split-K \\d \\(summed over M\\); winner: ${family} at split-K ${e.splitK}`));
     expect(stdout).toMatch(new RegExp(`gemm tune: 1 of 1 shapes tuned \\(8 candidates timed, 0 rejected\\); tune-cuda\\.json; odd: split-K ${e.splitK} M=1 \\S+, M=20 \\S+ \\(the ${family} kernel at every M\\)`));

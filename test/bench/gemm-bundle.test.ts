@@ -27,6 +27,10 @@ import type { GemmRole } from '../../src/codegen/gemm-model.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 import { H200 } from '../../src/codegen/machine.js';
 import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
+import { planModelGemms } from '../../src/codegen/gemm-model.js';
+import { sm90aGemmHeuristic } from '../../src/codegen/gemm-kernel-choice.js';
+import { loadModelSpecFile } from '../../src/ir/model-file.js';
+import { packageRoot } from '../../src/util/paths.js';
 
 const exec = promisify(execFile);
 const SCRIPTS = resolve('scripts/device-check');
@@ -121,6 +125,30 @@ describe('the GEMM bundle of the device check', () => {
       }
     }
   });
+  test('the heuristic per compile is what the runtime launches: a compile with sm_90a (the kernel cache\'s on a 9.0 device) prices the split on the family it runs', async () => {
+    const spec = await loadModelSpecFile(join(packageRoot(), 'examples', 'qwen3-8b.json'));
+    const units = planModelGemms(spec, spec.draftLengths, ['sm_90', 'sm_90a']).units;
+    const plain = planModelGemms(spec, spec.draftLengths, ['sm_90']).units;
+    for (const t of full.tune!) {
+      const h = t.heuristicByArch;
+      const unit = units.find((u) => u.name === t.unit)!;
+      // A compile for sm_90 alone: mma.sync at heuristicSplitK, the tiles the search marks as the heuristic's.
+      expect([h.sm_90.arches, h.sm_90.kernel, h.sm_90.splitK]).toEqual([['sm_90'], 'sm_90', plain.find((u) => u.name === t.unit)!.reduction.splitK]);
+      expect(h.sm_90.splitK).toBe(t.heuristicSplitK);
+      for (const [m, tile] of Object.entries(h.sm_90.tiles!)) expect(t.candidates.find((c) => c.splitK === t.heuristicSplitK && c.m === Number(m) && c.heuristic)!.tile).toEqual(tile);
+      // With sm_90a: generate.ts's unit (planUnitReduction) and its recorded family (sm90aGemmHeuristic; lm_head has no sm_90a kernel).
+      const kernel = t.role === 'lm_head' ? 'sm_90' : sm90aGemmHeuristic(unit).kernel;
+      expect([h.sm_90a.arches, h.sm_90a.kernel, h.sm_90a.splitK], t.role).toEqual([['sm_90', 'sm_90a'], kernel, unit.reduction.splitK]);
+      // An mma.sync heuristic's tiles are among the candidates the search times at its split-K.
+      if (h.sm_90a.kernel === 'sm_90') {
+        for (const [m, tile] of Object.entries(h.sm_90a.tiles!)) expect(t.candidates.filter((c) => c.splitK === h.sm_90a.splitK && c.m === Number(m)).map((c) => c.tile)).toContainEqual(tile);
+      }
+    }
+    // The point: Qwen3-8B qkv runs unsplit on the sm_90a kernel on an H200, where the sm_90 compile splits it in 4.
+    expect(full.tune!.map((t) => [t.role, t.heuristicByArch.sm_90.splitK, t.heuristicByArch.sm_90a.kernel, t.heuristicByArch.sm_90a.splitK])).toEqual([
+      ['qkv', 4, 'sm_90a', 1], ['o', 2, 'sm_90a', 2], ['gate_up', 1, 'sm_90a', 1], ['down', 2, 'sm_90a', 2], ['lm_head', 1, 'sm_90', 1],
+    ]);
+  });
 });
 
 /**
@@ -190,8 +218,9 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM part in --dry-run on the emulate
       expect(r.heuristic).toEqual(t.candidates.find((c) => c.splitK === e.heuristicSplitK && c.m === Number(m) && c.heuristic)!.tile);
       expect(r.bestTiming.medianUs).toBeGreaterThan(0);
     }
-    // The split-K is the TS rule's over what was measured.
-    expect(e.splitK).toBe(chooseGemmSplitK(new Map(Object.entries(e.splitTotalsUs).map(([s, total]) => [Number(s), new Map([[0, total]])]))));
+    // The split-K is the TS rule's (the planner's relative regret) over the times the record says were measured.
+    expect(Object.keys(e.splitRowsUs!)).toEqual(['1', '3']);
+    expect(e.splitK).toBe(chooseGemmSplitK(new Map(Object.entries(e.splitRowsUs!).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))]))));
     expect(e.meta.device).toBe('tidarc emulated GPU x 132 SMs');
     // What compile --tuned would take: runnable for this shape on sm_90.
     expect(() => checkGemmTuning({ n: t.n, k: t.k, dtype: t.dtype }, tuningOfEntry(e), gemmTarget(['sm_90']))).not.toThrow();
@@ -294,12 +323,14 @@ print(json.dumps(points[0]))`;
 });
 
 describe.skipIf(!numpy)('gemm_tune.py\'s split-K rule', () => {
-  test('is chooseGemmSplitK of gemm-space.ts: least total over the row counts every split measured, ties to fewer parts', async () => {
+  test('is chooseGemmSplitK of gemm-space.ts: least summed relative regret over the row counts every split measured, ties to fewer parts', async () => {
     const cases: Record<number, Record<number, number>>[] = [
       { 1: { 1: 10, 20: 12 }, 2: { 1: 6, 20: 15 }, 4: { 1: 5, 20: 18 } },
       { 1: { 1: 10, 20: 10 }, 3: { 1: 8, 20: 12 } },
       { 1: { 1: 10, 72: 1 }, 2: { 1: 9 } },
       { 2: { 20: 5 }, 1: { 1: 3 } },
+      { 1: { 1: 20, 20: 21, 72: 30, 272: 90 }, 4: { 1: 12, 20: 13, 72: 28, 272: 110 }, 2: { 1: 15, 20: 16, 72: 27, 272: 95 } },
+      { 1: { 1: 0.1 + 0.2, 20: 0.3 }, 2: { 1: 0.3, 20: 0.1 + 0.2 } },
     ];
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import choose_split
 for c in json.loads(sys.argv[1]):
@@ -307,7 +338,8 @@ for c in json.loads(sys.argv[1]):
     const printed = (await exec('python3', ['-c', script, JSON.stringify(cases)])).stdout.trim().split('\n');
     const ts = cases.map((c) => chooseGemmSplitK(new Map(Object.entries(c).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, v]) => [Number(m), v]))]))));
     expect(printed).toEqual(ts.map((v) => (v === undefined ? 'None' : String(v))));
-    expect(ts).toEqual([2, 1, 2, undefined]);
+    // Case 2: 3 parts by regret (2.20 against 2.25) where the totals tie at 20 (fewer parts: 1); case 5: 4 where the least total takes 2.
+    expect(ts).toEqual([2, 3, 2, undefined, 4, 1]);
   });
   test('the attention search\'s database writer keeps the GEMM entries, and the GEMM writer the attention ones', async () => {
     const path = join(root, 'merge-db.json');

@@ -3,8 +3,11 @@
  * and 18 item 3: mma.sync against TMA + wgmma) and the compile honours the winner (pure):
  *   - the space: the sm_90a candidates are every split-K of the shape at the planner's token
  *     tile per M; a shape the sm_90a kernel refuses (lm_head's row statistics) has none;
- *   - the choice (chooseGemmKernel): one family and one split-K per weight shape over every M,
- *     a pair cut short never weighed against complete ones, ties to mma.sync then fewer parts;
+ *   - the choice (chooseGemmKernel): one family and one split-K per weight shape over every M by
+ *     the rule of a compile for sm_90a (per count the family of least summed time, ties to
+ *     mma.sync; then the count of least summed relative regret, ties to fewer parts; fed the cost
+ *     models' times it picks what planUnitReduction and sm90aGemmHeuristic plan), a pair cut
+ *     short never weighed against complete ones;
  *   - batch invariance in the database: a row count that names its own split-K or kernel is
  *     refused, and so is an sm_90a winner timed at another split-K than the entry's; two records
  *     of one unit are never mixed;
@@ -20,8 +23,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { generateModel } from '../../src/codegen/generate.js';
-import { type GemmTile, gemmTarget, gemmUnitName, planReduction } from '../../src/codegen/gemm-plan.js';
-import { sm90aTokenTile, sm90aUnitName } from '../../src/codegen/gemm-sm90a.js';
+import { type GemmTile, gemmSplitCandidates, gemmTarget, gemmUnitName, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { sm90aRefusal, sm90aTokenTile, sm90aUnitName } from '../../src/codegen/gemm-sm90a.js';
+import { sm90aGemmHeuristic, sm90aGemmTimes } from '../../src/codegen/gemm-kernel-choice.js';
+import { planUnitReduction } from '../../src/codegen/gemm-unit-split.js';
+import { gemmShapeOf } from '../../src/codegen/gemm-model.js';
+import { stepRows } from '../../src/codegen/step-rows.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
 import { type GemmFamily, type GemmTuneEntry, type TuneDb, type TuneMeta, gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
 import { GEMM_SEARCH_SPACE, chooseGemmKernel, gemmReductionSpace, gemmSm90aSpace } from '../../src/tune/gemm-space.js';
@@ -78,18 +85,44 @@ describe('one family and one split-K per weight shape (chooseGemmKernel)', () =>
   const times = (t: Record<string, Record<number, Record<number, number>>>) =>
     new Map(Object.entries(t).map(([f, s]) => [f as GemmFamily, new Map(Object.entries(s).map(([k, ms]) => [Number(k), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))]))]));
 
-  test('the least total over every M wins, though the other family wins some M', () => {
-    // sm_90a is faster at M = 272 only; mma.sync split-K 2 wins the sum.
+  test('per count the family of least total, then the count of least relative regret, though the other family wins some M', () => {
+    // Split-K 1: sm_90a (92 us against 102); split-K 2: mma.sync alone. Regrets 4.06 and 3.06: mma.sync split-K 2.
     expect(chooseGemmKernel(times({ sm_90: { 1: { 1: 10, 20: 12, 272: 80 }, 2: { 1: 8, 20: 9, 272: 70 } }, sm_90a: { 1: { 1: 12, 20: 14, 272: 66 } } }))).toEqual({ kernel: 'sm_90', splitK: 2 });
-    expect(chooseGemmKernel(times({ sm_90: { 2: { 1: 8, 20: 9, 272: 70 } }, sm_90a: { 1: { 1: 8, 20: 9, 272: 40 }, 4: { 1: 7, 20: 9, 272: 45 } } }))).toEqual({ kernel: 'sm_90a', splitK: 1 });
+    // Regrets: sm_90a split-K 4 3.125, split-K 1 3.143, mma.sync 2 3.89: split-K 4, where the least total (57 us) would take split-K 1.
+    expect(chooseGemmKernel(times({ sm_90: { 2: { 1: 8, 20: 9, 272: 70 } }, sm_90a: { 1: { 1: 8, 20: 9, 272: 40 }, 4: { 1: 7, 20: 9, 272: 45 } } }))).toEqual({ kernel: 'sm_90a', splitK: 4 });
   });
 
-  test('ties go to mma.sync, then to fewer parts; a pair that missed an M is not weighed against complete ones', () => {
-    expect(chooseGemmKernel(times({ sm_90: { 2: { 1: 5, 20: 5 } }, sm_90a: { 1: { 1: 5, 20: 5 } } }))).toEqual({ kernel: 'sm_90', splitK: 2 });
+  test('ties go to mma.sync within a count, then to fewer parts; a pair that missed an M is not weighed against complete ones', () => {
+    expect(chooseGemmKernel(times({ sm_90: { 1: { 1: 5, 20: 5 } }, sm_90a: { 1: { 1: 5, 20: 5 } } }))).toEqual({ kernel: 'sm_90', splitK: 1 });
+    // Across counts the tie is the split rule's: fewer parts, whichever family runs them.
+    expect(chooseGemmKernel(times({ sm_90: { 2: { 1: 5, 20: 5 } }, sm_90a: { 1: { 1: 5, 20: 5 } } }))).toEqual({ kernel: 'sm_90a', splitK: 1 });
     expect(chooseGemmKernel(times({ sm_90a: { 1: { 1: 5 }, 2: { 1: 5 } } }))).toEqual({ kernel: 'sm_90a', splitK: 1 });
     // sm_90a split-K 1 is fastest on M = 1 but never reached M = 272 (rejected or cut by the budget).
     expect(chooseGemmKernel(times({ sm_90: { 1: { 1: 10, 272: 90 } }, sm_90a: { 1: { 1: 1 } } }))).toEqual({ kernel: 'sm_90', splitK: 1 });
     expect(chooseGemmKernel(new Map())).toBeUndefined();
+  });
+});
+
+describe('one rule with the planner: fed the cost models\' times, the tuner picks what a compile for sm_90a plans', () => {
+  test('Qwen3-8B, Qwen2.5-1.5B and tiny: every shape\'s family and split-K (planUnitReduction, sm90aGemmHeuristic)', async () => {
+    const target = gemmTarget(['sm_90', 'sm_90a']);
+    for (const file of ['qwen3-8b.json', 'qwen2.5-1.5b.json', 'tiny.json']) {
+      const model = await loadModelSpecFile(join(packageRoot(), 'examples', file));
+      const rows = stepRows(model.draftLengths);
+      for (const role of ['qkv', 'o', 'gate_up', 'down'] as const) {
+        const shape = gemmShapeOf(model, role);
+        const candidates = gemmSplitCandidates(shape, target, rows).filter((c) => sm90aRefusal(shape, [role], c.reduction) === null);
+        const us = new Map<GemmFamily, Map<number, Map<number, number>>>([['sm_90', new Map()], ['sm_90a', new Map()]]);
+        for (const c of candidates) {
+          const t = sm90aGemmTimes({ shape, roles: [role], reduction: c.reduction, plans: c.plans });
+          us.get('sm_90')!.set(c.reduction.splitK, new Map(t.map((x) => [x.m, x.sm90S])));
+          us.get('sm_90a')!.set(c.reduction.splitK, new Map(t.map((x) => [x.m, x.sm90aS])));
+        }
+        const reduction = planUnitReduction(shape, [role], target, rows);
+        const kernel = sm90aGemmHeuristic({ shape, roles: [role], reduction, plans: rows.map((m) => planGemm(shape, m, target, reduction)) }).kernel;
+        expect(chooseGemmKernel(us), `${file} ${role}`).toEqual({ kernel, splitK: reduction.splitK });
+      }
+    }
   });
 });
 
@@ -163,5 +196,24 @@ describe('tune --report', () => {
     expect(text).toContain(`- ${GATE_UP} (sm_90): mma.sync 20.0 us at split-K 2, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2`);
     expect(text).toContain('  M=1 mma.sync 10.0 us (b16w1s4, split-K 2) / sm_90a 6.0 us (t8, split-K 2); M=20 mma.sync 10.0 us (b16w1s4, split-K 2) / sm_90a 6.0 us (t32, split-K 2)');
     expect(text).toContain(`- ${LM_HEAD} (sm_90): mma.sync 20.0 us at split-K 1, sm_90a not raced (the shape has no sm_90a kernel) (summed over M); winner: mma.sync at split-K 1`);
+  });
+
+  test('heuristic against tuned is what a 9.0 device runs: without the record the sm_90a compile\'s family and split-K, with it the winner\'s kernel', () => {
+    const heuristicSm90a = { kernel: 'sm_90a' as const, splitK: 1, arches: ['sm_90', 'sm_90a'] as const, rows: { 1: { tileT: 8, timing: timing(9) }, 20: { tileT: 32, timing: timing(7.5) } } };
+    // The sm_90a kernel won at split-K 2 (6 us); the device's untuned run is sm_90a unsplit, not the sm_90 compile's mma.sync at heuristicSplitK.
+    const won = tuneReport(dbOf({ ...raced(GATE_UP, 'sm_90a', 2), heuristicSm90a: { ...heuristicSm90a, arches: [...heuristicSm90a.arches] } }));
+    expect(won).toContain(`| ${GATE_UP} | sm_90 | 1 | split-K 1 sm_90a t8 (sm_90+sm_90a) | 9.0 | split-K 2 sm_90a t8 | 6.0 | 1.50x |`);
+    expect(won).toContain(`| ${GATE_UP} | sm_90 | 20 | split-K 1 sm_90a t32 (sm_90+sm_90a) | 7.5 | split-K 2 sm_90a t32 | 6.0 | 1.25x |`);
+    // mma.sync won: its tile's time; an M the heuristic's kernel was not timed at says so.
+    const kept = tuneReport(dbOf({ ...raced(GATE_UP, 'sm_90', 2), heuristicSm90a: { ...heuristicSm90a, arches: [...heuristicSm90a.arches], rows: { 1: heuristicSm90a.rows[1] } } }));
+    expect(kept).toContain(`| ${GATE_UP} | sm_90 | 1 | split-K 1 sm_90a t8 (sm_90+sm_90a) | 9.0 | split-K 2 b16w1s4 | 10.0 | 0.90x |`);
+    expect(kept).toContain(`| ${GATE_UP} | sm_90 | 20 | split-K 1 sm_90a (sm_90+sm_90a): not timed | - | split-K 2 b16w1s4 | 10.0 | - |`);
+    // A raced record without it (an older bundle): the sm_90 compile's heuristic, named so; the winner's kernel on the tuned side.
+    expect(tuneReport(dbOf(raced(GATE_UP, 'sm_90a', 2)))).toContain(`| ${GATE_UP} | sm_90 | 1 | split-K 1 b16w1s4 (sm_90) | 12.0 | split-K 2 sm_90a t8 | 6.0 | 2.00x |`);
+    // The parser takes it, and refuses a malformed one.
+    const db = dbOf({ ...raced(GATE_UP, 'sm_90a', 2), heuristicSm90a: { ...heuristicSm90a, arches: [...heuristicSm90a.arches] } });
+    expect(parseTuneDb(JSON.stringify(db), 'tune.json').gemms![gemmEntryKey(GATE_UP, 'sm_90')]!.heuristicSm90a!.splitK).toBe(1);
+    const bad = dbOf({ ...raced(GATE_UP, 'sm_90a', 2), heuristicSm90a: { ...heuristicSm90a, arches: [...heuristicSm90a.arches], kernel: 'sm_90' } });
+    expect(() => parseTuneDb(JSON.stringify(bad), 'tune.json')).toThrow(/heuristicSm90a is malformed/);
   });
 });

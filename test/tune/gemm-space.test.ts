@@ -2,14 +2,17 @@
  * The GEMM search space (src/tune/gemm-space.ts): the heuristic default (the compile's plan) is a
  * point of it for every Qwen3-8B weight shape at M = 1, 20, 72, 272 on sm_90 and sm_80 + sm_90;
  * static pruning by shared memory (per arch), registers and padding; split-K only per weight
- * shape (one count for every M, from timings summed over the step row counts). Needs: nothing.
+ * shape (one count for every M, by the planner's rule over the step row counts: least summed
+ * relative regret, the one function gemm-tile-choice.ts leastRegretSplit; fed the cost model's
+ * times, the tuner picks what the compile plans). Needs: nothing.
  */
 import { describe, expect, test } from 'vitest';
 import { type GemmRole, gemmShapeOf } from '../../src/codegen/gemm-model.js';
-import { gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { gemmSplitCandidates, gemmTarget, gemmTileProblem, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { DEFAULT_STEP_ROWS } from '../../src/codegen/step-rows.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { TidarcError } from '../../src/errors.js';
-import { chooseGemmSplitK, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, chooseGemmSplitK, gemmHeuristic, gemmSpaceProblem, gemmReductionSpace, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 
 const QWEN3_8B = {
@@ -103,14 +106,30 @@ describe('GEMM search space', () => {
     expect(small.configs.map((r) => r.splitK)).toEqual([1, 2, 3]);
     expect(small.pruned.map((p) => p.config)).toEqual([4]);
   });
-  test('one split-K count for every M: the least total over the step row counts, even where one M prefers another', () => {
+  test('one split-K count for every M: the least summed relative regret over the step row counts, even where one M prefers another', () => {
     const us = new Map([
       [1, new Map([[1, 20], [20, 21], [72, 30], [272, 90]])],
       [4, new Map([[1, 12], [20, 13], [72, 28], [272, 110]])],
       [2, new Map([[1, 15], [20, 16], [72, 27], [272, 95]])],
     ]);
-    expect(chooseGemmSplitK(us)).toBe(2);  // totals 161, 163, 153: M = 1 alone would take 4, M = 272 alone 1
+    // Regrets (time / the least at that M, summed): 1 5.39, 2 4.54, 4 4.26. Summed time would take 2 (totals 161, 163, 153):
+    // M = 272's 20 us would outvote the decode steps' 40% (the planner's rule weighs every row count alike).
+    expect(chooseGemmSplitK(us)).toBe(4);
     expect(chooseGemmSplitK(new Map([[3, new Map([[1, 5]])], [1, new Map([[1, 5]])]]))).toBe(1);  // a tie: fewer parts
+    // Only the row counts every count measured are weighed (M = 272 is 2 parts' alone).
+    expect(chooseGemmSplitK(new Map([[1, new Map([[1, 10], [20, 10]])], [2, new Map([[1, 9], [20, 12], [272, 1]])]]))).toBe(1);
     expect(chooseGemmSplitK(new Map())).toBeUndefined();
+    // Records of the summed-time rule (search space 3) are stale: their count may not be this rule's.
+    expect(GEMM_SEARCH_SPACE).toBeGreaterThanOrEqual(4);
+    expect(gemmSpaceProblem({ space: 3 })).toBe(`made by GEMM search space 3, this tidarc's is ${GEMM_SEARCH_SPACE}`);
+  });
+  test.for([['sm_90', ['sm_90']], ['sm_80 + sm_90', ['sm_80', 'sm_90']], ['sm_89', ['sm_89']]] as const)('one rule with the planner: fed the cost model\'s times, the tuner picks every Qwen3-8B split-K the compile plans (%s)', ([, arches]) => {
+    const target = gemmTarget(arches);
+    for (const role of ['qkv', 'o', 'gate_up', 'down'] as const) {
+      const shape = gemmShapeOf(QWEN3_8B, role);
+      const candidates = gemmSplitCandidates(shape, target, DEFAULT_STEP_ROWS);
+      const us = new Map(candidates.map((c) => [c.reduction.splitK, new Map(DEFAULT_STEP_ROWS.map((m, i) => [m, c.times[i]!]))]));
+      expect(chooseGemmSplitK(us), `${role} on ${arches.join(',')}`).toBe(planReduction(shape, target).splitK);
+    }
   });
 });
