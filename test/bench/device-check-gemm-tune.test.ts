@@ -146,10 +146,17 @@ t = {'k': 520, 'heuristicSplitK': 3, 'sources': [{'splitK': s} for s in (1, 3, 4
      'candidates': [{'m': m, 'splitK': s, 'tile': tile, 'heuristic': True} for s in (1, 3, 4) for m in (1, 20)]}
 race = {'sources': [{'splitK': s} for s in (1, 3, 4)], 'candidates': [{'m': 20, 'splitK': s, 'tileT': 32} for s in (1, 3, 4)]}
 timed, rejected, skipped = tune_shape(None, None, t, lambda t, rows: Shape(), None, time.time() - 60, 0, 1.0, race)
-print(json.dumps(skipped))`;
-    expect(JSON.parse((await exec('python3', ['-c', script])).stdout)).toEqual([
+print(json.dumps(skipped))
+# With the bundle's heuristic per compile, a raced search starts at the split-K a 9.0 device runs untuned (its compile has sm_90a).
+t['heuristicByArch'] = {'sm_90': {'splitK': 3}, 'sm_90a': {'splitK': 4, 'kernel': 'sm_90a'}}
+print(json.dumps(tune_shape(None, None, t, lambda t, rows: Shape(), None, time.time() - 60, 0, 1.0, race)[2][:3]))
+print(json.dumps(tune_shape(None, None, t, lambda t, rows: Shape(), None, time.time() - 60, 0, 1.0, None)[2][:2]))`;
+    const [raced, onNinety, plain] = (await exec('python3', ['-c', script])).stdout.trim().split('\n').map((l) => JSON.parse(l) as string[]);
+    expect(raced).toEqual([
       's3 M=20 b16w1s4', 's3 M=1 b16w1s4', 's3 M=20 sm_90a t32', 's1 M=20 b16w1s4', 's1 M=1 b16w1s4', 's1 M=20 sm_90a t32', 's4 M=20 b16w1s4', 's4 M=1 b16w1s4', 's4 M=20 sm_90a t32',
     ]);
+    expect(onNinety).toEqual(['s4 M=20 b16w1s4', 's4 M=1 b16w1s4', 's4 M=20 sm_90a t32']);
+    expect(plain).toEqual(['s3 M=20 b16w1s4', 's3 M=1 b16w1s4']);  // not raced: the sm_90 compile's
   });
 
   test('every sm_90a candidate rejected: the entry keeps mma.sync, says the sm_90a kernel was not timed, and tidarc reads it', async () => {
