@@ -15,7 +15,7 @@ import { type GemmTile, gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { sm90aKernelOf } from '../codegen/attention-kernel-choice.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
-import { gemmSpaceProblem } from './gemm-space.js';
+import { chooseGemmSplitK, gemmSpaceProblem } from './gemm-space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
 export const HEURISTIC_SLACK = 1.1;
@@ -75,10 +75,12 @@ export function tuneReport(db: TuneDb, meta: Partial<Record<TuneMeta['backend'],
 }
 
 /**
- * The GEMM entries (the device check's search): per unit and step row count, the heuristic's
- * split-K and tile against the tuned ones, with their times; then, for the entries whose search
- * raced the two kernel families on a 9.0 device, both families per weight shape (each at its
- * fastest split-K, summed over the row counts, and per M) and the winner that every M runs.
+ * The GEMM entries (the device check's search): per unit and step row count, what runs without
+ * the record against what runs with it, with their times (gemmRunRows: on a raced entry, the
+ * 9.0 device's untuned family and split-K against the winner's kernel); then, for the entries
+ * whose search raced the two kernel families on a 9.0 device, both families per weight shape
+ * (each at the split-K the rule picks for it, summed over the row counts, and per M) and the
+ * winner that every M runs.
  * Empty when there are none.
  */
 function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
@@ -99,7 +101,7 @@ function gemmReportLines(db: TuneDb, meta?: TuneMeta): string[] {
   }
   const raced = entries.filter((e) => e.kernel !== undefined);
   if (raced.length > 0) {
-    lines.push('', 'The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at its fastest split-K; one family and split-K run every M of a weight shape:');
+    lines.push('', 'The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at the split-K the rule picks for it; one family and split-K run every M of a weight shape:');
     for (const e of raced) lines.push(...familyLines(e));
   }
   return oldLine.length > 0 ? [...lines, '', ...oldLine] : lines;
@@ -135,14 +137,22 @@ export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: strin
   return ms.map((m) => ({ m, heuristicWhat, ...(heuristic[m] ? { heuristic: heuristic[m] } : {}), ...(tuned[m] ? { tuned: tuned[m] } : {}) }));
 }
 
-/** One raced entry: both families' totals (fastest split-K each), the winner, then per M both times. */
+/**
+ * One raced entry: both families, each at the split-K the rule picks for it (the winner's own;
+ * the other family's by the same rule over its own times: sm90a.splitK, chooseGemmSplitK over
+ * splitRowsUs) with its time summed over M, the winner, then per M both times.
+ */
 function familyLines(e: GemmTuneEntry): string[] {
-  const fastest = (totals: Readonly<Record<string, number>>): string => {
-    const [s, us] = Object.entries(totals).reduce((a, b) => (b[1] < a[1] ? b : a), ['?', Infinity] as [string, number]);
-    return Number.isFinite(us) ? `${us.toFixed(1)} us at split-K ${s}` : 'not timed';
+  const at = (totals: Readonly<Record<string, number>> | undefined, splitK: number | undefined): string => {
+    if (!totals || Object.keys(totals).length === 0 || splitK === undefined) return 'not timed';
+    const us = totals[String(splitK)];
+    return us === undefined ? `not timed at split-K ${splitK}` : `${us.toFixed(1)} us at split-K ${splitK}`;
   };
-  const sm90a = e.sm90a ? (e.sm90a.splitTotalsUs && Object.keys(e.sm90a.splitTotalsUs).length > 0 ? fastest(e.sm90a.splitTotalsUs) : 'not timed') : 'not raced (the shape has no sm_90a kernel)';
-  const head = `- ${e.unit} (${e.arch}): mma.sync ${fastest(e.splitTotalsUs)}, sm_90a ${sm90a} (summed over M); winner: ${e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} at split-K ${e.splitK}`;
+  const rowsUs = e.splitRowsUs;
+  const mmaSplit = e.kernel !== 'sm_90a' || !rowsUs ? e.splitK
+    : chooseGemmSplitK(new Map(Object.entries(rowsUs).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))])));
+  const sm90a = e.sm90a ? at(e.sm90a.splitTotalsUs, e.sm90a.splitK) : 'not raced (the shape has no sm_90a kernel)';
+  const head = `- ${e.unit} (${e.arch}): mma.sync ${at(e.splitTotalsUs, mmaSplit)}, sm_90a ${sm90a} (summed over M); winner: ${e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} at split-K ${e.splitK}`;
   const ms = [...new Set([...Object.keys(e.rows), ...Object.keys(e.sm90a?.rows ?? {})])].sort((a, b) => Number(a) - Number(b));
   const perM = ms.map((m) => {
     const r = e.rows[m], w = e.sm90a?.rows[m];

@@ -172,6 +172,17 @@ print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s1 M=1 sm_90a t8: unwritten or 
     expect(db.gemms![gemmEntryKey(e.unit, 'sm_90')]).toMatchObject({ kernel: 'sm_90', space: GEMM_SEARCH_SPACE, splitK: 2, sm90a: { splitTotalsUs: {}, rows: {} } });
     expect(tuneReport(db)).toContain('- gemm_bf16_n197_k520 (sm_90): mma.sync 4.0 us at split-K 2, sm_90a not timed (summed over M); winner: mma.sync at split-K 2');
   });
+
+  test('family_line says what report.ts familyLines says: each family at the split-K the rule picks for it', async () => {
+    const e = { unit: 'gemm_bf16_n197_k520', arch: 'sm_90', kernel: 'sm_90a', splitK: 2, splitTotalsUs: { 1: 21, 4: 25 }, splitRowsUs: { 1: { 1: 11, 20: 10 }, 4: { 1: 5, 20: 20 } },
+      sm90a: { splitK: 2, splitTotalsUs: { 1: 14, 2: 12 }, rows: {} }, rows: {} };
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import family_line
+print(family_line(json.loads(sys.argv[1]), {'candidates': [1]}))`;
+    const py = (await exec('python3', ['-c', script, JSON.stringify(e)])).stdout.trim();
+    const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: { ...e, dtype: 'bf16', n: 197, k: 520, space: GEMM_SEARCH_SPACE, heuristicSplitK: 1, timed: 4, rejected: [], meta: { tidarc: 'x', compiler: 'nvcc', backend: 'cuda', device: 'H200' }, date: '2026-12-05' } } }), 'tune.json');
+    expect(py).toBe('mma.sync 25.0 us at split-K 4, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2');
+    expect(tuneReport(db)).toContain(`- ${e.unit} (${e.arch}): ${py}`);
+  });
 });
 
 describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 device races mma.sync and sm_90a', () => {

@@ -190,12 +190,16 @@ describe('the apply step: the family reaches the plan, the manifest and the runt
 });
 
 describe('tune --report', () => {
-  test('prints both families per weight shape, each at its fastest split-K, and the winner every M runs', () => {
+  test('prints both families per weight shape, each at the split-K the rule picks for it, and the winner every M runs', () => {
     const text = tuneReport(dbOf(raced(GATE_UP, 'sm_90a', 2), { ...raced(LM_HEAD, 'sm_90', 1), sm90a: undefined }));
-    expect(text).toContain('The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at its fastest split-K; one family and split-K run every M of a weight shape:');
+    expect(text).toContain('The kernel families on a 9.0 device (mma.sync against TMA + wgmma), each at the split-K the rule picks for it; one family and split-K run every M of a weight shape:');
     expect(text).toContain(`- ${GATE_UP} (sm_90): mma.sync 20.0 us at split-K 2, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2`);
     expect(text).toContain('  M=1 mma.sync 10.0 us (b16w1s4, split-K 2) / sm_90a 6.0 us (t8, split-K 2); M=20 mma.sync 10.0 us (b16w1s4, split-K 2) / sm_90a 6.0 us (t32, split-K 2)');
     expect(text).toContain(`- ${LM_HEAD} (sm_90): mma.sync 20.0 us at split-K 1, sm_90a not raced (the shape has no sm_90a kernel) (summed over M); winner: mma.sync at split-K 1`);
+    // The loser's split-K is the rule's over its own per-M times, not its least total: mma.sync split-K 4 (regret 3.0 against 3.2; totals 25 against 21).
+    const rowsUs = { 1: { 1: 11, 20: 10 }, 4: { 1: 5, 20: 20 } };
+    const loser = tuneReport(dbOf({ ...raced(GATE_UP, 'sm_90a', 2), splitRowsUs: rowsUs, splitTotalsUs: { 1: 21, 4: 25 } }));
+    expect(loser).toContain(`- ${GATE_UP} (sm_90): mma.sync 25.0 us at split-K 4, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2`);
   });
 
   test('heuristic against tuned is what a 9.0 device runs: without the record the sm_90a compile\'s family and split-K, with it the winner\'s kernel', () => {
