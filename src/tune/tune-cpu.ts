@@ -20,7 +20,9 @@
  * needs are compiled in the order of run-plan.ts (the default tile first), only as many as the
  * budget can then also time (run-plan.ts's cost model, from the shape's measured call time);
  * the first shape is always tuned, on the default tile at least, and no shape starts that the
- * budget cannot finish. The ETA comes from the same model, calibrated on the shapes done.
+ * budget cannot finish. The ETA comes from the same model, calibrated on the shapes done; under a
+ * budget it counts the shapes (and compiles) the loop will start by those rules. Every time is
+ * read off TuneRequest.clock (a test drives a fake one).
  * The database is written after every shape (incremental; an interrupted run keeps what it
  * measured) and a rerun skips the shapes it holds for this machine.
  */
@@ -77,6 +79,12 @@ export interface TuneRequest {
   readonly signal?: AbortSignal;
   /** Wraps each tile's library (tests: a library that computes wrong results must be rejected). */
   readonly wrapLibrary?: (lib: KernelLibrary, tile: { warps: number; tileN: number }) => KernelLibrary;
+  /**
+   * Milliseconds now (default performance.now). Every time the run measures or spends reads it:
+   * the calls timed, the compiles, the budget's deadline, the ETA (tests: a fake clock that only
+   * kernel calls advance, by known amounts, so the ETA's arithmetic is checked exactly).
+   */
+  readonly clock?: () => number;
 }
 
 export interface TuneRunResult {
@@ -102,6 +110,7 @@ const PRIOR_BATCH_MS = 15_000;
 
 export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const log = req.log ?? (() => undefined);
+  const now = req.clock ?? (() => performance.now());
   const meta = await cpuTuneMeta();
   const names = [...req.drafts.map(tidarVariantName), AR_VARIANT];
   const libraries = new Map<string, KernelLibrary>();
@@ -120,7 +129,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
     }
     return lib;
   };
-  const started = performance.now();
+  const started = now();
   // The budget covers everything from here: compiles, input sets, references, timing.
   const deadline = req.budgetSeconds === undefined ? Infinity : started + req.budgetSeconds * 1000;
   let db = readTuneDb(req.dbPath);
@@ -132,9 +141,9 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const compiled = new Set<string>();
   let batchMs = PRIOR_BATCH_MS;
   const wasCached = existsSync(join(tileDir(DEFAULT_TILE), 'manifest.json'));
-  const t00 = performance.now();
+  const t00 = now();
   const defaults = (await compileTile(DEFAULT_TILE)).manifest;
-  if (!wasCached) batchMs = performance.now() - t00;
+  if (!wasCached) batchMs = now() - t00;
   compiled.add(tileKey(DEFAULT_TILE));
   const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => {
     const v = defaults.variants.find((x) => x.name === name)!;
@@ -155,19 +164,21 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   for (const t of order) if (!compiled.has(tileKey(t)) && existsSync(join(tileDir(t), 'manifest.json'))) compiled.add(tileKey(t));
   const compileTiles = async (tiles: readonly Tile[]): Promise<void> => {
     if (tiles.length === 0) return;
-    const t0 = performance.now();
+    const t0 = now();
     let done = 0;
     log(`compiling the CPU kernels of ${tiles.length} tile${tiles.length === 1 ? '' : 's'}, ${Math.min(all, tiles.length)} at a time`);
     await runPool(tiles, all, async (t) => {
       if (req.signal?.aborted) return;
       await compileTile(t, 1);
       compiled.add(tileKey(t));
-      log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+      log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((now() - t0) / 1000).toFixed(0)} s)`);
     });
-    batchMs = (performance.now() - t0) / Math.ceil(tiles.length / all);
+    batchMs = (now() - t0) / Math.ceil(tiles.length / all);
   };
   const uncompiled = (candidates: readonly AttentionConfig[]): Tile[] => order.filter((t) => !compiled.has(tileKey(t)) && candidates.some((c) => tileKey(c) === tileKey(t)));
   const onTiles = (candidates: readonly AttentionConfig[], tiles: readonly Tile[]): AttentionConfig[] => candidates.filter((c) => tiles.some((t) => tileKey(t) === tileKey(c)));
+  /** A shape's configurations on some tiles, and its heuristic (always timed: the entry's baseline). */
+  const withHeuristic = (x: Job, configs: AttentionConfig[]): AttentionConfig[] => (configs.some((c) => configKey(c) === configKey(x.heuristic)) ? configs : [...configs, x.heuristic]);
   // Without a budget every tile is compiled first, as before: nothing compiles between shapes.
   if (req.budgetSeconds === undefined) await compileTiles(uncompiled(todo.flatMap((j) => j.candidates)));
 
@@ -176,23 +187,47 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   // The model's search time against the measured one over the shapes done (per-call overheads it leaves out, other threads' calls).
   let predictedDone = 0, actualDone = 0;
   const calibration = (): number => (predictedDone > 0 ? Math.min(8, Math.max(0.25, actualDone / predictedDone)) : 1);
-  /** A shape's time from the nearest measured one (call time scaled by the work ratio, the same fixed part). */
-  const predict = (x: Job, configs: number): number => {
-    const near = probes.reduce((a, b) => (Math.abs(Math.log(b.work / x.work)) < Math.abs(Math.log(a.work / x.work)) ? b : a));
-    return near.fixedMs + calibration() * shapeMs({ callMs: near.callMs * (x.work / near.work), fixedMs: 0, configs }, PROTOCOL);
+  /** The measured shape nearest `x` in work. */
+  const nearest = (x: Job): (typeof probes)[number] => probes.reduce((a, b) => (Math.abs(Math.log(b.work / x.work)) < Math.abs(Math.log(a.work / x.work)) ? b : a));
+  /** A shape's search over `configs` configurations, from the nearest measured shape's call time scaled by the work ratio. */
+  const predictSearch = (x: Job, configs: number): number => {
+    const near = nearest(x);
+    return calibration() * shapeMs({ callMs: near.callMs * (x.work / near.work), fixedMs: 0, configs }, PROTOCOL);
   };
-  /** The rest of the run: the shapes after `j` still to tune (with their compiles, under a budget), cut off where the budget stops new shapes. */
+  /** A shape's time: the nearest measured shape's fixed part, then its search. */
+  const predict = (x: Job, configs: number): number => nearest(x).fixedMs + predictSearch(x, configs);
+  /**
+   * The rest of the run: what is left of shape `j` (currentLeftMs), then the shapes after it still
+   * to tune. Under a budget, as the loop below will run them: a shape starts only before the
+   * deadline and where its time on the tiles compiled by then fits; it first compiles the tiles
+   * the budget then affords it (affordableTiles, whole batches of batchMs). So only the shape now
+   * running can take the ETA past the budget (issue 17: an ETA blind to the budget printed 8199 s
+   * under --budget 20; one that summed every shape and capped the sum at the deadline was a shape
+   * or more too long where the budget skips a shape that does not fit and runs a later one).
+   */
   const eta = (j: number, currentLeftMs: number): number => {
+    const start = now();
     let ms = currentLeftMs;
-    const newTiles = new Set<string>();
+    const have = new Set(compiled);
     for (const x of jobs.slice(j + 1)) {
       if (lookup(db, x.vkey, x.bucket, meta)) continue;
-      for (const t of uncompiled(x.candidates)) newTiles.add(tileKey(t));
-      ms += predict(x, x.candidates.length);
+      if (req.budgetSeconds === undefined) {
+        ms += predict(x, x.candidates.length);  // every tile was compiled before the first shape
+        continue;
+      }
+      if (start + ms >= deadline) break;
+      const at = order.filter((t) => have.has(tileKey(t)));
+      if (start + ms + predict(x, onTiles(x.candidates, at).length) > deadline) continue;
+      const fixedMs = nearest(x).fixedMs;
+      const more = affordableTiles({
+        needed: order.filter((t) => !have.has(tileKey(t)) && x.candidates.some((c) => tileKey(c) === tileKey(t))),
+        configsOn: (tiles) => onTiles(x.candidates, tiles).length, compiledTiles: at, cores: all, batchMs,
+        searchMs: (configs) => predictSearch(x, configs), leftMs: deadline - (start + ms + fixedMs),
+      });
+      for (const t of more) have.add(tileKey(t));
+      ms += fixedMs + Math.ceil(more.length / all) * batchMs + predictSearch(x, withHeuristic(x, onTiles(x.candidates, [...at, ...more])).length);
     }
-    if (req.budgetSeconds !== undefined) ms += Math.ceil(newTiles.size / all) * batchMs;
-    const now = performance.now();
-    return Math.min(ms, Math.max(0, deadline - now - currentLeftMs) + currentLeftMs);
+    return ms;
   };
 
   try {
@@ -205,25 +240,25 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
         continue;
       }
       // The first shape is always tuned; after it, none starts past the budget.
-      if (req.signal?.aborted || (tuned > 0 && performance.now() >= deadline)) {
+      if (req.signal?.aborted || (tuned > 0 && now() >= deadline)) {
         skipped.push(`${vkey} | ${bucket}`);
         continue;
       }
       // Nor one the budget cannot finish, judged before its inputs are made (from the shapes measured).
-      if (tuned > 0 && req.budgetSeconds !== undefined && performance.now() + predict(job, onTiles(job.candidates, order.filter((t) => compiled.has(tileKey(t)))).length) > deadline) {
+      if (tuned > 0 && req.budgetSeconds !== undefined && now() + predict(job, onTiles(job.candidates, order.filter((t) => compiled.has(tileKey(t)))).length) > deadline) {
         skipped.push(`${vkey} | ${bucket}`);
         continue;
       }
-      const t0 = performance.now();
+      const t0 = now();
       const prepared = prepareShape(v, shape, req.spec);
-      const callMs = probeCall(prepared, heuristic, library);
-      probes.push({ work: job.work, callMs, fixedMs: performance.now() - t0 });
+      const callMs = probeCall(prepared, heuristic, library, now);
+      probes.push({ work: job.work, callMs, fixedMs: now() - t0 });
       let candidates = job.candidates;
       if (req.budgetSeconds !== undefined) {
         // This shape's search (its fixed part is spent) over the configurations of some tiles.
         const searchMs = (configs: number): number => calibration() * shapeMs({ callMs, fixedMs: 0, configs }, PROTOCOL);
         const at = order.filter((t) => compiled.has(tileKey(t)));
-        const leftMs = deadline - performance.now();
+        const leftMs = deadline - now();
         if (tuned > 0 && searchMs(onTiles(job.candidates, at).length) > leftMs) {
           skipped.push(`${vkey} | ${bucket}`);
           continue;
@@ -232,22 +267,21 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
           needed: uncompiled(job.candidates), configsOn: (tiles) => onTiles(job.candidates, tiles).length, compiledTiles: at, cores: all, batchMs, searchMs, leftMs,
         });
         await compileTiles(more);
-        candidates = onTiles(job.candidates, [...at, ...more]);
-        if (!candidates.some((c) => configKey(c) === configKey(heuristic))) candidates.push(heuristic);
+        candidates = withHeuristic(job, onTiles(job.candidates, [...at, ...more]));
         const left = job.candidates.length - candidates.length;
         if (left > 0) log(`${what}: within the budget, ${candidates.length} of ${job.candidates.length} configurations (the other tiles are not compiled)`);
       }
       const predicted = predict(job, candidates.length);
       const searchPredicted = shapeMs({ callMs, fixedMs: 0, configs: candidates.length }, PROTOCOL);
-      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time; eta about ${seconds(eta(j, predicted - (performance.now() - t0)))} for the run`);
-      let shown = performance.now();
-      const loop0 = performance.now();
-      const entry = await searchShape(prepared, candidates, heuristic, library, req, (done, total) => {
-        const now = performance.now();
-        if (now - shown < 2000 && done < total) return;
-        shown = now;
+      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time; eta about ${seconds(eta(j, predicted - (now() - t0)))} for the run`);
+      let shown = now();
+      const loop0 = now();
+      const entry = await searchShape(prepared, candidates, heuristic, library, req, now, (done, total) => {
+        const at = now();
+        if (at - shown < 2000 && done < total) return;
+        shown = at;
         // This shape's rest at its own measured rate, then the shapes after it.
-        const shapeLeft = ((now - loop0) / done) * (total - done) + shapeMs({ callMs, fixedMs: 0, configs: 0 }, PROTOCOL);
+        const shapeLeft = ((at - loop0) / done) * (total - done) + shapeMs({ callMs, fixedMs: 0, configs: 0 }, PROTOCOL);
         log(`${what}: ${done}/${total} configurations; eta ${seconds(shapeLeft)} for this shape, about ${seconds(eta(j, shapeLeft))} for the run`);
       });
       if (!entry) {
@@ -255,7 +289,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
         break;  // interrupted inside the shape: nothing of it is recorded
       }
       predictedDone += searchPredicted;
-      actualDone += performance.now() - loop0;
+      actualDone += now() - loop0;
       db = withEntry(mergeDb(readTuneDb(req.dbPath), db), { ...entry, variant: vkey, bucket, meta, date: new Date().toISOString().slice(0, 10) });
       await writeTuneDb(req.dbPath, db);
       tuned++;
@@ -314,16 +348,16 @@ function caller(p: PreparedShape, c: AttentionConfig, library: (t: Tile) => Kern
 }
 
 /** Milliseconds of one call of the heuristic configuration (after one that warms it up): what the cost model scales. */
-function probeCall(p: PreparedShape, heuristic: AttentionConfig, library: (t: Tile) => KernelLibrary): number {
+function probeCall(p: PreparedShape, heuristic: AttentionConfig, library: (t: Tile) => KernelLibrary, now: () => number): number {
   const call = caller(p, heuristic, library);
   call(0);
-  const t = performance.now();
+  const t = now();
   call(1 % p.sets);
-  return performance.now() - t;
+  return now() - t;
 }
 
 async function searchShape(p: PreparedShape, candidates: readonly AttentionConfig[], heuristic: AttentionConfig,
-  library: (t: Tile) => KernelLibrary, req: TuneRequest, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
+  library: (t: Tile) => KernelLibrary, req: TuneRequest, now: () => number, progress: (done: number, total: number) => void): Promise<ShapeResult | undefined> {
   const { spec, v, sets, want, outputs } = p;
   const tolerance = EMU_TOLERANCE[spec.dtype];
   const results: { config: AttentionConfig; timing: Timing }[] = [];
@@ -332,11 +366,11 @@ async function searchShape(p: PreparedShape, candidates: readonly AttentionConfi
   // all calls of the shape, so a set comes back only after every other one was read.
   let cursor = 0;
   const timeCalls = (call: (s: number) => void, into: number[], enough: (n: number, ms: number) => boolean): void => {
-    const t0 = performance.now();
-    for (let n = 0; !enough(n, performance.now() - t0); n++) {
-      const a = performance.now();
+    const t0 = now();
+    for (let n = 0; !enough(n, now() - t0); n++) {
+      const a = now();
       call(cursor++ % sets);
-      into.push(performance.now() - a);
+      into.push(now() - a);
     }
   };
   for (const [i, c] of candidates.entries()) {
