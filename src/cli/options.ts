@@ -1,4 +1,6 @@
 /** Option parsers shared by commands: each refusal names the option, the text typed and what is allowed. */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { TidarcError } from '../errors.js';
 import { MAX_DRAFT_COMPILE } from '../ir/model.js';
 
@@ -61,4 +63,30 @@ export function parsePathOption(option: string, text: string): string {
     });
   }
   return text;
+}
+
+/**
+ * A file the command writes after its work (or after each part of it, as tune's database): a
+ * path that cannot be written is refused before the work starts, not after it. tidarc writes
+ * such a file beside itself and renames it over the path, so what must be writable is the
+ * directory; a path that is a directory is refused too.
+ */
+export function checkWritableFileOption(option: string, path: string): void {
+  const dir = dirname(resolve(path));
+  let why: string | undefined;
+  if (existsSync(path) && statSync(path).isDirectory()) why = 'the path is a directory';
+  else if (!existsSync(dir)) why = 'the directory does not exist';
+  else if (!statSync(dir).isDirectory()) why = 'a part of the path is a file, not a directory';
+  else {
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (err) {
+      why = (err as NodeJS.ErrnoException).code === 'EROFS' ? 'read-only file system' : 'permission denied';
+    }
+  }
+  if (why !== undefined) {
+    throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
+      field: option, value: optionText(path), allowed: 'a file path in an existing, writable directory',
+    });
+  }
 }

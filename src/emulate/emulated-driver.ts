@@ -49,6 +49,8 @@ export interface EmulatedBuildOptions {
 export interface EmulatedDriverOptions extends EmulatedBuildOptions {
   /** How errors name the output directory: the option or setting it came from (default 'outDir'). */
   readonly outField?: string;
+  /** Called once when the library is really compiled (not when an up-to-date one is found): a CLI says what the wait is. */
+  readonly onBuild?: () => void;
 }
 
 export interface EmulatedModuleOptions extends EmulatedBuildOptions {
@@ -235,6 +237,7 @@ async function buildDriverUncached(dir: string, given: string, options: Emulated
   // the directory, so nothing is written beside a user's --out.
   return withFileLock(join(dir, 'build.lock'), { what: 'building the emulated CUDA driver', field }, async () => {
     if (await upToDate()) return library;
+    options.onBuild?.();
     await compileAtomic(cxx.path, [
       ...EMU_FLAGS, ...MODULE_FLAGS, ...emulatorIncludeFlags(), `-I${driverApiDir()}`,
       ...EMULATED_DRIVER_SOURCES.map((f) => join(emu, f)), ...linkFlags,

@@ -53,7 +53,7 @@ rooflineRatio).
 export function registerBenchStepCommand(program: Command, io: CliIo): void {
   program
     .command('bench-step')
-    .description('Time one TiDAR decode step against one AR step at the same prefix length on the CPU.')
+    .description('Time one TiDAR decode step against one AR step at the same prefix length, on the cpu or cuda backend (--backend).')
     .argument('<dir>', 'a checkpoint directory (config.json, model.safetensors, tokenizer.json) or its config.json')
     .option('--draft <k>', "draft length k, one the model was compiled for (default: the model's largest)")
     .option('--prefix <L>', 'committed prefix length in tokens, e.g. 1024 (required)')

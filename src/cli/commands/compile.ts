@@ -2,6 +2,7 @@
  * `tidarc compile [model.json|config.json]`: generates the attention kernels of a model per
  * draft length and arch, builds them where the compilers exist, and reports what it built.
  */
+import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, PORTABLE_ARCH_NAMES, parseArch } from '../../codegen/arch.js';
@@ -9,6 +10,7 @@ import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { pickVariants, variantsForModel } from '../../codegen/variant.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
+import { TidarcError } from '../../errors.js';
 import { readModelInput } from '../../model/model-input.js';
 import { loadTunedGemms, loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
@@ -68,8 +70,13 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
       const variants = flags.variant === undefined ? undefined : flags.variant.split(',').map((v) => v.trim());
-      // Checked here, before anything is printed: a refused --variant is the command's only line.
-      if (variants) pickVariants(variantsForModel(spec, drafts ?? spec.draftLengths), variants, '--variant');
+      // Checked here, before anything is printed: a refused --draft (a length out of range) or
+      // --variant is the command's only line.
+      const all = variantsForModel(spec, drafts ?? spec.draftLengths);
+      if (variants) pickVariants(all, variants, '--variant');
+      if (flags.tuned !== undefined && !existsSync(flags.tuned)) {
+        throw new TidarcError('invalid-argument', 'no such tuning database', { field: '--tuned', value: flags.tuned, allowed: 'a database that tidarc tune or the device check wrote' });
+      }
       const outDir = flags.out === undefined ? `tidarc-out/${spec.name}` : parsePathOption('--out', flags.out);
       // Before anything is printed: a refused --out is the command's only line.
       checkReplaceable({ path: outDir, kind: 'compile-output', field: '--out' });

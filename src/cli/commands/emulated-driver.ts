@@ -29,9 +29,12 @@ export function registerEmulatedDriverCommand(program: Command, io: CliIo): void
     .option('--out <dir>', 'where to build it: a new, empty or earlier emulated-driver directory (default: the tidarc cache, $TIDARC_CACHE or ~/.cache/tidarc)')
     .addHelpText('after', HELP_AFTER)
     .action(async (flags: { out?: string }) => {
+      // A first build is g++ over the emulator (tens of seconds) and stdout is the path alone
+      // (for $(...)): say on stderr what the wait is; an up-to-date library prints nothing more.
+      const onBuild = (): void => io.stderr('building the emulated CUDA driver with g++ (once per tidarc version and compiler; about 20-60 s)\n');
       const path = flags.out === undefined
-        ? await buildEmulatedDriver(join(defaultCacheDir(), 'emulated-driver'), { outField: cacheField() })
-        : await buildEmulatedDriver(parsePathOption('--out', flags.out), { outField: '--out' });
+        ? await buildEmulatedDriver(join(defaultCacheDir(), 'emulated-driver'), { outField: cacheField(), onBuild })
+        : await buildEmulatedDriver(parsePathOption('--out', flags.out), { outField: '--out', onBuild });
       io.stdout(`${path}\n`);
     });
 }

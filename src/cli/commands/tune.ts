@@ -15,7 +15,7 @@ import { cpuTuneMeta } from '../../tune/meta.js';
 import { tuneCpu } from '../../tune/tune-cpu.js';
 import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import { type CliIo, CliExit } from '../io.js';
-import { parseDraftList, parseIntegerList, parseIntegerOption, parsePathOption } from '../options.js';
+import { checkWritableFileOption, parseDraftList, parseIntegerList, parseIntegerOption, parsePathOption } from '../options.js';
 
 interface TuneFlags {
   draft?: string;
@@ -85,8 +85,9 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         // A report of a database that is not there would be an empty table and an SVG of nothing.
         if (!existsSync(dbPath)) throw new TidarcError('missing-file', 'no such tuning database', { field: '--db', value: dbPath, allowed: 'a database that tidarc tune wrote' });
         const db = readTuneDb(dbPath);
-        io.stdout(tuneReport(db, { cpu: await cpuTuneMeta() }));
         const svg = dbPath.replace(/\.json$/, '') + '.svg';
+        checkWritableFileOption('--db', svg);
+        io.stdout(tuneReport(db, { cpu: await cpuTuneMeta() }));
         await writeTextFileAtomic(svg, tuneSvg(db), '--db');
         io.stdout(`wrote ${svg}\n`);
         return;
@@ -95,6 +96,9 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         throw new TidarcError('unsupported', 'tidarc tune searches the cpu backend here; the CUDA search runs in the device check (npm run device-check:prepare, then scripts/device-check/device_check.py on the GPU machine: it writes tune-cuda.json for compile/run --tuned)', { field: '--backend', value: flags.backend, allowed: 'cpu' });
       }
       if (modelPath === undefined) throw new TidarcError('invalid-argument', 'a model is required (or --report)', { field: 'model' });
+      // The database is written after every shape: a path it cannot take is refused now, not
+      // after the first shape's compiles and timings.
+      checkWritableFileOption('--db', dbPath);
       const { spec } = await readModelInput(modelPath);
       const drafts = flags.draft === undefined ? [...spec.draftLengths] : parseDraftList(flags.draft);
       const list = (name: string, text: string | undefined, min: number, max: number) => (text === undefined ? undefined : parseIntegerList(name, text, min, max));
