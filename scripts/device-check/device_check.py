@@ -8,8 +8,9 @@ them against PyTorch on the same tensors, inside one time budget.
 The bundle (scripts/device-check/prepare.ts: grid.json, gemm.json, gemm_sm90a.json, their CUDA
 sources, and node/ from pack-runtime.sh) is checked first; then the parts run in the order the open
 issues need their figures, each in its own process with a share of --budget:
-  facts      GPU name, SMs, driver, CUDA, the tools the parts need (nvcc, g++, the bundle's Node), and
-             two ceilings: a 1 GiB device-to-device copy and an 8192^3 bf16 matmul (gpu.py);
+  facts      GPU name, SMs, driver, CUDA, the tools the parts need (nvcc, g++, the bundle's Node), the
+             machine whose predictions the parts print (the GPU's by its name, machines.py: predictedFor),
+             and two ceilings: a 1 GiB device-to-device copy and an 8192^3 bf16 matmul (gpu.py);
   gemm       issue 14: the generated GEMMs of the Qwen3-8B linear layers at M = 1, 20, 72, 272 against
              float64 and bitwise across M, the fused epilogues, then timed against torch's F.linear (gemm.py);
   sm90a      issue 18: the sm_90a GEMM's kernels for every wgmma N on the same tokens, bitwise equal

@@ -18,7 +18,7 @@ def load_machines(bundle):
 
 
 def predicted_for(machines, gpu_name):
-    """The machine whose predictions this GPU gets: {'machine': key, 'name', 'gpu', 'thisGpu', 'label'}.
+    """The machine whose predictions this GPU gets: {'machine': key, 'name', 'gpu', 'thisGpu', 'label', 'copyTBs', 'matmulTflops'}.
     label is what a table header says: the key, or '<key>, not this GPU'."""
     if not machines:
         return {'machine': None, 'name': 'H200 (sm_90, 132 SMs)', 'gpu': gpu_name, 'thisGpu': False,
@@ -26,7 +26,8 @@ def predicted_for(machines, gpu_name):
     hit = next((m for m in machines['machines'] if gpu_name and re.search(m['gpuName'], gpu_name)), None)
     m = hit or next(m for m in machines['machines'] if m['key'] == machines['default'])
     return {'machine': m['key'], 'name': m['name'], 'gpu': gpu_name, 'thisGpu': hit is not None,
-            'label': m['key'] if hit else f"{m['key']}, not this GPU"}
+            'label': m['key'] if hit else f"{m['key']}, not this GPU",
+            'copyTBs': m.get('copyTBs'), 'matmulTflops': m.get('matmulTflops')}  # the record's rates, beside the ceilings measured
 
 
 def for_machine(obj, key):

@@ -209,7 +209,8 @@ def write_reports(data, out):
                + ('' if pf['thisGpu'] else f", which is not this GPU ({pf.get('gpu') or 'unknown'}): no machine of the bundle's machines.json matches it") + '.', '']
     if 'ceilings' in data:
         c = data['ceilings']
-        md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s.", '']
+        rates = f" (the cost models assume {pf['copyTBs']:.2f} TB/s and {pf['matmulTflops']:.0f} TFLOP/s for {pf['name']})" if pf and pf.get('copyTBs') else ''
+        md += [f"Ceilings measured in this run: device-to-device copy {c['copyTBs']:.2f} TB/s, bf16 matmul {c['matmulTflops']:.0f} TFLOP/s{rates}.", '']
     md += [f'## Correctness: {len(corr) - len(failed)} of {len(corr)} checks ok', '', *correctness_table(corr), '']
     if bench and data.get('dryRun'):
         md += ['## Benchmark points (dry run: the runtime\'s split-KV count and workspace, checked; emulator times)', '', *dry_bench_table(bench, data.get('predictedFor')), '']

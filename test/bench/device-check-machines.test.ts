@@ -78,9 +78,9 @@ e = load_predictions(${JSON.stringify(bundle)}, p)
 print(json.dumps({'p': p, 'machine': e['machine'], 'gpuMs': e['models'][0]['rows'][0]['graphs']['gpuMs'], 'byMachine': 'byMachine' in e}))
 `;
     const h100 = JSON.parse(await py(script, fakeSmi('NVIDIA H100 80GB HBM3')));
-    expect(h100).toEqual({ p: { machine: 'H100', name: H100_SXM.name, gpu: 'NVIDIA H100 80GB HBM3', thisGpu: true, label: 'H100' }, machine: H100_SXM.name, gpuMs: row('H100').graphs.gpuMs, byMachine: false });
+    expect(h100).toEqual({ p: { machine: 'H100', name: H100_SXM.name, gpu: 'NVIDIA H100 80GB HBM3', thisGpu: true, label: 'H100', copyTBs: 3, matmulTflops: 785 }, machine: H100_SXM.name, gpuMs: row('H100').graphs.gpuMs, byMachine: false });
     const a100 = JSON.parse(await py(script, fakeSmi('NVIDIA A100-SXM4-80GB')));
-    expect(a100).toEqual({ p: { machine: 'H200', name: H200.name, gpu: 'NVIDIA A100-SXM4-80GB', thisGpu: false, label: 'H200, not this GPU' }, machine: H200.name, gpuMs: row('H200').graphs.gpuMs, byMachine: false });
+    expect(a100).toEqual({ p: { machine: 'H200', name: H200.name, gpu: 'NVIDIA A100-SXM4-80GB', thisGpu: false, label: 'H200, not this GPU', copyTBs: 4.3, matmulTflops: 790 }, machine: H200.name, gpuMs: row('H200').graphs.gpuMs, byMachine: false });
     expect(readFileSync(join(bundle, E2E_PREDICTIONS), 'utf8')).toContain('"byMachine"');
   });
 
@@ -105,7 +105,7 @@ print(json.dumps([ctx.predicted['label'], ctx.grid['attentionBench']['points'][0
 
   test('the report names the machine in the headers of its predicted columns, and says when it is not this GPU', async () => {
     const sample = JSON.parse(readFileSync(resolve('test/bench/fixtures/device-check-sample.json'), 'utf8')) as Record<string, unknown>;
-    const data = { ...sample, predictedFor: { machine: 'H200', name: H200.name, gpu: 'NVIDIA A100-SXM4-80GB', thisGpu: false, label: 'H200, not this GPU' } };
+    const data = { ...sample, predictedFor: { machine: 'H200', name: H200.name, gpu: 'NVIDIA A100-SXM4-80GB', thisGpu: false, label: 'H200, not this GPU', copyTBs: 4.3, matmulTflops: 790 } };
     const file = join(root, 'recorded.json');
     writeFileSync(file, JSON.stringify(data));
     const out = join(root, 'report');
@@ -120,6 +120,7 @@ print(json.dumps(write_reports(json.load(open(${JSON.stringify(file)})), ${JSON.
     const md = readFileSync(join(out, 'device-check.md'), 'utf8');
     expect(md).toContain('| tidarc us (p20-p80) | predicted us (H200, not this GPU) | measured / predicted |');
     expect(md).toContain(`Predicted figures (cost models, src/bench via the bundle): for ${H200.name}, which is not this GPU (NVIDIA A100-SXM4-80GB)`);
+    expect(md).toContain(`bf16 matmul 800 TFLOP/s (the cost models assume 4.30 TB/s and 790 TFLOP/s for ${H200.name}).`);
     expect(short).toContain(`predicted figures: for ${H200.name} (not this GPU: NVIDIA A100-SXM4-80GB)`);
   });
 });
