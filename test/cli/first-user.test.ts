@@ -64,6 +64,14 @@ describe('tune refuses a --db it could not write before tuning anything', () => 
   });
 });
 
+test('run --prompt --json (the text left out) is refused, not run with the prompt "--json"', async () => {
+  const dir = join(scratch, 'no-model-needed');
+  expectOneErrorLine(await runTidarc('run', dir, '--prompt', '--json'), 'the prompt is an option name of this command', '--prompt = --json');
+  expectOneErrorLine(await runTidarc('run', dir, '--prompt', '--ignore-eos'), '--prompt = --ignore-eos');
+  // Text that merely starts with dashes is a prompt: the error is then about the missing model.
+  expectOneErrorLine(await runTidarc('run', dir, '--prompt', '--json is a flag'), 'no-model-needed');
+});
+
 test('bench-step --help names both backends, not the CPU alone', async () => {
   const r = await runTidarc('--help');
   const line = r.stdout.split('\n').findIndex((l) => l.trimStart().startsWith('bench-step'));

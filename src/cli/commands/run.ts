@@ -72,8 +72,15 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--json', 'print one JSON result object at the end instead of streaming text')
     .option('--progress', 'with --json: still print the first-use compile progress on stderr')
     .addHelpText('after', HELP_AFTER)
-    .action(async (dir: string, flags: RunFlags) => {
+    .action(async (dir: string, flags: RunFlags, command: Command) => {
       if (flags.prompt === undefined) throw new TidarcError('invalid-argument', 'a prompt is required', { field: '--prompt', allowed: 'any text, e.g. --prompt "hello"' });
+      // Commander takes the next word as the value: `--prompt --json` (the text left out) would
+      // generate from the prompt "--json" and print no JSON. An option name alone is refused.
+      if (command.options.some((o) => o.long === flags.prompt || o.short === flags.prompt)) {
+        throw new TidarcError('invalid-argument', 'the prompt is an option name of this command (was the text left out?)', {
+          field: '--prompt', value: optionText(flags.prompt), allowed: 'any other text, e.g. --prompt "hello"',
+        });
+      }
       if (flags.mode !== 'tidar' && flags.mode !== 'ar') throw new TidarcError('invalid-argument', 'unknown mode', { field: '--mode', value: optionText(flags.mode), allowed: 'tidar, ar' });
       if (!['auto', 'cpu', 'cuda'].includes(flags.backend)) throw new TidarcError('invalid-argument', 'unknown backend', { field: '--backend', value: optionText(flags.backend), allowed: 'auto, cpu, cuda' });
       const options = {
