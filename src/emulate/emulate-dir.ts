@@ -81,7 +81,14 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
     });
     options.log(`${onGpu ? 'GPU harnesses' : 'emulators'} built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
     const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed } satisfies EmulationCase })));
-    const rows = await runPool(cases, jobs, async ({ v, exe, c }) => ({ ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen }));
+    // A check of a large variant runs for minutes on the emulator: one line as each ends.
+    let checked = 0;
+    const rows = await runPool(cases, jobs, async ({ v, exe, c }) => {
+      const t = performance.now();
+      const row = { ...(await emulateVariant(exe, v, c, work)), splits: c.splits, prefixLen: c.prefixLen };
+      options.log(`[${++checked}/${cases.length}] checked ${v.name} at splits ${c.splits}: ${row.ok ? 'ok' : 'failed'} (${((performance.now() - t) / 1000).toFixed(1)} s)`);
+      return row;
+    });
     const missing = onGpu ? gpuMissingIn(rows) : undefined;
     if (missing) throw missing;
     return rows;

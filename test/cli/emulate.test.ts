@@ -39,6 +39,8 @@ describe.skipIf(!cxx.found)('tidarc emulate', () => {
     const r = await run('emulate', compiled, '--variant', 'ar', '--splits', '1');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/built the emulator of ar/);
+    // Progress as each check ends (a large variant's check runs for minutes), before the table.
+    expect(r.stdout).toMatch(/^\[1\/1\] checked ar at splits 1: ok \(\d+\.\d s\)\nvariant /m);
     expect(r.stdout).toMatch(/ar\s+1\s+37,18\s+.*ok/);
     expect(r.stdout).toContain('all 1 checks passed');
   }, 120_000);
