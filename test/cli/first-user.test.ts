@@ -34,6 +34,14 @@ describe('compile refuses a bad --draft or --tuned before it prints its header',
   });
 });
 
+test('compile --arch sm_80,sm_80 names the arch once, as the manifest does', async () => {
+  const out = join(scratch, 'dup-arch');
+  const r = await runTidarc('compile', TINY, '--arch', 'sm_80,sm_80', '--no-build', '--out', out);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(/^compiling tiny \(.*\) for sm_80\n/);
+  expect(r.stdout).toMatch(/\nwrote .*: 6 variants for sm_80 \(/);
+});
+
 describe('tune refuses a --db it could not write before tuning anything', () => {
   test('a --db in a directory that does not exist', async () => {
     const db = join(scratch, 'missing-dir', 'tune.json');

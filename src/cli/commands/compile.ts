@@ -66,7 +66,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
       const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
       const { spec } = await readModelInput(path);
-      const arches = flags.arch.split(',').map((a) => parseArch(a.trim()).name);
+      const arches = [...new Set(flags.arch.split(',').map((a) => parseArch(a.trim()).name))];
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
       const variants = flags.variant === undefined ? undefined : flags.variant.split(',').map((v) => v.trim());
