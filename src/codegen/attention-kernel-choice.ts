@@ -9,8 +9,9 @@
  * here predicted on the H200 (machine.ts) at the row-tile choice's shapes (L = 4k and 16k,
  * batch 1 and 8: row-tile-choice.ts REFERENCE_SHAPES). Memory-bound variants (AR-like step
  * sizes whose sm_90a tiles are mostly padding) thus keep mma.sync unless the model predicts
- * otherwise. Registers: the mma.sync plan at the planner's estimate (plan.ts estimatedRegisters,
- * as the row-tile choice prices it: the compile runs no ptxas before it plans), the sm_90a kernel
+ * otherwise. Registers: the mma.sync plan at the planner's figure (plan.ts plannedRegisters: ptxas's
+ * recorded registers for 32-row warps, the estimate for 16-row ones, as the row-tile choice prices
+ * it: the compile runs no ptxas before it plans), the sm_90a kernel
  * at ptxas's recorded figure (SM90A_ATTENTION_REGISTERS). Pure.
  */
 import { predictAttention } from './attention-cost-model.js';
@@ -19,7 +20,7 @@ import { planAttentionSm90a } from './attention-sm90a.js';
 import { predictAttentionSm90a } from './attention-sm90a-cost-model.js';
 import { H200 } from './machine.js';
 import { occupancy } from './occupancy.js';
-import { type AttentionPlan, estimatedRegisters } from './plan.js';
+import { type AttentionPlan, plannedRegisters } from './plan.js';
 import { REFERENCE_SHAPES } from './row-tile-choice.js';
 import { splitKernel } from './splits.js';
 
@@ -46,7 +47,7 @@ export function sm90aKernelOf(ratios: readonly number[]): Sm90aHeuristic {
 export function sm90aAttentionTimes(plan: AttentionPlan): { readonly shape: { readonly prefix: number; readonly batch: number }; readonly sm90S: number; readonly sm90aS: number; readonly sm90aSplits: number }[] {
   const sm90a = planAttentionSm90a(plan.variant);
   const { headDim, kvHeads } = plan.variant.shape;
-  const { ctasPerSm } = occupancy(H200.arch, { registers: estimatedRegisters(plan.rowTile, plan.tile.tileN, headDim), sharedBytes: plan.sharedBytes, threads: plan.threads });
+  const { ctasPerSm } = occupancy(H200.arch, { registers: plannedRegisters(plan, H200.arch), sharedBytes: plan.sharedBytes, threads: plan.threads });
   const sm90aPerSm = occupancy(H200.arch, { registers: SM90A_ATTENTION_REGISTERS, sharedBytes: sm90a.sharedBytes, threads: sm90a.threads }).ctasPerSm;
   const kernel = splitKernel({ ...plan, tileN: plan.tile.tileN, headDim });
   return REFERENCE_SHAPES.map((shape) => {

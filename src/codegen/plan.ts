@@ -7,7 +7,8 @@
  */
 import { TidarcError } from '../errors.js';
 import { classifyStepRect, type TileClass } from '../ir/mask.js';
-import type { ArchSpec, TileConfig } from './arch.js';
+import type { ArchName, ArchSpec, TileConfig } from './arch.js';
+import { attention32Compiles, attention32Registers } from './attention-registers.js';
 import { occupancy } from './occupancy.js';
 import { fastestRowTile, scoreRowTile } from './row-tile-choice.js';
 import { type AttentionVariant, groupSize } from './variant.js';
@@ -87,11 +88,11 @@ export function fitsInRegisters(warpRows: WarpRows, keysPerWarp: number, headDim
  * 16-row warps, 1 to 8 a tile (1 to 8 tiles of k = 4's 80 rows: split over CTAs, or in one); and
  * 32-row warps, 2 to 4 a tile, at the tile's keys where their fragments fit (fitsInRegisters at
  * its stages, 2 unless pinned), else at half the keys (head dim 128: 32 of 64) where those fit,
- * for a TiDAR decode step only. Both limits are ptxas's (nvcc 13, sm_80 and sm_90), as the 32-row
- * kernel at half the keys sits at 255 registers: with 1 warp it spilled 52 bytes at sm_90
- * (Qwen3-8B k = 4, 8, 16), and Qwen3-8B's causal prefill chunk 4-8 bytes at 2 to 4 warps, where
- * the decode steps (Qwen3-8B k = 4, 8, 16; Qwen2.5-1.5B k = 16) and the block-diffusion step held
- * 245-255 with no spill (test/codegen/nvcc.test.ts keeps the bundled examples' choices so).
+ * each only where ptxas compiled that tile of the variant's mask kind without spilling at sm_80
+ * and sm_90 (attention-registers.ts, measured: at head dim 128 and 32 keys a 32-row warp sits at
+ * 246-255 registers, where the block-diffusion and causal masks spill 4-12 bytes at 2 to 4 warps,
+ * e.g. Qwen2.5-1.5B's block_k16 on 3 warps, and TiDAR decode steps hold with none). A tile of a
+ * kind or shape not measured is not offered.
  */
 export function rowTileCandidates(variant: AttentionVariant, tile: TileConfig): TileConfig[] {
   const { headDim } = variant.shape;
@@ -99,8 +100,9 @@ export function rowTileCandidates(variant: AttentionVariant, tile: TileConfig): 
   const sixteen = Array.from({ length: MAX_TILE_ROWS / 16 }, (_, i): TileConfig => ({ ...tile, warps: i + 1, warpRows: 16 }));
   const half = tile.tileN / 2;
   const keys32 = fitsInRegisters(32, tile.tileN, headDim, stages) ? tile.tileN
-    : half % 16 === 0 && fitsInRegisters(32, half, headDim, stages) && variant.draft !== undefined ? half : undefined;
-  const thirtyTwo = keys32 === undefined ? [] : [2, 3, 4].map((warps): TileConfig => ({ ...tile, tileN: keys32, warps, warpRows: 32 }));
+    : half % 16 === 0 && fitsInRegisters(32, half, headDim, stages) ? half : undefined;
+  const thirtyTwo = keys32 === undefined ? [] : [2, 3, 4].filter((warps) => attention32Compiles(variant.mask.kind, headDim, keys32, stages, warps))
+    .map((warps): TileConfig => ({ ...tile, tileN: keys32, warps, warpRows: 32 }));
   return [...sixteen, ...thirtyTwo];
 }
 
@@ -149,7 +151,8 @@ export function attentionSharedBytes(rowTile: Pick<RowTile, 'warpRows' | 'tileM'
  * registers): O (warpRows x headDim fp32 over 32 lanes), S (warpRows x its keys of a tile), Q's
  * A fragments (16-row warps), plus 40 for addresses, the softmax state and the loop, plus
  * 40 / keyWarps: with `__launch_bounds__(threads, 1)` (kernel-source.ts) ptxas may take up to 255
- * and takes more the fewer key warps share a tile. 32-row warps: 255. Fitted to ptxas (nvcc 13,
+ * and takes more the fewer key warps share a tile. 32-row warps: 255, the cap (a plan's measured
+ * figure is plannedRegisters': attention-registers.ts, 131-255 by head dim and keys). Fitted to ptxas (nvcc 13,
  * sm_90; sm_80 within 16), what the planner needs being the CTAs an SM this implies (a
  * sub-partition holds 4 warps up to 128 registers, 3 up to 168, 2 up to 255):
  *   head dim  layout           warps  estimate  ptxas
@@ -168,6 +171,17 @@ export function estimatedRegisters(rowTile: RowTile, tileN: number, headDim: num
   return Math.min(255, o + s + headDim / 4 + REGISTER_OVERHEAD + REGISTER_OVERHEAD / rowTile.keyWarps);
 }
 const REGISTER_OVERHEAD = 40;
+
+/**
+ * Registers a thread of the plan's kernel takes on `arch` as the planner prices them: a 32-row
+ * tile's ptxas figure where attention-registers.ts measured its mask kind and shape, else the
+ * estimate (estimatedRegisters: 255 for an unmeasured 32-row tile).
+ */
+export function plannedRegisters(plan: Pick<AttentionPlan, 'variant' | 'rowTile' | 'tile'>, arch: ArchName): number {
+  const { rowTile, tile, variant } = plan;
+  const measured = rowTile.warpRows === 32 ? attention32Registers(variant.mask.kind, variant.shape.headDim, tile.tileN, tile.stages, rowTile.warps, arch) : undefined;
+  return measured?.registers ?? estimatedRegisters(rowTile, tile.tileN, variant.shape.headDim);
+}
 
 /**
  * The default cp.async stages: 3 (a second tile in flight while one is consumed: more bytes
@@ -190,6 +204,18 @@ export function defaultStages(rowTile: RowTile, tileN: number, headDim: number, 
     return ctas(3) >= ctas(2);
   };
   return arches.every(keeps) ? 3 : 2;
+}
+
+/**
+ * defaultStages for a variant: 32-row warps at their measured 3-stage registers
+ * (attention-registers.ts), and 2 stages where the 3-stage tile was not measured free of spills.
+ */
+function stagesOf(variant: AttentionVariant, rowTile: RowTile, tileN: number, arches: readonly ArchSpec[]): Stages {
+  if (rowTile.warpRows !== 32) return defaultStages(rowTile, tileN, variant.shape.headDim, arches);
+  const { kind } = variant.mask;
+  const { headDim } = variant.shape;
+  if (!attention32Compiles(kind, headDim, tileN, 3, rowTile.warps)) return 2;
+  return defaultStages(rowTile, tileN, headDim, arches, (a) => attention32Registers(kind, headDim, tileN, 3, rowTile.warps, a.name)!.registers);
 }
 
 /** Which in-step key tiles each row tile visits, classified from the mask IR (empty ones dropped). */
@@ -247,7 +273,7 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
   const rows = steps * group;
   if (arches.length > 0 && rows > 16 && tile.warps === undefined && tile.warpRows === undefined) return plannedRowTile(variant, tile, arches);
   const rowTile = rowTileOf(rows, tile.tileN, shape.headDim, tile.warps, tile.warpRows);
-  const stages = tile.stages ?? defaultStages(rowTile, tile.tileN, shape.headDim, arches);
+  const stages = tile.stages ?? stagesOf(variant, rowTile, tile.tileN, arches);
   const { tileM } = rowTile;
   const schedule = stepTileSchedule(variant, tileM, tile.tileN);
   const smemStride = shape.headDim + 8;
@@ -271,7 +297,8 @@ export function planAttention(variant: AttentionVariant, tile: TileConfig, arche
 /**
  * A GPU plan's default above 16 rows (issue 15 item 1): of rowTileCandidates that fit every
  * device of the compile, the one the cost model predicts fastest over the issue's shapes at its
- * estimated registers (row-tile-choice.ts fastestRowTile: the geometric mean, ties to 16-row
+ * sm_90 registers (plannedRegisters: ptxas's for 32-row warps, the estimate for 16-row ones;
+ * row-tile-choice.ts fastestRowTile: the geometric mean, ties to 16-row
  * warps, fewer tiles, fewer warps). Qwen3-8B (G = 4, head dim 128) on sm_90: k = 4 (80 rows)
  * one CTA of 5 warps (ahead of 2 tiles of 3 at every shape: each K/V tile read by 5 warps for
  * 80 rows, not 3 for 48); k = 8 3 x 3 and k = 16 9 x 4 warps of 32 rows at 32 keys (9 x 4 within
@@ -281,7 +308,7 @@ export function plannedRowTile(variant: AttentionVariant, tile: TileConfig, arch
   const plans = rowTileCandidates(variant, tile).map((t) => planAttention(variant, t, arches))
     .filter((p) => arches.every((a) => archProblems(p, a).length === 0));
   if (plans.length === 0) throw new TidarcError('unsupported', `no row tile of ${variant.name} fits the shared memory of every arch`, { field: '--arch', value: arches.map((a) => a.name).join(','), allowed: 'arches whose shared memory holds a 16-row tile' });
-  return fastestRowTile(plans.map((p) => scoreRowTile(p, estimatedRegisters(p.rowTile, p.tile.tileN, variant.shape.headDim)))).plan;
+  return fastestRowTile(plans.map((p) => scoreRowTile(p, plannedRegisters(p, 'sm_90')))).plan;
 }
 
 /** Invariants the kernel templates rely on. */

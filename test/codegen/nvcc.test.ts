@@ -16,8 +16,9 @@ import { runPool } from '../../src/build/pool.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES, type TileConfig } from '../../src/codegen/arch.js';
 import { nvccFlags } from '../../src/codegen/generate.js';
+import { occupancy } from '../../src/codegen/occupancy.js';
 import { renderCudaVariant } from '../../src/codegen/kernel-source.js';
-import { defaultStages, estimatedRegisters, planAttention } from '../../src/codegen/plan.js';
+import { defaultStages, planAttention, plannedRegisters } from '../../src/codegen/plan.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { type AttentionVariant, arVariant, prefillChunkVariant, tidarDecodeVariant, variantForMask, variantsForModel } from '../../src/codegen/variant.js';
@@ -80,6 +81,11 @@ describe.skipIf(!nvcc.found)('nvcc sm_80 + sm_90', () => {
   test.for(all.filter(([, , tile]) => tile === undefined).map(([label, v]) => [label, v] as const))('%s: ptxas\'s registers give the stages the estimate gave', ([label, v]) => {
     const plan = planAttention(v, ARCHES.sm_80.tile, ARCH_PAIR);
     const real = defaultStages(plan.rowTile, plan.tile.tileN, v.shape.headDim, ARCH_PAIR, (a) => reports.get(label)![a.name]![v.symbol]!.registers);
-    expect(real, `${label}: ${plan.rowTile.warps} warps of ${plan.rowTile.warpRows} rows, estimated ${estimatedRegisters(plan.rowTile, plan.tile.tileN, v.shape.headDim)} registers`).toBe(plan.tile.stages);
+    expect(real, `${label}: ${plan.rowTile.warps} warps of ${plan.rowTile.warpRows} rows, planned at ${plannedRegisters(plan, 'sm_90')} registers (sm_90)`).toBe(plan.tile.stages);
+    // The registers the planner priced (32-row warps: attention-registers.ts) give ptxas's CTAs an SM.
+    for (const arch of ARCH_PAIR) {
+      const ctas = (registers: number) => occupancy(arch.name, { registers, threads: plan.threads, sharedBytes: plan.sharedBytes }).ctasPerSm;
+      if (plan.rowTile.warpRows === 32) expect(ctas(plannedRegisters(plan, arch.name)), `${label} ${arch.name}`).toBe(ctas(reports.get(label)![arch.name]![v.symbol]!.registers));
+    }
   });
 });

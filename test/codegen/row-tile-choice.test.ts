@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { ARCHES, type ArchSpec, type TileConfig } from '../../src/codegen/arch.js';
 import { occupancy } from '../../src/codegen/occupancy.js';
-import { estimatedRegisters, planAttention, rowTileCandidates, rowTileOf } from '../../src/codegen/plan.js';
+import { estimatedRegisters, planAttention, plannedRegisters, rowTileCandidates, rowTileOf } from '../../src/codegen/plan.js';
 import { ROW_TILE_TOLERANCE, fastestRowTile, scoreRowTile } from '../../src/codegen/row-tile-choice.js';
 import { predictAttention } from '../../src/codegen/attention-cost-model.js';
 import { H200 } from '../../src/codegen/machine.js';
@@ -26,7 +26,7 @@ const qwen3 = example('qwen3-8b');
 const q = { dtype: 'bf16', headDim: 128, qHeads: 32, kvHeads: 8 } as const;
 const SM90 = [ARCHES.sm_90];
 const ALL: ArchSpec[] = DEFAULT_ARCHES.map((a) => ARCHES[a]);
-const score = (p: ReturnType<typeof planAttention>) => scoreRowTile(p, estimatedRegisters(p.rowTile, p.tile.tileN, p.variant.shape.headDim));
+const score = (p: ReturnType<typeof planAttention>) => scoreRowTile(p, plannedRegisters(p, 'sm_90'));
 
 describe('the default row tile is the cost model\'s fastest candidate', () => {
   const variants = [...['tiny', 'qwen3-8b', 'qwen2.5-1.5b'].flatMap((m) => variantsForModel(example(m)).map((v) => [`${m}/${v.name}`, v] as const))]
