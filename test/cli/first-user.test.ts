@@ -80,6 +80,23 @@ test('run --prompt --json (the text left out) is refused, not run with the promp
   expectOneErrorLine(await runTidarc('run', dir, '--prompt', '--json is a flag'), 'no-model-needed');
 });
 
+test('run refuses an empty prompt, or one too long for the context, before it compiles any kernel', async () => {
+  const model = join(scratch, 'tiny-random');
+  expect((await runTidarc('init-model', TINY, '--seed', '1', '--out', model)).code).toBe(0);
+  const saved = process.env['TIDARC_CACHE'];
+  const cache = join(scratch, 'cache-untouched');
+  process.env['TIDARC_CACHE'] = cache;
+  try {
+    expectOneErrorLine(await runTidarc('run', model, '--prompt', '', '--backend', 'cpu'), 'the prompt is empty (no tokens)', '--prompt');
+    // The tiny model's context is 512 positions; 600 bytes are 600 tokens.
+    expectOneErrorLine(await runTidarc('run', model, '--prompt', 'y'.repeat(600), '--backend', 'cpu'), 'the prompt plus maxTokens is longer than the context', '600 + 128 tokens');
+    expect(existsSync(join(cache, 'kernels'))).toBe(false); // nothing compiled
+  } finally {
+    if (saved === undefined) delete process.env['TIDARC_CACHE'];
+    else process.env['TIDARC_CACHE'] = saved;
+  }
+});
+
 test('bench-step --help names both backends, not the CPU alone', async () => {
   const r = await runTidarc('--help');
   const line = r.stdout.split('\n').findIndex((l) => l.trimStart().startsWith('bench-step'));

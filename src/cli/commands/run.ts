@@ -104,7 +104,13 @@ export function registerRunCommand(program: Command, io: CliIo): void {
           if (options.mode === 'tidar' && options.draft !== undefined && !spec.draftLengths.includes(options.draft)) {
             throw new TidarcError('invalid-argument', 'no kernels for this draft length', { field: '--draft', value: options.draft, allowed: `a draft length the model was compiled for: ${spec.draftLengths.join(', ')}` });
           }
-          checkContext(spec, undefined, options.maxTokens, options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0, '--max-tokens');
+          const k = options.mode === 'tidar' ? (options.draft ?? Math.max(...spec.draftLengths)) : 0;
+          checkContext(spec, undefined, options.maxTokens, k, '--max-tokens');
+          // The prompt's tokens too (the kernels' compile takes seconds, minutes with nvcc): an
+          // empty prompt, or one the context cannot hold with --max-tokens, is refused at once.
+          const promptTokens = checkpoint.tokenizer.encode(options.prompt).length;
+          if (promptTokens === 0) throw new TidarcError('invalid-argument', 'the prompt is empty (no tokens)', { field: '--prompt', allowed: 'text of at least one token, e.g. --prompt "hello"' });
+          checkContext(spec, promptTokens, options.maxTokens, k);
         },
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
         ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
