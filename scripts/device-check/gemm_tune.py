@@ -391,15 +391,17 @@ def _totals(by_split):
 
 def family_line(e, sm90a):
     """Both families of a raced shape, each at the split-K the rule picks for it (the winner's own; the other family's by
-    the same rule over its own times) with its time summed over M, and the winner (report.ts familyLines' words)."""
+    the same rule over its own times: choose_kernel of mma.sync alone, as gemm_entry picks sm90a's splitK, so a split-K
+    the budget cut short is never named against complete ones) with its time summed over M, and the winner (report.ts
+    familyLines' words)."""
     def at(totals, split):
-        if not totals:
+        if not totals or split is None:
             return 'not timed'
         us = totals.get(str(split))
         return f'{us:.1f} us at split-K {split}' if us is not None else f'not timed at split-K {split}'
     wg = e.get('sm90a')
     rows_us = e.get('splitRowsUs') or {}
-    mma_split = e['splitK'] if e['kernel'] != 'sm_90a' or not rows_us else choose_split({int(s): {int(m): v for m, v in ms.items()} for s, ms in rows_us.items()})
+    mma_split = e['splitK'] if e['kernel'] != 'sm_90a' or not rows_us else (choose_kernel({'sm_90': {int(s): {int(m): v for m, v in ms.items()} for s, ms in rows_us.items()}}) or (None, None))[1]
     other = at(wg['splitTotalsUs'], wg['splitK']) if wg else ('not raced (the shape has no sm_90a kernel)' if not (sm90a and sm90a.get('candidates')) else 'not timed')
     return f"mma.sync {at(e['splitTotalsUs'], mma_split)}, sm_90a {other} (summed over M); winner: {'sm_90a' if e['kernel'] == 'sm_90a' else 'mma.sync'} at split-K {e['splitK']}"
 

@@ -15,7 +15,7 @@ import { type GemmTile, gemmTileName } from '../codegen/gemm-plan.js';
 import { variantSteps } from '../codegen/variant-name.js';
 import { sm90aKernelOf } from '../codegen/attention-kernel-choice.js';
 import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
-import { chooseGemmSplitK, gemmSpaceProblem } from './gemm-space.js';
+import { chooseGemmKernel, gemmSpaceProblem } from './gemm-space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
 export const HEURISTIC_SLACK = 1.1;
@@ -139,8 +139,10 @@ export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: strin
 
 /**
  * One raced entry: both families, each at the split-K the rule picks for it (the winner's own;
- * the other family's by the same rule over its own times: sm90a.splitK, chooseGemmSplitK over
- * splitRowsUs) with its time summed over M, the winner, then per M both times.
+ * the other family's by the same rule over its own times: sm90a.splitK, chooseGemmKernel of
+ * mma.sync alone over splitRowsUs, as gemm_tune.py's gemm_entry picks sm90a.splitK, so a split-K
+ * the budget cut short is never named against complete ones) with its time summed over M, the
+ * winner, then per M both times.
  */
 function familyLines(e: GemmTuneEntry): string[] {
   const at = (totals: Readonly<Record<string, number>> | undefined, splitK: number | undefined): string => {
@@ -150,7 +152,7 @@ function familyLines(e: GemmTuneEntry): string[] {
   };
   const rowsUs = e.splitRowsUs;
   const mmaSplit = e.kernel !== 'sm_90a' || !rowsUs ? e.splitK
-    : chooseGemmSplitK(new Map(Object.entries(rowsUs).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))])));
+    : chooseGemmKernel(new Map([['sm_90' as const, new Map(Object.entries(rowsUs).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))]))]]))?.splitK;
   const sm90a = e.sm90a ? at(e.sm90a.splitTotalsUs, e.sm90a.splitK) : 'not raced (the shape has no sm_90a kernel)';
   const head = `- ${e.unit} (${e.arch}): mma.sync ${at(e.splitTotalsUs, mmaSplit)}, sm_90a ${sm90a} (summed over M); winner: ${e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} at split-K ${e.splitK}`;
   const ms = [...new Set([...Object.keys(e.rows), ...Object.keys(e.sm90a?.rows ?? {})])].sort((a, b) => Number(a) - Number(b));

@@ -174,14 +174,28 @@ print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s1 M=1 sm_90a t8: unwritten or 
   });
 
   test('family_line says what report.ts familyLines says: each family at the split-K the rule picks for it', async () => {
-    const e = { unit: 'gemm_bf16_n197_k520', arch: 'sm_90', kernel: 'sm_90a', splitK: 2, splitTotalsUs: { 1: 21, 4: 25 }, splitRowsUs: { 1: { 1: 11, 20: 10 }, 4: { 1: 5, 20: 20 } },
-      sm90a: { splitK: 2, splitTotalsUs: { 1: 14, 2: 12 }, rows: {} }, rows: {} };
+    const base = { unit: 'gemm_bf16_n197_k520', arch: 'sm_90', kernel: 'sm_90a', splitK: 2, sm90a: { splitK: 2, splitTotalsUs: { 1: 14, 2: 12 }, rows: {} }, rows: {} };
+    const cases = [
+      // The loser's split-K by the rule over its per-M times (regret 3.0 against 3.2), not its least total (21 against 25).
+      { ...base, splitTotalsUs: { 1: 21, 4: 25 }, splitRowsUs: { 1: { 1: 11, 20: 10 }, 4: { 1: 5, 20: 20 } } },
+      // Split-K 4 cut short after M = 1 (budget or a rejected M): not named against the complete split-K 1 (its 5 us is one M).
+      { ...base, splitTotalsUs: { 1: 21, 4: 5 }, splitRowsUs: { 1: { 1: 11, 20: 10 }, 4: { 1: 5 } } },
+      // No M that every split-K reached: no pick, in both languages.
+      { ...base, splitTotalsUs: { 1: 11, 4: 5 }, splitRowsUs: { 1: { 1: 11 }, 4: { 20: 5 } } },
+    ];
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import family_line
-print(family_line(json.loads(sys.argv[1]), {'candidates': [1]}))`;
-    const py = (await exec('python3', ['-c', script, JSON.stringify(e)])).stdout.trim();
-    const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: { ...e, dtype: 'bf16', n: 197, k: 520, space: GEMM_SEARCH_SPACE, heuristicSplitK: 1, timed: 4, rejected: [], meta: { tidarc: 'x', compiler: 'nvcc', backend: 'cuda', device: 'H200' }, date: '2026-12-05' } } }), 'tune.json');
-    expect(py).toBe('mma.sync 25.0 us at split-K 4, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2');
-    expect(tuneReport(db)).toContain(`- ${e.unit} (${e.arch}): ${py}`);
+for e in json.loads(sys.argv[1]):
+    print(family_line(e, {'candidates': [1]}))`;
+    const py = (await exec('python3', ['-c', script, JSON.stringify(cases)])).stdout.trim().split('\n');
+    expect(py).toEqual([
+      'mma.sync 25.0 us at split-K 4, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2',
+      'mma.sync 21.0 us at split-K 1, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2',
+      'mma.sync not timed, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2',
+    ]);
+    for (const [i, e] of cases.entries()) {
+      const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: { ...e, dtype: 'bf16', n: 197, k: 520, space: GEMM_SEARCH_SPACE, heuristicSplitK: 1, timed: 4, rejected: [], meta: { tidarc: 'x', compiler: 'nvcc', backend: 'cuda', device: 'H200' }, date: '2026-12-05' } } }), 'tune.json');
+      expect(tuneReport(db)).toContain(`- ${e.unit} (${e.arch}): ${py[i]}`);
+    }
   });
 });
 
