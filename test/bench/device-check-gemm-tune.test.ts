@@ -240,6 +240,12 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 devic
     expect(Object.keys(e.splitRowsUs!).sort()).toEqual(['1', '3']);
     expect(Object.keys(e.splitRowsUs!['1']!)).toEqual(['1', '20']);
     expect(chooseGemmKernel(asMaps({ sm_90: e.splitRowsUs!, sm_90a: e.sm90a!.splitRowsUs! }))).toEqual({ kernel: e.kernel, splitK: e.splitK });
+    // What the 9.0 device runs untuned (the bundle's heuristicByArch.sm_90a, gemm_tune.py heuristic_on_90), timed by this
+    // search: its family at its split-K, at every M, each time the one the choice weighed for that pair (one tile an M here).
+    const h = gem.tune![0]!.heuristicByArch.sm_90a;
+    expect(e.heuristicSm90a).toEqual({ kernel: h.kernel, splitK: h.splitK, arches: [...h.arches], rows: expect.any(Object) });
+    const weighed = (h.kernel === 'sm_90a' ? e.sm90a!.splitRowsUs! : e.splitRowsUs!)[String(h.splitK)]!;
+    expect(Object.fromEntries(Object.entries(e.heuristicSm90a!.rows).map(([m, r]) => [m, r.timing.medianUs]))).toEqual(weighed);
     const family = e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync';
     expect(stderr).toMatch(new RegExp(`gemm tune odd 197x520: mma.sync [0-9.]+ us at split-K \\d, sm_90a [0-9.]+ us at split-K \\d \\(summed over M\\); winner: ${family} at split-K ${e.splitK}`));
     expect(stdout).toMatch(new RegExp(`gemm tune: 1 of 1 shapes tuned \\(8 candidates timed, 0 rejected\\); tune-cuda\\.json; odd: split-K ${e.splitK} M=1 \\S+, M=20 \\S+ \\(the ${family} kernel at every M\\)`));
