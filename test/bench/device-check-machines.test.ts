@@ -84,6 +84,21 @@ print(json.dumps({'p': p, 'machine': e['machine'], 'gpuMs': e['models'][0]['rows
     expect(readFileSync(join(bundle, E2E_PREDICTIONS), 'utf8')).toContain('"byMachine"');
   });
 
+  test('predicted_for matches GPU names as machineForGpu does (the check picks in Python, from machines.json\'s patterns)', async () => {
+    await writeMachinesFile(bundle);
+    const names = ['NVIDIA H100 80GB HBM3', 'NVIDIA H100 SXM5 80GB', 'NVIDIA H200', 'NVIDIA H200 NVL', 'NVIDIA GH200 480GB', 'NVIDIA H100 PCIe', 'NVIDIA H100 NVL', 'NVIDIA A100-SXM4-80GB', 'tidarc emulated GPU'];
+    const script = `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from machines import load_machines, predicted_for
+m = load_machines(${JSON.stringify(bundle)})
+print(json.dumps([[p['machine'], p['thisGpu']] for p in (predicted_for(m, n) for n in json.loads(${JSON.stringify(JSON.stringify([...names, null]))}))]))
+`;
+    const ts = [...names, undefined].map((n) => { const r = machineForGpu(n); return [r.predicted.key, r.matched]; });
+    expect(JSON.parse(await py(script, root))).toEqual(ts);
+    expect(ts.filter(([, matched]) => matched).map(([key]) => key)).toEqual(['H100', 'H100', 'H200', 'H200']);
+  });
+
   test.skipIf(!numpy)('parts.py: a part on a GPU whose facts part left no device reads grid.json\'s and gemm.json\'s predictions for nvidia-smi\'s GPU', async () => {
     await writeMachinesFile(bundle);
     const point = { variant: 'ar', prefix: 4096, batch: 1, splits: 1, predictedUs: 10, predictedBound: 'memory', rooflineUs: 9,
