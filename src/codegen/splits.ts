@@ -129,11 +129,10 @@ const FLOAT_BYTES = 4;
  * cores, so the SM's time is its CTAs' work summed; the cost model's balance rule):
  *   work   per CTA, the slowest of three streams over its ceil(prefixTiles / s) K/V tiles:
  *          HBM (each tile's K and V once per KV head, so 1 / rowTiles of them a CTA, and with
- *          s > 1 its partial O and lse, groupRows x (D + 1) fp32, still priced as HBM bytes
- *          although the merge drops the partial O from L2 unwritten and the cost model counts it
- *          as L2 traffic: a margin against splitting that changes no split count of
- *          bench:attention's shapes, but 1 -> 3 splits of small shapes the runtime's tests pin,
- *          e.g. a 1-row-tile k = 4 at 3 prefix tiles), L2 (every tile, and its Q rows) and mma
+ *          s > 1 its partials' lse, groupRows fp32, left dirty in L2 and written back later),
+ *          L2 (every tile, its Q rows, and with s > 1 its partial O and lse, groupRows x (D + 1)
+ *          fp32: the merge reads them back from L2 and drops the partial O unwritten,
+ *          tidarc_attention.cuh merge_slice, as the cost model counts them) and mma
  *          (tileM x tileN x D x 4 FLOP a tile, padding rows included);
  *   fill   per wave of resident CTAs (the CTAs an SM holds at once overlap their latencies);
  *   merge  with s > 1, after the splits: a row group's merge reads s x groupRows x (D + 1) fp32
@@ -150,8 +149,9 @@ export function splitEstimate(splits: number, a: AttentionSplitInputs): SplitEst
   const tiles = Math.ceil(a.prefixTiles / splits);
   const kvTileBytes = 2 * tileN * D * ELEMENT_BYTES;
   const partialBytes = splits > 1 ? groupRows * (D + 1) * FLOAT_BYTES : 0;
-  const hbmS = (tiles * kvTileBytes / Math.max(1, rowTiles) + partialBytes) / r.hbmBytesPerSmS;
-  const l2S = (tiles * kvTileBytes + groupRows * D * ELEMENT_BYTES) / r.l2BytesPerSmS;
+  const lseBytes = splits > 1 ? groupRows * FLOAT_BYTES : 0;
+  const hbmS = (tiles * kvTileBytes / Math.max(1, rowTiles) + lseBytes) / r.hbmBytesPerSmS;
+  const l2S = (tiles * kvTileBytes + groupRows * D * ELEMENT_BYTES + partialBytes) / r.l2BytesPerSmS;
   const mmaS = (tiles * 4 * tileM * tileN * D) / r.mmaFlopsPerSmS;
   const workS = ctasOnSm * Math.max(hbmS, l2S, mmaS);
   const fillS = Math.ceil(ctasOnSm / Math.max(1, Math.floor(a.ctasPerSm ?? 1))) * r.fillS;

@@ -35,6 +35,17 @@ describe('chooseAttentionSplits: the split count of least estimated time', () =>
     expect(splitEstimate(s, a).mergeS).toBeLessThan(splitEstimate(s, a).workS);
   });
 
+  test('with splits a CTA\'s partial O is L2 traffic (the merge reads it back and discards it, tidarc_attention.cuh merge_slice) and only its lse reaches HBM: one 80-row tile at 3 prefix tiles takes 3 splits (1 while the partial O was priced as HBM bytes)', () => {
+    const a = call('k4', 1, 192, 1);  // 8 CTAs a split, 3 tiles of 64 keys
+    const hbm = (2 * 64 * 128 * 2 + 80 * 4) / SPLIT_RATES.hbmBytesPerSmS;  // one K/V tile and the lse
+    const l2 = (2 * 64 * 128 * 2 + 80 * 128 * 2 + 80 * 129 * 4) / SPLIT_RATES.l2BytesPerSmS;  // the tile, Q, the partial O and lse
+    const mma = (4 * 80 * 64 * 128) / SPLIT_RATES.mmaFlopsPerSmS;
+    expect(splitEstimate(3, a).workS).toBeCloseTo(Math.max(hbm, l2, mma), 15);
+    expect(l2).toBeGreaterThan(hbm);
+    expect(chooseAttentionSplits(a)).toBe(3);
+    expect(splitEstimate(3, a).totalS).toBeLessThan(splitEstimate(1, a).totalS);
+  });
+
   test('AR, batch 1, L = 4k: still splits enough to fill the GPU (at least one CTA on 90% of the SMs), with no empty split, at 1 to 3 CTAs/SM', () => {
     for (const ctas of [1, 2, 3]) {
       const s = chooseAttentionSplits(call('ar', 1, 4096, ctas));

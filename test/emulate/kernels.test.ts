@@ -4,8 +4,8 @@
  * generated CUDA source onto the SIMT emulator, against the float64 reference: batch 3 with
  * prefix lengths 17, 0 and 130 (odd, empty, several tiles with a tail), split-KV off and on
  * (3 splits: the L = 0 sequence makes every split but the last an empty partial with
- * lse = -inf; and the split-KV rule's own choice at 132 SMs where it is neither: none here,
- * the rule takes 1 or 3 for every variant of this grid). Outputs are poisoned with NaN; the unused cache tail holds NaN.
+ * lse = -inf; and the split-KV rule's own choice at 132 SMs where it is neither: k = 8 at G = 6,
+ * 5 splits of its 5 prefix tiles of 32 keys; the rule takes 1 or 3 for every other variant). Outputs are poisoned with NaN; the unused cache tail holds NaN.
  * Every row-tile shape the planner makes (plan.ts plannedRowTile: the cost model's fastest
  * candidate) runs, compiled for sm_80 (its cp.async stages: plan.ts defaultStages): split keys
  * (<= 16 rows: AR, k = 1 to 3 and the block steps at G = 1, k = 1 at G = 4; head dim 64 and 128),
@@ -87,10 +87,13 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 describe.skipIf(!cxx.found)('generated CUDA on the emulator vs the float64 reference', () => {
   test('every variant of the grid ran', () => {
     expect(rows.length).toBe(GRID.reduce((n, [, , v], i) => n + v.length * 2 + ruleRuns[i]!.length, 0));
-    // The rule takes 3 (a split per prefix tile) where the merge is cheap, else 1: 3 tiles of
-    // prefix save less than merging 3 partials of a large row group costs (k = 8, k = 16, prefill,
-    // k = 4 at G = 4, k = 3 at G = 8). The wave rule took 2 for k = 16 at G = 8.
-    expect(ruleRuns).toEqual([[], [], [], []]);
+    // The rule takes a split per prefix tile where the merge is cheap, else 1: 3 tiles of
+    // prefix save less than merging 3 partials of a large row group costs (k = 16, prefill,
+    // k = 4 at G = 4, k = 3 at G = 8). k = 8 at G = 6 (4 tiles of 128 rows, 5 prefix tiles of 32
+    // keys) takes 5 since the rule prices the partial O as L2 bytes, not HBM (the merge discards
+    // it): 4.1 us against 1 split's 4.5, where the HBM price made 5 splits 4.7. The wave rule
+    // took 2 for k = 16 at G = 8.
+    expect(ruleRuns).toEqual([[], [], ['tidar_k8:5'], []]);
   });
   test('the grid runs every row-tile layout: <= 128 rows over several CTAs and 1-warp CTAs (pinned), 32-row warps at 32 keys (head dim 128, the planner\'s)', () => {
     expect(plans.get('fp16 d128 G4 tidar_k4')).toMatchObject({ rowTiles: 3, warps: 2, warpRows: 16 });
