@@ -85,9 +85,8 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         // A report of a database that is not there would be an empty table and an SVG of nothing.
         if (!existsSync(dbPath)) throw new TidarcError('missing-file', 'no such tuning database', { field: '--db', value: dbPath, allowed: 'a database that tidarc tune wrote' });
         const db = readTuneDb(dbPath);
-        const svg = dbPath.replace(/\.json$/, '') + '.svg';
-        checkWritableFileOption('--db', svg);
         io.stdout(tuneReport(db, { cpu: await cpuTuneMeta() }));
+        const svg = dbPath.replace(/\.json$/, '') + '.svg';
         await writeTextFileAtomic(svg, tuneSvg(db), '--db');
         io.stdout(`wrote ${svg}\n`);
         return;
