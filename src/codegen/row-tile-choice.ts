@@ -44,7 +44,23 @@ export function scoreRowTile(plan: AttentionPlan, registers: number): RowTileSco
   return { plan, registers, ctasPerSm, seconds, meanS };
 }
 
-/** The rule above over scored candidates (at least one). */
+/**
+ * The rule above over scored candidates (at least one). Why it need not take the model's fastest:
+ * Qwen3-8B's k = 16 (1088 rows a KV head, head dim 128) takes 9 tiles of 4 warps of 32 rows, where
+ * 12 tiles of 3 are 1.5% faster on the mean (229.9 against 233.3 us, H200, 2 CTAs an SM both).
+ * Both execute 1152 rows (64 of padding) at the same mma.sync rate; 12 x 3 moves 14% more shared
+ * bytes a row (3 row warps read each K/V tile for 96 rows, 4 for 144), which still leaves their
+ * compute terms within 2% (batch 8, L = 16k: mma 1215.5 and shared 1181.9 us against 1216.5 and
+ * 1238.6), so what separates them is how their CTAs quantize into waves of 132 SMs: 12 x 3
+ * at batch 8 is 768 CTAs (5.8 of 6 CTAs an SM, one split), 9 x 4 is 576 (4.4 of 5), so the split
+ * rule gives it 2 splits and a merge (11.9 us at L = 4k, 324.1 against 317.3); at L = 4k,
+ * batch 1 4 splits of 96 CTAs are 2.9 of 3 CTAs an SM and 5 of 72 2.7 (44.4 against 46.2); at
+ * batch 8, L = 16k 9 x 4 is ahead (1232.4 against 1241.6). A win of a wave's tail moves with the
+ * batch and L the runtime actually sees, and 1.5% is inside what the model resolves (its L2 and
+ * fill figures are assumed), so the shape-independent tie-breaks decide: fewer row tiles read the
+ * prefix fewer times from L2 (9 x 4: 24% fewer L2 bytes, the margin if L2 is slower than the 10
+ * TB/s assumed) and load Q and fill the pipeline fewer times.
+ */
 export function fastestRowTile(scores: readonly RowTileScore[]): RowTileScore {
   const least = Math.min(...scores.map((s) => s.meanS));
   const rank = (s: RowTileScore): readonly number[] => [s.plan.rowTile.warpRows, s.plan.rowTiles, s.plan.rowTile.warps];

@@ -86,6 +86,20 @@ describe('the default row tile is the cost model\'s fastest candidate', () => {
     expect(planAttention(tidarDecodeVariant(1, q), ARCHES.sm_90.tile, SM90).rowTile).toMatchObject({ layout: 'keys', warps: 4 });
   });
 
+  test('Qwen3-8B k = 16: 12 x 3 warps of 32 rows is the model\'s fastest by 1.5%, from wave quantization (9 x 4 splits at batch 8, L = 4k, and is ahead at batch 8, L = 16k); the tie-break takes 9 x 4 (fastestRowTile)', () => {
+    const v = variantsForModel({ ...qwen3, draftLengths: [16] }).find((x) => x.name === 'tidar_k16')!;
+    const [nine, twelve] = [4, 3].map((warps) => score(planAttention(v, { tileN: 32, warps, warpRows: 32 }, SM90)));
+    expect([nine!.plan.rowTiles, twelve!.plan.rowTiles, nine!.ctasPerSm, twelve!.ctasPerSm]).toEqual([9, 12, 2, 2]);
+    expect(nine!.meanS / twelve!.meanS).toBeGreaterThan(1.01);
+    expect(nine!.meanS / twelve!.meanS).toBeLessThan(1 + ROW_TILE_TOLERANCE);
+    // REFERENCE_SHAPES order: (4k, 1), (4k, 8), (16k, 1), (16k, 8).
+    expect(nine!.seconds.map((t, i) => t < twelve!.seconds[i]!)).toEqual([false, false, false, true]);
+    const at = (x: typeof nine, shape: { prefix: number; batch: number }) => predictAttention(x!.plan, shape, H200, x!.ctasPerSm);
+    expect([at(nine, { prefix: 4096, batch: 8 }).splits, at(twelve, { prefix: 4096, batch: 8 }).splits]).toEqual([2, 1]);
+    expect(at(nine, { prefix: 16384, batch: 8 }).l2Bytes).toBeLessThan(0.8 * at(twelve, { prefix: 16384, batch: 8 }).l2Bytes);
+    expect(planAttention(v, ARCHES.sm_90.tile, SM90).rowTiles).toBe(9);
+  });
+
   test('near-ties go to 16-row warps, then fewer row tiles, then fewer warps', () => {
     const v = tidarDecodeVariant(16, q);
     const tiles: TileConfig[] = [{ tileN: 32, warps: 3, warpRows: 32 }, { tileN: 32, warps: 2, warpRows: 32 }, { tileN: 32, warps: 4, warpRows: 16 }, { tileN: 32, warps: 3, warpRows: 16 }];
