@@ -149,8 +149,10 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
     // $TIDARC_CACHE: the shared kernel cache (where emulated-backend.test.ts's run of runtime_check.mjs, without numpy, compiles the same model).
     // e2e (torch, minutes on the emulator) is device-check-e2e.test.ts's; gemm and sm90a have their own bundles' tests (gemm-bundle, gemm-sm90a-check).
+    // Its path once: it is keyed by a digest of src/, which an edit in the checkout during the run would move.
+    const cache = await sharedKernelCache();
     const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.'), '--parts', 'attention,runtime,tune'],
-      { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: await sharedKernelCache() });
+      { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: cache });
     expect(r.code, r.stderr).toBe(0);
     // Each part in its own process, in the fixed order, facts first; the bundle has no GEMM parts (a dry run notes it, a GPU run fails on it).
     const parts = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; bundleMissing: string[]; partial?: boolean });
@@ -172,7 +174,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(data.runtime.ok).toBe(true);
     // The [gpu] test's checker (8 tokens: parts.py's dry run), and the kernels compiled once into the shared cache ($TIDARC_CACHE reached runtime_check.mjs).
     expectRuntimeInvariants(data.runtime.runs, 8);
-    expect(readdirSync(join(await sharedKernelCache(), 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
+    expect(readdirSync(join(cache, 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
     const variants = grid.models.reduce((n, m) => n + m.variants.length, 0);
     expect(data.correctness).toHaveLength(variants * 4);
     for (const c of data.correctness) expect(c.ok).toBe(true);
