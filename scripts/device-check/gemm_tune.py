@@ -425,20 +425,26 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
     sm90a: the device runs sm_90a code (compute capability 9.0): the sm_90a GEMM races the mma.sync one."""
     meta = cuda_meta(gem['tidarc'], machine)
     date = time.strftime('%Y-%m-%d')
-    started, shapes, entries, not_reached = time.time(), [], [], []
+    started, shapes, not_reached = time.time(), [], []
     for t in gem.get('tune', []):
         if time.time() - started > budget_s:
             not_reached.append(t['unit'])
             continue
         t0 = time.time()
         race = sm90a_search(t, sm90a)
-        timed, rejected, skipped = tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, race)
+        try:
+            timed, rejected, skipped = tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, race)
+        except Exception as err:  # noqa: BLE001 -- one shape's failure (its workspace past the free memory) is a result; the others still run
+            shapes.append({'unit': t['unit'], 'role': t['role'], 'candidates': len(t['candidates']), 'timed': 0, 'rejected': [], 'skipped': [],
+                           'seconds': time.time() - t0, 'error': str(err).splitlines()[0][:300]})
+            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: FAILED: {shapes[-1]['error']}")
+            continue
         # Raced: a 9.0 device and a bundle that asked (an lm_head shape's refusal too: its family is mma.sync).
         e = gemm_entry(t, gem['arch'], timed, rejected, meta, date, raced=sm90a and 'sm90a' in t)
         rec = {'unit': t['unit'], 'role': t['role'], 'candidates': len(t['candidates']), 'timed': len(timed), 'rejected': rejected, 'skipped': skipped,
                'seconds': time.time() - t0}
         if e:
-            entries.append(e)
+            write_gemm_db(out / DB_FILE, [e])  # after every shape: a part killed at its time limit keeps the shapes done
             heuristic_split, planned_for, rows = run_rows(e, t)
             rec.update({'splitK': e['splitK'], 'heuristicSplitK': heuristic_split, 'heuristicArches': planned_for, **({'kernel': e['kernel']} if 'kernel' in e else {}), 'rows': rows})
             log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic for {planned_for}: {heuristic_split}); "
@@ -450,6 +456,4 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
         else:
             log(f"gemm tune {t['role']}: no split-K reached every row count ({len(timed)} timed, {len(rejected)} rejected, {len(skipped)} past the budget)")
         shapes.append(rec)
-    if entries:
-        write_gemm_db(out / DB_FILE, entries)
     return {'file': DB_FILE, 'meta': meta, 'budgetS': budget_s, 'seconds': time.time() - started, 'shapes': shapes, 'notReached': not_reached}

@@ -64,6 +64,8 @@ def gemm_tune_lines(tu):
     lines = ['| GEMM | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|']
     races = []
     for r in tu['shapes']:
+        if r.get('error'):
+            lines.append(f"| {r['role']} | - | FAILED: {r['error']} | | | | |")
         planned_for = f" for {r['heuristicArches']}" if r.get('heuristicArches') else ''  # the arches the bundle planned it for
         for m, v in (r.get('rows') or {}).items():
             lines.append(f"| {r['role']} | {m} | split-K {r['heuristicSplitK']} {v['heuristic']}{planned_for} | {_fmt(v['heuristicUs'])} | split-K {r['splitK']} {v['best']} | "
@@ -274,7 +276,8 @@ def write_reports(data, out):
             short.append(f"gemm tune: {len(done)} of {len(tu['shapes']) + len(tu.get('notReached', []))} shapes tuned "
                          f"({sum(r['timed'] for r in tu['shapes'])} candidates timed, {sum(len(r['rejected']) for r in tu['shapes'])} rejected); {tu['file']}"
                          + ''.join(f"; {r['role']}: split-K {r['splitK']} " + ', '.join(f"M={m} {v['best']}" for m, v in r['rows'].items())
-                                   + (f" ({'the sm_90a' if r['kernel'] == 'sm_90a' else 'the mma.sync'} kernel at every M)" if 'kernel' in r else '') for r in done))
+                                   + (f" ({'the sm_90a' if r['kernel'] == 'sm_90a' else 'the mma.sync'} kernel at every M)" if 'kernel' in r else '') for r in done)
+                         + ''.join(f"; {r['role']}: FAILED: {r['error']}" for r in tu['shapes'] if r.get('error')))
         for r in gm.get('bench', []):
             short.append(f"gemm {r['role']:>8} M={r['m']:<4}: tidarc {_fmt(r['tidarc']['medianUs']):>8} us  torch {_fmt(r['torch']['medianUs']):>8}  "
                          f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")

@@ -173,6 +173,36 @@ print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s1 M=1 sm_90a t8: unwritten or 
     expect(tuneReport(db)).toContain('- gemm_bf16_n197_k520 (sm_90): mma.sync 4.0 us at split-K 2, sm_90a not timed (summed over M); winner: mma.sync at split-K 2');
   });
 
+  test('a shape that fails (its split-K workspace past the free memory) is a result: the others still run, and each winner is in tune-cuda.json as its shape ends', async () => {
+    const dir = mkdtempSync(join(root, 'shape-fails-'));
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom pathlib import Path
+import gemm_tune, report
+out = Path(${JSON.stringify(dir)})
+tm = lambda us: {'medianUs': us, 'p20Us': us, 'p80Us': us}
+tile = {'blockM': 16, 'warpsM': 1, 'stages': 4}
+shape = lambda role, n: {'unit': f'gemm_bf16_n{n}_k64', 'role': role, 'n': n, 'k': 64, 'dtype': 'bf16', 'space': ${GEMM_SEARCH_SPACE}, 'heuristicSplitK': 1,
+                         'candidates': [{'m': 1, 'splitK': 1, 'tile': tile, 'heuristic': True}]}
+seen = []
+def fake_tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, race):
+    seen.append(sorted(json.loads((out / gemm_tune.DB_FILE).read_text())['gemms']) if (out / gemm_tune.DB_FILE).exists() else [])
+    if t['role'] == 'big':
+        gemm_tune.workspace_floats(t, 272, free_bytes=1000)
+    return {('sm_90', 1, 1, 'b16w1s4'): ({'tile': tile, 'heuristic': True}, tm(5))}, [], []
+gemm_tune.tune_shape = fake_tune_shape
+gem = {'tidarc': 'x', 'arch': 'sm_90', 'tune': [shape('a', 24), shape('big', 4096), shape('c', 40)]}
+machine = {'driverVersion': 13000, 'compiler': 'nvcc', 'name': 'H200', 'sms': 132}
+section = gemm_tune.gemm_tune(None, None, gem, out, None, None, machine, 600, lambda line: None)
+print(json.dumps({'shapes': [[r['role'], r.get('splitK'), r.get('error')] for r in section['shapes']], 'seen': seen,
+                  'db': sorted(json.loads((out / gemm_tune.DB_FILE).read_text())['gemms']), 'md': report.gemm_tune_lines(section)}))`;
+    const r = JSON.parse((await exec('python3', ['-c', script])).stdout) as { shapes: [string, number | null, string | null][]; seen: string[][]; db: string[]; md: string[] };
+    const refusal = 'gemm_bf16_n4096_k64: the split-K workspace of 1 parts x 272 rows x 4096 columns needs 0.00 GiB of float32 beside 0.00 GiB of inputs and output, and the device has 0.00 GiB free';
+    expect(r.shapes).toEqual([['a', 1, null], ['big', null, refusal], ['c', 1, null]]);
+    // Written as each shape ends: the third shape started with the first's winner on disk.
+    expect(r.seen).toEqual([[], ['gemm_bf16_n24_k64 | sm_90'], ['gemm_bf16_n24_k64 | sm_90']]);
+    expect(r.db).toEqual(['gemm_bf16_n24_k64 | sm_90', 'gemm_bf16_n40_k64 | sm_90']);
+    expect(r.md).toContain(`| big | - | FAILED: ${refusal} | | | | |`);
+  });
+
   test('family_line says what report.ts familyLines says: each family at the split-K the rule picks for it', async () => {
     const base = { unit: 'gemm_bf16_n197_k520', arch: 'sm_90', kernel: 'sm_90a', splitK: 2, sm90a: { splitK: 2, splitTotalsUs: { 1: 14, 2: 12 }, rows: {} }, rows: {} };
     const cases = [
