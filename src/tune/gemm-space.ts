@@ -3,7 +3,8 @@
  * the heuristic default (the plan). Pure: no I/O. Two levels, because lossless decoding needs
  * a row's result to be independent of M (tidarc_gemm_abi.h):
  *   - the reduction (split-K) is chosen per (N, K, dtype, arch) only: gemmReductionSpace lists
- *     the split counts, and chooseGemmSplitK picks one from timings over every step row count by
+ *     the split counts, and the search picks one with chooseGemmKernel (of mma.sync alone where
+ *     it does not race sm_90a; gemm_tune.py gemm_entry) from timings over every step row count by
  *     the planner's rule (gemm-tile-choice.ts leastRegretSplit: least summed relative regret,
  *     ties to fewer parts), never per M (a split count changes the order of the sum);
  *   - the tile (rows per CTA, warp layout, pipeline stages) is chosen per (shape, M) under
@@ -125,7 +126,9 @@ export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget, o
  * predicted times): the least sum over M of time(count, M) / the least time at M of any count,
  * ties to fewer parts. Relative regret, not summed time: M = 272 takes several times M = 72's
  * time, and a sum would let it choose for the memory-bound decode steps. Never a count per M:
- * that would make a row's result depend on the step it is in.
+ * that would make a row's result depend on the step it is in. The search's own pick is
+ * chooseGemmKernel's, which first sets aside a count that missed an M (cut by the budget, or a
+ * rejected M) where others reached every M; on complete timings the two agree.
  */
 export function chooseGemmSplitK(us: ReadonlyMap<number, ReadonlyMap<number, number>>): number | undefined {
   const counts = [...us.keys()].sort((a, b) => a - b);
