@@ -117,7 +117,15 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   // One CPU library per tile, each an entry of the kernel cache (a rerun reuses it), of the variants timed only: the prefill
   // chunk and mask blocks are never timed here, and were about half of each tile's C++. (A tuned model's own compile
   // carries the recorded call parameters in its tiles, so it never was one of these entries.)
-  const tileEntry = (t: Tile) => ({ spec: req.spec, drafts: req.drafts, target: 'cpu' as const, cacheDir: req.cacheDir, variants: names, tiles: Object.fromEntries(names.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) });
+  // A tile other than the default is built only for the variants whose search has it (variantsOf, from the jobs): a tile
+  // valid for one variant may be invalid for another (4 warps split 16 or 32 keys of tidar_k8's rows but not of ar's <= 16:
+  // plan.ts checkPlan refused the whole library, and the README's own tune example exited 1 on it).
+  const variantsOf = new Map<string, string[]>();
+  const variantsFor = (t: Tile): string[] => (tileKey(t) === tileKey(DEFAULT_TILE) ? names : variantsOf.get(tileKey(t)) ?? []);
+  const tileEntry = (t: Tile) => {
+    const vs = variantsFor(t);
+    return { spec: req.spec, drafts: req.drafts, target: 'cpu' as const, cacheDir: req.cacheDir, variants: vs, tiles: Object.fromEntries(vs.map((n) => [n, { warps: t.warps, tileN: t.tileN }])) };
+  };
   const tileDir = (t: Tile): string => kernelCacheEntry(tileEntry(t));
   const compileTile = (t: Tile, cores?: number) => cachedKernels({ ...tileEntry(t), ...(req.cacheField ? { field: req.cacheField } : {}), ...(cores ? { jobs: cores } : {}) });
   const library = (t: Tile): KernelLibrary => {
@@ -159,6 +167,9 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
     return { v, vkey, bucket: shapeBucket(batch, prefix), shape, heuristic, candidates, work };
   })));
   type Job = (typeof jobs)[number];
+  for (const name of names) {
+    for (const key of new Set(jobs.filter((j) => j.v.name === name).flatMap((j) => j.candidates.map(tileKey)))) variantsOf.set(key, [...(variantsOf.get(key) ?? []), name]);
+  }
   const todo = jobs.filter((j) => !lookup(db, j.vkey, j.bucket, meta));
   const order = tileOrder(todo.map((j) => j.candidates), DEFAULT_TILE);
   for (const t of order) if (!compiled.has(tileKey(t)) && existsSync(join(tileDir(t), 'manifest.json'))) compiled.add(tileKey(t));
