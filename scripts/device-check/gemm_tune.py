@@ -47,16 +47,6 @@ def least_regret_split(times):
     return chosen
 
 
-def choose_split(us):
-    """chooseGemmSplitK of src/tune/gemm-space.ts: us[split][m] = best time; over the row counts every split measured,
-    the least summed relative regret (least_regret_split), ties to fewer parts (a test holds the two together)."""
-    counts = sorted(us)
-    rows = [m for m in sorted({m for s in counts for m in us[s]}) if all(m in us[s] for s in counts)]
-    if not counts or not rows:
-        return None
-    return least_regret_split({s: [us[s][m] for m in rows] for s in counts})
-
-
 def choose_kernel(us):
     """chooseGemmKernel of src/tune/gemm-space.ts: us[family][split][m] = best time. Of the (family, split) pairs that
     reached every M any pair reached (else all, over the M every pair reached): per split the family of the least

@@ -119,24 +119,6 @@ export function gemmHeuristic(shape: GemmShape, m: number, target: GemmTarget, o
   return { reduction, tile: gemmPlanTile(planGemm(shape, m, target, reduction, undefined, opts)) };
 }
 
-/**
- * One split-K count for a weight shape from measured times: `us.get(splitK).get(m)` is the best
- * time of that reduction at step row count m. Over the row counts every candidate measured, the
- * planner's rule (gemm-tile-choice.ts leastRegretSplit, the function costModelSplits applies to
- * predicted times): the least sum over M of time(count, M) / the least time at M of any count,
- * ties to fewer parts. Relative regret, not summed time: M = 272 takes several times M = 72's
- * time, and a sum would let it choose for the memory-bound decode steps. Never a count per M:
- * that would make a row's result depend on the step it is in. The search's own pick is
- * chooseGemmKernel's, which first sets aside a count that missed an M (cut by the budget, or a
- * rejected M) where others reached every M; on complete timings the two agree.
- */
-export function chooseGemmSplitK(us: ReadonlyMap<number, ReadonlyMap<number, number>>): number | undefined {
-  const counts = [...us.keys()].sort((a, b) => a - b);
-  const rows = [...new Set(counts.flatMap((s) => [...us.get(s)!.keys()]))].sort((a, b) => a - b).filter((m) => counts.every((s) => us.get(s)!.has(m)));
-  if (counts.length === 0 || rows.length === 0) return undefined;
-  return leastRegretSplit(new Map(counts.map((s) => [s, rows.map((m) => us.get(s)!.get(m)!)])));
-}
-
 /** One sm_90a candidate: the planner's token tile for M under one split-K count. */
 export interface GemmSm90aCandidate {
   readonly splitK: number;
@@ -166,7 +148,10 @@ export function gemmSm90aSpace(shape: GemmShape, roles: readonly string[], ms: r
  * the least total over those rows (ties to mma.sync: it runs on every arch, as sm90aGemmHeuristic
  * takes sm_90a only when its sum is below), then of those the count of least summed relative
  * regret (leastRegretSplit, ties to fewer parts). One pair for every M: a row's sum order and
- * rounding never depend on the step.
+ * rounding never depend on the step. Relative regret, not summed time: M = 272 takes several
+ * times M = 72's time, and a sum would let it choose for the memory-bound decode steps. The
+ * mma.sync split-K alone (a search that does not race, or the losing family's own count) is this
+ * over a map of that one family.
  */
 export function chooseGemmKernel(us: ReadonlyMap<GemmFamily, ReadonlyMap<number, ReadonlyMap<number, number>>>): { kernel: GemmFamily; splitK: number } | undefined {
   const order: readonly GemmFamily[] = ['sm_90', 'sm_90a'];

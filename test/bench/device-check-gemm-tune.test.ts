@@ -88,6 +88,13 @@ print(json.dumps([least_regret_split({int(s): v for s, v in c.items()}) for c in
       { sm_90: { 1: { 1: 3 } }, sm_90a: { 1: { 20: 1 } } },
       { sm_90: { 1: { 1: 5, 20: 5 } }, sm_90a: { 1: { 1: 5, 20: 5 } } },
       ...predicted,
+      // One family (a search that does not race, or the loser's own split-K): regret, not the least total; a count that missed an M; none complete.
+      { sm_90: { 1: { 1: 10, 20: 12 }, 2: { 1: 6, 20: 15 }, 4: { 1: 5, 20: 18 } } },
+      { sm_90: { 1: { 1: 10, 20: 10 }, 3: { 1: 8, 20: 12 } } },
+      { sm_90: { 1: { 1: 10, 72: 1 }, 2: { 1: 9 } } },
+      { sm_90: { 2: { 20: 5 }, 1: { 1: 3 } } },
+      { sm_90: { 1: { 1: 20, 20: 21, 72: 30, 272: 90 }, 4: { 1: 12, 20: 13, 72: 28, 272: 110 }, 2: { 1: 15, 20: 16, 72: 27, 272: 95 } } },
+      { sm_90: { 1: { 1: 0.1 + 0.2, 20: 0.3 }, 2: { 1: 0.3, 20: 0.1 + 0.2 } } },
     ];
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import choose_kernel
 cases = json.loads(sys.argv[1])
@@ -100,7 +107,10 @@ print(json.dumps([list(choose_kernel({f: {int(s): {int(m): v for m, v in ms.item
     }));
     expect(py.slice(0, 3)).toEqual([['sm_90', 2], ['sm_90a', 4], ['sm_90a', 1]]);
     expect(py[6]).toEqual(['sm_90', 1]);
-    expect(py.slice(7)).toEqual([['sm_90a', 1], ['sm_90a', 2], ['sm_90a', 1], ['sm_90a', 2]]);  // Qwen3-8B qkv, o, gate_up, down on the models
+    expect(py.slice(7, 11)).toEqual([['sm_90a', 1], ['sm_90a', 2], ['sm_90a', 1], ['sm_90a', 2]]);  // Qwen3-8B qkv, o, gate_up, down on the models
+    // Case 12: 3 parts by regret (2.20 against 2.25) where the totals tie at 20 (fewer parts: 1); 13: 2 parts missed M = 72;
+    // 14: no M every count reached; 15: 4 where the least total takes 2; 16: float noise is a tie.
+    expect(py.slice(11)).toEqual([['sm_90', 2], ['sm_90', 3], ['sm_90', 1], [null], ['sm_90', 4], ['sm_90', 1]]);
   });
 
   test('the split-K workspace holds the largest split count the candidates run (not 4), and one past the device\'s free memory is one clear error', async () => {

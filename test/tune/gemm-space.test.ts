@@ -12,7 +12,7 @@ import { gemmSplitCandidates, gemmTarget, gemmTileProblem, planGemm, planReducti
 import { DEFAULT_STEP_ROWS } from '../../src/codegen/step-rows.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { TidarcError } from '../../src/errors.js';
-import { GEMM_SEARCH_SPACE, chooseGemmSplitK, gemmHeuristic, gemmSpaceProblem, gemmReductionSpace, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
+import { GEMM_SEARCH_SPACE, chooseGemmKernel, gemmHeuristic, gemmSpaceProblem, gemmReductionSpace, gemmTileInfeasible, gemmTileSpace } from '../../src/tune/gemm-space.js';
 import { gemmRegisters } from '../../src/codegen/gemm-registers.js';
 
 const QWEN3_8B = {
@@ -107,6 +107,8 @@ describe('GEMM search space', () => {
     expect(small.pruned.map((p) => p.config)).toEqual([4]);
   });
   test('one split-K count for every M: the least summed relative regret over the step row counts, even where one M prefers another', () => {
+    // The split-K of one family: chooseGemmKernel over a map of mma.sync alone (what a search that does not race picks).
+    const splitK = (us: ReadonlyMap<number, ReadonlyMap<number, number>>): number | undefined => chooseGemmKernel(new Map([['sm_90' as const, us]]))?.splitK;
     const us = new Map([
       [1, new Map([[1, 20], [20, 21], [72, 30], [272, 90]])],
       [4, new Map([[1, 12], [20, 13], [72, 28], [272, 110]])],
@@ -114,11 +116,13 @@ describe('GEMM search space', () => {
     ]);
     // Regrets (time / the least at that M, summed): 1 5.39, 2 4.54, 4 4.26. Summed time would take 2 (totals 161, 163, 153):
     // M = 272's 20 us would outvote the decode steps' 40% (the planner's rule weighs every row count alike).
-    expect(chooseGemmSplitK(us)).toBe(4);
-    expect(chooseGemmSplitK(new Map([[3, new Map([[1, 5]])], [1, new Map([[1, 5]])]]))).toBe(1);  // a tie: fewer parts
-    // Only the row counts every count measured are weighed (M = 272 is 2 parts' alone).
-    expect(chooseGemmSplitK(new Map([[1, new Map([[1, 10], [20, 10]])], [2, new Map([[1, 9], [20, 12], [272, 1]])]]))).toBe(1);
-    expect(chooseGemmSplitK(new Map())).toBeUndefined();
+    expect(splitK(us)).toBe(4);
+    expect(splitK(new Map([[3, new Map([[1, 5]])], [1, new Map([[1, 5]])]]))).toBe(1);  // a tie: fewer parts
+    // A count that missed an M (2 parts' M = 20, cut by the budget) is set aside where another reached every M: 1 part, though 2 is faster at M = 1.
+    expect(splitK(new Map([[1, new Map([[1, 10], [20, 10]])], [2, new Map([[1, 9]])]]))).toBe(1);
+    // None reached every M: the row counts every count reached (M = 1) decide.
+    expect(splitK(new Map([[1, new Map([[1, 10], [20, 10]])], [2, new Map([[1, 9], [272, 1]])]]))).toBe(2);
+    expect(splitK(new Map())).toBeUndefined();
     // Records of the summed-time rule (search space 3) are stale: their count may not be this rule's.
     expect(GEMM_SEARCH_SPACE).toBeGreaterThanOrEqual(4);
     expect(gemmSpaceProblem({ space: 3 })).toBe(`made by GEMM search space 3, this tidarc's is ${GEMM_SEARCH_SPACE}`);
@@ -129,7 +133,7 @@ describe('GEMM search space', () => {
       const shape = gemmShapeOf(QWEN3_8B, role);
       const candidates = gemmSplitCandidates(shape, target, DEFAULT_STEP_ROWS);
       const us = new Map(candidates.map((c) => [c.reduction.splitK, new Map(DEFAULT_STEP_ROWS.map((m, i) => [m, c.times[i]!]))]));
-      expect(chooseGemmSplitK(us), `${role} on ${arches.join(',')}`).toBe(planReduction(shape, target).splitK);
+      expect(chooseGemmKernel(new Map([['sm_90' as const, us]]))?.splitK, `${role} on ${arches.join(',')}`).toBe(planReduction(shape, target).splitK);
     }
   });
 });
