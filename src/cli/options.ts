@@ -2,6 +2,8 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { TidarcError } from '../errors.js';
+import { outputFileError } from '../fs/atomic-write.js';
+import { fsReason } from '../fs/fs-error.js';
 import { MAX_DRAFT_COMPILE } from '../ir/model.js';
 
 /** The typed text as it appears in an error: unquoted, cut at 60 characters. */
@@ -81,12 +83,9 @@ export function checkWritableFileOption(option: string, path: string): void {
     try {
       accessSync(dir, constants.W_OK);
     } catch (err) {
-      why = (err as NodeJS.ErrnoException).code === 'EROFS' ? 'read-only file system' : 'permission denied';
+      why = fsReason(err);
     }
   }
-  if (why !== undefined) {
-    throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
-      field: option, value: optionText(path), allowed: 'a file path in an existing, writable directory',
-    });
-  }
+  // The words of the write that would have failed (atomic-write.ts): one source.
+  if (why !== undefined) throw outputFileError(why, optionText(path), option);
 }

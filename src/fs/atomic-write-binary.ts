@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { TidarcError } from '../errors.js';
-import { errnoCode, fsReason } from './fs-error.js';
+import { outputWriteError } from './atomic-write.js';
 import { removeOnInterrupt, settled } from './interrupt.js';
 
 /** Appends bytes to the file being written; resolves when they reached the OS. */
@@ -39,12 +39,9 @@ export async function writeBinaryFileAtomic(path: string, body: (append: AppendB
     settled(temp);
     return written;
   } catch (err) {
-    await rm(temp, { force: true });
+    await rm(temp, { force: true }).catch(() => undefined);  // ENOTDIR where a part of the path is a file: the write's error is the one to report
     settled(temp);
     if (err instanceof TidarcError) throw err;
-    const why = errnoCode(err) === 'ENOENT' ? 'the directory does not exist' : fsReason(err);
-    throw new TidarcError('invalid-argument', `cannot write the output file (${why})`, {
-      ...(option ? { field: option, value: path, allowed: 'a file path in an existing, writable directory' } : { source: path }),
-    });
+    throw outputWriteError(err, path, option);
   }
 }
