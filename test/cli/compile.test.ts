@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type Run, runTidarc } from '../helpers/cli.js';
+import { type Run, runTidarc, withoutDebugEnv } from '../helpers/cli.js';
 
 
 const run = (...argv: string[]): Promise<Run> => runTidarc('compile', ...argv);
@@ -37,16 +37,8 @@ function leftovers(parent: string): string[] {
 }
 
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-compile-'));
-let savedDebug: string | undefined;
-beforeAll(() => {
-  // A stack trace on stderr is what some of these tests rule out.
-  savedDebug = process.env['TIDARC_DEBUG'];
-  delete process.env['TIDARC_DEBUG'];
-});
-afterAll(() => {
-  if (savedDebug !== undefined) process.env['TIDARC_DEBUG'] = savedDebug;
-  rmSync(scratch, { recursive: true, force: true });
-});
+withoutDebugEnv();  // a stack trace on stderr is what some of these tests rule out
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const TINY_VARIANTS = ['tidar_k2', 'tidar_k4', 'block_k2', 'block_k4', 'ar', 'prefill_c64'];
 

@@ -6,20 +6,13 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
+import { afterAll, describe, expect, test } from 'vitest';
+import { expectOneErrorLine, runTidarc, withoutDebugEnv } from '../helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-first-user-'));
 const TINY = join(import.meta.dirname, '../../examples/tiny.json');
-let savedDebug: string | undefined;
-beforeAll(() => {
-  savedDebug = process.env['TIDARC_DEBUG'];
-  delete process.env['TIDARC_DEBUG'];
-});
-afterAll(() => {
-  if (savedDebug !== undefined) process.env['TIDARC_DEBUG'] = savedDebug;
-  rmSync(scratch, { recursive: true, force: true });
-});
+withoutDebugEnv();
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('compile refuses a bad --draft or --tuned before it prints its header', () => {
   test.each([

@@ -12,25 +12,18 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
 import { MARKER_FILE, markerText } from '../../src/fs/tidarc-dir.js';
-import { type Run, expectOneErrorLine, runTidarc } from '../helpers/cli.js';
+import { type Run, expectOneErrorLine, runTidarc, withoutDebugEnv } from '../helpers/cli.js';
 
 const BIN = resolve('bin/tidarc.js');
 const TINY = resolve('examples/tiny.json');
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-out-dir-'));
 const cxx = await findCxx();
 
-let savedDebug: string | undefined;
-beforeAll(() => {
-  savedDebug = process.env['TIDARC_DEBUG'];
-  delete process.env['TIDARC_DEBUG'];
-});
-afterAll(() => {
-  if (savedDebug !== undefined) process.env['TIDARC_DEBUG'] = savedDebug;
-  rmSync(scratch, { recursive: true, force: true });
-});
+withoutDebugEnv();
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** The built CLI in `cwd`, as a user runs it; a hang fails the test after 30 s instead of hanging it. */
 function tidarcIn(cwd: string, ...args: string[]): Run {

@@ -1,5 +1,5 @@
 /** Runs the CLI in-process and captures what it writes, as a user's terminal would see it. */
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
 
 export interface Run {
@@ -24,4 +24,19 @@ export function expectOneErrorLine(r: Run, ...pieces: string[]): void {
   expect(lines[0]).toMatch(/^tidarc: error: /);
   expect(r.stderr).not.toMatch(/\n\s+at /);
   for (const piece of pieces) expect(lines[0]).toContain(piece);
+}
+
+/**
+ * TIDARC_DEBUG unset while the calling file's tests run, restored after them: with it set the CLI
+ * prints stack traces, which some tests rule out. Call at the top level of a test file.
+ */
+export function withoutDebugEnv(): void {
+  let saved: string | undefined;
+  beforeAll(() => {
+    saved = process.env['TIDARC_DEBUG'];
+    delete process.env['TIDARC_DEBUG'];
+  });
+  afterAll(() => {
+    if (saved !== undefined) process.env['TIDARC_DEBUG'] = saved;
+  });
 }
