@@ -9,8 +9,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { H200 } from '../codegen/machine.js';
-import { byMachine } from './predicted-machines.js';
+import { DEFAULT_PREDICTED, byMachine } from './predicted-machines.js';
 import type { ModelSpec } from '../ir/model.js';
 import { SM90A_RECORDED_REGISTERS, type StepRegisters } from './step-cost-model.js';
 import { type E2ePredictions, e2ePredictions, qwen3Shape } from './step-report.js';
@@ -40,8 +39,9 @@ export type E2eBundlePredictions = E2ePredictions & { readonly byMachine: Readon
 export async function writeE2ePredictions(outDir: string, dry: boolean): Promise<E2eBundlePredictions> {
   const { specs, prefixes } = e2eModels(dry);
   const each = byMachine((machine) => e2ePredictions(specs, prefixes, machine, E2E_REGISTERS, 'sm_90a'));
+  // The record's own fields are the default machine's (the H200, the one the planner plans for): computed once, above.
   const p: E2eBundlePredictions = {
-    ...e2ePredictions(specs, prefixes, H200, E2E_REGISTERS, 'sm_90a'),
+    ...each[DEFAULT_PREDICTED.key]!,
     byMachine: Object.fromEntries(Object.entries(each).map(([key, q]) => [key, { machine: q.machine, models: q.models }])),
   };
   await writeFile(join(outDir, E2E_PREDICTIONS), `${JSON.stringify(p, null, 1)}\n`);
