@@ -17,8 +17,9 @@
  * compiler process per core; none runs while something is timed) and cached across runs;
  * splits and threads are call parameters. Without a budget every tile is compiled before any
  * timing. A budget (budgetSeconds) covers the compiles too: before each shape, the tiles it
- * needs are compiled in the order of run-plan.ts (the default tile first), only as many as the
- * budget can then also time (run-plan.ts's cost model, from the shape's measured call time);
+ * needs are compiled in the order of run-plan.ts (the default tile first), one batch (a tile a
+ * core) at a time, each only where the budget then left can also time the search after it
+ * (run-plan.ts's cost model, from the shape's measured call time and the last batch's compile);
  * the first shape is always tuned, on the default tile at least, and no shape starts that the
  * budget cannot finish. The ETA comes from the same model, calibrated on the shapes done; under a
  * budget it counts the shapes (and compiles) the loop will start by those rules. Every time is
@@ -27,6 +28,7 @@
  * measured) and a rerun skips the shapes it holds for this machine.
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { cachedKernels, kernelCacheEntry } from '../build/kernel-cache.js';
@@ -85,6 +87,10 @@ export interface TuneRequest {
    * kernel calls advance, by known amounts, so the ETA's arithmetic is checked exactly).
    */
   readonly clock?: () => number;
+  /** Tiles compiled at once, one compiler process each (default: the CPU's threads; tests: 1, so a batch is one tile on any machine). */
+  readonly compileCores?: number;
+  /** Called as each tile's compile ends, before its time is read (tests: a fake clock charges the compile its time). */
+  readonly onTileCompiled?: (tile: Tile) => void;
 }
 
 export interface TuneRunResult {
@@ -102,7 +108,7 @@ function timingOf(ms: number[]): Timing {
 }
 
 /** `12 s`, `3.4 s`: tenths where whole seconds would say too little. */
-const seconds = (ms: number): string => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+const seconds = (ms: number): string => `${(Math.max(0, ms) / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
 
 const PROTOCOL: Protocol = { minReps: MIN_REPS, minTimeMs: MIN_TIME_MS, minCalls: MIN_CALLS, confirmTop: CONFIRM_TOP, confirmRounds: CONFIRM_ROUNDS };
 /** Before any tile compiled in this run: what a batch of tile compiles is assumed to take. */
@@ -144,6 +150,7 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   let tuned = 0, cached = 0;
   const skipped: string[] = [];
   const all = cpuThreadCount();
+  const cores = Math.max(1, req.compileCores ?? all);
   const restrict = <T>(xs: readonly T[], only?: readonly T[]): T[] => xs.filter((x) => !only || only.includes(x));
   // The default tile's compile describes the variants (rows, row tiles) for every shape.
   const compiled = new Set<string>();
@@ -151,7 +158,12 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
   const wasCached = existsSync(join(tileDir(DEFAULT_TILE), 'manifest.json'));
   const t00 = now();
   const defaults = (await compileTile(DEFAULT_TILE)).manifest;
-  if (!wasCached) batchMs = now() - t00;
+  if (!wasCached) {
+    req.onTileCompiled?.(DEFAULT_TILE);
+    // That compile ran the library's sources (one a variant, and the library's own) on all cores; a batch compiles each
+    // tile on one core: about as long as the sources one after the other. The first batch's own time replaces it.
+    batchMs = (now() - t00) * Math.min(availableParallelism(), names.length + 1);
+  }
   compiled.add(tileKey(DEFAULT_TILE));
   const jobs = names.flatMap((name) => req.batches.flatMap((batch) => req.prefixes.map((prefix) => {
     const v = defaults.variants.find((x) => x.name === name)!;
@@ -177,14 +189,15 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
     if (tiles.length === 0) return;
     const t0 = now();
     let done = 0;
-    log(`compiling the CPU kernels of ${tiles.length} tile${tiles.length === 1 ? '' : 's'}, ${Math.min(all, tiles.length)} at a time`);
-    await runPool(tiles, all, async (t) => {
+    log(`compiling the CPU kernels of ${tiles.length} tile${tiles.length === 1 ? '' : 's'}, ${Math.min(cores, tiles.length)} at a time`);
+    await runPool(tiles, cores, async (t) => {
       if (req.signal?.aborted) return;
       await compileTile(t, 1);
+      req.onTileCompiled?.(t);
       compiled.add(tileKey(t));
       log(`  [${++done}/${tiles.length}] ${tileKey(t)} (${((now() - t0) / 1000).toFixed(0)} s)`);
     });
-    batchMs = (now() - t0) / Math.ceil(tiles.length / all);
+    if (!req.signal?.aborted) batchMs = (now() - t0) / Math.ceil(tiles.length / cores);
   };
   const uncompiled = (candidates: readonly AttentionConfig[]): Tile[] => order.filter((t) => !compiled.has(tileKey(t)) && candidates.some((c) => tileKey(c) === tileKey(t)));
   const onTiles = (candidates: readonly AttentionConfig[], tiles: readonly Tile[]): AttentionConfig[] => candidates.filter((c) => tiles.some((t) => tileKey(t) === tileKey(c)));
@@ -232,11 +245,11 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
       const fixedMs = nearest(x).fixedMs;
       const more = affordableTiles({
         needed: order.filter((t) => !have.has(tileKey(t)) && x.candidates.some((c) => tileKey(c) === tileKey(t))),
-        configsOn: (tiles) => onTiles(x.candidates, tiles).length, compiledTiles: at, cores: all, batchMs,
+        configsOn: (tiles) => onTiles(x.candidates, tiles).length, compiledTiles: at, cores, batchMs,
         searchMs: (configs) => predictSearch(x, configs), leftMs: deadline - (start + ms + fixedMs),
       });
       for (const t of more) have.add(tileKey(t));
-      ms += fixedMs + Math.ceil(more.length / all) * batchMs + predictSearch(x, withHeuristic(x, onTiles(x.candidates, [...at, ...more])).length);
+      ms += fixedMs + Math.ceil(more.length / cores) * batchMs + predictSearch(x, withHeuristic(x, onTiles(x.candidates, [...at, ...more])).length);
     }
     return ms;
   };
@@ -274,17 +287,26 @@ export async function tuneCpu(req: TuneRequest): Promise<TuneRunResult> {
           skipped.push(`${vkey} | ${bucket}`);
           continue;
         }
-        const more = affordableTiles({
-          needed: uncompiled(job.candidates), configsOn: (tiles) => onTiles(job.candidates, tiles).length, compiledTiles: at, cores: all, batchMs, searchMs, leftMs,
-        });
-        await compileTiles(more);
+        // One batch at a time, each only where the budget then left affords it and the search after it, at the batch time
+        // last measured (the first batch's own, not an assumed one: under load 10 tiles took 95 s against an assumed 15 s
+        // a batch of 2, and --budget 90 ran 115 s).
+        const more: Tile[] = [];
+        for (;;) {
+          const next = affordableTiles({
+            needed: uncompiled(job.candidates), configsOn: (tiles) => onTiles(job.candidates, tiles).length, compiledTiles: [...at, ...more], cores, batchMs, searchMs, leftMs: deadline - now(),
+          }).slice(0, cores);
+          if (next.length === 0 || req.signal?.aborted) break;
+          await compileTiles(next);
+          more.push(...next.filter((t) => compiled.has(tileKey(t))));
+        }
         candidates = withHeuristic(job, onTiles(job.candidates, [...at, ...more]));
         const left = job.candidates.length - candidates.length;
         if (left > 0) log(`${what}: within the budget, ${candidates.length} of ${job.candidates.length} configurations (the other tiles are not compiled)`);
       }
-      const predicted = predict(job, candidates.length);
       const searchPredicted = shapeMs({ callMs, fixedMs: 0, configs: candidates.length }, PROTOCOL);
-      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time; eta about ${seconds(eta(j, predicted - (now() - t0)))} for the run`);
+      // What is left of this shape is its search (its fixed part and any compiles are spent: subtracting the time since
+      // t0 from the whole shape's prediction printed "eta about -20.4 s" after 20 s of compiles under --budget).
+      log(`${what}: ${candidates.length} configurations to check against the float64 reference and time; eta about ${seconds(eta(j, calibration() * searchPredicted))} for the run`);
       let shown = now();
       const loop0 = now();
       const entry = await searchShape(prepared, candidates, heuristic, library, req, now, (done, total) => {

@@ -3,6 +3,9 @@
  * compiling 19 tiles, tuned nothing, printed an ETA of 8199 s and left an empty database.
  * - The budget covers compile time: tiles compile in the order the search needs them, only as
  *   many as the budget can time; the first shape is always tuned (with the default tile at least).
+ * - Compiles are decided one batch at a time on the batch time last measured (a first user's
+ *   --budget 90 ran 115 s: 10 tiles took 95 s against an assumed 15 s a batch of 2), checked on
+ *   the fake clock with a known time a compile (TuneRequest.onTileCompiled, compileCores 1).
  * - The ETA printed when a shape starts is the time the run then still takes; under a budget,
  *   of the shapes the budget lets start (a shape that does not fit is skipped, a later smaller
  *   one may still run). Checked on a fake clock (TuneRequest.clock) that only kernel calls
@@ -17,6 +20,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { cachedKernels } from '../../src/build/kernel-cache.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import type { KernelLibrary } from '../../src/runtime/kernel-library.js';
@@ -44,7 +48,7 @@ function recorder(clock: () => number = () => performance.now()): { lines: Line[
 /** Each shape-start line's ETA (seconds) against the time the run took after it. */
 function etas(lines: readonly Line[], end: number): { shape: number; eta: number; actual: number }[] {
   return lines.flatMap((l) => {
-    const m = /^\[(\d+)\/\d+\] .*configurations to check .*; eta about ([\d.]+) s for the run$/.exec(l.text);
+    const m = /^\[(\d+)\/\d+\] .*configurations to check .*; eta about (-?[\d.]+) s for the run$/.exec(l.text);
     return m ? [{ shape: Number(m[1]), eta: Number(m[2]), actual: (end - l.at) / 1000 }] : [];
   });
 }
@@ -53,10 +57,12 @@ function etas(lines: readonly Line[], end: number): { shape: number; eta: number
  * A machine whose time moves only when a kernel runs: each call takes `msPerWork` x batch x
  * (prefix + steps) x (rows + 8) of the variant called, whatever its tile, splits or threads.
  */
-function fakeMachine(msPerWork: number): { clock: () => number; wrapLibrary: NonNullable<TuneRequest['wrapLibrary']> } {
+function fakeMachine(msPerWork: number, compileMs = 0): { clock: () => number; wrapLibrary: NonNullable<TuneRequest['wrapLibrary']>; onTileCompiled: NonNullable<TuneRequest['onTileCompiled']> } {
   let now = 0;
   return {
     clock: () => now,
+    // Each tile compile takes compileMs (with compileCores 1 a batch is one tile).
+    onTileCompiled: () => void (now += compileMs),
     wrapLibrary: (lib: KernelLibrary): KernelLibrary => ({
       ...lib,
       run: (variant, inputs) => {
@@ -141,6 +147,34 @@ describe.skipIf(!cxx.found)('tidarc tune --budget', () => {
     const found = etas(rec.lines, end);
     expect(found.map((e) => e.shape)).toEqual([1, 3]);
     for (const e of found) {
+      expect(Math.abs(e.eta - e.actual), `shape ${e.shape}: eta ${e.eta} s, took ${e.actual.toFixed(3)} s`).toBeLessThanOrEqual(ETA_SLACK_S);
+    }
+  });
+
+  test('on a fake clock where a compile takes longer than assumed, the budget holds: each batch is decided on the last one measured, and no ETA is negative', { timeout: 600_000 }, async () => {
+    // The default tile compiled beforehand (the first test did, in this cache): the run starts on the assumed 15 s a batch.
+    const tile = { warps: 4, tileN: 64 };
+    await cachedKernels({ spec, drafts: [2], target: 'cpu', cacheDir: cache, variants: ['tidar_k2', 'ar'], tiles: { tidar_k2: tile, ar: tile } });
+    // Each compile takes 20 s; the budget is 40 s. Assumed, two batches (w2-n64, then w2-n32) and the search fit
+    // (30 s + 3 s): the old run compiled both, 40 s, then timed past the budget, and printed "eta about -38.x s"
+    // (the compiles subtracted from the shape's prediction). Measured after the first, a second does not fit.
+    const machine = fakeMachine(MS_PER_WORK, 20_000);
+    const rec = recorder(machine.clock);
+    const r = await tuneCpu({
+      spec, drafts: [2], prefixes: [256], batches: [1], dbPath: join(dir, 'compile-budget.json'), cacheDir: cache, budgetSeconds: 40,
+      space: { warps: [2, 4], tileN: [32, 64], splits: [1, 2, 4], threads: [1] }, log: rec.log, clock: machine.clock, wrapLibrary: machine.wrapLibrary,
+      compileCores: 1, onTileCompiled: machine.onTileCompiled,
+    });
+    const end = machine.clock();
+    expect(end).toBeLessThanOrEqual(40_000);
+    expect(r.tuned).toBe(2);
+    const texts = rec.lines.map((l) => l.text);
+    expect(texts.filter((t) => t.startsWith('compiling the CPU kernels of'))).toEqual(['compiling the CPU kernels of 1 tile, 1 at a time']);
+    for (const e of Object.values(readTuneDb(join(dir, 'compile-budget.json')).entries) as TuneEntry[]) expect(Object.keys(e.byTile!).sort()).toEqual(['w2-n64', 'w4-n64']);
+    const found = etas(rec.lines, end);
+    expect(found.map((e) => e.shape)).toEqual([1, 2]);
+    for (const e of found) {
+      expect(e.eta, `shape ${e.shape}`).toBeGreaterThanOrEqual(0);
       expect(Math.abs(e.eta - e.actual), `shape ${e.shape}: eta ${e.eta} s, took ${e.actual.toFixed(3)} s`).toBeLessThanOrEqual(ETA_SLACK_S);
     }
   });
