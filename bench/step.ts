@@ -65,7 +65,9 @@ async function main(): Promise<void> {
   }
   console.log(`Whole decode steps on the ${H200.name}, predicted (src/bench/step-cost-model.ts): copy ${H200.copyBytesPerS / 1e12} TB/s, bf16 ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}, L2 ${H200.l2BytesPerS / 1e12} TB/s (assumed).`);
   const o = STEP_OVERHEADS;
-  console.log(`Overheads (us; sources in step-cost-model.ts): host per launch ${o.hostLaunchS * 1e6}, stream gap ${o.streamGapS * 1e6}, graph node gap ${o.graphNodeGapS * 1e6}, graph start ${o.graphStartS * 1e6}, host graph launch ${o.hostGraphLaunchS * 1e6}, copy latency ${o.copyLatencyS * 1e6}, host per copy ${o.hostCopyS * 1e6}, decoder host per step ${o.hostStepS * 1e6}, kernel floor ${o.smallKernelS * 1e6}.`);
+  // Microseconds to at most 3 decimals, trailing zeros dropped (8.6e-6 * 1e6 printed 8.600000000000001).
+  const us = (s: number): string => String(Number((s * 1e6).toFixed(3)));
+  console.log(`Overheads (us; sources in step-cost-model.ts): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`);
   for (const r of results) {
     console.log(`\n${r.spec.name}, ${r.path === 'sm_90a' ? 'sm_90a GEMMs and compute-bound attention (what an H200 runs)' : 'mma.sync kernels only (an sm_90 compile)'}: ${r.spec.layers} layers, hidden ${r.spec.hiddenSize}, ${r.spec.queryHeads}/${r.spec.kvHeads} heads of ${r.spec.headDim}, intermediate ${r.spec.intermediateSize}; registers: ${r.registers}`);
     for (const l of table(r.rows)) console.log(`  ${l}`);
