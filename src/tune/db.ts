@@ -79,6 +79,12 @@ export interface GemmRowTiming {
   readonly bestTiming: Timing;
   readonly heuristic: GemmTile;
   readonly heuristicTiming: Timing;
+  /**
+   * The split-K `heuristic` was timed at where it is not the entry's heuristicSplitK: the heuristic's
+   * own pair was not timed at this M (past the budget, or rejected), and the search fell back to the
+   * planned tile under the entry's splitK (gemm_tune.py gemm_entry).
+   */
+  readonly heuristicSplitK?: number;
 }
 
 /** The kernel families of a GEMM: the mma.sync kernel (tidarc_gemm.cuh), the TMA + wgmma one (tidarc_gemm_sm90a.cuh). */
@@ -258,7 +264,7 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
   for (const [key, e] of Object.entries(db.gemms ?? {})) {
     const tile = (t: unknown): boolean => typeof t === 'object' && t !== null && ['blockM', 'warpsM', 'stages'].every((f) => Number.isInteger((t as Record<string, unknown>)[f]));
     const ok = e && typeof e === 'object' && typeof e.unit === 'string' && typeof e.arch === 'string' && key === gemmEntryKey(e.unit, e.arch) && Number.isInteger(e.splitK)
-      && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && tile(r.heuristic)) && e.meta && typeof e.meta.device === 'string';
+      && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && tile(r.heuristic) && (r.heuristicSplitK === undefined || Number.isInteger(r.heuristicSplitK))) && e.meta && typeof e.meta.device === 'string';
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database GEMM entry is malformed', { field: `gemms["${key}"]`, source });
     checkGemmFamily(e, `gemms["${key}"]`, source);
   }

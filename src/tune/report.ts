@@ -122,7 +122,8 @@ const runWords = (kernel: string | undefined, splitK: number, r: { readonly tile
  * builds sm_90a (heuristicSm90a: its family and split-K, which may differ from the sm_90
  * compile's heuristicSplitK) against the record's family and split-K (the sm_90a kernel's time
  * where it won); a raced entry without heuristicSm90a keeps the sm_90 compile's heuristic, and says so.
- * Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile.
+ * Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile, at the split-K it was
+ * timed at (a row's own heuristicSplitK where the search fell back from the heuristic's).
  */
 export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: string; heuristic?: GemmRun; tuned?: GemmRun }[] {
   const tuned: Record<string, GemmRun> = e.kernel === 'sm_90a'
@@ -132,7 +133,7 @@ export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: strin
   const heuristicWhat = h ? `split-K ${h.splitK} ${h.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} (${h.arches.join('+')})` : `split-K ${e.heuristicSplitK}`;
   const heuristic: Record<string, GemmRun> = h
     ? Object.fromEntries(Object.entries(h.rows).map(([m, r]) => [m, { what: `${runWords(h.kernel, h.splitK, r)} (${h.arches.join('+')})`, us: r.timing.medianUs }]))
-    : Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { what: `${runWords('sm_90', e.heuristicSplitK, { tile: r.heuristic })}${e.kernel ? ' (sm_90)' : ''}`, us: r.heuristicTiming.medianUs }]));
+    : Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { what: `${runWords('sm_90', r.heuristicSplitK ?? e.heuristicSplitK, { tile: r.heuristic })}${e.kernel ? ' (sm_90)' : ''}`, us: r.heuristicTiming.medianUs }]));
   const ms = [...new Set([...Object.keys(tuned), ...Object.keys(heuristic)])].sort((a, b) => Number(a) - Number(b));
   return ms.map((m) => ({ m, heuristicWhat, ...(heuristic[m] ? { heuristic: heuristic[m] } : {}), ...(tuned[m] ? { tuned: tuned[m] } : {}) }));
 }
@@ -142,7 +143,7 @@ export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: strin
  * the other family's by the same rule over its own times: sm90a.splitK, chooseGemmKernel of
  * mma.sync alone over splitRowsUs, as gemm_tune.py's gemm_entry picks sm90a.splitK, so a split-K
  * the budget cut short is never named against complete ones) with its time summed over M, the
- * winner, then per M both times.
+ * winner, then per M both times at those split-Ks.
  */
 function familyLines(e: GemmTuneEntry): string[] {
   const at = (totals: Readonly<Record<string, number>> | undefined, splitK: number | undefined): string => {
@@ -155,10 +156,15 @@ function familyLines(e: GemmTuneEntry): string[] {
     : chooseGemmKernel(new Map([['sm_90' as const, new Map(Object.entries(rowsUs).map(([s, ms]) => [Number(s), new Map(Object.entries(ms).map(([m, us]) => [Number(m), us]))]))]]))?.splitK;
   const sm90a = e.sm90a ? at(e.sm90a.splitTotalsUs, e.sm90a.splitK) : 'not raced (the shape has no sm_90a kernel)';
   const head = `- ${e.unit} (${e.arch}): mma.sync ${at(e.splitTotalsUs, mmaSplit)}, sm_90a ${sm90a} (summed over M); winner: ${e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} at split-K ${e.splitK}`;
-  const ms = [...new Set([...Object.keys(e.rows), ...Object.keys(e.sm90a?.rows ?? {})])].sort((a, b) => Number(a) - Number(b));
+  // Per M, each family at the heading's split-K (the times its sum adds up): mma.sync's tiles are recorded at the entry's
+  // split-K only, so at another (sm_90a won) its best time there from splitRowsUs.
+  const mmaRows: Record<string, string> = mmaSplit === e.splitK
+    ? Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, `${r.bestTiming.medianUs.toFixed(1)} us (${gemmTileName(r.best)}, split-K ${e.splitK})`]))
+    : Object.fromEntries(Object.entries((mmaSplit === undefined ? undefined : rowsUs?.[String(mmaSplit)]) ?? {}).map(([m, us]) => [m, `${us.toFixed(1)} us (split-K ${mmaSplit})`]));
+  const ms = [...new Set([...Object.keys(mmaRows), ...Object.keys(e.sm90a?.rows ?? {})])].sort((a, b) => Number(a) - Number(b));
   const perM = ms.map((m) => {
-    const r = e.rows[m], w = e.sm90a?.rows[m];
-    return `M=${m} mma.sync ${r ? `${r.bestTiming.medianUs.toFixed(1)} us (${gemmTileName(r.best)}, split-K ${e.splitK})` : '-'} / sm_90a ${w ? `${w.timing.medianUs.toFixed(1)} us (t${w.tileT}, split-K ${e.sm90a!.splitK})` : '-'}`;
+    const w = e.sm90a?.rows[m];
+    return `M=${m} mma.sync ${mmaRows[m] ?? '-'} / sm_90a ${w ? `${w.timing.medianUs.toFixed(1)} us (t${w.tileT}, split-K ${e.sm90a!.splitK})` : '-'}`;
   });
   return [head, ...(perM.length > 0 ? [`  ${perM.join('; ')}`] : [])];
 }

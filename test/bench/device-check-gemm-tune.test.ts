@@ -183,6 +183,45 @@ print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s1 M=1 sm_90a t8: unwritten or 
     expect(tuneReport(db)).toContain('- gemm_bf16_n197_k520 (sm_90): mma.sync 4.0 us at split-K 2, sm_90a not timed (summed over M); winner: mma.sync at split-K 2');
   });
 
+  test('a heuristic the search fell back from (its own split-K not timed at an M) is labelled with the split-K it was timed at', async () => {
+    // Heuristic split-K 3 reached M = 1 only (M = 20 rejected): split-K 1 wins; at M = 20 the row's heuristic is split-K 1's planned tile.
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import gemm_entry
+tm = lambda us: {'medianUs': us, 'p20Us': us, 'p80Us': us}
+planned, other = {'blockM': 16, 'warpsM': 1, 'stages': 4}, {'blockM': 32, 'warpsM': 2, 'stages': 3}
+t = {'unit': 'gemm_bf16_n197_k520', 'n': 197, 'k': 520, 'dtype': 'bf16', 'space': ${GEMM_SEARCH_SPACE}, 'heuristicSplitK': 3}
+timed = {('sm_90', 3, 1, 'b16w1s4'): ({'tile': planned, 'heuristic': True}, tm(7)),
+         ('sm_90', 1, 1, 'b16w1s4'): ({'tile': planned, 'heuristic': True}, tm(6)), ('sm_90', 1, 20, 'b16w1s4'): ({'tile': planned, 'heuristic': True}, tm(9)),
+         ('sm_90', 1, 20, 'b32w2s3'): ({'tile': other, 'heuristic': False}, tm(8))}
+meta = {'tidarc': 'x', 'compiler': 'nvcc', 'backend': 'cuda', 'device': 'H200', 'driver': '13.0'}
+print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s3 M=20 b16w1s4: 2.00x the float64 bound'], meta, '2026-12-05')))`;
+    const e = JSON.parse((await exec('python3', ['-c', script])).stdout) as GemmTuneEntry;
+    expect([e.splitK, e.heuristicSplitK, e.rows['1']!.heuristicSplitK, e.rows['20']!.heuristicSplitK]).toEqual([1, 3, undefined, 1]);
+    const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: e } }), 'tune-cuda.json');
+    const report = tuneReport(db);
+    expect(report).toContain('| gemm_bf16_n197_k520 | sm_90 | 1 | split-K 3 b16w1s4 | 7.0 | split-K 1 b16w1s4 | 6.0 | 1.17x |');
+    expect(report).toContain('| gemm_bf16_n197_k520 | sm_90 | 20 | split-K 1 b16w1s4 | 9.0 | split-K 1 b32w2s3 | 8.0 | 1.13x |');
+  });
+
+  test('familyLines\' per-M line gives each family at its heading\'s split-K (mma.sync\'s own where sm_90a won), so the per-M times add up to the heading', () => {
+    const tm = (us: number) => ({ medianUs: us, p20Us: us, p80Us: us });
+    const tile = { blockM: 16, warpsM: 1, stages: 4 };
+    const e = {
+      unit: 'gemm_bf16_n197_k520', arch: 'sm_90', n: 197, k: 520, dtype: 'bf16', space: GEMM_SEARCH_SPACE, kernel: 'sm_90a', splitK: 2, heuristicSplitK: 1,
+      // mma.sync alone by the rule: split-K 4 (regret 2.43 against 3.40), not the winner's 2.
+      splitTotalsUs: { 2: 26, 4: 25 }, splitRowsUs: { 2: { 1: 12, 20: 14 }, 4: { 1: 5, 20: 20 } },
+      rows: { 1: { best: tile, bestTiming: tm(12), heuristic: tile, heuristicTiming: tm(13) }, 20: { best: tile, bestTiming: tm(14), heuristic: tile, heuristicTiming: tm(15) } },
+      sm90a: { splitK: 2, splitTotalsUs: { 2: 12 }, splitRowsUs: { 2: { 1: 4, 20: 8 } }, rows: { 1: { tileT: 8, timing: tm(4) }, 20: { tileT: 32, timing: tm(8) } } },
+      timed: 6, rejected: [], meta: { tidarc: 'x', compiler: 'nvcc', backend: 'cuda', device: 'H200' }, date: '2026-12-05',
+    };
+    const report = tuneReport(parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: e } }), 'tune.json'));
+    expect(report).toContain('- gemm_bf16_n197_k520 (sm_90): mma.sync 25.0 us at split-K 4, sm_90a 12.0 us at split-K 2 (summed over M); winner: sm_90a at split-K 2\n'
+      + '  M=1 mma.sync 5.0 us (split-K 4) / sm_90a 4.0 us (t8, split-K 2); M=20 mma.sync 20.0 us (split-K 4) / sm_90a 8.0 us (t32, split-K 2)\n');
+    // mma.sync winning: its recorded tiles, at the entry's split-K.
+    const won = { ...e, kernel: 'sm_90', splitK: 4, sm90a: { ...e.sm90a } };
+    expect(tuneReport(parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: won } }), 'tune.json')))
+      .toContain('  M=1 mma.sync 12.0 us (b16w1s4, split-K 4) / sm_90a 4.0 us (t8, split-K 2)');
+  });
+
   test('a shape that fails (its split-K workspace past the free memory) is a result: the others still run, and each winner is in tune-cuda.json as its shape ends', async () => {
     const dir = mkdtempSync(join(root, 'shape-fails-'));
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom pathlib import Path
