@@ -29,6 +29,7 @@ import numpy as np
 
 from gemm import _bound, launch_gemm, split_counters
 from kernels import from_bits, to_bits
+from report import js_fixed, run_cells
 from tidarc_abi import GEMM
 from tune import DB_FILE, cuda_meta, nvcc_path
 
@@ -349,26 +350,33 @@ def heuristic_on_90(t, timed):
     return {'kernel': kernel, 'splitK': split, 'arches': list(h['arches']), 'rows': rows}
 
 
-def _label(r):
-    """A run's kernel in one word: the mma.sync tile (tile_name) or the sm_90a kernel's token tile."""
-    return tile_name(r['tile']) if 'tile' in r else f"sm_90a-t{r['tileT']}"
+def _run_words(kernel, split, r):
+    """runWords of src/tune/report.ts: a run's split-K and kernel (the mma.sync tile, or the sm_90a kernel's token tile)."""
+    return f"split-K {split} " + (f"sm_90a t{r['tileT']}" if kernel == 'sm_90a' else tile_name(r['tile']))
 
 
-def run_rows(e, t):
-    """Per M, what a user runs without the record (the heuristic) and with it (tuned), timed: (heuristic split-K, the arches
-    of the compile the heuristic is, rows). A raced entry with heuristicSm90a compares what a 9.0 device runs: the heuristic
-    of a compile with sm_90a (its family and split-K) against the record's family and split-K (the sm_90a kernel's time
-    where it won); an M missing either is left out. Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile."""
+def run_rows(e):
+    """gemmRunRows of src/tune/report.ts (a test holds the two together): per M, what a user runs without the record (the
+    heuristic) and with it (tuned), each {'what', 'us'}, in the words tune --report prints. A raced entry with heuristicSm90a
+    compares what a 9.0 device runs: the heuristic of a compile with sm_90a (its family and split-K, arches joined with '+')
+    against the record's family and split-K (the sm_90a kernel's time where it won). Otherwise the sm_90 compile's mma.sync
+    heuristic (at a row's own heuristicSplitK where the search fell back) against the tuned tile. Every M either side timed,
+    in order; a side not timed at an M is left out of its row (printed 'not timed'), heuristicWhat naming it."""
+    if e.get('kernel') == 'sm_90a':
+        tuned = {m: {'what': _run_words('sm_90a', e['splitK'], r), 'us': r['timing']['medianUs']} for m, r in ((e.get('sm90a') or {}).get('rows') or {}).items()}
+    else:
+        tuned = {m: {'what': _run_words('sm_90', e['splitK'], {'tile': r['best']}), 'us': r['bestTiming']['medianUs']} for m, r in e['rows'].items()}
     h = e.get('heuristicSm90a')
-    if not h:
-        return e['heuristicSplitK'], ','.join(t.get('heuristicArches') or ['?']), {
-            m: {'best': tile_name(r['best']), 'bestUs': r['bestTiming']['medianUs'], 'heuristic': tile_name(r['heuristic']),
-                'heuristicUs': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}
-    tuned = ({m: {'tileT': r['tileT'], 'timing': r['timing']} for m, r in e['sm90a']['rows'].items()} if e['kernel'] == 'sm_90a'
-             else {m: {'tile': r['best'], 'timing': r['bestTiming']} for m, r in e['rows'].items()})
-    rows = {m: {'best': _label(r), 'bestUs': r['timing']['medianUs'], 'heuristic': _label(h['rows'][m]), 'heuristicUs': h['rows'][m]['timing']['medianUs']}
-            for m, r in sorted(tuned.items(), key=lambda kv: int(kv[0])) if m in h['rows']}
-    return h['splitK'], ','.join(h['arches']), rows
+    if h:
+        arches = '+'.join(h['arches'])
+        what = f"split-K {h['splitK']} {'sm_90a' if h['kernel'] == 'sm_90a' else 'mma.sync'} ({arches})"
+        heuristic = {m: {'what': f"{_run_words(h['kernel'], h['splitK'], r)} ({arches})", 'us': r['timing']['medianUs']} for m, r in h['rows'].items()}
+    else:
+        what = f"split-K {e['heuristicSplitK']}"
+        heuristic = {m: {'what': _run_words('sm_90', r.get('heuristicSplitK', e['heuristicSplitK']), {'tile': r['heuristic']}) + (' (sm_90)' if e.get('kernel') else ''),
+                         'us': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}
+    return [{'m': m, 'heuristicWhat': what, **({'heuristic': heuristic[m]} if m in heuristic else {}), **({'tuned': tuned[m]} if m in tuned else {})}
+            for m in sorted(set(tuned) | set(heuristic), key=int)]
 
 
 def _rows_us(by_split):
@@ -391,7 +399,7 @@ def family_line(e, sm90a):
         if not totals or split is None:
             return 'not timed'
         us = totals.get(str(split))
-        return f'{us:.1f} us at split-K {split}' if us is not None else f'not timed at split-K {split}'
+        return f'{js_fixed(us)} us at split-K {split}' if us is not None else f'not timed at split-K {split}'
     wg = e.get('sm90a')
     rows_us = e.get('splitRowsUs') or {}
     mma_split = e['splitK'] if e['kernel'] != 'sm_90a' or not rows_us else (choose_kernel({'sm_90': {int(s): {int(m): v for m, v in ms.items()} for s, ms in rows_us.items()}}) or (None, None))[1]
@@ -438,10 +446,14 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
                'seconds': time.time() - t0}
         if e:
             write_gemm_db(out / DB_FILE, [e])  # after every shape: a part killed at its time limit keeps the shapes done
-            heuristic_split, planned_for, rows = run_rows(e, t)
-            rec.update({'splitK': e['splitK'], 'heuristicSplitK': heuristic_split, 'heuristicArches': planned_for, **({'kernel': e['kernel']} if 'kernel' in e else {}), 'rows': rows})
-            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']} (heuristic for {planned_for}: {heuristic_split}); "
-                + ', '.join(f"M={m} {v['best']} {v['bestUs']:.1f} us (heuristic {v['heuristic']} {v['heuristicUs']:.1f})" for m, v in rec['rows'].items())
+            h = e.get('heuristicSm90a')
+            # rows: run_rows's, as tune --report words them; a search that did not race names the arches its heuristic was planned for.
+            rec.update({'splitK': e['splitK'], 'heuristicSplitK': h['splitK'] if h else e['heuristicSplitK'],
+                        **({'heuristicArches': '+'.join(t.get('heuristicArches') or ['?'])} if 'kernel' not in e else {}),
+                        **({'kernel': e['kernel']} if 'kernel' in e else {}), 'rows': run_rows(e)})
+            us = lambda x: '' if x is None else f' {x:.1f} us'  # noqa: E731
+            log(f"gemm tune {t['role']} {t['n']}x{t['k']}: split-K {e['splitK']}; "
+                + ', '.join(f"M={r['m']} {c[2]}{us(c[3])} (heuristic {c[0]}{us(c[1])})" for r in rec['rows'] for c in [run_cells(r)])
                 + f"; {len(timed)} timed, {len(rejected)} rejected")
             if 'kernel' in e:
                 rec['race'] = family_line(e, t.get('sm90a'))

@@ -2,6 +2,7 @@
 benchmark) from the results object, and the short table printed last. Python's standard library
 only, so recorded results can be re-rendered anywhere (device_check.py --report-only)."""
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -59,6 +60,24 @@ def dry_bench_table(rows, predicted=None):
     return lines
 
 
+def js_fixed(x, digits=1):
+    """JavaScript's x.toFixed(digits) for a finite x >= 0 (what report.ts prints): the exact binary value rounded, a tie away
+    from zero. Python's format rounds a tie to even (1.125 -> '1.12' where toFixed gives '1.13')."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def run_cells(r):
+    """A run row's heuristic and tuned sides in words with their times (report.ts gemmReportLines' cells): 'not timed' for a
+    side left out. gemm_tune.run_rows makes the rows. (heuristic, heuristic us or None, tuned, tuned us or None)."""
+    h, b = r.get('heuristic'), r.get('tuned')
+    return (h['what'] if h else f"{r['heuristicWhat']}: not timed", h['us'] if h else None, b['what'] if b else 'not timed', b['us'] if b else None)
+
+
+def _tuned_kernel(run):
+    """A run row's tuned kernel without its split-K ('b16w1s4', 'sm_90a t32'), or 'not timed'."""
+    return run['tuned']['what'].split(' ', 2)[2] if run.get('tuned') else 'not timed'
+
+
 def gemm_tune_lines(tu):
     """Per searched weight shape: per M the heuristic against the tuned tile, then (a 9.0 device) both kernel families and the winner."""
     lines = ['| GEMM | M | heuristic | us | tuned | us | heuristic / tuned |', '|---|---|---|---|---|---|---|']
@@ -67,9 +86,12 @@ def gemm_tune_lines(tu):
         if r.get('error'):
             lines.append(f"| {r['role']} | - | FAILED: {r['error']} | | | | |")
         planned_for = f" for {r['heuristicArches']}" if r.get('heuristicArches') else ''  # the arches the bundle planned it for
-        for m, v in (r.get('rows') or {}).items():
-            lines.append(f"| {r['role']} | {m} | split-K {r['heuristicSplitK']} {v['heuristic']}{planned_for} | {_fmt(v['heuristicUs'])} | split-K {r['splitK']} {v['best']} | "
-                         f"{_fmt(v['bestUs'])} | {_fmt(v['heuristicUs'] / v['bestUs'], 2)}x |")
+        for run in r.get('rows') or []:  # gemm_tune.run_rows: report.ts gemmRunRows's rows and words
+            heuristic, h_us, tuned, t_us = run_cells(run)
+            # In report.ts gemmReportLines' digits (toFixed), so the cells are tune --report's.
+            us = lambda x: '-' if x is None else js_fixed(x)  # noqa: E731
+            ratio = f'{js_fixed(h_us / t_us, 2)}x' if h_us is not None and t_us is not None else '-'
+            lines.append(f"| {r['role']} | {run['m']} | {heuristic}{planned_for} | {us(h_us)} | {tuned} | {us(t_us)} | {ratio} |")
         if r.get('race'):
             races.append(f"- {r['role']}: {r['race']}")
     if races:
@@ -275,7 +297,7 @@ def write_reports(data, out):
             done = [r for r in tu['shapes'] if 'splitK' in r]
             short.append(f"gemm tune: {len(done)} of {len(tu['shapes']) + len(tu.get('notReached', []))} shapes tuned "
                          f"({sum(r['timed'] for r in tu['shapes'])} candidates timed, {sum(len(r['rejected']) for r in tu['shapes'])} rejected); {tu['file']}"
-                         + ''.join(f"; {r['role']}: split-K {r['splitK']} " + ', '.join(f"M={m} {v['best']}" for m, v in r['rows'].items())
+                         + ''.join(f"; {r['role']}: split-K {r['splitK']} " + ', '.join(f"M={v['m']} {_tuned_kernel(v)}" for v in r['rows'])
                                    + (f" ({'the sm_90a' if r['kernel'] == 'sm_90a' else 'the mma.sync'} kernel at every M)" if 'kernel' in r else '') for r in done)
                          + ''.join(f"; {r['role']}: FAILED: {r['error']}" for r in tu['shapes'] if r.get('error')))
         for r in gm.get('bench', []):

@@ -26,7 +26,7 @@ import { prepareSm90aSearch } from '../../src/bench/sm90a-gemm-search.js';
 import { tuningOfEntry } from '../../src/tune/gemm-tuned.js';
 import { sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { type GemmFamily, type GemmTuneEntry, gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
-import { tuneReport } from '../../src/tune/report.js';
+import { gemmRunRows, tuneReport } from '../../src/tune/report.js';
 import { GEMM_SEARCH_SPACE, chooseGemmKernel } from '../../src/tune/gemm-space.js';
 import { leastRegretSplit } from '../../src/codegen/gemm-tile-choice.js';
 import { gemmSplitCandidates } from '../../src/codegen/gemm-plan.js';
@@ -276,6 +276,42 @@ for e in json.loads(sys.argv[1]):
       expect(tuneReport(db)).toContain(`- ${e.unit} (${e.arch}): ${py[i]}`);
     }
   });
+
+  test('run_rows says what report.ts gemmRunRows says (arches joined with +, an M either side missed kept as not timed), and device-check.md\'s cells are tune --report\'s', async () => {
+    const tm = (us: number) => ({ medianUs: us, p20Us: us, p80Us: us });
+    const a = { blockM: 16, warpsM: 1, stages: 4 }, b = { blockM: 32, warpsM: 2, stages: 3, blockN: 64, warps: 4 };
+    const row = (best: number, heuristic: number, extra: object = {}) => ({ best: b, bestTiming: tm(best), heuristic: a, heuristicTiming: tm(heuristic), ...extra });
+    const base = { unit: 'gemm_bf16_n197_k520', arch: 'sm_90', n: 197, k: 520, dtype: 'bf16', space: GEMM_SEARCH_SPACE, splitTotalsUs: {}, timed: 4, rejected: [],
+      meta: { tidarc: 'x', compiler: 'nvcc', backend: 'cuda', device: 'H200' }, date: '2026-12-05' };
+    const cases = [
+      // Not raced; at M = 20 the heuristic was timed at the winner's split-K (the row says so).
+      { ...base, splitK: 1, heuristicSplitK: 3, rows: { 1: row(5, 6), 20: row(8, 9, { heuristicSplitK: 1 }) } },
+      // sm_90a won; the 9.0 device's untuned sm_90a at split-K 2 timed at M = 1 only; the winner at M = 1 and 20.
+      { ...base, splitK: 1, heuristicSplitK: 3, kernel: 'sm_90a', rows: { 1: row(5, 6) },
+        sm90a: { splitK: 1, splitTotalsUs: { 1: 9 }, rows: { 1: { tileT: 8, timing: tm(4) }, 20: { tileT: 32, timing: tm(5) } } },
+        heuristicSm90a: { kernel: 'sm_90a', splitK: 2, arches: ['sm_90', 'sm_90a'], rows: { 1: { tileT: 8, timing: tm(7) } } } },
+      // mma.sync won; the untuned mma.sync timed at M = 272 too, the winner not (a budget cut): kept, 'not timed'.
+      { ...base, splitK: 2, heuristicSplitK: 3, kernel: 'sm_90', rows: { 1: row(5, 6), 20: row(8, 9) },
+        heuristicSm90a: { kernel: 'sm_90', splitK: 3, arches: ['sm_80', 'sm_90', 'sm_90a'], rows: { 1: { tile: a, timing: tm(6) }, 272: { tile: a, timing: tm(40) } } } },
+      // Raced without heuristicSm90a (an older bundle): the sm_90 compile's heuristic, said so.
+      { ...base, splitK: 2, heuristicSplitK: 3, kernel: 'sm_90', rows: { 1: row(5, 6) } },
+    ] as unknown as GemmTuneEntry[];
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import run_rows
+from report import gemm_tune_lines
+cases = json.loads(sys.argv[1])
+print(json.dumps({'rows': [run_rows(e) for e in cases], 'md': [gemm_tune_lines({'shapes': [{'role': 'odd', 'splitK': e['splitK'], 'rows': run_rows(e)}]}) for e in cases]}))`;
+    const py = JSON.parse((await exec('python3', ['-c', script, JSON.stringify(cases)])).stdout) as { rows: unknown[]; md: string[][] };
+    expect(py.rows).toEqual(cases.map((e) => gemmRunRows(e)));
+    for (const [i, e] of cases.entries()) {
+      const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: e } }), 'tune.json');
+      const ts = tuneReport(db).split('\n').filter((l) => l.startsWith('| gemm_bf16_n197_k520 | sm_90 | ')).map((l) => l.replace('| gemm_bf16_n197_k520 | sm_90 | ', '| odd | '));
+      expect(py.md[i]!.slice(2)).toEqual(ts);
+    }
+    expect(py.md[0]).toContain('| odd | 20 | split-K 1 b16w1s4 | 9.0 | split-K 1 b32w2s3n64t128 | 8.0 | 1.13x |');
+    expect(py.md[1]).toContain('| odd | 20 | split-K 2 sm_90a (sm_90+sm_90a): not timed | - | split-K 1 sm_90a t32 | 5.0 | - |');
+    expect(py.md[2]).toContain('| odd | 272 | split-K 3 b16w1s4 (sm_80+sm_90+sm_90a) | 40.0 | not timed | - | - |');
+    expect(py.md[3]).toContain('| odd | 1 | split-K 3 b16w1s4 (sm_90) | 6.0 | split-K 2 b32w2s3n64t128 | 5.0 | 1.20x |');
+  });
 });
 
 describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 device races mma.sync and sm_90a', () => {
@@ -326,9 +362,13 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 devic
     const weighed = (h.kernel === 'sm_90a' ? e.sm90a!.splitRowsUs! : e.splitRowsUs!)[String(h.splitK)]!;
     expect(Object.fromEntries(Object.entries(e.heuristicSm90a!.rows).map(([m, r]) => [m, r.timing.medianUs]))).toEqual(weighed);
     const family = e.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync';
-    expect(stderr).toMatch(new RegExp(`gemm tune odd 197x520: mma.sync [0-9.]+ us at split-K \\d, sm_90a [0-9.]+ us at split-K \\d \\(summed over M\\); winner: ${family} at split-K ${e.splitK}`));
-    expect(stdout).toMatch(new RegExp(`gemm tune: 1 of 1 shapes tuned \\(8 candidates timed, 0 rejected\\); tune-cuda\\.json; odd: split-K ${e.splitK} M=1 \\S+, M=20 \\S+ \\(the ${family} kernel at every M\\)`));
     const md = readFileSync(join(out, 'device-check.md'), 'utf8');
+    expect(stderr).toMatch(new RegExp(`gemm tune odd 197x520: mma.sync [0-9.]+ us at split-K \\d, sm_90a [0-9.]+ us at split-K \\d \\(summed over M\\); winner: ${family} at split-K ${e.splitK}`));
+    expect(stdout).toMatch(new RegExp(`gemm tune: 1 of 1 shapes tuned \\(8 candidates timed, 0 rejected\\); tune-cuda\\.json; odd: split-K ${e.splitK} M=1 (b\\w+|sm_90a t\\d+), M=20 (b\\w+|sm_90a t\\d+) \\(the ${family} kernel at every M\\)`));
+    // The search's per-M lines are tune --report's (gemm_tune.run_rows is gemmRunRows): the same cells in device-check.md.
+    const reportRows = tuneReport(db).split('\n').filter((l) => l.startsWith('| gemm_bf16_n197_k520 | sm_90 | ')).map((l) => l.replace('| gemm_bf16_n197_k520 | sm_90 | ', ''));
+    expect(reportRows).toHaveLength(2);
+    for (const row of reportRows) expect(md).toContain(`| odd | ${row}`);
     expect(md).toContain('### The GEMM search (tune-cuda.json `gemms`)');
     expect(md).toMatch(new RegExp(`Kernel families on this 9\\.0 device \\(one family and split-K run every M of a weight shape\\):\\n- odd: mma\\.sync .* winner: ${family} at split-K ${e.splitK}`));
     // What compile --tuned takes on a 9.0 device's arches: the family with the split-K, runnable for the shape.
