@@ -307,11 +307,13 @@ def gemm_entry(t, arch, timed, rejected, meta, date, raced=False):
     mma = best.get('sm_90', {})
     rows = {}
     for m, (_, cand, timing) in sorted(mma.get(split, {}).items()):
-        # The heuristic's pair not timed at this M (past the budget, rejected): the planned tile under the winner's split-K, or
-        # the best, and the row says at which split-K (db.ts GemmRowTiming.heuristicSplitK), so it is never labelled the heuristic's.
-        h = heur.get(m) or next(((c, tm) for (f, s, mm, _), (c, tm) in timed.items() if f == 'sm_90' and s == split and mm == m and c['heuristic']), (cand, timing))
-        rows[str(m)] = {'best': cand['tile'], 'bestTiming': _t(timing), 'heuristic': h[0]['tile'], 'heuristicTiming': _t(h[1]),
-                        **({'heuristicSplitK': split} if m not in heur and split != t['heuristicSplitK'] else {})}
+        # The heuristic's pair not timed at this M (past the budget, rejected): the planned tile under the winner's split-K, and
+        # the row says at which split-K (db.ts GemmRowTiming.heuristicSplitK), so it is never labelled the heuristic's; neither
+        # timed: no heuristic in the row (tune --report says 'not timed'), never the best tile passed off as the heuristic.
+        h = heur.get(m) or next(((c, tm) for (f, s, mm, _), (c, tm) in timed.items() if f == 'sm_90' and s == split and mm == m and c['heuristic']), None)
+        rows[str(m)] = {'best': cand['tile'], 'bestTiming': _t(timing),
+                        **({'heuristic': h[0]['tile'], 'heuristicTiming': _t(h[1])} if h else {}),
+                        **({'heuristicSplitK': split} if h and m not in heur and split != t['heuristicSplitK'] else {})}
     # 'space': the search space that made the record (gemm-space.ts GEMM_SEARCH_SPACE); a compile ignores records of another.
     entry = {'unit': t['unit'], 'n': t['n'], 'k': t['k'], 'dtype': t['dtype'], 'arch': arch, **({'space': t['space']} if 'space' in t else {}),
              'splitK': split, 'heuristicSplitK': t['heuristicSplitK'],
@@ -374,7 +376,7 @@ def run_rows(e):
     else:
         what = f"split-K {e['heuristicSplitK']}"
         heuristic = {m: {'what': _run_words('sm_90', r.get('heuristicSplitK', e['heuristicSplitK']), {'tile': r['heuristic']}) + (' (sm_90)' if e.get('kernel') else ''),
-                         'us': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items()}
+                         'us': r['heuristicTiming']['medianUs']} for m, r in e['rows'].items() if 'heuristic' in r}
     return [{'m': m, 'heuristicWhat': what, **({'heuristic': heuristic[m]} if m in heuristic else {}), **({'tuned': tuned[m]} if m in tuned else {})}
             for m in sorted(set(tuned) | set(heuristic), key=int)]
 

@@ -229,7 +229,8 @@ function describe(m: Manifest, dir: string): BundleModel {
 /**
  * Every tile (warps, tileN, rows a warp, stages) of the search space that static pruning keeps
  * for the shape on sm_90 with row-stacked warps; prepareTune adds each tuned variant's planned
- * tile and drops, per variant, the tiles its rows cannot use.
+ * tile and drops, per variant, the tiles its rows cannot use and the 32-row tiles ptxas spilled
+ * on sm_90 for its mask kind (space.ts infeasible with TuneShape.maskKind).
  */
 export function candidateTiles(shape: Pick<BundleShape, 'headDim' | 'kvHeads'>): Tile[] {
   const probe: TuneShape = { headDim: shape.headDim, rows: 17, kvHeads: shape.kvHeads, batch: 1, prefix: 1 };
@@ -299,9 +300,11 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
   const tiles: BundleTuneTile[] = [];
   // Each variant's rows (and so its planned row tile and the tiles it can use) from the grid's model.
   const variantRows = new Map(t.variants.map((v) => [v, variantSteps(v) * (t.shape.qHeads / t.shape.kvHeads)] as const));
-  const fits = (tile: Tile, v: string): boolean =>
-    infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1 }, 'cuda', 'sm_90') === null;
   const plannedTiles = new Map(t.variants.map((v) => [v, plannedTile(t.shape, v)] as const));
+  // Each variant's mask kind: its 32-row tiles that ptxas spilled on sm_90 are pruned (space.ts infeasible, attention-registers.ts).
+  const kinds = new Map(variantsForModel(spec, drafts.length ? drafts : spec.draftLengths).map((v) => [v.name, v.mask.kind] as const));
+  const fits = (tile: Tile, v: string): boolean =>
+    infeasible({ ...tile, splits: 1 }, { headDim: t.shape.headDim, rows: variantRows.get(v)!, kvHeads: t.shape.kvHeads, batch: 1, prefix: 1, maskKind: kinds.get(v)! }, 'cuda', 'sm_90') === null;
   const planned = (tile: Tile, v: string): boolean => tileKey(tile) === tileKey(plannedTiles.get(v)!);
   const listed = [...(t.tiles ?? candidateTiles(t.shape))];
   for (const v of t.variants) {
@@ -329,7 +332,7 @@ async function prepareTune(t: TuneGrid, o: PrepareOptions, models: readonly Bund
     const rows = described.steps * (t.shape.qHeads / t.shape.kvHeads);
     if (described.rows !== rows) throw new TidarcError('runtime', `${v} has ${described.rows} packed rows in its manifest, expected ${rows}`);
     const buckets = t.batches.flatMap((batch) => t.prefixes.map((prefix): BundleTuneBucket => {
-      const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix };
+      const shape: TuneShape = { headDim: t.shape.headDim, rows, kvHeads: t.shape.kvHeads, batch, prefix, maskKind: kinds.get(v)! };
       // The heuristic is the runtime's choice: the arch tile's occupancy when the bench section measured it.
       const ctasPerSm = bench?.model === name ? bench.occupancy[v]?.ctasPerSm ?? 1 : 1;
       // Only the tiles whose kernel for this variant really is the tile (a tile its rows cannot use keeps the planned one).

@@ -73,12 +73,17 @@ export interface TuneEntry {
   readonly date: string;
 }
 
-/** One step row count of a GEMM entry: the fastest tile under the entry's split-K, and the heuristic's. */
+/**
+ * One step row count of a GEMM entry: the fastest tile under the entry's split-K, and the
+ * heuristic's. No heuristic (neither tile nor timing) where the search timed no heuristic tile at
+ * this M, at the heuristic's split-K nor the entry's (past the budget, rejected): tune --report
+ * says 'not timed' (gemm_tune.py gemm_entry).
+ */
 export interface GemmRowTiming {
   readonly best: GemmTile;
   readonly bestTiming: Timing;
-  readonly heuristic: GemmTile;
-  readonly heuristicTiming: Timing;
+  readonly heuristic?: GemmTile;
+  readonly heuristicTiming?: Timing;
   /**
    * The split-K `heuristic` was timed at where it is not the entry's heuristicSplitK: the heuristic's
    * own pair was not timed at this M (past the budget, or rejected), and the search fell back to the
@@ -264,11 +269,18 @@ function tuneDbOf(raw: unknown, source: string): TuneDb {
   for (const [key, e] of Object.entries(db.gemms ?? {})) {
     const tile = (t: unknown): boolean => typeof t === 'object' && t !== null && ['blockM', 'warpsM', 'stages'].every((f) => Number.isInteger((t as Record<string, unknown>)[f]));
     const ok = e && typeof e === 'object' && typeof e.unit === 'string' && typeof e.arch === 'string' && key === gemmEntryKey(e.unit, e.arch) && Number.isInteger(e.splitK)
-      && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && tile(r.heuristic) && (r.heuristicSplitK === undefined || Number.isInteger(r.heuristicSplitK))) && e.meta && typeof e.meta.device === 'string';
+      && e.rows && typeof e.rows === 'object' && Object.values(e.rows).every((r) => r && tile(r.best) && gemmRowHeuristicOk(r, tile)) && e.meta && typeof e.meta.device === 'string';
     if (!ok) throw new TidarcError('invalid-argument', 'a tuning database GEMM entry is malformed', { field: `gemms["${key}"]`, source });
     checkGemmFamily(e, `gemms["${key}"]`, source);
   }
   return db as TuneDb;
+}
+
+/** A GEMM row's heuristic: a tile with its timing (and optionally the split-K it was timed at), or none of the three (not timed). */
+function gemmRowHeuristicOk(r: GemmRowTiming, tile: (t: unknown) => boolean): boolean {
+  if (r.heuristic === undefined) return r.heuristicTiming === undefined && r.heuristicSplitK === undefined;
+  return tile(r.heuristic) && typeof r.heuristicTiming === 'object' && r.heuristicTiming !== null && Number.isFinite(r.heuristicTiming.medianUs)
+    && (r.heuristicSplitK === undefined || Number.isInteger(r.heuristicSplitK));
 }
 
 /**

@@ -12,9 +12,11 @@ import type { TileOverrides, VariantTuning } from '../codegen/input-key.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type GemmTuneEntry, type TileBest, type TuneDb, type TuneEntry, type TuneMeta, staleness, variantKey } from './db.js';
 import { type GemmTile, gemmTileName } from '../codegen/gemm-plan.js';
-import { variantSteps } from '../codegen/variant-name.js';
+import { parseVariantName, variantSteps } from '../codegen/variant-name.js';
+import { variantsForModel } from '../codegen/variant.js';
+import type { MaskKind } from '../ir/mask.js';
 import { sm90aKernelOf } from '../codegen/attention-kernel-choice.js';
-import { asMeasuredOnCuda, configKey, infeasible } from './space.js';
+import { asMeasuredOnCuda, configKey, infeasible, type TuneShape } from './space.js';
 import { chooseGemmKernel, gemmSpaceProblem } from './gemm-space.js';
 
 /** The heuristic counts as good on a shape when within this factor of the tuned best. */
@@ -123,7 +125,8 @@ const runWords = (kernel: string | undefined, splitK: number, r: { readonly tile
  * compile's heuristicSplitK) against the record's family and split-K (the sm_90a kernel's time
  * where it won); a raced entry without heuristicSm90a keeps the sm_90 compile's heuristic, and says so.
  * Otherwise the sm_90 compile's mma.sync heuristic against the tuned tile, at the split-K it was
- * timed at (a row's own heuristicSplitK where the search fell back from the heuristic's).
+ * timed at (a row's own heuristicSplitK where the search fell back from the heuristic's); a row
+ * without one (no heuristic tile timed at that M) has no heuristic side, printed 'not timed'.
  */
 export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: string; heuristic?: GemmRun; tuned?: GemmRun }[] {
   const tuned: Record<string, GemmRun> = e.kernel === 'sm_90a'
@@ -133,7 +136,8 @@ export function gemmRunRows(e: GemmTuneEntry): { m: string; heuristicWhat: strin
   const heuristicWhat = h ? `split-K ${h.splitK} ${h.kernel === 'sm_90a' ? 'sm_90a' : 'mma.sync'} (${h.arches.join('+')})` : `split-K ${e.heuristicSplitK}`;
   const heuristic: Record<string, GemmRun> = h
     ? Object.fromEntries(Object.entries(h.rows).map(([m, r]) => [m, { what: `${runWords(h.kernel, h.splitK, r)} (${h.arches.join('+')})`, us: r.timing.medianUs }]))
-    : Object.fromEntries(Object.entries(e.rows).map(([m, r]) => [m, { what: `${runWords('sm_90', r.heuristicSplitK ?? e.heuristicSplitK, { tile: r.heuristic })}${e.kernel ? ' (sm_90)' : ''}`, us: r.heuristicTiming.medianUs }]));
+    : Object.fromEntries(Object.entries(e.rows).flatMap(([m, r]) => (r.heuristic && r.heuristicTiming
+      ? [[m, { what: `${runWords('sm_90', r.heuristicSplitK ?? e.heuristicSplitK, { tile: r.heuristic })}${e.kernel ? ' (sm_90)' : ''}`, us: r.heuristicTiming.medianUs }]] : [])));
   const ms = [...new Set([...Object.keys(tuned), ...Object.keys(heuristic)])].sort((a, b) => Number(a) - Number(b));
   return ms.map((m) => ({ m, heuristicWhat, ...(heuristic[m] ? { heuristic: heuristic[m] } : {}), ...(tuned[m] ? { tuned: tuned[m] } : {}) }));
 }
@@ -202,16 +206,20 @@ export function tuneSvg(db: TuneDb): string {
  * A variant tuned on both backends takes its CUDA entries (the tile matters most on the GPU);
  * the call parameters say which backend they were measured on and apply to that backend only.
  * The CUDA and CPU kernels share one plan, so a tile that static pruning refuses for one of the
- * compile's CUDA arches (shared memory, S fragments on the stack) is not a candidate, even when
+ * compile's CUDA arches (shared memory, S fragments on the stack, a 32-row tile ptxas spilled for
+ * the variant's mask kind: attention-registers.ts) is not a candidate, even when
  * the CPU tuned it; with none left the variant keeps the arch's tile and `skipped` says why.
  */
 export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly string[], arches: readonly ArchName[], meta?: TuneMeta): { tiles: TileOverrides; used: Record<string, string>; skipped: string[] } {
   const tiles: Record<string, VariantTuning> = {};
   const used: Record<string, string> = {};
   const skipped: string[] = [];
+  const kinds = maskKinds(spec, variantNames);
   for (const name of variantNames) {
-    // The variant's rows decide how a tile's warps share it (plan.ts rowTileOf), so what the arches refuse.
-    const shape = { headDim: spec.headDim, rows: variantSteps(name) * (spec.queryHeads / spec.kvHeads), kvHeads: spec.kvHeads, batch: 1, prefix: 1 };
+    // The variant's rows decide how a tile's warps share it (plan.ts rowTileOf), so what the arches refuse; its mask kind
+    // which 32-row tiles ptxas spilled (attention-registers.ts).
+    const kind = kinds.get(name);
+    const shape: TuneShape = { headDim: spec.headDim, rows: variantSteps(name) * (spec.queryHeads / spec.kvHeads), kvHeads: spec.kvHeads, batch: 1, prefix: 1, ...(kind ? { maskKind: kind } : {}) };
     const problem = (t: Tile): string | undefined =>
       arches.map((a) => infeasible({ ...t, splits: 1 }, shape, 'cuda', a)).find((p) => p !== null) ?? undefined;
     const key = variantKey({ variant: name, dtype: spec.dtype, headDim: spec.headDim, qHeads: spec.queryHeads, kvHeads: spec.kvHeads });
@@ -242,6 +250,15 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
     used[name] = `${tileName(pick.tile)} (${pick.why}); ${kernel ? `${kernel.why}; ` : ''}${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
   }
   return { tiles, used, skipped };
+}
+
+/** The mask kind of each named variant the model compiles (variantsForModel at the names' draft lengths); a name it does not make has none. */
+function maskKinds(spec: ModelSpec, names: readonly string[]): Map<string, MaskKind> {
+  const drafts = names.flatMap((n) => {
+    const key = parseVariantName(n);
+    return key?.kind === 'tidar' || key?.kind === 'block' ? [key.draft] : [];
+  });
+  return new Map(variantsForModel(spec, drafts.length ? drafts : spec.draftLengths).map((v) => [v.name, v.mask.kind] as const));
 }
 
 /**

@@ -26,14 +26,20 @@
  *     Q tile of 32-row warps) above the arch's opt-in limit; a warp whose O and S fragments
  *     exceed 160 registers at 2 stages, 128 at 3 (plan.ts fitsInRegisters: warpRows x
  *     (headDim + its keys) / 32, calibrated on ptxas; with split keys its keys are tileN / warps);
+ *   - CUDA, where the shape names its variant's mask kind (TuneShape.maskKind): a 32-row tile that
+ *     ptxas spilled on the arch (its measured column: sm_86 and sm_89 read sm_80's, sm_90a sm_90's)
+ *     for that kind in attention-registers.ts's table (e.g. causal and block-diffusion masks at head
+ *     dim 128 and 32 keys); a tile the table lacks (1 warp of 32 rows) keeps fitsInRegisters' verdict;
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
 import { type ArchName, ARCHES, type TileConfig, tileKey } from '../codegen/arch.js';
+import { attention32Registers } from '../codegen/attention-registers.js';
 import { splitsFor } from '../codegen/call-params.js';
 import { splitKernel } from '../codegen/splits.js';
 import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, planAttention, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
 import type { Backend } from '../codegen/target.js';
 import type { AttentionVariant } from '../codegen/variant.js';
+import type { MaskKind } from '../ir/mask.js';
 
 export type TuneBackend = Backend;
 
@@ -58,6 +64,12 @@ export interface TuneShape {
   readonly batch: number;
   /** Committed prefix length L. */
   readonly prefix: number;
+  /**
+   * The variant's mask kind where the shape is one variant's (the device check's search,
+   * `compile --tuned`): its 32-row tiles are then pruned by ptxas's measured spills
+   * (attention-registers.ts) as well as by plan.ts fitsInRegisters.
+   */
+  readonly maskKind?: MaskKind;
 }
 
 export const WARPS: readonly number[] = [1, 2, 4, 8];
@@ -70,6 +82,11 @@ export const STAGES: readonly Stages[] = [2, 3];
 /** Dynamic shared memory of the CUDA kernel for a configuration (plan.ts attentionSharedBytes; 2 stages unless it says). */
 export function sharedBytes(c: Pick<AttentionConfig, 'tileN' | 'warps' | 'warpRows' | 'stages'>, shape: Pick<TuneShape, 'rows' | 'headDim'>): number {
   return attentionSharedBytes(rowTileOf(shape.rows, c.tileN, shape.headDim, c.warps, c.warpRows), c.tileN, shape.headDim, c.stages ?? 2);
+}
+
+/** The arch whose ptxas figures attention-registers.ts holds for `arch` (its column): sm_86 and sm_89 read sm_80's, sm_90a sm_90's. */
+function measuredArch(arch: ArchName): ArchName {
+  return arch === 'sm_90' || arch === 'sm_90a' ? 'sm_90' : 'sm_80';
 }
 
 export interface Pruned {
@@ -95,6 +112,11 @@ export function infeasible(c: AttentionConfig, shape: TuneShape, backend: TuneBa
     if (smem > limit) return `${smem} bytes of shared memory; ${arch} allows ${limit}`;
     const keys = c.tileN / rt.keyWarps;
     if (!fitsInRegisters(rt.warpRows, keys, shape.headDim, stages)) return `${rt.warpRows} rows x ${keys} keys a warp at head dim ${shape.headDim}, ${stages} stages: the O and S fragments spill (plan.ts fitsInRegisters)`;
+    const measured = rt.warpRows === 32 && shape.maskKind ? attention32Registers(shape.maskKind, shape.headDim, c.tileN, stages, rt.warps, arch) : undefined;
+    if (measured && measured.spillBytes > 0) {
+      const on = measuredArch(arch) === arch ? arch : `${arch} (read from ${measuredArch(arch)}'s measurement)`;
+      return `ptxas spilled ${measured.spillBytes} bytes on ${on}: ${rt.warps} warps of 32 rows x ${c.tileN} keys at head dim ${shape.headDim}, ${stages} stages, ${shape.maskKind} mask (${measured.registers} registers; attention-registers.ts, measured)`;
+    }
   }
   return null;
 }

@@ -277,6 +277,25 @@ for e in json.loads(sys.argv[1]):
     }
   });
 
+  test('no heuristic tile timed at an M, at the heuristic\'s split-K nor the winner\'s: the row has no heuristic and tune --report says not timed (not the best tile at 1.00x)', async () => {
+    // Heuristic split-K 3 reached M = 1 only; split-K 1 wins, and at M = 20 only a non-heuristic tile ran under it.
+    const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import gemm_entry
+tm = lambda us: {'medianUs': us, 'p20Us': us, 'p80Us': us}
+planned, other = {'blockM': 16, 'warpsM': 1, 'stages': 4}, {'blockM': 32, 'warpsM': 2, 'stages': 3}
+t = {'unit': 'gemm_bf16_n197_k520', 'n': 197, 'k': 520, 'dtype': 'bf16', 'space': ${GEMM_SEARCH_SPACE}, 'heuristicSplitK': 3}
+timed = {('sm_90', 3, 1, 'b16w1s4'): ({'tile': planned, 'heuristic': True}, tm(7)),
+         ('sm_90', 1, 1, 'b16w1s4'): ({'tile': planned, 'heuristic': True}, tm(6)), ('sm_90', 1, 20, 'b32w2s3'): ({'tile': other, 'heuristic': False}, tm(8))}
+meta = {'tidarc': 'x', 'compiler': 'nvcc', 'backend': 'cuda', 'device': 'H200', 'driver': '13.0'}
+print(json.dumps(gemm_entry(t, 'sm_90', timed, ['s3 M=20 b16w1s4: 2.00x the float64 bound', 's1 M=20 b16w1s4: 2.00x the float64 bound'], meta, '2026-12-05')))`;
+    const e = JSON.parse((await exec('python3', ['-c', script])).stdout) as GemmTuneEntry;
+    expect(e.splitK).toBe(1);
+    expect(e.rows['20']).toEqual({ best: { blockM: 32, warpsM: 2, stages: 3 }, bestTiming: { medianUs: 8, p20Us: 8, p80Us: 8 } });
+    const db = parseTuneDb(JSON.stringify({ format: 1, entries: {}, gemms: { [gemmEntryKey(e.unit, e.arch)]: e } }), 'tune-cuda.json');
+    const report = tuneReport(db);
+    expect(report).toContain('| gemm_bf16_n197_k520 | sm_90 | 1 | split-K 3 b16w1s4 | 7.0 | split-K 1 b16w1s4 | 6.0 | 1.17x |');
+    expect(report).toContain('| gemm_bf16_n197_k520 | sm_90 | 20 | split-K 3: not timed | - | split-K 1 b32w2s3 | 8.0 | - |');
+  });
+
   test('run_rows says what report.ts gemmRunRows says (arches joined with +, an M either side missed kept as not timed), and device-check.md\'s cells are tune --report\'s', async () => {
     const tm = (us: number) => ({ medianUs: us, p20Us: us, p80Us: us });
     const a = { blockM: 16, warpsM: 1, stages: 4 }, b = { blockM: 32, warpsM: 2, stages: 3, blockN: 64, warps: 4 };
@@ -295,6 +314,8 @@ for e in json.loads(sys.argv[1]):
         heuristicSm90a: { kernel: 'sm_90', splitK: 3, arches: ['sm_80', 'sm_90', 'sm_90a'], rows: { 1: { tile: a, timing: tm(6) }, 272: { tile: a, timing: tm(40) } } } },
       // Raced without heuristicSm90a (an older bundle): the sm_90 compile's heuristic, said so.
       { ...base, splitK: 2, heuristicSplitK: 3, kernel: 'sm_90', rows: { 1: row(5, 6) } },
+      // Not raced; no heuristic tile timed at M = 20: the row has no heuristic, 'not timed'.
+      { ...base, splitK: 1, heuristicSplitK: 3, rows: { 1: row(5, 6), 20: { best: b, bestTiming: tm(8) } } },
     ] as unknown as GemmTuneEntry[];
     const script = `import json, sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, ${JSON.stringify(SCRIPTS)})\nfrom gemm_tune import run_rows
 from report import gemm_tune_lines
@@ -311,6 +332,7 @@ print(json.dumps({'rows': [run_rows(e) for e in cases], 'md': [gemm_tune_lines({
     expect(py.md[1]).toContain('| odd | 20 | split-K 2 sm_90a (sm_90+sm_90a): not timed | - | split-K 1 sm_90a t32 | 5.0 | - |');
     expect(py.md[2]).toContain('| odd | 272 | split-K 3 b16w1s4 (sm_80+sm_90+sm_90a) | 40.0 | not timed | - | - |');
     expect(py.md[3]).toContain('| odd | 1 | split-K 3 b16w1s4 (sm_90) | 6.0 | split-K 2 b32w2s3n64t128 | 5.0 | 1.20x |');
+    expect(py.md[4]).toContain('| odd | 20 | split-K 3: not timed | - | split-K 1 b32w2s3n64t128 | 8.0 | - |');
   });
 });
 

@@ -60,4 +60,16 @@ describe('tuning database', () => {
     writeFileSync(join(dir, 'bad.json'), JSON.stringify(bad));
     expect(() => readTuneDb(join(dir, 'bad.json'))).toThrow(/entries\["v \| b1 L1"\]/);
   });
+
+  test('a GEMM row without a heuristic (none timed at that M) is read; a half heuristic (a tile without its timing, or a timing or split-K without a tile) is refused', () => {
+    const tile = { blockM: 16, warpsM: 1, stages: 4 };
+    const gemm = (row: object) => JSON.stringify({ format: 1, entries: {}, gemms: { 'g | sm_90': {
+      unit: 'g', arch: 'sm_90', n: 64, k: 64, dtype: 'bf16', splitK: 1, heuristicSplitK: 1, splitTotalsUs: {}, rows: { 1: { best: tile, bestTiming: t(5) }, 20: row },
+      timed: 2, rejected: [], meta: { ...META, backend: 'cuda' }, date: '2026-12-05' } } });
+    expect(parseTuneDb(gemm({ best: tile, bestTiming: t(8) }), 'x.json').gemms!['g | sm_90']!.rows['1']!.heuristic).toBeUndefined();
+    expect(parseTuneDb(gemm({ best: tile, bestTiming: t(8), heuristic: tile, heuristicTiming: t(9), heuristicSplitK: 2 }), 'x.json').gemms!['g | sm_90']!.rows['20']!.heuristicSplitK).toBe(2);
+    for (const half of [{ heuristic: tile }, { heuristicTiming: t(9) }, { heuristicSplitK: 2 }, { heuristic: tile, heuristicTiming: t(9), heuristicSplitK: 1.5 }]) {
+      expect(() => parseTuneDb(gemm({ best: tile, bestTiming: t(8), ...half }), 'x.json'), JSON.stringify(half)).toThrow(/GEMM entry is malformed.*gemms\["g \| sm_90"\]/);
+    }
+  });
 });

@@ -60,6 +60,28 @@ describe('compile --tuned: the tile of each variant', () => {
     expect(tunedTiles(d, spec, ['tidar_k4'], ['sm_90']).tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64 });
   });
 
+  test('a 32-row tile ptxas spilled for the variant\'s mask kind on a compile\'s arch is not picked (attention-registers.ts); one it compiled is', () => {
+    // Head dim 128, 32 keys, 3 warps of 32 rows: the causal prefill chunk spills 12 bytes on sm_90, none on sm_80; TiDAR decode none.
+    const cuda = (name: string, bucket: string, byTile: Record<string, number>): TuneEntry => {
+      const [bestTile] = Object.entries(byTile).sort(([, a], [, b]) => a - b)[0]!;
+      const [, w, r, n, p] = /^w(\d+)r(16|32)-n(\d+)p([23])$/.exec(bestTile)!;
+      return {
+        ...entry(`${name} bf16 d128 q4/kv2`, H200, 100), bucket, best: { warps: Number(w), warpRows: Number(r) as 16 | 32, tileN: Number(n), stages: Number(p) as 2 | 3, splits: 1 },
+        bestTiming: t(byTile[bestTile]!), byTile: Object.fromEntries(Object.entries(byTile).map(([k, us]) => [k, { splits: 1, medianUs: us }])),
+      };
+    };
+    const times = { 'w3r32-n32p2': 50, 'w4r16-n64p2': 100 };
+    const d = db(...['prefill_c64', 'tidar_k4'].flatMap((v) => [cuda(v, 'b1 L1024', times), cuda(v, 'b1 L4096', times)]));
+    const onH200 = tunedTiles(d, spec, ['prefill_c64', 'tidar_k4'], ['sm_90']);
+    expect(onH200.tiles['prefill_c64']).toMatchObject({ warps: 4, tileN: 64, warpRows: 16, stages: 2 });
+    expect(onH200.tiles['tidar_k4']).toMatchObject({ warps: 3, tileN: 32, warpRows: 32, stages: 2 });
+    expect(tunedTiles(d, spec, ['prefill_c64'], ['sm_80']).tiles['prefill_c64']).toMatchObject({ warps: 3, tileN: 32, warpRows: 32 });
+    const only = db(cuda('prefill_c64', 'b1 L1024', { 'w3r32-n32p2': 50 }));
+    expect(tunedTiles(only, spec, ['prefill_c64'], ['sm_80', 'sm_90']).skipped).toEqual([
+      expect.stringMatching(/^prefill_c64: no tile timed for every shape can run on the CUDA arches of this compile \(w3r32-n32p2: ptxas spilled 12 bytes on sm_90: 3 warps of 32 rows x 32 keys at head dim 128, 2 stages, causal mask/),
+    ]);
+  });
+
   test('entries without per-tile times (older databases): the tile that wins the most shapes', () => {
     const old = (bucket: string, warps: number): TuneEntry => ({ ...entry(variant, CPU, 100), bucket, best: { warps, tileN: 64, splits: 1 } });
     const r = tunedTiles(db(old('b1 L256', 2), old('b1 L1024', 8), old('b1 L4096', 8)), spec, ['tidar_k4'], ['sm_90']);

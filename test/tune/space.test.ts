@@ -17,6 +17,7 @@ import { chooseAttentionSplits, splitKernel } from '../../src/codegen/splits.js'
 import type { ModelSpec } from '../../src/ir/model.js';
 import { SPLITS, STAGES, TILE_N, WARP_ROWS, WARPS, configKey, heuristicConfig, infeasible, plannedTileOf, searchSpace, type TuneShape } from '../../src/tune/space.js';
 import { ARCHES, tileKey } from '../../src/codegen/arch.js';
+import { attention32Registers } from '../../src/codegen/attention-registers.js';
 import { planAttention, rowTileOf } from '../../src/codegen/plan.js';
 import { groupSize, variantsForModel } from '../../src/codegen/variant.js';
 
@@ -64,6 +65,29 @@ describe('search space', () => {
     // The CPU kernel has no shared memory and no register tile: only the layout rules apply.
     expect(infeasible({ warps: 4, tileN: 256, splits: 1, threads: 0 }, QWEN3_K16, 'cpu')).toBeNull();
     expect(searchSpace(QWEN3_K16, 'cpu', { threads: [1, 2] }).candidates.length).toBeGreaterThan(searchSpace(QWEN3_K16, 'cuda').candidates.length);
+  });
+
+  test('a shape that knows its mask kind prunes the 32-row tiles ptxas spilled on the arch (attention-registers.ts), naming the bytes and the arch; others keep fitsInRegisters\' verdict', () => {
+    // Head dim 128, 32 keys, 2 stages, 3 warps of 32 rows: causal spills 12 bytes on sm_90 and none on sm_80; TiDAR decode none.
+    const w3 = { warps: 3, tileN: 32, splits: 1, warpRows: 32 as const, stages: 2 as const };
+    const causal: TuneShape = { ...QWEN3_K16, maskKind: 'causal' };
+    expect(attention32Registers('causal', 128, 32, 2, 3, 'sm_90')).toEqual({ registers: 255, spillBytes: 12 });
+    expect(infeasible(w3, causal, 'cuda', 'sm_90')).toMatch(/^ptxas spilled 12 bytes on sm_90: 3 warps of 32 rows x 32 keys at head dim 128, 2 stages, causal mask/);
+    expect(infeasible(w3, causal, 'cuda', 'sm_90a')).toMatch(/^ptxas spilled 12 bytes on sm_90a \(read from sm_90's measurement\)/);
+    expect(infeasible(w3, causal, 'cuda', 'sm_80')).toBeNull();
+    // Block diffusion on 2 warps: 8 bytes on sm_80, which sm_86 reads.
+    expect(infeasible({ ...w3, warps: 2 }, { ...QWEN3_K16, maskKind: 'block-diffusion' }, 'cuda', 'sm_86')).toMatch(/^ptxas spilled 8 bytes on sm_86 \(read from sm_80's measurement\): 2 warps/);
+    expect(infeasible(w3, { ...QWEN3_K16, maskKind: 'tidar-decode' }, 'cuda', 'sm_90')).toBeNull();
+    // Without a kind (a shape of no one variant), or on the CPU, the estimate alone decides.
+    expect(infeasible(w3, QWEN3_K16, 'cuda', 'sm_90')).toBeNull();
+    expect(infeasible({ ...w3, threads: 0 }, causal, 'cpu')).toBeNull();
+    // A tile the table did not measure (1 warp of 32 rows) is kept where fitsInRegisters keeps it.
+    expect(attention32Registers('causal', 128, 32, 2, 1, 'sm_90')).toBeUndefined();
+    expect(infeasible({ ...w3, warps: 1 }, causal, 'cuda', 'sm_90')).toBeNull();
+    // The space (WARPS: 1, 2, 4, 8): causal at head dim 128 keeps no 32-row tile of 32 keys on 2 or 4 warps on sm_90 (12 bytes each), TiDAR decode does.
+    const thirtyTwo = (kind: TuneShape['maskKind']) => [...new Set(searchSpace({ ...QWEN3_K16, maskKind: kind }, 'cuda', { arch: 'sm_90' }).candidates.filter((c) => c.warpRows === 32).map((c) => tileKey(c)))].sort();
+    expect(thirtyTwo('causal')).toEqual(['w1r32-n16p2', 'w1r32-n32p2', 'w2r32-n16p2', 'w4r32-n16p2']);
+    expect(thirtyTwo('tidar-decode')).toEqual(['w1r32-n16p2', 'w1r32-n32p2', 'w2r32-n16p2', 'w2r32-n32p2', 'w4r32-n16p2', 'w4r32-n32p2']);
   });
 
   test('the heuristic default is the arch tile with the planner\'s row tile and the runtime\'s split rule (splitsFor)', () => {
