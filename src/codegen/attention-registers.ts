@@ -220,16 +220,16 @@ export interface Attention32Registers {
   readonly spillBytes: number;
 }
 
-/** The column an arch reads: sm_86 and sm_89 read sm_80's, sm_90a sm_90's. */
-function column(arch: ArchName): 0 | 1 {
-  return arch === 'sm_90' || arch === 'sm_90a' ? 1 : 0;
+/** The arch whose measurement `arch` reads: sm_86 and sm_89 read sm_80's, sm_90a sm_90's. */
+export function measuredArch(arch: ArchName): 'sm_80' | 'sm_90' {
+  return arch === 'sm_90' || arch === 'sm_90a' ? 'sm_90' : 'sm_80';
 }
 
 /** ptxas's figures for a 32-row tile on `arch`, or undefined where the tile was not measured. */
 export function attention32Registers(kind: MaskKind, headDim: number, tileN: number, stages: number, warps: number, arch: ArchName): Attention32Registers | undefined {
   const row = MEASURED_32_ROW.find(([k, d, n, p, w]) => k === kind && d === headDim && n === tileN && p === stages && w === warps);
   if (!row) return undefined;
-  return column(arch) === 0 ? { registers: row[5], spillBytes: row[6] } : { registers: row[7], spillBytes: row[8] };
+  return measuredArch(arch) === 'sm_80' ? { registers: row[5], spillBytes: row[6] } : { registers: row[7], spillBytes: row[8] };
 }
 
 /** Whether a 32-row tile was measured and ptxas spilled it on neither sm_80 nor sm_90: the planner's condition for offering it. */

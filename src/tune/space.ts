@@ -33,7 +33,7 @@
  *   - splits larger than the prefix's KV tiles (an empty split does no work).
  */
 import { type ArchName, ARCHES, type TileConfig, tileKey } from '../codegen/arch.js';
-import { attention32Registers } from '../codegen/attention-registers.js';
+import { attention32Registers, measuredArch } from '../codegen/attention-registers.js';
 import { splitsFor } from '../codegen/call-params.js';
 import { splitKernel } from '../codegen/splits.js';
 import { attentionSharedBytes, fitsInRegisters, MAX_TILE_ROWS, planAttention, rowTileOf, type Stages, type WarpRows } from '../codegen/plan.js';
@@ -82,11 +82,6 @@ export const STAGES: readonly Stages[] = [2, 3];
 /** Dynamic shared memory of the CUDA kernel for a configuration (plan.ts attentionSharedBytes; 2 stages unless it says). */
 export function sharedBytes(c: Pick<AttentionConfig, 'tileN' | 'warps' | 'warpRows' | 'stages'>, shape: Pick<TuneShape, 'rows' | 'headDim'>): number {
   return attentionSharedBytes(rowTileOf(shape.rows, c.tileN, shape.headDim, c.warps, c.warpRows), c.tileN, shape.headDim, c.stages ?? 2);
-}
-
-/** The arch whose ptxas figures attention-registers.ts holds for `arch` (its column): sm_86 and sm_89 read sm_80's, sm_90a sm_90's. */
-function measuredArch(arch: ArchName): ArchName {
-  return arch === 'sm_90' || arch === 'sm_90a' ? 'sm_90' : 'sm_80';
 }
 
 export interface Pruned {
