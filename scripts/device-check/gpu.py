@@ -3,6 +3,7 @@ timing, the two ceilings measured in the run (a device-to-device copy, a bf16 ma
 units' nvcc build, and the Node + tidarc package that pack-runtime.sh put in the bundle."""
 import concurrent.futures
 import json
+import math
 import os
 import platform
 import shutil
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from gemm import ptxas_registers
-from tune import nvcc_path
+from tune import LEAD_CYCLES, nvcc_path
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,19 +30,49 @@ def gpu_facts(torch):
             'torch': torch.__version__, 'cuda': torch.version.cuda, 'nvidiaSmi': clocks, 'host': platform.node()}
 
 
+# The spin before each timed call (torch.cuda._sleep, in GPU clock cycles): at least tune.py's LEAD_CYCLES,
+# and at least twice the host's time to queue one call at LEAD_CLOCK_HZ (no Hopper SM clock is above it, so
+# the spin lasts at least that long), at most LEAD_MAX_CYCLES (10 ms there).
+LEAD_CLOCK_HZ = 2.0e9
+LEAD_MAX_CYCLES = 20_000_000
+HOST_CALLS = 3  # calls after the warm-up whose host time sizes the spin
+
+
+def lead_cycles(host_s):
+    """The spin that covers a call whose queueing takes host_s seconds of the host (see LEAD_CLOCK_HZ)."""
+    return int(min(LEAD_MAX_CYCLES, max(LEAD_CYCLES, math.ceil(2 * host_s * LEAD_CLOCK_HZ))))
+
+
 def time_events(torch, fn, reps, warmup=10):
+    """CUDA events around each of `reps` calls fn(i), after `warmup` calls. Each timed call is queued behind a
+    spin kernel (torch.cuda._sleep) longer than the host takes to queue it (measured on HOST_CALLS calls:
+    ctypes packing and the launch for tidarc's kernels, the dispatch for torch's ops, the guards of a compiled
+    Flex), so that its start event fires when the GPU reaches the call, not before the host has launched it:
+    without the spin a kernel shorter than its launch (tidarc's ctypes launch is tens of us) would be timed
+    as the host's launch. hostUs: that host time per call; leadCycles: the spin."""
     for _ in range(warmup):
         fn(0)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(HOST_CALLS):
+        fn(i)
+    host_s = (time.perf_counter() - t0) / HOST_CALLS
+    torch.cuda.synchronize()
+    sleep = getattr(torch.cuda, '_sleep', None)
+    lead = lead_cycles(host_s)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for i in range(reps):
+        if sleep:
+            sleep(lead)
         starts[i].record()
         fn(i)
         ends[i].record()
     torch.cuda.synchronize()
     ms = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
     q = lambda f: ms[min(len(ms) - 1, int(f * len(ms)))]  # noqa: E731
-    return {'medianUs': q(0.5) * 1e3, 'p20Us': q(0.2) * 1e3, 'p80Us': q(0.8) * 1e3, 'reps': reps}
+    return {'medianUs': q(0.5) * 1e3, 'p20Us': q(0.2) * 1e3, 'p80Us': q(0.8) * 1e3, 'reps': reps, 'hostUs': host_s * 1e6,
+            **({'leadCycles': lead} if sleep else {})}
 
 
 def ceilings(torch):

@@ -67,6 +67,69 @@ print(json.dumps({'same': same, 'fp16': fp16, 'wrapped': int(to_bits(np.array([0
   });
 });
 
+describe.skipIf(!numpy)('gpu.time_events (the benchmarks\' CUDA-event timing) on a simulated GPU', () => {
+  // A stream in simulation: the host's clock advances by what each call costs it to queue, the GPU runs what was
+  // queued in order, each item no earlier than it was queued; an event's time is when the GPU reaches it.
+  test('a kernel shorter than its launch is timed as the kernel, not the launch: each call waits behind a spin longer than the host takes to queue it (a compiled Flex\'s 400 us too)', async () => {
+    const script = `
+import json
+import gpu
+
+class Sim:
+    def __init__(self, host_us, kernel_us, sleep=True):
+        self.host, self.gpu, self.host_s, self.kernel_s = 0.0, 0.0, host_us * 1e-6, kernel_us * 1e-6
+        self.spins = []
+        sim = self
+        class Event:
+            def __init__(self, enable_timing=False):
+                self.t = None
+            def record(self):
+                sim.gpu = max(sim.gpu, sim.host)
+                self.t = sim.gpu
+            def elapsed_time(self, end):
+                return (end.t - self.t) * 1e3
+        def synchronize():
+            sim.host = max(sim.host, sim.gpu)
+        def spin(cycles):
+            sim.spins.append(cycles)
+            sim.gpu = max(sim.gpu, sim.host) + cycles / 1.98e9  # the H200's SM clock
+        cuda = type('cuda', (), {})()
+        cuda.Event, cuda.synchronize = Event, synchronize
+        if sleep:
+            cuda._sleep = spin
+        self.torch = type('torch', (), {'cuda': cuda})()
+        gpu.time.perf_counter = lambda: sim.host
+    def call(self, i):
+        self.host += self.host_s                          # ctypes packing and the launch
+        self.gpu = max(self.gpu, self.host) + self.kernel_s
+
+out = {}
+for name, host_us, kernel_us, sleep in (('ctypes', 30, 5, True), ('flex', 400, 20, True), ('gpuBound', 2, 1500, True), ('noSleep', 30, 5, False)):
+    s = Sim(host_us, kernel_us, sleep)
+    t = gpu.time_events(s.torch, s.call, 20, 3)
+    out[name] = {**t, 'spins': sorted(set(s.spins))}
+print(json.dumps(out))
+`;
+    type Timing = { medianUs: number; p20Us: number; p80Us: number; hostUs: number; leadCycles?: number; spins: number[] };
+    const r = JSON.parse(await py(script)) as Record<'ctypes' | 'flex' | 'gpuBound' | 'noSleep', Timing>;
+    // The kernel's 5 us, not the launch's 30 (what the events gave before the spin); the spin is tune.py's 200k cycles.
+    expect(r.ctypes.medianUs).toBeCloseTo(5, 6);
+    expect(r.ctypes.p80Us).toBeCloseTo(5, 6);
+    expect(r.ctypes.hostUs).toBeCloseTo(30, 6);
+    expect([r.ctypes.leadCycles, r.ctypes.spins]).toEqual([200_000, [200_000]]);
+    // A call the host takes 400 us to queue: the spin grows to twice that at 2 GHz, and the kernel's 20 us is what is timed.
+    expect(r.flex.medianUs).toBeCloseTo(20, 6);
+    expect(r.flex.leadCycles).toBeGreaterThanOrEqual(1_600_000);
+    expect(r.flex.leadCycles).toBeLessThanOrEqual(1_600_001);  // ceil of 2 x 400e-6 x 2e9 in floating point
+    // A GPU-bound call (the ceilings' matmul) is timed as itself with the least spin.
+    expect(r.gpuBound.medianUs).toBeCloseTo(1500, 6);
+    expect(r.gpuBound.leadCycles).toBe(200_000);
+    // A torch without _sleep: no spin, and the launch-bound time it then measures.
+    expect(r.noSleep.leadCycles).toBeUndefined();
+    expect(r.noSleep.medianUs).toBeCloseTo(30, 6);
+  });
+});
+
 describe.skipIf(!torch)('FlexAttention and SDPA baselines (flex.py; torch\'s CPU build; skipped in CI)', () => {
 
   test('the attention correctness check\'s GPU judge (kernels.torch_judge: 16-bit inputs uploaded once, reference and SDPA there) on torch\'s CPU: numpy\'s float64 reference, SDPA\'s bf16 error beside it', async () => {
