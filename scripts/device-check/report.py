@@ -7,7 +7,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from machines import header
-from report_parts import parts_lines, sm90a_lines, sm90a_short
+from report_parts import parts_lines, sm90a_attention_lines, sm90a_attention_short, sm90a_lines, sm90a_short
 from tidarc_abi import AR_VARIANT, tidar_variant
 
 BASELINES = ('tidarc', 'flex', 'sdpa')
@@ -256,6 +256,8 @@ def write_reports(data, out):
             md += ['### The GEMM search (tune-cuda.json `gemms`)', '', *gemm_tune_lines(gm['tune']), '']
     if data.get('sm90a'):
         md += ['## sm_90a GEMM: the same sum for every wgmma N (issue 18)', '', *sm90a_lines(data['sm90a']), '']
+        if data['sm90a'].get('attention'):
+            md += ['## sm_90a attention against its mma.sync twin and FlexAttention (issue 18)', '', *sm90a_attention_lines(data['sm90a']['attention']), '']
     tn = data.get('tune')
     if tn:
         lines, good, total = tune_lines(tn)
@@ -305,6 +307,8 @@ def write_reports(data, out):
                          f"predicted {_fmt(r['predictedUs']):>8}  {_fmt(100 * r['copyShare'], 0)}% copy")
     if data.get('sm90a'):
         short.append(sm90a_short(data['sm90a']))
+        if data['sm90a'].get('attention'):
+            short += sm90a_attention_short(data['sm90a']['attention'])
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
     if e2e:

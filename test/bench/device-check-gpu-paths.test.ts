@@ -67,6 +67,44 @@ print(json.dumps({'same': same, 'fp16': fp16, 'wrapped': int(to_bits(np.array([0
   });
 });
 
+describe.skipIf(!numpy)('the sm90a part\'s attention in device-check.md and the summary (report.py, report_parts.py)', () => {
+  test('its checks and a GPU run\'s race rows (attention_sm90a.py race: a Flex that ran, one that failed) are tabled, a failed check named', async () => {
+    const timing = (us: number, splits: number, tflops: number) => ({ medianUs: us, p20Us: us - 1, p80Us: us + 1, reps: 50, hostUs: 31, leadCycles: 200000, splits, tflops });
+    const attention = {
+      correctness: [
+        { case: 'tidar_k16', kernel: 'sm90a', symbol: 'a', prefix: [4100, 3987], splits: 1, maxError: 3.1e-3, lseMaxError: 2e-7, ok: true },
+        { case: 'tidar_k16', kernel: 'sm90', symbol: 'b', prefix: [4100, 3987], splits: 3, maxError: null, lseMaxError: 1e-3, ok: false },
+      ],
+      bench: [
+        { case: 'tidar_k16', prefix: 4096, batch: 1, usefulGflop: 2.5, sm90a: timing(40, 4, 62.5), sm90: timing(55, 8, 45.5), sm90aVsSm90MaxDiff: 0.0078125,
+          flex: { medianUs: 80, p20Us: 79, p80Us: 81, reps: 50, tflops: 31.3 }, sm90aVsFlex: 2, sm90aVsSm90: 1.375 },
+        { case: 'prefill_c64', prefix: 16384, batch: 8, usefulGflop: 9, sm90a: timing(300, 1, 30), sm90: timing(270, 2, 33.3), sm90aVsSm90MaxDiff: 0,
+          flexError: 'BackendCompilerFailed: no', sm90aVsSm90: 0.9 },
+      ],
+      skipped: ['prefill_c64 L=16384 B=1'], ok: false,
+    };
+    const data = { format: 1, date: '2026-12-05', dryRun: false, device: { name: 'NVIDIA H200' }, parts: [], correctness: [], bench: [],
+      sm90a: { units: [], ok: false, attention } };
+    const script = `
+import json, sys, tempfile
+from report import write_reports
+out = tempfile.mkdtemp()
+short = write_reports(json.loads(sys.argv[1]), out)
+print(json.dumps({'md': open(out + '/device-check.md').read(), 'short': short}))
+`;
+    const r = JSON.parse(await py(script, JSON.stringify(data))) as { md: string; short: string };
+    const md = r.md.slice(r.md.indexOf('## sm_90a attention'));
+    expect(md).toContain('Correctness: 1 of 2 launches');
+    expect(md).toContain('| tidar_k16 | sm_90a | 4100, 3987 | 1 | 3.10e-03 | 2.00e-07 | ok |');
+    expect(md).toContain('| tidar_k16 | mma.sync | 4100, 3987 | 3 | not finite | 1.00e-03 | FAIL |');
+    expect(md).toContain('| tidar_k16 | 4096 | 1 | 40.0 (39.0-41.0) | 4 | 62.5 | 55.0 | 8 | 80.0 | 1.38x | 2.00x | 7.81e-03 |');
+    expect(md).toContain('| prefill_c64 | 16384 | 8 | 300.0 (299.0-301.0) | 1 | 30.0 | 270.0 | 2 | error: BackendCompilerFailed: no | 0.90x | - | 0.00e+00 |');
+    expect(md).toContain('Skipped for the time budget: prefill_c64 L=16384 B=1.');
+    expect(r.short).toContain('sm_90a attention: 1/2 checks ok (float64, sm_90a and mma.sync); FAILED: tidar_k16 sm90 splits 3');
+    expect(r.short).toMatch(/sm_90a attention +tidar_k16 L=4096 +B=1: sm_90a +40\.0 us +mma\.sync +55\.0 +flex +80\.0/);
+  });
+});
+
 describe.skipIf(!numpy)('gpu.time_events (the benchmarks\' CUDA-event timing) on a simulated GPU', () => {
   // A stream in simulation: the host's clock advances by what each call costs it to queue, the GPU runs what was
   // queued in order, each item no earlier than it was queued; an event's time is when the GPU reaches it.
