@@ -16,8 +16,10 @@ the planner's rule (chooseGemmKernel of gemm-space.ts: a pair that missed an M i
 complete ones; per split-K the family of least summed time, ties to mma.sync; then the split-K of least
 summed relative regret, ties to fewer parts; never a family or a count per M), and per M the fastest
 tile under it. The split-K workspace holds the largest split count the shape's candidates run
-(workspace_floats), checked against the device's free memory first. The winners go into tune-cuda.json's `gemms` (src/tune/db.ts), which `tidarc compile --tuned`
-reads. No shape starts after the budget; the shapes not reached are listed."""
+(workspace_floats), checked against the device's free memory first (with the float64 reference's temporaries). The winners go into
+tune-cuda.json's `gemms` (src/tune/db.ts), which `tidarc compile --tuned` reads. No shape starts after the budget; the shapes not reached
+are listed. A launch the driver refuses rejects its candidate; one whose error is sticky (the context is lost: kernels.context_lost)
+stops the shape and the search, recorded, and the attention search after it is not started (parts.py part_tune)."""
 import concurrent.futures
 import json
 import math
@@ -28,7 +30,7 @@ import time
 import numpy as np
 
 from gemm import _bound, launch_gemm, split_counters
-from kernels import from_bits, to_bits
+from kernels import context_lost, from_bits, to_bits
 from report import js_fixed, run_cells
 from tidarc_abi import GEMM
 from tune import DB_FILE, cuda_meta, nvcc_path
@@ -98,17 +100,34 @@ def workspace_parts(t):
     return max([c['splitK'] for c in cands] or [1])
 
 
-def workspace_floats(t, rows_max, free_bytes=None, other_bytes=0):
+def workspace_floats(t, rows_max, free_bytes=None, other_bytes=0, reference_bytes=0):
     """The split-K workspace of a shape's search, in float32s: [parts, rows, N] (tidarc_gemm_abi.h), parts the largest
     split-K count its candidates run. free_bytes: the device's free memory; other_bytes: what the search allocates
-    beside the workspace. One that would not fit is refused here, naming the shape, not by a failed allocation later."""
+    beside the workspace (inputs and output); reference_bytes: the float64 reference's temporaries on the device, which
+    it computes with those allocated. One that would not fit is refused here, naming the shape, not by a failed allocation later."""
     parts = workspace_parts(t)
     floats = parts * rows_max * t['n']
-    if free_bytes is not None and 4 * floats + other_bytes > free_bytes:
+    if free_bytes is not None and 4 * floats + other_bytes + reference_bytes > free_bytes:
+        ref = f" and {reference_bytes / 2**30:.2f} GiB of the float64 reference's temporaries" if reference_bytes else ''
         raise RuntimeError(f"{t.get('unit', 'GEMM')}: the split-K workspace of {parts} parts x {rows_max} rows x {t['n']} columns needs "
-                           f"{4 * floats / 2**30:.2f} GiB of float32 beside {other_bytes / 2**30:.2f} GiB of inputs and output, "
+                           f"{4 * floats / 2**30:.2f} GiB of float32 beside {other_bytes / 2**30:.2f} GiB of inputs and output{ref}, "
                            f"and the device has {free_bytes / 2**30:.2f} GiB free")
     return floats
+
+
+REFERENCE_CHUNK_BYTES = 256 << 20  # the float64 weight rows a chunk of TorchShape's reference converts at a time
+
+
+def reference_chunk(n, k):
+    """The weight rows (output columns) per chunk of the float64 reference: REFERENCE_CHUNK_BYTES of them in float64."""
+    return max(1, min(n, REFERENCE_CHUNK_BYTES // (8 * k)))
+
+
+def reference_bytes(rows, n, k):
+    """The device memory TorchShape's float64 reference takes at its peak: x and |x| in float64 (kept over the chunks),
+    a chunk's weights and their absolute values, and two [rows, chunk] products (x @ w^T, then its sum with the bias)."""
+    c = reference_chunk(n, k)
+    return 8 * (2 * rows * k + 2 * c * k + 2 * rows * c + c)
 
 
 class NumpyShape:
@@ -150,6 +169,22 @@ class NumpyShape:
             self.drv.free(p)
 
 
+def float64_reference(x, w, bias):
+    """x @ w^T + bias and |x| @ |w|^T in float64 on the tensors' device, as numpy [rows, N], in chunks of reference_chunk
+    output columns (reference_bytes at the peak): lm_head's weights whole in float64, with their absolute values, were ~9.3 GiB."""
+    rows, (n, k) = x.shape[0], w.shape
+    ref, mag = np.empty((rows, n)), np.empty((rows, n))
+    x64 = x.double()
+    x_abs = x64.abs()
+    c = reference_chunk(n, k)
+    for j in range(0, n, c):
+        wd = w[j:j + c].double()
+        ref[:, j:j + c] = (x64 @ wd.T + bias[j:j + c].double()[None, :]).cpu().numpy()
+        mag[:, j:j + c] = (x_abs @ wd.abs().T).cpu().numpy()
+        del wd
+    return ref, mag
+
+
 class TorchShape:
     """GPU: torch tensors, the reference by torch in float64 on the device; weights rotated past the L2."""
 
@@ -159,18 +194,18 @@ class TorchShape:
         dt = torch.bfloat16 if t['dtype'] == 'bf16' else torch.float16
         self.torch, self.n = torch, n
         self.sets = max(1, min(4, math.ceil(120e6 / (n * k * 2))))
-        # Before anything is allocated: a clear error, not an out-of-memory failure halfway (x, weight sets, bias, out; the workspace).
-        ws_floats = workspace_floats(t, rows_max, torch.cuda.mem_get_info()[0], rows_max * k * 2 + self.sets * n * k * 2 + n * 4 + rows_max * n * 4)
+        # Before anything is allocated: a clear error, not an out-of-memory failure halfway (x, weight sets, bias, out; the workspace;
+        # the reference's temporaries, computed with all of those allocated: what the search needs at its peak).
+        ws_floats = workspace_floats(t, rows_max, torch.cuda.mem_get_info()[0], rows_max * k * 2 + self.sets * n * k * 2 + n * 4 + rows_max * n * 4,
+                                     reference_bytes(rows_max, n, k))
         self.x = torch.randn(rows_max, k, device='cuda', generator=gen).to(dt)  # the GEMMs read 16-bit activations
         self.w = [(0.5 * torch.randn(n, k, device='cuda', generator=gen)).to(dt) for _ in range(self.sets)]
         self.bias = torch.randn(n, device='cuda', generator=gen)
-        x16, wd = self.x.double(), self.w[0].double()
-        self.ref = (x16 @ wd.T + self.bias.double()[None, :]).cpu().numpy()
-        self.mag = (x16.abs() @ wd.abs().T).cpu().numpy()
-        self.bias_host = self.bias.cpu().numpy()
-        del x16, wd
         self.out = torch.empty(rows_max, n, device='cuda')
         self.ws = torch.empty(ws_floats, device='cuda')
+        self.ref, self.mag = float64_reference(self.x, self.w[0], self.bias)
+        self.bias_host = self.bias.cpu().numpy()
+        torch.cuda.empty_cache()  # the chunks' blocks back to the driver: the search's own allocations (split-K counters) come from it
         self.ptr = {'x': self.x.data_ptr(), 'bias': self.bias.data_ptr(), 'out': self.out.data_ptr(), 'ws': self.ws.data_ptr()}
 
     def weights(self, i):
@@ -232,13 +267,24 @@ def tile_name(tile):
     return f"b{tile['blockM']}w{tile['warpsM']}s{tile['stages']}{narrow}{four}"
 
 
+class ContextLost(RuntimeError):
+    """A candidate's error was sticky (kernels.context_lost): the CUDA context is lost, so the shape and the search stop.
+    Carries what the shape measured before (timed, rejected, skipped) and how many candidates it did not run."""
+
+    def __init__(self, why, timed, rejected, skipped, not_run):
+        super().__init__(why)
+        self.timed, self.rejected, self.skipped, self.not_run = timed, rejected, skipped, not_run
+
+
 def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm90a=None):
-    """Every candidate checked then timed: timed[(family, split, m, tile)] = (cand, timing); sm90a: the shape's race (sm90a_search)."""
+    """Every candidate checked then timed: timed[(family, split, m, tile)] = (cand, timing); sm90a: the shape's race (sm90a_search).
+    A candidate whose launch, check or timing fails is rejected; if its error left the context lost (sticky), ContextLost."""
     rows_max = max(c['m'] for c in [*t['candidates'], *(sm90a['candidates'] if sm90a else [])])
     sh = make_shape(t, rows_max)
     sources = {s['splitK']: s for s in t['sources']}
     sm90a_sources = {s['splitK']: s for s in sm90a['sources']} if sm90a else {}
     timed, rejected, skipped = {}, [], []
+    lost, ran = None, 0
     try:
         bound_all = _bound({'k': t['k'], 'splitK': max(sources)}, sh.mag, sh.bias_host, slack)
         maps = Sm90aMaps(drv, t, sh) if sm90a else None
@@ -251,39 +297,58 @@ def tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, sm
         # The heuristic's split-K first, both families: a budget that ends mid-shape has timed the pair the compile plans (raced:
         # the compile a 9.0 device gets, with sm_90a; bundle.ts heuristicByArch).
         first = ((t.get('heuristicByArch') or {}).get('sm_90a') or {}).get('splitK', t['heuristicSplitK']) if sm90a else t['heuristicSplitK']
-        for split in sorted(sources, key=lambda x: (x != first, x)):
-            for family, srcs, cands, label, launch in families:
-                if split not in srcs:
+        order = [(split, family, srcs, label, launch, cand) for split in sorted(sources, key=lambda x: (x != first, x))
+                 for family, srcs, cands, label, launch in families if split in srcs
+                 for cand in sorted((c for c in cands if c['splitK'] == split), key=lambda c: (-c['m'], not c.get('heuristic', False)))]
+        anchors = {}  # (family, split) -> (rows, out): the family's first accepted candidate of this split, the largest M first
+        for split, family, srcs, label, launch, cand in order:
+            name = f"s{split} M={cand['m']} {label(cand)}"
+            if time.time() - started > budget_s:
+                skipped.append(name)
+                continue
+            ran += 1
+            rows = cand['m']
+            try:
+                sh.poison(rows)
+                launch(srcs[split], cand, 0, True)
+                out = sh.output(rows)
+            except RuntimeError as e:  # a launch that fails is a wrong candidate
+                rejected.append(f'{name}: {str(e).splitlines()[0][:200]}')
+                lost = context_lost(drv)
+                if lost:
+                    break
+                continue
+            worst = float(np.max(np.abs(out - sh.ref[:rows]) / bound_all[:rows])) if np.isfinite(out).all() else None
+            if worst is None or worst > 1.0:
+                rejected.append(f"{name}: {'unwritten or non-finite output' if worst is None else f'{worst:.2f}x the float64 bound'}")
+                continue
+            anchor = anchors.get((family, split))
+            if anchor is not None:
+                shared = min(rows, anchor[0])
+                if not np.array_equal(out[:shared].view(np.uint32), anchor[1][:shared].view(np.uint32)):
+                    rejected.append(f'{name}: rows differ in bits from another {"token tile" if family == "sm_90a" else "tile"} of split-K {split} (the order of a sum changed)')
                     continue
-                anchor = None  # (rows, out): the family's first accepted candidate of this split, the largest M first
-                for cand in sorted((c for c in cands if c['splitK'] == split), key=lambda c: (-c['m'], not c.get('heuristic', False))):
-                    name = f"s{split} M={cand['m']} {label(cand)}"
-                    if time.time() - started > budget_s:
-                        skipped.append(name)
-                        continue
-                    rows = cand['m']
-                    sh.poison(rows)
-                    try:
-                        launch(srcs[split], cand, 0, True)
-                        out = sh.output(rows)
-                    except RuntimeError as e:  # a launch that fails is a wrong candidate
-                        rejected.append(f'{name}: {str(e).splitlines()[0][:200]}')
-                        continue
-                    worst = float(np.max(np.abs(out - sh.ref[:rows]) / bound_all[:rows])) if np.isfinite(out).all() else None
-                    if worst is None or worst > 1.0:
-                        rejected.append(f"{name}: {'unwritten or non-finite output' if worst is None else f'{worst:.2f}x the float64 bound'}")
-                        continue
-                    if anchor is not None:
-                        shared = min(rows, anchor[0])
-                        if not np.array_equal(out[:shared].view(np.uint32), anchor[1][:shared].view(np.uint32)):
-                            rejected.append(f'{name}: rows differ in bits from another {"token tile" if family == "sm_90a" else "tile"} of split-K {split} (the order of a sum changed)')
-                            continue
-                    else:
-                        anchor = (rows, out)
-                    timing = measure(lambda i, c=cand, src=srcs[split], go=launch: go(src, c, i, False), sh.sets)
-                    timed[(family, split, cand['m'], label(cand))] = (cand, timing)
+            else:
+                anchors[(family, split)] = (rows, out)
+            try:
+                timing = measure(lambda i, c=cand, src=srcs[split], go=launch: go(src, c, i, False), sh.sets)
+            except RuntimeError as e:  # its output was right once; a fault in the timed calls (another weight set) rejects it too
+                rejected.append(f'{name}: timing failed: {str(e).splitlines()[0][:200]}')
+                lost = context_lost(drv)
+                if lost:
+                    break
+                continue
+            timed[(family, split, cand['m'], label(cand))] = (cand, timing)
     finally:
-        sh.close()
+        try:
+            sh.close()
+        except RuntimeError:
+            if not lost:
+                raise  # freeing fails on a lost context: the error that lost it is what is reported
+    if lost:
+        not_run = len(order) - ran - len(skipped)
+        raise ContextLost(f'the CUDA context was lost at {rejected[-1]}; the context now reports {lost}: {not_run} candidates of the shape '
+                          'not run, and the search stops', timed, rejected, skipped, not_run)
     return timed, rejected, skipped
 
 
@@ -428,15 +493,21 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
     sm90a: the device runs sm_90a code (compute capability 9.0): the sm_90a GEMM races the mma.sync one."""
     meta = cuda_meta(gem['tidarc'], machine)
     date = time.strftime('%Y-%m-%d')
-    started, shapes, not_reached = time.time(), [], []
+    started, shapes, not_reached, lost = time.time(), [], [], None
     for t in gem.get('tune', []):
-        if time.time() - started > budget_s:
+        if lost or time.time() - started > budget_s:
             not_reached.append(t['unit'])
             continue
         t0 = time.time()
         race = sm90a_search(t, sm90a)
         try:
             timed, rejected, skipped = tune_shape(drv, bundle, t, make_shape, measure, started, budget_s, slack, race)
+        except ContextLost as err:  # a sticky error: every later launch would fail with it; no entry from a search cut short by it
+            lost = f"{t['role']} {t['n']}x{t['k']}: {err}"
+            shapes.append({'unit': t['unit'], 'role': t['role'], 'candidates': len(t['candidates']), 'timed': len(err.timed), 'rejected': err.rejected,
+                           'skipped': err.skipped, 'seconds': time.time() - t0, 'error': str(err)[:300], 'contextLost': True})
+            log(f'gemm tune {lost}')
+            continue
         except Exception as err:  # noqa: BLE001 -- one shape's failure (its workspace past the free memory) is a result; the others still run
             shapes.append({'unit': t['unit'], 'role': t['role'], 'candidates': len(t['candidates']), 'timed': 0, 'rejected': [], 'skipped': [],
                            'seconds': time.time() - t0, 'error': str(err).splitlines()[0][:300]})
@@ -463,4 +534,5 @@ def gemm_tune(drv, bundle, gem, out, make_shape, measure, machine, budget_s, log
         else:
             log(f"gemm tune {t['role']}: no split-K reached every row count ({len(timed)} timed, {len(rejected)} rejected, {len(skipped)} past the budget)")
         shapes.append(rec)
-    return {'file': DB_FILE, 'meta': meta, 'budgetS': budget_s, 'seconds': time.time() - started, 'shapes': shapes, 'notReached': not_reached}
+    return {'file': DB_FILE, 'meta': meta, 'budgetS': budget_s, 'seconds': time.time() - started, 'shapes': shapes, 'notReached': not_reached,
+            **({'contextLost': lost} if lost else {})}

@@ -1,10 +1,12 @@
 """What every part of the device check shares: the CUDA driver through ctypes, the launch of a
 bundle variant (one kernel: with split-KV its last CTA per row group merges), the 16-bit formats, and the float64
 references a kernel's output is judged by (numpy; torch on the inputs' device for the large
-shapes), with the error of PyTorch's same-precision SDPA that sets FA3's tolerance."""
+shapes), with the error of PyTorch's same-precision SDPA that sets FA3's tolerance (and which SDPA
+backend ran it), and whether a failed launch left the CUDA context usable."""
 import ctypes
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -111,6 +113,17 @@ class Driver:
         self.check(self.lib.cuCtxSynchronize(), 'cuCtxSynchronize')
 
 
+def context_lost(drv):
+    """None while the CUDA context works, else why not (the driver's error). A kernel that faults (CUDA_ERROR_ILLEGAL_ADDRESS,
+    _LAUNCH_FAILED, _MISALIGNED_ADDRESS, ...) leaves a sticky error: every later call returns it, cuCtxSynchronize too,
+    until the process ends; a launch the driver refused (too much shared memory, a bad argument) leaves the context usable."""
+    try:
+        drv.synchronize()
+    except RuntimeError as e:
+        return str(e).splitlines()[0][:200]
+    return None
+
+
 def attention_args(q, kc, vc, ks, vs, prefix, o, lse, workspace, counters, batch, capacity, splits):
     """TidarcAttentionArgs, packed by tidarc_abi.py (generated from src/runtime/cuda/op-abi.ts)."""
     return ATTENTION.pack(q=q, k_cache=kc, v_cache=vc, k_step=ks, v_step=vs, prefix_len=prefix, o=o, lse=lse, workspace=workspace,
@@ -206,35 +219,68 @@ def reference_torch(torch, model, v, q, kc, vc, ks, vs, prefix):
     return o, lse
 
 
+# torch.nn.attention.SDPBackend's names, fused first. With a boolean mask and enable_gqa, CUDA's flash kernel refuses the
+# mask and its memory-efficient one the head groups, so SDPA left to choose may run MATH (unfused, float32 inside).
+SDPA_BACKENDS = ('FLASH_ATTENTION', 'EFFICIENT_ATTENTION', 'CUDNN_ATTENTION', 'MATH')
+
+
+def sdpa_backend(torch, name):
+    """The context in which scaled_dot_product_attention runs the named backend alone, or raises."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([getattr(SDPBackend, name)])
+
+
+def sdpa_runs(torch, call):
+    """(backend, call()'s result) for each of SDPA_BACKENDS this torch has that runs call() when forced alone, in that order
+    (lazily: next() is the first). A refusal warns why, then raises: the warnings are silenced."""
+    from torch.nn.attention import SDPBackend
+    for name in SDPA_BACKENDS:
+        if not hasattr(SDPBackend, name):
+            continue
+        try:
+            with warnings.catch_warnings(), sdpa_backend(torch, name):
+                warnings.simplefilter('ignore')
+                out = call()
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+        except RuntimeError:
+            continue
+        yield name, out
+
+
 def sdpa_error_torch(torch, model, v, q, kc, vc, ks, vs, prefix, ref_o):
-    """The error of PyTorch's same-precision SDPA (dense mask) against the float64 reference, on tensors."""
+    """The error of PyTorch's same-precision SDPA (dense mask) against the float64 reference, on tensors, and the backend
+    that ran it: the first of SDPA_BACKENDS that runs every sequence (the tolerance's base depends on it). (error, backend)"""
     F = torch.nn.functional
     dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
     Hq, Hkv = model['qHeads'], model['kvHeads']
     dev = q.device
     step_vis = torch.tensor([[c == '1' for c in row] for row in v['visible']], device=dev)
-    worst = 0.0
-    for b, L in enumerate(prefix):
+
+    def sequence(b, L):
         L = int(L)
         qb = q[b].to(dt).transpose(0, 1)[None]
         k = torch.cat([kc[b, :, :L], ks[b].transpose(0, 1)], 1).to(dt)[None]
         val = torch.cat([vc[b, :, :L], vs[b].transpose(0, 1)], 1).to(dt)[None]
         mask = torch.cat([torch.full((step_vis.shape[0], L), bool(v['prefixVisible']), device=dev), step_vis], 1)
-        o = F.scaled_dot_product_attention(qb, k, val, attn_mask=mask, enable_gqa=Hq != Hkv)[0].transpose(0, 1).double().cpu().numpy()
-        worst = max(worst, float(np.abs(o - ref_o[b]).max()))
-    return worst
+        return F.scaled_dot_product_attention(qb, k, val, attn_mask=mask, enable_gqa=Hq != Hkv)[0].transpose(0, 1).double().cpu().numpy()
+    first = next(sdpa_runs(torch, lambda: [sequence(b, L) for b, L in enumerate(prefix)]), None)
+    if first is None:
+        raise RuntimeError(f"no SDPA backend of {', '.join(SDPA_BACKENDS)} runs the {v['name']} mask")
+    backend, outs = first
+    return max(float(np.abs(o - ref_o[b]).max()) for b, o in enumerate(outs)), backend
 
 
 def torch_judge(torch, device='cuda'):
     """A correctness case's judge on the GPU: the inputs' 16-bit patterns uploaded once (a quarter of float64's
     bytes: the batch-8 cases move 100s of MB), then reference_torch and sdpa_error_torch on them there.
-    judge(model, v, bits, prefix) -> (ref_o, ref_lse, SDPA's error) as numpy."""
+    judge(model, v, bits, prefix) -> (ref_o, ref_lse, SDPA's error, SDPA's backend), the arrays numpy."""
     def judge(model, v, bits, prefix):
         dt = torch.bfloat16 if model['dtype'] == 'bf16' else torch.float16
         t = {k: torch.from_numpy(np.ascontiguousarray(b).view(np.int16)).to(device).view(dt) for k, b in bits.items()}
         x = [t[k] for k in ('q', 'kc', 'vc', 'ks', 'vs')]
         ref_o, ref_lse = reference_torch(torch, model, v, *x, prefix)
-        return ref_o, ref_lse, sdpa_error_torch(torch, model, v, *x, prefix, ref_o)
+        return (ref_o, ref_lse, *sdpa_error_torch(torch, model, v, *x, prefix, ref_o))
     return judge
 
 

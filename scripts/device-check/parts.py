@@ -254,7 +254,10 @@ def part_tune(ctx):
             out['gemm'] = {'tune': gemm_tune(drv, ctx.bundle, ctx.gem, ctx.out, make, event_timer(torch), ctx.machine(drv), max(0.0, half - (time.time() - started)),
                                              log, slack=2.0, sm90a=race)}
         ctx.save(out)
-    if ctx.grid and 'tune' in ctx.grid:
+    lost = out.get('gemm', {}).get('tune', {}).get('contextLost')
+    if ctx.grid and 'tune' in ctx.grid and lost:  # every launch would fail with the GEMM search's sticky error: said, not met
+        out['tune'] = {'contextLost': f'the GEMM search lost the CUDA context ({lost}); the attention search needs a fresh process', 'buckets': []}
+    elif ctx.grid and 'tune' in ctx.grid:
         if ctx.dry:
             make = lambda m, v, B, L, s, seed: NumpySets(drv, m, v, B, L, s, 2, seed)  # noqa: E731
             timer = wall_timer(drv)

@@ -32,6 +32,14 @@ def correctness_table(rows):
     return lines
 
 
+def _sdpa(r):
+    """The SDPA cell: its time and the backend that ran it (attention.time_sdpa: the fastest that runs the mask), or why none did."""
+    t = r.get('sdpa')
+    if not t:
+        return 'error: ' + r.get('sdpaFailed', 'not run')
+    return f"{_fmt(t['medianUs'])} ({t['backend']})" if t.get('backend') else _fmt(t['medianUs'])
+
+
 def _tuned(r):
     """The CUDA search's best of the point's bucket, timed in the benchmark: 'w4-n64-s8 12.3' or '-'."""
     t = r.get('tuned')
@@ -46,7 +54,7 @@ def bench_table(rows, predicted=None):
         t, f, s = _us(r, 'tidarc'), _us(r, 'flex'), _us(r, 'sdpa')
         lines.append(f"| {r['variant']} | {r['n']} | {r['prefix']} | {r['batch']} | {r.get('splits', 1)} | {_fmt(t)} ({_fmt(r['tidarc']['p20Us'])}-{_fmt(r['tidarc']['p80Us'])}) | "
                      f"{_fmt(r.get('predictedUs'))} | {_fmt(t / r['predictedUs'], 2) if r.get('predictedUs') else '-'} | {_tuned(r)} | "
-                     f"{_fmt(f) if 'flex' in r else 'error: ' + r.get('flexError', 'not run')} | {_fmt(s)} | {_fmt(f / t, 2)}x | {_fmt(s / t, 2)}x | "
+                     f"{_fmt(f) if 'flex' in r else 'error: ' + r.get('flexError', 'not run')} | {_sdpa(r)} | {_fmt(f / t, 2)}x | {_fmt(s / t, 2)}x | "
                      f"{_fmt(r['tidarcTBs'], 2)} | {_fmt(r['tidarcTflops'])} | {_fmt(100 * r['copyShare'])} | {_fmt(100 * r['computeShare'])} |")
     return lines
 
@@ -96,11 +104,15 @@ def gemm_tune_lines(tu):
             races.append(f"- {r['role']}: {r['race']}")
     if races:
         lines += ['', 'Kernel families on this 9.0 device (one family and split-K run every M of a weight shape):', *races]
+    if tu.get('contextLost'):
+        lines += ['', f"The search stopped: {tu['contextLost']}." + (f" Not searched: {', '.join(tu['notReached'])}." if tu.get('notReached') else '')]
     return lines
 
 
 def tune_lines(t):
     """The CUDA search: per shape bucket the heuristic default against the tuned best, and issue 6's goals."""
+    if t.get('contextLost') and not t.get('buckets'):
+        return [f"Not run: {t['contextLost']}."], 0, 0
     done = [r for r in t.get('buckets', []) if 'best' in r]
     lines = ['| variant | shape | heuristic | us (p20-p80) | tuned best | us (p20-p80) | heuristic / best | timed | rejected | s |',
              '|---|---|---|---|---|---|---|---|---|---|']
@@ -242,7 +254,8 @@ def write_reports(data, out):
         md += ['## Benchmark (Qwen3-8B attention: 32 query heads, 8 KV heads, head dim 128, bf16)', '',
                'Same process, same tensors. tidarc: the generated kernel through the driver API. FlexAttention: torch.compile(flex_attention) with a '
                'BlockMask from the same in-step visibility (create_block_mask per point). SDPA: scaled_dot_product_attention with a dense boolean '
-               'mask [n, L + n]. Baselines read keys as [B, H, L + n, D] (cache and step concatenated once, outside the timing). CUDA events, '
+               'mask [n, L + n] and enable_gqa, at the fastest of its backends (flash, memory-efficient, cuDNN, math: each forced alone, every one '
+               'that runs the mask timed), named beside its time. Baselines read keys as [B, H, L + n, D] (cache and step concatenated once, outside the timing). CUDA events, '
                '10 warm-up, 100 timed calls over rotated inputs (cold L2), median (p20-p80). tidarc runs at the split-KV count and workspace '
                'the runtime would use (splits; predicted: src/codegen/attention-cost-model.ts at the same count), and at the CUDA search\'s best '
                'configuration of the shape bucket when the search timed it (tuned best).', '', *bench_table(bench, data.get('predictedFor')), '']
@@ -283,7 +296,8 @@ def write_reports(data, out):
     if pf:
         short.append(f"predicted figures: for {pf['name']}" + ('' if pf['thisGpu'] else f" (not this GPU: {pf.get('gpu') or 'unknown'})"))
     if tn:
-        short.append(f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
+        short.append(f"tune: not run: {tn['contextLost']}" if tn.get('contextLost') and not tn.get('buckets') else
+                     f"tune: heuristic within 10% of the tuned best on {good} of {total} shapes; {tn.get('file', 'tune-cuda.json')}"
                      + (f"; FAILED: {', '.join(r['variant'] + ' | ' + r['bucket'] for r in tn['buckets'] if 'best' not in r)}" if total < len(tn.get('buckets', [])) else ''))
     if gm:
         bad = [r for r in gm.get('correctness', []) if not r['ok']]
@@ -317,5 +331,6 @@ def write_reports(data, out):
     for r in bench:
         short.append(f"{r['variant']:>10} L={r['prefix']:<6} B={r['batch']}: tidarc {_fmt(_us(r, 'tidarc')):>8} us at {r.get('splits', 1):>2} splits  "
                      f"predicted {_fmt(r.get('predictedUs')):>8}  tuned {_tuned(r):>16}  flex {_fmt(_us(r, 'flex')):>8}  sdpa {_fmt(_us(r, 'sdpa')):>8}"
+                     + (f" ({r['sdpa']['backend']})" if r.get('sdpa', {}).get('backend') else '')
                      + ('' if r.get('ok', True) else '  WRONG'))
     return '\n'.join(short)

@@ -226,8 +226,8 @@ class TorchSets(DeviceSets):
     def judge(self):
         x, prefix = self.sets[0], [self.prefix] * self.batch
         ref_o, ref_lse = reference_torch(self.torch, self.model, self.v, x['q'], x['kc'], x['vc'], x['ks'], x['vs'], prefix)
-        baseline = sdpa_error_torch(self.torch, self.model, self.v, x['q'], x['kc'], x['vc'], x['ks'], x['vs'], prefix, ref_o)
-        return ref_o, ref_lse, 2 * baseline + FA3_EPSILON, f"2 x SDPA {self.model['dtype']} error ({baseline:.2e}) + {FA3_EPSILON:g}"
+        baseline, backend = sdpa_error_torch(self.torch, self.model, self.v, x['q'], x['kc'], x['vc'], x['ks'], x['vs'], prefix, ref_o)
+        return ref_o, ref_lse, 2 * baseline + FA3_EPSILON, f"2 x SDPA {self.model['dtype']} error ({baseline:.2e}, {backend}) + {FA3_EPSILON:g}"
 
     def free(self):
         super().free()

@@ -397,3 +397,203 @@ describe.skipIf(!cxx.found || !numpy)('the GEMM search on the emulated 9.0 devic
     expect(checkGemmTuning(SHAPE, tuningOfEntry(e), gemmTarget(['sm_90', 'sm_90a']))).toMatchObject({ kernel: e.kernel, splitK: e.splitK });
   });
 });
+
+describe.skipIf(!numpy)('a sticky CUDA error stops the GEMM search (gemm_tune.tune_shape on a fake driver)', () => {
+  // The fake driver: a 'refuse' kernel's launch is refused (CUDA_ERROR_INVALID_VALUE: the context stays usable); a 'fault'
+  // kernel launches, and the next synchronize reports CUDA_ERROR_ILLEGAL_ADDRESS, as does every call after it (sticky);
+  // a 'late' kernel faults on its second launch (the timing, after its check passed).
+  const script = `import json, sys, time
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(SCRIPTS)})
+from pathlib import Path
+import numpy as np
+import device_check, gemm_tune, parts, report
+from tune import wall_timer
+
+class Drv:
+    def __init__(self):
+        self.poisoned, self.pending, self.launches = False, False, {}
+    def fail(self, what, name, code):
+        raise RuntimeError(f'{what} failed: {name} ({code})')
+    def function(self, module, symbol, shared):
+        return symbol
+    def launch(self, fn, grid, block, shared, args):
+        if self.poisoned:
+            self.fail('cuLaunchKernel', 'CUDA_ERROR_ILLEGAL_ADDRESS', 700)
+        if fn.startswith('refuse'):
+            self.fail('cuLaunchKernel', 'CUDA_ERROR_INVALID_VALUE', 1)
+        self.launches[fn] = self.launches.get(fn, 0) + 1
+        self.pending |= fn.startswith('fault') or (fn.startswith('late') and self.launches[fn] == 2)
+    def synchronize(self):
+        self.poisoned |= self.pending
+        if self.poisoned:
+            self.fail('cuCtxSynchronize', 'CUDA_ERROR_ILLEGAL_ADDRESS', 700)
+
+class Shape:  # right outputs (the reference itself); freeing on a lost context fails, as cuMemFree does
+    def __init__(self, drv, t, rows):
+        self.drv, self.sets, self.ptr = drv, 2, {'x': 1, 'bias': 2, 'out': 3, 'ws': 4}
+        self.ref = (np.arange(rows * t['n']) % 7).reshape(rows, t['n']).astype(np.float64)
+        self.mag, self.bias_host = self.ref + 1, np.zeros(t['n'])
+    def weights(self, i): return 5
+    def poison(self, rows): pass
+    def output(self, rows):
+        self.drv.synchronize()
+        return self.ref[:rows].astype(np.float32)
+    def close(self):
+        self.drv.synchronize()
+
+tiles = [{'blockM': 16, 'warpsM': 1, 'stages': 4}, {'blockM': 32, 'warpsM': 2, 'stages': 3}, {'blockM': 64, 'warpsM': 4, 'stages': 2}]
+def shape(role, symbols):  # candidates in the search's order: M = 20 then M = 1, the heuristic's tile first
+    cands = [{'m': m, 'splitK': 1, 'symbol': s, 'tile': tiles[i % 3], 'heuristic': i % 3 == 0, 'blockM': 16, 'nTiles': 1, 'threads': 256, 'sharedBytes': 0}
+             for i, (m, s) in enumerate(symbols)]
+    return {'unit': f'gemm_bf16_n8_k64_{role}', 'role': role, 'n': 8, 'k': 64, 'dtype': 'bf16', 'space': ${GEMM_SEARCH_SPACE}, 'heuristicSplitK': 1,
+            'sources': [{'splitK': 1, 'fatbin': 'gemm.fatbin'}], 'candidates': cands}
+good = shape('good', [(20, 'good0'), (20, 'refuse1'), (20, 'good2'), (1, 'good3'), (1, 'good4')])
+bad = shape('bad', [(20, 'good0'), (20, 'refuse1'), (20, 'good2'), (1, 'fault3'), (1, 'good4')])
+late = shape('late', [(20, 'late0'), (20, 'good1'), (1, 'good2')])
+out = {}
+for t in (good, bad, late):
+    drv = Drv()
+    try:
+        timed, rejected, skipped = gemm_tune.tune_shape(drv, Path('/nowhere'), t, lambda t, rows: Shape(drv, t, rows), wall_timer(drv), time.time(), 600, 1.0)
+        out[t['role']] = {'timed': sorted(k[3] + ' M=' + str(k[2]) for k in timed), 'rejected': rejected, 'launches': drv.launches}
+    except gemm_tune.ContextLost as e:
+        out[t['role']] = {'lost': str(e), 'timed': sorted(k[3] + ' M=' + str(k[2]) for k in e.timed), 'rejected': e.rejected, 'notRun': e.not_run, 'launches': drv.launches}
+
+# The part: the GEMM search stops at the lost context (no entry for the shape, the next one not reached), the attention search
+# after it is not started but says why, the part fails.
+root = Path(sys.argv[1])
+drv = Drv()
+class Args: part, bucket_seconds = 'tune', 10
+class Ctx:
+    dry, bundle, out, args, grid = True, Path('/nowhere'), root, Args(), {'tune': {}}
+    gem = {'tidarc': 'x', 'arch': 'sm_90', 'tune': [good, bad, late]}
+    def left(self): return 600
+    def save(self, sections): pass
+    def driver(self): return drv
+    def machine(self, drv): return {'driverVersion': 13000, 'compiler': 'nvcc', 'name': 'H100', 'sms': 132}
+gemm_tune.NumpyShape = lambda drv, t, rows, seed: Shape(drv, t, rows)
+parts.tune = lambda *a: sys.exit('the attention search started on a lost context')
+logged = []
+parts.log = logged.append
+sections = parts.part_tune(Ctx())
+section = sections['gemm']['tune']
+out['part'] = {'shapes': [[r['role'], r.get('splitK'), r.get('contextLost', False)] for r in section['shapes']], 'notReached': section['notReached'],
+               'contextLost': section['contextLost'], 'db': sorted(json.loads((root / gemm_tune.DB_FILE).read_text())['gemms']), 'tune': sections['tune'],
+               'ok': device_check.part_ok('tune', sections, True), 'md': report.gemm_tune_lines(section), 'tuneMd': report.tune_lines(sections['tune'])[0]}
+print(json.dumps(out))`;
+
+  test('a refused launch rejects its candidate and the search goes on; a fault (at the check or in the timing) stops the shape, the search and the tune part, each saying why', async () => {
+    const dir = mkdtempSync(join(root, 'sticky-'));
+    type Run = { timed: string[]; rejected: string[]; launches: Record<string, number>; lost?: string; notRun?: number };
+    type Part = { shapes: [string, number | null, boolean][]; notReached: string[]; contextLost: string; db: string[]; tune: { contextLost: string }; ok: boolean; md: string[]; tuneMd: string[] };
+    const r = JSON.parse((await exec('python3', ['-c', script, dir])).stdout) as Record<'good' | 'bad' | 'late', Run> & { part: Part };
+    // Non-sticky only: every candidate but the refused one checked and timed.
+    expect(r.good.timed).toEqual(['b16w1s4 M=1', 'b16w1s4 M=20', 'b32w2s3 M=1', 'b64w4s2 M=20']);
+    expect(r.good.rejected).toEqual(['s1 M=20 b32w2s3: cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)']);
+    // Sticky at the check: the fault is the last candidate run; the one after it is never launched (before: rejected with the same error).
+    expect(r.bad.rejected).toEqual(['s1 M=20 b32w2s3: cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)', 's1 M=1 b16w1s4: cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)']);
+    expect(r.bad.timed).toEqual(['b16w1s4 M=20', 'b64w4s2 M=20']);
+    expect([r.bad.notRun, r.bad.launches['good4']]).toEqual([1, undefined]);
+    expect(r.bad.lost).toBe('the CUDA context was lost at s1 M=1 b16w1s4: cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (700); the context now reports '
+      + 'cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (700): 1 candidates of the shape not run, and the search stops');
+    // Sticky in the timing: the candidate whose check passed is rejected, and the shape stops there too.
+    expect(r.late.rejected).toEqual(['s1 M=20 b16w1s4: timing failed: cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)']);
+    expect([r.late.timed, r.late.notRun]).toEqual([[], 2]);
+    // The part: the faulted shape has no entry, the next is not reached, the attention search is not started and says so, the part fails.
+    expect(r.part.shapes).toEqual([['good', 1, false], ['bad', null, true]]);
+    expect(r.part.notReached).toEqual(['gemm_bf16_n8_k64_late']);
+    expect(r.part.db).toEqual(['gemm_bf16_n8_k64_good | sm_90']);
+    expect(r.part.contextLost).toMatch(/^bad 8x64: the CUDA context was lost at s1 M=1 b16w1s4: cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS/);
+    expect(r.part.tune).toEqual({ contextLost: `the GEMM search lost the CUDA context (${r.part.contextLost}); the attention search needs a fresh process`, buckets: [] });
+    expect(r.part.ok).toBe(false);
+    expect(r.part.md.join('\n')).toContain(`The search stopped: ${r.part.contextLost}. Not searched: gemm_bf16_n8_k64_late.`);
+    expect(r.part.md.join('\n')).toContain('| bad | - | FAILED: the CUDA context was lost at s1 M=1 b16w1s4');
+    expect(r.part.tuneMd).toEqual([`Not run: ${r.part.tune.contextLost}.`]);
+  });
+});
+
+describe.skipIf(!numpy)('the GEMM search\'s memory check counts the float64 reference (gemm_tune.TorchShape, float64_reference)', () => {
+  test('the reference in chunks of output columns: the float64 bytes alive at its peak (numpy arrays as tensors) are within reference_bytes, far under the whole weights\' in float64; its values are the whole product\'s', async () => {
+    const script = `import json, sys, weakref
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(SCRIPTS)})
+import numpy as np
+import gemm_tune
+live = {'now': 0, 'peak': 0, 'owners': set()}
+def gone(owner, n):
+    live['now'] -= n
+    live['owners'].discard(owner)
+class T(np.ndarray):  # a tensor's methods on numpy; every float64 buffer behind one is counted while it lives
+    def __array_finalize__(self, obj):
+        root = self
+        while isinstance(root.base, np.ndarray):  # a ufunc's result is a view of the plain array that owns the memory
+            root = root.base
+        if root.dtype == np.float64 and id(root) not in live['owners']:
+            live['owners'].add(id(root))
+            live['now'] += root.nbytes
+            live['peak'] = max(live['peak'], live['now'])
+            weakref.finalize(root, gone, id(root), root.nbytes)
+    def double(self): return self.astype(np.float64)
+    def abs(self): return np.abs(self)
+    def cpu(self): return self
+    def numpy(self): return np.asarray(self)
+rng = np.random.default_rng(3)
+rows, n, k = 5, 10, 12
+x, w, bias = (rng.standard_normal(s).astype(np.float32).view(T) for s in ((rows, k), (n, k), (n,)))
+out = {}
+for name, chunk in (('chunked', 8 * k * 3), ('whole', 1 << 30)):
+    gemm_tune.REFERENCE_CHUNK_BYTES = chunk
+    out[name + 'Formula'] = gemm_tune.reference_bytes(rows, n, k)
+    live['peak'] = live['now']
+    ref, mag = gemm_tune.float64_reference(x, w, bias)
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    out[name] = {'peak': live['peak'], 'chunk': gemm_tune.reference_chunk(n, k), 'ref': float(np.abs(ref - (x64 @ w64.T + np.asarray(bias, np.float64))).max()),
+                 'mag': float(np.abs(mag - np.abs(x64) @ np.abs(w64).T).max())}
+gemm_tune.REFERENCE_CHUNK_BYTES = 256 << 20
+out['lmHeadGiB'] = gemm_tune.reference_bytes(272, 151936, 4096) / 2**30
+print(json.dumps(out))`;
+    const r = JSON.parse((await exec('python3', ['-c', script])).stdout) as { chunkedFormula: number; wholeFormula: number; lmHeadGiB: number }
+      & Record<'chunked' | 'whole', { peak: number; chunk: number; ref: number; mag: number }>;
+    expect([r.chunked.chunk, r.whole.chunk]).toEqual([3, 10]);  // 3, 3, 3 and 1 columns; all 10 at once
+    for (const [c, formula] of [[r.chunked, r.chunkedFormula], [r.whole, r.wholeFormula]] as const) {
+      expect(c.peak).toBeLessThanOrEqual(formula);
+      expect(c.peak).toBeGreaterThan(0.85 * formula);  // the formula is the peak, not a loose bound
+    }
+    expect(r.whole.peak).toBeGreaterThan(1.5 * r.chunkedFormula);  // all N at once (as before): past what the chunks need
+    for (const c of [r.chunked, r.whole]) {
+      expect(c.ref).toBeLessThan(1e-12);
+      expect(c.mag).toBeLessThan(1e-12);
+    }
+    // Qwen3-8B's lm_head (151936 x 4096, 272 rows): about half a GiB, where the whole weights in float64 with their absolute values were 9.3.
+    expect(r.lmHeadGiB).toBeGreaterThan(0.5);
+    expect(r.lmHeadGiB).toBeLessThan(0.6);
+  });
+
+  test('TorchShape refuses a shape whose workspace, inputs, output and reference do not fit the free memory, naming the reference, before allocating', async () => {
+    const script = `import json, sys, types
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(SCRIPTS)})
+import gemm_tune
+class Gen:
+    def __init__(self, device): pass
+    def manual_seed(self, seed): return self
+def fake_torch(free):  # no tensors: an allocation after the check fails with AttributeError
+    return types.SimpleNamespace(Generator=Gen, bfloat16='bf16', float16='fp16', cuda=types.SimpleNamespace(mem_get_info=lambda: (free, 80 << 30)))
+n, k, rows = 151936, 4096, 272
+t = {'unit': 'gemm_bf16_n151936_k4096', 'n': n, 'k': k, 'dtype': 'bf16', 'candidates': [{'m': m, 'splitK': 1} for m in (1, rows)]}
+need = 4 * rows * n + (rows * k * 2 + n * k * 2 + n * 4 + rows * n * 4) + gemm_tune.reference_bytes(rows, n, k)
+out = {}
+for name, free in (('short', need - 1), ('fits', need)):
+    try:
+        gemm_tune.TorchShape(fake_torch(free), t, rows, 5)
+    except RuntimeError as e:
+        out[name] = str(e)
+    except AttributeError:
+        out[name] = 'allocating'
+print(json.dumps(out))`;
+    const r = JSON.parse((await exec('python3', ['-c', script])).stdout) as { short: string; fits: string };
+    expect(r.short).toMatch(/^gemm_bf16_n151936_k4096: the split-K workspace of 1 parts x 272 rows x 151936 columns needs 0\.15 GiB of float32 beside 1\.32 GiB of inputs and output and 0\.5\d GiB of the float64 reference's temporaries, and the device has 2\.0\d GiB free$/);
+    expect(r.fits).toBe('allocating');
+  });
+});

@@ -168,6 +168,116 @@ print(json.dumps(out))
   });
 });
 
+describe.skipIf(!numpy)('which SDPA backend runs, and the fastest timed (kernels.sdpa_runs, attention.time_sdpa) on a simulated torch', () => {
+  // A torch in simulation: sdpa_kernel limits the backends; the call takes the first allowed one (flash, memory-efficient,
+  // cuDNN, math, torch's order) that accepts the inputs, warning why each other refused, and queues its time on a simulated
+  // GPU (gpu.time_events' clocks). CUDA's rules: flash refuses a mask, memory-efficient refuses head groups (enable_gqa).
+  test('with a boolean mask and head groups, CUDA\'s SDPA runs math: that is timed and named; a faster fused backend that accepts is timed instead, even behind a slower one; none: said', async () => {
+    const script = `
+import contextlib, enum, json, sys, types, warnings
+sys.modules['torch'] = torch = types.ModuleType('torch')
+sys.modules['torch.nn'] = torch.nn = types.ModuleType('torch.nn')
+sys.modules['torch.nn.attention'] = torch.nn.attention = types.ModuleType('torch.nn.attention')
+import gpu
+from attention import time_sdpa
+from kernels import sdpa_runs
+
+class SDPBackend(enum.Enum):
+    ERROR, MATH, FLASH_ATTENTION, EFFICIENT_ATTENTION, CUDNN_ATTENTION, OVERRIDEABLE = -1, 0, 1, 2, 3, 4
+ORDER = ('FLASH_ATTENTION', 'EFFICIENT_ATTENTION', 'CUDNN_ATTENTION', 'MATH')
+state = {'allowed': set(SDPBackend), 'host': 0.0, 'gpu': 0.0, 'ran': []}
+@contextlib.contextmanager
+def sdpa_kernel(backends):
+    old, state['allowed'] = state['allowed'], set(backends)
+    try:
+        yield
+    finally:
+        state['allowed'] = old
+torch.nn.attention.SDPBackend, torch.nn.attention.sdpa_kernel = SDPBackend, sdpa_kernel
+class Event:
+    def __init__(self, enable_timing=False): self.t = None
+    def record(self): state['gpu'] = max(state['gpu'], state['host']); self.t = state['gpu']
+    def elapsed_time(self, end): return (end.t - self.t) * 1e3
+def synchronize(): state['host'] = max(state['host'], state['gpu'])
+def spin(cycles): state['gpu'] = max(state['gpu'], state['host']) + cycles / 2e9
+torch.cuda = types.SimpleNamespace(Event=Event, synchronize=synchronize, _sleep=spin, is_available=lambda: True)
+gpu.time.perf_counter = lambda: state['host']
+
+def sdpa(us, gqa=True):
+    """The SDPA call of a point with a boolean mask: us[backend] = its kernel's time, None where it refuses the inputs."""
+    def call(i):
+        for name in ORDER:
+            refuses = us.get(name) is None or (name == 'FLASH_ATTENTION') or (name == 'EFFICIENT_ATTENTION' and gqa)
+            if getattr(SDPBackend, name) not in state['allowed']:
+                continue
+            if refuses:
+                warnings.warn(f'{name} not used')
+                continue
+            state['ran'].append(name)
+            state['host'] += 10e-6
+            state['gpu'] = max(state['gpu'], state['host']) + us[name] * 1e-6
+            return name
+        raise RuntimeError('No available kernel. Aborting execution.')
+    return call
+
+out = {}
+cases = {'cuda': (dict(FLASH_ATTENTION=20, EFFICIENT_ATTENTION=50, MATH=400), True),
+         'cudnn': (dict(EFFICIENT_ATTENTION=50, CUDNN_ATTENTION=30, MATH=400), True),
+         'fastestNotFirst': (dict(EFFICIENT_ATTENTION=50, CUDNN_ATTENTION=30, MATH=400), False),
+         'none': ({}, True)}
+for case, (us, gqa) in cases.items():
+    with warnings.catch_warnings(record=True) as leaked:
+        warnings.simplefilter('always')
+        runs = [name for name, _ in sdpa_runs(torch, lambda: sdpa(us, gqa)(0))]
+        state['ran'] = []
+        t = time_sdpa(torch, sdpa(us, gqa), 20)
+    out[case] = {'runs': runs, 'backend': t.get('sdpa', {}).get('backend'), 'us': t.get('sdpa', {}).get('medianUs'), 'all': t.get('sdpaBackends'),
+                 'failed': t.get('sdpaFailed'), 'ran': sorted(set(state['ran'])), 'leaked': len(leaked)}
+state['ran'] = []
+sdpa(cases['cuda'][0])(0)
+out['unforced'] = state['ran']
+print(json.dumps(out))
+`;
+    type Case = { runs: string[]; backend: string | null; us: number | null; all: Record<string, number> | null; failed: string | null; ran: string[]; leaked: number };
+    const r = JSON.parse(await py(script)) as Record<'cuda' | 'cudnn' | 'fastestNotFirst' | 'none', Case> & { unforced: string[] };
+    // What the benchmark timed before, unforced: math (its label was plain 'SDPA').
+    expect(r.unforced).toEqual(['MATH']);
+    expect(r.cuda).toMatchObject({ runs: ['MATH'], backend: 'MATH', failed: null, ran: ['MATH'], leaked: 0 });
+    expect(r.cuda.us).toBeCloseTo(400, 6);
+    // cuDNN takes the mask and the head groups: both that run are timed, the faster is the row's.
+    expect(r.cudnn).toMatchObject({ runs: ['CUDNN_ATTENTION', 'MATH'], backend: 'CUDNN_ATTENTION', ran: ['CUDNN_ATTENTION', 'MATH'], leaked: 0 });
+    expect(r.cudnn.us).toBeCloseTo(30, 6);
+    expect(Object.keys(r.cudnn.all!)).toEqual(['CUDNN_ATTENTION', 'MATH']);
+    expect(r.cudnn.all!['MATH']).toBeCloseTo(400, 6);
+    // Without head groups memory-efficient runs first, but cuDNN is faster: the fastest, not the first, is the row's.
+    expect(r.fastestNotFirst).toMatchObject({ runs: ['EFFICIENT_ATTENTION', 'CUDNN_ATTENTION', 'MATH'], backend: 'CUDNN_ATTENTION' });
+    expect(r.none).toMatchObject({ runs: [], backend: null, failed: 'no SDPA backend runs it', leaked: 0 });
+  });
+
+  test('device-check.md and the summary name the backend of each SDPA time, and say when none ran', async () => {
+    const timing = (us: number) => ({ medianUs: us, p20Us: us - 1, p80Us: us + 1, reps: 100 });
+    const row = (prefix: number, extra: object) => ({ variant: 'tidar_k16', n: 16, prefix, batch: 1, splits: 4, tidarc: timing(100), predictedUs: 80, predictedBound: 'copy',
+      tidarcTBs: 3, tidarcTflops: 50, copyShare: 0.75, computeShare: 0.06, flex: timing(140), ...extra });
+    const data = { format: 1, date: '2026-12-05', dryRun: false, device: { name: 'NVIDIA H100' }, parts: [], bench: [
+      row(4096, { sdpa: { ...timing(400), backend: 'MATH' }, sdpaBackends: { MATH: 400 } }), row(16384, { sdpaFailed: 'no SDPA backend runs it' })],
+    correctness: [{ model: 'qwen3_8b', variant: 'tidar_k16', batch: 1, splits: 1, maxError: 1e-3, tolerance: 5e-3, lseMaxError: 1e-6,
+      rule: '2 x SDPA bf16 error (2.00e-03, MATH) + 0.001', sdpaError: 2e-3, sdpaBackend: 'MATH', ok: true }] };
+    const script = `
+import json, sys, tempfile
+from report import write_reports
+out = tempfile.mkdtemp()
+short = write_reports(json.loads(sys.argv[1]), out)
+print(json.dumps({'md': open(out + '/device-check.md').read(), 'short': short}))
+`;
+    const r = JSON.parse(await py(script, JSON.stringify(data))) as { md: string; short: string };
+    expect(r.md).toContain('| 140.0 | 400.0 (MATH) | 1.40x | 4.00x |');
+    expect(r.md).toContain('| 140.0 | error: no SDPA backend runs it | 1.40x | -x |');
+    expect(r.md).toContain('| 2 x SDPA bf16 error (2.00e-03, MATH) + 0.001 | ok |');
+    expect(r.md).toContain('at the fastest of its backends (flash, memory-efficient, cuDNN, math');
+    expect(r.short).toMatch(/tidar_k16 L=4096 +B=1: .* sdpa +400\.0 \(MATH\)/);
+  });
+});
+
 describe.skipIf(!torch)('FlexAttention and SDPA baselines (flex.py; torch\'s CPU build; skipped in CI)', () => {
 
   test('the attention correctness check\'s GPU judge (kernels.torch_judge: 16-bit inputs uploaded once, reference and SDPA there) on torch\'s CPU: numpy\'s float64 reference, SDPA\'s bf16 error beside it', async () => {
@@ -183,10 +293,11 @@ prefix = [37, 0]
 shapes = {'q': (2, 6, 4, 16), 'kc': (2, 2, 37, 16), 'vc': (2, 2, 37, 16), 'ks': (2, 6, 2, 16), 'vs': (2, 6, 2, 16)}
 bits = {k: to_bits(rng.standard_normal(s, dtype=np.float32), 'bf16') for k, s in shapes.items()}
 ref_o, ref_lse = reference(model, v, *(from_bits(bits[k], 'bf16') for k in ('q', 'kc', 'vc', 'ks', 'vs')), prefix)
-o, lse, sdpa = torch_judge(torch, 'cpu')(model, v, bits, prefix)
-print(json.dumps({'o': float(np.abs(o - ref_o).max()), 'lse': float(np.abs(lse - ref_lse).max()), 'sdpa': sdpa}))
+o, lse, sdpa, backend = torch_judge(torch, 'cpu')(model, v, bits, prefix)
+print(json.dumps({'o': float(np.abs(o - ref_o).max()), 'lse': float(np.abs(lse - ref_lse).max()), 'sdpa': sdpa, 'backend': backend}))
 `;
-    const r = JSON.parse(await py(script, JSON.stringify(mask))) as { o: number; lse: number; sdpa: number };
+    const r = JSON.parse(await py(script, JSON.stringify(mask))) as { o: number; lse: number; sdpa: number; backend: string };
+    expect(r.backend).toBe('FLASH_ATTENTION');  // the CPU's flash kernel takes a boolean mask and head groups (CUDA's does not)
     expect(r.o).toBeLessThan(1e-12);
     expect(r.lse).toBeLessThan(1e-12);
     expect(r.sdpa).toBeGreaterThan(1e-4);  // bf16 outputs: SDPA's own rounding, the FA3 tolerance's base
