@@ -31,7 +31,6 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parsePtxasReport, ptxasPerformanceLosses, type PtxasByArch } from '../../src/build/ptxas.js';
 import { runPool } from '../../src/build/pool.js';
-import { buildEmulatorRuntime } from '../../src/emulate/emulator-build.js';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
 import { ARCHES } from '../../src/codegen/arch.js';
 import { GEMM_SWIGLU_INTERLEAVE, interleaveGateUp } from '../../src/codegen/gemm-epilogue.js';
@@ -39,6 +38,7 @@ import type { GemmShape } from '../../src/codegen/gemm-plan.js';
 import { sm90aTokenTile } from '../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { type DType, decode } from '../../src/util/dtype.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { type GemmProblem, randomGemmProblem, referenceGemm, worstRatio } from '../helpers/gemm.js';
 import { type Sm90aRun, type Sm90aUnit, buildSm90aHarness, runSm90a, writeSm90aUnit } from './gemm-sm90a-emu.js';
 
@@ -91,7 +91,8 @@ const swigluInterleaved: GemmProblem = { ...swigluNatural, w: interleaveGateUp(s
 
 beforeAll(async () => {
   if (!cxx.found) return;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  // The emulator runtime's objects, linked unchanged: built once for every file (test/helpers/emulated-driver.ts).
+  const objects = await sharedEmulatorRuntime();
   await runPool([...SPLITS], 2, async (s) => {
     const shape = SHAPE_OF[s];
     const b = await build(`split${s}`, shape, MS, s, s === 1 ? ['gate_up'] : ['test'], objects);

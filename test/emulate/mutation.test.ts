@@ -15,11 +15,12 @@ import { compileModel } from '../../src/build/compile-model.js';
 import { runPool } from '../../src/build/pool.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { ManifestVariant } from '../../src/codegen/manifest.js';
-import { buildEmulatorRuntime, buildVariantEmulator } from '../../src/emulate/emulator-build.js';
+import { buildVariantEmulator } from '../../src/emulate/emulator-build.js';
 import { type EmulationReport, emulateVariant } from '../../src/emulate/emulate-variant.js';
 import { runEmulator } from '../../src/emulate/emulator-run.js';
 import { randomAttentionInputs } from '../../src/runtime/reference.js';
 import { readManifest } from '../../src/runtime/kernel-library.js';
+import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { modelForShape } from '../helpers/models.js';
 
 interface Mutant {
@@ -97,7 +98,8 @@ beforeAll(async () => {
   });
   const manifest = readManifest(compiled);
   k8Plan = manifest.variants.find((v) => v.name === 'tidar_k8')!.plan;
-  const objects = await buildEmulatorRuntime(cxx.tool.path, join(root, 'runtime'));
+  // The emulator runtime's objects, linked unchanged: built once for every file (test/helpers/emulated-driver.ts).
+  const objects = await sharedEmulatorRuntime();
   await runPool(MUTANTS, 2, async (m, i) => {
     const dir = join(root, `mutant${i}`);
     mkdirSync(dir);

@@ -14,7 +14,7 @@
  *     Entries unused for an hour beyond the newest 3 of their kind are removed (test-cache.ts).
  */
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { findCxx } from '../../src/build/toolchain.js';
 import { templatesDigest } from '../../src/codegen/templates.js';
 import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
@@ -117,11 +117,14 @@ export async function sharedEmulatorRuntime(): Promise<string[]> {
   if (!cxx.found) throw new Error(`the emulator runtime needs a C++ compiler (${cxx.reason})`);
   const dir = join(TEST_CACHE, `emu-runtime-${sha256(`${await emulatedBuildKey()}\n${EMU_RUNTIME_SOURCES.join(' ')}`).slice(0, 16)}`);
   const list = join(dir, 'objects.txt');
+  // The list names the objects by file name, resolved against the entry: an entry built through
+  // another path to this cache (a checkout reached through a link, or a copy) listed absolute paths
+  // that no longer exist once that path is gone, and every linking test failed with ld's "cannot find".
   await once(dir, list, 'building the emulator runtime for the tests', async () => {
     const objects = await buildEmulatorRuntime(cxx.tool.path, dir);
-    writeFileSync(list, `${objects.join('\n')}\n`);
+    writeFileSync(list, `${objects.map((o) => basename(o)).join('\n')}\n`);
   });
-  return readFileSync(list, 'utf8').split('\n').filter(Boolean);
+  return readFileSync(list, 'utf8').split('\n').filter(Boolean).map((o) => join(dir, basename(o)));
 }
 
 /**

@@ -24,3 +24,16 @@ export async function writeRandomModel(dir: string, spec: ModelSpec, seed: numbe
   await initModel({ spec, outDir, seed, std });
   return outDir;
 }
+
+/** The draft lengths of sharedSmallSpec. */
+export const SHARED_DRAFTS: readonly number[] = [1, 2, 4, 8];
+
+/**
+ * One small model spec (smallSpec, k in {1, 2, 4, 8}) for the CPU runtime tests that need no
+ * other shape: loaded with the tests' shared kernel cache (emulated-driver.ts sharedKernelCache),
+ * its kernels compile once per run for every such file (about 12 s of g++ on 2 cores), whatever
+ * weights each file writes. A file that needs another shape keeps its own spec and cache.
+ */
+export function sharedSmallSpec(): ModelSpec {
+  return smallSpec('small-k1248', SHARED_DRAFTS);
+}

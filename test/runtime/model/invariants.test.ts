@@ -10,17 +10,22 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type KvCache, compareCaches } from '../../../src/runtime/model/kv-cache.js';
 import { type Model, loadModel } from '../../../src/load/load-model.js';
-import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+import { sharedKernelCache } from '../../helpers/emulated-driver.js';
+import { SHARED_DRAFTS, sharedSmallSpec, smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
-const DRAFTS = [1, 2, 4, 8];
+const DRAFTS = SHARED_DRAFTS;
 const PROMPTS = ['def main(', 'The quick brown fox', 'x = [1, 2, 3]\nfor i in x:\n    print(i)\n'];
 const root = mkdtempSync(join(tmpdir(), 'tidarc-inv-'));
 const models: Model[] = [];
 
 beforeAll(async () => {
-  for (const [i, overrides] of [{}, { family: 'qwen2' as const, qkNorm: false, tieEmbeddings: false }].entries()) {
-    const dir = await writeRandomModel(root, smallSpec(`inv${i}`, DRAFTS, overrides), 10 + i);
-    models.push(await loadModel(dir, { backend: 'cpu', cacheDir: join(root, 'cache'), threads: 2 }));
+  // The qwen3 model is sharedSmallSpec: its kernels come from the tests' shared cache (sampling.test.ts and
+  // mask-never-emitted.test.ts load the same); the qwen2 one is this file's alone.
+  const specs = [sharedSmallSpec(), smallSpec('inv1', DRAFTS, { family: 'qwen2', qkNorm: false, tieEmbeddings: false })];
+  const caches = [await sharedKernelCache(), join(root, 'cache')];
+  for (const [i, spec] of specs.entries()) {
+    const dir = await writeRandomModel(root, spec, 10 + i);
+    models.push(await loadModel(dir, { backend: 'cpu', cacheDir: caches[i]!, threads: 2 }));
   }
 }, 300_000);
 

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type Model, loadModel } from '../../../src/load/load-model.js';
 import { readSafetensors, serializeSafetensors, type Tensor } from '../../../src/model/safetensors.js';
-import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+import { sharedKernelCache } from '../../helpers/emulated-driver.js';
+import { sharedSmallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const MASK = 259;
 const BF16_ONE = 0x3f80, BF16_HUNDRED = 0x42c8;
@@ -21,7 +22,8 @@ const root = mkdtempSync(join(tmpdir(), 'tidarc-mask-out-'));
 let model: Model;
 
 beforeAll(async () => {
-  const spec = smallSpec('maskout', [2], { maxPositionEmbeddings: 256 });
+  // sharedSmallSpec (k = 2 among its drafts): its kernels compile once for the files that load it; the weights are this file's.
+  const spec = sharedSmallSpec();
   const dir = await writeRandomModel(root, spec, 9);
   const file = await readSafetensors(join(dir, 'model.safetensors'));
   const tensors: Record<string, Tensor> = {};
@@ -37,7 +39,7 @@ beforeAll(async () => {
     tensors[name] = { ...t, data };
   }
   writeFileSync(join(dir, 'model.safetensors'), serializeSafetensors(tensors, file.metadata));
-  model = await loadModel(dir, { backend: 'cpu', cacheDir: join(root, 'cache'), threads: 1 });
+  model = await loadModel(dir, { backend: 'cpu', cacheDir: await sharedKernelCache(), threads: 1 });
 }, 300_000);
 
 afterAll(() => {

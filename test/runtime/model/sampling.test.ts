@@ -14,7 +14,8 @@ import { distribution, sample, verifyDraft } from '../../../src/runtime/model/sa
 import { type Model, loadModel } from '../../../src/load/load-model.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { goodnessOfFit, homogeneity } from '../../helpers/chi-square.js';
-import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+import { sharedKernelCache } from '../../helpers/emulated-driver.js';
+import { sharedSmallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
 const ALPHA = 1e-7;
 const P = [0.5, 0.2, 0.15, 0.1, 0.05];
@@ -65,8 +66,9 @@ const root = mkdtempSync(join(tmpdir(), 'tidarc-sampling-'));
 let model: Model;
 
 beforeAll(async () => {
-  const dir = await writeRandomModel(root, smallSpec('sampling', [2, 4]), 5);
-  model = await loadModel(dir, { backend: 'cpu', cacheDir: join(root, 'cache'), threads: 1 });
+  // Drafts 2 and 4 are among sharedSmallSpec's: its kernels compile once for the files that load it.
+  const dir = await writeRandomModel(root, sharedSmallSpec(), 5);
+  model = await loadModel(dir, { backend: 'cpu', cacheDir: await sharedKernelCache(), threads: 1 });
 }, 300_000);
 
 afterAll(() => {
