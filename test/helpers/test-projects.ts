@@ -39,6 +39,8 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/runtime/model/decode-options.test.ts', 'test/runtime/model/needed-variants.test.ts', 'test/runtime/model/non-finite.test.ts',
   'test/bench/device-check-gemm-tune.test.ts', 'test/bench/device-check-e2e.test.ts', 'test/bench/device-prebuild.test.ts',
   'test/codegen/target.test.ts', 'test/emulate/emulated-driver.test.ts',
+  'test/codegen/gemm-kernel-choice.test.ts', 'test/codegen/gemm-tile-choice.test.ts', 'test/codegen/gemm-kernel-pick.test.ts', 'test/codegen/attention-grid.test.ts',
+  'test/codegen/gemm-unit-split.test.ts', 'test/codegen/gemm-omission.test.ts', 'test/build/kernel-cache-choice.test.ts',
   'test/runtime/native.test.ts', 'test/runtime/kernel-library.test.ts', 'test/runtime/async-buffers.test.ts',
   'test/runtime/cuda/device-graphs.test.ts', 'test/runtime/cuda/tensor-map.test.ts', 'test/runtime/cuda/gpu-ops-abi.test.ts',
   'test/runtime/cuda/attention-sm90a-driver.test.ts', 'test/runtime/cuda/gpu-gemm-emulated.test.ts', 'test/runtime/cuda/gpu-gemm-sm90a.test.ts',
