@@ -141,7 +141,9 @@ def tune_lines(t):
     cut = [f"{r['variant']} | {r['bucket']}: {', '.join(r['notReached'])}" for r in t.get('buckets', []) if r.get('notReached')]
     if cut:
         lines += ['', f"Not reached in a bucket's time: {'; '.join(cut)}."]
-    if t.get('skipped'):
+    if t.get('contextLost') and t.get('buckets'):
+        lines += ['', f"The search stopped, the CUDA context lost: {t['contextLost']}." + (f" Not searched: {', '.join(t['skipped'])}." if t.get('skipped') else '')]
+    elif t.get('skipped'):
         lines += ['', f"Buckets skipped for the search's budget: {', '.join(t['skipped'])}."]
     if t.get('note'):
         lines += ['', f"Note: {t['note']}."]

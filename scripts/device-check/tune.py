@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from kernels import FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, compare, from_bits, launch_attention, reference, reference_torch, sdpa_error_torch, to_bits
+from kernels import FA3_EPSILON, FIXED_TOLERANCE, LSE_TOLERANCE, compare, context_lost, from_bits, launch_attention, reference, reference_torch, sdpa_error_torch, to_bits
 
 # As src/tune/tune-cpu.ts: MIN_REPS calls, or fewer slow ones filling MIN_TIME_S (at least MIN_CALLS).
 MIN_REPS, MIN_TIME_S, MIN_CALLS = 100, 0.1, 5
@@ -245,6 +245,20 @@ def variant_of(model, name):
     return next(v for v in model['variants'] if v['name'] == name)
 
 
+class ContextLost(RuntimeError):
+    """A configuration's error was sticky (kernels.context_lost): every later launch in this process would fail with it,
+    so the search stops instead of rejecting each remaining configuration with the same error."""
+
+
+def reject(drv, rejected, entry, e):
+    """Record a configuration whose launch or check raised; raise ContextLost where the error left the context lost."""
+    why = str(e).splitlines()[0][:200]
+    rejected.append({**entry, 'why': why})
+    lost = context_lost(drv)
+    if lost:
+        raise ContextLost(f'the CUDA context was lost at {entry} ({why}); it now reports {lost}') from e
+
+
 def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, seed):
     """One (variant, bucket): every configuration checked, the right ones timed; the record of device-check.json."""
     started = time.time()
@@ -274,8 +288,8 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
             call = lambda ptrs, model=model, v=v, c=c: launch_attention(drv, bundle, model, v, ptrs, b['batch'], b['prefix'], c['splits'])  # noqa: E731
             try:
                 err, lse_err = sets.check(call, ref_o, ref_lse)
-            except RuntimeError as e:  # a launch that fails is a wrong configuration
-                rec['rejected'].append({'config': key, 'why': str(e).splitlines()[0][:200]})
+            except RuntimeError as e:  # a launch that fails is a wrong configuration (or, if sticky, the end of the search)
+                reject(drv, rec['rejected'], {'config': key}, e)
                 continue
             if not (err <= tolerance and lse_err <= LSE_TOLERANCE):
                 rec['rejected'].append({'config': key, 'why': f'max error {err:.2e} (tolerance {tolerance:.2e}), lse error {lse_err:.2e}'})
@@ -284,7 +298,11 @@ def tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, se
         if sm90a_splits and 'sm90a' not in rec:  # the heuristic was the only configuration
             rec['sm90a'] = sm90a_at()
     finally:
-        sets.free()
+        try:
+            sets.free()
+        except RuntimeError:  # a lost context fails the free too; the error that lost it is what the record keeps
+            if not context_lost(drv):
+                raise
     rec['seconds'] = time.time() - started
     h = next((t for t in rec['timed'] if t['config'] == rec['heuristic']), None)
     if h is None:
@@ -313,7 +331,7 @@ def time_sm90a(drv, bundle, model, v, kernel, b, splits_list, sets, measure, ref
         try:
             err, lse_err = sets.check(call, ref_o, ref_lse)
         except RuntimeError as e:
-            out['rejected'].append({'splits': s, 'why': str(e).splitlines()[0][:200]})
+            reject(drv, out['rejected'], {'splits': s}, e)
             continue
         if not (err <= tolerance and lse_err <= LSE_TOLERANCE):
             out['rejected'].append({'splits': s, 'why': f'max error {err:.2e} (tolerance {tolerance:.2e}), lse error {lse_err:.2e}'})
@@ -371,16 +389,24 @@ def tune(drv, bundle, grid, out, make_sets, measure, machine, budget_s, bucket_s
     date = time.strftime('%Y-%m-%d', time.gmtime())
     started, records, entries, skipped = time.time(), [], [], []
     work = [(variant, b) for variant in t['variants'] for b in variant['buckets']]
+    lost = None
     for i, (variant, b) in enumerate(work):
         what = f"{variant['key']} | {b['bucket']}"
-        if time.time() - started >= budget_s:
+        if lost or time.time() - started >= budget_s:
             skipped.append(what)
             continue
         try:
             rec = tune_bucket(drv, bundle, tiles, variant, b, make_sets, measure, bucket_s, 2000 + i)
+        except ContextLost as e:  # the process's context is unusable: the later buckets are skipped, not failed one by one
+            lost = str(e)[:300]
+            rec = {'variant': variant['key'], 'name': variant['name'], 'bucket': b['bucket'], 'heuristic': config_key(b['heuristic']),
+                   'timed': [], 'rejected': [], 'notReached': [], 'error': lost}
         except Exception as e:  # noqa: BLE001 -- one bucket's failure is a result; the others still run
             rec = {'variant': variant['key'], 'name': variant['name'], 'bucket': b['bucket'], 'heuristic': config_key(b['heuristic']),
                    'timed': [], 'rejected': [], 'notReached': [], 'error': str(e).splitlines()[0][:300]}
+            gone = context_lost(drv)  # a fault while timing: sticky too
+            if gone:
+                lost = f"{rec['error']}; the CUDA context now reports {gone}"[:300]
         records.append(rec)
         if 'error' in rec:
             log(f"tune [{i + 1}/{len(work)}] {what}: FAILED: {rec['error']}")
@@ -393,5 +419,5 @@ def tune(drv, bundle, grid, out, make_sets, measure, machine, budget_s, bucket_s
             f"({rec['heuristicUs'] / rec['bestUs']:.2f}x); {len(rec['timed'])} timed, {len(rec['rejected'])} rejected, {rec['seconds']:.1f} s{vs}")
     write_db(out / DB_FILE, entries)
     return {'file': DB_FILE, 'meta': meta, 'machine': machine, 'slots': t['slots'], 'maxConfigs': t['maxConfigs'], 'budgetS': budget_s,
-            'bucketS': bucket_s, 'seconds': time.time() - started, 'buckets': records, 'skipped': skipped,
+            'bucketS': bucket_s, 'seconds': time.time() - started, 'buckets': records, 'skipped': skipped, **({'contextLost': lost} if lost else {}),
             **({'note': f"the heuristic's split rule counted {t['slots']} SMs; this device has {machine['sms']}"} if machine['sms'] != t['slots'] else {})}

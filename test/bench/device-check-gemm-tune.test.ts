@@ -597,3 +597,88 @@ print(json.dumps(out))`;
     expect(r.fits).toBe('allocating');
   });
 });
+
+describe.skipIf(!numpy)('a sticky CUDA error stops the attention search (tune.tune on a fake driver)', () => {
+  // Configurations by split count: s2 is refused at launch (the context stays usable), s3 faults (the launch returns, the
+  // check's synchronize and every call after it report CUDA_ERROR_ILLEGAL_ADDRESS), s4 faults in its timing.
+  const script = `import json, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, ${JSON.stringify(SCRIPTS)})
+from pathlib import Path
+import report, tune
+
+class Drv:
+    poisoned = False
+    def fail(self, what):
+        raise RuntimeError(f'{what} failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)')
+    def synchronize(self):
+        if self.poisoned:
+            self.fail('cuCtxSynchronize')
+
+launched = []
+def launch_attention(drv, bundle, model, v, ptrs, batch, prefix, splits):
+    if drv.poisoned:
+        drv.fail('cuLaunchKernel')
+    if splits == 2:
+        raise RuntimeError('cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)')
+    launched.append((v['name'], prefix, splits))
+    if splits == 3:
+        drv.poisoned = True
+        drv.fail('cuCtxSynchronize')
+tune.launch_attention = launch_attention
+
+class Sets:
+    inputs = [0]
+    def __init__(self, drv): self.drv = drv
+    def judge(self): return 0, 0, 1e-3, 'fake'
+    def check(self, call, ref_o, ref_lse):
+        call(0)
+        return 0.0, 0.0
+    def ptrs(self, i): return 0
+    def free(self):
+        self.drv.synchronize()
+
+def measure(call, n):
+    call(0)
+    if launched[-1][2] == 4:
+        drv.poisoned = True
+        drv.fail('cuEventSynchronize')
+    return {'medianUs': 10.0 / launched[-1][2], 'p20Us': 1.0, 'p80Us': 1.0}
+
+def bucket(prefix, splits):
+    configs = [{'warps': 4, 'tileN': 64, 'splits': s} for s in splits]
+    return {'bucket': f'b1-p{prefix}', 'batch': 1, 'prefix': prefix, 'feasible': len(configs), 'configs': configs, 'heuristic': configs[0]}
+model = {'variants': [{'name': 'ar'}], 'kvHeads': 1, 'headDim': 64}
+def grid(buckets):
+    return {'tune': {'tidarc': 'x', 'slots': 132, 'maxConfigs': 8, 'tiles': [{'warps': 4, 'tileN': 64, 'model': model}],
+                     'variants': [{'key': 'ar|bf16', 'name': 'ar', 'buckets': buckets}]}}
+machine = {'driverVersion': 13000, 'compiler': 'nvcc', 'name': 'H100', 'sms': 132}
+out = {}
+for name, buckets in {'refused': [bucket(64, [1, 2, 8])], 'fault': [bucket(64, [1, 2, 3, 8]), bucket(128, [1, 8])], 'timing': [bucket(64, [1, 4, 8]), bucket(128, [1])]}.items():
+    drv, launched[:] = Drv(), []
+    section = tune.tune(drv, Path('/nowhere'), grid(buckets), Path(sys.argv[1]), lambda *a: Sets(drv), measure, machine, 600, 60, lambda line: None)
+    out[name] = {'buckets': [{k: r.get(k) for k in ('bucket', 'best', 'error')} | {'rejected': [x['why'] for x in r['rejected']]} for r in section['buckets']],
+                 'skipped': section['skipped'], 'contextLost': section.get('contextLost'), 'launched': list(launched), 'md': report.tune_lines(section)[0]}
+print(json.dumps(out))`;
+
+  test('a refused launch rejects its configuration and the bucket goes on; a fault at the check or in the timing fails its bucket and skips the rest, saying why', async () => {
+    const dir = mkdtempSync(join(root, 'sticky-attention-'));
+    type Run = { buckets: { bucket: string; best: string | null; error: string | null; rejected: string[] }[]; skipped: string[]; contextLost: string | null; launched: [string, number, number][]; md: string[] };
+    const r = JSON.parse((await exec('python3', ['-c', script, dir])).stdout) as Record<'refused' | 'fault' | 'timing', Run>;
+    // Non-sticky: the refused configuration is rejected, the others timed, the best chosen.
+    expect(r.refused.buckets).toEqual([{ bucket: 'b1-p64', best: 'w4r16-n64p2-s8', error: null, rejected: ['cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)'] }]);
+    expect(r.refused.contextLost).toBeNull();
+    // Sticky at the check: s1 checked and timed, s2 refused, s3 faults; s8 after it is never launched, and the next bucket is skipped, not failed.
+    expect(r.fault.launched).toEqual([['ar', 64, 1], ['ar', 64, 1], ['ar', 64, 3]]);
+    expect(r.fault.buckets).toHaveLength(1);
+    expect(r.fault.buckets[0]!.error).toMatch(/^the CUDA context was lost at \{'config': 'w4r16-n64p2-s3'\} \(cuCtxSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS \(700\)\); it now reports cuCtxSynchronize failed/);
+    expect(r.fault.skipped).toEqual(['ar|bf16 | b1-p128']);
+    expect(r.fault.contextLost).toBe(r.fault.buckets[0]!.error);
+    expect(r.fault.md.join('\n')).toContain(`The search stopped, the CUDA context lost: ${r.fault.contextLost}. Not searched: ar|bf16 | b1-p128.`);
+    expect(r.fault.md.join('\n')).not.toContain('skipped for the search\'s budget');
+    // Sticky in the timing: the bucket fails with the timing's error, and the context check stops the search there too.
+    expect(r.timing.buckets.map((b) => b.error)).toEqual(['cuEventSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (700)']);
+    expect(r.timing.skipped).toEqual(['ar|bf16 | b1-p128']);
+    expect(r.timing.contextLost).toMatch(/^cuEventSynchronize failed: .*; the CUDA context now reports cuCtxSynchronize failed/);
+  });
+});
