@@ -3,13 +3,14 @@
  * and swap directories NAME.tmp-PID / NAME.old-PID and atomic-write temp files NAME.PID.HEX.tmp.
  * The next run that writes in the same directory removes those whose process is gone. A
  * directory is removed only when tidarc wrote it (marker, or an older tidarc's layout) or it is
- * empty, so a user's `notes.tmp-1` survives; a live process's files are never touched.
+ * empty (or holds only a marker not yet written), so a user's `notes.tmp-1` survives; a live
+ * process's files are never touched.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { noProcessWithId } from './process-gone.js';
 import { isPending } from './interrupt.js';
-import { ATOMIC_TEMP, tidarcKind, untouchableReason } from './tidarc-dir.js';
+import { ATOMIC_TEMP, MARKER_FILE, tidarcKind, untouchableReason } from './tidarc-dir.js';
 
 const STAGING = /^.+\.(?:tmp|old)-(\d+)$/;
 
@@ -19,9 +20,14 @@ function processGone(pid: number, path: string): boolean {
   return noProcessWithId(pid);
 }
 
-function isEmptyDir(path: string): boolean {
+/**
+ * Empty, or holding only the marker file, whatever its text: a run killed between creating the
+ * marker and writing it (output-dir.ts createStaging, right after mkdir) leaves it empty.
+ */
+function isEmptyStaging(path: string): boolean {
   try {
-    return readdirSync(path).length === 0;
+    const names = readdirSync(path);
+    return names.length === 0 || (names.length === 1 && names[0] === MARKER_FILE);
   } catch {
     return false;
   }
@@ -43,7 +49,7 @@ export function removeStaleTemps(dir: string): string[] {
     const path = join(dir, e.name);
     if (!processGone(Number(staging ? staging[1] : temp![2]), path)) continue;
     // Never the current directory or a parent of it, even a leftover.
-    const ours = staging ? e.isDirectory() && !untouchableReason(path) && (isEmptyDir(path) || tidarcKind(path) !== undefined) : e.isFile();
+    const ours = staging ? e.isDirectory() && !untouchableReason(path) && (isEmptyStaging(path) || tidarcKind(path) !== undefined) : e.isFile();
     if (!ours) continue;
     try {
       rmSync(path, { recursive: true, force: true, maxRetries: 3 });

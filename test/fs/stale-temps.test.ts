@@ -33,6 +33,9 @@ test('removes what dead tidarc runs left, keeps the rest', () => {
   marked(`ckpt.tmp-${dead}`);
   marked(`ckpt.old-${dead}`);
   mkdirSync(join(dir, `empty.tmp-${dead}`));
+  // Killed between creating the marker and writing its text (createStaging's first moments).
+  mkdirSync(join(dir, `early.tmp-${dead}`));
+  writeFileSync(join(dir, `early.tmp-${dead}`, MARKER_FILE), '');
   writeFileSync(join(dir, `tune.json.${dead}.0badf00d.tmp`), '{');
   // Kept: a live process's (our parent's) staging, a user's look-alike, unrelated files.
   marked(`live.tmp-${process.ppid}`);
@@ -42,7 +45,7 @@ test('removes what dead tidarc runs left, keeps the rest', () => {
   writeFileSync(join(dir, 'keep.txt'), 'x');
 
   const removed = removeStaleTemps(dir).map((p) => p.slice(dir.length + 1)).sort();
-  expect(removed).toEqual([`ckpt.old-${dead}`, `ckpt.tmp-${dead}`, `empty.tmp-${dead}`, `tune.json.${dead}.0badf00d.tmp`]);
+  expect(removed).toEqual([`ckpt.old-${dead}`, `ckpt.tmp-${dead}`, `early.tmp-${dead}`, `empty.tmp-${dead}`, `tune.json.${dead}.0badf00d.tmp`]);
   expect(readdirSync(dir).sort()).toEqual(['keep.txt', `live.tmp-${process.ppid}`, `notes.tmp-${dead}`, `report.tmp-${dead}`].sort());
 });
 
