@@ -1,7 +1,8 @@
 /**
  * `tidarc emulate` behind the CLI: builds the emulator of each chosen variant of a compiled
- * directory (in parallel, in a scratch directory removed afterwards) and checks each run
- * against the float64 reference.
+ * directory (in parallel, in a scratch directory removed afterwards; the emulator runtime they
+ * link comes from the kernel cache, runtime-cache.ts) and checks each run against the float64
+ * reference.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -13,9 +14,10 @@ import { runPool } from '../build/pool.js';
 import { findCxx, findNvcc } from '../build/toolchain.js';
 import { ARCHES, type ArchName } from '../codegen/arch.js';
 import { readManifest } from '../runtime/kernel-library.js';
-import { buildEmulatorRuntime, buildVariantEmulator, buildVariantForGpu } from './emulator-build.js';
+import { buildVariantEmulator, buildVariantForGpu } from './emulator-build.js';
 import { type EmulationCase, type EmulationReport, emulateVariant } from './emulate-variant.js';
 import { checkGpuPresent, gpuMissingIn } from './gpu-presence.js';
+import { cachedEmulatorRuntime } from './runtime-cache.js';
 
 export interface EmulateOptions {
   /** Variant names to run (default: every variant of the directory). */
@@ -29,9 +31,11 @@ export interface EmulateOptions {
   /**
    * The emulator runtime's objects (buildEmulatorRuntime's) to link, instead of compiling them
    * (a g++ run per source) in the scratch directory: a caller that emulates several directories
-   * builds them once.
+   * builds them once. Default: the kernel cache's (runtime-cache.ts), compiled on first use.
    */
   readonly runtimeObjects?: readonly string[];
+  /** Where the emulator runtime is cached (default: $TIDARC_CACHE or ~/.cache/tidarc). */
+  readonly cacheDir?: string;
   /** 'emulator' (default): g++ and the SIMT emulator; 'gpu': nvcc and the GPU, same checks. */
   readonly target?: 'emulator' | 'gpu';
   /** The GPU's architecture, for target 'gpu' (default sm_90). */
@@ -69,7 +73,7 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
   const prefixLen = prefixLengths(options.batch, options.prefix);
   try {
     const t0 = performance.now();
-    const objects = onGpu ? [] : options.runtimeObjects ?? await buildEmulatorRuntime(compiler.tool.path, join(work, 'runtime'));
+    const objects = onGpu ? [] : options.runtimeObjects ?? await cachedEmulatorRuntime(compiler.tool, { log: options.log, ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }) });
     const gencode = ARCHES[options.arch ?? 'sm_90'].gencode;
     let built = 0;
     const exes = await runPool(variants, jobs, async (v) => {

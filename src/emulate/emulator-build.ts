@@ -21,7 +21,7 @@ export const EMU_FLAGS: readonly string[] = EMULATOR_BUILD.flags;
 export const EMU_KERNEL_FLAGS: readonly string[] = EMULATOR_BUILD.kernelFlags;
 /** What makes a unit a module the emulated driver dlopens. */
 export const EMU_MODULE_FLAGS: readonly string[] = EMULATOR_BUILD.moduleFlags;
-/** The emulator runtime, compiled once per `tidarc emulate` run. */
+/** The emulator runtime, compiled once per compiler and source edit (runtime-cache.ts keeps it in the kernel cache). */
 export const EMU_RUNTIME_SOURCES: readonly string[] = ['emu_runtime.cpp', 'emu_memory.cpp', 'emu_global.cpp', 'emu_warp.cpp', 'emu_fiber.cpp', 'emu_hopper_sync.cpp', 'emu_hopper_mma.cpp'];
 /** The harness is built with each variant: it names the variant's kernels through -D. */
 const HARNESS_SOURCE = 'emu_main.cpp';

@@ -1,9 +1,10 @@
 /** `tidarc emulate` as a user runs it: table, JSON contract, exit codes, option errors. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx, findNvcc } from '../../src/build/toolchain.js';
+import { emulatorRuntimeEntry } from '../../src/emulate/runtime-cache.js';
 import { loadNative } from '../../src/runtime/native.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
@@ -16,10 +17,20 @@ const compiled = join(scratch, 'tiny');
 
 const run = runTidarc;
 
+// The emulator runtime is cached in the kernel cache (src/emulate/runtime-cache.ts): this file's
+// own, so its runs build it once and a user's ~/.cache is never touched.
+const cacheDir = join(scratch, 'cache');
+let savedCache: string | undefined;
 beforeAll(async () => {
+  savedCache = process.env['TIDARC_CACHE'];
+  process.env['TIDARC_CACHE'] = cacheDir;
   expect((await run('compile', join(packageRoot(), 'examples', 'tiny.json'), '--no-build', '--out', compiled)).code).toBe(0);
 }, 120_000);
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+afterAll(() => {
+  if (savedCache === undefined) delete process.env['TIDARC_CACHE'];
+  else process.env['TIDARC_CACHE'] = savedCache;
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 describe.skipIf(!cxx.found)('tidarc emulate', () => {
   test('--json prints the contract for one variant and exits 0', async () => {
@@ -38,11 +49,27 @@ describe.skipIf(!cxx.found)('tidarc emulate', () => {
   test('the table says what it checked', async () => {
     const r = await run('emulate', compiled, '--variant', 'ar', '--splits', '1');
     expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^(emulator runtime: cached|building the emulator runtime) \(/m);
     expect(r.stdout).toMatch(/built the emulator of ar/);
     // Progress as each check ends (a large variant's check runs for minutes), before the table.
     expect(r.stdout).toMatch(/^\[1\/1\] checked ar at splits 1: ok \(\d+\.\d s\)\nvariant /m);
     expect(r.stdout).toMatch(/ar\s+1\s+37,18\s+.*ok/);
     expect(r.stdout).toContain('all 1 checks passed');
+  }, 120_000);
+
+  test('a second run links the cached emulator runtime: nothing compiled, nothing rewritten', async () => {
+    expect((await run('emulate', compiled, '--variant', 'ar', '--splits', '1', '--json')).code).toBe(0);
+    if (!cxx.found) throw new Error(cxx.reason);
+    const entry = emulatorRuntimeEntry(cxx.tool, cacheDir);
+    const objects = readFileSync(join(entry, 'objects.json'), 'utf8');
+    const mtimes = () => (JSON.parse(objects) as { objects: { name: string }[] }).objects.map((o) => statSync(join(entry, o.name)).mtimeMs);
+    const before = mtimes();
+    expect(before).toHaveLength(7);
+    const r = await run('emulate', compiled, '--variant', 'ar', '--splits', '1');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`emulator runtime: cached (${entry})`);
+    expect(r.stdout).not.toContain('building the emulator runtime');
+    expect(mtimes()).toEqual(before);
   }, 120_000);
 
   test('a wrong kernel gives exit code 1 and names the failing variant', async () => {
