@@ -169,8 +169,10 @@ describe('tidarc emulate interrupted while building the emulator', () => {
     const tmp = join(scratch, 'emu-tmp');
     mkdirSync(tmp);
     const started = join(scratch, 'emu-cxx-started');
+    // The first compile is the emulator runtime's, staged in the kernel cache (runtime-cache.ts).
+    const cache = join(scratch, 'emu-cache');
     const { child, exit } = start(['emulate', out, '--variant', 'ar', '--jobs', '1'],
-      { CXX: FAKE_CXX, TMPDIR: tmp, TIDARC_FAKE_STARTED: started });
+      { CXX: FAKE_CXX, TMPDIR: tmp, TIDARC_CACHE: cache, TIDARC_FAKE_STARTED: started });
     await until('the compiler to start', () => existsSync(started) && readFileSync(started, 'utf8').trim() !== '');
     expect(readdirSync(tmp).filter((f) => f.startsWith('tidarc-emu-'))).toHaveLength(1);
     const compilerPid = Number(readFileSync(started, 'utf8'));
@@ -178,6 +180,8 @@ describe('tidarc emulate interrupted while building the emulator', () => {
     const r = await exit;
     expect(r.code, r.stderr).toBe(143);
     expect(readdirSync(tmp)).toEqual([]);
+    // Neither its staging directory nor its lock is left in the cache.
+    expect(readdirSync(join(cache, 'emu-runtime'))).toEqual([]);
     await until('the compiler to be killed', () => !alive(compilerPid), 5000);
   });
 });

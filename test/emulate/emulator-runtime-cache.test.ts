@@ -2,7 +2,9 @@
 // second use compiles nothing, another compiler or source builds another entry, and an entry whose
 // objects do not match its list is rebuilt. A stand-in compiler (a shell script that writes its
 // -o file and counts its runs) keeps this fast; test/cli/emulate.test.ts links the real objects.
-import { chmodSync, readFileSync, readdirSync, truncateSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { EMU_RUNTIME_SOURCES } from '../../src/emulate/emulator-build.js';
@@ -83,6 +85,22 @@ test('concurrent first uses build the entry once', async () => {
   const [a, b] = await Promise.all([cachedEmulatorRuntime(tool, { cacheDir }), cachedEmulatorRuntime(tool, { cacheDir })]);
   expect(a).toEqual(b);
   expect(cc.runs()).toBe(EMU_RUNTIME_SOURCES.length);
+});
+
+test("a dead run's staging directory and lock beside the entry are removed by the next build", async () => {
+  const root = await scratchDir('tidarc-emu-runtime-cache-');
+  const cacheDir = join(root, 'cache');
+  const cc = fakeCompiler(root, 'cc');
+  const tool = { path: cc.path, version: 'fake 1.0' };
+  const entry = emulatorRuntimeEntry(tool, cacheDir);
+  // What a SIGKILLed build leaves: its staging directory (half the objects) and its lock.
+  const dead = spawnSync('true').pid;
+  mkdirSync(`${entry}.tmp-${dead}`, { recursive: true });
+  writeFileSync(join(`${entry}.tmp-${dead}`, 'emu_runtime.o'), 'half');
+  writeFileSync(`${entry}.lock`, JSON.stringify({ pid: dead, host: hostname() }));
+  await cachedEmulatorRuntime(tool, { cacheDir });
+  expect(cc.runs()).toBe(EMU_RUNTIME_SOURCES.length);
+  expect(readdirSync(join(cacheDir, 'emu-runtime'))).toEqual([entry.split('/').pop()]);
 });
 
 test('the sources digest changes with an edit of any file under the directories', async () => {
