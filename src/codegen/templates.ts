@@ -3,10 +3,10 @@
  * noEscape (C++ is not HTML) and strict (a missing field is an error, not an empty string),
  * plus static headers copied verbatim into every output.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Handlebars from 'handlebars';
-import { sha256Hasher } from '../util/hash.js';
+import { fileTreeDigest } from '../fs/file-tree-digest.js';
 import { packageRoot } from '../util/paths.js';
 
 const handlebars = Handlebars.create();
@@ -34,18 +34,6 @@ let digest: string | undefined;
 
 /** sha256 over every file under templates/ (paths and contents), computed once. */
 export function templatesDigest(): string {
-  if (digest !== undefined) return digest;
-  const root = join(packageRoot(), 'templates');
-  const walk = (rel: string): string[] =>
-    readdirSync(join(root, rel)).sort().flatMap((name) => {
-      const path = rel ? `${rel}/${name}` : name;
-      return statSync(join(root, path)).isDirectory() ? walk(path) : [path];
-    });
-  const hash = sha256Hasher();
-  for (const path of walk('')) {
-    hash.update(`${path}\n`);
-    hash.update(readFileSync(join(root, path)));
-  }
-  digest = hash.digest();
+  digest ??= fileTreeDigest(join(packageRoot(), 'templates'));
   return digest;
 }

@@ -10,16 +10,17 @@
  * objects.json lists each object by file name (resolved against the entry, never an absolute path),
  * size and sha256: an entry whose objects do not match it is rebuilt, not trusted.
  */
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative } from 'node:path';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Tool } from '../build/toolchain.js';
 import { TidarcError } from '../errors.js';
 import { cacheField, defaultCacheDir } from '../build/kernel-cache.js';
 import { withFileLock } from '../fs/file-lock.js';
 import { removeOnInterrupt, settled } from '../fs/interrupt.js';
+import { fileTreeDigest } from '../fs/file-tree-digest.js';
 import { makeDirs } from '../fs/make-dirs.js';
 import { EMULATOR_BUILD } from '../codegen/targets.js';
-import { sha256, sha256Hasher } from '../util/hash.js';
+import { sha256 } from '../util/hash.js';
 import { packageRoot } from '../util/paths.js';
 import { EMU_FLAGS, EMU_RUNTIME_SOURCES, buildEmulatorRuntime } from './emulator-build.js';
 
@@ -39,34 +40,11 @@ interface ObjectRecord {
   readonly sha256: string;
 }
 
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir).sort().flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}
-
-/** Hex digest of every file under `dirs` (path relative to `root`, then its bytes). */
-export function sourcesDigest(dirs: readonly string[], root: string): string {
-  const hash = sha256Hasher();
-  for (const path of [...new Set(dirs.flatMap((d) => filesUnder(d)))].sort()) {
-    hash.update(`${relative(root, path)}\n`);
-    hash.update(readFileSync(path));
-  }
-  return hash.digest();
-}
-
-/** The emulator's include directories (runtime/emu and runtime/emu/include: every runtime source too). */
-function runtimeInputDirs(): string[] {
-  return EMULATOR_BUILD.includeDirs.map((d) => join(packageRoot(), ...d.split('/')));
-}
-
 /** The one key (hex) of the runtime built by `cxx`: compiler path and version, flags, sources. */
 export function emulatorRuntimeKey(cxx: Tool): string {
   return sha256([
     'emulator runtime 1', cxx.path, cxx.version, EMU_FLAGS.join(' '), EMULATOR_BUILD.includeDirs.join(' '), EMU_RUNTIME_SOURCES.join(' '),
-    sourcesDigest(runtimeInputDirs(), packageRoot()),
+    fileTreeDigest(packageRoot(), EMULATOR_BUILD.includeDirs),
   ].join('\n'));
 }
 

@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { EMU_RUNTIME_SOURCES } from '../../src/emulate/emulator-build.js';
-import { cachedEmulatorRuntime, emulatorRuntimeEntry, sourcesDigest } from '../../src/emulate/runtime-cache.js';
+import { cachedEmulatorRuntime, emulatorRuntimeEntry } from '../../src/emulate/runtime-cache.js';
+import { fileTreeDigest } from '../../src/fs/file-tree-digest.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 /** A compiler that writes "object of <source>" to its -o file and a line per run to `count`. */
@@ -107,8 +108,15 @@ test('the sources digest changes with an edit of any file under the directories'
   const root = await scratchDir('tidarc-emu-runtime-cache-');
   writeFileSync(join(root, 'a.cpp'), 'int a;');
   writeFileSync(join(root, 'b.h'), 'int b;');
-  const before = sourcesDigest([root], root);
-  expect(sourcesDigest([root], root)).toBe(before);
+  const before = fileTreeDigest(root);
+  expect(fileTreeDigest(root)).toBe(before);
   writeFileSync(join(root, 'b.h'), 'int b2;');
-  expect(sourcesDigest([root], root)).not.toBe(before);
+  expect(fileTreeDigest(root)).not.toBe(before);
+  // A nested directory's files count, once even where two of the directories hold them (runtime/emu and runtime/emu/include).
+  mkdirSync(join(root, 'include'));
+  writeFileSync(join(root, 'include', 'c.h'), 'int c;');
+  const nested = fileTreeDigest(root);
+  expect(fileTreeDigest(root, ['', 'include'])).toBe(nested);
+  writeFileSync(join(root, 'include', 'c.h'), 'int c2;');
+  expect(fileTreeDigest(root)).not.toBe(nested);
 });

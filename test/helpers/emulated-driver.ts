@@ -13,12 +13,13 @@
  *     that outlives an edit would hand out kernels or modules built from the old code.
  *     Entries unused for an hour beyond the newest 3 of their kind are removed (test-cache.ts).
  */
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, relative } from 'node:path';
 import { findCxx } from '../../src/build/toolchain.js';
 import { templatesDigest } from '../../src/codegen/templates.js';
 import { buildEmulatedDriver, buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, buildEmulatorRuntime, emulatorSourceDir } from '../../src/emulate/emulator-build.js';
+import { fileTreeDigest } from '../../src/fs/file-tree-digest.js';
 import { withFileLock } from '../../src/fs/file-lock.js';
 import { makeDirs } from '../../src/fs/make-dirs.js';
 import { opKernels } from '../../src/runtime/cuda/op-abi.js';
@@ -35,13 +36,6 @@ export function sharedEmulatedDriver(): Promise<string> {
   return buildEmulatedDriver(join(TEST_CACHE, 'emulated-driver'), { outField: FIELD });
 }
 
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir).sort().flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? filesUnder(path) : [path];
-  });
-}
-
 let inputs: Promise<string> | undefined;
 
 /** Hex hash of what an emulated module's build reads besides its own .cu: one per process. */
@@ -50,10 +44,7 @@ export function emulatedBuildKey(): Promise<string> {
     const cxx = await findCxx();
     const hash = sha256Hasher();
     hash.update(`${cxx.found ? cxx.tool.version : 'no compiler'}\n${EMU_FLAGS.join(' ')}\n${EMU_KERNEL_FLAGS.join(' ')}\n${EMU_MODULE_FLAGS.join(' ')}\n${templatesDigest()}\n`);
-    for (const path of filesUnder(emulatorSourceDir())) {
-      hash.update(`${path.slice(packageRoot().length)}\n`);
-      hash.update(readFileSync(path));
-    }
+    hash.update(fileTreeDigest(packageRoot(), [relative(packageRoot(), emulatorSourceDir())]));
     return hash.digest();
   })();
   return inputs;
@@ -64,12 +55,7 @@ export function emulatedBuildKey(): Promise<string> {
  * code, so a test cache that outlives an edit of the code generator must change with it.
  */
 function sourceDigest(): string {
-  const hash = sha256Hasher();
-  for (const path of filesUnder(join(packageRoot(), 'src'))) {
-    hash.update(`${path.slice(packageRoot().length)}\n`);
-    hash.update(readFileSync(path));
-  }
-  return hash.digest();
+  return fileTreeDigest(packageRoot(), ['src']);
 }
 
 let pruned = false;
