@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 6
+OPS_ABI_VERSION = 7
 
 
 class Struct:
@@ -52,7 +52,7 @@ OP_RMSNORM = Struct('TidarcRmsNormArgs', '<QQQiifiii', ('x', 'w', 'out', 'rows',
 OP_MATMUL = Struct('TidarcMatmulArgs', '<QQQQQiiiiii', ('x', 'w', 'bias', 'row_ids', 'out', 'rows', 'n', 'k', 'dtype', 'accumulate', 'x_dtype'))
 OP_SILU_MUL = Struct('TidarcSiluMulArgs', '<QQQQii', ('gate', 'up', 'out', 'count', 'out_dtype', 'pad_'))
 OP_GELU = Struct('TidarcGeluArgs', '<QQQii', ('x', 'out', 'count', 'out_dtype', 'pad_'))
-OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiii', ('q', 'k', 'v', 'positions', 'inv_freq', 'q_out', 'k_out', 'v_out', 'rows', 'q_heads', 'kv_heads', 'head_dim', 'out_dtype', 'pad_'))
+OP_ROPE_PACK = Struct('TidarcRopePackArgs', '<QQQQQQQQiiiiiifiQQ', ('q', 'k', 'v', 'positions', 'inv_freq', 'q_out', 'k_out', 'v_out', 'rows', 'q_heads', 'kv_heads', 'head_dim', 'out_dtype', 'norm_dtype', 'eps', 'pad_', 'q_norm', 'k_norm'))
 OP_TO_FLOAT = Struct('TidarcToFloatArgs', '<QQQii', ('x', 'out', 'count', 'dtype', 'pad_'))
 OP_KV_COMMIT = Struct('TidarcKvCommitArgs', '<QQQQiiiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'from', 'count', 'slot', 'kv_heads', 'capacity', 'head_dim'))
 OP_ROW_STATS = Struct('TidarcRowStatsArgs', '<QQQQii', ('logits', 'argmax', 'max_logit', 'lse', 'rows', 'cols'))

@@ -218,7 +218,11 @@ const elementBytes = (dtypeCode: number): number => (dtypeCode === F32 ? 4 : 2);
 const OP_BYTES: Readonly<Record<string, { readonly schema: StructSchema; bytes(f: (field: string) => number): number }>> = {
   embed: { schema: EMBED, bytes: (f) => f('rows') * (4 + f('cols') * (elementBytes(f('dtype')) + 4)) },
   rmsnorm: { schema: RMSNORM, bytes: (f) => f('rows') * f('cols') * (4 + elementBytes(f('outDtype'))) + f('cols') * elementBytes(f('dtype')) },
-  rope_pack: { schema: ROPE_PACK, bytes: (f) => f('rows') * (4 + (f('qHeads') + 2 * f('kvHeads')) * f('headDim') * (4 + 2)) },
+  // Positions, q and k read (float32) and written (16-bit), v packed; the head norms' weights once each.
+  rope_pack: {
+    schema: ROPE_PACK,
+    bytes: (f) => f('rows') * (4 + (f('qHeads') + 2 * f('kvHeads')) * f('headDim') * (4 + 2)) + ((f('qNorm') ? 1 : 0) + (f('kNorm') ? 1 : 0)) * f('headDim') * elementBytes(f('normDtype')),
+  },
   kv_commit_at: { schema: KV_COMMIT_AT, bytes: (f) => 2 * 2 * f('maxCount') * f('kvHeads') * f('headDim') * 2 },
   kv_commit: { schema: KV_COMMIT, bytes: (f) => 2 * 2 * f('count') * f('kvHeads') * f('headDim') * 2 },
   row_stats: { schema: ROW_STATS, bytes: (f) => f('rows') * (f('cols') * 4 + 12) },

@@ -48,8 +48,15 @@ export type StepOp = Layered & (
   /** Pack float32 to the model's 16-bit dtype. */
   | { readonly kind: 'to16'; readonly x: string; readonly out: string }
   | { readonly kind: 'toFloat'; readonly x: string; readonly out: string }
-  /** RoPE of q and k and the 16-bit pack of q, k, v in one op (the GPU's rope_pack). */
-  | { readonly kind: 'ropePack'; readonly q: string; readonly k: string; readonly v: string; readonly qOut: string; readonly kOut: string; readonly vOut: string }
+  /**
+   * RoPE of q and k and the 16-bit pack of q, k, v in one op (the GPU's rope_pack). With `norm`,
+   * first the per-head RMSNorm of q and k with those weights (Qwen3's q_norm / k_norm, the
+   * model's rmsNormEps): the headNorms it replaces, without writing the normed q and k back.
+   */
+  | {
+    readonly kind: 'ropePack'; readonly q: string; readonly k: string; readonly v: string; readonly qOut: string; readonly kOut: string; readonly vOut: string;
+    readonly norm?: { readonly q: string; readonly k: string };
+  }
   /** Every launch of the graph's schedule over this layer's q/k/v; the step's K/V stay in k/v for the commit. */
   | { readonly kind: 'attention'; readonly layer: number; readonly q: string; readonly k: string; readonly v: string; readonly out: string; readonly lse: string }
   | { readonly kind: 'swiglu'; readonly gate: string; readonly up: string; readonly out: string }
@@ -97,6 +104,7 @@ export function opWeights(op: StepOp): string[] {
   switch (op.kind) {
     case 'embed': return [op.table];
     case 'rmsnorm': case 'headNorm': return [op.weight];
+    case 'ropePack': return op.norm ? [op.norm.q, op.norm.k] : [];
     case 'linear': return [op.weight, ...(op.bias ? [op.bias] : []), ...op.parts.flatMap((p) => [p.weight, ...(p.bias ? [p.bias] : [])])];
     default: return [];
   }

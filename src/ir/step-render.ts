@@ -48,7 +48,7 @@ function parts(op: StepOp, g: StepGraph): [string, string] {
     case 'rope': return ['rope', `${t(op.x)} (${op.heads} heads)`];
     case 'to16': return ['to16', `${t(op.x)} -> ${t(op.out)}`];
     case 'toFloat': return ['toFloat', `${t(op.x)} -> ${t(op.out)}`];
-    case 'ropePack': return ['ropePack', `rope(${t(op.q)}, ${t(op.k)}) + to16 -> ${t(op.qOut)}, ${t(op.kOut)}, ${t(op.vOut)}`];
+    case 'ropePack': return ['ropePack', `${op.norm ? 'qk-norm + ' : ''}rope(${t(op.q)}, ${t(op.k)}) + to16 -> ${t(op.qOut)}, ${t(op.kOut)}, ${t(op.vOut)}${op.norm ? `  ${generic(op.norm.q)}, ${generic(op.norm.k)}` : ''}`];
     case 'attention': return ['attention', `${t(op.q)}, ${t(op.k)}, ${t(op.v)} -> ${t(op.out)}, ${t(op.lse)}  (${g.launches.length} launch${g.launches.length === 1 ? '' : 'es'})`];
     case 'swiglu': return ['swiglu', `silu(${t(op.gate)}) * ${t(op.up)} -> ${t(op.out)}`];
     case 'gelu': return ['gelu', `${t(op.x)} -> ${t(op.out)}`];
@@ -146,7 +146,7 @@ export function compactOp(op: StepOp, g: StepGraph): string {
     case 'embed': case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': return `${op.kind} [${w(op.out)}]`;
     case 'swiglu': return `swiglu [${w(op.out)}]`;
     case 'add': return `add [${w(op.x)}]`;
-    case 'ropePack': return `ropePack [${w(op.q)}+${w(op.k)}+${w(op.v)}]`;
+    case 'ropePack': return `ropePack [${w(op.q)}+${w(op.k)}+${w(op.v)}]${op.norm ? ' +qk-norm' : ''}`;
     case 'attention': return 'attention';
   }
 }

@@ -6,6 +6,9 @@
  *                    written to their own outputs (q|k|v, gate|up: one read of x instead of 3 or 2);
  *   fuseSwiglu       gate|up + silu(gate) * up -> the GEMM's SwiGLU epilogue (no [T, 2I] round trip);
  *   fuseRopePack     rope of q and k + the 16-bit pack of q, k, v -> one rope_pack launch;
+ *   fuseHeadNorms    Qwen3's per-head q and k norms right before it -> the same rope_pack, which
+ *                    normalises each head's row before RoPE (2 launches fewer a layer, and no
+ *                    float32 round trip of the normed q and k);
  *   foldResidualAdds linear into t, x += t -> the GEMM accumulates into x;
  *   foldToFloat      the attention's 16-bit o widened to float32 for o_proj -> o_proj reads it;
  *   untieGemmInputs  an in-place gelu / swiglu whose result only linears read -> its own tensor;
@@ -81,6 +84,30 @@ export function fuseRopePack(ops: readonly StepOp[]): StepOp[] {
       out.push({ kind: 'ropePack', ...(rq.layer === undefined ? {} : { layer: rq.layer }), q: pq.x, k: pk.x, v: pv.x, qOut: pq.out, kOut: pk.out, vOut: pv.out });
       i += 4;
     } else out.push(ops[i]!);
+  }
+  return out;
+}
+
+/**
+ * headNorm of q and headNorm of k (either order) right before the ropePack of that q and k, in
+ * the same layer -> the ropePack with their weights (`norm`). The normed q and k were written in
+ * place only for the ropePack to read: the fused op leaves q and k as the GEMM wrote them, so
+ * the pass refuses a graph where anything reads them after the ropePack before they are written
+ * again. A ropePack with one norm or none (Qwen2.5, llama) stays as it is.
+ */
+export function fuseHeadNorms(ops: readonly StepOp[]): StepOp[] {
+  const out: StepOp[] = [];
+  for (let i = 0; i < ops.length; i++) {
+    const [a, b, rp] = ops.slice(i, i + 3);
+    if (a?.kind === 'headNorm' && b?.kind === 'headNorm' && rp?.kind === 'ropePack' && !rp.norm && a.layer === rp.layer && b.layer === rp.layer) {
+      const qn = [a, b].find((n) => n.x === rp.q), kn = [a, b].find((n) => n.x === rp.k);
+      if (qn && kn && qn !== kn && !readBeforeWritten(ops, i + 3, rp.q) && !readBeforeWritten(ops, i + 3, rp.k)) {
+        out.push({ ...rp, norm: { q: qn.weight, k: kn.weight } });
+        i += 2;
+        continue;
+      }
+    }
+    out.push(ops[i]!);
   }
   return out;
 }
@@ -206,7 +233,7 @@ export function validateGraph(graph: StepGraph, backend: string): StepGraph {
 export function rewriteForGpu(graph: StepGraph, o: GpuRewriteOptions = {}): StepGraph {
   let ops = fuseLinears(graph.ops);
   if (o.swigluInterleave !== undefined) ops = fuseSwiglu(ops, o.swigluInterleave);
-  ops = foldToFloat(foldResidualAdds(fuseRopePack(ops)));
+  ops = foldToFloat(foldResidualAdds(fuseHeadNorms(fuseRopePack(ops))));
   const untied = untieGemmInputs({ ...graph, ops });
   return validateGraph(storeGemmInputs16(withUsedTensors(untied, untied.ops)), 'cuda');
 }

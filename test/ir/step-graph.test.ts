@@ -4,7 +4,8 @@
  *     exactly the checkpoint's tensors (expectedTensors: biases only for qwen2, qk-norms only
  *     with qkNorm);
  *   - the attention schedule (prefill chunks committed one by one, then the mask block);
- *   - the cuda rewrite: q|k|v and gate|up fused, rope + pack fused, residual adds folded into
+ *   - the cuda rewrite: q|k|v and gate|up fused, rope + pack fused (with qwen3's q/k head norms:
+ *     fuseHeadNorms; not for families without them), residual adds folded into
  *     the GEMMs, SwiGLU in the gate_up epilogue only when the compile has it (and then no `up`
  *     tensor is left to allocate); 16-bit activations: every linear's input (the normed hidden
  *     state, the attention output, the SwiGLU / GELU output) is declared u16 on the cuda graph,
@@ -14,7 +15,8 @@
  */
 import { describe, expect, test } from 'vitest';
 import { attentionLaunches, buildStepGraph, opWeights, type StepGraph, type StepOp } from '../../src/ir/step-graph.js';
-import { rewriteForGpu } from '../../src/ir/step-rewrite.js';
+import { type OpOf, opTensors } from '../../src/ir/step-ops.js';
+import { fuseHeadNorms, fuseLinears, fuseRopePack, rewriteForGpu } from '../../src/ir/step-rewrite.js';
 import { runOps } from '../../src/ir/step-exec.js';
 import { expectedTensors } from '../../src/model/checkpoint.js';
 import type { ModelSpec } from '../../src/ir/model.js';
@@ -100,9 +102,9 @@ describe('the cuda rewrite', () => {
     expect(['x', 'q', 'k', 'v', 'lse'].map((t) => type.get(t))).toEqual(['f32', 'f32', 'f32', 'f32', 'f32']);
   });
 
-  test('without it (an older manifest): gate|up as two parts, then swiglu; qk-norm stays between qkv and rope_pack', () => {
+  test('without it (an older manifest): gate|up as two parts, then swiglu; qk-norm folded into rope_pack', () => {
     const g = rewriteForGpu(tidar4(spec('qwen3')));
-    expect(kinds(layerOps(g, 1))).toEqual(['rmsnorm', 'linear:qkv', 'headNorm', 'headNorm', 'ropePack', 'attention', 'linear:o', 'rmsnorm', 'linear:gate_up', 'swiglu', 'linear:down']);
+    expect(kinds(layerOps(g, 1))).toEqual(['rmsnorm', 'linear:qkv', 'ropePack', 'attention', 'linear:o', 'rmsnorm', 'linear:gate_up', 'swiglu', 'linear:down']);
     expect(g.tensors.map((t) => t.name)).toContain('up');
     // silu_mul no longer overwrites gate in place: it stores gate16 (16-bit), which down reads.
     const [swiglu, down] = layerOps(g, 1).slice(-2);
@@ -119,6 +121,61 @@ describe('the cuda rewrite', () => {
     const type = new Map(rewriteForGpu(extra, { swigluInterleave: 8 }).tensors.map((t) => [t.name, t.type]));
     expect(type.get('h')).toBe('f32');
     expect(type.get('gate')).toBe('u16');
+  });
+});
+
+describe('fuseHeadNorms: qwen3\'s q/k head norms into rope_pack', () => {
+  const declared = (g: StepGraph): void => {
+    const known = new Set(g.tensors.map((t) => t.name));
+    for (const op of g.ops) for (const t of opTensors(op)) expect(known.has(t), `${op.kind} names ${t}`).toBe(true);
+  };
+
+  test('qwen3: every layer\'s ropePack carries that layer\'s q_norm and k_norm; no headNorm is left; the graph names only declared tensors and reads the base graph\'s weights', () => {
+    for (const swigluInterleave of [undefined, 8]) {
+      const s = spec('qwen3'), base = tidar4(s);
+      const g = rewriteForGpu(base, swigluInterleave === undefined ? {} : { swigluInterleave });
+      expect(g.ops.filter((o) => o.kind === 'headNorm')).toEqual([]);
+      const packs = g.ops.filter((o): o is OpOf<'ropePack'> => o.kind === 'ropePack');
+      expect(packs).toHaveLength(s.layers);
+      packs.forEach((p, layer) => expect(p).toEqual({
+        kind: 'ropePack', layer, q: 'q', k: 'k', v: 'v', qOut: 'q16', kOut: `k_step.${layer}`, vOut: `v_step.${layer}`,
+        norm: { q: `model.layers.${layer}.self_attn.q_norm.weight`, k: `model.layers.${layer}.self_attn.k_norm.weight` },
+      }));
+      declared(g);
+      // The runner uploads what opWeights names: the norms must still be among them.
+      const parts = (ops: readonly StepOp[]): string[] => [...new Set(ops.flatMap((o) => (o.kind === 'linear' ? o.parts.flatMap((p) => [p.weight, ...(p.bias ? [p.bias] : [])]) : opWeights(o))))].sort();
+      expect(parts(g.ops)).toEqual(parts(base.ops));
+      // q and k stay float32 (rope_pack reads them), as before the fusion.
+      expect(['q', 'k'].map((t) => g.tensors.find((d) => d.name === t)?.type)).toEqual(['f32', 'f32']);
+    }
+  });
+
+  test('qwen2 and llama (no head norms): the pass changes nothing, ropePack has no norm', () => {
+    for (const family of ['qwen2', 'llama'] as const) {
+      const ops = fuseRopePack(fuseLinears(tidar4(spec(family)).ops));
+      expect(fuseHeadNorms(ops)).toEqual(ops);
+      const g = rewriteForGpu(tidar4(spec(family)), { swigluInterleave: 8 });
+      expect(g.ops.filter((o) => o.kind === 'ropePack').every((o) => o.kind === 'ropePack' && o.norm === undefined)).toBe(true);
+      declared(g);
+    }
+  });
+
+  test('the pattern: either order of the two norms fuses; one norm, a norm of another tensor, or q read after the ropePack does not', () => {
+    const qn: StepOp = { kind: 'headNorm', layer: 0, x: 'q', weight: 'qw', heads: 4 };
+    const kn: StepOp = { kind: 'headNorm', layer: 0, x: 'k', weight: 'kw', heads: 2 };
+    const rp: StepOp = { kind: 'ropePack', layer: 0, q: 'q', k: 'k', v: 'v', qOut: 'q16', kOut: 'k16', vOut: 'v16' };
+    const fused = { ...rp, norm: { q: 'qw', k: 'kw' } };
+    expect(fuseHeadNorms([qn, kn, rp])).toEqual([fused]);
+    expect(fuseHeadNorms([kn, qn, rp])).toEqual([fused]);
+    expect(fuseHeadNorms([qn, rp])).toEqual([qn, rp]);
+    expect(fuseHeadNorms([qn, { ...kn, x: 'v' }, rp])).toEqual([qn, { ...kn, x: 'v' }, rp]);
+    expect(fuseHeadNorms([qn, { ...kn, layer: 1 }, rp])).toEqual([qn, { ...kn, layer: 1 }, rp]);
+    // Something reads the normed q later: the fused op would leave it un-normed, so no fusion.
+    const reader: StepOp = { kind: 'add', layer: 0, x: 'x', y: 'q' };
+    expect(fuseHeadNorms([qn, kn, rp, reader])).toEqual([qn, kn, rp, reader]);
+    // The next layer's q|k|v GEMM overwrites q and k first: fused.
+    const qkv: StepOp = { kind: 'linear', layer: 1, role: 'qkv', x: 'h', weight: 'w', parts: [{ weight: 'wq', out: 'q' }, { weight: 'wk', out: 'k' }, { weight: 'wv', out: 'v' }] };
+    expect(fuseHeadNorms([qn, kn, rp, qkv, reader])).toEqual([fused, qkv, reader]);
   });
 });
 

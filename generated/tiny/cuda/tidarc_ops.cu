@@ -267,12 +267,71 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(Tid
   store_at(a.out, i, 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))), a.out_dtype);
 }
 
+// ---- rope_pack's head norms (Qwen3's q_norm / k_norm) ---------------------------------------
+// tidarc_op_rmsnorm's 1 / rms of a head row, bit for bit, in a block of kRopeThreads: the same
+// float64 sum in the same tree (block_sum over kRowThreads lanes), so the fused op and the
+// rmsnorm launches it replaces give the same q and k, at every row count.
+
+constexpr int kRopeMaxNormHeads = 256;   // q_heads + kv_heads with a norm (the ABI's bound)
+constexpr int kNormHeadsPerRound = 64;   // heads whose tree values one round keeps in shared memory
+constexpr int kNormSubtrees = 16;        // the tree's values after its steps s = 128, 64, 32, 16
+static_assert(kRowThreads == 256, "norm_subtree unrolls block_sum's first four steps over 256 lanes");
+
+// Lane l of tidarc_op_rmsnorm's block over a row of `cols`: its float64 sum of squares, in column order.
+__device__ __forceinline__ double norm_lane(const float* x, int cols, int l) {
+  double ss = 0.0;
+  for (int c = l; c < cols; c += kRowThreads) ss += static_cast<double>(x[c]) * x[c];
+  return ss;
+}
+
+// block_sum's partial[j] (j < 16) after its steps s = 128, 64, 32, 16, from the lanes, with the
+// same pairs: after 128, v0[l] = lane(l) + lane(l + 128); after 64, v1[l] = v0[l] + v0[l + 64];
+// after 32, v2[l] = v1[l] + v1[l + 32]; after 16, v2[j] + v2[j + 16].
+__device__ __forceinline__ double norm_subtree(const float* x, int cols, int j) {
+  double v1[4];
+  for (int m = 0; m < 4; m++) {
+    const int l = j + 16 * m;
+    v1[m] = (norm_lane(x, cols, l) + norm_lane(x, cols, l + 128)) + (norm_lane(x, cols, l + 64) + norm_lane(x, cols, l + 192));
+  }
+  return (v1[0] + v1[2]) + (v1[1] + v1[3]);
+}
+
+// Head h of token t: q's heads, then k's.
+__device__ __forceinline__ int64_t rope_head_at(const TidarcRopePackArgs& a, int t, int h) {
+  return h < a.q_heads ? (static_cast<int64_t>(t) * a.q_heads + h) * a.head_dim
+                       : (static_cast<int64_t>(t) * a.kv_heads + (h - a.q_heads)) * a.head_dim;
+}
+
 extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(TidarcRopePackArgs a) {
   __shared__ float cos_t[kRopeThreads];
   __shared__ float sin_t[kRopeThreads];
+  __shared__ float inv_rms[kRopeMaxNormHeads];
+  __shared__ double subtree[kNormHeadsPerRound][kNormSubtrees];
   const int t = blockIdx.x, tid = threadIdx.x;
   if (t >= a.rows) return;
   const int dim = a.head_dim, half = dim / 2, heads = a.q_heads + a.kv_heads;
+  const bool normed = a.q_norm != nullptr || a.k_norm != nullptr;
+  if (normed && heads > kRopeMaxNormHeads) return;  // refused by the runtime (gpu-ops.ts)
+  if (normed) {
+    // Each head's 1 / rms: 16 tree values a head, each summed by one thread, then one thread a
+    // head finishes the tree (block_sum's steps s = 8, 4, 2, 1) and rounds as rmsnorm does.
+    for (int h0 = 0; h0 < heads; h0 += kNormHeadsPerRound) {
+      const int n = min(kNormHeadsPerRound, heads - h0);
+      for (int e = tid; e < n * kNormSubtrees; e += kRopeThreads) {
+        const int hh = e / kNormSubtrees, j = e % kNormSubtrees, h = h0 + hh;
+        subtree[hh][j] = norm_subtree((h < a.q_heads ? a.q : a.k) + rope_head_at(a, t, h), dim, j);
+      }
+      __syncthreads();
+      for (int hh = tid; hh < n; hh += kRopeThreads) {
+        double v[kNormSubtrees];
+        for (int j = 0; j < kNormSubtrees; j++) v[j] = subtree[hh][j];
+        for (int s = kNormSubtrees / 2; s > 0; s /= 2)
+          for (int j = 0; j < s; j++) v[j] += v[j + s];
+        inv_rms[h0 + hh] = static_cast<float>(1.0 / sqrt(v[0] / static_cast<double>(dim) + static_cast<double>(a.eps)));
+      }
+      __syncthreads();  // inv_rms is read below; subtree is rewritten by the next round
+    }
+  }
   const float pos = static_cast<float>(a.positions[t]);
   // Pairs in chunks of kRopeThreads (one chunk up to head_dim 256): each thread computes one
   // cos/sin, then the block rotates that chunk of pairs in every q and k head.
@@ -288,11 +347,17 @@ extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(T
     for (int e = tid; e < heads * pairs; e += kRopeThreads) {
       const int h = e / pairs, p = e % pairs, i = i0 + p;
       const bool is_q = h < a.q_heads;
-      const int64_t at = is_q ? (static_cast<int64_t>(t) * a.q_heads + h) * dim
-                              : (static_cast<int64_t>(t) * a.kv_heads + (h - a.q_heads)) * dim;
+      const int64_t at = rope_head_at(a, t, h);
       const float* src = (is_q ? a.q : a.k) + at;
       uint16_t* dst = (is_q ? a.q_out : a.k_out) + at;
-      const float x1 = src[i], x2 = src[i + half], c = cos_t[p], s = sin_t[p];
+      float x1 = src[i], x2 = src[i + half];
+      const void* norm = is_q ? a.q_norm : a.k_norm;
+      if (norm != nullptr) {  // rmsnorm's float32 out, HF order: w * (x * inv)
+        const float inv = inv_rms[h];
+        x1 = weight_at(norm, i, a.norm_dtype) * (x1 * inv);
+        x2 = weight_at(norm, i + half, a.norm_dtype) * (x2 * inv);
+      }
+      const float c = cos_t[p], s = sin_t[p];
       dst[i] = float_to_16(__fmul_rn(x1, c) - __fmul_rn(x2, s), a.out_dtype);         // x cos + rotate_half(x) sin
       dst[i + half] = float_to_16(__fmul_rn(x2, c) + __fmul_rn(x1, s), a.out_dtype);
     }

@@ -15,7 +15,7 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 6
+#define TIDARC_OPS_ABI_VERSION 7
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
@@ -108,7 +108,10 @@ typedef struct TidarcGeluArgs {
    k [rows, kv_heads, head_dim] (rotate-half pairs (i, i + head_dim/2); angle = the float32
    product position * inv_freq[i]), then q, k and v rounded to the model dtype (out_dtype 0 bf16
    or 1 fp16, round to nearest even) into q_out, k_out, v_out: the attention kernels' q and
-   in-step K/V.  grid (rows), block 128. */
+   in-step K/V. With q_norm (k_norm), each q (k) head row is first RMS-normed as tidarc_op_rmsnorm
+   does with rows = rows * heads, cols = head_dim: the float64 sum of its squares in that kernel's
+   256-lane tree order (bitwise its 1 / sqrt, for every row count), then norm[i] * (x[i] * inv);
+   q and k are only read. q_heads + kv_heads <= 256 with a norm.  grid (rows), block 128. */
 typedef struct TidarcRopePackArgs {
   const float* q;
   const float* k;
@@ -123,7 +126,11 @@ typedef struct TidarcRopePackArgs {
   int32_t kv_heads;
   int32_t head_dim;
   int32_t out_dtype;
+  int32_t norm_dtype;        /* q_norm and k_norm's dtype (0 bf16, 1 fp16, 2 float32) */
+  float eps;                 /* the norms' epsilon */
   int32_t pad_;
+  const void* q_norm;        /* [head_dim], norm_dtype, or null: no q norm */
+  const void* k_norm;        /* [head_dim], norm_dtype, or null: no k norm */
 } TidarcRopePackArgs;
 
 /* tidarc_op_to_float: out[i] = float(x[i]) for 16-bit bits of dtype (0 bf16, 1 fp16).

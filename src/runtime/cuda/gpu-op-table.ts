@@ -96,6 +96,7 @@ export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {
       q: buf(p, op.q), k: buf(p, op.k), v: buf(p, op.v), positions: buf(p, 'positions'), invFreq: weights.invFreq,
       qOut: buf(p, op.qOut), kOut: buf(p, op.kOut), vOut: buf(p, op.vOut),
       rows: p.tokens, qHeads: p.widths.get(op.q)! / D, kvHeads: p.widths.get(op.k)! / D, headDim: D, dtype: spec.dtype,
+      ...(op.norm ? { norm: { q: M(op.norm.q), k: M(op.norm.k), eps: spec.rmsNormEps } } : {}),
     }),
     attention: (op, p) => b.attention(op, p),
     toFloat: (op, p) => ops.toFloat(buf(p, op.x), buf(p, op.out), count(p, op.x), spec.dtype),

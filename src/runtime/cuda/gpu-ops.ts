@@ -30,6 +30,8 @@ export interface At {
 
 const ptr = (a: At | DeviceBuffer | null | undefined): number => (a == null ? 0 : 'ptr' in a ? a.ptr : a.buf.ptr + (a.offset ?? 0));
 const blocks = (count: number, per: number): number => Math.max(1, Math.ceil(count / per));
+/** q + k heads a token that rope_pack's head norms take (kRopeMaxNormHeads of tidarc_ops.cu). */
+export const ROPE_MAX_NORM_HEADS = 256;
 
 /**
  * Refuses an ops module of another TIDARC_OPS_ABI_VERSION: its kernels would read this
@@ -127,13 +129,28 @@ export class GpuOps {
     this.run('gelu', GELU, { x: x.ptr, out: out.ptr, count, outDtype: DTYPE_CODE[outDtype] }, [blocks(count, 256)], 256);
   }
 
+  /**
+   * RoPE of q and k and the 16-bit pack of q, k and v; with `norm`, each q and k head row first
+   * RMS-normed with those [headDim] weights (Qwen3's q_norm / k_norm), as rmsnorm would in place.
+   */
   ropePack(a: {
     q: DeviceBuffer; k: DeviceBuffer; v: DeviceBuffer; positions: DeviceBuffer; invFreq: DeviceBuffer;
     qOut: DeviceBuffer; kOut: DeviceBuffer; vOut: DeviceBuffer; rows: number; qHeads: number; kvHeads: number; headDim: number; dtype: 'bf16' | 'fp16';
+    norm?: { q: GpuMatrix; k: GpuMatrix; eps: number };
   }): void {
+    const n = a.norm;
+    if (n) {
+      const heads = a.qHeads + a.kvHeads;
+      if (heads > ROPE_MAX_NORM_HEADS) throw new TidarcError('unsupported', 'rope_pack normalises at most 256 q + k heads a token', { field: 'heads', value: String(heads), allowed: `<= ${ROPE_MAX_NORM_HEADS}` });
+      for (const [name, w] of [['q', n.q], ['k', n.k]] as const) {
+        if (w.rows * w.cols !== a.headDim) throw new TidarcError('runtime', `the ${name} head norm's weight is not one value per head_dim element`, { field: `${name} norm elements`, value: String(w.rows * w.cols), allowed: String(a.headDim) });
+      }
+      if (n.q.dtype !== n.k.dtype) throw new TidarcError('unsupported', 'rope_pack reads the q and k head norms in one dtype', { field: 'k norm dtype', value: n.k.dtype, allowed: n.q.dtype });
+    }
     this.run('rope_pack', ROPE_PACK, {
       q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, positions: a.positions.ptr, invFreq: a.invFreq.ptr, qOut: a.qOut.ptr, kOut: a.kOut.ptr, vOut: a.vOut.ptr,
       rows: a.rows, qHeads: a.qHeads, kvHeads: a.kvHeads, headDim: a.headDim, outDtype: DTYPE_CODE[a.dtype],
+      normDtype: n ? DTYPE_CODE[n.q.dtype] : 0, eps: n ? n.eps : 0, qNorm: n ? n.q.buf.ptr : 0, kNorm: n ? n.k.buf.ptr : 0,
     }, [a.rows], 128);
   }
 

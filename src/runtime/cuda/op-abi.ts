@@ -36,9 +36,10 @@ export const ABI_VERSION = 2;
 /**
  * TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first;
  * 5: sample and verify read the sampling setup from device memory (TidarcSampleParams); 6:
- * tidarc_op_next_drafts (a module of 5 lacks it: a greedy TiDAR step would not find it).
+ * tidarc_op_next_drafts (a module of 5 lacks it: a greedy TiDAR step would not find it); 7:
+ * TidarcRopePackArgs gains q_norm, k_norm, norm_dtype and eps (Qwen3's head norms fused).
  */
-export const OPS_ABI_VERSION = 6;
+export const OPS_ABI_VERSION = 7;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -79,12 +80,17 @@ out may be x (float32 out only).  grid (ceil(count / 256)), block 256.`);
 export const ROPE_PACK = schema('TidarcRopePackArgs', [
   ['q', 'ptr', c('const float*')], ['k', 'ptr', c('const float*')], ['v', 'ptr', c('const float*')], ['positions', 'ptr', c('const int32_t*', '[rows]')],
   ['invFreq', 'ptr', c('const float*', '[head_dim / 2], scaling already applied')], ['qOut', 'ptr', c('uint16_t*')], ['kOut', 'ptr', c('uint16_t*')], ['vOut', 'ptr', c('uint16_t*')],
-  ['rows', 'i32'], ['qHeads', 'i32'], ['kvHeads', 'i32'], ['headDim', 'i32'], ['outDtype', 'i32'], ['pad', 'i32'],
+  ['rows', 'i32'], ['qHeads', 'i32'], ['kvHeads', 'i32'], ['headDim', 'i32'], ['outDtype', 'i32'],
+  ['normDtype', 'i32', note('q_norm and k_norm\'s dtype (0 bf16, 1 fp16, 2 float32)')], ['eps', 'f32', note('the norms\' epsilon')], ['pad', 'i32'],
+  ['qNorm', 'ptr', c('const void*', '[head_dim], norm_dtype, or null: no q norm')], ['kNorm', 'ptr', c('const void*', '[head_dim], norm_dtype, or null: no k norm')],
 ], `tidarc_op_rope_pack: RoPE at per-token positions on q [rows, q_heads, head_dim] and
 k [rows, kv_heads, head_dim] (rotate-half pairs (i, i + head_dim/2); angle = the float32
 product position * inv_freq[i]), then q, k and v rounded to the model dtype (out_dtype 0 bf16
 or 1 fp16, round to nearest even) into q_out, k_out, v_out: the attention kernels' q and
-in-step K/V.  grid (rows), block 128.`);
+in-step K/V. With q_norm (k_norm), each q (k) head row is first RMS-normed as tidarc_op_rmsnorm
+does with rows = rows * heads, cols = head_dim: the float64 sum of its squares in that kernel's
+256-lane tree order (bitwise its 1 / sqrt, for every row count), then norm[i] * (x[i] * inv);
+q and k are only read. q_heads + kv_heads <= 256 with a norm.  grid (rows), block 128.`);
 export const TO_FLOAT = schema('TidarcToFloatArgs', [['x', 'ptr', c('const uint16_t*')], ['out', 'ptr', c('float*')], ['count', 'i64'], ['dtype', 'i32'], ['pad', 'i32']],
   `tidarc_op_to_float: out[i] = float(x[i]) for 16-bit bits of dtype (0 bf16, 1 fp16).
 grid (ceil(count / 256)), block 256.`);

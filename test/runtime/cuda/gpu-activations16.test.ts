@@ -4,7 +4,8 @@
  * and a real compile's manifest: the element type of each tensor comes from the step graph and
  * reaches the launches. Each layer's input norm stores h in bf16 (out_dtype 0) into a buffer of
  * 2 bytes an element, and the q|k|v GEMM reads exactly that buffer; qwen3's per-head q/k norms
- * stay float32 (out_dtype 2, in place on the GEMM's float32 q and k); o_proj reads the
+ * are rope_pack's (no rmsnorm launch of their own): it reads the GEMM's float32 q and k (4 bytes
+ * an element) with the layer's q_norm / k_norm weights and the model's eps; o_proj reads the
  * attention's 16-bit output directly (no to_float); the down GEMM reads the gate_up GEMM's
  * SwiGLU output, a 2-byte buffer. The numerics: test/emulate/gemm*.test.ts, ops-kernels.test.ts.
  * Needs: nothing.
@@ -19,7 +20,7 @@ import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, KernelRef } from '../../../src/runtime/cuda/device.js';
 import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
-import { DTYPE_CODE, GEMM, RMSNORM, layoutOf, OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
+import { DTYPE_CODE, GEMM, RMSNORM, ROPE_PACK, layoutOf, OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
 
@@ -48,13 +49,13 @@ function recorder(): { device: CudaDevice; launches: Launch[]; buffers: Map<numb
   return { device, launches, buffers };
 }
 
-const field = (l: Launch, s: typeof RMSNORM | typeof GEMM, name: string, type: 'ptr' | 'i32'): number => {
+const field = (l: Launch, s: typeof RMSNORM | typeof GEMM | typeof ROPE_PACK, name: string, type: 'ptr' | 'i32'): number => {
   const at = layoutOf(s).offsets[name]!;
   return type === 'ptr' ? Number(l.args.getBigUint64(at, true)) : l.args.getInt32(at, true);
 };
 
 describe('16-bit activations on the cuda runner (recording device)', () => {
-  test('qwen3 tidar_k2: h, o16 and the SwiGLU output are 2-byte buffers the GEMMs read; the q/k norms stay float32', async () => {
+  test('qwen3 tidar_k2: h, o16 and the SwiGLU output are 2-byte buffers the GEMMs read; rope_pack norms the float32 q and k', async () => {
     const spec = smallSpec('act16', [2], { family: 'qwen3', qkNorm: true });
     const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
     const { manifest } = generateModel(spec, { arches: ['sm_80'] });
@@ -67,14 +68,21 @@ describe('16-bit activations on the cuda runner (recording device)', () => {
     expect(launches.map((l) => l.kernel)).not.toContain('tidarc_op_to_float');
     const norms = launches.filter((l) => l.kernel === 'tidarc_op_rmsnorm');
     const layerNorms = norms.filter((l) => field(l, RMSNORM, 'cols', 'i32') === spec.hiddenSize);
-    const headNorms = norms.filter((l) => field(l, RMSNORM, 'cols', 'i32') === spec.headDim);
     expect(layerNorms).toHaveLength(2 * spec.layers + 1);
-    expect(headNorms).toHaveLength(2 * spec.layers);
+    expect(norms).toHaveLength(layerNorms.length);  // no head-norm launches: rope_pack's
     for (const l of layerNorms) {
       expect(field(l, RMSNORM, 'outDtype', 'i32')).toBe(DTYPE_CODE[spec.dtype]);
       expect([label(field(l, RMSNORM, 'out', 'ptr')), perToken(field(l, RMSNORM, 'out', 'ptr'), spec.hiddenSize)]).toEqual(['h', 2]);
     }
-    for (const l of headNorms) expect(field(l, RMSNORM, 'outDtype', 'i32')).toBe(DTYPE_CODE.f32);
+    const packs = launches.filter((l) => l.kernel === 'tidarc_op_rope_pack');
+    expect(packs).toHaveLength(spec.layers);
+    packs.forEach((l, layer) => {
+      const f = (name: string, type: 'ptr' | 'i32' = 'ptr'): number => field(l, ROPE_PACK, name, type);
+      expect([label(f('q')), perToken(f('q'), spec.queryHeads * spec.headDim), label(f('k')), perToken(f('k'), spec.kvHeads * spec.headDim)]).toEqual(['q', 4, 'k', 4]);
+      expect([buffers.get(f('qNorm'))?.label, buffers.get(f('kNorm'))?.label]).toEqual([`model.layers.${layer}.self_attn.q_norm.weight`, `model.layers.${layer}.self_attn.k_norm.weight`]);
+      expect(f('normDtype', 'i32')).toBe(DTYPE_CODE[spec.dtype]);
+      expect(l.args.getFloat32(layoutOf(ROPE_PACK).offsets['eps']!, true)).toBe(Math.fround(spec.rmsNormEps));
+    });
 
     // Per layer: qkv, o, gate_up, down (then lm_head, which this pass does not query).
     const gemms = launches.filter((l) => l.kernel.startsWith('tidarc_gemm_') && !l.kernel.endsWith('_reduce'));

@@ -1,0 +1,61 @@
+/**
+ * The launches of a Qwen3-shape AR decode step as the cuda runner issues them (src/bench/step-
+ * launches.ts recordStep: the runner on a recording device), with Qwen3's q/k head norms inside
+ * rope_pack (src/ir/step-rewrite.ts fuseHeadNorms): 9 launches a layer (rmsnorm, the q|k|v GEMM,
+ * rope_pack, attention, the o GEMM, rmsnorm, the gate|up GEMM, the down GEMM; kv_commit_at in the
+ * tail), where there were 11 (two head-norm rmsnorm launches). Each rope_pack carries its layer's
+ * q_norm / k_norm, the checkpoint dtype and the model's eps, and the step cost model prices the
+ * norm weights' bytes with it. A Qwen2.5-style model (no head norms) keeps rope_pack without them.
+ * Needs: nothing.
+ */
+import { describe, expect, test } from 'vitest';
+import { H200 } from '../../src/codegen/machine.js';
+import { priceLaunch, stepModelContext, type StepRegisters } from '../../src/bench/step-cost-model.js';
+import { argField, recordStep } from '../../src/bench/step-launches.js';
+import { QWEN3_0_6B, QWEN3_8B } from '../../src/bench/step-report.js';
+import type { ModelSpec } from '../../src/ir/model.js';
+import { DTYPE_CODE, ROPE_PACK } from '../../src/runtime/cuda/op-abi.js';
+
+const short = (n: string): string => n.replace(/^tidarc_gemm_.*$/, 'gemm').replace(/^tidarc_attn_.*$/, 'attn').replace(/^tidarc_op_/, '');
+const LAYER = ['rmsnorm', 'gemm', 'rope_pack', 'attn', 'gemm', 'rmsnorm', 'gemm', 'gemm'];
+/** After the layers: the final norm, lm_head and its row statistics' merge, verify, accept, then one K/V commit a layer. */
+const tail = (layers: number): string[] => ['rmsnorm', 'gemm', 'gemm', 'verify', 'accept', ...Array<string>(layers).fill('kv_commit_at')];
+const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 168, sm90a: () => 137, source: 'assumed (test)' };
+
+describe('a Qwen3-shape AR step: 9 launches a layer', () => {
+  test.each([QWEN3_0_6B, QWEN3_8B])('$name: embed, 8 launches a layer, the tail with a K/V commit a layer (9 L + 6)', (spec) => {
+    const r = recordStep(spec, 'ar', 1024);
+    const names = r.launches.map((l) => short(l.kernel));
+    expect(names).toEqual(['embed', ...Array.from({ length: spec.layers }, () => LAYER).flat(), ...tail(spec.layers)]);
+    expect(names).toHaveLength(9 * spec.layers + 6);
+  });
+
+  test('qwen3-0.6b: every rope_pack normalises q and k with that layer\'s weights, in the checkpoint dtype, at the model\'s eps; priced with their bytes', () => {
+    const spec = QWEN3_0_6B;
+    const r = recordStep(spec, 'ar', 1024);
+    const packs = r.launches.filter((l) => l.kernel === 'tidarc_op_rope_pack');
+    expect(packs).toHaveLength(spec.layers);
+    const f = (l: (typeof packs)[number], name: string): number => argField(ROPE_PACK, l.args, name);
+    const norms = new Set<number>();
+    for (const l of packs) {
+      expect([f(l, 'qNorm'), f(l, 'kNorm')].every((p) => p !== 0)).toBe(true);
+      norms.add(f(l, 'qNorm')), norms.add(f(l, 'kNorm'));
+      expect(f(l, 'normDtype')).toBe(DTYPE_CODE[spec.dtype]);
+      expect(f(l, 'eps')).toBe(Math.fround(spec.rmsNormEps));
+      expect([f(l, 'rows'), f(l, 'qHeads'), f(l, 'kvHeads'), f(l, 'headDim')]).toEqual([1, spec.queryHeads, spec.kvHeads, spec.headDim]);
+    }
+    expect(norms.size).toBe(2 * spec.layers);  // each layer's own q_norm and k_norm
+    const c = stepModelContext(spec, H200, REGISTERS);
+    const unfused = 1 * (4 + (spec.queryHeads + 2 * spec.kvHeads) * spec.headDim * 6);
+    expect(priceLaunch(c, packs[0]!, 1024).bytes).toBe(unfused + 2 * spec.headDim * 2);
+  });
+
+  test('a Qwen2.5-style shape (no head norms): rope_pack without norms, also 9 launches a layer', () => {
+    const spec: ModelSpec = { ...QWEN3_0_6B, name: 'qwen2-shape', family: 'qwen2', qkNorm: false, layers: 2 };
+    const r = recordStep(spec, 'ar', 64);
+    const packs = r.launches.filter((l) => l.kernel === 'tidarc_op_rope_pack');
+    expect(packs).toHaveLength(spec.layers);
+    for (const l of packs) expect([argField(ROPE_PACK, l.args, 'qNorm'), argField(ROPE_PACK, l.args, 'kNorm')]).toEqual([0, 0]);
+    expect(r.launches.map((l) => short(l.kernel))).toEqual(['embed', ...LAYER, ...LAYER, ...tail(spec.layers)]);
+  });
+});
