@@ -43,7 +43,8 @@ beforeAll(async () => {
   spec = ckpt.spec;
   weights = modelWeights(ckpt);
   await compileModel({ spec, arches: ['sm_80'], outDir: join(root, 'kernels'), build: 'none', log: () => undefined });
-  kernels = await openEmulatedKernelLibrary(join(root, 'kernels'));
+  // Its own kernel cache: the emulator runtime is compiled into it, not into the user's ~/.cache/tidarc.
+  kernels = await openEmulatedKernelLibrary(join(root, 'kernels'), { cacheDir: join(root, 'cache') });
 }, 600_000);
 
 afterAll(() => {
