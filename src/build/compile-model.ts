@@ -6,7 +6,7 @@
  * not touch the output directory at all.
  */
 import { execFile } from 'node:child_process';
-import { appendFile, copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, isAbsolute, join, relative, resolve } from 'node:path';
@@ -223,12 +223,20 @@ async function inputsText(staging: string, step: BuildStep): Promise<string> {
   return (await Promise.all(step.inputs.map((f) => readFile(join(staging, f), 'utf8')))).join('\n');
 }
 
+/** nvcc's $TMPDIR, inside the staging directory while the CUDA build runs. */
+const NVCC_TMP = '.nvcc-tmp';
+
 async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: string, old: Manifest | undefined, jobs: number, failed: BuildFailure,
   log: (l: string) => void, warnings: string[]): Promise<NonNullable<BuildReport['nvcc']>> {
   const flags = [...cuda.flags];
   let done = 0;
   // Every variant, and the GPU operators and GEMMs the cuda backend runs around them.
   const total = cuda.steps.length;
+  // nvcc's intermediates (tmpxft_*, megabytes a variant) go to $TMPDIR, and a killed nvcc leaves
+  // them there: inside the staging directory, an interrupt or the next run's cleanup removes them.
+  const nvccTmp = join(staging, NVCC_TMP);
+  await mkdir(nvccTmp);
+  const env = { ...process.env, TMPDIR: nvccTmp };
   const results = await runPool(cuda.steps, jobs, async (step) => {
     const v = { name: step.unit };
     const binary = step.output;
@@ -243,7 +251,7 @@ async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: s
       log(`[${++done}/${total}] nvcc ${v.name}: unchanged, reused ${binary}`);
     } else {
       try {
-        const { stderr } = await exec(nvcc.path, args, { cwd: staging, maxBuffer: 64 << 20, signal: childProcessSignal });
+        const { stderr } = await exec(nvcc.path, args, { cwd: staging, env, maxBuffer: 64 << 20, signal: childProcessSignal });
         ptxas = parsePtxasReport(stderr);
       } catch (e) {
         const err = e as { stderr?: string; message: string };
@@ -253,7 +261,7 @@ async function buildCuda(cuda: CudaBuild, nvcc: Tool, staging: string, outDir: s
     }
     warnings.push(...ptxasWarnings(v.name, ptxas));
     return [v.name, { binary, hash, ptxas }] as const;
-  });
+  }).finally(() => rm(nvccTmp, { recursive: true, force: true }));
   for (const w of warnings) log(`warning: ${w}`);
   return { version: nvcc.version, flags, variants: Object.fromEntries(results) };
 }

@@ -106,6 +106,36 @@ describe.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('compile interrupted
   });
 });
 
+/**
+ * An nvcc that answers --version, then on a compile writes an intermediate into $TMPDIR (as the
+ * real one writes its tmpxft_* files, megabytes a variant), its pid to $TIDARC_FAKE_STARTED, and sleeps.
+ */
+const FAKE_NVCC = join(scratch, 'slow-nvcc.sh');
+writeFileSync(FAKE_NVCC, '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Cuda compilation tools, release 99.0, V99.0.0"; exit 0; fi\n'
+  + 'echo intermediate > "${TMPDIR:-/tmp}/tmpxft_fake_$$.ii"\necho "$$ ${TMPDIR:-/tmp}" > "$TIDARC_FAKE_STARTED"\nexec sleep 60\n');
+chmodSync(FAKE_NVCC, 0o755);
+
+describe('compile interrupted in the nvcc build', () => {
+  test('SIGINT: nvcc\'s temp files were in the staging directory and went with it (was: tmpxft_* left in $TMPDIR)', async () => {
+    const parent = join(scratch, 'compile-nvcc');
+    const tmp = join(scratch, 'compile-nvcc-tmp');
+    mkdirSync(parent);
+    mkdirSync(tmp);
+    const started = join(parent, 'nvcc-started');
+    const { child, exit } = start(['compile', TINY, '--arch', 'sm_80', '--jobs', '1', '--out', join(parent, 'lib')],
+      { NVCC: FAKE_NVCC, CXX: join(scratch, 'no-cxx'), TMPDIR: tmp, TIDARC_FAKE_STARTED: started });
+    await until('nvcc to start', () => existsSync(started) && readFileSync(started, 'utf8').includes(' '));
+    const [pid, nvccTmp] = readFileSync(started, 'utf8').trim().split(' ') as [string, string];
+    expect(nvccTmp.startsWith(join(parent, 'lib.tmp-'))).toBe(true);
+    child.kill('SIGINT');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(130);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(temps(parent)).toEqual([]);
+    await until('nvcc to be killed', () => !alive(Number(pid)), 5000);
+  });
+});
+
 /** A model whose checkpoint takes a second or two to write (60 MB). */
 function midSpec(): string {
   const spec = { ...JSON.parse(readFileSync(TINY, 'utf8')), name: 'mid', layers: 2, hiddenSize: 1024, queryHeads: 16, kvHeads: 4, intermediateSize: 4096 };
