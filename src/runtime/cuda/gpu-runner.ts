@@ -206,15 +206,16 @@ export class GpuModelRunner implements Runner {
   /**
    * A pass (the prefill) runs launch by launch; it is not captured as a graph. Why, in figures
    * (Qwen3 shapes, qk-norm): a pass of T prompt tokens in C = ceil(T / 64) chunks issues
-   * L x (8 + 2C + 1) + 4 launches (per layer 8 norms, GEMMs and rope_pack, an attention launch
-   * and a K/V commit per chunk, the mask block: gpu-runner-graph.test.ts), each ~5 us of host
-   * time (JS packing, N-API, cuLaunchKernel: assumed, not yet measured on the H200), against the
-   * pass's roofline on an H200 (4.8 TB/s, 790 TFLOP/s; src/bench/roofline.ts stepCost):
+   * L x (7 + 2C + 1) + 2 launches (per layer 2 norms, 4 GEMMs and rope_pack, which applies the
+   * q/k head norms, an attention launch and a K/V commit per chunk, the mask block; the embed and
+   * the final norm: gpu-runner-graph.test.ts), each ~5 us of host time (JS packing, N-API,
+   * cuLaunchKernel: assumed, not yet measured on the H200), against the pass's roofline on an
+   * H200 (4.8 TB/s, 790 TFLOP/s; src/bench/roofline.ts stepCost):
    *          T = 64              256                 1024                 4096
-   *   0.6B   312 l: 1.6 vs 0.25  480 l: 2.4 vs 0.30  1152 l: 5.8 vs 1.45  3840 l: 19.2 vs 9.4 ms
-   *   8B     400 l: 2.0 vs 3.2   616 l: 3.1 vs 4.6   1480 l: 7.4 vs 18.8  4936 l: 24.7 vs 84.6 ms
+   *   0.6B   282 l: 1.4 vs 0.25  450 l: 2.3 vs 0.30  1122 l: 5.6 vs 1.45  3810 l: 19.1 vs 9.4 ms
+   *   8B     362 l: 1.8 vs 3.2   578 l: 2.9 vs 4.6   1442 l: 7.2 vs 18.8  4898 l: 24.5 vs 84.6 ms
    * The 8B prefill is GPU-bound at every length (the host issues ahead of the GPU: a graph saves
-   * nothing). The 0.6B one is host-bound by 1.3 to 10 ms of time to first token, once per prompt;
+   * nothing). The 0.6B one is host-bound by 1.2 to 10 ms of time to first token, once per prompt;
    * a graph would win that back only from a chunk count's third prompt (warm-up, capture,
    * replay) and only with every per-prompt value on the device: the chunks' prefix lengths and
    * commit slots (kv_commit_at, as the steps), rows padded to whole chunks in the GEMMs, and
