@@ -60,7 +60,9 @@ describe('compile --no-build of the bundled model', () => {
     expect(firstRun.stdout).toContain('nvcc: not run (--no-build)');
 
     const files = listFiles(first);
-    for (const f of ['manifest.json', 'index.ts', 'index.js', 'index.d.ts', 'CMakeLists.txt', 'model.json']) expect(files).toContain(f);
+    for (const f of ['manifest.json', 'index.js', 'index.d.ts', 'index.cjs', 'index.d.cts', 'package.json', 'CMakeLists.txt', 'model.json']) expect(files).toContain(f);
+    // No TypeScript source beside index.js: a consumer's tsc would take it for the import (library-ts.ts).
+    expect(files).not.toContain('index.ts');
     for (const v of TINY_VARIANTS) {
       expect(files).toContain(`cuda/${v}.cu`);
       expect(files).toContain(`cpu/${v}.cpp`);

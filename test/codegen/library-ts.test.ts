@@ -1,6 +1,8 @@
 /**
- * The generated TypeScript library of a compiled model (index.ts/.js/.d.ts):
- * - index.ts type-checks against tidarc's public API under strict, and a wrong call does not;
+ * The generated TypeScript library of a compiled model (index.js/.d.ts/.cjs/.d.cts):
+ * - its source type-checks against tidarc's public API under strict; a consumer's import of
+ *   './index.js' resolves to index.d.ts (no index.ts is written: TypeScript would take it into
+ *   the consumer's program), and a wrong call does not type-check;
  * - index.d.ts declares one method per variant (+ Async) and close; index.js is plain JS;
  * - end to end as a user would: compile with the CPU build inside the repository so that
  *   'tidarc/kernels' resolves by package self-reference to dist/, import the
@@ -16,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { Project, ts } from 'ts-morph';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { compileModel } from '../../src/build/compile-model.js';
-import { entryName } from '../../src/codegen/library-ts.js';
+import { entryName, libraryTsSource } from '../../src/codegen/library-ts.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import { stepVisibility } from '../../src/ir/mask.js';
 import { causal, tidarDecode } from '../../src/ir/mask-builders.js';
@@ -40,10 +42,11 @@ function libraryFiles(name: string): ReadonlyMap<string, string> {
   return generateModel(specs.get(name)!, { arches: ['sm_80'] }).files;
 }
 
-describe('the generated index.ts type-checks against tidarc', () => {
+describe('the generated library type-checks against tidarc', () => {
   const dir = join(scratch, 'typecheck');
   // One program for every consumer: loading lib.d.ts and @types/node once is most of the cost.
   let diagnostics: Map<string, string[]>;
+  let resolvedImport: string | undefined;
 
   const inputs = `{
   batch: 1,
@@ -85,7 +88,11 @@ load({ backend: 'tpu' });
   beforeAll(() => {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'index.ts'), libraryFiles('tiny').get('index.ts')!);
+    // What a compile writes, as a consumer sees it; the source the library is built from apart.
+    const generated = generateModel(specs.get('tiny')!, { arches: ['sm_80'] });
+    for (const [file, text] of generated.files) if (/^(index\.|package\.json$)/.test(file)) writeFileSync(join(dir, file), text);
+    mkdirSync(join(dir, 'source'));
+    writeFileSync(join(dir, 'source', 'index.ts'), libraryTsSource(generated.manifest));
     for (const [file, text] of Object.entries(consumers)) writeFileSync(join(dir, file), text);
     const project = new Project({
       skipAddingFilesFromTsConfig: true,
@@ -101,13 +108,18 @@ load({ backend: 'tpu' });
         noEmit: true,
       },
     });
-    project.addSourceFilesAtPaths(['index.ts', ...Object.keys(consumers)].map((f) => join(dir, f)));
+    project.addSourceFilesAtPaths([join('source', 'index.ts'), ...Object.keys(consumers)].map((f) => join(dir, f)));
+    resolvedImport = project.getSourceFileOrThrow(join(dir, 'good.ts')).getImportDeclarations()[1]!.getModuleSpecifierSourceFile()?.getFilePath();
     diagnostics = new Map();
     for (const d of project.getPreEmitDiagnostics()) {
       const file = d.getSourceFile()?.getFilePath() ?? '(global)';
       const text = `${d.getCode()}: ${ts.flattenDiagnosticMessageText(d.getMessageText() as string | ts.DiagnosticMessageChain, ' ')}`;
       diagnostics.set(file, [...(diagnostics.get(file) ?? []), text]);
     }
+  });
+
+  test('a consumer\'s import of ./index.js resolves to index.d.ts, not a TypeScript source of the library', () => {
+    expect(resolvedImport).toBe(join(dir, 'index.d.ts'));
   });
 
   test('a correct consumer, the library and tidarc itself have no diagnostics', () => {

@@ -44,7 +44,7 @@ Output (written atomically: a failed or interrupted compile leaves an earlier DI
 replaced only when it is absent, empty or an earlier tidarc compile output, see the README's
 "Output directories and your data"):
   cuda/<variant>.cu (+ .fatbin with nvcc), cpu/<variant>.cpp (+ cpu/libtidarc_cpu.so with g++),
-  manifest.json (variants, symbols, launch geometry, ptxas report), index.ts/.js/.d.ts
+  manifest.json (variants, symbols, launch geometry, ptxas report), index.js/.d.ts/.cjs/.d.cts
   (typed entry points: import { load } from 'DIR/index.js'), CMakeLists.txt, model.json.
 An unchanged input does not run nvcc again.
 `;
