@@ -1,8 +1,9 @@
 /**
  * A random-weight checkpoint for a ModelSpec, in the layout loadCheckpoint reads: config.json
  * (HF form plus "tidar"), model.safetensors in the model's dtype, and a byte-level
- * tokenizer.json. Norm weights are 1; every other tensor (embeddings, projections, Qwen2's
- * biases) is N(0, std^2).
+ * tokenizer.json. Norm weights are 1 (Hugging Face's init), or 1 + N(0, normStd^2) when normStd > 0
+ * (tests use that, so a norm weight that a backend drops, swaps or reads from the wrong layer
+ * changes the output); every other tensor (embeddings, projections, Qwen2's biases) is N(0, std^2).
  *
  * Deterministic: each tensor draws from its own PRNG, seeded by (seed, tensor name), so the
  * same seed gives byte-identical files whatever order tensors are written in (and the values do
@@ -37,10 +38,15 @@ export interface InitModelOptions {
   readonly seed: number;
   /** Standard deviation of the non-norm weights (default DEFAULT_INIT_STD). */
   readonly std?: number;
+  /**
+   * Standard deviation of the norm weights around 1 (default 0: every norm weight exactly 1).
+   * Each norm tensor draws from its own seeded stream, like the other tensors.
+   */
+  readonly normStd?: number;
   /** Called after each piece of weights is written (see WriteProgress). */
   readonly onProgress?: (p: InitProgress) => void;
-  /** How errors name seed, std and outDir (the CLI passes its flags). */
-  readonly optionNames?: Partial<Record<'seed' | 'std' | 'outDir', string>>;
+  /** How errors name seed, std, normStd and outDir (the CLI passes its flags). */
+  readonly optionNames?: Partial<Record<'seed' | 'std' | 'normStd' | 'outDir', string>>;
 }
 
 /** Progress of model.safetensors, the only file that takes time. */
@@ -59,12 +65,15 @@ export interface InitModelResult {
 export async function initModel(opts: InitModelOptions): Promise<InitModelResult> {
   const spec = validateModelSpec(opts.spec);
   const std = opts.std ?? DEFAULT_INIT_STD;
-  const names = { seed: 'seed', std: 'std', outDir: 'outDir', ...opts.optionNames };
+  const normStd = opts.normStd ?? 0;
+  const names = { seed: 'seed', std: 'std', normStd: 'normStd', outDir: 'outDir', ...opts.optionNames };
   if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > MAX_SEED) {
     throw new TidarcError('invalid-argument', 'invalid value', { field: names.seed, value: shownValue(opts.seed), allowed: `an integer from 0 to ${MAX_SEED}` });
   }
-  if (!Number.isFinite(std) || std < 0 || std > MAX_INIT_STD) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: names.std, value: shownValue(std), allowed: `a number from 0 to ${MAX_INIT_STD}` });
+  for (const [field, value] of [[names.std, std], [names.normStd, normStd]] as const) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_INIT_STD) {
+      throw new TidarcError('invalid-argument', 'invalid value', { field, value: shownValue(value), allowed: `a number from 0 to ${MAX_INIT_STD}` });
+    }
   }
   const tokenizer = byteTokenizerConfig(spec.vocabSize, spec.maskTokenId);
   const config = hfConfigOf(spec, { eosTokenId: BYTE_EOS_ID });
@@ -73,7 +82,7 @@ export async function initModel(opts: InitModelOptions): Promise<InitModelResult
 
   const expected = expectedTensors(spec);
   const tensors: Record<string, TensorChunks> = {};
-  for (const t of expected) tensors[t.name] = randomTensor(t, spec, opts.seed, std);
+  for (const t of expected) tensors[t.name] = randomTensor(t, spec, opts.seed, t.role === 'norm' ? normStd : std);
   const staging = await createStaging(place);
   try {
     await writeFile(join(staging, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
@@ -90,10 +99,12 @@ export async function initModel(opts: InitModelOptions): Promise<InitModelResult
   }
 }
 
+/** N(0, std^2), or for a norm 1 + N(0, std^2) (exact ones when std is 0). */
 function randomTensor(t: ExpectedTensor, spec: ModelSpec, seed: number, std: number): TensorChunks {
   const count = numel(t.shape);
   const { dtype } = spec;
-  if (t.role === 'norm') {
+  const isNorm = t.role === 'norm';
+  if (isNorm && std === 0) {
     const one = encodeScalarBits(dtype, 1);
     return { dtype: WEIGHT_DTYPE[dtype], shape: t.shape, chunks: () => [new Uint16Array(count).fill(one)] };
   }
@@ -107,6 +118,7 @@ function randomTensor(t: ExpectedTensor, spec: ModelSpec, seed: number, std: num
       for (let done = 0; done < count; done += scratch.length) {
         const part = scratch.subarray(0, Math.min(scratch.length, count - done));
         draw(part);
+        if (isNorm) for (let i = 0; i < part.length; i++) part[i] = part[i]! + 1;
         yield encode(dtype, part);
       }
     },

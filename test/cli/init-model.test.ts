@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hfConfigOf, loadCheckpoint } from '../../src/model/checkpoint.js';
 import { loadModelSpecFile } from '../../src/ir/model-file.js';
+import { decode } from '../../src/util/dtype.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
 
@@ -43,6 +44,15 @@ describe('tidarc init-model', () => {
     }
   });
 
+  it('--norm-std: norm weights 1 + N(0, X^2), said in the result line', async () => {
+    const out = join(await tempRoot(), 'm');
+    const r = await run('init-model', 'examples/tiny.json', '--seed', '1', '--norm-std', '0.25', '--out', out);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(`wrote ${out}: tiny (qwen3, 2 layers, bf16), 1,247,744 parameters, seed 1, std 0.02, norm weights 1 + N(0, 0.25^2)`);
+    const norm = (await loadCheckpoint(out)).tensors.get('model.layers.0.self_attn.k_norm.weight')!;
+    expect(Array.from(decode('bf16', norm.data as Uint16Array)).filter((v) => v !== 1).length).toBeGreaterThan(32);
+  });
+
   it('takes an HF config.json with a "tidar" object', async () => {
     const root = await tempRoot();
     const spec = { ...(await loadModelSpecFile('examples/tiny.json')), name: 'hf-tiny', family: 'qwen2' as const, qkNorm: false, draftLengths: [8] };
@@ -57,7 +67,7 @@ describe('tidarc init-model', () => {
   it('--help explains every option with an example', async () => {
     const r = await run('init-model', '--help');
     expect(r.code).toBe(0);
-    for (const flag of ['--seed', '--out', '--std', 'Examples:', '<|mask|>']) expect(r.stdout).toContain(flag);
+    for (const flag of ['--seed', '--out', '--std', '--norm-std', 'Examples:', '<|mask|>']) expect(r.stdout).toContain(flag);
   });
 
   it.each([
@@ -67,6 +77,7 @@ describe('tidarc init-model', () => {
     ['seed too large', ['examples/tiny.json', '--seed', '4294967296'], ['(--seed = 4294967296)']],
     ['bad std', ['examples/tiny.json', '--seed', '1', '--std', 'wide'], ['(--std = wide)', 'a number from 0 to 10']],
     ['std too large', ['examples/tiny.json', '--seed', '1', '--std', '11'], ['(--std = 11)']],
+    ['bad norm std', ['examples/tiny.json', '--seed', '1', '--norm-std', '-0.2'], ['(--norm-std = -0.2)', 'a number from 0 to 10']],
     ['no seed', ['examples/tiny.json'], ["required option '--seed <n>' not specified"]],
     ['llama config without a mask token', ['examples/hf/llama-3.2-1b/config.json', '--seed', '1'], ['missing mask token id', 'tidar.mask_token_id']],
   ])('%s: exit 1 and one error line', async (_what, args, pieces) => {

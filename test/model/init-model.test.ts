@@ -72,6 +72,42 @@ describe('initModel', () => {
     expect(Buffer.from(up.buffer, up.byteOffset, up.byteLength).equals(Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength))).toBe(false);
   });
 
+  it('normStd: norm weights 1 + N(0, normStd^2), seeded per tensor; 0 gives exact ones', async () => {
+    const root = await tempRoot();
+    const spec = { ...TINY, hiddenSize: 512 }; // 512-element hidden norms: a tighter spread estimate
+    await initModel({ spec, outDir: join(root, 'ones'), seed: 4, normStd: 0 });
+    await initModel({ spec, outDir: join(root, 'a'), seed: 4, normStd: 0.2 });
+    await initModel({ spec, outDir: join(root, 'b'), seed: 4, normStd: 0.2 });
+    await initModel({ spec, outDir: join(root, 'c'), seed: 5, normStd: 0.2 });
+    const [ones, a, b, c] = await Promise.all(['ones', 'a', 'b', 'c'].map((d) => readSafetensors(join(root, d, 'model.safetensors'))));
+    const norms = ones!.names().filter((n) => n.endsWith('norm.weight'));
+    // input/post-attention per layer, q_norm and k_norm per layer (Qwen3), the final norm.
+    expect(norms.length).toBe(4 * spec.layers + 1);
+    const values = (f: typeof a, name: string): Float32Array => decode('bf16', f!.tensor(name).data as Uint16Array);
+    for (const n of norms) expect(Array.from(values(ones, n)).every((v) => v === 1)).toBe(true);
+    // The other tensors do not depend on normStd.
+    const w = 'model.layers.1.mlp.down_proj.weight';
+    expect(Array.from(values(a, w))).toEqual(Array.from(values(ones, w)));
+    const seen = new Set<string>();
+    for (const n of norms) {
+      const v = values(a, n);
+      expect(Array.from(v)).toEqual(Array.from(values(b, n))); // same seed, same weights
+      expect(Array.from(v)).not.toEqual(Array.from(values(c, n))); // another seed, others
+      const key = Array.from(v).join(',');
+      expect(seen.has(key)).toBe(false); // every norm tensor its own draw (q_norm and k_norm too)
+      seen.add(key);
+      expect(new Set(v).size).toBeGreaterThan(v.length / 4); // elements differ
+      if (v.length >= 512) {
+        const mean = v.reduce((s, x) => s + x, 0) / v.length;
+        const sd = Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / v.length);
+        // 512 draws: the mean is within 4 standard errors (0.2 / sqrt(512) = 0.009) of 1, the sd within 15% of 0.2.
+        expect(Math.abs(mean - 1)).toBeLessThan(0.036);
+        expect(sd).toBeGreaterThan(0.17);
+        expect(sd).toBeLessThan(0.23);
+      }
+    }
+  });
+
   it('replaces an earlier model directory but not a foreign one', async () => {
     const root = await tempRoot();
     const out = join(root, 'm');
@@ -91,6 +127,9 @@ describe('initModel', () => {
     [{ seed: 1.5 }, /\(seed = 1\.5\)/],
     [{ seed: 1, std: -0.1 }, /\(std = -0\.1\); allowed: a number from 0 to 10/],
     [{ seed: 1, std: Number.NaN }, /\(std = NaN\)/],
+    [{ seed: 1, normStd: -0.1 }, /\(normStd = -0\.1\); allowed: a number from 0 to 10/],
+    [{ seed: 1, normStd: Number.POSITIVE_INFINITY }, /\(normStd = Infinity\)/],
+    [{ seed: 1, normStd: 11 }, /\(normStd = 11\)/],
   ])('refuses %j', async (opts, pattern) => {
     await expect(initModel({ spec: TINY, outDir: join(await tempRoot(), 'm'), ...opts })).rejects.toThrow(pattern);
   });

@@ -1,5 +1,5 @@
 /**
- * `tidarc init-model <model.json|config.json> --seed S --out DIR [--std X]`: a random-weight
+ * `tidarc init-model <model.json|config.json> --seed S --out DIR [--std X] [--norm-std X]`: a random-weight
  * checkpoint directory (config.json, model.safetensors, tokenizer.json) that the runtime loads
  * like a downloaded one. Same seed, same bytes.
  */
@@ -18,6 +18,7 @@ interface InitModelFlags {
   seed: string;
   out: string;
   std?: string;
+  normStd?: string;
 }
 
 /** Progress lines start after this long, then come at most this often. */
@@ -30,7 +31,8 @@ Examples:
   $ tidarc init-model ~/models/Qwen3-8B/config.json --seed 0 --out models/q3-random   # an HF config works too
 
 Writes DIR/config.json (Hugging Face form, plus "tidar": {"mask_token_id", "draft_lengths", "name"}),
-DIR/model.safetensors (the model's dtype; norm weights 1, everything else N(0, std^2)) and
+DIR/model.safetensors (the model's dtype; norm weights 1, or 1 + N(0, norm-std^2) with --norm-std,
+everything else N(0, std^2)) and
 DIR/tokenizer.json (byte-level: ids 0-255 are bytes, 256 <|endoftext|>, 257 <|pad|>, the mask token
 <|mask|>). The directory is written atomically (an interrupted run leaves nothing behind); the same
 seed gives byte-identical files. DIR is replaced only when it is empty or an earlier init-model
@@ -45,11 +47,13 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
     .requiredOption('--seed <n>', `PRNG seed, an integer from 0 to ${MAX_SEED}, e.g. 1`)
     .requiredOption('--out <dir>', 'output directory: new, empty or an earlier init-model output (nothing else is replaced), e.g. models/tiny-random')
     .option('--std <x>', `standard deviation of the non-norm weights, from 0 to ${MAX_INIT_STD} (default: ${DEFAULT_INIT_STD}), e.g. 0.01`)
+    .option('--norm-std <x>', `standard deviation of the norm weights around 1, from 0 to ${MAX_INIT_STD} (default: 0, all ones), e.g. 0.2`)
     .addHelpText('after', HELP_AFTER)
     .action(async (modelPath: string, flags: InitModelFlags) => {
       const out = parsePathOption('--out', flags.out);
       const seed = parseIntegerOption('--seed', flags.seed, 0, MAX_SEED);
-      const std = flags.std === undefined ? DEFAULT_INIT_STD : parseStd(flags.std);
+      const std = flags.std === undefined ? DEFAULT_INIT_STD : parseStd('--std', flags.std);
+      const normStd = flags.normStd === undefined ? 0 : parseStd('--norm-std', flags.normStd);
       const spec = await loadSpec(modelPath);
       const started = Date.now();
       let lastReport = started;
@@ -60,8 +64,8 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
         const percent = Math.floor((100 * p.bytesWritten) / p.totalBytes);
         io.stdout(`  ${percent}% (${p.tensorsDone}/${p.tensorCount} tensors, ${humanBytes(p.bytesWritten)} of ${humanBytes(p.totalBytes)})\n`);
       };
-      const result = await initModel({ spec, outDir: out, seed, std, onProgress, optionNames: { seed: '--seed', std: '--std', outDir: '--out' } });
-      io.stdout(renderResult(result, seed, std));
+      const result = await initModel({ spec, outDir: out, seed, std, normStd, onProgress, optionNames: { seed: '--seed', std: '--std', normStd: '--norm-std', outDir: '--out' } });
+      io.stdout(renderResult(result, seed, std, normStd));
     });
 }
 
@@ -71,18 +75,18 @@ async function loadSpec(path: string): Promise<ModelSpec> {
   return looksLikeHfConfig(data) ? specFromCheckpointConfig(data, path, { requireMaskToken: true }) : validateModelSpec(data, path);
 }
 
-function parseStd(text: string): number {
+function parseStd(flag: '--std' | '--norm-std', text: string): number {
   const value = Number(text.trim());
   if (!/^\d*\.?\d+(e[+-]?\d+)?$/i.test(text.trim()) || !(value >= 0 && value <= MAX_INIT_STD)) {
-    throw new TidarcError('invalid-argument', 'invalid value', { field: '--std', value: optionText(text), allowed: `a number from 0 to ${MAX_INIT_STD}` });
+    throw new TidarcError('invalid-argument', 'invalid value', { field: flag, value: optionText(text), allowed: `a number from 0 to ${MAX_INIT_STD}` });
   }
   return value;
 }
 
-function renderResult(r: InitModelResult, seed: number, std: number): string {
+function renderResult(r: InitModelResult, seed: number, std: number, normStd: number): string {
   const s = r.spec;
   const lines = [
-    `wrote ${r.outDir}: ${s.name} (${s.family}, ${s.layers} layers, ${s.dtype}), ${r.parameters.toLocaleString('en-US')} parameters, seed ${seed}, std ${std}`,
+    `wrote ${r.outDir}: ${s.name} (${s.family}, ${s.layers} layers, ${s.dtype}), ${r.parameters.toLocaleString('en-US')} parameters, seed ${seed}, std ${std}${normStd > 0 ? `, norm weights 1 + N(0, ${normStd}^2)` : ''}`,
   ];
   const width = Math.max(...r.files.map((f) => f.name.length));
   for (const f of r.files) lines.push(`  ${f.name.padEnd(width)}  ${f.bytes.toLocaleString('en-US').padStart(15)} bytes${f.bytes >= 1024 ? ` (${humanBytes(f.bytes)})` : ''}`);
