@@ -92,10 +92,10 @@ async function main(): Promise<void> {
   console.log(`Generated attention of Qwen3-8B on the ${H200.name}, predicted (src/codegen/attention-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s assumed; shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM); split-KV merges in the same launch (no launch gap). Registers: ${source}; old tiles: ${old.source}.\n`);
-  const header = ['variant', 'L', 'B', 'rows', 'tile', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'smem us', 'merge us', 'fill us', 'pred us', 'bound', 'roof us', 'roof %', 'old tile', 'old s', 'old us', 'old/new'];
+  const header = ['variant', 'L', 'B', 'rows', 'tile', 'regs', 'CTA/SM', 'splits', 'CTAs', 'waves', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'mma us', 'smem us', 'issue us', 'iter pipe', 'merge us', 'fill us', 'pred us', 'bound', 'roof us', 'roof %', 'old tile', 'old s', 'old us', 'old/new'];
   const table = rows.map(({ plan, regs, occ, prefix, batch, p, oldPlan, old: o }) => [
     plan.variant.name, String(prefix), String(batch), String(plan.rows), tileName(plan), String(regs), `${occ.ctasPerSm} (${occ.limit})`, String(p.splits), String(p.ctas),
-    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.sharedS), us(p.mergeS), us(p.fillS), us(p.predictedS), p.bound,
+    p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.sharedS), p.issueS === undefined ? 'not measured' : us(p.issueS), p.issue ? `${p.issue.limiter} ${p.issue.cycles.toFixed(0)}` : '-', us(p.mergeS), us(p.fillS), us(p.predictedS), p.bound,
     us(p.rooflineS), (100 * p.rooflineShare).toFixed(0), tileName(oldPlan), String(o.splits), us(o.predictedS), (o.predictedS / p.predictedS).toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
@@ -104,6 +104,8 @@ async function main(): Promise<void> {
   for (const r of table) console.log(line(r));
   console.log('\ntile: row tiles x warps, k (split keys) or r<rows a warp>, n<keys a tile>, p<cp.async stages>.');
   console.log('roof: max(essential HBM bytes / copy, useful FLOPs / bf16 matmul); roof % = roof / pred (the issue\'s targets: AR >= 60% at B = 1, L = 4k).');
+  console.log('issue us: the busiest SM\'s warp-iterations x one iteration\'s cycles on a sub-partition (max of its SASS instructions, one issued a clock, and each pipe: src/codegen/sass-mix.ts, counts measured by');
+  console.log('  bench:sass-counts, src/codegen/sass-counts.ts) / (4 sub-partitions x 1.755 GHz); iter pipe: what limits the iteration and its cycles (hmma: the mma.sync rate, as the mma term). A prediction.');
   console.log('old tile, old s, old us: the row tile the planner took before it weighed the cost model (rowTileOf\'s structural rule), its splits and time.');
   const ar = (prefix: number, batch: number) => rows.find((r) => r.plan.variant.name === 'ar' && r.prefix === prefix && r.batch === batch)!.p.predictedS;
   console.log(`\nk = 4 / AR (the issue's target: <= 1.15): ${rows.filter((r) => r.plan.variant.name === 'tidar_k4').map((r) => `L ${r.prefix} B ${r.batch} ${(r.p.predictedS / ar(r.prefix, r.batch)).toFixed(2)} (old ${(r.old.predictedS / ar(r.prefix, r.batch)).toFixed(2)})`).join(', ')}`);

@@ -236,9 +236,9 @@ exports.variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
-            "dynamicSharedBytes": 46080
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 73728
         }
     }
 };

@@ -184,9 +184,9 @@ export declare const variants: {
         };
         readonly launch: {
             readonly grid: readonly ["splits == 1 ? rowTiles : rowTiles * batch * kvHeads + 1", "splits == 1 ? batch * kvHeads : 1", "splits"];
-            readonly rowTiles: 2;
-            readonly block: 64;
-            readonly dynamicSharedBytes: 46080;
+            readonly rowTiles: 1;
+            readonly block: 128;
+            readonly dynamicSharedBytes: 73728;
         };
     };
 };
@@ -250,7 +250,7 @@ export interface TinyKernels {
      *
      * q, o: [batch, 64, 4, 64] bf16 bits (Uint16Array);
      * kCache, vCache: [batch, 2, cacheCapacity, 64]; kStep, vStep: [batch, 64, 2, 64];
-     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 2 partial, 0 empty in-step tiles skipped.
+     * lse: [batch, 64, 4] natural log. Tiles: 0 full, 1 partial, 0 empty in-step tiles skipped.
      */
     prefillC64(inputs: AttentionInputs): AttentionOutputs;
     /** prefill chunk: 64 prompt tokens, causal among themselves, after the cached prompt so far, off the event loop. */

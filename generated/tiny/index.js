@@ -233,9 +233,9 @@ export const variants = {
                 "splits == 1 ? batch * kvHeads : 1",
                 "splits"
             ],
-            "rowTiles": 2,
-            "block": 64,
-            "dynamicSharedBytes": 46080
+            "rowTiles": 1,
+            "block": 128,
+            "dynamicSharedBytes": 73728
         }
     }
 };

@@ -30,12 +30,21 @@
  *               re-read per row warp is what makes mma.sync shared-bound on compute-heavy
  *               variants: 16-row warps at 64 keys move 0.078 bytes a FLOP at 4 row warps (5.5 ns
  *               a tile of 64 x 64 at 29.7 TB/s against mma.sync's 5.3).
+ *   issue       the SASS a warp issues (sass-counts.ts: one iteration of the main loop, measured by
+ *               cuobjdump for each tile the planner can pick): every warp of a CTA runs one iteration
+ *               a key tile the CTA visits, and one iteration takes a sub-partition (4 an SM, one
+ *               instruction issued a clock each) max(its instructions, each pipe's instructions x 32 /
+ *               its lanes: fp32, IMAD, ALU, conversions, MUFU, shuffles, the CUDA guide's throughput
+ *               table; HMMA at the mma term's rate) clocks (sass-mix.ts iterationCycles) at
+ *               Machine.smClockHz. Where the tensor pipe limits the iteration the term equals the mma
+ *               term; above it the softmax, the addresses and the loop control are what bound the
+ *               tile ('issue'). A tile not measured has no issue term (issueS undefined).
  *   balance     an SM's time is its CTA count (CTAs on one SM share its bandwidth and tensor
  *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
  *               of 32 KB in flight is assumed enough to pull an SM's share of the bandwidth).
  *   time        max(HBM / copy rate, L2 / L2 rate, max(executed / mma.sync rate, shared /
- *               shared rate)) / balance (the mma.sync rate of 32-row warps is higher:
+ *               shared rate, issue)) / balance (the mma.sync rate of 32-row warps is higher:
  *               mmaSyncRate; the balance spreads both over the SMs the CTAs occupy)
  *               + the merge when splits > 1: every CTA (the G x splits compute items and the
  *               splits merge-only CTAs, tidarc_attention.cuh split_work) merges 1 / splits of
@@ -63,6 +72,18 @@
  *   of 32 rows 12.5 -> 12.8 (shared 10.5 over mma.sync 10.2); k = 16 from 12 x 3 warps of 32 rows
  *   (43.4, then 44.4 shared-bound) to 9 x 4 (46.2, mma.sync 41.0 over shared 40.2), within the
  *   planner's tolerance on the mean of its four shapes and fewer row tiles (row-tile-choice.ts).
+ * The issue term (SASS of nvcc 13.0, sm_90; cycles a warp-iteration on a sub-partition, HMMA at
+ *   9.6 clocks each at 395 TFLOP/s, 7.2 for 32-row warps at 32 keys: mmaSyncRate) binds none of
+ *   these: AR's split-key warps issue 439 instructions a 16-key slice (32 HMMA, 307 clocks:
+ *   issue-limited) but 1.0 us under HBM 4.0; k = 4's 5 warps of 16 rows 825 against
+ *   1230 (3.6 = mma); k = 8's 3 x 3 of 32 rows at 32 keys 869 against 922 (10.2 = mma, under shared
+ *   10.5); k = 16's 9 x 4 779 against 922 (41.0 = mma; 84%: 128 HMMA, 228 FMUL/FADD/FFMA, 72 IMAD,
+ *   145 ALU, 16 F2FP, 36 MUFU, 8 SHFL and 146 others: LDSM, LDGSTS, BRA, uniform ops). If mma.sync
+ *   ran at the tensor cores' own rate (790 TFLOP/s: 4.8 clocks an HMMA, 614 an iteration), k = 16's
+ *   iteration would be issue-limited (779 / 614 = 1.27), the issue term 34.6 us over mma 27.3 but
+ *   under shared memory's 40.2 (k = 8: 9.7 over 6.8, under 10.5). At head dim 64 the HMMA halve and the softmax does not: 32-row
+ *   warps issue 986-1073 against 769 and are issue-bound (tiny's prefill chunk: 2 x 2 warps 5.75
+ *   -> 6.32 us on the mean of the four shapes, and the planner takes 1 x 4, 6.36).
  * Assumptions (performance-model.md): H200 copy 4.3 TB/s (read + written, measured through
  * torch), bf16 790 TFLOP/s (torch's 8192^3 matmul), mma.sync ~half of that (ldmatrix's shared
  * memory bandwidth, not the tensor cores, limits it), L2 10 TB/s (assumed, not measured).
@@ -72,6 +93,8 @@ import { splitsFor } from './call-params.js';
 import { SPLIT_RATES, chooseSplits, splitKernel } from './splits.js';
 import { stepVisibility } from '../ir/mask.js';
 import type { Machine } from './machine.js';
+import { loopCounts } from './sass-counts.js';
+import { hmmaCycles, type IterationCycles, iterationCycles, SUB_PARTITIONS } from './sass-mix.js';
 
 
 export interface AttentionShape {
@@ -98,12 +121,19 @@ export interface AttentionPrediction {
   /** Bytes through shared memory (attentionSharedTraffic): cp.async writes and ldmatrix reads. */
   readonly sharedBytes: number;
   readonly sharedS: number;
+  /**
+   * The busiest SM's warp-iterations at the issue model's cycles each (issueOf), or undefined where
+   * the plan's tile has no measured SASS counts (sass-counts.ts: then no issue term).
+   */
+  readonly issueS: number | undefined;
+  /** One warp-iteration's cycles on a sub-partition (issue slots and each pipe), where measured. */
+  readonly issue: IterationCycles | undefined;
   /** The split-KV merge spread over every CTA, and the split schedule's latencies (0 with one split). */
   readonly mergeS: number;
   /** The latency before a CTA's first tile, once per wave of CTAs an SM holds together (splits.ts SPLIT_RATES.fillS). */
   readonly fillS: number;
   readonly predictedS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma' | 'shared';
+  readonly bound: 'HBM' | 'L2' | 'mma' | 'shared' | 'issue';
   readonly rooflineS: number;
   /** rooflineS / predictedS. */
   readonly rooflineShare: number;
@@ -160,6 +190,18 @@ export function attentionSharedTraffic(plan: AttentionPlan, prefixTiles: number,
 }
 
 /**
+ * One warp-iteration of the plan's main loop on a sub-partition of `m`'s SMs (sass-mix.ts
+ * iterationCycles over the measured counts, sass-counts.ts), HMMA at the plan's mma.sync rate
+ * (mmaSyncRate over SMs x clock: the mma term's own assumption, so an iteration the tensor pipe
+ * limits costs what the mma term says); undefined where the tile was not measured.
+ */
+export function issueOf(plan: AttentionPlan, m: Machine): IterationCycles | undefined {
+  const measured = loopCounts(plan, m.arch);
+  if (!measured) return undefined;
+  return iterationCycles(measured.counts, m.arch === 'sm_90' || m.arch === 'sm_90a' ? 'sm_90' : 'sm_80', hmmaCycles(mmaSyncRate(plan, m) / m.sms / m.smClockHz));
+}
+
+/**
  * The prediction for one launch at `ctasPerSm` (ptxas's occupancy), with the split-KV count the
  * runtime would choose (or `splits`, e.g. a tuned one).
  */
@@ -190,15 +232,21 @@ export function predictAttention(plan: AttentionPlan, s: AttentionShape, m: Mach
   const mmaS = executedFlops / mmaSyncRate(plan, m) / balance;
   const sharedBytes = attentionSharedTraffic(plan, prefixTiles, s.batch, ctas);
   const sharedS = sharedBytes / m.sharedBytesPerS / balance;
+  // Every warp of a CTA runs one iteration a key tile the CTA visits; an SM's 4 sub-partitions issue in parallel.
+  const issue = issueOf(plan, m);
+  const warpIterations = s.batch * Hkv * (plan.rowTiles * prefixTiles + stepTilesVisited) * plan.rowTile.warps;
+  const issueS = issue ? (warpIterations * issue.cycles) / (SUB_PARTITIONS * m.smClockHz * m.sms) / balance : undefined;
   const mergeBalance = Math.min(1, (ctas + parts) / m.sms);
   const mergeS = parts > 1 ? (partialBytes / m.l2BytesPerS + rows * (D * ELEMENT_BYTES + 4) / m.copyBytesPerS) / mergeBalance + SPLIT_RATES.scheduleS : 0;
-  const computeS = Math.max(mmaS, sharedS);
-  const bound = hbmS >= l2S && hbmS >= computeS ? 'HBM' : l2S >= computeS ? 'L2' : sharedS > mmaS ? 'shared' : 'mma';
+  const computeS = Math.max(mmaS, sharedS, issueS ?? 0);
+  // 'issue' only past the mma term by more than rounding: an iteration the HMMA pipe limits is the mma term.
+  const bound = hbmS >= l2S && hbmS >= computeS ? 'HBM' : l2S >= computeS ? 'L2'
+    : issueS !== undefined && issueS > Math.max(mmaS, sharedS) * (1 + 1e-9) ? 'issue' : sharedS > mmaS ? 'shared' : 'mma';
   const fillS = Math.ceil(Math.ceil(ctas / m.sms) / Math.max(1, ctasPerSm)) * SPLIT_RATES.fillS;
   const predictedS = Math.max(hbmS, l2S, computeS) + mergeS + fillS;
   const rooflineS = Math.max(essentialBytes / m.copyBytesPerS, usefulFlops / m.matmulFlops);
   return {
     splits: parts, ctas, ctasPerSm, waves: ctas / (m.sms * ctasPerSm), balance, hbmBytes, essentialBytes, l2Bytes, usefulFlops, executedFlops,
-    hbmS, l2S, mmaS, sharedBytes, sharedS, mergeS, fillS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
+    hbmS, l2S, mmaS, sharedBytes, sharedS, issueS, issue, mergeS, fillS, predictedS, bound, rooflineS, rooflineShare: rooflineS / predictedS,
   };
 }

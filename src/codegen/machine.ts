@@ -33,7 +33,15 @@ export interface Machine {
   readonly hbmLatencyS: number;
   /** Shared-memory bandwidth of all SMs (bytes per clock an SM x SMs x clock): what cp.async writes and ldmatrix reads share. */
   readonly sharedBytesPerS: number;
+  /**
+   * The SM clock under tensor load (Hz), assumed: what sharedBytesPerS is counted at, and what turns
+   * a warp-iteration's issue cycles into seconds (attention-cost-model.ts issueS).
+   */
+  readonly smClockHz: number;
 }
+
+/** GH100 under tensor load: below the SXM parts' 1.98 GHz maximum boost (power-limited matmuls do not hold it). */
+const GH100_CLOCK_HZ = 1.755e9;
 
 /** The lent GPU (performance-model.md: measured through PyTorch, Oct-Nov 2026). */
 export const H200: Machine = {
@@ -53,7 +61,8 @@ export const H200: Machine = {
   // 128 B a clock an SM (32 banks x 4 B; PMC10448217's table: 32,348 GB/s = 128 B x 144 SMs x
   // 1.755 GHz for the full GH100) x 132 SMs x 1.755 GHz assumed under tensor load (below the
   // SXM parts' 1.98 GHz maximum boost: power-limited matmuls do not hold it) = 29.7 TB/s.
-  sharedBytesPerS: 128 * 132 * 1.755e9,
+  sharedBytesPerS: 128 * 132 * GH100_CLOCK_HZ,
+  smClockHz: GH100_CLOCK_HZ,
 };
 
 /**
@@ -80,5 +89,6 @@ export const H100_SXM: Machine = {
   arch: 'sm_90',
   launchGapS: 2e-6,      // as the H200 (the same driver path)
   hbmLatencyS: 700e-9,   // as the H200: its source (PMC10448217) measured an H100
-  sharedBytesPerS: 128 * 132 * 1.755e9,  // as the H200: the same SMs and clock assumption
+  sharedBytesPerS: 128 * 132 * GH100_CLOCK_HZ,  // as the H200: the same SMs and clock assumption
+  smClockHz: GH100_CLOCK_HZ,
 };

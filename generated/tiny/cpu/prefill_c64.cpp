@@ -16,14 +16,14 @@ struct Config {
   static constexpr int kKvHeads = 2;
   static constexpr int kHeadDim = 64;
   static constexpr int kRows = 128;
-  static constexpr int kTileM = 64;
+  static constexpr int kTileM = 128;
   static constexpr int kTileN = 64;
-  static constexpr int kRowTiles = 2;
+  static constexpr int kRowTiles = 1;
   static constexpr float kScaleLog2 = 0.180336878f;
   static constexpr bool kPrefixVisible = true;
-  static constexpr int kStepTileOffset[3] = { 0, 1, 2 };
-  static constexpr unsigned char kStepTileKey[2] = { 0, 0 };
-  static constexpr unsigned char kStepTileFull[2] = { 0, 0 };
+  static constexpr int kStepTileOffset[2] = { 0, 1 };
+  static constexpr unsigned char kStepTileKey[1] = { 0 };
+  static constexpr unsigned char kStepTileFull[1] = { 0 };
 
   static bool visible(int tq, int tk) { return (tk <= tq); }
 };
