@@ -40,12 +40,36 @@ describe('the SASS count table', () => {
     }
   });
 
+  test('sm_86 and sm_89 read the sm_80 column, sm_90a the sm_90 one; the two columns differ (the archs\' SASS does)', () => {
+    const p = planAttention(measuredVariant('tidar-decode', 128), { tileN: 32, stages: 2, warps: 4, warpRows: 32 }, [ARCHES.sm_90]);
+    expect(loopCounts(p, 'sm_86')).toEqual(loopCounts(p, 'sm_80'));
+    expect(loopCounts(p, 'sm_89')).toEqual(loopCounts(p, 'sm_80'));
+    expect(loopCounts(p, 'sm_90a')).toEqual(loopCounts(p, 'sm_90'));
+    expect(loopCounts(p, 'sm_80')!.counts).not.toEqual(loopCounts(p, 'sm_90')!.counts);
+  });
+
   test('each row\'s HMMA are the tile\'s mma.sync work a warp (rows x keys x D / 1024 for Q K^T and again for P V) and its keys a warp tileN / key warps', () => {
     for (const r of MEASURED_SASS) {
       const [, headDim, layout, warps, tileN, , keys, a, b] = r;
       const rows = layout === 'r32' ? 32 : 16;
       expect(keys, r.slice(0, 6).join(' ')).toBe(layout === 'keys' ? tileN / warps : tileN);
       for (const counts of [a, b]) expect(counts[0], r.slice(0, 6).join(' ')).toBe((2 * rows * keys * headDim) / (16 * 8 * 16));
+    }
+  });
+});
+
+describe('the table holds one whole key tile a row', () => {
+  test('every row\'s MUFU, F2FP and fp32 counts are exactly the online softmax of a warp\'s scores (the path neither skips nor repeats a part of it): exp2 a score and 2 a m16 tile (the rescale), a pack a score pair, and a multiply (scale), a subtract and an add a score plus a multiply an O accumulator and 2 a m16 tile', () => {
+    for (const r of MEASURED_SASS) {
+      const [, headDim, layout, , , , keys, a, b] = r;
+      const rows = layout === 'r32' ? 32 : 16;
+      const mTiles = rows / 16;
+      const scores = (rows * keys) / 32;  // a thread's scores an iteration
+      const o = (rows * headDim) / 32;    // a thread's O accumulators
+      for (const counts of [a, b]) {
+        const [, fp32, , , conv, mufu] = counts;
+        expect([fp32, conv, mufu], r.slice(0, 6).join(' ')).toEqual([3 * scores + o + 2 * mTiles, scores / 2, scores + 2 * mTiles]);
+      }
     }
   });
 });
