@@ -19,9 +19,15 @@ export function smallSpec(name: string, draftLengths: readonly number[], overrid
   };
 }
 
-export async function writeRandomModel(dir: string, spec: ModelSpec, seed: number, std = 0.3): Promise<string> {
+/**
+ * Writes a random checkpoint for SPEC into DIR/<spec.name>. Norm weights are 1 + N(0, normStd^2)
+ * (0.2 by default), not initModel's default ones: every norm tensor and element then differs, so a
+ * backend that drops a norm weight, swaps q_norm and k_norm or reads another layer's norm changes
+ * its logits and a backend comparison sees it.
+ */
+export async function writeRandomModel(dir: string, spec: ModelSpec, seed: number, std = 0.3, normStd = 0.2): Promise<string> {
   const outDir = join(dir, spec.name);
-  await initModel({ spec, outDir, seed, std });
+  await initModel({ spec, outDir, seed, std, normStd });
   return outDir;
 }
 
