@@ -99,6 +99,9 @@ export async function loadModel(dir: string, options: OpenPartsOptions = {}): Pr
   return modelOf(await openModelParts(dir, options));
 }
 
+/** Resolves after the event loop's next turn (timers, I/O and signal handlers run meanwhile). */
+const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** The decoding API over opened parts (loadModel; tests that also read the parts' device). */
 export function modelOf(parts: ModelParts): Model {
   const { spec, tokenizer, backend } = parts;
@@ -144,6 +147,9 @@ export function modelOf(parts: ModelParts): Model {
       let out = emit(first.tokens);
       if (out.length > 0) yield { tokens: out, text: textStream.push(out) };
       while (!done) {
+        // Each forward is synchronous and an async generator resumes on microtasks only: without
+        // this the event loop (signals, timers, I/O, a closed stdout) would wait for the last token.
+        await nextMacrotask();
         const s = decoder.step();
         nfe++;
         decodeMs += s.ms;

@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runTidarc } from '../helpers/cli.js';
+import { sharedKernelCache } from '../helpers/emulated-driver.js';
+import { sharedSmallSpec, writeRandomModel } from '../helpers/random-model.js';
 
 const BIN = resolve('bin/tidarc.js');
 const TINY = resolve('examples/tiny.json');
@@ -214,4 +216,20 @@ describe('tidarc emulate interrupted while building the emulator', () => {
     expect(readdirSync(join(cache, 'emu-runtime'))).toEqual([]);
     await until('the compiler to be killed', () => !alive(compilerPid), 5000);
   });
+});
+
+describe('run interrupted while it decodes', () => {
+  test('SIGINT: exit 130 at once, not after the last token (was: the signal waited for the whole generation, then was lost: exit 0)', async () => {
+    const dir = await writeRandomModel(join(scratch, 'run-int'), sharedSmallSpec(), 5);
+    const { child, exit } = start(['run', dir, '--prompt', 'hello', '--mode', 'ar', '--max-tokens', '3000', '--ignore-eos', '--threads', '1'],
+      { TIDARC_CACHE: await sharedKernelCache() });
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => void (text += d.toString()));
+    await until('the first tokens', () => text.length > 0, 300_000);
+    child.kill('SIGINT');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/tidarc: interrupted \(SIGINT\)\n$/);
+    expect(r.stderr).not.toMatch(/3000 tokens in/);
+  }, 600_000);
 });
