@@ -102,6 +102,29 @@ describe('installed as a dependency', () => {
     for (const f of ['cuda/tidar_k4.cu', 'cpu/tidar_k4.cpp', 'manifest.json', 'index.js', 'index.cjs', 'package.json']) expect(existsSync(join(app, 'kernels', f)), f).toBe(true);
   });
 
+  test('a strict TypeScript project (rootDir src) type-checks its import of the compiled index.js against index.d.ts', async () => {
+    // tsc --init's strict settings, no @types/node; the README's ES module import. An index.ts
+    // beside index.js was taken into this program instead: TS6059 (not under rootDir).
+    mkdirSync(join(app, 'src'), { recursive: true });
+    writeFileSync(join(app, 'src', 'use.mts'), `import { load, variants, model, type VariantName } from '../kernels/index.js';
+const kernels = load({ backend: 'cpu' });
+const steps: 20 = variants.tidar_k4.steps;
+const names: VariantName[] = ['ar', 'tidar_k2'];
+const headDim: 64 = model.headDim;
+const backend: string = kernels.backend;
+kernels.close();
+export { steps, names, headDim, backend };
+`);
+    writeFileSync(join(app, 'tsconfig.json'), `${JSON.stringify({
+      compilerOptions: { module: 'nodenext', target: 'esnext', types: [], strict: true, noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true,
+        verbatimModuleSyntax: true, isolatedModules: true, skipLibCheck: false, rootDir: 'src', outDir: 'out', declaration: true },
+      include: ['src'],
+    }, null, 2)}\n`);
+    const r = await sh(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], app);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(readdirSync(join(app, 'out')).sort()).toEqual(['use.d.mts', 'use.mjs']);
+  });
+
   test('loadModel decodes a checkpoint: greedy TiDAR gives the greedy AR tokens', async () => {
     const init = await sh('npx', ['--no-install', 'tidarc', 'init-model', 'node_modules/tidarc/examples/tiny.json', '--seed', '3', '--out', 'model'], app);
     expect(init.code, init.stderr).toBe(0);
