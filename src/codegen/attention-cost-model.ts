@@ -38,7 +38,9 @@
  *               table; HMMA at the mma term's rate) clocks (sass-mix.ts iterationCycles) at
  *               Machine.smClockHz. Where the tensor pipe limits the iteration the term equals the mma
  *               term; above it the softmax, the addresses and the loop control are what bound the
- *               tile ('issue'). A tile not measured has no issue term (issueS undefined).
+ *               tile ('issue'). A tile not measured has no issue term (issueS undefined). Every
+ *               iteration is priced as an unmasked one: the in-step tiles' mask blocks (a few
+ *               partial tiles a row tile) and the last S - 1 iterations' skipped copies are not.
  *   balance     an SM's time is its CTA count (CTAs on one SM share its bandwidth and tensor
  *               cores): the work runs at w / ceil(w) of the machine, w = CTAs / SMs; below one
  *               CTA a SM the idle SMs neither load nor compute (one CTA of 4 warps with 2 stages
