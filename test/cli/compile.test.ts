@@ -57,6 +57,9 @@ describe('compile --no-build of the bundled model', () => {
     expect(firstRun.stdout).toContain('compiling tiny (bundled examples/tiny.json)');
     expect(firstRun.stdout).toContain(`wrote ${first}: 6 variants`);
     for (const v of TINY_VARIANTS) expect(firstRun.stdout).toMatch(new RegExp(`^  ${v} `, 'm'));
+    // One token: "1 in-step token," aligned with "tokens," (was "1 in-step token , tile").
+    expect(firstRun.stdout).toMatch(/^  ar +1 in-step token,  tile /m);
+    expect(firstRun.stdout).toMatch(/^  tidar_k4 +20 in-step tokens, tile /m);
     expect(firstRun.stdout).toContain('nvcc: not run (--no-build)');
 
     const files = listFiles(first);

@@ -139,7 +139,7 @@ function renderSummary(r: CompileResult): string {
   for (const v of s.variants) {
     const t = v.stepTiles;
     const regs = v.ptxas ? Object.entries(v.ptxas).map(([arch, ks]) => `${arch} ${ks[v.symbol]?.registers ?? '?'} regs`).join(', ') : 'not compiled';
-    lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step ${v.steps === 1 ? 'token ' : 'tokens'}, tile ${v.warps} warps x ${v.tileN} keys, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
+    lines.push(`  ${v.name.padEnd(10)} ${String(v.steps).padStart(4)} in-step ${v.steps === 1 ? 'token, ' : 'tokens,'} tile ${v.warps} warps x ${v.tileN} keys, in-step tiles ${t.full} full / ${t.partial} partial / ${t.empty} skipped, ${v.sharedBytes} B smem; ${regs}`);
   }
   for (const g of s.gemms) {
     const archs = [...new Set(g.ptxas.flatMap((p) => Object.keys(p ?? {})))];
