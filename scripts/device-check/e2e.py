@@ -8,7 +8,7 @@ models in the same run.
 
 Models (e2e_cost.py): Qwen3-0.6B's shape (28 layers) and Qwen3-8B's widths with EIGHT_B_LAYERS of
 its 36 layers (init, save and load of 16 GB would not fit the part's time; the report says so).
-Weights: N(0, std^2), norms 1, drawn by torch with a fixed seed on the device, written as a
+Weights: N(0, std^2), norms 1 + N(0, 0.2^2) (e2e_hf.NORM_STD), drawn by torch with a fixed seed on the device, written as a
 checkpoint tidarc loads (config.json as src/model/checkpoint.ts hfConfigOf writes it, tidarc's byte
 tokenizer, safetensors shards of at most 2 GiB with their index), and the same tensors loaded into
 transformers' Qwen3ForCausalLM built from the config dict (attn_implementation="sdpa"). Steps:

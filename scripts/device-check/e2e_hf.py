@@ -42,8 +42,14 @@ SHARD_BYTES = 2 << 30
 DRY_SHARD_BYTES = 256 << 10  # the dry run shards its 1 MB model too, so the GPU run's loading path is the tested one
 
 
+# Norm weights 1 + N(0, NORM_STD^2), not HF's init of ones: with ones, a backend that drops a norm weight,
+# swaps q_norm and k_norm or reads another layer's norm computes the same logits, and the greedy check
+# against transformers could not see it (tidarc init-model --norm-std, test/helpers/random-model.ts).
+NORM_STD = 0.2
+
+
 def write_checkpoint(torch, spec, out_dir, seed, std, device, shard_bytes=SHARD_BYTES):
-    """Random weights (norms 1, the rest N(0, std^2)) in transformers' parameter order, drawn on `device`
+    """Random weights (norms 1 + N(0, NORM_STD^2), the rest N(0, std^2)) in transformers' parameter order, drawn on `device`
     with a seeded generator; written as a tidarc checkpoint (shards of at most shard_bytes and
     model.safetensors.index.json). Returns the tensors (bf16, on `device`)."""
     from safetensors.torch import save_file
@@ -54,7 +60,7 @@ def write_checkpoint(torch, spec, out_dir, seed, std, device, shard_bytes=SHARD_
     tensors = {}
     for name, shape in shapes:
         if name.endswith('norm.weight'):
-            tensors[name] = torch.ones(shape, dtype=torch.bfloat16, device=device)
+            tensors[name] = (1 + torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * NORM_STD).to(torch.bfloat16)
         else:
             tensors[name] = (torch.randn(shape, generator=gen, device=device, dtype=torch.float32) * std).to(torch.bfloat16)
     out_dir = Path(out_dir)

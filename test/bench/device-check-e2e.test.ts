@@ -185,7 +185,7 @@ describe.skipIf(!torch)('e2e.py --dry-run (needs torch, transformers and safeten
     cache = await sharedKernelCache();
   });
 
-  test('transformers\' parameters of every e2e model are the tensors tidarc loads (names, shapes, the 8B shape\'s untied lm_head; norms where e2e.py writes ones)', async () => {
+  test('transformers\' parameters of every e2e model are the tensors tidarc loads (names, shapes, the 8B shape\'s untied lm_head; the norms, which e2e.py draws as 1 + N(0, 0.2^2))', async () => {
     const script = `
 import json, torch
 from e2e_hf import hf_model_class
