@@ -30,8 +30,8 @@ function oneOf<T extends string>(field: string, value: string, allowed: readonly
 const HELP_AFTER = `
 Step kinds: tidar_k<K> and block_k<K> for the model's draft lengths, ar, prefill_c64.
 The cpu graph is the base graph (q, k, v as three linears, ...); the cuda graph is the same after
-the GPU's rewrites (q|k|v and gate|up fused, rope + 16-bit pack as rope_pack, residual adds
-accumulated by the GEMMs, SwiGLU in the gate_up GEMM's epilogue).
+the GPU's rewrites (q|k|v and gate|up fused, rope + 16-bit pack as rope_pack, with Qwen3's q/k head
+norms folded into it, residual adds accumulated by the GEMMs, SwiGLU in the gate_up GEMM's epilogue).
 
 Examples:
   $ tidarc graph models/tidar-tiny-code --step tidar_k4
