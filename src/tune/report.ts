@@ -201,7 +201,11 @@ export function tuneSvg(db: TuneDb): string {
  * with that tile. Among the database's fresh entries for the variant (same kernel: mask, dtype,
  * head dim, heads):
  *   - entries that time every tile (byTile): the tile with the least total slowdown against each
- *     shape's fastest tile (geometric mean), among the tiles every shape timed;
+ *     shape's tuned best (geometric mean), among the tiles every shape timed (leastSlowdown). A
+ *     shape's tuned best is the entry's `best`, what `tidarc tune` reports: on the CPU the winner
+ *     of the finalists' re-timing, which byTile's first-pass times need not rank first. One shape,
+ *     or shapes that agree on their best, give exactly that tile, and a shape whose best is the
+ *     chosen tile gets the best's own call parameters;
  *   - older entries: the tile that wins the most shapes (ties: the one winning the largest prefix).
  * A variant tuned on both backends takes its CUDA entries (the tile matters most on the GPU);
  * the call parameters say which backend they were measured on and apply to that backend only.
@@ -234,7 +238,8 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
     }
     const tileCalls: Record<string, TileBest> = {};
     for (const e of entries) {
-      const b = e.byTile?.[tileName(pick.tile)] ?? (tileName(e.best) === tileName(pick.tile) ? { ...e.best, medianUs: e.bestTiming.medianUs } : undefined);
+      // The shape's tuned best where it is the chosen tile (its splits and threads won the re-timing), else the tile's fastest first-pass call.
+      const b = tileName(e.best) === tileName(pick.tile) ? { splits: e.best.splits, ...(e.best.threads === undefined ? {} : { threads: e.best.threads }), medianUs: e.bestTiming.medianUs } : e.byTile?.[tileName(pick.tile)];
       if (b) tileCalls[e.bucket] = b;
     }
     // A compile with sm_90a: the variant's sm_90a kernel against the chosen tile, where the search timed both.
@@ -247,7 +252,7 @@ export function tunedTiles(db: TuneDb, spec: ModelSpec, variantNames: readonly s
       warps, tileN, ...(warpRows === undefined ? {} : { warpRows }), ...(stages === undefined ? {} : { stages }), calls, measuredOn: { backend, device },
       ...(kernel ? { kernel: kernel.kernel } : {}),
     };
-    used[name] = `${tileName(pick.tile)} (${pick.why}); ${kernel ? `${kernel.why}; ` : ''}${backend} call parameters for ${Object.keys(calls).length} shape buckets`;
+    used[name] = `${tileName(pick.tile)} (${pick.why}); ${kernel ? `${kernel.why}; ` : ''}${backend} call parameters for ${count(Object.keys(calls).length, 'shape bucket')}`;
   }
   return { tiles, used, skipped };
 }
@@ -271,7 +276,7 @@ function sm90aChoice(entries: readonly TuneEntry[], tile: Readonly<Record<string
   if (both.length === 0) return undefined;
   // The compile's cost-model choice applies the same rule to predicted times (attention-kernel-choice.ts).
   const { kernel, ratio } = sm90aKernelOf(both.map((e) => e.sm90a!.medianUs / tile[e.bucket]!.medianUs));
-  return { kernel, why: `${ratio < 1 ? 'the sm_90a kernel' : 'the mma.sync tile'} on a 9.0 device (sm_90a / tile time ${ratio.toFixed(2)} on geometric mean over ${both.length} shapes)` };
+  return { kernel, why: `${ratio < 1 ? 'the sm_90a kernel' : 'the mma.sync tile'} on a 9.0 device (sm_90a / tile time ${ratio.toFixed(2)} on geometric mean over ${count(both.length, 'shape')})` };
 }
 
 /** A tuned tile: warps and keys, and on CUDA the rows a warp and the stages it was timed with. */
@@ -288,13 +293,33 @@ function measuredOnCuda(e: TuneEntry): TuneEntry {
   };
 }
 
+/** `1 shape`, `2 shapes`. */
+const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/**
+ * The tile of least geometric-mean slowdown against each shape's tuned best (`best`, what `tidarc
+ * tune` reports), among the tiles every shape timed and the compile's arches can run. On a shape
+ * the best's tile has none; another tile's is its first-pass time (byTile) against the best tile's
+ * first-pass time (one pass, the same moments of the machine), and none below that: on the CPU
+ * the best won the re-timing of the first pass's fastest few (tune-cpu.ts searchShape), so a tile
+ * the first pass timed faster lost it. Ties go to the tile that is the best of more shapes, then
+ * to byTile's order. (A CUDA entry's best is byTile's fastest: the same as against the fastest tile.)
+ */
 function leastSlowdown(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {
   const names = Object.keys(entries[0]!.byTile!).filter((t) => entries.every((e) => e.byTile![t]));
   const fit = names.filter((t) => !problem(tileOf(t)));
   if (fit.length === 0) return `no tile timed for every shape can run on the CUDA arches of this compile${names[0] ? ` (${tileName(tileOf(names[0]))}: ${problem(tileOf(names[0]))})` : ''}`;
-  const slowdown = (t: string): number => entries.reduce((sum, e) => sum + Math.log(e.byTile![t]!.medianUs / Math.min(...Object.values(e.byTile!).map((b) => b.medianUs))), 0) / entries.length;
-  const best = fit.reduce((a, b) => (slowdown(b) < slowdown(a) ? b : a));
-  return { tile: tileOf(best), why: `${((Math.exp(slowdown(best)) - 1) * 100).toFixed(0)}% slower than each shape's fastest tile on geometric mean, over ${entries.length} shapes` };
+  const against = (e: TuneEntry, t: string): number => {
+    const bestTile = tileName(e.best);
+    if (t === bestTile) return 0;
+    // An entry whose byTile lacks its best's tile (a hand-edited file): against its fastest tile, as before the re-timing counted.
+    const ref = e.byTile![bestTile]?.medianUs ?? Math.min(...Object.values(e.byTile!).map((b) => b.medianUs));
+    return Math.max(0, Math.log(e.byTile![t]!.medianUs / ref));
+  };
+  const slowdown = (t: string): number => entries.reduce((sum, e) => sum + against(e, t), 0) / entries.length;
+  const wins = (t: string): number => entries.filter((e) => tileName(e.best) === t).length;
+  const best = fit.reduce((a, b) => (slowdown(b) < slowdown(a) || (slowdown(b) === slowdown(a) && wins(b) > wins(a)) ? b : a));
+  return { tile: tileOf(best), why: `${((Math.exp(slowdown(best)) - 1) * 100).toFixed(0)}% slower than each shape's tuned best on geometric mean, over ${count(entries.length, 'shape')}` };
 }
 
 function mostWins(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {

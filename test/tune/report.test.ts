@@ -1,8 +1,13 @@
-/** `tidarc tune --report` over a database holding CPU and GPU entries. */
-import { describe, expect, test } from 'vitest';
+/** `tidarc tune --report` over a database holding CPU and GPU entries; the tile `compile --tuned` takes from one. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import type { Manifest } from '../../src/codegen/manifest.js';
 import type { TuneDb, TuneEntry, TuneMeta } from '../../src/tune/db.js';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { tunedTiles, tuneReport } from '../../src/tune/report.js';
+import { runTidarc } from '../helpers/cli.js';
 
 const CPU: TuneMeta = { tidarc: '0.1.0', compiler: 'g++ 12.2.0', backend: 'cpu', device: 'AMD EPYC x 2' };
 const H200: TuneMeta = { tidarc: '0.1.0', compiler: 'nvcc 13.0', backend: 'cuda', device: 'NVIDIA H200 x 132 SMs', driver: '580.1' };
@@ -36,9 +41,11 @@ describe('compile --tuned: the tile of each variant', () => {
   const withTiles = (bucket: string, byTile: Record<string, number>): TuneEntry => {
     const [bestTile] = Object.entries(byTile).sort(([, a], [, b]) => a - b)[0]!;
     const [, w, n] = /^w(\d+)-n(\d+)$/.exec(bestTile)!;
+    const splits = (k: string): number => (k === 'w2-n32' ? 2 : 1);
+    // No re-timing here: the best is the first pass's fastest configuration.
     return {
-      ...entry(variant, CPU, 100), bucket, best: { warps: Number(w), tileN: Number(n), splits: 1, threads: 0 }, bestTiming: t(byTile[bestTile]!),
-      byTile: Object.fromEntries(Object.entries(byTile).map(([k, us]) => [k, { splits: k === 'w2-n32' ? 2 : 1, threads: 0, medianUs: us }])),
+      ...entry(variant, CPU, 100), bucket, best: { warps: Number(w), tileN: Number(n), splits: splits(bestTile), threads: 0 }, bestTiming: t(byTile[bestTile]!),
+      byTile: Object.fromEntries(Object.entries(byTile).map(([k, us]) => [k, { splits: splits(k), threads: 0, medianUs: us }])),
     };
   };
   const db = (...es: TuneEntry[]): TuneDb => ({ format: 1, entries: Object.fromEntries(es.map((e) => [`${e.variant} | ${e.bucket}`, e])) });
@@ -87,5 +94,51 @@ describe('compile --tuned: the tile of each variant', () => {
     const r = tunedTiles(db(old('b1 L256', 2), old('b1 L1024', 8), old('b1 L4096', 8)), spec, ['tidar_k4'], ['sm_90']);
     expect(r.tiles['tidar_k4']).toMatchObject({ warps: 8, tileN: 64 });
     expect(r.used['tidar_k4']).toMatch(/best in 2 of 3 shapes/);
+  });
+
+  // tidarc tune on the CPU times every configuration once (byTile: per tile its fastest first-pass call), then re-times the
+  // fastest few and the heuristic and records the winner of that as `best`, which `tune` and `tune --report` print. The two
+  // passes can disagree: compile --tuned must build the tile tune reported (it built byTile's fastest, w2-n128, for w4-n64).
+  const retimed = (bucket: string, byTile: Record<string, { splits: number; threads: number; medianUs: number }>, best: { warps: number; tileN: number; splits: number; threads: number; us: number }): TuneEntry => ({
+    ...entry(variant, CPU, 100), bucket, best: { warps: best.warps, tileN: best.tileN, splits: best.splits, threads: best.threads }, bestTiming: t(best.us), byTile,
+  });
+
+  test('the tile tune reports as best (the re-timed winner), not the first pass\'s fastest; with the best\'s own call parameters', () => {
+    // First pass: w2-n32 40 us, w4-n64 41 us (at 1 split, 1 thread); the re-timing: w4-n64 at 2 splits and 2 threads won.
+    const one = retimed('b1 L256', { 'w2-n32': { splits: 1, threads: 1, medianUs: 40 }, 'w4-n64': { splits: 1, threads: 1, medianUs: 41 } }, { warps: 4, tileN: 64, splits: 2, threads: 2, us: 39 });
+    const r = tunedTiles(db(one), spec, ['tidar_k4'], ['sm_90']);
+    expect(r.tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64, calls: { 'b1 L256': { splits: 2, threads: 2 } } });
+    expect(r.used['tidar_k4']).toBe('w4-n64 (0% slower than each shape\'s tuned best on geometric mean, over 1 shape); cpu call parameters for 1 shape bucket');
+    // Two shapes whose re-timed bests agree while the first pass ranks the other tile first on both: that tile.
+    const two = retimed('b1 L1024', { 'w2-n32': { splits: 2, threads: 0, medianUs: 70 }, 'w4-n64': { splits: 1, threads: 0, medianUs: 80 } }, { warps: 4, tileN: 64, splits: 4, threads: 0, us: 69 });
+    const both = tunedTiles(db(one, two), spec, ['tidar_k4'], ['sm_90']);
+    expect(both.tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64, calls: { 'b1 L256': { splits: 2, threads: 2 }, 'b1 L1024': { splits: 4, threads: 0 } } });
+    expect(both.used['tidar_k4']).toMatch(/^w4-n64 \(0% slower than each shape's tuned best on geometric mean, over 2 shapes\); cpu call parameters for 2 shape buckets$/);
+    // Shapes that disagree: still the least slowdown, a tile measured against the shape's best tile in the first pass.
+    const other = retimed('b1 L4096', { 'w2-n32': { splits: 2, threads: 0, medianUs: 100 }, 'w4-n64': { splits: 2, threads: 0, medianUs: 300 } }, { warps: 2, tileN: 32, splits: 2, threads: 0, us: 100 });
+    expect(tunedTiles(db(one, other), spec, ['tidar_k4'], ['sm_90']).tiles['tidar_k4']).toMatchObject({ warps: 2, tileN: 32, calls: { 'b1 L256': { splits: 1, threads: 1 }, 'b1 L4096': { splits: 2, threads: 0 } } });
+  });
+});
+
+describe('compile --tuned on a handmade database: the tile `tidarc tune` reported', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tidarc-tune-report-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('tidar_k2 of tiny: tune reported w4-n64 (re-timed) where the first pass timed w2-n128 fastest; the manifest has w4-n64', async () => {
+    const file = join(dir, 'tune.json');
+    const e: TuneEntry = {
+      variant: 'tidar_k2 bf16 d64 q4/kv2', bucket: 'b1 L256', best: { warps: 4, tileN: 64, splits: 2, threads: 1 }, bestTiming: t(20), heuristic: { warps: 4, tileN: 64, splits: 1, threads: 1 }, heuristicTiming: t(25),
+      timed: 4, rejected: [], byTile: { 'w2-n128': { splits: 1, threads: 1, medianUs: 19 }, 'w4-n64': { splits: 1, threads: 1, medianUs: 21 } }, meta: CPU, date: '2026-12-05',
+    };
+    writeFileSync(file, JSON.stringify({ format: 1, entries: { [`${e.variant} | ${e.bucket}`]: e } }));
+    const report = await runTidarc('tune', '--report', '--db', file);
+    expect(report.stdout).toMatch(/\| tidar_k2 bf16 d64 q4\/kv2 \| b1 L256 \| w4-n64-s1-t1 \| 25\.0 \| w4-n64-s2-t1 \| 20\.0 \|/);
+    const out = join(dir, 'out');
+    const r = await runTidarc('compile', 'examples/tiny.json', '--arch', 'sm_90', '--tuned', file, '--no-build', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/tuned tidar_k2: w4-n64 \(0% slower than each shape's tuned best on geometric mean, over 1 shape\); cpu call parameters for 1 shape bucket\n/);
+    const k2 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest).variants.find((v) => v.name === 'tidar_k2')!;
+    expect({ warps: k2.plan.warps, tileN: k2.plan.tileN }).toEqual({ warps: 4, tileN: 64 });
+    expect(k2.tuned?.calls).toEqual({ 'b1 L256': { splits: 2, threads: 1 } });
   });
 });

@@ -147,7 +147,7 @@ describe.skipIf(!cxx.found)('split-KV on the cuda backend (emulated driver)', ()
     };
     const unsplit = await run(driver, dir, '--draft', '2', '--tuned', tunedTo(1));
     // The database's old-format tile (w4-n64) reads as 16 rows a warp and 2 stages.
-    expect(unsplit.stderr).toMatch(/tuned tidar_k2: w4r16-n64p2 .*cuda call parameters for 1 shape buckets/);
+    expect(unsplit.stderr).toMatch(/tuned tidar_k2: w4r16-n64p2 .*cuda call parameters for 1 shape bucket\n/);
     expect(unsplit.tokens).toEqual(ar.tokens);
     expect((await run(driver, dir, '--draft', '2', '--tuned', tunedTo(3))).tokens).toEqual(ar.tokens);
 
