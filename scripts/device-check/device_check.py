@@ -158,18 +158,34 @@ def run_child(cmd, kill_at, log, tick=None, tick_every=PROGRESS_S):
     return code, tail
 
 
-def orchestrate(a):
-    started = time.time()
-    out, bundle = Path(a.out), Path(a.bundle)
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(a.scratch) if a.scratch else Path(tempfile.mkdtemp(prefix='tidarc-device-check-'))
-    scratch.mkdir(parents=True, exist_ok=True)
-    log = Log(out / 'device-check.log')
-    budget = a.budget if a.budget is not None else DRY_BUDGET if a.dry_run else GPU_BUDGET
-    names = [p.strip() for p in a.parts.split(',') if p.strip()] if a.parts else [p for p, _ in PARTS]
+def part_names(parts):
+    """The parts --parts names (all without it), facts first whether named or not; SystemExit with one line naming any unknown."""
+    names = [p.strip() for p in parts.split(',') if p.strip()] if parts else [p for p, _ in PARTS]
     unknown = [n for n in names if n not in dict(PARTS)]
     if unknown:
         sys.exit(f"device_check: --parts {','.join(unknown)}: unknown; the parts are {','.join(p for p, _ in PARTS)}")
+    return names
+
+
+def orchestrate(a):
+    # The arguments first: nothing (--out, the scratch folder) is created for a check that cannot run.
+    names = part_names(a.parts)
+    scratch = Path(a.scratch) if a.scratch else Path(tempfile.mkdtemp(prefix='tidarc-device-check-'))
+    try:
+        return run_parts(a, names, scratch)
+    finally:
+        # Every way out (a part's result, an exception, Ctrl-C) removes the folder this run made; one --scratch names is kept.
+        if not a.scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_parts(a, names, scratch):
+    started = time.time()
+    out, bundle = Path(a.out), Path(a.bundle)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    log = Log(out / 'device-check.log')
+    budget = a.budget if a.budget is not None else DRY_BUDGET if a.dry_run else GPU_BUDGET
     if 'facts' not in names:
         names.insert(0, 'facts')  # the others read the device and the ceilings it records
     selected = [(p, s) for p, s in PARTS if p in names]
@@ -249,8 +265,6 @@ def orchestrate(a):
     log(f"GPU: {dev.get('name', '?')}; driver {dev.get('nvidiaSmi') or dev.get('driverVersion', '?')}; CUDA {dev.get('cuda', '?')}; "
         f"{time.time() - started:.0f} s of a {budget:.0f} s budget")
     log('parts: ' + ', '.join(f"{r['name']} {r['status']}" for r in data['parts']))
-    if not a.scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
     failed = [r for r in data['parts'] if r['status'] in ('failed', 'killed')]
     return 1 if failed or data['bundleMissing'] and not a.dry_run else 0
 

@@ -6,7 +6,7 @@
  * writer on recorded sample data.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -282,6 +282,30 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     // On a GPU a bundle without its pieces is a failure, not a note.
     const bad = await runCheck(['--parts', 'nonsense', '--out', out]);
     expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,e2e,tune']);
+  });
+
+  test('a bad --parts exits 1 in one line before creating anything; every way out after the scratch folder removes it', async () => {
+    // A private TMPDIR: the scratch folder (tempfile.mkdtemp) is made there, so nothing else's /tmp folders count.
+    const tmp = join(root, 'private-tmp');
+    mkdirSync(tmp);
+    const env = { ...process.env, TMPDIR: tmp };
+    const out = join(root, 'bad-parts-out');
+    const bad = await runCheck(['--parts', 'facts,nonsense', '--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run'], env);
+    expect([bad.code, bad.stdout, bad.stderr]).toEqual([1, '', 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,e2e,tune\n']);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+    // An exception after the scratch folder was made (an unreadable grid.json): it is gone too.
+    const broken = join(root, 'broken-bundle');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'grid.json'), '{ not json');
+    const crash = await runCheck(['--bundle', broken, '--out', join(root, 'broken-out'), '--dry-run', '--budget', '1'], env);
+    expect(crash.code).toBe(1);
+    expect(crash.stderr).toMatch(/JSONDecodeError/);
+    expect(readdirSync(tmp)).toEqual([]);
+    // A check that ran (every part out of time) leaves none either.
+    const ran = await runCheck(['--bundle', join(root, 'no-bundle'), '--out', join(root, 'ran-out'), '--dry-run', '--budget', '1'], env);
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(readdirSync(tmp)).toEqual([]);
   });
 
   test('time a part leaves goes to the next; attention, whose benchmark fills any window, keeps to its own share', async () => {
