@@ -3,7 +3,7 @@
 import struct
 
 ABI_VERSION = 2
-OPS_ABI_VERSION = 7
+OPS_ABI_VERSION = 8
 
 
 class Struct:
@@ -61,4 +61,4 @@ OP_ACCEPT = Struct('TidarcAcceptArgs', '<QQQii', ('tokens', 'accepted', 'emitted
 OP_VERIFY = Struct('TidarcVerifyArgs', '<QQQQQQQiiii', ('logits', 'mix_logits', 'drafts', 'tokens', 'accepted', 'row_argmax', 'params', 'rows', 'vocab', 'never_emit', 'pad_'))
 OP_DRAFT_ROWS = Struct('TidarcDraftRowsArgs', '<QQiiii', ('emitted', 'row_ids', 'count', 'stride', 'offset', 'pad_'))
 OP_NEXT_DRAFTS = Struct('TidarcNextDraftsArgs', '<QQQQQiiii', ('emitted', 'row_argmax', 'row_lse', 'tokens', 'lse', 'count', 'stride', 'offset', 'pad_'))
-OP_KV_COMMIT_AT = Struct('TidarcKvCommitAtArgs', '<QQQQQQiiii', ('k_step', 'v_step', 'k_cache', 'v_cache', 'count', 'slot', 'max_count', 'kv_heads', 'capacity', 'head_dim'))
+OP_KV_COMMIT_LAYERS = Struct('TidarcKvCommitLayersArgs', '<QQQiiiiii', ('table', 'count', 'slot', 'layers', 'max_count', 'kv_heads', 'capacity', 'head_dim', 'pad_'))

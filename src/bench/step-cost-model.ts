@@ -11,7 +11,7 @@
  *               the split count the runtime launched with (grid z: its split rule, at the CTAs
  *               an SM holds with the given registers).
  *   other       every operator of tidarc_ops.cu (rmsnorm, rope_pack, embed, verify, accept,
- *               draft_rows, kv_commit_at, ...): the bytes it reads and writes at the copy rate.
+ *               draft_rows, kv_commit_layers, ...): the bytes it reads and writes at the copy rate.
  *               Every kernel takes at least smallKernelS (one DRAM round trip, a CTA wave).
  *   overheads   named below, with where each figure comes from. GPU time with graphs: the
  *               upload, the graph's start, the kernels back to back with GRAPH_NODE_GAP_S
@@ -37,7 +37,7 @@ import { parseVariantName } from '../codegen/variant-name.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import {
-  ACCEPT, DRAFT_ROWS, EMBED, GELU, GEMM, KV_COMMIT, KV_COMMIT_AT, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, type StructSchema, TO_FLOAT, VERIFY,
+  ACCEPT, DRAFT_ROWS, EMBED, GELU, GEMM, KV_COMMIT, KV_COMMIT_LAYER, KV_COMMIT_LAYERS, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SILU_MUL, type StructSchema, TO_FLOAT, VERIFY, layoutOf,
 } from '../runtime/cuda/op-abi.js';
 import { predictAttention } from '../codegen/attention-cost-model.js';
 import { planAttentionSm90a } from '../codegen/attention-sm90a.js';
@@ -223,7 +223,8 @@ const OP_BYTES: Readonly<Record<string, { readonly schema: StructSchema; bytes(f
     schema: ROPE_PACK,
     bytes: (f) => f('rows') * (4 + (f('qHeads') + 2 * f('kvHeads')) * f('headDim') * (4 + 2)) + ((f('qNorm') ? 1 : 0) + (f('kNorm') ? 1 : 0)) * f('headDim') * elementBytes(f('normDtype')),
   },
-  kv_commit_at: { schema: KV_COMMIT_AT, bytes: (f) => 2 * 2 * f('maxCount') * f('kvHeads') * f('headDim') * 2 },
+  // Every layer: its K and V rows read and written (at most max_count: the accepted count is not known here), and its 32-byte table entry.
+  kv_commit_layers: { schema: KV_COMMIT_LAYERS, bytes: (f) => f('layers') * (2 * 2 * f('maxCount') * f('kvHeads') * f('headDim') * 2 + layoutOf(KV_COMMIT_LAYER).size) },
   kv_commit: { schema: KV_COMMIT, bytes: (f) => 2 * 2 * f('count') * f('kvHeads') * f('headDim') * 2 },
   row_stats: { schema: ROW_STATS, bytes: (f) => f('rows') * (f('cols') * 4 + 12) },
   verify: { schema: VERIFY, bytes: (f) => f('rows') * ((f('logits') ? f('vocab') * 4 : 4) + (f('mixLogits') ? f('vocab') * 4 : 0) + 12) },

@@ -15,7 +15,7 @@
 #define TIDARC_OPS_ABI_H
 #include <stdint.h>
 
-#define TIDARC_OPS_ABI_VERSION 7
+#define TIDARC_OPS_ABI_VERSION 8
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
@@ -31,6 +31,16 @@ typedef struct TidarcSampleParams {
   int32_t top_k;      /* 0 = off */
   float beta;         /* beta * logits + (1 - beta) * mix_logits, where mix_logits is given */
 } TidarcSampleParams;
+
+/* TidarcKvCommitLayer: a layer's in-step K/V and K/V cache addresses, one entry a layer of the
+   table tidarc_op_kv_commit_layers reads in DEVICE memory (the runner fills it once: the buffers
+   live as long as the runner, as the captured step graphs that read them). */
+typedef struct TidarcKvCommitLayer {
+  const uint16_t* k_step;  /* [*, kv_heads, head_dim]: the step's in-step K */
+  const uint16_t* v_step;
+  uint16_t* k_cache;       /* [kv_heads, capacity, head_dim]: the layer's K cache */
+  uint16_t* v_cache;
+} TidarcKvCommitLayer;
 
 /* tidarc_op_abi_version: out[0] = TIDARC_OPS_ABI_VERSION. The runtime reads it before any other
    kernel of the module: a module built from other templates would take this header's structs at
@@ -245,20 +255,21 @@ typedef struct TidarcNextDraftsArgs {
   int32_t pad_;
 } TidarcNextDraftsArgs;
 
-/* tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
-   *count), both read from device memory (a captured step commits what its own acceptance
-   decided, at the prefix length its upload set).  grid (max_count, kv_heads), block 64. */
-typedef struct TidarcKvCommitAtArgs {
-  const uint16_t* k_step;
-  const uint16_t* v_step;
-  uint16_t* k_cache;
-  uint16_t* v_cache;
-  const int32_t* count;    /* [1]: rows to commit, at most max_count */
-  const int32_t* slot;     /* [1]: the first cache slot */
+/* tidarc_op_kv_commit_layers: for every layer l of table, tidarc_op_kv_commit of its in-step
+   rows [0, *count) into its cache slots [*slot, *slot + *count), count and slot read from device
+   memory (a captured step commits what its own acceptance decided, at the prefix length its
+   upload set): a decode step's whole commit in one launch.  grid (max_count, kv_heads, layers),
+   block 64. */
+typedef struct TidarcKvCommitLayersArgs {
+  const TidarcKvCommitLayer* table;  /* [layers] */
+  const int32_t* count;              /* [1]: rows to commit, at most max_count */
+  const int32_t* slot;               /* [1]: the first cache slot */
+  int32_t layers;
   int32_t max_count;
   int32_t kv_heads;
   int32_t capacity;
   int32_t head_dim;
-} TidarcKvCommitAtArgs;
+  int32_t pad_;
+} TidarcKvCommitLayersArgs;
 
 #endif

@@ -747,13 +747,16 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_next_drafts(TidarcNex
   }
 }
 
-extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit_at(TidarcKvCommitAtArgs a) {
-  const int j = blockIdx.x, h = blockIdx.y;
-  if (j >= *a.count || j >= a.max_count || h >= a.kv_heads) return;
+// A decode step's commit for every layer in one launch (blockIdx.z: the layer): each layer's
+// in-step K/V and cache addresses from the table, the count and slot its acceptance wrote.
+extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit_layers(TidarcKvCommitLayersArgs a) {
+  const int j = blockIdx.x, h = blockIdx.y, l = blockIdx.z;
+  if (j >= *a.count || j >= a.max_count || h >= a.kv_heads || l >= a.layers) return;
+  const TidarcKvCommitLayer t = a.table[l];
   const int64_t src = (static_cast<int64_t>(j) * a.kv_heads + h) * a.head_dim;
   const int64_t dst = (static_cast<int64_t>(h) * a.capacity + *a.slot + j) * a.head_dim;
   for (int d = threadIdx.x; d < a.head_dim; d += kKvThreads) {
-    a.k_cache[dst + d] = a.k_step[src + d];
-    a.v_cache[dst + d] = a.v_step[src + d];
+    t.k_cache[dst + d] = t.k_step[src + d];
+    t.v_cache[dst + d] = t.v_step[src + d];
   }
 }

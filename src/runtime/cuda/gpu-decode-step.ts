@@ -12,8 +12,8 @@
  *     the mix rows; greedy: verify (argmax without the never-emitted token, draft == argmax),
  *     else sample (temperature, top-k, top-p, lossless acceptance with residual); accept ->
  *     emitted = [n, tokens...]; TiDAR: draft_rows (rows stride * n + offset + s), their
- *     lm_head, row_stats and argmax -> next drafts; per layer kv_commit_at of rows [0, n) at
- *     the prefix length.
+ *     lm_head, row_stats and argmax -> next drafts; kv_commit_layers of rows [0, n) at the
+ *     prefix length, every layer in one launch (the runner's table of each layer's buffers).
  *     Greedy TiDAR on row statistics without a mix reads lm_head's weights once (1.24 GB for
  *     Qwen3-8B, ~0.29 ms on an H200): its one pass covers the verify rows and every n's
  *     candidate rows, and next_drafts picks the accepted n's argmax and lse from it. A row's

@@ -7,7 +7,7 @@
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
-  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_AT, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT,
+  ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_LAYER, KV_COMMIT_LAYERS, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT,
   VERIFY,
   OPS_ABI_VERSION, type OpName, type StructSchema, layoutOf, opKernelName, packStruct,
 } from './op-abi.js';
@@ -215,11 +215,24 @@ export class GpuOps {
     }, [1], 32);
   }
 
-  /** kvCommit of in-step rows [0, *count) into slots [*slot, ...): count and slot read on the device. */
-  kvCommitAt(a: { kStep: At; vStep: At; kCache: DeviceBuffer; vCache: DeviceBuffer; count: At; slot: At; maxCount: number; kvHeads: number; capacity: number; headDim: number }): void {
-    this.run('kv_commit_at', KV_COMMIT_AT, {
-      kStep: ptr(a.kStep), vStep: ptr(a.vStep), kCache: a.kCache.ptr, vCache: a.vCache.ptr, count: ptr(a.count), slot: ptr(a.slot),
-      maxCount: a.maxCount, kvHeads: a.kvHeads, capacity: a.capacity, headDim: a.headDim,
-    }, [a.maxCount, a.kvHeads], 64);
+  /**
+   * kvCommit of every layer's in-step rows [0, *count) into its cache slots [*slot, ...) in one
+   * launch: `table` holds `layers` TidarcKvCommitLayer entries (packKvCommitTable), count and
+   * slot are read on the device.
+   */
+  kvCommitLayers(a: { table: At; layers: number; count: At; slot: At; maxCount: number; kvHeads: number; capacity: number; headDim: number }): void {
+    this.run('kv_commit_layers', KV_COMMIT_LAYERS, {
+      table: ptr(a.table), count: ptr(a.count), slot: ptr(a.slot), layers: a.layers, maxCount: a.maxCount, kvHeads: a.kvHeads, capacity: a.capacity, headDim: a.headDim,
+    }, [a.maxCount, a.kvHeads, a.layers], 64);
   }
+}
+
+/** Bytes of one TidarcKvCommitLayer (one layer's entry of kvCommitLayers' table). */
+export const KV_COMMIT_LAYER_BYTES = layoutOf(KV_COMMIT_LAYER).size;
+
+/** kvCommitLayers' table as bytes: per layer its in-step K, in-step V, K cache and V cache addresses. */
+export function packKvCommitTable(layers: readonly { kStep: DeviceBuffer; vStep: DeviceBuffer; kCache: DeviceBuffer; vCache: DeviceBuffer }[]): Uint8Array {
+  const out = new Uint8Array(layers.length * KV_COMMIT_LAYER_BYTES);
+  layers.forEach((l, i) => out.set(packStruct(KV_COMMIT_LAYER, { kStep: l.kStep.ptr, vStep: l.vStep.ptr, kCache: l.kCache.ptr, vCache: l.vCache.ptr }), i * KV_COMMIT_LAYER_BYTES));
+  return out;
 }

@@ -32,7 +32,7 @@ import { DeviceStepIo, samplingSetup, stepShape } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
-import { GpuOps, SAMPLE_PARAMS_BYTES, packSampleParams } from './gpu-ops.js';
+import { GpuOps, SAMPLE_PARAMS_BYTES, packKvCommitTable, packSampleParams } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
 import { type BufferLedger, type StepLaunch, StepGraphs, trackBuffers } from './step-graphs.js';
 
@@ -171,6 +171,8 @@ export class GpuModelRunner implements Runner {
   /** Activations of passes (pass) and of decode steps (decodeStep) by token count: a prompt of a step's length must not free the step's. */
   private readonly passWorkspaces = new Map<number, PassBuffers>();
   private readonly stepWorkspaces = new Map<number, PassBuffers>();
+  /** Per step workspace (by token count): the device table of each layer's step K/V and cache buffers that the step's one commit launch reads. */
+  private readonly commitTables = new Map<number, DeviceBuffer>();
   /** Token counts of the prefill passes whose scratch is still allocated (released by the next decode step). */
   private readonly prefillTokens = new Set<number>();
   private readonly graphs = new Map<string, StepGraph>();
@@ -218,7 +220,7 @@ export class GpuModelRunner implements Runner {
    * nothing). The 0.6B one is host-bound by 1.2 to 10 ms of time to first token, once per prompt;
    * a graph would win that back only from a chunk count's third prompt (warm-up, capture,
    * replay) and only with every per-prompt value on the device: the chunks' prefix lengths and
-   * commit slots (kv_commit_at, as the steps), rows padded to whole chunks in the GEMMs, and
+   * commit slots (read on the device, as the steps' kv_commit_layers), rows padded to whole chunks in the GEMMs, and
    * split-KV counts fixed per chunk count. And a graph holds the addresses of the pass's
    * activations and GEMM/split-KV scratch, which the first decode step frees (releasePrefill):
    * a kept prefill graph would keep them, 183 / 699 MiB at T = 1024 / 4096 for 0.6B, 349 / 1333
@@ -290,6 +292,7 @@ export class GpuModelRunner implements Runner {
     const splits = launches.map((l) => launcher.splitsFor(launcher.variant(l.variant), 1, l.prefix));
     io.fill(input, launches[0]!.prefix);
     const stepIo = io;
+    const commitTable = this.commitTable(shape.tokens, ws);
     const { spec, cache, ops } = this;
     // One graph per kind and bucket: a request's temperature, top-k, top-p, seed and beta are in
     // the upload (TidarcSampleParams), so a new setup replays the graph another one captured.
@@ -300,11 +303,8 @@ export class GpuModelRunner implements Runner {
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);
       stepIo.recordTail({
         ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input, oneHeadPass: this.oneHeadPass,
-        commit: (count, slot, maxCount) => {
-          for (let layer = 0; layer < spec.layers; layer++) {
-            ops.kvCommitAt({ kStep: { buf: ws.bufs.get(stepK(layer))! }, vStep: { buf: ws.bufs.get(stepV(layer))! }, kCache: cache.k[layer]!, vCache: cache.v[layer]!, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim });
-          }
-        },
+        // Every layer's commit in one launch, through the workspace's table of its step K/V and the cache's layers.
+        commit: (count, slot, maxCount) => ops.kvCommitLayers({ table: { buf: commitTable }, layers: spec.layers, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim }),
       });
     });
     this.device.download(io.out, io.host);
@@ -371,6 +371,8 @@ export class GpuModelRunner implements Runner {
     for (const io of this.stepIo.values()) io.free();
     this.stepIo.clear();
     const bufs = [...this.passWorkspaces.values(), ...this.stepWorkspaces.values()].flatMap((w) => [w.prefixLen, ...w.bufs.values()]);
+    bufs.push(...this.commitTables.values());
+    this.commitTables.clear();
     if (this.head) bufs.push(...headBuffers(this.head));
     for (const l of [this.passes, this.steps]) {
       l.attention.close();
@@ -489,6 +491,23 @@ export class GpuModelRunner implements Runner {
       tokens: d.alloc(n * 4, 'lm_head sampled tokens'), accepted: d.alloc(n * 4, 'lm_head sampled accepted'), params: d.alloc(SAMPLE_PARAMS_BYTES, 'lm_head sampling setup'),
     };
     return this.head;
+  }
+
+  /**
+   * tidarc_op_kv_commit_layers' table for the step workspace of T tokens: per layer its step K/V
+   * and the cache's K/V addresses, uploaded once (not in a capture: decodeStep asks before its
+   * graph runs). Step workspaces and the cache live as long as the runner (reset zeroes the cache
+   * in place), so the addresses never change, as the captured graphs that read them require.
+   */
+  private commitTable(T: number, ws: PassBuffers): DeviceBuffer {
+    const known = this.commitTables.get(T);
+    if (known) return known;
+    const { cache } = this;
+    const table = packKvCommitTable(Array.from({ length: this.spec.layers }, (_, layer) => ({ kStep: ws.bufs.get(stepK(layer))!, vStep: ws.bufs.get(stepV(layer))!, kCache: cache.k[layer]!, vCache: cache.v[layer]! })));
+    const buf = this.device.alloc(table.byteLength, `K/V commit table [${T} tokens]`);
+    this.device.upload(buf, table);
+    this.commitTables.set(T, buf);
+    return buf;
   }
 
   /**

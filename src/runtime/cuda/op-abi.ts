@@ -37,9 +37,11 @@ export const ABI_VERSION = 2;
  * TIDARC_OPS_ABI_VERSION (tidarc_ops_abi.h); 4: tidarc_op_abi_version, which GpuOps reads first;
  * 5: sample and verify read the sampling setup from device memory (TidarcSampleParams); 6:
  * tidarc_op_next_drafts (a module of 5 lacks it: a greedy TiDAR step would not find it); 7:
- * TidarcRopePackArgs gains q_norm, k_norm, norm_dtype and eps (Qwen3's head norms fused).
+ * TidarcRopePackArgs gains q_norm, k_norm, norm_dtype and eps (Qwen3's head norms fused); 8:
+ * tidarc_op_kv_commit_layers (every layer's step commit in one launch, through a device table of
+ * TidarcKvCommitLayer) replaces tidarc_op_kv_commit_at.
  */
-export const OPS_ABI_VERSION = 7;
+export const OPS_ABI_VERSION = 8;
 
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
@@ -158,13 +160,22 @@ export const NEXT_DRAFTS = schema('TidarcNextDraftsArgs', [
 lse[s] = row_lse[i] for s < count: the next drafts picked, after acceptance, from one lm_head
 pass over the verify rows and every n's candidate rows (stride = count, offset = verify rows -
 count), so a greedy step reads lm_head's weights once.  grid (1), block 32.`);
-export const KV_COMMIT_AT = schema('TidarcKvCommitAtArgs', [
-  ['kStep', 'ptr', c('const uint16_t*')], ['vStep', 'ptr', c('const uint16_t*')], ['kCache', 'ptr', c('uint16_t*')], ['vCache', 'ptr', c('uint16_t*')],
+/** One layer's row of tidarc_op_kv_commit_layers' table (device memory, filled once per step workspace). */
+export const KV_COMMIT_LAYER = schema('TidarcKvCommitLayer', [
+  ['kStep', 'ptr', c('const uint16_t*', '[*, kv_heads, head_dim]: the step\'s in-step K')], ['vStep', 'ptr', c('const uint16_t*')],
+  ['kCache', 'ptr', c('uint16_t*', '[kv_heads, capacity, head_dim]: the layer\'s K cache')], ['vCache', 'ptr', c('uint16_t*')],
+], `TidarcKvCommitLayer: a layer's in-step K/V and K/V cache addresses, one entry a layer of the
+table tidarc_op_kv_commit_layers reads in DEVICE memory (the runner fills it once: the buffers
+live as long as the runner, as the captured step graphs that read them).`);
+export const KV_COMMIT_LAYERS = schema('TidarcKvCommitLayersArgs', [
+  ['table', 'ptr', c('const TidarcKvCommitLayer*', '[layers]')],
   ['count', 'ptr', c('const int32_t*', '[1]: rows to commit, at most max_count')], ['slot', 'ptr', c('const int32_t*', '[1]: the first cache slot')],
-  ['maxCount', 'i32'], ['kvHeads', 'i32'], ['capacity', 'i32'], ['headDim', 'i32'],
-], `tidarc_op_kv_commit_at: tidarc_op_kv_commit of rows [0, *count) into slots [*slot, *slot +
-*count), both read from device memory (a captured step commits what its own acceptance
-decided, at the prefix length its upload set).  grid (max_count, kv_heads), block 64.`);
+  ['layers', 'i32'], ['maxCount', 'i32'], ['kvHeads', 'i32'], ['capacity', 'i32'], ['headDim', 'i32'], ['pad', 'i32'],
+], `tidarc_op_kv_commit_layers: for every layer l of table, tidarc_op_kv_commit of its in-step
+rows [0, *count) into its cache slots [*slot, *slot + *count), count and slot read from device
+memory (a captured step commits what its own acceptance decided, at the prefix length its
+upload set): a decode step's whole commit in one launch.  grid (max_count, kv_heads, layers),
+block 64.`);
 // The attention argument's arrays and sizes (ATTENTION_ARRAYS, ATTENTION_SCALARS, their dims) are
 // codegen/abi-fields.ts's: the manifest describes the same fields, and codegen cannot import the runtime.
 export {
@@ -221,11 +232,11 @@ other offsets (a kernel cache of another version).  grid (1), block 32.`);
 export const OPS = {
   abi_version: ABI_VERSION_ARGS, embed: EMBED, rmsnorm: RMSNORM, matmul: MATMUL, silu_mul: SILU_MUL, gelu: GELU,
   rope_pack: ROPE_PACK, to_float: TO_FLOAT, kv_commit: KV_COMMIT, row_stats: ROW_STATS,
-  sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, next_drafts: NEXT_DRAFTS, kv_commit_at: KV_COMMIT_AT,
+  sample: SAMPLE, accept: ACCEPT, verify: VERIFY, draft_rows: DRAFT_ROWS, next_drafts: NEXT_DRAFTS, kv_commit_layers: KV_COMMIT_LAYERS,
 } as const;
 export type OpName = keyof typeof OPS;
 /** Structs the kernels read from device memory (not launch arguments). */
-export const DEVICE_STRUCTS: readonly StructSchema[] = [SAMPLE_PARAMS];
+export const DEVICE_STRUCTS: readonly StructSchema[] = [SAMPLE_PARAMS, KV_COMMIT_LAYER];
 export const OP_SCHEMAS: readonly StructSchema[] = [...DEVICE_STRUCTS, ...Object.values(OPS)];
 
 export function opKernelName(op: OpName): string {

@@ -78,8 +78,9 @@ describe.skipIf(!cxx.found)('decode-step graphs on the emulated driver', () => {
       for (const s of run.steps.slice(1)) expect(s).toMatchObject({ kernelLaunches: 0, graphLaunches: 1, uploads: 1, downloads: 1 });
       expect(run.graphs).toBe(1);
     }
-    // A runner's first greedy step also uploads its never-emit bias row (once).
-    for (const [i, s] of off.tidar.steps.entries()) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: i === 0 ? 2 : 1, downloads: 1 });
+    // A runner's first greedy step also uploads its never-emit bias row and its step workspace's
+    // K/V commit table (each layer's step K/V and cache addresses, for kv_commit_layers): once each.
+    for (const [i, s] of off.tidar.steps.entries()) expect(s).toMatchObject({ launch: 'direct', graphLaunches: 0, uploads: i === 0 ? 3 : 1, downloads: 1 });
     expect(off.tidar.steps[1]!.kernelLaunches).toBe(on.tidar.steps[0]!.kernelLaunches);
   });
 

@@ -9,7 +9,7 @@
  * without the never-emitted token, ties to the first index, the beta mix, draft == argmax), the
  * next drafts' rows (tidarc_op_draft_rows), the next drafts picked from a pass over every
  * candidate row (tidarc_op_next_drafts) and the commit at a count and slot read on the device
- * (tidarc_op_kv_commit_at).
+ * (tidarc_op_kv_commit_layers over one layer; kv-commit-layers.test.ts covers several).
  *
  * The statistics: Pearson's chi-square goodness of fit (test/helpers/chi-square.ts) over the
  * tokens the target gives probability > 0 (all with expected counts >= 5), rejecting at

@@ -28,7 +28,7 @@ const OPS_SOURCE = join(root, 'templates', 'cuda', 'tidarc_ops.cu');
 /** One kernel per struct of tidarc_ops_abi.h: tidarc_op_<name>. */
 const OPS = ['embed', 'rmsnorm', 'matmul', 'silu_mul', 'gelu', 'rope_pack', 'to_float', 'kv_commit', 'row_stats'] as const;
 /** And the sampling and decode-step tail kernels, which test/runtime/cuda/gpu-sampling.test.ts checks. */
-const COMPILED_OPS = [...OPS, 'sample', 'accept', 'verify', 'draft_rows', 'next_drafts', 'kv_commit_at', 'abi_version'] as const;
+const COMPILED_OPS = [...OPS, 'sample', 'accept', 'verify', 'draft_rows', 'next_drafts', 'kv_commit_layers', 'abi_version'] as const;
 /** Kernels allowed a stack frame, and why (it is not a spill). */
 const STACK_FRAME_REASON: Partial<Record<(typeof COMPILED_OPS)[number], string>> = {
   rope_pack: 'double cos/sin of a large angle reduce it (Payne-Hanek) through a small local array',
