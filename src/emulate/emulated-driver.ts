@@ -62,7 +62,22 @@ export interface EmulatedDirOptions extends EmulatedBuildOptions {
   /** Variant names (default: every variant of the manifest). */
   readonly variants?: readonly string[];
   readonly jobs?: number;
+  /** Each module built, a line `[k/n] built X` counted over this call's variants. */
   readonly log?: (line: string) => void;
+  /**
+   * Instead of `log`'s own count: each module built as `built X` to this counted log (countedLog),
+   * which a caller building more than the variants (buildEmulatedCudaModules) counts over everything.
+   */
+  readonly step?: (line: string) => void;
+}
+
+/**
+ * A log whose lines are numbered `[k/total] ` in the order they come: one count over every module
+ * a build makes (variants, operators, GEMMs), not one per kind.
+ */
+export function countedLog(total: number, log: (line: string) => void): (line: string) => void {
+  let k = 0;
+  return (line) => log(`[${++k}/${total}] ${line}`);
 }
 
 export interface EmulatedVariantModule {
@@ -262,13 +277,13 @@ export async function emulateCompiledDir(dir: string, options: EmulatedDirOption
     variants = variants.filter((v) => options.variants!.includes(v.name));
   }
   const cxx = (await compiler(options.cxx)).path;
-  let built = 0;
+  const step = options.step ?? countedLog(variants.length, options.log ?? (() => undefined));
   return runPool(variants, options.jobs ?? availableParallelism(), async (v) => {
     const fatbin = manifest.build?.nvcc?.variants[v.name]?.binary ?? v.sources.cuda.replace(/\.cu$/, '.fatbin');
     const module = resolve(dir, fatbin), library = emulatedModulePath(module);
     const kernels = [v.symbols.cuda];
     await buildEmulatedModule(join(dir, v.sources.cuda), library, kernels.map((name) => ({ name, argsType: manifest.abi.struct })), { cxx, includeDirs: [join(dir, 'cuda')] });
-    options.log?.(`[${++built}/${variants.length}] built ${fatbin.replace(/\.[^./]*$/, '.emu.so')}`);
+    step(`built ${fatbin.replace(/\.[^./]*$/, '.emu.so')}`);
     return { variant: v.name, module, library, kernels };
   });
 }

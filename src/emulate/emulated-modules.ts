@@ -13,9 +13,9 @@ import { withFileLock } from '../fs/file-lock.js';
 import { makeDirs } from '../fs/make-dirs.js';
 import { templatesDigest } from '../codegen/templates.js';
 import { sha256Hasher } from '../util/hash.js';
-import { buildEmulatedModule, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
-import { buildEmulatedGemmModules } from './gemm-modules.js';
-import { buildEmulatedAttentionSm90aModules } from './attention-sm90a-modules.js';
+import { buildEmulatedModule, countedLog, emulateCompiledDir, emulatedModuleKey, emulatedModulePath } from './emulated-driver.js';
+import { buildEmulatedGemmModules, emulatedGemmModulesToBuild } from './gemm-modules.js';
+import { buildEmulatedAttentionSm90aModules, emulatedAttentionSm90aToBuild } from './attention-sm90a-modules.js';
 import { adoptSharedModules, publishSharedModules, sourceInputs } from './shared-modules.js';
 import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
@@ -29,6 +29,7 @@ export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
  * directory, skipping those already built (a recompile replaces the directory, and them). With
  * `sharedDir` (the kernel cache's), the GPU operators' module is built there once and copied, and
  * a module another entry built from the same sources is copied too (shared-modules.ts).
+ * Each module it builds is one line `[k/n] built X`, counted over all of them.
  */
 export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: string) => void = () => undefined, sharedDir?: string): Promise<void> {
   const manifest = readManifest(kernelsDir);
@@ -39,21 +40,26 @@ export async function buildEmulatedCudaModules(kernelsDir: string, log: (line: s
     if (adopted.length > 0) log(`${adopted.length} modules (${adopted.join(', ')}) copied from another entry of the cache, built from the same sources`);
   }
   const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(resolve(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin')))));
-  if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), log });
   const ops = emulatedModulePath(resolve(kernelsDir, OPS_MODULE));
+  // The operators' module is built here, or into sharedDir where no entry built it yet (else copied from there: no build).
+  const opsShared = existsSync(ops) || sharedDir === undefined ? undefined : emulatedModulePath(join(await sharedOpsDir(kernelsDir, sharedDir, key), 'tidarc_ops.fatbin'));
+  const buildsOps = !existsSync(ops) && (opsShared === undefined || !existsSync(opsShared));
+  const total = missing.length + (buildsOps ? 1 : 0) + emulatedGemmModulesToBuild(kernelsDir, manifest).length + emulatedAttentionSm90aToBuild(kernelsDir, manifest).length;
+  const step = countedLog(total, log);
+  if (missing.length > 0) await emulateCompiledDir(kernelsDir, { variants: missing.map((v) => v.name), step });
   if (!existsSync(ops)) {
     if (sharedDir === undefined) {
       await buildEmulatedModule(join(kernelsDir, 'cuda', 'tidarc_ops.cu'), ops, opKernels(), { includeDirs: [join(kernelsDir, 'cuda')] });
-      log(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
+      step(`built ${OPS_MODULE.replace(/\.fatbin$/, '.emu.so')}`);
     } else {
-      const shared = await sharedOpsModule(kernelsDir, sharedDir, key, log);
+      const shared = await sharedOpsModule(kernelsDir, sharedDir, key, log, buildsOps ? step : undefined);
       const temp = `${ops}.${process.pid}.tmp`;
       await copyFile(shared, temp);
       await rename(temp, ops);
     }
   }
-  await buildEmulatedGemmModules(kernelsDir, manifest, log);
-  await buildEmulatedAttentionSm90aModules(kernelsDir, manifest, log);
+  await buildEmulatedGemmModules(kernelsDir, manifest, step);
+  await buildEmulatedAttentionSm90aModules(kernelsDir, manifest, step);
   if (sharedDir !== undefined) await publishSharedModules(kernelsDir, sharedDir, key);
   await writeTextFileAtomic(join(kernelsDir, 'cuda', MODULES_STAMP), `${key}\n`);
 }
@@ -87,20 +93,27 @@ export async function sharedOpsDir(kernelsDir: string, sharedDir: string, key: s
  * The GPU operators' module is the same in every entry of a kernel cache (its sources are the
  * templates') and costs seconds of g++ each time: built once into sharedOpsDir, from a copy of the
  * sources there (the emulator's messages name those files, which outlive any one entry), under
- * that directory's lock; returns the library.
+ * that directory's lock; returns the library. `step` (the caller counted a build of it): its
+ * line, also where another process built it while this one waited on the lock.
  */
-async function sharedOpsModule(kernelsDir: string, sharedDir: string, key: string, log: (line: string) => void): Promise<string> {
+async function sharedOpsModule(kernelsDir: string, sharedDir: string, key: string, log: (line: string) => void, step?: (line: string) => void): Promise<string> {
   const dir = await sharedOpsDir(kernelsDir, sharedDir, key);
   const library = emulatedModulePath(join(dir, 'tidarc_ops.fatbin'));
-  if (existsSync(library)) return library;
+  if (existsSync(library)) {
+    step?.(`${library}: built meanwhile by another process`);
+    return library;
+  }
   const field = `the emulated modules shared by the kernel cache's entries (${sharedDir})`;
   makeDirs(dir, { field, value: dir });
   await withFileLock(`${dir}.lock`, { what: 'building the GPU operators for the emulated driver', field, log }, async () => {
-    if (existsSync(library)) return;
+    if (existsSync(library)) {
+      step?.(`${library}: built meanwhile by another process`);
+      return;
+    }
     const cuda = join(kernelsDir, 'cuda');
     for (const name of await opsInputs(cuda)) await writeFile(join(dir, name), await readFile(join(cuda, name)));
     await buildEmulatedModule(join(dir, 'tidarc_ops.cu'), library, opKernels(), { includeDirs: [dir] });
-    log(`built ${library}`);
+    (step ?? log)(`built ${library}`);
   });
   return library;
 }

@@ -9,7 +9,17 @@ import type { ManifestGemmSm90a } from '../codegen/gemm-sm90a.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { buildEmulatedModule, emulatedModulePath } from './emulated-driver.js';
 
-export async function buildEmulatedGemmModules(kernelsDir: string, manifest: Manifest & { readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }, log: (line: string) => void = () => undefined): Promise<void> {
+type GemmManifest = Manifest & { readonly gemmsSm90a?: readonly ManifestGemmSm90a[] };
+
+export async function buildEmulatedGemmModules(kernelsDir: string, manifest: GemmManifest, log: (line: string) => void = () => undefined): Promise<void> {
+  for (const u of emulatedGemmModulesToBuild(kernelsDir, manifest)) {
+    await buildEmulatedModule(join(kernelsDir, u.source), u.so, u.kernels, { includeDirs: [join(kernelsDir, 'cuda')] });
+    log(`built cuda/${u.name}.emu.so`);
+  }
+}
+
+/** The GEMM units whose .emu.so is not built yet, with the kernels each holds. */
+export function emulatedGemmModulesToBuild(kernelsDir: string, manifest: GemmManifest): { name: string; source: string; so: string; kernels: { name: string; argsType: string }[] }[] {
   const units = new Map<string, { source: string; kernels: Map<string, string> }>();  // kernel -> its argument struct
   const unitOf = (name: string, source: string) => units.get(name) ?? units.set(name, { source, kernels: new Map() }).get(name)!;
   for (const g of manifest.gemms ?? []) {
@@ -22,11 +32,8 @@ export async function buildEmulatedGemmModules(kernelsDir: string, manifest: Man
     const unit = unitOf(g.unit, g.source);
     for (const k of g.kernels) unit.kernels.set(k.symbol, 'TidarcGemmSm90aArgs');
   }
-  for (const [name, u] of units) {
+  return [...units].flatMap(([name, u]) => {
     const so = emulatedModulePath(resolve(kernelsDir, u.source.replace(/\.cu$/, '.fatbin')));
-    if (existsSync(so)) continue;
-    const kernels = [...u.kernels].map(([k, argsType]) => ({ name: k, argsType }));
-    await buildEmulatedModule(join(kernelsDir, u.source), so, kernels, { includeDirs: [join(kernelsDir, 'cuda')] });
-    log(`built cuda/${name}.emu.so`);
-  }
+    return existsSync(so) ? [] : [{ name, source: u.source, so, kernels: [...u.kernels].map(([k, argsType]) => ({ name: k, argsType })) }];
+  });
 }
