@@ -70,6 +70,19 @@ describe('tidarc run', () => {
     expect(tidar.stderr).toMatch(/\[tidar k=4, cpu\] \d+ tokens in \d+ forwards/);
   }, 120_000);
 
+  test('the text on stdout ends with one newline (--json: one JSON line); the summary on stderr starts its own line', async () => {
+    const args = ['run', dir, '--prompt', 'abc', '--max-tokens', '12', '--ignore-eos', '--draft', '2'];
+    const [text, json] = [await run(...args), await run(...args, '--json')];
+    expect([text.code, json.code], text.stderr + json.stderr).toEqual([0, 0]);
+    const { text: generated } = JSON.parse(json.stdout) as { text: string };
+    // A greedy text of 12 tokens that does not end with a newline: the one the CLI adds is what is under test.
+    expect(generated.length).toBeGreaterThan(0);
+    expect(generated.endsWith('\n')).toBe(false);
+    expect(text.stdout).toBe(`${generated}\n`);
+    expect(json.stdout).toBe(`${JSON.stringify(JSON.parse(json.stdout))}\n`);
+    expect(text.stderr).toMatch(/(^|[^\n]\n)\[tidar k=2, cpu\] 12 tokens in \d+ forwards[^\n]*\n$/);
+  }, 120_000);
+
   test('--top-k 1 keeps only the most likely token: sampling at any temperature gives the greedy text', async () => {
     const greedy = await run('run', dir, '--prompt', 'abc', '--max-tokens', '20', '--ignore-eos', '--draft', '2');
     const topK1 = await run('run', dir, '--prompt', 'abc', '--max-tokens', '20', '--ignore-eos', '--draft', '2', '--temperature', '5', '--top-k', '1', '--seed', '3');

@@ -120,15 +120,24 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       });
       try {
         const stream = model.stream(options);
+        let last = '';  // the text's last piece written
         for (;;) {
           const r = await stream.next();
           if (r.done) {
             const res = r.value;
             if (flags.json) io.stdout(`${JSON.stringify(res)}\n`);
-            else io.stderr(`\n${runSummary(res, model.backend)}\n`);
+            else {
+              // The text ends with one newline (a file or pipe gets a complete last line), none added to text that ends with one;
+              // the summary on stderr then starts a line of its own.
+              if (last !== '' && !last.endsWith('\n')) io.stdout('\n');
+              io.stderr(`${runSummary(res, model.backend)}\n`);
+            }
             break;
           }
-          if (!flags.json) io.stdout(r.value.text);
+          if (!flags.json && r.value.text !== '') {
+            io.stdout(r.value.text);
+            last = r.value.text;
+          }
         }
       } finally {
         model.close();
