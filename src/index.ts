@@ -13,6 +13,8 @@ export { tidarDecodeVariant, arVariant, variantForMask, variantsForModel, type A
 export { chooseSplits } from './codegen/splits.js';
 // The kernel library's runtime: the same entry points a compiled directory loads from tidarc/kernels.
 export * from './kernels.js';
+// A compiled directory's variants for the emulated CUDA driver ($TIDARC_LIBCUDA): openKernelLibrary's cuda backend there needs them.
+export { emulateCompiledDir, type EmulatedDirOptions } from './emulate/emulated-driver.js';
 export {
   loadModel,
   type Model,

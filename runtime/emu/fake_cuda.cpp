@@ -384,7 +384,8 @@ CUresult cuModuleLoad(CUmodule* module, const char* path) {
   const std::string so = emulated_module_path(path);
   struct stat st{};
   if (stat(so.c_str(), &st) != 0) {
-    std::fprintf(stderr, "tidarc emulated driver: no %s for %s (build it with emulateCompiledDir or buildEmulatedModule)\n", so.c_str(), path);
+    std::fprintf(stderr, "tidarc emulated driver: no %s for %s: this driver runs the .emu.so beside each module (a compiled directory's variants: "
+                 "await emulateCompiledDir(dir), import { emulateCompiledDir } from 'tidarc'; tidarc run --backend cuda builds its own)\n", so.c_str(), path);
     return CUDA_ERROR_FILE_NOT_FOUND;
   }
   void* library = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);

@@ -23,7 +23,7 @@ import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import { removeStaleTemps } from '../fs/stale-temps.js';
 import { sha256 } from '../util/hash.js';
 import { packageRoot } from '../util/paths.js';
-import { readManifest } from '../runtime/kernel-library.js';
+import { emulatedModulePath, readManifest } from '../runtime/kernel-library.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 
 const exec = promisify(execFile);
@@ -116,9 +116,7 @@ async function compileAtomic(cxx: string, args: readonly string[], out: string, 
 }
 
 /** "dir/X.fatbin" (or any extension) -> "dir/X.emu.so": the rule of fake_cuda.cpp's cuModuleLoad. */
-export function emulatedModulePath(modulePath: string): string {
-  return modulePath.replace(/(\.[^./]*)?$/, '.emu.so');
-}
+export { emulatedModulePath };
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

@@ -21,8 +21,8 @@ import { readManifest } from '../runtime/kernel-library.js';
 import { OPS_MODULE } from '../runtime/cuda/gpu-runner.js';
 import { opKernels } from '../runtime/cuda/op-abi.js';
 
-/** cuDeviceGetName of the emulated driver starts with this. */
-export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
+/** cuDeviceGetName of the emulated driver starts with this (defined beside the kernel library, which checks it too). */
+export { EMULATED_DEVICE_PREFIX } from '../runtime/kernel-library.js';
 
 /**
  * Builds the .emu.so of every variant, of the GPU operators and of the GEMM units in a compiled kernels

@@ -14,7 +14,7 @@ import { MAX_CPU_THREADS, MAX_SPLITS, checkInteger, checkPrefixLen } from './att
 import { cpuSplitsFor, heuristicCpuCall, tunedCallOf } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
-import { AttentionLauncher } from './cuda/attention-launch.js';
+import { AttentionLauncher, attentionModule } from './cuda/attention-launch.js';
 import { CudaDevice, type DeviceBuffer } from './cuda/device.js';
 import { type LibraryHandle, type NativeAddon, type NativeAttentionArgs, loadNative } from './native.js';
 
@@ -206,6 +206,27 @@ function cpuEngine(dir: string, manifest: Manifest, native: NativeAddon): Engine
   };
 }
 
+/** cuDeviceGetName of the emulated CUDA driver (runtime/emu/fake_cuda.cpp, `tidarc emulated-driver`) starts with this. */
+export const EMULATED_DEVICE_PREFIX = 'tidarc emulated';
+
+/** What the emulated driver loads for a module file (`X.fatbin`): the `X.emu.so` beside it (fake_cuda.cpp emulated_module_path). */
+export function emulatedModulePath(modulePath: string): string {
+  return modulePath.replace(/(\.[^./]*)?$/, '.emu.so');
+}
+
+/**
+ * On the emulated driver: every variant's .emu.so, or one line saying how to build them. A
+ * compile writes fatbins (or, with --no-build, none), never these; `tidarc run --backend cuda`
+ * builds its own kernel cache's (load-model), this library path cannot (open is synchronous, the
+ * build is g++ minutes), so without them cuModuleLoad failed with CUDA_ERROR_FILE_NOT_FOUND for a
+ * fatbin that exists and pointed at functions no public entry exported.
+ */
+function requireEmulatedModules(dir: string, manifest: Manifest): void {
+  const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(attentionModule(dir, v)))).map((v) => v.name);
+  if (missing.length === 0) return;
+  throw new TidarcError('runtime', `the emulated CUDA driver ($TIDARC_LIBCUDA) runs the .emu.so beside each fatbin, and ${dir} has none for ${missing.join(', ')}: build them once with \`await emulateCompiledDir(${JSON.stringify(dir)})\` (import { emulateCompiledDir } from 'tidarc'), then load again`);
+}
+
 /**
  * The compiled fatbins on device 0 (on the emulated driver, their .emu.so): every variant's
  * kernels load at open, so a directory built for another arch, or without device code, fails
@@ -216,8 +237,10 @@ function cpuEngine(dir: string, manifest: Manifest, native: NativeAddon): Engine
  */
 function cudaEngine(dir: string, manifest: Manifest): { engine: Engine; device: CudaDevice } {
   const device = CudaDevice.open(0);
-  const launcher = new AttentionLauncher(device, dir, manifest);
+  let launcher: AttentionLauncher;
   try {
+    if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) requireEmulatedModules(dir, manifest);
+    launcher = new AttentionLauncher(device, dir, manifest);
     for (const v of manifest.variants) launcher.kernel(v);
   } catch (e) {
     device.close();
