@@ -29,7 +29,15 @@ struct Session {
   std::vector<CUfunction> functions;
   std::vector<CUgraphExec> graphs;  // nullptr once destroyed
   std::vector<CUevent> events;      // nullptr once destroyed
-  std::vector<void*> pinned;        // live cuMemHostAlloc blocks
+  std::vector<struct PinnedBlock*> pinned;  // live cuMemHostAlloc blocks
+};
+
+// One hostAlloc block, owned by its ArrayBuffer's finalizer (deleted there, never before): live
+// while it is in Session::pinned. The finalizer tells its own block from a later one that
+// cuMemHostAlloc placed at the same address (after hostFree released this one) by this record,
+// not by the address.
+struct PinnedBlock {
+  void* data;
 };
 
 Session& State() {
@@ -369,21 +377,26 @@ Napi::Value GraphDestroyJs(const Napi::CallbackInfo& info) {
 
 // hostAlloc(bytes) -> ArrayBuffer over page-locked memory (cuMemHostAlloc): asynchronous
 // copies from it need no staging, and a graph's copy reads it at replay. hostFree detaches it;
-// an ArrayBuffer the program drops is freed when it is collected.
+// an ArrayBuffer the program drops is freed when it is collected. A buffer hostFree released may
+// be collected after another hostAlloc got the same address: its finalizer must leave that one
+// alone (it freed it, and hostFree then refused it, when the finalizer looked blocks up by address).
 Napi::Value HostAllocJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   const int64_t bytes = IntAt(info, 0, "bytes", 1, static_cast<int64_t>(1) << 40);
   void* p = nullptr;
   TIDARC_CU_CHECK(env, *s.driver, "cuMemHostAlloc", s.driver->cuMemHostAlloc(&p, static_cast<size_t>(bytes), 0));
-  s.pinned.push_back(p);
-  return Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* data) {
+  PinnedBlock* block = new PinnedBlock{p};
+  s.pinned.push_back(block);
+  return Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* data, PinnedBlock* b) {
     Session& st = State();
-    auto it = std::find(st.pinned.begin(), st.pinned.end(), data);
-    if (it == st.pinned.end()) return;  // hostFree already released it
-    st.pinned.erase(it);
-    if (st.context != nullptr && st.driver->cuCtxSetCurrent(st.context) == CUDA_SUCCESS) st.driver->cuMemFreeHost(data);
-  });
+    auto it = std::find(st.pinned.begin(), st.pinned.end(), b);
+    if (it != st.pinned.end()) {  // not released by hostFree
+      st.pinned.erase(it);
+      if (st.context != nullptr && st.driver->cuCtxSetCurrent(st.context) == CUDA_SUCCESS) st.driver->cuMemFreeHost(data);
+    }
+    delete b;
+  }, block);
 }
 
 Napi::Value HostFreeJs(const Napi::CallbackInfo& info) {
@@ -393,9 +406,10 @@ Napi::Value HostFreeJs(const Napi::CallbackInfo& info) {
   Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
   if (buffer.ByteLength() == 0) return env.Undefined();  // already freed (detached)
   void* data = buffer.Data();
-  auto it = std::find(s.pinned.begin(), s.pinned.end(), data);
+  // Live blocks have distinct addresses: the one at data is this buffer's.
+  auto it = std::find_if(s.pinned.begin(), s.pinned.end(), [data](const PinnedBlock* b) { return b->data == data; });
   if (it == s.pinned.end()) throw Napi::Error::New(env, "cuda: hostFree: not an ArrayBuffer of hostAlloc");
-  s.pinned.erase(it);
+  s.pinned.erase(it);  // the finalizer deletes the block record
   buffer.Detach();  // JavaScript can no longer reach the memory
   TIDARC_CU_CHECK(env, *s.driver, "cuMemFreeHost", s.driver->cuMemFreeHost(data));
   return env.Undefined();
