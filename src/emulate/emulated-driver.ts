@@ -23,6 +23,7 @@ import { removeOnInterrupt, settled } from '../fs/interrupt.js';
 import { removeStaleTemps } from '../fs/stale-temps.js';
 import { sha256 } from '../util/hash.js';
 import { packageRoot } from '../util/paths.js';
+import type { ManifestVariant } from '../codegen/manifest.js';
 import { emulatedModulePath, readManifest } from '../runtime/kernel-library.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 
@@ -262,8 +263,9 @@ async function buildDriverUncached(dir: string, given: string, options: Emulated
 
 /**
  * For a directory written by `tidarc compile`: builds cuda/<variant>.emu.so beside each
- * variant's .fatbin path (its one kernel), so that the runtime's CUDA
- * backend loads the compiled model unchanged on the emulated driver.
+ * variant's .fatbin path (its one kernel), and for a variant with an sm_90a kernel (a compile
+ * for sm_90a) that kernel's module where it is not built yet, so that the runtime's CUDA
+ * backend loads the compiled model unchanged on the emulated driver (a 9.0 device).
  */
 export async function emulateCompiledDir(dir: string, options: EmulatedDirOptions = {}): Promise<EmulatedVariantModule[]> {
   const manifest = readManifest(dir);
@@ -275,13 +277,20 @@ export async function emulateCompiledDir(dir: string, options: EmulatedDirOption
     variants = variants.filter((v) => options.variants!.includes(v.name));
   }
   const cxx = (await compiler(options.cxx)).path;
-  const step = options.step ?? countedLog(variants.length, options.log ?? (() => undefined));
+  // A variant's sm_90a kernel (a compile for sm_90a) where its module is not built: the emulated device is a 9.0 one, whose launches take it.
+  const sm90aMissing = (v: ManifestVariant): boolean => v.sm90a !== undefined && !existsSync(emulatedModulePath(resolve(dir, v.sm90a.source.replace(/\.cu$/, '.fatbin'))));
+  const step = options.step ?? countedLog(variants.length + variants.filter(sm90aMissing).length, options.log ?? (() => undefined));
   return runPool(variants, options.jobs ?? availableParallelism(), async (v) => {
     const fatbin = manifest.build?.nvcc?.variants[v.name]?.binary ?? v.sources.cuda.replace(/\.cu$/, '.fatbin');
     const module = resolve(dir, fatbin), library = emulatedModulePath(module);
     const kernels = [v.symbols.cuda];
     await buildEmulatedModule(join(dir, v.sources.cuda), library, kernels.map((name) => ({ name, argsType: manifest.abi.struct })), { cxx, includeDirs: [join(dir, 'cuda')] });
     step(`built ${fatbin.replace(/\.[^./]*$/, '.emu.so')}`);
+    if (sm90aMissing(v)) {
+      const so = v.sm90a!.source.replace(/\.cu$/, '.emu.so');
+      await buildEmulatedModule(join(dir, v.sm90a!.source), resolve(dir, so), [{ name: v.sm90a!.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { cxx, includeDirs: [join(dir, 'cuda')] });
+      step(`built ${so}`);
+    }
     return { variant: v.name, module, library, kernels };
   });
 }

@@ -14,7 +14,7 @@ import { MAX_CPU_THREADS, MAX_SPLITS, checkInteger, checkPrefixLen } from './att
 import { cpuSplitsFor, heuristicCpuCall, tunedCallOf } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
-import { AttentionLauncher, attentionModule } from './cuda/attention-launch.js';
+import { AttentionLauncher, attentionKernelOf, attentionModule } from './cuda/attention-launch.js';
 import { CudaDevice, type DeviceBuffer } from './cuda/device.js';
 import { type LibraryHandle, type NativeAddon, type NativeAttentionArgs, loadNative } from './native.js';
 
@@ -221,8 +221,13 @@ export function emulatedModulePath(modulePath: string): string {
  * build is g++ minutes), so without them cuModuleLoad failed with CUDA_ERROR_FILE_NOT_FOUND for a
  * fatbin that exists and pointed at functions no public entry exported.
  */
-function requireEmulatedModules(dir: string, manifest: Manifest): void {
-  const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(attentionModule(dir, v)))).map((v) => v.name);
+function requireEmulatedModules(dir: string, manifest: Manifest, cc: readonly [number, number]): void {
+  // The module each variant's launches load on this device (AttentionLauncher.kernel): its sm_90a one where the device takes it.
+  const module = (v: ManifestVariant): string => {
+    const sm90a = attentionKernelOf(v, manifest.arches, cc);
+    return sm90a ? join(dir, sm90a.source.replace(/\.cu$/, '.fatbin')) : attentionModule(dir, v);
+  };
+  const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(module(v)))).map((v) => v.name);
   if (missing.length === 0) return;
   throw new TidarcError('runtime', `the emulated CUDA driver ($TIDARC_LIBCUDA) runs the .emu.so beside each fatbin, and ${dir} has none for ${missing.join(', ')}: build them once with \`await emulateCompiledDir(${JSON.stringify(dir)})\` (import { emulateCompiledDir } from 'tidarc'), then load again`);
 }
@@ -239,7 +244,7 @@ function cudaEngine(dir: string, manifest: Manifest): { engine: Engine; device: 
   const device = CudaDevice.open(0);
   let launcher: AttentionLauncher;
   try {
-    if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) requireEmulatedModules(dir, manifest);
+    if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) requireEmulatedModules(dir, manifest, [device.info.major, device.info.minor]);
     launcher = new AttentionLauncher(device, dir, manifest);
     for (const v of manifest.variants) launcher.kernel(v);
   } catch (e) {
