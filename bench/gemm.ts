@@ -9,7 +9,8 @@
  * fused epilogues the cuda backend runs (SwiGLU in gate_up; greedy lm_head as row statistics)
  * and, for comparison, unfused (gate_up writes gate and up, silu_mul; lm_head writes the
  * [M, V] float32 logits and row_stats reads them): the bytes and time the epilogues save.
- * Split-K is summed inside the GEMM launch; the "2-launch" columns predict the same kernels with
+ * "issue us" is the issue term (the k-tile loop's SASS counts from gemm-sass-counts.ts at the SM
+ * clock; "not measured" where the tile has none). Split-K is summed inside the GEMM launch; the "2-launch" columns predict the same kernels with
  * the old separate reduce kernel (before GEMM ABI 5), so the table shows what that saved.
  *
  *   npm run bench:gemm        # prints the table; --json for the figures
@@ -93,12 +94,12 @@ async function main(): Promise<void> {
   console.log(`Generated GEMMs of Qwen3-8B on the ${H200.name}, predicted (src/bench/gemm-cost-model.ts):`);
   console.log(`  copy ${H200.copyBytesPerS / 1e12} TB/s and bf16 matmul ${H200.matmulFlops / 1e12} TFLOP/s measured; mma.sync ${H200.mmaSyncFlops / 1e12} TFLOP/s (half of it, performance-model.md);`);
   console.log(`  L2 ${H200.l2BytesPerS / 1e12} TB/s, HBM latency ${H200.hbmLatencyS * 1e9} ns (Little's law: "fill TB/s" is what the CTAs' bytes in flight pull; below the copy rate it bounds HBM)`);
-  console.log(`  and shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM; cp.async writes + ldmatrix reads: "smem us") assumed. Registers: ${regs.registers ? regs.source : `${regs.source}: ${ASSUMED_REGISTERS} registers assumed`}.\n`);
-  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'fill TB/s', 'hbm us', 'L2 us', 'mma us', 'smem us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
+  console.log(`  and shared memory ${(H200.sharedBytesPerS / 1e12).toFixed(1)} TB/s (128 B a clock an SM; cp.async writes + ldmatrix reads: "smem us") assumed;\n  "issue us": the k-tile loop's measured SASS (src/codegen/gemm-sass-counts.ts) issued one instruction a clock a sub-partition at ${(H200.smClockHz / 1e9).toFixed(3)} GHz, each pipe at its rate. Registers: ${regs.registers ? regs.source : `${regs.source}: ${ASSUMED_REGISTERS} registers assumed`}.\n`);
+  const header = ['role', 'N x K', 'M', 'tile M x N x K', 'warps', 'st', 'splitK', 'CTAs', 'regs', 'CTA/SM', 'waves', 'HBM MB', 'GFLOP', 'fill TB/s', 'hbm us', 'L2 us', 'mma us', 'smem us', 'issue us', 'wave us', 'sum us', 'pred us', 'bound', 'copy %', 'TFLOP/s', '2-launch us', '2-launch copy %', '128-wide us', '128-wide copy %'];
   const table = rows.map(({ role, plan, registers, p, twoLaunch, wide }) => [
     role, `${plan.shape.n}x${plan.shape.k}`, String(plan.m), `${plan.blockM}x${plan.blockN}x${plan.reduction.blockK}`, `${plan.warpsM}x${plan.warpsN}`, String(plan.stages),
     String(plan.reduction.splitK), String(p.ctas), String(registers), String(p.ctasPerSm), p.waves.toFixed(2), (p.hbmBytes / 1e6).toFixed(1), (p.usefulFlops / 1e9).toFixed(2),
-    (p.hbm.pulledBytesPerS / 1e12).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.sharedS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
+    (p.hbm.pulledBytesPerS / 1e12).toFixed(2), us(p.hbmS), us(p.l2S), us(p.mmaS), us(p.sharedS), p.issueS === undefined ? 'not measured' : us(p.issueS), us(p.waveS), us(p.reduceS), us(p.predictedS), p.bound, (100 * p.copyShare).toFixed(0), (p.usefulFlops / p.predictedS / 1e12).toFixed(0),
     us(twoLaunch.predictedS), (100 * twoLaunch.copyShare).toFixed(0), us(wide.predictedS), (100 * wide.copyShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));

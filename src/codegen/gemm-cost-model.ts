@@ -29,8 +29,21 @@
  *               k16 step one per two n8 fragments of its columns (B) and one per m16 fragment
  *               it computes (A; fragments wholly past M are skipped, warp-uniform). A narrow warp
  *               tile reloads A for fewer columns: 48 x 16 moves 0.109 bytes a FLOP, 48 x 32 0.070.
+ *   issue       the SASS a warp issues (gemm-sass-counts.ts: one iteration of the k-tile loop,
+ *               measured by cuobjdump for every tile the planner can offer): every warp of every
+ *               CTA runs one iteration a k tile (mBlocks x nTiles x kTiles x warps over all
+ *               split parts), one a sub-partition (4 an SM, one instruction issued a clock each)
+ *               taking max(its instructions, each pipe's instructions x 32 / its lanes, HMMA at
+ *               the mma term's rate) clocks (sass-mix.ts iterationCycles) at Machine.smClockHz,
+ *               spread over the SMs like the mma term (the wave term then charges the busiest
+ *               SM's). Where the tensor pipe limits the iteration the term equals the mma term
+ *               (every fragment computed); above it the cp.async addresses, the ldmatrix and the
+ *               loop control bound the tile ('issue'). A warp whose m16 fragments lie wholly past
+ *               M skips their HMMA (gemmWarpCycles takes them out; their A ldmatrix, a few
+ *               instructions, are kept). A tile not measured has no term (issueS undefined; opts.issue false drops
+ *               it, as gemm-tile-choice.ts does for all of an M's candidates when one lacks it).
  *   time        max(main HBM / HBM rate, L2 / L2 rate, max(executed / mma.sync rate, shared /
- *               shared rate) + wave term) + split-K sum. Host launch cost is not included (CUDA
+ *               shared rate, issue) + wave term) + split-K sum. Host launch cost is not included (CUDA
  *               graphs remove it; performance-model.md).
  *   split sum   in the launch (tidarc_gemm_abi.h; the attention cost model's merge term): the
  *               last CTAs, one per output tile (ceil(M / blockM) x nTiles of them), read the
@@ -48,6 +61,8 @@ import type { GemmPlan } from './gemm-plan.js';
 import type { Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
 import { type FillRate, fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
+import { gemmHmmaCycles, gemmLoopCounts } from './gemm-sass-counts.js';
+import { type IterationCycles, iterationCycles, SUB_PARTITIONS } from './sass-mix.js';
 
 /** What a prediction of one GEMM launch gives on either family: mma.sync (GemmPrediction) or sm_90a (gemm-sm90a-cost-model.ts). */
 export interface GemmLaunchPrediction {
@@ -67,7 +82,7 @@ export interface GemmLaunchPrediction {
   /** The split-K sum (0 at split-K 1): in the launch's last CTAs, or the old reduce kernel (splitSum 'kernel'). */
   readonly reduceS: number;
   readonly predictedS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared' | 'wgmma';
+  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared' | 'issue' | 'wgmma';
   /** Weights + activations + output bytes / predicted time, as a share of the copy rate. */
   readonly copyShare: number;
   /** Useful FLOP/s as a share of the measured bf16 matmul rate. */
@@ -80,9 +95,54 @@ export interface GemmPrediction extends GemmLaunchPrediction {
   /** Bytes through shared memory: cp.async writes and ldmatrix reads. */
   readonly sharedBytes: number;
   readonly sharedS: number;
+  /**
+   * Every warp-iteration of the k-tile loop at the issue model's cycles, over the SMs (as mmaS),
+   * or undefined where the tile has no measured SASS counts (gemm-sass-counts.ts) or opts.issue
+   * is false.
+   */
+  readonly issueS: number | undefined;
+  /** One warp-iteration's cycles on a sub-partition (issue slots and each pipe), where priced. */
+  readonly issue: IterationCycles | undefined;
   /** The row statistics' merge kernel (0 without that epilogue). */
   readonly mergeS: number;
-  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared';
+  readonly bound: 'HBM' | 'L2' | 'mma.sync' | 'shared' | 'issue';
+}
+
+/**
+ * The cycles of one k tile summed over the warps of a column of CTAs (every M block of one N
+ * tile) over `rows` rows: each warp at its measured iteration (gemmLoopCounts) with the HMMA of
+ * its m16 fragments wholly past `rows` taken out of the HMMA pipe and the issue slots (the
+ * kernel skips them, warp-uniform; their A ldmatrix and the rest of the path are kept), so a
+ * tensor-limited iteration costs what the mma term's executed FLOPs say. 0 where not measured.
+ */
+export function gemmWarpCycles(p: GemmPlan, rows: number, m: Machine): number {
+  const counts = gemmLoopCounts(p, m.arch);
+  if (!counts) return 0;
+  const arch = m.arch === 'sm_90' || m.arch === 'sm_90a' ? 'sm_90' : 'sm_80';
+  const warpM = p.blockM / p.warpsM, fragments = warpM / 16, warpsN = p.threads / 32 / p.warpsM;
+  const each = gemmHmmaCycles(m);
+  const byComputed = new Map<number, number>();
+  let total = 0;
+  for (let b = 0; b * p.blockM < rows; b++) {
+    for (let wr = 0; wr < p.warpsM; wr++) {
+      let computed = 0;
+      for (let i = 0; i < fragments; i++) if (b * p.blockM + wr * warpM + i * 16 < rows) computed++;
+      if (!byComputed.has(computed)) byComputed.set(computed, iterationCycles({ ...counts, hmma: (counts.hmma * computed) / fragments }, arch, each).cycles);
+      total += warpsN * byComputed.get(computed)!;
+    }
+  }
+  return total;
+}
+
+/**
+ * One k-tile iteration of `p`'s main loop on a sub-partition of `m`'s SMs (sass-mix.ts
+ * iterationCycles over gemm-sass-counts.ts's measured counts at the stages m.arch runs), HMMA at
+ * the mma term's rate; undefined where the tile was not measured.
+ */
+export function gemmIssueOf(p: GemmPlan, m: Machine): IterationCycles | undefined {
+  const counts = gemmLoopCounts(p, m.arch);
+  if (!counts) return undefined;
+  return iterationCycles(counts, m.arch === 'sm_90' || m.arch === 'sm_90a' ? 'sm_90' : 'sm_80', gemmHmmaCycles(m));
 }
 
 /** copyShare and matmulShare of a launch that moves `bytes` (weights + activations + output) and does `usefulFlops` in `predictedS`. */
@@ -148,7 +208,7 @@ export function splitSumS(splitK: number, rows: number, n: number, outputBytes: 
   return (((splitK - 1) * rows * n * 4) / machine.l2BytesPerS + outputBytes / machine.copyBytesPerS) / balance;
 }
 
-export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue; splitSum?: GemmSplitSum } = {}): GemmPrediction {
+export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue; splitSum?: GemmSplitSum; issue?: boolean } = {}): GemmPrediction {
   const epilogue = opts.epilogue ?? 'none';
   const { n, k } = p.shape;
   const s = p.reduction.splitK;
@@ -173,16 +233,20 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const mmaS = executedFlops / machine.mmaSyncFlops;
   const sharedBytes = gemmSharedBytes(p, rows);
   const sharedS = sharedBytes / machine.sharedBytesPerS;
-  const computeS = Math.max(mmaS, sharedS);
+  // Every warp of every CTA runs one iteration a k tile of its part; an SM's 4 sub-partitions issue in parallel.
+  const issue = opts.issue === false ? undefined : gemmIssueOf(p, machine);
+  const issueS = issue ? (p.nTiles * p.reduction.kTiles * gemmWarpCycles(p, rows, machine)) / (SUB_PARTITIONS * machine.smClockHz * machine.sms) : undefined;
+  const computeS = Math.max(mmaS, sharedS, issueS ?? 0);
   const smWaves = ctas / machine.sms;
   const waveS = computeS * (Math.ceil(smWaves) - smWaves) / smWaves;
   const reduceS = splitSumS(s, rows, n, output, mBlocks * p.nTiles, machine, opts.splitSum ?? 'launch');
   const mergeS = mergeBytes > 0 ? mergeBytes / machine.copyBytesPerS + machine.launchGapS : 0;
   const main = Math.max(hbmS, l2S, computeS + waveS);
-  const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : sharedS > mmaS ? 'shared' : 'mma.sync';
+  // 'issue' only past mma and shared by more than rounding: an iteration the HMMA pipe limits is the mma term.
+  const bound = main === hbmS ? 'HBM' : main === l2S ? 'L2' : issueS !== undefined && issueS > Math.max(mmaS, sharedS) * (1 + 1e-9) ? 'issue' : sharedS > mmaS ? 'shared' : 'mma.sync';
   const predictedS = main + reduceS + mergeS;
   return {
-    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, mmaS, sharedBytes, sharedS, waveS, reduceS, mergeS, predictedS, bound,
+    ctas, ctasPerSm: perSm, waves, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, hbm, l2S, mmaS, sharedBytes, sharedS, issueS, issue, waveS, reduceS, mergeS, predictedS, bound,
     ...gemmShares(weights + acts + output, usefulFlops, predictedS, machine),
   };
 }

@@ -21,6 +21,7 @@
 import { predictGemm } from './gemm-cost-model.js';
 import type { GemmPlan } from './gemm-plan.js';
 import { gemmRegisters } from './gemm-registers.js';
+import { gemmLoopCounts } from './gemm-sass-counts.js';
 import { H200, type Machine } from './machine.js';
 
 /** Predicted times within this fraction of the least are equal (row-tile-choice.ts ROW_TILE_TOLERANCE). */
@@ -30,14 +31,26 @@ export interface GemmTileScore {
   readonly plan: GemmPlan;
   readonly registers: number;
   readonly predictedS: number;
+  /** Whether the issue term was priced (every candidate of this M measured). */
+  readonly issue: boolean;
 }
 
-/** Each candidate's predicted time over `m` rows, at its measured registers. */
+/**
+ * Each candidate's predicted time over `m` rows, at its measured registers; with the issue term
+ * (gemm-sass-counts.ts) only where every candidate has one, so the choice never favours a tile
+ * whose SASS was not measured.
+ */
 export function scoreGemmTiles(plans: readonly GemmPlan[], m: number): GemmTileScore[] {
+  const issue = gemmIssuePriced(plans, H200);
   return plans.map((plan) => {
     const registers = gemmRegisters(plan, plan.reduction.splitK).registers;
-    return { plan, registers, predictedS: predictGemm(plan, m, H200, registers).predictedS };
+    return { plan, registers, issue, predictedS: predictGemm(plan, m, H200, registers, { issue }).predictedS };
   });
+}
+
+/** Whether the issue term prices `plans` on `machine`: all of them have measured SASS counts (gemm-sass-counts.ts), else none is priced with it. */
+export function gemmIssuePriced(plans: readonly GemmPlan[], machine: Machine): boolean {
+  return plans.every((p) => gemmLoopCounts(p, machine.arch) !== undefined);
 }
 
 /** The rule above over the candidates (at least one), in their order of preference. */
@@ -60,7 +73,7 @@ export function splitMachine(sms: number): Machine {
 
 /** A chosen tile's predicted time over `m` rows on `machine` (its score's own where that is the H200). */
 export function tileTimeOn(score: GemmTileScore, m: number, machine: Machine): number {
-  return machine === H200 ? score.predictedS : predictGemm(score.plan, m, machine, score.registers).predictedS;
+  return machine === H200 ? score.predictedS : predictGemm(score.plan, m, machine, score.registers, { issue: score.issue }).predictedS;
 }
 
 /**
