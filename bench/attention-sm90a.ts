@@ -13,14 +13,17 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ptxasOfSource } from '../src/build/ptxas.js';
 import { findNvcc } from '../src/build/toolchain.js';
-import { type AttentionSm90aPlan, SM90A_ATTENTION_STATIC_FILES, planAttentionSm90a, renderAttentionSm90a } from '../src/codegen/attention-sm90a.js';
+import { type AttentionSm90aPlan, SM90A_ATTENTION_STATIC_FILES, SM90A_ATTENTION_TILE_N, planAttentionSm90a, renderAttentionSm90a } from '../src/codegen/attention-sm90a.js';
 import { readTemplateFile } from '../src/codegen/templates.js';
 import { PREFILL_CHUNK, variantsForModel } from '../src/codegen/variant.js';
 import { H200 } from '../src/codegen/machine.js';
-import { type AttentionSm90aPrediction, predictAttentionSm90a } from '../src/bench/attention-sm90a-cost-model.js';
+import { type AttentionSm90aPrediction, predictAttentionSm90a, sm90aSoftmaxCycles, SOFTMAX_PER_EXP } from '../src/bench/attention-sm90a-cost-model.js';
+import { sm90aLoopCounts } from '../src/codegen/sass-counts-sm90a.js';
 import { parseModelJson } from '../src/ir/model-validate.js';
 import { packageRoot } from '../src/util/paths.js';
 
+/** Keys a tile of the sm_90a kernel (attention-sm90a.ts SM90A_ATTENTION_TILE_N). */
+const SM90A_TILE_KEYS = SM90A_ATTENTION_TILE_N;
 export const SM90A_BENCH_VARIANTS = ['tidar_k16', `prefill_c${PREFILL_CHUNK}`] as const;
 const PREFIXES = [4096, 16384] as const;
 const BATCHES = [1, 8] as const;
@@ -83,10 +86,22 @@ export async function printSm90aAttention(): Promise<void> {
   console.log(`\nThe sm_90a attention (TMA + wgmma) of Qwen3-8B's compute-bound variants on the ${H200.name}, predicted (src/bench/attention-sm90a-cost-model.ts):`);
   console.log(`  wgmma at the measured bf16 matmul rate (${H200.matmulFlops / 1e12} TFLOP/s); the softmax of a tile overlaps the previous tile's P V wgmma, and with ping-pong the other consumer's GEMMs. Registers: ${source}.`);
   for (const p of plans) console.log(`  ${p.variant.name}: ${p.rows} rows per KV head, ${p.rowTiles} row tiles of ${p.tileM} (${p.consumers} consumer warpgroups${p.pingPong ? ', ping-pong' : ''}), ${p.stages} stages, ${p.sharedBytes} bytes of shared memory`);
-  const header = ['variant', 'L', 'B', 'regs', 'CTA/SM', 'splits', 'CTAs', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'wgmma us', 'softmax us', 'merge us', 'pred us', 'bound', 'TFLOP/s', 'peak %', 'no-pp softmax', 'no-pp pred', 'no-pp %'];
+  // The softmax term's source: a warpgroup tile's non-tensor cycles from the measured SASS (sass-counts-sm90a.ts), or the old assumption.
+  const assumed = ((1 + SOFTMAX_PER_EXP) * 64 * SM90A_TILE_KEYS) / 16;
+  for (const p of plans.flatMap((x) => (x.pingPong ? [x, { ...x, pingPong: false }] : [x]))) {
+    const counts = sm90aLoopCounts(p);
+    const name = `${p.variant.name}${p.consumers === 2 && !p.pingPong ? ' (no-pp)' : ''}`;
+    if (!counts) {
+      console.log(`  softmax of ${name}: ASSUMED (no measured SASS row): (1 + ${SOFTMAX_PER_EXP}) x one exp2 a score, ${assumed} cycles an SM a warpgroup tile`);
+      continue;
+    }
+    const it = sm90aSoftmaxCycles(counts);
+    console.log(`  softmax of ${name}: measured SASS, a warp's key tile ${it.issue} instructions (${counts.hmma} HGMMA, ${counts.mufu} MUFU, ${counts.fp32} fp32, ${counts.imad} IMAD, ${counts.alu} ALU, ${counts.conv} conv, ${counts.shfl} SHFL, ${counts.issue} other): ${it.cycles} cycles a warpgroup tile (${it.limiter}-bound) vs the old assumption's ${assumed} (x${(it.cycles / assumed).toFixed(2)}), at ${H200.smClockHz / 1e9} GHz`);
+  }
+  const header = ['variant', 'L', 'B', 'regs', 'CTA/SM', 'splits', 'CTAs', 'HBM MB', 'GFLOP', 'hbm us', 'L2 us', 'wgmma us', 'softmax us', 'sm src', 'merge us', 'pred us', 'bound', 'TFLOP/s', 'peak %', 'no-pp softmax', 'no-pp pred', 'no-pp %'];
   const table = rows.map((r) => [
     r.variant, String(r.prefix), String(r.batch), String(r.registers), String(r.ctasPerSm), String(r.splits), String(r.ctas), (r.hbmBytes / 1e6).toFixed(1), (r.usefulFlops / 1e9).toFixed(1),
-    us(r.hbmS), us(r.l2S), us(r.wgmmaS), us(r.softmaxS), us(r.mergeS), us(r.predictedS), r.bound, r.usefulTflops.toFixed(0), (100 * r.matmulShare).toFixed(0),
+    us(r.hbmS), us(r.l2S), us(r.wgmmaS), us(r.softmaxS), r.softmaxSource === 'measured' ? 'SASS' : 'ASSUMED', us(r.mergeS), us(r.predictedS), r.bound, r.usefulTflops.toFixed(0), (100 * r.matmulShare).toFixed(0),
     us(r.withoutPingPong.softmaxS), us(r.withoutPingPong.predictedS), (100 * r.withoutPingPong.matmulShare).toFixed(0),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
@@ -94,6 +109,7 @@ export async function printSm90aAttention(): Promise<void> {
   console.log(line(header));
   for (const r of table) console.log(line(r));
   console.log('peak % = useful FLOP/s / the measured bf16 matmul rate (the issue\'s targets: k = 16 at L >= 4k >= 60%; prefill >= 550 TFLOP/s, 70%).');
+  console.log('sm src = the softmax term\'s source: SASS (the plan\'s measured key-tile loop) or ASSUMED (no row: one exp2 a score x (1 + SOFTMAX_PER_EXP)). Every figure is a cost-model prediction, not a GPU measurement.');
   console.log('no-pp = the same launch without the consumers\' ping-pong (in-warpgroup overlap only, the kernel before it), each with its own best split count.');
 }
 

@@ -22,10 +22,15 @@
  *               split_work) + the schedule's latencies (splits.ts SPLIT_RATES.scheduleS).
  *   wgmma rate  the measured bf16 matmul rate (torch's cuBLAS runs wgmma; operands straight from
  *               shared memory, so no ldmatrix bound).
- *   softmax     one exp2 per executed score on the SFU (16 a clock an SM, 1.98 GHz: ~4.2e12/s on
- *               132 SMs) plus the FMA work around it, taken as 2 x the exp time. How much of it
- *               shows depends on the plan's schedule (assumptions, to be replaced by a
- *               measurement):
+ *   softmax     measured SASS (sass-counts-sm90a.ts: one consumer warp's key-tile iteration, by
+ *               class): a warpgroup's 64 x 64 tile holds each of the 4 sub-partitions for the
+ *               iteration's non-tensor cycles (sass-mix.ts iterationCycles without the tensor pipe:
+ *               the larger of its issue slots and each CUDA-core pipe, MUFU included), so the
+ *               softmax of all tiles takes cycles x warpgroup tiles / (Machine.smClockHz x SMs).
+ *               A plan with no measured row keeps the old assumption (softmaxSource 'assumed'):
+ *               one exp2 per executed score on the SFU (16 a clock an SM) plus the arithmetic
+ *               around it taken as SOFTMAX_PER_EXP x the exp time, at the same clock. How much of
+ *               it shows depends on the plan's schedule (assumptions, not measured):
  *               - without ping-pong, the kernel runs the softmax of tile i while the tensor
  *                 cores run P V of tile i - 1 (FA3's intra-warpgroup overlap), so only the
  *                 softmax time past the P V time (half the wgmma time) shows; with two consumers
@@ -44,11 +49,30 @@ import { stepVisibility } from '../ir/mask.js';
 import type { Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
 import { SPLIT_RATES } from './splits.js';
+import { sm90aLoopCounts } from './sass-counts-sm90a.js';
+import { type ClassCounts, type IterationCycles, iterationCycles, PIPE_RESULTS_PER_SM } from './sass-mix.js';
 
-/** SFU exp2 per second on the H200 (16 a clock an SM x 132 SMs x 1.98 GHz): datasheet arithmetic, not measured. */
-export const H200_EXP2_PER_S = 16 * 132 * 1.98e9;
-/** The softmax's arithmetic beside its exp2 (max, scale, rescale, sum, pack), as a multiple of the exp time: assumed. */
-const SOFTMAX_PER_EXP = 2;
+/** MUFU.EX2 results a clock an SM (the throughput table's 9.0 column, sass-mix.ts PIPE_RESULTS_PER_SM): the assumption's SFU rate. */
+const EXP2_PER_SM_CLOCK = PIPE_RESULTS_PER_SM.sm_90.mufu;
+/** The softmax's arithmetic beside its exp2 (max, scale, rescale, sum, pack), as a multiple of the exp time: assumed, for a plan with no measured SASS row. */
+export const SOFTMAX_PER_EXP = 2;
+
+/** One consumer warp's non-tensor cycles of a key-tile iteration of `counts` on a sub-partition: iterationCycles without the tensor pipe (issue slots, each CUDA-core pipe). */
+export function sm90aSoftmaxCycles(counts: ClassCounts): IterationCycles {
+  return iterationCycles(counts, 'sm_90', 0);
+}
+
+/**
+ * The softmax's seconds over `warpgroupTiles` (a consumer warpgroup's 64-row x tileN-key tiles,
+ * every CTA's) with nothing hidden, and where it came from: the plan's measured SASS row, or the
+ * old assumption where the table has none.
+ */
+export function sm90aSoftmaxRaw(plan: Pick<AttentionSm90aPlan, 'variant' | 'consumers' | 'pingPong' | 'tileN'>, warpgroupTiles: number, machine: Machine): { readonly seconds: number; readonly source: 'measured' | 'assumed' } {
+  const counts = sm90aLoopCounts(plan);
+  if (counts) return { seconds: (sm90aSoftmaxCycles(counts).cycles * warpgroupTiles) / (machine.smClockHz * machine.sms), source: 'measured' };
+  const exps = warpgroupTiles * 64 * plan.tileN;
+  return { seconds: ((1 + SOFTMAX_PER_EXP) * exps) / (EXP2_PER_SM_CLOCK * machine.sms * machine.smClockHz), source: 'assumed' };
+}
 /** The latency before a CTA's first tile (its Q, then the first K/V tile), once per wave: as splits.ts assumes. */
 const FILL_S = 1e-6;
 
@@ -64,6 +88,10 @@ export interface AttentionSm90aPrediction {
   readonly hbmS: number;
   readonly l2S: number;
   readonly wgmmaS: number;
+  /** The softmax time with nothing hidden (sm90aSoftmaxRaw). */
+  readonly softmaxRawS: number;
+  /** Whether softmaxRawS is from the plan's measured SASS or the old assumption (no row for the plan). */
+  readonly softmaxSource: 'measured' | 'assumed';
   /** The softmax time not hidden behind the tensor cores. */
   readonly softmaxS: number;
   readonly mergeS: number;
@@ -108,8 +136,8 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const stepKeyVisits = plan.stepTileKey.length * plan.tileN;  // summed over row tiles
   const executedFlops = 4 * d * batch * kvHeads * plan.tileM * (plan.rowTiles * (variant.mask.prefix === 'all' ? prefixTiles * plan.tileN : 0) + stepKeyVisits);
   const wgmmaS = executedFlops / machine.matmulFlops;
-  const exps = executedFlops / (4 * d);
-  const softmaxRaw = (1 + SOFTMAX_PER_EXP) * exps / H200_EXP2_PER_S;
+  const warpgroupTiles = executedFlops / (4 * d * 64 * plan.tileN);
+  const { seconds: softmaxRaw, source: softmaxSource } = sm90aSoftmaxRaw(plan, warpgroupTiles, machine);
   const tilesPerCta = executedFlops / (4 * d * plan.tileM * plan.tileN) / ctas;
   const softmaxS = plan.pingPong
     ? Math.max(0, softmaxRaw - wgmmaS) + softmaxRaw / Math.max(1, tilesPerCta)
@@ -124,7 +152,7 @@ function predictAt(plan: AttentionSm90aPlan, call: { readonly batch: number; rea
   const fillS = FILL_S * Math.ceil(Math.ceil(ctas / machine.sms) / perSm);
   const predictedS = main / balance + fillS + mergeS;
   return {
-    splits, ctas, ctasPerSm: perSm, balance, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, softmaxS, mergeS, fillS, predictedS,
+    splits, ctas, ctasPerSm: perSm, balance, hbmBytes, l2Bytes, usefulFlops, executedFlops, hbmS, l2S, wgmmaS, softmaxRawS: softmaxRaw, softmaxSource, softmaxS, mergeS, fillS, predictedS,
     bound: main === hbmS ? 'HBM' : main === l2S ? 'L2' : 'wgmma',
     matmulShare: usefulFlops / predictedS / machine.matmulFlops,
     usefulTflops: usefulFlops / predictedS / 1e12,

@@ -8,8 +8,8 @@
  *   parse     each `Function : name` section's instructions (address, predicate, opcode with its
  *             modifiers, operands, a branch's target).
  *   loops     a backward BRA (target at or below its own address) closes a loop [target, BRA].
- *   hot loop  the loop whose body holds the most HMMA; of loops holding as many (an outer loop
- *             holds its inner loops' HMMA), the innermost. Loops nested inside the hot loop are
+ *   hot loop  the loop whose body holds the most HMMA (or HGMMA, sm_90a's wgmma); of loops
+ *             holding as many (an outer loop holds its inner loops' HMMA), the innermost. Loops nested inside the hot loop are
  *             reported (nested), and their bodies count once an iteration of the hot loop: their
  *             trip counts are not in the SASS (the attention kernel has none: every inner loop is
  *             unrolled).
@@ -64,7 +64,7 @@ export function parseSass(text: string): SassKernel[] {
       kernels.push(current);
       continue;
     }
-    const m = /^\s*\/\*([0-9a-f]{4,})\*\/\s+(?:@(!?U?P[T0-9]+)\s+)?([A-Z][A-Z0-9_.]*)\s*([^;]*);/.exec(line);
+    const m = /^\s*\/\*([0-9a-f]{4,})\*\/\s+(?:@(!?U?P[T0-9]+)\s+)?([A-Z][A-Za-z0-9_.]*)\s*([^;]*);/.exec(line);  // modifiers may hold lower case: HGMMA.64x64x16
     if (!m || !current) continue;
     const opcode = m[3]!;
     const operands = m[4]!.trim();
@@ -89,7 +89,8 @@ export interface SassLoop {
   readonly hmma: number;
 }
 
-const isHmma = (i: SassInstruction): boolean => i.opcode.startsWith('HMMA');
+/** A tensor-core instruction: mma.sync's HMMA or sm_90a's warpgroup HGMMA (wgmma), the 'hmma' class. */
+const isHmma = (i: SassInstruction): boolean => /^H(G?)MMA\b/.test(i.opcode);
 
 /** Every loop of a kernel: a backward BRA closes [its target, itself]. */
 export function findLoops(kernel: SassKernel): SassLoop[] {
@@ -118,7 +119,7 @@ export function hotLoop(kernel: SassKernel): HotLoop | undefined {
 }
 
 /** Instructions that move tile data or feed the tensor cores: a steady-state iteration issues all of them. */
-const isWork = (i: SassInstruction): boolean => /^(HMMA|LDGSTS|LDSM|LDS)\b/.test(i.opcode);
+const isWork = (i: SassInstruction): boolean => /^(HMMA|HGMMA|LDGSTS|LDSM|LDS)\b/.test(i.opcode);
 
 /**
  * The path of one unmasked iteration (see the header): a longest-work, then shortest, path over
@@ -163,7 +164,9 @@ export function hotPath(kernel: SassKernel, loop: SassLoop): SassInstruction[] {
 /**
  * Rows of the CUDA C++ Programming Guide's "Arithmetic Instructions" throughput table (Best
  * Practices Guide 12.1.1, "Throughput of Native Arithmetic Instructions: number of results per
- * clock cycle per multiprocessor"), plus HMMA, and 'issue' for what no row limits here.
+ * clock cycle per multiprocessor"), plus the tensor pipe ('hmma': mma.sync's HMMA and sm_90a's
+ * HGMMA, one instruction a wgmma of one warp; the WARPGROUP.ARRIVE / DEPBAR fences around them
+ * are 'issue'), and 'issue' for what no row limits here.
  */
 export const INSTRUCTION_CLASSES = ['hmma', 'fp32', 'imad', 'alu', 'conv', 'mufu', 'shfl', 'issue'] as const;
 export type InstructionClass = (typeof INSTRUCTION_CLASSES)[number];
@@ -177,7 +180,7 @@ export type InstructionClass = (typeof INSTRUCTION_CLASSES)[number];
  * MUFU (ex2, rcp, lg2); warp shuffles.
  */
 const CLASS_OF: Readonly<Record<string, InstructionClass>> = {
-  HMMA: 'hmma',
+  HMMA: 'hmma', HGMMA: 'hmma',
   FADD: 'fp32', FMUL: 'fp32', FFMA: 'fp32', FSWZADD: 'fp32',
   IMAD: 'imad', IMUL: 'imad',
   IADD3: 'alu', IADD: 'alu', VIADD: 'alu', IABS: 'alu', ISETP: 'alu', FSETP: 'alu', IMNMX: 'alu', VIMNMX: 'alu', VIADDMNMX: 'alu',

@@ -3,11 +3,13 @@
  * counts follow the plan (useful: 4 D per visible (row, key) pair; executed: whole 128-row tiles
  * against every key tile they visit), the wgmma term is the executed FLOPs at the matmul rate,
  * without a split count given it takes the one of least predicted time, and the softmax term
- * follows the plan's schedule (ping-pong: what outlasts the wgmmas plus the loop's two ends).
+ * follows the plan's schedule (ping-pong: what outlasts the wgmmas plus the loop's two ends), from
+ * the plan's measured SASS row (sass-counts-sm90a.ts).
  */
 import { describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
-import { H200_EXP2_PER_S, predictAttentionSm90a } from '../../src/codegen/attention-sm90a-cost-model.js';
+import { predictAttentionSm90a, sm90aSoftmaxCycles } from '../../src/codegen/attention-sm90a-cost-model.js';
+import { sm90aLoopCounts } from '../../src/codegen/sass-counts-sm90a.js';
 import { planAttentionSm90a } from '../../src/codegen/attention-sm90a.js';
 import { prefillChunkVariant, tidarDecodeVariant } from '../../src/codegen/variant.js';
 
@@ -44,12 +46,14 @@ describe('the sm_90a attention cost model', () => {
     expect(planAttentionSm90a(tidarDecodeVariant(16, QWEN3), 1).pingPong).toBe(false);
     const call = { batch: 1, prefix: 4096 };
     const p = predictAttentionSm90a(plan, call, H200, 138, 4);
-    const raw = (3 * p.executedFlops) / (4 * 128) / H200_EXP2_PER_S;  // one exp2 a score, and twice its time in FMAs
+    // The measured SASS row's non-tensor cycles a warpgroup tile (sass-counts-sm90a.ts), each 64 x 64 tile of a warpgroup, at the SM clock.
+    const raw = (sm90aSoftmaxCycles(sm90aLoopCounts(plan)!).cycles * p.executedFlops) / (4 * 128 * 64 * 64) / (H200.smClockHz * H200.sms);
     // 4 splits of 64 prefix tiles: 16 a CTA, plus the row tile's in-step tiles on the last split.
     const tilesPerCta = (9 * 64 + plan.stepTileKey.length) / (9 * 4);
     expect(p.softmaxS).toBeCloseTo(Math.max(0, raw - p.wgmmaS) + raw / tilesPerCta, 12);
     const before = predictAttentionSm90a({ ...plan, pingPong: false }, call, H200, 138, 4);
-    expect(before.softmaxS).toBeCloseTo(Math.max(0, raw - p.wgmmaS / 2) * 0.5, 12);
+    const rawNoPp = (sm90aSoftmaxCycles(sm90aLoopCounts({ ...plan, pingPong: false })!).cycles * p.executedFlops) / (4 * 128 * 64 * 64) / (H200.smClockHz * H200.sms);  // its own row
+    expect(before.softmaxS).toBeCloseTo(Math.max(0, rawNoPp - p.wgmmaS / 2) * 0.5, 12);
     const others = (x: typeof p) => [x.wgmmaS, x.hbmS, x.l2S, x.mergeS, x.fillS, x.balance];
     expect(others(p)).toEqual(others(before));  // no other term moves
     expect(p.predictedS).toBeLessThan(before.predictedS);
