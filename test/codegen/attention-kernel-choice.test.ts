@@ -55,9 +55,10 @@ describe('a Qwen3-8B compile for sm_90a', () => {
     }
   });
 
-  test('k = 8 keeps mma.sync; k = 16 and the prefill chunk take sm_90a', () => {
-    expect(chosen.tidar_k8!.kernel).toBe('sm_90');
-    expect(chosen.tidar_k8!.ratio).toBeGreaterThan(1);
+  test('k = 8, k = 16 and the prefill chunk take sm_90a (k = 8 narrowly: with the sm_90a softmax from measured SASS, sass-counts-sm90a.ts; the assumed factor gave 1.011, mma.sync)', () => {
+    expect(chosen.tidar_k8!.kernel).toBe('sm_90a');
+    expect(chosen.tidar_k8!.ratio).toBeGreaterThan(0.85);
+    expect(chosen.tidar_k8!.ratio).toBeLessThan(1);
     expect(chosen.tidar_k16!.kernel).toBe('sm_90a');
     expect(chosen.prefill_c64!.kernel).toBe('sm_90a');
   });
