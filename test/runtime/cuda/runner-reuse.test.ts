@@ -10,6 +10,8 @@
  *     launch-by-launch path (graphs off) for the same seed; every graph is captured once;
  *   - two sequences alive at once (interleaved streams) run on two runners, the kept one and a
  *     new one, and both give the tokens of a sequence run alone (greedy TiDAR and greedy AR);
+ *   - greedy AR on the runner a greedy TiDAR sequence ran on (steps of another token count: their
+ *     own step workspace and K/V commit table) gives the TiDAR sequence's tokens;
  *   - what the kept runners hold is all the device holds besides the weights, and dropRunners
  *     gives it back;
  *   - no host -> device copy is a synchronous one from pageable memory (the legacy NULL stream):
@@ -41,7 +43,7 @@ const TOKENS = 3;
 interface Step { kernelLaunches: number; graphLaunches: number; uploads: number; downloads: number; captures: number }
 interface Gen { tokens: number[]; steps: Step[]; created: number; reused: number }
 interface Out {
-  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledOther: Gen; sampledFresh: Gen;
+  weightBytes: number; greedyFresh: Gen; sampledOnReused: Gen; sampledSeed8: Gen; sampledOther: Gen; sampledFresh: Gen; longTidar: Gen; longArOnTidarRunner: Gen;
   captureLabels: string[]; noGraphs: { sampledSeed8: number[]; sampledOther: number[] };
   copiesAtLoad: { sync: number; async: number }; copies: { sync: number; async: number };
   interleaved: { tidar: Gen; ar: Gen; created: number; reused: number };
@@ -101,6 +103,14 @@ describe.skipIf(!cxx.found)('runner reuse across generate calls on the emulated 
     // Greedy AR == greedy TiDAR.
     expect(out.interleaved.ar.tokens).toEqual(out.greedyFresh.tokens);
     expect(out.interleaved.tidar.tokens).toEqual(out.greedyFresh.tokens);
+  });
+
+  test('greedy AR on the runner greedy TiDAR decoded on (1-token steps after k (k + 1)-token ones) gives the same tokens', () => {
+    // After dropRunners the pool holds one runner (sampledFresh's): both take it.
+    expect(out.longTidar).toMatchObject({ created: 0, reused: 1 });
+    expect(out.longArOnTidarRunner).toMatchObject({ created: 0, reused: 1 });
+    expect(out.longTidar.tokens).toHaveLength(10);
+    expect(out.longArOnTidarRunner.tokens).toEqual(out.longTidar.tokens);
   });
 
   test('every host -> device copy, the weights\' and the prefill\'s included, is asynchronous from pinned memory on our stream: none on the legacy NULL stream', () => {
