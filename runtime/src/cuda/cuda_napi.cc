@@ -387,16 +387,26 @@ Napi::Value HostAllocJs(const Napi::CallbackInfo& info) {
   void* p = nullptr;
   TIDARC_CU_CHECK(env, *s.driver, "cuMemHostAlloc", s.driver->cuMemHostAlloc(&p, static_cast<size_t>(bytes), 0));
   PinnedBlock* block = new PinnedBlock{p};
+  Napi::ArrayBuffer buffer;
+  try {
+    buffer = Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* data, PinnedBlock* b) {
+      Session& st = State();
+      auto it = std::find(st.pinned.begin(), st.pinned.end(), b);
+      if (it != st.pinned.end()) {  // not released by hostFree
+        st.pinned.erase(it);
+        if (st.context != nullptr && st.driver->cuCtxSetCurrent(st.context) == CUDA_SUCCESS) st.driver->cuMemFreeHost(data);
+      }
+      delete b;
+    }, block);
+  } catch (...) {
+    // No buffer, so no finalizer will ever free it (a runtime that refuses external buffers):
+    // give the page-locked memory back now instead of leaving it on the live list for good.
+    s.driver->cuMemFreeHost(p);
+    delete block;
+    throw;
+  }
   s.pinned.push_back(block);
-  return Napi::ArrayBuffer::New(env, p, static_cast<size_t>(bytes), [](Napi::Env, void* data, PinnedBlock* b) {
-    Session& st = State();
-    auto it = std::find(st.pinned.begin(), st.pinned.end(), b);
-    if (it != st.pinned.end()) {  // not released by hostFree
-      st.pinned.erase(it);
-      if (st.context != nullptr && st.driver->cuCtxSetCurrent(st.context) == CUDA_SUCCESS) st.driver->cuMemFreeHost(data);
-    }
-    delete b;
-  }, block);
+  return buffer;
 }
 
 Napi::Value HostFreeJs(const Napi::CallbackInfo& info) {
