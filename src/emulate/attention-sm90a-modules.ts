@@ -7,11 +7,12 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Manifest } from '../codegen/manifest.js';
+import { attentionSm90aModule } from '../runtime/cuda/attention-launch.js';
 import { buildEmulatedModule, emulatedModulePath } from './emulated-driver.js';
 
 export async function buildEmulatedAttentionSm90aModules(kernelsDir: string, manifest: Pick<Manifest, 'variants'>, log: (line: string) => void = () => undefined): Promise<void> {
   for (const v of emulatedAttentionSm90aToBuild(kernelsDir, manifest)) {
-    const so = emulatedModulePath(resolve(kernelsDir, v.sm90a.source.replace(/\.cu$/, '.fatbin')));
+    const so = emulatedModulePath(resolve(attentionSm90aModule(kernelsDir, v.sm90a)));
     await buildEmulatedModule(join(kernelsDir, v.sm90a.source), so, [{ name: v.sm90a.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { includeDirs: [join(kernelsDir, 'cuda')] });
     log(`built ${v.sm90a.source.replace(/\.cu$/, '.emu.so')}`);
   }
@@ -19,5 +20,5 @@ export async function buildEmulatedAttentionSm90aModules(kernelsDir: string, man
 
 /** The variants with an sm_90a kernel whose .emu.so is not built yet. */
 export function emulatedAttentionSm90aToBuild(kernelsDir: string, manifest: Pick<Manifest, 'variants'>): (Manifest['variants'][number] & { readonly sm90a: NonNullable<Manifest['variants'][number]['sm90a']> })[] {
-  return manifest.variants.flatMap((v) => (v.sm90a && !existsSync(emulatedModulePath(resolve(kernelsDir, v.sm90a.source.replace(/\.cu$/, '.fatbin')))) ? [{ ...v, sm90a: v.sm90a }] : []));
+  return manifest.variants.flatMap((v) => (v.sm90a && !existsSync(emulatedModulePath(attentionSm90aModule(kernelsDir, v.sm90a))) ? [{ ...v, sm90a: v.sm90a }] : []));
 }

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { TidarcError } from '../errors.js';
 import { openOutputDir } from '../build/output-dir.js';
@@ -24,6 +24,7 @@ import { removeStaleTemps } from '../fs/stale-temps.js';
 import { sha256 } from '../util/hash.js';
 import { packageRoot } from '../util/paths.js';
 import type { ManifestVariant } from '../codegen/manifest.js';
+import { attentionSm90aModule } from '../runtime/cuda/attention-launch.js';
 import { emulatedModulePath, readManifest } from '../runtime/kernel-library.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, EMU_MODULE_FLAGS, EMU_RUNTIME_SOURCES, compileWith, emulatorIncludeFlags, emulatorSourceDir } from './emulator-build.js';
 
@@ -278,7 +279,7 @@ export async function emulateCompiledDir(dir: string, options: EmulatedDirOption
   }
   const cxx = (await compiler(options.cxx)).path;
   // A variant's sm_90a kernel (a compile for sm_90a) where its module is not built: the emulated device is a 9.0 one, whose launches take it.
-  const sm90aMissing = (v: ManifestVariant): boolean => v.sm90a !== undefined && !existsSync(emulatedModulePath(resolve(dir, v.sm90a.source.replace(/\.cu$/, '.fatbin'))));
+  const sm90aMissing = (v: ManifestVariant): boolean => v.sm90a !== undefined && !existsSync(emulatedModulePath(attentionSm90aModule(dir, v.sm90a)));
   const step = options.step ?? countedLog(variants.length + variants.filter(sm90aMissing).length, options.log ?? (() => undefined));
   return runPool(variants, options.jobs ?? availableParallelism(), async (v) => {
     const fatbin = manifest.build?.nvcc?.variants[v.name]?.binary ?? v.sources.cuda.replace(/\.cu$/, '.fatbin');
@@ -287,9 +288,9 @@ export async function emulateCompiledDir(dir: string, options: EmulatedDirOption
     await buildEmulatedModule(join(dir, v.sources.cuda), library, kernels.map((name) => ({ name, argsType: manifest.abi.struct })), { cxx, includeDirs: [join(dir, 'cuda')] });
     step(`built ${fatbin.replace(/\.[^./]*$/, '.emu.so')}`);
     if (sm90aMissing(v)) {
-      const so = v.sm90a!.source.replace(/\.cu$/, '.emu.so');
-      await buildEmulatedModule(join(dir, v.sm90a!.source), resolve(dir, so), [{ name: v.sm90a!.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { cxx, includeDirs: [join(dir, 'cuda')] });
-      step(`built ${so}`);
+      const so = emulatedModulePath(attentionSm90aModule(dir, v.sm90a!));
+      await buildEmulatedModule(join(dir, v.sm90a!.source), resolve(so), [{ name: v.sm90a!.symbol, argsType: 'TidarcAttentionSm90aArgs' }], { cxx, includeDirs: [join(dir, 'cuda')] });
+      step(`built ${relative(dir, so)}`);
     }
     return { variant: v.name, module, library, kernels };
   });

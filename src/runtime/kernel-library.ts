@@ -14,7 +14,7 @@ import { MAX_CPU_THREADS, MAX_SPLITS, checkInteger, checkPrefixLen } from './att
 import { cpuSplitsFor, heuristicCpuCall, tunedCallOf } from '../codegen/call-params.js';
 import type { Manifest, ManifestVariant } from '../codegen/manifest.js';
 import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen/target.js';
-import { AttentionLauncher, attentionKernelOf, attentionModule } from './cuda/attention-launch.js';
+import { AttentionLauncher, attentionKernelOf, attentionModule, attentionSm90aModule } from './cuda/attention-launch.js';
 import { CudaDevice, type DeviceBuffer } from './cuda/device.js';
 import { type LibraryHandle, type NativeAddon, type NativeAttentionArgs, loadNative } from './native.js';
 
@@ -225,7 +225,7 @@ function requireEmulatedModules(dir: string, manifest: Manifest, cc: readonly [n
   // The module each variant's launches load on this device (AttentionLauncher.kernel): its sm_90a one where the device takes it.
   const module = (v: ManifestVariant): string => {
     const sm90a = attentionKernelOf(v, manifest.arches, cc);
-    return sm90a ? join(dir, sm90a.source.replace(/\.cu$/, '.fatbin')) : attentionModule(dir, v);
+    return sm90a ? attentionSm90aModule(dir, sm90a) : attentionModule(dir, v);
   };
   const missing = manifest.variants.filter((v) => !existsSync(emulatedModulePath(module(v)))).map((v) => v.name);
   if (missing.length === 0) return;

@@ -55,6 +55,11 @@ export function attentionModule(kernelsDir: string, v: ManifestVariant): string 
   return join(kernelsDir, v.sources.cuda.replace(/\.cu$/, '.fatbin'));
 }
 
+/** The module of a variant's sm_90a kernel (manifest variant.sm90a): its .cu's fatbin, as attentionModule. */
+export function attentionSm90aModule(kernelsDir: string, sm90a: { readonly source: string }): string {
+  return join(kernelsDir, sm90a.source.replace(/\.cu$/, '.fatbin'));
+}
+
 /**
  * The kernel a variant's launches take on a device of compute capability `cc` from a compile for
  * `compiled`: its sm_90a kernel (TMA + wgmma) where the selection rule (arch.ts selectArch, the
@@ -124,7 +129,7 @@ export class AttentionLauncher {
     let fn = this.loaded.get(v.name);
     if (!fn) {
       fn = sm90a
-        ? this.device.kernel(join(this.kernelsDir, sm90a.source.replace(/\.cu$/, '.fatbin')), sm90a.symbol)
+        ? this.device.kernel(attentionSm90aModule(this.kernelsDir, sm90a), sm90a.symbol)
         : this.device.kernel(attentionModule(this.kernelsDir, v), v.symbols.cuda);
       this.loaded.set(v.name, fn);
     }
