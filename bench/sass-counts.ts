@@ -9,8 +9,8 @@
  * from the committed table. Needs nvcc and cuobjdump (src/build/sass.ts findCuobjdump says where to
  * get one); 105 compiles, ~5 minutes on 2 cores.
  * Then the same for the mma.sync GEMM's k-tile loop (src/codegen/sass-space.ts gemmSassSpace: every
- * tile the GEMM planner can offer, at every stage count an sm_90 CTA holds; 200 kernels in 8 units,
- * ~5 minutes): the table for src/codegen/gemm-sass-counts.ts MEASURED_GEMM_SASS, and each tile's
+ * tile the GEMM planner can offer, at every stage count an sm_90 CTA holds, split-K 1 and 2; ~400
+ * kernels in units of 25, ~15 minutes): the table for src/codegen/gemm-sass-counts.ts MEASURED_GEMM_SASS, and each tile's
  * cycles on the H200. `--only attention` or `--only gemm` measures one of them.
  * Usage: npm run bench:sass-counts [-- --jobs 2] [-- --check] [-- --only gemm]
  */
@@ -24,7 +24,7 @@ import { mmaSyncRate } from '../src/codegen/attention-cost-model.js';
 import { H200 } from '../src/codegen/machine.js';
 import { ARCHES } from '../src/codegen/arch.js';
 import { hmmaCycles, INSTRUCTION_CLASSES, iterationCycles } from '../src/codegen/sass-mix.js';
-import { gemmSassKey, gemmSassSpace, sassSpace } from '../src/codegen/sass-space.js';
+import { gemmSassKey, gemmSassSpace, gemmSassSplit, sassSpace } from '../src/codegen/sass-space.js';
 import { measureGemmLoops, writeGemmHeaders } from '../src/build/gemm-sass.js';
 import { gemmHmmaCycles, gemmLoopCounts, type MeasuredGemmSass } from '../src/codegen/gemm-sass-counts.js';
 import { layoutOf, loopCounts, MEASURED_SASS_CUOBJDUMP, MEASURED_SASS_NVCC, type MeasuredSass } from '../src/codegen/sass-counts.js';
@@ -100,18 +100,24 @@ const GEMM_UNIT_KERNELS = 25;
 /** The GEMM table (MEASURED_GEMM_SASS); true when --check found a row that differs. */
 async function gemm(nvccPath: string, cuobjdumpPath: string, tools: string, same: boolean, jobs: number, check: boolean, PAIR: readonly (typeof ARCHES)[keyof typeof ARCHES][]): Promise<boolean> {
   const work = gemmSassSpace();
-  const units = Array.from({ length: Math.ceil(work.length / GEMM_UNIT_KERNELS) }, (_, i) => work.slice(i * GEMM_UNIT_KERNELS, (i + 1) * GEMM_UNIT_KERNELS));
+  // Units of one reduction (a unit's kernels share it), at most GEMM_UNIT_KERNELS each.
+  const units: { start: number; plans: typeof work }[] = [];
+  work.forEach((p, i) => {
+    const last = units[units.length - 1];
+    if (last && last.plans.length < GEMM_UNIT_KERNELS && last.plans[0]!.reduction.splitK === p.reduction.splitK) last.plans.push(p);
+    else units.push({ start: i, plans: [p] });
+  });
   const dir = mkdtempSync(join(tmpdir(), 'tidarc-bench-gemm-sass-'));
   const rows: MeasuredGemmSass[] = new Array(work.length);
   try {
     writeGemmHeaders(dir);
-    await runPool(units, jobs, async (plans, u) => {
+    await runPool(units, jobs, async ({ start, plans }, u) => {
       const measured = await measureGemmLoops(plans, PAIR, nvccPath, cuobjdumpPath, dir, `g${u}`);
       measured.forEach((m, j) => {
         const p = plans[j]!;
         if (m.some((x) => x.nested > 0)) throw new Error(`${gemmSassKey(p, p.stages)}: the hot loop holds ${m.map((x) => x.nested).join('/')} loops: the table assumes none`);
         const [a, b] = m.map((x) => INSTRUCTION_CLASSES.map((c) => x.counts[c]));
-        rows[u * GEMM_UNIT_KERNELS + j] = [p.blockN, p.threads / 32, p.warpsM, p.blockM, p.stages, a!, b!];
+        rows[start + j] = [p.blockN, p.threads / 32, p.warpsM, p.blockM, p.stages, gemmSassSplit(p), a!, b!];
       });
       process.stderr.write('.');
     });
@@ -122,18 +128,18 @@ async function gemm(nvccPath: string, cuobjdumpPath: string, tools: string, same
   console.log(`\n// bench:sass-counts GEMM (${tools}; sm_80 and sm_90), ${new Date().toISOString().slice(0, 10)}${same ? '' : ': not MEASURED_SASS_NVCC / _CUOBJDUMP, set them to these'}.`);
   for (const r of rows) console.log(`  [${r.map(q).join(', ')}],`);
   console.log(`\nOne warp-iteration (a k tile) of the mma.sync GEMM on an H200 sub-partition (predicted cycles, sass-mix.ts iterationCycles; HMMA at the GEMM cost model's mma.sync rate):`);
-  console.log('tile                 instr  hmma   imad   alu  limiter');
+  console.log('tile                    instr  hmma   imad   alu  limiter');
   const hmma = gemmHmmaCycles(H200);
   work.forEach((p, i) => {
     const r = rows[i]!;
-    const counts = Object.fromEntries(INSTRUCTION_CLASSES.map((c, j) => [c, r[6][j]!])) as never;
+    const counts = Object.fromEntries(INSTRUCTION_CLASSES.map((c, j) => [c, r[7][j]!])) as never;
     const it = iterationCycles(counts, 'sm_90', hmma);
-    console.log(`${`n${p.blockN} w${p.threads / 32} ${p.warpsM}x${p.threads / 32 / p.warpsM} m${p.blockM} s${p.stages}`.padEnd(20)} ${String(it.issue).padStart(5)}  ${[it.pipes.hmma, it.pipes.imad, it.pipes.alu].map((x) => x.toFixed(0).padStart(5)).join(' ')}  ${it.limiter}`);
+    console.log(`${`n${p.blockN} w${p.threads / 32} ${p.warpsM}x${p.threads / 32 / p.warpsM} m${p.blockM} s${p.stages} k${r[5]}`.padEnd(23)} ${String(it.issue).padStart(5)}  ${[it.pipes.hmma, it.pipes.imad, it.pipes.alu].map((x) => x.toFixed(0).padStart(5)).join(' ')}  ${it.limiter}`);
   });
   if (!check) return false;
   const drift = rows.filter((r, i) => {
     const [a, b] = (['sm_80', 'sm_90'] as const).map((arch) => gemmLoopCounts(work[i]!, arch));
-    return !a || !b || INSTRUCTION_CLASSES.some((c, j) => a[c] !== r[5][j] || b[c] !== r[6][j]);
+    return !a || !b || INSTRUCTION_CLASSES.some((c, j) => a[c] !== r[6][j] || b[c] !== r[7][j]);
   });
   for (const r of drift) console.error(`differs from MEASURED_GEMM_SASS: ${r.map(q).join(', ')}`);
   return drift.length > 0;

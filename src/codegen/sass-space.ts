@@ -12,7 +12,7 @@ import { measuredVariant } from './attention-registers.js';
 import { type AttentionPlan, planAttention, rowTileCandidates } from './plan.js';
 import { layoutOf } from './sass-counts.js';
 import { variantForMask } from './variant.js';
-import { GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_NARROW_BLOCK_N, GEMM_THREADS, GEMM_WARPS, type GemmPlan, type GemmShape, gemmTarget, gemmTileProblem, planGemm, planReduction } from './gemm-plan.js';
+import { GEMM_BLOCK_N, GEMM_MAX_BLOCK_M, GEMM_MAX_STAGES, GEMM_MIN_STAGES, GEMM_NARROW_BLOCK_N, GEMM_THREADS, GEMM_WARPS, type GemmPlan, type GemmReduction, type GemmShape, gemmTarget, gemmTileProblem, planGemm, planReduction } from './gemm-plan.js';
 import { gemmRegisters } from './gemm-registers.js';
 import { blockDiffusion, causal, tidarDecode } from '../ir/mask-builders.js';
 import type { MaskKind, MaskSpec } from '../ir/mask.js';
@@ -49,9 +49,14 @@ export function sassSpace(): AttentionPlan[] {
 /** The weight shape the GEMM tiles are measured at (Qwen3-8B o, 4096 x 4096 bf16, as gemm-registers.ts): N and K enter the loop only as the bounds of its zero-fill tests. */
 export const GEMM_SASS_SHAPE: GemmShape = { n: 4096, k: 4096, dtype: 'bf16' };
 
-/** A GEMM tile's key in MEASURED_GEMM_SASS: width, warps, warp rows, rows, stages. */
-export function gemmSassKey(p: Pick<GemmPlan, 'blockN' | 'threads' | 'warpsM' | 'blockM'>, stages: number): string {
-  return `${p.blockN} ${p.threads / 32} ${p.warpsM} ${p.blockM} ${stages}`;
+/** A GEMM tile's key in MEASURED_GEMM_SASS: width, warps, warp rows, rows, stages, split-K (1, or 2 for any count > 1). */
+export function gemmSassKey(p: Pick<GemmPlan, 'blockN' | 'threads' | 'warpsM' | 'blockM' | 'reduction'>, stages: number): string {
+  return `${p.blockN} ${p.threads / 32} ${p.warpsM} ${p.blockM} ${stages} ${gemmSassSplit(p)}`;
+}
+
+/** The split-K column of MEASURED_GEMM_SASS: 1, or 2 for every count > 1 (the same code: a runtime trip count and the in-launch sum). */
+export function gemmSassSplit(p: Pick<GemmPlan, 'reduction'>): 1 | 2 {
+  return p.reduction.splitK > 1 ? 2 : 1;
 }
 
 /**
@@ -59,12 +64,21 @@ export function gemmSassKey(p: Pick<GemmPlan, 'blockN' | 'threads' | 'warpsM' | 
  * gemm-plan.ts heuristicScore can offer at any M (width 64 or 128, 8 or 4 warps, warp rows, rows a
  * multiple of 16 a warp row up to 128; not one ptxas spills at split-K 1) at every stage count an
  * sm_90 CTA's shared memory holds (3 to 6: the planner's chooseStages gives an arch of less shared
- * memory fewer, never another kernel), at split-K 1 (a split count changes only the epilogue and
- * the trip count), on GEMM_SASS_SHAPE. Pure.
+ * memory fewer, never another kernel), at split-K 1 and 2 (split-K 1's trip count is a constant,
+ * which nvcc schedules differently: 96 x 128 on 2 x 4 warps issues 273 instructions a k tile at
+ * split-K 1, 319 at 2; every count > 1 is the same code), on GEMM_SASS_SHAPE (N and K only bound
+ * the zero-fill tests: qkv, down and Qwen2.5-1.5B's qkv at split-K > 1 gave the same sm_90 counts).
+ * Pure.
  */
 export function gemmSassSpace(): GemmPlan[] {
   const target = gemmTarget(['sm_90']);
-  const reduction = planReduction(GEMM_SASS_SHAPE, target, 1);
+  const plans: GemmPlan[] = [];
+  for (const splitK of [1, 2]) plans.push(...gemmSassSpaceAt(planReduction(GEMM_SASS_SHAPE, target, splitK)));
+  return plans;
+}
+
+function gemmSassSpaceAt(reduction: GemmReduction): GemmPlan[] {
+  const target = gemmTarget(['sm_90']);
   const plans: GemmPlan[] = [];
   for (const blockN of [GEMM_NARROW_BLOCK_N, GEMM_BLOCK_N]) {
     for (const warps of GEMM_WARPS) {
@@ -72,7 +86,7 @@ export function gemmSassSpace(): GemmPlan[] {
         for (let blockM = 16 * warpsM; blockM <= GEMM_MAX_BLOCK_M; blockM += 16 * warpsM) {
           for (let stages = GEMM_MIN_STAGES; stages <= GEMM_MAX_STAGES; stages++) {
             const t = { blockM, warpsM, blockN, stages, ...(warps !== GEMM_THREADS / 32 ? { warps } : {}) };
-            if (gemmTileProblem(t, target) !== null || gemmRegisters({ ...t, threads: warps * 32 }, 1).spills) continue;
+            if (gemmTileProblem(t, target) !== null || gemmRegisters({ ...t, threads: warps * 32 }, reduction.splitK).spills) continue;
             plans.push(planGemm(GEMM_SASS_SHAPE, blockM, target, reduction, t));
           }
         }
