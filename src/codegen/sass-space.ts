@@ -66,9 +66,11 @@ export function gemmSassSplit(p: Pick<GemmPlan, 'reduction'>): 1 | 2 {
  * sm_90 CTA's shared memory holds (3 to 6: the planner's chooseStages gives an arch of less shared
  * memory fewer, never another kernel), at split-K 1 and 2 (split-K 1's trip count is a constant,
  * which nvcc schedules differently: 96 x 128 on 2 x 4 warps issues 273 instructions a k tile at
- * split-K 1, 319 at 2; every count > 1 is the same code), on GEMM_SASS_SHAPE (N and K only bound
- * the zero-fill tests: qkv, down and Qwen2.5-1.5B's qkv at split-K > 1 gave the same sm_90 counts).
- * Pure.
+ * split-K 1, 319 at 2; every count > 1 is the same code), on GEMM_SASS_SHAPE. N and K are constants
+ * of the zero-fill tests and the addresses, which moves a few instructions: at split-K > 1 Qwen3-8B
+ * qkv (6144 x 4096) and Qwen2.5-1.5B qkv (2048 x 1536) gave o's sm_90 counts for 96 x 128 (2 x 4),
+ * 96 x 64 (2 x 2, 4 warps) and 32 x 64 (2 x 4), down (4096 x 12288) 10 fewer for 96 x 128 (309
+ * against 319, 3%); sm_80 within 3. Pure.
  */
 export function gemmSassSpace(): GemmPlan[] {
   const target = gemmTarget(['sm_90']);
