@@ -19,6 +19,7 @@
 #define TIDARC_DTYPE_BF16 0
 #define TIDARC_DTYPE_FP16 1
 #define TIDARC_DTYPE_F32 2
+#define TIDARC_ROPE_MAX_NORM_HEADS 256  /* q + k heads a token whose head norms rope_pack takes */
 
 /* TidarcSampleParams: a request's sampling setup and its step's RNG counter, in DEVICE memory
    (the step's upload writes it): tidarc_op_sample and tidarc_op_verify read it through a

@@ -272,7 +272,7 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(Tid
 // float64 sum in the same tree (block_sum over kRowThreads lanes), so the fused op and the
 // rmsnorm launches it replaces give the same q and k, at every row count.
 
-constexpr int kRopeMaxNormHeads = 256;   // q_heads + kv_heads with a norm (the ABI's bound)
+constexpr int kRopeMaxNormHeads = TIDARC_ROPE_MAX_NORM_HEADS;  // q_heads + kv_heads with a norm (op-abi.ts)
 constexpr int kNormHeadsPerRound = 64;   // heads whose tree values one round keeps in shared memory
 constexpr int kNormSubtrees = 16;        // the tree's values after its steps s = 128, 64, 32, 16
 static_assert(kRowThreads == 256, "norm_subtree unrolls block_sum's first four steps over 256 lanes");

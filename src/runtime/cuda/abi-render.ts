@@ -18,6 +18,7 @@ import {
   GEMM,
   OPS,
   OPS_ABI_VERSION,
+  ROPE_MAX_NORM_HEADS,
   RETURN_CODES,
   SAMPLE_PARAMS,
   type FieldSchema,
@@ -162,7 +163,7 @@ Activations are row-major [rows, features], float32 unless a field's dtype says 
 16-bit). Weights stay in the checkpoint's format: \`dtype\` 0 = bf16 bits, 1 = fp16 bits,
 2 = float32 (TIDARC_DTYPE_*). Every kernel
 works for any shape given at run time; launch geometry is in each struct's comment.`, [
-    [`#define TIDARC_OPS_ABI_VERSION ${OPS_ABI_VERSION}`, ...dtypes].join('\n'),
+    [`#define TIDARC_OPS_ABI_VERSION ${OPS_ABI_VERSION}`, ...dtypes, `#define TIDARC_ROPE_MAX_NORM_HEADS ${ROPE_MAX_NORM_HEADS}  /* q + k heads a token whose head norms rope_pack takes */`].join('\n'),
     ...DEVICE_STRUCTS.map((s) => renderStruct(s)),
     ...(Object.keys(OPS) as OpName[]).map((op) => {
       const s = OPS[op];

@@ -9,7 +9,7 @@ import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
 import {
   ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_LAYER, KV_COMMIT_LAYERS, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT,
   VERIFY,
-  OPS_ABI_VERSION, type OpName, type StructSchema, layoutOf, opKernelName, packStruct,
+  OPS_ABI_VERSION, ROPE_MAX_NORM_HEADS, type OpName, type StructSchema, layoutOf, opKernelName, packStruct,
 } from './op-abi.js';
 
 export type GpuDtype = keyof typeof DTYPE_CODE;
@@ -30,8 +30,6 @@ export interface At {
 
 const ptr = (a: At | DeviceBuffer | null | undefined): number => (a == null ? 0 : 'ptr' in a ? a.ptr : a.buf.ptr + (a.offset ?? 0));
 const blocks = (count: number, per: number): number => Math.max(1, Math.ceil(count / per));
-/** q + k heads a token that rope_pack's head norms take (kRopeMaxNormHeads of tidarc_ops.cu). */
-export const ROPE_MAX_NORM_HEADS = 256;
 
 /**
  * Refuses an ops module of another TIDARC_OPS_ABI_VERSION: its kernels would read this
@@ -141,7 +139,7 @@ export class GpuOps {
     const n = a.norm;
     if (n) {
       const heads = a.qHeads + a.kvHeads;
-      if (heads > ROPE_MAX_NORM_HEADS) throw new TidarcError('unsupported', 'rope_pack normalises at most 256 q + k heads a token', { field: 'heads', value: String(heads), allowed: `<= ${ROPE_MAX_NORM_HEADS}` });
+      if (heads > ROPE_MAX_NORM_HEADS) throw new TidarcError('unsupported', `rope_pack normalises at most ${ROPE_MAX_NORM_HEADS} q + k heads a token`, { field: 'heads', value: String(heads), allowed: `<= ${ROPE_MAX_NORM_HEADS}` });
       for (const [name, w] of [['q', n.q], ['k', n.k]] as const) {
         if (w.rows * w.cols !== a.headDim) throw new TidarcError('runtime', `the ${name} head norm's weight is not one value per head_dim element`, { field: `${name} norm elements`, value: String(w.rows * w.cols), allowed: String(a.headDim) });
       }

@@ -43,6 +43,9 @@ export const ABI_VERSION = 2;
  */
 export const OPS_ABI_VERSION = 8;
 
+/** q + k heads a token whose head norms tidarc_op_rope_pack takes (its shared memory holds one 1 / rms a head): TIDARC_ROPE_MAX_NORM_HEADS. */
+export const ROPE_MAX_NORM_HEADS = 256;
+
 const SIZE: Readonly<Record<FieldType, number>> = { ptr: 8, i32: 4, f32: 4, i64: 8 };
 
 function schema<F extends string>(cName: string, fields: readonly FieldSchema<F>[], doc?: string): StructSchema<F> {
