@@ -39,8 +39,11 @@
  *               SM's). Where the tensor pipe limits the iteration the term equals the mma term
  *               (every fragment computed); above it the cp.async addresses, the ldmatrix and the
  *               loop control bound the tile ('issue'). A warp whose m16 fragments lie wholly past
- *               M skips their HMMA (gemmWarpCycles takes them out; their A ldmatrix, a few
- *               instructions, are kept). A tile not measured has no term (issueS undefined; opts.issue false drops
+ *               M skips them (warp-uniform, tidarc_gemm.cuh: their A ldmatrix, its address and
+ *               their HMMA); gemmWarpCycles takes out only their HMMA (the table has no per-fragment
+ *               counts), so a partial M block's issue slots are over-counted: a skipped fragment's
+ *               k16 block is 12 instructions, 4 of them HMMA, on 96 x 128 in 2 x 4 warps (sm_90,
+ *               split-K 2). A tile not measured has no term (issueS undefined; opts.issue false drops
  *               it, as gemm-tile-choice.ts does for all of an M's candidates when one lacks it).
  *   time        max(main HBM / HBM rate, L2 / L2 rate, max(executed / mma.sync rate, shared /
  *               shared rate, issue) + wave term) + split-K sum. Host launch cost is not included (CUDA
@@ -112,8 +115,9 @@ export interface GemmPrediction extends GemmLaunchPrediction {
  * The cycles of one k tile summed over the warps of a column of CTAs (every M block of one N
  * tile) over `rows` rows: each warp at its measured iteration (gemmLoopCounts) with the HMMA of
  * its m16 fragments wholly past `rows` taken out of the HMMA pipe and the issue slots (the
- * kernel skips them, warp-uniform; their A ldmatrix and the rest of the path are kept), so a
- * tensor-limited iteration costs what the mma term's executed FLOPs say. 0 where not measured.
+ * kernel skips those fragments, warp-uniform, with their A ldmatrix and its address arithmetic,
+ * which stay counted here: the table has no per-fragment counts), so a tensor-limited iteration
+ * costs what the mma term's executed FLOPs say. 0 where not measured.
  */
 export function gemmWarpCycles(p: GemmPlan, rows: number, m: Machine): number {
   const counts = gemmLoopCounts(p, m.arch);
