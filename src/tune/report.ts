@@ -319,7 +319,11 @@ function leastSlowdown(entries: readonly TuneEntry[], problem: (t: Tile) => stri
   const slowdown = (t: string): number => entries.reduce((sum, e) => sum + against(e, t), 0) / entries.length;
   const wins = (t: string): number => entries.filter((e) => tileName(e.best) === t).length;
   const best = fit.reduce((a, b) => (slowdown(b) < slowdown(a) || (slowdown(b) === slowdown(a) && wins(b) > wins(a)) ? b : a));
-  return { tile: tileOf(best), why: `${((Math.exp(slowdown(best)) - 1) * 100).toFixed(0)}% slower than each shape's tuned best on geometric mean, over ${count(entries.length, 'shape')}` };
+  // Said as what it is: where the tile is not a shape's best, its slowdown is of first-pass times, floored at 0, so a
+  // tile that lost every shape's re-timing can read 0%: the count of shapes it won says so.
+  const won = wins(best);
+  if (won === entries.length) return { tile: tileOf(best), why: `tune's best over ${count(entries.length, 'shape')}` };
+  return { tile: tileOf(best), why: `${((Math.exp(slowdown(best)) - 1) * 100).toFixed(0)}% slower than each shape's tuned best on geometric mean of first-pass times, over ${count(entries.length, 'shape')}; tune's best in ${won}` };
 }
 
 function mostWins(entries: readonly TuneEntry[], problem: (t: Tile) => string | undefined): { tile: Tile; why: string } | string {

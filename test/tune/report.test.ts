@@ -108,15 +108,22 @@ describe('compile --tuned: the tile of each variant', () => {
     const one = retimed('b1 L256', { 'w2-n32': { splits: 1, threads: 1, medianUs: 40 }, 'w4-n64': { splits: 1, threads: 1, medianUs: 41 } }, { warps: 4, tileN: 64, splits: 2, threads: 2, us: 39 });
     const r = tunedTiles(db(one), spec, ['tidar_k4'], ['sm_90']);
     expect(r.tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64, calls: { 'b1 L256': { splits: 2, threads: 2 } } });
-    expect(r.used['tidar_k4']).toBe('w4-n64 (0% slower than each shape\'s tuned best on geometric mean, over 1 shape); cpu call parameters for 1 shape bucket');
+    expect(r.used['tidar_k4']).toBe('w4-n64 (tune\'s best over 1 shape); cpu call parameters for 1 shape bucket');
     // Two shapes whose re-timed bests agree while the first pass ranks the other tile first on both: that tile.
     const two = retimed('b1 L1024', { 'w2-n32': { splits: 2, threads: 0, medianUs: 70 }, 'w4-n64': { splits: 1, threads: 0, medianUs: 80 } }, { warps: 4, tileN: 64, splits: 4, threads: 0, us: 69 });
     const both = tunedTiles(db(one, two), spec, ['tidar_k4'], ['sm_90']);
     expect(both.tiles['tidar_k4']).toMatchObject({ warps: 4, tileN: 64, calls: { 'b1 L256': { splits: 2, threads: 2 }, 'b1 L1024': { splits: 4, threads: 0 } } });
-    expect(both.used['tidar_k4']).toMatch(/^w4-n64 \(0% slower than each shape's tuned best on geometric mean, over 2 shapes\); cpu call parameters for 2 shape buckets$/);
+    expect(both.used['tidar_k4']).toMatch(/^w4-n64 \(tune's best over 2 shapes\); cpu call parameters for 2 shape buckets$/);
     // Shapes that disagree: still the least slowdown, a tile measured against the shape's best tile in the first pass.
     const other = retimed('b1 L4096', { 'w2-n32': { splits: 2, threads: 0, medianUs: 100 }, 'w4-n64': { splits: 2, threads: 0, medianUs: 300 } }, { warps: 2, tileN: 32, splits: 2, threads: 0, us: 100 });
     expect(tunedTiles(db(one, other), spec, ['tidar_k4'], ['sm_90']).tiles['tidar_k4']).toMatchObject({ warps: 2, tileN: 32, calls: { 'b1 L256': { splits: 1, threads: 1 }, 'b1 L4096': { splits: 2, threads: 0 } } });
+    expect(tunedTiles(db(one, other), spec, ['tidar_k4'], ['sm_90']).used['tidar_k4']).toMatch(/^w2-n32 \(0% slower than each shape's tuned best on geometric mean of first-pass times, over 2 shapes; tune's best in 1\)/);
+    // A tile that lost the re-timing on every shape but led both first passes reads 0% slower: the message says it won none.
+    const a = retimed('b1 L256', { 'w2-n32': { splits: 1, threads: 1, medianUs: 40 }, 'w4-n64': { splits: 1, threads: 1, medianUs: 41 }, 'w8-n64': { splits: 1, threads: 1, medianUs: 60 } }, { warps: 4, tileN: 64, splits: 1, threads: 1, us: 39 });
+    const b = retimed('b1 L1024', { 'w2-n32': { splits: 1, threads: 1, medianUs: 48 }, 'w4-n64': { splits: 1, threads: 1, medianUs: 80 }, 'w8-n64': { splits: 1, threads: 1, medianUs: 49 } }, { warps: 8, tileN: 64, splits: 1, threads: 1, us: 47 });
+    const lost = tunedTiles(db(a, b), spec, ['tidar_k4'], ['sm_90']);
+    expect(lost.tiles['tidar_k4']).toMatchObject({ warps: 2, tileN: 32 });
+    expect(lost.used['tidar_k4']).toMatch(/^w2-n32 \(0% slower than each shape's tuned best on geometric mean of first-pass times, over 2 shapes; tune's best in 0\)/);
   });
 });
 
@@ -136,7 +143,7 @@ describe('compile --tuned on a handmade database: the tile `tidarc tune` reporte
     const out = join(dir, 'out');
     const r = await runTidarc('compile', 'examples/tiny.json', '--arch', 'sm_90', '--tuned', file, '--no-build', '--out', out);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/tuned tidar_k2: w4-n64 \(0% slower than each shape's tuned best on geometric mean, over 1 shape\); cpu call parameters for 1 shape bucket\n/);
+    expect(r.stdout).toMatch(/tuned tidar_k2: w4-n64 \(tune's best over 1 shape\); cpu call parameters for 1 shape bucket\n/);
     const k2 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest).variants.find((v) => v.name === 'tidar_k2')!;
     expect({ warps: k2.plan.warps, tileN: k2.plan.tileN }).toEqual({ warps: 4, tileN: 64 });
     expect(k2.tuned?.calls).toEqual({ 'b1 L256': { splits: 2, threads: 1 } });
