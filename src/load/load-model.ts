@@ -141,7 +141,9 @@ export function modelOf(parts: ModelParts): Model {
         tokens.push(...out);
         return out;
       };
-      const first = decoder.prefill(prompt);
+      // The prefill pauses for a macrotask between its forward's ops (CPU): a long prompt's
+      // prefill no longer holds Ctrl-C, timers and I/O until it ends.
+      const first = await decoder.prefillAsync(prompt, nextMacrotask);
       nfe++;
       prefillMs = first.ms;
       let out = emit(first.tokens);

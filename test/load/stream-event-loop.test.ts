@@ -27,14 +27,17 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test.for(['ar', 'tidar'] as const)('%s: a callback queued before the stream runs before its last chunk', async (mode) => {
+test.for(['ar', 'tidar'] as const)('%s: a callback queued after the first chunk runs before its last chunk', async (mode) => {
+  // Queued once the prefill's chunk is in: only the decode steps' turns can run it early (the
+  // prefill's own turns are the last test's).
   let chunks = 0;
   let firedAt = -1;
-  setImmediate(() => {
-    firedAt = chunks;
-  });
   for await (const chunk of model.stream({ prompt: 'hello', maxTokens: 24, mode, draft: 2, stopAtEos: false })) {
-    if (chunk.tokens.length > 0) chunks++;
+    if (chunk.tokens.length > 0 && chunks++ === 0) {
+      setImmediate(() => {
+        firedAt = chunks;
+      });
+    }
   }
   expect(chunks).toBeGreaterThan(2);
   expect(firedAt).toBeGreaterThanOrEqual(1);
@@ -51,5 +54,27 @@ test('generate: a timer set before it fires while it decodes', async () => {
     expect(ticks.length).toBeGreaterThan(0);
   } finally {
     clearInterval(timer);
+  }
+});
+
+test('a long prompt\'s prefill lets the event loop run between its ops (was: one synchronous forward)', async () => {
+  // 640 prompt tokens: 10 prefill chunks of 64 rows, each layer's attention over all of them.
+  const prompt = Array.from({ length: 640 }, (_, i) => (i * 7919) % model.spec.vocabSize);
+  let ticks = 0;
+  let on = true;
+  const tick = (): void => {
+    ticks++;
+    if (on) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const stream = model.stream({ prompt, maxTokens: 2, mode: 'tidar', draft: 2, stopAtEos: false });
+  try {
+    const first = await stream.next();  // the prefill, and its first token
+    expect(first.done).toBe(false);
+    // Every op of the prefill's forward but the last is followed by a macrotask turn.
+    expect(ticks).toBeGreaterThan(2 * model.spec.layers);
+  } finally {
+    on = false;
+    await stream.return(undefined as never);
   }
 });

@@ -12,7 +12,7 @@ import { TidarcError } from '../../errors.js';
 import { positions as maskPositions } from '../../ir/mask.js';
 import { tidarDecode } from '../../ir/mask-builders.js';
 import { type Rng, seededRandom } from '../../util/random.js';
-import { type DeviceStepInput, type ForwardPass, NonFiniteLogits, type Runner } from './forward.js';
+import { type AttentionSchedule, type DeviceStepInput, type ForwardPass, NonFiniteLogits, type Runner } from './forward.js';
 import { argmax, distribution, mixLogits, sample, type SamplingOptions, verifyDraft } from './sampling.js';
 import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/variant-name.js';
 
@@ -86,6 +86,23 @@ export class Decoder {
     return this.naming(() => this.runPrefill(prompt));
   }
 
+  /**
+   * prefill() with `pause` awaited between the forward's ops where the runner can (passAsync):
+   * a long prompt's prefill then lets signals, timers and I/O run while it computes.
+   */
+  async prefillAsync(prompt: readonly number[], pause: () => Promise<void>): Promise<StepRecord> {
+    this.steps = 0;
+    const t0 = performance.now();
+    const p = this.startPrefill(prompt);
+    let r: ForwardPass;
+    try {
+      r = this.runner.passAsync ? await this.runner.passAsync(p.ids, p.pos, p.schedule, pause) : this.runner.pass(p.ids, p.pos, p.schedule);
+    } catch (e) {
+      return this.naming(() => { throw e; });
+    }
+    return this.naming(() => this.endPrefill(p.S, r, t0));
+  }
+
   step(): StepRecord {
     this.steps++;
     return this.naming(() => (this.opts.mode === 'tidar' ? this.tidarStep() : this.arStep()));
@@ -109,6 +126,12 @@ export class Decoder {
 
   private runPrefill(prompt: readonly number[]): StepRecord {
     const t0 = performance.now();
+    const p = this.startPrefill(prompt);
+    return this.endPrefill(p.S, this.runner.pass(p.ids, p.pos, p.schedule), t0);
+  }
+
+  /** The prefill's forward input: the prompt, then k mask slots (TiDAR). */
+  private startPrefill(prompt: readonly number[]): { S: number; ids: Int32Array; pos: Int32Array; schedule: AttentionSchedule } {
     const cache = this.runner.cache;
     const S = prompt.length;
     const k = this.opts.mode === 'tidar' ? this.opts.draft : 0;
@@ -116,8 +139,13 @@ export class Decoder {
     const L = cache.length;
     const ids = Int32Array.from([...prompt, ...Array<number>(k).fill(this.maskTokenId)]);
     const pos = Int32Array.from({ length: S + k }, (_, i) => L + i);
-    const r = this.runner.pass(ids, pos, { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) });
-    cache.length += S;
+    return { S, ids, pos, schedule: { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) } };
+  }
+
+  /** After the prefill's forward: its prompt rows counted in the cache, the first token and drafts. */
+  private endPrefill(S: number, r: ForwardPass, t0: number): StepRecord {
+    const k = this.opts.mode === 'tidar' ? this.opts.draft : 0;
+    this.runner.cache.length += S;
     // d[0] is the AR token after the prompt; d[1..k-1] the argmax of mask slots 1..k-1.
     // Sampled: on the device where the pass can draw there (RNG step 0; decode steps count from 1).
     const first = this.greedy && this.opts.trustAr === 1 ? this.best(r, [S - 1])[0]!

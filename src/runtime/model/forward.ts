@@ -121,6 +121,12 @@ export interface Runner {
   readonly cache: CacheState;
   /** One forward (one NFE); see AttentionSchedule. A prefill's prompt rows enter the cache; the caller adds them to length. */
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass;
+  /**
+   * pass() with `pause` awaited between the graph's ops (the layers' stages, a prefill chunk's
+   * attention among them), so that a long prefill lets the event loop (signals, timers, I/O) run
+   * (CPU). Absent: the caller runs pass().
+   */
+  readonly passAsync?: (ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule, pause: () => Promise<void>) => Promise<ForwardPass>;
   /** A whole decode step on the device, where the backend has one (cuda); else the decoder runs it on the host over pass(). */
   readonly decodeStep?: (input: DeviceStepInput) => DeviceStepOutput;
   /** The committed cache as host arrays (the CPU cache itself; a copy from the device). */
@@ -148,7 +154,18 @@ export class ModelRunner implements Runner {
   }
 
   pass(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardPass {
-    const r = this.forward(ids, positions, schedule);
+    return this.wrap(this.forward(ids, positions, schedule));
+  }
+
+  async passAsync(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule, pause: () => Promise<void>): Promise<ForwardPass> {
+    const run = this.forwardOps(ids, positions, schedule);
+    for (let r = run.next(); ; r = run.next()) {
+      if (r.done) return this.wrap(r.value);
+      await pause();
+    }
+  }
+
+  private wrap(r: ForwardResult & { readonly graph: StepGraph }): ForwardPass {
     const lmHead = weightOf(this.weights, r.graph.head.weight);
     const threads = this.threads;
     const cache = this.cache;
@@ -180,6 +197,15 @@ export class ModelRunner implements Runner {
 
   /** Builds (once per T and schedule) the pass's graph and runs it on the CPU op table. */
   forward(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): ForwardResult & { readonly graph: StepGraph } {
+    const run = this.forwardOps(ids, positions, schedule);
+    for (;;) {
+      const r = run.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /** forward(), one graph op a resumption (passAsync pauses between them). */
+  private *forwardOps(ids: Int32Array, positions: Int32Array, schedule: AttentionSchedule): Generator<void, ForwardResult & { readonly graph: StepGraph }> {
     const T = ids.length;
     const key = passKey(T, schedule);
     let graph = this.graphs.get(key);
@@ -191,7 +217,10 @@ export class ModelRunner implements Runner {
     bufs.set('ids', ids).set('positions', positions);
     const L = this.cache.length;
     const p: CpuPass = { bufs, tokens: T, launches: resolveLaunches(graph, L), attentionMs: 0 };
-    runOps(graph.ops, this.table, p, 'cpu');
+    for (let i = 0; i < graph.ops.length; i++) {
+      if (i > 0) yield;
+      runOps(graph.ops.slice(i, i + 1), this.table, p, 'cpu');
+    }
     const layers = Array.from({ length: this.spec.layers }, (_, i) => i);
     return {
       graph, hidden: bufs.get(graph.head.x) as Float32Array, attentionMs: p.attentionMs,
