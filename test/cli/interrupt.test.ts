@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runTidarc } from '../helpers/cli.js';
 import { sharedKernelCache } from '../helpers/emulated-driver.js';
-import { sharedSmallSpec, writeRandomModel } from '../helpers/random-model.js';
+import { sharedSmallSpec, smallSpec, writeRandomModel } from '../helpers/random-model.js';
 
 const BIN = resolve('bin/tidarc.js');
 const TINY = resolve('examples/tiny.json');
@@ -231,5 +231,40 @@ describe('run interrupted while it decodes', () => {
     expect(r.code, r.stderr).toBe(130);
     expect(r.stderr).toMatch(/tidarc: interrupted \(SIGINT\)\n$/);
     expect(r.stderr).not.toMatch(/3000 tokens in/);
+  }, 600_000);
+});
+
+describe('run interrupted while it prefills', () => {
+  test('SIGINT during a long prompt\'s prefill: exit 130 long before the prefill would have ended (was: it waited for the whole prefill, then exit 0)', async () => {
+    // 2 layers 1024 wide (its own kernels, draft 1 only: a few seconds of g++ once per kernel cache)
+    // and a prompt of about 3500 tokens: a prefill of seconds on one thread, 55 chunks of 64 rows.
+    const dir = await writeRandomModel(join(scratch, 'run-prefill'), smallSpec('prefill-long', [1], { hiddenSize: 1024, intermediateSize: 4096 }), 6);
+    const env = { TIDARC_CACHE: await sharedKernelCache() };
+    const args = (prompt: string): string[] => ['run', dir, '--prompt', prompt, '--mode', 'ar', '--max-tokens', '1', '--threads', '1'];
+    const long = Array.from({ length: 900 }, (_, i) => `w${i % 97}`).join(' ');
+    const warm = await start(args('hello'), env).exit;  // compiles the kernels, if not cached
+    expect(warm.code, warm.stderr).toBe(0);
+    const timed = async (prompt: string): Promise<number> => {
+      const t0 = Date.now();
+      const r = await start(args(prompt), env).exit;
+      expect(r.code, r.stderr).toBe(0);
+      return Date.now() - t0;
+    };
+    // No line says the prefill has started (stderr has only the summary once the kernels are
+    // cached): a short prompt's run measures what comes before it, the long one's adds the prefill.
+    const before = await timed('hello');
+    const prefill = (await timed(long)) - before;
+    expect(prefill, `startup ${before} ms`).toBeGreaterThan(1000);
+    const { child, exit } = start(args(long), env);
+    await new Promise((r) => setTimeout(r, before + prefill / 4));
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const r = await exit;
+    const waited = Date.now() - t0;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toBe('tidarc: interrupted (SIGINT)\n');
+    expect(r.stdout).toBe('');
+    // Before: the signal waited for the rest of the prefill (2.4 s of 3.1 here), then was lost (exit 0, the token printed); now 0.3 s.
+    expect(waited, `prefill ${prefill} ms, startup ${before} ms`).toBeLessThan(prefill / 3);
   }, 600_000);
 });
