@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { runTidarc } from '../helpers/cli.js';
 
@@ -15,5 +17,43 @@ describe('tidarc doctor', () => {
     const r = await runTidarc('doctor');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^backend auto: cpu \(no usable CUDA \(.*libcuda.*\)\)$/m);
+  });
+
+  describe.skipIf(existsSync('/dev/nvidiactl'))('no C++ compiler and no GPU: no backend is usable', () => {
+    /** Runs doctor with CXX naming a compiler that does not exist (as other tests fake a missing g++). */
+    async function withoutCxx(...args: string[]): ReturnType<typeof runTidarc> {
+      const saved = process.env['CXX'];
+      process.env['CXX'] = join(tmpdir(), `tidarc-no-such-cxx-${process.pid}`);
+      try {
+        return await runTidarc('doctor', ...args);
+      } finally {
+        if (saved === undefined) delete process.env['CXX'];
+        else process.env['CXX'] = saved;
+      }
+    }
+
+    test('exit 1 (was 0), the whole report printed, its last line says why', async () => {
+      const r = await withoutCxx();
+      expect(r.code, r.stderr).toBe(1);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines.find((l) => l.includes('C++ compiler'))).toMatch(/^missing {2}C\+\+ compiler/);
+      expect(r.stdout).toMatch(/^backend auto: cpu \(.*\) \(the cpu backend is NOT usable: see above\)$/m);
+      expect(lines.at(-1)).toMatch(/^no backend is usable here: the cpu backend needs the native addon and a C\+\+ compiler/);
+      expect(lines).toHaveLength(8);  // six checks, backend auto, the verdict
+    });
+
+    test('--json: the list on stdout, exit 1, the verdict on stderr', async () => {
+      const r = await withoutCxx('--json');
+      expect(r.code).toBe(1);
+      const list = JSON.parse(r.stdout) as { name: string; ok: boolean }[];
+      expect(list.find((c) => c.name === 'C++ compiler')!.ok).toBe(false);
+      expect(r.stderr).toMatch(/^tidarc: no backend is usable here: .*\n$/);
+    });
+  });
+
+  test('exit 0 with the C++ compiler found (the cpu backend works), no verdict line', async () => {
+    const r = await runTidarc('doctor');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/no backend is usable/);
   });
 });

@@ -1,12 +1,14 @@
 /**
  * `tidarc doctor`: what this machine offers tidarc (compilers, native addon, CUDA driver and
- * GPU) and, for what is missing, why. Exit code 0 when the CPU path works.
+ * GPU) and, for what is missing, why. Exit code 0 when some backend works (the CPU one: the
+ * native addon and a C++ compiler; cuda: what --backend auto picks it for); else 1, the report
+ * still printed and its last line saying so.
  */
 import type { Command } from 'commander';
 import { findCxx, findNvcc } from '../../build/toolchain.js';
 import { chooseBackend } from '../../load/model-parts.js';
 import { loadNative } from '../../runtime/native.js';
-import type { CliIo } from '../io.js';
+import { CliExit, type CliIo } from '../io.js';
 
 interface Check {
   readonly name: string;
@@ -32,30 +34,37 @@ async function checks(): Promise<Check[]> {
   return out;
 }
 
-/** What --backend auto picks here, and why. */
-async function autoBackend(): Promise<string> {
+/** What --backend auto picks here, and why (cuda only where it can run). */
+async function autoBackend(): Promise<{ line: string; cuda: boolean }> {
   try {
     const d = await chooseBackend('auto');
-    return `${d.backend} (${d.reason})`;
+    return { line: `${d.backend} (${d.reason})`, cuda: d.backend === 'cuda' };
   } catch (e) {
-    return `cannot decide: ${(e as Error).message}`;
+    return { line: `cannot decide: ${(e as Error).message}`, cuda: false };
   }
 }
+
+/** The last line where no backend can run here. */
+const NO_BACKEND = 'no backend is usable here: the cpu backend needs the native addon and a C++ compiler (set CXX), cuda a usable GPU, its driver and nvcc (see above)';
 
 export function registerDoctorCommand(program: Command, io: CliIo): void {
   program
     .command('doctor')
-    .description('Print what this machine offers tidarc (compilers, native addon, CUDA driver, GPU) and why anything is missing.')
-    .option('--json', 'print [{"name", "ok", "detail"}]')
+    .description('Print what this machine offers tidarc (compilers, native addon, CUDA driver, GPU) and why anything is missing. Exit code 1 when no backend is usable.')
+    .option('--json', 'print [{"name", "ok", "detail"}] (with no usable backend: exit code 1, and a line on stderr that says so)')
     .addHelpText('after', '\nExample:\n  $ tidarc doctor\n')
     .action(async (flags: { json?: boolean }) => {
       const list = await checks();
+      const cpu = list.find((c) => c.name === 'native addon')!.ok && list.find((c) => c.name === 'C++ compiler')!.ok;
+      const auto = await autoBackend();
       if (flags.json) {
         io.stdout(`${JSON.stringify(list, null, 2)}\n`);
+        if (!cpu && !auto.cuda) io.stderr(`tidarc: ${NO_BACKEND}\n`);
       } else {
         for (const c of list) io.stdout(`${c.ok ? 'ok     ' : 'missing'}  ${c.name.padEnd(18)} ${c.detail}\n`);
-        const cpu = list.find((c) => c.name === 'native addon')!.ok && list.find((c) => c.name === 'C++ compiler')!.ok;
-        io.stdout(`backend auto: ${await autoBackend()}${cpu ? '' : ' (the cpu backend is NOT usable: see above)'}\n`);
+        io.stdout(`backend auto: ${auto.line}${cpu ? '' : ' (the cpu backend is NOT usable: see above)'}\n`);
+        if (!cpu && !auto.cuda) io.stdout(`${NO_BACKEND}\n`);
       }
+      if (!cpu && !auto.cuda) throw new CliExit(1);
     });
 }
