@@ -19,7 +19,7 @@ export const SHARED_PROCESS: readonly string[] = [
   'test/codegen/attention-sm90a-cost-model.test.ts', 'test/bench/device-carry.test.ts', 'test/bench/device-check-results.test.ts',
   'test/codegen/gemm-cost-model.test.ts', 'test/codegen/gemm-sm90a-cost-model.test.ts', 'test/bench/roofline.test.ts',
   'test/build/kernel-cache-gemms.test.ts', 'test/build/kernel-cache-sm90a.test.ts', 'test/build/ptxas.test.ts',
-  'test/cli/doctor.test.ts', 'test/cli/graph.test.ts', 'test/cli/init-model.test.ts', 'test/cli/run-summary.test.ts',
+  'test/cli/graph.test.ts', 'test/cli/init-model.test.ts', 'test/cli/run-summary.test.ts',
   'test/codegen/abi-fields.test.ts', 'test/codegen/attention-cost-model.test.ts', 'test/codegen/attention-sm90a.test.ts', 'test/codegen/attention-kernel-choice.test.ts',
   'test/codegen/call-params.test.ts', 'test/codegen/gemm-plan.test.ts', 'test/codegen/gemm-sm90a.test.ts', 'test/codegen/in-flight-rate.test.ts',
   'test/codegen/gemm-static-asserts.test.ts',
