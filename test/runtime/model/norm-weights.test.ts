@@ -2,7 +2,7 @@
  * Every norm weight of a Qwen3 model, on both backends, against a plain float64 forward written
  * here: the test helpers' random model (writeRandomModel: norm weights 1 + N(0, 0.2^2), distinct per
  * tensor and element) through the CPU's ModelRunner and the cuda backend's GpuModelRunner on the
- * emulated driver (fixtures/qk-norm-child.ts, one child process per backend: the driver is chosen
+ * emulated driver (fixtures/backend-logits-child.ts, one child process per backend: the driver is chosen
  * per process), 6 prefill rows and an AR step. The forward applies each layer's input and
  * post-attention RMSNorm, q_norm and k_norm per head before RoPE, and the final norm, each with its
  * own weight, so a backend, or the step graph both backends run (src/ir), that drops a norm weight,
@@ -101,7 +101,7 @@ function referenceLogits(w: Map<string, Float64Array>, s: ModelSpec, ids: readon
 }
 
 async function runChild(backend: 'cpu' | 'cuda', checkpoint: string, env: NodeJS.ProcessEnv): Promise<number[][]> {
-  const args = [join(here, 'fixtures', 'qk-norm-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(','), JSON.stringify(SPEC)];
+  const args = [join(here, 'fixtures', 'backend-logits-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(','), JSON.stringify(SPEC)];
   const { stdout } = await exec(process.execPath, ['--import', 'tsx', ...args], { env, maxBuffer: 64 << 20 });
   const r = JSON.parse(stdout.trim().split('\n').pop()!) as { prefill: number[][]; step: number[] };
   return [...r.prefill, r.step];

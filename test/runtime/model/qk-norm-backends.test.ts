@@ -47,7 +47,7 @@ function writeCheckpoint(dir: string): void {
 }
 
 async function runChild(backend: 'cpu' | 'cuda', checkpoint: string, env: NodeJS.ProcessEnv): Promise<{ prefill: number[][]; step: number[] }> {
-  const args = [join(here, 'fixtures', 'qk-norm-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(','), JSON.stringify(SPEC)];
+  const args = [join(here, 'fixtures', 'backend-logits-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(','), JSON.stringify(SPEC)];
   const { stdout } = await exec(process.execPath, ['--import', 'tsx', ...args], { env, maxBuffer: 64 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }

@@ -99,7 +99,7 @@ function referenceLogits(w: Map<string, Float64Array>, s: ModelSpec, ids: readon
 
 async function runChild(backend: 'cpu' | 'cuda', checkpoint: string, env: NodeJS.ProcessEnv): Promise<{ prefill: number[][]; step: number[] }> {
   // The kernels (cpu and emulated cuda) come from the tests' shared cache: built once per checkout.
-  const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'toy-family-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(',')], { env, maxBuffer: 64 << 20 });
+  const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'backend-logits-child.ts'), checkpoint, await sharedKernelCache(), backend, PROMPT.join(','), 'toy'], { env, maxBuffer: 64 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }
 
