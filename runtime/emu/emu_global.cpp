@@ -46,6 +46,7 @@ namespace tidarc_emu {
 namespace detail {
 
 uintptr_t g_cross_lo = 0, g_cross_len = 0;
+bool g_pdl_unwaited = false;
 
 uint32_t block_linear() {
   const uint3 b = L->block_idx;
@@ -80,6 +81,26 @@ bool in_buffer(const void* p, size_t n, const char* what) {
 }
 
 }  // namespace
+
+// Programmatic dependent launch (PTX ISA, griddepcontrol; CUDA programming guide, "Programmatic
+// Dependent Launch and Synchronization"): a kernel launched with the attribute may run while the
+// kernel before it on the stream still runs; griddepcontrol.wait blocks the thread until that
+// kernel has completed and its memory is visible. So no thread may touch global memory (load,
+// store, atomic, cp.async, TMA) before its own wait: the emulator checks each thread (stricter
+// than the hardware, where a barrier after one thread's wait would also order the others' later
+// accesses; the kernels' contract is that every thread waits before its first global access).
+// Only device allocations count (alloc_global: the harness's and the emulated driver's buffers),
+// not the thread's stack, shared memory, or the kernel's parameters.
+void pdl_check(uintptr_t a, size_t n, const char* what) {
+  if (!g_pdl_unwaited) return;
+  for (const Buffer& b : g_buffers) {
+    if (a < b.end && a + std::max<size_t>(n, 1) > b.begin) {
+      report("pdl", fmt("%s: %s of %zu bytes at byte %zu of '%s' (0x%" PRIxPTR ") before this thread's grid_dependency_wait, in a programmatic launch (the previous kernel may still be running)",
+                        L->kernel, what, n, static_cast<size_t>(a >= b.begin ? a - b.begin : 0), b.name.c_str(), a));
+      return;
+    }
+  }
+}
 
 bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
   const Thread& t = *L->current;
@@ -124,8 +145,26 @@ bool check_cross_cta_read(uintptr_t a, size_t n, bool plain) {
 
 using namespace detail;
 
+void grid_dependency_wait() {
+  cur().waited = true;
+  g_pdl_unwaited = false;
+}
+
+void grid_dependents_launch() { cur(); }
+
+void prefetch_l2(const void* p, uint32_t bytes) {
+  cur();
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a % 16 != 0 || bytes % 16 != 0)
+    report("alignment", fmt("cp.async.bulk.prefetch.L2 needs a 16-byte aligned address and a multiple of 16 bytes (%p, %u bytes)", p, bytes));
+  if (!find_buffer(a, bytes))
+    report("out-of-bounds", fmt("cp.async.bulk.prefetch.L2 of %u bytes is not inside one device allocation: %s", bytes,
+                                find_buffer(a, 1) ? fmt("it starts at %s and runs past its end", global_word(a).c_str()).c_str() : describe_global(a).c_str()));
+}
+
 void st_global(void* p, const void* v, size_t n) {
   Thread& t = cur();
+  pdl_check(reinterpret_cast<uintptr_t>(p), n, "st.global");
   if (!in_buffer(p, n, "st.global")) return;
   const uint32_t block = block_linear();
   const auto a = reinterpret_cast<uintptr_t>(p);
@@ -142,6 +181,7 @@ void st_global(void* p, const void* v, size_t n) {
 
 void ld_global(void* dst, const void* p, size_t n) {
   cur();
+  pdl_check(reinterpret_cast<uintptr_t>(p), n, "ld.global.cg");
   if (!in_buffer(p, n, "ld.global")) {
     std::memset(dst, 0xff, n);
     return;
@@ -157,6 +197,7 @@ void ld_global(void* dst, const void* p, size_t n) {
 void discard_l2(const void* p) {
   Thread& t = cur();
   const auto a = reinterpret_cast<uintptr_t>(p);
+  pdl_check(a, 128, "discard.global.L2");
   if (a % 128 != 0) {
     report("alignment", fmt("discard.global.L2 needs a 128-byte aligned address (%p)", p));
     return;
@@ -182,6 +223,7 @@ void threadfence() {
 
 int atomic_add_i32(int* p, int v) {
   Thread& t = cur();
+  pdl_check(reinterpret_cast<uintptr_t>(p), 4, "atomicAdd");
   if (!in_buffer(p, 4, "atomicAdd")) return 0;
   const int old = *p;
   *p = old + v;
@@ -212,6 +254,7 @@ constexpr uint32_t kSpinPolls = 1u << 12;
 
 int ld_acquire_i32(const int* p) {
   Thread& t = cur();
+  pdl_check(reinterpret_cast<uintptr_t>(p), 4, "ld.acquire.gpu");
   if (!in_buffer(p, 4, "ld.acquire")) return 0;
   const auto word = reinterpret_cast<uintptr_t>(p);
   const int value = *p;

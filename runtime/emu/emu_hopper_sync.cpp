@@ -253,6 +253,7 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
     report("tma", fmt("cp.async.bulk.tensor.%dd through a tensor map of rank %u", rank, map->rank));
     return;
   }
+  detail::pdl_check(reinterpret_cast<uintptr_t>(map->base), 1, "cp.async.bulk.tensor (the tensor map's global tensor)");
   const uint32_t boff = barrier_offset(bar, "cp.async.bulk.tensor");
   if (boff == UINT32_MAX || !find_barrier(boff, "cp.async.bulk.tensor")) return;
   uint32_t bytes = map->elem_bytes;

@@ -129,6 +129,7 @@ void cp_async_16(void* dst, const void* src, bool valid) {
   PendingCopy c{static_cast<unsigned char*>(dst), {}, t.committed_groups, kind == SharedKind::Dynamic};
   if (valid) {
     auto a = reinterpret_cast<uintptr_t>(src);
+    pdl_check(a, 16, "cp.async");
     if (!find_buffer(a, 16)) report("out-of-bounds", fmt("cp.async reads global memory outside every buffer: %s", describe_global(a).c_str()));
     else std::memcpy(c.data, src, 16);
   }
@@ -236,7 +237,8 @@ void free_globals() {
 // touched. Lanes of one warp are not checked against each other: the emulator has no
 // __syncwarp, the templates exchange data within a warp only through shfl, ldmatrix and mma
 // (collectives that every lane reaches), and a warp's plain accesses run in program order
-// between them. A load of global words the launch's st_global_* stored is checked for the
+// between them. In a programmatic launch, an access of a device allocation before the thread's
+// grid_dependency_wait is a "pdl" finding (emu_global.cpp pdl_check). A load of global words the launch's st_global_* stored is checked for the
 // cross-CTA handoff (emu_global.cpp); everything else (other global memory, stacks, static
 // __shared__ arrays) returns after the compares; the emulator's own sources are built without the flag.
 namespace {
@@ -286,10 +288,18 @@ __attribute__((no_sanitize_address, noinline)) void plain_global_load(uintptr_t 
   check_cross_cta_read(a, n, true);
 }
 
+/** A plain access by a thread of a programmatic launch before its grid_dependency_wait. */
+__attribute__((no_sanitize_address, noinline)) void plain_pdl_access(uintptr_t a, size_t n, bool write) {
+  if (!L || !L->current) return;
+  pdl_check(a, n, write ? "a plain store" : "a plain load");
+}
+
 /** Every call lands here: one compare sends all but dynamic shared memory back, and one more
  *  all but the span of words other CTAs may have stored in this launch (kernels make millions of
- *  these calls; this keeps the check to a few percent of an emulated run). */
+ *  these calls; this keeps the check to a few percent of an emulated run). Before those, one
+ *  flag: whether the running thread is in a programmatic launch and has not waited (PDL). */
 __attribute__((no_sanitize_address, always_inline)) inline void plain_access(uintptr_t a, size_t n, bool write) {
+  if (__builtin_expect(g_pdl_unwaited, false)) plain_pdl_access(a, n, write);
   const uintptr_t off = a - g_plain_base;
   if (off < tidarc_emu::kMaxDynamicShared) plain_shared_access(off, n, write);
   else if (a - g_cross_lo < g_cross_len && !write) plain_global_load(a, n);

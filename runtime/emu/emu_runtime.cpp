@@ -134,7 +134,9 @@ bool run_block() {
       if (t.state != State::Runnable) continue;
       ran = true;
       L->current = &t;
+      g_pdl_unwaited = L->programmatic && !t.waited;
       fiber_switch(L->scheduler, t.ctx);
+      g_pdl_unwaited = false;
       L->current = nullptr;
     }
     if (all_done) break;
@@ -331,7 +333,7 @@ void named_barrier(int id, int count, bool wait, const char* site, const char* f
   }
 }
 
-bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg) {
+bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg, bool programmatic) {
   install_fault_handler();
   if (dynamic_shared > kMaxDynamicShared) {
     std::fprintf(stderr, "tidarc-emu: %s asks for %zu bytes of dynamic shared memory; at most %zu\n", kernel, dynamic_shared, kMaxDynamicShared);
@@ -340,6 +342,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
   Launch launch_state;
   L = &launch_state;
   L->kernel = kernel, L->grid = grid, L->block = block, L->smem = dynamic_shared, L->entry = entry, L->arg = arg;
+  L->programmatic = programmatic;
   L->shadow.assign(dynamic_shared, Shadow{});
   g_plain_base = reinterpret_cast<uintptr_t>(tidarc::smem_raw);
   g_cross_lo = 0, g_cross_len = 0;
@@ -360,6 +363,7 @@ bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, vo
     ok = false;  // a recovered fault, already a finding; the fibers of the block are abandoned
   }
   munmap(L->stacks, L->stacks_len);
+  g_pdl_unwaited = false;  // a recovered fault leaves the scheduler loop without resetting it
   g_plain_base = kPlainNone;
   g_cross_lo = 0, g_cross_len = 0;
   L = nullptr;

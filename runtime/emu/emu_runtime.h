@@ -12,7 +12,7 @@ namespace tidarc_emu {
 
 /** One problem the emulator saw: what, where (kernel, block, thread) and the address. */
 struct Finding {
-  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment, fence, stale-l1, counter, ...
+  std::string kind;  // out-of-bounds, race, uninitialized-read, cp-async, barrier, warp-divergence, alignment, fence, stale-l1, counter, pdl, ...
   std::string kernel;
   uint3 block;
   uint3 thread;
@@ -35,8 +35,11 @@ void free_globals();
 /**
  * Runs `kernel(arg)` on every thread of `grid` x `block`, one block after another.
  * Returns false when the launch had to stop (a deadlocked barrier or collective).
+ * `programmatic`: launched as a programmatic dependent launch (the PDL attribute), which may
+ * start before the previous kernel of the stream ends: every access of a thread to a device
+ * allocation before its grid_dependency_wait is a "pdl" finding.
  */
-bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg);
+bool launch(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, void (*entry)(void*), void* arg, bool programmatic = false);
 
 /**
  * What a fault inside a launch (an access to a guard page, an emulated thread's stack

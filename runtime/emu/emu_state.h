@@ -74,6 +74,7 @@ struct Thread {
   Acquires atomics;                 // per counter word, its own latest atomicAdd on it in this launch (a fence after acquires them)
   Acquires acquired;                // per counter word, the atomics on it whose acquire is ordered before its next step
   uint32_t proxy_fences;            // fence.proxy.async it executed in this block
+  bool waited;                      // executed grid_dependency_wait (griddepcontrol.wait) in this launch
 };
 
 struct LaneIn {
@@ -152,6 +153,7 @@ struct NamedBarrier {
 
 struct Launch {
   const char* kernel;
+  bool programmatic = false;  // launched with the PDL attribute: global accesses wait for grid_dependency_wait
   dim3 grid, block;
   size_t smem;
   void (*entry)(void*);
@@ -219,5 +221,13 @@ bool check_cross_cta_read(uintptr_t a, size_t n, bool plain);
 /** The span of words st_global_* wrote in the running launch ([g_cross_lo, + g_cross_len); 0
  *  long between launches): the plain-load hook looks up only addresses inside it. */
 extern uintptr_t g_cross_lo, g_cross_len;
+/** True while the running fiber is a thread of a programmatic launch that has not executed
+ *  grid_dependency_wait yet (set by the scheduler at each switch): the plain-access hook's one
+ *  compare for the PDL check. */
+extern bool g_pdl_unwaited;
+/** The PDL check of an access of [a, a + n) by the running thread (`what`: the instruction):
+ *  where g_pdl_unwaited holds and the range touches a device allocation, a "pdl" finding naming
+ *  the kernel, the access and its buffer. The access itself goes on. */
+void pdl_check(uintptr_t a, size_t n, const char* what);
 
 }  // namespace tidarc_emu::detail

@@ -28,6 +28,16 @@ int ld_acquire_i32(const int* p);
  *  (poisoned), and a later read of them in the launch is a "discard" finding (emu_global.cpp). */
 void discard_l2(const void* p);
 
+/** griddepcontrol.wait: the thread may touch global memory from now on, also in a programmatic
+ *  launch (one made with the PDL attribute), where any earlier access to a device allocation is
+ *  a "pdl" finding (emu_global.cpp). */
+void grid_dependency_wait();
+/** griddepcontrol.launch_dependents: legal anywhere in a kernel; the emulator records nothing. */
+void grid_dependents_launch();
+/** cp.async.bulk.prefetch.L2.global: a hint, legal before the wait; [p, p + bytes) must lie inside
+ *  one device allocation ("out-of-bounds") and p and bytes be multiples of 16 ("alignment"). */
+void prefetch_l2(const void* p, uint32_t bytes);
+
 // ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
 /** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
  *  host by encode_tensor_map (emu_hopper.h). Dimension 0 is the innermost. */
@@ -114,6 +124,10 @@ inline float4 ld_global_cg_f32x4(const float* p) {
   tidarc_emu::ld_global(&v, p, 16);
   return v;
 }
+
+inline void grid_dependency_wait() { tidarc_emu::grid_dependency_wait(); }
+inline void grid_dependents_launch() { tidarc_emu::grid_dependents_launch(); }
+inline void prefetch_l2(const void* p, uint32_t bytes) { tidarc_emu::prefetch_l2(p, bytes); }
 
 inline float shfl_xor(float v, int mask) { return tidarc_emu::shfl_xor_f32(v, mask, "shfl_xor"); }
 inline float fast_exp2(float x) { return tidarc_emu::fast_exp2(x); }
