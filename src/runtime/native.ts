@@ -49,6 +49,8 @@ export interface CudaStatus {
   driverVersion?: number;
   devices?: number;
   library?: string;
+  /** When available: whether the driver exports cuLaunchKernelEx (CUDA 12.0+; programmatic launches need it). */
+  hasLaunchKernelEx?: boolean;
 }
 
 /** What cuda.open() says of the device. */
@@ -60,6 +62,8 @@ export interface CudaDeviceInfo {
   maxSharedOptin: number;
   totalMemory: number;
   driverVersion: number;
+  /** Whether the driver exports cuLaunchKernelEx (CUDA 12.0+): launch(..., programmatic) needs it. An older addon build leaves it out. */
+  hasLaunchKernelEx?: boolean;
 }
 
 /**
@@ -80,7 +84,11 @@ export interface NativeCuda {
   loadModule(path: string): number;
   getFunction(module: number, name: string): number;
   setMaxDynamicShared(fn: number, bytes: number): void;
-  launch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, sharedBytes: number, args: Uint8Array): void;
+  /**
+   * programmatic true: cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+   * = 1 (programmatic dependent launch; a capture records a programmatic edge); else cuLaunchKernel.
+   */
+  launch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, sharedBytes: number, args: Uint8Array, programmatic?: boolean): void;
   synchronize(): void;
   /** Stream capture (global mode) of our stream, ended into an instantiated graph's handle. */
   beginCapture(): void;

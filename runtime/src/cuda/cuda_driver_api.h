@@ -67,6 +67,39 @@ constexpr int CU_TENSOR_MAP_SWIZZLE_128B = 3;
 constexpr int CU_TENSOR_MAP_L2_PROMOTION_L2_128B = 2;
 constexpr int CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;  // elements outside the tensor read as zero
 
+// Extensible launches (cuLaunchKernelEx, CUDA 12.0+), laid out as cuda.h declares them (checked
+// against the toolkit's cuda.h where the build has one: test/runtime/cuda/launch-ex-layout.test.ts).
+// CUlaunchAttributeID values tidarc uses:
+// PROGRAMMATIC_STREAM_SERIALIZATION lets the kernel be scheduled before its predecessor on the
+// stream has finished (programmatic dependent launch, sm_90+; its griddepcontrol.wait orders
+// the memory); a stream capture records it as a programmatic edge.
+constexpr int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+// CUlaunchAttributeValue: a union padded to 64 bytes; tidarc sets only the int member.
+union alignas(8) CUlaunchAttributeValue {  // 8-aligned: cuda.h's members hold pointers
+  char pad[64];
+  int programmaticStreamSerializationAllowed;
+};
+// CUlaunchAttribute: the id (an enum: 4 bytes), 4 bytes of padding, then the value.
+struct CUlaunchAttribute {
+  int id;
+  char pad[8 - sizeof(int)];
+  CUlaunchAttributeValue value;
+};
+struct CUlaunchConfig {
+  unsigned gridDimX, gridDimY, gridDimZ;
+  unsigned blockDimX, blockDimY, blockDimZ;
+  unsigned sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute* attrs;
+  unsigned numAttrs;
+};
+static_assert(sizeof(CUlaunchAttributeValue) == 64 && alignof(CUlaunchAttributeValue) == 8, "CUlaunchAttributeValue is 64 bytes, 8-aligned in cuda.h");
+static_assert(sizeof(CUlaunchAttribute) == 72 && offsetof(CUlaunchAttribute, value) == 8, "CUlaunchAttribute: id at 0, value at 8, 72 bytes (cuda.h)");
+static_assert(offsetof(CUlaunchConfig, sharedMemBytes) == 24 && offsetof(CUlaunchConfig, hStream) == 32 && offsetof(CUlaunchConfig, attrs) == 40 &&
+                  offsetof(CUlaunchConfig, numAttrs) == 48 && sizeof(CUlaunchConfig) == 56,
+              "CUlaunchConfig: the LP64 layout of cuda.h (stream at 32, attrs at 40, numAttrs at 48, 56 bytes)");
+
 /* X(symbol, return, parameters): every driver function the runtime resolves. */
 #define TIDARC_CUDA_DRIVER_FUNCTIONS(X)                                                          \
   X(cuInit, CUresult, (unsigned flags))                                                          \
@@ -122,6 +155,7 @@ constexpr int CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;  // elements outside the te
   X(cuTensorMapEncodeTiled, CUresult,                                                            \
     (CUtensorMap * map, int data_type, unsigned rank, void* address, const unsigned long long* dims, \
      const unsigned long long* strides, const unsigned* box, const unsigned* element_strides, int interleave, \
-     int swizzle, int l2_promotion, int oob_fill))
+     int swizzle, int l2_promotion, int oob_fill))                                                 \
+  X(cuLaunchKernelEx, CUresult, (const CUlaunchConfig* config, CUfunction fn, void** params, void** extra))
 
 }  // namespace tidarc_cuda

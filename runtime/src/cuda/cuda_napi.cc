@@ -104,11 +104,12 @@ Napi::Value StatusJs(const Napi::CallbackInfo& info) {
     out.Set("driverVersion", Napi::Number::New(env, d->version));
     out.Set("devices", Napi::Number::New(env, d->devices));
     out.Set("library", Napi::String::New(env, d->path));
+    out.Set("hasLaunchKernelEx", Napi::Boolean::New(env, d->cuLaunchKernelEx != nullptr));
   }
   return out;
 }
 
-// open(ordinal) -> {name, major, minor, multiprocessors, totalMemory, maxSharedOptin}
+// open(ordinal) -> {name, major, minor, multiprocessors, totalMemory, maxSharedOptin, driverVersion, hasLaunchKernelEx}
 Napi::Value OpenJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string reason;
@@ -141,6 +142,7 @@ Napi::Value OpenJs(const Napi::CallbackInfo& info) {
   out.Set("maxSharedOptin", Napi::Number::New(env, attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)));
   out.Set("totalMemory", Napi::Number::New(env, static_cast<double>(total)));
   out.Set("driverVersion", Napi::Number::New(env, d->version));
+  out.Set("hasLaunchKernelEx", Napi::Boolean::New(env, d->cuLaunchKernelEx != nullptr));
   return out;
 }
 
@@ -254,8 +256,13 @@ Napi::Value SetMaxDynamicSharedJs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// launch(function, gx, gy, gz, bx, by, bz, sharedBytes, args): `args` holds the bytes of the
-// kernel's single struct parameter (packed by src/runtime/cuda/op-abi.ts).
+// launch(function, gx, gy, gz, bx, by, bz, sharedBytes, args[, programmatic]): `args` holds the
+// bytes of the kernel's single struct parameter (packed by src/runtime/cuda/op-abi.ts).
+// programmatic true: cuLaunchKernelEx with the one attribute
+// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1 (programmatic dependent launch: the
+// kernel may be scheduled before its predecessor on the stream has finished and must
+// griddepcontrol.wait before touching memory; a capture records a programmatic edge). A driver
+// without cuLaunchKernelEx refuses it (open() says whether it has one: hasLaunchKernelEx).
 Napi::Value LaunchJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
@@ -271,6 +278,23 @@ Napi::Value LaunchJs(const Napi::CallbackInfo& info) {
   if (args.size == 0 || args.size > sizeof(param)) throw Napi::RangeError::New(env, "cuda: kernel arguments must be 1 to 512 bytes");
   std::copy(args.data, args.data + args.size, param);
   void* params[] = {param};
+  if (info.Length() > 9 && !info[9].IsUndefined() && !info[9].IsBoolean()) throw Napi::TypeError::New(env, "cuda: programmatic must be a boolean");
+  const bool programmatic = info.Length() > 9 && info[9].IsBoolean() && info[9].As<Napi::Boolean>().Value();
+  if (programmatic) {
+    if (s.driver->cuLaunchKernelEx == nullptr) throw Napi::Error::New(env, "cuda: " + s.driver->path + " has no cuLaunchKernelEx (a programmatic launch needs a CUDA 12 driver)");
+    CUlaunchAttribute attr{};
+    attr.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config{};
+    config.gridDimX = dims[0], config.gridDimY = dims[1], config.gridDimZ = dims[2];
+    config.blockDimX = dims[3], config.blockDimY = dims[4], config.blockDimZ = dims[5];
+    config.sharedMemBytes = shared;
+    config.hStream = s.stream;
+    config.attrs = &attr;
+    config.numAttrs = 1;
+    TIDARC_CU_CHECK(env, *s.driver, "cuLaunchKernelEx", s.driver->cuLaunchKernelEx(&config, f, params, nullptr));
+    return env.Undefined();
+  }
   TIDARC_CU_CHECK(env, *s.driver, "cuLaunchKernel",
                   s.driver->cuLaunchKernel(f, dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], shared, s.stream, params, nullptr));
   return env.Undefined();
