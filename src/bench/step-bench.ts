@@ -67,6 +67,8 @@ export interface StepBenchOptions {
   readonly tuned?: string;
   /** cuda: decode steps as CUDA graphs (default true; see LoadOptions.graphs). */
   readonly graphs?: boolean;
+  /** cuda: programmatic dependent launch where allowed (default); false: off (see LoadOptions.pdl). */
+  readonly pdl?: boolean;
   readonly log?: (line: string) => void;
   /** How errors name draft and prefix (the CLI passes its flags). */
   readonly optionNames?: Partial<Record<'draft' | 'prefix', string>>;
@@ -132,6 +134,10 @@ export interface StepBenchResult {
    * launch by launch and its second is captured, so with 2+ warm-up rounds a timed step is one replay.
    */
   readonly graphs: boolean;
+  /** Whether the kernels were launched with programmatic dependent launch (cuda; LoadOptions.pdl, runtime/cuda/pdl.ts). */
+  readonly pdl: boolean;
+  /** Why PDL was off (--no-pdl, an older compile, a device below sm_90, a driver without cuLaunchKernelEx, the cpu backend), or what allowed it. */
+  readonly pdlReason: string;
   readonly rounds: number;
   readonly seconds: number;
   readonly tidar: StepStats;
@@ -249,6 +255,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     ...(o.cacheDir === undefined ? {} : { cacheDir: o.cacheDir }),
     ...(o.tuned === undefined ? {} : { tuned: o.tuned }),
     ...(o.graphs === undefined ? {} : { graphs: o.graphs }),
+    ...(o.pdl === undefined ? {} : { pdl: o.pdl }),
     ...(o.log === undefined ? {} : { log: o.log }),
     checkSpec: (spec) => {
       draft ??= Math.max(...spec.draftLengths);
@@ -334,6 +341,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       warmupRounds: warmup,
       sampling,
       graphs: parts.backend === 'cuda' && (o.graphs ?? true),
+      pdl: parts.cuda?.pdl.on === true,
+      pdlReason: parts.cuda ? parts.cuda.pdl.why : 'the cpu backend launches no GPU kernels',
       rounds,
       seconds,
       tidar,

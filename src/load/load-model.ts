@@ -58,6 +58,8 @@ export interface Model {
   readonly tokenizer: Tokenizer;
   readonly backend: Backend;
   readonly backendReason: string;
+  /** cuda: whether the kernels are launched with programmatic dependent launch (LoadOptions.pdl), and why (not). Absent on cpu. */
+  readonly pdl?: { readonly on: boolean; readonly why: string };
   generate(options: GenerateOptions): Promise<GenerateResult>;
   stream(options: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult>;
   /**
@@ -189,6 +191,7 @@ export function modelOf(parts: ModelParts): Model {
     tokenizer,
     backend,
     backendReason: parts.backendReason,
+    ...(parts.cuda ? { pdl: parts.cuda.pdl } : {}),
     async generate(o) {
       const it = run(o);
       for (;;) {

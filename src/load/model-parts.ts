@@ -22,6 +22,7 @@ import { CudaDevice } from '../runtime/cuda/device.js';
 import type { Manifest } from '../codegen/manifest.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
+import { type ProgrammaticLaunchDecision, programmaticLaunchFor } from '../runtime/cuda/pdl.js';
 import { RunnerPool, type RunnerPoolStats } from './runner-pool.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
@@ -55,6 +56,15 @@ export interface LoadOptions {
    * graphs and ignores it.
    */
   readonly graphs?: boolean;
+  /**
+   * cuda: launch the kernels with programmatic dependent launch (PDL: each kernel's CTAs are
+   * scheduled while its predecessor finishes) where it is safe: the compiled kernels' manifest
+   * says they keep the PDL contract, the device is sm_90+ and runs SASS built for its major, and
+   * the driver has cuLaunchKernelEx (runtime/cuda/pdl.ts). Default: on where allowed; false: off
+   * (the CLI's --no-pdl). true where it is not allowed is not an error: the model runs without
+   * PDL, and `pdl.why` says why. The cpu backend ignores it.
+   */
+  readonly pdl?: boolean;
 }
 
 export interface BackendDecision {
@@ -114,7 +124,11 @@ export interface ModelParts {
   /** CPU threads the operators and kernels are given (0 = all). */
   readonly threads: number;
   /** cuda: the device, the compiled kernels and their manifest (bench-step measures the machine with them). */
-  readonly cuda?: { readonly device: CudaDevice; readonly kernelsDir: string; readonly manifest: Manifest; readonly emulated: boolean };
+  readonly cuda?: {
+    readonly device: CudaDevice; readonly kernelsDir: string; readonly manifest: Manifest; readonly emulated: boolean;
+    /** Whether the runners launch with PDL, and why (not) (LoadOptions.pdl, runtime/cuda/pdl.ts). */
+    readonly pdl: ProgrammaticLaunchDecision;
+  };
   /** A runner over a fresh, empty cache of `capacity` tokens; close() it when done. */
   newRunner(capacity: number): Runner;
   /** Runners kept between sequences (runner-pool.ts): what `generate` runs on. */
@@ -170,12 +184,16 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
     // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
     device.releaseStaging();
-    log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device`);
-    const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true });
+    const pdl = programmaticLaunchFor({
+      option: options.pdl, manifest: compiled.manifest, computeCapability: [device.info.major, device.info.minor],
+      compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
+    });
+    log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device; PDL ${pdl.on ? 'on' : `off: ${pdl.why}`}`);
+    const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true, pdl: pdl.on });
     const pool = new RunnerPool(newRunner);
     return {
       ...base,
-      cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true },
+      cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true, pdl },
       newRunner,
       runners: {
         acquire: (capacity) => pool.acquire(capacity),

@@ -17,7 +17,7 @@ import { attentionGrid } from '../../codegen/attention-grid.js';
 import { splitKernel } from '../../codegen/splits.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
-import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import { type ArchName, selectArch } from '../../codegen/arch.js';
 import type { ManifestAttentionSm90a } from '../../codegen/attention-sm90a.js';
 import { packAttentionSm90aArgs, sm90aCacheMap } from './attention-sm90a-args.js';
@@ -87,6 +87,8 @@ export class AttentionLauncher {
     private readonly device: CudaDevice,
     private readonly kernelsDir: string,
     manifest: Pick<Manifest, 'variants'> & { readonly arches?: readonly ArchName[] },
+    /** How every attention launch (and so its split-KV merge, done by the last CTA) is launched: programmatic where pdl.ts decided so. */
+    private readonly launchOptions: LaunchOptions = {},
   ) {
     this.variants = new Map(manifest.variants.map((v) => [v.name, v]));
     this.arches = manifest.arches;
@@ -155,10 +157,10 @@ export class AttentionLauncher {
       const map = sm90aCacheMap(v.shape, call.batch, call.cacheCapacity, sm90a.tileN);
       const kMap = this.device.encodeTensorMap({ ptr: call.kCache, bytes: 0, label: 'k cache' }, map);
       const vMap = this.device.encodeTensorMap({ ptr: call.vCache, bytes: 0, label: 'v cache' }, map);
-      this.device.launch(fn, attentionGrid(sm90a.rowTiles, call.batch * kvHeads, splits), [sm90a.block], sm90a.dynamicSharedBytes, packAttentionSm90aArgs(kMap, vMap, args));
+      this.device.launch(fn, attentionGrid(sm90a.rowTiles, call.batch * kvHeads, splits), [sm90a.block], sm90a.dynamicSharedBytes, packAttentionSm90aArgs(kMap, vMap, args), this.launchOptions);
       return splits;
     }
-    this.device.launch(fn, attentionGrid(v.launch.rowTiles, call.batch * kvHeads, splits), [v.launch.block], v.launch.dynamicSharedBytes, args);
+    this.device.launch(fn, attentionGrid(v.launch.rowTiles, call.batch * kvHeads, splits), [v.launch.block], v.launch.dynamicSharedBytes, args, this.launchOptions);
     return splits;
   }
 

@@ -8,6 +8,9 @@
  * with one launch (launchGraph). What changes between replays lives in device buffers that an
  * asynchronous upload from pinned memory (allocPinned, uploadAsync) fills before the launch;
  * a graph reads device memory as it is when it runs. stats counts what the host issues.
+ * A launch may be programmatic (launch's `programmatic`: cuLaunchKernelEx with
+ * CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, programmatic dependent launch on sm_90+;
+ * the caller decides, pdl.ts programmaticLaunchFor); a capture records it as a programmatic edge.
  * upload() too goes through pinned memory on that stream (staged, STAGING_BYTES a block): no
  * copy of ours is a synchronous one from pageable memory on the legacy NULL stream.
  */
@@ -30,12 +33,20 @@ export interface KernelRef {
 
 export type Dim3 = readonly [number, number?, number?];
 
+/** How a kernel is launched. */
+export interface LaunchOptions {
+  /** Programmatic dependent launch (cuLaunchKernelEx, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1). */
+  readonly programmatic?: boolean;
+}
+
 /** An instantiated graph: what one capture recorded, replayed by launchGraph. */
 export interface GraphRef {
   readonly handle: number;
   readonly label: string;
   /** Kernel launches, and host<->device copies and bytes, that one replay performs. */
   readonly kernels: number;
+  /** Of `kernels`, those captured from programmatic launches (programmatic edges in the graph). */
+  readonly programmaticKernels: number;
   readonly uploads: number;
   readonly uploadBytes: number;
   readonly downloads: number;
@@ -51,11 +62,15 @@ export interface PinnedBuffer {
 
 /** What the host has issued through this device object (a graph's replay counts once). */
 export interface DeviceStats {
-  /** cuLaunchKernel calls outside captures. */
+  /** Kernel launches outside captures (cuLaunchKernel and cuLaunchKernelEx: the total). */
   readonly kernelLaunches: number;
+  /** Of kernelLaunches, the programmatic ones (cuLaunchKernelEx with the PDL attribute). */
+  readonly programmaticLaunches: number;
   readonly graphLaunches: number;
   /** Kernels run by graph replays (each replay: its graph's count). */
   readonly graphKernels: number;
+  /** Of graphKernels, those captured from programmatic launches. */
+  readonly graphProgrammaticKernels: number;
   /** Host -> device and device -> host transfers and their bytes, replays included. */
   readonly uploads: number;
   readonly uploadBytes: number;
@@ -64,7 +79,7 @@ export interface DeviceStats {
 }
 
 type MutableStats = { -readonly [K in keyof DeviceStats]: DeviceStats[K] };
-const NO_STATS: DeviceStats = { kernelLaunches: 0, graphLaunches: 0, graphKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+const NO_STATS: DeviceStats = { kernelLaunches: 0, programmaticLaunches: 0, graphLaunches: 0, graphKernels: 0, graphProgrammaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
 
 /** b - a, field by field. */
 export function statsSince(a: DeviceStats, b: DeviceStats): DeviceStats {
@@ -75,6 +90,7 @@ export function statsSince(a: DeviceStats, b: DeviceStats): DeviceStats {
 
 interface CaptureTally {
   kernels: number;
+  programmaticKernels: number;
   uploads: number;
   uploadBytes: number;
   downloads: number;
@@ -121,6 +137,14 @@ export class CudaDevice {
     const status = cuda.status();
     if (!status.available) throw new TidarcError('unsupported', `CUDA is not usable: ${status.reason}`, { field: 'backend', value: 'cuda' });
     return new CudaDevice(cuda, guard('open the CUDA device', () => cuda.open(ordinal)));
+  }
+
+  /**
+   * Whether this device can take a programmatic launch at all: the driver exports
+   * cuLaunchKernelEx. Whether a model's kernels may be launched so is pdl.ts's decision.
+   */
+  get programmaticLaunch(): boolean {
+    return this.info.hasLaunchKernelEx === true;
   }
 
   /** sm_XY of the device. */
@@ -274,15 +298,28 @@ export class CudaDevice {
     return ref;
   }
 
-  /** Launches a kernel whose single parameter is the struct `args` (op-abi.ts packStruct). */
-  launch(fn: KernelRef, grid: Dim3, block: Dim3, sharedBytes: number, args: Uint8Array): void {
+  /**
+   * Launches a kernel whose single parameter is the struct `args` (op-abi.ts packStruct).
+   * `programmatic`: with the PDL attribute (the kernel must keep the contract: no global memory
+   * access before its griddepcontrol.wait); refused where the driver has no cuLaunchKernelEx.
+   */
+  launch(fn: KernelRef, grid: Dim3, block: Dim3, sharedBytes: number, args: Uint8Array, o: LaunchOptions = {}): void {
+    const programmatic = o.programmatic === true;
+    if (programmatic && !this.programmaticLaunch) {
+      throw new TidarcError('runtime', `CUDA: cannot launch ${fn.name} programmatically: the driver has no cuLaunchKernelEx (a CUDA 12 driver has it)`, { field: 'programmatic' });
+    }
     if (sharedBytes > fn.maxShared) {
       guard(`allow ${sharedBytes} bytes of shared memory for ${fn.name}`, () => this.cuda.setMaxDynamicShared(fn.handle, sharedBytes));
       fn.maxShared = sharedBytes;
     }
-    guard(`launch ${fn.name}`, () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args));
-    if (this.tally) this.tally.kernels++;
-    else this.counts.kernelLaunches++;
+    guard(`launch ${fn.name}`, () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args, programmatic));
+    if (this.tally) {
+      this.tally.kernels++;
+      if (programmatic) this.tally.programmaticKernels++;
+    } else {
+      this.counts.kernelLaunches++;
+      if (programmatic) this.counts.programmaticLaunches++;
+    }
   }
 
   /**
@@ -295,7 +332,7 @@ export class CudaDevice {
   capture(label: string, record: () => void): GraphRef {
     if (this.tally) throw new TidarcError('runtime', `CUDA: cannot capture ${label}: a capture is already recording`);
     guard(`start capturing ${label}`, () => this.cuda.beginCapture());
-    const tally: CaptureTally = { kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+    const tally: CaptureTally = { kernels: 0, programmaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
     this.tally = tally;
     let failure: unknown;
     try {
@@ -325,8 +362,8 @@ export class CudaDevice {
     if (this.graphs.get(ref.handle) !== ref) throw new TidarcError('runtime', `CUDA: cannot launch graph ${ref.label}: it was destroyed`);
     guard(`launch graph ${ref.label}`, () => this.cuda.graphLaunch(ref.handle));
     const t = this.tally ?? this.counts;
-    if (this.tally) this.tally.kernels += ref.kernels;
-    else (this.counts.graphLaunches++, this.counts.graphKernels += ref.kernels);
+    if (this.tally) (this.tally.kernels += ref.kernels, this.tally.programmaticKernels += ref.programmaticKernels);
+    else (this.counts.graphLaunches++, this.counts.graphKernels += ref.kernels, this.counts.graphProgrammaticKernels += ref.programmaticKernels);
     t.uploads += ref.uploads;
     t.uploadBytes += ref.uploadBytes;
     t.downloads += ref.downloads;

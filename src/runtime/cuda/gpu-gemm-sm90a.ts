@@ -16,7 +16,7 @@ import { GEMM_EPILOGUE } from '../../codegen/gemm-epilogue.js';
 import { pickSm90aKernel } from '../../codegen/gemm-kernel-pick.js';
 import { type ManifestGemmSm90a, sm90aUnitName } from '../../codegen/gemm-sm90a.js';
 import { TidarcError } from '../../errors.js';
-import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { type GemmLaunch, GpuGemms, SplitCounters } from './gpu-gemm.js';
 import type { GpuMatrix } from './gpu-ops.js';
@@ -43,7 +43,8 @@ export class GpuGemmsSm90a {
   private workspace?: DeviceBuffer;
   private readonly counters: SplitCounters;
 
-  constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, units: readonly ManifestGemmSm90a[]) {
+  /** `launch`: how every sm_90a GEMM is launched (programmatic where pdl.ts decided so). */
+  constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, units: readonly ManifestGemmSm90a[], private readonly launch: LaunchOptions = {}) {
     this.counters = new SplitCounters(device);
     for (const u of units) for (const role of u.roles) this.byRole.set(role, u);
   }
@@ -84,7 +85,7 @@ export class GpuGemmsSm90a {
       splitCounters: u.splitK > 1 ? this.counters.at(grid[0] * grid[1]).ptr : 0,
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
-    this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g));
+    this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g), this.launch);
   }
 
   close(): void {
@@ -119,10 +120,10 @@ export class GpuGemmsWithSm90a extends GpuGemms {
   private readonly sm90a: GpuGemmsSm90a;
   private readonly roles: ReadonlySet<string>;
 
-  constructor(device: CudaDevice, kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[]) {
-    super(device, kernelsDir, gemms);
+  constructor(device: CudaDevice, kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[], launch: LaunchOptions = {}) {
+    super(device, kernelsDir, gemms, launch);
     const taken = units.map((u) => ({ ...u, roles: u.roles.filter((r) => !MMA_SYNC_ONLY.has(r)) })).filter((u) => u.roles.length > 0);
-    this.sm90a = new GpuGemmsSm90a(device, kernelsDir, taken);
+    this.sm90a = new GpuGemmsSm90a(device, kernelsDir, taken, launch);
     this.roles = new Set(taken.flatMap((u) => u.roles));
   }
 
@@ -162,10 +163,10 @@ export function tunedSm90aUnits(kernelsDir: string, gemms: readonly ManifestGemm
   return units.filter((u) => (family.get(gemms.find((g) => sm90aUnitName(g) === u.unit)?.unit ?? '') ?? u.heuristic?.kernel) !== 'sm_90');
 }
 
-/** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch), and the tuned families. */
-export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }): GpuGemms {
+/** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch), and the tuned families; `launch` for every launch of both families. */
+export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }, launch: LaunchOptions = {}): GpuGemms {
   // Checked on every device: a record naming a family the compile lacks is wrong wherever it runs.
   const tuned = tunedSm90aUnits(kernelsDir, manifest.gemms ?? [], manifest.gemmsSm90a ?? []);
-  if (tuned.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], tuned);
-  return new GpuGemms(device, kernelsDir, manifest.gemms ?? []);
+  if (tuned.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], tuned, launch);
+  return new GpuGemms(device, kernelsDir, manifest.gemms ?? [], launch);
 }

@@ -16,7 +16,7 @@ import { pickMmaKernel } from '../../codegen/gemm-kernel-pick.js';
 import { GEMM_BLOCK_N, GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
-import type { CudaDevice, DeviceBuffer, KernelRef } from './device.js';
+import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, packStruct } from './op-abi.js';
 
@@ -70,7 +70,8 @@ export class GpuGemms {
   private workspace?: DeviceBuffer;
   private readonly counters: SplitCounters;
 
-  constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, gemms: readonly ManifestGemm[]) {
+  /** `launch`: how every GEMM (and row statistics merge) is launched (programmatic where pdl.ts decided so). */
+  constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, gemms: readonly ManifestGemm[], protected readonly launch: LaunchOptions = {}) {
     this.counters = new SplitCounters(device);
     for (const g of gemms) for (const role of g.roles) (this.byRole.get(role) ?? this.byRole.set(role, []).get(role)!).push(g);
     for (const list of this.byRole.values()) list.sort((a, b) => a.m - b.m);
@@ -126,9 +127,9 @@ export class GpuGemms {
     });
     const shared = gemmSharedBytes(g.launch, this.device.arch);
     // Split-K: the parts' partials are summed in order by each tile's last CTA, which runs the epilogue too.
-    this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], shared, args);
+    this.device.launch(this.kernel(g, g.kernel), [Math.ceil(a.rows / g.launch.blockM), g.launch.nTiles, g.splitK], [g.launch.block], shared, args, this.launch);
     // The tiles merged into argmax, max and lse per row (a warp a row).
-    if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (GEMM_REDUCE_THREADS / 32))], [GEMM_REDUCE_THREADS], 0, args);
+    if (epilogue === 'rowStats') this.device.launch(this.kernel(g, g.rowStatsKernel!), [Math.ceil(a.rows / (GEMM_REDUCE_THREADS / 32))], [GEMM_REDUCE_THREADS], 0, args, this.launch);
   }
 
   close(): void {

@@ -5,7 +5,7 @@
  * buffers and their shapes.
  */
 import { TidarcError } from '../../errors.js';
-import type { CudaDevice, DeviceBuffer, Dim3, KernelRef } from './device.js';
+import type { CudaDevice, DeviceBuffer, Dim3, KernelRef, LaunchOptions } from './device.js';
 import {
   ABI_VERSION_ARGS, ACCEPT, DRAFT_ROWS, DTYPE_CODE, EMBED, GELU, KV_COMMIT, KV_COMMIT_LAYER, KV_COMMIT_LAYERS, MATMUL, NEXT_DRAFTS, RMSNORM, ROPE_PACK, ROW_STATS, SAMPLE, SAMPLE_PARAMS, SILU_MUL, TO_FLOAT,
   VERIFY,
@@ -70,8 +70,11 @@ export const OPS_ABI_BUFFER = 'the ops module\'s ABI version';
 export class GpuOps {
   private readonly fns = new Map<string, KernelRef>();
 
-  /** Reads the module's TIDARC_OPS_ABI_VERSION (synchronous: not during a capture) and refuses another. */
-  constructor(private readonly device: CudaDevice, private readonly modulePath: string) {
+  /**
+   * Reads the module's TIDARC_OPS_ABI_VERSION (synchronous: not during a capture) and refuses
+   * another. `launch`: how every operator is launched (programmatic where pdl.ts decided so).
+   */
+  constructor(private readonly device: CudaDevice, private readonly modulePath: string, private readonly launch: LaunchOptions = {}) {
     checkOpsAbi(modulePath, this.readAbiVersion());
   }
 
@@ -85,7 +88,8 @@ export class GpuOps {
     }
     const out = this.device.alloc(4, OPS_ABI_BUFFER);
     try {
-      this.run('abi_version', ABI_VERSION_ARGS, { out: out.ptr }, [1], 32);
+      // A plain launch whatever `launch` says: a probe with nothing before it to overlap (and a module of another ABI may predate the PDL contract).
+      this.run('abi_version', ABI_VERSION_ARGS, { out: out.ptr }, [1], 32, {});
       const found = new Int32Array(1);
       this.device.download(out, found);
       return found[0];
@@ -94,10 +98,10 @@ export class GpuOps {
     }
   }
 
-  private run<F extends string>(name: OpName, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number): void {
+  private run<F extends string>(name: OpName, s: StructSchema<F>, values: Readonly<Partial<Record<F, number>>>, grid: Dim3, block: number, launch: LaunchOptions = this.launch): void {
     let fn = this.fns.get(name);
     if (!fn) this.fns.set(name, (fn = this.device.kernel(this.modulePath, opKernelName(name))));
-    this.device.launch(fn, grid, [block], 0, packStruct(s, values));
+    this.device.launch(fn, grid, [block], 0, packStruct(s, values), launch);
   }
 
   embed(ids: DeviceBuffer, table: GpuMatrix, out: DeviceBuffer, rows: number): void {

@@ -131,6 +131,12 @@ export interface GpuRunnerOptions {
    * (default true); false: the next drafts' own pass after acceptance (a test compares the two).
    */
   readonly oneHeadPass?: boolean;
+  /**
+   * Every kernel launched with programmatic dependent launch (default false). The caller decides
+   * with pdl.ts programmaticLaunchFor (the kernels' manifest, the device, the compile's arches,
+   * the driver): launched so, a kernel built without griddepcontrol.wait would race its predecessor.
+   */
+  readonly pdl?: boolean;
 }
 
 /** What the attention launches of the pass running now read: its prefix lengths, workspace rows, launcher, and the split counts a step's bucket fixed. */
@@ -159,6 +165,8 @@ export class GpuModelRunner implements Runner {
   /** What the last decode step downloaded: n, tokens, next drafts and each lm_head row's lse (tests). */
   lastStepResult: ReturnType<DeviceStepIo['read']> | undefined;
   private readonly oneHeadPass: boolean;
+  /** Whether the kernels are launched programmatically (PDL): GpuRunnerOptions.pdl. */
+  readonly pdl: boolean;
   private readonly device: CudaDevice;
   private readonly ledger: BufferLedger;
   private readonly stepGraphs: StepGraphs;
@@ -194,11 +202,14 @@ export class GpuModelRunner implements Runner {
     this.device = device = this.ledger.device;
     this.stepGraphs = new StepGraphs(this.ledger, options.graphs ?? true);
     this.oneHeadPass = options.oneHeadPass ?? true;
-    this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE));
+    this.pdl = options.pdl === true;
+    // Every launch site of the runner (operators, both GEMM families and their row statistics, attention and its split merge), in passes and in captured steps.
+    const launch = { programmatic: this.pdl };
+    this.ops = new GpuOps(device, join(kernelsDir, OPS_MODULE), launch);
     const launchers = (): Launchers => {
       // The selection rule (arch.ts selectArch): the sm_90a GEMMs on a 9.0 device when the compile built them.
-      const gemms = gemmsFor(device, kernelsDir, manifest);
-      return { gemms, attention: new AttentionLauncher(device, kernelsDir, manifest), table: gpuOpTable({ spec, ops: this.ops, gemms, weights, attention: (op, p) => this.attentionOp(op, p) }) };
+      const gemms = gemmsFor(device, kernelsDir, manifest, launch);
+      return { gemms, attention: new AttentionLauncher(device, kernelsDir, manifest, launch), table: gpuOpTable({ spec, ops: this.ops, gemms, weights, attention: (op, p) => this.attentionOp(op, p) }) };
     };
     this.passes = launchers();
     this.steps = launchers();

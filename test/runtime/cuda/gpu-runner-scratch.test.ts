@@ -39,7 +39,7 @@ function recorder() {
   const uploads: string[] = [];
   let next = 0x10000;
   const device = {
-    capture: (label: string, record: () => void): GraphRef => (record(), graphs.push(`capture ${label}`), { handle: graphs.length, label, kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 }),
+    capture: (label: string, record: () => void): GraphRef => (record(), graphs.push(`capture ${label}`), { handle: graphs.length, label, kernels: 0, programmaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 }),
     launchGraph: (g: GraphRef) => void graphs.push(`launch ${g.label}`), destroyGraph: (g: GraphRef) => void graphs.push(`destroy ${g.label}`),
     info: { multiprocessors: 132 }, arch: 'sm_80',
     alloc: (bytes: number, label: string): DeviceBuffer => {

@@ -22,7 +22,7 @@ function fakeDevice() {
       log.push(`capture ${label}`);
       record();
       log.push('end capture');
-      return { handle: next++, label, kernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+      return { handle: next++, label, kernels: 0, programmaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
     },
     launchGraph: (g: GraphRef) => void log.push(`launch graph ${g.handle}`),
     destroyGraph: (g: GraphRef) => void log.push(`destroy graph ${g.handle}`),
