@@ -7,7 +7,10 @@
     - Device memory is emulator global memory between guard pages ("dev#N" in findings).
     - cuModuleLoad("X.fatbin") dlopens the sibling "X.emu.so": the same .cu built for the
       emulator with one `void <kernel>__emu_entry(void* param)` per kernel.
-    - cuLaunchKernel runs the grid synchronously. A finding or an unfinished launch prints the
+    - cuLaunchKernel runs the grid synchronously; cuLaunchKernelEx too, with the one launch
+      attribute tidarc uses: PROGRAMMATIC_STREAM_SERIALIZATION makes it a programmatic launch,
+      where the emulator checks that no thread touches global memory before its
+      grid_dependency_wait ("pdl" findings; a capture records the flag, a replay keeps it). A finding or an unfinished launch prints the
       findings (JSON lines) on stderr and fails with CUDA_ERROR_LAUNCH_FAILED, sticky for the
       context until its last cuDevicePrimaryCtxRelease, like a fault on a GPU.
     - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
@@ -33,7 +36,18 @@ using namespace tidarc_fake;
 // differ is a "conflicting declaration of C function" error, not a silent overload.
 #define TIDARC_FAKE_DECLARE(name, ret, params) extern "C" __attribute__((visibility("default"))) ret name params;
 TIDARC_CUDA_DRIVER_FUNCTIONS(TIDARC_FAKE_DECLARE)
+TIDARC_FAKE_DECLARE(cuLaunchKernelEx, CUresult, (const CUlaunchConfig* config, CUfunction fn, void** params, void** extra))
 #undef TIDARC_FAKE_DECLARE
+
+// cuLaunchKernelEx reads the caller's CUlaunchConfig and CUlaunchAttribute as cuda.h lays them out
+// (cuda_driver_api.h checks the structs' sizes and offsets); what this file reads of them:
+static_assert(offsetof(CUlaunchAttribute, id) == 0 && offsetof(CUlaunchAttribute, value) == 8 && sizeof(CUlaunchAttribute) == 72,
+              "CUlaunchAttribute: id at 0, value at 8, 72 bytes (cuda.h)");
+static_assert(offsetof(CUlaunchAttributeValue, programmaticStreamSerializationAllowed) == 0, "the int member is at the union's start");
+static_assert(offsetof(CUlaunchConfig, gridDimX) == 0 && offsetof(CUlaunchConfig, blockDimX) == 12 && offsetof(CUlaunchConfig, sharedMemBytes) == 24 &&
+                  offsetof(CUlaunchConfig, hStream) == 32 && offsetof(CUlaunchConfig, attrs) == 40 && offsetof(CUlaunchConfig, numAttrs) == 48,
+              "CUlaunchConfig as cuda.h lays it out (LP64)");
+static_assert(CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION == 6, "cuda.h's CUlaunchAttributeID value");
 
 namespace {
 
@@ -158,12 +172,14 @@ bool launch_fits(const CUfunc_st& f, const unsigned (&d)[6], unsigned shared_byt
   return grid_ok && block_ok && shared_bytes <= static_cast<unsigned>(f.max_dynamic_shared);
 }
 
-CUresult run_launch(CUctx_st& ctx, CUfunc_st& f, const unsigned (&d)[6], unsigned shared_bytes, void* param) {
+CUresult run_launch(CUctx_st& ctx, CUfunc_st& f, const unsigned (&d)[6], unsigned shared_bytes, void* param, bool programmatic) {
   tidarc_emu::clear_findings();
-  const bool completed = tidarc_emu::launch(f.name.c_str(), tidarc_emu::dim3(d[0], d[1], d[2]), tidarc_emu::dim3(d[3], d[4], d[5]), shared_bytes, f.entry, param);
+  const bool completed =
+      tidarc_emu::launch(f.name.c_str(), tidarc_emu::dim3(d[0], d[1], d[2]), tidarc_emu::dim3(d[3], d[4], d[5]), shared_bytes, f.entry, param, programmatic);
   if (completed && tidarc_emu::finding_counts().empty()) return CUDA_SUCCESS;
   tidarc_emu::write_findings_json(stderr);
-  std::fprintf(stderr, "{\"failed_launch\":\"%s\",\"completed\":%s}\n", f.name.c_str(), completed ? "true" : "false");
+  std::fprintf(stderr, "{\"failed_launch\":\"%s\",\"completed\":%s,\"programmatic\":%s}\n", f.name.c_str(), completed ? "true" : "false",
+               programmatic ? "true" : "false");
   std::fflush(stderr);
   ctx.sticky = CUDA_ERROR_LAUNCH_FAILED;
   return CUDA_ERROR_LAUNCH_FAILED;
@@ -447,20 +463,20 @@ CUresult cuFuncSetAttribute(CUfunction fn, int attribute, int value) {
   return CUDA_SUCCESS;
 }
 
-CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned shared_bytes, CUstream stream, void** params, void** extra) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+namespace {
+
+/** cuLaunchKernel and cuLaunchKernelEx, with g_mutex held: checks, then runs now or records. */
+CUresult launch_kernel(CUfunction fn, const unsigned (&dims)[6], unsigned shared_bytes, CUstream stream, void** params, void** extra, bool programmatic) {
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
   CUfunc_st* f = find_function(*ctx, fn);
   if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
   CUstream_st* capture = nullptr;
   if (CUresult r = stream_target(*ctx, stream, &capture)) return r;
-  const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
   if (!launch_fits(*f, dims, shared_bytes)) return CUDA_ERROR_INVALID_VALUE;
   // tidarc kernels take exactly one parameter, a struct; `extra` packing is not supported.
   if (params == nullptr || params[0] == nullptr || extra != nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (capture == nullptr) return run_launch(*ctx, *f, dims, shared_bytes, params[0]);
+  if (capture == nullptr) return run_launch(*ctx, *f, dims, shared_bytes, params[0], programmatic);
   // Captured: the struct's bytes are copied now, as the real driver does.
   if (f->param_bytes == 0) {
     capture->invalidated = true;
@@ -472,8 +488,35 @@ CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, un
   node.shared = shared_bytes;
   const auto* bytes = static_cast<const uint8_t*>(params[0]);
   node.param.assign(bytes, bytes + f->param_bytes);
+  node.programmatic = programmatic;  // a programmatic edge in the graph: the replay launches it so
   capture->captured.push_back(std::move(node));
   return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, CUstream stream, void** params, void** extra) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  const unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+  return launch_kernel(fn, dims, shared_bytes, stream, params, extra, false);
+}
+
+// The attributes: tidarc uses only CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION (its
+// value's programmaticStreamSerializationAllowed, non-zero: a programmatic launch), so any other
+// attribute id is refused with CUDA_ERROR_INVALID_VALUE rather than silently ignored (stricter
+// than the real driver, which takes the others, CU_LAUNCH_ATTRIBUTE_IGNORE included).
+CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction fn, void** params, void** extra) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (config == nullptr || (config->numAttrs > 0 && config->attrs == nullptr)) return CUDA_ERROR_INVALID_VALUE;
+  bool programmatic = false;
+  for (unsigned i = 0; i < config->numAttrs; ++i) {
+    const CUlaunchAttribute& a = config->attrs[i];
+    if (a.id != CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) return CUDA_ERROR_INVALID_VALUE;
+    programmatic = a.value.programmaticStreamSerializationAllowed != 0;
+  }
+  const unsigned dims[6] = {config->gridDimX, config->gridDimY, config->gridDimZ, config->blockDimX, config->blockDimY, config->blockDimZ};
+  return launch_kernel(fn, dims, config->sharedMemBytes, config->hStream, params, extra, programmatic);
 }
 
 // ---- errors -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ struct FakeNode {
   unsigned dims[6] = {};  // grid x y z, block x y z
   unsigned shared = 0;
   std::vector<uint8_t> param;  // the launch's struct, copied at capture
+  bool programmatic = false;    // cuLaunchKernelEx with PROGRAMMATIC_STREAM_SERIALIZATION: replayed as such
   CUdeviceptr dst = 0, src = 0;
   const void* host_src = nullptr;  // read at replay, as on a GPU (pinned memory)
   void* host_dst = nullptr;
@@ -97,8 +98,9 @@ CUfunc_st* find_function(const CUctx_st& ctx, CUfunction fn);
 
 /** A launch's geometry and shared memory against the device's limits and the function's opt-in. */
 bool launch_fits(const CUfunc_st& f, const unsigned (&dims)[6], unsigned shared_bytes);
-/** Runs one launch now; a finding or an unfinished launch makes CUDA_ERROR_LAUNCH_FAILED sticky. */
-CUresult run_launch(CUctx_st& ctx, CUfunc_st& f, const unsigned (&dims)[6], unsigned shared_bytes, void* param);
+/** Runs one launch now (`programmatic`: a programmatic dependent launch, PDL-checked); a finding or
+ *  an unfinished launch makes CUDA_ERROR_LAUNCH_FAILED sticky. */
+CUresult run_launch(CUctx_st& ctx, CUfunc_st& f, const unsigned (&dims)[6], unsigned shared_bytes, void* param, bool programmatic);
 
 /**
  * Where an operation issued on `stream` goes: nullptr = run it now; else the capturing stream

@@ -50,7 +50,7 @@ CUresult replay_fault(CUctx_st& ctx, const char* what) {
 CUresult run_node(CUctx_st& ctx, FakeNode& n) {
   switch (n.kind) {
     case FakeNode::kLaunch:
-      return run_launch(ctx, *n.fn, n.dims, n.shared, n.param.data());
+      return run_launch(ctx, *n.fn, n.dims, n.shared, n.param.data(), n.programmatic);
     case FakeNode::kCopyHtoD:
       if (!inside_one(ctx, n.dst, n.bytes) || !inside_pinned(ctx, n.host_src, n.bytes)) return replay_fault(ctx, "host to device copy");
       std::memcpy(reinterpret_cast<void*>(n.dst), n.host_src, n.bytes);
