@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   set_block_order(h.block_order == 1 ? BlockOrder::Reverse : BlockOrder::Forward);
   unsigned grid[3];
   tidarc_attention_grid(h.row_tiles, d.batch, d.kv_heads, d.num_splits, grid);  // the one rule of every launcher
-  const bool ok = launch(TIDARC_EMU_STR(TIDARC_EMU_KERNEL), dim3(grid[0], grid[1], grid[2]), dim3(h.threads), h.smem, run_main, &args);
+  if (h.programmatic > 1) tidarc_harness::usage("tidarc-emu", "--programmatic is 0 (a plain launch) or 1 (a programmatic dependent launch)");
+  const bool ok = launch(TIDARC_EMU_STR(TIDARC_EMU_KERNEL), dim3(grid[0], grid[1], grid[2]), dim3(h.threads), h.smem, run_main, &args, h.programmatic == 1);
   // The next launch (or graph replay) gets these counters as they are: each must be 0 again.
 #define TIDARC_COUNTERS(field, js, type, role)                                                        \
   if (ok && role == TIDARC_ARRAY_COUNTERS && args.field != nullptr) {                                \

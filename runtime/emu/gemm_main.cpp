@@ -11,7 +11,9 @@
     out [rows, n]). The output file holds the outputs in the same order. --epilogue 1 (SwiGLU):
     one out [rows, n / 2] of 16-bit elements. --epilogue 2 (row statistics, -DTIDARC_GEMM_ROW_STATS=<symbol>): no
     out; the file holds tile_stats [rows, n tiles, 2] f32, tile_argmax [rows, n tiles] int32,
-    row_argmax [rows] int32, row_max [rows] f32, row_lse [rows] f32. */
+    row_argmax [rows] int32, row_max [rows] f32, row_lse [rows] f32. --programmatic 1: every launch
+    is a programmatic dependent launch (PDL: a global access before a thread's grid_dependency_wait
+    is a "pdl" finding). */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +48,7 @@ void run_row_stats(void* p) { TIDARC_GEMM_ROW_STATS(*static_cast<TidarcGemmArgs*
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tidarc-emu-gemm: %s\nusage: --kernel SYM --rows R --x-rows XR --n N --k K --split S --block-m BM --n-tiles NT --threads T"
-                " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] [--epilogue 0|1|2] [--launches L] --in FILE --out FILE\n",
+                " --smem BYTES --bias 0|1 --row-ids 0|1 --accumulate 0|1 [--seg1 S1 --seg2 S2] [--epilogue 0|1|2] [--launches L] [--programmatic 0|1] --in FILE --out FILE\n",
                why.c_str());
   std::exit(2);
 }
@@ -59,7 +61,8 @@ void read_exact(FILE* f, void* dst, size_t bytes, const char* what) {
 
 int main(int argc, char** argv) {
   std::string kernel, in_path, out_path;
-  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1, epilogue = 0, launches = 1;
+  long rows = 0, x_rows = 0, n = 0, k = 0, split = 1, block_m = 0, n_tiles = 0, threads = 0, smem = 0, bias = 0, row_ids = 0, accumulate = 0, seg1 = -1, seg2 = -1, epilogue = 0, launches = 1,
+       programmatic = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], v = argv[i + 1];
     char* end = nullptr;
@@ -85,12 +88,14 @@ int main(int argc, char** argv) {
     else if (key == "--seg2") seg2 = x;
     else if (key == "--epilogue") epilogue = x;
     else if (key == "--launches") launches = x;
+    else if (key == "--programmatic") programmatic = x;
     else usage("unknown option " + key);
   }
   for (const Entry& e : kKernels)
     if (kernel == e.name) g_kernel = e.fn;
   if (!g_kernel) usage("unknown kernel '" + kernel + "'");
-  if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || launches < 1 || in_path.empty() || out_path.empty())
+  if (rows < 1 || x_rows < 1 || n < 1 || k < 1 || split < 1 || block_m < 1 || n_tiles < 1 || threads < 1 || launches < 1 || programmatic < 0 || programmatic > 1 ||
+      in_path.empty() || out_path.empty())
     usage("missing or invalid options");
   if (seg1 < 0) seg1 = n;
   if (seg2 < 0) seg2 = n;
@@ -155,10 +160,10 @@ int main(int argc, char** argv) {
       std::memset(tile_stats, 0xff, tiles * 8), std::memset(tile_argmax, 0xff, tiles * 4);
       std::memset(row_argmax, 0xff, rows * 4), std::memset(row_max, 0xff, rows * 4), std::memset(row_lse, 0xff, rows * 4);
     }
-    ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args);
+    ok = launch(kernel.c_str(), dim3((rows + block_m - 1) / block_m, n_tiles, split), dim3(threads), smem, run_main, &args, programmatic == 1);
     if (ok && stats) {
 #ifdef TIDARC_GEMM_ROW_STATS
-      ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_ROW_STATS), dim3((rows + 7) / 8), dim3(256), 0, run_row_stats, &args);
+      ok = launch(TIDARC_EMU_STR(TIDARC_GEMM_ROW_STATS), dim3((rows + 7) / 8), dim3(256), 0, run_row_stats, &args, programmatic == 1);
 #else
       usage("--epilogue 2 but the source has no row statistics kernel");
 #endif

@@ -23,12 +23,13 @@ struct Args {
   long threads = -1;  // --threads, at least 1
   long smem = -1;  // --smem, at least 0
   long block_order = -1;  // --block-order, at least 0
+  long programmatic = -1;  // --programmatic, at least 0
   std::string in_path;  // --in
   std::string out_path;  // --out
 };
 
 [[noreturn]] inline void usage(const char* program, const std::string& why) {
-  std::fprintf(stderr, "%s: %s\nusage: --batch B --capacity C --splits S --steps N --qheads H --kvheads H --dim D --row-tiles R --threads T --smem BYTES --block-order 0|1 --in FILE --out FILE\n", program, why.c_str());
+  std::fprintf(stderr, "%s: %s\nusage: --batch B --capacity C --splits S --steps N --qheads H --kvheads H --dim D --row-tiles R --threads T --smem BYTES --block-order 0|1 --programmatic 0|1 --in FILE --out FILE\n", program, why.c_str());
   std::exit(2);
 }
 
@@ -55,6 +56,7 @@ inline Args parse(int argc, char** argv, const char* program) {
     else if (k == "--threads") a.threads = number(v);
     else if (k == "--smem") a.smem = number(v);
     else if (k == "--block-order") a.block_order = number(v);
+    else if (k == "--programmatic") a.programmatic = number(v);
     else if (k == "--in") a.in_path = v;
     else if (k == "--out") a.out_path = v;
     else usage(program, "unknown option " + k);
@@ -70,6 +72,7 @@ inline Args parse(int argc, char** argv, const char* program) {
   if (a.threads < 1) usage(program, "missing or invalid --threads (at least 1)");
   if (a.smem < 0) usage(program, "missing or invalid --smem (at least 0)");
   if (a.block_order < 0) usage(program, "missing or invalid --block-order (at least 0)");
+  if (a.programmatic < 0) usage(program, "missing or invalid --programmatic (at least 0)");
   if (a.in_path.empty()) usage(program, "missing --in");
   if (a.out_path.empty()) usage(program, "missing --out");
   return a;

@@ -4,7 +4,9 @@
     written here (the 16-bit formats from their definition, not ops_cpu.cc's bit tricks).
     Prints one JSON line per check {"op","case","maxError","ok"}, then the emulator's findings;
     exits 1 when a check failed or the emulator found anything. Built with the kernels by
-    test/runtime/cuda/ops-kernels.test.ts. */
+    test/runtime/cuda/ops-kernels.test.ts. `ops_check --programmatic` launches every kernel as a
+    programmatic dependent launch (PDL: a global access before a thread's grid_dependency_wait is
+    a "pdl" finding). */
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -34,6 +36,7 @@ using std::vector;
 
 constexpr double kTolerance = 1e-5;  // rmsnorm, silu, lse: relative, against float64
 int g_failures = 0;
+bool g_programmatic = false;  // --programmatic: every launch a programmatic dependent launch
 
 std::string fmt(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* format, ...) {
@@ -58,7 +61,7 @@ void entry(void* p) { Kernel(*static_cast<A*>(p)); }
 
 template <class A, void (*Kernel)(A)>
 void run(const char* name, dim3 grid, dim3 block, A args) {
-  if (!tidarc_emu::launch(name, grid, block, 0, entry<A, Kernel>, &args)) report(name, "launch", 1, false);
+  if (!tidarc_emu::launch(name, grid, block, 0, entry<A, Kernel>, &args, g_programmatic)) report(name, "launch", 1, false);
 }
 #define RUN(kernel, grid, block, args) run<decltype(args), kernel>(#kernel, grid, block, args)
 
@@ -563,7 +566,15 @@ void check_matmul() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--programmatic") == 0) {
+      g_programmatic = true;
+    } else {
+      std::fprintf(stderr, "ops_check: unknown option %s\nusage: ops_check [--programmatic]\n", argv[i]);
+      return 2;
+    }
+  }
   check_to_float();
   check_rope_pack();
   check_embed();

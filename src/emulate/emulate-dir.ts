@@ -40,6 +40,9 @@ export interface EmulateOptions {
   readonly target?: 'emulator' | 'gpu';
   /** The GPU's architecture, for target 'gpu' (default sm_90). */
   readonly arch?: ArchName;
+  /** Launch every check programmatically (PDL, harness-protocol.ts): on the emulator a global access
+   *  before a thread's grid_dependency_wait is a "pdl" finding. Default false. */
+  readonly programmatic?: boolean;
   readonly log: (line: string) => void;
 }
 
@@ -84,7 +87,7 @@ export async function emulateDirectory(dir: string, options: EmulateOptions): Pr
       return exe;
     });
     options.log(`${onGpu ? 'GPU harnesses' : 'emulators'} built in ${((performance.now() - t0) / 1000).toFixed(1)} s; running ${variants.length * options.splits.length} checks`);
-    const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed } satisfies EmulationCase })));
+    const cases = variants.flatMap((v, i) => options.splits.map((splits) => ({ v, exe: exes[i]!, c: { batch: options.batch, prefixLen, splits, seed: options.seed, ...(options.programmatic ? { programmatic: true } : {}) } satisfies EmulationCase })));
     // A check of a large variant runs for minutes on the emulator: one line as each ends.
     let checked = 0;
     const rows = await runPool(cases, jobs, async ({ v, exe, c }) => {

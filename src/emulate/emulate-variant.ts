@@ -24,6 +24,8 @@ export interface EmulationCase {
   readonly seed: number;
   /** The emulator's block order (1: reversed, so another CTA of a split-KV row group finishes last). */
   readonly blockOrder?: 0 | 1;
+  /** A programmatic dependent launch (PDL): a global access before a thread's grid_dependency_wait is a "pdl" finding. */
+  readonly programmatic?: boolean;
 }
 
 export interface EmulationReport {
@@ -45,8 +47,11 @@ export async function emulateVariant(exe: string, v: ManifestVariant, c: Emulati
   const n = mask.tokens.length;
   const cacheCapacity = Math.max(0, ...c.prefixLen) + 5;
   const inputs = randomAttentionInputs({ ...v.shape, batch: c.batch, n, cacheCapacity, prefixLen: c.prefixLen, seed: c.seed });
-  const tag = `${v.name}-${c.seed}-${c.splits}-${c.blockOrder ?? 0}`;
-  const got = await runEmulator(exe, v, { batch: c.batch, cacheCapacity, prefixLen: c.prefixLen, splits: c.splits, ...(c.blockOrder === undefined ? {} : { blockOrder: c.blockOrder }), ...inputs.bits }, workDir, tag);
+  const tag = `${v.name}-${c.seed}-${c.splits}-${c.blockOrder ?? 0}${c.programmatic ? '-pdl' : ''}`;
+  const got = await runEmulator(exe, v, {
+    batch: c.batch, cacheCapacity, prefixLen: c.prefixLen, splits: c.splits, ...(c.blockOrder === undefined ? {} : { blockOrder: c.blockOrder }),
+    ...(c.programmatic === undefined ? {} : { programmatic: c.programmatic }), ...inputs.bits,
+  }, workDir, tag);
   const table = stepVisibility(mask);
   const want = referenceAttention({ ...inputs.shape, prefixLen: c.prefixLen, ...inputs.values, prefixVisible: mask.prefix === 'all', visible: (tq, tk) => table[tq * n + tk] === 1 });
   const o = decode(v.shape.dtype, got.o);

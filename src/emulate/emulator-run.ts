@@ -28,6 +28,8 @@ export interface EmulatorInputs {
   readonly splits: number;
   /** The emulator's block order (harness-protocol.ts); default 0. */
   readonly blockOrder?: 0 | 1;
+  /** Launch programmatically (PDL: harness-protocol.ts); default false. */
+  readonly programmatic?: boolean;
   readonly q: Uint16Array;
   readonly kCache: Uint16Array;
   readonly vCache: Uint16Array;
@@ -49,7 +51,10 @@ export interface EmulatorResult {
 
 /** The harness run of a call: its options and files follow harness-protocol.ts. */
 function harnessRun(v: ManifestVariant, inputs: EmulatorInputs, inPath: string, outPath: string): HarnessRun {
-  return { variant: v, batch: inputs.batch, cacheCapacity: inputs.cacheCapacity, splits: inputs.splits, ...(inputs.blockOrder === undefined ? {} : { blockOrder: inputs.blockOrder }), inPath, outPath };
+  return {
+    variant: v, batch: inputs.batch, cacheCapacity: inputs.cacheCapacity, splits: inputs.splits, ...(inputs.blockOrder === undefined ? {} : { blockOrder: inputs.blockOrder }),
+    ...(inputs.programmatic === undefined ? {} : { programmatic: inputs.programmatic }), inPath, outPath,
+  };
 }
 
 function inputBytes(run: HarnessRun, inputs: EmulatorInputs): Buffer {

@@ -48,6 +48,8 @@ export interface GemmInputs {
   readonly epilogue?: 'swiglu' | 'rowStats';
   /** Launches of the same inputs one after another (default 1): the last one's outputs come back. */
   readonly launches?: number;
+  /** Programmatic dependent launches (PDL): a global access before a thread's grid_dependency_wait is a "pdl" finding. */
+  readonly programmatic?: boolean;
 }
 
 /** The row statistics of a rowStats run (NaN-poisoned where never written). */
@@ -104,7 +106,8 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
     '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
     '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0,
     ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []),
-    ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), ...(inputs.launches ? ['--launches', inputs.launches] : []), '--in', inPath, '--out', outPath,
+    ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), ...(inputs.launches ? ['--launches', inputs.launches] : []),
+    ...(inputs.programmatic ? ['--programmatic', 1] : []), '--in', inPath, '--out', outPath,
   ].map(String);
   let stdout: string, fatal = false;
   try {

@@ -22,6 +22,9 @@ export interface HarnessRun {
   readonly splits: number;
   /** The order the emulator runs the blocks in: 0 = x fastest (default), 1 = reversed (a GPU ignores it). */
   readonly blockOrder?: 0 | 1;
+  /** A programmatic dependent launch (the PDL attribute; default false): on the emulator every global
+   *  access before a thread's grid_dependency_wait is a "pdl" finding (a GPU ignores it). */
+  readonly programmatic?: boolean;
   readonly inPath: string;
   readonly outPath: string;
 }
@@ -51,6 +54,7 @@ export const HARNESS_OPTIONS: readonly HarnessOption[] = [
   { flag: 'threads', kind: 'int', min: 1, meta: 'T', value: (r) => r.variant.launch.block },
   { flag: 'smem', kind: 'int', min: 0, meta: 'BYTES', value: (r) => r.variant.launch.dynamicSharedBytes },
   { flag: 'block-order', kind: 'int', min: 0, meta: '0|1', value: (r) => r.blockOrder ?? 0 },
+  { flag: 'programmatic', kind: 'int', min: 0, meta: '0|1', value: (r) => (r.programmatic ? 1 : 0) },
   { flag: 'in', kind: 'path', meta: 'FILE', value: (r) => r.inPath },
   { flag: 'out', kind: 'path', meta: 'FILE', value: (r) => r.outPath },
 ];
