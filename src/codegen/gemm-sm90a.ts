@@ -15,6 +15,7 @@ import { renderTemplate } from './templates.js';
 import { fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
 import { H200, type Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
+import { sm90aPrefetch } from './gemm-prefetch.js';
 
 /**
  * wgmma N values tidarc_hopper.cuh instantiates (PTX allows every multiple of 8 up to 256). 136:
@@ -54,6 +55,8 @@ export interface Sm90aKernel {
   readonly threads: number;
   readonly sharedBytes: number;
   readonly symbol: string;
+  /** The most rows of the planned row counts it serves: its launch's CTAs for the L2 prefetch before the PDL wait (gemm-prefetch.ts sm90aPrefetch). */
+  readonly maxRows: number;
 }
 
 /**
@@ -163,7 +166,8 @@ export function planSm90aKernels(shape: GemmShape, ms: readonly number[], reduct
     const stages = o.stages ?? (reduction ? sm90aStages(shape, reduction, tileT, ms) : SM90A_STAGES);
     const sharedBytes = sm90aSharedBytes(tileT, stages, blockW);
     if (sharedBytes > ARCHES.sm_90a.maxSharedPerBlock) throw new Error(`sm_90a GEMM token tile ${tileT} needs ${sharedBytes} bytes of shared memory`);
-    return { tileT, blockW, stages, threads: sm90aThreads(blockW), sharedBytes, symbol: sm90aSymbol(shape, tileT) };
+    const maxRows = Math.max(...ms.filter((m) => sm90aTokenTile(m) === tileT));
+    return { tileT, blockW, stages, threads: sm90aThreads(blockW), sharedBytes, symbol: sm90aSymbol(shape, tileT), maxRows };
   });
 }
 
@@ -176,7 +180,10 @@ export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kern
   return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
     banner: banner(modelName),
     ...gemmUnitFields(shape, reduction, roles),
-    kernels: kernels.map((k) => ({ ...k, consumers: k.blockW / 64, wTiles: Math.ceil(shape.n / k.blockW), splitK: reduction.splitK, blockK: reduction.blockK })),
+    kernels: kernels.map((k) => {
+      const prefetch = sm90aPrefetch(shape, reduction, k, [k.maxRows]);
+      return { ...k, consumers: k.blockW / 64, wTiles: Math.ceil(shape.n / k.blockW), splitK: reduction.splitK, blockK: reduction.blockK, prefetchTiles: prefetch.tiles, prefetchBytes: prefetch.bytesPerCta };
+    }),
   });
 }
 

@@ -8,6 +8,7 @@ import { banner } from './kernel-source.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { type GemmPlan, type GemmReduction, type GemmShape, type GemmTuning, gemmRowStatsSymbol, gemmSymbol, gemmTileName, gemmUnitName } from './gemm-plan.js';
 import { renderTemplate } from './templates.js';
+import { gemmPlanPrefetch } from './gemm-prefetch.js';
 import { CUDA_ELEMENT_TYPES } from './targets.js';
 
 export function gemmSource(shape: GemmShape): string {
@@ -70,6 +71,8 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
       stages: p.stages,
       sharedBytes: p.sharedBytes,
       archStages: archStages(p),
+      prefetchTiles: gemmPlanPrefetch(p).tiles,
+      prefetchBytes: gemmPlanPrefetch(p).bytesPerCta,
     })),
   });
 }

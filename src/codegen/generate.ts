@@ -24,7 +24,7 @@ import { keepGemmUnits, keepSm90aGemms } from './gemm-omission.js';
 import { type Target, type TargetName, compileTargets, deviceArches, dialectsOf, nvccFlags, staticFilesOf } from './targets.js';
 import { type GemmRefusal, type GemmUnit, planModelGemms } from './gemm-model.js';
 import type { GemmOverrides } from './gemm-plan.js';
-import { type Manifest, type ManifestVariant, ABI_FIELDS } from './manifest.js';
+import { type Manifest, type ManifestVariant, ABI_FIELDS, PROGRAMMATIC_LAUNCH_MIN_CC } from './manifest.js';
 import { describeStepGraphs } from './step-kinds.js';
 import { type AttentionPlan, archProblems, planAttention } from './plan.js';
 import { readTemplateFile, renderTemplate } from './templates.js';
@@ -196,6 +196,7 @@ export function describeManifest(spec: ModelSpec, arches: readonly ArchSpec[], p
     arches: arches.map((a) => a.name),
     // A compile without CUDA sources (the CPU target's) has nothing for nvcc.
     nvccFlags: arches.length > 0 ? nvccFlags(arches) : [],
+    ...(arches.length > 0 ? { programmaticLaunch: { minComputeCapability: PROGRAMMATIC_LAUNCH_MIN_CC } } : {}),
     abi: { struct: 'TidarcAttentionArgs', header: 'cpu/tidarc_abi.h', fields: ABI_FIELDS },
     variants: plans.map((p) => describeVariant(p, arches, tiles[p.variant.name])),
     gemms: describeGemms(gemms.units),

@@ -165,6 +165,9 @@ export interface BuildReport {
   readonly cpuMissing?: string;
 }
 
+/** The compute capability from which tidarc_device.cuh's grid_dependency_wait is griddepcontrol.wait (sm_90). */
+export const PROGRAMMATIC_LAUNCH_MIN_CC: readonly [number, number] = [9, 0];
+
 export interface Manifest {
   readonly format: 1;
   readonly generator: string;
@@ -172,6 +175,15 @@ export interface Manifest {
   readonly model: ModelSpec;
   readonly arches: readonly ArchName[];
   readonly nvccFlags: readonly string[];
+  /**
+   * Every CUDA kernel of the compile keeps the programmatic dependent launch contract (no global
+   * access before tidarc::grid_dependency_wait(), then grid_dependents_launch(); the GEMMs only
+   * prefetch_l2 their weights before it) on devices of at least this compute capability: below
+   * it the primitives compile to nothing, so the runtime launches with the PDL attribute only
+   * from here up (runtime/cuda/pdl.ts). Present when the compile has CUDA sources; absent in
+   * manifests written before PDL, which then never get it.
+   */
+  readonly programmaticLaunch?: { readonly minComputeCapability: readonly [number, number] };
   readonly abi: { readonly struct: string; readonly header: string; readonly fields: readonly AbiField[] };
   readonly variants: readonly ManifestVariant[];
   /**

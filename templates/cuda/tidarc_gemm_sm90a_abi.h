@@ -10,8 +10,9 @@
     depends on `rows`.
     `g` is the sm_80 GEMM's argument struct (tidarc_gemm_abi.h) for everything after the sum:
     bias, out | out2 | out3 segments, workspace, split_counters, rows, accumulate, epilogue
-    (none or SWIGLU; no ROW_STATS); its x, w and row_ids are unused (x and w come through the
-    tensor maps; no row gather). Split-K is summed inside the launch, as tidarc_gemm_abi.h says.
+    (none or SWIGLU; no ROW_STATS); its x and row_ids are unused (x comes through its tensor
+    map; no row gather), and w, the W map's base, only addresses the L2 prefetch each CTA issues
+    before its PDL wait (the weights themselves come through the W map). Split-K is summed inside the launch, as tidarc_gemm_abi.h says.
     Tensor maps (cuTensorMapEncodeTiled, runtime/src/cuda): 16-bit, 2D, 128-byte swizzle,
     dimension 0 = K; w: dims {K, N}, box {64, 128}; x: dims {K, rows}, box {64, token tile}. */
 #ifndef TIDARC_GEMM_SM90A_ABI_H

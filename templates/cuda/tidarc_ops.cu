@@ -4,10 +4,12 @@
     rmsnorm, rope and silu within a few float32 ulp (precise expf, double sqrt and trig, and
     __fmul_rn where the CPU rounds a product before an add, so nvcc cannot contract it into an
     fma). Plain CUDA C++ that g++ also compiles on the SIMT emulator (runtime/emu): no
-    cuda_bf16.h, no shuffles, block reductions in shared memory. Needs IEEE float32 (no
+    bf16/half intrinsics, no shuffles, block reductions in shared memory; of tidarc_device.cuh
+    only the PDL primitives (every kernel's prologue below). Needs IEEE float32 (no
     -use_fast_math): the fp16 decode scales subnormals, which flush-to-zero would lose. */
 #include <stdint.h>
 
+#include "tidarc_device.cuh"  // the PDL primitives only (grid_dependency_wait, grid_dependents_launch)
 #include "tidarc_ops_abi.h"
 
 namespace tidarc {
@@ -217,12 +219,22 @@ __device__ __forceinline__ bool wins(float av, int ai, float bv, int bi) {
 
 using namespace tidarc::ops;
 
+// Programmatic dependent launch (sm_90+, docs: the PDL contract): every kernel below starts with
+// grid_dependency_wait() before its first global access of any kind (the launch before it on the
+// stream may still be running when this one's CTAs start), then grid_dependents_launch() so the
+// next kernel's CTAs are scheduled while this one runs. Both are no-ops without the launch
+// attribute and compile to nothing below sm_90 (tidarc_device.cuh).
+
 // The module's ABI, read by the runtime (gpu-ops.ts) before it packs any other struct.
 extern "C" __global__ void __launch_bounds__(32) tidarc_op_abi_version(TidarcAbiVersionArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   if (threadIdx.x == 0 && blockIdx.x == 0) a.out[0] = TIDARC_OPS_ABI_VERSION;
 }
 
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_embed(TidarcEmbedArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int t = blockIdx.x;
   if (t >= a.rows) return;
   const int32_t id = a.ids[t];
@@ -233,6 +245,8 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_embed(Tidarc
 }
 
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_rmsnorm(TidarcRmsNormArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ double partial[kRowThreads];
   const int r = blockIdx.x;
   if (r >= a.rows) return;
@@ -248,11 +262,15 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_rmsnorm(Tida
 }
 
 extern "C" __global__ void __launch_bounds__(kMatmulThreads) tidarc_op_matmul(TidarcMatmulArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ MatmulTiles tiles;
   matmul_block(a, tiles);
 }
 
 extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_silu_mul(TidarcSiluMulArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
   if (i >= a.count) return;
   const float g = a.gate[i];
@@ -260,6 +278,8 @@ extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_silu_mul
 }
 
 extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_gelu(TidarcGeluArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
   if (i >= a.count) return;
   const float x = a.x[i];
@@ -303,6 +323,8 @@ __device__ __forceinline__ int64_t rope_head_at(const TidarcRopePackArgs& a, int
 }
 
 extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(TidarcRopePackArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ float cos_t[kRopeThreads];
   __shared__ float sin_t[kRopeThreads];
   __shared__ float inv_rms[kRopeMaxNormHeads];
@@ -368,12 +390,16 @@ extern "C" __global__ void __launch_bounds__(kRopeThreads) tidarc_op_rope_pack(T
 }
 
 extern "C" __global__ void __launch_bounds__(kElementThreads) tidarc_op_to_float(TidarcToFloatArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kElementThreads + threadIdx.x;
   if (i >= a.count) return;
   a.out[i] = half_to_float(a.x[i], a.dtype);
 }
 
 extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit(TidarcKvCommitArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int j = blockIdx.x, h = blockIdx.y;
   if (j >= a.count || h >= a.kv_heads) return;
   const int64_t src = (static_cast<int64_t>(a.from + j) * a.kv_heads + h) * a.head_dim;
@@ -385,6 +411,8 @@ extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit(Tid
 }
 
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_row_stats(TidarcRowStatsArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ float best_v[kRowThreads];
   __shared__ int best_i[kRowThreads];
   __shared__ double partial[kRowThreads];
@@ -596,6 +624,8 @@ __device__ __forceinline__ SampleCut select_cut(const TidarcSampleArgs& a, const
 // Min blocks 1: left to itself ptxas aims for 3 resident blocks (80 registers) and spills the
 // radix bins; a step samples a few rows, so residency does not matter here.
 extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(TidarcSampleArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ SampleShared s;
   const int r = blockIdx.x, tid = threadIdx.x;
   if (r >= a.rows) return;
@@ -675,6 +705,8 @@ extern "C" __global__ void __launch_bounds__(kRowThreads, 1) tidarc_op_sample(Ti
 }
 
 extern "C" __global__ void __launch_bounds__(32) tidarc_op_accept(TidarcAcceptArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   // The tokens a step makes final: each row's token up to and including the first rejected
   // draft's correction (or the last row's draw when every draft stood).
@@ -691,6 +723,8 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_accept(TidarcAcceptAr
 // (lm_head's row statistics, never_emit already -inf by its bias) no logits row is read: a greedy
 // step moves R x 4 bytes here instead of R x vocab x 4.
 extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_verify(TidarcVerifyArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   __shared__ float best_v[kRowThreads];
   __shared__ int best_i[kRowThreads];
   const int r = blockIdx.x, tid = threadIdx.x;
@@ -732,6 +766,8 @@ extern "C" __global__ void __launch_bounds__(kRowThreads) tidarc_op_verify(Tidar
 }
 
 extern "C" __global__ void __launch_bounds__(32) tidarc_op_draft_rows(TidarcDraftRowsArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int n = a.emitted[0];
   for (int s = threadIdx.x; s < a.count; s += 32) a.row_ids[s] = a.stride * n + a.offset + s;
 }
@@ -740,6 +776,8 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_draft_rows(TidarcDraf
 // every candidate row; this picks the accepted n's (a row's statistics do not depend on the
 // other rows of its launch, so they are the ones a pass over these rows alone would give).
 extern "C" __global__ void __launch_bounds__(32) tidarc_op_next_drafts(TidarcNextDraftsArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int base = a.stride * a.emitted[0] + a.offset;
   for (int s = threadIdx.x; s < a.count; s += 32) {
     a.tokens[s] = a.row_argmax[base + s];
@@ -750,6 +788,8 @@ extern "C" __global__ void __launch_bounds__(32) tidarc_op_next_drafts(TidarcNex
 // A decode step's commit for every layer in one launch (blockIdx.z: the layer): each layer's
 // in-step K/V and cache addresses from the table, the count and slot its acceptance wrote.
 extern "C" __global__ void __launch_bounds__(kKvThreads) tidarc_op_kv_commit_layers(TidarcKvCommitLayersArgs a) {
+  tidarc::grid_dependency_wait();  // PDL: no global access before it (the prologue contract above)
+  tidarc::grid_dependents_launch();
   const int j = blockIdx.x, h = blockIdx.y, l = blockIdx.z;
   if (j >= *a.count || j >= a.max_count || h >= a.kv_heads || l >= a.layers) return;
   const TidarcKvCommitLayer t = a.table[l];

@@ -46,6 +46,8 @@ struct Config {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(128, 1) tidarc_attn_ar_bf16_d128_q12_kv2(TidarcAttentionArgs args) {
+  tidarc::grid_dependency_wait();  // PDL: before any global access (split_work's tables included)
+  tidarc::grid_dependents_launch();
   const tidarc::SplitWork& work = tidarc::split_work<Config>(args);
   if (work.id < work.groups * work.num_splits) tidarc::attention_tile_kernel<Config>(args, work);  // else a merge-only CTA
   tidarc::merge_split_slice<Config>(args, work);

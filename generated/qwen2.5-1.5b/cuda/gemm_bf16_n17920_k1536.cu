@@ -24,6 +24,7 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
+  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -42,6 +43,7 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 2;
+  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 5;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -60,6 +62,7 @@ struct ConfigM272 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
+  static constexpr int kPrefetchTiles = 3;  // weight k tiles a CTA asks L2 for before its wait (49152 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 4;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -72,13 +75,28 @@ struct ConfigM272 : Reduction {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n17920_k1536_m1(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM1>(args);
 }
 
 extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n17920_k1536_m64(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n17920_k1536_m272(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM272, ConfigM272::kBlockN>(args.w, blockIdx.y * ConfigM272::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM272>(args);
 }

@@ -112,6 +112,30 @@ __device__ __forceinline__ int ld_acquire_gpu_i32(const int* p) {
   return v;
 }
 
+// ---- programmatic dependent launch (PDL) and an L2 prefetch, sm_90+ ----------------------
+// griddepcontrol (PTX ISA): wait blocks the thread until every prerequisite grid has completed and
+// its memory is visible; launch_dependents lets the next kernel of the stream be scheduled once every
+// CTA of this grid issued it or exited. Both are no-ops in a launch without the PDL attribute, and
+// compile to nothing below sm_90 (so such a binary must never be launched with the attribute).
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependents_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// A hint: [p, p + bytes) into L2 (p 16-byte aligned, bytes a multiple of 16); never changes a result.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" :: "l"(p), "r"(bytes) : "memory");
+#else
+  (void)p, (void)bytes;
+#endif
+}
+
 // ---- warp shuffles and math -----------------------------------------------------------
 __device__ __forceinline__ float shfl_xor(float v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
 __device__ __forceinline__ float fast_exp2(float x) {

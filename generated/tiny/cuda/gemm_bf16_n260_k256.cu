@@ -23,6 +23,7 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
@@ -38,6 +39,7 @@ struct ConfigM6 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
@@ -53,6 +55,7 @@ struct ConfigM20 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
@@ -68,6 +71,7 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 3;
 #else
@@ -78,23 +82,45 @@ struct ConfigM64 : Reduction {
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m1(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM1>(args);
 }
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m6(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM6, ConfigM6::kBlockN>(args.w, blockIdx.y * ConfigM6::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM6>(args);
 }
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m20(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM20, ConfigM20::kBlockN>(args.w, blockIdx.y * ConfigM20::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM20>(args);
 }
 
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n260_k256_m64(TidarcGemmArgs args) {
+  // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
+  // before any other global access, then the next kernel may be scheduled.
+  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
+  tidarc::grid_dependency_wait();
+  tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM64>(args);
 }
 
 // lm_head for greedy decoding: the tiles' statistics (TIDARC_GEMM_EPILOGUE_ROW_STATS) merged
 // into argmax, max and lse per row, so the [rows, 260] logits never reach memory.
 extern "C" __global__ void __launch_bounds__(tidarc::kGemmReduceThreads) tidarc_gemm_bf16_n260_k256_row_stats(TidarcGemmArgs args) {
+  tidarc::grid_dependency_wait();  // PDL: before any global access
+  tidarc::grid_dependents_launch();
   tidarc::gemm_row_stats_kernel<Reduction>(args);
 }

@@ -1,0 +1,126 @@
+/**
+ * A static check of the programmatic dependent launch (PDL) contract on nvcc's PTX (pure): in
+ * every kernel entry, no instruction that touches global memory comes before the kernel's
+ * `griddepcontrol.wait`, and control cannot get past the wait without running it. The
+ * templates put the wait first (tidarc_device.cuh grid_dependency_wait, an asm volatile with a
+ * memory clobber); this catches a compiler, or a later template edit, that moves a load above it.
+ *
+ * What counts as a global access (before the wait it is a finding): ld/ldu/st/atom/red whose
+ * state space is global or generic (a generic address may be global), cp.async (16-byte copies
+ * from global), cp.async.bulk copies and TMA (cp.async.bulk.tensor, cp.reduce.async.bulk),
+ * discard.global, tex/suld/sust, multimem, tensormap.replace. Not: ld.param / ld.shared /
+ * ld.local / ld.const (by-value arguments, shared memory, the stack, constant banks no kernel
+ * writes), cp.async.bulk.prefetch (the L2 hint the GEMMs issue before the wait: it reads
+ * nothing into the kernel), prefetch.tensormap, mbarrier and the commit/wait group ops.
+ * Before the wait these are findings too: a `call` (a non-inlined function may access
+ * anything), a branch to a label that is not itself before the wait (a path around it), and
+ * `griddepcontrol.launch_dependents` (the contract issues it right after the wait).
+ * The scan is textual: PTX's layout order. A path may leave the prologue only by `ret`/`exit`;
+ * a branch back to a prologue label keeps the path before the wait, still checked.
+ */
+
+export interface PtxEntryOrder {
+  readonly name: string;
+  /** 1-based line of the entry's first griddepcontrol.wait, or undefined. */
+  readonly waitLine?: number;
+  /** The first global access of the entry (line and instruction), if any. */
+  readonly firstAccess?: { readonly line: number; readonly text: string };
+  /** Why the entry breaks the contract (empty: keeps it). */
+  readonly problems: readonly string[];
+}
+
+const FINE_SPACES = new Set(['param', 'shared', 'shared::cta', 'shared::cluster', 'local', 'const']);
+const MEMORY_OPS = new Set(['ld', 'ldu', 'st', 'atom', 'red']);
+
+/** Whether a PTX instruction (its text without predicate and label) touches global memory. */
+export function isGlobalAccess(instruction: string): boolean {
+  const opcode = instruction.trim().split(/\s+/, 1)[0] ?? '';
+  const parts = opcode.split('.');
+  const op = parts[0]!;
+  if (MEMORY_OPS.has(op)) return !parts.slice(1).some((p) => FINE_SPACES.has(p));
+  if (opcode.startsWith('cp.async.bulk.prefetch')) return false;
+  if (/^cp\.async(\.bulk)?\.(commit_group|wait_group|wait_all)/.test(opcode) || opcode.startsWith('cp.async.mbarrier')) return false;
+  if (op === 'cp' && (parts[1] === 'async' || parts[1] === 'reduce')) return true;
+  if (opcode.startsWith('discard.global') || opcode.startsWith('tensormap.replace')) return true;
+  return op === 'tex' || op === 'tld4' || op === 'suld' || op === 'sust' || op === 'sured' || op === 'multimem';
+}
+
+interface Line { readonly n: number; readonly text: string }
+
+/** The entries of a PTX module, each with its body's lines (inside its outermost braces). */
+function entries(ptx: string): { name: string; body: Line[] }[] {
+  const lines = ptx.split('\n');
+  const out: { name: string; body: Line[] }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /\.entry\s+([A-Za-z_$][\w$]*)/.exec(lines[i]!);
+    if (!m) continue;
+    let j = i;
+    while (j < lines.length && !lines[j]!.includes('{')) j++;
+    const body: Line[] = [];
+    let depth = 0;
+    for (; j < lines.length; j++) {
+      const raw = lines[j]!.replace(/\/\/.*$/, '');
+      for (const ch of raw) depth += ch === '{' ? 1 : ch === '}' ? -1 : 0;
+      body.push({ n: j + 1, text: raw });
+      if (depth === 0) break;
+    }
+    out.push({ name: m[1]!, body });
+    i = j;
+  }
+  return out;
+}
+
+/** One entry's instructions, each without its label, predicate and trailing semicolon; labels apart. */
+function statements(body: readonly Line[]): ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number })[] {
+  const out: ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number })[] = [];
+  for (const { n, text } of body) {
+    for (let piece of text.split(';')) {
+      piece = piece.replace(/[{}]/g, ' ').trim();
+      const label = /^([$\w]+):/.exec(piece);
+      if (label) {
+        out.push({ kind: 'label', name: label[1]!, n });
+        piece = piece.slice(label[0].length).trim();
+      }
+      if (piece === '' || piece.startsWith('.')) continue;  // directives (.reg, .shared, .pragma, ...)
+      out.push({ kind: 'insn', text: piece.replace(/^@!?%\w+\s+/, ''), n });
+    }
+  }
+  return out;
+}
+
+/**
+ * Every entry of `ptx` and what breaks the contract. expectWait: the PTX is for sm_90+, where
+ * every entry must have its wait; false (sm_80..89): no griddepcontrol may appear at all.
+ */
+export function checkPdlOrder(ptx: string, expectWait: boolean): PtxEntryOrder[] {
+  return entries(ptx).map(({ name, body }) => {
+    const st = statements(body);
+    const problems: string[] = [];
+    const waitAt = st.findIndex((s) => s.kind === 'insn' && s.text.startsWith('griddepcontrol.wait'));
+    const access = st.find((s) => s.kind === 'insn' && isGlobalAccess(s.text)) as { text: string; n: number } | undefined;
+    const waitLine = waitAt >= 0 ? st[waitAt]!.n : undefined;
+    if (!expectWait) {
+      const g = st.find((s) => s.kind === 'insn' && s.text.startsWith('griddepcontrol'));
+      if (g) problems.push(`line ${g.n}: ${(g as { text: string }).text} in PTX for an arch below sm_90`);
+      return { name, ...(access ? { firstAccess: { line: access.n, text: access.text } } : {}), problems };
+    }
+    if (waitAt < 0) {
+      problems.push('no griddepcontrol.wait');
+      return { name, ...(access ? { firstAccess: { line: access.n, text: access.text } } : {}), problems };
+    }
+    const prologue = st.slice(0, waitAt);
+    const labels = new Set(prologue.filter((s) => s.kind === 'label').map((s) => (s as { name: string }).name));
+    for (const s of prologue) {
+      if (s.kind !== 'insn') continue;
+      if (isGlobalAccess(s.text)) problems.push(`line ${s.n}: ${s.text} before griddepcontrol.wait (line ${waitLine})`);
+      else if (/^call(\.uni)?\b/.test(s.text)) problems.push(`line ${s.n}: a call before griddepcontrol.wait (line ${waitLine})`);
+      else if (s.text.startsWith('griddepcontrol.launch_dependents')) problems.push(`line ${s.n}: launch_dependents before griddepcontrol.wait (line ${waitLine})`);
+      else if (/^(bra|brx)\b/.test(s.text)) {
+        const target = /([$\w]+)\s*$/.exec(s.text)?.[1];
+        if (!/^bra/.test(s.text) || target === undefined || !labels.has(target)) problems.push(`line ${s.n}: ${s.text} jumps past griddepcontrol.wait (line ${waitLine})`);
+      }
+    }
+    if (!st.slice(waitAt + 1).some((s) => s.kind === 'insn' && s.text.startsWith('griddepcontrol.launch_dependents'))) problems.push('no griddepcontrol.launch_dependents after the wait');
+    return { name, waitLine, ...(access ? { firstAccess: { line: access.n, text: access.text } } : {}), problems };
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * The PDL contract in the compiled code (docs: programmatic dependent launch): nvcc -ptx of the
+ * GPU operators (tidarc_ops.cu), a GEMM unit and an attention variant of generated/tiny for sm_90,
+ * and of an sm_90a GEMM unit (tiny) and an sm_90a attention variant (Qwen3-8B tidar_k8: tiny has
+ * none) rendered as a compile for sm_90a renders them. In every .entry (src/build/ptx-order.ts):
+ * griddepcontrol.wait comes before the first global access of any kind (ld/st/atom/red global or
+ * generic, cp.async, TMA), nothing branches or calls around it, launch_dependents follows it; the
+ * GEMMs issue their weight prefetch (cp.async.bulk.prefetch.L2) before the wait. For sm_80 the
+ * same sources have no griddepcontrol and no bulk prefetch at all (the primitives are empty
+ * there, so such a binary must never be launched with the attribute). PTX only (no ptxas):
+ * about 10 s of nvcc. Tagged: nvcc (skipped where nvcc is absent).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import { runPool } from '../../src/build/pool.js';
+import { checkPdlOrder } from '../../src/build/ptx-order.js';
+import { findNvcc } from '../../src/build/toolchain.js';
+import { generateModel } from '../../src/codegen/generate.js';
+import { parseModelJson } from '../../src/ir/model-validate.js';
+import { packageRoot } from '../../src/util/paths.js';
+
+const exec = promisify(execFile);
+const nvcc = await findNvcc();
+const root = packageRoot();
+const dir = mkdtempSync(join(tmpdir(), 'tidarc-pdl-ptx-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const TINY = join(root, 'generated', 'tiny', 'cuda');
+const SM90_SOURCES = ['tidarc_ops.cu', 'gemm_bf16_n256_k256.cu', 'tidar_k2.cu'];
+
+/** A compile for sm_90a of an example, written under dir/<name>: its sm_90a units are in no generated/ directory. */
+function writeSm90aCompile(name: string): string {
+  const spec = parseModelJson(readFileSync(join(root, 'examples', `${name}.json`), 'utf8'));
+  const out = join(dir, name);
+  for (const [rel, text] of generateModel(spec, { arches: ['sm_90', 'sm_90a'] }).files) {
+    if (!rel.startsWith('cuda/')) continue;
+    mkdirSync(dirname(join(out, rel)), { recursive: true });
+    writeFileSync(join(out, rel), text);
+  }
+  return join(out, 'cuda');
+}
+
+async function ptx(source: string, arch: string, includeDir: string): Promise<string> {
+  const out = join(dir, `${arch}-${source.replace(/\W/g, '_')}.ptx`);
+  await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-ptx', '-O3', '-std=c++17', `-arch=${arch}`, `-I${includeDir}`, '-o', out, source], { maxBuffer: 64 << 20 });
+  return readFileSync(out, 'utf8');
+}
+
+describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
+  test('sm_90 and sm_90a: every entry waits before its first global access; GEMMs prefetch weights first; sm_80: no griddepcontrol', async () => {
+    const tinyA = writeSm90aCompile('tiny');
+    const qwenA = writeSm90aCompile('qwen3-8b');
+    const jobs = [
+      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
+      { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
+      { source: join(qwenA, 'tidar_k8.sm90a.cu'), arch: 'sm_90a', include: qwenA },
+      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_80', include: TINY })),
+    ];
+    const texts = await runPool(jobs, 2, (j) => ptx(j.source, j.arch, j.include));
+    const problems: string[] = [];
+    let entries = 0;
+    jobs.forEach((j, i) => {
+      const hopper = j.arch !== 'sm_80';
+      const checked = checkPdlOrder(texts[i]!, hopper);
+      expect(checked.length, `${j.arch} ${j.source}: entries`).toBeGreaterThan(0);
+      entries += checked.length;
+      for (const e of checked) {
+        problems.push(...e.problems.map((p) => `${j.arch} ${e.name}: ${p}`));
+        if (hopper) expect(e.firstAccess, `${e.name} accesses global memory`).toBeDefined();
+      }
+      const lines = texts[i]!.split('\n');
+      if (!hopper) expect(texts[i]!.includes('cp.async.bulk.prefetch'), `${j.source} at sm_80`).toBe(false);
+      else if (/gemm_bf16_n\d+_k\d+(_sm90a)?\.cu$/.test(j.source)) {
+        // Each GEMM entry's prefetch sits between its start and its wait.
+        for (const e of checked) {
+          const start = lines.findIndex((l) => new RegExp(`\\.entry\\s+${e.name}\\b`).test(l));
+          expect(lines.slice(start, e.waitLine! - 1).some((l) => l.includes('cp.async.bulk.prefetch.L2.global')), `${e.name} prefetches before its wait`).toBe(true);
+        }
+      }
+    });
+    expect(problems).toEqual([]);
+    expect(entries).toBeGreaterThan(2 * 16);  // the operators alone are 16 entries at each arch
+  }, 120_000);
+});
