@@ -71,3 +71,25 @@ export function variantOccupancy(arch: ArchName, ptxas: { readonly registers: nu
   const o = occupancy(arch, { registers: ptxas.registers, sharedBytes, threads: launch.block });
   return { registers: ptxas.registers, sharedBytes, ctasPerSm: o.ctasPerSm, limit: o.limit };
 }
+
+/**
+ * How many CTAs of kernel `next` one SM holds beside `residentCtas` CTAs of kernel `resident`
+ * (the same per-SM rules as occupancy(): registers by warp in sub-partitions, shared memory with
+ * its per-CTA reserve, threads, CTA slots). What programmatic dependent launch needs: a dependent
+ * grid's CTAs are scheduled while its predecessor's are still resident (step-cost-model.ts).
+ */
+export function ctasBeside(arch: ArchName, resident: KernelResources, residentCtas: number, next: KernelResources): number {
+  const sm = SM_LIMITS[arch];
+  const warpsOf = (k: KernelResources): number => Math.ceil(k.threads / 32);
+  const regsPerWarp = (k: KernelResources): number => Math.ceil((k.registers * 32) / REGISTER_UNIT) * REGISTER_UNIT;
+  const sharedOf = (k: KernelResources): number => Math.ceil(k.sharedBytes / SHARED_UNIT) * SHARED_UNIT + SHARED_RESERVED_PER_CTA;
+  const partitionRegs = sm.registers / SUB_PARTITIONS - residentCtas * Math.ceil(warpsOf(resident) / SUB_PARTITIONS) * regsPerWarp(resident);
+  const nextPartitionRegs = Math.ceil(warpsOf(next) / SUB_PARTITIONS) * regsPerWarp(next);
+  const n = Math.min(
+    nextPartitionRegs === 0 ? Infinity : Math.floor(partitionRegs / nextPartitionRegs),
+    Math.floor((sm.sharedBytes - residentCtas * sharedOf(resident)) / sharedOf(next)),
+    Math.floor((sm.threads - residentCtas * warpsOf(resident) * 32) / (warpsOf(next) * 32)),
+    sm.ctas - residentCtas,
+  );
+  return Math.max(0, n);
+}
