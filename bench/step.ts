@@ -4,7 +4,8 @@
  * 3072 intermediate, tied embeddings) at L = 1024 and 4096, AR and TiDAR k = 4, 8, 16, on the
  * lent H200, as the cuda backend runs them (src/bench/step-cost-model.ts: the runtime's own
  * launches, each priced by its kernel's model, plus launch and host overheads with graphs and
- * launch by launch), on the kernels an H200 runs (sm_90a GEMMs and compute-bound attention, as
+ * launch by launch, each with programmatic dependent launch on, as an H200 runs them by default,
+ * and off), on the kernels an H200 runs (sm_90a GEMMs and compute-bound attention, as
  * the kernel cache builds for a 9.0 device) and on the mma.sync kernels alone. Registers from
  * ptxas (sm_90) when nvcc is here, else assumed; the sm_90a kernels' as ptxas recorded (printed).
  *
@@ -16,7 +17,7 @@ import { planModelGemms } from '../src/codegen/gemm-model.js';
 import { planAttention } from '../src/codegen/plan.js';
 import { variantsForModel } from '../src/codegen/variant.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
+import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
@@ -39,14 +40,29 @@ const f = (x: number, d = 3): string => x.toFixed(d);
 
 function table(rows: readonly StepRow[]): string[] {
   const ar = (r: StepRow): StepRow => rows.find((x) => x.prefix === r.prefix && x.step === 'ar')!;
-  const header = ['L', 'step', 'tokens', 'launches', 'GEMM us', 'attn us', 'other us', 'overhead us', 'graphs ms', 'launches ms', 'host ms (graphs, launches)', 'roofline ms', 'pred/roof', 'step/AR'];
+  const header = ['L', 'step', 'tokens', 'launches', 'GEMM us', 'attn us', 'other us', 'overhead us (PDL, off)', 'graphs+PDL ms', 'graphs ms (no PDL)', 'launches ms (PDL, off)', 'host ms (graphs, launches)', 'PDL pairs all/some/none', 'L2 prefetch MB', 'roofline ms', 'pred/roof', 'step/AR'];
   const cells = rows.map((r) => [
-    String(r.prefix), r.step, String(r.tokens), String(r.launches), f(r.gemmMs * 1e3, 1), f(r.attentionMs * 1e3, 1), f(r.otherMs * 1e3, 1), f(r.overheadMs * 1e3, 1),
-    f(r.graphs.gpuMs), f(r.launchByLaunch.gpuMs), `${f(r.graphs.hostMs)}, ${f(r.launchByLaunch.hostMs)}`, f(r.rooflineMs), f(r.graphs.gpuMs / r.rooflineMs, 2), f(r.graphs.gpuMs / ar(r).graphs.gpuMs, 2),
+    String(r.prefix), r.step, String(r.tokens), String(r.launches), f(r.gemmMs * 1e3, 1), f(r.attentionMs * 1e3, 1), f(r.otherMs * 1e3, 1), `${f(r.pdl.overheadMs * 1e3, 1)}, ${f(r.overheadMs * 1e3, 1)}`,
+    f(r.pdl.graphs.gpuMs), f(r.graphs.gpuMs), `${f(r.pdl.launchByLaunch.gpuMs)}, ${f(r.launchByLaunch.gpuMs)}`, `${f(r.graphs.hostMs)}, ${f(r.launchByLaunch.hostMs)}`,
+    `${r.pdl.pairs.all}/${r.pdl.pairs.some}/${r.pdl.pairs.none}`, f(r.pdl.prefetchedMB, 1), f(r.rooflineMs), f(r.pdl.graphs.gpuMs / r.rooflineMs, 2), f(r.pdl.graphs.gpuMs / ar(r).pdl.graphs.gpuMs, 2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: readonly string[]): string => c.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
   return [line(header), ...cells.map(line)];
+}
+
+/** The kernel pairs whose second kernel does not all fit beside the first (PDL overlap partial or none), with the steps they occur in. */
+function unfitPairs(rows: readonly StepRow[]): string[] {
+  const seen = new Map<string, { early: number; steps: Set<string> }>();
+  for (const r of rows) {
+    for (const u of r.pdl.unfit) {
+      const key = `${u.from} -> ${u.to}`;
+      const e = seen.get(key) ?? { early: u.early, steps: new Set<string>() };
+      e.steps.add(`${r.step}${u.count > 1 ? ` x${u.count}` : ''}`);
+      seen.set(key, e);
+    }
+  }
+  return [...seen.entries()].map(([k, e]) => `${k}: ${e.early === 0 ? 'no overlap' : `${(100 * e.early).toFixed(0)}% of its CTAs early`} (${[...e.steps].join(', ')})`);
 }
 
 async function main(): Promise<void> {
@@ -59,8 +75,10 @@ async function main(): Promise<void> {
     for (const path of paths) results.push({ spec, path, registers: registers.source, rows: predictSteps(spec, STEP_PREFIXES, H200, registers, path) });
   }
   const targets = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows)) }));
+  // One line with PDL off (plain launches: an sm_8x build, or --no-pdl): the target PDL moves most.
+  const plain = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows), 'plain').filter((t) => t.goal.includes('faster than launch by launch')) }));
   if (process.argv.includes('--json')) {
-    console.log(JSON.stringify({ machine: H200.name, overheads: STEP_OVERHEADS, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
+    console.log(JSON.stringify({ machine: H200.name, overheads: STEP_OVERHEADS, pdlOverheads: PDL_OVERHEADS, targetsWithoutPdl: plain, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
     return;
   }
   console.log(`Whole decode steps on the ${H200.name}, predicted (src/bench/step-cost-model.ts): copy ${H200.copyBytesPerS / 1e12} TB/s, bf16 ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}, L2 ${H200.l2BytesPerS / 1e12} TB/s (assumed).`);
@@ -68,15 +86,22 @@ async function main(): Promise<void> {
   // Microseconds to at most 3 decimals, trailing zeros dropped (8.6e-6 * 1e6 printed 8.600000000000001).
   const us = (s: number): string => String(Number((s * 1e6).toFixed(3)));
   console.log(`Overheads (us; sources in step-cost-model.ts): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`);
+  console.log(`PDL (us; assumed, step-cost-model.ts PdlOverheads): wait release ${us(PDL_OVERHEADS.waitReleaseS)}, launch ramp ${us(PDL_OVERHEADS.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. All figures are predictions: nothing here was measured on an H200.`);
   for (const r of results) {
     console.log(`\n${r.spec.name}, ${r.path === 'sm_90a' ? 'sm_90a GEMMs and compute-bound attention (what an H200 runs)' : 'mma.sync kernels only (an sm_90 compile)'}: ${r.spec.layers} layers, hidden ${r.spec.hiddenSize}, ${r.spec.queryHeads}/${r.spec.kvHeads} heads of ${r.spec.headDim}, intermediate ${r.spec.intermediateSize}; registers: ${r.registers}`);
     for (const l of table(r.rows)) console.log(`  ${l}`);
+    const unfit = unfitPairs(r.rows);
+    console.log(`  PDL: kernel pairs whose second kernel's CTAs do not all fit beside the first's: ${unfit.length === 0 ? 'none' : ''}`);
+    for (const u of unfit) console.log(`    ${u}`);
   }
   console.log('\noverhead: GPU time with graphs less the kernels\' (the graph\'s start, node gaps, copies); graphs / launches ms: GPU time between events around the step;');
-  console.log('host ms: the step\'s host time outside its waits for the GPU (bench-step\'s hostMs); pred/roof and step/AR with graphs.');
+  console.log('graphs+PDL: programmatic dependent launch on (what an H200 runs by default), graphs (no PDL): plain launches (--no-pdl, or an sm_8x build);');
+  console.log('host ms: the step\'s host time outside its waits for the GPU (bench-step\'s hostMs); pred/roof and step/AR with graphs+PDL.');
+  const line = (t: { met: boolean; goal: string; predicted: string; responsible?: string }, suffix = ''): string => `  ${t.met ? 'met   ' : 'MISSED'}  ${t.goal}${suffix}: ${t.predicted}${t.responsible ? `; responsible: ${t.responsible}` : ''}`;
   for (const { path, targets: ts } of targets) {
-    console.log(`\nIssue 16's targets on an H200, predicted (${path === 'sm_90a' ? 'the kernels it runs: sm_90a where built' : 'mma.sync kernels only'}):`);
-    for (const t of ts) console.log(`  ${t.met ? 'met   ' : 'MISSED'}  ${t.goal}: ${t.predicted}${t.responsible ? `; responsible: ${t.responsible}` : ''}`);
+    console.log(`\nIssue 16's targets on an H200, predicted with PDL on (${path === 'sm_90a' ? 'the kernels it runs: sm_90a where built' : 'mma.sync kernels only'}; the 0.6B 2x: graphs + PDL against launch by launch + PDL):`);
+    for (const t of ts) console.log(line(t));
+    for (const t of plain.find((x) => x.path === path)!.targets) console.log(line(t, ' [PDL off: graphs against launch by launch, plain launches]'));
   }
 }
 
