@@ -63,6 +63,8 @@ export interface Sm90aCall {
   readonly epilogue?: 0 | 1;
   /** Launches one after another on the same split-K counters (default 1): the last one's out comes back. */
   readonly launches?: number;
+  /** Programmatic dependent launches (PDL): a global access before a thread's grid_dependency_wait is a "pdl" finding. */
+  readonly programmatic?: boolean;
 }
 
 /** Runs the kernel of `kernel` over the first `call.rows` rows of `p` (x rounded to the weights' 16-bit type). */
@@ -73,10 +75,11 @@ export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit:
   const parts = [Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(p.w.buffer, p.w.byteOffset, p.w.byteLength)];
   if (call.bias) parts.push(Buffer.from(p.bias.buffer, p.bias.byteOffset, p.bias.byteLength));
   if (call.accumulate) parts.push(Buffer.from(p.old.buffer, p.old.byteOffset, outCount * 4));
-  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}`;
+  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}${call.programmatic ? '-pdl' : ''}`;
   const input = join(dir, `${tag}.in`), output = join(dir, `${tag}.out`);
   writeFileSync(input, Buffer.concat(parts));
-  const args = [kernel.symbol, kernel.tileT, kernel.blockW, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output, ...(call.launches ? [call.launches] : [])].map(String);
+  const args = [kernel.symbol, kernel.tileT, kernel.blockW, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output,
+    ...(call.programmatic ? [call.launches ?? 1, 1] : call.launches ? [call.launches] : [])].map(String);
   const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
   const bytes = readFileSync(output);
   return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), ...parseHarnessReport(stdout) };
