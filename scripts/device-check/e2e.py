@@ -15,9 +15,15 @@ transformers' Qwen3ForCausalLM built from the config dict (attn_implementation="
 L = 1024 and 4096; AR and TiDAR k = 4, 8, 16 with tidarc's token counts (AR 1 token, tidar_k<K>
 K(K+1) tokens; lm_head 1 and 2K - 1 rows).
   - tidarc: `tidarc bench-step --backend cuda --json` per (model, L, k), once as it launches by
-    default (graphs, where the runtime captures them) and once with --no-graphs (launch by launch);
-    a CLI that refuses --no-graphs is recorded as "graphs: unsupported" and its default run counts
-    as launch by launch. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
+    default (graphs, where the runtime captures them; programmatic dependent launch (PDL) where the
+    kernels, device and driver allow it: the JSON's `pdl`) and once with --no-graphs (launch by
+    launch); a CLI that refuses --no-graphs is recorded as "graphs: unsupported" and its default run
+    counts as launch by launch. At the points the goals read first (each model's middle k at the
+    largest L: Qwen3-8B's and 0.6B's AR and k = 8 at L = 4096) a third run adds --no-pdl (graphs
+    without PDL), only where the default run had PDL on; a CLI that refuses --no-pdl is recorded as
+    "PDL: unsupported". Those two runs replace the --no-graphs runs of the last two points in the
+    order (Qwen3-0.6B's k = 4 and k = 16 at L = 1024: no goal reads their launch-by-launch figures;
+    its AR at L = 1024 comes with k = 8's), so the part runs as many tidarc commands as before. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
   - transformers eager: a DynamicCache prefilled with L random tokens, then per step the same
     token count (its causal mask; tidarc's in-step mask differs in values, not in size), the
     logits of the same lm_head rows, their argmax copied to the host, and the cache cropped back
@@ -95,12 +101,14 @@ def warm_up(node, root, ckpts, models, backend, env, timeout):
     return out
 
 
-def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout):
+def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout, no_pdl=False):
     """One `tidarc bench-step --json` (tidar_k<k> and AR at L = prefix): the parsed result, or {'error'} / {'refused'}."""
     args = ['bench-step', str(ckpt), '--backend', backend, '--draft', str(k), '--prefix', str(prefix), '--json',
             '--reps', str(timing['reps']), '--min-seconds', str(timing['minSeconds']), '--warmup', str(timing['warmup'])]
     if no_graphs:
         args.append('--no-graphs')
+    if no_pdl:
+        args.append('--no-pdl')
     t0 = time.time()
     try:
         r = subprocess.run(tidarc_cmd(node, root, *args), capture_output=True, text=True, env=env, timeout=max(10.0, timeout))
@@ -108,16 +116,17 @@ def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, t
         return {'error': f'timed out after {timeout:.0f} s', 'seconds': time.time() - t0}
     if r.returncode != 0:
         line = last_line(r.stderr) or f'exit code {r.returncode}'
-        # commander's "unknown option '--no-graphs'": this tidarc has no launch-by-launch switch.
-        refused = no_graphs and '--no-graphs' in line
+        # commander's "unknown option '--no-graphs'" (or '--no-pdl'): this tidarc has no such switch.
+        refused = (no_graphs and '--no-graphs' in line) or (no_pdl and '--no-pdl' in line)
         return {'refused' if refused else 'error': line, 'seconds': time.time() - t0}
     return {**json.loads(r.stdout.strip().splitlines()[-1]), 'seconds': time.time() - t0}
 
 
-def step_figures(stats):
-    """What the report keeps of bench-step's StepStats."""
+def step_figures(stats, run=None):
+    """What the report keeps of bench-step's StepStats (and of its run: whether PDL was on, where the JSON says)."""
     keys = ('launchesPerStep', 'hostMs', 'gpuMs', 'hostDeviceBytesPerStep', 'rooflineMs', 'rooflineRatio', 'inStepTokens', 'steps')
-    return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}}
+    pdl = {'pdl': run['pdl'], 'pdlReason': run.get('pdlReason')} if run and 'pdl' in run else {}
+    return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}, **pdl}
 
 
 PREDICTIONS = 'e2e_predictions.json'
@@ -150,14 +159,39 @@ def peaks_of_ceilings(c):
             'how': f"device_check ceilings: a 1 GiB device copy at {c['copyTBs']:.2f} TB/s, an 8192^3 bf16 matmul at {c['matmulTflops']:.0f} TFLOP/s"}
 
 
+def _mid(spec):
+    return sorted(spec['draftLengths'])[len(spec['draftLengths']) // 2]
+
+
 def tidarc_order(models, prefixes):
     """(model index, L, k): the points the issue's goals read first (8B L = 4096 k = 8; 0.6B AR), then the rest."""
     points = [(i, L, k) for i, (spec, _) in enumerate(models) for L in prefixes for k in spec['draftLengths']]
     def rank(p):
         i, L, k = p
-        mid = sorted(models[i][0]['draftLengths'])[len(models[i][0]['draftLengths']) // 2]
-        return (k != mid, L != max(prefixes), -i, L, k)
+        return (k != _mid(models[i][0]), L != max(prefixes), -i, L, k)
     return sorted(points, key=rank)
+
+
+DEFAULT, NO_GRAPHS, NO_PDL = 'default', 'no-graphs', 'no-pdl'
+
+
+def tidarc_plan(models, prefixes):
+    """(model index, L, k, mode): each point of tidarc_order as it launches by default, then --no-graphs; at each
+    model's middle k at the largest L also --no-pdl (graphs without PDL, after the default run). The --no-pdl runs
+    take the places of the --no-graphs runs of the last points in the order (as many as there are --no-pdl runs), so
+    the part runs as many tidarc commands as before; on the GPU those are Qwen3-0.6B's k = 4 and k = 16 at L = 1024,
+    whose launch-by-launch figures no goal reads (its AR at L = 1024 comes with k = 8's run)."""
+    order = tidarc_order(models, prefixes)
+    first = [(i, L, k) for i, L, k in order if k == _mid(models[i][0]) and L == max(prefixes)]
+    dropped = set([p for p in order if p not in first][-len(first):]) if len(order) > len(first) else set()
+    plan = []
+    for p in order:
+        plan.append((*p, DEFAULT))
+        if p in first:
+            plan.append((*p, NO_PDL))
+        if p not in dropped:
+            plan.append((*p, NO_GRAPHS))
+    return plan
 
 
 def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None, backend=None, predictions=None):
@@ -218,33 +252,50 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
             save(tabulate(data, models, prefixes, hf_times, {}, None, peaks, started, predictions))
 
     graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
+    pdl = None  # likewise for --no-pdl
     runs = {}
-    for i, L, k in tidarc_order(models, prefixes):
+    data['plan'] = [{'model': models[i][0]['name'], 'prefix': L, 'draft': k, 'mode': mode} for i, L, k, mode in tidarc_plan(models, prefixes)]
+    for i, L, k, mode in tidarc_plan(models, prefixes):
         spec = models[i][0]
-        for no_graphs in (False, True):
-            if graphs is not None and graphs != 'supported' and no_graphs:
-                continue  # the default run is already launch by launch
-            if left() <= 0:
-                data['skipped'].append(f"tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}")
+        no_graphs, no_pdl = mode == NO_GRAPHS, mode == NO_PDL
+        flag = f' --{mode}' if mode != DEFAULT else ''
+        if no_graphs and graphs is not None and graphs != 'supported':
+            continue  # the default run is already launch by launch
+        if no_pdl:
+            d = runs.get((i, L, k, False))
+            if not (d and 'tidar' in d):
+                continue  # no default run to compare with
+            if not d.get('pdl'):
+                # The default run had no PDL (the JSON's pdl false, or a tidarc without the field): --no-pdl would time it again.
+                data['notes'].append(f"no --no-pdl run for {spec['name']} L={L} k={k}: PDL was off by default ({d.get('pdlReason') or 'bench-step reports no pdl field'})")
                 continue
-            r = tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left())
-            if no_graphs and graphs is None:
-                graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
-            runs[(i, L, k, no_graphs)] = r
-            # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
-            data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'seconds': round(r['seconds'], 1),
-                                       **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
-            log(f"e2e: tidarc {spec['name']} L={L} k={k}{' --no-graphs' if no_graphs else ''}: "
-                + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms ({r['seconds']:.0f} s)"))
-            tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions)
-            if save:
-                save(data)
-    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions)
+            if pdl is not None and pdl != 'supported':
+                continue
+        if left() <= 0:
+            data['skipped'].append(f"tidarc {spec['name']} L={L} k={k}{flag}")
+            continue
+        r = tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left(), no_pdl=no_pdl)
+        if no_graphs and graphs is None:
+            graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+        if no_pdl and pdl is None:
+            pdl = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+        runs[(i, L, k, NO_PDL if no_pdl else no_graphs)] = r
+        # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
+        data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'noPdl': no_pdl, 'seconds': round(r['seconds'], 1),
+                                   **({'pdl': r['pdl']} if 'pdl' in r else {}), **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
+        log(f"e2e: tidarc {spec['name']} L={L} k={k}{flag}: "
+            + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms"
+               f"{'' if 'pdl' not in r else ', PDL on' if r['pdl'] else ', PDL off'} ({r['seconds']:.0f} s)"))
+        tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
+        if save:
+            save(data)
+    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
 
 
-def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions=None):
-    """data's graphs, peaks and rows from what has run so far."""
+def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions=None, pdl=None):
+    """data's graphs, PDL switch, peaks and rows from what has run so far."""
     data['graphs'] = graphs or 'not known (no --no-graphs run finished)'
+    data['noPdl'] = pdl or 'not known: no --no-pdl run finished'
     graphs_on = graphs == 'supported'
     if data['backend'] == 'cpu':  # its default run is the only one: the dry run still passes the flag, and says what the CLI did
         data['graphs'] = f"not applicable: the cpu backend launches no graphs (--no-graphs {'accepted' if graphs_on else data['graphs']})"
@@ -285,34 +336,45 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                 row = {'model': spec['name'], 'layers': spec['layers'], 'prefix': L, 'step': name, 'tokens': shape['tokens'], 'lmHeadRows': shape['lmHeadRows'],
                        'cost': cost, **({'roofline': roofline(cost, peaks)} if peaks else {})}
 
-                def figures(no_graphs):
+                def figures(mode):
                     # AR comes with every bench-step run: the first finished one at this L counts.
                     for kk in ((k,) if k else spec['draftLengths']):
-                        r = runs.get((i, L, kk, no_graphs))
+                        r = runs.get((i, L, kk, mode))
                         if r and 'tidar' in r:
-                            return step_figures(r['tidar'] if k else r['ar'])
+                            return step_figures(r['tidar'] if k else r['ar'], r)
                     return None
-                default, plain = figures(False), figures(True)
+                default, plain, no_pdl = figures(False), figures(True), figures(NO_PDL)
                 graphs, launches = (default, plain) if graphs_on else (None, default)
                 hf = hf_times.get((i, L), {}).get(name)
-                row['tidarc'] = {'graphs': graphs, 'launches': launches}
+                row['tidarc'] = {'graphs': graphs, 'launches': launches, 'noPdl': no_pdl}
                 row['hf'] = hf
                 row['tidarcGraphsMs'] = graphs['medianMs'] if graphs else None
                 row['tidarcLaunchesMs'] = launches['medianMs'] if launches else None
+                # --no-pdl is a graphs run (the default launch mode) without PDL: beside the default run's figure.
+                row['tidarcNoPdlMs'] = no_pdl['medianMs'] if no_pdl else None
+                # Whether the default run had PDL: True / False from bench-step's JSON, None where it does not say.
+                row['pdl'] = default.get('pdl') if default else None
                 row['hfEagerMs'] = hf['medianMs'] if hf else None
                 row['rooflineMs'] = row['roofline']['rooflineMs'] if peaks else None
                 pred = predicted_row(predictions, spec, L, name)
-                row['predicted'] = {'graphsMs': pred['graphs']['gpuMs'], 'launchesMs': pred['launchByLaunch']['gpuMs'], 'hostGraphsMs': pred['graphs']['hostMs'],
-                                    'hostLaunchesMs': pred['launchByLaunch']['hostMs'], 'launchesPerStep': pred['launches'], 'rooflineMs': pred['rooflineMs']} if pred else None
-                row['predictedGraphsMs'] = pred['graphs']['gpuMs'] if pred else None
-                row['predictedLaunchesMs'] = pred['launchByLaunch']['gpuMs'] if pred else None
+                # The prediction of the mode each run had: PDL on (pred['pdl'], predictions since the PDL model) where the default
+                # run says pdl true, plain launches otherwise and for --no-pdl; a bundle without PDL predictions gives plain ones.
+                on = (pred or {}).get('pdl') if row['pdl'] else None
+                pg, pl = (on or pred or {}).get('graphs'), (on or pred or {}).get('launchByLaunch')
+                row['predicted'] = {'graphsMs': pg['gpuMs'], 'launchesMs': pl['gpuMs'], 'hostGraphsMs': pg['hostMs'], 'hostLaunchesMs': pl['hostMs'],
+                                    'noPdlGraphsMs': pred['graphs']['gpuMs'], 'pdlGraphsMs': pred['pdl']['graphs']['gpuMs'] if pred.get('pdl') else None,
+                                    'pdl': bool(on), 'launchesPerStep': pred['launches'], 'rooflineMs': pred['rooflineMs']} if pred else None
+                row['predictedGraphsMs'] = pg['gpuMs'] if pred else None
+                row['predictedLaunchesMs'] = pl['gpuMs'] if pred else None
+                row['predictedNoPdlMs'] = pred['graphs']['gpuMs'] if pred else None
                 # The fastest mode measured (graphs, else launch by launch), against its own prediction.
                 row['predictedMs'] = row['predictedGraphsMs'] if graphs else row['predictedLaunchesMs']
                 ratio = lambda a, b: (row[a] / row[b]) if row[a] and row[b] else None  # noqa: E731
                 row['ratios'] = {'graphsOverRoofline': ratio('tidarcGraphsMs', 'rooflineMs'), 'launchesOverRoofline': ratio('tidarcLaunchesMs', 'rooflineMs'),
                                  'hfOverRoofline': ratio('hfEagerMs', 'rooflineMs'), 'launchesOverGraphs': ratio('tidarcLaunchesMs', 'tidarcGraphsMs'),
                                  'hfOverGraphs': ratio('hfEagerMs', 'tidarcGraphsMs'), 'hfOverLaunches': ratio('hfEagerMs', 'tidarcLaunchesMs'),
-                                 'graphsOverPredicted': ratio('tidarcGraphsMs', 'predictedGraphsMs'), 'launchesOverPredicted': ratio('tidarcLaunchesMs', 'predictedLaunchesMs')}
+                                 'graphsOverPredicted': ratio('tidarcGraphsMs', 'predictedGraphsMs'), 'launchesOverPredicted': ratio('tidarcLaunchesMs', 'predictedLaunchesMs'),
+                                 'noPdlOverGraphs': ratio('tidarcNoPdlMs', 'tidarcGraphsMs'), 'noPdlOverPredicted': ratio('tidarcNoPdlMs', 'predictedNoPdlMs')}
                 row['measuredOverPredicted'] = row['ratios']['graphsOverPredicted'] if graphs else row['ratios']['launchesOverPredicted']
                 rows.append(row)
     return rows

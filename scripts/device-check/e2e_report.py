@@ -21,12 +21,19 @@ def _mode(row):
     return ('graphs', t['graphs']) if t.get('graphs') else ('launches', t['launches']) if t.get('launches') else (None, None)
 
 
+def _pdl(row):
+    """The default run's programmatic dependent launch: on, off, or '-' where bench-step's JSON does not say."""
+    return {True: 'on', False: 'off'}.get(row.get('pdl'), '-')
+
+
 def step_table(rows, predicted=None):
-    """predicted: the part's predictedFor, whose predictions the rows carry (machines.py)."""
+    """predicted: the part's predictedFor, whose predictions the rows carry (machines.py). PDL: the default runs' (bench-step's
+    `pdl`); graphs --no-pdl: the same graphs without PDL (measured at the points e2e.py's plan gives it), beside its prediction."""
     lines = ['| model | layers | L | step | tokens | tidarc graphs ms | tidarc launches ms | launches / step (graphs, launches) | host ms (graphs, launches) | '
              'transformers eager ms | roofline ms | bound | graphs / roofline | launches / roofline | eager / roofline | launches / graphs | eager / graphs | '
-             f'predicted ms ({header(predicted)}; graphs, launches) | measured / predicted (graphs, launches) |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'PDL | graphs --no-pdl ms (measured, predicted) | --no-pdl / graphs | '
+             f'predicted ms ({header(predicted)}; graphs, launches; with PDL where the run had it) | measured / predicted (graphs, launches) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         g, n = r['tidarc'].get('graphs'), r['tidarc'].get('launches')
         pair = lambda key, d: f"{_fmt(g[key], d) if g else '-'}, {_fmt(n[key], d) if n else '-'}"  # noqa: E731
@@ -34,6 +41,7 @@ def step_table(rows, predicted=None):
         lines.append(f"| {r['model']} | {r['layers']} | {r['prefix']} | {r['step']} | {r['tokens']} | {_fmt(r['tidarcGraphsMs'])} | {_fmt(r['tidarcLaunchesMs'])} | "
                      f"{pair('launchesPerStep', 0)} | {pair('hostMs', 3)} | {_fmt(r['hfEagerMs'])} | {_fmt(r['rooflineMs'], 3)} | {rf.get('bound', '-')} | "
                      f"{_x(q['graphsOverRoofline'])} | {_x(q['launchesOverRoofline'])} | {_x(q['hfOverRoofline'])} | {_x(q['launchesOverGraphs'])} | {_x(q['hfOverGraphs'])} | "
+                     f"{_pdl(r)} | {_fmt(r.get('tidarcNoPdlMs'))}, {_fmt(r.get('predictedNoPdlMs'), 3)} | {_x(q.get('noPdlOverGraphs'))} | "
                      f"{_fmt(r.get('predictedGraphsMs'), 3)}, {_fmt(r.get('predictedLaunchesMs'), 3)} | {_x(q.get('graphsOverPredicted'))}, {_x(q.get('launchesOverPredicted'))} |")
     return lines
 
@@ -49,17 +57,33 @@ def host_us_per_launch(rows):
     return sorted(out)
 
 
+def pdl_lines(rows):
+    """What PDL gave where --no-pdl ran: graphs without PDL over the default graphs run, measured beside predicted."""
+    done = [r for r in rows if r.get('tidarcNoPdlMs') and r.get('tidarcGraphsMs')]
+    if not done:
+        return []
+    def predicted(r):
+        p = r.get('predicted') or {}
+        return f", predicted {p['noPdlGraphsMs'] / p['pdlGraphsMs']:.2f}x" if p.get('pdlGraphsMs') else ''
+    return [('Programmatic dependent launch (graphs --no-pdl / graphs with PDL, each a median step): '
+             + '; '.join(f"{r['model']} L={r['prefix']} {r['step']} {r['tidarcNoPdlMs']:.3f} / {r['tidarcGraphsMs']:.3f} ms = {r['ratios']['noPdlOverGraphs']:.2f}x"
+                         f"{predicted(r)}" for r in done) + '.'), '']
+
+
 def goals(rows):
-    """Issue 16's targets on an H200, from the rows (a goal whose points are missing is left out)."""
+    """Issue 16's targets on an H200, from the rows (a goal whose points are missing is left out). Measured as tidarc runs by
+    default: with PDL where the device allows it (the mode's label says so where bench-step's JSON does)."""
     at = lambda model, L, step: next((r for r in rows if r['model'].startswith(model) and r['prefix'] == L and r['step'] == step), None)  # noqa: E731
     out = []
     ar8, k8 = at('qwen3-8b', 4096, AR), at('qwen3-8b', 4096, 'tidar_k8')
     mode, f = _mode(ar8) if ar8 else (None, None)
+    if mode and ar8.get('pdl') is not None:
+        mode = f"{mode}, PDL {_pdl(ar8)}"
     if f and ar8.get('rooflineMs'):
         x = f['medianMs'] / ar8['rooflineMs']
         out.append((f'Qwen3-8B shape, L = 4096: AR step <= 1.25x its roofline ({mode})', f'{x:.2f}x', x <= 1.25))
     kmode, kf = _mode(k8) if k8 else (None, None)
-    if f and kf and kmode == mode:
+    if f and kf and kmode == _mode(ar8)[0]:
         x = kf['medianMs'] / f['medianMs']
         out.append((f'Qwen3-8B shape, L = 4096: TiDAR k = 8 step <= 1.15x the AR step ({mode})', f'{x:.2f}x', x <= 1.15))
     hosts = [(fig['hostMs'] / fig['medianMs']) for r in (ar8, k8) if r for _, fig in [_mode(r)] if fig and fig.get('hostMs') is not None]
@@ -80,7 +104,7 @@ def e2e_lines(e):
     dev, hf, peaks = e.get('device', {}), e.get('hf', {}), e.get('peaks') or {}
     facts = ', '.join(str(dev[k]) + unit for k, unit in (('sms', ' SMs'), ('driverVersion', ' driver'), ('cuda', ' CUDA'), ('torch', ' torch'), ('nvidiaSmi', '')) if dev.get(k))
     lines = [f"Device: {dev.get('name', '?')}{' (' + facts + ')' if facts else ''}. tidarc: {e.get('backend')} backend, `tidarc bench-step --json` per (model, L, k), "
-             f"CUDA graphs: {e.get('graphs', '?')}. transformers {hf.get('transformers', '?')} eager ({hf.get('attention', '?')}, {hf.get('dtype', '?')}, torch {hf.get('torch', '?')}): "
+             f"CUDA graphs: {e.get('graphs', '?')}; --no-pdl: {e.get('noPdl', 'not run')}. transformers {hf.get('transformers', '?')} eager ({hf.get('attention', '?')}, {hf.get('dtype', '?')}, torch {hf.get('torch', '?')}): "
              'a DynamicCache prefilled with L tokens, the same tokens per step (AR 1, TiDAR k(k+1)), the same lm_head rows (1, 2k - 1), argmax to the host, '
              'the cache cropped back to L after each step.', '',
              f"Roofline: max((weights + KV) / copy bandwidth, FLOPs / matmul rate) (src/bench/roofline.ts); rates measured in this run: {peaks.get('how', 'none')}.", '']
@@ -99,6 +123,7 @@ def e2e_lines(e):
                   f"on {p.get('machine')}{'' if not pf or pf.get('thisGpu') else ' (not this GPU: ' + str(pf.get('gpu')) + ')'}, registers {p.get('registers')}; "
                   'measured / predicted compares the median step with it.' if p else
                   'Predicted: none (the bundle has no e2e_predictions.json: npm run device-check:prepare writes it).', '']
+        lines += pdl_lines(e['rows'])
         us = host_us_per_launch(e['rows'])
         if us:
             lines += [f"Host time per kernel launch, launch by launch (host ms / launches a step): median {us[len(us) // 2]:.2f} us "
@@ -120,22 +145,25 @@ def e2e_lines(e):
 
 
 def failed_runs(e):
-    """tidarc runs that ended in an error (a --no-graphs the CLI refused is a finding, not a failure)."""
-    return [r for r in e.get('tidarcRuns', []) if 'error' in r and not (r['noGraphs'] and 'unsupported' in str(e.get('graphs', '')))]
+    """tidarc runs that ended in an error (a --no-graphs or --no-pdl the CLI refused is a finding, not a failure)."""
+    return [r for r in e.get('tidarcRuns', []) if 'error' in r and not (r['noGraphs'] and 'unsupported' in str(e.get('graphs', '')))
+            and not (r.get('noPdl') and 'unsupported' in str(e.get('noPdl', '')))]
 
 
 def short_lines(e):
-    out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
+    out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}{', --no-pdl: ' + e['noPdl'] if e.get('noPdl') else ''}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
     failed = failed_runs(e)
     if failed:
         r = failed[0]
-        out.append(f"e2e: {len(failed)} tidarc runs FAILED; first: {r['model']} L={r['prefix']} k={r['draft']}{' --no-graphs' if r['noGraphs'] else ''}: {r['error']}")
+        out.append(f"e2e: {len(failed)} tidarc runs FAILED; first: {r['model']} L={r['prefix']} k={r['draft']}{' --no-graphs' if r['noGraphs'] else ''}{' --no-pdl' if r.get('noPdl') else ''}: {r['error']}")
     c = e.get('correctness')
     if c:
         out.append(f"e2e correctness (tidarc cpu vs transformers, first greedy token): {sum(x['ok'] for x in c['cases'])}/{len(c['cases'])} ok" + ('' if c['ok'] else ' FAILED'))
     for r in e.get('rows', []):
         out.append(f"e2e {r['model']:>22} L={r['prefix']:<5} {r['step']:>9}: tidarc graphs {_fmt(r['tidarcGraphsMs']):>8} ms  launches {_fmt(r['tidarcLaunchesMs']):>8}  "
-                   f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}  predicted {_fmt(r.get('predictedMs'), 3):>8}  measured/predicted {_x(r.get('measuredOverPredicted')):>7}")
+                   f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}  predicted {_fmt(r.get('predictedMs'), 3):>8}  measured/predicted {_x(r.get('measuredOverPredicted')):>7}"
+                   + (f"  PDL {_pdl(r)}" if r.get('pdl') is not None else '')
+                   + (f"  graphs --no-pdl {_fmt(r['tidarcNoPdlMs'])} (predicted {_fmt(r.get('predictedNoPdlMs'), 3)})" if r.get('tidarcNoPdlMs') else ''))
     return out
 
 
