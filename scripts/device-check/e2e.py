@@ -210,7 +210,7 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
     data = {'format': 1, 'dryRun': dry, 'backend': backend or ('cpu' if dry else 'cuda'), 'budgetS': budget_s, 'device': device_facts or {},
             'hf': {'dtype': str(hf_dtype).replace('torch.', ''), 'attention': 'sdpa', 'transformers': __import__('transformers').__version__, 'torch': torch.__version__},
             'models': [], 'rows': [], 'skipped': [], 'notes': [], 'tidarcRuns': [],
-            'predictions': {k: predictions.get(k) for k in ('machine', 'registers', 'overheads')} if predictions else None,
+            'predictions': {k: predictions.get(k) for k in ('machine', 'registers', 'overheads', 'pdlOverheads')} if predictions else None,
             'predictedFor': predictions.get('predictedFor') if predictions else None}
     for spec, full in models:
         data['models'].append({'name': spec['name'], 'layers': spec['layers'], 'fullLayers': full, 'spec': spec})

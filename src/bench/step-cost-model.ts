@@ -443,7 +443,9 @@ export interface PdlStep {
 /**
  * The share of `next`'s CTAs scheduled while `prev` runs: on each SM holding prev's CTAs (at most
  * min(CTAs an SM holds, ceil(CTAs / SMs)) of them) as many as fit beside them (occupancy.ts
- * ctasBeside), on the SMs prev leaves empty as many as an SM holds. 0: no overlap.
+ * ctasBeside), on the SMs prev leaves empty as many as an SM holds. 0: no overlap. Any share
+ * above 0 overlaps the gap and the ramp in full (the grid is launched; its other CTAs start as
+ * prev's exit), the L2 prefetch in proportion (only the early CTAs issue theirs in time).
  */
 export function pdlEarlyShare(prev: LaunchPrice, next: LaunchPrice, machine: Machine): number {
   const withPrev = Math.min(machine.sms, prev.ctas);
