@@ -77,28 +77,29 @@ __device__ __forceinline__ void gemm_load_w(const TidarcGemmArgs& a, typename C:
 }
 
 // The PDL prologue of a GEMM CTA (tidarc_gemm.cu.hbs, tidarc_gemm_sm90a.cu.hbs: before its
-// grid_dependency_wait): warp 0 asks L2 for the first C::kPrefetchTiles k tiles of the CTA's own
+// grid_dependency_wait): the CTA asks L2 for the first C::kPrefetchTiles k tiles of its own
 // weight slice (kRows rows from n0, its split part's k tiles in k order; gemm-prefetch.ts, the
 // rule and its budget). Weights are written by no kernel of a step, so reading them early is
 // within the contract; prefetch_l2 is a hint that never changes a result (empty below sm_90).
-// Weights are [N, K] row-major: one prefetch a weight row, or one for all kRows when the tiles
-// cover K; every size and offset is a multiple of 16 bytes (K % 8 == 0, k tiles of 64).
-template <class C, int kRows>
+// Weights are [N, K] row-major: thread r issues weight row r's run (kRows <= kThreads: one
+// instruction a thread, no loop: a loop here cost the M = 64 gate_up kernel a spill on sm_90),
+// or thread 0 one run for all kRows rows when the tiles cover K; every size and offset is a
+// multiple of 16 bytes (K % 8 == 0, k tiles of 64).
+template <class C, int kRows, int kThreads>
 __device__ __forceinline__ void gemm_prefetch_weights(const void* w, int n0, int split) {
   constexpr int kKTiles = (C::kK + kGemmBlockK - 1) / kGemmBlockK;
   static_assert(C::kPrefetchTiles >= 1 && C::kPrefetchTiles <= C::kKTilesPerSplit, "the prefetch stays inside the CTA's split part");
   static_assert(C::kK % 8 == 0, "16-byte weight rows");
-  if (threadIdx.x >= 32) return;
+  static_assert(kRows <= kThreads, "a thread a weight row");
   const int kt0 = split * C::kKTilesPerSplit;
   const int kt1 = min(kt0 + C::kPrefetchTiles, kKTiles);  // the last part may be shorter
   const int k0 = kt0 * kGemmBlockK, k1 = min(kt1 * kGemmBlockK, C::kK);
   const int rows = min(kRows, C::kN - n0);
-  if (k0 >= k1 || rows <= 0) return;
   const unsigned char* base = static_cast<const unsigned char*>(w) + (static_cast<size_t>(n0) * C::kK + k0) * 2;
   if (k0 == 0 && k1 == C::kK) {
     if (threadIdx.x == 0) prefetch_l2(base, static_cast<uint32_t>(rows) * C::kK * 2);
-  } else {
-    for (int r = threadIdx.x; r < rows; r += 32) prefetch_l2(base + static_cast<size_t>(r) * C::kK * 2, static_cast<uint32_t>(k1 - k0) * 2);
+  } else if (static_cast<int>(threadIdx.x) < rows) {
+    prefetch_l2(base + static_cast<size_t>(threadIdx.x) * C::kK * 2, static_cast<uint32_t>(k1 - k0) * 2);
   }
 }
 

@@ -35,7 +35,7 @@ describe('the GEMM sources carry the prefetch rule', () => {
       const text = out.files.get(gemmSource(u.shape))!;
       const got = [...text.matchAll(/kPrefetchTiles = (\d+);/g)].map((m) => Number(m[1]));
       expect(got, gemmSource(u.shape)).toEqual([...u.plans].sort((a, b) => a.m - b.m).map((p) => gemmPlanPrefetch(p).tiles));
-      expect(text).toMatch(/gemm_prefetch_weights<ConfigM\d+, ConfigM\d+::kBlockN>\(args\.w, [^)]*\);\n  tidarc::grid_dependency_wait\(\);\n  tidarc::grid_dependents_launch\(\);/);
+      expect(text).toMatch(/gemm_prefetch_weights<ConfigM\d+, ConfigM\d+::kBlockN, tidarc::GemmShape<ConfigM\d+>::kThreads>\(args\.w, [^)]*\);\n  tidarc::grid_dependency_wait\(\);\n  tidarc::grid_dependents_launch\(\);/);
     }
     const sm90a = planSm90aGemms(units, spec.name);
     expect(sm90a.gemms.length).toBeGreaterThan(0);

@@ -106,7 +106,7 @@ struct ConfigM272 : Reduction {
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m1(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN, tidarc::GemmShape<ConfigM1>::kThreads>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM1>(args);
@@ -115,7 +115,7 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m20(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM20, ConfigM20::kBlockN>(args.w, blockIdx.y * ConfigM20::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM20, ConfigM20::kBlockN, tidarc::GemmShape<ConfigM20>::kThreads>(args.w, blockIdx.y * ConfigM20::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM20>(args);
@@ -124,7 +124,7 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m64(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN, tidarc::GemmShape<ConfigM64>::kThreads>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM64>(args);
@@ -133,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m72(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM72, ConfigM72::kBlockN>(args.w, blockIdx.y * ConfigM72::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM72, ConfigM72::kBlockN, tidarc::GemmShape<ConfigM72>::kThreads>(args.w, blockIdx.y * ConfigM72::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM72>(args);
@@ -142,7 +142,7 @@ extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096
 extern "C" __global__ void __launch_bounds__(256) tidarc_gemm_bf16_n151936_k4096_m272(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM272, ConfigM272::kBlockN>(args.w, blockIdx.y * ConfigM272::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM272, ConfigM272::kBlockN, tidarc::GemmShape<ConfigM272>::kThreads>(args.w, blockIdx.y * ConfigM272::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM272>(args);

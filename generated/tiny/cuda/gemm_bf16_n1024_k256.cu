@@ -96,7 +96,7 @@ struct ConfigM64 : Reduction {
 extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m1(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM1, ConfigM1::kBlockN, tidarc::GemmShape<ConfigM1>::kThreads>(args.w, blockIdx.y * ConfigM1::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM1>(args);
@@ -105,7 +105,7 @@ extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m1
 extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m6(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM6, ConfigM6::kBlockN>(args.w, blockIdx.y * ConfigM6::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM6, ConfigM6::kBlockN, tidarc::GemmShape<ConfigM6>::kThreads>(args.w, blockIdx.y * ConfigM6::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM6>(args);
@@ -114,7 +114,7 @@ extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m6
 extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m20(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM20, ConfigM20::kBlockN>(args.w, blockIdx.y * ConfigM20::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM20, ConfigM20::kBlockN, tidarc::GemmShape<ConfigM20>::kThreads>(args.w, blockIdx.y * ConfigM20::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM20>(args);
@@ -123,7 +123,7 @@ extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m2
 extern "C" __global__ void __launch_bounds__(128) tidarc_gemm_bf16_n1024_k256_m64(TidarcGemmArgs args) {
   // PDL: its weight slice's first tiles into L2 (no kernel of the step writes weights), then the wait
   // before any other global access, then the next kernel may be scheduled.
-  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
+  tidarc::gemm_prefetch_weights<ConfigM64, ConfigM64::kBlockN, tidarc::GemmShape<ConfigM64>::kThreads>(args.w, blockIdx.y * ConfigM64::kBlockN, blockIdx.z);
   tidarc::grid_dependency_wait();
   tidarc::grid_dependents_launch();
   tidarc::gemm_kernel<ConfigM64>(args);
