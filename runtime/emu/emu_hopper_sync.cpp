@@ -253,11 +253,15 @@ void tma_load(void* dst, const TensorMap* map, const int32_t* coords, int rank, 
     report("tma", fmt("cp.async.bulk.tensor.%dd through a tensor map of rank %u", rank, map->rank));
     return;
   }
-  detail::pdl_check(reinterpret_cast<uintptr_t>(map->base), 1, "cp.async.bulk.tensor (the tensor map's global tensor)");
   const uint32_t boff = barrier_offset(bar, "cp.async.bulk.tensor");
   if (boff == UINT32_MAX || !find_barrier(boff, "cp.async.bulk.tensor")) return;
   uint32_t bytes = map->elem_bytes;
   for (uint32_t d = 0; d < map->rank; ++d) bytes *= map->box[d];
+  if (detail::g_pdl_unwaited) {  // named by the box's first element inside the tensor (its bytes need not be contiguous)
+    uint64_t origin = 0;
+    for (uint32_t d = 0; d < map->rank; ++d) origin += static_cast<uint64_t>(std::max(coords[d], 0)) * map->strides[d];
+    detail::pdl_check(reinterpret_cast<uintptr_t>(map->base) + origin, bytes, "cp.async.bulk.tensor (a box)");
+  }
   size_t off = 0;
   const detail::SharedKind kind = detail::classify_shared(dst, bytes, &off);
   if (kind != detail::SharedKind::Dynamic) {

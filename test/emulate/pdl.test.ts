@@ -4,7 +4,8 @@
  * In a programmatic launch (launch(..., true), what cuLaunchKernelEx with the PDL attribute
  * makes) a thread's access of a device allocation before its tidarc::grid_dependency_wait() is a
  * "pdl" finding naming the kernel, the access and the buffer: a plain C++ load or store (through
- * the -fsanitize=kernel-address hook), ld.global.cg, atomicAdd and cp.async; the same kernel in
+ * the -fsanitize=kernel-address hook), ld.global.cg, atomicAdd, cp.async, ld.acquire.gpu,
+ * discard.global.L2 and a TMA bulk tensor copy; the same kernel in
  * a plain launch, or with the access after the wait, has none. Stack, static shared memory, the
  * kernel's parameters, prefetch_l2 and grid_dependents_launch are fine before the wait.
  * prefetch_l2 must stay inside one allocation ("out-of-bounds") with a 16-byte aligned address
@@ -52,6 +53,9 @@ describe.skipIf(!cxx.found)('programmatic dependent launch on the emulator', () 
     ['cg-before', 64, new RegExp(`^pdl: pdl_copy: ld\\.global\\.cg of 4 bytes at byte 0 of 'in' .* ${WHERE}`, 'm')],
     ['atomic-before', 1, new RegExp(`^pdl: pdl_copy: atomicAdd of 4 bytes at byte 0 of 'counter' .* ${WHERE}`, 'm')],
     ['cp-async-before', 1, new RegExp(`^pdl: pdl_copy: cp\\.async of 16 bytes at byte 0 of 'in' .* ${WHERE}`, 'm')],
+    ['acquire-before', 1, new RegExp(`^pdl: pdl_copy: ld\\.acquire\\.gpu of 4 bytes at byte 0 of 'counter' .* ${WHERE}`, 'm')],
+    ['discard-before', 1, new RegExp(`^pdl: pdl_copy: discard\\.global\\.L2 of 128 bytes at byte 0 of 'out' .* ${WHERE}`, 'm')],
+    ['tma-before', 1, new RegExp(`^pdl: pdl_copy: cp\\.async\\.bulk\\.tensor \\(a box\\) of 256 bytes at byte 0 of 'in' .* ${WHERE}`, 'm')],
   ] as const)('%s: one "pdl" finding per early access under a programmatic launch, none under a plain one', async ([mode, n, message]) => {
     const pdl = await run(mode, 'pdl');
     expect(pdl.counts).toEqual({ pdl: n });
