@@ -29,7 +29,9 @@ export interface PtxEntryOrder {
   readonly problems: readonly string[];
 }
 
-const FINE_SPACES = new Set(['param', 'shared', 'shared::cta', 'shared::cluster', 'local', 'const']);
+/** State spaces that are not global memory (with their ::qualifiers: shared::cta, param::entry, ...). */
+const FINE_SPACES = ['param', 'shared', 'local', 'const'];
+const isFineSpace = (part: string): boolean => FINE_SPACES.includes(part.split('::')[0]!);
 const MEMORY_OPS = new Set(['ld', 'ldu', 'st', 'atom', 'red']);
 
 /** Whether a PTX instruction (its text without predicate and label) touches global memory. */
@@ -37,7 +39,7 @@ export function isGlobalAccess(instruction: string): boolean {
   const opcode = instruction.trim().split(/\s+/, 1)[0] ?? '';
   const parts = opcode.split('.');
   const op = parts[0]!;
-  if (MEMORY_OPS.has(op)) return !parts.slice(1).some((p) => FINE_SPACES.has(p));
+  if (MEMORY_OPS.has(op)) return !parts.slice(1).some(isFineSpace);
   if (opcode.startsWith('cp.async.bulk.prefetch')) return false;
   if (/^cp\.async(\.bulk)?\.(commit_group|wait_group|wait_all)/.test(opcode) || opcode.startsWith('cp.async.mbarrier')) return false;
   if (op === 'cp' && (parts[1] === 'async' || parts[1] === 'reduce')) return true;

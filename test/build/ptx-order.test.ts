@@ -69,6 +69,6 @@ describe('checkPdlOrder', () => {
 describe('isGlobalAccess', () => {
   test('state spaces and the hints', () => {
     for (const s of ['ld.global.nc.v4.u32', 'ld.u32', 'st.global.f32', 'ld.acquire.gpu.global.b32', 'atom.add.u32', 'cp.async.ca.shared.global', 'discard.global.L2', 'cp.reduce.async.bulk.tensor.2d.global.shared::cta.add']) expect(isGlobalAccess(s), s).toBe(true);
-    for (const s of ['ld.param.u64', 'ld.shared.v4.u32', 'st.shared::cluster.u32', 'ld.local.u32', 'ld.const.u32', 'atom.shared.add.u32', 'cp.async.bulk.prefetch.L2.global', 'cp.async.commit_group', 'cp.async.wait_group', 'cp.async.bulk.wait_group.read', 'prefetch.tensormap', 'mbarrier.try_wait.parity.shared::cta.b64', 'mov.u32']) expect(isGlobalAccess(s), s).toBe(false);
+    for (const s of ['ld.param.u64', 'ld.param::entry.u64', 'ld.shared.v4.u32', 'st.shared::cluster.u32', 'ld.local.u32', 'ld.const.u32', 'atom.shared.add.u32', 'cp.async.bulk.prefetch.L2.global', 'cp.async.commit_group', 'cp.async.wait_group', 'cp.async.bulk.wait_group.read', 'prefetch.tensormap', 'mbarrier.try_wait.parity.shared::cta.b64', 'mov.u32']) expect(isGlobalAccess(s), s).toBe(false);
   });
 });
