@@ -20,7 +20,7 @@ const ar = generateModel(spec, { arches: [...arches], variants: ['ar'] });
 
 /** A source's kernel blocks: each Config struct and each extern "C" kernel, by its text. */
 function kernelBlocks(source: string): string[] {
-  return [...source.matchAll(/^(?:struct Config\w* : Reduction \{[\s\S]*?^\};|extern "C" [^\n]*\n[^\n]*\n\})/gm)].map((m) => m[0]);
+  return [...source.matchAll(/^(?:struct Config\w* : Reduction \{[\s\S]*?^\};|extern "C" [^\n]*\n[\s\S]*?^\})/gm)].map((m) => m[0]);
 }
 
 test('--variant ar keeps the m = 1 kernels, each the full compile\'s, and names the rest', () => {

@@ -25,7 +25,6 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 8;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -33,6 +32,7 @@ struct ConfigM1 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 8;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 64: 1 x 32 x 3 CTAs of 128 threads (2 x 2 warps), 49152 bytes of
@@ -44,7 +44,6 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 2;
-  static constexpr int kPrefetchTiles = 8;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 5;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -52,6 +51,7 @@ struct ConfigM64 : Reduction {
 #else
   static constexpr int kStages = 3;
 #endif
+  static constexpr int kPrefetchTiles = 8;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 272: 3 x 32 x 3 CTAs of 256 threads (2 x 4 warps), 81920 bytes of
@@ -62,12 +62,12 @@ struct ConfigM272 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 };
 
 }  // namespace

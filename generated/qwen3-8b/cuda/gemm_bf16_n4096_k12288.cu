@@ -25,7 +25,6 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -33,6 +32,7 @@ struct ConfigM1 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 };
 
 // M = 20: 1 x 64 x 4 CTAs of 256 threads (2 x 4 warps), 49152 bytes of
@@ -44,7 +44,6 @@ struct ConfigM20 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -52,6 +51,7 @@ struct ConfigM20 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 };
 
 // M = 64: 1 x 64 x 4 CTAs of 128 threads (1 x 4 warps), 49152 bytes of
@@ -63,7 +63,6 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 5;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -71,6 +70,7 @@ struct ConfigM64 : Reduction {
 #else
   static constexpr int kStages = 3;
 #endif
+  static constexpr int kPrefetchTiles = 5;  // weight k tiles a CTA asks L2 for before its wait (40960 bytes; gemm-prefetch.ts)
 };
 
 // M = 72: 1 x 32 x 4 CTAs of 256 threads (2 x 4 warps), 86016 bytes of
@@ -82,7 +82,6 @@ struct ConfigM72 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 4;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -90,6 +89,7 @@ struct ConfigM72 : Reduction {
 #else
   static constexpr int kStages = 3;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 272: 3 x 32 x 4 CTAs of 256 threads (2 x 4 warps), 86016 bytes of
@@ -101,7 +101,6 @@ struct ConfigM272 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 3;  // weight k tiles a CTA asks L2 for before its wait (49152 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 4;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -109,6 +108,7 @@ struct ConfigM272 : Reduction {
 #else
   static constexpr int kStages = 3;
 #endif
+  static constexpr int kPrefetchTiles = 3;  // weight k tiles a CTA asks L2 for before its wait (49152 bytes; gemm-prefetch.ts)
 };
 
 }  // namespace

@@ -24,7 +24,6 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -32,6 +31,7 @@ struct ConfigM1 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 };
 
 // M = 6: 1 x 16 x 1 CTAs of 128 threads (1 x 4 warps), 40960 bytes of
@@ -43,7 +43,6 @@ struct ConfigM6 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -51,6 +50,7 @@ struct ConfigM6 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 };
 
 // M = 20: 1 x 16 x 1 CTAs of 128 threads (1 x 4 warps), 49152 bytes of
@@ -62,7 +62,6 @@ struct ConfigM20 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 6;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -70,6 +69,7 @@ struct ConfigM20 : Reduction {
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 };
 
 // M = 64: 1 x 16 x 1 CTAs of 128 threads (2 x 2 warps), 49152 bytes of
@@ -81,7 +81,6 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 64;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 2;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 5;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
@@ -89,6 +88,7 @@ struct ConfigM64 : Reduction {
 #else
   static constexpr int kStages = 3;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (32768 bytes; gemm-prefetch.ts)
 };
 
 }  // namespace

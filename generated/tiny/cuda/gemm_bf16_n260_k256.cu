@@ -23,12 +23,12 @@ struct ConfigM1 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 6: 1 x 3 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of
@@ -39,12 +39,12 @@ struct ConfigM6 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 6;
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 20: 1 x 3 x 1 CTAs of 256 threads (1 x 8 warps), 81920 bytes of
@@ -55,12 +55,12 @@ struct ConfigM20 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 1;
   static constexpr int kWarpsN = 8;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
   static constexpr int kStages = 5;
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 // M = 64: 1 x 3 x 1 CTAs of 256 threads (2 x 4 warps), 98304 bytes of
@@ -71,12 +71,12 @@ struct ConfigM64 : Reduction {
   static constexpr int kBlockN = 128;
   static constexpr int kWarpsM = 2;
   static constexpr int kWarpsN = 4;
-  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 800
   static constexpr int kStages = 3;
 #else
   static constexpr int kStages = 4;
 #endif
+  static constexpr int kPrefetchTiles = 4;  // weight k tiles a CTA asks L2 for before its wait (65536 bytes; gemm-prefetch.ts)
 };
 
 }  // namespace
