@@ -312,7 +312,8 @@ export class CudaDevice {
       guard(`allow ${sharedBytes} bytes of shared memory for ${fn.name}`, () => this.cuda.setMaxDynamicShared(fn.handle, sharedBytes));
       fn.maxShared = sharedBytes;
     }
-    guard(`launch ${fn.name}`, () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args, programmatic));
+    guard(`launch ${fn.name}${programmatic ? ' programmatically' : ''}`,
+      () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args, programmatic), programmatic ? PDL_HINT : '');
     if (this.tally) {
       this.tally.kernels++;
       if (programmatic) this.tally.programmaticKernels++;
@@ -344,7 +345,7 @@ export class CudaDevice {
     }
     let handle: number;
     try {
-      handle = guard(`capture ${label}`, () => this.cuda.endCapture());
+      handle = guard(`capture ${label}`, () => this.cuda.endCapture(), tally.programmaticKernels > 0 ? PDL_HINT : '');
     } catch (e) {
       throw failure ?? e;  // the first error says what broke the capture
     }
@@ -360,7 +361,7 @@ export class CudaDevice {
   /** One launch of a captured graph on the stream. */
   launchGraph(ref: GraphRef): void {
     if (this.graphs.get(ref.handle) !== ref) throw new TidarcError('runtime', `CUDA: cannot launch graph ${ref.label}: it was destroyed`);
-    guard(`launch graph ${ref.label}`, () => this.cuda.graphLaunch(ref.handle));
+    guard(`launch graph ${ref.label}`, () => this.cuda.graphLaunch(ref.handle), ref.programmaticKernels > 0 ? PDL_HINT : '');
     const t = this.tally ?? this.counts;
     if (this.tally) (this.tally.kernels += ref.kernels, this.tally.programmaticKernels += ref.programmaticKernels);
     else (this.counts.graphLaunches++, this.counts.graphKernels += ref.kernels, this.counts.graphProgrammaticKernels += ref.programmaticKernels);
@@ -426,12 +427,19 @@ function checkRange(buf: DeviceBuffer, at: number, bytes: number, what: string):
 }
 
 /** Runs a driver call; its Error becomes a TidarcError('runtime') saying what was being done. */
-function guard<T>(doing: string, call: () => T): T {
+/**
+ * What a failed programmatic launch (or the capture or replay of a graph holding some) adds to
+ * the driver's error: the first run of PDL on a new GPU or driver is where it can fail, and the
+ * way around it (the plain launches) is one flag.
+ */
+export const PDL_HINT = ' (programmatic dependent launch: run again with --no-pdl, or loadModel pdl: false, to launch the kernels without it)';
+
+function guard<T>(doing: string, call: () => T, hint = ''): T {
   try {
     return call();
   } catch (e) {
     if (e instanceof TidarcError) throw e;
     const err = e as Error & { code?: unknown };
-    throw new TidarcError('runtime', `CUDA: cannot ${doing}: ${err.message}`, typeof err.code === 'string' ? { field: 'cuda', value: err.code } : {});
+    throw new TidarcError('runtime', `CUDA: cannot ${doing}: ${err.message}${hint}`, typeof err.code === 'string' ? { field: 'cuda', value: err.code } : {});
   }
 }
