@@ -20,7 +20,8 @@ K(K+1) tokens; lm_head 1 and 2K - 1 rows).
     launch); a CLI that refuses --no-graphs is recorded as "graphs: unsupported" and its default run
     counts as launch by launch. At the points the goals read first (each model's middle k at the
     largest L: Qwen3-8B's and 0.6B's AR and k = 8 at L = 4096) a third run adds --no-pdl (graphs
-    without PDL), only where the default run had PDL on; a CLI that refuses --no-pdl is recorded as
+    without PDL), only where the default run had PDL on, or FAILED (then it is the diagnosis: a note
+    says whether the step runs without PDL); a CLI that refuses --no-pdl is recorded as
     "PDL: unsupported". Those two runs replace the --no-graphs runs of the last two points in the
     order (Qwen3-0.6B's k = 4 and k = 16 at L = 1024: no goal reads their launch-by-launch figures;
     its AR at L = 1024 comes with k = 8's), so the part runs as many tidarc commands as before. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
@@ -175,6 +176,29 @@ def tidarc_order(models, prefixes):
 DEFAULT, NO_GRAPHS, NO_PDL = 'default', 'no-graphs', 'no-pdl'
 
 
+def no_pdl_skip(default_run):
+    """Whether the planned --no-pdl run follows the default run `default_run` (None: not run): None to run it, else why not
+    ('' for no note). Where the default run had PDL it is the comparison; where the default run FAILED it is the diagnosis
+    (the first PDL run on a GPU is where PDL can break: does the same step run without it?); where PDL was off by default
+    it would time the default run again."""
+    if not default_run:
+        return ''  # the default run did not run (the budget): nothing to compare or diagnose
+    if 'tidar' not in default_run:
+        return None if 'error' in default_run else ''
+    if not default_run.get('pdl'):
+        # The JSON's pdl false, or a tidarc without the field.
+        return f"PDL was off by default ({default_run.get('pdlReason') or 'bench-step reports no pdl field'})"
+    return None
+
+
+def no_pdl_diagnosis(model, L, k, default_run, r):
+    """The note on a --no-pdl run made because the default run failed."""
+    head = f"{model} L={L} k={k}: the default run failed ({default_run['error']}); with --no-pdl it "
+    if 'tidar' in r:
+        return head + 'ran: programmatic dependent launch is the likely cause (the other points\' default runs have it on too)'
+    return head + f"failed too ({r.get('error') or r.get('refused')}): not PDL alone"
+
+
 def tidarc_plan(models, prefixes):
     """(model index, L, k, mode): each point of tidarc_order as it launches by default, then --no-graphs; at each
     model's middle k at the largest L also --no-pdl (graphs without PDL, after the default run). The --no-pdl runs
@@ -261,13 +285,12 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         flag = f' --{mode}' if mode != DEFAULT else ''
         if no_graphs and graphs is not None and graphs != 'supported':
             continue  # the default run is already launch by launch
+        default_run = runs.get((i, L, k, False)) if no_pdl else None
         if no_pdl:
-            d = runs.get((i, L, k, False))
-            if not (d and 'tidar' in d):
-                continue  # no default run to compare with
-            if not d.get('pdl'):
-                # The default run had no PDL (the JSON's pdl false, or a tidarc without the field): --no-pdl would time it again.
-                data['notes'].append(f"no --no-pdl run for {spec['name']} L={L} k={k}: PDL was off by default ({d.get('pdlReason') or 'bench-step reports no pdl field'})")
+            why_not = no_pdl_skip(default_run)
+            if why_not is not None:
+                if why_not:
+                    data['notes'].append(f"no --no-pdl run for {spec['name']} L={L} k={k}: {why_not}")
                 continue
             if pdl is not None and pdl != 'supported':
                 continue
@@ -279,6 +302,8 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
             graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
         if no_pdl and pdl is None:
             pdl = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+        if no_pdl and 'error' in default_run:
+            data['notes'].append(no_pdl_diagnosis(spec['name'], L, k, default_run, r))
         runs[(i, L, k, NO_PDL if no_pdl else no_graphs)] = r
         # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
         data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'noPdl': no_pdl, 'seconds': round(r['seconds'], 1),

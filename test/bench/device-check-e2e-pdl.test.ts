@@ -133,6 +133,22 @@ print(json.dumps([tidarc_bench('${process.execPath}', '${fake}', 'ckpt', 8, 4096
     expect(r!['error']).toBeUndefined();
   });
 
+  test('a failed default run gets its --no-pdl run as the diagnosis; a run with PDL off by default, or none, gets none', async () => {
+    const r = await py(['-c', `import json
+from e2e import no_pdl_skip, no_pdl_diagnosis
+s = lambda ms: {'stepMs': {'median': ms, 'p20': ms, 'p80': ms}}
+failed = {'error': 'TidarcError: CUDA: cannot launch tidarc_op_embed programmatically: CUDA_ERROR_INVALID_VALUE (programmatic dependent launch: run again with --no-pdl, ...)', 'seconds': 3}
+print(json.dumps({
+  'skip': [no_pdl_skip(x) for x in (None, failed, {'tidar': s(1), 'ar': s(1), 'pdl': True}, {'tidar': s(1), 'ar': s(1), 'pdl': False, 'pdlReason': 'turned off'}, {'tidar': s(1), 'ar': s(1)})],
+  'ran': no_pdl_diagnosis('qwen3-0.6b-shape', 4096, 8, failed, {'tidar': s(1), 'ar': s(1), 'pdl': False}),
+  'also': no_pdl_diagnosis('qwen3-0.6b-shape', 4096, 8, failed, {'error': 'out of memory'})}))`]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { skip: (string | null)[]; ran: string; also: string };
+    expect(out.skip).toEqual(['', null, null, 'PDL was off by default (turned off)', 'PDL was off by default (bench-step reports no pdl field)']);
+    expect(out.ran).toMatch(/^qwen3-0\.6b-shape L=4096 k=8: the default run failed \(TidarcError: CUDA: cannot launch .*\); with --no-pdl it ran: programmatic dependent launch is the likely cause/);
+    expect(out.also).toMatch(/with --no-pdl it failed too \(out of memory\): not PDL alone$/);
+  });
+
   test('prepare\'s predictions carry PDL: each row\'s pdl graphs, no slower than without, found by e2e.py', async () => {
     const bundle = join(root, 'bundle');
     mkdirSync(bundle);
