@@ -281,7 +281,9 @@ def write_reports(data, out):
                'then timed (warm-up, 100 calls over rotated inputs or fewer slow ones filling 100 ms, median with p20-p80).', '', *lines, '']
     rt = data.get('runtime')
     if rt:
-        md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', rt.get('error', ''))}).", '']
+        pdl = rt.get('pdl')
+        pdl = '' if not pdl else ' Programmatic dependent launch: ' + ('on' if pdl.get('on') else 'off') + f" ({pdl.get('why', '')})."
+        md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', rt.get('error', ''))}).{pdl}", '']
         if rt.get('runs'):
             md += ['| prompt | k | TiDAR == AR | AR forwards | TiDAR forwards | cache: layer 0 differing | max rel. diff | written past length |', '|---|---|---|---|---|---|---|---|']
             md += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['arNfe']} | {r['tidarNfe']} | {r['layer0Differing']} | {r['maxRelDiff']:.2e} | {r['writtenPastLength']} |" for r in rt['runs']]

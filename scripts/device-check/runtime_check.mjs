@@ -5,7 +5,7 @@
 // TIDARC_ROOT is a built tidarc package (dist/, templates/, the addon, production node_modules).
 // The kernels compile into WORK_DIR/cache, or into $TIDARC_CACHE where it is set (the tests set it
 // to their shared cache, so the model's kernels and emulated modules compile once, not per run).
-// Prints one JSON object: {backend, reason, runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}], ok}.
+// Prints one JSON object: {backend, reason, pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}], ok}.
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -34,4 +34,6 @@ for (const prompt of ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b":
   }
 }
 model.close();
-process.stdout.write(`${JSON.stringify({ backend: model.backend, reason: model.backendReason, runs, ok: model.backend === 'cuda' && runs.every((r) => r.ok) })}\n`);
+// pdl: whether the kernels ran with programmatic dependent launch (loadModel's default where the kernels, device and driver allow it), and why (not):
+// on an sm_90+ GPU this part is where PDL's correctness is checked (a kernel reading before its wait would race its predecessor).
+process.stdout.write(`${JSON.stringify({ backend: model.backend, reason: model.backendReason, pdl: model.pdl ?? null, runs, ok: model.backend === 'cuda' && runs.every((r) => r.ok) })}\n`);

@@ -169,6 +169,9 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: RuntimeCheckReport };
     expect(data.runtime.backend).toBe('cuda');
     expect(data.runtime.reason).toMatch(/tidarc emulated/);
+    // The emulated device (9.0, cuLaunchKernelEx) runs the kernels with PDL, as an H200 does: this part checks PDL's correctness there, and says so.
+    expect(data.runtime.pdl).toEqual({ on: true, why: expect.stringMatching(/the driver has cuLaunchKernelEx/) });
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Backend: cuda \(.*\)\. Programmatic dependent launch: on \(.*cuLaunchKernelEx\)\.$/m);
     expect(data.runtime.runs.length).toBe(3);  // three prompts, k = 2
     expect(data.runtime.runs.every((x) => x.equal)).toBe(true);
     expect(data.runtime.ok).toBe(true);

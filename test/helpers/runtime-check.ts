@@ -16,6 +16,8 @@ export interface RuntimeCheckRun {
 export interface RuntimeCheckReport {
   backend: string;
   reason: string;
+  /** Whether the kernels ran with programmatic dependent launch, and why (not) (Model.pdl); null where the model has none. */
+  pdl?: { on: boolean; why: string } | null;
   runs: RuntimeCheckRun[];
   ok: boolean;
 }
