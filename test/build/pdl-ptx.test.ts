@@ -1,6 +1,7 @@
 /**
  * The PDL contract in the compiled code (docs: programmatic dependent launch): nvcc -ptx of the
- * GPU operators (tidarc_ops.cu), a GEMM unit and an attention variant of generated/tiny for sm_90,
+ * GPU operators (tidarc_ops.cu), two GEMM units (one the lm_head's, with its row-statistics merge
+ * entry) and an attention variant of generated/tiny for sm_90,
  * and of an sm_90a GEMM unit (tiny) and an sm_90a attention variant (Qwen3-8B tidar_k8: tiny has
  * none) rendered as a compile for sm_90a renders them. In every .entry (src/build/ptx-order.ts):
  * griddepcontrol.wait comes before the first global access of any kind (ld/st/atom/red global or
@@ -30,7 +31,9 @@ const dir = mkdtempSync(join(tmpdir(), 'tidarc-pdl-ptx-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TINY = join(root, 'generated', 'tiny', 'cuda');
-const SM90_SOURCES = ['tidarc_ops.cu', 'gemm_bf16_n256_k256.cu', 'tidar_k2.cu'];
+// gemm_bf16_n260_k256: tiny's lm_head (N 260: a partial last N tile), the one unit with the
+// row-statistics merge entry (<unit>_row_stats, tidarc_gemm.cu.hbs's rowStats branch).
+const SM90_SOURCES = ['tidarc_ops.cu', 'gemm_bf16_n256_k256.cu', 'gemm_bf16_n260_k256.cu', 'tidar_k2.cu'];
 
 /** A compile for sm_90a of an example, written under dir/<name>: its sm_90a units are in no generated/ directory. */
 function writeSm90aCompile(name: string): string {
@@ -63,6 +66,7 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
     const texts = await runPool(jobs, 2, (j) => ptx(j.source, j.arch, j.include));
     const problems: string[] = [];
     let entries = 0;
+    let rowStatsEntries = 0;
     jobs.forEach((j, i) => {
       const hopper = j.arch !== 'sm_80';
       const checked = checkPdlOrder(texts[i]!, hopper);
@@ -75,14 +79,20 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
       const lines = texts[i]!.split('\n');
       if (!hopper) expect(texts[i]!.includes('cp.async.bulk.prefetch'), `${j.source} at sm_80`).toBe(false);
       else if (/gemm_bf16_n\d+_k\d+(_sm90a)?\.cu$/.test(j.source)) {
-        // Each GEMM entry's prefetch sits between its start and its wait.
+        // Each GEMM entry's prefetch sits between its start and its wait (the row-statistics merge
+        // reads no weights: it has none).
         for (const e of checked) {
+          if (e.name.endsWith('_row_stats')) {
+            rowStatsEntries++;
+            continue;
+          }
           const start = lines.findIndex((l) => new RegExp(`\\.entry\\s+${e.name}\\b`).test(l));
           expect(lines.slice(start, e.waitLine! - 1).some((l) => l.includes('cp.async.bulk.prefetch.L2.global')), `${e.name} prefetches before its wait`).toBe(true);
         }
       }
     });
     expect(problems).toEqual([]);
+    expect(rowStatsEntries, 'the lm_head row-statistics entry at sm_90').toBe(1);
     expect(entries).toBeGreaterThan(2 * 16);  // the operators alone are 16 entries at each arch
   }, 120_000);
 });
