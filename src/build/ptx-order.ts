@@ -19,6 +19,8 @@
  * a branch back to a prologue label keeps the path before the wait, still checked.
  */
 
+import { parseSass } from '../codegen/sass-mix.js';
+
 export interface PtxEntryOrder {
   readonly name: string;
   /** 1-based line of the entry's first griddepcontrol.wait, or undefined. */
@@ -124,5 +126,53 @@ export function checkPdlOrder(ptx: string, expectWait: boolean): PtxEntryOrder[]
     }
     if (!st.slice(waitAt + 1).some((s) => s.kind === 'insn' && s.text.startsWith('griddepcontrol.launch_dependents'))) problems.push('no griddepcontrol.launch_dependents after the wait');
     return { name, waitLine, ...(access ? { firstAccess: { line: access.n, text: access.text } } : {}), problems };
+  });
+}
+
+// ---- the same contract on ptxas's output (SASS, cuobjdump -sass) ----------------------------
+// The PTX check above trusts ptxas not to move a load above the wait. This one reads the SASS a
+// GPU runs: griddepcontrol.wait is ACQBULK, launch_dependents PREEXIT (sm_90, nvcc 13.0). Before
+// the first ACQBULK of a kernel, in address order: no global access (LDG, STG, ATOMG, RED, generic
+// LD/ST/ATOM, LDGSTS, the TMA and bulk copies, surface/texture ops, CCTL), no CALL, no indirect
+// branch, no BRA forward past the wait, no PREEXIT; the ACQBULK not predicated (a thread must not
+// skip it), and a PREEXIT after it. Allowed before it: the bulk L2 prefetch (UBLKPF), constant
+// bank and parameter loads (LDC, ULDC), shared/local memory, arithmetic, EXIT.
+
+/** SASS opcodes (before the first '.') that touch, or may touch, global memory. */
+const SASS_GLOBAL = new Set(['LDG', 'STG', 'ATOMG', 'ATOM', 'RED', 'REDG', 'LD', 'ST', 'LDGSTS', 'UTMALDG', 'UTMASTG', 'UTMAREDG', 'UBLKCP', 'UBLKRED',
+  'SULD', 'SUST', 'SURED', 'SUATOM', 'SUQUERY', 'TEX', 'TLD', 'TLD4', 'TMML', 'TXD', 'CCTL']);
+
+/** Whether a SASS opcode (with its modifiers, e.g. LDG.E.128.CONSTANT) touches global memory. */
+export function isSassGlobalAccess(opcode: string): boolean {
+  return SASS_GLOBAL.has(opcode.split('.', 1)[0]!);
+}
+
+export interface SassEntryOrder {
+  readonly name: string;
+  readonly arch: string;
+  /** Address of the kernel's first ACQBULK, or undefined. */
+  readonly waitAddress?: number;
+  readonly problems: readonly string[];
+}
+
+/** Every kernel of `cuobjdump -sass` output (sm_90+ code) and what breaks the contract. */
+export function checkSassPdlOrder(sass: string): SassEntryOrder[] {
+  const hex = (a: number): string => `0x${a.toString(16).padStart(4, '0')}`;
+  return parseSass(sass).map(({ name, arch, instructions }) => {
+    const problems: string[] = [];
+    const waitAt = instructions.findIndex((i) => i.opcode.startsWith('ACQBULK'));
+    if (waitAt < 0) return { name, arch, problems: ['no ACQBULK (griddepcontrol.wait)'] };
+    const wait = instructions[waitAt]!;
+    if (wait.predicate !== undefined) problems.push(`${hex(wait.address)}: ACQBULK under @${wait.predicate} (some threads may skip the wait)`);
+    for (const i of instructions.slice(0, waitAt)) {
+      const op = i.opcode.split('.', 1)[0]!;
+      const at = `${hex(i.address)}: ${i.opcode} ${i.operands}`.trim();
+      if (isSassGlobalAccess(i.opcode)) problems.push(`${at} before ACQBULK (${hex(wait.address)})`);
+      else if (op === 'CALL' || op === 'BRX' || op === 'JMX' || op === 'JMP') problems.push(`${at}: a call or indirect jump before ACQBULK (${hex(wait.address)})`);
+      else if (op === 'PREEXIT') problems.push(`${at}: launch_dependents before ACQBULK (${hex(wait.address)})`);
+      else if (op === 'BRA' && (i.target === undefined || i.target > wait.address)) problems.push(`${at} jumps past ACQBULK (${hex(wait.address)})`);
+    }
+    if (!instructions.slice(waitAt + 1).some((i) => i.opcode.startsWith('PREEXIT'))) problems.push('no PREEXIT (launch_dependents) after ACQBULK');
+    return { name, arch, waitAddress: wait.address, problems };
   });
 }

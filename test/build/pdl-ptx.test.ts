@@ -10,6 +10,10 @@
  * same sources have no griddepcontrol and no bulk prefetch at all (the primitives are empty
  * there, so such a binary must never be launched with the attribute). PTX only (no ptxas):
  * about 10 s of nvcc. Tagged: nvcc (skipped where nvcc is absent).
+ * Then the SASS ptxas makes of the sm_90 / sm_90a sources (where a cuobjdump is found,
+ * src/build/sass.ts: TIDARC_CUOBJDUMP, PATH, the toolkit; skipped otherwise): in every kernel
+ * ACQBULK (griddepcontrol.wait) comes before any global access, nothing branches past it, PREEXIT
+ * follows it (checkSassPdlOrder): ptxas, not only nvcc's front end, keeps the order (~15 s).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,7 +22,8 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
-import { checkPdlOrder } from '../../src/build/ptx-order.js';
+import { checkPdlOrder, checkSassPdlOrder } from '../../src/build/ptx-order.js';
+import { dumpSass, findCuobjdump } from '../../src/build/sass.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { generateModel } from '../../src/codegen/generate.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
@@ -26,6 +31,7 @@ import { packageRoot } from '../../src/util/paths.js';
 
 const exec = promisify(execFile);
 const nvcc = await findNvcc();
+const cuobjdump = await findCuobjdump();
 const root = packageRoot();
 const dir = mkdtempSync(join(tmpdir(), 'tidarc-pdl-ptx-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +53,10 @@ function writeSm90aCompile(name: string): string {
   return join(out, 'cuda');
 }
 
+const sm90aCompiles = new Map<string, string>();
+/** writeSm90aCompile once per example (both tests use them). */
+const sm90aCompile = (name: string): string => sm90aCompiles.get(name) ?? (sm90aCompiles.set(name, writeSm90aCompile(name)), sm90aCompiles.get(name)!);
+
 async function ptx(source: string, arch: string, includeDir: string): Promise<string> {
   const out = join(dir, `${arch}-${source.replace(/\W/g, '_')}.ptx`);
   await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-ptx', '-O3', '-std=c++17', `-arch=${arch}`, `-I${includeDir}`, '-o', out, source], { maxBuffer: 64 << 20 });
@@ -55,8 +65,8 @@ async function ptx(source: string, arch: string, includeDir: string): Promise<st
 
 describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
   test('sm_90 and sm_90a: every entry waits before its first global access; GEMMs prefetch weights first; sm_80: no griddepcontrol', async () => {
-    const tinyA = writeSm90aCompile('tiny');
-    const qwenA = writeSm90aCompile('qwen3-8b');
+    const tinyA = sm90aCompile('tiny');
+    const qwenA = sm90aCompile('qwen3-8b');
     const jobs = [
       ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
       { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
@@ -95,4 +105,30 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
     expect(rowStatsEntries, 'the lm_head row-statistics entry at sm_90').toBe(1);
     expect(entries).toBeGreaterThan(2 * 16);  // the operators alone are 16 entries at each arch
   }, 120_000);
+
+  test.skipIf(!cuobjdump.found)('SASS (ptxas): ACQBULK before every global access of every sm_90 / sm_90a kernel, PREEXIT after it', async () => {
+    const tinyA = sm90aCompile('tiny');
+    const qwenA = sm90aCompile('qwen3-8b');
+    const jobs = [
+      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
+      { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
+      { source: join(qwenA, 'tidar_k8.sm90a.cu'), arch: 'sm_90a', include: qwenA },
+    ];
+    const tool = cuobjdump.found ? cuobjdump.tool.path : 'cuobjdump';
+    const texts = await runPool(jobs, 2, async (j) => {
+      const out = join(dir, `${j.arch}-${j.source.replace(/\W/g, '_')}.cubin`);
+      await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-cubin', '-O3', '-std=c++17', `-arch=${j.arch}`, `-I${j.include}`, '-o', out, j.source], { maxBuffer: 64 << 20 });
+      return dumpSass(tool, out);
+    });
+    const problems: string[] = [];
+    let kernels = 0;
+    jobs.forEach((j, i) => {
+      const checked = checkSassPdlOrder(texts[i]!);
+      expect(checked.length, `${j.arch} ${j.source}: kernels`).toBeGreaterThan(0);
+      kernels += checked.length;
+      for (const e of checked) problems.push(...e.problems.map((p) => `${e.arch} ${e.name}: ${p}`));
+    });
+    expect(problems).toEqual([]);
+    expect(kernels).toBeGreaterThan(16 + 9);  // the operators, two GEMM units, a variant, ...
+  }, 180_000);
 });
