@@ -14,7 +14,8 @@
  * nothing into the kernel), prefetch.tensormap, mbarrier and the commit/wait group ops.
  * Before the wait these are findings too: a `call` (a non-inlined function may access
  * anything), a branch to a label that is not itself before the wait (a path around it), and
- * `griddepcontrol.launch_dependents` (the contract issues it right after the wait).
+ * `griddepcontrol.launch_dependents` (the contract issues it right after the wait); so is a
+ * wait under a predicate (`@%p griddepcontrol.wait`: the threads of !%p go on without it).
  * The scan is textual: PTX's layout order. A path may leave the prologue only by `ret`/`exit`;
  * a branch back to a prologue label keeps the path before the wait, still checked.
  */
@@ -75,8 +76,8 @@ function entries(ptx: string): { name: string; body: Line[] }[] {
 }
 
 /** One entry's instructions, each without its label, predicate and trailing semicolon; labels apart. */
-function statements(body: readonly Line[]): ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number })[] {
-  const out: ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number })[] = [];
+function statements(body: readonly Line[]): ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number; guarded: boolean })[] {
+  const out: ({ kind: 'label'; name: string; n: number } | { kind: 'insn'; text: string; n: number; guarded: boolean })[] = [];
   for (const { n, text } of body) {
     for (let piece of text.split(';')) {
       piece = piece.replace(/[{}]/g, ' ').trim();
@@ -86,7 +87,8 @@ function statements(body: readonly Line[]): ({ kind: 'label'; name: string; n: n
         piece = piece.slice(label[0].length).trim();
       }
       if (piece === '' || piece.startsWith('.')) continue;  // directives (.reg, .shared, .pragma, ...)
-      out.push({ kind: 'insn', text: piece.replace(/^@!?%\w+\s+/, ''), n });
+      const text = piece.replace(/^@!?%\w+\s+/, '');
+      out.push({ kind: 'insn', text, n, guarded: text !== piece });
     }
   }
   return out;
@@ -112,6 +114,8 @@ export function checkPdlOrder(ptx: string, expectWait: boolean): PtxEntryOrder[]
       problems.push('no griddepcontrol.wait');
       return { name, ...(access ? { firstAccess: { line: access.n, text: access.text } } : {}), problems };
     }
+    const wait = st[waitAt] as { guarded: boolean };
+    if (wait.guarded) problems.push(`line ${waitLine}: griddepcontrol.wait under a predicate (a thread may skip it)`);
     const prologue = st.slice(0, waitAt);
     const labels = new Set(prologue.filter((s) => s.kind === 'label').map((s) => (s as { name: string }).name));
     for (const s of prologue) {

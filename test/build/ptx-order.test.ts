@@ -63,6 +63,12 @@ describe('checkPdlOrder', () => {
     expect(checkPdlOrder(GOOD, false)[0]!.problems[0]).toMatch(/griddepcontrol\.wait in PTX for an arch below sm_90/);
   });
 
+  test('a wait under a predicate fails (the other threads skip it)', () => {
+    const [e] = checkPdlOrder(entry('guarded', '\tsetp.eq.u32 \t%p1, %r1, 0;\n\t@%p1 griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;\n\tld.global.u32 \t%r3, [%rd1];'), true);
+    expect(e!.problems).toHaveLength(1);
+    expect(e!.problems[0]).toMatch(/griddepcontrol\.wait under a predicate/);
+  });
+
   test('two entries are checked apart; nested braces of inline asm stay inside the entry', () => {
     const two = GOOD + entry('second', '\t{\n\t.reg .pred p;\n\tld.global.u32 \t%r3, [%rd1];\n\t}\n\tgriddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;');
     const r = checkPdlOrder(two, true);
