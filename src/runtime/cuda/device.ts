@@ -11,6 +11,8 @@
  * A launch may be programmatic (launch's `programmatic`: cuLaunchKernelEx with
  * CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, programmatic dependent launch on sm_90+;
  * the caller decides, pdl.ts programmaticLaunchFor); a capture records it as a programmatic edge.
+ * Only a launch that directly follows a kernel launch on the stream is made so (afterKernel): see
+ * launch.
  * upload() too goes through pinned memory on that stream (staged, STAGING_BYTES a block): no
  * copy of ours is a synchronous one from pageable memory on the legacy NULL stream.
  */
@@ -35,7 +37,10 @@ export type Dim3 = readonly [number, number?, number?];
 
 /** How a kernel is launched. */
 export interface LaunchOptions {
-  /** Programmatic dependent launch (cuLaunchKernelEx, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1). */
+  /**
+   * Programmatic dependent launch (cuLaunchKernelEx, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1),
+   * made so only where a kernel launch is right before it on the stream (CudaDevice.launch).
+   */
   readonly programmatic?: boolean;
 }
 
@@ -64,12 +69,12 @@ export interface PinnedBuffer {
 export interface DeviceStats {
   /** Kernel launches outside captures (cuLaunchKernel and cuLaunchKernelEx: the total). */
   readonly kernelLaunches: number;
-  /** Of kernelLaunches, the programmatic ones (cuLaunchKernelEx with the PDL attribute). */
+  /** Of kernelLaunches, the programmatic ones (cuLaunchKernelEx with the PDL attribute; a requested one made plain is not). */
   readonly programmaticLaunches: number;
   readonly graphLaunches: number;
   /** Kernels run by graph replays (each replay: its graph's count). */
   readonly graphKernels: number;
-  /** Of graphKernels, those captured from programmatic launches. */
+  /** Of graphKernels, those captured from programmatic launches (made so: CudaDevice.launch). */
   readonly graphProgrammaticKernels: number;
   /** Host -> device and device -> host transfers and their bytes, replays included. */
   readonly uploads: number;
@@ -128,6 +133,14 @@ export class CudaDevice {
   private events: [number, number] | undefined;
   private staging: Staging | undefined;
   private allocated = 0;
+  /**
+   * Whether the operation last issued on the stream (inside a capture: last recorded into it) is
+   * a kernel launch: the one place launch() reads to make a requested programmatic launch
+   * programmatic. Every stream operation of this class sets it: a successful launch to true;
+   * an upload, download, device copy, fill, graph launch, event record, the start and the end of
+   * a capture to false. False before the stream's first launch.
+   */
+  private afterKernel = false;
 
   private constructor(private readonly cuda: NativeCuda, readonly info: CudaDeviceInfo) {}
 
@@ -199,6 +212,7 @@ export class CudaDevice {
         block = s.blocks[i] = this.allocPinned(Math.min(STAGING_BYTES, Math.max(MIN_STAGING_BYTES, 2 ** Math.ceil(Math.log2(n)))), `upload staging ${i}`);
       }
       new Uint8Array(block.buffer, 0, n).set(bytes.subarray(done, done + n));
+      this.afterKernel = false;
       guard(`upload to ${buf.label}`, () => this.cuda.uploadAsync(buf.ptr + at + done, new Uint8Array(block.buffer, 0, n)));
       s.pending[i] = true;
       done += n;
@@ -218,6 +232,7 @@ export class CudaDevice {
   /** buf from byte offset `at` -> the whole host array (synchronous: not allowed during a capture). */
   download(buf: DeviceBuffer, dst: ArrayBufferView, at = 0): void {
     checkRange(buf, at, dst.byteLength, 'download');
+    this.afterKernel = false;
     guard(`download from ${buf.label}`, () => this.cuda.download(buf.ptr + at, dst));
     // A synchronous copy on the legacy stream waits for our (blocking) stream: every staged upload has run.
     this.staging?.pending.fill(false);
@@ -247,6 +262,7 @@ export class CudaDevice {
     const at = o.at ?? 0, from = o.from ?? 0, bytes = o.bytes ?? src.bytes - from;
     checkRange(buf, at, bytes, 'upload');
     checkPinned(src, from, bytes);
+    this.afterKernel = false;
     guard(`upload to ${buf.label}`, () => this.cuda.uploadAsync(buf.ptr + at, new Uint8Array(src.buffer, from, bytes)));
     this.countUpload(bytes);
   }
@@ -256,6 +272,7 @@ export class CudaDevice {
     const at = o.at ?? 0, to = o.to ?? 0, bytes = o.bytes ?? dst.bytes - to;
     checkRange(buf, at, bytes, 'download');
     checkPinned(dst, to, bytes);
+    this.afterKernel = false;
     guard(`download from ${buf.label}`, () => this.cuda.downloadAsync(buf.ptr + at, new Uint8Array(dst.buffer, to, bytes)));
     this.countDownload(bytes);
   }
@@ -275,10 +292,12 @@ export class CudaDevice {
   copy(dst: DeviceBuffer, dstAt: number, src: DeviceBuffer, srcAt: number, bytes: number): void {
     checkRange(dst, dstAt, bytes, 'copy to');
     checkRange(src, srcAt, bytes, 'copy from');
+    this.afterKernel = false;
     guard(`copy ${src.label} -> ${dst.label}`, () => this.cuda.copy(dst.ptr + dstAt, src.ptr + srcAt, bytes));
   }
 
   fill(buf: DeviceBuffer, byteValue: number): void {
+    this.afterKernel = false;
     guard(`fill ${buf.label}`, () => this.cuda.fill(buf.ptr, byteValue, buf.bytes));
   }
 
@@ -302,18 +321,28 @@ export class CudaDevice {
    * Launches a kernel whose single parameter is the struct `args` (op-abi.ts packStruct).
    * `programmatic`: with the PDL attribute (the kernel must keep the contract: no global memory
    * access before its griddepcontrol.wait); refused where the driver has no cuLaunchKernelEx.
+   *
+   * A requested programmatic launch is made so only where the operation right before it on the
+   * stream (or in the capture) is a kernel launch (afterKernel). After an upload, download, device
+   * copy, fill (memset), graph launch or event record, at the start of a capture and for the
+   * stream's first launch it is a plain cuLaunchKernel, and stats count it as plain: under stream
+   * capture a programmatic edge exists only between kernel nodes (CUDA driver API, CUgraphEdgeData:
+   * only kernel nodes have programmatic ports), what a driver does with the attribute on a kernel
+   * that follows a memcpy or memset node is not documented, and there is no predecessor kernel
+   * whose tail the launch could overlap anyway.
    */
   launch(fn: KernelRef, grid: Dim3, block: Dim3, sharedBytes: number, args: Uint8Array, o: LaunchOptions = {}): void {
-    const programmatic = o.programmatic === true;
-    if (programmatic && !this.programmaticLaunch) {
+    if (o.programmatic === true && !this.programmaticLaunch) {
       throw new TidarcError('runtime', `CUDA: cannot launch ${fn.name} programmatically: the driver has no cuLaunchKernelEx (a CUDA 12 driver has it)`, { field: 'programmatic' });
     }
+    const programmatic = o.programmatic === true && this.afterKernel;
     if (sharedBytes > fn.maxShared) {
       guard(`allow ${sharedBytes} bytes of shared memory for ${fn.name}`, () => this.cuda.setMaxDynamicShared(fn.handle, sharedBytes));
       fn.maxShared = sharedBytes;
     }
     guard(`launch ${fn.name}${programmatic ? ' programmatically' : ''}`,
       () => this.cuda.launch(fn.handle, grid[0], grid[1] ?? 1, grid[2] ?? 1, block[0], block[1] ?? 1, block[2] ?? 1, sharedBytes, args, programmatic), programmatic ? PDL_HINT : '');
+    this.afterKernel = true;
     if (this.tally) {
       this.tally.kernels++;
       if (programmatic) this.tally.programmaticKernels++;
@@ -332,6 +361,8 @@ export class CudaDevice {
    */
   capture(label: string, record: () => void): GraphRef {
     if (this.tally) throw new TidarcError('runtime', `CUDA: cannot capture ${label}: a capture is already recording`);
+    // The capture's first node has no kernel before it in the graph.
+    this.afterKernel = false;
     guard(`start capturing ${label}`, () => this.cuda.beginCapture());
     const tally: CaptureTally = { kernels: 0, programmaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
     this.tally = tally;
@@ -342,6 +373,8 @@ export class CudaDevice {
       failure = e;
     } finally {
       this.tally = undefined;
+      // What the stream runs next follows whatever the capture left: taken as no kernel.
+      this.afterKernel = false;
     }
     let handle: number;
     try {
@@ -361,6 +394,7 @@ export class CudaDevice {
   /** One launch of a captured graph on the stream. */
   launchGraph(ref: GraphRef): void {
     if (this.graphs.get(ref.handle) !== ref) throw new TidarcError('runtime', `CUDA: cannot launch graph ${ref.label}: it was destroyed`);
+    this.afterKernel = false;
     guard(`launch graph ${ref.label}`, () => this.cuda.graphLaunch(ref.handle), ref.programmaticKernels > 0 ? PDL_HINT : '');
     const t = this.tally ?? this.counts;
     if (this.tally) (this.tally.kernels += ref.kernels, this.tally.programmaticKernels += ref.programmaticKernels);
@@ -394,10 +428,12 @@ export class CudaDevice {
    */
   timeGpu(work: () => void): { gpuMs: number; hostMs: number } {
     const [start, end] = (this.events ??= [guard('create an event', () => this.cuda.eventCreate()), guard('create an event', () => this.cuda.eventCreate())]);
+    this.afterKernel = false;
     guard('record an event', () => this.cuda.eventRecord(start));
     const t0 = performance.now();
     work();
     const hostMs = performance.now() - t0;
+    this.afterKernel = false;
     guard('record an event', () => this.cuda.eventRecord(end));
     return { gpuMs: guard('time the GPU between two events', () => this.cuda.eventElapsed(start, end)), hostMs };
   }

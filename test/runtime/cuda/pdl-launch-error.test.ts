@@ -3,7 +3,8 @@
  * PDL on a new GPU or driver is where it can fail, and --no-pdl (loadModel pdl: false) is the
  * way around it. On the emulated driver (fixtures/pdl-launch-error-child.ts): the ops module's
  * to_float with a 2048-thread block (CUDA_ERROR_INVALID_VALUE) launched plainly names no PDL;
- * launched programmatically, alone or inside a capture, its error names --no-pdl. In a child
+ * launched programmatically (right after a good launch, where CudaDevice makes it so), alone or
+ * inside a capture, its error names --no-pdl. In a child
  * process: the addon picks its driver once per process. Tagged: a C++ compiler.
  */
 import { execFile } from 'node:child_process';
