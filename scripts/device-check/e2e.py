@@ -21,7 +21,9 @@ K(K+1) tokens; lm_head 1 and 2K - 1 rows).
     counts as launch by launch. At the points the goals read first (each model's middle k at the
     largest L: Qwen3-8B's and 0.6B's AR and k = 8 at L = 4096) a third run adds --no-pdl (graphs
     without PDL), only where the default run had PDL on, or FAILED (then it is the diagnosis: a note
-    says whether the step runs without PDL); a CLI that refuses --no-pdl is recorded as
+    says whether the step runs without PDL, and where it does, every later run adds --no-pdl, so the
+    budget still gives graphs against launch by launch, and the failed point's row takes its
+    --no-pdl run as its graphs figure); a CLI that refuses --no-pdl is recorded as
     "PDL: unsupported". Those two runs replace the --no-graphs runs of the last two points in the
     order (Qwen3-0.6B's k = 4 and k = 16 at L = 1024: no goal reads their launch-by-launch figures;
     its AR at L = 1024 comes with k = 8's), so the part runs as many tidarc commands as before. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
@@ -275,18 +277,42 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         if save:
             save(tabulate(data, models, prefixes, hf_times, {}, None, peaks, started, predictions))
 
+    def after(runs, graphs, pdl):
+        tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
+        if save:
+            save(data)
+    bench = lambda i, L, k, no_graphs, no_pdl: tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left(), no_pdl=no_pdl)  # noqa: E731
+    runs, graphs, pdl = run_tidarc_plan(models, prefixes, bench, data, left, log, after)
+    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
+
+
+def pdl_off_note(model, L, k):
+    """The report's one note where every run after the diagnosis adds --no-pdl."""
+    return (f"every tidarc run after {model} L={L} k={k}'s diagnosis (its default run failed, its --no-pdl run ran) adds --no-pdl: "
+            'programmatic dependent launch is off for the rest of the part, so the budget still measures graphs against launch by launch '
+            '(without PDL; their rows say PDL off); the planned --no-pdl runs after it are not made')
+
+
+def run_tidarc_plan(models, prefixes, bench, data, left, log=log, after=None):
+    """tidarc_plan's runs, in order, through bench(i, L, k, no_graphs, no_pdl) -> tidarc_bench's result; after(runs, graphs,
+    pdl), when given, after each. Returns (runs: {(i, L, k, False | True | NO_PDL): result}, graphs, pdl) as tabulate reads
+    them; appends to data's notes, skipped, tidarcRuns and pdlOff. Where a default run FAILED and its --no-pdl run ran
+    (no_pdl_diagnosis: PDL the likely cause), every later run adds --no-pdl (data['pdlOff'] says after which point, one
+    note says so) and the later planned --no-pdl runs are not made: they would repeat the default runs."""
     graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
     pdl = None  # likewise for --no-pdl
+    pdl_off = None  # the point after whose diagnosis every run adds --no-pdl
     runs = {}
     data['plan'] = [{'model': models[i][0]['name'], 'prefix': L, 'draft': k, 'mode': mode} for i, L, k, mode in tidarc_plan(models, prefixes)]
     for i, L, k, mode in tidarc_plan(models, prefixes):
         spec = models[i][0]
         no_graphs, no_pdl = mode == NO_GRAPHS, mode == NO_PDL
-        flag = f' --{mode}' if mode != DEFAULT else ''
         if no_graphs and graphs is not None and graphs != 'supported':
             continue  # the default run is already launch by launch
         default_run = runs.get((i, L, k, False)) if no_pdl else None
         if no_pdl:
+            if pdl_off:
+                continue  # the default run was made with --no-pdl already
             why_not = no_pdl_skip(default_run)
             if why_not is not None:
                 if why_not:
@@ -294,27 +320,35 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
                 continue
             if pdl is not None and pdl != 'supported':
                 continue
+        forced = bool(pdl_off) and not no_pdl
+        flag = (f' --{mode}' if mode != DEFAULT else '') + (' --no-pdl' if forced else '')
         if left() <= 0:
             data['skipped'].append(f"tidarc {spec['name']} L={L} k={k}{flag}")
             continue
-        r = tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left(), no_pdl=no_pdl)
+        r = bench(i, L, k, no_graphs, no_pdl or forced)
+        if forced:
+            r = {**r, 'forcedNoPdl': True}  # table_rows: a default run without PDL, with no --no-pdl figure beside it
         if no_graphs and graphs is None:
             graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
         if no_pdl and pdl is None:
             pdl = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
         if no_pdl and 'error' in default_run:
             data['notes'].append(no_pdl_diagnosis(spec['name'], L, k, default_run, r))
+            if 'tidar' in r:
+                pdl_off = f"{spec['name']} L={L} k={k}"
+                data['pdlOff'] = pdl_off
+                data['notes'].append(pdl_off_note(spec['name'], L, k))
         runs[(i, L, k, NO_PDL if no_pdl else no_graphs)] = r
         # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
-        data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'noPdl': no_pdl, 'seconds': round(r['seconds'], 1),
+        data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'noPdl': no_pdl or forced, 'seconds': round(r['seconds'], 1),
+                                   **({'pdlOff': True} if forced else {}),
                                    **({'pdl': r['pdl']} if 'pdl' in r else {}), **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
         log(f"e2e: tidarc {spec['name']} L={L} k={k}{flag}: "
             + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms"
                f"{'' if 'pdl' not in r else ', PDL on' if r['pdl'] else ', PDL off'} ({r['seconds']:.0f} s)"))
-        tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
-        if save:
-            save(data)
-    return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
+        if after:
+            after(runs, graphs, pdl)
+    return runs, graphs, pdl
 
 
 def tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions=None, pdl=None):
@@ -361,14 +395,21 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                 row = {'model': spec['name'], 'layers': spec['layers'], 'prefix': L, 'step': name, 'tokens': shape['tokens'], 'lmHeadRows': shape['lmHeadRows'],
                        'cost': cost, **({'roofline': roofline(cost, peaks)} if peaks else {})}
 
-                def figures(mode):
+                def run_of(mode):
                     # AR comes with every bench-step run: the first finished one at this L counts.
                     for kk in ((k,) if k else spec['draftLengths']):
                         r = runs.get((i, L, kk, mode))
+                        if mode is False and r and 'tidar' not in r:
+                            # A default run that failed, whose --no-pdl run ran (the diagnosis): that graphs run stands for it (PDL off).
+                            r = runs.get((i, L, kk, NO_PDL)) or r
                         if r and 'tidar' in r:
-                            return step_figures(r['tidar'] if k else r['ar'], r)
+                            return r
                     return None
-                default, plain, no_pdl = figures(False), figures(True), figures(NO_PDL)
+                default_run, no_pdl_run = run_of(False), run_of(NO_PDL)
+                figures = lambda r: step_figures(r['tidar'] if k else r['ar'], r) if r else None  # noqa: E731
+                default, plain = figures(default_run), figures(run_of(True))
+                # Not beside itself, nor beside a default run made with --no-pdl (run_tidarc_plan's forcedNoPdl).
+                no_pdl = figures(no_pdl_run) if no_pdl_run is not default_run and not (default_run or {}).get('forcedNoPdl') else None
                 graphs, launches = (default, plain) if graphs_on else (None, default)
                 hf = hf_times.get((i, L), {}).get(name)
                 row['tidarc'] = {'graphs': graphs, 'launches': launches, 'noPdl': no_pdl}

@@ -149,6 +149,68 @@ print(json.dumps({
     expect(out.also).toMatch(/with --no-pdl it failed too \(out of memory\): not PDL alone$/);
   });
 
+  test('after a diagnosis that points at PDL, every later run adds --no-pdl (one note says so) and the failed point\'s row takes its --no-pdl run; a --no-pdl run that fails too changes nothing', async () => {
+    // A stand-in bench: MADE-UP figures, graphs 4 ms, launch by launch 9 ms; 'pdl-breaks': every run without --no-pdl fails
+    // as a broken programmatic launch would; 'both-fail': the first point's default and --no-pdl runs fail, the rest run with PDL.
+    const script = `import json, sys
+from e2e import run_tidarc_plan, table_rows, NO_PDL
+from e2e_cost import GPU_PREFIXES, gpu_models
+from e2e_report import write_e2e_reports
+models = gpu_models()
+s = lambda ms: {'stepMs': {'median': ms, 'p20': ms, 'p80': ms}, 'launchesPerStep': 100, 'hostMs': 0.1, 'gpuMs': ms}
+out = {}
+for case in ('pdl-breaks', 'both-fail'):
+    calls = []
+    def bench(i, L, k, no_graphs, no_pdl):
+        calls.append([models[i][0]['name'], L, k, no_graphs, no_pdl])
+        if case == 'pdl-breaks' and not no_pdl or case == 'both-fail' and len(calls) <= 2:
+            return {'error': 'TidarcError: CUDA: cannot launch tidarc_op_rmsnorm programmatically: CUDA_ERROR_LAUNCH_FAILED' if not no_pdl else 'out of memory', 'seconds': 1}
+        ms = 9 if no_graphs else 4
+        return {'tidar': s(ms + 0.5), 'ar': s(ms), 'pdl': not no_pdl, 'pdlReason': 'turned off (--no-pdl)' if no_pdl else 'on', 'seconds': 1}
+    data = {'notes': [], 'skipped': [], 'tidarcRuns': []}
+    runs, graphs, pdl = run_tidarc_plan(models, GPU_PREFIXES, bench, data, lambda: 1e9, lambda m: None)
+    rows = table_rows(models, GPU_PREFIXES, {}, runs, graphs == 'supported', None)
+    pick = lambda model, L, step: next({k: r[k] for k in ('pdl', 'tidarcGraphsMs', 'tidarcLaunchesMs', 'tidarcNoPdlMs')} for r in rows if r['model'] == model and r['prefix'] == L and r['step'] == step)
+    report = dict(data, rows=rows, graphs=graphs, noPdl=pdl, backend='cuda', device={'name': 'sample GPU'})
+    sys.stderr.write(write_e2e_reports(report, sys.argv[1]))
+    out[case] = {'calls': calls, 'notes': data['notes'], 'pdlOff': data.get('pdlOff'), 'forced': sum(1 for r in data['tidarcRuns'] if r.get('pdlOff')),
+                 'md': open(sys.argv[1] + '/e2e.md').read(), 'ar8': pick('qwen3-8b-shape-4l', 4096, 'ar'), 'k8': pick('qwen3-8b-shape-4l', 4096, 'tidar_k8'),
+                 'ar06': pick('qwen3-0.6b-shape', 4096, 'ar'), 'k4_06': pick('qwen3-0.6b-shape', 1024, 'tidar_k4')}
+print(json.dumps(out))`;
+    const dir = join(root, 'pdl-off');
+    mkdirSync(dir);
+    const r = await py(['-c', script, dir]);
+    expect(r.code, r.stderr).toBe(0);
+    type Fig = { pdl: boolean | null; tidarcGraphsMs: number | null; tidarcLaunchesMs: number | null; tidarcNoPdlMs: number | null };
+    type Case = { calls: [string, number, number, boolean, boolean][]; notes: string[]; pdlOff: string | null; forced: number; md: string; ar8: Fig; k8: Fig; ar06: Fig; k4_06: Fig };
+    const { 'pdl-breaks': broke, 'both-fail': both } = JSON.parse(r.stdout) as Record<'pdl-breaks' | 'both-fail', Case>;
+    // PDL breaks: the first default run fails, its --no-pdl run runs; every later run has --no-pdl, 0.6B's planned --no-pdl run is not made.
+    expect(broke.calls.slice(0, 3)).toEqual([['qwen3-8b-shape-4l', 4096, 8, false, false], ['qwen3-8b-shape-4l', 4096, 8, false, true], ['qwen3-8b-shape-4l', 4096, 8, true, true]]);
+    expect(broke.calls).toHaveLength(23);  // the plan's 24 less 0.6B's --no-pdl run (its default run has --no-pdl already)
+    expect(broke.calls.slice(1).every((c) => c[4])).toBe(true);
+    expect(broke.calls.filter((c) => c[3])).toHaveLength(10);  // every --no-graphs run of the plan: graphs vs launch by launch
+    expect(broke.forced).toBe(21);
+    expect(broke.pdlOff).toBe('qwen3-8b-shape-4l L=4096 k=8');
+    expect(broke.notes.filter((n) => /adds --no-pdl/.test(n))).toEqual([expect.stringMatching(/^every tidarc run after qwen3-8b-shape-4l L=4096 k=8's diagnosis .* adds --no-pdl: .*graphs against launch by launch/)]);
+    expect(broke.notes.filter((n) => /likely cause/.test(n))).toHaveLength(1);
+    expect(broke.notes.filter((n) => /^no --no-pdl run/.test(n))).toEqual([]);
+    expect(broke.md.match(/adds --no-pdl/g)).toHaveLength(1);
+    // The failed point's row: its --no-pdl run as the graphs figure (not beside itself), the --no-graphs --no-pdl run as launch by launch.
+    expect(broke.ar8).toEqual({ pdl: false, tidarcGraphsMs: 4, tidarcLaunchesMs: 9, tidarcNoPdlMs: null });
+    expect(broke.k8).toEqual({ pdl: false, tidarcGraphsMs: 4.5, tidarcLaunchesMs: 9.5, tidarcNoPdlMs: null });
+    expect(broke.ar06).toEqual({ pdl: false, tidarcGraphsMs: 4, tidarcLaunchesMs: 9, tidarcNoPdlMs: null });
+    expect(broke.k4_06).toEqual({ pdl: false, tidarcGraphsMs: 4.5, tidarcLaunchesMs: null, tidarcNoPdlMs: null });  // its --no-graphs run is not planned
+    // Both fail: not PDL alone; later runs keep PDL (0.6B's planned --no-pdl run is made as before).
+    expect(both.calls.slice(0, 2).map((c) => c[4])).toEqual([false, true]);
+    expect(both.calls.slice(2).filter((c) => c[4])).toEqual([['qwen3-0.6b-shape', 4096, 8, false, true]]);
+    expect(both.calls).toHaveLength(24);
+    expect([both.pdlOff, both.forced]).toEqual([null, 0]);
+    expect(both.notes.some((n) => /adds --no-pdl/.test(n))).toBe(false);
+    expect(both.notes.some((n) => /failed too \(out of memory\): not PDL alone/.test(n))).toBe(true);
+    expect(both.ar8).toEqual({ pdl: true, tidarcGraphsMs: 4, tidarcLaunchesMs: 9, tidarcNoPdlMs: null });  // AR from k = 4's run; k = 8's failed
+    expect(both.ar06).toEqual({ pdl: true, tidarcGraphsMs: 4, tidarcLaunchesMs: 9, tidarcNoPdlMs: 4 });
+  });
+
   test('prepare\'s predictions carry PDL: each row\'s pdl graphs, no slower than without, found by e2e.py', async () => {
     const bundle = join(root, 'bundle');
     mkdirSync(bundle);
