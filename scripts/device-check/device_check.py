@@ -17,7 +17,8 @@ issues need their figures, each in its own process with a share of --budget:
              (the hardware property batch invariance of that path needs; gemm_sm90a.py);
   attention  issues 5, 15: every variant of the grid against the float64 reference (FA3's rule), then
              the Qwen3-8B benchmark against FlexAttention and SDPA (attention.py);
-  runtime    tidarc's runtime on the cuda backend: greedy TiDAR == AR, the KV-cache rule (runtime_check.mjs);
+  runtime    tidarc's runtime on the cuda backend: greedy TiDAR == AR, the KV-cache rule (runtime_check.mjs),
+             with PDL on, then (as far as the window allows) with PDL off: the same tokens both ways;
   e2e        issue 16: whole decode steps, graphs on and off, against transformers eager and the roofline (e2e.py);
   tune       issues 6, 14: the CUDA searches of GEMM tiles and attention configurations -> tune-cuda.json.
 On a GPU the runtime and e2e parts' kernels compile in the background from the start (gpu.py

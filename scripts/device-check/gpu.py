@@ -109,10 +109,12 @@ def build_gemm_fatbins(bundle, gem, arch, search=False):
     return regs
 
 
-def runtime_check(node, root, work, tokens, drafts, env=None, timeout=None):
-    """tidarc's runtime on the cuda backend (runtime_check.mjs): greedy TiDAR == AR, exact caches."""
+def runtime_check(node, root, work, tokens, drafts, env=None, timeout=None, budget=None):
+    """tidarc's runtime on the cuda backend (runtime_check.mjs): greedy TiDAR == AR, exact caches; with PDL on and, as far as
+    `budget` (seconds; None: no limit) allows, once more with PDL off."""
     try:
-        r = subprocess.run([node, str(HERE / 'runtime_check.mjs'), str(root), str(work), str(tokens), drafts], capture_output=True, text=True, env=env,
+        r = subprocess.run([node, str(HERE / 'runtime_check.mjs'), str(root), str(work), str(tokens), drafts, *([f'{budget:.0f}'] if budget is not None else [])],
+                           capture_output=True, text=True, env=env,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return {'ok': False, 'error': [f'runtime_check.mjs did not finish in {timeout:.0f} s']}

@@ -197,8 +197,12 @@ def part_runtime(ctx):
     # On a GPU the cache precompile.mjs has been filling since the check began (device_check.py start_precompile).
     env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(ctx.scratch / KERNEL_CACHE)}
     tokens, drafts = (8, '2') if ctx.dry else (200, RUNTIME_DRAFTS)
-    r = runtime_check(node, root, work, tokens, drafts, env=env, timeout=max(10.0, ctx.left()))
-    log(f"runtime on the cuda backend: {'ok' if r.get('ok') else 'FAILED ' + str(r.get('error', ''))}")
+    # The PDL-off pass keeps 10 s of the window (the process is killed at its end): runtime_check.mjs starts no run that would not fit.
+    r = runtime_check(node, root, work, tokens, drafts, env=env, timeout=max(10.0, ctx.left()), budget=max(0.0, ctx.left() - 10))
+    off = r.get('pdlOff') or {}
+    log(f"runtime on the cuda backend: {'ok' if r.get('ok') else 'FAILED ' + str(r.get('error', ''))}"
+        + (f"; PDL off: {len(off['runs'])} runs, tokens {'equal to' if off.get('tokensEqual') else 'DIFFERENT from' if off.get('tokensEqual') is False else 'not compared with'} PDL on's"
+           f"{', ' + str(len(off['skipped'])) + ' skipped (budget)' if off.get('skipped') else ''}" if 'runs' in off else ''))
     return {'runtime': r}
 
 

@@ -231,6 +231,30 @@ def svg_chart(rows, width=960, bar_h=9):
     return '\n'.join(parts) + '\n'
 
 
+def _pdl_off_verdict(off):
+    """The runtime part's PDL-off pass in a few words: its runs' result and whether their tokens equal PDL on's."""
+    runs, same = off.get('runs', []), off.get('tokensEqual')
+    tokens = 'same tokens as PDL on' if same else 'tokens DIFFER from PDL on (a PDL race?)' if same is False else 'nothing compared'
+    skipped = f", {len(off['skipped'])} skipped for the budget" if off.get('skipped') else ''
+    return f"{sum(1 for r in runs if r.get('ok'))}/{len(runs)} ok, {tokens}{skipped}"
+
+
+def runtime_pdl_off_lines(off):
+    """The runtime part's second pass with PDL off (runtime_check.mjs pdlOff): both results side by side, or why it did not run."""
+    if not off:
+        return []
+    if 'runs' not in off:
+        return [f"With PDL off: not run ({off.get('skipped', '?')}).", '']
+    pdl = off.get('pdl') or {}
+    lines = [f"Once more with PDL off (loadModel pdl: false; {'on' if pdl.get('on') else 'off'}: {pdl.get('why', '?')}), the same model, prompts and k: "
+             f"{_pdl_off_verdict(off)}" + (f" ({off.get('skippedWhy')}: {', '.join(escape(x['prompt']) + ' k=' + str(x['draft']) for x in off['skipped'])})" if off.get('skipped') else '') + '.', '']
+    if off['runs']:
+        lines += ['| prompt | k | PDL off: TiDAR == AR | PDL off: cache layer 0 differing, max rel. diff | tokens == PDL on\'s |', '|---|---|---|---|---|']
+        lines += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['layer0Differing']}, {r['maxRelDiff']:.2e} | {'yes' if r.get('samePdlOn') else 'NO'} |" for r in off['runs']]
+        lines += ['']
+    return lines
+
+
 def write_reports(data, out):
     out = Path(out)
     dev = data.get('device', {})
@@ -288,6 +312,7 @@ def write_reports(data, out):
             md += ['| prompt | k | TiDAR == AR | AR forwards | TiDAR forwards | cache: layer 0 differing | max rel. diff | written past length |', '|---|---|---|---|---|---|---|---|']
             md += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['arNfe']} | {r['tidarNfe']} | {r['layer0Differing']} | {r['maxRelDiff']:.2e} | {r['writtenPastLength']} |" for r in rt['runs']]
             md += ['']
+        md += runtime_pdl_off_lines(rt.get('pdlOff'))
     e2e = data.get('e2e')
     if e2e:
         from e2e_report import e2e_lines
@@ -328,7 +353,8 @@ def write_reports(data, out):
         if data['sm90a'].get('attention'):
             short += sm90a_attention_short(data['sm90a']['attention'])
     if rt:
-        short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}")
+        short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}"
+                     + (f"; PDL off: {_pdl_off_verdict(rt['pdlOff'])}" if (rt.get('pdlOff') or {}).get('runs') is not None else ''))
     if e2e:
         from e2e_report import short_lines
         short += short_lines(e2e)

@@ -177,6 +177,15 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(data.runtime.ok).toBe(true);
     // The [gpu] test's checker (8 tokens: parts.py's dry run), and the kernels compiled once into the shared cache ($TIDARC_CACHE reached runtime_check.mjs).
     expectRuntimeInvariants(data.runtime.runs, 8);
+    // Once more with PDL off on the same model, prompts and k (the dry run's budget fits it all): the same checks, and the same tokens as with PDL on.
+    const off = data.runtime.pdlOff!;
+    expect(off.pdl).toEqual({ on: false, why: expect.stringMatching(/--no-pdl, or loadModel pdl: false/) });
+    expect(off.runs!.map((x) => [x.prompt, x.draft, x.samePdlOn, x.ok])).toEqual(data.runtime.runs.map((x) => [x.prompt, x.draft, true, true]));
+    expectRuntimeInvariants(off.runs!, 8);
+    expect(off.runs!.map((x) => x.tidar)).toEqual(data.runtime.runs.map((x) => x.tidar));
+    expect([off.tokensEqual, off.ok, off.skipped]).toEqual([true, true, undefined]);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Once more with PDL off \(loadModel pdl: false; off: turned off .*\), the same model, prompts and k: 3\/3 ok, same tokens as PDL on\.$/m);
+    expect(r.stdout).toMatch(/^runtime \(cuda backend, greedy TiDAR == AR, exact cache\): ok; PDL off: 3\/3 ok, same tokens as PDL on$/m);
     expect(readdirSync(join(cache, 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
     const variants = grid.models.reduce((n, m) => n + m.variants.length, 0);
     expect(data.correctness).toHaveLength(variants * 4);
@@ -338,6 +347,23 @@ print(code, tail, round(time.time() - t0))
 });
 
 describe.skipIf(!numpy)('device check report writer', () => {
+  test('the runtime part\'s PDL-off pass: tokens that differ from PDL on\'s, runs the budget left out, and a pass not run (PDL was off)', async () => {
+    const script = `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from report import runtime_pdl_off_lines, _pdl_off_verdict
+run = lambda prompt, same: {'prompt': prompt, 'draft': 2, 'equal': True, 'layer0Differing': 0, 'maxRelDiff': 0.0, 'ok': True, 'samePdlOn': same}
+off = {'pdl': {'on': False, 'why': 'turned off'}, 'runs': [run('a', True), run('b', False)], 'skipped': [{'prompt': 'c', 'draft': 2}], 'skippedWhy': 'the budget', 'tokensEqual': False, 'ok': False}
+print(json.dumps({'lines': runtime_pdl_off_lines(off), 'verdict': _pdl_off_verdict(off), 'none': runtime_pdl_off_lines({'skipped': 'PDL was not on (device 8.0)'})}))
+`;
+    const { stdout } = await exec('python3', ['-c', script, resolve('scripts/device-check')]);
+    const out = JSON.parse(stdout) as { lines: string[]; verdict: string; none: string[] };
+    expect(out.verdict).toBe('2/2 ok, tokens DIFFER from PDL on (a PDL race?), 1 skipped for the budget');
+    expect(out.lines[0]).toBe('Once more with PDL off (loadModel pdl: false; off: turned off), the same model, prompts and k: 2/2 ok, tokens DIFFER from PDL on (a PDL race?), 1 skipped for the budget (the budget: c k=2).');
+    expect(out.lines).toContain('| b | 2 | yes | 0, 0.00e+00 | NO |');
+    expect(out.none).toEqual(['With PDL off: not run (PDL was not on (device 8.0)).', '']);
+  });
+
   test('--report-only renders recorded results: tables, goals, a chart', async () => {
     const out = join(root, 'report');
     const r = await runCheck(['--report-only', resolve('test/bench/fixtures/device-check-sample.json'), '--out', out]);

@@ -19,6 +19,15 @@ export interface RuntimeCheckReport {
   /** Whether the kernels ran with programmatic dependent launch, and why (not) (Model.pdl); null where the model has none. */
   pdl?: { on: boolean; why: string } | null;
   runs: RuntimeCheckRun[];
+  /**
+   * The same check once more with PDL off (loadModel pdl: false), where PDL was on: its runs (samePdlOn: AR and TiDAR tokens
+   * equal PDL on's), the (prompt, k) the budget left out, and whether every run's tokens equal PDL on's (null: none ran);
+   * or only `skipped` (why not) where PDL was not on.
+   */
+  pdlOff?: {
+    pdl?: { on: boolean; why: string } | null; runs?: (RuntimeCheckRun & { samePdlOn: boolean; ok: boolean })[];
+    skipped?: string | { prompt: string; draft: number }[]; skippedWhy?: string; tokensEqual?: boolean | null; ok?: boolean | null;
+  };
   ok: boolean;
 }
 
