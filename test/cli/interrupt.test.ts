@@ -264,7 +264,11 @@ describe('run interrupted while it prefills', () => {
     expect(r.code, r.stderr).toBe(130);
     expect(r.stderr).toBe('tidarc: interrupted (SIGINT)\n');
     expect(r.stdout).toBe('');
-    // Before: the signal waited for the rest of the prefill (2.4 s of 3.1 here), then was lost (exit 0, the token printed); now 0.3 s.
-    expect(waited, `prefill ${prefill} ms, startup ${before} ms`).toBeLessThan(prefill / 3);
+    // Before: the signal waited for the rest of the prefill (about 3/4 of it: 2.4 s of 3.1 here), then
+    // was lost (exit 0, the token printed); now 0.3 s on an idle machine (the prefill pauses between
+    // graph steps; one layer's attention over every chunk runs unbroken). The bound is half the
+    // prefill: a loaded machine stretched that pause to 1.65 s of a 4.95 s prefill (a clean-clone
+    // CI beside four other jobs, 2026-12-05), and the old behaviour's 3/4 still fails it.
+    expect(waited, `prefill ${prefill} ms, startup ${before} ms`).toBeLessThan(prefill / 2);
   }, 600_000);
 });
