@@ -152,14 +152,11 @@ void grid_dependency_wait() {
 
 void grid_dependents_launch() { cur(); }
 
-void prefetch_l2(const void* p, uint32_t bytes) {
+void prefetch_l2_line(const void* p) {
   cur();
   const auto a = reinterpret_cast<uintptr_t>(p);
-  if (a % 16 != 0 || bytes % 16 != 0)
-    report("alignment", fmt("cp.async.bulk.prefetch.L2 needs a 16-byte aligned address and a multiple of 16 bytes (%p, %u bytes)", p, bytes));
-  if (!find_buffer(a, bytes))
-    report("out-of-bounds", fmt("cp.async.bulk.prefetch.L2 of %u bytes is not inside one device allocation: %s", bytes,
-                                find_buffer(a, 1) ? fmt("it starts at %s and runs past its end", global_word(a).c_str()).c_str() : describe_global(a).c_str()));
+  if (!find_buffer(a, 1))
+    report("out-of-bounds", fmt("prefetch.global.L2 of an address inside no device allocation: %s", describe_global(a).c_str()));
 }
 
 void st_global(void* p, const void* v, size_t n) {

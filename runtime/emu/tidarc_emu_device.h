@@ -34,9 +34,9 @@ void discard_l2(const void* p);
 void grid_dependency_wait();
 /** griddepcontrol.launch_dependents: legal anywhere in a kernel; the emulator records nothing. */
 void grid_dependents_launch();
-/** cp.async.bulk.prefetch.L2.global: a hint, legal before the wait; [p, p + bytes) must lie inside
- *  one device allocation ("out-of-bounds") and p and bytes be multiples of 16 ("alignment"). */
-void prefetch_l2(const void* p, uint32_t bytes);
+/** prefetch.global.L2: a hint (the line holding p into L2), legal before the wait; p must lie
+ *  inside a device allocation ("out-of-bounds"). */
+void prefetch_l2_line(const void* p);
 
 // ---- Hopper (sm_90a): runtime/emu/emu_hopper_*.cpp; kernels use them through tidarc_hopper.cuh ----
 /** The emulated CUtensorMap of a tiled tensor (what cuTensorMapEncodeTiled encodes), built on the
@@ -127,7 +127,7 @@ inline float4 ld_global_cg_f32x4(const float* p) {
 
 inline void grid_dependency_wait() { tidarc_emu::grid_dependency_wait(); }
 inline void grid_dependents_launch() { tidarc_emu::grid_dependents_launch(); }
-inline void prefetch_l2(const void* p, uint32_t bytes) { tidarc_emu::prefetch_l2(p, bytes); }
+inline void prefetch_l2_line(const void* p) { tidarc_emu::prefetch_l2_line(p); }
 
 inline float shfl_xor(float v, int mask) { return tidarc_emu::shfl_xor_f32(v, mask, "shfl_xor"); }
 inline float fast_exp2(float x) { return tidarc_emu::fast_exp2(x); }

@@ -10,8 +10,10 @@
  * from global), cp.async.bulk copies and TMA (cp.async.bulk.tensor, cp.reduce.async.bulk),
  * discard.global, tex/suld/sust, multimem, tensormap.replace. Not: ld.param / ld.shared /
  * ld.local / ld.const (by-value arguments, shared memory, the stack, constant banks no kernel
- * writes), cp.async.bulk.prefetch (the L2 hint the GEMMs issue before the wait: it reads
- * nothing into the kernel), prefetch.tensormap, mbarrier and the commit/wait group ops.
+ * writes), prefetch / prefetchu (prefetch.global.L2: the L2 line hint the GEMMs issue before
+ * the wait, tidarc_device.cuh prefetch_l2_line; it reads nothing into the kernel: not in the
+ * memory ops), cp.async.bulk.prefetch (the bulk L2 hint), prefetch.tensormap, mbarrier and the
+ * commit/wait group ops.
  * Before the wait these are findings too: a `call` (a non-inlined function may access
  * anything), a branch to a label that is not itself before the wait (a path around it), and
  * `griddepcontrol.launch_dependents` (the contract issues it right after the wait); so is a
@@ -139,8 +141,10 @@ export function checkPdlOrder(ptx: string, expectWait: boolean): PtxEntryOrder[]
 // the first ACQBULK of a kernel, in address order: no global access (LDG, STG, ATOMG, RED, generic
 // LD/ST/ATOM, LDGSTS, the TMA and bulk copies, surface/texture ops, CCTL), no CALL, no indirect
 // branch, no BRA forward past the wait, no PREEXIT; the ACQBULK not predicated (a thread must not
-// skip it), and a PREEXIT after it. Allowed before it: the bulk L2 prefetch (UBLKPF), constant
-// bank and parameter loads (LDC, ULDC), shared/local memory, arithmetic, EXIT.
+// skip it), and a PREEXIT after it. Allowed before it: the L2 prefetches (CCTL.E.PF2, what ptxas
+// makes of prefetch.global.L2, the GEMMs' weight prefetch; any CCTL with a PFn modifier; the bulk
+// UBLKPF), constant bank and parameter loads (LDC, ULDC), shared/local memory, arithmetic, EXIT.
+// Any other CCTL (discard, invalidate) is a global access.
 
 /** SASS opcodes (before the first '.') that touch, or may touch, global memory. */
 const SASS_GLOBAL = new Set(['LDG', 'STG', 'ATOMG', 'ATOM', 'RED', 'REDG', 'LD', 'ST', 'LDGSTS', 'UTMALDG', 'UTMASTG', 'UTMAREDG', 'UBLKCP', 'UBLKRED',
@@ -148,7 +152,9 @@ const SASS_GLOBAL = new Set(['LDG', 'STG', 'ATOMG', 'ATOM', 'RED', 'REDG', 'LD',
 
 /** Whether a SASS opcode (with its modifiers, e.g. LDG.E.128.CONSTANT) touches global memory. */
 export function isSassGlobalAccess(opcode: string): boolean {
-  return SASS_GLOBAL.has(opcode.split('.', 1)[0]!);
+  const [op, ...mods] = opcode.split('.');
+  if (op === 'CCTL' && mods.some((m) => /^PF\d/.test(m))) return false;  // a prefetch: CCTL.E.PF2 (prefetch.global.L2), PF1
+  return SASS_GLOBAL.has(op!);
 }
 
 export interface SassEntryOrder {

@@ -7,7 +7,7 @@
  * Why: under PDL a GEMM's CTAs are scheduled while the kernel before it still runs; before
  * `griddepcontrol.wait` they may touch nothing an earlier kernel writes, but the weights are
  * written by no kernel of a step, so each CTA can start pulling its own weight tiles into L2
- * (cp.async.bulk.prefetch.L2, a hint that never changes a result). The prologue the kernel
+ * (prefetch.global.L2 of each 128-byte line, a hint that never changes a result). The prologue the kernel
  * runs after the wait then hits L2 instead of waiting on HBM's latency.
  *
  * The rule, per kernel (deterministic: it depends on the plan, never on a launch's rows):
@@ -20,10 +20,11 @@
  *     (so the prefetch is never less useful than the pipeline's own start, even where the budget
  *     would allow less: many CTAs); the ceiling is the CTA's split part (the last part of an
  *     uneven split has fewer tiles: the kernel clamps to its own, see prefetchRuns).
- * A row's run is contiguous in memory (weights are [N, K] row-major), so a CTA issues one
- * prefetch per weight row (or one for all its rows when they cover whole rows of K), each a
- * multiple of 16 bytes: K is a multiple of 8 (checkGemmShape), so K x 2 and every k-tile
- * boundary (64 elements) are 16-byte aligned.
+ * Weights are [N, K] row-major and a k tile of a row is 64 x 2 = 128 bytes, one L2 line, so a
+ * CTA issues rows x tiles line prefetches spread over its threads (tidarc_gemm.cuh
+ * gemm_prefetch_weights: each thread keeps a row and steps over its tiles; when K % 64 != 0 a
+ * tile also prefetches the line of its last byte). Per-thread addresses: a bulk prefetch
+ * (cp.async.bulk.prefetch.L2, uniform operands) made ptxas serialise the lanes of a warp.
  */
 import type { ArchName } from './arch.js';
 import type { GemmPlan, GemmReduction, GemmShape } from './gemm-plan.js';
@@ -88,7 +89,7 @@ function describe(shape: GemmShape, reduction: GemmReduction, rows: number, ctas
 
 /**
  * The stages a plan's kernel compiles on Hopper (sm_90 / sm_90a: the only arches where
- * prefetch_l2 is not empty): its per-arch choice there, else the common one.
+ * prefetch_l2_line is not empty): its per-arch choice there, else the common one.
  */
 export function hopperStages(plan: Pick<GemmPlan, 'stages' | 'stagesByArch'>): number {
   const hopper: ArchName[] = ['sm_90', 'sm_90a'];

@@ -7,7 +7,7 @@
  * space, 3 stages, Qwen3-8B o (4096 x 4096 bf16), nvcc 13.0 (V13.0.88) for sm_90, at split-K 1
  * and at split-K 2 (every count above 1 runs the same in-launch sum). A thread holds
  * blockM x blockN / 256 float32 accumulators, but the warp layout and the split sum move the
- * count: 64-column tiles use 40-90 (their 128-column twins of the same rows 48-147), so the
+ * count: 64-column tiles use 48-90 (their 128-column twins of the same rows 48-147), so the
  * 128-column figures over-estimated them.
  * What the table does not see: N and K move a figure by up to about 20 (the lm_head, 151936 x
  * 4096, used 80 at 80 rows in 1 warp row where o used 98 before the PDL prologue: bounds checks fold differently), and
@@ -18,27 +18,31 @@
  * same one spills. Rerun the bench and paste its table when the kernel changes. Remeasured
  * 2026-12-05 with the PDL prologue (the weight L2 prefetch before the grid dependency wait):
  * 25 of 48 rows moved, most down by 1-8 (o at 80 rows in 1 warp row: 98 to 80), up by at
- * most 2; the spills are those of before.
+ * most 2; the spills are those of before. Remeasured again the same day when that prefetch
+ * became per-thread line prefetches (prefetch.global.L2 over all threads, no lane-serialising
+ * R2UR loop): 26 of 48 rows moved, most back to or within 3 of their figures before the PDL
+ * prologue (64 x 32 rows in 2 warp rows: 40 to 48; 4 warps, 64 x 128 in 2 at split-K > 1: 128
+ * to 142, its figure before the prologue), o at 80 rows in 1 warp row stays 80; the same spills.
  */
 /** [blockN, blockM, warpsM, registers at split-K 1, at split-K > 1, ptxas spilled (either)]. */
 type Measured = readonly [number, number, number, number, number, boolean?];
 const MEASURED: readonly Measured[] = [
   [128, 16, 1, 48, 48],
-  [128, 32, 1, 63, 80],
-  [128, 32, 2, 64, 79],
+  [128, 32, 1, 64, 80],
+  [128, 32, 2, 64, 80],
   [128, 48, 1, 64, 80],
   [128, 64, 1, 76, 74],
   [128, 64, 2, 72, 78],
-  [128, 64, 4, 76, 114],
+  [128, 64, 4, 79, 112],
   [128, 80, 1, 80, 80],
   [128, 96, 1, 124, 128],
-  [128, 96, 2, 120, 128],
-  [128, 112, 1, 128, 126],
+  [128, 96, 2, 119, 128],
+  [128, 112, 1, 126, 126],
   [128, 128, 1, 128, 139],
   [128, 128, 2, 127, 147],
-  [128, 128, 4, 116, 128, true],  // split-K > 1 spills 4 bytes
-  [64, 32, 2, 40, 48],
-  [64, 64, 2, 58, 73],
+  [128, 128, 4, 120, 128, true],  // split-K > 1 spills 4 bytes
+  [64, 32, 2, 48, 48],
+  [64, 64, 2, 63, 80],
   [64, 64, 4, 48, 80],
   [64, 96, 2, 64, 80],
   [64, 128, 2, 72, 90],
@@ -53,34 +57,34 @@ const MEASURED: readonly Measured[] = [
  * row (247 and 255, no spill), 128 x 64 in 1 (149 at split-K > 1) and 64 x 96 in 2 (112, 126).
  */
 const MEASURED_4_WARPS: readonly Measured[] = [
-  [128, 16, 1, 64, 90],
-  [128, 32, 1, 94, 111],
-  [128, 32, 2, 92, 114],
-  [128, 48, 1, 122, 128],
+  [128, 16, 1, 72, 90],
+  [128, 32, 1, 92, 111],
+  [128, 32, 2, 92, 112],
+  [128, 48, 1, 124, 128],
   [128, 64, 1, 128, 128, true],  // split-K > 1 spills 4 bytes
-  [128, 64, 2, 124, 128, true],  // split-K > 1 spills 4 bytes
-  [128, 64, 4, 135, 168],
+  [128, 64, 2, 126, 128, true],  // split-K > 1 spills 4 bytes
+  [128, 64, 4, 138, 168],
   [128, 80, 1, 165, 166],
   [128, 96, 1, 168, 168, true],  // split-K > 1 spills 8 bytes
   [128, 96, 2, 162, 168],
   [128, 112, 1, 229, 239],
-  [128, 128, 1, 239, 243],
-  [128, 128, 2, 217, 224],
-  [128, 128, 4, 210, 249],
-  [64, 16, 1, 48, 52],
+  [128, 128, 1, 241, 243],
+  [128, 128, 2, 219, 224],
+  [128, 128, 4, 213, 249],
+  [64, 16, 1, 56, 52],
   [64, 32, 1, 64, 80],
   [64, 32, 2, 63, 80],
   [64, 48, 1, 80, 95],
   [64, 64, 1, 80, 96],
-  [64, 64, 2, 78, 95],
-  [64, 64, 4, 80, 113],
-  [64, 80, 1, 94, 127],
-  [64, 96, 1, 123, 128],
-  [64, 96, 2, 120, 122],
-  [64, 112, 1, 128, 128],
+  [64, 64, 2, 80, 96],
+  [64, 64, 4, 87, 113],
+  [64, 80, 1, 94, 128],
+  [64, 96, 1, 125, 128],
+  [64, 96, 2, 126, 122],
+  [64, 112, 1, 128, 126],
   [64, 128, 1, 128, 133],
-  [64, 128, 2, 126, 128],
-  [64, 128, 4, 140, 156],
+  [64, 128, 2, 128, 142],
+  [64, 128, 4, 146, 156],
 ];
 
 /** Static shared memory of a split-K kernel (ptxas: the last CTA's ticket), counted with the launch's dynamic bytes. */

@@ -110,7 +110,8 @@ export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reducti
  * 2026-12-05) reported them on the Qwen3-8B units, the most over qkv, o, gate_up and down at
  * split-K 1 and at 2 to 4 (npm run bench:gemm-sm90a-registers prints this table; the depth of the
  * ring changes none of them). Rerun with the PDL prologue (the weight prefetch before the grid
- * dependency wait, 2026-12-05): only 136 tokens at split-K > 1 moved, 142 to 144. The split-K sum costs registers (the partials' addresses, a chunk of
+ * dependency wait, 2026-12-05): only 136 tokens at split-K > 1 moved, 142 to 144; with that
+ * prefetch made of per-thread line prefetches (prefetch.global.L2, no R2UR loop) it is 142 again. The split-K sum costs registers (the partials' addresses, a chunk of
  * loads in flight); 256 tokens at split-K > 1 sit at the 168 ptxas allows 288 threads, without
  * spills since the last CTA stores each chunk of sums as it holds them (tidarc_gemm_sm90a.cuh;
  * summed whole first it spilled 152-184 bytes there, and 128 tokens took 137). What the stage
@@ -118,7 +119,7 @@ export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reducti
  */
 const SM90A_REGISTERS_BY_TILE: Readonly<Record<'single' | 'split', Readonly<Record<number, number>>>> = {
   single: { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 136: 94, 256: 154 },
-  split: { 8: 32, 16: 48, 32: 53, 64: 83, 128: 106, 136: 144, 256: 168 },
+  split: { 8: 32, 16: 48, 32: 53, 64: 83, 128: 106, 136: 142, 256: 168 },
 };
 export function sm90aRegisters(tileT: number, splitK: number): number {
   const r = SM90A_REGISTERS_BY_TILE[splitK > 1 ? 'split' : 'single'][tileT];

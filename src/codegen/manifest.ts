@@ -178,7 +178,7 @@ export interface Manifest {
   /**
    * Every CUDA kernel of the compile keeps the programmatic dependent launch contract (no global
    * access before tidarc::grid_dependency_wait(), then grid_dependents_launch(); the GEMMs only
-   * prefetch_l2 their weights before it) on devices of at least this compute capability: below
+   * prefetch their weights' lines to L2, prefetch_l2_line, before it) on devices of at least this compute capability: below
    * it the primitives compile to nothing, so the runtime launches with the PDL attribute only
    * from here up (runtime/cuda/pdl.ts). Present when the compile has CUDA sources; absent in
    * manifests written before PDL, which then never get it.

@@ -6,14 +6,16 @@
  * none) rendered as a compile for sm_90a renders them. In every .entry (src/build/ptx-order.ts):
  * griddepcontrol.wait comes before the first global access of any kind (ld/st/atom/red global or
  * generic, cp.async, TMA), nothing branches or calls around it, launch_dependents follows it; the
- * GEMMs issue their weight prefetch (cp.async.bulk.prefetch.L2) before the wait. For sm_80 the
- * same sources have no griddepcontrol and no bulk prefetch at all (the primitives are empty
- * there, so such a binary must never be launched with the attribute). PTX only (no ptxas):
+ * GEMMs issue their weight prefetch (prefetch.global.L2, a line a thread) before the wait. For
+ * sm_80 the same sources have no griddepcontrol and no L2 prefetch at all (the primitives are
+ * empty there, so such a binary must never be launched with the attribute). PTX only (no ptxas):
  * about 10 s of nvcc. Tagged: nvcc (skipped where nvcc is absent).
  * Then the SASS ptxas makes of the sm_90 / sm_90a sources (where a cuobjdump is found,
  * src/build/sass.ts: TIDARC_CUOBJDUMP, PATH, the toolkit; skipped otherwise): in every kernel
  * ACQBULK (griddepcontrol.wait) comes before any global access, nothing branches past it, PREEXIT
- * follows it (checkSassPdlOrder): ptxas, not only nvcc's front end, keeps the order (~15 s).
+ * follows it (checkSassPdlOrder): ptxas, not only nvcc's front end, keeps the order (~15 s); each
+ * GEMM kernel prefetches (CCTL.E.PF2) before ACQBULK with no R2UR there (the lane-serialising
+ * loop ptxas wraps around a bulk prefetch of a per-thread address).
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { runPool } from '../../src/build/pool.js';
 import { checkPdlOrder, checkSassPdlOrder } from '../../src/build/ptx-order.js';
+import { parseSass } from '../../src/codegen/sass-mix.js';
 import { dumpSass, findCuobjdump } from '../../src/build/sass.js';
 import { findNvcc } from '../../src/build/toolchain.js';
 import { generateModel } from '../../src/codegen/generate.js';
@@ -87,7 +90,7 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
         if (hopper) expect(e.firstAccess, `${e.name} accesses global memory`).toBeDefined();
       }
       const lines = texts[i]!.split('\n');
-      if (!hopper) expect(texts[i]!.includes('cp.async.bulk.prefetch'), `${j.source} at sm_80`).toBe(false);
+      if (!hopper) expect(/cp\.async\.bulk\.prefetch|prefetch\.global/.test(texts[i]!), `${j.source} at sm_80`).toBe(false);
       else if (/gemm_bf16_n\d+_k\d+(_sm90a)?\.cu$/.test(j.source)) {
         // Each GEMM entry's prefetch sits between its start and its wait (the row-statistics merge
         // reads no weights: it has none).
@@ -97,7 +100,7 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
             continue;
           }
           const start = lines.findIndex((l) => new RegExp(`\\.entry\\s+${e.name}\\b`).test(l));
-          expect(lines.slice(start, e.waitLine! - 1).some((l) => l.includes('cp.async.bulk.prefetch.L2.global')), `${e.name} prefetches before its wait`).toBe(true);
+          expect(lines.slice(start, e.waitLine! - 1).some((l) => l.includes('prefetch.global.L2')), `${e.name} prefetches before its wait`).toBe(true);
         }
       }
     });
@@ -122,13 +125,22 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
     });
     const problems: string[] = [];
     let kernels = 0;
+    let gemmKernels = 0;
     jobs.forEach((j, i) => {
       const checked = checkSassPdlOrder(texts[i]!);
       expect(checked.length, `${j.arch} ${j.source}: kernels`).toBeGreaterThan(0);
       kernels += checked.length;
       for (const e of checked) problems.push(...e.problems.map((p) => `${e.arch} ${e.name}: ${p}`));
+      for (const k of parseSass(texts[i]!)) {
+        if (!/^tidarc_gemm_/.test(k.name) || k.name.endsWith('_row_stats')) continue;
+        gemmKernels++;
+        const prologue = k.instructions.slice(0, k.instructions.findIndex((x) => x.opcode.startsWith('ACQBULK')));
+        expect(prologue.some((x) => x.opcode === 'CCTL.E.PF2'), `${k.name} prefetches weight lines before ACQBULK`).toBe(true);
+        expect(prologue.filter((x) => /^(R2UR|UBLKPF)/.test(x.opcode)).map((x) => x.opcode), `${k.name}: no lane-serialised prefetch loop`).toEqual([]);
+      }
     });
     expect(problems).toEqual([]);
+    expect(gemmKernels, 'GEMM kernels checked for their prefetch').toBeGreaterThan(2);
     expect(kernels).toBeGreaterThan(16 + 9);  // the operators, two GEMM units, a variant, ...
   }, 180_000);
 });

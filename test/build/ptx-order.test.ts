@@ -4,7 +4,7 @@
  * call in its prologue, and one without a wait all fail; a GEMM-like prologue (param loads, L2
  * prefetch, a loop inside the prologue) then the wait passes; at sm_80 any griddepcontrol fails.
  * The SASS check (checkSassPdlOrder, ACQBULK = griddepcontrol.wait) on hand-written cuobjdump
- * output: the GEMM prologue's shape (constant loads, the UBLKPF waterfall loop) passes; an LDG
+ * output: the GEMM prologue's shape (constant loads, its CCTL.E.PF2 line prefetch loop) passes; an LDG
  * (e.g. one ptxas hoisted), a forward branch past the wait, a predicated wait, a CALL, PREEXIT
  * first, no ACQBULK and no PREEXIT after it each fail.
  */
@@ -19,7 +19,7 @@ const GOOD = entry('good', `
 \tsetp.gt.u32 \t%p1, %r1, 31;
 \t@%p1 bra \t$L__BB0_2;
 $L__BB0_1:
-\tcp.async.bulk.prefetch.L2.global [%rd1], %r2;
+\tprefetch.global.L2 [%rd1];
 \tsetp.lt.u32 \t%p2, %r1, 64;
 \t@%p2 bra \t$L__BB0_1;
 $L__BB0_2:
@@ -79,7 +79,7 @@ describe('checkPdlOrder', () => {
 describe('isGlobalAccess', () => {
   test('state spaces and the hints', () => {
     for (const s of ['ld.global.nc.v4.u32', 'ld.u32', 'st.global.f32', 'ld.acquire.gpu.global.b32', 'atom.add.u32', 'cp.async.ca.shared.global', 'discard.global.L2', 'cp.reduce.async.bulk.tensor.2d.global.shared::cta.add']) expect(isGlobalAccess(s), s).toBe(true);
-    for (const s of ['ld.param.u64', 'ld.param::entry.u64', 'ld.shared.v4.u32', 'st.shared::cluster.u32', 'ld.local.u32', 'ld.const.u32', 'atom.shared.add.u32', 'cp.async.bulk.prefetch.L2.global', 'cp.async.commit_group', 'cp.async.wait_group', 'cp.async.bulk.wait_group.read', 'prefetch.tensormap', 'mbarrier.try_wait.parity.shared::cta.b64', 'mov.u32']) expect(isGlobalAccess(s), s).toBe(false);
+    for (const s of ['ld.param.u64', 'ld.param::entry.u64', 'ld.shared.v4.u32', 'st.shared::cluster.u32', 'ld.local.u32', 'ld.const.u32', 'atom.shared.add.u32', 'cp.async.bulk.prefetch.L2.global', 'prefetch.global.L2', 'prefetch.global.L1', 'cp.async.commit_group', 'cp.async.wait_group', 'cp.async.bulk.wait_group.read', 'prefetch.tensormap', 'mbarrier.try_wait.parity.shared::cta.b64', 'mov.u32']) expect(isGlobalAccess(s), s).toBe(false);
   });
 });
 
@@ -93,15 +93,15 @@ const PROLOGUE = [
   insn(0x30, 'ISETP.GT.U32.AND P0, PT, R0, 0x7f, PT'),
   insn(0x40, 'BSSY B0, 0x90'),
   insn(0x50, '@P0 BRA 0x80'),
-  insn(0x60, 'R2UR UR6, R2'),
-  insn(0x70, 'UBLKPF.L2 [UR6], UR8'),
-  insn(0x80, 'BRA.U.ANY 0x60'),
+  insn(0x60, 'IADD3 R2, P1, R2, 0x200, RZ'),
+  insn(0x70, 'CCTL.E.PF2 [R2]'),
+  insn(0x80, '@!P1 BRA 0x60'),
   insn(0x90, 'BSYNC B0'),
 ];
 const TAIL = [insn(0xa0, 'ACQBULK'), insn(0xb0, 'PREEXIT'), insn(0xc0, 'LDG.E.128.CONSTANT R8, desc[UR4][R2.64]'), insn(0xd0, 'EXIT'), insn(0xe0, 'BRA 0xe0')];
 
 describe('checkSassPdlOrder', () => {
-  test('constant loads, a UBLKPF waterfall loop and branches inside the prologue, then ACQBULK and PREEXIT: kept', () => {
+  test('constant loads, a CCTL.E.PF2 prefetch loop and branches inside the prologue, then ACQBULK and PREEXIT: kept', () => {
     const [e] = checkSassPdlOrder(sass('good', [...PROLOGUE, ...TAIL].join('\n')));
     expect(e).toMatchObject({ name: 'good', arch: 'sm_90', waitAddress: 0xa0, problems: [] });
   });
@@ -125,8 +125,8 @@ describe('checkSassPdlOrder', () => {
     expect(checkSassPdlOrder(two).map((e) => [e.name, e.problems.length])).toEqual([['good', 0], ['second', 1]]);
   });
 
-  test('isSassGlobalAccess: global, generic, TMA and bulk copies yes; the L2 prefetch, constants, shared, local no', () => {
-    for (const op of ['LDG.E.128', 'STG.E.64', 'LD.E', 'ST.E.STRONG.GPU', 'ATOMG.E.ADD', 'RED.E.ADD.STRONG.GPU', 'LDGSTS.E.BYPASS.128', 'UTMALDG.2D', 'UBLKCP.S.G', 'CCTL.E.DML']) expect(isSassGlobalAccess(op), op).toBe(true);
-    for (const op of ['UBLKPF.L2', 'LDC.64', 'ULDC.64', 'LDS.128', 'STS.64', 'LDL', 'STL', 'LDSM.16.M88.4', 'ATOMS.ADD', 'ACQBULK', 'SYNCS.EXCH.64']) expect(isSassGlobalAccess(op), op).toBe(false);
+  test('isSassGlobalAccess: global, generic, TMA and bulk copies, discard/invalidate CCTL yes; the L2 prefetches (CCTL.E.PF2 of prefetch.global.L2, UBLKPF), constants, shared, local no', () => {
+    for (const op of ['LDG.E.128', 'STG.E.64', 'LD.E', 'ST.E.STRONG.GPU', 'ATOMG.E.ADD', 'RED.E.ADD.STRONG.GPU', 'LDGSTS.E.BYPASS.128', 'UTMALDG.2D', 'UBLKCP.S.G', 'CCTL.E.DML', 'CCTL.E.RML2', 'CCTL.IVALL']) expect(isSassGlobalAccess(op), op).toBe(true);
+    for (const op of ['CCTL.E.PF2', 'CCTL.E.PF1', 'UBLKPF.L2', 'LDC.64', 'ULDC.64', 'LDS.128', 'STS.64', 'LDL', 'STL', 'LDSM.16.M88.4', 'ATOMS.ADD', 'ACQBULK', 'SYNCS.EXCH.64']) expect(isSassGlobalAccess(op), op).toBe(false);
   });
 });

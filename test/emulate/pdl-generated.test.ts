@@ -1,6 +1,6 @@
 /**
  * The generated kernels keep the PDL contract (every global access after the thread's
- * tidarc::grid_dependency_wait(), only prefetch_l2 of weights before it), checked on the SIMT
+ * tidarc::grid_dependency_wait(), only prefetch_l2_line of weights before it), checked on the SIMT
  * emulator under programmatic launches (runtime/emu/emu_global.cpp: any earlier access to a
  * device allocation is a "pdl" finding):
  *   - every GPU operator of templates/cuda/tidarc_ops.cu, through runtime/emu/ops_check.cpp

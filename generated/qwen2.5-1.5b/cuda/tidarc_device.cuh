@@ -112,7 +112,7 @@ __device__ __forceinline__ int ld_acquire_gpu_i32(const int* p) {
   return v;
 }
 
-// ---- programmatic dependent launch (PDL) and an L2 prefetch, sm_90+ ----------------------
+// ---- programmatic dependent launch (PDL) and an L2 line prefetch, sm_90+ ----------------------
 // griddepcontrol (PTX ISA): wait blocks the thread until every prerequisite grid has completed and
 // its memory is visible; launch_dependents lets the next kernel of the stream be scheduled once every
 // CTA of this grid issued it or exited. Both are no-ops in a launch without the PDL attribute, and
@@ -127,12 +127,18 @@ __device__ __forceinline__ void grid_dependents_launch() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
-// A hint: [p, p + bytes) into L2 (p 16-byte aligned, bytes a multiple of 16); never changes a result.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+// A hint: the 128-byte L2 line holding p into L2 (prefetch.global.L2); never changes a result and
+// needs no alignment. One thread, one line: unlike cp.async.bulk.prefetch.L2 (uniform operands:
+// ptxas wraps a per-thread address in an R2UR loop, one pass per distinct address of a warp), its
+// address stays in the thread's registers, so a warp issues 32 lines in one instruction.
+// Under the same guard as the PDL primitives (sm_90+): below sm_90 there is no wait to hide it
+// behind (a kernel's own cp.async prologue starts its weight stream at once), so it is empty there
+// and the sm_80/86/89 code is unchanged.
+__device__ __forceinline__ void prefetch_l2_line(const void* p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" :: "l"(p), "r"(bytes) : "memory");
+  asm volatile("prefetch.global.L2 [%0];\n" :: "l"(p) : "memory");
 #else
-  (void)p, (void)bytes;
+  (void)p;
 #endif
 }
 

@@ -80,26 +80,33 @@ __device__ __forceinline__ void gemm_load_w(const TidarcGemmArgs& a, typename C:
 // grid_dependency_wait): the CTA asks L2 for the first C::kPrefetchTiles k tiles of its own
 // weight slice (kRows rows from n0, its split part's k tiles in k order; gemm-prefetch.ts, the
 // rule and its budget). Weights are written by no kernel of a step, so reading them early is
-// within the contract; prefetch_l2 is a hint that never changes a result (empty below sm_90).
-// Weights are [N, K] row-major: thread r issues weight row r's run (kRows <= kThreads: one
-// instruction a thread, no loop: a loop here cost the M = 64 gate_up kernel a spill on sm_90),
-// or thread 0 one run for all kRows rows when the tiles cover K; every size and offset is a
-// multiple of 16 bytes (K % 8 == 0, k tiles of 64).
+// within the contract; prefetch_l2_line is a hint that never changes a result (empty below sm_90).
+// Weights are [N, K] row-major and a k tile of a row is 64 x 2 = 128 bytes, one L2 line. The
+// first kThreads / kRows x kRows threads (all of them where kRows divides kThreads; 128 of the
+// sm_90a kernel's 160) share the kRows x kPrefetchTiles lines: thread i keeps row i % kRows and
+// steps over tiles from i / kRows (so the pipeline's first tiles go first): a pointer add, a
+// compare and one prefetch a line, a warp's 32 lanes 32 lines in one instruction. Rows past N
+// and tiles past the split part's end (its last part may be shorter) are skipped. When
+// K % 64 != 0 a row's tiles do not start on a line, so each tile also prefetches the line of its
+// last byte.
 template <class C, int kRows, int kThreads>
 __device__ __forceinline__ void gemm_prefetch_weights(const void* w, int n0, int split) {
   constexpr int kKTiles = (C::kK + kGemmBlockK - 1) / kGemmBlockK;
+  constexpr int kStep = kThreads / kRows;  // threads a row
   static_assert(C::kPrefetchTiles >= 1 && C::kPrefetchTiles <= C::kKTilesPerSplit, "the prefetch stays inside the CTA's split part");
-  static_assert(C::kK % 8 == 0, "16-byte weight rows");
-  static_assert(kRows <= kThreads, "a thread a weight row");
+  static_assert(kGemmBlockK * 2 == 128, "a row's k tile is one 128-byte line");
+  static_assert(kStep >= 1, "a thread at least a weight row");
+  if (threadIdx.x >= static_cast<unsigned>(kStep * kRows)) return;
+  const int row = static_cast<int>(threadIdx.x % kRows), t0 = static_cast<int>(threadIdx.x / kRows);
   const int kt0 = split * C::kKTilesPerSplit;
-  const int kt1 = min(kt0 + C::kPrefetchTiles, kKTiles);  // the last part may be shorter
-  const int k0 = kt0 * kGemmBlockK, k1 = min(kt1 * kGemmBlockK, C::kK);
-  const int rows = min(kRows, C::kN - n0);
-  const unsigned char* base = static_cast<const unsigned char*>(w) + (static_cast<size_t>(n0) * C::kK + k0) * 2;
-  if (k0 == 0 && k1 == C::kK) {
-    if (threadIdx.x == 0) prefetch_l2(base, static_cast<uint32_t>(rows) * C::kK * 2);
-  } else if (static_cast<int>(threadIdx.x) < rows) {
-    prefetch_l2(base + static_cast<size_t>(threadIdx.x) * C::kK * 2, static_cast<uint32_t>(k1 - k0) * 2);
+  const int tiles = min(C::kPrefetchTiles, kKTiles - kt0);  // the last part may be shorter
+  const int k0 = kt0 * kGemmBlockK;
+  if (row >= C::kN - n0) return;
+  const unsigned char* p = static_cast<const unsigned char*>(w) + ((static_cast<size_t>(n0) + row) * C::kK + k0) * 2 + t0 * 128;
+#pragma unroll 1
+  for (int t = t0; t < tiles; t += kStep, p += kStep * 128) {
+    prefetch_l2_line(p);
+    if constexpr (C::kK % kGemmBlockK != 0) prefetch_l2_line(p + min(127, (C::kK - k0 - t * kGemmBlockK) * 2 - 1));
   }
 }
 
