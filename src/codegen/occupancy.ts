@@ -46,14 +46,20 @@ export interface Occupancy {
   readonly limit: 'registers' | 'shared' | 'threads' | 'ctas';
 }
 
+/** A kernel's warps a CTA. */
+const warpsOf = (k: KernelResources): number => Math.ceil(k.threads / 32);
+/** Registers one warp takes, in allocation units. */
+const registersPerWarp = (k: KernelResources): number => Math.ceil((k.registers * 32) / REGISTER_UNIT) * REGISTER_UNIT;
+/** Shared memory one CTA takes, in allocation units, with the system's reserve. */
+const sharedPerCta = (k: KernelResources): number => Math.ceil(k.sharedBytes / SHARED_UNIT) * SHARED_UNIT + SHARED_RESERVED_PER_CTA;
+
 export function occupancy(arch: ArchName, k: KernelResources): Occupancy {
   const sm = SM_LIMITS[arch];
-  const warps = Math.ceil(k.threads / 32);
-  const registersPerWarp = Math.ceil((k.registers * 32) / REGISTER_UNIT) * REGISTER_UNIT;
-  const warpsPerPartition = registersPerWarp === 0 ? Infinity : Math.floor(sm.registers / SUB_PARTITIONS / registersPerWarp);
+  const warps = warpsOf(k);
+  const warpsPerPartition = registersPerWarp(k) === 0 ? Infinity : Math.floor(sm.registers / SUB_PARTITIONS / registersPerWarp(k));
   const byLimit = {
     registers: Math.floor(warpsPerPartition / Math.ceil(warps / SUB_PARTITIONS)),
-    shared: Math.floor(sm.sharedBytes / (Math.ceil(k.sharedBytes / SHARED_UNIT) * SHARED_UNIT + SHARED_RESERVED_PER_CTA)),
+    shared: Math.floor(sm.sharedBytes / sharedPerCta(k)),
     threads: Math.floor(sm.threads / (warps * 32)),
     ctas: sm.ctas,
   };
@@ -80,14 +86,11 @@ export function variantOccupancy(arch: ArchName, ptxas: { readonly registers: nu
  */
 export function ctasBeside(arch: ArchName, resident: KernelResources, residentCtas: number, next: KernelResources): number {
   const sm = SM_LIMITS[arch];
-  const warpsOf = (k: KernelResources): number => Math.ceil(k.threads / 32);
-  const regsPerWarp = (k: KernelResources): number => Math.ceil((k.registers * 32) / REGISTER_UNIT) * REGISTER_UNIT;
-  const sharedOf = (k: KernelResources): number => Math.ceil(k.sharedBytes / SHARED_UNIT) * SHARED_UNIT + SHARED_RESERVED_PER_CTA;
-  const partitionRegs = sm.registers / SUB_PARTITIONS - residentCtas * Math.ceil(warpsOf(resident) / SUB_PARTITIONS) * regsPerWarp(resident);
-  const nextPartitionRegs = Math.ceil(warpsOf(next) / SUB_PARTITIONS) * regsPerWarp(next);
+  const partitionRegs = sm.registers / SUB_PARTITIONS - residentCtas * Math.ceil(warpsOf(resident) / SUB_PARTITIONS) * registersPerWarp(resident);
+  const nextPartitionRegs = Math.ceil(warpsOf(next) / SUB_PARTITIONS) * registersPerWarp(next);
   const n = Math.min(
     nextPartitionRegs === 0 ? Infinity : Math.floor(partitionRegs / nextPartitionRegs),
-    Math.floor((sm.sharedBytes - residentCtas * sharedOf(resident)) / sharedOf(next)),
+    Math.floor((sm.sharedBytes - residentCtas * sharedPerCta(resident)) / sharedPerCta(next)),
     Math.floor((sm.threads - residentCtas * warpsOf(resident) * 32) / (warpsOf(next) * 32)),
     sm.ctas - residentCtas,
   );

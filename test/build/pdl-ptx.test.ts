@@ -60,6 +60,17 @@ const sm90aCompiles = new Map<string, string>();
 /** writeSm90aCompile once per example (both tests use them). */
 const sm90aCompile = (name: string): string => sm90aCompiles.get(name) ?? (sm90aCompiles.set(name, writeSm90aCompile(name)), sm90aCompiles.get(name)!);
 
+/** The sm_90 and sm_90a sources both tests compile: tiny's at sm_90, an sm_90a GEMM and Qwen3-8B's sm_90a tidar_k8. */
+function hopperJobs(): { source: string; arch: string; include: string }[] {
+  const tinyA = sm90aCompile('tiny');
+  const qwenA = sm90aCompile('qwen3-8b');
+  return [
+    ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
+    { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
+    { source: join(qwenA, 'tidar_k8.sm90a.cu'), arch: 'sm_90a', include: qwenA },
+  ];
+}
+
 async function ptx(source: string, arch: string, includeDir: string): Promise<string> {
   const out = join(dir, `${arch}-${source.replace(/\W/g, '_')}.ptx`);
   await exec(nvcc.found ? nvcc.tool.path : 'nvcc', ['-ptx', '-O3', '-std=c++17', `-arch=${arch}`, `-I${includeDir}`, '-o', out, source], { maxBuffer: 64 << 20 });
@@ -68,14 +79,7 @@ async function ptx(source: string, arch: string, includeDir: string): Promise<st
 
 describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
   test('sm_90 and sm_90a: every entry waits before its first global access; GEMMs prefetch weights first; sm_80: no griddepcontrol', async () => {
-    const tinyA = sm90aCompile('tiny');
-    const qwenA = sm90aCompile('qwen3-8b');
-    const jobs = [
-      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
-      { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
-      { source: join(qwenA, 'tidar_k8.sm90a.cu'), arch: 'sm_90a', include: qwenA },
-      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_80', include: TINY })),
-    ];
+    const jobs = [...hopperJobs(), ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_80', include: TINY }))];
     const texts = await runPool(jobs, 2, (j) => ptx(j.source, j.arch, j.include));
     const problems: string[] = [];
     let entries = 0;
@@ -110,13 +114,7 @@ describe.skipIf(!nvcc.found)('PDL order in nvcc PTX', () => {
   }, 120_000);
 
   test.skipIf(!cuobjdump.found)('SASS (ptxas): ACQBULK before every global access of every sm_90 / sm_90a kernel, PREEXIT after it', async () => {
-    const tinyA = sm90aCompile('tiny');
-    const qwenA = sm90aCompile('qwen3-8b');
-    const jobs = [
-      ...SM90_SOURCES.map((s) => ({ source: join(TINY, s), arch: 'sm_90', include: TINY })),
-      { source: join(tinyA, 'gemm_bf16_n256_k256_sm90a.cu'), arch: 'sm_90a', include: tinyA },
-      { source: join(qwenA, 'tidar_k8.sm90a.cu'), arch: 'sm_90a', include: qwenA },
-    ];
+    const jobs = hopperJobs();
     const tool = cuobjdump.found ? cuobjdump.tool.path : 'cuobjdump';
     const texts = await runPool(jobs, 2, async (j) => {
       const out = join(dir, `${j.arch}-${j.source.replace(/\W/g, '_')}.cubin`);
