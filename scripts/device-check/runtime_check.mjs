@@ -10,15 +10,22 @@
 // with PDL on's: a PDL race on a GPU (a kernel reading before its wait) would show as a difference.
 // BUDGET_S (the part's time left; none: no limit) bounds that second pass: a (prompt, k) whose PDL-on
 // run would not fit in what is left is not run, and pdlOff.skipped lists it.
+// Where the PDL-on pass throws (a refused programmatic launch, a fault), the PDL-off pass still runs, in a
+// child process of this script (a fault leaves this process's CUDA context unusable), each generate while
+// the budget lasts: `error` says what PDL on threw, `diagnosis` whether PDL off then worked.
 // Prints one JSON object: {backend, reason, pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}],
-// pdlOff ({pdl, runs (as runs, each with samePdlOn: its AR and TiDAR tokens equal PDL on's), skipped, skippedWhy, tokensEqual, ok (null: none ran)},
-// or {skipped: why} where PDL was not on), ok (PDL on's runs, and PDL off's where they ran, all ok and the same tokens)}.
+// pdlOff ({pdl, runs (as runs, each with samePdlOn: its AR and TiDAR tokens equal PDL on's), skipped, skippedWhy, tokensEqual, ok (null: none ran),
+// error (what PDL off threw), afterFailure (true: run in a child after PDL on threw; nothing compared)}, or {skipped: why} where PDL was not on),
+// error ([one line]: what the check with PDL on threw; backend and reason are absent where the model did not load), diagnosis (after a
+// failure: whether PDL is the likely cause), ok (PDL on's runs, and PDL off's where they ran, all ok and the same tokens; false after a throw)}.
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runtimeCheckSpec } from './runtime_spec.mjs';
 
-const [root, work, tokensText, draftsText, budgetText] = process.argv.slice(2);
+// PASS: 'pdl-off-only' in the child that runs the PDL-off pass after a failed PDL-on pass (below); absent otherwise.
+const [root, work, tokensText, draftsText, budgetText, pass] = process.argv.slice(2);
 const started = performance.now();
 const tokens = Number(tokensText ?? 200);
 const drafts = (draftsText ?? '1,2,4,8').split(',').map(Number);
@@ -35,9 +42,10 @@ const same = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
 /**
  * Greedy AR, then greedy TiDAR at each k, per prompt, on `model`; each TiDAR run against its AR run (tokens, caches).
  * fits(prompt, draft): whether to run that generate (draft 0: the prompt's AR run); a prompt whose AR run does not fit is skipped whole.
+ * `into` collects the runs as they finish, so a pass that throws keeps the ones before.
  */
-async function check(model, fits = () => true) {
-  const runs = [], skipped = [], arMs = {};
+async function check(model, fits = () => true, into = { runs: [], skipped: [], arMs: {} }) {
+  const { runs, skipped, arMs } = into;
   for (const prompt of PROMPTS) {
     if (!fits(prompt, 0)) {
       skipped.push(...spec.draftLengths.map((draft) => ({ prompt, draft })));
@@ -61,23 +69,85 @@ async function check(model, fits = () => true) {
       runs.push({ prompt, draft, equal, ar: ar.tokens, tidar: tidar.tokens, arNfe: ar.nfe, tidarNfe: tidar.nfe, tidarTokensPerSecond: tidar.tokensPerSecond, arTokensPerSecond: ar.tokensPerSecond, ms: performance.now() - t0, ...cache, ok });
     }
   }
-  return { runs, skipped, arMs };
+  return into;
 }
 
-const model = await open({});
-const on = await check(model);
-const runs = on.runs;
-model.close();
+const errorText = (e) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
+
+/** fits() for a pass with no PDL-on times to go by: a generate starts if the last one's time still fits before the deadline. */
+function whileBudgetLasts() {
+  let last = 0, since = performance.now();
+  return () => {
+    const now = performance.now();
+    last = Math.max(last, now - since);
+    since = now;
+    return now + last <= deadline;
+  };
+}
+
+if (pass === 'pdl-off-only') {
+  // The child: the PDL-off pass alone, in a fresh CUDA context; one JSON line for the parent.
+  const into = { runs: [], skipped: [], arMs: {} };
+  let off, error;
+  try {
+    off = await open({ pdl: false });
+    await check(off, whileBudgetLasts(), into);
+  } catch (e) {
+    error = errorText(e);
+  }
+  try { off?.close(); } catch { /* a context a fault left unusable: the process ends next */ }
+  process.stdout.write(`${JSON.stringify({ pdl: off?.pdl ?? null, runs: into.runs, skipped: into.skipped, ...(error ? { error } : {}) })}\n`);
+  process.exit(0);
+}
+
+const into = { runs: [], skipped: [], arMs: {} };
+let model, onError;
+try {
+  model = await open({});
+  await check(model, () => true, into);
+} catch (e) {
+  onError = errorText(e);
+}
+try { model?.close(); } catch (e) { onError ??= errorText(e); }
+const on = into, runs = into.runs;
 // pdl: whether the kernels ran with programmatic dependent launch (loadModel's default where the kernels, device and driver allow it), and why (not):
 // on an sm_90+ GPU this part is where PDL's correctness is checked (a kernel reading before its wait would race its predecessor).
-const pdl = model.pdl ?? null;
-let pdlOff;
-if (model.backend === 'cuda' && pdl?.on) {
+const pdl = model?.pdl ?? null;
+let pdlOff, diagnosis;
+if (model?.backend === 'cuda' && pdl?.on && onError !== undefined) {
+  // PDL on threw: the same check with PDL off in a child (a fault leaves this context unusable), as far as the budget allows.
+  const left = deadline === Infinity ? undefined : Math.max(0, (deadline - performance.now()) / 1000);
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), root, work, String(tokens), drafts.join(','), left === undefined ? 'Infinity' : left.toFixed(1), 'pdl-off-only'],
+    { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'], ...(left === undefined ? {} : { timeout: Math.round(1000 * (left + 30)) }) });
+  let r;
+  try {
+    r = JSON.parse(child.stdout.trim().split('\n').pop());
+  } catch {
+    r = { runs: [], skipped: [], error: child.error ? errorText(child.error) : `the PDL-off child exited ${child.status ?? child.signal} without a result` };
+  }
+  for (const x of r.runs) x.samePdlOn = false;  // nothing of PDL on's to compare with
+  const ok = r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.ok);
+  pdlOff = {
+    pdl: r.pdl, runs: r.runs, afterFailure: true, ...(r.error ? { error: r.error } : {}),
+    ...(r.skipped.length ? { skipped: r.skipped, skippedWhy: 'the part\'s time budget: after PDL on failed, each generate ran while its predecessor\'s time still fitted' } : {}),
+    tokensEqual: null, ok: r.runs.length || r.error ? ok : null,
+  };
+  diagnosis = ok
+    ? `PDL is the likely cause: with PDL on the check threw (${onError}); with PDL off (a fresh process) its ${r.runs.length} runs passed. Run with --no-pdl (loadModel pdl: false) on this GPU and driver, and report it.`
+    : `not PDL alone: with PDL off (a fresh process) the check ${r.error ? `threw too (${r.error})` : r.runs.length ? 'failed too' : 'ran nothing in the budget left'}.`;
+} else if (model?.backend === 'cuda' && pdl?.on) {
   // The same check with PDL off, as far as the budget allows: each generate if its PDL-on run's time fits in what is left (the kernels are compiled and cached by now).
-  const off = await open({ pdl: false });
+  let off;
+  const again = { runs: [], skipped: [], arMs: {} };
   const msOf = (prompt, draft) => (draft === 0 ? on.arMs[prompt] : runs.find((r) => r.prompt === prompt && r.draft === draft)?.ms) ?? 0;
-  const again = await check(off, (prompt, draft) => performance.now() + msOf(prompt, draft) <= deadline);
-  off.close();
+  let offError;
+  try {
+    off = await open({ pdl: false });
+    await check(off, (prompt, draft) => performance.now() + msOf(prompt, draft) <= deadline, again);
+  } catch (e) {
+    offError = errorText(e);
+  }
+  try { off?.close(); } catch (e) { offError ??= errorText(e); }
   for (const r of again.runs) {
     const was = runs.find((x) => x.prompt === r.prompt && x.draft === r.draft);
     r.samePdlOn = !!was && same(r.ar, was.ar) && same(r.tidar, was.tidar);
@@ -85,13 +155,17 @@ if (model.backend === 'cuda' && pdl?.on) {
   // null where the budget left no run: nothing compared, nothing failed.
   const tokensEqual = again.runs.length ? again.runs.every((r) => r.samePdlOn) : null;
   pdlOff = {
-    pdl: off.pdl ?? null, runs: again.runs,
+    pdl: off?.pdl ?? null, runs: again.runs, ...(offError ? { error: offError } : {}),
     ...(again.skipped.length ? { skipped: again.skipped, skippedWhy: `the part's time budget (${Number(budgetText).toFixed(0)} s): each (prompt, k) runs only if its PDL-on run's time fits in what is left` } : {}),
-    tokensEqual, ok: again.runs.length ? again.runs.every((r) => r.ok) && tokensEqual : null,
+    tokensEqual, ok: offError ? false : again.runs.length ? again.runs.every((r) => r.ok) && tokensEqual : null,
   };
+  if (offError) diagnosis = `PDL on passed, PDL off threw (${offError})`;
 } else {
-  pdlOff = { skipped: model.backend !== 'cuda' ? 'not the cuda backend' : `PDL was not on (${pdl?.why ?? 'the model reports no PDL decision'}): the check above ran without it` };
+  pdlOff = { skipped: !model ? 'the model did not load' : model.backend !== 'cuda' ? 'not the cuda backend' : `PDL was not on (${pdl?.why ?? 'the model reports no PDL decision'}): the check above ran without it` };
 }
-// A PDL-off run that fails, or gives other tokens than PDL on, fails the part.
-const ok = model.backend === 'cuda' && runs.every((r) => r.ok) && pdlOff.ok !== false;
-process.stdout.write(`${JSON.stringify({ backend: model.backend, reason: model.backendReason, pdl, runs, pdlOff, ok })}\n`);
+// A PDL-on failure, a PDL-off run that fails, or gives other tokens than PDL on, fails the part.
+const ok = onError === undefined && model?.backend === 'cuda' && runs.every((r) => r.ok) && pdlOff.ok !== false;
+process.stdout.write(`${JSON.stringify({
+  ...(model ? { backend: model.backend, reason: model.backendReason } : {}), pdl, runs, pdlOff,
+  ...(onError !== undefined ? { error: [`PDL ${pdl?.on ? 'on' : 'as loadModel chose'}: ${onError}`] } : {}), ...(diagnosis ? { diagnosis } : {}), ok,
+})}\n`);

@@ -14,6 +14,7 @@ export interface RuntimeCheckRun {
 }
 
 export interface RuntimeCheckReport {
+  /** Absent where the model did not load (then `error` says why). */
   backend: string;
   reason: string;
   /** Whether the kernels ran with programmatic dependent launch, and why (not) (Model.pdl); null where the model has none. */
@@ -27,7 +28,13 @@ export interface RuntimeCheckReport {
   pdlOff?: {
     pdl?: { on: boolean; why: string } | null; runs?: (RuntimeCheckRun & { samePdlOn: boolean; ok: boolean })[];
     skipped?: string | { prompt: string; draft: number }[]; skippedWhy?: string; tokensEqual?: boolean | null; ok?: boolean | null;
+    /** What PDL off threw; afterFailure: run in a child process after the PDL-on pass threw (nothing to compare). */
+    error?: string; afterFailure?: boolean;
   };
+  /** What the PDL-on pass (or the load) threw, in one line. */
+  error?: string[];
+  /** After a throw: whether PDL is the likely cause (PDL off passed in a fresh process) or not. */
+  diagnosis?: string;
   ok: boolean;
 }
 
