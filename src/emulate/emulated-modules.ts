@@ -118,6 +118,18 @@ async function sharedOpsModule(kernelsDir: string, sharedDir: string, key: strin
   return library;
 }
 
+/**
+ * The GPU operators' module alone, for the sources of a kernels directory: built once into
+ * `sharedDir` as buildEmulatedCudaModules builds it (or found there), the entry left as it is.
+ * Returns the .fatbin path to hand CudaDevice (the emulated driver loads the .emu.so beside it).
+ * For a tool that launches only the operators (the device check's launch overheads).
+ */
+export async function emulatedOpsModule(kernelsDir: string, sharedDir: string, log: (line: string) => void = () => undefined): Promise<string> {
+  const key = await emulatedModuleKey();
+  await sharedOpsModule(kernelsDir, sharedDir, key, log);
+  return join(await sharedOpsDir(kernelsDir, sharedDir, key), 'tidarc_ops.fatbin');
+}
+
 /** Beside the modules: the emulatedModuleKey they were built under. */
 export const MODULES_STAMP = 'emu-modules.stamp';
 

@@ -1,0 +1,315 @@
+/**
+ * The step cost model's launch and host overheads (step-cost-model.ts StepOverheads and
+ * PdlOverheads), measured on the device instead of assumed: series of N launches of two GPU
+ * operators timed by CUDA events, fitted as T(N) = a + s N, and host wall-clock times per call.
+ *
+ *   E         an "empty" kernel: tidarc_op_silu_mul with count 0 (grid 1, block 256): the PDL
+ *             prologue (griddepcontrol.wait, launch_dependents) and a return, no memory access.
+ *   S         a small operator as an AR step has them: tidarc_op_rmsnorm of 1 row x 4096 float32
+ *             (float32 weights; grid 1, block 256): one DRAM round trip, one CTA.
+ *   graph-X   a captured graph of N X launches (stream order makes each depend on the one before),
+ *             replayed: the events bracket one cuGraphLaunch on an idle stream. -pdl: captured from
+ *             programmatic launches (N - 1 programmatic edges), only where PDL is on.
+ *   stream-E  N E launches issued one by one while the stream is still busy with device-to-device
+ *             copies sized to outlast their issue (the host ahead), the events after the copies and
+ *             after the last launch: what the GPU spends per launch when it never waits on the host.
+ *   copies    N 64-byte uploads from pinned memory (uploadAsync) queued the same way.
+ *   host      wall time per CudaDevice.launch (argument bytes packed before the loop), per GpuOps
+ *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
+ *
+ * deriveOverheads (pure) turns the fits into the model's constants, each with whether these series
+ * identify it alone and where it comes from. The model prices an empty kernel at its launch ramp
+ * (rampS) and a small one at its floor (smallKernelS), so the graph and stream slopes hold a gap
+ * plus rampS: those constants are measured as sums and split with the assumed rampS.
+ */
+import { TidarcError } from '../errors.js';
+import type { CudaDevice, DeviceBuffer, DeviceStats, GraphRef } from '../runtime/cuda/device.js';
+import { statsSince } from '../runtime/cuda/device.js';
+import { GpuOps } from '../runtime/cuda/gpu-ops.js';
+import { DTYPE_CODE, SILU_MUL, opKernelName, packStruct } from '../runtime/cuda/op-abi.js';
+import { PDL_OVERHEADS, type PdlOverheads, type StepOverheads } from './step-cost-model.js';
+
+export type SeriesName = 'graph-E' | 'graph-S' | 'graph-E-pdl' | 'graph-S-pdl' | 'stream-E' | 'copies';
+export const SERIES_NAMES: readonly SeriesName[] = ['graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies'];
+
+/** A straight line through (n, seconds): least squares, with its coefficient of determination. */
+export interface LineFit {
+  readonly slopeS: number;
+  readonly interceptS: number;
+  readonly r2: number;
+}
+
+/** One series: the lengths, the median GPU milliseconds of each, and the fit of T(N) in seconds. */
+export interface OverheadSeries extends LineFit {
+  readonly n: readonly number[];
+  readonly gpuMs: readonly number[];
+}
+
+export type OverheadSeriesSet = Readonly<Record<'graph-E' | 'graph-S' | 'stream-E' | 'copies', OverheadSeries> & Record<'graph-E-pdl' | 'graph-S-pdl', OverheadSeries | null>>;
+
+/** Host wall seconds per call (medians over repeats of a loop). */
+export interface HostTimes {
+  /** CudaDevice.launch with its argument bytes packed before the loop: the N-API call and cuLaunchKernel. */
+  readonly launchS: number;
+  /** CudaDevice.launchGraph of a 16-node graph. */
+  readonly graphLaunchS: number;
+  /** CudaDevice.uploadAsync of 64 bytes from pinned memory. */
+  readonly copyS: number;
+  /** A GpuOps call (siluMul): launchS plus packing the argument struct, as the runtime issues a kernel. */
+  readonly opLaunchS: number;
+}
+
+export type OverheadField = keyof StepOverheads | keyof PdlOverheads;
+
+export interface MeasuredConstant {
+  /** Seconds; null where these series do not measure it. */
+  readonly value: number | null;
+  /** Whether the series identify it alone (false: a measured sum split with an assumed figure, or not measured). */
+  readonly identifiable: boolean;
+  readonly from: string;
+  /** Where not identifiable alone: the measured combination that `from` names, in seconds. */
+  readonly measuredS?: number;
+}
+
+export type MeasuredOverheads = Readonly<Record<OverheadField, MeasuredConstant>>;
+
+/** Every field of StepOverheads and PdlOverheads, in their declaration order. */
+export const OVERHEAD_FIELDS: readonly OverheadField[] = [
+  'hostLaunchS', 'streamGapS', 'graphNodeGapS', 'graphStartS', 'hostGraphLaunchS', 'copyLatencyS', 'hostCopyS', 'hostStepS', 'smallKernelS',
+  'waitReleaseS', 'rampS',
+];
+
+/** Least squares of y on n; r2 = 1 where every y is equal and the line goes through them. */
+export function fitLine(n: readonly number[], y: readonly number[]): LineFit {
+  if (n.length !== y.length || n.length < 2 || new Set(n).size < 2) {
+    throw new TidarcError('runtime', 'a launch overhead series needs at least two distinct lengths', { field: 'n', value: n.join(', ') });
+  }
+  const k = n.length;
+  const mn = n.reduce((a, b) => a + b, 0) / k, my = y.reduce((a, b) => a + b, 0) / k;
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < k; i++) {
+    sxy += (n[i]! - mn) * (y[i]! - my);
+    sxx += (n[i]! - mn) ** 2;
+    syy += (y[i]! - my) ** 2;
+  }
+  const slopeS = sxy / sxx, interceptS = my - slopeS * mn;
+  let res = 0;
+  for (let i = 0; i < k; i++) res += (y[i]! - interceptS - slopeS * n[i]!) ** 2;
+  return { slopeS, interceptS, r2: syy === 0 ? (res === 0 ? 1 : 0) : 1 - res / syy };
+}
+
+/** A series from its lengths and median GPU milliseconds. */
+export function seriesOf(n: readonly number[], gpuMs: readonly number[]): OverheadSeries {
+  return { n: [...n], gpuMs: [...gpuMs], ...fitLine(n, gpuMs.map((ms) => ms / 1e3)) };
+}
+
+const us = (s: number): string => `${(s * 1e6).toFixed(3)} us`;
+
+/**
+ * The model's constants from the series and host times (pure). `pdlWhy`: why the PDL series are
+ * null (PDL off); `rampS`: the launch ramp assumed to split the sums it is part of.
+ */
+export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: { pdlWhy?: string; rampS?: number } = {}): MeasuredOverheads {
+  const ramp = o.rampS ?? PDL_OVERHEADS.rampS;
+  const assumed = `the ASSUMED rampS ${us(ramp)} (PDL_OVERHEADS.rampS)`;
+  const E = series['graph-E'], S = series['graph-S'], Ep = series['graph-E-pdl'], Sp = series['graph-S-pdl'];
+  const noPdl = `no PDL series: ${o.pdlWhy ?? 'PDL is off'}`;
+  const split = (sumS: number, of: string, value: number, more = ''): MeasuredConstant => ({ value, identifiable: false, measuredS: sumS, from: `${of} = ${us(sumS)} measured; split with ${assumed}${more}` });
+  const nodeGap = E.slopeS - ramp;
+  const small = S.slopeS - E.slopeS;
+  const cross = Ep && Sp ? `; cross-check with PDL: s(graph-S-pdl) - s(graph-E-pdl) = ${us(Sp.slopeS - Ep.slopeS)}` : `; no PDL cross-check (${noPdl})`;
+  return {
+    hostLaunchS: { value: host.launchS, identifiable: true, from: `host wall time per CudaDevice.launch of E, argument bytes packed before the loop (N-API call + cuLaunchKernel; a GpuOps call with its packing: ${us(host.opLaunchS)})` },
+    streamGapS: split(series['stream-E'].slopeS, 's(stream-E) = streamGapS + rampS (E launches one by one, the host ahead)', series['stream-E'].slopeS - ramp),
+    graphNodeGapS: split(E.slopeS, 's(graph-E) = graphNodeGapS + rampS', nodeGap),
+    graphStartS: {
+      value: E.interceptS - host.graphLaunchS + nodeGap, identifiable: false, measuredS: E.interceptS,
+      from: `a(graph-E) = ${us(E.interceptS)} measured (the events bracket cuGraphLaunch on an idle stream, so it holds the host's call, hostGraphLaunchS ${us(host.graphLaunchS)}); `
+        + `the model's graph time is graphStartS + N kernels + (N - 1) node gaps after the host's call: graphStartS = a - hostGraphLaunchS + graphNodeGapS, the gap split with ${assumed}`,
+    },
+    hostGraphLaunchS: { value: host.graphLaunchS, identifiable: true, from: 'host wall time per CudaDevice.launchGraph of a 16-node E graph' },
+    copyLatencyS: {
+      value: series.copies.slopeS, identifiable: true,
+      from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency may be longer)',
+    },
+    hostCopyS: { value: host.copyS, identifiable: true, from: 'host wall time per CudaDevice.uploadAsync of 64 B from pinned memory' },
+    hostStepS: { value: null, identifiable: false, from: 'not measured here: the decoder\'s own host work per step needs a decoder (bench:step\'s measured host time less its launches\' and copies\' calls)' },
+    smallKernelS: split(small, 's(graph-S) - s(graph-E) = smallKernelS - rampS', small + ramp, cross),
+    waitReleaseS: Ep
+      ? { value: Ep.slopeS, identifiable: true, from: 's(graph-E-pdl): per programmatic edge between empty kernels (the predecessor\'s return after its launch_dependents included)' }
+      : { value: null, identifiable: false, from: noPdl },
+    rampS: { value: null, identifiable: false, from: `not separable from the gaps and smallKernelS by these series (with PDL: s(S-pdl) - s(E-pdl) = s(S) - s(E) again); ${assumed} splits the sums` },
+  };
+}
+
+/** What measureLaunchOverheads runs. */
+export interface MeasureOptions {
+  /** Series lengths (at least two distinct; a GPU: 16, 64, 256). */
+  readonly ns: readonly number[];
+  /** Timed repeats per length (the median is kept). */
+  readonly repeats: number;
+  /** Calls per host loop (kernel launches and copies). */
+  readonly hostIterations: number;
+  /** Graph launches per host loop (each replays 16 kernels: kept short so the launch queue never fills). */
+  readonly graphHostIterations: number;
+  /** Whether the ops module's kernels may launch programmatically (pdl.ts programmaticLaunchFor), and why (not). */
+  readonly pdl: { readonly on: boolean; readonly why: string };
+  /** Bytes of the device-to-device copy that keeps the stream busy (a GPU: 64 MiB). */
+  readonly copyBytes: number;
+  /** Most queued copies ahead of one timed run. */
+  readonly maxCopies: number;
+  /** performance.now() past which no further series starts (a TidarcError). */
+  readonly deadlineMs?: number;
+}
+
+export interface LaunchOverheads {
+  readonly kernels: { readonly empty: string; readonly small: string };
+  readonly series: OverheadSeriesSet;
+  readonly host: HostTimes;
+  readonly measured: MeasuredOverheads;
+  /** The counts this run's launches leave in DeviceStats (what measureLaunchOverheads issued after its setup). */
+  readonly stats: DeviceStats;
+  /** The parameters the run used (the stats follow from them). */
+  readonly plan: { readonly ns: readonly number[]; readonly repeats: number; readonly hostIterations: number; readonly graphHostIterations: number; readonly hostGraphNodes: number; readonly warmReplays: number };
+  /** The queue ahead of stream-E and copies: one copy's GPU ms, and the least margin (ms) by which the copies outlasted the host's issue (> 0: host ahead throughout). */
+  readonly queue: { readonly copyBytes: number; readonly copyMs: number; readonly minMarginMs: number };
+  /** What makes a figure doubtful (the host behind the queue); empty where nothing did. */
+  readonly warnings: readonly string[];
+}
+
+const HOST_GRAPH_NODES = 16;
+const SMALL_COLS = 4096;
+const COPY_BYTES = 64;
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/**
+ * Times the series on `device` with the GPU operators of `modulePath` (tidarc_ops: its ABI is
+ * checked first). Everything issued after the setup (buffers, the first launch of each kernel) is
+ * in `stats`, so a test can check the launches against what the plan says.
+ */
+export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o: MeasureOptions): LaunchOverheads {
+  if (o.repeats < 1 || o.hostIterations < 1 || o.graphHostIterations < 1) throw new TidarcError('runtime', 'launch overheads: repeats and host iterations must be at least 1');
+  if (o.pdl.on && !device.programmaticLaunch) throw new TidarcError('runtime', 'launch overheads: PDL is on but the driver has no cuLaunchKernelEx');
+  const ops = new GpuOps(device, modulePath);
+  const opsPdl = o.pdl.on ? new GpuOps(device, modulePath, { programmatic: true }) : undefined;
+  const buffers: DeviceBuffer[] = [];
+  const alloc = (bytes: number, label: string): DeviceBuffer => (buffers.push(device.alloc(bytes, label)), buffers[buffers.length - 1]!);
+  const e = alloc(4, 'empty kernel operand');
+  const x = alloc(4 * SMALL_COLS, 'rmsnorm x'), w = alloc(4 * SMALL_COLS, 'rmsnorm w'), y = alloc(4 * SMALL_COLS, 'rmsnorm out');
+  const src = alloc(o.copyBytes, 'queue copy source'), dst = alloc(o.copyBytes, 'queue copy target'), small = alloc(COPY_BYTES, 'small copy target');
+  const pinned = device.allocPinned(COPY_BYTES, 'small copy source');
+  const graphs: GraphRef[] = [];
+  try {
+    device.upload(x, Float32Array.from({ length: SMALL_COLS }, (_, i) => Math.sin(i * 0.37)));
+    device.upload(w, Float32Array.from({ length: SMALL_COLS }, (_, i) => 0.5 + i / SMALL_COLS));
+    device.fill(src, 0);
+    const empty = (g: GpuOps): void => g.siluMul(e, e, e, 0);
+    const norm = (g: GpuOps): void => g.rmsnorm(x, { buf: w, dtype: 'f32', rows: 1, cols: SMALL_COLS }, 1e-6, y, 1);
+    // Load both kernels (a capture may not load one) before the counts start.
+    empty(ops);
+    norm(ops);
+    device.synchronize();
+    const s0 = device.stats;
+    const check = (what: string): void => {
+      if (o.deadlineMs !== undefined && performance.now() > o.deadlineMs) throw new TidarcError('runtime', `launch overheads: out of time before ${what}`, { field: 'budget' });
+    };
+
+    // Host: wall time per call, the GPU left to catch up between loops.
+    const hostLoop = (iterations: number, call: () => void): number => {
+      const per: number[] = [];
+      for (let r = 0; r < o.repeats; r++) {
+        const t0 = performance.now();
+        for (let i = 0; i < iterations; i++) call();
+        per.push((performance.now() - t0) / 1e3 / iterations);
+        device.synchronize();
+      }
+      return median(per);
+    };
+    check('the host times');
+    const fn = device.kernel(modulePath, opKernelName('silu_mul'));
+    const args = packStruct(SILU_MUL, { gate: e.ptr, up: e.ptr, out: e.ptr, count: 0, outDtype: DTYPE_CODE.f32 });
+    const launchS = hostLoop(o.hostIterations, () => device.launch(fn, [1], [256], 0, args));
+    const opLaunchS = hostLoop(o.hostIterations, () => empty(ops));
+    const g16 = device.capture('16 empty kernels', () => {
+      for (let i = 0; i < HOST_GRAPH_NODES; i++) empty(ops);
+    });
+    graphs.push(g16);
+    const graphLaunchS = hostLoop(o.graphHostIterations, () => device.launchGraph(g16));
+    const copyS = hostLoop(o.hostIterations, () => device.uploadAsync(small, pinned));
+    const host: HostTimes = { launchS, graphLaunchS, copyS, opLaunchS };
+
+    // The queue: copies whose GPU time outlasts the host's issue of what follows them.
+    check('the queued series');
+    const copyMs = median(Array.from({ length: 3 }, () => device.timeGpu(() => device.copy(dst, 0, src, 0, o.copyBytes)).gpuMs));
+    let minMarginMs = Infinity;
+    const queued = (n: number, perCallS: number, work: () => void): number => {
+      // Twice the host's issue time of the work, plus 50 us for the events.
+      const copies = Math.min(o.maxCopies, Math.max(1, Math.ceil((2 * n * perCallS * 1e3 + 0.05) / Math.max(copyMs, 1e-6))));
+      const t0 = performance.now();
+      for (let i = 0; i < copies; i++) device.copy(dst, 0, src, 0, o.copyBytes);
+      const t = device.timeGpu(work);
+      minMarginMs = Math.min(minMarginMs, copies * copyMs - (performance.now() - t0));
+      return t.gpuMs;
+    };
+    const queuedSeries = (perCallS: number, call: () => void): OverheadSeries => seriesOf(o.ns, o.ns.map((n) => {
+      const times: number[] = [];
+      for (let r = 0; r < o.repeats; r++) {
+        times.push(queued(n, perCallS, () => {
+          for (let i = 0; i < n; i++) call();
+        }));
+      }
+      device.synchronize();
+      return median(times);
+    }));
+    const streamE = queuedSeries(opLaunchS, () => empty(ops));
+    const copies = queuedSeries(copyS, () => device.uploadAsync(small, pinned));
+
+    // Graphs: one warm replay, then the timed ones.
+    const graphSeries = (label: string, g: GpuOps, kernel: (g: GpuOps) => void): OverheadSeries => {
+      check(label);
+      return seriesOf(o.ns, o.ns.map((n) => {
+        const ref = device.capture(`${label} x ${n}`, () => {
+          for (let i = 0; i < n; i++) kernel(g);
+        });
+        graphs.push(ref);
+        device.launchGraph(ref);
+        device.synchronize();
+        const times = Array.from({ length: o.repeats }, () => device.timeGpu(() => device.launchGraph(ref)).gpuMs);
+        return median(times);
+      }));
+    };
+    const series: OverheadSeriesSet = {
+      'graph-E': graphSeries('graph-E', ops, empty),
+      'graph-S': graphSeries('graph-S', ops, norm),
+      'graph-E-pdl': opsPdl ? graphSeries('graph-E-pdl', opsPdl, empty) : null,
+      'graph-S-pdl': opsPdl ? graphSeries('graph-S-pdl', opsPdl, norm) : null,
+      'stream-E': streamE,
+      copies,
+    };
+    device.synchronize();
+    const stats = statsSince(s0, device.stats);
+    return {
+      kernels: {
+        empty: 'tidarc_op_silu_mul, count 0: grid [1], block [256], no shared memory (the PDL prologue and a return)',
+        small: `tidarc_op_rmsnorm, 1 row x ${SMALL_COLS} float32 (float32 weights): grid [1], block [256]`,
+      },
+      series, host,
+      measured: deriveOverheads(series, host, o.pdl.on ? {} : { pdlWhy: o.pdl.why }),
+      stats,
+      plan: { ns: [...o.ns], repeats: o.repeats, hostIterations: o.hostIterations, graphHostIterations: o.graphHostIterations, hostGraphNodes: HOST_GRAPH_NODES, warmReplays: 1 },
+      queue: { copyBytes: o.copyBytes, copyMs, minMarginMs },
+      warnings: minMarginMs > 0 ? [] : [`the queued copies did not outlast the host's issue in every run (least margin ${minMarginMs.toFixed(3)} ms): stream-E and copies may hold host time`],
+    };
+  } finally {
+    for (const g of graphs) device.destroyGraph(g);
+    device.synchronize();
+    device.freePinned(pinned);
+    for (const b of buffers) device.free(b);
+  }
+}
+
