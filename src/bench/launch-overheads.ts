@@ -27,7 +27,7 @@ import type { CudaDevice, DeviceBuffer, DeviceStats, GraphRef } from '../runtime
 import { statsSince } from '../runtime/cuda/device.js';
 import { GpuOps } from '../runtime/cuda/gpu-ops.js';
 import { DTYPE_CODE, SILU_MUL, opKernelName, packStruct } from '../runtime/cuda/op-abi.js';
-import { PDL_OVERHEADS, type PdlOverheads, type StepOverheads } from './step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
 
 export type SeriesName = 'graph-E' | 'graph-S' | 'graph-E-pdl' | 'graph-S-pdl' | 'stream-E' | 'copies';
 export const SERIES_NAMES: readonly SeriesName[] = ['graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies'];
@@ -140,6 +140,27 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
       : { value: null, identifiable: false, from: noPdl },
     rampS: { value: null, identifiable: false, from: `not separable from the gaps and smallKernelS by these series (with PDL: s(S-pdl) - s(E-pdl) = s(S) - s(E) again); ${assumed} splits the sums` },
   };
+}
+
+/**
+ * The model's overheads with the measured figures in place of `base`'s (a null value keeps the
+ * base figure; a split value below 0, noise or a ramp shorter than the one assumed, counts as 0):
+ * what step-cost-model.ts prices a step with to compare it with the step measured on that device.
+ */
+export function measuredStepOverheads(m: MeasuredOverheads, base: StepOverheads = STEP_OVERHEADS, basePdl: PdlOverheads = PDL_OVERHEADS): {
+  readonly overheads: StepOverheads; readonly pdl: PdlOverheads; readonly replaced: readonly OverheadField[]; readonly clamped: readonly OverheadField[];
+} {
+  const replaced: OverheadField[] = [], clamped: OverheadField[] = [];
+  const pick = (f: OverheadField, fallback: number): number => {
+    const v = m[f].value;
+    if (v === null || !Number.isFinite(v)) return fallback;
+    replaced.push(f);
+    if (v < 0) clamped.push(f);
+    return Math.max(0, v);
+  };
+  const overheads = Object.fromEntries((Object.keys(base) as (keyof StepOverheads)[]).map((f) => [f, pick(f, base[f])])) as unknown as StepOverheads;
+  const pdl = Object.fromEntries((Object.keys(basePdl) as (keyof PdlOverheads)[]).map((f) => [f, pick(f, basePdl[f])])) as unknown as PdlOverheads;
+  return { overheads, pdl, replaced, clamped };
 }
 
 /** What measureLaunchOverheads runs. */

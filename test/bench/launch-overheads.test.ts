@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, deriveOverheads, fitLine, seriesOf,
+  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, deriveOverheads, fitLine, measuredStepOverheads, seriesOf,
 } from '../../src/bench/launch-overheads.js';
 import { PDL_OVERHEADS, STEP_OVERHEADS } from '../../src/bench/step-cost-model.js';
 import { findCxx } from '../../src/build/toolchain.js';
@@ -97,6 +97,26 @@ describe('deriveOverheads', () => {
     expect(m.smallKernelS.from).toContain(`no PDL cross-check (no PDL series: ${why})`);
     expect(m.smallKernelS.value).toBeCloseTo(K.small, 12);
     expect(m.graphStartS.value).toBeCloseTo(K.start, 12);
+  });
+});
+
+describe('measuredStepOverheads', () => {
+  test('measured figures replace the model\'s, nulls keep them, a negative split counts as 0', () => {
+    const m = deriveOverheads(synthetic(true), HOST);
+    const r = measuredStepOverheads(m);
+    expect(r.overheads.graphNodeGapS).toBeCloseTo(K.gap, 12);
+    expect(r.overheads.hostLaunchS).toBe(K.hostLaunch);
+    expect(r.overheads.hostStepS).toBe(STEP_OVERHEADS.hostStepS);
+    expect(r.pdl).toEqual({ waitReleaseS: m.waitReleaseS.value, rampS: PDL_OVERHEADS.rampS });
+    expect([...r.replaced].sort()).toEqual(OVERHEAD_FIELDS.filter((f) => f !== 'hostStepS' && f !== 'rampS').sort());
+    expect(r.clamped).toEqual([]);
+    // An empty kernel faster than the assumed ramp: the node gap's split goes below 0.
+    const fast = deriveOverheads({ ...synthetic(false), 'graph-E': series((n) => 10e-6 + n * 0.5e-6) }, HOST, { pdlWhy: 'off' });
+    const f = measuredStepOverheads(fast);
+    expect(fast.graphNodeGapS.value).toBeLessThan(0);
+    expect(f.overheads.graphNodeGapS).toBe(0);
+    expect(f.clamped).toContain('graphNodeGapS');
+    expect(f.pdl.waitReleaseS).toBe(PDL_OVERHEADS.waitReleaseS);
   });
 });
 
