@@ -189,6 +189,19 @@ describe.skipIf(!cxx.found)('overheads.mjs on the emulated driver', () => {
     expect(out.measured.hostStepS.value).toBeNull();
   });
 
+  test('a spent budget or no usable CUDA: one line {ok: false, error}, exit status 0', async () => {
+    const run = async (env: NodeJS.ProcessEnv, budget: string[]) => {
+      const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/overheads.mjs'), resolve('.'), work, ...budget], { env, maxBuffer: 1 << 20, timeout: 60_000 });
+      const outLines = stdout.trim().split('\n');
+      expect(outLines).toHaveLength(1);
+      return JSON.parse(outLines[0]!) as { ok: boolean; error: string; seconds: number };
+    };
+    const spent = await run({ ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache() }, ['0']);
+    expect(spent).toMatchObject({ ok: false, error: expect.stringMatching(/^out of time: the budget of 0 s ended while /) });
+    const none = await run({ ...process.env, TIDARC_LIBCUDA: join(work, 'no-such-libcuda.so') }, []);
+    expect(none).toMatchObject({ ok: false, error: expect.stringMatching(/^CUDA is not usable: /) });
+  }, 120_000);
+
   test('the device\'s counters moved by exactly the launches, replays and copies the plan claims', () => {
     expect(out.plan.ns.length).toBeGreaterThanOrEqual(2);
     expect(out.stats).toEqual(expectedStats(out.plan, out.pdl.on));
