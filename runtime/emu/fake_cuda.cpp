@@ -13,9 +13,11 @@
       grid_dependency_wait ("pdl" findings; a capture records the flag, a replay keeps it). A finding or an unfinished launch prints the
       findings (JSON lines) on stderr and fails with CUDA_ERROR_LAUNCH_FAILED, sticky for the
       context until its last cuDevicePrimaryCtxRelease, like a fault on a GPU.
-      With TIDARC_FAKE_REFUSE_PROGRAMMATIC set (not "0"), every programmatic launch fails with
-      CUDA_ERROR_NOT_SUPPORTED, not sticky: a driver that refuses PDL, for the tests of what
-      tidarc does then (the device check's runtime part reruns without PDL).
+      With TIDARC_FAKE_REFUSE_PROGRAMMATIC set, programmatic launches fail with
+      CUDA_ERROR_NOT_SUPPORTED, not sticky, for the tests of what tidarc does then: "1" (or any
+      value but "0" and "after:N"), every one (a driver that refuses PDL: the load's probe turns
+      PDL off); "after:N", every one after the first N (a driver that fails later: the device
+      check's runtime part reruns without PDL).
     - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
       fake_cuda_streams.cpp (the state both files share is fake_cuda.h).
     Every call holds one mutex: the emulator's state is global, launches run one at a time. */
@@ -519,11 +521,14 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction fn, void** pa
     if (a.id != CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) return CUDA_ERROR_INVALID_VALUE;
     programmatic = a.value.programmaticStreamSerializationAllowed != 0;
   }
-  static const bool refuse_programmatic = [] {
+  // How many programmatic launches to accept before refusing the rest: -1 for all (the variable unset or "0").
+  static const long accept_programmatic = [] {
     const char* e = std::getenv("TIDARC_FAKE_REFUSE_PROGRAMMATIC");
-    return e != nullptr && *e != '\0' && std::strcmp(e, "0") != 0;
+    if (e == nullptr || *e == '\0' || std::strcmp(e, "0") == 0) return -1L;
+    return std::strncmp(e, "after:", 6) == 0 ? std::strtol(e + 6, nullptr, 10) : 0L;
   }();
-  if (programmatic && refuse_programmatic) return CUDA_ERROR_NOT_SUPPORTED;
+  static long accepted_programmatic = 0;
+  if (programmatic && accept_programmatic >= 0 && accepted_programmatic++ >= accept_programmatic) return CUDA_ERROR_NOT_SUPPORTED;
   const unsigned dims[6] = {config->gridDimX, config->gridDimY, config->gridDimZ, config->blockDimX, config->blockDimY, config->blockDimZ};
   return launch_kernel(fn, dims, config->sharedMemBytes, config->hStream, params, extra, programmatic);
 }

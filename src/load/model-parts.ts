@@ -23,6 +23,7 @@ import type { Manifest } from '../codegen/manifest.js';
 import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emulated-modules.js';
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
 import { type ProgrammaticLaunchDecision, programmaticLaunchFor } from '../runtime/cuda/pdl.js';
+import { probedDecision } from '../runtime/cuda/pdl-probe.js';
 import { RunnerPool, type RunnerPoolStats } from './runner-pool.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
@@ -184,10 +185,11 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
     // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
     device.releaseStaging();
-    const pdl = programmaticLaunchFor({
+    // Decided from the manifest, device and driver, then tried once (pdl-probe.ts): a driver that refuses it runs the model without.
+    const pdl = probedDecision(programmaticLaunchFor({
       option: options.pdl, manifest: compiled.manifest, computeCapability: [device.info.major, device.info.minor],
       compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
-    });
+    }), device, kernelsDir);
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device; PDL ${pdl.on ? 'on' : `off: ${pdl.why}`}`);
     const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true, pdl: pdl.on });
     const pool = new RunnerPool(newRunner);

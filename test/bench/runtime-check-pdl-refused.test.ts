@@ -1,9 +1,11 @@
 /**
- * The device check's runtime part (scripts/device-check/runtime_check.mjs) when PDL fails: a driver
- * that refuses programmatic launches (the emulated driver with TIDARC_FAKE_REFUSE_PROGRAMMATIC) makes
- * the PDL-on pass throw; the part still runs the check with PDL off, in a fresh process, and says PDL
- * is the likely cause, instead of ending with the first error. On a GPU this is the difference
- * between one failed line and a diagnosis plus the TiDAR == AR check of the 15-minute window.
+ * The device check's runtime part (scripts/device-check/runtime_check.mjs) on drivers that refuse
+ * programmatic launches (the emulated driver with TIDARC_FAKE_REFUSE_PROGRAMMATIC):
+ *   - refusing every one: the load's probe (src/runtime/cuda/pdl-probe.ts) turns PDL off and says
+ *     why, and the model decodes with plain launches (what `tidarc run` does on such a driver);
+ *   - refusing after the probe's two: the PDL-on pass throws; the part still runs the check with PDL
+ *     off, in a fresh process, and says PDL is the likely cause, instead of ending with the first
+ *     error (on a GPU: a diagnosis plus the TiDAR == AR check of the 15-minute window).
  * Runs on this checkout's dist/ (npm ci builds it), with the shared kernel cache. Tagged: a C++ compiler.
  */
 import { execFile } from 'node:child_process';
@@ -21,13 +23,27 @@ const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-runtime-refused-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+async function runtimeCheck(refuse: string): Promise<RuntimeCheckReport> {
+  const env = { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache(), TIDARC_FAKE_REFUSE_PROGRAMMATIC: refuse };
+  const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/runtime_check.mjs'), resolve('.'), mkdtempSync(join(root, 'work-')), '4', '2', '600'], { env, maxBuffer: 64 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as RuntimeCheckReport;
+}
+
 describe.skipIf(!cxx.found)('runtime_check.mjs on a driver that refuses programmatic launches', () => {
-  test('PDL on fails naming --no-pdl; PDL off runs in a fresh process and passes; the part fails with a diagnosis', { timeout: 900_000 }, async () => {
-    const env = { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache(), TIDARC_FAKE_REFUSE_PROGRAMMATIC: '1' };
-    const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/runtime_check.mjs'), resolve('.'), root, '4', '2', '600'], { env, maxBuffer: 64 << 20 });
-    const r = JSON.parse(stdout.trim().split('\n').pop()!) as RuntimeCheckReport;
+  test('refusing every one: the load\'s probe turns PDL off, says why, and the model decodes with plain launches', { timeout: 900_000 }, async () => {
+    const r = await runtimeCheck('1');
+    expect(r.pdl).toEqual({ on: false, why: expect.stringMatching(/^the driver refused programmatic dependent launch at load \(CUDA: cannot launch tidarc_op_to_float programmatically: .*CUDA_ERROR_NOT_SUPPORTED.*\): the kernels launch plainly$/) });
+    expect(r.error).toBeUndefined();
+    expect(r.runs).toHaveLength(3);
+    expectRuntimeInvariants(r.runs, 4);
+    expect(r.pdlOff?.skipped).toMatch(/^PDL was not on \(the driver refused/);
+    expect(r.ok).toBe(true);
+  });
+
+  test('refusing after the probe: PDL on fails naming --no-pdl; PDL off runs in a fresh process and passes; the part fails with a diagnosis', { timeout: 900_000 }, async () => {
+    const r = await runtimeCheck('after:2');  // the probe's two programmatic launches pass
     expect(r.backend).toBe('cuda');
-    expect(r.pdl?.on).toBe(true);
+    expect(r.pdl).toEqual({ on: true, why: expect.stringMatching(/a programmatic launch and a captured programmatic edge ran at load$/) });
     expect(r.ok).toBe(false);
     expect(r.error).toHaveLength(1);
     expect(r.error![0]).toMatch(/^PDL on: .*programmatically.*CUDA_ERROR_NOT_SUPPORTED.*--no-pdl/);
