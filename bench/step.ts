@@ -10,7 +10,15 @@
  * ptxas (sm_90) when nvcc is here, else assumed; the sm_90a kernels' as ptxas recorded (printed).
  *
  *   npm run bench:step        # the tables and the targets; --json for the figures
+ *   npm run bench:step -- --overheads device-check.json   # with the launch and host constants a device measured
+ *
+ * --overheads FILE: scripts/device-check/overheads.mjs's JSON, or a device check's device-check.json
+ * holding it (its `overheads` section): every constant it measured (not null) replaces the assumed one
+ * (src/bench/step-overheads-file.ts), a line per constant says which, and the tables and targets
+ * follow with them (--json: `overheads` / `pdlOverheads` are the constants used, `measuredOverheads`
+ * the file's readings). The steps stay predictions: only the constants are measured.
  */
+import { readFileSync } from 'node:fs';
 import { H200 } from '../src/codegen/machine.js';
 import { ARCHES } from '../src/codegen/arch.js';
 import { planModelGemms } from '../src/codegen/gemm-model.js';
@@ -19,6 +27,7 @@ import { variantsForModel } from '../src/codegen/variant.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
+import { type MeasuredStepOverheads, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../src/bench/step-overheads-file.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
 /** Without nvcc: what ptxas gave for these kernels at sm_90 (bench/attention.ts's recorded table; GEMMs at most 128). */
@@ -65,28 +74,44 @@ function unfitPairs(rows: readonly StepRow[]): string[] {
   return [...seen.entries()].map(([k, e]) => `${k}: ${e.early === 0 ? 'no overlap' : `${(100 * e.early).toFixed(0)}% of its CTAs early`} (${[...e.steps].join(', ')})`);
 }
 
+/** --overheads FILE: the measured constants, read before anything is priced (a bad file fails in one line, at once). */
+function measuredOverheads(argv: readonly string[]): MeasuredStepOverheads | undefined {
+  const at = argv.indexOf('--overheads');
+  if (at < 0) return undefined;
+  const file = argv[at + 1];
+  if (file === undefined || file.startsWith('--')) throw new Error('--overheads needs a file (overheads.mjs\'s JSON or a device-check.json)');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--overheads ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  return readMeasuredOverheads(text, file);
+}
+
 async function main(): Promise<void> {
+  const measured = measuredOverheads(process.argv);
+  const o = measured?.overheads ?? STEP_OVERHEADS, pdlO = measured?.pdlOverheads ?? PDL_OVERHEADS;
   const models = [QWEN3_8B, QWEN3_0_6B];
   // sm_90a: what an H200 runs (the kernel cache builds sm_90 and sm_90a for a 9.0 device); sm_90: the mma.sync kernels alone.
   const paths: readonly StepPath[] = ['sm_90a', 'sm_90'];
   const results: { spec: typeof QWEN3_8B; path: StepPath; registers: string; rows: StepRow[] }[] = [];
   for (const spec of models) {
     const registers = await registersOf(spec);
-    for (const path of paths) results.push({ spec, path, registers: registers.source, rows: predictSteps(spec, STEP_PREFIXES, H200, registers, path) });
+    for (const path of paths) results.push({ spec, path, registers: registers.source, rows: predictSteps(spec, STEP_PREFIXES, H200, registers, path, o, pdlO) });
   }
   const targets = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows)) }));
   // One line with PDL off (plain launches: an sm_8x build, or --no-pdl): the target PDL moves most.
   const plain = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows), 'plain').filter((t) => t.goal.includes('faster than launch by launch')) }));
   if (process.argv.includes('--json')) {
-    console.log(JSON.stringify({ machine: H200.name, overheads: STEP_OVERHEADS, pdlOverheads: PDL_OVERHEADS, targetsWithoutPdl: plain, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
+    const from = measured ? { measuredOverheads: { file: measured.file, device: measured.device, emulated: measured.emulated, readings: measured.readings, unknown: measured.unknown } } : {};
+    console.log(JSON.stringify({ machine: H200.name, overheads: o, pdlOverheads: pdlO, ...from, targetsWithoutPdl: plain, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
     return;
   }
   console.log(`Whole decode steps on the ${H200.name}, predicted (src/bench/step-cost-model.ts): copy ${H200.copyBytesPerS / 1e12} TB/s, bf16 ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}, L2 ${H200.l2BytesPerS / 1e12} TB/s (assumed).`);
-  const o = STEP_OVERHEADS;
-  // Microseconds to at most 3 decimals, trailing zeros dropped (8.6e-6 * 1e6 printed 8.600000000000001).
-  const us = (s: number): string => String(Number((s * 1e6).toFixed(3)));
-  console.log(`Overheads (us; sources in step-cost-model.ts): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`);
-  console.log(`PDL (us; assumed, step-cost-model.ts PdlOverheads): wait release ${us(PDL_OVERHEADS.waitReleaseS)}, launch ramp ${us(PDL_OVERHEADS.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. All figures are predictions: nothing here was measured on an H200.`);
+  if (measured) for (const l of measuredOverheadLines(measured)) console.log(l);
+  console.log(overheadsLine(o, measured !== undefined));
+  console.log(pdlLine(pdlO, measured !== undefined));
   for (const r of results) {
     console.log(`\n${r.spec.name}, ${r.path === 'sm_90a' ? 'sm_90a GEMMs and compute-bound attention (what an H200 runs)' : 'mma.sync kernels only (an sm_90 compile)'}: ${r.spec.layers} layers, hidden ${r.spec.hiddenSize}, ${r.spec.queryHeads}/${r.spec.kvHeads} heads of ${r.spec.headDim}, intermediate ${r.spec.intermediateSize}; registers: ${r.registers}`);
     for (const l of table(r.rows)) console.log(`  ${l}`);
@@ -99,7 +124,7 @@ async function main(): Promise<void> {
   console.log('host ms: the step\'s host time outside its waits for the GPU (bench-step\'s hostMs); pred/roof and step/AR with graphs+PDL.');
   const line = (t: { met: boolean; goal: string; predicted: string; responsible?: string }, suffix = ''): string => `  ${t.met ? 'met   ' : 'MISSED'}  ${t.goal}${suffix}: ${t.predicted}${t.responsible ? `; responsible: ${t.responsible}` : ''}`;
   for (const { path, targets: ts } of targets) {
-    console.log(`\nIssue 16's targets on an H200, predicted with PDL on (${path === 'sm_90a' ? 'the kernels it runs: sm_90a where built' : 'mma.sync kernels only'}; the 0.6B 2x: graphs + PDL against launch by launch + PDL):`);
+    console.log(`\nIssue 16's targets on an H200, predicted with PDL on (${path === 'sm_90a' ? 'the kernels it runs: sm_90a where built' : 'mma.sync kernels only'}; the 0.6B 2x: graphs + PDL against launch by launch + PDL)${measured ? ', with the measured overheads' : ''}:`);
     for (const t of ts) console.log(line(t));
     for (const t of plain.find((x) => x.path === path)!.targets) console.log(line(t, ' [PDL off: graphs against launch by launch, plain launches]'));
   }

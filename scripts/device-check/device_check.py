@@ -11,6 +11,9 @@ issues need their figures, each in its own process with a share of --budget:
   facts      GPU name, SMs, driver, CUDA, the tools the parts need (nvcc, g++, the bundle's Node), the
              machine whose predictions the parts print (the GPU's by its name, machines.py: predictedFor),
              and two ceilings: a 1 GiB device-to-device copy and an 8192^3 bf16 matmul (gpu.py);
+  overheads  the step cost model's launch and host constants (src/bench/step-cost-model.ts StepOverheads,
+             PdlOverheads: graph node gap, graph start, stream gap, PDL wait release, kernel floor, host per
+             launch ...) measured with the bundle's Node (overheads.mjs), beside the values the predictions assume;
   gemm       issue 14: the generated GEMMs of the Qwen3-8B linear layers at M = 1, 20, 72, 272 against
              float64 and bitwise across M, the fused epilogues, then timed against torch's F.linear (gemm.py);
   sm90a      issue 18: the sm_90a GEMM's kernels for every wgmma N on the same tokens, bitwise equal
@@ -21,7 +24,7 @@ issues need their figures, each in its own process with a share of --budget:
              with PDL on, then (as far as the window allows) with PDL off: the same tokens both ways;
   e2e        issue 16: whole decode steps, graphs on and off, against transformers eager and the roofline (e2e.py);
   tune       issues 6, 14: the CUDA searches of GEMM tiles and attention configurations -> tune-cuda.json.
-On a GPU the runtime and e2e parts' kernels compile in the background from the start (gpu.py
+On a GPU the overheads, runtime and e2e parts' kernels compile in the background from the start (gpu.py
 start_precompile, precompile.mjs), on the CPUs the GPU parts leave idle.
 A part's window ends at its cumulative share of the budget (a part that ends early leaves its time to
 the next; attention and sm90a, whose benchmarks fill any window, keep to their own shares); it is killed GRACE seconds past that, so a part that hangs or leaves the CUDA context
@@ -51,7 +54,7 @@ sys.path.insert(0, str(HERE))
 from report import write_reports  # noqa: E402
 
 # (part, share of --budget) in the order the open issues need their figures.
-PARTS = (('facts', 0.06), ('gemm', 0.15), ('sm90a', 0.14), ('attention', 0.20), ('runtime', 0.09), ('e2e', 0.28), ('tune', 0.08))
+PARTS = (('facts', 0.06), ('overheads', 0.03), ('gemm', 0.15), ('sm90a', 0.14), ('attention', 0.20), ('runtime', 0.09), ('e2e', 0.28), ('tune', 0.05))
 # Their benchmarks fill any window (attention: 32 points, sm90a: 8, a Flex compile each): each keeps to
 # its own share, and what earlier parts left goes on to the runtime and e2e parts (e2e's nvcc warm-up,
 # checkpoints and 24 tidarc runs want it most).
@@ -71,7 +74,7 @@ def window_end(name, started, budget, cum_share, share, now):
 
 def bundle_problems(bundle, parts):
     """What the selected parts need from the bundle and it lacks (prepare.ts writes every piece)."""
-    need = {'grid.json': {'attention', 'tune'}, 'gemm.json': {'gemm'}, 'gemm_sm90a.json': {'sm90a'}, 'node/node.xz': {'runtime', 'e2e'}}
+    need = {'grid.json': {'attention', 'tune'}, 'gemm.json': {'gemm'}, 'gemm_sm90a.json': {'sm90a'}, 'node/node.xz': {'overheads', 'runtime', 'e2e'}}
     return [f'{f} (for {", ".join(sorted(p & set(parts)))})' for f, p in need.items() if p & set(parts) and not (bundle / f).exists()]
 
 
@@ -87,6 +90,8 @@ def part_ok(name, s, dry):
         return s.get('sm90a', {}).get('ok', False)
     if name == 'attention':
         return bool(s.get('correctness')) and all(r['ok'] for r in s['correctness']) and all(r.get('ok', True) for r in s.get('bench', []))
+    if name == 'overheads':
+        return s.get('overheads', {}).get('ok', False)
     if name == 'runtime':
         return s.get('runtime', {}).get('ok', False)
     if name == 'e2e':
@@ -203,9 +208,10 @@ def run_parts(a, names, scratch):
         (scratch / 'device-check.json').write_text(text)  # what the next part reads (device, ceilings)
         return write_reports(data, out)
     write(True)
-    # nvcc for the runtime and e2e parts' models on the CPUs the GPU parts before them leave idle (gpu.py start_precompile).
+    # nvcc for the overheads, runtime and e2e parts' models on the CPUs the GPU parts before them leave idle (gpu.py start_precompile;
+    # overheads.mjs takes its GPU operators from the runtime part's model's cache entry).
     precompile = None
-    if not a.dry_run and {'runtime', 'e2e'} & set(names):
+    if not a.dry_run and {'overheads', 'runtime', 'e2e'} & set(names):
         from gpu import start_precompile
         try:
             precompile = start_precompile(bundle, scratch, names)

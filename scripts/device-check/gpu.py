@@ -123,6 +123,29 @@ def runtime_check(node, root, work, tokens, drafts, env=None, timeout=None, budg
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def overheads_check(node, root, work, env=None, timeout=None, budget=None):
+    """The step cost model's launch and host overheads measured on the device (overheads.mjs): its one JSON line, or
+    {'ok': False, 'error': why} when it did not finish, exited non-zero or printed no JSON. budget: seconds it may take (None: its own)."""
+    script = HERE / 'overheads.mjs'
+    if not script.exists():
+        return {'ok': False, 'error': f'{script.name} is not in this checkout'}
+    Path(work).mkdir(parents=True, exist_ok=True)
+    try:
+        r = subprocess.run([node, str(script), str(root), str(work), *([f'{budget:.0f}'] if budget is not None else [])],
+                           capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'ok': False, 'error': f'overheads.mjs did not finish in {timeout:.0f} s'}
+    last = (r.stdout.strip().splitlines() or [''])[-1]
+    try:
+        out = json.loads(last)
+    except ValueError:
+        out = None
+    if r.returncode != 0 or not isinstance(out, dict):
+        why = (r.stderr.strip().splitlines() or [''])[-1] or (f'exit code {r.returncode}' if r.returncode else 'no JSON line on its output')
+        return {'ok': False, 'error': why[-400:]}
+    return out
+
+
 def unpack_runtime(bundle, work):
     """The Node and tidarc package that pack-runtime.sh put in the bundle, unpacked under work
     (once: the runtime and e2e parts share it); (None, None) when the bundle has none."""
@@ -146,7 +169,8 @@ def unpack_runtime(bundle, work):
     return str(node), root
 
 
-# The runtime part's draft lengths on a GPU (parts.py part_runtime): precompile.mjs compiles its model for the same.
+# The runtime part's draft lengths on a GPU (parts.py part_runtime): precompile.mjs compiles its model for the same
+# (overheads.mjs takes its GPU operators from that model's cache entry: runtime_spec.mjs with 1,2,4,8).
 RUNTIME_DRAFTS = '1,2,4,8'
 KERNEL_CACHE = 'kernel-cache'  # under the scratch folder: the runtime and e2e parts' TIDARC_CACHE on a GPU
 
@@ -175,7 +199,7 @@ def gpu_name():
 
 
 def start_precompile(bundle, scratch, names):
-    """precompile.mjs in the background (niced, its own process group) for the runtime and e2e parts among names,
+    """precompile.mjs in the background (niced, its own process group) for the overheads, runtime and e2e parts among names,
     into <scratch>/kernel-cache while the parts before them run: {'process', 'log', 'target', 'started'}, or {'skipped': why}."""
     from e2e_cost import gpu_models
     from e2e_hf import hf_config
@@ -187,7 +211,7 @@ def start_precompile(bundle, scratch, names):
     configs.write_text(json.dumps([hf_config(spec) for spec, _ in gpu_models()] if 'e2e' in names else []))
     log_path = Path(scratch) / 'precompile.log'
     cmd = ['nice', '-n', '10', node, str(HERE / 'precompile.mjs'), str(root), str(Path(scratch) / KERNEL_CACHE), target, str(configs),
-           *([RUNTIME_DRAFTS] if 'runtime' in names else [])]
+           *([RUNTIME_DRAFTS] if {'runtime', 'overheads'} & set(names) else [])]  # overheads.mjs: the runtime model's GPU operators
     with open(log_path, 'w') as f:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, text=True, process_group=0)
     return {'process': p, 'log': log_path, 'target': target, 'started': time.time()}

@@ -4,7 +4,7 @@ part alone: the orchestrator kills it at its deadline and the next part starts o
 
 A part is a function part_NAME(ctx) -> dict of device-check.json sections; it may call
 ctx.save(sections) as it goes (a part killed at its deadline still reports what it measured), and
-returns {'skipped': why} when it cannot run here. On a GPU every part but runtime and sm90a imports
+returns {'skipped': why} when it cannot run here. On a GPU every part but overheads, runtime and sm90a imports
 torch; --dry-run runs the same code on the emulated driver ($TIDARC_LIBCUDA) with numpy inputs.
 """
 import json
@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, gpu_name, log, runtime_check, time_events, unpack_runtime
+from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, gpu_name, log, overheads_check, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
 from machines import for_machine, load_machines, predicted_for
 from prebuild import prebuilt
@@ -187,6 +187,43 @@ def part_attention(ctx):
     return out
 
 
+def assumed_overheads(ctx):
+    """The launch and host constants the bundle's step predictions assume (e2e_predictions.json, this GPU's machine:
+    src/bench/step-cost-model.ts StepOverheads and PdlOverheads), for the report's measured-vs-assumed table; None without them."""
+    from e2e import load_predictions
+    p = load_predictions(ctx.bundle, ctx.predicted)
+    if not p or not p.get('overheads'):
+        return None
+    return {'overheads': p['overheads'], 'pdlOverheads': p.get('pdlOverheads') or {}, 'machine': p.get('machine'), 'file': 'e2e_predictions.json'}
+
+
+def overheads_log_line(r):
+    """The part's figures in one line: each measured constant in us (* where identifiable only with an assumed term), or why it failed."""
+    if not r.get('ok'):
+        return f"overheads: FAILED {r.get('error', '')}"
+    m = r.get('measured') or {}
+    figures = [f"{k} {v['value'] * 1e6:.2f}{'' if v.get('identifiable') else '*'}" for k, v in m.items() if isinstance(v, dict) and isinstance(v.get('value'), (int, float))]
+    pdl = r.get('pdl') or {}
+    return (f"overheads (us, measured{' on the emulator' if r.get('emulated') else ''}; * not identifiable alone): {', '.join(figures) or 'none'}; "
+            f"PDL {'on' if pdl.get('on') else 'off'}; {r.get('seconds', 0):.0f} s")
+
+
+def part_overheads(ctx):
+    """The step cost model's launch and host overheads (StepOverheads, PdlOverheads) measured on this device (overheads.mjs),
+    beside the values the bundle's predictions assume."""
+    node, root = ctx.runtime()
+    if not node:
+        return {'skipped': 'no Node in the bundle (scripts/device-check/pack-runtime.sh)' + ('' if not ctx.dry else ' and no --runtime-root')}
+    work = ctx.scratch / 'overheads-work'
+    # On a GPU the ops module compiles into the cache precompile.mjs fills (as the runtime part's); the dry run keeps the caller's $TIDARC_CACHE.
+    env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(ctx.scratch / KERNEL_CACHE)}
+    # The script shrinks its series to its budget; 10 s of the window are kept for the process to end and print.
+    r = overheads_check(node, root, work, env=env, timeout=max(10.0, ctx.left()), budget=max(0.0, ctx.left() - 10))
+    log(overheads_log_line(r))
+    assumed = assumed_overheads(ctx)
+    return {'overheads': {**r, **({'assumed': assumed} if assumed else {})}}
+
+
 def part_runtime(ctx):
     """tidarc's own runtime on the cuda backend: greedy TiDAR == AR on a random model, the KV-cache rule after every run."""
     node, root = ctx.runtime()
@@ -277,8 +314,8 @@ def part_tune(ctx):
     return out
 
 
-PART_FUNCTIONS = {'facts': part_facts, 'gemm': part_gemm, 'sm90a': part_sm90a, 'attention': part_attention, 'runtime': part_runtime, 'e2e': part_e2e,
-                  'tune': part_tune}
+PART_FUNCTIONS = {'facts': part_facts, 'overheads': part_overheads, 'gemm': part_gemm, 'sm90a': part_sm90a, 'attention': part_attention, 'runtime': part_runtime,
+                  'e2e': part_e2e, 'tune': part_tune}
 
 
 def error_line(e):

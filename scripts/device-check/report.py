@@ -7,7 +7,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from machines import header
-from report_parts import parts_lines, sm90a_attention_lines, sm90a_attention_short, sm90a_lines, sm90a_short
+from report_parts import overheads_lines, overheads_short, parts_lines, sm90a_attention_lines, sm90a_attention_short, sm90a_lines, sm90a_short
 from tidarc_abi import AR_VARIANT, tidar_variant
 
 BASELINES = ('tidarc', 'flex', 'sdpa')
@@ -313,6 +313,9 @@ def write_reports(data, out):
             md += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['arNfe']} | {r['tidarNfe']} | {r['layer0Differing']} | {r['maxRelDiff']:.2e} | {r['writtenPastLength']} |" for r in rt['runs']]
             md += ['']
         md += runtime_pdl_off_lines(rt.get('pdlOff'))
+    oh = overheads_lines(data)
+    if oh:
+        md += ['## Launch and host overheads: measured vs assumed (src/bench/step-cost-model.ts)', '', *oh]
     e2e = data.get('e2e')
     if e2e:
         from e2e_report import e2e_lines
@@ -352,6 +355,9 @@ def write_reports(data, out):
         short.append(sm90a_short(data['sm90a']))
         if data['sm90a'].get('attention'):
             short += sm90a_attention_short(data['sm90a']['attention'])
+    oh_short = overheads_short(data)
+    if oh_short:
+        short.append(oh_short)
     if rt:
         short.append(f"runtime (cuda backend, greedy TiDAR == AR, exact cache): {'ok' if rt.get('ok') else 'FAILED'}{'' if rt.get('ok') else ' ' + str(rt.get('error', ''))}"
                      + (f"; PDL off: {_pdl_off_verdict(rt['pdlOff'])}" if (rt.get('pdlOff') or {}).get('runs') is not None else ''))

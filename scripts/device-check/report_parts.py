@@ -1,5 +1,6 @@
 """The device check report's sections for the parts themselves (device_check.py: which ran, in what
-time, why one did not) and for the sm90a part (issue 18: the sm_90a GEMM, and the sm_90a attention against its
+time, why one did not), for the overheads part (the step cost model's launch and host constants, measured against
+assumed) and for the sm90a part (issue 18: the sm_90a GEMM, and the sm_90a attention against its
 mma.sync twin and FlexAttention). Standard library only."""
 
 
@@ -83,3 +84,121 @@ def sm90a_attention_short(a):
     return ([f"sm_90a attention: {len(corr) - len(bad)}/{len(corr)} checks ok (float64, sm_90a and mma.sync)" + (f"; FAILED: {', '.join(bad[:8])}" if bad else '')]
             + [f"sm_90a attention {r['case']:>11} L={r['prefix']:<6} B={r['batch']}: sm_90a {_fmt(r['sm90a']['medianUs']):>8} us  mma.sync {_fmt(r['sm90']['medianUs']):>8}  "
                f"flex {_fmt(r['flex']['medianUs']) if r.get('flex') else '-':>8}" for r in bench])
+
+
+# The step cost model's constants (src/bench/step-cost-model.ts), in its order: StepOverheads, then PdlOverheads.
+STEP_OVERHEAD_NAMES = ('hostLaunchS', 'streamGapS', 'graphNodeGapS', 'graphStartS', 'hostGraphLaunchS', 'copyLatencyS', 'hostCopyS', 'hostStepS', 'smallKernelS')
+PDL_OVERHEAD_NAMES = ('waitReleaseS', 'rampS')
+SERIES_NAMES = ('graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies')
+
+
+def _num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _us(s):
+    """Seconds as microseconds, 3 decimals at most ('0.58', '8.6', '20'), or '-'."""
+    return '-' if not _num(s) else f'{s * 1e6:.3f}'.rstrip('0').rstrip('.')
+
+
+def _cell(x):
+    return str(x).replace('|', '/').replace('\n', ' ')
+
+
+def assumed_of(data):
+    """The constants the bundle's predictions assume: the overheads part's copy (parts.py assumed_overheads), else the e2e
+    part's (e2e.py keeps the predictions' overheads and pdlOverheads); ({name: seconds}, where they came from) or ({}, None)."""
+    sec = data.get('overheads') if isinstance(data.get('overheads'), dict) else {}
+    a = sec.get('assumed')
+    if isinstance(a, dict) and isinstance(a.get('overheads'), dict):
+        return {**a['overheads'], **(a.get('pdlOverheads') or {})}, f"the bundle's {a.get('file') or 'e2e_predictions.json'} ({a.get('machine') or '?'})"
+    p = (data.get('e2e') or {}).get('predictions') or {}
+    if isinstance(p.get('overheads'), dict):
+        return {**p['overheads'], **(p.get('pdlOverheads') or {})}, f"the e2e part's predictions ({p.get('machine') or '?'})"
+    return {}, None
+
+
+def _part_note(data, name):
+    r = next((p for p in data.get('parts', []) if p.get('name') == name), None)
+    return f"the {name} part {r['status']}" + (f" ({r['why']})" if r.get('why') else '') if r else f'the {name} part did not run'
+
+
+def overheads_lines(data):
+    """The overheads part (overheads.mjs): each StepOverheads / PdlOverheads constant assumed against measured, then the fitted
+    series; one line when the part did not measure them. [] when the check had no such part in its plan."""
+    sec = data.get('overheads')
+    ran = any(p.get('name') == 'overheads' for p in data.get('parts', []))
+    if not isinstance(sec, dict):
+        return [f"Not measured: {_part_note(data, 'overheads')}.", ''] if ran else []
+    try:
+        return _overheads_table(sec, data)
+    except Exception as e:  # noqa: BLE001 -- a malformed section is reported, never a crashed report
+        return [f"The overheads section could not be rendered ({type(e).__name__}: {e}).", '']
+
+
+def _overheads_table(sec, data):
+    lines = []
+    dev = sec.get('device') or {}
+    cc = dev.get('computeCapability')
+    pdl = sec.get('pdl') or {}
+    k = sec.get('kernels') or {}
+    if not sec.get('ok'):
+        lines += [f"The measurement failed: {_cell(sec.get('error') or _part_note(data, 'overheads'))}.", '']
+    measured = sec.get('measured') if isinstance(sec.get('measured'), dict) else {}
+    if not measured:
+        return lines or ['Not measured: overheads.mjs reported no constants.', '']
+    lines += [f"Measured with overheads.mjs on {dev.get('name', '?')}" + (f" (compute capability {cc[0]}.{cc[1]})" if isinstance(cc, list) and len(cc) == 2 else '')
+              + (' -- the emulated driver: its timings are the emulator\'s, not a GPU\'s' if sec.get('emulated') else '')
+              + f"; PDL {'on' if pdl.get('on') else 'off'}" + (f" ({_cell(pdl['why'])})" if pdl.get('why') else '')
+              + (f"; in {sec['seconds']:.0f} s" if _num(sec.get('seconds')) else '') + '.'
+              + (f" Kernels: E (empty) = {_cell(k.get('empty', '?'))}; S (small) = {_cell(k.get('small', '?'))}." if k else ''), '']
+    assumed, source = assumed_of(data)
+    lines += [f"Assumed: {source or 'not known (the bundle carries no e2e_predictions.json)'}; src/bench/step-cost-model.ts says where each figure comes from. "
+              'Not identifiable: the series give this constant only in a sum with another, split here with that one\'s assumed value '
+              '(`npm run bench:step -- --overheads device-check.json` prices the steps with the measured values).', '',
+              '| constant | assumed us | measured us | measured / assumed | identifiable | from |', '|---|---|---|---|---|---|']
+    names = [n for n in STEP_OVERHEAD_NAMES + PDL_OVERHEAD_NAMES if n in measured or n in assumed]
+    names += [n for n in measured if n not in names]
+    for n in names:
+        m = measured.get(n) if isinstance(measured.get(n), dict) else {}
+        a, v = assumed.get(n), m.get('value')
+        ratio = f'{v / a:.2f}x' if _num(v) and _num(a) and a else '-'
+        ident = '-' if n not in measured else 'yes' if m.get('identifiable') else 'no'
+        shown = _us(v) if _num(v) else 'not measured' if n in measured else 'not reported'
+        lines.append(f"| {n} | {_us(a)} | {shown} | {ratio} | {ident} | {_cell(m.get('from', ''))} |")
+    series = sec.get('series') if isinstance(sec.get('series'), dict) else {}
+    if series:
+        lines += ['', 'The series: N launches (or copies) each, GPU time by events, fitted T(N) = intercept + slope x N (least squares).', '',
+                  '| series | N | GPU ms | slope us | intercept us | r^2 |', '|---|---|---|---|---|---|']
+        for n in [s for s in SERIES_NAMES if s in series] + [s for s in series if s not in SERIES_NAMES]:
+            s = series[n]
+            if not isinstance(s, dict):
+                lines.append(f"| {n} | not measured{' (' + _cell(pdl.get('why')) + ')' if n.endswith('-pdl') and not pdl.get('on') and pdl.get('why') else ''} | | | | |")
+                continue
+            ms = ', '.join(f'{x:.4g}' for x in s.get('gpuMs', []) if _num(x))
+            r2 = f"{s['r2']:.4f}" if _num(s.get('r2')) else '-'
+            lines.append(f"| {n} | {', '.join(str(x) for x in s.get('n', []))} | {ms} | {_us(s.get('slopeS'))} | {_us(s.get('interceptS'))} | {r2} |")
+    host = sec.get('host') if isinstance(sec.get('host'), dict) else {}
+    if host:
+        lines += ['', 'Host, by the wall clock: ' + '; '.join(f'{k} {_us(v)} us' for k, v in host.items()) + '.']
+    warnings = [w for w in sec.get('warnings') or [] if isinstance(w, str)] if isinstance(sec.get('warnings'), list) else []
+    if warnings:
+        lines += ['', f"Warnings: {'; '.join(_cell(w) for w in warnings)}."]
+    return lines + ['']
+
+
+def overheads_short(data):
+    """The summary line: each measured constant against its assumed value, or why there is none; None without the part."""
+    sec = data.get('overheads')
+    if not isinstance(sec, dict):
+        ran = any(p.get('name') == 'overheads' for p in data.get('parts', []))
+        return f"overheads: not measured ({_part_note(data, 'overheads')})" if ran else None
+    measured = sec.get('measured') if isinstance(sec.get('measured'), dict) else {}
+    if not sec.get('ok') and not measured:
+        return f"overheads: FAILED {_cell(sec.get('error', ''))}"
+    assumed, _ = assumed_of(data)
+    cells = [f"{n} {_us(m['value'])}" + (f"/{_us(assumed[n])}" if _num(assumed.get(n)) else '') + ('' if m.get('identifiable') else '*')
+             for n, m in measured.items() if isinstance(m, dict) and _num(m.get('value'))]
+    warnings = len(sec.get('warnings') or []) if isinstance(sec.get('warnings'), list) else 0
+    return (f"overheads ({'FAILED, ' if not sec.get('ok') else ''}us measured/assumed{', emulator' if sec.get('emulated') else ''}; * not identifiable alone): "
+            + (', '.join(cells) or 'none measured') + (f'; {warnings} warning(s) in device-check.md' if warnings else ''))

@@ -6,7 +6,8 @@
 DIR is what device_check.py wrote under --out (the device tool brings $OUT back read-only under its
 files_at folder). Copied: device-check.json, device-check.md, device-check.svg, tune-cuda.json and
 device-check.log where present; written: README.md, a short table (GPU, capability, driver, CUDA,
-torch, date, budget, each part's result) and the check's summary lines. The folder is named by the
+torch, date, budget, each part's result), the check's summary lines and the overheads part's table
+(the step cost model's launch and host constants, measured vs assumed). The folder is named by the
 run's date and the GPU (NVIDIA H200 -> 2026-12-05-h200). Refused: a dry run (emulator figures are not
 a GPU's) and an existing folder unless --replace. Prints the folder.
 """
@@ -21,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(HERE))
 from report import write_reports  # noqa: E402
+from report_parts import overheads_lines  # noqa: E402
 
 COPIED = ('device-check.json', 'device-check.md', 'device-check.svg', 'tune-cuda.json', 'device-check.log')
 
@@ -49,6 +51,9 @@ def readme(data, summary):
         lines += ['| part | result | seconds | note |', '|---|---|---|---|',
                   *[f"| {r['name']} | {r['status']} | {r.get('seconds', '-')} | {r.get('why', '')} |" for r in parts], '']
     lines += ['```', *summary.splitlines(), '```', '']
+    oh = overheads_lines(data)
+    if oh:  # what the step cost model's constants are on this GPU (bench:step --overheads device-check.json prices the steps with them)
+        lines += ['## Launch and host overheads: measured vs assumed', '', *oh]
     return '\n'.join(lines)
 
 

@@ -6,7 +6,7 @@
 import type { Machine } from '../codegen/machine.js';
 import { AR_VARIANT, tidarVariantName } from '../codegen/variant-name.js';
 import type { ModelSpec } from '../ir/model.js';
-import { PDL_OVERHEADS, STEP_OVERHEADS, type StepPath, type StepPrediction, type StepRegisters, predictStep, stepModelContext } from './step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads, type StepPath, type StepPrediction, type StepRegisters, predictStep, stepModelContext } from './step-cost-model.js';
 
 /** A Qwen3-shaped spec, as scripts/device-check/e2e_cost.py qwen3_spec writes it. */
 export function qwen3Shape(name: string, layers: number, hidden: number, qHeads: number, kvHeads: number, headDim: number, inter: number, vocab: number, drafts: readonly number[], tie: boolean): ModelSpec {
@@ -80,11 +80,15 @@ function row(spec: ModelSpec, p: StepPrediction, machine: Machine): StepRow {
   };
 }
 
-/** Every step kind of the model (AR, then each draft length) at each prefix, on the kernels of `path`. */
-export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters, path: StepPath = 'sm_90a'): StepRow[] {
+/**
+ * Every step kind of the model (AR, then each draft length) at each prefix, on the kernels of `path`,
+ * with the launch and host constants `o` and `p` (the assumed ones, or a device's: step-overheads-file.ts).
+ */
+export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters, path: StepPath = 'sm_90a',
+  o: StepOverheads = STEP_OVERHEADS, p: PdlOverheads = PDL_OVERHEADS): StepRow[] {
   const c = stepModelContext(spec, machine, registers, path);
   const steps = [AR_VARIANT, ...spec.draftLengths.map(tidarVariantName)];
-  return prefixes.flatMap((L) => steps.map((s) => row(spec, predictStep(c, s, L), machine)));
+  return prefixes.flatMap((L) => steps.map((s) => row(spec, predictStep(c, s, L, o, p), machine)));
 }
 
 /**

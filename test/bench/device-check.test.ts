@@ -144,21 +144,21 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(configKey(l128!.heuristic)).toBe('w1r16-n64p3-s1');
   });
 
-  test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the runtime part too', async () => {
+  test('--dry-run: every variant, batch 1 and 2, splits 1 and 2, within tolerance on the emulated driver; the overheads and runtime parts too', async () => {
     const out = join(root, 'out');
     // --runtime-root: runtime_check.mjs on this checkout's dist (built by npm ci), as the GPU run does on the packed one.
     // $TIDARC_CACHE: the shared kernel cache (where emulated-backend.test.ts's run of runtime_check.mjs, without numpy, compiles the same model).
     // e2e (torch, minutes on the emulator) is device-check-e2e.test.ts's; gemm and sm90a have their own bundles' tests (gemm-bundle, gemm-sm90a-check).
     // Its path once: it is keyed by a digest of src/, which an edit in the checkout during the run would move.
     const cache = await sharedKernelCache();
-    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.'), '--parts', 'attention,runtime,tune'],
+    const r = await runCheck(['--bundle', bundle, '--out', out, '--dry-run', '--runtime-root', resolve('.'), '--parts', 'attention,overheads,runtime,tune'],
       { ...process.env, TIDARC_LIBCUDA: driver, TIDARC_CACHE: cache });
     expect(r.code, r.stderr).toBe(0);
     // Each part in its own process, in the fixed order, facts first; the bundle has no GEMM parts (a dry run notes it, a GPU run fails on it).
     const parts = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; bundleMissing: string[]; partial?: boolean });
-    expect(parts.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['attention', 'ok'], ['runtime', 'ok'], ['tune', 'ok']]);
+    expect(parts.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['overheads', 'ok'], ['attention', 'ok'], ['runtime', 'ok'], ['tune', 'ok']]);
     expect(parts.partial).toBeUndefined();
-    expect(parts.bundleMissing).toEqual(['node/node.xz (for runtime)']);
+    expect(parts.bundleMissing).toEqual(['node/node.xz (for overheads, runtime)']);
     expect(r.stderr).toMatch(/^part attention: ok in \d+ s$/m);
     expect(r.stderr).toMatch(/^GPU: tidarc emulated GPU; driver \d+; CUDA \?; \d+ s of a 1800 s budget$/m);
     // What the device tool brings back from $OUT: at most 8 plain files, no folders, names of letters, digits, '.', '_', '-'.
@@ -166,12 +166,19 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(files.every((f) => f.isFile() && /^[A-Za-z0-9._-]+$/.test(f.name))).toBe(true);
     expect(files.map((f) => f.name).sort()).toEqual(['device-check.json', 'device-check.log', 'device-check.md', 'device-check.svg', 'tune-cuda.json']);
     expect(readFileSync(join(out, 'device-check.log'), 'utf8')).toMatch(/part runtime: ok in/);
+    // The overheads part: overheads.mjs on the emulated driver (its timings mean nothing; the shape and the report's section are what is checked).
+    const oh = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { overheads: { ok: boolean; emulated: boolean; measured: Record<string, { value: number | null }> } }).overheads;
+    expect([oh.ok, oh.emulated]).toEqual([true, true]);
+    expect(Object.keys(oh.measured).sort()).toEqual(['copyLatencyS', 'graphNodeGapS', 'graphStartS', 'hostCopyS', 'hostGraphLaunchS', 'hostLaunchS', 'hostStepS', 'rampS', 'smallKernelS', 'streamGapS', 'waitReleaseS']);
+    expect(r.stderr).toMatch(/^ {2}overheads \(us, measured on the emulator; \* not identifiable alone\): hostLaunchS [\d.]+, .*; PDL on; \d+ s$/m);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Launch and host overheads: measured vs assumed \(src\/bench\/step-cost-model\.ts\)\n\nMeasured with overheads\.mjs on tidarc emulated GPU \(compute capability 9\.0\) -- the emulated driver/);
+    expect(r.stdout).toMatch(/^overheads \(us measured\/assumed, emulator; \* not identifiable alone\): hostLaunchS [\d.]+/m);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: RuntimeCheckReport };
     expect(data.runtime.backend).toBe('cuda');
     expect(data.runtime.reason).toMatch(/tidarc emulated/);
     // The emulated device (9.0, cuLaunchKernelEx) runs the kernels with PDL, as an H200 does: this part checks PDL's correctness there, and says so.
     expect(data.runtime.pdl).toEqual({ on: true, why: expect.stringMatching(/the driver has cuLaunchKernelEx/) });
-    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Backend: cuda \(.*\)\. Programmatic dependent launch: on \(.*cuLaunchKernelEx\)\.$/m);
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Backend: cuda \(.*\)\. Programmatic dependent launch: on \(.*cuLaunchKernelEx; a programmatic launch and a captured programmatic edge ran at load\)\.$/m);
     expect(data.runtime.runs.length).toBe(3);  // three prompts, k = 2
     expect(data.runtime.runs.every((x) => x.equal)).toBe(true);
     expect(data.runtime.ok).toBe(true);
@@ -186,7 +193,9 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect([off.tokensEqual, off.ok, off.skipped]).toEqual([true, true, undefined]);
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Once more with PDL off \(loadModel pdl: false; off: turned off .*\), the same model, prompts and k: 3\/3 ok, same tokens as PDL on\.$/m);
     expect(r.stdout).toMatch(/^runtime \(cuda backend, greedy TiDAR == AR, exact cache\): ok; PDL off: 3\/3 ok, same tokens as PDL on$/m);
-    expect(readdirSync(join(cache, 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(1);
+    // Two entries, each compiled once: the runtime part's model (k = 2 in a dry run) and the one overheads.mjs takes its operators from
+    // (runtime_spec.mjs at k = 1, 2, 4, 8: on a GPU the runtime part's own entry, which precompile.mjs fills).
+    expect(readdirSync(join(cache, 'kernels')).filter((e) => /^gpu-runtime-check-emulator-[0-9a-f]{16}$/.test(e))).toHaveLength(2);
     const variants = grid.models.reduce((n, m) => n + m.variants.length, 0);
     expect(data.correctness).toHaveLength(variants * 4);
     for (const c of data.correctness) expect(c.ok).toBe(true);
@@ -285,15 +294,15 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     const r = await runCheck(['--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run', '--budget', '1']);
     expect(r.code, r.stderr).toBe(0);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string; why: string }[]; bundleMissing: string[] };
-    expect(data.parts.map((p) => [p.name, p.status])).toEqual(['facts', 'gemm', 'sm90a', 'attention', 'runtime', 'e2e', 'tune'].map((p) => [p, 'not started']));
+    expect(data.parts.map((p) => [p.name, p.status])).toEqual(['facts', 'overheads', 'gemm', 'sm90a', 'attention', 'runtime', 'e2e', 'tune'].map((p) => [p, 'not started']));
     expect(data.parts[0]!.why).toMatch(/^0 s left of its window$/);
-    expect(data.bundleMissing).toEqual(['grid.json (for attention, tune)', 'gemm.json (for gemm)', 'gemm_sm90a.json (for sm90a)', 'node/node.xz (for e2e, runtime)']);
+    expect(data.bundleMissing).toEqual(['grid.json (for attention, tune)', 'gemm.json (for gemm)', 'gemm_sm90a.json (for sm90a)', 'node/node.xz (for e2e, overheads, runtime)']);
     const md = readFileSync(join(out, 'device-check.md'), 'utf8');
     expect(md).toContain('The bundle lacks: grid.json (for attention, tune); gemm.json (for gemm)');
     expect(md).toMatch(/\| part \| result \| seconds \| window s \| note \|\n\|---\|---\|---\|---\|---\|\n\| facts \| not started \| - \| [\d.]+ \| 0 s left of its window \|/);
     // On a GPU a bundle without its pieces is a failure, not a note.
     const bad = await runCheck(['--parts', 'nonsense', '--out', out]);
-    expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,e2e,tune']);
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,overheads,gemm,sm90a,attention,runtime,e2e,tune']);
   });
 
   test('a bad --parts exits 1 in one line before creating anything; every way out after the scratch folder removes it', async () => {
@@ -303,7 +312,7 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     const env = { ...process.env, TMPDIR: tmp };
     const out = join(root, 'bad-parts-out');
     const bad = await runCheck(['--parts', 'facts,nonsense', '--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run'], env);
-    expect([bad.code, bad.stdout, bad.stderr]).toEqual([1, '', 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,e2e,tune\n']);
+    expect([bad.code, bad.stdout, bad.stderr]).toEqual([1, '', 'device_check: --parts nonsense: unknown; the parts are facts,overheads,gemm,sm90a,attention,runtime,e2e,tune\n']);
     expect(readdirSync(tmp)).toEqual([]);
     expect(existsSync(out)).toBe(false);
     // An exception after the scratch folder was made (an unreadable grid.json): it is gone too.

@@ -1,0 +1,139 @@
+/**
+ * `npm run bench:step -- --overheads FILE`: the step cost model's launch and host constants
+ * (step-cost-model.ts StepOverheads, PdlOverheads) replaced by those a device measured. FILE is
+ * scripts/device-check/overheads.mjs's JSON line, or a device check's device-check.json holding it
+ * as its `overheads` section. Every constant whose measured value is a number replaces the assumed
+ * one, identifiable alone or not (a constant the series give only in a sum was split with an
+ * assumed term: the file says which); null leaves the assumption. Pure: the text in, the
+ * constants out, or a TidarcError naming the file and what is wrong with it.
+ */
+import { TidarcError } from '../errors.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
+
+export type OverheadName = keyof StepOverheads | keyof PdlOverheads;
+
+/** One constant of the file: the assumed value, the measured one (null: not measured), whether the series give it alone, how. */
+export interface OverheadReading {
+  readonly name: OverheadName;
+  readonly assumedS: number;
+  readonly measuredS: number | null;
+  readonly identifiable: boolean;
+  readonly from: string;
+  /** Whether the model now uses measuredS: a number of seconds >= 0 (a negative one, a fit's noise, leaves the assumption: `kept`). */
+  readonly replaced: boolean;
+  /** Why a measured value was not used. */
+  readonly kept?: string;
+}
+
+export interface MeasuredStepOverheads {
+  readonly file: string;
+  /** The device the file measured, e.g. 'NVIDIA H200 (9.0)', and whether it was the emulated driver. */
+  readonly device: string;
+  readonly emulated: boolean;
+  /** The constants the model prices the steps with: measured where replaced, else assumed. */
+  readonly overheads: StepOverheads;
+  readonly pdlOverheads: PdlOverheads;
+  /** Every constant of both sets, in the model's order. */
+  readonly readings: readonly OverheadReading[];
+  /** Entries of the file's `measured` that name no constant of the model (ignored). */
+  readonly unknown: readonly string[];
+}
+
+/** A value past this many seconds is not a launch or host overhead (another unit, or a broken measurement). */
+const MAX_OVERHEAD_S = 1;
+
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+
+/**
+ * The measured constants of `text` (the contents of `file`) over `base` and `basePdl` (the model's
+ * assumptions). Throws TidarcError('invalid-json') with one line naming the file and the problem:
+ * not JSON, neither overheads.mjs's object nor a device-check.json with one, a failed measurement
+ * (ok: false), a malformed entry, a value that is not seconds.
+ */
+export function readMeasuredOverheads(text: string, file: string, base: StepOverheads = STEP_OVERHEADS, basePdl: PdlOverheads = PDL_OVERHEADS): MeasuredStepOverheads {
+  const bad = (what: string): TidarcError => new TidarcError('invalid-json', `${file}: ${what}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw bad(`not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isRecord(doc)) throw bad('not a JSON object');
+  // overheads.mjs's line has `measured`; a device-check.json holds it as its `overheads` section.
+  let o: Record<string, unknown>, where = '';
+  if ('measured' in doc || ('ok' in doc && !('overheads' in doc))) {
+    o = doc;
+  } else if ('overheads' in doc) {
+    if (!isRecord(doc.overheads)) throw bad('its overheads section is not an object');
+    o = doc.overheads;
+    where = 'overheads.';
+  } else {
+    if (Array.isArray(doc.parts)) {
+      const part = (doc.parts as unknown[]).find((x) => isRecord(x) && x.name === 'overheads') as Record<string, unknown> | undefined;
+      throw bad(`a device check's results without an overheads section (${part ? `its overheads part: ${String(part.status)}${typeof part.why === 'string' ? `, ${part.why}` : ''}` : 'it ran no overheads part'})`);
+    }
+    throw bad('neither overheads.mjs\'s JSON (no "measured") nor a device-check.json with an overheads section');
+  }
+  if (o.ok === false) throw bad(`the measurement failed (${where}ok: false${typeof o.error === 'string' ? `: ${o.error}` : ''})`);
+  if (!isRecord(o.measured)) throw bad(`${where}measured: ${o.measured === undefined ? 'missing' : 'not an object'}`);
+  const measured = o.measured;
+  const defaults: Readonly<Record<OverheadName, number>> = { ...base, ...basePdl };
+  const names = [...Object.keys(base), ...Object.keys(basePdl)] as OverheadName[];
+  const readings = names.map((name): OverheadReading => {
+    const m = measured[name];
+    const field = `${where}measured.${name}`;
+    if (m === undefined) return { name, assumedS: defaults[name], measuredS: null, identifiable: false, from: 'not in the file', replaced: false };
+    if (!isRecord(m)) throw bad(`${field}: not an object ({value, identifiable, from})`);
+    const v = m.value;
+    if (v !== null && (typeof v !== 'number' || !Number.isFinite(v))) throw bad(`${field}.value: ${JSON.stringify(v)} is neither a number of seconds nor null`);
+    if (typeof v === 'number' && v > MAX_OVERHEAD_S) throw bad(`${field}.value: ${v} s is not a launch or host overhead (seconds expected)`);
+    const identifiable = m.identifiable === true;
+    const from = typeof m.from === 'string' ? m.from : '';
+    const negative = typeof v === 'number' && v < 0;
+    return { name, assumedS: defaults[name], measuredS: v, identifiable, from, replaced: typeof v === 'number' && !negative, ...(negative ? { kept: 'negative (the fit\'s noise)' } : {}) };
+  });
+  const value = (name: OverheadName): number => {
+    const r = readings.find((x) => x.name === name)!;
+    return r.replaced ? r.measuredS! : r.assumedS;
+  };
+  const overheads = Object.fromEntries(Object.keys(base).map((k) => [k, value(k as OverheadName)])) as unknown as StepOverheads;
+  const pdlOverheads = Object.fromEntries(Object.keys(basePdl).map((k) => [k, value(k as OverheadName)])) as unknown as PdlOverheads;
+  const dev = isRecord(o.device) ? o.device : {};
+  const cc = Array.isArray(dev.computeCapability) ? ` (${dev.computeCapability.join('.')})` : '';
+  return {
+    file, device: `${typeof dev.name === 'string' ? dev.name : 'an unnamed device'}${cc}`, emulated: o.emulated === true, overheads, pdlOverheads, readings,
+    unknown: Object.keys(measured).filter((k) => !names.includes(k as OverheadName)),
+  };
+}
+
+/** Microseconds to at most 3 decimals, trailing zeros dropped (8.6e-6 * 1e6 would print 8.600000000000001). */
+export const usText = (s: number): string => String(Number((s * 1e6).toFixed(3)));
+
+/** What bench:step prints before its tables: where the constants come from, one line per replaced constant, then those left assumed. */
+export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
+  const replaced = m.readings.filter((r) => r.replaced);
+  const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : ''} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
+  for (const r of replaced) {
+    lines.push(`  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${usText(r.measuredS!)} us (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
+  }
+  const kept = m.readings.filter((r) => !r.replaced);
+  const why = (r: OverheadReading): string => (r.kept ? `measured ${usText(r.measuredS!)} us, ${r.kept}` : r.from === 'not in the file' ? r.from : 'not measured');
+  if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${why(r)})`).join(', ')}`);
+  lines.push(`  identifiable: ${replaced.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${replaced.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
+  if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-cost-model.ts): ${m.unknown.join(', ')}`);
+  return lines;
+}
+
+/** bench:step's line of the StepOverheads it prices with (measured: some replaced by a device's). */
+export function overheadsLine(o: StepOverheads, measured: boolean): string {
+  const us = usText;
+  return `Overheads (us; ${measured ? 'measured where replaced above, else as assumed in step-cost-model.ts' : 'sources in step-cost-model.ts'}): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`;
+}
+
+/** bench:step's line of the PdlOverheads it prices with. */
+export function pdlLine(p: PdlOverheads, measured: boolean): string {
+  const us = usText;
+  return measured
+    ? `PDL (us; measured where replaced above, else assumed, step-cost-model.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. The steps are still predictions: the cost model with these constants.`
+    : `PDL (us; assumed, step-cost-model.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. All figures are predictions: nothing here was measured on an H200.`;
+}

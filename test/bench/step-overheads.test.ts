@@ -1,0 +1,92 @@
+/**
+ * `npm run bench:step -- --overheads FILE` (src/bench/step-overheads-file.ts): the launch and host
+ * constants a device measured (scripts/device-check/overheads.mjs's JSON, alone or as a
+ * device-check.json's `overheads` section) replace the assumed ones, each replacement printed, and
+ * the steps are priced with them; a bad file is refused in one line naming it. The fixture's figures
+ * are made up in overheads.mjs's shape, not measured.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, test } from 'vitest';
+import { H200 } from '../../src/codegen/machine.js';
+import { PDL_OVERHEADS, STEP_OVERHEADS, type StepRegisters } from '../../src/bench/step-cost-model.js';
+import { QWEN3_0_6B, predictSteps } from '../../src/bench/step-report.js';
+import { measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
+
+const exec = promisify(execFile);
+const FIXTURE = resolve('test/bench/fixtures/overheads-sample.json');
+const text = readFileSync(FIXTURE, 'utf8');
+const sample = JSON.parse(text) as { measured: Record<string, { value: number | null; identifiable: boolean; from: string }> } & Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'tidarc-step-overheads-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 255, sm90a: () => 137, source: 'assumed (test)' };
+
+/** The fixture with its measured entries replaced (the rest kept). */
+const withMeasured = (measured: Record<string, unknown>): string => JSON.stringify({ ...sample, measured: { ...sample.measured, ...measured } });
+
+describe('bench:step --overheads', () => {
+  test('each measured constant replaces the assumed one, a line each with identifiable or not; null ones stay assumed', () => {
+    const m = readMeasuredOverheads(text, 'o.json');
+    expect(m.overheads).toEqual({ ...STEP_OVERHEADS, hostLaunchS: 4.2e-6, streamGapS: 1.6e-6, graphNodeGapS: 0.45e-6, graphStartS: 7.1e-6, hostGraphLaunchS: 3e-6,
+      copyLatencyS: 2.2e-6, hostCopyS: 3.5e-6, smallKernelS: 2.75e-6 });
+    expect(m.pdlOverheads).toEqual({ ...PDL_OVERHEADS, waitReleaseS: 0.5e-6 });
+    const lines = measuredOverheadLines(m);
+    expect(lines[0]).toBe('Overheads measured on NVIDIA H200 (9.0) (o.json): 9 of 11 constants replaced.');
+    expect(lines).toContain('  hostLaunchS: assumed 6 us -> measured 4.2 us (identifiable)');
+    expect(lines).toContain('  graphNodeGapS: assumed 0.58 us -> measured 0.45 us (not identifiable alone: split with an assumed term)');
+    expect(lines).toContain('  kept as assumed: hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
+    expect(lines).toContain('  identifiable: hostLaunchS, graphStartS, hostGraphLaunchS, copyLatencyS, hostCopyS, waitReleaseS; not identifiable alone: streamGapS, graphNodeGapS, smallKernelS');
+    // The overhead line bench:step prints: the default one unchanged, the measured figures in the other.
+    expect(overheadsLine(STEP_OVERHEADS, false)).toBe('Overheads (us; sources in step-cost-model.ts): host per launch 6, stream gap 2, graph node gap 0.58, graph start 8.6, host graph launch 5, copy latency 3, host per copy 5, decoder host per step 20, kernel floor 1.5.');
+    expect(overheadsLine(m.overheads, true)).toBe('Overheads (us; measured where replaced above, else as assumed in step-cost-model.ts): host per launch 4.2, stream gap 1.6, graph node gap 0.45, graph start 7.1, host graph launch 3, copy latency 2.2, host per copy 3.5, decoder host per step 20, kernel floor 2.75.');
+    expect(pdlLine(m.pdlOverheads, true)).toMatch(/^PDL \(us; measured where replaced above, else assumed, .*\): wait release 0\.5, launch ramp 0\.8 /);
+    expect(pdlLine(PDL_OVERHEADS, false)).toMatch(/wait release 0\.3, launch ramp 0\.8 .*nothing here was measured on an H200\.$/);
+  });
+
+  test('a device-check.json holding the section reads the same; the steps are priced with the measured constants', () => {
+    const fromCheck = readMeasuredOverheads(JSON.stringify({ format: 1, parts: [{ name: 'overheads', status: 'ok' }], overheads: sample }), 'device-check.json');
+    expect(fromCheck.overheads).toEqual(readMeasuredOverheads(text, 'o.json').overheads);
+    // Only hostGraphLaunchS measured (2 us less): the graphs' host time per step drops by exactly that, launch by launch's does not move.
+    const only = readMeasuredOverheads(JSON.stringify({ ...sample, measured: { hostGraphLaunchS: { value: 3e-6, identifiable: true, from: 'wall clock' } } }), 'one.json');
+    expect(measuredOverheadLines(only).slice(0, 2)).toEqual(['Overheads measured on NVIDIA H200 (9.0) (one.json): 1 of 11 constants replaced.', '  hostGraphLaunchS: assumed 5 us -> measured 3 us (identifiable)']);
+    const [base] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90');
+    const [one] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', only.overheads, only.pdlOverheads);
+    expect(base!.graphs.hostMs - one!.graphs.hostMs).toBeCloseTo(0.002, 9);
+    expect(one!.launchByLaunch.hostMs).toBe(base!.launchByLaunch.hostMs);
+    // The whole fixture moves the predicted step (graphs with PDL: a smaller graph start and node gaps, a higher kernel floor).
+    const [all] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', fromCheck.overheads, fromCheck.pdlOverheads);
+    expect(all!.pdl.graphs.gpuMs).not.toBeCloseTo(base!.pdl.graphs.gpuMs, 4);
+    expect(all!.launchByLaunch.hostMs).toBeLessThan(base!.launchByLaunch.hostMs);  // 4.2 us a launch, not 6
+  });
+
+  test('a negative value (a fit\'s noise) keeps the assumption and says so; unknown names are listed as ignored', () => {
+    const m = readMeasuredOverheads(withMeasured({ graphNodeGapS: { value: -0.1e-6, identifiable: false, from: 's(graph-E) - rampS' }, someSumS: { value: 1e-6, identifiable: true, from: 'x' } }), 'n.json');
+    expect(m.overheads.graphNodeGapS).toBe(STEP_OVERHEADS.graphNodeGapS);
+    const lines = measuredOverheadLines(m);
+    expect(lines).toContain('  kept as assumed: graphNodeGapS 0.58 us (measured -0.1 us, negative (the fit\'s noise)), hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
+    expect(lines).toContain('  ignored (no such constant in step-cost-model.ts): someSumS');
+  });
+
+  test('a bad file: one line naming the file and what is wrong', () => {
+    const err = (t: string): string => { try { readMeasuredOverheads(t, 'bad.json'); } catch (e) { return (e as Error).message; } return 'no error'; };
+    expect(err('{"measured": ')).toMatch(/^bad\.json: not JSON \(/);
+    expect(err('[1]')).toBe('bad.json: not a JSON object');
+    expect(err('{"format": 1}')).toBe('bad.json: neither overheads.mjs\'s JSON (no "measured") nor a device-check.json with an overheads section');
+    expect(err('{"format": 1, "parts": [{"name": "overheads", "status": "failed", "why": "RuntimeError: x"}]}')).toBe('bad.json: a device check\'s results without an overheads section (its overheads part: failed, RuntimeError: x)');
+    expect(err('{"ok": false, "error": "cuInit: 100"}')).toBe('bad.json: the measurement failed (ok: false: cuInit: 100)');
+    expect(err('{"overheads": {"ok": false, "error": "no ops module"}}')).toBe('bad.json: the measurement failed (overheads.ok: false: no ops module)');
+    expect(err(withMeasured({ hostLaunchS: { value: '4.2', identifiable: true, from: '' } }))).toBe('bad.json: measured.hostLaunchS.value: "4.2" is neither a number of seconds nor null');
+    expect(err(withMeasured({ hostLaunchS: { value: 4.2, identifiable: true, from: 'in us?' } }))).toBe('bad.json: measured.hostLaunchS.value: 4.2 s is not a launch or host overhead (seconds expected)');
+    expect(err(withMeasured({ rampS: 0.8e-6 }))).toBe('bad.json: measured.rampS: not an object ({value, identifiable, from})');
+  });
+
+  test('the command: a malformed file exits 1 with its one line, before anything is priced', async () => {
+    const bad = join(root, 'bad.json');
+    writeFileSync(bad, '{"measured": {"hostLaunchS": {"value": "x"}}}');
+    const r = await exec('npx', ['tsx', 'bench/step.ts', '--overheads', bad]).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
+    expect([r.code, r.stderr]).toEqual([1, `bench:step: ${bad}: measured.hostLaunchS.value: "x" is neither a number of seconds nor null\n`]);
+  }, 60_000);
+});
