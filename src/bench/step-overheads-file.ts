@@ -112,7 +112,8 @@ export const usText = (s: number): string => String(Number((s * 1e6).toFixed(3))
 /** What bench:step prints before its tables: where the constants come from, one line per replaced constant, then those left assumed. */
 export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
   const replaced = m.readings.filter((r) => r.replaced);
-  const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : ''} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
+  const other = !m.emulated && !/H200/.test(m.device) ? ', not the H200 these tables price' : '';
+  const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : other} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
   for (const r of replaced) {
     lines.push(`  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${usText(r.measuredS!)} us (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
   }

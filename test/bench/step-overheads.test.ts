@@ -52,6 +52,9 @@ describe('bench:step --overheads', () => {
     // Only hostGraphLaunchS measured (2 us less): the graphs' host time per step drops by exactly that, launch by launch's does not move.
     const only = readMeasuredOverheads(JSON.stringify({ ...sample, measured: { hostGraphLaunchS: { value: 3e-6, identifiable: true, from: 'wall clock' } } }), 'one.json');
     expect(measuredOverheadLines(only).slice(0, 2)).toEqual(['Overheads measured on NVIDIA H200 (9.0) (one.json): 1 of 11 constants replaced.', '  hostGraphLaunchS: assumed 5 us -> measured 3 us (identifiable)']);
+    // Another GPU's constants (the device tool also lends H100s): said, since the tables price an H200.
+    const h100 = readMeasuredOverheads(JSON.stringify({ ...sample, device: { name: 'NVIDIA H100 80GB HBM3', computeCapability: [9, 0] } }), 'h100.json');
+    expect(measuredOverheadLines(h100)[0]).toBe('Overheads measured on NVIDIA H100 80GB HBM3 (9.0), not the H200 these tables price (h100.json): 9 of 11 constants replaced.');
     const [base] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90');
     const [one] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', only.overheads, only.pdlOverheads);
     expect(base!.graphs.hostMs - one!.graphs.hostMs).toBeCloseTo(0.002, 9);
