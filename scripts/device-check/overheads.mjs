@@ -32,10 +32,17 @@ function finish(result) {
 }
 const fail = (e) => finish({ ok: false, error: String(e instanceof Error ? e.message : e).split('\n')[0] });
 let phase = 'starting';
+/** fs/interrupt.js once loaded: what kills the compilers tidarc started (nvcc, the emulator's c++) and removes their unfinished output. */
+let interrupt;
 if (Number.isFinite(deadline)) {
-  // Whatever runs at the budget's end (an nvcc compile of the entry, a load): the result says so, and the process ends.
+  // Whatever runs at the budget's end (an nvcc compile of the entry, a load): the result says so, the compilers
+  // started for it are killed (process.exit alone would leave them running into the next part's time), and the process ends.
   setTimeout(() => {
     fail(`out of time: the budget of ${budgetText} s ended while ${phase}`);
+    try {
+      interrupt?.stopChildProcesses();
+      interrupt?.undoPending();
+    } catch { /* best effort on the way out */ }
     process.exit(0);
   }, Math.max(0, deadline - performance.now() - 250)).unref();
 }
@@ -43,12 +50,14 @@ if (Number.isFinite(deadline)) {
 try {
   if (!root || !work) throw new Error('usage: node overheads.mjs TIDARC_ROOT WORK_DIR [BUDGET_S]');
   const load = (path) => import(pathToFileURL(join(root, 'dist', 'src', ...path.split('/'))).href);
+  interrupt = await load('fs/interrupt.js');
   const { cachedKernels, sharedCacheDir } = await load('build/kernel-cache.js');
   const { hfConfigOf, specFromCheckpointConfig } = await load('model/checkpoint.js');
   const { BYTE_EOS_ID } = await load('model/tokenizer.js');
   const { loadNative } = await load('runtime/native.js');
   const { CudaDevice } = await load('runtime/cuda/device.js');
   const { programmaticLaunchFor } = await load('runtime/cuda/pdl.js');
+  const { probedDecision } = await load('runtime/cuda/pdl-probe.js');
   const { OPS_MODULE } = await load('runtime/cuda/gpu-runner.js');
   const { EMULATED_DEVICE_PREFIX, emulatedOpsModule } = await load('emulate/emulated-modules.js');
   const { ARCH_NAMES } = await load('codegen/arch.js');
@@ -70,9 +79,12 @@ try {
     phase = 'building the GPU operators for the emulated driver';
     const module = emulated ? await emulatedOpsModule(compiled.outDir, sharedCacheDir(cacheDir), log) : join(compiled.outDir, OPS_MODULE);
     const computeCapability = [device.info.major, device.info.minor];
-    const pdl = programmaticLaunchFor({
+    // As loadModel decides it: from the entry, the device and the driver, then tried once (pdl-probe.ts): a driver that
+    // refuses a programmatic launch or edge gives the series without PDL (and says why) instead of failing them all.
+    phase = 'trying a programmatic launch (the PDL probe)';
+    const pdl = probedDecision(programmaticLaunchFor({
       option: undefined, manifest: compiled.manifest, computeCapability, compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
-    });
+    }), device, compiled.outDir, module);
     // A GPU: lengths 16, 64, 256 (a shorter plan where under 20 s are left); the emulator: a few launches, its times mean nothing.
     const left = (deadline - performance.now()) / 1e3;
     const plan = emulated

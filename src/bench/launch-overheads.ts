@@ -18,9 +18,19 @@
  *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
  *
  * deriveOverheads (pure) turns the fits into the model's constants, each with whether these series
- * identify it alone and where it comes from. The model prices an empty kernel at its launch ramp
- * (rampS) and a small one at its floor (smallKernelS), so the graph and stream slopes hold a gap
- * plus rampS: those constants are measured as sums and split with the assumed rampS.
+ * identify it alone and where it comes from. An empty kernel's time is its launch ramp (rampS) and
+ * a small one's its floor (smallKernelS), so the graph and stream slopes hold a gap plus rampS:
+ * those constants are measured as sums and split with the assumed rampS (lowered to the empty
+ * kernel's whole time per node where that is shorter, so no split goes below 0 and every measured
+ * sum is kept).
+ *
+ * PDL (step-cost-model.ts pdlKernel): each kernel calls launch_dependents right after its wait, so
+ * kernel j is scheduled when kernel i's wait returns and runs its gap and ramp beside i's time after
+ * that wait (the lead); j's wait returns max(waitReleaseS, gap + ramp - lead) after i's end. E has
+ * nothing after its wait (no lead): graph-E-pdl's slope is gap + ramp again in the model (what a
+ * programmatic edge saves beside it is reported, not used). S's lead is s(graph-S) - s(graph-E)
+ * (smallKernelS - rampS), so s(graph-S-pdl) = max(waitReleaseS, s(graph-E) - lead) + lead: where the
+ * lead hides the gap and ramp, waitReleaseS = s(graph-S-pdl) - s(graph-S) + s(graph-E).
  */
 import { TidarcError } from '../errors.js';
 import type { CudaDevice, DeviceBuffer, DeviceStats, GraphRef } from '../runtime/cuda/device.js';
@@ -105,22 +115,44 @@ export function seriesOf(n: readonly number[], gpuMs: readonly number[]): Overhe
 
 const us = (s: number): string => `${(s * 1e6).toFixed(3)} us`;
 
+/** How far above gap + ramp - lead the S-pdl boundary must be to be taken for the release (noise in two slopes). */
+const RELEASE_TOLERANCE_S = 0.02e-6;
+
 /**
  * The model's constants from the series and host times (pure). `pdlWhy`: why the PDL series are
- * null (PDL off); `rampS`: the launch ramp assumed to split the sums it is part of.
+ * null (PDL off); `rampS`: the launch ramp assumed to split the sums it is part of (lowered to
+ * s(graph-E) or s(stream-E) where either is shorter: an empty kernel's time per node bounds its ramp).
  */
 export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: { pdlWhy?: string; rampS?: number } = {}): MeasuredOverheads {
-  const ramp = o.rampS ?? PDL_OVERHEADS.rampS;
-  const assumed = `the ASSUMED rampS ${us(ramp)} (PDL_OVERHEADS.rampS)`;
-  const E = series['graph-E'], S = series['graph-S'], Ep = series['graph-E-pdl'], Sp = series['graph-S-pdl'];
+  const assumedRamp = o.rampS ?? PDL_OVERHEADS.rampS;
+  const E = series['graph-E'], S = series['graph-S'], Ep = series['graph-E-pdl'], Sp = series['graph-S-pdl'], St = series['stream-E'];
+  const ramp = Math.max(0, Math.min(assumedRamp, E.slopeS, St.slopeS));
+  const lowered = ramp < assumedRamp;
+  const assumed = lowered
+    ? `a ramp of ${us(ramp)}: the ASSUMED rampS ${us(assumedRamp)} (PDL_OVERHEADS.rampS) lowered to min(s(graph-E), s(stream-E)), an empty kernel's whole time per node`
+    : `the ASSUMED rampS ${us(ramp)} (PDL_OVERHEADS.rampS)`;
   const noPdl = `no PDL series: ${o.pdlWhy ?? 'PDL is off'}`;
   const split = (sumS: number, of: string, value: number, more = ''): MeasuredConstant => ({ value, identifiable: false, measuredS: sumS, from: `${of} = ${us(sumS)} measured; split with ${assumed}${more}` });
   const nodeGap = E.slopeS - ramp;
-  const small = S.slopeS - E.slopeS;
-  const cross = Ep && Sp ? `; cross-check with PDL: s(graph-S-pdl) - s(graph-E-pdl) = ${us(Sp.slopeS - Ep.slopeS)}` : `; no PDL cross-check (${noPdl})`;
+  // S's time after its wait (smallKernelS - rampS): under PDL the lead its successor's gap and ramp run beside.
+  const lead = S.slopeS - E.slopeS;
+  const waitRelease = (): MeasuredConstant => {
+    if (!Ep || !Sp) return { value: null, identifiable: false, from: noPdl };
+    const boundary = Sp.slopeS - lead;
+    const exposed = E.slopeS - lead;
+    const edge = `; s(graph-E-pdl) = ${us(Ep.slopeS)} against s(graph-E) = ${us(E.slopeS)} (E leaves no lead: the model has them equal; lower, a programmatic edge's own gap is shorter than a node's)`;
+    const of = `s(graph-S-pdl) - (s(graph-S) - s(graph-E)) = ${us(Sp.slopeS)} - ${us(lead)}: the exposed time per programmatic edge after S's lead`;
+    // The boundary is max(waitReleaseS, gap + ramp - lead): above gap + ramp - lead it is the release itself.
+    return boundary > exposed + RELEASE_TOLERANCE_S
+      ? { value: boundary, identifiable: true, from: `${of} (it hides gap + ramp - lead = ${us(exposed)})${edge}` }
+      : { value: null, identifiable: false, measuredS: boundary, from: `${of}, not above gap + ramp - lead = ${us(exposed)}: S's lead is too short to expose the release, which is at most ${us(Math.max(0, boundary))}${edge}` };
+  };
   return {
-    hostLaunchS: { value: host.launchS, identifiable: true, from: `host wall time per CudaDevice.launch of E, argument bytes packed before the loop (N-API call + cuLaunchKernel; a GpuOps call with its packing: ${us(host.opLaunchS)})` },
-    streamGapS: split(series['stream-E'].slopeS, 's(stream-E) = streamGapS + rampS (E launches one by one, the host ahead)', series['stream-E'].slopeS - ramp),
+    hostLaunchS: {
+      value: host.opLaunchS, identifiable: true,
+      from: `host wall time per GpuOps call of E, its argument struct packed per call as the runtime issues a kernel (packing, N-API call, plain cuLaunchKernel; without the packing ${us(host.launchS)})`,
+    },
+    streamGapS: split(St.slopeS, 's(stream-E) = streamGapS + rampS (E launches one by one, the host ahead)', St.slopeS - ramp),
     graphNodeGapS: split(E.slopeS, 's(graph-E) = graphNodeGapS + rampS', nodeGap),
     graphStartS: {
       value: E.interceptS - host.graphLaunchS + nodeGap, identifiable: false, measuredS: E.interceptS,
@@ -130,16 +162,24 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
     hostGraphLaunchS: { value: host.graphLaunchS, identifiable: true, from: 'host wall time per CudaDevice.launchGraph of a 16-node E graph' },
     copyLatencyS: {
       value: series.copies.slopeS, identifiable: true,
-      from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency may be longer)',
+      from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency, and a download\'s, may be longer)',
     },
     hostCopyS: { value: host.copyS, identifiable: true, from: 'host wall time per CudaDevice.uploadAsync of 64 B from pinned memory' },
     hostStepS: { value: null, identifiable: false, from: 'not measured here: the decoder\'s own host work per step needs a decoder (bench:step\'s measured host time less its launches\' and copies\' calls)' },
-    smallKernelS: split(small, 's(graph-S) - s(graph-E) = smallKernelS - rampS', small + ramp, cross),
-    waitReleaseS: Ep
-      ? { value: Ep.slopeS, identifiable: true, from: 's(graph-E-pdl): per programmatic edge between empty kernels (the predecessor\'s return after its launch_dependents included)' }
-      : { value: null, identifiable: false, from: noPdl },
-    rampS: { value: null, identifiable: false, from: `not separable from the gaps and smallKernelS by these series (with PDL: s(S-pdl) - s(E-pdl) = s(S) - s(E) again); ${assumed} splits the sums` },
+    smallKernelS: split(lead, 's(graph-S) - s(graph-E) = smallKernelS - rampS', lead + ramp),
+    waitReleaseS: waitRelease(),
+    rampS: lowered
+      ? { value: ramp, identifiable: false, measuredS: Math.min(E.slopeS, St.slopeS), from: `at most min(s(graph-E), s(stream-E)) = ${us(ramp)}, below the ASSUMED ${us(assumedRamp)}: the ramp the sums are split with` }
+      : { value: null, identifiable: false, from: `not separable from the gaps and smallKernelS by these series (each holds it in a sum); ${assumed} splits the sums` },
   };
+}
+
+/** What makes the fits doubtful: a series whose line explains less than `minR2` of its variance. */
+export function fitWarnings(series: OverheadSeriesSet, minR2 = 0.99): string[] {
+  return SERIES_NAMES.flatMap((name) => {
+    const s = series[name];
+    return s && !(s.r2 >= minR2) ? [`${name}: r2 ${s.r2.toFixed(4)} below ${minR2} (times ${s.gpuMs.map((ms) => ms.toFixed(4)).join(', ')} ms at N = ${s.n.join(', ')}): its slope is doubtful`] : [];
+  });
 }
 
 /**
@@ -192,9 +232,9 @@ export interface LaunchOverheads {
   readonly stats: DeviceStats;
   /** The parameters the run used (the stats follow from them). */
   readonly plan: { readonly ns: readonly number[]; readonly repeats: number; readonly hostIterations: number; readonly graphHostIterations: number; readonly hostGraphNodes: number; readonly warmReplays: number };
-  /** The queue ahead of stream-E and copies: one copy's GPU ms, and the least margin (ms) by which the copies outlasted the host's issue (> 0: host ahead throughout). */
+  /** The queue ahead of stream-E and copies: one copy's GPU ms, and the least margin (ms) by which the copies outlasted the host's issue of the timed work (> 0: host ahead throughout). */
   readonly queue: { readonly copyBytes: number; readonly copyMs: number; readonly minMarginMs: number };
-  /** What makes a figure doubtful (the host behind the queue); empty where nothing did. */
+  /** What makes a figure doubtful (the host behind the queue, a series off its line: fitWarnings); empty where nothing did. */
   readonly warnings: readonly string[];
 }
 
@@ -273,8 +313,11 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
       const copies = Math.min(o.maxCopies, Math.max(1, Math.ceil((2 * n * perCallS * 1e3 + 0.05) / Math.max(copyMs, 1e-6))));
       const t0 = performance.now();
       for (let i = 0; i < copies; i++) device.copy(dst, 0, src, 0, o.copyBytes);
+      const t1 = performance.now();
       const t = device.timeGpu(work);
-      minMarginMs = Math.min(minMarginMs, copies * copyMs - (performance.now() - t0));
+      // The host ahead: the copies still ran when it had issued the last of the work (t1 + its issue time;
+      // timeGpu returns after the end event, so the time after it holds the GPU's work too).
+      minMarginMs = Math.min(minMarginMs, copies * copyMs - (t1 - t0 + t.hostMs));
       return t.gpuMs;
     };
     const queuedSeries = (perCallS: number, call: () => void): OverheadSeries => seriesOf(o.ns, o.ns.map((n) => {
@@ -324,7 +367,10 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
       stats,
       plan: { ns: [...o.ns], repeats: o.repeats, hostIterations: o.hostIterations, graphHostIterations: o.graphHostIterations, hostGraphNodes: HOST_GRAPH_NODES, warmReplays: 1 },
       queue: { copyBytes: o.copyBytes, copyMs, minMarginMs },
-      warnings: minMarginMs > 0 ? [] : [`the queued copies did not outlast the host's issue in every run (least margin ${minMarginMs.toFixed(3)} ms): stream-E and copies may hold host time`],
+      warnings: [
+        ...(minMarginMs > 0 ? [] : [`the queued copies did not outlast the host's issue in every run (least margin ${minMarginMs.toFixed(3)} ms): stream-E and copies may hold host time`]),
+        ...fitWarnings(series),
+      ],
     };
   } finally {
     for (const g of graphs) device.destroyGraph(g);

@@ -14,11 +14,13 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, deriveOverheads, fitLine, measuredStepOverheads, seriesOf,
+  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, deriveOverheads, fitLine, fitWarnings, measureLaunchOverheads, measuredStepOverheads, seriesOf,
 } from '../../src/bench/launch-overheads.js';
 import { PDL_OVERHEADS, STEP_OVERHEADS } from '../../src/bench/step-cost-model.js';
 import { findCxx } from '../../src/build/toolchain.js';
-import type { DeviceStats } from '../../src/runtime/cuda/device.js';
+import type { CudaDevice, DeviceStats } from '../../src/runtime/cuda/device.js';
+import { OPS_ABI_BUFFER } from '../../src/runtime/cuda/gpu-ops.js';
+import { OPS_ABI_VERSION } from '../../src/runtime/cuda/op-abi.js';
 import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
@@ -26,22 +28,29 @@ const cxx = await findCxx();
 
 /** Known constants (seconds), none of them the model's defaults. */
 const K = {
-  gap: 0.61e-6, ramp: PDL_OVERHEADS.rampS, small: 1.9e-6, wait: 0.27e-6, start: 7.3e-6, stream: 2.4e-6, copy: 3.1e-6,
-  hostLaunch: 4.2e-6, hostGraph: 5.5e-6, hostCopy: 3.9e-6, opLaunch: 4.8e-6,
+  gap: 0.61e-6, ramp: PDL_OVERHEADS.rampS, small: 2.6e-6, wait: 0.27e-6, start: 7.3e-6, stream: 2.4e-6, copy: 3.1e-6,
+  hostLaunch: 4.2e-6, hostGraph: 5.5e-6, hostCopy: 3.9e-6, opLaunch: 4.8e-6, edgeGap: 0.35e-6,
 };
 const NS = [16, 64, 256];
 /** Milliseconds at each length of `t(n)` in seconds. */
 const series = (t: (n: number) => number) => seriesOf(NS, NS.map((n) => t(n) * 1e3));
 
-/** The series the model predicts from K: graphs timed from before the host's cuGraphLaunch, (N - 1) node gaps. */
-function synthetic(pdl: boolean): OverheadSeriesSet {
+/**
+ * The series the model predicts from K: graphs timed from before the host's cuGraphLaunch, (N - 1)
+ * node gaps. With PDL (step-cost-model.ts pdlKernel), a kernel's gap and ramp run beside its
+ * predecessor's time after the wait (the lead: small - ramp for S, nothing for E); the wait returns
+ * max(wait, gap + ramp - lead) after the predecessor's end. E-pdl's programmatic edge is given a
+ * shorter gap (edgeGap) than a node's, which the model does not price: it must not enter waitReleaseS.
+ */
+function synthetic(pdl: boolean, k: typeof K = K): OverheadSeriesSet {
+  const lead = k.small - k.ramp;
   return {
-    'graph-E': series((n) => K.hostGraph + K.start + n * K.ramp + (n - 1) * K.gap),
-    'graph-S': series((n) => K.hostGraph + K.start + n * K.small + (n - 1) * K.gap),
-    'graph-E-pdl': pdl ? series((n) => 9e-6 + n * K.wait) : null,
-    'graph-S-pdl': pdl ? series((n) => 9e-6 + n * (K.wait + K.small - K.ramp)) : null,
-    'stream-E': series((n) => 1e-6 + n * (K.stream + K.ramp)),
-    copies: series((n) => 2e-6 + n * K.copy),
+    'graph-E': series((n) => k.hostGraph + k.start + n * k.ramp + (n - 1) * k.gap),
+    'graph-S': series((n) => k.hostGraph + k.start + n * k.small + (n - 1) * k.gap),
+    'graph-E-pdl': pdl ? series((n) => 9e-6 + n * (k.edgeGap + k.ramp)) : null,
+    'graph-S-pdl': pdl ? series((n) => 9e-6 + n * (Math.max(k.wait, k.gap + k.ramp - lead) + lead)) : null,
+    'stream-E': series((n) => 1e-6 + n * (k.stream + k.ramp)),
+    copies: series((n) => 2e-6 + n * k.copy),
   };
 }
 const HOST: HostTimes = { launchS: K.hostLaunch, graphLaunchS: K.hostGraph, copyS: K.hostCopy, opLaunchS: K.opLaunch };
@@ -67,7 +76,8 @@ describe('deriveOverheads', () => {
     expect(value('graphStartS')).toBeCloseTo(K.start, 12);
     expect(value('streamGapS')).toBeCloseTo(K.stream, 12);
     expect(value('copyLatencyS')).toBeCloseTo(K.copy, 12);
-    expect([value('hostLaunchS'), value('hostGraphLaunchS'), value('hostCopyS')]).toEqual([K.hostLaunch, K.hostGraph, K.hostCopy]);
+    // The runtime packs each launch's struct (GpuOps): the model's hostLaunchS includes it.
+    expect([value('hostLaunchS'), value('hostGraphLaunchS'), value('hostCopyS')]).toEqual([K.opLaunch, K.hostGraph, K.hostCopy]);
     // Identifiable alone: what no assumed figure enters.
     const alone = OVERHEAD_FIELDS.filter((f) => m[f].identifiable);
     expect(alone.sort()).toEqual(['copyLatencyS', 'hostCopyS', 'hostGraphLaunchS', 'hostLaunchS', 'waitReleaseS']);
@@ -75,10 +85,44 @@ describe('deriveOverheads', () => {
     expect(m.graphNodeGapS.measuredS).toBeCloseTo(K.gap + K.ramp, 12);
     expect(m.streamGapS.measuredS).toBeCloseTo(K.stream + K.ramp, 12);
     expect(m.smallKernelS.measuredS).toBeCloseTo(K.small - K.ramp, 12);
-    expect(m.smallKernelS.from).toContain(`cross-check with PDL: s(graph-S-pdl) - s(graph-E-pdl) = ${((K.small - K.ramp) * 1e6).toFixed(3)} us`);
+    // E-pdl's slope (a shorter programmatic edge, no lead) is reported beside s(graph-E), not taken for the release.
+    expect(m.waitReleaseS.from).toContain(`s(graph-E-pdl) = ${((K.edgeGap + K.ramp) * 1e6).toFixed(3)} us against s(graph-E) = ${((K.gap + K.ramp) * 1e6).toFixed(3)} us`);
     expect(m.hostStepS).toMatchObject({ value: null, identifiable: false });
     expect(m.rampS).toMatchObject({ value: null, identifiable: false });
     for (const f of OVERHEAD_FIELDS) expect(m[f].from.length).toBeGreaterThan(20);
+  });
+
+  test('S\'s lead too short to expose the release: waitReleaseS null, its upper bound as measuredS', () => {
+    // lead = 0.3 us < gap + ramp - wait: the boundary is gap + ramp - lead, not the release.
+    const m = deriveOverheads(synthetic(true, { ...K, small: K.ramp + 0.3e-6 }), HOST);
+    expect(m.waitReleaseS.value).toBeNull();
+    expect(m.waitReleaseS.identifiable).toBe(false);
+    expect(m.waitReleaseS.measuredS).toBeCloseTo(K.gap + K.ramp - 0.3e-6, 12);
+    expect(m.waitReleaseS.from).toMatch(/too short to expose the release/);
+    expect(measuredStepOverheads(m).pdl.waitReleaseS).toBe(PDL_OVERHEADS.waitReleaseS);
+  });
+
+  test('an empty kernel faster than the assumed ramp lowers the ramp: no split below 0, the measured sums kept', () => {
+    const ramp = 0.5e-6;
+    const m = deriveOverheads(synthetic(true, { ...K, ramp, gap: 0 }), HOST);
+    expect(m.rampS).toMatchObject({ value: expect.closeTo(ramp, 12), identifiable: false });
+    expect(m.graphNodeGapS.value).toBeCloseTo(0, 12);
+    expect(m.streamGapS.value).toBeCloseTo(K.stream, 12);
+    expect(m.smallKernelS.value).toBeCloseTo(K.small, 12);
+    expect(m.graphNodeGapS.from).toContain('lowered to min(s(graph-E), s(stream-E))');
+    const r = measuredStepOverheads(m);
+    expect(r.clamped).toEqual([]);
+    expect(r.pdl.rampS).toBeCloseTo(ramp, 12);
+    // Per graph node the model's gap + floor is s(graph-S), as measured.
+    expect(r.overheads.graphNodeGapS + r.overheads.smallKernelS).toBeCloseTo(m.graphNodeGapS.measuredS! + m.smallKernelS.measuredS!, 12);
+  });
+
+  test('fitWarnings names a series off its line, none for straight ones', () => {
+    expect(fitWarnings(synthetic(true))).toEqual([]);
+    const bent = { ...synthetic(false), copies: seriesOf(NS, [0.01, 0.5, 0.02]) };
+    const w = fitWarnings(bent);
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/^copies: r2 0\.\d+ below 0\.99/);
   });
 
   test('another assumed ramp moves the split values, not the measured sums', () => {
@@ -94,7 +138,6 @@ describe('deriveOverheads', () => {
     const why = 'the device\'s compute capability 8.0 is below 9.0';
     const m = deriveOverheads(synthetic(false), HOST, { pdlWhy: why });
     expect(m.waitReleaseS).toEqual({ value: null, identifiable: false, from: `no PDL series: ${why}` });
-    expect(m.smallKernelS.from).toContain(`no PDL cross-check (no PDL series: ${why})`);
     expect(m.smallKernelS.value).toBeCloseTo(K.small, 12);
     expect(m.graphStartS.value).toBeCloseTo(K.start, 12);
   });
@@ -105,18 +148,76 @@ describe('measuredStepOverheads', () => {
     const m = deriveOverheads(synthetic(true), HOST);
     const r = measuredStepOverheads(m);
     expect(r.overheads.graphNodeGapS).toBeCloseTo(K.gap, 12);
-    expect(r.overheads.hostLaunchS).toBe(K.hostLaunch);
+    expect(r.overheads.hostLaunchS).toBe(K.opLaunch);
     expect(r.overheads.hostStepS).toBe(STEP_OVERHEADS.hostStepS);
     expect(r.pdl).toEqual({ waitReleaseS: m.waitReleaseS.value, rampS: PDL_OVERHEADS.rampS });
     expect([...r.replaced].sort()).toEqual(OVERHEAD_FIELDS.filter((f) => f !== 'hostStepS' && f !== 'rampS').sort());
     expect(r.clamped).toEqual([]);
-    // An empty kernel faster than the assumed ramp: the node gap's split goes below 0.
-    const fast = deriveOverheads({ ...synthetic(false), 'graph-E': series((n) => 10e-6 + n * 0.5e-6) }, HOST, { pdlWhy: 'off' });
+    // A graph launch whose host call outlasts its whole fixed cost on the GPU: graphStartS's split goes below 0.
+    const fast = deriveOverheads({ ...synthetic(false), 'graph-E': series((n) => 1e-6 + n * (K.gap + K.ramp)) }, HOST, { pdlWhy: 'off' });
     const f = measuredStepOverheads(fast);
-    expect(fast.graphNodeGapS.value).toBeLessThan(0);
-    expect(f.overheads.graphNodeGapS).toBe(0);
-    expect(f.clamped).toContain('graphNodeGapS');
+    expect(fast.graphStartS.value).toBeLessThan(0);
+    expect(f.overheads.graphStartS).toBe(0);
+    expect(f.clamped).toEqual(['graphStartS']);
     expect(f.pdl.waitReleaseS).toBe(PDL_OVERHEADS.waitReleaseS);
+  });
+});
+
+/**
+ * A stand-in CudaDevice with a GPU timeline in real milliseconds: each copy, launch, upload and
+ * graph replay queues GPU time after what is queued; an event reads the timeline; eventElapsed's
+ * wait (timeGpu) and synchronize spin until the queue is done, as a GPU's do.
+ */
+function standInDevice(copyMs: number) {
+  let gpuEnd = 0, next = 0x10000;
+  const queue = (ms: number): void => void (gpuEnd = Math.max(gpuEnd, performance.now()) + ms);
+  const drain = (): void => {
+    while (performance.now() < gpuEnd) { /* the GPU's work */ }
+  };
+  let capturing: { n: number } | undefined;
+  const stats: DeviceStats = { kernelLaunches: 0, programmaticLaunches: 0, graphLaunches: 0, graphKernels: 0, graphProgrammaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
+  const device = {
+    programmaticLaunch: false, stats,
+    alloc: (bytes: number, label: string) => ({ ptr: (next += 1 << 20), bytes, label }),
+    allocPinned: (bytes: number, label: string) => ({ buffer: new ArrayBuffer(bytes), label }),
+    free: () => undefined, freePinned: () => undefined, destroyGraph: () => undefined, upload: () => undefined, fill: () => undefined,
+    download: (b: { label: string }, dst: Int32Array) => void (b.label === OPS_ABI_BUFFER && (dst[0] = OPS_ABI_VERSION)),
+    kernel: (_: string, name: string) => ({ name }),
+    launch: () => void (capturing ? capturing.n++ : queue(0.002)),
+    copy: (_d: unknown, _da: number, _s: unknown, _sa: number, bytes: number) => queue(bytes > 64 ? copyMs : 0.003),
+    uploadAsync: () => queue(0.003),
+    capture: (_: string, record: () => void) => {
+      capturing = { n: 0 };
+      record();
+      const ref = capturing;
+      capturing = undefined;
+      return ref;
+    },
+    launchGraph: (ref: { n: number }) => queue(0.005 + 0.002 * ref.n),
+    synchronize: drain,
+    timeGpu: (work: () => void) => {
+      const start = Math.max(gpuEnd, performance.now());
+      const t0 = performance.now();
+      work();
+      const hostMs = performance.now() - t0;
+      const end = Math.max(gpuEnd, performance.now());
+      drain();
+      return { gpuMs: end - start, hostMs };
+    },
+  };
+  return device as unknown as CudaDevice;
+}
+
+describe('measureLaunchOverheads on a stand-in device with a GPU timeline', () => {
+  test('the queue margin is the copies\' GPU time less the host\'s issue, not less the wait for the GPU after it; hostLaunchS is the GpuOps call', () => {
+    const r = measureLaunchOverheads(standInDevice(2), '/stand-in/tidarc_ops.fatbin', {
+      ns: [1, 2, 4], repeats: 1, hostIterations: 3, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
+    });
+    expect(r.queue.copyMs).toBeCloseTo(2, 0);
+    // Each timed run queued a 2 ms copy ahead of a few microseconds of issue: the host stayed ahead.
+    expect(r.queue.minMarginMs).toBeGreaterThan(1);
+    expect(r.warnings.filter((w) => /queued copies/.test(w))).toEqual([]);
+    expect(r.measured.hostLaunchS.value).toBe(r.host.opLaunchS);
   });
 });
 
@@ -201,6 +302,19 @@ describe.skipIf(!cxx.found)('overheads.mjs on the emulated driver', () => {
     const none = await run({ ...process.env, TIDARC_LIBCUDA: join(work, 'no-such-libcuda.so') }, []);
     expect(none).toMatchObject({ ok: false, error: expect.stringMatching(/^CUDA is not usable: /) });
   }, 120_000);
+
+  test('a driver that refuses programmatic launches: the load\'s PDL probe turns PDL off, the series run without it (ok)', async () => {
+    const env = { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache(), TIDARC_FAKE_REFUSE_PROGRAMMATIC: '1' };
+    const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/overheads.mjs'), resolve('.'), work, '120'], { env, maxBuffer: 16 << 20, timeout: 180_000 });
+    const r = JSON.parse(stdout.trim()) as OverheadsJson;
+    expect(r.error).toBeUndefined();
+    expect(r.ok).toBe(true);
+    expect(r.pdl.on).toBe(false);
+    expect(r.pdl.why).toMatch(/^the driver refused programmatic dependent launch at load/);
+    expect([r.series['graph-E-pdl'], r.series['graph-S-pdl']]).toEqual([null, null]);
+    expect(r.measured.waitReleaseS).toMatchObject({ value: null, from: expect.stringContaining('the driver refused') });
+    expect(r.stats).toEqual(expectedStats(r.plan, false));
+  }, 200_000);
 
   test('the device\'s counters moved by exactly the launches, replays and copies the plan claims', () => {
     expect(out.plan.ns.length).toBeGreaterThanOrEqual(2);

@@ -16,9 +16,8 @@ import { GpuOps } from './gpu-ops.js';
 import { OPS_MODULE } from './gpu-runner.js';
 import type { ProgrammaticLaunchDecision } from './pdl.js';
 
-/** Refused: the driver's error for the first step it refused; accepted: undefined. */
-export function probeProgrammaticLaunch(device: CudaDevice, kernelsDir: string): string | undefined {
-  const modulePath = join(kernelsDir, OPS_MODULE);
+/** Refused: the driver's error for the first step it refused; accepted: undefined. `modulePath`: the ops module (a kernel directory's OPS_MODULE). */
+export function probeProgrammaticLaunch(device: CudaDevice, modulePath: string): string | undefined {
   // Asked programmatic, a launch is made so only after a kernel (CudaDevice.launch): the first launch after
   // the ABI read's download, and the first node of the capture, are plain.
   const ops = new GpuOps(device, modulePath, { programmatic: true });
@@ -55,10 +54,14 @@ export function probeProgrammaticLaunch(device: CudaDevice, kernelsDir: string):
   }
 }
 
-/** The decision after the probe: unchanged where PDL was off or the driver took it; off, with the driver's refusal, where not. */
-export function probedDecision(decision: ProgrammaticLaunchDecision, device: CudaDevice, kernelsDir: string): ProgrammaticLaunchDecision {
+/**
+ * The decision after the probe: unchanged where PDL was off or the driver took it; off, with the
+ * driver's refusal, where not. `modulePath`: the ops module the probe launches (default: the kernel
+ * directory's OPS_MODULE, as loadModel has it; the device check's overheads pass the emulator's).
+ */
+export function probedDecision(decision: ProgrammaticLaunchDecision, device: CudaDevice, kernelsDir: string, modulePath = join(kernelsDir, OPS_MODULE)): ProgrammaticLaunchDecision {
   if (!decision.on) return decision;
-  const refused = probeProgrammaticLaunch(device, kernelsDir);
+  const refused = probeProgrammaticLaunch(device, modulePath);
   if (refused === undefined) return { on: true, why: `${decision.why}; a programmatic launch and a captured programmatic edge ran at load` };
   return { on: false, why: `the driver refused programmatic dependent launch at load (${refused.replace(/ \(programmatic dependent launch: .*\)$/, '')}): the kernels launch plainly` };
 }
