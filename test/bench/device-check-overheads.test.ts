@@ -7,16 +7,19 @@
  * runs on the emulated driver in device-check.test.ts's dry run. Needs python3.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
 import { PDL_OVERHEADS, STEP_OVERHEADS } from '../../src/bench/step-cost-model.js';
+import { findCxx } from '../../src/build/toolchain.js';
+import { sharedEmulatedDriver } from '../helpers/emulated-driver.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
 const python = await exec('python3', ['--version']).then(() => true, () => false);
+const cxx = await findCxx();
 const sample = JSON.parse(readFileSync(resolve('test/bench/fixtures/overheads-sample.json'), 'utf8')) as Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'tidarc-overheads-report-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -98,4 +101,23 @@ print(json.dumps([overheads_check('false', d, d), overheads_check('echo', d, d, 
     const { stdout } = await exec('python3', ['-c', script, DIR]);
     expect(JSON.parse(stdout)).toEqual([{ ok: false, error: 'exit code 1' }, { ok: false, error: 'no JSON line on its output' }]);
   });
+});
+
+describe.skipIf(!cxx.found)('overheads.mjs and the background compile', () => {
+  test('on a GPU run precompile.mjs compiles the entry overheads.mjs takes its operators from (the runtime model at k = 1, 2, 4, 8): it adds none', async () => {
+    // The emulator target: the same keys as sm_90's (codegen only; the operators' .emu.so builds beside the entries).
+    const cache = join(root, 'precompiled');
+    const configs = join(root, 'no-e2e-configs.json');
+    writeFileSync(configs, '[]');
+    const pre = await exec(process.execPath, [join(DIR, 'precompile.mjs'), resolve('.'), cache, 'emulator', configs, '1,2,4,8']);
+    const entry = (JSON.parse(pre.stdout.trim()) as { entry: string; error?: string });
+    expect(entry.error).toBeUndefined();
+    const before = readdirSync(join(cache, 'kernels')).sort();
+    expect(before).toContain(entry.entry.split('/').pop());
+    const env = { ...process.env, TIDARC_CACHE: cache, TIDARC_LIBCUDA: await sharedEmulatedDriver() };
+    const r = await exec(process.execPath, [join(DIR, 'overheads.mjs'), resolve('.'), join(root, 'overheads-work'), '120'], { env, maxBuffer: 16 << 20 });
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ok: boolean; emulated: boolean; error?: string };
+    expect([out.ok, out.emulated, out.error]).toEqual([true, true, undefined]);
+    expect(readdirSync(join(cache, 'kernels')).sort()).toEqual(before);
+  }, 120_000);
 });
