@@ -4,10 +4,12 @@
  * scripts/device-check/overheads.mjs's JSON line, or a device check's device-check.json holding it
  * as its `overheads` section. Every constant whose measured value is a number replaces the assumed
  * one, identifiable alone or not (a constant the series give only in a sum was split with an
- * assumed term: the file says which); null leaves the assumption. Pure: the text in, the
+ * assumed term: the file says which); null leaves the assumption; below 0 counts as 0
+ * (launch-overheads.ts measuredStepOverheads, the one rule for it). Pure: the text in, the
  * constants out, or a TidarcError naming the file and what is wrong with it.
  */
 import { TidarcError } from '../errors.js';
+import { type MeasuredConstant, type MeasuredOverheads, measuredStepOverheads } from './launch-overheads.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
 
 export type OverheadName = keyof StepOverheads | keyof PdlOverheads;
@@ -19,10 +21,10 @@ export interface OverheadReading {
   readonly measuredS: number | null;
   readonly identifiable: boolean;
   readonly from: string;
-  /** Whether the model now uses measuredS: a number of seconds >= 0 (a negative one, a fit's noise, leaves the assumption: `kept`). */
+  /** Whether the model now uses the measured value (a number). */
   readonly replaced: boolean;
-  /** Why a measured value was not used. */
-  readonly kept?: string;
+  /** A measured value below 0 (noise, or a ramp shorter than the assumed one), priced as 0. */
+  readonly clamped: boolean;
 }
 
 export interface MeasuredStepOverheads {
@@ -79,25 +81,22 @@ export function readMeasuredOverheads(text: string, file: string, base: StepOver
   const measured = o.measured;
   const defaults: Readonly<Record<OverheadName, number>> = { ...base, ...basePdl };
   const names = [...Object.keys(base), ...Object.keys(basePdl)] as OverheadName[];
-  const readings = names.map((name): OverheadReading => {
+  const checked = Object.fromEntries(names.map((name): [OverheadName, MeasuredConstant] => {
     const m = measured[name];
     const field = `${where}measured.${name}`;
-    if (m === undefined) return { name, assumedS: defaults[name], measuredS: null, identifiable: false, from: 'not in the file', replaced: false };
+    if (m === undefined) return [name, { value: null, identifiable: false, from: 'not in the file' }];
     if (!isRecord(m)) throw bad(`${field}: not an object ({value, identifiable, from})`);
     const v = m.value;
     if (v !== null && (typeof v !== 'number' || !Number.isFinite(v))) throw bad(`${field}.value: ${JSON.stringify(v)} is neither a number of seconds nor null`);
     if (typeof v === 'number' && v > MAX_OVERHEAD_S) throw bad(`${field}.value: ${v} s is not a launch or host overhead (seconds expected)`);
-    const identifiable = m.identifiable === true;
-    const from = typeof m.from === 'string' ? m.from : '';
-    const negative = typeof v === 'number' && v < 0;
-    return { name, assumedS: defaults[name], measuredS: v, identifiable, from, replaced: typeof v === 'number' && !negative, ...(negative ? { kept: 'negative (the fit\'s noise)' } : {}) };
-  });
-  const value = (name: OverheadName): number => {
-    const r = readings.find((x) => x.name === name)!;
-    return r.replaced ? r.measuredS! : r.assumedS;
-  };
-  const overheads = Object.fromEntries(Object.keys(base).map((k) => [k, value(k as OverheadName)])) as unknown as StepOverheads;
-  const pdlOverheads = Object.fromEntries(Object.keys(basePdl).map((k) => [k, value(k as OverheadName)])) as unknown as PdlOverheads;
+    return [name, { value: v, identifiable: m.identifiable === true, from: typeof m.from === 'string' ? m.from : '' }];
+  })) as MeasuredOverheads;
+  const priced = measuredStepOverheads(checked, base, basePdl);
+  const readings = names.map((name): OverheadReading => ({
+    name, assumedS: defaults[name], measuredS: checked[name].value, identifiable: checked[name].identifiable, from: checked[name].from,
+    replaced: priced.replaced.includes(name), clamped: priced.clamped.includes(name),
+  }));
+  const overheads = priced.overheads, pdlOverheads = priced.pdl;
   const dev = isRecord(o.device) ? o.device : {};
   const cc = Array.isArray(dev.computeCapability) ? ` (${dev.computeCapability.join('.')})` : '';
   return {
@@ -115,11 +114,11 @@ export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
   const other = !m.emulated && !/H200/.test(m.device) ? ', not the H200 these tables price' : '';
   const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : other} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
   for (const r of replaced) {
-    lines.push(`  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${usText(r.measuredS!)} us (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
+    const value = r.clamped ? `0 us (${usText(r.measuredS!)} us measured, below 0: priced as 0)` : `${usText(r.measuredS!)} us`;
+    lines.push(`  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${value} (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
   }
   const kept = m.readings.filter((r) => !r.replaced);
-  const why = (r: OverheadReading): string => (r.kept ? `measured ${usText(r.measuredS!)} us, ${r.kept}` : r.from === 'not in the file' ? r.from : 'not measured');
-  if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${why(r)})`).join(', ')}`);
+  if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${r.from === 'not in the file' ? r.from : 'not measured'})`).join(', ')}`);
   lines.push(`  identifiable: ${replaced.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${replaced.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
   if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-cost-model.ts): ${m.unknown.join(', ')}`);
   return lines;

@@ -65,11 +65,12 @@ describe('bench:step --overheads', () => {
     expect(all!.launchByLaunch.hostMs).toBeLessThan(base!.launchByLaunch.hostMs);  // 4.2 us a launch, not 6
   });
 
-  test('a negative value (a fit\'s noise) keeps the assumption and says so; unknown names are listed as ignored', () => {
+  test('a value below 0 (noise, or a ramp shorter than the assumed one) is priced as 0 and says so; unknown names are listed as ignored', () => {
     const m = readMeasuredOverheads(withMeasured({ graphNodeGapS: { value: -0.1e-6, identifiable: false, from: 's(graph-E) - rampS' }, someSumS: { value: 1e-6, identifiable: true, from: 'x' } }), 'n.json');
-    expect(m.overheads.graphNodeGapS).toBe(STEP_OVERHEADS.graphNodeGapS);
+    expect(m.overheads.graphNodeGapS).toBe(0);
     const lines = measuredOverheadLines(m);
-    expect(lines).toContain('  kept as assumed: graphNodeGapS 0.58 us (measured -0.1 us, negative (the fit\'s noise)), hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
+    expect(lines).toContain('  graphNodeGapS: assumed 0.58 us -> measured 0 us (-0.1 us measured, below 0: priced as 0) (not identifiable alone: split with an assumed term)');
+    expect(lines).toContain('  kept as assumed: hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
     expect(lines).toContain('  ignored (no such constant in step-cost-model.ts): someSumS');
   });
 
