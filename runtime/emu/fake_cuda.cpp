@@ -17,7 +17,9 @@
       CUDA_ERROR_NOT_SUPPORTED, not sticky, for the tests of what tidarc does then: "1" (or any
       value but "0" and "after:N"), every one (a driver that refuses PDL: the load's probe turns
       PDL off); "after:N", every one after the first N (a driver that fails later: the device
-      check's runtime part reruns without PDL).
+      check's runtime part reruns without PDL); "fault", the first one fails with
+      CUDA_ERROR_LAUNCH_FAILED, sticky like a fault (the load's probe throws: the device check's
+      runtime part reruns without PDL in a fresh process).
     - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
       fake_cuda_streams.cpp (the state both files share is fake_cuda.h).
     Every call holds one mutex: the emulator's state is global, launches run one at a time. */
@@ -521,14 +523,21 @@ CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction fn, void** pa
     if (a.id != CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION) return CUDA_ERROR_INVALID_VALUE;
     programmatic = a.value.programmaticStreamSerializationAllowed != 0;
   }
-  // How many programmatic launches to accept before refusing the rest: -1 for all (the variable unset or "0").
+  // How many programmatic launches to accept before refusing the rest: -1 for all (the variable unset, "0" or "fault").
+  static const char* const refuse = std::getenv("TIDARC_FAKE_REFUSE_PROGRAMMATIC");
+  static const bool fault_programmatic = refuse != nullptr && std::strcmp(refuse, "fault") == 0;
   static const long accept_programmatic = [] {
-    const char* e = std::getenv("TIDARC_FAKE_REFUSE_PROGRAMMATIC");
-    if (e == nullptr || *e == '\0' || std::strcmp(e, "0") == 0) return -1L;
-    return std::strncmp(e, "after:", 6) == 0 ? std::strtol(e + 6, nullptr, 10) : 0L;
+    if (refuse == nullptr || *refuse == '\0' || std::strcmp(refuse, "0") == 0 || fault_programmatic) return -1L;
+    return std::strncmp(refuse, "after:", 6) == 0 ? std::strtol(refuse + 6, nullptr, 10) : 0L;
   }();
   static long accepted_programmatic = 0;
   if (programmatic && accept_programmatic >= 0 && accepted_programmatic++ >= accept_programmatic) return CUDA_ERROR_NOT_SUPPORTED;
+  if (programmatic && fault_programmatic) {
+    CUctx_st* ctx;
+    if (CUresult r = current(&ctx)) return r;
+    ctx->sticky = CUDA_ERROR_LAUNCH_FAILED;
+    return CUDA_ERROR_LAUNCH_FAILED;
+  }
   const unsigned dims[6] = {config->gridDimX, config->gridDimY, config->gridDimZ, config->blockDimX, config->blockDimY, config->blockDimZ};
   return launch_kernel(fn, dims, config->sharedMemBytes, config->hStream, params, extra, programmatic);
 }

@@ -10,12 +10,14 @@
 // with PDL on's: a PDL race on a GPU (a kernel reading before its wait) would show as a difference.
 // BUDGET_S (the part's time left; none: no limit) bounds that second pass: a (prompt, k) whose PDL-on
 // run would not fit in what is left is not run, and pdlOff.skipped lists it.
-// Where the PDL-on pass throws (a refused programmatic launch, a fault), the PDL-off pass still runs, in a
-// child process of this script (a fault leaves this process's CUDA context unusable), each generate while
-// the budget lasts: `error` says what PDL on threw, `diagnosis` whether PDL off then worked.
+// Where the PDL-on pass throws (a refused programmatic launch, a fault), or the load does on a programmatic
+// launch (its PDL probe met a fault), the PDL-off pass still runs, in a child process of this script (a fault
+// leaves this process's CUDA context unusable), each generate while the budget lasts, stopped 5 s past it:
+// `error` says what PDL on threw, `diagnosis` whether PDL off then worked.
 // Prints one JSON object: {backend, reason, pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}],
 // pdlOff ({pdl, runs (as runs, each with samePdlOn: its AR and TiDAR tokens equal PDL on's), skipped, skippedWhy, tokensEqual, ok (null: none ran),
-// error (what PDL off threw), afterFailure (true: run in a child after PDL on threw; nothing compared)}, or {skipped: why} where PDL was not on),
+// error (what PDL off threw), afterFailure (true: run in a child after PDL on threw; nothing compared), stopped (the child ran past the
+// budget and was stopped: its runs are those it finished)}, or {skipped: why} where PDL was not on),
 // error ([one line]: what the check with PDL on threw; backend and reason are absent where the model did not load), diagnosis (after a
 // failure: whether PDL is the likely cause), ok (PDL on's runs, and PDL off's where they ran, all ok and the same tokens; false after a throw)}.
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
@@ -89,14 +91,21 @@ if (pass === 'pdl-off-only') {
   // The child: the PDL-off pass alone, in a fresh CUDA context; one JSON line for the parent.
   const into = { runs: [], skipped: [], arMs: {} };
   let off, error;
+  // A line before each generate (the runs so far) and one at the end: the parent keeps the last whole line, so a
+  // child stopped at the part's budget still reports what it finished.
+  const report = () => process.stdout.write(`${JSON.stringify({ pdl: off?.pdl ?? null, runs: into.runs, skipped: into.skipped, ...(error ? { error } : {}) })}\n`);
   try {
     off = await open({ pdl: false });
-    await check(off, whileBudgetLasts(), into);
+    const fits = whileBudgetLasts();
+    await check(off, (prompt, draft) => {
+      report();
+      return fits(prompt, draft);
+    }, into);
   } catch (e) {
     error = errorText(e);
   }
   try { off?.close(); } catch { /* a context a fault left unusable: the process ends next */ }
-  process.stdout.write(`${JSON.stringify({ pdl: off?.pdl ?? null, runs: into.runs, skipped: into.skipped, ...(error ? { error } : {}) })}\n`);
+  report();
   process.exit(0);
 }
 
@@ -113,27 +122,34 @@ const on = into, runs = into.runs;
 // pdl: whether the kernels ran with programmatic dependent launch (loadModel's default where the kernels, device and driver allow it), and why (not):
 // on an sm_90+ GPU this part is where PDL's correctness is checked (a kernel reading before its wait would race its predecessor).
 const pdl = model?.pdl ?? null;
+// The load threw on a programmatic launch (its PDL probe met a fault: the error names --no-pdl): PDL was on, the model never ran.
+const loadFailedOnPdl = !model && onError !== undefined && /--no-pdl/.test(onError);
 let pdlOff, diagnosis;
-if (model?.backend === 'cuda' && pdl?.on && onError !== undefined) {
+if ((model?.backend === 'cuda' && pdl?.on && onError !== undefined) || loadFailedOnPdl) {
   // PDL on threw: the same check with PDL off in a child (a fault leaves this context unusable), as far as the budget allows.
+  // The child is stopped 5 s past the budget's end: device_check.py kills this process 10 s past it (parts.py), and this
+  // process still prints its line. The child prints its runs so far before each generate; the last whole line counts.
   const left = deadline === Infinity ? undefined : Math.max(0, (deadline - performance.now()) / 1000);
   const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), root, work, String(tokens), drafts.join(','), left === undefined ? 'Infinity' : left.toFixed(1), 'pdl-off-only'],
-    { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'], ...(left === undefined ? {} : { timeout: Math.round(1000 * (left + 30)) }) });
+    { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'], ...(left === undefined ? {} : { timeout: Math.round(1000 * (left + 5)) }) });
+  const stopped = child.error || child.signal ? `the PDL-off process was stopped (${child.error ? errorText(child.error) : child.signal})` : undefined;
   let r;
-  try {
-    r = JSON.parse(child.stdout.trim().split('\n').pop());
-  } catch {
-    r = { runs: [], skipped: [], error: child.error ? errorText(child.error) : `the PDL-off child exited ${child.status ?? child.signal} without a result` };
+  for (const line of (child.stdout ?? '').trim().split('\n').reverse()) {
+    try {
+      r = JSON.parse(line);
+      break;
+    } catch { /* a line cut short by the stop */ }
   }
+  r ??= { runs: [], skipped: [], error: stopped ?? `the PDL-off child exited ${child.status} without a result` };
   for (const x of r.runs) x.samePdlOn = false;  // nothing of PDL on's to compare with
   const ok = r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.ok);
   pdlOff = {
-    pdl: r.pdl, runs: r.runs, afterFailure: true, ...(r.error ? { error: r.error } : {}),
+    pdl: r.pdl ?? null, runs: r.runs, afterFailure: true, ...(r.error ? { error: r.error } : {}), ...(stopped ? { stopped } : {}),
     ...(r.skipped.length ? { skipped: r.skipped, skippedWhy: 'the part\'s time budget: after PDL on failed, each generate ran while its predecessor\'s time still fitted' } : {}),
     tokensEqual: null, ok: r.runs.length || r.error ? ok : null,
   };
   diagnosis = ok
-    ? `PDL is the likely cause: with PDL on the check threw (${onError}); with PDL off (a fresh process) its ${r.runs.length} runs passed. Run with --no-pdl (loadModel pdl: false) on this GPU and driver, and report it.`
+    ? `PDL is the likely cause: with PDL on the ${model ? 'check' : 'load'} threw (${onError}); with PDL off (a fresh process) its ${r.runs.length} runs passed. Run with --no-pdl (loadModel pdl: false) on this GPU and driver, and report it.`
     : `not PDL alone: with PDL off (a fresh process) the check ${r.error ? `threw too (${r.error})` : r.runs.length ? 'failed too' : 'ran nothing in the budget left'}.`;
 } else if (model?.backend === 'cuda' && pdl?.on) {
   // The same check with PDL off, as far as the budget allows: each generate if its PDL-on run's time fits in what is left (the kernels are compiled and cached by now).

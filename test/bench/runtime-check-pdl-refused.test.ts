@@ -5,7 +5,8 @@
  *     why, and the model decodes with plain launches (what `tidarc run` does on such a driver);
  *   - refusing after the probe's two: the PDL-on pass throws; the part still runs the check with PDL
  *     off, in a fresh process, and says PDL is the likely cause, instead of ending with the first
- *     error (on a GPU: a diagnosis plus the TiDAR == AR check of the 15-minute window).
+ *     error (on a GPU: a diagnosis plus the TiDAR == AR check of the 15-minute window);
+ *   - a fault at the probe's programmatic launch ("fault": sticky): the load throws, and the same.
  * Runs on this checkout's dist/ (npm ci builds it), with the shared kernel cache. Tagged: a C++ compiler.
  */
 import { execFile } from 'node:child_process';
@@ -57,5 +58,19 @@ describe.skipIf(!cxx.found)('runtime_check.mjs on a driver that refuses programm
     expect(off.ok).toBe(true);
     expect(off.tokensEqual).toBeNull();
     expect(r.diagnosis).toMatch(/^PDL is the likely cause: .*its 3 runs passed/);
+  });
+
+  test('a fault at the load\'s probe (the load throws naming --no-pdl): PDL off still runs in a fresh process, with the diagnosis', { timeout: 900_000 }, async () => {
+    const r = await runtimeCheck('fault');  // the probe's programmatic launch fails sticky: loadModel throws
+    expect(r.backend).toBeUndefined();
+    expect(r.ok).toBe(false);
+    expect(r.error![0]).toMatch(/programmatically.*CUDA_ERROR_LAUNCH_FAILED.*--no-pdl/);
+    const off = r.pdlOff!;
+    expect(off.afterFailure).toBe(true);
+    expect(off.pdl?.on).toBe(false);
+    expect(off.runs).toHaveLength(3);
+    expectRuntimeInvariants(off.runs!, 4);
+    expect(off.ok).toBe(true);
+    expect(r.diagnosis).toMatch(/^PDL is the likely cause: with PDL on the load threw .*its 3 runs passed/);
   });
 });

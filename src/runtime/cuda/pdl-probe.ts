@@ -23,6 +23,13 @@ export function probeProgrammaticLaunch(device: CudaDevice, modulePath: string):
   const ops = new GpuOps(device, modulePath, { programmatic: true });
   const scratch = device.alloc(256, 'PDL probe');
   const empty = (o: GpuOps) => o.toFloat(scratch, scratch, 0, 'bf16');
+  // After a fault every call fails: a clean-up's error must not hide the one that says what failed.
+  const quietly = (f: () => void): void => {
+    try {
+      f();
+    } catch { /* the context is unusable: the error in flight says why */ }
+  };
+  let refusal: string | undefined;
   try {
     try {
       empty(ops);
@@ -34,10 +41,11 @@ export function probeProgrammaticLaunch(device: CudaDevice, modulePath: string):
       try {
         device.launchGraph(graph);
         device.synchronize();
-      } finally {
-        device.destroyGraph(graph);
+      } catch (e) {
+        quietly(() => device.destroyGraph(graph));
+        throw e;
       }
-      return undefined;
+      device.destroyGraph(graph);
     } catch (refused) {
       // A refusal leaves the context usable; anything that broke it is the caller's error.
       try {
@@ -47,11 +55,14 @@ export function probeProgrammaticLaunch(device: CudaDevice, modulePath: string):
       } catch {
         throw refused;
       }
-      return refused instanceof Error ? refused.message : String(refused);
+      refusal = refused instanceof Error ? refused.message : String(refused);
     }
-  } finally {
-    device.free(scratch);
+  } catch (e) {
+    quietly(() => device.free(scratch));
+    throw e;
   }
+  device.free(scratch);
+  return refusal;
 }
 
 /**
