@@ -236,7 +236,8 @@ def _pdl_off_verdict(off):
     runs, same = off.get('runs', []), off.get('tokensEqual')
     tokens = 'same tokens as PDL on' if same else 'tokens DIFFER from PDL on (a PDL race?)' if same is False else 'nothing compared'
     skipped = f", {len(off['skipped'])} skipped for the budget" if off.get('skipped') else ''
-    return f"{sum(1 for r in runs if r.get('ok'))}/{len(runs)} ok, {tokens}{skipped}"
+    threw = f", then it threw: {escape(off['error'])}" if off.get('error') else ''
+    return f"{sum(1 for r in runs if r.get('ok'))}/{len(runs)} ok, {tokens}{skipped}{threw}"
 
 
 def runtime_pdl_off_lines(off):
@@ -245,6 +246,14 @@ def runtime_pdl_off_lines(off):
         return []
     if 'runs' not in off:
         return [f"With PDL off: not run ({off.get('skipped', '?')}).", '']
+    if off.get('afterFailure'):
+        lines = [f"Once more with PDL off, in a fresh process after PDL on failed: {sum(1 for r in off['runs'] if r.get('ok'))}/{len(off['runs'])} runs ok"
+                 + (f", then it threw: {escape(off['error'])}" if off.get('error') else '') + (f", {len(off['skipped'])} skipped for the budget" if off.get('skipped') else '') + '.', '']
+        if off['runs']:
+            lines += ['| prompt | k | PDL off: TiDAR == AR | PDL off: cache layer 0 differing, max rel. diff |', '|---|---|---|---|']
+            lines += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['layer0Differing']}, {r['maxRelDiff']:.2e} |" for r in off['runs']]
+            lines += ['']
+        return lines
     pdl = off.get('pdl') or {}
     lines = [f"Once more with PDL off (loadModel pdl: false; {'on' if pdl.get('on') else 'off'}: {pdl.get('why', '?')}), the same model, prompts and k: "
              f"{_pdl_off_verdict(off)}" + (f" ({off.get('skippedWhy')}: {', '.join(escape(x['prompt']) + ' k=' + str(x['draft']) for x in off['skipped'])})" if off.get('skipped') else '') + '.', '']
@@ -308,6 +317,10 @@ def write_reports(data, out):
         pdl = rt.get('pdl')
         pdl = '' if not pdl else ' Programmatic dependent launch: ' + ('on' if pdl.get('on') else 'off') + f" ({pdl.get('why', '')})."
         md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', rt.get('error', ''))}).{pdl}", '']
+        if rt.get('error') and rt.get('reason'):  # the model loaded, then the check threw
+            md += [f"The check FAILED: {escape(' '.join(map(str, rt['error'])))}", '']
+        if rt.get('diagnosis'):
+            md += [f"Diagnosis: {escape(rt['diagnosis'])}", '']
         if rt.get('runs'):
             md += ['| prompt | k | TiDAR == AR | AR forwards | TiDAR forwards | cache: layer 0 differing | max rel. diff | written past length |', '|---|---|---|---|---|---|---|---|']
             md += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['arNfe']} | {r['tidarNfe']} | {r['layer0Differing']} | {r['maxRelDiff']:.2e} | {r['writtenPastLength']} |" for r in rt['runs']]

@@ -373,6 +373,28 @@ print(json.dumps({'lines': runtime_pdl_off_lines(off), 'verdict': _pdl_off_verdi
     expect(out.none).toEqual(['With PDL off: not run (PDL was not on (device 8.0)).', '']);
   });
 
+  test('the runtime part after PDL on threw: its error, the PDL-off pass run in a fresh process, the diagnosis', async () => {
+    const script = `
+import json, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from report import write_reports
+run = {'prompt': 'a', 'draft': 2, 'equal': True, 'arNfe': 4, 'tidarNfe': 2, 'layer0Differing': 0, 'maxRelDiff': 0.0, 'writtenPastLength': 0, 'ok': True, 'samePdlOn': False}
+rt = {'backend': 'cuda', 'reason': 'NVIDIA H200', 'pdl': {'on': True, 'why': 'sm_90 kernels'}, 'runs': [],
+      'pdlOff': {'pdl': {'on': False, 'why': 'turned off'}, 'runs': [run], 'afterFailure': True, 'skipped': [{'prompt': 'b', 'draft': 2}], 'tokensEqual': None, 'ok': True},
+      'error': ['PDL on: CUDA: cannot launch x programmatically: CUDA_ERROR_NOT_SUPPORTED <op>'], 'diagnosis': 'PDL is the likely cause: see above', 'ok': False}
+out = Path(tempfile.mkdtemp())
+write_reports({'device': {'name': 'test'}, 'runtime': rt}, out)
+print(json.dumps((out / 'device-check.md').read_text()))
+`;
+    const { stdout } = await exec('python3', ['-c', script, resolve('scripts/device-check')]);
+    const md = JSON.parse(stdout) as string;
+    expect(md).toContain('The check FAILED: PDL on: CUDA: cannot launch x programmatically: CUDA_ERROR_NOT_SUPPORTED &lt;op&gt;');
+    expect(md).toContain('Diagnosis: PDL is the likely cause: see above');
+    expect(md).toContain('Once more with PDL off, in a fresh process after PDL on failed: 1/1 runs ok, 1 skipped for the budget.');
+    expect(md).toContain('| a | 2 | yes | 0, 0.00e+00 |');
+  });
+
   test('--report-only renders recorded results: tables, goals, a chart', async () => {
     const out = join(root, 'report');
     const r = await runCheck(['--report-only', resolve('test/bench/fixtures/device-check-sample.json'), '--out', out]);
