@@ -12,7 +12,7 @@
 // result of {"ok":false} at the budget's end whatever is running then.
 // Prints ONE JSON line: {format: 1, backend, emulated, device {name, computeCapability}, pdl {on, why},
 // kernels {empty, small}, series {graph-E, graph-S, graph-E-pdl|null, graph-S-pdl|null, stream-E, copies:
-// {n, gpuMs, slopeS, interceptS, r2}}, host {launchS, graphLaunchS, copyS, opLaunchS}, measured {<field>:
+// {n, gpuMs, slopeS, interceptS, r2}}, host {launchS, graphLaunchS, copyS, opLaunchS[, opLaunchPdlS where PDL is on]}, measured {<field>:
 // {value, identifiable, from[, measuredS]}} for every field of StepOverheads and PdlOverheads, plan, stats,
 // queue, warnings, ok, seconds}; on failure {ok: false, error, seconds}. Exit status 0 either way.
 // Emulated timings mean nothing (the emulator runs kernels on the CPU, synchronously).
@@ -85,12 +85,13 @@ try {
     const pdl = probedDecision(programmaticLaunchFor({
       option: undefined, manifest: compiled.manifest, computeCapability, compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
     }), device, compiled.outDir, module);
-    // A GPU: lengths 16, 64, 256 (a shorter plan where under 20 s are left); the emulator: a few launches, its times mean nothing.
+    // A GPU: lengths 16, 64, 256 (a shorter plan where under 20 s are left: still three lengths, or r2 checks nothing); the
+    // emulator: a few launches, its times mean nothing.
     const left = (deadline - performance.now()) / 1e3;
     const plan = emulated
       ? { ns: [1, 2, 3], repeats: 2, hostIterations: 3, graphHostIterations: 2, copyBytes: 4096, maxCopies: 2 }
       : left < 20
-        ? { ns: [16, 64], repeats: 3, hostIterations: 100, graphHostIterations: 20, copyBytes: 64 << 20, maxCopies: 400 }
+        ? { ns: [16, 48, 128], repeats: 3, hostIterations: 100, graphHostIterations: 20, copyBytes: 64 << 20, maxCopies: 400 }
         : { ns: [16, 64, 256], repeats: 7, hostIterations: 200, graphHostIterations: 50, copyBytes: 64 << 20, maxCopies: 400 };
     phase = 'measuring';
     const r = measureLaunchOverheads(device, module, { ...plan, pdl, ...(Number.isFinite(deadline) ? { deadlineMs: deadline - 1000 } : {}) });

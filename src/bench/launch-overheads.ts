@@ -67,6 +67,8 @@ export interface HostTimes {
   readonly copyS: number;
   /** A GpuOps call (siluMul): launchS plus packing the argument struct, as the runtime issues a kernel. */
   readonly opLaunchS: number;
+  /** The same call made programmatic (cuLaunchKernelEx with the PDL attribute), as the runtime issues a kernel with PDL on; absent where PDL is off. */
+  readonly opLaunchPdlS?: number;
 }
 
 export type OverheadField = keyof StepOverheads | keyof PdlOverheads;
@@ -150,7 +152,8 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
   return {
     hostLaunchS: {
       value: host.opLaunchS, identifiable: true,
-      from: `host wall time per GpuOps call of E, its argument struct packed per call as the runtime issues a kernel (packing, N-API call, plain cuLaunchKernel; without the packing ${us(host.launchS)})`,
+      from: `host wall time per GpuOps call of E, its argument struct packed per call as the runtime issues a kernel (packing, N-API call, plain cuLaunchKernel; without the packing ${us(host.launchS)}`
+        + `${host.opLaunchPdlS !== undefined ? `; programmatic, as with PDL on, ${us(host.opLaunchPdlS)}` : ''})`,
     },
     streamGapS: split(St.slopeS, 's(stream-E) = streamGapS + rampS (E launches one by one, the host ahead)', St.slopeS - ramp),
     graphNodeGapS: split(E.slopeS, 's(graph-E) = graphNodeGapS + rampS', nodeGap),
@@ -296,13 +299,15 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
     const args = packStruct(SILU_MUL, { gate: e.ptr, up: e.ptr, out: e.ptr, count: 0, outDtype: DTYPE_CODE.f32 });
     const launchS = hostLoop(o.hostIterations, () => device.launch(fn, [1], [256], 0, args));
     const opLaunchS = hostLoop(o.hostIterations, () => empty(ops));
+    // Right after kernels: every call programmatic (CudaDevice.launch makes one so only after a kernel).
+    const opLaunchPdlS = opsPdl ? hostLoop(o.hostIterations, () => empty(opsPdl)) : undefined;
     const g16 = device.capture('16 empty kernels', () => {
       for (let i = 0; i < HOST_GRAPH_NODES; i++) empty(ops);
     });
     graphs.push(g16);
     const graphLaunchS = hostLoop(o.graphHostIterations, () => device.launchGraph(g16));
     const copyS = hostLoop(o.hostIterations, () => device.uploadAsync(small, pinned));
-    const host: HostTimes = { launchS, graphLaunchS, copyS, opLaunchS };
+    const host: HostTimes = { launchS, graphLaunchS, copyS, opLaunchS, ...(opLaunchPdlS !== undefined ? { opLaunchPdlS } : {}) };
 
     // The queue: copies whose GPU time outlasts the host's issue of what follows them.
     check('the queued series');

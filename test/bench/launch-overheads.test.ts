@@ -229,8 +229,8 @@ interface OverheadsJson extends Pick<LaunchOverheads, 'kernels' | 'host' | 'meas
 }
 
 /**
- * The counters a run of `plan` leaves: host loops (launch, GpuOps call, 16-node graph, upload)
- * once per repeat; stream-E's launches and the copies' uploads per length and repeat; each graph
+ * The counters a run of `plan` leaves: host loops (launch, GpuOps call, with PDL a programmatic
+ * GpuOps call, 16-node graph, upload) once per repeat; stream-E's launches and the copies' uploads per length and repeat; each graph
  * series' warm and timed replays of N kernels (N - 1 of them programmatic with PDL).
  */
 function expectedStats(plan: LaunchOverheads['plan'], pdl: boolean): DeviceStats {
@@ -238,9 +238,11 @@ function expectedStats(plan: LaunchOverheads['plan'], pdl: boolean): DeviceStats
   const replays = plan.warmReplays + plan.repeats;
   const graphSeries = pdl ? 4 : 2;
   const uploads = plan.repeats * plan.hostIterations + plan.repeats * sumN;
+  // Host loops: CudaDevice.launch and the GpuOps call, and with PDL the programmatic GpuOps call.
+  const hostLoops = pdl ? 3 : 2;
   return {
-    kernelLaunches: 2 * plan.repeats * plan.hostIterations + plan.repeats * sumN,
-    programmaticLaunches: 0,
+    kernelLaunches: hostLoops * plan.repeats * plan.hostIterations + plan.repeats * sumN,
+    programmaticLaunches: pdl ? plan.repeats * plan.hostIterations : 0,
     graphLaunches: plan.repeats * plan.graphHostIterations + graphSeries * plan.ns.length * replays,
     graphKernels: plan.repeats * plan.graphHostIterations * plan.hostGraphNodes + graphSeries * sumN * replays,
     graphProgrammaticKernels: pdl ? 2 * replays * (sumN - plan.ns.length) : 0,
@@ -278,7 +280,8 @@ describe.skipIf(!cxx.found)('overheads.mjs on the emulated driver', () => {
       expect(s.gpuMs).toHaveLength(s.n.length);
       for (const v of [...s.gpuMs, s.slopeS, s.interceptS, s.r2]) expect(Number.isFinite(v)).toBe(true);
     }
-    for (const k of ['launchS', 'graphLaunchS', 'copyS'] as const) expect(out.host[k]).toBeGreaterThan(0);
+    for (const k of ['launchS', 'graphLaunchS', 'copyS', 'opLaunchS', 'opLaunchPdlS'] as const) expect(out.host[k]).toBeGreaterThan(0);
+    expect(out.measured.hostLaunchS.from).toMatch(/; programmatic, as with PDL on, \d+\.\d{3} us\)$/);
     expect(Object.keys(out.measured).sort()).toEqual([...Object.keys(STEP_OVERHEADS), ...Object.keys(PDL_OVERHEADS)].sort());
     for (const f of OVERHEAD_FIELDS) {
       const m = out.measured[f];
