@@ -14,7 +14,7 @@
 // kernels {empty, small}, series {graph-E, graph-S, graph-E-pdl|null, graph-S-pdl|null, stream-E, copies:
 // {n, gpuMs, slopeS, interceptS, r2}}, host {launchS, graphLaunchS, copyS, opLaunchS[, opLaunchPdlS where PDL is on]}, measured {<field>:
 // {value, identifiable, from[, measuredS]}} for every field of StepOverheads and PdlOverheads, plan, stats,
-// queue, warnings, ok, seconds}; on failure {ok: false, error, seconds}. Exit status 0 either way.
+// queue, graphLaunchHost {<graph series>: {n, hostMs, slopeS, interceptS}}, warnings, ok, seconds}; on failure {ok: false, error, seconds}. Exit status 0 either way.
 // Emulated timings mean nothing (the emulator runs kernels on the CPU, synchronously).
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -97,7 +97,8 @@ try {
     const r = measureLaunchOverheads(device, module, { ...plan, pdl, ...(Number.isFinite(deadline) ? { deadlineMs: deadline - 1000 } : {}) });
     finish({
       format: 1, backend: 'cuda', emulated, device: { name: device.info.name, computeCapability }, pdl: { on: pdl.on, why: pdl.why },
-      kernels: r.kernels, series: r.series, host: r.host, measured: r.measured, plan: r.plan, stats: r.stats, queue: r.queue, warnings: r.warnings, ok: true,
+      kernels: r.kernels, series: r.series, host: r.host, measured: r.measured, plan: r.plan, stats: r.stats, queue: r.queue, graphLaunchHost: r.graphLaunchHost,
+      warnings: r.warnings, ok: true,
     });
   } finally {
     device.close();

@@ -177,6 +177,19 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
   };
 }
 
+/**
+ * A graph series whose cuGraphLaunch host time grows by more than `share` of its GPU slope per node:
+ * the events bracket the call, so where the GPU waits for the whole call the slope holds host time.
+ */
+export function graphHostWarnings(series: OverheadSeriesSet, host: LaunchOverheads['graphLaunchHost'], share = 0.1): string[] {
+  return (Object.entries(host) as [SeriesName, { slopeS: number; hostMs: readonly number[]; n: readonly number[] }][]).flatMap(([name, h]) => {
+    const s = series[name];
+    return s && h.slopeS > share * s.slopeS
+      ? [`${name}: cuGraphLaunch's host time grows ${us(h.slopeS)} a node (${h.hostMs.map((ms) => ms.toFixed(4)).join(', ')} ms at N = ${h.n.join(', ')}) against the GPU's ${us(s.slopeS)}: the slope may hold host time`]
+      : [];
+  });
+}
+
 /** What makes the fits doubtful: a series whose line explains less than `minR2` of its variance. */
 export function fitWarnings(series: OverheadSeriesSet, minR2 = 0.99): string[] {
   return SERIES_NAMES.flatMap((name) => {
@@ -237,7 +250,12 @@ export interface LaunchOverheads {
   readonly plan: { readonly ns: readonly number[]; readonly repeats: number; readonly hostIterations: number; readonly graphHostIterations: number; readonly hostGraphNodes: number; readonly warmReplays: number };
   /** The queue ahead of stream-E and copies: one copy's GPU ms, and the least margin (ms) by which the copies outlasted the host's issue of the timed work (> 0: host ahead throughout). */
   readonly queue: { readonly copyBytes: number; readonly copyMs: number; readonly minMarginMs: number };
-  /** What makes a figure doubtful (the host behind the queue, a series off its line: fitWarnings); empty where nothing did. */
+  /**
+   * The host's time in the timed cuGraphLaunch calls of each graph series, per length (median ms), and its fit in seconds:
+   * hostGraphLaunchS is timed on a 16-node graph, and the events bracket the call, so a call that grows with N would enter the slope.
+   */
+  readonly graphLaunchHost: Readonly<Partial<Record<SeriesName, { readonly n: readonly number[]; readonly hostMs: readonly number[]; readonly slopeS: number; readonly interceptS: number }>>>;
+  /** What makes a figure doubtful (the host behind the queue, a series off its line: fitWarnings, a graph launch's host time growing with N: graphHostWarnings); empty where nothing did. */
   readonly warnings: readonly string[];
 }
 
@@ -339,8 +357,11 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
     const copies = queuedSeries(copyS, () => device.uploadAsync(small, pinned));
 
     // Graphs: one warm replay, then the timed ones.
-    const graphSeries = (label: string, g: GpuOps, kernel: (g: GpuOps) => void): OverheadSeries => {
+    // The host's time in each timed cuGraphLaunch, per series and length (its fit: graphLaunchHost).
+    const graphHostMs: Partial<Record<SeriesName, number[]>> = {};
+    const graphSeries = (label: SeriesName, g: GpuOps, kernel: (g: GpuOps) => void): OverheadSeries => {
       check(label);
+      const hostMs: number[] = (graphHostMs[label] = []);
       return seriesOf(o.ns, o.ns.map((n) => {
         const ref = device.capture(`${label} x ${n}`, () => {
           for (let i = 0; i < n; i++) kernel(g);
@@ -348,8 +369,9 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
         graphs.push(ref);
         device.launchGraph(ref);
         device.synchronize();
-        const times = Array.from({ length: o.repeats }, () => device.timeGpu(() => device.launchGraph(ref)).gpuMs);
-        return median(times);
+        const times = Array.from({ length: o.repeats }, () => device.timeGpu(() => device.launchGraph(ref)));
+        hostMs.push(median(times.map((t) => t.hostMs)));
+        return median(times.map((t) => t.gpuMs));
       }));
     };
     const series: OverheadSeriesSet = {
@@ -362,6 +384,10 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
     };
     device.synchronize();
     const stats = statsSince(s0, device.stats);
+    const graphLaunchHost = Object.fromEntries(Object.entries(graphHostMs).map(([name, ms]) => {
+      const fit = fitLine(o.ns, ms.map((x) => x / 1e3));
+      return [name, { n: [...o.ns], hostMs: ms, slopeS: fit.slopeS, interceptS: fit.interceptS }];
+    })) as LaunchOverheads['graphLaunchHost'];
     return {
       kernels: {
         empty: 'tidarc_op_silu_mul, count 0: grid [1], block [256], no shared memory (the PDL prologue and a return)',
@@ -372,9 +398,11 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
       stats,
       plan: { ns: [...o.ns], repeats: o.repeats, hostIterations: o.hostIterations, graphHostIterations: o.graphHostIterations, hostGraphNodes: HOST_GRAPH_NODES, warmReplays: 1 },
       queue: { copyBytes: o.copyBytes, copyMs, minMarginMs },
+      graphLaunchHost,
       warnings: [
         ...(minMarginMs > 0 ? [] : [`the queued copies did not outlast the host's issue in every run (least margin ${minMarginMs.toFixed(3)} ms): stream-E and copies may hold host time`]),
         ...fitWarnings(series),
+        ...graphHostWarnings(series, graphLaunchHost),
       ],
     };
   } finally {
