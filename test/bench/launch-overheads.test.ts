@@ -226,12 +226,13 @@ describe('measureLaunchOverheads on a stand-in device with a GPU timeline', () =
 
   test('a cuGraphLaunch whose host time grows with N is fitted and named in the warnings', () => {
     const r = measureLaunchOverheads(standInDevice(0.2, 0.05), '/stand-in/tidarc_ops.fatbin', {
-      ns: [1, 4, 8], repeats: 1, hostIterations: 3, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
+      ns: [1, 4, 8], repeats: 3, hostIterations: 3, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
     });
     const h = r.graphLaunchHost['graph-E']!;
     expect(h.n).toEqual([1, 4, 8]);
-    expect(h.slopeS).toBeGreaterThan(40e-6);
-    expect(h.slopeS).toBeLessThan(80e-6);
+    // 50 us a node, medians of 3 (a loaded machine's pauses aside).
+    expect(h.slopeS).toBeGreaterThan(30e-6);
+    expect(h.slopeS).toBeLessThan(100e-6);
     expect(Object.keys(r.graphLaunchHost).sort()).toEqual(['graph-E', 'graph-S']);
     expect(r.warnings.filter((w) => /^graph-[ES]: cuGraphLaunch's host time grows/.test(w))).toHaveLength(2);
   });
