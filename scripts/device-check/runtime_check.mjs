@@ -17,7 +17,8 @@
 // Prints one JSON object: {backend, reason, pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}],
 // pdlOff ({pdl, runs (as runs, each with samePdlOn: its AR and TiDAR tokens equal PDL on's), skipped, skippedWhy, tokensEqual, ok (null: none ran),
 // error (what PDL off threw), afterFailure (true: run in a child after PDL on threw; nothing compared), stopped (the child ran past the
-// budget and was stopped: its runs are those it finished)}, or {skipped: why} where PDL was not on),
+// budget and was stopped: its runs are those it finished), notRun (why no child was started: too little budget left)}, or {skipped: why}
+// where PDL was not on),
 // error ([one line]: what the check with PDL on threw; backend and reason are absent where the model did not load), diagnosis (after a
 // failure: whether PDL is the likely cause), ok (PDL on's runs, and PDL off's where they ran, all ok and the same tokens; false after a throw)}.
 // test/runtime/cuda/emulated-backend.test.ts runs it too (emulated driver everywhere, [gpu] on a GPU).
@@ -129,28 +130,36 @@ if ((model?.backend === 'cuda' && pdl?.on && onError !== undefined) || loadFaile
   // PDL on threw: the same check with PDL off in a child (a fault leaves this context unusable), as far as the budget allows.
   // The child is stopped 5 s past the budget's end: device_check.py kills this process 10 s past it (parts.py), and this
   // process still prints its line. The child prints its runs so far before each generate; the last whole line counts.
+  // Under CHILD_MIN_S left the child is not started: a fresh process loads the model before its first generate.
+  const CHILD_MIN_S = 5;
   const left = deadline === Infinity ? undefined : Math.max(0, (deadline - performance.now()) / 1000);
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), root, work, String(tokens), drafts.join(','), left === undefined ? 'Infinity' : left.toFixed(1), 'pdl-off-only'],
-    { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'], ...(left === undefined ? {} : { timeout: Math.round(1000 * (left + 5)) }) });
-  const stopped = child.error || child.signal ? `the PDL-off process was stopped (${child.error ? errorText(child.error) : child.signal})` : undefined;
-  let r;
-  for (const line of (child.stdout ?? '').trim().split('\n').reverse()) {
-    try {
-      r = JSON.parse(line);
-      break;
-    } catch { /* a line cut short by the stop */ }
+  let r, stopped;
+  if (left !== undefined && left < CHILD_MIN_S) {
+    r = { runs: [], skipped: PROMPTS.flatMap((prompt) => spec.draftLengths.map((draft) => ({ prompt, draft }))), notRun: `${left.toFixed(1)} s of the part's budget left, under the ${CHILD_MIN_S} s a fresh process needs to load the model` };
+  } else {
+    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), root, work, String(tokens), drafts.join(','), left === undefined ? 'Infinity' : left.toFixed(1), 'pdl-off-only'],
+      { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'], ...(left === undefined ? {} : { timeout: Math.round(1000 * (left + 5)) }) });
+    stopped = child.error || child.signal ? `the PDL-off process was stopped (${child.error ? errorText(child.error) : child.signal})` : undefined;
+    for (const line of (child.stdout ?? '').trim().split('\n').reverse()) {
+      try {
+        r = JSON.parse(line);
+        break;
+      } catch { /* a line cut short by the stop */ }
+    }
+    r ??= { runs: [], skipped: [], error: stopped ?? `the PDL-off child exited ${child.status} without a result` };
   }
-  r ??= { runs: [], skipped: [], error: stopped ?? `the PDL-off child exited ${child.status} without a result` };
   for (const x of r.runs) x.samePdlOn = false;  // nothing of PDL on's to compare with
   const ok = r.error === undefined && r.runs.length > 0 && r.runs.every((x) => x.ok);
   pdlOff = {
-    pdl: r.pdl ?? null, runs: r.runs, afterFailure: true, ...(r.error ? { error: r.error } : {}), ...(stopped ? { stopped } : {}),
+    pdl: r.pdl ?? null, runs: r.runs, afterFailure: true, ...(r.error ? { error: r.error } : {}), ...(stopped ? { stopped } : {}), ...(r.notRun ? { notRun: r.notRun } : {}),
     ...(r.skipped.length ? { skipped: r.skipped, skippedWhy: 'the part\'s time budget: after PDL on failed, each generate ran while its predecessor\'s time still fitted' } : {}),
     tokensEqual: null, ok: r.runs.length || r.error ? ok : null,
   };
   diagnosis = ok
     ? `PDL is the likely cause: with PDL on the ${model ? 'check' : 'load'} threw (${onError}); with PDL off (a fresh process) its ${r.runs.length} runs passed. Run with --no-pdl (loadModel pdl: false) on this GPU and driver, and report it.`
-    : `not PDL alone: with PDL off (a fresh process) the check ${r.error ? `threw too (${r.error})` : r.runs.length ? 'failed too' : 'ran nothing in the budget left'}.`;
+    : !r.error && r.runs.length === 0
+      ? `undecided: with PDL on the ${model ? 'check' : 'load'} threw, and PDL off ran nothing (${r.notRun ?? 'no generate fitted in the part\'s budget left'}): whether PDL is the cause is not known.`
+      : `not PDL alone: with PDL off (a fresh process) the check ${r.error ? `threw too (${r.error})` : 'failed too'}.`;
 } else if (model?.backend === 'cuda' && pdl?.on) {
   // The same check with PDL off, as far as the budget allows: each generate if its PDL-on run's time fits in what is left (the kernels are compiled and cached by now).
   let off;

@@ -24,9 +24,9 @@ const cxx = await findCxx();
 const root = mkdtempSync(join(tmpdir(), 'tidarc-runtime-refused-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-async function runtimeCheck(refuse: string): Promise<RuntimeCheckReport> {
+async function runtimeCheck(refuse: string, budget = '600'): Promise<RuntimeCheckReport> {
   const env = { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver(), TIDARC_CACHE: await sharedKernelCache(), TIDARC_FAKE_REFUSE_PROGRAMMATIC: refuse };
-  const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/runtime_check.mjs'), resolve('.'), mkdtempSync(join(root, 'work-')), '4', '2', '600'], { env, maxBuffer: 64 << 20 });
+  const { stdout } = await exec(process.execPath, [resolve('scripts/device-check/runtime_check.mjs'), resolve('.'), mkdtempSync(join(root, 'work-')), '4', '2', budget], { env, maxBuffer: 64 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!) as RuntimeCheckReport;
 }
 
@@ -58,6 +58,19 @@ describe.skipIf(!cxx.found)('runtime_check.mjs on a driver that refuses programm
     expect(off.ok).toBe(true);
     expect(off.tokensEqual).toBeNull();
     expect(r.diagnosis).toMatch(/^PDL is the likely cause: .*its 3 runs passed/);
+  });
+
+  test('PDL on throws with no budget left: no PDL-off process is started, and the diagnosis says undecided (not "not PDL alone")', { timeout: 900_000 }, async () => {
+    const r = await runtimeCheck('after:2', '0');
+    expect(r.ok).toBe(false);
+    expect(r.error![0]).toMatch(/^PDL on: .*--no-pdl/);
+    const off = r.pdlOff! as NonNullable<RuntimeCheckReport['pdlOff']> & { notRun?: string };
+    expect(off.afterFailure).toBe(true);
+    expect(off.runs).toEqual([]);
+    expect(off.skipped).toHaveLength(3);
+    expect(off.notRun).toMatch(/s of the part's budget left, under the 5 s a fresh process needs/);
+    expect(off.ok).toBeNull();
+    expect(r.diagnosis).toMatch(/^undecided: with PDL on the check threw, and PDL off ran nothing/);
   });
 
   test('a fault at the load\'s probe (the load throws naming --no-pdl): PDL off still runs in a fresh process, with the diagnosis', { timeout: 900_000 }, async () => {
