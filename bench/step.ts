@@ -17,6 +17,13 @@
  * (src/bench/step-overheads-file.ts), a line per constant says which, and the tables and targets
  * follow with them (--json: `overheads` / `pdlOverheads` are the constants used, `measuredOverheads`
  * the file's readings). The steps stay predictions: only the constants are measured.
+ *
+ *   npm run bench:step -- --compare device-check.json   # the e2e part's measured steps beside the predictions
+ *
+ * --compare FILE: a device check's device-check.json with an e2e section (src/bench/step-compare.ts):
+ * per measured step, the bundle's prediction, the model's now with the assumed constants, with the
+ * measured ceilings, with the measured overheads and with both, and the share of each miss the
+ * measured constants explain; the residual is the kernels' or a cost the model lacks (--json: the rows).
  */
 import { readFileSync } from 'node:fs';
 import { H200 } from '../src/codegen/machine.js';
@@ -28,6 +35,7 @@ import type { ModelSpec } from '../src/ir/model.js';
 import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
 import { type MeasuredStepOverheads, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../src/bench/step-overheads-file.js';
+import { compareSteps, comparisonLines, parseDeviceCheck } from '../src/bench/step-compare.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
 /** Without nvcc: what ptxas gave for these kernels at sm_90 (bench/attention.ts's recorded table; GEMMs at most 128). */
@@ -89,7 +97,27 @@ function measuredOverheads(argv: readonly string[]): MeasuredStepOverheads | und
   return readMeasuredOverheads(text, file);
 }
 
+/** --compare FILE: the device check's measured steps beside the predictions (a bad file or one without e2e rows fails in one line). */
+function compare(argv: readonly string[]): boolean {
+  const at = argv.indexOf('--compare');
+  if (at < 0) return false;
+  const file = argv[at + 1];
+  if (file === undefined || file.startsWith('--')) throw new Error('--compare needs a file (a device check\'s device-check.json with an e2e section)');
+  if (argv.includes('--overheads')) throw new Error('--compare prices with the file\'s own measured overheads: leave out --overheads');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`--compare ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  const c = compareSteps(parseDeviceCheck(text, file), file);
+  if (argv.includes('--json')) console.log(JSON.stringify(c, null, 2));
+  else for (const l of comparisonLines(c)) console.log(l);
+  return true;
+}
+
 async function main(): Promise<void> {
+  if (compare(process.argv)) return;
   const measured = measuredOverheads(process.argv);
   const o = measured?.overheads ?? STEP_OVERHEADS, pdlO = measured?.pdlOverheads ?? PDL_OVERHEADS;
   const models = [QWEN3_8B, QWEN3_0_6B];

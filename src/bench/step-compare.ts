@@ -1,0 +1,348 @@
+/**
+ * `npm run bench:step -- --compare device-check.json`: the whole decode steps a device check's e2e
+ * part measured (scripts/device-check/e2e.py table_rows: tidarcGraphsMs, tidarcLaunchesMs,
+ * tidarcNoPdlMs) beside the step cost model's predictions of them, and how much of each miss the
+ * constants the same check measured explain. Each row is predicted as the bundle did
+ * (e2e-bundle.ts: the e2e part's specs, the sm_90a kernels where built, E2E_REGISTERS, PDL where the
+ * row's default run had it, on the machine the check took predictions for) four times:
+ *   assumed    the model's constants (what the bundle's `predicted` should equal: checked to 1e-6)
+ *   ceilings   the Machine's copy and bf16 matmul rates replaced by the facts part's (`ceilings`);
+ *              mma.sync, L2, shared memory, HBM latency and clock stay assumed
+ *   overheads  the launch and host constants replaced by the overheads part's (`overheads`,
+ *              launch-overheads.ts measuredStepOverheads through step-overheads-file.ts)
+ *   both       both replaced.
+ * explained = (both - base) / (measured - base) where |measured / base - 1| > 5%, base the bundled
+ * prediction (the assumed recomputation where the bundle's differs or is missing: then a warning says
+ * so). What is left, measured - both, is the kernels or a cost the model does not have (the gemm,
+ * sm90a and attention parts time the kernels one by one). Every figure but `measured` is a prediction.
+ * Pure: the parsed JSON in, rows and lines out, or a TidarcError of one line.
+ */
+import type { Machine } from '../codegen/machine.js';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { E2E_REGISTERS, e2eModels } from './e2e-bundle.js';
+import { DEFAULT_PREDICTED, PREDICTED_MACHINES } from './predicted-machines.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
+import { type MeasuredStepOverheads, measuredOverheadLines, readMeasuredOverheads, usText } from './step-overheads-file.js';
+
+/** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
+export const MISS_SHARE = 0.05;
+/** The bundled prediction and the recomputed one agree within this relative difference, or the row is warned about. */
+export const BUNDLE_TOLERANCE = 1e-6;
+
+/** Which of the e2e part's measurements: the default run with graphs, launch by launch, and the graphs run with --no-pdl. */
+export type CompareMode = 'graphs' | 'launches' | 'noPdl';
+
+export type Setting = 'assumed' | 'ceilings' | 'overheads' | 'both';
+export const SETTINGS: readonly Setting[] = ['assumed', 'ceilings', 'overheads', 'both'];
+
+export interface ModeComparison {
+  readonly mode: CompareMode;
+  /** Whether the prediction is PDL's (the row's default run had PDL; never for noPdl). */
+  readonly pdl: boolean;
+  readonly measuredMs: number;
+  /** The bundle's prediction (the row's `predicted`), null where the row has none. */
+  readonly bundledMs: number | null;
+  /** Predictions under each setting, ms. */
+  readonly predictedMs: Readonly<Record<Setting, number>>;
+  /** The bundled prediction equals the assumed recomputation (within BUNDLE_TOLERANCE); null without one. */
+  readonly bundleMatches: boolean | null;
+  /** What the shares are against: the bundled prediction, or the assumed recomputation where that differs or is missing. */
+  readonly base: 'bundled' | 'assumed';
+  readonly baseMs: number;
+  /** measured / base and measured / both. */
+  readonly measuredOverBase: number;
+  readonly measuredOverBoth: number;
+  /** (x - base) / (measured - base) for x = ceilings, overheads, both; null where the miss is within MISS_SHARE. */
+  readonly explained: { readonly ceilings: number; readonly overheads: number; readonly both: number } | null;
+  /** measured - both: the kernels or an unmodelled cost. */
+  readonly residualMs: number;
+}
+
+export interface RowComparison {
+  readonly model: string;
+  readonly layers: number;
+  readonly prefix: number;
+  readonly step: string;
+  /** The row's default run had PDL (true / false), or did not say (null). */
+  readonly pdl: boolean | null;
+  /** One per measured mode; empty where the part measured none of them (the point was skipped or failed). */
+  readonly modes: readonly ModeComparison[];
+  readonly warnings: readonly string[];
+}
+
+export interface StepComparison {
+  readonly file: string;
+  readonly device: string;
+  readonly date: string | null;
+  readonly dryRun: boolean;
+  /** The machine the predictions are for (the check's predictedFor), and its label ('H200', 'H200, not this GPU'). */
+  readonly machine: string;
+  readonly machineLabel: string;
+  /** The ceilings used (TB/s, TFLOP/s), with the assumed ones; null where the file has none (then ceilings = assumed). */
+  readonly ceilings: { readonly copyTBs: number; readonly matmulTflops: number; readonly assumedCopyTBs: number; readonly assumedMatmulTflops: number } | null;
+  /** The measured overheads used; null where the file has none usable (then overheads = assumed). */
+  readonly overheads: MeasuredStepOverheads | null;
+  /** Why a set of constants was not used, the bundle's differences from the model, and the like. */
+  readonly notes: readonly string[];
+  /** Every row's warnings and the file's, in one list (what is printed last). */
+  readonly warnings: readonly string[];
+  readonly rows: readonly RowComparison[];
+}
+
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
+/** `base` with the copy and bf16 matmul rates a device measured (TB/s counting bytes read and written, TFLOP/s); every other figure kept. */
+export function measuredCeilingsMachine(base: Machine, ceilings: { readonly copyTBs: number; readonly matmulTflops: number }): Machine {
+  return { ...base, name: `${base.name} with measured ceilings`, copyBytesPerS: ceilings.copyTBs * 1e12, matmulFlops: ceilings.matmulTflops * 1e12 };
+}
+
+/** The parsed JSON of `file` (a device check's device-check.json), or a TidarcError('invalid-json') of one line. */
+export function parseDeviceCheck(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new TidarcError('invalid-json', `${file}: not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
+
+/** The e2e section's rows, or a one-line error saying why there are none (what the part recorded about itself). */
+function e2eRows(doc: unknown, file: string): { e2e: Record<string, unknown>; rows: Record<string, unknown>[] } {
+  const bad = (what: string): TidarcError => new TidarcError('invalid-json', `${file}: ${what}`);
+  if (!isRecord(doc)) throw bad('not a JSON object (a device check\'s device-check.json expected)');
+  const part = Array.isArray(doc.parts) ? (doc.parts as unknown[]).find((x) => isRecord(x) && x.name === 'e2e') as Record<string, unknown> | undefined : undefined;
+  const status = part ? ` (its e2e part: ${String(part.status)}${typeof part.why === 'string' ? `, ${part.why}` : ''})` : Array.isArray(doc.parts) ? ' (it ran no e2e part)' : '';
+  if (!('e2e' in doc)) throw bad(`no e2e section: nothing measured to compare${status}`);
+  if (!isRecord(doc.e2e)) throw bad('its e2e section is not an object');
+  const rows = doc.e2e.rows;
+  if (!Array.isArray(rows)) throw bad(`e2e.rows: ${rows === undefined ? 'missing' : 'not a list'}${status}`);
+  if (rows.length === 0) throw bad(`e2e.rows is empty: the e2e part measured no step${status}`);
+  rows.forEach((r, i) => {
+    if (!isRecord(r) || typeof r.model !== 'string' || num(r.layers) === null || num(r.prefix) === null || typeof r.step !== 'string') {
+      throw bad(`e2e.rows[${i}]: not a step row (model, layers, prefix, step expected)`);
+    }
+    for (const k of ['tidarcGraphsMs', 'tidarcLaunchesMs', 'tidarcNoPdlMs']) {
+      if (r[k] !== undefined && r[k] !== null && !(num(r[k])! > 0)) throw bad(`e2e.rows[${i}].${k}: ${JSON.stringify(r[k])} is not a positive number of ms or null`);
+    }
+  });
+  return { e2e: doc.e2e, rows: rows as Record<string, unknown>[] };
+}
+
+function ceilingsOf(doc: Record<string, unknown>, notes: string[]): { copyTBs: number; matmulTflops: number } | null {
+  const c = doc.ceilings;
+  if (c === undefined) {
+    notes.push('no measured ceilings (the file has no ceilings section): the ceilings column is the assumed machine\'s, "both" is the overheads alone');
+    return null;
+  }
+  const copy = isRecord(c) ? num(c.copyTBs) : null, mm = isRecord(c) ? num(c.matmulTflops) : null;
+  if (copy === null || mm === null || copy <= 0 || mm <= 0) {
+    notes.push(`ceilings not used: ${JSON.stringify(c)} is not {copyTBs, matmulTflops} of positive numbers; the ceilings column is the assumed machine's`);
+    return null;
+  }
+  return { copyTBs: copy, matmulTflops: mm };
+}
+
+function overheadsOf(doc: Record<string, unknown>, file: string, notes: string[]): MeasuredStepOverheads | null {
+  if (doc.overheads === undefined) {
+    notes.push('no measured overheads (the file has no overheads section): the overheads column is the assumed constants\', "both" is the ceilings alone');
+    return null;
+  }
+  try {
+    return readMeasuredOverheads(JSON.stringify({ overheads: doc.overheads }), file);
+  } catch (e) {
+    notes.push(`overheads not used: ${e instanceof Error ? e.message : String(e)}; the overheads column is the assumed constants'`);
+    return null;
+  }
+}
+
+/** The predicted machine the check took (its predictedFor), the H200 where it names none or one this checkout lacks. */
+function machineOf(doc: Record<string, unknown>, e2e: Record<string, unknown>, notes: string[]): { machine: Machine; label: string } {
+  const pf = isRecord(e2e.predictedFor) ? e2e.predictedFor : isRecord(doc.predictedFor) ? doc.predictedFor : undefined;
+  const key = pf && typeof pf.machine === 'string' ? pf.machine : undefined;
+  const hit = key ? PREDICTED_MACHINES.find((m) => m.key === key) : undefined;
+  if (key && !hit) notes.push(`the check's predictions were for machine "${key}", which predicted-machines.ts does not have: priced for the ${DEFAULT_PREDICTED.machine.name}`);
+  const label = pf && typeof pf.label === 'string' ? pf.label : (hit ?? DEFAULT_PREDICTED).key;
+  return { machine: (hit ?? DEFAULT_PREDICTED).machine, label };
+}
+
+/** The spec of a row: the e2e part's standard models (e2e-bundle.ts e2eModels), else the spec the part recorded under e2e.models. */
+function specOf(row: Record<string, unknown>, dry: boolean, e2e: Record<string, unknown>): { spec: ModelSpec; recorded: boolean } | undefined {
+  const std = e2eModels(dry).specs.find((s) => s.name === row.model && s.layers === row.layers);
+  if (std) return { spec: std, recorded: false };
+  const models = Array.isArray(e2e.models) ? e2e.models : [];
+  const m = models.find((x): x is Record<string, unknown> => isRecord(x) && x.name === row.model && isRecord(x.spec) && (x.spec as Record<string, unknown>).layers === row.layers);
+  return m ? { spec: m.spec as unknown as ModelSpec, recorded: true } : undefined;
+}
+
+/** The bundle's assumptions against the model's: the constants, the machine and the registers it says it priced with. */
+function bundleNotes(e2e: Record<string, unknown>, machine: Machine, notes: string[]): void {
+  const p = e2e.predictions;
+  if (!isRecord(p)) {
+    notes.push('the e2e section records no bundle predictions (e2e.predictions): the rows\' predictions, if any, cannot be traced to their constants');
+    return;
+  }
+  const differ = (recorded: unknown, current: Readonly<Record<string, number>>): string[] =>
+    isRecord(recorded) ? Object.keys(current).filter((k) => recorded[k] !== current[k]).map((k) => `${k} ${typeof recorded[k] === 'number' ? usText(recorded[k]) : String(recorded[k])} -> ${usText(current[k]!)} us`) : [];
+  const d = [...differ(p.overheads, STEP_OVERHEADS as unknown as Record<string, number>), ...differ(p.pdlOverheads, PDL_OVERHEADS as unknown as Record<string, number>)];
+  if (d.length > 0) notes.push(`the bundle was priced with other assumed constants than step-cost-model.ts has now: ${d.join(', ')}`);
+  if (typeof p.machine === 'string' && p.machine !== machine.name) notes.push(`the bundle's predictions say machine "${p.machine}", the recomputation prices "${machine.name}"`);
+  if (typeof p.registers === 'string' && p.registers !== E2E_REGISTERS.source) notes.push(`the bundle's registers were "${p.registers}", the recomputation's are "${E2E_REGISTERS.source}"`);
+}
+
+/** A mode's GPU time of a prediction, ms, as e2e-bundle.ts's rows hold it (step-report.ts row: seconds x 1e3). */
+function modeMs(p: StepPrediction, mode: CompareMode, pdl: boolean): number {
+  if (mode === 'noPdl') return p.graphs.gpuS * 1e3;
+  const t = pdl ? p.pdl : p;
+  return (mode === 'graphs' ? t.graphs : t.direct).gpuS * 1e3;
+}
+
+const MODES: readonly { readonly mode: CompareMode; readonly measured: string; readonly bundled: string }[] = [
+  { mode: 'graphs', measured: 'tidarcGraphsMs', bundled: 'graphsMs' },
+  { mode: 'launches', measured: 'tidarcLaunchesMs', bundled: 'launchesMs' },
+  { mode: 'noPdl', measured: 'tidarcNoPdlMs', bundled: 'noPdlGraphsMs' },
+];
+
+/** Compares every e2e row of a parsed device-check.json (`file` names it in messages). Throws a one-line TidarcError where it has no e2e rows. */
+export function compareSteps(doc: unknown, file: string): StepComparison {
+  const { e2e, rows } = e2eRows(doc, file);
+  const d = doc as Record<string, unknown>;
+  const notes: string[] = [];
+  const dry = d.dryRun === true;
+  if (dry) notes.push('a DRY RUN: the e2e part measured the small model on a CPU or emulated backend, not the GPU these predictions price; the ratios say nothing of the model');
+  const { machine, label } = machineOf(d, e2e, notes);
+  const ceilings = ceilingsOf(d, notes);
+  const measured = overheadsOf(d, file, notes);
+  bundleNotes(e2e, machine, notes);
+  const ceilMachine = ceilings ? measuredCeilingsMachine(machine, ceilings) : machine;
+  const constants: Readonly<Record<Setting, { machine: Machine; o: StepOverheads; p: PdlOverheads }>> = {
+    assumed: { machine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
+    ceilings: { machine: ceilMachine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
+    overheads: { machine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
+    both: { machine: ceilMachine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
+  };
+  // One compile per model and machine (the context holds the machine), shared by its rows and settings.
+  const contexts = new Map<string, StepModelContext>();
+  const context = (spec: ModelSpec, m: Machine): StepModelContext => {
+    const key = `${spec.name}/${spec.layers}/${m.name}`;
+    let c = contexts.get(key);
+    if (!c) contexts.set(key, (c = stepModelContext(spec, m, E2E_REGISTERS, 'sm_90a')));
+    return c;
+  };
+  const out: RowComparison[] = [];
+  const allWarnings: string[] = [];
+  const recordedSpecs = new Set<string>();
+  for (const r of rows) {
+    const name = `${String(r.model)} L=${String(r.prefix)} ${String(r.step)}`;
+    const warnings: string[] = [];
+    const pdl = r.pdl === true ? true : r.pdl === false ? false : null;
+    const base = { model: r.model as string, layers: r.layers as number, prefix: r.prefix as number, step: r.step as string, pdl };
+    const present = MODES.filter((m) => num(r[m.measured]) !== null);
+    if (present.length === 0) {
+      out.push({ ...base, modes: [], warnings });
+      continue;
+    }
+    const found = specOf(r, dry, e2e);
+    if (!found) {
+      warnings.push(`${name}: no spec of ${String(r.model)} with ${String(r.layers)} layers (neither the e2e part's models, e2e-bundle.ts e2eModels, nor e2e.models): not predicted`);
+      out.push({ ...base, modes: [], warnings });
+      allWarnings.push(...warnings);
+      continue;
+    }
+    if (found.recorded) recordedSpecs.add(`${found.spec.name} (${found.spec.layers} layers)`);
+    const predictions = Object.fromEntries(SETTINGS.map((s) => {
+      const k = constants[s];
+      return [s, predictStep(context(found.spec, k.machine), r.step as string, r.prefix as number, k.o, k.p)];
+    })) as Record<Setting, StepPrediction>;
+    const bundled = isRecord(r.predicted) ? r.predicted : null;
+    if (bundled && typeof bundled.pdl === 'boolean' && bundled.pdl !== (pdl === true)) {
+      warnings.push(`${name}: the bundled prediction is ${bundled.pdl ? 'PDL\'s' : 'plain launches\''} but the run ${pdl ? 'had PDL' : 'did not say it had PDL'}`);
+    }
+    const modes = present.map(({ mode, measured: mk, bundled: bk }): ModeComparison => {
+      const withPdl = mode !== 'noPdl' && pdl === true;
+      const m = num(r[mk])!;
+      const predictedMs = Object.fromEntries(SETTINGS.map((s) => [s, modeMs(predictions[s], mode, withPdl)])) as Record<Setting, number>;
+      const b = bundled ? num(bundled[bk]) : null;
+      const matches = b === null ? null : Math.abs(b - predictedMs.assumed) <= BUNDLE_TOLERANCE * Math.abs(predictedMs.assumed);
+      if (matches === false) {
+        warnings.push(`${name} (${modeText(mode, mode === 'noPdl' ? false : pdl)}): the bundled prediction ${b!.toFixed(4)} ms is not the model's ${predictedMs.assumed.toFixed(4)} ms now `
+          + `(${((b! / predictedMs.assumed - 1) * 100).toFixed(2)}%): the cost model changed since the bundle was made; shares are against the model's figure`);
+      }
+      const baseMs = matches === true ? b! : predictedMs.assumed;
+      const miss = m / baseMs - 1;
+      const share = (x: number): number => (x - baseMs) / (m - baseMs);
+      return {
+        mode, pdl: withPdl, measuredMs: m, bundledMs: b, predictedMs, bundleMatches: matches, base: matches === true ? 'bundled' : 'assumed', baseMs,
+        measuredOverBase: m / baseMs, measuredOverBoth: m / predictedMs.both,
+        explained: Math.abs(miss) > MISS_SHARE ? { ceilings: share(predictedMs.ceilings), overheads: share(predictedMs.overheads), both: share(predictedMs.both) } : null,
+        residualMs: m - predictedMs.both,
+      };
+    });
+    if (!bundled) warnings.push(`${name}: the row has no bundled prediction (the bundle lacked this spec or step): shares are against the model's figure`);
+    out.push({ ...base, modes, warnings });
+    allWarnings.push(...warnings);
+  }
+  if (recordedSpecs.size > 0) notes.push(`not the e2e part's standard models, priced with the spec the part recorded (e2e.models): ${[...recordedSpecs].join(', ')}`);
+  const dev = isRecord(d.device) ? d.device : isRecord(e2e.device) ? e2e.device : {};
+  return {
+    file, device: typeof dev.name === 'string' ? dev.name : 'an unnamed device', date: typeof d.date === 'string' ? d.date : null, dryRun: dry,
+    machine: machine.name, machineLabel: label,
+    ceilings: ceilings ? { ...ceilings, assumedCopyTBs: machine.copyBytesPerS / 1e12, assumedMatmulTflops: machine.matmulFlops / 1e12 } : null,
+    overheads: measured, notes, warnings: allWarnings, rows: out,
+  };
+}
+
+/** The run's words: PDL on ('+ PDL'), off ('PDL off'), or not recorded by the run (null: priced without, as e2e.py does). */
+function modeText(mode: CompareMode, pdl: boolean | null): string {
+  return mode === 'noPdl' ? 'graphs, --no-pdl' : `${mode === 'graphs' ? 'graphs' : 'launch by launch'}${pdl === true ? ' + PDL' : pdl === false ? ', PDL off' : ', PDL not said'}`;
+}
+
+const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
+
+/** What bench:step --compare prints: where the figures come from, a table row per measured mode, the notes and warnings. */
+export function comparisonLines(c: StepComparison): string[] {
+  const lines = [
+    `Measured decode steps (${c.file}: ${c.device}${c.date ? `, ${c.date}` : ''}${c.dryRun ? ', DRY RUN' : ''}) beside the step cost model's PREDICTIONS for the ${c.machine} (${c.machineLabel}; sm_90a kernels where built, registers as the bundle assumed, PDL as each run had it).`,
+    c.ceilings
+      ? `Ceilings measured: copy ${c.ceilings.copyTBs.toFixed(2)} TB/s (assumed ${c.ceilings.assumedCopyTBs}), bf16 matmul ${c.ceilings.matmulTflops.toFixed(0)} TFLOP/s (assumed ${c.ceilings.assumedMatmulTflops}); mma.sync, L2, shared memory, HBM latency and the clock stay assumed.`
+      : 'Ceilings: none measured in the file (the ceilings column is the assumed machine\'s).',
+    ...(c.overheads ? measuredOverheadLines(c.overheads) : ['Overheads: none usable in the file (the overheads column is the assumed constants\').']),
+    '',
+  ];
+  const header = ['model', 'L', 'step', 'run', 'measured ms', 'bundled ms', 'assumed ms', 'ceilings ms', 'overheads ms', 'both ms', 'meas/pred', 'meas/both', 'explained: both (ceilings, overheads)', 'residual ms'];
+  const cells: string[][] = [];
+  const idle: string[] = [];
+  for (const r of c.rows) {
+    if (r.modes.length === 0) {
+      idle.push(`${r.model} L=${r.prefix} ${r.step}`);
+      continue;
+    }
+    for (const m of r.modes) {
+      const p = m.predictedMs;
+      cells.push([
+        r.model, String(r.prefix), r.step, modeText(m.mode, m.mode === 'noPdl' ? false : r.pdl), m.measuredMs.toFixed(3), m.bundledMs === null ? '-' : `${m.bundledMs.toFixed(3)}${m.bundleMatches ? '' : '!'}`,
+        p.assumed.toFixed(3), p.ceilings.toFixed(3), p.overheads.toFixed(3), p.both.toFixed(3), `${m.measuredOverBase.toFixed(2)}${m.base === 'assumed' ? '*' : ''}`, m.measuredOverBoth.toFixed(2),
+        m.explained ? `${pct(m.explained.both)} (${pct(m.explained.ceilings)}, ${pct(m.explained.overheads)})` : `within ${pct(MISS_SHARE)}`,
+        `${m.residualMs >= 0 ? '+' : ''}${m.residualMs.toFixed(3)}`,
+      ]);
+    }
+  }
+  if (cells.length > 0) {
+    const widths = header.map((h, i) => Math.max(h.length, ...cells.map((x) => x[i]!.length)));
+    const line = (x: readonly string[]): string => x.map((v, i) => (i < 4 || i === 12 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
+    lines.push(line(header), ...cells.map(line));
+  } else {
+    lines.push('No row has a measured step (every point was skipped or failed): nothing to compare.');
+  }
+  if (idle.length > 0) lines.push(`Not measured (skipped or failed in the part): ${idle.join(', ')}.`);
+  lines.push(
+    '',
+    'measured: the e2e part\'s median GPU ms a step (bench-step, CUDA events); every other column is a cost-model prediction (src/bench/step-cost-model.ts):',
+    '  bundled: the bundle\'s (e2e_predictions.json); assumed: recomputed now with the assumed constants; ceilings / overheads / both: with the device\'s measured ceilings, launch and host constants, or both.',
+    `  meas/pred: measured / bundled (* against the assumed recomputation, where the bundle's is missing or differs: !); explained: (x - pred) / (measured - pred) for x = both (ceilings, overheads), where the miss is over ${pct(MISS_SHARE)}.`,
+    '  residual = measured - both: what the measured constants do not explain, i.e. the kernels or an unmodelled cost (the gemm, sm90a and attention parts time the kernels one by one: device-check.md).',
+  );
+  for (const n of c.notes) lines.push(`Note: ${n}`);
+  for (const w of c.warnings) lines.push(`WARNING: ${w}`);
+  return lines;
+}
