@@ -246,9 +246,13 @@ def runtime_pdl_off_lines(off):
         return []
     if 'runs' not in off:
         return [f"With PDL off: not run ({off.get('skipped', '?')}).", '']
+    if off.get('afterFailure') and off.get('notRun'):
+        return [f"With PDL off, after PDL on failed: not run ({escape(off['notRun'])}).", '']
     if off.get('afterFailure'):
         lines = [f"Once more with PDL off, in a fresh process after PDL on failed: {sum(1 for r in off['runs'] if r.get('ok'))}/{len(off['runs'])} runs ok"
-                 + (f", then it threw: {escape(off['error'])}" if off.get('error') else '') + (f", {len(off['skipped'])} skipped for the budget" if off.get('skipped') else '') + '.', '']
+                 + (f" ({escape(off['stopped'])}: the runs it finished)" if off.get('stopped') else '')
+                 + (f", then it threw: {escape(off['error'])}" if off.get('error') and off.get('error') != off.get('stopped') else '')
+                 + (f", {len(off['skipped'])} skipped for the budget" if off.get('skipped') else '') + '.', '']
         if off['runs']:
             lines += ['| prompt | k | PDL off: TiDAR == AR | PDL off: cache layer 0 differing, max rel. diff |', '|---|---|---|---|']
             lines += [f"| {escape(r['prompt'])} | {r['draft']} | {'yes' if r['equal'] else 'NO'} | {r['layer0Differing']}, {r['maxRelDiff']:.2e} |" for r in off['runs']]
@@ -316,9 +320,13 @@ def write_reports(data, out):
     if rt:
         pdl = rt.get('pdl')
         pdl = '' if not pdl else ' Programmatic dependent launch: ' + ('on' if pdl.get('on') else 'off') + f" ({pdl.get('why', '')})."
-        md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', rt.get('error', ''))}).{pdl}", '']
-        if rt.get('error') and rt.get('reason'):  # the model loaded, then the check threw
-            md += [f"The check FAILED: {escape(' '.join(map(str, rt['error'])))}", '']
+        error = ' '.join(map(str, rt['error'])) if isinstance(rt.get('error'), list) else str(rt.get('error') or '')
+        if rt.get('reason') or not error:
+            md += ['## tidarc runtime on the cuda backend', '', f"Backend: {rt.get('backend', '?')} ({rt.get('reason', '?')}).{pdl}", '']
+            if error:  # the model loaded, then the check threw
+                md += [f"The check FAILED: {escape(error)}", '']
+        else:  # the model did not load (or the script failed before it said which backend)
+            md += ['## tidarc runtime on the cuda backend', '', f"The model did not load, or the check failed before it ran: {escape(error)}.{pdl}", '']
         if rt.get('diagnosis'):
             md += [f"Diagnosis: {escape(rt['diagnosis'])}", '']
         if rt.get('runs'):

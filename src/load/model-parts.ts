@@ -182,14 +182,25 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const kernelsDir = compiled.outDir;
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
     const device = CudaDevice.open(0);
-    const gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
-    // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
-    device.releaseStaging();
-    // Decided from the manifest, device and driver, then tried once (pdl-probe.ts): a driver that refuses it runs the model without.
-    const pdl = probedDecision(programmaticLaunchFor({
-      option: options.pdl, manifest: compiled.manifest, computeCapability: [device.info.major, device.info.minor],
-      compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
-    }), device, kernelsDir);
+    let gpuWeights: ReturnType<typeof uploadWeights>, pdl: ProgrammaticLaunchDecision;
+    try {
+      gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
+      // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
+      device.releaseStaging();
+      // Decided from the manifest, device and driver, then tried once (pdl-probe.ts): a driver that refuses it runs the model without.
+      pdl = probedDecision(programmaticLaunchFor({
+        option: options.pdl, manifest: compiled.manifest, computeCapability: [device.info.major, device.info.minor],
+        compiledArches: compiled.manifest.arches, driverHasLaunchEx: device.programmaticLaunch,
+      }), device, kernelsDir);
+    } catch (e) {
+      // A load that fails after the device opened gives back what it uploaded (a long-lived process would keep it).
+      try {
+        device.close();
+      } catch {
+        // a context the failure left unusable: the load's own error says more
+      }
+      throw e;
+    }
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device; PDL ${pdl.on ? 'on' : `off: ${pdl.why}`}`);
     const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true, pdl: pdl.on });
     const pool = new RunnerPool(newRunner);

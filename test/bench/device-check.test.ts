@@ -383,16 +383,25 @@ run = {'prompt': 'a', 'draft': 2, 'equal': True, 'arNfe': 4, 'tidarNfe': 2, 'lay
 rt = {'backend': 'cuda', 'reason': 'NVIDIA H200', 'pdl': {'on': True, 'why': 'sm_90 kernels'}, 'runs': [],
       'pdlOff': {'pdl': {'on': False, 'why': 'turned off'}, 'runs': [run], 'afterFailure': True, 'skipped': [{'prompt': 'b', 'draft': 2}], 'tokensEqual': None, 'ok': True},
       'error': ['PDL on: CUDA: cannot launch x programmatically: CUDA_ERROR_NOT_SUPPORTED <op>'], 'diagnosis': 'PDL is the likely cause: see above', 'ok': False}
-out = Path(tempfile.mkdtemp())
-write_reports({'device': {'name': 'test'}, 'runtime': rt}, out)
-print(json.dumps((out / 'device-check.md').read_text()))
+def md(rt):
+    out = Path(tempfile.mkdtemp())
+    write_reports({'device': {'name': 'test'}, 'runtime': rt}, out)
+    return (out / 'device-check.md').read_text()
+stopped = {**rt, 'pdlOff': {**rt['pdlOff'], 'skipped': [], 'stopped': 'the PDL-off process was stopped (SIGTERM)', 'error': 'the PDL-off process was stopped (SIGTERM)'}}
+not_run = {**rt, 'pdlOff': {'runs': [], 'afterFailure': True, 'notRun': "2.0 s of the part's budget left", 'tokensEqual': None, 'ok': None}}
+no_load = {'pdl': None, 'runs': [], 'pdlOff': {'skipped': 'the model did not load'}, 'error': ['PDL as loadModel chose: nvcc failed'], 'ok': False}
+print(json.dumps([md(rt), md(stopped), md(not_run), md(no_load)]))
 `;
     const { stdout } = await exec('python3', ['-c', script, resolve('scripts/device-check')]);
-    const md = JSON.parse(stdout) as string;
+    const [md, stopped, notRun, noLoad] = JSON.parse(stdout) as string[];
     expect(md).toContain('The check FAILED: PDL on: CUDA: cannot launch x programmatically: CUDA_ERROR_NOT_SUPPORTED &lt;op&gt;');
     expect(md).toContain('Diagnosis: PDL is the likely cause: see above');
     expect(md).toContain('Once more with PDL off, in a fresh process after PDL on failed: 1/1 runs ok, 1 skipped for the budget.');
     expect(md).toContain('| a | 2 | yes | 0, 0.00e+00 |');
+    expect(stopped).toContain('Once more with PDL off, in a fresh process after PDL on failed: 1/1 runs ok (the PDL-off process was stopped (SIGTERM): the runs it finished).');
+    expect(notRun).toContain('With PDL off, after PDL on failed: not run (2.0 s of the part\'s budget left).');
+    expect(noLoad).toContain('The model did not load, or the check failed before it ran: PDL as loadModel chose: nvcc failed.');
+    expect(noLoad).not.toMatch(/Backend: |\['PDL/);
   });
 
   test('--report-only renders recorded results: tables, goals, a chart', async () => {
