@@ -19,7 +19,7 @@ from pathlib import Path
 from gpu import KERNEL_CACHE, RUNTIME_DRAFTS, build_gemm_fatbins, ceilings, gpu_facts, gpu_name, log, overheads_check, runtime_check, time_events, unpack_runtime
 from kernels import Driver, reference
 from machines import for_machine, load_machines, predicted_for
-from prebuild import prebuilt
+from prebuild import PREBUILT, prebuilt
 from tune import NumpySets, TorchSets, build_sm90a_units, cold_sets, cxx_version, event_timer, nvcc_version, tune, wall_timer
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +75,15 @@ class Ctx:
         return f'{major}{minor}'
 
     def machine(self, drv):
-        return {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}' if self.dry else nvcc_version()}
+        return {'name': drv.name, 'sms': drv.sms, 'driverVersion': drv.version, 'compiler': f'emulator: {cxx_version()}' if self.dry else self.nvcc()}
+
+    def nvcc(self):
+        """The device's nvcc; where it has none (the prebuilt fatbins run without it), the one prepare.ts prebuilt them with."""
+        found = tool_version(nvcc_version)
+        recorded = self.bundle / PREBUILT
+        if found.startswith('absent') and recorded.exists():
+            return f"{json.loads(recorded.read_text()).get('nvcc', '?')} (prebuilt; no nvcc on the device: {found})"
+        return found
 
     def runtime(self):
         """(node, tidarc root): the bundle's packed ones (as on the GPU machine), else --runtime-root with this machine's node."""

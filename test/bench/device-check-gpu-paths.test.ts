@@ -390,6 +390,29 @@ print(first == again == {'copyTBs': 4.0, 'matmulTflops': 800.0}, len(calls), kep
     expect(await py(script, DIR)).toBe('True 1 1.0');
   });
 
+  test('the compiler a GPU run records (tune meta): the device\'s nvcc, or where it has none the prebuilt fatbins\' (no FileNotFoundError)', async () => {
+    const script = `
+import json, sys, tempfile, types
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import parts
+d = tempfile.mkdtemp()
+ctx = parts.Ctx(types.SimpleNamespace(bundle=d, out=d, scratch=d, dry_run=False, until=0, part='tune'), {})
+def missing():
+    raise FileNotFoundError('nvcc')
+parts.nvcc_version = missing
+bare = ctx.nvcc()
+(Path(d) / 'prebuilt.json').write_text(json.dumps({'arch': '90', 'nvcc': 'release 13.0, V13.0.88'}))
+prebuilt = ctx.nvcc()
+parts.nvcc_version = lambda: 'release 12.8'
+print(json.dumps([bare, prebuilt, ctx.nvcc()]))
+`;
+    const [bare, prebuilt, present] = JSON.parse(await py(script, DIR)) as string[];
+    expect(bare).toMatch(/^absent \(FileNotFoundError/);
+    expect(prebuilt).toMatch(/^release 13\.0, V13\.0\.88 \(prebuilt; no nvcc on the device: absent/);
+    expect(present).toBe('release 12.8');
+  });
+
   test('precompile.mjs fills the very cache entries the runtime and e2e parts\' models load (the spec as loadCheckpoint reads it back, the target)', async () => {
     // The emulator target: the same keys and lock as sm_90's, with codegen only (its modules build when the emulated driver loads them).
     const cache = join(root, 'precompiled');
