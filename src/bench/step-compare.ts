@@ -66,8 +66,10 @@ export interface RowComparison {
   readonly step: string;
   /** The row's default run had PDL (true / false), or did not say (null). */
   readonly pdl: boolean | null;
-  /** One per measured mode; empty where the part measured none of them (the point was skipped or failed). */
+  /** One per measured mode; empty where the part measured none of them (the point was skipped or failed) or it has no spec. */
   readonly modes: readonly ModeComparison[];
+  /** Measured, but no spec of its model to predict it with. */
+  readonly unpriced?: boolean;
   readonly warnings: readonly string[];
 }
 
@@ -103,7 +105,7 @@ export function parseDeviceCheck(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new TidarcError('invalid-json', `${file}: not JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new TidarcError('invalid-json', `${file}: not JSON (${(e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ')})`);
   }
 }
 
@@ -245,7 +247,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     const found = specOf(r, dry, e2e);
     if (!found) {
       warnings.push(`${name}: no spec of ${String(r.model)} with ${String(r.layers)} layers (neither the e2e part's models, e2e-bundle.ts e2eModels, nor e2e.models): not predicted`);
-      out.push({ ...base, modes: [], warnings });
+      out.push({ ...base, modes: [], unpriced: true, warnings });
       allWarnings.push(...warnings);
       continue;
     }
@@ -314,7 +316,7 @@ export function comparisonLines(c: StepComparison): string[] {
   const idle: string[] = [];
   for (const r of c.rows) {
     if (r.modes.length === 0) {
-      idle.push(`${r.model} L=${r.prefix} ${r.step}`);
+      if (!r.unpriced) idle.push(`${r.model} L=${r.prefix} ${r.step}`);
       continue;
     }
     for (const m of r.modes) {
