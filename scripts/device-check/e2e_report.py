@@ -121,7 +121,8 @@ def e2e_lines(e):
         p = e.get('predictions')
         lines += [f"Predicted before this run (src/bench/step-cost-model.ts, `npm run bench:step`; the bundle's e2e_predictions.json): GPU ms between events around the step "
                   f"on {p.get('machine')}{'' if not pf or pf.get('thisGpu') else ' (not this GPU: ' + str(pf.get('gpu')) + ')'}, registers {p.get('registers')}; "
-                  'measured / predicted compares the median step with it.' if p else
+                  'measured / predicted compares the median step with it. How much of each miss the ceilings and the launch overheads measured in this run '
+                  'explain (the rest: the kernels): `npm run bench:step -- --compare device-check.json` on a checkout (src/bench/step-compare.ts).' if p else
                   'Predicted: none (the bundle has no e2e_predictions.json: npm run device-check:prepare writes it).', '']
         lines += pdl_lines(e['rows'])
         us = host_us_per_launch(e['rows'])

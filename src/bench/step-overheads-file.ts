@@ -58,7 +58,7 @@ export function readMeasuredOverheads(text: string, file: string, base: StepOver
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw bad(`not JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw bad(`not JSON (${(e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ')})`);
   }
   if (!isRecord(doc)) throw bad('not a JSON object');
   // overheads.mjs's line has `measured`; a device-check.json holds it as its `overheads` section.
