@@ -216,6 +216,11 @@ def overheads_log_line(r):
             f"PDL {'on' if pdl.get('on') else 'off'}; {r.get('seconds', 0):.0f} s")
 
 
+# Not the runtime part's 10 s (its PDL-off child needs them): the part's own share is 3% of the GPU budget, 12.6 s, and a reserve
+# of 10 s left overheads.mjs 2.6 s of it to wait for the runtime model's background compile, load and measure where facts used its window.
+OVERHEADS_RESERVE_S = 3
+
+
 def part_overheads(ctx):
     """The step cost model's launch and host overheads (StepOverheads, PdlOverheads) measured on this device (overheads.mjs),
     beside the values the bundle's predictions assume."""
@@ -225,8 +230,9 @@ def part_overheads(ctx):
     work = ctx.scratch / 'overheads-work'
     # On a GPU the ops module compiles into the cache precompile.mjs fills (as the runtime part's); the dry run keeps the caller's $TIDARC_CACHE.
     env = None if ctx.dry else {**os.environ, 'TIDARC_CACHE': str(ctx.scratch / KERNEL_CACHE)}
-    # The script shrinks its series to its budget; 10 s of the window are kept for the process to end and print.
-    r = overheads_check(node, root, work, env=env, timeout=max(10.0, ctx.left()), budget=max(0.0, ctx.left() - 10))
+    # The script shrinks its series to its budget and ends itself there (a {ok: false} line; no series starts in its last second):
+    # OVERHEADS_RESERVE_S of the window are kept for it to print and end.
+    r = overheads_check(node, root, work, env=env, timeout=max(10.0, ctx.left()), budget=max(0.0, ctx.left() - OVERHEADS_RESERVE_S))
     log(overheads_log_line(r))
     try:
         assumed = assumed_overheads(ctx)

@@ -101,6 +101,28 @@ print(json.dumps([overheads_check('false', d, d), overheads_check('echo', d, d, 
     const { stdout } = await exec('python3', ['-c', script, DIR]);
     expect(JSON.parse(stdout)).toEqual([{ ok: false, error: 'exit code 1' }, { ok: false, error: 'no JSON line on its output' }]);
   });
+
+  test('parts.py part_overheads: of a 12.6 s window (3% of the GPU budget) overheads.mjs gets all but a few seconds, not 2.6 s', async () => {
+    // overheads.mjs ends itself at its budget; the part's share is small, so the reserve must be too (it waits for the background compile first).
+    const script = `
+import json, sys, tempfile, types
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import parts
+seen = {}
+parts.overheads_check = lambda node, root, work, env=None, timeout=None, budget=None: seen.update(timeout=timeout, budget=budget) or {'ok': False, 'error': 'stub'}
+d = Path(tempfile.mkdtemp())
+ctx = types.SimpleNamespace(runtime=lambda: ('node', 'root'), scratch=d, bundle=d, dry=False, predicted=None, left=lambda: 0.03 * 420)
+r = parts.part_overheads(ctx)
+print(json.dumps({**seen, 'section': r}))
+`;
+    const { stdout } = await exec('python3', ['-c', script, DIR]);
+    const seen = JSON.parse(stdout.trim().split('\n').pop()!) as { timeout: number; budget: number; section: unknown };
+    expect(seen.timeout).toBeCloseTo(12.6, 9);
+    expect(seen.budget).toBeGreaterThanOrEqual(9);  // was 12.6 - 10
+    expect(seen.timeout - seen.budget).toBeGreaterThanOrEqual(1);  // its own end (the budget's timer) comes before the kill
+    expect(seen.section).toEqual({ overheads: { ok: false, error: 'stub' } });
+  });
 });
 
 describe.skipIf(!cxx.found)('overheads.mjs and the background compile', () => {
