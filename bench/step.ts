@@ -82,35 +82,31 @@ function unfitPairs(rows: readonly StepRow[]): string[] {
   return [...seen.entries()].map(([k, e]) => `${k}: ${e.early === 0 ? 'no overlap' : `${(100 * e.early).toFixed(0)}% of its CTAs early`} (${[...e.steps].join(', ')})`);
 }
 
-/** --overheads FILE: the measured constants, read before anything is priced (a bad file fails in one line, at once). */
-function measuredOverheads(argv: readonly string[]): MeasuredStepOverheads | undefined {
-  const at = argv.indexOf('--overheads');
+/** The file after `flag` and its text, undefined without the flag; one line where it names none or cannot be read. */
+function flagFile(argv: readonly string[], flag: string, what: string): { file: string; text: string } | undefined {
+  const at = argv.indexOf(flag);
   if (at < 0) return undefined;
   const file = argv[at + 1];
-  if (file === undefined || file.startsWith('--')) throw new Error('--overheads needs a file (overheads.mjs\'s JSON or a device-check.json)');
-  let text: string;
+  if (file === undefined || file.startsWith('--')) throw new Error(`${flag} needs a file (${what})`);
   try {
-    text = readFileSync(file, 'utf8');
+    return { file, text: readFileSync(file, 'utf8') };
   } catch (e) {
-    throw new Error(`--overheads ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    throw new Error(`${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
   }
-  return readMeasuredOverheads(text, file);
+}
+
+/** --overheads FILE: the measured constants, read before anything is priced (a bad file fails in one line, at once). */
+function measuredOverheads(argv: readonly string[]): MeasuredStepOverheads | undefined {
+  const f = flagFile(argv, '--overheads', 'overheads.mjs\'s JSON or a device-check.json');
+  return f && readMeasuredOverheads(f.text, f.file);
 }
 
 /** --compare FILE: the device check's measured steps beside the predictions (a bad file or one without e2e rows fails in one line). */
 function compare(argv: readonly string[]): boolean {
-  const at = argv.indexOf('--compare');
-  if (at < 0) return false;
-  const file = argv[at + 1];
-  if (file === undefined || file.startsWith('--')) throw new Error('--compare needs a file (a device check\'s device-check.json with an e2e section)');
+  const f = flagFile(argv, '--compare', 'a device check\'s device-check.json with an e2e section');
+  if (!f) return false;
   if (argv.includes('--overheads')) throw new Error('--compare prices with the file\'s own measured overheads: leave out --overheads');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`--compare ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  const c = compareSteps(parseDeviceCheck(text, file), file);
+  const c = compareSteps(parseDeviceCheck(f.text, f.file), f.file);
   if (argv.includes('--json')) console.log(JSON.stringify(c, null, 2));
   else for (const l of comparisonLines(c)) console.log(l);
   return true;

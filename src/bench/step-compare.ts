@@ -23,7 +23,7 @@ import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS, e2eModels } from './e2e-bundle.js';
 import { DEFAULT_PREDICTED, PREDICTED_MACHINES } from './predicted-machines.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
-import { type MeasuredStepOverheads, measuredOverheadLines, readMeasuredOverheads, usText } from './step-overheads-file.js';
+import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, parseJsonFile, usText } from './step-overheads-file.js';
 
 /** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
 export const MISS_SHARE = 0.05;
@@ -101,13 +101,7 @@ export function measuredCeilingsMachine(base: Machine, ceilings: { readonly copy
 }
 
 /** The parsed JSON of `file` (a device check's device-check.json), or a TidarcError('invalid-json') of one line. */
-export function parseDeviceCheck(text: string, file: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new TidarcError('invalid-json', `${file}: not JSON (${(e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ')})`);
-  }
-}
+export const parseDeviceCheck = parseJsonFile;
 
 /** The e2e section's rows, or a one-line error saying why there are none (what the part recorded about itself). */
 function e2eRows(doc: unknown, file: string): { e2e: Record<string, unknown>; rows: Record<string, unknown>[] } {
@@ -151,7 +145,7 @@ function overheadsOf(doc: Record<string, unknown>, file: string, notes: string[]
     return null;
   }
   try {
-    return readMeasuredOverheads(JSON.stringify({ overheads: doc.overheads }), file);
+    return measuredOverheadsOf({ overheads: doc.overheads }, file);
   } catch (e) {
     notes.push(`overheads not used: ${e instanceof Error ? e.message : String(e)}; the overheads column is the assumed constants'`);
     return null;

@@ -8,8 +8,10 @@
  * (launch-overheads.ts measuredStepOverheads, the one rule for it). Pure: the text in, the
  * constants out, or a TidarcError naming the file and what is wrong with it.
  */
+import { H200 } from '../codegen/machine.js';
 import { TidarcError } from '../errors.js';
 import { type MeasuredConstant, type MeasuredOverheads, measuredStepOverheads } from './launch-overheads.js';
+import { machineForGpu } from './predicted-machines.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
 
 export type OverheadName = keyof StepOverheads | keyof PdlOverheads;
@@ -53,13 +55,21 @@ const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'obj
  * (ok: false), a malformed entry, a value that is not seconds.
  */
 export function readMeasuredOverheads(text: string, file: string, base: StepOverheads = STEP_OVERHEADS, basePdl: PdlOverheads = PDL_OVERHEADS): MeasuredStepOverheads {
-  const bad = (what: string): TidarcError => new TidarcError('invalid-json', `${file}: ${what}`);
-  let doc: unknown;
+  return measuredOverheadsOf(parseJsonFile(text, file), file, base, basePdl);
+}
+
+/** The parsed JSON of `file`, or a TidarcError('invalid-json') of one line (JSON.parse's message can hold a newline). */
+export function parseJsonFile(text: string, file: string): unknown {
   try {
-    doc = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
-    throw bad(`not JSON (${(e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ')})`);
+    throw new TidarcError('invalid-json', `${file}: not JSON (${(e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ')})`);
   }
+}
+
+/** readMeasuredOverheads on the parsed document (a device-check.json another reader has parsed already). */
+export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverheads = STEP_OVERHEADS, basePdl: PdlOverheads = PDL_OVERHEADS): MeasuredStepOverheads {
+  const bad = (what: string): TidarcError => new TidarcError('invalid-json', `${file}: ${what}`);
   if (!isRecord(doc)) throw bad('not a JSON object');
   // overheads.mjs's line has `measured`; a device-check.json holds it as its `overheads` section.
   let o: Record<string, unknown>, where = '';
@@ -111,7 +121,9 @@ export const usText = (s: number): string => String(Number((s * 1e6).toFixed(3))
 /** What bench:step prints before its tables: where the constants come from, one line per replaced constant, then those left assumed. */
 export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
   const replaced = m.readings.filter((r) => r.replaced);
-  const other = !m.emulated && !/H200/.test(m.device) ? ', not the H200 these tables price' : '';
+  // The GPU names the device check matches to its machines (predicted-machines.ts): 'NVIDIA H200', not 'NVIDIA GH200 ...'.
+  const gpu = machineForGpu(m.device);
+  const other = !m.emulated && !(gpu.matched && gpu.predicted.machine === H200) ? ', not the H200 these tables price' : '';
   const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : other} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
   for (const r of replaced) {
     const value = r.clamped ? `0 us (${usText(r.measuredS!)} us measured, below 0: priced as 0)` : `${usText(r.measuredS!)} us`;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { H100_SXM, H200 } from '../../src/codegen/machine.js';
 import { CONSTRUCTIONS, STEP_COMPARE_FIXTURE, buildStepCompareFixture } from '../../scripts/step-compare-fixture.js';
 import { type CompareMode, type StepComparison, compareSteps, comparisonLines, parseDeviceCheck } from '../../src/bench/step-compare.js';
 
@@ -80,6 +81,22 @@ describe('bench:step --compare (step-compare.ts)', () => {
     expect(odd.rows[0]!.unpriced).toBe(true);
     expect(odd.warnings).toEqual(['other L=16 ar: no spec of other with 3 layers (neither the e2e part\'s models, e2e-bundle.ts e2eModels, nor e2e.models): not predicted']);
     expect(comparisonLines(odd).some((l) => l.startsWith('Not measured'))).toBe(false);
+  });
+
+  it('prices for the machine the check took its predictions for (an H100 run: H100_SXM), the H200 for one it does not know', () => {
+    const e2e = doc.e2e as { rows: Record<string, unknown>[] };
+    // As e2e.py records it: the e2e section's predictedFor is the facts part's (device-check.json's own).
+    const run = (predictedFor: Record<string, unknown>, file: string): StepComparison =>
+      compareSteps({ format: 1, dryRun: false, device: { name: 'NVIDIA H100 80GB HBM3' }, predictedFor, e2e: { ...e2e, predictedFor, rows: [e2e.rows[0]] } }, file);
+    const h100 = run({ machine: 'H100', label: 'H100' }, 'h100.json');
+    expect([h100.machine, h100.machineLabel]).toEqual([H100_SXM.name, 'H100']);
+    const h200 = run({ machine: 'H200', label: 'H200, not this GPU' }, 'h200.json');
+    expect(h200.machine).toBe(H200.name);
+    const graphs = (x: StepComparison): number => x.rows[0]!.modes.find((m) => m.mode === 'graphs')!.predictedMs.assumed;
+    expect(graphs(h100)).toBeGreaterThan(graphs(h200));  // 3.0 TB/s of copy, not 4.3
+    const unknown = run({ machine: 'B200' }, 'b200.json');
+    expect(unknown.machine).toBe(H200.name);
+    expect(unknown.notes.some((n) => n.includes('machine "B200"'))).toBe(true);
   });
 
   it('a file it cannot compare fails in one line', () => {

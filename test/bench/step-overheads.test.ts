@@ -55,6 +55,9 @@ describe('bench:step --overheads', () => {
     // Another GPU's constants (the device tool also lends H100s): said, since the tables price an H200.
     const h100 = readMeasuredOverheads(JSON.stringify({ ...sample, device: { name: 'NVIDIA H100 80GB HBM3', computeCapability: [9, 0] } }), 'h100.json');
     expect(measuredOverheadLines(h100)[0]).toBe('Overheads measured on NVIDIA H100 80GB HBM3 (9.0), not the H200 these tables price (h100.json): 9 of 11 constants replaced.');
+    // The device check's machine names (predicted-machines.ts), not a substring: a GH200 is not the H200.
+    const gh200 = readMeasuredOverheads(JSON.stringify({ ...sample, device: { name: 'NVIDIA GH200 480GB', computeCapability: [9, 0] } }), 'gh200.json');
+    expect(measuredOverheadLines(gh200)[0]).toBe('Overheads measured on NVIDIA GH200 480GB (9.0), not the H200 these tables price (gh200.json): 9 of 11 constants replaced.');
     const [base] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90');
     const [one] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', only.overheads, only.pdlOverheads);
     expect(base!.graphs.hostMs - one!.graphs.hostMs).toBeCloseTo(0.002, 9);
