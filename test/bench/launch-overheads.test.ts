@@ -214,12 +214,15 @@ function standInDevice(copyMs: number, graphHostMsPerNode = 0) {
 
 describe('measureLaunchOverheads on a stand-in device with a GPU timeline', () => {
   test('the queue margin is the copies\' GPU time less the host\'s issue, not less the wait for the GPU after it; hostLaunchS is the GpuOps call', () => {
-    const r = measureLaunchOverheads(standInDevice(2), '/stand-in/tidarc_ops.fatbin', {
+    // 20 ms copies: a loaded machine's pause of a few ms in the host's issue (the CI's, 0.8 ms past a 2 ms copy) stays inside the margin.
+    const r = measureLaunchOverheads(standInDevice(20), '/stand-in/tidarc_ops.fatbin', {
       ns: [1, 2, 4], repeats: 1, hostIterations: 3, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
     });
-    expect(r.queue.copyMs).toBeCloseTo(2, 0);
-    // Each timed run queued a 2 ms copy ahead of a few microseconds of issue: the host stayed ahead.
-    expect(r.queue.minMarginMs).toBeGreaterThan(1);
+    expect(r.queue.copyMs).toBeGreaterThan(19);
+    expect(r.queue.copyMs).toBeLessThan(25);
+    // Each timed run queued a 20 ms copy ahead of a few microseconds of issue: the host stayed ahead. Less the wait for the
+    // GPU after the work (the old margin), it would be below 0 in every run.
+    expect(r.queue.minMarginMs).toBeGreaterThan(10);
     expect(r.warnings.filter((w) => /queued copies/.test(w))).toEqual([]);
     expect(r.measured.hostLaunchS.value).toBe(r.host.opLaunchS);
   });
