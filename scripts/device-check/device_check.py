@@ -11,9 +11,6 @@ issues need their figures, each in its own process with a share of --budget:
   facts      GPU name, SMs, driver, CUDA, the tools the parts need (nvcc, g++, the bundle's Node), the
              machine whose predictions the parts print (the GPU's by its name, machines.py: predictedFor),
              and two ceilings: a 1 GiB device-to-device copy and an 8192^3 bf16 matmul (gpu.py);
-  overheads  the step cost model's launch and host constants (src/bench/step-cost-model.ts StepOverheads,
-             PdlOverheads: graph node gap, graph start, stream gap, PDL wait release, kernel floor, host per
-             launch ...) measured with the bundle's Node (overheads.mjs), beside the values the predictions assume;
   gemm       issue 14: the generated GEMMs of the Qwen3-8B linear layers at M = 1, 20, 72, 272 against
              float64 and bitwise across M, the fused epilogues, then timed against torch's F.linear (gemm.py);
   sm90a      issue 18: the sm_90a GEMM's kernels for every wgmma N on the same tokens, bitwise equal
@@ -22,6 +19,10 @@ issues need their figures, each in its own process with a share of --budget:
              the Qwen3-8B benchmark against FlexAttention and SDPA (attention.py);
   runtime    tidarc's runtime on the cuda backend: greedy TiDAR == AR, the KV-cache rule (runtime_check.mjs),
              with PDL on, then (as far as the window allows) with PDL off: the same tokens both ways;
+  overheads  the step cost model's launch and host constants (src/bench/step-cost-model.ts StepOverheads,
+             PdlOverheads: graph node gap, graph start, stream gap, PDL wait release, kernel floor, host per
+             launch ...) measured with the bundle's Node (overheads.mjs) on the runtime part's model's operators,
+             beside the values the predictions assume;
   e2e        issue 16: whole decode steps, graphs on and off, against transformers eager and the roofline (e2e.py);
   tune       issues 6, 14: the CUDA searches of GEMM tiles and attention configurations -> tune-cuda.json.
 On a GPU the overheads, runtime and e2e parts' kernels compile in the background from the start (gpu.py
@@ -53,8 +54,9 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts (a working t
 sys.path.insert(0, str(HERE))
 from report import write_reports  # noqa: E402
 
-# (part, share of --budget) in the order the open issues need their figures.
-PARTS = (('facts', 0.06), ('overheads', 0.03), ('gemm', 0.15), ('sm90a', 0.14), ('attention', 0.20), ('runtime', 0.09), ('e2e', 0.28), ('tune', 0.05))
+# (part, share of --budget) in the order the open issues need their figures; overheads right after runtime, whose
+# model's kernels it launches: compiled by then (precompile.mjs, or the runtime part itself), so no part waits on nvcc.
+PARTS = (('facts', 0.06), ('gemm', 0.15), ('sm90a', 0.14), ('attention', 0.20), ('runtime', 0.09), ('overheads', 0.03), ('e2e', 0.28), ('tune', 0.05))
 # Their benchmarks fill any window (attention: 32 points, sm90a: 8, a Flex compile each): each keeps to
 # its own share, and what earlier parts left goes on to the runtime and e2e parts (e2e's nvcc warm-up,
 # checkpoints and 24 tidarc runs want it most).

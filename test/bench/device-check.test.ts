@@ -156,7 +156,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     expect(r.code, r.stderr).toBe(0);
     // Each part in its own process, in the fixed order, facts first; the bundle has no GEMM parts (a dry run notes it, a GPU run fails on it).
     const parts = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string }[]; bundleMissing: string[]; partial?: boolean });
-    expect(parts.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['overheads', 'ok'], ['attention', 'ok'], ['runtime', 'ok'], ['tune', 'ok']]);
+    expect(parts.parts.map((p) => [p.name, p.status])).toEqual([['facts', 'ok'], ['attention', 'ok'], ['runtime', 'ok'], ['overheads', 'ok'], ['tune', 'ok']]);
     expect(parts.partial).toBeUndefined();
     expect(parts.bundleMissing).toEqual(['node/node.xz (for overheads, runtime)']);
     expect(r.stderr).toMatch(/^part attention: ok in \d+ s$/m);
@@ -294,7 +294,7 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     const r = await runCheck(['--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run', '--budget', '1']);
     expect(r.code, r.stderr).toBe(0);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { parts: { name: string; status: string; why: string }[]; bundleMissing: string[] };
-    expect(data.parts.map((p) => [p.name, p.status])).toEqual(['facts', 'overheads', 'gemm', 'sm90a', 'attention', 'runtime', 'e2e', 'tune'].map((p) => [p, 'not started']));
+    expect(data.parts.map((p) => [p.name, p.status])).toEqual(['facts', 'gemm', 'sm90a', 'attention', 'runtime', 'overheads', 'e2e', 'tune'].map((p) => [p, 'not started']));
     expect(data.parts[0]!.why).toMatch(/^0 s left of its window$/);
     expect(data.bundleMissing).toEqual(['grid.json (for attention, tune)', 'gemm.json (for gemm)', 'gemm_sm90a.json (for sm90a)', 'node/node.xz (for e2e, overheads, runtime)']);
     const md = readFileSync(join(out, 'device-check.md'), 'utf8');
@@ -302,7 +302,7 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     expect(md).toMatch(/\| part \| result \| seconds \| window s \| note \|\n\|---\|---\|---\|---\|---\|\n\| facts \| not started \| - \| [\d.]+ \| 0 s left of its window \|/);
     // On a GPU a bundle without its pieces is a failure, not a note.
     const bad = await runCheck(['--parts', 'nonsense', '--out', out]);
-    expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,overheads,gemm,sm90a,attention,runtime,e2e,tune']);
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,overheads,e2e,tune']);
   });
 
   test('a bad --parts exits 1 in one line before creating anything; every way out after the scratch folder removes it', async () => {
@@ -312,7 +312,7 @@ describe.skipIf(!numpy)('the device check\'s plan: parts, windows, a part that h
     const env = { ...process.env, TMPDIR: tmp };
     const out = join(root, 'bad-parts-out');
     const bad = await runCheck(['--parts', 'facts,nonsense', '--bundle', join(root, 'no-bundle'), '--out', out, '--dry-run'], env);
-    expect([bad.code, bad.stdout, bad.stderr]).toEqual([1, '', 'device_check: --parts nonsense: unknown; the parts are facts,overheads,gemm,sm90a,attention,runtime,e2e,tune\n']);
+    expect([bad.code, bad.stdout, bad.stderr]).toEqual([1, '', 'device_check: --parts nonsense: unknown; the parts are facts,gemm,sm90a,attention,runtime,overheads,e2e,tune\n']);
     expect(readdirSync(tmp)).toEqual([]);
     expect(existsSync(out)).toBe(false);
     // An exception after the scratch folder was made (an unreadable grid.json): it is gone too.
