@@ -34,8 +34,8 @@ import { variantsForModel } from '../src/codegen/variant.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
-import { type MeasuredStepOverheads, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../src/bench/step-overheads-file.js';
-import { compareSteps, comparisonLines, parseDeviceCheck } from '../src/bench/step-compare.js';
+import { type MeasuredStepOverheads, measuredOverheadLines, overheadsLine, parseJsonFile, pdlLine, readMeasuredOverheads } from '../src/bench/step-overheads-file.js';
+import { compareSteps, comparisonLines } from '../src/bench/step-compare.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
 /** Without nvcc: what ptxas gave for these kernels at sm_90 (bench/attention.ts's recorded table; GEMMs at most 128). */
@@ -106,7 +106,7 @@ function compare(argv: readonly string[]): boolean {
   const f = flagFile(argv, '--compare', 'a device check\'s device-check.json with an e2e section');
   if (!f) return false;
   if (argv.includes('--overheads')) throw new Error('--compare prices with the file\'s own measured overheads: leave out --overheads');
-  const c = compareSteps(parseDeviceCheck(f.text, f.file), f.file);
+  const c = compareSteps(parseJsonFile(f.text, f.file), f.file);
   if (argv.includes('--json')) console.log(JSON.stringify(c, null, 2));
   else for (const l of comparisonLines(c)) console.log(l);
   return true;

@@ -23,7 +23,7 @@ import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS, e2eModels } from './e2e-bundle.js';
 import { DEFAULT_PREDICTED, PREDICTED_MACHINES } from './predicted-machines.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
-import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, parseJsonFile, usText } from './step-overheads-file.js';
+import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, usText } from './step-overheads-file.js';
 
 /** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
 export const MISS_SHARE = 0.05;
@@ -99,9 +99,6 @@ const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFi
 export function measuredCeilingsMachine(base: Machine, ceilings: { readonly copyTBs: number; readonly matmulTflops: number }): Machine {
   return { ...base, name: `${base.name} with measured ceilings`, copyBytesPerS: ceilings.copyTBs * 1e12, matmulFlops: ceilings.matmulTflops * 1e12 };
 }
-
-/** The parsed JSON of `file` (a device check's device-check.json), or a TidarcError('invalid-json') of one line. */
-export const parseDeviceCheck = parseJsonFile;
 
 /** The e2e section's rows, or a one-line error saying why there are none (what the part recorded about itself). */
 function e2eRows(doc: unknown, file: string): { e2e: Record<string, unknown>; rows: Record<string, unknown>[] } {

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { H100_SXM, H200 } from '../../src/codegen/machine.js';
 import { CONSTRUCTIONS, STEP_COMPARE_FIXTURE, buildStepCompareFixture } from '../../scripts/step-compare-fixture.js';
-import { type CompareMode, type StepComparison, compareSteps, comparisonLines, parseDeviceCheck } from '../../src/bench/step-compare.js';
+import { type CompareMode, type StepComparison, compareSteps, comparisonLines } from '../../src/bench/step-compare.js';
+import { parseJsonFile } from '../../src/bench/step-overheads-file.js';
 
 // The fixture's measured steps are made from the predictions computed now (the bundle's path for the bundled figure, a
 // hand-built Machine with the file's ceilings and measuredStepOverheads for "both"), so the constructed shares hold
@@ -109,8 +110,8 @@ describe('bench:step --compare (step-compare.ts)', () => {
       }
       throw new Error('did not throw');
     };
-    expect(one(() => parseDeviceCheck('{"e2e": ', 'x.json'))).toMatch(/^x\.json: not JSON/);
-    expect(one(() => parseDeviceCheck('# a README\n\nnot JSON', 'README.md'))).toMatch(/^README\.md: not JSON/);
+    expect(one(() => parseJsonFile('{"e2e": ', 'x.json'))).toMatch(/^x\.json: not JSON/);
+    expect(one(() => parseJsonFile('# a README\n\nnot JSON', 'README.md'))).toMatch(/^README\.md: not JSON/);
     expect(one(() => compareSteps([], 'x.json'))).toMatch(/not a JSON object/);
     expect(one(() => compareSteps({ parts: [{ name: 'e2e', status: 'killed', why: 'past its window' }] }, 'x.json'))).toBe('x.json: no e2e section: nothing measured to compare (its e2e part: killed, past its window)');
     expect(one(() => compareSteps({ parts: [], e2e: { rows: [] } }, 'x.json'))).toMatch(/e2e\.rows is empty.*\(it ran no e2e part\)/);
