@@ -20,6 +20,11 @@
       check's runtime part reruns without PDL); "fault", the first one fails with
       CUDA_ERROR_LAUNCH_FAILED, sticky like a fault (the load's probe throws: the device check's
       runtime part reruns without PDL in a fresh process).
+    - Device memory is counted: cuMemGetInfo_v2 reports total = the device's memory (8 GiB,
+      or TIDARC_FAKE_DEVICE_MEMORY=<bytes>) and free = total less what cuMemAlloc holds now;
+      an allocation past it fails with CUDA_ERROR_OUT_OF_MEMORY, as on a GPU. With
+      TIDARC_FAKE_FAIL_ALLOC=<n> the process's n-th cuMemAlloc (from 1) fails so once, whatever
+      is free (an upload that fails after the load's preflight passed).
     - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
       fake_cuda_streams.cpp (the state both files share is fake_cuda.h).
     Every call holds one mutex: the emulator's state is global, launches run one at a time. */
@@ -119,6 +124,32 @@ constexpr Attribute kAttributes[] = {
     {81, 228 * 1024},  // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR
     {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, kDevice.shared_optin},
 };
+
+/**
+ * The emulated device's memory: kDevice's, or $TIDARC_FAKE_DEVICE_MEMORY bytes (a positive
+ * integer; anything else is ignored) for the tests of what tidarc does with a device too small
+ * for a model. Read once.
+ */
+size_t device_memory() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("TIDARC_FAKE_DEVICE_MEMORY");
+    if (v == nullptr || *v == '\0') return kDevice.total_memory;
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(v, &end, 10);
+    return end != nullptr && *end == '\0' && n > 0 ? static_cast<size_t>(n) : kDevice.total_memory;
+  }();
+  return bytes;
+}
+
+/** Whether this cuMemAlloc is the one $TIDARC_FAKE_FAIL_ALLOC=<n> fails (the n-th of the process, from 1). */
+bool fail_this_alloc() {
+  static const long fail_at = [] {
+    const char* v = std::getenv("TIDARC_FAKE_FAIL_ALLOC");
+    return v != nullptr && *v != '\0' ? std::strtol(v, nullptr, 10) : 0L;
+  }();
+  static long calls = 0;
+  return ++calls == fail_at;
+}
 
 bool g_initialized = false;
 CUctx_st g_primary;
@@ -283,7 +314,7 @@ CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice device) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (CUresult r = check_device(device)) return r;
   if (bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *bytes = kDevice.total_memory;
+  *bytes = device_memory();
   return CUDA_SUCCESS;
 }
 
@@ -329,7 +360,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
   if (CUresult r = current(&ctx)) return r;
   if (CUresult r = refuse_during_capture(*ctx)) return r;
   if (ptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
-  if (bytes > kDevice.total_memory - ctx->allocated) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (fail_this_alloc() || bytes > device_memory() - ctx->allocated) return CUDA_ERROR_OUT_OF_MEMORY;
   const std::string name = "dev#" + std::to_string(ctx->next_buffer++);
   const auto p = reinterpret_cast<CUdeviceptr>(tidarc_emu::alloc_global(name.c_str(), bytes));
   ctx->allocations[p] = bytes;
@@ -349,6 +380,18 @@ CUresult cuMemFree_v2(CUdeviceptr ptr) {
   tidarc_emu::free_global(reinterpret_cast<void*>(ptr));
   ctx->allocated -= it->second;
   ctx->allocations.erase(it);
+  return CUDA_SUCCESS;
+}
+
+// Free: the device's memory less what this context's allocations hold (the emulator has no
+// other process, and its context and modules take no device memory).
+CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  CUctx_st* ctx;
+  if (CUresult r = current(&ctx)) return r;
+  if (free_bytes == nullptr || total_bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *total_bytes = device_memory();
+  *free_bytes = device_memory() - std::min(ctx->allocated, device_memory());
   return CUDA_SUCCESS;
 }
 

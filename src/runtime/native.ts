@@ -77,6 +77,8 @@ export interface NativeCuda {
   open(ordinal: number): CudaDeviceInfo;
   alloc(bytes: number): number;
   free(ptr: number): void;
+  /** cuMemGetInfo: bytes free on the device now and its total. */
+  memInfo(): { free: number; total: number };
   upload(dst: number, src: ArrayBufferView): void;
   download(src: number, dst: ArrayBufferView): void;
   copy(dst: number, src: number, bytes: number): void;

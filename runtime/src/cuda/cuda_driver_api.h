@@ -122,6 +122,7 @@ static_assert(offsetof(CUlaunchConfig, sharedMemBytes) == 24 && offsetof(CUlaunc
      unsigned shared_bytes, CUstream stream, void** params, void** extra))                       \
   X(cuMemAlloc_v2, CUresult, (CUdeviceptr* ptr, size_t bytes))                                   \
   X(cuMemFree_v2, CUresult, (CUdeviceptr ptr))                                                   \
+  X(cuMemGetInfo_v2, CUresult, (size_t* free_bytes, size_t* total_bytes))                         \
   X(cuMemcpyHtoD_v2, CUresult, (CUdeviceptr dst, const void* src, size_t bytes))                 \
   X(cuMemcpyDtoH_v2, CUresult, (void* dst, CUdeviceptr src, size_t bytes))                       \
   X(cuMemcpyDtoD_v2, CUresult, (CUdeviceptr dst, CUdeviceptr src, size_t bytes))                 \

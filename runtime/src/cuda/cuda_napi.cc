@@ -159,6 +159,19 @@ Napi::Value AllocJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(p));
 }
 
+// memInfo() -> {free, total}: the device's bytes free now (what every process's allocations, the
+// context and the driver's own leave) and in all (cuMemGetInfo), for the load's preflight.
+Napi::Value MemInfoJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  size_t free_bytes = 0, total_bytes = 0;
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemGetInfo", s.driver->cuMemGetInfo_v2(&free_bytes, &total_bytes));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("free", Napi::Number::New(env, static_cast<double>(free_bytes)));
+  out.Set("total", Napi::Number::New(env, static_cast<double>(total_bytes)));
+  return out;
+}
+
 Napi::Value FreeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
@@ -533,6 +546,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   o.Set("open", Napi::Function::New(env, Guarded<OpenJs>, "open"));
   o.Set("alloc", Napi::Function::New(env, Guarded<AllocJs>, "alloc"));
   o.Set("free", Napi::Function::New(env, Guarded<FreeJs>, "free"));
+  o.Set("memInfo", Napi::Function::New(env, Guarded<MemInfoJs>, "memInfo"));
   o.Set("upload", Napi::Function::New(env, Guarded<UploadJs>, "upload"));
   o.Set("download", Napi::Function::New(env, Guarded<DownloadJs>, "download"));
   o.Set("copy", Napi::Function::New(env, Guarded<CopyJs>, "copy"));

@@ -26,6 +26,12 @@ export interface DeviceBuffer {
   readonly label: string;
 }
 
+/** Device memory in bytes (CudaDevice.memory). */
+export interface DeviceMemory {
+  readonly freeBytes: number;
+  readonly totalBytes: number;
+}
+
 export interface KernelRef {
   readonly name: string;
   readonly handle: number;
@@ -168,6 +174,15 @@ export class CudaDevice {
   /** Bytes currently allocated through this device object. */
   get allocatedBytes(): number {
     return this.allocated;
+  }
+
+  /**
+   * The device's memory now (cuMemGetInfo): free is what every process's allocations, contexts
+   * and the driver leave, so it is below totalBytes even on an idle GPU.
+   */
+  memory(): DeviceMemory {
+    const m = guard('read the device memory in use', () => this.cuda.memInfo());
+    return { freeBytes: m.free, totalBytes: m.total };
   }
 
   alloc(bytes: number, label: string): DeviceBuffer {
