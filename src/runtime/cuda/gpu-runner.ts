@@ -13,7 +13,6 @@
  * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part.
  */
 import { join } from 'node:path';
-import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import type { Manifest } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
@@ -28,11 +27,12 @@ import { checkNeededVariants } from '../model/needed-variants.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
+import { headScratchSizes, kvLayerBytes, passRows, prefixLengthBytes, tensorBytes } from './device-memory.js';
 import { DeviceStepIo, samplingSetup, stepShape } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
-import { GpuOps, SAMPLE_PARAMS_BYTES, packKvCommitTable, packSampleParams } from './gpu-ops.js';
+import { GpuOps, packKvCommitTable, packSampleParams } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
 import { type BufferLedger, type StepLaunch, StepGraphs, trackBuffers } from './step-graphs.js';
 
@@ -48,7 +48,7 @@ export class GpuKvCache implements CacheState {
   length = 0;
 
   constructor(private readonly device: CudaDevice, readonly shape: KvShape) {
-    const bytes = shape.kvHeads * shape.capacity * shape.headDim * 2;
+    const bytes = kvLayerBytes(shape);
     this.k = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `K cache layer ${i}`));
     this.v = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `V cache layer ${i}`));
     // Unwritten slots are never read (prefix_len bounds every read); zero them anyway so a bug
@@ -495,11 +495,11 @@ export class GpuModelRunner implements Runner {
   private headScratch(rows: number): HeadScratch {
     if (this.head && this.head.rows >= rows) return this.head;
     if (this.head) for (const b of headBuffers(this.head)) this.device.free(b);
-    const n = Math.max(rows, 16);
-    const V = this.lmHeadWeight().rows;
+    // Sizes priced where the load's preflight reads them (device-memory.ts).
+    const z = headScratchSizes(rows, this.lmHeadWeight().rows);
     const d = this.device;
-    this.head = { rows: n, rowIds: d.alloc(n * 4, 'lm_head row ids'), logits: d.alloc(n * V * 4, 'lm_head logits'), argmax: d.alloc(n * 4, 'lm_head argmax'), maxLogit: d.alloc(n * 4, 'lm_head max'), lse: d.alloc(n * 4, 'lm_head lse'),
-      tokens: d.alloc(n * 4, 'lm_head sampled tokens'), accepted: d.alloc(n * 4, 'lm_head sampled accepted'), params: d.alloc(SAMPLE_PARAMS_BYTES, 'lm_head sampling setup'),
+    this.head = { rows: z.rows, rowIds: d.alloc(z.rowIds, 'lm_head row ids'), logits: d.alloc(z.logits, 'lm_head logits'), argmax: d.alloc(z.argmax, 'lm_head argmax'), maxLogit: d.alloc(z.maxLogit, 'lm_head max'), lse: d.alloc(z.lse, 'lm_head lse'),
+      tokens: d.alloc(z.tokens, 'lm_head sampled tokens'), accepted: d.alloc(z.accepted, 'lm_head sampled accepted'), params: d.alloc(z.params, 'lm_head sampling setup'),
     };
     return this.head;
   }
@@ -530,18 +530,17 @@ export class GpuModelRunner implements Runner {
     const T = graph.tokens;
     const known = workspaces.get(T);
     if (known) return known;
-    const rows = Math.ceil(T / PREFILL_CHUNK) * PREFILL_CHUNK;
+    const rows = passRows(T);
     const d = this.device;
     const bufs = new Map<string, DeviceBuffer>();
     for (const t of graph.tensors) {
-      // Token ids and positions: exactly T; activations: whole prefill chunks.
-      const bytes = (t.type === 'i32' ? T : rows) * t.width * (t.type === 'u16' ? 2 : 4);
-      const buf = d.alloc(bytes, `${t.name} [${T} tokens]`);
+      // Token ids and positions: exactly T; activations: whole prefill chunks (device-memory.ts prices them so).
+      const buf = d.alloc(tensorBytes(t, T), `${t.name} [${T} tokens]`);
       // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V must not meet a NaN).
       if (t.type === 'u16') d.fill(buf, 0);
       bufs.set(t.name, buf);
     }
-    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen: d.alloc((Math.ceil(T / PREFILL_CHUNK) + 1) * 4, 'prefix lengths') };
+    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen: d.alloc(prefixLengthBytes(T), 'prefix lengths') };
     workspaces.set(T, ws);
     return ws;
   }
