@@ -24,7 +24,8 @@ import { EMULATED_DEVICE_PREFIX, buildEmulatedCudaModules } from '../emulate/emu
 import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
 import { type ProgrammaticLaunchDecision, programmaticLaunchFor } from '../runtime/cuda/pdl.js';
 import { probedDecision } from '../runtime/cuda/pdl-probe.js';
-import { RunnerPool, type RunnerPoolStats } from './runner-pool.js';
+import { CAPACITY_QUANTUM, RunnerPool, type RunnerPoolStats } from './runner-pool.js';
+import { type LoadFit, checkRunnerFits, cudaFitChoice, loadFit, runnerBytes, weightBytes } from '../runtime/cuda/device-memory.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
 import { ModelRunner, type Runner } from '../runtime/model/forward.js';
@@ -156,17 +157,37 @@ export interface OpenPartsOptions extends LoadOptions {
   readonly maskTokenField?: string;
 }
 
+/**
+ * The cuda load's preflight, before anything is compiled or uploaded: the weights (as the
+ * checkpoint holds them: an F32 tensor is uploaded as 4-byte elements) and one runner of the
+ * least capacity (CAPACITY_QUANTUM tokens) against the device's free memory (device-memory.ts).
+ */
+export function cudaPreflight(spec: ModelSpec, ckpt: Pick<Checkpoint, 'tensors'>): LoadFit {
+  const device = CudaDevice.open(0);
+  const { freeBytes, totalBytes } = device.memory();
+  const weights = weightBytes(spec, (name) => (ckpt.tensors.get(name)?.dtype === 'F32' ? 4 : 2));
+  return loadFit(weights, runnerBytes(spec, CAPACITY_QUANTUM), CAPACITY_QUANTUM, { name: device.info.name, freeBytes, totalBytes });
+}
+
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
-  const decision = await chooseBackend(options.backend ?? 'auto');
+  const choice = options.backend ?? 'auto';
+  let decision = await chooseBackend(choice);
   const ckpt: Checkpoint = await loadCheckpoint(dir, {
     ...(options.maskTokenId === undefined ? {} : { maskTokenId: options.maskTokenId }),
     ...(options.maskTokenField === undefined ? {} : { maskTokenField: options.maskTokenField }),
   });
   const spec = ckpt.spec;
   options.checkSpec?.(spec, ckpt);
+  const log = options.log ?? (process.stderr.isTTY ? (line: string) => void process.stderr.write(`${line}\n`) : () => undefined);
+  if (decision.backend === 'cuda') {
+    // A model the GPU cannot hold: auto runs it on the cpu backend and says why; an explicit cuda is one error (cudaFitChoice).
+    const preflight = cudaPreflight(spec, ckpt);
+    const fit = cudaFitChoice(choice === 'cuda' ? 'cuda' : 'auto', preflight);
+    log(`cuda: ${preflight.sentence}${fit.backend === 'cpu' ? ': running on the cpu backend' : ''}`);
+    if (fit.backend === 'cpu') decision = { backend: 'cpu', reason: fit.reason };
+  }
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
-  const log = options.log ?? (process.stderr.isTTY ? (line: string) => void process.stderr.write(`${line}\n`) : () => undefined);
   const tuned = options.tuned === undefined ? undefined : await tunedOverrides(options.tuned, spec, decision, log);
   // One entry per spec, tuning and target, shared across processes (kernel-cache.ts).
   const cache = {
@@ -202,8 +223,21 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
       throw e;
     }
     log(`cuda: ${device.info.name}, weights ${(gpuWeights.bytes / 2 ** 20).toFixed(1)} MiB on the device; PDL ${pdl.on ? 'on' : `off: ${pdl.why}`}`);
-    const newRunner = (capacity: number): GpuModelRunner => new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true, pdl: pdl.on });
-    const pool = new RunnerPool(newRunner);
+    const newRunner = (capacity: number): GpuModelRunner => {
+      // A capacity the device cannot hold now is one error with the largest that fits, not an out-of-memory from inside the runner.
+      checkRunnerFits(spec, capacity, { name: device.info.name, ...device.memory() }, CAPACITY_QUANTUM, gpuWeights.gateUpInterleave);
+      return new GpuModelRunner(spec, device, gpuWeights, kernelsDir, compiled.manifest, capacity, { graphs: options.graphs ?? true, pdl: pdl.on });
+    };
+    const pool: RunnerPool<GpuModelRunner> = new RunnerPool((capacity) => {
+      // The idle runners' memory goes back first when a new runner would not fit beside them.
+      try {
+        return newRunner(capacity);
+      } catch (e) {
+        if (!(e instanceof TidarcError && e.details.field === 'capacity') || pool.stats.idle === 0) throw e;
+        pool.drop();
+        return newRunner(capacity);
+      }
+    });
     return {
       ...base,
       cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true, pdl },

@@ -8,6 +8,8 @@ import type { Command } from 'commander';
 import { findCxx, findNvcc } from '../../build/toolchain.js';
 import { chooseBackend } from '../../load/model-parts.js';
 import { loadNative } from '../../runtime/native.js';
+import { CudaDevice } from '../../runtime/cuda/device.js';
+import { formatBytes } from '../../runtime/cuda/device-memory.js';
 import { CliExit, type CliIo } from '../io.js';
 
 interface Check {
@@ -30,8 +32,20 @@ async function checks(): Promise<Check[]> {
   out.push({ name: 'C++ compiler', ok: cxx.found, detail: cxx.found ? `${cxx.tool.path}: ${cxx.tool.version} (CPU kernels, emulator)` : cxx.reason });
   out.push({ name: 'nvcc', ok: nvcc.found, detail: nvcc.found ? `${nvcc.tool.path}: ${nvcc.tool.version} (fatbins, ptxas reports)` : `${nvcc.reason}; CUDA sources are written, not compiled` });
   out.push({ name: 'CUDA driver / GPU', ok: cuda.available, detail: cuda.reason });
+  if (cuda.available) out.push(deviceMemory());
   out.push({ name: 'BLAS', ok: true, detail: 'not needed: matrix products use tidarc\'s own threaded CPU kernels' });
   return out;
+}
+
+/** Device 0's memory now (cuMemGetInfo): what a model's weights and runners must fit in. */
+function deviceMemory(): Check {
+  try {
+    const device = CudaDevice.open(0);
+    const m = device.memory();
+    return { name: 'GPU memory', ok: true, detail: `${formatBytes(m.freeBytes)} free of ${formatBytes(m.totalBytes)} on ${device.info.name}` };
+  } catch (e) {
+    return { name: 'GPU memory', ok: false, detail: (e as Error).message };
+  }
 }
 
 /** What --backend auto picks here, and why (cuda only where it can run). */
