@@ -34,7 +34,8 @@ import { variantsForModel } from '../src/codegen/variant.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
-import { type MeasuredStepOverheads, measuredOverheadLines, overheadsLine, parseJsonFile, pdlLine, readMeasuredOverheads } from '../src/bench/step-overheads-file.js';
+import { measuredOverheadLines, overheadsLine, parseJsonFile, pdlLine } from '../src/bench/step-overheads-file.js';
+import { type OverheadsWithHostStep, hostStepLines, readOverheadsWithHostStep } from '../src/bench/step-host.js';
 import { compareSteps, comparisonLines } from '../src/bench/step-compare.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
@@ -95,10 +96,10 @@ function flagFile(argv: readonly string[], flag: string, what: string): { file: 
   }
 }
 
-/** --overheads FILE: the measured constants, read before anything is priced (a bad file fails in one line, at once). */
-function measuredOverheads(argv: readonly string[]): MeasuredStepOverheads | undefined {
+/** --overheads FILE: the measured constants and the derived hostStepS, read before anything is priced (a bad file fails in one line, at once). */
+function measuredOverheads(argv: readonly string[]): OverheadsWithHostStep | undefined {
   const f = flagFile(argv, '--overheads', 'overheads.mjs\'s JSON or a device-check.json');
-  return f && readMeasuredOverheads(f.text, f.file);
+  return f && readOverheadsWithHostStep(f.text, f.file);
 }
 
 /** --compare FILE: the device check's measured steps beside the predictions (a bad file or one without e2e rows fails in one line). */
@@ -114,7 +115,8 @@ function compare(argv: readonly string[]): boolean {
 
 async function main(): Promise<void> {
   if (compare(process.argv)) return;
-  const measured = measuredOverheads(process.argv);
+  const read = measuredOverheads(process.argv);
+  const measured = read?.measured;
   const o = measured?.overheads ?? STEP_OVERHEADS, pdlO = measured?.pdlOverheads ?? PDL_OVERHEADS;
   const models = [QWEN3_8B, QWEN3_0_6B];
   // sm_90a: what an H200 runs (the kernel cache builds sm_90 and sm_90a for a 9.0 device); sm_90: the mma.sync kernels alone.
@@ -128,12 +130,16 @@ async function main(): Promise<void> {
   // One line with PDL off (plain launches: an sm_8x build, or --no-pdl): the target PDL moves most.
   const plain = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows), 'plain').filter((t) => t.goal.includes('faster than launch by launch')) }));
   if (process.argv.includes('--json')) {
-    const from = measured ? { measuredOverheads: { file: measured.file, device: measured.device, emulated: measured.emulated, readings: measured.readings, unknown: measured.unknown } } : {};
+    const from = measured ? { measuredOverheads: { file: measured.file, device: measured.device, emulated: measured.emulated, readings: measured.readings, unknown: measured.unknown, hostStep: read!.host } } : {};
     console.log(JSON.stringify({ machine: H200.name, overheads: o, pdlOverheads: pdlO, ...from, targetsWithoutPdl: plain, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
     return;
   }
   console.log(`Whole decode steps on the ${H200.name}, predicted (src/bench/step-cost-model.ts): copy ${H200.copyBytesPerS / 1e12} TB/s, bf16 ${H200.matmulFlops / 1e12} TFLOP/s, mma.sync ${H200.mmaSyncFlops / 1e12}, L2 ${H200.l2BytesPerS / 1e12} TB/s (assumed).`);
-  if (measured) for (const l of measuredOverheadLines(measured)) console.log(l);
+  if (read) {
+    for (const l of measuredOverheadLines(read.measured)) console.log(l);
+    if (read.note) console.log(`  ${read.note}`);
+    for (const l of hostStepLines(read.host, '    ')) console.log(`  ${l}`);
+  }
   console.log(overheadsLine(o, measured !== undefined));
   console.log(pdlLine(pdlO, measured !== undefined));
   for (const r of results) {

@@ -20,10 +20,10 @@
 import type { Machine } from '../codegen/machine.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
-import { E2E_REGISTERS, e2eModels } from './e2e-bundle.js';
-import { DEFAULT_PREDICTED, PREDICTED_MACHINES } from './predicted-machines.js';
+import { E2E_REGISTERS } from './e2e-bundle.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
 import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, usText } from './step-overheads-file.js';
+import { HOST_SHARE_TARGET, type HostRow, type HostStepDerivation, deriveHostStep, hostStepLines, machineOf, specOf, withHostStep } from './step-host.js';
 
 /** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
 export const MISS_SHARE = 0.05;
@@ -57,6 +57,23 @@ export interface ModeComparison {
   readonly explained: { readonly ceilings: number; readonly overheads: number; readonly both: number } | null;
   /** measured - both: the kernels or an unmodelled cost. */
   readonly residualMs: number;
+  /** The run's host time (bench-step's hostMs) beside the model's; null where the run recorded none. */
+  readonly host: ModeHost | null;
+}
+
+/** A run's host time per step: measured, predicted, and what of it the decoder's own work is. */
+export interface ModeHost {
+  readonly measuredMs: number;
+  /** The bundle's prediction (hostGraphsMs / hostLaunchesMs; the graphs' for --no-pdl: the model's host time does not depend on PDL), null without one. */
+  readonly bundledMs: number | null;
+  /** The model with the overheads part's constants (assumed where it has none) and the derived hostStepS. */
+  readonly predictedMs: number;
+  /** The launches' and uploads' calls, and the rest: the decoder's own (this run's hostStepS), ms. */
+  readonly callsMs: number;
+  readonly decoderMs: number;
+  /** measured host ms / measured step ms, and issue 16's target (<= 5%) met; null without a step time. */
+  readonly share: number | null;
+  readonly met: boolean | null;
 }
 
 export interface RowComparison {
@@ -85,6 +102,10 @@ export interface StepComparison {
   readonly ceilings: { readonly copyTBs: number; readonly matmulTflops: number; readonly assumedCopyTBs: number; readonly assumedMatmulTflops: number } | null;
   /** The measured overheads used; null where the file has none usable (then overheads = assumed). */
   readonly overheads: MeasuredStepOverheads | null;
+  /** hostStepS derived from the e2e rows' host times (step-host.ts), with each run's residual. */
+  readonly host: HostStepDerivation;
+  /** The e2e part's models with fewer layers than the model they stand for ('qwen3-8b-shape-4l: 4 of 36'). */
+  readonly partialLayers: readonly string[];
   /** Why a set of constants was not used, the bundle's differences from the model, and the like. */
   readonly notes: readonly string[];
   /** Every row's warnings and the file's, in one list (what is printed last). */
@@ -149,25 +170,6 @@ function overheadsOf(doc: Record<string, unknown>, file: string, notes: string[]
   }
 }
 
-/** The predicted machine the check took (its predictedFor), the H200 where it names none or one this checkout lacks. */
-function machineOf(doc: Record<string, unknown>, e2e: Record<string, unknown>, notes: string[]): { machine: Machine; label: string } {
-  const pf = isRecord(e2e.predictedFor) ? e2e.predictedFor : isRecord(doc.predictedFor) ? doc.predictedFor : undefined;
-  const key = pf && typeof pf.machine === 'string' ? pf.machine : undefined;
-  const hit = key ? PREDICTED_MACHINES.find((m) => m.key === key) : undefined;
-  if (key && !hit) notes.push(`the check's predictions were for machine "${key}", which predicted-machines.ts does not have: priced for the ${DEFAULT_PREDICTED.machine.name}`);
-  const label = pf && typeof pf.label === 'string' ? pf.label : (hit ?? DEFAULT_PREDICTED).key;
-  return { machine: (hit ?? DEFAULT_PREDICTED).machine, label };
-}
-
-/** The spec of a row: the e2e part's standard models (e2e-bundle.ts e2eModels), else the spec the part recorded under e2e.models. */
-function specOf(row: Record<string, unknown>, dry: boolean, e2e: Record<string, unknown>): { spec: ModelSpec; recorded: boolean } | undefined {
-  const std = e2eModels(dry).specs.find((s) => s.name === row.model && s.layers === row.layers);
-  if (std) return { spec: std, recorded: false };
-  const models = Array.isArray(e2e.models) ? e2e.models : [];
-  const m = models.find((x): x is Record<string, unknown> => isRecord(x) && x.name === row.model && isRecord(x.spec) && (x.spec as Record<string, unknown>).layers === row.layers);
-  return m ? { spec: m.spec as unknown as ModelSpec, recorded: true } : undefined;
-}
-
 /** The bundle's assumptions against the model's: the constants, the machine and the registers it says it priced with. */
 function bundleNotes(e2e: Record<string, unknown>, machine: Machine, notes: string[]): void {
   const p = e2e.predictions;
@@ -222,6 +224,14 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     if (!c) contexts.set(key, (c = stepModelContext(spec, m, E2E_REGISTERS, 'sm_90a')));
     return c;
   };
+  // The decoder's host time: hostStepS from the rows' host times, the calls priced with the overheads part's constants.
+  const host = deriveHostStep(d, measured, (r) => {
+    const found = specOf(r, dry, e2e);
+    return found ? predictStep(context(found.spec, machine), String(r.step), r.prefix as number) : `no spec of ${String(r.model)} with ${String(r.layers)} layers`;
+  });
+  const hostO = withHostStep(measured?.overheads ?? STEP_OVERHEADS, host), hostP = measured?.pdlOverheads ?? PDL_OVERHEADS;
+  const hostRow = (r: Record<string, unknown>, mode: CompareMode): HostRow | undefined =>
+    host.rows.find((x) => x.model === r.model && x.layers === r.layers && x.prefix === r.prefix && x.step === r.step && x.run === mode);
   const out: RowComparison[] = [];
   const allWarnings: string[] = [];
   const recordedSpecs = new Set<string>();
@@ -248,6 +258,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
       return [s, predictStep(context(found.spec, k.machine), r.step as string, r.prefix as number, k.o, k.p)];
     })) as Record<Setting, StepPrediction>;
     const bundled = isRecord(r.predicted) ? r.predicted : null;
+    let hostPrediction: StepPrediction | undefined;
     if (bundled && typeof bundled.pdl === 'boolean' && bundled.pdl !== (pdl === true)) {
       warnings.push(`${name}: the bundled prediction is ${bundled.pdl ? 'PDL\'s' : 'plain launches\''} but the run ${pdl ? 'had PDL' : 'did not say it had PDL'}`);
     }
@@ -269,19 +280,32 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
         measuredOverBase: m / baseMs, measuredOverBoth: m / predictedMs.both,
         explained: Math.abs(miss) > MISS_SHARE ? { ceilings: share(predictedMs.ceilings), overheads: share(predictedMs.overheads), both: share(predictedMs.both) } : null,
         residualMs: m - predictedMs.both,
+        host: ((): ModeHost | null => {
+          const h = hostRow(r, mode);
+          if (!h) return null;
+          hostPrediction ??= predictStep(context(found.spec, machine), r.step as string, r.prefix as number, hostO, hostP);
+          const t = mode === 'launches' ? (withPdl ? hostPrediction.pdl.direct : hostPrediction.direct) : (withPdl ? hostPrediction.pdl.graphs : hostPrediction.graphs);
+          const hb = bundled ? num(bundled[mode === 'launches' ? 'hostLaunchesMs' : 'hostGraphsMs']) : null;
+          return {
+            measuredMs: h.hostMs, bundledMs: hb, predictedMs: t.hostS * 1e3, callsMs: h.callsMs, decoderMs: h.hostStepS * 1e3,
+            share: h.share, met: h.share === null ? null : h.share <= HOST_SHARE_TARGET,
+          };
+        })(),
       };
     });
     if (!bundled) warnings.push(`${name}: the row has no bundled prediction (the bundle lacked this spec or step): shares are against the model's figure`);
     out.push({ ...base, modes, warnings });
     allWarnings.push(...warnings);
   }
+  const partialLayers = (Array.isArray(e2e.models) ? e2e.models : []).filter((x): x is Record<string, unknown> => isRecord(x) && num(x.layers) !== null && num(x.fullLayers) !== null && (x.layers as number) < (x.fullLayers as number))
+    .map((x) => `${String(x.name)}: ${String(x.layers)} of ${String(x.fullLayers)}`);
   if (recordedSpecs.size > 0) notes.push(`not the e2e part's standard models, priced with the spec the part recorded (e2e.models): ${[...recordedSpecs].join(', ')}`);
   const dev = isRecord(d.device) ? d.device : isRecord(e2e.device) ? e2e.device : {};
   return {
     file, device: typeof dev.name === 'string' ? dev.name : 'an unnamed device', date: typeof d.date === 'string' ? d.date : null, dryRun: dry,
     machine: machine.name, machineLabel: label,
     ceilings: ceilings ? { ...ceilings, assumedCopyTBs: machine.copyBytesPerS / 1e12, assumedMatmulTflops: machine.matmulFlops / 1e12 } : null,
-    overheads: measured, notes, warnings: allWarnings, rows: out,
+    overheads: measured, host, partialLayers, notes, warnings: allWarnings, rows: out,
   };
 }
 
@@ -335,7 +359,59 @@ export function comparisonLines(c: StepComparison): string[] {
     `  meas/pred: measured / bundled (* against the assumed recomputation, where the bundle's is missing or differs: !); explained: (x - pred) / (measured - pred) for x = both (ceilings, overheads), where the miss is over ${pct(MISS_SHARE)}.`,
     '  residual = measured - both: what the measured constants do not explain, i.e. the kernels or an unmodelled cost (the gemm, sm90a and attention parts time the kernels one by one: device-check.md).',
   );
+  lines.push('', ...hostLines(c));
   for (const n of c.notes) lines.push(`Note: ${n}`);
   for (const w of c.warnings) lines.push(`WARNING: ${w}`);
+  return lines;
+}
+
+/** Issue 16's host target's runs: the 8B shape at L = 4096, AR and k = 8, graphs where measured (else launch by launch). */
+function issue16Host(c: StepComparison): { row: RowComparison; mode: ModeComparison }[] {
+  const at = (step: string): RowComparison | undefined => c.rows.find((r) => r.model.startsWith('qwen3-8b') && r.prefix === 4096 && r.step === step);
+  return [at('ar'), at('tidar_k8')].flatMap((row) => {
+    const mode = row?.modes.find((m) => m.mode === 'graphs' && m.host) ?? row?.modes.find((m) => m.mode === 'launches' && m.host);
+    return row && mode ? [{ row, mode }] : [];
+  });
+}
+
+/** The host part of --compare: a row per run with a host time, the derived hostStepS, issue 16's 5% target. */
+export function hostLines(c: StepComparison): string[] {
+  const lines = [`Host time per step (bench-step's hostMs: the step's wall time outside its waits for the GPU, MEASURED) beside the cost model's (PREDICTED):`];
+  const header = ['model', 'L', 'step', 'run', 'host ms', 'bundled ms', 're-predicted ms', 'calls ms', 'decoder ms', 'host/step', `<= ${pct(HOST_SHARE_TARGET)}`];
+  const cells: string[][] = [];
+  for (const r of c.rows) {
+    for (const m of r.modes) {
+      const h = m.host;
+      if (!h) continue;
+      cells.push([
+        r.model, String(r.prefix), r.step, modeText(m.mode, m.mode === 'noPdl' ? false : r.pdl), h.measuredMs.toFixed(4), h.bundledMs === null ? '-' : h.bundledMs.toFixed(4), h.predictedMs.toFixed(4),
+        h.callsMs.toFixed(4), h.decoderMs.toFixed(4), h.share === null ? '-' : `${(100 * h.share).toFixed(1)}%`, h.met === null ? '-' : h.met ? 'met' : 'MISSED',
+      ]);
+    }
+  }
+  if (cells.length > 0) {
+    const widths = header.map((x, i) => Math.max(x.length, ...cells.map((y) => y[i]!.length)));
+    const line = (x: readonly string[]): string => x.map((v, i) => (i < 4 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
+    lines.push(line(header), ...cells.map(line));
+  } else {
+    lines.push('No run recorded a host time (bench-step\'s hostMs): nothing to compare.');
+  }
+  lines.push(...hostStepLines(c.host));
+  const t = issue16Host(c);
+  if (t.length > 0) {
+    const worst = t.reduce((a, b) => ((b.mode.host!.share ?? -1) > (a.mode.host!.share ?? -1) ? b : a));
+    const h = worst.mode.host!;
+    const runs = t.map((x) => `${x.row.step} ${modeText(x.mode.mode, x.row.pdl)}`).join(', ');
+    lines.push(h.share === null || !(h.measuredMs > 0)
+      ? `Issue 16, host time per step <= ${pct(HOST_SHARE_TARGET)} of the step (${runs}): no step time or no host time to divide by.`
+      : `Issue 16, host time per step <= ${pct(HOST_SHARE_TARGET)} of the step (${worst.row.model} L=4096, ${runs}): ${h.met ? 'met' : 'MISSED'}, ${(100 * h.share).toFixed(1)}% (worst: ${worst.row.step}, MEASURED); `
+        + `of its ${h.measuredMs.toFixed(4)} ms host time ${h.decoderMs.toFixed(4)} ms (${pct(h.decoderMs / h.measuredMs)}) is the decoder's own, ${h.callsMs.toFixed(4)} ms (${pct(h.callsMs / h.measuredMs)}) launch and copy calls.`);
+  }
+  if (c.partialLayers.length > 0) lines.push(`  the e2e part's models have fewer layers than the models they stand for (${c.partialLayers.join('; ')}): with graphs the host time does not grow with layers and the GPU's does, so a whole model's host share is smaller.`);
+  lines.push(
+    '  bundled: the bundle\'s host prediction (assumed constants); re-predicted: the cost model with the overheads part\'s constants and the derived hostStepS (every row the same constant: how well one explains them all);'
+    + ' it also charges the download call (downloads x hostCopyS), which bench-step counts among the waits: a row the constants explain fully is re-predicted that much above its host ms.',
+    '  calls: launches x the call (graph or kernel launch) + the cost model\'s uploads x hostCopyS; decoder: host ms - calls, this run\'s hostStepS; host/step: host ms / the run\'s median step ms.',
+  );
   return lines;
 }

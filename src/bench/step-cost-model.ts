@@ -246,6 +246,9 @@ export interface StepPrediction {
   readonly kernelS: number;
   readonly uploadBytes: number;
   readonly downloadBytes: number;
+  /** Host<->device copies the step issues (the recorded step's; what the host-time terms count: copies.uploads, copies.downloads). */
+  readonly uploads: number;
+  readonly downloads: number;
   /** PDL off: plain launches (cuLaunchKernel), as an sm_8x device or `--no-pdl` runs them. */
   readonly graphs: ModeTimes;
   readonly direct: ModeTimes;
@@ -568,7 +571,7 @@ export function priceStep(c: StepModelContext, rec: RecordedStep, prefix: number
   return {
     model: c.spec.name, step: rec.variant, tokens: rec.tokens, prefix, launches: rec.launches.length, prices,
     gemmS: sum('gemm'), attentionS: sum('attention'), otherS: sum('other'), kernelS: prices.reduce((a, p) => a + p.gpuS, 0),
-    uploadBytes, downloadBytes, ...times, pdl, roofline: { ...cost, ...limit },
+    uploadBytes, downloadBytes, uploads: copies.uploads, downloads: copies.downloads, ...times, pdl, roofline: { ...cost, ...limit },
   };
 }
 

@@ -27,6 +27,8 @@ export interface OverheadReading {
   readonly replaced: boolean;
   /** A measured value below 0 (noise, or a ramp shorter than the assumed one), priced as 0. */
   readonly clamped: boolean;
+  /** Not the overheads part's series but derived from other parts (hostStepS: step-host.ts, the e2e part's decoder steps). */
+  readonly derived?: boolean;
 }
 
 export interface MeasuredStepOverheads {
@@ -118,20 +120,39 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
 /** Microseconds to at most 3 decimals, trailing zeros dropped (8.6e-6 * 1e6 would print 8.600000000000001). */
 export const usText = (s: number): string => String(Number((s * 1e6).toFixed(3)));
 
+/**
+ * `m` with hostStepS replaced by `valueS`, derived from the e2e part's decoder steps (step-host.ts
+ * deriveHostStep: the median residual, before any clamp); below 0 it is priced as 0, as a measured one.
+ * `from` says how it was derived.
+ */
+export function withDerivedHostStep(m: MeasuredStepOverheads, valueS: number, from: string): MeasuredStepOverheads {
+  if (!Number.isFinite(valueS)) throw new TidarcError('invalid-json', `${m.file}: the derived hostStepS ${valueS} is not a number of seconds`);
+  return {
+    ...m,
+    overheads: { ...m.overheads, hostStepS: Math.max(0, valueS) },
+    readings: m.readings.map((r) => (r.name === 'hostStepS' ? { ...r, measuredS: valueS, identifiable: true, from, replaced: true, clamped: valueS < 0, derived: true } : r)),
+  };
+}
+
 /** What bench:step prints before its tables: where the constants come from, one line per replaced constant, then those left assumed. */
 export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
   const replaced = m.readings.filter((r) => r.replaced);
   // The GPU names the device check matches to its machines (predicted-machines.ts): 'NVIDIA H200', not 'NVIDIA GH200 ...'.
   const gpu = machineForGpu(m.device);
   const other = !m.emulated && !(gpu.matched && gpu.predicted.machine === H200) ? ', not the H200 these tables price' : '';
-  const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : other} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced.`];
+  const derived = replaced.filter((r) => r.derived);
+  const lines = [`Overheads measured on ${m.device}${m.emulated ? ' by the EMULATED driver (its timings are not a GPU\'s)' : other} (${m.file}): ${replaced.length} of ${m.readings.length} constants replaced`
+    + `${derived.length > 0 ? ` (${derived.map((r) => r.name).join(', ')} derived from the e2e part's decoder steps)` : ''}.`];
   for (const r of replaced) {
-    const value = r.clamped ? `0 us (${usText(r.measuredS!)} us measured, below 0: priced as 0)` : `${usText(r.measuredS!)} us`;
-    lines.push(`  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${value} (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
+    const value = r.clamped ? `0 us (${usText(r.measuredS!)} us ${r.derived ? 'derived' : 'measured'}, below 0: priced as 0)` : `${usText(r.measuredS!)} us`;
+    lines.push(r.derived
+      ? `  ${r.name}: assumed ${usText(r.assumedS)} us -> derived ${value} (from the e2e part's decoder steps: ${r.from})`
+      : `  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${value} (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
   }
   const kept = m.readings.filter((r) => !r.replaced);
   if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${r.from === 'not in the file' ? r.from : 'not measured'})`).join(', ')}`);
-  lines.push(`  identifiable: ${replaced.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${replaced.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
+  const series = replaced.filter((r) => !r.derived);
+  lines.push(`  identifiable: ${series.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${series.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
   if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-cost-model.ts): ${m.unknown.join(', ')}`);
   return lines;
 }

@@ -4,6 +4,9 @@ import { H100_SXM, H200 } from '../../src/codegen/machine.js';
 import { CONSTRUCTIONS, STEP_COMPARE_FIXTURE, buildStepCompareFixture } from '../../scripts/step-compare-fixture.js';
 import { type CompareMode, type StepComparison, compareSteps, comparisonLines } from '../../src/bench/step-compare.js';
 import { parseJsonFile } from '../../src/bench/step-overheads-file.js';
+import { type HostStepDerivation, deriveHostStep, hostStepLines, rowPredictor } from '../../src/bench/step-host.js';
+import { measuredOverheadsOf } from '../../src/bench/step-overheads-file.js';
+import { DOWNLOADS, SAMPLE_CALLS, UPLOADS, hostFixture } from '../helpers/step-host-fixture.js';
 
 // The fixture's measured steps are made from the predictions computed now (the bundle's path for the bundled figure, a
 // hand-built Machine with the file's ceilings and measuredStepOverheads for "both"), so the constructed shares hold
@@ -119,3 +122,101 @@ describe('bench:step --compare (step-compare.ts)', () => {
     expect(one(() => compareSteps({ e2e: { rows: [{ model: 'm' }] } }, 'x.json'))).toMatch(/e2e\.rows\[0\]: not a step row/);
   });
 });
+
+describe('bench:step --compare: the host time per step (step-host.ts)', () => {
+  // Host times built from known constants (test/helpers/step-host-fixture.ts): the derivation must give them back.
+  const built = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+  const h = compareSteps(built, 'host.json');
+  const runs = h.rows.flatMap((r) => r.modes.map((m) => ({ r, m })));
+  // The derivation alone (what --compare and --overheads share), one compile per model for every variant of the file.
+  const predictor = rowPredictor(built.e2e, false, H200);
+  const derive = (d: Record<string, unknown>): HostStepDerivation => deriveHostStep(d, d.overheads === undefined ? null : measuredOverheadsOf(d, 'd.json'), predictor);
+
+  it('gives back the decoder host time the rows were built with, each group alone; re-predicted = measured + the download call', () => {
+    expect(h.host.hostStepS).toBeCloseTo(17e-6, 12);
+    expect([h.host.from, h.host.graphs!.rows, h.host.launches!.rows]).toEqual(['graphs', 7, 2]);
+    for (const g of [h.host.graphs!, h.host.launches!]) for (const x of [g.medianS, g.minS, g.maxS]) expect(x).toBeCloseTo(17e-6, 12);
+    // The cost model's copies are the runtime's: one upload and one download a step.
+    for (const x of h.host.rows) expect([x.uploads, x.downloads, x.launchesFrom]).toEqual([UPLOADS, DOWNLOADS, 'measured']);
+    expect(runs).toHaveLength(9);
+    for (const { r, m } of runs) {
+      const x = m.host!;
+      expect(x.decoderMs, `${r.model} ${r.step} ${m.mode}`).toBeCloseTo(0.017, 12);
+      expect(x.callsMs + x.decoderMs).toBeCloseTo(x.measuredMs, 12);
+      // The model charges the download call too (bench-step counts the synchronous download among its waits).
+      expect(x.predictedMs - x.measuredMs).toBeCloseTo(DOWNLOADS * SAMPLE_CALLS.hostCopyS * 1e3, 12);
+      expect(x.share).toBeCloseTo(x.measuredMs / m.measuredMs, 12);
+      expect(x.met).toBe(x.share! <= 0.05);
+    }
+    const lines = comparisonLines(h);
+    expect(lines).toContain('hostStepS: 17 us, derived from the e2e part\'s decoder steps (the graphs runs\' median of hostMs less the launches\' and uploads\' calls).');
+    expect(lines.some((l) => l.startsWith('Issue 16, host time per step <= 5% of the step (qwen3-8b-shape-4l L=4096, ar graphs + PDL, tidar_k8 graphs + PDL): met, '))).toBe(true);
+    expect(lines.some((l) => l.includes('qwen3-8b-shape-4l: 4 of 36'))).toBe(true);
+    expect(lines.join('\n')).not.toMatch(/NaN|undefined|Infinity/);
+  });
+
+  it('a different constant in the rows or in the overheads part moves the derived figure by exactly that', () => {
+    // Graphs runs built with 25 us: the constant (the graphs' median) follows, the launch-by-launch runs keep 17.
+    const g = derive(hostFixture({ graphsS: 25e-6, launchesS: 17e-6 }));
+    expect([g.hostStepS, g.graphs!.medianS, g.launches!.medianS].map((x) => x! * 1e6)).toEqual([25, 25, 17].map((x) => expect.closeTo(x, 6)));
+    // The overheads part measured a graph launch 2 us slower than the rows were built with: 2 us less is the decoder's.
+    const slower = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    slower.overheads = { ...slower.overheads, measured: { ...slower.overheads.measured, hostGraphLaunchS: { value: 5e-6, identifiable: true, from: 'x' } } };
+    const s = derive(slower);
+    expect(s.graphs!.medianS).toBeCloseTo(15e-6, 12);
+    expect(s.launches!.medianS).toBeCloseTo(17e-6, 12);
+    // One graphs run far from the rest: the median holds, the spread shows it.
+    const odd = derive(hostFixture({ graphsS: 17e-6, launchesS: 17e-6, share: { 'qwen3-0.6b-shape/1024/tidar_k8/graphs': 0.2 } }));
+    expect(odd.hostStepS).toBeCloseTo(17e-6, 12);
+    expect(odd.graphs!.maxS).toBeGreaterThan(100e-6);
+    expect(odd.rows.find((r) => r.step === 'tidar_k8' && r.prefix === 1024)!.share).toBeCloseTo(0.2, 12);
+  });
+
+  it('issue 16\'s target: the 8B shape\'s worst of AR and k = 8, with the decoder\'s and the calls\' parts', () => {
+    const miss = compareSteps(hostFixture({ graphsS: 17e-6, launchesS: 17e-6, share: { 'qwen3-8b-shape-4l/4096/tidar_k8/graphs': 0.08 } }), 'm.json');
+    const k8 = miss.rows.find((r) => r.step === 'tidar_k8' && r.prefix === 4096)!.modes[0]!.host!;
+    const line = comparisonLines(miss).find((l) => l.startsWith('Issue 16'))!;
+    expect(line).toContain('MISSED, 8.0% (worst: tidar_k8, MEASURED)');
+    const calls = (SAMPLE_CALLS.hostGraphLaunchS + UPLOADS * SAMPLE_CALLS.hostCopyS) * 1e3;
+    expect(k8.callsMs).toBeCloseTo(calls, 12);
+    expect(line).toContain(`of its ${k8.measuredMs.toFixed(4)} ms host time ${(k8.measuredMs - calls).toFixed(4)} ms (${(100 * (1 - calls / k8.measuredMs)).toFixed(0)}%) is the decoder's own, ${calls.toFixed(4)} ms`);
+  });
+
+  it('partial files: no overheads part (assumed calls, said), failed or malformed runs (left out, said), no host times, the cpu backend, another device', () => {
+    const bare: Record<string, unknown> = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    delete bare.overheads;
+    const a = derive(bare);
+    // Built with the measured calls, priced with the assumed ones (5 us a graph launch and a copy, 6 a kernel launch).
+    expect(a.graphs!.medianS).toBeCloseTo(17e-6 + 3e-6 + 3.5e-6 - 5e-6 - 5e-6, 12);
+    expect(a.launches!.medianS).toBeCloseTo(17e-6 + 3.5e-6 - 5e-6 - 1.8e-6 * 231.5, 9);
+    expect(a.notes[0]).toMatch(/^no overheads part's constants: the calls are priced with the assumed hostLaunchS 6 us, hostGraphLaunchS 5 us, hostCopyS 5 us/);
+    const broken = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    const t = (i: number): Record<string, unknown> => broken.e2e.rows[i]!.tidarc as Record<string, unknown>;
+    t(0).graphs = { medianMs: 0.7, hostMs: 'fast' };
+    t(0).launches = null;
+    (t(1).graphs as Record<string, unknown>).launchesPerStep = undefined;
+    const b = derive(broken);
+    expect(b.notes).toContain('left out (no host time (bench-step\'s hostMs missing or not a number of ms)): qwen3-0.6b-shape L=1024 ar graphs');
+    expect(b.rows.find((x) => x.step === 'tidar_k8' && x.prefix === 1024)!.launchesFrom).toBe('model');
+    expect(b.rows).toHaveLength(7);
+    expect(b.hostStepS).toBeCloseTo(17e-6, 12);
+    expect(hostStepLines(b).join('\n')).not.toMatch(/NaN|undefined|Infinity/);
+    // No run with a host time (an e2e part older than hostMs): the GPU comparison stands, the host part says why.
+    const old = c;
+    expect(old.host.hostStepS).toBeNull();
+    expect(old.rows.every((r) => r.modes.every((m) => m.host === null))).toBe(true);
+    const lines = comparisonLines(old);
+    expect(lines).toContain('No run recorded a host time (bench-step\'s hostMs): nothing to compare.');
+    expect(lines).toContain('hostStepS: kept as assumed (20 us): not derived: no e2e row has a host time (6 rows; its e2e part: ok)');
+    expect(lines.join('\n')).not.toMatch(/NaN|undefined|Infinity/);
+    expect(deriveHostStep({ parts: [{ name: 'e2e', status: 'failed', why: 'x' }] }, null).why).toBe('no e2e section: no decoder steps to derive it from (its e2e part: failed, x)');
+    expect(deriveHostStep({ ...built, e2e: { ...built.e2e, backend: 'cpu' } }, null).why).toMatch(/^the e2e part ran the cpu backend/);
+    // The overheads part on another device than the rows (the machine each names).
+    const other = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    other.overheads = { ...other.overheads, device: { name: 'NVIDIA H100 80GB HBM3', computeCapability: [9, 0] } };
+    const o = derive(other);
+    expect(o.notes).toContain('the overheads part measured NVIDIA H100 80GB HBM3 (9.0), the e2e rows ran on NVIDIA H200: the call constants are another device\'s');
+    expect(hostStepLines(o).some((l) => l.includes('another device'))).toBe(true);
+  });
+});
+

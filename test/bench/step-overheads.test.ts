@@ -15,6 +15,8 @@ import { H200 } from '../../src/codegen/machine.js';
 import { PDL_OVERHEADS, STEP_OVERHEADS, type StepRegisters } from '../../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, predictSteps } from '../../src/bench/step-report.js';
 import { measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
+import { hostStepLines, readOverheadsWithHostStep } from '../../src/bench/step-host.js';
+import { hostFixture } from '../helpers/step-host-fixture.js';
 
 const exec = promisify(execFile);
 const FIXTURE = resolve('test/bench/fixtures/overheads-sample.json');
@@ -75,6 +77,35 @@ describe('bench:step --overheads', () => {
     expect(lines).toContain('  graphNodeGapS: assumed 0.58 us -> measured 0 us (-0.1 us measured, below 0: priced as 0) (not identifiable alone: split with an assumed term)');
     expect(lines).toContain('  kept as assumed: hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
     expect(lines).toContain('  ignored (no such constant in step-cost-model.ts): someSumS');
+  });
+
+  test('a device-check.json with e2e rows: hostStepS derived from its decoder steps, marked so; overheads.mjs\'s JSON alone keeps the assumed one and says so', () => {
+    // The rows' host times built with 17 us of decoder work a step (test/helpers/step-host-fixture.ts), the calls with the sample's constants.
+    const check = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    const r = readOverheadsWithHostStep(JSON.stringify(check), 'device-check.json');
+    expect(r.measured.overheads).toEqual({ ...readMeasuredOverheads(text, 'o.json').overheads, hostStepS: expect.closeTo(17e-6, 12) });
+    const lines = measuredOverheadLines(r.measured);
+    expect(lines[0]).toBe('Overheads measured on NVIDIA H200 (9.0) (device-check.json): 10 of 11 constants replaced (hostStepS derived from the e2e part\'s decoder steps).');
+    expect(lines).toContain('  hostStepS: assumed 20 us -> derived 17 us (from the e2e part\'s decoder steps: the median over 7 graphs runs of hostMs less the launches\' and uploads\' calls)');
+    expect(lines).toContain('  kept as assumed: rampS 0.8 us (not measured)');
+    expect(lines.at(-1)).toBe('  identifiable: hostLaunchS, graphStartS, hostGraphLaunchS, copyLatencyS, hostCopyS, waitReleaseS; not identifiable alone: streamGapS, graphNodeGapS, smallKernelS');
+    expect(overheadsLine(r.measured.overheads, true)).toContain('decoder host per step 17,');
+    expect(r.note).toBeUndefined();
+    // The steps are priced with it: the host time a step moves by exactly 20 - 17 us.
+    const [base] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', readMeasuredOverheads(text, 'o.json').overheads);
+    const [derived] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', r.measured.overheads);
+    expect(base!.graphs.hostMs - derived!.graphs.hostMs).toBeCloseTo(0.003, 9);
+    // overheads.mjs's JSON alone: no decoder steps, the assumed 20 us, said.
+    const alone = readOverheadsWithHostStep(text, 'o.json');
+    expect(alone.measured.overheads.hostStepS).toBe(STEP_OVERHEADS.hostStepS);
+    expect(hostStepLines(alone.host)[0]).toBe('hostStepS: kept as assumed (20 us): not derived: overheads.mjs\'s JSON alone: it holds no decoder steps (a device-check.json with e2e rows does)');
+    // A device check whose overheads part failed but whose e2e part ran: the assumed calls and constants, hostStepS derived with them, said.
+    const failed = readOverheadsWithHostStep(JSON.stringify({ ...check, overheads: { ok: false, error: 'cuInit: 100' } }), 'f.json');
+    expect(failed.note).toBe('no overheads part\'s constants (f.json: the measurement failed (overheads.ok: false: cuInit: 100)): every other constant stays assumed');
+    expect(failed.measured.overheads).toEqual({ ...STEP_OVERHEADS, hostStepS: expect.closeTo(17e-6 + 3e-6 + 3.5e-6 - 5e-6 - 5e-6, 12) });
+    expect(measuredOverheadLines(failed.measured)[0]).toBe('Overheads measured on NVIDIA H200 (f.json): 1 of 11 constants replaced (hostStepS derived from the e2e part\'s decoder steps).');
+    // Neither constants nor decoder steps: the reader's one line, as before.
+    expect(() => readOverheadsWithHostStep('{"format": 1, "parts": [{"name": "overheads", "status": "failed", "why": "x"}]}', 'n.json')).toThrow(/^n\.json: a device check's results without an overheads section \(its overheads part: failed, x\)$/);
   });
 
   test('a bad file: one line naming the file and what is wrong', () => {
