@@ -16,7 +16,10 @@
  * holding it (its `overheads` section): every constant it measured (not null) replaces the assumed one
  * (src/bench/step-overheads-file.ts), a line per constant says which, and the tables and targets
  * follow with them (--json: `overheads` / `pdlOverheads` are the constants used, `measuredOverheads`
- * the file's readings). The steps stay predictions: only the constants are measured.
+ * the file's readings). A device-check.json with e2e rows also gives hostStepS, the decoder's own host
+ * work a step: its runs' host time less their launches' and uploads' calls (src/bench/step-host.ts,
+ * marked "derived from the e2e part's decoder steps"); overheads.mjs's JSON alone keeps the assumed one.
+ * The steps stay predictions: only the constants are measured.
  *
  *   npm run bench:step -- --compare device-check.json   # the e2e part's measured steps beside the predictions
  *
@@ -24,6 +27,8 @@
  * per measured step, the bundle's prediction, the model's now with the assumed constants, with the
  * measured ceilings, with the measured overheads and with both, and the share of each miss the
  * measured constants explain; the residual is the kernels' or a cost the model lacks (--json: the rows).
+ * Then the host time per run (bench-step's hostMs) beside the model's, re-predicted with the derived
+ * hostStepS, its decoder and call parts, and issue 16's host target (<= 5% of the step).
  */
 import { readFileSync } from 'node:fs';
 import { H200 } from '../src/codegen/machine.js';

@@ -168,7 +168,7 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
       from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency, and a download\'s, may be longer)',
     },
     hostCopyS: { value: host.copyS, identifiable: true, from: 'host wall time per CudaDevice.uploadAsync of 64 B from pinned memory' },
-    hostStepS: { value: null, identifiable: false, from: 'not measured here: the decoder\'s own host work per step needs a decoder (bench:step\'s measured host time less its launches\' and copies\' calls)' },
+    hostStepS: { value: null, identifiable: false, from: 'not measured here: the decoder\'s own host work per step needs a decoder (bench:step --overheads or --compare on a device-check.json derives it from the e2e part\'s steps: their host time less its launches\' and uploads\' calls, step-host.ts)' },
     smallKernelS: split(lead, 's(graph-S) - s(graph-E) = smallKernelS - rampS', lead + ramp),
     waitReleaseS: waitRelease(),
     rampS: lowered
