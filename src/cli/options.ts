@@ -68,6 +68,17 @@ export function parsePathOption(option: string, text: string): string {
 }
 
 /**
+ * A `--tuned` database (compile, run, bench-step), checked before any work: a path that is not
+ * there is one line naming the option, as the user typed it, and what is allowed.
+ */
+export function checkTunedOption(path: string): string {
+  if (!existsSync(path)) {
+    throw new TidarcError('invalid-argument', 'no such tuning database', { field: '--tuned', value: optionText(path), allowed: 'a database that tidarc tune or the device check wrote' });
+  }
+  return path;
+}
+
+/**
  * A file the command writes after its work (or after each part of it, as tune's database): a
  * path that cannot be written is refused before the work starts, not after it. tidarc writes
  * such a file beside itself and renames it over the path, so what must be writable is the

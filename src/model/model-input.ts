@@ -5,7 +5,7 @@
  * or its directory was: `tidarc compile ckpt/config.json` and `tidarc run ckpt` see one model.
  * A model.json describes a model without weights: commands that run one need a checkpoint.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TidarcError } from '../errors.js';
 import { readJsonFile } from '../fs/read-json.js';
@@ -42,8 +42,23 @@ function isDirectory(path: string, field: string): boolean {
   }
 }
 
+/**
+ * What a model argument cannot be, refused in one line before anything reads it: a directory
+ * without a config.json (not "DIR/config.json: no such file"), or a checkpoint's weights file,
+ * whose binary header would otherwise be quoted by the JSON parser.
+ */
+function checkModelPath(path: string, isDir: boolean, field: string): void {
+  if (isDir && !existsSync(join(path, CONFIG_FILE))) {
+    throw new TidarcError('invalid-argument', `not a checkpoint directory: it has no ${CONFIG_FILE}`, { field, value: path, allowed: ALLOWED });
+  }
+  if (!isDir && /\.safetensors$/i.test(path)) {
+    throw new TidarcError('invalid-argument', "a weights file, not the model's description", { field, value: path, allowed: 'the checkpoint directory that holds it, its config.json, or a tidarc model.json' });
+  }
+}
+
 async function locate(path: string, field: string): Promise<Located> {
   const isDir = isDirectory(path, field);
+  checkModelPath(path, isDir, field);
   const file = isDir ? join(path, CONFIG_FILE) : path;
   const data = await readJsonFile(file);
   return { kind: isDir ? 'checkpoint' : looksLikeHfConfig(data) ? 'config' : 'model-json', file, data };
@@ -58,8 +73,10 @@ export async function readModelInput(path: string, field = 'model'): Promise<Mod
 
 /** The checkpoint directory of a model argument (run, bench-step), or one error for a model.json. */
 export async function checkpointDirOf(path: string, field = 'model'): Promise<string> {
-  // A directory is the checkpoint; loading it says what is missing from it.
-  if (isDirectory(path, field)) return path;
+  // A directory with a config.json is the checkpoint; loading it says what else is missing from it.
+  const isDir = isDirectory(path, field);
+  checkModelPath(path, isDir, field);
+  if (isDir) return path;
   const { kind, file } = await locate(path, field);
   if (kind !== 'model-json') return dirname(file);
   throw new TidarcError('invalid-argument', 'a model.json describes a model without weights; this command runs one', {

@@ -15,7 +15,9 @@ export function parseJsonText(text: string, source?: string): unknown {
   try {
     return JSON.parse(body) as unknown;
   } catch (err) {
-    const reason = (err as Error).message.replace(/\s+/g, ' ');
+    // One printable line: V8 quotes the text near the error, which for a binary file (a
+    // .safetensors named by mistake) holds NULs and other control bytes; those are written \xNN.
+    const reason = (err as Error).message.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
     // V8 names a byte offset for some errors; a line and column is what an editor can jump to.
     const at = /position (\d+)/.exec(reason);
     const where = at?.[1] !== undefined && !/line \d/.test(reason) ? ` (${lineAndColumn(body, Number(at[1]))})` : '';

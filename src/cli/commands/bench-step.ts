@@ -11,7 +11,7 @@ import { MAX_DRAFT_COMPILE } from '../../ir/model.js';
 import { checkpointDirOf } from '../../model/model-input.js';
 import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
+import { checkTunedOption, optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
 interface BenchStepFlags {
   draft?: string;
@@ -86,7 +86,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         backend: flags.backend as BackendChoice,
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
         // With --tuned, say what the database set (the compile's other lines stay quiet).
-        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned, log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
+        ...(flags.tuned === undefined ? {} : { tuned: checkTunedOption(flags.tuned), log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
         graphs: flags.graphs,
         pdl: flags.pdl,
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),

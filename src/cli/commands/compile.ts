@@ -2,7 +2,6 @@
  * `tidarc compile [model.json|config.json]`: generates the attention kernels of a model per
  * draft length and arch, builds them where the compilers exist, and reports what it built.
  */
-import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { ARCH_NAMES, type ArchName, PORTABLE_ARCH_NAMES, parseArch } from '../../codegen/arch.js';
@@ -10,11 +9,10 @@ import { compileModel, type CompileResult } from '../../build/compile-model.js';
 import { pickVariants, variantsForModel } from '../../codegen/variant.js';
 import { packageRoot } from '../../util/paths.js';
 import { checkReplaceable } from '../../fs/tidarc-dir.js';
-import { TidarcError } from '../../errors.js';
 import { readModelInput } from '../../model/model-input.js';
 import { loadTunedGemms, loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
-import { parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
+import { checkTunedOption, parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
 
 export const DEFAULT_MODEL = 'examples/tiny.json';
 /** sm_90a runs on one device generation only: asked for by name (--arch sm_90a), never by default. */
@@ -74,9 +72,7 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
       // --variant is the command's only line.
       const all = variantsForModel(spec, drafts ?? spec.draftLengths);
       if (variants) pickVariants(all, variants, '--variant');
-      if (flags.tuned !== undefined && !existsSync(flags.tuned)) {
-        throw new TidarcError('invalid-argument', 'no such tuning database', { field: '--tuned', value: flags.tuned, allowed: 'a database that tidarc tune or the device check wrote' });
-      }
+      if (flags.tuned !== undefined) checkTunedOption(flags.tuned);
       const outDir = flags.out === undefined ? `tidarc-out/${spec.name}` : parsePathOption('--out', flags.out);
       // Before anything is printed: a refused --out is the command's only line.
       checkReplaceable({ path: outDir, kind: 'compile-output', field: '--out' });

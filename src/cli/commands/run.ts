@@ -9,7 +9,7 @@ import { checkpointDirOf } from '../../model/model-input.js';
 import { MAX_DRAFT_COMPILE } from '../../ir/model.js';
 import { MAX_CPU_THREADS } from '../../runtime/attention-checks.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption, parseNumberOption } from '../options.js';
+import { checkTunedOption, optionText, parseIntegerOption, parseNumberOption } from '../options.js';
 
 interface RunFlags {
   prompt?: string;
@@ -115,7 +115,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
           checkContext(spec, promptTokens, options.maxTokens, k);
         },
         ...(flags.threads === undefined ? {} : { threads: parseIntegerOption('--threads', flags.threads, 1, MAX_CPU_THREADS) }),
-        ...(flags.tuned === undefined ? {} : { tuned: flags.tuned }),
+        ...(flags.tuned === undefined ? {} : { tuned: checkTunedOption(flags.tuned) }),
         graphs: flags.graphs,
         pdl: flags.pdl,
         // Progress of a first-use compile on stderr; under --json only what --tuned set, unless --progress.

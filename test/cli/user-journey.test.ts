@@ -1,0 +1,60 @@
+/**
+ * Bad input a user types on the README's path: each is one `tidarc: error:` line naming what was
+ * wrong and what is allowed, before any kernel is compiled.
+ * Needs: nothing (every refusal comes before a compile or a model load).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { expectOneErrorLine, runTidarc, withoutDebugEnv } from '../helpers/cli.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-journey-'));
+const CKPT = join(import.meta.dirname, '../../models/tidar-tiny-code');
+const WEIGHTS = join(CKPT, 'model.safetensors');
+withoutDebugEnv();
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe('--tuned naming a database that is not there: the option as typed, and what is allowed', () => {
+  const missing = join(scratch, 'no-such-tune.json');
+  test.each([
+    ['run', ['run', CKPT, '--prompt', 'def ', '--tuned', missing]],
+    ['bench-step', ['bench-step', CKPT, '--prefix', '16', '--tuned', missing]],
+    ['compile', ['compile', CKPT, '--no-build', '--out', join(scratch, 'c-tuned'), '--tuned', missing]],
+  ])('%s', async (_name, argv) => {
+    expectOneErrorLine(await runTidarc(...argv), 'no such tuning database', `(--tuned = ${missing})`, 'allowed: a database that tidarc tune or the device check wrote');
+  });
+});
+
+describe('a directory without a config.json is not a checkpoint: said so, not "DIR/config.json: no such file"', () => {
+  const dir = join(scratch, 'not-a-checkpoint');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'notes.txt'), 'a directory of the user\n');
+  test.each([
+    ['run', ['run', dir, '--prompt', 'hi']],
+    ['bench-step', ['bench-step', dir, '--prefix', '16']],
+    ['compile', ['compile', dir, '--no-build', '--out', join(scratch, 'c-dir')]],
+    ['graph', ['graph', dir, '--step', 'ar']],
+    ['tune', ['tune', dir, '--budget', '1', '--db', join(scratch, 'tune.json')]],
+  ])('%s', async (_name, argv) => {
+    expectOneErrorLine(await runTidarc(...argv), 'not a checkpoint directory: it has no config.json', `(model = ${dir})`, 'allowed: a checkpoint directory, its config.json, or a tidarc model.json');
+  });
+});
+
+describe("the checkpoint's model.safetensors named as the model", () => {
+  test.each([
+    ['run', ['run', WEIGHTS, '--prompt', 'hi']],
+    ['compile', ['compile', WEIGHTS, '--no-build', '--out', join(scratch, 'c-weights')]],
+    ['graph', ['graph', WEIGHTS, '--step', 'ar']],
+  ])('%s: a weights file, pointed to its directory', async (_name, argv) => {
+    expectOneErrorLine(await runTidarc(...argv), "a weights file, not the model's description", `(model = ${WEIGHTS})`, 'allowed: the checkpoint directory that holds it');
+  });
+
+  test('init-model and import-hf, which parse it as JSON: one printable line, no NUL or other control bytes of its header', async () => {
+    for (const argv of [['init-model', WEIGHTS, '--seed', '1', '--out', join(scratch, 'im')], ['import-hf', WEIGHTS]]) {
+      const r = await runTidarc(...argv);
+      expectOneErrorLine(r, `${WEIGHTS}: malformed JSON`, '\\x00');
+      expect(r.stderr.trimEnd()).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+    }
+  });
+});
