@@ -6,7 +6,8 @@
  * sizes below). From the spec only (and, where known, each tensor's element size): no I/O, no
  * device. The load compares weights + one runner of the least capacity with the device's free
  * memory before it uploads anything, and a runner's creation compares its own bytes
- * (loadFit, runnerFit; the load's choice: cudaFitChoice).
+ * (loadFit, checkRunnerFits; the load's choice: cudaFitChoice); a pass whose activations do not
+ * fit (a long prompt) fails with its figures (passOutOfMemory).
  *
  * What is not priced here: the GEMMs' split-K and split-KV scratch and a decode step's I/O and
  * workspace (sized by the compiled kernels and the step's token count, a few MiB for the
@@ -202,4 +203,20 @@ export function checkRunnerFits(spec: ModelSpec, capacity: number, device: Devic
   const largest = largestCapacity(spec, device.freeBytes, quantum, swigluInterleave);
   const fits = largest > 0 ? `the largest that fits is ${largest} tokens: shorten the prompt or --max-tokens` : 'no capacity fits: free device memory or run with --backend cpu';
   throw new TidarcError('runtime', `a runner of ${capacity} tokens needs ${formatBytes(need.total)} on ${device.name} (K/V cache ${formatBytes(need.kvCache)}) and ${formatBytes(device.freeBytes)} of ${formatBytes(device.totalBytes)} is free; ${fits}`, { field: 'capacity', value: capacity });
+}
+
+/**
+ * What a pass's failed allocation becomes: out of device memory, one error with the pass's token
+ * count, the activations it needs and what is free (read after its own allocations went back);
+ * any other failure unchanged.
+ */
+export function passOutOfMemory(cause: unknown, tokens: number, neededBytes: number, memory: () => DeviceMemoryNow): unknown {
+  if (!(cause instanceof TidarcError && cause.details.value === 'CUDA_ERROR_OUT_OF_MEMORY')) return cause;
+  let device: DeviceMemoryNow;
+  try {
+    device = memory();
+  } catch {
+    return cause;
+  }
+  return new TidarcError('runtime', `the activations of a ${tokens}-token pass need ${formatBytes(neededBytes)} on ${device.name} and ${formatBytes(device.freeBytes)} of ${formatBytes(device.totalBytes)} is free (the weights, K/V caches and scratch hold the rest): a shorter prompt needs less`, { field: 'tokens', value: tokens });
 }

@@ -27,7 +27,7 @@ import { checkNeededVariants } from '../model/needed-variants.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
-import { headScratchSizes, kvLayerBytes, passRows, prefixLengthBytes, tensorBytes } from './device-memory.js';
+import { headScratchSizes, kvLayerBytes, passOutOfMemory, passRows, prefixLengthBytes, tensorBytes } from './device-memory.js';
 import { DeviceStepIo, samplingSetup, stepShape } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
@@ -533,14 +533,23 @@ export class GpuModelRunner implements Runner {
     const rows = passRows(T);
     const d = this.device;
     const bufs = new Map<string, DeviceBuffer>();
-    for (const t of graph.tensors) {
-      // Token ids and positions: exactly T; activations: whole prefill chunks (device-memory.ts prices them so).
-      const buf = d.alloc(tensorBytes(t, T), `${t.name} [${T} tokens]`);
-      // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V must not meet a NaN).
-      if (t.type === 'u16') d.fill(buf, 0);
-      bufs.set(t.name, buf);
+    let prefixLen: DeviceBuffer;
+    try {
+      for (const t of graph.tensors) {
+        // Token ids and positions: exactly T; activations: whole prefill chunks (device-memory.ts prices them so).
+        const buf = d.alloc(tensorBytes(t, T), `${t.name} [${T} tokens]`);
+        bufs.set(t.name, buf);
+        // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V must not meet a NaN).
+        if (t.type === 'u16') d.fill(buf, 0);
+      }
+      prefixLen = d.alloc(prefixLengthBytes(T), 'prefix lengths');
+    } catch (e) {
+      // A long prompt's activations past what is free: what was allocated goes back, and the error says what the pass needs.
+      for (const b of bufs.values()) d.free(b);
+      const needed = graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
+      throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }));
     }
-    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen: d.alloc(prefixLengthBytes(T), 'prefix lengths') };
+    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen };
     workspaces.set(T, ws);
     return ws;
   }

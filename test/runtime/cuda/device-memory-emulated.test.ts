@@ -8,7 +8,8 @@
  *     second load in the same process succeeds;
  *   - a runner capacity that does not fit beside an idle runner is made after the pool drops it;
  *     one past what the device holds is one error naming the capacity, the bytes and the largest
- *     capacity that fits;
+ *     capacity that fits; a prompt whose activations do not fit is one error with their bytes,
+ *     and what its pass had allocated goes back;
  *   - through the CLI, as a user sees it, on a device too small for the model: `run --backend
  *     cuda` is one error line (exit 1) before anything is compiled or uploaded; `run` (auto) runs
  *     on the cpu backend and its stderr says why;
@@ -45,6 +46,7 @@ interface Out {
   load: { onDevice: number; allocated: number; priced: number; backend: string };
   kv: { onDevice: number; priced: number };
   pool: { idleBefore: number; largest: number; made: number; idleAfter: number; tooBig: string };
+  longPass: { error: string; freeBefore: number; freeAfter: number; priced: string };
   closed: number;
 }
 
@@ -90,6 +92,9 @@ describe.skipIf(!cxx.found)('device memory on the emulated driver', () => {
     expect(out.pool.idleAfter).toBe(0);
     expect(out.pool.tooBig).toMatch(new RegExp(`^a runner of ${out.pool.largest + 256} tokens needs [\\d.]+ (KiB|MiB) on tidarc emulated GPU \\(K/V cache [\\d.]+ (KiB|MiB)\\) and [\\d.]+ (KiB|MiB) of 4\\.0 MiB is free; the largest that fits is \\d+ tokens`));
     expect(out.pool.tooBig).not.toContain('\n');
+    // A 4000-token prompt's activations past what is free: one error with the priced bytes; what the pass allocated went back.
+    expect(out.longPass.error).toMatch(new RegExp(`^the activations of a 4000-token pass need ${out.longPass.priced.replace('.', '\\.')} on tidarc emulated GPU and [\\d.]+ MiB of 4\\.0 MiB is free`));
+    expect(out.longPass.freeAfter).toBe(out.longPass.freeBefore);
     expect(out.closed).toBe(DEVICE_BYTES);
   });
 

@@ -18,7 +18,7 @@ import type { ModelSpec } from '../../../src/ir/model.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
 import type { CudaDevice, DeviceBuffer, KernelRef, PinnedBuffer } from '../../../src/runtime/cuda/device.js';
 import {
-  checkRunnerFits, cudaFitChoice, formatBytes, headScratchBytes, kvCacheBytes, largestCapacity, loadFit, passBytes, runnerBytes, weightBytes,
+  checkRunnerFits, cudaFitChoice, formatBytes, headScratchBytes, kvCacheBytes, largestCapacity, loadFit, passBytes, passOutOfMemory, runnerBytes, weightBytes,
 } from '../../../src/runtime/cuda/device-memory.js';
 import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
@@ -136,6 +136,16 @@ describe('decisions', () => {
     expect((err as TidarcError).message).toContain(short.sentence);
     expect((err as TidarcError).message).toContain('--backend cpu');
     expect((err as TidarcError).message).not.toContain('\n');
+  });
+
+  test("a pass's out-of-memory becomes one error with its figures; any other failure stays as it was", () => {
+    const oom = new TidarcError('runtime', 'CUDA: cannot allocate 9 bytes for x [4000 tokens]: cuMemAlloc failed', { field: 'cuda', value: 'CUDA_ERROR_OUT_OF_MEMORY' });
+    const e = passOutOfMemory(oom, 4000, 3 * 2 ** 20, () => device(2 ** 20)) as TidarcError;
+    expect(e.message).toBe('the activations of a 4000-token pass need 3.0 MiB on NVIDIA H100 80GB HBM3 and 1.0 MiB of 79.2 GiB is free (the weights, K/V caches and scratch hold the rest): a shorter prompt needs less (tokens = 4000)');
+    const other = new TidarcError('runtime', 'CUDA: cannot fill x', { field: 'cuda', value: 'CUDA_ERROR_LAUNCH_FAILED' });
+    expect(passOutOfMemory(other, 4000, 1, () => device(0))).toBe(other);
+    // Where the device cannot even say what is free, the driver's own error stands.
+    expect(passOutOfMemory(oom, 4000, 1, () => { throw new Error('no context'); })).toBe(oom);
   });
 
   test('formatBytes: one unit a figure', () => {
