@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   if (read) {
     for (const l of measuredOverheadLines(read.measured)) console.log(l);
     if (read.note) console.log(`  ${read.note}`);
-    for (const l of hostStepLines(read.host, '    ')) console.log(`  ${l}`);
+    for (const l of hostStepLines(read.host)) console.log(`  ${l}`);
   }
   console.log(overheadsLine(o, measured !== undefined));
   console.log(pdlLine(pdlO, measured !== undefined));
