@@ -15,6 +15,10 @@
  * prediction (the assumed recomputation where the bundle's differs or is missing: then a warning says
  * so). What is left, measured - both, is the kernels or a cost the model does not have (the gemm,
  * sm90a and attention parts time the kernels one by one). Every figure but `measured` is a prediction.
+ * Host time: each run's bench-step hostMs beside the bundle's host prediction and the model's with the
+ * overheads part's constants and hostStepS derived from these same rows (step-host.ts: one constant
+ * for every row, so the table shows whether it explains them all), split into the launches' and
+ * uploads' calls and the decoder's own, and its share of the step against issue 16's 5% target.
  * Pure: the parsed JSON in, rows and lines out, or a TidarcError of one line.
  */
 import type { Machine } from '../codegen/machine.js';
