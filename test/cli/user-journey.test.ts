@@ -3,10 +3,11 @@
  * wrong and what is allowed, before any kernel is compiled.
  * Needs: nothing (every refusal comes before a compile or a model load).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
+import { buildProgram } from '../../src/cli/main.js';
 import { expectOneErrorLine, runTidarc, withoutDebugEnv } from '../helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'tidarc-cli-journey-'));
@@ -57,4 +58,20 @@ describe("the checkpoint's model.safetensors named as the model", () => {
       expect(r.stderr.trimEnd()).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
     }
   });
+});
+
+test("README: each command's heading names every option of the command", () => {
+  // A user reads the heading as the command's synopsis (bench-step's text spoke of --seed, and
+  // tune's of restricting the search, that their headings left out).
+  const headings = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8').split('\n').filter((l) => l.startsWith('### `tidarc '));
+  const missing: string[] = [];
+  for (const command of buildProgram({ stdout: () => undefined, stderr: () => undefined }).commands) {
+    const heading = headings.find((h) => h.startsWith(`### \`tidarc ${command.name()} `));
+    if (heading === undefined) {
+      missing.push(`${command.name()}: no heading`);
+      continue;
+    }
+    for (const o of command.options) if (o.long !== undefined && !new RegExp(`[[ ]${o.long}[ \\]=]`).test(heading)) missing.push(`${command.name()} ${o.long}`);
+  }
+  expect(missing).toEqual([]);
 });
