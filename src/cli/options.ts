@@ -24,6 +24,18 @@ export function parseDraftList(text: string): number[] {
   return parts.map(Number);
 }
 
+/**
+ * "tidar_k4,ar" -> ["tidar_k4", "ar"]. An empty entry ("tidar_k4,", ",ar", a stray comma) is
+ * refused with the list as typed; it used to reach the name check as "(--variant = )".
+ */
+export function parseNameList(option: string, text: string, example: string): string[] {
+  const parts = text.split(',').map((p) => p.trim());
+  if (parts.some((p) => p === '')) {
+    throw new TidarcError('invalid-argument', 'an empty name in the list', { field: option, value: optionText(text), allowed: `names separated by single commas, e.g. ${example}` });
+  }
+  return parts;
+}
+
 /** A decimal integer in [min, max]. */
 export function parseIntegerOption(option: string, text: string, min: number, max: number): number {
   const value = Number(text.trim());

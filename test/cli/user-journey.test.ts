@@ -75,3 +75,20 @@ test("README: each command's heading names every option of the command", () => {
   }
   expect(missing).toEqual([]);
 });
+
+describe('lists as typed: nothing dropped or misread without a word', () => {
+  test('emulate --prefix with more lengths than --batch sequences is refused (was: the extra lengths dropped)', async () => {
+    const dir = join(scratch, 'no-compile-needed');
+    expectOneErrorLine(await runTidarc('emulate', dir, '--batch', '1', '--prefix', '37,100'), '2 prefix lengths for 1 sequence', '(--prefix = 37,100)', 'allowed: at most one length a sequence (--batch 1), or --batch 2');
+    // The help's own example, under the default --batch 2.
+    expectOneErrorLine(await runTidarc('emulate', dir, '--prefix', '17,0,130'), '3 prefix lengths for 2 sequences', 'or --batch 3');
+  });
+
+  test.each([
+    ['compile --arch', ['compile', '--arch', 'sm_80,', '--no-build', '--out', join(scratch, 'c-arch')], '--arch = sm_80,', 'e.g. sm_80,sm_90'],
+    ['compile --variant', ['compile', '--variant', 'tidar_k4,,ar', '--no-build', '--out', join(scratch, 'c-variant')], '--variant = tidar_k4,,ar', 'e.g. tidar_k4,ar'],
+    ['emulate --variant', ['emulate', join(scratch, 'no-compile-needed'), '--variant', ',ar'], '--variant = ,ar', 'e.g. tidar_k4,ar'],
+  ])('%s with an empty entry names the list as typed (was: "(--variant = )" and the like)', async (_name, argv, typed, example) => {
+    expectOneErrorLine(await runTidarc(...argv), 'an empty name in the list', `(${typed})`, `allowed: names separated by single commas, ${example}`);
+  });
+});

@@ -12,7 +12,7 @@ import { checkReplaceable } from '../../fs/tidarc-dir.js';
 import { readModelInput } from '../../model/model-input.js';
 import { loadTunedGemms, loadTunedTiles } from '../../tune/apply.js';
 import type { CliIo } from '../io.js';
-import { checkTunedOption, parseDraftList, parseIntegerOption, parsePathOption } from '../options.js';
+import { checkTunedOption, parseDraftList, parseIntegerOption, parseNameList, parsePathOption } from '../options.js';
 
 export const DEFAULT_MODEL = 'examples/tiny.json';
 /** sm_90a runs on one device generation only: asked for by name (--arch sm_90a), never by default. */
@@ -64,10 +64,10 @@ export function registerCompileCommand(program: Command, io: CliIo): void {
     .action(async (modelPath: string | undefined, flags: CompileFlags) => {
       const path = modelPath ?? `${packageRoot()}/${DEFAULT_MODEL}`;
       const { spec } = await readModelInput(path);
-      const arches = [...new Set(flags.arch.split(',').map((a) => parseArch(a.trim()).name))];
+      const arches = [...new Set(parseNameList('--arch', flags.arch, 'sm_80,sm_90').map((a) => parseArch(a).name))];
       const drafts = flags.draft === undefined ? undefined : parseDraftList(flags.draft);
       const jobs = flags.jobs === undefined ? undefined : parseIntegerOption('--jobs', flags.jobs, 1, 256);
-      const variants = flags.variant === undefined ? undefined : flags.variant.split(',').map((v) => v.trim());
+      const variants = flags.variant === undefined ? undefined : parseNameList('--variant', flags.variant, 'tidar_k4,ar');
       // Checked here, before anything is printed: a refused --draft (a length out of range) or
       // --variant is the command's only line.
       const all = variantsForModel(spec, drafts ?? spec.draftLengths);

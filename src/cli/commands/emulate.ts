@@ -8,7 +8,7 @@ import { TidarcError } from '../../errors.js';
 import { emulateDirectory, type EmulateRow } from '../../emulate/emulate-dir.js';
 import { parseArch } from '../../codegen/arch.js';
 import type { CliIo } from '../io.js';
-import { parseIntegerList, parseIntegerOption } from '../options.js';
+import { optionText, parseIntegerList, parseIntegerOption, parseNameList } from '../options.js';
 
 interface EmulateFlags {
   variant?: string;
@@ -63,7 +63,7 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
     .argument('<dir>', 'a directory written by `tidarc compile`, e.g. tidarc-out/tiny')
     .option('--variant <name,...>', 'only these variants, e.g. tidar_k4 or tidar_k4,ar (default: every variant)')
     .option('--batch <b>', 'sequences per launch, 1..16, e.g. 3', '2')
-    .option('--prefix <L,...>', 'cached prefix length per sequence, e.g. 17,0,130; missing ones are L, L-19, ...', '37')
+    .option('--prefix <L,...>', 'cached prefix length per sequence, at most --batch of them, e.g. 17,0,130 with --batch 3; missing ones are L, L-19, ...', '37')
     .option('--splits <s,...>', 'split-KV counts to run, 1..16, e.g. 1,4', '1,3')
     .option('--seed <s>', 'random seed of the inputs, e.g. 7', '1')
     .option('--jobs <n>', 'parallel builds and runs (default: all cores), e.g. 2')
@@ -72,10 +72,18 @@ export function registerEmulateCommand(program: Command, io: CliIo): void {
     .option('--json', 'print [{"variant", "maxError", "meanError", "tolerance", "findings", ...}] instead of a table')
     .addHelpText('after', HELP_AFTER)
     .action(async (dir: string, flags: EmulateFlags) => {
+      const batch = parseIntegerOption('--batch', flags.batch, 1, 16);
+      const prefix = parseIntegerList('--prefix', flags.prefix, 0, 65536);
+      // One length a sequence: the ones past --batch were dropped without a word (--prefix 17,0,130 ran 17,0).
+      if (prefix.length > batch) {
+        throw new TidarcError('invalid-argument', `${prefix.length} prefix lengths for ${batch} sequence${batch === 1 ? '' : 's'}`, {
+          field: '--prefix', value: optionText(flags.prefix), allowed: `at most one length a sequence (--batch ${batch}), or --batch ${prefix.length}`,
+        });
+      }
       const rows = await emulateDirectory(dir, {
-        ...(flags.variant === undefined ? {} : { variants: flags.variant.split(',').map((v) => v.trim()) }),
-        batch: parseIntegerOption('--batch', flags.batch, 1, 16),
-        prefix: parseIntegerList('--prefix', flags.prefix, 0, 65536),
+        ...(flags.variant === undefined ? {} : { variants: parseNameList('--variant', flags.variant, 'tidar_k4,ar') }),
+        batch,
+        prefix,
         splits: parseIntegerList('--splits', flags.splits, 1, 16),
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         ...(flags.jobs === undefined ? {} : { jobs: parseIntegerOption('--jobs', flags.jobs, 1, 256) }),
