@@ -1,6 +1,6 @@
 /** Option parsers shared by commands: each refusal names the option, the text typed and what is allowed. */
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { TidarcError } from '../errors.js';
 import { outputFileError } from '../fs/atomic-write.js';
 import { fsReason } from '../fs/fs-error.js';
@@ -77,6 +77,29 @@ export function parsePathOption(option: string, text: string): string {
     });
   }
   return text;
+}
+
+/**
+ * A command argument naming one JSON description of a model (import-hf's config.json,
+ * init-model's model.json or config.json). A checkpoint directory stands for its config.json,
+ * as it does for compile, run and tune (it was "not a regular file (a directory)"); the
+ * checkpoint's weights file is refused before the JSON parser quotes its binary header. A
+ * missing path is left to the reader, which names it.
+ */
+export function modelFileArgument(argument: string, path: string, allowed: string): string {
+  let isDir: boolean;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    return path;
+  }
+  if (isDir) {
+    const config = join(path, 'config.json');
+    if (!existsSync(config)) throw new TidarcError('invalid-argument', 'not a checkpoint directory: it has no config.json', { field: argument, value: path, allowed });
+    return config;
+  }
+  if (/\.safetensors$/i.test(path)) throw new TidarcError('invalid-argument', "a weights file, not the model's description", { field: argument, value: path, allowed });
+  return path;
 }
 
 /**

@@ -51,12 +51,45 @@ describe("the checkpoint's model.safetensors named as the model", () => {
     expectOneErrorLine(await runTidarc(...argv), "a weights file, not the model's description", `(model = ${WEIGHTS})`, 'allowed: the checkpoint directory that holds it');
   });
 
-  test('init-model and import-hf, which parse it as JSON: one printable line, no NUL or other control bytes of its header', async () => {
-    for (const argv of [['init-model', WEIGHTS, '--seed', '1', '--out', join(scratch, 'im')], ['import-hf', WEIGHTS]]) {
-      const r = await runTidarc(...argv);
-      expectOneErrorLine(r, `${WEIGHTS}: malformed JSON`, '\\x00');
-      expect(r.stderr.trimEnd()).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
-    }
+  test.each([
+    ['init-model', ['init-model', WEIGHTS, '--seed', '1', '--out', join(scratch, 'im')], '<model>'],
+    ['import-hf', ['import-hf', WEIGHTS], '<config.json>'],
+  ])('%s: the same line, before the JSON parser quotes its binary header', async (_name, argv, argument) => {
+    expectOneErrorLine(await runTidarc(...argv), "a weights file, not the model's description", `(${argument} = ${WEIGHTS})`, 'allowed: ');
+  });
+});
+
+test('a binary file read as JSON: one printable line, its NUL and other control bytes written \\xNN', async () => {
+  const binary = join(scratch, 'weights.bin');
+  writeFileSync(binary, Buffer.from([0x0a, 0, 0, 0, 0, 0, 0, 0, 0x7b, 0x22, 0x1b, 0x5b, 0x33, 0x31, 0x6d]));
+  for (const argv of [['init-model', binary, '--seed', '1', '--out', join(scratch, 'im-bin')], ['import-hf', binary], ['compile', binary, '--no-build', '--out', join(scratch, 'c-bin')]]) {
+    const r = await runTidarc(...argv);
+    expectOneErrorLine(r, `${binary}: malformed JSON`, '\\x1b');
+    expect(r.stderr.trimEnd()).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+  }
+});
+
+describe('init-model and import-hf take a checkpoint directory for its config.json, as compile, run and tune do', () => {
+  test('import-hf DIR prints the model.json of DIR/config.json, named after DIR', async () => {
+    const r = await runTidarc('import-hf', CKPT, '--mask-token', '259');  // import-hf reads no "tidar" object
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'tidar-tiny-code', family: 'qwen3', layers: 3, vocabSize: 260, maskTokenId: 259 });
+  });
+
+  test('init-model DIR writes a checkpoint of the same config', async () => {
+    const out = join(scratch, 'from-dir');
+    const r = await runTidarc('init-model', CKPT, '--seed', '1', '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'))).toMatchObject({ num_hidden_layers: 3, hidden_size: 128, tidar: { mask_token_id: 259 } });
+  });
+
+  test.each([
+    ['init-model', ['--seed', '1', '--out', join(scratch, 'im-dir')], '<model>'],
+    ['import-hf', [], '<config.json>'],
+  ])('%s of a directory without config.json: one line', async (command, rest, argument) => {
+    const dir = join(scratch, `no-config-${command}`);
+    mkdirSync(dir);
+    expectOneErrorLine(await runTidarc(command, dir, ...rest), 'not a checkpoint directory: it has no config.json', `(${argument} = ${dir})`, 'allowed: ');
   });
 });
 

@@ -10,7 +10,7 @@ import { MAX_DRAFT_COMPILE, type DType, type ModelSpec } from '../../ir/model.js
 import { readJsonFile, writeModelSpecFile } from '../../ir/model-file.js';
 import { DTYPES, formatModelSpecJson } from '../../ir/model-validate.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseDraftList, parsePathOption } from '../options.js';
+import { modelFileArgument, optionText, parseDraftList, parsePathOption } from '../options.js';
 
 interface ImportHfFlags {
   draft?: string;
@@ -42,15 +42,16 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
   program
     .command('import-hf')
     .description('Convert a Hugging Face config.json (qwen2, qwen3, llama) into a tidarc model.json.')
-    .argument('<config.json>', 'path to the Hugging Face config.json')
+    .argument('<config.json>', 'path to the Hugging Face config.json, or the checkpoint directory that holds it')
     .option('--draft <k,...>', `draft lengths k to compile kernels for, one or a comma list from 1 to ${MAX_DRAFT_COMPILE} (default: 16), e.g. 4,8,16`)
     .option('--mask-token <id>', 'vocabulary id of the diffusion mask token (default: 151662 for Qwen vocabularies; required otherwise), e.g. 128002')
     .option('--name <name>', "model name (default: the config's directory name), e.g. qwen3-8b")
     .option('--dtype <dtype>', `kernel dtype, one of ${DTYPES.join(', ')} (default: from torch_dtype), e.g. fp16`)
     .option('--out <file>', 'write the model.json to this file (atomically) instead of stdout, e.g. models/qwen3-8b.json')
     .addHelpText('after', HELP_AFTER)
-    .action(async (configPath: string, flags: ImportHfFlags) => {
+    .action(async (configArg: string, flags: ImportHfFlags) => {
       const out = flags.out === undefined ? undefined : parsePathOption('--out', flags.out);
+      const configPath = modelFileArgument('<config.json>', configArg, 'a Hugging Face config.json, or the checkpoint directory that holds it');
       const config = await readJsonFile(configPath);
       const spec = importHfConfig(config, {
         ...(flags.draft !== undefined ? { draftLengths: parseDraftList(flags.draft) } : {}),

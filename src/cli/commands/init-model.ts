@@ -12,7 +12,7 @@ import { validateModelSpec } from '../../ir/model-validate.js';
 import { specFromCheckpointConfig } from '../../model/checkpoint.js';
 import { DEFAULT_INIT_STD, MAX_INIT_STD, MAX_SEED, initModel, type InitModelResult, type InitProgress } from '../../model/init-model.js';
 import type { CliIo } from '../io.js';
-import { optionText, parseIntegerOption, parsePathOption } from '../options.js';
+import { modelFileArgument, optionText, parseIntegerOption, parsePathOption } from '../options.js';
 
 interface InitModelFlags {
   seed: string;
@@ -43,7 +43,7 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
   program
     .command('init-model')
     .description('Write a random-weight checkpoint directory (Hugging Face layout) for a model.')
-    .argument('<model>', 'a tidarc model.json or a Hugging Face config.json, e.g. examples/tiny.json')
+    .argument('<model>', 'a tidarc model.json or a Hugging Face config.json (or the checkpoint directory that holds it), e.g. examples/tiny.json')
     .requiredOption('--seed <n>', `PRNG seed, an integer from 0 to ${MAX_SEED}, e.g. 1`)
     .requiredOption('--out <dir>', 'output directory: new, empty or an earlier init-model output (nothing else is replaced), e.g. models/tiny-random')
     .option('--std <x>', `standard deviation of the non-norm weights, from 0 to ${MAX_INIT_STD} (default: ${DEFAULT_INIT_STD}), e.g. 0.01`)
@@ -54,7 +54,7 @@ export function registerInitModelCommand(program: Command, io: CliIo): void {
       const seed = parseIntegerOption('--seed', flags.seed, 0, MAX_SEED);
       const std = flags.std === undefined ? DEFAULT_INIT_STD : parseStd('--std', flags.std);
       const normStd = flags.normStd === undefined ? 0 : parseStd('--norm-std', flags.normStd);
-      const spec = await loadSpec(modelPath);
+      const spec = await loadSpec(modelFileArgument('<model>', modelPath, 'a tidarc model.json, a Hugging Face config.json, or the checkpoint directory that holds one'));
       const started = Date.now();
       let lastReport = started;
       const onProgress = (p: InitProgress): void => {
