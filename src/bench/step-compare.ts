@@ -413,9 +413,8 @@ export function hostLines(c: StepComparison): string[] {
   }
   if (c.partialLayers.length > 0) lines.push(`  the e2e part's models have fewer layers than the models they stand for (${c.partialLayers.join('; ')}): with graphs the host time does not grow with layers and the GPU's does, so a whole model's host share is smaller.`);
   lines.push(
-    '  bundled: the bundle\'s host prediction (assumed constants); re-predicted: the cost model with the overheads part\'s constants and the derived hostStepS (every row the same constant: how well one explains them all);'
-    + ' it also charges the download call (downloads x hostCopyS), which bench-step counts among the waits: a row the constants explain fully is re-predicted that much above its host ms.',
-    '  calls: launches x the call (graph or kernel launch) + the cost model\'s uploads x hostCopyS; decoder: host ms - calls, this run\'s hostStepS; host/step: host ms / the run\'s median step ms.',
+    '  bundled: the bundle\'s host prediction (assumed constants); re-predicted: the cost model with the overheads part\'s constants and the derived hostStepS (every row the same constant: how well one explains them all).',
+    '  calls: launches x the call (graph or kernel launch) + launch by launch the cost model\'s uploads x hostCopyS; decoder: host ms - calls, this run\'s hostStepS; host/step: host ms / the run\'s median step ms.',
   );
   return lines;
 }

@@ -405,27 +405,45 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
 }
 
 /**
+ * Where a step's kernels can start and what the host spends issuing them, as the runner issues a
+ * step (gpu-runner.ts decodeStep). Launch by launch: the decoder's own work, the upload call (its
+ * copy lands copyLatencyS later), then each launch. With graphs the upload is a node of the
+ * captured graph (DeviceStepIo.upload inside the capture): the host fills the pinned inputs and
+ * launches the graph, whose copy node runs after the graph's start. The download is synchronous:
+ * bench-step counts it among the waits, so it is GPU time (the tail) and not host time.
+ */
+function stepIssue(copies: { uploads: number; downloads: number; bytes: number }, machine: Machine, o: StepOverheads) {
+  const directIssued = o.hostStepS + copies.uploads * o.hostCopyS;
+  return {
+    /** Launch by launch: the host's time when the upload call returns, and when its copy has landed. */
+    directIssued, directUploaded: directIssued + copies.uploads * o.copyLatencyS,
+    /** With graphs: when the graph's first kernel can start. */
+    graphKernelsFrom: o.hostStepS + o.hostGraphLaunchS + o.graphStartS + copies.uploads * (o.copyLatencyS + o.graphNodeGapS),
+    tail: copies.downloads * o.copyLatencyS + copies.bytes / machine.copyBytesPerS,
+    graphHostS: o.hostStepS + o.hostGraphLaunchS,
+    directHostS: (launches: number): number => directIssued + launches * o.hostLaunchS,
+  };
+}
+
+/**
  * GPU and host time of the priced kernels run one by one (the host issues each) and as one graph.
  * Both timelines start where bench-step's first CUDA event does, before the decoder's own host
- * work: the upload is issued after it, then the launches (or the graph launch).
+ * work (stepIssue: what comes before the first kernel).
  */
 export function stepTimes(kernels: readonly number[], copies: { uploads: number; downloads: number; bytes: number }, machine: Machine, o: StepOverheads = STEP_OVERHEADS): { graphs: ModeTimes; direct: ModeTimes } {
   const kernelS = kernels.reduce((a, b) => a + b, 0);
-  const issued = o.hostStepS + copies.uploads * o.hostCopyS;
-  const uploaded = issued + copies.uploads * o.copyLatencyS;
-  const tail = copies.downloads * o.copyLatencyS + copies.bytes / machine.copyBytesPerS;
-  const hostCopies = (copies.uploads + copies.downloads) * o.hostCopyS;
-  const graphGpu = Math.max(uploaded, issued + o.hostGraphLaunchS) + o.graphStartS + kernelS + Math.max(0, kernels.length - 1) * o.graphNodeGapS + tail;
+  const at = stepIssue(copies, machine, o);
+  const graphGpu = at.graphKernelsFrom + kernelS + Math.max(0, kernels.length - 1) * o.graphNodeGapS + at.tail;
   // Launch by launch: the GPU runs each kernel once it is issued and the previous one is done.
-  let host = issued, gpu = uploaded - o.streamGapS;
+  let host = at.directIssued, gpu = at.directUploaded - o.streamGapS;
   for (const k of kernels) {
     host += o.hostLaunchS;
     gpu = Math.max(gpu + o.streamGapS, host) + k;
   }
-  const directGpu = gpu + tail;
+  const directGpu = gpu + at.tail;
   return {
-    graphs: { gpuS: graphGpu, hostS: o.hostStepS + hostCopies + o.hostGraphLaunchS, overheadS: graphGpu - kernelS },
-    direct: { gpuS: directGpu, hostS: o.hostStepS + hostCopies + kernels.length * o.hostLaunchS, overheadS: directGpu - kernelS },
+    graphs: { gpuS: graphGpu, hostS: at.graphHostS, overheadS: graphGpu - kernelS },
+    direct: { gpuS: directGpu, hostS: at.directHostS(kernels.length), overheadS: directGpu - kernelS },
   };
 }
 
@@ -496,10 +514,7 @@ export function pdlKernel(prev: LaunchPrice, prevS: number, next: LaunchPrice, e
  */
 export function pdlStepTimes(prices: readonly LaunchPrice[], copies: { uploads: number; downloads: number; bytes: number }, machine: Machine,
   o: StepOverheads = STEP_OVERHEADS, p: PdlOverheads = PDL_OVERHEADS): PdlStep {
-  const issued = o.hostStepS + copies.uploads * o.hostCopyS;
-  const uploaded = issued + copies.uploads * o.copyLatencyS;
-  const tail = copies.downloads * o.copyLatencyS + copies.bytes / machine.copyBytesPerS;
-  const hostCopies = (copies.uploads + copies.downloads) * o.hostCopyS;
+  const at = stepIssue(copies, machine, o);
   const early = prices.map((x, j) => (j === 0 ? 0 : pdlEarlyShare(prices[j - 1]!, x, machine)));
   // Graphs: the kernels back to back, each boundary as pdlKernel prices it.
   let graphKernels = 0, graphGaps = 0, prefetchedBytes = 0, prevS = 0;
@@ -515,9 +530,9 @@ export function pdlStepTimes(prices: readonly LaunchPrice[], copies: { uploads: 
     prefetchedBytes += r.prefetchedBytes;
     prevS = r.kernelS;
   });
-  const graphGpu = Math.max(uploaded, issued + o.hostGraphLaunchS) + o.graphStartS + graphKernels + graphGaps + tail;
+  const graphGpu = at.graphKernelsFrom + graphKernels + graphGaps + at.tail;
   // Launch by launch: the host issues kernel j at its time; the GPU schedules it early only if that is before i's end.
-  let host = issued, end = uploaded - o.streamGapS, directKernels = 0;
+  let host = at.directIssued, end = at.directUploaded - o.streamGapS, directKernels = 0;
   prevS = 0;
   prices.forEach((x, j) => {
     host += o.hostLaunchS;
@@ -533,7 +548,7 @@ export function pdlStepTimes(prices: readonly LaunchPrice[], copies: { uploads: 
     }
     directKernels += prevS;
   });
-  const directGpu = end + tail;
+  const directGpu = end + at.tail;
   const unfit = new Map<string, { from: string; to: string; count: number; early: number }>();
   early.forEach((e, j) => {
     if (j === 0 || e >= 1) return;
@@ -543,8 +558,8 @@ export function pdlStepTimes(prices: readonly LaunchPrice[], copies: { uploads: 
   });
   const pairs = early.slice(1);
   return {
-    graphs: { gpuS: graphGpu, hostS: o.hostStepS + hostCopies + o.hostGraphLaunchS, overheadS: graphGpu - graphKernels },
-    direct: { gpuS: directGpu, hostS: o.hostStepS + hostCopies + prices.length * o.hostLaunchS, overheadS: directGpu - directKernels },
+    graphs: { gpuS: graphGpu, hostS: at.graphHostS, overheadS: graphGpu - graphKernels },
+    direct: { gpuS: directGpu, hostS: at.directHostS(prices.length), overheadS: directGpu - directKernels },
     kernelS: graphKernels, prefetchedBytes,
     pairs: { all: pairs.filter((e) => e >= 1).length, some: pairs.filter((e) => e > 0 && e < 1).length, none: pairs.filter((e) => e <= 0).length },
     unfit: [...unfit.values()],

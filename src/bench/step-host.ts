@@ -5,12 +5,14 @@
  * overheads part measured the host's calls (hostGraphLaunchS, hostLaunchS, hostCopyS). Per e2e row and
  * run, what the calls do not account for is the decoder's own:
  *
- *   hostStepS = hostMs - launches x (hostGraphLaunchS with graphs, else hostLaunchS) - uploads x hostCopyS
+ *   with graphs:       hostStepS = hostMs - launches x hostGraphLaunchS
+ *   launch by launch:  hostStepS = hostMs - launches x hostLaunchS - uploads x hostCopyS
  *
  * launches: bench-step's launchesPerStep (graph and kernel launches the host issued a step; the
  * model's count where the run does not say); uploads: the cost model's own count for that model and
- * step kind (step-cost-model.ts StepPrediction.uploads, the recorded step's copies.uploads). The
- * download is not subtracted: bench-step counts the synchronous download among the waits (native-
+ * step kind (step-cost-model.ts StepPrediction.uploads, the recorded step's copies.uploads). With
+ * graphs the upload is a node of the captured graph (gpu-runner.ts decodeStep): a replay issues no
+ * upload call, as the cost model prices it (stepIssue). The download is not subtracted: bench-step counts the synchronous download among the waits (native-
  * time.ts CUDA_WAITS), outside hostMs. The graphs runs (the default and --no-pdl) and the launch-by-
  * launch ones are summarised apart (median, min, max): a launch's host time in the decoder (its
  * argument packing) need not be the overheads part's empty-kernel call. The constant is the graphs
@@ -53,7 +55,7 @@ export interface HostRow {
   /** The cost model's copies of the step (StepPrediction.uploads, .downloads). */
   readonly uploads: number;
   readonly downloads: number;
-  /** launches x the launch call + uploads x hostCopyS (ms): the calls' share of hostMs. */
+  /** launches x the launch call (+ uploads x hostCopyS launch by launch), ms: the calls' share of hostMs. */
   readonly callsMs: number;
   /** hostMs - callsMs, in seconds: this row's hostStepS. */
   readonly hostStepS: number;
@@ -119,9 +121,9 @@ export function hostCalls(measured: MeasuredStepOverheads | null): HostCalls {
   return { hostLaunchS: o.hostLaunchS, hostGraphLaunchS: o.hostGraphLaunchS, hostCopyS: o.hostCopyS, measured: { hostLaunchS: was('hostLaunchS'), hostGraphLaunchS: was('hostGraphLaunchS'), hostCopyS: was('hostCopyS') } };
 }
 
-/** One run's residual: hostMs less its launches' and uploads' calls, in seconds. */
+/** One run's residual: hostMs less its launches' calls and (launch by launch) its upload calls, in seconds. */
 export function residualHostStepS(hostMs: number, group: HostGroup, launches: number, uploads: number, calls: Pick<HostCalls, 'hostLaunchS' | 'hostGraphLaunchS' | 'hostCopyS'>): number {
-  return hostMs * 1e-3 - launches * (group === 'graphs' ? calls.hostGraphLaunchS : calls.hostLaunchS) - uploads * calls.hostCopyS;
+  return group === 'graphs' ? hostMs * 1e-3 - launches * calls.hostGraphLaunchS : hostMs * 1e-3 - launches * calls.hostLaunchS - uploads * calls.hostCopyS;
 }
 
 function spread(xs: readonly number[]): HostSpread | null {
@@ -238,8 +240,7 @@ export function hostStepLines(d: HostStepDerivation, indent = '  '): string[] {
   return [
     `hostStepS: ${us(d.hostStepS)} us, derived from the e2e part's decoder steps (the ${d.from} runs' median of hostMs less the launches' and uploads' calls).`,
     `${indent}${group(d.graphs, 'graphs runs (one graph launch a step)')}; ${group(d.launches, 'launch-by-launch runs')}.`,
-    `${indent}calls subtracted: graph launch ${us(c.hostGraphLaunchS)} us (${src('hostGraphLaunchS')}), kernel launch ${us(c.hostLaunchS)} us (${src('hostLaunchS')}), upload ${us(c.hostCopyS)} us (${src('hostCopyS')}) x the cost model's uploads; the synchronous download is one of bench-step's waits, outside hostMs.`,
-    ...(d.graphs ? [`${indent}with graphs the step's upload is a node of the captured graph (gpu-runner.ts): a replay issues no upload call, so the graphs runs' figure is the decoder's own less the cost model's ${us(c.hostCopyS)} us upload call, which the model charges the graphs' host time.`] : []),
+    `${indent}calls subtracted: graph launch ${us(c.hostGraphLaunchS)} us (${src('hostGraphLaunchS')}), kernel launch ${us(c.hostLaunchS)} us (${src('hostLaunchS')}), upload ${us(c.hostCopyS)} us (${src('hostCopyS')}) x the cost model's uploads (launch by launch only: with graphs the upload is a node of the captured graph, no call); the synchronous download is one of bench-step's waits, outside hostMs.`,
     ...d.notes.map((n) => `${indent}${n}`),
   ];
 }

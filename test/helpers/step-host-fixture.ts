@@ -2,7 +2,7 @@
  * A device-check.json with host times for bench:step --compare / --overheads' host part (step-host.ts):
  * scripts/step-compare-fixture.ts's document (made-up GPU steps) with each measured run given a
  * bench-step figure {medianMs, hostMs, launchesPerStep} whose hostMs is BUILT from known constants:
- *   graphs and --no-pdl runs: hostStepS + 1 graph launch x hostGraphLaunchS + UPLOADS x hostCopyS
+ *   graphs and --no-pdl runs: hostStepS + 1 graph launch x hostGraphLaunchS (the upload is a node of the graph)
  *   launch by launch:         hostStepS + launches x hostLaunchS + UPLOADS x hostCopyS
  * so the derivation must give hostStepS back. UPLOADS and DOWNLOADS are what the runtime issues a
  * decode step (gpu-runner.ts step: one uploadAsync of the pinned inputs, one download of the output),
@@ -42,7 +42,7 @@ export function hostFixture(b: HostBuild): HostCheck {
       const launches = graphs ? 1 : r.predicted.launchesPerStep;
       const share = b.share?.[`${r.model}/${r.prefix}/${r.step}/${run}`];
       const hostS = share !== undefined ? share * medianMs * 1e-3
-        : (graphs ? b.graphsS : b.launchesS) + launches * (graphs ? c.hostGraphLaunchS : c.hostLaunchS) + UPLOADS * c.hostCopyS;
+        : (graphs ? b.graphsS + c.hostGraphLaunchS : b.launchesS + launches * c.hostLaunchS + UPLOADS * c.hostCopyS);
       return { medianMs, hostMs: hostS * 1e3, launchesPerStep: launches, gpuMs: medianMs };
     };
     r.tidarc = { graphs: fig('graphs', r.tidarcGraphsMs), launches: fig('launches', r.tidarcLaunchesMs), noPdl: fig('noPdl', r.tidarcNoPdlMs) };
