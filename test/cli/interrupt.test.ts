@@ -231,6 +231,34 @@ describe('run interrupted while it decodes', () => {
     expect(r.code, r.stderr).toBe(130);
     expect(r.stderr).toMatch(/tidarc: interrupted \(SIGINT\)\n$/);
     expect(r.stderr).not.toMatch(/3000 tokens in/);
+    // The streamed text ends its line: in a terminal the "interrupted" line was glued to it.
+    expect(r.stdout).toMatch(/\n$/);
+  }, 600_000);
+
+  test('--json: SIGINT prints what was generated, marked "interrupted" (was: nothing on stdout, the tokens lost)', async () => {
+    const dir = await writeRandomModel(join(scratch, 'run-int-json'), sharedSmallSpec(), 5);
+    const env = { TIDARC_CACHE: await sharedKernelCache() };
+    // 4000 tokens: about 2 s here, 0.4 s past the first token when the signal comes.
+    const args = ['run', dir, '--prompt', 'hello', '--mode', 'ar', '--max-tokens', '4000', '--ignore-eos', '--threads', '1'];
+    // --json writes nothing until the end: when decoding starts is the text-mode twin's first token (kernels cached by then).
+    const twin = start(args, env);
+    const t0 = Date.now();
+    let firstMs = 0;
+    twin.child.stdout!.on('data', () => void (firstMs ||= Date.now() - t0));
+    await until('the first tokens', () => firstMs > 0, 300_000);
+    twin.child.kill('SIGINT');
+    expect((await twin.exit).code).toBe(130);
+    const { child, exit } = start([...args, '--json'], env);
+    await new Promise((r) => setTimeout(r, 2 * firstMs + 200));
+    child.kill('SIGINT');
+    const r = await exit;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/tidarc: interrupted \(SIGINT\)\n$/);
+    const res = JSON.parse(r.stdout) as { text: string; tokens: number[]; interrupted: string; backend: string; mode: string };
+    expect(res).toMatchObject({ interrupted: 'SIGINT', backend: 'cpu', mode: 'ar' });
+    expect(res.tokens.length).toBeGreaterThan(0);
+    expect(res.tokens.length).toBeLessThan(4000);
+    expect(res.tokens.every((t) => Number.isInteger(t) && t >= 0 && t < sharedSmallSpec().vocabSize)).toBe(true);
   }, 600_000);
 });
 

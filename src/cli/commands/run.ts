@@ -42,7 +42,9 @@ Examples:
 Greedy decoding with --trust-ar 1 (the default) is lossless: TiDAR gives token for token the
 greedy AR output of the same model; with --temperature > 0 it samples exactly the AR
 distribution. --json prints {"text", "tokens", "nfe", "tokensPerNfe", "acceptHistogram",
-"prefillMs", "decodeMs", "tokensPerSecond", "backend", "mode", "draft"}.
+"prefillMs", "decodeMs", "tokensPerSecond", "backend", "mode", "draft"}; interrupted while it
+decodes (Ctrl-C, SIGTERM: exit code 130, 143) it prints what it generated, {"text", "tokens",
+"interrupted": "SIGINT", "backend", "mode"}.
 
 The first run of a model compiles its kernels (seconds; minutes with nvcc) into the kernel
 cache ($TIDARC_CACHE, default ~/.cache/tidarc); what is compiled, and how many of how many, is
@@ -121,9 +123,21 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         // Progress of a first-use compile on stderr; under --json only what --tuned set, unless --progress.
         log: (l: string) => void ((!flags.json || flags.progress || (flags.tuned !== undefined && l.startsWith('tuned'))) && io.stderr(`${l}\n`)),
       });
+      let last = '';  // the text's last piece written
+      const tokens: number[] = [];
+      let text = '';
+      // Ctrl-C or SIGTERM while it decodes: the CLI's handler (bin/tidarc.js) exits at once, 130
+      // or 143. What was generated is not lost: the streamed text gets its last newline (the
+      // "interrupted" line is then a line of its own), and --json prints what it has, marked
+      // "interrupted". Only where that handler listens: an in-process caller keeps the signals' default.
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (flags.json) io.stdout(`${JSON.stringify({ text, tokens, interrupted: signal, backend: model.backend, mode: options.mode })}\n`);
+        else if (last !== '' && !last.endsWith('\n')) io.stdout('\n');
+      };
+      const signals = (['SIGINT', 'SIGTERM'] as const).filter((s) => process.listenerCount(s) > 0);
+      for (const s of signals) process.prependListener(s, onSignal);
       try {
         const stream = model.stream(options);
-        let last = '';  // the text's last piece written
         for (;;) {
           const r = await stream.next();
           if (r.done) {
@@ -137,12 +151,15 @@ export function registerRunCommand(program: Command, io: CliIo): void {
             }
             break;
           }
+          tokens.push(...r.value.tokens);
+          text += r.value.text;
           if (!flags.json && r.value.text !== '') {
             io.stdout(r.value.text);
             last = r.value.text;
           }
         }
       } finally {
+        for (const s of signals) process.removeListener(s, onSignal);
         model.close();
       }
     });
