@@ -56,4 +56,18 @@ describe('tidarc doctor', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(/no backend is usable/);
   });
+
+  test("every command's --help has an Examples section that runs that command (doctor's had a lone 'Example:')", async () => {
+    const top = await runTidarc('--help');
+    const names = [...top.stdout.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1]!).filter((n) => n !== 'help');
+    expect(names).toContain('doctor');
+    expect(names.length).toBeGreaterThanOrEqual(11);
+    for (const name of names) {
+      const r = await runTidarc(name, '--help');
+      expect(r.code, name).toBe(0);
+      const section = r.stdout.split(/^Examples:\n/m)[1];
+      expect(section, `${name} --help has no Examples: section`).toBeDefined();
+      expect(section!, name).toMatch(new RegExp(`^ {2}\\$ .*\\btidarc ${name}\\b`, 'm'));
+    }
+  });
 });

@@ -61,12 +61,22 @@ async function autoBackend(): Promise<{ line: string; cuda: boolean }> {
 /** The last line where no backend can run here. */
 const NO_BACKEND = 'no backend is usable here: the cpu backend needs the native addon and a C++ compiler (set CXX), cuda a usable GPU, its driver and nvcc (see above)';
 
+const HELP_AFTER = `
+Examples:
+  $ tidarc doctor                  # one line per check, then what --backend auto picks and why
+  $ tidarc doctor --json           # the checks as [{"name", "ok", "detail"}], for scripts
+  $ CXX=clang++ tidarc doctor      # is this compiler found and usable for the cpu backend?
+
+Exit code 0 when a backend is usable (cpu: the native addon and a C++ compiler; cuda: a GPU,
+its driver and nvcc), 1 when none is.
+`;
+
 export function registerDoctorCommand(program: Command, io: CliIo): void {
   program
     .command('doctor')
     .description('Print what this machine offers tidarc (compilers, native addon, CUDA driver, GPU) and why anything is missing. Exit code 1 when no backend is usable.')
     .option('--json', 'print [{"name", "ok", "detail"}] (with no usable backend: exit code 1, and a line on stderr that says so)')
-    .addHelpText('after', '\nExample:\n  $ tidarc doctor\n')
+    .addHelpText('after', HELP_AFTER)
     .action(async (flags: { json?: boolean }) => {
       const list = await checks();
       const cpu = list.find((c) => c.name === 'native addon')!.ok && list.find((c) => c.name === 'C++ compiler')!.ok;
