@@ -327,6 +327,8 @@ def write_reports(data, out):
                 md += [f"The check FAILED: {escape(error)}", '']
         else:  # the model did not load (or the script failed before it said which backend)
             md += ['## tidarc runtime on the cuda backend', '', f"The model did not load, or the check failed before it ran: {escape(error)}.{pdl}", '']
+        if rt.get('loadLines'):  # the load's device lines: the memory preflight's figures, the weights on the device, PDL
+            md += ['The load said:', '', *[f"- {escape(str(line))}" for line in rt['loadLines']], '']
         if rt.get('diagnosis'):
             md += [f"Diagnosis: {escape(rt['diagnosis'])}", '']
         if rt.get('runs'):

@@ -14,7 +14,7 @@
 // launch (its PDL probe met a fault), the PDL-off pass still runs, in a child process of this script (a fault
 // leaves this process's CUDA context unusable), each generate while the budget lasts, stopped 5 s past it:
 // `error` says what PDL on threw, `diagnosis` whether PDL off then worked.
-// Prints one JSON object: {backend, reason, pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}],
+// Prints one JSON object: {backend, reason, loadLines (the loads' `cuda: ...` lines: memory preflight, weights, PDL), pdl ({on, why}; null where the model has none), runs: [{prompt, draft, equal, ar, tidar (tokens), arNfe, tidarNfe, ...}],
 // pdlOff ({pdl, runs (as runs, each with samePdlOn: its AR and TiDAR tokens equal PDL on's), skipped, skippedWhy, tokensEqual, ok (null: none ran),
 // error (what PDL off threw), afterFailure (true: run in a child after PDL on threw; nothing compared), stopped (the child ran past the
 // budget and was stopped: its runs are those it finished), notRun (why no child was started: too little budget left)}, or {skipped: why}
@@ -39,7 +39,15 @@ const spec = runtimeCheckSpec(drafts);
 const dir = join(work, spec.name);
 const PROMPTS = ['def main(', 'The quick brown fox', '{"a": [1, 2, 3], "b": '];
 await tidarc.initModel({ spec, outDir: dir, seed: 5, std: 0.3 });
-const open = (options) => tidarc.loadModel(dir, { backend: 'cuda', cacheDir: process.env.TIDARC_CACHE ?? join(work, 'cache'), log: (l) => process.stderr.write(`${l}\n`), ...options });
+/** The loads' own lines about the device (`cuda: ...`: the memory preflight's sentence, the weights on the device, PDL), kept for the report. */
+const loadLines = [];
+const open = (options) => tidarc.loadModel(dir, {
+  backend: 'cuda', cacheDir: process.env.TIDARC_CACHE ?? join(work, 'cache'), ...options,
+  log: (l) => {
+    process.stderr.write(`${l}\n`);
+    if (l.startsWith('cuda: ') && !loadLines.includes(l)) loadLines.push(l);
+  },
+});
 const same = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
 
 /**
@@ -191,6 +199,6 @@ if ((model?.backend === 'cuda' && pdl?.on && onError !== undefined) || loadFaile
 // A PDL-on failure, a PDL-off run that fails, or gives other tokens than PDL on, fails the part.
 const ok = onError === undefined && model?.backend === 'cuda' && runs.every((r) => r.ok) && pdlOff.ok !== false;
 process.stdout.write(`${JSON.stringify({
-  ...(model ? { backend: model.backend, reason: model.backendReason } : {}), pdl, runs, pdlOff,
+  ...(model ? { backend: model.backend, reason: model.backendReason } : {}), loadLines, pdl, runs, pdlOff,
   ...(onError !== undefined ? { error: [`PDL ${pdl?.on ? 'on' : 'as loadModel chose'}: ${onError}`] } : {}), ...(diagnosis ? { diagnosis } : {}), ok,
 })}\n`);

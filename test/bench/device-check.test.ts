@@ -176,6 +176,12 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: RuntimeCheckReport };
     expect(data.runtime.backend).toBe('cuda');
     expect(data.runtime.reason).toMatch(/tidarc emulated/);
+    // The load's device lines reach the report: the memory preflight's figures (what a real GPU's first run should confirm) and the weights.
+    expect(data.runtime.loadLines).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^cuda: the weights \(.+\) and a 256-token runner \(.+\) need .+ on tidarc emulated GPU.* and .+ of .+ is free$/),
+      expect.stringMatching(/^cuda: tidarc emulated GPU.*, weights [\d.]+ MiB on the device; PDL on$/),
+    ]));
+    expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^The load said:\n\n- cuda: the weights /m);
     // The emulated device (9.0, cuLaunchKernelEx) runs the kernels with PDL, as an H200 does: this part checks PDL's correctness there, and says so.
     expect(data.runtime.pdl).toEqual({ on: true, why: expect.stringMatching(/the driver has cuLaunchKernelEx/) });
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/^Backend: cuda \(.*\)\. Programmatic dependent launch: on \(.*cuLaunchKernelEx; a programmatic launch and a captured programmatic edge ran at load\)\.$/m);

@@ -17,6 +17,8 @@ export interface RuntimeCheckReport {
   /** Absent where the model did not load (then `error` says why). */
   backend: string;
   reason: string;
+  /** The loads' `cuda: ...` log lines (the memory preflight's figures, the weights on the device, PDL). */
+  loadLines?: string[];
   /** Whether the kernels ran with programmatic dependent launch, and why (not) (Model.pdl); null where the model has none. */
   pdl?: { on: boolean; why: string } | null;
   runs: RuntimeCheckRun[];
