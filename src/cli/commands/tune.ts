@@ -8,6 +8,7 @@ import { writeTextFileAtomic } from '../../fs/atomic-write.js';
 import { onInterruptGracefully, stopChildProcesses } from '../../fs/interrupt.js';
 import { TidarcError } from '../../errors.js';
 import { readModelInput } from '../../model/model-input.js';
+import { type ModelSpec, contextLength } from '../../ir/model.js';
 import { cacheField, defaultCacheDir } from '../../build/kernel-cache.js';
 import { invalidate, readTuneDb } from '../../tune/db.js';
 import { tuneReport, tuneSvg } from '../../tune/report.js';
@@ -62,13 +63,30 @@ export function parsePrefixList(text: string): number[] {
   });
 }
 
+/**
+ * One line when some prefixes are longer than the model's context: they are tuned all the same
+ * (a kernel-library call may take a longer prefix than the model's run does: refusing would break
+ * that use), but whoever typed them, or got them by default, learns that run and bench-step
+ * never reach them. `defaulted`: the prefixes are --prefix's default.
+ */
+export function prefixBeyondContextNote(spec: Pick<ModelSpec, 'name' | 'family' | 'maxPositionEmbeddings'>, prefixes: readonly number[], defaulted: boolean): string | undefined {
+  const context = contextLength(spec);
+  const beyond = [...new Set(prefixes.filter((p) => p > context))];
+  if (beyond.length === 0) return undefined;
+  // The database's shape bucket: the prefix rounded up to a power of two (shapeBucket).
+  const bucket = (p: number): string => (2 ** Math.ceil(Math.log2(p)) === p ? `${p}` : `${p} (tuned as L = ${2 ** Math.ceil(Math.log2(p))})`);
+  const what = `${beyond.length === 1 ? 'prefix' : 'prefixes'} ${beyond.map(bucket).join(', ')}${defaulted ? " (--prefix's default)" : ''}`;
+  const why = spec.maxPositionEmbeddings !== undefined ? 'max_position_embeddings' : `the ${spec.family} default: the model sets no max_position_embeddings`;
+  return `note: ${what} ${beyond.length === 1 ? 'is' : 'are'} longer than ${spec.name}'s context of ${context} positions (${why}): tuned anyway, for kernel-library calls with longer prefixes; run and bench-step stay within ${context}`;
+}
+
 export function registerTuneCommand(program: Command, io: CliIo): void {
   program
     .command('tune')
     .description('Autotune the attention kernels of a model per shape (tile, warps, split-KV, threads) and record the winners.')
     .argument('[model]', 'a checkpoint directory, its config.json (or any Hugging Face config.json), or a model.json')
     .option('--draft <k,...>', "draft lengths (default: the model's)")
-    .option('--prefix <L,...>', 'prefix lengths, e.g. 1k,4k,16k', '1k,4k')
+    .option('--prefix <L,...>', "prefix lengths, e.g. 1k,4k,16k; one longer than the model's context is tuned, with a note", '1k,4k')
     .option('--batch <b,...>', 'batch sizes, e.g. 1,8', '1')
     .option('--backend <name>', 'cpu (the CUDA search runs in the device check)', 'cpu')
     .option('--budget <seconds>', 'about how long the run may take, compiles included: only the tiles it can time are compiled; the first shape is always tuned')
@@ -79,7 +97,7 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
     .option('--splits <list>', 'restrict the search: split-KV counts, e.g. 1,2')
     .option('--threads <list>', 'threads to try (0 = all), default 1,0')
     .addHelpText('after', HELP_AFTER)
-    .action(async (modelPath: string | undefined, flags: TuneFlags) => {
+    .action(async (modelPath: string | undefined, flags: TuneFlags, command: Command) => {
       const dbPath = parsePathOption('--db', flags.db);
       if (flags.report) {
         // A report of a database that is not there would be an empty table and an SVG of nothing.
@@ -99,9 +117,14 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
       // after the first shape's compiles and timings.
       checkWritableFileOption('--db', dbPath);
       const { spec } = await readModelInput(modelPath);
+      const prefixes = parsePrefixList(flags.prefix);
+      const batches = parseIntegerList('--batch', flags.batch, 1, 256);
+      const budgetSeconds = flags.budget === undefined ? undefined : parseIntegerOption('--budget', flags.budget, 1, 7 * 86400);
       const drafts = flags.draft === undefined ? [...spec.draftLengths] : parseDraftList(flags.draft);
       const list = (name: string, text: string | undefined, min: number, max: number) => (text === undefined ? undefined : parseIntegerList(name, text, min, max));
       const warps = list('--warps', flags.warps, 1, 8), tileN = list('--tile-n', flags.tileN, 16, 256), splits = list('--splits', flags.splits, 1, 64), threads = list('--threads', flags.threads, 0, MAX_CPU_THREADS);
+      const note = prefixBeyondContextNote(spec, prefixes, command.getOptionValueSource('prefix') === 'default');
+      if (note !== undefined) io.stdout(`${note}\n`);
       const controller = new AbortController();
       const onInt = (): void => {
         io.stderr('tidarc tune: interrupted; finishing the configuration being timed, keeping what was measured\n');
@@ -116,9 +139,9 @@ export function registerTuneCommand(program: Command, io: CliIo): void {
         const stale = invalidate(before, meta);
         if (stale.length > 0) io.stdout(`${stale.length} entries of ${dbPath} are from another machine or version and are not used (e.g. ${stale[0]!.key}: ${stale[0]!.why})\n`);
         const r = await tuneCpu({
-          spec, drafts, prefixes: parsePrefixList(flags.prefix), batches: parseIntegerList('--batch', flags.batch, 1, 256), dbPath,
+          spec, drafts, prefixes, batches, dbPath,
           cacheDir: defaultCacheDir(), cacheField: cacheField(), log: (l) => io.stdout(`${l}\n`), signal: controller.signal,
-          ...(flags.budget === undefined ? {} : { budgetSeconds: parseIntegerOption('--budget', flags.budget, 1, 7 * 86400) }),
+          ...(budgetSeconds === undefined ? {} : { budgetSeconds }),
           space: { ...(warps ? { warps } : {}), ...(tileN ? { tileN } : {}), ...(splits ? { splits } : {}), ...(threads ? { threads } : {}) },
         });
         io.stdout(`${r.tuned} shapes tuned, ${r.cached} already in ${dbPath}${r.skipped.length ? `, ${r.skipped.length} not reached (${r.interrupted ? 'interrupted' : 'budget'}): rerun to resume` : ''}\n`);
