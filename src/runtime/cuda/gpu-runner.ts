@@ -545,7 +545,15 @@ export class GpuModelRunner implements Runner {
       prefixLen = d.alloc(prefixLengthBytes(T), 'prefix lengths');
     } catch (e) {
       // A long prompt's activations past what is free: what was allocated goes back, and the error says what the pass needs.
-      for (const b of bufs.values()) d.free(b);
+      // Each free on its own: after a sticky fault (an earlier kernel's, reported by this cuMemAlloc) cuMemFree fails too,
+      // and the error to see is the first one, not the free's.
+      for (const b of bufs.values()) {
+        try {
+          d.free(b);
+        } catch {
+          // the context is unusable: `e` says why
+        }
+      }
       const needed = graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
       throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }));
     }

@@ -108,6 +108,30 @@ describe("a runner's bytes, priced from the spec", () => {
     runner.close();
     expect(d.bytes()).toBe(gpu.bytes);
   });
+
+  test("a pass's allocation that reports a sticky fault (an earlier kernel's) throws that error, not the frees' that follow it", async () => {
+    const spec = SPECS[0]!;
+    const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
+    const { manifest } = generateModel(spec, { arches: ['sm_80'] });
+    const d = recorder();
+    const gpu = uploadWeights(d.device, spec, weights, manifest);
+    const runner = new GpuModelRunner(spec, d.device, gpu, '/kernels', manifest, 256, { graphs: false });
+    // From the pass's third activation on, every driver call returns the fault, cuMemFree included (as on a GPU).
+    const dev = d.device as unknown as { alloc: (bytes: number, label: string) => DeviceBuffer; free: (b: DeviceBuffer) => void };
+    const alloc = dev.alloc;
+    let activations = 0;
+    const fault = (doing: string) => new TidarcError('runtime', `CUDA: cannot ${doing}: CUDA_ERROR_ILLEGAL_ADDRESS`, { field: 'cuda', value: 'CUDA_ERROR_ILLEGAL_ADDRESS' });
+    dev.alloc = (bytes, label) => {
+      if (label.endsWith('[8 tokens]') && ++activations >= 3) throw fault(`allocate ${bytes} bytes for ${label}`);
+      return alloc(bytes, label);
+    };
+    dev.free = (b) => {
+      throw fault(`free ${b.label}`);
+    };
+    const ids = Int32Array.from({ length: 8 }, (_, i) => i);
+    expect(() => runner.pass(ids, ids, { kind: 'prefill', promptTokens: 8 })).toThrow(/^CUDA: cannot allocate \d+ bytes for \S+ \[8 tokens\]: CUDA_ERROR_ILLEGAL_ADDRESS/);
+    expect(activations).toBe(3);
+  });
 });
 
 describe('decisions', () => {
