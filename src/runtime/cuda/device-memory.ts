@@ -208,9 +208,10 @@ export function checkRunnerFits(spec: ModelSpec, capacity: number, device: Devic
 /**
  * What a pass's failed allocation becomes: out of device memory, one error with the pass's token
  * count, the activations it needs and what is free (read after its own allocations went back);
- * any other failure unchanged.
+ * any other failure unchanged. `step`: a decode step's workspace (a few tokens: no shorter prompt
+ * helps it, only memory that something else holds).
  */
-export function passOutOfMemory(cause: unknown, tokens: number, neededBytes: number, memory: () => DeviceMemoryNow): unknown {
+export function passOutOfMemory(cause: unknown, tokens: number, neededBytes: number, memory: () => DeviceMemoryNow, step = false): unknown {
   if (!(cause instanceof TidarcError && cause.details.value === 'CUDA_ERROR_OUT_OF_MEMORY')) return cause;
   let device: DeviceMemoryNow;
   try {
@@ -218,5 +219,7 @@ export function passOutOfMemory(cause: unknown, tokens: number, neededBytes: num
   } catch {
     return cause;
   }
-  return new TidarcError('runtime', `the activations of a ${tokens}-token pass need ${formatBytes(neededBytes)} on ${device.name} and ${formatBytes(device.freeBytes)} of ${formatBytes(device.totalBytes)} is free (the weights, K/V caches and scratch hold the rest): a shorter prompt needs less`, { field: 'tokens', value: tokens });
+  const what = step ? `a ${tokens}-token decode step` : `a ${tokens}-token pass`;
+  const helps = step ? 'free device memory or run with --backend cpu' : 'a shorter prompt needs less';
+  return new TidarcError('runtime', `the activations of ${what} need ${formatBytes(neededBytes)} on ${device.name} and ${formatBytes(device.freeBytes)} of ${formatBytes(device.totalBytes)} is free (the weights, K/V caches and scratch hold the rest): ${helps}`, { field: 'tokens', value: tokens });
 }

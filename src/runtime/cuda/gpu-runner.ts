@@ -555,7 +555,7 @@ export class GpuModelRunner implements Runner {
         }
       }
       const needed = graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
-      throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }));
+      throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }), workspaces === this.stepWorkspaces);
     }
     const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen };
     workspaces.set(T, ws);

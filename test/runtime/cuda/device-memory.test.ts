@@ -167,6 +167,8 @@ describe('decisions', () => {
     const e = passOutOfMemory(oom, 4000, 3 * 2 ** 20, () => device(2 ** 20)) as TidarcError;
     expect(e.message).toBe('the activations of a 4000-token pass need 3.0 MiB on NVIDIA H100 80GB HBM3 and 1.0 MiB of 79.2 GiB is free (the weights, K/V caches and scratch hold the rest): a shorter prompt needs less (tokens = 4000)');
     const other = new TidarcError('runtime', 'CUDA: cannot fill x', { field: 'cuda', value: 'CUDA_ERROR_LAUNCH_FAILED' });
+    // A decode step's workspace: a few tokens, so no shorter prompt helps it.
+    expect((passOutOfMemory(oom, 9, 3 * 2 ** 20, () => device(2 ** 20), true) as TidarcError).message).toBe('the activations of a 9-token decode step need 3.0 MiB on NVIDIA H100 80GB HBM3 and 1.0 MiB of 79.2 GiB is free (the weights, K/V caches and scratch hold the rest): free device memory or run with --backend cpu (tokens = 9)');
     expect(passOutOfMemory(other, 4000, 1, () => device(0))).toBe(other);
     // Where the device cannot even say what is free, the driver's own error stands.
     expect(passOutOfMemory(oom, 4000, 1, () => { throw new Error('no context'); })).toBe(oom);
