@@ -14,13 +14,14 @@
  *               draft_rows, kv_commit_layers, ...): the bytes it reads and writes at the copy rate.
  *               Every kernel takes at least smallKernelS (one DRAM round trip, a CTA wave).
  *   overheads   named below, with where each figure comes from. GPU time with graphs: the
- *               upload, the graph's start, the kernels back to back with GRAPH_NODE_GAP_S
- *               between them, the download. Launch by launch: the host issues launch i at
- *               i x HOST_LAUNCH_S (after the upload call) and the GPU runs it at the later of
- *               that and the previous kernel's end + STREAM_GAP_S, so a step whose kernels are
- *               shorter than their issue waits on the host. Host time (what bench-step calls
- *               hostMs: the step's wall time outside its waits for the GPU): the decoder's own
- *               work, the copies' calls, and the launches' (or the graph launch's) issue.
+ *               graph's start, the upload (a node of the graph), the kernels back to back with
+ *               GRAPH_NODE_GAP_S between them, the download. Launch by launch: the host issues
+ *               launch i at i x HOST_LAUNCH_S (after the upload call) and the GPU runs it at the
+ *               later of that and the previous kernel's end + STREAM_GAP_S, so a step whose
+ *               kernels are shorter than their issue waits on the host. Host time (what
+ *               bench-step calls hostMs: the step's wall time outside its waits for the GPU, the
+ *               synchronous download among them): the decoder's own work and the launches' (or
+ *               the graph launch's) issue, plus launch by launch the upload call (stepIssue).
  *   PDL         programmatic dependent launch (pdlStepTimes; what an H200 runs by default): each
  *               kernel after the first is scheduled once its predecessor's CTAs have all started,
  *               where its CTAs fit beside them (occupancy.ts ctasBeside); then its node (or stream)
@@ -90,7 +91,11 @@ export interface StepOverheads {
   readonly graphStartS: number;
   /** Host time of cuGraphLaunch for a straight-line graph: assumed 5 us (no H100/H200 figure found; NVIDIA's CUDA 12.6 notes call it constant in the node count). */
   readonly hostGraphLaunchS: number;
-  /** Latency of one small host<->device copy on the stream (pinned, tens of bytes): assumed 3 us each way. */
+  /**
+   * Latency of one small host<->device copy on the stream (pinned, tens of bytes): assumed 3 us each
+   * way. With graphs the step's upload is a memcpy node, priced as this + graphNodeGapS: the
+   * overheads part measures the copy on the stream only (launch-overheads.ts 'copies'), not as a node.
+   */
   readonly copyLatencyS: number;
   /** Host time of one copy call (N-API + cuMemcpy*Async): assumed 5 us, like a launch. */
   readonly hostCopyS: number;
