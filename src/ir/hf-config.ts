@@ -18,7 +18,11 @@ const OPTION_FIELDS: readonly string[] = ['draftLengths', 'maskTokenId', 'name',
 export interface HfImportOptions {
   /** Draft lengths k to compile; default DEFAULT_DRAFT_LENGTHS. */
   draftLengths?: number[];
-  /** Mask token id; defaults to QWEN_MASK_TOKEN_ID for Qwen vocabularies, else required. */
+  /**
+   * Mask token id; defaults to the config's own `"tidar": {"mask_token_id"}` (what tidarc
+   * init-model writes, and compile and run read), then QWEN_MASK_TOKEN_ID for Qwen vocabularies,
+   * else required.
+   */
   maskTokenId?: number;
   /**
    * A checkpoint for AR decoding only: without a mask token id (given or default) the spec
@@ -98,7 +102,10 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
   const headDim = headDimGiven ? cfg['head_dim'] : derivedHeadDim(cfg['hidden_size'], queryHeads, source);
   const ropeParameters = isObject(cfg['rope_parameters']) ? cfg['rope_parameters'] : undefined;
   const ropeKey = isAbsent(cfg['rope_scaling']) && ropeParameters ? 'rope_parameters' : 'rope_scaling';
-  const maskTokenId = options.maskTokenId ?? defaultMaskTokenId(family, cfg['vocab_size']);
+  // An explicit id wins over the config's "tidar" object, which wins over the vocabulary's default.
+  const ownMaskTokenId = options.maskTokenId === undefined ? tidarMaskTokenId(cfg, source) : undefined;
+  const maskTokenId = options.maskTokenId ?? ownMaskTokenId ?? defaultMaskTokenId(family, cfg['vocab_size']);
+  const maskField = options.maskTokenId !== undefined ? options.optionNames?.maskTokenId ?? 'maskTokenId' : ownMaskTokenId !== undefined ? 'tidar.mask_token_id' : 'maskTokenId';
   const candidate = {
     name: options.name ?? modelNameFromPath(source),
     family,
@@ -122,6 +129,7 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
   };
   const fieldName = (specPath: string): string => {
     const base = specPath.replace(/\[\d+\]$/, '');
+    if (base === 'maskTokenId') return maskField;
     if (isOptionField(base) && options[base] !== undefined) return options.optionNames?.[base] ?? specPath;
     if (base === 'dtype') return torchDtypeKey(cfg);
     if (base === 'headDim' && !headDimGiven) return 'head_dim (hidden_size / num_attention_heads)';
@@ -137,8 +145,22 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
     });
   }
   const taken = specialIdsOf(cfg);
-  checkMaskTokenId(spec.maskTokenId, (id) => taken.get(id), options.optionNames?.maskTokenId ?? 'maskTokenId', source);
+  checkMaskTokenId(spec.maskTokenId, (id) => taken.get(id), maskField, source);
   return spec;
+}
+
+/**
+ * The config's `"tidar": {"mask_token_id": ...}`, as a checkpoint's config.json carries it (its
+ * type and range are checked with the spec, named tidar.mask_token_id). A "tidar" that is not an
+ * object is refused, as the checkpoint reader refuses it.
+ */
+function tidarMaskTokenId(cfg: Fields, source: string | undefined): unknown {
+  const tidar = cfg['tidar'];
+  if (tidar === undefined) return undefined;
+  if (!isObject(tidar)) {
+    throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar', value: shownValue(tidar), allowed: 'an object with mask_token_id, draft_lengths and name', source });
+  }
+  return isAbsent(tidar['mask_token_id']) ? undefined : tidar['mask_token_id'];
 }
 
 /** The ids the config names as eos / bos (a number or a list of them): the mask token must differ. */

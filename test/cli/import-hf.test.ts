@@ -26,6 +26,16 @@ describe('tidarc import-hf', () => {
     expect(r.stdout.endsWith('}\n')).toBe(true);
   });
 
+  it('a checkpoint directory: the mask token of its config.json\'s "tidar" object (it asked for --mask-token); --mask-token still wins', async () => {
+    const own = await run('import-hf', 'models/tidar-tiny-code');
+    expect(own.stderr).toBe('');
+    expect(own.code).toBe(0);
+    expect(parseModelJson(own.stdout)).toMatchObject({ name: 'tidar-tiny-code', vocabSize: 260, maskTokenId: 259 });
+    const given = await run('import-hf', 'models/tidar-tiny-code/config.json', '--mask-token', '258');
+    expect(given.code, given.stderr).toBe(0);
+    expect(parseModelJson(given.stdout).maskTokenId).toBe(258);
+  });
+
   it('--out writes the file atomically and prints one line', async () => {
     const dir = await scratchDir('tidarc-import-');
     const out = join(dir, 'qwen3-8b.json');

@@ -112,6 +112,19 @@ describe('importHfConfig on the bundled HF configs', async () => {
       expect(importHfConfig({ ...base, vocab_size: 151000 }, { maskTokenId: 7 }).maskTokenId).toBe(7);
     });
 
+    it('mask token: an explicit id, else the config\'s "tidar": {"mask_token_id"} (as compile and run read it), else the default', () => {
+      const small = { ...base, vocab_size: 151000 };
+      expect(importHfConfig({ ...small, tidar: { mask_token_id: 9 } }).maskTokenId).toBe(9);
+      expect(importHfConfig({ ...base, tidar: { mask_token_id: 9 } }).maskTokenId).toBe(9);  // over the Qwen default
+      expect(importHfConfig({ ...small, tidar: { mask_token_id: 9 } }, { maskTokenId: 7 }).maskTokenId).toBe(7);
+      expect(importHfConfig({ ...base, tidar: { draft_lengths: [4] } }).maskTokenId).toBe(151662);
+      // Its errors name the key it came from.
+      expect(errorOf(() => importHfConfig({ ...small, tidar: { mask_token_id: 151000 } })).message).toContain('(tidar.mask_token_id = 151000)');
+      expect(errorOf(() => importHfConfig({ ...small, tidar: { mask_token_id: '9' } })).message).toContain('tidar.mask_token_id');
+      expect(errorOf(() => importHfConfig({ ...small, eos_token_id: 9, tidar: { mask_token_id: 9 } })).message).toMatch(/eos_token_id \(9\) \(tidar\.mask_token_id = 9\)/);
+      expect(errorOf(() => importHfConfig({ ...small, tidar: 259 })).message).toContain('(tidar = 259)');
+    });
+
     it('linear RoPE scaling, with `type` or `rope_type`', () => {
       expect(importHfConfig({ ...base, rope_scaling: { type: 'linear', factor: 2.0 } }).ropeScaling).toEqual({ type: 'linear', factor: 2 });
       expect(importHfConfig({ ...base, rope_scaling: { rope_type: 'linear', factor: 4 } }).ropeScaling).toEqual({ type: 'linear', factor: 4 });

@@ -44,7 +44,7 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
     .description('Convert a Hugging Face config.json (qwen2, qwen3, llama) into a tidarc model.json.')
     .argument('<config.json>', 'path to the Hugging Face config.json, or the checkpoint directory that holds it')
     .option('--draft <k,...>', `draft lengths k to compile kernels for, one or a comma list from 1 to ${MAX_DRAFT_COMPILE} (default: 16), e.g. 4,8,16`)
-    .option('--mask-token <id>', 'vocabulary id of the diffusion mask token (default: 151662 for Qwen vocabularies; required otherwise), e.g. 128002')
+    .option('--mask-token <id>', 'vocabulary id of the diffusion mask token (default: the config\'s "tidar": {"mask_token_id"}, else 151662 for Qwen vocabularies; required otherwise), e.g. 128002')
     .option('--name <name>', "model name (default: the config's directory name), e.g. qwen3-8b")
     .option('--dtype <dtype>', `kernel dtype, one of ${DTYPES.join(', ')} (default: from torch_dtype), e.g. fp16`)
     .option('--out <file>', 'write the model.json to this file (atomically) instead of stdout, e.g. models/qwen3-8b.json')
