@@ -181,6 +181,8 @@ export class CudaDevice {
    * and the driver leave, so it is below totalBytes even on an idle GPU.
    */
   memory(): DeviceMemory {
+    // An addon built before memInfo existed: every cuda load's preflight reads it, so say what to do.
+    if (typeof this.cuda.memInfo !== 'function') throw new TidarcError('runtime', 'the native addon predates cuMemGetInfo (the cuda load\'s memory preflight); rebuild it with `npm run build:native`', { field: 'addon' });
     const m = guard('read the device memory in use', () => this.cuda.memInfo());
     return { freeBytes: m.free, totalBytes: m.total };
   }

@@ -16,7 +16,7 @@ import { generateModel } from '../../../src/codegen/generate.js';
 import { TidarcError } from '../../../src/errors.js';
 import type { ModelSpec } from '../../../src/ir/model.js';
 import { loadCheckpoint } from '../../../src/model/checkpoint.js';
-import type { CudaDevice, DeviceBuffer, KernelRef, PinnedBuffer } from '../../../src/runtime/cuda/device.js';
+import { CudaDevice, type DeviceBuffer, type KernelRef, type PinnedBuffer } from '../../../src/runtime/cuda/device.js';
 import {
   checkRunnerFits, cudaFitChoice, formatBytes, headScratchBytes, kvCacheBytes, largestCapacity, loadFit, passBytes, passOutOfMemory, runnerBytes, weightBytes,
 } from '../../../src/runtime/cuda/device-memory.js';
@@ -172,6 +172,12 @@ describe('decisions', () => {
     expect(passOutOfMemory(other, 4000, 1, () => device(0))).toBe(other);
     // Where the device cannot even say what is free, the driver's own error stands.
     expect(passOutOfMemory(oom, 4000, 1, () => { throw new Error('no context'); })).toBe(oom);
+  });
+
+  test('an addon built before memInfo existed: one error saying to rebuild it, not "memInfo is not a function"', () => {
+    const open = (cuda: object) => new (CudaDevice as unknown as new (cuda: object, info: object) => CudaDevice)(cuda, { name: 'NVIDIA H100 80GB HBM3' });
+    expect(() => open({}).memory()).toThrow(/^the native addon predates cuMemGetInfo \(the cuda load's memory preflight\); rebuild it with `npm run build:native`/);
+    expect(open({ memInfo: () => ({ free: 5, total: 8 }) }).memory()).toEqual({ freeBytes: 5, totalBytes: 8 });
   });
 
   test('formatBytes: one unit a figure', () => {
