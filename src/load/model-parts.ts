@@ -84,14 +84,14 @@ export interface BackendDecision {
  * The backend that runs, and why. cuda is usable when the driver has a device of a supported
  * arch and device code can be built (nvcc; the emulated driver's modules are built with g++);
  * auto falls back to cpu and says which condition failed; an explicit cuda that is not usable
- * is an error.
+ * is an error, naming `field` (the CLI: '--backend').
  */
-export async function chooseBackend(choice: BackendChoice): Promise<BackendDecision> {
-  checkBackendChoice(choice);
+export async function chooseBackend(choice: BackendChoice, field = 'backend'): Promise<BackendDecision> {
+  checkBackendChoice(choice, field);
   if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
   const why = await cudaUnusable();
   if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true, ...(why.machine ? { machine: why.machine } : {}) };
-  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field: 'backend', value: choice, allowed: 'auto, cpu' });
+  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field, value: choice, allowed: 'auto, cpu' });
   return { backend: 'cpu', reason: `no usable CUDA (${why})` };
 }
 
@@ -155,6 +155,8 @@ export interface OpenPartsOptions extends LoadOptions {
   readonly checkSpec?: (spec: ModelSpec, checkpoint: Checkpoint) => void;
   /** How errors name maskTokenId (the CLI: '--mask-token'). */
   readonly maskTokenField?: string;
+  /** How the backend choice's errors name it (the CLI: '--backend'; default 'backend'). */
+  readonly backendField?: string;
 }
 
 /**
@@ -171,7 +173,7 @@ export function cudaPreflight(spec: ModelSpec, ckpt: Pick<Checkpoint, 'tensors'>
 
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
   const choice = options.backend ?? 'auto';
-  let decision = await chooseBackend(choice);
+  let decision = await chooseBackend(choice, options.backendField);
   const ckpt: Checkpoint = await loadCheckpoint(dir, {
     ...(options.maskTokenId === undefined ? {} : { maskTokenId: options.maskTokenId }),
     ...(options.maskTokenField === undefined ? {} : { maskTokenField: options.maskTokenField }),

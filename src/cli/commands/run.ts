@@ -100,7 +100,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         stopAtEos: !flags.ignoreEos,
       } as const;
       const model = await loadModel(await checkpointDirOf(dir), {
-        backend: flags.backend as BackendChoice,
+        backend: flags.backend as BackendChoice, backendField: '--backend',
         // Before the kernels compile: a --draft without kernels and a --max-tokens no prompt can fit are refused at once.
         ...(flags.maskToken === undefined ? {} : { maskTokenId: parseIntegerOption('--mask-token', flags.maskToken, 0, 2 ** 31 - 1), maskTokenField: '--mask-token' }),
         checkSpec: (spec, checkpoint) => {
