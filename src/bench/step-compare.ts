@@ -9,7 +9,9 @@
  *   ceilings   the Machine's copy and bf16 matmul rates replaced by the facts part's (`ceilings`);
  *              mma.sync, L2, shared memory, HBM latency and clock stay assumed
  *   overheads  the launch and host constants replaced by the overheads part's (`overheads`,
- *              launch-overheads.ts measuredStepOverheads through step-overheads-file.ts)
+ *              launch-overheads.ts measuredStepOverheads through step-overheads-file.ts), and
+ *              hostStepS by the one derived from the rows' host times where they have them
+ *              (below): the decoder's work precedes a step's first kernel, so it is GPU time too
  *   both       both replaced.
  * explained = (both - base) / (measured - base) where |measured / base - 1| > 5%, base the bundled
  * prediction (the assumed recomputation where the bundle's differs or is missing: then a warning says
@@ -27,7 +29,7 @@ import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS } from './e2e-bundle.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
 import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, usText } from './step-overheads-file.js';
-import { HOST_SHARE_TARGET, type HostRow, type HostStepDerivation, deriveHostStep, hostStepLines, machineOf, specOf, withHostStep } from './step-host.js';
+import { HOST_SHARE_TARGET, type HostRow, type HostStepDerivation, deriveHostStep, hostStepLines, machineOf, specOf, withHostStep, withHostStepReading } from './step-host.js';
 
 /** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
 export const MISS_SHARE = 0.05;
@@ -211,15 +213,8 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
   if (dry) notes.push('a DRY RUN: the e2e part measured the small model on a CPU or emulated backend, not the GPU these predictions price; the ratios say nothing of the model');
   const { machine, label } = machineOf(d, e2e, notes);
   const ceilings = ceilingsOf(d, notes);
-  const measured = overheadsOf(d, file, notes);
+  const calls = overheadsOf(d, file, notes);
   bundleNotes(e2e, machine, notes);
-  const ceilMachine = ceilings ? measuredCeilingsMachine(machine, ceilings) : machine;
-  const constants: Readonly<Record<Setting, { machine: Machine; o: StepOverheads; p: PdlOverheads }>> = {
-    assumed: { machine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
-    ceilings: { machine: ceilMachine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
-    overheads: { machine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
-    both: { machine: ceilMachine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
-  };
   // One compile per model and machine (the context holds the machine), shared by its rows and settings.
   const contexts = new Map<string, StepModelContext>();
   const context = (spec: ModelSpec, m: Machine): StepModelContext => {
@@ -229,10 +224,20 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     return c;
   };
   // The decoder's host time: hostStepS from the rows' host times, the calls priced with the overheads part's constants.
-  const host = deriveHostStep(d, measured, (r) => {
+  const host = deriveHostStep(d, calls, (r) => {
     const found = specOf(r, dry, e2e);
     return found ? predictStep(context(found.spec, machine), String(r.step), r.prefix as number) : `no spec of ${String(r.model)} with ${String(r.layers)} layers`;
   });
+  // The overheads part's constants with that hostStepS, as bench:step --overheads prices with them: the decoder's
+  // host work comes before a step's first kernel, so it is GPU time too (step-cost-model.ts stepIssue).
+  const measured = calls && withHostStepReading(calls, host);
+  const ceilMachine = ceilings ? measuredCeilingsMachine(machine, ceilings) : machine;
+  const constants: Readonly<Record<Setting, { machine: Machine; o: StepOverheads; p: PdlOverheads }>> = {
+    assumed: { machine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
+    ceilings: { machine: ceilMachine, o: STEP_OVERHEADS, p: PDL_OVERHEADS },
+    overheads: { machine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
+    both: { machine: ceilMachine, o: measured?.overheads ?? STEP_OVERHEADS, p: measured?.pdlOverheads ?? PDL_OVERHEADS },
+  };
   const hostO = withHostStep(measured?.overheads ?? STEP_OVERHEADS, host), hostP = measured?.pdlOverheads ?? PDL_OVERHEADS;
   const hostRow = (r: Record<string, unknown>, mode: CompareMode): HostRow | undefined =>
     host.rows.find((x) => x.model === r.model && x.layers === r.layers && x.prefix === r.prefix && x.step === r.step && x.run === mode);

@@ -281,8 +281,13 @@ export function readOverheadsWithHostStep(text: string, file: string): Overheads
     measured = measuredOverheadsOf({ measured: {}, device }, file);
     note = `no overheads part's constants (${failure instanceof Error ? failure.message : String(failure)}): every other constant stays assumed`;
   }
-  if (host.medianS === null || host.from === null) return { measured, host, ...(note ? { note } : {}) };
+  return { measured: withHostStepReading(measured, host), host, ...(note ? { note } : {}) };
+}
+
+/** `measured` with hostStepS replaced by the derived one (a reading marked derived, saying from which runs), unchanged where none was derived. */
+export function withHostStepReading(measured: MeasuredStepOverheads, host: HostStepDerivation): MeasuredStepOverheads {
+  if (host.medianS === null || host.from === null) return measured;
   const n = (host.from === 'graphs' ? host.graphs : host.launches)!.rows;
   const from = `the median over ${n} ${host.from === 'graphs' ? 'graphs' : 'launch-by-launch'} run${n === 1 ? '' : 's'} of hostMs less the launches' and uploads' calls`;
-  return { measured: withDerivedHostStep(measured, host.medianS, from), host, ...(note ? { note } : {}) };
+  return withDerivedHostStep(measured, host.medianS, from);
 }

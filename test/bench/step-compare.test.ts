@@ -156,6 +156,24 @@ describe('bench:step --compare: the host time per step (step-host.ts)', () => {
     expect(lines.join('\n')).not.toMatch(/NaN|undefined|Infinity/);
   });
 
+  it('the GPU columns with the overheads part\'s constants take the derived hostStepS too (the decoder\'s work comes before the first kernel), as bench:step --overheads does', () => {
+    // The same rows without host times: hostStepS stays the assumed 20 us; with them it is 17 us, 3 us less before every step's kernels.
+    const bare = structuredClone(built);
+    for (const r of bare.e2e.rows) for (const f of Object.values(r.tidarc as Record<string, Record<string, unknown> | null>)) if (f) delete f.hostMs;
+    const was = compareSteps(bare, 'bare.json');
+    expect(was.host.hostStepS).toBeNull();
+    for (const [i, r] of h.rows.entries()) {
+      for (const [j, m] of r.modes.entries()) {
+        const before = was.rows[i]!.modes[j]!.predictedMs;
+        expect(m.predictedMs.overheads - before.overheads, `${r.model} ${r.step} ${m.mode}`).toBeCloseTo(-0.003, 9);
+        expect(m.predictedMs.both - before.both).toBeCloseTo(-0.003, 9);
+        expect(m.predictedMs.assumed).toBe(before.assumed);
+      }
+    }
+    expect(h.overheads!.overheads.hostStepS).toBeCloseTo(17e-6, 12);
+    expect(comparisonLines(h)).toContain('  hostStepS: assumed 20 us -> derived 17 us (from the e2e part\'s decoder steps: the median over 7 graphs runs of hostMs less the launches\' and uploads\' calls)');
+  });
+
   it('a different constant in the rows or in the overheads part moves the derived figure by exactly that', () => {
     // Graphs runs built with 25 us: the constant (the graphs' median) follows, the launch-by-launch runs keep 17.
     const g = derive(hostFixture({ graphsS: 25e-6, launchesS: 17e-6 }));
