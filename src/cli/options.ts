@@ -5,6 +5,8 @@ import { TidarcError } from '../errors.js';
 import { outputFileError } from '../fs/atomic-write.js';
 import { fsReason } from '../fs/fs-error.js';
 import { MAX_DRAFT_COMPILE } from '../ir/model.js';
+import { CONFIG_FILE } from '../model/checkpoint.js';
+import { checkModelPath } from '../model/model-input.js';
 
 /** The typed text as it appears in an error: unquoted, cut at 60 characters. */
 export function optionText(text: string): string {
@@ -93,13 +95,8 @@ export function modelFileArgument(argument: string, path: string, allowed: strin
   } catch {
     return path;
   }
-  if (isDir) {
-    const config = join(path, 'config.json');
-    if (!existsSync(config)) throw new TidarcError('invalid-argument', 'not a checkpoint directory: it has no config.json', { field: argument, value: path, allowed });
-    return config;
-  }
-  if (/\.safetensors$/i.test(path)) throw new TidarcError('invalid-argument', "a weights file, not the model's description", { field: argument, value: path, allowed });
-  return path;
+  checkModelPath(path, isDir, argument, allowed);
+  return isDir ? join(path, CONFIG_FILE) : path;
 }
 
 /**

@@ -45,14 +45,15 @@ function isDirectory(path: string, field: string): boolean {
 /**
  * What a model argument cannot be, refused in one line before anything reads it: a directory
  * without a config.json (not "DIR/config.json: no such file"), or a checkpoint's weights file,
- * whose binary header would otherwise be quoted by the JSON parser.
+ * whose binary header would otherwise be quoted by the JSON parser. `allowed`: what the
+ * command takes, where it is not a model argument's (cli/options.ts modelFileArgument).
  */
-function checkModelPath(path: string, isDir: boolean, field: string): void {
+export function checkModelPath(path: string, isDir: boolean, field: string, allowed?: string): void {
   if (isDir && !existsSync(join(path, CONFIG_FILE))) {
-    throw new TidarcError('invalid-argument', `not a checkpoint directory: it has no ${CONFIG_FILE}`, { field, value: path, allowed: ALLOWED });
+    throw new TidarcError('invalid-argument', `not a checkpoint directory: it has no ${CONFIG_FILE}`, { field, value: path, allowed: allowed ?? ALLOWED });
   }
   if (!isDir && /\.safetensors$/i.test(path)) {
-    throw new TidarcError('invalid-argument', "a weights file, not the model's description", { field, value: path, allowed: 'the checkpoint directory that holds it, its config.json, or a tidarc model.json' });
+    throw new TidarcError('invalid-argument', "a weights file, not the model's description", { field, value: path, allowed: allowed ?? 'the checkpoint directory that holds it, its config.json, or a tidarc model.json' });
   }
 }
 
