@@ -55,6 +55,8 @@ export interface CompileRequest {
   readonly variants?: readonly string[];
   readonly jobs?: number;
   readonly log: (line: string) => void;
+  /** Called before an earlier output in outDir is compiled again, with why it is not up to date (the kernel cache says so). */
+  readonly onRecompile?: (why: string) => void;
 }
 
 export interface CompileResult {
@@ -91,6 +93,33 @@ async function outputIntact(outDir: string, m: Manifest): Promise<boolean> {
   }));
   const binaries = [m.build?.cpu?.library, ...Object.values(m.build?.nvcc?.variants ?? {}).map((v) => v.binary)].filter((p): p is string => !!p);
   return hashes.every(Boolean) && binaries.every((p) => existsSync(join(outDir, p)));
+}
+
+/**
+ * Why the output in outDir is not the one this compile would write, or undefined when it is (then
+ * it is reused). `inputHash`: the build's (input key, compilers, stages); undefined: no build.
+ */
+async function outdatedBecause(outDir: string, old: Manifest | undefined, oldStamp: string, stamp: string, inputKey: string, inputHash: string | undefined): Promise<string | undefined> {
+  if (!old) return 'it has no readable manifest.json (an interrupted or damaged compile)';
+  if (oldStamp !== stamp) {
+    if (oldStamp === '') return `it has no ${STAMP_FILE} (an interrupted or damaged compile)`;
+    let was: { inputKey?: unknown; generator?: unknown } | undefined;
+    try {
+      was = JSON.parse(oldStamp) as typeof was;
+    } catch {
+      was = undefined;
+    }
+    if (was?.inputKey === inputKey && was.generator !== generatorDigest()) return "its sources are stale: tidarc's code generator changed since they were generated";
+    return 'its sources are stale: they were generated from other inputs (tidarc version, model, drafts, targets, templates or tiles)';
+  }
+  if (!isMarked(outDir, 'compile-output')) return 'it is not marked as a compile output';
+  if (old.inputKey !== inputKey) return 'its manifest names other inputs (tidarc version, model, drafts, targets, templates or tiles)';
+  if (inputHash === undefined ? old.build !== undefined : old.build?.inputHash !== inputHash) {
+    if (inputHash === undefined) return 'it was built, and this compile writes sources only';
+    return old.build === undefined ? 'its sources were generated but not built' : 'a compiler changed since it was built (the C++ compiler or nvcc: another version, found or gone)';
+  }
+  if (!(await outputIntact(outDir, old))) return 'a file it lists is missing or was changed';
+  return undefined;
 }
 
 async function readOldManifest(outDir: string): Promise<Manifest | undefined> {
@@ -146,9 +175,11 @@ export async function compileModel(request: CompileRequest): Promise<CompileResu
   const old = await readOldManifest(req.outDir);
   const stamp = `${JSON.stringify({ inputKey, generator: generatorDigest() })}\n`;
   const oldStamp = (await listedFileText(req.outDir, STAMP_FILE)) ?? '';
-  if (old && oldStamp === stamp && isMarked(req.outDir, 'compile-output') && old.inputKey === inputKey && (building ? old.build?.inputHash === inputHash : old.build === undefined) && (await outputIntact(req.outDir, old))) {
-    return { outDir: req.outDir, manifest: old, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
+  const outdated = await outdatedBecause(req.outDir, old, oldStamp, stamp, inputKey, building ? inputHash : undefined);
+  if (outdated === undefined) {
+    return { outDir: req.outDir, manifest: old!, unchanged: true, codegenMs: performance.now() - t0, buildMs: 0, warnings: [] };
   }
+  if (existsSync(req.outDir)) req.onRecompile?.(outdated);
 
   // Loaded only when there is something to generate: it pulls in ts-morph.
   const { generateModel } = await import('../codegen/generate.js');

@@ -102,8 +102,10 @@ export async function cachedKernels(req: CacheRequest): Promise<CompileResult> {
     const { targets, build } = cacheCompile(req.target);
     // The first use of a model compiles for seconds (minutes with nvcc): say so before it starts.
     if (!existsSync(dir)) log(`compiling the kernels of ${req.spec.name} for ${req.target} (first use; kept in ${dir})`);
+    // An entry that is there but not up to date is compiled again, as long: say so, and why.
+    const onRecompile = (why: string): void => log(`recompiling the kernels of ${req.spec.name} for ${req.target} (kept in ${dir}): ${why}`);
     const compiled = await compileModel({
-      spec: req.spec, targets, outDir: dir, outField: field, build, log,
+      spec: req.spec, targets, outDir: dir, outField: field, build, log, onRecompile,
       ...(req.drafts ? { drafts: req.drafts } : {}), ...(req.tiles ? { tiles: req.tiles } : {}), ...(req.gemms ? { gemms: req.gemms } : {}), ...(req.jobs ? { jobs: req.jobs } : {}),
       ...(req.variants ? { variants: req.variants } : {}),
     });
