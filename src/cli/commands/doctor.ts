@@ -65,7 +65,7 @@ const HELP_AFTER = `
 Examples:
   $ tidarc doctor                  # one line per check, then what --backend auto picks and why
   $ tidarc doctor --json           # the checks as [{"name", "ok", "detail"}], for scripts
-  $ CXX=clang++ tidarc doctor      # is this compiler found and usable for the cpu backend?
+  $ CXX=clang++ tidarc doctor      # the cpu backend's compiler: is this one found, which version?
 
 Exit code 0 when a backend is usable (cpu: the native addon and a C++ compiler; cuda: a GPU,
 its driver and nvcc), 1 when none is.
