@@ -70,8 +70,8 @@ export interface StepBenchOptions {
   /** cuda: programmatic dependent launch where allowed (default); false: off (see LoadOptions.pdl). */
   readonly pdl?: boolean;
   readonly log?: (line: string) => void;
-  /** How errors name draft and prefix (the CLI passes its flags). */
-  readonly optionNames?: Partial<Record<'draft' | 'prefix', string>>;
+  /** How errors name draft, prefix and the backend choice (the CLI passes its flags). */
+  readonly optionNames?: Partial<Record<'draft' | 'prefix' | 'backend', string>>;
 }
 
 export interface Quantiles {
@@ -244,13 +244,13 @@ export function stepRoofline(spec: ModelSpec, kind: 'tidar' | 'ar', draft: numbe
 }
 
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
-  const names = { draft: 'draft', prefix: 'prefix', ...o.optionNames };
+  const names = { draft: 'draft', prefix: 'prefix', backend: 'backend', ...o.optionNames };
   const reps = o.reps ?? 20;
   const minMs = (o.minSeconds ?? 2) * 1000;
   const warmup = o.warmup ?? 3;
   let draft = o.draft;
   const parts = await openModelParts(o.dir, {
-    ...(o.backend === undefined ? {} : { backend: o.backend }),
+    ...(o.backend === undefined ? {} : { backend: o.backend }), backendField: names.backend,
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.cacheDir === undefined ? {} : { cacheDir: o.cacheDir }),
     ...(o.tuned === undefined ? {} : { tuned: o.tuned }),

@@ -184,7 +184,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   if (decision.backend === 'cuda') {
     // A model the GPU cannot hold: auto runs it on the cpu backend and says why; an explicit cuda is one error (cudaFitChoice).
     const preflight = cudaPreflight(spec, ckpt);
-    const fit = cudaFitChoice(choice === 'cuda' ? 'cuda' : 'auto', preflight);
+    const fit = cudaFitChoice(choice === 'cuda' ? 'cuda' : 'auto', preflight, options.backendField);
     log(`cuda: ${preflight.sentence}${fit.backend === 'cpu' ? ': running on the cpu backend' : ''}`);
     if (fit.backend === 'cpu') decision = { backend: 'cpu', reason: fit.reason };
   }

@@ -1,5 +1,5 @@
 /**
- * `tidarc run --backend cuda` where CUDA cannot run: the error names the option as the user typed
+ * `tidarc run` and `tidarc bench-step --backend cuda` where CUDA cannot run: the error names the option as the user typed
  * it, `(--backend = cuda)`, as --mask-token and --draft are named (it read `(backend = cuda)`, the
  * loader's field). The library keeps its own name: loadModel / chooseBackend say `backend`.
  * Needs: the native addon (its CUDA status); skipped where CUDA is usable (a GPU, or the emulated
@@ -18,6 +18,11 @@ describe.skipIf(cudaUsable)('--backend cuda without usable CUDA', () => {
     const r = await runTidarc('run', 'models/tidar-tiny-code', '--prompt', 'def ', '--backend', 'cuda');
     expectOneErrorLine(r, 'the cuda backend cannot run here: ', '(--backend = cuda); allowed: auto, cpu');
     expect(r.stderr).not.toContain('(backend = cuda)');
+  });
+
+  test('tidarc bench-step: the same', async () => {
+    const r = await runTidarc('bench-step', 'models/tidar-tiny-code', '--prefix', '16', '--backend', 'cuda');
+    expectOneErrorLine(r, 'the cuda backend cannot run here: ', '(--backend = cuda); allowed: auto, cpu');
   });
 
   test('the library names its own option: chooseBackend(\'cuda\') says backend, or the field it is given', async () => {

@@ -95,7 +95,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         fill: flags.fill as FillMethod,
         seed: parseIntegerOption('--seed', flags.seed, 0, 2 ** 31 - 1),
         sampling: samplingOf(flags),
-        optionNames: { draft: '--draft', prefix: '--prefix' },
+        optionNames: { draft: '--draft', prefix: '--prefix', backend: '--backend' },
       });
       io.stdout(flags.json ? `${JSON.stringify(result)}\n` : renderStepBench(result));
     });

@@ -184,10 +184,10 @@ export function loadFit(weights: number, runner: RunnerBytes, capacity: number, 
  * What a load does with a fit: cuda where it fits; where it does not, auto runs on the cpu
  * backend and says why, an explicit cuda is an error that says what to do.
  */
-export function cudaFitChoice(choice: 'auto' | 'cuda', fit: LoadFit): { readonly backend: 'cuda' } | { readonly backend: 'cpu'; readonly reason: string } {
+export function cudaFitChoice(choice: 'auto' | 'cuda', fit: LoadFit, field = 'backend'): { readonly backend: 'cuda' } | { readonly backend: 'cpu'; readonly reason: string } {
   if (fit.fits) return { backend: 'cuda' };
   if (choice === 'cuda') {
-    throw new TidarcError('unsupported', `the model does not fit on the GPU: ${fit.sentence}; run it with --backend cpu (or free device memory)`, { field: 'backend', value: 'cuda', allowed: 'auto, cpu' });
+    throw new TidarcError('unsupported', `the model does not fit on the GPU: ${fit.sentence}; run it with --backend cpu (or free device memory)`, { field, value: 'cuda', allowed: 'auto, cpu' });
   }
   return { backend: 'cpu', reason: `the model does not fit on the GPU: ${fit.sentence}` };
 }

@@ -106,7 +106,7 @@ describe.skipIf(!cxx.found)('device memory on the emulated driver', () => {
     expect(cuda.stdout).toBe('');
     const lines = cuda.stderr.split('\n');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/^tidarc: error: the model does not fit on the GPU: the weights \([\d.]+ KiB\) and a 256-token runner \([\d.]+ KiB\) need [\d.]+ MiB on tidarc emulated GPU and 1\.0 MiB of 1\.0 MiB is free; run it with --backend cpu/);
+    expect(lines[0]).toMatch(/^tidarc: error: the model does not fit on the GPU: the weights \([\d.]+ KiB\) and a 256-token runner \([\d.]+ KiB\) need [\d.]+ MiB on tidarc emulated GPU and 1\.0 MiB of 1\.0 MiB is free; run it with --backend cpu \(or free device memory\) \(--backend = cuda\); allowed: auto, cpu$/);
     const auto = await run([tidarc, 'run', model, '--prompt', 'hi', '--max-tokens', '2'], small);
     expect(auto.code).toBe(0);
     expect(auto.stderr).toMatch(/^cuda: the weights \([\d.]+ KiB\) and a 256-token runner \([\d.]+ KiB\) need [\d.]+ MiB on tidarc emulated GPU and 1\.0 MiB of 1\.0 MiB is free: running on the cpu backend$/m);

@@ -160,6 +160,8 @@ describe('decisions', () => {
     expect((err as TidarcError).message).toContain(short.sentence);
     expect((err as TidarcError).message).toContain('--backend cpu');
     expect((err as TidarcError).message).not.toContain('\n');
+    expect((err as TidarcError).message).toMatch(/\(backend = cuda\); allowed: auto, cpu$/);
+    expect(() => cudaFitChoice('cuda', short, '--backend')).toThrow(/\(--backend = cuda\); allowed: auto, cpu$/);
   });
 
   test("a pass's out-of-memory becomes one error with its figures; any other failure stays as it was", () => {
