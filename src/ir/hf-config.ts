@@ -16,7 +16,7 @@ type OptionField = 'draftLengths' | 'maskTokenId' | 'name' | 'dtype';
 const OPTION_FIELDS: readonly string[] = ['draftLengths', 'maskTokenId', 'name', 'dtype'] satisfies OptionField[];
 
 export interface HfImportOptions {
-  /** Draft lengths k to compile; default DEFAULT_DRAFT_LENGTHS. */
+  /** Draft lengths k to compile; default the config's `"tidar": {"draft_lengths"}`, then DEFAULT_DRAFT_LENGTHS. */
   draftLengths?: number[];
   /**
    * Mask token id; defaults to the config's own `"tidar": {"mask_token_id"}` (what tidarc
@@ -30,8 +30,10 @@ export interface HfImportOptions {
    * there is no mask token.
    */
   noMaskToken?: boolean;
-  /** Model name; defaults to the source file's directory name, else 'model'. */
+  /** Model name; defaults to the config's `"tidar": {"name"}`, then `defaultName`, then the source file's directory name, else 'model'. */
   name?: string;
+  /** The name where neither `name` nor the config's "tidar" gives one (the CLI: the config's resolved directory name). */
+  defaultName?: string;
   /** Kernel dtype; defaults to the one torch_dtype implies. */
   dtype?: DType;
   /** Where the config came from (a file path), named in errors. */
@@ -102,12 +104,16 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
   const headDim = headDimGiven ? cfg['head_dim'] : derivedHeadDim(cfg['hidden_size'], queryHeads, source);
   const ropeParameters = isObject(cfg['rope_parameters']) ? cfg['rope_parameters'] : undefined;
   const ropeKey = isAbsent(cfg['rope_scaling']) && ropeParameters ? 'rope_parameters' : 'rope_scaling';
-  // An explicit id wins over the config's "tidar" object, which wins over the vocabulary's default.
-  const ownMaskTokenId = options.maskTokenId === undefined ? tidarMaskTokenId(cfg, source) : undefined;
+  // An option wins over the config's "tidar" object (what init-model writes and compile and run read), which wins over the defaults.
+  const tidar = tidarObject(cfg, source);
+  const own = (key: string): unknown => (tidar === undefined || isAbsent(tidar[key]) ? undefined : tidar[key]);
+  const ownMaskTokenId = options.maskTokenId === undefined ? own('mask_token_id') : undefined;
+  const ownDraftLengths = options.draftLengths === undefined ? own('draft_lengths') : undefined;
+  const ownName = options.name === undefined ? own('name') : undefined;
   const maskTokenId = options.maskTokenId ?? ownMaskTokenId ?? defaultMaskTokenId(family, cfg['vocab_size']);
   const maskField = options.maskTokenId !== undefined ? options.optionNames?.maskTokenId ?? 'maskTokenId' : ownMaskTokenId !== undefined ? 'tidar.mask_token_id' : 'maskTokenId';
   const candidate = {
-    name: options.name ?? modelNameFromPath(source),
+    name: options.name ?? ownName ?? options.defaultName ?? modelNameFromPath(source),
     family,
     layers: cfg['num_hidden_layers'],
     hiddenSize: cfg['hidden_size'],
@@ -124,12 +130,14 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
     dtype: options.dtype ?? dtypeOf(cfg, source),
     // A placeholder lets every other field be checked first; the missing id is reported below.
     maskTokenId: maskTokenId ?? 0,
-    draftLengths: options.draftLengths ?? [...DEFAULT_DRAFT_LENGTHS],
+    draftLengths: options.draftLengths ?? ownDraftLengths ?? [...DEFAULT_DRAFT_LENGTHS],
     maxPositionEmbeddings: cfg['max_position_embeddings'],
   };
   const fieldName = (specPath: string): string => {
     const base = specPath.replace(/\[\d+\]$/, '');
     if (base === 'maskTokenId') return maskField;
+    if (base === 'draftLengths' && ownDraftLengths !== undefined) return specPath.replace(/^draftLengths/, 'tidar.draft_lengths');
+    if (base === 'name' && ownName !== undefined) return 'tidar.name';
     if (isOptionField(base) && options[base] !== undefined) return options.optionNames?.[base] ?? specPath;
     if (base === 'dtype') return torchDtypeKey(cfg);
     if (base === 'headDim' && !headDimGiven) return 'head_dim (hidden_size / num_attention_heads)';
@@ -150,17 +158,17 @@ export function importHfConfig(config: unknown, options: HfImportOptions = {}): 
 }
 
 /**
- * The config's `"tidar": {"mask_token_id": ...}`, as a checkpoint's config.json carries it (its
- * type and range are checked with the spec, named tidar.mask_token_id). A "tidar" that is not an
- * object is refused, as the checkpoint reader refuses it.
+ * The config's `"tidar": {"mask_token_id", "draft_lengths", "name"}`, as a checkpoint's config.json
+ * carries it (each value's type and range are checked with the spec, named tidar.<key>). A "tidar"
+ * that is not an object is refused, as the checkpoint reader refuses it.
  */
-function tidarMaskTokenId(cfg: Fields, source: string | undefined): unknown {
+function tidarObject(cfg: Fields, source: string | undefined): Fields | undefined {
   const tidar = cfg['tidar'];
   if (tidar === undefined) return undefined;
   if (!isObject(tidar)) {
     throw new TidarcError('invalid-spec', 'invalid value', { field: 'tidar', value: shownValue(tidar), allowed: 'an object with mask_token_id, draft_lengths and name', source });
   }
-  return isAbsent(tidar['mask_token_id']) ? undefined : tidar['mask_token_id'];
+  return tidar;
 }
 
 /** The ids the config names as eos / bos (a number or a list of them): the mask token must differ. */

@@ -3,6 +3,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from '../helpers/scratch.js';
+import { modelNameFromPath } from '../../src/ir/hf-config.js';
 import { parseModelJson } from '../../src/ir/model-validate.js';
 import { expectOneErrorLine, runTidarc } from '../helpers/cli.js';
 
@@ -34,6 +35,22 @@ describe('tidarc import-hf', () => {
     const given = await run('import-hf', 'models/tidar-tiny-code/config.json', '--mask-token', '258');
     expect(given.code, given.stderr).toBe(0);
     expect(parseModelJson(given.stdout).maskTokenId).toBe(258);
+  });
+
+  it('a checkpoint\'s "tidar" object also gives the draft lengths and the name (it wrote [16] and the directory\'s name); --draft and --name still win', async () => {
+    const own = parseModelJson((await run('import-hf', 'models/tidar-tiny-code')).stdout);
+    expect([own.draftLengths, own.name]).toEqual([[4, 8], 'tidar-tiny-code']);
+    const dir = await scratchDir('tidarc-import-tidar-');
+    const config = JSON.parse(await readFile('models/tidar-tiny-code/config.json', 'utf8')) as { tidar: Record<string, unknown> };
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, tidar: { ...config.tidar, name: 'from-tidar', draft_lengths: [2, 3] } }));
+    expect(parseModelJson((await run('import-hf', dir)).stdout)).toMatchObject({ name: 'from-tidar', draftLengths: [2, 3] });
+    expect(parseModelJson((await run('import-hf', dir, '--draft', '4', '--name', 'mine')).stdout)).toMatchObject({ name: 'mine', draftLengths: [4] });
+    // Without a "tidar" name the directory's own name, as before.
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, tidar: { mask_token_id: 259 } }));
+    expect(parseModelJson((await run('import-hf', dir)).stdout)).toMatchObject({ name: modelNameFromPath(join(dir, 'config.json')), draftLengths: [16] });
+    // A bad value is named by its key in the file.
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, tidar: { ...config.tidar, draft_lengths: [0] } }));
+    expect((await run('import-hf', dir)).stderr).toMatch(/tidar\.draft_lengths\[0\]/);
   });
 
   it('--out writes the file atomically and prints one line', async () => {

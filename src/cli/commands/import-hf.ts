@@ -43,9 +43,9 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
     .command('import-hf')
     .description('Convert a Hugging Face config.json (qwen2, qwen3, llama) into a tidarc model.json.')
     .argument('<config.json>', 'path to the Hugging Face config.json, or the checkpoint directory that holds it')
-    .option('--draft <k,...>', `draft lengths k to compile kernels for, one or a comma list from 1 to ${MAX_DRAFT_COMPILE} (default: 16), e.g. 4,8,16`)
+    .option('--draft <k,...>', `draft lengths k to compile kernels for, one or a comma list from 1 to ${MAX_DRAFT_COMPILE} (default: the config's "tidar": {"draft_lengths"}, else 16), e.g. 4,8,16`)
     .option('--mask-token <id>', 'vocabulary id of the diffusion mask token (default: the config\'s "tidar": {"mask_token_id"}, else 151662 for Qwen vocabularies; required otherwise), e.g. 128002')
-    .option('--name <name>', "model name (default: the config's directory name), e.g. qwen3-8b")
+    .option('--name <name>', "model name (default: the config's \"tidar\": {\"name\"}, else its directory name), e.g. qwen3-8b")
     .option('--dtype <dtype>', `kernel dtype, one of ${DTYPES.join(', ')} (default: from torch_dtype), e.g. fp16`)
     .option('--out <file>', 'write the model.json to this file (atomically) instead of stdout, e.g. models/qwen3-8b.json')
     .addHelpText('after', HELP_AFTER)
@@ -57,8 +57,9 @@ export function registerImportHfCommand(program: Command, io: CliIo): void {
         ...(flags.draft !== undefined ? { draftLengths: parseDraftList(flags.draft) } : {}),
         ...(flags.maskToken !== undefined ? { maskTokenId: parseTokenId(flags.maskToken) } : {}),
         ...(flags.dtype !== undefined ? { dtype: parseDtype(flags.dtype) } : {}),
-        // Resolved so that `config.json` in the current directory is named after that directory.
-        name: flags.name ?? modelNameFromPath(resolve(configPath)),
+        ...(flags.name !== undefined ? { name: flags.name } : {}),
+        // Resolved so that `config.json` in the current directory is named after that directory (the config's "tidar" name wins).
+        defaultName: modelNameFromPath(resolve(configPath)),
         source: configPath,
         optionNames: FLAG_OF_FIELD,
       });
