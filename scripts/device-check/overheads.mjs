@@ -11,9 +11,11 @@
 // BUDGET_S (seconds; none: no limit): a shorter plan when little is left after the setup, and a
 // result of {"ok":false} at the budget's end whatever is running then.
 // Prints ONE JSON line: {format: 1, backend, emulated, device {name, computeCapability}, pdl {on, why},
-// kernels {empty, small}, series {graph-E, graph-S, graph-E-pdl|null, graph-S-pdl|null, stream-E, copies:
+// kernels {empty, small}, series {graph-E, graph-S, graph-E-pdl|null, graph-S-pdl|null, stream-E, copies, graph-E-copy:
 // {n, gpuMs, slopeS, interceptS, r2}}, host {launchS, graphLaunchS, copyS, opLaunchS[, opLaunchPdlS where PDL is on]}, measured {<field>:
-// {value, identifiable, from[, measuredS]}} for every field of StepOverheads and PdlOverheads, plan, stats,
+// {value, identifiable, from[, measuredS]}} for every field of StepOverheads and PdlOverheads, graphCopyNodeS {value, identifiable,
+// from, pairedS, interceptDiffS, slopeDiffS, model {valueS, copyLatencyS, graphNodeGapS, assumedS, from}} (the step's upload as a
+// graph node, graph-E-copy against graph-E, beside the model's price of it: not a model constant), plan, stats,
 // queue, graphLaunchHost {<graph series>: {n, hostMs, slopeS, interceptS}}, warnings, ok, seconds}; on failure {ok: false, error, seconds}. Exit status 0 either way.
 // Emulated timings mean nothing (the emulator runs kernels on the CPU, synchronously).
 import { join } from 'node:path';
@@ -97,7 +99,7 @@ try {
     const r = measureLaunchOverheads(device, module, { ...plan, pdl, ...(Number.isFinite(deadline) ? { deadlineMs: deadline - 1000 } : {}) });
     finish({
       format: 1, backend: 'cuda', emulated, device: { name: device.info.name, computeCapability }, pdl: { on: pdl.on, why: pdl.why },
-      kernels: r.kernels, series: r.series, host: r.host, measured: r.measured, plan: r.plan, stats: r.stats, queue: r.queue, graphLaunchHost: r.graphLaunchHost,
+      kernels: r.kernels, series: r.series, host: r.host, measured: r.measured, graphCopyNodeS: r.graphCopyNodeS, plan: r.plan, stats: r.stats, queue: r.queue, graphLaunchHost: r.graphLaunchHost,
       warnings: r.warnings, ok: true,
     });
   } finally {

@@ -89,7 +89,7 @@ def sm90a_attention_short(a):
 # The step cost model's constants (src/bench/step-cost-model.ts), in its order: StepOverheads, then PdlOverheads.
 STEP_OVERHEAD_NAMES = ('hostLaunchS', 'streamGapS', 'graphNodeGapS', 'graphStartS', 'hostGraphLaunchS', 'copyLatencyS', 'hostCopyS', 'hostStepS', 'smallKernelS')
 PDL_OVERHEAD_NAMES = ('waitReleaseS', 'rampS')
-SERIES_NAMES = ('graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies')
+SERIES_NAMES = ('graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies', 'graph-E-copy')
 
 
 def _num(x):
@@ -166,6 +166,8 @@ def _overheads_table(sec, data):
         ident = '-' if n not in measured else 'yes' if m.get('identifiable') else 'no'
         shown = _us(v) if _num(v) else 'not measured' if n in measured else 'not reported'
         lines.append(f"| {n} | {_us(a)} | {shown} | {ratio} | {ident} | {_cell(m.get('from', ''))} |")
+        if n == 'copyLatencyS':
+            lines += _copy_node_rows(sec, assumed)
     series = sec.get('series') if isinstance(sec.get('series'), dict) else {}
     if series:
         lines += ['', 'The series: N launches (or copies) each, GPU time by events, fitted T(N) = intercept + slope x N (least squares).', '',
@@ -187,6 +189,34 @@ def _overheads_table(sec, data):
     return lines + ['']
 
 
+def _copy_node(sec, assumed):
+    """overheads.mjs's graphCopyNodeS (the step's upload as a graph node: graph-E-copy against graph-E) and the model's price of
+    it, copyLatencyS + graphNodeGapS, assumed (the bundle's constants, else the part's own assumedS) and with the measured
+    constants; None where the section has no such figure (an older overheads.mjs)."""
+    c = sec.get('graphCopyNodeS')
+    if not isinstance(c, dict):
+        return None
+    model = c.get('model') if isinstance(c.get('model'), dict) else {}
+    a = assumed.get('copyLatencyS'), assumed.get('graphNodeGapS')
+    price = a[0] + a[1] if _num(a[0]) and _num(a[1]) else model.get('assumedS')
+    return c, model, price
+
+
+def _copy_node_rows(sec, assumed):
+    """The table's graphCopyNodeS row, beside copyLatencyS: the assumed column is the model's assumed price of the node."""
+    got = _copy_node(sec, assumed)
+    if got is None:
+        return []
+    c, model, price = got
+    v = c.get('value')
+    ratio = f'{v / price:.2f}x' if _num(v) and _num(price) and price else '-'
+    shown = _us(v) if _num(v) else 'not measured'
+    priced = (f"; the model prices it copyLatencyS + graphNodeGapS = {_us(model['valueS'])} us with the measured constants, {_us(price)} us assumed"
+              if _num(model.get('valueS')) else '; the model prices it copyLatencyS + graphNodeGapS')
+    return [f"| graphCopyNodeS (not a model constant: the step's upload as a graph node) | {_us(price)} | {shown} | {ratio} | {'yes' if c.get('identifiable') else 'no'} | "
+            f"{_cell(c.get('from', ''))}{priced} |"]
+
+
 def overheads_short(data):
     """The summary line: each measured constant against its assumed value, or why there is none; None without the part."""
     sec = data.get('overheads')
@@ -199,6 +229,11 @@ def overheads_short(data):
     assumed, _ = assumed_of(data)
     cells = [f"{n} {_us(m['value'])}" + (f"/{_us(assumed[n])}" if _num(assumed.get(n)) else '') + ('' if m.get('identifiable') else '*')
              for n, m in measured.items() if isinstance(m, dict) and _num(m.get('value'))]
+    node = _copy_node(sec, assumed)
+    if node is not None and _num(node[0].get('value')):
+        # Beside copyLatencyS: the copy node measured against the model's assumed price of it (copyLatencyS + graphNodeGapS).
+        at = next((i + 1 for i, c in enumerate(cells) if c.startswith('copyLatencyS ')), len(cells))
+        cells.insert(at, f"graphCopyNodeS {_us(node[0]['value'])}" + (f"/{_us(node[2])}" if _num(node[2]) else ''))
     warnings = len(sec.get('warnings') or []) if isinstance(sec.get('warnings'), list) else 0
     return (f"overheads ({'FAILED, ' if not sec.get('ok') else ''}us measured/assumed{', emulator' if sec.get('emulated') else ''}; * not identifiable alone): "
             + (', '.join(cells) or 'none measured') + (f'; {warnings} warning(s) in device-check.md' if warnings else ''))

@@ -14,6 +14,10 @@
  *             copies sized to outlast their issue (the host ahead), the events after the copies and
  *             after the last launch: what the GPU spends per launch when it never waits on the host.
  *   copies    N 64-byte uploads from pinned memory (uploadAsync) queued the same way.
+ *   graph-E-copy  graph-E's N-node graph with one 64-byte pinned uploadAsync captured as its first
+ *             node, as the runner captures a decode step's upload (gpu-runner.ts decodeStep): its
+ *             times less graph-E's at the same N are that copy node's cost in a graph (graphCopyNodeS),
+ *             what the cost model prices copyLatencyS + graphNodeGapS (step-cost-model.ts stepIssue).
  *   host      wall time per CudaDevice.launch (argument bytes packed before the loop), per GpuOps
  *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
  *
@@ -39,8 +43,8 @@ import { GpuOps } from '../runtime/cuda/gpu-ops.js';
 import { DTYPE_CODE, SILU_MUL, opKernelName, packStruct } from '../runtime/cuda/op-abi.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
 
-export type SeriesName = 'graph-E' | 'graph-S' | 'graph-E-pdl' | 'graph-S-pdl' | 'stream-E' | 'copies';
-export const SERIES_NAMES: readonly SeriesName[] = ['graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies'];
+export type SeriesName = 'graph-E' | 'graph-S' | 'graph-E-pdl' | 'graph-S-pdl' | 'stream-E' | 'copies' | 'graph-E-copy';
+export const SERIES_NAMES: readonly SeriesName[] = ['graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies', 'graph-E-copy'];
 
 /** A straight line through (n, seconds): least squares, with its coefficient of determination. */
 export interface LineFit {
@@ -55,7 +59,7 @@ export interface OverheadSeries extends LineFit {
   readonly gpuMs: readonly number[];
 }
 
-export type OverheadSeriesSet = Readonly<Record<'graph-E' | 'graph-S' | 'stream-E' | 'copies', OverheadSeries> & Record<'graph-E-pdl' | 'graph-S-pdl', OverheadSeries | null>>;
+export type OverheadSeriesSet = Readonly<Record<'graph-E' | 'graph-S' | 'stream-E' | 'copies' | 'graph-E-copy', OverheadSeries> & Record<'graph-E-pdl' | 'graph-S-pdl', OverheadSeries | null>>;
 
 /** Host wall seconds per call (medians over repeats of a loop). */
 export interface HostTimes {
@@ -117,6 +121,12 @@ export function seriesOf(n: readonly number[], gpuMs: readonly number[]): Overhe
 
 const us = (s: number): string => `${(s * 1e6).toFixed(3)} us`;
 
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** How far above gap + ramp - lead the S-pdl boundary must be to be taken for the release (noise in two slopes). */
 const RELEASE_TOLERANCE_S = 0.02e-6;
 
@@ -165,7 +175,7 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
     hostGraphLaunchS: { value: host.graphLaunchS, identifiable: true, from: 'host wall time per CudaDevice.launchGraph of a 16-node E graph' },
     copyLatencyS: {
       value: series.copies.slopeS, identifiable: true,
-      from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency, and a download\'s, may be longer)',
+      from: 's(copies): GPU time per 64 B pinned host -> device copy, queued back to back behind device copies (the stream\'s time per copy; a lone copy\'s latency, and a download\'s, may be longer; as a graph node, the step\'s upload with graphs: graphCopyNodeS)',
     },
     hostCopyS: { value: host.copyS, identifiable: true, from: 'host wall time per CudaDevice.uploadAsync of 64 B from pinned memory' },
     hostStepS: { value: null, identifiable: false, from: 'not measured here: the decoder\'s own host work per step needs a decoder (bench:step --overheads or --compare on a device-check.json derives it from the e2e part\'s steps: their host time less its launches\' and uploads\' calls, step-host.ts)' },
@@ -175,6 +185,65 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
       ? { value: ramp, identifiable: false, measuredS: Math.min(E.slopeS, St.slopeS), from: `at most min(s(graph-E), s(stream-E)) = ${us(ramp)}, below the ASSUMED ${us(assumedRamp)}: the ramp the sums are split with` }
       : { value: null, identifiable: false, from: `not separable from the gaps and smallKernelS by these series (each holds it in a sum); ${assumed} splits the sums` },
   };
+}
+
+/**
+ * The step's upload as a graph node, measured (not a constant of StepOverheads: the model prices it
+ * copyLatencyS + graphNodeGapS, step-cost-model.ts stepIssue; this says whether that holds).
+ */
+export interface GraphCopyNode {
+  /** Seconds: the median over N of T(graph-E-copy, N) - T(graph-E, N), the paired times at each length. */
+  readonly value: number;
+  /** The two series differ by the copy node alone: no assumed figure enters. */
+  readonly identifiable: true;
+  readonly from: string;
+  /** T(graph-E-copy, N) - T(graph-E, N) per length, seconds. */
+  readonly pairedS: readonly number[];
+  /** a(graph-E-copy) - a(graph-E) and s(graph-E-copy) - s(graph-E) (the node is a fixed cost: the slopes should agree). */
+  readonly interceptDiffS: number;
+  readonly slopeDiffS: number;
+  /** The model's price of the node, copyLatencyS + graphNodeGapS: with this run's constants (measured; a split below 0 as 0) and with the assumed ones. */
+  readonly model: { readonly valueS: number; readonly copyLatencyS: number; readonly graphNodeGapS: number; readonly assumedS: number; readonly from: string };
+}
+
+/** A copy node's slope difference past this share of s(graph-E) (and 0.05 us) is named in the warnings: the node changed more than a fixed cost. */
+const COPY_NODE_SLOPE_SHARE = 0.1;
+
+/**
+ * graphCopyNodeS from graph-E-copy against graph-E (pure), beside the model's price of the node with
+ * `m`'s constants (deriveOverheads of the same run) and with `base`'s (the assumed ones).
+ */
+export function deriveGraphCopyNode(series: OverheadSeriesSet, m: MeasuredOverheads, base: StepOverheads = STEP_OVERHEADS): GraphCopyNode {
+  const E = series['graph-E'], C = series['graph-E-copy'];
+  const paired = E.n.length === C.n.length && E.n.every((n, i) => n === C.n[i]);
+  const pairedS = paired ? C.gpuMs.map((ms, i) => (ms - E.gpuMs[i]!) / 1e3) : [];
+  const interceptDiffS = C.interceptS - E.interceptS, slopeDiffS = C.slopeS - E.slopeS;
+  const value = paired ? median(pairedS) : interceptDiffS;
+  const pick = (f: 'copyLatencyS' | 'graphNodeGapS'): number => {
+    const v = m[f].value;
+    return v === null || !Number.isFinite(v) ? base[f] : Math.max(0, v);
+  };
+  const copyLatencyS = pick('copyLatencyS'), graphNodeGapS = pick('graphNodeGapS');
+  const said = (f: 'copyLatencyS' | 'graphNodeGapS'): string => (m[f].value === null ? 'assumed' : m[f].identifiable ? 'measured' : 'measured, split with the assumed rampS');
+  return {
+    value, identifiable: true, pairedS, interceptDiffS, slopeDiffS,
+    from: paired
+      ? `median over N = ${E.n.join(', ')} of T(graph-E-copy, N) - T(graph-E, N) = ${pairedS.map(us).join(', ')}: one 64 B pinned uploadAsync captured as the first node of graph-E's graph, as the runner captures a step's upload`
+        + ` (a(graph-E-copy) - a(graph-E) = ${us(interceptDiffS)}, s(graph-E-copy) - s(graph-E) = ${us(slopeDiffS)})`
+      : `a(graph-E-copy) - a(graph-E) = ${us(interceptDiffS)} (the series' lengths differ: no paired times): one 64 B pinned uploadAsync captured as the first node of graph-E's graph`,
+    model: {
+      valueS: copyLatencyS + graphNodeGapS, copyLatencyS, graphNodeGapS, assumedS: base.copyLatencyS + base.graphNodeGapS,
+      from: `the model's price of the node (step-cost-model.ts stepIssue): copyLatencyS ${us(copyLatencyS)} (${said('copyLatencyS')}) + graphNodeGapS ${us(graphNodeGapS)} (${said('graphNodeGapS')}); assumed ${us(base.copyLatencyS)} + ${us(base.graphNodeGapS)}`,
+    },
+  };
+}
+
+/** graph-E-copy's slope off graph-E's: the copy node did not add a fixed cost alone (a warning, or none). */
+export function copyNodeWarnings(c: GraphCopyNode, series: OverheadSeriesSet): string[] {
+  const E = series['graph-E'];
+  return Math.abs(c.slopeDiffS) > Math.max(COPY_NODE_SLOPE_SHARE * Math.abs(E.slopeS), 0.05e-6)
+    ? [`graph-E-copy: its slope is ${us(c.slopeDiffS)} a node off graph-E's ${us(E.slopeS)}: the copy node changed more than a fixed cost, graphCopyNodeS (${us(c.value)}) is doubtful`]
+    : [];
 }
 
 /**
@@ -244,6 +313,8 @@ export interface LaunchOverheads {
   readonly series: OverheadSeriesSet;
   readonly host: HostTimes;
   readonly measured: MeasuredOverheads;
+  /** The step's upload as a graph node: graph-E-copy against graph-E, beside the model's price of it. */
+  readonly graphCopyNodeS: GraphCopyNode;
   /** The counts this run's launches leave in DeviceStats (what measureLaunchOverheads issued after its setup). */
   readonly stats: DeviceStats;
   /** The parameters the run used (the stats follow from them). */
@@ -263,11 +334,6 @@ const HOST_GRAPH_NODES = 16;
 const SMALL_COLS = 4096;
 const COPY_BYTES = 64;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /**
  * Times the series on `device` with the GPU operators of `modulePath` (tidarc_ops: its ABI is
@@ -359,11 +425,13 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
     // Graphs: one warm replay, then the timed ones.
     // The host's time in each timed cuGraphLaunch, per series and length (its fit: graphLaunchHost).
     const graphHostMs: Partial<Record<SeriesName, number[]>> = {};
-    const graphSeries = (label: SeriesName, g: GpuOps, kernel: (g: GpuOps) => void): OverheadSeries => {
+    // `first`: what the graph holds before its N kernels (graph-E-copy: the upload node).
+    const graphSeries = (label: SeriesName, g: GpuOps, kernel: (g: GpuOps) => void, first?: () => void): OverheadSeries => {
       check(label);
       const hostMs: number[] = (graphHostMs[label] = []);
       return seriesOf(o.ns, o.ns.map((n) => {
         const ref = device.capture(`${label} x ${n}`, () => {
+          first?.();
           for (let i = 0; i < n; i++) kernel(g);
         });
         graphs.push(ref);
@@ -374,13 +442,17 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
         return median(times.map((t) => t.gpuMs));
       }));
     };
+    // graph-E-copy right after graph-E: the paired times at each N differ by the copy node.
+    const graphE = graphSeries('graph-E', ops, empty);
+    const graphECopy = graphSeries('graph-E-copy', ops, empty, () => device.uploadAsync(small, pinned));
     const series: OverheadSeriesSet = {
-      'graph-E': graphSeries('graph-E', ops, empty),
+      'graph-E': graphE,
       'graph-S': graphSeries('graph-S', ops, norm),
       'graph-E-pdl': opsPdl ? graphSeries('graph-E-pdl', opsPdl, empty) : null,
       'graph-S-pdl': opsPdl ? graphSeries('graph-S-pdl', opsPdl, norm) : null,
       'stream-E': streamE,
       copies,
+      'graph-E-copy': graphECopy,
     };
     device.synchronize();
     const stats = statsSince(s0, device.stats);
@@ -388,13 +460,14 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
       const fit = fitLine(o.ns, ms.map((x) => x / 1e3));
       return [name, { n: [...o.ns], hostMs: ms, slopeS: fit.slopeS, interceptS: fit.interceptS }];
     })) as LaunchOverheads['graphLaunchHost'];
+    const measured = deriveOverheads(series, host, o.pdl.on ? {} : { pdlWhy: o.pdl.why });
+    const graphCopyNodeS = deriveGraphCopyNode(series, measured);
     return {
       kernels: {
         empty: 'tidarc_op_silu_mul, count 0: grid [1], block [256], no shared memory (the PDL prologue and a return)',
         small: `tidarc_op_rmsnorm, 1 row x ${SMALL_COLS} float32 (float32 weights): grid [1], block [256]`,
       },
-      series, host,
-      measured: deriveOverheads(series, host, o.pdl.on ? {} : { pdlWhy: o.pdl.why }),
+      series, host, measured, graphCopyNodeS,
       stats,
       plan: { ns: [...o.ns], repeats: o.repeats, hostIterations: o.hostIterations, graphHostIterations: o.graphHostIterations, hostGraphNodes: HOST_GRAPH_NODES, warmReplays: 1 },
       queue: { copyBytes: o.copyBytes, copyMs, minMarginMs },
@@ -403,6 +476,7 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
         ...(minMarginMs > 0 ? [] : [`the queued copies did not outlast the host's issue in every run (least margin ${minMarginMs.toFixed(3)} ms): stream-E and copies may hold host time`]),
         ...fitWarnings(series),
         ...graphHostWarnings(series, graphLaunchHost),
+        ...copyNodeWarnings(graphCopyNodeS, series),
       ],
     };
   } finally {

@@ -43,6 +43,11 @@ export interface MeasuredStepOverheads {
   readonly readings: readonly OverheadReading[];
   /** Entries of the file's `measured` that name no constant of the model (ignored). */
   readonly unknown: readonly string[];
+  /**
+   * The step's upload as a graph node (overheads.mjs graphCopyNodeS: graph-E-copy against graph-E), absent from files
+   * without it. Not a constant of the model, which prices the node copyLatencyS + graphNodeGapS: printed beside that price.
+   */
+  readonly graphCopyNode?: { readonly measuredS: number; readonly from: string };
 }
 
 /** A value past this many seconds is not a launch or host overhead (another unit, or a broken measurement). */
@@ -109,11 +114,21 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
     replaced: priced.replaced.includes(name), clamped: priced.clamped.includes(name),
   }));
   const overheads = priced.overheads, pdlOverheads = priced.pdl;
+  let graphCopyNode: MeasuredStepOverheads['graphCopyNode'];
+  if (o.graphCopyNodeS !== undefined) {
+    const g = o.graphCopyNodeS;
+    const field = `${where}graphCopyNodeS`;
+    if (!isRecord(g)) throw bad(`${field}: not an object ({value, identifiable, from})`);
+    if (typeof g.value !== 'number' || !Number.isFinite(g.value)) throw bad(`${field}.value: ${JSON.stringify(g.value)} is not a number of seconds`);
+    if (Math.abs(g.value) > MAX_OVERHEAD_S) throw bad(`${field}.value: ${g.value} s is not a copy node's time (seconds expected)`);
+    graphCopyNode = { measuredS: g.value, from: typeof g.from === 'string' ? g.from : '' };
+  }
   const dev = isRecord(o.device) ? o.device : {};
   const cc = Array.isArray(dev.computeCapability) ? ` (${dev.computeCapability.join('.')})` : '';
   return {
     file, device: `${typeof dev.name === 'string' ? dev.name : 'an unnamed device'}${cc}`, emulated: o.emulated === true, overheads, pdlOverheads, readings,
     unknown: Object.keys(measured).filter((k) => !names.includes(k as OverheadName)),
+    ...(graphCopyNode ? { graphCopyNode } : {}),
   };
 }
 
@@ -149,12 +164,31 @@ export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
       ? `  ${r.name}: assumed ${usText(r.assumedS)} us -> derived ${value} (from the e2e part's decoder steps: ${r.from})`
       : `  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${value} (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
   }
+  const copyNode = graphCopyNodeLine(m);
+  if (copyNode) lines.push(copyNode);
   const kept = m.readings.filter((r) => !r.replaced);
   if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${r.from === 'not in the file' ? r.from : 'not measured'})`).join(', ')}`);
   const series = replaced.filter((r) => !r.derived);
   lines.push(`  identifiable: ${series.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${series.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
   if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-cost-model.ts): ${m.unknown.join(', ')}`);
   return lines;
+}
+
+/**
+ * The measured copy node against the model's price of it (copyLatencyS + graphNodeGapS with the constants
+ * `m` prices with: measured where replaced), or null where the file has no graphCopyNodeS.
+ */
+export function graphCopyNodeLine(m: MeasuredStepOverheads): string | null {
+  const c = m.graphCopyNode;
+  if (!c) return null;
+  const priced = m.overheads.copyLatencyS + m.overheads.graphNodeGapS;
+  const src = (n: OverheadName): string => (m.readings.find((r) => r.name === n)?.replaced ? 'measured' : 'assumed');
+  const diff = c.measuredS - priced;
+  const verdict = Math.abs(diff) < 0.005e-6 ? 'as priced'
+    : diff < 0 ? `the model prices ${usText(-diff)} us more per upload than measured` : `the model prices ${usText(diff)} us less per upload than measured`;
+  return `  graphCopyNodeS (the step's upload as a graph node, measured; not a model constant): ${usText(c.measuredS)} us against the model's price copyLatencyS + graphNodeGapS = `
+    + `${usText(m.overheads.copyLatencyS)} (${src('copyLatencyS')}) + ${usText(m.overheads.graphNodeGapS)} (${src('graphNodeGapS')}) = ${usText(priced)} us`
+    + `${priced > 0 ? ` (measured / priced ${(c.measuredS / priced).toFixed(2)}x)` : ''}: ${verdict}`;
 }
 
 /** bench:step's line of the StepOverheads it prices with (measured: some replaced by a device's). */

@@ -53,7 +53,13 @@ describe.skipIf(!python)('the overheads part in the device check report', () => 
     expect(md).toContain('| series | N | GPU ms | slope us | intercept us | r^2 |');
     expect(md).toContain('| graph-E | 16, 64, 256 | 0.0271, 0.0871, 0.3271 | 1.25 | 7.1 | 0.9998 |');
     expect(md).toContain('| stream-E | 16, 64, 256 | 0.0414, 0.1566, 0.6174 | 2.4 | 3 | 0.9999 |');
+    expect(md).toContain('| graph-E-copy | 16, 64, 256 | 0.03, 0.09, 0.33 | 1.25 | 10 | 0.9998 |');
+    // The step's upload as a graph node, right after copyLatencyS: measured against the model's price copyLatencyS + graphNodeGapS (3 + 0.58 assumed).
+    const copy = md.split('\n').findIndex((l) => l.startsWith('| copyLatencyS |'));
+    expect(md.split('\n')[copy + 1]).toBe('| graphCopyNodeS (not a model constant: the step\'s upload as a graph node) | 3.58 | 2.9 | 0.81x | yes | '
+      + 'median over N = 16, 64, 256 of T(graph-E-copy, N) - T(graph-E, N); the model prices it copyLatencyS + graphNodeGapS = 2.65 us with the measured constants, 3.58 us assumed |');
     expect(short).toMatch(/^overheads \(us measured\/assumed; \* not identifiable alone\): hostLaunchS 4\.2\/6, streamGapS 1\.6\/2\*, graphNodeGapS 0\.45\/0\.58\*, .*waitReleaseS 0\.5\/0\.3$/m);
+    expect(short).toMatch(/, copyLatencyS 2\.2\/3, graphCopyNodeS 2\.9\/3\.58, hostCopyS /);
   });
 
   test('without the part\'s copy the e2e part\'s predictions give the assumed values; a GPU without PDL: its series not measured, and why', async () => {
@@ -74,6 +80,8 @@ describe.skipIf(!python)('the overheads part in the device check report', () => 
     expect(error.short).toMatch(/^overheads: FAILED out of time: the budget of 3 s ended while measuring$/m);
     const malformed = await report('malformed', { parts: [{ name: 'overheads', status: 'ok' }], overheads: { ok: true, measured: { hostLaunchS: { value: 'x' } }, series: { 'graph-E': { n: 'x' } } } });
     expect(malformed.md).toContain('| hostLaunchS | - | not measured | - | no |  |');
+    // An overheads.mjs older than graph-E-copy: no copy node row.
+    expect(malformed.md).not.toContain('graphCopyNodeS');
     // A check without the part in its plan (an older record): no section at all.
     const older = await report('older', { parts: [{ name: 'facts', status: 'ok' }] });
     expect(older.md).not.toContain('Launch and host overheads');

@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, deriveOverheads, fitLine, fitWarnings, measureLaunchOverheads, measuredStepOverheads, seriesOf,
+  type HostTimes, type LaunchOverheads, OVERHEAD_FIELDS, type OverheadSeriesSet, SERIES_NAMES, copyNodeWarnings, deriveGraphCopyNode, deriveOverheads, fitLine, fitWarnings, measureLaunchOverheads,
+  measuredStepOverheads, seriesOf,
 } from '../../src/bench/launch-overheads.js';
 import { PDL_OVERHEADS, STEP_OVERHEADS } from '../../src/bench/step-cost-model.js';
 import { findCxx } from '../../src/build/toolchain.js';
@@ -30,6 +31,8 @@ const cxx = await findCxx();
 const K = {
   gap: 0.61e-6, ramp: PDL_OVERHEADS.rampS, small: 2.6e-6, wait: 0.27e-6, start: 7.3e-6, stream: 2.4e-6, copy: 3.1e-6,
   hostLaunch: 4.2e-6, hostGraph: 5.5e-6, hostCopy: 3.9e-6, opLaunch: 4.8e-6, edgeGap: 0.35e-6,
+  /** The copy node's own time in a graph (before the gap to the first kernel): not the stream's copy time. */
+  copyNode: 2.3e-6,
 };
 const NS = [16, 64, 256];
 /** Milliseconds at each length of `t(n)` in seconds. */
@@ -51,6 +54,8 @@ function synthetic(pdl: boolean, k: typeof K = K): OverheadSeriesSet {
     'graph-S-pdl': pdl ? series((n) => 9e-6 + n * (Math.max(k.wait, k.gap + k.ramp - lead) + lead)) : null,
     'stream-E': series((n) => 1e-6 + n * (k.stream + k.ramp)),
     copies: series((n) => 2e-6 + n * k.copy),
+    // graph-E's graph with the upload as its first node: the node and one more gap before the first kernel.
+    'graph-E-copy': series((n) => k.hostGraph + k.start + k.copyNode + k.gap + n * k.ramp + (n - 1) * k.gap),
   };
 }
 const HOST: HostTimes = { launchS: K.hostLaunch, graphLaunchS: K.hostGraph, copyS: K.hostCopy, opLaunchS: K.opLaunch };
@@ -143,6 +148,47 @@ describe('deriveOverheads', () => {
   });
 });
 
+describe('deriveGraphCopyNode: the step\'s upload as a graph node', () => {
+  test('graph-E-copy less graph-E at each N is the node (copy + one gap), beside the model\'s price copyLatencyS + graphNodeGapS', () => {
+    const s = synthetic(true);
+    const m = deriveOverheads(s, HOST);
+    const c = deriveGraphCopyNode(s, m);
+    expect(c.value).toBeCloseTo(K.copyNode + K.gap, 12);
+    expect(c.identifiable).toBe(true);
+    expect(c.pairedS).toHaveLength(NS.length);
+    for (const d of c.pairedS) expect(d).toBeCloseTo(K.copyNode + K.gap, 12);
+    expect(c.interceptDiffS).toBeCloseTo(K.copyNode + K.gap, 12);
+    expect(c.slopeDiffS).toBeCloseTo(0, 12);
+    // The model's price with this run's constants (s(copies), the split gap) and with the assumed ones: the two differ here.
+    expect(c.model.valueS).toBeCloseTo(K.copy + K.gap, 12);
+    expect([c.model.copyLatencyS, c.model.graphNodeGapS].map((x) => x * 1e6)).toEqual([expect.closeTo(K.copy * 1e6, 6), expect.closeTo(K.gap * 1e6, 6)]);
+    expect(c.model.assumedS).toBe(STEP_OVERHEADS.copyLatencyS + STEP_OVERHEADS.graphNodeGapS);
+    expect(c.from).toMatch(/^median over N = 16, 64, 256 of T\(graph-E-copy, N\) - T\(graph-E, N\) = /);
+    expect(c.model.from).toContain('(measured) + graphNodeGapS');
+    expect(copyNodeWarnings(c, s)).toEqual([]);
+  });
+
+  test('the paired median holds against one noisy length; a node that changes the slope is named; unmeasured constants price with the assumed ones', () => {
+    const s = synthetic(false);
+    // One length 5 us off: the intercept difference moves, the median of the paired times does not.
+    const noisy = { ...s, 'graph-E-copy': seriesOf(NS, s['graph-E-copy'].gpuMs.map((ms, i) => ms + (i === 2 ? 5e-3 : 0))) };
+    const c = deriveGraphCopyNode(noisy, deriveOverheads(noisy, HOST));
+    expect(c.value).toBeCloseTo(K.copyNode + K.gap, 12);
+    expect(Math.abs(c.interceptDiffS - c.value)).toBeGreaterThan(0.5e-6);
+    expect(copyNodeWarnings(c, noisy)).toEqual([]);
+    // A node that adds time per kernel too (0.5 us a node): not a fixed cost, named.
+    const bent = { ...s, 'graph-E-copy': series((n) => K.hostGraph + K.start + K.copyNode + K.gap + n * (K.ramp + 0.5e-6) + (n - 1) * K.gap) };
+    expect(copyNodeWarnings(deriveGraphCopyNode(bent, deriveOverheads(bent, HOST)), bent))
+      .toEqual([expect.stringMatching(/^graph-E-copy: its slope is 0\.500 us a node off graph-E's 1\.410 us: the copy node changed more than a fixed cost, graphCopyNodeS \(\d+\.\d{3} us\) is doubtful$/)]);
+    const m = deriveOverheads(s, HOST);
+    const none = { ...m, copyLatencyS: { value: null, identifiable: false, from: 'x' }, graphNodeGapS: { value: -1e-7, identifiable: false, from: 'y' } };
+    const a = deriveGraphCopyNode(s, none);
+    // null: the assumed figure; below 0: 0, as measuredStepOverheads prices it.
+    expect(a.model.valueS).toBe(STEP_OVERHEADS.copyLatencyS);
+    expect(a.model.from).toContain('(assumed)');
+  });
+});
+
 describe('measuredStepOverheads', () => {
   test('measured figures replace the model\'s, nulls keep them, a negative split counts as 0', () => {
     const m = deriveOverheads(synthetic(true), HOST);
@@ -174,7 +220,7 @@ function standInDevice(copyMs: number, graphHostMsPerNode = 0) {
   const drain = (): void => {
     while (performance.now() < gpuEnd) { /* the GPU's work */ }
   };
-  let capturing: { n: number } | undefined;
+  let capturing: { n: number; copies: number } | undefined;
   const stats: DeviceStats = { kernelLaunches: 0, programmaticLaunches: 0, graphLaunches: 0, graphKernels: 0, graphProgrammaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 };
   const device = {
     programmaticLaunch: false, stats,
@@ -185,18 +231,18 @@ function standInDevice(copyMs: number, graphHostMsPerNode = 0) {
     kernel: (_: string, name: string) => ({ name }),
     launch: () => void (capturing ? capturing.n++ : queue(0.002)),
     copy: (_d: unknown, _da: number, _s: unknown, _sa: number, bytes: number) => queue(bytes > 64 ? copyMs : 0.003),
-    uploadAsync: () => queue(0.003),
+    uploadAsync: () => void (capturing ? capturing.copies++ : queue(0.003)),
     capture: (_: string, record: () => void) => {
-      capturing = { n: 0 };
+      capturing = { n: 0, copies: 0 };
       record();
       const ref = capturing;
       capturing = undefined;
       return ref;
     },
-    launchGraph: (ref: { n: number }) => {
+    launchGraph: (ref: { n: number; copies: number }) => {
       const until = performance.now() + graphHostMsPerNode * ref.n;
       while (performance.now() < until) { /* the host's call */ }
-      queue(0.005 + 0.002 * ref.n);
+      queue(0.005 + 0.004 * ref.copies + 0.002 * ref.n);
     },
     synchronize: drain,
     timeGpu: (work: () => void) => {
@@ -236,12 +282,25 @@ describe('measureLaunchOverheads on a stand-in device with a GPU timeline', () =
     // 50 us a node, medians of 3 (a loaded machine's pauses aside).
     expect(h.slopeS).toBeGreaterThan(30e-6);
     expect(h.slopeS).toBeLessThan(100e-6);
-    expect(Object.keys(r.graphLaunchHost).sort()).toEqual(['graph-E', 'graph-S']);
-    expect(r.warnings.filter((w) => /^graph-[ES]: cuGraphLaunch's host time grows/.test(w))).toHaveLength(2);
+    expect(Object.keys(r.graphLaunchHost).sort()).toEqual(['graph-E', 'graph-E-copy', 'graph-S']);
+    expect(r.warnings.filter((w) => /^graph-[ES](-copy)?: cuGraphLaunch's host time grows/.test(w))).toHaveLength(3);
+  });
+
+  test('graph-E-copy: the upload captured as the graph\'s first node, its cost in a graph the paired difference with graph-E', () => {
+    // The stand-in's copy node takes 4 us of GPU time in a replay.
+    const r = measureLaunchOverheads(standInDevice(0.2), '/stand-in/tidarc_ops.fatbin', {
+      ns: [1, 4, 8], repeats: 5, hostIterations: 3, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
+    });
+    expect(r.series['graph-E-copy'].n).toEqual([1, 4, 8]);
+    expect(r.graphCopyNodeS.pairedS).toHaveLength(3);
+    // Medians of host-timed stand-in replays: a loaded machine's pauses aside, about 4 us.
+    expect(r.graphCopyNodeS.value).toBeGreaterThan(2e-6);
+    expect(r.graphCopyNodeS.value).toBeLessThan(30e-6);
+    expect(r.graphCopyNodeS.model.valueS).toBeCloseTo(Math.max(0, r.measured.copyLatencyS.value!) + Math.max(0, r.measured.graphNodeGapS.value!), 15);
   });
 });
 
-interface OverheadsJson extends Pick<LaunchOverheads, 'kernels' | 'host' | 'measured' | 'plan' | 'stats' | 'queue' | 'graphLaunchHost' | 'warnings'> {
+interface OverheadsJson extends Pick<LaunchOverheads, 'kernels' | 'host' | 'measured' | 'graphCopyNodeS' | 'plan' | 'stats' | 'queue' | 'graphLaunchHost' | 'warnings'> {
   format: number; backend: string; emulated: boolean; ok: boolean; error?: string; seconds: number;
   device: { name: string; computeCapability: [number, number] };
   pdl: { on: boolean; why: string };
@@ -256,8 +315,9 @@ interface OverheadsJson extends Pick<LaunchOverheads, 'kernels' | 'host' | 'meas
 function expectedStats(plan: LaunchOverheads['plan'], pdl: boolean): DeviceStats {
   const sumN = plan.ns.reduce((a, b) => a + b, 0);
   const replays = plan.warmReplays + plan.repeats;
-  const graphSeries = pdl ? 4 : 2;
-  const uploads = plan.repeats * plan.hostIterations + plan.repeats * sumN;
+  // graph-E, graph-S, graph-E-copy (its replays each run one upload node), and with PDL graph-E-pdl, graph-S-pdl.
+  const graphSeries = pdl ? 5 : 3;
+  const uploads = plan.repeats * plan.hostIterations + plan.repeats * sumN + plan.ns.length * replays;
   // Host loops: CudaDevice.launch and the GpuOps call, and with PDL the programmatic GpuOps call.
   const hostLoops = pdl ? 3 : 2;
   return {
@@ -312,7 +372,13 @@ describe.skipIf(!cxx.found)('overheads.mjs on the emulated driver', () => {
     // From the PDL series either way (whether S's lead exposes the release depends on the emulator's timings: not asserted).
     expect(out.measured.waitReleaseS.from).toMatch(/^s\(graph-S-pdl\) - \(s\(graph-S\) - s\(graph-E\)\) = /);
     expect(out.measured.hostStepS.value).toBeNull();
-    expect(Object.keys(out.graphLaunchHost).sort()).toEqual(['graph-E', 'graph-E-pdl', 'graph-S', 'graph-S-pdl']);
+    expect(Object.keys(out.graphLaunchHost).sort()).toEqual(['graph-E', 'graph-E-copy', 'graph-E-pdl', 'graph-S', 'graph-S-pdl']);
+    // The copy node against the model's price of it (emulated times: the shape only).
+    const c = out.graphCopyNodeS;
+    expect(c).toMatchObject({ identifiable: true, from: expect.stringMatching(/^median over N = 1, 2, 3 of T\(graph-E-copy, N\) - T\(graph-E, N\)/) });
+    expect(c.pairedS).toHaveLength(out.plan.ns.length);
+    for (const v of [c.value, c.interceptDiffS, c.slopeDiffS, c.model.valueS, c.model.assumedS]) expect(Number.isFinite(v)).toBe(true);
+    expect(c.model.assumedS).toBe(STEP_OVERHEADS.copyLatencyS + STEP_OVERHEADS.graphNodeGapS);
     for (const h of Object.values(out.graphLaunchHost)) expect(h!.hostMs).toHaveLength(out.plan.ns.length);
   });
 

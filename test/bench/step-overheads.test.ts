@@ -14,7 +14,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { H200 } from '../../src/codegen/machine.js';
 import { PDL_OVERHEADS, STEP_OVERHEADS, type StepRegisters } from '../../src/bench/step-cost-model.js';
 import { QWEN3_0_6B, predictSteps } from '../../src/bench/step-report.js';
-import { measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
+import { graphCopyNodeLine, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
 import { hostStepLines, readOverheadsWithHostStep } from '../../src/bench/step-host.js';
 import { hostFixture } from '../helpers/step-host-fixture.js';
 
@@ -108,6 +108,26 @@ describe('bench:step --overheads', () => {
     expect(() => readOverheadsWithHostStep('{"format": 1, "parts": [{"name": "overheads", "status": "failed", "why": "x"}]}', 'n.json')).toThrow(/^n\.json: a device check's results without an overheads section \(its overheads part: failed, x\)$/);
   });
 
+  test('the step\'s upload as a graph node (graphCopyNodeS): measured against the model\'s price copyLatencyS + graphNodeGapS, with the constants it prices with', () => {
+    const m = readMeasuredOverheads(text, 'o.json');
+    expect(m.graphCopyNode).toEqual({ measuredS: 2.9e-6, from: 'median over N = 16, 64, 256 of T(graph-E-copy, N) - T(graph-E, N)' });
+    // Not a constant: the model's figures are unchanged, the line sits before the constants kept as assumed.
+    expect(m.overheads.copyLatencyS).toBe(2.2e-6);
+    const line = '  graphCopyNodeS (the step\'s upload as a graph node, measured; not a model constant): 2.9 us against the model\'s price copyLatencyS + graphNodeGapS = 2.2 (measured) + 0.45 (measured) = 2.65 us (measured / priced 1.09x): the model prices 0.25 us less per upload than measured';
+    const lines = measuredOverheadLines(m);
+    expect(lines).toContain(line);
+    expect(lines.indexOf(line)).toBe(lines.findIndex((l) => l.startsWith('  kept as assumed:')) - 1);
+    // Only the node measured: priced with the assumed 3 + 0.58 us.
+    const alone = readMeasuredOverheads(JSON.stringify({ ...sample, measured: {} }), 'a.json');
+    expect(graphCopyNodeLine(alone)).toBe('  graphCopyNodeS (the step\'s upload as a graph node, measured; not a model constant): 2.9 us against the model\'s price copyLatencyS + graphNodeGapS = 3 (assumed) + 0.58 (assumed) = 3.58 us (measured / priced 0.81x): the model prices 0.68 us more per upload than measured');
+    // A file from before graph-E-copy: no line.
+    const { graphCopyNodeS: _, ...older } = sample;
+    const o = readMeasuredOverheads(JSON.stringify(older), 'old.json');
+    expect(o.graphCopyNode).toBeUndefined();
+    expect(graphCopyNodeLine(o)).toBeNull();
+    expect(measuredOverheadLines(o).join('\n')).not.toContain('graphCopyNodeS');
+  });
+
   test('a bad file: one line naming the file and what is wrong', () => {
     const err = (t: string): string => { try { readMeasuredOverheads(t, 'bad.json'); } catch (e) { return (e as Error).message; } return 'no error'; };
     expect(err('{"measured": ')).toMatch(/^bad\.json: not JSON \(/);
@@ -119,6 +139,8 @@ describe('bench:step --overheads', () => {
     expect(err(withMeasured({ hostLaunchS: { value: '4.2', identifiable: true, from: '' } }))).toBe('bad.json: measured.hostLaunchS.value: "4.2" is neither a number of seconds nor null');
     expect(err(withMeasured({ hostLaunchS: { value: 4.2, identifiable: true, from: 'in us?' } }))).toBe('bad.json: measured.hostLaunchS.value: 4.2 s is not a launch or host overhead (seconds expected)');
     expect(err(withMeasured({ rampS: 0.8e-6 }))).toBe('bad.json: measured.rampS: not an object ({value, identifiable, from})');
+    expect(err(JSON.stringify({ ...sample, graphCopyNodeS: { value: '2.9' } }))).toBe('bad.json: graphCopyNodeS.value: "2.9" is not a number of seconds');
+    expect(err(JSON.stringify({ overheads: { ...sample, graphCopyNodeS: { value: 2.9 } } }))).toBe('bad.json: overheads.graphCopyNodeS.value: 2.9 s is not a copy node\'s time (seconds expected)');
   });
 
   test('the command: a malformed file exits 1 with its one line, before anything is priced', async () => {
