@@ -17,7 +17,10 @@
  * launch ones are summarised apart (median, min, max): a launch's host time in the decoder (its
  * argument packing) need not be the overheads part's empty-kernel call. The constant is the graphs
  * runs' median (what the runtime runs by default), the launch-by-launch runs' where no graphs run has
- * a host time; below 0 it is priced as 0. Pure: the parsed JSON in, the rows and lines out; never throws
+ * a host time; below 0 it is priced as 0. A graphs run whose counted launchesPerStep is not 1 (a warm-up
+ * or a recapture inside the timed window: kernel launches beside the replays, whose calls the graph
+ * launch's constant does not price) stays a row, marked `excluded`, and is left out of the median (a note
+ * names it). Pure: the parsed JSON in, the rows and lines out; never throws
  * on a partial file (no e2e part, failed rows, no overheads part): `why` says what is missing.
  */
 import type { Machine } from '../codegen/machine.js';
@@ -59,6 +62,8 @@ export interface HostRow {
   readonly callsMs: number;
   /** hostMs - callsMs, in seconds: this row's hostStepS. */
   readonly hostStepS: number;
+  /** Why the row is left out of its group's spread and the constant (a graphs run that counted other than one launch a step). */
+  readonly excluded?: string;
 }
 
 export interface HostSpread {
@@ -208,23 +213,34 @@ export function deriveHostStep(doc: unknown, measured: MeasuredStepOverheads | n
       const launches = counted !== null && counted >= 0 ? counted : group === 'graphs' ? 1 : prediction.launches;
       const stepMs = num((f as Record<string, unknown>).medianMs);
       const hostStepS = residualHostStepS(hostMs, group, launches, prediction.uploads, calls);
+      const expected = group === 'graphs' ? 1 : prediction.launches;
+      const mismatch = counted !== null && Math.abs(counted - expected) > 0.5;
+      // With graphs a step is one graph launch: more (a warm-up or recapture inside the timed window) are kernel launches whose
+      // calls hostGraphLaunchS does not price, so the residual is not the decoder's alone.
+      const excluded = mismatch && group === 'graphs';
       rows.push({
         model: r.model, layers: r.layers as number, prefix: r.prefix as number, step: r.step, run, group, hostMs, stepMs: stepMs !== null && stepMs > 0 ? stepMs : null,
         share: stepMs !== null && stepMs > 0 ? hostMs / stepMs : null, launches, launchesFrom: counted !== null && counted >= 0 ? 'measured' : 'model',
         uploads: prediction.uploads, downloads: prediction.downloads, callsMs: hostMs - hostStepS * 1e3, hostStepS,
+        ...(excluded ? { excluded: `bench-step counted ${counted} launches a step, not the one graph launch` } : {}),
       });
-      const expected = group === 'graphs' ? 1 : prediction.launches;
-      if (counted !== null && Math.abs(counted - expected) > 0.5) {
-        notes.push(`${name} ${run}: bench-step counted ${counted} launches a step, the cost model's step has ${expected}${group === 'graphs' ? ' (one graph launch)' : ''}: priced with the counted ones`);
+      if (excluded) {
+        skip('graphs runs that counted other than one launch a step: a warm-up or recapture in the timed window adds kernel launches, which the graph launch\'s call constant does not price', `${name} ${run} (${counted} launches)`);
+      } else if (mismatch) {
+        notes.push(`${name} ${run}: bench-step counted ${counted} launches a step, the cost model's step has ${expected}: priced with the counted ones`);
       }
     }
   }
   for (const [why, what] of skipped) notes.push(`left out (${why}): ${what.join(', ')}`);
-  const graphs = spread(rows.filter((x) => x.group === 'graphs').map((x) => x.hostStepS));
-  const launches = spread(rows.filter((x) => x.group === 'launches').map((x) => x.hostStepS));
+  const kept = rows.filter((x) => x.excluded === undefined);
+  const graphs = spread(kept.filter((x) => x.group === 'graphs').map((x) => x.hostStepS));
+  const launches = spread(kept.filter((x) => x.group === 'launches').map((x) => x.hostStepS));
   const from: HostGroup | null = graphs ? 'graphs' : launches ? 'launches' : null;
   const medianS = (graphs ?? launches)?.medianS ?? null;
-  if (medianS === null) return { ...none(`no e2e row has a host time (${(e2e.rows as unknown[]).length} rows${said ? `; ${said}` : ''})`), notes };
+  if (medianS === null) {
+    if (rows.length > 0) return { ...none(`every run with a host time was left out (${rows.length}: see the notes)`), rows, notes };
+    return { ...none(`no e2e row has a host time (${(e2e.rows as unknown[]).length} rows${said ? `; ${said}` : ''})`), notes };
+  }
   if (medianS < 0) notes.push(`the ${from} runs' median residual is ${usText(medianS)} us, below 0 (the calls' constants exceed the measured host time): priced as 0`);
   return { rows, graphs, launches, hostStepS: Math.max(0, medianS), medianS, from, calls, why: null, notes };
 }

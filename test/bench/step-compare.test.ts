@@ -191,6 +191,49 @@ describe('bench:step --compare: the host time per step (step-host.ts)', () => {
     expect(odd.rows.find((r) => r.step === 'tidar_k8' && r.prefix === 1024)!.share).toBeCloseTo(0.2, 12);
   });
 
+  it('a graphs run that counted other than one launch a step (a warm-up or recapture in the timed window) is left out of the median, named', () => {
+    // Four of the seven graphs runs also launched 36 kernels a step (6 us each, the sample's 4.2 us calls aside): priced as 37 graph
+    // launches they would leave 125 us each and carry the median; left out, the other three give 17 us back.
+    const odd = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    const graphsRun = (step: string, prefix: number): Record<string, number> => (odd.e2e.rows.find((r) => r.step === step && r.prefix === prefix)!.tidarc as Record<string, Record<string, number>>).graphs!;
+    const names = [['ar', 4096], ['tidar_k8', 4096], ['tidar_k8', 1024], ['tidar_k4', 1024]] as const;
+    for (const [step, prefix] of names) {
+      const f = graphsRun(step, prefix);
+      f.launchesPerStep = 37;
+      f.hostMs += 36 * 6e-3;
+    }
+    const d = derive(odd);
+    expect(d.hostStepS).toBeCloseTo(17e-6, 12);
+    expect([d.from, d.graphs!.rows, d.graphs!.maxS]).toEqual(['graphs', 3, expect.closeTo(17e-6, 12)]);
+    // The runs stay rows (the host table shows them), marked.
+    const excluded = d.rows.filter((x) => x.excluded !== undefined);
+    expect(excluded.map((x) => `${x.step} ${x.prefix} ${x.run}`).sort()).toEqual(names.map(([step, prefix]) => `${step} ${prefix} graphs`).sort());
+    for (const x of excluded) expect(x.excluded).toBe('bench-step counted 37 launches a step, not the one graph launch');
+    const note = d.notes.find((n) => n.startsWith('left out (graphs runs that counted other than one launch a step'))!;
+    expect(note).toContain('qwen3-8b-shape-4l L=4096 ar graphs (37 launches)');
+    expect(note.match(/\(37 launches\)/g)).toHaveLength(4);
+    expect(d.notes.some((n) => n.includes('priced with the counted ones'))).toBe(false);
+    expect(hostStepLines(d).some((l) => l.includes(note))).toBe(true);
+    // Every graphs run so: the launch-by-launch runs' median, said.
+    const all = hostFixture({ graphsS: 17e-6, launchesS: 19e-6 });
+    for (const r of all.e2e.rows) for (const run of ['graphs', 'noPdl'] as const) {
+      const f = (r.tidarc as Record<string, Record<string, number> | null>)[run];
+      if (f) f.launchesPerStep = 2;
+    }
+    const l = derive(all);
+    expect([l.from, l.graphs, l.hostStepS]).toEqual(['launches', null, expect.closeTo(19e-6, 12)]);
+    expect(l.rows.filter((x) => x.excluded !== undefined)).toHaveLength(7);
+    // A launch-by-launch run's count off the model's stays in, priced with the counted launches (a note, as before).
+    const counted = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
+    const lr = (counted.e2e.rows.find((r) => r.step === 'ar' && r.prefix === 1024)!.tidarc as Record<string, Record<string, number>>).launches!;
+    lr.launchesPerStep += 2;
+    lr.hostMs += 2 * 4.2e-3;
+    const c2 = derive(counted);
+    expect(c2.launches!.rows).toBe(2);
+    expect(c2.launches!.maxS).toBeCloseTo(17e-6, 12);
+    expect(c2.notes.some((n) => /^qwen3-0\.6b-shape L=1024 ar launches: bench-step counted \d+ launches a step, the cost model's step has \d+: priced with the counted ones$/.test(n))).toBe(true);
+  });
+
   it('issue 16\'s target: the 8B shape\'s worst of AR and k = 8, with the decoder\'s and the calls\' parts', () => {
     const miss = compareSteps(hostFixture({ graphsS: 17e-6, launchesS: 17e-6, share: { 'qwen3-8b-shape-4l/4096/tidar_k8/graphs': 0.08 } }), 'm.json');
     const k8 = miss.rows.find((r) => r.step === 'tidar_k8' && r.prefix === 4096)!.modes[0]!.host!;
