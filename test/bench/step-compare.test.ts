@@ -200,7 +200,7 @@ describe('bench:step --compare: the host time per step (step-host.ts)', () => {
     for (const [step, prefix] of names) {
       const f = graphsRun(step, prefix);
       f.launchesPerStep = 37;
-      f.hostMs += 36 * 6e-3;
+      f.hostMs = f.hostMs! + 36 * 6e-3;
     }
     const d = derive(odd);
     expect(d.hostStepS).toBeCloseTo(17e-6, 12);
@@ -226,8 +226,8 @@ describe('bench:step --compare: the host time per step (step-host.ts)', () => {
     // A launch-by-launch run's count off the model's stays in, priced with the counted launches (a note, as before).
     const counted = hostFixture({ graphsS: 17e-6, launchesS: 17e-6 });
     const lr = (counted.e2e.rows.find((r) => r.step === 'ar' && r.prefix === 1024)!.tidarc as Record<string, Record<string, number>>).launches!;
-    lr.launchesPerStep += 2;
-    lr.hostMs += 2 * 4.2e-3;
+    lr.launchesPerStep = lr.launchesPerStep! + 2;
+    lr.hostMs = lr.hostMs! + 2 * 4.2e-3;
     const c2 = derive(counted);
     expect(c2.launches!.rows).toBe(2);
     expect(c2.launches!.maxS).toBeCloseTo(17e-6, 12);
