@@ -13,7 +13,11 @@
  *   - through the CLI, as a user sees it, on a device too small for the model: `run --backend
  *     cuda` is one error line (exit 1) before anything is compiled or uploaded; `run` (auto) runs
  *     on the cpu backend and its stderr says why;
- *   - `doctor` prints the device's free and total memory.
+ *   - `doctor` prints the device's free and total memory;
+ *   - a real decode loop (generate: TiDAR greedy and sampled) holds at most a few KiB beyond
+ *     the priced weights and runner on this small spec (split-K and split-KV scratch, step I/O
+ *     and workspaces: device-memory.ts's file comment; device-memory-shapes.test.ts prices the
+ *     same for the Qwen3-0.6B shape).
  * Children: the addon picks its driver once per process. Tagged: a C++ compiler (the emulated
  * driver and modules).
  */
@@ -113,5 +117,20 @@ describe.skipIf(!cxx.found)('device memory on the emulated driver', () => {
     expect(auto.stderr).toMatch(/^\[tidar k=2, cpu\] 2 tokens/m);
     const doctor = await run([tidarc, 'doctor'], small);
     expect(doctor.stdout).toMatch(/GPU memory\s+1\.0 MiB free of 1\.0 MiB on tidarc emulated GPU/);
+  });
+
+  test('a decode loop holds a few KiB beyond the priced weights and runner (its scratch, step I/O and workspaces)', { timeout: 900_000 }, async () => {
+    const r = await run(['--import', 'tsx', join(here, 'fixtures', 'device-memory-decode-child.ts'), model, env['TIDARC_CACHE']!], env);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { weights: number; loaded: number; runner: number; modes: Record<string, number> };
+    console.log(`decode beyond weights + runner (bytes): ${JSON.stringify(out)}`);
+    // What the load leaves on the device besides the weights: the operators' ABI word and the like (bytes).
+    expect(out.loaded - out.weights).toBeGreaterThanOrEqual(0);
+    expect(out.loaded - out.weights).toBeLessThan(4096);
+    expect(Object.keys(out.modes)).toEqual(['tidar greedy', 'tidar sampled']);
+    for (const extra of Object.values(out.modes)) expect(extra).toBeLessThan(64 << 10);
+    // Steps past 128 keys grow split-KV and GEMM scratch and their own I/O past the priced runner; a sampled one its logits too.
+    expect(out.modes['tidar greedy']).toBeGreaterThan(0);
+    expect(out.modes['tidar sampled']).toBeGreaterThan(out.modes['tidar greedy']!);
   });
 });
