@@ -19,7 +19,7 @@ issues need their figures, each in its own process with a share of --budget:
              the Qwen3-8B benchmark against FlexAttention and SDPA (attention.py);
   runtime    tidarc's runtime on the cuda backend: greedy TiDAR == AR, the KV-cache rule (runtime_check.mjs),
              with PDL on, then (as far as the window allows) with PDL off: the same tokens both ways;
-  overheads  the step cost model's launch and host constants (src/bench/step-cost-model.ts StepOverheads,
+  overheads  the step cost model's launch and host constants (src/bench/step-overheads.ts StepOverheads,
              PdlOverheads: graph node gap, graph start, stream gap, PDL wait release, kernel floor, host per
              launch ...) measured with the bundle's Node (overheads.mjs) on the runtime part's model's operators,
              beside the values the predictions assume;

@@ -197,7 +197,7 @@ def part_attention(ctx):
 
 def assumed_overheads(ctx):
     """The launch and host constants the bundle's step predictions assume (e2e_predictions.json, this GPU's machine:
-    src/bench/step-cost-model.ts StepOverheads and PdlOverheads), for the report's measured-vs-assumed table; None without them."""
+    src/bench/step-overheads.ts StepOverheads and PdlOverheads), for the report's measured-vs-assumed table; None without them."""
     from e2e import load_predictions
     p = load_predictions(ctx.bundle, ctx.predicted)
     if not p or not p.get('overheads'):

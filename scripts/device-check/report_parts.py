@@ -86,7 +86,7 @@ def sm90a_attention_short(a):
                f"flex {_fmt(r['flex']['medianUs']) if r.get('flex') else '-':>8}" for r in bench])
 
 
-# The step cost model's constants (src/bench/step-cost-model.ts), in its order: StepOverheads, then PdlOverheads.
+# The step cost model's constants (src/bench/step-overheads.ts), in its order: StepOverheads, then PdlOverheads.
 STEP_OVERHEAD_NAMES = ('hostLaunchS', 'streamGapS', 'graphNodeGapS', 'graphStartS', 'hostGraphLaunchS', 'copyLatencyS', 'hostCopyS', 'hostStepS', 'smallKernelS')
 PDL_OVERHEAD_NAMES = ('waitReleaseS', 'rampS')
 SERIES_NAMES = ('graph-E', 'graph-S', 'graph-E-pdl', 'graph-S-pdl', 'stream-E', 'copies', 'graph-E-copy')
@@ -153,7 +153,7 @@ def _overheads_table(sec, data):
               + (f"; in {sec['seconds']:.0f} s" if _num(sec.get('seconds')) else '') + '.'
               + (f" Kernels: E (empty) = {_cell(k.get('empty', '?'))}; S (small) = {_cell(k.get('small', '?'))}." if k else ''), '']
     assumed, source = assumed_of(data)
-    lines += [f"Assumed: {source or 'not known (the bundle carries no e2e_predictions.json)'}; src/bench/step-cost-model.ts says where each figure comes from. "
+    lines += [f"Assumed: {source or 'not known (the bundle carries no e2e_predictions.json)'}; src/bench/step-overheads.ts says where each figure comes from. "
               'Not identifiable: the series give this constant only in a sum with another, split here with that one\'s assumed value '
               '(`npm run bench:step -- --overheads device-check.json` prices the steps with the measured values).', '',
               '| constant | assumed us | measured us | measured / assumed | identifiable | from |', '|---|---|---|---|---|---|']

@@ -1,5 +1,5 @@
 /**
- * The step cost model's launch and host overheads (step-cost-model.ts StepOverheads and
+ * The step cost model's launch and host overheads (step-overheads.ts StepOverheads and
  * PdlOverheads), measured on the device instead of assumed: series of N launches of two GPU
  * operators timed by CUDA events, fitted as T(N) = a + s N, and host wall-clock times per call.
  *
@@ -17,7 +17,7 @@
  *   graph-E-copy  graph-E's N-node graph with one 64-byte pinned uploadAsync captured as its first
  *             node, as the runner captures a decode step's upload (gpu-runner.ts decodeStep): its
  *             times less graph-E's at the same N are that copy node's cost in a graph (graphCopyNodeS),
- *             what the cost model prices copyLatencyS + graphNodeGapS (step-cost-model.ts stepIssue).
+ *             what the cost model prices copyLatencyS + graphNodeGapS (step-timeline.ts stepIssue).
  *   host      wall time per CudaDevice.launch (argument bytes packed before the loop), per GpuOps
  *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
  *
@@ -28,7 +28,7 @@
  * kernel's whole time per node where that is shorter, so no split goes below 0 and every measured
  * sum is kept).
  *
- * PDL (step-cost-model.ts pdlKernel): each kernel calls launch_dependents right after its wait, so
+ * PDL (step-timeline.ts pdlKernel): each kernel calls launch_dependents right after its wait, so
  * kernel j is scheduled when kernel i's wait returns and runs its gap and ramp beside i's time after
  * that wait (the lead); j's wait returns max(waitReleaseS, gap + ramp - lead) after i's end. E has
  * nothing after its wait (no lead): graph-E-pdl's slope is gap + ramp again in the model (what a
@@ -189,7 +189,7 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
 
 /**
  * The step's upload as a graph node, measured (not a constant of StepOverheads: the model prices it
- * copyLatencyS + graphNodeGapS, step-cost-model.ts stepIssue; this says whether that holds).
+ * copyLatencyS + graphNodeGapS, step-timeline.ts stepIssue; this says whether that holds).
  */
 export interface GraphCopyNode {
   /** Seconds: the median over N of T(graph-E-copy, N) - T(graph-E, N), the paired times at each length. */
@@ -233,7 +233,7 @@ export function deriveGraphCopyNode(series: OverheadSeriesSet, m: MeasuredOverhe
       : `a(graph-E-copy) - a(graph-E) = ${us(interceptDiffS)} (the series' lengths differ: no paired times): one 64 B pinned uploadAsync captured as the first node of graph-E's graph`,
     model: {
       valueS: copyLatencyS + graphNodeGapS, copyLatencyS, graphNodeGapS, assumedS: base.copyLatencyS + base.graphNodeGapS,
-      from: `the model's price of the node (step-cost-model.ts stepIssue): copyLatencyS ${us(copyLatencyS)} (${said('copyLatencyS')}) + graphNodeGapS ${us(graphNodeGapS)} (${said('graphNodeGapS')}); assumed ${us(base.copyLatencyS)} + ${us(base.graphNodeGapS)}`,
+      from: `the model's price of the node (step-timeline.ts stepIssue): copyLatencyS ${us(copyLatencyS)} (${said('copyLatencyS')}) + graphNodeGapS ${us(graphNodeGapS)} (${said('graphNodeGapS')}); assumed ${us(base.copyLatencyS)} + ${us(base.graphNodeGapS)}`,
     },
   };
 }

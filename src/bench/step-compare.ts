@@ -186,7 +186,7 @@ function bundleNotes(e2e: Record<string, unknown>, machine: Machine, notes: stri
   const differ = (recorded: unknown, current: Readonly<Record<string, number>>): string[] =>
     isRecord(recorded) ? Object.keys(current).filter((k) => recorded[k] !== current[k]).map((k) => `${k} ${typeof recorded[k] === 'number' ? usText(recorded[k]) : String(recorded[k])} -> ${usText(current[k]!)} us`) : [];
   const d = [...differ(p.overheads, STEP_OVERHEADS as unknown as Record<string, number>), ...differ(p.pdlOverheads, PDL_OVERHEADS as unknown as Record<string, number>)];
-  if (d.length > 0) notes.push(`the bundle was priced with other assumed constants than step-cost-model.ts has now: ${d.join(', ')}`);
+  if (d.length > 0) notes.push(`the bundle was priced with other assumed constants than step-overheads.ts has now: ${d.join(', ')}`);
   if (typeof p.machine === 'string' && p.machine !== machine.name) notes.push(`the bundle's predictions say machine "${p.machine}", the recomputation prices "${machine.name}"`);
   if (typeof p.registers === 'string' && p.registers !== E2E_REGISTERS.source) notes.push(`the bundle's registers were "${p.registers}", the recomputation's are "${E2E_REGISTERS.source}"`);
 }
@@ -229,7 +229,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     return found ? predictStep(context(found.spec, machine), String(r.step), r.prefix as number) : `no spec of ${String(r.model)} with ${String(r.layers)} layers`;
   });
   // The overheads part's constants with that hostStepS, as bench:step --overheads prices with them: the decoder's
-  // host work comes before a step's first kernel, so it is GPU time too (step-cost-model.ts stepIssue).
+  // host work comes before a step's first kernel, so it is GPU time too (step-timeline.ts stepIssue).
   const measured = calls && withHostStepReading(calls, host);
   const ceilMachine = ceilings ? measuredCeilingsMachine(machine, ceilings) : machine;
   const constants: Readonly<Record<Setting, { machine: Machine; o: StepOverheads; p: PdlOverheads }>> = {

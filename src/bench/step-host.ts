@@ -1,5 +1,5 @@
 /**
- * The decoder's own host work per step (step-cost-model.ts StepOverheads.hostStepS), derived from a
+ * The decoder's own host work per step (step-overheads.ts StepOverheads.hostStepS), derived from a
  * device check's device-check.json: its e2e part ran the decoder (bench-step --json per step kind:
  * `hostMs`, the step's wall time outside its waits for the GPU; `launchesPerStep`; `medianMs`), its
  * overheads part measured the host's calls (hostGraphLaunchS, hostLaunchS, hostCopyS). Per e2e row and

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:step -- --overheads FILE`: the step cost model's launch and host constants
- * (step-cost-model.ts StepOverheads, PdlOverheads) replaced by those a device measured. FILE is
+ * (step-overheads.ts StepOverheads, PdlOverheads) replaced by those a device measured. FILE is
  * scripts/device-check/overheads.mjs's JSON line, or a device check's device-check.json holding it
  * as its `overheads` section. Every constant whose measured value is a number replaces the assumed
  * one, identifiable alone or not (a constant the series give only in a sum was split with an
@@ -170,7 +170,7 @@ export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
   if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${r.from === 'not in the file' ? r.from : 'not measured'})`).join(', ')}`);
   const series = replaced.filter((r) => !r.derived);
   lines.push(`  identifiable: ${series.filter((r) => r.identifiable).map((r) => r.name).join(', ') || 'none'}; not identifiable alone: ${series.filter((r) => !r.identifiable).map((r) => r.name).join(', ') || 'none'}`);
-  if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-cost-model.ts): ${m.unknown.join(', ')}`);
+  if (m.unknown.length > 0) lines.push(`  ignored (no such constant in step-overheads.ts): ${m.unknown.join(', ')}`);
   return lines;
 }
 
@@ -194,13 +194,13 @@ export function graphCopyNodeLine(m: MeasuredStepOverheads): string | null {
 /** bench:step's line of the StepOverheads it prices with (measured: some replaced by a device's). */
 export function overheadsLine(o: StepOverheads, measured: boolean): string {
   const us = usText;
-  return `Overheads (us; ${measured ? 'measured where replaced above, else as assumed in step-cost-model.ts' : 'sources in step-cost-model.ts'}): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`;
+  return `Overheads (us; ${measured ? 'measured where replaced above, else as assumed in step-overheads.ts' : 'sources in step-overheads.ts'}): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`;
 }
 
 /** bench:step's line of the PdlOverheads it prices with. */
 export function pdlLine(p: PdlOverheads, measured: boolean): string {
   const us = usText;
   return measured
-    ? `PDL (us; measured where replaced above, else assumed, step-cost-model.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. The steps are still predictions: the cost model with these constants.`
-    : `PDL (us; assumed, step-cost-model.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. All figures are predictions: nothing here was measured on an H200.`;
+    ? `PDL (us; measured where replaced above, else assumed, step-overheads.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. The steps are still predictions: the cost model with these constants.`
+    : `PDL (us; assumed, step-overheads.ts PdlOverheads): wait release ${us(p.waitReleaseS)}, launch ramp ${us(p.rampS)} (of the kernel floor); GEMM L2 prefetch before the wait: gemm-prefetch.ts. All figures are predictions: nothing here was measured on an H200.`;
 }

@@ -39,7 +39,7 @@ export interface StepRow {
   /** PDL off (plain launches: an sm_8x device, or `--no-pdl`). */
   readonly graphs: { readonly gpuMs: number; readonly hostMs: number };
   readonly launchByLaunch: { readonly gpuMs: number; readonly hostMs: number };
-  /** PDL on (what an H200 runs by default; step-cost-model.ts pdlStepTimes). */
+  /** PDL on (what an H200 runs by default; step-timeline.ts pdlStepTimes). */
   readonly pdl: {
     readonly graphs: { readonly gpuMs: number; readonly hostMs: number };
     readonly launchByLaunch: { readonly gpuMs: number; readonly hostMs: number };
@@ -165,7 +165,7 @@ export function issue16Targets(all: readonly StepRow[], mode: PdlMode = 'pdl'): 
 export interface E2ePredictions {
   readonly format: 1;
   readonly machine: string;
-  /** The kernels the predictions price (step-cost-model.ts StepPath). */
+  /** The kernels the predictions price (step-model-context.ts StepPath). */
   readonly path: StepPath;
   readonly registers: string;
   readonly overheads: typeof STEP_OVERHEADS;

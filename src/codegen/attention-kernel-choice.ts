@@ -24,7 +24,7 @@ import { type AttentionPlan, plannedRegisters } from './plan.js';
 import { REFERENCE_SHAPES } from './row-tile-choice.js';
 import { splitKernel } from './splits.js';
 
-/** Registers a thread of the sm_90a attention as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (bench/attention-sm90a.ts's table; step-cost-model.ts SM90A_RECORDED_REGISTERS): 160 since the dynamic split ids, 1 CTA an SM as at 138. */
+/** Registers a thread of the sm_90a attention as ptxas (nvcc 13.0, sm_90a) reported them at most, 2026-12-05 (bench/attention-sm90a.ts's table; step-model-context.ts SM90A_RECORDED_REGISTERS): 160 since the dynamic split ids, 1 CTA an SM as at 138. */
 export const SM90A_ATTENTION_REGISTERS = 160;
 
 /** The kernel a 9.0 device takes and the sm_90a / mma.sync time ratio (geometric mean) that chose it. */

@@ -40,7 +40,7 @@ const series = (t: (n: number) => number) => seriesOf(NS, NS.map((n) => t(n) * 1
 
 /**
  * The series the model predicts from K: graphs timed from before the host's cuGraphLaunch, (N - 1)
- * node gaps. With PDL (step-cost-model.ts pdlKernel), a kernel's gap and ramp run beside its
+ * node gaps. With PDL (step-timeline.ts pdlKernel), a kernel's gap and ramp run beside its
  * predecessor's time after the wait (the lead: small - ramp for S, nothing for E); the wait returns
  * max(wait, gap + ramp - lead) after the predecessor's end. E-pdl's programmatic edge is given a
  * shorter gap (edgeGap) than a node's, which the model does not price: it must not enter waitReleaseS.

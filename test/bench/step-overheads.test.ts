@@ -42,8 +42,8 @@ describe('bench:step --overheads', () => {
     expect(lines).toContain('  kept as assumed: hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
     expect(lines).toContain('  identifiable: hostLaunchS, graphStartS, hostGraphLaunchS, copyLatencyS, hostCopyS, waitReleaseS; not identifiable alone: streamGapS, graphNodeGapS, smallKernelS');
     // The overhead line bench:step prints: the default one unchanged, the measured figures in the other.
-    expect(overheadsLine(STEP_OVERHEADS, false)).toBe('Overheads (us; sources in step-cost-model.ts): host per launch 6, stream gap 2, graph node gap 0.58, graph start 8.6, host graph launch 5, copy latency 3, host per copy 5, decoder host per step 20, kernel floor 1.5.');
-    expect(overheadsLine(m.overheads, true)).toBe('Overheads (us; measured where replaced above, else as assumed in step-cost-model.ts): host per launch 4.2, stream gap 1.6, graph node gap 0.45, graph start 7.1, host graph launch 3, copy latency 2.2, host per copy 3.5, decoder host per step 20, kernel floor 2.75.');
+    expect(overheadsLine(STEP_OVERHEADS, false)).toBe('Overheads (us; sources in step-overheads.ts): host per launch 6, stream gap 2, graph node gap 0.58, graph start 8.6, host graph launch 5, copy latency 3, host per copy 5, decoder host per step 20, kernel floor 1.5.');
+    expect(overheadsLine(m.overheads, true)).toBe('Overheads (us; measured where replaced above, else as assumed in step-overheads.ts): host per launch 4.2, stream gap 1.6, graph node gap 0.45, graph start 7.1, host graph launch 3, copy latency 2.2, host per copy 3.5, decoder host per step 20, kernel floor 2.75.');
     expect(pdlLine(m.pdlOverheads, true)).toMatch(/^PDL \(us; measured where replaced above, else assumed, .*\): wait release 0\.5, launch ramp 0\.8 /);
     expect(pdlLine(PDL_OVERHEADS, false)).toMatch(/wait release 0\.3, launch ramp 0\.8 .*nothing here was measured on an H200\.$/);
   });
@@ -76,7 +76,7 @@ describe('bench:step --overheads', () => {
     const lines = measuredOverheadLines(m);
     expect(lines).toContain('  graphNodeGapS: assumed 0.58 us -> measured 0 us (-0.1 us measured, below 0: priced as 0) (not identifiable alone: split with an assumed term)');
     expect(lines).toContain('  kept as assumed: hostStepS 20 us (not measured), rampS 0.8 us (not measured)');
-    expect(lines).toContain('  ignored (no such constant in step-cost-model.ts): someSumS');
+    expect(lines).toContain('  ignored (no such constant in step-overheads.ts): someSumS');
   });
 
   test('a device-check.json with e2e rows: hostStepS derived from its decoder steps, marked so; overheads.mjs\'s JSON alone keeps the assumed one and says so', () => {

@@ -1,5 +1,5 @@
 /**
- * Programmatic dependent launch in the step cost model (src/bench/step-cost-model.ts pdlStepTimes):
+ * Programmatic dependent launch in the step cost model (src/bench/step-timeline.ts pdlStepTimes):
  * a kernel whose CTAs fit beside its predecessor's loses its node gap and ramp (all but the wait's
  * release) and a GEMM its prefetched HBM time; one that does not fit keeps everything. Synthetic
  * launches, so each figure is known by hand; then one recorded step of a small model. Pure.
