@@ -211,6 +211,10 @@ def overheads_log_line(r):
         return f"overheads: FAILED {r.get('error', '')}"
     m = r.get('measured') or {}
     figures = [f"{k} {v['value'] * 1e6:.2f}{'' if v.get('identifiable') else '*'}" for k, v in m.items() if isinstance(v, dict) and isinstance(v.get('value'), (int, float))]
+    node = r.get('graphCopyNodeS') or {}
+    if isinstance(node.get('value'), (int, float)):  # the step's upload as a graph node, beside the model's price of it
+        priced = (node.get('model') or {}).get('valueS')
+        figures.append(f"graphCopyNodeS {node['value'] * 1e6:.2f}" + (f" (model {priced * 1e6:.2f})" if isinstance(priced, (int, float)) else ''))
     pdl = r.get('pdl') or {}
     return (f"overheads (us, measured{' on the emulator' if r.get('emulated') else ''}; * not identifiable alone): {', '.join(figures) or 'none'}; "
             f"PDL {'on' if pdl.get('on') else 'off'}; {r.get('seconds', 0):.0f} s")

@@ -170,7 +170,7 @@ describe.skipIf(!cxx.found || !numpy)('device check without a GPU', () => {
     const oh = (JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { overheads: { ok: boolean; emulated: boolean; measured: Record<string, { value: number | null }> } }).overheads;
     expect([oh.ok, oh.emulated]).toEqual([true, true]);
     expect(Object.keys(oh.measured).sort()).toEqual(['copyLatencyS', 'graphNodeGapS', 'graphStartS', 'hostCopyS', 'hostGraphLaunchS', 'hostLaunchS', 'hostStepS', 'rampS', 'smallKernelS', 'streamGapS', 'waitReleaseS']);
-    expect(r.stderr).toMatch(/^ {2}overheads \(us, measured on the emulator; \* not identifiable alone\): hostLaunchS [\d.]+, .*; PDL on; \d+ s$/m);
+    expect(r.stderr).toMatch(/^ {2}overheads \(us, measured on the emulator; \* not identifiable alone\): hostLaunchS [\d.]+, .*, graphCopyNodeS -?[\d.]+ \(model [\d.]+\); PDL on; \d+ s$/m);
     expect(readFileSync(join(out, 'device-check.md'), 'utf8')).toMatch(/## Launch and host overheads: measured vs assumed \(src\/bench\/step-cost-model\.ts\)\n\nMeasured with overheads\.mjs on tidarc emulated GPU \(compute capability 9\.0\) -- the emulated driver/);
     expect(r.stdout).toMatch(/^overheads \(us measured\/assumed, emulator; \* not identifiable alone\): hostLaunchS [\d.]+/m);
     const data = JSON.parse(readFileSync(join(out, 'device-check.json'), 'utf8')) as { correctness: { ok: boolean; maxError: number }[]; runtime: RuntimeCheckReport };
