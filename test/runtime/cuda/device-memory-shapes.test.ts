@@ -10,8 +10,9 @@
  *     rule, over a stand-in device) and uploaded by uploadWeights: the same bytes;
  *   - what a decode loop allocates beyond the priced weights and runner (step workspaces and
  *     I/O, GEMM split-K and split-KV scratch, a sampled step's logits: the file comment of
- *     device-memory.ts quotes these figures), for the small spec and for the Qwen3-0.6B shape
- *     (no weights in memory: the upload reads only their lengths). Needs: nothing.
+ *     device-memory.ts quotes these figures; fixtures/decode-scratch.ts prints them), for the small
+ *     spec and for the Qwen3-0.6B shape (no weights in memory: the upload reads only their
+ *     lengths). Needs: nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,66 +22,22 @@ import { QWEN3_0_6B } from '../../../src/bench/step-report.js';
 import type { ArchName } from '../../../src/codegen/arch.js';
 import { generateModel } from '../../../src/codegen/generate.js';
 import { GEMM_SWIGLU_INTERLEAVE } from '../../../src/codegen/gemm-epilogue.js';
-import { AR_VARIANT, tidarVariantName } from '../../../src/codegen/variant-name.js';
-import type { ModelSpec } from '../../../src/ir/model.js';
 import { cudaPreflight } from '../../../src/load/model-parts.js';
 import { CAPACITY_QUANTUM } from '../../../src/load/runner-pool.js';
 import { expectedTensors, loadCheckpoint } from '../../../src/model/checkpoint.js';
 import { readSafetensors, type Tensor, writeSafetensors } from '../../../src/model/safetensors.js';
-import { CudaDevice, type DeviceBuffer, type GraphRef, type KernelRef, type PinnedBuffer } from '../../../src/runtime/cuda/device.js';
+import { CudaDevice } from '../../../src/runtime/cuda/device.js';
 import { headScratchBytes, passBytes, runnerBytes, weightBytes } from '../../../src/runtime/cuda/device-memory.js';
-import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
-import { OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
-import type { WeightMatrix } from '../../../src/runtime/ops.js';
-import { type ModelWeights, modelWeights } from '../../../src/runtime/model/weights.js';
+import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { decode } from '../../../src/util/dtype.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
+import { decodeExtra, recorder } from './fixtures/decode-scratch.js';
 
 const root = mkdtempSync(join(tmpdir(), 'tidarc-device-memory-shapes-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const MiB = 2 ** 20;
-
-/**
- * A device that records its live allocations, their peak, and the uploads' bytes (by label); a
- * decode step's download reads "1 token accepted"; graphs are captured by running their launches.
- */
-function recorder(arch: string) {
-  const live = new Map<number, DeviceBuffer>();
-  const uploads = new Map<string, Uint8Array>();
-  let next = 0x10000, now = 0, peak = 0;
-  const device = {
-    capture: (label: string, record: () => void): GraphRef => (record(), { handle: 1, label, kernels: 0, programmaticKernels: 0, uploads: 0, uploadBytes: 0, downloads: 0, downloadBytes: 0 }),
-    launchGraph: () => undefined, destroyGraph: () => undefined,
-    info: { multiprocessors: 132, name: 'recorder', computeCapability: arch.startsWith('sm_9') ? [9, 0] : [8, 0] }, arch,
-    alloc: (bytes: number, label: string): DeviceBuffer => {
-      const b = { ptr: next, bytes: Math.max(1, Math.ceil(bytes)), label };
-      next += Math.ceil(bytes / 256) * 256 + 256;
-      live.set(b.ptr, b);
-      now += b.bytes;
-      peak = Math.max(peak, now);
-      return b;
-    },
-    free: (b: DeviceBuffer) => void (live.delete(b.ptr) && (now -= b.bytes)),
-    allocPinned: (bytes: number, label: string): PinnedBuffer => ({ buffer: new ArrayBuffer(bytes), bytes, label }),
-    freePinned: () => undefined, fill: () => undefined, copy: () => undefined, uploadAsync: () => undefined,
-    upload: (b: DeviceBuffer, data: ArrayBufferView) => void (data.buffer instanceof ArrayBuffer && uploads.set(b.label, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))),
-    download: (b: DeviceBuffer, dst: ArrayBufferView) => void ((b.label === 'decode step output' && ((dst as Int32Array)[0] = 1)) || (b.label === OPS_ABI_BUFFER && ((dst as Int32Array)[0] = OPS_ABI_VERSION))),
-    kernel: (_module: string, name: string): KernelRef => ({ name, handle: 0, maxShared: 0 }),
-    launch: () => undefined,
-  } as unknown as CudaDevice;
-  const bytes = (filter: (label: string) => boolean = () => true): number => [...live.values()].filter((b) => filter(b.label)).reduce((n, b) => n + b.bytes, 0);
-  return {
-    device, uploads, bytes,
-    /** The most bytes live at once since the last call (then: what is live now). */
-    peakSince: (): number => {
-      const p = peak;
-      peak = now;
-      return p;
-    },
-  };
-}
 
 describe('an sm_90 compile: gate_up with the SwiGLU interleave, priced byte for byte', () => {
   // qkv: N = (4 + 2 x 2) x 64 = 512; gate_up: N = 2 x 384 = 768, its own GEMM unit (a multiple of 16: interleaved).
@@ -159,74 +116,29 @@ describe('a checkpoint with F32 tensors: the preflight prices what the upload al
   });
 });
 
-/** Weights of a spec's shapes without their values in memory: the upload reads only a matrix's length (fused parts share one zero array per shape). */
-function shapeOnlyWeights(spec: ModelSpec): ModelWeights {
-  const zeros = new Map<string, Uint16Array>();
-  const w = new Map<string, WeightMatrix>();
-  for (const t of expectedTensors(spec)) {
-    const n = t.shape.reduce((a, b) => a * b, 1), fused = /_proj\.weight$/.test(t.name);
-    const data = fused ? (zeros.get(t.shape.join('x')) ?? zeros.set(t.shape.join('x'), new Uint16Array(n)).get(t.shape.join('x'))!) : ({ byteLength: 2 * n, length: n } as Uint16Array);
-    w.set(t.name, { data, dtype: 'bf16', rows: t.shape.length === 2 ? t.shape[0]! : 1, cols: t.shape.at(-1)! } as WeightMatrix);
-  }
-  if (spec.tieEmbeddings) w.set('lm_head.weight', w.get('model.embed_tokens.weight')!);
-  return w;
-}
-
-/**
- * Bytes a decode loop holds at its peak beyond the priced weights and runner of `capacity`
- * (weightBytes + runnerBytes): a one-chunk prompt, then steps of `k` drafts (0: AR) every 97
- * positions up to the capacity (each split-KV bucket), greedy or sampled; graphs captured.
- */
-function decodeExtra(spec: ModelSpec, k: number, temperature: number, capacity: number): { prefill: number; extra: number; labels: Map<string, number> } {
-  const { manifest } = generateModel(spec, { arches: ['sm_90'] });
-  const d = recorder('sm_90');
-  const gpu = uploadWeights(d.device, spec, shapeOnlyWeights(spec), manifest);
-  expect(gpu.bytes).toBe(weightBytes(spec));
-  const runner = new GpuModelRunner(spec, d.device, gpu, '/kernels', manifest, capacity);
-  const priced = gpu.bytes + runnerBytes(spec, capacity, gpu.gateUpInterleave).total;
-  const S = 64;
-  const ids = Int32Array.from({ length: S }, (_, i) => i);
-  runner.pass(ids, ids, { kind: 'prefill', promptTokens: S }).argmax([S - 1]);
-  // The pass's own GEMM and split-KV scratch (freed by the first step) are not priced either.
-  const prefill = d.peakSince() - priced;
-  const T = k + k * k, sampling = { temperature, topP: 1, beta: 1, seed: 0 };
-  for (let L = S, n = 1; L + Math.max(T, 1) < capacity; L += 97, n++) {
-    runner.cache.length = L;
-    if (k === 0) runner.decodeStep({ variant: AR_VARIANT, ids: Int32Array.of(5), positions: Int32Array.of(L), verifyRows: [0], verifyDrafts: [-1], sampling, rngStep: n });
-    else {
-      runner.decodeStep({
-        variant: tidarVariantName(k), ids: new Int32Array(T), positions: Int32Array.from({ length: T }, (_, i) => L + i), verifyRows: Array.from({ length: k }, (_, i) => i),
-        verifyDrafts: [...Array<number>(k - 1).fill(7), -1], ...(k > 1 ? { nextDrafts: { stride: k, offset: 1, count: k - 1 } } : {}), sampling, rngStep: n,
-      });
-    }
-  }
-  const extra = d.peakSince() - priced;
-  const labels = new Map<string, number>();
-  for (const l of ['decode step logits', 'split-KV workspace', 'GEMM workspace (split-K partials, row statistics tiles)']) labels.set(l, d.bytes((x) => x === l));
-  runner.close();
-  return { prefill, extra, labels };
-}
-
 describe("what a decode loop allocates beyond the priced runner (device-memory.ts's file comment)", () => {
   test('the small spec: under 1 MiB, greedy or sampled, AR or TiDAR', () => {
     const spec = smallSpec('mem-decode', [2]);
     for (const k of [0, 2]) for (const temperature of [0, 0.8]) {
-      const { extra } = decodeExtra(spec, k, temperature, 512);
-      expect(extra).toBeGreaterThan(0);
-      expect(extra).toBeLessThan(MiB);
+      const { decode } = decodeExtra(spec, k, temperature, 512);
+      expect(decode).toBeGreaterThan(0);
+      expect(decode).toBeLessThan(MiB);
     }
   });
 
   test('the Qwen3-0.6B shape at 4096 tokens: ~2 MiB for AR, up to ~56 MiB for TiDAR k = 16 sampled (its logits, split-KV and split-K scratch)', () => {
     const ar = decodeExtra(QWEN3_0_6B, 0, 0, 4096);
-    expect(ar.extra).toBeLessThan(3 * MiB);
+    expect(ar.prefill).toBeGreaterThan(MiB);
+    expect(ar.decode).toBeLessThan(3 * MiB);
     const k16 = decodeExtra(QWEN3_0_6B, 16, 0.8, 4096);
-    // The figures the file comment quotes: more than a few MiB, all of it scratch the step sizes from its token count.
-    expect(k16.extra).toBeGreaterThan(40 * MiB);
-    expect(k16.extra).toBeLessThan(64 * MiB);
+    // The figures the file comment quotes: more than a few MiB, all of it sized by the step's token count and prefix.
+    expect(k16.decode).toBeGreaterThan(40 * MiB);
+    expect(k16.decode).toBeLessThan(64 * MiB);
     // A sampled step's logits: its k verify rows x vocab in fp32 (a greedy step has none: row statistics).
-    expect(k16.labels.get('decode step logits')).toBe(16 * QWEN3_0_6B.vocabSize * 4);
-    expect(k16.labels.get('split-KV workspace')).toBeGreaterThan(8 * MiB);
-    expect(k16.labels.get('GEMM workspace (split-K partials, row statistics tiles)')).toBeGreaterThan(4 * MiB);
+    expect(k16.logits).toBe(16 * QWEN3_0_6B.vocabSize * 4);
+    expect(k16.splitKv).toBeGreaterThan(8 * MiB);
+    expect(k16.splitK).toBeGreaterThan(4 * MiB);
+    // The step's activations: 272 tokens in 5 whole chunks, beside the priced 64-token pass's (freed by the first step).
+    expect(k16.stepActivations).toBeGreaterThan(4 * (runnerBytes(QWEN3_0_6B, 0).firstPass - headScratchBytes(1, QWEN3_0_6B.vocabSize)));
   }, 60_000);
 });
