@@ -4,24 +4,16 @@
  * saying so. It was silent: `--prefix 100000` on the 512-position tiny model tuned L = 131072 and
  * exited 0 without a word, and so did the default 1k,4k. Needs: g++ (the CPU library).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { prefixBeyondContextNote } from '../../src/cli/commands/tune.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import { readModelInput } from '../../src/model/model-input.js';
 import { runTidarc } from '../helpers/cli.js';
+import { fileScratchWithOwnKernelCache } from '../helpers/scratch.js';
 
 const cxx = await findCxx();
-const dir = mkdtempSync(join(tmpdir(), 'tidarc-tune-note-'));
-const cacheBefore = process.env['TIDARC_CACHE'];
-process.env['TIDARC_CACHE'] = join(dir, 'cache');
-afterAll(() => {
-  if (cacheBefore === undefined) delete process.env['TIDARC_CACHE'];
-  else process.env['TIDARC_CACHE'] = cacheBefore;
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = fileScratchWithOwnKernelCache('tidarc-tune-note-');
 
 /** One tile, one split, one thread count, draft 4 only: a compile and a few timings. */
 const SMALL = ['--draft', '4', '--warps', '4', '--tile-n', '64', '--splits', '1', '--threads', '1'];

@@ -7,26 +7,19 @@
  * the default is now built for the variants whose search has it.
  * Needs: g++ (the per-tile CPU libraries).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { kernelCacheEntry } from '../../src/build/kernel-cache.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import type { Manifest } from '../../src/codegen/manifest.js';
 import { readModelInput } from '../../src/model/model-input.js';
 import { readTuneDb, type TuneEntry } from '../../src/tune/db.js';
 import { runTidarc } from '../helpers/cli.js';
+import { fileScratchWithOwnKernelCache } from '../helpers/scratch.js';
 
 const cxx = await findCxx();
-const dir = mkdtempSync(join(tmpdir(), 'tidarc-tune-readme-'));
-const cacheBefore = process.env['TIDARC_CACHE'];
-process.env['TIDARC_CACHE'] = join(dir, 'cache');
-afterAll(() => {
-  if (cacheBefore === undefined) delete process.env['TIDARC_CACHE'];
-  else process.env['TIDARC_CACHE'] = cacheBefore;
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = fileScratchWithOwnKernelCache('tidarc-tune-readme-');
 
 describe.skipIf(!cxx.found)('the README tune example', () => {
   test('tidarc tune models/tidar-tiny-code --prefix 256 --batch 1,4 --db FILE tunes every shape, with a tile only some variants can use', { timeout: 600_000 }, async () => {
