@@ -25,6 +25,8 @@ import { GpuModelRunner, uploadWeights } from '../runtime/cuda/gpu-runner.js';
 import { type ProgrammaticLaunchDecision, programmaticLaunchFor } from '../runtime/cuda/pdl.js';
 import { probedDecision } from '../runtime/cuda/pdl-probe.js';
 import { CAPACITY_QUANTUM, RunnerPool, type RunnerPoolStats } from './runner-pool.js';
+import type { HostMemory } from './host-memory.js';
+import { hostPreflight } from './host-memory-now.js';
 import { type LoadFit, checkRunnerFits, cudaFitChoice, loadFit, runnerBytes, weightBytes } from '../runtime/cuda/device-memory.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
@@ -157,6 +159,11 @@ export interface OpenPartsOptions extends LoadOptions {
   readonly maskTokenField?: string;
   /** How the backend choice's errors name it (the CLI: '--backend'; default 'backend'). */
   readonly backendField?: string;
+  /**
+   * The host's memory, which the checkpoint's files (and a cpu runner) must fit in before they are
+   * read (host-memory.ts); default: /proc/meminfo (host-memory-now.ts readHostMemory). A reading of undefined: not checked.
+   */
+  readonly hostMemory?: () => HostMemory | undefined;
 }
 
 /**
@@ -177,6 +184,8 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   const ckpt: Checkpoint = await loadCheckpoint(dir, {
     ...(options.maskTokenId === undefined ? {} : { maskTokenId: options.maskTokenId }),
     ...(options.maskTokenField === undefined ? {} : { maskTokenField: options.maskTokenField }),
+    // The whole checkpoint is read into memory next: a host that cannot hold it is one error now, not an OOM kill minutes later.
+    beforeWeights: (spec) => hostPreflight(dir, spec, decision.backend, options.hostMemory),
   });
   const spec = ckpt.spec;
   options.checkSpec?.(spec, ckpt);

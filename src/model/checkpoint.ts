@@ -77,6 +77,11 @@ export interface CheckpointOptions {
    * tidarc writes (init-model) records its mask token in the "tidar" object.
    */
   readonly requireMaskToken?: boolean;
+  /**
+   * Runs on the spec after config.json is read and before any weights file is (a caller's
+   * preflight: openModelParts checks the host's memory here, host-memory.ts).
+   */
+  readonly beforeWeights?: (spec: ModelSpec) => void;
 }
 
 /** The safetensors dtype of a model dtype. */
@@ -192,6 +197,7 @@ export async function loadCheckpoint(dir: string, options: CheckpointOptions = {
   const config = await readJsonFile(configPath);
   const spec = specFromCheckpointConfig(config, configPath, options);
   const maskTokenId = hasMaskToken(config, options) ? spec.maskTokenId : undefined;
+  options.beforeWeights?.(spec);
   const { store, source } = await openWeights(dir);
   const expected = expectedTensors(spec);
   const missing = expected.filter((t) => !store.has(t.name));

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -9,7 +9,7 @@ describe('tidarc doctor', () => {
     const r = await runTidarc('doctor', '--json');
     expect(r.code).toBe(0);
     const list = JSON.parse(r.stdout) as { name: string; ok: boolean; detail: string }[];
-    expect(list.map((c) => c.name)).toEqual(['node', 'native addon', 'C++ compiler', 'nvcc', 'CUDA driver / GPU', 'BLAS']);
+    expect(list.map((c) => c.name)).toEqual(['node', 'native addon', 'C++ compiler', 'nvcc', 'CUDA driver / GPU', 'host memory', 'BLAS']);
     for (const c of list) expect(c.detail.length).toBeGreaterThan(0);
   });
 
@@ -39,7 +39,7 @@ describe('tidarc doctor', () => {
       expect(lines.find((l) => l.includes('C++ compiler'))).toMatch(/^missing {2}C\+\+ compiler/);
       expect(r.stdout).toMatch(/^backend auto: cpu \(.*\) \(the cpu backend is NOT usable: see above\)$/m);
       expect(lines.at(-1)).toMatch(/^no backend is usable here: the cpu backend needs the native addon and a C\+\+ compiler/);
-      expect(lines).toHaveLength(8);  // six checks, backend auto, the verdict
+      expect(lines).toHaveLength(9);  // seven checks, backend auto, the verdict
     });
 
     test('--json: the list on stdout, exit 1, the verdict on stderr', async () => {
@@ -49,6 +49,15 @@ describe('tidarc doctor', () => {
       expect(list.find((c) => c.name === 'C++ compiler')!.ok).toBe(false);
       expect(r.stderr).toMatch(/^tidarc: no backend is usable here: .*\n$/);
     });
+  });
+
+  test.runIf(process.platform === 'linux')("prints the host's available and total memory and free swap (/proc/meminfo)", async () => {
+    const r = await runTidarc('doctor');
+    const line = r.stdout.split('\n').find((l) => l.includes('host memory'));
+    expect(line).toMatch(/^ok {7}host memory {8}\d+\.\d (GiB|MiB) available of \d+\.\d GiB \(swap: (\d+ bytes|\d+\.\d [KMG]iB) free\)$/);
+    // The figures are this machine's: available at most total, total what /proc/meminfo says.
+    const total = Number(/^MemTotal:\s*(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+    expect(line).toContain(`of ${(total / 2 ** 30).toFixed(1)} GiB`);
   });
 
   test('exit 0 with the C++ compiler found (the cpu backend works), no verdict line', async () => {

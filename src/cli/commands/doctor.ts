@@ -1,12 +1,14 @@
 /**
  * `tidarc doctor`: what this machine offers tidarc (compilers, native addon, CUDA driver and
- * GPU) and, for what is missing, why. Exit code 0 when some backend works (the CPU one: the
+ * GPU, host memory) and, for what is missing, why. Exit code 0 when some backend works (the CPU one: the
  * native addon and a C++ compiler; cuda: what --backend auto picks it for); else 1, the report
  * still printed and its last line saying so.
  */
 import type { Command } from 'commander';
 import { findCxx, findNvcc } from '../../build/toolchain.js';
 import { chooseBackend } from '../../load/model-parts.js';
+import { describeHostMemory } from '../../load/host-memory.js';
+import { readHostMemory } from '../../load/host-memory-now.js';
 import { loadNative } from '../../runtime/native.js';
 import { CudaDevice } from '../../runtime/cuda/device.js';
 import { formatBytes } from '../../runtime/cuda/device-memory.js';
@@ -33,6 +35,7 @@ async function checks(): Promise<Check[]> {
   out.push({ name: 'nvcc', ok: nvcc.found, detail: nvcc.found ? `${nvcc.tool.path}: ${nvcc.tool.version} (fatbins, ptxas reports)` : `${nvcc.reason}; CUDA sources are written, not compiled` });
   out.push({ name: 'CUDA driver / GPU', ok: cuda.available, detail: cuda.reason });
   if (cuda.available) out.push(deviceMemory());
+  out.push(hostMemory());
   out.push({ name: 'BLAS', ok: true, detail: 'not needed: matrix products use tidarc\'s own threaded CPU kernels' });
   return out;
 }
@@ -46,6 +49,12 @@ function deviceMemory(): Check {
   } catch (e) {
     return { name: 'GPU memory', ok: false, detail: (e as Error).message };
   }
+}
+
+/** The host's memory now (/proc/meminfo): what a checkpoint, read whole, must fit in (load/host-memory.ts). */
+function hostMemory(): Check {
+  const m = readHostMemory();
+  return m ? { name: 'host memory', ok: true, detail: describeHostMemory(m) } : { name: 'host memory', ok: false, detail: 'could not be read (a load then does not check it)' };
 }
 
 /** What --backend auto picks here, and why (cuda only where it can run). */

@@ -1,0 +1,77 @@
+/**
+ * host-memory.ts's readings: the host's memory now and a checkpoint's file sizes. Every reading
+ * that fails is undefined, and the load's check is then skipped: a load never fails because a
+ * reading did.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { freemem, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { ModelSpec } from '../ir/model.js';
+import { WEIGHTS_FILE } from '../model/checkpoint.js';
+import { SAFETENSORS_INDEX_FILE } from '../model/safetensors.js';
+import { type HostMemory, checkHostFits, hostNeed, parseMeminfo } from './host-memory.js';
+
+/**
+ * Linux: /proc/meminfo (MemAvailable: free memory plus the page cache and slabs the kernel can
+ * reclaim; SwapFree). Elsewhere os.freemem() / os.totalmem(), swap unknown: freemem is libuv's
+ * uv_get_free_memory, on macOS and the BSDs only the free pages (the file cache and inactive
+ * pages, which the system gives back on demand, are not in it), on Windows the available
+ * physical memory (standby pages included); with swap unknown the load's check refuses nothing
+ * there (host-memory.ts), the figures are for `tidarc doctor`.
+ */
+export function readHostMemory(): HostMemory | undefined {
+  try {
+    if (process.platform === 'linux') return parseMeminfo(readFileSync('/proc/meminfo', 'utf8'));
+    return { availableBytes: freemem(), totalBytes: totalmem() };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The bytes the loader reads whole: model.safetensors' size, or the sum of the shards the index
+ * names. undefined when it cannot tell (no weights, an unreadable index: the loader's own error
+ * says what is wrong).
+ */
+export function checkpointFileBytes(dir: string): number | undefined {
+  try {
+    const single = join(dir, WEIGHTS_FILE);
+    const isFile = (path: string): number | undefined => {
+      const s = statSync(path, { throwIfNoEntry: false });
+      return s?.isFile() ? s.size : undefined;
+    };
+    const size = isFile(single);
+    if (size !== undefined) return size;
+    const index = JSON.parse(readFileSync(join(dir, SAFETENSORS_INDEX_FILE), 'utf8')) as { weight_map?: unknown };
+    const map = index.weight_map;
+    if (typeof map !== 'object' || map === null) return undefined;
+    let total = 0;
+    for (const file of new Set(Object.values(map))) {
+      if (typeof file !== 'string' || /[\\/]/.test(file)) return undefined;
+      const s = isFile(join(dir, file));
+      if (s === undefined) return undefined;
+      total += s;
+    }
+    return total;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The load's host preflight, before any weight is read: the checkpoint's files (and on the cpu
+ * backend its first runner) against `memory()` (default: readHostMemory); one error when it does
+ * not fit, nothing when a reading fails.
+ */
+export function hostPreflight(dir: string, spec: ModelSpec, backend: 'cpu' | 'cuda', memory: () => HostMemory | undefined = readHostMemory): void {
+  const bytes = checkpointFileBytes(dir);
+  if (bytes === undefined) return;
+  let now: HostMemory | undefined;
+  try {
+    now = memory();
+  } catch {
+    return;
+  }
+  if (now === undefined) return;
+  checkHostFits(hostNeed(bytes, backend === 'cpu' ? spec : undefined), now, dir);
+}

@@ -1,0 +1,116 @@
+/**
+ * Host memory, priced before a checkpoint is read: safetensors.ts reads each weights file whole
+ * into one Buffer, which the cpu backend keeps for the model's lifetime and the cuda backend until
+ * the weights are uploaded. A checkpoint larger than the machine can hold would otherwise end,
+ * after minutes of reading, in a RangeError from Node or the kernel's OOM killer (no message).
+ *
+ * What a load needs on the host:
+ *   - the checkpoint's files, as read: their whole size (both backends);
+ *   - cpu backend: what its first runner allocates, priced as device-memory.ts prices a cuda one:
+ *     a K/V cache of CAPACITY_QUANTUM tokens (KvCache: layers x 2 x kvHeads x capacity x headDim
+ *     16-bit elements) and the activations of a first pass of one prefill chunk (ModelRunner's
+ *     workspace: each f32 / 16-bit tensor of the pass's graph, tokens x width) with one row of
+ *     lm_head logits.
+ * Not priced: the biases' fp32 copies (weights.ts: under 1 MiB for the bundled shapes), the cuda
+ * upload's transient host copies (one fused matrix at a time, and up to 16 MiB of pinned
+ * staging), Node's own heap. All small beside the checkpoint; leaving them out can only let a load
+ * through, never refuse one that fits.
+ *
+ * The decision: required > available + swap free is the error. Swap is counted because the kernel
+ * pages other processes' (and the checkpoint's own cold) pages out to it instead of killing the
+ * load: a model that fits only with swap runs, slowly, and refusing it would refuse a model that
+ * runs. Where swap is unknown (no /proc/meminfo: see host-memory-now.ts) nothing is refused.
+ *
+ * Pure: no I/O (the readings come from host-memory-now.ts or a test).
+ */
+import { PREFILL_CHUNK } from '../codegen/variant.js';
+import { TidarcError } from '../errors.js';
+import type { ModelSpec } from '../ir/model.js';
+import { formatBytes, kvCacheBytes } from '../runtime/cuda/device-memory.js';
+import { passGraph } from '../runtime/model/step.js';
+import { CAPACITY_QUANTUM } from './runner-pool.js';
+
+/** The host's memory now. */
+export interface HostMemory {
+  /** What can be allocated without swapping (Linux: MemAvailable, which counts reclaimable page cache). */
+  readonly availableBytes: number;
+  readonly totalBytes: number;
+  /** Free swap; undefined: not known here (the check then refuses nothing). */
+  readonly swapFreeBytes?: number;
+}
+
+/** What a cpu runner of `capacity` tokens holds once it has run a first pass of one prefill chunk. */
+export interface CpuRunnerBytes {
+  readonly capacity: number;
+  readonly kvCache: number;
+  /** One chunk's activations (ModelRunner.workspace) and one row of lm_head logits. */
+  readonly firstPass: number;
+  readonly total: number;
+}
+
+/** A cpu runner's host bytes (forward.ts ModelRunner over a KvCache of `capacity` tokens). */
+export function cpuRunnerBytes(spec: ModelSpec, capacity = CAPACITY_QUANTUM): CpuRunnerBytes {
+  const kvCache = kvCacheBytes(spec, capacity);
+  const T = PREFILL_CHUNK;
+  const graph = passGraph(spec, T, { kind: 'prefill', promptTokens: T });
+  // ids and positions are the pass's own arrays (i32: a few bytes a token, not the workspace's).
+  const activations = graph.tensors.reduce((n, t) => n + (t.type === 'i32' ? 0 : T * t.width * (t.type === 'f32' ? 4 : 2)), 0);
+  const firstPass = activations + spec.vocabSize * 4;
+  return { capacity, kvCache, firstPass, total: kvCache + firstPass };
+}
+
+/** What a load needs on the host: the checkpoint, and on the cpu backend its first runner. */
+export interface HostNeed {
+  readonly checkpointBytes: number;
+  readonly runner?: CpuRunnerBytes;
+  readonly totalBytes: number;
+}
+
+/** The need of a load of `checkpointBytes` (its files' sizes); `cpuSpec`: the cpu backend's spec (its runner is priced). */
+export function hostNeed(checkpointBytes: number, cpuSpec?: ModelSpec): HostNeed {
+  if (!cpuSpec) return { checkpointBytes, totalBytes: checkpointBytes };
+  const runner = cpuRunnerBytes(cpuSpec);
+  return { checkpointBytes, runner, totalBytes: checkpointBytes + runner.total };
+}
+
+export interface HostFit {
+  readonly fits: boolean;
+  /** Why not (the error's sentence); '' when it fits. */
+  readonly sentence: string;
+}
+
+/** The need against the host's memory: refused only when it exceeds available + free swap (see the file comment). */
+export function hostFit(need: HostNeed, memory: HostMemory): HostFit {
+  if (memory.swapFreeBytes === undefined || need.totalBytes <= memory.availableBytes + memory.swapFreeBytes) return { fits: true, sentence: '' };
+  const what = need.runner
+    ? `the checkpoint (${formatBytes(need.checkpointBytes)}) and a ${need.runner.capacity}-token cpu runner (${formatBytes(need.runner.total)}) need ${formatBytes(need.totalBytes)},`
+    : `the checkpoint (${formatBytes(need.checkpointBytes)}) needs`;
+  return { fits: false, sentence: `${what} more memory than this machine has available: ${formatBytes(memory.availableBytes)} of ${formatBytes(memory.totalBytes)} (swap: ${formatBytes(memory.swapFreeBytes)} free)` };
+}
+
+/** Throws the fit's sentence as one error when the load does not fit (`source`: the model directory). */
+export function checkHostFits(need: HostNeed, memory: HostMemory, source?: string): void {
+  const fit = hostFit(need, memory);
+  if (fit.fits) return;
+  throw new TidarcError('runtime', fit.sentence, source === undefined ? {} : { source });
+}
+
+/**
+ * /proc/meminfo's MemAvailable, MemTotal and SwapFree (kB lines: "MemAvailable:   11744000 kB");
+ * undefined when any is missing or malformed (the check is then skipped, never failed).
+ */
+export function parseMeminfo(text: string): HostMemory | undefined {
+  const kb = (key: string): number | undefined => {
+    const m = new RegExp(`^${key}:\\s*(\\d+)\\s*kB\\s*$`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  };
+  const availableBytes = kb('MemAvailable'), totalBytes = kb('MemTotal'), swapFreeBytes = kb('SwapFree');
+  if (availableBytes === undefined || totalBytes === undefined || swapFreeBytes === undefined) return undefined;
+  return { availableBytes, totalBytes, swapFreeBytes };
+}
+
+/** "11.2 GiB available of 23.4 GiB (swap: 0 bytes free)": doctor's line. */
+export function describeHostMemory(memory: HostMemory): string {
+  const swap = memory.swapFreeBytes === undefined ? 'swap: not known' : `swap: ${formatBytes(memory.swapFreeBytes)} free`;
+  return `${formatBytes(memory.availableBytes)} available of ${formatBytes(memory.totalBytes)} (${swap})`;
+}

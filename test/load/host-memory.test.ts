@@ -1,0 +1,155 @@
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { TidarcError } from '../../src/errors.js';
+import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseMeminfo } from '../../src/load/host-memory.js';
+import { checkpointFileBytes, readHostMemory } from '../../src/load/host-memory-now.js';
+import { openModelParts } from '../../src/load/model-parts.js';
+import { CAPACITY_QUANTUM } from '../../src/load/runner-pool.js';
+import { formatBytes } from '../../src/runtime/cuda/device-memory.js';
+import { KvCache } from '../../src/runtime/model/kv-cache.js';
+import { smallSpec, writeRandomModel } from '../helpers/random-model.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+const GiB = 2 ** 30;
+/** The brief's machine: an 8B bf16 checkpoint on a 24 GB host without swap. */
+const HOST: HostMemory = { availableBytes: Math.round(11.2 * GiB), totalBytes: Math.round(23.4 * GiB), swapFreeBytes: 0 };
+const CKPT = Math.round(16.4 * GiB);
+
+describe('the decision (pure)', () => {
+  test('a checkpoint larger than available + free swap is one sentence with the figures', () => {
+    const fit = hostFit(hostNeed(CKPT), HOST);
+    expect(fit.fits).toBe(false);
+    expect(fit.sentence).toBe('the checkpoint (16.4 GiB) needs more memory than this machine has available: 11.2 GiB of 23.4 GiB (swap: 0 bytes free)');
+    expect(() => checkHostFits(hostNeed(CKPT), HOST, '/models/8b')).toThrow(TidarcError);
+    expect(() => checkHostFits(hostNeed(CKPT), HOST, '/models/8b')).toThrow(/^\/models\/8b: the checkpoint \(16\.4 GiB\) needs more memory than this machine has available: 11\.2 GiB of 23\.4 GiB \(swap: 0 bytes free\)/);
+  });
+
+  test('swap is counted: required <= available + swap free fits, one byte more does not', () => {
+    const swap = { ...HOST, swapFreeBytes: CKPT - HOST.availableBytes };
+    expect(hostFit(hostNeed(CKPT), swap).fits).toBe(true);
+    expect(hostFit(hostNeed(CKPT + 1), swap).fits).toBe(false);
+    expect(hostFit(hostNeed(CKPT + 1), swap).sentence).toMatch(/\(swap: 5\.2 GiB free\)$/);
+    // A checkpoint that fits in what is available needs no swap.
+    expect(hostFit(hostNeed(HOST.availableBytes), HOST).fits).toBe(true);
+  });
+
+  test('swap unknown (no /proc/meminfo): nothing is refused', () => {
+    expect(hostFit(hostNeed(100 * GiB), { availableBytes: GiB, totalBytes: 2 * GiB }).fits).toBe(true);
+  });
+
+  test('cpu: the first runner is priced beside the checkpoint, its K/V cache as KvCache allocates it', () => {
+    const spec = smallSpec('host-mem', [2]);
+    const runner = cpuRunnerBytes(spec);
+    expect(runner.capacity).toBe(CAPACITY_QUANTUM);
+    const cache = new KvCache({ layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity: CAPACITY_QUANTUM });
+    expect(runner.kvCache).toBe([...cache.k, ...cache.v].reduce((n, a) => n + a.byteLength, 0));
+    // A chunk's activations hold at least its fp32 hidden states and the MLP's intermediate, and one row of logits.
+    expect(runner.firstPass).toBeGreaterThan(64 * (spec.hiddenSize + spec.intermediateSize) * 4 + spec.vocabSize * 4);
+    expect(runner.total).toBe(runner.kvCache + runner.firstPass);
+    const need = hostNeed(CKPT, spec);
+    expect(need.totalBytes).toBe(CKPT + runner.total);
+    // At the boundary the runner decides: the checkpoint alone fits, with the runner it does not.
+    const edge = { ...HOST, availableBytes: CKPT };
+    expect(hostFit(hostNeed(CKPT), edge).fits).toBe(true);
+    const fit = hostFit(need, edge);
+    expect(fit.fits).toBe(false);
+    expect(fit.sentence).toMatch(/^the checkpoint \(16\.4 GiB\) and a 256-token cpu runner \(\d+\.\d [KM]iB\) need 16\.4 GiB, more memory than this machine has available: 16\.4 GiB of 23\.4 GiB \(swap: 0 bytes free\)$/);
+  });
+});
+
+const MEMINFO = `MemTotal:       24543220 kB
+MemFree:         1234567 kB
+MemAvailable:   11744000 kB
+Buffers:          123456 kB
+Cached:          9876543 kB
+SwapCached:            0 kB
+SwapTotal:       2097148 kB
+SwapFree:        1048576 kB
+HugePages_Total:       0
+`;
+
+describe('/proc/meminfo', () => {
+  test('MemAvailable, MemTotal and SwapFree in bytes', () => {
+    expect(parseMeminfo(MEMINFO)).toEqual({ availableBytes: 11744000 * 1024, totalBytes: 24543220 * 1024, swapFreeBytes: 1048576 * 1024 });
+    expect(describeHostMemory(parseMeminfo(MEMINFO)!)).toBe('11.2 GiB available of 23.4 GiB (swap: 1.0 GiB free)');
+  });
+
+  test('malformed: undefined (the check is skipped), never thrown', () => {
+    expect(parseMeminfo('')).toBeUndefined();
+    expect(parseMeminfo(MEMINFO.replace(/^SwapFree:.*$/m, ''))).toBeUndefined();  // a kernel before 2.6 / no swap line
+    expect(parseMeminfo(MEMINFO.replace('11744000 kB', 'lots kB'))).toBeUndefined();
+    expect(parseMeminfo(MEMINFO.replace(/^MemAvailable:.*$/m, 'MemAvailable:   11744000 MB'))).toBeUndefined();
+    expect(parseMeminfo('\u0000\u0001 garbage')).toBeUndefined();
+  });
+
+  test.runIf(process.platform === 'linux')('this machine: read, available at most total', () => {
+    const m = readHostMemory();
+    expect(m).toBeDefined();
+    expect(m!.availableBytes).toBeGreaterThan(0);
+    expect(m!.availableBytes).toBeLessThanOrEqual(m!.totalBytes);
+    expect(m!.swapFreeBytes).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe("the checkpoint's bytes", () => {
+  test('model.safetensors: its size; a sharded one: the shards the index names, each once; none: undefined', async () => {
+    const dir = await scratchDir('tidarc-hostmem-');
+    expect(checkpointFileBytes(dir)).toBeUndefined();
+    writeFileSync(join(dir, 'a.safetensors'), Buffer.alloc(1000));
+    writeFileSync(join(dir, 'b.safetensors'), Buffer.alloc(234));
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { x: 'a.safetensors', y: 'b.safetensors', z: 'a.safetensors' } }));
+    expect(checkpointFileBytes(dir)).toBe(1234);
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { x: 'a.safetensors', y: 'missing.safetensors' } }));
+    expect(checkpointFileBytes(dir)).toBeUndefined();
+    writeFileSync(join(dir, 'model.safetensors.index.json'), '{not json');
+    expect(checkpointFileBytes(dir)).toBeUndefined();
+    writeFileSync(join(dir, 'model.safetensors'), Buffer.alloc(77));
+    expect(checkpointFileBytes(dir)).toBe(77);
+  });
+});
+
+describe('the load refuses before it reads the weights', () => {
+  /**
+   * A model directory whose config.json and tokenizer are real and whose model.safetensors is not
+   * a safetensors file (zeros, `bytes` long, sparse): a load that read it would fail on its header.
+   */
+  async function unreadableWeights(bytes?: number): Promise<{ dir: string; size: number }> {
+    const dir = await writeRandomModel(await scratchDir('tidarc-hostmem-load-'), smallSpec('host-mem', [2]), 1);
+    const file = join(dir, 'model.safetensors');
+    const size = bytes ?? statSync(file).size;
+    writeFileSync(file, '');
+    truncateSync(file, size);
+    return { dir, size };
+  }
+  const small = (): HostMemory => ({ availableBytes: 1000, totalBytes: 4000, swapFreeBytes: 0 });
+
+  test('cpu: too little memory is the sentence, not the header error the file would give', async () => {
+    const { dir, size } = await unreadableWeights();
+    const err = await openModelParts(dir, { backend: 'cpu', hostMemory: small }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TidarcError);
+    const runner = cpuRunnerBytes(smallSpec('host-mem', [2]));
+    expect((err as Error).message).toContain(`the checkpoint (${(size / 2 ** 10).toFixed(1)} KiB) and a 256-token cpu runner (${formatBytes(runner.total)}) need ${formatBytes(size + runner.total)}, `);
+    expect((err as Error).message).toContain('more memory than this machine has available: 1000 bytes of 3.9 KiB (swap: 0 bytes free)');
+    expect((err as TidarcError).details.source).toBe(dir);
+  });
+
+  test('enough memory, or a reading that fails: the load goes on and reads the file (its header error)', async () => {
+    const { dir } = await unreadableWeights();
+    const header = /safetensors|header/i;
+    for (const hostMemory of [() => ({ availableBytes: 64 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 }), () => undefined, () => { throw new Error('no /proc'); }]) {
+      const err = await openModelParts(dir, { backend: 'cpu', hostMemory }).catch((e: unknown) => e);
+      expect((err as Error).message).toMatch(header);
+      expect((err as Error).message).not.toMatch(/more memory than this machine has/);
+    }
+  });
+
+  test.runIf(process.platform === 'linux')("this machine's own reading: a checkpoint larger than its memory and swap is refused at once", async () => {
+    const m = parseMeminfo(readFileSync('/proc/meminfo', 'utf8'))!;
+    const { dir } = await unreadableWeights(m.totalBytes + m.swapFreeBytes! + GiB);  // sparse: no disk used
+    const started = performance.now();
+    const err = await openModelParts(dir, { backend: 'cpu' }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/: the checkpoint \(\d+\.\d GiB\) and a 256-token cpu runner .* more memory than this machine has available: /);
+    expect(performance.now() - started).toBeLessThan(2000);  // nothing of the file was read
+  });
+});
