@@ -12,9 +12,12 @@
  *     workspace: each f32 / 16-bit tensor of the pass's graph, tokens x width) with one row of
  *     lm_head logits.
  * Not priced: the biases' fp32 copies (weights.ts: under 1 MiB for the bundled shapes), the cuda
- * upload's transient host copies (one fused matrix at a time, and up to 16 MiB of pinned
- * staging), Node's own heap. All small beside the checkpoint; leaving them out can only let a load
- * through, never refuse one that fits.
+ * upload's transient host copies (gpu-weights.ts: each fused matrix is built on the host, twice
+ * where gate/up are interleaved, until the garbage collector takes it: 2 x 192 MiB for Qwen3-8B's
+ * gate_up; and up to 16 MiB of pinned staging), Node's own heap; and, where cuda's own preflight
+ * sends an `auto` load to the cpu backend after this check, that backend's runner (59 MiB for
+ * Qwen3-8B). Each is small beside the checkpoint (15.3 GiB there); leaving them out can only let
+ * a load through, never refuse one that fits.
  *
  * The decision: required > available + swap free is the error. Swap is counted because the kernel
  * pages other processes' (and the checkpoint's own cold) pages out to it instead of killing the
