@@ -3,13 +3,13 @@
  * that fails is undefined, and the load's check is then skipped: a load never fails because a
  * reading did.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ModelSpec } from '../ir/model.js';
 import { WEIGHTS_FILE } from '../model/checkpoint.js';
 import { SAFETENSORS_INDEX_FILE } from '../model/safetensors.js';
-import { type HostMemory, checkHostFits, hostNeed, parseMeminfo } from './host-memory.js';
+import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseInactiveFile, parseMeminfo, withCgroupLimit } from './host-memory.js';
 
 /**
  * Linux: /proc/meminfo (MemAvailable: free memory plus the page cache and slabs the kernel can
@@ -21,8 +21,39 @@ import { type HostMemory, checkHostFits, hostNeed, parseMeminfo } from './host-m
  */
 export function readHostMemory(): HostMemory | undefined {
   try {
-    if (process.platform === 'linux') return parseMeminfo(readFileSync('/proc/meminfo', 'utf8'));
+    if (process.platform === 'linux') {
+      const machine = parseMeminfo(readFileSync('/proc/meminfo', 'utf8'));
+      return machine && withCgroupLimit(machine, readCgroupMemory());
+    }
     return { availableBytes: freemem(), totalBytes: totalmem() };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The process's memory cgroup (Linux), from /proc/self/cgroup: v1's memory controller line
+ * (memory.limit_in_bytes, memory.usage_in_bytes) where there is one, else v2's `0::` line
+ * (memory.max, memory.current), each with memory.stat. The files are looked for under the
+ * cgroup's path, then at the mount's root (a container with its own cgroup namespace sees its
+ * cgroup there). Parents' limits are not walked (a tighter parent can only let a load through).
+ * undefined: no limit, or anything unreadable.
+ */
+function readCgroupMemory(): CgroupMemory | undefined {
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    const v1 = lines.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)).find((m) => m !== null);
+    const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
+    const [mount, limitFile, usageFile, path] = v1
+      ? ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes', v1[1]!]
+      : v2 ? ['/sys/fs/cgroup', 'memory.max', 'memory.current', v2[1]!] : [];
+    if (!mount || path === undefined) return undefined;
+    const dir = [join(mount, path), mount].find((d) => existsSync(join(d, limitFile!)));
+    if (!dir) return undefined;
+    const limitBytes = parseCgroupLimit(readFileSync(join(dir, limitFile!), 'utf8'));
+    const usageBytes = Number(readFileSync(join(dir, usageFile!), 'utf8').trim());
+    if (limitBytes === undefined || !Number.isFinite(usageBytes)) return undefined;
+    return { limitBytes, usageBytes, inactiveFileBytes: parseInactiveFile(readFileSync(join(dir, 'memory.stat'), 'utf8')) };
   } catch {
     return undefined;
   }

@@ -40,6 +40,49 @@ export interface HostMemory {
   readonly totalBytes: number;
   /** Free swap; undefined: not known here (the check then refuses nothing). */
   readonly swapFreeBytes?: number;
+  /** The process's memory cgroup limits it below the machine's figures (a container's --memory): available and total are the cgroup's. */
+  readonly cgroupLimited?: boolean;
+}
+
+/** The process's memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that is reclaimable page cache. */
+export interface CgroupMemory {
+  readonly limitBytes: number;
+  readonly usageBytes: number;
+  /** The cgroup's inactive file cache (memory.stat), which the kernel reclaims before it kills. */
+  readonly inactiveFileBytes: number;
+}
+
+/**
+ * A cgroup limit file's value: v2 memory.max ("max") or v1 memory.limit_in_bytes (a number near
+ * 2^63 when unlimited). undefined: no limit, or not a number.
+ */
+export function parseCgroupLimit(text: string): number | undefined {
+  const t = text.trim();
+  if (!/^\d+$/.test(t)) return undefined;
+  const n = Number(t);
+  return n >= 2 ** 62 ? undefined : n;
+}
+
+/** memory.stat's inactive file cache: v1's hierarchical total_inactive_file where present, else inactive_file (v2, or a v1 leaf); 0 when absent. */
+export function parseInactiveFile(stat: string): number {
+  const field = (key: string): number | undefined => {
+    const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
+    return m ? Number(m[1]) : undefined;
+  };
+  return field('total_inactive_file') ?? field('inactive_file') ?? 0;
+}
+
+/**
+ * The machine's figures within the process's memory cgroup: a container limited to 8 GiB on a
+ * 64 GiB host is killed past 8, whatever MemAvailable says. Available: what the limit leaves
+ * beside the cgroup's usage, its inactive file cache counted back (reclaimed before a kill);
+ * total: the limit. Swap is left as the machine's (a cgroup may swap unless its own swap limit
+ * says otherwise, which is not read: that can only let a load through).
+ */
+export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | undefined): HostMemory {
+  if (!cgroup || cgroup.limitBytes >= host.totalBytes) return host;
+  const left = Math.max(0, cgroup.limitBytes - cgroup.usageBytes + cgroup.inactiveFileBytes);
+  return { ...host, availableBytes: Math.min(host.availableBytes, left), totalBytes: cgroup.limitBytes, cgroupLimited: true };
 }
 
 /** What a cpu runner of `capacity` tokens holds once it has run a first pass of one prefill chunk. */
@@ -88,7 +131,8 @@ export function hostFit(need: HostNeed, memory: HostMemory): HostFit {
   const what = need.runner
     ? `the checkpoint (${formatBytes(need.checkpointBytes)}) and a ${need.runner.capacity}-token cpu runner (${formatBytes(need.runner.total)}) need ${formatBytes(need.totalBytes)},`
     : `the checkpoint (${formatBytes(need.checkpointBytes)}) needs`;
-  return { fits: false, sentence: `${what} more memory than this machine has available: ${formatBytes(memory.availableBytes)} of ${formatBytes(memory.totalBytes)} (swap: ${formatBytes(memory.swapFreeBytes)} free)` };
+  const where = memory.cgroupLimited ? 'this process\'s memory cgroup (a container\'s limit) allows' : 'this machine has available';
+  return { fits: false, sentence: `${what} more memory than ${where}: ${formatBytes(memory.availableBytes)} of ${formatBytes(memory.totalBytes)} (swap: ${formatBytes(memory.swapFreeBytes)} free)` };
 }
 
 /** Throws the fit's sentence as one error when the load does not fit (`source`: the model directory). */
@@ -115,5 +159,5 @@ export function parseMeminfo(text: string): HostMemory | undefined {
 /** "11.2 GiB available of 23.4 GiB (swap: 0 bytes free)": doctor's line. */
 export function describeHostMemory(memory: HostMemory): string {
   const swap = memory.swapFreeBytes === undefined ? 'swap: not known' : `swap: ${formatBytes(memory.swapFreeBytes)} free`;
-  return `${formatBytes(memory.availableBytes)} available of ${formatBytes(memory.totalBytes)} (${swap})`;
+  return `${formatBytes(memory.availableBytes)} available of ${formatBytes(memory.totalBytes)}${memory.cgroupLimited ? ' (the memory cgroup\'s limit)' : ''} (${swap})`;
 }

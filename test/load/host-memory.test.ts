@@ -2,7 +2,7 @@ import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
-import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseMeminfo } from '../../src/load/host-memory.js';
+import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseCgroupLimit, parseInactiveFile, parseMeminfo, withCgroupLimit } from '../../src/load/host-memory.js';
 import { checkpointFileBytes, readHostMemory } from '../../src/load/host-memory-now.js';
 import { openModelParts } from '../../src/load/model-parts.js';
 import { CAPACITY_QUANTUM } from '../../src/load/runner-pool.js';
@@ -89,6 +89,38 @@ describe('/proc/meminfo', () => {
     expect(m!.availableBytes).toBeGreaterThan(0);
     expect(m!.availableBytes).toBeLessThanOrEqual(m!.totalBytes);
     expect(m!.swapFreeBytes).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('a memory cgroup (a container\'s --memory)', () => {
+  const machine: HostMemory = { availableBytes: 60 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 };
+  test('its limit bounds available and total: what the limit leaves beside the usage, the inactive file cache counted back', () => {
+    const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, inactiveFileBytes: GiB });
+    expect(m).toEqual({ availableBytes: 6 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 0, cgroupLimited: true });
+    // A 16 GiB checkpoint the machine could hold: refused, and the sentence says whose limit it is.
+    const fit = hostFit(hostNeed(16 * GiB), m);
+    expect(fit.sentence).toBe('the checkpoint (16.0 GiB) needs more memory than this process\'s memory cgroup (a container\'s limit) allows: 6.0 GiB of 8.0 GiB (swap: 0 bytes free)');
+    expect(hostFit(hostNeed(16 * GiB), machine).fits).toBe(true);
+    expect(describeHostMemory(m)).toBe('6.0 GiB available of 8.0 GiB (the memory cgroup\'s limit) (swap: 0 bytes free)');
+  });
+
+  test('no limit, or one above the machine: the machine\'s figures; the machine\'s available still bounds a loose limit', () => {
+    expect(withCgroupLimit(machine, undefined)).toBe(machine);
+    expect(withCgroupLimit(machine, { limitBytes: 128 * GiB, usageBytes: 0, inactiveFileBytes: 0 })).toBe(machine);
+    expect(withCgroupLimit({ ...machine, availableBytes: 2 * GiB }, { limitBytes: 32 * GiB, usageBytes: GiB, inactiveFileBytes: 0 }).availableBytes).toBe(2 * GiB);
+    // Usage past the limit (reclaim pending): nothing available, not a negative figure.
+    expect(withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 9 * GiB, inactiveFileBytes: 0 }).availableBytes).toBe(0);
+  });
+
+  test('the files: v2 "max" and v1\'s near-2^63 are no limit; stat\'s total_inactive_file (v1) before inactive_file (v2)', () => {
+    expect(parseCgroupLimit('max\n')).toBeUndefined();
+    expect(parseCgroupLimit('9223372036854771712\n')).toBeUndefined();
+    expect(parseCgroupLimit('8589934592\n')).toBe(8 * GiB);
+    expect(parseCgroupLimit('')).toBeUndefined();
+    expect(parseCgroupLimit('-1')).toBeUndefined();
+    expect(parseInactiveFile('anon 10\ninactive_file 356646912\nactive_file 5\n')).toBe(356646912);
+    expect(parseInactiveFile('inactive_file 1\ntotal_inactive_file 2048\n')).toBe(2048);
+    expect(parseInactiveFile('anon 10\n')).toBe(0);
   });
 });
 
