@@ -71,9 +71,9 @@ export function weightBytes(spec: ModelSpec, elementBytesOf: ElementBytesOf = ()
   };
   for (const op of graph.ops) {
     if (op.kind === 'linear' && op.parts.length > 1) {
-      // Fused: the parts' rows in one buffer of the first part's format; their biases likewise (fp32).
+      // Fused: the parts' rows in one buffer of their common format (parts in different formats are widened to f32: the widest); biases likewise (fp32).
       const rows = op.parts.reduce((n, p) => n + rowsOf(p.weight), 0);
-      bytes += rows * shapeOf(op.parts[0]!.weight).at(-1)! * elementBytesOf(op.parts[0]!.weight);
+      bytes += rows * shapeOf(op.parts[0]!.weight).at(-1)! * Math.max(...op.parts.map((p) => elementBytesOf(p.weight)));
       if (op.bias) bytes += rows * 4;
     } else if (op.kind === 'linear') {
       matrix(op.weight);

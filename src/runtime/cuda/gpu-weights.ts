@@ -12,6 +12,7 @@ import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { layerPrefix, opWeights } from '../../ir/step-graph.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
+import { decode } from '../../util/dtype.js';
 import { ropeInvFreq, type WeightMatrix } from '../ops.js';
 import { passGraph } from '../model/step.js';
 import { type ModelWeights, weightOf } from '../model/weights.js';
@@ -32,17 +33,21 @@ export interface GpuWeights {
 
 /**
  * The interleave the compiled gate_up GEMM fuses SwiGLU with, when the manifest has one for
- * these weights' shape and format (the runner then launches it with the epilogue).
+ * these weights' shape and format in every layer (the runner then launches it with the epilogue
+ * in every layer: one layer's gate or up stored F32 would leave that layer with no GEMM to run).
  */
-function gateUpInterleaveOf(manifest: Pick<Manifest, 'gemms'> | undefined, w: ModelWeights): number | undefined {
-  const gate = w.get(`${layerPrefix(0)}mlp.gate_proj.weight`), up = w.get(`${layerPrefix(0)}mlp.up_proj.weight`);
+function gateUpInterleaveOf(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> | undefined, w: ModelWeights): number | undefined {
   const g = manifest?.gemms?.find((x) => x.roles.includes('gate_up'));
-  if (!gate || !up || !g?.swigluInterleave || g.n !== gate.rows + up.rows || g.k !== gate.cols || g.dtype !== gate.dtype || gate.rows !== up.rows) return undefined;
+  if (!g?.swigluInterleave) return undefined;
+  for (let layer = 0; layer < spec.layers; layer++) {
+    const gate = w.get(`${layerPrefix(layer)}mlp.gate_proj.weight`), up = w.get(`${layerPrefix(layer)}mlp.up_proj.weight`);
+    if (!gate || !up || g.n !== gate.rows + up.rows || g.k !== gate.cols || g.dtype !== gate.dtype || up.dtype !== gate.dtype || gate.rows !== up.rows) return undefined;
+  }
   return g.swigluInterleave;
 }
 
 export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>): GpuWeights {
-  const gateUpInterleave = gateUpInterleaveOf(manifest, w);
+  const gateUpInterleave = gateUpInterleaveOf(spec, manifest, w);
   // The weights a graph reads do not depend on its token count or schedule.
   const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), gateUpInterleave === undefined ? {} : { swigluInterleave: gateUpInterleave });
   const matrices = new Map<string, GpuMatrix>();
@@ -62,15 +67,20 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
     seen.set(m, g);
     matrices.set(name, g);
   };
-  /** Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part. */
+  /**
+   * Row-concatenated matrices in one buffer (one GEMM reads them once), and a view of each part.
+   * Parts in different formats (a checkpoint's q_proj stored F32 beside a BF16 k_proj: the loader
+   * takes either per tensor) are all widened to f32, exactly, as a wholly F32 fused matrix is run.
+   */
   const fused = (name: string, parts: readonly string[], interleave?: number): void => {
     const ms = parts.map((p) => weightOf(w, p));
-    const { dtype, cols } = ms[0]!;
-    if (ms.some((m) => m.dtype !== dtype || m.cols !== cols)) throw new TidarcError('runtime', `${name}: the fused parts differ in format or columns`);
+    const cols = ms[0]!.cols;
+    if (ms.some((m) => m.cols !== cols)) throw new TidarcError('runtime', `${name}: the fused parts differ in columns (${parts.map((p, i) => `${p}: ${ms[i]!.cols}`).join(', ')})`);
+    const dtype = ms.every((m) => m.dtype === ms[0]!.dtype) ? ms[0]!.dtype : 'f32';
     const rows = ms.reduce((n, m) => n + m.rows, 0);
     const data = dtype === 'f32' ? new Float32Array(rows * cols) : new Uint16Array(rows * cols);
     let at = 0;
-    for (const m of ms) data.set(m.data, at), (at += m.data.length);
+    for (const m of ms) data.set(m.dtype === dtype || m.dtype === 'f32' ? m.data : decode(m.dtype, m.data as Uint16Array), at), (at += m.data.length);
     const buf = upload(interleave === undefined ? data : interleaveGateUp(data, cols, interleave), name);
     matrices.set(name, { buf, dtype, rows, cols });
     const elem = data.BYTES_PER_ELEMENT;

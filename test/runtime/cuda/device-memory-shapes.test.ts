@@ -81,14 +81,15 @@ describe('an sm_90 compile: gate_up with the SwiGLU interleave, priced byte for 
 });
 
 describe('a checkpoint with F32 tensors: the preflight prices what the upload allocates', () => {
-  test('norms, a fused q/k/v and an o_proj stored F32: cudaPreflight == uploadWeights, byte for byte', async () => {
+  test('norms, a fused q/k/v, an o_proj and a q_proj beside BF16 k/v stored F32: cudaPreflight == uploadWeights, byte for byte', async () => {
     const spec = smallSpec('mem-f32', [2], { family: 'qwen3', qkNorm: true, tieEmbeddings: false });
     const dir = await writeRandomModel(root, spec, 6);
     // Rewrite model.safetensors with some tensors as F32 (the same values), as an HF checkpoint may hold them.
     const file = join(dir, 'model.safetensors');
     const f = await readSafetensors(file);
+    // Layer 1's q_proj alone F32: its fused q | k | v is widened to f32 whole (k and v too).
     const asF32 = new Set(['model.norm.weight', 'model.layers.0.input_layernorm.weight', 'model.layers.1.self_attn.q_norm.weight', 'model.layers.1.self_attn.o_proj.weight',
-      ...['q', 'k', 'v'].map((p) => `model.layers.0.self_attn.${p}_proj.weight`)]);
+      ...['q', 'k', 'v'].map((p) => `model.layers.0.self_attn.${p}_proj.weight`), 'model.layers.1.self_attn.q_proj.weight']);
     const tensors: Record<string, Tensor> = {};
     for (const t of expectedTensors(spec)) {
       const x = f.tensor(t.name);
@@ -110,9 +111,11 @@ describe('a checkpoint with F32 tensors: the preflight prices what the upload al
     } finally {
       open.mockRestore();
     }
-    // Each F32 element is 2 bytes more than the all-16-bit pricing counts.
+    // Each F32 element is 2 bytes more than the all-16-bit pricing counts, and so is each element widened beside one.
     const f32Elements = [...asF32].reduce((n, name) => n + ckpt.tensors.get(name)!.data.length, 0);
-    expect(gpu.bytes - weightBytes(spec)).toBe(2 * f32Elements);
+    const widened = ['k', 'v'].reduce((n, p) => n + ckpt.tensors.get(`model.layers.1.self_attn.${p}_proj.weight`)!.data.length, 0);
+    expect(gpu.bytes - weightBytes(spec)).toBe(2 * (f32Elements + widened));
+    expect(gpu.matrices.get('model.layers.1.self_attn.qkv_proj.weight')!.dtype).toBe('f32');
   });
 });
 
