@@ -21,6 +21,11 @@
  * marked "derived from the e2e part's decoder steps"); overheads.mjs's JSON alone keeps the assumed one.
  * The steps stay predictions: only the constants are measured.
  *
+ *   npm run bench:step -- --what-if fold-norms   # an optimisation not built, priced (with --overheads FILE: with measured constants)
+ *
+ * --what-if NAME (src/bench/step-what-if.ts): the sm_90a steps priced now and with the change, launches
+ * and GPU ms with graphs (PDL on and off); --json for the rows.
+ *
  *   npm run bench:step -- --compare device-check.json   # the e2e part's measured steps beside the predictions
  *
  * --compare FILE: a device check's device-check.json with an e2e section (src/bench/step-compare.ts):
@@ -36,8 +41,10 @@ import { ARCHES } from '../src/codegen/arch.js';
 import { planModelGemms } from '../src/codegen/gemm-model.js';
 import { planAttention } from '../src/codegen/plan.js';
 import { variantsForModel } from '../src/codegen/variant.js';
+import { AR_VARIANT, tidarVariantName } from '../src/codegen/variant-name.js';
 import type { ModelSpec } from '../src/ir/model.js';
-import { PDL_OVERHEADS, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepPath, type StepRegisters } from '../src/bench/step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, SM90A_RECORDED_REGISTERS, STEP_OVERHEADS, type StepOverheads, type StepPath, type StepRegisters, stepModelContext } from '../src/bench/step-cost-model.js';
+import { WHAT_IFS, type WhatIf, type WhatIfStep, whatIfStep } from '../src/bench/step-what-if.js';
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
 import { measuredOverheadLines, overheadsLine, parseJsonFile, pdlLine } from '../src/bench/step-overheads-file.js';
 import { type OverheadsWithHostStep, hostStepLines, readOverheadsWithHostStep } from '../src/bench/step-host.js';
@@ -118,12 +125,34 @@ function compare(argv: readonly string[]): boolean {
   return true;
 }
 
+/** --what-if NAME: the steps an H200 runs (sm_90a path) priced now and with an optimisation not built (src/bench/step-what-if.ts). */
+async function whatIf(argv: readonly string[], models: readonly ModelSpec[], o: StepOverheads, pdlO: PdlOverheads, from: string): Promise<boolean> {
+  const at = argv.indexOf('--what-if');
+  if (at < 0) return false;
+  const name = argv[at + 1];
+  if (!WHAT_IFS.includes(name as WhatIf)) throw new Error(`--what-if ${name ?? ''}: one of ${WHAT_IFS.join(', ')}`);
+  const rows: (WhatIfStep & { model: string })[] = [];
+  for (const spec of models) {
+    const c = stepModelContext(spec, H200, await registersOf(spec), 'sm_90a');
+    for (const L of STEP_PREFIXES) for (const step of [AR_VARIANT, ...spec.draftLengths.map(tidarVariantName)]) rows.push({ model: spec.name, ...whatIfStep(c, name as WhatIf, step, L, o, pdlO) });
+  }
+  if (argv.includes('--json')) {
+    console.log(JSON.stringify({ whatIf: name, machine: H200.name, overheads: o, pdlOverheads: pdlO, rows }, null, 2));
+    return true;
+  }
+  const pct = (x: { now: number; then: number }): string => `${f(x.now)} -> ${f(x.then)} (${(100 * (1 - x.then / x.now)).toFixed(1)}% less)`;
+  console.log(`What if ${name} (not built; src/bench/step-what-if.ts says what it changes), predicted on the ${H200.name} for the kernels it runs (sm_90a path), constants ${from}:`);
+  for (const r of rows) console.log(`  ${r.model.padEnd(18)} L=${String(r.prefix).padEnd(5)} ${r.step.padEnd(10)} launches ${r.launches.now} -> ${r.launches.then}; graphs+PDL ms ${pct(r.graphsPdlMs)}; graphs ms (no PDL) ${pct(r.graphsMs)}`);
+  return true;
+}
+
 async function main(): Promise<void> {
   if (compare(process.argv)) return;
   const read = measuredOverheads(process.argv);
   const measured = read?.measured;
   const o = measured?.overheads ?? STEP_OVERHEADS, pdlO = measured?.pdlOverheads ?? PDL_OVERHEADS;
   const models = [QWEN3_8B, QWEN3_0_6B];
+  if (await whatIf(process.argv, models, o, pdlO, measured ? `measured where ${measured.file} has them` : 'assumed (step-overheads.ts)')) return;
   // sm_90a: what an H200 runs (the kernel cache builds sm_90 and sm_90a for a 9.0 device); sm_90: the mma.sync kernels alone.
   const paths: readonly StepPath[] = ['sm_90a', 'sm_90'];
   const results: { spec: typeof QWEN3_8B; path: StepPath; registers: string; rows: StepRow[] }[] = [];
