@@ -11,9 +11,10 @@
  *               step's rows. Priced: the launch removed (its time, its boundary and PDL overlap
  *               recomputed by the step's timeline), the producer's extra bytes (2 a 16-bit element,
  *               4 a 64-column sum) at the copy rate; the consumer's scale is free beside its
- *               weights. Layer 0's input norm (after the embedding) stays. Not built: see the note
- *               of the session that added this (its design, and why a last-CTA fold would lose at
- *               k >= 4).
+ *               weights. Layer 0's input norm (after the embedding) stays. Not built. The simpler
+ *               fold, the residual GEMM's last CTA running the norm over all rows, loses: its serial
+ *               tail (~1 us + rows x hidden x 10 B at one SM's share of L2) saves 8.7% at 0.6B AR
+ *               but costs 11% at k = 4 and 53% at k = 8 by the same model.
  *
  * Pure: a step's prices in, the folded prices and both timelines out.
  */
