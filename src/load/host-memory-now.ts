@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { ModelSpec } from '../ir/model.js';
 import { WEIGHTS_FILE } from '../model/checkpoint.js';
 import { SAFETENSORS_INDEX_FILE } from '../model/safetensors.js';
-import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseInactiveFile, parseMeminfo, withCgroupLimit } from './host-memory.js';
+import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseFileCache, parseMeminfo, withCgroupLimit } from './host-memory.js';
 
 /**
  * Linux: /proc/meminfo (MemAvailable: free memory plus the page cache and slabs the kernel can
@@ -53,7 +53,7 @@ function readCgroupMemory(): CgroupMemory | undefined {
     const limitBytes = parseCgroupLimit(readFileSync(join(dir, limitFile!), 'utf8'));
     const usageBytes = Number(readFileSync(join(dir, usageFile!), 'utf8').trim());
     if (limitBytes === undefined || !Number.isFinite(usageBytes)) return undefined;
-    return { limitBytes, usageBytes, inactiveFileBytes: parseInactiveFile(readFileSync(join(dir, 'memory.stat'), 'utf8')) };
+    return { limitBytes, usageBytes, fileCacheBytes: parseFileCache(readFileSync(join(dir, 'memory.stat'), 'utf8')) };
   } catch {
     return undefined;
   }

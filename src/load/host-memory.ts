@@ -48,8 +48,12 @@ export interface HostMemory {
 export interface CgroupMemory {
   readonly limitBytes: number;
   readonly usageBytes: number;
-  /** The cgroup's inactive file cache (memory.stat), which the kernel reclaims before it kills. */
-  readonly inactiveFileBytes: number;
+  /**
+   * The cgroup's file cache on the LRU lists (memory.stat's active_file + inactive_file), which
+   * the kernel reclaims before it kills. Active pages count too: a checkpoint read twice (a
+   * download's hash check, a previous run) sits on the active list, charged to the cgroup.
+   */
+  readonly fileCacheBytes: number;
 }
 
 /**
@@ -63,25 +67,34 @@ export function parseCgroupLimit(text: string): number | undefined {
   return n >= 2 ** 62 ? undefined : n;
 }
 
-/** memory.stat's inactive file cache: v1's hierarchical total_inactive_file where present, else inactive_file (v2, or a v1 leaf); 0 when absent. */
-export function parseInactiveFile(stat: string): number {
+/**
+ * memory.stat's file cache on the LRU lists: active_file + inactive_file, v1's hierarchical
+ * total_ fields where present (else a v1 leaf's or v2's own, which are hierarchical); 0 when
+ * absent. Shmem (tmpfs) sits on the anon lists and is not in either.
+ */
+export function parseFileCache(stat: string): number {
   const field = (key: string): number | undefined => {
     const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
     return m ? Number(m[1]) : undefined;
   };
-  return field('total_inactive_file') ?? field('inactive_file') ?? 0;
+  const both = (prefix: string): number | undefined => {
+    const active = field(`${prefix}active_file`), inactive = field(`${prefix}inactive_file`);
+    return active === undefined && inactive === undefined ? undefined : (active ?? 0) + (inactive ?? 0);
+  };
+  return both('total_') ?? both('') ?? 0;
 }
 
 /**
  * The machine's figures within the process's memory cgroup: a container limited to 8 GiB on a
  * 64 GiB host is killed past 8, whatever MemAvailable says. Available: what the limit leaves
- * beside the cgroup's usage, its inactive file cache counted back (reclaimed before a kill);
+ * beside the cgroup's usage, its file cache counted back (reclaimed before a kill, as
+ * MemAvailable counts the machine's);
  * total: the limit. Swap is left as the machine's (a cgroup may swap unless its own swap limit
  * says otherwise, which is not read: that can only let a load through).
  */
 export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | undefined): HostMemory {
   if (!cgroup || cgroup.limitBytes >= host.totalBytes) return host;
-  const left = Math.max(0, cgroup.limitBytes - cgroup.usageBytes + cgroup.inactiveFileBytes);
+  const left = Math.max(0, cgroup.limitBytes - cgroup.usageBytes + cgroup.fileCacheBytes);
   return { ...host, availableBytes: Math.min(host.availableBytes, left), totalBytes: cgroup.limitBytes, cgroupLimited: true };
 }
 

@@ -2,7 +2,7 @@ import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
-import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseCgroupLimit, parseInactiveFile, parseMeminfo, withCgroupLimit } from '../../src/load/host-memory.js';
+import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseCgroupLimit, parseFileCache, parseMeminfo, withCgroupLimit } from '../../src/load/host-memory.js';
 import { checkpointFileBytes, readHostMemory } from '../../src/load/host-memory-now.js';
 import { openModelParts } from '../../src/load/model-parts.js';
 import { CAPACITY_QUANTUM } from '../../src/load/runner-pool.js';
@@ -94,8 +94,8 @@ describe('/proc/meminfo', () => {
 
 describe('a memory cgroup (a container\'s --memory)', () => {
   const machine: HostMemory = { availableBytes: 60 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 };
-  test('its limit bounds available and total: what the limit leaves beside the usage, the inactive file cache counted back', () => {
-    const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, inactiveFileBytes: GiB });
+  test('its limit bounds available and total: what the limit leaves beside the usage, the file cache counted back', () => {
+    const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, fileCacheBytes: GiB });
     expect(m).toEqual({ availableBytes: 6 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 0, cgroupLimited: true });
     // A 16 GiB checkpoint the machine could hold: refused, and the sentence says whose limit it is.
     const fit = hostFit(hostNeed(16 * GiB), m);
@@ -106,21 +106,27 @@ describe('a memory cgroup (a container\'s --memory)', () => {
 
   test('no limit, or one above the machine: the machine\'s figures; the machine\'s available still bounds a loose limit', () => {
     expect(withCgroupLimit(machine, undefined)).toBe(machine);
-    expect(withCgroupLimit(machine, { limitBytes: 128 * GiB, usageBytes: 0, inactiveFileBytes: 0 })).toBe(machine);
-    expect(withCgroupLimit({ ...machine, availableBytes: 2 * GiB }, { limitBytes: 32 * GiB, usageBytes: GiB, inactiveFileBytes: 0 }).availableBytes).toBe(2 * GiB);
+    expect(withCgroupLimit(machine, { limitBytes: 128 * GiB, usageBytes: 0, fileCacheBytes: 0 })).toBe(machine);
+    expect(withCgroupLimit({ ...machine, availableBytes: 2 * GiB }, { limitBytes: 32 * GiB, usageBytes: GiB, fileCacheBytes: 0 }).availableBytes).toBe(2 * GiB);
     // Usage past the limit (reclaim pending): nothing available, not a negative figure.
-    expect(withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 9 * GiB, inactiveFileBytes: 0 }).availableBytes).toBe(0);
+    expect(withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 9 * GiB, fileCacheBytes: 0 }).availableBytes).toBe(0);
   });
 
-  test('the files: v2 "max" and v1\'s near-2^63 are no limit; stat\'s total_inactive_file (v1) before inactive_file (v2)', () => {
+  test('the files: v2 "max" and v1\'s near-2^63 are no limit; stat\'s active + inactive file cache, v1\'s total_ fields first', () => {
     expect(parseCgroupLimit('max\n')).toBeUndefined();
     expect(parseCgroupLimit('9223372036854771712\n')).toBeUndefined();
     expect(parseCgroupLimit('8589934592\n')).toBe(8 * GiB);
     expect(parseCgroupLimit('')).toBeUndefined();
     expect(parseCgroupLimit('-1')).toBeUndefined();
-    expect(parseInactiveFile('anon 10\ninactive_file 356646912\nactive_file 5\n')).toBe(356646912);
-    expect(parseInactiveFile('inactive_file 1\ntotal_inactive_file 2048\n')).toBe(2048);
-    expect(parseInactiveFile('anon 10\n')).toBe(0);
+    expect(parseFileCache('anon 10\ninactive_file 356646912\nactive_file 5\n')).toBe(356646917);
+    expect(parseFileCache('inactive_file 1\nactive_file 2\ntotal_inactive_file 2048\ntotal_active_file 4096\n')).toBe(6144);
+    expect(parseFileCache('anon 10\n')).toBe(0);
+    // A checkpoint read twice (a download's hash check, then a run) sits on the active list: a
+    // 24 GiB container holding 16 GiB of it as cache still has room for the 16 GiB load.
+    const v2 = 'anon 1073741824\nfile 17179869184\nactive_file 16106127360\ninactive_file 1073741824\n';
+    const again = withCgroupLimit(machine, { limitBytes: 24 * GiB, usageBytes: 17 * GiB, fileCacheBytes: parseFileCache(v2) });
+    expect(again.availableBytes).toBe(23 * GiB);
+    expect(hostFit(hostNeed(16 * GiB), again).fits).toBe(true);
   });
 });
 
