@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import type { ModelSpec } from '../ir/model.js';
 import { WEIGHTS_FILE } from '../model/checkpoint.js';
 import { SAFETENSORS_INDEX_FILE } from '../model/safetensors.js';
-import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseFileCache, parseMeminfo, withCgroupLimit } from './host-memory.js';
+import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseArcShrinkable, parseFileCache, parseMeminfo, withCgroupLimit, withShrinkable } from './host-memory.js';
 
 /**
  * Linux: /proc/meminfo (MemAvailable: free memory plus the page cache and slabs the kernel can
- * reclaim; SwapFree). Elsewhere os.freemem() / os.totalmem(), swap unknown: freemem is libuv's
- * uv_get_free_memory, on macOS and the BSDs only the free pages (the file cache and inactive
+ * reclaim; SwapFree), the ZFS ARC above its floor added, then the memory cgroup's limit.
+ * Elsewhere os.freemem() / os.totalmem(), swap unknown: freemem is libuv's uv_get_free_memory, on macOS and the BSDs only the free pages (the file cache and inactive
  * pages, which the system gives back on demand, are not in it), on Windows the available
  * physical memory (standby pages included); with swap unknown the load's check refuses nothing
  * there (host-memory.ts), the figures are for `tidarc doctor`.
@@ -23,9 +23,18 @@ export function readHostMemory(): HostMemory | undefined {
   try {
     if (process.platform === 'linux') {
       const machine = parseMeminfo(readFileSync('/proc/meminfo', 'utf8'));
-      return machine && withCgroupLimit(machine, readCgroupMemory());
+      return machine && withCgroupLimit(withShrinkable(machine, readArcShrinkable()), readCgroupMemory());
     }
     return { availableBytes: freemem(), totalBytes: totalmem() };
+  } catch {
+    return undefined;
+  }
+}
+
+/** ZFS's ARC above its floor where the zfs module is loaded (host-memory.ts parseArcShrinkable); undefined elsewhere or unreadable. */
+function readArcShrinkable(): number | undefined {
+  try {
+    return parseArcShrinkable(readFileSync('/proc/spl/kstat/zfs/arcstats', 'utf8'));
   } catch {
     return undefined;
   }

@@ -169,6 +169,27 @@ export function parseMeminfo(text: string): HostMemory | undefined {
   return { availableBytes, totalBytes, swapFreeBytes };
 }
 
+/**
+ * ZFS's ARC above its floor (/proc/spl/kstat/zfs/arcstats: size - c_min), bytes; undefined when
+ * the text has neither. The kernel's MemAvailable does not count the ARC (OpenZFS keeps it outside
+ * the page cache), yet the ARC shrinks to c_min when a process needs the memory: on a ZFS host
+ * with a full ARC (half the RAM by default) MemAvailable alone would refuse a load that fits.
+ */
+export function parseArcShrinkable(arcstats: string): number | undefined {
+  const field = (key: string): number | undefined => {
+    const m = new RegExp(`^${key}\\s+\\d+\\s+(\\d+)\\s*$`, 'm').exec(arcstats);
+    return m ? Number(m[1]) : undefined;
+  };
+  const size = field('size'), floor = field('c_min');
+  return size === undefined || floor === undefined ? undefined : Math.max(0, size - floor);
+}
+
+/** The machine's figures with memory the kernel does not call available but gives back on demand (the ZFS ARC above its floor) counted in, at most the total. */
+export function withShrinkable(host: HostMemory, shrinkableBytes: number | undefined): HostMemory {
+  if (!shrinkableBytes) return host;
+  return { ...host, availableBytes: Math.min(host.totalBytes, host.availableBytes + shrinkableBytes) };
+}
+
 /** "11.2 GiB available of 23.4 GiB (swap: 0 bytes free)": doctor's line. */
 export function describeHostMemory(memory: HostMemory): string {
   const swap = memory.swapFreeBytes === undefined ? 'swap: not known' : `swap: ${formatBytes(memory.swapFreeBytes)} free`;

@@ -2,7 +2,7 @@ import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { TidarcError } from '../../src/errors.js';
-import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseCgroupLimit, parseFileCache, parseMeminfo, withCgroupLimit } from '../../src/load/host-memory.js';
+import { type HostMemory, checkHostFits, cpuRunnerBytes, describeHostMemory, hostFit, hostNeed, parseArcShrinkable, parseCgroupLimit, parseFileCache, parseMeminfo, withCgroupLimit, withShrinkable } from '../../src/load/host-memory.js';
 import { checkpointFileBytes, readHostMemory } from '../../src/load/host-memory-now.js';
 import { openModelParts } from '../../src/load/model-parts.js';
 import { CAPACITY_QUANTUM } from '../../src/load/runner-pool.js';
@@ -81,6 +81,19 @@ describe('/proc/meminfo', () => {
     expect(parseMeminfo(MEMINFO.replace('11744000 kB', 'lots kB'))).toBeUndefined();
     expect(parseMeminfo(MEMINFO.replace(/^MemAvailable:.*$/m, 'MemAvailable:   11744000 MB'))).toBeUndefined();
     expect(parseMeminfo('\u0000\u0001 garbage')).toBeUndefined();
+  });
+
+  test('a ZFS host: the ARC above c_min is counted available (MemAvailable leaves it out; it shrinks on demand), at most the total', () => {
+    const arcstats = '13 1 0x01 147 39984 5296094580 2711297458958\nname                            type data\nhits                            4    123\nc_min                           4    2147483648\nc_max                           4    34359738368\nsize                            4    32212254720\n';
+    expect(parseArcShrinkable(arcstats)).toBe(28 * GiB);
+    expect(parseArcShrinkable('name type data\nhits 4 1\n')).toBeUndefined();
+    // 64 GiB, the ARC full at 30 GiB: MemAvailable 20 GiB; a 40 GiB checkpoint fits once the ARC gives back 28.
+    const zfs: HostMemory = { availableBytes: 20 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 };
+    expect(hostFit(hostNeed(40 * GiB), zfs).fits).toBe(false);
+    expect(withShrinkable(zfs, parseArcShrinkable(arcstats))).toEqual({ ...zfs, availableBytes: 48 * GiB });
+    expect(hostFit(hostNeed(40 * GiB), withShrinkable(zfs, parseArcShrinkable(arcstats))).fits).toBe(true);
+    expect(withShrinkable(zfs, undefined)).toBe(zfs);
+    expect(withShrinkable(zfs, 100 * GiB).availableBytes).toBe(64 * GiB);
   });
 
   test.runIf(process.platform === 'linux')('this machine: read, available at most total', () => {
@@ -187,7 +200,8 @@ describe('the load refuses before it reads the weights', () => {
     const { dir } = await unreadableWeights(m.totalBytes + m.swapFreeBytes! + GiB);  // sparse: no disk used
     const started = performance.now();
     const err = await openModelParts(dir, { backend: 'cpu' }).catch((e: unknown) => e);
-    expect((err as Error).message).toMatch(/: the checkpoint \(\d+\.\d GiB\) and a 256-token cpu runner .* more memory than this machine has available: /);
+    // Where this test runs in a container with a memory limit, the sentence names the cgroup's limit instead.
+    expect((err as Error).message).toMatch(/: the checkpoint \(\d+\.\d GiB\) and a 256-token cpu runner .* more memory than (this machine has available|this process's memory cgroup \(a container's limit\) allows): /);
     expect(performance.now() - started).toBeLessThan(2000);  // nothing of the file was read
   });
 });
