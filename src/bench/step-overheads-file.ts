@@ -115,7 +115,8 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
   }));
   const overheads = priced.overheads, pdlOverheads = priced.pdl;
   let graphCopyNode: MeasuredStepOverheads['graphCopyNode'];
-  if (o.graphCopyNodeS !== undefined) {
+  // A series that did not run leaves value null (overheads.mjs's JSON of a NaN): as a file without the figure, not a bad file.
+  if (o.graphCopyNodeS !== undefined && !(isRecord(o.graphCopyNodeS) && o.graphCopyNodeS.value === null)) {
     const g = o.graphCopyNodeS;
     const field = `${where}graphCopyNodeS`;
     if (!isRecord(g)) throw bad(`${field}: not an object ({value, identifiable, from})`);

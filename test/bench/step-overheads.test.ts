@@ -126,6 +126,10 @@ describe('bench:step --overheads', () => {
     expect(o.graphCopyNode).toBeUndefined();
     expect(graphCopyNodeLine(o)).toBeNull();
     expect(measuredOverheadLines(o).join('\n')).not.toContain('graphCopyNodeS');
+    // A series that did not run (its value null, overheads.mjs's JSON of a NaN): the same, the model's constants still read.
+    const unrun = readMeasuredOverheads(JSON.stringify({ ...sample, graphCopyNodeS: { value: null, identifiable: true, from: 'not run' } }), 'unrun.json');
+    expect([unrun.graphCopyNode, graphCopyNodeLine(unrun)]).toEqual([undefined, null]);
+    expect(unrun.readings).toEqual(readMeasuredOverheads(JSON.stringify(sample), 's.json').readings);
   });
 
   test('a bad file: one line naming the file and what is wrong', () => {
