@@ -15,8 +15,9 @@
  *             after the last launch: what the GPU spends per launch when it never waits on the host.
  *   copies    N 64-byte uploads from pinned memory (uploadAsync) queued the same way.
  *   graph-E-copy  graph-E's N-node graph with one 64-byte pinned uploadAsync captured as its first
- *             node, as the runner captures a decode step's upload (gpu-runner.ts decodeStep): its
- *             times less graph-E's at the same N are that copy node's cost in a graph (graphCopyNodeS),
+ *             node, as the runner captures a decode step's upload (gpu-runner.ts decodeStep), its
+ *             replays alternating with graph-E's at each N: its times less graph-E's at the same N
+ *             are that copy node's cost in a graph (graphCopyNodeS),
  *             what the cost model prices copyLatencyS + graphNodeGapS (step-timeline.ts stepIssue).
  *   host      wall time per CudaDevice.launch (argument bytes packed before the loop), per GpuOps
  *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
@@ -425,13 +426,11 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
     // Graphs: one warm replay, then the timed ones.
     // The host's time in each timed cuGraphLaunch, per series and length (its fit: graphLaunchHost).
     const graphHostMs: Partial<Record<SeriesName, number[]>> = {};
-    // `first`: what the graph holds before its N kernels (graph-E-copy: the upload node).
-    const graphSeries = (label: SeriesName, g: GpuOps, kernel: (g: GpuOps) => void, first?: () => void): OverheadSeries => {
+    const graphSeries = (label: SeriesName, g: GpuOps, kernel: (g: GpuOps) => void): OverheadSeries => {
       check(label);
       const hostMs: number[] = (graphHostMs[label] = []);
       return seriesOf(o.ns, o.ns.map((n) => {
         const ref = device.capture(`${label} x ${n}`, () => {
-          first?.();
           for (let i = 0; i < n; i++) kernel(g);
         });
         graphs.push(ref);
@@ -442,9 +441,31 @@ export function measureLaunchOverheads(device: CudaDevice, modulePath: string, o
         return median(times.map((t) => t.gpuMs));
       }));
     };
-    // graph-E-copy right after graph-E: the paired times at each N differ by the copy node.
-    const graphE = graphSeries('graph-E', ops, empty);
-    const graphECopy = graphSeries('graph-E-copy', ops, empty, () => device.uploadAsync(small, pinned));
+    // graph-E and graph-E-copy at each N with their timed replays alternating (E, copy, E, copy, ...): the paired
+    // times, whose difference is the copy node, share the GPU clock's drift over the run (one series after the other would not).
+    const pairedGraphSeries = (): [OverheadSeries, OverheadSeries] => {
+      check('graph-E');
+      const labels = ['graph-E', 'graph-E-copy'] as const;
+      const hostMs = labels.map((l) => (graphHostMs[l] = [] as number[]));
+      const gpuMs: number[][] = [[], []];
+      for (const n of o.ns) {
+        const refs = labels.map((l) => device.capture(`${l} x ${n}`, () => {
+          if (l === 'graph-E-copy') device.uploadAsync(small, pinned);
+          for (let i = 0; i < n; i++) empty(ops);
+        }));
+        graphs.push(...refs);
+        for (const ref of refs) device.launchGraph(ref);
+        device.synchronize();
+        const times: ReturnType<typeof device.timeGpu>[][] = [[], []];
+        for (let r = 0; r < o.repeats; r++) refs.forEach((ref, i) => times[i]!.push(device.timeGpu(() => device.launchGraph(ref))));
+        times.forEach((t, i) => {
+          hostMs[i]!.push(median(t.map((x) => x.hostMs)));
+          gpuMs[i]!.push(median(t.map((x) => x.gpuMs)));
+        });
+      }
+      return [seriesOf(o.ns, gpuMs[0]!), seriesOf(o.ns, gpuMs[1]!)];
+    };
+    const [graphE, graphECopy] = pairedGraphSeries();
     const series: OverheadSeriesSet = {
       'graph-E': graphE,
       'graph-S': graphSeries('graph-S', ops, norm),

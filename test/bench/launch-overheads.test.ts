@@ -298,6 +298,25 @@ describe('measureLaunchOverheads on a stand-in device with a GPU timeline', () =
     expect(r.graphCopyNodeS.value).toBeLessThan(30e-6);
     expect(r.graphCopyNodeS.model.valueS).toBeCloseTo(Math.max(0, r.measured.copyLatencyS.value!) + Math.max(0, r.measured.graphNodeGapS.value!), 15);
   });
+
+  test('graph-E and graph-E-copy replays alternate at each N, so their paired times share the clock\'s drift', () => {
+    const device = standInDevice(0.2) as unknown as { capture: (label: string, record: () => void) => object; launchGraph: (ref: object) => void };
+    const labels = new Map<object, string>(), replays: string[] = [];
+    const { capture, launchGraph } = device;
+    device.capture = (label, record) => {
+      const ref = capture(label, record);
+      labels.set(ref, label);
+      return ref;
+    };
+    device.launchGraph = (ref) => (replays.push(labels.get(ref)!), launchGraph(ref));
+    measureLaunchOverheads(device as unknown as CudaDevice, '/stand-in/tidarc_ops.fatbin', {
+      ns: [1, 4], repeats: 3, hostIterations: 2, graphHostIterations: 2, pdl: { on: false, why: 'a stand-in' }, copyBytes: 1 << 20, maxCopies: 4,
+    });
+    const paired = replays.filter((l) => /^graph-E(-copy)? x /.test(l));
+    // Per N: one warm replay of each, then E, copy three times over.
+    const perN = (n: number): string[] => ['graph-E', 'graph-E-copy', ...Array.from({ length: 3 }, () => ['graph-E', 'graph-E-copy']).flat()].map((l) => `${l} x ${n}`);
+    expect(paired).toEqual([...perN(1), ...perN(4)]);
+  });
 });
 
 interface OverheadsJson extends Pick<LaunchOverheads, 'kernels' | 'host' | 'measured' | 'graphCopyNodeS' | 'plan' | 'stats' | 'queue' | 'graphLaunchHost' | 'warnings'> {
