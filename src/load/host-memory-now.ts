@@ -43,10 +43,10 @@ function readArcShrinkable(): number | undefined {
 /**
  * The process's memory cgroup (Linux), from /proc/self/cgroup: v1's memory controller line
  * (memory.limit_in_bytes, memory.usage_in_bytes) where there is one, else v2's `0::` line
- * (memory.max, memory.current), each with memory.stat. The files are looked for under the
+ * (memory.max, memory.current, and memory.swap.max / swap.current), each with memory.stat. The files are looked for under the
  * cgroup's path, then at the mount's root (a container with its own cgroup namespace sees its
  * cgroup there). Parents' limits are not walked (a tighter parent can only let a load through).
- * undefined: no limit, or anything unreadable.
+ * undefined: anything unreadable (no memory limit: limitBytes Infinity, its swap limit still read).
  */
 function readCgroupMemory(): CgroupMemory | undefined {
   try {
@@ -61,8 +61,24 @@ function readCgroupMemory(): CgroupMemory | undefined {
     if (!dir) return undefined;
     const limitBytes = parseCgroupLimit(readFileSync(join(dir, limitFile!), 'utf8'));
     const usageBytes = Number(readFileSync(join(dir, usageFile!), 'utf8').trim());
-    if (limitBytes === undefined || !Number.isFinite(usageBytes)) return undefined;
-    return { limitBytes, usageBytes, fileCacheBytes: parseFileCache(readFileSync(join(dir, 'memory.stat'), 'utf8')) };
+    const swapFreeBytes = v1 ? undefined : cgroupSwapFree(dir);
+    // No memory limit: the machine's figures (Infinity never wins withCgroupLimit's comparisons), a swap limit still applies.
+    if (!Number.isFinite(usageBytes)) return undefined;
+    return {
+      limitBytes: limitBytes ?? Infinity, usageBytes, fileCacheBytes: parseFileCache(readFileSync(join(dir, 'memory.stat'), 'utf8')),
+      ...(swapFreeBytes === undefined ? {} : { swapFreeBytes }),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** v2's memory.swap.max less memory.swap.current in `dir`; undefined where either is missing or the limit is "max". */
+function cgroupSwapFree(dir: string): number | undefined {
+  try {
+    const max = parseCgroupLimit(readFileSync(join(dir, 'memory.swap.max'), 'utf8'));
+    const current = Number(readFileSync(join(dir, 'memory.swap.current'), 'utf8').trim());
+    return max === undefined || !Number.isFinite(current) ? undefined : Math.max(0, max - current);
   } catch {
     return undefined;
   }

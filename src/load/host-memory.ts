@@ -46,6 +46,7 @@ export interface HostMemory {
 
 /** The process's memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that is reclaimable page cache. */
 export interface CgroupMemory {
+  /** Infinity: no memory limit. */
   readonly limitBytes: number;
   readonly usageBytes: number;
   /**
@@ -54,6 +55,8 @@ export interface CgroupMemory {
    * download's hash check, a previous run) sits on the active list, charged to the cgroup.
    */
   readonly fileCacheBytes: number;
+  /** v2: the swap its memory.swap.max leaves beside memory.swap.current (Kubernetes sets 0); absent: no swap limit, or v1 (not read). */
+  readonly swapFreeBytes?: number;
 }
 
 /**
@@ -89,13 +92,16 @@ export function parseFileCache(stat: string): number {
  * 64 GiB host is killed past 8, whatever MemAvailable says. Available: what the limit leaves
  * beside the cgroup's usage, its file cache counted back (reclaimed before a kill, as
  * MemAvailable counts the machine's);
- * total: the limit. Swap is left as the machine's (a cgroup may swap unless its own swap limit
- * says otherwise, which is not read: that can only let a load through).
+ * total: the limit. Swap: the machine's, within the cgroup's own swap limit where v2 sets one
+ * (a pod whose memory.swap.max is 0 cannot swap at all, whatever the machine has free).
  */
 export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | undefined): HostMemory {
-  if (!cgroup || cgroup.limitBytes >= host.totalBytes) return host;
+  if (!cgroup) return host;
+  const swapped = cgroup.swapFreeBytes === undefined || host.swapFreeBytes === undefined || cgroup.swapFreeBytes >= host.swapFreeBytes
+    ? host : { ...host, swapFreeBytes: cgroup.swapFreeBytes };
+  if (cgroup.limitBytes >= host.totalBytes) return swapped;
   const left = Math.max(0, cgroup.limitBytes - cgroup.usageBytes + cgroup.fileCacheBytes);
-  return { ...host, availableBytes: Math.min(host.availableBytes, left), totalBytes: cgroup.limitBytes, cgroupLimited: true };
+  return { ...swapped, availableBytes: Math.min(host.availableBytes, left), totalBytes: cgroup.limitBytes, cgroupLimited: true };
 }
 
 /** What a cpu runner of `capacity` tokens holds once it has run a first pass of one prefill chunk. */

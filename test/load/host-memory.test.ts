@@ -107,6 +107,19 @@ describe('/proc/meminfo', () => {
 
 describe('a memory cgroup (a container\'s --memory)', () => {
   const machine: HostMemory = { availableBytes: 60 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 };
+  test('a v2 swap limit bounds the swap counted, with or without a memory limit (a pod with memory.swap.max 0 cannot swap)', () => {
+    const swappy: HostMemory = { availableBytes: 10 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 8 * GiB };
+    const noSwap = withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 0 });
+    expect(noSwap).toEqual({ ...swappy, swapFreeBytes: 0 });
+    expect(hostFit(hostNeed(12 * GiB), swappy).fits).toBe(true);
+    expect(hostFit(hostNeed(12 * GiB), noSwap).fits).toBe(false);
+    expect(withCgroupLimit(swappy, { limitBytes: 8 * GiB, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 2 * GiB }))
+      .toEqual({ availableBytes: 7 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 2 * GiB, cgroupLimited: true });
+    // A swap limit above the machine's free swap, or none: the machine's.
+    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 100 * GiB })).toBe(swappy);
+    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0 })).toBe(swappy);
+  });
+
   test('its limit bounds available and total: what the limit leaves beside the usage, the file cache counted back', () => {
     const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, fileCacheBytes: GiB });
     expect(m).toEqual({ availableBytes: 6 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 0, cgroupLimited: true });
