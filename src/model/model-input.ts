@@ -75,10 +75,11 @@ export async function readModelInput(path: string, field = 'model'): Promise<Mod
 /** The checkpoint directory of a model argument (run, bench-step), or one error for a model.json. */
 export async function checkpointDirOf(path: string, field = 'model'): Promise<string> {
   // A directory with a config.json is the checkpoint; loading it says what else is missing from it.
-  const isDir = isDirectory(path, field);
-  checkModelPath(path, isDir, field);
-  if (isDir) return path;
-  const { kind, file } = await locate(path, field);
+  if (isDirectory(path, field)) {
+    checkModelPath(path, true, field);
+    return path;
+  }
+  const { kind, file } = await locate(path, field);  // checks a file argument itself
   if (kind !== 'model-json') return dirname(file);
   throw new TidarcError('invalid-argument', 'a model.json describes a model without weights; this command runs one', {
     field, value: path, allowed: 'a checkpoint directory (config.json, model.safetensors, tokenizer.json) or its config.json; tidarc init-model writes one from a model.json',
