@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import type { ModelSpec } from '../ir/model.js';
 import { WEIGHTS_FILE } from '../model/checkpoint.js';
 import { SAFETENSORS_INDEX_FILE } from '../model/safetensors.js';
-import { type CgroupMemory, type HostMemory, checkHostFits, hostNeed, parseCgroupLimit, parseArcShrinkable, parseFileCache, parseMeminfo, withCgroupLimit, withShrinkable } from './host-memory.js';
+import { type CgroupMemory, type HostMemory, cgroupAncestors, checkHostFits, hostNeed, parseArcShrinkable, parseCgroupLevel, parseMeminfo, parseProcCgroup, withCgroupLimit, withShrinkable } from './host-memory.js';
 
 /**
  * Linux: /proc/meminfo (MemAvailable: free memory plus the page cache and slabs the kernel can
- * reclaim; SwapFree), the ZFS ARC above its floor added, then the memory cgroup's limit.
+ * reclaim; SwapFree), the ZFS ARC above its floor added, then the memory cgroups' limits
+ * (readCgroupMemory: the process's and, on v2, its ancestors').
  * Elsewhere os.freemem() / os.totalmem(), swap unknown: freemem is libuv's uv_get_free_memory, on macOS and the BSDs only the free pages (the file cache and inactive
  * pages, which the system gives back on demand, are not in it), on Windows the available
  * physical memory (standby pages included); with swap unknown the load's check refuses nothing
@@ -40,45 +41,43 @@ function readArcShrinkable(): number | undefined {
   }
 }
 
-/**
- * The process's memory cgroup (Linux), from /proc/self/cgroup: v1's memory controller line
- * (memory.limit_in_bytes, memory.usage_in_bytes) where there is one, else v2's `0::` line
- * (memory.max, memory.current, and memory.swap.max / swap.current), each with memory.stat. The files are looked for under the
- * cgroup's path, then at the mount's root (a container with its own cgroup namespace sees its
- * cgroup there). Parents' limits are not walked (a tighter parent can only let a load through).
- * undefined: anything unreadable (no memory limit: limitBytes Infinity, its swap limit still read).
- */
-function readCgroupMemory(): CgroupMemory | undefined {
-  try {
-    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
-    const v1 = lines.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)).find((m) => m !== null);
-    const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
-    const [mount, limitFile, usageFile, path] = v1
-      ? ['/sys/fs/cgroup/memory', 'memory.limit_in_bytes', 'memory.usage_in_bytes', v1[1]!]
-      : v2 ? ['/sys/fs/cgroup', 'memory.max', 'memory.current', v2[1]!] : [];
-    if (!mount || path === undefined) return undefined;
-    const dir = [join(mount, path), mount].find((d) => existsSync(join(d, limitFile!)));
-    if (!dir) return undefined;
-    const limitBytes = parseCgroupLimit(readFileSync(join(dir, limitFile!), 'utf8'));
-    const usageBytes = Number(readFileSync(join(dir, usageFile!), 'utf8').trim());
-    const swapFreeBytes = v1 ? undefined : cgroupSwapFree(dir);
-    // No memory limit: the machine's figures (Infinity never wins withCgroupLimit's comparisons), a swap limit still applies.
-    if (!Number.isFinite(usageBytes)) return undefined;
-    return {
-      limitBytes: limitBytes ?? Infinity, usageBytes, fileCacheBytes: parseFileCache(readFileSync(join(dir, 'memory.stat'), 'utf8')),
-      ...(swapFreeBytes === undefined ? {} : { swapFreeBytes }),
-    };
-  } catch {
-    return undefined;
-  }
-}
+/** The files parseCgroupLevel reads, by cgroup version. */
+const CGROUP_FILES = {
+  1: { limit: 'memory.limit_in_bytes', usage: 'memory.usage_in_bytes', swapLimit: 'memory.memsw.limit_in_bytes', swapUsage: 'memory.memsw.usage_in_bytes' },
+  2: { limit: 'memory.max', usage: 'memory.current', swapLimit: 'memory.swap.max', swapUsage: 'memory.swap.current' },
+} as const;
 
-/** v2's memory.swap.max less memory.swap.current in `dir`; undefined where either is missing or the limit is "max". */
-function cgroupSwapFree(dir: string): number | undefined {
+/**
+ * The process's memory cgroups (Linux) as host-memory.ts withCgroupLimit takes them: the cgroup
+ * /proc/self/cgroup names (`procCgroup`) under the controller's mount in `root` (v1: root/memory,
+ * v2: root). v2: that cgroup and each ancestor up to the mount's root, each limit its own (a
+ * parent's memory.max binds the children: a systemd slice, a Kubernetes pod). v1: that cgroup
+ * alone, memory.stat's hierarchical limits standing for its ancestors'. Where the named cgroup is
+ * not under the mount (a container with its own view of the hierarchy sees its cgroup at the
+ * mount's root), the root is read, as that cgroup. A file that cannot be read leaves its cgroup
+ * without that figure (parseCgroupLevel: as lenient as no limit); undefined: no memory cgroup read.
+ */
+export function readCgroupMemory(root = '/sys/fs/cgroup', procCgroup = '/proc/self/cgroup'): CgroupMemory[] | undefined {
   try {
-    const max = parseCgroupLimit(readFileSync(join(dir, 'memory.swap.max'), 'utf8'));
-    const current = Number(readFileSync(join(dir, 'memory.swap.current'), 'utf8').trim());
-    return max === undefined || !Number.isFinite(current) ? undefined : Math.max(0, max - current);
+    const own = parseProcCgroup(readFileSync(procCgroup, 'utf8'));
+    if (!own) return undefined;
+    const mount = own.version === 1 ? join(root, 'memory') : root;
+    const inTree = existsSync(join(mount, own.path));
+    const levels: [dir: string, path: string][] = !inTree ? [[mount, own.path]]
+      : (own.version === 1 ? [own.path] : cgroupAncestors(own.path)).map((p) => [join(mount, p), p]);
+    const names = CGROUP_FILES[own.version];
+    return levels.map(([dir, path]) => {
+      const read = (file: string): string | undefined => {
+        try {
+          return readFileSync(join(dir, file), 'utf8');
+        } catch {
+          return undefined;
+        }
+      };
+      return parseCgroupLevel(own.version, {
+        path, limit: read(names.limit), usage: read(names.usage), stat: read('memory.stat'), swapLimit: read(names.swapLimit), swapUsage: read(names.swapUsage),
+      });
+    }).filter((l) => l !== undefined);
   } catch {
     return undefined;
   }

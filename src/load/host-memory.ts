@@ -42,11 +42,15 @@ export interface HostMemory {
   readonly swapFreeBytes?: number;
   /** The process's memory cgroup limits it below the machine's figures (a container's --memory): available and total are the cgroup's. */
   readonly cgroupLimited?: boolean;
+  /** Whose limit that is, where known: "memory cgroup /kubepods/pod1" (cgroupName). */
+  readonly limitedBy?: string;
+  /** Whose swap limit bounds swapFreeBytes below the machine's free swap, where one does and its path is known. */
+  readonly swapLimitedBy?: string;
 }
 
-/** The process's memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that is reclaimable page cache. */
+/** One memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that is reclaimable page cache. */
 export interface CgroupMemory {
-  /** Infinity: no memory limit. */
+  /** Infinity: no memory limit (or one whose usage could not be read). */
   readonly limitBytes: number;
   readonly usageBytes: number;
   /**
@@ -55,8 +59,16 @@ export interface CgroupMemory {
    * download's hash check, a previous run) sits on the active list, charged to the cgroup.
    */
   readonly fileCacheBytes: number;
-  /** v2: the swap its memory.swap.max leaves beside memory.swap.current (Kubernetes sets 0); absent: no swap limit, or v1 (not read). */
+  /**
+   * The swap its limit leaves: v2 memory.swap.max less memory.swap.current (Kubernetes sets 0);
+   * v1 what memory.memsw.limit_in_bytes (memory and swap together) leaves beyond the memory
+   * limit, less the swap in use. Absent: no swap limit, or not read.
+   */
   readonly swapFreeBytes?: number;
+  /** The cgroup, as /proc/self/cgroup names it ("/kubepods/pod1"); absent: not known. */
+  readonly path?: string;
+  /** v1: the limit is memory.stat's hierarchical_memory_limit, an ancestor's, tighter than the cgroup's own. */
+  readonly inherited?: boolean;
 }
 
 /**
@@ -70,38 +82,140 @@ export function parseCgroupLimit(text: string): number | undefined {
   return n >= 2 ** 62 ? undefined : n;
 }
 
+/** A count file's value (memory.current, memory.usage_in_bytes, ...); undefined when not a number. */
+function parseCount(text: string | undefined): number | undefined {
+  const t = text?.trim();
+  return t !== undefined && /^\d+$/.test(t) ? Number(t) : undefined;
+}
+
+/** memory.stat's `key` field; undefined when absent. */
+function statField(stat: string, key: string): number | undefined {
+  const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * memory.stat's file cache on the LRU lists: active_file + inactive_file, v1's hierarchical
  * total_ fields where present (else a v1 leaf's or v2's own, which are hierarchical); 0 when
  * absent. Shmem (tmpfs) sits on the anon lists and is not in either.
  */
 export function parseFileCache(stat: string): number {
-  const field = (key: string): number | undefined => {
-    const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
-    return m ? Number(m[1]) : undefined;
-  };
   const both = (prefix: string): number | undefined => {
-    const active = field(`${prefix}active_file`), inactive = field(`${prefix}inactive_file`);
+    const active = statField(stat, `${prefix}active_file`), inactive = statField(stat, `${prefix}inactive_file`);
     return active === undefined && inactive === undefined ? undefined : (active ?? 0) + (inactive ?? 0);
   };
   return both('total_') ?? both('') ?? 0;
 }
 
 /**
- * The machine's figures within the process's memory cgroup: a container limited to 8 GiB on a
- * 64 GiB host is killed past 8, whatever MemAvailable says. Available: what the limit leaves
- * beside the cgroup's usage, its file cache counted back (reclaimed before a kill, as
- * MemAvailable counts the machine's);
- * total: the limit. Swap: the machine's, within the cgroup's own swap limit where v2 sets one
- * (a pod whose memory.swap.max is 0 cannot swap at all, whatever the machine has free).
+ * /proc/self/cgroup's memory cgroup: v1's memory controller line where there is one (a hybrid
+ * host's v2 `0::` line then holds no memory controller), else v2's `0::` line. undefined: neither.
  */
-export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | undefined): HostMemory {
-  if (!cgroup) return host;
-  const swapped = cgroup.swapFreeBytes === undefined || host.swapFreeBytes === undefined || cgroup.swapFreeBytes >= host.swapFreeBytes
-    ? host : { ...host, swapFreeBytes: cgroup.swapFreeBytes };
-  if (cgroup.limitBytes >= host.totalBytes) return swapped;
-  const left = Math.max(0, cgroup.limitBytes - cgroup.usageBytes + cgroup.fileCacheBytes);
-  return { ...swapped, availableBytes: Math.min(host.availableBytes, left), totalBytes: cgroup.limitBytes, cgroupLimited: true };
+export function parseProcCgroup(text: string): { readonly version: 1 | 2; readonly path: string } | undefined {
+  const lines = text.split('\n');
+  const v1 = lines.map((l) => /^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$/.exec(l)).find((m) => m !== null);
+  if (v1) return { version: 1, path: v1[1]! };
+  const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
+  return v2 ? { version: 2, path: v2[1]! } : undefined;
+}
+
+/** A v2 cgroup's path and its ancestors' up to the mount's root: "/a/b" -> ["/a/b", "/a", "/"]. */
+export function cgroupAncestors(path: string): string[] {
+  const parts = path.split('/').filter((p) => p !== '');
+  return parts.map((_, i) => `/${parts.slice(0, parts.length - i).join('/')}`).concat('/');
+}
+
+/**
+ * One cgroup's memory files as read; undefined: missing or unreadable. v2: memory.max,
+ * memory.current, memory.swap.max, memory.swap.current; v1: memory.limit_in_bytes,
+ * memory.usage_in_bytes, memory.memsw.limit_in_bytes, memory.memsw.usage_in_bytes. Both: memory.stat.
+ */
+export interface CgroupFiles {
+  readonly path?: string;
+  readonly limit?: string;
+  readonly usage?: string;
+  readonly stat?: string;
+  readonly swapLimit?: string;
+  readonly swapUsage?: string;
+}
+
+/**
+ * One cgroup's figures from its files. Its memory limit counts only where the limit, the usage and
+ * memory.stat all read (a reading that fails leaves the check as lenient as no limit); v1's
+ * effective limits are the tighter of the cgroup's own and memory.stat's hierarchical_memory_limit /
+ * hierarchical_memsw_limit (its ancestors': with them the usage is still this cgroup's, so a
+ * sibling's use of an ancestor's limit is not counted). v1's swap: memsw (memory + swap) less the
+ * memory limit, less the swap in use (memsw.usage - usage); memsw equal to the limit: no swap.
+ * undefined: neither a memory nor a swap limit.
+ */
+export function parseCgroupLevel(version: 1 | 2, files: CgroupFiles): CgroupMemory | undefined {
+  const { stat } = files;
+  const hierarchical = (key: string): number | undefined => {
+    const n = version === 1 && stat !== undefined ? statField(stat, key) : undefined;
+    return n === undefined ? undefined : parseCgroupLimit(String(n));
+  };
+  const tighter = (a: number | undefined, b: number | undefined): number | undefined => a === undefined ? b : b === undefined ? a : Math.min(a, b);
+  const own = files.limit === undefined ? undefined : parseCgroupLimit(files.limit);
+  const ancestors = hierarchical('hierarchical_memory_limit');
+  const limit = tighter(own, ancestors), usage = parseCount(files.usage);
+  const memory = limit !== undefined && usage !== undefined && stat !== undefined
+    ? { limitBytes: limit, usageBytes: usage, fileCacheBytes: parseFileCache(stat) } : undefined;
+  let swapFreeBytes: number | undefined;
+  const swapUsage = parseCount(files.swapUsage);
+  if (version === 2) {
+    const swapMax = files.swapLimit === undefined ? undefined : parseCgroupLimit(files.swapLimit);
+    if (swapMax !== undefined && swapUsage !== undefined) swapFreeBytes = Math.max(0, swapMax - swapUsage);
+  } else {
+    const memsw = tighter(files.swapLimit === undefined ? undefined : parseCgroupLimit(files.swapLimit), hierarchical('hierarchical_memsw_limit'));
+    if (memory && memsw !== undefined && swapUsage !== undefined) swapFreeBytes = Math.max(0, memsw - memory.limitBytes - Math.max(0, swapUsage - memory.usageBytes));
+  }
+  if (!memory && swapFreeBytes === undefined) return undefined;
+  return {
+    ...(memory ?? { limitBytes: Infinity, usageBytes: 0, fileCacheBytes: 0 }),
+    ...(swapFreeBytes === undefined ? {} : { swapFreeBytes }),
+    ...(files.path === undefined ? {} : { path: files.path }),
+    ...(memory && ancestors !== undefined && (own === undefined || ancestors < own) ? { inherited: true } : {}),
+  };
+}
+
+/** "memory cgroup /kubepods/pod1", "an ancestor of memory cgroup /a/b" (v1's hierarchical limit); undefined where the path is not known. */
+export function cgroupName(cgroup: CgroupMemory): string | undefined {
+  if (cgroup.path === undefined) return undefined;
+  return `${cgroup.inherited ? 'an ancestor of ' : ''}memory cgroup ${cgroup.path}`;
+}
+
+/**
+ * The machine's figures within the process's memory cgroups (`cgroup`: one, or the process's and
+ * its ancestors'): a container limited to 8 GiB on a 64 GiB host is killed past 8, whatever
+ * MemAvailable says, and so is one whose own cgroup has no limit under a parent (a systemd slice,
+ * a Kubernetes pod) that has. Available: the least any limit leaves beside its cgroup's usage,
+ * that cgroup's file cache counted back (reclaimed before a kill, as MemAvailable counts the
+ * machine's); total: that limit. Limits at or above the machine's total are the machine's figures.
+ * Swap: the machine's, within the tightest cgroup swap limit (a pod whose memory.swap.max is 0
+ * cannot swap at all, whatever the machine has free).
+ */
+export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | readonly CgroupMemory[] | undefined): HostMemory {
+  const levels: readonly CgroupMemory[] = cgroup === undefined ? [] : 'limitBytes' in cgroup ? [cgroup] : cgroup;
+  // The tightest swap limit, where it is below the machine's free swap.
+  let out = host;
+  for (const level of levels) {
+    if (level.swapFreeBytes === undefined || out.swapFreeBytes === undefined || level.swapFreeBytes >= out.swapFreeBytes) continue;
+    const name = cgroupName(level);
+    out = { ...host, swapFreeBytes: level.swapFreeBytes, ...(name === undefined ? {} : { swapLimitedBy: name }) };
+  }
+  // The memory limit that leaves the least.
+  let binding: { readonly level: CgroupMemory; readonly left: number } | undefined;
+  for (const level of levels) {
+    if (level.limitBytes >= host.totalBytes) continue;
+    const left = Math.max(0, level.limitBytes - level.usageBytes + level.fileCacheBytes);
+    if (!binding || left < binding.left) binding = { level, left };
+  }
+  if (!binding) return out;
+  const name = cgroupName(binding.level);
+  return {
+    ...out, availableBytes: Math.min(host.availableBytes, binding.left), totalBytes: binding.level.limitBytes, cgroupLimited: true,
+    ...(name === undefined ? {} : { limitedBy: name }),
+  };
 }
 
 /** What a cpu runner of `capacity` tokens holds once it has run a first pass of one prefill chunk. */
@@ -150,8 +264,9 @@ export function hostFit(need: HostNeed, memory: HostMemory): HostFit {
   const what = need.runner
     ? `the checkpoint (${formatBytes(need.checkpointBytes)}) and a ${need.runner.capacity}-token cpu runner (${formatBytes(need.runner.total)}) need ${formatBytes(need.totalBytes)},`
     : `the checkpoint (${formatBytes(need.checkpointBytes)}) needs`;
-  const where = memory.cgroupLimited ? 'this process\'s memory cgroup (a container\'s limit) allows' : 'this machine has available';
-  return { fits: false, sentence: `${what} more memory than ${where}: ${formatBytes(memory.availableBytes)} of ${formatBytes(memory.totalBytes)} (swap: ${formatBytes(memory.swapFreeBytes)} free)` };
+  const where = !memory.cgroupLimited ? 'this machine has available'
+    : memory.limitedBy === undefined ? 'this process\'s memory cgroup (a container\'s limit) allows' : `the limit of ${memory.limitedBy} allows`;
+  return { fits: false, sentence: `${what} more memory than ${where}: ${formatBytes(memory.availableBytes)} of ${formatBytes(memory.totalBytes)} (${swapText(memory)})` };
 }
 
 /** Throws the fit's sentence as one error when the load does not fit (`source`: the model directory). */
@@ -196,8 +311,17 @@ export function withShrinkable(host: HostMemory, shrinkableBytes: number | undef
   return { ...host, availableBytes: Math.min(host.totalBytes, host.availableBytes + shrinkableBytes) };
 }
 
-/** "11.2 GiB available of 23.4 GiB (swap: 0 bytes free)": doctor's line. */
+/** "swap: 0 bytes free", "swap: 0 bytes free within the swap limit of memory cgroup /kubepods", "swap: not known". */
+function swapText(memory: HostMemory): string {
+  if (memory.swapFreeBytes === undefined) return 'swap: not known';
+  return `swap: ${formatBytes(memory.swapFreeBytes)} free${memory.swapLimitedBy === undefined ? '' : ` within the swap limit of ${memory.swapLimitedBy}`}`;
+}
+
+/**
+ * Doctor's line, naming the limit that binds: "11.2 GiB available of 23.4 GiB (swap: 0 bytes
+ * free)", "6.0 GiB available of 8.0 GiB (the limit of memory cgroup /kubepods/pod1) (swap: ...)".
+ */
 export function describeHostMemory(memory: HostMemory): string {
-  const swap = memory.swapFreeBytes === undefined ? 'swap: not known' : `swap: ${formatBytes(memory.swapFreeBytes)} free`;
-  return `${formatBytes(memory.availableBytes)} available of ${formatBytes(memory.totalBytes)}${memory.cgroupLimited ? ' (the memory cgroup\'s limit)' : ''} (${swap})`;
+  const limit = !memory.cgroupLimited ? '' : memory.limitedBy === undefined ? ' (the memory cgroup\'s limit)' : ` (the limit of ${memory.limitedBy})`;
+  return `${formatBytes(memory.availableBytes)} available of ${formatBytes(memory.totalBytes)}${limit} (${swapText(memory)})`;
 }

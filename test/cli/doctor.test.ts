@@ -51,11 +51,14 @@ describe('tidarc doctor', () => {
     });
   });
 
-  test.runIf(process.platform === 'linux')("prints the host's available and total memory and free swap (/proc/meminfo)", async () => {
+  test.runIf(process.platform === 'linux')("prints the host's available and total memory and free swap (/proc/meminfo), and the memory cgroup whose limit binds", async () => {
     const r = await runTidarc('doctor');
     const line = r.stdout.split('\n').find((l) => l.includes('host memory'));
-    expect(line).toMatch(/^ok {7}host memory {8}\d+\.\d (GiB|MiB) available of \d+\.\d GiB \(swap: (\d+ bytes|\d+\.\d [KMG]iB) free\)$/);
-    // The figures are this machine's: available at most total, total what /proc/meminfo says.
+    const cgroup = '(?: \\(the limit of (?:an ancestor of )?memory cgroup \\S+\\))?', swapCgroup = '(?: within the swap limit of (?:an ancestor of )?memory cgroup \\S+)?';
+    expect(line).toMatch(new RegExp(`^ok {7}host memory {8}\\d+\\.\\d (GiB|MiB) available of \\d+\\.\\d GiB${cgroup} \\(swap: (\\d+ bytes|\\d+\\.\\d [KMG]iB) free${swapCgroup}\\)$`));
+    // The figures are this machine's: available at most total, total what /proc/meminfo says
+    // (where a memory cgroup's limit binds, that limit: the line names the cgroup).
+    if (line!.includes('(the limit of ')) return;
     const total = Number(/^MemTotal:\s*(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
     expect(line).toContain(`of ${(total / 2 ** 30).toFixed(1)} GiB`);
   });

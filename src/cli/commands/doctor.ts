@@ -51,7 +51,7 @@ function deviceMemory(): Check {
   }
 }
 
-/** The host's memory now (/proc/meminfo): what a checkpoint, read whole, must fit in (load/host-memory.ts). */
+/** The host's memory now (/proc/meminfo within the memory cgroups' limits, naming the one that binds): what a checkpoint, read whole, must fit in (load/host-memory.ts). */
 function hostMemory(): Check {
   const m = readHostMemory();
   return m ? { name: 'host memory', ok: true, detail: describeHostMemory(m) } : { name: 'host memory', ok: false, detail: 'could not be read (a load then does not check it)' };
