@@ -25,6 +25,11 @@
       an allocation past it fails with CUDA_ERROR_OUT_OF_MEMORY, as on a GPU. With
       TIDARC_FAKE_FAIL_ALLOC=<n> the process's n-th cuMemAlloc (from 1) fails so once, whatever
       is free (an upload that fails after the load's preflight passed).
+    - The primary context is reference-counted as on a GPU (cuDevicePrimaryCtxRetain /
+      cuDevicePrimaryCtxRelease_v2; the last release destroys it and all it holds; a release
+      without a retain, or cuModuleUnload of a module it does not hold, is an error);
+      cuDevicePrimaryCtxGetState says whether it is active. TIDARC_FAKE_CONTEXT_LOG=<path>
+      appends what it holds at each retain, release, module load and unload (log_context).
     - Streams, stream capture into graphs, graph replay, events and pinned host memory are in
       fake_cuda_streams.cpp (the state both files share is fake_cuda.h).
     Every call holds one mutex: the emulator's state is global, launches run one at a time. */
@@ -153,6 +158,24 @@ bool fail_this_alloc() {
 
 bool g_initialized = false;
 CUctx_st g_primary;
+
+/**
+ * $TIDARC_FAKE_CONTEXT_LOG=<path>: each retain and release of the primary context and each
+ * cuModuleLoad and cuModuleUnload appends one JSON line there, with what the context holds
+ * after the call (a release: before the last one destroys it): its references, modules, device
+ * allocations and bytes, streams, events, executable graphs and pinned blocks. The tests read
+ * it to see that tidarc gives everything back itself and that no context is held at the end
+ * (the line of the last release shows what the process still held when it let go).
+ */
+void log_context(const char* call, const CUctx_st& ctx) {
+  static const char* const path = std::getenv("TIDARC_FAKE_CONTEXT_LOG");
+  if (path == nullptr || *path == '\0') return;
+  FILE* f = std::fopen(path, "a");
+  if (f == nullptr) return;
+  std::fprintf(f, "{\"call\":\"%s\",\"retains\":%d,\"modules\":%zu,\"allocations\":%zu,\"allocated\":%zu,\"streams\":%zu,\"events\":%zu,\"graphs\":%zu,\"pinned\":%zu}\n",
+               call, ctx.retains, ctx.modules.size(), ctx.allocations.size(), ctx.allocated, ctx.streams.size(), ctx.events.size(), ctx.execs.size(), ctx.pinned.size());
+  std::fclose(f);
+}
 thread_local CUctx_st* t_current = nullptr;  // per OS thread, as in the real driver
 
 /**
@@ -320,12 +343,15 @@ CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice device) {
 
 // ---- the primary context ----------------------------------------------------------------------
 
+// A reference count, as on a GPU: the first retain creates the context, the last release destroys
+// it with everything in it; a release without a retain is CUDA_ERROR_INVALID_CONTEXT.
 CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice device) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (CUresult r = check_device(device)) return r;
   if (ctx == nullptr) return CUDA_ERROR_INVALID_VALUE;
   g_primary.retains++;
   *ctx = &g_primary;
+  log_context("cuDevicePrimaryCtxRetain", g_primary);
   return CUDA_SUCCESS;
 }
 
@@ -333,7 +359,19 @@ CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (CUresult r = check_device(device)) return r;
   if (g_primary.retains == 0) return CUDA_ERROR_INVALID_CONTEXT;
-  if (--g_primary.retains == 0) destroy_context(g_primary);
+  --g_primary.retains;
+  log_context("cuDevicePrimaryCtxRelease_v2", g_primary);  // what the release found, before the last one destroys it
+  if (g_primary.retains == 0) destroy_context(g_primary);
+  return CUDA_SUCCESS;
+}
+
+// active: some reference holds the context (flags: none are set by anyone here).
+CUresult cuDevicePrimaryCtxGetState(CUdevice device, unsigned* flags, int* active) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (CUresult r = check_device(device)) return r;
+  if (flags == nullptr || active == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *flags = 0;
+  *active = g_primary.retains > 0 ? 1 : 0;
   return CUDA_SUCCESS;
 }
 
@@ -464,6 +502,7 @@ CUresult cuModuleLoad(CUmodule* module, const char* path) {
   m->library = library;
   *module = m.get();
   ctx->modules[m.get()] = std::move(m);
+  log_context("cuModuleLoad", *ctx);
   return CUDA_SUCCESS;
 }
 
@@ -471,12 +510,13 @@ CUresult cuModuleUnload(CUmodule module) {
   std::lock_guard<std::mutex> lock(g_mutex);
   CUctx_st* ctx;
   if (CUresult r = current(&ctx)) return r;
-  // Stricter than a GPU may be: loading code can synchronize the device, so modules load before a capture.
+  // As cuModuleLoad: no code changes while a stream captures.
   if (CUresult r = refuse_during_capture(*ctx)) return r;
   auto it = ctx->modules.find(module);
   if (it == ctx->modules.end()) return CUDA_ERROR_INVALID_HANDLE;
   dlclose(it->second->library);
   ctx->modules.erase(it);
+  log_context("cuModuleUnload", *ctx);
   return CUDA_SUCCESS;
 }
 

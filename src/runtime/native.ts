@@ -75,6 +75,14 @@ export interface CudaDeviceInfo {
 export interface NativeCuda {
   status(): CudaStatus;
   open(ordinal: number): CudaDeviceInfo;
+  /**
+   * Gives back one open()'s reference; the last one destroys the stream, unloads the modules and
+   * releases the primary context (released: true), and refuses while buffers, graphs, events or
+   * pinned blocks are held. An addon built before it lacks it.
+   */
+  close?(): { released: boolean };
+  /** Whether device `ordinal`'s primary context is active in this process, and our open()s not closed. Needs no open(). */
+  primaryContext?(ordinal: number): { active: boolean; opens: number };
   alloc(bytes: number): number;
   free(ptr: number): void;
   /** cuMemGetInfo: bytes free on the device now and its total. */
@@ -85,6 +93,8 @@ export interface NativeCuda {
   fill(dst: number, byteValue: number, bytes: number): void;
   loadModule(path: string): number;
   getFunction(module: number, name: string): number;
+  /** cuModuleUnload once the device is idle: the module's handle and its functions' are dead from then on. */
+  unloadModule?(module: number): void;
   setMaxDynamicShared(fn: number, bytes: number): void;
   /**
    * programmatic true: cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION

@@ -111,6 +111,7 @@ static_assert(offsetof(CUlaunchConfig, sharedMemBytes) == 24 && offsetof(CUlaunc
   X(cuDeviceTotalMem_v2, CUresult, (size_t* bytes, CUdevice device))                            \
   X(cuDevicePrimaryCtxRetain, CUresult, (CUcontext* ctx, CUdevice device))                       \
   X(cuDevicePrimaryCtxRelease_v2, CUresult, (CUdevice device))                                   \
+  X(cuDevicePrimaryCtxGetState, CUresult, (CUdevice device, unsigned* flags, int* active))        \
   X(cuCtxSetCurrent, CUresult, (CUcontext ctx))                                                  \
   X(cuCtxSynchronize, CUresult, ())                                                              \
   X(cuModuleLoad, CUresult, (CUmodule* module, const char* path))                                \

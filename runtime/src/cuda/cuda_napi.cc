@@ -4,10 +4,19 @@
 // still order with it); device pointers travel as JS numbers, modules, functions, graphs and
 // events as small integer handles, pinned host memory as external ArrayBuffers. Every CUresult other than CUDA_SUCCESS becomes a JS Error
 // whose `code` is the CUDA_ERROR_* name and whose message names the call; nothing here aborts.
+//
+// Lifetime: every open() holds one reference to the session, close() gives one back, and the
+// last close() unloads the modules, destroys the stream and releases the primary context
+// (cuDevicePrimaryCtxRelease_v2: on a GPU the context holds a few hundred MiB of device memory,
+// which a process that is done with the device must give back). A later open() retains a fresh
+// one. Handles are never reused: an unloaded module's functions, a destroyed graph or event, and
+// every handle of a released session stay dead for good (a stale CUfunction launched into a new
+// context would be undefined behaviour on a GPU; here it is one error).
 #include "cuda_napi.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,16 +29,23 @@ namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
+struct Function {
+  CUfunction fn;  // nullptr once its module was unloaded
+  size_t module;  // index into Session::modules
+};
+
 struct Session {
   const Driver* driver = nullptr;
   CUdevice device = 0;
-  CUcontext context = nullptr;
+  CUcontext context = nullptr;  // retained while opens > 0
+  int opens = 0;                // open() calls not yet closed
   CUstream stream = nullptr;
-  std::vector<CUmodule> modules;
-  std::vector<CUfunction> functions;
+  std::vector<CUmodule> modules;    // nullptr once unloaded
+  std::vector<Function> functions;
   std::vector<CUgraphExec> graphs;  // nullptr once destroyed
   std::vector<CUevent> events;      // nullptr once destroyed
   std::vector<struct PinnedBlock*> pinned;  // live cuMemHostAlloc blocks
+  std::set<CUdeviceptr> buffers;    // live cuMemAlloc allocations (what the last close() refuses to pull from under their owners)
 };
 
 // One hostAlloc block, owned by its ArrayBuffer's finalizer (deleted there, never before): live
@@ -109,6 +125,8 @@ Napi::Value StatusJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Object DescribeOpened(Napi::Env env, Session& s);
+
 // open(ordinal) -> {name, major, minor, multiprocessors, totalMemory, maxSharedOptin, driverVersion, hasLaunchKernelEx}
 Napi::Value OpenJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -118,11 +136,34 @@ Napi::Value OpenJs(const Napi::CallbackInfo& info) {
   const int ordinal = static_cast<int>(IntAt(info, 0, "device ordinal", 0, d->devices - 1));
   Session& s = State();
   if (s.context != nullptr && s.device != ordinal) throw Napi::Error::New(env, "cuda: device " + std::to_string(s.device) + " is already open in this process");
-  if (s.context == nullptr) {
-    TIDARC_CU_CHECK(env, *d, "cuDeviceGet", d->cuDeviceGet(&s.device, ordinal));
-    TIDARC_CU_CHECK(env, *d, "cuDevicePrimaryCtxRetain", d->cuDevicePrimaryCtxRetain(&s.context, s.device));
-    s.driver = d;
+  // The first open retains the context; if anything after it fails, it is given back (an open
+  // that throws holds no reference).
+  const bool first = s.context == nullptr;
+  if (first) {
+    CUdevice device = 0;
+    TIDARC_CU_CHECK(env, *d, "cuDeviceGet", d->cuDeviceGet(&device, ordinal));
+    CUcontext context = nullptr;
+    TIDARC_CU_CHECK(env, *d, "cuDevicePrimaryCtxRetain", d->cuDevicePrimaryCtxRetain(&context, device));
+    s.driver = d, s.device = device, s.context = context;
   }
+  try {
+    Napi::Object out = DescribeOpened(env, s);
+    s.opens++;
+    return out;
+  } catch (...) {
+    if (first) {
+      // The open's own error is the one to report; these only undo what it did.
+      if (s.stream != nullptr && d->cuStreamDestroy_v2(s.stream) == CUDA_SUCCESS) s.stream = nullptr;
+      d->cuCtxSetCurrent(nullptr);
+      if (d->cuDevicePrimaryCtxRelease_v2(s.device) == CUDA_SUCCESS) s.context = nullptr, s.stream = nullptr;
+    }
+    throw;
+  }
+}
+
+// The opened session made current, its stream created, and what open() says of the device.
+Napi::Object DescribeOpened(Napi::Env env, Session& s) {
+  const Driver* d = s.driver;
   TIDARC_CU_CHECK(env, *d, "cuCtxSetCurrent", d->cuCtxSetCurrent(s.context));
   if (s.stream == nullptr) TIDARC_CU_CHECK(env, *d, "cuStreamCreate", d->cuStreamCreate(&s.stream, CU_STREAM_DEFAULT));
   char name[256] = {};
@@ -156,6 +197,7 @@ Napi::Value AllocJs(const Napi::CallbackInfo& info) {
     s.driver->cuMemFree_v2(p);
     throw Napi::Error::New(env, "cuda: a device address above 2^53 cannot be represented in JavaScript");
   }
+  s.buffers.insert(p);
   return Napi::Number::New(env, static_cast<double>(p));
 }
 
@@ -175,7 +217,9 @@ Napi::Value MemInfoJs(const Napi::CallbackInfo& info) {
 Napi::Value FreeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
-  TIDARC_CU_CHECK(env, *s.driver, "cuMemFree", s.driver->cuMemFree_v2(PtrAt(info, 0, "pointer")));
+  const CUdeviceptr p = PtrAt(info, 0, "pointer");
+  s.buffers.erase(p);  // not ours to free again, even if the driver refuses it (a context a fault left unusable)
+  TIDARC_CU_CHECK(env, *s.driver, "cuMemFree", s.driver->cuMemFree_v2(p));
   return env.Undefined();
 }
 
@@ -242,6 +286,7 @@ Napi::Value GetFunctionJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   const auto m = static_cast<size_t>(IntAt(info, 0, "module handle", 0, static_cast<int64_t>(s.modules.size()) - 1));
+  if (s.modules[m] == nullptr) throw Napi::Error::New(env, "cuda: module handle " + std::to_string(m) + " was unloaded");
   if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "cuda: function name must be a string");
   const std::string name = info[1].As<Napi::String>().Utf8Value();
   CUfunction f = nullptr;
@@ -251,12 +296,31 @@ Napi::Value GetFunctionJs(const Napi::CallbackInfo& info) {
     e.Set("code", Napi::String::New(env, s.driver->Name(r)));
     throw e;
   }
-  s.functions.push_back(f);
+  s.functions.push_back({f, m});
   return Napi::Number::New(env, static_cast<double>(s.functions.size() - 1));
 }
 
+// unloadModule(module): cuModuleUnload, after the device has finished what it runs (a kernel of
+// the module may still be running). Its handle and its functions' handles are dead from here on,
+// whether or not the driver's unload succeeded.
+Napi::Value UnloadModuleJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = Opened(env);
+  const auto m = static_cast<size_t>(IntAt(info, 0, "module handle", 0, static_cast<int64_t>(s.modules.size()) - 1));
+  CUmodule module = s.modules[m];
+  if (module == nullptr) throw Napi::Error::New(env, "cuda: module handle " + std::to_string(m) + " was already unloaded");
+  s.modules[m] = nullptr;
+  for (Function& f : s.functions)
+    if (f.module == m) f.fn = nullptr;
+  TIDARC_CU_CHECK(env, *s.driver, "cuCtxSynchronize", s.driver->cuCtxSynchronize());
+  TIDARC_CU_CHECK(env, *s.driver, "cuModuleUnload", s.driver->cuModuleUnload(module));
+  return env.Undefined();
+}
+
 CUfunction FunctionAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
-  return s.functions[static_cast<size_t>(IntAt(info, i, "function handle", 0, static_cast<int64_t>(s.functions.size()) - 1))];
+  const auto h = static_cast<size_t>(IntAt(info, i, "function handle", 0, static_cast<int64_t>(s.functions.size()) - 1));
+  if (s.functions[h].fn == nullptr) throw Napi::Error::New(info.Env(), "cuda: function handle " + std::to_string(h) + " was unloaded with its module (load the kernel again)");
+  return s.functions[h].fn;
 }
 
 // setMaxDynamicShared(function, bytes): opt in to more than 48 KB of dynamic shared memory.
@@ -405,8 +469,9 @@ Napi::Value GraphDestroyJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   CUgraphExec& g = GraphAt(info, s, 0);
-  TIDARC_CU_CHECK(env, *s.driver, "cuGraphExecDestroy", s.driver->cuGraphExecDestroy(g));
-  g = nullptr;
+  CUgraphExec exec = g;
+  g = nullptr;  // dead whether or not the driver's destroy succeeds
+  TIDARC_CU_CHECK(env, *s.driver, "cuGraphExecDestroy", s.driver->cuGraphExecDestroy(exec));
   return env.Undefined();
 }
 
@@ -528,9 +593,90 @@ Napi::Value EventDestroyJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
   CUevent& e = EventAt(info, s, 0);
-  TIDARC_CU_CHECK(env, *s.driver, "cuEventDestroy", s.driver->cuEventDestroy_v2(e));
-  e = nullptr;
+  CUevent event = e;
+  e = nullptr;  // dead whether or not the driver's destroy succeeds
+  TIDARC_CU_CHECK(env, *s.driver, "cuEventDestroy", s.driver->cuEventDestroy_v2(event));
   return env.Undefined();
+}
+
+// ---- the end of a session ------------------------------------------------------------------
+
+// close() -> {released}: gives back one open()'s reference. The last one first refuses while
+// device buffers, graphs, events or pinned blocks are still held (releasing the context would
+// free them under their owners; a pinned ArrayBuffer would then point at freed memory), then
+// waits for the device, destroys the stream, unloads every module still loaded, and releases the
+// primary context: released true. Each step runs even where an earlier one failed (a context a
+// fault left unusable fails them all, and releasing it is the only way back); the first failure
+// is then thrown, naming its call, with the context released all the same.
+Napi::Value CloseJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Session& s = State();
+  if (s.opens == 0) throw Napi::Error::New(env, "cuda: close() without an open device (each open() is closed once)");
+  Napi::Object out = Napi::Object::New(env);
+  if (s.opens > 1) {
+    s.opens--;
+    out.Set("released", Napi::Boolean::New(env, false));
+    return out;
+  }
+  const auto live = [](const auto& handles) { return std::count_if(handles.begin(), handles.end(), [](const auto& h) { return h != nullptr; }); };
+  std::string held;
+  const auto hold = [&held](size_t n, const char* one, const char* many) {
+    if (n > 0) held += (held.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  hold(s.buffers.size(), "device buffer", "device buffers");
+  hold(static_cast<size_t>(live(s.graphs)), "graph", "graphs");
+  hold(static_cast<size_t>(live(s.events)), "event", "events");
+  hold(s.pinned.size(), "pinned host block", "pinned host blocks");
+  if (!held.empty()) throw Napi::Error::New(env, "cuda: cannot close the device: " + held + " still held; free them first (releasing the context would free them under their owners)");
+  const Driver& d = *s.driver;
+  const char* failed_call = nullptr;
+  CUresult failed = CUDA_SUCCESS;
+  const auto step = [&](const char* call, CUresult r) {
+    if (r != CUDA_SUCCESS && failed_call == nullptr) failed_call = call, failed = r;
+  };
+  step("cuCtxSetCurrent", d.cuCtxSetCurrent(s.context));
+  step("cuCtxSynchronize", d.cuCtxSynchronize());  // no kernel of a module runs while it is unloaded
+  if (s.stream != nullptr) step("cuStreamDestroy", d.cuStreamDestroy_v2(s.stream));
+  s.stream = nullptr;
+  for (CUmodule& m : s.modules) {
+    if (m != nullptr) step("cuModuleUnload", d.cuModuleUnload(m));
+    m = nullptr;
+  }
+  for (Function& f : s.functions) f.fn = nullptr;
+  step("cuCtxSetCurrent", d.cuCtxSetCurrent(nullptr));  // this thread keeps no binding to a context about to go
+  // Still retained if this fails: the reference stays (opens 1), and a later close() tries again.
+  TIDARC_CU_CHECK(env, d, "cuDevicePrimaryCtxRelease", d.cuDevicePrimaryCtxRelease_v2(s.device));
+  s.context = nullptr;
+  s.opens = 0;
+  if (failed_call != nullptr) {
+    Napi::Error e = Napi::Error::New(env, std::string(failed_call) + " failed: " + d.Describe(failed) + " (the context was released all the same)");
+    e.Set("code", Napi::String::New(env, d.Name(failed)));
+    e.Set("status", Napi::Number::New(env, failed));
+    throw e;
+  }
+  out.Set("released", Napi::Boolean::New(env, true));
+  return out;
+}
+
+// primaryContext(ordinal) -> {active, opens}: whether the device's primary context is active in
+// this process (cuDevicePrimaryCtxGetState: some reference holds it, ours or another library's),
+// and how many open()s of ours are not closed. Needs no open device.
+Napi::Value PrimaryContextJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string reason;
+  const Driver* d = LoadDriver(&reason);
+  if (d == nullptr) throw Napi::Error::New(env, "cuda: the driver is not usable: " + reason);
+  const int ordinal = static_cast<int>(IntAt(info, 0, "device ordinal", 0, d->devices - 1));
+  CUdevice device = 0;
+  TIDARC_CU_CHECK(env, *d, "cuDeviceGet", d->cuDeviceGet(&device, ordinal));
+  unsigned flags = 0;
+  int active = 0;
+  TIDARC_CU_CHECK(env, *d, "cuDevicePrimaryCtxGetState", d->cuDevicePrimaryCtxGetState(device, &flags, &active));
+  const Session& s = State();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("active", Napi::Boolean::New(env, active != 0));
+  out.Set("opens", Napi::Number::New(env, s.context != nullptr && s.device == device ? s.opens : 0));
+  return out;
 }
 
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
@@ -544,6 +690,8 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("status", Napi::Function::New(env, Guarded<StatusJs>, "status"));
   o.Set("open", Napi::Function::New(env, Guarded<OpenJs>, "open"));
+  o.Set("close", Napi::Function::New(env, Guarded<CloseJs>, "close"));
+  o.Set("primaryContext", Napi::Function::New(env, Guarded<PrimaryContextJs>, "primaryContext"));
   o.Set("alloc", Napi::Function::New(env, Guarded<AllocJs>, "alloc"));
   o.Set("free", Napi::Function::New(env, Guarded<FreeJs>, "free"));
   o.Set("memInfo", Napi::Function::New(env, Guarded<MemInfoJs>, "memInfo"));
@@ -553,6 +701,7 @@ void RegisterCuda(Napi::Env env, Napi::Object exports) {
   o.Set("fill", Napi::Function::New(env, Guarded<FillJs>, "fill"));
   o.Set("loadModule", Napi::Function::New(env, Guarded<LoadModuleJs>, "loadModule"));
   o.Set("getFunction", Napi::Function::New(env, Guarded<GetFunctionJs>, "getFunction"));
+  o.Set("unloadModule", Napi::Function::New(env, Guarded<UnloadModuleJs>, "unloadModule"));
   o.Set("setMaxDynamicShared", Napi::Function::New(env, Guarded<SetMaxDynamicSharedJs>, "setMaxDynamicShared"));
   o.Set("launch", Napi::Function::New(env, Guarded<LaunchJs>, "launch"));
   o.Set("encodeTensorMap", Napi::Function::New(env, Guarded<EncodeTensorMapJs>, "encodeTensorMap"));

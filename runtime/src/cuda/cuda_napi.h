@@ -2,8 +2,8 @@
 #include <napi.h>
 
 namespace tidarc_cuda {
-/** Sets exports.cuda (status, open, alloc, free, upload, download, copy, fill, loadModule,
-    getFunction, setMaxDynamicShared, launch, synchronize; beginCapture, endCapture,
+/** Sets exports.cuda (status, open, close, primaryContext, alloc, free, upload, download, copy, fill, loadModule,
+    getFunction, unloadModule, setMaxDynamicShared, launch, synchronize; beginCapture, endCapture,
     graphLaunch, graphDestroy; hostAlloc, hostFree, uploadAsync, downloadAsync,
     streamSynchronize; eventCreate, eventRecord, eventElapsed, eventDestroy) and
     exports.cudaStatus. */

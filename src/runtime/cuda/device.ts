@@ -15,6 +15,12 @@
  * launch.
  * upload() too goes through pinned memory on that stream (staged, STAGING_BYTES a block): no
  * copy of ours is a synchronous one from pageable memory on the legacy NULL stream.
+ *
+ * Each CudaDevice holds one reference to the process's primary context (the addon's open());
+ * close() frees what this object holds, unloads its modules and gives the reference back, and
+ * the last one releases the context (a few hundred MiB of device memory on a GPU): a process
+ * done with the device holds nothing on it. A closed CudaDevice refuses every call, so no
+ * buffer, kernel or graph of it can reach a later context.
  */
 import { TidarcError } from '../../errors.js';
 import { type CudaDeviceInfo, type NativeCuda, loadNative } from '../native.js';
@@ -147,8 +153,30 @@ export class CudaDevice {
    * a capture to false. False before the stream's first launch.
    */
   private afterKernel = false;
+  private isClosed = false;
 
-  private constructor(private readonly cuda: NativeCuda, readonly info: CudaDeviceInfo) {}
+  private constructor(private readonly driver: NativeCuda, readonly info: CudaDeviceInfo) {}
+
+  /** The driver binding, while this object is open: a closed device's buffers, kernels and graphs are dead. */
+  private get cuda(): NativeCuda {
+    if (this.isClosed) throw new TidarcError('runtime', `CUDA: ${this.info.name} was closed (CudaDevice.close): open the device again`);
+    return this.driver;
+  }
+
+  /** Whether close() ran. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Device `ordinal`'s primary context in this process: active while some reference holds it,
+   * and how many CudaDevice objects (addon open()s) are not closed. Opens nothing.
+   */
+  static primaryContext(ordinal = 0): { active: boolean; opens: number } {
+    const cuda = loadNative().cuda;
+    if (typeof cuda.primaryContext !== 'function') throw rebuildAddon('cuda.primaryContext');
+    return guard('read the state of the primary context', () => cuda.primaryContext!(ordinal));
+  }
 
   /** Opens device `ordinal` (its primary context); throws when CUDA is not usable. */
   static open(ordinal = 0): CudaDevice {
@@ -455,16 +483,49 @@ export class CudaDevice {
     return { gpuMs: guard('time the GPU between two events', () => this.cuda.eventElapsed(start, end)), hostMs };
   }
 
-  /** Frees every buffer, graph, pinned block and event still held by this object. */
+  /**
+   * Frees every buffer, graph, pinned block and event still held by this object, unloads its
+   * modules and gives its reference to the context back (the last one releases the context).
+   * Every step runs even where an earlier one failed (a context a kernel fault left unusable
+   * fails them all, and only the release gives the device back); the first failure is thrown
+   * after. The object is closed either way; a second close() does nothing.
+   */
   close(): void {
-    for (const ref of [...this.graphs.values()]) this.destroyGraph(ref);
+    if (this.isClosed) return;
+    const failures: unknown[] = [];
+    const attempt = (step: () => void): void => {
+      try {
+        step();
+      } catch (e) {
+        failures.push(e);
+      }
+    };
+    for (const ref of [...this.graphs.values()]) attempt(() => this.destroyGraph(ref));
     // Staged uploads still queued read their blocks: they finish before the blocks go.
-    this.releaseStaging();
-    for (const p of [...this.pinned]) this.freePinned(p);
-    if (this.events) for (const e of this.events.splice(0)) guard('destroy an event', () => this.cuda.eventDestroy(e));
+    attempt(() => this.releaseStaging());
+    this.staging = undefined;
+    for (const p of [...this.pinned]) attempt(() => this.freePinned(p));
+    for (const e of this.events?.splice(0) ?? []) attempt(() => guard('destroy an event', () => this.cuda.eventDestroy(e)));
     this.events = undefined;
-    for (const buf of [...this.live.values()]) this.free(buf);
+    for (const buf of [...this.live.values()]) attempt(() => this.free(buf));
+    const driver = this.driver;
+    if (typeof driver.close !== 'function' || typeof driver.unloadModule !== 'function') {
+      failures.push(rebuildAddon('cuda.close'));
+    } else {
+      // Another CudaDevice may keep the context: this object's modules go now, not with it.
+      for (const [path, mod] of this.modules) attempt(() => guard(`unload ${path}`, () => driver.unloadModule!(mod)));
+      attempt(() => guard(`close ${this.info.name}`, () => driver.close!()));
+    }
+    this.modules.clear();
+    this.functions.clear();
+    this.isClosed = true;
+    if (failures.length > 0) throw failures[0];
   }
+}
+
+/** An addon built before `call` existed: one error that says how to get it. */
+function rebuildAddon(call: string): TidarcError {
+  return new TidarcError('runtime', `the native addon predates ${call} (releasing the CUDA context when the device is closed); rebuild it with \`npm run build:native\``, { field: 'addon' });
 }
 
 function checkPinned(p: PinnedBuffer, from: number, bytes: number): void {

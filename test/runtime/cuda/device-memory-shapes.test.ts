@@ -103,7 +103,7 @@ describe('a checkpoint with F32 tensors: the preflight prices what the upload al
     const gpu = uploadWeights(d.device, spec, modelWeights(ckpt), manifest);
     expect(d.bytes()).toBe(gpu.bytes);
     // The load's preflight over a stand-in device with plenty free: what it needs is the weights and a CAPACITY_QUANTUM runner.
-    const open = vi.spyOn(CudaDevice, 'open').mockReturnValue({ info: { name: 'stand-in' }, memory: () => ({ freeBytes: 2 ** 40, totalBytes: 2 ** 40 }) } as unknown as CudaDevice);
+    const open = vi.spyOn(CudaDevice, 'open').mockReturnValue({ info: { name: 'stand-in' }, memory: () => ({ freeBytes: 2 ** 40, totalBytes: 2 ** 40 }), close: () => undefined } as unknown as CudaDevice);
     try {
       const fit = cudaPreflight(spec, ckpt);
       expect(fit.fits).toBe(true);
