@@ -124,7 +124,9 @@ export function modelOf(parts: ModelParts): Model {
     const k = mode === 'tidar' ? draft : 0;
     checkContext(spec, prompt.length, maxTokens, k);
     // A runner of this model's pool (cuda: kept from an earlier sequence, its step graphs with it).
-    const runner = parts.runners.acquire(prompt.length + maxTokens + k + 1);
+    // cuda: refused here, before the prefill, when the generation's memory (its prefill, this step kind's scratch) does not fit.
+    const plan = { mode, draft, sampled: decodeOptions.temperature > 0, mix: decodeOptions.trustAr < 1, neverEmit: parts.maskTokenId, promptTokens: prompt.length };
+    const runner = parts.runners.acquire(prompt.length + maxTokens + k + 1, plan);
     let failed = false;
     try {
       const decoder = new Decoder(runner, decodeOptions, spec.maskTokenId, parts.maskTokenId);

@@ -49,18 +49,42 @@ export class RunnerPool<R extends ReusableRunner> {
 
   constructor(private readonly make: (capacity: number) => R) {}
 
-  acquire(capacity: number): R {
-    let best = -1;
-    for (const [i, r] of this.idle.entries()) {
-      const c = r.cache.shape.capacity;
-      if (c >= capacity && (best < 0 || c < this.idle[best]!.cache.shape.capacity)) best = i;
+  /**
+   * `fits`: the generation's check before its prefill (cuda: step-scratch.ts checkGeneration),
+   * called with the idle runner it would take (undefined: a new one) and that runner's capacity;
+   * it throws when the generation does not fit. A refusal closes the other idle runners (their
+   * memory goes back) and asks once more; the runner it would take stays idle.
+   */
+  acquire(capacity: number, fits?: (runner: R | undefined, capacity: number) => void): R {
+    const pick = (): number => {
+      let best = -1;
+      for (const [i, r] of this.idle.entries()) {
+        const c = r.cache.shape.capacity;
+        if (c >= capacity && (best < 0 || c < this.idle[best]!.cache.shape.capacity)) best = i;
+      }
+      return best;
+    };
+    const made = Math.ceil(capacity / CAPACITY_QUANTUM) * CAPACITY_QUANTUM;
+    if (fits) {
+      const taken = this.idle[pick()];
+      const ask = (): void => fits(taken, taken ? taken.cache.shape.capacity : made);
+      try {
+        ask();
+      } catch (e) {
+        const others = this.idle.filter((r) => r !== taken);
+        if (others.length === 0) throw e;
+        for (const r of others) r.close();
+        this.idle.splice(0, this.idle.length, ...(taken ? [taken] : []));
+        ask();
+      }
     }
+    const best = pick();
     if (best >= 0) {
       this.reused++;
       return this.idle.splice(best, 1)[0]!;
     }
     this.created++;
-    return this.make(Math.ceil(capacity / CAPACITY_QUANTUM) * CAPACITY_QUANTUM);
+    return this.make(made);
   }
 
   /** A sequence is done with `runner`: kept for the next (reset), or closed when it failed or the pool is full. */

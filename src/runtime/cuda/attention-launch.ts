@@ -75,6 +75,41 @@ export function attentionKernelOf(v: ManifestVariant, compiled: readonly ArchNam
   return v.sm90a !== undefined && compiled !== undefined && selectArch(compiled, cc) === 'sm_90a' ? v.sm90a : undefined;
 }
 
+/** What of the device the split-KV rule reads. */
+export interface SplitDevice {
+  readonly arch: string;
+  readonly multiprocessors: number;
+}
+
+/**
+ * Split-KV parts of a launch of `variant` (its sm_90a kernel `sm90a` where the device takes it:
+ * attentionKernelOf) at a prefix of `maxPrefix` keys: what tidarc tune measured on a GPU for the
+ * shape, else the rule of least estimated time (splits.ts) over the row tiles and the CTAs an SM
+ * holds of the kernel that runs. AttentionLauncher.splitsFor, and the decode loop's price.
+ */
+export function attentionSplits(variant: ManifestVariant, sm90a: ManifestAttentionSm90a | undefined, device: SplitDevice, batch: number, maxPrefix: number): number {
+  const v = sm90a ? { ...variant, launch: { ...variant.launch, rowTiles: sm90a.rowTiles }, occupancy: sm90a.occupancy ? { [device.arch]: sm90a.occupancy } : {} } : variant;
+  return splitsFor({
+    tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
+    workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
+    sms: device.multiprocessors,
+    // The CTAs an SM holds at this arch (ptxas, recorded at compile); unknown: 1.
+    ctasPerSm: v.occupancy?.[device.arch]?.ctasPerSm,
+    prefixTiles: Math.ceil(maxPrefix / v.plan.tileN),
+    kernel: splitKernel({ ...v.plan, rows: v.rows, headDim: v.shape.headDim }),
+  });
+}
+
+/** Slot names of a launcher's split-KV scratch (step-scratch.ts). */
+export const SPLIT_KV_SLOTS = { workspace: 'split-KV workspace', counters: 'split-KV counters' } as const;
+
+/** The split workspace (each split's partial o and lse, fp32) and counters (int32, splits x rows) of a launch in `splits` parts; none for 1. */
+export function splitKvScratch(v: ManifestVariant, batch: number, splits: number): { readonly workspaceBytes: number; readonly countersBytes: number } {
+  if (splits <= 1) return { workspaceBytes: 0, countersBytes: 0 };
+  const rows = batch * v.steps * v.shape.qHeads;
+  return { workspaceBytes: splits * rows * (v.shape.headDim + 1) * 4, countersBytes: splits * rows * 4 };
+}
+
 export class AttentionLauncher {
   private readonly variants: ReadonlyMap<string, ManifestVariant>;
   private readonly loaded = new Map<string, KernelRef>();
@@ -112,17 +147,7 @@ export class AttentionLauncher {
    * the count before the launch, as the runner's graphs do, gets the same count as launch()).
    */
   splitsFor(variant: ManifestVariant, batch: number, maxPrefix: number): number {
-    const sm90a = this.sm90aKernel(variant);
-    const v = sm90a ? { ...variant, launch: { ...variant.launch, rowTiles: sm90a.rowTiles }, occupancy: sm90a.occupancy ? { [this.device.arch]: sm90a.occupancy } : {} } : variant;
-    return splitsFor({
-      tuned: tunedCallOf(v, 'cuda', batch, maxPrefix)?.splits,
-      workItems: batch * v.shape.kvHeads * v.launch.rowTiles,
-      sms: this.device.info.multiprocessors,
-      // The CTAs an SM holds at this arch (ptxas, recorded at compile); unknown: 1.
-      ctasPerSm: v.occupancy?.[this.device.arch]?.ctasPerSm,
-      prefixTiles: Math.ceil(maxPrefix / v.plan.tileN),
-      kernel: splitKernel({ ...v.plan, rows: v.rows, headDim: v.shape.headDim }),
-    });
+    return attentionSplits(variant, this.sm90aKernel(variant), { arch: this.device.arch, multiprocessors: this.device.info.multiprocessors }, batch, maxPrefix);
   }
 
   /** A variant's kernel, loaded on first use (a missing module fails here, naming it). */
@@ -143,13 +168,13 @@ export class AttentionLauncher {
     const v = typeof variant === 'string' ? this.variant(variant) : variant;
     const fn = this.kernel(v);
     const sm90a = this.sm90aKernel(v);
-    const { qHeads, kvHeads, headDim } = v.shape;
+    const { kvHeads } = v.shape;
     const splits = call.splits ?? this.splitsFor(v, call.batch, call.maxPrefix);
-    const rows = call.batch * v.steps * qHeads;
+    const scratch = splitKvScratch(v, call.batch, splits);
     const args = packStruct(ATTENTION, {
       q: call.q, kCache: call.kCache, vCache: call.vCache, kStep: call.kStep, vStep: call.vStep, prefixLen: call.prefixLen, o: call.o, lse: call.lse,
-      workspace: splits > 1 ? this.splitWorkspace(splits * rows * (headDim + 1)).ptr : 0,
-      splitCounters: splits > 1 ? this.splitCounters(splits * rows).ptr : 0,
+      workspace: splits > 1 ? this.splitWorkspace(scratch.workspaceBytes).ptr : 0,
+      splitCounters: splits > 1 ? this.splitCounters(scratch.countersBytes).ptr : 0,
       batch: call.batch, cacheCapacity: call.cacheCapacity, numSplits: splits, numThreads: 0,
     });
     if (sm90a) {
@@ -172,11 +197,16 @@ export class AttentionLauncher {
     this.counters = undefined;
   }
 
+  /** Bytes of the split workspace and counters held now, by slot (SPLIT_KV_SLOTS; the decode loop's price, step-scratch.ts). */
+  heldScratch(): Map<string, number> {
+    return new Map([[SPLIT_KV_SLOTS.workspace, this.workspace?.bytes ?? 0], [SPLIT_KV_SLOTS.counters, this.counters?.bytes ?? 0]]);
+  }
+
   /** Partial outputs and lse of every split, grown on demand and shared by every launch (they run in stream order). */
-  private splitWorkspace(floats: number): DeviceBuffer {
-    if (this.workspace && this.workspace.bytes >= floats * 4) return this.workspace;
+  private splitWorkspace(bytes: number): DeviceBuffer {
+    if (this.workspace && this.workspace.bytes >= bytes) return this.workspace;
     if (this.workspace) this.device.free(this.workspace);
-    this.workspace = this.device.alloc(floats * 4, 'split-KV workspace');
+    this.workspace = this.device.alloc(bytes, 'split-KV workspace');
     return this.workspace;
   }
 
@@ -186,10 +216,10 @@ export class AttentionLauncher {
    * capture the graph re-zeroes them each replay, which changes nothing): every launch leaves
    * them zero. Grown on demand like the workspace.
    */
-  private splitCounters(count: number): DeviceBuffer {
-    if (this.counters && this.counters.bytes >= count * 4) return this.counters;
+  private splitCounters(bytes: number): DeviceBuffer {
+    if (this.counters && this.counters.bytes >= bytes) return this.counters;
     if (this.counters) this.device.free(this.counters);
-    this.counters = this.device.alloc(count * 4, 'split-KV counters');
+    this.counters = this.device.alloc(bytes, 'split-KV counters');
     this.device.fill(this.counters, 0);
     return this.counters;
   }

@@ -80,6 +80,52 @@ export function samplingSetup(input: DeviceStepInput): string {
   return `${s.temperature === 0 ? 'greedy' : 'sampled'} e${s.neverEmit ?? -1}`;
 }
 
+/** A step kind's key: its variant and shape (the runner keeps one DeviceStepIo per key). */
+export function stepShapeKey(variant: string, shape: StepShape): string {
+  return `${variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows}`;
+}
+
+/** The device bytes of a step kind's fixed I/O buffers (DeviceStepIo's constructor allocates exactly these; pinned memory not counted). */
+export function stepIoSizes(shape: StepShape) {
+  const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
+  const candidates = M === 0 && R * C <= ONE_PASS_MAX_CANDIDATES ? R * C : 0;
+  const inWords = SAMPLE_PARAMS_BYTES / 4 + 2 * T + 1 + 2 * R + candidates + M;
+  const outWords = 1 + R + C + M + C + R;
+  const most = Math.max(R + candidates, C, 1);
+  return { candidates, inWords, outWords, inputs: inWords * 4, outAll: (outWords + candidates) * 4, nextRowIds: Math.max(C, 1) * 4, tokens: R * 4, accepted: R * 4, argmax: most * 4, maxLogit: most * 4 };
+}
+
+/** What a step's tail launches and the buffers it allocates on first use (recordTail follows it; the decode loop's price sums it). */
+export interface StepTailPlan {
+  /** The verify rows' lm_head on the GEMM's row statistics (no logits). */
+  readonly rowStats: boolean;
+  /** Verify and candidate rows in one lm_head pass. */
+  readonly once: boolean;
+  /** Lazily allocated buffers by label: fp32 logits, the never-emit bias row. */
+  readonly lazy: ReadonlyMap<string, number>;
+}
+
+/**
+ * The tail of a step of `shape` and sampling setup: greedy (temperature 0) or not, the
+ * never-emitted token, and whether the lm_head GEMM has row statistics for these weights
+ * (GpuGemms.hasRowStats() && covers('lm_head', W)).
+ */
+export function stepTailPlan(shape: StepShape, vocab: number, o: { readonly greedy: boolean; readonly neverEmit?: number | undefined; readonly rowStatsGemm: boolean; readonly oneHeadPass?: boolean }): StepTailPlan {
+  const { rows: R, mixRows: M, nextRows: C } = shape;
+  const rowStats = o.greedy && M === 0 && o.rowStatsGemm;
+  const once = rowStats && stepIoSizes(shape).candidates > 0 && o.oneHeadPass !== false;
+  const lazy = new Map<string, number>();
+  if (!rowStats) lazy.set('decode step logits', R * vocab * 4);
+  if (M > 0) lazy.set('decode step mix logits', M * vocab * 4);
+  if (!once && C > 0 && !o.rowStatsGemm) lazy.set('decode step next-draft logits', C * vocab * 4);
+  // lm_head's bias row on the row statistics: the verify rows' (rowStats), or the next drafts' own pass.
+  const biased = rowStats || (!once && C > 0 && o.rowStatsGemm);
+  if (biased && o.neverEmit !== undefined) lazy.set(neverEmitLabel(o.neverEmit), vocab * 4);
+  return { rowStats, once, lazy };
+}
+
+const neverEmitLabel = (token: number): string => `lm_head never-emit bias (token ${token})`;
+
 export class DeviceStepIo {
   readonly pinned: PinnedBuffer;
   readonly inputs: DeviceBuffer;
@@ -115,11 +161,12 @@ export class DeviceStepIo {
 
   constructor(private readonly device: CudaDevice, readonly shape: StepShape, private readonly vocab: number) {
     const { tokens: T, rows: R, mixRows: M, nextRows: C } = shape;
-    const X = (this.candidates = M === 0 && R * C <= ONE_PASS_MAX_CANDIDATES ? R * C : 0);
+    const z = stepIoSizes(shape);
+    const X = (this.candidates = z.candidates);
     const paramWords = SAMPLE_PARAMS_BYTES / 4;
-    const inWords = paramWords + 2 * T + 1 + 2 * R + X + M;
+    const inWords = z.inWords;
     this.pinned = device.allocPinned(inWords * 4, 'decode step inputs');
-    this.inputs = device.alloc(inWords * 4, 'decode step inputs');
+    this.inputs = device.alloc(z.inputs, 'decode step inputs');
     let at = 0;
     const take = (words: number, label: string): DeviceBuffer => {
       const v = view(this.inputs, at * 4, words * 4, label);
@@ -135,8 +182,8 @@ export class DeviceStepIo {
     this.verifyRows = take(R, 'verify rows');
     take(X, 'candidate rows');
     this.mixRowIds = take(M, 'mix rows');
-    const outWords = 1 + R + C + M + C + R;
-    this.outAll = device.alloc((outWords + X) * 4, 'decode step output');
+    const outWords = z.outWords;
+    this.outAll = device.alloc(z.outAll, 'decode step output');
     this.out = view(this.outAll, 0, outWords * 4, 'decode step output');
     this.host = new Int32Array(outWords);
     at = 0;
@@ -151,14 +198,19 @@ export class DeviceStepIo {
     this.nextLse = put(C, 'next-draft lse');
     this.headLse = view(this.outAll, at * 4, (R + X) * 4, 'verify and candidate lse');
     this.lse = put(R, 'verify lse');
-    const most = Math.max(R + X, C, 1);
     this.scratch = [
-      (this.nextRowIds = device.alloc(Math.max(C, 1) * 4, 'decode step next-draft rows')),
-      (this.tokens = device.alloc(R * 4, 'decode step tokens')),
-      (this.accepted = device.alloc(R * 4, 'decode step accepted')),
-      (this.argmax = device.alloc(most * 4, 'decode step argmax')),
-      (this.maxLogit = device.alloc(most * 4, 'decode step max')),
+      (this.nextRowIds = device.alloc(z.nextRowIds, 'decode step next-draft rows')),
+      (this.tokens = device.alloc(z.tokens, 'decode step tokens')),
+      (this.accepted = device.alloc(z.accepted, 'decode step accepted')),
+      (this.argmax = device.alloc(z.argmax, 'decode step argmax')),
+      (this.maxLogit = device.alloc(z.maxLogit, 'decode step max')),
     ];
+  }
+
+  /** Device bytes held now: the fixed buffers, and each lazily allocated one by label (the decode loop's price, step-scratch.ts). */
+  heldBytes(): { readonly fixed: number; readonly lazy: ReadonlyMap<string, number> } {
+    const fixed = [this.inputs, this.outAll, ...this.scratch].reduce((n, b) => n + b.bytes, 0);
+    return { fixed, lazy: new Map([...this.lazy].map(([label, b]) => [label, b.bytes])) };
   }
 
   /** Writes the step's inputs into the pinned block (the upload reads it when it runs). */
@@ -195,22 +247,24 @@ export class DeviceStepIo {
     const V = W.rows;
     const s = input.sampling;
     const never = s.neverEmit === undefined ? {} : { neverEmit: s.neverEmit };
-    const rowStats = s.temperature === 0 && M === 0 && gemms.hasRowStats() && gemms.covers('lm_head', W);
+    const rowStatsGemm = gemms.hasRowStats() && gemms.covers('lm_head', W);
+    const plan = stepTailPlan(this.shape, V, { greedy: s.temperature === 0, neverEmit: s.neverEmit, rowStatsGemm, oneHeadPass: a.oneHeadPass !== false });
+    const rowStats = plan.rowStats;
     /** lm_head of `n` rows into argmax / max / lse; with logits, the logits [n, V] as well (then row_stats reads them). */
     const head = (rowIds: DeviceBuffer, n: number, lse: DeviceBuffer, logits?: DeviceBuffer): void => {
       if (!logits) {
-        const bias = s.neverEmit === undefined ? null : this.neverEmitBias(s.neverEmit);
+        const bias = s.neverEmit === undefined ? null : this.neverEmitBias(s.neverEmit, plan);
         gemms.run('lm_head', { x: hidden, rows: n, w: W, bias, rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: this.argmax, max: this.maxLogit, lse } });
         return;
       }
       runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds });
       ops.rowStats(logits, this.argmax, this.maxLogit, lse, n, V);
     };
-    const once = rowStats && this.candidates > 0 && a.oneHeadPass !== false;
-    const logits = rowStats ? undefined : this.buffer('decode step logits', R * V * 4);
+    const once = plan.once;
+    const logits = rowStats ? undefined : this.planned(plan, 'decode step logits');
     if (once) head(this.headRows, R + this.candidates, this.headLse);
     else head(this.verifyRows, R, this.lse, logits);
-    const mixLogits = M > 0 ? this.buffer('decode step mix logits', M * V * 4) : undefined;
+    const mixLogits = M > 0 ? this.planned(plan, 'decode step mix logits') : undefined;
     if (mixLogits) head(this.mixRowIds, M, this.mixLse, mixLogits);
     const params = { buf: this.params };
     const verdict = { drafts: { buf: this.drafts }, tokens: { buf: this.tokens }, accepted: { buf: this.accepted }, rows: R, vocab: V, ...never };
@@ -232,26 +286,29 @@ export class DeviceStepIo {
       const nd = input.nextDrafts!;
       ops.draftRows({ buf: this.emitted }, { buf: this.nextRowIds }, C, nd.stride, nd.offset);
       // Drafts are argmaxes whatever the sampling: the row statistics serve them whenever the GEMM has them.
-      const nextLogits = gemms.hasRowStats() && gemms.covers('lm_head', W) ? undefined : this.buffer('decode step next-draft logits', C * V * 4);
+      const nextLogits = rowStatsGemm ? undefined : this.planned(plan, 'decode step next-draft logits');
       head(this.nextRowIds, C, this.nextLse, nextLogits);
       ops.verify({ ...(nextLogits ? { logits: { buf: nextLogits } } : { rowArgmax: { buf: this.argmax } }), tokens: { buf: this.nextDrafts }, rows: C, vocab: V, ...never });
     }
     a.commit(this.emitted, this.prefixLen, R);
   }
 
-  /** A buffer allocated on first use and kept (its first use is a warm-up step, never a capture). */
-  private buffer(label: string, bytes: number): DeviceBuffer {
+  /** A buffer the plan sizes, allocated on first use and kept (its first use is a warm-up step, never a capture). */
+  private planned(plan: StepTailPlan, label: string): DeviceBuffer {
     let b = this.lazy.get(label);
-    if (!b) this.lazy.set(label, (b = this.device.alloc(bytes, label)));
+    if (b) return b;
+    const bytes = plan.lazy.get(label);
+    if (bytes === undefined) throw new TidarcError('runtime', `decode step: its tail needs ${label}, which stepTailPlan does not size`);
+    this.lazy.set(label, (b = this.device.alloc(bytes, label)));
     return b;
   }
 
   /** lm_head's bias for greedy row statistics: 0, and -inf at the never-emitted token (its logit counts as -inf). */
-  private neverEmitBias(token: number): DeviceBuffer {
-    const label = `lm_head never-emit bias (token ${token})`;
+  private neverEmitBias(token: number, plan: StepTailPlan): DeviceBuffer {
+    const label = neverEmitLabel(token);
     const known = this.lazy.get(label);
     if (known) return known;
-    const b = this.buffer(label, this.vocab * 4);
+    const b = this.planned(plan, label);
     const row = new Float32Array(this.vocab);
     if (token >= 0 && token < this.vocab) row[token] = -Infinity;
     this.device.upload(b, row);

@@ -78,11 +78,12 @@ export class GpuGemmsSm90a {
     if (!wMap) this.wMaps.set(wKey, (wMap = this.device.encodeTensorMap(a.w.buf, maps.w)));
     const xMap = this.device.encodeTensorMap(a.x, maps.x);
     const grid: [number, number, number] = [Math.ceil(a.rows / kernel.tileT), Math.ceil(n / kernel.blockW), u.splitK];
-    const workspace = u.splitK > 1 ? this.scratch(u.splitK * a.rows * n * 4) : undefined;
+    const sizes = sm90aGemmScratch(u, a.rows);
+    const workspace = sizes.workspaceBytes > 0 ? this.scratch(sizes.workspaceBytes) : undefined;
     const g = packStruct(GEMM, {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
       tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
-      splitCounters: u.splitK > 1 ? this.counters.at(grid[0] * grid[1]).ptr : 0,
+      splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
     this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g), this.launch);
@@ -92,6 +93,11 @@ export class GpuGemmsSm90a {
     if (this.workspace) this.device.free(this.workspace);
     this.counters.close();
     this.workspace = undefined;
+  }
+
+  /** Bytes of scratch held now, by slot (SM90A_GEMM_SLOTS). */
+  heldScratch(): Map<string, number> {
+    return new Map([[SM90A_GEMM_SLOTS.workspace, this.workspace?.bytes ?? 0], [SM90A_GEMM_SLOTS.counters, this.counters.bytes]]);
   }
 
   private kernel(module: string, name: string): KernelRef {
@@ -108,8 +114,26 @@ export class GpuGemmsSm90a {
   }
 }
 
+/** Slot names of the sm_90a GEMMs' scratch (step-scratch.ts). */
+export const SM90A_GEMM_SLOTS = { workspace: 'sm_90a GEMM workspace', counters: 'sm_90a GEMM split-K counters' } as const;
+
+/**
+ * The scratch one sm_90a launch of `rows` rows needs: split-K partials (bytes) and arrival
+ * counters (one per output tile of the kernel sm90aTokenTile picks; 0 without split-K).
+ */
+export function sm90aGemmScratch(u: ManifestGemmSm90a, rows: number): { readonly workspaceBytes: number; readonly counters: number } {
+  if (u.splitK <= 1) return { workspaceBytes: 0, counters: 0 };
+  const kernel = pickSm90aKernel(u.kernels, rows, (k) => k.tileT);
+  return { workspaceBytes: u.splitK * rows * u.n * 4, counters: Math.ceil(rows / kernel.tileT) * Math.ceil(u.n / kernel.blockW) };
+}
+
 /** Roles the sm_90a GEMM never takes: lm_head gathers rows and keeps its row statistics on the mma.sync kernels. */
 const MMA_SYNC_ONLY: ReadonlySet<string> = new Set(['lm_head']);
+
+/** The sm_90a units with the roles they take (those of MMA_SYNC_ONLY left to the mma.sync kernels); units left with none dropped. */
+export function takenSm90aUnits(units: readonly ManifestGemmSm90a[]): ManifestGemmSm90a[] {
+  return units.map((u) => ({ ...u, roles: u.roles.filter((r) => !MMA_SYNC_ONLY.has(r)) })).filter((u) => u.roles.length > 0);
+}
 
 /**
  * GpuGemms with the roles the compile's sm_90a units cover (every layer GEMM) on them: the
@@ -122,7 +146,7 @@ export class GpuGemmsWithSm90a extends GpuGemms {
 
   constructor(device: CudaDevice, kernelsDir: string, gemms: readonly ManifestGemm[], units: readonly ManifestGemmSm90a[], launch: LaunchOptions = {}) {
     super(device, kernelsDir, gemms, launch);
-    const taken = units.map((u) => ({ ...u, roles: u.roles.filter((r) => !MMA_SYNC_ONLY.has(r)) })).filter((u) => u.roles.length > 0);
+    const taken = takenSm90aUnits(units);
     this.sm90a = new GpuGemmsSm90a(device, kernelsDir, taken, launch);
     this.roles = new Set(taken.flatMap((u) => u.roles));
   }
@@ -145,6 +169,10 @@ export class GpuGemmsWithSm90a extends GpuGemms {
     this.sm90a.close();
     super.close();
   }
+
+  override heldScratch(): Map<string, number> {
+    return new Map([...super.heldScratch(), ...this.sm90a.heldScratch()]);
+  }
 }
 
 /**
@@ -164,9 +192,18 @@ export function tunedSm90aUnits(kernelsDir: string, gemms: readonly ManifestGemm
 }
 
 /** The runner's GEMMs for a compiled directory on `device`: the selection rule, once (arch.ts selectArch), and the tuned families; `launch` for every launch of both families. */
-export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] }, launch: LaunchOptions = {}): GpuGemms {
+export function gemmsFor(device: CudaDevice, kernelsDir: string, manifest: GemmManifest, launch: LaunchOptions = {}): GpuGemms {
+  const sm90a = sm90aUnitsFor(kernelsDir, manifest, device.info);
+  if (sm90a.length > 0) return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], sm90a, launch);
+  return new GpuGemms(device, kernelsDir, manifest.gemms ?? [], launch);
+}
+
+/** What of a manifest picks a runner's GEMMs. */
+export type GemmManifest = { readonly arches: readonly ArchName[]; readonly gemms?: readonly ManifestGemm[]; readonly gemmsSm90a?: readonly ManifestGemmSm90a[] };
+
+/** The sm_90a units a runner on a device of `info`'s compute capability runs (gemmsFor; none: the mma.sync kernels alone). Before takenSm90aUnits. */
+export function sm90aUnitsFor(kernelsDir: string, manifest: GemmManifest, info: { readonly major: number; readonly minor: number }): ManifestGemmSm90a[] {
   // Checked on every device: a record naming a family the compile lacks is wrong wherever it runs.
   const tuned = tunedSm90aUnits(kernelsDir, manifest.gemms ?? [], manifest.gemmsSm90a ?? []);
-  if (tuned.length > 0 && gemmPathFor(manifest.arches, device.info) === 'sm_90a') return new GpuGemmsWithSm90a(device, kernelsDir, manifest.gemms ?? [], tuned, launch);
-  return new GpuGemms(device, kernelsDir, manifest.gemms ?? [], launch);
+  return tuned.length > 0 && gemmPathFor(manifest.arches, info) === 'sm_90a' ? tuned : [];
 }

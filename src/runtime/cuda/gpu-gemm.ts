@@ -112,10 +112,11 @@ export class GpuGemms {
     }
     const [out, out2, out3] = [a.outs[0], seg2 > seg1 ? a.outs[1] : undefined, seg2 < n ? a.outs[a.outs.length - 1] : undefined];
     const tiles = Math.ceil(n / GEMM_BLOCK_N);
-    // One scratch holds the split-K partials, then the tiles' statistics (max, sum; argmax).
+    // One scratch holds the split-K partials, then the tiles' statistics (max, sum; argmax): sized by mmaGemmScratch (the decode loop's price reads it too).
+    const sizes = mmaGemmScratch(g, a.rows, epilogue);
     const partials = g.splitK > 1 ? g.splitK * a.rows * n : 0;
     const statFloats = epilogue === 'rowStats' ? 3 * a.rows * tiles : 0;
-    const scratch = partials + statFloats > 0 ? this.scratch((partials + statFloats) * 4) : undefined;
+    const scratch = sizes.workspaceBytes > 0 ? this.scratch(sizes.workspaceBytes) : undefined;
     const at = (floats: number): number => scratch!.ptr + floats * 4;
     const args = packStruct(GEMM, {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: a.rowIds?.ptr ?? 0,
@@ -123,7 +124,7 @@ export class GpuGemms {
       tileStats: statFloats > 0 ? at(partials) : 0, tileArgmax: statFloats > 0 ? at(partials + 2 * a.rows * tiles) : 0,
       rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
       rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
-      splitCounters: g.splitK > 1 ? this.counters.at(Math.ceil(a.rows / g.launch.blockM) * g.launch.nTiles).ptr : 0,
+      splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
     });
     const shared = gemmSharedBytes(g.launch, this.device.arch);
     // Split-K: the parts' partials are summed in order by each tile's last CTA, which runs the epilogue too.
@@ -136,6 +137,11 @@ export class GpuGemms {
     if (this.workspace) this.device.free(this.workspace);
     this.counters.close();
     this.workspace = undefined;
+  }
+
+  /** Bytes of scratch held now (the decode loop's price compares them): the workspace and the split-K counters, by slot (gemmScratchSlots). */
+  heldScratch(): Map<string, number> {
+    return new Map([[GEMM_SLOTS.workspace, this.workspace?.bytes ?? 0], [GEMM_SLOTS.counters, this.counters.bytes]]);
   }
 
   private kernel(g: ManifestGemm, name: string): KernelRef {
@@ -176,4 +182,28 @@ export class SplitCounters {
     if (this.buf) this.device.free(this.buf);
     this.buf = undefined;
   }
+
+  /** Bytes held now (0: none allocated). */
+  get bytes(): number {
+    return this.buf?.bytes ?? 0;
+  }
+}
+
+/** Slot names of a GEMM launcher's scratch (the decode loop's price, step-scratch.ts, merges held and needed bytes by them). */
+export const GEMM_SLOTS = { workspace: 'GEMM workspace', counters: 'GEMM split-K counters' } as const;
+
+/**
+ * The scratch one mma.sync GEMM launch of `rows` rows needs: the workspace (split-K partials, then
+ * the row statistics' tile partials: bytes) and the split-K arrival counters (a count, one per
+ * output tile; 0 without split-K). GpuGemms.run allocates these; the launcher keeps the largest.
+ */
+export function mmaGemmScratch(g: ManifestGemm, rows: number, epilogue: 'none' | 'swiglu' | 'rowStats' = 'none'): { readonly workspaceBytes: number; readonly counters: number } {
+  const partials = g.splitK > 1 ? g.splitK * rows * g.n : 0;
+  const statFloats = epilogue === 'rowStats' ? 3 * rows * Math.ceil(g.n / GEMM_BLOCK_N) : 0;
+  return { workspaceBytes: (partials + statFloats) * 4, counters: g.splitK > 1 ? Math.ceil(rows / g.launch.blockM) * g.launch.nTiles : 0 };
+}
+
+/** The mma.sync kernel a launch of `rows` rows of `role` takes (GpuGemms.run's pick; the list sorted by m). */
+export function mmaGemmFor(list: readonly ManifestGemm[], rows: number): ManifestGemm {
+  return pickMmaKernel([...list].sort((a, b) => a.m - b.m), rows, (x) => x.m);
 }

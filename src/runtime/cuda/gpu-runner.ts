@@ -28,7 +28,7 @@ import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../mod
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
 import { headScratchSizes, kvLayerBytes, passOutOfMemory, passRows, prefixLengthBytes, tensorBytes } from './device-memory.js';
-import { DeviceStepIo, samplingSetup, stepShape } from './gpu-decode-step.js';
+import { DeviceStepIo, samplingSetup, stepShape, stepShapeKey } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
@@ -296,7 +296,7 @@ export class GpuModelRunner implements Runner {
     const ws = this.workspace(graph, this.stepWorkspaces);
     const launches = resolveLaunches(graph, this.cache.length);
     if (launches.length !== 1 || launches[0]!.commitRows !== 0) throw new TidarcError('runtime', `decode step ${input.variant}: expected one attention launch without commits, the graph has ${launches.length}`);
-    const shapeKey = `${input.variant} T${shape.tokens} r${shape.rows}/${shape.mixRows}/${shape.nextRows}`;
+    const shapeKey = stepShapeKey(input.variant, shape);
     let io = this.stepIo.get(shapeKey);
     if (!io) this.stepIo.set(shapeKey, (io = new DeviceStepIo(this.device, shape, this.lmHeadWeight().rows)));
     const launcher = this.steps.attention;
@@ -366,6 +366,24 @@ export class GpuModelRunner implements Runner {
   /** Device bytes this runner holds now (cache, workspaces, scratch, step I/O). */
   get deviceBytes(): number {
     return this.ledger.liveBytes();
+  }
+
+  /**
+   * The decode steps' scratch this runner holds now, by slot (step-scratch.ts names them so): each
+   * step kind's activations, commit table, I/O and logits, and the steps' GEMM and split-KV
+   * scratch. A generation's price merges with it (a reused runner is not asked twice for them).
+   */
+  heldScratch(): Map<string, number> {
+    const slots = new Map<string, number>();
+    for (const [T, ws] of this.stepWorkspaces) slots.set(`step activations T${T}`, [ws.prefixLen, ...ws.bufs.values()].reduce((n, b) => n + b.bytes, 0));
+    for (const [T, b] of this.commitTables) slots.set(`K/V commit table T${T}`, b.bytes);
+    for (const [key, io] of this.stepIo) {
+      const held = io.heldBytes();
+      slots.set(`step I/O ${key}`, held.fixed);
+      for (const [label, bytes] of held.lazy) slots.set(`${label} ${key}`, bytes);
+    }
+    for (const m of [this.steps.gemms.heldScratch(), this.steps.attention.heldScratch()]) for (const [k, v] of m) if (v > 0) slots.set(`step ${k}`, v);
+    return slots;
   }
 
   /** Decode-step graphs held now. */
