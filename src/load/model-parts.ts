@@ -27,6 +27,7 @@ import { probedDecision } from '../runtime/cuda/pdl-probe.js';
 import { CAPACITY_QUANTUM, RunnerPool, type RunnerPoolStats } from './runner-pool.js';
 import type { HostMemory } from './host-memory.js';
 import { hostPreflight } from './host-memory-now.js';
+import { type GenerationPlan, checkGeneration } from '../runtime/cuda/step-scratch.js';
 import { type LoadFit, checkRunnerFits, cudaFitChoice, loadFit, runnerBytes, weightBytes } from '../runtime/cuda/device-memory.js';
 import { type KernelLibrary, openKernelLibrary } from '../runtime/kernel-library.js';
 import { loadNative } from '../runtime/native.js';
@@ -89,16 +90,31 @@ export interface BackendDecision {
  * is an error, naming `field` (the CLI: '--backend').
  */
 export async function chooseBackend(choice: BackendChoice, field = 'backend'): Promise<BackendDecision> {
-  checkBackendChoice(choice, field);
-  if (choice === 'cpu') return { backend: 'cpu', reason: 'requested' };
-  const why = await cudaUnusable();
-  if (typeof why !== 'string') return { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true, ...(why.machine ? { machine: why.machine } : {}) };
-  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field, value: choice, allowed: 'auto, cpu' });
-  return { backend: 'cpu', reason: `no usable CUDA (${why})` };
+  const { decision, device } = await decideBackend(choice, field);
+  // The probe's device goes back: a process that only asked holds no context on the GPU.
+  device?.close();
+  return decision;
 }
 
-/** Why cuda cannot run here, or the device's arch and a one-line summary when it can. */
-async function cudaUnusable(): Promise<string | { arch: ArchName; summary: string; emulated?: boolean; machine?: CudaMachine }> {
+/**
+ * chooseBackend, with the device it opened still open where the decision is cuda (the load
+ * preflights and uploads on it: the context is retained once, not once per stage); the caller
+ * closes it.
+ */
+async function decideBackend(choice: BackendChoice, field: string): Promise<{ decision: BackendDecision; device?: CudaDevice }> {
+  checkBackendChoice(choice, field);
+  if (choice === 'cpu') return { decision: { backend: 'cpu', reason: 'requested' } };
+  const why = await cudaUnusable();
+  if (typeof why !== 'string') {
+    const decision: BackendDecision = { backend: 'cuda', reason: `${choice === 'cuda' ? 'requested' : 'CUDA is usable'}: ${why.summary}`, arch: why.arch, emulated: why.emulated === true, ...(why.machine ? { machine: why.machine } : {}) };
+    return { decision, device: why.device };
+  }
+  if (choice === 'cuda') throw new TidarcError('unsupported', `the cuda backend cannot run here: ${why}`, { field, value: choice, allowed: 'auto, cpu' });
+  return { decision: { backend: 'cpu', reason: `no usable CUDA (${why})` } };
+}
+
+/** Why cuda cannot run here (the device it opened closed again), or the open device, its arch and a one-line summary when it can. */
+async function cudaUnusable(): Promise<string | { device: CudaDevice; arch: ArchName; summary: string; emulated?: boolean; machine?: CudaMachine }> {
   const status = loadNative().cudaStatus();
   if (!status.available) return status.reason;
   let device: CudaDevice;
@@ -107,13 +123,19 @@ async function cudaUnusable(): Promise<string | { arch: ArchName; summary: strin
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
-  const arch = device.arch;
-  if (!(ARCH_NAMES as string[]).includes(arch)) return `device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`;
-  if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { arch: TARGETS.emulator.device!.name, summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
-  const nvcc = await findNvcc();
-  if (!nvcc.found) return `nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`;
-  const machine = { compiler: nvcc.tool.version, deviceName: device.info.name, multiprocessors: device.info.multiprocessors, driverVersion: device.info.driverVersion };
-  return { arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}`, machine };
+  const unusable = (why: string): string => (device.close(), why);
+  try {
+    const arch = device.arch;
+    if (!(ARCH_NAMES as string[]).includes(arch)) return unusable(`device ${device.info.name} is ${arch}; tidarc compiles for ${ARCH_NAMES.join(', ')}`);
+    if (device.info.name.startsWith(EMULATED_DEVICE_PREFIX)) return { device, arch: TARGETS.emulator.device!.name, summary: `${device.info.name} (${status.library}: the SIMT emulator, slow)`, emulated: true };
+    const nvcc = await findNvcc();
+    if (!nvcc.found) return unusable(`nvcc is needed to build the kernels for ${device.info.name} (${arch}) and was not found: ${nvcc.reason}`);
+    const machine = { compiler: nvcc.tool.version, deviceName: device.info.name, multiprocessors: device.info.multiprocessors, driverVersion: device.info.driverVersion };
+    return { device, arch: arch as ArchName, summary: `${device.info.name} (${arch}, ${device.info.multiprocessors} SMs), ${status.reason}`, machine };
+  } catch (e) {
+    if (!device.closed) device.close();
+    throw e;
+  }
 }
 
 export interface ModelParts {
@@ -143,8 +165,8 @@ export interface ModelParts {
 
 /** Runners for one sequence each; cuda keeps finished ones for the next sequence (RunnerPool), cpu makes a new one each time. */
 export interface Runners {
-  /** A runner with an empty cache of at least `capacity` tokens, used by no other sequence. */
-  acquire(capacity: number): Runner;
+  /** A runner with an empty cache of at least `capacity` tokens, used by no other sequence; cuda with `plan`: refused before the prefill when the generation's memory does not fit (step-scratch.ts). */
+  acquire(capacity: number, plan?: GenerationPlan): Runner;
   /** The sequence is done (failed: its runner is closed, never reused). */
   release(runner: Runner, failed?: boolean): void;
   /** Frees the kept runners (device memory back to the weights). */
@@ -170,9 +192,17 @@ export interface OpenPartsOptions extends LoadOptions {
  * The cuda load's preflight, before anything is compiled or uploaded: the weights (as the
  * checkpoint holds them: an F32 tensor is uploaded as 4-byte elements) and one runner of the
  * least capacity (CAPACITY_QUANTUM tokens) against the device's free memory (device-memory.ts).
+ * On `device`, or on device 0 opened for it and closed again.
  */
-export function cudaPreflight(spec: ModelSpec, ckpt: Pick<Checkpoint, 'tensors'>): LoadFit {
-  const device = CudaDevice.open(0);
+export function cudaPreflight(spec: ModelSpec, ckpt: Pick<Checkpoint, 'tensors'>, device?: CudaDevice): LoadFit {
+  if (!device) {
+    const own = CudaDevice.open(0);
+    try {
+      return cudaPreflight(spec, ckpt, own);
+    } finally {
+      own.close();
+    }
+  }
   const { freeBytes, totalBytes } = device.memory();
   const weights = weightBytes(spec, (name) => (ckpt.tensors.get(name)?.dtype === 'F32' ? 4 : 2));
   return loadFit(weights, runnerBytes(spec, CAPACITY_QUANTUM), CAPACITY_QUANTUM, { name: device.info.name, freeBytes, totalBytes });
@@ -180,7 +210,26 @@ export function cudaPreflight(spec: ModelSpec, ckpt: Pick<Checkpoint, 'tensors'>
 
 export async function openModelParts(dir: string, options: OpenPartsOptions = {}): Promise<ModelParts> {
   const choice = options.backend ?? 'auto';
-  let decision = await chooseBackend(choice, options.backendField);
+  const decided = await decideBackend(choice, options.backendField ?? 'backend');
+  // The probe's device (a cuda decision) serves the preflight and the upload. A load that ends any
+  // other way than in cuda parts closes it: the process holds no context on a GPU it does not use.
+  const device = decided.device;
+  try {
+    return await openParts(dir, options, choice, decided.decision, device);
+  } catch (e) {
+    if (device && !device.closed) {
+      try {
+        device.close();
+      } catch {
+        // a context the failure left unusable: the load's own error says more
+      }
+    }
+    throw e;
+  }
+}
+
+async function openParts(dir: string, options: OpenPartsOptions, choice: BackendChoice, decided: BackendDecision, probed: CudaDevice | undefined): Promise<ModelParts> {
+  let decision = decided;
   const ckpt: Checkpoint = await loadCheckpoint(dir, {
     ...(options.maskTokenId === undefined ? {} : { maskTokenId: options.maskTokenId }),
     ...(options.maskTokenField === undefined ? {} : { maskTokenField: options.maskTokenField }),
@@ -192,10 +241,14 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
   const log = options.log ?? (process.stderr.isTTY ? (line: string) => void process.stderr.write(`${line}\n`) : () => undefined);
   if (decision.backend === 'cuda') {
     // A model the GPU cannot hold: auto runs it on the cpu backend and says why; an explicit cuda is one error (cudaFitChoice).
-    const preflight = cudaPreflight(spec, ckpt);
+    const preflight = cudaPreflight(spec, ckpt, probed!);
     const fit = cudaFitChoice(choice === 'cuda' ? 'cuda' : 'auto', preflight, options.backendField);
     log(`cuda: ${preflight.sentence}${fit.backend === 'cpu' ? ': running on the cpu backend' : ''}`);
-    if (fit.backend === 'cpu') decision = { backend: 'cpu', reason: fit.reason };
+    if (fit.backend === 'cpu') {
+      decision = { backend: 'cpu', reason: fit.reason };
+      // The cpu run does not touch the GPU: its context (a few hundred MiB there) goes back now, not at exit.
+      probed!.close();
+    }
   }
   const weights = modelWeights(ckpt);
   const threads = options.threads ?? 0;
@@ -213,7 +266,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
     const compiled = await cachedKernels({ ...cache, target: decision.emulated ? 'emulator' : arch, ...(decision.emulated ? { finish: (dir: string, _compiled: unknown, shared: string) => buildEmulatedCudaModules(dir, log, shared) } : {}) });
     const kernelsDir = compiled.outDir;
     if (!decision.emulated && !compiled.manifest.build?.nvcc) throw new TidarcError('runtime', `the kernels for ${arch} were not built: ${compiled.manifest.build?.nvccMissing ?? 'no nvcc report'}`, { source: kernelsDir });
-    const device = CudaDevice.open(0);
+    const device = probed!;
     let gpuWeights: ReturnType<typeof uploadWeights>, pdl: ProgrammaticLaunchDecision;
     try {
       gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
@@ -254,7 +307,7 @@ export async function openModelParts(dir: string, options: OpenPartsOptions = {}
       cuda: { device, kernelsDir, manifest: compiled.manifest, emulated: decision.emulated === true, pdl },
       newRunner,
       runners: {
-        acquire: (capacity) => pool.acquire(capacity),
+        acquire: (capacity, plan) => pool.acquire(capacity, plan && ((r, c) => checkGeneration({ spec, manifest: compiled.manifest, kernelsDir, device, weights: gpuWeights }, plan, c, r && { capacity: c, slots: r.heldScratch() }, { name: device.info.name, ...device.memory() }, CAPACITY_QUANTUM))),
         release: (runner, failed) => pool.release(runner as GpuModelRunner, failed),
         drop: () => pool.drop(),
         get stats() {
