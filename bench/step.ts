@@ -48,7 +48,8 @@ import { WHAT_IFS, type WhatIf, type WhatIfStep, whatIfStep } from '../src/bench
 import { QWEN3_0_6B, QWEN3_8B, STEP_PREFIXES, type StepRow, issue16Targets, predictSteps } from '../src/bench/step-report.js';
 import { measuredOverheadLines, overheadsLine, parseJsonFile, pdlLine } from '../src/bench/step-overheads-file.js';
 import { type OverheadsWithHostStep, hostStepLines, readOverheadsWithHostStep } from '../src/bench/step-host.js';
-import { compareSteps, comparisonLines } from '../src/bench/step-compare.js';
+import { compareSteps } from '../src/bench/step-compare.js';
+import { comparisonLines } from '../src/bench/step-compare-lines.js';
 import { attentionRegisters, gemmRegisters } from './ptxas-registers.js';
 
 /** Without nvcc: what ptxas gave for these kernels at sm_90 (bench/attention.ts's recorded table; GEMMs at most 128). */

@@ -21,103 +21,20 @@
  * overheads part's constants and hostStepS derived from these same rows (step-host.ts: one constant
  * for every row, so the table shows whether it explains them all), split into the launches' and
  * uploads' calls and the decoder's own, and its share of the step against issue 16's 5% target.
- * Pure: the parsed JSON in, rows and lines out, or a TidarcError of one line.
+ * Pure: the parsed JSON in, a StepComparison out (its shape: step-comparison.ts), or a TidarcError
+ * of one line; its text: step-compare-lines.ts comparisonLines (both re-exported here).
  */
 import type { Machine } from '../codegen/machine.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS } from './e2e-bundle.js';
 import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
-import { type MeasuredStepOverheads, measuredOverheadLines, measuredOverheadsOf, usText } from './step-overheads-file.js';
-import { HOST_SHARE_TARGET, type HostRow, type HostStepDerivation, deriveHostStep, hostStepLines, machineOf, specOf, withHostStep, withHostStepReading } from './step-host.js';
+import { type MeasuredStepOverheads, measuredOverheadsOf, usText } from './step-overheads-file.js';
+import { HOST_SHARE_TARGET, type HostRow, deriveHostStep, machineOf, specOf, withHostStep, withHostStepReading } from './step-host.js';
+import { BUNDLE_TOLERANCE, type CompareMode, MISS_SHARE, type ModeComparison, type ModeHost, type RowComparison, SETTINGS, type Setting, type StepComparison, modeText } from './step-comparison.js';
 
-/** A miss (measured against the base prediction) past this share is explained; below it the row is "within". */
-export const MISS_SHARE = 0.05;
-/** The bundled prediction and the recomputed one agree within this relative difference, or the row is warned about. */
-export const BUNDLE_TOLERANCE = 1e-6;
-
-/** Which of the e2e part's measurements: the default run with graphs, launch by launch, and the graphs run with --no-pdl. */
-export type CompareMode = 'graphs' | 'launches' | 'noPdl';
-
-export type Setting = 'assumed' | 'ceilings' | 'overheads' | 'both';
-export const SETTINGS: readonly Setting[] = ['assumed', 'ceilings', 'overheads', 'both'];
-
-export interface ModeComparison {
-  readonly mode: CompareMode;
-  /** Whether the prediction is PDL's (the row's default run had PDL; never for noPdl). */
-  readonly pdl: boolean;
-  readonly measuredMs: number;
-  /** The bundle's prediction (the row's `predicted`), null where the row has none. */
-  readonly bundledMs: number | null;
-  /** Predictions under each setting, ms. */
-  readonly predictedMs: Readonly<Record<Setting, number>>;
-  /** The bundled prediction equals the assumed recomputation (within BUNDLE_TOLERANCE); null without one. */
-  readonly bundleMatches: boolean | null;
-  /** What the shares are against: the bundled prediction, or the assumed recomputation where that differs or is missing. */
-  readonly base: 'bundled' | 'assumed';
-  readonly baseMs: number;
-  /** measured / base and measured / both. */
-  readonly measuredOverBase: number;
-  readonly measuredOverBoth: number;
-  /** (x - base) / (measured - base) for x = ceilings, overheads, both; null where the miss is within MISS_SHARE. */
-  readonly explained: { readonly ceilings: number; readonly overheads: number; readonly both: number } | null;
-  /** measured - both: the kernels or an unmodelled cost. */
-  readonly residualMs: number;
-  /** The run's host time (bench-step's hostMs) beside the model's; null where the run recorded none. */
-  readonly host: ModeHost | null;
-}
-
-/** A run's host time per step: measured, predicted, and what of it the decoder's own work is. */
-export interface ModeHost {
-  readonly measuredMs: number;
-  /** The bundle's prediction (hostGraphsMs / hostLaunchesMs; the graphs' for --no-pdl: the model's host time does not depend on PDL), null without one. */
-  readonly bundledMs: number | null;
-  /** The model with the overheads part's constants (assumed where it has none) and the derived hostStepS. */
-  readonly predictedMs: number;
-  /** The launches' and uploads' calls, and the rest: the decoder's own (this run's hostStepS), ms. */
-  readonly callsMs: number;
-  readonly decoderMs: number;
-  /** measured host ms / measured step ms, and issue 16's target (<= 5%) met; null without a step time. */
-  readonly share: number | null;
-  readonly met: boolean | null;
-}
-
-export interface RowComparison {
-  readonly model: string;
-  readonly layers: number;
-  readonly prefix: number;
-  readonly step: string;
-  /** The row's default run had PDL (true / false), or did not say (null). */
-  readonly pdl: boolean | null;
-  /** One per measured mode; empty where the part measured none of them (the point was skipped or failed) or it has no spec. */
-  readonly modes: readonly ModeComparison[];
-  /** Measured, but no spec of its model to predict it with. */
-  readonly unpriced?: boolean;
-  readonly warnings: readonly string[];
-}
-
-export interface StepComparison {
-  readonly file: string;
-  readonly device: string;
-  readonly date: string | null;
-  readonly dryRun: boolean;
-  /** The machine the predictions are for (the check's predictedFor), and its label ('H200', 'H200, not this GPU'). */
-  readonly machine: string;
-  readonly machineLabel: string;
-  /** The ceilings used (TB/s, TFLOP/s), with the assumed ones; null where the file has none (then ceilings = assumed). */
-  readonly ceilings: { readonly copyTBs: number; readonly matmulTflops: number; readonly assumedCopyTBs: number; readonly assumedMatmulTflops: number } | null;
-  /** The measured overheads used; null where the file has none usable (then overheads = assumed). */
-  readonly overheads: MeasuredStepOverheads | null;
-  /** hostStepS derived from the e2e rows' host times (step-host.ts), with each run's residual. */
-  readonly host: HostStepDerivation;
-  /** The e2e part's models with fewer layers than the model they stand for ('qwen3-8b-shape-4l: 4 of 36'). */
-  readonly partialLayers: readonly string[];
-  /** Why a set of constants was not used, the bundle's differences from the model, and the like. */
-  readonly notes: readonly string[];
-  /** Every row's warnings and the file's, in one list (what is printed last). */
-  readonly warnings: readonly string[];
-  readonly rows: readonly RowComparison[];
-}
+export * from './step-comparison.js';
+export { comparisonLines, hostLines } from './step-compare-lines.js';
 
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
@@ -316,110 +233,4 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     ceilings: ceilings ? { ...ceilings, assumedCopyTBs: machine.copyBytesPerS / 1e12, assumedMatmulTflops: machine.matmulFlops / 1e12 } : null,
     overheads: measured, host, partialLayers, notes, warnings: allWarnings, rows: out,
   };
-}
-
-/** The run's words: PDL on ('+ PDL'), off ('PDL off'), or not recorded by the run (null: priced without, as e2e.py does). */
-function modeText(mode: CompareMode, pdl: boolean | null): string {
-  return mode === 'noPdl' ? 'graphs, --no-pdl' : `${mode === 'graphs' ? 'graphs' : 'launch by launch'}${pdl === true ? ' + PDL' : pdl === false ? ', PDL off' : ', PDL not said'}`;
-}
-
-const pct = (x: number): string => `${(100 * x).toFixed(0)}%`;
-
-/** What bench:step --compare prints: where the figures come from, a table row per measured mode, the notes and warnings. */
-export function comparisonLines(c: StepComparison): string[] {
-  const lines = [
-    `Measured decode steps (${c.file}: ${c.device}${c.date ? `, ${c.date}` : ''}${c.dryRun ? ', DRY RUN' : ''}) beside the step cost model's PREDICTIONS for the ${c.machine} (${c.machineLabel}; sm_90a kernels where built, registers as the bundle assumed, PDL as each run had it).`,
-    c.ceilings
-      ? `Ceilings measured: copy ${c.ceilings.copyTBs.toFixed(2)} TB/s (assumed ${c.ceilings.assumedCopyTBs}), bf16 matmul ${c.ceilings.matmulTflops.toFixed(0)} TFLOP/s (assumed ${c.ceilings.assumedMatmulTflops}); mma.sync, L2, shared memory, HBM latency and the clock stay assumed.`
-      : 'Ceilings: none measured in the file (the ceilings column is the assumed machine\'s).',
-    ...(c.overheads ? measuredOverheadLines(c.overheads) : ['Overheads: none usable in the file (the overheads column is the assumed constants\').']),
-    '',
-  ];
-  const header = ['model', 'L', 'step', 'run', 'measured ms', 'bundled ms', 'assumed ms', 'ceilings ms', 'overheads ms', 'both ms', 'meas/pred', 'meas/both', 'explained: both (ceilings, overheads)', 'residual ms'];
-  const cells: string[][] = [];
-  const idle: string[] = [];
-  for (const r of c.rows) {
-    if (r.modes.length === 0) {
-      if (!r.unpriced) idle.push(`${r.model} L=${r.prefix} ${r.step}`);
-      continue;
-    }
-    for (const m of r.modes) {
-      const p = m.predictedMs;
-      cells.push([
-        r.model, String(r.prefix), r.step, modeText(m.mode, m.mode === 'noPdl' ? false : r.pdl), m.measuredMs.toFixed(3), m.bundledMs === null ? '-' : `${m.bundledMs.toFixed(3)}${m.bundleMatches ? '' : '!'}`,
-        p.assumed.toFixed(3), p.ceilings.toFixed(3), p.overheads.toFixed(3), p.both.toFixed(3), `${m.measuredOverBase.toFixed(2)}${m.base === 'assumed' ? '*' : ''}`, m.measuredOverBoth.toFixed(2),
-        m.explained ? `${pct(m.explained.both)} (${pct(m.explained.ceilings)}, ${pct(m.explained.overheads)})` : `within ${pct(MISS_SHARE)}`,
-        `${m.residualMs >= 0 ? '+' : ''}${m.residualMs.toFixed(3)}`,
-      ]);
-    }
-  }
-  if (cells.length > 0) {
-    const widths = header.map((h, i) => Math.max(h.length, ...cells.map((x) => x[i]!.length)));
-    const line = (x: readonly string[]): string => x.map((v, i) => (i < 4 || i === 12 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
-    lines.push(line(header), ...cells.map(line));
-  } else {
-    lines.push('No row has a measured step (every point was skipped or failed): nothing to compare.');
-  }
-  if (idle.length > 0) lines.push(`Not measured (skipped or failed in the part): ${idle.join(', ')}.`);
-  lines.push(
-    '',
-    'measured: the e2e part\'s median GPU ms a step (bench-step, CUDA events); every other column is a cost-model prediction (src/bench/step-cost-model.ts):',
-    '  bundled: the bundle\'s (e2e_predictions.json); assumed: recomputed now with the assumed constants; ceilings / overheads / both: with the device\'s measured ceilings, launch and host constants, or both.',
-    `  meas/pred: measured / bundled (* against the assumed recomputation, where the bundle's is missing or differs: !); explained: (x - pred) / (measured - pred) for x = both (ceilings, overheads), where the miss is over ${pct(MISS_SHARE)}.`,
-    '  residual = measured - both: what the measured constants do not explain, i.e. the kernels or an unmodelled cost (the gemm, sm90a and attention parts time the kernels one by one: device-check.md).',
-  );
-  lines.push('', ...hostLines(c));
-  for (const n of c.notes) lines.push(`Note: ${n}`);
-  for (const w of c.warnings) lines.push(`WARNING: ${w}`);
-  return lines;
-}
-
-/** Issue 16's host target's runs: the 8B shape at L = 4096, AR and k = 8, graphs where measured (else launch by launch). */
-function issue16Host(c: StepComparison): { row: RowComparison; mode: ModeComparison }[] {
-  const at = (step: string): RowComparison | undefined => c.rows.find((r) => r.model.startsWith('qwen3-8b') && r.prefix === 4096 && r.step === step);
-  return [at('ar'), at('tidar_k8')].flatMap((row) => {
-    const mode = row?.modes.find((m) => m.mode === 'graphs' && m.host) ?? row?.modes.find((m) => m.mode === 'launches' && m.host);
-    return row && mode ? [{ row, mode }] : [];
-  });
-}
-
-/** The host part of --compare: a row per run with a host time, the derived hostStepS, issue 16's 5% target. */
-export function hostLines(c: StepComparison): string[] {
-  const lines = [`Host time per step (bench-step's hostMs: the step's wall time outside its waits for the GPU, MEASURED) beside the cost model's (PREDICTED):`];
-  const header = ['model', 'L', 'step', 'run', 'host ms', 'bundled ms', 're-predicted ms', 'calls ms', 'decoder ms', 'host/step', `<= ${pct(HOST_SHARE_TARGET)}`];
-  const cells: string[][] = [];
-  for (const r of c.rows) {
-    for (const m of r.modes) {
-      const h = m.host;
-      if (!h) continue;
-      cells.push([
-        r.model, String(r.prefix), r.step, modeText(m.mode, m.mode === 'noPdl' ? false : r.pdl), h.measuredMs.toFixed(4), h.bundledMs === null ? '-' : h.bundledMs.toFixed(4), h.predictedMs.toFixed(4),
-        h.callsMs.toFixed(4), h.decoderMs.toFixed(4), h.share === null ? '-' : `${(100 * h.share).toFixed(1)}%`, h.met === null ? '-' : h.met ? 'met' : 'MISSED',
-      ]);
-    }
-  }
-  if (cells.length > 0) {
-    const widths = header.map((x, i) => Math.max(x.length, ...cells.map((y) => y[i]!.length)));
-    const line = (x: readonly string[]): string => x.map((v, i) => (i < 4 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
-    lines.push(line(header), ...cells.map(line));
-  } else {
-    lines.push('No run recorded a host time (bench-step\'s hostMs): nothing to compare.');
-  }
-  lines.push(...hostStepLines(c.host));
-  const t = issue16Host(c);
-  if (t.length > 0) {
-    const worst = t.reduce((a, b) => ((b.mode.host!.share ?? -1) > (a.mode.host!.share ?? -1) ? b : a));
-    const h = worst.mode.host!;
-    const runs = t.map((x) => `${x.row.step} ${modeText(x.mode.mode, x.row.pdl)}`).join(', ');
-    lines.push(h.share === null || !(h.measuredMs > 0)
-      ? `Issue 16, host time per step <= ${pct(HOST_SHARE_TARGET)} of the step (${runs}): no step time or no host time to divide by.`
-      : `Issue 16, host time per step <= ${pct(HOST_SHARE_TARGET)} of the step (${worst.row.model} L=4096, ${runs}): ${h.met ? 'met' : 'MISSED'}, ${(100 * h.share).toFixed(1)}% (worst: ${worst.row.step}, MEASURED); `
-        + `of its ${h.measuredMs.toFixed(4)} ms host time ${h.decoderMs.toFixed(4)} ms (${pct(h.decoderMs / h.measuredMs)}) is the decoder's own, ${h.callsMs.toFixed(4)} ms (${pct(h.callsMs / h.measuredMs)}) launch and copy calls.`);
-  }
-  if (c.partialLayers.length > 0) lines.push(`  the e2e part's models have fewer layers than the models they stand for (${c.partialLayers.join('; ')}): with graphs the host time does not grow with layers and the GPU's does, so a whole model's host share is smaller.`);
-  lines.push(
-    '  bundled: the bundle\'s host prediction (assumed constants); re-predicted: the cost model with the overheads part\'s constants and the derived hostStepS (every row the same constant: how well one explains them all).',
-    '  calls: launches x the call (graph or kernel launch) + launch by launch the cost model\'s uploads x hostCopyS; decoder: host ms - calls, this run\'s hostStepS; host/step: host ms / the run\'s median step ms.',
-  );
-  return lines;
 }
