@@ -73,4 +73,33 @@ describe('runner pool', () => {
     expect(log.at(-1)).toBe('close 2');
     expect(p.stats.idle).toBe(0);
   });
+
+  test("a generation's check runs before a runner is handed out or made; a refusal closes the other idle runners and asks once more", () => {
+    const { pool: p, log } = pool();
+    const a = p.acquire(CAPACITY_QUANTUM), b = p.acquire(2 * CAPACITY_QUANTUM);
+    p.release(a);
+    p.release(b);
+    // The check sees the runner it would take (the smallest idle one that fits) and its capacity; it fits: that runner.
+    const asked: [number | undefined, number][] = [];
+    const fits = (r: { id: number } | undefined, c: number): void => void asked.push([r?.id, c]);
+    expect(p.acquire(10, fits)).toBe(a);
+    expect(asked).toEqual([[0, CAPACITY_QUANTUM]]);
+    p.release(a);
+    // No idle runner fits the request: asked for a new one of the rounded capacity, and made only after the answer.
+    asked.length = 0;
+    const c = p.acquire(3 * CAPACITY_QUANTUM, fits);
+    expect(asked).toEqual([[undefined, 3 * CAPACITY_QUANTUM]]);
+    expect(c.id).toBe(2);
+    p.release(c, true);
+    // Refused while others are idle: they are closed and the check asked again; the runner it would take stays.
+    let calls = 0;
+    expect(p.acquire(10, () => void (calls++ === 0 && (() => { throw new Error('no room'); })()))).toBe(a);
+    expect(calls).toBe(2);
+    expect(log.slice(-2)).toEqual(['close 2', 'close 1']);
+    p.release(a);
+    // Refused again after that: the error, nothing made, the runner still idle.
+    expect(() => p.acquire(10, () => { throw new Error('no room'); })).toThrow('no room');
+    expect(p.stats).toMatchObject({ created: 3, idle: 1 });
+    expect(p.acquire(10)).toBe(a);
+  });
 });

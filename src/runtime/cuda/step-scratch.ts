@@ -261,8 +261,10 @@ export function generationNeed(spec: ModelSpec, price: GenerationPrice, capacity
 export interface Alternatives {
   /** The largest compiled draft length below the plan's that fits (TiDAR). */
   readonly draft?: number | undefined;
-  /** The largest capacity (a multiple of the pool's quantum, at least the request) that fits for this kind; 0: none. */
+  /** The largest capacity (a multiple of the pool's quantum, below the refused one) that fits for this kind; 0: none. */
   readonly capacity?: number | undefined;
+  /** TiDAR: whether AR decoding of the same request fits. */
+  readonly ar?: boolean | undefined;
 }
 
 /**
@@ -276,9 +278,12 @@ export function checkGenerationFits(plan: GenerationPlan, capacity: number, need
   const fits: string[] = [];
   if (alt.draft !== undefined) fits.push(`draft length ${alt.draft} fits (--draft ${alt.draft})`);
   if (alt.capacity !== undefined && alt.capacity > 0) fits.push(`a runner of ${alt.capacity} tokens fits (shorten the prompt or --max-tokens)`);
-  if (plan.mode === 'tidar' && alt.draft === undefined) fits.push('--mode ar may fit');
+  if (alt.ar) fits.push('AR decoding fits (--mode ar)');
   const what = fits.length > 0 ? fits.join('; ') : 'free device memory or run with --backend cpu';
-  throw new TidarcError('runtime', `a ${stepKindName(plan)} generation on a ${capacity}-token runner needs ${formatBytes(need.total)} more on ${device.name} (${parts}: the larger of prefill and decode steps counts) and ${formatBytes(device.freeBytes)} of ${formatBytes(device.totalBytes)} is free; ${what}`, { field: plan.mode === 'tidar' ? 'draft' : 'capacity', value: plan.mode === 'tidar' ? plan.draft : capacity });
+  // Figures that round alike say their bytes too (a refusal by a few bytes must not read as "x needs x").
+  const [needs, free] = [formatBytes(need.total), formatBytes(device.freeBytes)];
+  const exact = needs === free ? [` (${need.total} bytes)`, ` (${device.freeBytes} bytes)`] : ['', ''];
+  throw new TidarcError('runtime', `a ${stepKindName(plan)} generation on a ${capacity}-token runner needs ${needs}${exact[0]} more on ${device.name} (${parts}: the larger of prefill and decode steps counts) and ${free}${exact[1]} of ${formatBytes(device.totalBytes)} is free; ${what}`, { field: plan.mode === 'tidar' ? 'draft' : 'capacity', value: plan.mode === 'tidar' ? plan.draft : capacity });
 }
 
 /**
@@ -300,6 +305,7 @@ export function checkGeneration(ctx: PriceContext, plan: GenerationPlan, capacit
       if (needOf(plan, mid * quantum, undefined).total <= device.freeBytes) lo = mid;
       else hi = mid - 1;
     }
-    return { draft, capacity: lo >= least ? lo * quantum : 0 };
+    const ar = plan.mode === 'tidar' && needOf({ ...plan, mode: 'ar' }, capacity).total <= device.freeBytes;
+    return { draft, capacity: lo >= least ? lo * quantum : 0, ar };
   });
 }

@@ -119,6 +119,29 @@ describe.skipIf(!cxx.found)('device memory on the emulated driver', () => {
     expect(doctor.stdout).toMatch(/GPU memory\s+1\.0 MiB free of 1\.0 MiB on tidarc emulated GPU/);
   });
 
+  test('a generation whose decode-step scratch does not fit is refused before its prefill; the price is exactly enough; a reused runner needs its prefill only', { timeout: 900_000 }, async () => {
+    const r = await run(['--import', 'tsx', join(here, 'fixtures', 'step-scratch-child.ts'), model, env['TIDARC_CACHE']!], env);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      capacity: number; fresh: number;
+      refused: { error: string; free: number; runnerPreflight: number; launches: number; created: number };
+      exact: { tokens: number; created: number }; reused: { tokens: number; reused: number; fresh: number; need: number };
+    };
+    // One byte short: refused with the step kind, the figures and what may fit; no runner made, no kernel launched (no prefill).
+    expect(out.refused.error).toMatch(new RegExp(`^a tidar k=2 greedy generation on a ${out.capacity}-token runner needs [\\d.]+ KiB \\(${out.fresh} bytes\\) more on tidarc emulated GPU \\(K/V cache [\\d.]+ KiB, prefill [\\d.]+ KiB, decode steps [\\d.]+ KiB: the larger of prefill and decode steps counts\\) and [\\d.]+ KiB \\(${out.fresh - 1} bytes\\) of [\\d.]+ GiB is free; AR decoding fits \\(--mode ar\\) \\(draft = 2\\)$`));
+    expect(out.refused.launches).toBe(0);
+    expect(out.refused.created).toBe(0);
+    // The runner alone (what the pool's creation checks) fits in that memory: the steps' scratch is what does not.
+    expect(out.refused.runnerPreflight).toBeLessThan(out.refused.free);
+    // Exactly the price free: it runs (a new runner).
+    expect(out.exact.tokens).toBe(40);
+    expect(out.exact.created).toBe(1);
+    // The kept runner holds its steps' scratch: a reused generation runs with only its prefill's bytes free.
+    expect(out.reused.need).toBeLessThan(out.reused.fresh);
+    expect(out.reused.tokens).toBe(40);
+    expect(out.reused.reused).toBe(1);
+  });
+
   test('a decode loop holds a few KiB beyond the priced weights and runner (its scratch, step I/O and workspaces)', { timeout: 900_000 }, async () => {
     const r = await run(['--import', 'tsx', join(here, 'fixtures', 'device-memory-decode-child.ts'), model, env['TIDARC_CACHE']!], env);
     expect(r.stderr).toBe('');
