@@ -9,23 +9,24 @@
  * (loadFit, checkRunnerFits; the load's choice: cudaFitChoice); a pass whose activations do not
  * fit (a long prompt) fails with its figures (passOutOfMemory).
  *
- * What is not priced here: the GEMMs' split-K and split-KV scratch and a decode step's I/O,
- * activations (k + k^2 tokens in whole chunks, in place of the priced one-chunk pass's) and a
- * sampled step's logits (k rows x vocab, fp32), sized by the compiled kernels, the step's token
- * count and the prefix (split-KV buckets), allocated at the first pass or step on top of
- * runnerBytes. The most a runner of 4096 tokens holds beyond weightBytes + runnerBytes, over a
- * 64-token prefill and decode steps at every 97th prefix (an sm_90 compile's mma GEMMs, 132 SMs;
- * counted on a recording device: `npx tsx test/runtime/cuda/fixtures/decode-scratch.ts 0.6b|8b`):
+ * What is not priced here but in step-scratch.ts, per generation before its prefill: the GEMMs'
+ * split-K and split-KV scratch, the prefill's activations past one chunk, and a decode step's
+ * I/O, activations (k + k^2 tokens in whole chunks, in place of the priced one-chunk pass's) and
+ * a sampled step's logits (k rows x vocab, fp32), sized by the compiled kernels, the step's token
+ * count and the prefix (split-KV: the most over the runner's prefixes, an upper bound), on top of
+ * the K/V cache. What they add beyond weightBytes + runnerBytes for a runner of 4096 tokens, over
+ * a 64-token prefill and decode steps at every 97th prefix (an sm_90 compile's mma GEMMs, 132
+ * SMs; counted on a recording device: `npx tsx test/runtime/cuda/fixtures/decode-scratch.ts 0.6b|8b`):
  *                   prefill  AR    k=4   k=8 greedy/sampled  k=16 greedy/sampled
  *   Qwen3-0.6B      2.0      2.0   2.0   6.8 / 11.4          47.0 / 56.3 MiB
  *   Qwen3-8B        6.0      6.0   6.0   17.7 / 22.3         104.5 / 113.8 MiB
  * (0.6B, k = 16 sampled: step activations 46.3 MiB where the priced pass had 9.3, split-KV 10.8,
- * split-K 8.5, logits 9.3 MiB.) On the emulated driver a real generate of the small test spec
- * (k = 2, 60 + 90 tokens) holds 2932 / 4904 bytes (greedy / sampled) past them
- * (`npx vitest run test/runtime/cuda/device-memory-emulated.test.ts -t "decode loop"`). So a
- * device the preflight finds just big enough can still run out at the first k = 16 step
- * (passOutOfMemory says so). Counted nowhere here: the CUDA context and captured graphs' own
- * driver memory.
+ * split-K 8.5, logits 9.3 MiB; the script prints step-scratch.ts's price beside each, equal to
+ * 0.1 MiB.) So the load's preflight (weights + one runner) is a floor; a
+ * generation is refused before its prefill when its own price does not fit (runners.acquire with
+ * its plan: step-scratch.ts checkGeneration), and passOutOfMemory remains the last line of
+ * defence (memory another process takes meanwhile). Counted nowhere: cuMemAlloc's rounding, the
+ * CUDA context and captured graphs' own driver memory.
  */
 import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';

@@ -14,6 +14,10 @@
  *     cuda` is one error line (exit 1) before anything is compiled or uploaded; `run` (auto) runs
  *     on the cpu backend and its stderr says why;
  *   - `doctor` prints the device's free and total memory;
+ *   - a generation's check before its prefill (step-scratch.ts): one byte short of its price, a
+ *     k = 2 generation is refused with no runner made and no kernel launched, though the runner
+ *     alone would fit; with exactly its price free it runs; a reused runner runs with only its
+ *     prefill's bytes free (fixtures/step-scratch-child.ts);
  *   - a real decode loop (generate: TiDAR greedy and sampled) holds at most a few KiB beyond
  *     the priced weights and runner on this small spec (split-K and split-KV scratch, step I/O
  *     and workspaces: device-memory.ts's file comment; device-memory-shapes.test.ts prices the
