@@ -32,7 +32,7 @@ import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { type AttentionSchedule, type TensorDecl, opWeights } from '../../ir/step-graph.js';
+import { type AttentionSchedule, type StepGraph, type TensorDecl, opWeights } from '../../ir/step-graph.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { expectedTensors } from '../../model/checkpoint.js';
 import { passGraph } from '../model/step.js';
@@ -119,8 +119,12 @@ export function prefixLengthBytes(T: number): number {
  * half); without it the up half is counted, an upper bound.
  */
 export function passBytes(spec: ModelSpec, T: number, schedule: AttentionSchedule, swigluInterleave?: number): number {
-  const graph = rewriteForGpu(passGraph(spec, T, schedule), swigluInterleave === undefined ? {} : { swigluInterleave });
-  return graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
+  return graphPassBytes(rewriteForGpu(passGraph(spec, T, schedule), swigluInterleave === undefined ? {} : { swigluInterleave }));
+}
+
+/** passBytes of a rewritten graph already built (its tokens, tensors and prefix lengths). */
+export function graphPassBytes(graph: Pick<StepGraph, 'tokens' | 'tensors'>): number {
+  return graph.tensors.reduce((n, t) => n + tensorBytes(t, graph.tokens), 0) + prefixLengthBytes(graph.tokens);
 }
 
 /** lm_head scratch is made for at least this many requested rows. */

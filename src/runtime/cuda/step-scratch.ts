@@ -10,8 +10,9 @@
  * functions the runner allocates by (passBytes, stepIoSizes / stepTailPlan, mmaGemmScratch,
  * sm90aGemmScratch, attentionSplits / splitKvScratch, headScratchBytes): the price is what the
  * loop allocates, byte for byte, except split-KV, which depends on the prefix each step meets:
- * its price is the most any prefix from the prompt's end to the capacity needs (an upper bound;
- * a generation that stops early meets fewer).
+ * its price is the most any prefix up to the capacity needs (an upper bound; a generation meets
+ * only the prefixes past its prompt, and one that stops early fewer). Prices are memoized per
+ * loaded model (a check builds pass graphs: ~20 ms each for Qwen3-8B's 36 layers here).
  *
  * Every scratch is a slot (a name): keyed per step kind (its activations, I/O, logits) or grown
  * to the largest launch (GEMM and split-KV scratch). A reused runner's held slots merge with a
@@ -32,7 +33,7 @@ import type { ModelSpec } from '../../ir/model.js';
 import type { AttentionSchedule, StepGraph } from '../../ir/step-graph.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { passGraph, resolveLaunches } from '../model/step.js';
-import { type DeviceMemoryNow, formatBytes, headScratchBytes, kvCacheBytes, passBytes } from './device-memory.js';
+import { type DeviceMemoryNow, formatBytes, graphPassBytes, headScratchBytes, kvCacheBytes } from './device-memory.js';
 import { type StepShape, stepIoSizes, stepShapeKey, stepTailPlan } from './gpu-decode-step.js';
 import { GEMM_SLOTS, mmaGemmFor, mmaGemmScratch } from './gpu-gemm.js';
 import { SM90A_GEMM_SLOTS, sm90aGemmScratch, sm90aUnitsFor, takenSm90aUnits } from './gpu-gemm-sm90a.js';
@@ -157,6 +158,25 @@ class LauncherScratch {
   }
 }
 
+/**
+ * Prices already computed, per loaded model (keyed by its uploaded weights, which live as long as
+ * the load): a generation's check builds a pass graph or two (tens of ms for 36 layers), and its
+ * step price depends on the kind and capacity only. At most MEMO_ENTRIES a model.
+ */
+const memo = new WeakMap<object, Map<string, unknown>>();
+const MEMO_ENTRIES = 64;
+function cached<T>(ctx: PriceContext, key: string, make: () => T): T {
+  let m = memo.get(ctx.weights);
+  if (!m) memo.set(ctx.weights, (m = new Map()));
+  const d = ctx.device;
+  const full = `${key} | ${d.arch} ${d.info.major}.${d.info.minor} ${d.info.multiprocessors} SMs | ${ctx.oneHeadPass !== false}`;
+  if (m.has(full)) return m.get(full) as T;
+  if (m.size >= MEMO_ENTRIES) m.clear();
+  const v = make();
+  m.set(full, v);
+  return v;
+}
+
 /** The graph a runner builds for T tokens and a schedule (GpuModelRunner.graph). */
 function gpuGraph(ctx: PriceContext, T: number, schedule: AttentionSchedule): StepGraph {
   const interleave = ctx.weights.gateUpInterleave;
@@ -192,52 +212,61 @@ export interface GenerationPrice {
 
 /**
  * The price of a generation (see the file comment). The prefill's split-KV at its chunks'
- * prefixes, exactly; the steps' at every prefix from the prompt's end to the capacity, in
- * steps of one KV tile (the split rule reads whole tiles) and the tuned buckets' own: an upper bound.
+ * prefixes, exactly; the steps' at every prefix up to the capacity, in steps of one KV tile (the
+ * split rule reads whole tiles) and the capacity itself: an upper bound (a step meets only the
+ * prefixes past its prompt). Memoized per model: the prefill by its length and kind, the steps
+ * by their kind and the capacity.
  */
 export function generationPrice(ctx: PriceContext, plan: GenerationPlan, capacity: number): GenerationPrice {
   const k = plan.mode === 'tidar' ? plan.draft : 0;
-  // The prefill: the prompt and k mask slots (Decoder.startPrefill).
-  const T = plan.promptTokens + k;
-  const schedule: AttentionSchedule = { kind: 'prefill', promptTokens: plan.promptTokens, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) };
+  const prefill = cached(ctx, `prefill ${plan.promptTokens} k${k}`, () => prefillPrice(ctx, plan.promptTokens, k));
+  const { variant, shape } = planStepShape(plan);
+  const steps = cached(ctx, `steps ${stepShapeKey(variant, shape)} ${plan.sampled ? 'sampled' : 'greedy'} e${plan.neverEmit ?? -1} capacity ${capacity}`, () => stepsPrice(ctx, plan, capacity));
+  return { prefill, steps: new Map(steps) };
+}
+
+/** The prefill of a prompt of S tokens and its k mask slots (Decoder.startPrefill / endPrefill). */
+function prefillPrice(ctx: PriceContext, S: number, k: number): number {
+  const T = S + k;
+  const schedule: AttentionSchedule = { kind: 'prefill', promptTokens: S, ...(k > 0 ? { blockVariant: blockVariantName(k) } : {}) };
   const pg = gpuGraph(ctx, T, schedule);
   const pass = new LauncherScratch(ctx);
   pass.graph(pg);
   for (const l of resolveLaunches(pg, 0)) pass.attention(variantOf(ctx, l.variant), [l.prefix]);
-  // lm_head of the prefill (Decoder.endPrefill): the first token (argmax, or logits for a draw or a mix) and k - 1 drafts' argmax; headScratch sized by the most rows.
+  // lm_head: the first token (argmax, or logits for a draw or a mix) and k - 1 drafts' argmax; headScratch sized by the most rows.
   const draftRows = Math.max(1, k - 1);
   const stats = pass.rowStatsGemm();
   for (const rows of [1, draftRows]) pass.lmHead(rows, stats);
   pass.lmHead(1, false);
-  const prefill = passBytes(ctx.spec, T, schedule, ctx.weights.gateUpInterleave) + headScratchBytes(draftRows, ctx.spec.vocabSize) + sum(pass.slots);
+  return graphPassBytes(pg) + headScratchBytes(draftRows, ctx.spec.vocabSize) + sum(pass.slots);
+}
 
-  // The decode steps of this kind.
+/** What the decode steps of the plan's kind hold on a runner of `capacity` tokens, by slot. */
+function stepsPrice(ctx: PriceContext, plan: GenerationPlan, capacity: number): Slots {
   const { variant, shape } = planStepShape(plan);
   const sg = gpuGraph(ctx, shape.tokens, { kind: 'step', variant });
   const step = new LauncherScratch(ctx);
   step.graph(sg);
   const v = variantOf(ctx, variant);
-  const launch = resolveLaunches(sg, 0)[0]!;
-  const tileN = Math.max(1, v.plan.tileN);
-  step.attention(v, prefixRange(plan.promptTokens + launch.prefix, capacity, tileN));
+  step.attention(v, prefixRange(resolveLaunches(sg, 0)[0]!.prefix, capacity, Math.max(1, v.plan.tileN)));
   const vocab = ctx.weights.matrices.get('lm_head.weight')?.rows ?? ctx.spec.vocabSize;
-  const tail = stepTailPlan(shape, vocab, { greedy: !plan.sampled, neverEmit: plan.neverEmit, rowStatsGemm: step.rowStatsGemm(), oneHeadPass: ctx.oneHeadPass !== false });
+  const rowStatsGemm = step.rowStatsGemm();
+  const tail = stepTailPlan(shape, vocab, { greedy: !plan.sampled, neverEmit: plan.neverEmit, rowStatsGemm, oneHeadPass: ctx.oneHeadPass !== false });
   const io = stepIoSizes(shape);
   // The tail's lm_head launches (DeviceStepIo.recordTail).
   const { rows: R, mixRows: M, nextRows: C } = shape;
   if (tail.once) step.lmHead(R + io.candidates, true);
   else step.lmHead(R, tail.rowStats);
   if (M > 0) step.lmHead(M, false);
-  if (!tail.once && C > 0) step.lmHead(C, step.rowStatsGemm());
+  if (!tail.once && C > 0) step.lmHead(C, rowStatsGemm);
   const key = stepShapeKey(variant, shape);
   const steps: Slots = new Map([
-    [`step activations T${shape.tokens}`, passBytes(ctx.spec, shape.tokens, { kind: 'step', variant }, ctx.weights.gateUpInterleave)],
+    [`step activations T${shape.tokens}`, graphPassBytes(sg)],
     [`K/V commit table T${shape.tokens}`, ctx.spec.layers * KV_COMMIT_LAYER_BYTES],
     [`step I/O ${key}`, io.inputs + io.outAll + io.nextRowIds + io.tokens + io.accepted + io.argmax + io.maxLogit],
   ]);
   for (const [label, bytes] of tail.lazy) steps.set(`${label} ${key}`, bytes);
-  raise(steps, step.slots, 'step ');
-  return { prefill, steps };
+  return raise(steps, step.slots, 'step ');
 }
 
 /** What a runner holds now (GpuModelRunner.heldScratch), for a reused one. */
