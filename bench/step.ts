@@ -16,7 +16,9 @@
  * holding it (its `overheads` section): every constant it measured (not null) replaces the assumed one
  * (src/bench/step-overheads-file.ts), a line per constant says which, and the tables and targets
  * follow with them (--json: `overheads` / `pdlOverheads` are the constants used, `measuredOverheads`
- * the file's readings). A device-check.json with e2e rows also gives hostStepS, the decoder's own host
+ * the file's readings). Its graphCopyNodeS (the step's upload as a graph node, measured) prices that node
+ * with graphs in place of copyLatencyS + graphNodeGapS, unless null or doubted by the part's own warning
+ * (a line says which). A device-check.json with e2e rows also gives hostStepS, the decoder's own host
  * work a step: its runs' host time less their launches' and uploads' calls (src/bench/step-host.ts,
  * marked "derived from the e2e part's decoder steps"); overheads.mjs's JSON alone keeps the assumed one.
  * The steps stay predictions: only the constants are measured.
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
   // One line with PDL off (plain launches: an sm_8x build, or --no-pdl): the target PDL moves most.
   const plain = paths.map((path) => ({ path, targets: issue16Targets(results.filter((r) => r.path === path).flatMap((r) => r.rows), 'plain').filter((t) => t.goal.includes('faster than launch by launch')) }));
   if (process.argv.includes('--json')) {
-    const from = measured ? { measuredOverheads: { file: measured.file, device: measured.device, emulated: measured.emulated, readings: measured.readings, unknown: measured.unknown, hostStep: read!.host } } : {};
+    const from = measured ? { measuredOverheads: { file: measured.file, device: measured.device, emulated: measured.emulated, readings: measured.readings, unknown: measured.unknown, graphCopyNode: measured.graphCopyNode ?? null, hostStep: read!.host } } : {};
     console.log(JSON.stringify({ machine: H200.name, overheads: o, pdlOverheads: pdlO, ...from, targetsWithoutPdl: plain, models: results.map((r) => ({ model: r.spec.name, layers: r.spec.layers, path: r.path, registers: r.registers, rows: r.rows })), targets }, null, 2));
     return;
   }

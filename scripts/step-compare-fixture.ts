@@ -3,8 +3,8 @@
  * steps are MADE UP from the step cost model's own predictions, for bench:step --compare
  * (src/bench/step-compare.ts) and its test. Each row says how it was made (`constructed`): with the
  * bundle's prediction b (e2e-bundle.ts's path: e2ePredictions on the H200) and the prediction x with
- * the file's measured ceilings and overheads (a Machine and measuredStepOverheads built here, not by
- * step-compare.ts), a mode {share: s} measured m = b + (x - b) / s (so the constants explain s of
+ * the file's measured ceilings and overheads (a Machine and measuredStepOverheads, with the sample's
+ * graphCopyNodeS as the graphs' upload node, built here, not by step-compare.ts), a mode {share: s} measured m = b + (x - b) / s (so the constants explain s of
  * the miss), {miss: e} m = b (1 + e) (within 5%: nothing to explain); bundledOff f writes the bundled
  * predictions f times the model's (a bundle from another cost model: step-compare warns).
  *
@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { H200 } from '../src/codegen/machine.js';
 import type { ModelSpec } from '../src/ir/model.js';
 import { E2E_REGISTERS, e2eModels } from '../src/bench/e2e-bundle.js';
-import { type MeasuredOverheads, measuredStepOverheads } from '../src/bench/launch-overheads.js';
+import { type MeasuredOverheads, measuredStepOverheads } from '../src/bench/launch-overhead-constants.js';
 import { type StepRow, e2ePredictions, predictSteps } from '../src/bench/step-report.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,14 +56,16 @@ const modeMs = (r: StepRow, mode: 'graphs' | 'launches' | 'noPdl', pdl: boolean)
 
 /** The fixture, its predictions computed now (the bundle's path for b, a hand-built machine and the sample's overheads for x). */
 export function buildStepCompareFixture(): Record<string, unknown> {
-  const overheadsDoc = JSON.parse(readFileSync(OVERHEADS_SAMPLE, 'utf8')) as { measured: MeasuredOverheads };
+  const overheadsDoc = JSON.parse(readFileSync(OVERHEADS_SAMPLE, 'utf8')) as { measured: MeasuredOverheads; graphCopyNodeS: { value: number } };
   const measured = measuredStepOverheads(overheadsDoc.measured);
+  // The sample's measured upload node (no warning doubts it) prices the graphs' upload, as a device's file does.
+  const overheads = { ...measured.overheads, graphCopyNodeS: overheadsDoc.graphCopyNodeS.value };
   const machine = { ...H200, copyBytesPerS: FIXTURE_CEILINGS.copyTBs * 1e12, matmulFlops: FIXTURE_CEILINGS.matmulTflops * 1e12 };
   const specs = e2eModels(false).specs;
   const prefixes = (i: number): number[] => [...new Set(CONSTRUCTIONS.filter((c) => c.model === i).map((c) => c.prefix))];
   // The bundle's path (e2e-bundle.ts writeE2ePredictions), a model at a time at its prefixes here.
   const bundle = specs.map((s, i) => e2ePredictions([s], prefixes(i), H200, E2E_REGISTERS, 'sm_90a'));
-  const both = specs.map((s, i) => predictSteps(s, prefixes(i), machine, E2E_REGISTERS, 'sm_90a', measured.overheads, measured.pdl));
+  const both = specs.map((s, i) => predictSteps(s, prefixes(i), machine, E2E_REGISTERS, 'sm_90a', overheads, measured.pdl));
   const find = (rows: readonly StepRow[], c: Construction): StepRow => rows.find((r) => r.prefix === c.prefix && r.step === c.step)!;
   const rows = CONSTRUCTIONS.map((c) => {
     const spec: ModelSpec = specs[c.model]!;

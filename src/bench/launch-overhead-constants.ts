@@ -21,7 +21,7 @@
  * The step's upload as a graph node (graphCopyNodeS): graph-E-copy's paired times less graph-E's,
  * beside the model's price of it, copyLatencyS + graphNodeGapS (step-timeline.ts stepIssue).
  */
-import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheadConstant, type StepOverheads } from './step-overheads.js';
 import { type OverheadSeriesSet, median, us } from './launch-overhead-series.js';
 
 /** Host wall seconds per call (medians over repeats of a loop). */
@@ -38,7 +38,7 @@ export interface HostTimes {
   readonly opLaunchPdlS?: number;
 }
 
-export type OverheadField = keyof StepOverheads | keyof PdlOverheads;
+export type OverheadField = StepOverheadConstant | keyof PdlOverheads;
 
 export interface MeasuredConstant {
   /** Seconds; null where these series do not measure it. */
@@ -118,8 +118,9 @@ export function deriveOverheads(series: OverheadSeriesSet, host: HostTimes, o: {
 }
 
 /**
- * The step's upload as a graph node, measured (not a constant of StepOverheads: the model prices it
- * copyLatencyS + graphNodeGapS, step-timeline.ts stepIssue; this says whether that holds).
+ * The step's upload as a graph node, measured: what the assumed model prices copyLatencyS +
+ * graphNodeGapS (step-timeline.ts stepIssue); bench:step --overheads prices the node with it instead
+ * (StepOverheads.graphCopyNodeS, step-overheads-file.ts) unless copyNodeWarnings doubts it.
  */
 export interface GraphCopyNode {
   /** Seconds: the median over N of T(graph-E-copy, N) - T(graph-E, N), the paired times at each length. */
@@ -168,12 +169,20 @@ export function deriveGraphCopyNode(series: OverheadSeriesSet, m: MeasuredOverhe
   };
 }
 
+/** How copyNodeWarnings' warning begins: a reader of the part's JSON finds it by this (isCopyNodeDoubt). */
+const COPY_NODE_DOUBT = 'graph-E-copy: its slope is ';
+
 /** graph-E-copy's slope off graph-E's: the copy node did not add a fixed cost alone (a warning, or none). */
 export function copyNodeWarnings(c: GraphCopyNode, series: OverheadSeriesSet): string[] {
   const E = series['graph-E'];
   return Math.abs(c.slopeDiffS) > Math.max(COPY_NODE_SLOPE_SHARE * Math.abs(E.slopeS), 0.05e-6)
-    ? [`graph-E-copy: its slope is ${us(c.slopeDiffS)} a node off graph-E's ${us(E.slopeS)}: the copy node changed more than a fixed cost, graphCopyNodeS (${us(c.value)}) is doubtful`]
+    ? [`${COPY_NODE_DOUBT}${us(c.slopeDiffS)} a node off graph-E's ${us(E.slopeS)}: the copy node changed more than a fixed cost, graphCopyNodeS (${us(c.value)}) is doubtful`]
     : [];
+}
+
+/** Whether one of the part's warnings is copyNodeWarnings': graphCopyNodeS flagged doubtful by the run that measured it. */
+export function isCopyNodeDoubt(warning: string): boolean {
+  return warning.startsWith(COPY_NODE_DOUBT);
 }
 
 /**
@@ -192,7 +201,9 @@ export function measuredStepOverheads(m: MeasuredOverheads, base: StepOverheads 
     if (v < 0) clamped.push(f);
     return Math.max(0, v);
   };
-  const overheads = Object.fromEntries((Object.keys(base) as (keyof StepOverheads)[]).map((f) => [f, pick(f, base[f])])) as unknown as StepOverheads;
+  // graphCopyNodeS is no constant of this record (the file's graphCopyNodeS section: step-overheads-file.ts): kept as `base` has it.
+  const fields = (Object.keys(base) as (keyof StepOverheads)[]).filter((f): f is StepOverheadConstant => f !== 'graphCopyNodeS');
+  const overheads = { ...base, ...Object.fromEntries(fields.map((f) => [f, pick(f, base[f])])) } as StepOverheads;
   const pdl = Object.fromEntries((Object.keys(basePdl) as (keyof PdlOverheads)[]).map((f) => [f, pick(f, basePdl[f])])) as unknown as PdlOverheads;
   return { overheads, pdl, replaced, clamped };
 }

@@ -17,8 +17,8 @@
  *   graph-E-copy  graph-E's N-node graph with one 64-byte pinned uploadAsync captured as its first
  *             node, as the runner captures a decode step's upload (gpu-runner.ts decodeStep), its
  *             replays alternating with graph-E's at each N: its times less graph-E's at the same N
- *             are that copy node's cost in a graph (graphCopyNodeS),
- *             what the cost model prices copyLatencyS + graphNodeGapS (step-timeline.ts stepIssue).
+ *             are that copy node's cost in a graph (graphCopyNodeS), which the assumed model prices
+ *             copyLatencyS + graphNodeGapS (step-timeline.ts stepIssue; a file's measured node replaces it).
  *   host      wall time per CudaDevice.launch (argument bytes packed before the loop), per GpuOps
  *             call (packing included), per launchGraph of a 16-node E graph, per 64 B uploadAsync.
  *

@@ -9,7 +9,8 @@
  *   ceilings   the Machine's copy and bf16 matmul rates replaced by the facts part's (`ceilings`);
  *              mma.sync, L2, shared memory, HBM latency and clock stay assumed
  *   overheads  the launch and host constants replaced by the overheads part's (`overheads`,
- *              launch-overheads.ts measuredStepOverheads through step-overheads-file.ts), and
+ *              launch-overhead-constants.ts measuredStepOverheads through step-overheads-file.ts,
+ *              the graphs' upload node by its measured graphCopyNodeS where not doubted), and
  *              hostStepS by the one derived from the rows' host times where they have them
  *              (below): the decoder's work precedes a step's first kernel, so it is GPU time too
  *   both       both replaced.

@@ -5,16 +5,19 @@
  * as its `overheads` section. Every constant whose measured value is a number replaces the assumed
  * one, identifiable alone or not (a constant the series give only in a sum was split with an
  * assumed term: the file says which); null leaves the assumption; below 0 counts as 0
- * (launch-overheads.ts measuredStepOverheads, the one rule for it). Pure: the text in, the
- * constants out, or a TidarcError naming the file and what is wrong with it.
+ * (launch-overhead-constants.ts measuredStepOverheads, the one rule for it). The file's
+ * graphCopyNodeS (the step's upload as a graph node, measured) becomes StepOverheads.graphCopyNodeS,
+ * priced in place of copyLatencyS + graphNodeGapS, unless its value is null (the series did not run)
+ * or the part's own warning flagged it doubtful (launch-overhead-constants.ts copyNodeWarnings).
+ * Pure: the text in, the constants out, or a TidarcError naming the file and what is wrong with it.
  */
 import { H200 } from '../codegen/machine.js';
 import { TidarcError } from '../errors.js';
-import { type MeasuredConstant, type MeasuredOverheads, measuredStepOverheads } from './launch-overheads.js';
+import { type MeasuredConstant, type MeasuredOverheads, isCopyNodeDoubt, measuredStepOverheads } from './launch-overhead-constants.js';
 import { machineForGpu } from './predicted-machines.js';
-import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheadConstant, type StepOverheads } from './step-overheads.js';
 
-export type OverheadName = keyof StepOverheads | keyof PdlOverheads;
+export type OverheadName = StepOverheadConstant | keyof PdlOverheads;
 
 /** One constant of the file: the assumed value, the measured one (null: not measured), whether the series give it alone, how. */
 export interface OverheadReading {
@@ -45,9 +48,10 @@ export interface MeasuredStepOverheads {
   readonly unknown: readonly string[];
   /**
    * The step's upload as a graph node (overheads.mjs graphCopyNodeS: graph-E-copy against graph-E), absent from files
-   * without it. Not a constant of the model, which prices the node copyLatencyS + graphNodeGapS: printed beside that price.
+   * without a value. `used`: `overheads.graphCopyNodeS` holds it (below 0: 0) and the graphs timeline prices the node
+   * with it instead of copyLatencyS + graphNodeGapS; not used where the part's own warning (`doubt`) flagged it doubtful.
    */
-  readonly graphCopyNode?: { readonly measuredS: number; readonly from: string };
+  readonly graphCopyNode?: { readonly measuredS: number; readonly from: string; readonly used: boolean; readonly doubt?: string };
 }
 
 /** A value past this many seconds is not a launch or host overhead (another unit, or a broken measurement). */
@@ -96,8 +100,8 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
   if (o.ok === false) throw bad(`the measurement failed (${where}ok: false${typeof o.error === 'string' ? `: ${o.error}` : ''})`);
   if (!isRecord(o.measured)) throw bad(`${where}measured: ${o.measured === undefined ? 'missing' : 'not an object'}`);
   const measured = o.measured;
-  const defaults: Readonly<Record<OverheadName, number>> = { ...base, ...basePdl };
-  const names = [...Object.keys(base), ...Object.keys(basePdl)] as OverheadName[];
+  const names = [...Object.keys(base), ...Object.keys(basePdl)].filter((n) => n !== 'graphCopyNodeS') as OverheadName[];
+  const defaults = { ...base, ...basePdl } as Readonly<Record<OverheadName, number>>;
   const checked = Object.fromEntries(names.map((name): [OverheadName, MeasuredConstant] => {
     const m = measured[name];
     const field = `${where}measured.${name}`;
@@ -113,7 +117,7 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
     name, assumedS: defaults[name], measuredS: checked[name].value, identifiable: checked[name].identifiable, from: checked[name].from,
     replaced: priced.replaced.includes(name), clamped: priced.clamped.includes(name),
   }));
-  const overheads = priced.overheads, pdlOverheads = priced.pdl;
+  const pdlOverheads = priced.pdl;
   let graphCopyNode: MeasuredStepOverheads['graphCopyNode'];
   // A series that did not run leaves value null (overheads.mjs's JSON of a NaN): as a file without the figure, not a bad file.
   if (o.graphCopyNodeS !== undefined && !(isRecord(o.graphCopyNodeS) && o.graphCopyNodeS.value === null)) {
@@ -122,8 +126,11 @@ export function measuredOverheadsOf(doc: unknown, file: string, base: StepOverhe
     if (!isRecord(g)) throw bad(`${field}: not an object ({value, identifiable, from})`);
     if (typeof g.value !== 'number' || !Number.isFinite(g.value)) throw bad(`${field}.value: ${JSON.stringify(g.value)} is not a number of seconds`);
     if (Math.abs(g.value) > MAX_OVERHEAD_S) throw bad(`${field}.value: ${g.value} s is not a copy node's time (seconds expected)`);
-    graphCopyNode = { measuredS: g.value, from: typeof g.from === 'string' ? g.from : '' };
+    // The run that measured it says where it doubts it: copyNodeWarnings' line among its warnings.
+    const doubt = (Array.isArray(o.warnings) ? o.warnings : []).find((w): w is string => typeof w === 'string' && isCopyNodeDoubt(w));
+    graphCopyNode = { measuredS: g.value, from: typeof g.from === 'string' ? g.from : '', used: doubt === undefined, ...(doubt !== undefined ? { doubt } : {}) };
   }
+  const overheads: StepOverheads = graphCopyNode?.used ? { ...priced.overheads, graphCopyNodeS: Math.max(0, graphCopyNode.measuredS) } : priced.overheads;
   const dev = isRecord(o.device) ? o.device : {};
   const cc = Array.isArray(dev.computeCapability) ? ` (${dev.computeCapability.join('.')})` : '';
   return {
@@ -165,8 +172,7 @@ export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
       ? `  ${r.name}: assumed ${usText(r.assumedS)} us -> derived ${value} (from the e2e part's decoder steps: ${r.from})`
       : `  ${r.name}: assumed ${usText(r.assumedS)} us -> measured ${value} (${r.identifiable ? 'identifiable' : 'not identifiable alone: split with an assumed term'})`);
   }
-  const copyNode = graphCopyNodeLine(m);
-  if (copyNode) lines.push(copyNode);
+  lines.push(graphCopyNodeLine(m));
   const kept = m.readings.filter((r) => !r.replaced);
   if (kept.length > 0) lines.push(`  kept as assumed: ${kept.map((r) => `${r.name} ${usText(r.assumedS)} us (${r.from === 'not in the file' ? r.from : 'not measured'})`).join(', ')}`);
   const series = replaced.filter((r) => !r.derived);
@@ -176,26 +182,30 @@ export function measuredOverheadLines(m: MeasuredStepOverheads): string[] {
 }
 
 /**
- * The measured copy node against the model's price of it (copyLatencyS + graphNodeGapS with the constants
- * `m` prices with: measured where replaced), or null where the file has no graphCopyNodeS.
+ * Where the price of the step's upload as a graph node comes from: the file's graphCopyNodeS (used,
+ * or flagged doubtful and left out), or copyLatencyS + graphNodeGapS with the constants `m` prices
+ * with (measured where replaced) where the file has no value.
  */
-export function graphCopyNodeLine(m: MeasuredStepOverheads): string | null {
-  const c = m.graphCopyNode;
-  if (!c) return null;
-  const priced = m.overheads.copyLatencyS + m.overheads.graphNodeGapS;
+export function graphCopyNodeLine(m: MeasuredStepOverheads): string {
+  const o = m.overheads;
+  const sum = o.copyLatencyS + o.graphNodeGapS;
   const src = (n: OverheadName): string => (m.readings.find((r) => r.name === n)?.replaced ? 'measured' : 'assumed');
-  const diff = c.measuredS - priced;
-  const verdict = Math.abs(diff) < 0.005e-6 ? 'as priced'
-    : diff < 0 ? `the model prices ${usText(-diff)} us more per upload than measured` : `the model prices ${usText(diff)} us less per upload than measured`;
-  return `  graphCopyNodeS (the step's upload as a graph node, measured; not a model constant): ${usText(c.measuredS)} us against the model's price copyLatencyS + graphNodeGapS = `
-    + `${usText(m.overheads.copyLatencyS)} (${src('copyLatencyS')}) + ${usText(m.overheads.graphNodeGapS)} (${src('graphNodeGapS')}) = ${usText(priced)} us`
-    + `${priced > 0 ? ` (measured / priced ${(c.measuredS / priced).toFixed(2)}x)` : ''}: ${verdict}`;
+  const price = `copyLatencyS + graphNodeGapS = ${usText(o.copyLatencyS)} (${src('copyLatencyS')}) + ${usText(o.graphNodeGapS)} (${src('graphNodeGapS')}) = ${usText(sum)} us`;
+  const head = '  graphCopyNodeS (the step\'s upload as a graph node, with graphs):';
+  const c = m.graphCopyNode;
+  if (!c) return `${head} none in the file (from before graph-E-copy, or its series did not run): priced ${price}`;
+  if (!c.used) return `${head} measured ${usText(c.measuredS)} us, NOT used: the overheads part flagged it doubtful (${c.doubt}); priced ${price}`;
+  const diff = c.measuredS - sum;
+  const verdict = Math.abs(diff) < 0.005e-6 ? 'the same' : `${usText(Math.abs(diff))} us ${diff < 0 ? 'more' : 'less'} than measured`;
+  const value = c.measuredS < 0 ? `0 us (${usText(c.measuredS)} us measured, below 0: priced as 0)` : `${usText(c.measuredS)} us`;
+  return `${head} ${price} -> measured ${value}, priced as measured (the sum: ${verdict}${sum > 0 ? `, measured / sum ${(c.measuredS / sum).toFixed(2)}x` : ''})`;
 }
 
 /** bench:step's line of the StepOverheads it prices with (measured: some replaced by a device's). */
 export function overheadsLine(o: StepOverheads, measured: boolean): string {
   const us = usText;
-  return `Overheads (us; ${measured ? 'measured where replaced above, else as assumed in step-overheads.ts' : 'sources in step-overheads.ts'}): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}.`;
+  return `Overheads (us; ${measured ? 'measured where replaced above, else as assumed in step-overheads.ts' : 'sources in step-overheads.ts'}): host per launch ${us(o.hostLaunchS)}, stream gap ${us(o.streamGapS)}, graph node gap ${us(o.graphNodeGapS)}, graph start ${us(o.graphStartS)}, host graph launch ${us(o.hostGraphLaunchS)}, copy latency ${us(o.copyLatencyS)}, host per copy ${us(o.hostCopyS)}, decoder host per step ${us(o.hostStepS)}, kernel floor ${us(o.smallKernelS)}`
+    + `${o.graphCopyNodeS !== undefined ? `, graph upload node ${us(o.graphCopyNodeS)} (measured graphCopyNodeS, not copy latency + graph node gap)` : ''}.`;
 }
 
 /** bench:step's line of the PdlOverheads it prices with. */

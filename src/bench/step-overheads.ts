@@ -37,8 +37,8 @@ export interface StepOverheads {
   readonly hostGraphLaunchS: number;
   /**
    * Latency of one small host<->device copy on the stream (pinned, tens of bytes): assumed 3 us each
-   * way. With graphs the step's upload is a memcpy node, priced as this + graphNodeGapS: the
-   * overheads part measures the copy on the stream only (launch-overheads.ts 'copies'), not as a node.
+   * way. With graphs the step's upload is a memcpy node, priced as this + graphNodeGapS unless a
+   * device measured the node itself (graphCopyNodeS).
    */
   readonly copyLatencyS: number;
   /** Host time of one copy call (N-API + cuMemcpy*Async): assumed 5 us, like a launch. */
@@ -47,12 +47,27 @@ export interface StepOverheads {
   readonly hostStepS: number;
   /** Floor of a small operator kernel (one DRAM round trip, one CTA wave): assumed 1.5 us. */
   readonly smallKernelS: number;
+  /**
+   * The step's upload as a node of its graph, up to the first kernel's start: only where a device
+   * measured it (the overheads part's graphCopyNodeS, graph-E-copy's times less graph-E's;
+   * step-overheads-file.ts reads it). Absent, as in STEP_OVERHEADS: copyLatencyS + graphNodeGapS
+   * (graphUploadNodeS), an assumption no series checked.
+   */
+  readonly graphCopyNodeS?: number;
 }
 
 export const STEP_OVERHEADS: StepOverheads = {
   hostLaunchS: 6e-6, streamGapS: 2e-6, graphNodeGapS: 0.58e-6, graphStartS: 8.6e-6, hostGraphLaunchS: 5e-6,
   copyLatencyS: 3e-6, hostCopyS: 5e-6, hostStepS: 20e-6, smallKernelS: 1.5e-6,
 };
+
+/** The constants every set of StepOverheads has (graphCopyNodeS only where a device measured it): what a device's file may replace one by one. */
+export type StepOverheadConstant = Exclude<keyof StepOverheads, 'graphCopyNodeS'>;
+
+/** What a step's upload costs as a node of its graph: the measured node where `o` has one, else the stream's copy plus a node's gap. */
+export function graphUploadNodeS(o: StepOverheads): number {
+  return o.graphCopyNodeS ?? o.copyLatencyS + o.graphNodeGapS;
+}
 
 /**
  * Programmatic dependent launch (PDL: the kernels' griddepcontrol contract, cuLaunchKernelEx with

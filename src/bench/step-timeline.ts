@@ -24,7 +24,7 @@ import type { Machine } from '../codegen/machine.js';
 import { ctasBeside } from '../codegen/occupancy.js';
 import { fillRate } from '../codegen/in-flight-rate.js';
 import { type LaunchPrice, prefetchedGemmS } from './step-launch-price.js';
-import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads } from './step-overheads.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepOverheads, graphUploadNodeS } from './step-overheads.js';
 
 export interface ModeTimes {
   /** GPU time of the step between events around it (upload to download). */
@@ -40,7 +40,8 @@ export interface ModeTimes {
  * step (gpu-runner.ts decodeStep). Launch by launch: the decoder's own work, the upload call (its
  * copy lands copyLatencyS later), then each launch. With graphs the upload is a node of the
  * captured graph (DeviceStepIo.upload inside the capture): the host fills the pinned inputs and
- * launches the graph, whose copy node runs after the graph's start. The download is synchronous:
+ * launches the graph, whose copy node runs after the graph's start (graphUploadNodeS: measured where
+ * a device's file has graphCopyNodeS, else copyLatencyS + graphNodeGapS). The download is synchronous:
  * bench-step counts it among the waits, so it is GPU time (the tail) and not host time.
  */
 function stepIssue(copies: { uploads: number; downloads: number; bytes: number }, machine: Machine, o: StepOverheads) {
@@ -49,7 +50,7 @@ function stepIssue(copies: { uploads: number; downloads: number; bytes: number }
     /** Launch by launch: the host's time when the upload call returns, and when its copy has landed. */
     directIssued, directUploaded: directIssued + copies.uploads * o.copyLatencyS,
     /** With graphs: when the graph's first kernel can start. */
-    graphKernelsFrom: o.hostStepS + o.hostGraphLaunchS + o.graphStartS + copies.uploads * (o.copyLatencyS + o.graphNodeGapS),
+    graphKernelsFrom: o.hostStepS + o.hostGraphLaunchS + o.graphStartS + copies.uploads * graphUploadNodeS(o),
     tail: copies.downloads * o.copyLatencyS + copies.bytes / machine.copyBytesPerS,
     graphHostS: o.hostStepS + o.hostGraphLaunchS,
     directHostS: (launches: number): number => directIssued + launches * o.hostLaunchS,

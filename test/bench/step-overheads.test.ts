@@ -16,7 +16,8 @@ import { PDL_OVERHEADS, STEP_OVERHEADS, type StepRegisters } from '../../src/ben
 import { QWEN3_0_6B, predictSteps } from '../../src/bench/step-report.js';
 import { graphCopyNodeLine, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
 import { hostStepLines, readOverheadsWithHostStep } from '../../src/bench/step-host.js';
-import { hostFixture } from '../helpers/step-host-fixture.js';
+import { UPLOADS, hostFixture } from '../helpers/step-host-fixture.js';
+import { type GraphCopyNode, type OverheadSeriesSet, copyNodeWarnings } from '../../src/bench/launch-overhead-constants.js';
 
 const exec = promisify(execFile);
 const FIXTURE = resolve('test/bench/fixtures/overheads-sample.json');
@@ -33,7 +34,7 @@ describe('bench:step --overheads', () => {
   test('each measured constant replaces the assumed one, a line each with identifiable or not; null ones stay assumed', () => {
     const m = readMeasuredOverheads(text, 'o.json');
     expect(m.overheads).toEqual({ ...STEP_OVERHEADS, hostLaunchS: 4.2e-6, streamGapS: 1.6e-6, graphNodeGapS: 0.45e-6, graphStartS: 7.1e-6, hostGraphLaunchS: 3e-6,
-      copyLatencyS: 2.2e-6, hostCopyS: 3.5e-6, smallKernelS: 2.75e-6 });
+      copyLatencyS: 2.2e-6, hostCopyS: 3.5e-6, smallKernelS: 2.75e-6, graphCopyNodeS: 2.9e-6 });
     expect(m.pdlOverheads).toEqual({ ...PDL_OVERHEADS, waitReleaseS: 0.5e-6 });
     const lines = measuredOverheadLines(m);
     expect(lines[0]).toBe('Overheads measured on NVIDIA H200 (9.0) (o.json): 9 of 11 constants replaced.');
@@ -43,7 +44,7 @@ describe('bench:step --overheads', () => {
     expect(lines).toContain('  identifiable: hostLaunchS, graphStartS, hostGraphLaunchS, copyLatencyS, hostCopyS, waitReleaseS; not identifiable alone: streamGapS, graphNodeGapS, smallKernelS');
     // The overhead line bench:step prints: the default one unchanged, the measured figures in the other.
     expect(overheadsLine(STEP_OVERHEADS, false)).toBe('Overheads (us; sources in step-overheads.ts): host per launch 6, stream gap 2, graph node gap 0.58, graph start 8.6, host graph launch 5, copy latency 3, host per copy 5, decoder host per step 20, kernel floor 1.5.');
-    expect(overheadsLine(m.overheads, true)).toBe('Overheads (us; measured where replaced above, else as assumed in step-overheads.ts): host per launch 4.2, stream gap 1.6, graph node gap 0.45, graph start 7.1, host graph launch 3, copy latency 2.2, host per copy 3.5, decoder host per step 20, kernel floor 2.75.');
+    expect(overheadsLine(m.overheads, true)).toBe('Overheads (us; measured where replaced above, else as assumed in step-overheads.ts): host per launch 4.2, stream gap 1.6, graph node gap 0.45, graph start 7.1, host graph launch 3, copy latency 2.2, host per copy 3.5, decoder host per step 20, kernel floor 2.75, graph upload node 2.9 (measured graphCopyNodeS, not copy latency + graph node gap).');
     expect(pdlLine(m.pdlOverheads, true)).toMatch(/^PDL \(us; measured where replaced above, else assumed, .*\): wait release 0\.5, launch ramp 0\.8 /);
     expect(pdlLine(PDL_OVERHEADS, false)).toMatch(/wait release 0\.3, launch ramp 0\.8 .*nothing here was measured on an H200\.$/);
   });
@@ -108,28 +109,58 @@ describe('bench:step --overheads', () => {
     expect(() => readOverheadsWithHostStep('{"format": 1, "parts": [{"name": "overheads", "status": "failed", "why": "x"}]}', 'n.json')).toThrow(/^n\.json: a device check's results without an overheads section \(its overheads part: failed, x\)$/);
   });
 
-  test('the step\'s upload as a graph node (graphCopyNodeS): measured against the model\'s price copyLatencyS + graphNodeGapS, with the constants it prices with', () => {
+  test('the step\'s upload as a graph node (graphCopyNodeS): the measured node prices it with graphs, in place of copyLatencyS + graphNodeGapS; a null or doubted one does not', () => {
     const m = readMeasuredOverheads(text, 'o.json');
-    expect(m.graphCopyNode).toEqual({ measuredS: 2.9e-6, from: 'median over N = 16, 64, 256 of T(graph-E-copy, N) - T(graph-E, N)' });
-    // Not a constant: the model's figures are unchanged, the line sits before the constants kept as assumed.
-    expect(m.overheads.copyLatencyS).toBe(2.2e-6);
-    const line = '  graphCopyNodeS (the step\'s upload as a graph node, measured; not a model constant): 2.9 us against the model\'s price copyLatencyS + graphNodeGapS = 2.2 (measured) + 0.45 (measured) = 2.65 us (measured / priced 1.09x): the model prices 0.25 us less per upload than measured';
+    expect(m.graphCopyNode).toEqual({ measuredS: 2.9e-6, from: 'median over N = 16, 64, 256 of T(graph-E-copy, N) - T(graph-E, N)', used: true });
+    expect([m.overheads.graphCopyNodeS, m.overheads.copyLatencyS, m.overheads.graphNodeGapS]).toEqual([2.9e-6, 2.2e-6, 0.45e-6]);
+    const line = '  graphCopyNodeS (the step\'s upload as a graph node, with graphs): copyLatencyS + graphNodeGapS = 2.2 (measured) + 0.45 (measured) = 2.65 us -> measured 2.9 us, priced as measured (the sum: 0.25 us less than measured, measured / sum 1.09x)';
     const lines = measuredOverheadLines(m);
     expect(lines).toContain(line);
     expect(lines.indexOf(line)).toBe(lines.findIndex((l) => l.startsWith('  kept as assumed:')) - 1);
-    // Only the node measured: priced with the assumed 3 + 0.58 us.
+    // Only the node measured: the sum it replaces is the assumed 3 + 0.58 us.
     const alone = readMeasuredOverheads(JSON.stringify({ ...sample, measured: {} }), 'a.json');
-    expect(graphCopyNodeLine(alone)).toBe('  graphCopyNodeS (the step\'s upload as a graph node, measured; not a model constant): 2.9 us against the model\'s price copyLatencyS + graphNodeGapS = 3 (assumed) + 0.58 (assumed) = 3.58 us (measured / priced 0.81x): the model prices 0.68 us more per upload than measured');
-    // A file from before graph-E-copy: no line.
+    expect(graphCopyNodeLine(alone)).toBe('  graphCopyNodeS (the step\'s upload as a graph node, with graphs): copyLatencyS + graphNodeGapS = 3 (assumed) + 0.58 (assumed) = 3.58 us -> measured 2.9 us, priced as measured (the sum: 0.68 us more than measured, measured / sum 0.81x)');
+    expect(alone.overheads).toEqual({ ...STEP_OVERHEADS, graphCopyNodeS: 2.9e-6 });
+
+    // The graphs columns move by UPLOADS x (2.9 - (2.2 + 0.45)) us a step, with PDL and without; launch by launch (a stream
+    // copy, copyLatencyS) and the host times do not. Against the same file without the node.
     const { graphCopyNodeS: _, ...older } = sample;
     const o = readMeasuredOverheads(JSON.stringify(older), 'old.json');
     expect(o.graphCopyNode).toBeUndefined();
-    expect(graphCopyNodeLine(o)).toBeNull();
-    expect(measuredOverheadLines(o).join('\n')).not.toContain('graphCopyNodeS');
-    // A series that did not run (its value null, overheads.mjs's JSON of a NaN): the same, the model's constants still read.
+    expect(o.overheads).toEqual({ ...m.overheads, graphCopyNodeS: undefined });
+    const byHandMs = UPLOADS * (2.9 - (2.2 + 0.45)) * 1e-3;
+    const [node] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', m.overheads, m.pdlOverheads);
+    const [sum] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', o.overheads, o.pdlOverheads);
+    expect(node!.graphs.gpuMs - sum!.graphs.gpuMs).toBeCloseTo(byHandMs, 12);
+    expect(node!.pdl.graphs.gpuMs - sum!.pdl.graphs.gpuMs).toBeCloseTo(byHandMs, 12);
+    expect([node!.launchByLaunch.gpuMs, node!.pdl.launchByLaunch.gpuMs, node!.graphs.hostMs]).toEqual([sum!.launchByLaunch.gpuMs, sum!.pdl.launchByLaunch.gpuMs, sum!.graphs.hostMs]);
+
+    // No node from: a file from before graph-E-copy, a series that did not run (value null: overheads.mjs's JSON of a NaN), a
+    // node the part's own warning doubted (copyNodeWarnings' line among its warnings). Each prices copyLatencyS + graphNodeGapS.
     const unrun = readMeasuredOverheads(JSON.stringify({ ...sample, graphCopyNodeS: { value: null, identifiable: true, from: 'not run' } }), 'unrun.json');
-    expect([unrun.graphCopyNode, graphCopyNodeLine(unrun)]).toEqual([undefined, null]);
+    expect(unrun.graphCopyNode).toBeUndefined();
     expect(unrun.readings).toEqual(readMeasuredOverheads(JSON.stringify(sample), 's.json').readings);
+    // The warning as the part writes it: graph-E-copy's slope 0.3 us a node off graph-E's 1.25 us.
+    const [doubt] = copyNodeWarnings({ value: 2.9e-6, slopeDiffS: 0.3e-6 } as GraphCopyNode, { 'graph-E': { slopeS: 1.25e-6 } } as unknown as OverheadSeriesSet);
+    expect(doubt).toMatch(/graphCopyNodeS \(2\.900 us\) is doubtful$/);
+    const doubted = readMeasuredOverheads(JSON.stringify({ ...sample, warnings: ['graph-S: r2 0.9000 below 0.99: its slope is doubtful', doubt] }), 'doubt.json');
+    expect(doubted.graphCopyNode).toEqual({ measuredS: 2.9e-6, from: m.graphCopyNode!.from, used: false, doubt });
+    const price = 'priced copyLatencyS + graphNodeGapS = 2.2 (measured) + 0.45 (measured) = 2.65 us';
+    expect(graphCopyNodeLine(o)).toBe(`  graphCopyNodeS (the step's upload as a graph node, with graphs): none in the file (from before graph-E-copy, or its series did not run): ${price}`);
+    expect(graphCopyNodeLine(doubted)).toBe(`  graphCopyNodeS (the step's upload as a graph node, with graphs): measured 2.9 us, NOT used: the overheads part flagged it doubtful (${doubt}); ${price}`);
+    for (const x of [unrun, doubted]) {
+      expect(x.overheads).toEqual(o.overheads);
+      const [p] = predictSteps(QWEN3_0_6B, [1024], H200, REGISTERS, 'sm_90', x.overheads, x.pdlOverheads);
+      expect([p!.graphs.gpuMs, p!.pdl.graphs.gpuMs]).toEqual([sum!.graphs.gpuMs, sum!.pdl.graphs.gpuMs]);
+    }
+    expect(overheadsLine(doubted.overheads, true)).not.toContain('graph upload node');
+    // Another series' warning (a fit's, even graph-E-copy's own r2) is not a doubt on the node: the paired differences are its value, not the slope.
+    const fit = readMeasuredOverheads(JSON.stringify({ ...sample, warnings: ['graph-E-copy: r2 0.9800 below 0.99 (times 1, 2, 4 ms at N = 16, 64, 256): its slope is doubtful'] }), 'fit.json');
+    expect(fit.overheads.graphCopyNodeS).toBe(2.9e-6);
+    // A measured node below 0 (noise) is priced as 0, and said.
+    const negative = readMeasuredOverheads(JSON.stringify({ ...sample, graphCopyNodeS: { ...(sample.graphCopyNodeS as object), value: -0.1e-6 } }), 'neg.json');
+    expect(negative.overheads.graphCopyNodeS).toBe(0);
+    expect(graphCopyNodeLine(negative)).toContain('-> measured 0 us (-0.1 us measured, below 0: priced as 0), priced as measured');
   });
 
   test('a bad file: one line naming the file and what is wrong', () => {
