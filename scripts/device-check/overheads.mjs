@@ -15,7 +15,7 @@
 // {n, gpuMs, slopeS, interceptS, r2}}, host {launchS, graphLaunchS, copyS, opLaunchS[, opLaunchPdlS where PDL is on]}, measured {<field>:
 // {value, identifiable, from[, measuredS]}} for every field of StepOverheads and PdlOverheads, graphCopyNodeS {value, identifiable,
 // from, pairedS, interceptDiffS, slopeDiffS, model {valueS, copyLatencyS, graphNodeGapS, assumedS, from}} (the step's upload as a
-// graph node, graph-E-copy against graph-E, beside the model's price of it: not a model constant), plan, stats,
+// graph node, graph-E-copy against graph-E, beside the model's price of it; bench:step --overheads prices the node with it), plan, stats,
 // queue, graphLaunchHost {<graph series>: {n, hostMs, slopeS, interceptS}}, warnings, ok, seconds}; on failure {ok: false, error, seconds}. Exit status 0 either way.
 // Emulated timings mean nothing (the emulator runs kernels on the CPU, synchronously).
 import { join } from 'node:path';

@@ -213,7 +213,7 @@ def _copy_node_rows(sec, assumed):
     shown = _us(v) if _num(v) else 'not measured'
     priced = (f"; the model prices it copyLatencyS + graphNodeGapS = {_us(model['valueS'])} us with the measured constants, {_us(price)} us assumed"
               if _num(model.get('valueS')) else '; the model prices it copyLatencyS + graphNodeGapS')
-    return [f"| graphCopyNodeS (not a model constant: the step's upload as a graph node) | {_us(price)} | {shown} | {ratio} | {'yes' if c.get('identifiable') else 'no'} | "
+    return [f"| graphCopyNodeS (the step's upload as a graph node; bench:step --overheads prices it with this) | {_us(price)} | {shown} | {ratio} | {'yes' if c.get('identifiable') else 'no'} | "
             f"{_cell(c.get('from', ''))}{priced} |"]
 
 

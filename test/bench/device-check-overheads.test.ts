@@ -56,7 +56,7 @@ describe.skipIf(!python)('the overheads part in the device check report', () => 
     expect(md).toContain('| graph-E-copy | 16, 64, 256 | 0.03, 0.09, 0.33 | 1.25 | 10 | 0.9998 |');
     // The step's upload as a graph node, right after copyLatencyS: measured against the model's price copyLatencyS + graphNodeGapS (3 + 0.58 assumed).
     const copy = md.split('\n').findIndex((l) => l.startsWith('| copyLatencyS |'));
-    expect(md.split('\n')[copy + 1]).toBe('| graphCopyNodeS (not a model constant: the step\'s upload as a graph node) | 3.58 | 2.9 | 0.81x | yes | '
+    expect(md.split('\n')[copy + 1]).toBe('| graphCopyNodeS (the step\'s upload as a graph node; bench:step --overheads prices it with this) | 3.58 | 2.9 | 0.81x | yes | '
       + 'median over N = 16, 64, 256 of T(graph-E-copy, N) - T(graph-E, N); the model prices it copyLatencyS + graphNodeGapS = 2.65 us with the measured constants, 3.58 us assumed |');
     expect(short).toMatch(/^overheads \(us measured\/assumed; \* not identifiable alone\): hostLaunchS 4\.2\/6, streamGapS 1\.6\/2\*, graphNodeGapS 0\.45\/0\.58\*, .*waitReleaseS 0\.5\/0\.3$/m);
     expect(short).toMatch(/, copyLatencyS 2\.2\/3, graphCopyNodeS 2\.9\/3\.58, hostCopyS /);
