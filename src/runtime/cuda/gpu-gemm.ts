@@ -139,7 +139,7 @@ export class GpuGemms {
     this.workspace = undefined;
   }
 
-  /** Bytes of scratch held now (the decode loop's price compares them): the workspace and the split-K counters, by slot (gemmScratchSlots). */
+  /** Bytes of scratch held now (the decode loop's price compares them): the workspace and the split-K counters, by slot (GEMM_SLOTS). */
   heldScratch(): Map<string, number> {
     return new Map([[GEMM_SLOTS.workspace, this.workspace?.bytes ?? 0], [GEMM_SLOTS.counters, this.counters.bytes]]);
   }

@@ -10,91 +10,38 @@
  * (attention-launch.ts), which the cuda kernel library uses too: split-KV as tidarc tune measured
  * on a GPU for the shape, else the split rule (splits.ts: least estimated time over the SMs). The linear layers run on the generated GEMMs of the manifest
  * ("gemms": Q/K/V fused into one matrix and gate/up into one at upload, gpu-weights.ts); a layer
- * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part.
+ * the GEMMs refuse ("gemmRefusals") runs tidarc_op_matmul per part. Its device buffers (the K/V
+ * cache, pass activations, the prefill's lm_head scratch) are allocated by gpu-runner-buffers.ts.
  */
 import { join } from 'node:path';
 import type { Manifest } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { type OpOf, type StepGraph, type TensorType, stepK, stepV } from '../../ir/step-graph.js';
+import { type OpOf, type StepGraph, stepK, stepV } from '../../ir/step-graph.js';
 import { runOps, type OpTable } from '../../ir/step-exec.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import {
-  type AttentionSchedule, type CacheState, type DeviceStepInput, type DeviceStepOutput, type ForwardPass, type Runner, checkLogitsFinite,
+  type AttentionSchedule, type DeviceStepInput, type DeviceStepOutput, type ForwardPass, type Runner, checkLogitsFinite,
 } from '../model/forward.js';
-import { KvCache, type KvShape, checkRoom } from '../model/kv-cache.js';
+import type { KvCache } from '../model/kv-cache.js';
 import { checkNeededVariants } from '../model/needed-variants.js';
 import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../model/step.js';
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
-import { headScratchSizes, kvLayerBytes, passOutOfMemory, passRows, prefixLengthBytes, tensorBytes } from './device-memory.js';
 import { DeviceStepIo, samplingSetup, stepShape, stepShapeKey } from './gpu-decode-step.js';
 import type { GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
 import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
 import { GpuOps, packKvCommitTable, packSampleParams } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
+import { GpuKvCache, type HeadScratch, type PassBuffers, allocHeadScratch, allocPassBuffers, headBuffers } from './gpu-runner-buffers.js';
 import { type BufferLedger, type StepLaunch, StepGraphs, trackBuffers } from './step-graphs.js';
 
 export { type GpuWeights, uploadWeights } from './gpu-weights.js';
+export { GpuKvCache } from './gpu-runner-buffers.js';
 
 /** The ops module inside a compiled kernels directory. */
 export const OPS_MODULE = 'cuda/tidarc_ops.fatbin';
-
-/** The committed K/V of one sequence on the device, [kvHeads, capacity, headDim] per layer. */
-export class GpuKvCache implements CacheState {
-  readonly k: DeviceBuffer[];
-  readonly v: DeviceBuffer[];
-  length = 0;
-
-  constructor(private readonly device: CudaDevice, readonly shape: KvShape) {
-    const bytes = kvLayerBytes(shape);
-    this.k = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `K cache layer ${i}`));
-    this.v = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `V cache layer ${i}`));
-    // Unwritten slots are never read (prefix_len bounds every read); zero them anyway so a bug
-    // reads zeros, never stale memory.
-    for (const b of [...this.k, ...this.v]) device.fill(b, 0);
-  }
-
-  ensureRoom(count: number): void {
-    checkRoom(this.shape, this.length, count);
-  }
-
-  repeatSlots(source: number, count: number): void {
-    const { kvHeads, capacity, headDim: D } = this.shape;
-    for (const buf of [...this.k, ...this.v]) {
-      for (let h = 0; h < kvHeads; h++) {
-        const base = h * capacity * D * 2;
-        for (let s = source; s < count; s += source) this.device.copy(buf, base + s * D * 2, buf, base, Math.min(source, count - s) * D * 2);
-      }
-    }
-  }
-
-  /** A host copy of the committed cache. */
-  toHost(): KvCache {
-    const host = new KvCache(this.shape);
-    for (let layer = 0; layer < this.shape.layers; layer++) {
-      this.device.download(this.k[layer]!, host.k[layer]!);
-      this.device.download(this.v[layer]!, host.v[layer]!);
-    }
-    host.length = this.length;
-    return host;
-  }
-
-  free(): void {
-    for (const b of [...this.k, ...this.v]) this.device.free(b);
-  }
-}
-
-/** Device buffers of a pass of T tokens: the graph's tensors by name (rows padded to a whole prefill chunk, zero-filled). */
-interface PassBuffers {
-  readonly rows: number;
-  readonly bufs: ReadonlyMap<string, DeviceBuffer>;
-  readonly widths: ReadonlyMap<string, number>;
-  /** Element types as the graph declares them (u16: the model's dtype, e.g. the GEMMs' activations). */
-  readonly types: ReadonlyMap<string, TensorType>;
-  readonly prefixLen: DeviceBuffer;
-}
 
 /** What one attention launch reads and writes (the attention op's tensors; kBits/vBits indexed by layer). */
 interface Workspace {
@@ -106,22 +53,6 @@ interface Workspace {
   readonly oBits: DeviceBuffer;
   readonly lse: DeviceBuffer;
 }
-
-/** lm_head scratch for up to `rows` requested rows. */
-interface HeadScratch {
-  readonly rows: number;
-  readonly rowIds: DeviceBuffer;
-  readonly logits: DeviceBuffer;
-  readonly argmax: DeviceBuffer;
-  readonly maxLogit: DeviceBuffer;
-  readonly lse: DeviceBuffer;
-  /** A device draw's tokens and acceptance flags [rows], and its sampling setup (TidarcSampleParams). */
-  readonly tokens: DeviceBuffer;
-  readonly accepted: DeviceBuffer;
-  readonly params: DeviceBuffer;
-}
-
-const headBuffers = (h: HeadScratch): DeviceBuffer[] => [h.rowIds, h.logits, h.argmax, h.maxLogit, h.lse, h.tokens, h.accepted, h.params];
 
 export interface GpuRunnerOptions {
   /** Decode steps as CUDA graphs (default true); false: launch by launch (comparison, debugging). */
@@ -513,13 +444,7 @@ export class GpuModelRunner implements Runner {
   private headScratch(rows: number): HeadScratch {
     if (this.head && this.head.rows >= rows) return this.head;
     if (this.head) for (const b of headBuffers(this.head)) this.device.free(b);
-    // Sizes priced where the load's preflight reads them (device-memory.ts).
-    const z = headScratchSizes(rows, this.lmHeadWeight().rows);
-    const d = this.device;
-    this.head = { rows: z.rows, rowIds: d.alloc(z.rowIds, 'lm_head row ids'), logits: d.alloc(z.logits, 'lm_head logits'), argmax: d.alloc(z.argmax, 'lm_head argmax'), maxLogit: d.alloc(z.maxLogit, 'lm_head max'), lse: d.alloc(z.lse, 'lm_head lse'),
-      tokens: d.alloc(z.tokens, 'lm_head sampled tokens'), accepted: d.alloc(z.accepted, 'lm_head sampled accepted'), params: d.alloc(z.params, 'lm_head sampling setup'),
-    };
-    return this.head;
+    return (this.head = allocHeadScratch(this.device, rows, this.lmHeadWeight().rows));
   }
 
   /**
@@ -539,44 +464,12 @@ export class GpuModelRunner implements Runner {
     return buf;
   }
 
-  /**
-   * The graph's tensors for its T, allocated once per T (the cuda graph's tensors do not depend
-   * on the schedule): what the fused graph does not name (the up half of a SwiGLU-fused MLP) is
-   * not allocated.
-   */
+  /** The graph's tensors for its T, allocated once per T (allocPassBuffers). */
   private workspace(graph: StepGraph, workspaces: Map<number, PassBuffers>): PassBuffers {
-    const T = graph.tokens;
-    const known = workspaces.get(T);
+    const known = workspaces.get(graph.tokens);
     if (known) return known;
-    const rows = passRows(T);
-    const d = this.device;
-    const bufs = new Map<string, DeviceBuffer>();
-    let prefixLen: DeviceBuffer;
-    try {
-      for (const t of graph.tensors) {
-        // Token ids and positions: exactly T; activations: whole prefill chunks (device-memory.ts prices them so).
-        const buf = d.alloc(tensorBytes(t, T), `${t.name} [${T} tokens]`);
-        bufs.set(t.name, buf);
-        // Rows past T stay zero: padded keys of a prefill chunk are finite (masked out, but p * V must not meet a NaN).
-        if (t.type === 'u16') d.fill(buf, 0);
-      }
-      prefixLen = d.alloc(prefixLengthBytes(T), 'prefix lengths');
-    } catch (e) {
-      // A long prompt's activations past what is free: what was allocated goes back, and the error says what the pass needs.
-      // Each free on its own: after a sticky fault (an earlier kernel's, reported by this cuMemAlloc) cuMemFree fails too,
-      // and the error to see is the first one, not the free's.
-      for (const b of bufs.values()) {
-        try {
-          d.free(b);
-        } catch {
-          // the context is unusable: `e` says why
-        }
-      }
-      const needed = graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
-      throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }), workspaces === this.stepWorkspaces);
-    }
-    const ws: PassBuffers = { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type])), prefixLen };
-    workspaces.set(T, ws);
+    const ws = allocPassBuffers(this.device, graph, workspaces === this.stepWorkspaces);
+    workspaces.set(graph.tokens, ws);
     return ws;
   }
 }

@@ -24,8 +24,7 @@
  * fit (a smaller draft length, a smaller capacity). Not counted: cuMemAlloc's rounding, the CUDA
  * context and captured graphs' own driver memory; passOutOfMemory stays the last line of defence.
  */
-import { attentionKernelOf } from './attention-launch.js';
-import { attentionSplits, SPLIT_KV_SLOTS, splitKvScratch } from './attention-launch.js';
+import { SPLIT_KV_SLOTS, attentionKernelOf, attentionSplits, splitKvScratch } from './attention-launch.js';
 import type { Manifest, ManifestVariant } from '../../codegen/manifest.js';
 import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
