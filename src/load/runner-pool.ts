@@ -8,7 +8,9 @@
  * one). A runner serves one sequence at a time: it leaves the pool while in use, so two
  * sequences alive at once never share one. A finished sequence's runner is reset and kept, at
  * most one per capacity and MAX_IDLE in all (least recently used closed first); a sequence that
- * failed closes its runner (its state is unknown). drop() closes every idle runner.
+ * failed closes its runner (its state is unknown). drop() closes every idle runner. A request
+ * may bring a check (acquire's `fits`: cuda, the generation's device memory, step-scratch.ts)
+ * that runs before a runner is handed out or made.
  *
  * What an idle runner holds (cuda): its KV cache (layers x 2 x kvHeads x capacity x headDim x 2
  * bytes), each step kind's activations (whole 64-row chunks), GEMM and split-KV scratch, step

@@ -31,7 +31,9 @@
  *     [R or 0], of the next-draft rows [C], of the verify rows [R] (last: in one pass the
  *     candidate rows' lse follows it in device memory, not downloaded).
  * Sizes are fixed per step kind, so one set of buffers serves every step and bucket of a kind
- * (a captured graph holds their addresses: they live until the runner closes).
+ * (a captured graph holds their addresses: they live until the runner closes). They are
+ * stepIoSizes and stepTailPlan's, which a generation's price reads before its prefill
+ * (step-scratch.ts).
  */
 import { TidarcError } from '../../errors.js';
 import type { DeviceStepInput } from '../model/forward.js';
