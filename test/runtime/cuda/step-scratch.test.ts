@@ -72,6 +72,29 @@ describe('the price is what the decode loop allocates', () => {
     if (arch === 'sm_90a') expect([...generationPrice(ctx, { mode: 'tidar', draft: 4, sampled: false, mix: false, promptTokens: PROMPT }, capacity).steps.keys()].some((k) => k.startsWith('step sm_90a GEMM'))).toBe(manifest.gemmsSm90a!.some((u) => u.splitK > 1));
   }, 60_000);
 
+  test('a generation that stops early meets fewer prefixes: the price (split-KV over every prefix to the capacity) is an upper bound', () => {
+    const { d, weights, manifest, ctx } = setup('sm_90');
+    const capacity = 1024;
+    const plan: GenerationPlan = { mode: 'tidar', draft: 4, sampled: false, mix: false, neverEmit: NEVER, promptTokens: PROMPT };
+    const runner = new GpuModelRunner(spec, d.device, weights, '/kernels', manifest, capacity);
+    const before = d.bytes();
+    d.peakSince();
+    const dec = new Decoder(runner, { mode: 'tidar', draft: 4, temperature: 0, topP: 1, trustAr: 1, seed: 0 }, NEVER, NEVER);
+    dec.prefill(Array.from({ length: PROMPT }, (_, i) => i + 3));
+    for (let i = 0; i < 3; i++) dec.step();
+    const peak = d.peakSince() - before;
+    const price = generationPrice(ctx, plan, capacity);
+    const need = generationNeed(spec, price, capacity);
+    expect(peak).toBeLessThanOrEqual(need.total);
+    // Only the split-KV slots may differ, each held at most at its price.
+    const held = runner.heldScratch();
+    for (const [slot, bytes] of price.steps) {
+      if (slot.startsWith('step split-KV')) expect(held.get(slot) ?? 0, slot).toBeLessThanOrEqual(bytes);
+      else expect(held.get(slot), slot).toBe(bytes);
+    }
+    runner.close();
+  });
+
   test('a reused runner that ran another kind grows by the new kind only', () => {
     const { d, weights, manifest, ctx } = setup('sm_90');
     const runner = new GpuModelRunner(spec, d.device, weights, '/kernels', manifest, 256);
