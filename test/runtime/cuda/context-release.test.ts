@@ -9,6 +9,8 @@
  *     first's function handle is dead (one error, never a launch through an unloaded module);
  *   - one of two open devices closing keeps the context for the other;
  *   - the addon's last close refuses while a pinned block is allocated, then releases;
+ *   - (emulated) a context a launch fault left unusable: close() throws the first refused free but
+ *     releases the context all the same, and a device opened after it computes as before;
  *   - on the emulated driver, its own log (TIDARC_FAKE_CONTEXT_LOG): every release that let the
  *     context go found nothing left in it (modules, allocations, streams, events, graphs, pinned),
  *     and each device's modules were unloaded by tidarc, not by the context's destruction.
@@ -54,8 +56,10 @@ describe.for([
   test.skipIf(skip)('closing the last device releases it; a device opened after works; stale handles are one error', { timeout: 300_000 }, async () => {
     const { module, env } = await opsModule(root, on);
     const log = join(root, `context-${on}.jsonl`);
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'context-release-child.ts'), module], {
-      cwd: packageRoot(), env: { ...env, TIDARC_FAKE_CONTEXT_LOG: log }, timeout: 240_000,
+    // On the emulated driver the last device's first programmatic launch faults (sticky, as a GPU's fault is).
+    const fault = on === 'emulated' ? ['fault'] : [];
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'context-release-child.ts'), module, ...fault], {
+      cwd: packageRoot(), env: { ...env, TIDARC_FAKE_CONTEXT_LOG: log, ...(on === 'emulated' ? { TIDARC_FAKE_REFUSE_PROGRAMMATIC: 'fault' } : {}) }, timeout: 240_000,
     });
     const out = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     expect(out.before).toEqual(none);
@@ -74,17 +78,28 @@ describe.for([
     expect(out.extraClose).toBe('cuda: close() without an open device (each open() is closed once)');
     if (on !== 'emulated') return;
 
+    // A context a fault left unusable: every free and unload fails, the release still happens, and a device opened after it works.
+    expect(out.faulted).toMatch(/^CUDA: cannot launch tidarc_op_silu_mul programmatically: cuLaunchKernelEx failed: CUDA_ERROR_LAUNCH_FAILED/);
+    expect(out.faultedClose).toMatch(/^CUDA: cannot free [xy]: cuMemFree failed: CUDA_ERROR_LAUNCH_FAILED/);
+    expect(out.afterFault).toEqual(none);
+    expect(out.afterFaultRuns).toBe(true);
+    expect(out.faultEnd).toEqual(none);
+
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LogLine);
     const calls = (call: string) => lines.filter((l) => l.call === call);
-    // Three sessions (device a; b with c beside it; the addon's own), each retained once and released once.
-    expect(calls('cuDevicePrimaryCtxRetain').map((l) => l.retains)).toEqual([1, 1, 1]);
+    // Five sessions (device a; b with c beside it; the addon's own; the faulted f; g), each retained once and released once.
+    expect(calls('cuDevicePrimaryCtxRetain').map((l) => l.retains)).toEqual([1, 1, 1, 1, 1]);
     const releases = calls('cuDevicePrimaryCtxRelease_v2');
-    expect(releases).toHaveLength(3);
-    // What each last release found: nothing. tidarc gave it all back before letting the context go.
-    for (const r of releases) expect(r).toEqual({ call: 'cuDevicePrimaryCtxRelease_v2', retains: 0, modules: 0, allocations: 0, allocated: 0, streams: 0, events: 0, graphs: 0, pinned: 0 });
-    // One module per device (a, b, c), each unloaded by its own close: c's while b's stayed loaded.
-    expect(calls('cuModuleLoad')).toHaveLength(3);
-    expect(calls('cuModuleUnload').map((l) => [l.retains, l.modules])).toEqual([[1, 0], [1, 1], [1, 0]]);
+    expect(releases).toHaveLength(5);
+    // What each last release found: nothing. tidarc gave it all back before letting the context go, except in the
+    // faulted context (the 4th), where the driver refused every free and unload and the release destroyed what was left.
+    const empty = { call: 'cuDevicePrimaryCtxRelease_v2', retains: 0, modules: 0, allocations: 0, allocated: 0, streams: 0, events: 0, graphs: 0, pinned: 0 };
+    for (const [i, r] of releases.entries()) if (i !== 3) expect(r).toEqual(empty);
+    expect(releases[3]).toMatchObject({ retains: 0, modules: 1 });
+    expect(releases[3]!.allocations).toBeGreaterThanOrEqual(2);
+    // One module per device (a, b, c, f, g), each unloaded by its own close (c's while b's stayed loaded), f's refused.
+    expect(calls('cuModuleLoad')).toHaveLength(5);
+    expect(calls('cuModuleUnload').map((l) => [l.retains, l.modules])).toEqual([[1, 0], [1, 1], [1, 0], [1, 0]]);
     expect(lines.at(-1)!.call).toBe('cuDevicePrimaryCtxRelease_v2');
   });
 });
