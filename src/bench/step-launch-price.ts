@@ -4,8 +4,9 @@
  * L2 prefetch terms. Pure.
  *
  *   GEMM        the compile's plan for the kernel the runtime picked (gemm-plan.ts, the unit's
- *               kernel of the fewest rows >= M), predictGemm at the launch's rows, accumulate and
- *               epilogue; the row statistics' merge kernel is its own launch (its bytes, below).
+ *               kernel of the fewest rows >= M), predictGemm at the launch's rows, accumulate,
+ *               epilogue and folded norm (gemmNormFold); the row statistics' merge kernel is its
+ *               own launch (its bytes, below).
  *   attention   the variant's plan (plan.ts, sm_90), predictAttention at the step's prefix and
  *               the split count the runtime launched with (grid z: its split rule, at the CTAs
  *               an SM holds with the given registers).
@@ -28,7 +29,7 @@ import { planAttentionSm90a } from '../codegen/attention-sm90a.js';
 import { TENSOR_MAP_BYTES } from '../runtime/cuda/tensor-map.js';
 import { predictAttentionSm90a } from './attention-sm90a-cost-model.js';
 import { predictSm90aGemm } from './gemm-sm90a-cost-model.js';
-import { type GemmEpilogue, predictGemm } from './gemm-cost-model.js';
+import { type GemmEpilogue, type GemmNormFold, predictGemm } from './gemm-cost-model.js';
 import type { StepModelContext } from './step-model-context.js';
 import { type RecordedLaunch, argField } from './step-launches.js';
 import { STEP_OVERHEADS, type StepOverheads } from './step-overheads.js';
@@ -119,6 +120,18 @@ const OP_BYTES: Readonly<Record<string, { readonly schema: StructSchema; bytes(f
   to_float: { schema: TO_FLOAT, bytes: (f) => f('count') * 6 },
 };
 
+/**
+ * A GEMM launch's folded-norm role from its TidarcGemmArgs (ABI v6, fold-design.md): a producer
+ * (normWeight set: it writes norm_out and the sums of squares) or a consumer (rowSumsq set: it
+ * reads sumsqChunks sums a row), else none. An ABI without the fields folds nothing.
+ */
+export function gemmNormFold(args: Uint8Array): GemmNormFold | undefined {
+  const has = (field: string): boolean => GEMM.fields.some(([name]) => name === field);
+  if (has('normWeight') && argField(GEMM, args, 'normWeight') !== 0) return { normOut: true };
+  if (has('rowSumsq') && argField(GEMM, args, 'rowSumsq') !== 0) return { rowScaleChunks: argField(GEMM, args, 'sumsqChunks') };
+  return undefined;
+}
+
 /** One launch's predicted GPU time, by the model of its kernel, with what the PDL overlap reads of it (its CTAs, their resources, a GEMM's prefetch). */
 export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: number, o: StepOverheads = STEP_OVERHEADS): LaunchPrice {
   const { machine, spec } = c;
@@ -140,7 +153,8 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     if (!plan) throw new TidarcError('runtime', `step cost model: no GEMM plan for ${g.unit} at M = ${g.m}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, l.args, 'epilogue')) ?? 'none';
     const registers = c.registers.gemm(g.kernel);
-    const p = predictGemm(plan, rows, machine, registers, { accumulate: argField(GEMM, l.args, 'accumulate') === 1, epilogue });
+    const fold = gemmNormFold(l.args);
+    const p = predictGemm(plan, rows, machine, registers, { accumulate: argField(GEMM, l.args, 'accumulate') === 1, epilogue, ...(fold ? { fold } : {}) });
     const restS = Math.max(p.l2S, Math.max(p.mmaS, p.sharedS, p.issueS ?? 0) + p.waveS);
     // The merge (mergeS, with its own launch gap) is the row statistics kernel's launch above.
     return launch({
@@ -159,7 +173,8 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     if (!reduction) throw new TidarcError('runtime', `step cost model: no reduction for ${u.unit}`);
     const epilogue = EPILOGUE_NAME.get(argField(GEMM, args, 'epilogue')) === 'swiglu' ? 'swiglu' : 'none';
     const registers = c.registers.sm90a(l.kernel, { tileT: kernel.tileT, splitK: reduction.splitK });
-    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, registers, { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW, stages: kernel.stages });
+    const fold = gemmNormFold(args);
+    const p = predictSm90aGemm(shape, reduction, kernel.tileT, argField(GEMM, args, 'rows'), machine, registers, { accumulate: argField(GEMM, args, 'accumulate') === 1, epilogue, blockW: kernel.blockW, stages: kernel.stages, ...(fold ? { fold } : {}) });
     // The rule counts the kernel's CTAs at the most rows it serves of the unit's planned row counts (gemm-sm90a.ts planSm90aKernels).
     const ms = (c.unitMs.get(gemmUnitName(shape)) ?? []).filter((m) => sm90aTokenTile(m) === kernel.tileT);
     return launch({

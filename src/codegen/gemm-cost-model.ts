@@ -13,6 +13,10 @@
  *               may stay in L2); each output tile's last CTA then reads the other S - 1 parts'
  *               partials and writes the output (the split sum, below).
  *               Row statistics add the merge: it reads M tiles 12 and writes M 12, one launch.
+ *   folded norm a producer (o, down with the next RMSNorm folded in: fold-design's norm_out)
+ *               also writes M N 2 (round16(gamma y)) and M ceil(N / 64) 8 (float64 sums of
+ *               squares); a consumer (qkv, gate_up, lm_head) reads its rows' sums, M chunks 8.
+ *               Both where the output is written (with split-K: by the split sum).
  *   unfused     what the epilogues replace (predictOp): silu_mul reads gate and up (2 M I 4) and
  *               writes M I 2; the plain lm_head writes M V 4 logits that row_stats reads again.
  *   L2 bytes    activations as every N tile's CTAs read them (nTiles M K 2 over all parts) and
@@ -196,6 +200,19 @@ function outputBytes(n: number, rows: number, epilogue: GemmEpilogue): number {
   return rows * n * 4;
 }
 
+/** Columns one float64 sum of squares of a folded norm's producer covers (fold-design.md: norm_sumsq). */
+export const NORM_SUMSQ_COLUMNS = 64;
+
+/** A folded RMSNorm's epilogue bytes (fold-design.md): none, the producer's writes, or the consumer's reads of `chunks` sums a row. */
+export type GemmNormFold = { readonly normOut: true } | { readonly rowScaleChunks: number };
+
+/** Bytes a launch over `rows` rows moves for a folded norm: producer M N 2 + M ceil(N / 64) 8 written, consumer M chunks 8 read. */
+export function normFoldBytes(n: number, rows: number, fold: GemmNormFold | undefined): number {
+  if (!fold) return 0;
+  if ('normOut' in fold) return rows * n * ACTIVATION_BYTES + rows * Math.ceil(n / NORM_SUMSQ_COLUMNS) * 8;
+  return rows * fold.rowScaleChunks * 8;
+}
+
 /** Where the split-K parts are summed: in the GEMM launch (today's kernels) or by a second kernel (before GEMM ABI 5). */
 export type GemmSplitSum = 'launch' | 'kernel';
 
@@ -212,7 +229,7 @@ export function splitSumS(splitK: number, rows: number, n: number, outputBytes: 
   return (((splitK - 1) * rows * n * 4) / machine.l2BytesPerS + outputBytes / machine.copyBytesPerS) / balance;
 }
 
-export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue; splitSum?: GemmSplitSum; issue?: boolean } = {}): GemmPrediction {
+export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registers: number, opts: { accumulate?: boolean; epilogue?: GemmEpilogue; splitSum?: GemmSplitSum; issue?: boolean; fold?: GemmNormFold } = {}): GemmPrediction {
   const epilogue = opts.epilogue ?? 'none';
   const { n, k } = p.shape;
   const s = p.reduction.splitK;
@@ -221,7 +238,7 @@ export function predictGemm(p: GemmPlan, rows: number, machine: Machine, registe
   const perSm = occupancy(machine.arch, { registers, sharedBytes: p.sharedBytes, threads: p.threads }).ctasPerSm;
   const slots = machine.sms * Math.max(1, perSm);
   const waves = ctas / slots;
-  const weights = n * k * 2, acts = rows * k * ACTIVATION_BYTES, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1);
+  const weights = n * k * 2, acts = rows * k * ACTIVATION_BYTES, output = outputBytes(n, rows, epilogue) * (opts.accumulate ? 2 : 1) + normFoldBytes(n, rows, opts.fold);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
   const reduceBytes = s > 1 ? (opts.splitSum === 'kernel' ? partials : 0) + output : 0;  // in the launch the other parts' partials come from L2

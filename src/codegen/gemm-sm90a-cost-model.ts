@@ -5,7 +5,8 @@
  *   HBM bytes   weights once (N K 2: the token tiles of one weight tile run side by side and
  *               share it through L2), activations once (M K 2, 16-bit), then the output
  *               (M N 4, read too when accumulating; SwiGLU: M N/2 2) or, with split-K S > 1,
- *               the partials (S M N 4), which each output tile's last CTA sums (below).
+ *               the partials (S M N 4), which each output tile's last CTA sums (below). A
+ *               folded norm's bytes where the output is written (gemm-cost-model.ts normFoldBytes).
  *   L2 bytes    the activations as every weight tile's CTAs load them (W tiles x M K 2) and the
  *               weight tile once per token tile.
  *   FLOPs       2 M N K useful; executed: every CTA's weight rows (128, or 64 with one consumer) x its whole token tile x
@@ -29,7 +30,7 @@ import { SM90A_BLOCK_W, SM90A_STAGES, sm90aSharedBytes, sm90aThreads } from './g
 import { fillRate, pipelineBytesInFlight } from './in-flight-rate.js';
 import type { Machine } from './machine.js';
 import { occupancy } from './occupancy.js';
-import { type GemmLaunchPrediction, type GemmSplitSum, gemmShares, splitSumS } from './gemm-cost-model.js';
+import { type GemmLaunchPrediction, type GemmNormFold, type GemmSplitSum, gemmShares, normFoldBytes, splitSumS } from './gemm-cost-model.js';
 
 export interface Sm90aPrediction extends GemmLaunchPrediction {
   readonly tileT: number;
@@ -40,13 +41,13 @@ export interface Sm90aPrediction extends GemmLaunchPrediction {
 }
 
 export function predictSm90aGemm(shape: GemmShape, r: GemmReduction, tileT: number, rows: number, machine: Machine, registers: number,
-  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum; blockW?: number; stages?: number } = {}): Sm90aPrediction {
+  opts: { accumulate?: boolean; epilogue?: 'none' | 'swiglu'; splitSum?: GemmSplitSum; blockW?: number; stages?: number; fold?: GemmNormFold } = {}): Sm90aPrediction {
   const { n, k } = shape, s = r.splitK, blockW = opts.blockW ?? SM90A_BLOCK_W, stages = opts.stages ?? SM90A_STAGES;  // the kernel's ring (gemm-sm90a.ts sm90aStages)
   const wTiles = Math.ceil(n / blockW), tTiles = Math.ceil(rows / tileT);
   const ctas = wTiles * tTiles * s;
   const perSm = occupancy(machine.arch, { registers, sharedBytes: sm90aSharedBytes(tileT, stages, blockW), threads: sm90aThreads(blockW) }).ctasPerSm;
   const weights = n * k * 2, acts = rows * k * 2;
-  const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1);
+  const output = (opts.epilogue === 'swiglu' ? rows * (n / 2) * 2 : rows * n * 4) * (opts.accumulate ? 2 : 1) + normFoldBytes(n, rows, opts.fold);
   const partials = s * rows * n * 4;
   const mainBytes = weights + acts + (s > 1 ? partials : output);
   const reduceBytes = s > 1 ? (opts.splitSum === 'kernel' ? partials : 0) + output : 0;  // in the launch the other parts' partials come from L2
