@@ -9,7 +9,7 @@
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from './model.js';
 import { familyOf } from './model-families.js';
-import { type StepOp, type TensorDecl, type TensorType, layerPrefix, opTensors } from './step-ops.js';
+import { type RowScale, type StepOp, type TensorDecl, type TensorType, layerPrefix, opTensors } from './step-ops.js';
 
 export * from './step-ops.js';
 
@@ -22,6 +22,8 @@ export interface LmHead {
   readonly weight: string;
   readonly verify: readonly number[];
   readonly drafts?: { readonly stride: number; readonly count: number };
+  /** x is a folded RMSNorm's out (step-fold-norms.ts): the lm_head scales its rows by the norm's 1 / rms. */
+  readonly rowScale?: RowScale;
 }
 
 export type AttentionSchedule =
@@ -125,6 +127,6 @@ export function buildStepGraph(spec: ModelSpec, req: StepRequest): StepGraph {
 
 /** The graph's tensors that its ops still name (after a rewrite dropped some). */
 export function withUsedTensors(graph: StepGraph, ops: readonly StepOp[]): StepGraph {
-  const used = new Set(ops.flatMap(opTensors));
+  const used = new Set([...ops.flatMap(opTensors), ...(graph.head.rowScale ? [graph.head.rowScale.sumsq] : [])]);
   return { ...graph, ops, tensors: graph.tensors.filter((t) => used.has(t.name) || t.name === 'positions') };
 }

@@ -5,7 +5,12 @@
  */
 import type { ModelSpec } from './model.js';
 
-export type TensorType = 'f32' | 'u16' | 'i32';
+export type TensorType = 'f32' | 'u16' | 'i32' | 'f64';
+
+/** Bytes of one element of a tensor type (u16: the model's 16-bit dtype). */
+export function tensorElemBytes(type: TensorType): number {
+  return type === 'u16' ? 2 : type === 'f64' ? 8 : 4;
+}
 
 /** An activation: `width` elements per token of the step. u16 = the model's 16-bit dtype. */
 export interface TensorDecl {
@@ -43,6 +48,14 @@ export type StepOp = Layered & (
     readonly accumulate?: boolean;
     /** silu(gate) * up in the epilogue over gate | up rows interleaved in blocks of `interleave`. */
     readonly swiglu?: { readonly out: string; readonly interleave: number };
+    /**
+     * A folded RMSNorm's producer (GPU, step-fold-norms.ts): the epilogue also writes
+     * out = round16(weight * y) of the accumulated y and, per row, the float64 sums of y^2 by
+     * 64-column chunk into `sumsq`.
+     */
+    readonly normOut?: FoldedNormOut;
+    /** A folded RMSNorm's consumer: x is the producer's norm out, each output row scaled by the norm's 1 / rms from `sumsq`. */
+    readonly rowScale?: RowScale;
   }
   | { readonly kind: 'rope'; readonly x: string; readonly heads: number }
   /** Pack float32 to the model's 16-bit dtype. */
@@ -64,6 +77,21 @@ export type StepOp = Layered & (
   /** x += y. */
   | { readonly kind: 'add'; readonly x: string; readonly y: string }
 );
+
+/** What a residual GEMM writes for a folded RMSNorm (the norm's weight, its old out, the row sums of squares). */
+export interface FoldedNormOut {
+  readonly weight: string;
+  readonly out: string;
+  readonly sumsq: string;
+}
+
+/** A GEMM input's folded RMSNorm: the producer's row sums of squares (the normed width is the GEMM's K). */
+export interface RowScale {
+  readonly sumsq: string;
+}
+
+/** Columns per float64 sum of squares of a folded RMSNorm (tidarc_gemm_abi.h: norm_sumsq). */
+export const NORM_SUMSQ_CHUNK = 64;
 
 export type OpKind = StepOp['kind'];
 export type OpOf<K extends OpKind> = Extract<StepOp, { kind: K }>;
@@ -90,7 +118,10 @@ export function opTensors(op: StepOp): string[] {
     case 'embed': return [op.ids, op.out];
     case 'rmsnorm': return [op.x, op.out];
     case 'headNorm': case 'rope': return [op.x];
-    case 'linear': return [op.x, ...op.parts.flatMap((p) => (p.out ? [p.out] : [])), ...(op.swiglu ? [op.swiglu.out] : [])];
+    case 'linear': return [
+      op.x, ...op.parts.flatMap((p) => (p.out ? [p.out] : [])), ...(op.swiglu ? [op.swiglu.out] : []),
+      ...(op.normOut ? [op.normOut.out, op.normOut.sumsq] : []), ...(op.rowScale ? [op.rowScale.sumsq] : []),
+    ];
     case 'to16': case 'toFloat': case 'gelu': return [op.x, op.out];
     case 'ropePack': return [op.q, op.k, op.v, op.qOut, op.kOut, op.vOut];
     case 'attention': return [op.q, op.k, op.v, op.out, op.lse];
@@ -105,7 +136,7 @@ export function opWeights(op: StepOp): string[] {
     case 'embed': return [op.table];
     case 'rmsnorm': case 'headNorm': return [op.weight];
     case 'ropePack': return op.norm ? [op.norm.q, op.norm.k] : [];
-    case 'linear': return [op.weight, ...(op.bias ? [op.bias] : []), ...op.parts.flatMap((p) => [p.weight, ...(p.bias ? [p.bias] : [])])];
+    case 'linear': return [op.weight, ...(op.bias ? [op.bias] : []), ...op.parts.flatMap((p) => [p.weight, ...(p.bias ? [p.bias] : [])]), ...(op.normOut ? [op.normOut.weight] : [])];
     default: return [];
   }
 }

@@ -43,7 +43,9 @@ function parts(op: StepOp, g: StepGraph): [string, string] {
       const outs = op.swiglu ? `${t(op.swiglu.out)} (SwiGLU epilogue, interleave ${op.swiglu.interleave})` : op.parts.map((p) => t(p.out!)).join(' | ');
       const parts = op.parts.length > 1 ? ` = ${op.parts.map((p) => generic(p.weight).replace(/^model\.layers\.L\./, '')).join(' | ')}` : '';
       const bias = op.bias ? ` + ${generic(op.bias)}` : '';
-      return [`linear ${op.role}`, `${t(op.x)} -> ${op.accumulate ? '+= ' : ''}${outs}  ${generic(op.weight)} [${rows} x ${k}]${parts}${bias}, M = ${g.tokens}`];
+      const scale = op.rowScale ? ` (rows scaled by ${t(op.rowScale.sumsq)})` : '';
+      const norm = op.normOut ? `, folded rmsnorm -> ${t(op.normOut.out)}, ${t(op.normOut.sumsq)}  ${generic(op.normOut.weight)}` : '';
+      return [`linear ${op.role}`, `${t(op.x)}${scale} -> ${op.accumulate ? '+= ' : ''}${outs}${norm}  ${generic(op.weight)} [${rows} x ${k}]${parts}${bias}, M = ${g.tokens}`];
     }
     case 'rope': return ['rope', `${t(op.x)} (${op.heads} heads)`];
     case 'to16': return ['to16', `${t(op.x)} -> ${t(op.out)}`];
@@ -81,7 +83,8 @@ function lines(g: StepGraph): Line[] {
   for (const text of after) out.push({ text, depth: 0 });
   const h = g.head;
   const drafts = h.drafts ? `, drafts ${h.drafts.stride === 0 ? '' : `${h.drafts.stride}a+`}${h.drafts.stride === 0 ? g.tokens - h.drafts.count : 1}..${h.drafts.stride === 0 ? g.tokens - 1 : `${h.drafts.stride}a+${h.drafts.count}`}` : '';
-  out.push({ text: `${'lm_head'.padEnd(14)} ${h.x} rows (verify ${range(h.verify)}${drafts}) -> logits  ${h.weight}`, depth: 0 });
+  const scale = h.rowScale ? ` (rows scaled by ${h.rowScale.sumsq})` : '';
+  out.push({ text: `${'lm_head'.padEnd(14)} ${h.x} rows (verify ${range(h.verify)}${drafts})${scale} -> logits  ${h.weight}`, depth: 0 });
   return out;
 }
 
@@ -140,7 +143,7 @@ export function compactOp(op: StepOp, g: StepGraph): string {
   switch (op.kind) {
     case 'linear': {
       const n = op.parts.reduce((a, p) => a + (p.out ? w(p.out) : 0), 0) || 2 * w(op.swiglu?.out ?? '');
-      return `linear ${op.role} [${n}x${w(op.x)}]${op.bias ? ' +bias' : ''}${op.accumulate ? ' +=' : ''}${op.swiglu ? ' swiglu' : ''}`;
+      return `linear ${op.role} [${n}x${w(op.x)}]${op.rowScale ? ' *rms' : ''}${op.bias ? ' +bias' : ''}${op.accumulate ? ' +=' : ''}${op.swiglu ? ' swiglu' : ''}${op.normOut ? ' +rmsnorm' : ''}`;
     }
     case 'headNorm': case 'rope': return `${op.kind} [${op.heads}x${w(op.x) / op.heads}]`;
     case 'embed': case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': return `${op.kind} [${w(op.out)}]`;

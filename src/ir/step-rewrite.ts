@@ -19,9 +19,12 @@
  *                    The residual stream, q/k/v before RoPE and the norms' sums stay float32:
  *                    they are accumulated into or re-read, and a 16-bit residual would round
  *                    every layer's add (error growing with depth), not just a GEMM's input.
+ *   foldNorms        (with the option) an RMSNorm between a residual GEMM and the GEMMs reading
+ *                    its 16-bit out -> their epilogues (step-fold-norms.ts): 2 launches fewer a layer.
  * Pure.
  */
 import { TidarcError } from '../errors.js';
+import { type NormFolding, foldNorms } from './step-fold-norms.js';
 import { type StepGraph, withUsedTensors } from './step-graph.js';
 import type { TensorDecl } from './step-ops.js';
 import { type LinearPart, type OpOf, type StepOp, layerPrefix, opTensors } from './step-ops.js';
@@ -35,6 +38,8 @@ export const FUSED_LINEARS: readonly { readonly roles: readonly string[]; readon
 export interface GpuRewriteOptions {
   /** The compiled gate_up GEMM fuses SwiGLU over gate | up rows interleaved in blocks of this many. */
   readonly swigluInterleave?: number;
+  /** The roles whose compiled GEMMs fold RMSNorms (step-fold-norms.ts); absent: no norm folds. */
+  readonly foldNorms?: NormFolding;
 }
 
 type Linear = OpOf<'linear'>;
@@ -136,7 +141,7 @@ function reads(op: StepOp): string[] {
   switch (op.kind) {
     case 'embed': return [op.ids];
     case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': case 'headNorm': case 'rope': return [op.x];
-    case 'linear': return [op.x, ...(op.accumulate ? op.parts.flatMap((p) => (p.out ? [p.out] : [])) : [])];
+    case 'linear': return [op.x, ...(op.accumulate ? op.parts.flatMap((p) => (p.out ? [p.out] : [])) : []), ...(op.rowScale ? [op.rowScale.sumsq] : [])];
     case 'ropePack': case 'attention': return [op.q, op.k, op.v];
     case 'swiglu': return [op.gate, op.up];
     case 'add': return [op.x, op.y];
@@ -146,7 +151,7 @@ function writes(op: StepOp): string[] {
   switch (op.kind) {
     case 'embed': case 'rmsnorm': case 'to16': case 'toFloat': case 'gelu': case 'swiglu': return [op.out];
     case 'headNorm': case 'rope': case 'add': return [op.x];
-    case 'linear': return [...op.parts.flatMap((p) => (p.out ? [p.out] : [])), ...(op.swiglu ? [op.swiglu.out] : [])];
+    case 'linear': return [...op.parts.flatMap((p) => (p.out ? [p.out] : [])), ...(op.swiglu ? [op.swiglu.out] : []), ...(op.normOut ? [op.normOut.out, op.normOut.sumsq] : [])];
     case 'ropePack': return [op.qOut, op.kOut, op.vOut];
     case 'attention': return [op.out, op.lse];
   }
@@ -157,7 +162,7 @@ function rounds16(op: StepOp, t: string): boolean {
   switch (op.kind) {
     case 'rmsnorm': case 'gelu': return op.out === t && op.x !== t;
     case 'swiglu': return op.out === t && op.gate !== t && op.up !== t;
-    case 'linear': return op.swiglu?.out === t && op.x !== t;
+    case 'linear': return (op.swiglu?.out === t || op.normOut?.out === t) && op.x !== t;
     default: return false;
   }
 }
@@ -235,5 +240,5 @@ export function rewriteForGpu(graph: StepGraph, o: GpuRewriteOptions = {}): Step
   if (o.swigluInterleave !== undefined) ops = fuseSwiglu(ops, o.swigluInterleave);
   ops = foldToFloat(foldResidualAdds(fuseHeadNorms(fuseRopePack(ops))));
   const untied = untieGemmInputs({ ...graph, ops });
-  return validateGraph(storeGemmInputs16(withUsedTensors(untied, untied.ops)), 'cuda');
+  return validateGraph(foldNorms(storeGemmInputs16(withUsedTensors(untied, untied.ops)), o.foldNorms), 'cuda');
 }
