@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from kernels import from_bits, to_bits
-from tidarc_abi import GEMM, OP_SILU_MUL
+from tidarc_abi import GEMM, GEMM_NO_NORM, OP_SILU_MUL
 
 ROW_STATS_THREADS = 256  # tidarc_gemm.cuh kGemmReduceThreads: the row-statistics merge's block
 ELEMENT_THREADS = 256  # tidarc_ops.cu kElementThreads
@@ -45,7 +45,8 @@ def gemm_args(x, w, bias, row_ids, out, workspace, rows, accumulate, n, out2=0, 
     columns [0, seg1) into out and [seg1, n) into out2."""
     seg1 = n if seg1 is None else seg1
     return GEMM.pack(x=x, w=w, bias=bias, row_ids=row_ids, out=out, out2=out2, out3=0, workspace=workspace, tile_stats=0, tile_argmax=0,
-                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=seg1, seg2=n, epilogue=0, split_counters=counters)
+                     row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=accumulate, seg1=seg1, seg2=n, epilogue=0, split_counters=counters,
+                     **GEMM_NO_NORM)
 
 
 def launch_gemm(drv, bundle, unit, kernel, ptrs, rows, accumulate=0, out2=0, seg1=None):
@@ -66,7 +67,8 @@ def launch_epilogue(drv, bundle, unit, kernel, ptrs, rows, epilogue):
     grid = (-(-rows // kernel['blockM']), kernel['nTiles'], unit['splitK'])
     counters = split_counters(drv, grid[0] * grid[1]) if unit['splitK'] > 1 else 0
     args = GEMM.pack(x=x, w=w, bias=0, row_ids=0, out=out, out2=0, out3=0, workspace=ws, tile_stats=ts, tile_argmax=ta, row_argmax=ra,
-                     row_max=rm, row_lse=rl, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=epilogue, split_counters=counters)
+                     row_max=rm, row_lse=rl, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=epilogue, split_counters=counters,
+                     **GEMM_NO_NORM)
     drv.launch(drv.function(module, kernel['symbol'], kernel['sharedBytes']), grid, (kernel['threads'], 1, 1), kernel['sharedBytes'], args)
     if epilogue == 2:
         drv.launch(drv.function(module, unit['epilogue']['rowStats'], 0), (-(-rows // 8), 1, 1), (ROW_STATS_THREADS, 1, 1), 0, args)

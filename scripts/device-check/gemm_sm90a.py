@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from gemm import split_counters  # noqa: E402
 from kernels import Driver, to_bits  # noqa: E402
-from tidarc_abi import GEMM  # noqa: E402
+from tidarc_abi import GEMM, GEMM_NO_NORM  # noqa: E402
 
 TENSOR_MAP_BYTES = 128
 # cuda.h: CU_TENSOR_MAP_DATA_TYPE_FLOAT16 / _BFLOAT16, SWIZZLE_128B, L2_PROMOTION_L2_128B.
@@ -79,7 +79,7 @@ def launch_kernel(drv, module, u, kern, wmap, xmap, ptrs, rows):
     drv.fill(pout, 0xff, rows * n * 4), drv.fill(pws, 0xff, u['splitK'] * rows * n * 4)  # NaN: anything unwritten shows
     g = GEMM.pack(x=px, w=pw, bias=pb, row_ids=0, out=pout, out2=0, out3=0, workspace=pws if u['splitK'] > 1 else 0, tile_stats=0, tile_argmax=0,
                   row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0, seg1=n, seg2=n, epilogue=0,
-                  split_counters=split_counters(drv, -(-rows // kern['tileT']) * -(-n // kern['blockW'])) if u['splitK'] > 1 else 0)
+                  split_counters=split_counters(drv, -(-rows // kern['tileT']) * -(-n // kern['blockW'])) if u['splitK'] > 1 else 0, **GEMM_NO_NORM)
     grid = (-(-rows // kern['tileT']), -(-n // kern['blockW']), u['splitK'])  # blockW: 64 per consumer warpgroup
     drv.launch(drv.function(module, kern['symbol'], kern['sharedBytes']), grid, (kern['threads'], 1, 1), kern['sharedBytes'], sm90a_args(wmap, xmap, g))
     drv.synchronize()

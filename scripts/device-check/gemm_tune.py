@@ -32,7 +32,7 @@ import numpy as np
 from gemm import _bound, launch_gemm, split_counters
 from kernels import context_lost, from_bits, to_bits
 from report import js_fixed, run_cells
-from tidarc_abi import GEMM
+from tidarc_abi import GEMM, GEMM_NO_NORM
 from tune import DB_FILE, cuda_meta, nvcc_path
 
 
@@ -256,7 +256,7 @@ def _launch_sm90a(drv, bundle, t, source, cand, sh, maps, i, bias):
     grid = (-(-rows // tile), -(-n // block_w), split)
     g = GEMM.pack(x=sh.ptr['x'], w=sh.weights(i), bias=sh.ptr['bias'] if bias else 0, row_ids=0, out=sh.ptr['out'], out2=0, out3=0,
                   workspace=sh.ptr['ws'] if split > 1 else 0, tile_stats=0, tile_argmax=0, row_argmax=0, row_max=0, row_lse=0, rows=rows, accumulate=0,
-                  seg1=n, seg2=n, epilogue=0, split_counters=split_counters(drv, grid[0] * grid[1]) if split > 1 else 0)
+                  seg1=n, seg2=n, epilogue=0, split_counters=split_counters(drv, grid[0] * grid[1]) if split > 1 else 0, **GEMM_NO_NORM)
     drv.launch(drv.function(bundle / source['fatbin'], cand['symbol'], cand['sharedBytes']), grid, (cand['threads'], 1, 1), cand['sharedBytes'], sm90a_args(wmap, xmap, g))
 
 

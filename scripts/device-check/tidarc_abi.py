@@ -44,7 +44,8 @@ def attention_grid(row_tiles, batch, kv_heads, splits):
 
 
 ATTENTION = Struct('TidarcAttentionArgs', '<QQQQQQQQQQiiii', ('q', 'k_cache', 'v_cache', 'k_step', 'v_step', 'prefix_len', 'o', 'lse', 'workspace', 'split_counters', 'batch', 'cache_capacity', 'num_splits', 'num_threads'))
-GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4xQ', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue', 'split_counters'))
+GEMM = Struct('TidarcGemmArgs', '<QQQQQQQQQQQQQiiiii4xQQQQQiif4x', ('x', 'w', 'bias', 'row_ids', 'out', 'out2', 'out3', 'workspace', 'tile_stats', 'tile_argmax', 'row_argmax', 'row_max', 'row_lse', 'rows', 'accumulate', 'seg1', 'seg2', 'epilogue', 'split_counters', 'norm_weight', 'norm_out', 'norm_sumsq', 'row_sumsq', 'sumsq_chunks', 'norm_cols', 'norm_eps'))
+GEMM_NO_NORM = dict(norm_weight=0, norm_out=0, norm_sumsq=0, row_sumsq=0, sumsq_chunks=0, norm_cols=0, norm_eps=0)  # the fold-norms fields of a GEMM that uses none
 SAMPLE_PARAMS = Struct('TidarcSampleParams', '<QQffif', ('step', 'seed', 'temperature', 'top_p', 'top_k', 'beta'))
 OP_ABI_VERSION = Struct('TidarcAbiVersionArgs', '<Q', ('out',))
 OP_EMBED = Struct('TidarcEmbedArgs', '<QQQiiii', ('ids', 'table', 'out', 'rows', 'cols', 'vocab', 'dtype'))

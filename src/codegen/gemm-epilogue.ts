@@ -17,12 +17,35 @@ export interface GemmEpilogues {
   readonly swigluInterleave?: number;
   /** The unit has <unit>_row_stats: greedy lm_head without logits in memory. */
   readonly rowStats?: boolean;
+  /**
+   * Fold-norms producer (Reduction::kNormOut, tidarc_gemm_abi.h): the kernels can also write
+   * round16(gamma * out) and the rows' float64 chunk sums of out^2 for the RMSNorm after them.
+   */
+  readonly normOut?: boolean;
+  /** Fold-norms consumer (Reduction::kRowScale): the kernels can scale each output row by the 1 / rms a producer's chunk sums give. */
+  readonly rowScale?: boolean;
 }
 
+/** Roles whose output (the residual stream) an RMSNorm reads next: the producers of a folded norm. */
+export const NORM_OUT_ROLES: readonly string[] = ['o', 'down'];
+/** Roles that read an RMSNorm's output (fused or, where a model does not fuse, their parts): the consumers. */
+export const ROW_SCALE_ROLES: readonly string[] = ['qkv', 'gate_up', 'lm_head', 'q', 'k', 'v', 'gate', 'up'];
+
+/**
+ * What the kernels of a unit of `roles` can fuse. The fold-norms code (normOut, rowScale) is
+ * compiled into bf16 units only: the runtime folds bf16 models only (an fp16 gamma * x of a large
+ * residual can overflow), and a unit that never folds carries no extra code or registers.
+ */
 export function gemmEpilogues(shape: GemmShape, roles: readonly string[]): GemmEpilogues {
   // Every block pair must be whole: I (= N / 2) a multiple of the interleave.
   const swiglu = roles.includes('gate_up') && shape.n % (2 * GEMM_SWIGLU_INTERLEAVE) === 0;
-  return { ...(swiglu ? { swigluInterleave: GEMM_SWIGLU_INTERLEAVE } : {}), ...(roles.includes('lm_head') ? { rowStats: true } : {}) };
+  const fold = shape.dtype === 'bf16';
+  return {
+    ...(swiglu ? { swigluInterleave: GEMM_SWIGLU_INTERLEAVE } : {}),
+    ...(roles.includes('lm_head') ? { rowStats: true } : {}),
+    ...(fold && roles.some((r) => NORM_OUT_ROLES.includes(r)) ? { normOut: true } : {}),
+    ...(fold && roles.some((r) => ROW_SCALE_ROLES.includes(r)) ? { rowScale: true } : {}),
+  };
 }
 
 /**

@@ -33,6 +33,8 @@ export function describeGemms(units: readonly GemmUnit[]): ManifestGemm[] {
       kernel: gemmSymbol(u.shape, p.m),
       ...(epilogues.rowStats ? { rowStatsKernel: gemmRowStatsSymbol(u.shape) } : {}),
       ...(epilogues.swigluInterleave ? { swigluInterleave: epilogues.swigluInterleave } : {}),
+      ...(epilogues.normOut ? { normOut: true } : {}),
+      ...(epilogues.rowScale ? { rowScale: true } : {}),
       source: gemmSource(u.shape),
       ...(u.tuned ? { tuned: { arch: u.tuned.arch, device: u.tuned.measuredOn, tile: u.tuned.tiles[String(p.m)] !== undefined, ...(u.tuned.kernel ? { kernel: u.tuned.kernel } : {}) } } : {}),
       plan: { blockM: p.blockM, blockN: p.blockN, blockK: u.reduction.blockK, warpsM: p.warpsM, warpsN: p.warpsN, stages: p.stages, stagesByArch: p.stagesByArch as Record<string, number>, kTilesPerSplit: u.reduction.kTilesPerSplit },

@@ -41,6 +41,8 @@ export interface GemmUnitOptions {
   readonly tuned?: GemmTuning;
   /** Search candidates: several tiles per M, each named by gemmCandidateSymbol. */
   readonly candidates?: boolean;
+  /** The fold-norms code compiled in (Reduction::kNormOut, kRowScale): gemmEpilogues(shape, roles)'s when absent (tests set it for a unit the roles would not give it, e.g. fp16). */
+  readonly fold?: { readonly normOut: boolean; readonly rowScale: boolean };
 }
 
 /** `plans`: every kernel of `shape` (one reduction; sorted by m). `roles`: what the model uses them for. */
@@ -54,6 +56,8 @@ export function renderGemmUnit(shape: GemmShape, plans: readonly GemmPlan[], rol
     ...gemmUnitFields(shape, reduction, roles),
     tuned: options.tuned ? tunedNote(options.tuned, plans) : '',
     rowStats: gemmEpilogues(shape, roles).rowStats === true,
+    normOut: options.fold?.normOut ?? gemmEpilogues(shape, roles).normOut === true,
+    rowScale: options.fold?.rowScale ?? gemmEpilogues(shape, roles).rowScale === true,
     rowStatsSymbol: gemmRowStatsSymbol(shape),
     kernels: [...plans].sort((a, b) => a.m - b.m || gemmTileName(a).localeCompare(gemmTileName(b))).map((p) => ({
       m: p.m,

@@ -115,6 +115,10 @@ export interface ManifestGemm {
   readonly rowStatsKernel?: string;
   /** gate_up units: the kernels fuse silu(gate) * up when gate | up rows are interleaved in blocks of this many. */
   readonly swigluInterleave?: number;
+  /** Fold-norms producer (o, down; bf16): the kernels have Reduction::kNormOut, so a launch may set norm_weight / norm_out / norm_sumsq (tidarc_gemm_abi.h). */
+  readonly normOut?: true;
+  /** Fold-norms consumer (qkv, gate_up, lm_head or their parts; bf16): the kernels have Reduction::kRowScale, so a launch may set row_sumsq. */
+  readonly rowScale?: true;
   readonly source: string;
   /** stages: what every target arch can run (the emulator's build); stagesByArch: what each arch's nvcc pass compiles (its own shared memory). */
   readonly plan: { readonly blockM: number; readonly blockN: number; readonly blockK: number; readonly warpsM: number; readonly warpsN: number; readonly stages: number; readonly stagesByArch?: Readonly<Record<string, number>>; readonly kTilesPerSplit: number };

@@ -1,7 +1,8 @@
 /*! tidarc sm_90a GEMMs (tidarc_gemm_sm90a.cuh): the one argument struct of every sm_90a GEMM
     kernel, passed as `const __grid_constant__` (the tensor maps must stay in parameter space:
     cp.async.bulk.tensor reads them there; CUTLASS passes its TMA descriptors the same way).
-    Changing a field changes TIDARC_GEMM_SM90A_ABI_VERSION.
+    Changing a field changes TIDARC_GEMM_SM90A_ABI_VERSION (3: g is TIDARC_GEMM_ABI_VERSION 6's,
+    with the fold-norms fields; the struct's size is unchanged, 448 bytes).
 
     out^T = W x^T: weight rows are wgmma's M (64 per consumer warpgroup), tokens its N, so a
     step of any row count runs one kernel family of a weight shape, and the reduction order of
@@ -21,7 +22,7 @@
 
 #include "tidarc_gemm_abi.h"
 
-#define TIDARC_GEMM_SM90A_ABI_VERSION 2
+#define TIDARC_GEMM_SM90A_ABI_VERSION 3
 
 /* A CUtensorMap's 128 opaque bytes, 64-byte aligned as cuda.h declares it. */
 typedef struct TidarcTensorMap {

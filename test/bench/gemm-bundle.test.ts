@@ -15,7 +15,7 @@ import { prepareDeviceBundle } from '../../src/bench/device-bundle.js';
 import { type BundleGemm, DRY_RUN_GEMM, FULL_GEMM, prepareGemmBundle } from '../../src/bench/gemm-bundle.js';
 import { findCxx } from '../../src/build/toolchain.js';
 import { buildEmulatedModule, emulatedModulePath } from '../../src/emulate/emulated-driver.js';
-import { GEMM, packStruct } from '../../src/runtime/cuda/op-abi.js';
+import { GEMM, GEMM_NO_NORM, packStruct } from '../../src/runtime/cuda/op-abi.js';
 import { gemmTarget, gemmTileName } from '../../src/codegen/gemm-plan.js';
 import { GEMM_SEARCH_SPACE, chooseGemmKernel, gemmHeuristic, gemmReductionSpace, gemmTileInfeasible } from '../../src/tune/gemm-space.js';
 import { gemmEntryKey, parseTuneDb } from '../../src/tune/db.js';
@@ -287,7 +287,7 @@ f = tidarc_abi.GEMM.fields
 gemm.GEMM = tidarc_abi.Struct('T', tidarc_abi.GEMM.format, tuple(reversed(f[:13])) + f[13:])
 print(gemm.gemm_args(1, 2, 3, 4, 5, 6, 7, 1, 300).hex())`;
     const [plain, reversed] = (await exec('python3', ['-c', script])).stdout.trim().split('\n');
-    const values = { x: 1, w: 2, bias: 3, rowIds: 4, out: 5, out2: 0, out3: 0, workspace: 6, tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: 7, accumulate: 1, seg1: 300, seg2: 300, epilogue: 0, splitCounters: 0 };
+    const values = { x: 1, w: 2, bias: 3, rowIds: 4, out: 5, out2: 0, out3: 0, workspace: 6, tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: 7, accumulate: 1, seg1: 300, seg2: 300, epilogue: 0, splitCounters: 0, ...GEMM_NO_NORM };
     expect(plain).toBe(Buffer.from(packStruct(GEMM, values)).toString('hex'));
     const swapped = { ...GEMM, fields: [...GEMM.fields.slice(0, 13).reverse(), ...GEMM.fields.slice(13)] };
     expect(reversed).toBe(Buffer.from(packStruct(swapped, values)).toString('hex'));

@@ -52,6 +52,20 @@ describe('GEMMs in the generated output', () => {
     }
   });
 
+  test('fold-norms: the residual units (o, down) have the producer code, the ones reading a norm (qkv, gate_up, lm_head) the consumer code; the manifest says so', () => {
+    for (const g of gemms) {
+      const source = out.files.get(g.source)!;
+      const producer = g.roles.some((r) => r === 'o' || r === 'down'), consumer = g.roles.some((r) => ['qkv', 'gate_up', 'lm_head'].includes(r));
+      expect([g.normOut, g.rowScale], g.unit).toEqual([producer ? true : undefined, consumer ? true : undefined]);
+      expect(source).toContain(`kNormOut = ${producer};`);
+      expect(source).toContain(`kRowScale = ${consumer};`);
+    }
+    // fp16 never folds (gamma * x of a large residual can overflow): no unit carries the code.
+    const fp16 = generateModel({ ...qwen3, dtype: 'fp16' }, { arches: ['sm_80'] });
+    expect(fp16.manifest.gemms!.some((g) => g.normOut || g.rowScale)).toBe(false);
+    for (const [name, text] of fp16.files) if (name.startsWith('cuda/gemm_')) expect(text, name).toContain('kNormOut = false;');
+  });
+
   test('draft lengths set the row counts: 1, k(k+1) per draft, the prefill chunk', () => {
     const g = generateModel(qwen3, { arches: ['sm_90'], drafts: [2] }).manifest.gemms!;
     expect([...new Set(g.map((x) => x.m))]).toEqual([1, 6, 64]);

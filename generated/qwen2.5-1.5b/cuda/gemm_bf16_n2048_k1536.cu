@@ -14,6 +14,8 @@ struct Reduction {
   static constexpr int kSplitK = 3;
   static constexpr int kKTilesPerSplit = 8;
   static constexpr bool kRowStats = false;  // the lm_head's statistics: 128-column kernels only
+  static constexpr bool kNormOut = false;    // fold-norms producer: norm_out and norm_sumsq (tidarc_gemm_abi.h)
+  static constexpr bool kRowScale = true;  // fold-norms consumer: rows scaled by 1 / rms from row_sumsq
 };
 
 // M = 1: 1 x 32 x 3 CTAs of 256 threads (2 x 4 warps), 49152 bytes of

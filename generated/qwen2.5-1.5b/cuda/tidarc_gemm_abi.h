@@ -27,6 +27,23 @@
         as the maximum, as tidarc_op_row_stats); then <unit>_row_stats merges the tiles in
         increasing order into row_argmax, row_max and row_lse (NaN, +inf or an all -inf row: lse
         = the maximum itself), so greedy decoding never writes the [rows, N] logits.
+    Fold-norms (version 6: an RMSNorm folded into the GEMMs around it; the runtime sets these only
+    on a kernel compiled with the code, Reduction::kNormOut / kRowScale, the manifest's normOut /
+    rowScale):
+      Producer (norm_weight != null; a residual GEMM, o or down: epilogue NONE, one plain segment
+        seg1 == seg2 == N, out float32): after out[r, n] = y (the full sum, + bias, + old out, as
+        above) it also writes norm_out[r, n] = round16(norm_weight[n] * y) (one float32 multiply,
+        round to nearest even to the kernel's 16-bit type) and, per row r and 64-column chunk c
+        (columns [64c, 64c + 64)), norm_sumsq[r * ceil(N / 64) + c] = s_0 of the fixed tree:
+        s_j = (double)y_j * (double)y_j for j in [0, 64) (0 past N), then for w = 32, 16, 8, 4,
+        2, 1: s_j = s_j + s_{j + w} for j < w. The same bits whatever the tile, warp layout or rows.
+      Consumer (row_sumsq != null; a GEMM reading norm_out as x: qkv, gate_up, lm_head): per output
+        row r, source row sr = row_ids ? row_ids[r] : r,
+        total = row_sumsq[sr * sumsq_chunks + 0] + ... + [.. + sumsq_chunks - 1] (float64, increasing),
+        inv = (float)(1.0 / sqrt(total / (double)norm_cols + (double)norm_eps)) (tidarc_op_rmsnorm's),
+        and every output element becomes acc * inv (float32) before the bias and before any
+        epilogue (SWIGLU, ROW_STATS, segments). So round16(gamma * x) feeds the sum and 1 / rms
+        scales it after, where the unfolded graph rounds round16(gamma * (x * inv)).
     Launch: main kernel grid (ceil(rows / BLOCK_M), N tiles, split-K), the block and dynamic
     shared memory of its manifest entry (nothing after it at any split-K); ROW_STATS then
     <unit>_row_stats over ceil(rows / 8) blocks of 256 threads (a warp per row). */
@@ -34,7 +51,7 @@
 #define TIDARC_GEMM_ABI_H
 #include <stdint.h>
 
-#define TIDARC_GEMM_ABI_VERSION 5
+#define TIDARC_GEMM_ABI_VERSION 6
 
 #define TIDARC_GEMM_EPILOGUE_NONE 0
 #define TIDARC_GEMM_EPILOGUE_SWIGLU 1
@@ -61,6 +78,13 @@ typedef struct TidarcGemmArgs {
   int32_t seg2;
   int32_t epilogue;        /* TIDARC_GEMM_EPILOGUE_* */
   int32_t* split_counters; /* splitK > 1: [grid x * grid y] int32, all 0 before the first launch (each launch leaves them 0); else null */
+  const float* norm_weight;   /* producer: [N] gamma of the folded RMSNorm in float32 (widened at upload); null: no norm_out */
+  void* norm_out;             /* producer: [rows, N] the kernel's 16-bit type, round16(gamma[n] * out[r, n]) */
+  double* norm_sumsq;         /* producer: [rows, ceil(N / 64)] float64 chunk sums of out[r, n]^2 (the tree above) */
+  const double* row_sumsq;    /* consumer: [source rows, sumsq_chunks], a producer's norm_sumsq; null: no scale */
+  int32_t sumsq_chunks;       /* consumer: ceil(norm_cols / 64) */
+  int32_t norm_cols;          /* consumer: the normed width (the producer's N, the consumer's K) */
+  float norm_eps;             /* consumer: the RMSNorm's eps */
 } TidarcGemmArgs;
 
 #endif

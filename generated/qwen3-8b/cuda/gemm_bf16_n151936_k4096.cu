@@ -13,6 +13,8 @@ struct Reduction {
   static constexpr int kSplitK = 1;
   static constexpr int kKTilesPerSplit = 64;
   static constexpr bool kRowStats = true;  // the lm_head's statistics: 128-column kernels only
+  static constexpr bool kNormOut = false;    // fold-norms producer: norm_out and norm_sumsq (tidarc_gemm_abi.h)
+  static constexpr bool kRowScale = true;  // fold-norms consumer: rows scaled by 1 / rms from row_sumsq
 };
 
 // M = 1: 1 x 1187 x 1 CTAs of 256 threads (1 x 8 warps), 73728 bytes of

@@ -13,6 +13,8 @@ struct Reduction {
   static constexpr int kSplitK = 1;
   static constexpr int kKTilesPerSplit = 4;
   static constexpr bool kRowStats = false;  // the lm_head's statistics: 128-column kernels only
+  static constexpr bool kNormOut = true;    // fold-norms producer: norm_out and norm_sumsq (tidarc_gemm_abi.h)
+  static constexpr bool kRowScale = false;  // fold-norms consumer: rows scaled by 1 / rms from row_sumsq
 };
 
 // M = 1: 1 x 4 x 1 CTAs of 128 threads (1 x 4 warps), 40960 bytes of

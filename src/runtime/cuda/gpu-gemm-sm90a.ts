@@ -20,7 +20,7 @@ import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './devic
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { type GemmLaunch, GpuGemms, SplitCounters } from './gpu-gemm.js';
 import type { GpuMatrix } from './gpu-ops.js';
-import { GEMM, packStruct } from './op-abi.js';
+import { GEMM, GEMM_NO_NORM, packStruct } from './op-abi.js';
 import { TENSOR_MAP_BYTES, sm90aGemmMaps } from './tensor-map.js';
 
 /** Which GEMMs a device runs from a compile for `compiled`: the sm_90a ones or the mma.sync ones (the selection rule). */
@@ -84,6 +84,7 @@ export class GpuGemmsSm90a {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
       tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
       splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
+      ...GEMM_NO_NORM,
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
     this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g), this.launch);

@@ -18,7 +18,7 @@ import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import type { GpuMatrix } from './gpu-ops.js';
-import { GEMM, packStruct } from './op-abi.js';
+import { GEMM, GEMM_NO_NORM, packStruct } from './op-abi.js';
 
 
 /** Outputs of the lm_head's row statistics: per row argmax (int32), max and lse; the tiles' partials in scratch. */
@@ -125,6 +125,7 @@ export class GpuGemms {
       rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
       rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
       splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
+      ...GEMM_NO_NORM,
     });
     const shared = gemmSharedBytes(g.launch, this.device.arch);
     // Split-K: the parts' partials are summed in order by each tile's last CTA, which runs the epilogue too.

@@ -219,12 +219,20 @@ export const RETURN_CODES: readonly { readonly name: string; readonly value: num
   { name: 'TIDARC_ERR_WORKSPACE', value: 3, note: 'num_splits > 1 without a workspace' },
 ];
 
-/** The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 5: x is 16-bit; split-K summed in the launch on split_counters). */
+/**
+ * The generated GEMMs' argument (templates/cuda/tidarc_gemm_abi.h, TIDARC_GEMM_ABI_VERSION 6: x is
+ * 16-bit; split-K summed in the launch on split_counters; 6: the fold-norms fields after it, a
+ * producer's normWeight / normOut / normSumsq and a consumer's rowSumsq / sumsqChunks / normCols /
+ * normEps, all 0 for a GEMM that neither produces nor consumes a folded RMSNorm: GEMM_NO_NORM).
+ */
 export const GEMM = schema('TidarcGemmArgs', [
   ['x', 'ptr'], ['w', 'ptr'], ['bias', 'ptr'], ['rowIds', 'ptr'], ['out', 'ptr'], ['out2', 'ptr'], ['out3', 'ptr'], ['workspace', 'ptr'],
   ['tileStats', 'ptr'], ['tileArgmax', 'ptr'], ['rowArgmax', 'ptr'], ['rowMax', 'ptr'], ['rowLse', 'ptr'],
   ['rows', 'i32'], ['accumulate', 'i32'], ['seg1', 'i32'], ['seg2', 'i32'], ['epilogue', 'i32'], ['splitCounters', 'ptr'],
+  ['normWeight', 'ptr'], ['normOut', 'ptr'], ['normSumsq', 'ptr'], ['rowSumsq', 'ptr'], ['sumsqChunks', 'i32'], ['normCols', 'i32'], ['normEps', 'f32'],
 ]);
+/** The fold-norms fields of a GEMM that neither writes a folded RMSNorm's input nor scales by one (spread into packStruct(GEMM, ...)). */
+export const GEMM_NO_NORM = { normWeight: 0, normOut: 0, normSumsq: 0, rowSumsq: 0, sumsqChunks: 0, normCols: 0, normEps: 0 } as const;
 
 export const ABI_VERSION_ARGS = schema('TidarcAbiVersionArgs', [['out', 'ptr', c('int32_t*', '[1]')]],
   `tidarc_op_abi_version: out[0] = TIDARC_OPS_ABI_VERSION. The runtime reads it before any other

@@ -64,7 +64,7 @@ describe('gemmsFor: the selection rule in the runner', () => {
     expect((gemms as GpuGemmsWithSm90a).sm90aRoles()).toEqual(['qkv']);
     const mains = launches.filter((l) => l.kernel.includes('_sm90a_t'));
     expect(mains.map((l) => [l.kernel.replace(/.*_sm90a_/, ''), ...l.grid, l.block[0], l.bytes])).toEqual([
-      // M = 20: no 32-token kernel compiled, the next one up; 64 weight rows a CTA (160 threads) up to 128 tokens, 128 (288) past; 2 maps + TidarcGemmArgs (136), padded to 64
+      // M = 20: no 32-token kernel compiled, the next one up; 64 weight rows a CTA (160 threads) up to 128 tokens, 128 (288) past; 2 maps + TidarcGemmArgs (184 since ABI v6), padded to 64
       ['t8', 1, 96, 2, 160, 448], ['t128', 1, 96, 2, 160, 448], ['t128', 1, 96, 2, 160, 448], ['t136', 2, 48, 2, 288, 448],
     ]);
     expect(mains.map((l) => l.shared)).toEqual([8, 128, 128, 136].map((t) => SM90A[0]!.kernels.find((k) => k.tileT === t)!.sharedBytes));
