@@ -27,6 +27,13 @@ K(K+1) tokens; lm_head 1 and 2K - 1 rows).
     "PDL: unsupported". Those two runs replace the --no-graphs runs of the last two points in the
     order (Qwen3-0.6B's k = 4 and k = 16 at L = 1024: no goal reads their launch-by-launch figures;
     its AR at L = 1024 comes with k = 8's), so the part runs as many tidarc commands as before. Median wall time of Decoder.step() (its launches, GPU ms, host ms beside).
+    The fold-norms A/B (fold-design.md: the RMSNorms folded into the GEMMs around them, on by default
+    where the runtime allows it, bench-step's JSON `foldNorms`): two more runs with --no-fold-norms,
+    Qwen3-0.6B's then Qwen3-8B's k = 8 at L = 4096 (each gives AR and k = 8), last in the plan so a
+    short budget drops them first; made only where the default run folded (a note says why not
+    otherwise), or FAILED (then the diagnosis: does the step run unfolded?). The rows put the measured
+    saving (1 - default / --no-fold-norms) beside the predicted one (the bundle's unfolded prediction).
+    A CLI that refuses --no-fold-norms is recorded as "fold-norms: unsupported".
   - transformers eager: a DynamicCache prefilled with L random tokens, then per step the same
     token count (its causal mask; tidarc's in-step mask differs in values, not in size), the
     logits of the same lm_head rows, their argmax copied to the host, and the cache cropped back
@@ -104,7 +111,7 @@ def warm_up(node, root, ckpts, models, backend, env, timeout):
     return out
 
 
-def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout, no_pdl=False):
+def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, timeout, no_pdl=False, no_fold=False):
     """One `tidarc bench-step --json` (tidar_k<k> and AR at L = prefix): the parsed result, or {'error'} / {'refused'}."""
     args = ['bench-step', str(ckpt), '--backend', backend, '--draft', str(k), '--prefix', str(prefix), '--json',
             '--reps', str(timing['reps']), '--min-seconds', str(timing['minSeconds']), '--warmup', str(timing['warmup'])]
@@ -112,6 +119,8 @@ def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, t
         args.append('--no-graphs')
     if no_pdl:
         args.append('--no-pdl')
+    if no_fold:
+        args.append('--no-fold-norms')
     t0 = time.time()
     try:
         r = subprocess.run(tidarc_cmd(node, root, *args), capture_output=True, text=True, env=env, timeout=max(10.0, timeout))
@@ -119,8 +128,8 @@ def tidarc_bench(node, root, ckpt, k, prefix, backend, no_graphs, timing, env, t
         return {'error': f'timed out after {timeout:.0f} s', 'seconds': time.time() - t0}
     if r.returncode != 0:
         line = last_line(r.stderr) or f'exit code {r.returncode}'
-        # commander's "unknown option '--no-graphs'" (or '--no-pdl'): this tidarc has no such switch.
-        refused = (no_graphs and '--no-graphs' in line) or (no_pdl and '--no-pdl' in line)
+        # commander's "unknown option '--no-graphs'" (or '--no-pdl', '--no-fold-norms'): this tidarc has no such switch.
+        refused = (no_graphs and '--no-graphs' in line) or (no_pdl and '--no-pdl' in line) or (no_fold and '--no-fold-norms' in line)
         return {'refused' if refused else 'error': line, 'seconds': time.time() - t0}
     return {**json.loads(r.stdout.strip().splitlines()[-1]), 'seconds': time.time() - t0}
 
@@ -129,7 +138,8 @@ def step_figures(stats, run=None):
     """What the report keeps of bench-step's StepStats (and of its run: whether PDL was on, where the JSON says)."""
     keys = ('launchesPerStep', 'hostMs', 'gpuMs', 'hostDeviceBytesPerStep', 'rooflineMs', 'rooflineRatio', 'inStepTokens', 'steps')
     pdl = {'pdl': run['pdl'], 'pdlReason': run.get('pdlReason')} if run and 'pdl' in run else {}
-    return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}, **pdl}
+    fold = {'foldNorms': run['foldNorms'], 'foldNormsWhy': run.get('foldNormsWhy')} if run and 'foldNorms' in run else {}
+    return {'medianMs': stats['stepMs']['median'], 'p20Ms': stats['stepMs']['p20'], 'p80Ms': stats['stepMs']['p80'], **{k: stats.get(k) for k in keys}, **pdl, **fold}
 
 
 PREDICTIONS = 'e2e_predictions.json'
@@ -175,7 +185,30 @@ def tidarc_order(models, prefixes):
     return sorted(points, key=rank)
 
 
-DEFAULT, NO_GRAPHS, NO_PDL = 'default', 'no-graphs', 'no-pdl'
+DEFAULT, NO_GRAPHS, NO_PDL, NO_FOLD = 'default', 'no-graphs', 'no-pdl', 'no-fold-norms'
+
+
+def no_fold_skip(default_run):
+    """Whether the planned --no-fold-norms run follows the default run `default_run` (None: not run): None to run it, else
+    why not ('' for no note). Where the default run folded the norms it is the A/B; where the default run FAILED it is the
+    diagnosis (does the same step run unfolded?); where the fold was off by default it would time the default run again."""
+    if not default_run:
+        return ''  # the default run did not run (the budget): nothing to compare or diagnose
+    if 'tidar' not in default_run:
+        return None if 'error' in default_run else ''
+    if 'foldNorms' not in default_run:
+        return 'bench-step reports no foldNorms field (a tidarc without the fold)'
+    if not default_run['foldNorms']:
+        return f"the fold was off by default ({default_run.get('foldNormsWhy') or 'bench-step gives no reason'})"
+    return None
+
+
+def no_fold_diagnosis(model, L, k, default_run, r):
+    """The note on a --no-fold-norms run made because the default run failed."""
+    head = f"{model} L={L} k={k}: the default run failed ({default_run['error']}); with --no-fold-norms it "
+    if 'tidar' in r:
+        return head + 'ran: the folded norms (their GEMM epilogues) are the suspect'
+    return head + f"failed too ({r.get('error') or r.get('refused')}): not the fold alone"
 
 
 def no_pdl_skip(default_run):
@@ -206,7 +239,9 @@ def tidarc_plan(models, prefixes):
     model's middle k at the largest L also --no-pdl (graphs without PDL, after the default run). The --no-pdl runs
     take the places of the --no-graphs runs of the last points in the order (as many as there are --no-pdl runs), so
     the part runs as many tidarc commands as before; on the GPU those are Qwen3-0.6B's k = 4 and k = 16 at L = 1024,
-    whose launch-by-launch figures no goal reads (its AR at L = 1024 comes with k = 8's run)."""
+    whose launch-by-launch figures no goal reads (its AR at L = 1024 comes with k = 8's run). Last, the fold-norms A/B:
+    --no-fold-norms at the same points, the smallest model's first (the fold saves most there), so a short budget drops
+    them first."""
     order = tidarc_order(models, prefixes)
     first = [(i, L, k) for i, L, k in order if k == _mid(models[i][0]) and L == max(prefixes)]
     dropped = set([p for p in order if p not in first][-len(first):]) if len(order) > len(first) else set()
@@ -217,7 +252,8 @@ def tidarc_plan(models, prefixes):
             plan.append((*p, NO_PDL))
         if p not in dropped:
             plan.append((*p, NO_GRAPHS))
-    return plan
+    by_size = sorted(first, key=lambda p: models[p[0]][0]['layers'] * models[p[0]][0]['hiddenSize'] ** 2)
+    return plan + [(*p, NO_FOLD) for p in by_size]
 
 
 def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_facts=None, eight_b_layers=EIGHT_B_LAYERS, hf_overrides=None, seed=7, correctness_only=False, save=None, backend=None, predictions=None):
@@ -281,7 +317,7 @@ def run_e2e(torch, node, root, work, budget_s, dry, log=log, peaks=None, device_
         tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
         if save:
             save(data)
-    bench = lambda i, L, k, no_graphs, no_pdl: tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left(), no_pdl=no_pdl)  # noqa: E731
+    bench = lambda i, L, k, no_graphs, no_pdl, no_fold=False: tidarc_bench(node, root, ckpts[i], k, L, data['backend'], no_graphs, timing, env, left(), no_pdl=no_pdl, no_fold=no_fold)  # noqa: E731
     runs, graphs, pdl = run_tidarc_plan(models, prefixes, bench, data, left, log, after)
     return tabulate(data, models, prefixes, hf_times, runs, graphs, peaks, started, predictions, pdl)
 
@@ -294,22 +330,32 @@ def pdl_off_note(model, L, k):
 
 
 def run_tidarc_plan(models, prefixes, bench, data, left, log=log, after=None):
-    """tidarc_plan's runs, in order, through bench(i, L, k, no_graphs, no_pdl) -> tidarc_bench's result; after(runs, graphs,
-    pdl), when given, after each. Returns (runs: {(i, L, k, False | True | NO_PDL): result}, graphs, pdl) as tabulate reads
-    them; appends to data's notes, skipped, tidarcRuns and pdlOff. Where a default run FAILED and its --no-pdl run ran
+    """tidarc_plan's runs, in order, through bench(i, L, k, no_graphs, no_pdl) -> tidarc_bench's result (the --no-fold-norms
+    runs: bench(..., no_fold=True)); after(runs, graphs, pdl), when given, after each. Returns (runs: {(i, L, k, False | True |
+    NO_PDL | NO_FOLD): result}, graphs, pdl) as tabulate reads them; appends to data's notes, skipped, tidarcRuns and pdlOff
+    and sets data['noFold'] (the CLI's --no-fold-norms: 'supported' or 'unsupported: <its refusal>'). Where a default run FAILED and its --no-pdl run ran
     (no_pdl_diagnosis: PDL the likely cause), every later run adds --no-pdl (data['pdlOff'] says after which point, one
     note says so) and the later planned --no-pdl runs are not made: they would repeat the default runs."""
     graphs = None  # None: not known yet; else 'supported' or 'unsupported: <the CLI's refusal>'
     pdl = None  # likewise for --no-pdl
     pdl_off = None  # the point after whose diagnosis every run adds --no-pdl
+    fold = None  # likewise for --no-fold-norms
     runs = {}
     data['plan'] = [{'model': models[i][0]['name'], 'prefix': L, 'draft': k, 'mode': mode} for i, L, k, mode in tidarc_plan(models, prefixes)]
     for i, L, k, mode in tidarc_plan(models, prefixes):
         spec = models[i][0]
-        no_graphs, no_pdl = mode == NO_GRAPHS, mode == NO_PDL
+        no_graphs, no_pdl, no_fold = mode == NO_GRAPHS, mode == NO_PDL, mode == NO_FOLD
         if no_graphs and graphs is not None and graphs != 'supported':
             continue  # the default run is already launch by launch
-        default_run = runs.get((i, L, k, False)) if no_pdl else None
+        default_run = runs.get((i, L, k, False)) if no_pdl or no_fold else None
+        if no_fold:
+            why_not = no_fold_skip(default_run)
+            if why_not is not None:
+                if why_not:
+                    data['notes'].append(f"no --no-fold-norms run for {spec['name']} L={L} k={k}: {why_not}")
+                continue
+            if fold is not None and fold != 'supported':
+                continue
         if no_pdl:
             if pdl_off:
                 continue  # the default run was made with --no-pdl already
@@ -325,23 +371,30 @@ def run_tidarc_plan(models, prefixes, bench, data, left, log=log, after=None):
         if left() <= 0:
             data['skipped'].append(f"tidarc {spec['name']} L={L} k={k}{flag}")
             continue
-        r = bench(i, L, k, no_graphs, no_pdl or forced)
+        r = bench(i, L, k, no_graphs, no_pdl or forced, no_fold=True) if no_fold else bench(i, L, k, no_graphs, no_pdl or forced)
         if forced:
             r = {**r, 'forcedNoPdl': True}  # table_rows: a default run without PDL, with no --no-pdl figure beside it
         if no_graphs and graphs is None:
             graphs = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
         if no_pdl and pdl is None:
             pdl = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+        if no_fold and fold is None:
+            fold = f"unsupported: {r['refused']}" if 'refused' in r else 'supported' if 'error' not in r else None
+            if fold:
+                data['noFold'] = fold
+        if no_fold and 'error' in default_run:
+            data['notes'].append(no_fold_diagnosis(spec['name'], L, k, default_run, r))
         if no_pdl and 'error' in default_run:
             data['notes'].append(no_pdl_diagnosis(spec['name'], L, k, default_run, r))
             if 'tidar' in r:
                 pdl_off = f"{spec['name']} L={L} k={k}"
                 data['pdlOff'] = pdl_off
                 data['notes'].append(pdl_off_note(spec['name'], L, k))
-        runs[(i, L, k, NO_PDL if no_pdl else no_graphs)] = r
+        runs[(i, L, k, NO_PDL if no_pdl else NO_FOLD if no_fold else no_graphs)] = r
         # What each run cost (the first of a model compiles its kernels): the part's time plan reads these.
         data['tidarcRuns'].append({'model': spec['name'], 'prefix': L, 'draft': k, 'noGraphs': no_graphs, 'noPdl': no_pdl or forced, 'seconds': round(r['seconds'], 1),
-                                   **({'pdlOff': True} if forced else {}),
+                                   **({'pdlOff': True} if forced else {}), **({'noFold': True} if no_fold else {}),
+                                   **({'foldNorms': r['foldNorms']} if 'foldNorms' in r else {}),
                                    **({'pdl': r['pdl']} if 'pdl' in r else {}), **({'error': r.get('error') or r.get('refused')} if 'tidar' not in r else {})})
         log(f"e2e: tidarc {spec['name']} L={L} k={k}{flag}: "
             + (r.get('error') or r.get('refused') or f"tidar {r['tidar']['stepMs']['median']:.2f} ms, ar {r['ar']['stepMs']['median']:.2f} ms"
@@ -405,7 +458,7 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                         if r and 'tidar' in r:
                             return r
                     return None
-                default_run, no_pdl_run = run_of(False), run_of(NO_PDL)
+                default_run, no_pdl_run, no_fold_run = run_of(False), run_of(NO_PDL), run_of(NO_FOLD)
                 figures = lambda r: step_figures(r['tidar'] if k else r['ar'], r) if r else None  # noqa: E731
                 default, plain = figures(default_run), figures(run_of(True))
                 # Not beside itself, nor beside a default run made with --no-pdl (run_tidarc_plan's forcedNoPdl).
@@ -418,6 +471,11 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                 row['tidarcLaunchesMs'] = launches['medianMs'] if launches else None
                 # --no-pdl is a graphs run (the default launch mode) without PDL: beside the default run's figure.
                 row['tidarcNoPdlMs'] = no_pdl['medianMs'] if no_pdl else None
+                # --no-fold-norms: the default run's launch mode with the norms not folded, beside the default run (folded).
+                no_fold = figures(no_fold_run)
+                row['foldNorms'] = default.get('foldNorms') if default else None
+                row['tidarcNoFoldMs'] = no_fold['medianMs'] if no_fold else None
+                row['tidarcFoldMs'] = default['medianMs'] if no_fold and default else None
                 # Whether the default run had PDL: True / False from bench-step's JSON, None where it does not say.
                 row['pdl'] = default.get('pdl') if default else None
                 row['hfEagerMs'] = hf['medianMs'] if hf else None
@@ -433,6 +491,13 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                 row['predictedGraphsMs'] = pg['gpuMs'] if pred else None
                 row['predictedLaunchesMs'] = pl['gpuMs'] if pred else None
                 row['predictedNoPdlMs'] = pred['graphs']['gpuMs'] if pred else None
+                # The fold's prediction in the default run's mode (graphs or launch by launch, PDL as the run had it): the
+                # prediction (folded where the runtime folds) against the bundle's unfolded one (pred['noFold'], absent where
+                # the step folds nothing or the bundle predates the fold).
+                nf = (pred or {}).get('noFold')
+                nf_mode = ((nf.get('pdl') if row['pdl'] else None) or nf) if nf else None
+                row['predictedNoFoldMs'] = nf_mode['graphs' if graphs else 'launchByLaunch']['gpuMs'] if nf_mode else None
+                row['predictedFoldMs'] = (pg if graphs else pl)['gpuMs'] if nf_mode else None
                 # The fastest mode measured (graphs, else launch by launch), against its own prediction.
                 row['predictedMs'] = row['predictedGraphsMs'] if graphs else row['predictedLaunchesMs']
                 ratio = lambda a, b: (row[a] / row[b]) if row[a] and row[b] else None  # noqa: E731
@@ -441,6 +506,9 @@ def table_rows(models, prefixes, hf_times, runs, graphs_on, peaks, predictions=N
                                  'hfOverGraphs': ratio('hfEagerMs', 'tidarcGraphsMs'), 'hfOverLaunches': ratio('hfEagerMs', 'tidarcLaunchesMs'),
                                  'graphsOverPredicted': ratio('tidarcGraphsMs', 'predictedGraphsMs'), 'launchesOverPredicted': ratio('tidarcLaunchesMs', 'predictedLaunchesMs'),
                                  'noPdlOverGraphs': ratio('tidarcNoPdlMs', 'tidarcGraphsMs'), 'noPdlOverPredicted': ratio('tidarcNoPdlMs', 'predictedNoPdlMs')}
+                saving = lambda a, b: (1 - row[a] / row[b]) if row[a] and row[b] else None  # noqa: E731
+                # What the fold saves: 1 - folded / unfolded, measured (default run vs --no-fold-norms) and predicted.
+                row['foldSaving'] = {'measured': saving('tidarcFoldMs', 'tidarcNoFoldMs'), 'predicted': saving('predictedFoldMs', 'predictedNoFoldMs')}
                 row['measuredOverPredicted'] = row['ratios']['graphsOverPredicted'] if graphs else row['ratios']['launchesOverPredicted']
                 rows.append(row)
     return rows

@@ -70,6 +70,30 @@ def pdl_lines(rows):
                          f"{predicted(r)}" for r in done) + '.'), '']
 
 
+def _pct(x):
+    return '-' if x is None else f'{100 * x:.1f}%'
+
+
+def fold_lines(rows):
+    """The fold-norms A/B where --no-fold-norms ran: the default run (norms folded) against it, each a median step in the
+    default run's mode, the measured saving beside the predicted one (the bundle's folded and unfolded predictions)."""
+    done = [r for r in rows if r.get('tidarcNoFoldMs')]
+    if not done:
+        return []
+    lines = ['Fold-norms (the RMSNorms folded into the GEMMs around them, on by default; --no-fold-norms: as before), each a median step '
+             'in the default run\'s mode; saving: 1 - folded / unfolded, measured and predicted (src/bench/step-cost-model.ts, the same '
+             'constants both ways):', '',
+             '| model | L | step | mode | folded ms | --no-fold-norms ms | measured saving | predicted ms (folded, unfolded) | predicted saving |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in done:
+        mode, _ = _mode(r)
+        f = r.get('foldSaving') or {}
+        lines.append(f"| {r['model']} | {r['prefix']} | {r['step']} | {mode or '-'}{', PDL ' + _pdl(r) if r.get('pdl') is not None else ''} | "
+                     f"{_fmt(r.get('tidarcFoldMs'), 3)} | {_fmt(r['tidarcNoFoldMs'], 3)} | {_pct(f.get('measured'))} | "
+                     f"{_fmt(r.get('predictedFoldMs'), 3)}, {_fmt(r.get('predictedNoFoldMs'), 3)} | {_pct(f.get('predicted'))} |")
+    return lines + ['']
+
+
 def goals(rows):
     """Issue 16's targets on an H200, from the rows (a goal whose points are missing is left out). Measured as tidarc runs by
     default: with PDL where the device allows it (the mode's label says so where bench-step's JSON does)."""
@@ -104,7 +128,7 @@ def e2e_lines(e):
     dev, hf, peaks = e.get('device', {}), e.get('hf', {}), e.get('peaks') or {}
     facts = ', '.join(str(dev[k]) + unit for k, unit in (('sms', ' SMs'), ('driverVersion', ' driver'), ('cuda', ' CUDA'), ('torch', ' torch'), ('nvidiaSmi', '')) if dev.get(k))
     lines = [f"Device: {dev.get('name', '?')}{' (' + facts + ')' if facts else ''}. tidarc: {e.get('backend')} backend, `tidarc bench-step --json` per (model, L, k), "
-             f"CUDA graphs: {e.get('graphs', '?')}; --no-pdl: {e.get('noPdl', 'not run')}. transformers {hf.get('transformers', '?')} eager ({hf.get('attention', '?')}, {hf.get('dtype', '?')}, torch {hf.get('torch', '?')}): "
+             f"CUDA graphs: {e.get('graphs', '?')}; --no-pdl: {e.get('noPdl', 'not run')}{'; --no-fold-norms: ' + e['noFold'] if e.get('noFold') else ''}. transformers {hf.get('transformers', '?')} eager ({hf.get('attention', '?')}, {hf.get('dtype', '?')}, torch {hf.get('torch', '?')}): "
              'a DynamicCache prefilled with L tokens, the same tokens per step (AR 1, TiDAR k(k+1)), the same lm_head rows (1, 2k - 1), argmax to the host, '
              'the cache cropped back to L after each step.', '',
              f"Roofline: max((weights + KV) / copy bandwidth, FLOPs / matmul rate) (src/bench/roofline.ts); rates measured in this run: {peaks.get('how', 'none')}.", '']
@@ -125,6 +149,7 @@ def e2e_lines(e):
                   'explain (the rest: the kernels): `npm run bench:step -- --compare device-check.json` on a checkout (src/bench/step-compare.ts).' if p else
                   'Predicted: none (the bundle has no e2e_predictions.json: npm run device-check:prepare writes it).', '']
         lines += pdl_lines(e['rows'])
+        lines += fold_lines(e['rows'])
         us = host_us_per_launch(e['rows'])
         if us:
             lines += [f"Host time per kernel launch, launch by launch (host ms / launches a step): median {us[len(us) // 2]:.2f} us "
@@ -146,17 +171,19 @@ def e2e_lines(e):
 
 
 def failed_runs(e):
-    """tidarc runs that ended in an error (a --no-graphs or --no-pdl the CLI refused is a finding, not a failure)."""
+    """tidarc runs that ended in an error (a --no-graphs, --no-pdl or --no-fold-norms the CLI refused is a finding, not a failure)."""
     return [r for r in e.get('tidarcRuns', []) if 'error' in r and not (r['noGraphs'] and 'unsupported' in str(e.get('graphs', '')))
-            and not (r.get('noPdl') and 'unsupported' in str(e.get('noPdl', '')))]
+            and not (r.get('noPdl') and 'unsupported' in str(e.get('noPdl', '')))
+            and not (r.get('noFold') and 'unsupported' in str(e.get('noFold', '')))]
 
 
 def short_lines(e):
-    out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}{', --no-pdl: ' + e['noPdl'] if e.get('noPdl') else ''}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
+    out = [f"e2e ({e.get('backend')} backend, graphs: {e.get('graphs', '?')}{', --no-pdl: ' + e['noPdl'] if e.get('noPdl') else ''}"
+           f"{', --no-fold-norms: ' + e['noFold'] if e.get('noFold') else ''}): {len(e.get('rows', []))} step rows, {len(e.get('skipped', []))} points skipped"]
     failed = failed_runs(e)
     if failed:
         r = failed[0]
-        out.append(f"e2e: {len(failed)} tidarc runs FAILED; first: {r['model']} L={r['prefix']} k={r['draft']}{' --no-graphs' if r['noGraphs'] else ''}{' --no-pdl' if r.get('noPdl') else ''}: {r['error']}")
+        out.append(f"e2e: {len(failed)} tidarc runs FAILED; first: {r['model']} L={r['prefix']} k={r['draft']}{' --no-graphs' if r['noGraphs'] else ''}{' --no-pdl' if r.get('noPdl') else ''}{' --no-fold-norms' if r.get('noFold') else ''}: {r['error']}")
     c = e.get('correctness')
     if c:
         out.append(f"e2e correctness (tidarc cpu vs transformers, first greedy token): {sum(x['ok'] for x in c['cases'])}/{len(c['cases'])} ok" + ('' if c['ok'] else ' FAILED'))
@@ -164,7 +191,9 @@ def short_lines(e):
         out.append(f"e2e {r['model']:>22} L={r['prefix']:<5} {r['step']:>9}: tidarc graphs {_fmt(r['tidarcGraphsMs']):>8} ms  launches {_fmt(r['tidarcLaunchesMs']):>8}  "
                    f"eager {_fmt(r['hfEagerMs']):>8}  roofline {_fmt(r['rooflineMs'], 3):>8}  predicted {_fmt(r.get('predictedMs'), 3):>8}  measured/predicted {_x(r.get('measuredOverPredicted')):>7}"
                    + (f"  PDL {_pdl(r)}" if r.get('pdl') is not None else '')
-                   + (f"  graphs --no-pdl {_fmt(r['tidarcNoPdlMs'])} (predicted {_fmt(r.get('predictedNoPdlMs'), 3)})" if r.get('tidarcNoPdlMs') else ''))
+                   + (f"  graphs --no-pdl {_fmt(r['tidarcNoPdlMs'])} (predicted {_fmt(r.get('predictedNoPdlMs'), 3)})" if r.get('tidarcNoPdlMs') else '')
+                   + (f"  --no-fold-norms {_fmt(r['tidarcNoFoldMs'])}: fold saves {_pct((r.get('foldSaving') or {}).get('measured'))} "
+                      f"(predicted {_pct((r.get('foldSaving') or {}).get('predicted'))})" if r.get('tidarcNoFoldMs') else ''))
     return out
 
 

@@ -38,7 +38,8 @@ m = gpu_models()
 print(json.dumps({'gpu': [[m[i][0]['name'], L, k, mode] for i, L, k, mode in tidarc_plan(m, GPU_PREFIXES)], 'dry': tidarc_plan(dry_models(), DRY_PREFIXES)}))`]);
     expect(r.code, r.stderr).toBe(0);
     const { gpu, dry } = JSON.parse(r.stdout) as { gpu: [string, number, number, string][]; dry: unknown[] };
-    expect(gpu).toHaveLength(2 * 2 * 3 * 2);  // 2 models x 2 L x 3 k x (default, --no-graphs): as before the --no-pdl runs
+    expect(gpu).toHaveLength(2 * 2 * 3 * 2 + 2);  // 2 models x 2 L x 3 k x (default, --no-graphs): as before the --no-pdl runs; + the two --no-fold-norms runs
+    expect(gpu.slice(-2)).toEqual([['qwen3-0.6b-shape', 4096, 8, 'no-fold-norms'], ['qwen3-8b-shape-4l', 4096, 8, 'no-fold-norms']]);  // last: a short budget drops them first
     expect(gpu.slice(0, 6)).toEqual([
       ['qwen3-8b-shape-4l', 4096, 8, 'default'], ['qwen3-8b-shape-4l', 4096, 8, 'no-pdl'], ['qwen3-8b-shape-4l', 4096, 8, 'no-graphs'],
       ['qwen3-0.6b-shape', 4096, 8, 'default'], ['qwen3-0.6b-shape', 4096, 8, 'no-pdl'], ['qwen3-0.6b-shape', 4096, 8, 'no-graphs'],
@@ -50,7 +51,7 @@ print(json.dumps({'gpu': [[m[i][0]['name'], L, k, mode] for i, L, k, mode in tid
     expect(noGraphs).not.toContain('qwen3-0.6b-shape 1024 4');
     expect(noGraphs).not.toContain('qwen3-0.6b-shape 1024 16');
     expect(noGraphs).toContain('qwen3-0.6b-shape 1024 8');  // the 0.6B AR at L = 1024 launch by launch (the 2x goal)
-    expect(dry).toEqual([[0, 16, 2, 'default'], [0, 16, 2, 'no-pdl'], [0, 16, 2, 'no-graphs']]);
+    expect(dry).toEqual([[0, 16, 2, 'default'], [0, 16, 2, 'no-pdl'], [0, 16, 2, 'no-graphs'], [0, 16, 2, 'no-fold-norms']]);
   });
 
   test('rows and report: the default run\'s PDL, graphs --no-pdl beside it, each against its own prediction (PDL on where the run had it)', async () => {
@@ -161,8 +162,8 @@ s = lambda ms: {'stepMs': {'median': ms, 'p20': ms, 'p80': ms}, 'launchesPerStep
 out = {}
 for case in ('pdl-breaks', 'both-fail'):
     calls = []
-    def bench(i, L, k, no_graphs, no_pdl):
-        calls.append([models[i][0]['name'], L, k, no_graphs, no_pdl])
+    def bench(i, L, k, no_graphs, no_pdl, no_fold=False):
+        calls.append([models[i][0]['name'], L, k, no_graphs, no_pdl] + (['no-fold-norms'] if no_fold else []))
         if case == 'pdl-breaks' and not no_pdl or case == 'both-fail' and len(calls) <= 2:
             return {'error': 'TidarcError: CUDA: cannot launch tidarc_op_rmsnorm programmatically: CUDA_ERROR_LAUNCH_FAILED' if not no_pdl else 'out of memory', 'seconds': 1}
         ms = 9 if no_graphs else 4
@@ -186,10 +187,13 @@ print(json.dumps(out))`;
     const { 'pdl-breaks': broke, 'both-fail': both } = JSON.parse(r.stdout) as Record<'pdl-breaks' | 'both-fail', Case>;
     // PDL breaks: the first default run fails, its --no-pdl run runs; every later run has --no-pdl, 0.6B's planned --no-pdl run is not made.
     expect(broke.calls.slice(0, 3)).toEqual([['qwen3-8b-shape-4l', 4096, 8, false, false], ['qwen3-8b-shape-4l', 4096, 8, false, true], ['qwen3-8b-shape-4l', 4096, 8, true, true]]);
-    expect(broke.calls).toHaveLength(23);  // the plan's 24 less 0.6B's --no-pdl run (its default run has --no-pdl already)
+    // The plan's 24 less 0.6B's --no-pdl run (its default run has --no-pdl already), + 8B's --no-fold-norms run (its default run
+    // failed: the diagnosis); 0.6B's is not made (the stand-in's JSON has no foldNorms field).
+    expect(broke.calls).toHaveLength(24);
+    expect(broke.calls[23]).toEqual(['qwen3-8b-shape-4l', 4096, 8, false, true, 'no-fold-norms']);
     expect(broke.calls.slice(1).every((c) => c[4])).toBe(true);
     expect(broke.calls.filter((c) => c[3])).toHaveLength(10);  // every --no-graphs run of the plan: graphs vs launch by launch
-    expect(broke.forced).toBe(21);
+    expect(broke.forced).toBe(22);
     expect(broke.pdlOff).toBe('qwen3-8b-shape-4l L=4096 k=8');
     expect(broke.notes.filter((n) => /adds --no-pdl/.test(n))).toEqual([expect.stringMatching(/^every tidarc run after qwen3-8b-shape-4l L=4096 k=8's diagnosis .* adds --no-pdl: .*graphs against launch by launch/)]);
     expect(broke.notes.filter((n) => /likely cause/.test(n))).toHaveLength(1);
@@ -203,7 +207,7 @@ print(json.dumps(out))`;
     // Both fail: not PDL alone; later runs keep PDL (0.6B's planned --no-pdl run is made as before).
     expect(both.calls.slice(0, 2).map((c) => c[4])).toEqual([false, true]);
     expect(both.calls.slice(2).filter((c) => c[4])).toEqual([['qwen3-0.6b-shape', 4096, 8, false, true]]);
-    expect(both.calls).toHaveLength(24);
+    expect(both.calls).toHaveLength(25);  // + 8B's --no-fold-norms run (the diagnosis of its failed default run)
     expect([both.pdlOff, both.forced]).toEqual([null, 0]);
     expect(both.notes.some((n) => /adds --no-pdl/.test(n))).toBe(false);
     expect(both.notes.some((n) => /failed too \(out of memory\): not PDL alone/.test(n))).toBe(true);
