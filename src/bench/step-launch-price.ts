@@ -123,12 +123,11 @@ const OP_BYTES: Readonly<Record<string, { readonly schema: StructSchema; bytes(f
 /**
  * A GEMM launch's folded-norm role from its TidarcGemmArgs (ABI v6, fold-design.md): a producer
  * (normWeight set: it writes norm_out and the sums of squares) or a consumer (rowSumsq set: it
- * reads sumsqChunks sums a row), else none. An ABI without the fields folds nothing.
+ * reads sumsqChunks sums a row), else none.
  */
 export function gemmNormFold(args: Uint8Array): GemmNormFold | undefined {
-  const has = (field: string): boolean => GEMM.fields.some(([name]) => name === field);
-  if (has('normWeight') && argField(GEMM, args, 'normWeight') !== 0) return { normOut: true };
-  if (has('rowSumsq') && argField(GEMM, args, 'rowSumsq') !== 0) return { rowScaleChunks: argField(GEMM, args, 'sumsqChunks') };
+  if (argField(GEMM, args, 'normWeight') !== 0) return { normOut: true };
+  if (argField(GEMM, args, 'rowSumsq') !== 0) return { rowScaleChunks: argField(GEMM, args, 'sumsqChunks') };
   return undefined;
 }
 

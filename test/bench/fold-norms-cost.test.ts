@@ -9,6 +9,8 @@ import { H200 } from '../../src/codegen/machine.js';
 import { normFoldBytes, predictGemm } from '../../src/codegen/gemm-cost-model.js';
 import { predictSm90aGemm } from '../../src/codegen/gemm-sm90a-cost-model.js';
 import { gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
+import { GEMM, GEMM_NO_NORM, packStruct } from '../../src/runtime/cuda/op-abi.js';
+import { gemmNormFold } from '../../src/bench/step-launch-price.js';
 
 const target = gemmTarget(['sm_90']);
 const plan = (n: number, k: number, m: number, splitK?: number) => {
@@ -53,5 +55,13 @@ describe('a folded norm in the GEMM cost models', () => {
     const qkv = { n: 4096, k: 1024, dtype: 'bf16' as const };
     const rq = planReduction(qkv, gemmTarget(['sm_90a']), 1);
     expect(predictSm90aGemm(qkv, rq, 8, 4, H200, 90, { fold: { rowScaleChunks: 16 } }).hbmBytes - predictSm90aGemm(qkv, rq, 8, 4, H200, 90).hbmBytes).toBe(4 * 16 * 8);
+  });
+
+  test('a launch\'s role from its TidarcGemmArgs (ABI v6): normWeight set -> producer, rowSumsq set -> consumer with its chunks, neither -> none', () => {
+    const zero = Object.fromEntries(GEMM.fields.map(([name]) => [name, 0]));
+    const args = (x: Partial<Record<string, number>>): Uint8Array => packStruct(GEMM, { ...zero, rows: 20, accumulate: 1, ...GEMM_NO_NORM, ...x });
+    expect(gemmNormFold(args({}))).toBeUndefined();
+    expect(gemmNormFold(args({ normWeight: 0x1000, normOut: 0x2000, normSumsq: 0x3000 }))).toEqual({ normOut: true });
+    expect(gemmNormFold(args({ rowSumsq: 0x3000, sumsqChunks: 16, normCols: 1024, normEps: 1e-6 }))).toEqual({ rowScaleChunks: 16 });
   });
 });
