@@ -16,6 +16,7 @@ import { pickMmaKernel } from '../../codegen/gemm-kernel-pick.js';
 import { GEMM_BLOCK_N, GEMM_REDUCE_THREADS } from '../../codegen/gemm-plan.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
 import { TidarcError } from '../../errors.js';
+import { NORM_SUMSQ_CHUNK } from '../../ir/step-ops.js';
 import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import type { GpuMatrix } from './gpu-ops.js';
 import { GEMM, GEMM_NO_NORM, packStruct } from './op-abi.js';
@@ -47,6 +48,54 @@ export interface GemmLaunch {
    */
   readonly epilogue?: 'swiglu' | 'rowStats';
   readonly stats?: GemmRowStatsOut;
+  /** A folded RMSNorm's producer (step-fold-norms.ts): also norm_out and the row sums of squares (ABI v6). */
+  readonly normOut?: GemmNormOut;
+  /** A folded RMSNorm's consumer: each output row scaled by the norm's 1 / rms (ABI v6). */
+  readonly rowScale?: GemmRowScale;
+}
+
+/** What a producer writes for a folded RMSNorm: round16(weight[n] * out[r, n]) and per row the float64 sums of out^2 by 64 columns. */
+export interface GemmNormOut {
+  /** [n] float32: the norm's gamma widened at upload (gpu-weights.ts normWeights). */
+  readonly weight: DeviceBuffer;
+  /** [rows, n] in the kernel's 16-bit dtype. */
+  readonly out: DeviceBuffer;
+  /** [rows, ceil(n / 64)] float64. */
+  readonly sumsq: DeviceBuffer;
+}
+
+/** A consumer's folded RMSNorm: the producer's sums over `cols` columns (the GEMM's k) and the norm's eps. */
+export interface GemmRowScale {
+  readonly sumsq: DeviceBuffer;
+  readonly cols: number;
+  readonly eps: number;
+}
+
+/** A unit's fold-norms code (the manifest's flags: ManifestGemm / ManifestGemmSm90a normOut, rowScale). */
+export interface GemmFoldFlags {
+  readonly normOut?: true;
+  readonly rowScale?: true;
+}
+
+/**
+ * The ABI v6 fields of a launch (GEMM_NO_NORM without a fold). A unit launched with a field its
+ * kernel has no code for would ignore it and compute something else: refused here, host-side,
+ * as are a producer with an epilogue or segments and sizes that do not match the launch.
+ */
+export function gemmNormFields(role: string, unit: GemmFoldFlags & { readonly n: number; readonly k: number }, a: GemmLaunch, plain: boolean): typeof GEMM_NO_NORM | Record<keyof typeof GEMM_NO_NORM, number> {
+  const { normOut: p, rowScale: c } = a;
+  if (!p && !c) return GEMM_NO_NORM;
+  const chunks = (cols: number): number => Math.ceil(cols / NORM_SUMSQ_CHUNK);
+  if (p && !unit.normOut) throw new TidarcError('runtime', `GEMM ${role}: launched as a folded RMSNorm's producer, but its kernel has no norm-out epilogue (compiled without it)`, { field: 'normOut' });
+  if (c && !unit.rowScale) throw new TidarcError('runtime', `GEMM ${role}: launched with a folded RMSNorm's row scale, but its kernel has no row-scale epilogue (compiled without it)`, { field: 'rowScale' });
+  if (p && (!plain || a.outs.length !== 1 || p.weight.bytes !== unit.n * 4 || p.out.bytes < a.rows * unit.n * 2 || p.sumsq.bytes < a.rows * chunks(unit.n) * 8)) {
+    throw new TidarcError('runtime', `GEMM ${role}: a folded RMSNorm's producer takes one plain output of ${unit.n} columns, no epilogue, a float32 weight of ${unit.n} and its out and sums for ${a.rows} rows`);
+  }
+  if (c && (c.cols !== unit.k || !(c.eps >= 0))) throw new TidarcError('runtime', `GEMM ${role}: a folded RMSNorm's row scale over ${c.cols} columns, the GEMM's k is ${unit.k}`, { field: 'rowScale.cols', value: c.cols, allowed: String(unit.k) });
+  return {
+    normWeight: p?.weight.ptr ?? 0, normOut: p?.out.ptr ?? 0, normSumsq: p?.sumsq.ptr ?? 0,
+    rowSumsq: c?.sumsq.ptr ?? 0, sumsqChunks: c ? chunks(c.cols) : 0, normCols: c?.cols ?? 0, normEps: c?.eps ?? 0,
+  };
 }
 
 /**
@@ -93,6 +142,13 @@ export class GpuGemms {
     return this.byRole.get('lm_head')?.[0]?.rowStatsKernel !== undefined;
   }
 
+  /** Per role, whether its kernels have the fold-norms code (every kernel of the role: one unit). */
+  foldFlags(): Map<string, GemmFoldFlags> {
+    return new Map([...this.byRole].map(([role, list]) => [role, {
+      ...(list.every((g) => g.normOut) ? { normOut: true } : {}), ...(list.every((g) => g.rowScale) ? { rowScale: true } : {}),
+    } as GemmFoldFlags]));
+  }
+
   run(role: string, a: GemmLaunch): void {
     const list = this.byRole.get(role);
     if (!list || !this.covers(role, a.w)) {
@@ -125,7 +181,7 @@ export class GpuGemms {
       rowArgmax: a.stats?.argmax.ptr ?? 0, rowMax: a.stats?.max.ptr ?? 0, rowLse: a.stats?.lse.ptr ?? 0,
       rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
       splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
-      ...GEMM_NO_NORM,
+      ...gemmNormFields(role, g, a, epilogue === 'none' && seg1 === n && seg2 === n),
     });
     const shared = gemmSharedBytes(g.launch, this.device.arch);
     // Split-K: the parts' partials are summed in order by each tile's last CTA, which runs the epilogue too.

@@ -12,7 +12,12 @@ import type { OpTable } from '../../ir/step-exec.js';
 import { TidarcError } from '../../errors.js';
 import type { ResolvedLaunch } from '../model/step.js';
 import type { DeviceBuffer } from './device.js';
-import type { GpuGemms } from './gpu-gemm.js';
+import { AR_VARIANT } from '../../codegen/variant-name.js';
+import type { StepGraph } from '../../ir/step-graph.js';
+import { normFolding } from '../../ir/step-fold-norms.js';
+import { type GpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
+import { passGraph } from '../model/step.js';
+import type { GemmNormOut, GemmRowScale, GpuGemms } from './gpu-gemm.js';
 import type { GpuDtype, GpuMatrix, GpuOps } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
 
@@ -54,15 +59,65 @@ export function gpuDtype(spec: Pick<ModelSpec, 'dtype'>, type: TensorType | unde
  * tidarc_op_matmul per part (a shape the GEMMs refuse, weights not in the model's 16-bit type,
  * or a float32 input no op could store 16-bit).
  */
-export function runLinear(gemms: GpuGemms, ops: GpuOps, role: string, x: DeviceBuffer, rows: number, w: GpuLinear, o: { accumulate?: boolean; rowIds?: DeviceBuffer; xDtype?: GpuDtype } = {}): void {
+export function runLinear(gemms: GpuGemms, ops: GpuOps, role: string, x: DeviceBuffer, rows: number, w: GpuLinear, o: LinearOptions = {}): void {
   const xDtype = o.xDtype ?? w.whole.dtype;
   if (xDtype === w.whole.dtype && gemms.covers(role, w.whole)) {
     const ends = w.parts.map((_, i) => w.parts.slice(0, i + 1).reduce((n, [m]) => n + m.rows, 0));
     const segments: [number, number] = [ends[0]!, ends[1] ?? w.whole.rows];
-    gemms.run(role, { x, rows, w: w.whole, bias: w.bias, outs: w.parts.map(([, , out]) => out), segments, ...(o.accumulate ? { accumulate: true } : {}), ...(o.rowIds ? { rowIds: o.rowIds } : {}) });
+    const { xDtype: _, ...rest } = o;
+    gemms.run(role, { x, rows, w: w.whole, bias: w.bias, outs: w.parts.map(([, , out]) => out), segments, ...rest });
     return;
   }
-  for (const [m, bias, out] of w.parts) ops.matmul(x, m, bias, out, rows, { ...o, xDtype });
+  // The fold's epilogues exist only in the generated GEMMs: a folded graph on the SIMT fallback would skip its norm.
+  if (o.normOut || o.rowScale) throw new TidarcError('runtime', `${role}: a folded RMSNorm needs the generated GEMM, which does not run ${w.whole.rows}x${w.whole.cols} ${w.whole.dtype} (the fold is decided per role: gpuRewriteOptions)`, { field: 'role', value: role });
+  const { normOut: _n, rowScale: _r, ...plain } = o;
+  for (const [m, bias, out] of w.parts) ops.matmul(x, m, bias, out, rows, { ...plain, xDtype });
+}
+
+/** How runLinear runs a linear: a residual add, gathered rows, x's type, a folded RMSNorm's producer or consumer. */
+export interface LinearOptions {
+  readonly accumulate?: boolean;
+  readonly rowIds?: DeviceBuffer;
+  readonly xDtype?: GpuDtype;
+  readonly normOut?: GemmNormOut;
+  readonly rowScale?: GemmRowScale;
+}
+
+/** The lm_head's row scale when the graph folded the final norm into it (spread into runLinear's or GemmLaunch's options). */
+export function headRowScale(graph: Pick<StepGraph, 'head' | 'tensors'>, bufs: ReadonlyMap<string, DeviceBuffer>, spec: Pick<ModelSpec, 'rmsNormEps'>): { rowScale?: GemmRowScale } {
+  const r = graph.head.rowScale;
+  if (!r) return {};
+  return { rowScale: { sumsq: bufs.get(r.sumsq)!, cols: graph.tensors.find((t) => t.name === graph.head.x)!.width, eps: spec.rmsNormEps } };
+}
+
+/** A runner's graph options and whether its norms fold (and if not, why). */
+export interface GpuGraphChoice {
+  readonly options: GpuRewriteOptions;
+  readonly foldNorms: boolean;
+  readonly foldNormsWhy?: string;
+}
+
+/**
+ * The rewrite options a runner builds its graphs with: the SwiGLU interleave the weights were
+ * uploaded with, and fold-norms where `want` (default true) and allowed: a bf16 model, the
+ * float32 norm weights uploaded, and per role the kernels the runner launches having the flag
+ * and running that role's weights in every layer (a role on the SIMT fallback never folds).
+ */
+export function gpuGraphChoice(spec: ModelSpec, gemms: GpuGemms, weights: GpuWeights, want = true): GpuGraphChoice {
+  const options: GpuRewriteOptions = weights.gateUpInterleave === undefined ? {} : { swigluInterleave: weights.gateUpInterleave };
+  if (!want) return { options, foldNorms: false, foldNormsWhy: 'switched off (--no-fold-norms / foldNorms: false)' };
+  const plain = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), options);
+  const types = new Map(plain.tensors.map((t) => [t.name, t.type]));
+  const covered = (role: string): boolean => plain.ops.every((op) => op.kind !== 'linear' || op.role !== role || (types.get(op.x) === 'u16' && weights.matrices.has(op.weight) && gemms.covers(role, weights.matrices.get(op.weight)!)))
+    && (role !== 'lm_head' || (weights.matrices.has(plain.head.weight) && gemms.covers(role, weights.matrices.get(plain.head.weight)!)));
+  const units = [...gemms.foldFlags()].filter(([role]) => covered(role)).map(([role, f]) => ({ roles: [role], ...f }));
+  const f = normFolding(spec, units);
+  if (!('folding' in f)) return { options, foldNorms: false, foldNormsWhy: f.why };
+  const folded = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { ...options, foldNorms: f.folding });
+  const missing = folded.ops.flatMap((op) => (op.kind === 'linear' && op.normOut && !weights.normWeights?.has(op.normOut.weight) ? [op.normOut.weight] : []));
+  if (missing.length > 0) return { options, foldNorms: false, foldNormsWhy: `the weights were uploaded without the float32 norm weights (${missing[0]}${missing.length > 1 ? `, ${missing.length - 1} more` : ''})` };
+  if (folded.ops.length === plain.ops.length) return { options, foldNorms: false, foldNormsWhy: 'no RMSNorm of the graph sits between GEMMs with the fold-norms epilogues' };
+  return { options: { ...options, foldNorms: f.folding }, foldNorms: true };
 }
 
 export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {
@@ -77,6 +132,15 @@ export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {
   const buf = (p: GpuPass, name: string): DeviceBuffer => p.bufs.get(name)!;
   const count = (p: GpuPass, name: string): number => p.tokens * p.widths.get(name)!;
   const dtype = (p: GpuPass, name: string): GpuDtype => gpuDtype(spec, p.types.get(name));
+  /** A folded RMSNorm's producer or consumer fields (step-fold-norms.ts). */
+  const fold = (op: OpOf<'linear'>, p: GpuPass): Pick<LinearOptions, 'normOut' | 'rowScale'> => {
+    const weight = op.normOut && weights.normWeights?.get(op.normOut.weight);
+    if (op.normOut && !weight) throw new TidarcError('runtime', 'the cuda step graph folds an RMSNorm whose float32 weight was not uploaded', { field: 'tensor', value: op.normOut.weight });
+    return {
+      ...(op.normOut ? { normOut: { weight: weight!, out: buf(p, op.normOut.out), sumsq: buf(p, op.normOut.sumsq) } } : {}),
+      ...(op.rowScale ? { rowScale: { sumsq: buf(p, op.rowScale.sumsq), cols: p.widths.get(op.x)!, eps: spec.rmsNormEps } } : {}),
+    };
+  };
   return {
     embed: (op, p) => ops.embed(buf(p, op.ids), M(op.table), buf(p, op.out), p.tokens),
     rmsnorm: (op, p) => ops.rmsnorm(buf(p, op.x), M(op.weight), spec.rmsNormEps, buf(p, op.out), p.tokens, dtype(p, op.out)),
@@ -86,11 +150,11 @@ export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {
       if (op.swiglu) {
         // One launch: silu(gate) * up in the epilogue, [T, I] straight into the output (no gate, up round trip).
         if (dtype(p, op.x) === 'f32' || dtype(p, op.swiglu.out) === 'f32') throw new TidarcError('runtime', 'the SwiGLU epilogue reads and writes 16-bit activations; the cuda step graph declares float32', { field: 'tensor', value: `${op.x} -> ${op.swiglu.out}` });
-        gemms.run(op.role, { x, rows: p.tokens, w: M(op.weight), outs: [buf(p, op.swiglu.out)], epilogue: 'swiglu' });
+        gemms.run(op.role, { x, rows: p.tokens, w: M(op.weight), outs: [buf(p, op.swiglu.out)], epilogue: 'swiglu', ...fold(op, p) });
         return;
       }
       const parts = op.parts.map((part) => [M(part.weight), B(part.bias), buf(p, part.out!)] as const);
-      runLinear(gemms, ops, op.role, x, p.tokens, { whole: M(op.weight), bias: B(op.bias), parts }, { xDtype: dtype(p, op.x), ...(op.accumulate ? { accumulate: true } : {}) });
+      runLinear(gemms, ops, op.role, x, p.tokens, { whole: M(op.weight), bias: B(op.bias), parts }, { xDtype: dtype(p, op.x), ...(op.accumulate ? { accumulate: true } : {}), ...fold(op, p) });
     },
     ropePack: (op, p) => ops.ropePack({
       q: buf(p, op.q), k: buf(p, op.k), v: buf(p, op.v), positions: buf(p, 'positions'), invFreq: weights.invFreq,

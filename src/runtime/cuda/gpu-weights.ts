@@ -4,6 +4,9 @@
  * (model.layers.3.self_attn.qkv_proj.weight = q | k | v rows in one buffer, its parts views
  * into it). A fused gate | up whose GEMM has the SwiGLU epilogue is uploaded with its rows
  * interleaved in blocks (its parts then are not views of anything; only the GEMM reads it).
+ * A bf16 model compiled with the fold-norms epilogues also gets each foldable RMSNorm's weight
+ * widened to float32 (exact; `normWeights`), which the producer GEMM reads, beside the 16-bit
+ * one the unfolded graph's rmsnorm reads (a runner may run either: GpuRunnerOptions.foldNorms).
  */
 import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
 import type { Manifest } from '../../codegen/manifest.js';
@@ -11,6 +14,7 @@ import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { layerPrefix, opWeights } from '../../ir/step-graph.js';
+import { normFolding } from '../../ir/step-fold-norms.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { decode } from '../../util/dtype.js';
 import { ropeInvFreq, type WeightMatrix } from '../ops.js';
@@ -29,6 +33,19 @@ export interface GpuWeights {
   readonly bytes: number;
   /** gate | up rows interleaved in blocks of this many for the SwiGLU epilogue (tidarc_gemm_abi.h). */
   readonly gateUpInterleave?: number;
+  /** The foldable RMSNorms' weights in float32 (fold-norms' producers read them), by checkpoint name; empty when nothing folds. */
+  readonly normWeights?: ReadonlyMap<string, DeviceBuffer>;
+}
+
+/**
+ * The RMSNorm weights a fold can need: those the graph folded with every flagged role folds
+ * (normFolding of the manifest's units; none for fp16 or a compile without the flags).
+ */
+export function foldableNormWeights(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> | undefined): string[] {
+  const f = normFolding(spec, manifest?.gemms);
+  if (!('folding' in f)) return [];
+  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { foldNorms: f.folding });
+  return graph.ops.flatMap((op) => (op.kind === 'linear' && op.normOut ? [op.normOut.weight] : []));
 }
 
 /**
@@ -117,6 +134,11 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
     }
   }
   matrix(graph.head.weight);
+  const normWeights = new Map<string, DeviceBuffer>();
+  for (const name of foldableNormWeights(spec, manifest)) {
+    const m = weightOf(w, name);
+    normWeights.set(name, upload(m.dtype === 'f32' ? m.data : decode(m.dtype, m.data as Uint16Array), `${name} (float32, folded)`));
+  }
   const invFreq = upload(ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling), 'rope inverse frequencies');
-  return { matrices, biases, invFreq, bytes, ...(gateUpInterleave ? { gateUpInterleave } : {}) };
+  return { matrices, biases, invFreq, bytes, normWeights, ...(gateUpInterleave ? { gateUpInterleave } : {}) };
 }
