@@ -11,7 +11,8 @@
 // which a process that is done with the device must give back). A later open() retains a fresh
 // one. Handles are never reused: an unloaded module's functions, a destroyed graph or event, and
 // every handle of a released session stay dead for good (a stale CUfunction launched into a new
-// context would be undefined behaviour on a GPU; here it is one error).
+// context would be undefined behaviour on a GPU; here it is one error), and a released session's
+// records are dropped (Handles: a process that loads and closes models repeatedly keeps none).
 #include "cuda_napi.h"
 
 #include <algorithm>
@@ -31,7 +32,29 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
 struct Function {
   CUfunction fn;  // nullptr once its module was unloaded
-  size_t module;  // index into Session::modules
+  int64_t module;  // its module's handle
+};
+
+// The handles of one kind: base + index into `items`. The last close() forgets a session's
+// entries and moves `base` past them, so a process that opens and closes the device again and
+// again keeps nothing of the sessions before, and a handle of theirs is still one error.
+template <typename T>
+struct Handles {
+  int64_t base = 0;
+  std::vector<T> items;
+
+  Napi::Value Add(Napi::Env env, T item) {
+    items.push_back(item);
+    return Napi::Number::New(env, static_cast<double>(base + static_cast<int64_t>(items.size()) - 1));
+  }
+  // The handle at argument i (what: "module handle", ...); one error for one of a closed session.
+  int64_t HandleAt(const Napi::CallbackInfo& info, size_t i, const char* what) const;
+  T& At(const Napi::CallbackInfo& info, size_t i, const char* what) { return At(HandleAt(info, i, what)); }
+  T& At(int64_t handle) { return items[static_cast<size_t>(handle - base)]; }
+  void Forget() {
+    base += static_cast<int64_t>(items.size());
+    items.clear();
+  }
 };
 
 struct Session {
@@ -40,10 +63,10 @@ struct Session {
   CUcontext context = nullptr;  // retained while opens > 0
   int opens = 0;                // open() calls not yet closed
   CUstream stream = nullptr;
-  std::vector<CUmodule> modules;    // nullptr once unloaded
-  std::vector<Function> functions;
-  std::vector<CUgraphExec> graphs;  // nullptr once destroyed
-  std::vector<CUevent> events;      // nullptr once destroyed
+  Handles<CUmodule> modules;    // nullptr once unloaded
+  Handles<Function> functions;
+  Handles<CUgraphExec> graphs;  // nullptr once destroyed
+  Handles<CUevent> events;      // nullptr once destroyed
   std::vector<struct PinnedBlock*> pinned;  // live cuMemHostAlloc blocks
   std::set<CUdeviceptr> buffers;    // live cuMemAlloc allocations (what the last close() refuses to pull from under their owners)
 };
@@ -90,6 +113,13 @@ int64_t IntAt(const Napi::CallbackInfo& info, size_t i, const char* what, int64_
     throw Napi::RangeError::New(env, std::string("cuda: ") + what + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
   return static_cast<int64_t>(v);
+}
+
+template <typename T>
+int64_t Handles<T>::HandleAt(const Napi::CallbackInfo& info, size_t i, const char* what) const {
+  const int64_t h = IntAt(info, i, what, 0, base + static_cast<int64_t>(items.size()) - 1);
+  if (h < base) throw Napi::Error::New(info.Env(), std::string("cuda: ") + what + " " + std::to_string(h) + " is from a session closed since (open the device and load it again)");
+  return h;
 }
 
 CUdeviceptr PtrAt(const Napi::CallbackInfo& info, size_t i, const char* what) {
@@ -277,27 +307,25 @@ Napi::Value LoadModuleJs(const Napi::CallbackInfo& info) {
     e.Set("code", Napi::String::New(env, s.driver->Name(r)));
     throw e;
   }
-  s.modules.push_back(m);
-  return Napi::Number::New(env, static_cast<double>(s.modules.size() - 1));
+  return s.modules.Add(env, m);
 }
 
 // getFunction(module, name) -> function handle.
 Napi::Value GetFunctionJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
-  const auto m = static_cast<size_t>(IntAt(info, 0, "module handle", 0, static_cast<int64_t>(s.modules.size()) - 1));
-  if (s.modules[m] == nullptr) throw Napi::Error::New(env, "cuda: module handle " + std::to_string(m) + " was unloaded");
+  const int64_t m = s.modules.HandleAt(info, 0, "module handle");
+  if (s.modules.At(m) == nullptr) throw Napi::Error::New(env, "cuda: module handle " + std::to_string(m) + " was unloaded");
   if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "cuda: function name must be a string");
   const std::string name = info[1].As<Napi::String>().Utf8Value();
   CUfunction f = nullptr;
-  const CUresult r = s.driver->cuModuleGetFunction(&f, s.modules[m], name.c_str());
+  const CUresult r = s.driver->cuModuleGetFunction(&f, s.modules.At(m), name.c_str());
   if (r != CUDA_SUCCESS) {
     Napi::Error e = Napi::Error::New(env, "cuModuleGetFunction(" + name + ") failed: " + s.driver->Describe(r));
     e.Set("code", Napi::String::New(env, s.driver->Name(r)));
     throw e;
   }
-  s.functions.push_back({f, m});
-  return Napi::Number::New(env, static_cast<double>(s.functions.size() - 1));
+  return s.functions.Add(env, Function{f, m});
 }
 
 // unloadModule(module): cuModuleUnload, after the device has finished what it runs (a kernel of
@@ -306,11 +334,11 @@ Napi::Value GetFunctionJs(const Napi::CallbackInfo& info) {
 Napi::Value UnloadModuleJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Session& s = Opened(env);
-  const auto m = static_cast<size_t>(IntAt(info, 0, "module handle", 0, static_cast<int64_t>(s.modules.size()) - 1));
-  CUmodule module = s.modules[m];
+  const int64_t m = s.modules.HandleAt(info, 0, "module handle");
+  CUmodule module = s.modules.At(m);
   if (module == nullptr) throw Napi::Error::New(env, "cuda: module handle " + std::to_string(m) + " was already unloaded");
-  s.modules[m] = nullptr;
-  for (Function& f : s.functions)
+  s.modules.At(m) = nullptr;
+  for (Function& f : s.functions.items)
     if (f.module == m) f.fn = nullptr;
   TIDARC_CU_CHECK(env, *s.driver, "cuCtxSynchronize", s.driver->cuCtxSynchronize());
   TIDARC_CU_CHECK(env, *s.driver, "cuModuleUnload", s.driver->cuModuleUnload(module));
@@ -318,9 +346,10 @@ Napi::Value UnloadModuleJs(const Napi::CallbackInfo& info) {
 }
 
 CUfunction FunctionAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
-  const auto h = static_cast<size_t>(IntAt(info, i, "function handle", 0, static_cast<int64_t>(s.functions.size()) - 1));
-  if (s.functions[h].fn == nullptr) throw Napi::Error::New(info.Env(), "cuda: function handle " + std::to_string(h) + " was unloaded with its module (load the kernel again)");
-  return s.functions[h].fn;
+  const int64_t h = s.functions.HandleAt(info, i, "function handle");
+  const Function& f = s.functions.At(h);
+  if (f.fn == nullptr) throw Napi::Error::New(info.Env(), "cuda: function handle " + std::to_string(h) + " was unloaded with its module (load the kernel again)");
+  return f.fn;
 }
 
 // setMaxDynamicShared(function, bytes): opt in to more than 48 KB of dynamic shared memory.
@@ -447,12 +476,11 @@ Napi::Value EndCaptureJs(const Napi::CallbackInfo& info) {
   const CUresult r = s.driver->cuGraphInstantiateWithFlags(&exec, graph, 0);
   s.driver->cuGraphDestroy(graph);
   if (r != CUDA_SUCCESS) ThrowCuda(env, *s.driver, "cuGraphInstantiate", r);
-  s.graphs.push_back(exec);
-  return Napi::Number::New(env, static_cast<double>(s.graphs.size() - 1));
+  return s.graphs.Add(env, exec);
 }
 
 CUgraphExec& GraphAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
-  CUgraphExec& g = s.graphs[static_cast<size_t>(IntAt(info, i, "graph handle", 0, static_cast<int64_t>(s.graphs.size()) - 1))];
+  CUgraphExec& g = s.graphs.At(info, i, "graph handle");
   if (g == nullptr) throw Napi::Error::New(info.Env(), "cuda: the graph was destroyed");
   return g;
 }
@@ -561,12 +589,11 @@ Napi::Value EventCreateJs(const Napi::CallbackInfo& info) {
   Session& s = Opened(env);
   CUevent e = nullptr;
   TIDARC_CU_CHECK(env, *s.driver, "cuEventCreate", s.driver->cuEventCreate(&e, CU_EVENT_DEFAULT));
-  s.events.push_back(e);
-  return Napi::Number::New(env, static_cast<double>(s.events.size() - 1));
+  return s.events.Add(env, e);
 }
 
 CUevent& EventAt(const Napi::CallbackInfo& info, Session& s, size_t i) {
-  CUevent& e = s.events[static_cast<size_t>(IntAt(info, i, "event handle", 0, static_cast<int64_t>(s.events.size()) - 1))];
+  CUevent& e = s.events.At(info, i, "event handle");
   if (e == nullptr) throw Napi::Error::New(info.Env(), "cuda: the event was destroyed");
   return e;
 }
@@ -624,8 +651,8 @@ Napi::Value CloseJs(const Napi::CallbackInfo& info) {
     if (n > 0) held += (held.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
   };
   hold(s.buffers.size(), "device buffer", "device buffers");
-  hold(static_cast<size_t>(live(s.graphs)), "graph", "graphs");
-  hold(static_cast<size_t>(live(s.events)), "event", "events");
+  hold(static_cast<size_t>(live(s.graphs.items)), "graph", "graphs");
+  hold(static_cast<size_t>(live(s.events.items)), "event", "events");
   hold(s.pinned.size(), "pinned host block", "pinned host blocks");
   if (!held.empty()) throw Napi::Error::New(env, "cuda: cannot close the device: " + held + " still held; free them first (releasing the context would free them under their owners)");
   const Driver& d = *s.driver;
@@ -638,16 +665,18 @@ Napi::Value CloseJs(const Napi::CallbackInfo& info) {
   step("cuCtxSynchronize", d.cuCtxSynchronize());  // no kernel of a module runs while it is unloaded
   if (s.stream != nullptr) step("cuStreamDestroy", d.cuStreamDestroy_v2(s.stream));
   s.stream = nullptr;
-  for (CUmodule& m : s.modules) {
+  for (CUmodule& m : s.modules.items) {
     if (m != nullptr) step("cuModuleUnload", d.cuModuleUnload(m));
     m = nullptr;
   }
-  for (Function& f : s.functions) f.fn = nullptr;
+  for (Function& f : s.functions.items) f.fn = nullptr;
   step("cuCtxSetCurrent", d.cuCtxSetCurrent(nullptr));  // this thread keeps no binding to a context about to go
   // Still retained if this fails: the reference stays (opens 1), and a later close() tries again.
   TIDARC_CU_CHECK(env, d, "cuDevicePrimaryCtxRelease", d.cuDevicePrimaryCtxRelease_v2(s.device));
   s.context = nullptr;
   s.opens = 0;
+  // Nothing of this session is kept: its handles stay dead (one error each), by number alone.
+  s.modules.Forget(), s.functions.Forget(), s.graphs.Forget(), s.events.Forget();
   if (failed_call != nullptr) {
     Napi::Error e = Napi::Error::New(env, std::string(failed_call) + " failed: " + d.Describe(failed) + " (the context was released all the same)");
     e.Set("code", Napi::String::New(env, d.Name(failed)));

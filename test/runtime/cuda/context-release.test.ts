@@ -7,7 +7,8 @@
  *     to no context (cuDevicePrimaryCtxGetState); a call on it after is one error;
  *   - a second device in the same process loads the kernels again and computes the same; the
  *     first's function handle is dead (one error, never a launch through an unloaded module);
- *   - one of two open devices closing keeps the context for the other;
+ *   - one of two open devices closing keeps the context for the other, and its function handle
+ *     is dead there too (its module was unloaded);
  *   - the addon's last close refuses while a pinned block is allocated, then releases;
  *   - (emulated) a context a launch fault left unusable: close() throws the first refused free but
  *     releases the context all the same, and a device opened after it computes as before;
@@ -67,8 +68,9 @@ describe.for([
     expect(out.closed).toEqual(none);
     expect(out.closedUse).toMatch(/^CUDA: .+ was closed \(CudaDevice\.close\): open the device again$/);
     expect(out.again).toBe(true);
-    expect(out.staleHandle).toMatch(/^CUDA: cannot launch tidarc_op_silu_mul: cuda: function handle \d+ was unloaded with its module \(load the kernel again\)$/);
+    expect(out.staleHandle).toMatch(/^CUDA: cannot launch tidarc_op_silu_mul: cuda: function handle \d+ is from a session closed since \(open the device and load it again\)$/);
     expect(out.oneClosed).toEqual({ active: true, opens: 1 });
+    expect(out.staleWhileHeld).toMatch(/^CUDA: cannot launch tidarc_op_silu_mul: cuda: function handle \d+ was unloaded with its module \(load the kernel again\)$/);
     expect(out.stillRuns).toBe(true);
     expect(out.allClosed).toEqual(none);
     expect(out.refused).toBe('cuda: cannot close the device: 1 pinned host block still held; free them first (releasing the context would free them under their owners)');
