@@ -5,7 +5,8 @@
  *     same tokens (every module loaded again, no stale function handle) and closes to none;
  *   - `--backend auto` on a device too small for the model runs on the cpu backend and holds no
  *     context while it runs (it kept the probe's and the preflight's context for the whole run);
- *   - a load whose upload fails after the device opened holds none either.
+ *   - a load whose upload fails after the device opened holds none either;
+ *   - `tidarc doctor`'s GPU memory line opens the device and closes it (it held the context).
  * The state is the driver's (cuDevicePrimaryCtxGetState) and tidarc's open devices. Children on
  * the emulated driver (the addon picks its driver once per process). Tagged: a C++ compiler.
  */
@@ -71,5 +72,11 @@ describe.skipIf(!cxx.found)('the context after a load on the emulated driver', (
     const out = await child('fail', { TIDARC_FAKE_FAIL_ALLOC: '3' });
     expect(out.error).toMatch(/^CUDA: cannot allocate \d+ bytes for model\.\S+: cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY/);
     expect(out.afterFailure).toEqual(none);
+  });
+
+  test('tidarc doctor reads the GPU\'s memory and gives the context back', { timeout: 900_000 }, async () => {
+    const out = await child('doctor');
+    expect(out.gpuMemory).toMatch(/free of .* on /);
+    expect(out.afterDoctor).toEqual(none);
   });
 });

@@ -14,13 +14,14 @@ import { CudaDevice } from '../../runtime/cuda/device.js';
 import { formatBytes } from '../../runtime/cuda/device-memory.js';
 import { CliExit, type CliIo } from '../io.js';
 
-interface Check {
+export interface Check {
   readonly name: string;
   readonly ok: boolean;
   readonly detail: string;
 }
 
-async function checks(): Promise<Check[]> {
+/** Every check of `tidarc doctor`, in its order (exported for tests). */
+export async function doctorChecks(): Promise<Check[]> {
   const [cxx, nvcc] = await Promise.all([findCxx(), findNvcc()]);
   const out: Check[] = [{ name: 'node', ok: true, detail: process.version }];
   let cuda = { available: false, reason: 'the native addon is not loaded' };
@@ -44,8 +45,12 @@ async function checks(): Promise<Check[]> {
 function deviceMemory(): Check {
   try {
     const device = CudaDevice.open(0);
-    const m = device.memory();
-    return { name: 'GPU memory', ok: true, detail: `${formatBytes(m.freeBytes)} free of ${formatBytes(m.totalBytes)} on ${device.info.name}` };
+    try {
+      const m = device.memory();
+      return { name: 'GPU memory', ok: true, detail: `${formatBytes(m.freeBytes)} free of ${formatBytes(m.totalBytes)} on ${device.info.name}` };
+    } finally {
+      device.close();  // the primary context too, once no other user of this process holds the device
+    }
   } catch (e) {
     return { name: 'GPU memory', ok: false, detail: (e as Error).message };
   }
@@ -87,7 +92,7 @@ export function registerDoctorCommand(program: Command, io: CliIo): void {
     .option('--json', 'print [{"name", "ok", "detail"}] (with no usable backend: exit code 1, and a line on stderr that says so)')
     .addHelpText('after', HELP_AFTER)
     .action(async (flags: { json?: boolean }) => {
-      const list = await checks();
+      const list = await doctorChecks();
       const cpu = list.find((c) => c.name === 'native addon')!.ok && list.find((c) => c.name === 'C++ compiler')!.ok;
       const auto = await autoBackend();
       if (flags.json) {
