@@ -50,6 +50,10 @@ export interface GemmInputs {
   readonly launches?: number;
   /** Programmatic dependent launches (PDL): a global access before a thread's grid_dependency_wait is a "pdl" finding. */
   readonly programmatic?: boolean;
+  /** Fold-norms producer (a kernel with Reduction::kNormOut): gamma [n] of the folded RMSNorm; the run returns normOut and normSumsq. */
+  readonly normOut?: { readonly weight: Float32Array };
+  /** Fold-norms consumer (Reduction::kRowScale): a producer's chunk sums [xRows, ceil(cols / 64)], the normed width and eps. */
+  readonly rowScale?: { readonly sumsq: Float64Array; readonly cols: number; readonly eps: number };
 }
 
 /** The row statistics of a rowStats run (NaN-poisoned where never written). */
@@ -66,6 +70,9 @@ export interface GemmRunResult {
   /** [rows, n], the segments put back side by side (swiglu: [rows, n / 2], its 16-bit output widened exactly). */
   readonly out: Float32Array;
   readonly stats?: GemmRowStats;
+  /** normOut runs: [rows, n] 16-bit bits of round16(gamma * out) and [rows, ceil(n / 64)] float64 chunk sums of out^2 (NaN-poisoned where never written). */
+  readonly normOut?: Uint16Array;
+  readonly normSumsq?: Float64Array;
   readonly findings: readonly EmulatorFinding[];
   readonly counts: Readonly<Record<string, number>>;
   /** False when a launch stopped (deadlock) or the process died on a fault. */
@@ -100,14 +107,17 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
   const inPath = join(workDir, `${tag}.in`), outPath = join(workDir, `${tag}.out`);
   const ranges = segmentRanges(n, inputs.segments);
   const old = inputs.accumulate ? splitColumns(inputs.accumulate, inputs.rows, n, ranges) : undefined;
-  await writeFile(inPath, Buffer.concat([inputs.x, inputs.w, inputs.bias, inputs.rowIds, old].filter((a): a is NonNullable<typeof a> => a !== undefined).map(bytesOf)));
+  await writeFile(inPath, Buffer.concat([inputs.x, inputs.w, inputs.bias, inputs.rowIds, inputs.normOut?.weight, inputs.rowScale?.sumsq, old].filter((a): a is NonNullable<typeof a> => a !== undefined).map(bytesOf)));
   const args = [
     '--kernel', gemmSymbol(plan.shape, plan.m), '--rows', inputs.rows, '--x-rows', xRows, '--n', n, '--k', k,
     '--split', plan.reduction.splitK, '--block-m', plan.blockM, '--n-tiles', plan.nTiles, '--threads', plan.threads, '--smem', plan.sharedBytes,
     '--bias', inputs.bias ? 1 : 0, '--row-ids', inputs.rowIds ? 1 : 0, '--accumulate', inputs.accumulate ? 1 : 0,
     ...(inputs.segments ? ['--seg1', inputs.segments[0], '--seg2', inputs.segments[1]] : []),
     ...(inputs.epilogue ? ['--epilogue', GEMM_EPILOGUE[inputs.epilogue]] : []), ...(inputs.launches ? ['--launches', inputs.launches] : []),
-    ...(inputs.programmatic ? ['--programmatic', 1] : []), '--in', inPath, '--out', outPath,
+    ...(inputs.programmatic ? ['--programmatic', 1] : []),
+    ...(inputs.normOut ? ['--norm-out', 1] : []),
+    ...(inputs.rowScale ? ['--row-scale', 1, '--norm-cols', inputs.rowScale.cols, '--norm-eps', inputs.rowScale.eps] : []),
+    '--in', inPath, '--out', outPath,
   ].map(String);
   let stdout: string, fatal = false;
   try {
@@ -144,5 +154,12 @@ export async function runGemmEmulator(exe: string, plan: GemmPlan, inputs: GemmI
   if (inputs.epilogue === 'swiglu') return { out: decode(plan.shape.dtype, new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + elems * 2) as ArrayBuffer)), findings, counts, completed };
   const file = new Float32Array(elems);
   new Uint8Array(file.buffer).set(raw.subarray(0, elems * 4));
+  if (inputs.normOut) {
+    const sums = rows * Math.ceil(n / 64);
+    const normOut = new Uint16Array(elems), normSumsq = new Float64Array(sums);
+    new Uint8Array(normOut.buffer).set(raw.subarray(elems * 4, elems * 6));
+    new Uint8Array(normSumsq.buffer).set(raw.subarray(elems * 6, elems * 6 + sums * 8));
+    return { out: joinColumns(file, inputs.rows, n, ranges), normOut, normSumsq, findings, counts, completed };
+  }
   return { out: joinColumns(file, inputs.rows, n, ranges), findings, counts, completed };
 }

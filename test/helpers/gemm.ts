@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type GemmPlan, type GemmShape, type GemmTile, gemmTarget, planGemm, planReduction } from '../../src/codegen/gemm-plan.js';
 import { gemmEpilogues } from '../../src/codegen/gemm-epilogue.js';
-import { gemmSource, renderGemmUnit } from '../../src/codegen/gemm-source.js';
+import { type GemmUnitOptions, gemmSource, renderGemmUnit } from '../../src/codegen/gemm-source.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import type { GemmInputs } from '../../src/emulate/gemm-emulator.js';
 import { decode, encode } from '../../src/util/dtype.js';
@@ -14,9 +14,9 @@ export const GEMM_HEADERS = ['tidarc_gemm.cuh', 'tidarc_gemm_abi.h', 'tidarc_dev
 
 /**
  * Plans one kernel per m (one shared reduction: sm_80's target, `splitK` forced) and writes the source and headers under dir/cuda;
- * `tiles`: per m, a tuned tile instead of the heuristic's (as `compile --tuned` plans it).
+ * `tiles`: per m, a tuned tile instead of the heuristic's (as `compile --tuned` plans it); `options`: renderGemmUnit's (e.g. the fold-norms code forced).
  */
-export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], tiles: Readonly<Record<number, GemmTile>> = {}): { source: string; cudaDir: string; plans: GemmPlan[] } {
+export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], tiles: Readonly<Record<number, GemmTile>> = {}, options: GemmUnitOptions = {}): { source: string; cudaDir: string; plans: GemmPlan[] } {
   const target = gemmTarget(['sm_80']);
   const opts = { rowStats: gemmEpilogues(shape, roles).rowStats === true };  // lm_head: 128-column tiles
   const reduction = planReduction(shape, target, splitK, opts);
@@ -25,7 +25,7 @@ export function writeGemmUnit(dir: string, shape: GemmShape, ms: readonly number
   mkdirSync(cudaDir, { recursive: true });
   for (const h of GEMM_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
   const source = join(dir, gemmSource(shape));
-  writeFileSync(source, renderGemmUnit(shape, plans, roles, 'test'));
+  writeFileSync(source, renderGemmUnit(shape, plans, roles, 'test', options));
   return { source, cudaDir, plans };
 }
 

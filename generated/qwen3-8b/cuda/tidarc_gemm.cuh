@@ -12,7 +12,13 @@
     Epilogues (tidarc_gemm_abi.h) run on the full sum only: SwiGLU over an interleaved gate | up
     (a thread's fragments j and j + 1 are a gate block and its up block), written in the 16-bit
     dtype (the down GEMM's activations), and per-tile row statistics for the lm_head (argmax,
-    max, sum of exp), merged by <unit>_row_stats. */
+    max, sum of exp), merged by <unit>_row_stats.
+    Fold-norms (tidarc_gemm_abi.h, compiled in where Reduction::kNormOut / kRowScale): a producer
+    (o, down) also writes round16(gamma * out) and each row's float64 sums of out^2 per 64-column
+    chunk (out staged through the idle pipeline's shared memory, one thread a (row, chunk), a
+    fixed tree); a consumer (qkv, gate_up, lm_head) has one thread a CTA row sum the producer's
+    chunks into 1 / rms while the pipeline fills, and scales its full sums by it before the bias
+    and every epilogue. */
 #pragma once
 #include "tidarc_device.cuh"
 #include "tidarc_gemm_abi.h"
@@ -26,6 +32,7 @@ constexpr int kGemmBlockN = 128;        // weight rows of a wide CTA (a narrow o
 constexpr int kGemmStatsPerLane = kGemmBlockN / 32;  // a warp reduces one row of a tile
 constexpr int kGemmSwigluBlock = TIDARC_GEMM_SWIGLU_INTERLEAVE;
 constexpr int kGemmSplitSumChunk = 16;  // accumulators whose split-K parts the last CTA loads at once
+constexpr int kGemmNormChunk = 64;      // fold-norms: columns of one float64 sum of squares (tidarc_gemm_abi.h)
 
 // Element offset of 16-byte chunk `chunk` of tile row `row` (rows of kGemmBlockK elements).
 __device__ __forceinline__ int gemm_swizzle(int row, int chunk) {
@@ -60,6 +67,12 @@ struct GemmShape {
   static_assert(kWarpN % (2 * kGemmSwigluBlock) == 0, "a warp's columns are whole gate | up block pairs");
   static_assert(C::kBlockN != kGemmBlockN || C::kBlockM * kGemmBlockN * 4 <= C::kStages * kStageElems * 2, "the float32 tile of the row statistics fits in the pipeline's shared memory");
   static_assert(C::kN < (1 << 24), "column indices travel through float32 shuffles exactly");
+  // Fold-norms: the producer's float32 tile (rows padded by one column: a thread a row reads it
+  // without bank conflicts) and the consumer's 1 / rms a row fit in the pipeline's shared memory.
+  static constexpr int kNormTileStride = C::kBlockN + 1;
+  static_assert(!C::kNormOut || C::kBlockM * kNormTileStride * 4 <= C::kStages * kStageElems * 2, "the producer's float32 tile fits in the pipeline's shared memory");
+  static_assert(!C::kNormOut || C::kBlockN % kGemmNormChunk == 0, "a CTA's columns are whole 64-column chunks of the sums");
+  static constexpr int kInvPerThread = (C::kBlockM + kThreads - 1) / kThreads;  // consumer rows a thread sums
 };
 
 template <class C>
@@ -221,6 +234,76 @@ __device__ __forceinline__ void gemm_row_stats_epilogue(const TidarcGemmArgs& a,
   }
 }
 
+// Fold-norms producer: the chunk tree of tidarc_gemm_abi.h over 64 staged values y[0..64):
+// F(r, 64) = y_r^2 (exact in float64), F(r, m) = F(r, 2m) + F(r + m, 2m), the sum is F(0, 1), so
+// level w of the tree (s_j + s_{j + w}, j < w) is F(j, w): the same bits as the warp-wide
+// butterfly, evaluated depth first (six partials live) by the one thread of a (row, chunk).
+template <int R, int M>
+__device__ __forceinline__ double gemm_chunk_sumsq(const float* y) {
+  if constexpr (M == kGemmNormChunk) {
+    const double v = static_cast<double>(y[R]);
+    return v * v;
+  } else {
+    return gemm_chunk_sumsq<R, 2 * M>(y) + gemm_chunk_sumsq<R + M, 2 * M>(y);
+  }
+}
+
+// Fold-norms producer epilogue (norm_weight set: epilogue NONE, one plain segment): out = y as
+// the plain epilogue, norm_out = round16(gamma[n] * y), then y (0 past N) staged in shared
+// memory and each (row, 64-column chunk) of the tile summed by one thread into norm_sumsq.
+template <class C>
+__device__ __forceinline__ void gemm_norm_out_epilogue(const TidarcGemmArgs& a, const float (&acc)[GemmShape<C>::kMTiles][GemmShape<C>::kNChunks][4], float* tile, int m0, int n0, int wm0, int wn0) {
+  using S = GemmShape<C>;
+  using T = typename C::T;
+  constexpr int kStride = S::kNormTileStride;
+  constexpr int kSumsRow = (C::kN + kGemmNormChunk - 1) / kGemmNormChunk;  // chunks of a row of norm_sumsq
+  const int lane = threadIdx.x % 32, g = lane / 4, tg = lane % 4;
+  __syncthreads();  // every warp is done reading the pipeline's stages
+#pragma unroll
+  for (int i = 0; i < S::kMTiles; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int j = 0; j < S::kNChunks; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int row = wm0 + i * 16 + g + 8 * h, col = wn0 + j * 8 + 2 * tg + e;
+          const int r = m0 + row, n = n0 + col;
+          float y = 0.0f;
+          if (r < a.rows && n < C::kN) {
+            const size_t at = static_cast<size_t>(r) * C::kN + n;
+            float* out = static_cast<float*>(a.out) + at;
+            y = acc[i][j][2 * h + e];
+            if (a.bias != nullptr) y += a.bias[n];
+            if (a.accumulate) y += *out;
+            *out = y;
+            static_cast<T*>(a.norm_out)[at] = Elem<T>::from_float(__fmul_rn(a.norm_weight[n], y));
+          }
+          tile[row * kStride + col] = y;
+        }
+  __syncthreads();  // the tile is whole before any thread sums a row of it
+  // Consecutive threads take consecutive rows of one chunk (the padded stride: distinct banks).
+  for (int t = threadIdx.x; t < C::kBlockM * (C::kBlockN / kGemmNormChunk); t += S::kThreads) {
+    const int row = t % C::kBlockM, c = t / C::kBlockM;
+    const int r = m0 + row, n = n0 + c * kGemmNormChunk;
+    if (r >= a.rows || n >= C::kN) continue;
+    a.norm_sumsq[static_cast<size_t>(r) * kSumsRow + n / kGemmNormChunk] = gemm_chunk_sumsq<0, 1>(tile + row * kStride + c * kGemmNormChunk);
+  }
+}
+
+// Fold-norms consumer: 1 / rms of CTA row `row` (tidarc_op_rmsnorm's expression) from the
+// producer's chunk sums of its source row, summed in increasing chunk order; 0 past `rows`.
+template <class C>
+__device__ __forceinline__ float gemm_row_inv_rms(const TidarcGemmArgs& a, int r) {
+  if (r >= a.rows) return 0.0f;
+  const int sr = a.row_ids != nullptr ? a.row_ids[r] : r;
+  const double* sums = a.row_sumsq + static_cast<size_t>(sr) * a.sumsq_chunks;
+  double total = 0.0;
+#pragma unroll 8
+  for (int c = 0; c < a.sumsq_chunks; ++c) total += sums[c];
+  return static_cast<float>(1.0 / sqrt(total / static_cast<double>(a.norm_cols) + static_cast<double>(a.norm_eps)));
+}
+
 // Split-K in the launch: this part's partials go to the workspace; the output tile's last CTA
 // to take a ticket (__threadfence, then atomicAdd on the tile's counter) replaces its kCount
 // accumulators by the full sums, parts in increasing order (the order of the old separate
@@ -316,6 +399,19 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     cp_async_commit();
   }
 
+  // Fold-norms consumer: one thread a CTA row sums its producer's chunks while the first tiles
+  // land (one register a row through the k loop; shared with the warps in the epilogue).
+  float inv_rms[S::kInvPerThread];
+  if constexpr (C::kRowScale) {
+    if (a.row_sumsq != nullptr) {
+#pragma unroll
+      for (int p = 0; p < S::kInvPerThread; ++p) {
+        const int row = threadIdx.x + p * S::kThreads;
+        inv_rms[p] = row < C::kBlockM ? gemm_row_inv_rms<C>(a, m0 + row) : 0.0f;
+      }
+    }
+  }
+
   float acc[S::kMTiles][S::kNChunks][4];
 #pragma unroll
   for (int i = 0; i < S::kMTiles; ++i)
@@ -371,6 +467,35 @@ __device__ __forceinline__ void gemm_kernel(const TidarcGemmArgs& a) {
     };
     const auto el = [&](int q) -> float& { return acc[q / (4 * kJ)][q / 4 % kJ][q % 4]; };
     if (!gemm_split_sum_if_last<C, S::kMTiles * kJ * 4>(a, split, at, el, [] { __syncthreads(); })) return;
+  }
+  // Fold-norms consumer: the full sums scaled by their row's 1 / rms (through the idle pipeline's
+  // shared memory), before the bias and before every epilogue below.
+  if constexpr (C::kRowScale) {
+    if (a.row_sumsq != nullptr) {
+      float* inv_s = reinterpret_cast<float*>(smem_raw);
+      __syncthreads();  // every warp is done reading the pipeline's stages
+#pragma unroll
+      for (int p = 0; p < S::kInvPerThread; ++p)
+        if (threadIdx.x + p * S::kThreads < C::kBlockM) inv_s[threadIdx.x + p * S::kThreads] = inv_rms[p];
+      __syncthreads();
+#pragma unroll
+      for (int i = 0; i < S::kMTiles; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const float inv = inv_s[wm0 + i * 16 + g + 8 * h];
+#pragma unroll
+          for (int j = 0; j < S::kNChunks; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) acc[i][j][2 * h + e] = __fmul_rn(acc[i][j][2 * h + e], inv);
+        }
+      // The epilogues that reuse the shared memory (row statistics) start with a barrier.
+    }
+  }
+  if constexpr (C::kNormOut) {
+    if (a.norm_weight != nullptr) {
+      gemm_norm_out_epilogue<C>(a, acc, reinterpret_cast<float*>(smem_raw), m0, n0, wm0, wn0);
+      return;
+    }
   }
   // Row statistics are per 128-column tile, so only 128-wide kernels have them: the planner gives
   // a unit with row statistics (the lm_head) 128-wide tiles at every M (gemm-plan.ts).
