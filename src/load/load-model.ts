@@ -181,10 +181,18 @@ export function modelOf(parts: ModelParts): Model {
       };
     } catch (e) {
       failed = true;
+      // After an error the runner's state is unknown: closed. Its close may fail too (cuda: a
+      // kernel fault leaves every free refused), and that must not replace the error that says
+      // what failed; the model's close() (CudaDevice.close) frees whatever it left.
+      try {
+        parts.runners.release(runner, true);
+      } catch {
+        // the generation's own error is the one to report
+      }
       throw e;
     } finally {
-      // A stream the caller stops early (return()) leaves the runner between steps: reusable. After an error its state is unknown: closed.
-      parts.runners.release(runner, failed);
+      // A stream the caller stops early (return()) leaves the runner between steps: reusable.
+      if (!failed) parts.runners.release(runner, false);
     }
   }
 
