@@ -26,6 +26,7 @@ import { seededRandom } from '../util/random.js';
 import { cpuThreadCount } from '../runtime/ops.js';
 import { Decoder, type DecodeOptions } from '../runtime/model/decoder.js';
 import type { Runner } from '../runtime/model/forward.js';
+import { GpuModelRunner } from '../runtime/cuda/gpu-runner.js';
 import type { BackendChoice } from '../load/load-model.js';
 import { type Backend, openModelParts } from '../load/model-parts.js';
 import { ATTENTION, CUDA_LAUNCHES, CUDA_WAITS, installNativeTimer, type NativeTotals, totalsSince } from './native-time.js';
@@ -69,6 +70,8 @@ export interface StepBenchOptions {
   readonly graphs?: boolean;
   /** cuda: programmatic dependent launch where allowed (default); false: off (see LoadOptions.pdl). */
   readonly pdl?: boolean;
+  /** cuda: fold the RMSNorms into the GEMMs where allowed (default); false: off (see LoadOptions.foldNorms). */
+  readonly foldNorms?: boolean;
   readonly log?: (line: string) => void;
   /** How errors name draft, prefix and the backend choice (the CLI passes its flags). */
   readonly optionNames?: Partial<Record<'draft' | 'prefix' | 'backend', string>>;
@@ -138,6 +141,10 @@ export interface StepBenchResult {
   readonly pdl: boolean;
   /** Why PDL was off (--no-pdl, an older compile, a device below sm_90, a driver without cuLaunchKernelEx, the cpu backend), or what allowed it. */
   readonly pdlReason: string;
+  /** Whether the steps ran with the RMSNorms folded into the GEMMs (cuda; LoadOptions.foldNorms, gpu-op-table.ts gpuGraphChoice). */
+  readonly foldNorms: boolean;
+  /** Why the norms were not folded (--no-fold-norms, fp16, a compile without the epilogues, the cpu backend); absent when folded. */
+  readonly foldNormsWhy?: string;
   readonly rounds: number;
   readonly seconds: number;
   readonly tidar: StepStats;
@@ -243,6 +250,13 @@ export function stepRoofline(spec: ModelSpec, kind: 'tidar' | 'ar', draft: numbe
   return { ...cost, ...roofline(cost, peaks) };
 }
 
+/** Whether a runner folds its norms, and why not (the cpu backend runs the unfused graph). */
+function foldNormsOf(runner: Runner): Pick<StepBenchResult, 'foldNorms' | 'foldNormsWhy'> {
+  if (!(runner instanceof GpuModelRunner)) return { foldNorms: false, foldNormsWhy: 'the cpu backend runs the unfused graph' };
+  const c = runner.graphChoice;
+  return c.foldNorms ? { foldNorms: true } : { foldNorms: false, foldNormsWhy: c.foldNormsWhy ?? 'not allowed' };
+}
+
 export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
   const names = { draft: 'draft', prefix: 'prefix', backend: 'backend', ...o.optionNames };
   const reps = o.reps ?? 20;
@@ -256,6 +270,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     ...(o.tuned === undefined ? {} : { tuned: o.tuned }),
     ...(o.graphs === undefined ? {} : { graphs: o.graphs }),
     ...(o.pdl === undefined ? {} : { pdl: o.pdl }),
+    ...(o.foldNorms === undefined ? {} : { foldNorms: o.foldNorms }),
     ...(o.log === undefined ? {} : { log: o.log }),
     checkSpec: (spec) => {
       draft ??= Math.max(...spec.draftLengths);
@@ -343,6 +358,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       graphs: parts.backend === 'cuda' && (o.graphs ?? true),
       pdl: parts.cuda?.pdl.on === true,
       pdlReason: parts.cuda ? parts.cuda.pdl.why : 'the cpu backend launches no GPU kernels',
+      ...foldNormsOf(runner),
       rounds,
       seconds,
       tidar,

@@ -21,6 +21,7 @@ interface BenchStepFlags {
   tuned?: string;
   graphs: boolean;
   pdl: boolean;
+  foldNorms: boolean;
   reps: string;
   minSeconds: string;
   warmup: string;
@@ -62,6 +63,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
     .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
     .option('--no-graphs', 'cuda: time the steps launched kernel by kernel from the host instead of replayed as CUDA graphs (cpu: no effect)')
+    .option('--no-fold-norms', 'cuda: time the steps with every RMSNorm its own launch instead of folded into the GEMMs around it (folded by default for bf16 models; cpu: no effect)')
     .option('--no-pdl', 'cuda: launch the kernels without programmatic dependent launch (PDL is on by default where the kernels, device and driver allow it; cpu: no effect)')
     .option('--reps <n>', 'timed rounds at least (one TiDAR and one AR step each)', '20')
     .option('--min-seconds <s>', 'and time at least this long', '2')
@@ -89,6 +91,7 @@ export function registerBenchStepCommand(program: Command, io: CliIo): void {
         ...(flags.tuned === undefined ? {} : { tuned: checkTunedOption(flags.tuned), log: (l: string) => void (l.startsWith('tuned') && io.stderr(`${l}\n`)) }),
         graphs: flags.graphs,
         pdl: flags.pdl,
+        foldNorms: flags.foldNorms,
         reps: parseIntegerOption('--reps', flags.reps, 1, 1_000_000),
         minSeconds,
         warmup: parseIntegerOption('--warmup', flags.warmup, 0, 1000),
@@ -119,7 +122,7 @@ export function renderStepBench(r: StepBenchResult): string {
   const lines = [
     `${r.model} (${r.family}, ${r.layers} layers, ${r.parameters.toLocaleString('en-US')} parameters), ${r.backend} backend (${r.backendReason}), ${r.threads} threads, 1-min load ${r.loadAverage1m.toFixed(2)}`,
     `prefix L = ${r.prefix}: ${r.fill.description} (${f(r.fill.ms)} ms)`,
-    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step; ${r.graphs ? 'each step one CUDA graph launch' : 'steps launched kernel by kernel'}; ${r.backend === 'cuda' ? (r.pdl ? 'PDL on; ' : `PDL off: ${r.pdlReason}; `) : ''}${r.sampling.temperature === 0 ? 'greedy' : `sampled: temperature ${r.sampling.temperature}, top-p ${r.sampling.topP}, top-k ${r.sampling.topK ?? 'off'}`})`,
+    `${r.warmupRounds} warm-up rounds, then ${r.rounds} rounds in ${r.seconds.toFixed(2)} s (TiDAR and AR steps alternating; cache length reset to L after each step; ${r.graphs ? 'each step one CUDA graph launch' : 'steps launched kernel by kernel'}; ${r.backend === 'cuda' ? (r.pdl ? 'PDL on; ' : `PDL off: ${r.pdlReason}; `) : ''}${r.backend === 'cuda' ? (r.foldNorms ? 'norms folded; ' : `norms not folded: ${r.foldNormsWhy}; `) : ''}${r.sampling.temperature === 0 ? 'greedy' : `sampled: temperature ${r.sampling.temperature}, top-p ${r.sampling.topP}, top-k ${r.sampling.topK ?? 'off'}`})`,
     '',
     `${'step'.padEnd(10)}${'tokens'.padStart(7)}${'median ms'.padStart(11)}${'p20 ms'.padStart(10)}${'p80 ms'.padStart(10)}${'kernels ms'.padStart(12)}${'operators ms'.padStart(14)}${'outside ms'.padStart(12)}${'outside'.padStart(9)}`,
     ...[r.tidar, r.ar].map((s: StepStats) => `${s.variant.padEnd(10)}${String(s.inStepTokens).padStart(7)}${f(s.stepMs.median).padStart(11)}${f(s.stepMs.p20).padStart(10)}${f(s.stepMs.p80).padStart(10)}${f(s.kernelMs).padStart(12)}${f(s.operatorsMs).padStart(14)}${f(s.outsideMs).padStart(12)}${pct(s.outsideFraction).padStart(9)}`),

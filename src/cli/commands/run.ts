@@ -26,6 +26,7 @@ interface RunFlags {
   tuned?: string;
   graphs: boolean;
   pdl: boolean;
+  foldNorms: boolean;
   json?: boolean;
   ignoreEos?: boolean;
   maskToken?: string;
@@ -71,6 +72,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
     .option('--threads <n>', 'CPU threads (default: all), e.g. 2')
     .option('--tuned <db>', 'use the tiles and per-shape call parameters tidarc tune recorded in this database')
     .option('--no-graphs', 'cuda: launch every kernel of a decode step from the host instead of replaying its CUDA graph (comparison, debugging; cpu: no effect)')
+    .option('--no-fold-norms', 'cuda: keep every RMSNorm its own launch instead of folding it into the GEMMs around it (folded by default for bf16 models; cpu: no effect)')
     .option('--no-pdl', 'cuda: launch the kernels without programmatic dependent launch (on by default where the kernels, device and driver allow it; cpu: no effect)')
     .option('--ignore-eos', 'keep generating past the end-of-text token (benchmarks)')
     .option('--json', 'print one JSON result object at the end instead of streaming text')
@@ -120,6 +122,7 @@ export function registerRunCommand(program: Command, io: CliIo): void {
         ...(flags.tuned === undefined ? {} : { tuned: checkTunedOption(flags.tuned) }),
         graphs: flags.graphs,
         pdl: flags.pdl,
+        foldNorms: flags.foldNorms,
         // Progress of a first-use compile on stderr; under --json only what --tuned set, unless --progress.
         log: (l: string) => void ((!flags.json || flags.progress || (flags.tuned !== undefined && l.startsWith('tuned'))) && io.stderr(`${l}\n`)),
       });

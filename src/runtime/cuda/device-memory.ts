@@ -32,12 +32,13 @@ import { PREFILL_CHUNK } from '../../codegen/variant.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
-import { type AttentionSchedule, type StepGraph, type TensorDecl, opWeights } from '../../ir/step-graph.js';
+import { type AttentionSchedule, type StepGraph, type TensorDecl, opWeights, tensorElemBytes } from '../../ir/step-graph.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { expectedTensors } from '../../model/checkpoint.js';
 import { passGraph } from '../model/step.js';
 import type { KvShape } from '../model/kv-cache.js';
 import { SAMPLE_PARAMS_BYTES } from './gpu-ops.js';
+import { compiledFolding, foldedNormWeights } from './gpu-weights.js';
 
 /** Bytes of one element of a checkpoint tensor on the device: its safetensors format (2, or 4 for F32). */
 export type ElementBytesOf = (tensor: string) => number;
@@ -47,9 +48,10 @@ export type ElementBytesOf = (tensor: string) => number;
  * cuda step graph reads once, fused ones as one buffer, biases in fp32 (a fused layer's biases
  * as one buffer with zeros for a part without one), and RoPE's inverse frequencies. Element
  * sizes: `elementBytesOf` (the checkpoint's formats; F32 tensors are uploaded as they are),
- * else the spec's dtype (2 bytes).
+ * else the spec's dtype (2 bytes). `foldNorms` (default: a bf16 model, which folds unless switched
+ * off): the folded norms' float32 weights too.
  */
-export function weightBytes(spec: ModelSpec, elementBytesOf: ElementBytesOf = () => 2): number {
+export function weightBytes(spec: ModelSpec, elementBytesOf: ElementBytesOf = () => 2, foldNorms = spec.dtype === 'bf16'): number {
   const shapes = new Map(expectedTensors(spec).map((t) => [t.name, t.shape]));
   // A tied lm_head is the embedding's matrix (weights.ts): one buffer.
   const alias = (name: string): string => (spec.tieEmbeddings && name === 'lm_head.weight' ? 'model.embed_tokens.weight' : name);
@@ -85,6 +87,9 @@ export function weightBytes(spec: ModelSpec, elementBytesOf: ElementBytesOf = ()
     }
   }
   matrix(graph.head.weight);
+  // A bf16 load folds its norms by default (gpu-weights.ts): each folded norm's weight again in float32.
+  const folding = foldNorms ? compiledFolding(spec) : undefined;
+  if (folding) for (const name of foldedNormWeights(spec, folding)) bytes += elements(name) * 4;
   return bytes + (spec.headDim / 2) * 4;  // ropeInvFreq: headDim / 2 fp32
 }
 
@@ -105,7 +110,7 @@ export function passRows(T: number): number {
 
 /** One activation of a pass of T tokens (gpu-runner.ts workspace): ids and positions T rows, the rest whole chunks. */
 export function tensorBytes(t: TensorDecl, T: number): number {
-  return (t.type === 'i32' ? T : passRows(T)) * t.width * (t.type === 'u16' ? 2 : 4);
+  return (t.type === 'i32' ? T : passRows(T)) * t.width * tensorElemBytes(t.type);
 }
 
 /** A pass's prefix lengths: one int per chunk, and one more. */
@@ -118,8 +123,10 @@ export function prefixLengthBytes(T: number): number {
  * GPU's rewritten graph. `swigluInterleave`: the compiled gate_up GEMM's (its graph names no up
  * half); without it the up half is counted, an upper bound.
  */
-export function passBytes(spec: ModelSpec, T: number, schedule: AttentionSchedule, swigluInterleave?: number): number {
-  return graphPassBytes(rewriteForGpu(passGraph(spec, T, schedule), swigluInterleave === undefined ? {} : { swigluInterleave }));
+export function passBytes(spec: ModelSpec, T: number, schedule: AttentionSchedule, swigluInterleave?: number, foldNorms = spec.dtype === 'bf16'): number {
+  // A bf16 load folds by default: the folded graph's float64 row sums are its one more tensor (an upper bound when it does not).
+  const folding = foldNorms ? compiledFolding(spec) : undefined;
+  return graphPassBytes(rewriteForGpu(passGraph(spec, T, schedule), { ...(swigluInterleave === undefined ? {} : { swigluInterleave }), ...(folding ? { foldNorms: folding } : {}) }));
 }
 
 /** passBytes of a rewritten graph already built (its tokens, tensors and prefix lengths). */

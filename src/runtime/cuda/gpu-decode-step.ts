@@ -38,7 +38,7 @@
 import { TidarcError } from '../../errors.js';
 import type { DeviceStepInput } from '../model/forward.js';
 import type { CudaDevice, DeviceBuffer, PinnedBuffer } from './device.js';
-import type { GpuGemms } from './gpu-gemm.js';
+import type { GemmRowScale, GpuGemms } from './gpu-gemm.js';
 import { runLinear } from './gpu-op-table.js';
 import { type GpuMatrix, type GpuOps, SAMPLE_PARAMS_BYTES, packSampleParams } from './gpu-ops.js';
 
@@ -240,6 +240,8 @@ export class DeviceStepIo {
   /** Everything after the forward: lm_head rows, verification, acceptance, next drafts, the commit. */
   recordTail(a: {
     ops: GpuOps; gemms: GpuGemms; lmHead: GpuMatrix; hidden: DeviceBuffer; input: DeviceStepInput;
+    /** The graph folded the final norm into the lm_head (gpu-op-table.ts headRowScale). */
+    headScale?: { rowScale?: GemmRowScale };
     commit: (count: DeviceBuffer, slot: DeviceBuffer, maxCount: number) => void;
     /** false: the next drafts get their own lm_head pass after acceptance even where one pass serves (a test compares the two). */
     oneHeadPass?: boolean;
@@ -256,10 +258,10 @@ export class DeviceStepIo {
     const head = (rowIds: DeviceBuffer, n: number, lse: DeviceBuffer, logits?: DeviceBuffer): void => {
       if (!logits) {
         const bias = s.neverEmit === undefined ? null : this.neverEmitBias(s.neverEmit, plan);
-        gemms.run('lm_head', { x: hidden, rows: n, w: W, bias, rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: this.argmax, max: this.maxLogit, lse } });
+        gemms.run('lm_head', { x: hidden, rows: n, w: W, bias, rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: this.argmax, max: this.maxLogit, lse }, ...a.headScale });
         return;
       }
-      runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds });
+      runLinear(gemms, ops, 'lm_head', hidden, n, { whole: W, bias: null, parts: [[W, null, logits]] }, { rowIds, ...a.headScale });
       ops.rowStats(logits, this.argmax, this.maxLogit, lse, n, V);
     };
     const once = plan.once;

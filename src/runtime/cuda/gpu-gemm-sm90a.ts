@@ -18,9 +18,9 @@ import { type ManifestGemmSm90a, sm90aUnitName } from '../../codegen/gemm-sm90a.
 import { TidarcError } from '../../errors.js';
 import type { CudaDevice, DeviceBuffer, KernelRef, LaunchOptions } from './device.js';
 import type { ManifestGemm } from '../../codegen/manifest.js';
-import { type GemmLaunch, GpuGemms, SplitCounters } from './gpu-gemm.js';
+import { type GemmFoldFlags, type GemmLaunch, GpuGemms, SplitCounters, gemmNormFields } from './gpu-gemm.js';
 import type { GpuMatrix } from './gpu-ops.js';
-import { GEMM, GEMM_NO_NORM, packStruct } from './op-abi.js';
+import { GEMM, packStruct } from './op-abi.js';
 import { TENSOR_MAP_BYTES, sm90aGemmMaps } from './tensor-map.js';
 
 /** Which GEMMs a device runs from a compile for `compiled`: the sm_90a ones or the mma.sync ones (the selection rule). */
@@ -47,6 +47,11 @@ export class GpuGemmsSm90a {
   constructor(private readonly device: CudaDevice, private readonly kernelsDir: string, units: readonly ManifestGemmSm90a[], private readonly launch: LaunchOptions = {}) {
     this.counters = new SplitCounters(device);
     for (const u of units) for (const role of u.roles) this.byRole.set(role, u);
+  }
+
+  /** Per role, whether its unit has the fold-norms code (the manifest's flags). */
+  foldFlags(): Map<string, GemmFoldFlags> {
+    return new Map([...this.byRole].map(([role, u]) => [role, sm90aFoldFlags(u)]));
   }
 
   covers(role: string, w: GpuMatrix): boolean {
@@ -84,7 +89,7 @@ export class GpuGemmsSm90a {
       x: a.x.ptr, w: a.w.buf.ptr, bias: a.bias?.ptr ?? 0, rowIds: 0, out: out?.ptr ?? 0, out2: out2?.ptr ?? 0, out3: out3?.ptr ?? 0, workspace: workspace?.ptr ?? 0,
       tileStats: 0, tileArgmax: 0, rowArgmax: 0, rowMax: 0, rowLse: 0, rows: a.rows, accumulate: a.accumulate ? 1 : 0, seg1, seg2, epilogue: GEMM_EPILOGUE[epilogue],
       splitCounters: sizes.counters > 0 ? this.counters.at(sizes.counters).ptr : 0,
-      ...GEMM_NO_NORM,
+      ...gemmNormFields(role, { n, k: u.k, ...sm90aFoldFlags(u) }, a, epilogue === 'none' && seg1 === n && seg2 === n),
     });
     const module = join(this.kernelsDir, u.source.replace(/\.cu$/, '.fatbin'));
     this.device.launch(this.kernel(module, kernel.symbol), grid, [kernel.threads], kernel.sharedBytes, packSm90aArgs(wMap, xMap, g), this.launch);
@@ -113,6 +118,11 @@ export class GpuGemmsSm90a {
     this.workspace = this.device.alloc(bytes, 'sm_90a GEMM workspace (split-K partials)');
     return this.workspace;
   }
+}
+
+/** An sm_90a unit's fold-norms flags (a manifest from before them has none: nothing folds on it). */
+function sm90aFoldFlags(u: ManifestGemmSm90a): GemmFoldFlags {
+  return { ...('normOut' in u && u.normOut === true ? { normOut: true } : {}), ...('rowScale' in u && u.rowScale === true ? { rowScale: true } : {}) };
 }
 
 /** Slot names of the sm_90a GEMMs' scratch (step-scratch.ts). */
@@ -159,6 +169,11 @@ export class GpuGemmsWithSm90a extends GpuGemms {
 
   override covers(role: string, w: GpuMatrix): boolean {
     return this.roles.has(role) ? this.sm90a.covers(role, w) : super.covers(role, w);
+  }
+
+  override foldFlags(): Map<string, GemmFoldFlags> {
+    const own = this.sm90a.foldFlags();
+    return new Map([...super.foldFlags()].map(([role, f]) => [role, this.roles.has(role) ? own.get(role) ?? {} : f]));
   }
 
   override run(role: string, a: GemmLaunch): void {

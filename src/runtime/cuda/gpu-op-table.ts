@@ -14,7 +14,6 @@ import type { ResolvedLaunch } from '../model/step.js';
 import type { DeviceBuffer } from './device.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import type { StepGraph } from '../../ir/step-graph.js';
-import { normFolding } from '../../ir/step-fold-norms.js';
 import { type GpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
 import { passGraph } from '../model/step.js';
 import type { GemmNormOut, GemmRowScale, GpuGemms } from './gpu-gemm.js';
@@ -99,25 +98,29 @@ export interface GpuGraphChoice {
 
 /**
  * The rewrite options a runner builds its graphs with: the SwiGLU interleave the weights were
- * uploaded with, and fold-norms where `want` (default true) and allowed: a bf16 model, the
- * float32 norm weights uploaded, and per role the kernels the runner launches having the flag
- * and running that role's weights in every layer (a role on the SIMT fallback never folds).
+ * uploaded with, and fold-norms where `want` (default true) and the load folds (a bf16 model
+ * compiled with the flags, GpuWeights.foldNorms, its float32 norms uploaded), narrowed to the
+ * roles whose kernels this runner launches have the flag and run that role's weights in every
+ * layer (a role on the SIMT fallback or an unflagged sm_90a unit never folds).
  */
 export function gpuGraphChoice(spec: ModelSpec, gemms: GpuGemms, weights: GpuWeights, want = true): GpuGraphChoice {
   const options: GpuRewriteOptions = weights.gateUpInterleave === undefined ? {} : { swigluInterleave: weights.gateUpInterleave };
-  if (!want) return { options, foldNorms: false, foldNormsWhy: 'switched off (--no-fold-norms / foldNorms: false)' };
+  const off = (why: string): GpuGraphChoice => ({ options, foldNorms: false, foldNormsWhy: why });
+  if (!want) return off('switched off (GpuRunnerOptions.foldNorms: false)');
+  if (!weights.foldNorms) return off(weights.foldNormsWhy ?? 'the weights were uploaded without fold-norms');
   const plain = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), options);
   const types = new Map(plain.tensors.map((t) => [t.name, t.type]));
-  const covered = (role: string): boolean => plain.ops.every((op) => op.kind !== 'linear' || op.role !== role || (types.get(op.x) === 'u16' && weights.matrices.has(op.weight) && gemms.covers(role, weights.matrices.get(op.weight)!)))
-    && (role !== 'lm_head' || (weights.matrices.has(plain.head.weight) && gemms.covers(role, weights.matrices.get(plain.head.weight)!)));
-  const units = [...gemms.foldFlags()].filter(([role]) => covered(role)).map(([role, f]) => ({ roles: [role], ...f }));
-  const f = normFolding(spec, units);
-  if (!('folding' in f)) return { options, foldNorms: false, foldNormsWhy: f.why };
-  const folded = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { ...options, foldNorms: f.folding });
+  const runs = (role: string, weight: string): boolean => weights.matrices.has(weight) && gemms.covers(role, weights.matrices.get(weight)!);
+  const covered = (role: string): boolean => plain.ops.every((op) => op.kind !== 'linear' || op.role !== role || (types.get(op.x) === 'u16' && runs(role, op.weight)))
+    && (role !== 'lm_head' || runs(role, plain.head.weight));
+  const flags = gemms.foldFlags();
+  const has = (flag: 'normOut' | 'rowScale') => (role: string): boolean => flags.get(role)?.[flag] === true && covered(role);
+  const folding = { normOut: weights.foldNorms.normOut.filter(has('normOut')), rowScale: weights.foldNorms.rowScale.filter(has('rowScale')) };
+  const folded = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { ...options, foldNorms: folding });
+  if (folded.ops.length === plain.ops.length) return off(`no RMSNorm sits between GEMMs this device runs with the fold-norms epilogues (norm out: ${folding.normOut.join(', ') || 'none'}; row scale: ${folding.rowScale.join(', ') || 'none'})`);
   const missing = folded.ops.flatMap((op) => (op.kind === 'linear' && op.normOut && !weights.normWeights?.has(op.normOut.weight) ? [op.normOut.weight] : []));
-  if (missing.length > 0) return { options, foldNorms: false, foldNormsWhy: `the weights were uploaded without the float32 norm weights (${missing[0]}${missing.length > 1 ? `, ${missing.length - 1} more` : ''})` };
-  if (folded.ops.length === plain.ops.length) return { options, foldNorms: false, foldNormsWhy: 'no RMSNorm of the graph sits between GEMMs with the fold-norms epilogues' };
-  return { options: { ...options, foldNorms: f.folding }, foldNorms: true };
+  if (missing.length > 0) return off(`the weights were uploaded without the float32 norm weights (${missing[0]}${missing.length > 1 ? `, ${missing.length - 1} more` : ''})`);
+  return { options: { ...options, foldNorms: folding }, foldNorms: true };
 }
 
 export function gpuOpTable(b: GpuBackend): OpTable<GpuPass> {

@@ -29,9 +29,9 @@ import { type ResolvedLaunch, passGraph, passKey, resolveLaunches } from '../mod
 import { AttentionLauncher } from './attention-launch.js';
 import type { CudaDevice, DeviceBuffer } from './device.js';
 import { DeviceStepIo, samplingSetup, stepShape, stepShapeKey } from './gpu-decode-step.js';
-import type { GpuGemms } from './gpu-gemm.js';
+import type { GemmRowScale, GpuGemms } from './gpu-gemm.js';
 import { gemmsFor } from './gpu-gemm-sm90a.js';
-import { type GpuPass, gpuOpTable, runLinear } from './gpu-op-table.js';
+import { type GpuGraphChoice, type GpuPass, gpuGraphChoice, gpuOpTable, headRowScale, runLinear } from './gpu-op-table.js';
 import { GpuOps, packKvCommitTable, packSampleParams } from './gpu-ops.js';
 import type { GpuWeights } from './gpu-weights.js';
 import { GpuKvCache, type HeadScratch, type PassBuffers, allocHeadScratch, allocPassBuffers, headBuffers } from './gpu-runner-buffers.js';
@@ -68,6 +68,8 @@ export interface GpuRunnerOptions {
    * the driver): launched so, a kernel built without griddepcontrol.wait would race its predecessor.
    */
   readonly pdl?: boolean;
+  /** Fold the RMSNorms into the GEMMs around them where allowed (default true; gpu-op-table.ts gpuGraphChoice says where and why not). */
+  readonly foldNorms?: boolean;
 }
 
 /** What the attention launches of the pass running now read: its prefix lengths, workspace rows, launcher, and the split counts a step's bucket fixed. */
@@ -116,6 +118,8 @@ export class GpuModelRunner implements Runner {
   private readonly prefillTokens = new Set<number>();
   private readonly graphs = new Map<string, StepGraph>();
   private head?: HeadScratch;
+  /** The rewrite options of every graph, and whether the norms fold (else why not). */
+  readonly graphChoice: GpuGraphChoice;
 
   constructor(
     readonly spec: ModelSpec,
@@ -144,6 +148,7 @@ export class GpuModelRunner implements Runner {
     };
     this.passes = launchers();
     this.steps = launchers();
+    this.graphChoice = gpuGraphChoice(spec, this.passes.gemms, weights, options.foldNorms ?? true);
     this.cache = new GpuKvCache(device, { layers: spec.layers, kvHeads: spec.kvHeads, headDim: spec.headDim, capacity });
   }
 
@@ -178,16 +183,17 @@ export class GpuModelRunner implements Runner {
     if (schedule.kind === 'prefill') this.prefillTokens.add(T);
     const hidden = this.forward(graph, ws, ids, positions);
     const { cache, device, ops, spec } = this;
+    const scale = headRowScale(graph, ws.bufs, spec);
     return {
       attentionMs: 0,
       argmax: (rows) => {
-        const head = this.lmHead(hidden, T, rows, 'argmax');
+        const head = this.lmHead(hidden, T, rows, 'argmax', scale);
         const out = new Int32Array(rows.length);
         device.download(head.argmax, out);
         return [...out];
       },
       logits: (rows) => {
-        const head = this.lmHead(hidden, T, rows, 'logits');
+        const head = this.lmHead(hidden, T, rows, 'logits', scale);
         const V = this.lmHeadWeight().rows;
         const out = new Float32Array(rows.length * V);
         device.download(head.logits, out);
@@ -195,7 +201,7 @@ export class GpuModelRunner implements Runner {
       },
       sample: (rows, o) => {
         // The draw on the device (tidarc_op_sample): only the tokens come back, not the logits rows.
-        const head = this.lmHead(hidden, T, rows, 'logits');
+        const head = this.lmHead(hidden, T, rows, 'logits', scale);
         device.upload(head.params, packSampleParams({ ...o, beta: 1, step: o.rngStep }));
         ops.sample({
           logits: { buf: head.logits }, params: { buf: head.params }, tokens: head.tokens, accepted: head.accepted, rows: rows.length, vocab: this.lmHeadWeight().rows,
@@ -244,7 +250,7 @@ export class GpuModelRunner implements Runner {
       const bufs = new Map(ws.bufs).set('ids', stepIo.ids).set('positions', stepIo.positions);
       const hidden = this.runGraph(graph, { ...ws, bufs }, launches, { prefixLen: stepIo.prefixLen, rows: ws.rows, launcher, splits }, this.steps);
       stepIo.recordTail({
-        ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input, oneHeadPass: this.oneHeadPass,
+        ops, gemms: this.steps.gemms, lmHead: this.lmHeadWeight(), hidden, input, oneHeadPass: this.oneHeadPass, headScale: headRowScale(graph, bufs, spec),
         // Every layer's commit in one launch, through the workspace's table of its step K/V and the cache's layers.
         commit: (count, slot, maxCount) => ops.kvCommitLayers({ table: { buf: commitTable }, layers: spec.layers, count: { buf: count }, slot: { buf: slot }, maxCount, kvHeads: spec.kvHeads, capacity: cache.shape.capacity, headDim: spec.headDim }),
       });
@@ -353,8 +359,7 @@ export class GpuModelRunner implements Runner {
     let graph = this.graphs.get(key);
     if (!graph) {
       if (this.graphs.size >= MAX_CACHED_GRAPHS) this.graphs.clear();
-      const o = this.weights.gateUpInterleave === undefined ? {} : { swigluInterleave: this.weights.gateUpInterleave };
-      this.graphs.set(key, (graph = rewriteForGpu(passGraph(this.spec, T, schedule), o)));
+      this.graphs.set(key, (graph = rewriteForGpu(passGraph(this.spec, T, schedule), this.graphChoice.options)));
     }
     return graph;
   }
@@ -420,7 +425,7 @@ export class GpuModelRunner implements Runner {
    * writes no logits: per-tile statistics, then their merge (R x V x 4 bytes neither written
    * nor read again).
    */
-  private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[], want: 'argmax' | 'logits'): HeadScratch {
+  private lmHead(hidden: DeviceBuffer, T: number, rows: readonly number[], want: 'argmax' | 'logits', scale: { rowScale?: GemmRowScale }): HeadScratch {
     for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < T)) throw new TidarcError('invalid-argument', 'lm_head row outside the pass', { field: 'rows', value: r, allowed: `0..${T - 1}` });
     const head = this.headScratch(rows.length);
     const W = this.lmHeadWeight();
@@ -428,9 +433,9 @@ export class GpuModelRunner implements Runner {
     this.device.upload(head.rowIds, Int32Array.from(rows));
     const { gemms } = this.passes;
     if (want === 'argmax' && gemms.hasRowStats() && gemms.covers('lm_head', W)) {
-      gemms.run('lm_head', { x: hidden, rows: rows.length, w: W, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse } });
+      gemms.run('lm_head', { x: hidden, rows: rows.length, w: W, rowIds: head.rowIds, outs: [], epilogue: 'rowStats', stats: { argmax: head.argmax, max: head.maxLogit, lse: head.lse }, ...scale });
     } else {
-      runLinear(gemms, this.ops, 'lm_head', hidden, rows.length, { whole: W, bias: null, parts: [[W, null, head.logits]] }, { rowIds: head.rowIds });
+      runLinear(gemms, this.ops, 'lm_head', hidden, rows.length, { whole: W, bias: null, parts: [[W, null, head.logits]] }, { rowIds: head.rowIds, ...scale });
       this.ops.rowStats(head.logits, head.argmax, head.maxLogit, head.lse, rows.length, V);
     }
     // A NaN or infinite row must stop the run, not become a token: its lse is not finite

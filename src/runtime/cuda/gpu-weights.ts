@@ -8,13 +8,14 @@
  * widened to float32 (exact; `normWeights`), which the producer GEMM reads, beside the 16-bit
  * one the unfolded graph's rmsnorm reads (a runner may run either: GpuRunnerOptions.foldNorms).
  */
-import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
+import { gemmEpilogues, interleaveGateUp } from '../../codegen/gemm-epilogue.js';
+import { planModelGemms } from '../../codegen/gemm-model.js';
 import type { Manifest } from '../../codegen/manifest.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { layerPrefix, opWeights } from '../../ir/step-graph.js';
-import { normFolding } from '../../ir/step-fold-norms.js';
+import { type NormFolding, normFolding } from '../../ir/step-fold-norms.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { decode } from '../../util/dtype.js';
 import { ropeInvFreq, type WeightMatrix } from '../ops.js';
@@ -33,18 +34,33 @@ export interface GpuWeights {
   readonly bytes: number;
   /** gate | up rows interleaved in blocks of this many for the SwiGLU epilogue (tidarc_gemm_abi.h). */
   readonly gateUpInterleave?: number;
-  /** The foldable RMSNorms' weights in float32 (fold-norms' producers read them), by checkpoint name; empty when nothing folds. */
+  /** The foldable RMSNorms' weights in float32 (fold-norms' producers read them), by checkpoint name; absent when nothing folds. */
   readonly normWeights?: ReadonlyMap<string, DeviceBuffer>;
+  /** The roles whose compiled GEMMs fold RMSNorms (the manifest's flags), when this load folds; runners may still not (gpuGraphChoice). */
+  readonly foldNorms?: NormFolding;
+  /** Why this load does not fold (no foldNorms). */
+  readonly foldNormsWhy?: string;
+}
+
+/** What a load folds: the manifest's flagged roles for a bf16 model where `want` (default true), else why not. */
+export function loadFolding(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> | undefined, want = true): { readonly folding: NormFolding } | { readonly why: string } {
+  return want ? normFolding(spec, manifest?.gemms) : { why: 'switched off (--no-fold-norms / foldNorms: false)' };
 }
 
 /**
- * The RMSNorm weights a fold can need: those the graph folded with every flagged role folds
- * (normFolding of the manifest's units; none for fp16 or a compile without the flags).
+ * What a compile of `spec` by this codegen would fold, without compiling: the planned GEMM
+ * units' flags (a role the GEMMs refuse runs on the SIMT fallback and never folds). The
+ * preflight prices a load's folded norms and row sums by it (device-memory.ts).
  */
-export function foldableNormWeights(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> | undefined): string[] {
-  const f = normFolding(spec, manifest?.gemms);
-  if (!('folding' in f)) return [];
-  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { foldNorms: f.folding });
+export function compiledFolding(spec: ModelSpec): NormFolding | undefined {
+  const { units } = planModelGemms(spec, spec.draftLengths, ['sm_80']);
+  const f = normFolding(spec, units.map((u) => ({ roles: u.roles, ...gemmEpilogues(u.shape, u.roles) })));
+  return 'folding' in f ? f.folding : undefined;
+}
+
+/** The RMSNorm weights a fold of `folding` reads in float32 (every norm the folded graph no longer launches). */
+export function foldedNormWeights(spec: ModelSpec, folding: NormFolding): string[] {
+  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), { foldNorms: folding });
   return graph.ops.flatMap((op) => (op.kind === 'linear' && op.normOut ? [op.normOut.weight] : []));
 }
 
@@ -63,7 +79,8 @@ function gateUpInterleaveOf(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> |
   return g.swigluInterleave;
 }
 
-export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>): GpuWeights {
+/** `foldNorms` false: no norm folds in this load's runners (default: where allowed, loadFolding). */
+export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>, o: { readonly foldNorms?: boolean } = {}): GpuWeights {
   const gateUpInterleave = gateUpInterleaveOf(spec, manifest, w);
   // The weights a graph reads do not depend on its token count or schedule.
   const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), gateUpInterleave === undefined ? {} : { swigluInterleave: gateUpInterleave });
@@ -135,10 +152,12 @@ export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeigh
   }
   matrix(graph.head.weight);
   const normWeights = new Map<string, DeviceBuffer>();
-  for (const name of foldableNormWeights(spec, manifest)) {
+  const fold = loadFolding(spec, manifest, o.foldNorms);
+  for (const name of 'folding' in fold ? foldedNormWeights(spec, fold.folding) : []) {
     const m = weightOf(w, name);
     normWeights.set(name, upload(m.dtype === 'f32' ? m.data : decode(m.dtype, m.data as Uint16Array), `${name} (float32, folded)`));
   }
   const invFreq = upload(ropeInvFreq(spec.ropeTheta, spec.headDim, spec.ropeScaling), 'rope inverse frequencies');
-  return { matrices, biases, invFreq, bytes, normWeights, ...(gateUpInterleave ? { gateUpInterleave } : {}) };
+  const folding = 'folding' in fold ? { foldNorms: fold.folding, normWeights } : { foldNormsWhy: fold.why };
+  return { matrices, biases, invFreq, bytes, ...folding, ...(gateUpInterleave ? { gateUpInterleave } : {}) };
 }

@@ -30,6 +30,7 @@ import { AR_VARIANT, blockVariantName, tidarVariantName } from '../../codegen/va
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import type { AttentionSchedule, StepGraph } from '../../ir/step-graph.js';
+import type { NormFolding } from '../../ir/step-fold-norms.js';
 import { rewriteForGpu } from '../../ir/step-rewrite.js';
 import { passGraph, resolveLaunches } from '../model/step.js';
 import { type DeviceMemoryNow, formatBytes, graphPassBytes, headScratchBytes, kvCacheBytes } from './device-memory.js';
@@ -71,7 +72,7 @@ export interface PriceContext {
   readonly kernelsDir: string;
   readonly device: PricedDevice;
   /** The uploaded weights' shapes and formats (GpuWeights), and the gate | up interleave. */
-  readonly weights: { readonly matrices: ReadonlyMap<string, { readonly rows: number; readonly cols: number; readonly dtype: string }>; readonly gateUpInterleave?: number | undefined };
+  readonly weights: { readonly matrices: ReadonlyMap<string, { readonly rows: number; readonly cols: number; readonly dtype: string }>; readonly gateUpInterleave?: number | undefined; readonly foldNorms?: NormFolding | undefined };
   /** GpuRunnerOptions.oneHeadPass (default true). */
   readonly oneHeadPass?: boolean;
 }
@@ -178,8 +179,9 @@ function cached<T>(ctx: PriceContext, key: string, make: () => T): T {
 
 /** The graph a runner builds for T tokens and a schedule (GpuModelRunner.graph). */
 function gpuGraph(ctx: PriceContext, T: number, schedule: AttentionSchedule): StepGraph {
-  const interleave = ctx.weights.gateUpInterleave;
-  return rewriteForGpu(passGraph(ctx.spec, T, schedule), interleave === undefined ? {} : { swigluInterleave: interleave });
+  // The load's fold (a runner that folds less allocates no more: the sums tensor is the fold's only activation).
+  const { gateUpInterleave: interleave, foldNorms } = ctx.weights;
+  return rewriteForGpu(passGraph(ctx.spec, T, schedule), { ...(interleave === undefined ? {} : { swigluInterleave: interleave }), ...(foldNorms ? { foldNorms } : {}) });
 }
 
 function variantOf(ctx: PriceContext, name: string): ManifestVariant {

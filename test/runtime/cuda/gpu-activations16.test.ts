@@ -60,7 +60,8 @@ describe('16-bit activations on the cuda runner (recording device)', () => {
     const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
     const { manifest } = generateModel(spec, { arches: ['sm_80'] });
     const { device, launches, buffers } = recorder();
-    const runner = new GpuModelRunner(spec, device, uploadWeights(device, spec, weights, manifest), '/kernels', manifest, 256);
+    // The unfolded graph (fold-norms off): each layer's norms are launches of their own (fold-norms-runner.test.ts: folded).
+    const runner = new GpuModelRunner(spec, device, uploadWeights(device, spec, weights, manifest), '/kernels', manifest, 256, { foldNorms: false });
     runner.pass(Int32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2, 3, 4, 5]), { kind: 'step', variant: tidarVariantName(2) });
     const label = (ptr: number): string => buffers.get(ptr)!.label.split(' ')[0]!;
     const perToken = (ptr: number, width: number): number => buffers.get(ptr)!.bytes / (64 * width);  // activations: whole prefill chunks of rows
