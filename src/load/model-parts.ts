@@ -70,14 +70,6 @@ export interface LoadOptions {
    * PDL, and `pdl.why` says why. The cpu backend ignores it.
    */
   readonly pdl?: boolean;
-  /**
-   * cuda: fold the RMSNorms into the GEMMs around them (their epilogues write the normed
-   * activations and scale by 1 / rms; 2 launches fewer a layer) where allowed: a bf16 model
-   * whose compiled GEMMs have the fold-norms epilogues. Default: on where allowed; false: off
-   * (the CLI's --no-fold-norms). The rounding point moves, so tokens may differ from an
-   * unfolded run; greedy TiDAR still equals greedy AR. The cpu backend ignores it.
-   */
-  readonly foldNorms?: boolean;
 }
 
 export interface BackendDecision {
@@ -277,7 +269,7 @@ async function openParts(dir: string, options: OpenPartsOptions, choice: Backend
     const device = probed!;
     let gpuWeights: ReturnType<typeof uploadWeights>, pdl: ProgrammaticLaunchDecision;
     try {
-      gpuWeights = uploadWeights(device, spec, weights, compiled.manifest, options.foldNorms === undefined ? {} : { foldNorms: options.foldNorms });
+      gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
       // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
       device.releaseStaging();
       // Decided from the manifest, device and driver, then tried once (pdl-probe.ts): a driver that refuses it runs the model without.
@@ -323,8 +315,18 @@ async function openParts(dir: string, options: OpenPartsOptions, choice: Backend
         },
       },
       close: () => {
-        pool.close();
-        device.close();
+        // The device closes even where a runner's close failed (after a kernel fault every free is
+        // refused): it frees what the runners left and gives the context back, where a skipped
+        // close kept it retained, fault and all, for the next load of the process. The first error is thrown.
+        let failure: { error: unknown } | undefined;
+        for (const step of [() => pool.close(), () => device.close()]) {
+          try {
+            step();
+          } catch (e) {
+            failure ??= { error: e };
+          }
+        }
+        if (failure) throw failure.error;
       },
     };
   }

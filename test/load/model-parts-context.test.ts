@@ -6,7 +6,10 @@
  *   - `--backend auto` on a device too small for the model runs on the cpu backend and holds no
  *     context while it runs (it kept the probe's and the preflight's context for the whole run);
  *   - a load whose upload fails after the device opened holds none either;
- *   - `tidarc doctor`'s GPU memory line opens the device and closes it (it held the context).
+ *   - `tidarc doctor`'s GPU memory line opens the device and closes it (it held the context);
+ *   - a model whose context a kernel fault left unusable: close() throws the first refused free
+ *     and still releases the context (its runners' refused close skipped the device's, which kept
+ *     the faulted context retained), and a second load in the process generates the same.
  * The state is the driver's (cuDevicePrimaryCtxGetState) and tidarc's open devices. Children on
  * the emulated driver (the addon picks its driver once per process). Tagged: a C++ compiler.
  */
@@ -78,5 +81,14 @@ describe.skipIf(!cxx.found)('the context after a load on the emulated driver', (
     const out = await child('doctor');
     expect(out.gpuMemory).toMatch(/free of .* on /);
     expect(out.afterDoctor).toEqual(none);
+  });
+
+  test('a kernel fault: close() throws but gives the context back, and the next load runs', { timeout: 900_000 }, async () => {
+    const out = await child('fault', { TIDARC_FAKE_REFUSE_PROGRAMMATIC: 'fault' });
+    expect(out.faulted).toMatch(/cuLaunchKernelEx failed: CUDA_ERROR_LAUNCH_FAILED/);
+    expect(out.closeError).toMatch(/CUDA_ERROR_LAUNCH_FAILED/);
+    expect(out.afterClose).toEqual(none);
+    expect(out.same).toBe(true);
+    expect(out.end).toEqual(none);
   });
 });
