@@ -34,6 +34,7 @@ import { loadNative } from '../runtime/native.js';
 import { ModelRunner, type Runner } from '../runtime/model/forward.js';
 import { KvCache } from '../runtime/model/kv-cache.js';
 import { modelWeights, type ModelWeights } from '../runtime/model/weights.js';
+import { runEvery } from '../util/run-every.js';
 
 export type { Backend, BackendChoice };
 
@@ -317,16 +318,8 @@ async function openParts(dir: string, options: OpenPartsOptions, choice: Backend
       close: () => {
         // The device closes even where a runner's close failed (after a kernel fault every free is
         // refused): it frees what the runners left and gives the context back, where a skipped
-        // close kept it retained, fault and all, for the next load of the process. The first error is thrown.
-        let failure: { error: unknown } | undefined;
-        for (const step of [() => pool.close(), () => device.close()]) {
-          try {
-            step();
-          } catch (e) {
-            failure ??= { error: e };
-          }
-        }
-        if (failure) throw failure.error;
+        // close kept it retained, fault and all, for the next load of the process.
+        runEvery([() => pool.close(), () => device.close()]);
       },
     };
   }

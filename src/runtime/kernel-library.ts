@@ -17,6 +17,7 @@ import { type Backend, type BackendChoice, checkBackendChoice } from '../codegen
 import { AttentionLauncher, attentionKernelOf, attentionModule, attentionSm90aModule } from './cuda/attention-launch.js';
 import { CudaDevice, type DeviceBuffer } from './cuda/device.js';
 import { type LibraryHandle, type NativeAddon, type NativeAttentionArgs, loadNative } from './native.js';
+import { runEvery } from '../util/run-every.js';
 
 // The public entries (index.ts, kernels.ts) export these types from here.
 export type { Backend, BackendChoice };
@@ -283,10 +284,8 @@ function cudaEngine(dir: string, manifest: Manifest): { engine: Engine; device: 
     engine: {
       run,
       runAsync: async (v, inputs, c) => run(v, inputs, c),
-      close() {
-        launcher.close();
-        device.close();
-      },
+      // The device closes even where freeing the split workspace failed (a faulted context): it gives the context back.
+      close: () => runEvery([() => launcher.close(), () => device.close()]),
     },
   };
 }
@@ -338,8 +337,9 @@ export function openKernelLibrary(dir: string, options: OpenOptions = {}): Kerne
       return { o: c.o, lse: c.lse, splits: await engine.runAsync(v, inputs, c) };
     },
     close() {
-      if (!closed) engine.close();
-      closed = true;
+      if (closed) return;
+      closed = true;  // closed even where the engine's close throws (it runs every step of its own)
+      engine.close();
     },
   };
 }
