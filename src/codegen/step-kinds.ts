@@ -9,7 +9,9 @@ import type { ModelSpec } from '../ir/model.js';
 import { type StepGraph, type StepRequest, buildStepGraph } from '../ir/step-graph.js';
 import { compactOp } from '../ir/step-render.js';
 import { rewriteForGpu, validateGraph } from '../ir/step-rewrite.js';
+import { type NormFolding, normFolding } from '../ir/step-fold-norms.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
+import { planModelGemms } from './gemm-model.js';
 import { PREFILL_CHUNK } from './variant.js';
 import { AR_VARIANT, blockVariantName, parseVariantName, prefillVariantName, tidarVariantName } from './variant-name.js';
 
@@ -39,13 +41,37 @@ export function stepRequest(spec: ModelSpec, kind: string, field = 'step', known
 }
 
 /** The graph a backend runs for a step kind. */
-export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, field = 'step', known?: readonly string[]): StepGraph {
+/**
+ * `foldNorms`: the cuda graph with its RMSNorms folded as a compile of this codegen has them
+ * (compiledFolding; the runtime's default for bf16). Without it, the unfolded graph (the
+ * manifest's description of the step graphs).
+ */
+export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, field = 'step', known?: readonly string[], o: { readonly foldNorms?: boolean } = {}): StepGraph {
   const base = buildStepGraph(spec, stepRequest(spec, kind, field, known));
   if (backend === 'cpu') return validateGraph(base, 'cpu');
   const I = spec.intermediateSize;
   const { swigluInterleave } = gemmEpilogues({ n: 2 * I, k: spec.hiddenSize, dtype: spec.dtype }, ['gate_up']);
-  return rewriteForGpu(base, swigluInterleave === undefined ? {} : { swigluInterleave });
+  const folding = o.foldNorms ? compiledFolding(spec) : undefined;
+  return rewriteForGpu(base, { ...(swigluInterleave === undefined ? {} : { swigluInterleave }), ...(folding ? { foldNorms: folding } : {}) });
 }
+
+/**
+ * What a compile of `spec` by this codegen would fold, without compiling: the planned GEMM
+ * units' flags (a role the GEMMs refuse runs on the SIMT fallback and never folds). The
+ * preflight prices a load's folded norms and row sums by it (device-memory.ts); `tidarc graph`
+ * draws the cuda graph folded by it.
+ */
+export function compiledFolding(spec: ModelSpec): NormFolding | undefined {
+  if (spec.dtype !== 'bf16') return undefined;  // normFolding's first rule, before the planning
+  // Planning a model's GEMMs takes 80-180 ms for Qwen3-8B here; a load's preflight asks per capacity it tries.
+  if (compiledFoldings.has(spec)) return compiledFoldings.get(spec);
+  const { units } = planModelGemms(spec, spec.draftLengths, ['sm_80']);
+  const f = normFolding(spec, units.map((u) => ({ roles: u.roles, ...gemmEpilogues(u.shape, u.roles) })));
+  const folding = 'folding' in f ? f.folding : undefined;
+  compiledFoldings.set(spec, folding);
+  return folding;
+}
+const compiledFoldings = new WeakMap<ModelSpec, NormFolding | undefined>();
 
 /** One layer's ops on each backend, in brief (ir/step-render.ts compactOp). */
 export interface ManifestLayerOps {

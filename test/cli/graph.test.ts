@@ -33,7 +33,7 @@ describe('tidarc graph', () => {
   });
 
   test('cuda: the fused graph (qkv, rope_pack, SwiGLU epilogue, accumulating GEMMs) and the prefill launches of block_k4', async () => {
-    const r = await run(MODEL, '--step', 'block_k4', '--backend', 'cuda');
+    const r = await run(MODEL, '--step', 'block_k4', '--backend', 'cuda', '--no-fold-norms');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('attention launches: prefill_c64 rows 0..63 (then committed); block_k4 rows 64..67');
     // The GEMMs' inputs are stored 16-bit (u16) by the ops that write them; the residual x stays f32.
@@ -44,6 +44,18 @@ describe('tidarc graph', () => {
     expect(r.stdout).toMatch(/linear down +gate\[\d+ u16\] -> \+= x\[128\]/);
     expect(r.stdout).toMatch(/tensors: .*x f32\[68 x 128\], h u16\[68 x 128\]/);
     expect(r.stdout).not.toMatch(/^ +(rope|to16|add|swiglu) /m);
+  });
+
+  test('cuda, bf16: the norms folded by default (layer 0\'s input norm kept); --no-fold-norms above', async () => {
+    const r = await run(MODEL, '--step', 'tidar_k4', '--backend', 'cuda');
+    expect(r.code).toBe(0);
+    expect(r.stdout.match(/^ +rmsnorm /gm)).toHaveLength(1);
+    expect(r.stdout).toMatch(/^  layer 0:\n    rmsnorm        x\[128\] -> h\[128 u16\]  model\.layers\.L\.input_layernorm\.weight$/m);
+    expect(r.stdout).toMatch(/linear o +o16\[256 u16\] -> \+= x\[128\], folded rmsnorm -> h\[128 u16\], h\.sumsq\[2 f64\]  model\.layers\.L\.post_attention_layernorm\.weight/);
+    expect(r.stdout).toMatch(/linear down +gate\[\d+ u16\] -> \+= x\[128\], folded rmsnorm -> h\[128 u16\], h\.sumsq\[2 f64\]  model\.norm\.weight/);
+    expect(r.stdout).toMatch(/linear gate_up h\[128 u16\] \(rows scaled by h\.sumsq\[2 f64\]\) -> gate/);
+    expect(r.stdout).toMatch(/lm_head +h rows .*\(rows scaled by h\.sumsq\) -> logits/);
+    expect(r.stdout).toMatch(/tensors: .*h\.sumsq f64\[20 x 2\]/);
   });
 
   test('svg to --out: a well-formed drawing of the same lines', async () => {

@@ -38,7 +38,8 @@ import { expectedTensors } from '../../model/checkpoint.js';
 import { passGraph } from '../model/step.js';
 import type { KvShape } from '../model/kv-cache.js';
 import { SAMPLE_PARAMS_BYTES } from './gpu-ops.js';
-import { compiledFolding, foldedNormWeights } from './gpu-weights.js';
+import { compiledFolding } from '../../codegen/step-kinds.js';
+import { foldedNormWeights } from './gpu-weights.js';
 
 /** Bytes of one element of a checkpoint tensor on the device: its safetensors format (2, or 4 for F32). */
 export type ElementBytesOf = (tensor: string) => number;

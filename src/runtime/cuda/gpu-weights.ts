@@ -8,8 +8,7 @@
  * widened to float32 (exact; `normWeights`), which the producer GEMM reads, beside the 16-bit
  * one the unfolded graph's rmsnorm reads (a runner may run either: GpuRunnerOptions.foldNorms).
  */
-import { gemmEpilogues, interleaveGateUp } from '../../codegen/gemm-epilogue.js';
-import { planModelGemms } from '../../codegen/gemm-model.js';
+import { interleaveGateUp } from '../../codegen/gemm-epilogue.js';
 import type { Manifest } from '../../codegen/manifest.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
@@ -47,16 +46,6 @@ export function loadFolding(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> |
   return want ? normFolding(spec, manifest?.gemms) : { why: 'switched off (--no-fold-norms / foldNorms: false)' };
 }
 
-/**
- * What a compile of `spec` by this codegen would fold, without compiling: the planned GEMM
- * units' flags (a role the GEMMs refuse runs on the SIMT fallback and never folds). The
- * preflight prices a load's folded norms and row sums by it (device-memory.ts).
- */
-export function compiledFolding(spec: ModelSpec): NormFolding | undefined {
-  const { units } = planModelGemms(spec, spec.draftLengths, ['sm_80']);
-  const f = normFolding(spec, units.map((u) => ({ roles: u.roles, ...gemmEpilogues(u.shape, u.roles) })));
-  return 'folding' in f ? f.folding : undefined;
-}
 
 /** The RMSNorm weights a fold of `folding` reads in float32 (every norm the folded graph no longer launches). */
 export function foldedNormWeights(spec: ModelSpec, folding: NormFolding): string[] {
