@@ -53,21 +53,23 @@ void shared_read(int tid, size_t off, size_t n, const char* what) {
       // Stores the kernel makes with plain C++ (not through a primitive) are not tracked;
       // they show as bytes that no longer hold the 0xff poison of a fresh block.
       if (tidarc::smem_raw[i] == 0xff) report("uninitialized-read", fmt("%s reads shared byte %zu that nothing wrote in this block", what, i));
-    } else if (s.w_epoch == L->epoch && s.w_tid != tid) {
+    } else if (s.w_epoch == L->epoch && s.w_tid != tid && !named_ordered(L->threads[static_cast<size_t>(tid)], s.w_tid, s.w_clk)) {
       report("race", fmt("%s reads shared byte %zu written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
     }
     if (s.r_epoch == L->epoch && s.r_tid != tid) s.r_tid = kManyReaders;
     else s.r_tid = static_cast<int16_t>(tid);
     s.r_epoch = L->epoch;
+    s.r_clk = L->nb_clock;
   }
 }
 
 void shared_write_check(int tid, size_t off, size_t n, const char* what) {
+  const Thread& t = L->threads[static_cast<size_t>(tid)];
   for (size_t i = off; i < off + n; ++i) {
     Shadow& s = L->shadow[i];
-    if (s.w_epoch == L->epoch && s.w_tid != tid) {
+    if (s.w_epoch == L->epoch && s.w_tid != tid && !named_ordered(t, s.w_tid, s.w_clk)) {
       report("race", fmt("%s writes shared byte %zu also written by %s with no __syncthreads between", what, i, thread_name(s.w_tid).c_str()));
-    } else if (s.r_epoch == L->epoch && s.r_tid != tid) {
+    } else if (s.r_epoch == L->epoch && s.r_tid != tid && (s.r_tid == kManyReaders || !named_ordered(t, s.r_tid, s.r_clk))) {
       report("race", fmt("%s writes shared byte %zu read by %s with no __syncthreads between", what, i,
                           s.r_tid == kManyReaders ? "other threads" : thread_name(s.r_tid).c_str()));
     }
@@ -86,7 +88,7 @@ void complete_copy(Thread& t, const PendingCopy& c) {
     Shadow& s = L->shadow[i];
     s.pending = 0;
     s.written = 1;
-    s.w_epoch = L->epoch;
+    s.w_epoch = L->epoch, s.w_clk = L->nb_clock;
     s.w_tid = static_cast<int16_t>(t.tid);
     s.w_fence = t.proxy_fences;  // lands now: a fence before the wait does not order it
   }
@@ -169,7 +171,7 @@ void st_shared_16(void* dst, const uint32_t v[4]) {
     for (size_t i = off; i < off + 16; ++i) {
       Shadow& s = L->shadow[i];
       s.written = 1;
-      s.w_epoch = L->epoch;
+      s.w_epoch = L->epoch, s.w_clk = L->nb_clock;
       s.w_tid = static_cast<int16_t>(t.tid);
       s.w_fence = t.proxy_fences;
     }
@@ -233,7 +235,10 @@ void free_globals() {
 // prove private to the thread, with no sanitizer runtime. Those in the launch's dynamic shared
 // memory are race-checked against the shadow like the primitives' accesses: a byte written by a
 // thread of another warp in the same barrier epoch (no __syncthreads between) may not be read or
-// written, nor one read by another warp written; a byte with a cp.async pending may not be
+// written, nor one read by another warp written, unless a named barrier orders the two (the
+// other thread arrived in it after its access, and this one waited through that phase:
+// Shadow::w_clk / r_clk, Thread::nb_last; a byte read by several threads is not released by
+// one); a byte with a cp.async pending may not be
 // touched. Lanes of one warp are not checked against each other: the emulator has no
 // __syncwarp, the templates exchange data within a warp only through shfl, ldmatrix and mma
 // (collectives that every lane reaches), and a warp's plain accesses run in program order
@@ -260,11 +265,11 @@ __attribute__((no_sanitize_address, noinline)) void plain_shared_access(uintptr_
       report("cp-async", fmt("a plain %s touches shared byte %zu while the cp.async of %s into it has not been waited for", what, i, thread_name(s.pending_tid).c_str()));
       break;
     }
-    if (s.w_epoch == epoch && s.w_tid != t.tid && s.w_tid / 32 != t.warp) {
+    if (s.w_epoch == epoch && s.w_tid != t.tid && s.w_tid / 32 != t.warp && !named_ordered(t, s.w_tid, s.w_clk)) {
       report("race", fmt("a plain %s of shared byte %zu by warp %d follows the write of %s (warp %d) with no __syncthreads between", what, i, t.warp, thread_name(s.w_tid).c_str(), s.w_tid / 32));
       break;
     }
-    if (write && s.r_epoch == epoch && s.r_tid != t.tid && (s.r_tid == kManyReaders || s.r_tid / 32 != t.warp)) {
+    if (write && s.r_epoch == epoch && s.r_tid != t.tid && (s.r_tid == kManyReaders || (s.r_tid / 32 != t.warp && !named_ordered(t, s.r_tid, s.r_clk)))) {
       report("race", fmt("a plain store to shared byte %zu by warp %d follows its read by %s with no __syncthreads between", i, t.warp,
                           s.r_tid == kManyReaders ? "threads of several warps" : fmt("%s (warp %d)", thread_name(s.r_tid).c_str(), s.r_tid / 32).c_str()));
       break;
@@ -274,10 +279,10 @@ __attribute__((no_sanitize_address, noinline)) void plain_shared_access(uintptr_
   for (size_t i = off; i < off + n; ++i) {
     Shadow& s = l->shadow[i];
     if (write) {
-      s.written = 1, s.w_epoch = epoch, s.w_tid = tid, s.w_fence = t.proxy_fences;
+      s.written = 1, s.w_epoch = epoch, s.w_tid = tid, s.w_fence = t.proxy_fences, s.w_clk = l->nb_clock;
     } else {
       s.r_tid = s.r_epoch == epoch && s.r_tid != tid ? kManyReaders : tid;
-      s.r_epoch = epoch;
+      s.r_epoch = epoch, s.r_clk = l->nb_clock;
     }
   }
 }

@@ -263,8 +263,11 @@ void syncthreads(const char* site) {
 
 // bar.sync / bar.arrive id, count: a phase completes when `count` threads arrived (the waiting
 // ones of bar.sync and the passing ones of bar.arrive); then the next phase begins. Unlike
-// __syncthreads it does not end a race-check epoch: only some threads take part, so a plain
-// shared-memory handoff ordered by a named barrier alone would read as a race (conservative).
+// __syncthreads it does not end a race-check epoch (only some threads take part): each arrival
+// is stamped (Launch::nb_clock), and a thread that waited through a phase (bar.sync) keeps the
+// phase's arrival stamps, so a shared byte another participant wrote (or alone read) before
+// arriving is no race for it (emu_memory.cpp named_ordered); bar.arrive orders only what its
+// thread did before it, and a thread that only arrived is ordered after nothing.
 void named_barrier(int id, int count, bool wait, const char* site, const char* file, int line) {
   Thread& t = cur();
   const int nthreads = static_cast<int>(L->threads.size());
@@ -287,6 +290,8 @@ void named_barrier(int id, int count, bool wait, const char* site, const char* f
                           site, id, t.tid, t.warp, b.arrived, b.count));
   }
   b.in_phase[static_cast<size_t>(t.tid)] = true;
+  if (b.arrive_clk.size() != static_cast<size_t>(nthreads)) b.arrive_clk.assign(static_cast<size_t>(nthreads), 0);
+  b.arrive_clk[static_cast<size_t>(t.tid)] = ++L->nb_clock;
   // bar.sync and bar.arrive are .aligned (barrier.sync.aligned): every thread of a warp executes
   // the same barrier instruction, and the hardware counts the warp's arrival as one. Lanes of a
   // warp arriving in one phase through different instructions diverged there.
@@ -321,9 +326,11 @@ void named_barrier(int id, int count, bool wait, const char* site, const char* f
     b.arrived = 0;
     std::fill(b.in_phase.begin(), b.in_phase.end(), false);
     std::fill(b.warp_at.begin(), b.warp_at.end(), BarrierCall{nullptr, nullptr, 0});
+    const auto arrivals = std::make_shared<const std::vector<uint32_t>>(b.arrive_clk);
+    std::fill(b.arrive_clk.begin(), b.arrive_clk.end(), 0);
     for (Thread& other : L->threads)
-      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable, other.acquired.join(b.acquired);
-    if (wait) t.acquired.join(b.acquired);
+      if (other.state == State::WaitNamed && other.named == id) other.state = State::Runnable, other.acquired.join(b.acquired), other.nb_last = arrivals;
+    if (wait) t.acquired.join(b.acquired), t.nb_last = arrivals;
     b.acquired = Acquires{};
     return;
   }

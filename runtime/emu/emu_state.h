@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -75,6 +76,10 @@ struct Thread {
   Acquires acquired;                // per counter word, the atomics on it whose acquire is ordered before its next step
   uint32_t proxy_fences;            // fence.proxy.async it executed in this block
   bool waited;                      // executed grid_dependency_wait (griddepcontrol.wait) in this launch
+  // The last named-barrier phase it waited through (bar.sync): each thread's arrival clock in
+  // that phase (0: not in it). An access of a shared byte whose last writer (or single reader)
+  // arrived in it after that access is ordered before this thread's accesses now.
+  std::shared_ptr<const std::vector<uint32_t>> nb_last;
 };
 
 struct LaneIn {
@@ -105,6 +110,7 @@ struct Warp {
 constexpr int16_t kManyReaders = -2;
 struct Shadow {
   uint32_t w_epoch, r_epoch, w_fence;
+  uint32_t w_clk, r_clk;  // Launch::nb_clock at the last write and the last read (named-barrier ordering)
   int16_t w_tid, r_tid, pending_tid;
   uint8_t written, pending;
 };
@@ -149,6 +155,7 @@ struct NamedBarrier {
   std::vector<bool> in_phase;
   std::vector<BarrierCall> warp_at;
   Acquires acquired;
+  std::vector<uint32_t> arrive_clk;  // per thread, Launch::nb_clock at its arrival in the phase in progress (0: not arrived)
 };
 
 struct Launch {
@@ -167,6 +174,7 @@ struct Launch {
   const char* barrier_site = nullptr;
   NamedBarrier named[kNamedBarriers];
   uint32_t epoch = 1;
+  uint32_t nb_clock = 0;  // counts named-barrier arrivals and stamps shared accesses (Shadow::w_clk, r_clk)
   std::vector<Shadow> shadow;
   std::unordered_map<uintptr_t, GlobalWrite> global_writes;  // this launch's, by word address
   std::vector<uintptr_t> block_writes;  // words of the running block not yet published
@@ -204,6 +212,12 @@ void complete_copy(Thread& t, const PendingCopy& c);
 enum class SharedKind { Dynamic, BeyondDynamic, Static, NotShared };
 SharedKind classify_shared(const void* p, size_t n, size_t* offset);
 std::string shared_problem(SharedKind k, const void* p);
+/** Whether an access stamped `clk` (Shadow::w_clk / r_clk) by thread `other` is ordered before
+ *  `t`'s accesses by a named barrier: `other` arrived in the last phase `t` waited through
+ *  after that access. */
+inline bool named_ordered(const Thread& t, int other, uint32_t clk) {
+  return t.nb_last && other >= 0 && static_cast<size_t>(other) < t.nb_last->size() && (*t.nb_last)[static_cast<size_t>(other)] > clk;
+}
 void shared_read(int tid, size_t off, size_t n, const char* what);
 void shared_write_check(int tid, size_t off, size_t n, const char* what);
 /** Where the running launch's dynamic shared memory starts, for the kernel's plain accesses

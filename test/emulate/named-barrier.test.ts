@@ -7,7 +7,11 @@
  * (__syncthreads'), a count that is not a multiple of 32, a thread arriving twice in one phase
  * (a bar.arrive, then another on that barrier before the phase completed), a block that ends with
  * a phase half-arrived, and .aligned barriers reached divergently (lanes of one warp through
- * different instructions, or a phase completing with part of a warp). Tagged: g++.
+ * different instructions, or a phase completing with part of a warp). Shared-memory handoffs
+ * between warps ordered by a named barrier alone (the sm_90a GEMM's fold-norms staging) are no
+ * race: read after write and write after read across a warpgroup's bar.sync, and a bar.arrive
+ * after the writes before another warpgroup's bar.sync; without the barrier, with the bar.arrive
+ * before the writes, or read by a warp outside the barrier, they are. Tagged: g++.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { findCxx } from '../../src/build/toolchain.js';
-import { EMU_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
+import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { sharedEmulatorRuntime } from '../helpers/emulated-driver.js';
 import { FIXTURES, parseHarnessReport } from './hopper-emu.js';
@@ -38,7 +42,7 @@ beforeAll(async () => {
   if (!cxx.found) return;
   const objects = await sharedEmulatorRuntime();
   await exec(cxx.tool.path, [
-    ...EMU_FLAGS, ...emulatorIncludeFlags(), `-I${join(packageRoot(), 'templates', 'cuda')}`, '-include', 'tidarc_emu.h',
+    ...EMU_FLAGS, ...EMU_KERNEL_FLAGS, ...emulatorIncludeFlags(), `-I${join(packageRoot(), 'templates', 'cuda')}`, '-include', 'tidarc_emu.h',
     '-x', 'c++', join(FIXTURES, 'named_barrier_main.cpp'), '-x', 'none', ...objects, '-o', exe,
   ], { maxBuffer: 64 << 20 });
 }, 600_000);
@@ -56,6 +60,23 @@ describe.skipIf(!cxx.found)('named barriers on the emulator', () => {
     expect(r.completed).toBe(false);
     expect(r.counts['barrier']).toBeGreaterThan(0);
     expect(r.messages.join('\n')).toMatch(/bar\.sync 2 never completes: 128 of its 256 threads arrived/);
+  });
+
+  test.for(['handoff-sync', 'handoff-arrive'] as const)('%s: a shared-memory handoff ordered by a named barrier alone, no findings', async (mode) => {
+    const r = await run(mode);
+    expect(r.messages).toEqual([]);
+    expect(r.completed).toBe(true);
+    expect(r.log).toEqual([0]);
+  });
+
+  test.for([
+    ['handoff-none', /^race: a plain load of shared byte \d+ by warp 1 follows the write of thread \(0,0,0\) \(warp 0\)/m],
+    ['handoff-early', /^race: a plain load of shared byte 0 by warp 4 follows the write of thread \(0,0,0\) \(warp 0\)/m],
+    ['handoff-outsider', /^race: a plain load of shared byte 0 by warp 8 follows the write of thread \(0,0,0\) \(warp 0\)/m],
+  ] as const)('%s: a race finding', async ([mode, message]) => {
+    const r = await run(mode);
+    expect(r.counts['race'], r.messages.join('\n')).toBeGreaterThan(0);
+    expect(r.messages.join('\n')).toMatch(message);
   });
 
   test.for([
