@@ -19,11 +19,22 @@ export class GpuKvCache implements CacheState {
 
   constructor(private readonly device: CudaDevice, readonly shape: KvShape) {
     const bytes = kvLayerBytes(shape);
-    this.k = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `K cache layer ${i}`));
-    this.v = Array.from({ length: shape.layers }, (_, i) => device.alloc(bytes, `V cache layer ${i}`));
-    // Unwritten slots are never read (prefix_len bounds every read); zero them anyway so a bug
-    // reads zeros, never stale memory.
-    for (const b of [...this.k, ...this.v]) device.fill(b, 0);
+    const k: DeviceBuffer[] = [], v: DeviceBuffer[] = [];
+    try {
+      for (let i = 0; i < shape.layers; i++) k.push(device.alloc(bytes, `K cache layer ${i}`));
+      for (let i = 0; i < shape.layers; i++) v.push(device.alloc(bytes, `V cache layer ${i}`));
+      // Unwritten slots are never read (prefix_len bounds every read); zero them anyway so a bug
+      // reads zeros, never stale memory.
+      for (const b of [...k, ...v]) device.fill(b, 0);
+    } catch (e) {
+      // A cache that does not fit gives back the layers it got: the runner is never made, and the
+      // model (a long-lived process's) must not keep them until it closes, refusing generations
+      // for memory nothing uses.
+      freeAfterFailure(device, [...k, ...v]);
+      throw e;
+    }
+    this.k = k;
+    this.v = v;
   }
 
   ensureRoom(count: number): void {
@@ -112,17 +123,24 @@ export function allocPassBuffers(d: CudaDevice, graph: StepGraph, step: boolean)
     prefixLen = d.alloc(prefixLengthBytes(T), 'prefix lengths');
   } catch (e) {
     // A long prompt's activations past what is free: what was allocated goes back, and the error says what the pass needs.
-    // Each free on its own: after a sticky fault (an earlier kernel's, reported by this cuMemAlloc) cuMemFree fails too,
-    // and the error to see is the first one, not the free's.
-    for (const b of bufs.values()) {
-      try {
-        d.free(b);
-      } catch {
-        // the context is unusable: `e` says why
-      }
-    }
+    freeAfterFailure(d, bufs.values());
     const needed = graph.tensors.reduce((n, t) => n + tensorBytes(t, T), 0) + prefixLengthBytes(T);
     throw passOutOfMemory(e, T, needed, () => ({ name: d.info.name, ...d.memory() }), step);
   }
   return { rows, bufs, widths: new Map(graph.tensors.map((t) => [t.name, t.width])), types: new Map(graph.tensors.map((t) => [t.name, t.type as TensorType])), prefixLen };
+}
+
+/**
+ * Frees what an allocation that failed part way got, each buffer on its own: after a sticky fault
+ * (an earlier kernel's, reported by the failing cuMemAlloc) cuMemFree fails too, and the error to
+ * see is the allocation's, not a free's.
+ */
+function freeAfterFailure(d: CudaDevice, bufs: Iterable<DeviceBuffer>): void {
+  for (const b of bufs) {
+    try {
+      d.free(b);
+    } catch {
+      // the context is unusable: the allocation's error says why
+    }
+  }
 }
