@@ -277,6 +277,8 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       checkArgs(spec, draft, o.prefix, names);
     },
   });
+  // A close that fails after a failed run (a kernel fault leaves frees refused) must not replace the run's own error.
+  let failed = true;
   try {
     const k = draft!;
     const L = o.prefix;
@@ -342,6 +344,7 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
     const tidar = stats(tidarVariantName(k), k * (k + 1), samples.tidar, parts.backend, stepRoofline(spec, 'tidar', k, L, machine));
     const ar = stats(AR_VARIANT, 1, samples.ar, parts.backend, stepRoofline(spec, 'ar', k, L, machine));
     const ratio = tidar.stepMs.median / ar.stepMs.median;
+    failed = false;
     return {
       model: spec.name,
       family: spec.family,
@@ -370,6 +373,10 @@ export async function benchStep(o: StepBenchOptions): Promise<StepBenchResult> {
       machine,
     };
   } finally {
-    parts.close();
+    try {
+      parts.close();
+    } catch (e) {
+      if (!failed) throw e;
+    }
   }
 }
