@@ -139,6 +139,8 @@ export function registerRunCommand(program: Command, io: CliIo): void {
       };
       const signals = (['SIGINT', 'SIGTERM'] as const).filter((s) => process.listenerCount(s) > 0);
       for (const s of signals) process.prependListener(s, onSignal);
+      // A close that fails after the run failed (after a kernel fault every free is refused) must not hide the run's own error.
+      let failed = true;
       try {
         const stream = model.stream(options);
         for (;;) {
@@ -161,9 +163,14 @@ export function registerRunCommand(program: Command, io: CliIo): void {
             last = r.value.text;
           }
         }
+        failed = false;
       } finally {
         for (const s of signals) process.removeListener(s, onSignal);
-        model.close();
+        try {
+          model.close();
+        } catch (e) {
+          if (!failed) throw e;
+        }
       }
     });
 }
