@@ -17,7 +17,8 @@ import { QWEN3_0_6B, predictSteps } from '../../src/bench/step-report.js';
 import { graphCopyNodeLine, measuredOverheadLines, overheadsLine, pdlLine, readMeasuredOverheads } from '../../src/bench/step-overheads-file.js';
 import { hostStepLines, readOverheadsWithHostStep } from '../../src/bench/step-host.js';
 import { UPLOADS, hostFixture } from '../helpers/step-host-fixture.js';
-import { type GraphCopyNode, type OverheadSeriesSet, copyNodeWarnings } from '../../src/bench/launch-overhead-constants.js';
+import { type GraphCopyNode, copyNodeWarnings } from '../../src/bench/launch-overhead-constants.js';
+import type { OverheadSeriesSet } from '../../src/bench/launch-overhead-series.js';
 
 const exec = promisify(execFile);
 const FIXTURE = resolve('test/bench/fixtures/overheads-sample.json');
