@@ -55,7 +55,8 @@ export class RunnerPool<R extends ReusableRunner> {
    * `fits`: the generation's check before its prefill (cuda: step-scratch.ts checkGeneration),
    * called with the idle runner it would take (undefined: a new one) and that runner's capacity;
    * it throws when the generation does not fit. A refusal closes the other idle runners (their
-   * memory goes back) and asks once more; the runner it would take stays idle.
+   * memory goes back) and asks once more; refused again with an idle runner to take, that one is
+   * closed too and a new runner of the request's capacity asked for (its error, if refused).
    */
   acquire(capacity: number, fits?: (runner: R | undefined, capacity: number) => void): R {
     const pick = (): number => {
@@ -74,10 +75,21 @@ export class RunnerPool<R extends ReusableRunner> {
         ask();
       } catch (e) {
         const others = this.idle.filter((r) => r !== taken);
-        if (others.length === 0) throw e;
+        if (others.length === 0 && !taken) throw e;
         for (const r of others) r.close();
         this.idle.splice(0, this.idle.length, ...(taken ? [taken] : []));
-        ask();
+        try {
+          if (others.length === 0) throw e;
+          ask();
+        } catch (again) {
+          if (!taken) throw again;
+          // The idle runner it would take does not fit the generation either: it may hold more than
+          // the request needs (a larger capacity's K/V cache, another step kind's scratch, split-KV
+          // priced over its whole capacity). It goes, and a new runner of the request's capacity is asked for.
+          this.idle.splice(this.idle.indexOf(taken), 1);
+          taken.close();
+          fits(undefined, made);
+        }
       }
     }
     const best = pick();

@@ -97,9 +97,31 @@ describe('runner pool', () => {
     expect(calls).toBe(2);
     expect(log.slice(-2)).toEqual(['close 2', 'close 1']);
     p.release(a);
-    // Refused again after that: the error, nothing made, the runner still idle.
-    expect(() => p.acquire(10, () => { throw new Error('no room'); })).toThrow('no room');
-    expect(p.stats).toMatchObject({ created: 3, idle: 1 });
-    expect(p.acquire(10)).toBe(a);
+    // Refused by every runner: the error, nothing made; the idle runner it would take was closed
+    // for a new one (which was refused too).
+    const refusals: [number | undefined, number][] = [];
+    expect(() => p.acquire(10, (r, c) => { refusals.push([r?.id, c]); throw new Error(`no room for ${r ? `runner ${r.id}` : 'a new runner'}`); })).toThrow('no room for a new runner');
+    expect(refusals).toEqual([[0, CAPACITY_QUANTUM], [undefined, CAPACITY_QUANTUM]]);
+    expect(log.at(-1)).toBe('close 0');
+    expect(p.stats).toMatchObject({ created: 3, idle: 0 });
+  });
+
+  test('an idle runner refused for a generation is closed for a new runner of the request\'s capacity where that fits', () => {
+    const { pool: p, log } = pool();
+    // A large runner kept from a long generation, the only idle one.
+    const big = p.acquire(8 * CAPACITY_QUANTUM);
+    p.release(big);
+    // A short generation: the big runner (its K/V cache, its scratch, split-KV priced over 8 quanta) does not fit
+    // beside the rest of the device; a new runner of one quantum does once it is closed.
+    const asked: [number | undefined, number][] = [];
+    const r = p.acquire(100, (runner, c) => {
+      asked.push([runner?.id, c]);
+      if (runner) throw new Error('the big runner does not fit');
+    });
+    expect(asked).toEqual([[0, 8 * CAPACITY_QUANTUM], [undefined, CAPACITY_QUANTUM]]);
+    expect(log).toEqual(['reset 0', 'close 0']);
+    expect(r.id).toBe(1);
+    expect(r.cache.shape.capacity).toBe(CAPACITY_QUANTUM);
+    expect(p.stats).toMatchObject({ created: 2, reused: 0, idle: 0 });
   });
 });
