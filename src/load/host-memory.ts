@@ -48,17 +48,19 @@ export interface HostMemory {
   readonly swapLimitedBy?: string;
 }
 
-/** One memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that is reclaimable page cache. */
+/** One memory cgroup (v1 or v2) as read: its limit, what it holds, and what of that the kernel reclaims before it kills. */
 export interface CgroupMemory {
   /** Infinity: no memory limit (or one whose usage could not be read). */
   readonly limitBytes: number;
   readonly usageBytes: number;
   /**
-   * The cgroup's file cache on the LRU lists (memory.stat's active_file + inactive_file), which
-   * the kernel reclaims before it kills. Active pages count too: a checkpoint read twice (a
-   * download's hash check, a previous run) sits on the active list, charged to the cgroup.
+   * What of the usage the kernel reclaims before it kills (parseReclaimable): the file cache on
+   * the LRU lists (memory.stat's active_file + inactive_file) and, v2, the reclaimable slab
+   * (dentries and inodes: memory.current counts them, MemAvailable counts the machine's). Active
+   * pages count too: a checkpoint read twice (a download's hash check, a previous run) sits on
+   * the active list, charged to the cgroup.
    */
-  readonly fileCacheBytes: number;
+  readonly reclaimableBytes: number;
   /**
    * The swap its limit leaves: v2 memory.swap.max less memory.swap.current (Kubernetes sets 0);
    * v1 what memory.memsw.limit_in_bytes (memory and swap together) leaves beyond the memory
@@ -105,6 +107,15 @@ export function parseFileCache(stat: string): number {
     return active === undefined && inactive === undefined ? undefined : (active ?? 0) + (inactive ?? 0);
   };
   return both('total_') ?? both('') ?? 0;
+}
+
+/**
+ * What of a cgroup's usage the kernel reclaims before it kills: its file cache (parseFileCache)
+ * and v2's slab_reclaimable (a file-heavy container holds GiBs of dentries and inodes, charged to
+ * memory.current and shrunk under the limit's pressure; v1's memory.stat has no slab fields).
+ */
+export function parseReclaimable(stat: string): number {
+  return parseFileCache(stat) + (statField(stat, 'slab_reclaimable') ?? 0);
 }
 
 /**
@@ -159,7 +170,7 @@ export function parseCgroupLevel(version: 1 | 2, files: CgroupFiles): CgroupMemo
   const ancestors = hierarchical('hierarchical_memory_limit');
   const limit = tighter(own, ancestors), usage = parseCount(files.usage);
   const memory = limit !== undefined && usage !== undefined && stat !== undefined
-    ? { limitBytes: limit, usageBytes: usage, fileCacheBytes: parseFileCache(stat) } : undefined;
+    ? { limitBytes: limit, usageBytes: usage, reclaimableBytes: parseReclaimable(stat) } : undefined;
   let swapFreeBytes: number | undefined;
   const swapUsage = parseCount(files.swapUsage);
   if (version === 2) {
@@ -171,7 +182,7 @@ export function parseCgroupLevel(version: 1 | 2, files: CgroupFiles): CgroupMemo
   }
   if (!memory && swapFreeBytes === undefined) return undefined;
   return {
-    ...(memory ?? { limitBytes: Infinity, usageBytes: 0, fileCacheBytes: 0 }),
+    ...(memory ?? { limitBytes: Infinity, usageBytes: 0, reclaimableBytes: 0 }),
     ...(swapFreeBytes === undefined ? {} : { swapFreeBytes }),
     ...(files.path === undefined ? {} : { path: files.path }),
     ...(memory && ancestors !== undefined && (own === undefined || ancestors < own) ? { inherited: true } : {}),
@@ -189,8 +200,8 @@ export function cgroupName(cgroup: CgroupMemory): string | undefined {
  * its ancestors'): a container limited to 8 GiB on a 64 GiB host is killed past 8, whatever
  * MemAvailable says, and so is one whose own cgroup has no limit under a parent (a systemd slice,
  * a Kubernetes pod) that has. Available: the least any limit leaves beside its cgroup's usage,
- * that cgroup's file cache counted back (reclaimed before a kill, as MemAvailable counts the
- * machine's); total: that limit. Limits at or above the machine's total are the machine's figures.
+ * that cgroup's file cache and reclaimable slab counted back (reclaimed before a kill, as
+ * MemAvailable counts the machine's); total: that limit. Limits at or above the machine's total are the machine's figures.
  * Swap: the machine's, within the tightest cgroup swap limit (a pod whose memory.swap.max is 0
  * cannot swap at all, whatever the machine has free).
  */
@@ -207,7 +218,7 @@ export function withCgroupLimit(host: HostMemory, cgroup: CgroupMemory | readonl
   let binding: { readonly level: CgroupMemory; readonly left: number } | undefined;
   for (const level of levels) {
     if (level.limitBytes >= host.totalBytes) continue;
-    const left = Math.max(0, level.limitBytes - level.usageBytes + level.fileCacheBytes);
+    const left = Math.max(0, level.limitBytes - level.usageBytes + level.reclaimableBytes);
     if (!binding || left < binding.left) binding = { level, left };
   }
   if (!binding) return out;

@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type CgroupFiles, type HostMemory, cgroupAncestors, describeHostMemory, hostFit, hostNeed, parseCgroupLevel, parseProcCgroup, withCgroupLimit } from '../../src/load/host-memory.js';
+import { type CgroupFiles, type HostMemory, cgroupAncestors, describeHostMemory, hostFit, hostNeed, parseCgroupLevel, parseProcCgroup, parseReclaimable, withCgroupLimit } from '../../src/load/host-memory.js';
 import { readCgroupMemory } from '../../src/load/host-memory-now.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -22,7 +22,7 @@ describe('cgroup v1', () => {
 
   test('memsw equal to the limit: no swap, whatever the machine has free (a 14 GiB load refused)', () => {
     const level = parseCgroupLevel(1, docker({}));
-    expect(level).toEqual({ limitBytes: 16 * GiB, usageBytes: 4 * GiB, fileCacheBytes: GiB, swapFreeBytes: 0, path: '/docker/abc' });
+    expect(level).toEqual({ limitBytes: 16 * GiB, usageBytes: 4 * GiB, reclaimableBytes: GiB, swapFreeBytes: 0, path: '/docker/abc' });
     const m = withCgroupLimit(MACHINE, level);
     expect(m).toEqual({ availableBytes: 13 * GiB, totalBytes: 16 * GiB, swapFreeBytes: 0, cgroupLimited: true, limitedBy: 'memory cgroup /docker/abc', swapLimitedBy: 'memory cgroup /docker/abc' });
     expect(hostFit(hostNeed(14 * GiB), m).sentence).toBe('the checkpoint (14.0 GiB) needs more memory than the limit of memory cgroup /docker/abc allows: 13.0 GiB of 16.0 GiB (swap: 0 bytes free within the swap limit of memory cgroup /docker/abc)');
@@ -43,11 +43,11 @@ describe('cgroup v1', () => {
   test("hierarchical limits: an ancestor's, where tighter than the cgroup's own, is the limit", () => {
     const stat = v1Stat(`hierarchical_memory_limit ${8 * GiB}\nhierarchical_memsw_limit ${8 * GiB}\n`);
     const level = parseCgroupLevel(1, { path: '/a/b', limit: UNLIMITED_V1, usage: bytes(2 * GiB), stat, swapLimit: UNLIMITED_V1, swapUsage: bytes(2 * GiB) });
-    expect(level).toEqual({ limitBytes: 8 * GiB, usageBytes: 2 * GiB, fileCacheBytes: GiB, swapFreeBytes: 0, path: '/a/b', inherited: true });
+    expect(level).toEqual({ limitBytes: 8 * GiB, usageBytes: 2 * GiB, reclaimableBytes: GiB, swapFreeBytes: 0, path: '/a/b', inherited: true });
     expect(describeHostMemory(withCgroupLimit(MACHINE, level))).toBe('7.0 GiB available of 8.0 GiB (the limit of an ancestor of memory cgroup /a/b) (swap: 0 bytes free within the swap limit of an ancestor of memory cgroup /a/b)');
     // The cgroup's own limit tighter than the hierarchical one, or the hierarchical one unlimited: its own.
     expect(parseCgroupLevel(1, { path: '/a/b', limit: bytes(4 * GiB), usage: bytes(2 * GiB), stat }))
-      .toEqual({ limitBytes: 4 * GiB, usageBytes: 2 * GiB, fileCacheBytes: GiB, path: '/a/b' });
+      .toEqual({ limitBytes: 4 * GiB, usageBytes: 2 * GiB, reclaimableBytes: GiB, path: '/a/b' });
     expect(parseCgroupLevel(1, { limit: bytes(4 * GiB), usage: bytes(2 * GiB), stat: v1Stat(`hierarchical_memory_limit ${UNLIMITED_V1}`) })?.inherited).toBeUndefined();
   });
 
@@ -56,7 +56,7 @@ describe('cgroup v1', () => {
     expect(parseCgroupLevel(1, docker({ usage: 'garbage' }))).toBeUndefined();
     expect(parseCgroupLevel(1, docker({ stat: undefined }))).toBeUndefined();
     expect(parseCgroupLevel(2, { limit: bytes(8 * GiB), usage: bytes(GiB), swapLimit: '0\n', swapUsage: '0\n' }))
-      .toEqual({ limitBytes: Infinity, usageBytes: 0, fileCacheBytes: 0, swapFreeBytes: 0 });
+      .toEqual({ limitBytes: Infinity, usageBytes: 0, reclaimableBytes: 0, swapFreeBytes: 0 });
   });
 });
 
@@ -90,6 +90,18 @@ describe("cgroup v2: the process's cgroup and its ancestors, the tightest headro
     expect(hostFit(hostNeed(62 * GiB), m).fits).toBe(false);
   });
 
+  test("v2's reclaimable slab counts back as its file cache does: a file-heavy container's dentries and inodes do not refuse a load", () => {
+    // 8 GiB limit, 7.5 GiB charged, of which 0.5 GiB file cache and 3 GiB reclaimable slab: 4 GiB left once reclaimed.
+    const stat = `anon ${4 * GiB}\nactive_file ${GiB / 2}\ninactive_file 0\nslab_reclaimable ${3 * GiB}\nslab_unreclaimable ${GiB / 4}\n`;
+    const level = parseCgroupLevel(2, { path: '/box', limit: `${8 * GiB}\n`, usage: bytes(7.5 * GiB), stat });
+    expect(level).toEqual({ limitBytes: 8 * GiB, usageBytes: 7.5 * GiB, reclaimableBytes: 3.5 * GiB, path: '/box' });
+    const m = withCgroupLimit({ ...MACHINE, swapFreeBytes: 0 }, level);
+    expect(m.availableBytes).toBe(4 * GiB);
+    expect(hostFit(hostNeed(3 * GiB), m).fits).toBe(true);
+    expect(parseReclaimable(stat)).toBe(3.5 * GiB);
+    expect(parseReclaimable('anon 5\n')).toBe(0);
+  });
+
   test('/proc/self/cgroup and the ancestors walked', () => {
     expect(parseProcCgroup('0::/user.slice/app.scope\n')).toEqual({ version: 2, path: '/user.slice/app.scope' });
     expect(parseProcCgroup('5:cpu:/\n4:memory:/docker/abc\n0::/\n')).toEqual({ version: 1, path: '/docker/abc' });
@@ -117,7 +129,7 @@ describe('readCgroupMemory over a cgroup tree in a temp dir', () => {
     });
     writeCgroup(join(root, 'kubepods/pod1/ctr'), { 'memory.max': 'max', 'memory.current': 3 * GiB, 'memory.stat': 'active_file 0\n', 'memory.swap.max': 'max', 'memory.swap.current': 0 });
     const levels = readCgroupMemory(root, proc);
-    expect(levels).toEqual([{ limitBytes: 8 * GiB, usageBytes: 7 * GiB, fileCacheBytes: GiB, swapFreeBytes: 0, path: '/kubepods/pod1' }]);
+    expect(levels).toEqual([{ limitBytes: 8 * GiB, usageBytes: 7 * GiB, reclaimableBytes: GiB, swapFreeBytes: 0, path: '/kubepods/pod1' }]);
     expect(withCgroupLimit(MACHINE, levels)).toEqual({
       availableBytes: 2 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 0, cgroupLimited: true, limitedBy: 'memory cgroup /kubepods/pod1', swapLimitedBy: 'memory cgroup /kubepods/pod1',
     });
@@ -129,7 +141,7 @@ describe('readCgroupMemory over a cgroup tree in a temp dir', () => {
     // A cgroup not in this tree (its own namespace): the mount's root stands for it.
     writeFileSync(proc, '0::/elsewhere\n');
     writeCgroup(root, { 'memory.max': 2 * GiB, 'memory.current': GiB });
-    expect(readCgroupMemory(root, proc)).toEqual([{ limitBytes: 2 * GiB, usageBytes: GiB, fileCacheBytes: 999, path: '/elsewhere' }]);
+    expect(readCgroupMemory(root, proc)).toEqual([{ limitBytes: 2 * GiB, usageBytes: GiB, reclaimableBytes: 999, path: '/elsewhere' }]);
   });
 
   test("v1: the cgroup's own files, the hierarchical limits standing for its ancestors'", async () => {
@@ -141,7 +153,7 @@ describe('readCgroupMemory over a cgroup tree in a temp dir', () => {
       'memory.limit_in_bytes': UNLIMITED_V1.trim(), 'memory.usage_in_bytes': 2 * GiB, 'memory.memsw.limit_in_bytes': UNLIMITED_V1.trim(), 'memory.memsw.usage_in_bytes': 2 * GiB,
       'memory.stat': v1Stat(`hierarchical_memory_limit ${6 * GiB}\nhierarchical_memsw_limit ${6 * GiB}`),
     });
-    expect(readCgroupMemory(root, proc)).toEqual([{ limitBytes: 6 * GiB, usageBytes: 2 * GiB, fileCacheBytes: GiB, swapFreeBytes: 0, path: '/a/b', inherited: true }]);
+    expect(readCgroupMemory(root, proc)).toEqual([{ limitBytes: 6 * GiB, usageBytes: 2 * GiB, reclaimableBytes: GiB, swapFreeBytes: 0, path: '/a/b', inherited: true }]);
   });
 
   test('nothing readable: undefined or no levels, and the machine figures stand', async () => {

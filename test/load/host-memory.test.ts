@@ -109,19 +109,19 @@ describe('a memory cgroup (a container\'s --memory)', () => {
   const machine: HostMemory = { availableBytes: 60 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 0 };
   test('a v2 swap limit bounds the swap counted, with or without a memory limit (a pod with memory.swap.max 0 cannot swap)', () => {
     const swappy: HostMemory = { availableBytes: 10 * GiB, totalBytes: 64 * GiB, swapFreeBytes: 8 * GiB };
-    const noSwap = withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 0 });
+    const noSwap = withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, reclaimableBytes: 0, swapFreeBytes: 0 });
     expect(noSwap).toEqual({ ...swappy, swapFreeBytes: 0 });
     expect(hostFit(hostNeed(12 * GiB), swappy).fits).toBe(true);
     expect(hostFit(hostNeed(12 * GiB), noSwap).fits).toBe(false);
-    expect(withCgroupLimit(swappy, { limitBytes: 8 * GiB, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 2 * GiB }))
+    expect(withCgroupLimit(swappy, { limitBytes: 8 * GiB, usageBytes: GiB, reclaimableBytes: 0, swapFreeBytes: 2 * GiB }))
       .toEqual({ availableBytes: 7 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 2 * GiB, cgroupLimited: true });
     // A swap limit above the machine's free swap, or none: the machine's.
-    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0, swapFreeBytes: 100 * GiB })).toBe(swappy);
-    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, fileCacheBytes: 0 })).toBe(swappy);
+    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, reclaimableBytes: 0, swapFreeBytes: 100 * GiB })).toBe(swappy);
+    expect(withCgroupLimit(swappy, { limitBytes: Infinity, usageBytes: GiB, reclaimableBytes: 0 })).toBe(swappy);
   });
 
   test('its limit bounds available and total: what the limit leaves beside the usage, the file cache counted back', () => {
-    const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, fileCacheBytes: GiB });
+    const m = withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 3 * GiB, reclaimableBytes: GiB });
     expect(m).toEqual({ availableBytes: 6 * GiB, totalBytes: 8 * GiB, swapFreeBytes: 0, cgroupLimited: true });
     // A 16 GiB checkpoint the machine could hold: refused, and the sentence says whose limit it is.
     const fit = hostFit(hostNeed(16 * GiB), m);
@@ -132,10 +132,10 @@ describe('a memory cgroup (a container\'s --memory)', () => {
 
   test('no limit, or one above the machine: the machine\'s figures; the machine\'s available still bounds a loose limit', () => {
     expect(withCgroupLimit(machine, undefined)).toBe(machine);
-    expect(withCgroupLimit(machine, { limitBytes: 128 * GiB, usageBytes: 0, fileCacheBytes: 0 })).toBe(machine);
-    expect(withCgroupLimit({ ...machine, availableBytes: 2 * GiB }, { limitBytes: 32 * GiB, usageBytes: GiB, fileCacheBytes: 0 }).availableBytes).toBe(2 * GiB);
+    expect(withCgroupLimit(machine, { limitBytes: 128 * GiB, usageBytes: 0, reclaimableBytes: 0 })).toBe(machine);
+    expect(withCgroupLimit({ ...machine, availableBytes: 2 * GiB }, { limitBytes: 32 * GiB, usageBytes: GiB, reclaimableBytes: 0 }).availableBytes).toBe(2 * GiB);
     // Usage past the limit (reclaim pending): nothing available, not a negative figure.
-    expect(withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 9 * GiB, fileCacheBytes: 0 }).availableBytes).toBe(0);
+    expect(withCgroupLimit(machine, { limitBytes: 8 * GiB, usageBytes: 9 * GiB, reclaimableBytes: 0 }).availableBytes).toBe(0);
   });
 
   test('the files: v2 "max" and v1\'s near-2^63 are no limit; stat\'s active + inactive file cache, v1\'s total_ fields first', () => {
@@ -150,7 +150,7 @@ describe('a memory cgroup (a container\'s --memory)', () => {
     // A checkpoint read twice (a download's hash check, then a run) sits on the active list: a
     // 24 GiB container holding 16 GiB of it as cache still has room for the 16 GiB load.
     const v2 = 'anon 1073741824\nfile 17179869184\nactive_file 16106127360\ninactive_file 1073741824\n';
-    const again = withCgroupLimit(machine, { limitBytes: 24 * GiB, usageBytes: 17 * GiB, fileCacheBytes: parseFileCache(v2) });
+    const again = withCgroupLimit(machine, { limitBytes: 24 * GiB, usageBytes: 17 * GiB, reclaimableBytes: parseFileCache(v2) });
     expect(again.availableBytes).toBe(23 * GiB);
     expect(hostFit(hostNeed(16 * GiB), again).fits).toBe(true);
   });
