@@ -5,7 +5,9 @@
  * launches of the schedule (a prefill's chunks each followed by its K/V commit, then the mask
  * block), the o GEMM (accumulating; it reads the attention's 16-bit output: no to_float), rmsnorm,
  * the gate|up GEMM with SwiGLU, the down GEMM (accumulating); then the final rmsnorm. No
- * silu_mul, matmul, add or rope of its own.
+ * silu_mul, matmul, add or rope of its own. By default a bf16 model's norms after o and down are
+ * folded into those GEMMs (fold-norms): only layer 0's input norm is a launch; foldNorms: false
+ * gives the sequence above.
  * Needs: nothing.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -47,12 +49,12 @@ function recorder(): { device: CudaDevice; names: string[] } {
 /** Kernel names without shapes: tidarc_gemm_bf16_n512_k128_m8 -> gemm, tidarc_attn_tidar_k2_bf16_... -> attn tidar_k2. */
 const short = (n: string): string => n.replace(/^tidarc_gemm_.*$/, 'gemm').replace(/^tidarc_op_/, '').replace(/^tidarc_attn_([a-z]+_[a-z]\d+|ar)_.*$/, 'attn $1');
 
-async function launches(family: ModelSpec['family'], passes: (r: GpuModelRunner) => void): Promise<string[]> {
+async function launches(family: ModelSpec['family'], passes: (r: GpuModelRunner) => void, o: { foldNorms?: boolean } = {}): Promise<string[]> {
   const spec = smallSpec(`graph-${family}`, [2], { family, qkNorm: family === 'qwen3' });
   const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
   const { manifest } = generateModel(spec, { arches: ['sm_80'] });
   const { device, names } = recorder();
-  const runner = new GpuModelRunner(spec, device, uploadWeights(device, spec, weights, manifest), '/kernels', manifest, 256);
+  const runner = new GpuModelRunner(spec, device, uploadWeights(device, spec, weights, manifest), '/kernels', manifest, 256, o);
   // The construction's one launch: GpuOps reading the ops module's ABI version.
   expect(names.splice(0).map(short)).toEqual(['abi_version']);
   passes(runner);
@@ -61,10 +63,13 @@ async function launches(family: ModelSpec['family'], passes: (r: GpuModelRunner)
 
 describe('the cuda runner launches its step graph', () => {
   test.each(['qwen2', 'qwen3'] as const)('%s: a tidar_k2 step, layer by layer', async (family) => {
-    const names = await launches(family, (r) => void r.pass(Int32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2, 3, 4, 5]), { kind: 'step', variant: tidarVariantName(2) }));
+    const step = (r: GpuModelRunner) => void r.pass(Int32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2, 3, 4, 5]), { kind: 'step', variant: tidarVariantName(2) });
     // qwen3's q/k head norms are rope_pack's (fuseHeadNorms): no rmsnorm launches of their own.
     const layer = ['rmsnorm', 'gemm', 'rope_pack', 'attn tidar_k2', 'gemm', 'rmsnorm', 'gemm', 'gemm'];
-    expect(names).toEqual(['embed', ...layer, ...layer, 'rmsnorm']);
+    expect(await launches(family, step, { foldNorms: false })).toEqual(['embed', ...layer, ...layer, 'rmsnorm']);
+    // By default (bf16) the norms after o and down are those GEMMs' epilogues (fold-norms): only layer 0's input norm launches.
+    const folded = layer.filter((n) => n !== 'rmsnorm');
+    expect(await launches(family, step)).toEqual(['embed', 'rmsnorm', ...folded, ...folded]);
   });
 
   test('a prefill of 70 prompt tokens and a mask block: chunk, commit, chunk, commit, block in every layer', async () => {
