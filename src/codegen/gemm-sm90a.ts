@@ -178,10 +178,23 @@ export function sm90aGrid(shape: GemmShape, reduction: GemmReduction, kernel: Pi
   return [Math.ceil(rows / kernel.tileT), Math.ceil(shape.n / kernel.blockW), reduction.splitK];
 }
 
-export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kernels: readonly Sm90aKernel[], roles: readonly string[], modelName: string): string {
+/** The fold-norms code compiled into an sm_90a unit (Reduction::kNormOut, kRowScale): gemmEpilogues(shape, roles)'s unless a test forces it. */
+export interface Sm90aFold {
+  readonly normOut: boolean;
+  readonly rowScale: boolean;
+}
+export function sm90aFold(shape: GemmShape, roles: readonly string[]): Sm90aFold {
+  const e = gemmEpilogues(shape, roles);
+  return { normOut: e.normOut === true, rowScale: e.rowScale === true };
+}
+
+export function renderSm90aUnit(shape: GemmShape, reduction: GemmReduction, kernels: readonly Sm90aKernel[], roles: readonly string[], modelName: string, o: { readonly fold?: Sm90aFold } = {}): string {
+  const fold = o.fold ?? sm90aFold(shape, roles);
   return renderTemplate('cuda/tidarc_gemm_sm90a.cu.hbs', {
     banner: banner(modelName),
     ...gemmUnitFields(shape, reduction, roles),
+    normOut: fold.normOut,
+    rowScale: fold.rowScale,
     kernels: kernels.map((k) => {
       const prefetch = sm90aPrefetch(shape, reduction, k, [k.maxRows]);
       return { ...k, consumers: k.blockW / 64, wTiles: Math.ceil(shape.n / k.blockW), splitK: reduction.splitK, blockK: reduction.blockK, prefetchTiles: prefetch.tiles, prefetchBytes: prefetch.bytesPerCta };
@@ -208,6 +221,10 @@ export interface ManifestGemmSm90a {
   /** splitK > 1: int32 arrival counters, one per output tile (ceil(rows / tileT) * ceil(n / blockW)), zeroed once (tidarc_gemm_abi.h). */
   readonly splitCounters?: boolean;
   readonly swigluInterleave?: number;
+  /** Fold-norms producer (o, down; bf16): the kernels have Reduction::kNormOut, so a launch may set norm_weight / norm_out / norm_sumsq (tidarc_gemm_abi.h). */
+  readonly normOut?: true;
+  /** Fold-norms consumer (qkv, gate_up or their parts; bf16): the kernels have Reduction::kRowScale, so a launch may set row_sumsq. */
+  readonly rowScale?: true;
   /**
    * A compile for sm_90a: the family the cost models predict faster over the unit's planned row
    * counts, which the runtime takes when no tune record says (gemm-kernel-choice.ts); ratio:
@@ -218,11 +235,14 @@ export interface ManifestGemmSm90a {
 
 export function describeSm90aUnit(shape: GemmShape, roles: readonly string[], reduction: GemmReduction, kernels: readonly Sm90aKernel[]): ManifestGemmSm90a {
   const swiglu = gemmEpilogues(shape, roles).swigluInterleave;
+  const fold = sm90aFold(shape, roles);
   return {
     unit: sm90aUnitName(shape), arch: 'sm_90a', roles: [...roles], n: shape.n, k: shape.k, dtype: shape.dtype, splitK: reduction.splitK, source: sm90aSource(shape),
     kernels: kernels.map((k) => ({ symbol: k.symbol, tileT: k.tileT, blockW: k.blockW, stages: k.stages, threads: k.threads, sharedBytes: k.sharedBytes })),
     ...(reduction.splitK > 1 ? { splitCounters: true } : {}),
     ...(swiglu !== undefined ? { swigluInterleave: swiglu } : {}),
+    ...(fold.normOut ? { normOut: true as const } : {}),
+    ...(fold.rowScale ? { rowScale: true as const } : {}),
   };
 }
 

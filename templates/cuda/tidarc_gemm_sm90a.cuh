@@ -17,6 +17,20 @@
 
     Mainloop (as test/emulate/fixtures/hopper_gemm_tile.cu): wgmma.wait_group 1 lets this
     k tile's group run while the previous stage, now retired, is released to the producer.
+    Fold-norms (tidarc_gemm_abi.h, compiled in only where the unit's Reduction says kNormOut /
+    kRowScale): a consumer (row_sumsq set) computes 1 / rms of its tile's tokens while the first
+    TMA copies are in flight (threads t and t + 128 of each warpgroup: its tokens t, t + 128),
+    parks them in its warpgroup's slice of ring stage 1 after the mainloop and scales every sum
+    by it before the bias and SwiGLU. A producer (norm_weight set) writes norm_out beside out and,
+    since each consumer warpgroup's 64 weight rows are exactly one 64-column chunk of a token's
+    row but spread over its four warps, stages y of 32 tokens at a time through its slice of
+    ring stage 0 (XOR-swizzled: no bank conflicts), sums the design's fixed tree in two steps
+    (per column residue j: C_j = ((s_j + s_j+32) + (s_j+16 + s_j+48)) + ((s_j+8 + s_j+40) +
+    (s_j+24 + s_j+56)), a thread an item; then per token ((C0 + C4) + (C2 + C6)) + ((C1 + C5) +
+    (C3 + C7)), a thread a token), which is the tree's levels 32 ... 1 exactly, so norm_sumsq
+    has the mma.sync kernel's bits. Named barriers 1 + group (the warpgroup's 128 threads) order
+    the staging; the ring is free once the warpgroup's last wgmma retired (every TMA copy landed
+    before its last full wait, and only this warpgroup reads its W rows).
     ABI: tidarc_gemm_sm90a_abi.h. Grid: (ceil(rows / kTileT), ceil(N / (64 kConsumers)), split-K). */
 #pragma once
 #include "tidarc_gemm.cuh"
@@ -39,7 +53,37 @@ template <class C> struct GemmSm90aShape {
   static_assert(kXBytes % 1024 == 0 && kWBytes % 1024 == 0, "every tile starts on a 128B swizzle pattern");
   static_assert(C::kStages >= 2, "the ring needs two stages");
   static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
+  // Fold-norms staging in a warpgroup's W rows of ring stages 0 and 1 (64 x 64 16-bit: 8 KiB each).
+  static constexpr int kNormTokens = 2 * kGemmSplitSumChunk;  // tokens of one store chunk (accumulators i / 4 of 8 tokens)
+  static constexpr uint32_t kGroupWBytes = 64 * kGemmBlockK * 2;
+  static_assert(kNormTokens * 64 * 4 <= kGroupWBytes, "a chunk's float32 y fits the warpgroup's stage-0 W rows");
+  static_assert(C::kTileT * 4 <= 4096 && 4096 + kNormTokens * 8 * 8 <= kGroupWBytes, "1 / rms of the tile, then the chunk's residue sums, fit its stage-1 W rows");
 };
+
+// Fold-norms consumer: 1 / rms of source row `r` from a producer's chunk sums (tidarc_gemm_abi.h:
+// the chunks in increasing order, then tidarc_op_rmsnorm's expression).
+__device__ __forceinline__ float gemm_norm_inv(const TidarcGemmArgs& a, int r) {
+  const double* s = a.row_sumsq + static_cast<size_t>(r) * a.sumsq_chunks;
+  double total = 0.0;
+#pragma unroll 4
+  for (int c = 0; c < a.sumsq_chunks; ++c) total += s[c];
+  return static_cast<float>(1.0 / sqrt(total / static_cast<double>(a.norm_cols) + static_cast<double>(a.norm_eps)));
+}
+
+// Word offset of y of (chunk token `local`, column `col` of the warpgroup's 64) in the staging
+// tile: float4 groups XOR-swizzled by the token, conflict-free for both the accumulator layout's
+// stores and the residue sums' loads.
+__device__ __forceinline__ int gemm_norm_stage_at(int local, int col) {
+  const int f = ((local << 1) & 6) ^ (((local >> 2) & 1) * 3);
+  return local * 64 + ((((col >> 2) ^ f) & 15) << 2) + (col & 3);
+}
+
+// The warpgroup's barrier (named barrier 1 + group, 128 threads; bar.sync's id is an immediate).
+template <int kConsumers>
+__device__ __forceinline__ void gemm_group_sync(int group) {
+  if (kConsumers == 1 || group == 0) named_barrier_sync<1, 128>();
+  else named_barrier_sync<2, 128>();
+}
 
 template <class C>
 __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& args) {
@@ -80,6 +124,22 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
   }
 
   const int group = threadIdx.x / 128, t = threadIdx.x % 128;
+  constexpr int kInvs = (C::kTileT + 127) / 128;  // fold-norms consumer: this thread's tokens t, t + 128 of the tile
+  // 1 / rms while the first copies are in flight (row_sumsq is the previous kernel's: after the
+  // PDL wait), held through the k loop; the 256-token kernels (two values a thread) compute
+  // them after it: held through it, they spilled the split-K kernel of a unit with both codes
+  // (its k loop already at the 168 registers ptxas allows 288 threads).
+  constexpr bool kInvEarly = kInvs == 1;
+  float inv_own[kInvs];
+  if constexpr (C::kRowScale && kInvEarly) {
+    if (a.row_sumsq != nullptr) {
+#pragma unroll
+      for (int j = 0; j < kInvs; ++j) {
+        const int tt = t + 128 * j;
+        inv_own[j] = tt < C::kTileT && t0 + tt < a.rows ? gemm_norm_inv(a, t0 + tt) : 0.0f;
+      }
+    }
+  }
   float d[C::kTileT / 2];
 #pragma unroll
   for (int i = 0; i < C::kTileT / 2; ++i) d[i] = 0.0f;
@@ -102,20 +162,84 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
 
   // Accumulator i of thread t: weight row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), token 8 (i / 4) + 2 (t % 4) + i % 2.
   const int wrow = w0 + 64 * group + 16 * (t / 32) + (t % 32) / 4;
+  // Fold-norms scratch: the warpgroup's W rows of ring stages 0 (y of a chunk) and 1 (1 / rms, then residue sums).
+  // Their offset from an opaque copy of `group`: sharing the mainloop's group * 8192 (the W
+  // descriptor's), ptxas 13.0 serialized every wgmma (C7515) of the kernels that stage y.
+  int sgroup = group;
+  asm volatile("" : "+r"(sgroup));
+  float* const norm_y = reinterpret_cast<float*>(ring + sgroup * S::kGroupWBytes);
+  float* const inv_tile = reinterpret_cast<float*>(ring + S::kStageBytes + sgroup * S::kGroupWBytes);
+  double* const norm_c = reinterpret_cast<double*>(ring + S::kStageBytes + sgroup * S::kGroupWBytes + 4096);
+  if constexpr (C::kRowScale) {
+    if (a.row_sumsq != nullptr) {
+#pragma unroll
+      for (int j = 0; j < kInvs; ++j) {
+        const int tt = t + 128 * j;
+        if (tt < C::kTileT) inv_tile[tt] = kInvEarly ? inv_own[j] : t0 + tt < a.rows ? gemm_norm_inv(a, t0 + tt) : 0.0f;
+      }
+      gemm_group_sync<S::kConsumers>(group);  // every token's 1 / rms is in inv_tile
+    }
+  }
   const auto store = [&](int i) {  // the epilogue of accumulator i (SwiGLU: of i and i + 2)
     const int r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
-    if (r >= a.rows || n >= C::kN) return;
-    const float v = d[i];
+    if (r >= a.rows || n >= C::kN) {
+      // A producer's staged y is 0 past N (the tree's zeros) and past rows (summed, never stored).
+      if constexpr (C::kNormOut) if (a.norm_weight != nullptr) norm_y[gemm_norm_stage_at(8 * (i / 4) % S::kNormTokens + 2 * (t % 4) + i % 2, n - w0 - 64 * group)] = 0.0f;
+      return;
+    }
+    float v = d[i];
+    float inv = 1.0f;
+    if constexpr (C::kRowScale) {
+      if (a.row_sumsq != nullptr) inv = inv_tile[r - t0], v = __fmul_rn(v, inv);  // before the bias and the epilogue
+    }
     if (a.epilogue == TIDARC_GEMM_EPILOGUE_SWIGLU) {
       // Weight rows interleave gate | up in blocks of 8: this thread's row n (i / 2 even) is a
       // gate row and accumulator i + 2 the up row 8 further, of the same token.
-      if ((i / 2) % 2 == 0) gemm_store_swiglu<C>(a, r, n, v, d[i + 2]);
+      if ((i / 2) % 2 == 0) {
+        float up = d[i + 2];
+        if constexpr (C::kRowScale) {
+          if (a.row_sumsq != nullptr) up = __fmul_rn(up, inv);
+        }
+        gemm_store_swiglu<C>(a, r, n, v, up);
+      }
     } else {
       float* out = gemm_out<C>(a, r, n);
       float y = v;
       if (a.bias != nullptr) y += a.bias[n];
       if (a.accumulate) y += *out;
       *out = y;
+      if constexpr (C::kNormOut) {
+        if (a.norm_weight != nullptr) {
+          static_cast<typename C::T*>(a.norm_out)[static_cast<size_t>(r) * C::kN + n] = Elem<typename C::T>::from_float(__fmul_rn(a.norm_weight[n], y));
+          norm_y[gemm_norm_stage_at(8 * (i / 4) % S::kNormTokens + 2 * (t % 4) + i % 2, n - w0 - 64 * group)] = y;
+        }
+      }
+    }
+  };
+  // Fold-norms producer, after accumulators [c, end) (tokens [2c, 2 end) of the tile) stored and
+  // staged their y: the tree's chunk sum of each of those tokens into norm_sumsq.
+  const auto norm_sums = [&](int c, int end) {
+    constexpr int kChunks = (C::kN + 63) / 64;
+    const int chunk = (w0 + 64 * group) / 64, tokens = 2 * (end - c);
+    gemm_group_sync<S::kConsumers>(group);  // the chunk's y is staged (and the last chunk's sums read)
+    for (int item = t; item < 8 * tokens; item += 128) {
+      const int local = item >> 3, j = item & 7;
+      double s[8];
+#pragma unroll
+      for (int m = 0; m < 8; ++m) {
+        const double y = norm_y[gemm_norm_stage_at(local, j + 8 * m)];  // column j + 8 m
+        s[m] = y * y;  // exact in float64
+      }
+      // s[m] is column j + 8 m: levels 32 (m, m + 4), 16 (m, m + 2) and 8 (m, m + 1) of the tree.
+      norm_c[local * 8 + (j ^ ((local >> 1) & 7))] = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    }
+    gemm_group_sync<S::kConsumers>(group);  // the residue sums are in; y may be staged again
+    if (t < tokens && chunk < kChunks && t0 + 2 * c + t < a.rows) {
+      const double* cj = norm_c + t * 8;
+      const int sw = (t >> 1) & 7;
+      // Levels 4, 2 and 1 over the residues j = 0 ... 7.
+      const double sum = ((cj[0 ^ sw] + cj[4 ^ sw]) + (cj[2 ^ sw] + cj[6 ^ sw])) + ((cj[1 ^ sw] + cj[5 ^ sw]) + (cj[3 ^ sw] + cj[7 ^ sw]));
+      a.norm_sumsq[static_cast<size_t>(t0 + 2 * c + t) * kChunks + chunk] = sum;
     }
   };
   if constexpr (C::kSplitK > 1) {
@@ -134,8 +258,20 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
     const auto chunk = [&](int c, int end) {
 #pragma unroll
       for (int i = c; i < end; ++i) store(i);
+      if constexpr (C::kNormOut) {
+        if (a.norm_weight != nullptr) norm_sums(c, end);
+      }
     };
     gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync, chunk);
+  } else if constexpr (C::kNormOut) {
+    // Chunks of the split-K sum's size: 32 tokens' y at a time in the staging tile.
+#pragma unroll
+    for (int c = 0; c < C::kTileT / 2; c += kGemmSplitSumChunk) {
+      const int end = c + kGemmSplitSumChunk < C::kTileT / 2 ? c + kGemmSplitSumChunk : C::kTileT / 2;
+#pragma unroll
+      for (int i = c; i < end; ++i) store(i);
+      if (a.norm_weight != nullptr) norm_sums(c, end);
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < C::kTileT / 2; ++i) store(i);

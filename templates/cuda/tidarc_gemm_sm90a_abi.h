@@ -11,7 +11,9 @@
     depends on `rows`.
     `g` is the sm_80 GEMM's argument struct (tidarc_gemm_abi.h) for everything after the sum:
     bias, out | out2 | out3 segments, workspace, split_counters, rows, accumulate, epilogue
-    (none or SWIGLU; no ROW_STATS); its x and row_ids are unused (x comes through its tensor
+    (none or SWIGLU; no ROW_STATS), and fold-norms' fields (a producer's norm_weight, norm_out,
+    norm_sumsq; a consumer's row_sumsq, sumsq_chunks, norm_cols, norm_eps) where the unit's
+    Reduction has kNormOut / kRowScale; its x and row_ids are unused (x comes through its tensor
     map; no row gather), and w, the W map's base, only addresses the L2 prefetch each CTA issues
     before its PDL wait (the weights themselves come through the W map). Split-K is summed inside the launch, as tidarc_gemm_abi.h says.
     Tensor maps (cuTensorMapEncodeTiled, runtime/src/cuda): 16-bit, 2D, 128-byte swizzle,

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type GemmReduction, type GemmShape, gemmTarget, planReduction } from '../../src/codegen/gemm-plan.js';
-import { SM90A_STAGES, type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
+import { SM90A_STAGES, type Sm90aFold, type Sm90aKernel, planSm90aKernels, renderSm90aUnit, sm90aSource } from '../../src/codegen/gemm-sm90a.js';
 import { readTemplateFile } from '../../src/codegen/templates.js';
 import { EMU_FLAGS, EMU_KERNEL_FLAGS, emulatorIncludeFlags } from '../../src/emulate/emulator-build.js';
 import { encode } from '../../src/util/dtype.js';
@@ -28,14 +28,14 @@ export interface Sm90aUnit {
 }
 
 /** Renders the unit of `shape` for rows `ms` (sm_90a's reduction, `splitK` forced; the 4-stage ring, or `stages`) under dir/cuda with its headers. */
-export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], stages?: number): Sm90aUnit {
+export function writeSm90aUnit(dir: string, shape: GemmShape, ms: readonly number[], splitK: number, roles: readonly string[] = ['test'], stages?: number, fold?: Sm90aFold): Sm90aUnit {
   const reduction = planReduction(shape, gemmTarget(['sm_90a']), splitK);
   const kernels = planSm90aKernels(shape, ms, reduction, { stages: stages ?? SM90A_STAGES });
   const cudaDir = join(dir, 'cuda');
   mkdirSync(cudaDir, { recursive: true });
   for (const h of SM90A_HEADERS) writeFileSync(join(cudaDir, h), readTemplateFile(`cuda/${h}`));
   const source = join(dir, sm90aSource(shape));
-  writeFileSync(source, renderSm90aUnit(shape, reduction, kernels, roles, 'test'));
+  writeFileSync(source, renderSm90aUnit(shape, reduction, kernels, roles, 'test', fold ? { fold } : {}));
   return { source, cudaDir, reduction, kernels };
 }
 
@@ -50,6 +50,9 @@ export async function buildSm90aHarness(cxx: string, shape: GemmShape, unit: Pic
 
 export interface Sm90aRun {
   readonly out: Float32Array;
+  /** Fold-norms producer runs: [rows, n] 16-bit bits of round16(gamma * out) and [rows, ceil(n / 64)] float64 chunk sums (all ones, NaN, where never written). */
+  readonly normOut?: Uint16Array;
+  readonly normSumsq?: Float64Array;
   readonly completed: boolean;
   readonly counts: Record<string, number>;
   readonly messages: string[];
@@ -65,6 +68,10 @@ export interface Sm90aCall {
   readonly launches?: number;
   /** Programmatic dependent launches (PDL): a global access before a thread's grid_dependency_wait is a "pdl" finding. */
   readonly programmatic?: boolean;
+  /** Fold-norms producer (a unit with Reduction::kNormOut): gamma [n]; the run returns normOut and normSumsq. */
+  readonly normOut?: { readonly weight: Float32Array };
+  /** Fold-norms consumer (Reduction::kRowScale): chunk sums [>= rows, ceil(cols / 64)] (the first rows' go in), the normed width and eps. */
+  readonly rowScale?: { readonly sumsq: Float64Array; readonly cols: number; readonly eps: number };
 }
 
 /** Runs the kernel of `kernel` over the first `call.rows` rows of `p` (x rounded to the weights' 16-bit type). */
@@ -75,12 +82,21 @@ export async function runSm90a(exe: string, dir: string, shape: GemmShape, unit:
   const parts = [Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(p.w.buffer, p.w.byteOffset, p.w.byteLength)];
   if (call.bias) parts.push(Buffer.from(p.bias.buffer, p.bias.byteOffset, p.bias.byteLength));
   if (call.accumulate) parts.push(Buffer.from(p.old.buffer, p.old.byteOffset, outCount * 4));
-  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}${call.programmatic ? '-pdl' : ''}`;
+  const chunks = Math.ceil(n / 64), sumsqChunks = call.rowScale ? Math.ceil(call.rowScale.cols / 64) : 0;
+  if (call.normOut) parts.push(Buffer.from(call.normOut.weight.buffer, call.normOut.weight.byteOffset, n * 4));
+  if (call.rowScale) parts.push(Buffer.from(call.rowScale.sumsq.buffer, call.rowScale.sumsq.byteOffset, rows * sumsqChunks * 8));
+  const norm = call.normOut ? 1 : call.rowScale ? 2 : 0;
+  const tag = `${kernel.symbol}-${rows}-${call.bias ? 1 : 0}${call.accumulate ? 1 : 0}${epilogue}-${call.launches ?? 1}${call.programmatic ? '-pdl' : ''}${norm ? `-norm${norm}` : ''}`;
   const input = join(dir, `${tag}.in`), output = join(dir, `${tag}.out`);
   writeFileSync(input, Buffer.concat(parts));
   const args = [kernel.symbol, kernel.tileT, kernel.blockW, rows, n, k, unit.reduction.splitK, call.bias ? 1 : 0, call.accumulate ? 1 : 0, epilogue, kernel.sharedBytes, input, output,
-    ...(call.programmatic ? [call.launches ?? 1, 1] : call.launches ? [call.launches] : [])].map(String);
+    ...(norm ? [call.launches ?? 1, call.programmatic ? 1 : 0, norm, call.rowScale?.cols ?? 0, call.rowScale?.eps ?? 0] : call.programmatic ? [call.launches ?? 1, 1] : call.launches ? [call.launches] : [])].map(String);
   const { stdout } = await exec(exe, args, { maxBuffer: 64 << 20 });
   const bytes = readFileSync(output);
-  return { out: new Float32Array(bytes.buffer, bytes.byteOffset, outCount), ...parseHarnessReport(stdout) };
+  const copy = (from: number, len: number) => bytes.buffer.slice(bytes.byteOffset + from, bytes.byteOffset + from + len);  // aligned for the typed views
+  return {
+    out: new Float32Array(copy(0, outCount * 4)),
+    ...(call.normOut ? { normOut: new Uint16Array(copy(outCount * 4, rows * n * 2)), normSumsq: new Float64Array(copy(outCount * 4 + rows * n * 2, rows * chunks * 8)) } : {}),
+    ...parseHarnessReport(stdout),
+  };
 }
