@@ -29,6 +29,7 @@
 import { PREFILL_CHUNK } from '../codegen/variant.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
+import { tensorElemBytes } from '../ir/step-ops.js';
 import { formatBytes, kvCacheBytes } from '../runtime/cuda/device-memory.js';
 import { passGraph } from '../runtime/model/step.js';
 import { CAPACITY_QUANTUM } from './runner-pool.js';
@@ -244,7 +245,7 @@ export function cpuRunnerBytes(spec: ModelSpec, capacity = CAPACITY_QUANTUM): Cp
   const T = PREFILL_CHUNK;
   const graph = passGraph(spec, T, { kind: 'prefill', promptTokens: T });
   // ids and positions are the pass's own arrays (i32: a few bytes a token, not the workspace's).
-  const activations = graph.tensors.reduce((n, t) => n + (t.type === 'i32' ? 0 : T * t.width * (t.type === 'f32' ? 4 : 2)), 0);
+  const activations = graph.tensors.reduce((n, t) => n + (t.type === 'i32' ? 0 : T * t.width * tensorElemBytes(t.type)), 0);
   const firstPass = activations + spec.vocabSize * 4;
   return { capacity, kvCache, firstPass, total: kvCache + firstPass };
 }
