@@ -75,6 +75,9 @@ describe.skipIf(!cxx.found)('PDL on the emulated driver', () => {
     // after copies were made plain these were 50/51, 48/48 and 98/99. On top, with PDL on, the load's PDL probe
     // (pdl-probe.ts): its ABI read and its first empty kernel plain, the second programmatic, and one graph of a
     // plain and a programmatic node: 46 of 54 and 47 of 50 with graphs, 92 of 102 and 1 of 2 graph kernels without.
+    // Fold-norms (on by default for this bf16 model) removes 2L = 4 rmsnorm launches from each pass (all programmatic:
+    // none follows a copy): the prefill and the uncaptured first step 8 (46 -> 38 of 54 -> 46), each of 2 replays 4
+    // (47 -> 39 of 50 -> 42), launch by launch the prefill and 3 steps 16 (92 -> 76 of 102 -> 86).
     const plain = (r: Run): number[] => [r.stats.kernelLaunches - r.stats.programmaticLaunches, r.stats.graphKernels - r.stats.graphProgrammaticKernels];
     expect(plain(out.onGraphs)).toEqual([8, out.onGraphs.stats.graphLaunches]);
     expect(plain(out.onLaunches)).toEqual([10, 1]);
@@ -82,8 +85,8 @@ describe.skipIf(!cxx.found)('PDL on the emulated driver', () => {
       expect(r.stats.kernelLaunches).toBeGreaterThan(10);
       expect(r.stats.programmaticLaunches).toBeGreaterThan(10);
     }
-    expect([out.onGraphs.stats.programmaticLaunches, out.onGraphs.stats.kernelLaunches, out.onGraphs.stats.graphProgrammaticKernels, out.onGraphs.stats.graphKernels]).toEqual([46, 54, 47, 50]);
-    expect([out.onLaunches.stats.programmaticLaunches, out.onLaunches.stats.kernelLaunches]).toEqual([92, 102]);
+    expect([out.onGraphs.stats.programmaticLaunches, out.onGraphs.stats.kernelLaunches, out.onGraphs.stats.graphProgrammaticKernels, out.onGraphs.stats.graphKernels]).toEqual([38, 46, 39, 42]);
+    expect([out.onLaunches.stats.programmaticLaunches, out.onLaunches.stats.kernelLaunches]).toEqual([76, 86]);
     expect(out.onGraphs.stats.graphKernels).toBeGreaterThan(2);  // the steps replayed captured graphs
     expect([out.onLaunches.stats.graphLaunches, out.onLaunches.stats.graphKernels]).toEqual([1, 2]);  // the probe's graph only
     for (const r of [out.offGraphs, out.offLaunches]) expect([r.stats.programmaticLaunches, r.stats.graphProgrammaticKernels]).toEqual([0, 0]);
