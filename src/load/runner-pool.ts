@@ -17,6 +17,7 @@
  * I/O (lm_head logits of its verify and draft rows: rows x vocab x 4 bytes) and its graphs;
  * `idleBytes` sums them.
  */
+import { runEvery } from '../util/run-every.js';
 
 /** Capacities are rounded up to a multiple of this many tokens (costs at most that many KV slots). */
 export const CAPACITY_QUANTUM = 256;
@@ -76,8 +77,9 @@ export class RunnerPool<R extends ReusableRunner> {
       } catch (e) {
         const others = this.idle.filter((r) => r !== taken);
         if (others.length === 0 && !taken) throw e;
-        for (const r of others) r.close();
+        // Out of the pool before they close: a runner whose close failed part way is never handed out again.
         this.idle.splice(0, this.idle.length, ...(taken ? [taken] : []));
+        closeAll(others, e);
         try {
           if (others.length === 0) throw e;
           ask();
@@ -87,7 +89,7 @@ export class RunnerPool<R extends ReusableRunner> {
           // the request needs (a larger capacity's K/V cache, another step kind's scratch, split-KV
           // priced over its whole capacity). It goes, and a new runner of the request's capacity is asked for.
           this.idle.splice(this.idle.indexOf(taken), 1);
-          taken.close();
+          closeAll([taken], again);
           fits(undefined, made);
         }
       }
@@ -119,7 +121,8 @@ export class RunnerPool<R extends ReusableRunner> {
 
   /** Closes every idle runner (a runner in use comes back by its release). */
   drop(): void {
-    for (const r of this.idle.splice(0)) r.close();
+    // Each closes even where one before failed (the first error is thrown): none stays allocated for nothing.
+    runEvery(this.idle.splice(0).map((r) => () => r.close()));
   }
 
   /** drop(), and from now on a released runner is closed (the model is closing). */
@@ -130,5 +133,18 @@ export class RunnerPool<R extends ReusableRunner> {
 
   get stats(): RunnerPoolStats {
     return { created: this.created, reused: this.reused, idle: this.idle.length, idleBytes: this.idle.reduce((n, r) => n + (r.deviceBytes ?? 0), 0) };
+  }
+}
+
+/**
+ * Closes every runner of `runners`, making room for a generation its check refused; where a close
+ * fails, `refusal` is thrown: the check's error says what the generation needs, and the device's
+ * trouble shows at its next call.
+ */
+function closeAll(runners: readonly ReusableRunner[], refusal: unknown): void {
+  try {
+    runEvery(runners.map((r) => () => r.close()));
+  } catch {
+    throw refusal;
   }
 }

@@ -8,7 +8,8 @@
 import { describe, expect, test } from 'vitest';
 import { CAPACITY_QUANTUM, MAX_IDLE, RunnerPool } from '../../src/load/runner-pool.js';
 
-function pool() {
+/** Stand-in runners numbered from 0; closing one of `failing` throws after it is logged (a faulted device's refused free). */
+function pool(failing: readonly number[] = []) {
   const log: string[] = [];
   let next = 0;
   const make = (capacity: number) => {
@@ -16,7 +17,10 @@ function pool() {
     return {
       id, cache: { shape: { capacity } }, deviceBytes: capacity,
       reset: () => void log.push(`reset ${id}`),
-      close: () => void log.push(`close ${id}`),
+      close: () => {
+        log.push(`close ${id}`);
+        if (failing.includes(id)) throw new Error(`cannot free runner ${id}`);
+      },
     };
   };
   return { pool: new RunnerPool(make), log };
@@ -123,5 +127,23 @@ describe('runner pool', () => {
     expect(r.id).toBe(1);
     expect(r.cache.shape.capacity).toBe(CAPACITY_QUANTUM);
     expect(p.stats).toMatchObject({ created: 2, reused: 0, idle: 0 });
+  });
+
+  test('a runner whose close fails making room leaves the pool all the same; the check\'s refusal is the error; drop closes every one', () => {
+    const { pool: p, log } = pool([1]);
+    const rs = [1, 2].map((n) => p.acquire(n * CAPACITY_QUANTUM));
+    for (const r of rs) p.release(r);
+    // Refused on runner 0: runner 1 is closed to make room and its close fails; the refusal is thrown, runner 1 never handed out again.
+    expect(() => p.acquire(10, (r) => { throw new Error(`no room on ${r?.id}`); })).toThrow('no room on 0');
+    expect(log.slice(-1)).toEqual(['close 1']);
+    expect(p.stats.idle).toBe(1);
+    expect(p.acquire(2 * CAPACITY_QUANTUM).id).toBe(2);
+    // drop: a failing close does not keep the others open.
+    const { pool: q, log: qlog } = pool([0]);
+    const qs = [1, 2].map((n) => q.acquire(n * CAPACITY_QUANTUM));
+    for (const r of qs) q.release(r);
+    expect(() => q.drop()).toThrow('cannot free runner 0');
+    expect(qlog.filter((l) => l.startsWith('close'))).toEqual(['close 0', 'close 1']);
+    expect(q.stats.idle).toBe(0);
   });
 });
