@@ -71,6 +71,14 @@ export interface LoadOptions {
    * PDL, and `pdl.why` says why. The cpu backend ignores it.
    */
   readonly pdl?: boolean;
+  /**
+   * cuda: fold the RMSNorms into the GEMMs around them (their epilogues write the normed
+   * activations and scale by 1 / rms; 2 launches fewer a layer) where allowed: a bf16 model
+   * whose compiled GEMMs have the fold-norms epilogues. Default: on where allowed; false: off
+   * (the CLI's --no-fold-norms). The rounding point moves, so tokens may differ from an
+   * unfolded run; greedy TiDAR still equals greedy AR. The cpu backend ignores it.
+   */
+  readonly foldNorms?: boolean;
 }
 
 export interface BackendDecision {
@@ -270,7 +278,7 @@ async function openParts(dir: string, options: OpenPartsOptions, choice: Backend
     const device = probed!;
     let gpuWeights: ReturnType<typeof uploadWeights>, pdl: ProgrammaticLaunchDecision;
     try {
-      gpuWeights = uploadWeights(device, spec, weights, compiled.manifest);
+      gpuWeights = uploadWeights(device, spec, weights, compiled.manifest, options.foldNorms === undefined ? {} : { foldNorms: options.foldNorms });
       // Up to 16 MiB of pinned staging need not outlive the load (later uploads are a few bytes a step).
       device.releaseStaging();
       // Decided from the manifest, device and driver, then tried once (pdl-probe.ts): a driver that refuses it runs the model without.
