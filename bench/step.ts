@@ -23,10 +23,11 @@
  * marked "derived from the e2e part's decoder steps"); overheads.mjs's JSON alone keeps the assumed one.
  * The steps stay predictions: only the constants are measured.
  *
- *   npm run bench:step -- --what-if fold-norms   # an optimisation not built, priced (with --overheads FILE: with measured constants)
+ *   npm run bench:step -- --what-if fold-norms   # a built optimisation priced off and on (with --overheads FILE: with measured constants)
  *
- * --what-if NAME (src/bench/step-what-if.ts): the sm_90a steps priced now and with the change, launches
- * and GPU ms with graphs (PDL on and off); --json for the rows.
+ * --what-if NAME (src/bench/step-what-if.ts): the sm_90a steps priced without the change (fold-norms:
+ * --no-fold-norms) and with it (the runtime's default), launches and GPU ms with graphs (PDL on and
+ * off); --json for the rows.
  *
  *   npm run bench:step -- --compare device-check.json   # the e2e part's measured steps beside the predictions
  *
@@ -73,11 +74,12 @@ const f = (x: number, d = 3): string => x.toFixed(d);
 
 function table(rows: readonly StepRow[]): string[] {
   const ar = (r: StepRow): StepRow => rows.find((x) => x.prefix === r.prefix && x.step === 'ar')!;
-  const header = ['L', 'step', 'tokens', 'launches', 'GEMM us', 'attn us', 'other us', 'overhead us (PDL, off)', 'graphs+PDL ms', 'graphs ms (no PDL)', 'launches ms (PDL, off)', 'host ms (graphs, launches)', 'PDL pairs all/some/none', 'L2 prefetch MB', 'roofline ms', 'pred/roof', 'step/AR'];
+  const header = ['L', 'step', 'tokens', 'launches', 'GEMM us', 'attn us', 'other us', 'overhead us (PDL, off)', 'graphs+PDL ms', 'graphs ms (no PDL)', 'launches ms (PDL, off)', 'host ms (graphs, launches)', 'PDL pairs all/some/none', 'L2 prefetch MB', 'roofline ms', 'pred/roof', 'step/AR', 'fold saves (launches, graphs+PDL)'];
   const cells = rows.map((r) => [
     String(r.prefix), r.step, String(r.tokens), String(r.launches), f(r.gemmMs * 1e3, 1), f(r.attentionMs * 1e3, 1), f(r.otherMs * 1e3, 1), `${f(r.pdl.overheadMs * 1e3, 1)}, ${f(r.overheadMs * 1e3, 1)}`,
     f(r.pdl.graphs.gpuMs), f(r.graphs.gpuMs), `${f(r.pdl.launchByLaunch.gpuMs)}, ${f(r.launchByLaunch.gpuMs)}`, `${f(r.graphs.hostMs)}, ${f(r.launchByLaunch.hostMs)}`,
     `${r.pdl.pairs.all}/${r.pdl.pairs.some}/${r.pdl.pairs.none}`, f(r.pdl.prefetchedMB, 1), f(r.rooflineMs), f(r.pdl.graphs.gpuMs / r.rooflineMs, 2), f(r.pdl.graphs.gpuMs / ar(r).pdl.graphs.gpuMs, 2),
+    r.noFold ? `${r.noFold.launches - r.launches}, ${(100 * (1 - r.pdl.graphs.gpuMs / r.noFold.pdl.graphs.gpuMs)).toFixed(1)}%` : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: readonly string[]): string => c.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
@@ -128,7 +130,7 @@ function compare(argv: readonly string[]): boolean {
   return true;
 }
 
-/** --what-if NAME: the steps an H200 runs (sm_90a path) priced now and with an optimisation not built (src/bench/step-what-if.ts). */
+/** --what-if NAME: the steps an H200 runs (sm_90a path) priced without and with a built optimisation (src/bench/step-what-if.ts). */
 async function whatIf(argv: readonly string[], models: readonly ModelSpec[], o: StepOverheads, pdlO: PdlOverheads, from: string): Promise<boolean> {
   const at = argv.indexOf('--what-if');
   if (at < 0) return false;
@@ -143,9 +145,12 @@ async function whatIf(argv: readonly string[], models: readonly ModelSpec[], o: 
     console.log(JSON.stringify({ whatIf: name, machine: H200.name, overheads: o, pdlOverheads: pdlO, rows }, null, 2));
     return true;
   }
-  const pct = (x: { now: number; then: number }): string => `${f(x.now)} -> ${f(x.then)} (${(100 * (1 - x.then / x.now)).toFixed(1)}% less)`;
-  console.log(`What if ${name} (not built; src/bench/step-what-if.ts says what it changes), predicted on the ${H200.name} for the kernels it runs (sm_90a path), constants ${from}:`);
-  for (const r of rows) console.log(`  ${r.model.padEnd(18)} L=${String(r.prefix).padEnd(5)} ${r.step.padEnd(10)} launches ${r.launches.now} -> ${r.launches.then}; graphs+PDL ms ${pct(r.graphsPdlMs)}; graphs ms (no PDL) ${pct(r.graphsMs)}`);
+  const pct = (x: { unfolded: number; folded: number }): string => {
+    const less = 1 - x.folded / x.unfolded;
+    return `${f(x.unfolded)} -> ${f(x.folded)} (${(100 * Math.abs(less)).toFixed(1)}% ${less >= 0 ? 'less' : 'more'})`;
+  };
+  console.log(`${name}: off (--no-fold-norms) -> on (the runtime's default; src/bench/step-what-if.ts says what it changes), predicted on the ${H200.name} for the kernels it runs (sm_90a path), constants ${from}:`);
+  for (const r of rows) console.log(`  ${r.model.padEnd(18)} L=${String(r.prefix).padEnd(5)} ${r.step.padEnd(10)} norms folded ${r.foldedNorms}; launches ${r.launches.unfolded} -> ${r.launches.folded}; graphs+PDL ms ${pct(r.graphsPdlMs)}; graphs ms (no PDL) ${pct(r.graphsMs)}`);
   return true;
 }
 
@@ -189,6 +194,8 @@ async function main(): Promise<void> {
   console.log('\noverhead: GPU time with graphs less the kernels\' (the graph\'s start, node gaps, copies); graphs / launches ms: GPU time between events around the step;');
   console.log('graphs+PDL: programmatic dependent launch on (what an H200 runs by default), graphs (no PDL): plain launches (--no-pdl, or an sm_8x build);');
   console.log('host ms: the step\'s host time outside its waits for the GPU (bench-step\'s hostMs); pred/roof and step/AR with graphs+PDL.');
+  console.log('Every step as the runtime runs it by default: the RMSNorms folded into the GEMMs around them where it folds them; fold saves: launches fewer');
+  console.log('and graphs+PDL GPU time less than the same step with --no-fold-norms (same constants; bench:step --what-if fold-norms for both, PDL on and off).');
   const line = (t: { met: boolean; goal: string; predicted: string; responsible?: string }, suffix = ''): string => `  ${t.met ? 'met   ' : 'MISSED'}  ${t.goal}${suffix}: ${t.predicted}${t.responsible ? `; responsible: ${t.responsible}` : ''}`;
   for (const { path, targets: ts } of targets) {
     console.log(`\nIssue 16's targets on an H200, predicted with PDL on (${path === 'sm_90a' ? 'the kernels it runs: sm_90a where built' : 'mma.sync kernels only'}; the 0.6B 2x: graphs + PDL against launch by launch + PDL)${measured ? ', with the measured overheads' : ''}:`);

@@ -85,7 +85,8 @@ export function buildStepCompareFixture(): Record<string, unknown> {
       pdlGraphsMs: b.pdl.graphs.gpuMs * off, pdl: on, launchesPerStep: b.launches, rooflineMs: b.rooflineMs,
     };
     return {
-      model: spec.name, layers: spec.layers, prefix: c.prefix, step: c.step, tokens: b.tokens, pdl: c.pdl,
+      // As the runtime runs the step by default: the norms folded where it folds them (e2e.py rows' foldNorms).
+      model: spec.name, layers: spec.layers, prefix: c.prefix, step: c.step, tokens: b.tokens, pdl: c.pdl, foldNorms: b.foldedNorms > 0,
       tidarcGraphsMs: m.graphs, tidarcLaunchesMs: m.launches, tidarcNoPdlMs: m.noPdl, hfEagerMs: null, rooflineMs: b.rooflineMs,
       predicted, predictedGraphsMs: predicted.graphsMs, predictedLaunchesMs: predicted.launchesMs, predictedNoPdlMs: predicted.noPdlGraphsMs,
       predictedMs: m.graphs !== null ? predicted.graphsMs : predicted.launchesMs,

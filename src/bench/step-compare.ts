@@ -29,7 +29,7 @@ import type { Machine } from '../codegen/machine.js';
 import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS } from './e2e-bundle.js';
-import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
+import { PDL_OVERHEADS, type PdlOverheads, STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, measuredFold, predictStep, stepModelContext } from './step-cost-model.js';
 import { type MeasuredStepOverheads, measuredOverheadsOf, usText } from './step-overheads-file.js';
 import { HOST_SHARE_TARGET, type HostRow, deriveHostStep, machineOf, specOf, withHostStep, withHostStepReading } from './step-host.js';
 import { BUNDLE_TOLERANCE, type CompareMode, MISS_SHARE, type ModeComparison, type ModeHost, type RowComparison, SETTINGS, type Setting, type StepComparison, modeText } from './step-comparison.js';
@@ -144,7 +144,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
   // The decoder's host time: hostStepS from the rows' host times, the calls priced with the overheads part's constants.
   const host = deriveHostStep(d, calls, (r) => {
     const found = specOf(r, dry, e2e);
-    return found ? predictStep(context(found.spec, machine), String(r.step), r.prefix as number) : `no spec of ${String(r.model)} with ${String(r.layers)} layers`;
+    return found ? predictStep(context(found.spec, machine), String(r.step), r.prefix as number, undefined, undefined, measuredFold(r)) : `no spec of ${String(r.model)} with ${String(r.layers)} layers`;
   });
   // The overheads part's constants with that hostStepS, as bench:step --overheads prices with them: the decoder's
   // host work comes before a step's first kernel, so it is GPU time too (step-timeline.ts stepIssue).
@@ -182,7 +182,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
     if (found.recorded) recordedSpecs.add(`${found.spec.name} (${found.spec.layers} layers)`);
     const predictions = Object.fromEntries(SETTINGS.map((s) => {
       const k = constants[s];
-      return [s, predictStep(context(found.spec, k.machine), r.step as string, r.prefix as number, k.o, k.p)];
+      return [s, predictStep(context(found.spec, k.machine), r.step as string, r.prefix as number, k.o, k.p, measuredFold(r))];
     })) as Record<Setting, StepPrediction>;
     const bundled = isRecord(r.predicted) ? r.predicted : null;
     let hostPrediction: StepPrediction | undefined;
@@ -210,7 +210,7 @@ export function compareSteps(doc: unknown, file: string): StepComparison {
         host: ((): ModeHost | null => {
           const h = hostRow(r, mode);
           if (!h) return null;
-          hostPrediction ??= predictStep(context(found.spec, machine), r.step as string, r.prefix as number, hostO, hostP);
+          hostPrediction ??= predictStep(context(found.spec, machine), r.step as string, r.prefix as number, hostO, hostP, measuredFold(r));
           const t = mode === 'launches' ? (withPdl ? hostPrediction.pdl.direct : hostPrediction.direct) : (withPdl ? hostPrediction.pdl.graphs : hostPrediction.graphs);
           const hb = bundled ? num(bundled[mode === 'launches' ? 'hostLaunchesMs' : 'hostGraphsMs']) : null;
           return {

@@ -37,6 +37,8 @@ export interface StepPrediction {
   readonly tokens: number;
   readonly prefix: number;
   readonly launches: number;
+  /** RMSNorms folded into the GEMMs around them (fold-design.md): the producer GEMM launches (o, down) that write one. */
+  readonly foldedNorms: number;
   readonly prices: readonly LaunchPrice[];
   readonly gemmS: number;
   readonly attentionS: number;
@@ -73,13 +75,26 @@ export function priceStep(c: StepModelContext, rec: RecordedStep, prefix: number
   const cost = stepCost(c.spec, rooflineShape(rec.variant, prefix));
   const limit = roofline(cost, { copyBytesPerMs: c.machine.copyBytesPerS / 1e3, matmulFlopsPerMs: c.machine.matmulFlops / 1e3, how: c.machine.name });
   return {
-    model: c.spec.name, step: rec.variant, tokens: rec.tokens, prefix, launches: rec.launches.length, prices,
+    model: c.spec.name, step: rec.variant, tokens: rec.tokens, prefix, launches: rec.launches.length, foldedNorms: prices.filter((x) => x.fold && 'normOut' in x.fold).length, prices,
     gemmS: sum('gemm'), attentionS: sum('attention'), otherS: sum('other'), kernelS: prices.reduce((a, p) => a + p.gpuS, 0),
     uploadBytes, downloadBytes, uploads: copies.uploads, downloads: copies.downloads, ...times, pdl, roofline: { ...cost, ...limit },
   };
 }
 
-/** Records and prices one decode step (`ar`, `tidar_k<K>`) at committed prefix `prefix`. */
-export function predictStep(c: StepModelContext, step: string, prefix: number, o: StepOverheads = STEP_OVERHEADS, p: PdlOverheads = PDL_OVERHEADS): StepPrediction {
-  return priceStep(c, recordStep(c.spec, step, prefix, { manifest: c.manifest, sms: c.machine.sms }), prefix, o, p);
+/**
+ * Records and prices one decode step (`ar`, `tidar_k<K>`) at committed prefix `prefix`, as the
+ * runtime runs it by default (the RMSNorms folded where it folds them); `fold.foldNorms` false: unfolded
+ * (`--no-fold-norms`).
+ */
+export function predictStep(c: StepModelContext, step: string, prefix: number, o: StepOverheads = STEP_OVERHEADS, p: PdlOverheads = PDL_OVERHEADS, fold: { readonly foldNorms?: boolean } = {}): StepPrediction {
+  return priceStep(c, recordStep(c.spec, step, prefix, { manifest: c.manifest, sms: c.machine.sms, ...fold }), prefix, o, p);
+}
+
+/**
+ * The fold a measured step ran with, for its prediction: an e2e row's foldNorms (scripts/device-check/e2e.py:
+ * the default run's bench-step JSON) true where the runtime folded the norms; absent (a tidarc before the
+ * fold) or false: unfolded.
+ */
+export function measuredFold(r: { readonly foldNorms?: unknown }): { readonly foldNorms: boolean } {
+  return { foldNorms: r.foldNorms === true };
 }

@@ -27,7 +27,7 @@ import type { Machine } from '../codegen/machine.js';
 import type { ModelSpec } from '../ir/model.js';
 import { E2E_REGISTERS, e2eModels } from './e2e-bundle.js';
 import { DEFAULT_PREDICTED, PREDICTED_MACHINES } from './predicted-machines.js';
-import { STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, predictStep, stepModelContext } from './step-cost-model.js';
+import { STEP_OVERHEADS, type StepModelContext, type StepOverheads, type StepPrediction, measuredFold, predictStep, stepModelContext } from './step-cost-model.js';
 import { type MeasuredStepOverheads, measuredOverheadsOf, parseJsonFile, usText, withDerivedHostStep } from './step-overheads-file.js';
 import { summarize } from './stats.js';
 
@@ -149,7 +149,7 @@ export function rowPredictor(e2e: Record<string, unknown>, dry: boolean, machine
     const key = `${found.spec.name}/${found.spec.layers}`;
     let c = contexts.get(key);
     if (!c) contexts.set(key, (c = stepModelContext(found.spec, machine, E2E_REGISTERS, 'sm_90a')));
-    return predictStep(c, String(r.step), r.prefix as number);
+    return predictStep(c, String(r.step), r.prefix as number, undefined, undefined, measuredFold(r));
   };
 }
 

@@ -81,6 +81,8 @@ export interface LaunchPrice {
   readonly resources: KernelResources;
   /** GEMMs: the terms an L2 prefetch before the wait shortens. */
   readonly prefetch?: PrefetchTerms;
+  /** GEMMs producing or consuming a folded RMSNorm (gemmNormFold). */
+  readonly fold?: GemmNormFold;
 }
 
 /** A GEMM's time when `bytes` of its main loop's HBM bytes are already in L2 (read at the L2 rate its restS already counts). */
@@ -136,9 +138,10 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
   const { machine, spec } = c;
   const floor = (s: number): number => Math.max(s, o.smallKernelS);
   const gridCtas = l.grid[0] * l.grid[1] * l.grid[2];
-  const launch = (x: { kernel: string; term: LaunchTerm; role?: string; modelS: number; bytes: number; ctas?: number; ctasPerSm?: number; resources: KernelResources; prefetch?: PrefetchTerms }): LaunchPrice => ({
+  const launch = (x: { kernel: string; term: LaunchTerm; role?: string; modelS: number; bytes: number; ctas?: number; ctasPerSm?: number; resources: KernelResources; prefetch?: PrefetchTerms; fold?: GemmNormFold }): LaunchPrice => ({
     kernel: x.kernel, term: x.term, ...(x.role !== undefined ? { role: x.role } : {}), gpuS: floor(x.modelS), bytes: x.bytes, modelS: x.modelS,
     ctas: x.ctas ?? gridCtas, ctasPerSm: x.ctasPerSm ?? occupancy(machine.arch, x.resources).ctasPerSm, resources: x.resources, ...(x.prefetch ? { prefetch: x.prefetch } : {}),
+    ...(x.fold ? { fold: x.fold } : {}),
   });
   const g = c.manifest.gemms?.find((x) => x.kernel === l.kernel || x.rowStatsKernel === l.kernel);
   if (g) {
@@ -159,7 +162,7 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
     return launch({
       kernel: l.kernel, term: 'gemm', role: g.roles.join('|'), modelS: p.predictedS - p.mergeS, bytes: p.hbmBytes, ctas: p.ctas, ctasPerSm: p.ctasPerSm,
       resources: { registers, sharedBytes: plan.sharedBytes, threads: plan.threads },
-      prefetch: { prefetch: gemmPlanPrefetch(plan), mainBytes: p.hbmS * p.hbm.bytesPerS, hbmS: p.hbmS, restS, tailS: p.reduceS },
+      prefetch: { prefetch: gemmPlanPrefetch(plan), mainBytes: p.hbmS * p.hbm.bytesPerS, hbmS: p.hbmS, restS, tailS: p.reduceS }, ...(fold ? { fold } : {}),
     });
   }
   const u = c.manifest.gemmsSm90a?.find((x) => x.kernels.some((k) => k.symbol === l.kernel));
@@ -180,6 +183,7 @@ export function priceLaunch(c: StepModelContext, l: RecordedLaunch, prefix: numb
       kernel: l.kernel, term: 'gemm', role: u.roles.join('|'), modelS: p.predictedS, bytes: p.hbmBytes, ctas: p.ctas, ctasPerSm: p.ctasPerSm,
       resources: { registers, sharedBytes: kernel.sharedBytes, threads: kernel.threads },
       prefetch: { prefetch: sm90aPrefetch(shape, reduction, kernel, ms.length > 0 ? ms : [kernel.tileT]), mainBytes: p.hbmS * p.hbm.bytesPerS, hbmS: p.hbmS, restS: Math.max(p.l2S, p.wgmmaS + p.waveS), tailS: p.reduceS },
+      ...(fold ? { fold } : {}),
     });
   }
   const a = c.manifest.variants.find((x) => x.sm90a?.symbol === l.kernel);

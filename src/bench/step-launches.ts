@@ -20,7 +20,7 @@ import type { CudaDevice, DeviceBuffer, Dim3, KernelRef, PinnedBuffer } from '..
 import { GpuModelRunner } from '../runtime/cuda/gpu-runner.js';
 import type { GpuMatrix } from '../runtime/cuda/gpu-ops.js';
 import { OPS_ABI_BUFFER } from '../runtime/cuda/gpu-ops.js';
-import type { GpuWeights } from '../runtime/cuda/gpu-weights.js';
+import { type GpuWeights, foldedNormWeights, loadFolding } from '../runtime/cuda/gpu-weights.js';
 import { OPS_ABI_VERSION, type StructSchema, layoutOf } from '../runtime/cuda/op-abi.js';
 import type { DeviceStepInput } from '../runtime/model/forward.js';
 
@@ -103,8 +103,12 @@ class RecordingDevice {
   }
 }
 
-/** Stand-ins for the weights the cuda graph reads (shapes only; every buffer is an address). */
-function standInWeights(spec: ModelSpec, device: RecordingDevice, manifest: Manifest): GpuWeights {
+/**
+ * Stand-ins for the weights the cuda graph reads (shapes only; every buffer is an address), with
+ * what uploadWeights decides of the fold (gpu-weights.ts loadFolding: the manifest's flagged roles
+ * for a bf16 model, and the float32 norm weights the folded graph reads).
+ */
+function standInWeights(spec: ModelSpec, device: RecordingDevice, manifest: Manifest, foldNorms: boolean): GpuWeights {
   const shapes = new Map(expectedTensors(spec).map((t) => [t.name, t.shape]));
   const gateUp = manifest.gemms?.find((g) => g.roles.includes('gate_up'))?.swigluInterleave;
   const graph = stepGraph(spec, 'ar', 'cuda');
@@ -132,7 +136,11 @@ function standInWeights(spec: ModelSpec, device: RecordingDevice, manifest: Mani
     }
   }
   shaped(graph.head.weight);
-  return { matrices, biases, invFreq: device.alloc(spec.headDim * 2, 'rope inverse frequencies'), bytes: 0, ...(gateUp === undefined ? {} : { gateUpInterleave: gateUp }) };
+  const fold = loadFolding(spec, manifest, foldNorms);
+  const folding = 'folding' in fold
+    ? { foldNorms: fold.folding, normWeights: new Map(foldedNormWeights(spec, fold.folding).map((name) => [name, device.alloc(spec.hiddenSize * 4, `${name} (float32, folded)`)])) }
+    : { foldNormsWhy: fold.why };
+  return { matrices, biases, invFreq: device.alloc(spec.headDim * 2, 'rope inverse frequencies'), bytes: 0, ...folding, ...(gateUp === undefined ? {} : { gateUpInterleave: gateUp }) };
 }
 
 /** The decode step input the decoder builds for a step kind (decoder.ts arStep / tidarStep), greedy. */
@@ -158,13 +166,15 @@ export function sm90Manifest(spec: ModelSpec): Manifest {
  * Records one greedy decode step of `variant` at committed prefix `prefix`, launch by launch, as
  * GpuModelRunner.decodeStep issues it on an sm_90 device of `sms` SMs. `manifest` (default: the
  * sm_90 compile's) may carry per-variant occupancy, which the runtime's split-KV rule reads.
+ * `foldNorms`: the runner's option (fold-design.md; default: the runtime's, the RMSNorms folded
+ * into the GEMMs around them where the manifest's units and the dtype allow it); false: unfolded.
  */
-export function recordStep(spec: ModelSpec, variant: string, prefix: number, o: { manifest?: Manifest; sms?: number } = {}): RecordedStep {
+export function recordStep(spec: ModelSpec, variant: string, prefix: number, o: { manifest?: Manifest; sms?: number; foldNorms?: boolean } = {}): RecordedStep {
   const manifest = o.manifest ?? sm90Manifest(spec);
   const device = new RecordingDevice(o.sms ?? 132);
   const dev = device as unknown as CudaDevice;
   const input = stepInput(spec, variant, prefix);
-  const runner = new GpuModelRunner(spec, dev, standInWeights(spec, device, manifest), '/kernels', manifest, prefix + input.ids.length + 1, { graphs: false });
+  const runner = new GpuModelRunner(spec, dev, standInWeights(spec, device, manifest, o.foldNorms ?? true), '/kernels', manifest, prefix + input.ids.length + 1, { graphs: false, foldNorms: o.foldNorms ?? true });
   try {
     runner.cache.length = prefix;
     runner.decodeStep(input);  // the warm-up: allocates what the step keeps

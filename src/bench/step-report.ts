@@ -57,6 +57,26 @@ export interface StepRow {
   /** Roofline bytes: weights (the GEMMs' share) and K/V (attention's), for the target's responsible term. */
   readonly weightMs: number;
   readonly kvMs: number;
+  /** RMSNorms the runtime folds into the GEMMs in this step (fold-design.md); the figures above are the folded step's. */
+  readonly foldedNorms: number;
+  /** Where it folds some: the same step unfolded (`--no-fold-norms`), priced with the same constants. */
+  readonly noFold?: StepTimes;
+}
+
+/** A step's launches and GPU / host ms, PDL off and on (what StepRow says of a step beside its parts). */
+export interface StepTimes {
+  readonly launches: number;
+  readonly graphs: { readonly gpuMs: number; readonly hostMs: number };
+  readonly launchByLaunch: { readonly gpuMs: number; readonly hostMs: number };
+  readonly pdl: { readonly graphs: { readonly gpuMs: number; readonly hostMs: number }; readonly launchByLaunch: { readonly gpuMs: number; readonly hostMs: number } };
+}
+
+function stepTimesOf(p: StepPrediction): StepTimes {
+  const ms = (s: number): number => s * 1e3;
+  return {
+    launches: p.launches, graphs: { gpuMs: ms(p.graphs.gpuS), hostMs: ms(p.graphs.hostS) }, launchByLaunch: { gpuMs: ms(p.direct.gpuS), hostMs: ms(p.direct.hostS) },
+    pdl: { graphs: { gpuMs: ms(p.pdl.graphs.gpuS), hostMs: ms(p.pdl.graphs.hostS) }, launchByLaunch: { gpuMs: ms(p.pdl.direct.gpuS), hostMs: ms(p.pdl.direct.hostS) } },
+  };
 }
 
 function roleMs(p: StepPrediction): Record<string, number> {
@@ -65,7 +85,7 @@ function roleMs(p: StepPrediction): Record<string, number> {
   return out;
 }
 
-function row(spec: ModelSpec, p: StepPrediction, machine: Machine): StepRow {
+function row(spec: ModelSpec, p: StepPrediction, machine: Machine, unfolded?: StepPrediction): StepRow {
   const ms = (s: number): number => s * 1e3;
   return {
     model: spec.name, layers: spec.layers, prefix: p.prefix, step: p.step, tokens: p.tokens, launches: p.launches,
@@ -77,18 +97,24 @@ function row(spec: ModelSpec, p: StepPrediction, machine: Machine): StepRow {
     },
     rooflineMs: p.roofline.rooflineMs, rooflineBound: p.roofline.bound,
     weightMs: ms(p.roofline.weightBytes / machine.copyBytesPerS), kvMs: ms(p.roofline.kvBytes / machine.copyBytesPerS),
+    foldedNorms: p.foldedNorms, ...(unfolded && p.foldedNorms > 0 ? { noFold: stepTimesOf(unfolded) } : {}),
   };
 }
 
 /**
  * Every step kind of the model (AR, then each draft length) at each prefix, on the kernels of `path`,
- * with the launch and host constants `o` and `p` (the assumed ones, or a device's: step-overheads-file.ts).
+ * with the launch and host constants `o` and `p` (the assumed ones, or a device's: step-overheads-file.ts),
+ * as the runtime runs them by default (the RMSNorms folded where it folds them: then each row's noFold
+ * is the same step with --no-fold-norms).
  */
 export function predictSteps(spec: ModelSpec, prefixes: readonly number[], machine: Machine, registers: StepRegisters, path: StepPath = 'sm_90a',
   o: StepOverheads = STEP_OVERHEADS, p: PdlOverheads = PDL_OVERHEADS): StepRow[] {
   const c = stepModelContext(spec, machine, registers, path);
   const steps = [AR_VARIANT, ...spec.draftLengths.map(tidarVariantName)];
-  return prefixes.flatMap((L) => steps.map((s) => row(spec, predictStep(c, s, L, o, p), machine)));
+  return prefixes.flatMap((L) => steps.map((s) => {
+    const folded = predictStep(c, s, L, o, p);
+    return row(spec, folded, machine, folded.foldedNorms > 0 ? predictStep(c, s, L, o, p, { foldNorms: false }) : undefined);
+  }));
 }
 
 /**

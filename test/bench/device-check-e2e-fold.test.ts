@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
+import { writeE2ePredictions } from '../../src/bench/e2e-bundle.js';
 
 const exec = promisify(execFile);
 const DIR = resolve('scripts/device-check');
@@ -134,5 +135,33 @@ print(json.dumps({'rs': rs, 'failed': len(failed_runs({'tidarcRuns': runs, 'noFo
     expect(out.rs[1]!['refused']).toMatch(/unknown option '--no-fold-norms'/);
     expect(out.rs[1]!['error']).toBeUndefined();
     expect(out.failed).toBe(0);
+  });
+
+  test('prepare\'s predictions carry each folded step unfolded (noFold: 2 launches a layer more, slower), which the rows read in the run\'s mode', async () => {
+    const bundle = join(root, 'bundle');
+    mkdirSync(bundle);
+    const written = await writeE2ePredictions(bundle, true);
+    const spec = written.models[0]!.spec;
+    for (const row of written.models[0]!.rows) {
+      expect([row.foldedNorms, row.noFold?.launches], row.step).toEqual([2 * spec.layers, row.launches + 2 * spec.layers]);
+      expect(row.noFold!.pdl.graphs.gpuMs, row.step).toBeGreaterThan(row.pdl.graphs.gpuMs);
+    }
+    const r = await py(['-c', `import json, sys
+from e2e import load_predictions, table_rows, NO_FOLD
+from e2e_cost import dry_models, DRY_PREFIXES
+p = load_predictions(sys.argv[1])
+s = lambda ms: {'stepMs': {'median': ms, 'p20': ms, 'p80': ms}, 'launchesPerStep': 19, 'hostMs': 0.1, 'gpuMs': ms}
+runs = {(0, 16, 2, False): {'tidar': s(1.0), 'ar': s(0.9), 'pdl': True, 'foldNorms': True}, (0, 16, 2, NO_FOLD): {'tidar': s(1.2), 'ar': s(1.1), 'pdl': True, 'foldNorms': False}}
+rows = table_rows(dry_models(), DRY_PREFIXES, {}, runs, True, None, p)
+print(json.dumps([{k: r[k] for k in ('step', 'predictedFoldMs', 'predictedNoFoldMs', 'foldSaving')} for r in rows]))`, bundle]);
+    expect(r.code, r.stderr).toBe(0);
+    const rows = JSON.parse(r.stdout) as { step: string; predictedFoldMs: number; predictedNoFoldMs: number; foldSaving: { measured: number; predicted: number } }[];
+    for (const x of rows) {
+      const w = written.models[0]!.rows.find((y) => y.step === x.step)!;
+      // The default runs had PDL and graphs: the PDL graphs predictions, folded and not.
+      expect([x.predictedFoldMs, x.predictedNoFoldMs]).toEqual([w.pdl.graphs.gpuMs, w.noFold!.pdl.graphs.gpuMs]);
+      expect(x.foldSaving.predicted).toBeCloseTo(1 - w.pdl.graphs.gpuMs / w.noFold!.pdl.graphs.gpuMs, 12);
+    }
+    expect(rows.map((x) => x.foldSaving.measured)).toEqual([expect.closeTo(1 - 0.9 / 1.1, 12), expect.closeTo(1 - 1 / 1.2, 12)]);
   });
 });

@@ -9,6 +9,9 @@
  * the runner's own buffers, a distinct cache per layer. Each rope_pack carries its layer's
  * q_norm / k_norm, the checkpoint dtype and the model's eps, and the step cost model prices the
  * norm weights' bytes with it. A Qwen2.5-style model (no head norms) keeps rope_pack without them.
+ * With the RMSNorms folded into the GEMMs around them (fold-design.md, the runtime's default for a
+ * bf16 model): 6 launches a layer and no final norm, layer 0's input norm kept: 6 L + 7 launches;
+ * --no-fold-norms (recordStep's foldNorms: false) gives the 8 L + 7 above.
  * Needs: nothing.
  */
 import { describe, expect, test } from 'vitest';
@@ -23,14 +26,23 @@ const short = (n: string): string => n.replace(/^tidarc_gemm_.*$/, 'gemm').repla
 const LAYER = ['rmsnorm', 'gemm', 'rope_pack', 'attn', 'gemm', 'rmsnorm', 'gemm', 'gemm'];
 /** After the layers: the final norm, lm_head and its row statistics' merge, verify, accept, then one K/V commit for every layer. */
 const TAIL = ['rmsnorm', 'gemm', 'gemm', 'verify', 'accept', 'kv_commit_layers'];
+/** The norms folded: a layer without its two (its input norm is the previous down GEMM's epilogue), the tail without the final norm. */
+const FOLDED_LAYER = ['gemm', 'rope_pack', 'attn', 'gemm', 'gemm', 'gemm'];
+const FOLDED_TAIL = TAIL.slice(1);
 const REGISTERS: StepRegisters = { gemm: () => 128, attention: () => 168, sm90a: () => 137, source: 'assumed (test)' };
 
 describe('a Qwen3-shape AR step: 8 launches a layer and one K/V commit', () => {
   test.each([QWEN3_0_6B, QWEN3_8B])('$name: embed, 8 launches a layer, the tail with one K/V commit for every layer (8 L + 7)', (spec) => {
-    const r = recordStep(spec, 'ar', 1024);
+    const r = recordStep(spec, 'ar', 1024, { foldNorms: false });
     const names = r.launches.map((l) => short(l.kernel));
     expect(names).toEqual(['embed', ...Array.from({ length: spec.layers }, () => LAYER).flat(), ...TAIL]);
     expect(names).toHaveLength(8 * spec.layers + 7);
+  });
+
+  test.each([QWEN3_0_6B, QWEN3_8B])('$name, the norms folded (the default): embed, layer 0\'s input norm, 6 launches a layer, no final norm (6 L + 7)', (spec) => {
+    const names = recordStep(spec, 'ar', 1024).launches.map((l) => short(l.kernel));
+    expect(names).toEqual(['embed', 'rmsnorm', ...Array.from({ length: spec.layers }, () => FOLDED_LAYER).flat(), ...FOLDED_TAIL]);
+    expect(names).toHaveLength(6 * spec.layers + 7);
   });
 
   test('qwen3-0.6b: the commit covers every layer (grid z), the step\'s one verify row, and is priced by every layer\'s rows and table entry', () => {
@@ -69,10 +81,11 @@ describe('a Qwen3-shape AR step: 8 launches a layer and one K/V commit', () => {
 
   test('a Qwen2.5-style shape (no head norms): rope_pack without norms, also 8 launches a layer and one commit', () => {
     const spec: ModelSpec = { ...QWEN3_0_6B, name: 'qwen2-shape', family: 'qwen2', qkNorm: false, layers: 2 };
-    const r = recordStep(spec, 'ar', 64);
+    const r = recordStep(spec, 'ar', 64, { foldNorms: false });
     const packs = r.launches.filter((l) => l.kernel === 'tidarc_op_rope_pack');
     expect(packs).toHaveLength(spec.layers);
     for (const l of packs) expect([argField(ROPE_PACK, l.args, 'qNorm'), argField(ROPE_PACK, l.args, 'kNorm')]).toEqual([0, 0]);
     expect(r.launches.map((l) => short(l.kernel))).toEqual(['embed', ...LAYER, ...LAYER, ...TAIL]);
+    expect(recordStep(spec, 'ar', 64).launches.map((l) => short(l.kernel))).toEqual(['embed', 'rmsnorm', ...FOLDED_LAYER, ...FOLDED_LAYER, ...FOLDED_TAIL]);
   });
 });
