@@ -109,7 +109,9 @@ export class RunnerPool<R extends ReusableRunner> {
     try {
       runner.reset();
     } catch (e) {
-      runner.close();
+      // Closed, never kept: a reset that failed leaves its state unknown. The reset's error is the
+      // one to see (after a fault the close's frees fail too).
+      closeAll([runner], e);
       throw e;
     }
     const capacity = runner.cache.shape.capacity;
@@ -137,14 +139,14 @@ export class RunnerPool<R extends ReusableRunner> {
 }
 
 /**
- * Closes every runner of `runners`, making room for a generation its check refused; where a close
- * fails, `refusal` is thrown: the check's error says what the generation needs, and the device's
- * trouble shows at its next call.
+ * Closes every runner of `runners` for `cause` (a check's refusal that needs their room, a failed
+ * reset); where a close fails, `cause` is thrown: it says what happened, and the device's trouble
+ * shows at its next call.
  */
-function closeAll(runners: readonly ReusableRunner[], refusal: unknown): void {
+function closeAll(runners: readonly ReusableRunner[], cause: unknown): void {
   try {
     runEvery(runners.map((r) => () => r.close()));
   } catch {
-    throw refusal;
+    throw cause;
   }
 }

@@ -146,4 +146,13 @@ describe('runner pool', () => {
     expect(qlog.filter((l) => l.startsWith('close'))).toEqual(['close 0', 'close 1']);
     expect(q.stats.idle).toBe(0);
   });
+
+  test('a released runner whose reset fails is closed, not kept; the reset\'s error is thrown even when its close fails too', () => {
+    const { pool: p, log } = pool([0]);
+    const a = p.acquire(1);
+    a.reset = () => { throw new Error('reset failed'); };
+    expect(() => p.release(a)).toThrow('reset failed');
+    expect(log).toEqual(['close 0']);
+    expect(p.stats.idle).toBe(0);
+  });
 });
