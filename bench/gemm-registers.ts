@@ -4,7 +4,10 @@
  * the same code), 3 stages (the stage count only sizes shared memory), for one weight shape
  * (Qwen3-8B o, 4096 x 4096 bf16) at sm_90. Prints the table gemm-space.ts's
  * MEASURED_REGISTERS records, to paste there when the kernel changes. Needs nvcc.
- * Usage: npm run bench:gemm-registers [-- --arch sm_80]
+ * The kernels are compiled without the fold-norms code (Reduction::kNormOut / kRowScale false:
+ * the code every unit compiled before fold-norms had); `--fold` compiles them as a bf16 o unit
+ * now is, with the producer's (gemm-registers.ts says what that moved).
+ * Usage: npm run bench:gemm-registers [-- --arch sm_80] [-- --fold]
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +25,7 @@ import { GEMM_BLOCK_M, GEMM_WARPS_M } from '../src/tune/gemm-space.js';
 const exec = promisify(execFile);
 const archArg = process.argv.indexOf('--arch');
 const arch = (archArg > 0 ? process.argv[archArg + 1] : 'sm_90') as ArchName;
+const fold = process.argv.includes('--fold');
 const nvcc = await findNvcc();
 if (!nvcc.found) {
   console.error('bench:gemm-registers needs nvcc');
@@ -41,7 +45,7 @@ try {
     const reduction = planReduction(shape, target, splitK);
     const plans = tiles.map((t) => planGemm(shape, t.blockM, target, reduction, t));
     const source = join(dir, `split${splitK}.cu`);
-    writeFileSync(source, renderGemmUnit(shape, plans, ['o'], 'bench', { candidates: true }));
+    writeFileSync(source, renderGemmUnit(shape, plans, ['o'], 'bench', { candidates: true, fold: { normOut: fold, rowScale: false } }));
     const { stderr } = await exec(nvcc.tool.path, ['-cubin', '-O3', '-std=c++17', '-Xptxas', '-v', ARCHES[arch].gencode, `-I${dir}`, '-o', join(dir, `split${splitK}.cubin`), source], { maxBuffer: 64 << 20 });
     const report = parsePtxasReport(stderr)[arch] ?? {};
     return plans.map((p) => report[gemmCandidateSymbol(p)]!);
@@ -57,5 +61,5 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(`// [blockN, blockM, warpsM, split-K 1, split-K > 1, spills] (${arch}, ${version.trim().split('\n').pop()})`);
+console.log(`// [blockN, blockM, warpsM, split-K 1, split-K > 1, spills] (${arch}, ${version.trim().split('\n').pop()}${fold ? ', the fold-norms producer code compiled in' : ''})`);
 console.log(rows.join('\n'));

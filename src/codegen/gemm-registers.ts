@@ -23,6 +23,15 @@
  * R2UR loop): 26 of 48 rows moved, most back to or within 3 of their figures before the PDL
  * prologue (64 x 32 rows in 2 warp rows: 40 to 48; 4 warps, 64 x 128 in 2 at split-K > 1: 128
  * to 142, its figure before the prologue), o at 80 rows in 1 warp row stays 80; the same spills.
+ * Fold-norms (2026-12-06): the tables stay the kernel without Reduction::kNormOut / kRowScale,
+ * whose code is byte-identical to before (the bench compiles it so; sm_90 cubin compared). With
+ * the producer code compiled in (`-- --fold`, as a bf16 o or down unit now is) 40 of 48 rows
+ * moved, from 29 down to 27 up; past 128 (8 warps: one CTA an SM instead of two) only where
+ * ptxas now caps at 128 and spills at split-K > 1: 128 x 112 rows in 1 warp row (8 bytes) and
+ * 128 x 128 in 2 (12; 147 before); 4 warps: 64 x 112 in 1 (12 bytes) and 64 x 128 in 2 (4) now
+ * spill at split-K > 1 (128 x 64 in 1 no longer does: 143), 128 x 64 in 4 168 to 191 at split-K > 1.
+ * No bundled example plans one of those: gemm-nvcc.test.ts (Qwen3-8B, three arches) finds no
+ * spills and the table's CTAs an SM (o at 72 rows: 102 registers where the table says 80).
  */
 /** [blockN, blockM, warpsM, registers at split-K 1, at split-K > 1, ptxas spilled (either)]. */
 type Measured = readonly [number, number, number, number, number, boolean?];
