@@ -6,6 +6,7 @@
  *   - each o / down GEMM is the producer of the norm after it: its float32 weight (uploaded
  *     widened, exactly), the norm's old out h and the float64 sums h.sumsq [ceil(H / 64)];
  *     qkv (layers 1..), gate_up and the lm_head scale by those sums (cols H, the model's eps);
+ *   - the sm_90a GEMMs (a 9.0 device, an sm_90a compile) fold alike;
  *   - fp16: no fold, and the runner says why.
  * The numerics: test/emulate/gemm-fold-norms.test.ts (F1) and fold-norms-model.test.ts.
  * Needs: nothing.
@@ -22,6 +23,7 @@ import type { CudaDevice, DeviceBuffer, KernelRef } from '../../../src/runtime/c
 import { OPS_ABI_BUFFER } from '../../../src/runtime/cuda/gpu-ops.js';
 import { GpuModelRunner, uploadWeights } from '../../../src/runtime/cuda/gpu-runner.js';
 import { GEMM, RMSNORM, layoutOf, OPS_ABI_VERSION } from '../../../src/runtime/cuda/op-abi.js';
+import { TENSOR_MAP_BYTES } from '../../../src/runtime/cuda/tensor-map.js';
 import { decode } from '../../../src/util/dtype.js';
 import { modelWeights } from '../../../src/runtime/model/weights.js';
 import { smallSpec, writeRandomModel } from '../../helpers/random-model.js';
@@ -31,13 +33,14 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 interface Launch { readonly kernel: string; readonly args: DataView }
 
-function recorder() {
+function recorder(arch: 'sm_80' | 'sm_90a' = 'sm_80') {
   const launches: Launch[] = [];
   const buffers = new Map<number, DeviceBuffer>();
   const uploads = new Map<string, Uint8Array>();
   let next = 0x10000;
   const device = {
-    info: { multiprocessors: 132, major: 8, minor: 0 }, arch: 'sm_80',
+    info: { multiprocessors: 132, major: arch === 'sm_80' ? 8 : 9, minor: 0 }, arch,
+    encodeTensorMap: () => new Uint8Array(TENSOR_MAP_BYTES),
     alloc: (bytes: number, label: string): DeviceBuffer => {
       const b = { ptr: next, bytes, label };
       buffers.set(next, b);
@@ -53,17 +56,20 @@ function recorder() {
   return { device, launches, buffers, uploads };
 }
 
+/** A field of a launch's argument; an sm_90a GEMM's TidarcGemmArgs follows its two tensor maps. */
 const field = (l: Launch, s: typeof RMSNORM | typeof GEMM, name: string): number => {
-  const at = layoutOf(s).offsets[name]!;
+  const at = layoutOf(s).offsets[name]! + (s === GEMM && l.kernel.includes('sm90a') ? 2 * TENSOR_MAP_BYTES : 0);
   const type = s.fields.find(([f]) => f === name)![1];
   return type === 'ptr' ? Number(l.args.getBigUint64(at, true)) : type === 'f32' ? l.args.getFloat32(at, true) : l.args.getInt32(at, true);
 };
 
 /** One tidar_k2 pass (6 tokens) and an lm_head query of two rows, folded or not. */
-async function run(spec: ModelSpec, foldNorms?: boolean) {
+async function run(spec: ModelSpec, foldNorms?: boolean, arch: 'sm_80' | 'sm_90a' = 'sm_80') {
   const weights = modelWeights(await loadCheckpoint(await writeRandomModel(root, spec, 4)));
-  const { manifest } = generateModel(spec, { arches: ['sm_80'] });
-  const r = recorder();
+  const generated = generateModel(spec, { arches: [arch] }).manifest;
+  // The cost model keeps these small shapes on mma.sync (heuristic sm_90); without a heuristic (an older compile) a 9.0 device takes the sm_90a units.
+  const manifest = { ...generated, ...(generated.gemmsSm90a ? { gemmsSm90a: generated.gemmsSm90a.map(({ heuristic: _, ...u }) => u) } : {}) };
+  const r = recorder(arch);
   const gpu = uploadWeights(r.device, spec, weights, manifest);
   const runner = new GpuModelRunner(spec, r.device, gpu, '/kernels', manifest, 256, foldNorms === undefined ? {} : { foldNorms });
   const pass = runner.pass(Int32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2, 3, 4, 5]), { kind: 'step', variant: tidarVariantName(2) });
@@ -114,6 +120,22 @@ describe('fold-norms on the cuda runner (recording device)', () => {
     const gamma = on.weights.get('model.norm.weight')!;
     expect(gamma.dtype).toBe('bf16');
     expect(new Float32Array(on.uploads.get('model.norm.weight (float32, folded)')!.buffer)).toEqual(decode('bf16', gamma.data as Uint16Array));
+  });
+
+  test('sm_90a: the layer GEMMs on the sm_90a kernels fold alike (their units carry the flags)', async () => {
+    const on = await run({ ...spec, name: 'fold-runner-90a' }, undefined, 'sm_90a');
+    const off = await run({ ...spec, name: 'fold-runner-90a' }, false, 'sm_90a');
+    expect(on.runner.graphChoice.foldNorms).toBe(true);
+    const sm90a = on.launches.filter((l) => l.kernel.includes('sm90a'));
+    expect(sm90a.length).toBeGreaterThanOrEqual(4 * spec.layers - 1);
+    expect(on.launches.length).toBe(off.launches.length - 2 * spec.layers);
+    const f = (l: Launch, name: string): number => field(l, GEMM, name);
+    // Every sm_90a launch produces or consumes (layer 0's qkv excepted), with the same buffers as the mma.sync path's.
+    const roles = sm90a.map((l) => (f(l, 'normWeight') !== 0 ? 'producer' : f(l, 'rowSumsq') !== 0 ? 'consumer' : 'plain'));
+    expect(roles.filter((r) => r === 'producer')).toHaveLength(2 * spec.layers);
+    expect(roles.filter((r) => r === 'plain').length).toBeLessThanOrEqual(1);
+    for (const l of sm90a.filter((x) => f(x, 'normWeight') !== 0)) expect([on.label(f(l, 'normOut')), on.label(f(l, 'normSumsq'))]).toEqual(['h', 'h.sumsq']);
+    for (const l of sm90a.filter((x) => f(x, 'rowSumsq') !== 0)) expect([on.label(f(l, 'rowSumsq')), f(l, 'normCols')]).toEqual(['h.sumsq', spec.hiddenSize]);
   });
 
   test('fp16: no fold, and why', async () => {
