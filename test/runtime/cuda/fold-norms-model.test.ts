@@ -44,7 +44,7 @@ describe.skipIf(!cxx.found)('fold-norms on the emulated driver', () => {
       cwd: packageRoot(), env: { ...process.env, TIDARC_LIBCUDA: await sharedEmulatedDriver() }, maxBuffer: 64 << 20, timeout: 1_500_000,
     });
     out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Out;
-    for (const [name, setup] of Object.entries(out)) console.log(`${name}: ${Object.entries(setup.runs).map(([k, v]) => `${k} [${v.tokens.join(' ')}] ${v.kernelsPerReplay.join('')} kernels a replay`).join('; ')}`);
+    for (const [name, setup] of Object.entries(out) as [string, Setup][]) console.log(`${name}: ${Object.entries(setup.runs).map(([k, v]) => `${k} [${v.tokens.join(' ')}] ${v.kernelsPerReplay.join('')} kernels a replay`).join('; ')}`);
   }, 1_600_000);
 
   test('folded by default, not when switched off (and why)', () => {
