@@ -44,6 +44,9 @@ function foldSite(graph: StepGraph, ops: readonly StepOp[], i: number, f: NormFo
   while (producer >= 0 && !opTensors(ops[producer]!).includes(norm.x)) producer--;
   const p = ops[producer];
   if (!isLinear(p) || !p.accumulate || p.swiglu || p.normOut || p.parts.length !== 1 || p.parts[0]!.out !== norm.x || p.x === norm.x || !f.normOut.includes(p.role)) return undefined;
+  // The fold moves the norm's writes (out, sums) up to the producer: no op in between may read or write them.
+  const moved = [norm.out, sumsqTensor(norm.out)];
+  if (ops.slice(producer + 1, i).some((o) => opTensors(o).some((t) => moved.includes(t)))) return undefined;
   // The norm's out is read until an op writes it again (the next layer's norm or its producer).
   const end = ops.findIndex((o, j) => j > i && writesAsOut(o, norm.out));
   const span = ops.slice(i + 1, end < 0 ? ops.length : end);

@@ -68,6 +68,21 @@ describe('foldNorms', () => {
     expect(linear(g, 1, 'qkv').rowScale).toEqual({ sumsq: 'h.sumsq' });
   });
 
+  test('a norm with a reader of its out between producer and norm stays (its writes would move above that reader)', () => {
+    const s = spec('qwen3');
+    const base = rewriteForGpu(tidar4(s));
+    // A gelu reading h between layer 0's down (the producer of layer 1's input norm) and that norm:
+    // folded, down would write layer 1's h before the gelu reads layer 0's.
+    const at = base.ops.findIndex((o) => o.kind === 'rmsnorm' && o.layer === 1);
+    expect(base.ops[at - 1]).toMatchObject({ kind: 'linear', layer: 0, role: 'down' });
+    const extra: StepGraph = { ...base, tensors: [...base.tensors, { name: 'spy', width: 200, type: 'f32' }], ops: [...base.ops.slice(0, at), { kind: 'gelu', layer: 0, x: 'h', out: 'spy' }, ...base.ops.slice(at)] };
+    const g = foldNorms(extra, ALL);
+    expect(norms(g).map((o) => (o as { weight: string }).weight)).toEqual(['model.layers.0.input_layernorm.weight', 'model.layers.0.post_attention_layernorm.weight', 'model.layers.1.input_layernorm.weight']);
+    expect(linear(g, 0, 'down').normOut).toBeUndefined();
+    expect(linear(g, 1, 'qkv').rowScale).toBeUndefined();
+    expect(linear(g, 1, 'o').normOut).toEqual({ weight: 'model.layers.1.post_attention_layernorm.weight', out: 'h', sumsq: 'h.sumsq' });
+  });
+
   test('a role without its flag keeps its norms', () => {
     const s = spec('qwen3');
     const noHead = rewriteForGpu(tidar4(s), { foldNorms: { normOut: ['o', 'down'], rowScale: ['qkv', 'gate_up'] } });
