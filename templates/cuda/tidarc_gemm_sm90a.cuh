@@ -56,6 +56,7 @@ template <class C> struct GemmSm90aShape {
   // Fold-norms staging in a warpgroup's W rows of ring stages 0 and 1 (64 x 64 16-bit: 8 KiB each).
   static constexpr int kNormTokens = 2 * kGemmSplitSumChunk;  // tokens of one store chunk (accumulators i / 4 of 8 tokens)
   static constexpr uint32_t kGroupWBytes = 64 * kGemmBlockK * 2;
+  static_assert(C::kTileT / 2 % kGemmSplitSumChunk == 0 || C::kTileT <= 136, "the 256-token kernels' chunks are whole");
   static_assert(kNormTokens * 64 * 4 <= kGroupWBytes, "a chunk's float32 y fits the warpgroup's stage-0 W rows");
   static_assert(C::kTileT * 4 <= 4096 && 4096 + kNormTokens * 8 * 8 <= kGroupWBytes, "1 / rms of the tile, then the chunk's residue sums, fit its stage-1 W rows");
 };
@@ -180,11 +181,23 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
       gemm_group_sync<S::kConsumers>(group);  // every token's 1 / rms is in inv_tile
     }
   }
-  const auto store = [&](int i) {  // the epilogue of accumulator i (SwiGLU: of i and i + 2)
+  // Fold-norms producer: accumulator i's y (r, n its place) to norm_out and the staging tile;
+  // 0 past N (the tree's zeros) and past rows (summed, never stored).
+  const auto norm_stage = [&](int i, int r, int n, float y) {
+    const bool live = r < a.rows && n < C::kN;
+    if (live) static_cast<typename C::T*>(a.norm_out)[static_cast<size_t>(r) * C::kN + n] = Elem<typename C::T>::from_float(__fmul_rn(a.norm_weight[n], y));
+    norm_y[gemm_norm_stage_at(8 * (i / 4) % S::kNormTokens + 2 * (t % 4) + i % 2, n - w0 - 64 * group)] = live ? y : 0.0f;
+  };
+  // The 256-token producers at split-K > 1 stage y after the split-K sum, from out (each thread
+  // reads back its own stores): done inside its chunks, the sum's loop spilled 4-24 bytes (its k
+  // loop already takes the 168 registers ptxas allows 288 threads).
+  constexpr bool kNormAfter = C::kSplitK > 1 && C::kTileT > 136;
+  const auto store = [&](int i, bool norm) {  // the epilogue of accumulator i (SwiGLU: of i and i + 2); norm: a producer's staging too
     const int r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
     if (r >= a.rows || n >= C::kN) {
-      // A producer's staged y is 0 past N (the tree's zeros) and past rows (summed, never stored).
-      if constexpr (C::kNormOut) if (a.norm_weight != nullptr) norm_y[gemm_norm_stage_at(8 * (i / 4) % S::kNormTokens + 2 * (t % 4) + i % 2, n - w0 - 64 * group)] = 0.0f;
+      if constexpr (C::kNormOut) {
+        if (norm && a.norm_weight != nullptr) norm_stage(i, r, n, 0.0f);
+      }
       return;
     }
     float v = d[i];
@@ -209,10 +222,7 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
       if (a.accumulate) y += *out;
       *out = y;
       if constexpr (C::kNormOut) {
-        if (a.norm_weight != nullptr) {
-          static_cast<typename C::T*>(a.norm_out)[static_cast<size_t>(r) * C::kN + n] = Elem<typename C::T>::from_float(__fmul_rn(a.norm_weight[n], y));
-          norm_y[gemm_norm_stage_at(8 * (i / 4) % S::kNormTokens + 2 * (t % 4) + i % 2, n - w0 - 64 * group)] = y;
-        }
+        if (norm && a.norm_weight != nullptr) norm_stage(i, r, n, y);
       }
     }
   };
@@ -222,16 +232,18 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
     constexpr int kChunks = (C::kN + 63) / 64;
     const int chunk = (w0 + 64 * group) / 64, tokens = 2 * (end - c);
     gemm_group_sync<S::kConsumers>(group);  // the chunk's y is staged (and the last chunk's sums read)
+    // One item at a time (#pragma unroll 1): both a thread's items at once spilled the split-K
+    // 256-token producers, whose k loop already takes the 168 registers ptxas allows 288 threads.
+#pragma unroll 1
     for (int item = t; item < 8 * tokens; item += 128) {
       const int local = item >> 3, j = item & 7;
-      double s[8];
-#pragma unroll
-      for (int m = 0; m < 8; ++m) {
-        const double y = norm_y[gemm_norm_stage_at(local, j + 8 * m)];  // column j + 8 m
-        s[m] = y * y;  // exact in float64
-      }
-      // s[m] is column j + 8 m: levels 32 (m, m + 4), 16 (m, m + 2) and 8 (m, m + 1) of the tree.
-      norm_c[local * 8 + (j ^ ((local >> 1) & 7))] = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+      const auto sq = [&](int m) {  // column j + 8 m, squared: exact in float64
+        const double y = norm_y[gemm_norm_stage_at(local, j + 8 * m)];
+        return y * y;
+      };
+      // Levels 32 (m, m + 4), 16 (m, m + 2) and 8 (m, m + 1) of the tree over the columns j + 8 m.
+      const double lo = (sq(0) + sq(4)) + (sq(2) + sq(6));
+      norm_c[local * 8 + (j ^ ((local >> 1) & 7))] = lo + ((sq(1) + sq(5)) + (sq(3) + sq(7)));
     }
     gemm_group_sync<S::kConsumers>(group);  // the residue sums are in; y may be staged again
     if (t < tokens && chunk < kChunks && t0 + 2 * c + t < a.rows) {
@@ -257,24 +269,37 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
     static_assert(kGemmSplitSumChunk % 4 == 0, "a SwiGLU pair stays in one chunk");
     const auto chunk = [&](int c, int end) {
 #pragma unroll
-      for (int i = c; i < end; ++i) store(i);
-      if constexpr (C::kNormOut) {
+      for (int i = c; i < end; ++i) store(i, !kNormAfter);
+      if constexpr (C::kNormOut && !kNormAfter) {
         if (a.norm_weight != nullptr) norm_sums(c, end);
       }
     };
-    gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync, chunk);
+    const bool last = gemm_split_sum_if_last<C, C::kTileT / 2>(a, split, at, [&](int i) -> float& { return d[i]; }, sync, chunk);
+    if constexpr (C::kNormOut && kNormAfter) {
+      if (last && a.norm_weight != nullptr) {
+#pragma unroll 1
+        for (int c = 0; c < C::kTileT / 2; c += kGemmSplitSumChunk) {
+#pragma unroll
+          for (int q = 0; q < kGemmSplitSumChunk; ++q) {
+            const int i = c + q, r = t0 + 8 * (i / 4) + 2 * (t % 4) + i % 2, n = wrow + 8 * ((i / 2) % 2);
+            norm_stage(i, r, n, r < a.rows && n < C::kN ? *gemm_out<C>(a, r, n) : 0.0f);  // this thread's own store of y
+          }
+          norm_sums(c, c + kGemmSplitSumChunk);
+        }
+      }
+    }
   } else if constexpr (C::kNormOut) {
     // Chunks of the split-K sum's size: 32 tokens' y at a time in the staging tile.
 #pragma unroll
     for (int c = 0; c < C::kTileT / 2; c += kGemmSplitSumChunk) {
       const int end = c + kGemmSplitSumChunk < C::kTileT / 2 ? c + kGemmSplitSumChunk : C::kTileT / 2;
 #pragma unroll
-      for (int i = c; i < end; ++i) store(i);
+      for (int i = c; i < end; ++i) store(i, true);
       if (a.norm_weight != nullptr) norm_sums(c, end);
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < C::kTileT / 2; ++i) store(i);
+    for (int i = 0; i < C::kTileT / 2; ++i) store(i, false);
   }
 }
 

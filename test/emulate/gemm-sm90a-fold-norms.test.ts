@@ -152,8 +152,8 @@ interface Mutant { readonly name: string; readonly from: string; readonly to: st
 const MUTANTS: readonly Mutant[] = [
   {
     name: 'the chunk tree summed in another order (neighbouring columns first)',
-    from: '((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))',
-    to: '((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))',
+    from: '(sq(0) + sq(4)) + (sq(2) + sq(6));\n      norm_c[local * 8 + (j ^ ((local >> 1) & 7))] = lo + ((sq(1) + sq(5)) + (sq(3) + sq(7)));',
+    to: '(sq(0) + sq(1)) + (sq(2) + sq(3));\n      norm_c[local * 8 + (j ^ ((local >> 1) & 7))] = lo + ((sq(4) + sq(5)) + (sq(6) + sq(7)));',
     run: 'producer',
   },
   {
