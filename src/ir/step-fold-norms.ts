@@ -43,8 +43,9 @@ function foldSite(graph: StepGraph, ops: readonly StepOp[], i: number, f: NormFo
   let producer = i - 1;
   while (producer >= 0 && !opTensors(ops[producer]!).includes(norm.x)) producer--;
   const p = ops[producer];
-  if (!isLinear(p) || !p.accumulate || p.swiglu || p.normOut || p.parts.length !== 1 || p.parts[0]!.out !== norm.x || p.x === norm.x || !f.normOut.includes(p.role)) return undefined;
-  // The fold moves the norm's writes (out, sums) up to the producer: no op in between may read or write them.
+  if (!isLinear(p) || !p.accumulate || p.swiglu || p.normOut || p.parts.length !== 1 || p.parts[0]!.out !== norm.x || p.x === norm.x || p.x === norm.out || !f.normOut.includes(p.role)) return undefined;
+  // The fold moves the norm's writes (out, sums) up to the producer (which must not read them: other
+  // CTAs would write its x): no op in between may read or write them either.
   const moved = [norm.out, sumsqTensor(norm.out)];
   if (ops.slice(producer + 1, i).some((o) => opTensors(o).some((t) => moved.includes(t)))) return undefined;
   // The norm's out is read until an op writes it again (the next layer's norm or its producer).

@@ -83,6 +83,16 @@ describe('foldNorms', () => {
     expect(linear(g, 1, 'o').normOut).toEqual({ weight: 'model.layers.1.post_attention_layernorm.weight', out: 'h', sumsq: 'h.sumsq' });
   });
 
+  test('a producer that reads the norm\'s out keeps that norm (its CTAs would overwrite the x other CTAs read)', () => {
+    const s = spec('qwen3');
+    const base = rewriteForGpu(tidar4(s));
+    const at = base.ops.findIndex((o) => o.kind === 'linear' && o.layer === 1 && o.role === 'down');
+    const down = base.ops[at] as Extract<StepOp, { kind: 'linear' }>;
+    const g = foldNorms({ ...base, ops: base.ops.map((o, j) => (j === at ? { ...down, x: 'h' } : o)) }, ALL);
+    expect(linear(g, 1, 'down').normOut).toBeUndefined();
+    expect(norms(g).map((o) => (o as { weight: string }).weight)).toEqual(['model.layers.0.input_layernorm.weight', 'model.layers.1.post_attention_layernorm.weight', 'model.layers.2.input_layernorm.weight']);
+  });
+
   test('a role without its flag keeps its norms', () => {
     const s = spec('qwen3');
     const noHead = rewriteForGpu(tidar4(s), { foldNorms: { normOut: ['o', 'down'], rowScale: ['qkv', 'gate_up'] } });
