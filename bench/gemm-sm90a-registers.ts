@@ -3,7 +3,9 @@
  * SM90A_TOKEN_TILES) on the Qwen3-8B units (qkv, o, gate_up with its SwiGLU, down) at split-K 1
  * to 4, the 4-stage ring (the depth changes no register), nvcc -arch=sm_90a. Prints each figure,
  * then the table gemm-sm90a.ts's SM90A_REGISTERS_BY_TILE records (the most over the units, split-K
- * 1 and above 1), to paste there when the kernel changes; exits 1 if any kernel spills or uses
+ * 1 and above 1), to paste there when the kernel changes (the bf16 units carry the fold-norms
+ * code, Reduction::kNormOut / kRowScale, since 2026-12-06: the table keeps the most of these
+ * and of the figures without it, as its comment says); exits 1 if any kernel spills or uses
  * stack (the planner may emit every tile at every split: draft lengths 12 to 15 plan 256 tokens).
  * test/codegen/gemm-sm90a-spills.test.ts compiles only the 256-token kernels a Qwen3-8B compile
  * plans. Needs nvcc; 3.3 minutes of CPU (9 wall on 2 busy cores).

@@ -116,10 +116,16 @@ export function sm90aRefusal(shape: GemmShape, roles: readonly string[], reducti
  * spills since the last CTA stores each chunk of sums as it holds them (tidarc_gemm_sm90a.cuh;
  * summed whole first it spilled 152-184 bytes there, and 128 tokens took 137). What the stage
  * rule's occupancy, the family choice and the step cost model price a kernel at.
+ * Fold-norms (2026-12-06): the Qwen3-8B units now carry Reduction::kNormOut (o, down) or
+ * kRowScale (qkv, gate_up); the bench over them gave single { 8: 30, 16: 34, 32: 42, 64: 60,
+ * 128: 96, 136: 100, 256: 160 }, split { 8: 32, 16: 44, 32: 52, 64: 82, 128: 137, 136: 137,
+ * 256: 168 } (the producers' split-K 128-token kernels 106 -> 137: the staged chunk sums), no
+ * spills. The table keeps the most of those and of the figures above (units without the code
+ * compile as before, e.g. fp16 ones): an upper bound for either.
  */
 const SM90A_REGISTERS_BY_TILE: Readonly<Record<'single' | 'split', Readonly<Record<number, number>>>> = {
-  single: { 8: 30, 16: 34, 32: 42, 64: 58, 128: 90, 136: 94, 256: 154 },
-  split: { 8: 32, 16: 48, 32: 53, 64: 83, 128: 106, 136: 142, 256: 168 },
+  single: { 8: 30, 16: 34, 32: 42, 64: 60, 128: 96, 136: 100, 256: 160 },
+  split: { 8: 32, 16: 48, 32: 53, 64: 83, 128: 137, 136: 142, 256: 168 },
 };
 export function sm90aRegisters(tileT: number, splitK: number): number {
   const r = SM90A_REGISTERS_BY_TILE[splitK > 1 ? 'split' : 'single'][tileT];

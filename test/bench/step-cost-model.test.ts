@@ -85,7 +85,7 @@ describe('the step cost model', () => {
       expect(a.gemm, a.symbol).toEqual({ tileT: u.kernels.find((k) => k.symbol === a.symbol)!.tileT, splitK: u.splitK });
       expect(a.registers, a.symbol).toBe(sm90aRegisters(a.gemm!.tileT, a.gemm!.splitK));
     }
-    expect(new Set(gemms.map((a) => a.registers)).has(137)).toBe(false);  // 72 rows: the 128-token kernel, 90 or 106 registers, not the old flat 137
+    expect(new Set(gemms.map((a) => a.registers)).size).toBeGreaterThan(1);  // per token tile and split-K, not one flat figure (the old 137, which the fold-norms producers' split-K 128-token kernels now happen to use)
   });
 
   test('launch by launch, kernels shorter than their issue wait on the host; a graph does not', () => {
