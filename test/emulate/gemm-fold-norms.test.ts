@@ -135,7 +135,9 @@ const consumers: ConsumerRun[] = [];
 const swiglus: { key: string; m: number; run: GemmRunResult; worst: number }[] = [];
 const heads: { m: number; logits: GemmRunResult; stats: GemmRunResult }[] = [];
 
-interface Mutant { readonly name: string; readonly from: string; readonly to: string; readonly run: 'producer' | 'consumer' | 'consumer-ids' }
+interface Mutant { readonly name: string; readonly from: string; readonly to: string; readonly run: 'producer' | 'consumer' | 'consumer-ids'; readonly oneTile?: true; readonly m?: number }
+/** The stage-reuse mutants' shape: K = 64 is one k tile, so the last tile read is stage 0, where the epilogue's shared memory starts. */
+const ONE_TILE: GemmShape = { n: 201, k: 64, dtype: 'bf16' };
 const MUTANTS: readonly Mutant[] = [
   {
     name: 'the chunk tree summed in another order (left to right)',
@@ -150,6 +152,18 @@ const MUTANTS: readonly Mutant[] = [
     run: 'consumer',
   },
   { name: 'no barrier between staging the tile and summing it', from: '__syncthreads();  // the tile is whole before any thread sums a row of it', to: ';', run: 'producer' },
+  {
+    name: 'no barrier before the producer\'s tile overwrites the pipeline\'s stages',
+    from: 'const int lane = threadIdx.x % 32, g = lane / 4, tg = lane % 4;\n  __syncthreads();  // every warp is done reading the pipeline\'s stages',
+    to: 'const int lane = threadIdx.x % 32, g = lane / 4, tg = lane % 4;',
+    run: 'producer', oneTile: true,
+  },
+  {
+    name: 'no barrier before the consumer\'s 1 / rms overwrite the pipeline\'s stages',
+    from: 'float* inv_s = reinterpret_cast<float*>(smem_raw);\n      __syncthreads();  // every warp is done reading the pipeline\'s stages',
+    to: 'float* inv_s = reinterpret_cast<float*>(smem_raw);',
+    run: 'consumer', oneTile: true, m: 272,  // a CTA of several warp rows: warps that read the W rows another warp's 1 / rms land on
+  },
   { name: 'the sums\' row taken without row_ids', from: 'const int sr = a.row_ids != nullptr ? a.row_ids[r] : r;', to: 'const int sr = r;', run: 'consumer-ids' },
 ];
 const mutantCaught = new Map<string, boolean>();
@@ -218,9 +232,9 @@ function producerExact(run: GemmRunResult, shape: GemmShape, m: number): { normO
 }
 
 const problems = {
-  prod: producerProblem(PROD), fp16: producerProblem(FP16), swi: randomGemmProblem(SWI, 272, 51), head: randomGemmProblem(HEAD, 272, 61),
+  prod: producerProblem(PROD), oneTile: producerProblem(ONE_TILE), fp16: producerProblem(FP16), swi: randomGemmProblem(SWI, 272, 51), head: randomGemmProblem(HEAD, 272, 61),
 };
-const sums = { prod: randomSumsq(272, PROD.k, 47), swi: randomSumsq(272, SWI.k, 53), head: randomSumsq(272, HEAD.k, 63) };
+const sums = { prod: randomSumsq(272, PROD.k, 47), oneTile: randomSumsq(272, ONE_TILE.k, 49), swi: randomSumsq(272, SWI.k, 53), head: randomSumsq(272, HEAD.k, 63) };
 
 beforeAll(async () => {
   if (!cxx.found) return;
@@ -258,19 +272,20 @@ beforeAll(async () => {
         heads.push({ m: plan.m, logits, stats });
       }
     } else {
-      const m = job.mutant;
-      const { exe, plans } = await build(dir, PROD, [20], 1, ['o', 'qkv'], objects, { mutant: m });
+      const m = job.mutant, mm = m.m ?? 20;
+      const [shape, problem, sumsq] = m.oneTile ? [ONE_TILE, problems.oneTile, sums.oneTile] : [PROD, problems.prod, sums.prod];
+      const { exe, plans } = await build(dir, shape, [mm], 1, ['o', 'qkv'], objects, { mutant: m });
       const plan = plans[0]!;
       if (m.run === 'producer') {
-        const run = await runGemmEmulator(exe, plan, producerInputs(problems.prod, 20), dir, 'p');
-        const exact = producerExact(run, PROD, 20);
+        const run = await runGemmEmulator(exe, plan, producerInputs(problem, mm), dir, 'p');
+        const exact = producerExact(run, shape, mm);
         mutantCaught.set(m.name, run.findings.length > 0 || !run.completed || !exact.normOut || !exact.sumsq);
       } else {
-        const rowIds = m.run === 'consumer-ids' ? rowIdsOf(20) : undefined;
-        const acc = await runGemmEmulator(exe, plan, accInputs(problems.prod, 20, rowIds), dir, 'a');
-        const scaled = await runGemmEmulator(exe, plan, consumerInputs(problems.prod, 20, sums.prod, rowIds), dir, 'c');
-        const c: ConsumerRun = { key: 'mutant', m: 20, ids: rowIds !== undefined, acc, scaled };
-        mutantCaught.set(m.name, scaled.findings.length > 0 || !scaled.completed || !scaledExactly(c, problems.prod, sums.prod));
+        const rowIds = m.run === 'consumer-ids' ? rowIdsOf(mm) : undefined;
+        const acc = await runGemmEmulator(exe, plan, accInputs(problem, mm, rowIds), dir, 'a');
+        const scaled = await runGemmEmulator(exe, plan, consumerInputs(problem, mm, sumsq, rowIds), dir, 'c');
+        const c: ConsumerRun = { key: 'mutant', m: mm, ids: rowIds !== undefined, acc, scaled };
+        mutantCaught.set(m.name, scaled.findings.length > 0 || !scaled.completed || !scaledExactly(c, problem, sumsq));
       }
     }
   });
