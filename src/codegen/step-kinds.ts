@@ -81,29 +81,40 @@ export interface ManifestLayerOps {
 
 /**
  * The compiled step kinds' graphs in the manifest, compactly: a layer's ops on each backend
- * (the same for every step kind and every layer of today's families; M = the step's tokens)
- * and per step kind its tokens and attention launches. A step kind or layer whose ops differ
- * carries its own `layers`.
+ * (the ops most layers of every step kind have; M = the step's tokens) and per step kind its
+ * tokens, attention launches and, where some layer's ops differ from `layer`, those layers
+ * alone (`otherLayers`, by layer index: with the norms folded, the cuda graph's layer 0 keeps
+ * its input RMSNorm). The cuda graph is the runtime's default for the model (folded where a
+ * bf16 compile folds: compiledFolding; `tidarc graph --no-fold-norms` draws the other).
  */
 export interface ManifestStepGraphs {
   readonly layers: number;
   readonly layer: ManifestLayerOps;
-  readonly steps: Readonly<Record<string, { readonly tokens: number; readonly launches: readonly string[]; readonly layers?: readonly ManifestLayerOps[] }>>;
+  readonly steps: Readonly<Record<string, { readonly tokens: number; readonly launches: readonly string[]; readonly otherLayers?: Readonly<Record<string, ManifestLayerOps>> }>>;
 }
 
 export function describeStepGraphs(spec: ModelSpec, variants: readonly string[]): ManifestStepGraphs {
   const kinds = variants.filter((v) => parseVariantName(v) !== undefined);
-  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-  let first: ManifestLayerOps | undefined;
-  const steps: ManifestStepGraphs['steps'][string][] = kinds.map((kind) => {
-    const graphs = GRAPH_BACKENDS.map((b) => stepGraph(spec, kind, b, 'step', kinds));
-    const perLayer = Array.from({ length: spec.layers }, (_, l): ManifestLayerOps => {
+  const key = (x: ManifestLayerOps): string => JSON.stringify(x);
+  const perKind = kinds.map((kind) => {
+    const graphs = GRAPH_BACKENDS.map((b) => stepGraph(spec, kind, b, 'step', kinds, { foldNorms: true }));
+    const layers = Array.from({ length: spec.layers }, (_, l): ManifestLayerOps => {
       const [cpu, cuda] = graphs.map((g) => g.ops.filter((o) => o.layer === l).map((o) => compactOp(o, g)));
       return { cpu: cpu!, cuda: cuda! };
     });
-    first ??= perLayer[0];
-    const alike = perLayer.every((x) => same(x, first));
-    return { tokens: graphs[0]!.tokens, launches: graphs[0]!.launches.map((l) => l.variant), ...(alike ? {} : { layers: perLayer }) };
+    return { graphs, layers };
   });
-  return { layers: spec.layers, layer: first ?? { cpu: [], cuda: [] }, steps: Object.fromEntries(kinds.map((k, i) => [k, steps[i]!])) };
+  // The layer most layers of all step kinds are (the first such on a tie).
+  const counts = new Map<string, { readonly ops: ManifestLayerOps; n: number }>();
+  for (const l of perKind.flatMap((k) => k.layers)) {
+    const c = counts.get(key(l));
+    if (c) c.n++;
+    else counts.set(key(l), { ops: l, n: 1 });
+  }
+  const layer = [...counts.values()].reduce<{ readonly ops: ManifestLayerOps; n: number } | undefined>((best, c) => (!best || c.n > best.n ? c : best), undefined)?.ops ?? { cpu: [], cuda: [] };
+  const steps = perKind.map(({ graphs, layers }) => {
+    const other = layers.flatMap((l, i) => (key(l) === key(layer) ? [] : [[String(i), l] as const]));
+    return { tokens: graphs[0]!.tokens, launches: graphs[0]!.launches.map((l) => l.variant), ...(other.length > 0 ? { otherLayers: Object.fromEntries(other) } : {}) };
+  });
+  return { layers: spec.layers, layer, steps: Object.fromEntries(kinds.map((k, i) => [k, steps[i]!])) };
 }
