@@ -30,7 +30,8 @@
     (C3 + C7)), a thread a token), which is the tree's levels 32 ... 1 exactly, so norm_sumsq
     has the mma.sync kernel's bits. Named barriers 1 + group (the warpgroup's 128 threads) order
     the staging; the ring is free once the warpgroup's last wgmma retired (every TMA copy landed
-    before its last full wait, and only this warpgroup reads its W rows).
+    before its last full wait, and only this warpgroup reads its W rows): a warpgroup barrier
+    after the last wait, so no warp writes there before every warp's wait has returned.
     ABI: tidarc_gemm_sm90a_abi.h. Grid: (ceil(rows / kTileT), ceil(N / (64 kConsumers)), split-K). */
 #pragma once
 #include "tidarc_gemm.cuh"
@@ -160,6 +161,12 @@ __device__ __forceinline__ void gemm_sm90a_kernel(const TidarcGemmSm90aArgs& arg
   }
   wgmma_wait<0>();  // nobody refills the last stage: no release
   wgmma_fence_operand(d);  // the epilogue's reads of d stay after the wait
+  if constexpr (C::kNormOut || C::kRowScale) {
+    // The fold-norms scratch below overwrites W rows of stages 0 and 1 that the warpgroup's last
+    // wgmmas may have read: each warp's wait covers its own view of them, so the whole warpgroup
+    // waits before any warp writes there (not relying on one warp's wait retiring the others').
+    gemm_group_sync<S::kConsumers>(group);
+  }
 
   // Accumulator i of thread t: weight row 16 (t / 32) + (t % 32) / 4 + 8 ((i / 2) % 2), token 8 (i / 4) + 2 (t % 4) + i % 2.
   const int wrow = w0 + 64 * group + 16 * (t / 32) + (t % 32) / 4;
