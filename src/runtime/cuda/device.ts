@@ -540,7 +540,6 @@ function checkRange(buf: DeviceBuffer, at: number, bytes: number, what: string):
   }
 }
 
-/** Runs a driver call; its Error becomes a TidarcError('runtime') saying what was being done. */
 /**
  * What a failed programmatic launch (or the capture or replay of a graph holding some) adds to
  * the driver's error: the first run of PDL on a new GPU or driver is where it can fail, and the
@@ -548,6 +547,7 @@ function checkRange(buf: DeviceBuffer, at: number, bytes: number, what: string):
  */
 export const PDL_HINT = ' (programmatic dependent launch: run again with --no-pdl, or loadModel pdl: false, to launch the kernels without it)';
 
+/** Runs a driver call; its Error becomes a TidarcError('runtime') saying what was being done. */
 function guard<T>(doing: string, call: () => T, hint = ''): T {
   try {
     return call();
