@@ -5,29 +5,15 @@
  * matching predictions (PDL on where the run had it) side by side; the report gains the PDL columns
  * and line; a CLI without --no-pdl is a refusal, not a failure.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { devicePy as py, hasPython as python } from '../helpers/device-check-python.js';
 import { afterAll, describe, expect, test } from 'vitest';
 import { writeE2ePredictions } from '../../src/bench/e2e-bundle.js';
 
-const exec = promisify(execFile);
-const DIR = resolve('scripts/device-check');
-const python = await exec('python3', ['-c', 'pass']).then(() => true, () => false);
 const root = mkdtempSync(join(tmpdir(), 'tidarc-e2e-pdl-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function py(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('python3', args, { maxBuffer: 64 << 20, cwd: DIR });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 describe.skipIf(!python)('the e2e part with and without PDL (python3 only)', () => {
   test('the plan: --no-pdl after the default run of Qwen3-8B\'s and 0.6B\'s k = 8 at L = 4096; as many commands as before, 0.6B\'s L = 1024 k = 4 / 16 --no-graphs dropped', async () => {

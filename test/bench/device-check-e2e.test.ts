@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { devicePy as py, hasPython as python } from '../helpers/device-check-python.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { ModelSpec } from '../../src/ir/model.js';
 import { type StepShape, stepCost } from '../../src/bench/roofline.js';
@@ -20,24 +21,12 @@ import { sharedEmulatedDriver, sharedKernelCache } from '../helpers/emulated-dri
 import { E2E_PREDICTIONS, e2eModels, writeE2ePredictions } from '../../src/bench/e2e-bundle.js';
 
 const exec = promisify(execFile);
-const DIR = resolve('scripts/device-check');
-const python = await exec('python3', ['-c', 'pass']).then(() => true, () => false);
 // CI installs no torch; a machine where one was left installed by hand must not add minutes to CI's
 // suite either (TIDARC_E2E_TORCH=1 runs them there).
 const torch = python && (!process.env['CI'] || process.env['TIDARC_E2E_TORCH'] === '1')
   && await exec('python3', ['-c', 'import torch, transformers, safetensors']).then(() => true, () => false);
 const root = mkdtempSync(join(tmpdir(), 'tidarc-e2e-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-async function py(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec('python3', args, { env, maxBuffer: 64 << 20, cwd: DIR });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 describe.skipIf(!python)('the e2e part\'s arithmetic and report (python3 only)', () => {
   test('e2e_cost.step_cost is roofline.ts\'s stepCost on every model, prefix and step kind of the part', async () => {
