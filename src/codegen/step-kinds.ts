@@ -8,7 +8,7 @@ import { TidarcError } from '../errors.js';
 import type { ModelSpec } from '../ir/model.js';
 import { type StepGraph, type StepRequest, buildStepGraph } from '../ir/step-graph.js';
 import { compactOp } from '../ir/step-render.js';
-import { rewriteForGpu, validateGraph } from '../ir/step-rewrite.js';
+import { gpuRewriteOptions, rewriteForGpu, validateGraph } from '../ir/step-rewrite.js';
 import { type NormFolding, normFolding } from '../ir/step-fold-norms.js';
 import { gemmEpilogues } from './gemm-epilogue.js';
 import { planModelGemms } from './gemm-model.js';
@@ -52,7 +52,7 @@ export function stepGraph(spec: ModelSpec, kind: string, backend: GraphBackend, 
   const I = spec.intermediateSize;
   const { swigluInterleave } = gemmEpilogues({ n: 2 * I, k: spec.hiddenSize, dtype: spec.dtype }, ['gate_up']);
   const folding = o.foldNorms ? compiledFolding(spec) : undefined;
-  return rewriteForGpu(base, { ...(swigluInterleave === undefined ? {} : { swigluInterleave }), ...(folding ? { foldNorms: folding } : {}) });
+  return rewriteForGpu(base, gpuRewriteOptions(swigluInterleave, folding));
 }
 
 /**

@@ -42,6 +42,11 @@ export interface GpuRewriteOptions {
   readonly foldNorms?: NormFolding;
 }
 
+/** GpuRewriteOptions from what may be absent (exactOptionalPropertyTypes: no key set to undefined). */
+export function gpuRewriteOptions(swigluInterleave: number | undefined, foldNorms: NormFolding | undefined): GpuRewriteOptions {
+  return { ...(swigluInterleave === undefined ? {} : { swigluInterleave }), ...(foldNorms ? { foldNorms } : {}) };
+}
+
 type Linear = OpOf<'linear'>;
 const isLinear = (op: StepOp | undefined): op is Linear => op?.kind === 'linear';
 

@@ -33,7 +33,7 @@ import { AR_VARIANT } from '../../codegen/variant-name.js';
 import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { type AttentionSchedule, type StepGraph, type TensorDecl, opWeights, tensorElemBytes } from '../../ir/step-graph.js';
-import { rewriteForGpu } from '../../ir/step-rewrite.js';
+import { gpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
 import { expectedTensors } from '../../model/checkpoint.js';
 import { passGraph } from '../model/step.js';
 import type { KvShape } from '../model/kv-cache.js';
@@ -127,7 +127,7 @@ export function prefixLengthBytes(T: number): number {
 export function passBytes(spec: ModelSpec, T: number, schedule: AttentionSchedule, swigluInterleave?: number, foldNorms = spec.dtype === 'bf16'): number {
   // A bf16 load folds by default: the folded graph's float64 row sums are its one more tensor (an upper bound when it does not).
   const folding = foldNorms ? compiledFolding(spec) : undefined;
-  return graphPassBytes(rewriteForGpu(passGraph(spec, T, schedule), { ...(swigluInterleave === undefined ? {} : { swigluInterleave }), ...(folding ? { foldNorms: folding } : {}) }));
+  return graphPassBytes(rewriteForGpu(passGraph(spec, T, schedule), gpuRewriteOptions(swigluInterleave, folding)));
 }
 
 /** passBytes of a rewritten graph already built (its tokens, tensors and prefix lengths). */

@@ -14,7 +14,7 @@ import type { ResolvedLaunch } from '../model/step.js';
 import type { DeviceBuffer } from './device.js';
 import { AR_VARIANT } from '../../codegen/variant-name.js';
 import type { StepGraph } from '../../ir/step-graph.js';
-import { type GpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
+import { type GpuRewriteOptions, gpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
 import { passGraph } from '../model/step.js';
 import type { GemmNormOut, GemmRowScale, GpuGemms } from './gpu-gemm.js';
 import type { GpuDtype, GpuMatrix, GpuOps } from './gpu-ops.js';
@@ -104,7 +104,7 @@ export interface GpuGraphChoice {
  * layer (a role on the SIMT fallback or an unflagged sm_90a unit never folds).
  */
 export function gpuGraphChoice(spec: ModelSpec, gemms: GpuGemms, weights: GpuWeights, want = true): GpuGraphChoice {
-  const options: GpuRewriteOptions = weights.gateUpInterleave === undefined ? {} : { swigluInterleave: weights.gateUpInterleave };
+  const options = gpuRewriteOptions(weights.gateUpInterleave, undefined);
   const off = (why: string): GpuGraphChoice => ({ options, foldNorms: false, foldNormsWhy: why });
   if (!want) return off('switched off (GpuRunnerOptions.foldNorms: false)');
   if (!weights.foldNorms) return off(weights.foldNormsWhy ?? 'the weights were uploaded without fold-norms');

@@ -15,7 +15,7 @@ import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import { layerPrefix, opWeights } from '../../ir/step-graph.js';
 import { type NormFolding, normFolding } from '../../ir/step-fold-norms.js';
-import { rewriteForGpu } from '../../ir/step-rewrite.js';
+import { gpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
 import { decode } from '../../util/dtype.js';
 import { ropeInvFreq, type WeightMatrix } from '../ops.js';
 import { passGraph } from '../model/step.js';
@@ -72,7 +72,7 @@ function gateUpInterleaveOf(spec: ModelSpec, manifest: Pick<Manifest, 'gemms'> |
 export function uploadWeights(device: CudaDevice, spec: ModelSpec, w: ModelWeights, manifest?: Pick<Manifest, 'gemms'>, o: { readonly foldNorms?: boolean } = {}): GpuWeights {
   const gateUpInterleave = gateUpInterleaveOf(spec, manifest, w);
   // The weights a graph reads do not depend on its token count or schedule.
-  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), gateUpInterleave === undefined ? {} : { swigluInterleave: gateUpInterleave });
+  const graph = rewriteForGpu(passGraph(spec, 1, { kind: 'step', variant: AR_VARIANT }), gpuRewriteOptions(gateUpInterleave, undefined));
   const matrices = new Map<string, GpuMatrix>();
   const biases = new Map<string, DeviceBuffer>();
   const seen = new Map<WeightMatrix, GpuMatrix>();

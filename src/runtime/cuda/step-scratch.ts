@@ -31,7 +31,7 @@ import { TidarcError } from '../../errors.js';
 import type { ModelSpec } from '../../ir/model.js';
 import type { AttentionSchedule, StepGraph } from '../../ir/step-graph.js';
 import type { NormFolding } from '../../ir/step-fold-norms.js';
-import { rewriteForGpu } from '../../ir/step-rewrite.js';
+import { gpuRewriteOptions, rewriteForGpu } from '../../ir/step-rewrite.js';
 import { passGraph, resolveLaunches } from '../model/step.js';
 import { type DeviceMemoryNow, formatBytes, graphPassBytes, headScratchBytes, kvCacheBytes } from './device-memory.js';
 import { type StepShape, stepIoSizes, stepShapeKey, stepTailPlan } from './gpu-decode-step.js';
@@ -181,7 +181,7 @@ function cached<T>(ctx: PriceContext, key: string, make: () => T): T {
 function gpuGraph(ctx: PriceContext, T: number, schedule: AttentionSchedule): StepGraph {
   // The load's fold (a runner that folds less allocates no more: the sums tensor is the fold's only activation).
   const { gateUpInterleave: interleave, foldNorms } = ctx.weights;
-  return rewriteForGpu(passGraph(ctx.spec, T, schedule), { ...(interleave === undefined ? {} : { swigluInterleave: interleave }), ...(foldNorms ? { foldNorms } : {}) });
+  return rewriteForGpu(passGraph(ctx.spec, T, schedule), gpuRewriteOptions(interleave, foldNorms));
 }
 
 function variantOf(ctx: PriceContext, name: string): ManifestVariant {
